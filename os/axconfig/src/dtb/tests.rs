@@ -1,0 +1,253 @@
+//! Device trees shaped like QEMU's `virt` machines, built with `vm-fdt`.
+
+use super::*;
+use std::vec::Vec;
+use vm_fdt::{FdtReserveEntry, FdtWriter};
+
+enum Kind {
+    ArmGicV2,
+    ArmGicV3,
+    Riscv { h: bool },
+}
+
+fn build(kind: Kind, ncpus: u32) -> Vec<u8> {
+    let mut w = FdtWriter::new_with_mem_reserv(&[FdtReserveEntry::new(0x4700_0000, 0x1000).unwrap()])
+        .unwrap();
+    let root = w.begin_node("").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    w.property_string("model", "test-virt").unwrap();
+    let arm = !matches!(kind, Kind::Riscv { .. });
+    let ram_base: u64 = if arm { 0x4000_0000 } else { 0x8000_0000 };
+
+    let chosen = w.begin_node("chosen").unwrap();
+    let uart_name = if arm { "/pl011@9000000" } else { "/soc/serial@10000000" };
+    w.property_string("stdout-path", uart_name).unwrap();
+    w.end_node(chosen).unwrap();
+
+    let mem = w.begin_node(&std::format!("memory@{ram_base:x}")).unwrap();
+    w.property_string("device_type", "memory").unwrap();
+    w.property_array_u64("reg", &[ram_base, 0x4000_0000]).unwrap();
+    w.end_node(mem).unwrap();
+
+    let rm = w.begin_node("reserved-memory").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    w.property_null("ranges").unwrap();
+    let fw = w.begin_node("mmode_resv0@80000000").unwrap();
+    w.property_array_u64("reg", &[ram_base, 0x4_0000]).unwrap();
+    w.end_node(fw).unwrap();
+    w.end_node(rm).unwrap();
+
+    let cpus = w.begin_node("cpus").unwrap();
+    w.property_u32("#address-cells", 1).unwrap();
+    w.property_u32("#size-cells", 0).unwrap();
+    w.property_u32("timebase-frequency", 10_000_000).unwrap();
+    for i in 0..ncpus {
+        let c = w.begin_node(&std::format!("cpu@{i}")).unwrap();
+        w.property_string("device_type", "cpu").unwrap();
+        w.property_u32("reg", i).unwrap();
+        if !arm {
+            let isa = if matches!(kind, Kind::Riscv { h: true }) {
+                "rv64imafdch_zicsr_zifencei_sstc"
+            } else {
+                "rv64imafdc_zicsr_zifencei"
+            };
+            w.property_string("riscv,isa", isa).unwrap();
+            let ic = w.begin_node("interrupt-controller").unwrap();
+            w.property_null("interrupt-controller").unwrap();
+            w.property_u32("#interrupt-cells", 1).unwrap();
+            w.property_u32("phandle", 100 + i).unwrap();
+            w.end_node(ic).unwrap();
+        }
+        w.end_node(c).unwrap();
+    }
+    // A disabled CPU and a non-CPU child (cpu-map) are skipped.
+    let off = w.begin_node("cpu@99").unwrap();
+    w.property_string("device_type", "cpu").unwrap();
+    w.property_u32("reg", 99).unwrap();
+    w.property_string("status", "disabled").unwrap();
+    w.end_node(off).unwrap();
+    let map = w.begin_node("cpu-map").unwrap();
+    w.end_node(map).unwrap();
+    w.end_node(cpus).unwrap();
+
+    match kind {
+        Kind::ArmGicV2 => {
+            let g = w.begin_node("intc@8000000").unwrap();
+            w.property_string_list("compatible", std::vec!["arm,cortex-a15-gic".into()]).unwrap();
+            w.property_array_u64(
+                "reg",
+                &[0x800_0000, 0x1_0000, 0x801_0000, 0x1_0000, 0x803_0000, 0x1_0000, 0x804_0000, 0x1_0000],
+            )
+            .unwrap();
+            w.end_node(g).unwrap();
+        }
+        Kind::ArmGicV3 => {
+            let g = w.begin_node("intc@8000000").unwrap();
+            w.property_string_list("compatible", std::vec!["arm,gic-v3".into()]).unwrap();
+            w.property_array_u64("reg", &[0x800_0000, 0x1_0000, 0x80a_0000, 0xf6_0000]).unwrap();
+            w.end_node(g).unwrap();
+        }
+        Kind::Riscv { .. } => {
+            let soc = w.begin_node("soc").unwrap();
+            w.property_u32("#address-cells", 2).unwrap();
+            w.property_u32("#size-cells", 2).unwrap();
+            let p = w.begin_node("plic@c000000").unwrap();
+            w.property_string_list("compatible", std::vec!["sifive,plic-1.0.0".into(), "riscv,plic0".into()])
+                .unwrap();
+            w.property_array_u64("reg", &[0xc00_0000, 0x60_0000]).unwrap();
+            w.property_u32("riscv,ndev", 95).unwrap();
+            let mut ie = Vec::new();
+            for i in 0..ncpus {
+                ie.extend_from_slice(&[100 + i, 11, 100 + i, 9]);
+            }
+            w.property_array_u32("interrupts-extended", &ie).unwrap();
+            w.end_node(p).unwrap();
+            let s = w.begin_node("serial@10000000").unwrap();
+            w.property_string("compatible", "ns16550a").unwrap();
+            w.property_array_u64("reg", &[0x1000_0000, 0x100]).unwrap();
+            w.end_node(s).unwrap();
+            w.end_node(soc).unwrap();
+        }
+    }
+    if arm {
+        let t = w.begin_node("timer").unwrap();
+        w.property_string("compatible", "arm,armv8-timer").unwrap();
+        w.property_array_u32("interrupts", &[1, 13, 0x104, 1, 14, 0x104, 1, 11, 0x104, 1, 10, 0x104])
+            .unwrap();
+        w.end_node(t).unwrap();
+        let p = w.begin_node("psci").unwrap();
+        w.property_string("compatible", "arm,psci-1.0").unwrap();
+        w.property_string("method", "smc").unwrap();
+        w.end_node(p).unwrap();
+        let u = w.begin_node("pl011@9000000").unwrap();
+        w.property_string_list("compatible", std::vec!["arm,pl011".into(), "arm,primecell".into()])
+            .unwrap();
+        w.property_array_u64("reg", &[0x900_0000, 0x1000]).unwrap();
+        w.end_node(u).unwrap();
+    }
+    w.end_node(root).unwrap();
+    w.finish().unwrap()
+}
+
+#[test]
+fn aarch64_gicv2() {
+    let blob = build(Kind::ArmGicV2, 4);
+    let info = PlatformInfo::parse(&blob, 0x4800_0000).unwrap();
+    assert_eq!(info.model.as_str(), "test-virt");
+    assert_eq!(info.memory.as_slice(), &[MemRange::new(0x4000_0000, 0x4000_0000)]);
+    assert_eq!(info.memory_size(), 0x4000_0000);
+    let ids: Vec<usize> = info.cpus.iter().map(|c| c.hw_id).collect();
+    assert_eq!(ids, [0, 1, 2, 3]);
+    assert_eq!(info.cpu_index(2), Some(2));
+    assert_eq!(info.cpu_index(99), None);
+    assert_eq!(
+        info.intc,
+        Some(IntcInfo::GicV2 {
+            dist: MemRange::new(0x800_0000, 0x1_0000),
+            cpu: MemRange::new(0x801_0000, 0x1_0000),
+            hyp: Some(MemRange::new(0x803_0000, 0x1_0000)),
+            vcpu: Some(MemRange::new(0x804_0000, 0x1_0000)),
+        })
+    );
+    assert_eq!(info.intc.as_ref().unwrap().name(), "GICv2");
+    assert_eq!(
+        info.timer_irqs,
+        Some(ArmTimerIrqs { secure_phys: 29, phys: 30, virt: 27, hyp: 26 })
+    );
+    assert_eq!(info.psci, Some(PsciMethod::Smc));
+    assert_eq!(
+        info.uart,
+        Some(UartInfo { regs: MemRange::new(0x900_0000, 0x1000), kind: UartKind::Pl011 })
+    );
+}
+
+#[test]
+fn aarch64_gicv3() {
+    let blob = build(Kind::ArmGicV3, 1);
+    let info = PlatformInfo::parse(&blob, 0x4800_0000).unwrap();
+    assert_eq!(info.cpus.len(), 1);
+    let intc = info.intc.unwrap();
+    assert_eq!(intc.name(), "GICv3");
+    assert_eq!(
+        intc,
+        IntcInfo::GicV3 {
+            dist: MemRange::new(0x800_0000, 0x1_0000),
+            redist: MemRange::new(0x80a_0000, 0xf6_0000)
+        }
+    );
+}
+
+#[test]
+fn riscv_plic_contexts_and_isa() {
+    let blob = build(Kind::Riscv { h: true }, 4);
+    let info = PlatformInfo::parse(&blob, 0x8220_0000).unwrap();
+    assert_eq!(info.timebase_hz, Some(10_000_000));
+    assert!(info.cpus.iter().all(|c| c.isa_h && c.isa_sstc));
+    let intc = info.intc.as_ref().unwrap();
+    assert_eq!(intc.name(), "PLIC");
+    // Hart i has M context 2i and S context 2i + 1.
+    for (i, cpu) in info.cpus.iter().enumerate() {
+        assert_eq!(intc.plic_s_context(cpu.intc_phandle.unwrap()), Some(2 * i + 1));
+    }
+    assert_eq!(intc.plic_s_context(7), None);
+    assert_eq!(info.uart.unwrap().kind, UartKind::Ns16550);
+    assert_eq!(info.timer_irqs, None);
+    assert_eq!(info.psci, None);
+
+    let no_h = build(Kind::Riscv { h: false }, 1);
+    let info = PlatformInfo::parse(&no_h, 0x8220_0000).unwrap();
+    assert!(!info.cpus[0].isa_h && !info.cpus[0].isa_sstc);
+}
+
+#[test]
+fn free_memory_excludes_reservations_dtb_and_image() {
+    let blob = build(Kind::ArmGicV2, 1);
+    let info = PlatformInfo::parse(&blob, 0x4800_0000).unwrap();
+    assert_eq!(info.dtb, MemRange::new(0x4800_0000, blob.len()));
+    // memreserve entry + /reserved-memory child.
+    assert_eq!(
+        info.reserved.as_slice(),
+        &[MemRange::new(0x4700_0000, 0x1000), MemRange::new(0x4000_0000, 0x4_0000)]
+    );
+    let image = MemRange::new(0x4020_0000, 0x8_0000);
+    let free = info.free_memory(&[image]).unwrap();
+    let dtb_end = crate::memmap::align_up(0x4800_0000 + blob.len(), 4096);
+    assert_eq!(
+        free.as_slice(),
+        &[
+            MemRange::from_bounds(0x4004_0000, 0x4020_0000),
+            MemRange::from_bounds(0x4028_0000, 0x4700_0000),
+            MemRange::from_bounds(0x4700_1000, 0x4800_0000),
+            MemRange::from_bounds(dtb_end, 0x8000_0000),
+        ]
+    );
+}
+
+#[test]
+fn isa_strings() {
+    assert!(isa_has("rv64imafdch_zicsr", "h"));
+    assert!(isa_has("RV64IMAFDCH", "h"));
+    assert!(!isa_has("rv64imafdc_zihintpause", "h"));
+    assert!(isa_has("rv64imafdc_zicsr_sstc", "sstc"));
+    assert!(!isa_has("rv64imafdc_sstcx", "sstc"));
+    assert!(!isa_has("", "h"));
+}
+
+#[test]
+fn rejects_garbage_and_missing_parts() {
+    assert_eq!(PlatformInfo::parse(&[0u8; 64], 0).unwrap_err(), DtbError::Invalid);
+    assert_eq!(PlatformInfo::parse(&[], 0).unwrap_err(), DtbError::Invalid);
+    let mut blob = build(Kind::ArmGicV2, 1);
+    blob.truncate(blob.len() / 2);
+    assert_eq!(PlatformInfo::parse(&blob, 0).unwrap_err(), DtbError::Invalid);
+
+    let mut w = FdtWriter::new().unwrap();
+    let root = w.begin_node("").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    w.end_node(root).unwrap();
+    let empty = w.finish().unwrap();
+    assert_eq!(PlatformInfo::parse(&empty, 0).unwrap_err(), DtbError::NoMemory);
+}

@@ -1,0 +1,19 @@
+//! Platform configuration for the hypervisor.
+//!
+//! Two sources, one crate:
+//! - constants fixed at build time from `configs/platforms/<platform>.toml` ([`PLATFORM`],
+//!   [`KERNEL_BASE`], [`EARLY_UART`], [`MAX_CPUS`], [`STACK_SIZE`]);
+//! - the firmware device tree read at run time ([`dtb::PlatformInfo`]): memory, CPUs, the
+//!   interrupt controller, the console UART, timer interrupts and the PSCI conduit.
+//!
+//! Everything here is portable and unit-tested on the host.
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod dtb;
+pub mod memmap;
+
+include!(concat!(env!("OUT_DIR"), "/consts.rs"));
