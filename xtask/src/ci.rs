@@ -1,0 +1,172 @@
+//! `cargo xtask test`: every check CI runs, in order, stopping at the first failing step.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::arch::Arch;
+use crate::scenario::{self, Outcome, Scenario};
+use crate::{image, setup, util};
+
+/// Workspace crates that build only for bare metal: excluded from host clippy and host
+/// unit tests. (The hypervisor itself is linted per architecture instead.)
+pub const HOST_EXCLUDED: &[&str] = &["axvisor", "axhal", "axstd"];
+
+/// `cargo <verb> --workspace --exclude ...` for the host.
+fn host_workspace_cargo(verb: &str) -> Command {
+    let mut cmd = util::cargo();
+    cmd.args([verb, "--workspace"]);
+    for krate in HOST_EXCLUDED {
+        cmd.args(["--exclude", krate]);
+    }
+    cmd
+}
+
+/// The steps run so far, for the closing summary.
+#[derive(Default)]
+struct Steps {
+    done: Vec<(String, Duration, bool)>,
+}
+
+impl Steps {
+    /// Runs one step, announcing it and recording its time and result.
+    fn run<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        println!("\n==> {name}");
+        let start = Instant::now();
+        let result = f();
+        self.done
+            .push((name.to_owned(), start.elapsed(), result.is_ok()));
+        result.with_context(|| format!("step `{name}` failed"))
+    }
+
+    /// Marks the last step as failed (for a step that completes but finds failures).
+    fn mark_last_failed(&mut self) {
+        if let Some(last) = self.done.last_mut() {
+            last.2 = false;
+        }
+    }
+
+    fn print_summary(&self) {
+        println!("\n==> summary");
+        for (name, took, ok) in &self.done {
+            let mark = if *ok { "ok    " } else { "FAILED" };
+            println!("  {mark} {name} ({})", util::secs(*took));
+        }
+    }
+}
+
+/// Runs the whole test sequence, or only the matching scenarios when `filter` is given.
+/// Ends with the line `N passed, M failed` (counting scenarios).
+pub fn test(filter: Option<&str>) -> Result<ExitCode> {
+    let mut steps = Steps::default();
+    let result = run_steps(&mut steps, filter);
+    steps.print_summary();
+    let code = match result {
+        Ok(outcomes) => {
+            let failed: Vec<&str> = outcomes
+                .iter()
+                .filter(|o| !o.passed)
+                .map(|o| o.name.as_str())
+                .collect();
+            if !failed.is_empty() {
+                println!("failed scenarios: {}", failed.join(", "));
+            }
+            println!(
+                "{} passed, {} failed",
+                outcomes.len() - failed.len(),
+                failed.len()
+            );
+            if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            println!("scenarios were not run");
+            println!("0 passed, 0 failed");
+            ExitCode::FAILURE
+        }
+    };
+    Ok(code)
+}
+
+fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
+    steps.run("setup", setup::ensure)?;
+    let selected = steps.run("load scenarios", || select_scenarios(filter))?;
+
+    if filter.is_none() {
+        steps.run("cargo fmt --check", || {
+            let mut cmd = util::cargo();
+            cmd.args(["fmt", "--all", "--", "--check"]);
+            util::run(cmd)
+        })?;
+        steps.run("clippy (host)", || {
+            let mut cmd = host_workspace_cargo("clippy");
+            cmd.args(["--all-targets", "--", "-D", "warnings"]);
+            util::run(cmd)
+        })?;
+        for arch in Arch::SUPPORTED {
+            steps.run(&format!("clippy ({arch})"), || {
+                let mut cmd = util::cargo();
+                cmd.args(["clippy", "-p", image::HYPERVISOR_PACKAGE, "--target"])
+                    .arg(arch.triple())
+                    .args(["--", "-D", "warnings"]);
+                util::run(cmd)
+            })?;
+        }
+        steps.run("host unit tests", || {
+            util::run(host_workspace_cargo("test"))
+        })?;
+    }
+
+    // Every architecture for the full run; only the ones the selection needs otherwise.
+    let arches: BTreeSet<Arch> = match filter {
+        None => Arch::SUPPORTED.into_iter().collect(),
+        Some(_) => selected.iter().map(|s| s.machine.arch).collect(),
+    };
+    let mut images = BTreeMap::new();
+    for arch in arches {
+        let path = steps.run(&format!("build {arch} image"), || image::build(arch))?;
+        images.insert(arch, path);
+    }
+
+    let outcomes = steps.run("scenarios", || scenario::run_all(&selected, &images))?;
+    if outcomes.iter().any(|o| !o.passed) {
+        steps.mark_last_failed();
+    }
+    Ok(outcomes)
+}
+
+/// Loads the scenarios and keeps those whose name contains `filter`.
+fn select_scenarios(filter: Option<&str>) -> Result<Vec<Scenario>> {
+    let dir = scenario::scenario_dir();
+    let all = scenario::load_dir(&dir)?;
+    let names: Vec<String> = all.iter().map(|s| s.name.clone()).collect();
+    let selected: Vec<Scenario> = match filter {
+        Some(f) => all.into_iter().filter(|s| s.name.contains(f)).collect(),
+        None => all,
+    };
+    if selected.is_empty() {
+        match filter {
+            Some(f) => bail!(
+                "no scenario name contains {f:?}; the scenarios are: {}",
+                names.join(", ")
+            ),
+            None => bail!("there are no scenarios in {}", dir.display()),
+        }
+    }
+    println!(
+        "{} scenario(s): {}",
+        selected.len(),
+        selected
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(selected)
+}

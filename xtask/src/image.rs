@@ -1,0 +1,269 @@
+//! Building the hypervisor image, and turning the aarch64 ELF into the raw arm64 Image
+//! that QEMU's `-kernel` loads with a DTB pointer in x0.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::arch::Arch;
+use crate::util;
+
+/// The crate (and binary) name of the hypervisor.
+pub const HYPERVISOR_PACKAGE: &str = "axvisor";
+
+/// Offset of the arm64 Image header's magic number.
+const ARM64_MAGIC_OFFSET: usize = 0x38;
+/// The arm64 Image header's magic number, "ARM\x64".
+const ARM64_MAGIC: &[u8; 4] = b"ARM\x64";
+/// Refuse to write flat images larger than this (a sign of a bad link address).
+const MAX_FLAT_IMAGE: u64 = 256 << 20;
+
+/// The ELF the build produces for `arch`.
+pub fn elf_path(arch: Arch) -> PathBuf {
+    util::target_dir()
+        .join(arch.triple())
+        .join("release")
+        .join(HYPERVISOR_PACKAGE)
+}
+
+/// The file the emulator boots for `arch`: the flat binary on aarch64, the ELF elsewhere.
+pub fn boot_image_path(arch: Arch) -> PathBuf {
+    match arch {
+        Arch::Aarch64 => elf_path(arch).with_extension("bin"),
+        _ => elf_path(arch),
+    }
+}
+
+/// Builds the hypervisor for `arch` (release profile) and returns the image to boot.
+pub fn build(arch: Arch) -> Result<PathBuf> {
+    arch.ensure_supported()?;
+    let mut cmd = util::cargo();
+    cmd.args(["build", "-p", HYPERVISOR_PACKAGE, "--release", "--target"])
+        .arg(arch.triple());
+    util::run(cmd).with_context(|| format!("building the {arch} hypervisor"))?;
+    let elf = elf_path(arch);
+    ensure!(elf.is_file(), "the build did not produce {}", elf.display());
+    let image = boot_image_path(arch);
+    if arch == Arch::Aarch64 {
+        write_arm64_image(&elf, &image)?;
+    }
+    println!("image: {}", image.display());
+    Ok(image)
+}
+
+/// Converts the ELF at `elf` into a flat arm64 Image at `out`, checking its header.
+fn write_arm64_image(elf: &Path, out: &Path) -> Result<()> {
+    let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    let flat =
+        elf_to_flat_binary(&bytes).with_context(|| format!("converting {}", elf.display()))?;
+    check_arm64_header(&flat)
+        .with_context(|| format!("checking the image made from {}", elf.display()))?;
+    std::fs::write(out, &flat).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
+/// Fails unless `image` starts with an arm64 Image header (magic "ARM\x64" at 0x38).
+pub fn check_arm64_header(image: &[u8]) -> Result<()> {
+    let magic = image.get(ARM64_MAGIC_OFFSET..ARM64_MAGIC_OFFSET + 4);
+    if magic != Some(&ARM64_MAGIC[..]) {
+        bail!(
+            "no arm64 Image header: expected the magic bytes \"ARM\\x64\" at offset {ARM64_MAGIC_OFFSET:#x} \
+             (the kernel's first 64 bytes must be the arm64 boot header, see Linux's \
+             Documentation/arch/arm64/booting.rst)"
+        );
+    }
+    Ok(())
+}
+
+/// One loadable segment of an ELF file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LoadSegment {
+    paddr: u64,
+    offset: u64,
+    filesz: u64,
+}
+
+/// Lays out the file contents of an ELF64 little-endian file's `PT_LOAD` segments by
+/// physical address: the result starts at the lowest `p_paddr`, gaps are zero, and it ends
+/// at the end of the last segment's file contents (`.bss` is left to the kernel).
+pub fn elf_to_flat_binary(elf: &[u8]) -> Result<Vec<u8>> {
+    let segments = load_segments(elf)?;
+    ensure!(
+        !segments.is_empty(),
+        "the ELF has no PT_LOAD segment with file contents"
+    );
+    let base = segments.iter().map(|s| s.paddr).min().unwrap_or(0);
+    let mut end = 0u64;
+    for s in &segments {
+        let seg_end = (s.paddr - base)
+            .checked_add(s.filesz)
+            .context("segment end overflows")?;
+        end = end.max(seg_end);
+    }
+    ensure!(
+        end <= MAX_FLAT_IMAGE,
+        "the segments span {end:#x} bytes from {base:#x}, more than {MAX_FLAT_IMAGE:#x}: \
+         are the physical load addresses (p_paddr) far apart?"
+    );
+    let mut flat = vec![0u8; end as usize];
+    for s in &segments {
+        let src = slice(elf, s.offset, s.filesz)
+            .with_context(|| format!("segment at paddr {:#x} lies outside the file", s.paddr))?;
+        let start = (s.paddr - base) as usize;
+        flat[start..start + src.len()].copy_from_slice(src);
+    }
+    Ok(flat)
+}
+
+/// The `PT_LOAD` segments of an ELF64 little-endian file that have file contents.
+fn load_segments(elf: &[u8]) -> Result<Vec<LoadSegment>> {
+    const PT_LOAD: u32 = 1;
+    ensure!(elf.get(0..4) == Some(&b"\x7fELF"[..]), "not an ELF file");
+    ensure!(elf.get(4) == Some(&2), "not a 64-bit ELF file");
+    ensure!(elf.get(5) == Some(&1), "not a little-endian ELF file");
+    let phoff = read_u64(elf, 0x20)?;
+    let phentsize = u64::from(read_u16(elf, 0x36)?);
+    let phnum = u64::from(read_u16(elf, 0x38)?);
+    ensure!(
+        phentsize >= 56,
+        "program header entries are too small ({phentsize} bytes)"
+    );
+    let mut segments = Vec::new();
+    for i in 0..phnum {
+        let at = phoff
+            .checked_add(i * phentsize)
+            .context("program header offset overflows")?;
+        let ph = slice(elf, at, 56)
+            .with_context(|| format!("program header {i} lies outside the file"))?;
+        if read_u32(ph, 0)? != PT_LOAD {
+            continue;
+        }
+        let segment = LoadSegment {
+            offset: read_u64(ph, 8)?,
+            paddr: read_u64(ph, 24)?,
+            filesz: read_u64(ph, 32)?,
+        };
+        if segment.filesz > 0 {
+            segments.push(segment);
+        }
+    }
+    Ok(segments)
+}
+
+fn slice(bytes: &[u8], offset: u64, len: u64) -> Result<&[u8]> {
+    let start = usize::try_from(offset)?;
+    let end = start
+        .checked_add(usize::try_from(len)?)
+        .context("range overflows")?;
+    bytes.get(start..end).with_context(|| {
+        format!(
+            "bytes {start:#x}..{end:#x} are past the end of the file ({:#x})",
+            bytes.len()
+        )
+    })
+}
+
+fn read_u16(bytes: &[u8], offset: u64) -> Result<u16> {
+    let b = slice(bytes, offset, 2)?;
+    Ok(u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn read_u32(bytes: &[u8], offset: u64) -> Result<u32> {
+    let b = slice(bytes, offset, 4)?;
+    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn read_u64(bytes: &[u8], offset: u64) -> Result<u64> {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(slice(bytes, offset, 8)?);
+    Ok(u64::from_le_bytes(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds an ELF64 LE file whose program headers are `(p_type, paddr, data, memsz)`.
+    fn synthetic_elf(segments: &[(u32, u64, &[u8], u64)]) -> Vec<u8> {
+        let phoff = 64u64;
+        let mut data_off = phoff + 56 * segments.len() as u64;
+        let mut elf = vec![0u8; 64];
+        elf[0..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 2; // ELFCLASS64
+        elf[5] = 1; // ELFDATA2LSB
+        elf[6] = 1; // EV_CURRENT
+        elf[0x20..0x28].copy_from_slice(&phoff.to_le_bytes());
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&(segments.len() as u16).to_le_bytes());
+        let mut payload = Vec::new();
+        for &(p_type, paddr, data, memsz) in segments {
+            let mut ph = vec![0u8; 56];
+            ph[0..4].copy_from_slice(&p_type.to_le_bytes());
+            ph[8..16].copy_from_slice(&data_off.to_le_bytes());
+            ph[16..24].copy_from_slice(&(paddr + 0xffff_0000_0000_0000).to_le_bytes()); // vaddr
+            ph[24..32].copy_from_slice(&paddr.to_le_bytes());
+            ph[32..40].copy_from_slice(&(data.len() as u64).to_le_bytes());
+            ph[40..48].copy_from_slice(&memsz.to_le_bytes());
+            elf.extend_from_slice(&ph);
+            payload.extend_from_slice(data);
+            data_off += data.len() as u64;
+        }
+        elf.extend_from_slice(&payload);
+        elf
+    }
+
+    fn arm64_header() -> Vec<u8> {
+        let mut h = vec![0xaa; 64];
+        h[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        h
+    }
+
+    #[test]
+    fn segments_are_placed_by_paddr_with_zero_gaps() {
+        let text = arm64_header();
+        let data = [1u8, 2, 3, 4];
+        // Out of order on purpose, plus a non-load segment and a .bss-only segment.
+        let elf = synthetic_elf(&[
+            (1, 0x4008_0100, &data, 4),
+            (6, 0x1000, b"ignored", 7), // PT_PHDR
+            (1, 0x4008_0000, &text, 64),
+            (1, 0x4008_0200, &[], 0x1000), // .bss: no file contents
+        ]);
+        let flat = elf_to_flat_binary(&elf).unwrap();
+        assert_eq!(flat.len(), 0x104);
+        assert_eq!(&flat[..64], &text[..]);
+        assert!(flat[64..0x100].iter().all(|&b| b == 0));
+        assert_eq!(&flat[0x100..], &data);
+        check_arm64_header(&flat).unwrap();
+    }
+
+    #[test]
+    fn missing_arm64_magic_is_reported() {
+        let elf = synthetic_elf(&[(1, 0x4008_0000, &[0u8; 64], 64)]);
+        let flat = elf_to_flat_binary(&elf).unwrap();
+        let err = check_arm64_header(&flat).unwrap_err().to_string();
+        assert!(err.contains("ARM\\x64"), "{err}");
+        assert!(check_arm64_header(&[0u8; 16]).is_err());
+    }
+
+    #[test]
+    fn bad_elves_are_errors_not_panics() {
+        assert!(elf_to_flat_binary(b"").is_err());
+        assert!(elf_to_flat_binary(b"MZ\0\0 not an elf").is_err());
+        let mut elf = synthetic_elf(&[(1, 0x1000, &[1, 2, 3], 3)]);
+        // Truncate the segment contents.
+        elf.truncate(elf.len() - 2);
+        let err = format!("{:#}", elf_to_flat_binary(&elf).unwrap_err());
+        assert!(err.contains("outside the file"), "{err}");
+        // A program header table pointing past the end.
+        let mut elf = synthetic_elf(&[(1, 0x1000, &[1], 1)]);
+        elf[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(elf_to_flat_binary(&elf).is_err());
+        // Segments 1 GiB apart.
+        let far = synthetic_elf(&[(1, 0x0, &[1], 1), (1, 0x4000_0000, &[2], 1)]);
+        assert!(elf_to_flat_binary(&far).is_err());
+        // No loadable contents.
+        let empty = synthetic_elf(&[(1, 0x1000, &[], 16)]);
+        assert!(elf_to_flat_binary(&empty).is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! `cargo xtask`: the single entry point for building, running and testing axvisor.
+//!
+//! Every action a person or CI performs is a verb here; see `docs/xtask.md`.
+
+mod arch;
+mod ci;
+mod image;
+mod matcher;
+mod qemu;
+mod scenario;
+mod setup;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::arch::{Arch, Gic, MemSize};
+
+/// Build, run and test the axvisor hypervisor.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check for (and, as root, install) the emulators and host tools the tests need.
+    Setup,
+    /// Build the hypervisor image for one architecture.
+    Build(BuildArgs),
+    /// Build the hypervisor and boot it in QEMU with the console on this terminal.
+    Run(RunArgs),
+    /// Run everything CI runs: fmt, clippy, unit tests, image builds, scenarios.
+    Test(TestArgs),
+}
+
+/// Arguments of `cargo xtask build`.
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// Target architecture.
+    #[arg(long, value_enum)]
+    arch: Arch,
+    /// Accepted for familiarity: images are always built with the release profile.
+    #[arg(long)]
+    release: bool,
+}
+
+/// Arguments of `cargo xtask run`.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Target architecture.
+    #[arg(long, value_enum, default_value_t = Arch::Aarch64)]
+    arch: Arch,
+    /// Number of emulated CPUs.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=qemu::MAX_CPUS as i64))]
+    cpus: u32,
+    /// GIC version (aarch64 only; default 2).
+    #[arg(long)]
+    gic: Option<Gic>,
+    /// Wait for a debugger on TCP port 1234 before the first instruction (`-s -S`).
+    #[arg(long)]
+    gdb: bool,
+    /// Guest RAM size in QEMU syntax (e.g. 512M, 1G).
+    #[arg(long, default_value = "1G")]
+    mem: MemSize,
+}
+
+/// Arguments of `cargo xtask test`.
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// Run only the scenarios whose name contains FILTER (skips fmt, clippy and unit tests).
+    #[arg(long, value_name = "FILTER")]
+    scenarios: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Setup => {
+            setup::ensure()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Build(args) => {
+            let _always_release = args.release;
+            let image = image::build(args.arch)?;
+            println!("{}", image.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            setup::ensure()?;
+            let machine = qemu::Machine::new(args.arch, args.cpus, args.gic, args.mem)?;
+            let image = image::build(args.arch)?;
+            let mut extra = Vec::new();
+            if args.gdb {
+                extra.extend(["-s".to_owned(), "-S".to_owned()]);
+                println!(
+                    "QEMU waits for a debugger on :1234. Attach with:\n  gdb-multiarch {} -ex 'target remote :1234'",
+                    image::elf_path(args.arch).display()
+                );
+            }
+            let cmd = qemu::emulator_command(&machine, &image, qemu::Console::Interactive, &extra);
+            println!("{cmd}");
+            println!("(quit QEMU with Ctrl-A X)");
+            Err(util::exec(cmd.to_command()))
+        }
+        Command::Test(args) => ci::test(args.scenarios.as_deref()),
+    }
+}

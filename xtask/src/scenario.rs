@@ -1,0 +1,866 @@
+//! Boot scenarios: a TOML file in `tests/scenarios/` says which machine to emulate and
+//! which console lines must appear; the runner boots it and decides pass or fail.
+//!
+//! The format is described field by field in `docs/testing.md`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::arch::{Arch, Gic, MemSize};
+use crate::matcher::{clean_line, Matcher, Missing, Verdict};
+use crate::qemu::{self, Console, EmulatorCommand, Machine};
+use crate::util;
+
+/// Failure markers every scenario has, in addition to its own `fail_on` entries.
+pub const DEFAULT_FAIL_ON: &[&str] = &["panicked at", "FAIL "];
+/// The time limit when a scenario gives none.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
+/// The longest time limit a scenario may ask for.
+pub const MAX_TIMEOUT_SECS: u64 = 3600;
+/// How many console lines a failure report shows.
+pub const TAIL_LINES: usize = 40;
+/// How many scenarios run at the same time.
+pub const WORKERS: usize = 2;
+
+/// The scenario directory, relative to the repository root.
+pub fn scenario_dir() -> PathBuf {
+    util::repo_root().join("tests").join("scenarios")
+}
+
+/// Where console logs go: `target/scenarios/<name>.log`.
+pub fn log_dir() -> PathBuf {
+    util::target_dir().join("scenarios")
+}
+
+/// A scenario file exactly as written (see `docs/testing.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    /// Defaults to the file stem.
+    name: Option<String>,
+    arch: Arch,
+    #[serde(default = "default_cpus")]
+    cpus: u32,
+    /// aarch64 only; defaults to 2 there.
+    gic: Option<Gic>,
+    #[serde(default)]
+    mem: MemSize,
+    #[serde(default)]
+    extra_args: Vec<String>,
+    #[serde(default = "default_timeout_secs")]
+    timeout_secs: u64,
+    #[serde(default)]
+    expect: Vec<String>,
+    #[serde(default)]
+    expect_unordered: Vec<String>,
+    /// Added to `DEFAULT_FAIL_ON`.
+    #[serde(default)]
+    fail_on: Vec<String>,
+    #[serde(default)]
+    expect_exit: bool,
+    // Later work: VM configurations to build into (or load alongside) the image, e.g.
+    // `vms = ["configs/vms/hello-aarch64.toml"]`, and per-VM console expectations. Add the
+    // field here (and to `Scenario`) when the hypervisor can load VMs; until then an
+    // unknown `vms` key is rejected like any other.
+}
+
+fn default_cpus() -> u32 {
+    1
+}
+
+fn default_timeout_secs() -> u64 {
+    DEFAULT_TIMEOUT_SECS
+}
+
+/// A checked scenario, ready to run.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Unique name (file stem unless the file says otherwise); names the log file.
+    pub name: String,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The emulated machine.
+    pub machine: Machine,
+    /// Extra emulator arguments, appended to the generated command line.
+    pub extra_args: Vec<String>,
+    /// Time limit from the emulator's start.
+    pub timeout: Duration,
+    /// Console substrings that must appear in this order.
+    pub expect: Vec<String>,
+    /// Console substrings that must all appear, in any order.
+    pub expect_unordered: Vec<String>,
+    /// Console substrings that fail the scenario at once (defaults included).
+    pub fail_on: Vec<String>,
+    /// Whether the emulator must also exit by itself with status 0.
+    pub expect_exit: bool,
+}
+
+impl Scenario {
+    /// Parses and checks scenario text; `path` names the file in errors and gives the
+    /// default name.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario> {
+        let shown = path.display();
+        let file: ScenarioFile =
+            toml::from_str(text).with_context(|| format!("{shown}: invalid scenario"))?;
+        Self::check(file, path).with_context(|| format!("{shown}: invalid scenario"))
+    }
+
+    /// Reads and parses one scenario file.
+    pub fn load(path: &Path) -> Result<Scenario> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    fn check(file: ScenarioFile, path: &Path) -> Result<Scenario> {
+        let name = match file.name {
+            Some(name) => name,
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            bail!("field `name`: {name:?} must be non-empty and use only letters, digits, '-', '_' and '.'");
+        }
+        let machine = Machine::new(file.arch, file.cpus, file.gic, file.mem)
+            .context("fields `arch`, `cpus`, `gic`")?;
+        if !(1..=MAX_TIMEOUT_SECS).contains(&file.timeout_secs) {
+            bail!(
+                "field `timeout_secs`: must be between 1 and {MAX_TIMEOUT_SECS}, not {}",
+                file.timeout_secs
+            );
+        }
+        for (field, list) in [
+            ("expect", &file.expect),
+            ("expect_unordered", &file.expect_unordered),
+            ("fail_on", &file.fail_on),
+            ("extra_args", &file.extra_args),
+        ] {
+            if let Some(i) = list.iter().position(|s| s.is_empty()) {
+                bail!("field `{field}`: entry {i} is an empty string");
+            }
+        }
+        if file.expect.is_empty() && file.expect_unordered.is_empty() && !file.expect_exit {
+            bail!("nothing to check: give `expect`, `expect_unordered` or `expect_exit = true`");
+        }
+        let mut fail_on: Vec<String> = DEFAULT_FAIL_ON.iter().map(|s| (*s).to_owned()).collect();
+        fail_on.extend(
+            file.fail_on
+                .into_iter()
+                .filter(|s| !DEFAULT_FAIL_ON.contains(&s.as_str())),
+        );
+        Ok(Scenario {
+            name,
+            path: path.to_owned(),
+            machine,
+            extra_args: file.extra_args,
+            timeout: Duration::from_secs(file.timeout_secs),
+            expect: file.expect,
+            expect_unordered: file.expect_unordered,
+            fail_on,
+            expect_exit: file.expect_exit,
+        })
+    }
+}
+
+/// Loads every `*.toml` scenario in `dir`, sorted by name. Reports every bad file, and
+/// duplicate names, in one error.
+pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the scenario directory {}", dir.display()))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading the scenario directory {}", dir.display()))?
+            .path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        match Scenario::load(&path) {
+            Ok(s) => {
+                if let Some(other) = scenarios.iter().find(|o| o.name == s.name) {
+                    problems.push(format!(
+                        "{}: name {:?} is already used by {}",
+                        path.display(),
+                        s.name,
+                        other.path.display()
+                    ));
+                } else {
+                    scenarios.push(s);
+                }
+            }
+            Err(err) => problems.push(format!("{err:#}")),
+        }
+    }
+    if !problems.is_empty() {
+        bail!("bad scenario files:\n  {}", problems.join("\n  "));
+    }
+    scenarios.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(scenarios)
+}
+
+/// The result of one scenario.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The scenario's name.
+    pub name: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// The block printed for it: one line when it passed, the details when it failed.
+    pub report: String,
+}
+
+/// Runs `scenarios` on `WORKERS` threads, printing each one's report as it finishes.
+/// `images` gives the image to boot for each architecture.
+pub fn run_all(scenarios: &[Scenario], images: &BTreeMap<Arch, PathBuf>) -> Result<Vec<Outcome>> {
+    let logs = log_dir();
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    println!(
+        "running {} scenario(s), {WORKERS} at a time; logs in {}",
+        scenarios.len(),
+        logs.display()
+    );
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<Outcome>();
+    let mut outcomes = Vec::new();
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS.min(scenarios.len()) {
+            let tx = tx.clone();
+            let (next, logs) = (&next, &logs);
+            scope.spawn(move || {
+                while let Some(scenario) = scenarios.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let outcome = match images.get(&scenario.machine.arch) {
+                        Some(image) => run_one(scenario, image, logs),
+                        None => Outcome {
+                            name: scenario.name.clone(),
+                            passed: false,
+                            report: format!(
+                                "FAIL {}\n  reason: no {} image was built\n",
+                                scenario.name, scenario.machine.arch
+                            ),
+                        },
+                    };
+                    if tx.send(outcome).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for outcome in rx {
+            print!("{}", outcome.report);
+            let _ = std::io::stdout().flush();
+            outcomes.push(outcome);
+        }
+    });
+    outcomes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(outcomes)
+}
+
+/// Why a scenario failed.
+#[derive(Debug)]
+enum Failure {
+    /// The emulator could not be started (or the log not written).
+    Start(String),
+    /// The time limit passed before every expectation was seen.
+    Timeout(Duration),
+    /// A `fail_on` marker appeared.
+    Marker { marker: String, line: String },
+    /// The emulator exited (or closed its console) before every expectation was seen.
+    ExitedEarly(Option<ExitStatus>),
+    /// `expect_exit`: everything was seen, but the emulator did not exit with status 0.
+    BadExit(Option<ExitStatus>),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = |s: &Option<ExitStatus>| match s {
+            Some(s) => s.to_string(),
+            None => "its console closed but it did not exit".to_owned(),
+        };
+        match self {
+            Failure::Start(why) => write!(f, "{why}"),
+            Failure::Timeout(limit) => write!(f, "timed out after {}", util::secs(*limit)),
+            Failure::Marker { marker, line } => {
+                write!(f, "failure marker {marker:?} seen in line: {line}")
+            }
+            Failure::ExitedEarly(s) => write!(f, "emulator exited early: {}", status(s)),
+            Failure::BadExit(s) => write!(
+                f,
+                "all expected lines seen, but the emulator did not exit with status 0: {}",
+                status(s)
+            ),
+        }
+    }
+}
+
+/// Which stream a console line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+enum Event {
+    Line(Stream, String),
+    Closed(Stream),
+}
+
+/// The console as recorded: the full log on disk and the last lines in memory.
+struct Transcript {
+    log: BufWriter<File>,
+    tail: VecDeque<String>,
+    write_error: Option<std::io::Error>,
+}
+
+impl Transcript {
+    fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Transcript {
+            log: BufWriter::new(file),
+            tail: VecDeque::with_capacity(TAIL_LINES),
+            write_error: None,
+        })
+    }
+
+    fn record(&mut self, stream: Stream, line: &str) {
+        let shown = match stream {
+            Stream::Stdout => line.to_owned(),
+            Stream::Stderr => format!("[emulator stderr] {line}"),
+        };
+        if let Err(e) = writeln!(self.log, "{shown}") {
+            self.write_error.get_or_insert(e);
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(shown);
+    }
+
+    fn finish(mut self) -> (VecDeque<String>, Option<std::io::Error>) {
+        if let Err(e) = self.log.flush() {
+            self.write_error.get_or_insert(e);
+        }
+        (self.tail, self.write_error)
+    }
+}
+
+/// Boots one scenario and decides its outcome.
+fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
+    let start = Instant::now();
+    let cmd = qemu::emulator_command(
+        &scenario.machine,
+        image,
+        Console::Captured,
+        &scenario.extra_args,
+    );
+    let log_path = logs.join(format!("{}.log", scenario.name));
+    let mut matcher = Matcher::new(
+        &scenario.expect,
+        &scenario.expect_unordered,
+        &scenario.fail_on,
+    );
+    let (result, tail) = match Transcript::create(&log_path) {
+        Ok(mut transcript) => {
+            let result = drive(scenario, image, &cmd, &mut matcher, &mut transcript);
+            let (tail, write_error) = transcript.finish();
+            let result = match (result, write_error) {
+                (Ok(()), Some(e)) => Err(Failure::Start(format!(
+                    "writing {}: {e}",
+                    log_path.display()
+                ))),
+                (result, _) => result,
+            };
+            (result, tail)
+        }
+        Err(e) => (Err(Failure::Start(format!("{e:#}"))), VecDeque::new()),
+    };
+    let elapsed = util::secs(start.elapsed());
+    let report = match &result {
+        Ok(()) => format!("PASS {} ({elapsed})\n", scenario.name),
+        Err(failure) => failure_report(
+            scenario,
+            failure,
+            &matcher.missing(),
+            &cmd,
+            &log_path,
+            &tail,
+            &elapsed,
+        ),
+    };
+    Outcome {
+        name: scenario.name.clone(),
+        passed: result.is_ok(),
+        report,
+    }
+}
+
+fn failure_report(
+    scenario: &Scenario,
+    failure: &Failure,
+    missing: &Missing,
+    cmd: &EmulatorCommand,
+    log_path: &Path,
+    tail: &VecDeque<String>,
+    elapsed: &str,
+) -> String {
+    use std::fmt::Write as _;
+    let mut r = String::new();
+    let _ = writeln!(r, "FAIL {} ({elapsed})", scenario.name);
+    let _ = writeln!(r, "  scenario: {}", scenario.path.display());
+    let _ = writeln!(r, "  reason:   {failure}");
+    if let Some(first) = missing.first() {
+        let which = match &missing.first_ordered {
+            Some((i, _)) => format!("expect[{i}]"),
+            None => "expect_unordered".to_owned(),
+        };
+        let _ = writeln!(
+            r,
+            "  missing:  {first:?} ({which}, the first expected line not seen)"
+        );
+        let others: Vec<String> = missing
+            .unordered
+            .iter()
+            .filter(|s| s.as_str() != first)
+            .map(|s| format!("{s:?}"))
+            .collect();
+        if !others.is_empty() {
+            let _ = writeln!(
+                r,
+                "  also missing (expect_unordered): {}",
+                others.join(", ")
+            );
+        }
+    }
+    let _ = writeln!(r, "  command:  {cmd}");
+    let _ = writeln!(r, "  log:      {}", log_path.display());
+    if tail.is_empty() {
+        let _ = writeln!(r, "  (no console output)");
+    } else {
+        let _ = writeln!(r, "  last {} console lines:", tail.len());
+        for line in tail {
+            let _ = writeln!(r, "  | {line}");
+        }
+    }
+    r
+}
+
+/// Starts the emulator and feeds its console to `matcher` until the scenario is decided.
+/// The emulator is always stopped before this returns.
+fn drive(
+    scenario: &Scenario,
+    image: &Path,
+    cmd: &EmulatorCommand,
+    matcher: &mut Matcher,
+    transcript: &mut Transcript,
+) -> Result<(), Failure> {
+    use std::os::unix::process::CommandExt;
+    if !image.is_file() {
+        return Err(Failure::Start(format!(
+            "the image {} does not exist (build it with `cargo xtask build --arch {}`)",
+            image.display(),
+            scenario.machine.arch
+        )));
+    }
+    let mut command = cmd.to_command();
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = command
+        .spawn()
+        .map_err(|e| Failure::Start(format!("could not start {}: {e}", cmd.program)))?;
+    let start = Instant::now();
+    let deadline = start + scenario.timeout;
+    let (tx, rx) = mpsc::channel();
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| (Stream::Stdout, Box::new(s) as Box<dyn Read + Send>)),
+        child
+            .stderr
+            .take()
+            .map(|s| (Stream::Stderr, Box::new(s) as Box<dyn Read + Send>)),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(stream, pipe)| {
+        let tx = tx.clone();
+        std::thread::spawn(move || read_lines(stream, pipe, &tx))
+    })
+    .collect();
+    drop(tx);
+
+    let result = loop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break Err(Failure::Timeout(scenario.timeout));
+        };
+        match rx.recv_timeout(left) {
+            Ok(Event::Line(Stream::Stdout, line)) => {
+                transcript.record(Stream::Stdout, &line);
+                match matcher.feed(&line) {
+                    Verdict::FailMarker(marker) => break Err(Failure::Marker { marker, line }),
+                    Verdict::Complete if !scenario.expect_exit => break Ok(()),
+                    Verdict::Complete | Verdict::Pending => {}
+                }
+            }
+            Ok(Event::Line(Stream::Stderr, line)) => transcript.record(Stream::Stderr, &line),
+            Ok(Event::Closed(Stream::Stderr)) => {}
+            Ok(Event::Closed(Stream::Stdout)) | Err(RecvTimeoutError::Disconnected) => {
+                let status = wait_until(
+                    &mut child,
+                    deadline.min(Instant::now() + Duration::from_secs(5)),
+                );
+                let exited_ok = status.is_some_and(|s| s.success());
+                break if !matcher.is_complete() {
+                    Err(Failure::ExitedEarly(status))
+                } else if scenario.expect_exit && !exited_ok {
+                    Err(Failure::BadExit(status))
+                } else {
+                    Ok(())
+                };
+            }
+            Err(RecvTimeoutError::Timeout) => break Err(Failure::Timeout(scenario.timeout)),
+        }
+    };
+
+    stop(&mut child);
+    for reader in readers {
+        let _ = reader.join();
+    }
+    // Whatever arrived after the decision still belongs in the log.
+    for event in rx.try_iter() {
+        if let Event::Line(stream, line) = event {
+            transcript.record(stream, &line);
+        }
+    }
+    result
+}
+
+/// Sends each line of `pipe` as an event, then `Closed`.
+fn read_lines(stream: Stream, pipe: Box<dyn Read + Send>, tx: &mpsc::Sender<Event>) {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if tx.send(Event::Line(stream, clean_line(&buf))).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = tx.send(Event::Closed(stream));
+}
+
+/// Waits for the child to exit until `deadline`; `None` if it is still running.
+fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => return None,
+        }
+    }
+}
+
+/// Kills the emulator's whole process group (if it is still running) and reaps it.
+fn stop(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        // The emulator leads its own process group (`process_group(0)`), so its pgid is its pid.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Scenario> {
+        Scenario::parse(text, Path::new("tests/scenarios/aarch64-demo.toml"))
+    }
+
+    #[test]
+    fn defaults() {
+        let s = parse("arch = \"aarch64\"\nexpect = [\"hello\"]\n").unwrap();
+        assert_eq!(s.name, "aarch64-demo");
+        assert_eq!(s.machine.arch, Arch::Aarch64);
+        assert_eq!(s.machine.cpus, 1);
+        assert_eq!(s.machine.gic, Some(Gic::V2));
+        assert_eq!(s.machine.mem.as_str(), "1G");
+        assert_eq!(s.timeout, Duration::from_secs(DEFAULT_TIMEOUT_SECS));
+        assert!(s.extra_args.is_empty());
+        assert!(s.expect_unordered.is_empty());
+        assert_eq!(s.fail_on, ["panicked at", "FAIL "]);
+        assert!(!s.expect_exit);
+    }
+
+    #[test]
+    fn every_field() {
+        let s = parse(
+            r#"
+            name = "custom"
+            arch = "riscv64"
+            cpus = 4
+            mem = "512M"
+            extra_args = ["-icount", "shift=0"]
+            timeout_secs = 10
+            expect = ["a", "b"]
+            expect_unordered = ["c"]
+            fail_on = ["ERROR", "FAIL "]
+            expect_exit = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.name, "custom");
+        assert_eq!(s.machine.arch, Arch::Riscv64);
+        assert_eq!(s.machine.cpus, 4);
+        assert_eq!(s.machine.gic, None);
+        assert_eq!(s.machine.mem.as_str(), "512M");
+        assert_eq!(s.extra_args, ["-icount", "shift=0"]);
+        assert_eq!(s.timeout, Duration::from_secs(10));
+        assert_eq!(s.expect, ["a", "b"]);
+        assert_eq!(s.expect_unordered, ["c"]);
+        assert_eq!(s.fail_on, ["panicked at", "FAIL ", "ERROR"]);
+        assert!(s.expect_exit);
+    }
+
+    fn error_of(text: &str) -> String {
+        format!("{:#}", parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_problem() {
+        let e = error_of("arch = \"aarch64\"\nexpect = [\"x\"]\ntimeout = 5\n");
+        assert!(e.contains("tests/scenarios/aarch64-demo.toml"), "{e}");
+        assert!(e.contains("unknown field `timeout`"), "{e}");
+
+        let e = error_of("expect = [\"x\"]\n");
+        assert!(e.contains("missing field `arch`"), "{e}");
+
+        let e = error_of("arch = \"mips\"\nexpect = [\"x\"]\n");
+        assert!(e.contains("mips"), "{e}");
+
+        let e = error_of("arch = \"aarch64\"\ngic = 4\nexpect = [\"x\"]\n");
+        assert!(e.contains("GIC version must be 2 or 3"), "{e}");
+
+        let e = error_of("arch = \"riscv64\"\ngic = 3\nexpect = [\"x\"]\n");
+        assert!(e.contains("applies only to aarch64"), "{e}");
+
+        let e = error_of("arch = \"x86_64\"\nexpect = [\"x\"]\n");
+        assert!(e.contains("not yet supported"), "{e}");
+
+        let e = error_of("arch = \"aarch64\"\ncpus = 0\nexpect = [\"x\"]\n");
+        assert!(e.contains("cpus must be between"), "{e}");
+
+        let e = error_of("arch = \"aarch64\"\nmem = \"lots\"\nexpect = [\"x\"]\n");
+        assert!(e.contains("memory size"), "{e}");
+
+        let e = error_of("arch = \"aarch64\"\nexpect = [\"x\", \"\"]\n");
+        assert!(
+            e.contains("field `expect`: entry 1 is an empty string"),
+            "{e}"
+        );
+
+        let e = error_of("arch = \"aarch64\"\n");
+        assert!(e.contains("nothing to check"), "{e}");
+
+        let e = error_of("arch = \"aarch64\"\nexpect = [\"x\"]\ntimeout_secs = 0\n");
+        assert!(e.contains("timeout_secs"), "{e}");
+
+        let e = error_of("arch = \"aarch64\"\nname = \"a/b\"\nexpect = [\"x\"]\n");
+        assert!(e.contains("field `name`"), "{e}");
+
+        let e = error_of("arch = \"aarch64\"\nexpect = \"x\"\n");
+        assert!(e.contains("expect"), "{e}");
+
+        let e = error_of("this is not toml");
+        assert!(e.contains("aarch64-demo.toml"), "{e}");
+    }
+
+    #[test]
+    fn the_repository_scenarios_are_valid() {
+        let scenarios = load_dir(&scenario_dir()).unwrap();
+        assert!(!scenarios.is_empty());
+        for s in &scenarios {
+            assert!(
+                s.name.contains(s.machine.arch.name()),
+                "{}: scenario names contain their architecture so --scenarios ARCH selects them",
+                s.name
+            );
+        }
+    }
+
+    #[test]
+    fn directory_errors_list_every_bad_file_and_duplicate_names() {
+        let dir = std::env::temp_dir().join(format!("xtask-scenarios-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.toml"), "arch = \"aarch64\"\nexpect = [\"x\"]\n").unwrap();
+        std::fs::write(
+            dir.join("b.toml"),
+            "name = \"a\"\narch = \"aarch64\"\nexpect = [\"x\"]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("c.toml"),
+            "arch = \"aarch64\"\nbogus = 1\nexpect = [\"x\"]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a scenario").unwrap();
+        let e = format!("{:#}", load_dir(&dir).unwrap_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(e.contains("b.toml: name \"a\" is already used by"), "{e}");
+        assert!(
+            e.contains("c.toml") && e.contains("unknown field `bogus`"),
+            "{e}"
+        );
+        assert!(!e.contains("notes.txt"), "{e}");
+    }
+}
+
+/// The runner against a stand-in emulator (`sh -c SCRIPT`), so the process handling is
+/// tested without QEMU.
+#[cfg(test)]
+mod runner_tests {
+    use super::*;
+
+    fn run_script(scenario_toml: &str, script: &str) -> (Result<(), Failure>, Matcher, String) {
+        let scenario = Scenario::parse(scenario_toml, Path::new("aarch64-fake.toml")).unwrap();
+        static RUN: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "xtask-runner-{}-{}",
+            std::process::id(),
+            RUN.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("fake.log");
+        let cmd = EmulatorCommand {
+            program: "sh".to_owned(),
+            args: vec!["-c".to_owned(), script.to_owned()],
+        };
+        let mut matcher = Matcher::new(
+            &scenario.expect,
+            &scenario.expect_unordered,
+            &scenario.fail_on,
+        );
+        let mut transcript = Transcript::create(&log).unwrap();
+        // Any existing file stands in for the image.
+        let result = drive(&scenario, &log, &cmd, &mut matcher, &mut transcript);
+        transcript.finish();
+        let text = std::fs::read_to_string(&log).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        (result, matcher, text)
+    }
+
+    const BASIC: &str = "arch = \"aarch64\"\nexpect = [\"one\", \"two\"]\ntimeout_secs = 5\n";
+
+    #[test]
+    fn passes_when_expectations_are_met_and_kills_the_emulator() {
+        let start = Instant::now();
+        let (result, _, log) = run_script(
+            BASIC,
+            "printf '\\033[1mone\\033[0m\\r\\ntwo\\r\\n'; sleep 30",
+        );
+        assert!(result.is_ok(), "{result:?}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert_eq!(log, "one\ntwo\n");
+    }
+
+    #[test]
+    fn times_out_and_reports_the_missing_line() {
+        let toml = "arch = \"aarch64\"\nexpect = [\"one\", \"two\"]\ntimeout_secs = 1\n";
+        let start = Instant::now();
+        let (result, matcher, _) = run_script(toml, "echo one; sleep 30");
+        assert!(matches!(result, Err(Failure::Timeout(_))), "{result:?}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(matcher.missing().first(), Some("two"));
+    }
+
+    #[test]
+    fn fail_marker_stops_at_once() {
+        let (result, _, _) = run_script(BASIC, "echo one; echo 'panicked at x.rs:1:1'; sleep 30");
+        match result {
+            Err(Failure::Marker { marker, line }) => {
+                assert_eq!(marker, "panicked at");
+                assert_eq!(line, "panicked at x.rs:1:1");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn early_exit_is_a_failure_with_its_status() {
+        let (result, _, log) = run_script(BASIC, "echo one; echo oops >&2; exit 3");
+        match result {
+            Err(Failure::ExitedEarly(Some(status))) => assert_eq!(status.code(), Some(3)),
+            other => panic!("{other:?}"),
+        }
+        assert!(log.contains("[emulator stderr] oops"), "{log}");
+    }
+
+    #[test]
+    fn expect_exit_requires_status_zero() {
+        let toml = format!("{BASIC}expect_exit = true\n");
+        let (result, _, _) = run_script(&toml, "echo one; echo two; sleep 0.2; exit 0");
+        assert!(result.is_ok(), "{result:?}");
+        let (result, _, _) = run_script(&toml, "echo one; echo two; exit 1");
+        assert!(
+            matches!(result, Err(Failure::BadExit(Some(_)))),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn missing_image_and_emulator_are_clear_errors() {
+        let scenario = Scenario::parse(BASIC, Path::new("aarch64-fake.toml")).unwrap();
+        let dir = std::env::temp_dir().join(format!("xtask-runner-missing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let outcome = run_one(&scenario, &dir.join("no-such-image.bin"), &dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!outcome.passed);
+        assert!(
+            outcome.report.contains("FAIL aarch64-fake"),
+            "{}",
+            outcome.report
+        );
+        assert!(
+            outcome.report.contains("does not exist"),
+            "{}",
+            outcome.report
+        );
+        assert!(
+            outcome.report.contains("missing:  \"one\""),
+            "{}",
+            outcome.report
+        );
+    }
+}
