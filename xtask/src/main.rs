@@ -96,13 +96,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Build(args) => {
             let _always_release = args.release;
-            let image = image::build(args.arch)?;
-            println!("{}", image.display());
+            image::build(args.arch)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
-            setup::ensure()?;
             let machine = qemu::Machine::new(args.arch, args.cpus, args.gic, args.mem)?;
+            setup::ensure()?;
             let image = image::build(args.arch)?;
             let mut extra = Vec::new();
             if args.gdb {

@@ -15,6 +15,8 @@ enum Check {
     Command(&'static str),
     /// A file at this path (symbolic links are followed).
     File(&'static str),
+    /// An installed Debian package of this name (for files whose path varies by host).
+    DebPackage(&'static str),
 }
 
 /// One host tool or file, and the Debian package that provides it.
@@ -58,11 +60,11 @@ const REQUIREMENTS: &[Requirement] = &[
         "bochsbios",
     ),
     file("vga bios", "/usr/share/vgabios/vgabios.bin", "vgabios"),
-    file(
-        "bochs term display",
-        "/usr/lib/bochs/plugins/libbx_term.so",
-        "bochs-term",
-    ),
+    Requirement {
+        what: "bochs term display",
+        check: Check::DebPackage("bochs-term"),
+        package: "bochs-term",
+    },
     command("cpio", "cpio"),
 ];
 
@@ -71,6 +73,7 @@ impl Requirement {
         match self.check {
             Check::Command(name) => util::command_exists(name),
             Check::File(path) => Path::new(path).exists(),
+            Check::DebPackage(name) => deb_installed(name),
         }
     }
 }
@@ -88,6 +91,15 @@ fn missing_packages(missing: &[&Requirement]) -> Vec<&'static str> {
 
 fn missing() -> Vec<&'static Requirement> {
     REQUIREMENTS.iter().filter(|r| !r.present()).collect()
+}
+
+/// Whether dpkg reports the package as installed.
+fn deb_installed(name: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", name])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.ends_with(b" installed"))
 }
 
 /// Whether this process runs as root (asks `id -u`).
