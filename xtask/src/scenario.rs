@@ -428,6 +428,12 @@ fn failure_report(
     let _ = writeln!(r, "FAIL {} ({elapsed})", scenario.name);
     let _ = writeln!(r, "  scenario: {}", scenario.path.display());
     let _ = writeln!(r, "  reason:   {failure}");
+    if missing.first().is_none() && scenario.expect_exit {
+        let _ = writeln!(
+            r,
+            "  note:     every expected line was seen; `expect_exit` also needs a clean exit"
+        );
+    }
     if let Some(first) = missing.first() {
         let which = match &missing.first_ordered {
             Some((i, _)) => format!("expect[{i}]"),
