@@ -26,9 +26,11 @@ pub fn cargo() -> Command {
     cmd
 }
 
-/// Renders a command the way a person would type it.
+/// Renders a command the way a person would type it (the program without its directory).
 pub fn display_command(cmd: &Command) -> String {
-    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
+    let program = Path::new(cmd.get_program());
+    let program = program.file_name().unwrap_or(program.as_os_str());
+    let mut parts = vec![program.to_string_lossy().into_owned()];
     parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
     parts.join(" ")
 }
