@@ -33,7 +33,9 @@ fn main() {
     println!("cargo:rerun-if-env-changed=AX_PLATFORM");
     let name = env::var("AX_PLATFORM").unwrap_or_else(|_| default.to_string());
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let path = manifest.join("../../configs/platforms").join(format!("{name}.toml"));
+    let path = manifest
+        .join("../../configs/platforms")
+        .join(format!("{name}.toml"));
     println!("cargo:rerun-if-changed={}", path.display());
     let text = fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("platform config {}: {e}", path.display()));
@@ -66,6 +68,8 @@ fn main() {
          pub const STACK_SIZE: usize = {:#x};\n",
         p.name, p.kernel_base, p.early_uart, p.max_cpus, p.stack_size
     );
+    // Exported to dependents' build scripts as DEP_AXCONFIG_KERNEL_BASE (axhal's linker script).
+    println!("cargo:kernel_base={:#x}", p.kernel_base);
     let dest = PathBuf::from(env::var("OUT_DIR").unwrap()).join("consts.rs");
     fs::write(dest, out).unwrap();
 }

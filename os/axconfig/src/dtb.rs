@@ -225,7 +225,9 @@ fn isa_has(isa: &str, ext: &str) -> bool {
     let mut parts = isa.split('_');
     let base = parts.next().unwrap_or("");
     if let [letter] = ext.as_bytes() {
-        let letters = base.get(4..).filter(|_| base.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("rv")));
+        let letters = base
+            .get(4..)
+            .filter(|_| base.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("rv")));
         return letters.is_some_and(|l| l.bytes().any(|b| b.eq_ignore_ascii_case(letter)));
     }
     parts.any(|p| p.eq_ignore_ascii_case(ext))
@@ -273,7 +275,10 @@ impl PlatformInfo {
 
         let mut cpus = ArrayVec::new();
         let mut cpus_ignored = 0;
-        let cpu_nodes = fdt.find_node("/cpus").into_iter().flat_map(|n| n.children());
+        let cpu_nodes = fdt
+            .find_node("/cpus")
+            .into_iter()
+            .flat_map(|n| n.children());
         for node in cpu_nodes {
             if prop_str(&node, "device_type") != Some("cpu") || !enabled(&node) {
                 continue;
@@ -310,7 +315,12 @@ impl PlatformInfo {
                 if let (Some(&dist), Some(&cpu)) = (r.first(), r.get(1)) {
                     let hyp = r.get(2).copied();
                     let vcpu = r.get(3).copied();
-                    intc = Some(IntcInfo::GicV2 { dist, cpu, hyp, vcpu });
+                    intc = Some(IntcInfo::GicV2 {
+                        dist,
+                        cpu,
+                        hyp,
+                        vcpu,
+                    });
                 }
             } else if intc.is_none() && compatible_with(&node, GICV3_COMPAT) {
                 let r = regs(&node);
@@ -323,9 +333,17 @@ impl PlatformInfo {
                         .property("interrupts-extended")
                         .map(|p| be_cells(p.value).take(128).collect())
                         .unwrap_or_default();
-                    let contexts = cells.chunks_exact(2).map(|c| (c[0], c[1])).take(64).collect();
+                    let contexts = cells
+                        .chunks_exact(2)
+                        .map(|c| (c[0], c[1]))
+                        .take(64)
+                        .collect();
                     let ndev = prop_u32(&node, "riscv,ndev").unwrap_or(0);
-                    intc = Some(IntcInfo::Plic { regs, ndev, contexts });
+                    intc = Some(IntcInfo::Plic {
+                        regs,
+                        ndev,
+                        contexts,
+                    });
                 }
             } else if compatible_with(&node, &["arm,armv8-timer", "arm,armv7-timer"]) {
                 let cells: ArrayVec<u32, 12> = node
@@ -363,13 +381,19 @@ impl PlatformInfo {
             } else {
                 return None;
             };
-            Some(UartInfo { regs: first_reg(node)?, kind })
+            Some(UartInfo {
+                regs: first_reg(node)?,
+                kind,
+            })
         };
         if let Some(node) = stdout {
             uart = uart_of(&node);
         }
         if uart.is_none() {
-            uart = fdt.all_nodes().filter(|n| enabled(n)).find_map(|n| uart_of(&n));
+            uart = fdt
+                .all_nodes()
+                .filter(|n| enabled(n))
+                .find_map(|n| uart_of(&n));
         }
 
         let timebase_hz = fdt

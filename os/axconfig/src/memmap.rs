@@ -103,7 +103,8 @@ pub fn subtract(ram: &[MemRange], reserved: &[MemRange]) -> Result<RangeList, Me
                     MemRange::from_bounds(hole.end(), p.end()),
                 ] {
                     if !part.is_empty() {
-                        next.try_push(part).map_err(|_| MemMapError::TooManyRanges)?;
+                        next.try_push(part)
+                            .map_err(|_| MemMapError::TooManyRanges)?;
                     }
                 }
             }
@@ -171,6 +172,9 @@ mod tests {
         assert!(r.overlaps(&MemRange::new(0x3000, 1)));
         assert!(!r.overlaps(&MemRange::new(0x3001, 1)));
         assert_eq!(align_up(usize::MAX - 3, 0x1000), usize::MAX & !0xfff);
-        assert_eq!(std::format!("{}", MemRange::new(0x1000, 0x1000)), "[0x000001000, 0x000002000)");
+        assert_eq!(
+            std::format!("{}", MemRange::new(0x1000, 0x1000)),
+            "[0x000001000, 0x000002000)"
+        );
     }
 }

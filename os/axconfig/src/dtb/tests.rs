@@ -11,8 +11,9 @@ enum Kind {
 }
 
 fn build(kind: Kind, ncpus: u32) -> Vec<u8> {
-    let mut w = FdtWriter::new_with_mem_reserv(&[FdtReserveEntry::new(0x4700_0000, 0x1000).unwrap()])
-        .unwrap();
+    let mut w =
+        FdtWriter::new_with_mem_reserv(&[FdtReserveEntry::new(0x4700_0000, 0x1000).unwrap()])
+            .unwrap();
     let root = w.begin_node("").unwrap();
     w.property_u32("#address-cells", 2).unwrap();
     w.property_u32("#size-cells", 2).unwrap();
@@ -21,13 +22,18 @@ fn build(kind: Kind, ncpus: u32) -> Vec<u8> {
     let ram_base: u64 = if arm { 0x4000_0000 } else { 0x8000_0000 };
 
     let chosen = w.begin_node("chosen").unwrap();
-    let uart_name = if arm { "/pl011@9000000" } else { "/soc/serial@10000000" };
+    let uart_name = if arm {
+        "/pl011@9000000"
+    } else {
+        "/soc/serial@10000000"
+    };
     w.property_string("stdout-path", uart_name).unwrap();
     w.end_node(chosen).unwrap();
 
     let mem = w.begin_node(&std::format!("memory@{ram_base:x}")).unwrap();
     w.property_string("device_type", "memory").unwrap();
-    w.property_array_u64("reg", &[ram_base, 0x4000_0000]).unwrap();
+    w.property_array_u64("reg", &[ram_base, 0x4000_0000])
+        .unwrap();
     w.end_node(mem).unwrap();
 
     let rm = w.begin_node("reserved-memory").unwrap();
@@ -75,18 +81,24 @@ fn build(kind: Kind, ncpus: u32) -> Vec<u8> {
     match kind {
         Kind::ArmGicV2 => {
             let g = w.begin_node("intc@8000000").unwrap();
-            w.property_string_list("compatible", std::vec!["arm,cortex-a15-gic".into()]).unwrap();
+            w.property_string_list("compatible", std::vec!["arm,cortex-a15-gic".into()])
+                .unwrap();
             w.property_array_u64(
                 "reg",
-                &[0x800_0000, 0x1_0000, 0x801_0000, 0x1_0000, 0x803_0000, 0x1_0000, 0x804_0000, 0x1_0000],
+                &[
+                    0x800_0000, 0x1_0000, 0x801_0000, 0x1_0000, 0x803_0000, 0x1_0000, 0x804_0000,
+                    0x1_0000,
+                ],
             )
             .unwrap();
             w.end_node(g).unwrap();
         }
         Kind::ArmGicV3 => {
             let g = w.begin_node("intc@8000000").unwrap();
-            w.property_string_list("compatible", std::vec!["arm,gic-v3".into()]).unwrap();
-            w.property_array_u64("reg", &[0x800_0000, 0x1_0000, 0x80a_0000, 0xf6_0000]).unwrap();
+            w.property_string_list("compatible", std::vec!["arm,gic-v3".into()])
+                .unwrap();
+            w.property_array_u64("reg", &[0x800_0000, 0x1_0000, 0x80a_0000, 0xf6_0000])
+                .unwrap();
             w.end_node(g).unwrap();
         }
         Kind::Riscv { .. } => {
@@ -94,9 +106,13 @@ fn build(kind: Kind, ncpus: u32) -> Vec<u8> {
             w.property_u32("#address-cells", 2).unwrap();
             w.property_u32("#size-cells", 2).unwrap();
             let p = w.begin_node("plic@c000000").unwrap();
-            w.property_string_list("compatible", std::vec!["sifive,plic-1.0.0".into(), "riscv,plic0".into()])
+            w.property_string_list(
+                "compatible",
+                std::vec!["sifive,plic-1.0.0".into(), "riscv,plic0".into()],
+            )
+            .unwrap();
+            w.property_array_u64("reg", &[0xc00_0000, 0x60_0000])
                 .unwrap();
-            w.property_array_u64("reg", &[0xc00_0000, 0x60_0000]).unwrap();
             w.property_u32("riscv,ndev", 95).unwrap();
             let mut ie = Vec::new();
             for i in 0..ncpus {
@@ -114,16 +130,22 @@ fn build(kind: Kind, ncpus: u32) -> Vec<u8> {
     if arm {
         let t = w.begin_node("timer").unwrap();
         w.property_string("compatible", "arm,armv8-timer").unwrap();
-        w.property_array_u32("interrupts", &[1, 13, 0x104, 1, 14, 0x104, 1, 11, 0x104, 1, 10, 0x104])
-            .unwrap();
+        w.property_array_u32(
+            "interrupts",
+            &[1, 13, 0x104, 1, 14, 0x104, 1, 11, 0x104, 1, 10, 0x104],
+        )
+        .unwrap();
         w.end_node(t).unwrap();
         let p = w.begin_node("psci").unwrap();
         w.property_string("compatible", "arm,psci-1.0").unwrap();
         w.property_string("method", "smc").unwrap();
         w.end_node(p).unwrap();
         let u = w.begin_node("pl011@9000000").unwrap();
-        w.property_string_list("compatible", std::vec!["arm,pl011".into(), "arm,primecell".into()])
-            .unwrap();
+        w.property_string_list(
+            "compatible",
+            std::vec!["arm,pl011".into(), "arm,primecell".into()],
+        )
+        .unwrap();
         w.property_array_u64("reg", &[0x900_0000, 0x1000]).unwrap();
         w.end_node(u).unwrap();
     }
@@ -136,7 +158,10 @@ fn aarch64_gicv2() {
     let blob = build(Kind::ArmGicV2, 4);
     let info = PlatformInfo::parse(&blob, 0x4800_0000).unwrap();
     assert_eq!(info.model.as_str(), "test-virt");
-    assert_eq!(info.memory.as_slice(), &[MemRange::new(0x4000_0000, 0x4000_0000)]);
+    assert_eq!(
+        info.memory.as_slice(),
+        &[MemRange::new(0x4000_0000, 0x4000_0000)]
+    );
     assert_eq!(info.memory_size(), 0x4000_0000);
     let ids: Vec<usize> = info.cpus.iter().map(|c| c.hw_id).collect();
     assert_eq!(ids, [0, 1, 2, 3]);
@@ -154,12 +179,20 @@ fn aarch64_gicv2() {
     assert_eq!(info.intc.as_ref().unwrap().name(), "GICv2");
     assert_eq!(
         info.timer_irqs,
-        Some(ArmTimerIrqs { secure_phys: 29, phys: 30, virt: 27, hyp: 26 })
+        Some(ArmTimerIrqs {
+            secure_phys: 29,
+            phys: 30,
+            virt: 27,
+            hyp: 26
+        })
     );
     assert_eq!(info.psci, Some(PsciMethod::Smc));
     assert_eq!(
         info.uart,
-        Some(UartInfo { regs: MemRange::new(0x900_0000, 0x1000), kind: UartKind::Pl011 })
+        Some(UartInfo {
+            regs: MemRange::new(0x900_0000, 0x1000),
+            kind: UartKind::Pl011
+        })
     );
 }
 
@@ -189,7 +222,10 @@ fn riscv_plic_contexts_and_isa() {
     assert_eq!(intc.name(), "PLIC");
     // Hart i has M context 2i and S context 2i + 1.
     for (i, cpu) in info.cpus.iter().enumerate() {
-        assert_eq!(intc.plic_s_context(cpu.intc_phandle.unwrap()), Some(2 * i + 1));
+        assert_eq!(
+            intc.plic_s_context(cpu.intc_phandle.unwrap()),
+            Some(2 * i + 1)
+        );
     }
     assert_eq!(intc.plic_s_context(7), None);
     assert_eq!(info.uart.unwrap().kind, UartKind::Ns16550);
@@ -209,7 +245,10 @@ fn free_memory_excludes_reservations_dtb_and_image() {
     // memreserve entry + /reserved-memory child.
     assert_eq!(
         info.reserved.as_slice(),
-        &[MemRange::new(0x4700_0000, 0x1000), MemRange::new(0x4000_0000, 0x4_0000)]
+        &[
+            MemRange::new(0x4700_0000, 0x1000),
+            MemRange::new(0x4000_0000, 0x4_0000)
+        ]
     );
     let image = MemRange::new(0x4020_0000, 0x8_0000);
     let free = info.free_memory(&[image]).unwrap();
@@ -237,11 +276,17 @@ fn isa_strings() {
 
 #[test]
 fn rejects_garbage_and_missing_parts() {
-    assert_eq!(PlatformInfo::parse(&[0u8; 64], 0).unwrap_err(), DtbError::Invalid);
+    assert_eq!(
+        PlatformInfo::parse(&[0u8; 64], 0).unwrap_err(),
+        DtbError::Invalid
+    );
     assert_eq!(PlatformInfo::parse(&[], 0).unwrap_err(), DtbError::Invalid);
     let mut blob = build(Kind::ArmGicV2, 1);
     blob.truncate(blob.len() / 2);
-    assert_eq!(PlatformInfo::parse(&blob, 0).unwrap_err(), DtbError::Invalid);
+    assert_eq!(
+        PlatformInfo::parse(&blob, 0).unwrap_err(),
+        DtbError::Invalid
+    );
 
     let mut w = FdtWriter::new().unwrap();
     let root = w.begin_node("").unwrap();
@@ -249,5 +294,8 @@ fn rejects_garbage_and_missing_parts() {
     w.property_u32("#size-cells", 2).unwrap();
     w.end_node(root).unwrap();
     let empty = w.finish().unwrap();
-    assert_eq!(PlatformInfo::parse(&empty, 0).unwrap_err(), DtbError::NoMemory);
+    assert_eq!(
+        PlatformInfo::parse(&empty, 0).unwrap_err(),
+        DtbError::NoMemory
+    );
 }

@@ -1,0 +1,56 @@
+//! The boot banner: what the hypervisor found.
+
+use axstd::os::{self, IntcInfo};
+use axstd::println;
+
+const MIB: usize = 1 << 20;
+
+/// Prints version, architecture, platform, CPUs, memory map and interrupt controller.
+pub fn print() {
+    let info = os::platform_info();
+    println!();
+    println!(
+        "axvisor {} - a type-1 hypervisor",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("  arch: {}", os::ARCH);
+    println!("  platform: {} ({})", os::PLATFORM, info.model);
+    println!("  cpus: {}", info.cpus.len());
+    if info.cpus_ignored > 0 {
+        println!(
+            "  ({} more cpus in the device tree are left offline: MAX_CPUS is {})",
+            info.cpus_ignored,
+            os::MAX_CPUS
+        );
+    }
+    println!("  memory: {} MiB", info.memory_size() / MIB);
+    for r in &info.memory {
+        println!("    {r} ram");
+    }
+    for r in &info.reserved {
+        println!("    {r} reserved by firmware");
+    }
+    println!("    {} device tree", info.dtb);
+    println!("    {} hypervisor image", os::kernel_range());
+    let free: usize = os::free_memory().iter().map(|r| r.size).sum();
+    println!(
+        "    {} MiB free for guests and the hypervisor heap",
+        free / MIB
+    );
+    match &info.intc {
+        Some(IntcInfo::GicV2 { dist, cpu, .. }) => println!(
+            "  interrupt controller: GICv2 (distributor {:#x}, cpu interface {:#x})",
+            dist.start, cpu.start
+        ),
+        Some(IntcInfo::GicV3 { dist, redist }) => println!(
+            "  interrupt controller: GICv3 (distributor {:#x}, redistributors {:#x})",
+            dist.start, redist.start
+        ),
+        Some(IntcInfo::Plic { regs, ndev, .. }) => println!(
+            "  interrupt controller: PLIC ({:#x}, {} sources)",
+            regs.start, ndev
+        ),
+        None => println!("  interrupt controller: none found"),
+    }
+    println!("  timer: {} Hz counter", axstd::time::counter_hz());
+}

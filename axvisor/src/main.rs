@@ -1,0 +1,43 @@
+//! axvisor: a type-1 hypervisor.
+//!
+//! Boot: `axhal` brings up the boot CPU, `axstd` sets up memory, logging and tasks and calls
+//! [`main`] here, which prints the banner, brings every CPU online and starts one task per CPU
+//! that reports in. VMs come next (see the README's status).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod banner;
+
+use axstd::println;
+use axstd::sync::WaitQueue;
+use axstd::time::Duration;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Tasks that have reported in.
+static REPORTED: AtomicUsize = AtomicUsize::new(0);
+static ALL_REPORTED: WaitQueue = WaitQueue::new();
+
+#[no_mangle]
+fn main() {
+    banner::print();
+    let online = axstd::smp::start_secondaries();
+    let cpus = axhal::cpu::count();
+    if online < cpus {
+        log::warn!("only {online} of {cpus} cpus came online");
+    }
+    // One task pinned to each CPU. Each sleeps briefly (a timer event on its own CPU), then
+    // reports through a wait queue that wakes this task across CPUs.
+    for cpu in 0..online {
+        axstd::thread::spawn_on(cpu, "hello", move || {
+            println!("cpu {cpu}: task on cpu {} running", axhal::cpu::id());
+            axstd::thread::sleep(Duration::from_millis(10 * (cpu as u64 + 1)));
+            REPORTED.fetch_add(1, Ordering::AcqRel);
+            ALL_REPORTED.notify_all();
+        });
+    }
+    ALL_REPORTED.wait_until(|| REPORTED.load(Ordering::Acquire) == online);
+    println!("all {online} cpus online");
+    log::info!("no VMs configured yet; the hypervisor waits");
+}

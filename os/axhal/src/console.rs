@@ -1,0 +1,44 @@
+//! The hypervisor's console (PL011 on aarch64, the SBI console on riscv64).
+//!
+//! Output from several CPUs is serialized by one lock, taken with interrupts masked.
+
+use crate::{arch, irq};
+use spin::Mutex;
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// Writes `bytes` as one unit (no other CPU's output interleaves), turning `\n` into `\r\n`.
+pub fn write_bytes(bytes: &[u8]) {
+    let state = irq::save_and_disable();
+    {
+        let _g = LOCK.lock();
+        for &b in bytes {
+            if b == b'\n' {
+                arch::putchar(b'\r');
+            }
+            arch::putchar(b);
+        }
+    }
+    irq::restore(state);
+}
+
+/// Writes without taking the lock: for the panic and fatal-trap paths, where the lock may be
+/// held by the CPU that failed.
+pub fn write_bytes_unlocked(bytes: &[u8]) {
+    for &b in bytes {
+        if b == b'\n' {
+            arch::putchar(b'\r');
+        }
+        arch::putchar(b);
+    }
+}
+
+/// A `core::fmt::Write` sink over [`write_bytes_unlocked`].
+pub struct RawWriter;
+
+impl core::fmt::Write for RawWriter {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        write_bytes_unlocked(s.as_bytes());
+        Ok(())
+    }
+}

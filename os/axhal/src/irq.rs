@@ -1,0 +1,88 @@
+//! Interrupt masking and dispatch.
+//!
+//! The architecture's trap code acknowledges an interrupt and calls [`dispatch`] with what it
+//! was; handlers are plain functions registered once at boot.
+
+use crate::arch;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// What interrupted the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqSource {
+    /// This CPU's hypervisor timer.
+    Timer,
+    /// An inter-processor interrupt from another CPU.
+    Ipi,
+    /// A device interrupt with its controller number.
+    Device(usize),
+}
+
+static TIMER_HANDLER: AtomicUsize = AtomicUsize::new(0);
+static IPI_HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the function called on every timer interrupt.
+pub fn set_timer_handler(f: fn()) {
+    TIMER_HANDLER.store(f as usize, Ordering::Release);
+}
+
+/// Sets the function called on every IPI.
+pub fn set_ipi_handler(f: fn()) {
+    IPI_HANDLER.store(f as usize, Ordering::Release);
+}
+
+fn call(slot: &AtomicUsize) -> bool {
+    let f = slot.load(Ordering::Acquire);
+    if f == 0 {
+        return false;
+    }
+    // SAFETY: the slot only ever holds 0 or a `fn()` stored by the setters above.
+    let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(f) };
+    f();
+    true
+}
+
+/// Runs the handler for `src`; called by the architecture's interrupt path with interrupts
+/// masked.
+pub(crate) fn dispatch(src: IrqSource) {
+    let handled = match src {
+        IrqSource::Timer => call(&TIMER_HANDLER),
+        IrqSource::Ipi => call(&IPI_HANDLER),
+        IrqSource::Device(_) => false,
+    };
+    if !handled {
+        log::warn!("cpu {}: unhandled interrupt {:?}", crate::cpu::id(), src);
+        if src == IrqSource::Timer {
+            // Nobody wants the timer: silence it rather than take it again at once.
+            arch::set_timer_deadline(u64::MAX);
+        }
+    }
+}
+
+/// Sends an IPI to logical CPU `cpu`.
+pub fn send_ipi(cpu: usize) {
+    arch::send_ipi(cpu)
+}
+
+/// Unmasks interrupts on this CPU.
+#[inline]
+pub fn enable() {
+    arch::irq_enable()
+}
+
+/// Masks interrupts on this CPU.
+#[inline]
+pub fn disable() {
+    arch::irq_disable()
+}
+
+/// Masks interrupts and returns the previous state for [`restore`].
+#[inline]
+pub fn save_and_disable() -> usize {
+    arch::irq_save_and_disable()
+}
+
+/// Restores the state returned by [`save_and_disable`].
+#[inline]
+pub fn restore(state: usize) {
+    arch::irq_restore(state)
+}

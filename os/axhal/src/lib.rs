@@ -1,0 +1,43 @@
+//! Hardware abstraction for the hypervisor.
+//!
+//! One module per architecture under `arch/` (aarch64 at EL2 on QEMU `virt`, riscv64 in HS
+//! mode under OpenSBI); everything outside `arch/` is the architecture-neutral face the rest of
+//! the system uses: [`console`], [`cpu`], [`irq`], [`time`], [`context`], [`power`],
+//! [`platform`].
+//!
+//! Boot contract: the architecture's entry code brings up the boot CPU (stack, BSS, MMU, trap
+//! vector, console, device tree, interrupt controller, timer) and then calls the runtime's
+//! `__axstd_primary_main()`; each CPU later started with [`cpu::start`] calls
+//! `__axstd_secondary_main(cpu)`. Both are defined by `axstd`.
+#![no_std]
+#![cfg(target_os = "none")]
+
+mod arch;
+mod mmio;
+
+pub mod console;
+pub mod context;
+pub mod cpu;
+pub mod irq;
+pub mod platform;
+pub mod power;
+pub mod time;
+
+extern "Rust" {
+    /// Runtime entry on the boot CPU, once the hardware is up.
+    fn __axstd_primary_main() -> !;
+    /// Runtime entry on every other CPU.
+    fn __axstd_secondary_main(cpu: usize) -> !;
+}
+
+/// Called by the architecture code once the boot CPU is up.
+fn enter_primary() -> ! {
+    // SAFETY: defined by axstd with this exact signature; called once, on the boot CPU.
+    unsafe { __axstd_primary_main() }
+}
+
+/// Called by the architecture code once a secondary CPU is up.
+fn enter_secondary(cpu: usize) -> ! {
+    // SAFETY: defined by axstd with this exact signature; called once per secondary CPU.
+    unsafe { __axstd_secondary_main(cpu) }
+}

@@ -1,0 +1,49 @@
+//! Bringing the other CPUs online.
+
+use crate::println;
+use alloc::vec;
+use axconfig::STACK_SIZE;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use core::time::Duration;
+
+static ONLINE: AtomicUsize = AtomicUsize::new(1);
+
+/// How long a CPU has to report online after the firmware started it.
+const START_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Number of CPUs online.
+pub fn online() -> usize {
+    ONLINE.load(Ordering::Acquire)
+}
+
+/// Called by each secondary CPU once it runs tasks.
+pub(crate) fn mark_online() {
+    ONLINE.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Starts every CPU of the device tree other than this one, one at a time, waiting for each
+/// to come online. A CPU that fails to start is reported and skipped. Returns the number of
+/// CPUs online.
+pub fn start_secondaries() -> usize {
+    let me = axhal::cpu::id();
+    println!("cpu {me}: online (boot cpu)");
+    for cpu in (0..axhal::cpu::count()).filter(|&c| c != me) {
+        // The stack lives as long as the CPU: leak it on purpose.
+        let stack = vec![0u128; STACK_SIZE / 16].leak();
+        let top = stack.as_ptr() as usize + STACK_SIZE;
+        let before = online();
+        if let Err(e) = axhal::cpu::start(cpu, top) {
+            log::warn!("cpu {cpu}: could not start: {e}");
+            continue;
+        }
+        let deadline = crate::time::now() + START_TIMEOUT;
+        while online() == before {
+            if crate::time::now() > deadline {
+                log::warn!("cpu {cpu}: started but never came online");
+                break;
+            }
+            core::hint::spin_loop();
+        }
+    }
+    online()
+}

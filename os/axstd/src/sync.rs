@@ -1,0 +1,3 @@
+//! Synchronization.
+
+pub use axtask::WaitQueue;
