@@ -9,7 +9,8 @@ static INFO: Once<PlatformInfo> = Once::new();
 /// What the firmware DTB says. Panics if called before the architecture code parsed it
 /// (which happens before the runtime starts).
 pub fn info() -> &'static PlatformInfo {
-    INFO.get().expect("platform info read before boot parsed the DTB")
+    INFO.get()
+        .expect("platform info read before boot parsed the DTB")
 }
 
 pub(crate) fn set_info(info: PlatformInfo) -> &'static PlatformInfo {

@@ -45,8 +45,15 @@ const GICR_IPRIORITYR: usize = GICR_SGI + 0x400;
 
 /// The controller in use.
 enum Gic {
-    V2 { dist: usize, cpu: usize },
-    V3 { dist: usize, redist: usize, redist_size: usize },
+    V2 {
+        dist: usize,
+        cpu: usize,
+    },
+    V3 {
+        dist: usize,
+        redist: usize,
+        redist_size: usize,
+    },
 }
 
 static GIC: Once<Gic> = Once::new();
@@ -86,7 +93,10 @@ fn wait_rwp(addr: usize) {
 /// Distributor set-up, once, on the boot CPU.
 pub fn init_primary(info: &PlatformInfo) -> Result<(), GicError> {
     let g = match &info.intc {
-        Some(IntcInfo::GicV2 { dist, cpu, .. }) => Gic::V2 { dist: dist.start, cpu: cpu.start },
+        Some(IntcInfo::GicV2 { dist, cpu, .. }) => Gic::V2 {
+            dist: dist.start,
+            cpu: cpu.start,
+        },
         Some(IntcInfo::GicV3 { dist, redist }) => Gic::V3 {
             dist: dist.start,
             redist: redist.start,
@@ -102,10 +112,20 @@ pub fn init_primary(info: &PlatformInfo) -> Result<(), GicError> {
     let lines = ((mmio::read32(dist + GICD_TYPER) & 0x1f) as usize + 1) * 32;
     for i in (32..lines).step_by(32) {
         mmio::write32(dist + GICD_ICENABLER + i / 8, u32::MAX);
-        mmio::write32(dist + GICD_IGROUPR + i / 8, if matches!(g, Gic::V3 { .. }) { u32::MAX } else { 0 });
+        mmio::write32(
+            dist + GICD_IGROUPR + i / 8,
+            if matches!(g, Gic::V3 { .. }) {
+                u32::MAX
+            } else {
+                0
+            },
+        );
     }
     for i in (32..lines).step_by(4) {
-        mmio::write32(dist + GICD_IPRIORITYR + i, u32::from_ne_bytes([PRIORITY; 4]));
+        mmio::write32(
+            dist + GICD_IPRIORITYR + i,
+            u32::from_ne_bytes([PRIORITY; 4]),
+        );
     }
     match g {
         Gic::V2 { .. } => {
@@ -160,7 +180,10 @@ pub fn init_cpu(cpu: usize) {
             // Banked per CPU: SGI/PPI enables and priorities, and our own interface bit.
             mmio::write32(dist + GICD_ICENABLER, u32::MAX);
             for i in (0..32).step_by(4) {
-                mmio::write32(dist + GICD_IPRIORITYR + i, u32::from_ne_bytes([PRIORITY; 4]));
+                mmio::write32(
+                    dist + GICD_IPRIORITYR + i,
+                    u32::from_ne_bytes([PRIORITY; 4]),
+                );
             }
             V2_CPU_MASK[cpu].store(mmio::read32(dist + GICD_ITARGETSR) as u8, Ordering::Release);
             mmio::write32(dist + 0x100, enable); // GICD_ISENABLER0
@@ -168,7 +191,11 @@ pub fn init_cpu(cpu: usize) {
             mmio::write32(cpuif + GICC_BPR, 0);
             mmio::write32(cpuif + GICC_CTLR, 1);
         }
-        Gic::V3 { redist, redist_size, .. } => {
+        Gic::V3 {
+            redist,
+            redist_size,
+            ..
+        } => {
             let hw = platform::info().cpus[cpu].hw_id as u64;
             let Some(rd) = redist_of(redist, redist_size, hw) else {
                 panic!("cpu {cpu}: no GICv3 redistributor for MPIDR {hw:#x}");
@@ -188,7 +215,9 @@ pub fn init_cpu(cpu: usize) {
             // ICC_PMR_EL1 = S3_0_C4_C6_0, ICC_BPR1_EL1 = S3_0_C12_C12_3, ICC_CTLR_EL1 =
             // S3_0_C12_C12_4, ICC_IGRPEN1_EL1 = S3_0_C12_C12_7): enable the system-register
             // interface (and EL1's access to it), unmask all priorities, EOI mode 0, group 1 on.
-            sysreg_write(|| unsafe { core::arch::asm!("msr S3_4_C12_C9_5, {}", in(reg) 0b1001u64) });
+            sysreg_write(|| unsafe {
+                core::arch::asm!("msr S3_4_C12_C9_5, {}", in(reg) 0b1001u64)
+            });
             sysreg_write(|| unsafe {
                 core::arch::asm!(
                     "msr S3_0_C4_C6_0, {pmr}",

@@ -85,7 +85,9 @@ pub fn init() {
     // IRQs, FIQs and SErrors whose target is EL1 are never taken while running at EL2; with
     // IMO/FMO/AMO set they target EL2, so the hypervisor gets its own interrupts. RW: EL1 is
     // AArch64 (for the guests to come).
-    HCR_EL2.write(HCR_EL2::RW::EL1IsAarch64 + HCR_EL2::IMO::SET + HCR_EL2::FMO::SET + HCR_EL2::AMO::SET);
+    HCR_EL2.write(
+        HCR_EL2::RW::EL1IsAarch64 + HCR_EL2::IMO::SET + HCR_EL2::FMO::SET + HCR_EL2::AMO::SET,
+    );
     extern "C" {
         static exception_vector_base: u8;
     }

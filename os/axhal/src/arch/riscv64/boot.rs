@@ -1,0 +1,138 @@
+//! Entry of the boot hart (from OpenSBI) and of secondaries (from SBI HSM hart_start).
+
+use super::{mmu, plic, sbi, trap, TIMEBASE_HZ};
+use crate::{console::RawWriter, platform};
+use axconfig::{dtb::PlatformInfo, MAX_CPUS, STACK_SIZE};
+use core::fmt::Write;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Stack of the boot hart until it becomes its first task.
+#[repr(C, align(16))]
+struct BootStack([u8; STACK_SIZE]);
+
+#[no_mangle]
+static mut BOOT_STACK: BootStack = BootStack([0; STACK_SIZE]);
+
+/// Top of each secondary hart's stack, read by `secondary_entry` before Rust runs.
+#[no_mangle]
+static SECONDARY_STACK_TOP: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+
+pub fn set_secondary_stack(cpu: usize, top: usize) {
+    SECONDARY_STACK_TOP[cpu].store(top, Ordering::Release);
+}
+
+pub fn secondary_entry_addr() -> usize {
+    extern "C" {
+        fn secondary_entry();
+    }
+    secondary_entry as *const () as usize
+}
+
+core::arch::global_asm!(
+    "
+    .section .text.head, \"ax\"
+    .global _start
+    _start:
+        mv      s0, a0                  // a0: hart id, a1: DTB address
+        mv      s1, a1
+        la      sp, BOOT_STACK
+        li      t0, {stack_size}
+        add     sp, sp, t0
+        la      t0, __bss_start
+        la      t1, __bss_end
+    1:  bgeu    t0, t1, 2f
+        sd      zero, 0(t0)
+        addi    t0, t0, 8
+        j       1b
+    2:  mv      a0, s0
+        mv      a1, s1
+        call    axhal_primary_init
+
+    .section .text
+    .global secondary_entry
+    .balign 4
+    secondary_entry:
+        mv      s0, a1                  // a0: hart id, a1: logical CPU id (opaque)
+        la      t0, SECONDARY_STACK_TOP
+        slli    t1, s0, 3
+        add     t0, t0, t1
+        ld      sp, 0(t0)
+        mv      a0, s0
+        call    axhal_secondary_init
+    ",
+    stack_size = const STACK_SIZE,
+);
+
+/// Prints a fatal boot error and powers off.
+fn boot_fatal(args: core::fmt::Arguments) -> ! {
+    let _ = write!(RawWriter, "\naxvisor: fatal: {args}\n");
+    sbi::system_off()
+}
+
+fn parse_dtb(addr: usize) -> PlatformInfo {
+    if addr == 0 || addr % 8 != 0 {
+        boot_fatal(format_args!("no device tree (a1 = {addr:#x})"));
+    }
+    // SAFETY: OpenSBI passes a DTB in RAM; translation is still off, so every physical
+    // address is reachable. The 8-byte header (magic, total size) bounds the slice.
+    let header = unsafe { core::slice::from_raw_parts(addr as *const u8, 8) };
+    let total = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    if u32::from_be_bytes([header[0], header[1], header[2], header[3]]) != 0xd00d_feed
+        || !(64..=(16 << 20)).contains(&total)
+    {
+        boot_fatal(format_args!("a1 = {addr:#x} is not a device tree"));
+    }
+    // SAFETY: as above, for the blob's declared size.
+    let blob = unsafe { core::slice::from_raw_parts(addr as *const u8, total) };
+    PlatformInfo::parse(blob, addr)
+        .unwrap_or_else(|e| boot_fatal(format_args!("device tree at {addr:#x}: {e}")))
+}
+
+fn set_tp(cpu: usize) {
+    // SAFETY: tp holds the logical CPU id for `cpu_id`; Rust code does not use tp otherwise
+    // (no thread-local storage in this image).
+    unsafe { core::arch::asm!("mv tp, {}", in(reg) cpu) };
+}
+
+/// Per-hart set-up shared by the boot hart and secondaries.
+fn init_cpu(cpu: usize) {
+    set_tp(cpu);
+    trap::init();
+    super::set_timer_deadline(u64::MAX);
+    plic::init_cpu(cpu);
+    trap::enable_irqs();
+}
+
+/// The boot hart, with translation off, BSS zeroed, on its boot stack.
+#[no_mangle]
+extern "C" fn axhal_primary_init(hartid: usize, dtb: usize) -> ! {
+    set_tp(0);
+    trap::init();
+    let info = platform::set_info(parse_dtb(dtb));
+    let Some(cpu) = info.cpu_index(hartid) else {
+        boot_fatal(format_args!(
+            "boot hart {hartid} is not among the first {MAX_CPUS} harts of the device tree"
+        ))
+    };
+    if !info.cpus[cpu].isa_h {
+        boot_fatal(format_args!(
+            "hart {hartid} has no H extension (riscv,isa lacks 'h'); the hypervisor needs it.\n\
+             axvisor: run QEMU with `-cpu rv64,h=true` (cargo xtask run does)."
+        ));
+    }
+    sbi::HAS_SSTC.store(info.cpus[cpu].isa_sstc, Ordering::Relaxed);
+    if let Some(hz) = info.timebase_hz.filter(|&hz| hz > 0) {
+        TIMEBASE_HZ.store(hz, Ordering::Relaxed);
+    }
+    mmu::init(&info.memory);
+    init_cpu(cpu);
+    crate::enter_primary()
+}
+
+/// A secondary hart started by SBI HSM, translation off, on its own stack.
+#[no_mangle]
+extern "C" fn axhal_secondary_init(cpu: usize) -> ! {
+    mmu::enable();
+    init_cpu(cpu);
+    crate::enter_secondary(cpu)
+}
