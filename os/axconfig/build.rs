@@ -49,7 +49,7 @@ fn main() {
             p.arch
         );
     }
-    if p.max_cpus == 0 || p.stack_size % 4096 != 0 {
+    if p.max_cpus == 0 || !p.stack_size.is_multiple_of(4096) {
         panic!(
             "platform config {}: `max_cpus` must be > 0 and `stack_size` a multiple of 4096",
             path.display()

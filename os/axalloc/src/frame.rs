@@ -103,7 +103,7 @@ impl FrameAllocator {
         bitmap: &'static mut [u64],
     ) -> Result<(), FrameError> {
         let count = frames.size / FRAME_SIZE;
-        if frames.start % FRAME_SIZE != 0 || count == 0 || bitmap.len() * 64 < count {
+        if !frames.start.is_multiple_of(FRAME_SIZE) || count == 0 || bitmap.len() * 64 < count {
             return Err(FrameError::BadRequest);
         }
         bitmap.fill(0);
@@ -145,7 +145,7 @@ impl FrameAllocator {
             .iter_mut()
             .find(|r| addr >= r.base && addr < r.base + r.frames * FRAME_SIZE)
             .ok_or(FrameError::BadAddress)?;
-        if (addr - r.base) % FRAME_SIZE != 0 {
+        if !(addr - r.base).is_multiple_of(FRAME_SIZE) {
             return Err(FrameError::BadAddress);
         }
         let first = (addr - r.base) / FRAME_SIZE;

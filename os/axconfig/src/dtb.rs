@@ -50,6 +50,8 @@ pub struct CpuInfo {
     pub isa_h: bool,
     /// riscv64: the `riscv,isa` string names Sstc (`stimecmp` / `vstimecmp`).
     pub isa_sstc: bool,
+    /// riscv64: the PLIC context that delivers S-mode external interrupts to this hart.
+    pub plic_s_context: Option<usize>,
 }
 
 /// The interrupt controller and where its register frames are.
@@ -79,8 +81,6 @@ pub enum IntcInfo {
         regs: MemRange,
         /// Number of interrupt sources (`riscv,ndev`).
         ndev: u32,
-        /// Context `i` is wired to `(intc phandle, cause)`: cause 9 = S-mode external, 11 = M-mode.
-        contexts: ArrayVec<(u32, u32), 64>,
     },
 }
 
@@ -91,15 +91,6 @@ impl IntcInfo {
             IntcInfo::GicV2 { .. } => "GICv2",
             IntcInfo::GicV3 { .. } => "GICv3",
             IntcInfo::Plic { .. } => "PLIC",
-        }
-    }
-
-    /// PLIC context that delivers S-mode external interrupts to the hart whose
-    /// interrupt-controller phandle is `intc`.
-    pub fn plic_s_context(&self, intc: u32) -> Option<usize> {
-        match self {
-            IntcInfo::Plic { contexts, .. } => contexts.iter().position(|&c| c == (intc, 9)),
-            _ => None,
         }
     }
 }
@@ -296,6 +287,7 @@ impl PlatformInfo {
                 intc_phandle,
                 isa_h: isa_has(isa, "h"),
                 isa_sstc: isa_has(isa, "sstc"),
+                plic_s_context: None,
             };
             if cpus.try_push(cpu).is_err() {
                 cpus_ignored += 1;
@@ -333,17 +325,18 @@ impl PlatformInfo {
                         .property("interrupts-extended")
                         .map(|p| be_cells(p.value).take(128).collect())
                         .unwrap_or_default();
-                    let contexts = cells
-                        .chunks_exact(2)
-                        .map(|c| (c[0], c[1]))
-                        .take(64)
-                        .collect();
+                    // Context i is wired to the pair (hart intc phandle, cause); cause 9 is the
+                    // S-mode external interrupt.
+                    for (ctx, pair) in cells.chunks_exact(2).enumerate() {
+                        let hart = cpus
+                            .iter_mut()
+                            .find(|c: &&mut CpuInfo| c.intc_phandle == Some(pair[0]));
+                        if let (Some(cpu), 9) = (hart, pair[1]) {
+                            cpu.plic_s_context = Some(ctx);
+                        }
+                    }
                     let ndev = prop_u32(&node, "riscv,ndev").unwrap_or(0);
-                    intc = Some(IntcInfo::Plic {
-                        regs,
-                        ndev,
-                        contexts,
-                    });
+                    intc = Some(IntcInfo::Plic { regs, ndev });
                 }
             } else if compatible_with(&node, &["arm,armv8-timer", "arm,armv7-timer"]) {
                 let cells: ArrayVec<u32, 12> = node

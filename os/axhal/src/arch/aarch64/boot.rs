@@ -106,7 +106,7 @@ fn boot_fatal(args: core::fmt::Arguments) -> ! {
 
 /// Reads the DTB at `addr` (physical, already mapped) into a [`PlatformInfo`].
 fn parse_dtb(addr: usize) -> PlatformInfo {
-    if addr == 0 || addr % 8 != 0 {
+    if addr == 0 || !addr.is_multiple_of(8) {
         boot_fatal(format_args!(
             "no device tree (x0 = {addr:#x}); load the hypervisor as a raw arm64 Image"
         ));

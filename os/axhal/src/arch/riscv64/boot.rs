@@ -70,7 +70,7 @@ fn boot_fatal(args: core::fmt::Arguments) -> ! {
 }
 
 fn parse_dtb(addr: usize) -> PlatformInfo {
-    if addr == 0 || addr % 8 != 0 {
+    if addr == 0 || !addr.is_multiple_of(8) {
         boot_fatal(format_args!("no device tree (a1 = {addr:#x})"));
     }
     // SAFETY: OpenSBI passes a DTB in RAM; translation is still off, so every physical

@@ -15,12 +15,10 @@ const CONTEXT_STRIDE: usize = 0x1000;
 /// PLIC base and this hart's S-mode context, if the DTB describes both.
 fn context_of(cpu: usize) -> Option<(usize, usize)> {
     let info = platform::info();
-    let intc = info.intc.as_ref()?;
-    let IntcInfo::Plic { regs, .. } = intc else {
+    let Some(IntcInfo::Plic { regs, .. }) = &info.intc else {
         return None;
     };
-    let ctx = intc.plic_s_context(info.cpus.get(cpu)?.intc_phandle?)?;
-    Some((regs.start, ctx))
+    Some((regs.start, info.cpus.get(cpu)?.plic_s_context?))
 }
 
 /// Per-hart set-up: all sources disabled for this context, threshold 0.
