@@ -53,4 +53,7 @@ pub fn print() {
         None => println!("  interrupt controller: none found"),
     }
     println!("  timer: {} Hz counter", axstd::time::counter_hz());
+    if !info.bootargs.is_empty() {
+        println!("  boot arguments: {}", info.bootargs);
+    }
 }

@@ -39,5 +39,26 @@ fn main() {
     }
     ALL_REPORTED.wait_until(|| REPORTED.load(Ordering::Acquire) == online);
     println!("all {online} cpus online");
+    if let Some(test) = axstd::os::platform_info().bootarg("selftest") {
+        selftest(test, online - 1);
+    }
     log::info!("no VMs configured yet; the hypervisor waits");
+}
+
+/// Deliberate failures, chosen with the boot argument `selftest=<name>`, that show the
+/// hypervisor's own failure paths work (used by the scenarios).
+fn selftest(name: &str, cpu: usize) {
+    match name {
+        // Reads an address beyond the hypervisor's identity map (512 GiB on aarch64, 256 GiB
+        // with Sv39 on riscv64): the trap handler must dump the registers and stop.
+        "fault" => {
+            axstd::thread::spawn_on(cpu, "selftest", || {
+                let addr = 0x80_0000_0000usize as *const u64;
+                // SAFETY: deliberately unsafe: the access faults, and the fault is the test.
+                let v = unsafe { core::ptr::read_volatile(addr) };
+                println!("selftest fault: read {v:#x} from {addr:p} without a fault");
+            });
+        }
+        other => log::warn!("boot argument selftest={other}: unknown (known: fault)"),
+    }
 }

@@ -160,6 +160,8 @@ pub struct PlatformInfo {
     pub psci: Option<PsciMethod>,
     /// riscv64 `timebase-frequency` in Hz.
     pub timebase_hz: Option<u64>,
+    /// `/chosen/bootargs` (QEMU's `-append`), truncated to 256 bytes.
+    pub bootargs: ArrayString<256>,
 }
 
 const GICV2_COMPAT: &[&str] = &["arm,gic-400", "arm,cortex-a15-gic", "arm,cortex-a9-gic"];
@@ -182,6 +184,17 @@ fn prop_str<'a>(node: &FdtNode<'_, 'a>, name: &str) -> Option<&'a str> {
     let v = node.property(name)?.value;
     let v = v.split(|&b| b == 0).next()?;
     core::str::from_utf8(v).ok()
+}
+
+/// As much of `s` as fits in `N` bytes, cut at a character boundary.
+fn truncated<const N: usize>(s: &str) -> ArrayString<N> {
+    let mut out = ArrayString::new();
+    for c in s.chars() {
+        if out.try_push(c).is_err() {
+            break;
+        }
+    }
+    out
 }
 
 fn regs(node: &FdtNode) -> RangeList {
@@ -230,12 +243,7 @@ impl PlatformInfo {
     pub fn parse(blob: &[u8], blob_addr: usize) -> Result<Self, DtbError> {
         let fdt = Fdt::new(blob).map_err(|_| DtbError::Invalid)?;
         let root = fdt.find_node("/").ok_or(DtbError::Invalid)?;
-        let mut model = ArrayString::new();
-        for c in prop_str(&root, "model").unwrap_or("unknown").chars() {
-            if model.try_push(c).is_err() {
-                break;
-            }
-        }
+        let model = truncated(prop_str(&root, "model").unwrap_or("unknown"));
 
         let mut memory = RangeList::new();
         for node in fdt.all_nodes() {
@@ -395,6 +403,12 @@ impl PlatformInfo {
             .and_then(|p| p.as_usize())
             .map(|v| v as u64);
 
+        let bootargs = truncated(
+            fdt.find_node("/chosen")
+                .and_then(|c| prop_str(&c, "bootargs"))
+                .unwrap_or(""),
+        );
+
         Ok(PlatformInfo {
             dtb: MemRange::new(blob_addr, fdt.total_size()),
             model,
@@ -407,6 +421,7 @@ impl PlatformInfo {
             timer_irqs,
             psci,
             timebase_hz,
+            bootargs,
         })
     }
 
@@ -418,6 +433,19 @@ impl PlatformInfo {
             holes.try_push(*r).map_err(|_| DtbError::TooManyRanges)?;
         }
         Ok(subtract(&self.memory, &holes)?)
+    }
+
+    /// The value of `key=value` among the space-separated boot arguments (`""` for a bare
+    /// `key`); the last one wins.
+    pub fn bootarg(&self, key: &str) -> Option<&str> {
+        self.bootargs
+            .split_ascii_whitespace()
+            .filter_map(|w| match w.split_once('=') {
+                Some((k, v)) if k == key => Some(v),
+                None if w == key => Some(""),
+                _ => None,
+            })
+            .last()
     }
 
     /// Logical index of the CPU with hardware id `hw_id`.

@@ -22,14 +22,26 @@ pub fn write_bytes(bytes: &[u8]) {
     irq::restore(state);
 }
 
-/// Writes without taking the lock: for the panic and fatal-trap paths, where the lock may be
-/// held by the CPU that failed.
+/// Writes without taking the lock: for paths that must print even if the lock is held.
 pub fn write_bytes_unlocked(bytes: &[u8]) {
     for &b in bytes {
         if b == b'\n' {
             arch::putchar(b'\r');
         }
         arch::putchar(b);
+    }
+}
+
+/// Takes the console lock for good, for a last message before the machine stops: other CPUs'
+/// output stops interleaving with it. If the lock stays held for a long while (perhaps by the
+/// failing CPU itself), goes on without it.
+pub fn seize() {
+    for _ in 0..10_000_000 {
+        if let Some(g) = LOCK.try_lock() {
+            core::mem::forget(g);
+            return;
+        }
+        core::hint::spin_loop();
     }
 }
 

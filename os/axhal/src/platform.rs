@@ -13,7 +13,28 @@ pub fn info() -> &'static PlatformInfo {
         .expect("platform info read before boot parsed the DTB")
 }
 
-pub(crate) fn set_info(info: PlatformInfo) -> &'static PlatformInfo {
+/// Parses the firmware DTB at physical address `addr` (handed over in register `reg`, at most
+/// `max_size` bytes readable there) and keeps the result. Stops the machine with a clear
+/// message when there is no usable DTB.
+pub(crate) fn init_from_dtb(addr: usize, reg: &str, max_size: usize) -> &'static PlatformInfo {
+    let fatal = crate::power::fatal;
+    if addr == 0 || !addr.is_multiple_of(8) {
+        fatal(format_args!("no device tree ({reg} = {addr:#x})"));
+    }
+    // SAFETY: the firmware put a DTB at `addr` in RAM that the caller has mapped (or that is
+    // reachable untranslated); the 8-byte header (magic, total size) is read first and the
+    // size is checked against what the caller can read.
+    let header = unsafe { core::slice::from_raw_parts(addr as *const u8, 8) };
+    let total = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    if u32::from_be_bytes([header[0], header[1], header[2], header[3]]) != 0xd00d_feed
+        || !(64..=max_size).contains(&total)
+    {
+        fatal(format_args!("{reg} = {addr:#x} is not a device tree"));
+    }
+    // SAFETY: as above, for the blob's declared size, now known to be within `max_size`.
+    let blob = unsafe { core::slice::from_raw_parts(addr as *const u8, total) };
+    let info = PlatformInfo::parse(blob, addr)
+        .unwrap_or_else(|e| fatal(format_args!("device tree at {addr:#x}: {e}")));
     INFO.call_once(|| info)
 }
 

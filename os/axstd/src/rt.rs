@@ -61,7 +61,15 @@ fn __axstd_primary_main() -> ! {
         }
     }
     let _ = log::set_logger(&LOGGER);
-    log::set_max_level(log::LevelFilter::Info);
+    let level = axhal::platform::info().bootarg("log");
+    log::set_max_level(
+        level
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(log::LevelFilter::Info),
+    );
+    if let Some(l) = level.filter(|l| l.parse::<log::LevelFilter>().is_err()) {
+        log::warn!("boot argument log={l}: not a level (off, error, warn, info, debug, trace)");
+    }
     axtask::init_cpu("main");
     axhal::irq::enable();
     // SAFETY: `main` is the application's `#[no_mangle] fn main()`, called once.
@@ -81,6 +89,7 @@ fn __axstd_secondary_main(cpu: usize) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     axhal::irq::disable();
+    axhal::console::seize();
     let mut out = axhal::console::RawWriter;
     let _ = write!(out, "\n[cpu{}] hypervisor panicked at ", axhal::cpu::id());
     if let Some(loc) = info.location() {

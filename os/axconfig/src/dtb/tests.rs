@@ -28,6 +28,8 @@ fn build(kind: Kind, ncpus: u32) -> Vec<u8> {
         "/soc/serial@10000000"
     };
     w.property_string("stdout-path", uart_name).unwrap();
+    w.property_string("bootargs", "log=debug quiet selftest=x selftest=fault")
+        .unwrap();
     w.end_node(chosen).unwrap();
 
     let mem = w.begin_node(&std::format!("memory@{ram_base:x}")).unwrap();
@@ -301,4 +303,19 @@ fn rejects_garbage_and_missing_parts() {
         PlatformInfo::parse(&empty, 0).unwrap_err(),
         DtbError::NoMemory
     );
+}
+
+#[test]
+fn boot_arguments() {
+    let blob = build(Kind::ArmGicV2, 1);
+    let info = PlatformInfo::parse(&blob, 0).unwrap();
+    assert_eq!(
+        info.bootargs.as_str(),
+        "log=debug quiet selftest=x selftest=fault"
+    );
+    assert_eq!(info.bootarg("log"), Some("debug"));
+    assert_eq!(info.bootarg("quiet"), Some(""));
+    assert_eq!(info.bootarg("selftest"), Some("fault"));
+    assert_eq!(info.bootarg("lo"), None);
+    assert_eq!(truncated::<4>("añbc").as_str(), "añb");
 }

@@ -1,9 +1,11 @@
 //! Entry: the arm64 Image header, the boot CPU's path to the runtime, and secondaries'.
 
 use super::{gic, mmu, pl011, trap};
-use crate::{console::RawWriter, platform};
+use crate::console::RawWriter;
+use crate::platform;
+use crate::power::fatal;
 use aarch64_cpu::registers::*;
-use axconfig::{dtb::PlatformInfo, dtb::UartKind, MAX_CPUS, STACK_SIZE};
+use axconfig::{dtb::UartKind, MAX_CPUS, STACK_SIZE};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -98,34 +100,6 @@ extern "C" fn axhal_wrong_el(el: u64) -> ! {
     }
 }
 
-/// Prints a fatal boot error and powers off.
-fn boot_fatal(args: core::fmt::Arguments) -> ! {
-    let _ = write!(RawWriter, "\naxvisor: fatal: {args}\n");
-    super::system_off()
-}
-
-/// Reads the DTB at `addr` (physical, already mapped) into a [`PlatformInfo`].
-fn parse_dtb(addr: usize) -> PlatformInfo {
-    if addr == 0 || !addr.is_multiple_of(8) {
-        boot_fatal(format_args!(
-            "no device tree (x0 = {addr:#x}); load the hypervisor as a raw arm64 Image"
-        ));
-    }
-    // SAFETY: QEMU put a DTB at `addr`, inside RAM the boot map covers; the header's first 8
-    // bytes (magic, total size) are read first and bound the slice.
-    let header = unsafe { core::slice::from_raw_parts(addr as *const u8, 8) };
-    let total = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-    if u32::from_be_bytes([header[0], header[1], header[2], header[3]]) != 0xd00d_feed
-        || !(64..=mmu::BOOT_MAP_DTB_MAX).contains(&total)
-    {
-        boot_fatal(format_args!("x0 = {addr:#x} is not a device tree"));
-    }
-    // SAFETY: as above, now for the blob's declared size, which the boot map covers.
-    let blob = unsafe { core::slice::from_raw_parts(addr as *const u8, total) };
-    PlatformInfo::parse(blob, addr)
-        .unwrap_or_else(|e| boot_fatal(format_args!("device tree at {addr:#x}: {e}")))
-}
-
 fn mpidr_affinity() -> usize {
     (MPIDR_EL1.get() & 0xff_00ff_ffff) as usize
 }
@@ -135,19 +109,19 @@ fn mpidr_affinity() -> usize {
 extern "C" fn axhal_primary_init(dtb: usize) -> ! {
     trap::init();
     mmu::init_boot_map(dtb);
-    let info = platform::set_info(parse_dtb(dtb));
+    let info = platform::init_from_dtb(dtb, "x0", mmu::BOOT_MAP_DTB_MAX);
     mmu::init_final_map(&info.memory);
     if let Some(u) = info.uart.filter(|u| u.kind == UartKind::Pl011) {
         pl011::set_base(u.regs.start);
     }
     let Some(cpu) = info.cpu_index(mpidr_affinity()) else {
-        boot_fatal(format_args!(
+        fatal(format_args!(
             "boot CPU (MPIDR {:#x}) is not among the first {MAX_CPUS} CPUs of the device tree",
             mpidr_affinity()
         ))
     };
     TPIDR_EL2.set(cpu as u64);
-    gic::init_primary(info).unwrap_or_else(|e| boot_fatal(format_args!("{e}")));
+    gic::init_primary(info).unwrap_or_else(|e| fatal(format_args!("{e}")));
     gic::init_cpu(cpu);
     crate::enter_primary()
 }

@@ -103,12 +103,24 @@ extern "C" fn axhal_trap(frame: &mut TrapFrame, kind: u64) {
         return;
     }
     let esr = ESR_EL2.get();
-    panic!(
-        "unexpected exception {kind:?} on cpu {}: ESR_EL2 = {esr:#x} (EC {:#x}), FAR_EL2 = {:#x}\n{frame}",
+    let class = match esr >> 26 {
+        0x00 => "unknown reason",
+        0x15 | 0x16 | 0x17 => "SVC/HVC/SMC",
+        0x18 => "system register access",
+        0x20 | 0x21 => "instruction abort",
+        0x22 => "PC alignment fault",
+        0x24 | 0x25 => "data abort",
+        0x26 => "SP alignment fault",
+        0x2f => "SError",
+        0x3c => "BRK instruction",
+        _ => "other",
+    };
+    crate::power::fatal(format_args!(
+        "unexpected exception ({kind:?}) on cpu {}: {class}, ESR_EL2 = {esr:#x} (EC {:#x}), FAR_EL2 = {:#x}\n{frame}",
         super::cpu_id(),
         esr >> 26,
         FAR_EL2.get()
-    );
+    ));
 }
 
 macro_rules! vector_entries {

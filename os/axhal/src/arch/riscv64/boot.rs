@@ -1,9 +1,9 @@
 //! Entry of the boot hart (from OpenSBI) and of secondaries (from SBI HSM hart_start).
 
 use super::{mmu, plic, sbi, trap, TIMEBASE_HZ};
-use crate::{console::RawWriter, platform};
-use axconfig::{dtb::PlatformInfo, MAX_CPUS, STACK_SIZE};
-use core::fmt::Write;
+use crate::platform;
+use crate::power::fatal;
+use axconfig::{MAX_CPUS, STACK_SIZE};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Stack of the boot hart until it becomes its first task.
@@ -63,31 +63,6 @@ core::arch::global_asm!(
     stack_size = const STACK_SIZE,
 );
 
-/// Prints a fatal boot error and powers off.
-fn boot_fatal(args: core::fmt::Arguments) -> ! {
-    let _ = write!(RawWriter, "\naxvisor: fatal: {args}\n");
-    sbi::system_off()
-}
-
-fn parse_dtb(addr: usize) -> PlatformInfo {
-    if addr == 0 || !addr.is_multiple_of(8) {
-        boot_fatal(format_args!("no device tree (a1 = {addr:#x})"));
-    }
-    // SAFETY: OpenSBI passes a DTB in RAM; translation is still off, so every physical
-    // address is reachable. The 8-byte header (magic, total size) bounds the slice.
-    let header = unsafe { core::slice::from_raw_parts(addr as *const u8, 8) };
-    let total = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-    if u32::from_be_bytes([header[0], header[1], header[2], header[3]]) != 0xd00d_feed
-        || !(64..=(16 << 20)).contains(&total)
-    {
-        boot_fatal(format_args!("a1 = {addr:#x} is not a device tree"));
-    }
-    // SAFETY: as above, for the blob's declared size.
-    let blob = unsafe { core::slice::from_raw_parts(addr as *const u8, total) };
-    PlatformInfo::parse(blob, addr)
-        .unwrap_or_else(|e| boot_fatal(format_args!("device tree at {addr:#x}: {e}")))
-}
-
 fn set_tp(cpu: usize) {
     // SAFETY: tp holds the logical CPU id for `cpu_id`; Rust code does not use tp otherwise
     // (no thread-local storage in this image).
@@ -108,14 +83,14 @@ fn init_cpu(cpu: usize) {
 extern "C" fn axhal_primary_init(hartid: usize, dtb: usize) -> ! {
     set_tp(0);
     trap::init();
-    let info = platform::set_info(parse_dtb(dtb));
+    let info = platform::init_from_dtb(dtb, "a1", 16 << 20);
     let Some(cpu) = info.cpu_index(hartid) else {
-        boot_fatal(format_args!(
+        fatal(format_args!(
             "boot hart {hartid} is not among the first {MAX_CPUS} harts of the device tree"
         ))
     };
     if !info.cpus[cpu].isa_h {
-        boot_fatal(format_args!(
+        fatal(format_args!(
             "hart {hartid} has no H extension (riscv,isa lacks 'h'); the hypervisor needs it.\n\
              axvisor: run QEMU with `-cpu rv64,h=true` (cargo xtask run does)."
         ));

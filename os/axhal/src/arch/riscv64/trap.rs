@@ -77,10 +77,10 @@ extern "C" fn axhal_trap(frame: &mut TrapFrame) {
         }
         c if c == INTERRUPT | 5 => dispatch(IrqSource::Timer),
         c if c == INTERRUPT | 9 => plic::handle_irq(super::cpu_id()),
-        _ => panic!(
+        _ => crate::power::fatal(format_args!(
             "unexpected trap on cpu {}: scause = {scause:#x}, stval = {stval:#x}\n{frame}",
             super::cpu_id()
-        ),
+        )),
     }
 }
 
