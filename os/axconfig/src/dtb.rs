@@ -440,12 +440,12 @@ impl PlatformInfo {
     pub fn bootarg(&self, key: &str) -> Option<&str> {
         self.bootargs
             .split_ascii_whitespace()
-            .filter_map(|w| match w.split_once('=') {
+            .rev()
+            .find_map(|w| match w.split_once('=') {
                 Some((k, v)) if k == key => Some(v),
                 None if w == key => Some(""),
                 _ => None,
             })
-            .last()
     }
 
     /// Logical index of the CPU with hardware id `hw_id`.
