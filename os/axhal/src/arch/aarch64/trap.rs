@@ -105,7 +105,7 @@ extern "C" fn axhal_trap(frame: &mut TrapFrame, kind: u64) {
     let esr = ESR_EL2.get();
     let class = match esr >> 26 {
         0x00 => "unknown reason",
-        0x15 | 0x16 | 0x17 => "SVC/HVC/SMC",
+        0x15..=0x17 => "SVC/HVC/SMC",
         0x18 => "system register access",
         0x20 | 0x21 => "instruction abort",
         0x22 => "PC alignment fault",
