@@ -3,7 +3,7 @@
 //! One module per architecture under `arch/` (aarch64 at EL2 on QEMU `virt`, riscv64 in HS
 //! mode under OpenSBI); everything outside `arch/` is the architecture-neutral face the rest of
 //! the system uses: [`console`], [`cpu`], [`irq`], [`time`], [`context`], [`power`],
-//! [`platform`].
+//! [`platform`], [`percpu`].
 //!
 //! Boot contract: the architecture's entry code brings up the boot CPU (stack, BSS, MMU, trap
 //! vector, console, device tree, interrupt controller, timer) and then calls the runtime's
@@ -19,6 +19,7 @@ pub mod console;
 pub mod context;
 pub mod cpu;
 pub mod irq;
+pub mod percpu;
 pub mod platform;
 pub mod power;
 pub mod time;

@@ -8,6 +8,7 @@ use alloc::sync::Arc;
 use alloc::vec;
 use axconfig::{MAX_CPUS, STACK_SIZE};
 use axhal::context::TaskContext;
+use axhal::percpu::PerCpu;
 use axhal::{cpu, irq, time};
 use core::cell::UnsafeCell;
 use core::time::Duration;
@@ -30,17 +31,19 @@ struct CpuSched {
 // the other fields are locks.
 unsafe impl Sync for CpuSched {}
 
-static CPUS: [CpuSched; MAX_CPUS] = [const {
-    CpuSched {
-        rq: Mutex::new(RunQueue::new()),
-        timers: Mutex::new(TimerList::new()),
-        current: UnsafeCell::new(None),
-        last: UnsafeCell::new(None),
-    }
-}; MAX_CPUS];
+static CPUS: PerCpu<CpuSched> = PerCpu::new(
+    [const {
+        CpuSched {
+            rq: Mutex::new(RunQueue::new()),
+            timers: Mutex::new(TimerList::new()),
+            current: UnsafeCell::new(None),
+            last: UnsafeCell::new(None),
+        }
+    }; MAX_CPUS],
+);
 
 fn this_cpu() -> &'static CpuSched {
-    &CPUS[cpu::id()]
+    CPUS.this()
 }
 
 /// Runs `f` with interrupts masked.
@@ -126,7 +129,7 @@ pub(crate) fn wake(task: &Arc<Task>) {
         return;
     }
     let target = task.cpu();
-    irq_off(|| CPUS[target].rq.lock().push(task.clone()));
+    irq_off(|| CPUS.get(target).rq.lock().push(task.clone()));
     if target != cpu::id() {
         irq::send_ipi(target);
     }

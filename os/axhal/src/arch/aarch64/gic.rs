@@ -5,6 +5,7 @@
 //! Register offsets are from the GIC architecture specification (IHI 0048 / IHI 0069).
 
 use crate::irq::{dispatch, IrqSource};
+use crate::percpu::PerCpu;
 use crate::{mmio, platform};
 use axconfig::dtb::{IntcInfo, PlatformInfo};
 use axconfig::MAX_CPUS;
@@ -59,7 +60,7 @@ enum Gic {
 static GIC: Once<Gic> = Once::new();
 static TIMER_PPI: Once<u32> = Once::new();
 /// GICv2: each CPU's interface bit for GICD_SGIR target lists.
-static V2_CPU_MASK: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+static V2_CPU_MASK: PerCpu<AtomicU8> = PerCpu::new([const { AtomicU8::new(0) }; MAX_CPUS]);
 
 fn gic() -> &'static Gic {
     GIC.get().expect("GIC used before init")
@@ -185,7 +186,9 @@ pub fn init_cpu(cpu: usize) {
                     u32::from_ne_bytes([PRIORITY; 4]),
                 );
             }
-            V2_CPU_MASK[cpu].store(mmio::read32(dist + GICD_ITARGETSR) as u8, Ordering::Release);
+            V2_CPU_MASK
+                .get(cpu)
+                .store(mmio::read32(dist + GICD_ITARGETSR) as u8, Ordering::Release);
             mmio::write32(dist + 0x100, enable); // GICD_ISENABLER0
             mmio::write32(cpuif + GICC_PMR, 0xff);
             mmio::write32(cpuif + GICC_BPR, 0);
@@ -269,7 +272,7 @@ pub fn handle_irq() {
 pub fn send_ipi(cpu: usize) {
     match *gic() {
         Gic::V2 { dist, .. } => {
-            let mask = V2_CPU_MASK[cpu].load(Ordering::Acquire) as u32;
+            let mask = V2_CPU_MASK.get(cpu).load(Ordering::Acquire) as u32;
             mmio::write32(dist + GICD_SGIR, (mask << 16) | IPI_SGI);
         }
         Gic::V3 { .. } => {
