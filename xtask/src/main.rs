@@ -67,6 +67,9 @@ struct RunArgs {
     /// Guest RAM size in QEMU syntax (e.g. 512M, 1G).
     #[arg(long, default_value = "1G")]
     mem: MemSize,
+    /// Boot arguments for the hypervisor (QEMU `-append`), e.g. "log=debug".
+    #[arg(long, value_name = "ARGS")]
+    append: Option<String>,
 }
 
 /// Arguments of `cargo xtask test`.
@@ -104,6 +107,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             setup::ensure()?;
             let image = image::build(args.arch)?;
             let mut extra = Vec::new();
+            if let Some(a) = args.append {
+                extra.extend(["-append".to_owned(), a]);
+            }
             if args.gdb {
                 extra.extend(["-s".to_owned(), "-S".to_owned()]);
                 println!(
