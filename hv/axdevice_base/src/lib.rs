@@ -1,1 +1,174 @@
+//! What an emulated device is, seen from the hypervisor.
+//!
+//! Devices are plain state machines in the rust-vmm `vm-superio` style: a register access
+//! comes in as an *offset* into the device (never an address — a device does not know where
+//! it is mapped) and a width, and the device answers with a value or an error. Effects leave
+//! through small traits: bytes a UART transmits go to a [`ConsoleSink`], interrupts go to an
+//! [`IrqLine`].
+//!
+//! Everything a guest passes in (offset, width, value) is untrusted: implementations must
+//! never panic on it, and return a [`DeviceError`] instead.
+//!
+//! The crate also has the console helpers every VM uses: [`LineBuffer`] splits a byte
+//! stream into lines, and [`PrefixedConsole`] prints each line as `[<vm name>] <line>`.
+
 #![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+#[cfg(test)]
+extern crate std;
+
+mod console;
+
+pub use console::{LineBuffer, PrefixedConsole, LINE_CAP};
+
+use core::fmt;
+
+/// The size of one register access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessWidth {
+    /// 8 bits.
+    Byte,
+    /// 16 bits.
+    Half,
+    /// 32 bits.
+    Word,
+    /// 64 bits.
+    Dword,
+}
+
+impl AccessWidth {
+    /// Every width, smallest first.
+    pub const ALL: [AccessWidth; 4] = [Self::Byte, Self::Half, Self::Word, Self::Dword];
+
+    /// The width in bytes (1, 2, 4 or 8).
+    pub const fn size(self) -> usize {
+        match self {
+            Self::Byte => 1,
+            Self::Half => 2,
+            Self::Word => 4,
+            Self::Dword => 8,
+        }
+    }
+
+    /// The width of a `size`-byte access, or `None` unless `size` is 1, 2, 4 or 8.
+    pub const fn from_size(size: usize) -> Option<Self> {
+        match size {
+            1 => Some(Self::Byte),
+            2 => Some(Self::Half),
+            4 => Some(Self::Word),
+            8 => Some(Self::Dword),
+            _ => None,
+        }
+    }
+
+    /// A mask of the bits an access of this width carries (`0xff` for [`AccessWidth::Byte`],
+    /// all ones for [`AccessWidth::Dword`]).
+    pub const fn mask(self) -> u64 {
+        match self {
+            Self::Byte => 0xff,
+            Self::Half => 0xffff,
+            Self::Word => 0xffff_ffff,
+            Self::Dword => u64::MAX,
+        }
+    }
+}
+
+impl fmt::Display for AccessWidth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-byte", self.size())
+    }
+}
+
+/// Why a device refused a register access. A guest caused it; the caller decides what the
+/// guest gets (see `axdevice`'s unclaimed-access policy), the hypervisor goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceError {
+    /// The offset is outside the device, or the access runs past its end.
+    BadOffset,
+    /// The device does not support an access of this width.
+    BadWidth,
+    /// The offset is not aligned the way the device's registers require.
+    Misaligned,
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BadOffset => "offset outside the device",
+            Self::BadWidth => "access width not supported",
+            Self::Misaligned => "misaligned register access",
+        })
+    }
+}
+
+/// A device the guest reaches through memory-mapped registers.
+///
+/// The device sees offsets from its own start, `0..size()`. Methods take `&self`: a device
+/// shared by several vCPUs keeps its state behind a lock (`spin::Mutex`).
+pub trait MmioDevice: Send + Sync {
+    /// A short name for logs (`"pl011"`, `"ns16550"`).
+    fn name(&self) -> &str;
+
+    /// How many bytes of guest-physical address space the device claims. Must not be zero.
+    fn size(&self) -> usize;
+
+    /// A guest load of `width` at `offset`. The value is in the low bits; bits beyond
+    /// `width` are ignored by the caller.
+    fn read(&self, offset: usize, width: AccessWidth) -> Result<u64, DeviceError>;
+
+    /// A guest store of `value` (meaningful in its low `width` bits) at `offset`.
+    fn write(&self, offset: usize, width: AccessWidth, value: u64) -> Result<(), DeviceError>;
+}
+
+/// Where a device's console output goes (the bytes a UART transmits).
+pub trait ConsoleSink: Send + Sync {
+    /// Takes bytes the guest transmitted, in order. Bytes are raw guest data: any value.
+    fn write(&self, bytes: &[u8]);
+}
+
+/// How a device drives its interrupt: a level-sensitive line.
+///
+/// Devices call [`IrqLine::set_level`] while holding their own lock (so two vCPUs cannot
+/// reorder a raise and a lower), so an implementation must not call back into the device.
+pub trait IrqLine: Send + Sync {
+    /// Sets the line high (interrupt asserted) or low.
+    fn set_level(&self, high: bool);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_round_trip() {
+        for w in AccessWidth::ALL {
+            assert_eq!(AccessWidth::from_size(w.size()), Some(w));
+            // mask has exactly size*8 ones
+            assert_eq!(w.mask().count_ones() as usize, w.size() * 8);
+            assert_eq!(w.mask().trailing_ones() as usize, w.size() * 8);
+        }
+        for bad in [0, 3, 5, 6, 7, 9, 16, usize::MAX] {
+            assert_eq!(AccessWidth::from_size(bad), None);
+        }
+        assert_eq!(AccessWidth::Byte.mask(), 0xff);
+        assert_eq!(AccessWidth::Half.mask(), 0xffff);
+        assert_eq!(AccessWidth::Word.mask(), 0xffff_ffff);
+        assert_eq!(AccessWidth::Dword.mask(), u64::MAX);
+        assert_eq!(std::format!("{}", AccessWidth::Word), "4-byte");
+    }
+
+    #[test]
+    fn errors_display() {
+        for e in [
+            DeviceError::BadOffset,
+            DeviceError::BadWidth,
+            DeviceError::Misaligned,
+        ] {
+            assert!(!std::format!("{e}").is_empty());
+        }
+    }
+}
