@@ -24,6 +24,10 @@ pub mod platform;
 pub mod power;
 pub mod time;
 
+/// Entering guests (aarch64: EL1 under EL2).
+#[cfg(target_arch = "aarch64")]
+pub use arch::guest;
+
 extern "Rust" {
     /// Runtime entry on the boot CPU, once the hardware is up.
     fn __axstd_primary_main() -> !;

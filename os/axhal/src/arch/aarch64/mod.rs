@@ -7,10 +7,12 @@
 //! - `psci`: firmware calls (CPU_ON, SYSTEM_OFF).
 //! - `context`: task context switch.
 //! - `pl011`: console UART.
+//! - `guest`: the world switch into an EL1 guest and back.
 
 mod boot;
 mod context;
 mod gic;
+pub mod guest;
 mod mmu;
 mod pl011;
 mod psci;

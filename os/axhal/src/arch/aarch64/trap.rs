@@ -137,6 +137,21 @@ macro_rules! vector_entries {
     };
 }
 
+/// Lower-EL AArch64 entries: a guest was running (entered by `guest::run`); x0 = 0 sync,
+/// 1 IRQ, 2 FIQ, 3 SError.
+macro_rules! guest_exit_entries {
+    ($($k:literal)*) => {
+        concat!($(
+            "
+            .balign 0x80
+                stp     x0, x1, [sp, #-16]!
+                mov     x0, #", $k, "
+                b       axhal_guest_exit
+            "
+        ),*)
+    };
+}
+
 core::arch::global_asm!(
     concat!(
         "
@@ -145,7 +160,9 @@ core::arch::global_asm!(
         .global exception_vector_base
         exception_vector_base:
         ",
-        vector_entries!("0" "1" "2" "3" "4" "5" "6" "7" "8" "9" "10" "11" "12" "13" "14" "15"),
+        vector_entries!("0" "1" "2" "3" "4" "5" "6" "7"),
+        guest_exit_entries!("0" "1" "2" "3"),
+        vector_entries!("12" "13" "14" "15"),
         "
         trap_common:
             stp     x2, x3, [sp, #16]
