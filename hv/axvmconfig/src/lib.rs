@@ -1,1 +1,64 @@
+//! The description of one axvisor VM (a TOML file) and its validation.
+//!
+//! [`from_toml`] turns the text into a [`VmConfig`]; it rejects what the *shape* forbids
+//! (unknown fields, unknown device kinds or policies, wrong types, negative numbers) with a
+//! [`ParseError`] that names the field and its position. [`VmConfig::validate`] then checks
+//! what the *values* must satisfy (non-overlapping memory and devices, the entry point
+//! inside RAM, images that fit, vCPUs pinned to CPUs that exist, ...) and reports **every**
+//! problem at once as a [`ConfigProblem`] with a field path such as `memory[1].gpa`.
+//! [`validate_many`] checks what must hold across the VMs of one hypervisor (unique ids
+//! and names).
+//!
+//! The crate is `no_std` + `alloc`: the hypervisor parses configs at boot, and
+//! `cargo xtask vmconfig check` runs the same code on the host. The format is described
+//! field by field in `docs/vm-config.md`.
+//!
+//! ```
+//! let text = r#"
+//! id = 1
+//! name = "hello"
+//! [cpus]
+//! count = 1
+//! pin = [1]
+//! [kernel]
+//! image = "hello"
+//! load_addr = 0x4000_0000
+//! [[memory]]
+//! gpa = 0x4000_0000
+//! size = 0x100_0000
+//! map = "alloc"
+//! "#;
+//! let vm = axvmconfig::from_toml(text).unwrap();
+//! assert_eq!(vm.kernel.entry, 0x4000_0000); // defaults to load_addr
+//! vm.validate(&axvmconfig::ValidateContext::default()).unwrap();
+//! ```
+
 #![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+mod config;
+mod error;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{
+    CpuConfig, DeviceConfig, DeviceKind, ImageConfig, KernelConfig, MapKind, MemFlags,
+    MemoryRegion, PassthroughConfig, UnclaimedPolicy, VmConfig, DEVICE_KINDS,
+};
+pub use error::ParseError;
+pub use validate::{
+    validate_many, ConfigProblem, ProblemKind, ValidateContext, MAX_NAME_LEN, PAGE_SIZE,
+};
+
+/// Parses the TOML text of one VM description.
+///
+/// Only the shape is checked here (fields, types, known kinds and policies); call
+/// [`VmConfig::validate`] on the result to check the values.
+pub fn from_toml(text: &str) -> Result<VmConfig, ParseError> {
+    toml::from_str(text).map_err(|err| ParseError::from_toml(text, &err))
+}

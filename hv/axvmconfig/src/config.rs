@@ -1,0 +1,335 @@
+//! The VM description types and how they are read from TOML.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// One VM: the root table of a VM config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfig {
+    /// Identifier of the VM, unique among the VMs of one hypervisor.
+    pub id: u32,
+    /// Name of the VM: 1 to [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) characters out of
+    /// `[A-Za-z0-9_-]`, unique among the VMs of one hypervisor; prefixes its console lines.
+    pub name: String,
+    /// The virtual CPUs and where they run.
+    pub cpus: CpuConfig,
+    /// The kernel image and the optional initrd and DTB loaded beside it.
+    pub kernel: KernelConfig,
+    /// Guest-physical memory regions (`[[memory]]`).
+    pub memory: Vec<MemoryRegion>,
+    /// Emulated devices (`[[devices]]`); none by default.
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+    /// Host devices given to the guest directly (`[[passthrough]]`); none by default.
+    #[serde(default)]
+    pub passthrough: Vec<PassthroughConfig>,
+    /// What happens on an access to an address that no memory region or device claims
+    /// (`[unclaimed] policy = ...`); [`UnclaimedPolicy::Fault`] by default.
+    #[serde(default, deserialize_with = "deserialize_unclaimed")]
+    pub unclaimed: UnclaimedPolicy,
+}
+
+/// The `[cpus]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuConfig {
+    /// Number of virtual CPUs (at least 1).
+    pub count: usize,
+    /// Physical CPU each virtual CPU runs on: `pin[i]` is the physical CPU of vCPU `i`.
+    /// Exactly `count` entries; several vCPUs may share a physical CPU.
+    pub pin: Vec<usize>,
+}
+
+/// The `[kernel]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawKernelConfig")]
+pub struct KernelConfig {
+    /// Name of the kernel image (the build resolves it to a file).
+    pub image: String,
+    /// Guest-physical address the kernel image is loaded at.
+    pub load_addr: u64,
+    /// Guest-physical address the boot vCPU starts at (`load_addr` when not given).
+    pub entry: u64,
+    /// Kernel command line, if any.
+    pub cmdline: Option<String>,
+    /// Initial RAM disk loaded beside the kernel, if any.
+    pub initrd: Option<ImageConfig>,
+    /// Device tree blob loaded beside the kernel, if any.
+    pub dtb: Option<ImageConfig>,
+}
+
+/// The `[kernel]` table as written: `entry` may be left out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKernelConfig {
+    /// Name of the kernel image.
+    image: String,
+    /// Guest-physical load address.
+    load_addr: u64,
+    /// Guest-physical entry point; `load_addr` when absent.
+    entry: Option<u64>,
+    /// Kernel command line.
+    cmdline: Option<String>,
+    /// Initial RAM disk.
+    initrd: Option<ImageConfig>,
+    /// Device tree blob.
+    dtb: Option<ImageConfig>,
+}
+
+impl From<RawKernelConfig> for KernelConfig {
+    fn from(raw: RawKernelConfig) -> Self {
+        Self {
+            entry: raw.entry.unwrap_or(raw.load_addr),
+            image: raw.image,
+            load_addr: raw.load_addr,
+            cmdline: raw.cmdline,
+            initrd: raw.initrd,
+            dtb: raw.dtb,
+        }
+    }
+}
+
+/// An extra image loaded into guest memory (`initrd = { ... }`, `dtb = { ... }`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    /// Name of the image (the build resolves it to a file).
+    pub image: String,
+    /// Guest-physical address the image is loaded at.
+    pub load_addr: u64,
+}
+
+/// One `[[memory]]` region of guest-physical address space.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryRegion {
+    /// First guest-physical address (multiple of 4 KiB).
+    pub gpa: u64,
+    /// Size in bytes (multiple of 4 KiB, not 0).
+    pub size: u64,
+    /// How the region is backed.
+    pub map: MapKind,
+    /// Access the guest has; all of read, write and exec by default.
+    #[serde(default)]
+    pub flags: MemFlags,
+}
+
+impl MemoryRegion {
+    /// The first address after the region, or `None` if `gpa + size` overflows.
+    pub fn end(&self) -> Option<u64> {
+        self.gpa.checked_add(self.size)
+    }
+
+    /// Whether `addr` lies in `[gpa, gpa + size)`.
+    pub fn contains(&self, addr: u64) -> bool {
+        addr >= self.gpa && self.end().is_none_or(|end| addr < end)
+    }
+}
+
+/// How a memory region is backed (`map = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MapKind {
+    /// `"alloc"`: fresh host frames chosen by the hypervisor.
+    Alloc,
+    /// `"identity"`: the host-physical range with the same addresses.
+    Identity,
+    /// `"reserved"`: part of the guest's address space that is not backed (nothing is
+    /// loaded there and no vCPU may start there).
+    Reserved,
+}
+
+/// Access rights of a memory region (`flags = ["read", "write", "exec"]`).
+///
+/// Written as a list of distinct flag names; absent means all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MemFlags {
+    /// The guest may read the region.
+    pub read: bool,
+    /// The guest may write the region.
+    pub write: bool,
+    /// The guest may execute from the region.
+    pub exec: bool,
+}
+
+impl MemFlags {
+    /// Read, write and exec: the default.
+    pub const ALL: Self = Self {
+        read: true,
+        write: true,
+        exec: true,
+    };
+    /// No access at all (`flags = []`).
+    pub const NONE: Self = Self {
+        read: false,
+        write: false,
+        exec: false,
+    };
+}
+
+impl Default for MemFlags {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+/// The names of the memory flags, in the order they are listed in messages.
+const MEM_FLAG_NAMES: &[&str] = &["read", "write", "exec"];
+
+impl<'de> Deserialize<'de> for MemFlags {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FlagsVisitor;
+
+        impl<'de> Visitor<'de> for FlagsVisitor {
+            type Value = MemFlags;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of distinct flags out of \"read\", \"write\", \"exec\"")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MemFlags, A::Error> {
+                let mut flags = MemFlags::NONE;
+                while let Some(name) = seq.next_element::<String>()? {
+                    let slot = match name.as_str() {
+                        "read" => &mut flags.read,
+                        "write" => &mut flags.write,
+                        "exec" => &mut flags.exec,
+                        other => return Err(de::Error::unknown_variant(other, MEM_FLAG_NAMES)),
+                    };
+                    if *slot {
+                        return Err(de::Error::custom(format_args!(
+                            "duplicate memory flag `{name}`"
+                        )));
+                    }
+                    *slot = true;
+                }
+                Ok(flags)
+            }
+        }
+
+        deserializer.deserialize_seq(FlagsVisitor)
+    }
+}
+
+/// The device kinds an `[[devices]]` entry may name, as written in `kind = "..."`.
+///
+/// The single list both the parser and the messages use; [`DeviceKind::ALL`] holds the
+/// same kinds in the same order.
+pub const DEVICE_KINDS: &[&str] = &["pl011", "ns16550"];
+
+/// One `[[devices]]` entry: a device model the hypervisor emulates for this VM.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Which device model.
+    pub kind: DeviceKind,
+    /// First guest-physical address of its registers.
+    pub base: u64,
+    /// Size of its register window in bytes (not 0).
+    pub size: u64,
+    /// Interrupt line it raises in the guest, if any.
+    pub irq: Option<u32>,
+}
+
+impl DeviceConfig {
+    /// The first address after the register window, or `None` if `base + size` overflows.
+    pub fn end(&self) -> Option<u64> {
+        self.base.checked_add(self.size)
+    }
+}
+
+/// A device model (`kind = "..."`); see [`DEVICE_KINDS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceKind {
+    /// `"pl011"`: Arm PrimeCell UART.
+    Pl011,
+    /// `"ns16550"`: 16550-compatible UART.
+    Ns16550,
+}
+
+impl DeviceKind {
+    /// Every kind, in the order of [`DEVICE_KINDS`].
+    pub const ALL: [DeviceKind; 2] = [DeviceKind::Pl011, DeviceKind::Ns16550];
+
+    /// The name written in a config.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Pl011 => "pl011",
+            DeviceKind::Ns16550 => "ns16550",
+        }
+    }
+
+    /// The kind written as `name`, if it is one of [`DEVICE_KINDS`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+impl fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        DeviceKind::from_name(&name).ok_or_else(|| de::Error::unknown_variant(&name, DEVICE_KINDS))
+    }
+}
+
+/// One `[[passthrough]]` entry: a host device range mapped into the guest at the same
+/// address, with its interrupts forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassthroughConfig {
+    /// Label of the device (for messages).
+    pub name: String,
+    /// First physical address of the range (multiple of 4 KiB).
+    pub base: u64,
+    /// Size of the range in bytes (multiple of 4 KiB, not 0).
+    pub size: u64,
+    /// Host interrupts forwarded to the guest; none by default.
+    #[serde(default)]
+    pub irqs: Vec<u32>,
+}
+
+impl PassthroughConfig {
+    /// The first address after the range, or `None` if `base + size` overflows.
+    pub fn end(&self) -> Option<u64> {
+        self.base.checked_add(self.size)
+    }
+}
+
+/// What an access to an unclaimed guest-physical address does (`[unclaimed] policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnclaimedPolicy {
+    /// `"fault"` (default): the guest receives a data abort / access fault.
+    #[default]
+    Fault,
+    /// `"read-zero"`: reads return 0 and writes are ignored.
+    ReadZero,
+    /// `"stop"`: the VM is stopped.
+    Stop,
+}
+
+/// The `[unclaimed]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnclaimedTable {
+    /// The policy; `"fault"` when absent.
+    #[serde(default)]
+    policy: UnclaimedPolicy,
+}
+
+fn deserialize_unclaimed<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<UnclaimedPolicy, D::Error> {
+    UnclaimedTable::deserialize(deserializer).map(|table| table.policy)
+}

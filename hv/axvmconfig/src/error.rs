@@ -1,0 +1,81 @@
+//! [`ParseError`]: why a text is not a VM description.
+
+use alloc::string::{String, ToString};
+use core::fmt;
+
+/// The TOML text is not a well-formed VM description: bad TOML syntax, an unknown or
+/// missing field, a value of the wrong type, an unknown device kind or policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// What is wrong, as the TOML parser says it (e.g. "unknown variant `uart`, expected
+    /// `pl011` or `ns16550`").
+    pub message: String,
+    /// Dotted path of the table key the error is in (e.g. `devices.kind`; array indices are
+    /// not included), when the parser knows it. Errors at the top level (syntax errors, a
+    /// missing top-level field) have none; their message names the field.
+    pub key: Option<String>,
+    /// 1-based line of the error in the text, when known.
+    pub line: Option<usize>,
+    /// 1-based column (in characters) of the error in the text, when known.
+    pub column: Option<usize>,
+}
+
+impl ParseError {
+    pub(crate) fn from_toml(text: &str, err: &toml::de::Error) -> Self {
+        let message = err.message().to_string();
+        let (line, column) = match err.span() {
+            Some(span) => {
+                let (line, column) = line_column(text, span.start);
+                (Some(line), Some(column))
+            }
+            None => (None, None),
+        };
+        Self {
+            key: key_path(err, &message),
+            message,
+            line,
+            column,
+        }
+    }
+}
+
+/// The key path the toml error carries. `toml` keeps it private but prints it as
+/// "MESSAGE\nin `a.b`\n" when the error has no input attached; a different rendering only
+/// loses the key (a unit test pins the format of the version in use).
+fn key_path(err: &toml::de::Error, message: &str) -> Option<String> {
+    let mut bare = err.clone();
+    bare.set_input(None);
+    let rendered = bare.to_string();
+    let rest = rendered.strip_prefix(message)?.trim();
+    let key = rest.strip_prefix("in `")?.strip_suffix('`')?;
+    (!key.is_empty()).then(|| key.to_string())
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |nl| nl + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => write!(f, "line {line}, column {column}: ")?,
+            (Some(line), None) => write!(f, "line {line}: ")?,
+            _ => {}
+        }
+        if let Some(key) = &self.key {
+            write!(f, "in `{key}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl core::error::Error for ParseError {}

@@ -1,0 +1,1094 @@
+//! Host unit tests: parsing, defaults, parse errors, and every validation check.
+
+extern crate std;
+
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use std::format;
+
+use crate::*;
+
+/// A valid VM; tests append TOML to it or replace parts of it.
+const BASE: &str = r#"
+id = 1
+name = "hello"
+
+[cpus]
+count = 2
+pin = [1, 2]
+
+[kernel]
+image = "hello"
+load_addr = 0x4008_0000
+cmdline = "console=ttyAMA0"
+initrd = { image = "initramfs", load_addr = 0x4800_0000 }
+dtb = { image = "vm1-dtb", load_addr = 0x4400_0000 }
+
+[[memory]]
+gpa = 0x4000_0000
+size = 0x1000_0000
+map = "alloc"
+
+[[devices]]
+kind = "pl011"
+base = 0x0900_0000
+size = 0x1000
+irq = 33
+
+[[passthrough]]
+name = "uart1"
+base = 0x0904_0000
+size = 0x1000
+irqs = [40]
+
+[unclaimed]
+policy = "read-zero"
+"#;
+
+const AARCH64_HELLO: &str = include_str!("../../../configs/vms/aarch64-hello.toml");
+const RISCV64_HELLO: &str = include_str!("../../../configs/vms/riscv64-hello.toml");
+const INVALID_EXAMPLE: &str = include_str!("../../../configs/vms/invalid-example.toml");
+
+fn parse(text: &str) -> VmConfig {
+    match from_toml(text) {
+        Ok(config) => config,
+        Err(err) => panic!("parse failed: {err}\n{text}"),
+    }
+}
+
+fn base() -> VmConfig {
+    parse(BASE)
+}
+
+fn ctx() -> ValidateContext {
+    ValidateContext::default()
+}
+
+fn ctx_with_sizes(sizes: &[(&str, u64)]) -> ValidateContext {
+    ValidateContext {
+        pcpu_count: None,
+        image_sizes: sizes.iter().map(|&(n, s)| (n.to_string(), s)).collect(),
+    }
+}
+
+fn problems(config: &VmConfig, ctx: &ValidateContext) -> Vec<ConfigProblem> {
+    config.validate(ctx).err().unwrap_or_default()
+}
+
+/// The problems as "field: message" lines.
+fn lines(problems: &[ConfigProblem]) -> Vec<String> {
+    problems.iter().map(|p| p.to_string()).collect()
+}
+
+/// Asserts that validation finds exactly one problem, at `field`, of the given kind.
+#[track_caller]
+fn assert_single(config: &VmConfig, ctx: &ValidateContext, field: &str, kind: ProblemKind) {
+    let found = problems(config, ctx);
+    assert_eq!(
+        found,
+        vec![ConfigProblem {
+            field: field.into(),
+            kind
+        }],
+        "{:#?}",
+        lines(&found)
+    );
+}
+
+fn parse_err(text: &str) -> ParseError {
+    match from_toml(text) {
+        Ok(config) => panic!("parsed unexpectedly: {config:?}"),
+        Err(err) => err,
+    }
+}
+
+fn region(gpa: u64, size: u64, map: MapKind) -> MemoryRegion {
+    MemoryRegion {
+        gpa,
+        size,
+        map,
+        flags: MemFlags::ALL,
+    }
+}
+
+// ---------------------------------------------------------------- parsing and defaults
+
+#[test]
+fn parses_every_field() {
+    let vm = base();
+    assert_eq!(vm.id, 1);
+    assert_eq!(vm.name, "hello");
+    assert_eq!(
+        vm.cpus,
+        CpuConfig {
+            count: 2,
+            pin: vec![1, 2]
+        }
+    );
+    assert_eq!(vm.kernel.image, "hello");
+    assert_eq!(vm.kernel.load_addr, 0x4008_0000);
+    assert_eq!(vm.kernel.cmdline.as_deref(), Some("console=ttyAMA0"));
+    assert_eq!(
+        vm.kernel.initrd,
+        Some(ImageConfig {
+            image: "initramfs".into(),
+            load_addr: 0x4800_0000
+        })
+    );
+    assert_eq!(
+        vm.kernel.dtb,
+        Some(ImageConfig {
+            image: "vm1-dtb".into(),
+            load_addr: 0x4400_0000
+        })
+    );
+    assert_eq!(
+        vm.memory,
+        vec![region(0x4000_0000, 0x1000_0000, MapKind::Alloc)]
+    );
+    assert_eq!(
+        vm.devices,
+        vec![DeviceConfig {
+            kind: DeviceKind::Pl011,
+            base: 0x0900_0000,
+            size: 0x1000,
+            irq: Some(33)
+        }]
+    );
+    assert_eq!(
+        vm.passthrough,
+        vec![PassthroughConfig {
+            name: "uart1".into(),
+            base: 0x0904_0000,
+            size: 0x1000,
+            irqs: vec![40]
+        }]
+    );
+    assert_eq!(vm.unclaimed, UnclaimedPolicy::ReadZero);
+    vm.validate(&ctx()).unwrap();
+}
+
+#[test]
+fn defaults() {
+    let vm = parse(
+        r#"
+id = 3
+name = "min"
+cpus = { count = 1, pin = [0] }
+kernel = { image = "k", load_addr = 0x8020_0000 }
+[[memory]]
+gpa = 0x8000_0000
+size = 0x100_0000
+map = "identity"
+"#,
+    );
+    assert_eq!(vm.kernel.entry, 0x8020_0000, "entry defaults to load_addr");
+    assert_eq!(vm.kernel.cmdline, None);
+    assert_eq!(vm.kernel.initrd, None);
+    assert_eq!(vm.kernel.dtb, None);
+    assert_eq!(vm.memory[0].flags, MemFlags::ALL);
+    assert_eq!(vm.memory[0].map, MapKind::Identity);
+    assert!(vm.devices.is_empty());
+    assert!(vm.passthrough.is_empty());
+    assert_eq!(vm.unclaimed, UnclaimedPolicy::Fault);
+    vm.validate(&ctx()).unwrap();
+}
+
+#[test]
+fn defaults_inside_tables() {
+    let vm = parse(&format!(
+        "{}\n[[passthrough]]\nname = \"p\"\nbase = 0x2000_0000\nsize = 0x1000\n",
+        BASE.replace("policy = \"read-zero\"", "")
+    ));
+    assert_eq!(
+        vm.unclaimed,
+        UnclaimedPolicy::Fault,
+        "empty [unclaimed] table"
+    );
+    assert!(vm.passthrough[1].irqs.is_empty());
+    assert_eq!(vm.devices[0].irq, Some(33));
+}
+
+#[test]
+fn explicit_entry_and_flags() {
+    let text = BASE
+        .replace(
+            "load_addr = 0x4008_0000",
+            "load_addr = 0x4008_0000\nentry = 0x4008_1000",
+        )
+        .replace("map = \"alloc\"", "map = \"reserved\"\nflags = [\"read\"]");
+    let vm = parse(&text);
+    assert_eq!(vm.kernel.entry, 0x4008_1000);
+    assert_eq!(vm.memory[0].map, MapKind::Reserved);
+    assert_eq!(
+        vm.memory[0].flags,
+        MemFlags {
+            read: true,
+            write: false,
+            exec: false
+        }
+    );
+    let vm = parse(&BASE.replace("map = \"alloc\"", "map = \"alloc\"\nflags = []"));
+    assert_eq!(vm.memory[0].flags, MemFlags::NONE);
+}
+
+#[test]
+fn every_policy_and_kind() {
+    for (word, policy) in [
+        ("fault", UnclaimedPolicy::Fault),
+        ("read-zero", UnclaimedPolicy::ReadZero),
+        ("stop", UnclaimedPolicy::Stop),
+    ] {
+        let vm = parse(&BASE.replace("\"read-zero\"", &format!("\"{word}\"")));
+        assert_eq!(vm.unclaimed, policy);
+    }
+    for (name, kind) in DEVICE_KINDS.iter().zip(DeviceKind::ALL) {
+        assert_eq!(kind.name(), *name);
+        assert_eq!(DeviceKind::from_name(name), Some(kind));
+        assert_eq!(kind.to_string(), *name);
+        let vm = parse(&BASE.replace("\"pl011\"", &format!("\"{name}\"")));
+        assert_eq!(vm.devices[0].kind, kind);
+    }
+    assert_eq!(DEVICE_KINDS.len(), DeviceKind::ALL.len());
+    assert_eq!(DeviceKind::from_name("PL011"), None);
+}
+
+#[test]
+fn example_configs_are_valid() {
+    for (text, gpa, kind, base) in [
+        (AARCH64_HELLO, 0x4000_0000, DeviceKind::Pl011, 0x0900_0000),
+        (RISCV64_HELLO, 0x8000_0000, DeviceKind::Ns16550, 0x1000_0000),
+    ] {
+        let vm = parse(text);
+        assert_eq!(vm.cpus.pin, vec![1]);
+        assert_eq!(vm.memory, vec![region(gpa, 0x100_0000, MapKind::Alloc)]);
+        assert_eq!((vm.kernel.load_addr, vm.kernel.entry), (gpa, gpa));
+        assert_eq!(vm.kernel.image, "hello");
+        assert_eq!(vm.devices[0].kind, kind);
+        assert_eq!((vm.devices[0].base, vm.devices[0].size), (base, 0x1000));
+        assert_eq!(vm.unclaimed, UnclaimedPolicy::Fault);
+        let ctx = ValidateContext {
+            pcpu_count: Some(2),
+            image_sizes: BTreeMap::from([("hello".to_string(), 0x10_0000)]),
+        };
+        vm.validate(&ctx).unwrap();
+    }
+}
+
+#[test]
+fn invalid_example_reports_every_problem() {
+    let vm = parse(INVALID_EXAMPLE);
+    let found = lines(&problems(&vm, &ctx()));
+    assert_eq!(
+        found,
+        vec![
+            "name: contains ' '; only letters, digits, '_' and '-' are allowed",
+            "cpus.pin: has 1 entries but cpus.count is 2; give one physical CPU per vCPU",
+            "memory[1].gpa: 0x40800800 is not a multiple of 0x1000",
+            "memory[1]: overlaps memory[0] ([0x40000000, 0x41000000))",
+            "kernel.entry: 0x50000000 is not inside any non-reserved memory region",
+            "kernel.dtb.load_addr: image `vm-dtb` at 0x60000000 is not inside any non-reserved memory region",
+            "devices[1]: overlaps devices[0] ([0x9000000, 0x9001000))",
+            "devices[1]: overlaps memory[0] ([0x40000000, 0x41000000))",
+            "devices[1]: overlaps memory[1] ([0x40800800, 0x40900800))",
+            "passthrough[0].size: size must not be 0",
+        ],
+        "{found:#?}"
+    );
+}
+
+// ---------------------------------------------------------------- parse errors
+
+#[test]
+fn unknown_fields_are_rejected_everywhere() {
+    for (anchor, key) in [
+        ("id = 1", None),
+        ("count = 2", Some("cpus")),
+        ("image = \"hello\"", Some("kernel")),
+        ("map = \"alloc\"", Some("memory")),
+        ("kind = \"pl011\"", Some("devices")),
+        ("irqs = [40]", Some("passthrough")),
+        ("policy = \"read-zero\"", Some("unclaimed")),
+    ] {
+        let text = BASE.replacen(anchor, &format!("{anchor}\nbogus = 1"), 1);
+        let err = parse_err(&text);
+        assert!(
+            err.message.contains("unknown field `bogus`"),
+            "{anchor}: {err}"
+        );
+        assert_eq!(err.key.as_deref(), key, "{anchor}: {err}");
+        assert!(err.line.is_some() && err.column == Some(1), "{err:?}");
+    }
+    let err = parse_err(&BASE.replace(
+        "load_addr = 0x4800_0000 }",
+        "load_addr = 0x4800_0000, size = 3 }",
+    ));
+    assert!(err.message.contains("unknown field `size`"), "{err}");
+    assert_eq!(err.key.as_deref(), Some("kernel.initrd"));
+}
+
+#[test]
+fn unknown_device_kind_names_the_field() {
+    let err = parse_err(&BASE.replace("\"pl011\"", "\"virtio\""));
+    assert_eq!(
+        err.message,
+        "unknown variant `virtio`, expected `pl011` or `ns16550`"
+    );
+    assert_eq!(err.key.as_deref(), Some("devices.kind"));
+    let line = BASE.lines().position(|l| l.contains("pl011")).unwrap() + 1;
+    assert_eq!((err.line, err.column), (Some(line), Some(8)));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "line {line}, column 8: in `devices.kind`: unknown variant `virtio`, expected `pl011` or `ns16550`"
+        )
+    );
+}
+
+#[test]
+fn unknown_policy_map_and_flag_name_the_field() {
+    let err = parse_err(&BASE.replace("\"read-zero\"", "\"ignore\""));
+    assert!(err.message.contains("unknown variant `ignore`"), "{err}");
+    assert!(err.message.contains("`read-zero`"), "{err}");
+    assert_eq!(err.key.as_deref(), Some("unclaimed.policy"));
+
+    let err = parse_err(&BASE.replace("map = \"alloc\"", "map = \"lazy\""));
+    assert!(err.message.contains("unknown variant `lazy`"), "{err}");
+    assert_eq!(err.key.as_deref(), Some("memory.map"));
+
+    let err = parse_err(&BASE.replace("map = \"alloc\"", "map = \"alloc\"\nflags = [\"rw\"]"));
+    assert!(err.message.contains("unknown variant `rw`"), "{err}");
+    assert_eq!(err.key.as_deref(), Some("memory.flags"));
+
+    let err = parse_err(&BASE.replace(
+        "map = \"alloc\"",
+        "map = \"alloc\"\nflags = [\"read\", \"read\"]",
+    ));
+    assert!(
+        err.message.contains("duplicate memory flag `read`"),
+        "{err}"
+    );
+    assert_eq!(err.key.as_deref(), Some("memory.flags"));
+
+    let err = parse_err(&BASE.replace("map = \"alloc\"", "map = \"alloc\"\nflags = \"read\""));
+    assert!(err.message.contains("invalid type"), "{err}");
+}
+
+#[test]
+fn missing_fields_and_wrong_types() {
+    let err = parse_err(&BASE.replace("id = 1\n", ""));
+    assert_eq!(err.message, "missing field `id`");
+    assert_eq!(err.key, None);
+
+    let err = parse_err(&BASE.replace("pin = [1, 2]\n", ""));
+    assert_eq!(err.message, "missing field `pin`");
+    assert_eq!(err.key.as_deref(), Some("cpus"));
+
+    let err = parse_err(&BASE.replace("map = \"alloc\"\n", ""));
+    assert_eq!(err.message, "missing field `map`");
+
+    let err = parse_err(&BASE.replace("id = 1", "id = -1"));
+    assert!(err.message.contains("invalid value: integer `-1`"), "{err}");
+    assert_eq!(err.key.as_deref(), Some("id"));
+    assert_eq!((err.line, err.column), (Some(2), Some(6)));
+
+    let err = parse_err(&BASE.replace("base = 0x0900_0000", "base = \"0x0900_0000\""));
+    assert!(err.message.contains("invalid type: string"), "{err}");
+    assert_eq!(err.key.as_deref(), Some("devices.base"));
+
+    let err = parse_err(&BASE.replace("id = 1", "id = 0x1_0000_0000"));
+    assert!(err.message.contains("expected u32"), "{err}");
+}
+
+#[test]
+fn syntax_errors_have_a_position() {
+    let err = parse_err("id = 1\n[cpus\n");
+    assert_eq!((err.line, err.column), (Some(2), Some(6)));
+    assert!(err.to_string().starts_with("line 2, column 6: "), "{err}");
+
+    for text in [
+        "",
+        "=",
+        "[[",
+        "id = 0x",
+        "id = 99999999999999999999999",
+        "a.b.c = 1\na = 2",
+        "\u{feff}",
+        "é = \"\u{0}\"",
+        "name = \"\\u{d800}\"",
+    ] {
+        let err = parse_err(text);
+        assert!(!err.message.is_empty());
+        let _ = err.to_string();
+    }
+}
+
+#[test]
+fn line_column_counts_characters() {
+    // Columns count characters, not bytes: `;` is the 13th character of line 2.
+    let err = parse_err("# ééé\nname = \"ééé\"; id = 1\n");
+    assert_eq!((err.line, err.column), (Some(2), Some(13)), "{err:?}");
+}
+
+// ---------------------------------------------------------------- validation: one check each
+
+#[test]
+fn name_checks() {
+    let mut vm = base();
+    vm.name = String::new();
+    assert_single(&vm, &ctx(), "name", ProblemKind::Empty);
+
+    vm.name = "a".repeat(MAX_NAME_LEN);
+    vm.validate(&ctx()).unwrap();
+    vm.name = "a".repeat(MAX_NAME_LEN + 1);
+    assert_single(
+        &vm,
+        &ctx(),
+        "name",
+        ProblemKind::NameTooLong { len: 33, max: 32 },
+    );
+
+    vm.name = "Vm_1-a".into();
+    vm.validate(&ctx()).unwrap();
+    for (name, ch) in [("a b", ' '), ("a.b", '.'), ("vmé", 'é'), ("x/y", '/')] {
+        vm.name = name.into();
+        assert_single(&vm, &ctx(), "name", ProblemKind::NameInvalidChar { ch });
+    }
+
+    vm.name = "é".repeat(MAX_NAME_LEN + 1);
+    let found = problems(&vm, &ctx());
+    assert_eq!(found.len(), 2, "{:#?}", lines(&found));
+    assert_eq!(found[0].kind, ProblemKind::NameTooLong { len: 33, max: 32 });
+}
+
+#[test]
+fn vcpu_count_zero() {
+    let mut vm = base();
+    vm.cpus = CpuConfig {
+        count: 0,
+        pin: vec![],
+    };
+    assert_single(&vm, &ctx(), "cpus.count", ProblemKind::NoVcpus);
+}
+
+#[test]
+fn pin_length_mismatch() {
+    let mut vm = base();
+    vm.cpus.pin = vec![1, 2, 3];
+    assert_single(
+        &vm,
+        &ctx(),
+        "cpus.pin",
+        ProblemKind::PinLengthMismatch { len: 3, count: 2 },
+    );
+    vm.cpus.pin.clear();
+    assert_single(
+        &vm,
+        &ctx(),
+        "cpus.pin",
+        ProblemKind::PinLengthMismatch { len: 0, count: 2 },
+    );
+}
+
+#[test]
+fn pcpu_out_of_range_only_when_known() {
+    let mut vm = base();
+    vm.cpus.pin = vec![3, 0];
+    vm.validate(&ctx()).unwrap();
+    let four = ValidateContext {
+        pcpu_count: Some(4),
+        ..ctx()
+    };
+    vm.validate(&four).unwrap();
+    let three = ValidateContext {
+        pcpu_count: Some(3),
+        ..ctx()
+    };
+    assert_single(
+        &vm,
+        &three,
+        "cpus.pin[0]",
+        ProblemKind::PcpuOutOfRange {
+            pcpu: 3,
+            pcpu_count: 3,
+        },
+    );
+    let p = &problems(&vm, &three)[0];
+    assert_eq!(
+        p.to_string(),
+        "cpus.pin[0]: physical CPU 3 does not exist (the machine has 3)"
+    );
+}
+
+#[test]
+fn two_vcpus_on_one_pcpu_is_allowed() {
+    let mut vm = base();
+    vm.cpus.pin = vec![1, 1];
+    let ctx = ValidateContext {
+        pcpu_count: Some(2),
+        ..ctx()
+    };
+    vm.validate(&ctx).unwrap();
+}
+
+#[test]
+fn no_memory() {
+    let mut vm = base();
+    vm.memory.clear();
+    let found = problems(&vm, &ctx());
+    let kinds: Vec<_> = found.iter().map(|p| (p.field.as_str(), &p.kind)).collect();
+    assert_eq!(kinds[0], ("memory", &ProblemKind::NoMemory));
+    // Nothing can be loaded or started without RAM; every image says so too.
+    assert_eq!(found.len(), 5, "{:#?}", lines(&found));
+}
+
+#[test]
+fn memory_size_zero() {
+    let mut vm = base();
+    vm.memory.push(region(0x8000_0000, 0, MapKind::Alloc));
+    assert_single(&vm, &ctx(), "memory[1].size", ProblemKind::ZeroSize);
+}
+
+#[test]
+fn memory_misaligned() {
+    let mut vm = base();
+    vm.memory.push(region(0x8000_0800, 0x1000, MapKind::Alloc));
+    assert_single(
+        &vm,
+        &ctx(),
+        "memory[1].gpa",
+        ProblemKind::Misaligned {
+            value: 0x8000_0800,
+            align: 0x1000,
+        },
+    );
+    vm.memory[1] = region(0x8000_0000, 0x1800, MapKind::Reserved);
+    assert_single(
+        &vm,
+        &ctx(),
+        "memory[1].size",
+        ProblemKind::Misaligned {
+            value: 0x1800,
+            align: 0x1000,
+        },
+    );
+}
+
+#[test]
+fn memory_overflow() {
+    let mut vm = base();
+    vm.memory
+        .push(region(0xffff_ffff_ffff_f000, 0x2000, MapKind::Identity));
+    assert_single(
+        &vm,
+        &ctx(),
+        "memory[1]",
+        ProblemKind::Overflow {
+            base: 0xffff_ffff_ffff_f000,
+            size: 0x2000,
+        },
+    );
+    // Ending exactly at 2^64 is not representable either.
+    vm.memory[1].size = 0x1000;
+    assert_eq!(problems(&vm, &ctx()).len(), 1);
+}
+
+#[test]
+fn memory_overlap() {
+    let mut vm = base();
+    vm.memory
+        .push(region(0x4f00_0000, 0x200_0000, MapKind::Alloc));
+    let found = problems(&vm, &ctx());
+    assert_eq!(
+        lines(&found),
+        vec!["memory[1]: overlaps memory[0] ([0x40000000, 0x50000000))"]
+    );
+    // Touching regions do not overlap.
+    vm.memory[1].gpa = 0x5000_0000;
+    vm.validate(&ctx()).unwrap();
+    // Every overlapping pair is reported once, on the later region.
+    vm.memory
+        .push(region(0x3000_0000, 0x3000_0000, MapKind::Reserved));
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec![
+            "memory[2]: overlaps memory[0] ([0x40000000, 0x50000000))",
+            "memory[2]: overlaps memory[1] ([0x50000000, 0x52000000))",
+        ]
+    );
+}
+
+#[test]
+fn entry_outside_ram() {
+    let mut vm = base();
+    vm.kernel.entry = 0x5000_0000; // just past the end
+    assert_single(
+        &vm,
+        &ctx(),
+        "kernel.entry",
+        ProblemKind::EntryOutsideRam { entry: 0x5000_0000 },
+    );
+    // A reserved region does not count as RAM.
+    vm.memory
+        .push(region(0x5000_0000, 0x1000, MapKind::Reserved));
+    assert_single(
+        &vm,
+        &ctx(),
+        "kernel.entry",
+        ProblemKind::EntryOutsideRam { entry: 0x5000_0000 },
+    );
+    vm.memory[1].map = MapKind::Identity;
+    vm.validate(&ctx()).unwrap();
+}
+
+#[test]
+fn entry_not_executable() {
+    let mut vm = base();
+    vm.memory[0].flags.exec = false;
+    assert_single(
+        &vm,
+        &ctx(),
+        "kernel.entry",
+        ProblemKind::EntryNotExecutable {
+            entry: 0x4008_0000,
+            region: "memory[0]".into(),
+        },
+    );
+}
+
+#[test]
+fn image_outside_ram() {
+    let mut vm = base();
+    vm.kernel.initrd.as_mut().unwrap().load_addr = 0x3000_0000;
+    assert_single(
+        &vm,
+        &ctx(),
+        "kernel.initrd.load_addr",
+        ProblemKind::ImageOutsideRam {
+            image: "initramfs".into(),
+            load_addr: 0x3000_0000,
+        },
+    );
+    let mut vm = base();
+    vm.memory
+        .push(region(0x6000_0000, 0x1000, MapKind::Reserved));
+    vm.kernel.dtb.as_mut().unwrap().load_addr = 0x6000_0000;
+    assert_single(
+        &vm,
+        &ctx(),
+        "kernel.dtb.load_addr",
+        ProblemKind::ImageOutsideRam {
+            image: "vm1-dtb".into(),
+            load_addr: 0x6000_0000,
+        },
+    );
+    let mut vm = base();
+    vm.kernel.entry = 0x4000_0000;
+    vm.kernel.load_addr = 0x1000;
+    assert_single(
+        &vm,
+        &ctx(),
+        "kernel.load_addr",
+        ProblemKind::ImageOutsideRam {
+            image: "hello".into(),
+            load_addr: 0x1000,
+        },
+    );
+}
+
+#[test]
+fn image_too_large_only_when_size_known() {
+    let mut vm = base();
+    // The DTB at 0x4ff0_0000 has 1 MiB up to the end of memory[0].
+    vm.kernel.dtb.as_mut().unwrap().load_addr = 0x4ff0_0000;
+    vm.validate(&ctx()).unwrap();
+    vm.validate(&ctx_with_sizes(&[("vm1-dtb", 0x10_0000)]))
+        .unwrap();
+    let ctx = ctx_with_sizes(&[("vm1-dtb", 0x10_0001)]);
+    assert_single(
+        &vm,
+        &ctx,
+        "kernel.dtb",
+        ProblemKind::ImageTooLarge {
+            image: "vm1-dtb".into(),
+            size: 0x10_0001,
+            room: 0x10_0000,
+            region: "memory[0]".into(),
+        },
+    );
+    // An adjacent region does not help: an image must fit in one region.
+    vm.memory.push(region(0x5000_0000, 0x1000, MapKind::Alloc));
+    assert_eq!(problems(&vm, &ctx).len(), 1);
+}
+
+#[test]
+fn image_overflow() {
+    let mut vm = base();
+    vm.memory
+        .push(region(0x7fff_ffff_ffff_0000, 0x1_0000, MapKind::Alloc));
+    vm.kernel.dtb.as_mut().unwrap().load_addr = 0x7fff_ffff_ffff_f000;
+    vm.validate(&ctx()).unwrap();
+    let ctx = ctx_with_sizes(&[("vm1-dtb", u64::MAX)]);
+    assert_single(
+        &vm,
+        &ctx,
+        "kernel.dtb",
+        ProblemKind::Overflow {
+            base: 0x7fff_ffff_ffff_f000,
+            size: u64::MAX,
+        },
+    );
+}
+
+#[test]
+fn images_overlap() {
+    let vm = base();
+    // kernel at 0x4008_0000, dtb at 0x4400_0000, initrd at 0x4800_0000.
+    vm.validate(&ctx_with_sizes(&[
+        ("hello", 0x3f8_0000),
+        ("vm1-dtb", 0x1000),
+    ]))
+    .unwrap();
+    let too_big = ctx_with_sizes(&[("hello", 0x3f8_0001)]);
+    assert_eq!(
+        lines(&problems(&vm, &too_big)),
+        vec!["kernel.dtb: overlaps kernel ([0x40080000, 0x44000001))"]
+    );
+    // Two images at the same address overlap even when their sizes are unknown.
+    let mut vm = base();
+    vm.kernel.initrd.as_mut().unwrap().load_addr = 0x4400_0000;
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec!["kernel.dtb: overlaps kernel.initrd ([0x44000000, 0x44000001))"]
+    );
+}
+
+#[test]
+fn empty_image_names() {
+    let mut vm = base();
+    vm.kernel.image.clear();
+    vm.kernel.initrd.as_mut().unwrap().image.clear();
+    let found = problems(&vm, &ctx());
+    assert_eq!(
+        found,
+        vec![
+            ConfigProblem {
+                field: "kernel.image".into(),
+                kind: ProblemKind::Empty
+            },
+            ConfigProblem {
+                field: "kernel.initrd.image".into(),
+                kind: ProblemKind::Empty
+            },
+        ]
+    );
+}
+
+#[test]
+fn device_checks() {
+    let mut vm = base();
+    vm.devices[0].size = 0;
+    assert_single(&vm, &ctx(), "devices[0].size", ProblemKind::ZeroSize);
+
+    let mut vm = base();
+    vm.devices.push(DeviceConfig {
+        kind: DeviceKind::Ns16550,
+        base: 0x0900_0ff8,
+        size: 8,
+        irq: None,
+    });
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec!["devices[1]: overlaps devices[0] ([0x9000000, 0x9001000))"]
+    );
+    // Devices need no page alignment; adjacent ones are fine.
+    vm.devices[1].base = 0x0900_1000;
+    vm.validate(&ctx()).unwrap();
+
+    vm.devices[1].base = 0x4fff_fffc;
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec!["devices[1]: overlaps memory[0] ([0x40000000, 0x50000000))"]
+    );
+
+    vm.devices[1].base = u64::MAX;
+    assert_single(
+        &vm,
+        &ctx(),
+        "devices[1]",
+        ProblemKind::Overflow {
+            base: u64::MAX,
+            size: 8,
+        },
+    );
+}
+
+#[test]
+fn passthrough_checks() {
+    let mut vm = base();
+    vm.passthrough[0].size = 0;
+    assert_single(&vm, &ctx(), "passthrough[0].size", ProblemKind::ZeroSize);
+
+    let mut vm = base();
+    vm.passthrough[0].name.clear();
+    assert_single(&vm, &ctx(), "passthrough[0].name", ProblemKind::Empty);
+
+    let mut vm = base();
+    vm.passthrough[0].base = 0x0904_0100;
+    assert_single(
+        &vm,
+        &ctx(),
+        "passthrough[0].base",
+        ProblemKind::Misaligned {
+            value: 0x0904_0100,
+            align: 0x1000,
+        },
+    );
+
+    let mut vm = base();
+    vm.passthrough[0].base = 0x0900_0000;
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec!["passthrough[0]: overlaps devices[0] ([0x9000000, 0x9001000))"]
+    );
+
+    vm.passthrough[0].base = 0x4000_0000;
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec!["passthrough[0]: overlaps memory[0] ([0x40000000, 0x50000000))"]
+    );
+
+    let mut vm = base();
+    vm.passthrough.push(vm.passthrough[0].clone());
+    vm.passthrough[1].name = "uart1-again".into();
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec!["passthrough[1]: overlaps passthrough[0] ([0x9040000, 0x9041000))"]
+    );
+
+    let mut vm = base();
+    vm.passthrough[0].base = 0xffff_ffff_ffff_f000;
+    vm.passthrough[0].size = 0x2000;
+    assert_single(
+        &vm,
+        &ctx(),
+        "passthrough[0]",
+        ProblemKind::Overflow {
+            base: 0xffff_ffff_ffff_f000,
+            size: 0x2000,
+        },
+    );
+}
+
+#[test]
+fn many_problems_at_once() {
+    let mut vm = base();
+    vm.name = "no spaces".into();
+    vm.cpus.count = 0;
+    vm.memory.push(region(0x4000_0000, 0, MapKind::Alloc));
+    vm.kernel.entry = 0;
+    vm.devices[0].size = 0;
+    let found = problems(&vm, &ctx());
+    let fields: Vec<_> = found.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "name",
+            "cpus.count",
+            "cpus.pin",
+            "memory[1].size",
+            "kernel.entry",
+            "devices[0].size",
+        ],
+        "{:#?}",
+        lines(&found)
+    );
+}
+
+#[test]
+fn display_texts() {
+    let cases: Vec<(ProblemKind, &str)> = vec![
+        (ProblemKind::Empty, "must not be empty"),
+        (
+            ProblemKind::Overlap {
+                other: "memory[0]".into(),
+                start: 0x4000_0000,
+                end: 0x4100_0000,
+            },
+            "overlaps memory[0] ([0x40000000, 0x41000000))",
+        ),
+        (ProblemKind::ZeroSize, "size must not be 0"),
+        (
+            ProblemKind::ImageTooLarge {
+                image: "k".into(),
+                size: 0x2000,
+                room: 0x1000,
+                region: "memory[0]".into(),
+            },
+            "image `k` (0x2000 bytes) does not fit: memory[0] has only 0x1000 bytes from the load address to its end",
+        ),
+        (
+            ProblemKind::DuplicateId {
+                id: 4,
+                vm: 2,
+                first: 0,
+            },
+            "VM #2 uses id 4, already used by VM #0",
+        ),
+    ];
+    for (kind, text) in cases {
+        assert_eq!(kind.to_string(), text);
+        let problem = ConfigProblem {
+            field: "memory[1]".into(),
+            kind,
+        };
+        assert_eq!(problem.to_string(), format!("memory[1]: {text}"));
+    }
+}
+
+// ---------------------------------------------------------------- across VMs
+
+#[test]
+fn validate_many_duplicates() {
+    let a = base();
+    let mut b = base();
+    b.id = 2;
+    b.name = "other".into();
+    validate_many(&[a.clone(), b.clone()]).unwrap();
+    validate_many(&[]).unwrap();
+
+    let mut c = base();
+    c.name = "third".into(); // same id as a
+    let mut d = base();
+    d.id = 9; // same name as a
+    let found = validate_many(&[a, b, c, d]).unwrap_err();
+    assert_eq!(
+        found,
+        vec![
+            ConfigProblem {
+                field: "id".into(),
+                kind: ProblemKind::DuplicateId {
+                    id: 1,
+                    vm: 2,
+                    first: 0
+                }
+            },
+            ConfigProblem {
+                field: "name".into(),
+                kind: ProblemKind::DuplicateName {
+                    name: "hello".into(),
+                    vm: 3,
+                    first: 0
+                }
+            },
+        ]
+    );
+    assert_eq!(found[0].vm(), Some(2));
+    assert_eq!(found[1].vm(), Some(3));
+    assert_eq!(
+        found[1].to_string(),
+        "name: VM #3 uses name `hello`, already used by VM #0"
+    );
+    assert_eq!(
+        ConfigProblem {
+            field: "name".into(),
+            kind: ProblemKind::Empty
+        }
+        .vm(),
+        None
+    );
+}
+
+#[test]
+fn validate_many_reports_each_later_duplicate() {
+    let vms: Vec<VmConfig> = (0..3).map(|_| base()).collect();
+    let found = validate_many(&vms).unwrap_err();
+    assert_eq!(found.len(), 4); // ids and names of VMs 1 and 2, all against VM 0
+    assert!(found.iter().all(|p| matches!(
+        p.kind,
+        ProblemKind::DuplicateId { first: 0, .. } | ProblemKind::DuplicateName { first: 0, .. }
+    )));
+}
+
+// ---------------------------------------------------------------- robustness
+
+/// A tiny deterministic generator, so the mutation test needs no dependency.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn mutated_inputs_never_panic() {
+    let alphabet = b"[]{}=\",.#\n 0x_-19azAZ\\'";
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let ctx = ValidateContext {
+        pcpu_count: Some(4),
+        image_sizes: BTreeMap::from([
+            ("hello".to_string(), u64::MAX),
+            ("initramfs".to_string(), 0),
+        ]),
+    };
+    for source in [BASE, AARCH64_HELLO, INVALID_EXAMPLE] {
+        for _ in 0..400 {
+            let mut bytes = source.as_bytes().to_vec();
+            for _ in 0..(rng.next() % 4 + 1) {
+                let at = (rng.next() as usize) % bytes.len();
+                let byte = alphabet[(rng.next() as usize) % alphabet.len()];
+                match rng.next() % 3 {
+                    0 => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            match from_toml(&text) {
+                Ok(vm) => {
+                    let _ = vm.validate(&ctx);
+                    let _ = validate_many(&[vm.clone(), vm]);
+                }
+                Err(err) => {
+                    let _ = err.to_string();
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn extreme_values_never_panic() {
+    let mut vm = base();
+    vm.cpus.count = usize::MAX;
+    vm.cpus.pin = vec![usize::MAX; 3];
+    vm.memory = vec![
+        region(u64::MAX, u64::MAX, MapKind::Alloc),
+        region(0, u64::MAX, MapKind::Identity),
+        region(u64::MAX - 0xfff, 0x1000, MapKind::Alloc),
+    ];
+    vm.kernel.entry = u64::MAX;
+    vm.kernel.load_addr = u64::MAX;
+    vm.devices[0].base = u64::MAX;
+    vm.devices[0].size = u64::MAX;
+    vm.passthrough[0].size = u64::MAX;
+    let ctx = ValidateContext {
+        pcpu_count: Some(0),
+        image_sizes: BTreeMap::from([
+            ("hello".to_string(), u64::MAX),
+            ("vm1-dtb".to_string(), u64::MAX),
+            ("initramfs".to_string(), 1),
+        ]),
+    };
+    let found = problems(&vm, &ctx);
+    assert!(!found.is_empty());
+    let _ = lines(&found);
+}

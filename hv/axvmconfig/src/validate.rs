@@ -1,0 +1,599 @@
+//! Checks on the values of a [`VmConfig`], reporting every problem with its field path.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::config::{ImageConfig, MapKind, MemoryRegion, VmConfig};
+
+/// Granule of guest memory mappings: memory regions and passthrough ranges must start and
+/// end on a multiple of it.
+pub const PAGE_SIZE: u64 = 0x1000;
+
+/// Longest VM name, in characters.
+pub const MAX_NAME_LEN: usize = 32;
+
+/// What [`VmConfig::validate`] knows about the machine and the images.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidateContext {
+    /// Number of physical CPUs, when known; `None` skips the check of `cpus.pin`.
+    pub pcpu_count: Option<usize>,
+    /// Size in bytes of each image by image name; an image not listed has an unknown size
+    /// and only its load address is checked.
+    pub image_sizes: BTreeMap<String, u64>,
+}
+
+/// One thing wrong with a config: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Path of the offending field, e.g. `memory[1].gpa`, `cpus.pin[0]`, `kernel.entry`,
+    /// or `memory[1]` for a problem of a whole entry.
+    pub field: String,
+    /// What is wrong.
+    pub kind: ProblemKind,
+}
+
+impl ConfigProblem {
+    fn new(field: impl Into<String>, kind: ProblemKind) -> Self {
+        Self {
+            field: field.into(),
+            kind,
+        }
+    }
+
+    /// For a problem found by [`validate_many`], the index of the config it is about.
+    pub fn vm(&self) -> Option<usize> {
+        match self.kind {
+            ProblemKind::DuplicateId { vm, .. } | ProblemKind::DuplicateName { vm, .. } => Some(vm),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.kind)
+    }
+}
+
+impl core::error::Error for ConfigProblem {}
+
+/// What is wrong with a field. Addresses are guest-physical; ranges are half-open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// A name (VM, image or passthrough) is empty.
+    Empty,
+    /// The VM name is longer than [`MAX_NAME_LEN`] characters.
+    NameTooLong {
+        /// Its length in characters.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The VM name contains a character outside `[A-Za-z0-9_-]`.
+    NameInvalidChar {
+        /// The first such character.
+        ch: char,
+    },
+    /// `cpus.count` is 0.
+    NoVcpus,
+    /// `cpus.pin` does not have `cpus.count` entries.
+    PinLengthMismatch {
+        /// Entries in `pin`.
+        len: usize,
+        /// `cpus.count`.
+        count: usize,
+    },
+    /// A vCPU is pinned to a physical CPU that does not exist.
+    PcpuOutOfRange {
+        /// The physical CPU named.
+        pcpu: usize,
+        /// How many physical CPUs there are.
+        pcpu_count: usize,
+    },
+    /// The VM has no memory region.
+    NoMemory,
+    /// A size is 0.
+    ZeroSize,
+    /// An address or size is not a multiple of the alignment.
+    Misaligned {
+        /// The value.
+        value: u64,
+        /// The required alignment.
+        align: u64,
+    },
+    /// `base + size` does not fit in 64 bits.
+    Overflow {
+        /// The start address.
+        base: u64,
+        /// The size.
+        size: u64,
+    },
+    /// The range overlaps another one.
+    Overlap {
+        /// Path of the other entry, e.g. `memory[0]`.
+        other: String,
+        /// Start of the other entry's range.
+        start: u64,
+        /// End (exclusive) of the other entry's range.
+        end: u64,
+    },
+    /// The entry point is not inside a non-reserved memory region.
+    EntryOutsideRam {
+        /// The entry point.
+        entry: u64,
+    },
+    /// The entry point is in a memory region without the `exec` flag.
+    EntryNotExecutable {
+        /// The entry point.
+        entry: u64,
+        /// Path of the region, e.g. `memory[0]`.
+        region: String,
+    },
+    /// An image's load address is not inside a non-reserved memory region.
+    ImageOutsideRam {
+        /// The image name.
+        image: String,
+        /// Its load address.
+        load_addr: u64,
+    },
+    /// An image is larger than the room from its load address to the end of its region.
+    ImageTooLarge {
+        /// The image name.
+        image: String,
+        /// Its size in bytes.
+        size: u64,
+        /// Bytes from the load address to the end of the region.
+        room: u64,
+        /// Path of the region, e.g. `memory[0]`.
+        region: String,
+    },
+    /// Two VMs given to [`validate_many`] have the same id.
+    DuplicateId {
+        /// The id.
+        id: u32,
+        /// Index of the later VM (the one the problem is reported for).
+        vm: usize,
+        /// Index of the first VM with this id.
+        first: usize,
+    },
+    /// Two VMs given to [`validate_many`] have the same name.
+    DuplicateName {
+        /// The name.
+        name: String,
+        /// Index of the later VM (the one the problem is reported for).
+        vm: usize,
+        /// Index of the first VM with this name.
+        first: usize,
+    },
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("must not be empty"),
+            Self::NameTooLong { len, max } => {
+                write!(f, "is {len} characters long; at most {max} are allowed")
+            }
+            Self::NameInvalidChar { ch } => write!(
+                f,
+                "contains {ch:?}; only letters, digits, '_' and '-' are allowed"
+            ),
+            Self::NoVcpus => f.write_str("must be at least 1"),
+            Self::PinLengthMismatch { len, count } => write!(
+                f,
+                "has {len} entries but cpus.count is {count}; give one physical CPU per vCPU"
+            ),
+            Self::PcpuOutOfRange { pcpu, pcpu_count } => write!(
+                f,
+                "physical CPU {pcpu} does not exist (the machine has {pcpu_count})"
+            ),
+            Self::NoMemory => f.write_str("the VM has no memory region"),
+            Self::ZeroSize => f.write_str("size must not be 0"),
+            Self::Misaligned { value, align } => {
+                write!(f, "{value:#x} is not a multiple of {align:#x}")
+            }
+            Self::Overflow { base, size } => write!(
+                f,
+                "{base:#x} + size {size:#x} overflows the 64-bit address space"
+            ),
+            Self::Overlap { other, start, end } => {
+                write!(f, "overlaps {other} ([{start:#x}, {end:#x}))")
+            }
+            Self::EntryOutsideRam { entry } => write!(
+                f,
+                "{entry:#x} is not inside any non-reserved memory region"
+            ),
+            Self::EntryNotExecutable { entry, region } => write!(
+                f,
+                "{entry:#x} is in {region}, which does not have the \"exec\" flag"
+            ),
+            Self::ImageOutsideRam { image, load_addr } => write!(
+                f,
+                "image `{image}` at {load_addr:#x} is not inside any non-reserved memory region"
+            ),
+            Self::ImageTooLarge {
+                image,
+                size,
+                room,
+                region,
+            } => write!(
+                f,
+                "image `{image}` ({size:#x} bytes) does not fit: {region} has only {room:#x} bytes from the load address to its end"
+            ),
+            Self::DuplicateId { id, vm, first } => {
+                write!(f, "VM #{vm} uses id {id}, already used by VM #{first}")
+            }
+            Self::DuplicateName { name, vm, first } => {
+                write!(f, "VM #{vm} uses name `{name}`, already used by VM #{first}")
+            }
+        }
+    }
+}
+
+/// A half-open address range with a label, for the overlap checks.
+struct Span {
+    field: String,
+    start: u64,
+    end: u64,
+}
+
+impl Span {
+    fn overlaps(&self, other: &Span) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+
+    fn overlap_with(&self, other: &Span) -> ProblemKind {
+        ProblemKind::Overlap {
+            other: other.field.clone(),
+            start: other.start,
+            end: other.end,
+        }
+    }
+}
+
+/// Collects problems in the order they are found.
+#[derive(Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn push(&mut self, field: impl Into<String>, kind: ProblemKind) {
+        self.0.push(ConfigProblem::new(field, kind));
+    }
+
+    /// Checks `base`/`size` of an entry: non-zero size, optional alignment, no overflow.
+    /// Returns the entry's range when it is usable for the overlap checks.
+    fn range(&mut self, field: &str, base: (&str, u64), size: u64, align: bool) -> Option<Span> {
+        let (base_name, base) = base;
+        if size == 0 {
+            self.push(format!("{field}.size"), ProblemKind::ZeroSize);
+        }
+        if align {
+            if !base.is_multiple_of(PAGE_SIZE) {
+                self.push(
+                    format!("{field}.{base_name}"),
+                    ProblemKind::Misaligned {
+                        value: base,
+                        align: PAGE_SIZE,
+                    },
+                );
+            }
+            if !size.is_multiple_of(PAGE_SIZE) {
+                self.push(
+                    format!("{field}.size"),
+                    ProblemKind::Misaligned {
+                        value: size,
+                        align: PAGE_SIZE,
+                    },
+                );
+            }
+        }
+        match base.checked_add(size) {
+            None => {
+                self.push(field, ProblemKind::Overflow { base, size });
+                None
+            }
+            Some(_) if size == 0 => None,
+            Some(end) => Some(Span {
+                field: field.into(),
+                start: base,
+                end,
+            }),
+        }
+    }
+
+    /// Reports every later span of `spans` that overlaps an earlier one.
+    fn overlaps_within(&mut self, spans: &[Span]) {
+        for (j, later) in spans.iter().enumerate() {
+            for earlier in &spans[..j] {
+                if later.overlaps(earlier) {
+                    self.push(later.field.clone(), later.overlap_with(earlier));
+                }
+            }
+        }
+    }
+
+    /// Reports every span of `spans` that overlaps one of `others`.
+    fn overlaps_between(&mut self, spans: &[Span], others: &[Span]) {
+        for span in spans {
+            for other in others {
+                if span.overlaps(other) {
+                    self.push(span.field.clone(), span.overlap_with(other));
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), Vec<ConfigProblem>> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
+    }
+}
+
+impl VmConfig {
+    /// Checks the values of this config and returns every problem found.
+    ///
+    /// What is checked is listed in `docs/vm-config.md`; in short: the name, the vCPU
+    /// count and pinning, memory regions (size, 4 KiB alignment, overflow, overlap), the
+    /// entry point and every image against the memory regions (and against each other),
+    /// devices and passthrough ranges (size, overflow, overlap with each other and with
+    /// memory). Checks that need facts from `ctx` are skipped when `ctx` does not know them.
+    pub fn validate(&self, ctx: &ValidateContext) -> Result<(), Vec<ConfigProblem>> {
+        let mut problems = Problems::default();
+        check_name(&mut problems, &self.name);
+        self.check_cpus(&mut problems, ctx);
+        let ram = self.check_memory(&mut problems);
+        self.check_kernel(&mut problems, ctx);
+
+        let devices: Vec<Span> = self
+            .devices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, dev)| {
+                problems.range(
+                    &format!("devices[{i}]"),
+                    ("base", dev.base),
+                    dev.size,
+                    false,
+                )
+            })
+            .collect();
+        problems.overlaps_within(&devices);
+        problems.overlaps_between(&devices, &ram);
+
+        let mut passthrough = Vec::new();
+        for (i, pt) in self.passthrough.iter().enumerate() {
+            let field = format!("passthrough[{i}]");
+            if pt.name.is_empty() {
+                problems.push(format!("{field}.name"), ProblemKind::Empty);
+            }
+            passthrough.extend(problems.range(&field, ("base", pt.base), pt.size, true));
+        }
+        problems.overlaps_within(&passthrough);
+        problems.overlaps_between(&passthrough, &devices);
+        problems.overlaps_between(&passthrough, &ram);
+
+        problems.finish()
+    }
+
+    fn check_cpus(&self, problems: &mut Problems, ctx: &ValidateContext) {
+        let cpus = &self.cpus;
+        if cpus.count == 0 {
+            problems.push("cpus.count", ProblemKind::NoVcpus);
+        }
+        if cpus.pin.len() != cpus.count {
+            problems.push(
+                "cpus.pin",
+                ProblemKind::PinLengthMismatch {
+                    len: cpus.pin.len(),
+                    count: cpus.count,
+                },
+            );
+        }
+        if let Some(pcpu_count) = ctx.pcpu_count {
+            for (i, &pcpu) in cpus.pin.iter().enumerate() {
+                if pcpu >= pcpu_count {
+                    problems.push(
+                        format!("cpus.pin[{i}]"),
+                        ProblemKind::PcpuOutOfRange { pcpu, pcpu_count },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Checks the memory regions; returns the ranges of those usable for overlap checks.
+    fn check_memory(&self, problems: &mut Problems) -> Vec<Span> {
+        if self.memory.is_empty() {
+            problems.push("memory", ProblemKind::NoMemory);
+        }
+        let ram: Vec<Span> = self
+            .memory
+            .iter()
+            .enumerate()
+            .filter_map(|(i, region)| {
+                problems.range(
+                    &format!("memory[{i}]"),
+                    ("gpa", region.gpa),
+                    region.size,
+                    true,
+                )
+            })
+            .collect();
+        problems.overlaps_within(&ram);
+        ram
+    }
+
+    /// The first non-reserved memory region containing `addr`, with its index.
+    fn ram_at(&self, addr: u64) -> Option<(usize, &MemoryRegion)> {
+        self.memory
+            .iter()
+            .enumerate()
+            .find(|(_, region)| region.map != MapKind::Reserved && region.contains(addr))
+    }
+
+    fn check_kernel(&self, problems: &mut Problems, ctx: &ValidateContext) {
+        let kernel = &self.kernel;
+        match self.ram_at(kernel.entry) {
+            None => problems.push(
+                "kernel.entry",
+                ProblemKind::EntryOutsideRam {
+                    entry: kernel.entry,
+                },
+            ),
+            Some((i, region)) if !region.flags.exec => problems.push(
+                "kernel.entry",
+                ProblemKind::EntryNotExecutable {
+                    entry: kernel.entry,
+                    region: format!("memory[{i}]"),
+                },
+            ),
+            Some(_) => {}
+        }
+
+        let kernel_image = ImageConfig {
+            image: kernel.image.clone(),
+            load_addr: kernel.load_addr,
+        };
+        let images = [
+            Some(("kernel", &kernel_image)),
+            kernel.initrd.as_ref().map(|img| ("kernel.initrd", img)),
+            kernel.dtb.as_ref().map(|img| ("kernel.dtb", img)),
+        ];
+        let mut spans = Vec::new();
+        for (field, image) in images.into_iter().flatten() {
+            spans.extend(self.check_image(problems, ctx, field, image));
+        }
+        problems.overlaps_within(&spans);
+    }
+
+    /// Checks one image against the memory regions; returns its range for the overlap
+    /// check between images (one byte long when its size is unknown).
+    fn check_image(
+        &self,
+        problems: &mut Problems,
+        ctx: &ValidateContext,
+        field: &str,
+        image: &ImageConfig,
+    ) -> Option<Span> {
+        if image.image.is_empty() {
+            problems.push(format!("{field}.image"), ProblemKind::Empty);
+        }
+        let size = ctx.image_sizes.get(&image.image).copied();
+        let Some((i, region)) = self.ram_at(image.load_addr) else {
+            problems.push(
+                format!("{field}.load_addr"),
+                ProblemKind::ImageOutsideRam {
+                    image: image.image.clone(),
+                    load_addr: image.load_addr,
+                },
+            );
+            return None;
+        };
+        let Some(size) = size else {
+            return Some(Span {
+                field: field.into(),
+                start: image.load_addr,
+                end: image.load_addr.saturating_add(1),
+            });
+        };
+        let Some(end) = image.load_addr.checked_add(size) else {
+            problems.push(
+                field,
+                ProblemKind::Overflow {
+                    base: image.load_addr,
+                    size,
+                },
+            );
+            return None;
+        };
+        // `region.contains(load_addr)` holds, so the subtraction cannot underflow; a region
+        // whose end overflows leaves room up to the top of the address space.
+        let room = region
+            .end()
+            .unwrap_or(u64::MAX)
+            .saturating_sub(image.load_addr);
+        if size > room {
+            problems.push(
+                field,
+                ProblemKind::ImageTooLarge {
+                    image: image.image.clone(),
+                    size,
+                    room,
+                    region: format!("memory[{i}]"),
+                },
+            );
+        }
+        Some(Span {
+            field: field.into(),
+            start: image.load_addr,
+            end: end.max(image.load_addr.saturating_add(1)),
+        })
+    }
+}
+
+fn check_name(problems: &mut Problems, name: &str) {
+    if name.is_empty() {
+        problems.push("name", ProblemKind::Empty);
+        return;
+    }
+    let len = name.chars().count();
+    if len > MAX_NAME_LEN {
+        problems.push(
+            "name",
+            ProblemKind::NameTooLong {
+                len,
+                max: MAX_NAME_LEN,
+            },
+        );
+    }
+    if let Some(ch) = name
+        .chars()
+        .find(|&ch| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '-'))
+    {
+        problems.push("name", ProblemKind::NameInvalidChar { ch });
+    }
+}
+
+/// Checks what must hold across the VMs of one hypervisor: unique ids and unique names.
+///
+/// Each duplicate is reported once, for the later VM, with field `id` or `name`;
+/// [`ConfigProblem::vm`] gives the index (into `configs`) of the VM it is about.
+pub fn validate_many(configs: &[VmConfig]) -> Result<(), Vec<ConfigProblem>> {
+    let mut problems = Problems::default();
+    let mut ids = BTreeMap::new();
+    let mut names = BTreeMap::new();
+    for (vm, config) in configs.iter().enumerate() {
+        if let Some(&first) = ids.get(&config.id) {
+            problems.push(
+                "id",
+                ProblemKind::DuplicateId {
+                    id: config.id,
+                    vm,
+                    first,
+                },
+            );
+        } else {
+            ids.insert(config.id, vm);
+        }
+        if let Some(&first) = names.get(config.name.as_str()) {
+            problems.push(
+                "name",
+                ProblemKind::DuplicateName {
+                    name: config.name.clone(),
+                    vm,
+                    first,
+                },
+            );
+        } else {
+            names.insert(config.name.as_str(), vm);
+        }
+    }
+    problems.finish()
+}
