@@ -10,6 +10,7 @@ mod qemu;
 mod scenario;
 mod setup;
 mod util;
+mod vmconfig;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,8 @@ enum Command {
     Run(RunArgs),
     /// Run everything CI runs: fmt, clippy, unit tests, image builds, scenarios.
     Test(TestArgs),
+    /// Work with VM config files (`vmconfig check FILE...`).
+    Vmconfig(vmconfig::VmconfigArgs),
 }
 
 /// Arguments of `cargo xtask build`.
@@ -123,5 +126,6 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Err(util::exec(cmd.to_command()))
         }
         Command::Test(args) => ci::test(args.scenarios.as_deref()),
+        Command::Vmconfig(args) => vmconfig::run(args),
     }
 }

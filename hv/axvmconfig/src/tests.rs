@@ -285,7 +285,7 @@ fn invalid_example_reports_every_problem() {
         found,
         vec![
             "name: contains ' '; only letters, digits, '_' and '-' are allowed",
-            "cpus.pin: has 1 entries but cpus.count is 2; give one physical CPU per vCPU",
+            "cpus.pin: has 1 entry but cpus.count is 2; give one physical CPU per vCPU",
             "memory[1].gpa: 0x40800800 is not a multiple of 0x1000",
             "memory[1]: overlaps memory[0] ([0x40000000, 0x41000000))",
             "kernel.entry: 0x50000000 is not inside any non-reserved memory region",

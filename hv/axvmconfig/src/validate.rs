@@ -185,7 +185,8 @@ impl fmt::Display for ProblemKind {
             Self::NoVcpus => f.write_str("must be at least 1"),
             Self::PinLengthMismatch { len, count } => write!(
                 f,
-                "has {len} entries but cpus.count is {count}; give one physical CPU per vCPU"
+                "has {len} {} but cpus.count is {count}; give one physical CPU per vCPU",
+                if *len == 1 { "entry" } else { "entries" }
             ),
             Self::PcpuOutOfRange { pcpu, pcpu_count } => write!(
                 f,
