@@ -1092,3 +1092,12 @@ fn extreme_values_never_panic() {
     assert!(!found.is_empty());
     let _ = lines(&found);
 }
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    for (open, close) in [("[", "]"), ("{a=", "}")] {
+        let text = format!("id = {}1{}", open.repeat(100_000), close.repeat(100_000));
+        let err = parse_err(&text);
+        assert!(!err.to_string().is_empty());
+    }
+}
