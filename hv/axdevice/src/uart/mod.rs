@@ -5,7 +5,7 @@
 //! busy. Received bytes come from [`Pl011::push_input`] / [`Ns16550::push_input`] into a
 //! bounded FIFO; bytes that do not fit are dropped and reported as an overrun, as on real
 //! hardware. Interrupts are level-sensitive and go to an optional
-//! [`IrqLine`](axdevice_base::IrqLine), which is only called when the level changes.
+//! [`IrqLine`], which is only called when the level changes.
 
 mod ns16550;
 mod pl011;
