@@ -138,13 +138,19 @@ mod tests {
         assert_eq!(a.align_up(1), a);
         assert_eq!(a + 0x10, GuestPhysAddr::new(0x4000_1244));
         assert_eq!(GuestPhysAddr::new(usize::MAX).checked_add(1), None);
-        assert_eq!(HostPhysAddr::new(0x1000).align_up(0x20_0000), HostPhysAddr::new(0x20_0000));
+        assert_eq!(
+            HostPhysAddr::new(0x1000).align_up(0x20_0000),
+            HostPhysAddr::new(0x20_0000)
+        );
         assert_eq!(HostVirtAddr::new(0).align_up(0x1000), HostVirtAddr::new(0));
     }
 
     #[test]
     fn formatting() {
-        assert_eq!(format!("{:?}", GuestPhysAddr::new(0x8000_0000)), "GPA(0x80000000)");
+        assert_eq!(
+            format!("{:?}", GuestPhysAddr::new(0x8000_0000)),
+            "GPA(0x80000000)"
+        );
         assert_eq!(format!("{:?}", HostPhysAddr::new(0x1000)), "HPA(0x1000)");
         assert_eq!(format!("{:?}", HostVirtAddr::new(0x10)), "HVA(0x10)");
         assert_eq!(format!("{}", GuestPhysAddr::new(0x4000_0000)), "0x40000000");

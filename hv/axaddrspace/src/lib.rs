@@ -5,6 +5,11 @@
 //!   memory attributes).
 //! - [`FrameAllocator`]: where page-table and guest-RAM frames come from, and how the
 //!   hypervisor reaches them.
+//! - [`PteFormat`]: one architecture's nested descriptor format ([`Aarch64Stage2`],
+//!   [`RiscvSv39x4`]; [`fake::FakeFormat`] for tests).
+//! - [`NestedPageTable`]: the generic stage-2 / G-stage page table.
+//! - [`AddrSpace`]: a VM's regions ([`Backend::Alloc`], [`Backend::Linear`]) over a page
+//!   table, and checked guest memory [`read`](AddrSpace::read) / [`write`](AddrSpace::write).
 //!
 //! See `docs/addrspace.md` for the design and the safety argument.
 
@@ -15,11 +20,24 @@
 
 extern crate alloc;
 
+#[cfg(any(test, feature = "fake"))]
+extern crate std;
+
 mod addr;
+mod addrspace;
 mod frame;
+mod npt;
+
+pub mod format;
+
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 
 pub use addr::{GuestPhysAddr, HostPhysAddr, HostVirtAddr};
+pub use addrspace::{AccessError, AddrSpace, AddrSpaceError, Backend, Region};
+pub use format::{Aarch64Stage2, PteFormat, RiscvSv39x4};
 pub use frame::FrameAllocator;
+pub use npt::{NestedPageTable, PagingError, TlbFlushHook};
 
 /// 4 KiB: the base page and the size of one frame.
 pub const PAGE_SIZE_4K: usize = 0x1000;
