@@ -5,12 +5,14 @@
 //! built `#![no_main]`) provides `#[no_mangle] fn main()`, which runs as the boot CPU's first
 //! task once memory, logging and tasks are up; when it returns, that CPU goes idle.
 //!
-//! Modules: [`io`] (`print!`/`println!`), [`thread`], [`sync`], [`time`], [`smp`], [`os`].
+//! Modules: [`io`] (`print!`/`println!`), [`mem`], [`thread`], [`sync`], [`time`], [`smp`],
+//! [`os`].
 #![no_std]
 
 extern crate alloc;
 
 pub mod io;
+pub mod mem;
 pub mod os;
 pub mod smp;
 pub mod sync;

@@ -1,0 +1,259 @@
+//! ESR_EL2 decoding (Arm ARM D17.2.37) and PSCI (Arm DEN 0022) for the vCPU.
+//!
+//! Every input here comes from the guest (its registers, the syndrome of what it did), so
+//! nothing may panic: register numbers are masked, widths come from two bits.
+
+use axaddrspace::{GuestPhysAddr, MappingFlags};
+use axdevice_base::AccessWidth;
+use axvcpu::VmExit;
+
+/// Exception classes the vCPU handles.
+pub mod ec {
+    /// WFI or WFE.
+    pub const WFX: u64 = 0x01;
+    /// HVC from AArch64.
+    pub const HVC64: u64 = 0x16;
+    /// SMC from AArch64 (trapped by HCR_EL2.TSC).
+    pub const SMC64: u64 = 0x17;
+    /// MSR/MRS/system instruction.
+    pub const SYSREG: u64 = 0x18;
+    /// Instruction abort from a lower EL.
+    pub const IABT_LOWER: u64 = 0x20;
+    /// Data abort from a lower EL.
+    pub const DABT_LOWER: u64 = 0x24;
+    /// Data abort taken without a change of EL (what a guest at EL1 sees for its own access).
+    pub const DABT_CURRENT: u64 = 0x25;
+}
+
+/// PSCI function ids (SMC32 and SMC64 forms where both exist).
+pub mod psci {
+    /// PSCI_VERSION.
+    pub const VERSION: u64 = 0x8400_0000;
+    /// CPU_OFF.
+    pub const CPU_OFF: u64 = 0x8400_0002;
+    /// CPU_ON, SMC32.
+    pub const CPU_ON_32: u64 = 0x8400_0003;
+    /// CPU_ON, SMC64.
+    pub const CPU_ON_64: u64 = 0xC400_0003;
+    /// SYSTEM_OFF.
+    pub const SYSTEM_OFF: u64 = 0x8400_0008;
+    /// SYSTEM_RESET.
+    pub const SYSTEM_RESET: u64 = 0x8400_0009;
+    /// PSCI_FEATURES.
+    pub const FEATURES: u64 = 0x8400_000A;
+    /// The version the vCPU reports: 1.1.
+    pub const VERSION_1_1: u64 = 0x0001_0001;
+    /// NOT_SUPPORTED, as a 64-bit register value.
+    pub const NOT_SUPPORTED: u64 = -1i64 as u64;
+}
+
+/// What to do after a synchronous exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncAction {
+    /// Hand this exit to the VMM. `pc_step` is how far to move the guest's PC once the exit
+    /// is completed (4 past a trapped instruction, 0 when ELR already points past it).
+    Exit {
+        /// The decoded exit.
+        exit: VmExit,
+        /// Bytes to add to the guest PC on completion.
+        pc_step: u64,
+    },
+    /// Answered inside the vCPU: put `x0` in the guest's x0, move the PC by `pc_step`, and
+    /// re-enter the guest at once.
+    Reply {
+        /// Value for x0.
+        x0: u64,
+        /// Bytes to add to the guest PC.
+        pc_step: u64,
+    },
+}
+
+/// A data abort's instruction syndrome, when valid (ISV = 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataAbort {
+    /// Access size.
+    pub width: AccessWidth,
+    /// Load sign-extends.
+    pub sign_ext: bool,
+    /// Transfer register (31 = xzr).
+    pub reg: usize,
+    /// The register is 64-bit (else 32-bit: results zero-extended from bit 31).
+    pub sixty_four: bool,
+    /// A store.
+    pub write: bool,
+}
+
+impl DataAbort {
+    /// Decodes the ISS of a data abort; `None` when ISV is clear (the syndrome does not
+    /// describe the access).
+    pub fn from_esr(esr: u64) -> Option<Self> {
+        if esr & (1 << 24) == 0 {
+            return None;
+        }
+        let width = match (esr >> 22) & 3 {
+            0 => AccessWidth::Byte,
+            1 => AccessWidth::Half,
+            2 => AccessWidth::Word,
+            _ => AccessWidth::Dword,
+        };
+        Some(Self {
+            width,
+            sign_ext: esr & (1 << 21) != 0,
+            reg: ((esr >> 16) & 0x1f) as usize,
+            sixty_four: esr & (1 << 15) != 0,
+            write: esr & (1 << 6) != 0,
+        })
+    }
+
+    /// The value a load puts into the register: `raw` cut to the access width, sign-extended
+    /// if the instruction does, and cut to 32 bits for a W register.
+    pub fn load_value(&self, raw: u64) -> u64 {
+        let bits = self.width.size() as u32 * 8;
+        let mut v = if bits == 64 {
+            raw
+        } else {
+            raw & ((1u64 << bits) - 1)
+        };
+        if self.sign_ext && bits < 64 {
+            let shift = 64 - bits;
+            v = (((v << shift) as i64) >> shift) as u64;
+        }
+        if !self.sixty_four {
+            v &= 0xffff_ffff;
+        }
+        v
+    }
+}
+
+/// The guest physical address of a stage-2 abort: the page from HPFAR_EL2 (FIPA, bits 39:4
+/// hold IPA bits 51:12), the offset from FAR_EL2.
+pub fn fault_ipa(far: u64, hpfar: u64) -> GuestPhysAddr {
+    let page = ((hpfar >> 4) & 0xff_ffff_ffff) << 12;
+    GuestPhysAddr::new((page | (far & 0xfff)) as usize)
+}
+
+/// General-purpose register `r` of the guest, with 31 reading as zero (xzr).
+pub fn gpr(regs: &[u64; 31], r: usize) -> u64 {
+    regs.get(r).copied().unwrap_or(0)
+}
+
+/// Decodes a synchronous exit from a guest.
+pub fn decode_sync(esr: u64, far: u64, hpfar: u64, regs: &[u64; 31]) -> SyncAction {
+    let class = esr >> 26;
+    match class {
+        ec::HVC64 => decode_call(regs, 0),
+        // A trapped SMC leaves ELR at the SMC itself.
+        ec::SMC64 => decode_call(regs, 4),
+        // Halt only for WFI (TI = 0); a trapped WFE is just a hint: step over it.
+        ec::WFX if esr & 1 == 0 => SyncAction::Exit {
+            exit: VmExit::Halt,
+            pc_step: 4,
+        },
+        ec::WFX => SyncAction::Reply {
+            x0: regs[0],
+            pc_step: 4,
+        },
+        ec::DABT_LOWER => {
+            let gpa = fault_ipa(far, hpfar);
+            match DataAbort::from_esr(esr) {
+                Some(da) if da.write => {
+                    let v = gpr(regs, da.reg);
+                    let value = if da.width == AccessWidth::Dword {
+                        v
+                    } else {
+                        v & ((1u64 << (da.width.size() * 8)) - 1)
+                    };
+                    SyncAction::Exit {
+                        exit: VmExit::MmioWrite {
+                            gpa,
+                            width: da.width,
+                            value,
+                        },
+                        pc_step: 4,
+                    }
+                }
+                Some(da) => SyncAction::Exit {
+                    exit: VmExit::MmioRead {
+                        gpa,
+                        width: da.width,
+                        reg: da.reg,
+                        sign_ext: da.sign_ext,
+                    },
+                    pc_step: 4,
+                },
+                None => {
+                    let access = if esr & (1 << 6) != 0 {
+                        MappingFlags::WRITE
+                    } else {
+                        MappingFlags::READ
+                    };
+                    SyncAction::Exit {
+                        exit: VmExit::NestedPageFault { gpa, access },
+                        pc_step: 0,
+                    }
+                }
+            }
+        }
+        ec::IABT_LOWER => SyncAction::Exit {
+            exit: VmExit::NestedPageFault {
+                gpa: fault_ipa(far, hpfar),
+                access: MappingFlags::EXECUTE,
+            },
+            pc_step: 0,
+        },
+        _ => SyncAction::Exit {
+            exit: VmExit::Unsupported {
+                reason: "exception class not emulated",
+                syndrome: esr,
+            },
+            pc_step: 0,
+        },
+    }
+}
+
+/// HVC or SMC: PSCI when x0 is a PSCI function, otherwise a hypercall.
+fn decode_call(regs: &[u64; 31], pc_step: u64) -> SyncAction {
+    let fid = regs[0];
+    let exit = |exit| SyncAction::Exit { exit, pc_step };
+    let reply = |x0| SyncAction::Reply { x0, pc_step };
+    match fid {
+        psci::VERSION => reply(psci::VERSION_1_1),
+        psci::FEATURES => match regs[1] {
+            psci::VERSION
+            | psci::CPU_OFF
+            | psci::CPU_ON_32
+            | psci::CPU_ON_64
+            | psci::SYSTEM_OFF
+            | psci::SYSTEM_RESET
+            | psci::FEATURES => reply(0),
+            _ => reply(psci::NOT_SUPPORTED),
+        },
+        psci::SYSTEM_OFF => exit(VmExit::SystemOff),
+        psci::SYSTEM_RESET => exit(VmExit::SystemReset),
+        psci::CPU_OFF => exit(VmExit::CpuDown),
+        psci::CPU_ON_32 | psci::CPU_ON_64 => exit(VmExit::CpuUp {
+            target: regs[1],
+            entry: GuestPhysAddr::new(regs[2] as usize),
+            arg: regs[3],
+        }),
+        // Any other function in the PSCI / SMCCC standard-service ranges is not supported.
+        f if (0x8400_0000..=0x8400_001F).contains(&f)
+            || (0xC400_0000..=0xC400_001F).contains(&f) =>
+        {
+            reply(psci::NOT_SUPPORTED)
+        }
+        nr => exit(VmExit::Hypercall {
+            nr,
+            args: [regs[1], regs[2], regs[3], regs[4], regs[5], regs[6]],
+        }),
+    }
+}
+
+/// ESR_EL1 for a synchronous external abort on a data access, as the guest sees it taken
+/// from EL1 to EL1 (EC 0x25, IL = 1, DFSC 0x10; WnR copied from the original syndrome).
+pub fn injected_dabt_esr(original_esr: u64) -> u64 {
+    (ec::DABT_CURRENT << 26) | (1 << 25) | (original_esr & (1 << 6)) | 0x10
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+use super::*;
+
+fn regs_with(pairs: &[(usize, u64)]) -> [u64; 31] {
+    let mut r = [0u64; 31];
+    for &(i, v) in pairs {
+        r[i] = v;
+    }
+    r
+}
+
+/// A data-abort ESR: ISV, SAS, SSE, SRT, SF, WnR.
+fn dabt(sas: u64, sse: bool, srt: u64, sf: bool, write: bool) -> u64 {
+    (ec::DABT_LOWER << 26)
+        | (1 << 25)
+        | (1 << 24)
+        | (sas << 22)
+        | ((sse as u64) << 21)
+        | (srt << 16)
+        | ((sf as u64) << 15)
+        | ((write as u64) << 6)
+        | 0x07
+}
+
+#[test]
+fn mmio_store_of_every_width() {
+    let regs = regs_with(&[(3, 0x1122_3344_5566_7788)]);
+    for (sas, width, value) in [
+        (0, AccessWidth::Byte, 0x88),
+        (1, AccessWidth::Half, 0x7788),
+        (2, AccessWidth::Word, 0x5566_7788),
+        (3, AccessWidth::Dword, 0x1122_3344_5566_7788),
+    ] {
+        let a = decode_sync(dabt(sas, false, 3, true, true), 0x123, 0x90_0000, &regs);
+        let gpa = fault_ipa(0x123, 0x90_0000);
+        assert_eq!(
+            a,
+            SyncAction::Exit {
+                exit: VmExit::MmioWrite { gpa, width, value },
+                pc_step: 4
+            }
+        );
+    }
+}
+
+#[test]
+fn ipa_from_hpfar_and_far() {
+    // HPFAR_EL2.FIPA (bits 39:4) = IPA[51:12].
+    let hpfar = (0x0900_0000u64 >> 12) << 4;
+    assert_eq!(
+        fault_ipa(0xffff_0000_dead_b018, hpfar),
+        GuestPhysAddr::new(0x0900_0018)
+    );
+}
+
+#[test]
+fn store_of_xzr_is_zero() {
+    let regs = regs_with(&[(30, 5)]);
+    let a = decode_sync(dabt(2, false, 31, false, true), 0, 0, &regs);
+    assert!(matches!(
+        a,
+        SyncAction::Exit {
+            exit: VmExit::MmioWrite { value: 0, .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn mmio_load_and_sign_extension() {
+    let a = decode_sync(dabt(0, true, 7, true, false), 0, 0, &[0; 31]);
+    assert!(matches!(
+        a,
+        SyncAction::Exit {
+            exit: VmExit::MmioRead {
+                width: AccessWidth::Byte,
+                reg: 7,
+                sign_ext: true,
+                ..
+            },
+            pc_step: 4
+        }
+    ));
+    let ldrsb_x = DataAbort::from_esr(dabt(0, true, 7, true, false)).unwrap();
+    assert_eq!(ldrsb_x.load_value(0x80), 0xffff_ffff_ffff_ff80);
+    let ldrsb_w = DataAbort::from_esr(dabt(0, true, 7, false, false)).unwrap();
+    assert_eq!(ldrsb_w.load_value(0x80), 0xffff_ff80);
+    let ldrh = DataAbort::from_esr(dabt(1, false, 7, false, false)).unwrap();
+    assert_eq!(ldrh.load_value(0xdead_8001), 0x8001);
+    let ldrsw = DataAbort::from_esr(dabt(2, true, 7, true, false)).unwrap();
+    assert_eq!(ldrsw.load_value(0x8000_0000), 0xffff_ffff_8000_0000);
+    let ldr_x = DataAbort::from_esr(dabt(3, false, 7, true, false)).unwrap();
+    assert_eq!(ldr_x.load_value(u64::MAX), u64::MAX);
+}
+
+#[test]
+fn abort_without_syndrome_is_a_nested_fault() {
+    let esr = (ec::DABT_LOWER << 26) | (1 << 6) | 0x07;
+    let a = decode_sync(esr, 0x10, 0x50 << 4, &[0; 31]);
+    assert_eq!(
+        a,
+        SyncAction::Exit {
+            exit: VmExit::NestedPageFault {
+                gpa: GuestPhysAddr::new(0x5_0010),
+                access: MappingFlags::WRITE
+            },
+            pc_step: 0
+        }
+    );
+}
+
+#[test]
+fn psci_over_hvc_and_smc() {
+    let hvc = ec::HVC64 << 26;
+    let smc = ec::SMC64 << 26;
+    let off = regs_with(&[(0, psci::SYSTEM_OFF)]);
+    assert_eq!(
+        decode_sync(hvc, 0, 0, &off),
+        SyncAction::Exit {
+            exit: VmExit::SystemOff,
+            pc_step: 0
+        }
+    );
+    assert_eq!(
+        decode_sync(smc, 0, 0, &off),
+        SyncAction::Exit {
+            exit: VmExit::SystemOff,
+            pc_step: 4
+        }
+    );
+    let reset = regs_with(&[(0, psci::SYSTEM_RESET)]);
+    assert_eq!(
+        decode_sync(hvc, 0, 0, &reset),
+        SyncAction::Exit {
+            exit: VmExit::SystemReset,
+            pc_step: 0
+        }
+    );
+    let ver = regs_with(&[(0, psci::VERSION)]);
+    assert_eq!(
+        decode_sync(hvc, 0, 0, &ver),
+        SyncAction::Reply {
+            x0: psci::VERSION_1_1,
+            pc_step: 0
+        }
+    );
+    let on = regs_with(&[(0, psci::CPU_ON_64), (1, 1), (2, 0x4008_0000), (3, 42)]);
+    assert_eq!(
+        decode_sync(hvc, 0, 0, &on),
+        SyncAction::Exit {
+            exit: VmExit::CpuUp {
+                target: 1,
+                entry: GuestPhysAddr::new(0x4008_0000),
+                arg: 42
+            },
+            pc_step: 0
+        }
+    );
+    let feat = regs_with(&[(0, psci::FEATURES), (1, psci::CPU_ON_64)]);
+    assert_eq!(
+        decode_sync(hvc, 0, 0, &feat),
+        SyncAction::Reply { x0: 0, pc_step: 0 }
+    );
+    let feat_no = regs_with(&[(0, psci::FEATURES), (1, 0x8400_0001)]);
+    assert_eq!(
+        decode_sync(hvc, 0, 0, &feat_no),
+        SyncAction::Reply {
+            x0: psci::NOT_SUPPORTED,
+            pc_step: 0
+        }
+    );
+    let other_psci = regs_with(&[(0, 0x8400_0001)]);
+    assert_eq!(
+        decode_sync(hvc, 0, 0, &other_psci),
+        SyncAction::Reply {
+            x0: psci::NOT_SUPPORTED,
+            pc_step: 0
+        }
+    );
+}
+
+#[test]
+fn other_calls_are_hypercalls() {
+    let r = regs_with(&[
+        (0, 0x4242),
+        (1, 1),
+        (2, 2),
+        (3, 3),
+        (4, 4),
+        (5, 5),
+        (6, 6),
+        (7, 7),
+    ]);
+    assert_eq!(
+        decode_sync(ec::HVC64 << 26, 0, 0, &r),
+        SyncAction::Exit {
+            exit: VmExit::Hypercall {
+                nr: 0x4242,
+                args: [1, 2, 3, 4, 5, 6]
+            },
+            pc_step: 0
+        }
+    );
+}
+
+#[test]
+fn wfi_halts_wfe_steps() {
+    let wfi = ec::WFX << 26 | (1 << 25);
+    assert_eq!(
+        decode_sync(wfi, 0, 0, &[0; 31]),
+        SyncAction::Exit {
+            exit: VmExit::Halt,
+            pc_step: 4
+        }
+    );
+    let wfe = wfi | 1;
+    assert_eq!(
+        decode_sync(wfe, 0, 0, &[0; 31]),
+        SyncAction::Reply { x0: 0, pc_step: 4 }
+    );
+}
+
+#[test]
+fn unknown_classes_are_unsupported_and_never_panic() {
+    for class in 0..64u64 {
+        for iss in [0u64, 0x1ff_ffff, 0x155_5555] {
+            let _ = decode_sync((class << 26) | iss, u64::MAX, u64::MAX, &[u64::MAX; 31]);
+        }
+    }
+    let a = decode_sync(ec::SYSREG << 26, 0, 0, &[0; 31]);
+    assert!(matches!(
+        a,
+        SyncAction::Exit {
+            exit: VmExit::Unsupported { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn injected_abort_syndrome() {
+    let esr = injected_dabt_esr(dabt(2, false, 1, true, true));
+    assert_eq!(esr >> 26, ec::DABT_CURRENT);
+    assert_eq!(esr & 0x3f, 0x10);
+    assert_ne!(esr & (1 << 6), 0);
+    assert_ne!(esr & (1 << 25), 0);
+}

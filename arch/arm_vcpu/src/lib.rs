@@ -1,0 +1,14 @@
+//! The aarch64 vCPU: guests run at EL1 under the hypervisor at EL2 (non-VHE).
+//!
+//! - [`decode`]: turning ESR_EL2 syndromes into [`axvcpu::VmExit`]s, and PSCI calls the
+//!   vCPU answers itself. Portable and unit-tested on the host.
+//! - `vcpu` (aarch64 only): the guest context (general-purpose registers, EL1 system
+//!   registers), entry with `eret`, and the exit path from the EL2 vector.
+#![no_std]
+
+pub mod decode;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod vcpu;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub use vcpu::{ArmVCpu, ArmVCpuConfig};

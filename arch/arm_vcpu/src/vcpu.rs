@@ -1,0 +1,237 @@
+//! The vCPU proper: guest registers, EL1 system registers, stage-2, and the run loop.
+
+use crate::decode::{decode_sync, injected_dabt_esr, DataAbort, SyncAction};
+use axaddrspace::{Aarch64Stage2, GuestPhysAddr, HostPhysAddr};
+use axhal::guest::{self, GuestExit, GuestRegs};
+use axvcpu::{ArchVCpu, VCpuError, VmExit};
+
+/// SPSR for EL1h with D, A, I, F masked: how a guest starts and how exceptions enter it.
+const SPSR_EL1H_MASKED: u64 = 0x3c5;
+/// SCTLR_EL1 at reset: RES1 bits set, MMU and caches off.
+const SCTLR_EL1_RESET: u64 = 0x30c5_0830;
+
+/// HCR_EL2 while a guest runs: stage-2 on (VM), set/way ops as clean+invalidate (SWIO),
+/// physical FIQ/IRQ/SError to EL2 (FMO/IMO/AMO), trap WFI (TWI) and SMC (TSC), EL1 AArch64 (RW).
+const HCR_GUEST: u64 =
+    (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19) | (1 << 31);
+
+/// How to create an aarch64 vCPU.
+#[derive(Clone, Copy, Debug)]
+pub struct ArmVCpuConfig {
+    /// The vCPU's MPIDR affinity as the guest sees it.
+    pub mpidr: u64,
+    /// Stage-2 VMID of its VM.
+    pub vmid: u16,
+}
+
+macro_rules! el1_regs {
+    ($($name:ident),* $(,)?) => {
+        /// EL1 system registers that belong to the guest.
+        #[derive(Clone, Debug, Default)]
+        #[allow(non_snake_case)]
+        struct El1Regs { $($name: u64),* }
+
+        impl El1Regs {
+            fn save(&mut self) {
+                // SAFETY: reads EL1 system registers from EL2; no memory is touched.
+                $(unsafe { core::arch::asm!(concat!("mrs {}, ", stringify!($name)), out(reg) self.$name) };)*
+            }
+            fn restore(&self) {
+                // SAFETY: writes EL1 system registers from EL2. They only affect EL1/EL0,
+                // which only the guest uses while they hold these values.
+                $(unsafe { core::arch::asm!(concat!("msr ", stringify!($name), ", {}"), in(reg) self.$name) };)*
+            }
+        }
+    };
+}
+
+el1_regs!(
+    sctlr_el1,
+    ttbr0_el1,
+    ttbr1_el1,
+    tcr_el1,
+    mair_el1,
+    amair_el1,
+    vbar_el1,
+    contextidr_el1,
+    tpidr_el0,
+    tpidr_el1,
+    tpidrro_el0,
+    sp_el0,
+    sp_el1,
+    elr_el1,
+    spsr_el1,
+    esr_el1,
+    far_el1,
+    afsr0_el1,
+    afsr1_el1,
+    par_el1,
+    cpacr_el1,
+    cntkctl_el1,
+    csselr_el1,
+    cntv_ctl_el0,
+    cntv_cval_el0,
+);
+
+/// An aarch64 vCPU.
+pub struct ArmVCpu {
+    regs: GuestRegs,
+    el1: El1Regs,
+    vttbr: u64,
+    vmid: u16,
+    vmpidr: u64,
+    /// The data abort being completed by `complete_mmio_read`.
+    pending_load: Option<DataAbort>,
+    /// Syndrome, FAR and PC of the last exit, for fault injection.
+    last_esr: u64,
+    last_far: u64,
+    last_pc: u64,
+}
+
+impl ArmVCpu {
+    fn load_el2_state(&self) {
+        let vtcr = Aarch64Stage2::vtcr_el2();
+        // SAFETY: EL2 controls for the guest about to run: trap configuration, stage-2 root
+        // and format, the guest's MPIDR, and EL1 access to the physical counter and timer
+        // (CNTHCTL_EL2.EL1PCTEN/EL1PCEN). None affects the hypervisor's own EL2 execution.
+        unsafe {
+            core::arch::asm!(
+                "msr hcr_el2, {hcr}",
+                "msr vtcr_el2, {vtcr}",
+                "msr vttbr_el2, {vttbr}",
+                "msr vmpidr_el2, {vmpidr}",
+                "msr cnthctl_el2, {cnthctl}",
+                "isb",
+                hcr = in(reg) HCR_GUEST,
+                vtcr = in(reg) vtcr,
+                vttbr = in(reg) self.vttbr,
+                vmpidr = in(reg) self.vmpidr,
+                cnthctl = in(reg) 3u64,
+            )
+        };
+    }
+}
+
+impl ArchVCpu for ArmVCpu {
+    type CreateConfig = ArmVCpuConfig;
+
+    fn new(_vcpu_id: usize, config: ArmVCpuConfig) -> Result<Self, VCpuError> {
+        Ok(Self {
+            regs: GuestRegs::default(),
+            el1: El1Regs::default(),
+            vttbr: 0,
+            vmid: config.vmid,
+            vmpidr: (1 << 31) | (config.mpidr & 0xff_00ff_ffff),
+            pending_load: None,
+            last_esr: 0,
+            last_far: 0,
+            last_pc: 0,
+        })
+    }
+
+    fn set_entry(&mut self, entry: GuestPhysAddr) {
+        self.regs.elr = entry.as_usize() as u64;
+    }
+
+    fn set_stage2_root(&mut self, root: HostPhysAddr) {
+        self.vttbr = ((self.vmid as u64) << 48) | root.as_usize() as u64;
+    }
+
+    fn set_gpr(&mut self, idx: usize, value: u64) {
+        if let Some(r) = self.regs.x.get_mut(idx) {
+            *r = value;
+        }
+    }
+
+    fn setup(&mut self) -> Result<(), VCpuError> {
+        let entry = self.regs.elr;
+        self.regs = GuestRegs {
+            elr: entry,
+            spsr: SPSR_EL1H_MASKED,
+            ..GuestRegs::default()
+        };
+        self.el1 = El1Regs {
+            sctlr_el1: SCTLR_EL1_RESET,
+            ..El1Regs::default()
+        };
+        self.pending_load = None;
+        self.load_el2_state();
+        // SAFETY: drops this VMID's stale stage-1+2 TLB entries (VTTBR_EL2 was just set), so a
+        // reset guest cannot see translations of its previous run.
+        unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb") };
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<VmExit, VCpuError> {
+        let irq = axhal::irq::save_and_disable();
+        self.load_el2_state();
+        self.el1.restore();
+        let exit = loop {
+            match guest::run(&mut self.regs) {
+                GuestExit::Sync => {
+                    let (esr, far, hpfar): (u64, u64, u64);
+                    // SAFETY: reads the syndrome registers of the exception just taken.
+                    unsafe {
+                        core::arch::asm!("mrs {}, esr_el2", "mrs {}, far_el2", "mrs {}, hpfar_el2",
+                            out(reg) esr, out(reg) far, out(reg) hpfar)
+                    };
+                    self.last_esr = esr;
+                    self.last_far = far;
+                    self.last_pc = self.regs.elr;
+                    match decode_sync(esr, far, hpfar, &self.regs.x) {
+                        SyncAction::Reply { x0, pc_step } => {
+                            self.regs.x[0] = x0;
+                            self.regs.elr = self.regs.elr.wrapping_add(pc_step);
+                        }
+                        SyncAction::Exit { exit, pc_step } => {
+                            self.regs.elr = self.regs.elr.wrapping_add(pc_step);
+                            if let VmExit::MmioRead { .. } = exit {
+                                self.pending_load = DataAbort::from_esr(esr);
+                            }
+                            break exit;
+                        }
+                    }
+                }
+                // The interrupt stays pending and is taken by the hypervisor's own vector as
+                // soon as the IRQ mask is restored below.
+                GuestExit::Irq | GuestExit::Fiq => break VmExit::ExternalInterrupt,
+                GuestExit::SError => {
+                    break VmExit::Unsupported {
+                        reason: "SError from the guest",
+                        syndrome: 0,
+                    }
+                }
+            }
+        };
+        self.el1.save();
+        axhal::irq::restore(irq);
+        Ok(exit)
+    }
+
+    fn complete_mmio_read(&mut self, value: u64) {
+        if let Some(da) = self.pending_load.take() {
+            self.set_gpr(da.reg, da.load_value(value));
+        }
+    }
+
+    fn set_return_value(&mut self, value: u64) {
+        self.regs.x[0] = value;
+    }
+
+    fn inject_data_fault(&mut self, _gpa: GuestPhysAddr) {
+        // Take a synchronous external abort at EL1, as the hardware would: syndrome, fault
+        // address, return state, then the vector entry for the guest's current mode.
+        self.pending_load = None;
+        self.el1.esr_el1 = injected_dabt_esr(self.last_esr);
+        self.el1.far_el1 = self.last_far;
+        self.el1.elr_el1 = self.last_pc;
+        self.el1.spsr_el1 = self.regs.spsr;
+        let offset = match self.regs.spsr & 0xf {
+            0b0100 => 0x000, // EL1t
+            0b0101 => 0x200, // EL1h
+            _ => 0x400,      // from EL0 (AArch64)
+        };
+        self.regs.elr = self.el1.vbar_el1.wrapping_add(offset);
+        self.regs.spsr = SPSR_EL1H_MASKED;
+    }
+}

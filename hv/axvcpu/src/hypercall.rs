@@ -1,0 +1,18 @@
+//! The hypercalls a guest can make to its VM, shared by the architecture crates (which
+//! decode them) and `axvm` (which answers them) (`hvc #0` with the number in x0 on aarch64; the
+//! axvisor SBI extension on riscv64). Arguments and results are plain integers; an unknown
+//! number returns [`NOT_SUPPORTED`].
+
+/// Returns [`ABI_VERSION`].
+pub const VERSION: u64 = 0x100;
+/// Returns the wrapping sum of the six arguments (tests argument passing).
+pub const ADD: u64 = 0x101;
+/// Returns the caller's VM id.
+pub const VM_ID: u64 = 0x102;
+/// Writes the low byte of argument 0 to the VM's console; returns 0.
+pub const CONSOLE_PUTCHAR: u64 = 0x103;
+
+/// The hypercall ABI version.
+pub const ABI_VERSION: u64 = 1;
+/// Result of an unknown hypercall (-1).
+pub const NOT_SUPPORTED: u64 = u64::MAX;

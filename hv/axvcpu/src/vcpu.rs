@@ -1,0 +1,262 @@
+//! The architecture interface and the vCPU state machine.
+
+use crate::VmExit;
+use axaddrspace::{GuestPhysAddr, HostPhysAddr};
+use core::fmt;
+
+/// What an architecture's vCPU can do.
+pub trait ArchVCpu: Sized {
+    /// Architecture-specific creation parameters.
+    type CreateConfig;
+
+    /// Creates the vCPU with guest-visible id `vcpu_id`.
+    fn new(vcpu_id: usize, config: Self::CreateConfig) -> Result<Self, VCpuError>;
+    /// Sets where the guest starts.
+    fn set_entry(&mut self, entry: GuestPhysAddr);
+    /// Sets the root of the nested page table.
+    fn set_stage2_root(&mut self, root: HostPhysAddr);
+    /// Sets general-purpose register `idx` (boot arguments: DTB address, hart id, ...).
+    fn set_gpr(&mut self, idx: usize, value: u64);
+    /// Final set-up before the first run.
+    fn setup(&mut self) -> Result<(), VCpuError>;
+    /// Runs the guest until it exits; returns the decoded exit.
+    fn run(&mut self) -> Result<VmExit, VCpuError>;
+    /// Completes a [`VmExit::MmioRead`]: writes `value` (sign-extended as the exit said) to
+    /// the destination register and moves past the instruction.
+    fn complete_mmio_read(&mut self, value: u64);
+    /// Sets a hypercall's return value.
+    fn set_return_value(&mut self, value: u64);
+    /// Injects a synchronous data fault for an access to `gpa` that nothing claims.
+    fn inject_data_fault(&mut self, gpa: GuestPhysAddr);
+}
+
+/// Where a vCPU is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VCpuState {
+    /// Created, not yet set up.
+    Created,
+    /// Set up; may run.
+    Ready,
+    /// In [`VCpu::run`].
+    Running,
+    /// Waiting (halted guest, or a secondary vCPU not yet started).
+    Blocked,
+    /// Stopped for good (VM off, CPU_OFF).
+    Stopped,
+}
+
+/// Errors from the vCPU layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VCpuError {
+    /// An operation was asked in a state that does not allow it.
+    BadState {
+        /// The state the vCPU was in.
+        state: VCpuState,
+        /// What was asked.
+        op: &'static str,
+    },
+    /// The hardware refused (VM entry failure and the like), with a code.
+    Hardware(u64),
+    /// The architecture cannot do what was asked on this CPU.
+    Unsupported(&'static str),
+}
+
+impl fmt::Display for VCpuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VCpuError::BadState { state, op } => write!(f, "cannot {op} a vCPU that is {state:?}"),
+            VCpuError::Hardware(c) => write!(f, "hardware refused the vCPU (code {c:#x})"),
+            VCpuError::Unsupported(w) => write!(f, "unsupported: {w}"),
+        }
+    }
+}
+
+/// A vCPU: an [`ArchVCpu`] plus its state.
+pub struct VCpu<A: ArchVCpu> {
+    id: usize,
+    state: VCpuState,
+    arch: A,
+}
+
+impl<A: ArchVCpu> VCpu<A> {
+    /// Creates vCPU `id`.
+    pub fn new(id: usize, config: A::CreateConfig) -> Result<Self, VCpuError> {
+        Ok(Self {
+            id,
+            state: VCpuState::Created,
+            arch: A::new(id, config)?,
+        })
+    }
+
+    /// The vCPU's id within its VM.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Current state.
+    pub fn state(&self) -> VCpuState {
+        self.state
+    }
+
+    fn expect(&self, ok: &[VCpuState], op: &'static str) -> Result<(), VCpuError> {
+        if ok.contains(&self.state) {
+            Ok(())
+        } else {
+            Err(VCpuError::BadState {
+                state: self.state,
+                op,
+            })
+        }
+    }
+
+    /// Sets entry, nested page-table root and set-up: Created → Ready (also from Blocked or
+    /// Stopped, to (re)start a vCPU at a new entry: CPU_ON, VM reset).
+    pub fn setup(&mut self, entry: GuestPhysAddr, root: HostPhysAddr) -> Result<(), VCpuError> {
+        self.expect(
+            &[VCpuState::Created, VCpuState::Blocked, VCpuState::Stopped],
+            "set up",
+        )?;
+        self.arch.set_entry(entry);
+        self.arch.set_stage2_root(root);
+        self.arch.setup()?;
+        self.state = VCpuState::Ready;
+        Ok(())
+    }
+
+    /// Runs the guest until its next exit: Ready → Running → Ready.
+    pub fn run(&mut self) -> Result<VmExit, VCpuError> {
+        self.expect(&[VCpuState::Ready], "run")?;
+        self.state = VCpuState::Running;
+        let r = self.arch.run();
+        self.state = VCpuState::Ready;
+        r
+    }
+
+    /// Ready → Blocked (guest halted).
+    pub fn block(&mut self) -> Result<(), VCpuError> {
+        self.expect(&[VCpuState::Ready], "block")?;
+        self.state = VCpuState::Blocked;
+        Ok(())
+    }
+
+    /// Blocked → Ready (an interrupt for a halted guest).
+    pub fn unblock(&mut self) -> Result<(), VCpuError> {
+        self.expect(&[VCpuState::Blocked], "unblock")?;
+        self.state = VCpuState::Ready;
+        Ok(())
+    }
+
+    /// Any state but Running → Stopped.
+    pub fn stop(&mut self) -> Result<(), VCpuError> {
+        if self.state == VCpuState::Running {
+            return Err(VCpuError::BadState {
+                state: self.state,
+                op: "stop",
+            });
+        }
+        self.state = VCpuState::Stopped;
+        Ok(())
+    }
+
+    /// The architecture part, for exit completion (registers, return values, faults).
+    pub fn arch_mut(&mut self) -> &mut A {
+        &mut self.arch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    /// Replays scripted exits.
+    struct FakeArch {
+        script: Vec<VmExit>,
+        entry: usize,
+        root: usize,
+        setups: usize,
+    }
+
+    impl ArchVCpu for FakeArch {
+        type CreateConfig = Vec<VmExit>;
+        fn new(_: usize, script: Vec<VmExit>) -> Result<Self, VCpuError> {
+            Ok(Self {
+                script,
+                entry: 0,
+                root: 0,
+                setups: 0,
+            })
+        }
+        fn set_entry(&mut self, entry: GuestPhysAddr) {
+            self.entry = entry.as_usize();
+        }
+        fn set_stage2_root(&mut self, root: HostPhysAddr) {
+            self.root = root.as_usize();
+        }
+        fn set_gpr(&mut self, _: usize, _: u64) {}
+        fn setup(&mut self) -> Result<(), VCpuError> {
+            self.setups += 1;
+            Ok(())
+        }
+        fn run(&mut self) -> Result<VmExit, VCpuError> {
+            if self.script.is_empty() {
+                return Err(VCpuError::Hardware(1));
+            }
+            Ok(self.script.remove(0))
+        }
+        fn complete_mmio_read(&mut self, _: u64) {}
+        fn set_return_value(&mut self, _: u64) {}
+        fn inject_data_fault(&mut self, _: GuestPhysAddr) {}
+    }
+
+    fn gpa(v: usize) -> GuestPhysAddr {
+        GuestPhysAddr::new(v)
+    }
+
+    #[test]
+    fn lifecycle() {
+        let mut v: VCpu<FakeArch> =
+            VCpu::new(3, std::vec![VmExit::Halt, VmExit::SystemOff]).unwrap();
+        assert_eq!((v.id(), v.state()), (3, VCpuState::Created));
+        assert!(matches!(
+            v.run(),
+            Err(VCpuError::BadState {
+                state: VCpuState::Created,
+                op: "run"
+            })
+        ));
+        v.setup(gpa(0x4008_0000), HostPhysAddr::new(0x9000_0000))
+            .unwrap();
+        assert_eq!(
+            (v.arch_mut().entry, v.arch_mut().root),
+            (0x4008_0000, 0x9000_0000)
+        );
+        assert_eq!(v.run(), Ok(VmExit::Halt));
+        assert_eq!(v.state(), VCpuState::Ready);
+        v.block().unwrap();
+        assert!(v.run().is_err());
+        assert!(v.block().is_err());
+        v.unblock().unwrap();
+        assert_eq!(v.run(), Ok(VmExit::SystemOff));
+        v.stop().unwrap();
+        assert!(v.run().is_err());
+        assert!(v.unblock().is_err());
+        // A stopped vCPU can be set up again (reset, CPU_ON).
+        v.setup(gpa(0x4000_0000), HostPhysAddr::new(0x9000_0000))
+            .unwrap();
+        assert_eq!(v.arch_mut().setups, 2);
+        // A failing run leaves the vCPU Ready, not Running.
+        assert_eq!(v.run(), Err(VCpuError::Hardware(1)));
+        assert_eq!(v.state(), VCpuState::Ready);
+    }
+
+    #[test]
+    fn errors_display() {
+        let e = VCpuError::BadState {
+            state: VCpuState::Stopped,
+            op: "run",
+        };
+        assert_eq!(std::format!("{e}"), "cannot run a vCPU that is Stopped");
+    }
+}

@@ -1,0 +1,339 @@
+//! The exit-dispatch loop against a fake vCPU that replays scripted exits.
+
+extern crate std;
+
+use crate::hypercall as hc;
+use crate::{AxVm, ExitKind, VcpuEvent, VmError, VmStatus};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use axaddrspace::{
+    Aarch64Stage2, FrameAllocator, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags,
+};
+use axdevice_base::AccessWidth;
+use axvcpu::{ArchVCpu, VCpuError, VmExit};
+use spin::Mutex;
+use std::string::{String, ToString};
+
+/// What the fake vCPU was told to do.
+#[derive(Debug, PartialEq, Eq)]
+enum Call {
+    MmioDone(u64),
+    Ret(u64),
+    Fault(usize),
+}
+
+#[derive(Default)]
+struct Script {
+    exits: Mutex<Vec<VmExit>>,
+    calls: Mutex<Vec<Call>>,
+}
+
+struct FakeVCpu(Arc<Script>);
+
+impl ArchVCpu for FakeVCpu {
+    type CreateConfig = Arc<Script>;
+    fn new(_: usize, s: Arc<Script>) -> Result<Self, VCpuError> {
+        Ok(Self(s))
+    }
+    fn set_entry(&mut self, _: GuestPhysAddr) {}
+    fn set_stage2_root(&mut self, _: HostPhysAddr) {}
+    fn set_gpr(&mut self, _: usize, _: u64) {}
+    fn setup(&mut self) -> Result<(), VCpuError> {
+        Ok(())
+    }
+    fn run(&mut self) -> Result<VmExit, VCpuError> {
+        let mut e = self.0.exits.lock();
+        if e.is_empty() {
+            return Err(VCpuError::Hardware(0xdead));
+        }
+        Ok(e.remove(0))
+    }
+    fn complete_mmio_read(&mut self, v: u64) {
+        self.0.calls.lock().push(Call::MmioDone(v));
+    }
+    fn set_return_value(&mut self, v: u64) {
+        self.0.calls.lock().push(Call::Ret(v));
+    }
+    fn inject_data_fault(&mut self, gpa: GuestPhysAddr) {
+        self.0.calls.lock().push(Call::Fault(gpa.as_usize()));
+    }
+}
+
+/// Frames bump-allocated from one leaked host arena; "physical" addresses start at
+/// `PHYS_BASE`, so nothing can rely on them being host pointers.
+#[derive(Clone, Copy)]
+struct HostFrames;
+const PHYS_BASE: usize = 0x8000_0000;
+const ARENA: usize = 64 << 20;
+
+fn arena() -> usize {
+    static BASE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| std::vec![0u8; ARENA].leak().as_ptr() as usize)
+}
+
+static NEXT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+impl FrameAllocator for HostFrames {
+    fn alloc_frames(&self, count: usize, align: usize) -> Option<HostPhysAddr> {
+        let align = align.max(4096);
+        let size = count * 4096;
+        let mut start = 0;
+        NEXT.fetch_update(
+            core::sync::atomic::Ordering::SeqCst,
+            core::sync::atomic::Ordering::SeqCst,
+            |n| {
+                start = (PHYS_BASE + n).next_multiple_of(align);
+                let end = start + size - PHYS_BASE;
+                (end <= ARENA).then_some(end)
+            },
+        )
+        .ok()?;
+        Some(HostPhysAddr::new(start))
+    }
+    fn dealloc_frames(&self, _: HostPhysAddr, _: usize) {}
+    fn phys_to_virt(&self, pa: HostPhysAddr) -> HostVirtAddr {
+        HostVirtAddr::new(arena() + (pa.as_usize() - PHYS_BASE))
+    }
+}
+
+type Vm = AxVm<FakeVCpu, Aarch64Stage2, HostFrames>;
+
+const CONFIG: &str = r#"
+id = 7
+name = "t"
+[cpus]
+count = 1
+pin = [0]
+[kernel]
+image = "k"
+load_addr = 0x4000_0000
+[[memory]]
+gpa = 0x4000_0000
+size = 0x10_0000
+map = "alloc"
+[[devices]]
+kind = "pl011"
+base = 0x0900_0000
+size = 0x1000
+"#;
+
+fn vm_with(policy: &str, exits: Vec<VmExit>) -> (Vm, Arc<Script>, Arc<Mutex<Vec<String>>>) {
+    let text = std::format!("{CONFIG}\n[unclaimed]\npolicy = \"{policy}\"\n");
+    let config = axvmconfig::from_toml(&text).unwrap();
+    let script = Arc::new(Script {
+        exits: Mutex::new(exits),
+        ..Script::default()
+    });
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let s2 = script.clone();
+    let vm = Vm::new(
+        config,
+        HostFrames,
+        &|name| (name == "k").then_some(&b"\x01\x02\x03\x04kernel"[..]),
+        Arc::new(move |l: &str| sink.lock().push(l.to_string())),
+        &move |_| s2.clone(),
+    )
+    .unwrap();
+    vm.boot(&[(0, 0x4400_0000)]).unwrap();
+    (vm, script, lines)
+}
+
+fn gpa(v: usize) -> GuestPhysAddr {
+    GuestPhysAddr::new(v)
+}
+
+fn uart_write(b: u8) -> VmExit {
+    VmExit::MmioWrite {
+        gpa: gpa(0x0900_0000),
+        width: AccessWidth::Byte,
+        value: b as u64,
+    }
+}
+
+#[test]
+fn image_is_loaded_and_console_is_prefixed() {
+    let mut exits: Vec<_> = b"PASS hello\n".iter().map(|&b| uart_write(b)).collect();
+    exits.push(VmExit::SystemOff);
+    let (vm, _, lines) = vm_with("fault", exits);
+    let mut buf = [0u8; 10];
+    vm.read_guest(gpa(0x4000_0000), &mut buf).unwrap();
+    assert_eq!(&buf, b"\x01\x02\x03\x04kernel");
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::PowerOff);
+    assert_eq!(lines.lock().as_slice(), ["[t] PASS hello"]);
+    assert_eq!(vm.status(), VmStatus::Stopping);
+    assert_eq!(vm.exits().get(ExitKind::MmioWrite), 11);
+    assert_eq!(vm.exits().get(ExitKind::Power), 1);
+    // A stopping VM does not run again.
+    assert!(matches!(
+        vm.run_vcpu(0),
+        Err(VmError::NotRunning(VmStatus::Stopping))
+    ));
+}
+
+#[test]
+fn hypercalls() {
+    let exits = std::vec![
+        VmExit::Hypercall {
+            nr: hc::VERSION,
+            args: [0; 6]
+        },
+        VmExit::Hypercall {
+            nr: hc::ADD,
+            args: [1, 2, 3, 4, 5, u64::MAX]
+        },
+        VmExit::Hypercall {
+            nr: hc::VM_ID,
+            args: [0; 6]
+        },
+        VmExit::Hypercall {
+            nr: 0xdead,
+            args: [0; 6]
+        },
+        VmExit::Hypercall {
+            nr: hc::CONSOLE_PUTCHAR,
+            args: [b'x' as u64, 0, 0, 0, 0, 0]
+        },
+        VmExit::Hypercall {
+            nr: hc::CONSOLE_PUTCHAR,
+            args: [b'\n' as u64, 0, 0, 0, 0, 0]
+        },
+        VmExit::Halt,
+    ];
+    let (vm, script, lines) = vm_with("fault", exits);
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Halt);
+    assert_eq!(
+        script.calls.lock().as_slice(),
+        [
+            Call::Ret(hc::ABI_VERSION),
+            Call::Ret(14),
+            Call::Ret(7),
+            Call::Ret(hc::NOT_SUPPORTED),
+            Call::Ret(0),
+            Call::Ret(0)
+        ]
+    );
+    assert_eq!(lines.lock().as_slice(), ["[t] x"]);
+    assert_eq!(vm.exits().get(ExitKind::Hypercall), 6);
+}
+
+#[test]
+fn mmio_read_completes_with_device_value() {
+    // PL011 FR (0x18): TX FIFO empty (bit 7) and RX FIFO empty (bit 4).
+    let exits = std::vec![
+        VmExit::MmioRead {
+            gpa: gpa(0x0900_0018),
+            width: AccessWidth::Word,
+            reg: 3,
+            sign_ext: false
+        },
+        VmExit::Halt,
+    ];
+    let (vm, script, _) = vm_with("fault", exits);
+    vm.run_vcpu(0).unwrap();
+    let calls = script.calls.lock();
+    let [Call::MmioDone(fr)] = calls.as_slice() else {
+        panic!("{calls:?}")
+    };
+    assert_ne!(fr & (1 << 7), 0);
+    assert_ne!(fr & (1 << 4), 0);
+}
+
+#[test]
+fn unclaimed_access_policies() {
+    let unclaimed = || {
+        std::vec![
+            VmExit::MmioRead {
+                gpa: gpa(0x0a00_0000),
+                width: AccessWidth::Word,
+                reg: 0,
+                sign_ext: false
+            },
+            VmExit::MmioWrite {
+                gpa: gpa(0x0a00_0000),
+                width: AccessWidth::Word,
+                value: 1
+            },
+            VmExit::Halt,
+        ]
+    };
+    let (vm, script, _) = vm_with("fault", unclaimed());
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Halt);
+    assert_eq!(
+        script.calls.lock().as_slice(),
+        [Call::Fault(0x0a00_0000), Call::Fault(0x0a00_0000)]
+    );
+
+    let (vm, script, _) = vm_with("read-zero", unclaimed());
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Halt);
+    assert_eq!(script.calls.lock().as_slice(), [Call::MmioDone(0)]);
+
+    let (vm, _, _) = vm_with("stop", unclaimed());
+    assert!(matches!(vm.run_vcpu(0).unwrap(), VcpuEvent::Stopped(_)));
+    assert_eq!(vm.status(), VmStatus::Stopping);
+}
+
+#[test]
+fn nested_faults_and_unsupported_exits() {
+    let exits = std::vec![
+        VmExit::NestedPageFault {
+            gpa: gpa(0x7000_0000),
+            access: MappingFlags::READ
+        },
+        VmExit::Unsupported {
+            reason: "test",
+            syndrome: 1
+        },
+    ];
+    let (vm, script, _) = vm_with("fault", exits);
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Stopped("test"));
+    assert_eq!(script.calls.lock().as_slice(), [Call::Fault(0x7000_0000)]);
+    assert_eq!(vm.exits().get(ExitKind::Unsupported), 1);
+}
+
+#[test]
+fn power_events_reach_the_hypervisor() {
+    let exits = std::vec![
+        VmExit::CpuUp {
+            target: 1,
+            entry: gpa(0x4000_1000),
+            arg: 9
+        },
+        VmExit::CpuDown,
+        VmExit::SystemReset,
+    ];
+    let (vm, _, _) = vm_with("fault", exits);
+    assert_eq!(
+        vm.run_vcpu(0).unwrap(),
+        VcpuEvent::CpuUp {
+            target: 1,
+            entry: gpa(0x4000_1000),
+            arg: 9
+        }
+    );
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::CpuDown);
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Reset);
+    assert!(vm.run_vcpu(1).is_err());
+}
+
+#[test]
+fn missing_image_is_an_error() {
+    let config = axvmconfig::from_toml(CONFIG).unwrap();
+    let r = Vm::new(
+        config,
+        HostFrames,
+        &|_| None,
+        Arc::new(|_: &str| {}),
+        &|_| Arc::new(Script::default()),
+    );
+    assert!(matches!(r, Err(VmError::MissingImage(ref n)) if n == "k"));
+}
+
+#[test]
+fn a_failing_vcpu_is_an_error_not_a_panic() {
+    let (vm, _, _) = vm_with("fault", Vec::new());
+    assert!(matches!(
+        vm.run_vcpu(0),
+        Err(VmError::VCpu(VCpuError::Hardware(0xdead)))
+    ));
+}

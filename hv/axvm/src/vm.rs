@@ -1,0 +1,395 @@
+//! The VM object and its exit-dispatch loop.
+
+use crate::hypercall as hc;
+use crate::stats::{ExitCounters, ExitKind};
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use axaddrspace::{
+    AddrSpace, FrameAllocator, GuestPhysAddr, HostPhysAddr, MappingFlags, PteFormat,
+};
+use axdevice::uart::{Ns16550, Pl011};
+use axdevice::{DeviceSet, MmioOutcome};
+use axdevice_base::{ConsoleSink, MmioDevice, PrefixedConsole};
+use axvcpu::{ArchVCpu, VCpu, VCpuError, VmExit};
+use axvmconfig::{DeviceKind, MapKind, UnclaimedPolicy, VmConfig};
+use core::fmt;
+use core::sync::atomic::{AtomicU8, Ordering};
+use spin::Mutex;
+
+/// Where a VM is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum VmStatus {
+    /// Being built.
+    Loading = 0,
+    /// Built, not started.
+    Loaded = 1,
+    /// vCPUs may run.
+    Running = 2,
+    /// Asked to stop; vCPUs leave at their next exit.
+    Stopping = 3,
+    /// Stopped.
+    Stopped = 4,
+}
+
+/// What the hypervisor must decide after a vCPU exit the VM did not handle itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VcpuEvent {
+    /// The guest waits for an interrupt.
+    Halt,
+    /// A physical interrupt interrupted the guest (already taken by the hypervisor).
+    Interrupt,
+    /// The guest asks to start another vCPU.
+    CpuUp {
+        /// Target vCPU id (architecture id as the guest gave it).
+        target: u64,
+        /// Where it starts.
+        entry: GuestPhysAddr,
+        /// Its first argument register.
+        arg: u64,
+    },
+    /// The guest stops this vCPU.
+    CpuDown,
+    /// The guest powers the VM off.
+    PowerOff,
+    /// The guest resets the VM.
+    Reset,
+    /// The VM was stopped because of what the guest did (the reason is logged).
+    Stopped(&'static str),
+}
+
+/// Errors building or running a VM. Guest misbehaviour is not an error: it gives
+/// [`VcpuEvent::Stopped`].
+#[derive(Debug)]
+pub enum VmError {
+    /// Building the address space failed (out of memory, overlap, ...).
+    Memory(String),
+    /// A device could not be added.
+    Device(String),
+    /// An image named by the config was not provided.
+    MissingImage(String),
+    /// An image could not be written into guest memory.
+    Load {
+        /// Image name.
+        image: String,
+        /// Why.
+        reason: String,
+    },
+    /// The vCPU layer refused.
+    VCpu(VCpuError),
+    /// No such vCPU.
+    NoSuchVcpu(usize),
+    /// The VM is not running.
+    NotRunning(VmStatus),
+}
+
+impl fmt::Display for VmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmError::Memory(e) => write!(f, "guest memory: {e}"),
+            VmError::Device(e) => write!(f, "device: {e}"),
+            VmError::MissingImage(i) => write!(f, "image {i:?} is not in the hypervisor image"),
+            VmError::Load { image, reason } => write!(f, "loading image {image:?}: {reason}"),
+            VmError::VCpu(e) => write!(f, "vcpu: {e}"),
+            VmError::NoSuchVcpu(i) => write!(f, "no vcpu {i}"),
+            VmError::NotRunning(s) => write!(f, "the VM is {s:?}"),
+        }
+    }
+}
+
+impl From<VCpuError> for VmError {
+    fn from(e: VCpuError) -> Self {
+        VmError::VCpu(e)
+    }
+}
+
+/// One virtual machine.
+pub struct AxVm<A: ArchVCpu, F: PteFormat, M: FrameAllocator> {
+    config: VmConfig,
+    aspace: Mutex<AddrSpace<F, M>>,
+    devices: DeviceSet,
+    console: Arc<PrefixedConsole>,
+    vcpus: Vec<Mutex<VCpu<A>>>,
+    status: AtomicU8,
+    exits: ExitCounters,
+}
+
+fn mapping_flags(f: &axvmconfig::MemFlags) -> MappingFlags {
+    let mut m = MappingFlags::empty();
+    m.set(MappingFlags::READ, f.read);
+    m.set(MappingFlags::WRITE, f.write);
+    m.set(MappingFlags::EXECUTE, f.exec);
+    m
+}
+
+fn device_policy(p: UnclaimedPolicy) -> axdevice::UnclaimedPolicy {
+    match p {
+        UnclaimedPolicy::Fault => axdevice::UnclaimedPolicy::Fault,
+        UnclaimedPolicy::ReadZero => axdevice::UnclaimedPolicy::ReadZero,
+        UnclaimedPolicy::Stop => axdevice::UnclaimedPolicy::Stop,
+    }
+}
+
+impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
+    /// Builds the VM from a validated `config`: address space, devices, vCPUs, images.
+    /// `images` gives an image's bytes by name; `console` receives each complete line the
+    /// guest prints, already prefixed with `[<vm name>] `; `vcpu_config` gives each vCPU's
+    /// architecture parameters.
+    pub fn new<'i>(
+        config: VmConfig,
+        alloc: M,
+        images: &dyn Fn(&str) -> Option<&'i [u8]>,
+        console: Arc<dyn Fn(&str) + Send + Sync>,
+        vcpu_config: &dyn Fn(usize) -> A::CreateConfig,
+    ) -> Result<Self, VmError> {
+        let mem_err = |e: &dyn fmt::Display| VmError::Memory(alloc::format!("{e}"));
+        let mut aspace = AddrSpace::new(alloc).map_err(|e| mem_err(&e))?;
+        for r in &config.memory {
+            let (gpa, size) = (GuestPhysAddr::new(r.gpa as usize), r.size as usize);
+            let flags = mapping_flags(&r.flags);
+            match r.map {
+                MapKind::Alloc => aspace.map_alloc(gpa, size, flags, true),
+                MapKind::Identity => {
+                    aspace.map_linear(gpa, HostPhysAddr::new(r.gpa as usize), size, flags)
+                }
+                MapKind::Reserved => continue,
+            }
+            .map_err(|e| mem_err(&e))?;
+        }
+
+        let console = Arc::new(PrefixedConsole::new(config.name.clone(), console));
+        let mut devices = DeviceSet::new(&config.name, device_policy(config.unclaimed));
+        for d in &config.devices {
+            let sink: Arc<dyn ConsoleSink> = console.clone();
+            let dev: Arc<dyn MmioDevice> = match d.kind {
+                DeviceKind::Pl011 => Arc::new(Pl011::new(sink, None)),
+                DeviceKind::Ns16550 => {
+                    Arc::new(Ns16550::new(sink, None).with_size(d.size as usize))
+                }
+            };
+            devices
+                .add(d.base, dev)
+                .map_err(|e| VmError::Device(alloc::format!("{} at {:#x}: {e}", d.kind, d.base)))?;
+        }
+
+        let k = &config.kernel;
+        let loads = core::iter::once((&k.image, k.load_addr))
+            .chain(k.initrd.iter().map(|i| (&i.image, i.load_addr)))
+            .chain(k.dtb.iter().map(|i| (&i.image, i.load_addr)));
+        for (name, addr) in loads {
+            let bytes = images(name).ok_or_else(|| VmError::MissingImage(name.clone()))?;
+            aspace
+                .write(GuestPhysAddr::new(addr as usize), bytes)
+                .map_err(|e| VmError::Load {
+                    image: name.clone(),
+                    reason: alloc::format!("{e}"),
+                })?;
+        }
+
+        let vcpus = (0..config.cpus.count)
+            .map(|i| VCpu::new(i, vcpu_config(i)).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            config,
+            aspace: Mutex::new(aspace),
+            devices,
+            console,
+            vcpus,
+            status: AtomicU8::new(VmStatus::Loaded as u8),
+            exits: ExitCounters::default(),
+        })
+    }
+
+    /// The VM's id.
+    pub fn id(&self) -> u32 {
+        self.config.id
+    }
+
+    /// The VM's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The config it was built from.
+    pub fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    /// Number of vCPUs.
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    /// Current status.
+    pub fn status(&self) -> VmStatus {
+        match self.status.load(Ordering::Acquire) {
+            0 => VmStatus::Loading,
+            1 => VmStatus::Loaded,
+            2 => VmStatus::Running,
+            3 => VmStatus::Stopping,
+            _ => VmStatus::Stopped,
+        }
+    }
+
+    fn set_status(&self, s: VmStatus) {
+        self.status.store(s as u8, Ordering::Release);
+    }
+
+    /// Exit counters.
+    pub fn exits(&self) -> &ExitCounters {
+        &self.exits
+    }
+
+    /// Reads guest memory (bounds- and permission-checked by the address space).
+    pub fn read_guest(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), VmError> {
+        self.aspace
+            .lock()
+            .read(gpa, buf)
+            .map_err(|e| VmError::Memory(alloc::format!("{e}")))
+    }
+
+    /// Sets up vCPU 0 at the kernel entry (`regs` are initial general-purpose registers, e.g.
+    /// the DTB address) and marks the VM running.
+    pub fn boot(&self, regs: &[(usize, u64)]) -> Result<(), VmError> {
+        let root = self.aspace.lock().root_paddr();
+        let entry = GuestPhysAddr::new(self.config.kernel.entry as usize);
+        let mut v = self.vcpus.first().ok_or(VmError::NoSuchVcpu(0))?.lock();
+        for &(i, val) in regs {
+            v.arch_mut().set_gpr(i, val);
+        }
+        v.setup(entry, root)?;
+        self.set_status(VmStatus::Running);
+        Ok(())
+    }
+
+    /// Asks the VM to stop; running vCPUs notice at their next exit.
+    pub fn shutdown(&self) {
+        self.set_status(VmStatus::Stopping);
+    }
+
+    /// Marks the VM stopped (all its vCPU tasks have ended) and flushes its console.
+    pub fn mark_stopped(&self) {
+        self.console.flush();
+        self.set_status(VmStatus::Stopped);
+    }
+
+    /// Runs vCPU `id` until an exit that needs the hypervisor's decision.
+    pub fn run_vcpu(&self, id: usize) -> Result<VcpuEvent, VmError> {
+        let mut vcpu = self.vcpus.get(id).ok_or(VmError::NoSuchVcpu(id))?.lock();
+        loop {
+            let status = self.status();
+            if status != VmStatus::Running {
+                return Err(VmError::NotRunning(status));
+            }
+            let exit = vcpu.run()?;
+            if let Some(event) = self.handle_exit(vcpu.arch_mut(), exit) {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// Handles one exit; `None` means re-enter the guest.
+    fn handle_exit(&self, arch: &mut A, exit: VmExit) -> Option<VcpuEvent> {
+        let count = |k| self.exits.count(k);
+        match exit {
+            VmExit::MmioRead { gpa, width, .. } => {
+                count(ExitKind::MmioRead);
+                match self.devices.mmio_read(gpa.as_usize() as u64, width) {
+                    MmioOutcome::Read(v) => arch.complete_mmio_read(v),
+                    MmioOutcome::Written => arch.complete_mmio_read(0),
+                    MmioOutcome::InjectFault => arch.inject_data_fault(gpa),
+                    MmioOutcome::StopVm => return Some(self.stop("unclaimed MMIO read")),
+                }
+                None
+            }
+            VmExit::MmioWrite { gpa, width, value } => {
+                count(ExitKind::MmioWrite);
+                match self.devices.mmio_write(gpa.as_usize() as u64, width, value) {
+                    MmioOutcome::Read(_) | MmioOutcome::Written => None,
+                    MmioOutcome::InjectFault => {
+                        arch.inject_data_fault(gpa);
+                        None
+                    }
+                    MmioOutcome::StopVm => Some(self.stop("unclaimed MMIO write")),
+                }
+            }
+            VmExit::NestedPageFault { gpa, access } => {
+                count(ExitKind::NestedPageFault);
+                if self.aspace.lock().handle_page_fault(gpa, access) {
+                    return None;
+                }
+                log::warn!(
+                    "vm {}: access {access:?} to {gpa:?} is outside its memory and not an emulated access",
+                    self.name()
+                );
+                match self.config.unclaimed {
+                    UnclaimedPolicy::Stop => Some(self.stop("unresolvable nested page fault")),
+                    _ => {
+                        arch.inject_data_fault(gpa);
+                        None
+                    }
+                }
+            }
+            VmExit::Hypercall { nr, args } => {
+                count(ExitKind::Hypercall);
+                let ret = self.hypercall(nr, &args);
+                arch.set_return_value(ret);
+                None
+            }
+            VmExit::ExternalInterrupt => {
+                count(ExitKind::Interrupt);
+                Some(VcpuEvent::Interrupt)
+            }
+            VmExit::Halt => {
+                count(ExitKind::Halt);
+                Some(VcpuEvent::Halt)
+            }
+            VmExit::CpuUp { target, entry, arg } => {
+                count(ExitKind::Power);
+                Some(VcpuEvent::CpuUp { target, entry, arg })
+            }
+            VmExit::CpuDown => {
+                count(ExitKind::Power);
+                Some(VcpuEvent::CpuDown)
+            }
+            VmExit::SystemOff => {
+                count(ExitKind::Power);
+                self.shutdown();
+                Some(VcpuEvent::PowerOff)
+            }
+            VmExit::SystemReset => {
+                count(ExitKind::Power);
+                self.shutdown();
+                Some(VcpuEvent::Reset)
+            }
+            VmExit::Unsupported { reason, syndrome } => {
+                count(ExitKind::Unsupported);
+                log::warn!(
+                    "vm {}: {reason} (syndrome {syndrome:#x}); stopping it",
+                    self.name()
+                );
+                Some(self.stop(reason))
+            }
+        }
+    }
+
+    fn stop(&self, reason: &'static str) -> VcpuEvent {
+        self.shutdown();
+        VcpuEvent::Stopped(reason)
+    }
+
+    /// Hypercalls the VM answers itself (see [`crate::hypercall`]).
+    fn hypercall(&self, nr: u64, args: &[u64; 6]) -> u64 {
+        match nr {
+            hc::VERSION => hc::ABI_VERSION,
+            hc::ADD => args.iter().fold(0u64, |a, &b| a.wrapping_add(b)),
+            hc::VM_ID => self.config.id as u64,
+            hc::CONSOLE_PUTCHAR => {
+                self.console.write(&[args[0] as u8]);
+                0
+            }
+            _ => hc::NOT_SUPPORTED,
+        }
+    }
+}
