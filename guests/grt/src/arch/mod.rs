@@ -1,0 +1,14 @@
+//! The architecture-specific half of grt: entry, vectors, console UART, power, hypercalls.
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "aarch64")]
+pub use aarch64::*;
+
+#[cfg(target_arch = "riscv64")]
+mod riscv64;
+#[cfg(target_arch = "riscv64")]
+pub use riscv64::*;
+
+#[cfg(not(any(target_arch = "aarch64", target_arch = "riscv64")))]
+compile_error!("grt supports aarch64 and riscv64 guests only");

@@ -1,0 +1,12 @@
+//! Where every test guest is linked and how big its stack is: the one place these numbers
+//! live. `build.rs` includes this file too (through `#[path]`) to fill in the linker
+//! script, so the script and the Rust constants cannot disagree.
+
+/// Guest RAM base on aarch64 (QEMU `virt`'s RAM base); guests are linked and entered here.
+pub const AARCH64_RAM_BASE: u64 = 0x4000_0000;
+
+/// Guest RAM base on riscv64 (QEMU `virt`'s RAM base); guests are linked and entered here.
+pub const RISCV64_RAM_BASE: u64 = 0x8000_0000;
+
+/// Size of the boot stack, which lives at the end of `.bss`.
+pub const STACK_SIZE: u64 = 64 * 1024;

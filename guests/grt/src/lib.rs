@@ -1,0 +1,87 @@
+//! grt, the guest runtime: everything a test guest needs to run inside an axvisor VM.
+//!
+//! A guest is a `#![no_std] #![no_main]` binary that depends on grt, links with grt's
+//! linker script (its `build.rs` adds `-T$DEP_GRT_LINKER_SCRIPT`) and defines
+//!
+//! ```ignore
+//! #[no_mangle]
+//! fn main() {
+//!     grt::println!("Hello");
+//!     grt::pass("hello");
+//! }
+//! ```
+//!
+//! grt provides, for aarch64 (EL1, PL011 console, PSCI over `hvc`) and riscv64 (VS mode,
+//! 16550 console, SBI over `ecall`):
+//! - `_start`, placed first in the image at the VM's RAM base ([`layout`]): sets the stack
+//!   (64 KiB in `.bss`), installs the exception vectors, zeroes `.bss`, calls `main`, then
+//!   [`power_off`];
+//! - [`print!`] / [`println!`] on the VM's UART, and the test markers [`pass`] / [`fail`];
+//! - [`power_off`], [`reset`] and [`hypercall`];
+//! - exception handling: an unexpected exception prints `FAIL unexpected exception: ...` and
+//!   powers off, unless it is a data fault and a handler was registered with
+//!   [`trap::set_data_fault_handler`];
+//! - a panic handler that prints `FAIL panic: <message>` and powers off;
+//! - [`mmio`] accessors whose instructions the hypervisor can decode.
+//!
+//! grt assumes a single vCPU: the console has no lock.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod arch;
+pub mod console;
+pub mod layout;
+pub mod mmio;
+pub mod trap;
+
+use core::fmt::Display;
+use core::panic::PanicInfo;
+
+pub use arch::{hypercall, power_off, reset, wait_for_interrupt};
+
+/// The name of the architecture grt was built for, as in the guests' messages.
+pub const ARCH: &str = arch::NAME;
+
+/// Guest RAM base for this architecture: where the guest is linked and entered.
+pub const RAM_BASE: u64 = arch::RAM_BASE;
+
+/// The SBI extension id of axvisor's own hypercalls on riscv64 (`a7`; the call number goes
+/// in `a6`). Not used on aarch64, where hypercalls are `hvc #0` with the number in `x0`.
+pub const AXVISOR_HC_EID: u64 = 0x08B5_0000;
+
+/// Prints the success marker `PASS <name>`.
+pub fn pass(name: &str) {
+    println!("PASS {name}");
+}
+
+/// Prints the failure marker `FAIL <name>: <reason>` (the test runner stops at it).
+pub fn fail(name: &str, reason: impl Display) {
+    println!("FAIL {name}: {reason}");
+}
+
+/// Called by `_start` once the stack, the vectors and `.bss` are ready.
+#[no_mangle]
+extern "C" fn grt_start() -> ! {
+    extern "Rust" {
+        /// The guest's entry point: `#[no_mangle] fn main()` in the guest binary.
+        fn main();
+    }
+    // SAFETY: every guest binary defines `#[no_mangle] fn main()` with exactly this
+    // signature (docs/guests.md); `_start` has set up the stack and zeroed `.bss`.
+    unsafe { main() };
+    power_off()
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    match info.location() {
+        Some(at) => println!(
+            "FAIL panic: {} (at {}:{})",
+            info.message(),
+            at.file(),
+            at.line()
+        ),
+        None => println!("FAIL panic: {}", info.message()),
+    }
+    power_off()
+}
