@@ -433,7 +433,7 @@ impl<F: PteFormat, A: FrameAllocator> AddrSpace<F, A> {
 
     /// The first address of `[gpa, gpa + len)` that is not in a region allowing `need`
     /// without DEVICE, as an error.
-    fn check_access(
+    pub(crate) fn check_access(
         &self,
         gpa: GuestPhysAddr,
         len: usize,

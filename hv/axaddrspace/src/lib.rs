@@ -60,3 +60,5 @@ bitflags::bitflags! {
         const DEVICE = 1 << 3;
     }
 }
+#[cfg(test)]
+mod tests;

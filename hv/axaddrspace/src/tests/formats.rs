@@ -1,0 +1,392 @@
+//! Descriptor formats, bit by bit.
+
+use std::vec::Vec;
+
+use super::*;
+use crate::fake::{FakeFormat, FakeFrameAllocator};
+use crate::format::{entries, entry_size, shift, ENTRIES_PER_TABLE};
+use crate::{Aarch64Stage2, FrameAllocator, NestedPageTable, PteFormat, RiscvSv39x4};
+
+/// Reads entry `idx` of the table at `table` straight from the fake allocator's memory,
+/// without going through any format code.
+fn raw(alloc: &FakeFrameAllocator, table: HostPhysAddr, idx: usize) -> u64 {
+    let p = alloc.phys_to_virt(table).as_usize() as *const u64;
+    // SAFETY: tests only read tables that are live frames of the page table under test; idx
+    // is below the table's entry count (checked by the callers' constants).
+    unsafe { p.add(idx).read() }
+}
+
+// ---- AArch64 stage 2 ----
+
+const A64_OA: u64 = 0x0000_ffff_ffff_f000;
+
+#[test]
+fn aarch64_geometry() {
+    assert_eq!(Aarch64Stage2::LEVELS, 3);
+    assert_eq!(Aarch64Stage2::ROOT_ENTRIES, 512);
+    assert_eq!(Aarch64Stage2::ROOT_FRAMES, 1);
+    assert_eq!(Aarch64Stage2::GPA_BITS, 39);
+    assert_eq!(entry_size::<Aarch64Stage2>(0), G1);
+    assert_eq!(entry_size::<Aarch64Stage2>(1), M2);
+    assert_eq!(entry_size::<Aarch64Stage2>(2), K4);
+    assert_eq!(
+        NestedPageTable::<Aarch64Stage2, &FakeFrameAllocator>::gpa_limit(),
+        1 << 39
+    );
+}
+
+#[test]
+fn aarch64_vtcr_el2() {
+    let v = Aarch64Stage2::vtcr_el2();
+    assert_eq!(v & 0x3f, 25, "T0SZ");
+    assert_eq!((v >> 6) & 3, 1, "SL0");
+    assert_eq!((v >> 8) & 3, 1, "IRGN0");
+    assert_eq!((v >> 10) & 3, 1, "ORGN0");
+    assert_eq!((v >> 12) & 3, 3, "SH0");
+    assert_eq!((v >> 14) & 3, 0, "TG0");
+    assert_eq!((v >> 16) & 7, 0b010, "PS");
+    assert_eq!((v >> 31) & 1, 1, "RES1");
+    assert_eq!(v, 0x8002_3559);
+}
+
+#[test]
+fn aarch64_descriptor_encoding() {
+    // Table: valid, bit 1, address.
+    assert_eq!(Aarch64Stage2::table(hpa(0x8_1234_5000), 0), 0x8_1234_5003);
+    // L3 page, RW, normal: 0b11 | MemAttr 1111 | S2AP 11 | SH 11 | AF | XN.
+    assert_eq!(
+        Aarch64Stage2::leaf(hpa(0x8_1234_5000), R | W, 2),
+        0x0040_0008_1234_57ff
+    );
+    // L2 block, RX, normal: bit 1 clear, S2AP read only, no XN.
+    assert_eq!(
+        Aarch64Stage2::leaf(hpa(0x12_3440_0000), R | X, 1),
+        0x0000_0012_3440_077d
+    );
+    // L1 block, RWX.
+    assert_eq!(
+        Aarch64Stage2::leaf(hpa(0xc0_0000_0000), R | W | X, 0),
+        0x0000_00c0_0000_07fd
+    );
+    // L3 device page, RW: MemAttr 0001.
+    assert_eq!(
+        Aarch64Stage2::leaf(hpa(0x0900_0000), R | W | DEV, 2),
+        0x0040_0000_0900_07c7
+    );
+    // Read-only, execute-only.
+    assert_eq!(Aarch64Stage2::leaf(hpa(0x1000), R, 2) & (0b11 << 6), 1 << 6);
+    assert_eq!(
+        Aarch64Stage2::leaf(hpa(0x1000), X, 2) & ((0b11 << 6) | (1 << 54)),
+        0
+    );
+}
+
+#[test]
+fn aarch64_descriptor_decoding() {
+    let page = 0x0040_0008_1234_57ff;
+    assert!(Aarch64Stage2::is_valid(page, 2));
+    assert!(!Aarch64Stage2::is_table(page, 2), "bit 1 at L3 is a page");
+    assert_eq!(Aarch64Stage2::addr(page), hpa(0x8_1234_5000));
+    assert_eq!(Aarch64Stage2::flags(page, 2), R | W);
+    let block = 0x0000_0012_3440_077d;
+    assert!(Aarch64Stage2::is_valid(block, 1) && !Aarch64Stage2::is_table(block, 1));
+    assert_eq!(Aarch64Stage2::flags(block, 1), R | X);
+    assert_eq!(Aarch64Stage2::flags(0x0040_0000_0900_07c7, 2), R | W | DEV);
+    assert!(Aarch64Stage2::is_table(0x8_1234_5003, 0) && Aarch64Stage2::is_table(0x8_1234_5003, 1));
+    // 0b01 at L3 is reserved: invalid.
+    assert!(!Aarch64Stage2::is_valid(0x8_1234_5001, 2));
+    assert!(!Aarch64Stage2::is_valid(0, 0));
+}
+
+#[test]
+fn aarch64_tables_bit_by_bit() {
+    let alloc = FakeFrameAllocator::new(64);
+    let mut pt = NestedPageTable::<Aarch64Stage2, _>::new(&alloc).unwrap();
+    pt.map(gpa(0x4000_1000), hpa(0x8_1234_5000), K4, R | W, true)
+        .unwrap();
+    pt.map(gpa(0x4020_0000), hpa(0x12_3440_0000), M2, R | X, true)
+        .unwrap();
+    pt.map(
+        gpa(0x40_0000_0000),
+        hpa(0xc0_0000_0000),
+        G1,
+        R | W | X,
+        true,
+    )
+    .unwrap();
+    pt.map(gpa(0x0900_0000), hpa(0x0900_0000), K4, R | W | DEV, true)
+        .unwrap();
+
+    let root = pt.root_paddr();
+    assert!(root.is_aligned(K4));
+    // L1[1] -> L2 table.
+    let l1 = raw(&alloc, root, 1);
+    assert_eq!(
+        l1 & !A64_OA,
+        0b11,
+        "L1 table descriptor: valid + table, nothing else"
+    );
+    let l2 = hpa((l1 & A64_OA) as usize);
+    assert!(alloc.is_allocated(l2));
+    // L2[0] -> L3 table; L2[1] = the 2 MiB RX block.
+    let l2_0 = raw(&alloc, l2, 0);
+    assert_eq!(l2_0 & !A64_OA, 0b11);
+    assert_eq!(raw(&alloc, l2, 1), 0x0000_0012_3440_077d);
+    let l3 = hpa((l2_0 & A64_OA) as usize);
+    assert_eq!(raw(&alloc, l3, 0), 0, "neighbouring page stays invalid");
+    assert_eq!(raw(&alloc, l3, 1), 0x0040_0008_1234_57ff);
+    assert_eq!(raw(&alloc, l3, 2), 0);
+    // L1[256] = the 1 GiB RWX block.
+    assert_eq!(raw(&alloc, root, 256), 0x0000_00c0_0000_07fd);
+    // The device page: L1[0] -> L2[0x48] -> L3[0].
+    let d1 = raw(&alloc, root, 0);
+    let d2 = raw(&alloc, hpa((d1 & A64_OA) as usize), 0x0900_0000 >> 21);
+    assert_eq!(
+        raw(&alloc, hpa((d2 & A64_OA) as usize), 0),
+        0x0040_0000_0900_07c7
+    );
+    // Nothing else in the root.
+    let used: Vec<usize> = (0..512).filter(|&i| raw(&alloc, root, i) != 0).collect();
+    assert_eq!(used, [0, 1, 256]);
+    // The walk helper reports the same descriptors.
+    assert_eq!(
+        pt.descriptors(gpa(0x4000_1000)),
+        [l1, l2_0, 0x0040_0008_1234_57ff]
+    );
+    assert_eq!(
+        pt.descriptors(gpa(0x4020_0000)),
+        [l1, 0x0000_0012_3440_077d]
+    );
+}
+
+// ---- RISC-V Sv39x4 ----
+
+fn rv_next(d: u64) -> HostPhysAddr {
+    hpa((((d >> 10) & ((1 << 44) - 1)) << 12) as usize)
+}
+
+#[test]
+fn riscv_geometry() {
+    assert_eq!(RiscvSv39x4::LEVELS, 3);
+    assert_eq!(RiscvSv39x4::ROOT_ENTRIES, 2048);
+    assert_eq!(RiscvSv39x4::ROOT_FRAMES * K4, 16 * 1024);
+    assert_eq!(RiscvSv39x4::GPA_BITS, 41);
+    assert_eq!(entries::<RiscvSv39x4>(0), 2048);
+    assert_eq!(entries::<RiscvSv39x4>(1), 512);
+    assert_eq!(shift::<RiscvSv39x4>(0), 30);
+    assert!((0..3).all(RiscvSv39x4::leaf_allowed));
+}
+
+#[test]
+fn riscv_root_is_16k_aligned_and_all_2048_entries_used() {
+    let alloc = FakeFrameAllocator::new(64);
+    // Misalign the allocator first so a 16 KiB-aligned root is not an accident.
+    let pad = alloc.alloc_frames(1, K4).unwrap();
+    let mut pt = NestedPageTable::<RiscvSv39x4, _>::new(&alloc).unwrap();
+    assert!(pt.root_paddr().is_aligned(0x4000));
+    assert_eq!(alloc.allocated_frames(), 1 + 4);
+    // The very last page of the 41-bit space lives in root entry 2047, in the 4th frame.
+    let top = (1 << 41) - K4;
+    pt.map(gpa(top), hpa(0x8000_0000), K4, R, false).unwrap();
+    let d = raw(&alloc, pt.root_paddr(), 2047);
+    assert_eq!(d & 0x3ff, RiscvSv39x4::V, "non-leaf: V only");
+    assert_eq!(
+        pt.translate(gpa(top + 0x10)),
+        Some((hpa(0x8000_0010), R, K4))
+    );
+    assert_eq!(
+        pt.map(gpa(1 << 41), hpa(0), K4, R, false),
+        Err(crate::PagingError::OutOfRange)
+    );
+    drop(pt);
+    alloc.dealloc_frames(pad, 1);
+    assert_eq!(alloc.allocated_frames(), 0);
+}
+
+#[test]
+fn riscv_descriptor_encoding() {
+    let v = RiscvSv39x4::V;
+    // Non-leaf: PPN and V only (R = W = X = 0; U, A, D, G clear).
+    assert_eq!(
+        RiscvSv39x4::table(hpa(0x8_1234_5000), 0),
+        (0x812345 << 10) | v
+    );
+    // 4 KiB RW: V R W U A D = 0xd7.
+    assert_eq!(
+        RiscvSv39x4::leaf(hpa(0x8_1234_5000), R | W, 2),
+        0x0000_0002_048d_14d7
+    );
+    // 2 MiB RX: V R X U A D = 0xdb.
+    assert_eq!(
+        RiscvSv39x4::leaf(hpa(0x12_3440_0000), R | X, 1),
+        0x0000_0004_8d10_00db
+    );
+    // 1 GiB RWX: 0xdf.
+    assert_eq!(
+        RiscvSv39x4::leaf(hpa(0xc0_0000_0000), R | W | X, 0),
+        0x0000_0030_0000_00df
+    );
+    // U is set and G clear on every leaf, whatever the flags; DEVICE is not encoded.
+    for f in [R, R | W, X, R | X, R | W | X, R | W | DEV] {
+        for depth in 0..3 {
+            let d = RiscvSv39x4::leaf(hpa(0x4000_0000), f, depth);
+            assert_ne!(d & RiscvSv39x4::U, 0);
+            assert_eq!(d & RiscvSv39x4::G, 0);
+            assert_eq!(
+                d & (RiscvSv39x4::A | RiscvSv39x4::D),
+                RiscvSv39x4::A | RiscvSv39x4::D
+            );
+            assert_eq!(RiscvSv39x4::flags(d, depth), f - DEV);
+            assert!(!RiscvSv39x4::is_table(d, depth));
+        }
+    }
+    assert_eq!(
+        RiscvSv39x4::leaf(hpa(0x1000), R | W | DEV, 2),
+        RiscvSv39x4::leaf(hpa(0x1000), R | W, 2)
+    );
+    // The highest PPN bit (bit 53) round-trips.
+    let top = hpa(((1usize << 44) - 1) << 12);
+    assert_eq!(RiscvSv39x4::addr(RiscvSv39x4::leaf(top, R, 2)), top);
+    assert_eq!(RiscvSv39x4::leaf(top, R, 2) >> 54, 0);
+}
+
+#[test]
+fn riscv_descriptor_decoding() {
+    let t = (0x812345 << 10) | 1;
+    assert!(RiscvSv39x4::is_table(t, 0) && RiscvSv39x4::is_table(t, 1));
+    assert!(
+        !RiscvSv39x4::is_table(t, 2),
+        "a non-leaf at level 0 is a fault, not a table"
+    );
+    assert_eq!(RiscvSv39x4::addr(t), hpa(0x8_1234_5000));
+    assert!(!RiscvSv39x4::is_valid(0, 0));
+    assert!(!RiscvSv39x4::is_valid(0b101, 2), "W without R is reserved");
+}
+
+#[test]
+fn riscv_tables_bit_by_bit() {
+    let alloc = FakeFrameAllocator::new(64);
+    let mut pt = NestedPageTable::<RiscvSv39x4, _>::new(&alloc).unwrap();
+    pt.map(gpa(0x8000_1000), hpa(0x8_1234_5000), K4, R | W, true)
+        .unwrap();
+    pt.map(gpa(0x8020_0000), hpa(0x12_3440_0000), M2, R | X, true)
+        .unwrap();
+    pt.map(gpa(0x1_4000_0000), hpa(0xc0_0000_0000), G1, R | W | X, true)
+        .unwrap();
+    let root = pt.root_paddr();
+    // Root[2] -> level-1 table (non-leaf: V only in bits 9:0).
+    let r2 = raw(&alloc, root, 2);
+    assert_eq!(r2 & 0x3ff, 1);
+    assert_eq!(r2 >> 54, 0);
+    let l1 = rv_next(r2);
+    assert!(alloc.is_allocated(l1));
+    // L1[0] -> level-0 table; L1[1] = the 2 MiB RX megapage.
+    let l1_0 = raw(&alloc, l1, 0);
+    assert_eq!(l1_0 & 0x3ff, 1);
+    assert_eq!(raw(&alloc, l1, 1), 0x0000_0004_8d10_00db);
+    let l0 = rv_next(l1_0);
+    assert_eq!(raw(&alloc, l0, 0), 0);
+    assert_eq!(raw(&alloc, l0, 1), 0x0000_0002_048d_14d7);
+    // Root[5] = the 1 GiB RWX gigapage.
+    assert_eq!(raw(&alloc, root, 5), 0x0000_0030_0000_00df);
+    let used: Vec<usize> = (0..2048).filter(|&i| raw(&alloc, root, i) != 0).collect();
+    assert_eq!(used, [2, 5]);
+    assert_eq!(
+        pt.translate(gpa(0x8020_1234)),
+        Some((hpa(0x12_3440_1234), R | X, M2))
+    );
+}
+
+#[test]
+fn riscv_hgatp() {
+    assert_eq!(
+        RiscvSv39x4::hgatp(hpa(0x8_1234_4000), 5),
+        0x8000_5000_0081_2344
+    );
+    assert_eq!(
+        RiscvSv39x4::hgatp(hpa(0x8000_0000), 0),
+        0x8000_0000_0008_0000
+    );
+    let h = RiscvSv39x4::hgatp(hpa(0x8000_0000), 0x3fff);
+    assert_eq!(h >> 60, 8, "MODE = Sv39x4");
+    assert_eq!((h >> 44) & 0x3fff, 0x3fff, "VMID");
+    assert_eq!((h >> 58) & 3, 0, "bits 59:58 are zero");
+    let alloc = FakeFrameAllocator::new(16);
+    let pt = NestedPageTable::<RiscvSv39x4, _>::new(&alloc).unwrap();
+    let h = RiscvSv39x4::hgatp(pt.root_paddr(), 1);
+    assert_eq!(h & ((1 << 44) - 1), pt.root_paddr().as_usize() >> 12);
+}
+
+// ---- the fake format ----
+
+#[test]
+fn fake_format_differs_from_the_real_ones() {
+    let leaf = FakeFormat::leaf(hpa(0x8_1234_5000), R | W, 3);
+    assert_eq!(leaf, (1 << 63) | (1 << 62) | (0x812345 << 8) | 0b1101);
+    assert_ne!(leaf, Aarch64Stage2::leaf(hpa(0x8_1234_5000), R | W, 2));
+    assert_ne!(leaf, RiscvSv39x4::leaf(hpa(0x8_1234_5000), R | W, 2));
+    assert_eq!(
+        FakeFormat::table(hpa(0x8_1234_5000), 0),
+        (1 << 63) | (0x812345 << 8)
+    );
+    assert!(!FakeFormat::leaf_allowed(0), "no leaves in the fake root");
+    assert_eq!(FakeFormat::ROOT_FRAMES, 2);
+}
+
+// ---- every format keeps the PteFormat contract ----
+
+fn contract<F: PteFormat>() {
+    assert!(F::ROOT_FRAMES.is_power_of_two());
+    assert_eq!(F::ROOT_ENTRIES * 8, F::ROOT_FRAMES * K4);
+    assert_eq!(1usize << (F::GPA_BITS - shift::<F>(0)), F::ROOT_ENTRIES);
+    assert_eq!(shift::<F>(F::LEVELS - 1), 12);
+    assert!(
+        F::leaf_allowed(F::LEVELS - 1),
+        "4 KiB pages must be allowed"
+    );
+    assert_eq!(entries::<F>(1), ENTRIES_PER_TABLE);
+    let all = [
+        R,
+        R | W,
+        X,
+        R | X,
+        R | W | X,
+        R | DEV,
+        R | W | DEV,
+        R | W | X | DEV,
+    ];
+    let pa_top = (1usize << F::PA_BITS) - G1;
+    for depth in 0..F::LEVELS {
+        assert!(!F::is_valid(0, depth), "zero must be invalid");
+        let pas = [0, G1, pa_top];
+        for pa in pas {
+            if depth + 1 < F::LEVELS {
+                let t = F::table(hpa(pa), depth);
+                assert!(F::is_valid(t, depth) && F::is_table(t, depth));
+                assert_eq!(F::addr(t), hpa(pa));
+            }
+            if !F::leaf_allowed(depth) {
+                continue;
+            }
+            for f in all {
+                assert!(F::encodable(f));
+                let l = F::leaf(hpa(pa), f, depth);
+                assert!(F::is_valid(l, depth), "{} leaf {f:?} at {depth}", F::NAME);
+                assert!(!F::is_table(l, depth));
+                assert_eq!(F::addr(l), hpa(pa));
+                let expect = if F::ENCODES_DEVICE { f } else { f - DEV };
+                assert_eq!(
+                    F::flags(l, depth),
+                    expect,
+                    "{} leaf {f:?} at {depth}",
+                    F::NAME
+                );
+            }
+        }
+    }
+    for f in [MappingFlags::empty(), W, DEV, W | X, W | DEV] {
+        assert!(!F::encodable(f), "{f:?}");
+    }
+}
+
+for_each_format!(contract);
