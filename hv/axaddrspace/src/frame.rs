@@ -8,7 +8,7 @@ use crate::{HostPhysAddr, HostVirtAddr};
 ///
 /// On the hypervisor this is `axalloc` and [`phys_to_virt`](Self::phys_to_virt) is the
 /// identity (RAM is identity-mapped). Host tests use
-/// [`FakeFrameAllocator`](crate::fake::FakeFrameAllocator), whose "physical" addresses are
+/// `fake::FakeFrameAllocator` (feature `fake`), whose "physical" addresses are
 /// deliberately *not* host pointers, so code that forgets `phys_to_virt` fails there.
 pub trait FrameAllocator {
     /// Allocates `count` contiguous 4 KiB frames whose start is a multiple of `align`

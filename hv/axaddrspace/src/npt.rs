@@ -12,7 +12,7 @@ use crate::{FrameAllocator, GuestPhysAddr, HostPhysAddr, MappingFlags, PAGE_SIZE
 /// Why a page-table operation was refused. A refused operation leaves the table as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PagingError {
-    /// The frame allocator ran out of frames.
+    /// The frame allocator ran out of frames (for tables, or for a region's memory).
     NoMemory,
     /// An address or size is not a multiple of 4 KiB.
     NotAligned,
@@ -31,7 +31,7 @@ pub enum PagingError {
 impl fmt::Display for PagingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::NoMemory => "out of memory for page tables",
+            Self::NoMemory => "frame allocator out of memory",
             Self::NotAligned => "address or size not 4 KiB-aligned",
             Self::OutOfRange => "address beyond what the page-table format translates",
             Self::AlreadyMapped => "range overlaps an existing mapping",

@@ -78,3 +78,36 @@ macro_rules! for_each_format {
     };
 }
 pub(crate) use for_each_format;
+
+#[test]
+fn shareable_across_cpus() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<crate::AddrSpace<crate::Aarch64Stage2, Arc<FakeFrameAllocator>>>();
+    send_sync::<crate::NestedPageTable<crate::RiscvSv39x4, Arc<FakeFrameAllocator>>>();
+    send_sync::<crate::AddrSpaceError>();
+    send_sync::<crate::AccessError>();
+}
+
+#[test]
+fn errors_display() {
+    use std::string::ToString;
+    assert_eq!(
+        crate::PagingError::HugePageSplit.to_string(),
+        "range covers part of a huge mapping"
+    );
+    assert_eq!(
+        crate::AccessError::Unmapped { gpa: gpa(0x1000) }.to_string(),
+        "guest address 0x1000 is not mapped"
+    );
+    assert_eq!(
+        crate::AddrSpaceError::Overlap {
+            existing: gpa(0x4000_0000)
+        }
+        .to_string(),
+        "overlaps the region at 0x40000000"
+    );
+    assert_eq!(
+        crate::AddrSpaceError::Paging(crate::PagingError::NoMemory).to_string(),
+        "frame allocator out of memory"
+    );
+}
