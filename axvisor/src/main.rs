@@ -2,13 +2,16 @@
 //!
 //! Boot: `axhal` brings up the boot CPU, `axstd` sets up memory, logging and tasks and calls
 //! [`main`] here, which prints the banner, brings every CPU online and starts one task per CPU
-//! that reports in. VMs come next (see the README's status).
+//! that reports in, then builds and starts the VMs embedded in the image (see [`vmm`]).
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 mod banner;
+mod images;
+#[cfg(target_arch = "aarch64")]
+mod vmm;
 
 use axstd::println;
 use axstd::sync::WaitQueue;
@@ -42,7 +45,27 @@ fn main() {
     if let Some(test) = axstd::os::platform_info().bootarg("selftest") {
         selftest(test, online - 1);
     }
-    log::info!("no VMs configured yet; the hypervisor waits");
+    start_vms(online);
+}
+
+#[cfg(target_arch = "aarch64")]
+fn start_vms(online: usize) {
+    let n = vmm::start_all(online);
+    if n == 0 {
+        log::info!("no VMs to run; the hypervisor waits");
+    }
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn start_vms(_online: usize) {
+    for vm in images::VMS {
+        println!(
+            "vm config {}: VMs are not supported on {} yet; skipped",
+            vm.file,
+            axstd::os::ARCH
+        );
+    }
+    log::info!("no VMs to run; the hypervisor waits");
 }
 
 /// Deliberate failures, chosen with the boot argument `selftest=<name>`, that show the
