@@ -55,7 +55,9 @@ fn embedded_vms() -> Result<Vec<Vm>, String> {
     println!("cargo:rerun-if-env-changed=AXVISOR_VMS");
     println!("cargo:rerun-if-env-changed=AXVISOR_GUEST_DIR");
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest.parent().expect("axvisor lives in the repository root");
+    let root = manifest
+        .parent()
+        .expect("axvisor lives in the repository root");
     let list = env::var("AXVISOR_VMS").unwrap_or_default();
     let files: Vec<&str> = list
         .split(',')

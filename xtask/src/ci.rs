@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::arch::Arch;
-use crate::scenario::{self, Outcome, Scenario};
-use crate::{image, setup, util};
+use crate::scenario::{self, Outcome, Scenario, Status};
+use crate::vmset;
+use crate::{guests, image, setup, util};
 
 /// Workspace crates that build only for bare metal: excluded from host clippy and host
 /// unit tests. (The hypervisor itself is linted per architecture instead.)
@@ -58,25 +59,27 @@ impl Steps {
 }
 
 /// Runs the whole test sequence, or only the matching scenarios when `filter` is given.
-/// Ends with the line `N passed, M failed` (counting scenarios).
+/// Ends with the line `N passed, M failed, K skipped` (counting scenarios).
 pub fn test(filter: Option<&str>) -> Result<ExitCode> {
     let mut steps = Steps::default();
     let result = run_steps(&mut steps, filter);
     steps.print_summary();
     let code = match result {
         Ok(outcomes) => {
+            let count = |status| outcomes.iter().filter(|o| o.status == status).count();
             let failed: Vec<&str> = outcomes
                 .iter()
-                .filter(|o| !o.passed)
+                .filter(|o| o.status == Status::Failed)
                 .map(|o| o.name.as_str())
                 .collect();
             if !failed.is_empty() {
                 println!("failed scenarios: {}", failed.join(", "));
             }
             println!(
-                "{} passed, {} failed",
-                outcomes.len() - failed.len(),
-                failed.len()
+                "{} passed, {} failed, {} skipped",
+                count(Status::Passed),
+                failed.len(),
+                count(Status::Skipped)
             );
             if failed.is_empty() {
                 ExitCode::SUCCESS
@@ -87,7 +90,7 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
         Err(err) => {
             eprintln!("error: {err:#}");
             println!("scenarios were not run");
-            println!("0 passed, 0 failed");
+            println!("0 passed, 0 failed, 0 skipped");
             ExitCode::FAILURE
         }
     };
@@ -102,6 +105,11 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
         steps.run("cargo fmt --check", || {
             let mut cmd = util::cargo();
             cmd.args(["fmt", "--all", "--", "--check"]);
+            util::run(cmd)?;
+            let mut cmd = util::cargo();
+            cmd.args(["fmt", "--all", "--manifest-path"])
+                .arg(guests::workspace_dir().join("Cargo.toml"))
+                .args(["--", "--check"]);
             util::run(cmd)
         })?;
         steps.run("clippy (host)", || {
@@ -118,24 +126,48 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
                 util::run(cmd)
             })?;
         }
+        for arch in Arch::SUPPORTED {
+            steps.run(&format!("clippy guests ({arch})"), || {
+                let mut cmd = guests::cargo("clippy", arch);
+                cmd.args(["--", "-D", "warnings"]);
+                util::run(cmd)
+            })?;
+        }
         steps.run("host unit tests", || {
             util::run(host_workspace_cargo("test"))
         })?;
     }
 
-    // Every architecture for the full run; only the ones the selection needs otherwise.
-    let arches: BTreeSet<Arch> = match filter {
-        None => Arch::SUPPORTED.into_iter().collect(),
-        Some(_) => selected.iter().map(|s| s.machine.arch).collect(),
+    // One image per (architecture, VMs) the runnable scenarios boot; the full run also
+    // builds every architecture's plain image. Guests first: the images with VMs embed them.
+    let plain: &[Arch] = match filter {
+        None => &Arch::SUPPORTED,
+        Some(_) => &[],
     };
-    let mut images = BTreeMap::new();
+    let plan = vmset::build_plan(
+        selected
+            .iter()
+            .filter(|s| s.pending.is_none())
+            .map(Scenario::image_key),
+        plain,
+    );
+    let arches: BTreeSet<Arch> = plan.iter().map(|(arch, _)| *arch).collect();
     for arch in arches {
-        let path = steps.run(&format!("build {arch} image"), || image::build(arch))?;
-        images.insert(arch, path);
+        steps.run(&format!("build {arch} guests"), || guests::build(arch))?;
+    }
+    let mut images = BTreeMap::new();
+    for (arch, vms) in plan {
+        let name = if vms.is_empty() {
+            format!("build {arch} image")
+        } else {
+            format!("build {arch} image with VMs {vms}")
+        };
+        let built = steps.run(&name, || image::build_hypervisor(arch, &vms))?;
+        images.insert((arch, vms), built.boot);
     }
 
     let outcomes = steps.run("scenarios", || scenario::run_all(&selected, &images))?;
-    if outcomes.iter().any(|o| !o.passed) {
+    if outcomes.iter().any(|o| o.status == Status::Failed) {
         steps.mark_last_failed();
     }
     Ok(outcomes)

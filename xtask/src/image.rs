@@ -1,15 +1,21 @@
-//! Building the hypervisor image, and turning the aarch64 ELF into the raw arm64 Image
-//! that QEMU's `-kernel` loads with a DTB pointer in x0.
+//! Building the hypervisor image (plain, or with VMs built in), and turning ELF files into
+//! flat binaries: the aarch64 hypervisor into the raw arm64 Image that QEMU's `-kernel`
+//! loads with a DTB pointer in x0, and the test guests into the images VMs load.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::arch::Arch;
-use crate::util;
+use crate::vmset::VmSet;
+use crate::{guests, util};
 
 /// The crate (and binary) name of the hypervisor.
 pub const HYPERVISOR_PACKAGE: &str = "axvisor";
+/// Read by `axvisor/build.rs`: the VM config files to build in, separated by `,`.
+pub const ENV_VMS: &str = "AXVISOR_VMS";
+/// Read by `axvisor/build.rs`: the directory of the guest images (`<name>.bin`).
+pub const ENV_GUEST_DIR: &str = "AXVISOR_GUEST_DIR";
 
 /// Offset of the arm64 Image header's magic number.
 const ARM64_MAGIC_OFFSET: usize = 0x38;
@@ -34,30 +40,97 @@ pub fn boot_image_path(arch: Arch) -> PathBuf {
     }
 }
 
-/// Builds the hypervisor for `arch` (release profile) and returns the image to boot.
-pub fn build(arch: Arch) -> Result<PathBuf> {
+/// The directory of hypervisor images built with VMs: `target/images`.
+pub fn variant_dir() -> PathBuf {
+    util::target_dir().join("images")
+}
+
+/// A built hypervisor image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HvImage {
+    /// The ELF (for a debugger).
+    pub elf: PathBuf,
+    /// The file the emulator boots: the flat binary on aarch64, the ELF elsewhere.
+    pub boot: PathBuf,
+}
+
+/// `cargo xtask build`: builds the test guests for `arch`, then the hypervisor with the VMs
+/// in `vms` (none: the plain image), and returns the image to boot.
+pub fn build(arch: Arch, vms: &VmSet) -> Result<HvImage> {
+    arch.ensure_supported()?;
+    guests::build(arch)?;
+    build_hypervisor(arch, vms)
+}
+
+/// Builds the hypervisor for `arch` (release profile) with the VMs in `vms` built in (the
+/// guest images must already be built).
+///
+/// The plain image (no VMs) stays where cargo puts it ([`elf_path`], [`boot_image_path`]).
+/// An image with VMs is copied to `target/images/<variant name>.elf` (and `.bin` on
+/// aarch64), because the next build overwrites cargo's output: build images with VMs first
+/// and the plain one last when both are needed.
+pub fn build_hypervisor(arch: Arch, vms: &VmSet) -> Result<HvImage> {
     arch.ensure_supported()?;
     let mut cmd = util::cargo();
     cmd.args(["build", "-p", HYPERVISOR_PACKAGE, "--release", "--target"])
         .arg(arch.triple());
-    util::run(cmd).with_context(|| format!("building the {arch} hypervisor"))?;
-    let elf = elf_path(arch);
-    ensure!(elf.is_file(), "the build did not produce {}", elf.display());
-    let image = boot_image_path(arch);
-    if arch == Arch::Aarch64 {
-        write_arm64_image(&elf, &image)?;
+    if vms.is_empty() {
+        cmd.env_remove(ENV_VMS).env_remove(ENV_GUEST_DIR);
+    } else {
+        let guest_dir = guests::image_dir(arch);
+        vms.check_images(&guest_dir)?;
+        println!("VMs: {vms}");
+        cmd.env(ENV_VMS, vms.env_value())
+            .env(ENV_GUEST_DIR, &guest_dir);
     }
-    println!("image: {}", image.display());
+    let what = if vms.is_empty() {
+        format!("building the {arch} hypervisor")
+    } else {
+        format!("building the {arch} hypervisor with the VMs {vms}")
+    };
+    util::run(cmd).context(what)?;
+    let built = elf_path(arch);
+    ensure!(
+        built.is_file(),
+        "the build did not produce {}",
+        built.display()
+    );
+    let image = if vms.is_empty() {
+        HvImage {
+            elf: built.clone(),
+            boot: boot_image_path(arch),
+        }
+    } else {
+        let dir = variant_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let elf = dir.join(format!("{}.elf", vms.variant_name(arch)));
+        std::fs::copy(&built, &elf)
+            .with_context(|| format!("copying {} to {}", built.display(), elf.display()))?;
+        let boot = match arch {
+            Arch::Aarch64 => elf.with_extension("bin"),
+            _ => elf.clone(),
+        };
+        HvImage { elf, boot }
+    };
+    if arch == Arch::Aarch64 {
+        write_flat_binary(&built, &image.boot, Some(check_arm64_header))?;
+    }
+    println!("image: {}", image.boot.display());
     Ok(image)
 }
 
-/// Converts the ELF at `elf` into a flat arm64 Image at `out`, checking its header.
-fn write_arm64_image(elf: &Path, out: &Path) -> Result<()> {
+/// A check of a flat binary before it is written, e.g. [`check_arm64_header`].
+pub type ImageCheck = fn(&[u8]) -> Result<()>;
+
+/// Converts the ELF at `elf` into a flat binary at `out` (see [`elf_to_flat_binary`]),
+/// first checking the result with `check` if given.
+pub fn write_flat_binary(elf: &Path, out: &Path, check: Option<ImageCheck>) -> Result<()> {
     let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let flat =
         elf_to_flat_binary(&bytes).with_context(|| format!("converting {}", elf.display()))?;
-    check_arm64_header(&flat)
-        .with_context(|| format!("checking the image made from {}", elf.display()))?;
+    if let Some(check) = check {
+        check(&flat).with_context(|| format!("checking the image made from {}", elf.display()))?;
+    }
     std::fs::write(out, &flat).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }

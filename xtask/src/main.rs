@@ -4,6 +4,7 @@
 
 mod arch;
 mod ci;
+mod guests;
 mod image;
 mod matcher;
 mod qemu;
@@ -11,13 +12,17 @@ mod scenario;
 mod setup;
 mod util;
 mod vmconfig;
+mod vmembed;
+mod vmset;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::arch::{Arch, Gic, MemSize};
+use crate::vmset::VmSet;
 
 /// Build, run and test the axvisor hypervisor.
 #[derive(Debug, Parser)]
@@ -31,7 +36,7 @@ struct Cli {
 enum Command {
     /// Check for (and, as root, install) the emulators and host tools the tests need.
     Setup,
-    /// Build the hypervisor image for one architecture.
+    /// Build the test guests and the hypervisor image for one architecture.
     Build(BuildArgs),
     /// Build the hypervisor and boot it in QEMU with the console on this terminal.
     Run(RunArgs),
@@ -50,6 +55,9 @@ struct BuildArgs {
     /// Accepted for familiarity: images are always built with the release profile.
     #[arg(long)]
     release: bool,
+    /// Build this VM config (and the guest images it names) into the image; repeatable.
+    #[arg(long = "vm", value_name = "FILE")]
+    vms: Vec<PathBuf>,
 }
 
 /// Arguments of `cargo xtask run`.
@@ -73,6 +81,9 @@ struct RunArgs {
     /// Boot arguments for the hypervisor (QEMU `-append`), e.g. "log=debug".
     #[arg(long, value_name = "ARGS")]
     append: Option<String>,
+    /// Build this VM config (and the guest images it names) into the image; repeatable.
+    #[arg(long = "vm", value_name = "FILE")]
+    vms: Vec<PathBuf>,
 }
 
 /// Arguments of `cargo xtask test`.
@@ -102,13 +113,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Build(args) => {
             let _always_release = args.release;
-            image::build(args.arch)?;
+            let vms = VmSet::from_cli(&args.vms)?;
+            image::build(args.arch, &vms)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
             let machine = qemu::Machine::new(args.arch, args.cpus, args.gic, args.mem)?;
+            let vms = VmSet::from_cli(&args.vms)?;
             setup::ensure()?;
-            let image = image::build(args.arch)?;
+            let image = image::build(args.arch, &vms)?;
             let mut extra = Vec::new();
             if let Some(a) = args.append {
                 extra.extend(["-append".to_owned(), a]);
@@ -117,10 +130,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 extra.extend(["-s".to_owned(), "-S".to_owned()]);
                 println!(
                     "QEMU waits for a debugger on :1234. Attach with:\n  gdb-multiarch {} -ex 'target remote :1234'",
-                    image::elf_path(args.arch).display()
+                    image.elf.display()
                 );
             }
-            let cmd = qemu::emulator_command(&machine, &image, qemu::Console::Interactive, &extra);
+            let cmd =
+                qemu::emulator_command(&machine, &image.boot, qemu::Console::Interactive, &extra);
             println!("{cmd}");
             println!("(quit QEMU with Ctrl-A X)");
             Err(util::exec(cmd.to_command()))

@@ -19,6 +19,7 @@ use crate::arch::{Arch, Gic, MemSize};
 use crate::matcher::{clean_line, Matcher, Missing, Verdict};
 use crate::qemu::{self, Console, EmulatorCommand, Machine};
 use crate::util;
+use crate::vmset::VmSet;
 
 /// Failure markers every scenario has, in addition to its own `fail_on` entries.
 pub const DEFAULT_FAIL_ON: &[&str] = &["panicked at", "FAIL "];
@@ -67,10 +68,11 @@ struct ScenarioFile {
     fail_on: Vec<String>,
     #[serde(default)]
     expect_exit: bool,
-    // Later work: VM configurations to build into (or load alongside) the image, e.g.
-    // `vms = ["configs/vms/hello-aarch64.toml"]`, and per-VM console expectations. Add the
-    // field here (and to `Scenario`) when the hypervisor can load VMs; until then an
-    // unknown `vms` key is rejected like any other.
+    /// VM config files built into the image, relative to the repository root.
+    #[serde(default)]
+    vms: Vec<String>,
+    /// When given, the scenario is not run but counted as skipped, with this reason.
+    pending: Option<String>,
 }
 
 fn default_cpus() -> u32 {
@@ -102,6 +104,10 @@ pub struct Scenario {
     pub fail_on: Vec<String>,
     /// Whether the emulator must also exit by itself with status 0.
     pub expect_exit: bool,
+    /// The VMs built into the image it boots (none: the plain image).
+    pub vms: VmSet,
+    /// Why it is not run yet, if it is not.
+    pub pending: Option<String>,
 }
 
 impl Scenario {
@@ -154,6 +160,10 @@ impl Scenario {
                 bail!("field `{field}`: entry {i} is an empty string");
             }
         }
+        let vms = VmSet::from_root_relative(util::repo_root(), &file.vms).context("field `vms`")?;
+        if file.pending.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            bail!("field `pending`: give the reason the scenario cannot pass yet");
+        }
         if file.expect.is_empty() && file.expect_unordered.is_empty() && !file.expect_exit {
             bail!("nothing to check: give `expect`, `expect_unordered` or `expect_exit = true`");
         }
@@ -173,9 +183,19 @@ impl Scenario {
             expect_unordered: file.expect_unordered,
             fail_on,
             expect_exit: file.expect_exit,
+            vms,
+            pending: file.pending,
         })
     }
+
+    /// The image this scenario boots: its architecture with its VMs.
+    pub fn image_key(&self) -> ImageKey {
+        (self.machine.arch, self.vms.clone())
+    }
 }
+
+/// Which hypervisor image: an architecture and the VMs built in.
+pub type ImageKey = (Arch, VmSet);
 
 /// Loads every `*.toml` scenario in `dir`, sorted by name. Reports every bad file, and
 /// duplicate names, in one error.
@@ -218,44 +238,79 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>> {
     Ok(scenarios)
 }
 
+/// How a scenario ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Every expectation was met.
+    Passed,
+    /// It failed (the report says why).
+    Failed,
+    /// It is `pending` and was not run.
+    Skipped,
+}
+
 /// The result of one scenario.
 #[derive(Clone, Debug)]
 pub struct Outcome {
     /// The scenario's name.
     pub name: String,
-    /// Whether it passed.
-    pub passed: bool,
-    /// The block printed for it: one line when it passed, the details when it failed.
+    /// Passed, failed or skipped.
+    pub status: Status,
+    /// The block printed for it: one line when it passed or was skipped, the details when
+    /// it failed.
     pub report: String,
 }
 
+impl Outcome {
+    /// The outcome of a pending scenario: `SKIP name: reason`.
+    fn skipped(scenario: &Scenario, reason: &str) -> Outcome {
+        Outcome {
+            name: scenario.name.clone(),
+            status: Status::Skipped,
+            report: format!("SKIP {}: {reason}\n", scenario.name),
+        }
+    }
+}
+
 /// Runs `scenarios` on `WORKERS` threads, printing each one's report as it finishes.
-/// `images` gives the image to boot for each architecture.
-pub fn run_all(scenarios: &[Scenario], images: &BTreeMap<Arch, PathBuf>) -> Result<Vec<Outcome>> {
+/// `images` gives the image to boot for each (architecture, VMs); pending scenarios are
+/// skipped (and need no image).
+pub fn run_all(
+    scenarios: &[Scenario],
+    images: &BTreeMap<ImageKey, PathBuf>,
+) -> Result<Vec<Outcome>> {
     let logs = log_dir();
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let mut outcomes = Vec::new();
+    let (pending, scenarios): (Vec<&Scenario>, Vec<&Scenario>) =
+        scenarios.iter().partition(|s| s.pending.is_some());
     println!(
-        "running {} scenario(s), {WORKERS} at a time; logs in {}",
+        "running {} scenario(s), {WORKERS} at a time, skipping {} pending; logs in {}",
         scenarios.len(),
+        pending.len(),
         logs.display()
     );
+    for scenario in pending {
+        let outcome = Outcome::skipped(scenario, scenario.pending.as_deref().unwrap_or_default());
+        print!("{}", outcome.report);
+        outcomes.push(outcome);
+    }
     let next = AtomicUsize::new(0);
     let (tx, rx) = mpsc::channel::<Outcome>();
-    let mut outcomes = Vec::new();
     std::thread::scope(|scope| {
         for _ in 0..WORKERS.min(scenarios.len()) {
             let tx = tx.clone();
-            let (next, logs) = (&next, &logs);
+            let (next, logs, scenarios) = (&next, &logs, &scenarios);
             scope.spawn(move || {
                 while let Some(scenario) = scenarios.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let outcome = match images.get(&scenario.machine.arch) {
+                    let outcome = match images.get(&scenario.image_key()) {
                         Some(image) => run_one(scenario, image, logs),
                         None => Outcome {
                             name: scenario.name.clone(),
-                            passed: false,
+                            status: Status::Failed,
                             report: format!(
-                                "FAIL {}\n  reason: no {} image was built\n",
-                                scenario.name, scenario.machine.arch
+                                "FAIL {}\n  reason: no {} image with the VMs {} was built\n",
+                                scenario.name, scenario.machine.arch, scenario.vms
                             ),
                         },
                     };
@@ -409,7 +464,11 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
     };
     Outcome {
         name: scenario.name.clone(),
-        passed: result.is_ok(),
+        status: if result.is_ok() {
+            Status::Passed
+        } else {
+            Status::Failed
+        },
         report,
     }
 }
@@ -427,6 +486,9 @@ fn failure_report(
     let mut r = String::new();
     let _ = writeln!(r, "FAIL {} ({elapsed})", scenario.name);
     let _ = writeln!(r, "  scenario: {}", scenario.path.display());
+    if !scenario.vms.is_empty() {
+        let _ = writeln!(r, "  vms:      {}", scenario.vms);
+    }
     let _ = writeln!(r, "  reason:   {failure}");
     if missing.first().is_none() && scenario.expect_exit {
         let _ = writeln!(
@@ -628,6 +690,9 @@ mod tests {
         assert!(s.expect_unordered.is_empty());
         assert_eq!(s.fail_on, ["panicked at", "FAIL "]);
         assert!(!s.expect_exit);
+        assert!(s.vms.is_empty());
+        assert_eq!(s.pending, None);
+        assert_eq!(s.image_key(), (Arch::Aarch64, VmSet::none()));
     }
 
     #[test]
@@ -644,6 +709,8 @@ mod tests {
             expect_unordered = ["c"]
             fail_on = ["ERROR", "FAIL "]
             expect_exit = true
+            vms = ["configs/vms/riscv64-hello.toml"]
+            pending = "waiting for the VM side"
             "#,
         )
         .unwrap();
@@ -658,6 +725,9 @@ mod tests {
         assert_eq!(s.expect_unordered, ["c"]);
         assert_eq!(s.fail_on, ["panicked at", "FAIL ", "ERROR"]);
         assert!(s.expect_exit);
+        assert_eq!(s.vms.files(), ["configs/vms/riscv64-hello.toml"]);
+        assert_eq!(s.pending.as_deref(), Some("waiting for the VM side"));
+        assert_eq!(s.image_key(), (Arch::Riscv64, s.vms.clone()));
     }
 
     fn error_of(text: &str) -> String {
@@ -708,6 +778,21 @@ mod tests {
 
         let e = error_of("arch = \"aarch64\"\nexpect = \"x\"\n");
         assert!(e.contains("expect"), "{e}");
+
+        let e =
+            error_of("arch = \"aarch64\"\nexpect = [\"x\"]\nvms = [\"configs/vms/none.toml\"]\n");
+        assert!(
+            e.contains("field `vms`") && e.contains("does not exist"),
+            "{e}"
+        );
+
+        let e = error_of(
+            "arch = \"aarch64\"\nexpect = [\"x\"]\nvms = \"configs/vms/aarch64-hello.toml\"\n",
+        );
+        assert!(e.contains("vms"), "{e}");
+
+        let e = error_of("arch = \"aarch64\"\nexpect = [\"x\"]\npending = \" \"\n");
+        assert!(e.contains("field `pending`"), "{e}");
 
         let e = error_of("this is not toml");
         assert!(e.contains("aarch64-demo.toml"), "{e}");
@@ -846,13 +931,23 @@ mod runner_tests {
     }
 
     #[test]
+    fn pending_scenarios_are_skipped_without_an_image() {
+        let toml = format!("{BASIC}pending = \"not wired yet\"\n");
+        let pending = Scenario::parse(&toml, Path::new("aarch64-later.toml")).unwrap();
+        let outcomes = run_all(&[pending], &BTreeMap::new()).unwrap();
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(outcomes[0].status, Status::Skipped);
+        assert_eq!(outcomes[0].report, "SKIP aarch64-later: not wired yet\n");
+    }
+
+    #[test]
     fn missing_image_and_emulator_are_clear_errors() {
         let scenario = Scenario::parse(BASIC, Path::new("aarch64-fake.toml")).unwrap();
         let dir = std::env::temp_dir().join(format!("xtask-runner-missing-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let outcome = run_one(&scenario, &dir.join("no-such-image.bin"), &dir);
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(!outcome.passed);
+        assert_eq!(outcome.status, Status::Failed);
         assert!(
             outcome.report.contains("FAIL aarch64-fake"),
             "{}",

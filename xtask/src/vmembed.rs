@@ -23,9 +23,7 @@ pub struct ImageRef {
 /// `kernel.initrd.image` and `kernel.dtb.image`, in that order, without repeats. An image
 /// name is a file name without its `.bin`: not empty, no `/` or `\`, not `.` or `..`.
 pub fn image_refs(config: &str) -> Result<Vec<ImageRef>, String> {
-    let doc: toml::Table = config
-        .parse()
-        .map_err(|e| format!("not valid TOML: {e}"))?;
+    let doc: toml::Table = config.parse().map_err(|e| format!("not valid TOML: {e}"))?;
     let mut refs: Vec<ImageRef> = Vec::new();
     for field in IMAGE_FIELDS {
         let mut value = None;
@@ -36,7 +34,12 @@ pub fn image_refs(config: &str) -> Result<Vec<ImageRef>, String> {
             match t.get(*part) {
                 Some(v) if i + 1 == parts.len() => value = Some(v),
                 Some(toml::Value::Table(inner)) => table = Some(inner),
-                Some(_) => return Err(format!("field `{}`: must be a table", parts[..=i].join("."))),
+                Some(_) => {
+                    return Err(format!(
+                        "field `{}`: must be a table",
+                        parts[..=i].join(".")
+                    ))
+                }
                 None => table = None,
             }
         }
@@ -170,10 +173,19 @@ mod tests {
             &dir,
         );
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(err.starts_with("vms/x.toml: field `kernel.initrd.image` = \"rd\""), "{err}");
-        assert!(err.contains(&format!("{} does not exist", dir.join("rd.bin").display())), "{err}");
+        assert!(
+            err.starts_with("vms/x.toml: field `kernel.initrd.image` = \"rd\""),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("{} does not exist", dir.join("rd.bin").display())),
+            "{err}"
+        );
         assert_eq!(ok.unwrap(), [("hello".to_owned(), dir.join("hello.bin"))]);
         let err = resolve_images(Path::new("vms/y.toml"), "x = 1\n", &dir).unwrap_err();
-        assert!(err.starts_with("vms/y.toml: field `kernel.image` is missing"), "{err}");
+        assert!(
+            err.starts_with("vms/y.toml: field `kernel.image` is missing"),
+            "{err}"
+        );
     }
 }
