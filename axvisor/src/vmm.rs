@@ -162,14 +162,14 @@ fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
         mem / 1024
     );
     let task_name = alloc::format!("{name}/vcpu0");
-    axstd::thread::spawn_on(pcpu, &task_name, move || run_vcpu(vm, source, 0));
+    axstd::thread::spawn_on(pcpu, &task_name, move || run_vcpu(vm, 0));
     true
 }
 
 /// The task of one vCPU: run, apply the hypervisor's policy to what comes back, repeat.
-fn run_vcpu(vm: Arc<Vm>, source: &'static EmbeddedVm, id: usize) {
+fn run_vcpu(vm: Arc<Vm>, id: usize) {
     let name = String::from(vm.name());
-    let reset = loop {
+    loop {
         match vm.run_vcpu(id) {
             Ok(VcpuEvent::Interrupt) => axstd::thread::yield_now(),
             // No virtual interrupts yet: a halted guest is polled again after a short sleep.
@@ -179,26 +179,29 @@ fn run_vcpu(vm: Arc<Vm>, source: &'static EmbeddedVm, id: usize) {
             }
             Ok(VcpuEvent::CpuDown) => {
                 println!("vm {name}: vcpu {id} stopped itself");
-                break false;
+                break;
             }
             Ok(VcpuEvent::PowerOff) => {
                 println!("vm {name}: powered off");
-                break false;
+                break;
             }
-            Ok(VcpuEvent::Reset) => {
-                println!("vm {name}: reset");
-                break true;
-            }
+            Ok(VcpuEvent::Reset) => match vm.reset() {
+                Ok(()) => println!("vm {name}: reset ({} so far)", vm.reset_count()),
+                Err(e) => {
+                    println!("vm {name}: stopped: reset failed: {e}");
+                    break;
+                }
+            },
             Ok(VcpuEvent::Stopped(reason)) => {
                 println!("vm {name}: stopped: {reason}");
-                break false;
+                break;
             }
             Err(e) => {
                 println!("vm {name}: stopped: {e}");
-                break false;
+                break;
             }
         }
-    };
+    }
     vm.mark_stopped();
     let counts: Vec<String> = vm
         .exits()
@@ -206,9 +209,4 @@ fn run_vcpu(vm: Arc<Vm>, source: &'static EmbeddedVm, id: usize) {
         .map(|(k, n)| alloc::format!("{}={n}", k.name()))
         .collect();
     log::info!("vm {name}: exits {}", counts.join(" "));
-    let config = vm.config().clone();
-    drop(vm);
-    if reset && !start_vm(source, config) {
-        println!("vm {name}: could not be restarted after reset");
-    }
 }

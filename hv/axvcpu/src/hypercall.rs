@@ -12,6 +12,9 @@ pub const VM_ID: u64 = 0x102;
 /// Writes the low byte of argument 0 to the VM's console; returns 0.
 pub const CONSOLE_PUTCHAR: u64 = 0x103;
 
+/// Returns how many times the VM has been reset since it was created.
+pub const RESET_COUNT: u64 = 0x104;
+
 /// The hypercall ABI version.
 pub const ABI_VERSION: u64 = 1;
 /// Result of an unknown hypercall (-1).

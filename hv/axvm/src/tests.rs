@@ -337,3 +337,27 @@ fn a_failing_vcpu_is_an_error_not_a_panic() {
         Err(VmError::VCpu(VCpuError::Hardware(0xdead)))
     ));
 }
+
+#[test]
+fn reset_reloads_images_and_counts() {
+    let exits = std::vec![
+        VmExit::SystemReset,
+        VmExit::Hypercall {
+            nr: hc::RESET_COUNT,
+            args: [0; 6]
+        },
+        VmExit::Halt,
+    ];
+    let (vm, script, _) = vm_with("fault", exits);
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Reset);
+    assert!(vm.run_vcpu(0).is_err());
+    // The guest scribbled over its kernel; reset loads it again.
+    vm.aspace.lock().write(gpa(0x4000_0000), b"junk").unwrap();
+    vm.reset().unwrap();
+    assert_eq!(vm.status(), VmStatus::Running);
+    let mut buf = [0u8; 4];
+    vm.read_guest(gpa(0x4000_0000), &mut buf).unwrap();
+    assert_eq!(&buf, b"\x01\x02\x03\x04");
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Halt);
+    assert_eq!(script.calls.lock().as_slice(), [Call::Ret(1)]);
+}

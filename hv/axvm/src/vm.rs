@@ -107,12 +107,17 @@ impl From<VCpuError> for VmError {
 /// One virtual machine.
 pub struct AxVm<A: ArchVCpu, F: PteFormat, M: FrameAllocator> {
     config: VmConfig,
-    aspace: Mutex<AddrSpace<F, M>>,
+    pub(crate) aspace: Mutex<AddrSpace<F, M>>,
     devices: DeviceSet,
     console: Arc<PrefixedConsole>,
     vcpus: Vec<Mutex<VCpu<A>>>,
     status: AtomicU8,
     exits: ExitCounters,
+    /// Images by name, kept for reset.
+    images: Vec<(String, &'static [u8])>,
+    /// Initial registers of vCPU 0, kept for reset.
+    boot_regs: Mutex<Vec<(usize, u64)>>,
+    resets: core::sync::atomic::AtomicU64,
 }
 
 fn mapping_flags(f: &axvmconfig::MemFlags) -> MappingFlags {
@@ -136,10 +141,10 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     /// `images` gives an image's bytes by name; `console` receives each complete line the
     /// guest prints, already prefixed with `[<vm name>] `; `vcpu_config` gives each vCPU's
     /// architecture parameters.
-    pub fn new<'i>(
+    pub fn new(
         config: VmConfig,
         alloc: M,
-        images: &dyn Fn(&str) -> Option<&'i [u8]>,
+        images: &dyn Fn(&str) -> Option<&'static [u8]>,
         console: Arc<dyn Fn(&str) + Send + Sync>,
         vcpu_config: &dyn Fn(usize) -> A::CreateConfig,
     ) -> Result<Self, VmError> {
@@ -173,19 +178,12 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 .map_err(|e| VmError::Device(alloc::format!("{} at {:#x}: {e}", d.kind, d.base)))?;
         }
 
-        let k = &config.kernel;
-        let loads = core::iter::once((&k.image, k.load_addr))
-            .chain(k.initrd.iter().map(|i| (&i.image, i.load_addr)))
-            .chain(k.dtb.iter().map(|i| (&i.image, i.load_addr)));
-        for (name, addr) in loads {
+        let mut loaded = Vec::new();
+        for (name, _) in Self::image_loads(&config) {
             let bytes = images(name).ok_or_else(|| VmError::MissingImage(name.clone()))?;
-            aspace
-                .write(GuestPhysAddr::new(addr as usize), bytes)
-                .map_err(|e| VmError::Load {
-                    image: name.clone(),
-                    reason: alloc::format!("{e}"),
-                })?;
+            loaded.push((name.clone(), bytes));
         }
+        Self::load_images(&config, &mut aspace, &loaded)?;
 
         let vcpus = (0..config.cpus.count)
             .map(|i| VCpu::new(i, vcpu_config(i)).map(Mutex::new))
@@ -198,7 +196,55 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             vcpus,
             status: AtomicU8::new(VmStatus::Loaded as u8),
             exits: ExitCounters::default(),
+            images: loaded,
+            boot_regs: Mutex::new(Vec::new()),
+            resets: core::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// `(image name, load address)` of the kernel, initrd and DTB the config names.
+    fn image_loads(config: &VmConfig) -> impl Iterator<Item = (&String, u64)> {
+        let k = &config.kernel;
+        core::iter::once((&k.image, k.load_addr))
+            .chain(k.initrd.iter().map(|i| (&i.image, i.load_addr)))
+            .chain(k.dtb.iter().map(|i| (&i.image, i.load_addr)))
+    }
+
+    fn load_images(
+        config: &VmConfig,
+        aspace: &mut AddrSpace<F, M>,
+        images: &[(String, &'static [u8])],
+    ) -> Result<(), VmError> {
+        for ((name, addr), (_, bytes)) in Self::image_loads(config).zip(images) {
+            aspace
+                .write(GuestPhysAddr::new(addr as usize), bytes)
+                .map_err(|e| VmError::Load {
+                    image: name.clone(),
+                    reason: alloc::format!("{e}"),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Resets the VM after [`VcpuEvent::Reset`]: like a warm reset, RAM keeps its contents
+    /// except that the images are loaded again; every vCPU is stopped and vCPU 0 starts at
+    /// the entry with its boot registers. Call once every vCPU task has left `run_vcpu`.
+    pub fn reset(&self) -> Result<(), VmError> {
+        Self::load_images(&self.config, &mut self.aspace.lock(), &self.images)?;
+        for v in &self.vcpus {
+            let mut v = v.lock();
+            if v.state() != axvcpu::VCpuState::Created {
+                v.stop()?;
+            }
+        }
+        self.resets.fetch_add(1, Ordering::AcqRel);
+        let regs = self.boot_regs.lock().clone();
+        self.boot(&regs)
+    }
+
+    /// How many times the VM was reset.
+    pub fn reset_count(&self) -> u64 {
+        self.resets.load(Ordering::Acquire)
     }
 
     /// The VM's id.
@@ -252,6 +298,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     /// Sets up vCPU 0 at the kernel entry (`regs` are initial general-purpose registers, e.g.
     /// the DTB address) and marks the VM running.
     pub fn boot(&self, regs: &[(usize, u64)]) -> Result<(), VmError> {
+        *self.boot_regs.lock() = regs.to_vec();
         let root = self.aspace.lock().root_paddr();
         let entry = GuestPhysAddr::new(self.config.kernel.entry as usize);
         let mut v = self.vcpus.first().ok_or(VmError::NoSuchVcpu(0))?.lock();
@@ -385,6 +432,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             hc::VERSION => hc::ABI_VERSION,
             hc::ADD => args.iter().fold(0u64, |a, &b| a.wrapping_add(b)),
             hc::VM_ID => self.config.id as u64,
+            hc::RESET_COUNT => self.reset_count(),
             hc::CONSOLE_PUTCHAR => {
                 self.console.write(&[args[0] as u8]);
                 0
