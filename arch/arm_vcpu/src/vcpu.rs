@@ -93,7 +93,8 @@ impl ArmVCpu {
         let vtcr = Aarch64Stage2::vtcr_el2();
         // SAFETY: EL2 controls for the guest about to run: trap configuration, stage-2 root
         // and format, the guest's MPIDR, and EL1 access to the physical counter and timer
-        // (CNTHCTL_EL2.EL1PCTEN/EL1PCEN). None affects the hypervisor's own EL2 execution.
+        // (CNTHCTL_EL2.EL1PCTEN/EL1PCEN), and a zero virtual-counter offset (CNTVOFF_EL2 is
+        // UNKNOWN at reset). None affects the hypervisor's own EL2 execution.
         unsafe {
             core::arch::asm!(
                 "msr hcr_el2, {hcr}",
@@ -101,6 +102,7 @@ impl ArmVCpu {
                 "msr vttbr_el2, {vttbr}",
                 "msr vmpidr_el2, {vmpidr}",
                 "msr cnthctl_el2, {cnthctl}",
+                "msr cntvoff_el2, xzr",
                 "isb",
                 hcr = in(reg) HCR_GUEST,
                 vtcr = in(reg) vtcr,
