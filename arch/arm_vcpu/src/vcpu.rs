@@ -86,6 +86,9 @@ pub struct ArmVCpu {
     last_esr: u64,
     last_far: u64,
     last_pc: u64,
+    /// The guest's EL1 and EL2 control state is live in this CPU's registers (between
+    /// `run` and `put`).
+    loaded: bool,
 }
 
 impl ArmVCpu {
@@ -128,6 +131,7 @@ impl ArchVCpu for ArmVCpu {
             last_esr: 0,
             last_far: 0,
             last_pc: 0,
+            loaded: false,
         })
     }
 
@@ -157,6 +161,7 @@ impl ArchVCpu for ArmVCpu {
             ..El1Regs::default()
         };
         self.pending_load = None;
+        self.loaded = false;
         self.load_el2_state();
         // SAFETY: drops this VMID's stale stage-1+2 TLB entries (VTTBR_EL2 was just set), so a
         // reset guest cannot see translations of its previous run.
@@ -166,8 +171,11 @@ impl ArchVCpu for ArmVCpu {
 
     fn run(&mut self) -> Result<VmExit, VCpuError> {
         let irq = axhal::irq::save_and_disable();
-        self.load_el2_state();
-        self.el1.restore();
+        if !self.loaded {
+            self.load_el2_state();
+            self.el1.restore();
+            self.loaded = true;
+        }
         let exit = loop {
             match guest::run(&mut self.regs) {
                 GuestExit::Sync => {
@@ -205,7 +213,6 @@ impl ArchVCpu for ArmVCpu {
                 }
             }
         };
-        self.el1.save();
         axhal::irq::restore(irq);
         Ok(exit)
     }
@@ -220,7 +227,16 @@ impl ArchVCpu for ArmVCpu {
         self.regs.x[0] = value;
     }
 
+    fn put(&mut self) {
+        if self.loaded {
+            self.el1.save();
+            self.loaded = false;
+        }
+    }
+
     fn inject_data_fault(&mut self, _gpa: GuestPhysAddr) {
+        // The EL1 registers are changed in the saved copy; the next run loads them.
+        self.put();
         // Take a synchronous external abort at EL1, as the hardware would: syndrome, fault
         // address, return state, then the vector entry for the guest's current mode.
         self.pending_load = None;

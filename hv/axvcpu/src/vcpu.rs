@@ -28,6 +28,10 @@ pub trait ArchVCpu: Sized {
     fn set_return_value(&mut self, value: u64);
     /// Injects a synchronous data fault for an access to `gpa` that nothing claims.
     fn inject_data_fault(&mut self, gpa: GuestPhysAddr);
+    /// Saves guest state that [`ArchVCpu::run`] left loaded in the CPU, before anything else
+    /// may run on this physical CPU. Between `run` calls without `put`, the guest's state may
+    /// stay in the hardware (the cheap path for exits the VM handles itself).
+    fn put(&mut self) {}
 }
 
 /// Where a vCPU is in its life.
@@ -130,6 +134,12 @@ impl<A: ArchVCpu> VCpu<A> {
         let r = self.arch.run();
         self.state = VCpuState::Ready;
         r
+    }
+
+    /// Saves guest state left loaded by [`VCpu::run`]; call before the physical CPU may run
+    /// anything else (another vCPU, a task switch).
+    pub fn put(&mut self) {
+        self.arch.put();
     }
 
     /// Ready → Blocked (guest halted).

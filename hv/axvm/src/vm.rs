@@ -324,16 +324,23 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     /// Runs vCPU `id` until an exit that needs the hypervisor's decision.
     pub fn run_vcpu(&self, id: usize) -> Result<VcpuEvent, VmError> {
         let mut vcpu = self.vcpus.get(id).ok_or(VmError::NoSuchVcpu(id))?.lock();
-        loop {
+        // Exits handled here re-enter the guest with its state still loaded in the CPU; the
+        // state is saved (`put`) only when control goes back to the hypervisor's policy.
+        let result = loop {
             let status = self.status();
             if status != VmStatus::Running {
-                return Err(VmError::NotRunning(status));
+                break Err(VmError::NotRunning(status));
             }
-            let exit = vcpu.run()?;
+            let exit = match vcpu.run() {
+                Ok(exit) => exit,
+                Err(e) => break Err(e.into()),
+            };
             if let Some(event) = self.handle_exit(vcpu.arch_mut(), exit) {
-                return Ok(event);
+                break Ok(event);
             }
-        }
+        };
+        vcpu.put();
+        result
     }
 
     /// Handles one exit; `None` means re-enter the guest.
