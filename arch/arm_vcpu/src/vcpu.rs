@@ -15,6 +15,10 @@ const SCTLR_EL1_RESET: u64 = 0x30c5_0830;
 const HCR_GUEST: u64 =
     (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19) | (1 << 31);
 
+/// CPTR_EL2 with its RES1 bits (13:12, 9:0) and no traps: FP/SIMD (TFP, bit 10) stays
+/// usable by the guest and by the vCPU's own save/restore at EL2.
+const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
+
 /// How to create an aarch64 vCPU.
 #[derive(Clone, Copy, Debug)]
 pub struct ArmVCpuConfig {
@@ -73,10 +77,86 @@ el1_regs!(
     cntv_cval_el0,
 );
 
+/// The guest's FP/SIMD registers: q0-q31, FPCR, FPSR.
+#[repr(C, align(16))]
+#[derive(Clone, Debug, Default)]
+struct FpRegs {
+    q: [u128; 32],
+    fpcr: u64,
+    fpsr: u64,
+}
+
+macro_rules! fp_asm {
+    ($pair:literal, $sys:literal) => {
+        concat!(
+            ".arch_extension fp\n.arch_extension simd\n",
+            $pair,
+            " q0, q1, [{p}, #0]\n",
+            $pair,
+            " q2, q3, [{p}, #32]\n",
+            $pair,
+            " q4, q5, [{p}, #64]\n",
+            $pair,
+            " q6, q7, [{p}, #96]\n",
+            $pair,
+            " q8, q9, [{p}, #128]\n",
+            $pair,
+            " q10, q11, [{p}, #160]\n",
+            $pair,
+            " q12, q13, [{p}, #192]\n",
+            $pair,
+            " q14, q15, [{p}, #224]\n",
+            $pair,
+            " q16, q17, [{p}, #256]\n",
+            $pair,
+            " q18, q19, [{p}, #288]\n",
+            $pair,
+            " q20, q21, [{p}, #320]\n",
+            $pair,
+            " q22, q23, [{p}, #352]\n",
+            $pair,
+            " q24, q25, [{p}, #384]\n",
+            $pair,
+            " q26, q27, [{p}, #416]\n",
+            $pair,
+            " q28, q29, [{p}, #448]\n",
+            $pair,
+            " q30, q31, [{p}, #480]\n",
+            $sys
+        )
+    };
+}
+
+impl FpRegs {
+    fn save(&mut self) {
+        // SAFETY: stores the FP/SIMD registers into `self` (512 + 16 bytes, 16-aligned). The
+        // hypervisor is built soft-float, so these registers hold only guest state.
+        unsafe {
+            core::arch::asm!(
+                fp_asm!("stp", "mrs {t}, fpcr\nstr {t}, [{p}, #512]\nmrs {t}, fpsr\nstr {t}, [{p}, #520]"),
+                p = in(reg) self as *mut Self,
+                t = out(reg) _,
+            )
+        }
+    }
+
+    fn restore(&self) {
+        // SAFETY: loads the FP/SIMD registers from `self`; see `save`.
+        unsafe {
+            core::arch::asm!(
+                fp_asm!("ldp", "ldr {t}, [{p}, #512]\nmsr fpcr, {t}\nldr {t}, [{p}, #520]\nmsr fpsr, {t}"),
+                p = in(reg) self as *const Self,
+                t = out(reg) _,
+            )
+        }
+    }
+}
+
 /// An aarch64 vCPU.
 pub struct ArmVCpu {
     regs: GuestRegs,
     el1: El1Regs,
+    fp: FpRegs,
     vttbr: u64,
     vmid: u16,
     vmpidr: u64,
@@ -97,7 +177,7 @@ impl ArmVCpu {
         // SAFETY: EL2 controls for the guest about to run: trap configuration, stage-2 root
         // and format, the guest's MPIDR, and EL1 access to the physical counter and timer
         // (CNTHCTL_EL2.EL1PCTEN/EL1PCEN), and a zero virtual-counter offset (CNTVOFF_EL2 is
-        // UNKNOWN at reset). None affects the hypervisor's own EL2 execution.
+        // UNKNOWN at reset), FP/SIMD untrapped (CPTR_EL2). None affects the hypervisor's own EL2 execution.
         unsafe {
             core::arch::asm!(
                 "msr hcr_el2, {hcr}",
@@ -106,12 +186,14 @@ impl ArmVCpu {
                 "msr vmpidr_el2, {vmpidr}",
                 "msr cnthctl_el2, {cnthctl}",
                 "msr cntvoff_el2, xzr",
+                "msr cptr_el2, {cptr}",
                 "isb",
                 hcr = in(reg) HCR_GUEST,
                 vtcr = in(reg) vtcr,
                 vttbr = in(reg) self.vttbr,
                 vmpidr = in(reg) self.vmpidr,
                 cnthctl = in(reg) 3u64,
+                cptr = in(reg) CPTR_EL2_NO_TRAPS,
             )
         };
     }
@@ -124,6 +206,7 @@ impl ArchVCpu for ArmVCpu {
         Ok(Self {
             regs: GuestRegs::default(),
             el1: El1Regs::default(),
+            fp: FpRegs::default(),
             vttbr: 0,
             vmid: config.vmid,
             vmpidr: (1 << 31) | (config.mpidr & 0xff_00ff_ffff),
@@ -174,6 +257,7 @@ impl ArchVCpu for ArmVCpu {
         if !self.loaded {
             self.load_el2_state();
             self.el1.restore();
+            self.fp.restore();
             self.loaded = true;
         }
         let exit = loop {
@@ -230,6 +314,7 @@ impl ArchVCpu for ArmVCpu {
     fn put(&mut self) {
         if self.loaded {
             self.el1.save();
+            self.fp.save();
             self.loaded = false;
         }
     }
