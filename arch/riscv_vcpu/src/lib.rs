@@ -1,1 +1,24 @@
+//! The riscv64 vCPU: guests run in VS mode under the hypervisor in HS mode (H extension).
+//!
+//! - [`decode`]: turning traps from the guest (`scause`, `stval`, `htval`, `htinst`) into
+//!   [`axvcpu::VmExit`]s, decoding the loads and stores of MMIO accesses, and the SBI calls
+//!   the vCPU answers itself. Portable and unit-tested on the host.
+//! - `vcpu` (riscv64 only): `RiscvVCpu`, the guest context (general-purpose, VS-level and
+//!   floating-point registers), the hypervisor CSRs, and the run loop over
+//!   `axhal::guest::run`.
+//!
+//! See `docs/riscv-vcpu.md`.
 #![no_std]
+
+pub mod decode;
+
+#[cfg(all(target_arch = "riscv64", target_os = "none"))]
+mod vcpu;
+#[cfg(all(target_arch = "riscv64", target_os = "none"))]
+pub use vcpu::{RiscvVCpu, RiscvVCpuConfig};
+
+/// The hypercall number with which the vCPU hands the SBI legacy `console_putchar` (EID
+/// 0x01) and DBCN `write_byte` calls to the VMM, as [`axvcpu::VmExit::Hypercall`] with the
+/// byte in `args[0]`: the portable [`axvcpu::hypercall::CONSOLE_PUTCHAR`], which writes the
+/// byte to the VM's console.
+pub const SBI_CONSOLE_PUTCHAR_NR: u64 = axvcpu::hypercall::CONSOLE_PUTCHAR;

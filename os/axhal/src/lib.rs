@@ -24,8 +24,8 @@ pub mod platform;
 pub mod power;
 pub mod time;
 
-/// Entering guests (aarch64: EL1 under EL2).
-#[cfg(target_arch = "aarch64")]
+/// Entering guests (aarch64: EL1 under EL2; riscv64: VS mode under HS).
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub use arch::guest;
 
 extern "Rust" {

@@ -6,9 +6,11 @@
 //! - `plic`: the PLIC driver (per-hart S-mode contexts).
 //! - `sbi`: console (DBCN, legacy fallback), timer (Sstc when present), IPIs, HSM, SRST.
 //! - `context`: task context switch.
+//! - `guest`: the world switch into a VS-mode guest and back.
 
 mod boot;
 mod context;
+pub mod guest;
 mod mmu;
 mod plic;
 mod sbi;

@@ -1,7 +1,9 @@
 //! The S-mode (HS) trap vector.
 //!
-//! Interrupts taken while the hypervisor runs go to the timer, IPI and PLIC paths; any
-//! exception is unexpected at this stage (there are no guests yet) and stops with a dump.
+//! A trap from a guest (`sscratch` non-zero, see `guest.rs`) leaves through the world
+//! switch's exit path and returns from `guest::run`. Interrupts taken while the hypervisor
+//! runs go to the timer, IPI and PLIC paths; any exception in the hypervisor itself is
+//! unexpected and stops with a dump.
 
 use super::plic;
 use crate::irq::{dispatch, IrqSource};
@@ -51,8 +53,15 @@ pub fn init() {
     extern "C" {
         fn trap_entry();
     }
-    // SAFETY: stvec in direct mode pointing at a 4-byte aligned handler.
-    unsafe { core::arch::asm!("csrw stvec, {}", in(reg) trap_entry as *const () as usize) };
+    // SAFETY: stvec in direct mode pointing at a 4-byte aligned handler; sscratch = 0 tells
+    // that handler the hypervisor is running (no guest).
+    unsafe {
+        core::arch::asm!(
+            "csrw sscratch, zero",
+            "csrw stvec, {}",
+            in(reg) trap_entry as *const () as usize
+        )
+    };
 }
 
 /// Enables the supervisor software, timer and external interrupts in `sie`.
@@ -77,10 +86,15 @@ extern "C" fn axhal_trap(frame: &mut TrapFrame) {
         }
         c if c == INTERRUPT | 5 => dispatch(IrqSource::Timer),
         c if c == INTERRUPT | 9 => plic::handle_irq(super::cpu_id()),
-        _ => crate::power::fatal(format_args!(
-            "unexpected trap on cpu {}: scause = {scause:#x}, stval = {stval:#x}\n{frame}",
-            super::cpu_id()
-        )),
+        // A guest instruction fetch (guest::fetch_insn) that the guest could not make either
+        // resumes at its fix-up, which reports the failure; anything else is fatal.
+        _ => match super::guest::hlvx_fixup(frame.sepc) {
+            Some(fixup) if scause & INTERRUPT == 0 => frame.sepc = fixup,
+            _ => crate::power::fatal(format_args!(
+                "unexpected trap on cpu {}: scause = {scause:#x}, stval = {stval:#x}\n{frame}",
+                super::cpu_id()
+            )),
+        },
     }
 }
 
@@ -90,6 +104,11 @@ core::arch::global_asm!(
     .balign 4
     .global trap_entry
     trap_entry:
+        // sscratch is 0 while the hypervisor runs and points at the world-switch frame
+        // while a guest runs (guest.rs): swap it with sp to tell the two apart.
+        csrrw   sp, sscratch, sp
+        bnez    sp, 2f
+        csrrw   sp, sscratch, sp
         addi    sp, sp, -{frame}
         .irp n, 1,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
         sd      x\\n, (\\n * 8)(sp)
@@ -111,6 +130,13 @@ core::arch::global_asm!(
         .endr
         addi    sp, sp, {frame}
         sret
+
+        // From a guest: free a0 into the world-switch frame and take the exit path (far
+        // away, so not with a branch).
+    2:  sd      a0, {guest_a0}(sp)
+        la      a0, axhal_guest_exit
+        jr      a0
     ",
     frame = const FRAME_SIZE,
+    guest_a0 = const super::guest::HOST_FRAME_GUEST_A0,
 );

@@ -1,0 +1,639 @@
+//! Decoding traps from a VS-mode guest (RISC-V privileged spec, "Hypervisor Extension") and
+//! the SBI calls (SBI spec 1.0) the vCPU emulates.
+//!
+//! Every input here comes from the guest (its registers, the instruction it executed, the
+//! address it touched), so nothing may panic: register numbers are 5-bit fields, widths come
+//! from funct3, and unknown encodings decode to `None` or to a refusal.
+
+use axaddrspace::{GuestPhysAddr, MappingFlags};
+use axdevice_base::AccessWidth;
+use axvcpu::VmExit;
+
+/// Exception codes (`scause` without the interrupt bit).
+pub mod cause {
+    /// Instruction address misaligned.
+    pub const INSN_MISALIGNED: u64 = 0;
+    /// Instruction access fault.
+    pub const INSN_ACCESS_FAULT: u64 = 1;
+    /// Illegal instruction.
+    pub const ILLEGAL_INSN: u64 = 2;
+    /// Breakpoint.
+    pub const BREAKPOINT: u64 = 3;
+    /// Load address misaligned.
+    pub const LOAD_MISALIGNED: u64 = 4;
+    /// Load access fault.
+    pub const LOAD_ACCESS_FAULT: u64 = 5;
+    /// Store/AMO address misaligned.
+    pub const STORE_MISALIGNED: u64 = 6;
+    /// Store/AMO access fault.
+    pub const STORE_ACCESS_FAULT: u64 = 7;
+    /// Environment call from U (or VU) mode.
+    pub const U_ECALL: u64 = 8;
+    /// Environment call from VS mode.
+    pub const VS_ECALL: u64 = 10;
+    /// Instruction page fault.
+    pub const INSN_PAGE_FAULT: u64 = 12;
+    /// Load page fault.
+    pub const LOAD_PAGE_FAULT: u64 = 13;
+    /// Store/AMO page fault.
+    pub const STORE_PAGE_FAULT: u64 = 15;
+    /// Instruction guest-page fault (G-stage).
+    pub const INSN_GUEST_PAGE_FAULT: u64 = 20;
+    /// Load guest-page fault (G-stage).
+    pub const LOAD_GUEST_PAGE_FAULT: u64 = 21;
+    /// Virtual instruction.
+    pub const VIRTUAL_INSN: u64 = 22;
+    /// Store/AMO guest-page fault (G-stage).
+    pub const STORE_GUEST_PAGE_FAULT: u64 = 23;
+}
+
+/// SBI extension and function ids, error codes, and what the vCPU reports about itself.
+pub mod sbi {
+    /// Legacy `set_timer`.
+    pub const LEGACY_SET_TIMER: u64 = 0x00;
+    /// Legacy `console_putchar`.
+    pub const LEGACY_CONSOLE_PUTCHAR: u64 = 0x01;
+    /// Legacy `console_getchar`.
+    pub const LEGACY_CONSOLE_GETCHAR: u64 = 0x02;
+    /// Legacy `shutdown`.
+    pub const LEGACY_SHUTDOWN: u64 = 0x08;
+    /// Base extension.
+    pub const EXT_BASE: u64 = 0x10;
+    /// Timer extension ("TIME").
+    pub const EXT_TIME: u64 = 0x5449_4D45;
+    /// IPI extension ("sPI").
+    pub const EXT_IPI: u64 = 0x73_5049;
+    /// Remote fence extension ("RFNC").
+    pub const EXT_RFENCE: u64 = 0x5246_4E43;
+    /// Hart state management ("HSM").
+    pub const EXT_HSM: u64 = 0x48_534D;
+    /// System reset ("SRST").
+    pub const EXT_SRST: u64 = 0x5352_5354;
+    /// Debug console ("DBCN").
+    pub const EXT_DBCN: u64 = 0x4442_434E;
+    /// axvisor's hypercalls: `a6` = number, `a0`..`a5` = arguments; result in `a1`, `a0` = 0.
+    /// In the firmware-specific range (0x0A00_0000..0x0AFF_FFFF is vendor, this one is ours).
+    pub const EXT_AXVISOR: u64 = 0x08B5_0000;
+
+    /// BASE functions.
+    pub const BASE_GET_SPEC_VERSION: u64 = 0;
+    /// BASE `get_impl_id`.
+    pub const BASE_GET_IMPL_ID: u64 = 1;
+    /// BASE `get_impl_version`.
+    pub const BASE_GET_IMPL_VERSION: u64 = 2;
+    /// BASE `probe_extension`.
+    pub const BASE_PROBE_EXTENSION: u64 = 3;
+    /// BASE `get_mvendorid`.
+    pub const BASE_GET_MVENDORID: u64 = 4;
+    /// BASE `get_marchid`.
+    pub const BASE_GET_MARCHID: u64 = 5;
+    /// BASE `get_mimpid`.
+    pub const BASE_GET_MIMPID: u64 = 6;
+    /// HSM `hart_start`.
+    pub const HSM_HART_START: u64 = 0;
+    /// HSM `hart_stop`.
+    pub const HSM_HART_STOP: u64 = 1;
+    /// HSM `hart_get_status`.
+    pub const HSM_HART_GET_STATUS: u64 = 2;
+    /// HSM status: started.
+    pub const HSM_STARTED: u64 = 0;
+    /// HSM status: stopped.
+    pub const HSM_STOPPED: u64 = 1;
+    /// RFENCE `remote_fence_i`.
+    pub const RFENCE_FENCE_I: u64 = 0;
+    /// RFENCE `remote_sfence_vma`.
+    pub const RFENCE_SFENCE_VMA: u64 = 1;
+    /// RFENCE `remote_sfence_vma_asid`.
+    pub const RFENCE_SFENCE_VMA_ASID: u64 = 2;
+    /// DBCN `console_write_byte`.
+    pub const DBCN_WRITE_BYTE: u64 = 2;
+    /// SRST reset types.
+    pub const SRST_SHUTDOWN: u64 = 0;
+    /// SRST cold reboot.
+    pub const SRST_COLD_REBOOT: u64 = 1;
+    /// SRST warm reboot.
+    pub const SRST_WARM_REBOOT: u64 = 2;
+
+    /// The SBI version the vCPU implements: 1.0 (major in bits 30:24).
+    pub const SPEC_VERSION: u64 = 1 << 24;
+    /// Implementation id reported to guests. Not a registered SBI implementation id: it
+    /// echoes the hypercall extension id (0x08B5).
+    pub const IMPL_ID: u64 = 0x08B5;
+    /// Implementation version reported to guests.
+    pub const IMPL_VERSION: u64 = 0x0001_0000;
+
+    /// SBI_SUCCESS.
+    pub const SUCCESS: u64 = 0;
+    /// SBI_ERR_FAILED (-1).
+    pub const ERR_FAILED: u64 = -1i64 as u64;
+    /// SBI_ERR_NOT_SUPPORTED (-2).
+    pub const ERR_NOT_SUPPORTED: u64 = -2i64 as u64;
+    /// SBI_ERR_INVALID_PARAM (-3).
+    pub const ERR_INVALID_PARAM: u64 = -3i64 as u64;
+}
+
+/// `wfi`.
+pub const WFI: u32 = 0x1050_0073;
+
+/// What an SBI answer depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VCpuInfo {
+    /// The vCPU's hart id as the guest knows it.
+    pub hart_id: u64,
+    /// Whether the vCPU can program its own timer (`vstimecmp`, Sstc).
+    pub sstc: bool,
+}
+
+/// How the value given to [`axvcpu::ArchVCpu::set_return_value`] reaches the guest after
+/// an exit handed to the VMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetKind {
+    /// An SBI call returning a value (hypercalls, DBCN): `a0` = 0 (success), `a1` = value.
+    Value,
+    /// A legacy SBI call: `a0` = value.
+    Legacy,
+    /// An SBI call returning only a status (HSM, SRST): `a0` = value, an SBI error code.
+    /// The vCPU sets `a0` to SBI_ERR_FAILED before the exit: the VMM reports success with
+    /// `set_return_value(0)`.
+    Status,
+}
+
+/// A fence the vCPU performs for an RFENCE call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fence {
+    /// `fence.i`.
+    Icache,
+    /// `hfence.vvma` for the running VMID (all addresses and ASIDs).
+    Vma,
+}
+
+/// What to do with a VS-mode `ecall`. In every case the guest's PC moves past the `ecall`
+/// (4 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SbiAction {
+    /// Answered: set `a0`, and `a1` when given.
+    Reply {
+        /// Error code (or the value of a legacy call).
+        a0: u64,
+        /// Value.
+        a1: Option<u64>,
+    },
+    /// Program the guest's timer (`vstimecmp`) to `deadline`, then reply `a0` = 0.
+    SetTimer {
+        /// Absolute `time` value.
+        deadline: u64,
+    },
+    /// Perform the fence locally, then reply `a0` = 0.
+    Fence(Fence),
+    /// Raise the guest's supervisor software interrupt (`hvip.VSSIP`), then reply `a0` = 0.
+    SelfIpi,
+    /// Hand `exit` to the VMM; its result comes back as `ret` says.
+    Exit {
+        /// The exit.
+        exit: VmExit,
+        /// How the VMM's return value reaches the guest.
+        ret: RetKind,
+    },
+}
+
+/// What to do after a trap from the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrapAction {
+    /// Hand this exit to the VMM after moving the guest PC by `pc_step` (the length of the
+    /// trapped instruction when the exit completes it, 0 when it must be retried).
+    Exit {
+        /// The decoded exit.
+        exit: VmExit,
+        /// Bytes to add to the guest PC.
+        pc_step: u64,
+    },
+    /// A VS-mode `ecall`: an SBI call (the PC moves by 4).
+    Sbi(SbiAction),
+    /// Deliver exception `cause` with `tval` to the guest (a virtual instruction that is
+    /// not emulated becomes an illegal instruction, as on a machine without the H extension).
+    Inject {
+        /// Exception code for `vscause`.
+        cause: u64,
+        /// Value for `vstval`.
+        tval: u64,
+    },
+}
+
+/// A trap from the guest, as the trap CSRs describe it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trap {
+    /// `scause` (an exception code: interrupts never get here).
+    pub scause: u64,
+    /// `stval`: the guest virtual address of a fault, the instruction bits of a virtual
+    /// instruction (or 0).
+    pub stval: u64,
+    /// `htval`: the guest physical address of a guest-page fault, shifted right by 2.
+    pub htval: u64,
+    /// `htinst`: the transformed trapping instruction, or 0.
+    pub htinst: u64,
+    /// The guest was in VU mode (user), not VS mode (`sstatus.SPP` = 0 after the trap).
+    pub from_vu: bool,
+}
+
+/// A decoded load or store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemAccess {
+    /// Access size.
+    pub width: AccessWidth,
+    /// Load or store, with its register.
+    pub op: MemOp,
+    /// Length of the instruction: 2 (compressed) or 4.
+    pub len: u64,
+    /// For a transformed instruction, the offset of the faulting address from the start of
+    /// the access (the "Addr. Offset" field; non-zero only for a misaligned access that
+    /// faults in its second part). 0 for a raw instruction.
+    pub addr_offset: u64,
+}
+
+/// The register side of a [`MemAccess`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemOp {
+    /// A load into `x[rd]`.
+    Load {
+        /// Destination register (0: the value is dropped).
+        rd: usize,
+        /// Whether the value is sign-extended (lb, lh, lw, and ld trivially).
+        sign_ext: bool,
+    },
+    /// A store of `x[rs2]`.
+    Store {
+        /// Source register (0: stores zero).
+        rs2: usize,
+    },
+}
+
+const OP_LOAD: u32 = 0x03;
+const OP_STORE: u32 = 0x23;
+
+fn bits(insn: u32, lo: u32, len: u32) -> u32 {
+    (insn >> lo) & ((1 << len) - 1)
+}
+
+/// Decodes a 32-bit integer load or store (LOAD / STORE major opcodes, with bits 1:0 = 11).
+fn decode_32(insn: u32, len: u64) -> Option<MemAccess> {
+    let funct3 = bits(insn, 12, 3);
+    let (width, op) = match insn & 0x7f {
+        OP_LOAD => {
+            let (width, sign_ext) = match funct3 {
+                0 => (AccessWidth::Byte, true),
+                1 => (AccessWidth::Half, true),
+                2 => (AccessWidth::Word, true),
+                3 => (AccessWidth::Dword, true),
+                4 => (AccessWidth::Byte, false),
+                5 => (AccessWidth::Half, false),
+                6 => (AccessWidth::Word, false),
+                _ => return None,
+            };
+            let rd = bits(insn, 7, 5) as usize;
+            (width, MemOp::Load { rd, sign_ext })
+        }
+        OP_STORE => {
+            let width = match funct3 {
+                0 => AccessWidth::Byte,
+                1 => AccessWidth::Half,
+                2 => AccessWidth::Word,
+                3 => AccessWidth::Dword,
+                _ => return None,
+            };
+            let rs2 = bits(insn, 20, 5) as usize;
+            (width, MemOp::Store { rs2 })
+        }
+        _ => return None,
+    };
+    Some(MemAccess {
+        width,
+        op,
+        len,
+        addr_offset: 0,
+    })
+}
+
+/// Decodes a 16-bit (RVC, RV64) integer load or store: c.lw, c.ld, c.sw, c.sd and their
+/// sp-relative forms. FP forms and everything else are `None`.
+fn decode_16(insn: u16) -> Option<MemAccess> {
+    let insn = insn as u32;
+    let funct3 = bits(insn, 13, 3);
+    // rd' / rs2' (bits 4:2) and the full-width rd (bits 11:7) / rs2 (bits 6:2).
+    let rs2_prime = 8 + bits(insn, 2, 3) as usize;
+    let rd_full = bits(insn, 7, 5) as usize;
+    let rs2_full = bits(insn, 2, 5) as usize;
+    let load = |width, rd| Some((width, MemOp::Load { rd, sign_ext: true }));
+    let (width, op) = match (insn & 3, funct3) {
+        // Quadrant 0: c.lw, c.ld, c.sw, c.sd.
+        (0, 2) => load(AccessWidth::Word, rs2_prime)?,
+        (0, 3) => load(AccessWidth::Dword, rs2_prime)?,
+        (0, 6) => (AccessWidth::Word, MemOp::Store { rs2: rs2_prime }),
+        (0, 7) => (AccessWidth::Dword, MemOp::Store { rs2: rs2_prime }),
+        // Quadrant 2: c.lwsp, c.ldsp (rd = 0 is reserved), c.swsp, c.sdsp.
+        (2, 2) if rd_full != 0 => load(AccessWidth::Word, rd_full)?,
+        (2, 3) if rd_full != 0 => load(AccessWidth::Dword, rd_full)?,
+        (2, 6) => (AccessWidth::Word, MemOp::Store { rs2: rs2_full }),
+        (2, 7) => (AccessWidth::Dword, MemOp::Store { rs2: rs2_full }),
+        _ => return None,
+    };
+    Some(MemAccess {
+        width,
+        op,
+        len: 2,
+        addr_offset: 0,
+    })
+}
+
+/// Decodes an instruction as the guest has it in memory (16 or 32 bits; for a 16-bit one
+/// only the low half of `insn` counts).
+pub fn decode_raw(insn: u32) -> Option<MemAccess> {
+    if insn & 3 == 3 {
+        decode_32(insn, 4)
+    } else {
+        decode_16(insn as u16)
+    }
+}
+
+/// Decodes `htinst` after a guest-page fault: a transformed load or store (bits 1:0 = 11 for
+/// a 32-bit instruction, 01 for a compressed one expanded to 32 bits; rs1 holds the address
+/// offset; the immediate is ignored). Zero, the implicit-access pseudoinstructions (bits
+/// 1:0 = 00) and anything that is not an integer load or store are `None`.
+pub fn decode_transformed(htinst: u64) -> Option<MemAccess> {
+    let insn = u32::try_from(htinst).ok()?;
+    let len = match insn & 3 {
+        3 => 4,
+        1 => 2,
+        _ => return None,
+    };
+    let mut access = decode_32(insn | 2, len)?;
+    access.addr_offset = bits(insn, 15, 5) as u64;
+    Some(access)
+}
+
+/// The value a load puts in its register: `raw` cut to the access width and sign-extended
+/// when the instruction does.
+pub fn load_value(width: AccessWidth, sign_ext: bool, raw: u64) -> u64 {
+    let bits = width.size() as u32 * 8;
+    if bits == 64 {
+        return raw;
+    }
+    let v = raw & ((1u64 << bits) - 1);
+    if sign_ext {
+        let shift = 64 - bits;
+        (((v << shift) as i64) >> shift) as u64
+    } else {
+        v
+    }
+}
+
+/// `x[r]` of the guest, with x0 reading as zero and `r` cut to 5 bits.
+pub fn gpr(regs: &[u64; 32], r: usize) -> u64 {
+    match r & 31 {
+        0 => 0,
+        r => regs[r],
+    }
+}
+
+/// The guest physical address of a guest-page fault: `htval` holds it shifted right by 2,
+/// `stval` (the guest virtual address) supplies the low two bits.
+pub fn fault_gpa(htval: u64, stval: u64) -> u64 {
+    (htval << 2) | (stval & 3)
+}
+
+/// The exit for a load or store that faulted at `gpa`.
+pub fn access_exit(access: &MemAccess, gpa: u64, regs: &[u64; 32]) -> VmExit {
+    let gpa = GuestPhysAddr::new(gpa.wrapping_sub(access.addr_offset) as usize);
+    match access.op {
+        MemOp::Load { rd, sign_ext } => VmExit::MmioRead {
+            gpa,
+            width: access.width,
+            reg: rd,
+            sign_ext,
+        },
+        MemOp::Store { rs2 } => VmExit::MmioWrite {
+            gpa,
+            width: access.width,
+            value: load_value(access.width, false, gpr(regs, rs2)),
+        },
+    }
+}
+
+/// Decodes a synchronous trap from the guest. `fetch` reads the trapping instruction from
+/// guest memory (16 or 32 bits); it is called only when the hardware did not describe the
+/// instruction (`htinst` = 0 on a guest-page fault, `stval` = 0 on a virtual instruction)
+/// and may return `None` when it cannot.
+pub fn decode_trap(
+    trap: &Trap,
+    regs: &[u64; 32],
+    info: &VCpuInfo,
+    fetch: impl FnOnce() -> Option<u32>,
+) -> TrapAction {
+    let Trap {
+        scause,
+        stval,
+        htval,
+        htinst,
+        from_vu,
+    } = *trap;
+    let exit = |exit, pc_step| TrapAction::Exit { exit, pc_step };
+    match scause {
+        cause::VS_ECALL => TrapAction::Sbi(decode_sbi(regs, info)),
+        cause::INSN_GUEST_PAGE_FAULT => exit(
+            VmExit::NestedPageFault {
+                gpa: GuestPhysAddr::new(fault_gpa(htval, stval) as usize),
+                access: MappingFlags::EXECUTE,
+            },
+            0,
+        ),
+        cause::LOAD_GUEST_PAGE_FAULT | cause::STORE_GUEST_PAGE_FAULT => {
+            let store = scause == cause::STORE_GUEST_PAGE_FAULT;
+            let gpa = fault_gpa(htval, stval);
+            let access = if htinst != 0 {
+                decode_transformed(htinst)
+            } else {
+                fetch().and_then(decode_raw)
+            };
+            // The instruction must be the kind of access the fault says (a load for a load
+            // fault); anything else (AMOs, FP, implicit page-table accesses) is a plain
+            // nested page fault for the VMM.
+            match access {
+                Some(a) if matches!(a.op, MemOp::Store { .. }) == store => {
+                    exit(access_exit(&a, gpa, regs), a.len)
+                }
+                _ => exit(
+                    VmExit::NestedPageFault {
+                        gpa: GuestPhysAddr::new(gpa as usize),
+                        access: if store {
+                            MappingFlags::WRITE
+                        } else {
+                            MappingFlags::READ
+                        },
+                    },
+                    0,
+                ),
+            }
+        }
+        cause::VIRTUAL_INSN => {
+            let insn = match stval {
+                0 => fetch().map_or(0, u64::from),
+                v => v,
+            };
+            // A wfi from VU mode is illegal, as it is in U mode on a real machine.
+            if insn == WFI as u64 && !from_vu {
+                exit(VmExit::Halt, 4)
+            } else {
+                TrapAction::Inject {
+                    cause: cause::ILLEGAL_INSN,
+                    tval: insn,
+                }
+            }
+        }
+        _ => exit(
+            VmExit::Unsupported {
+                reason: "exception from the guest not emulated",
+                syndrome: scause,
+            },
+            0,
+        ),
+    }
+}
+
+/// Whether the hart set `(mask, base)` of an IPI or RFENCE call names this hart. `base` =
+/// -1 means every hart, taken as this one (the vCPU knows of no other). Naming another hart
+/// is SBI_ERR_INVALID_PARAM.
+fn selects_self(mask: u64, base: u64, hart_id: u64) -> Result<bool, u64> {
+    if base == u64::MAX {
+        return Ok(true);
+    }
+    let own = hart_id
+        .checked_sub(base)
+        .filter(|&bit| bit < 64)
+        .map_or(0, |bit| 1u64 << bit);
+    if mask & !own != 0 {
+        Err(sbi::ERR_INVALID_PARAM)
+    } else {
+        Ok(mask & own != 0)
+    }
+}
+
+/// Decodes an SBI call (`a7` = extension, `a6` = function, `a0`..`a5` = arguments).
+pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
+    let a = |i: usize| regs[10 + i];
+    let (eid, fid) = (regs[17], regs[16]);
+    let ok = |v| SbiAction::Reply {
+        a0: sbi::SUCCESS,
+        a1: Some(v),
+    };
+    let err = |e| SbiAction::Reply { a0: e, a1: None };
+    let exit = |exit, ret| SbiAction::Exit { exit, ret };
+    match eid {
+        sbi::EXT_BASE => match fid {
+            sbi::BASE_GET_SPEC_VERSION => ok(sbi::SPEC_VERSION),
+            sbi::BASE_GET_IMPL_ID => ok(sbi::IMPL_ID),
+            sbi::BASE_GET_IMPL_VERSION => ok(sbi::IMPL_VERSION),
+            sbi::BASE_PROBE_EXTENSION => ok(probe(a(0), info) as u64),
+            sbi::BASE_GET_MVENDORID | sbi::BASE_GET_MARCHID | sbi::BASE_GET_MIMPID => ok(0),
+            _ => err(sbi::ERR_NOT_SUPPORTED),
+        },
+        sbi::EXT_TIME if info.sstc => match fid {
+            0 => SbiAction::SetTimer { deadline: a(0) },
+            _ => err(sbi::ERR_NOT_SUPPORTED),
+        },
+        sbi::LEGACY_SET_TIMER if info.sstc => SbiAction::SetTimer { deadline: a(0) },
+        sbi::LEGACY_CONSOLE_PUTCHAR => exit(
+            VmExit::Hypercall {
+                nr: crate::SBI_CONSOLE_PUTCHAR_NR,
+                args: [a(0) & 0xff, 0, 0, 0, 0, 0],
+            },
+            RetKind::Legacy,
+        ),
+        // No console input: "no character".
+        sbi::LEGACY_CONSOLE_GETCHAR => SbiAction::Reply {
+            a0: u64::MAX,
+            a1: None,
+        },
+        sbi::LEGACY_SHUTDOWN => exit(VmExit::SystemOff, RetKind::Legacy),
+        sbi::EXT_DBCN => match fid {
+            sbi::DBCN_WRITE_BYTE => exit(
+                VmExit::Hypercall {
+                    nr: crate::SBI_CONSOLE_PUTCHAR_NR,
+                    args: [a(0) & 0xff, 0, 0, 0, 0, 0],
+                },
+                RetKind::Value,
+            ),
+            // console_write / console_read take guest memory: not here.
+            _ => err(sbi::ERR_NOT_SUPPORTED),
+        },
+        sbi::EXT_SRST => match (fid, a(0)) {
+            (0, sbi::SRST_SHUTDOWN) => exit(VmExit::SystemOff, RetKind::Status),
+            (0, sbi::SRST_COLD_REBOOT | sbi::SRST_WARM_REBOOT) => {
+                exit(VmExit::SystemReset, RetKind::Status)
+            }
+            (0, _) => err(sbi::ERR_INVALID_PARAM),
+            _ => err(sbi::ERR_NOT_SUPPORTED),
+        },
+        sbi::EXT_HSM => match fid {
+            sbi::HSM_HART_START => exit(
+                VmExit::CpuUp {
+                    target: a(0),
+                    entry: GuestPhysAddr::new(a(1) as usize),
+                    arg: a(2),
+                },
+                RetKind::Status,
+            ),
+            sbi::HSM_HART_STOP => exit(VmExit::CpuDown, RetKind::Status),
+            // The vCPU only knows about itself: every other hart reads as stopped.
+            sbi::HSM_HART_GET_STATUS if a(0) == info.hart_id => ok(sbi::HSM_STARTED),
+            sbi::HSM_HART_GET_STATUS => ok(sbi::HSM_STOPPED),
+            _ => err(sbi::ERR_NOT_SUPPORTED),
+        },
+        sbi::EXT_IPI => match (fid, selects_self(a(0), a(1), info.hart_id)) {
+            (0, Ok(true)) => SbiAction::SelfIpi,
+            (0, Ok(false)) => err(sbi::SUCCESS),
+            (0, Err(e)) => err(e),
+            _ => err(sbi::ERR_NOT_SUPPORTED),
+        },
+        sbi::EXT_RFENCE => {
+            let fence = match fid {
+                sbi::RFENCE_FENCE_I => Fence::Icache,
+                sbi::RFENCE_SFENCE_VMA | sbi::RFENCE_SFENCE_VMA_ASID => Fence::Vma,
+                // The hfence functions are for guests with the H extension: ours have none.
+                _ => return err(sbi::ERR_NOT_SUPPORTED),
+            };
+            match selects_self(a(0), a(1), info.hart_id) {
+                Ok(true) => SbiAction::Fence(fence),
+                Ok(false) => err(sbi::SUCCESS),
+                Err(e) => err(e),
+            }
+        }
+        sbi::EXT_AXVISOR => exit(
+            VmExit::Hypercall {
+                nr: fid,
+                args: [a(0), a(1), a(2), a(3), a(4), a(5)],
+            },
+            RetKind::Value,
+        ),
+        _ => err(sbi::ERR_NOT_SUPPORTED),
+    }
+}
+
+/// `probe_extension`: whether the vCPU implements extension `eid`. DBCN is not announced:
+/// only `write_byte` is implemented, and guests that find DBCN use `console_write`.
+pub fn probe(eid: u64, info: &VCpuInfo) -> bool {
+    match eid {
+        sbi::EXT_BASE
+        | sbi::EXT_HSM
+        | sbi::EXT_SRST
+        | sbi::EXT_IPI
+        | sbi::EXT_RFENCE
+        | sbi::EXT_AXVISOR
+        | sbi::LEGACY_CONSOLE_PUTCHAR
+        | sbi::LEGACY_CONSOLE_GETCHAR
+        | sbi::LEGACY_SHUTDOWN => true,
+        sbi::EXT_TIME | sbi::LEGACY_SET_TIMER => info.sstc,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,504 @@
+//! The vCPU proper: guest registers, VS-level CSRs, floating-point state, G-stage, and the
+//! run loop.
+
+use crate::decode::{
+    self, cause, decode_trap, Fence, RetKind, SbiAction, Trap, TrapAction, VCpuInfo,
+};
+use axaddrspace::{GuestPhysAddr, HostPhysAddr, RiscvSv39x4};
+use axdevice_base::AccessWidth;
+use axhal::guest::{
+    self, GuestExit, GuestRegs, HSTATUS_SPV, HSTATUS_SPVP, HSTATUS_VSXL, HSTATUS_VTW, SSTATUS_FS,
+    SSTATUS_SPP,
+};
+use axvcpu::{ArchVCpu, VCpuError, VmExit};
+use core::arch::asm;
+
+/// hedeleg: exceptions the guest handles itself (taken straight to VS mode): instruction
+/// misaligned (0), illegal instruction (2), breakpoint (3), load/store misaligned (4, 6),
+/// ecall from VU (8), and VS-stage instruction/load/store page faults (12, 13, 15).
+const HEDELEG: u64 = (1 << 0)
+    | (1 << 2)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 6)
+    | (1 << 8)
+    | (1 << 12)
+    | (1 << 13)
+    | (1 << 15);
+/// hideleg: VS software (2), timer (6) and external (10) interrupts go to the guest.
+const HIDELEG: u64 = (1 << 2) | (1 << 6) | (1 << 10);
+/// hcounteren: the guest may read `cycle`, `time` and `instret`.
+const HCOUNTEREN: u64 = 0b111;
+/// henvcfg.STCE: the guest's `stimecmp` (vstimecmp, Sstc) is live.
+const HENVCFG_STCE: u64 = 1 << 63;
+/// hvip.VSSIP: the guest's supervisor software interrupt.
+const HVIP_VSSIP: u64 = 1 << 2;
+/// sstatus.FS = Initial / Clean / Dirty.
+const FS_INITIAL: u64 = 1 << 13;
+const FS_CLEAN: u64 = 2 << 13;
+const FS_DIRTY: u64 = 3 << 13;
+/// vsstatus.SIE, SPIE, SPP.
+const VSSTATUS_SIE: u64 = 1 << 1;
+const VSSTATUS_SPIE: u64 = 1 << 5;
+const VSSTATUS_SPP: u64 = 1 << 8;
+
+/// `hfence.gvma zero, zero`: drop every guest translation (both stages, every VMID).
+macro_rules! hfence_gvma_all {
+    () => {
+        ".option push\n.option arch, +h\nhfence.gvma zero, zero\n.option pop"
+    };
+}
+/// `hfence.vvma zero, zero`: drop the running VMID's VS-stage translations.
+macro_rules! hfence_vvma_all {
+    () => {
+        ".option push\n.option arch, +h\nhfence.vvma zero, zero\n.option pop"
+    };
+}
+
+/// How to create a riscv64 vCPU.
+#[derive(Clone, Copy, Debug)]
+pub struct RiscvVCpuConfig {
+    /// The vCPU's hart id as the guest sees it (a0 at entry, SBI hart masks).
+    pub hart_id: u64,
+    /// G-stage VMID of its VM (at most 14 bits).
+    pub vmid: u16,
+}
+
+macro_rules! vs_csrs {
+    ($($name:ident = $csr:literal),* $(,)?) => {
+        /// VS-level CSRs that belong to the guest (plus `hvip`, whose VSSIP the guest
+        /// clears through `sip`).
+        #[derive(Clone, Debug, Default)]
+        struct VsCsrs {
+            $($name: u64,)*
+            /// The guest's timer compare value (Sstc).
+            vstimecmp: u64,
+        }
+
+        impl VsCsrs {
+            fn save(&mut self, sstc: bool) {
+                // SAFETY: reads VS-level CSRs from HS mode; no memory is touched.
+                $(unsafe { asm!(concat!("csrr {}, ", $csr), out(reg) self.$name, options(nomem, nostack)) };)*
+                if sstc {
+                    // SAFETY: vstimecmp exists when the CPU has Sstc.
+                    unsafe { asm!("csrr {}, 0x24d", out(reg) self.vstimecmp, options(nomem, nostack)) };
+                }
+            }
+
+            fn restore(&self, sstc: bool) {
+                // SAFETY: writes VS-level CSRs from HS mode. They only affect VS/VU mode,
+                // which only this guest uses while they hold these values.
+                $(unsafe { asm!(concat!("csrw ", $csr, ", {}"), in(reg) self.$name, options(nomem, nostack)) };)*
+                if sstc {
+                    // SAFETY: as above; vstimecmp exists when the CPU has Sstc.
+                    unsafe { asm!("csrw 0x24d, {}", in(reg) self.vstimecmp, options(nomem, nostack)) };
+                }
+            }
+        }
+    };
+}
+
+vs_csrs!(
+    vsstatus = "0x200",
+    vsie = "0x204",
+    vstvec = "0x205",
+    vsscratch = "0x240",
+    vsepc = "0x241",
+    vscause = "0x242",
+    vstval = "0x243",
+    vsatp = "0x280",
+    hvip = "0x645",
+);
+
+/// The guest's floating-point registers (F and D).
+#[repr(C)]
+#[derive(Clone, Debug, Default)]
+struct FpRegs {
+    f: [u64; 32],
+    fcsr: u64,
+}
+
+impl FpRegs {
+    /// Loads the registers into the FPU.
+    fn restore(&self) {
+        // SAFETY: turns the FPU on in HS mode (sstatus.FS) just long enough to load f0-f31
+        // and fcsr from `self`, then puts sstatus back. The hypervisor keeps no state of
+        // its own in FP registers.
+        unsafe {
+            asm!(
+                "csrrs {old}, sstatus, {fs}",
+                ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+                "fld f\\n, (\\n * 8)({p})",
+                ".endr",
+                "ld {tmp}, 256({p})",
+                "fscsr {tmp}",
+                "csrw sstatus, {old}",
+                p = in(reg) self as *const Self,
+                fs = in(reg) FS_INITIAL,
+                old = out(reg) _,
+                tmp = out(reg) _,
+                options(nostack, readonly),
+            )
+        };
+    }
+
+    /// Stores the FPU's registers into `self`.
+    fn save(&mut self) {
+        // SAFETY: as for `restore`, storing into `self`, which is exclusive.
+        unsafe {
+            asm!(
+                "csrrs {old}, sstatus, {fs}",
+                ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31",
+                "fsd f\\n, (\\n * 8)({p})",
+                ".endr",
+                "frcsr {tmp}",
+                "sd {tmp}, 256({p})",
+                "csrw sstatus, {old}",
+                p = in(reg) self as *mut Self,
+                fs = in(reg) FS_INITIAL,
+                old = out(reg) _,
+                tmp = out(reg) _,
+                options(nostack),
+            )
+        };
+    }
+}
+
+/// What the VMM's answer to the last exit completes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    None,
+    /// An MMIO load into `x[reg]`.
+    Load {
+        reg: usize,
+        width: AccessWidth,
+        sign_ext: bool,
+    },
+    /// An SBI call handed to the VMM.
+    Call(RetKind),
+}
+
+/// The trap behind the last exit, for fault injection.
+#[derive(Clone, Copy, Debug, Default)]
+struct LastTrap {
+    scause: u64,
+    stval: u64,
+    /// The guest PC of the trapping instruction.
+    pc: u64,
+}
+
+/// A riscv64 vCPU.
+pub struct RiscvVCpu {
+    regs: GuestRegs,
+    vs: VsCsrs,
+    fp: FpRegs,
+    info: VCpuInfo,
+    vmid: u16,
+    hgatp: u64,
+    pending: Pending,
+    last: LastTrap,
+}
+
+impl RiscvVCpu {
+    /// Hypervisor CSRs for this guest: delegation, counters, Sstc, and the G-stage root.
+    fn load_hs_state(&self) {
+        let henvcfg = if self.info.sstc { HENVCFG_STCE } else { 0 };
+        // SAFETY: HS-level controls for the guest about to run; none affects the
+        // hypervisor's own (V = 0) execution.
+        unsafe {
+            asm!(
+                "csrw 0x602, {hedeleg}",
+                "csrw 0x603, {hideleg}",
+                "csrw 0x606, {hcounteren}",
+                "csrw 0x605, zero",
+                "csrw 0x607, zero",
+                "csrw 0x60a, {henvcfg}",
+                hedeleg = in(reg) HEDELEG,
+                hideleg = in(reg) HIDELEG,
+                hcounteren = in(reg) HCOUNTEREN,
+                henvcfg = in(reg) henvcfg,
+                options(nomem, nostack),
+            )
+        };
+        let current: u64;
+        // SAFETY: reads hgatp.
+        unsafe { asm!("csrr {}, 0x680", out(reg) current, options(nomem, nostack)) };
+        if current != self.hgatp {
+            // SAFETY: installs this VM's G-stage root. Translations cached for another VM
+            // (QEMU's TLB does not tell VMIDs apart) are dropped before the guest runs.
+            unsafe {
+                asm!(
+                    "csrw 0x680, {}",
+                    hfence_gvma_all!(),
+                    in(reg) self.hgatp,
+                    options(nostack),
+                )
+            };
+        }
+    }
+
+    /// Delivers exception `cause` to the guest as the hardware would deliver a trap taken
+    /// in VS mode: `vsepc` = `pc`, `vscause`, `vstval`, `vsstatus.SPP` = the privilege it
+    /// came from, `SPIE` = `SIE`, `SIE` = 0; the guest continues in VS mode at `vstvec`'s
+    /// base (exceptions never use the vectored offsets). Works on the saved VS state.
+    fn inject(&mut self, cause: u64, tval: u64, pc: u64) {
+        let from_vs = self.regs.sstatus & SSTATUS_SPP != 0;
+        let mut vsstatus = self.vs.vsstatus & !(VSSTATUS_SPP | VSSTATUS_SPIE | VSSTATUS_SIE);
+        if from_vs {
+            vsstatus |= VSSTATUS_SPP;
+        }
+        if self.vs.vsstatus & VSSTATUS_SIE != 0 {
+            vsstatus |= VSSTATUS_SPIE;
+        }
+        self.vs.vsstatus = vsstatus;
+        self.vs.vscause = cause;
+        self.vs.vstval = tval;
+        self.vs.vsepc = pc;
+        self.regs.sepc = self.vs.vstvec & !3;
+        self.regs.sstatus |= SSTATUS_SPP;
+        self.pending = Pending::None;
+    }
+
+    /// Carries out an SBI call; returns the exit when the VMM must take it.
+    fn sbi(&mut self, action: SbiAction) -> Option<VmExit> {
+        self.regs.sepc = self.regs.sepc.wrapping_add(4);
+        let done = |regs: &mut GuestRegs| regs.x[10] = decode::sbi::SUCCESS;
+        match action {
+            SbiAction::Reply { a0, a1 } => {
+                self.regs.x[10] = a0;
+                if let Some(a1) = a1 {
+                    self.regs.x[11] = a1;
+                }
+            }
+            SbiAction::SetTimer { deadline } => {
+                // SAFETY: the guest's own timer compare register (Sstc, checked by the
+                // decoder); writing it also clears a pending VS timer interrupt that the new
+                // deadline has not reached.
+                unsafe { asm!("csrw 0x24d, {}", in(reg) deadline, options(nomem, nostack)) };
+                done(&mut self.regs);
+            }
+            SbiAction::Fence(Fence::Icache) => {
+                // SAFETY: orders this hart's instruction fetches after its stores.
+                unsafe { asm!("fence.i", options(nostack)) };
+                done(&mut self.regs);
+            }
+            SbiAction::Fence(Fence::Vma) => {
+                // SAFETY: drops the running VMID's VS-stage translations (hgatp is this VM's).
+                unsafe { asm!(hfence_vvma_all!(), options(nostack)) };
+                done(&mut self.regs);
+            }
+            SbiAction::SelfIpi => {
+                // SAFETY: raises the guest's own supervisor software interrupt.
+                unsafe { asm!("csrs 0x645, {}", in(reg) HVIP_VSSIP, options(nomem, nostack)) };
+                done(&mut self.regs);
+            }
+            SbiAction::Exit { exit, ret } => {
+                if ret == RetKind::Status {
+                    self.regs.x[10] = decode::sbi::ERR_FAILED;
+                }
+                self.pending = Pending::Call(ret);
+                return Some(exit);
+            }
+        }
+        None
+    }
+}
+
+impl ArchVCpu for RiscvVCpu {
+    type CreateConfig = RiscvVCpuConfig;
+
+    fn new(_vcpu_id: usize, config: RiscvVCpuConfig) -> Result<Self, VCpuError> {
+        if config.vmid >= 1 << 14 {
+            return Err(VCpuError::Unsupported("VMID wider than 14 bits"));
+        }
+        Ok(Self {
+            regs: GuestRegs::default(),
+            vs: VsCsrs::default(),
+            fp: FpRegs::default(),
+            info: VCpuInfo {
+                hart_id: config.hart_id,
+                sstc: guest::has_sstc(),
+            },
+            vmid: config.vmid,
+            hgatp: 0,
+            pending: Pending::None,
+            last: LastTrap::default(),
+        })
+    }
+
+    fn set_entry(&mut self, entry: GuestPhysAddr) {
+        self.regs.sepc = entry.as_usize() as u64;
+    }
+
+    fn set_stage2_root(&mut self, root: HostPhysAddr) {
+        self.hgatp = RiscvSv39x4::hgatp(root, self.vmid) as u64;
+    }
+
+    fn set_gpr(&mut self, idx: usize, value: u64) {
+        if (1..32).contains(&idx) {
+            self.regs.x[idx] = value;
+        }
+    }
+
+    fn setup(&mut self) -> Result<(), VCpuError> {
+        let hstatus: u64;
+        // SAFETY: reads hstatus (for its read-only VSXL field).
+        unsafe { asm!("csrr {}, 0x600", out(reg) hstatus, options(nomem, nostack)) };
+        // Registers the VMM set (a1 = DTB, ...) stay; a0 is the hart id.
+        self.regs.x[0] = 0;
+        self.regs.x[10] = self.info.hart_id;
+        self.regs.sstatus = SSTATUS_SPP | FS_INITIAL;
+        self.regs.hstatus = (hstatus & HSTATUS_VSXL) | HSTATUS_SPV | HSTATUS_SPVP | HSTATUS_VTW;
+        self.vs = VsCsrs {
+            vstimecmp: u64::MAX,
+            ..VsCsrs::default()
+        };
+        self.fp = FpRegs::default();
+        self.pending = Pending::None;
+        self.last = LastTrap::default();
+        // Check that the CPU has Sv39x4, and drop anything cached for this VMID before.
+        let irq = axhal::irq::save_and_disable();
+        let (old, got): (u64, u64);
+        // SAFETY: installs this VM's G-stage root (with interrupts masked, and puts the
+        // previous one back), then drops every cached guest translation; nothing runs in
+        // V = 1 meanwhile.
+        unsafe {
+            asm!(
+                "csrrw {old}, 0x680, {new}",
+                "csrr {got}, 0x680",
+                "csrw 0x680, {old}",
+                hfence_gvma_all!(),
+                new = in(reg) self.hgatp,
+                old = out(reg) old,
+                got = out(reg) got,
+                options(nostack),
+            )
+        };
+        let _ = old;
+        axhal::irq::restore(irq);
+        if got >> 60 != RiscvSv39x4::HGATP_MODE_SV39X4 as u64 {
+            return Err(VCpuError::Unsupported("G-stage Sv39x4 (hgatp mode 8)"));
+        }
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<VmExit, VCpuError> {
+        if self.hgatp == 0 {
+            // Without a G-stage the guest would reach host physical memory.
+            return Err(VCpuError::Unsupported(
+                "running a vCPU without a G-stage root",
+            ));
+        }
+        let irq = axhal::irq::save_and_disable();
+        self.load_hs_state();
+        self.vs.restore(self.info.sstc);
+        self.fp.restore();
+        let exit = loop {
+            let (scause, stval, htval, htinst) = match guest::run(&mut self.regs) {
+                // Still pending: the hypervisor takes it once interrupts are unmasked below.
+                GuestExit::Interrupt { .. } => break VmExit::ExternalInterrupt,
+                GuestExit::Trap {
+                    scause,
+                    stval,
+                    htval,
+                    htinst,
+                } => (scause, stval, htval, htinst),
+            };
+            self.last = LastTrap {
+                scause,
+                stval,
+                pc: self.regs.sepc,
+            };
+            let trap = Trap {
+                scause,
+                stval,
+                htval,
+                htinst,
+                from_vu: self.regs.sstatus & SSTATUS_SPP == 0,
+            };
+            // Only when the hardware did not describe the instruction (QEMU 7.2 leaves
+            // htinst 0): read it the way the guest fetched it.
+            let (pc, guest_vs) = (self.regs.sepc, self.regs.hstatus & HSTATUS_SPVP != 0);
+            let fetch = || guest::fetch_insn(pc, guest_vs);
+            match decode_trap(&trap, &self.regs.x, &self.info, fetch) {
+                TrapAction::Exit { exit, pc_step } => {
+                    self.regs.sepc = self.regs.sepc.wrapping_add(pc_step);
+                    self.pending = match exit {
+                        VmExit::MmioRead {
+                            reg,
+                            width,
+                            sign_ext,
+                            ..
+                        } => Pending::Load {
+                            reg,
+                            width,
+                            sign_ext,
+                        },
+                        _ => Pending::None,
+                    };
+                    if exit == VmExit::CpuDown {
+                        // A stopped hart keeps nothing: the next setup starts it afresh.
+                        self.regs.x = [0; 32];
+                    }
+                    break exit;
+                }
+                TrapAction::Sbi(action) => {
+                    if let Some(exit) = self.sbi(action) {
+                        if exit == VmExit::CpuDown {
+                            self.regs.x = [0; 32];
+                        }
+                        break exit;
+                    }
+                }
+                TrapAction::Inject { cause, tval } => {
+                    self.vs.save(self.info.sstc);
+                    self.inject(cause, tval, self.last.pc);
+                    self.vs.restore(self.info.sstc);
+                }
+            }
+        };
+        if self.regs.sstatus & SSTATUS_FS == FS_DIRTY {
+            self.fp.save();
+            self.regs.sstatus = (self.regs.sstatus & !SSTATUS_FS) | FS_CLEAN;
+        }
+        self.vs.save(self.info.sstc);
+        axhal::irq::restore(irq);
+        Ok(exit)
+    }
+
+    fn complete_mmio_read(&mut self, value: u64) {
+        if let Pending::Load {
+            reg,
+            width,
+            sign_ext,
+        } = self.pending
+        {
+            self.set_gpr(reg, decode::load_value(width, sign_ext, value));
+        }
+        self.pending = Pending::None;
+    }
+
+    fn set_return_value(&mut self, value: u64) {
+        match self.pending {
+            Pending::Call(RetKind::Legacy) | Pending::Call(RetKind::Status) => {
+                self.regs.x[10] = value
+            }
+            _ => {
+                self.regs.x[10] = decode::sbi::SUCCESS;
+                self.regs.x[11] = value;
+            }
+        }
+        self.pending = Pending::None;
+    }
+
+    fn inject_data_fault(&mut self, _gpa: GuestPhysAddr) {
+        // An access fault of the kind that trapped: the guest sees what a machine with no
+        // device there would give it (vstval = the virtual address it used).
+        let fault = match self.last.scause {
+            cause::INSN_GUEST_PAGE_FAULT => cause::INSN_ACCESS_FAULT,
+            cause::STORE_GUEST_PAGE_FAULT => cause::STORE_ACCESS_FAULT,
+            _ => cause::LOAD_ACCESS_FAULT,
+        };
+        self.inject(fault, self.last.stval, self.last.pc);
+    }
+}

@@ -1,0 +1,313 @@
+//! The world switch into a VS-mode guest and back.
+//!
+//! [`run`] pushes the hypervisor's callee-saved registers (with `gp`, `tp`, `sstatus`,
+//! `hstatus` and the [`GuestRegs`] pointer) on the current stack, points `sscratch` at that
+//! frame, loads the guest's registers, `sepc`, `sstatus` (SPP = the guest's privilege) and
+//! `hstatus` (SPV = 1) and `sret`s into the guest. While the hypervisor itself runs,
+//! `sscratch` is 0: the trap vector swaps `sp` with `sscratch` and, finding a non-zero value,
+//! knows the trap came from the guest. Its guest-exit path stores the guest's registers
+//! through the pointer in the frame, restores the hypervisor's state (including `tp`, the
+//! logical CPU id) and returns from [`run`]. The trap CSRs (`scause`, `stval`, `htval`,
+//! `htinst`) are read right after, before anything can trap again.
+//!
+//! The VS-level CSRs (`vsstatus`, `vsatp`, ...), `hgatp`, the delegation registers and the
+//! guest's floating-point state are the vCPU crate's business and must be loaded before.
+
+use core::mem::offset_of;
+
+const SSTATUS_SIE: u64 = 1 << 1;
+const SSTATUS_SPIE: u64 = 1 << 5;
+/// `sstatus.SPP`: the privilege the trap came from / `sret` returns to (1 = S, VS here).
+pub const SSTATUS_SPP: u64 = 1 << 8;
+/// `sstatus.FS`: floating-point unit state (0 off, 1 initial, 2 clean, 3 dirty).
+pub const SSTATUS_FS: u64 = 3 << 13;
+/// `sstatus.VS`: vector unit state, same encoding as FS.
+pub const SSTATUS_VS: u64 = 3 << 9;
+/// The `sstatus` fields [`GuestRegs::sstatus`] controls; the others stay the hypervisor's.
+pub const GUEST_SSTATUS_MASK: u64 = SSTATUS_SPP | SSTATUS_FS | SSTATUS_VS;
+/// `hstatus.SPV`: the trap came from / `sret` returns to a virtual mode.
+pub const HSTATUS_SPV: u64 = 1 << 7;
+/// `hstatus.SPVP`: the guest's privilege for HLV/HSV (1 = VS).
+pub const HSTATUS_SPVP: u64 = 1 << 8;
+/// `hstatus.VTW`: `wfi` in VS mode raises a virtual-instruction exception.
+pub const HSTATUS_VTW: u64 = 1 << 21;
+/// `hstatus.VSXL`: the guest's XLEN (read-only 2 = 64 on QEMU).
+pub const HSTATUS_VSXL: u64 = 3 << 32;
+
+/// A guest's general-purpose registers and the state `sret` uses.
+#[repr(C)]
+#[derive(Clone, Debug, Default)]
+pub struct GuestRegs {
+    /// x0..x31 (x0 is never loaded or stored).
+    pub x: [u64; 32],
+    /// Guest PC (`sepc`).
+    pub sepc: u64,
+    /// `sstatus` while the guest runs; only [`GUEST_SSTATUS_MASK`] is taken from here (SPP:
+    /// the guest's privilege, FS/VS: whether the guest may use the FPU / vector unit). After
+    /// an exit it holds the hardware's value (FS dirty if the guest wrote FP registers).
+    pub sstatus: u64,
+    /// `hstatus` while the guest runs (SPV must be set; VTW, VSXL, ...). After an exit it
+    /// holds the hardware's value (SPV, SPVP, GVA of the trap).
+    pub hstatus: u64,
+}
+
+/// Why the guest stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestExit {
+    /// A synchronous exception from the guest, with the trap CSRs.
+    Trap {
+        /// `scause` (exception code).
+        scause: u64,
+        /// `stval` (faulting guest virtual address, instruction bits, ...).
+        stval: u64,
+        /// `htval` (guest physical address >> 2 of a guest-page fault).
+        htval: u64,
+        /// `htinst` (transformed trapping instruction, or 0).
+        htinst: u64,
+    },
+    /// A hypervisor interrupt (`scause` without the interrupt bit: 1 software, 5 timer,
+    /// 9 external). It is still pending and is taken by the hypervisor's own vector as soon
+    /// as the caller unmasks interrupts.
+    Interrupt {
+        /// The interrupt number.
+        cause: u64,
+    },
+}
+
+/// Whether the CPU has Sstc (`stimecmp` / `vstimecmp`), from the boot hart's `riscv,isa`.
+pub fn has_sstc() -> bool {
+    super::sbi::HAS_SSTC.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Reads the instruction the guest would execute at virtual address `pc`, translated by the
+/// guest's own page table (`vsatp`) and its G-stage (`hgatp`), both of which must be live,
+/// with the guest's privilege `guest_vs` (true: VS, false: VU; `hstatus.SPVP` of the exit).
+/// Uses HLVX.HU (execute permission), one halfword at a time: 16 or 32 bits come back, or
+/// `None` when the guest could not fetch it either (the fault is absorbed by the trap vector).
+/// Call with interrupts masked.
+pub fn fetch_insn(pc: u64, guest_vs: bool) -> Option<u32> {
+    let old: u64;
+    let spvp = if guest_vs { HSTATUS_SPVP } else { 0 };
+    // SAFETY: sets hstatus.SPVP (the privilege of HLV/HLVX accesses), keeping the rest.
+    unsafe {
+        core::arch::asm!(
+            "csrr {old}, 0x600",
+            "and {t}, {old}, {clear}",
+            "or {t}, {t}, {spvp}",
+            "csrw 0x600, {t}",
+            old = out(reg) old,
+            t = out(reg) _,
+            clear = in(reg) !HSTATUS_SPVP,
+            spvp = in(reg) spvp,
+            options(nomem, nostack),
+        )
+    };
+    let low = hlvx_hu(pc);
+    let insn = match low {
+        Some(l) if l & 3 == 3 => hlvx_hu(pc.wrapping_add(2)).map(|h| l | h << 16),
+        other => other,
+    };
+    // SAFETY: puts hstatus back.
+    unsafe { core::arch::asm!("csrw 0x600, {}", in(reg) old, options(nomem, nostack)) };
+    insn
+}
+
+/// One HLVX.HU, or `None` if it faulted.
+fn hlvx_hu(va: u64) -> Option<u32> {
+    extern "C" {
+        fn axhal_guest_hlvx_hu(va: u64) -> u64;
+    }
+    // SAFETY: the function only reads through the guest's translation (HLVX), which the
+    // hypervisor cannot fault on fatally: the trap vector resumes a faulting HLVX at its
+    // fix-up, which returns an error. Nothing in the hypervisor's memory is touched.
+    let r = unsafe { axhal_guest_hlvx_hu(va) };
+    (r >> 16 == 0).then_some(r as u32)
+}
+
+/// Whether `sepc` is the guarded HLVX and, if so, where to resume after its fault.
+pub(super) fn hlvx_fixup(sepc: usize) -> Option<usize> {
+    extern "C" {
+        fn axhal_guest_hlvx_insn();
+        fn axhal_guest_hlvx_fixup();
+    }
+    (sepc == axhal_guest_hlvx_insn as *const () as usize)
+        .then_some(axhal_guest_hlvx_fixup as *const () as usize)
+}
+
+/// The hypervisor's frame on its stack while a guest runs (layout used by the assembly).
+#[repr(C)]
+struct HostFrame {
+    ra: u64,
+    gp: u64,
+    tp: u64,
+    s: [u64; 12],
+    /// The `GuestRegs` being run.
+    regs: u64,
+    /// The guest's a0 while the exit path frees a register.
+    guest_a0: u64,
+    sstatus: u64,
+    hstatus: u64,
+    _pad: u64,
+}
+
+const HOST_FRAME: usize = core::mem::size_of::<HostFrame>();
+/// Where the trap vector leaves the guest's a0 before jumping to `axhal_guest_exit`.
+pub(super) const HOST_FRAME_GUEST_A0: usize = offset_of!(HostFrame, guest_a0);
+const _: () = assert!(HOST_FRAME.is_multiple_of(16));
+
+extern "C" {
+    fn axhal_guest_enter(regs: *mut GuestRegs);
+}
+
+/// Runs the guest until its next trap into HS mode. Call with interrupts masked
+/// (`sstatus.SIE` = 0); `hgatp`, the VS CSRs and the delegation registers must be the
+/// guest's.
+pub fn run(regs: &mut GuestRegs) -> GuestExit {
+    let host: u64;
+    // SAFETY: reads sstatus.
+    unsafe { core::arch::asm!("csrr {}, sstatus", out(reg) host, options(nomem, nostack)) };
+    // SIE and SPIE stay clear: nothing in HS runs with interrupts on until the exit path
+    // restores the caller's sstatus.
+    regs.sstatus = (host & !(GUEST_SSTATUS_MASK | SSTATUS_SIE | SSTATUS_SPIE))
+        | (regs.sstatus & GUEST_SSTATUS_MASK);
+    regs.hstatus |= HSTATUS_SPV;
+    // SAFETY: the assembly saves every callee-saved register, gp, tp, sp, sstatus and hstatus
+    // of the hypervisor and restores them when the guest traps; it writes only through
+    // `regs`, which is exclusive. The guest runs in VS/VU mode under G-stage translation
+    // (hgatp) and cannot reach the hypervisor's memory or HS state.
+    unsafe { axhal_guest_enter(regs) };
+    let (scause, stval, htval, htinst): (u64, u64, u64, u64);
+    // SAFETY: reads the trap CSRs of the trap that just ended the guest's run (interrupts
+    // are masked, nothing has trapped since).
+    unsafe {
+        core::arch::asm!(
+            "csrr {}, scause", "csrr {}, stval", "csrr {}, 0x643", "csrr {}, 0x64a",
+            out(reg) scause, out(reg) stval, out(reg) htval, out(reg) htinst,
+            options(nomem, nostack)
+        )
+    };
+    if scause >> 63 != 0 {
+        GuestExit::Interrupt {
+            cause: scause & !(1 << 63),
+        }
+    } else {
+        GuestExit::Trap {
+            scause,
+            stval,
+            htval,
+            htinst,
+        }
+    }
+}
+
+core::arch::global_asm!(
+    "
+    .section .text
+    // u64 axhal_guest_hlvx_hu(u64 va): the halfword, or all ones if HLVX faulted.
+    .global axhal_guest_hlvx_hu
+    .global axhal_guest_hlvx_insn
+    .global axhal_guest_hlvx_fixup
+    .balign 4
+    axhal_guest_hlvx_hu:
+        .option push
+        .option arch, +h
+    axhal_guest_hlvx_insn:
+        hlvx.hu a0, (a0)
+        .option pop
+        ret
+    axhal_guest_hlvx_fixup:
+        li      a0, -1
+        ret
+
+    .global axhal_guest_enter
+    .balign 4
+    axhal_guest_enter:
+        addi    sp, sp, -{frame}
+        sd      ra, {ra}(sp)
+        sd      gp, {gp}(sp)
+        sd      tp, {tp}(sp)
+        sd      s0, {s}+0(sp)
+        sd      s1, {s}+8(sp)
+        sd      s2, {s}+16(sp)
+        sd      s3, {s}+24(sp)
+        sd      s4, {s}+32(sp)
+        sd      s5, {s}+40(sp)
+        sd      s6, {s}+48(sp)
+        sd      s7, {s}+56(sp)
+        sd      s8, {s}+64(sp)
+        sd      s9, {s}+72(sp)
+        sd      s10, {s}+80(sp)
+        sd      s11, {s}+88(sp)
+        sd      a0, {regs}(sp)
+        csrr    t0, sstatus
+        sd      t0, {hsstatus}(sp)
+        csrr    t0, 0x600
+        sd      t0, {hhstatus}(sp)
+        ld      t0, {gsepc}(a0)
+        csrw    sepc, t0
+        ld      t0, {gsstatus}(a0)
+        csrw    sstatus, t0
+        ld      t0, {ghstatus}(a0)
+        csrw    0x600, t0
+        // From here on a trap is a guest exit (see trap_entry).
+        csrw    sscratch, sp
+        .irp n, 1,2,3,4,5,6,7,8,9,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        ld      x\\n, (\\n * 8)(a0)
+        .endr
+        ld      a0, 80(a0)
+        sret
+
+    // Reached from trap_entry on a trap from the guest: sp = the frame above, sscratch = the
+    // guest's sp, the guest's a0 in the frame, a0 = scratch, every other register the guest's.
+    .global axhal_guest_exit
+    .balign 4
+    axhal_guest_exit:
+        ld      a0, {regs}(sp)
+        .irp n, 1,3,4,5,6,7,8,9,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        sd      x\\n, (\\n * 8)(a0)
+        .endr
+        csrrw   t0, sscratch, zero
+        sd      t0, 16(a0)
+        ld      t0, {ga0}(sp)
+        sd      t0, 80(a0)
+        csrr    t0, sepc
+        sd      t0, {gsepc}(a0)
+        csrr    t0, sstatus
+        sd      t0, {gsstatus}(a0)
+        csrr    t0, 0x600
+        sd      t0, {ghstatus}(a0)
+        ld      t0, {hsstatus}(sp)
+        csrw    sstatus, t0
+        ld      t0, {hhstatus}(sp)
+        csrw    0x600, t0
+        ld      ra, {ra}(sp)
+        ld      gp, {gp}(sp)
+        ld      tp, {tp}(sp)
+        ld      s0, {s}+0(sp)
+        ld      s1, {s}+8(sp)
+        ld      s2, {s}+16(sp)
+        ld      s3, {s}+24(sp)
+        ld      s4, {s}+32(sp)
+        ld      s5, {s}+40(sp)
+        ld      s6, {s}+48(sp)
+        ld      s7, {s}+56(sp)
+        ld      s8, {s}+64(sp)
+        ld      s9, {s}+72(sp)
+        ld      s10, {s}+80(sp)
+        ld      s11, {s}+88(sp)
+        addi    sp, sp, {frame}
+        ret
+    ",
+    frame = const HOST_FRAME,
+    ra = const offset_of!(HostFrame, ra),
+    gp = const offset_of!(HostFrame, gp),
+    tp = const offset_of!(HostFrame, tp),
+    s = const offset_of!(HostFrame, s),
+    regs = const offset_of!(HostFrame, regs),
+    ga0 = const offset_of!(HostFrame, guest_a0),
+    hsstatus = const offset_of!(HostFrame, sstatus),
+    hhstatus = const offset_of!(HostFrame, hstatus),
+    gsepc = const offset_of!(GuestRegs, sepc),
+    gsstatus = const offset_of!(GuestRegs, sstatus),
+    ghstatus = const offset_of!(GuestRegs, hstatus),
+);
