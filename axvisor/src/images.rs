@@ -1,9 +1,6 @@
 //! The VMs built into the hypervisor image: their config files' text and the guest images
 //! they name, chosen at build time with `AXVISOR_VMS` (see `build.rs` and docs/guests.md).
 
-// Until VMs run on riscv64, main.rs reads only `file` there; remove this with that cfg.
-#![cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
-
 /// One VM built into the image.
 pub struct EmbeddedVm {
     /// The config file it came from, as given to the build (e.g.

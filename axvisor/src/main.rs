@@ -10,7 +10,6 @@ extern crate alloc;
 
 mod banner;
 mod images;
-#[cfg(target_arch = "aarch64")]
 mod vmm;
 
 use axstd::println;
@@ -48,24 +47,11 @@ fn main() {
     start_vms(online);
 }
 
-#[cfg(target_arch = "aarch64")]
 fn start_vms(online: usize) {
     let n = vmm::start_all(online);
     if n == 0 {
         log::info!("no VMs to run; the hypervisor waits");
     }
-}
-
-#[cfg(not(target_arch = "aarch64"))]
-fn start_vms(_online: usize) {
-    for vm in images::VMS {
-        println!(
-            "vm config {}: VMs are not supported on {} yet; skipped",
-            vm.file,
-            axstd::os::ARCH
-        );
-    }
-    log::info!("no VMs to run; the hypervisor waits");
 }
 
 /// Deliberate failures, chosen with the boot argument `selftest=<name>`, that show the

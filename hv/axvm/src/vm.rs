@@ -302,10 +302,11 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         let root = self.aspace.lock().root_paddr();
         let entry = GuestPhysAddr::new(self.config.kernel.entry as usize);
         let mut v = self.vcpus.first().ok_or(VmError::NoSuchVcpu(0))?.lock();
+        // Set-up resets the registers; the boot registers go in after it.
+        v.setup(entry, root)?;
         for &(i, val) in regs {
             v.arch_mut().set_gpr(i, val);
         }
-        v.setup(entry, root)?;
         self.set_status(VmStatus::Running);
         Ok(())
     }
