@@ -5,6 +5,7 @@
 use std::{env, fs, path::PathBuf};
 
 #[path = "src/layout.rs"]
+#[allow(dead_code)] // RAM_SIZE is for the guests, not the linker script
 mod layout;
 
 fn main() {

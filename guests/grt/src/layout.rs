@@ -10,3 +10,7 @@ pub const RISCV64_RAM_BASE: u64 = 0x8000_0000;
 
 /// Size of the boot stack, which lives at the end of `.bss`.
 pub const STACK_SIZE: u64 = 64 * 1024;
+
+/// Size of the guest RAM every test VM config gives its guest: 16 MiB at the RAM base
+/// (`[[memory]] size = 0x100_0000` in `configs/vms/<arch>-<guest>.toml`).
+pub const RAM_SIZE: u64 = 16 * 1024 * 1024;

@@ -29,7 +29,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arch;
+pub mod check;
 pub mod console;
+pub mod hc;
 pub mod layout;
 pub mod mmio;
 pub mod trap;
@@ -44,6 +46,22 @@ pub const ARCH: &str = arch::NAME;
 
 /// Guest RAM base for this architecture: where the guest is linked and entered.
 pub const RAM_BASE: u64 = arch::RAM_BASE;
+
+/// Size of the guest RAM the test VM configs give a guest, from [`RAM_BASE`]
+/// ([`layout::RAM_SIZE`]).
+pub const RAM_SIZE: u64 = layout::RAM_SIZE;
+
+/// The end of the guest's image in RAM, 16-byte aligned: everything from [`RAM_BASE`] up
+/// to here is code, data, `.bss` and the boot stack (which ends `.bss`). RAM from here to
+/// `RAM_BASE + RAM_SIZE` is not used by grt.
+pub fn image_end() -> u64 {
+    extern "C" {
+        /// End of `.bss` (and of the stack), from the linker script.
+        static __bss_end: u8;
+    }
+    // Only the address is taken: the symbol is never read.
+    (&raw const __bss_end) as u64
+}
 
 /// The SBI extension id of axvisor's own hypercalls on riscv64 (`a7`; the call number goes
 /// in `a6`). Not used on aarch64, where hypercalls are `hvc #0` with the number in `x0`.

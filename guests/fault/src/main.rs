@@ -1,0 +1,96 @@
+//! Checks the "fault" policy for an unclaimed access: a read of an address outside the VM's
+//! memory and outside every device (`RAM_BASE + 0x1000_0000`) must give the guest exactly
+//! one data fault at that address, which the guest's handler skips; a write there must give
+//! a second one, and reading again a third (the hypervisor logs an address once, but faults
+//! every access). Prints `PASS fault` when every fault came as expected.
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use grt::check::Checker;
+use grt::trap::{set_data_fault_handler, DataFault, FaultAction};
+
+/// Outside the 16 MiB of RAM and every device of the VM, in both architectures' configs.
+const TARGET: u64 = grt::RAM_BASE + 0x1000_0000;
+
+static COUNT: AtomicU64 = AtomicU64::new(0);
+static ADDR: AtomicU64 = AtomicU64::new(0);
+static SYNDROME: AtomicU64 = AtomicU64::new(0);
+static PC: AtomicU64 = AtomicU64::new(0);
+static WRITE: AtomicBool = AtomicBool::new(false);
+
+fn on_fault(f: &DataFault) -> FaultAction {
+    COUNT.store(COUNT.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
+    ADDR.store(f.addr, Ordering::SeqCst);
+    SYNDROME.store(f.syndrome, Ordering::SeqCst);
+    PC.store(f.pc, Ordering::SeqCst);
+    WRITE.store(f.is_write, Ordering::SeqCst);
+    FaultAction::Skip
+}
+
+/// The syndrome of an injected fault: aarch64 ESR_EL1 EC 0x25 (data abort, same EL) with DFSC
+/// 0x10 (synchronous external abort); riscv64 scause 5 / 7 (load / store access fault).
+fn syndrome_ok(syndrome: u64, write: bool) -> bool {
+    if cfg!(target_arch = "aarch64") {
+        let ec = (syndrome >> 26) & 0x3f;
+        let dfsc = syndrome & 0x3f;
+        ec == 0x25 && dfsc == 0x10
+    } else {
+        syndrome == if write { 7 } else { 5 }
+    }
+}
+
+/// Runs `access`, which must fault exactly once at TARGET.
+fn expect_fault(c: &mut Checker, what: &str, write: bool, access: impl FnOnce()) {
+    let before = COUNT.load(Ordering::SeqCst);
+    access();
+    let n = COUNT.load(Ordering::SeqCst) - before;
+    if !c.eq(format_args!("{what}: faults"), n, 1) {
+        return;
+    }
+    let (addr, syndrome, pc) = (
+        ADDR.load(Ordering::SeqCst),
+        SYNDROME.load(Ordering::SeqCst),
+        PC.load(Ordering::SeqCst),
+    );
+    grt::println!("fault: {what}: fault at {addr:#x}, syndrome {syndrome:#x}, pc {pc:#x}");
+    c.eq(format_args!("{what}: fault address"), addr, TARGET);
+    c.ok(
+        format_args!(
+            "{what}: fault is a {}",
+            if write { "write" } else { "read" }
+        ),
+        WRITE.load(Ordering::SeqCst) == write,
+    );
+    c.ok(
+        format_args!("{what}: syndrome {syndrome:#x}"),
+        syndrome_ok(syndrome, write),
+    );
+    c.ok(
+        format_args!("{what}: pc {pc:#x} inside the guest image"),
+        (grt::RAM_BASE..grt::image_end()).contains(&pc),
+    );
+}
+
+#[no_mangle]
+fn main() {
+    let mut c = Checker::new("fault");
+    set_data_fault_handler(Some(on_fault));
+    expect_fault(&mut c, "read", false, || {
+        // SAFETY: TARGET is not memory or a device of this VM: the access faults and
+        // `on_fault` skips it; nothing is read.
+        unsafe { grt::mmio::read64(TARGET as usize) };
+    });
+    expect_fault(&mut c, "write", true, || {
+        // SAFETY: as above; nothing is written.
+        unsafe { grt::mmio::write64(TARGET as usize, 0x5555_aaaa_5555_aaaa) };
+    });
+    expect_fault(&mut c, "read again", false, || {
+        // SAFETY: as above.
+        unsafe { grt::mmio::read32(TARGET as usize) };
+    });
+    set_data_fault_handler(None);
+    c.eq("faults in all", COUNT.load(Ordering::SeqCst), 3);
+    c.finish();
+}
