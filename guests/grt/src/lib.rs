@@ -29,6 +29,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arch;
+pub mod bench;
 pub mod check;
 pub mod console;
 pub mod hc;

@@ -1,0 +1,92 @@
+//! The benchmark guest (`cargo xtask bench`, docs/performance.md). Times, with the guest's
+//! own counter, `ITERATIONS` repetitions (after `WARM_UP`) of:
+//!
+//! - `hypercall`: the VERSION hypercall (`hvc #0` with x0 = 0x100 / the axvisor SBI
+//!   extension), a round trip through the hypervisor;
+//! - `mmio-read`: a read of the UART's status register (PL011 FR, 32 bits / 16550 LSR, one
+//!   byte), which the hypervisor emulates;
+//! - `guest-exception`: the baseline, an exception the guest takes and returns from itself
+//!   (`svc #0` / `ebreak`, see `grt::bench`), without leaving the VM.
+//!
+//! and prints one line per operation, `BENCH <name> <ns_per_op> ns/op (<iterations> iters)`,
+//! then `PASS bench`. Under QEMU `-icount shift=0` a nanosecond is one instruction.
+#![no_std]
+#![no_main]
+
+use grt::bench;
+
+/// Timed repetitions of each operation.
+const ITERATIONS: u64 = 1000;
+/// Untimed repetitions first (the emulator translates the code, the caches fill).
+const WARM_UP: u64 = 10;
+
+/// axvisor's VERSION hypercall and the ABI version it returns (docs/vmm.md).
+const HC_VERSION: u64 = 0x100;
+const ABI_VERSION: u64 = 1;
+
+/// The UART status register read by `mmio-read`: PL011 FR (32-bit) / 16550 LSR (8-bit).
+#[cfg(target_arch = "aarch64")]
+const UART_STATUS: usize = 0x0900_0018;
+#[cfg(target_arch = "riscv64")]
+const UART_STATUS: usize = 0x1000_0005;
+
+fn hypercall() {
+    let version = grt::hypercall(HC_VERSION, [0; 6]);
+    if version != ABI_VERSION {
+        grt::fail(
+            "bench",
+            format_args!("VERSION hypercall returned {version:#x}, not {ABI_VERSION}"),
+        );
+        grt::power_off();
+    }
+}
+
+fn mmio_read() {
+    // SAFETY: the bench VM config maps the UART at this base; reading its status register
+    // has no side effect on the console.
+    #[cfg(target_arch = "aarch64")]
+    let _ = unsafe { grt::mmio::read32(UART_STATUS) };
+    // SAFETY: as above (the 16550's registers are bytes).
+    #[cfg(target_arch = "riscv64")]
+    let _ = unsafe { grt::mmio::read8(UART_STATUS) };
+}
+
+/// Runs `op` `WARM_UP` times, then `ITERATIONS` times between two counter reads; returns
+/// the counter ticks of the timed loop.
+#[inline(always)]
+fn time(op: impl Fn()) -> u64 {
+    for _ in 0..WARM_UP {
+        op();
+    }
+    let start = bench::counter();
+    for _ in 0..ITERATIONS {
+        op();
+    }
+    bench::counter().wrapping_sub(start)
+}
+
+fn report(name: &str, ticks: u64, hz: u64) {
+    let tenths = bench::ticks_to_tenth_ns_per_op(ticks, hz, ITERATIONS);
+    grt::println!(
+        "BENCH {name} {}.{} ns/op ({ITERATIONS} iters)",
+        tenths / 10,
+        tenths % 10
+    );
+}
+
+#[no_mangle]
+fn main() {
+    let hz = bench::counter_hz();
+    if hz == 0 {
+        grt::fail("bench", "the counter frequency reads as 0");
+        return;
+    }
+    grt::println!("bench: {} guest, counter at {hz} Hz", grt::ARCH);
+    let hypercall = time(hypercall);
+    let mmio = time(mmio_read);
+    let exception = bench::with_minimal_handler(|| time(bench::guest_exception));
+    report("hypercall", hypercall, hz);
+    report("mmio-read", mmio, hz);
+    report("guest-exception", exception, hz);
+    grt::pass("bench");
+}

@@ -1,0 +1,257 @@
+//! Measuring, for the benchmark guest (`guests/bench`, `cargo xtask bench`): the guest's
+//! own counter, and the cheapest exception round trip a guest can make without leaving the
+//! VM, which is the baseline the hypervisor's exits are compared with.
+//!
+//! Under QEMU's `-icount shift=0` guest-visible time advances by 1 ns per executed
+//! instruction (the hypervisor's included), so [`ticks_to_ns`] of a [`counter`] difference
+//! counts instructions. See `docs/performance.md`.
+//!
+//! | | aarch64 | riscv64 |
+//! |---|---|---|
+//! | [`counter`] | `isb`, then `cntvct_el0` | `rdtime` |
+//! | [`counter_hz`] | `cntfrq_el0` | [`RISCV64_TIMEBASE_HZ`] (QEMU `virt`) |
+//! | [`guest_exception`] | `svc #0` | `ebreak` (4 bytes; delegated to VS mode by the hypervisor's `hedeleg`) |
+//!
+//! [`with_minimal_handler`] installs, for the duration of a closure, an exception entry that
+//! returns from exactly that exception at once (aarch64: a vector table whose synchronous
+//! current-EL entry `eret`s an SVC; riscv64: an `stvec` handler that steps `sepc` past an
+//! `ebreak` and `sret`s). Any other exception goes on to grt's usual handling.
+
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// The timebase of QEMU's riscv64 `virt` machine (the `time` CSR), in Hz.
+pub const RISCV64_TIMEBASE_HZ: u64 = 10_000_000;
+
+/// Set while [`with_minimal_handler`] runs: a nested call would restore the wrong entry.
+/// Plain loads and stores only (grt assumes one vCPU, and exclusive accesses might not work
+/// with the MMU off).
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Reads the guest's counter (aarch64: the virtual counter after an `isb`; riscv64: the
+/// `time` CSR).
+#[inline(always)]
+pub fn counter() -> u64 {
+    let value: u64;
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads the virtual counter, which EL1 may always read; no memory is touched.
+    // The `isb` keeps the read from being taken ahead of earlier instructions.
+    unsafe {
+        asm!("isb", "mrs {}, cntvct_el0", out(reg) value, options(nostack))
+    };
+    #[cfg(target_arch = "riscv64")]
+    // SAFETY: reads the `time` CSR (hcounteren.TM lets VS mode read it); no memory is touched.
+    unsafe {
+        asm!("rdtime {}", out(reg) value, options(nostack))
+    };
+    value
+}
+
+/// The frequency of [`counter`] in Hz.
+pub fn counter_hz() -> u64 {
+    #[cfg(target_arch = "aarch64")]
+    {
+        let hz: u64;
+        // SAFETY: reads CNTFRQ_EL0, which has no side effects.
+        unsafe { asm!("mrs {}, cntfrq_el0", out(reg) hz, options(nomem, nostack)) };
+        hz
+    }
+    #[cfg(target_arch = "riscv64")]
+    {
+        RISCV64_TIMEBASE_HZ
+    }
+}
+
+/// Converts `ticks` of a counter running at `hz` into tenths of a nanosecond, divided by
+/// `ops` (so per operation), rounded to nearest. `hz` and `ops` of 0 give 0.
+pub fn ticks_to_tenth_ns_per_op(ticks: u64, hz: u64, ops: u64) -> u64 {
+    if hz == 0 || ops == 0 {
+        return 0;
+    }
+    let den = u128::from(hz) * u128::from(ops);
+    let num = u128::from(ticks) * 10_000_000_000;
+    ((num + den / 2) / den) as u64
+}
+
+/// Converts `ticks` of a counter running at `hz` into nanoseconds (0 if `hz` is 0).
+pub fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
+    ticks_to_tenth_ns_per_op(ticks, hz, 1) / 10
+}
+
+/// One exception round trip that stays inside the guest: `svc #0` (aarch64) or a 4-byte
+/// `ebreak` (riscv64). Only call it inside [`with_minimal_handler`]; anywhere else grt
+/// reports it as an unexpected exception.
+#[inline(always)]
+pub fn guest_exception() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: with the minimal handler installed, `svc #0` returns to the next instruction
+    // with every register and the flags (restored from SPSR_EL1) unchanged. The handler
+    // pushes one register below `sp`, like any exception entry.
+    unsafe {
+        asm!("svc #0")
+    };
+    #[cfg(target_arch = "riscv64")]
+    // SAFETY: with the minimal handler installed, the `ebreak` (forced to its 4-byte form,
+    // which the handler steps over) returns to the next instruction with every register
+    // unchanged; the handler touches only `sscratch`, `sepc` and its own `t0`, restored.
+    unsafe {
+        asm!(
+            ".option push",
+            ".option norvc",
+            "ebreak",
+            ".option pop",
+            options(nomem, nostack)
+        )
+    };
+}
+
+/// Runs `f` with the minimal exception entry installed (see the module documentation),
+/// then puts grt's own entry back. Panics if called while already installed.
+pub fn with_minimal_handler<R>(f: impl FnOnce() -> R) -> R {
+    assert!(
+        !INSTALLED.load(Ordering::SeqCst),
+        "grt::bench::with_minimal_handler is not reentrant"
+    );
+    INSTALLED.store(true, Ordering::SeqCst);
+    let saved = imp::install();
+    let result = f();
+    imp::restore(saved);
+    INSTALLED.store(false, Ordering::SeqCst);
+    result
+}
+
+#[cfg(target_arch = "aarch64")]
+mod imp {
+    use core::arch::asm;
+
+    /// Points VBAR_EL1 at the minimal vectors; returns the previous VBAR_EL1.
+    pub fn install() -> u64 {
+        let saved: u64;
+        // SAFETY: `grt_bench_vectors` is a complete, 2 KiB aligned vector table (below); every
+        // entry but the SVC fast path branches to grt's own entry for the same vector.
+        unsafe {
+            asm!(
+                "mrs {saved}, vbar_el1",
+                "adrp {new}, grt_bench_vectors",
+                "add {new}, {new}, :lo12:grt_bench_vectors",
+                "msr vbar_el1, {new}",
+                "isb",
+                saved = out(reg) saved,
+                new = out(reg) _,
+                options(nostack),
+            )
+        };
+        saved
+    }
+
+    /// Puts VBAR_EL1 back to `saved`.
+    pub fn restore(saved: u64) {
+        // SAFETY: `saved` is the vector base `install` replaced (grt's own table).
+        unsafe { asm!("msr vbar_el1, {}", "isb", in(reg) saved, options(nostack)) };
+    }
+}
+
+// aarch64: a vector table like grt's. Entry 4 (synchronous, current EL with SP_EL1) returns
+// at once from an SVC (ESR_EL1.EC 0x15; ELR_EL1 already points after the `svc`; the flags
+// `cmp` changes come back from SPSR_EL1) and hands anything else to grt's entry 4. Every
+// other entry branches straight to grt's entry of the same index.
+#[cfg(target_arch = "aarch64")]
+global_asm!(
+    r#"
+    .macro GRT_BENCH_FORWARD index
+    .balign 0x80
+    b    grt_vectors + \index * 0x80
+    .endm
+
+    .section .text.grt_bench_vectors, "ax"
+    .balign 0x800
+    .global grt_bench_vectors
+grt_bench_vectors:
+    GRT_BENCH_FORWARD 0
+    GRT_BENCH_FORWARD 1
+    GRT_BENCH_FORWARD 2
+    GRT_BENCH_FORWARD 3
+    .balign 0x80
+    str  x0, [sp, #-16]!
+    mrs  x0, esr_el1
+    lsr  x0, x0, #26
+    cmp  x0, #0x15
+    ldr  x0, [sp], #16
+    b.ne grt_vectors + 4 * 0x80
+    eret
+    GRT_BENCH_FORWARD 5
+    GRT_BENCH_FORWARD 6
+    GRT_BENCH_FORWARD 7
+    GRT_BENCH_FORWARD 8
+    GRT_BENCH_FORWARD 9
+    GRT_BENCH_FORWARD 10
+    GRT_BENCH_FORWARD 11
+    GRT_BENCH_FORWARD 12
+    GRT_BENCH_FORWARD 13
+    GRT_BENCH_FORWARD 14
+    GRT_BENCH_FORWARD 15
+"#
+);
+
+#[cfg(target_arch = "riscv64")]
+mod imp {
+    use core::arch::asm;
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    /// grt's `stvec` while the minimal handler is installed: where its fallback goes.
+    #[no_mangle]
+    static GRT_BENCH_SAVED_STVEC: AtomicU64 = AtomicU64::new(0);
+
+    /// Points `stvec` at the minimal handler; returns the previous `stvec`.
+    pub fn install() -> u64 {
+        let saved: u64;
+        // SAFETY: reads stvec; no side effects.
+        unsafe { asm!("csrr {}, stvec", out(reg) saved, options(nomem, nostack)) };
+        GRT_BENCH_SAVED_STVEC.store(saved, Ordering::SeqCst);
+        // SAFETY: `grt_bench_trap` (below) is 4-byte aligned (direct mode) and returns from a
+        // breakpoint or hands the trap back to the saved handler.
+        unsafe {
+            asm!(
+                "lla {t}, grt_bench_trap",
+                "csrw stvec, {t}",
+                t = out(reg) _,
+                options(nomem, nostack),
+            )
+        };
+        saved
+    }
+
+    /// Puts `stvec` back to `saved`.
+    pub fn restore(saved: u64) {
+        // SAFETY: `saved` is the trap entry `install` replaced (grt's own).
+        unsafe { asm!("csrw stvec, {}", in(reg) saved, options(nomem, nostack)) };
+    }
+}
+
+// riscv64: a breakpoint (scause 3) returns at once past the 4-byte `ebreak`. Anything else
+// puts grt's handler back in `stvec` and `sret`s to the trapping instruction, which traps
+// again (or, for an interrupt, is interrupted again) into grt's handler: `sret` restores the
+// privilege and SIE the trap saved. `t0` is kept in `sscratch`, which grt does not use.
+#[cfg(target_arch = "riscv64")]
+global_asm!(
+    r#"
+    .section .text.grt_bench_trap, "ax"
+    .balign 4
+    .global grt_bench_trap
+grt_bench_trap:
+    csrw sscratch, t0
+    csrr t0, scause
+    addi t0, t0, -3
+    bnez t0, 1f
+    csrr t0, sepc
+    addi t0, t0, 4
+    csrw sepc, t0
+    csrr t0, sscratch
+    sret
+1:  lla  t0, GRT_BENCH_SAVED_STVEC
+    ld   t0, 0(t0)
+    csrw stvec, t0
+    csrr t0, sscratch
+    sret
+"#
+);
