@@ -1,7 +1,7 @@
 //! Checks the VM's RAM: every 64-bit word from the end of the guest's own image (code,
 //! data, `.bss` and stack) to the end of its RAM (`grt::RAM_BASE + grt::RAM_SIZE`, 16 MiB
-//! in every config) gets an address-derived value, then all are read back; then the same
-//! with every value inverted. Writing everything before reading anything back also catches
+//! in every config) must read as zero at boot; then each gets an address-derived value and
+//! all are read back; then the same with every value inverted. Writing everything before reading anything back also catches
 //! two addresses backed by the same memory. Prints the first mismatch and `FAIL memory`, or
 //! `PASS memory`.
 #![no_std]
@@ -20,6 +20,20 @@ type Mismatch = (u64, u64, u64);
 
 /// The value a pass writes to the word at an address.
 type Pattern = fn(u64) -> u64;
+
+/// Checks that every word of `[start, end)` is zero.
+fn zero(start: u64, end: u64) -> Result<(), Mismatch> {
+    let mut a = start;
+    while a < end {
+        // SAFETY: as in `pass`.
+        let got = unsafe { read_volatile(a as *const u64) };
+        if got != 0 {
+            return Err((a, got, 0));
+        }
+        a += 8;
+    }
+    Ok(())
+}
 
 /// Writes `value(addr)` to every word of `[start, end)`, then checks them all.
 fn pass(start: u64, end: u64, value: impl Fn(u64) -> u64) -> Result<(), Mismatch> {
@@ -59,6 +73,16 @@ fn main() {
         "memory: testing [{start:#x}, {end:#x}) ({} KiB) in 64-bit words",
         (end - start) / 1024
     );
+    // The hypervisor zeroes a VM's RAM before the guest sees it (docs/addrspace.md): nothing
+    // of the hypervisor's or another VM's data shows through.
+    if let Err((addr, got, _)) = zero(start, end) {
+        grt::fail(
+            "memory",
+            format_args!("RAM not zeroed at boot: at {addr:#x}: got {got:#018x}"),
+        );
+        return;
+    }
+    grt::println!("memory: zero at boot: ok");
     let passes: [(&str, Pattern); 2] =
         [("address pattern", pattern), ("inverted", |a| !pattern(a))];
     for (name, value) in passes {

@@ -238,6 +238,107 @@ mod arch {
         w32(0x100, 0xffff_ffff);
         c.eq("unimplemented offset 0x100", r32(0x100), 0);
         c.eq("unimplemented offset 0xfdc", r32(0xfdc), 0);
+
+        loads_and_stores(c);
+    }
+
+    /// Loads the hypervisor must complete as the instruction says: sign-extended (`ldrs*`),
+    /// into a W register (upper 32 bits cleared) or an X register; stores of the zero
+    /// register. Each destination starts as a junk value, so a load that leaves bits of it
+    /// shows.
+    fn loads_and_stores(c: &mut Checker) {
+        const JUNK: u64 = 0xdead_beef_dead_beef;
+        macro_rules! load {
+            ($insn:literal, $off:expr) => {{
+                let v: u64;
+                // SAFETY: a single load from a PL011 register without read side effects
+                // (ID registers, IBRD); only `v` is written.
+                unsafe {
+                    core::arch::asm!(
+                        $insn,
+                        v = inout(reg) JUNK => v,
+                        a = in(reg) BASE + $off,
+                        options(nostack)
+                    )
+                };
+                v
+            }};
+        }
+        macro_rules! insn {
+            ($insn:literal, $off:expr) => {
+                // SAFETY: a single store of the zero register to a stored PL011 register, or a
+                // load from one into the zero register.
+                unsafe { core::arch::asm!($insn, a = in(reg) BASE + $off, options(nostack)) }
+            };
+        }
+        const CELL_ID1: usize = ID + 0x14; // 0xf0: bit 7 set
+        const PERIPH_ID0: usize = ID; // 0x11: bit 7 clear
+
+        let saved = r32(IBRD);
+        c.eq("ldrb w (0xf0)", load!("ldrb {v:w}, [{a}]", CELL_ID1), 0xf0);
+        c.eq(
+            "ldrsb x (0xf0)",
+            load!("ldrsb {v:x}, [{a}]", CELL_ID1),
+            0xffff_ffff_ffff_fff0,
+        );
+        c.eq(
+            "ldrsb w (0xf0)",
+            load!("ldrsb {v:w}, [{a}]", CELL_ID1),
+            0xffff_fff0,
+        );
+        c.eq(
+            "ldrsb x (0x11)",
+            load!("ldrsb {v:x}, [{a}]", PERIPH_ID0),
+            0x11,
+        );
+        c.eq("ldr w (0xf0)", load!("ldr {v:w}, [{a}]", CELL_ID1), 0xf0);
+        w32(IBRD, 0x8001);
+        c.eq("ldrh w (0x8001)", load!("ldrh {v:w}, [{a}]", IBRD), 0x8001);
+        c.eq(
+            "ldrsh x (0x8001)",
+            load!("ldrsh {v:x}, [{a}]", IBRD),
+            0xffff_ffff_ffff_8001,
+        );
+        c.eq(
+            "ldrsh w (0x8001)",
+            load!("ldrsh {v:w}, [{a}]", IBRD),
+            0xffff_8001,
+        );
+        c.eq(
+            "ldrsb x (low byte 0x01)",
+            load!("ldrsb {v:x}, [{a}]", IBRD),
+            0x01,
+        );
+        c.eq(
+            "ldrsw x (0x8001)",
+            load!("ldrsw {v:x}, [{a}]", IBRD),
+            0x8001,
+        );
+        w32(IBRD, 0x7f80);
+        c.eq(
+            "ldrsh x (0x7f80)",
+            load!("ldrsh {v:x}, [{a}]", IBRD),
+            0x7f80,
+        );
+        c.eq(
+            "ldrsb x (low byte 0x80)",
+            load!("ldrsb {v:x}, [{a}]", IBRD),
+            0xffff_ffff_ffff_ff80,
+        );
+
+        // Register 31 in a load or store is the zero register, not SP.
+        w32(IBRD, 0x1234);
+        insn!("str wzr, [{a}]", IBRD);
+        c.eq("str wzr", r32(IBRD), 0);
+        w32(IBRD, 0x1234);
+        insn!("strh wzr, [{a}]", IBRD);
+        c.eq("strh wzr", r32(IBRD), 0);
+        w32(IBRD, 0x34);
+        insn!("strb wzr, [{a}]", IBRD);
+        c.eq("strb wzr", r32(IBRD), 0);
+        // A load into the zero register is discarded (and must not disturb anything).
+        insn!("ldr wzr, [{a}]", IBRD);
+        w32(IBRD, saved);
     }
 }
 
@@ -373,8 +474,111 @@ mod arch {
         // SAFETY: offset 0x10 is inside the 16550's window and past its registers.
         c.eq("offset 0x10 64-bit", unsafe { read64(BASE + 0x10) }, 0);
 
+        loads_and_stores(c);
+
         let (n, _, _) = faults::seen();
         c.eq("data faults during the checks", n, 0);
         grt::trap::set_data_fault_handler(None);
+    }
+
+    /// Loads the hypervisor must complete as the instruction says: `lb`/`lh`/`lw`
+    /// sign-extend, `lbu` does not, and compressed loads and stores (2 bytes long: the
+    /// guest must resume right after them, which `c.li` checks) work like the others.
+    fn loads_and_stores(c: &mut Checker) {
+        const JUNK: u64 = 0xdead_beef_dead_beef;
+        const MSR: usize = 6;
+        macro_rules! load {
+            ($insn:literal, $off:expr) => {{
+                let v: u64;
+                // SAFETY: a single load from a 16550 register whose read has no side effect
+                // that matters here (MSR, MCR, SCR, DLL); only `v` is written.
+                unsafe {
+                    core::arch::asm!(
+                        $insn,
+                        v = inout(reg) JUNK => v,
+                        a = in(reg) BASE + $off,
+                        options(nostack)
+                    )
+                };
+                v
+            }};
+        }
+        // MSR: CTS, DSR and DCD set, so bit 7 is set.
+        c.eq("MSR", u64::from(r8(MSR)), 0xb0);
+        c.eq("lbu (0xb0)", load!("lbu {v}, 0({a})", MSR), 0xb0);
+        c.eq(
+            "lb (0xb0)",
+            load!("lb {v}, 0({a})", MSR),
+            0xffff_ffff_ffff_ffb0,
+        );
+        c.eq("lh (0x00b0)", load!("lh {v}, 0({a})", MSR), 0xb0);
+        c.eq("lhu (0x00b0)", load!("lhu {v}, 0({a})", MSR), 0xb0);
+        w8(SCR, 0x7f);
+        c.eq("lb (0x7f)", load!("lb {v}, 0({a})", SCR), 0x7f);
+        w8(SCR, 0x80);
+        c.eq(
+            "lb (0x80)",
+            load!("lb {v}, 0({a})", SCR),
+            0xffff_ffff_ffff_ff80,
+        );
+        c.eq(
+            "lw at 4 (MCR)",
+            load!("lw {v}, 0({a})", MCR),
+            u64::from(r8(MCR)),
+        );
+
+        // Compressed accesses (registers x8-x15 only): c.sw / c.lw on MCR, then c.sd / c.ld
+        // on DLL with DLAB set (nothing printed meanwhile). `c.li` right after each one must
+        // run: a hypervisor stepping 4 bytes over a 2-byte instruction would skip it.
+        let saved_mcr = r8(MCR);
+        let saved_lcr = r8(LCR);
+        let (mcr, sw_next, lw_next, dll, sd_next, ld_next): (u64, u64, u64, u64, u64, u64);
+        // SAFETY: `a4` holds MCR's address (4-byte aligned), then DLL's (offset 0 with DLAB
+        // set, so no THR write or RBR read; 8-byte aligned). Only a1, a2, a3 and a5 are
+        // written besides the two UART registers, which are restored below.
+        unsafe {
+            core::arch::asm!(
+                "li a1, 0",
+                "li a2, 0",
+                "c.sw a5, 0(a4)",
+                "c.li a1, 1",
+                "li a3, 0",
+                "c.lw a3, 0(a4)",
+                "c.li a2, 1",
+                in("a4") BASE + MCR,
+                in("a5") 0x0000_000bu64,
+                out("a3") mcr,
+                out("a1") sw_next,
+                out("a2") lw_next,
+                options(nostack)
+            );
+        }
+        w8(LCR, 0x03 | LCR_DLAB);
+        // SAFETY: as above.
+        unsafe {
+            core::arch::asm!(
+                "li a1, 0",
+                "li a2, 0",
+                "c.sd a5, 0(a4)",
+                "c.li a1, 1",
+                "li a3, 0",
+                "c.ld a3, 0(a4)",
+                "c.li a2, 1",
+                in("a4") BASE + DLL,
+                in("a5") 0x1234_5678_9abc_de5au64,
+                out("a3") dll,
+                out("a1") sd_next,
+                out("a2") ld_next,
+                options(nostack)
+            );
+        }
+        w8(LCR, saved_lcr);
+        w8(MCR, saved_mcr);
+        c.eq("c.sw / c.lw on MCR", mcr, 0x0b);
+        c.eq("instruction after c.sw ran", sw_next, 1);
+        c.eq("instruction after c.lw ran", lw_next, 1);
+        c.eq("c.sd / c.ld on DLL", dll, 0x5a);
+        c.eq("instruction after c.sd ran", sd_next, 1);
+        c.eq("instruction after c.ld ran", ld_next, 1);
     }
 }
