@@ -3,6 +3,7 @@
 //! Every action a person or CI performs is a verb here; see `docs/xtask.md`.
 
 mod arch;
+mod bench;
 mod ci;
 mod guests;
 mod image;
@@ -44,6 +45,8 @@ enum Command {
     Test(TestArgs),
     /// Work with VM config files (`vmconfig check FILE...`).
     Vmconfig(vmconfig::VmconfigArgs),
+    /// Measure hypercall and emulated-MMIO round trips in guest instructions (QEMU -icount).
+    Bench(bench::BenchArgs),
 }
 
 /// Arguments of `cargo xtask build`.
@@ -141,5 +144,6 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Test(args) => ci::test(args.scenarios.as_deref()),
         Command::Vmconfig(args) => vmconfig::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
