@@ -85,9 +85,21 @@ struct RunArgs {
     #[arg(long, value_name = "ARGS")]
     append: Option<String>,
     /// Build this VM config (and the guest images it names) into the image; repeatable.
+    /// Without it, `run` boots the default demo (`DEMO_VMS`); `--no-vms` boots none.
     #[arg(long = "vm", value_name = "FILE")]
     vms: Vec<PathBuf>,
+    /// Boot the hypervisor alone, without the default demo VMs.
+    #[arg(long, conflicts_with = "vms")]
+    no_vms: bool,
 }
+
+/// The default demo of `cargo xtask run`: three test-guest VMs side by side on CPUs 3, 1 and
+/// 2 (`{arch}` is replaced by the architecture).
+const DEMO_VMS: [&str; 3] = [
+    "configs/vms/{arch}-memory.toml",
+    "configs/vms/{arch}-hello.toml",
+    "configs/vms/{arch}-hypercall.toml",
+];
 
 /// Arguments of `cargo xtask test`.
 #[derive(Debug, Args)]
@@ -122,7 +134,16 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Run(args) => {
             let machine = qemu::Machine::new(args.arch, args.cpus, args.gic, args.mem)?;
-            let vms = VmSet::from_cli(&args.vms)?;
+            let demo: Vec<PathBuf> = DEMO_VMS
+                .iter()
+                .map(|p| PathBuf::from(p.replace("{arch}", args.arch.name())))
+                .collect();
+            let chosen = match (args.no_vms, args.vms.is_empty()) {
+                (true, _) => &Vec::new(),
+                (false, true) => &demo,
+                (false, false) => &args.vms,
+            };
+            let vms = VmSet::from_cli(chosen)?;
             setup::ensure()?;
             let image = image::build(args.arch, &vms)?;
             let mut extra = Vec::new();
