@@ -13,6 +13,7 @@
 #![cfg(target_os = "none")]
 
 mod arch;
+mod boot;
 mod mmio;
 
 pub mod console;

@@ -7,29 +7,6 @@ use crate::power::fatal;
 use aarch64_cpu::registers::*;
 use axconfig::{dtb::UartKind, MAX_CPUS, STACK_SIZE};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicUsize, Ordering};
-
-/// Stack of the boot CPU until it becomes its first task.
-#[repr(C, align(16))]
-struct BootStack([u8; STACK_SIZE]);
-
-#[no_mangle]
-static mut BOOT_STACK: BootStack = BootStack([0; STACK_SIZE]);
-
-/// Top of each secondary CPU's stack, read by `secondary_entry` before Rust runs.
-#[no_mangle]
-static SECONDARY_STACK_TOP: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
-
-pub fn set_secondary_stack(cpu: usize, top: usize) {
-    SECONDARY_STACK_TOP[cpu].store(top, Ordering::Release);
-}
-
-pub fn secondary_entry_addr() -> usize {
-    extern "C" {
-        fn secondary_entry();
-    }
-    secondary_entry as *const () as usize
-}
 
 core::arch::global_asm!(
     "

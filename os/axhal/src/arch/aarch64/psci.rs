@@ -39,8 +39,8 @@ fn method() -> PsciMethod {
 
 /// Starts the CPU with MPIDR affinity `hw_id` at the secondary entry point, passing `cpu`.
 pub fn start_cpu(cpu: usize, hw_id: usize, stack_top: usize) -> Result<(), StartError> {
-    super::boot::set_secondary_stack(cpu, stack_top);
-    let entry = super::boot::secondary_entry_addr();
+    crate::boot::set_secondary_stack(cpu, stack_top);
+    let entry = crate::boot::secondary_entry_addr();
     match call(method(), CPU_ON, hw_id as u64, entry as u64, cpu as u64) {
         0 => Ok(()),
         e => Err(StartError::Firmware(e as isize)),

@@ -4,29 +4,7 @@ use super::{mmu, plic, sbi, trap, TIMEBASE_HZ};
 use crate::platform;
 use crate::power::fatal;
 use axconfig::{MAX_CPUS, STACK_SIZE};
-use core::sync::atomic::{AtomicUsize, Ordering};
-
-/// Stack of the boot hart until it becomes its first task.
-#[repr(C, align(16))]
-struct BootStack([u8; STACK_SIZE]);
-
-#[no_mangle]
-static mut BOOT_STACK: BootStack = BootStack([0; STACK_SIZE]);
-
-/// Top of each secondary hart's stack, read by `secondary_entry` before Rust runs.
-#[no_mangle]
-static SECONDARY_STACK_TOP: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
-
-pub fn set_secondary_stack(cpu: usize, top: usize) {
-    SECONDARY_STACK_TOP[cpu].store(top, Ordering::Release);
-}
-
-pub fn secondary_entry_addr() -> usize {
-    extern "C" {
-        fn secondary_entry();
-    }
-    secondary_entry as *const () as usize
-}
+use core::sync::atomic::Ordering;
 
 core::arch::global_asm!(
     "

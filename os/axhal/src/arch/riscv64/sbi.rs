@@ -53,8 +53,8 @@ pub fn send_ipi(cpu: usize) {
 
 /// Starts hart `hw_id` at the secondary entry point through SBI HSM, passing `cpu`.
 pub fn start_cpu(cpu: usize, hw_id: usize, stack_top: usize) -> Result<(), StartError> {
-    super::boot::set_secondary_stack(cpu, stack_top);
-    let ret = sbi_rt::hart_start(hw_id, super::boot::secondary_entry_addr(), cpu);
+    crate::boot::set_secondary_stack(cpu, stack_top);
+    let ret = sbi_rt::hart_start(hw_id, crate::boot::secondary_entry_addr(), cpu);
     match ret.is_ok() {
         true => Ok(()),
         false => Err(StartError::Firmware(ret.error as isize)),
