@@ -344,8 +344,9 @@ impl ArchVCpu for RiscvVCpu {
         let hstatus: u64;
         // SAFETY: reads hstatus (for its read-only VSXL field).
         unsafe { asm!("csrr {}, 0x600", out(reg) hstatus, options(nomem, nostack)) };
-        // Registers the VMM set (a1 = DTB, ...) stay; a0 is the hart id.
-        self.regs.x[0] = 0;
+        // A clean start (also after a VM reset): every register zero but a0 = hart id; the VMM
+        // sets its boot registers (a1 = DTB, ...) after set-up.
+        self.regs.x = [0; 32];
         self.regs.x[10] = self.info.hart_id;
         self.regs.sstatus = SSTATUS_SPP | FS_INITIAL;
         self.regs.hstatus = (hstatus & HSTATUS_VSXL) | HSTATUS_SPV | HSTATUS_SPVP | HSTATUS_VTW;

@@ -4,13 +4,36 @@ use super::{mmu, plic, sbi, trap, TIMEBASE_HZ};
 use crate::platform;
 use crate::power::fatal;
 use axconfig::{MAX_CPUS, STACK_SIZE};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Set by the first hart to enter `_start`; in `.data` so that zeroing `.bss` keeps it.
+#[no_mangle]
+#[link_section = ".data"]
+static BOOTED: AtomicUsize = AtomicUsize::new(0);
+
+/// The logical id of the CPU being started through SBI HSM (see `_start`).
+#[no_mangle]
+static STARTING_CPU: AtomicUsize = AtomicUsize::new(0);
+
+/// Records which CPU is being started, for a hart that OpenSBI sends to `_start`.
+pub fn set_starting_cpu(cpu: usize) {
+    STARTING_CPU.store(cpu, Ordering::Release);
+}
 
 core::arch::global_asm!(
     "
     .section .text.head, \"ax\"
     .global _start
     _start:
+        // OpenSBI 1.1 can let a hart that is being started through HSM go before it has
+        // stored the new entry point; that hart then arrives here, at the cold-boot entry,
+        // a second time. Send any arrival after the first down the secondary path, as the
+        // CPU being started (starts are one at a time).
+        la      t0, BOOTED
+        ld      t1, 0(t0)
+        bnez    t1, 3f
+        li      t1, 1
+        sd      t1, 0(t0)
         mv      s0, a0                  // a0: hart id, a1: DTB address
         mv      s1, a1
         la      sp, BOOT_STACK
@@ -25,6 +48,9 @@ core::arch::global_asm!(
     2:  mv      a0, s0
         mv      a1, s1
         call    axhal_primary_init
+    3:  la      t0, STARTING_CPU
+        ld      a1, 0(t0)
+        j       secondary_entry
 
     .section .text
     .global secondary_entry

@@ -54,6 +54,7 @@ pub fn send_ipi(cpu: usize) {
 /// Starts hart `hw_id` at the secondary entry point through SBI HSM, passing `cpu`.
 pub fn start_cpu(cpu: usize, hw_id: usize, stack_top: usize) -> Result<(), StartError> {
     crate::boot::set_secondary_stack(cpu, stack_top);
+    super::boot::set_starting_cpu(cpu);
     let ret = sbi_rt::hart_start(hw_id, crate::boot::secondary_entry_addr(), cpu);
     match ret.is_ok() {
         true => Ok(()),
