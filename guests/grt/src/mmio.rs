@@ -9,76 +9,47 @@
 //! (or memory) it may access with that width, and that the access has no effect the program
 //! does not expect.
 
-use crate::arch::mmio as imp;
+use core::arch::asm;
 
-/// Reads 8 bits from `addr`.
-///
-/// # Safety
-/// See the [module documentation](self).
-pub unsafe fn read8(addr: usize) -> u8 {
-    // SAFETY: forwarded from the caller.
-    unsafe { imp::read8(addr) }
+/// Defines one read and one write accessor per line, each a single load or store.
+macro_rules! accessors {
+    ($($read:ident, $write:ident, $ty:ty, $what:literal, $load:literal, $store:literal;)*) => {$(
+        #[doc = concat!("Reads ", $what, " from `addr`.")]
+        ///
+        /// # Safety
+        /// See the [module documentation](self).
+        pub unsafe fn $read(addr: usize) -> $ty {
+            let value: u64;
+            // SAFETY: the caller guarantees `addr` may be read with this width.
+            unsafe { asm!($load, v = out(reg) value, a = in(reg) addr, options(nostack)) };
+            value as $ty
+        }
+
+        #[doc = concat!("Writes ", $what, " to `addr`.")]
+        ///
+        /// # Safety
+        /// See the [module documentation](self).
+        pub unsafe fn $write(addr: usize, value: $ty) {
+            // SAFETY: the caller guarantees `addr` may be written with this width.
+            unsafe {
+                asm!($store, v = in(reg) u64::from(value), a = in(reg) addr, options(nostack))
+            };
+        }
+    )*};
 }
 
-/// Reads 16 bits from `addr` (2-byte aligned).
-///
-/// # Safety
-/// See the [module documentation](self).
-pub unsafe fn read16(addr: usize) -> u16 {
-    // SAFETY: forwarded from the caller.
-    unsafe { imp::read16(addr) }
+#[cfg(target_arch = "aarch64")]
+accessors! {
+    read8, write8, u8, "8 bits", "ldrb {v:w}, [{a}]", "strb {v:w}, [{a}]";
+    read16, write16, u16, "16 bits (2-byte aligned)", "ldrh {v:w}, [{a}]", "strh {v:w}, [{a}]";
+    read32, write32, u32, "32 bits (4-byte aligned)", "ldr {v:w}, [{a}]", "str {v:w}, [{a}]";
+    read64, write64, u64, "64 bits (8-byte aligned)", "ldr {v:x}, [{a}]", "str {v:x}, [{a}]";
 }
 
-/// Reads 32 bits from `addr` (4-byte aligned).
-///
-/// # Safety
-/// See the [module documentation](self).
-pub unsafe fn read32(addr: usize) -> u32 {
-    // SAFETY: forwarded from the caller.
-    unsafe { imp::read32(addr) }
-}
-
-/// Reads 64 bits from `addr` (8-byte aligned).
-///
-/// # Safety
-/// See the [module documentation](self).
-pub unsafe fn read64(addr: usize) -> u64 {
-    // SAFETY: forwarded from the caller.
-    unsafe { imp::read64(addr) }
-}
-
-/// Writes 8 bits to `addr`.
-///
-/// # Safety
-/// See the [module documentation](self).
-pub unsafe fn write8(addr: usize, value: u8) {
-    // SAFETY: forwarded from the caller.
-    unsafe { imp::write8(addr, value) }
-}
-
-/// Writes 16 bits to `addr` (2-byte aligned).
-///
-/// # Safety
-/// See the [module documentation](self).
-pub unsafe fn write16(addr: usize, value: u16) {
-    // SAFETY: forwarded from the caller.
-    unsafe { imp::write16(addr, value) }
-}
-
-/// Writes 32 bits to `addr` (4-byte aligned).
-///
-/// # Safety
-/// See the [module documentation](self).
-pub unsafe fn write32(addr: usize, value: u32) {
-    // SAFETY: forwarded from the caller.
-    unsafe { imp::write32(addr, value) }
-}
-
-/// Writes 64 bits to `addr` (8-byte aligned).
-///
-/// # Safety
-/// See the [module documentation](self).
-pub unsafe fn write64(addr: usize, value: u64) {
-    // SAFETY: forwarded from the caller.
-    unsafe { imp::write64(addr, value) }
+#[cfg(target_arch = "riscv64")]
+accessors! {
+    read8, write8, u8, "8 bits", "lbu {v}, 0({a})", "sb {v}, 0({a})";
+    read16, write16, u16, "16 bits (2-byte aligned)", "lhu {v}, 0({a})", "sh {v}, 0({a})";
+    read32, write32, u32, "32 bits (4-byte aligned)", "lwu {v}, 0({a})", "sw {v}, 0({a})";
+    read64, write64, u64, "64 bits (8-byte aligned)", "ld {v}, 0({a})", "sd {v}, 0({a})";
 }

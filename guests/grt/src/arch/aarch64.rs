@@ -286,41 +286,7 @@ pub fn console_putc(byte: u8) {
     // SAFETY: UART_BASE is this VM's PL011 (the VM configs map one there); FR and DR are
     // 32-bit registers, and reading FR has no side effects.
     unsafe {
-        while mmio::read32(UART_BASE + UART_FR) & UART_FR_TXFF != 0 {}
-        mmio::write32(UART_BASE + UART_DR, u32::from(byte));
-    }
-}
-
-/// Single-instruction loads and stores (see `crate::mmio`).
-pub mod mmio {
-    use core::arch::asm;
-
-    macro_rules! accessors {
-        ($($read:ident, $write:ident, $ty:ty, $load:literal, $store:literal;)*) => {$(
-            /// # Safety
-            /// See `crate::mmio`.
-            pub unsafe fn $read(addr: usize) -> $ty {
-                let value: u64;
-                // SAFETY: the caller guarantees `addr` may be read with this width.
-                unsafe { asm!($load, v = out(reg) value, a = in(reg) addr, options(nostack)) };
-                value as $ty
-            }
-
-            /// # Safety
-            /// See `crate::mmio`.
-            pub unsafe fn $write(addr: usize, value: $ty) {
-                // SAFETY: the caller guarantees `addr` may be written with this width.
-                unsafe {
-                    asm!($store, v = in(reg) u64::from(value), a = in(reg) addr, options(nostack))
-                };
-            }
-        )*};
-    }
-
-    accessors! {
-        read8, write8, u8, "ldrb {v:w}, [{a}]", "strb {v:w}, [{a}]";
-        read16, write16, u16, "ldrh {v:w}, [{a}]", "strh {v:w}, [{a}]";
-        read32, write32, u32, "ldr {v:w}, [{a}]", "str {v:w}, [{a}]";
-        read64, write64, u64, "ldr {v:x}, [{a}]", "str {v:x}, [{a}]";
+        while crate::mmio::read32(UART_BASE + UART_FR) & UART_FR_TXFF != 0 {}
+        crate::mmio::write32(UART_BASE + UART_DR, u32::from(byte));
     }
 }

@@ -242,41 +242,7 @@ pub fn console_putc(byte: u8) {
     // SAFETY: UART_BASE is this VM's 16550 (the VM configs map one there); its registers
     // are bytes, and reading LSR has no side effects on the transmitter.
     unsafe {
-        while mmio::read8(UART_BASE + UART_LSR) & UART_LSR_THRE == 0 {}
-        mmio::write8(UART_BASE + UART_THR, byte);
-    }
-}
-
-/// Single-instruction loads and stores (see `crate::mmio`).
-pub mod mmio {
-    use core::arch::asm;
-
-    macro_rules! accessors {
-        ($($read:ident, $write:ident, $ty:ty, $load:literal, $store:literal;)*) => {$(
-            /// # Safety
-            /// See `crate::mmio`.
-            pub unsafe fn $read(addr: usize) -> $ty {
-                let value: u64;
-                // SAFETY: the caller guarantees `addr` may be read with this width.
-                unsafe { asm!($load, v = out(reg) value, a = in(reg) addr, options(nostack)) };
-                value as $ty
-            }
-
-            /// # Safety
-            /// See `crate::mmio`.
-            pub unsafe fn $write(addr: usize, value: $ty) {
-                // SAFETY: the caller guarantees `addr` may be written with this width.
-                unsafe {
-                    asm!($store, v = in(reg) u64::from(value), a = in(reg) addr, options(nostack))
-                };
-            }
-        )*};
-    }
-
-    accessors! {
-        read8, write8, u8, "lbu {v}, 0({a})", "sb {v}, 0({a})";
-        read16, write16, u16, "lhu {v}, 0({a})", "sh {v}, 0({a})";
-        read32, write32, u32, "lwu {v}, 0({a})", "sw {v}, 0({a})";
-        read64, write64, u64, "ld {v}, 0({a})", "sd {v}, 0({a})";
+        while crate::mmio::read8(UART_BASE + UART_LSR) & UART_LSR_THRE == 0 {}
+        crate::mmio::write8(UART_BASE + UART_THR, byte);
     }
 }
