@@ -302,16 +302,16 @@ impl DeviceSet {
         (end <= dev.size()).then_some((dev, offset))
     }
 
-    /// A guest load of `width` at `gpa`: the device's answer, or the policy's.
-    pub fn mmio_read(&self, gpa: u64, width: AccessWidth) -> MmioOutcome {
+    /// A load of `width` at `gpa` by vCPU `vcpu`: the device's answer, or the policy's.
+    pub fn mmio_read(&self, vcpu: usize, gpa: u64, width: AccessWidth) -> MmioOutcome {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        self.dispatch(gpa, width, Kind::Read)
+        self.dispatch(vcpu, gpa, width, Kind::Read)
     }
 
-    /// A guest store of `value` (its low `width` bits) at `gpa`.
-    pub fn mmio_write(&self, gpa: u64, width: AccessWidth, value: u64) -> MmioOutcome {
+    /// A store of `value` (its low `width` bits) at `gpa` by vCPU `vcpu`.
+    pub fn mmio_write(&self, vcpu: usize, gpa: u64, width: AccessWidth, value: u64) -> MmioOutcome {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        self.dispatch(gpa, width, Kind::Write(value & width.mask()))
+        self.dispatch(vcpu, gpa, width, Kind::Write(value & width.mask()))
     }
 
     /// The counters so far.
@@ -328,16 +328,16 @@ impl DeviceSet {
         self.log.lock().logged()
     }
 
-    fn dispatch(&self, gpa: u64, width: AccessWidth, kind: Kind) -> MmioOutcome {
+    fn dispatch(&self, vcpu: usize, gpa: u64, width: AccessWidth, kind: Kind) -> MmioOutcome {
         let Some((dev, offset)) = self.find_access(gpa, width) else {
             return self.unclaimed(gpa, width, kind, None);
         };
         let result = match kind {
             Kind::Read => dev
-                .read(offset, width)
+                .read_by(vcpu, offset, width)
                 .map(|v| MmioOutcome::Read(v & width.mask())),
             Kind::Write(value) => dev
-                .write(offset, width, value)
+                .write_by(vcpu, offset, width, value)
                 .map(|()| MmioOutcome::Written),
         };
         result.unwrap_or_else(|err| self.unclaimed(gpa, width, kind, Some((dev, offset, err))))
@@ -576,8 +576,11 @@ mod tests {
             .unwrap();
         let (dev, off) = set.find(u64::MAX).unwrap();
         assert_eq!((dev.name(), off), ("top", 0xfff));
-        assert_eq!(set.mmio_read(u64::MAX, Byte), MmioOutcome::Read(0xff));
-        assert_eq!(set.mmio_read(u64::MAX - 1, Word), MmioOutcome::InjectFault);
+        assert_eq!(set.mmio_read(0, u64::MAX, Byte), MmioOutcome::Read(0xff));
+        assert_eq!(
+            set.mmio_read(0, u64::MAX - 1, Word),
+            MmioOutcome::InjectFault
+        );
         for e in [
             DeviceSetError::ZeroSize { name: "z".into() },
             DeviceSetError::Overflow {
@@ -619,8 +622,11 @@ mod tests {
         assert!(set.find_access(0x10f8, Dword).is_some());
         assert!(set.find_access(0x10f9, Dword).is_none());
         // the device answers all ones; an unclaimed read gets 0
-        assert_eq!(set.mmio_read(0x10fc, Word), MmioOutcome::Read(0xffff_ffff));
-        assert_eq!(set.mmio_read(0x10fd, Word), MmioOutcome::Read(0));
+        assert_eq!(
+            set.mmio_read(0, 0x10fc, Word),
+            MmioOutcome::Read(0xffff_ffff)
+        );
+        assert_eq!(set.mmio_read(0, 0x10fd, Word), MmioOutcome::Read(0));
         assert_eq!(set.stats().unclaimed, 1);
     }
 
@@ -630,10 +636,13 @@ mod tests {
         let fake = Fake::new("f", 0x100);
         set.add(0x9000_0000, fake.clone()).unwrap();
         for w in AccessWidth::ALL {
-            assert_eq!(set.mmio_read(0x9000_0008, w), MmioOutcome::Read(w.mask()));
+            assert_eq!(
+                set.mmio_read(0, 0x9000_0008, w),
+                MmioOutcome::Read(w.mask())
+            );
         }
         assert_eq!(
-            set.mmio_write(0x9000_0004, Half, 0x1234_5678),
+            set.mmio_write(0, 0x9000_0004, Half, 0x1234_5678),
             MmioOutcome::Written
         );
         assert_eq!(*fake.writes.lock().unwrap(), [(4, Half, 0x5678)]);
@@ -670,14 +679,14 @@ mod tests {
             let set = set_with(policy);
             assert_eq!(set.policy(), policy);
             // nothing mapped there
-            assert_eq!(set.mmio_read(0x2000, Word), on_read, "{policy:?}");
-            assert_eq!(set.mmio_write(0x2000, Word, 1), on_write, "{policy:?}");
+            assert_eq!(set.mmio_read(0, 0x2000, Word), on_read, "{policy:?}");
+            assert_eq!(set.mmio_write(0, 0x2000, Word, 1), on_write, "{policy:?}");
             // a device that refuses the access: same as unclaimed
-            assert_eq!(set.mmio_read(0x1010, Word), on_read, "{policy:?}");
-            assert_eq!(set.mmio_write(0x1010, Word, 1), on_write, "{policy:?}");
+            assert_eq!(set.mmio_read(0, 0x1010, Word), on_read, "{policy:?}");
+            assert_eq!(set.mmio_write(0, 0x1010, Word, 1), on_write, "{policy:?}");
             // claimed accesses are unaffected by the policy
-            assert_eq!(set.mmio_read(0x1000, Byte), MmioOutcome::Read(0xff));
-            assert_eq!(set.mmio_write(0x1000, Byte, 1), MmioOutcome::Written);
+            assert_eq!(set.mmio_read(0, 0x1000, Byte), MmioOutcome::Read(0xff));
+            assert_eq!(set.mmio_write(0, 0x1000, Byte, 1), MmioOutcome::Written);
             assert_eq!(
                 set.stats(),
                 DeviceStats {
@@ -715,11 +724,11 @@ mod tests {
         let mut set = DeviceSet::new("logonce", UnclaimedPolicy::ReadZero);
         set.add(0x1000, Fake::new("a", 0x100)).unwrap();
         for _ in 0..5 {
-            set.mmio_read(0x2000, Word);
-            set.mmio_write(0x2000, Byte, 7);
-            set.mmio_read(0x1010, Word); // refused by the device
+            set.mmio_read(0, 0x2000, Word);
+            set.mmio_write(0, 0x2000, Byte, 7);
+            set.mmio_read(0, 0x1010, Word); // refused by the device
         }
-        set.mmio_read(0x1000, Word); // claimed: never logged
+        set.mmio_read(0, 0x1000, Word); // claimed: never logged
         let w = warnings_for("logonce");
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].contains("unclaimed 4-byte read at 0x2000"), "{}", w[0]);
@@ -731,7 +740,7 @@ mod tests {
         // past the limit: exactly one more line, then silence
         let set = DeviceSet::new("logmany", UnclaimedPolicy::Stop);
         for a in 0..1000u64 {
-            assert_eq!(set.mmio_write(a * 8, Dword, a), MmioOutcome::StopVm);
+            assert_eq!(set.mmio_write(0, a * 8, Dword, a), MmioOutcome::StopVm);
         }
         let w = warnings_for("logmany");
         assert_eq!(w.len(), UNCLAIMED_LOG_LIMIT + 1);
@@ -783,11 +792,11 @@ mod tests {
                 base.wrapping_add((r >> 8) & 0x1fff)
             };
             let w = AccessWidth::ALL[((r >> 40) & 3) as usize];
-            match set.mmio_read(gpa, w) {
+            match set.mmio_read(0, gpa, w) {
                 MmioOutcome::Read(v) => assert_eq!(v & !w.mask(), 0),
                 other => panic!("ReadZero gave {other:?}"),
             }
-            assert_eq!(set.mmio_write(gpa, w, next()), MmioOutcome::Written);
+            assert_eq!(set.mmio_write(0, gpa, w, next()), MmioOutcome::Written);
         }
         let s = set.stats();
         assert_eq!((s.reads, s.writes), (200_000, 200_000));

@@ -122,6 +122,38 @@ pub trait MmioDevice: Send + Sync {
 
     /// A guest store of `value` (meaningful in its low `width` bits) at `offset`.
     fn write(&self, offset: usize, width: AccessWidth, value: u64) -> Result<(), DeviceError>;
+
+    /// A load by vCPU `vcpu` (its index in the VM). Devices whose registers are banked per
+    /// vCPU (an interrupt distributor's private interrupts) override this; the default is
+    /// [`MmioDevice::read`].
+    fn read_by(&self, vcpu: usize, offset: usize, width: AccessWidth) -> Result<u64, DeviceError> {
+        let _ = vcpu;
+        self.read(offset, width)
+    }
+
+    /// A store by vCPU `vcpu`; see [`MmioDevice::read_by`]. The default is
+    /// [`MmioDevice::write`].
+    fn write_by(
+        &self,
+        vcpu: usize,
+        offset: usize,
+        width: AccessWidth,
+        value: u64,
+    ) -> Result<(), DeviceError> {
+        let _ = vcpu;
+        self.write(offset, width, value)
+    }
+}
+
+/// How a virtual interrupt controller tells the hypervisor that a vCPU has something new to
+/// take (an interrupt became pending for it): the hypervisor wakes the vCPU if it waits for
+/// an interrupt, or makes it leave the guest so the interrupt can be delivered.
+///
+/// Called with the controller's lock held: an implementation must not call back into the
+/// controller.
+pub trait VcpuNotifier: Send + Sync {
+    /// vCPU `vcpu` (its index in the VM) has a newly pending interrupt.
+    fn notify(&self, vcpu: usize);
 }
 
 /// Where a device's console output goes (the bytes a UART transmits).

@@ -336,7 +336,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 Ok(exit) => exit,
                 Err(e) => break Err(e.into()),
             };
-            if let Some(event) = self.handle_exit(vcpu.arch_mut(), exit) {
+            if let Some(event) = self.handle_exit(id, vcpu.arch_mut(), exit) {
                 break Ok(event);
             }
         };
@@ -345,12 +345,15 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     }
 
     /// Handles one exit; `None` means re-enter the guest.
-    fn handle_exit(&self, arch: &mut A, exit: VmExit) -> Option<VcpuEvent> {
+    fn handle_exit(&self, vcpu_id: usize, arch: &mut A, exit: VmExit) -> Option<VcpuEvent> {
         let count = |k| self.exits.count(k);
         match exit {
             VmExit::MmioRead { gpa, width, .. } => {
                 count(ExitKind::MmioRead);
-                match self.devices.mmio_read(gpa.as_usize() as u64, width) {
+                match self
+                    .devices
+                    .mmio_read(vcpu_id, gpa.as_usize() as u64, width)
+                {
                     MmioOutcome::Read(v) => arch.complete_mmio_read(v),
                     MmioOutcome::Written => arch.complete_mmio_read(0),
                     MmioOutcome::InjectFault => arch.inject_data_fault(gpa),
@@ -360,7 +363,10 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             }
             VmExit::MmioWrite { gpa, width, value } => {
                 count(ExitKind::MmioWrite);
-                match self.devices.mmio_write(gpa.as_usize() as u64, width, value) {
+                match self
+                    .devices
+                    .mmio_write(vcpu_id, gpa.as_usize() as u64, width, value)
+                {
                     MmioOutcome::Read(_) | MmioOutcome::Written => None,
                     MmioOutcome::InjectFault => {
                         arch.inject_data_fault(gpa);
