@@ -7,6 +7,8 @@ use axaddrspace::{GuestPhysAddr, MappingFlags};
 use axdevice_base::AccessWidth;
 use axvcpu::VmExit;
 
+use crate::sysreg::SysRegAccess;
+
 /// Exception classes the vCPU handles.
 pub mod ec {
     /// WFI or WFE.
@@ -17,6 +19,8 @@ pub mod ec {
     pub const SMC64: u64 = 0x17;
     /// MSR/MRS/system instruction.
     pub const SYSREG: u64 = 0x18;
+    /// SVE instruction or register access (trapped by CPTR_EL2.TZ).
+    pub const SVE: u64 = 0x19;
     /// Instruction abort from a lower EL.
     pub const IABT_LOWER: u64 = 0x20;
     /// Data abort from a lower EL.
@@ -66,6 +70,12 @@ pub enum SyncAction {
         /// Bytes to add to the guest PC.
         pc_step: u64,
     },
+    /// A trapped system-register access, emulated inside the vCPU (see [`crate::sysreg`]);
+    /// the PC points at the instruction.
+    SysReg(SysRegAccess),
+    /// An instruction the guest may not use: it gets an Undefined Instruction exception at
+    /// the instruction.
+    Undefined,
 }
 
 /// A data abort's instruction syndrome, when valid (ISV = 1).
@@ -194,6 +204,8 @@ pub fn decode_sync(esr: u64, far: u64, hpfar: u64, regs: &[u64; 31]) -> SyncActi
                 }
             }
         }
+        ec::SYSREG => SyncAction::SysReg(SysRegAccess::from_esr(esr)),
+        ec::SVE => SyncAction::Undefined,
         ec::IABT_LOWER => SyncAction::Exit {
             exit: VmExit::NestedPageFault {
                 gpa: fault_ipa(far, hpfar),

@@ -2,11 +2,17 @@
 //!
 //! - [`decode`]: turning ESR_EL2 syndromes into [`axvcpu::VmExit`]s, and PSCI calls the
 //!   vCPU answers itself. Portable and unit-tested on the host.
+//! - [`sysreg`]: trapped system-register accesses (the feature ID registers the guest reads
+//!   with hidden features masked; everything else is UNDEFINED). Portable too.
 //! - `vcpu` (aarch64 only): the guest context (general-purpose registers, EL1 system
 //!   registers), entry with `eret`, and the exit path from the EL2 vector.
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod decode;
+pub mod sysreg;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod vcpu;

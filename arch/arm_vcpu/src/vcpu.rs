@@ -1,6 +1,7 @@
 //! The vCPU proper: guest registers, EL1 system registers, stage-2, and the run loop.
 
 use crate::decode::{decode_sync, injected_dabt_esr, DataAbort, SyncAction};
+use crate::sysreg::{sanitize_id, undefined_esr, SysReg, SysRegAccess};
 use axaddrspace::{Aarch64Stage2, GuestPhysAddr, HostPhysAddr};
 use axhal::guest::{self, GuestExit, GuestRegs};
 use axvcpu::{ArchVCpu, VCpuError, VmExit};
@@ -11,9 +12,53 @@ const SPSR_EL1H_MASKED: u64 = 0x3c5;
 const SCTLR_EL1_RESET: u64 = 0x30c5_0830;
 
 /// HCR_EL2 while a guest runs: stage-2 on (VM), set/way ops as clean+invalidate (SWIO),
-/// physical FIQ/IRQ/SError to EL2 (FMO/IMO/AMO), trap WFI (TWI) and SMC (TSC), EL1 AArch64 (RW).
-const HCR_GUEST: u64 =
-    (1 << 0) | (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 13) | (1 << 19) | (1 << 31);
+/// physical FIQ/IRQ/SError to EL2 (FMO/IMO/AMO), trap WFI (TWI), feature ID register reads
+/// (TID3, see [`crate::sysreg`]) and SMC (TSC), EL1 AArch64 (RW).
+const HCR_GUEST: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 13)
+    | (1 << 18)
+    | (1 << 19)
+    | (1 << 31);
+
+/// Reads feature ID register `S3_0_C0_C<crm>_<op2>` (CRm 1..=7) from the hardware; 0 for
+/// any other encoding.
+fn read_id_register(reg: SysReg) -> u64 {
+    macro_rules! id_regs {
+        ($($crm:literal: $($op2:literal)*;)*) => {
+            match (reg.crm, reg.op2) {
+                $($(($crm, $op2) => {
+                    let v: u64;
+                    // SAFETY: reads a feature ID register (op0 3, op1 0, CRn 0, CRm 1..=7): the
+                    // ID space, where unallocated encodings read as zero. No side effects.
+                    unsafe {
+                        core::arch::asm!(
+                            concat!("mrs {}, S3_0_C0_C", stringify!($crm), "_", stringify!($op2)),
+                            out(reg) v, options(nomem, nostack)
+                        )
+                    };
+                    v
+                })*)*
+                _ => 0,
+            }
+        };
+    }
+    if !reg.is_id_space() {
+        return 0;
+    }
+    id_regs! {
+        1: 0 1 2 3 4 5 6 7;
+        2: 0 1 2 3 4 5 6 7;
+        3: 0 1 2 3 4 5 6 7;
+        4: 0 1 2 3 4 5 6 7;
+        5: 0 1 2 3 4 5 6 7;
+        6: 0 1 2 3 4 5 6 7;
+        7: 0 1 2 3 4 5 6 7;
+    }
+}
 
 /// CPTR_EL2 with its RES1 bits (13:12, 9:0) and no traps: FP/SIMD (TFP, bit 10) stays
 /// usable by the guest and by the vCPU's own save/restore at EL2.
@@ -254,13 +299,13 @@ impl ArchVCpu for ArmVCpu {
 
     fn run(&mut self) -> Result<VmExit, VCpuError> {
         let irq = axhal::irq::save_and_disable();
-        if !self.loaded {
-            self.load_el2_state();
-            self.el1.restore();
-            self.fp.restore();
-            self.loaded = true;
-        }
         let exit = loop {
+            if !self.loaded {
+                self.load_el2_state();
+                self.el1.restore();
+                self.fp.restore();
+                self.loaded = true;
+            }
             match guest::run(&mut self.regs) {
                 GuestExit::Sync => {
                     let (esr, far, hpfar): (u64, u64, u64);
@@ -277,6 +322,8 @@ impl ArchVCpu for ArmVCpu {
                             self.regs.x[0] = x0;
                             self.regs.elr = self.regs.elr.wrapping_add(pc_step);
                         }
+                        SyncAction::SysReg(access) => self.emulate_sysreg(access),
+                        SyncAction::Undefined => self.inject_undefined(),
                         SyncAction::Exit { exit, pc_step } => {
                             self.regs.elr = self.regs.elr.wrapping_add(pc_step);
                             if let VmExit::MmioRead { .. } = exit {
@@ -320,13 +367,37 @@ impl ArchVCpu for ArmVCpu {
     }
 
     fn inject_data_fault(&mut self, _gpa: GuestPhysAddr) {
+        self.inject_sync(injected_dabt_esr(self.last_esr), self.last_far);
+    }
+}
+
+impl ArmVCpu {
+    /// Emulates a trapped system-register access: a read of a feature ID register gets the
+    /// hardware value with unvirtualised features hidden; anything else is UNDEFINED.
+    fn emulate_sysreg(&mut self, access: SysRegAccess) {
+        if access.read && access.reg.is_id_space() {
+            let value = sanitize_id(access.reg, read_id_register(access.reg));
+            self.set_gpr(access.rt, value);
+            self.regs.elr = self.regs.elr.wrapping_add(4);
+        } else {
+            self.inject_undefined();
+        }
+    }
+
+    /// Gives the guest an Undefined Instruction exception at the trapped instruction.
+    fn inject_undefined(&mut self) {
+        self.inject_sync(undefined_esr(), 0);
+    }
+
+    /// Takes a synchronous exception to the guest's EL1, as the hardware would: syndrome,
+    /// fault address, return state (the instruction of the last exit), then the vector
+    /// entry for the guest's current mode.
+    fn inject_sync(&mut self, esr: u64, far: u64) {
         // The EL1 registers are changed in the saved copy; the next run loads them.
         self.put();
-        // Take a synchronous external abort at EL1, as the hardware would: syndrome, fault
-        // address, return state, then the vector entry for the guest's current mode.
         self.pending_load = None;
-        self.el1.esr_el1 = injected_dabt_esr(self.last_esr);
-        self.el1.far_el1 = self.last_far;
+        self.el1.esr_el1 = esr;
+        self.el1.far_el1 = far;
         self.el1.elr_el1 = self.last_pc;
         self.el1.spsr_el1 = self.regs.spsr;
         let offset = match self.regs.spsr & 0xf {

@@ -1,7 +1,8 @@
 //! Exceptions taken by the guest. By default every exception is unexpected: grt prints
 //! `FAIL unexpected exception: <what and syndrome>` and powers off. A guest that provokes
 //! data faults on purpose (e.g. to check that the hypervisor injects one for an address
-//! nobody emulates) registers a handler with [`set_data_fault_handler`].
+//! nobody emulates) registers a handler with [`set_data_fault_handler`]; one that runs
+//! instructions the hypervisor must refuse registers [`set_undefined_handler`].
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -34,9 +35,50 @@ pub enum FaultAction {
 /// A data fault handler.
 pub type DataFaultHandler = fn(&DataFault) -> FaultAction;
 
-/// The registered handler as a `usize` (0: none). Plain loads and stores only: they work
-/// with the MMU off, where exclusive accesses might not.
-static DATA_FAULT_HANDLER: AtomicUsize = AtomicUsize::new(0);
+/// An instruction the CPU refused as undefined (aarch64: ESR_EL1.EC 0, "unknown reason";
+/// riscv64: illegal instruction, scause 2).
+#[derive(Clone, Copy, Debug)]
+pub struct Undefined {
+    /// `ESR_EL1` on aarch64, `scause` on riscv64.
+    pub syndrome: u64,
+    /// The instruction's address: `ELR_EL1` / `sepc`.
+    pub pc: u64,
+}
+
+/// An undefined-instruction handler.
+pub type UndefinedHandler = fn(&Undefined) -> FaultAction;
+
+/// One registered handler of type `fn(&T) -> FaultAction`, stored as a `usize` (0: none).
+/// Plain loads and stores only: they work with the MMU off, where exclusive accesses might
+/// not.
+struct HandlerSlot<T>(AtomicUsize, core::marker::PhantomData<fn(&T)>);
+
+impl<T> HandlerSlot<T> {
+    const fn new() -> Self {
+        Self(AtomicUsize::new(0), core::marker::PhantomData)
+    }
+
+    fn set(&self, handler: Option<fn(&T) -> FaultAction>) {
+        self.0
+            .store(handler.map_or(0, |h| h as usize), Ordering::SeqCst);
+    }
+
+    /// The registered handler's action for `event`, or `Fail` when there is none.
+    fn call(&self, event: &T) -> FaultAction {
+        match self.0.load(Ordering::SeqCst) {
+            0 => FaultAction::Fail,
+            raw => {
+                // SAFETY: the only non-zero values stored are `fn(&T) -> FaultAction`s
+                // converted to `usize` by `set`; function pointers round-trip through `usize`.
+                let handler = unsafe { core::mem::transmute::<usize, fn(&T) -> FaultAction>(raw) };
+                handler(event)
+            }
+        }
+    }
+}
+
+static DATA_FAULT_HANDLER: HandlerSlot<DataFault> = HandlerSlot::new();
+static UNDEFINED_HANDLER: HandlerSlot<Undefined> = HandlerSlot::new();
 
 /// Set while an exception is being handled: a second one (e.g. the console faulting while
 /// the first is reported) powers off at once instead of recursing.
@@ -44,26 +86,23 @@ static IN_TRAP: AtomicBool = AtomicBool::new(false);
 
 /// Registers (or with `None` removes) the handler called for data faults.
 pub fn set_data_fault_handler(handler: Option<DataFaultHandler>) {
-    let raw = handler.map_or(0, |h| h as usize);
-    DATA_FAULT_HANDLER.store(raw, Ordering::SeqCst);
+    DATA_FAULT_HANDLER.set(handler);
 }
 
-fn data_fault_handler() -> Option<DataFaultHandler> {
-    match DATA_FAULT_HANDLER.load(Ordering::SeqCst) {
-        0 => None,
-        // SAFETY: the only non-zero values stored are `DataFaultHandler`s converted to
-        // `usize` by `set_data_fault_handler`; function pointers round-trip through `usize`.
-        raw => Some(unsafe { core::mem::transmute::<usize, DataFaultHandler>(raw) }),
-    }
+/// Registers (or with `None` removes) the handler called for undefined instructions.
+pub fn set_undefined_handler(handler: Option<UndefinedHandler>) {
+    UNDEFINED_HANDLER.set(handler);
 }
 
 /// Called by the architecture's trap code for a data fault: returns the action of the
 /// registered handler, or `Fail` when there is none.
 pub(crate) fn on_data_fault(fault: &DataFault) -> FaultAction {
-    match data_fault_handler() {
-        Some(handler) => handler(fault),
-        None => FaultAction::Fail,
-    }
+    DATA_FAULT_HANDLER.call(fault)
+}
+
+/// Called by the architecture's trap code for an undefined instruction.
+pub(crate) fn on_undefined(undef: &Undefined) -> FaultAction {
+    UNDEFINED_HANDLER.call(undef)
 }
 
 /// Enters exception handling; powers off at once if an exception is already being handled.

@@ -226,7 +226,8 @@ fn unknown_classes_are_unsupported_and_never_panic() {
             let _ = decode_sync((class << 26) | iss, u64::MAX, u64::MAX, &[u64::MAX; 31]);
         }
     }
-    let a = decode_sync(ec::SYSREG << 26, 0, 0, &[0; 31]);
+    // Instruction aborts from the current EL (0x21) are not something a guest can cause here.
+    let a = decode_sync(0x21 << 26, 0, 0, &[0; 31]);
     assert!(matches!(
         a,
         SyncAction::Exit {
@@ -243,4 +244,22 @@ fn injected_abort_syndrome() {
     assert_eq!(esr & 0x3f, 0x10);
     assert_ne!(esr & (1 << 6), 0);
     assert_ne!(esr & (1 << 25), 0);
+}
+
+#[test]
+fn sysreg_and_sve_traps() {
+    let regs = [0u64; 31];
+    // mrs x2, ID_AA64DFR0_EL1
+    let esr = (ec::SYSREG << 26) | (1 << 25) | (3 << 20) | (5 << 1) | (2 << 5) | 1;
+    match decode_sync(esr, 0, 0, &regs) {
+        SyncAction::SysReg(a) => {
+            assert_eq!(a.reg, crate::sysreg::ID_AA64DFR0_EL1);
+            assert_eq!((a.rt, a.read), (2, true));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        decode_sync((ec::SVE << 26) | (1 << 25), 0, 0, &regs),
+        SyncAction::Undefined
+    );
 }

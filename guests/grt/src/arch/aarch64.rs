@@ -6,7 +6,7 @@ use core::arch::{asm, global_asm};
 use core::mem::size_of;
 
 use crate::layout;
-use crate::trap::{self, DataFault, FaultAction};
+use crate::trap::{self, DataFault, FaultAction, Undefined};
 
 /// The architecture's name.
 pub const NAME: &str = "aarch64";
@@ -30,6 +30,8 @@ const PSCI_SYSTEM_RESET: u64 = 0x8400_0009;
 /// ESR_EL1 exception classes of a data abort: from a lower EL, from the same EL.
 const EC_DATA_ABORT_LOWER: u64 = 0x24;
 const EC_DATA_ABORT_SAME: u64 = 0x25;
+/// ESR_EL1 exception class of an undefined instruction ("unknown reason").
+const EC_UNKNOWN: u64 = 0x00;
 /// ESR_EL1.ISS.WnR: the abort was caused by a write.
 const ESR_WNR: u64 = 1 << 6;
 /// The vector of a synchronous exception from the current EL using SP_EL1.
@@ -184,26 +186,32 @@ extern "C" fn grt_trap(frame: &mut TrapFrame, index: u64) {
         asm!("mrs {}, far_el1", out(reg) far, options(nomem, nostack));
     }
     let ec = (esr >> 26) & 0x3f;
-    if index == VECTOR_SYNC_CURRENT_SPX && (ec == EC_DATA_ABORT_SAME || ec == EC_DATA_ABORT_LOWER) {
-        let fault = DataFault {
+    let action = match ec {
+        _ if index != VECTOR_SYNC_CURRENT_SPX => FaultAction::Fail,
+        EC_DATA_ABORT_SAME | EC_DATA_ABORT_LOWER => trap::on_data_fault(&DataFault {
             syndrome: esr,
             addr: far,
             pc: frame.elr,
             is_write: esr & ESR_WNR != 0,
-        };
-        match trap::on_data_fault(&fault) {
-            FaultAction::Skip => {
-                // A64 instructions are all 4 bytes long.
-                frame.elr += 4;
-                trap::leave();
-                return;
-            }
-            FaultAction::Retry => {
-                trap::leave();
-                return;
-            }
-            FaultAction::Fail => {}
+        }),
+        EC_UNKNOWN => trap::on_undefined(&Undefined {
+            syndrome: esr,
+            pc: frame.elr,
+        }),
+        _ => FaultAction::Fail,
+    };
+    match action {
+        FaultAction::Skip => {
+            // A64 instructions are all 4 bytes long.
+            frame.elr += 4;
+            trap::leave();
+            return;
         }
+        FaultAction::Retry => {
+            trap::leave();
+            return;
+        }
+        FaultAction::Fail => {}
     }
     let name = VECTOR_NAMES
         .get(index as usize)

@@ -6,7 +6,7 @@ use core::arch::{asm, global_asm};
 use core::mem::{offset_of, size_of};
 
 use crate::layout;
-use crate::trap::{self, DataFault, FaultAction};
+use crate::trap::{self, DataFault, FaultAction, Undefined};
 use crate::AXVISOR_HC_EID;
 
 /// The architecture's name.
@@ -149,25 +149,31 @@ extern "C" fn grt_trap(frame: &mut TrapFrame) {
     }
     let interrupt = scause >> 63 != 0;
     let code = scause & !(1 << 63);
-    if !interrupt && matches!(code, 4 | 5 | 6 | 7 | 13 | 15) {
-        let fault = DataFault {
+    let action = match code {
+        _ if interrupt => FaultAction::Fail,
+        4 | 5 | 6 | 7 | 13 | 15 => trap::on_data_fault(&DataFault {
             syndrome: scause,
             addr: stval,
             pc: frame.sepc,
             is_write: matches!(code, 6 | 7 | 15),
-        };
-        match trap::on_data_fault(&fault) {
-            FaultAction::Skip => {
-                frame.sepc += instruction_len(frame.sepc);
-                trap::leave();
-                return;
-            }
-            FaultAction::Retry => {
-                trap::leave();
-                return;
-            }
-            FaultAction::Fail => {}
+        }),
+        2 => trap::on_undefined(&Undefined {
+            syndrome: scause,
+            pc: frame.sepc,
+        }),
+        _ => FaultAction::Fail,
+    };
+    match action {
+        FaultAction::Skip => {
+            frame.sepc += instruction_len(frame.sepc);
+            trap::leave();
+            return;
         }
+        FaultAction::Retry => {
+            trap::leave();
+            return;
+        }
+        FaultAction::Fail => {}
     }
     trap::unexpected(format_args!(
         "{}: scause {scause:#x}, stval {stval:#x}, sepc {:#x}",

@@ -1,0 +1,112 @@
+//! Checks the hypervisor's system-register traps (aarch64): the feature ID registers read
+//! through HCR_EL2.TID3 show the hardware's features except those the hypervisor does not
+//! virtualise (nested virtualisation, EL3, SVE, the PMU, tracing), and a write to a
+//! read-only ID register gets an Undefined Instruction exception at that instruction, which
+//! the guest skips. Prints `PASS sysreg`.
+//!
+//! riscv64 has no equivalent here; the guest is built for it only because every guest is,
+//! and says so with a `FAIL`.
+#![no_std]
+#![no_main]
+
+#[cfg(target_arch = "aarch64")]
+mod checks {
+    use core::arch::asm;
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    use grt::check::Checker;
+    use grt::trap::{set_undefined_handler, FaultAction, Undefined};
+
+    static UNDEFS: AtomicU64 = AtomicU64::new(0);
+    static UNDEF_PC: AtomicU64 = AtomicU64::new(0);
+    static UNDEF_ESR: AtomicU64 = AtomicU64::new(0);
+
+    fn on_undefined(u: &Undefined) -> FaultAction {
+        UNDEFS.store(UNDEFS.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
+        UNDEF_PC.store(u.pc, Ordering::SeqCst);
+        UNDEF_ESR.store(u.syndrome, Ordering::SeqCst);
+        FaultAction::Skip
+    }
+
+    macro_rules! read_sysreg {
+        ($name:literal) => {{
+            let v: u64;
+            // SAFETY: reading an ID register has no side effects.
+            unsafe { asm!(concat!("mrs {}, ", $name), out(reg) v, options(nomem, nostack)) };
+            v
+        }};
+    }
+
+    /// The 4-bit field of `v` at bit `shift`.
+    fn field(v: u64, shift: u32) -> u64 {
+        (v >> shift) & 0xf
+    }
+
+    pub fn run() {
+        let mut c = Checker::new("sysreg");
+        let pfr0 = read_sysreg!("id_aa64pfr0_el1");
+        let dfr0 = read_sysreg!("id_aa64dfr0_el1");
+        let mmfr0 = read_sysreg!("id_aa64mmfr0_el1");
+        let isar0 = read_sysreg!("id_aa64isar0_el1");
+        let zfr0 = read_sysreg!("S3_0_C0_C4_4"); // ID_AA64ZFR0_EL1
+        grt::println!(
+            "sysreg: ID_AA64PFR0_EL1 {pfr0:#x} ID_AA64DFR0_EL1 {dfr0:#x} ID_AA64MMFR0_EL1 {mmfr0:#x} ID_AA64ISAR0_EL1 {isar0:#x}"
+        );
+        // What the hardware has comes through: EL0 and EL1 in AArch64 (1 or 2), FP and
+        // AdvSIMD present (not 0xf), 4 KiB granules (TGran4 0), Armv8 debug (DebugVer >= 6).
+        c.ok("PFR0.EL0 is implemented", matches!(field(pfr0, 0), 1 | 2));
+        c.ok("PFR0.EL1 is implemented", matches!(field(pfr0, 4), 1 | 2));
+        c.ok("PFR0.FP is implemented", field(pfr0, 16) != 0xf);
+        c.eq("MMFR0.TGran4", field(mmfr0, 28), 0);
+        c.ok("DFR0.DebugVer >= 6", field(dfr0, 0) >= 6);
+        // What the hypervisor does not virtualise is hidden.
+        c.eq("PFR0.EL2 (no nested virtualisation)", field(pfr0, 8), 0);
+        c.eq("PFR0.EL3", field(pfr0, 12), 0);
+        c.eq("PFR0.SVE", field(pfr0, 32), 0);
+        c.eq("DFR0.PMUVer", field(dfr0, 8), 0);
+        c.eq("DFR0.TraceVer", field(dfr0, 4), 0);
+        c.eq("ID_AA64ZFR0_EL1", zfr0, 0);
+        // Reads are stable.
+        c.eq("PFR0 read twice", read_sysreg!("id_aa64pfr0_el1"), pfr0);
+
+        // A write to a read-only ID register is UNDEFINED: exactly one exception, at the
+        // `msr`, with EC 0 (unknown reason) and IL set.
+        set_undefined_handler(Some(on_undefined));
+        let msr_pc: u64;
+        // SAFETY: the write traps to the hypervisor, which injects an Undefined Instruction
+        // exception; the handler skips the instruction. No register or memory changes.
+        unsafe {
+            asm!(
+                "adr {pc}, 1f",
+                "1: msr S3_0_C0_C4_0, {v}",
+                pc = out(reg) msr_pc,
+                v = in(reg) 0u64,
+                options(nostack),
+            )
+        };
+        set_undefined_handler(None);
+        c.eq("undefined exceptions", UNDEFS.load(Ordering::SeqCst), 1);
+        c.eq(
+            "undefined at the msr",
+            UNDEF_PC.load(Ordering::SeqCst),
+            msr_pc,
+        );
+        let esr = UNDEF_ESR.load(Ordering::SeqCst);
+        c.eq("undefined ESR_EL1.EC", esr >> 26, 0);
+        c.eq("undefined ESR_EL1.IL", (esr >> 25) & 1, 1);
+        c.eq(
+            "PFR0 unchanged by the write",
+            read_sysreg!("id_aa64pfr0_el1"),
+            pfr0,
+        );
+        c.finish();
+    }
+}
+
+#[no_mangle]
+fn main() {
+    #[cfg(target_arch = "aarch64")]
+    checks::run();
+    #[cfg(not(target_arch = "aarch64"))]
+    grt::fail("sysreg", "system-register traps are an aarch64 test");
+}
