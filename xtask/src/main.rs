@@ -9,6 +9,7 @@ mod guests;
 mod image;
 mod matcher;
 mod qemu;
+mod realguest;
 mod scenario;
 mod setup;
 mod util;
@@ -47,6 +48,8 @@ enum Command {
     Vmconfig(vmconfig::VmconfigArgs),
     /// Measure hypercall and emulated-MMIO round trips in guest instructions (QEMU -icount).
     Bench(bench::BenchArgs),
+    /// Real Linux guests from Debian packages (`guests fetch`, `guests boot-direct`).
+    Guests(realguest::GuestsArgs),
 }
 
 /// Arguments of `cargo xtask build`.
@@ -166,5 +169,6 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Test(args) => ci::test(args.scenarios.as_deref()),
         Command::Vmconfig(args) => vmconfig::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Guests(args) => realguest::run(args),
     }
 }

@@ -1,0 +1,610 @@
+//! Real Linux guests: a Debian kernel and a busybox initramfs per architecture, fetched with
+//! apt for the foreign architecture into private directories (`cargo xtask guests fetch`)
+//! and booted straight on QEMU as a baseline (`cargo xtask guests boot-direct`). See
+//! `docs/real-guests.md`.
+//!
+//! The cache is `.cache/guests/<arch>/` (or `$AXVISOR_GUEST_CACHE/<arch>/`): `Image` (the raw
+//! kernel), `initramfs.cpio`, `version` (the kernel release, written last), `busybox`
+//! (kept so the initramfs can be rebuilt when its `/init` changes, without a download) and
+//! `source` (mirror, suite and packages it came from).
+
+mod apt;
+mod boot;
+mod newc;
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::arch::Arch;
+use crate::util;
+
+pub use boot::boot_direct;
+
+/// Overrides the cache root (default `<repository>/.cache/guests`).
+pub const ENV_CACHE: &str = "AXVISOR_GUEST_CACHE";
+/// What `/init` prints, followed by ` kernel=<uname -r> cpus=<online CPUs>`.
+pub const MARKER: &str = "AXVISOR-LINUX-MARKER";
+/// The file in a cache directory holding the kernel release; written last.
+const VERSION_FILE: &str = "version";
+/// The raw kernel image in a cache directory.
+const IMAGE_FILE: &str = "Image";
+/// The initramfs in a cache directory.
+const INITRAMFS_FILE: &str = "initramfs.cpio";
+/// The busybox binary kept in a cache directory.
+const BUSYBOX_FILE: &str = "busybox";
+/// Where a cache directory's files came from: mirror, suite and package files (with sizes).
+const SOURCE_FILE: &str = "source";
+/// The Debian package with a statically linked busybox.
+const BUSYBOX_PACKAGE: &str = "busybox-static";
+
+/// A fetched Linux guest: kernel, initramfs and the kernel release.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealGuest {
+    /// The raw kernel image (arm64 / RISC-V `Image` with its 64-byte header).
+    pub kernel: PathBuf,
+    /// The initramfs: an uncompressed newc cpio archive with busybox and `/init`.
+    pub initramfs: PathBuf,
+    /// The kernel release, as `uname -r` prints it (e.g. `6.1.0-50-arm64`).
+    pub version: String,
+}
+
+/// What differs between architectures when fetching.
+#[derive(Clone, Copy, Debug)]
+struct Spec {
+    arch: Arch,
+    /// Debian's name of the architecture, also the kernel flavour (`linux-image-<flavour>`).
+    deb_arch: &'static str,
+    /// Suites to try, in order; the first whose index downloads and has the packages wins.
+    suites: &'static [&'static str],
+    /// ELF `e_machine` of busybox.
+    elf_machine: u16,
+}
+
+fn spec(arch: Arch) -> Result<Spec> {
+    Ok(match arch {
+        Arch::Aarch64 => Spec {
+            arch,
+            deb_arch: "arm64",
+            suites: &["bookworm"],
+            elf_machine: 183,
+        },
+        // Debian's newest suites first; riscv64 is an official architecture from trixie on.
+        Arch::Riscv64 => Spec {
+            arch,
+            deb_arch: "riscv64",
+            suites: &["testing", "unstable", "stable"],
+            elf_machine: 243,
+        },
+        Arch::X86_64 => bail!("no real Linux guest for {arch} yet (aarch64, riscv64)"),
+    })
+}
+
+/// The cache root: `$AXVISOR_GUEST_CACHE` (made absolute) or `<repository>/.cache/guests`.
+pub fn cache_root() -> PathBuf {
+    match std::env::var_os(ENV_CACHE) {
+        // Absolute: apt runs in other directories and reads these paths from its config.
+        Some(dir) if !dir.is_empty() => std::path::absolute(&dir).unwrap_or_else(|_| dir.into()),
+        _ => util::repo_root().join(".cache").join("guests"),
+    }
+}
+
+/// The cache directory of `arch`'s guest: `<cache root>/<arch>`.
+pub fn cache_dir(arch: Arch) -> PathBuf {
+    cache_root().join(arch.name())
+}
+
+/// The guest of `arch` if its cache is complete (kernel, initramfs and version present).
+pub fn cached(arch: Arch) -> Option<RealGuest> {
+    let dir = cache_dir(arch);
+    let guest = RealGuest {
+        kernel: dir.join(IMAGE_FILE),
+        initramfs: dir.join(INITRAMFS_FILE),
+        version: fs::read_to_string(dir.join(VERSION_FILE))
+            .ok()?
+            .trim()
+            .to_owned(),
+    };
+    let nonempty = |p: &Path| fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0);
+    (!guest.version.is_empty() && nonempty(&guest.kernel) && nonempty(&guest.initramfs))
+        .then_some(guest)
+}
+
+/// The guest of `arch`, fetched first if the cache is incomplete. A cached initramfs is
+/// rebuilt (from the cached busybox) if `/init` has changed since it was written.
+pub fn ensure(arch: Arch) -> Result<RealGuest> {
+    match cached(arch) {
+        Some(guest) => {
+            refresh_initramfs(arch, &guest)?;
+            Ok(guest)
+        }
+        None => fetch(arch),
+    }
+}
+
+/// Arguments of `cargo xtask guests`.
+#[derive(Debug, Args)]
+pub struct GuestsArgs {
+    #[command(subcommand)]
+    command: GuestsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum GuestsCommand {
+    /// Download a Debian kernel and busybox for a foreign architecture (private apt
+    /// directories, no root) and build the guest in `.cache/guests/<arch>/`; does nothing
+    /// when the cache is complete.
+    Fetch {
+        /// Which architecture.
+        #[arg(long, value_enum, default_value_t = FetchArch::All)]
+        arch: FetchArch,
+    },
+    /// Boot the fetched kernel and initramfs directly on QEMU (no hypervisor) and check the
+    /// marker line, with the right CPU count; fetches first if needed.
+    BootDirect {
+        /// Which architecture.
+        #[arg(long, value_enum)]
+        arch: Arch,
+        /// Number of emulated CPUs.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=crate::qemu::MAX_CPUS as i64))]
+        cpus: u32,
+        /// Time limit of the boot, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+}
+
+/// `--arch` of `guests fetch`: one architecture or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FetchArch {
+    /// aarch64 only.
+    Aarch64,
+    /// riscv64 only.
+    Riscv64,
+    /// aarch64 and riscv64.
+    All,
+}
+
+/// Runs `cargo xtask guests ...`.
+pub fn run(args: GuestsArgs) -> Result<ExitCode> {
+    match args.command {
+        GuestsCommand::Fetch { arch } => {
+            let arches: &[Arch] = match arch {
+                FetchArch::Aarch64 => &[Arch::Aarch64],
+                FetchArch::Riscv64 => &[Arch::Riscv64],
+                FetchArch::All => &Arch::SUPPORTED,
+            };
+            for &arch in arches {
+                let guest = ensure_verbose(arch)?;
+                println!(
+                    "  kernel:    {}\n  initramfs: {}",
+                    guest.kernel.display(),
+                    guest.initramfs.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        GuestsCommand::BootDirect {
+            arch,
+            cpus,
+            timeout,
+        } => {
+            let guest = ensure(arch)?;
+            let report = boot_direct(arch, &guest, cpus, std::time::Duration::from_secs(timeout))?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// [`ensure`], saying whether the guest was cached.
+fn ensure_verbose(arch: Arch) -> Result<RealGuest> {
+    if let Some(guest) = cached(arch) {
+        println!(
+            "{arch}: cached in {} (kernel {}); nothing to fetch",
+            cache_dir(arch).display(),
+            guest.version
+        );
+        refresh_initramfs(arch, &guest)?;
+        return Ok(guest);
+    }
+    let start = Instant::now();
+    let guest = fetch(arch)?;
+    println!(
+        "{arch}: fetched kernel {} in {}",
+        guest.version,
+        util::secs(start.elapsed())
+    );
+    Ok(guest)
+}
+
+/// Downloads and builds `arch`'s guest into its cache directory, whatever is there.
+fn fetch(arch: Arch) -> Result<RealGuest> {
+    let spec = spec(arch)?;
+    let root = cache_root();
+    let out = cache_dir(arch);
+    let apt_dir = root.join(format!("apt-{}", arch.name()));
+    let mirror = apt::system_mirror();
+    println!(
+        "{arch}: fetching Debian {} packages from {} into {}",
+        spec.deb_arch,
+        mirror.uri,
+        apt_dir.display()
+    );
+    let apt = apt::PrivateApt::create(&apt_dir, spec.deb_arch, &apt::carried_settings())?;
+    let (suite, release) = choose_suite(&spec, &apt, &mirror)?;
+    let image_depends = apt.depends(&format!("linux-image-{release}"))?;
+    let kernel_package = apt::image_package(&release, &image_depends);
+    println!("{arch}: suite {suite}, kernel {release} in {kernel_package}");
+
+    let debs = apt_dir.join("debs");
+    let tree = apt_dir.join("tree");
+    for dir in [&debs, &tree] {
+        remove_dir_if_present(dir)?;
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut download = apt.command("apt-get");
+    download
+        .args(["-q", "download", &kernel_package, BUSYBOX_PACKAGE])
+        .current_dir(&debs);
+    apt.run(download)?;
+    let mut downloaded: Vec<(String, u64)> = Vec::new();
+    for entry in fs::read_dir(&debs).with_context(|| format!("reading {}", debs.display()))? {
+        let deb = entry?.path();
+        let size = fs::metadata(&deb)
+            .with_context(|| format!("reading {}", deb.display()))?
+            .len();
+        let name = deb.file_name().unwrap_or_default().to_string_lossy();
+        downloaded.push((name.into_owned(), size));
+        let mut x = Command::new("dpkg-deb");
+        x.arg("-x").arg(&deb).arg(&tree);
+        util::run(x)?;
+    }
+    downloaded.sort();
+    let total: u64 = downloaded.iter().map(|(_, size)| size).sum();
+    println!(
+        "{arch}: downloaded {:.1} MB of packages",
+        total as f64 / 1e6
+    );
+
+    let kernel_file = find_kernel(&tree, &release)?;
+    let image = raw_kernel(&kernel_file, arch)
+        .with_context(|| format!("turning {} into a raw Image", kernel_file.display()))?;
+    let busybox_file = ["bin/busybox", "usr/bin/busybox"]
+        .iter()
+        .map(|p| tree.join(p))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{BUSYBOX_PACKAGE} has no bin/busybox or usr/bin/busybox"))?;
+    let busybox =
+        fs::read(&busybox_file).with_context(|| format!("reading {}", busybox_file.display()))?;
+    check_elf(&busybox, spec.elf_machine)
+        .with_context(|| format!("checking {}", busybox_file.display()))?;
+
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // An old `version` would make a half-written cache look complete.
+    let version_path = out.join(VERSION_FILE);
+    if version_path.exists() {
+        fs::remove_file(&version_path)
+            .with_context(|| format!("removing {}", version_path.display()))?;
+    }
+    write_atomically(&out.join(IMAGE_FILE), &image)?;
+    write_atomically(&out.join(BUSYBOX_FILE), &busybox)?;
+    write_atomically(&out.join(INITRAMFS_FILE), &initramfs(&busybox))?;
+    let mut source = format!("mirror {}\nsuite {suite}\n", mirror.uri);
+    for (name, size) in &downloaded {
+        source.push_str(&format!("package {name} {size}\n"));
+    }
+    write_atomically(&out.join(SOURCE_FILE), source.as_bytes())?;
+    write_atomically(&version_path, format!("{release}\n").as_bytes())?;
+    // The extracted tree holds every module (hundreds of MB), the package lists and apt's
+    // binary caches another hundred; none is needed once the guest is written (a new fetch
+    // runs `apt-get update` again). The private apt.conf and sources stay, to show how.
+    for dir in [&tree, &debs, &apt_dir.join("lists"), &apt_dir.join("cache")] {
+        remove_dir_if_present(dir)?;
+    }
+    cached(arch).context("the cache is incomplete right after writing it")
+}
+
+/// Tries `spec.suites` in order: the first whose index downloads and that has the kernel
+/// metapackage and busybox wins. Returns the suite and the kernel release.
+fn choose_suite(
+    spec: &Spec,
+    apt: &apt::PrivateApt,
+    mirror: &apt::Mirror,
+) -> Result<(String, String)> {
+    let meta = format!("linux-image-{}", spec.deb_arch);
+    let mut tried = Vec::new();
+    for suite in spec.suites {
+        apt.set_suite(mirror, suite)?;
+        let mut update = apt.command("apt-get");
+        update.args(["-q", "update"]);
+        let attempt = apt.run(update).and_then(|()| {
+            let release =
+                apt::kernel_release(&apt.depends(&meta)?, spec.deb_arch).with_context(|| {
+                    format!(
+                        "{meta} depends on no linux-image-<version>-{}",
+                        spec.deb_arch
+                    )
+                })?;
+            ensure!(apt.has_package(BUSYBOX_PACKAGE), "no {BUSYBOX_PACKAGE}");
+            Ok(release)
+        });
+        match attempt {
+            Ok(release) => return Ok((suite.to_string(), release)),
+            Err(e) => {
+                println!("{}: suite {suite} does not serve: {e:#}", spec.arch);
+                tried.push(format!("{suite}: {e:#}"));
+            }
+        }
+    }
+    bail!(
+        "no Debian suite on {} serves a {} kernel and busybox:\n  {}",
+        mirror.uri,
+        spec.deb_arch,
+        tried.join("\n  ")
+    )
+}
+
+/// The kernel file of `release` in an extracted package tree: `boot/vmlinuz-<release>`
+/// (Debian up to 6.x) or `usr/lib/modules/<release>/vmlinuz` (the newer layout).
+fn find_kernel(tree: &Path, release: &str) -> Result<PathBuf> {
+    let candidates = [
+        format!("boot/vmlinuz-{release}"),
+        format!("boot/vmlinux-{release}"),
+        format!("usr/lib/modules/{release}/vmlinuz"),
+        format!("lib/modules/{release}/vmlinuz"),
+    ];
+    candidates
+        .iter()
+        .map(|c| tree.join(c))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "no kernel in {} (looked for {})",
+                tree.display(),
+                candidates.join(", ")
+            )
+        })
+}
+
+/// Offset of the magic number in the arm64 and RISC-V Image headers.
+const IMAGE_MAGIC_OFFSET: usize = 0x38;
+
+/// Checks that `image` is a raw kernel Image for `arch`: the 64-byte header with the arm64
+/// magic `ARM\x64` or the RISC-V magic `RSC\x05` at 0x38.
+pub fn check_image_header(image: &[u8], arch: Arch) -> Result<()> {
+    let magic: &[u8; 4] = match arch {
+        Arch::Aarch64 => b"ARM\x64",
+        Arch::Riscv64 => b"RSC\x05",
+        Arch::X86_64 => bail!("no Image header on {arch}"),
+    };
+    let found = image.get(IMAGE_MAGIC_OFFSET..IMAGE_MAGIC_OFFSET + 4);
+    ensure!(
+        found == Some(&magic[..]),
+        "not a raw {arch} Image: expected the magic {magic:?} at 0x38, found {found:?}"
+    );
+    Ok(())
+}
+
+/// What a kernel file is packed with, from its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packing {
+    /// Not compressed (or not a format this knows).
+    Plain,
+    /// gzip (`1f 8b`).
+    Gzip,
+    /// xz (`fd 37 7a 58 5a 00`).
+    Xz,
+    /// zstd (`28 b5 2f fd`).
+    Zstd,
+}
+
+impl Packing {
+    /// Recognises the compression of `data` by its magic number.
+    pub fn of(data: &[u8]) -> Packing {
+        if data.starts_with(&[0x1f, 0x8b]) {
+            Packing::Gzip
+        } else if data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Packing::Xz
+        } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Packing::Zstd
+        } else {
+            Packing::Plain
+        }
+    }
+
+    /// The command that decompresses standard input to standard output.
+    fn decompressor(self) -> Option<&'static str> {
+        match self {
+            Packing::Plain => None,
+            Packing::Gzip => Some("gzip"),
+            Packing::Xz => Some("xz"),
+            Packing::Zstd => Some("zstd"),
+        }
+    }
+}
+
+/// Reads the kernel file, decompresses it if it is gzip, xz or zstd, and checks the Image
+/// header. An EFI "zboot" image (`MZ`, then `zimg` at 4) is refused: it would need its
+/// payload cut out first.
+fn raw_kernel(path: &Path, arch: Arch) -> Result<Vec<u8>> {
+    let data = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    ensure!(
+        data.get(4..8) != Some(b"zimg"),
+        "an EFI zboot image (compressed payload inside a PE file) is not supported"
+    );
+    let packing = Packing::of(&data);
+    let image = match packing.decompressor() {
+        None => data,
+        Some(tool) => {
+            println!("{arch}: the kernel is {packing:?}-compressed; decompressing with {tool}");
+            decompress(tool, path)?
+        }
+    };
+    check_image_header(&image, arch)?;
+    Ok(image)
+}
+
+fn decompress(tool: &str, path: &Path) -> Result<Vec<u8>> {
+    let mut cmd = Command::new(tool);
+    cmd.arg("-dc").arg(path).stdin(Stdio::null());
+    let shown = util::display_command(&cmd);
+    let out = cmd
+        .output()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{shown}` failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// Checks that `data` is a 64-bit little-endian ELF file for `machine` (`e_machine`).
+fn check_elf(data: &[u8], machine: u16) -> Result<()> {
+    ensure!(data.starts_with(b"\x7fELF"), "not an ELF file");
+    ensure!(
+        data.get(4..6) == Some(&[2, 1][..]),
+        "not a 64-bit little-endian ELF file"
+    );
+    let found = data
+        .get(0x12..0x14)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .unwrap_or_default();
+    ensure!(found == machine, "ELF machine {found}, expected {machine}");
+    Ok(())
+}
+
+/// The `/init` script: mounts proc and sysfs, prints the marker line and powers off. Every
+/// applet is called as `/bin/busybox <applet>` (nothing is installed).
+pub const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
+# /init of the axvisor real-guest initramfs (written by `cargo xtask guests fetch`).
+bb=/bin/busybox
+$bb mount -t proc proc /proc
+$bb mount -t sysfs sysfs /sys
+# /sys/devices/system/cpu/online is a list of ranges such as "0-3" or "0,2-3".
+cpus=$($bb awk -F, '{ n = 0; for (i = 1; i <= NF; i++) { k = split($i, r, "-"); n += (k == 2) ? r[2] - r[1] + 1 : 1 } print n }' /sys/devices/system/cpu/online)
+[ -n "$cpus" ] || cpus=$($bb nproc)
+echo "AXVISOR-LINUX-MARKER kernel=$($bb uname -r) cpus=$cpus"
+$bb poweroff -f
+"#;
+
+/// The initramfs: `/bin/busybox`, `/init`, the directories they need and `/dev/console`.
+pub fn initramfs(busybox: &[u8]) -> Vec<u8> {
+    let mut a = newc::Newc::new();
+    for dir in ["bin", "dev", "proc", "sys", "tmp"] {
+        a.dir(dir, 0o755);
+    }
+    // The console Linux opens for /init before any file system is mounted (5:1).
+    a.char_dev("dev/console", 0o600, 5, 1);
+    a.file("bin/busybox", 0o755, busybox);
+    a.file("init", 0o755, INIT_SCRIPT.as_bytes());
+    a.finish()
+}
+
+/// Rewrites a cached initramfs if it differs from what [`initramfs`] builds from the cached
+/// busybox (an older `/init`). Without a cached busybox it is left alone.
+fn refresh_initramfs(arch: Arch, guest: &RealGuest) -> Result<()> {
+    let dir = cache_dir(arch);
+    let Ok(busybox) = fs::read(dir.join(BUSYBOX_FILE)) else {
+        return Ok(());
+    };
+    let fresh = initramfs(&busybox);
+    if fs::read(&guest.initramfs).ok().as_deref() != Some(&fresh[..]) {
+        println!(
+            "{arch}: /init changed; rebuilding {}",
+            guest.initramfs.display()
+        );
+        write_atomically(&guest.initramfs, &fresh)?;
+    }
+    Ok(())
+}
+
+/// Writes `path` through a temporary file in the same directory and a rename.
+fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    let mut file = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(data)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header_with(magic: &[u8; 4]) -> Vec<u8> {
+        let mut image = vec![0u8; 64];
+        image[0x38..0x3c].copy_from_slice(magic);
+        image
+    }
+
+    #[test]
+    fn image_headers() {
+        assert!(check_image_header(&header_with(b"ARM\x64"), Arch::Aarch64).is_ok());
+        assert!(check_image_header(&header_with(b"RSC\x05"), Arch::Riscv64).is_ok());
+        assert!(check_image_header(&header_with(b"RSC\x05"), Arch::Aarch64).is_err());
+        assert!(check_image_header(&[0u8; 16], Arch::Riscv64).is_err());
+    }
+
+    #[test]
+    fn packing_by_magic() {
+        assert_eq!(Packing::of(&[0x1f, 0x8b, 8, 0]), Packing::Gzip);
+        assert_eq!(Packing::of(b"\xfd7zXZ\0rest"), Packing::Xz);
+        assert_eq!(Packing::of(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Packing::Zstd);
+        assert_eq!(Packing::of(b"MZ\x6f\x10"), Packing::Plain);
+    }
+
+    #[test]
+    fn elf_machine_check() {
+        let mut elf = vec![0u8; 64];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x12..0x14].copy_from_slice(&183u16.to_le_bytes());
+        assert!(check_elf(&elf, 183).is_ok());
+        assert!(check_elf(&elf, 243).is_err());
+        assert!(check_elf(b"#!/bin/sh", 183).is_err());
+    }
+
+    #[test]
+    fn initramfs_holds_init_busybox_and_console() {
+        let archive = initramfs(b"\x7fELF-busybox");
+        let text = String::from_utf8_lossy(&archive);
+        for name in [
+            "bin\0",
+            "dev/console\0",
+            "bin/busybox\0",
+            "init\0",
+            "TRAILER!!!\0",
+        ] {
+            assert!(text.contains(name), "{name:?}");
+        }
+        assert!(text.contains("#!/bin/busybox sh\n"));
+        assert!(INIT_SCRIPT.contains(MARKER));
+        assert_eq!(archive.len() % 512, 0);
+    }
+
+    #[test]
+    fn fetch_specs() {
+        assert_eq!(spec(Arch::Aarch64).unwrap().deb_arch, "arm64");
+        assert_eq!(spec(Arch::Riscv64).unwrap().suites[0], "testing");
+        assert!(spec(Arch::X86_64).is_err());
+    }
+}
