@@ -290,7 +290,10 @@ impl Vgic {
     /// - Level-sensitive interrupts get `eoi_maintenance`, so their EOI causes an exit.
     ///
     /// Must be followed, after the guest ran, by [`Vgic::sync`] for the same vCPU, with the
-    /// same list registers. Ignored for a bad `vcpu`.
+    /// same list registers. The model only uses list registers it filled itself and takes
+    /// the others as free: before the first flush of a vCPU they must all be invalid (arch
+    /// code clears them, and saves/restores them if several vCPUs share a physical CPU).
+    /// Ignored for a bad `vcpu`.
     pub fn flush(&self, vcpu: usize, lrs: &mut dyn ListRegs) {
         if vcpu >= self.config.vcpus {
             return;
@@ -301,8 +304,10 @@ impl Vgic {
     }
 
     /// After vCPU `vcpu` left the guest: reads back the states of the list registers the
-    /// model filled. One that became invalid was deactivated by the guest and is free; its
+    /// model filled. One that became invalid was deactivated by the guest and is free: it is
+    /// rewritten as [`ListReg::INVALID`] (which ends its EOI maintenance interrupt), and its
     /// interrupt is pending again if it still is (a level line still high, a new edge).
+    /// A list register holding another INTID than the model wrote counts as invalid.
     /// Ignored for a bad `vcpu`.
     pub fn sync(&self, vcpu: usize, lrs: &mut dyn ListRegs) {
         if vcpu >= self.config.vcpus {

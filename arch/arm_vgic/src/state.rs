@@ -752,6 +752,11 @@ impl State {
                 LrState::Invalid
             };
             if st == LrState::Invalid {
+                // Rewrite it empty: an invalid list register that keeps its EOI bit keeps
+                // the EOI maintenance interrupt asserted.
+                if hw != ListReg::INVALID {
+                    lrs.write(slot, ListReg::INVALID);
+                }
                 self.release(v, slot, Some(id));
                 if let Some(w) = self.wants(id) {
                     if w != v {

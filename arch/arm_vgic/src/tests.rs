@@ -897,7 +897,15 @@ fn level_eoi_maintenance_and_repend() {
     lrs.ack(n);
     vm.vgic.set_spi_level(n, false);
     lrs.eoi(n);
+    assert!(
+        lrs.lrs.iter().any(|l| l.eoi_maintenance),
+        "EOI status pending"
+    );
     vm.vgic.sync(0, &mut lrs);
+    assert!(
+        lrs.lrs.iter().all(|l| *l == ListReg::INVALID),
+        "sync rewrites the freed LR, ending the EOI maintenance interrupt"
+    );
     vm.vgic.flush(0, &mut lrs);
     assert!(lrs.valid().is_empty());
     assert!(!vm.vgic.has_deliverable(0));
