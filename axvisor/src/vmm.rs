@@ -11,10 +11,13 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use axaddrspace::{FrameAllocator, HostPhysAddr, HostVirtAddr};
+use axdevice_base::VcpuNotifier;
 use axstd::println;
+use axstd::sync::WaitQueue;
 use axstd::time::Duration;
-use axvm::{AxVm, VcpuEvent};
+use axvm::{AxVm, VcpuEvent, VmError, VmStatus};
 use axvmconfig::{ValidateContext, VmConfig};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 #[cfg(target_arch = "aarch64")]
 mod arch {
@@ -131,10 +134,66 @@ pub fn start_all(pcpus: usize) -> usize {
     started
 }
 
+/// What the hypervisor keeps beside each running VM: where its vCPUs run, where halted
+/// ones wait, and how many vCPU tasks are alive.
+struct VmRun {
+    vm: Arc<Vm>,
+    waker: Arc<VcpuWaker>,
+    /// vCPU tasks alive (started and not yet ended).
+    tasks: AtomicUsize,
+}
+
+/// Wakes vCPUs: a halted vCPU sleeps on its queue until an interrupt is raised for it (a
+/// [`VcpuNotifier`] call from a virtual interrupt controller or another vCPU), its timer
+/// fires, or its VM stops. Notifying also interrupts the vCPU's physical CPU, so a vCPU in
+/// the guest leaves it and takes the new interrupt at its next entry.
+pub struct VcpuWaker {
+    queues: Vec<WaitQueue>,
+    /// Set by `notify`, cleared by the vCPU before it checks for work and sleeps: a
+    /// notification between the check and the sleep is not lost.
+    kicked: Vec<AtomicBool>,
+    pins: Vec<usize>,
+}
+
+impl VcpuWaker {
+    fn new(pins: &[usize]) -> Self {
+        Self {
+            queues: pins.iter().map(|_| WaitQueue::new()).collect(),
+            kicked: pins.iter().map(|_| AtomicBool::new(false)).collect(),
+            pins: pins.to_vec(),
+        }
+    }
+
+    /// Wakes every vCPU (the VM is stopping).
+    fn notify_all(&self) {
+        for v in 0..self.pins.len() {
+            self.notify(v);
+        }
+    }
+}
+
+impl VcpuNotifier for VcpuWaker {
+    fn notify(&self, vcpu: usize) {
+        let (Some(q), Some(kicked), Some(&cpu)) = (
+            self.queues.get(vcpu),
+            self.kicked.get(vcpu),
+            self.pins.get(vcpu),
+        ) else {
+            return;
+        };
+        kicked.store(true, Ordering::Release);
+        q.notify_all();
+        if cpu != axstd::smp::this_cpu() {
+            axstd::smp::kick(cpu);
+        }
+    }
+}
+
 fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
     let name = config.name.clone();
     let vmid = config.id as u16;
     let dtb = config.kernel.dtb.as_ref().map_or(0, |d| d.load_addr);
+    let waker = Arc::new(VcpuWaker::new(&config.cpus.pin));
     let console = Arc::new(|line: &str| println!("{line}"));
     let vm = match Vm::new(
         config,
@@ -161,52 +220,115 @@ fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
         vm.vcpu_count(),
         mem / 1024
     );
-    let task_name = alloc::format!("{name}/vcpu0");
-    axstd::thread::spawn_on(pcpu, &task_name, move || run_vcpu(vm, 0));
+    let run = Arc::new(VmRun {
+        vm,
+        waker,
+        tasks: AtomicUsize::new(0),
+    });
+    spawn_vcpu(&run, 0);
     true
 }
 
+/// Starts the task of vCPU `id` on the physical CPU it is pinned to.
+fn spawn_vcpu(run: &Arc<VmRun>, id: usize) {
+    let pcpu = run.vm.config().cpus.pin[id];
+    let task_name = alloc::format!("{}/vcpu{id}", run.vm.name());
+    run.tasks.fetch_add(1, Ordering::AcqRel);
+    let run = run.clone();
+    axstd::thread::spawn_on(pcpu, &task_name, move || vcpu_task(run, id));
+}
+
 /// The task of one vCPU: run, apply the hypervisor's policy to what comes back, repeat.
-fn run_vcpu(vm: Arc<Vm>, id: usize) {
+fn vcpu_task(run: Arc<VmRun>, id: usize) {
+    let vm = &run.vm;
     let name = String::from(vm.name());
     loop {
         match vm.run_vcpu(id) {
             Ok(VcpuEvent::Interrupt) => axstd::thread::yield_now(),
-            // No virtual interrupts yet: a halted guest is polled again after a short sleep.
-            Ok(VcpuEvent::Halt) => axstd::thread::sleep(Duration::from_millis(1)),
-            Ok(VcpuEvent::CpuUp { target, .. }) => {
-                log::warn!("vm {name}: vcpu {id} asked to start vcpu {target}: not supported yet");
+            Ok(VcpuEvent::Halt) => wait_halted(&run, id),
+            Ok(VcpuEvent::CpuUp { vcpu }) => {
+                log::info!("vm {name}: vcpu {id} started vcpu {vcpu}");
+                spawn_vcpu(&run, vcpu);
             }
             Ok(VcpuEvent::CpuDown) => {
-                println!("vm {name}: vcpu {id} stopped itself");
+                log::info!("vm {name}: vcpu {id} is off");
                 break;
             }
             Ok(VcpuEvent::PowerOff) => {
                 println!("vm {name}: powered off");
+                run.waker.notify_all();
                 break;
             }
-            Ok(VcpuEvent::Reset) => match vm.reset() {
-                Ok(()) => println!("vm {name}: reset ({} so far)", vm.reset_count()),
-                Err(e) => {
-                    println!("vm {name}: stopped: reset failed: {e}");
-                    break;
+            Ok(VcpuEvent::Reset) => {
+                if reset(&run, id) && id == 0 {
+                    continue;
                 }
-            },
+                break;
+            }
             Ok(VcpuEvent::Stopped(reason)) => {
                 println!("vm {name}: stopped: {reason}");
+                run.waker.notify_all();
                 break;
             }
+            // Another vCPU stopped or is resetting the VM; it reports why.
+            Err(VmError::NotRunning(_)) => break,
             Err(e) => {
                 println!("vm {name}: stopped: {e}");
+                vm.shutdown();
+                run.waker.notify_all();
                 break;
             }
         }
     }
-    vm.mark_stopped();
-    let counts: Vec<String> = vm
-        .exits()
-        .nonzero()
-        .map(|(k, n)| alloc::format!("{}={n}", k.name()))
-        .collect();
-    log::info!("vm {name}: exits {}", counts.join(" "));
+    let last = run.tasks.fetch_sub(1, Ordering::AcqRel) == 1;
+    if last && vm.status() != VmStatus::Running {
+        vm.mark_stopped();
+        let counts: Vec<String> = vm
+            .exits()
+            .nonzero()
+            .map(|(k, n)| alloc::format!("{}={n}", k.name()))
+            .collect();
+        log::info!("vm {name}: exits {}", counts.join(" "));
+    }
+}
+
+/// Sleeps while halted vCPU `id` has nothing to do: until an interrupt is raised for it,
+/// its guest timer's deadline, or the VM stops.
+fn wait_halted(run: &VmRun, id: usize) {
+    let kicked = &run.waker.kicked[id];
+    kicked.store(false, Ordering::Release);
+    let (ready, deadline) = run.vm.halt_wakeup(id);
+    if ready {
+        return;
+    }
+    let deadline_ns = deadline
+        .map(|t| u64::try_from(axstd::time::counter_to_time(t).as_nanos()).unwrap_or(u64::MAX));
+    run.waker.queues[id].wait_until_deadline(
+        || kicked.load(Ordering::Acquire) || run.vm.status() != VmStatus::Running,
+        deadline_ns,
+    );
+}
+
+/// Resets the VM for vCPU `id`, which saw the guest ask for it: waits until every other
+/// vCPU task has ended, resets, and makes sure vCPU 0 runs again. Returns whether the reset
+/// worked (the caller, if it is vCPU 0, then carries on running it).
+fn reset(run: &Arc<VmRun>, id: usize) -> bool {
+    let vm = &run.vm;
+    run.waker.notify_all();
+    while run.tasks.load(Ordering::Acquire) > 1 {
+        axstd::thread::sleep(Duration::from_millis(1));
+    }
+    match vm.reset() {
+        Ok(()) => {
+            println!("vm {}: reset ({} so far)", vm.name(), vm.reset_count());
+            if id != 0 {
+                spawn_vcpu(run, 0);
+            }
+            true
+        }
+        Err(e) => {
+            println!("vm {}: stopped: reset failed: {e}", vm.name());
+            false
+        }
+    }
 }

@@ -35,6 +35,10 @@ pub mod psci {
     pub const VERSION: u64 = 0x8400_0000;
     /// CPU_OFF.
     pub const CPU_OFF: u64 = 0x8400_0002;
+    /// AFFINITY_INFO, SMC32.
+    pub const AFFINITY_INFO_32: u64 = 0x8400_0004;
+    /// AFFINITY_INFO, SMC64.
+    pub const AFFINITY_INFO_64: u64 = 0xC400_0004;
     /// CPU_ON, SMC32.
     pub const CPU_ON_32: u64 = 0x8400_0003;
     /// CPU_ON, SMC64.
@@ -49,6 +53,40 @@ pub mod psci {
     pub const VERSION_1_1: u64 = 0x0001_0001;
     /// NOT_SUPPORTED, as a 64-bit register value.
     pub const NOT_SUPPORTED: u64 = -1i64 as u64;
+    /// INVALID_PARAMETERS.
+    pub const INVALID_PARAMETERS: u64 = -2i64 as u64;
+    /// ALREADY_ON.
+    pub const ALREADY_ON: u64 = -4i64 as u64;
+    /// INVALID_ADDRESS.
+    pub const INVALID_ADDRESS: u64 = -9i64 as u64;
+    /// AFFINITY_INFO: the CPU is on.
+    pub const AFF_ON: u64 = 0;
+    /// AFFINITY_INFO: the CPU is off.
+    pub const AFF_OFF: u64 = 1;
+    /// AFFINITY_INFO: the CPU is being turned on.
+    pub const AFF_ON_PENDING: u64 = 2;
+}
+
+/// x0 for the answer to a PSCI CPU_ON or AFFINITY_INFO call.
+pub fn psci_power_reply(reply: axvcpu::PowerReply) -> u64 {
+    use axvcpu::{PowerReply, PowerState};
+    match reply {
+        PowerReply::Done => 0,
+        PowerReply::AlreadyOn => psci::ALREADY_ON,
+        PowerReply::InvalidTarget => psci::INVALID_PARAMETERS,
+        PowerReply::InvalidAddress => psci::INVALID_ADDRESS,
+        PowerReply::Status(PowerState::On) => psci::AFF_ON,
+        PowerReply::Status(PowerState::Off) => psci::AFF_OFF,
+        PowerReply::Status(PowerState::Pending) => psci::AFF_ON_PENDING,
+    }
+}
+
+/// The vCPU index a PSCI target MPIDR names: vCPU `i` has affinity `i` in Aff0 and zero
+/// above (see `ArmVCpuConfig`); any other value names no vCPU.
+pub fn mpidr_to_index(target: u64, count: usize) -> Option<usize> {
+    let aff0 = target & 0xff;
+    let rest = target & 0xff_00ff_ff00;
+    (rest == 0 && aff0 < count as u64).then_some(aff0 as usize)
 }
 
 /// What to do after a synchronous exit.
@@ -235,6 +273,8 @@ fn decode_call(regs: &[u64; 31], pc_step: u64) -> SyncAction {
             | psci::CPU_OFF
             | psci::CPU_ON_32
             | psci::CPU_ON_64
+            | psci::AFFINITY_INFO_32
+            | psci::AFFINITY_INFO_64
             | psci::SYSTEM_OFF
             | psci::SYSTEM_RESET
             | psci::FEATURES => reply(0),
@@ -243,6 +283,13 @@ fn decode_call(regs: &[u64; 31], pc_step: u64) -> SyncAction {
         psci::SYSTEM_OFF => exit(VmExit::SystemOff),
         psci::SYSTEM_RESET => exit(VmExit::SystemReset),
         psci::CPU_OFF => exit(VmExit::CpuDown),
+        // Only affinity level 0 (single CPUs) is answered.
+        psci::AFFINITY_INFO_32 | psci::AFFINITY_INFO_64 if regs[2] != 0 => {
+            reply(psci::INVALID_PARAMETERS)
+        }
+        psci::AFFINITY_INFO_32 | psci::AFFINITY_INFO_64 => {
+            exit(VmExit::CpuStatus { target: regs[1] })
+        }
         psci::CPU_ON_32 | psci::CPU_ON_64 => exit(VmExit::CpuUp {
             target: regs[1],
             entry: GuestPhysAddr::new(regs[2] as usize),

@@ -1,10 +1,12 @@
 //! The vCPU proper: guest registers, EL1 system registers, stage-2, and the run loop.
 
-use crate::decode::{decode_sync, injected_dabt_esr, DataAbort, SyncAction};
+use crate::decode::{
+    decode_sync, injected_dabt_esr, mpidr_to_index, psci_power_reply, DataAbort, SyncAction,
+};
 use crate::sysreg::{sanitize_id, undefined_esr, SysReg, SysRegAccess};
 use axaddrspace::{Aarch64Stage2, GuestPhysAddr, HostPhysAddr};
 use axhal::guest::{self, GuestExit, GuestRegs};
-use axvcpu::{ArchVCpu, VCpuError, VmExit};
+use axvcpu::{ArchVCpu, PowerReply, VCpuError, VmExit};
 
 /// SPSR for EL1h with D, A, I, F masked: how a guest starts and how exceptions enter it.
 const SPSR_EL1H_MASKED: u64 = 0x3c5;
@@ -368,6 +370,19 @@ impl ArchVCpu for ArmVCpu {
 
     fn inject_data_fault(&mut self, _gpa: GuestPhysAddr) {
         self.inject_sync(injected_dabt_esr(self.last_esr), self.last_far);
+    }
+
+    fn vcpu_index(target: u64, count: usize) -> Option<usize> {
+        mpidr_to_index(target, count)
+    }
+
+    fn set_start_arg(&mut self, arg: u64) {
+        // PSCI CPU_ON: the context id arrives in x0.
+        self.regs.x[0] = arg;
+    }
+
+    fn complete_power(&mut self, reply: PowerReply) {
+        self.regs.x[0] = psci_power_reply(reply);
     }
 }
 

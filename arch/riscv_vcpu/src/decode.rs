@@ -99,6 +99,8 @@ pub mod sbi {
     pub const HSM_STARTED: u64 = 0;
     /// HSM status: stopped.
     pub const HSM_STOPPED: u64 = 1;
+    /// HSM status: start pending.
+    pub const HSM_START_PENDING: u64 = 2;
     /// RFENCE `remote_fence_i`.
     pub const RFENCE_FENCE_I: u64 = 0;
     /// RFENCE `remote_sfence_vma`.
@@ -130,6 +132,10 @@ pub mod sbi {
     pub const ERR_NOT_SUPPORTED: u64 = -2i64 as u64;
     /// SBI_ERR_INVALID_PARAM (-3).
     pub const ERR_INVALID_PARAM: u64 = -3i64 as u64;
+    /// SBI_ERR_INVALID_ADDRESS (-5).
+    pub const ERR_INVALID_ADDRESS: u64 = -5i64 as u64;
+    /// SBI_ERR_ALREADY_AVAILABLE (-6).
+    pub const ERR_ALREADY_AVAILABLE: u64 = -6i64 as u64;
 }
 
 /// `wfi`.
@@ -156,6 +162,27 @@ pub enum RetKind {
     /// The vCPU sets `a0` to SBI_ERR_FAILED before the exit: the VMM reports success with
     /// `set_return_value(0)`.
     Status,
+    /// An HSM call the VM answers with `complete_power` ([`power_reply`]).
+    Power,
+}
+
+/// The SBI return registers (`a0` error, `a1` value) for the answer to an HSM call.
+pub fn power_reply(reply: axvcpu::PowerReply) -> (u64, u64) {
+    use axvcpu::{PowerReply, PowerState};
+    match reply {
+        PowerReply::Done => (sbi::SUCCESS, 0),
+        PowerReply::AlreadyOn => (sbi::ERR_ALREADY_AVAILABLE, 0),
+        PowerReply::InvalidTarget => (sbi::ERR_INVALID_PARAM, 0),
+        PowerReply::InvalidAddress => (sbi::ERR_INVALID_ADDRESS, 0),
+        PowerReply::Status(s) => (
+            sbi::SUCCESS,
+            match s {
+                PowerState::On => sbi::HSM_STARTED,
+                PowerState::Off => sbi::HSM_STOPPED,
+                PowerState::Pending => sbi::HSM_START_PENDING,
+            },
+        ),
+    }
 }
 
 /// A fence the vCPU performs for an RFENCE call.
@@ -579,12 +606,12 @@ pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
                     entry: GuestPhysAddr::new(a(1) as usize),
                     arg: a(2),
                 },
-                RetKind::Status,
+                RetKind::Power,
             ),
             sbi::HSM_HART_STOP => exit(VmExit::CpuDown, RetKind::Status),
-            // The vCPU only knows about itself: every other hart reads as stopped.
+            // The caller is running; the VM knows the other harts.
             sbi::HSM_HART_GET_STATUS if a(0) == info.hart_id => ok(sbi::HSM_STARTED),
-            sbi::HSM_HART_GET_STATUS => ok(sbi::HSM_STOPPED),
+            sbi::HSM_HART_GET_STATUS => exit(VmExit::CpuStatus { target: a(0) }, RetKind::Power),
             _ => err(sbi::ERR_NOT_SUPPORTED),
         },
         sbi::EXT_IPI => match (fid, selects_self(a(0), a(1), info.hart_id)) {

@@ -10,7 +10,7 @@ use axhal::guest::{
     self, GuestExit, GuestRegs, HSTATUS_SPV, HSTATUS_SPVP, HSTATUS_VSXL, HSTATUS_VTW, SSTATUS_FS,
     SSTATUS_SPP,
 };
-use axvcpu::{ArchVCpu, VCpuError, VmExit};
+use axvcpu::{ArchVCpu, PowerReply, VCpuError, VmExit};
 use core::arch::asm;
 
 /// hedeleg: exceptions the guest handles itself (taken straight to VS mode): instruction
@@ -31,6 +31,11 @@ const HIDELEG: u64 = (1 << 2) | (1 << 6) | (1 << 10);
 const HCOUNTEREN: u64 = 0b111;
 /// henvcfg.STCE: the guest's `stimecmp` (vstimecmp, Sstc) is live.
 const HENVCFG_STCE: u64 = 1 << 63;
+/// The guest's `sie`/`vsie` enables: software, timer, external.
+const SIE_SSIE: u64 = 1 << 1;
+const SIE_STIE: u64 = 1 << 5;
+const SIE_SEIE: u64 = 1 << 9;
+
 /// hvip.VSSIP: the guest's supervisor software interrupt.
 const HVIP_VSSIP: u64 = 1 << 2;
 /// sstatus.FS = Initial / Clean / Dirty.
@@ -293,7 +298,7 @@ impl RiscvVCpu {
                 done(&mut self.regs);
             }
             SbiAction::Exit { exit, ret } => {
-                if ret == RetKind::Status {
+                if matches!(ret, RetKind::Status | RetKind::Power) {
                     self.regs.x[10] = decode::sbi::ERR_FAILED;
                 }
                 self.pending = Pending::Call(ret);
@@ -489,6 +494,40 @@ impl ArchVCpu for RiscvVCpu {
                 self.regs.x[11] = value;
             }
         }
+        self.pending = Pending::None;
+    }
+
+    fn wakeup_pending(&self) -> bool {
+        // What `wfi` in VS mode waits for: an interrupt pending (hvip's VS bits, one above the
+        // guest's sip numbering) and enabled in vsie, or the guest's timer expired.
+        let raised = (self.vs.hvip >> 1) & self.vs.vsie & (SIE_SSIE | SIE_SEIE) != 0;
+        let timer = self
+            .timer_deadline()
+            .is_some_and(|deadline| axhal::time::ticks() >= deadline);
+        raised || timer
+    }
+
+    fn timer_deadline(&self) -> Option<u64> {
+        // With Sstc the guest's timer is vstimecmp against `time` (htimedelta is 0).
+        let armed = self.info.sstc && self.vs.vsie & SIE_STIE != 0 && self.vs.vstimecmp != u64::MAX;
+        armed.then_some(self.vs.vstimecmp)
+    }
+
+    fn vcpu_index(target: u64, count: usize) -> Option<usize> {
+        // vCPU i is hart i (see `RiscvVCpuConfig`).
+        (target < count as u64).then_some(target as usize)
+    }
+
+    fn set_start_arg(&mut self, arg: u64) {
+        // SBI HSM: the started hart gets its hart id in a0 and the opaque value in a1.
+        self.regs.x[10] = self.info.hart_id;
+        self.regs.x[11] = arg;
+    }
+
+    fn complete_power(&mut self, reply: PowerReply) {
+        let (a0, a1) = decode::power_reply(reply);
+        self.regs.x[10] = a0;
+        self.regs.x[11] = a1;
         self.pending = Pending::None;
     }
 

@@ -35,6 +35,7 @@ pub mod console;
 pub mod hc;
 pub mod layout;
 pub mod mmio;
+pub mod smp;
 pub mod trap;
 
 use core::fmt::Display;

@@ -50,7 +50,8 @@ pub enum VmExit {
     ExternalInterrupt,
     /// The guest waits for an interrupt (`wfi`).
     Halt,
-    /// The guest asks to start vCPU `target` at `entry` with `arg` (PSCI CPU_ON, SBI HSM).
+    /// The guest asks to start vCPU `target` at `entry` with `arg` (PSCI CPU_ON, SBI HSM);
+    /// answered with [`crate::ArchVCpu::complete_power`].
     CpuUp {
         /// Target vCPU (architecture id: MPIDR or hart id).
         target: u64,
@@ -58,6 +59,12 @@ pub enum VmExit {
         entry: GuestPhysAddr,
         /// Argument for the target's first register.
         arg: u64,
+    },
+    /// The guest asks for the power state of vCPU `target` (PSCI AFFINITY_INFO, SBI HSM
+    /// hart_get_status); answered with [`crate::ArchVCpu::complete_power`].
+    CpuStatus {
+        /// Target vCPU (architecture id: MPIDR or hart id).
+        target: u64,
     },
     /// The guest stops this vCPU (PSCI CPU_OFF, SBI hart_stop).
     CpuDown,

@@ -12,4 +12,4 @@ pub mod hypercall;
 mod vcpu;
 
 pub use exit::VmExit;
-pub use vcpu::{ArchVCpu, VCpu, VCpuError, VCpuState};
+pub use vcpu::{ArchVCpu, PowerReply, PowerState, VCpu, VCpuError, VCpuState};

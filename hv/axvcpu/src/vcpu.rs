@@ -32,6 +32,58 @@ pub trait ArchVCpu: Sized {
     /// may run on this physical CPU. Between `run` calls without `put`, the guest's state may
     /// stay in the hardware (the cheap path for exits the VM handles itself).
     fn put(&mut self) {}
+
+    /// The vCPU index (within its VM) that the guest means by `target` in a CPU power call
+    /// (an MPIDR affinity for PSCI, a hart id for SBI HSM); `None` if it names no vCPU of a
+    /// VM with `count` vCPUs. Guest-controlled: any value must be accepted.
+    fn vcpu_index(target: u64, count: usize) -> Option<usize>;
+
+    /// Sets the argument a vCPU started by another one receives (PSCI CPU_ON's context id in
+    /// x0; SBI HSM's opaque value in a1, with the hart id in a0). Called after set-up.
+    fn set_start_arg(&mut self, arg: u64);
+
+    /// Completes a CPU power call ([`VmExit::CpuUp`], [`VmExit::CpuStatus`]) with the
+    /// architecture's encoding of `reply`.
+    fn complete_power(&mut self, reply: PowerReply);
+
+    /// Whether the guest has an interrupt it can take now (a halted vCPU should run). Only
+    /// called between [`ArchVCpu::put`] and the next [`ArchVCpu::run`].
+    fn wakeup_pending(&self) -> bool {
+        false
+    }
+
+    /// When the guest's own timer fires, as a value of the host's system counter (CNTPCT_EL0,
+    /// the RISC-V `time` CSR: the counter `axhal`'s clock runs on), if it is armed. Only
+    /// called after `put`.
+    fn timer_deadline(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The power state of a vCPU as a guest's CPU power calls report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerState {
+    /// Running (PSCI ON, HSM STARTED).
+    On,
+    /// Off (PSCI OFF, HSM STOPPED).
+    Off,
+    /// Being started (PSCI ON_PENDING, HSM START_PENDING).
+    Pending,
+}
+
+/// The answer to a guest's CPU power call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerReply {
+    /// Done (PSCI SUCCESS, SBI_SUCCESS).
+    Done,
+    /// The target is already on (PSCI ALREADY_ON, SBI_ERR_ALREADY_AVAILABLE).
+    AlreadyOn,
+    /// The target names no vCPU of this VM (PSCI INVALID_PARAMETERS, SBI_ERR_INVALID_PARAM).
+    InvalidTarget,
+    /// The entry address is not usable (PSCI INVALID_ADDRESS, SBI_ERR_INVALID_ADDRESS).
+    InvalidAddress,
+    /// The target's state (PSCI AFFINITY_INFO, HSM hart_get_status).
+    Status(PowerState),
 }
 
 /// Where a vCPU is in its life.
@@ -172,6 +224,11 @@ impl<A: ArchVCpu> VCpu<A> {
     pub fn arch_mut(&mut self) -> &mut A {
         &mut self.arch
     }
+
+    /// The architecture part, read-only.
+    pub fn arch(&self) -> &A {
+        &self.arch
+    }
 }
 
 #[cfg(test)]
@@ -218,6 +275,11 @@ mod tests {
         fn complete_mmio_read(&mut self, _: u64) {}
         fn set_return_value(&mut self, _: u64) {}
         fn inject_data_fault(&mut self, _: GuestPhysAddr) {}
+        fn vcpu_index(target: u64, count: usize) -> Option<usize> {
+            (target < count as u64).then_some(target as usize)
+        }
+        fn set_start_arg(&mut self, _: u64) {}
+        fn complete_power(&mut self, _: PowerReply) {}
     }
 
     fn gpa(v: usize) -> GuestPhysAddr {

@@ -10,7 +10,7 @@ use axaddrspace::{
     Aarch64Stage2, FrameAllocator, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags,
 };
 use axdevice_base::AccessWidth;
-use axvcpu::{ArchVCpu, VCpuError, VmExit};
+use axvcpu::{ArchVCpu, PowerReply, PowerState, VCpuError, VmExit};
 use spin::Mutex;
 use std::string::{String, ToString};
 
@@ -20,6 +20,8 @@ enum Call {
     MmioDone(u64),
     Ret(u64),
     Fault(usize),
+    Power(PowerReply),
+    StartArg(u64),
 }
 
 #[derive(Default)]
@@ -56,6 +58,17 @@ impl ArchVCpu for FakeVCpu {
     }
     fn inject_data_fault(&mut self, gpa: GuestPhysAddr) {
         self.0.calls.lock().push(Call::Fault(gpa.as_usize()));
+    }
+    /// Targets are `0x100 + index`, so an index passed as a target by mistake is refused.
+    fn vcpu_index(target: u64, count: usize) -> Option<usize> {
+        let i = target.checked_sub(0x100)?;
+        (i < count as u64).then_some(i as usize)
+    }
+    fn set_start_arg(&mut self, arg: u64) {
+        self.0.calls.lock().push(Call::StartArg(arg));
+    }
+    fn complete_power(&mut self, reply: PowerReply) {
+        self.0.calls.lock().push(Call::Power(reply));
     }
 }
 
@@ -118,7 +131,15 @@ size = 0x1000
 "#;
 
 fn vm_with(policy: &str, exits: Vec<VmExit>) -> (Vm, Arc<Script>, Arc<Mutex<Vec<String>>>) {
-    let text = std::format!("{CONFIG}\n[unclaimed]\npolicy = \"{policy}\"\n");
+    vm_from(CONFIG, policy, exits)
+}
+
+fn vm_from(
+    config: &str,
+    policy: &str,
+    exits: Vec<VmExit>,
+) -> (Vm, Arc<Script>, Arc<Mutex<Vec<String>>>) {
+    let text = std::format!("{config}\n[unclaimed]\npolicy = \"{policy}\"\n");
     let config = axvmconfig::from_toml(&text).unwrap();
     let script = Arc::new(Script {
         exits: Mutex::new(exits),
@@ -293,27 +314,63 @@ fn nested_faults_and_unsupported_exits() {
 
 #[test]
 fn power_events_reach_the_hypervisor() {
-    let exits = std::vec![
-        VmExit::CpuUp {
-            target: 1,
-            entry: gpa(0x4000_1000),
-            arg: 9
-        },
-        VmExit::CpuDown,
-        VmExit::SystemReset,
-    ];
+    let exits = std::vec![VmExit::SystemReset];
     let (vm, _, _) = vm_with("fault", exits);
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Reset);
+    assert!(vm.run_vcpu(0).is_err());
+}
+
+/// Two vCPUs: vCPU 0 starts vCPU 1 (bad target, bad entry, then fine, then again), asks its
+/// status, vCPU 1 stops itself, then vCPU 0 does and the VM stops.
+#[test]
+fn cpu_on_status_and_off() {
+    let config = CONFIG.replace("count = 1\npin = [0]", "count = 2\npin = [0, 1]");
+    let up = |target, entry| VmExit::CpuUp {
+        target,
+        entry: gpa(entry),
+        arg: 0x77,
+    };
+    let status = |target| VmExit::CpuStatus { target };
+    let exits = std::vec![
+        up(0x105, 0x4000_1000), // no such vCPU
+        up(0x101, 0x9000_0000), // entry outside RAM
+        status(0x101),          // off
+        up(0x101, 0x4000_1000), // started
+        status(0x101),          // pending (not run yet)
+        up(0x101, 0x4000_1000), // already on
+        VmExit::Halt,           // vCPU 1's first exit...
+        status(0x101),          // ...and now it is on
+        VmExit::CpuDown,        // vCPU 1 off
+        status(0x101),
+        VmExit::CpuDown, // vCPU 0 off: every vCPU is off
+    ];
+    let (vm, script, _) = vm_from(&config, "fault", exits);
+    assert_eq!(vm.power_state(0), Some(PowerState::On));
+    assert_eq!(vm.power_state(1), Some(PowerState::Off));
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::CpuUp { vcpu: 1 });
+    assert_eq!(vm.power_state(1), Some(PowerState::Pending));
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Halt);
+    assert_eq!(vm.run_vcpu(1).unwrap(), VcpuEvent::CpuDown);
+    assert_eq!(vm.power_state(1), Some(PowerState::Off));
     assert_eq!(
         vm.run_vcpu(0).unwrap(),
-        VcpuEvent::CpuUp {
-            target: 1,
-            entry: gpa(0x4000_1000),
-            arg: 9
-        }
+        VcpuEvent::Stopped("every vCPU is off")
     );
-    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::CpuDown);
-    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Reset);
-    assert!(vm.run_vcpu(1).is_err());
+    use PowerReply::*;
+    assert_eq!(
+        script.calls.lock().as_slice(),
+        [
+            Call::Power(InvalidTarget),
+            Call::Power(InvalidAddress),
+            Call::Power(Status(PowerState::Off)),
+            Call::StartArg(0x77),
+            Call::Power(Done),
+            Call::Power(Status(PowerState::Pending)),
+            Call::Power(AlreadyOn),
+            Call::Power(Status(PowerState::On)),
+            Call::Power(Status(PowerState::Off)),
+        ]
+    );
 }
 
 #[test]

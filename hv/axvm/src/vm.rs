@@ -11,7 +11,7 @@ use axaddrspace::{
 use axdevice::uart::{Ns16550, Pl011};
 use axdevice::{DeviceSet, MmioOutcome};
 use axdevice_base::{ConsoleSink, MmioDevice, PrefixedConsole};
-use axvcpu::{ArchVCpu, VCpu, VCpuError, VmExit};
+use axvcpu::{ArchVCpu, PowerReply, PowerState, VCpu, VCpuError, VmExit};
 use axvmconfig::{DeviceKind, MapKind, UnclaimedPolicy, VmConfig};
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -40,16 +40,16 @@ pub enum VcpuEvent {
     Halt,
     /// A physical interrupt interrupted the guest (already taken by the hypervisor).
     Interrupt,
-    /// The guest asks to start another vCPU.
+    /// The guest started another vCPU (PSCI CPU_ON, SBI HSM hart_start): vCPU `vcpu` is set
+    /// up at its entry and must now be run (on its own physical CPU). The caller has its
+    /// answer already.
     CpuUp {
-        /// Target vCPU id (architecture id as the guest gave it).
-        target: u64,
-        /// Where it starts.
-        entry: GuestPhysAddr,
-        /// Its first argument register.
-        arg: u64,
+        /// Index of the started vCPU.
+        vcpu: usize,
     },
-    /// The guest stops this vCPU.
+    /// The guest stopped this vCPU (PSCI CPU_OFF, SBI hart_stop); it stays off until another
+    /// vCPU starts it again. When it was the last vCPU on, the VM is stopped instead
+    /// ([`VcpuEvent::Stopped`]).
     CpuDown,
     /// The guest powers the VM off.
     PowerOff,
@@ -111,6 +111,9 @@ pub struct AxVm<A: ArchVCpu, F: PteFormat, M: FrameAllocator> {
     devices: DeviceSet,
     console: Arc<PrefixedConsole>,
     vcpus: Vec<Mutex<VCpu<A>>>,
+    /// Each vCPU's [`PowerState`] as a `u8` (see [`power_code`]); changed without taking the
+    /// vCPU's lock, which its task holds while the guest runs.
+    power: Vec<AtomicU8>,
     status: AtomicU8,
     exits: ExitCounters,
     /// Images by name, kept for reset.
@@ -126,6 +129,23 @@ fn mapping_flags(f: &axvmconfig::MemFlags) -> MappingFlags {
     m.set(MappingFlags::WRITE, f.write);
     m.set(MappingFlags::EXECUTE, f.exec);
     m
+}
+
+/// [`PowerState`] as stored in [`AxVm`]'s atomics.
+const fn power_code(p: PowerState) -> u8 {
+    match p {
+        PowerState::Off => 0,
+        PowerState::Pending => 1,
+        PowerState::On => 2,
+    }
+}
+
+fn power_state(code: u8) -> PowerState {
+    match code {
+        0 => PowerState::Off,
+        1 => PowerState::Pending,
+        _ => PowerState::On,
+    }
 }
 
 fn device_policy(p: UnclaimedPolicy) -> axdevice::UnclaimedPolicy {
@@ -188,12 +208,16 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         let vcpus = (0..config.cpus.count)
             .map(|i| VCpu::new(i, vcpu_config(i)).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let power = (0..vcpus.len())
+            .map(|_| AtomicU8::new(power_code(PowerState::Off)))
+            .collect();
         Ok(Self {
             config,
             aspace: Mutex::new(aspace),
             devices,
             console,
             vcpus,
+            power,
             status: AtomicU8::new(VmStatus::Loaded as u8),
             exits: ExitCounters::default(),
             images: loaded,
@@ -307,8 +331,38 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         for &(i, val) in regs {
             v.arch_mut().set_gpr(i, val);
         }
+        for (i, p) in self.power.iter().enumerate() {
+            let state = if i == 0 {
+                PowerState::On
+            } else {
+                PowerState::Off
+            };
+            p.store(power_code(state), Ordering::Release);
+        }
         self.set_status(VmStatus::Running);
         Ok(())
+    }
+
+    /// The power state of vCPU `id` as the guest's power calls report it.
+    pub fn power_state(&self, id: usize) -> Option<PowerState> {
+        self.power
+            .get(id)
+            .map(|p| power_state(p.load(Ordering::Acquire)))
+    }
+
+    /// Whether halted vCPU `id` should run again, and if not, until when it may sleep: the
+    /// deadline of its guest timer as a host counter value. `(true, _)` also when the VM is
+    /// no longer running (so its task notices).
+    pub fn halt_wakeup(&self, id: usize) -> (bool, Option<u64>) {
+        if self.status() != VmStatus::Running {
+            return (true, None);
+        }
+        let Some(v) = self.vcpus.get(id) else {
+            return (true, None);
+        };
+        let v = v.lock();
+        let arch = v.arch();
+        (arch.wakeup_pending(), arch.timer_deadline())
     }
 
     /// Asks the VM to stop; running vCPUs notice at their next exit.
@@ -325,6 +379,13 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     /// Runs vCPU `id` until an exit that needs the hypervisor's decision.
     pub fn run_vcpu(&self, id: usize) -> Result<VcpuEvent, VmError> {
         let mut vcpu = self.vcpus.get(id).ok_or(VmError::NoSuchVcpu(id))?.lock();
+        // A vCPU started by CPU_ON is on from its first run.
+        let _ = self.power[id].compare_exchange(
+            power_code(PowerState::Pending),
+            power_code(PowerState::On),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
         // Exits handled here re-enter the guest with its state still loaded in the CPU; the
         // state is saved (`put`) only when control goes back to the hypervisor's policy.
         let result = loop {
@@ -341,6 +402,11 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             }
         };
         vcpu.put();
+        if matches!(result, Ok(VcpuEvent::CpuDown)) {
+            // Off until a CPU_ON sets it up again (which the power state already allows:
+            // the lock is held until here).
+            let _ = vcpu.stop();
+        }
         result
     }
 
@@ -408,10 +474,31 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             }
             VmExit::CpuUp { target, entry, arg } => {
                 count(ExitKind::Power);
-                Some(VcpuEvent::CpuUp { target, entry, arg })
+                let (reply, started) = self.cpu_up(target, entry, arg);
+                arch.complete_power(reply);
+                started.map(|vcpu| VcpuEvent::CpuUp { vcpu })
+            }
+            VmExit::CpuStatus { target } => {
+                count(ExitKind::Power);
+                let reply = match A::vcpu_index(target, self.vcpus.len()) {
+                    Some(i) => PowerReply::Status(self.power_state(i).unwrap_or(PowerState::Off)),
+                    None => PowerReply::InvalidTarget,
+                };
+                arch.complete_power(reply);
+                None
             }
             VmExit::CpuDown => {
                 count(ExitKind::Power);
+                if let Some(p) = self.power.get(vcpu_id) {
+                    p.store(power_code(PowerState::Off), Ordering::Release);
+                }
+                let all_off = self
+                    .power
+                    .iter()
+                    .all(|p| power_state(p.load(Ordering::Acquire)) == PowerState::Off);
+                if all_off {
+                    return Some(self.stop("every vCPU is off"));
+                }
                 Some(VcpuEvent::CpuDown)
             }
             VmExit::SystemOff => {
@@ -431,6 +518,43 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                     self.name()
                 );
                 Some(self.stop(reason))
+            }
+        }
+    }
+
+    /// Starts vCPU `target` (architecture id) at `entry` with `arg`: the answer for the
+    /// caller, and the index of the vCPU to run when it was started.
+    fn cpu_up(&self, target: u64, entry: GuestPhysAddr, arg: u64) -> (PowerReply, Option<usize>) {
+        let Some(idx) = A::vcpu_index(target, self.vcpus.len()) else {
+            return (PowerReply::InvalidTarget, None);
+        };
+        let in_ram = self.config.memory.iter().any(|r| {
+            r.map != MapKind::Reserved && r.flags.exec && r.contains(entry.as_usize() as u64)
+        });
+        if !in_ram {
+            return (PowerReply::InvalidAddress, None);
+        }
+        let off = power_code(PowerState::Off);
+        let pending = power_code(PowerState::Pending);
+        if self.power[idx]
+            .compare_exchange(off, pending, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return (PowerReply::AlreadyOn, None);
+        }
+        // The target is off, so no task is running it and its lock is free.
+        let root = self.aspace.lock().root_paddr();
+        let mut v = self.vcpus[idx].lock();
+        let started = v
+            .setup(entry, root)
+            .map(|()| v.arch_mut().set_start_arg(arg));
+        drop(v);
+        match started {
+            Ok(()) => (PowerReply::Done, Some(idx)),
+            Err(e) => {
+                log::warn!("vm {}: cannot start vcpu {idx}: {e}", self.name());
+                self.power[idx].store(off, Ordering::Release);
+                (PowerReply::InvalidAddress, None)
             }
         }
     }

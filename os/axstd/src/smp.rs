@@ -47,3 +47,14 @@ pub fn start_secondaries() -> usize {
     }
     online()
 }
+
+/// The physical CPU this code runs on.
+pub fn this_cpu() -> usize {
+    axhal::cpu::id()
+}
+
+/// Interrupts physical CPU `cpu` (an IPI): whatever it runs — a guest included — is
+/// interrupted, and a task woken for it gets to run.
+pub fn kick(cpu: usize) {
+    axhal::irq::send_ipi(cpu);
+}

@@ -149,12 +149,18 @@ pub fn sleep(d: Duration) {
 /// Blocks the current task until monotonic time `deadline_ns`.
 pub fn sleep_until(deadline_ns: u64) {
     irq_off(|| {
-        let earliest = this_cpu().timers.lock().add(deadline_ns, block_current());
-        if earliest {
-            time::set_oneshot(deadline_ns);
-        }
+        arm_wakeup(deadline_ns, block_current());
         resched();
     });
+}
+
+/// Wakes `task` at monotonic time `deadline_ns` if it is still blocked then. A task woken
+/// earlier by something else gets a harmless spurious wake-up later if it blocks again:
+/// blocking waits re-check their condition. Interrupts must be masked.
+pub(crate) fn arm_wakeup(deadline_ns: u64, task: Arc<Task>) {
+    if this_cpu().timers.lock().add(deadline_ns, task) {
+        time::set_oneshot(deadline_ns);
+    }
 }
 
 /// Marks the current task blocked; the caller publishes it where a waker will find it, then

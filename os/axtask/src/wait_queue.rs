@@ -1,6 +1,6 @@
 //! Tasks waiting for a condition another task or CPU makes true.
 
-use crate::sched::{block_current, resched, wake};
+use crate::sched::{arm_wakeup, block_current, resched, wake};
 use crate::task::Task;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
@@ -38,6 +38,33 @@ impl WaitQueue {
                     return;
                 }
                 q.push_back(block_current());
+            }
+            resched();
+            irq::restore(state);
+        }
+    }
+
+    /// Blocks the current task until `cond()` holds or monotonic time reaches
+    /// `deadline_ns` (`None`: no deadline). Returns whether `cond()` held. `cond` is checked
+    /// under the queue's lock, as in [`WaitQueue::wait_until`].
+    pub fn wait_until_deadline(&self, cond: impl Fn() -> bool, deadline_ns: Option<u64>) -> bool {
+        loop {
+            let state = irq::save_and_disable();
+            {
+                let mut q = self.q.lock();
+                if cond() {
+                    irq::restore(state);
+                    return true;
+                }
+                if deadline_ns.is_some_and(|d| axhal::time::now_ns() >= d) {
+                    irq::restore(state);
+                    return false;
+                }
+                let me = block_current();
+                if let Some(d) = deadline_ns {
+                    arm_wakeup(d, me.clone());
+                }
+                q.push_back(me);
             }
             resched();
             irq::restore(state);

@@ -263,3 +263,37 @@ fn sysreg_and_sve_traps() {
         SyncAction::Undefined
     );
 }
+
+#[test]
+fn psci_affinity_info_and_power_replies() {
+    use axvcpu::{PowerReply, PowerState};
+    let regs = regs_with(&[(0, psci::AFFINITY_INFO_64), (1, 3), (2, 0)]);
+    assert_eq!(
+        decode_sync(ec::HVC64 << 26, 0, 0, &regs),
+        SyncAction::Exit {
+            exit: VmExit::CpuStatus { target: 3 },
+            pc_step: 0
+        }
+    );
+    // Affinity levels above 0 are refused at once.
+    let regs = regs_with(&[(0, psci::AFFINITY_INFO_32), (1, 3), (2, 1)]);
+    assert_eq!(
+        decode_sync(ec::HVC64 << 26, 0, 0, &regs),
+        SyncAction::Reply {
+            x0: psci::INVALID_PARAMETERS,
+            pc_step: 0
+        }
+    );
+    assert_eq!(psci_power_reply(PowerReply::Done), 0);
+    assert_eq!(psci_power_reply(PowerReply::AlreadyOn), -4i64 as u64);
+    assert_eq!(psci_power_reply(PowerReply::InvalidTarget), -2i64 as u64);
+    assert_eq!(psci_power_reply(PowerReply::InvalidAddress), -9i64 as u64);
+    assert_eq!(psci_power_reply(PowerReply::Status(PowerState::On)), 0);
+    assert_eq!(psci_power_reply(PowerReply::Status(PowerState::Off)), 1);
+    assert_eq!(psci_power_reply(PowerReply::Status(PowerState::Pending)), 2);
+    assert_eq!(mpidr_to_index(1, 2), Some(1));
+    assert_eq!(mpidr_to_index(2, 2), None);
+    assert_eq!(mpidr_to_index(0x100, 4), None);
+    assert_eq!(mpidr_to_index(0x1_0000_0000, 4), None);
+    assert_eq!(mpidr_to_index(0x8000_0001, 4), Some(1));
+}

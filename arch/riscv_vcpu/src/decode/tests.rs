@@ -597,7 +597,7 @@ fn sbi_hsm() {
                 entry: GuestPhysAddr::new(0x8020_0000),
                 arg: 0xabc
             },
-            ret: RetKind::Status
+            ret: RetKind::Power
         }
     );
     assert_eq!(
@@ -612,7 +612,21 @@ fn sbi_hsm() {
         sstc: true,
     };
     assert_eq!(call_on(&info, hsm, 2, &[3]), ok(sbi::HSM_STARTED));
-    assert_eq!(call_on(&info, hsm, 2, &[0]), ok(sbi::HSM_STOPPED));
+    assert_eq!(
+        call_on(&info, hsm, 2, &[0]),
+        SbiAction::Exit {
+            exit: VmExit::CpuStatus { target: 0 },
+            ret: RetKind::Power
+        }
+    );
+    use axvcpu::{PowerReply, PowerState};
+    assert_eq!(power_reply(PowerReply::Done), (0, 0));
+    assert_eq!(power_reply(PowerReply::AlreadyOn), (-6i64 as u64, 0));
+    assert_eq!(power_reply(PowerReply::InvalidTarget), (-3i64 as u64, 0));
+    assert_eq!(power_reply(PowerReply::InvalidAddress), (-5i64 as u64, 0));
+    assert_eq!(power_reply(PowerReply::Status(PowerState::On)), (0, 0));
+    assert_eq!(power_reply(PowerReply::Status(PowerState::Off)), (0, 1));
+    assert_eq!(power_reply(PowerReply::Status(PowerState::Pending)), (0, 2));
     assert_eq!(call(hsm, 3, &[0, 0, 0]), err(sbi::ERR_NOT_SUPPORTED));
 }
 

@@ -6,6 +6,7 @@ use core::arch::{asm, global_asm};
 use core::mem::size_of;
 
 use crate::layout;
+use crate::smp::{CpuState, PowerError};
 use crate::trap::{self, DataFault, FaultAction, Undefined};
 
 /// The architecture's name.
@@ -26,6 +27,12 @@ const UART_FR_TXFF: u32 = 1 << 5;
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 /// PSCI SYSTEM_RESET function id.
 const PSCI_SYSTEM_RESET: u64 = 0x8400_0009;
+/// PSCI CPU_OFF function id.
+const PSCI_CPU_OFF: u64 = 0x8400_0002;
+/// PSCI CPU_ON function id (SMC64).
+const PSCI_CPU_ON: u64 = 0xC400_0003;
+/// PSCI AFFINITY_INFO function id (SMC64).
+const PSCI_AFFINITY_INFO: u64 = 0xC400_0004;
 
 /// ESR_EL1 exception classes of a data abort: from a lower EL, from the same EL.
 const EC_DATA_ABORT_LOWER: u64 = 0x24;
@@ -78,6 +85,20 @@ _start:
 2:  bl   grt_start
 3:  wfi
     b    3b
+
+    // A vCPU started by `smp::cpu_on`: x0 = its boot block (stack top first).
+    .section .text, "ax"
+    .global grt_secondary_entry
+grt_secondary_entry:
+    ldr  x1, [x0]
+    mov  sp, x1
+    adrp x1, grt_vectors
+    add  x1, x1, :lo12:grt_vectors
+    msr  vbar_el1, x1
+    isb
+    bl   grt_secondary_start
+4:  wfi
+    b    4b
 
     .macro GRT_VECTOR index
     .balign 0x80
@@ -274,6 +295,40 @@ pub fn power_off() -> ! {
 /// interrupts forever.
 pub fn reset() -> ! {
     hvc(PSCI_SYSTEM_RESET, [0; 6]);
+    halt()
+}
+
+/// The error of a PSCI return value.
+fn psci_error(ret: u64) -> PowerError {
+    match ret as i64 {
+        -2 => PowerError::InvalidTarget,
+        -4 => PowerError::AlreadyOn,
+        -9 => PowerError::InvalidAddress,
+        other => PowerError::Other(other),
+    }
+}
+
+/// PSCI CPU_ON: `target` MPIDR, `entry`, context id `arg` (x0 of the new vCPU).
+pub fn cpu_on(target: u64, entry: u64, arg: u64) -> Result<(), PowerError> {
+    match hvc(PSCI_CPU_ON, [target, entry, arg, 0, 0, 0]) {
+        0 => Ok(()),
+        e => Err(psci_error(e)),
+    }
+}
+
+/// PSCI AFFINITY_INFO at affinity level 0.
+pub fn cpu_status(target: u64) -> Result<CpuState, PowerError> {
+    match hvc(PSCI_AFFINITY_INFO, [target, 0, 0, 0, 0, 0]) {
+        0 => Ok(CpuState::On),
+        1 => Ok(CpuState::Off),
+        2 => Ok(CpuState::Pending),
+        e => Err(psci_error(e)),
+    }
+}
+
+/// PSCI CPU_OFF; if that returns, waits for interrupts forever.
+pub fn cpu_off() -> ! {
+    hvc(PSCI_CPU_OFF, [0; 6]);
     halt()
 }
 

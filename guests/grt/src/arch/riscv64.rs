@@ -6,6 +6,7 @@ use core::arch::{asm, global_asm};
 use core::mem::{offset_of, size_of};
 
 use crate::layout;
+use crate::smp::{CpuState, PowerError};
 use crate::trap::{self, DataFault, FaultAction, Undefined};
 use crate::AXVISOR_HC_EID;
 
@@ -67,6 +68,20 @@ _start:
 2:  call grt_start
 3:  wfi
     j    3b
+
+    // A hart started by `smp::cpu_on`: a0 = hart id, a1 = its boot block (stack top first).
+    .section .text, "ax"
+    .global grt_secondary_entry
+grt_secondary_entry:
+    ld   sp, 0(a1)
+    lla  t0, grt_trap_entry
+    csrw stvec, t0
+    li   t0, {fs_initial}
+    csrs sstatus, t0
+    mv   a0, a1
+    call grt_secondary_start
+4:  wfi
+    j    4b
 
     .section .text.trap, "ax"
     .balign 4
@@ -228,6 +243,44 @@ pub fn power_off() -> ! {
 /// interrupts forever.
 pub fn reset() -> ! {
     sbi_call(SBI_EXT_SRST, 0, [SRST_COLD_REBOOT, 0, 0, 0, 0, 0]);
+    halt()
+}
+
+/// SBI Hart State Management extension.
+const SBI_EXT_HSM: u64 = 0x48_534D;
+
+/// The error of an SBI error code.
+fn sbi_error(error: u64) -> PowerError {
+    match error as i64 {
+        -3 => PowerError::InvalidTarget,
+        -6 => PowerError::AlreadyOn,
+        -5 => PowerError::InvalidAddress,
+        other => PowerError::Other(other),
+    }
+}
+
+/// SBI HSM hart_start: hart `target` at `entry` with opaque `arg` (a1 of the new hart).
+pub fn cpu_on(target: u64, entry: u64, arg: u64) -> Result<(), PowerError> {
+    match sbi_call(SBI_EXT_HSM, 0, [target, entry, arg, 0, 0, 0]) {
+        (0, _) => Ok(()),
+        (e, _) => Err(sbi_error(e)),
+    }
+}
+
+/// SBI HSM hart_get_status.
+pub fn cpu_status(target: u64) -> Result<CpuState, PowerError> {
+    match sbi_call(SBI_EXT_HSM, 2, [target, 0, 0, 0, 0, 0]) {
+        (0, 0) => Ok(CpuState::On),
+        (0, 1) => Ok(CpuState::Off),
+        (0, 2) => Ok(CpuState::Pending),
+        (0, other) => Err(PowerError::Other(other as i64)),
+        (e, _) => Err(sbi_error(e)),
+    }
+}
+
+/// SBI HSM hart_stop; if that returns, waits for interrupts forever.
+pub fn cpu_off() -> ! {
+    sbi_call(SBI_EXT_HSM, 1, [0; 6]);
     halt()
 }
 
