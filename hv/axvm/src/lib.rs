@@ -18,7 +18,7 @@ mod stats;
 mod vm;
 
 pub use stats::{ExitCounters, ExitKind};
-pub use vm::{AxVm, VcpuEvent, VmError, VmStatus};
+pub use vm::{AxVm, DeviceMap, VcpuEvent, VmError, VmPlatform, VmStatus};
 
 #[cfg(test)]
 mod tests;

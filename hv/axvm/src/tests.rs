@@ -154,6 +154,7 @@ fn vm_from(
         &|name| (name == "k").then_some(&b"\x01\x02\x03\x04kernel"[..]),
         Arc::new(move |l: &str| sink.lock().push(l.to_string())),
         &move |_| s2.clone(),
+        crate::VmPlatform::none(),
     )
     .unwrap();
     vm.boot(&[(0, 0x4400_0000)]).unwrap();
@@ -382,8 +383,97 @@ fn missing_image_is_an_error() {
         &|_| None,
         Arc::new(|_: &str| {}),
         &|_| Arc::new(Script::default()),
+        crate::VmPlatform::none(),
     );
     assert!(matches!(r, Err(VmError::MissingImage(ref n)) if n == "k"));
+}
+
+/// A device the platform adds: every read answers 0x5a.
+struct Fixed;
+
+impl axdevice_base::MmioDevice for Fixed {
+    fn name(&self) -> &str {
+        "fixed"
+    }
+    fn size(&self) -> usize {
+        0x1000
+    }
+    fn read(&self, _: usize, _: AccessWidth) -> Result<u64, axdevice_base::DeviceError> {
+        Ok(0x5a)
+    }
+    fn write(&self, _: usize, _: AccessWidth, _: u64) -> Result<(), axdevice_base::DeviceError> {
+        Ok(())
+    }
+}
+
+/// Records the levels a device drives.
+struct Line(Mutex<Vec<bool>>);
+
+impl axdevice_base::IrqLine for Line {
+    fn set_level(&self, high: bool) {
+        self.0.lock().push(high);
+    }
+}
+
+/// What the architecture layer adds: a generated DTB is loaded at `kernel.dtb.load_addr`,
+/// platform devices answer, device interrupts are wired to the platform's lines, and an
+/// interrupt the platform does not have is a clear error.
+#[test]
+fn platform_devices_irq_lines_and_generated_dtb() {
+    let config_text = CONFIG
+        .replace(
+            "load_addr = 0x4000_0000",
+            "load_addr = 0x4000_0000\ndtb = { load_addr = 0x4008_0000 }",
+        )
+        .replace("size = 0x1000\n", "size = 0x1000\nirq = 33\n");
+    let line = Arc::new(Line(Mutex::new(Vec::new())));
+    let platform = |line: Arc<Line>| crate::VmPlatform {
+        devices: std::vec![(0x0800_0000, Arc::new(Fixed) as Arc<dyn axdevice_base::MmioDevice>)],
+        device_maps: Vec::new(),
+        irq_line: alloc::boxed::Box::new(move |n| {
+            (n == 33).then(|| line.clone() as Arc<dyn axdevice_base::IrqLine>)
+        }),
+        dtb: Some(b"DTB!".to_vec()),
+    };
+    let script = Arc::new(Script {
+        exits: Mutex::new(std::vec![VmExit::MmioRead {
+            gpa: gpa(0x0800_0010),
+            width: AccessWidth::Word,
+            reg: 1,
+            sign_ext: false
+        }]),
+        ..Script::default()
+    });
+    let s2 = script.clone();
+    let vm = Vm::new(
+        axvmconfig::from_toml(&config_text).unwrap(),
+        HostFrames,
+        &|name| (name == "k").then_some(&b"kern"[..]),
+        Arc::new(|_: &str| {}),
+        &move |_| s2.clone(),
+        platform(line.clone()),
+    )
+    .unwrap();
+    let mut buf = [0u8; 4];
+    vm.read_guest(gpa(0x4008_0000), &mut buf).unwrap();
+    assert_eq!(&buf, b"DTB!");
+    vm.boot(&[]).unwrap();
+    assert!(vm.run_vcpu(0).is_err()); // the script ends after the read
+    assert_eq!(script.calls.lock().as_slice(), [Call::MmioDone(0x5a)]);
+
+    let bad = config_text.replace("irq = 33", "irq = 34");
+    let r = Vm::new(
+        axvmconfig::from_toml(&bad).unwrap(),
+        HostFrames,
+        &|name| (name == "k").then_some(&b"kern"[..]),
+        Arc::new(|_: &str| {}),
+        &|_| Arc::new(Script::default()),
+        platform(line),
+    );
+    let Err(VmError::Device(msg)) = r else {
+        panic!("an interrupt the platform lacks must be refused");
+    };
+    assert!(msg.contains("interrupt 34"), "{msg}");
 }
 
 #[test]

@@ -12,10 +12,50 @@ use axdevice::uart::{Ns16550, Pl011};
 use axdevice::{DeviceSet, MmioOutcome};
 use axdevice_base::{ConsoleSink, MmioDevice, PrefixedConsole};
 use axvcpu::{ArchVCpu, PowerReply, PowerState, VCpu, VCpuError, VmExit};
-use axvmconfig::{DeviceKind, MapKind, UnclaimedPolicy, VmConfig};
+use axdevice_base::IrqLine;
+use axvmconfig::{DeviceKind, DtbConfig, MapKind, UnclaimedPolicy, VmConfig};
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
 use spin::Mutex;
+
+/// What the architecture layer adds to a VM: its interrupt controller (emulated register
+/// windows, host frames mapped into the guest, interrupt lines for device models) and a
+/// generated device tree.
+pub struct VmPlatform {
+    /// Emulated devices at guest-physical addresses (a GIC distributor, a PLIC, ...).
+    pub devices: Vec<(u64, Arc<dyn MmioDevice>)>,
+    /// Host device frames mapped into the guest (the GICv2 virtual CPU interface).
+    pub device_maps: Vec<DeviceMap>,
+    /// Interrupt line `n` of the VM's interrupt controller, for a device's `irq`.
+    pub irq_line: alloc::boxed::Box<dyn Fn(u32) -> Option<Arc<dyn IrqLine>>>,
+    /// The DTB to load when the config asks for a generated one.
+    pub dtb: Option<Vec<u8>>,
+}
+
+impl VmPlatform {
+    /// Nothing added: no interrupt controller (devices with an `irq` are refused), no DTB.
+    pub fn none() -> Self {
+        Self {
+            devices: Vec::new(),
+            device_maps: Vec::new(),
+            irq_line: alloc::boxed::Box::new(|_| None),
+            dtb: None,
+        }
+    }
+}
+
+/// A host device range mapped into a guest.
+#[derive(Clone, Debug)]
+pub struct DeviceMap {
+    /// What it is (for messages).
+    pub what: &'static str,
+    /// Guest-physical address.
+    pub gpa: u64,
+    /// Host-physical address.
+    pub hpa: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
 
 /// Where a VM is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,13 +200,15 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     /// Builds the VM from a validated `config`: address space, devices, vCPUs, images.
     /// `images` gives an image's bytes by name; `console` receives each complete line the
     /// guest prints, already prefixed with `[<vm name>] `; `vcpu_config` gives each vCPU's
-    /// architecture parameters.
+    /// architecture parameters; `platform` adds what the architecture layer built (the
+    /// interrupt controller, a generated device tree).
     pub fn new(
         config: VmConfig,
         alloc: M,
         images: &dyn Fn(&str) -> Option<&'static [u8]>,
         console: Arc<dyn Fn(&str) + Send + Sync>,
         vcpu_config: &dyn Fn(usize) -> A::CreateConfig,
+        platform: VmPlatform,
     ) -> Result<Self, VmError> {
         let mem_err = |e: &dyn fmt::Display| VmError::Memory(alloc::format!("{e}"));
         let mut aspace = AddrSpace::new(alloc).map_err(|e| mem_err(&e))?;
@@ -182,26 +224,58 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             }
             .map_err(|e| mem_err(&e))?;
         }
+        for m in &platform.device_maps {
+            aspace
+                .map_linear(
+                    GuestPhysAddr::new(m.gpa as usize),
+                    HostPhysAddr::new(m.hpa as usize),
+                    m.size as usize,
+                    MappingFlags::READ | MappingFlags::WRITE | MappingFlags::DEVICE,
+                )
+                .map_err(|e| VmError::Device(alloc::format!("{} at {:#x}: {e}", m.what, m.gpa)))?;
+        }
 
         let console = Arc::new(PrefixedConsole::new(config.name.clone(), console));
         let mut devices = DeviceSet::new(&config.name, device_policy(config.unclaimed));
         for d in &config.devices {
             let sink: Arc<dyn ConsoleSink> = console.clone();
+            let irq = match d.irq {
+                Some(n) => Some((platform.irq_line)(n).ok_or_else(|| {
+                    VmError::Device(alloc::format!(
+                        "{} at {:#x}: interrupt {n} does not exist in this VM's interrupt controller",
+                        d.kind, d.base
+                    ))
+                })?),
+                None => None,
+            };
             let dev: Arc<dyn MmioDevice> = match d.kind {
-                DeviceKind::Pl011 => Arc::new(Pl011::new(sink, None)),
-                DeviceKind::Ns16550 => {
-                    Arc::new(Ns16550::new(sink, None).with_size(d.size as usize))
-                }
+                DeviceKind::Pl011 => Arc::new(Pl011::new(sink, irq)),
+                DeviceKind::Ns16550 => Arc::new(Ns16550::new(sink, irq).with_size(d.size as usize)),
+                // Built by the architecture layer and passed in `platform`.
+                kind if kind.is_interrupt_controller() => continue,
+                _ => continue,
             };
             devices
                 .add(d.base, dev)
                 .map_err(|e| VmError::Device(alloc::format!("{} at {:#x}: {e}", d.kind, d.base)))?;
+        }
+        for (base, dev) in platform.devices {
+            let name = String::from(dev.name());
+            devices
+                .add(base, dev)
+                .map_err(|e| VmError::Device(alloc::format!("{name} at {base:#x}: {e}")))?;
         }
 
         let mut loaded = Vec::new();
         for (name, _) in Self::image_loads(&config) {
             let bytes = images(name).ok_or_else(|| VmError::MissingImage(name.clone()))?;
             loaded.push((name.clone(), bytes));
+        }
+        if let (Some(dtb), Some(bytes)) = (&config.kernel.dtb, platform.dtb) {
+            if dtb.generated() {
+                let bytes: &'static [u8] = alloc::boxed::Box::leak(bytes.into_boxed_slice());
+                loaded.push((String::from(DtbConfig::GENERATED), bytes));
+            }
         }
         Self::load_images(&config, &mut aspace, &loaded)?;
 
@@ -226,20 +300,34 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         })
     }
 
-    /// `(image name, load address)` of the kernel, initrd and DTB the config names.
+    /// `(image name, load address)` of the kernel, initrd and DTB images the config names
+    /// (a generated DTB is not named: it comes after these).
     fn image_loads(config: &VmConfig) -> impl Iterator<Item = (&String, u64)> {
         let k = &config.kernel;
         core::iter::once((&k.image, k.load_addr))
             .chain(k.initrd.iter().map(|i| (&i.image, i.load_addr)))
-            .chain(k.dtb.iter().map(|i| (&i.image, i.load_addr)))
+            .chain(
+                k.dtb
+                    .iter()
+                    .filter_map(|d| d.image.as_ref().map(|i| (i, d.load_addr))),
+            )
     }
 
+    /// Writes the images into guest memory: those of [`Self::image_loads`], in order, then
+    /// a generated DTB if `images` has one more.
     fn load_images(
         config: &VmConfig,
         aspace: &mut AddrSpace<F, M>,
         images: &[(String, &'static [u8])],
     ) -> Result<(), VmError> {
-        for ((name, addr), (_, bytes)) in Self::image_loads(config).zip(images) {
+        let generated = config
+            .kernel
+            .dtb
+            .iter()
+            .filter(|d| d.generated())
+            .map(|d| d.load_addr);
+        let addrs = Self::image_loads(config).map(|(_, a)| a).chain(generated);
+        for (addr, (name, bytes)) in addrs.zip(images) {
             aspace
                 .write(GuestPhysAddr::new(addr as usize), bytes)
                 .map_err(|e| VmError::Load {

@@ -59,8 +59,9 @@ pub struct KernelConfig {
     pub cmdline: Option<String>,
     /// Initial RAM disk loaded beside the kernel, if any.
     pub initrd: Option<ImageConfig>,
-    /// Device tree blob loaded beside the kernel, if any.
-    pub dtb: Option<ImageConfig>,
+    /// Device tree blob loaded beside the kernel, if any: a given image, or one the
+    /// hypervisor generates from this config.
+    pub dtb: Option<DtbConfig>,
 }
 
 /// The `[kernel]` table as written: `entry` may be left out.
@@ -78,7 +79,7 @@ struct RawKernelConfig {
     /// Initial RAM disk.
     initrd: Option<ImageConfig>,
     /// Device tree blob.
-    dtb: Option<ImageConfig>,
+    dtb: Option<DtbConfig>,
 }
 
 impl From<RawKernelConfig> for KernelConfig {
@@ -102,6 +103,33 @@ pub struct ImageConfig {
     pub image: String,
     /// Guest-physical address the image is loaded at.
     pub load_addr: u64,
+}
+
+/// The guest's device tree (`dtb = { ... }`): `image` names a given DTB; without it the
+/// hypervisor generates one from this config (CPUs, memory, interrupt controller, timer,
+/// UARTs, command line and initrd) at `load_addr`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DtbConfig {
+    /// Name of a given DTB image; absent: generated.
+    pub image: Option<String>,
+    /// Guest-physical address the DTB is loaded at (its address goes to the boot vCPU).
+    pub load_addr: u64,
+}
+
+impl DtbConfig {
+    /// The name used for a generated device tree in messages.
+    pub const GENERATED: &'static str = "(generated device tree)";
+
+    /// Whether the hypervisor generates the DTB.
+    pub fn generated(&self) -> bool {
+        self.image.is_none()
+    }
+
+    /// The image name, or [`DtbConfig::GENERATED`].
+    pub fn image_name(&self) -> &str {
+        self.image.as_deref().unwrap_or(Self::GENERATED)
+    }
 }
 
 /// One `[[memory]]` region of guest-physical address space.
@@ -220,7 +248,7 @@ impl<'de> Deserialize<'de> for MemFlags {
 ///
 /// The single list both the parser and the messages use; [`DeviceKind::ALL`] holds the
 /// same kinds in the same order.
-pub const DEVICE_KINDS: &[&str] = &["pl011", "ns16550"];
+pub const DEVICE_KINDS: &[&str] = &["pl011", "ns16550", "gicd", "gicr", "gicc", "plic"];
 
 /// One `[[devices]]` entry: a device model the hypervisor emulates for this VM.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -250,18 +278,47 @@ pub enum DeviceKind {
     Pl011,
     /// `"ns16550"`: 16550-compatible UART.
     Ns16550,
+    /// `"gicd"`: the distributor of an Arm GIC (aarch64). The virtual GIC has the host's
+    /// version (v2 or v3).
+    GicDistributor,
+    /// `"gicr"`: the redistributors of a GICv3 (one 128 KiB frame pair per vCPU); used on
+    /// GICv3 hosts, ignored on GICv2 ones.
+    GicRedistributor,
+    /// `"gicc"`: the GICv2 CPU interface, where the host's virtual CPU interface (GICV) is
+    /// mapped; used on GICv2 hosts, ignored on GICv3 ones.
+    GicCpuInterface,
+    /// `"plic"`: a RISC-V platform-level interrupt controller (riscv64), one context per
+    /// vCPU.
+    Plic,
 }
 
 impl DeviceKind {
     /// Every kind, in the order of [`DEVICE_KINDS`].
-    pub const ALL: [DeviceKind; 2] = [DeviceKind::Pl011, DeviceKind::Ns16550];
+    pub const ALL: [DeviceKind; 6] = [
+        DeviceKind::Pl011,
+        DeviceKind::Ns16550,
+        DeviceKind::GicDistributor,
+        DeviceKind::GicRedistributor,
+        DeviceKind::GicCpuInterface,
+        DeviceKind::Plic,
+    ];
 
     /// The name written in a config.
     pub const fn name(self) -> &'static str {
         match self {
             DeviceKind::Pl011 => "pl011",
             DeviceKind::Ns16550 => "ns16550",
+            DeviceKind::GicDistributor => "gicd",
+            DeviceKind::GicRedistributor => "gicr",
+            DeviceKind::GicCpuInterface => "gicc",
+            DeviceKind::Plic => "plic",
         }
+    }
+
+    /// Whether this is (part of) the VM's interrupt controller: built by the architecture
+    /// layer, at most one of each kind per VM.
+    pub const fn is_interrupt_controller(self) -> bool {
+        !matches!(self, DeviceKind::Pl011 | DeviceKind::Ns16550)
     }
 
     /// The kind written as `name`, if it is one of [`DEVICE_KINDS`].

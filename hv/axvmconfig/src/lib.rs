@@ -47,7 +47,7 @@ mod validate;
 mod tests;
 
 pub use config::{
-    CpuConfig, DeviceConfig, DeviceKind, ImageConfig, KernelConfig, MapKind, MemFlags,
+    CpuConfig, DeviceConfig, DeviceKind, DtbConfig, ImageConfig, KernelConfig, MapKind, MemFlags,
     MemoryRegion, PassthroughConfig, UnclaimedPolicy, VmConfig, DEVICE_KINDS,
 };
 pub use error::ParseError;

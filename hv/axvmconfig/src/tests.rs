@@ -139,8 +139,8 @@ fn parses_every_field() {
     );
     assert_eq!(
         vm.kernel.dtb,
-        Some(ImageConfig {
-            image: "vm1-dtb".into(),
+        Some(DtbConfig {
+            image: Some("vm1-dtb".into()),
             load_addr: 0x4400_0000
         })
     );
@@ -334,7 +334,7 @@ fn unknown_device_kind_names_the_field() {
     let err = parse_err(&BASE.replace("\"pl011\"", "\"virtio\""));
     assert_eq!(
         err.message,
-        "unknown variant `virtio`, expected `pl011` or `ns16550`"
+        "unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`"
     );
     assert_eq!(err.key.as_deref(), Some("devices.kind"));
     let line = BASE.lines().position(|l| l.contains("pl011")).unwrap() + 1;
@@ -342,7 +342,7 @@ fn unknown_device_kind_names_the_field() {
     assert_eq!(
         err.to_string(),
         format!(
-            "line {line}, column 8: in `devices.kind`: unknown variant `virtio`, expected `pl011` or `ns16550`"
+            "line {line}, column 8: in `devices.kind`: unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`"
         )
     );
 }
@@ -1100,4 +1100,30 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let err = parse_err(&text);
         assert!(!err.to_string().is_empty());
     }
+}
+
+#[test]
+fn interrupt_controller_kinds_and_generated_dtb() {
+    let text = std::format!(
+        "{AARCH64_HELLO}\n[[devices]]\nkind = \"gicd\"\nbase = 0x0800_0000\nsize = 0x1_0000\n\n[[devices]]\nkind = \"gicc\"\nbase = 0x0801_0000\nsize = 0x2000\n\n[[devices]]\nkind = \"gicd\"\nbase = 0x0810_0000\nsize = 0x1_0000\n"
+    );
+    let text = text.replace(
+        "entry = 0x4000_0000",
+        "entry = 0x4000_0000\ndtb = { load_addr = 0x40f0_0000 }",
+    );
+    let vm = from_toml(&text).unwrap();
+    assert!(vm.devices[1].kind.is_interrupt_controller());
+    assert!(!vm.devices[0].kind.is_interrupt_controller());
+    let dtb = vm.kernel.dtb.as_ref().unwrap();
+    assert!(dtb.generated());
+    assert_eq!(dtb.image_name(), DtbConfig::GENERATED);
+    assert_single(
+        &vm,
+        &ctx(),
+        "devices[3].kind",
+        ProblemKind::DuplicateDevice {
+            kind: "gicd",
+            first: "devices[1]".into(),
+        },
+    );
 }

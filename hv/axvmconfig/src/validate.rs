@@ -151,6 +151,13 @@ pub enum ProblemKind {
         /// Path of the region, e.g. `memory[0]`.
         region: String,
     },
+    /// A second device of a kind a VM has at most one of (interrupt controller parts).
+    DuplicateDevice {
+        /// The kind.
+        kind: &'static str,
+        /// Path of the first one, e.g. `devices[0]`.
+        first: String,
+    },
     /// Two VMs given to [`validate_many`] have the same id.
     DuplicateId {
         /// The id.
@@ -225,6 +232,9 @@ impl fmt::Display for ProblemKind {
                 f,
                 "image `{image}` ({size:#x} bytes) does not fit: {region} has only {room:#x} bytes from the load address to its end"
             ),
+            Self::DuplicateDevice { kind, first } => {
+                write!(f, "a VM has at most one `{kind}` device; {first} is one already")
+            }
             Self::DuplicateId { id, vm, first } => {
                 write!(f, "VM #{vm} uses id {id}, already used by VM #{first}")
             }
@@ -367,6 +377,18 @@ impl VmConfig {
             .collect();
         problems.overlaps_within(&devices);
         problems.overlaps_between(&devices, &ram);
+        for (i, dev) in self.devices.iter().enumerate() {
+            let first = self.devices[..i].iter().position(|d| d.kind == dev.kind);
+            if let (true, Some(first)) = (dev.kind.is_interrupt_controller(), first) {
+                problems.push(
+                    format!("devices[{i}].kind"),
+                    ProblemKind::DuplicateDevice {
+                        kind: dev.kind.name(),
+                        first: format!("devices[{first}]"),
+                    },
+                );
+            }
+        }
 
         let mut passthrough = Vec::new();
         for (i, pt) in self.passthrough.iter().enumerate() {
@@ -462,10 +484,14 @@ impl VmConfig {
             image: kernel.image.clone(),
             load_addr: kernel.load_addr,
         };
+        let dtb_image = kernel.dtb.as_ref().map(|d| ImageConfig {
+            image: String::from(d.image_name()),
+            load_addr: d.load_addr,
+        });
         let images = [
             Some(("kernel", &kernel_image)),
             kernel.initrd.as_ref().map(|img| ("kernel.initrd", img)),
-            kernel.dtb.as_ref().map(|img| ("kernel.dtb", img)),
+            dtb_image.as_ref().map(|img| ("kernel.dtb", img)),
         ];
         let mut spans = Vec::new();
         for (field, image) in images.into_iter().flatten() {

@@ -20,42 +20,11 @@ use axvmconfig::{ValidateContext, VmConfig};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 #[cfg(target_arch = "aarch64")]
-mod arch {
-    pub use arm_vcpu::{ArmVCpu as VCpuImpl, ArmVCpuConfig};
-    pub use axaddrspace::Aarch64Stage2 as Stage2;
-
-    /// vCPU `i` of VM `vmid` has MPIDR affinity `i`.
-    pub fn vcpu_config(vmid: u16, i: usize) -> ArmVCpuConfig {
-        ArmVCpuConfig {
-            mpidr: i as u64,
-            vmid,
-        }
-    }
-
-    /// x0 holds the DTB address at entry (Linux arm64 boot protocol).
-    pub fn boot_regs(dtb: u64) -> [(usize, u64); 1] {
-        [(0, dtb)]
-    }
-}
-
+#[path = "aarch64.rs"]
+mod arch;
 #[cfg(target_arch = "riscv64")]
-mod arch {
-    pub use axaddrspace::RiscvSv39x4 as Stage2;
-    pub use riscv_vcpu::{RiscvVCpu as VCpuImpl, RiscvVCpuConfig};
-
-    /// vCPU `i` of VM `vmid` is hart `i`.
-    pub fn vcpu_config(vmid: u16, i: usize) -> RiscvVCpuConfig {
-        RiscvVCpuConfig {
-            hart_id: i as u64,
-            vmid,
-        }
-    }
-
-    /// a0 = hart id, a1 = DTB address at entry (RISC-V boot protocol).
-    pub fn boot_regs(dtb: u64) -> [(usize, u64); 2] {
-        [(10, 0), (11, dtb)]
-    }
-}
+#[path = "riscv64.rs"]
+mod arch;
 
 /// Frames from the hypervisor's allocator; RAM is identity-mapped.
 #[derive(Clone, Copy)]
@@ -194,13 +163,21 @@ fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
     let vmid = config.id as u16;
     let dtb = config.kernel.dtb.as_ref().map_or(0, |d| d.load_addr);
     let waker = Arc::new(VcpuWaker::new(&config.cpus.pin));
+    let (platform, arch_vm) = match arch::build(&config, waker.clone()) {
+        Ok(built) => built,
+        Err(e) => {
+            println!("vm {name}: cannot be created: {e}");
+            return false;
+        }
+    };
     let console = Arc::new(|line: &str| println!("{line}"));
     let vm = match Vm::new(
         config,
         HalFrames,
         &|image| images::image(source, image),
         console,
-        &|i| arch::vcpu_config(vmid, i),
+        &|i| arch::vcpu_config(vmid, i, &arch_vm),
+        platform,
     ) {
         Ok(vm) => Arc::new(vm),
         Err(e) => {
