@@ -33,6 +33,7 @@ pub mod bench;
 pub mod check;
 pub mod console;
 pub mod hc;
+pub mod irq;
 pub mod layout;
 pub mod mmio;
 pub mod smp;
@@ -41,7 +42,7 @@ pub mod trap;
 use core::fmt::Display;
 use core::panic::PanicInfo;
 
-pub use arch::{hypercall, power_off, reset, wait_for_interrupt};
+pub use arch::{cpu_id, hypercall, power_off, reset, wait_for_interrupt};
 
 /// The name of the architecture grt was built for, as in the guests' messages.
 pub const ARCH: &str = arch::NAME;

@@ -80,9 +80,15 @@ impl<T> HandlerSlot<T> {
 static DATA_FAULT_HANDLER: HandlerSlot<DataFault> = HandlerSlot::new();
 static UNDEFINED_HANDLER: HandlerSlot<Undefined> = HandlerSlot::new();
 
-/// Set while an exception is being handled: a second one (e.g. the console faulting while
-/// the first is reported) powers off at once instead of recursing.
-static IN_TRAP: AtomicBool = AtomicBool::new(false);
+/// Set while a vCPU handles an exception: a second one on the same vCPU (e.g. the console
+/// faulting while the first is reported) powers off at once instead of recursing.
+static IN_TRAP: [AtomicBool; crate::smp::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; crate::smp::MAX_CPUS];
+
+/// This vCPU's nesting flag (vCPUs beyond the table share the last one).
+fn in_trap() -> &'static AtomicBool {
+    &IN_TRAP[crate::cpu_id().min(crate::smp::MAX_CPUS - 1)]
+}
 
 /// Registers (or with `None` removes) the handler called for data faults.
 pub fn set_data_fault_handler(handler: Option<DataFaultHandler>) {
@@ -107,15 +113,15 @@ pub(crate) fn on_undefined(undef: &Undefined) -> FaultAction {
 
 /// Enters exception handling; powers off at once if an exception is already being handled.
 pub(crate) fn enter() {
-    if IN_TRAP.load(Ordering::SeqCst) {
+    if in_trap().load(Ordering::SeqCst) {
         crate::power_off();
     }
-    IN_TRAP.store(true, Ordering::SeqCst);
+    in_trap().store(true, Ordering::SeqCst);
 }
 
 /// Leaves exception handling (the guest resumes).
 pub(crate) fn leave() {
-    IN_TRAP.store(false, Ordering::SeqCst);
+    in_trap().store(false, Ordering::SeqCst);
 }
 
 /// Reports an exception nobody handles and powers off.

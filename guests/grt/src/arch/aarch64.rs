@@ -332,6 +332,14 @@ pub fn cpu_off() -> ! {
     halt()
 }
 
+/// This vCPU's index: MPIDR_EL1.Aff0 (the hypervisor gives vCPU `i` affinity `i`).
+pub fn cpu_id() -> usize {
+    let mpidr: u64;
+    // SAFETY: reading MPIDR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nomem, nostack)) };
+    (mpidr & 0xff) as usize
+}
+
 /// Waits for an interrupt (`wfi`).
 pub fn wait_for_interrupt() {
     // SAFETY: `wfi` only pauses the vCPU.

@@ -1,14 +1,21 @@
-//! The architecture-specific half of grt: entry, vectors, console UART, power, hypercalls.
+//! The architecture-specific half of grt: entry, vectors, console UART, power, hypercalls,
+//! and (`irq_hw`) the interrupt controller, timer and IPIs.
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 #[cfg(target_arch = "aarch64")]
 pub use aarch64::*;
+#[cfg(target_arch = "aarch64")]
+#[path = "aarch64_irq.rs"]
+pub mod irq_hw;
 
 #[cfg(target_arch = "riscv64")]
 mod riscv64;
 #[cfg(target_arch = "riscv64")]
 pub use riscv64::*;
+#[cfg(target_arch = "riscv64")]
+#[path = "riscv64_irq.rs"]
+pub mod irq_hw;
 
 #[cfg(not(any(target_arch = "aarch64", target_arch = "riscv64")))]
 compile_error!("grt supports aarch64 and riscv64 guests only");

@@ -47,13 +47,15 @@ const _: () = assert!(FRAME_SIZE.is_multiple_of(16));
 
 // The entry point, placed first in the image by the linker script (.text.entry), and the
 // trap entry (stvec in direct mode), which saves every register, calls `grt_trap(frame)`
-// and restores everything (including a possibly changed sepc). gp and tp are not used by
-// grt (rust-lld cannot relax `la gp, __global_pointer$` here), so nothing sets them.
+// and restores everything (including a possibly changed sepc). gp is not used by grt
+// (rust-lld cannot relax `la gp, __global_pointer$` here), so nothing sets it; tp holds the
+// hart id from entry on (see `cpu_id`).
 global_asm!(
     r#"
     .section .text.entry, "ax"
     .global _start
 _start:
+    mv   tp, a0
     lla  sp, __stack_top
     lla  t0, grt_trap_entry
     csrw stvec, t0
@@ -73,6 +75,7 @@ _start:
     .section .text, "ax"
     .global grt_secondary_entry
 grt_secondary_entry:
+    mv   tp, a0
     ld   sp, 0(a1)
     lla  t0, grt_trap_entry
     csrw stvec, t0
@@ -282,6 +285,14 @@ pub fn cpu_status(target: u64) -> Result<CpuState, PowerError> {
 pub fn cpu_off() -> ! {
     sbi_call(SBI_EXT_HSM, 1, [0; 6]);
     halt()
+}
+
+/// This vCPU's hart id, kept in `tp` from entry (grt uses `tp` for nothing else).
+pub fn cpu_id() -> usize {
+    let hart: usize;
+    // SAFETY: reads a register.
+    unsafe { asm!("mv {}, tp", out(reg) hart, options(nomem, nostack)) };
+    hart
 }
 
 /// Waits for an interrupt (`wfi`).
