@@ -8,6 +8,8 @@
 //!   registers), entry with `eret`, and the exit path from the EL2 vector.
 #![no_std]
 
+extern crate alloc;
+
 #[cfg(test)]
 extern crate std;
 
@@ -16,5 +18,7 @@ pub mod sysreg;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod vcpu;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod vgic_hw;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use vcpu::{ArmVCpu, ArmVCpuConfig};

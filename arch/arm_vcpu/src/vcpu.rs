@@ -4,8 +4,12 @@ use crate::decode::{
     decode_sync, injected_dabt_esr, mpidr_to_index, psci_power_reply, DataAbort, SyncAction,
 };
 use crate::sysreg::{sanitize_id, undefined_esr, SysReg, SysRegAccess};
+use crate::vgic_hw::HwListRegs;
+use alloc::sync::Arc;
+use arm_vgic::{ListReg, ListRegs, Vgic};
 use axaddrspace::{Aarch64Stage2, GuestPhysAddr, HostPhysAddr};
 use axhal::guest::{self, GuestExit, GuestRegs};
+use axhal::vgic::{self as hw_vgic, VgicCpuState, HCR_EN};
 use axvcpu::{ArchVCpu, PowerReply, VCpuError, VmExit};
 
 /// SPSR for EL1h with D, A, I, F masked: how a guest starts and how exceptions enter it.
@@ -67,13 +71,31 @@ fn read_id_register(reg: SysReg) -> u64 {
 const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
 
 /// How to create an aarch64 vCPU.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct ArmVCpuConfig {
     /// The vCPU's MPIDR affinity as the guest sees it.
     pub mpidr: u64,
     /// Stage-2 VMID of its VM.
     pub vmid: u16,
+    /// The VM's virtual GIC, if it has one: the vCPU injects its interrupts (list registers)
+    /// and its virtual timer's, and forwards trapped ICC_SGI1R_EL1 writes.
+    pub vgic: Option<Arc<Vgic>>,
+    /// The VM's virtual counter offset (CNTVOFF_EL2): the guest's virtual counter reads the
+    /// physical counter minus this.
+    pub cntvoff: u64,
 }
+
+/// ICC_SGI1R_EL1: a GICv3 guest's SGI generation register (trapped to EL2).
+const ICC_SGI1R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 5);
+/// ICC_ASGI1R_EL1 and ICC_SGI0R_EL1: SGIs for the other group / security state; a guest of
+/// this hypervisor has one group, so writes are ignored.
+const ICC_ASGI1R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 6);
+const ICC_SGI0R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 7);
+
+/// CNTV_CTL_EL0 bits: ENABLE, IMASK, ISTATUS.
+const CNTV_ENABLE: u64 = 1 << 0;
+const CNTV_IMASK: u64 = 1 << 1;
+const CNTV_ISTATUS: u64 = 1 << 2;
 
 macro_rules! el1_regs {
     ($($name:ident),* $(,)?) => {
@@ -216,6 +238,14 @@ pub struct ArmVCpu {
     /// The guest's EL1 and EL2 control state is live in this CPU's registers (between
     /// `run` and `put`).
     loaded: bool,
+    /// The vCPU's index in its VM.
+    index: usize,
+    /// The VM's virtual GIC and this CPU's list registers.
+    vgic: Option<(Arc<Vgic>, HwListRegs)>,
+    /// The virtual interface state while the vCPU is not loaded.
+    vgic_state: VgicCpuState,
+    /// CNTVOFF_EL2 for this VM.
+    cntvoff: u64,
 }
 
 impl ArmVCpu {
@@ -223,8 +253,8 @@ impl ArmVCpu {
         let vtcr = Aarch64Stage2::vtcr_el2();
         // SAFETY: EL2 controls for the guest about to run: trap configuration, stage-2 root
         // and format, the guest's MPIDR, and EL1 access to the physical counter and timer
-        // (CNTHCTL_EL2.EL1PCTEN/EL1PCEN), and a zero virtual-counter offset (CNTVOFF_EL2 is
-        // UNKNOWN at reset), FP/SIMD untrapped (CPTR_EL2). None affects the hypervisor's own EL2 execution.
+        // (CNTHCTL_EL2.EL1PCTEN/EL1PCEN), the VM's virtual-counter offset (CNTVOFF_EL2),
+        // FP/SIMD untrapped (CPTR_EL2). None affects the hypervisor's own EL2 execution.
         unsafe {
             core::arch::asm!(
                 "msr hcr_el2, {hcr}",
@@ -232,7 +262,7 @@ impl ArmVCpu {
                 "msr vttbr_el2, {vttbr}",
                 "msr vmpidr_el2, {vmpidr}",
                 "msr cnthctl_el2, {cnthctl}",
-                "msr cntvoff_el2, xzr",
+                "msr cntvoff_el2, {cntvoff}",
                 "msr cptr_el2, {cptr}",
                 "isb",
                 hcr = in(reg) HCR_GUEST,
@@ -240,6 +270,7 @@ impl ArmVCpu {
                 vttbr = in(reg) self.vttbr,
                 vmpidr = in(reg) self.vmpidr,
                 cnthctl = in(reg) 3u64,
+                cntvoff = in(reg) self.cntvoff,
                 cptr = in(reg) CPTR_EL2_NO_TRAPS,
             )
         };
@@ -249,8 +280,21 @@ impl ArmVCpu {
 impl ArchVCpu for ArmVCpu {
     type CreateConfig = ArmVCpuConfig;
 
-    fn new(_vcpu_id: usize, config: ArmVCpuConfig) -> Result<Self, VCpuError> {
+    fn new(vcpu_id: usize, config: ArmVCpuConfig) -> Result<Self, VCpuError> {
+        let vgic = match config.vgic {
+            Some(v) => Some((
+                v,
+                HwListRegs::this_cpu().ok_or(VCpuError::Unsupported(
+                    "the host GIC has no virtualization interface",
+                ))?,
+            )),
+            None => None,
+        };
         Ok(Self {
+            index: vcpu_id,
+            vgic,
+            vgic_state: VgicCpuState::default(),
+            cntvoff: config.cntvoff,
             regs: GuestRegs::default(),
             el1: El1Regs::default(),
             fp: FpRegs::default(),
@@ -306,9 +350,20 @@ impl ArchVCpu for ArmVCpu {
                 self.load_el2_state();
                 self.el1.restore();
                 self.fp.restore();
+                if self.vgic.is_some() {
+                    self.vgic_state.restore();
+                    hw_vgic::set_hcr(HCR_EN);
+                }
                 self.loaded = true;
             }
-            match guest::run(&mut self.regs) {
+            self.inject_interrupts();
+            let guest_exit = guest::run(&mut self.regs);
+            if let Some((vgic, lrs)) = &mut self.vgic {
+                vgic.sync(self.index, lrs);
+                // No underflow interrupt while the hypervisor runs: it would fire at once.
+                lrs.set_underflow_interrupt(false);
+            }
+            match guest_exit {
                 GuestExit::Sync => {
                     let (esr, far, hpfar): (u64, u64, u64);
                     // SAFETY: reads the syndrome registers of the exception just taken.
@@ -364,8 +419,40 @@ impl ArchVCpu for ArmVCpu {
         if self.loaded {
             self.el1.save();
             self.fp.save();
+            // SAFETY: the guest's virtual timer is saved above; disabling it keeps it from
+            // interrupting whatever runs next on this CPU (it is restored with the rest).
+            unsafe { core::arch::asm!("msr cntv_ctl_el0, xzr", "isb") };
+            if self.vgic.is_some() {
+                self.vgic_state.save();
+                hw_vgic::set_hcr(0);
+                hw_vgic::set_private_enabled(hw_vgic::vtimer_intid(), false);
+            }
             self.loaded = false;
         }
+    }
+
+    fn wakeup_pending(&self) -> bool {
+        let Some((vgic, lrs)) = &self.vgic else {
+            return false;
+        };
+        let in_lrs = self.vgic_state.lrs[..lrs.count()].iter().any(|&raw| {
+            let lr = if hw_vgic::host() == Some(hw_vgic::HostVgic::V3) {
+                ListReg::from_gicv3(raw)
+            } else {
+                ListReg::from_gicv2(raw as u32)
+            };
+            lr.state.has_pending()
+        });
+        let timer_fired = self
+            .timer_deadline()
+            .is_some_and(|deadline| axhal::time::ticks() >= deadline);
+        in_lrs || timer_fired || vgic.has_deliverable(self.index)
+    }
+
+    fn timer_deadline(&self) -> Option<u64> {
+        let ctl = self.el1.cntv_ctl_el0;
+        let armed = ctl & CNTV_ENABLE != 0 && ctl & CNTV_IMASK == 0 && self.vgic.is_some();
+        armed.then(|| self.el1.cntv_cval_el0.saturating_add(self.cntvoff))
     }
 
     fn inject_data_fault(&mut self, _gpa: GuestPhysAddr) {
@@ -388,15 +475,43 @@ impl ArchVCpu for ArmVCpu {
 
 impl ArmVCpu {
     /// Emulates a trapped system-register access: a read of a feature ID register gets the
-    /// hardware value with unvirtualised features hidden; anything else is UNDEFINED.
+    /// hardware value with unvirtualised features hidden; a GICv3 SGI write goes to the
+    /// vGIC; anything else is UNDEFINED.
     fn emulate_sysreg(&mut self, access: SysRegAccess) {
-        if access.read && access.reg.is_id_space() {
-            let value = sanitize_id(access.reg, read_id_register(access.reg));
+        let reg = access.reg;
+        if access.read && reg.is_id_space() {
+            let value = sanitize_id(reg, read_id_register(reg));
             self.set_gpr(access.rt, value);
-            self.regs.elr = self.regs.elr.wrapping_add(4);
+        } else if !access.read && reg == ICC_SGI1R_EL1 && self.vgic.is_some() {
+            let value = crate::decode::gpr(&self.regs.x, access.rt);
+            if let Some((vgic, _)) = &self.vgic {
+                vgic.write_sgi1r(self.index, value);
+            }
+        } else if !access.read && (reg == ICC_ASGI1R_EL1 || reg == ICC_SGI0R_EL1) {
+            // One interrupt group only: nothing to raise.
         } else {
             self.inject_undefined();
+            return;
         }
+        self.regs.elr = self.regs.elr.wrapping_add(4);
+    }
+
+    /// Before entering the guest: its virtual timer's level into the vGIC, and pending
+    /// interrupts into free list registers. The timer's physical PPI stays masked while the
+    /// guest has its interrupt in flight (the level is high) and is unmasked otherwise, so
+    /// an expiry while the guest runs makes it exit.
+    fn inject_interrupts(&mut self) {
+        let Some((vgic, lrs)) = &mut self.vgic else {
+            return;
+        };
+        let ctl: u64;
+        // SAFETY: reads the guest's live virtual timer control (loaded with its EL1 state).
+        unsafe { core::arch::asm!("mrs {}, cntv_ctl_el0", out(reg) ctl, options(nomem, nostack)) };
+        let level = ctl & (CNTV_ENABLE | CNTV_IMASK | CNTV_ISTATUS) == CNTV_ENABLE | CNTV_ISTATUS;
+        let intid = hw_vgic::vtimer_intid();
+        vgic.set_private_level(self.index, intid, level);
+        hw_vgic::set_private_enabled(intid, !level);
+        vgic.flush(self.index, lrs);
     }
 
     /// Gives the guest an Undefined Instruction exception at the trapped instruction.

@@ -29,6 +29,10 @@ pub mod time;
 #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub use arch::guest;
 
+/// The host GIC's virtualization interface (aarch64).
+#[cfg(target_arch = "aarch64")]
+pub use arch::vgic;
+
 extern "Rust" {
     /// Runtime entry on the boot CPU, once the hardware is up.
     fn __axstd_primary_main() -> !;

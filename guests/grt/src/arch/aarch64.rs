@@ -43,6 +43,8 @@ const EC_UNKNOWN: u64 = 0x00;
 const ESR_WNR: u64 = 1 << 6;
 /// The vector of a synchronous exception from the current EL using SP_EL1.
 const VECTOR_SYNC_CURRENT_SPX: u64 = 4;
+/// The vector of an IRQ from the current EL using SP_EL1.
+const VECTOR_IRQ_CURRENT_SPX: u64 = 5;
 
 /// Registers saved by the exception entry (layout shared with the assembly below).
 #[repr(C)]
@@ -200,6 +202,11 @@ const VECTOR_NAMES: [&str; 16] = [
 #[no_mangle]
 extern "C" fn grt_trap(frame: &mut TrapFrame, index: u64) {
     trap::enter();
+    if index == VECTOR_IRQ_CURRENT_SPX {
+        super::irq_hw::handle_irqs();
+        trap::leave();
+        return;
+    }
     let (esr, far): (u64, u64);
     // SAFETY: reading EL1 syndrome registers has no side effects.
     unsafe {

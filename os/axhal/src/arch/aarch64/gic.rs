@@ -9,13 +9,17 @@ use crate::percpu::PerCpu;
 use crate::{mmio, platform};
 use axconfig::dtb::{IntcInfo, PlatformInfo};
 use axconfig::MAX_CPUS;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use spin::Once;
 
 /// SGI used to wake another CPU.
 const IPI_SGI: u32 = 1;
 /// EL2 physical timer PPI when the DTB does not say.
 const DEFAULT_HYP_TIMER_PPI: u32 = 26;
+/// EL1 virtual timer PPI when the DTB does not say.
+const DEFAULT_VIRT_TIMER_PPI: u32 = 27;
+/// The virtual interface's maintenance interrupt (PPI 9 on QEMU `virt` and most boards).
+const MAINTENANCE_PPI: u32 = 25;
 const PRIORITY: u8 = 0xa0;
 const SPURIOUS: u32 = 1020;
 
@@ -59,6 +63,10 @@ enum Gic {
 
 static GIC: Once<Gic> = Once::new();
 static TIMER_PPI: Once<u32> = Once::new();
+static VTIMER_PPI: Once<u32> = Once::new();
+static HOST_VGIC: Once<Option<super::vgic::HostVgic>> = Once::new();
+/// GICv3: each CPU's redistributor frame.
+static RD_BASE: PerCpu<AtomicUsize> = PerCpu::new([const { AtomicUsize::new(0) }; MAX_CPUS]);
 /// GICv2: each CPU's interface bit for GICD_SGIR target lists.
 static V2_CPU_MASK: PerCpu<AtomicU8> = PerCpu::new([const { AtomicU8::new(0) }; MAX_CPUS]);
 
@@ -107,6 +115,20 @@ pub fn init_primary(info: &PlatformInfo) -> Result<(), GicError> {
         None => return Err(GicError::Missing),
     };
     TIMER_PPI.call_once(|| info.timer_irqs.map_or(DEFAULT_HYP_TIMER_PPI, |t| t.hyp));
+    VTIMER_PPI.call_once(|| info.timer_irqs.map_or(DEFAULT_VIRT_TIMER_PPI, |t| t.virt));
+    HOST_VGIC.call_once(|| match &info.intc {
+        Some(IntcInfo::GicV2 {
+            hyp: Some(hyp),
+            vcpu: Some(vcpu),
+            ..
+        }) => Some(super::vgic::HostVgic::V2 {
+            gich: hyp.start,
+            gicv: vcpu.start,
+            gicv_size: vcpu.size,
+        }),
+        Some(IntcInfo::GicV3 { .. }) => Some(super::vgic::HostVgic::V3),
+        _ => None,
+    });
     let g = GIC.call_once(|| g);
     let (Gic::V2 { dist, .. } | Gic::V3 { dist, .. }) = *g;
     mmio::write32(dist + GICD_CTLR, 0);
@@ -175,7 +197,9 @@ fn sysreg_write(f: impl FnOnce()) {
 pub fn init_cpu(cpu: usize) {
     super::set_timer_deadline(u64::MAX);
     let ppi = *TIMER_PPI.get().expect("GIC used before init");
-    let enable = (1u32 << ppi) | (1 << IPI_SGI);
+    // The hypervisor's timer, its wake-up SGI, and the virtual interface's maintenance
+    // interrupt (which only makes a running guest exit).
+    let enable = (1u32 << ppi) | (1 << IPI_SGI) | (1 << MAINTENANCE_PPI);
     match *gic() {
         Gic::V2 { dist, cpu: cpuif } => {
             // Banked per CPU: SGI/PPI enables and priorities, and our own interface bit.
@@ -208,6 +232,7 @@ pub fn init_cpu(cpu: usize) {
             while mmio::read32(rd + GICR_WAKER) & (1 << 2) != 0 {
                 core::hint::spin_loop();
             }
+            RD_BASE.get(cpu).store(rd, Ordering::Release);
             mmio::write32(rd + GICR_ICENABLER0, u32::MAX);
             mmio::write32(rd + GICR_IGROUPR0, u32::MAX);
             for i in (0..32).step_by(4) {
@@ -253,14 +278,30 @@ pub fn handle_irq() {
     if (SPURIOUS..1024).contains(&id) {
         return;
     }
-    let src = if id == *TIMER_PPI.get().unwrap_or(&DEFAULT_HYP_TIMER_PPI) {
+    if id == MAINTENANCE_PPI {
+        // A guest's list registers need attention: the exit it caused is all that was
+        // needed (the vCPU syncs them before it runs again).
+    } else if Some(&id) == VTIMER_PPI.get() {
+        // A guest's virtual timer fired while it ran; the vCPU injects it. Keep the level
+        // from firing again in the hypervisor until the vCPU re-enables it.
+        set_private_enabled(id, false);
+    } else {
+        dispatch(classify(id));
+    }
+    eoi(iar);
+}
+
+fn classify(id: u32) -> IrqSource {
+    if id == *TIMER_PPI.get().unwrap_or(&DEFAULT_HYP_TIMER_PPI) {
         IrqSource::Timer
     } else if id == IPI_SGI {
         IrqSource::Ipi
     } else {
         IrqSource::Device(id as usize)
-    };
-    dispatch(src);
+    }
+}
+
+fn eoi(iar: u32) {
     match *gic() {
         Gic::V2 { cpu, .. } => mmio::write32(cpu + GICC_EOIR, iar),
         // SAFETY: ICC_EOIR1_EL1 (S3_0_C12_C12_1) write ends the interrupt just acknowledged.
@@ -288,4 +329,28 @@ pub fn send_ipi(cpu: usize) {
             unsafe { core::arch::asm!("msr S3_0_C12_C11_5, {}", "isb", in(reg) v) };
         }
     }
+}
+
+/// The host's virtualization interface (see `vgic::host`).
+pub fn host_vgic() -> Option<super::vgic::HostVgic> {
+    HOST_VGIC.get().copied().flatten()
+}
+
+/// The EL1 virtual timer's INTID.
+pub fn vtimer_intid() -> u32 {
+    VTIMER_PPI.get().copied().unwrap_or(DEFAULT_VIRT_TIMER_PPI)
+}
+
+/// Enables or disables SGI/PPI `intid` for this CPU.
+pub fn set_private_enabled(intid: u32, enabled: bool) {
+    if intid >= 32 {
+        return;
+    }
+    let bit = 1u32 << intid;
+    let (set, clear) = (0x100, 0x180); // I{S,C}ENABLER0, in GICD (v2, banked) or GICR_SGI (v3)
+    let base = match *gic() {
+        Gic::V2 { dist, .. } => dist,
+        Gic::V3 { .. } => RD_BASE.this().load(Ordering::Acquire) + GICR_SGI,
+    };
+    mmio::write32(base + if enabled { set } else { clear }, bit);
 }

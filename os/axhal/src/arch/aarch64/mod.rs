@@ -8,6 +8,7 @@
 //! - `context`: task context switch.
 //! - `pl011`: console UART.
 //! - `guest`: the world switch into an EL1 guest and back.
+//! - `vgic`: the host GIC's virtualization interface (list registers) for guest interrupts.
 
 mod boot;
 mod context;
@@ -17,6 +18,7 @@ mod mmu;
 mod pl011;
 mod psci;
 mod trap;
+pub mod vgic;
 
 use aarch64_cpu::registers::*;
 
