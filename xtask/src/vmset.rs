@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::arch::Arch;
-use crate::{util, vmembed};
+use crate::{realguest, util, vmembed};
 
 /// VM config files, in order, as paths relative to the repository root (absolute for files
 /// outside it). Empty: the plain image.
@@ -116,6 +116,40 @@ impl VmSet {
 
     /// Checks that every config names images that exist in `guest_dir` (the same check
     /// `axvisor/build.rs` makes, made first for a clearer error).
+    /// Makes the real guests these configs name available in `guest_dir`: an image named
+    /// [`LINUX_KERNEL`] or [`LINUX_INITRAMFS`] is the Debian kernel / marker initramfs of
+    /// `arch` (`cargo xtask guests fetch`, done here when missing), linked into the guest
+    /// directory as `<name>.bin`.
+    pub fn provide_real_guests(&self, arch: Arch, guest_dir: &Path) -> Result<()> {
+        let root = util::repo_root();
+        let mut wanted = false;
+        for file in &self.0 {
+            let path = root.join(file);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the VM config {}", path.display()))?;
+            let refs = vmembed::image_refs(&text).map_err(anyhow::Error::msg)?;
+            wanted |= refs
+                .iter()
+                .any(|r| r.name == LINUX_KERNEL || r.name == LINUX_INITRAMFS);
+        }
+        if !wanted {
+            return Ok(());
+        }
+        let guest = realguest::ensure(arch)?;
+        std::fs::create_dir_all(guest_dir)
+            .with_context(|| format!("creating {}", guest_dir.display()))?;
+        for (name, target) in [
+            (LINUX_KERNEL, &guest.kernel),
+            (LINUX_INITRAMFS, &guest.initramfs),
+        ] {
+            let link = vmembed::image_file(guest_dir, name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(target, &link)
+                .with_context(|| format!("linking {} to {}", link.display(), target.display()))?;
+        }
+        Ok(())
+    }
+
     pub fn check_images(&self, guest_dir: &Path) -> Result<()> {
         let root = util::repo_root();
         for file in &self.0 {
@@ -138,6 +172,11 @@ impl fmt::Display for VmSet {
         }
     }
 }
+
+/// The image name VM configs use for the fetched Linux kernel of their architecture.
+pub const LINUX_KERNEL: &str = "linux";
+/// The image name for the fetched marker initramfs.
+pub const LINUX_INITRAMFS: &str = "linux-initramfs";
 
 /// 32-bit FNV-1a: a small, stable hash for file names.
 fn fnv1a32(bytes: &[u8]) -> u32 {

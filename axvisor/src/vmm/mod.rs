@@ -25,6 +25,7 @@ mod arch;
 #[cfg(target_arch = "riscv64")]
 #[path = "riscv64.rs"]
 mod arch;
+mod dtb;
 
 /// Frames from the hypervisor's allocator; RAM is identity-mapped.
 #[derive(Clone, Copy)]
@@ -163,13 +164,28 @@ fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
     let vmid = config.id as u16;
     let dtb = config.kernel.dtb.as_ref().map_or(0, |d| d.load_addr);
     let waker = Arc::new(VcpuWaker::new(&config.cpus.pin));
-    let (platform, arch_vm) = match arch::build(&config, waker.clone()) {
+    let (mut platform, arch_vm) = match arch::build(&config, waker.clone()) {
         Ok(built) => built,
         Err(e) => {
             println!("vm {name}: cannot be created: {e}");
             return false;
         }
     };
+    if config.kernel.dtb.as_ref().is_some_and(|d| d.generated()) {
+        let initrd_size = config
+            .kernel
+            .initrd
+            .as_ref()
+            .and_then(|i| images::image(source, &i.image))
+            .map(|b| b.len() as u64);
+        match dtb::generate(&config, initrd_size) {
+            Ok(bytes) => platform.dtb = Some(bytes),
+            Err(e) => {
+                println!("vm {name}: cannot be created: {e}");
+                return false;
+            }
+        }
+    }
     let console = Arc::new(|line: &str| println!("{line}"));
     let vm = match Vm::new(
         config,

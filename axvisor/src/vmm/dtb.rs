@@ -1,0 +1,124 @@
+//! The device tree generated for a VM whose config asks for one (`kernel.dtb = { load_addr }`
+//! without an image): its vCPUs, RAM, interrupt controller, timer, UARTs, command line and
+//! initrd, described for `axdtb`.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use axdtb::{GuestDtb, Uart, UartKind};
+use axvmconfig::{DeviceKind, MapKind, VmConfig};
+
+/// Builds the DTB for `config`; `initrd_size` is the size of its initrd image, if any.
+pub fn generate(config: &VmConfig, initrd_size: Option<u64>) -> Result<Vec<u8>, String> {
+    let memory: Vec<(u64, u64)> = config
+        .memory
+        .iter()
+        .filter(|r| r.map != MapKind::Reserved)
+        .map(|r| (r.gpa, r.size))
+        .collect();
+    let uarts: Vec<Uart> = config
+        .devices
+        .iter()
+        .filter_map(|d| {
+            let kind = match d.kind {
+                DeviceKind::Pl011 => UartKind::Pl011,
+                DeviceKind::Ns16550 => UartKind::Ns16550,
+                _ => return None,
+            };
+            Some(Uart {
+                kind,
+                base: d.base,
+                size: d.size,
+                irq: d.irq,
+            })
+        })
+        .collect();
+    let initrd = match (&config.kernel.initrd, initrd_size) {
+        (Some(i), Some(size)) => Some((i.load_addr, i.load_addr.saturating_add(size))),
+        _ => None,
+    };
+    let mut isa = String::new();
+    let desc = GuestDtb {
+        arch: arch_desc(config, &mut isa)?,
+        cpus: config.cpus.count,
+        memory: &memory,
+        reserved: &[],
+        bootargs: config.kernel.cmdline.as_deref(),
+        initrd,
+        uarts: &uarts,
+        extra: &[],
+    };
+    axdtb::build(&desc).map_err(|e| format!("generating its device tree: {e}"))
+}
+
+/// The architecture part; `isa` holds the riscv64 ISA string the description borrows.
+#[cfg(target_arch = "aarch64")]
+fn arch_desc<'a>(config: &VmConfig, _isa: &'a mut String) -> Result<axdtb::ArchDesc<'a>, String> {
+    use axdtb::{ArchDesc, ArmTimerPpis, Gic, PsciMethod};
+    use axhal::vgic::HostVgic;
+    let find = |kind| config.devices.iter().find(|d| d.kind == kind);
+    let gicd = find(DeviceKind::GicDistributor)
+        .ok_or_else(|| String::from("a generated device tree needs a `gicd` device"))?;
+    let gic = match axhal::vgic::host() {
+        Some(HostVgic::V2 { .. }) => Gic::V2 {
+            gicd: gicd.base,
+            gicc: find(DeviceKind::GicCpuInterface)
+                .map(|d| d.base)
+                .ok_or_else(|| String::from("GICv2 host: a `gicc` device is needed"))?,
+        },
+        Some(HostVgic::V3) => {
+            let gicr = find(DeviceKind::GicRedistributor)
+                .ok_or_else(|| String::from("GICv3 host: a `gicr` device is needed"))?;
+            Gic::V3 {
+                gicd: gicd.base,
+                gicr: gicr.base,
+                gicr_size: gicr.size,
+            }
+        }
+        None => return Err(String::from("the host GIC has no virtualization interface")),
+    };
+    Ok(ArchDesc::Arm {
+        gic,
+        timer_ppis: ArmTimerPpis::default(),
+        // The vCPU answers PSCI over HVC and SMC alike.
+        psci: Some(PsciMethod::Hvc),
+    })
+}
+
+/// The architecture part; `isa` holds the ISA string the description borrows.
+#[cfg(target_arch = "riscv64")]
+fn arch_desc<'a>(config: &VmConfig, isa: &'a mut String) -> Result<axdtb::ArchDesc<'a>, String> {
+    use axdtb::{ArchDesc, Plic};
+    let info = axhal::platform::info();
+    let sstc = info.cpus.iter().all(|c| c.isa_sstc);
+    *isa = String::from(if sstc {
+        "rv64imafdc_zicsr_zifencei_sstc"
+    } else {
+        "rv64imafdc_zicsr_zifencei"
+    });
+    let timebase_hz = info
+        .timebase_hz
+        .and_then(|hz| u32::try_from(hz).ok())
+        .ok_or_else(|| String::from("the host's timebase frequency is unknown"))?;
+    let plic = config
+        .devices
+        .iter()
+        .find(|d| d.kind == DeviceKind::Plic)
+        .map(|d| Plic {
+            base: d.base,
+            size: d.size,
+            ndev: riscv_plic_sources(),
+        });
+    Ok(ArchDesc::Riscv {
+        isa: isa.as_str(),
+        timebase_hz,
+        mmu: "riscv,sv39",
+        plic,
+    })
+}
+
+/// Interrupt sources of a VM's virtual PLIC.
+#[cfg(target_arch = "riscv64")]
+pub const fn riscv_plic_sources() -> u32 {
+    63
+}
