@@ -88,7 +88,7 @@ struct RunArgs {
     #[arg(long, value_name = "ARGS")]
     append: Option<String>,
     /// Build this VM config (and the guest images it names) into the image; repeatable.
-    /// Without it, `run` boots the default demo (`DEMO_VMS`); `--no-vms` boots none.
+    /// Without it, `run` boots the default demo (`demo_vms`); `--no-vms` boots none.
     #[arg(long = "vm", value_name = "FILE")]
     vms: Vec<PathBuf>,
     /// Boot the hypervisor alone, without the default demo VMs.
@@ -96,13 +96,19 @@ struct RunArgs {
     no_vms: bool,
 }
 
-/// The default demo of `cargo xtask run`: three test-guest VMs side by side on CPUs 3, 1 and
-/// 2 (`{arch}` is replaced by the architecture).
-const DEMO_VMS: [&str; 3] = [
-    "configs/vms/{arch}-memory.toml",
-    "configs/vms/{arch}-hello.toml",
-    "configs/vms/{arch}-hypercall.toml",
-];
+/// The default demo of `cargo xtask run` on `arch`: on aarch64, Debian's Linux (CPU 1) beside
+/// two test-guest VMs (CPUs 2 and 3); on riscv64, three test-guest VMs side by side on CPUs
+/// 3, 1 and 2.
+fn demo_vms(arch: Arch) -> Vec<PathBuf> {
+    let files: &[&str] = match arch {
+        Arch::Aarch64 => &["linux", "hypercall", "memory"],
+        _ => &["memory", "hello", "hypercall"],
+    };
+    files
+        .iter()
+        .map(|name| PathBuf::from(format!("configs/vms/{}-{name}.toml", arch.name())))
+        .collect()
+}
 
 /// Arguments of `cargo xtask test`.
 #[derive(Debug, Args)]
@@ -137,10 +143,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Run(args) => {
             let machine = qemu::Machine::new(args.arch, args.cpus, args.gic, args.mem)?;
-            let demo: Vec<PathBuf> = DEMO_VMS
-                .iter()
-                .map(|p| PathBuf::from(p.replace("{arch}", args.arch.name())))
-                .collect();
+            let demo = demo_vms(args.arch);
             let chosen = match (args.no_vms, args.vms.is_empty()) {
                 (true, _) => &Vec::new(),
                 (false, true) => &demo,
