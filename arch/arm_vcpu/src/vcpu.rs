@@ -336,6 +336,9 @@ impl ArchVCpu for ArmVCpu {
         };
         self.pending_load = None;
         self.loaded = false;
+        // Nothing in flight: the list registers start empty (the vGIC treats interrupts it
+        // had placed there as ended, and re-raises level ones still high).
+        self.vgic_state = VgicCpuState::default();
         self.load_el2_state();
         // SAFETY: drops this VMID's stale stage-1+2 TLB entries (VTTBR_EL2 was just set), so a
         // reset guest cannot see translations of its previous run.
