@@ -14,6 +14,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod decode;
+pub mod passthrough;
 pub mod sysreg;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

@@ -4,6 +4,7 @@ use crate::decode::{
     decode_sync, injected_dabt_esr, mpidr_to_index, psci_power_reply, DataAbort, SyncAction,
 };
 use crate::sysreg::{sanitize_id, undefined_esr, SysReg, SysRegAccess};
+use crate::passthrough::PassthroughLines;
 use crate::vgic_hw::HwListRegs;
 use alloc::sync::Arc;
 use arm_vgic::{ListReg, ListRegs, Vgic};
@@ -83,6 +84,8 @@ pub struct ArmVCpuConfig {
     /// The VM's virtual counter offset (CNTVOFF_EL2): the guest's virtual counter reads the
     /// physical counter minus this.
     pub cntvoff: u64,
+    /// The VM's passthrough device interrupts (empty when it has none).
+    pub passthrough: Arc<PassthroughLines>,
 }
 
 /// ICC_SGI1R_EL1: a GICv3 guest's SGI generation register (trapped to EL2).
@@ -246,6 +249,8 @@ pub struct ArmVCpu {
     vgic_state: VgicCpuState,
     /// CNTVOFF_EL2 for this VM.
     cntvoff: u64,
+    /// The VM's passthrough interrupts.
+    passthrough: Arc<PassthroughLines>,
 }
 
 impl ArmVCpu {
@@ -295,6 +300,7 @@ impl ArchVCpu for ArmVCpu {
             vgic,
             vgic_state: VgicCpuState::default(),
             cntvoff: config.cntvoff,
+            passthrough: config.passthrough,
             regs: GuestRegs::default(),
             el1: El1Regs::default(),
             fp: FpRegs::default(),
@@ -365,6 +371,15 @@ impl ArchVCpu for ArmVCpu {
                 vgic.sync(self.index, lrs);
                 // No underflow interrupt while the hypervisor runs: it would fire at once.
                 lrs.set_underflow_interrupt(false);
+                if !self.passthrough.is_empty() {
+                    // Passthrough lines the guest ended: let the device interrupt again.
+                    let lines = &self.passthrough;
+                    vgic.take_resampled(&mut |intid| {
+                        if lines.owns(intid) {
+                            hw_vgic::set_spi_enabled(intid, true);
+                        }
+                    });
+                }
             }
             match guest_exit {
                 GuestExit::Sync => {
@@ -514,6 +529,8 @@ impl ArmVCpu {
         let intid = hw_vgic::vtimer_intid();
         vgic.set_private_level(self.index, intid, level);
         hw_vgic::set_private_enabled(intid, !level);
+        self.passthrough
+            .drain(|intid| vgic.set_spi_level(intid, true));
         vgic.flush(self.index, lrs);
     }
 

@@ -216,6 +216,28 @@ impl Vgic {
             .then(|| Arc::new(SpiLine(self.clone(), intid)) as Arc<dyn IrqLine>)
     }
 
+    /// Marks SPI `intid` as driven by a physical device the VM owns (passthrough), or not.
+    /// The hypervisor raises its line when the physical interrupt fires (and masks it at
+    /// the host); when the guest ends the interrupt, the model lowers the line and reports
+    /// the INTID through [`Vgic::take_resampled`], so the hypervisor unmasks the physical
+    /// interrupt and it fires again if the device still asserts it. Ignored for an INTID
+    /// that is not an implemented SPI.
+    pub fn set_resample(&self, intid: u32, on: bool) {
+        let mut s = self.state.lock();
+        if let Some(id) = s.resolve(0, intid).filter(|id| matches!(id, state::Id::Spi(_))) {
+            s.irq_mut(id).resample = on;
+        }
+    }
+
+    /// Calls `f` with each resample SPI the guest ended since the last call (see
+    /// [`Vgic::set_resample`]), and forgets them.
+    pub fn take_resampled(&self, f: &mut dyn FnMut(u32)) {
+        let ended = core::mem::take(&mut self.state.lock().resampled);
+        for intid in ended {
+            f(intid);
+        }
+    }
+
     /// Sets the input level of SPI `intid` (what an [`irq_line`](Vgic::irq_line) does).
     /// Ignored for an INTID that is not an implemented SPI.
     pub fn set_spi_level(&self, intid: u32, level: bool) {

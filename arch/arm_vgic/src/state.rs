@@ -73,6 +73,10 @@ pub(crate) struct Irq {
     pub route: u64,
     /// Where it sits when it is in a list register.
     pub lr: Option<InLr>,
+    /// A line from a physical device (passthrough): when the guest ends the interrupt (its
+    /// list register becomes invalid) the line is lowered and the INTID reported through
+    /// [`State::resampled`], so the hypervisor re-samples the physical line.
+    pub resample: bool,
 }
 
 impl Irq {
@@ -88,6 +92,7 @@ impl Irq {
             targets: 0x01,
             route: 0,
             lr: None,
+            resample: false,
         }
     }
 }
@@ -133,6 +138,8 @@ pub(crate) struct State {
     pub ctlr: u32,
     pub spis: Vec<Irq>,
     pub cpus: Vec<Cpu>,
+    /// Resample SPIs the guest ended since the last [`Vgic::take_resampled`](crate::Vgic::take_resampled).
+    pub resampled: Vec<u32>,
 }
 
 /// Bit `v` of a notify mask.
@@ -175,6 +182,7 @@ impl State {
             ctlr: 0,
             spis,
             cpus,
+            resampled: Vec::new(),
         }
     }
 
@@ -615,6 +623,10 @@ impl State {
             if st == LrState::Invalid {
                 lrs.write(slot, ListReg::INVALID);
                 self.release(v, slot, Some(id));
+                if self.irq(id).resample {
+                    self.irq_mut(id).line = false;
+                    self.resampled.push(id.intid());
+                }
                 if let Some(w) = self.wants(id) {
                     if w != v {
                         mask |= bit(w);
@@ -758,6 +770,10 @@ impl State {
                     lrs.write(slot, ListReg::INVALID);
                 }
                 self.release(v, slot, Some(id));
+                if self.irq(id).resample {
+                    self.irq_mut(id).line = false;
+                    self.resampled.push(id.intid());
+                }
                 if let Some(w) = self.wants(id) {
                     if w != v {
                         mask |= bit(w);

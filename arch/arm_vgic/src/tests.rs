@@ -1467,3 +1467,42 @@ fn fuzz_v3_never_panics() {
     fuzz(GicVersion::V3, 1, 99);
     fuzz(GicVersion::V3, 17, 3);
 }
+
+/// A passthrough SPI: raised by the hypervisor, lowered by the model when the guest ends
+/// it, and reported once for the hypervisor to unmask the physical interrupt.
+#[test]
+fn resample_spi_is_lowered_and_reported_when_the_guest_ends_it() {
+    let vm = vm(GicVersion::V3, 1, 32);
+    let n = 34;
+    vm.vgic.set_resample(n, true);
+    vm.vgic.set_resample(20, true); // a PPI: ignored
+    vm.vgic.set_resample(1000, true); // not implemented: ignored
+    vm.v3_spi_ready(n);
+    vm.vgic.set_spi_level(n, true);
+    let mut lrs = FakeLrs::new(4);
+    vm.vgic.flush(0, &mut lrs);
+    assert_eq!(lrs.valid(), vec![(n, LrState::Pending)]);
+    assert!(lrs.get(n).eoi_maintenance, "level: EOI maintenance requested");
+    let mut ended = Vec::new();
+    vm.vgic.take_resampled(&mut |i| ended.push(i));
+    assert!(ended.is_empty(), "not ended yet");
+    lrs.handle(n);
+    vm.vgic.sync(0, &mut lrs);
+    vm.vgic.take_resampled(&mut |i| ended.push(i));
+    assert_eq!(ended, vec![n]);
+    // The line is low now: nothing pending, nothing re-injected until it is raised again.
+    assert!(!vm.get_bit(0, ISPENDR, n));
+    vm.vgic.flush(0, &mut lrs);
+    assert!(lrs.valid().is_empty());
+    ended.clear();
+    vm.vgic.take_resampled(&mut |i| ended.push(i));
+    assert!(ended.is_empty(), "reported once");
+    // An ordinary level SPI is not lowered by the model.
+    let m = 35;
+    vm.v3_spi_ready(m);
+    vm.vgic.set_spi_level(m, true);
+    vm.vgic.flush(0, &mut lrs);
+    lrs.handle(m);
+    vm.vgic.sync(0, &mut lrs);
+    assert!(vm.get_bit(0, ISPENDR, m), "still high: pending again");
+}

@@ -161,7 +161,8 @@ impl VcpuNotifier for VcpuWaker {
 
 fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
     let name = config.name.clone();
-    let vmid = config.id as u16;
+    let vm_id = config.id;
+    let vmid = vm_id as u16;
     let dtb = config.kernel.dtb.as_ref().map_or(0, |d| d.load_addr);
     let waker = Arc::new(VcpuWaker::new(&config.cpus.pin));
     let (mut platform, arch_vm) = match arch::build(&config, waker.clone()) {
@@ -198,9 +199,13 @@ fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
         Ok(vm) => Arc::new(vm),
         Err(e) => {
             println!("vm {name}: cannot be created: {e}");
+            #[cfg(target_arch = "aarch64")]
+            arch::release(vm_id);
             return false;
         }
     };
+    #[cfg(target_arch = "aarch64")]
+    arch::start_passthrough(vm.config());
     if let Err(e) = vm.boot(&arch::boot_regs(dtb)) {
         println!("vm {name}: cannot boot: {e}");
         return false;
@@ -276,6 +281,8 @@ fn vcpu_task(run: Arc<VmRun>, id: usize) {
     let last = run.tasks.fetch_sub(1, Ordering::AcqRel) == 1;
     if last && vm.status() != VmStatus::Running {
         vm.mark_stopped();
+        #[cfg(target_arch = "aarch64")]
+        arch::release(vm.id());
         let counts: Vec<String> = vm
             .exits()
             .nonzero()

@@ -19,6 +19,7 @@ pub enum IrqSource {
 
 static TIMER_HANDLER: AtomicUsize = AtomicUsize::new(0);
 static IPI_HANDLER: AtomicUsize = AtomicUsize::new(0);
+static DEVICE_HANDLER: AtomicUsize = AtomicUsize::new(0);
 
 /// Sets the function called on every timer interrupt.
 pub fn set_timer_handler(f: fn()) {
@@ -28,6 +29,23 @@ pub fn set_timer_handler(f: fn()) {
 /// Sets the function called on every IPI.
 pub fn set_ipi_handler(f: fn()) {
     IPI_HANDLER.store(f as usize, Ordering::Release);
+}
+
+/// Sets the function called for device interrupts (with the controller's number); it
+/// returns whether it handled the interrupt. It runs in interrupt context: it must not take
+/// locks that code with interrupts enabled holds.
+pub fn set_device_handler(f: fn(usize) -> bool) {
+    DEVICE_HANDLER.store(f as usize, Ordering::Release);
+}
+
+fn call_device(irq: usize) -> bool {
+    let f = DEVICE_HANDLER.load(Ordering::Acquire);
+    if f == 0 {
+        return false;
+    }
+    // SAFETY: the slot only ever holds 0 or a `fn(usize) -> bool` stored by the setter.
+    let f: fn(usize) -> bool = unsafe { core::mem::transmute::<usize, fn(usize) -> bool>(f) };
+    f(irq)
 }
 
 fn call(slot: &AtomicUsize) -> bool {
@@ -47,7 +65,7 @@ pub(crate) fn dispatch(src: IrqSource) {
     let handled = match src {
         IrqSource::Timer => call(&TIMER_HANDLER),
         IrqSource::Ipi => call(&IPI_HANDLER),
-        IrqSource::Device(_) => false,
+        IrqSource::Device(irq) => call_device(irq),
     };
     if !handled {
         log::warn!("cpu {}: unhandled interrupt {:?}", crate::cpu::id(), src);

@@ -354,3 +354,36 @@ pub fn set_private_enabled(intid: u32, enabled: bool) {
     };
     mmio::write32(base + if enabled { set } else { clear }, bit);
 }
+
+/// Routes SPI `intid` to logical CPU `cpu` and enables or disables it (a device interrupt
+/// given to a guest: taken on the CPU of the vCPU that handles it).
+pub fn route_spi(intid: u32, cpu: usize) {
+    if intid < 32 {
+        return;
+    }
+    let i = intid as usize;
+    match *gic() {
+        Gic::V2 { dist, .. } => {
+            let mask = V2_CPU_MASK.get(cpu).load(Ordering::Acquire);
+            let word = dist + GICD_ITARGETSR + (i & !3);
+            let shift = (i % 4) * 8;
+            let v = mmio::read32(word) & !(0xff << shift);
+            mmio::write32(word, v | (u32::from(mask) << shift));
+        }
+        Gic::V3 { dist, .. } => {
+            let hw = platform::info().cpus[cpu].hw_id as u64;
+            let aff = (hw & 0xff_ffff) | (((hw >> 32) & 0xff) << 32);
+            mmio::write64(dist + GICD_IROUTER + i * 8, aff);
+        }
+    }
+}
+
+/// Enables or disables SPI `intid` at the distributor.
+pub fn set_spi_enabled(intid: u32, enabled: bool) {
+    if intid < 32 {
+        return;
+    }
+    let (Gic::V2 { dist, .. } | Gic::V3 { dist, .. }) = *gic();
+    let reg = if enabled { 0x100 } else { GICD_ICENABLER };
+    mmio::write32(dist + reg + (intid as usize / 32) * 4, 1 << (intid % 32));
+}
