@@ -428,7 +428,10 @@ fn platform_devices_irq_lines_and_generated_dtb() {
         .replace("size = 0x1000\n", "size = 0x1000\nirq = 33\n");
     let line = Arc::new(Line(Mutex::new(Vec::new())));
     let platform = |line: Arc<Line>| crate::VmPlatform {
-        devices: std::vec![(0x0800_0000, Arc::new(Fixed) as Arc<dyn axdevice_base::MmioDevice>)],
+        devices: std::vec![(
+            0x0800_0000,
+            Arc::new(Fixed) as Arc<dyn axdevice_base::MmioDevice>
+        )],
         device_maps: Vec::new(),
         irq_line: alloc::boxed::Box::new(move |n| {
             (n == 33).then(|| line.clone() as Arc<dyn axdevice_base::IrqLine>)

@@ -10,9 +10,9 @@ use axaddrspace::{
 };
 use axdevice::uart::{Ns16550, Pl011};
 use axdevice::{DeviceSet, MmioOutcome};
+use axdevice_base::IrqLine;
 use axdevice_base::{ConsoleSink, MmioDevice, PrefixedConsole};
 use axvcpu::{ArchVCpu, PowerReply, PowerState, VCpu, VCpuError, VmExit};
-use axdevice_base::IrqLine;
 use axvmconfig::{DeviceKind, DtbConfig, MapKind, UnclaimedPolicy, VmConfig};
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
