@@ -3,8 +3,8 @@
 use crate::decode::{
     decode_sync, injected_dabt_esr, mpidr_to_index, psci_power_reply, DataAbort, SyncAction,
 };
-use crate::sysreg::{sanitize_id, undefined_esr, SysReg, SysRegAccess};
 use crate::passthrough::PassthroughLines;
+use crate::sysreg::{sanitize_id, undefined_esr, SysReg, SysRegAccess};
 use crate::vgic_hw::HwListRegs;
 use alloc::sync::Arc;
 use arm_vgic::{ListReg, ListRegs, Vgic};

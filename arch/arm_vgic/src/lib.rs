@@ -224,7 +224,10 @@ impl Vgic {
     /// that is not an implemented SPI.
     pub fn set_resample(&self, intid: u32, on: bool) {
         let mut s = self.state.lock();
-        if let Some(id) = s.resolve(0, intid).filter(|id| matches!(id, state::Id::Spi(_))) {
+        if let Some(id) = s
+            .resolve(0, intid)
+            .filter(|id| matches!(id, state::Id::Spi(_)))
+        {
             s.irq_mut(id).resample = on;
         }
     }

@@ -1482,7 +1482,10 @@ fn resample_spi_is_lowered_and_reported_when_the_guest_ends_it() {
     let mut lrs = FakeLrs::new(4);
     vm.vgic.flush(0, &mut lrs);
     assert_eq!(lrs.valid(), vec![(n, LrState::Pending)]);
-    assert!(lrs.get(n).eoi_maintenance, "level: EOI maintenance requested");
+    assert!(
+        lrs.get(n).eoi_maintenance,
+        "level: EOI maintenance requested"
+    );
     let mut ended = Vec::new();
     vm.vgic.take_resampled(&mut |i| ended.push(i));
     assert!(ended.is_empty(), "not ended yet");
