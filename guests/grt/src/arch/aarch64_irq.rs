@@ -121,16 +121,17 @@ pub fn init_cpu() {
     enable_intid(IPI_SGI);
 }
 
-/// Unmasks IRQs (PSTATE.I).
+/// Unmasks IRQs (PSTATE.I); a pending interrupt is taken before this returns (the `isb`).
+/// Not `nomem`: handlers change memory, so this is a compiler barrier.
 pub fn enable() {
     // SAFETY: only changes the IRQ mask of this vCPU.
-    unsafe { asm!("msr daifclr, #2", options(nomem, nostack)) };
+    unsafe { asm!("msr daifclr, #2", "isb", options(nostack)) };
 }
 
-/// Masks IRQs.
+/// Masks IRQs. A compiler barrier too, like [`enable`].
 pub fn disable() {
     // SAFETY: only changes the IRQ mask of this vCPU.
-    unsafe { asm!("msr daifset, #2", options(nomem, nostack)) };
+    unsafe { asm!("msr daifset, #2", options(nostack)) };
 }
 
 /// The virtual counter (CNTVCT_EL0).
