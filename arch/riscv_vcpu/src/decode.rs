@@ -9,6 +9,8 @@ use axaddrspace::{GuestPhysAddr, MappingFlags};
 use axdevice_base::AccessWidth;
 use axvcpu::VmExit;
 
+use crate::harts::{fence, HartSet};
+
 /// Exception codes (`scause` without the interrupt bit).
 pub mod cause {
     /// Instruction address misaligned.
@@ -107,8 +109,19 @@ pub mod sbi {
     pub const RFENCE_SFENCE_VMA: u64 = 1;
     /// RFENCE `remote_sfence_vma_asid`.
     pub const RFENCE_SFENCE_VMA_ASID: u64 = 2;
+    /// IPI `send_ipi`.
+    pub const IPI_SEND_IPI: u64 = 0;
+    /// TIME `set_timer`.
+    pub const TIME_SET_TIMER: u64 = 0;
+    /// DBCN `console_write`.
+    pub const DBCN_WRITE: u64 = 0;
+    /// DBCN `console_read`.
+    pub const DBCN_READ: u64 = 1;
     /// DBCN `console_write_byte`.
     pub const DBCN_WRITE_BYTE: u64 = 2;
+    /// The most bytes one DBCN `console_write` takes (the call may write fewer than asked;
+    /// the guest calls again for the rest).
+    pub const DBCN_WRITE_MAX: u64 = 64;
     /// SRST reset types.
     pub const SRST_SHUTDOWN: u64 = 0;
     /// SRST cold reboot.
@@ -148,6 +161,8 @@ pub struct VCpuInfo {
     pub hart_id: u64,
     /// Whether the vCPU can program its own timer (`vstimecmp`, Sstc).
     pub sstc: bool,
+    /// How many harts the VM has (ids `0..harts`), for SBI hart masks.
+    pub harts: usize,
 }
 
 /// How the value given to [`axvcpu::ArchVCpu::set_return_value`] reaches the guest after
@@ -185,13 +200,24 @@ pub fn power_reply(reply: axvcpu::PowerReply) -> (u64, u64) {
     }
 }
 
-/// A fence the vCPU performs for an RFENCE call.
+/// A fence an RFENCE call asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fence {
     /// `fence.i`.
     Icache,
-    /// `hfence.vvma` for the running VMID (all addresses and ASIDs).
+    /// `hfence.vvma` for the VM's VMID (all addresses and ASIDs: a range or one ASID is
+    /// served by this larger flush).
     Vma,
+}
+
+impl Fence {
+    /// As a [`fence`] bit.
+    pub fn bits(self) -> u8 {
+        match self {
+            Self::Icache => fence::ICACHE,
+            Self::Vma => fence::VVMA,
+        }
+    }
 }
 
 /// What to do with a VS-mode `ecall`. In every case the guest's PC moves past the `ecall`
@@ -210,10 +236,27 @@ pub enum SbiAction {
         /// Absolute `time` value.
         deadline: u64,
     },
-    /// Perform the fence locally, then reply `a0` = 0.
-    Fence(Fence),
-    /// Raise the guest's supervisor software interrupt (`hvip.VSSIP`), then reply `a0` = 0.
-    SelfIpi,
+    /// Perform `fence` on every hart of `harts` (validated: they all exist), the caller
+    /// included if it is named, then reply `a0` = 0.
+    Fence {
+        /// The fence.
+        fence: Fence,
+        /// The harts.
+        harts: HartSet,
+    },
+    /// Raise the supervisor software interrupt (`hvip.VSSIP`) of every hart of the set
+    /// (validated: they all exist), the caller included if it is named, then reply `a0` = 0.
+    Ipi(HartSet),
+    /// DBCN `console_write`: write the `len` bytes (1..=[`sbi::DBCN_WRITE_MAX`]) of guest
+    /// memory at guest-physical `addr` (`addr + len` does not overflow) to the console; reply
+    /// `a0` = 0 and `a1` = how many were written, or SBI_ERR_INVALID_PARAM when not even
+    /// the first byte is guest memory the vCPU can read.
+    ConsoleWrite {
+        /// Guest-physical address of the first byte.
+        addr: u64,
+        /// How many bytes.
+        len: u64,
+    },
     /// Hand `exit` to the VMM; its result comes back as `ret` says.
     Exit {
         /// The exit.
@@ -525,21 +568,26 @@ pub fn decode_trap(
     }
 }
 
-/// Whether the hart set `(mask, base)` of an IPI or RFENCE call names this hart. `base` =
-/// -1 means every hart, taken as this one (the vCPU knows of no other). Naming another hart
-/// is SBI_ERR_INVALID_PARAM.
-fn selects_self(mask: u64, base: u64, hart_id: u64) -> Result<bool, u64> {
-    if base == u64::MAX {
-        return Ok(true);
+/// DBCN `console_write` (`console_read` with `read`): `a0` = byte count, `a1`/`a2` = the
+/// low and high halves of the guest-physical address (the high half must be 0 on RV64).
+fn dbcn_memory(count: u64, lo: u64, hi: u64, read: bool) -> SbiAction {
+    let invalid = SbiAction::Reply {
+        a0: sbi::ERR_INVALID_PARAM,
+        a1: None,
+    };
+    if hi != 0 || lo.checked_add(count).is_none() {
+        return invalid;
     }
-    let own = hart_id
-        .checked_sub(base)
-        .filter(|&bit| bit < 64)
-        .map_or(0, |bit| 1u64 << bit);
-    if mask & !own != 0 {
-        Err(sbi::ERR_INVALID_PARAM)
-    } else {
-        Ok(mask & own != 0)
+    if count == 0 || read {
+        // Nothing to write; and there is no console input, so a read returns no bytes.
+        return SbiAction::Reply {
+            a0: sbi::SUCCESS,
+            a1: Some(0),
+        };
+    }
+    SbiAction::ConsoleWrite {
+        addr: lo,
+        len: count.min(sbi::DBCN_WRITE_MAX),
     }
 }
 
@@ -563,7 +611,7 @@ pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
             _ => err(sbi::ERR_NOT_SUPPORTED),
         },
         sbi::EXT_TIME if info.sstc => match fid {
-            0 => SbiAction::SetTimer { deadline: a(0) },
+            sbi::TIME_SET_TIMER => SbiAction::SetTimer { deadline: a(0) },
             _ => err(sbi::ERR_NOT_SUPPORTED),
         },
         sbi::LEGACY_SET_TIMER if info.sstc => SbiAction::SetTimer { deadline: a(0) },
@@ -588,7 +636,8 @@ pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
                 },
                 RetKind::Value,
             ),
-            // console_write / console_read take guest memory: not here.
+            sbi::DBCN_WRITE => dbcn_memory(a(0), a(1), a(2), false),
+            sbi::DBCN_READ => dbcn_memory(a(0), a(1), a(2), true),
             _ => err(sbi::ERR_NOT_SUPPORTED),
         },
         sbi::EXT_SRST => match (fid, a(0)) {
@@ -614,10 +663,11 @@ pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
             sbi::HSM_HART_GET_STATUS => exit(VmExit::CpuStatus { target: a(0) }, RetKind::Power),
             _ => err(sbi::ERR_NOT_SUPPORTED),
         },
-        sbi::EXT_IPI => match (fid, selects_self(a(0), a(1), info.hart_id)) {
-            (0, Ok(true)) => SbiAction::SelfIpi,
-            (0, Ok(false)) => err(sbi::SUCCESS),
-            (0, Err(e)) => err(e),
+        sbi::EXT_IPI => match fid {
+            sbi::IPI_SEND_IPI => match HartSet::decode(a(0), a(1), info.harts) {
+                Ok(harts) => SbiAction::Ipi(harts),
+                Err(e) => err(e),
+            },
             _ => err(sbi::ERR_NOT_SUPPORTED),
         },
         sbi::EXT_RFENCE => {
@@ -627,9 +677,8 @@ pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
                 // The hfence functions are for guests with the H extension: ours have none.
                 _ => return err(sbi::ERR_NOT_SUPPORTED),
             };
-            match selects_self(a(0), a(1), info.hart_id) {
-                Ok(true) => SbiAction::Fence(fence),
-                Ok(false) => err(sbi::SUCCESS),
+            match HartSet::decode(a(0), a(1), info.harts) {
+                Ok(harts) => SbiAction::Fence { fence, harts },
                 Err(e) => err(e),
             }
         }
@@ -644,11 +693,11 @@ pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
     }
 }
 
-/// `probe_extension`: whether the vCPU implements extension `eid`. DBCN is not announced:
-/// only `write_byte` is implemented, and guests that find DBCN use `console_write`.
+/// `probe_extension`: whether the vCPU implements extension `eid`.
 pub fn probe(eid: u64, info: &VCpuInfo) -> bool {
     match eid {
         sbi::EXT_BASE
+        | sbi::EXT_DBCN
         | sbi::EXT_HSM
         | sbi::EXT_SRST
         | sbi::EXT_IPI

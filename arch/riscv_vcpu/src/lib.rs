@@ -3,14 +3,25 @@
 //! - [`decode`]: turning traps from the guest (`scause`, `stval`, `htval`, `htinst`) into
 //!   [`axvcpu::VmExit`]s, decoding the loads and stores of MMIO accesses, and the SBI calls
 //!   the vCPU answers itself. Portable and unit-tested on the host.
+//! - [`harts`]: what the vCPUs of one VM share (IPIs, remote fences, the virtual PLIC).
+//!   Portable and unit-tested on the host.
 //! - `vcpu` (riscv64 only): `RiscvVCpu`, the guest context (general-purpose, VS-level and
-//!   floating-point registers), the hypervisor CSRs, and the run loop over
-//!   `axhal::guest::run`.
+//!   floating-point registers), the hypervisor CSRs, virtual interrupts through `hvip`, and
+//!   the run loop over `axhal::guest::run`.
 //!
 //! See `docs/riscv-vcpu.md`.
 #![no_std]
 
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
 pub mod decode;
+pub mod harts;
+
+/// The virtual PLIC crate, re-exported for the VMM that builds one per VM (it gives it to
+/// [`harts::VmHarts::new`] and maps its registers).
+pub use riscv_vplic;
 
 #[cfg(all(target_arch = "riscv64", target_os = "none"))]
 mod vcpu;
@@ -18,7 +29,7 @@ mod vcpu;
 pub use vcpu::{RiscvVCpu, RiscvVCpuConfig};
 
 /// The hypercall number with which the vCPU hands the SBI legacy `console_putchar` (EID
-/// 0x01) and DBCN `write_byte` calls to the VMM, as [`axvcpu::VmExit::Hypercall`] with the
-/// byte in `args[0]`: the portable [`axvcpu::hypercall::CONSOLE_PUTCHAR`], which writes the
-/// byte to the VM's console.
+/// 0x01) and DBCN `console_write_byte` / `console_write` calls to the VMM, one byte at a
+/// time, as [`axvcpu::VmExit::Hypercall`] with the byte in `args[0]`: the portable
+/// [`axvcpu::hypercall::CONSOLE_PUTCHAR`], which writes the byte to the VM's console.
 pub const SBI_CONSOLE_PUTCHAR_NR: u64 = axvcpu::hypercall::CONSOLE_PUTCHAR;

@@ -2,8 +2,10 @@
 //! run loop.
 
 use crate::decode::{
-    self, cause, decode_trap, Fence, RetKind, SbiAction, Trap, TrapAction, VCpuInfo,
+    self, cause, decode_trap, sbi, RetKind, SbiAction, Trap, TrapAction, VCpuInfo,
 };
+use crate::harts::{fence, VmHarts};
+use alloc::sync::Arc;
 use axaddrspace::{GuestPhysAddr, HostPhysAddr, RiscvSv39x4};
 use axdevice_base::AccessWidth;
 use axhal::guest::{
@@ -38,6 +40,8 @@ const SIE_SEIE: u64 = 1 << 9;
 
 /// hvip.VSSIP: the guest's supervisor software interrupt.
 const HVIP_VSSIP: u64 = 1 << 2;
+/// hvip.VSEIP: the guest's supervisor external interrupt.
+const HVIP_VSEIP: u64 = 1 << 10;
 /// sstatus.FS = Initial / Clean / Dirty.
 const FS_INITIAL: u64 = 1 << 13;
 const FS_CLEAN: u64 = 2 << 13;
@@ -60,13 +64,14 @@ macro_rules! hfence_vvma_all {
     };
 }
 
-/// How to create a riscv64 vCPU.
-#[derive(Clone, Copy, Debug)]
+/// How to create a riscv64 vCPU. Its hart id (a0 at entry, SBI hart masks) is its index
+/// in the VM.
+#[derive(Clone, Debug)]
 pub struct RiscvVCpuConfig {
-    /// The vCPU's hart id as the guest sees it (a0 at entry, SBI hart masks).
-    pub hart_id: u64,
     /// G-stage VMID of its VM (at most 14 bits).
     pub vmid: u16,
+    /// What the harts of its VM share (one [`VmHarts`] per VM, with the VM's vCPU count).
+    pub harts: Arc<VmHarts>,
 }
 
 macro_rules! vs_csrs {
@@ -181,6 +186,30 @@ enum Pending {
     },
     /// An SBI call handed to the VMM.
     Call(RetKind),
+    /// One byte of a DBCN `console_write` handed to the VMM (its result is not the
+    /// guest's: the call's answer is given once every byte went out).
+    ConsoleByte,
+}
+
+/// A DBCN `console_write` in progress: the bytes read from the guest, handed to the VMM one
+/// exit at a time before the guest runs again.
+#[derive(Clone, Copy, Debug)]
+struct ConsoleOut {
+    buf: [u8; sbi::DBCN_WRITE_MAX as usize],
+    /// Bytes in `buf`; 0 when no write is in progress.
+    len: usize,
+    /// Bytes already handed to the VMM.
+    sent: usize,
+}
+
+impl Default for ConsoleOut {
+    fn default() -> Self {
+        Self {
+            buf: [0; sbi::DBCN_WRITE_MAX as usize],
+            len: 0,
+            sent: 0,
+        }
+    }
 }
 
 /// The trap behind the last exit, for fault injection.
@@ -202,6 +231,10 @@ pub struct RiscvVCpu {
     hgatp: u64,
     pending: Pending,
     last: LastTrap,
+    /// Its index in the VM (= its hart id).
+    index: usize,
+    harts: Arc<VmHarts>,
+    console: ConsoleOut,
 }
 
 impl RiscvVCpu {
@@ -240,6 +273,51 @@ impl RiscvVCpu {
                 )
             };
         }
+    }
+
+    /// Right before each guest entry (with the guest's CSRs live and interrupts masked):
+    /// performs the fences other harts asked of this one, moves an IPI sent to it into
+    /// `hvip.VSSIP`, and sets `hvip.VSEIP` to the VM's PLIC output for it. The PLIC output
+    /// can fall without a notification (a claim, a disable), so it is re-read every time.
+    fn prepare_entry(&self) {
+        self.harts.enter(self.index, perform_fences);
+        let hvip: u64;
+        // SAFETY: reads hvip.
+        unsafe { asm!("csrr {}, 0x645", out(reg) hvip, options(nomem, nostack)) };
+        let mut want = hvip & !HVIP_VSEIP;
+        if self.harts.take_ipi(self.index) {
+            want |= HVIP_VSSIP;
+        }
+        if self.harts.external_pending(self.index) {
+            want |= HVIP_VSEIP;
+        }
+        // Written only when it changes: on QEMU every hvip write takes the emulator's global
+        // lock, which a vCPU in an exit-heavy loop would otherwise contend for on each entry.
+        if want != hvip {
+            // SAFETY: raises / lowers the guest's own virtual interrupts (VS bits of hvip).
+            unsafe { asm!("csrw 0x645, {}", in(reg) want, options(nomem, nostack)) };
+        }
+    }
+
+    /// The next byte of a DBCN `console_write` in progress as a console hypercall exit, or,
+    /// once all went out, the call's answer (`a0` = 0, `a1` = bytes written) and `None`.
+    fn next_console_byte(&mut self) -> Option<VmExit> {
+        let c = &mut self.console;
+        if c.len == 0 {
+            return None;
+        }
+        if let Some(&byte) = c.buf.get(c.sent).filter(|_| c.sent < c.len) {
+            c.sent += 1;
+            self.pending = Pending::ConsoleByte;
+            return Some(VmExit::Hypercall {
+                nr: crate::SBI_CONSOLE_PUTCHAR_NR,
+                args: [u64::from(byte), 0, 0, 0, 0, 0],
+            });
+        }
+        self.regs.x[10] = sbi::SUCCESS;
+        self.regs.x[11] = c.len as u64;
+        *c = ConsoleOut::default();
+        None
     }
 
     /// Delivers exception `cause` to the guest as the hardware would deliver a trap taken
@@ -282,20 +360,31 @@ impl RiscvVCpu {
                 unsafe { asm!("csrw 0x24d, {}", in(reg) deadline, options(nomem, nostack)) };
                 done(&mut self.regs);
             }
-            SbiAction::Fence(Fence::Icache) => {
-                // SAFETY: orders this hart's instruction fetches after its stores.
-                unsafe { asm!("fence.i", options(nostack)) };
+            SbiAction::Fence { fence, harts } => {
+                // Returns once no other hart named can run guest code unfenced.
+                if self.harts.remote_fence(self.index, harts, fence.bits()) {
+                    perform_fences(fence.bits());
+                }
                 done(&mut self.regs);
             }
-            SbiAction::Fence(Fence::Vma) => {
-                // SAFETY: drops the running VMID's VS-stage translations (hgatp is this VM's).
-                unsafe { asm!(hfence_vvma_all!(), options(nostack)) };
+            SbiAction::Ipi(harts) => {
+                if self.harts.send_ipi(self.index, harts) {
+                    // SAFETY: raises the guest's own supervisor software interrupt.
+                    unsafe { asm!("csrs 0x645, {}", in(reg) HVIP_VSSIP, options(nomem, nostack)) };
+                }
                 done(&mut self.regs);
             }
-            SbiAction::SelfIpi => {
-                // SAFETY: raises the guest's own supervisor software interrupt.
-                unsafe { asm!("csrs 0x645, {}", in(reg) HVIP_VSSIP, options(nomem, nostack)) };
-                done(&mut self.regs);
+            SbiAction::ConsoleWrite { addr, len } => {
+                let len = (len as usize).min(self.console.buf.len());
+                let read = read_guest_phys(addr, &mut self.console.buf[..len]);
+                if read == 0 {
+                    self.regs.x[10] = sbi::ERR_INVALID_PARAM;
+                    self.regs.x[11] = 0;
+                } else {
+                    self.console.len = read;
+                    self.console.sent = 0;
+                    return self.next_console_byte();
+                }
             }
             SbiAction::Exit { exit, ret } => {
                 if matches!(ret, RetKind::Status | RetKind::Power) {
@@ -312,22 +401,29 @@ impl RiscvVCpu {
 impl ArchVCpu for RiscvVCpu {
     type CreateConfig = RiscvVCpuConfig;
 
-    fn new(_vcpu_id: usize, config: RiscvVCpuConfig) -> Result<Self, VCpuError> {
+    fn new(vcpu_id: usize, config: RiscvVCpuConfig) -> Result<Self, VCpuError> {
         if config.vmid >= 1 << 14 {
             return Err(VCpuError::Unsupported("VMID wider than 14 bits"));
+        }
+        if vcpu_id >= config.harts.count() {
+            return Err(VCpuError::Unsupported("vCPU index beyond the VM's harts"));
         }
         Ok(Self {
             regs: GuestRegs::default(),
             vs: VsCsrs::default(),
             fp: FpRegs::default(),
             info: VCpuInfo {
-                hart_id: config.hart_id,
+                hart_id: vcpu_id as u64,
                 sstc: guest::has_sstc(),
+                harts: config.harts.count(),
             },
             vmid: config.vmid,
             hgatp: 0,
             pending: Pending::None,
             last: LastTrap::default(),
+            index: vcpu_id,
+            harts: config.harts,
+            console: ConsoleOut::default(),
         })
     }
 
@@ -362,6 +458,8 @@ impl ArchVCpu for RiscvVCpu {
         self.fp = FpRegs::default();
         self.pending = Pending::None;
         self.last = LastTrap::default();
+        self.console = ConsoleOut::default();
+        self.harts.reset_hart(self.index);
         // Check that the CPU has Sv39x4, and drop anything cached for this VMID before.
         let irq = axhal::irq::save_and_disable();
         let (old, got): (u64, u64);
@@ -389,6 +487,10 @@ impl ArchVCpu for RiscvVCpu {
     }
 
     fn run(&mut self) -> Result<VmExit, VCpuError> {
+        // A DBCN console_write hands its bytes to the VMM before the guest runs again.
+        if let Some(exit) = self.next_console_byte() {
+            return Ok(exit);
+        }
         if self.hgatp == 0 {
             // Without a G-stage the guest would reach host physical memory.
             return Err(VCpuError::Unsupported(
@@ -400,7 +502,10 @@ impl ArchVCpu for RiscvVCpu {
         self.vs.restore(self.info.sstc);
         self.fp.restore();
         let exit = loop {
-            let (scause, stval, htval, htinst) = match guest::run(&mut self.regs) {
+            self.prepare_entry();
+            let result = guest::run(&mut self.regs);
+            self.harts.leave(self.index);
+            let (scause, stval, htval, htinst) = match result {
                 // Still pending: the hypervisor takes it once interrupts are unmasked below.
                 GuestExit::Interrupt { .. } => break VmExit::ExternalInterrupt,
                 GuestExit::Trap {
@@ -486,6 +591,7 @@ impl ArchVCpu for RiscvVCpu {
 
     fn set_return_value(&mut self, value: u64) {
         match self.pending {
+            Pending::ConsoleByte => {}
             Pending::Call(RetKind::Legacy) | Pending::Call(RetKind::Status) => {
                 self.regs.x[10] = value
             }
@@ -499,8 +605,16 @@ impl ArchVCpu for RiscvVCpu {
 
     fn wakeup_pending(&self) -> bool {
         // What `wfi` in VS mode waits for: an interrupt pending (hvip's VS bits, one above the
-        // guest's sip numbering) and enabled in vsie, or the guest's timer expired.
-        let raised = (self.vs.hvip >> 1) & self.vs.vsie & (SIE_SSIE | SIE_SEIE) != 0;
+        // guest's sip numbering; an IPI not yet moved into hvip, the PLIC's output now) and
+        // enabled in vsie, or the guest's timer expired.
+        let mut hvip = self.vs.hvip & !HVIP_VSEIP;
+        if self.harts.ipi_pending(self.index) {
+            hvip |= HVIP_VSSIP;
+        }
+        if self.harts.external_pending(self.index) {
+            hvip |= HVIP_VSEIP;
+        }
+        let raised = (hvip >> 1) & self.vs.vsie & (SIE_SSIE | SIE_SEIE) != 0;
         let timer = self
             .timer_deadline()
             .is_some_and(|deadline| axhal::time::ticks() >= deadline);
@@ -541,4 +655,71 @@ impl ArchVCpu for RiscvVCpu {
         };
         self.inject(fault, self.last.stval, self.last.pc);
     }
+}
+
+/// Performs fences another hart asked of this one ([`fence`] bits), on this physical CPU
+/// with the VM's `hgatp` live.
+fn perform_fences(kinds: u8) {
+    if kinds & fence::ICACHE != 0 {
+        // SAFETY: orders this hart's instruction fetches after earlier stores.
+        unsafe { asm!("fence.i", options(nostack)) };
+    }
+    if kinds & fence::VVMA != 0 {
+        // SAFETY: drops the running VMID's VS-stage translations (hgatp is this VM's).
+        unsafe { asm!(hfence_vvma_all!(), options(nostack)) };
+    }
+}
+
+/// Reads guest-physical memory at `addr` into `buf` (`addr + buf.len()` must not overflow)
+/// as the guest could: through its G-stage (`hgatp` live), with `vsatp` switched to Bare for
+/// the duration so the address is not translated by the guest's own page table. Uses
+/// `axhal::guest::fetch_insn` (HLVX, execute permission, faults absorbed), a halfword at a
+/// time. Returns how many bytes were read before the first one that could not be (0 when
+/// the first one cannot). Call with interrupts masked.
+fn read_guest_phys(addr: u64, buf: &mut [u8]) -> usize {
+    let vsatp: u64;
+    // SAFETY: puts the guest's address translation in Bare mode and drops the VS-stage
+    // translations cached for the VMID, so that HLVX sees guest-physical addresses; only
+    // VS-mode accesses are affected, and the guest does not run until it is put back.
+    unsafe {
+        asm!(
+            "csrrw {}, 0x280, zero",
+            hfence_vvma_all!(),
+            out(reg) vsatp,
+            options(nostack),
+        )
+    };
+    // The last aligned halfwords read: (address, value); HLVX may give two at once.
+    let mut have: [(u64, u16); 2] = [(u64::MAX, 0); 2];
+    let mut read = 0;
+    for (i, byte) in buf.iter_mut().enumerate() {
+        let a = addr.wrapping_add(i as u64);
+        let half = a & !1;
+        let value = match have.iter().find(|(h, _)| *h == half) {
+            Some(&(_, v)) => v,
+            None => match guest::fetch_insn(half, true) {
+                // Up to two halfwords (a "32-bit instruction" when the low bits are 11).
+                Some(w) => {
+                    have = [(half, w as u16), (half.wrapping_add(2), (w >> 16) as u16)];
+                    if w & 3 != 3 {
+                        have[1].0 = u64::MAX;
+                    }
+                    w as u16
+                }
+                None => break,
+            },
+        };
+        *byte = (value >> ((a & 1) * 8)) as u8;
+        read += 1;
+    }
+    // SAFETY: puts the guest's translation back and drops what was cached meanwhile.
+    unsafe {
+        asm!(
+            "csrw 0x280, {}",
+            hfence_vvma_all!(),
+            in(reg) vsatp,
+            options(nostack),
+        )
+    };
+    read
 }

@@ -1,26 +1,66 @@
-//! riscv64 VMs: the vCPU type, its configuration and the per-VM platform.
+//! riscv64 VMs: the vCPU type, its configuration and the per-VM platform (a virtual PLIC
+//! when the config lists one, and the state the VM's harts share).
 
 use super::VcpuWaker;
+use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec;
 pub use axaddrspace::RiscvSv39x4 as Stage2;
+use axdevice_base::VcpuNotifier;
 use axvm::VmPlatform;
-use axvmconfig::VmConfig;
+use axvmconfig::{DeviceKind, VmConfig};
+use riscv_vcpu::harts::VmHarts;
+use riscv_vcpu::riscv_vplic::{Vplic, VplicConfig, VPLIC_SIZE};
 pub use riscv_vcpu::{RiscvVCpu as VCpuImpl, RiscvVCpuConfig};
 
-/// What a riscv64 VM has besides its vCPUs.
-pub struct ArchVm;
+/// Interrupt sources of a VM's PLIC (IDs 1..=95), as on QEMU `virt`: its 16550 is source 10.
+const PLIC_SOURCES: u32 = 95;
+/// Implemented priority bits (priorities 0..=7), as on QEMU `virt`.
+const PLIC_PRIORITY_BITS: u32 = 3;
 
-/// Builds the platform of a VM.
-pub fn build(_config: &VmConfig, _waker: Arc<VcpuWaker>) -> Result<(VmPlatform, ArchVm), String> {
-    Ok((VmPlatform::none(), ArchVm))
+/// What a riscv64 VM has besides its vCPUs: the state its harts share (IPIs, remote fences,
+/// its PLIC's outputs).
+pub struct ArchVm {
+    harts: Arc<VmHarts>,
 }
 
-/// vCPU `i` of VM `vmid` is hart `i`.
-pub fn vcpu_config(vmid: u16, i: usize, _vm: &ArchVm) -> RiscvVCpuConfig {
+/// Builds the platform of a VM: with a `plic` device in the config, a virtual PLIC with one
+/// context per vCPU at its base, whose sources are the `irq` lines of the VM's devices.
+pub fn build(config: &VmConfig, waker: Arc<VcpuWaker>) -> Result<(VmPlatform, ArchVm), String> {
+    let notifier: Arc<dyn VcpuNotifier> = waker;
+    let mut platform = VmPlatform::none();
+    let mut plic = None;
+    if let Some(d) = config.devices.iter().find(|d| d.kind == DeviceKind::Plic) {
+        if d.size != VPLIC_SIZE as u64 {
+            return Err(format!(
+                "plic at {:#x}: size must be {VPLIC_SIZE:#x} (the PLIC window), not {:#x}",
+                d.base, d.size
+            ));
+        }
+        let vplic = Vplic::new(
+            VplicConfig {
+                sources: PLIC_SOURCES,
+                contexts: config.cpus.count,
+                priority_bits: PLIC_PRIORITY_BITS,
+            },
+            notifier.clone(),
+        )
+        .map_err(|e| format!("plic at {:#x}: {e}", d.base))?;
+        platform.devices = vec![(d.base, vplic.mmio())];
+        let lines = vplic.clone();
+        platform.irq_line = alloc::boxed::Box::new(move |n| lines.irq_line(n));
+        plic = Some(vplic);
+    }
+    let harts = VmHarts::new(config.cpus.count, notifier, plic);
+    Ok((platform, ArchVm { harts }))
+}
+
+/// vCPU `i` of VM `vmid` is hart `i`, sharing the VM's hart state.
+pub fn vcpu_config(vmid: u16, _i: usize, vm: &ArchVm) -> RiscvVCpuConfig {
     RiscvVCpuConfig {
-        hart_id: i as u64,
         vmid,
+        harts: vm.harts.clone(),
     }
 }
 

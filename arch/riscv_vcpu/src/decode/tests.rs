@@ -41,6 +41,7 @@ fn trap(scause: u64, stval: u64, htval: u64, htinst: u64) -> Trap {
 const INFO: VCpuInfo = VCpuInfo {
     hart_id: 0,
     sstc: true,
+    harts: 1,
 };
 
 fn load(width: AccessWidth, rd: usize, sign_ext: bool, len: u64) -> Option<MemAccess> {
@@ -460,6 +461,7 @@ fn sbi_base() {
     assert_eq!(call(0x10, 7, &[]), err(-2i64 as u64));
     for eid in [
         0x10,
+        0x4442_434E,
         0x5449_4D45,
         0x73_5049,
         0x5246_4E43,
@@ -473,23 +475,14 @@ fn sbi_base() {
     ] {
         assert_eq!(call(0x10, 3, &[eid]), ok(1), "probe {eid:#x}");
     }
-    for eid in [
-        0x4442_434E,
-        0x5043_4E54,
-        0x03,
-        0x04,
-        0x05,
-        0x06,
-        0x07,
-        0x09,
-        0xffff_ffff,
-    ] {
+    for eid in [0x5043_4E54, 0x03, 0x04, 0x05, 0x06, 0x07, 0x09, 0xffff_ffff] {
         assert_eq!(call(0x10, 3, &[eid]), ok(0), "probe {eid:#x}");
     }
     // Without Sstc there is no timer.
     let no_sstc = VCpuInfo {
         hart_id: 0,
         sstc: false,
+        harts: 1,
     };
     assert_eq!(call_on(&no_sstc, 0x10, 3, &[0x5449_4D45]), ok(0));
     assert_eq!(call_on(&no_sstc, 0x10, 3, &[0]), ok(0));
@@ -506,6 +499,7 @@ fn sbi_timer() {
     let no_sstc = VCpuInfo {
         hart_id: 0,
         sstc: false,
+        harts: 1,
     };
     assert_eq!(
         call_on(&no_sstc, 0x5449_4D45, 0, &[1]),
@@ -531,12 +525,36 @@ fn sbi_console() {
         call(0x4442_434E, 2, &[b'x' as u64]),
         putchar(RetKind::Value)
     );
+    let dbcn = 0x4442_434E;
+    let write = |addr, len| SbiAction::ConsoleWrite { addr, len };
+    // console_write: a0 = count, a1/a2 = address low/high; at most DBCN_WRITE_MAX at once.
+    assert_eq!(call(dbcn, 0, &[1, 0x8000_0000, 0]), write(0x8000_0000, 1));
+    assert_eq!(call(dbcn, 0, &[64, 0x8000_0001, 0]), write(0x8000_0001, 64));
+    assert_eq!(call(dbcn, 0, &[65, 0x8000_0000, 0]), write(0x8000_0000, 64));
     assert_eq!(
-        call(0x4442_434E, 0, &[1, 0x8000_0000, 0]),
-        err(sbi::ERR_NOT_SUPPORTED)
+        call(dbcn, 0, &[u64::MAX / 2, 0x8000_0000, 0]),
+        write(0x8000_0000, sbi::DBCN_WRITE_MAX)
+    );
+    assert_eq!(call(dbcn, 0, &[0, 0x8000_0000, 0]), ok(0));
+    // An address above 64 bits, or a buffer that wraps, is not memory.
+    assert_eq!(call(dbcn, 0, &[1, 0, 1]), err(sbi::ERR_INVALID_PARAM));
+    assert_eq!(
+        call(dbcn, 0, &[2, u64::MAX, 0]),
+        err(sbi::ERR_INVALID_PARAM)
     );
     assert_eq!(
-        call(0x4442_434E, 1, &[1, 0x8000_0000, 0]),
+        call(dbcn, 0, &[1, u64::MAX, 0]),
+        err(sbi::ERR_INVALID_PARAM)
+    );
+    assert_eq!(call(dbcn, 0, &[1, u64::MAX - 1, 0]), write(u64::MAX - 1, 1));
+    // console_read: no console input, so no bytes (after the same address checks).
+    assert_eq!(call(dbcn, 1, &[1, 0x8000_0000, 0]), ok(0));
+    assert_eq!(
+        call(dbcn, 1, &[1, 0x8000_0000, 7]),
+        err(sbi::ERR_INVALID_PARAM)
+    );
+    assert_eq!(
+        call(dbcn, 3, &[1, 0x8000_0000, 0]),
         err(sbi::ERR_NOT_SUPPORTED)
     );
     assert_eq!(
@@ -610,6 +628,7 @@ fn sbi_hsm() {
     let info = VCpuInfo {
         hart_id: 3,
         sstc: true,
+        harts: 4,
     };
     assert_eq!(call_on(&info, hsm, 2, &[3]), ok(sbi::HSM_STARTED));
     assert_eq!(
@@ -631,33 +650,52 @@ fn sbi_hsm() {
 }
 
 #[test]
-fn sbi_ipi_and_rfence_act_on_this_hart_only() {
+fn sbi_ipi_and_rfence_name_harts_of_the_vm() {
     let info = VCpuInfo {
         hart_id: 2,
         sstc: true,
+        harts: 4,
     };
-    let ipi = |mask, base| call_on(&info, 0x73_5049, 0, &[mask, base]);
-    assert_eq!(ipi(1, 2), SbiAction::SelfIpi);
-    assert_eq!(ipi(0b100, 0), SbiAction::SelfIpi);
-    assert_eq!(ipi(0, u64::MAX), SbiAction::SelfIpi);
-    assert_eq!(ipi(0, 0), err(0));
-    assert_eq!(ipi(0b10, 0), err(sbi::ERR_INVALID_PARAM));
-    assert_eq!(ipi(0b110, 0), err(sbi::ERR_INVALID_PARAM));
-    assert_eq!(ipi(1, 3), err(sbi::ERR_INVALID_PARAM));
+    let mask = |mask, base| HartSet::Mask { mask, base };
+    let ipi = |m, base| call_on(&info, 0x73_5049, 0, &[m, base]);
+    // Any hart of the VM, the caller or others, by mask and base.
+    assert_eq!(ipi(1, 2), SbiAction::Ipi(mask(1, 2)));
+    assert_eq!(ipi(0b100, 0), SbiAction::Ipi(mask(0b100, 0)));
+    assert_eq!(ipi(0b1011, 0), SbiAction::Ipi(mask(0b1011, 0)));
+    assert_eq!(ipi(0b11, 2), SbiAction::Ipi(mask(0b11, 2)));
+    // Base -1: every hart, the mask ignored.
+    assert_eq!(ipi(0, u64::MAX), SbiAction::Ipi(HartSet::All));
+    assert_eq!(ipi(0xdead, u64::MAX), SbiAction::Ipi(HartSet::All));
+    // Nobody: valid, nothing happens.
+    assert_eq!(ipi(0, 0), SbiAction::Ipi(mask(0, 0)));
+    // A hart the VM does not have.
+    assert_eq!(ipi(0b1_0000, 0), err(sbi::ERR_INVALID_PARAM));
+    assert_eq!(ipi(0b11, 3), err(sbi::ERR_INVALID_PARAM));
+    assert_eq!(ipi(1, 4), err(sbi::ERR_INVALID_PARAM));
     assert_eq!(ipi(1, 100), err(sbi::ERR_INVALID_PARAM));
+    assert_eq!(ipi(2, u64::MAX - 1), err(sbi::ERR_INVALID_PARAM));
     assert_eq!(
         call_on(&info, 0x73_5049, 1, &[1, 2]),
         err(sbi::ERR_NOT_SUPPORTED)
     );
-    let rf = |fid, mask, base| call_on(&info, 0x5246_4E43, fid, &[mask, base, 0, 0, 0]);
-    assert_eq!(rf(0, 1, 2), SbiAction::Fence(Fence::Icache));
-    assert_eq!(rf(1, 0, u64::MAX), SbiAction::Fence(Fence::Vma));
-    assert_eq!(rf(2, 4, 0), SbiAction::Fence(Fence::Vma));
-    assert_eq!(rf(1, 0, 0), err(0));
-    assert_eq!(rf(1, 2, 0), err(sbi::ERR_INVALID_PARAM));
+    let rf = |fid, m, base| call_on(&info, 0x5246_4E43, fid, &[m, base, 0x1000, 0x2000, 7]);
+    let fence = |fence, harts| SbiAction::Fence { fence, harts };
+    assert_eq!(rf(0, 1, 2), fence(Fence::Icache, mask(1, 2)));
+    assert_eq!(rf(0, 0b1111, 0), fence(Fence::Icache, mask(0b1111, 0)));
+    assert_eq!(rf(1, 0, u64::MAX), fence(Fence::Vma, HartSet::All));
+    assert_eq!(rf(2, 4, 0), fence(Fence::Vma, mask(4, 0)));
+    assert_eq!(rf(1, 0, 0), fence(Fence::Vma, mask(0, 0)));
+    assert_eq!(rf(1, 0b10000, 0), err(sbi::ERR_INVALID_PARAM));
+    assert_eq!(rf(2, 1, 9), err(sbi::ERR_INVALID_PARAM));
+    // The hypervisor-extension fences: our guests have no H extension.
     for fid in 3..=7 {
         assert_eq!(rf(fid, 1, 2), err(sbi::ERR_NOT_SUPPORTED));
     }
+    assert_eq!(Fence::Icache.bits(), crate::harts::fence::ICACHE);
+    assert_eq!(Fence::Vma.bits(), crate::harts::fence::VVMA);
+    // A VM of one hart: only hart 0 exists.
+    assert_eq!(call(0x73_5049, 0, &[1, 0]), SbiAction::Ipi(mask(1, 0)));
+    assert_eq!(call(0x73_5049, 0, &[2, 0]), err(sbi::ERR_INVALID_PARAM));
 }
 
 #[test]
@@ -682,6 +720,7 @@ fn unknown_sbi_calls_are_not_supported() {
         (0x05, 0),
         (0x09, 0),
         (0x4442_434E, 9),
+        (0x4442_434E, 3),
         (0x5043_4E54, 0),
         (0x0A00_0000, 0),
         (0x08B5_0001, 0),
@@ -724,7 +763,8 @@ fn never_panics() {
                 0x73_5049,
                 0x5246_4E43,
                 0x48_534D,
-            ][(next(&mut s) % 9) as usize];
+                0x4442_434E,
+            ][(next(&mut s) % 10) as usize];
             regs[16] = next(&mut s) % 8;
         }
         let scause = if i % 3 == 0 {
@@ -736,6 +776,7 @@ fn never_panics() {
         let info = VCpuInfo {
             hart_id: next(&mut s) % 4,
             sstc: i % 5 != 0,
+            harts: (next(&mut s) % 70) as usize,
         };
         let _ = decode_trap(
             &trap(
