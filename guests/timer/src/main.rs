@@ -1,0 +1,197 @@
+//! Checks the vCPU's timer through `grt::irq`: it arms the one-shot timer [`ROUNDS`] times
+//! at increasing short delays and waits for each interrupt with `wfi` (so the vCPU halts
+//! and the hypervisor must wake it at the deadline); each interrupt must come once, not
+//! before its deadline and at most [`LATE_LIMIT_US`] after it. Then: a long `wfi` with the
+//! timer armed wakes after the deadline and only a few times (the vCPU slept, it did not
+//! spin); a stopped timer does not fire; an interrupt that expires while interrupts are
+//! masked is taken as soon as they are unmasked; on riscv64 a deadline written straight to
+//! `stimecmp` (Sstc, no SBI call) fires too. Prints `PASS timer`.
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use grt::check::Checker;
+use grt::irq::{self, Irq};
+
+/// Timer rounds; round `i` (from 1) waits `i` * [`STEP_US`].
+const ROUNDS: u64 = 8;
+const STEP_US: u64 = 1000;
+/// How late an interrupt may be taken after its deadline.
+const LATE_LIMIT_US: u64 = 50_000;
+/// The deadline of the long `wfi`.
+const SLEEP_US: u64 = 20_000;
+/// How many times that `wfi` may return before the interrupt (a spinning halt would
+/// return thousands of times).
+const SLEEP_WAKES_LIMIT: u64 = 4;
+
+/// Timer interrupts taken.
+static FIRED: AtomicU64 = AtomicU64::new(0);
+/// The counter when the last one was taken.
+static FIRED_AT: AtomicU64 = AtomicU64::new(0);
+/// Other interrupts (there should be none).
+static OTHER: AtomicU64 = AtomicU64::new(0);
+
+fn on_irq(irq: Irq) {
+    match irq {
+        Irq::Timer => {
+            FIRED_AT.store(irq::timer_now(), Ordering::SeqCst);
+            // Single writer (this handler): a plain load and store.
+            FIRED.store(FIRED.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
+        }
+        _ => OTHER.store(OTHER.load(Ordering::SeqCst) + 1, Ordering::SeqCst),
+    }
+}
+
+/// Counter ticks in `us` microseconds.
+fn ticks(us: u64) -> u64 {
+    irq::timer_freq() * us / 1_000_000
+}
+
+/// Microseconds in `t` counter ticks.
+fn micros(t: u64) -> u64 {
+    t * 1_000_000 / irq::timer_freq()
+}
+
+/// Waits with `wfi` (interrupts masked around the check, so a wake-up is never missed)
+/// until `count` timer interrupts were taken; returns how many times `wfi` returned.
+fn wfi_until_fired(count: u64) -> u64 {
+    let mut wakes = 0;
+    irq::disable();
+    while FIRED.load(Ordering::SeqCst) < count {
+        grt::wait_for_interrupt();
+        wakes += 1;
+        irq::enable();
+        irq::disable();
+    }
+    irq::enable();
+    wakes
+}
+
+/// Busy-waits for `us` microseconds.
+fn spin_for(us: u64) {
+    let end = irq::timer_now() + ticks(us);
+    while irq::timer_now() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// Arms the timer for `delay_us` from now, waits for it with `wfi`, and checks when it
+/// came. Returns how late it was, in counter ticks.
+fn one_round(c: &mut Checker, what: core::fmt::Arguments, delay_us: u64, arm: fn(u64)) -> u64 {
+    let before = FIRED.load(Ordering::SeqCst);
+    let deadline = irq::timer_now() + ticks(delay_us);
+    arm(deadline);
+    wfi_until_fired(before + 1);
+    let at = FIRED_AT.load(Ordering::SeqCst);
+    c.ok(
+        format_args!("{what}: interrupt at {at:#x} before its deadline {deadline:#x}"),
+        at >= deadline,
+    );
+    let late = at.saturating_sub(deadline);
+    c.ok(
+        format_args!("{what}: interrupt {} us late", micros(late)),
+        late <= ticks(LATE_LIMIT_US),
+    );
+    c.eq(
+        format_args!("{what}: interrupts"),
+        FIRED.load(Ordering::SeqCst),
+        before + 1,
+    );
+    late
+}
+
+/// Writes the deadline straight into `stimecmp` (Sstc): the hypervisor sees no call.
+#[cfg(target_arch = "riscv64")]
+fn arm_stimecmp(deadline: u64) {
+    // SAFETY: writes the guest's own timer compare register (0x14d, stimecmp; the
+    // hypervisor enables it with henvcfg.STCE); no memory is touched.
+    unsafe { core::arch::asm!("csrw 0x14d, {}", in(reg) deadline, options(nomem, nostack)) };
+}
+
+#[no_mangle]
+fn main() {
+    let mut c = Checker::new("timer");
+    irq::set_handler(Some(on_irq));
+    irq::init_cpu();
+    irq::enable();
+
+    let mut on_time = 0;
+    let mut latest = 0;
+    for round in 1..=ROUNDS {
+        let failed = c.failed();
+        let late = one_round(
+            &mut c,
+            format_args!("round {round}"),
+            round * STEP_US,
+            irq::timer_set,
+        );
+        latest = latest.max(late);
+        if c.failed() == failed {
+            on_time += 1;
+        }
+    }
+    grt::println!("timer: {on_time} of {ROUNDS} rounds on time");
+    grt::println!(
+        "timer: the latest interrupt came {} us after its deadline",
+        micros(latest)
+    );
+
+    // A long wfi: the vCPU must sleep in the hypervisor until the deadline.
+    let before = FIRED.load(Ordering::SeqCst);
+    let deadline = irq::timer_now() + ticks(SLEEP_US);
+    irq::timer_set(deadline);
+    let wakes = wfi_until_fired(before + 1);
+    let woke = irq::timer_now();
+    c.ok("wfi returned before the deadline", woke >= deadline);
+    c.ok(
+        format_args!("wfi returned {wakes} times before the interrupt"),
+        wakes <= SLEEP_WAKES_LIMIT,
+    );
+    grt::println!("timer: wfi slept until the deadline");
+
+    // A stopped timer does not fire.
+    let before = FIRED.load(Ordering::SeqCst);
+    irq::timer_set(irq::timer_now() + ticks(2000));
+    irq::timer_stop();
+    spin_for(10_000);
+    c.eq(
+        "interrupts after a stopped timer",
+        FIRED.load(Ordering::SeqCst),
+        before,
+    );
+    grt::println!("timer: a stopped timer does not fire");
+
+    // Masked: the expired timer waits for interrupts to be unmasked, then is taken at once.
+    let before = FIRED.load(Ordering::SeqCst);
+    irq::disable();
+    irq::timer_set(irq::timer_now() + ticks(1000));
+    spin_for(3000);
+    let while_masked = FIRED.load(Ordering::SeqCst);
+    irq::enable();
+    let after_unmask = FIRED.load(Ordering::SeqCst);
+    c.eq("interrupts while masked", while_masked, before);
+    c.eq("interrupts right after unmasking", after_unmask, before + 1);
+    grt::println!("timer: a masked timer interrupt waits for unmasking");
+
+    #[cfg(target_arch = "riscv64")]
+    {
+        let failed = c.failed();
+        for round in 1..=2 {
+            one_round(
+                &mut c,
+                format_args!("stimecmp round {round}"),
+                round * STEP_US,
+                arm_stimecmp,
+            );
+        }
+        if c.failed() == failed {
+            grt::println!("timer: a deadline written to stimecmp fires");
+        }
+    }
+
+    irq::timer_stop();
+    irq::disable();
+    c.eq("other interrupts", OTHER.load(Ordering::SeqCst), 0);
+    c.finish();
+}
