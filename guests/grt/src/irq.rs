@@ -42,7 +42,6 @@ pub fn set_handler(handler: Option<IrqHandler>) {
 
 /// Called by the architecture's trap code for each acknowledged interrupt. Without a
 /// handler the interrupt is unexpected: the guest reports it and powers off.
-#[allow(dead_code)] // until both architectures' trap code calls it
 pub(crate) fn dispatch(irq: Irq) {
     match HANDLER.load(Ordering::SeqCst) {
         0 => crate::trap::unexpected(format_args!("interrupt {irq:?} with no handler")),
