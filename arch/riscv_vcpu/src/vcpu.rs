@@ -291,8 +291,9 @@ impl RiscvVCpu {
         if self.harts.external_pending(self.index) {
             want |= HVIP_VSEIP;
         }
-        // Written only when it changes: on QEMU every hvip write takes the emulator's global
-        // lock, which a vCPU in an exit-heavy loop would otherwise contend for on each entry.
+        // Written only when it changes: on QEMU an hvip write goes through the emulator's
+        // interrupt-update path under its global lock, which a vCPU in an exit-heavy loop
+        // would otherwise take on every entry (a read does not).
         if want != hvip {
             // SAFETY: raises / lowers the guest's own virtual interrupts (VS bits of hvip).
             unsafe { asm!("csrw 0x645, {}", in(reg) want, options(nomem, nostack)) };

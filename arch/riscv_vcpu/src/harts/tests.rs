@@ -180,7 +180,7 @@ fn run_hart(
                 tlb = tables.load(Ordering::SeqCst);
             }
         });
-        for i in 0..400 {
+        for i in 0..200 {
             // A guest access: must not use translations older than what was published.
             let must = published.load(Ordering::SeqCst);
             assert!(
@@ -189,7 +189,7 @@ fn run_hart(
             );
             checks.fetch_add(1, Ordering::Relaxed);
             // The kick (an IPI) takes a while to arrive.
-            if i % 64 == 63 && rec.kicked[me].load(Ordering::SeqCst) {
+            if i % 16 == 15 && rec.kicked[me].load(Ordering::SeqCst) {
                 break;
             }
             std::thread::yield_now();
@@ -215,7 +215,7 @@ fn a_returned_remote_fence_leaves_no_hart_running_with_stale_translations() {
         while checks.load(Ordering::SeqCst) == 0 {
             std::thread::yield_now();
         }
-        for v in 1..=300u64 {
+        for v in 1..=100u64 {
             tables.store(v, Ordering::SeqCst);
             let targets = if v % 2 == 0 {
                 HartSet::All
@@ -238,7 +238,7 @@ fn harts_fencing_each_other_do_not_deadlock() {
         for me in 0..2 {
             let (h, rec, stop) = (&h, &rec, &stop);
             s.spawn(move || {
-                for i in 0..300 {
+                for i in 0..100 {
                     rec.kicked[me].store(false, Ordering::SeqCst);
                     h.enter(me, |_| {});
                     // "Guest code" until kicked or a while passed, then an SBI call.
@@ -267,7 +267,7 @@ fn harts_fencing_each_other_do_not_deadlock() {
             });
         }
         // Both finish their loops only if no call hangs; then let the idlers go.
-        while rec.calls.lock().unwrap().len() < 600 {
+        while rec.calls.lock().unwrap().len() < 200 {
             std::thread::yield_now();
         }
         stop.store(true, Ordering::SeqCst);
