@@ -359,9 +359,10 @@ impl ArchVCpu for ArmVCpu {
                 self.load_el2_state();
                 self.el1.restore();
                 self.fp.restore();
-                if self.vgic.is_some() {
+                if let Some((_, lrs)) = &mut self.vgic {
                     self.vgic_state.restore();
                     hw_vgic::set_hcr(HCR_EN);
+                    lrs.forget_underflow();
                 }
                 self.loaded = true;
             }

@@ -8,6 +8,9 @@ use axhal::vgic::{self, HostVgic, HCR_EN, HCR_UIE};
 pub struct HwListRegs {
     count: usize,
     v3: bool,
+    /// Whether the underflow interrupt is on (so turning it off again costs nothing when
+    /// it already is).
+    uie: bool,
 }
 
 impl HwListRegs {
@@ -18,7 +21,15 @@ impl HwListRegs {
         Some(Self {
             count: vgic::lr_count(),
             v3: host == HostVgic::V3,
+            uie: false,
         })
+    }
+}
+
+impl HwListRegs {
+    /// The control register was just written with the underflow interrupt off.
+    pub fn forget_underflow(&mut self) {
+        self.uie = false;
     }
 }
 
@@ -46,6 +57,9 @@ impl ListRegs for HwListRegs {
     }
 
     fn set_underflow_interrupt(&mut self, on: bool) {
-        vgic::set_hcr(if on { HCR_EN | HCR_UIE } else { HCR_EN });
+        if on != self.uie {
+            vgic::set_hcr(if on { HCR_EN | HCR_UIE } else { HCR_EN });
+            self.uie = on;
+        }
     }
 }

@@ -295,7 +295,11 @@ impl State {
         match irq.lr {
             None if !irq.active && self.pending(id) => self.target(id),
             None => None,
-            Some(l) => self.latched(id).then_some(usize::from(l.owner)),
+            // Latched behind its list register: the owner only needs disturbing when nothing
+            // else will bring it back to the hypervisor. A list register with EOI
+            // maintenance (every one since `inject` sets it) makes the guest exit when it
+            // ends the interrupt, and the next flush delivers the latched one.
+            Some(l) => (self.latched(id) && !l.eoi).then_some(usize::from(l.owner)),
         }
     }
 
@@ -724,10 +728,11 @@ impl State {
     /// Puts `id` into free list register `slot` of vCPU `v` as pending.
     fn inject(&mut self, v: usize, slot: usize, id: Id, lrs: &mut dyn ListRegs) {
         let (took, source) = self.take_latch(id, None);
-        let irq = self.irq(id);
-        // Level interrupts: learn about the EOI so the line can be sampled again. Anything
-        // still latched behind this one (another GICv2 SGI source): learn when it can go in.
-        let eoi = !irq.edge || self.latched(id);
+        // Always learn about the EOI: level interrupts so the line can be sampled again,
+        // edge ones (SGIs) so an edge latched meanwhile is delivered then, without kicking
+        // the vCPU for every edge (an SGI flood would otherwise cost an exit per SGI sent;
+        // this way it costs one per SGI the guest takes).
+        let eoi = true;
         let l = InLr {
             owner: v as u8,
             slot: slot as u8,

@@ -241,7 +241,7 @@ fn vcpu_task(run: Arc<VmRun>, id: usize) {
     let vm = &run.vm;
     let name = String::from(vm.name());
     loop {
-        match vm.run_vcpu(id) {
+        match vm.run_vcpu_until(id, &axstd::thread::others_runnable) {
             Ok(VcpuEvent::Interrupt) => axstd::thread::yield_now(),
             Ok(VcpuEvent::Halt) => wait_halted(&run, id),
             Ok(VcpuEvent::CpuUp { vcpu }) => {

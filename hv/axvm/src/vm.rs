@@ -466,6 +466,18 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
 
     /// Runs vCPU `id` until an exit that needs the hypervisor's decision.
     pub fn run_vcpu(&self, id: usize) -> Result<VcpuEvent, VmError> {
+        self.run_vcpu_until(id, &|| true)
+    }
+
+    /// Like [`AxVm::run_vcpu`], but a physical interrupt (already handled by the
+    /// hypervisor: a kick, a timer) only ends the run when `should_yield()` says something
+    /// else wants this physical CPU; otherwise the guest is re-entered at once, with its
+    /// state still loaded.
+    pub fn run_vcpu_until(
+        &self,
+        id: usize,
+        should_yield: &dyn Fn() -> bool,
+    ) -> Result<VcpuEvent, VmError> {
         let mut vcpu = self.vcpus.get(id).ok_or(VmError::NoSuchVcpu(id))?.lock();
         // A vCPU started by CPU_ON is on from its first run.
         let _ = self.power[id].compare_exchange(
@@ -485,8 +497,10 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 Ok(exit) => exit,
                 Err(e) => break Err(e.into()),
             };
-            if let Some(event) = self.handle_exit(id, vcpu.arch_mut(), exit) {
-                break Ok(event);
+            match self.handle_exit(id, vcpu.arch_mut(), exit) {
+                Some(VcpuEvent::Interrupt) if !should_yield() => {}
+                Some(event) => break Ok(event),
+                None => {}
             }
         };
         vcpu.put();

@@ -1,6 +1,6 @@
 //! Tasks ("threads"), each pinned to one CPU.
 
-pub use axtask::{current, exit, sleep, yield_now, Task};
+pub use axtask::{current, exit, others_runnable, sleep, yield_now, Task};
 
 use alloc::sync::Arc;
 

@@ -28,7 +28,9 @@ mod task;
 mod wait_queue;
 
 #[cfg(target_os = "none")]
-pub use sched::{current, exit, init_cpu, run_idle, sleep, sleep_until, spawn_on, yield_now};
+pub use sched::{
+    current, exit, init_cpu, others_runnable, run_idle, sleep, sleep_until, spawn_on, yield_now,
+};
 #[cfg(target_os = "none")]
 pub use task::{Task, TaskId, TaskState};
 #[cfg(target_os = "none")]

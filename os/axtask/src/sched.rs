@@ -135,6 +135,11 @@ pub(crate) fn wake(task: &Arc<Task>) {
     }
 }
 
+/// Whether another task is waiting to run on this CPU (the current one should yield).
+pub fn others_runnable() -> bool {
+    irq_off(|| !this_cpu().rq.lock().is_empty())
+}
+
 /// Lets other runnable tasks on this CPU run.
 pub fn yield_now() {
     irq_off(resched);

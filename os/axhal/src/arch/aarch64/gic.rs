@@ -9,7 +9,7 @@ use crate::percpu::PerCpu;
 use crate::{mmio, platform};
 use axconfig::dtb::{IntcInfo, PlatformInfo};
 use axconfig::MAX_CPUS;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use spin::Once;
 
 /// SGI used to wake another CPU.
@@ -341,11 +341,27 @@ pub fn vtimer_intid() -> u32 {
     VTIMER_PPI.get().copied().unwrap_or(DEFAULT_VIRT_TIMER_PPI)
 }
 
-/// Enables or disables SGI/PPI `intid` for this CPU.
+/// Per CPU: the SGIs/PPIs `set_private_enabled` last enabled (bit per INTID), so repeated
+/// requests for the same state cost no GIC access.
+static PRIVATE_ENABLED: PerCpu<AtomicU32> = PerCpu::new([const { AtomicU32::new(0) }; MAX_CPUS]);
+
+/// Enables or disables SGI/PPI `intid` for this CPU (interrupts must be masked: the cache
+/// of enable bits is this CPU's).
 pub fn set_private_enabled(intid: u32, enabled: bool) {
     if intid >= 32 {
         return;
     }
+    let cache = PRIVATE_ENABLED.this();
+    let was = cache.load(Ordering::Relaxed);
+    let now = if enabled {
+        was | 1 << intid
+    } else {
+        was & !(1 << intid)
+    };
+    if now == was {
+        return;
+    }
+    cache.store(now, Ordering::Relaxed);
     let bit = 1u32 << intid;
     let (set, clear) = (0x100, 0x180); // I{S,C}ENABLER0, in GICD (v2, banked) or GICR_SGI (v3)
     let base = match *gic() {
