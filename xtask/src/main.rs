@@ -96,14 +96,10 @@ struct RunArgs {
     no_vms: bool,
 }
 
-/// The default demo of `cargo xtask run` on `arch`: on aarch64, Debian's Linux (CPU 1) beside
-/// two test-guest VMs (CPUs 2 and 3); on riscv64, three test-guest VMs side by side on CPUs
-/// 3, 1 and 2.
+/// The default demo of `cargo xtask run` on `arch`: Debian's Linux (CPU 1) beside two
+/// test-guest VMs (CPUs 2 and 3).
 fn demo_vms(arch: Arch) -> Vec<PathBuf> {
-    let files: &[&str] = match arch {
-        Arch::Aarch64 => &["linux", "hypercall", "memory"],
-        _ => &["memory", "hello", "hypercall"],
-    };
+    let files = ["linux", "hypercall", "memory"];
     files
         .iter()
         .map(|name| PathBuf::from(format!("configs/vms/{}-{name}.toml", arch.name())))

@@ -107,7 +107,7 @@ fn arch_desc<'a>(config: &VmConfig, isa: &'a mut String) -> Result<axdtb::ArchDe
         .map(|d| Plic {
             base: d.base,
             size: d.size,
-            ndev: riscv_plic_sources(),
+            ndev: super::arch::PLIC_SOURCES,
         });
     Ok(ArchDesc::Riscv {
         isa: isa.as_str(),
@@ -115,10 +115,4 @@ fn arch_desc<'a>(config: &VmConfig, isa: &'a mut String) -> Result<axdtb::ArchDe
         mmu: "riscv,sv39",
         plic,
     })
-}
-
-/// Interrupt sources of a VM's virtual PLIC.
-#[cfg(target_arch = "riscv64")]
-pub const fn riscv_plic_sources() -> u32 {
-    63
 }

@@ -15,7 +15,7 @@ use riscv_vcpu::riscv_vplic::{Vplic, VplicConfig, VPLIC_SIZE};
 pub use riscv_vcpu::{RiscvVCpu as VCpuImpl, RiscvVCpuConfig};
 
 /// Interrupt sources of a VM's PLIC (IDs 1..=95), as on QEMU `virt`: its 16550 is source 10.
-const PLIC_SOURCES: u32 = 95;
+pub const PLIC_SOURCES: u32 = 95;
 /// Implemented priority bits (priorities 0..=7), as on QEMU `virt`.
 const PLIC_PRIORITY_BITS: u32 = 3;
 
