@@ -53,7 +53,9 @@ mod state;
 mod tests;
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use axdevice_base::{AccessWidth, DeviceError, IrqLine, MmioDevice, VcpuNotifier};
 use log::debug;
@@ -127,6 +129,22 @@ pub struct Vgic {
     nr_irqs: u32,
     notifier: Arc<dyn VcpuNotifier>,
     state: Mutex<State>,
+    /// Per vCPU: SGIs sent to it and not yet taken into the model (see [`SgiMail`]).
+    mail: Vec<SgiMail>,
+}
+
+/// SGIs for one vCPU, posted without the model's lock: sending an SGI is the hottest
+/// guest-to-guest path (an SMP guest's IPIs), and a vCPU flooding another with SGIs must
+/// not contend for the lock the target needs on every entry. The model takes the mail in
+/// (as if each SGI had been sent then) whenever it runs for any reason.
+#[derive(Default)]
+struct SgiMail {
+    /// Bit `sgi * 8 + source` (the source is the sending vCPU on GICv2, 0 on GICv3).
+    bits: [AtomicU64; 2],
+    /// Bit `sgi` is set while that SGI sits in one of the vCPU's list registers: the
+    /// guest's EOI of it makes the vCPU exit (EOI maintenance) and the next flush takes
+    /// the mail in, so posting it needs no notification.
+    in_lr: AtomicU32,
 }
 
 impl fmt::Debug for Vgic {
@@ -167,6 +185,7 @@ impl Vgic {
             nr_irqs,
             notifier,
             state: Mutex::new(State::new(config.version, config.vcpus, nr_irqs)),
+            mail: (0..config.vcpus).map(|_| SgiMail::default()).collect(),
         }))
     }
 
@@ -178,6 +197,47 @@ impl Vgic {
     /// One past the highest implemented INTID (32 + SPIs rounded up to 32, at most 1020).
     pub fn nr_irqs(&self) -> u32 {
         self.nr_irqs
+    }
+
+    /// Posts SGI `sgi` from `source` to vCPU `target` (both checked by the caller), and
+    /// notifies the target unless the SGI is in one of its list registers already.
+    fn post_sgi(&self, target: usize, sgi: u32, source: usize) {
+        let mail = &self.mail[target];
+        let bit = sgi as usize * 8 + source;
+        mail.bits[bit / 64].fetch_or(1 << (bit % 64), Ordering::SeqCst);
+        if mail.in_lr.load(Ordering::SeqCst) & (1 << sgi) == 0 {
+            self.notifier.notify(target);
+        }
+    }
+
+    /// Takes every vCPU's posted SGIs into the model. Their notifications were sent when
+    /// they were posted.
+    fn take_mail(&self, s: &mut State) {
+        for (target, mail) in self.mail.iter().enumerate() {
+            for (word, bits) in mail.bits.iter().enumerate() {
+                let mut taken = bits.swap(0, Ordering::SeqCst);
+                while taken != 0 {
+                    let bit = word * 64 + taken.trailing_zeros() as usize;
+                    taken &= taken - 1;
+                    let (sgi, source) = ((bit / 8) as u32, bit % 8);
+                    match self.config.version {
+                        GicVersion::V2 => s.send_sgi_v2(source, target, sgi),
+                        GicVersion::V3 => s.send_sgi_v3(target, sgi),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Records which SGIs sit in vCPU `vcpu`'s list registers (see [`SgiMail::in_lr`]).
+    fn note_sgis_in_lrs(&self, s: &State, vcpu: usize) {
+        let bits = s.cpus[vcpu]
+            .slots
+            .iter()
+            .flatten()
+            .filter(|&&intid| intid < SGIS)
+            .fold(0u32, |b, &intid| b | 1 << intid);
+        self.mail[vcpu].in_lr.store(bits, Ordering::SeqCst);
     }
 
     /// Calls the notifier for every vCPU in `mask` (with the lock held by the caller).
@@ -277,11 +337,9 @@ impl Vgic {
         }
         let sgi = ((value >> 24) & 0xf) as u32;
         let vcpus = self.config.vcpus;
-        let mut s = self.state.lock();
-        let mut mask = 0;
         if value & (1 << 40) != 0 {
             for t in (0..vcpus).filter(|&t| t != vcpu) {
-                mask |= s.send_sgi_v3(t, sgi);
+                self.post_sgi(t, sgi, 0);
             }
         } else {
             let aff1 = (value >> 16) & 0xff;
@@ -292,12 +350,11 @@ impl Vgic {
                 for n in (0..16).filter(|n| value & (1 << n) != 0) {
                     let t = rs * 16 + n;
                     if t < vcpus {
-                        mask |= s.send_sgi_v3(t, sgi);
+                        self.post_sgi(t, sgi, 0);
                     }
                 }
             }
         }
-        self.notify(mask);
     }
 
     /// Before entering vCPU `vcpu`: brings the list registers up to date and fills free
@@ -324,7 +381,9 @@ impl Vgic {
             return;
         }
         let mut s = self.state.lock();
+        self.take_mail(&mut s);
         let mask = s.flush(vcpu, lrs);
+        self.note_sgis_in_lrs(&s, vcpu);
         self.notify(mask);
     }
 
@@ -340,6 +399,7 @@ impl Vgic {
         }
         let mut s = self.state.lock();
         let mask = s.sync(vcpu, lrs);
+        self.note_sgis_in_lrs(&s, vcpu);
         self.notify(mask);
     }
 
@@ -348,7 +408,9 @@ impl Vgic {
     /// interrupt in its list registers that became pending again. For deciding whether a
     /// vCPU waiting for an interrupt (WFI) may sleep. False for a bad `vcpu`.
     pub fn has_deliverable(&self, vcpu: usize) -> bool {
-        self.state.lock().has_deliverable(vcpu)
+        let mut s = self.state.lock();
+        self.take_mail(&mut s);
+        s.has_deliverable(vcpu)
     }
 }
 
@@ -376,7 +438,9 @@ impl MmioDevice for Distributor {
         if vcpu >= self.0.config.vcpus {
             return Err(DeviceError::BadOffset);
         }
-        mmio::dist_read(&self.0.state.lock(), vcpu, offset, width)
+        let mut s = self.0.state.lock();
+        self.0.take_mail(&mut s);
+        mmio::dist_read(&s, vcpu, offset, width)
     }
 
     fn write_by(
@@ -389,7 +453,15 @@ impl MmioDevice for Distributor {
         if vcpu >= self.0.config.vcpus {
             return Err(DeviceError::BadOffset);
         }
+        if let Some((sgi, targets)) = mmio::v2_sgir(&self.0.config, vcpu, offset, width, value) {
+            // GICD_SGIR: posted without the lock, like a GICv3 SGI.
+            for t in (0..self.0.config.vcpus).filter(|t| targets & (1 << t) != 0) {
+                self.0.post_sgi(t, sgi, vcpu);
+            }
+            return Ok(());
+        }
         let mut s = self.0.state.lock();
+        self.0.take_mail(&mut s);
         let mask = mmio::dist_write(&mut s, vcpu, offset, width, value)?;
         self.0.notify(mask);
         Ok(())
@@ -410,11 +482,14 @@ impl MmioDevice for Redistributors {
     }
 
     fn read(&self, offset: usize, width: AccessWidth) -> Result<u64, DeviceError> {
-        mmio::redist_read(&self.0.state.lock(), offset, width)
+        let mut s = self.0.state.lock();
+        self.0.take_mail(&mut s);
+        mmio::redist_read(&s, offset, width)
     }
 
     fn write(&self, offset: usize, width: AccessWidth, value: u64) -> Result<(), DeviceError> {
         let mut s = self.0.state.lock();
+        self.0.take_mail(&mut s);
         let mask = mmio::redist_write(&mut s, offset, width, value)?;
         self.0.notify(mask);
         Ok(())

@@ -484,3 +484,27 @@ pub(crate) fn redist_write(
     let (cpu, reg) = redist_decode(s, off, w)?;
     Ok(write_reg(s, cpu, reg, w, value & w.mask()))
 }
+
+/// A GICv2 guest's GICD_SGIR write by vCPU `ctx` (offset 0xf00, 32 bits): the SGI and the
+/// target vCPU bits (target list filter: 0 the list, 1 all others, 2 itself, 3 none),
+/// limited to the VM's vCPUs. `None` for any other access (including a GICv3 distributor).
+pub(crate) fn v2_sgir(
+    config: &crate::VgicConfig,
+    ctx: usize,
+    off: usize,
+    w: AccessWidth,
+    value: u64,
+) -> Option<(u32, u8)> {
+    if config.version != GicVersion::V2 || off != 0xf00 || w != AccessWidth::Word {
+        return None;
+    }
+    let word = value as u32;
+    let all = ((1u16 << config.vcpus.min(8)) - 1) as u8;
+    let targets = match (word >> 24) & 0b11 {
+        0 => (word >> 16) as u8,
+        1 => all & !(1 << ctx),
+        2 => 1 << ctx,
+        _ => 0,
+    } & all;
+    Some((word & 0xf, targets))
+}
