@@ -13,6 +13,10 @@
 //! | [`hypercall0`] | `hvc #0`, inlined | `ecall` (axvisor SBI extension), inlined |
 //! | [`guest_exception`] | `svc #0` | `ebreak` (4 bytes; delegated to VS mode by the hypervisor's `hedeleg`) |
 //!
+//! [`counter_after_nops`] reads the same counter after a chosen number (0 to
+//! [`MAX_NOPS`]) of `nop`s: the latency guest (`guests/benchirq`) uses it to see where
+//! between two counter ticks an event falls (see its documentation).
+//!
 //! [`with_minimal_handler`] installs, for the duration of a closure, an exception entry that
 //! returns from exactly that exception at once (aarch64: a vector table whose synchronous
 //! current-EL entry `eret`s an SVC; riscv64: an `stvec` handler that steps `sepc` past an
@@ -44,6 +48,68 @@ pub fn counter() -> u64 {
     // SAFETY: reads the `time` CSR (hcounteren.TM lets VS mode read it); no memory is touched.
     unsafe {
         asm!("rdtime {}", out(reg) value, options(nostack))
+    };
+    value
+}
+
+/// The most `nop`s [`counter_after_nops`] runs before its read.
+pub const MAX_NOPS: u64 = 127;
+
+/// Runs `nops` `nop` instructions (at most [`MAX_NOPS`]; more count as [`MAX_NOPS`]), then
+/// reads the counter as [`counter`] does. The `nop`s are a slide entered by a computed
+/// jump, so everything but their number is the same whatever `nops` is: under QEMU's
+/// `-icount shift=0` the read happens exactly `nops` ns later than with 0.
+#[inline(always)]
+pub fn counter_after_nops(nops: u64) -> u64 {
+    let nops = nops.min(MAX_NOPS);
+    let value: u64;
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: jumps `nops` instructions back from label 2 into the slide of `MAX_NOPS`
+    // `nop`s just before it (`nops` ≤ `MAX_NOPS`, A64 instructions are 4 bytes), runs
+    // them, and reads the virtual counter as `counter` does. Only `t` and `value` change;
+    // no memory is touched.
+    unsafe {
+        asm!(
+            "adr {t}, 2f",
+            "sub {t}, {t}, {n}, lsl #2",
+            "br {t}",
+            ".rept {max}",
+            "nop",
+            ".endr",
+            "2:",
+            "isb",
+            "mrs {v}, cntvct_el0",
+            t = out(reg) _,
+            n = in(reg) nops,
+            v = out(reg) value,
+            max = const MAX_NOPS,
+            options(nomem, nostack),
+        )
+    };
+    #[cfg(target_arch = "riscv64")]
+    // SAFETY: as on aarch64, with 4-byte `nop`s (compressed instructions are off for the
+    // block) and `rdtime`. Only `t`, `s` and `value` change; no memory is touched.
+    unsafe {
+        asm!(
+            ".option push",
+            ".option norvc",
+            "lla {t}, 2f",
+            "slli {s}, {n}, 2",
+            "sub {t}, {t}, {s}",
+            "jr {t}",
+            ".rept {max}",
+            "nop",
+            ".endr",
+            "2:",
+            ".option pop",
+            "rdtime {v}",
+            t = out(reg) _,
+            s = out(reg) _,
+            n = in(reg) nops,
+            v = out(reg) value,
+            max = const MAX_NOPS,
+            options(nomem, nostack),
+        )
     };
     value
 }

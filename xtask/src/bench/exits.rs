@@ -1,0 +1,434 @@
+//! Exit costs: the bench guest (`guests/bench`, VM `configs/vms/<arch>-bench.toml`) times
+//! hypercall and emulated-MMIO round trips against its own exception round trip (the
+//! baseline) under `-icount shift=0`, and prints one `BENCH <name> <ns_per_op> ns/op
+//! (<iterations> iters)` line per operation. This part boots it `--runs` times through the
+//! scenario runner and combines the lines. See `docs/performance.md`.
+
+use std::fmt::Write as _;
+
+use anyhow::{bail, ensure, Context, Result};
+
+use super::{median, Boots, PartResult, VmBench};
+use crate::arch::Arch;
+
+/// The operations the bench guest measures, in the order they are reported.
+pub const OPERATIONS: [&str; 3] = ["hypercall", "mmio-read", "guest-exception"];
+/// The operation every other one is compared with: an exception that stays in the guest.
+pub const BASELINE: &str = "guest-exception";
+/// What the guest prints before each measurement.
+pub const MARKER: &str = "BENCH ";
+/// The name of the bench VM and guest (console lines come prefixed with it).
+pub const VM_NAME: &str = "bench";
+/// The emulator arguments that make guest-visible time count instructions (1 ns each).
+pub const ICOUNT_ARGS: [&str; 2] = ["-icount", "shift=0"];
+
+/// The VM config of the bench guest for `arch`, relative to the repository root.
+pub fn vm_config(arch: Arch) -> String {
+    format!("configs/vms/{arch}-bench.toml")
+}
+
+/// One `BENCH <name> <ns_per_op> ns/op (<iterations> iters)` line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The operation, e.g. `hypercall`.
+    pub name: String,
+    /// Nanoseconds per operation: under `-icount shift=0`, instructions per operation.
+    pub ns_per_op: f64,
+    /// How many operations were timed.
+    pub iterations: u64,
+}
+
+/// Parses the part of a console line from [`MARKER`] on (the line may carry a prefix such
+/// as `[bench] `). `None` if the line has no marker.
+pub fn parse_line(line: &str) -> Option<Result<Sample>> {
+    let at = line.find(MARKER)?;
+    let rest = &line[at + MARKER.len()..];
+    Some(parse_fields(rest).with_context(|| format!("malformed benchmark line {line:?}")))
+}
+
+fn parse_fields(rest: &str) -> Result<Sample> {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let [name, value, "ns/op", iters, "iters)"] = words[..] else {
+        bail!("expected `{MARKER}<name> <ns_per_op> ns/op (<iterations> iters)`");
+    };
+    let ns_per_op: f64 = value
+        .parse()
+        .with_context(|| format!("{value:?} is not a number of nanoseconds"))?;
+    ensure!(
+        ns_per_op.is_finite() && ns_per_op >= 0.0,
+        "{value:?} is not a non-negative number of nanoseconds"
+    );
+    let iterations: u64 = iters
+        .strip_prefix('(')
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("{iters:?} is not `(<iterations>`"))?;
+    ensure!(iterations > 0, "0 iterations");
+    Ok(Sample {
+        name: name.to_owned(),
+        ns_per_op,
+        iterations,
+    })
+}
+
+/// The samples of one run, in the order printed.
+pub type Run = Vec<Sample>;
+
+/// Reads the samples of one run from its console log. Every operation in [`OPERATIONS`]
+/// must appear exactly once; other names are kept (and reported) too.
+pub fn parse_run(log: &str) -> Result<Run> {
+    let mut run: Run = Vec::new();
+    for line in log.lines() {
+        let Some(sample) = parse_line(line) else {
+            continue;
+        };
+        let sample = sample?;
+        ensure!(
+            !run.iter().any(|s| s.name == sample.name),
+            "{:?} was reported twice",
+            sample.name
+        );
+        run.push(sample);
+    }
+    let missing: Vec<&str> = OPERATIONS
+        .iter()
+        .copied()
+        .filter(|op| !run.iter().any(|s| s.name == *op))
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "no {MARKER}line for {} (lines seen: {})",
+        missing.join(", "),
+        if run.is_empty() {
+            "none".to_owned()
+        } else {
+            run.iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    Ok(run)
+}
+
+/// `value` relative to `baseline`; an error when the baseline is not positive.
+pub fn ratio(value: f64, baseline: f64) -> Result<f64> {
+    ensure!(
+        baseline > 0.0,
+        "the baseline ({BASELINE}) measured {baseline} ns/op; a ratio needs more than 0"
+    );
+    Ok(value / baseline)
+}
+
+/// One row of the result table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// The operation.
+    pub name: String,
+    /// Median over the runs of instructions (ns) per operation.
+    pub instructions: f64,
+    /// Median over the runs of the ratio to the baseline of the same run.
+    pub ratio: f64,
+    /// Smallest and largest instructions per operation seen over the runs.
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The result of all runs of one architecture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// How many runs the medians are over.
+    pub runs: usize,
+    /// The iterations each operation was timed over (the same in every run).
+    pub iterations: u64,
+    /// One row per operation, in the order of the first run.
+    pub rows: Vec<Row>,
+}
+
+/// Combines runs: per operation, the median of its instructions per operation and the
+/// median of its per-run ratios to the baseline. Every run must report the same operations
+/// over the same iteration count.
+pub fn summarize(runs: &[Run]) -> Result<Summary> {
+    let first = runs.first().context("no runs to summarize")?;
+    let iterations = first[0].iterations;
+    for (i, run) in runs.iter().enumerate() {
+        let names = |r: &Run| r.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        ensure!(
+            names(run) == names(first),
+            "run {} reported {:?}, run 1 {:?}",
+            i + 1,
+            names(run),
+            names(first)
+        );
+        if let Some(s) = run.iter().find(|s| s.iterations != iterations) {
+            bail!(
+                "run {}: {} was timed over {} iterations, not {iterations} like the others",
+                i + 1,
+                s.name,
+                s.iterations
+            );
+        }
+    }
+    let value = |run: &Run, name: &str| {
+        run.iter()
+            .find(|s| s.name == name)
+            .map(|s| s.ns_per_op)
+            .with_context(|| format!("no {name} in a run"))
+    };
+    let mut rows = Vec::new();
+    for sample in first {
+        let mut values = Vec::new();
+        let mut ratios = Vec::new();
+        for (i, run) in runs.iter().enumerate() {
+            let v = value(run, &sample.name)?;
+            values.push(v);
+            ratios.push(ratio(v, value(run, BASELINE)?).with_context(|| format!("run {}", i + 1))?);
+        }
+        rows.push(Row {
+            name: sample.name.clone(),
+            instructions: median(&values).unwrap_or_default(),
+            ratio: median(&ratios).unwrap_or_default(),
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        });
+    }
+    Ok(Summary {
+        runs: runs.len(),
+        iterations,
+        rows,
+    })
+}
+
+/// The result table in Markdown.
+pub fn render_table(summary: &Summary) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| operation | guest instructions / op | × {BASELINE} | min–max over {} run(s) |",
+        summary.runs
+    );
+    let _ = writeln!(t, "|---|---:|---:|---:|");
+    for row in &summary.rows {
+        let _ = writeln!(
+            t,
+            "| {} | {:.1} | {:.1} | {:.1}–{:.1} |",
+            row.name, row.instructions, row.ratio, row.min, row.max
+        );
+    }
+    t
+}
+
+/// Boots the bench guest `runs` times on one CPU (GICv2 on aarch64) and combines the
+/// results into the section.
+pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
+    let bench = VmBench {
+        arch,
+        config: vm_config(arch),
+        vm: VM_NAME,
+        icount: &ICOUNT_ARGS,
+    };
+    let image = bench.build()?;
+    let logs = match bench.boot(&image, None, runs)? {
+        Boots::Logs(logs) => logs,
+        Boots::NotAvailable(why) => return Ok(PartResult::NotAvailable(why)),
+    };
+    let mut samples = Vec::new();
+    for (path, log) in &logs {
+        samples.push(parse_run(log).with_context(|| format!("in {}", path.display()))?);
+    }
+    let summary = summarize(&samples)?;
+    Ok(PartResult::Done(render_section(&summary)))
+}
+
+/// The exit-cost section of the report: how it was measured, then the table.
+pub fn render_section(summary: &Summary) -> String {
+    let mut s = format!(
+        "Each operation timed {} times by the guest under `{}`, 1 CPU; median of {} run(s).\n\n",
+        summary.iterations,
+        ICOUNT_ARGS.join(" "),
+        summary.runs
+    );
+    s.push_str(&render_table(summary));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(name: &str, ns: f64) -> Sample {
+        Sample {
+            name: name.to_owned(),
+            ns_per_op: ns,
+            iterations: 1000,
+        }
+    }
+
+    fn run_of(h: f64, m: f64, e: f64) -> Run {
+        vec![
+            sample("hypercall", h),
+            sample("mmio-read", m),
+            sample("guest-exception", e),
+        ]
+    }
+
+    #[test]
+    fn lines_parse_with_and_without_the_vm_prefix() {
+        let s = parse_line("[bench] BENCH hypercall 270.0 ns/op (1000 iters)")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s, sample("hypercall", 270.0));
+        let s = parse_line("BENCH mmio-read 433 ns/op (20 iters)")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.name, "mmio-read");
+        assert_eq!(s.ns_per_op, 433.0);
+        assert_eq!(s.iterations, 20);
+        assert!(parse_line("[bench] PASS bench").is_none());
+        assert!(parse_line("vm bench: created").is_none());
+    }
+
+    #[test]
+    fn malformed_lines_are_errors_that_quote_the_line() {
+        for bad in [
+            "BENCH hypercall",
+            "BENCH hypercall fast ns/op (1000 iters)",
+            "BENCH hypercall 270.0 us/op (1000 iters)",
+            "BENCH hypercall 270.0 ns/op (many iters)",
+            "BENCH hypercall 270.0 ns/op (0 iters)",
+            "BENCH hypercall -1 ns/op (1000 iters)",
+            "BENCH hypercall NaN ns/op (1000 iters)",
+            "BENCH hypercall 270.0 ns/op (1000 iters) extra",
+        ] {
+            let err = format!("{:#}", parse_line(bad).unwrap().unwrap_err());
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_run_needs_every_operation_once() {
+        let log = "\
+vm bench: created (id 1, 1 vcpu(s), 16384 KiB, vcpu 0 on cpu 0)
+[bench] bench: aarch64 guest, counter at 62500000 Hz
+[bench] BENCH hypercall 270.0 ns/op (1000 iters)
+[bench] BENCH mmio-read 433.0 ns/op (1000 iters)
+[bench] BENCH guest-exception 10.0 ns/op (1000 iters)
+[bench] PASS bench
+vm bench: powered off
+";
+        assert_eq!(parse_run(log).unwrap(), run_of(270.0, 433.0, 10.0));
+
+        let without_mmio: String = log
+            .lines()
+            .filter(|l| !l.contains("mmio-read"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let err = format!("{:#}", parse_run(&without_mmio).unwrap_err());
+        assert!(err.contains("no BENCH line for mmio-read"), "{err}");
+        assert!(
+            err.contains("lines seen: hypercall, guest-exception"),
+            "{err}"
+        );
+
+        let err = format!("{:#}", parse_run("[bench] PASS bench\n").unwrap_err());
+        assert!(
+            err.contains("hypercall, mmio-read, guest-exception (lines seen: none)"),
+            "{err}"
+        );
+
+        let twice = format!("{log}[bench] BENCH hypercall 1.0 ns/op (1000 iters)\n");
+        let err = format!("{:#}", parse_run(&twice).unwrap_err());
+        assert!(err.contains("\"hypercall\" was reported twice"), "{err}");
+
+        // Extra operations are kept, in order.
+        let extra = format!("{log}[bench] BENCH empty-loop 3.0 ns/op (1000 iters)\n");
+        let run = parse_run(&extra).unwrap();
+        assert_eq!(run.len(), 4);
+        assert_eq!(run[3].name, "empty-loop");
+    }
+
+    #[test]
+    fn ratios_need_a_positive_baseline() {
+        assert_eq!(ratio(270.0, 10.0).unwrap(), 27.0);
+        assert_eq!(ratio(5.0, 10.0).unwrap(), 0.5);
+        assert!(ratio(1.0, 0.0).is_err());
+        assert!(ratio(1.0, -1.0).is_err());
+    }
+
+    #[test]
+    fn summary_takes_medians_of_values_and_of_per_run_ratios() {
+        let runs = [
+            run_of(300.0, 400.0, 10.0),
+            run_of(270.0, 440.0, 9.0),
+            run_of(280.0, 420.0, 20.0),
+        ];
+        let s = summarize(&runs).unwrap();
+        assert_eq!(s.runs, 3);
+        assert_eq!(s.iterations, 1000);
+        let names: Vec<&str> = s.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, OPERATIONS);
+        let h = &s.rows[0];
+        assert_eq!(h.instructions, 280.0);
+        // Per run: 30, 30, 14: the median ratio, not 280 / 10.
+        assert_eq!(h.ratio, 30.0);
+        assert_eq!((h.min, h.max), (270.0, 300.0));
+        let m = &s.rows[1];
+        assert_eq!(m.instructions, 420.0);
+        // 40, 48.88.., 21
+        assert_eq!(m.ratio, 40.0);
+        let e = &s.rows[2];
+        assert_eq!((e.instructions, e.ratio), (10.0, 1.0));
+
+        let one = summarize(&runs[..1]).unwrap();
+        assert_eq!(one.rows[0].instructions, 300.0);
+        assert_eq!(one.rows[0].ratio, 30.0);
+    }
+
+    #[test]
+    fn summary_refuses_inconsistent_runs() {
+        assert!(summarize(&[]).is_err());
+        let mut odd = run_of(1.0, 2.0, 1.0);
+        odd[1].iterations = 10;
+        let err = format!(
+            "{:#}",
+            summarize(&[run_of(1.0, 2.0, 1.0), odd]).unwrap_err()
+        );
+        assert!(
+            err.contains("run 2: mmio-read was timed over 10 iterations"),
+            "{err}"
+        );
+        let mut extra = run_of(1.0, 2.0, 1.0);
+        extra.push(sample("other", 1.0));
+        assert!(summarize(&[run_of(1.0, 2.0, 1.0), extra]).is_err());
+        let err = format!("{:#}", summarize(&[run_of(1.0, 2.0, 0.0)]).unwrap_err());
+        assert!(err.contains("baseline"), "{err}");
+    }
+
+    #[test]
+    fn table_and_section() {
+        let s = summarize(&[run_of(270.0, 433.0, 10.0), run_of(270.0, 433.0, 10.0)]).unwrap();
+        assert_eq!(
+            render_table(&s),
+            "\
+| operation | guest instructions / op | × guest-exception | min–max over 2 run(s) |
+|---|---:|---:|---:|
+| hypercall | 270.0 | 27.0 | 270.0–270.0 |
+| mmio-read | 433.0 | 43.3 | 433.0–433.0 |
+| guest-exception | 10.0 | 1.0 | 10.0–10.0 |
+"
+        );
+        let r = render_section(&s);
+        assert!(
+            r.starts_with("Each operation timed 1000 times by the guest under `-icount shift=0`, 1 CPU; median of 2 run(s).\n\n"),
+            "{r}"
+        );
+        assert!(r.ends_with(&render_table(&s)), "{r}");
+    }
+
+    #[test]
+    fn the_bench_configs_exist() {
+        for arch in Arch::SUPPORTED {
+            let config = vm_config(arch);
+            assert!(crate::util::repo_root().join(&config).is_file(), "{config}");
+        }
+    }
+}
