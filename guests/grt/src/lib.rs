@@ -42,6 +42,9 @@ pub mod trap;
 use core::fmt::Display;
 use core::panic::PanicInfo;
 
+/// PSCI / SMCCC calls over `smc` (aarch64).
+#[cfg(target_arch = "aarch64")]
+pub use arch::smc;
 pub use arch::{cpu_id, hypercall, power_off, reset, wait_for_interrupt};
 
 /// The name of the architecture grt was built for, as in the guests' messages.

@@ -32,6 +32,28 @@ fn secondary(cpu: usize) {
     RUNS.store(RUNS.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
 }
 
+/// PSCI over the SMC conduit (the test otherwise uses HVC): VERSION, FEATURES of CPU_ON and
+/// AFFINITY_INFO of the (off) vCPU 1.
+#[cfg(target_arch = "aarch64")]
+fn smc_conduit(c: &mut Checker) {
+    const VERSION: u64 = 0x8400_0000;
+    const FEATURES: u64 = 0x8400_000a;
+    const CPU_ON_64: u64 = 0xc400_0003;
+    const AFFINITY_INFO_64: u64 = 0xc400_0004;
+    c.eq("PSCI VERSION over smc", grt::smc(VERSION, [0; 6]), 0x1_0001);
+    c.eq(
+        "PSCI FEATURES(CPU_ON) over smc",
+        grt::smc(FEATURES, [CPU_ON_64, 0, 0, 0, 0, 0]),
+        0,
+    );
+    c.eq(
+        "AFFINITY_INFO(vcpu 1) over smc: off",
+        grt::smc(AFFINITY_INFO_64, [1, 0, 0, 0, 0, 0]),
+        1,
+    );
+    grt::println!("smp: psci over smc answered");
+}
+
 /// Spins until `done()` or the limit; returns whether `done()` held.
 fn spin_until(done: impl Fn() -> bool) -> bool {
     (0..SPIN_LIMIT).any(|_| {
@@ -43,6 +65,8 @@ fn spin_until(done: impl Fn() -> bool) -> bool {
 #[no_mangle]
 fn main() {
     let mut c = Checker::new("smp");
+    #[cfg(target_arch = "aarch64")]
+    smc_conduit(&mut c);
     c.ok("vcpu 1 is off at boot", cpu_status(1) == Ok(CpuState::Off));
     c.ok(
         "vcpu 7 does not exist",

@@ -251,39 +251,55 @@ extern "C" fn grt_trap(frame: &mut TrapFrame, index: u64) {
     ))
 }
 
-/// `hvc #0` with `x0` = `function` and `x1`..`x6` = `args`; returns `x0`.
-fn hvc(function: u64, args: [u64; 6]) -> u64 {
-    let ret;
-    // SAFETY: `hvc #0` traps to the hypervisor, which returns to the next instruction with
-    // the result in x0. The SMC Calling Convention lets it change x0-x17, so they are all
-    // declared clobbered; it may read or write guest memory the arguments point to, so
-    // memory is not declared untouched.
-    unsafe {
-        asm!(
-            "hvc #0",
-            inlateout("x0") function => ret,
-            inlateout("x1") args[0] => _,
-            inlateout("x2") args[1] => _,
-            inlateout("x3") args[2] => _,
-            inlateout("x4") args[3] => _,
-            inlateout("x5") args[4] => _,
-            inlateout("x6") args[5] => _,
-            lateout("x7") _,
-            lateout("x8") _,
-            lateout("x9") _,
-            lateout("x10") _,
-            lateout("x11") _,
-            lateout("x12") _,
-            lateout("x13") _,
-            lateout("x14") _,
-            lateout("x15") _,
-            lateout("x16") _,
-            lateout("x17") _,
-            options(nostack),
-        );
-    }
-    ret
+/// An SMC Calling Convention call through `$insn` (`hvc #0` or `smc #0`).
+macro_rules! smccc_call {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident = $insn:literal) => {
+        $(#[$doc])*
+        $vis fn $name(function: u64, args: [u64; 6]) -> u64 {
+            let ret;
+            // SAFETY: the instruction traps to the hypervisor (HCR_EL2.TSC traps `smc`),
+            // which returns to the next instruction with the result in x0. The SMC Calling
+            // Convention lets it change x0-x17, so they are all declared clobbered; it may
+            // read or write guest memory the arguments point to, so memory is not declared
+            // untouched.
+            unsafe {
+                asm!(
+                    $insn,
+                    inlateout("x0") function => ret,
+                    inlateout("x1") args[0] => _,
+                    inlateout("x2") args[1] => _,
+                    inlateout("x3") args[2] => _,
+                    inlateout("x4") args[3] => _,
+                    inlateout("x5") args[4] => _,
+                    inlateout("x6") args[5] => _,
+                    lateout("x7") _,
+                    lateout("x8") _,
+                    lateout("x9") _,
+                    lateout("x10") _,
+                    lateout("x11") _,
+                    lateout("x12") _,
+                    lateout("x13") _,
+                    lateout("x14") _,
+                    lateout("x15") _,
+                    lateout("x16") _,
+                    lateout("x17") _,
+                    options(nostack),
+                );
+            }
+            ret
+        }
+    };
 }
+
+smccc_call!(
+    /// `hvc #0` with `x0` = `function` and `x1`..`x6` = `args`; returns `x0`.
+    fn hvc = "hvc #0"
+);
+smccc_call!(
+    /// `smc #0` with `x0` = `function` and `x1`..`x6` = `args`; returns `x0`: the other
+    /// PSCI conduit, which the hypervisor answers like `hvc`.
+    pub fn smc = "smc #0"
+);
 
 /// Calls hypercall `nr` with six arguments (`hvc #0`, `x0` = `nr`, `x1`..`x6` = `args`) and
 /// returns `x0`.
