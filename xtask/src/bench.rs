@@ -49,7 +49,7 @@ pub fn log_dir() -> PathBuf {
 }
 
 /// One part of the benchmark.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Part {
     /// Hypercall and MMIO exits against the guest's own exception (icount).
     Exits,

@@ -418,7 +418,10 @@ vm bench: powered off
         );
         let r = render_section(&s);
         assert!(
-            r.starts_with("Each operation timed 1000 times by the guest under `-icount shift=0`, 1 CPU; median of 2 run(s).\n\n"),
+            r.starts_with(
+                "Each operation timed 1000 times by the guest under `-icount shift=0`, 1 CPU; \
+                 median of 2 run(s).\n\n"
+            ),
             "{r}"
         );
         assert!(r.ends_with(&render_table(&s)), "{r}");

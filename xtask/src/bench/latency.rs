@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 
 use super::{console, machine_summary, median, without_el2, Boots, PartResult, VmBench};
 use crate::arch::{Arch, Gic, MemSize};
@@ -63,16 +63,24 @@ pub fn parse_line(line: &str) -> Option<Result<Latency>> {
     Some(parse_fields(rest).with_context(|| format!("malformed latency line {line:?}")))
 }
 
+/// The fixed words of a `BENCH-LATENCY` line after its name, in order.
+const KEYWORDS: [&str; 8] = [
+    "median", "mean", "min", "max", "ns", "blocks", "of", "irqs)",
+];
+
 fn parse_fields(rest: &str) -> Result<Latency> {
     let words: Vec<&str> = rest.split_whitespace().collect();
-    let [name, "median", median, "mean", mean, "min", min, "max", max, "ns", blocks, "blocks", "of", per_block, "irqs)"] =
-        words[..]
-    else {
-        bail!(
+    let expected = || {
+        anyhow::anyhow!(
             "expected `{MARKER}<name> median <m> mean <x> min <a> max <b> ns (<blocks> blocks \
              of <n> irqs)`"
-        );
+        )
     };
+    let words: [&str; 15] = words.try_into().map_err(|_| expected())?;
+    let [name, k1, median, k2, mean, k3, min, k4, max, k5, blocks, k6, k7, per_block, k8] = words;
+    if [k1, k2, k3, k4, k5, k6, k7, k8] != KEYWORDS {
+        return Err(expected());
+    }
     let float = |w: &str| -> Result<f64> {
         let v: f64 = w
             .parse()
@@ -228,6 +236,13 @@ fn guest_elf(arch: Arch) -> PathBuf {
         .join(VM_NAME)
 }
 
+/// Reads every run's lines from its log (file, console).
+fn parse_logs(logs: &[(PathBuf, String)]) -> Result<Vec<Vec<Latency>>> {
+    logs.iter()
+        .map(|(path, log)| parse_run(log).with_context(|| format!("in {}", path.display())))
+        .collect()
+}
+
 /// Boots the guest without the hypervisor `runs` times, one after the other, each until
 /// it passes and powers the machine off.
 fn bare_runs(cmd: &EmulatorCommand, label: &str, runs: u32) -> Result<Vec<Vec<Latency>>> {
@@ -289,10 +304,7 @@ pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
             machine_summary(&bare_cmd)
         ));
         let hyp = match bench.boot(&image, gic, runs) {
-            Ok(Boots::Logs(logs)) => logs
-                .iter()
-                .map(|(path, log)| parse_run(log).with_context(|| format!("in {}", path.display())))
-                .collect::<Result<Vec<_>>>(),
+            Ok(Boots::Logs(logs)) => parse_logs(&logs),
             Ok(Boots::NotAvailable(why)) => return Ok(PartResult::NotAvailable(why)),
             Err(e) => Err(e),
         };
