@@ -655,7 +655,10 @@ impl State {
             .chain((0..self.spis.len()).map(Id::Spi));
         for id in ids {
             let irq = self.irq(id);
-            if irq.lr.is_none() && self.wants(id) == Some(v) {
+            // Cheap first: most interrupts are neither enabled and pending, nor anywhere.
+            let maybe =
+                irq.enabled && irq.lr.is_none() && (irq.latch || irq.line || self.is_v2_sgi(id));
+            if maybe && self.wants(id) == Some(v) {
                 cands.push((irq.priority, id.intid()));
             }
         }

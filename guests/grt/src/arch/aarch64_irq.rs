@@ -8,6 +8,7 @@
 //! ID_AA64PFR0_EL1.GIC (1: the GICv3 system-register interface).
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::irq::Irq;
 use crate::mmio::{read32, write32, write64};
@@ -56,9 +57,25 @@ macro_rules! sysreg {
     }};
 }
 
-/// Whether the guest has a GICv3 (the system-register CPU interface).
+/// The GIC version as read once (0: not yet, 2 or 3).
+static VERSION: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the guest has a GICv3 (the system-register CPU interface). ID_AA64PFR0_EL1 is
+/// read once: under the hypervisor every read of it traps (about 10,000 instructions), and
+/// this is asked on every interrupt.
 fn v3() -> bool {
-    (sysreg!(read "id_aa64pfr0_el1") >> 24) & 0xf != 0
+    match VERSION.load(Ordering::Relaxed) {
+        0 => {
+            let v = if (sysreg!(read "id_aa64pfr0_el1") >> 24) & 0xf != 0 {
+                3
+            } else {
+                2
+            };
+            VERSION.store(v, Ordering::Relaxed);
+            v == 3
+        }
+        v => v == 3,
+    }
 }
 
 /// This vCPU's redistributor SGI frame (GICv3).
