@@ -163,6 +163,9 @@ fn build_vgic(
         device_maps,
         irq_line: alloc::boxed::Box::new(move |n| lines.irq_line(n)),
         dtb: None,
+        // The virtual GIC keeps its distributor state across a VM reset (the guest
+        // re-initialises it); the vCPUs start with empty list registers.
+        on_reset: None,
     };
     Ok((platform, vgic))
 }

@@ -50,6 +50,9 @@ pub fn build(config: &VmConfig, waker: Arc<VcpuWaker>) -> Result<(VmPlatform, Ar
         platform.devices = vec![(d.base, vplic.mmio())];
         let lines = vplic.clone();
         platform.irq_line = alloc::boxed::Box::new(move |n| lines.irq_line(n));
+        // A VM reset finds the PLIC as after power-on (line levels kept).
+        let resettable = vplic.clone();
+        platform.on_reset = Some(alloc::boxed::Box::new(move || resettable.reset()));
         plic = Some(vplic);
     }
     let harts = VmHarts::new(config.cpus.count, notifier, plic);

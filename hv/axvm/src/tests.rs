@@ -437,6 +437,7 @@ fn platform_devices_irq_lines_and_generated_dtb() {
             (n == 33).then(|| line.clone() as Arc<dyn axdevice_base::IrqLine>)
         }),
         dtb: Some(b"DTB!".to_vec()),
+        on_reset: None,
     };
     let script = Arc::new(Script {
         exits: Mutex::new(std::vec![VmExit::MmioRead {
@@ -510,4 +511,35 @@ fn reset_reloads_images_and_counts() {
     assert_eq!(&buf, b"\x01\x02\x03\x04");
     assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Halt);
     assert_eq!(script.calls.lock().as_slice(), [Call::Ret(1)]);
+}
+
+/// A VM reset runs the platform's reset hook (the interrupt controller back to its reset
+/// state) before vCPU 0 restarts.
+#[test]
+fn reset_runs_the_platform_hook() {
+    let resets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = resets.clone();
+    let mut platform = crate::VmPlatform::none();
+    platform.on_reset = Some(alloc::boxed::Box::new(move || {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+    let script = Arc::new(Script {
+        exits: Mutex::new(std::vec![VmExit::SystemReset]),
+        ..Script::default()
+    });
+    let s2 = script.clone();
+    let vm = Vm::new(
+        axvmconfig::from_toml(CONFIG).unwrap(),
+        HostFrames,
+        &|name| (name == "k").then_some(&b"kern"[..]),
+        Arc::new(|_: &str| {}),
+        &move |_| s2.clone(),
+        platform,
+    )
+    .unwrap();
+    vm.boot(&[]).unwrap();
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Reset);
+    assert_eq!(resets.load(std::sync::atomic::Ordering::SeqCst), 0);
+    vm.reset().unwrap();
+    assert_eq!(resets.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

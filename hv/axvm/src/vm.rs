@@ -30,6 +30,9 @@ pub struct VmPlatform {
     pub irq_line: alloc::boxed::Box<dyn Fn(u32) -> Option<Arc<dyn IrqLine>>>,
     /// The DTB to load when the config asks for a generated one.
     pub dtb: Option<Vec<u8>>,
+    /// Puts the platform's devices back in their reset state on a VM reset (the
+    /// interrupt controller), if they need it.
+    pub on_reset: Option<alloc::boxed::Box<dyn Fn() + Send + Sync>>,
 }
 
 impl VmPlatform {
@@ -40,6 +43,7 @@ impl VmPlatform {
             device_maps: Vec::new(),
             irq_line: alloc::boxed::Box::new(|_| None),
             dtb: None,
+            on_reset: None,
         }
     }
 }
@@ -161,6 +165,8 @@ pub struct AxVm<A: ArchVCpu, F: PteFormat, M: FrameAllocator> {
     /// Initial registers of vCPU 0, kept for reset.
     boot_regs: Mutex<Vec<(usize, u64)>>,
     resets: core::sync::atomic::AtomicU64,
+    /// The platform's reset hook ([`VmPlatform::on_reset`]).
+    on_reset: Option<alloc::boxed::Box<dyn Fn() + Send + Sync>>,
 }
 
 fn mapping_flags(f: &axvmconfig::MemFlags) -> MappingFlags {
@@ -297,6 +303,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             images: loaded,
             boot_regs: Mutex::new(Vec::new()),
             resets: core::sync::atomic::AtomicU64::new(0),
+            on_reset: platform.on_reset,
         })
     }
 
@@ -348,6 +355,9 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             if v.state() != axvcpu::VCpuState::Created {
                 v.stop()?;
             }
+        }
+        if let Some(reset_platform) = &self.on_reset {
+            reset_platform();
         }
         self.resets.fetch_add(1, Ordering::AcqRel);
         let regs = self.boot_regs.lock().clone();
