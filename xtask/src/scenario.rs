@@ -645,7 +645,7 @@ fn read_lines(stream: Stream, pipe: Box<dyn Read + Send>, tx: &mpsc::Sender<Even
 }
 
 /// Waits for the child to exit until `deadline`; `None` if it is still running.
-fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+pub(crate) fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),
@@ -656,7 +656,7 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 }
 
 /// Kills the emulator's whole process group (if it is still running) and reaps it.
-fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     if let Ok(None) = child.try_wait() {
         // The emulator leads its own process group (`process_group(0)`), so its pgid is its pid.
         let _ = std::process::Command::new("kill")

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::matcher::clean_line;
 use crate::qemu::EmulatorCommand;
+use crate::scenario::{stop, wait_until};
 use crate::util;
 
 /// How many console lines a failure shows.
@@ -175,32 +176,6 @@ pub fn run(cmd: &EmulatorCommand, log: &Path, watch: &Watch) -> Result<Completed
             bail!(report)
         }
     }
-}
-
-/// Waits for the child to exit until `deadline`; `None` if it is still running.
-fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => return None,
-        }
-    }
-}
-
-/// Kills the emulator (it leads its own process group, so the group too) if it is still
-/// running, and reaps it.
-fn stop(child: &mut Child) {
-    if let Ok(None) = child.try_wait() {
-        // `kill -KILL -- -<pgid>`: the emulator's pgid is its pid (`process_group(0)`).
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", child.id())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = child.kill();
-    }
-    let _ = child.wait();
 }
 
 #[cfg(test)]
