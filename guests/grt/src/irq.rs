@@ -53,3 +53,13 @@ pub(crate) fn dispatch(irq: Irq) {
         }
     }
 }
+
+/// Spins (interrupts as they are) until `done()` or `limit_us` microseconds of the timer's
+/// counter have passed; returns whether `done()` held.
+pub fn spin_until(limit_us: u64, done: impl Fn() -> bool) -> bool {
+    let end = timer_now() + timer_freq() * limit_us / 1_000_000;
+    while !done() && timer_now() < end {
+        core::hint::spin_loop();
+    }
+    done()
+}

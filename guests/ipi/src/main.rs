@@ -77,11 +77,7 @@ fn wait_for(done: impl Fn() -> bool) -> bool {
 /// vCPU 0 spins until `done()` or [`WAIT_US`] passed (for events that send no interrupt);
 /// returns whether `done()` held.
 pub(crate) fn spin_until(done: impl Fn() -> bool) -> bool {
-    let end = irq::timer_now() + irq::timer_freq() * WAIT_US / 1_000_000;
-    while !done() && irq::timer_now() < end {
-        core::hint::spin_loop();
-    }
-    done()
+    irq::spin_until(WAIT_US, done)
 }
 
 /// vCPU 1: takes IPIs (answering each while [`ANSWER`] is set), halted in `wfi` between

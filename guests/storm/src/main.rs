@@ -133,15 +133,6 @@ fn on_irq(irq: Irq) {
     }
 }
 
-/// Spins (interrupts enabled) until `done()` or `limit_us`; returns whether `done()` held.
-fn spin_until(limit_us: u64, done: impl Fn() -> bool) -> bool {
-    let end = irq::timer_now() + ticks(limit_us);
-    while !done() && irq::timer_now() < end {
-        core::hint::spin_loop();
-    }
-    done()
-}
-
 /// vCPU 1: IPIs to vCPU 0 as fast as it can. Prints nothing.
 fn sender(_cpu: usize) {
     for i in 1..=IPIS {
@@ -159,12 +150,12 @@ fn device_storm(c: &mut Checker) {
     let start = irq::timer_now();
     irq::external_enable(uart::IRQ);
     uart::tx_interrupt(true);
-    let done = spin_until(STORM_LIMIT_US, || {
+    let done = irq::spin_until(STORM_LIMIT_US, || {
         DEVICE.load(Ordering::SeqCst) >= DEVICE_IRQS
     });
     let took = irq::timer_now() - start;
     // Off now: nothing more may come.
-    spin_until(10_000, || false);
+    irq::spin_until(10_000, || false);
     irq::external_disable(uart::IRQ);
     c.ok("the device storm ends", done);
     c.eq(
@@ -197,15 +188,15 @@ fn ipi_storm(c: &mut Checker) {
     TICKING.store(true, Ordering::SeqCst);
     irq::timer_set(start + ticks(TICK_US));
     c.ok("vcpu 1 starts", cpu_on(1, sender).is_ok());
-    let done = spin_until(STORM_LIMIT_US, || SENT_ALL.load(Ordering::SeqCst));
+    let done = irq::spin_until(STORM_LIMIT_US, || SENT_ALL.load(Ordering::SeqCst));
     let took = irq::timer_now() - start;
     let ticks_during = TICKS.load(Ordering::SeqCst);
     let gap_us = MAX_GAP.load(Ordering::SeqCst) * 1_000_000 / irq::timer_freq();
     TICKING.store(false, Ordering::SeqCst);
     irq::timer_stop();
     // The last IPIs land; vCPU 1 stops.
-    let stopped = spin_until(2_000_000, || cpu_status(1) == Ok(CpuState::Off));
-    spin_until(10_000, || false);
+    let stopped = irq::spin_until(2_000_000, || cpu_status(1) == Ok(CpuState::Off));
+    irq::spin_until(10_000, || false);
     let (sent, taken) = (
         SENT.load(Ordering::SeqCst),
         IPIS_TAKEN.load(Ordering::SeqCst),
