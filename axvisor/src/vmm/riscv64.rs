@@ -28,6 +28,12 @@ pub struct ArchVm {
 /// Builds the platform of a VM: with a `plic` device in the config, a virtual PLIC with one
 /// context per vCPU at its base, whose sources are the `irq` lines of the VM's devices.
 pub fn build(config: &VmConfig, waker: Arc<VcpuWaker>) -> Result<(VmPlatform, ArchVm), String> {
+    if let Some(p) = config.passthrough.first() {
+        return Err(format!(
+            "passthrough {:?}: passthrough devices are not supported on riscv64 yet",
+            p.name
+        ));
+    }
     let notifier: Arc<dyn VcpuNotifier> = waker;
     let mut platform = VmPlatform::none();
     let mut plic = None;
