@@ -52,7 +52,16 @@ pub fn print() {
         ),
         None => println!("  interrupt controller: none found"),
     }
-    println!("  timer: {} Hz counter", axstd::time::counter_hz());
+    // riscv64 guests get Sstc exactly when every hart has it.
+    let guest_timer = match os::ARCH {
+        "riscv64" if info.cpus.iter().all(|c| c.isa_sstc) => ", Sstc (guests use vstimecmp)",
+        "riscv64" => ", no Sstc (guest timers emulated on SBI set_timer)",
+        _ => "",
+    };
+    println!(
+        "  timer: {} Hz counter{guest_timer}",
+        axstd::time::counter_hz()
+    );
     if !info.bootargs.is_empty() {
         println!("  boot arguments: {}", info.bootargs);
     }

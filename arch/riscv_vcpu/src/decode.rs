@@ -159,8 +159,6 @@ pub const WFI: u32 = 0x1050_0073;
 pub struct VCpuInfo {
     /// The vCPU's hart id as the guest knows it.
     pub hart_id: u64,
-    /// Whether the vCPU can program its own timer (`vstimecmp`, Sstc).
-    pub sstc: bool,
     /// How many harts the VM has (ids `0..harts`), for SBI hart masks.
     pub harts: usize,
 }
@@ -606,15 +604,15 @@ pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
             sbi::BASE_GET_SPEC_VERSION => ok(sbi::SPEC_VERSION),
             sbi::BASE_GET_IMPL_ID => ok(sbi::IMPL_ID),
             sbi::BASE_GET_IMPL_VERSION => ok(sbi::IMPL_VERSION),
-            sbi::BASE_PROBE_EXTENSION => ok(probe(a(0), info) as u64),
+            sbi::BASE_PROBE_EXTENSION => ok(probe(a(0)) as u64),
             sbi::BASE_GET_MVENDORID | sbi::BASE_GET_MARCHID | sbi::BASE_GET_MIMPID => ok(0),
             _ => err(sbi::ERR_NOT_SUPPORTED),
         },
-        sbi::EXT_TIME if info.sstc => match fid {
+        sbi::EXT_TIME => match fid {
             sbi::TIME_SET_TIMER => SbiAction::SetTimer { deadline: a(0) },
             _ => err(sbi::ERR_NOT_SUPPORTED),
         },
-        sbi::LEGACY_SET_TIMER if info.sstc => SbiAction::SetTimer { deadline: a(0) },
+        sbi::LEGACY_SET_TIMER => SbiAction::SetTimer { deadline: a(0) },
         sbi::LEGACY_CONSOLE_PUTCHAR => exit(
             VmExit::Hypercall {
                 nr: crate::SBI_CONSOLE_PUTCHAR_NR,
@@ -694,21 +692,22 @@ pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
 }
 
 /// `probe_extension`: whether the vCPU implements extension `eid`.
-pub fn probe(eid: u64, info: &VCpuInfo) -> bool {
-    match eid {
+pub fn probe(eid: u64) -> bool {
+    matches!(
+        eid,
         sbi::EXT_BASE
-        | sbi::EXT_DBCN
-        | sbi::EXT_HSM
-        | sbi::EXT_SRST
-        | sbi::EXT_IPI
-        | sbi::EXT_RFENCE
-        | sbi::EXT_AXVISOR
-        | sbi::LEGACY_CONSOLE_PUTCHAR
-        | sbi::LEGACY_CONSOLE_GETCHAR
-        | sbi::LEGACY_SHUTDOWN => true,
-        sbi::EXT_TIME | sbi::LEGACY_SET_TIMER => info.sstc,
-        _ => false,
-    }
+            | sbi::EXT_DBCN
+            | sbi::EXT_HSM
+            | sbi::EXT_SRST
+            | sbi::EXT_IPI
+            | sbi::EXT_RFENCE
+            | sbi::EXT_AXVISOR
+            | sbi::EXT_TIME
+            | sbi::LEGACY_SET_TIMER
+            | sbi::LEGACY_CONSOLE_PUTCHAR
+            | sbi::LEGACY_CONSOLE_GETCHAR
+            | sbi::LEGACY_SHUTDOWN
+    )
 }
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ const SIE_SEIE: u64 = 1 << 9;
 
 /// hvip.VSSIP: the guest's supervisor software interrupt.
 const HVIP_VSSIP: u64 = 1 << 2;
+/// hvip.VSTIP: the guest's supervisor timer interrupt (raised by the hypervisor when it
+/// emulates the timer, on CPUs without Sstc).
+const HVIP_VSTIP: u64 = 1 << 6;
 /// hvip.VSEIP: the guest's supervisor external interrupt.
 const HVIP_VSEIP: u64 = 1 << 10;
 /// sstatus.FS = Initial / Clean / Dirty.
@@ -81,7 +84,8 @@ macro_rules! vs_csrs {
         #[derive(Clone, Debug, Default)]
         struct VsCsrs {
             $($name: u64,)*
-            /// The guest's timer compare value (Sstc).
+            /// The guest's timer compare value: `vstimecmp` with Sstc, the deadline of the
+            /// emulated timer (SBI `set_timer`) without.
             vstimecmp: u64,
         }
 
@@ -227,6 +231,10 @@ pub struct RiscvVCpu {
     vs: VsCsrs,
     fp: FpRegs,
     info: VCpuInfo,
+    /// Whether the CPU has Sstc: the guest's timer is then `vstimecmp`, which the guest
+    /// programs itself; otherwise the vCPU emulates it on SBI `set_timer` (through
+    /// `hvip.VSTIP` and a hypervisor timer interrupt at the deadline).
+    sstc: bool,
     vmid: u16,
     hgatp: u64,
     pending: Pending,
@@ -240,7 +248,7 @@ pub struct RiscvVCpu {
 impl RiscvVCpu {
     /// Hypervisor CSRs for this guest: delegation, counters, Sstc, and the G-stage root.
     fn load_hs_state(&self) {
-        let henvcfg = if self.info.sstc { HENVCFG_STCE } else { 0 };
+        let henvcfg = if self.sstc { HENVCFG_STCE } else { 0 };
         // SAFETY: HS-level controls for the guest about to run; none affects the
         // hypervisor's own (V = 0) execution.
         unsafe {
@@ -279,6 +287,8 @@ impl RiscvVCpu {
     /// performs the fences other harts asked of this one, moves an IPI sent to it into
     /// `hvip.VSSIP`, and sets `hvip.VSEIP` to the VM's PLIC output for it. The PLIC output
     /// can fall without a notification (a claim, a disable), so it is re-read every time.
+    /// Without Sstc it also runs the emulated timer: `hvip.VSTIP` once the deadline has
+    /// passed, and a hypervisor timer interrupt at the deadline before that.
     fn prepare_entry(&self) {
         self.harts.enter(self.index, perform_fences);
         let hvip: u64;
@@ -290,6 +300,15 @@ impl RiscvVCpu {
         }
         if self.harts.external_pending(self.index) {
             want |= HVIP_VSEIP;
+        }
+        if !self.sstc {
+            let deadline = self.vs.vstimecmp;
+            if deadline != u64::MAX && axhal::time::ticks() >= deadline {
+                want |= HVIP_VSTIP;
+                guest::set_timer(u64::MAX);
+            } else {
+                guest::set_timer(deadline);
+            }
         }
         // Written only when it changes: on QEMU an hvip write goes through the emulator's
         // interrupt-update path under its global lock, which a vCPU in an exit-heavy loop
@@ -354,11 +373,19 @@ impl RiscvVCpu {
                     self.regs.x[11] = a1;
                 }
             }
-            SbiAction::SetTimer { deadline } => {
-                // SAFETY: the guest's own timer compare register (Sstc, checked by the
-                // decoder); writing it also clears a pending VS timer interrupt that the new
-                // deadline has not reached.
+            SbiAction::SetTimer { deadline } if self.sstc => {
+                // SAFETY: the guest's own timer compare register (the CPU has Sstc);
+                // writing it also clears a pending VS timer interrupt that the new deadline
+                // has not reached.
                 unsafe { asm!("csrw 0x24d, {}", in(reg) deadline, options(nomem, nostack)) };
+                done(&mut self.regs);
+            }
+            SbiAction::SetTimer { deadline } => {
+                // Emulated: the new deadline clears the pending timer interrupt, and
+                // `prepare_entry` raises it again once the deadline has passed.
+                self.vs.vstimecmp = deadline;
+                // SAFETY: lowers the guest's own timer interrupt (hvip is live in `run`).
+                unsafe { asm!("csrc 0x645, {}", in(reg) HVIP_VSTIP, options(nomem, nostack)) };
                 done(&mut self.regs);
             }
             SbiAction::Fence { fence, harts } => {
@@ -415,9 +442,9 @@ impl ArchVCpu for RiscvVCpu {
             fp: FpRegs::default(),
             info: VCpuInfo {
                 hart_id: vcpu_id as u64,
-                sstc: guest::has_sstc(),
                 harts: config.harts.count(),
             },
+            sstc: guest::has_sstc(),
             vmid: config.vmid,
             hgatp: 0,
             pending: Pending::None,
@@ -500,7 +527,7 @@ impl ArchVCpu for RiscvVCpu {
         }
         let irq = axhal::irq::save_and_disable();
         self.load_hs_state();
-        self.vs.restore(self.info.sstc);
+        self.vs.restore(self.sstc);
         self.fp.restore();
         let exit = loop {
             self.prepare_entry();
@@ -563,9 +590,9 @@ impl ArchVCpu for RiscvVCpu {
                     }
                 }
                 TrapAction::Inject { cause, tval } => {
-                    self.vs.save(self.info.sstc);
+                    self.vs.save(self.sstc);
                     self.inject(cause, tval, self.last.pc);
-                    self.vs.restore(self.info.sstc);
+                    self.vs.restore(self.sstc);
                 }
             }
         };
@@ -573,7 +600,7 @@ impl ArchVCpu for RiscvVCpu {
             self.fp.save();
             self.regs.sstatus = (self.regs.sstatus & !SSTATUS_FS) | FS_CLEAN;
         }
-        self.vs.save(self.info.sstc);
+        self.vs.save(self.sstc);
         axhal::irq::restore(irq);
         Ok(exit)
     }
@@ -623,8 +650,9 @@ impl ArchVCpu for RiscvVCpu {
     }
 
     fn timer_deadline(&self) -> Option<u64> {
-        // With Sstc the guest's timer is vstimecmp against `time` (htimedelta is 0).
-        let armed = self.info.sstc && self.vs.vsie & SIE_STIE != 0 && self.vs.vstimecmp != u64::MAX;
+        // The guest's timer is vstimecmp (or the emulated deadline) against `time`
+        // (htimedelta is 0).
+        let armed = self.vs.vsie & SIE_STIE != 0 && self.vs.vstimecmp != u64::MAX;
         armed.then_some(self.vs.vstimecmp)
     }
 

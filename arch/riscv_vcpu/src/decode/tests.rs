@@ -40,7 +40,6 @@ fn trap(scause: u64, stval: u64, htval: u64, htinst: u64) -> Trap {
 
 const INFO: VCpuInfo = VCpuInfo {
     hart_id: 0,
-    sstc: true,
     harts: 1,
 };
 
@@ -478,14 +477,6 @@ fn sbi_base() {
     for eid in [0x5043_4E54, 0x03, 0x04, 0x05, 0x06, 0x07, 0x09, 0xffff_ffff] {
         assert_eq!(call(0x10, 3, &[eid]), ok(0), "probe {eid:#x}");
     }
-    // Without Sstc there is no timer.
-    let no_sstc = VCpuInfo {
-        hart_id: 0,
-        sstc: false,
-        harts: 1,
-    };
-    assert_eq!(call_on(&no_sstc, 0x10, 3, &[0x5449_4D45]), ok(0));
-    assert_eq!(call_on(&no_sstc, 0x10, 3, &[0]), ok(0));
 }
 
 #[test]
@@ -496,16 +487,11 @@ fn sbi_timer() {
     );
     assert_eq!(call(0x5449_4D45, 1, &[12345]), err(sbi::ERR_NOT_SUPPORTED));
     assert_eq!(call(0, 0, &[777]), SbiAction::SetTimer { deadline: 777 });
-    let no_sstc = VCpuInfo {
-        hart_id: 0,
-        sstc: false,
-        harts: 1,
-    };
+    // The legacy set_timer (EID 0) too.
     assert_eq!(
-        call_on(&no_sstc, 0x5449_4D45, 0, &[1]),
-        err(sbi::ERR_NOT_SUPPORTED)
+        call(0, 0, &[u64::MAX]),
+        SbiAction::SetTimer { deadline: u64::MAX }
     );
-    assert_eq!(call_on(&no_sstc, 0, 0, &[1]), err(sbi::ERR_NOT_SUPPORTED));
 }
 
 #[test]
@@ -627,7 +613,6 @@ fn sbi_hsm() {
     );
     let info = VCpuInfo {
         hart_id: 3,
-        sstc: true,
         harts: 4,
     };
     assert_eq!(call_on(&info, hsm, 2, &[3]), ok(sbi::HSM_STARTED));
@@ -653,7 +638,6 @@ fn sbi_hsm() {
 fn sbi_ipi_and_rfence_name_harts_of_the_vm() {
     let info = VCpuInfo {
         hart_id: 2,
-        sstc: true,
         harts: 4,
     };
     let mask = |mask, base| HartSet::Mask { mask, base };
@@ -775,7 +759,6 @@ fn never_panics() {
         let fetched = next(&mut s) as u32;
         let info = VCpuInfo {
             hart_id: next(&mut s) % 4,
-            sstc: i % 5 != 0,
             harts: (next(&mut s) % 70) as usize,
         };
         let _ = decode_trap(

@@ -79,6 +79,14 @@ pub fn has_sstc() -> bool {
     super::sbi::HAS_SSTC.load(core::sync::atomic::Ordering::Relaxed)
 }
 
+/// Asks for a hypervisor timer interrupt on this CPU at `ticks` (`u64::MAX`: none) for the
+/// emulated timer of the guest about to run here, on CPUs without Sstc: the interrupt makes
+/// the guest exit, and its vCPU then raises the guest's timer interrupt. One guest deadline
+/// per CPU (the running guest's); the hypervisor's own timer events are kept.
+pub fn set_timer(ticks: u64) {
+    super::sbi::set_guest_deadline(ticks)
+}
+
 /// Reads the instruction the guest would execute at virtual address `pc`, translated by the
 /// guest's own page table (`vsatp`) and its G-stage (`hgatp`), both of which must be live,
 /// with the guest's privilege `guest_vs` (true: VS, false: VU; `hstatus.SPVP` of the exit).

@@ -1,8 +1,10 @@
 //! Calls into OpenSBI.
 
 use crate::cpu::StartError;
+use crate::percpu::PerCpu;
 use crate::platform;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use axconfig::MAX_CPUS;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use sbi_rt::HartMask;
 
 /// Whether the CPU has Sstc (`stimecmp`), from the boot hart's `riscv,isa`.
@@ -34,14 +36,61 @@ pub fn putchar(b: u8) {
     }
 }
 
+/// This CPU's timer deadlines (ticks; `u64::MAX`: none): the hypervisor's own
+/// ([`set_timer_deadline`]) and the one a running guest's emulated timer needs
+/// ([`set_guest_deadline`], CPUs without Sstc). The hardware is armed for the earlier.
+/// Only their own CPU touches them, with interrupts masked or from its timer interrupt.
+struct Deadlines {
+    host: AtomicU64,
+    guest: AtomicU64,
+}
+
+static DEADLINES: PerCpu<Deadlines> = PerCpu::new(
+    [const {
+        Deadlines {
+            host: AtomicU64::new(u64::MAX),
+            guest: AtomicU64::new(u64::MAX),
+        }
+    }; MAX_CPUS],
+);
+
 /// Arms the S-mode timer for `ticks` (`u64::MAX`: never). With Sstc this writes `stimecmp`
 /// directly; otherwise it asks the firmware. Either way a pending timer interrupt clears.
-pub fn set_timer_deadline(ticks: u64) {
+fn arm(ticks: u64) {
     if HAS_SSTC.load(Ordering::Relaxed) {
         // SAFETY: writes stimecmp (CSR 0x14d), which only affects the S-mode timer interrupt.
         unsafe { core::arch::asm!("csrw 0x14d, {}", in(reg) ticks) };
     } else {
         sbi_rt::set_timer(ticks);
+    }
+}
+
+/// Sets the hypervisor's own timer deadline on this CPU to `ticks` (`u64::MAX`: none); the
+/// timer interrupts at it, or earlier for a guest deadline.
+pub fn set_timer_deadline(ticks: u64) {
+    let d = DEADLINES.this();
+    d.host.store(ticks, Ordering::Relaxed);
+    arm(ticks.min(d.guest.load(Ordering::Relaxed)));
+}
+
+/// Sets the deadline of the guest running on this CPU (`u64::MAX`: none). The hardware is
+/// re-armed only when it changes: without Sstc that is a call into the firmware.
+pub(super) fn set_guest_deadline(ticks: u64) {
+    let d = DEADLINES.this();
+    if d.guest.swap(ticks, Ordering::Relaxed) != ticks {
+        arm(d.host.load(Ordering::Relaxed).min(ticks));
+    }
+}
+
+/// On a timer interrupt, before its handler runs: a guest deadline that passed is done with
+/// (its vCPU sees the expiry when it next enters the guest), and the timer is re-armed for
+/// the hypervisor's own deadline so that the interrupt does not repeat.
+pub(super) fn on_timer_interrupt() {
+    let d = DEADLINES.this();
+    let guest = d.guest.load(Ordering::Relaxed);
+    if guest != u64::MAX && guest <= super::now_ticks() {
+        d.guest.store(u64::MAX, Ordering::Relaxed);
+        arm(d.host.load(Ordering::Relaxed));
     }
 }
 

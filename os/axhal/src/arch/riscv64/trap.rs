@@ -84,7 +84,10 @@ extern "C" fn axhal_trap(frame: &mut TrapFrame) {
             unsafe { core::arch::asm!("csrc sip, {}", in(reg) SIE_SSIE) };
             dispatch(IrqSource::Ipi);
         }
-        c if c == INTERRUPT | 5 => dispatch(IrqSource::Timer),
+        c if c == INTERRUPT | 5 => {
+            super::sbi::on_timer_interrupt();
+            dispatch(IrqSource::Timer)
+        }
         c if c == INTERRUPT | 9 => plic::handle_irq(super::cpu_id()),
         // A guest instruction fetch (guest::fetch_insn) that the guest could not make either
         // resumes at its fix-up, which reports the failure; anything else is fatal.
