@@ -301,10 +301,8 @@ fn decode_call(regs: &[u64; 31], pc_step: u64) -> SyncAction {
         {
             reply(psci::NOT_SUPPORTED)
         }
-        nr => exit(VmExit::Hypercall {
-            nr,
-            args: [regs[1], regs[2], regs[3], regs[4], regs[5], regs[6]],
-        }),
+        // The arguments stay in x1-x6 (`ArchVCpu::hypercall_args`).
+        nr => exit(VmExit::Hypercall { nr }),
     }
 }
 

@@ -430,6 +430,11 @@ impl ArchVCpu for ArmVCpu {
         }
     }
 
+    fn hypercall_args(&self) -> [u64; 6] {
+        let x = &self.regs.x;
+        [x[1], x[2], x[3], x[4], x[5], x[6]]
+    }
+
     fn set_return_value(&mut self, value: u64) {
         self.regs.x[0] = value;
     }

@@ -616,7 +616,6 @@ pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
         sbi::LEGACY_CONSOLE_PUTCHAR => exit(
             VmExit::Hypercall {
                 nr: crate::SBI_CONSOLE_PUTCHAR_NR,
-                args: [a(0) & 0xff, 0, 0, 0, 0, 0],
             },
             RetKind::Legacy,
         ),
@@ -630,7 +629,6 @@ pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
             sbi::DBCN_WRITE_BYTE => exit(
                 VmExit::Hypercall {
                     nr: crate::SBI_CONSOLE_PUTCHAR_NR,
-                    args: [a(0) & 0xff, 0, 0, 0, 0, 0],
                 },
                 RetKind::Value,
             ),
@@ -680,13 +678,7 @@ pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
                 Err(e) => err(e),
             }
         }
-        sbi::EXT_AXVISOR => exit(
-            VmExit::Hypercall {
-                nr: fid,
-                args: [a(0), a(1), a(2), a(3), a(4), a(5)],
-            },
-            RetKind::Value,
-        ),
+        sbi::EXT_AXVISOR => exit(VmExit::Hypercall { nr: fid }, RetKind::Value),
         _ => err(sbi::ERR_NOT_SUPPORTED),
     }
 }

@@ -30,6 +30,7 @@ pub use vcpu::{RiscvVCpu, RiscvVCpuConfig};
 
 /// The hypercall number with which the vCPU hands the SBI legacy `console_putchar` (EID
 /// 0x01) and DBCN `console_write_byte` / `console_write` calls to the VMM, one byte at a
-/// time, as [`axvcpu::VmExit::Hypercall`] with the byte in `args[0]`: the portable
+/// time, as [`axvcpu::VmExit::Hypercall`] with the byte in argument 0 (the low byte of a0,
+/// or the next byte of a `console_write`; `ArchVCpu::hypercall_args`): the portable
 /// [`axvcpu::hypercall::CONSOLE_PUTCHAR`], which writes the byte to the VM's console.
 pub const SBI_CONSOLE_PUTCHAR_NR: u64 = axvcpu::hypercall::CONSOLE_PUTCHAR;

@@ -326,12 +326,12 @@ impl RiscvVCpu {
         if c.len == 0 {
             return None;
         }
-        if let Some(&byte) = c.buf.get(c.sent).filter(|_| c.sent < c.len) {
+        if c.sent < c.len && c.sent < c.buf.len() {
+            // The byte is `buf[sent - 1]` from here on (`hypercall_args`).
             c.sent += 1;
             self.pending = Pending::ConsoleByte;
             return Some(VmExit::Hypercall {
                 nr: crate::SBI_CONSOLE_PUTCHAR_NR,
-                args: [u64::from(byte), 0, 0, 0, 0, 0],
             });
         }
         self.regs.x[10] = sbi::SUCCESS;
@@ -615,6 +615,17 @@ impl ArchVCpu for RiscvVCpu {
             self.set_gpr(reg, decode::load_value(width, sign_ext, value));
         }
         self.pending = Pending::None;
+    }
+
+    fn hypercall_args(&self) -> [u64; 6] {
+        if self.pending == Pending::ConsoleByte {
+            // The byte of a DBCN console_write just handed out (`next_console_byte`).
+            let c = &self.console;
+            let byte = c.sent.checked_sub(1).and_then(|i| c.buf.get(i));
+            return [byte.copied().map_or(0, u64::from), 0, 0, 0, 0, 0];
+        }
+        let x = &self.regs.x;
+        [x[10], x[11], x[12], x[13], x[14], x[15]]
     }
 
     fn set_return_value(&mut self, value: u64) {

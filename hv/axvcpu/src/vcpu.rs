@@ -24,6 +24,9 @@ pub trait ArchVCpu: Sized {
     /// Completes a [`VmExit::MmioRead`]: writes `value` (sign-extended as the exit said) to
     /// the destination register and moves past the instruction.
     fn complete_mmio_read(&mut self, value: u64);
+    /// The six arguments of the [`VmExit::Hypercall`] just returned by [`ArchVCpu::run`]
+    /// (aarch64 x1–x6, riscv64 a0–a5; guest-controlled).
+    fn hypercall_args(&self) -> [u64; 6];
     /// Sets a hypercall's return value.
     fn set_return_value(&mut self, value: u64);
     /// Injects a synchronous data fault for an access to `gpa` that nothing claims.
@@ -180,8 +183,14 @@ impl<A: ArchVCpu> VCpu<A> {
     }
 
     /// Runs the guest until its next exit: Ready → Running → Ready.
+    #[inline]
     pub fn run(&mut self) -> Result<VmExit, VCpuError> {
-        self.expect(&[VCpuState::Ready], "run")?;
+        if self.state != VCpuState::Ready {
+            return Err(VCpuError::BadState {
+                state: self.state,
+                op: "run",
+            });
+        }
         self.state = VCpuState::Running;
         let r = self.arch.run();
         self.state = VCpuState::Ready;
@@ -273,6 +282,9 @@ mod tests {
             Ok(self.script.remove(0))
         }
         fn complete_mmio_read(&mut self, _: u64) {}
+        fn hypercall_args(&self) -> [u64; 6] {
+            [0; 6]
+        }
         fn set_return_value(&mut self, _: u64) {}
         fn inject_data_fault(&mut self, _: GuestPhysAddr) {}
         fn vcpu_index(target: u64, count: usize) -> Option<usize> {

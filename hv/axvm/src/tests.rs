@@ -27,15 +27,18 @@ enum Call {
 #[derive(Default)]
 struct Script {
     exits: Mutex<Vec<VmExit>>,
+    /// The arguments of the scripted hypercall exits, in order (zeros when missing).
+    hypercall_args: Mutex<Vec<[u64; 6]>>,
     calls: Mutex<Vec<Call>>,
 }
 
-struct FakeVCpu(Arc<Script>);
+/// The script, and the arguments of the hypercall exit it returned last.
+struct FakeVCpu(Arc<Script>, [u64; 6]);
 
 impl ArchVCpu for FakeVCpu {
     type CreateConfig = Arc<Script>;
     fn new(_: usize, s: Arc<Script>) -> Result<Self, VCpuError> {
-        Ok(Self(s))
+        Ok(Self(s, [0; 6]))
     }
     fn set_entry(&mut self, _: GuestPhysAddr) {}
     fn set_stage2_root(&mut self, _: HostPhysAddr) {}
@@ -48,7 +51,19 @@ impl ArchVCpu for FakeVCpu {
         if e.is_empty() {
             return Err(VCpuError::Hardware(0xdead));
         }
-        Ok(e.remove(0))
+        let exit = e.remove(0);
+        if let VmExit::Hypercall { .. } = exit {
+            let mut args = self.0.hypercall_args.lock();
+            self.1 = if args.is_empty() {
+                [0; 6]
+            } else {
+                args.remove(0)
+            };
+        }
+        Ok(exit)
+    }
+    fn hypercall_args(&self) -> [u64; 6] {
+        self.1
     }
     fn complete_mmio_read(&mut self, v: u64) {
         self.0.calls.lock().push(Call::MmioDone(v));
@@ -196,33 +211,28 @@ fn image_is_loaded_and_console_is_prefixed() {
 #[test]
 fn hypercalls() {
     let exits = std::vec![
+        VmExit::Hypercall { nr: hc::VERSION },
+        VmExit::Hypercall { nr: hc::ADD },
+        VmExit::Hypercall { nr: hc::VM_ID },
+        VmExit::Hypercall { nr: 0xdead },
         VmExit::Hypercall {
-            nr: hc::VERSION,
-            args: [0; 6]
+            nr: hc::CONSOLE_PUTCHAR
         },
         VmExit::Hypercall {
-            nr: hc::ADD,
-            args: [1, 2, 3, 4, 5, u64::MAX]
-        },
-        VmExit::Hypercall {
-            nr: hc::VM_ID,
-            args: [0; 6]
-        },
-        VmExit::Hypercall {
-            nr: 0xdead,
-            args: [0; 6]
-        },
-        VmExit::Hypercall {
-            nr: hc::CONSOLE_PUTCHAR,
-            args: [b'x' as u64, 0, 0, 0, 0, 0]
-        },
-        VmExit::Hypercall {
-            nr: hc::CONSOLE_PUTCHAR,
-            args: [b'\n' as u64, 0, 0, 0, 0, 0]
+            nr: hc::CONSOLE_PUTCHAR
         },
         VmExit::Halt,
     ];
     let (vm, script, lines) = vm_with("fault", exits);
+    // The arguments of the six calls, in order (the calls without arguments ignore theirs).
+    *script.hypercall_args.lock() = std::vec![
+        [9; 6],
+        [1, 2, 3, 4, 5, u64::MAX],
+        [9; 6],
+        [9; 6],
+        [b'x' as u64, 0, 0, 0, 0, 0],
+        [b'\n' as u64, 0, 0, 0, 0, 0],
+    ];
     assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Halt);
     assert_eq!(
         script.calls.lock().as_slice(),
@@ -494,8 +504,7 @@ fn reset_reloads_images_and_counts() {
     let exits = std::vec![
         VmExit::SystemReset,
         VmExit::Hypercall {
-            nr: hc::RESET_COUNT,
-            args: [0; 6]
+            nr: hc::RESET_COUNT
         },
         VmExit::Halt,
     ];

@@ -570,9 +570,9 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                     }
                 }
             }
-            VmExit::Hypercall { nr, args } => {
+            VmExit::Hypercall { nr } => {
                 count(ExitKind::Hypercall);
-                let ret = self.hypercall(nr, &args);
+                let ret = self.hypercall(nr, arch);
                 arch.set_return_value(ret);
                 None
             }
@@ -676,15 +676,19 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         VcpuEvent::Stopped(reason)
     }
 
-    /// Hypercalls the VM answers itself (see [`crate::hypercall`]).
-    fn hypercall(&self, nr: u64, args: &[u64; 6]) -> u64 {
+    /// Hypercalls the VM answers itself (see [`crate::hypercall`]); the arguments are read
+    /// from the vCPU only by the calls that have any.
+    fn hypercall(&self, nr: u64, arch: &A) -> u64 {
         match nr {
             hc::VERSION => hc::ABI_VERSION,
-            hc::ADD => args.iter().fold(0u64, |a, &b| a.wrapping_add(b)),
+            hc::ADD => arch
+                .hypercall_args()
+                .iter()
+                .fold(0u64, |a, &b| a.wrapping_add(b)),
             hc::VM_ID => self.config.id as u64,
             hc::RESET_COUNT => self.reset_count(),
             hc::CONSOLE_PUTCHAR => {
-                self.console.write(&[args[0] as u8]);
+                self.console.write(&[arch.hypercall_args()[0] as u8]);
                 0
             }
             _ => hc::NOT_SUPPORTED,
