@@ -34,6 +34,15 @@
 //! is told (`notify(context)`), **with the PLIC's lock held**: an implementation must only
 //! wake a task or send an IPI, never call back into the [`Vplic`].
 //!
+//! **Passthrough lines.** A physical interrupt given to the VM is raised from the host's
+//! interrupt handler with [`Vplic::post_high`], which takes no lock (the handler may have
+//! interrupted a vCPU holding it): the level is taken into the model by the next access or
+//! [`Vplic::external_pending`], and every context is notified so its vCPU gets there. Such a
+//! source is a *resample* source ([`Vplic::set_resample`]): when the guest completes it, its
+//! line is lowered and the source is reported ([`Vplic::take_resampled`], or the handler of
+//! [`Vplic::set_resample_handler`]) so the hypervisor unmasks the physical interrupt, which
+//! raises the line again if the device still asserts it.
+//!
 //! Everything the guest passes in (offsets, widths, values) is untrusted; nothing it does
 //! can panic the model or index out of bounds.
 
@@ -50,12 +59,15 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use axdevice_base::{AccessWidth, DeviceError, IrqLine, MmioDevice, VcpuNotifier};
 use log::trace;
-use spin::Mutex;
+use spin::{Mutex, MutexGuard, Once};
 
 use state::State;
 
@@ -148,13 +160,23 @@ enum Reg {
 /// VM's device set, hand [`Vplic::irq_line`]s to device models, and read
 /// [`Vplic::external_pending`] before each guest entry.
 ///
-/// All state sits behind one `spin::Mutex`; the PLIC is shared through an `Arc`.
+/// All state sits behind one `spin::Mutex`, except lines posted by [`Vplic::post_high`];
+/// the PLIC is shared through an `Arc`.
 pub struct Vplic {
     config: VplicConfig,
     priority_mask: u32,
     notifier: Arc<dyn VcpuNotifier>,
     state: Mutex<State>,
+    /// Lines raised by `post_high` and not yet taken into `state`, one bit per source.
+    posted: Vec<AtomicU32>,
+    /// Set after a bit of `posted`: something to take in.
+    any_posted: AtomicBool,
+    /// Told about completed resample sources, without the lock held.
+    resample_handler: Once<ResampleHandler>,
 }
+
+/// What [`Vplic::set_resample_handler`] installs.
+pub type ResampleHandler = Box<dyn Fn(u32) + Send + Sync>;
 
 impl fmt::Debug for Vplic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -186,7 +208,90 @@ impl Vplic {
             priority_mask: u32::MAX >> (32 - config.priority_bits),
             notifier,
             state: Mutex::new(State::new(config.sources, config.contexts)),
+            posted: (0..(config.sources as usize + 1).div_ceil(32))
+                .map(|_| AtomicU32::new(0))
+                .collect(),
+            any_posted: AtomicBool::new(false),
+            resample_handler: Once::new(),
         }))
+    }
+
+    /// The state, locked, with the lines posted since the last lock taken in (and the
+    /// notifier told about outputs that rose).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        let mut s = self.state.lock();
+        // A plain load first: the common case (nothing posted) writes nothing.
+        if self.any_posted.load(Ordering::Relaxed) && self.any_posted.swap(false, Ordering::AcqRel)
+        {
+            for (w, word) in self.posted.iter().enumerate() {
+                let mut bits = word.swap(0, Ordering::AcqRel);
+                while bits != 0 {
+                    s.set_level(w as u32 * 32 + bits.trailing_zeros(), true);
+                    bits &= bits - 1;
+                }
+            }
+            s.update_outputs(&*self.notifier);
+        }
+        s
+    }
+
+    /// Raises source `source`'s line without taking the PLIC's lock: for a host interrupt
+    /// handler passing a physical interrupt through (it may have interrupted a vCPU that
+    /// holds the lock). The level is taken in by the next register access or
+    /// [`Vplic::external_pending`]; every context is notified (here, without the lock) so
+    /// that its vCPU comes to look. The line stays high until the guest completes the
+    /// source, if it is a resample source ([`Vplic::set_resample`]), or until
+    /// [`Vplic::set_level`] lowers it. Ignored for a source that does not exist.
+    pub fn post_high(&self, source: u32) {
+        if source == 0 || source > self.config.sources {
+            return;
+        }
+        if let Some(word) = self.posted.get((source / 32) as usize) {
+            word.fetch_or(1 << (source % 32), Ordering::AcqRel);
+        }
+        self.any_posted.store(true, Ordering::Release);
+        for c in 0..self.config.contexts {
+            self.notifier.notify(c);
+        }
+    }
+
+    /// Makes source `source` a resample source (`on`: a physical line passed through) or
+    /// an ordinary one. When the guest completes a resample source its line is lowered
+    /// instead of re-pending the source, and the source is reported. Ignored for a source
+    /// that does not exist.
+    pub fn set_resample(&self, source: u32, on: bool) {
+        self.lock().set_resample(source, on);
+    }
+
+    /// Calls `f` with each resample source completed by the guest (or released by
+    /// [`Vplic::reset`]) since the last call, and forgets them. `f` runs without the lock.
+    pub fn take_resampled(&self, f: &mut dyn FnMut(u32)) {
+        let mut ended = Vec::new();
+        {
+            let mut s = self.lock();
+            if !s.any_resampled() {
+                return;
+            }
+            s.take_resampled(&mut |id| ended.push(id));
+        }
+        for id in ended {
+            f(id);
+        }
+    }
+
+    /// Installs `f` to be called, without the lock, with each resample source right after
+    /// the guest access (or [`Vplic::reset`]) that completed it: the hypervisor unmasks the
+    /// physical interrupt there. Only the first call installs a handler; without one,
+    /// resample sources wait for [`Vplic::take_resampled`].
+    pub fn set_resample_handler(&self, f: ResampleHandler) {
+        self.resample_handler.call_once(|| f);
+    }
+
+    /// Hands completed resample sources to the handler, if there is one.
+    fn deliver_resampled(&self) {
+        if let Some(h) = self.resample_handler.get() {
+            self.take_resampled(&mut |id| h(id));
+        }
     }
 
     /// The configuration this PLIC was built with (for generating the guest's device tree:
@@ -217,7 +322,7 @@ impl Vplic {
     /// Drives source `source`'s line to `high` (what an [`IrqLine`] from
     /// [`Vplic::irq_line`] does). Ignored for a source that does not exist.
     pub fn set_level(&self, source: u32, high: bool) {
-        let mut s = self.state.lock();
+        let mut s = self.lock();
         s.set_level(source, high);
         s.update_outputs(&*self.notifier);
     }
@@ -226,17 +331,22 @@ impl Vplic {
     /// and of a priority above the context's threshold (priority 0 never interrupts; a
     /// claimed source is no longer pending). `false` for a context that does not exist.
     pub fn external_pending(&self, context: usize) -> bool {
-        self.state.lock().output(context)
+        self.lock().output(context)
     }
 
     /// Back to the reset state (for a VM reset): priorities, enables and thresholds 0,
     /// nothing in service. Line levels belong to the devices and are kept; a line that is
     /// still high makes its source pending again. Every output is low afterwards (nothing
-    /// is enabled), so the notifier is not called.
+    /// is enabled), so the notifier is not called. Resample sources stay so; their lines
+    /// are lowered and every one of them is reported (see [`Vplic::take_resampled`]), so
+    /// the physical interrupts behind them are unmasked and re-sampled.
     pub fn reset(&self) {
-        let mut s = self.state.lock();
-        s.reset();
-        s.update_outputs(&*self.notifier);
+        {
+            let mut s = self.lock();
+            s.reset();
+            s.update_outputs(&*self.notifier);
+        }
+        self.deliver_resampled();
     }
 
     /// Checks a guest access against the window: in range, 32 bits wide, aligned.
@@ -306,7 +416,7 @@ impl MmioDevice for Vplic {
     fn read(&self, offset: usize, width: AccessWidth) -> Result<u64, DeviceError> {
         Self::check(offset, width)?;
         let reg = self.decode(offset);
-        let mut s = self.state.lock();
+        let mut s = self.lock();
         let value = match reg {
             Reg::Priority(id) => s.priority(id),
             Reg::Pending(word) => s.pending_word(word),
@@ -329,7 +439,8 @@ impl MmioDevice for Vplic {
         Self::check(offset, width)?;
         let value = value as u32;
         let reg = self.decode(offset);
-        let mut s = self.state.lock();
+        let mut s = self.lock();
+        let mut resampled = false;
         match reg {
             Reg::Priority(id) => s.set_priority(id, value & self.priority_mask),
             Reg::Pending(_) => {
@@ -347,6 +458,7 @@ impl MmioDevice for Vplic {
                     trace!("vplic: context {ctx} completion of {value} ignored");
                     return Ok(());
                 }
+                resampled = s.any_resampled();
             }
             Reg::Reserved => {
                 trace!("vplic: write to reserved offset {offset:#x} ignored");
@@ -354,6 +466,10 @@ impl MmioDevice for Vplic {
             }
         }
         s.update_outputs(&*self.notifier);
+        drop(s);
+        if resampled {
+            self.deliver_resampled();
+        }
         Ok(())
     }
 }

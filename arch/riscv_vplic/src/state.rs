@@ -37,6 +37,10 @@ pub(crate) struct State {
     threshold: Vec<u32>,
     /// Each context's interrupt output as last computed (edge detection for the notifier).
     output: Vec<bool>,
+    /// Resample sources (passthrough lines): completing one lowers its line and reports it.
+    resample: Vec<u32>,
+    /// Resample sources completed (or reset) and not yet taken by `take_resampled`.
+    resampled: Vec<u32>,
 }
 
 impl State {
@@ -59,12 +63,21 @@ impl State {
             enable: vec![0; words * contexts],
             threshold: vec![0; contexts],
             output: vec![false; contexts],
+            resample: vec![0; words],
+            resampled: vec![0; words],
         }
     }
 
     /// Back to the reset state, except for the line levels, which belong to the devices: a
-    /// line still high makes its source pending again at once.
+    /// line still high makes its source pending again at once. Resample sources stay
+    /// resample sources; their lines are lowered and all of them are reported (the device
+    /// behind each is re-sampled, whether or not the guest had it in service).
     pub(crate) fn reset(&mut self) {
+        for w in 0..self.words {
+            let r = self.resample[w];
+            self.level[w] &= !r;
+            self.resampled[w] |= r;
+        }
         self.priority.fill(0);
         self.in_service.fill(0);
         self.enable.fill(0);
@@ -104,6 +117,38 @@ impl State {
                 *level &= !b;
             }
         }
+    }
+
+    /// Makes source `id` a resample source (`on`) or an ordinary one.
+    pub(crate) fn set_resample(&mut self, id: u32, on: bool) {
+        if !self.is_source(id) {
+            return;
+        }
+        let (w, b) = bit(id);
+        if let (Some(r), Some(done)) = (self.resample.get_mut(w), self.resampled.get_mut(w)) {
+            if on {
+                *r |= b;
+            } else {
+                *r &= !b;
+                *done &= !b;
+            }
+        }
+    }
+
+    /// Calls `f` with each resample source completed since the last call, and forgets them.
+    pub(crate) fn take_resampled(&mut self, f: &mut dyn FnMut(u32)) {
+        for (w, word) in self.resampled.iter_mut().enumerate() {
+            let mut bits = core::mem::take(word);
+            while bits != 0 {
+                f(w as u32 * 32 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
+    }
+
+    /// Whether some resample source waits to be taken.
+    pub(crate) fn any_resampled(&self) -> bool {
+        self.resampled.iter().any(|&w| w != 0)
     }
 
     // ---- registers --------------------------------------------------------------------
@@ -210,23 +255,33 @@ impl State {
     }
 
     /// A completion of `id` by `ctx`. Ignored (returns false) unless `id` is a source that
-    /// is enabled for `ctx` and in service. If its line is still high it is pending again.
+    /// is enabled for `ctx` and in service. If its line is still high it is pending again;
+    /// a resample source instead has its line lowered and is reported (`take_resampled`):
+    /// the hypervisor re-samples the physical line behind it.
     pub(crate) fn complete(&mut self, ctx: usize, id: u32) -> bool {
         if !self.is_source(id) || !self.enabled(ctx, id) {
             return false;
         }
         let (w, b) = bit(id);
-        let high = self.level.get(w).is_some_and(|l| l & b != 0);
-        match (self.in_service.get_mut(w), self.pending.get_mut(w)) {
-            (Some(s), Some(p)) if *s & b != 0 => {
-                *s &= !b;
-                if high {
-                    *p |= b;
-                }
-                true
-            }
-            _ => false,
+        if self.in_service.get(w).is_none_or(|s| s & b == 0) {
+            return false;
         }
+        let resample = self.resample.get(w).is_some_and(|r| r & b != 0);
+        if let (Some(s), Some(l), Some(p), Some(done)) = (
+            self.in_service.get_mut(w),
+            self.level.get_mut(w),
+            self.pending.get_mut(w),
+            self.resampled.get_mut(w),
+        ) {
+            *s &= !b;
+            if resample {
+                *l &= !b;
+                *done |= b;
+            } else if *l & b != 0 {
+                *p |= b;
+            }
+        }
+        true
     }
 
     // ---- outputs ----------------------------------------------------------------------
@@ -278,6 +333,8 @@ impl State {
             assert_eq!(self.pending[w] & !valid, 0);
             assert_eq!(self.in_service[w] & !valid, 0);
             assert_eq!(self.level[w] & !valid, 0);
+            assert_eq!(self.resample[w] & !valid, 0);
+            assert_eq!(self.resampled[w] & !self.resample[w], 0);
             for ctx in 0..self.output.len() {
                 assert_eq!(self.enable_word(ctx, w) & !valid, 0);
             }

@@ -668,6 +668,147 @@ fn reset_keeps_lines() {
     b.check();
 }
 
+/// The resample sources reported since the last call.
+fn resampled(b: &Bench) -> Vec<u32> {
+    let mut v = Vec::new();
+    b.plic.take_resampled(&mut |id| v.push(id));
+    v
+}
+
+#[test]
+fn resample_source_is_lowered_and_reported_when_the_guest_completes_it() {
+    let b = Bench::new(40, 1, 3);
+    b.plic.set_resample(11, true);
+    b.plic.set_resample(0, true); // reserved: ignored
+    b.plic.set_resample(41, true); // does not exist: ignored
+    b.set_prio(11, 1);
+    b.set_prio(12, 1);
+    b.enable(0, 11);
+    b.enable(0, 12);
+    b.line(11, true);
+    b.line(12, true);
+    assert_eq!(b.claim(0), 11);
+    assert!(resampled(&b).is_empty(), "nothing completed yet");
+    b.complete(0, 11);
+    // The line was lowered: not pending again, although nobody lowered it.
+    assert!(!b.pending(11));
+    assert_eq!(resampled(&b), [11]);
+    assert!(resampled(&b).is_empty(), "reported once");
+    // An ordinary source with its line high pends again, and is not reported.
+    assert_eq!(b.claim(0), 12);
+    b.complete(0, 12);
+    assert!(b.pending(12));
+    assert!(resampled(&b).is_empty());
+    // The host unmasks, the device still asserts: a new request.
+    b.line(11, true);
+    assert!(b.pending(11));
+    // An ignored completion (not in service) reports nothing.
+    b.complete(0, 11);
+    assert!(resampled(&b).is_empty());
+    // No longer a resample source: ordinary again.
+    b.plic.set_resample(11, false);
+    assert_eq!(b.claim(0), 11);
+    b.complete(0, 11);
+    assert!(b.pending(11));
+    assert!(resampled(&b).is_empty());
+    b.check();
+}
+
+#[test]
+fn posted_lines_are_taken_in_without_the_lock() {
+    let b = Bench::new(40, 2, 3);
+    b.set_prio(11, 1);
+    b.enable(1, 11);
+    b.plic.set_resample(11, true);
+    b.rec.take();
+    {
+        // A vCPU holds the lock when the host interrupt comes: posting must not wait.
+        let _held = b.plic.state.lock();
+        b.plic.post_high(11);
+        b.plic.post_high(0); // reserved: ignored
+        b.plic.post_high(41); // does not exist: ignored
+    }
+    // Every context was told, so each vCPU looks (three posts, only one counted).
+    assert_eq!(b.rec.take(), [0, 1]);
+    // Taken in by the next look at the output, which rose (told again, under the lock).
+    assert!(b.out(1));
+    assert!(!b.out(0));
+    assert_eq!(b.rec.take(), [1]);
+    assert!(b.pending(11));
+    assert_eq!(b.claim(1), 11);
+    b.complete(1, 11);
+    assert!(!b.pending(11));
+    assert_eq!(resampled(&b), [11]);
+    // A register access takes posted lines in as well.
+    b.plic.post_high(11);
+    assert!(b.pending(11));
+    b.check();
+}
+
+#[test]
+fn resample_handler_runs_after_the_completing_access_without_the_lock() {
+    let b = Bench::new(40, 1, 3);
+    b.set_prio(11, 1);
+    b.enable(0, 11);
+    b.plic.set_resample(11, true);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (plic, log) = (Arc::downgrade(&b.plic), seen.clone());
+    b.plic.set_resample_handler(Box::new(move |id| {
+        log.lock().push(id);
+        // The host unmasks; the device still asserts, so its interrupt comes at once and
+        // is posted again. Calling into the PLIC here proves its lock is not held.
+        if let Some(p) = plic.upgrade() {
+            p.post_high(id);
+            assert!(
+                p.external_pending(0),
+                "completed: the new request is pending"
+            );
+        }
+    }));
+    b.plic.post_high(11);
+    assert_eq!(b.claim(0), 11);
+    assert!(seen.lock().is_empty());
+    b.complete(0, 11);
+    assert_eq!(*seen.lock(), [11]);
+    assert!(resampled(&b).is_empty(), "the handler took it");
+    // The re-posted line is a new request (the handler's look told vCPU 0 once more).
+    assert!(b.out(0));
+    assert_eq!(b.claim(0), 11);
+    // A second handler is not installed.
+    b.plic
+        .set_resample_handler(Box::new(|_| panic!("second handler")));
+    b.complete(0, 11);
+    assert_eq!(*seen.lock(), [11, 11]);
+    b.check();
+}
+
+#[test]
+fn reset_lowers_and_reports_resample_sources() {
+    let b = Bench::new(40, 1, 3);
+    b.set_prio(11, 1);
+    b.set_prio(12, 1);
+    b.enable(0, 11);
+    b.plic.set_resample(11, true);
+    b.plic.set_resample(13, true);
+    b.plic.post_high(11);
+    b.line(12, true);
+    assert_eq!(b.claim(0), 11);
+    b.plic.reset();
+    // 11 was in service with its line high: lowered, not pending after the reset; both
+    // resample sources reported so the host unmasks them whatever their state.
+    assert!(!b.pending(11));
+    assert!(b.pending(12), "an ordinary line keeps its level");
+    assert_eq!(resampled(&b), [11, 13]);
+    // Still resample sources.
+    b.set_prio(11, 1);
+    b.enable(0, 11);
+    b.plic.post_high(11);
+    assert_eq!(b.claim(0), 11);
+    b.complete(0, 11);
+    assert_eq!(resampled(&b), [11]);
+    b.check();
+}
+
 /// A small deterministic generator (xorshift64*).
 struct Rng(u64);
 
@@ -696,6 +837,9 @@ fn fuzz_never_panics() {
         (7, 95, 4, 32),
     ] {
         let b = Bench::new(sources, contexts, bits);
+        // Two resample sources (passthrough lines) among the ordinary ones.
+        b.plic.set_resample(1, true);
+        b.plic.set_resample(sources / 2, true);
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let interesting = [
             PRIORITY_BASE,
@@ -711,11 +855,14 @@ fn fuzz_never_panics() {
         let (mut claimed, mut notified) = (0u32, 0u32);
         for step in 0..20_000 {
             let before: Vec<bool> = (0..contexts).map(|c| b.out(c)).collect();
-            match rng.below(10) {
+            match rng.below(11) {
                 0 | 1 => {
                     let id = rng.below(u64::from(sources) + 3) as u32;
                     b.line(id, rng.below(2) == 0);
                 }
+                10 => b.plic.take_resampled(&mut |id| {
+                    assert!(id == 1 || id == sources / 2, "step {step}: resampled {id}");
+                }),
                 op => {
                     // A context near the configured ones (one past the end too).
                     let ctx = rng.below(contexts as u64 + 1) as usize;
