@@ -243,6 +243,10 @@ pub struct RiscvVCpu {
     index: usize,
     harts: Arc<VmHarts>,
     console: ConsoleOut,
+    /// Whether the guest's VS CSRs, FP registers and HS controls are live in this physical
+    /// CPU: from the `run` that loads them until `put`. Exits the VM handles itself re-enter
+    /// the guest without saving or loading them.
+    loaded: bool,
 }
 
 impl RiscvVCpu {
@@ -343,8 +347,12 @@ impl RiscvVCpu {
     /// Delivers exception `cause` to the guest as the hardware would deliver a trap taken
     /// in VS mode: `vsepc` = `pc`, `vscause`, `vstval`, `vsstatus.SPP` = the privilege it
     /// came from, `SPIE` = `SIE`, `SIE` = 0; the guest continues in VS mode at `vstvec`'s
-    /// base (exceptions never use the vectored offsets). Works on the saved VS state.
+    /// base (exceptions never use the vectored offsets). Works on the VS CSRs wherever they
+    /// are: in the CPU while the vCPU is loaded, in `self.vs` otherwise.
     fn inject(&mut self, cause: u64, tval: u64, pc: u64) {
+        if self.loaded {
+            self.vs.save(self.sstc);
+        }
         let from_vs = self.regs.sstatus & SSTATUS_SPP != 0;
         let mut vsstatus = self.vs.vsstatus & !(VSSTATUS_SPP | VSSTATUS_SPIE | VSSTATUS_SIE);
         if from_vs {
@@ -360,6 +368,9 @@ impl RiscvVCpu {
         self.regs.sepc = self.vs.vstvec & !3;
         self.regs.sstatus |= SSTATUS_SPP;
         self.pending = Pending::None;
+        if self.loaded {
+            self.vs.restore(self.sstc);
+        }
     }
 
     /// Carries out an SBI call; returns the exit when the VMM must take it.
@@ -452,6 +463,7 @@ impl ArchVCpu for RiscvVCpu {
             index: vcpu_id,
             harts: config.harts,
             console: ConsoleOut::default(),
+            loaded: false,
         })
     }
 
@@ -461,6 +473,7 @@ impl ArchVCpu for RiscvVCpu {
 
     fn set_stage2_root(&mut self, root: HostPhysAddr) {
         self.hgatp = RiscvSv39x4::hgatp(root, self.vmid) as u64;
+        self.loaded = false;
     }
 
     fn set_gpr(&mut self, idx: usize, value: u64) {
@@ -487,6 +500,8 @@ impl ArchVCpu for RiscvVCpu {
         self.pending = Pending::None;
         self.last = LastTrap::default();
         self.console = ConsoleOut::default();
+        // The fresh state is loaded by the next `run`.
+        self.loaded = false;
         self.harts.reset_hart(self.index);
         // Check that the CPU has Sv39x4, and drop anything cached for this VMID before.
         let irq = axhal::irq::save_and_disable();
@@ -526,9 +541,12 @@ impl ArchVCpu for RiscvVCpu {
             ));
         }
         let irq = axhal::irq::save_and_disable();
-        self.load_hs_state();
-        self.vs.restore(self.sstc);
-        self.fp.restore();
+        if !self.loaded {
+            self.load_hs_state();
+            self.vs.restore(self.sstc);
+            self.fp.restore();
+            self.loaded = true;
+        }
         let exit = loop {
             self.prepare_entry();
             let result = guest::run(&mut self.regs);
@@ -589,20 +607,23 @@ impl ArchVCpu for RiscvVCpu {
                         break exit;
                     }
                 }
-                TrapAction::Inject { cause, tval } => {
-                    self.vs.save(self.sstc);
-                    self.inject(cause, tval, self.last.pc);
-                    self.vs.restore(self.sstc);
-                }
+                TrapAction::Inject { cause, tval } => self.inject(cause, tval, self.last.pc),
             }
         };
+        axhal::irq::restore(irq);
+        Ok(exit)
+    }
+
+    fn put(&mut self) {
+        if !self.loaded {
+            return;
+        }
         if self.regs.sstatus & SSTATUS_FS == FS_DIRTY {
             self.fp.save();
             self.regs.sstatus = (self.regs.sstatus & !SSTATUS_FS) | FS_CLEAN;
         }
         self.vs.save(self.sstc);
-        axhal::irq::restore(irq);
-        Ok(exit)
+        self.loaded = false;
     }
 
     fn complete_mmio_read(&mut self, value: u64) {
