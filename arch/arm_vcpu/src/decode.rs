@@ -148,28 +148,33 @@ impl DataAbort {
             width,
             sign_ext: esr & (1 << 21) != 0,
             reg: ((esr >> 16) & 0x1f) as usize,
-            sixty_four: esr & (1 << 15) != 0,
+            sixty_four: Self::sixty_four(esr),
             write: esr & (1 << 6) != 0,
         })
     }
 
+    /// ISS.SF: the transfer register is 64-bit.
+    #[inline]
+    pub fn sixty_four(esr: u64) -> bool {
+        esr & (1 << 15) != 0
+    }
+
     /// The value a load puts into the register: `raw` cut to the access width, sign-extended
     /// if the instruction does, and cut to 32 bits for a W register.
+    #[inline]
     pub fn load_value(&self, raw: u64) -> u64 {
-        let bits = self.width.size() as u32 * 8;
-        let mut v = if bits == 64 {
-            raw
+        // 56, 48, 32 or 0: the bits above the access.
+        let shift = 64 - 8 * self.width.size() as u32;
+        let v = if self.sign_ext {
+            (((raw << shift) as i64) >> shift) as u64
         } else {
-            raw & ((1u64 << bits) - 1)
+            raw & self.width.mask()
         };
-        if self.sign_ext && bits < 64 {
-            let shift = 64 - bits;
-            v = (((v << shift) as i64) >> shift) as u64;
+        if self.sixty_four {
+            v
+        } else {
+            v & 0xffff_ffff
         }
-        if !self.sixty_four {
-            v &= 0xffff_ffff;
-        }
-        v
     }
 }
 
@@ -186,6 +191,7 @@ pub fn gpr(regs: &[u64; 31], r: usize) -> u64 {
 }
 
 /// Decodes a synchronous exit from a guest.
+#[inline]
 pub fn decode_sync(esr: u64, far: u64, hpfar: u64, regs: &[u64; 31]) -> SyncAction {
     let class = esr >> 26;
     match class {
@@ -261,11 +267,22 @@ pub fn decode_sync(esr: u64, far: u64, hpfar: u64, regs: &[u64; 31]) -> SyncActi
     }
 }
 
+/// Whether `fid` is in the PSCI / SMCCC standard-service ranges (0x8400_0000..=0x8400_001F,
+/// SMC32, and 0xC400_0000..=0xC400_001F, SMC64).
+fn is_standard_service(fid: u64) -> bool {
+    fid & !(0x4000_0000 | 0x1f) == 0x8400_0000
+}
+
 /// HVC or SMC: PSCI when x0 is a PSCI function, otherwise a hypercall.
 fn decode_call(regs: &[u64; 31], pc_step: u64) -> SyncAction {
     let fid = regs[0];
     let exit = |exit| SyncAction::Exit { exit, pc_step };
     let reply = |x0| SyncAction::Reply { x0, pc_step };
+    // Hypercalls, the frequent case, first. The arguments stay in x1-x6
+    // (`ArchVCpu::hypercall_args`).
+    if !is_standard_service(fid) {
+        return exit(VmExit::Hypercall { nr: fid });
+    }
     match fid {
         psci::VERSION => reply(psci::VERSION_1_1),
         psci::FEATURES => match regs[1] {
@@ -295,14 +312,8 @@ fn decode_call(regs: &[u64; 31], pc_step: u64) -> SyncAction {
             entry: GuestPhysAddr::new(regs[2] as usize),
             arg: regs[3],
         }),
-        // Any other function in the PSCI / SMCCC standard-service ranges is not supported.
-        f if (0x8400_0000..=0x8400_001F).contains(&f)
-            || (0xC400_0000..=0xC400_001F).contains(&f) =>
-        {
-            reply(psci::NOT_SUPPORTED)
-        }
-        // The arguments stay in x1-x6 (`ArchVCpu::hypercall_args`).
-        nr => exit(VmExit::Hypercall { nr }),
+        // Any other function in the standard-service ranges is not supported.
+        _ => reply(psci::NOT_SUPPORTED),
     }
 }
 

@@ -402,8 +402,20 @@ impl ArchVCpu for ArmVCpu {
                         SyncAction::Undefined => self.inject_undefined(),
                         SyncAction::Exit { exit, pc_step } => {
                             self.regs.elr = self.regs.elr.wrapping_add(pc_step);
-                            if let VmExit::MmioRead { .. } = exit {
-                                self.pending_load = DataAbort::from_esr(esr);
+                            if let VmExit::MmioRead {
+                                reg,
+                                width,
+                                sign_ext,
+                                ..
+                            } = exit
+                            {
+                                self.pending_load = Some(DataAbort {
+                                    width,
+                                    sign_ext,
+                                    reg,
+                                    sixty_four: DataAbort::sixty_four(esr),
+                                    write: false,
+                                });
                             }
                             break exit;
                         }

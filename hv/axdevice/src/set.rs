@@ -4,7 +4,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use axdevice_base::{AccessWidth, DeviceError, MmioDevice};
 use log::warn;
@@ -179,14 +179,18 @@ struct Entry {
 
 /// The emulated MMIO devices of one VM, by guest-physical address.
 ///
-/// Ranges never overlap (checked by [`DeviceSet::add`]); lookups are a binary search.
-/// [`DeviceSet::mmio_read`] and [`DeviceSet::mmio_write`] take `&self` and may be called
-/// from several vCPUs at once.
+/// Ranges never overlap (checked by [`DeviceSet::add`]); a lookup tries the device the
+/// previous one found, then does a binary search. [`DeviceSet::mmio_read`] and
+/// [`DeviceSet::mmio_write`] take `&self` and may be called from several vCPUs at once.
 pub struct DeviceSet {
     vm_name: String,
     policy: UnclaimedPolicy,
     /// Sorted by `base`, non-overlapping.
     entries: Vec<Entry>,
+    /// Index in `entries` of the device the last successful lookup found: guests tend to
+    /// access the same device many times in a row (a UART polled for every character). Only
+    /// a hint: any value is checked before use.
+    last_hit: AtomicUsize,
     log: Mutex<UnclaimedLog>,
     reads: AtomicU64,
     writes: AtomicU64,
@@ -207,6 +211,7 @@ impl DeviceSet {
             vm_name: vm_name.into(),
             policy,
             entries: Vec::new(),
+            last_hit: AtomicUsize::new(0),
             log: Mutex::new(UnclaimedLog::new()),
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
@@ -279,13 +284,30 @@ impl DeviceSet {
         Ok(())
     }
 
-    /// The device whose range contains `gpa`, and the offset of `gpa` inside it.
-    pub fn find(&self, gpa: u64) -> Option<(&Arc<dyn MmioDevice>, usize)> {
-        let idx = self.entries.partition_point(|e| e.base <= gpa);
-        let e = self.entries.get(idx.checked_sub(1)?)?;
+    /// The entry whose range contains `gpa`.
+    #[inline]
+    fn entry(&self, gpa: u64) -> Option<&Entry> {
+        let hint = self.last_hit.load(Ordering::Relaxed);
+        if let Some(e) = self.entries.get(hint) {
+            if e.base <= gpa && gpa <= e.last {
+                return Some(e);
+            }
+        }
+        let idx = self
+            .entries
+            .partition_point(|e| e.base <= gpa)
+            .checked_sub(1)?;
+        let e = self.entries.get(idx)?;
         if gpa > e.last {
             return None;
         }
+        self.last_hit.store(idx, Ordering::Relaxed);
+        Some(e)
+    }
+
+    /// The device whose range contains `gpa`, and the offset of `gpa` inside it.
+    pub fn find(&self, gpa: u64) -> Option<(&Arc<dyn MmioDevice>, usize)> {
+        let e = self.entry(gpa)?;
         let offset = usize::try_from(gpa - e.base).ok()?;
         Some((&e.dev, offset))
     }
@@ -297,9 +319,14 @@ impl DeviceSet {
         gpa: u64,
         width: AccessWidth,
     ) -> Option<(&Arc<dyn MmioDevice>, usize)> {
-        let (dev, offset) = self.find(gpa)?;
-        let end = offset.checked_add(width.size())?;
-        (end <= dev.size()).then_some((dev, offset))
+        let e = self.entry(gpa)?;
+        // The access's last byte, against the device's (`size() - 1` past its base).
+        let last = gpa.checked_add(width.size() as u64 - 1)?;
+        if last > e.last {
+            return None;
+        }
+        let offset = usize::try_from(gpa - e.base).ok()?;
+        Some((&e.dev, offset))
     }
 
     /// A load of `width` at `gpa` by vCPU `vcpu`: the device's answer, or the policy's.
@@ -343,6 +370,8 @@ impl DeviceSet {
         result.unwrap_or_else(|err| self.unclaimed(gpa, width, kind, Some((dev, offset, err))))
     }
 
+    #[cold]
+    #[inline(never)]
     fn unclaimed(
         &self,
         gpa: u64,

@@ -27,17 +27,20 @@ pub use console::{LineBuffer, PrefixedConsole, LINE_CAP};
 
 use core::fmt;
 
-/// The size of one register access.
+/// The size of one register access. The discriminant is log2 of the size in bytes, so
+/// [`AccessWidth::size`] and [`AccessWidth::mask`] are a shift each (they run on every
+/// emulated access).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum AccessWidth {
     /// 8 bits.
-    Byte,
+    Byte = 0,
     /// 16 bits.
-    Half,
+    Half = 1,
     /// 32 bits.
-    Word,
+    Word = 2,
     /// 64 bits.
-    Dword,
+    Dword = 3,
 }
 
 impl AccessWidth {
@@ -45,13 +48,9 @@ impl AccessWidth {
     pub const ALL: [AccessWidth; 4] = [Self::Byte, Self::Half, Self::Word, Self::Dword];
 
     /// The width in bytes (1, 2, 4 or 8).
+    #[inline]
     pub const fn size(self) -> usize {
-        match self {
-            Self::Byte => 1,
-            Self::Half => 2,
-            Self::Word => 4,
-            Self::Dword => 8,
-        }
+        1 << self as u8
     }
 
     /// The width of a `size`-byte access, or `None` unless `size` is 1, 2, 4 or 8.
@@ -67,13 +66,10 @@ impl AccessWidth {
 
     /// A mask of the bits an access of this width carries (`0xff` for [`AccessWidth::Byte`],
     /// all ones for [`AccessWidth::Dword`]).
+    #[inline]
     pub const fn mask(self) -> u64 {
-        match self {
-            Self::Byte => 0xff,
-            Self::Half => 0xffff,
-            Self::Word => 0xffff_ffff,
-            Self::Dword => u64::MAX,
-        }
+        // 64 - bits is 56, 48, 32 or 0: always a valid shift.
+        u64::MAX >> (64 - (8 << self as u8))
     }
 }
 

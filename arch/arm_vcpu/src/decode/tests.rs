@@ -179,6 +179,36 @@ fn psci_over_hvc_and_smc() {
 }
 
 #[test]
+fn standard_service_range_edges() {
+    let hvc = ec::HVC64 << 26;
+    let unsupported = SyncAction::Reply {
+        x0: psci::NOT_SUPPORTED,
+        pc_step: 0,
+    };
+    for fid in [0x8400_001F, 0xC400_0000, 0xC400_001F] {
+        assert_eq!(decode_sync(hvc, 0, 0, &regs_with(&[(0, fid)])), unsupported);
+    }
+    for fid in [
+        0x8400_0020,
+        0x83FF_FFFF,
+        0xC400_0020,
+        0x4400_0000,
+        0x0400_0000,
+        0x1_8400_0000,
+        u64::MAX,
+    ] {
+        assert_eq!(
+            decode_sync(hvc, 0, 0, &regs_with(&[(0, fid)])),
+            SyncAction::Exit {
+                exit: VmExit::Hypercall { nr: fid },
+                pc_step: 0
+            },
+            "{fid:#x}"
+        );
+    }
+}
+
+#[test]
 fn other_calls_are_hypercalls() {
     let r = regs_with(&[
         (0, 0x4242),

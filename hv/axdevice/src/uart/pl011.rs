@@ -2,6 +2,7 @@
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use axdevice_base::{AccessWidth, ConsoleSink, DeviceError, IrqLine, MmioDevice};
 use log::debug;
@@ -92,6 +93,11 @@ const IFLS_RESET: u32 = 0x12; // both FIFOs at 1/2
 pub struct Pl011 {
     console: Arc<dyn ConsoleSink>,
     state: Mutex<State>,
+    /// FR as `State::fr` computes it, stored under the lock whenever the RX FIFO changes.
+    /// A driver polls FR before every byte it sends or takes, so FR is read without the
+    /// lock (a read has no side effect, and one racing with a change of the FIFO sees it
+    /// before or after, as on hardware).
+    fr: AtomicU32,
 }
 
 struct State {
@@ -177,7 +183,14 @@ impl Pl011 {
                 dmacr: 0,
                 irq: IrqOut::new(irq),
             }),
+            fr: AtomicU32::new(FR_TXFE | FR_RXFE),
         }
+    }
+
+    /// Publishes FR after a change of the RX FIFO; called with the lock held, so the stores
+    /// follow the changes in order.
+    fn publish_fr(&self, s: &State) {
+        self.fr.store(s.fr(), Ordering::Relaxed);
     }
 
     /// Feeds bytes the guest will receive. Returns how many fit in the RX FIFO; the rest are
@@ -187,6 +200,7 @@ impl Pl011 {
         let room = PL011_RX_FIFO.saturating_sub(s.rx.len());
         let taken = bytes.len().min(room);
         s.rx.extend(bytes.iter().take(taken));
+        self.publish_fr(&s);
         if taken < bytes.len() {
             s.ris_latched |= INT_OE;
             s.rsr |= RSR_OE;
@@ -226,11 +240,17 @@ impl MmioDevice for Pl011 {
     }
 
     fn read(&self, offset: usize, width: AccessWidth) -> Result<u64, DeviceError> {
+        // FR, the register drivers poll, first: its offset is in range and aligned, so only
+        // the width needs checking.
+        if offset == FR && width != AccessWidth::Dword {
+            return Ok(u64::from(self.fr.load(Ordering::Relaxed)) & width.mask());
+        }
         let reg = Self::check(offset, width)?;
         let mut s = self.state.lock();
         let value: u32 = match reg {
             DR => {
                 let byte = s.rx.pop_front().unwrap_or(0);
+                self.publish_fr(&s);
                 s.update_irq();
                 u32::from(byte)
             }
