@@ -1,7 +1,9 @@
 //! aarch64 VMs: the vCPU type, its configuration, and the per-VM platform — the virtual GIC
 //! built from the config's `gicd` / `gicr` / `gicc` devices with the host's GIC version,
-//! and the passthrough devices with their interrupts.
+//! and the passthrough devices with their interrupts (claimed through
+//! [`super::passthrough`]).
 
+use super::passthrough::{self, IrqSink};
 use super::VcpuWaker;
 use alloc::format;
 use alloc::string::String;
@@ -14,7 +16,6 @@ pub use axaddrspace::Aarch64Stage2 as Stage2;
 use axhal::vgic::HostVgic;
 use axvm::{DeviceMap, VmPlatform};
 use axvmconfig::{DeviceKind, VmConfig};
-use spin::Mutex;
 
 /// SPIs every virtual GIC has (INTIDs 32..128): enough for the emulated devices.
 const SPIS: u32 = 96;
@@ -31,10 +32,16 @@ pub struct ArchVm {
 /// Builds the platform of a VM: its virtual GIC when the config lists a `gicd`, and its
 /// passthrough devices (mapped at their host addresses; their interrupts claimed).
 pub fn build(config: &VmConfig, waker: Arc<VcpuWaker>) -> Result<(VmPlatform, ArchVm), String> {
-    let passthrough = claim_passthrough(config, &waker)?;
+    let irqs: Vec<u32> = passthrough::irqs(config).collect();
+    let passthrough = Arc::new(PassthroughLines::new(&irqs));
+    let sink = Arc::new(GicLines {
+        lines: passthrough.clone(),
+        waker: waker.clone(),
+    });
+    passthrough::claim(config, 32..32 + SPIS, "an SPI of the VM's GIC", Some(sink))?;
     let built = build_claimed(config, waker, &passthrough);
     if built.is_err() {
-        release(config.id);
+        passthrough::release(config.id);
     }
     let (platform, vgic) = built?;
     let arch = ArchVm {
@@ -51,16 +58,7 @@ fn build_claimed(
     waker: Arc<VcpuWaker>,
     passthrough: &PassthroughLines,
 ) -> Result<(VmPlatform, Option<Arc<Vgic>>), String> {
-    let maps: Vec<DeviceMap> = config
-        .passthrough
-        .iter()
-        .map(|p| DeviceMap {
-            what: "passthrough device",
-            gpa: p.base,
-            hpa: p.base,
-            size: p.size,
-        })
-        .collect();
+    let maps = passthrough::device_maps(config);
     let Some(gicd) = find(config, DeviceKind::GicDistributor) else {
         if let Some(d) = config
             .devices
@@ -79,11 +77,7 @@ fn build_claimed(
         return Ok((platform, None));
     };
     let (platform, vgic) = build_vgic(config, gicd.base, waker, maps)?;
-    for n in config
-        .passthrough
-        .iter()
-        .flat_map(|p| p.irqs.iter().copied())
-    {
+    for n in passthrough::irqs(config) {
         vgic.set_resample(n, true);
     }
     Ok((platform, Some(vgic)))
@@ -170,162 +164,19 @@ fn build_vgic(
     Ok((platform, vgic))
 }
 
-/// A host device range or interrupt given to a VM.
-struct Claim {
-    vm: u32,
-    range: Option<(u64, u64)>,
-    irq: Option<(u32, Arc<PassthroughLines>, Arc<VcpuWaker>)>,
+/// A VM's passthrough interrupts on aarch64: raised as lines the vCPUs move into the vGIC
+/// before they enter the guest (interrupt context must not take the vGIC's lock); the vCPU
+/// unmasks the host SPI once the guest has ended it (`Vgic::take_resampled`).
+struct GicLines {
+    lines: Arc<PassthroughLines>,
+    waker: Arc<VcpuWaker>,
 }
 
-/// Everything given to VMs so far: a range or an interrupt belongs to one VM only. Read in
-/// interrupt context (`on_device_irq`), so it is only locked with interrupts masked.
-static CLAIMS: Mutex<Vec<Claim>> = Mutex::new(Vec::new());
-
-/// Runs `f` on the claims with interrupts masked on this CPU.
-fn with_claims<R>(f: impl FnOnce(&mut Vec<Claim>) -> R) -> R {
-    let irq = axhal::irq::save_and_disable();
-    let r = f(&mut CLAIMS.lock());
-    axhal::irq::restore(irq);
-    r
-}
-
-/// The host's own RAM and devices, which no VM may be given.
-fn host_ranges() -> Vec<(u64, u64, &'static str)> {
-    use axconfig::dtb::IntcInfo;
-    let info = axhal::platform::info();
-    let mut v: Vec<(u64, u64, &'static str)> = info
-        .memory
-        .iter()
-        .map(|r| (r.start as u64, r.end() as u64, "the hypervisor's RAM"))
-        .collect();
-    if let Some(u) = &info.uart {
-        v.push((
-            u.regs.start as u64,
-            u.regs.end() as u64,
-            "the hypervisor's console UART",
-        ));
+impl IrqSink for GicLines {
+    fn raise(&self, irq: u32) {
+        self.lines.raise(irq);
+        self.waker.notify_all();
     }
-    let gic = match &info.intc {
-        Some(IntcInfo::GicV2 {
-            dist,
-            cpu,
-            hyp,
-            vcpu,
-        }) => [Some(*dist), Some(*cpu), *hyp, *vcpu],
-        Some(IntcInfo::GicV3 { dist, redist }) => [Some(*dist), Some(*redist), None, None],
-        _ => [None; 4],
-    };
-    for r in gic.into_iter().flatten() {
-        v.push((r.start as u64, r.end() as u64, "the host GIC"));
-    }
-    v
-}
-
-/// Checks a VM's `[[passthrough]]` entries against the host and the other VMs, and claims
-/// them for it.
-fn claim_passthrough(
-    config: &VmConfig,
-    waker: &Arc<VcpuWaker>,
-) -> Result<Arc<PassthroughLines>, String> {
-    let host = host_ranges();
-    for p in &config.passthrough {
-        let end = p.base.saturating_add(p.size);
-        if let Some((_, _, what)) = host.iter().find(|(s, e, _)| p.base < *e && *s < end) {
-            return Err(format!(
-                "passthrough {:?} at {:#x} overlaps {what}",
-                p.name, p.base
-            ));
-        }
-        if let Some(&n) = p.irqs.iter().find(|&&n| !(32..32 + SPIS).contains(&n)) {
-            return Err(format!(
-                "passthrough {:?}: interrupt {n} is not an SPI of the VM's GIC (32..{})",
-                p.name,
-                32 + SPIS
-            ));
-        }
-    }
-    let irqs: Vec<u32> = config
-        .passthrough
-        .iter()
-        .flat_map(|p| p.irqs.iter().copied())
-        .collect();
-    let lines = Arc::new(PassthroughLines::new(&irqs));
-    with_claims(|claims| {
-        for p in &config.passthrough {
-            let end = p.base.saturating_add(p.size);
-            let taken = claims.iter().find(|c| {
-                c.range.is_some_and(|(s, e)| p.base < e && s < end)
-                    || c.irq.as_ref().is_some_and(|(n, _, _)| p.irqs.contains(n))
-            });
-            if let Some(c) = taken {
-                return Err(format!(
-                    "passthrough {:?} is already given to VM {}",
-                    p.name, c.vm
-                ));
-            }
-        }
-        for p in &config.passthrough {
-            claims.push(Claim {
-                vm: config.id,
-                range: Some((p.base, p.base.saturating_add(p.size))),
-                irq: None,
-            });
-        }
-        for &n in &irqs {
-            claims.push(Claim {
-                vm: config.id,
-                range: None,
-                irq: Some((n, lines.clone(), waker.clone())),
-            });
-        }
-        Ok(())
-    })?;
-    Ok(lines)
-}
-
-/// Host device interrupts: a passthrough SPI is masked at the host and raised for its VM,
-/// whose vCPUs are woken or made to exit to take it.
-fn on_device_irq(irq: usize) -> bool {
-    let intid = irq as u32;
-    // Interrupt context: interrupts are masked here, and the lock is never held with them on.
-    let claims = CLAIMS.lock();
-    let Some((_, lines, waker)) = claims
-        .iter()
-        .find_map(|c| c.irq.as_ref().filter(|(n, _, _)| *n == intid))
-    else {
-        return false;
-    };
-    axhal::vgic::set_spi_enabled(intid, false);
-    lines.raise(intid);
-    waker.notify_all();
-    true
-}
-
-/// Lets the VM's passthrough interrupts reach it: routed to the CPU of its vCPU 0 and
-/// enabled at the host. Call once the VM exists.
-pub fn start_passthrough(config: &VmConfig) {
-    axhal::irq::set_device_handler(on_device_irq);
-    for n in config
-        .passthrough
-        .iter()
-        .flat_map(|p| p.irqs.iter().copied())
-    {
-        axhal::vgic::route_spi(n, config.cpus.pin[0]);
-        axhal::vgic::set_spi_enabled(n, true);
-    }
-}
-
-/// Gives back what VM `vm` claimed (it stopped, or could not be built); its passthrough
-/// interrupts are disabled at the host.
-pub fn release(vm: u32) {
-    with_claims(|claims| {
-        for c in claims.iter().filter(|c| c.vm == vm) {
-            if let Some((n, _, _)) = &c.irq {
-                axhal::vgic::set_spi_enabled(*n, false);
-            }
-        }
-        claims.retain(|c| c.vm != vm);
-    });
 }
 
 /// vCPU `i` of VM `vmid` has MPIDR affinity `i`.

@@ -26,6 +26,7 @@ mod arch;
 #[path = "riscv64.rs"]
 mod arch;
 mod dtb;
+mod passthrough;
 
 /// Frames from the hypervisor's allocator; RAM is identity-mapped.
 #[derive(Clone, Copy)]
@@ -183,6 +184,7 @@ fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
             Ok(bytes) => platform.dtb = Some(bytes),
             Err(e) => {
                 println!("vm {name}: cannot be created: {e}");
+                passthrough::release(vm_id);
                 return false;
             }
         }
@@ -199,15 +201,14 @@ fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
         Ok(vm) => Arc::new(vm),
         Err(e) => {
             println!("vm {name}: cannot be created: {e}");
-            #[cfg(target_arch = "aarch64")]
-            arch::release(vm_id);
+            passthrough::release(vm_id);
             return false;
         }
     };
-    #[cfg(target_arch = "aarch64")]
-    arch::start_passthrough(vm.config());
+    passthrough::start(vm.config());
     if let Err(e) = vm.boot(&arch::boot_regs(dtb)) {
         println!("vm {name}: cannot boot: {e}");
+        passthrough::release(vm_id);
         return false;
     }
     let pcpu = vm.config().cpus.pin[0];
@@ -281,8 +282,7 @@ fn vcpu_task(run: Arc<VmRun>, id: usize) {
     let last = run.tasks.fetch_sub(1, Ordering::AcqRel) == 1;
     if last && vm.status() != VmStatus::Running {
         vm.mark_stopped();
-        #[cfg(target_arch = "aarch64")]
-        arch::release(vm.id());
+        passthrough::release(vm.id());
         let counts: Vec<String> = vm
             .exits()
             .nonzero()

@@ -1,12 +1,15 @@
 //! riscv64 VMs: the vCPU type, its configuration and the per-VM platform (a virtual PLIC
-//! when the config lists one, and the state the VM's harts share).
+//! when the config lists one, the state the VM's harts share, and the passthrough devices
+//! with their interrupts, claimed through [`super::passthrough`]).
 
+use super::passthrough::{self, IrqSink};
 use super::VcpuWaker;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 pub use axaddrspace::RiscvSv39x4 as Stage2;
+use axconfig::dtb::IntcInfo;
 use axdevice_base::VcpuNotifier;
 use axvm::VmPlatform;
 use axvmconfig::{DeviceKind, VmConfig};
@@ -25,15 +28,21 @@ pub struct ArchVm {
     harts: Arc<VmHarts>,
 }
 
-/// Builds the platform of a VM: with a `plic` device in the config, a virtual PLIC with one
-/// context per vCPU at its base, whose sources are the `irq` lines of the VM's devices.
-pub fn build(config: &VmConfig, waker: Arc<VcpuWaker>) -> Result<(VmPlatform, ArchVm), String> {
-    if let Some(p) = config.passthrough.first() {
-        return Err(format!(
-            "passthrough {:?}: passthrough devices are not supported on riscv64 yet",
-            p.name
-        ));
+/// A VM's passthrough interrupts on riscv64: posted on its vPLIC from the host's interrupt
+/// handler without taking the vPLIC's lock. The vPLIC lowers such a line when the guest
+/// completes the source and reports it to the handler `build` installs, which unmasks the
+/// host source again.
+impl IrqSink for Vplic {
+    fn raise(&self, irq: u32) {
+        self.post_high(irq);
     }
+}
+
+/// Builds the platform of a VM: with a `plic` device in the config, a virtual PLIC with one
+/// context per vCPU at its base, whose sources are the `irq` lines of the VM's devices and
+/// the interrupts of its passthrough devices (the same source numbers as on the host's
+/// PLIC); the passthrough ranges mapped at their host addresses.
+pub fn build(config: &VmConfig, waker: Arc<VcpuWaker>) -> Result<(VmPlatform, ArchVm), String> {
     let notifier: Arc<dyn VcpuNotifier> = waker;
     let mut platform = VmPlatform::none();
     let mut plic = None;
@@ -61,6 +70,33 @@ pub fn build(config: &VmConfig, waker: Arc<VcpuWaker>) -> Result<(VmPlatform, Ar
         platform.on_reset = Some(alloc::boxed::Box::new(move || resettable.reset()));
         plic = Some(vplic);
     }
+    if plic.is_none() && passthrough::irqs(config).next().is_some() {
+        return Err(String::from(
+            "passthrough interrupts need a virtual PLIC: add a `plic` device",
+        ));
+    }
+    let host_sources = match &axhal::platform::info().intc {
+        Some(IntcInfo::Plic { ndev, .. }) => *ndev,
+        _ => 0,
+    };
+    let sink = plic.clone().map(|p| p as Arc<dyn IrqSink>);
+    let lines = 1..PLIC_SOURCES.min(host_sources) + 1;
+    passthrough::claim(
+        config,
+        lines,
+        "a source of the VM's and the host's PLIC",
+        sink,
+    )?;
+    if let Some(vplic) = &plic {
+        for n in passthrough::irqs(config) {
+            vplic.set_resample(n, true);
+        }
+        // The guest completed a passthrough source: let the device interrupt again.
+        vplic.set_resample_handler(alloc::boxed::Box::new(|n| {
+            axhal::irq::set_device_enabled(n as usize, true)
+        }));
+    }
+    platform.device_maps = passthrough::device_maps(config);
     let harts = VmHarts::new(config.cpus.count, notifier, plic);
     Ok((platform, ArchVm { harts }))
 }

@@ -76,6 +76,21 @@ pub(crate) fn dispatch(src: IrqSource) {
     }
 }
 
+/// Takes device interrupt `irq` on logical CPU `cpu` only (a device given to a guest: its
+/// interrupt comes to the CPU of the vCPU that handles it). aarch64: a GIC SPI routed to
+/// that CPU; riscv64: a PLIC source enabled for that hart's S-mode context and no other.
+/// It stays masked or unmasked as it was ([`set_device_enabled`]).
+pub fn route_device(irq: usize, cpu: usize) {
+    arch::route_device_irq(irq, cpu)
+}
+
+/// Unmasks or masks device interrupt `irq` at the host's interrupt controller. aarch64: the
+/// SPI's enable bit at the distributor; riscv64: the PLIC source's priority (1 or 0). A
+/// level-triggered device that asserts its line while masked interrupts once unmasked.
+pub fn set_device_enabled(irq: usize, enabled: bool) {
+    arch::set_device_irq_enabled(irq, enabled)
+}
+
 /// Sends an IPI to logical CPU `cpu`.
 pub fn send_ipi(cpu: usize) {
     arch::send_ipi(cpu)

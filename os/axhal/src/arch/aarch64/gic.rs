@@ -371,8 +371,8 @@ pub fn set_private_enabled(intid: u32, enabled: bool) {
     mmio::write32(base + if enabled { set } else { clear }, bit);
 }
 
-/// Routes SPI `intid` to logical CPU `cpu` and enables or disables it (a device interrupt
-/// given to a guest: taken on the CPU of the vCPU that handles it).
+/// Routes SPI `intid` to logical CPU `cpu` (a device interrupt given to a guest: taken on
+/// the CPU of the vCPU that handles it).
 pub fn route_spi(intid: u32, cpu: usize) {
     if intid < 32 {
         return;

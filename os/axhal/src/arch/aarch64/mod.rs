@@ -92,3 +92,13 @@ pub fn set_timer_deadline(ticks: u64) {
 pub fn send_ipi(cpu: usize) {
     gic::send_ipi(cpu)
 }
+
+/// Routes GIC SPI `irq` to logical CPU `cpu`.
+pub fn route_device_irq(irq: usize, cpu: usize) {
+    gic::route_spi(irq as u32, cpu)
+}
+
+/// Enables or disables GIC SPI `irq` at the distributor.
+pub fn set_device_irq_enabled(irq: usize, enabled: bool) {
+    gic::set_spi_enabled(irq as u32, enabled)
+}

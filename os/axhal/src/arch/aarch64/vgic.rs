@@ -202,13 +202,8 @@ pub fn vtimer_intid() -> u32 {
     gic::vtimer_intid()
 }
 
-/// Routes host SPI `intid` to logical CPU `cpu` (a passthrough device interrupt, taken on
-/// the CPU of the VM that owns it).
-pub fn route_spi(intid: u32, cpu: usize) {
-    gic::route_spi(intid, cpu)
-}
-
-/// Enables or disables host SPI `intid` (masked while its guest has it in flight).
+/// Enables or disables host SPI `intid` (masked while its guest has it in flight; the same
+/// as `axhal::irq::set_device_enabled`, for the vCPU's interrupt path).
 pub fn set_spi_enabled(intid: u32, enabled: bool) {
     gic::set_spi_enabled(intid, enabled)
 }

@@ -83,3 +83,14 @@ pub fn now_ticks() -> u64 {
 pub fn ticks_per_sec() -> u64 {
     TIMEBASE_HZ.load(Ordering::Relaxed)
 }
+
+/// Takes PLIC source `irq` on hart `cpu` only.
+pub fn route_device_irq(irq: usize, cpu: usize) {
+    plic::route(irq, cpu)
+}
+
+/// Unmasks (priority 1) or masks (priority 0) PLIC source `irq`. A masked source keeps its
+/// enables, and a request its device makes meanwhile stays pending at the PLIC.
+pub fn set_device_irq_enabled(irq: usize, enabled: bool) {
+    plic::set_priority(irq, u32::from(enabled))
+}
