@@ -8,8 +8,10 @@
 //! 2. **IPI storm**: vCPU 1 sends [`IPIS`] IPIs to vCPU 0 as fast as it can while vCPU 0
 //!    runs a timer every [`TICK_US`]. vCPU 0 must take at least one IPI and no more than
 //!    were sent (IPIs may coalesce), and its timer must keep ticking: at least
-//!    [`MIN_TICKS`] ticks, never more than [`MAX_GAP_US`] apart (the emulator's timers are
-//!    coarse, so this is far more than the period, but far less than a starved timer).
+//!    [`MIN_TICKS`] ticks, on average at most [`MAX_MEAN_GAP_US`] apart and never more than
+//!    [`MAX_GAP_US`]. The emulator's timers are coarse and its vCPU threads share a loaded
+//!    host, so one gap can reach 100–200 ms without the hypervisor's doing; a starved timer
+//!    (as once seen: 14 ticks in 1.5 s, gaps of 150–600 ms) fails the mean and the maximum.
 //!
 //! Prints the counts and `PASS storm`.
 #![no_std]
@@ -30,7 +32,9 @@ const TICK_US: u64 = 200;
 /// The fewest ticks that count as "kept ticking".
 const MIN_TICKS: u64 = 10;
 /// The longest time between two ticks that still counts as "kept ticking".
-const MAX_GAP_US: u64 = 100_000;
+const MAX_GAP_US: u64 = 300_000;
+/// The longest mean time between ticks that still counts as "kept ticking".
+const MAX_MEAN_GAP_US: u64 = 25_000;
 /// How long each storm may take.
 const STORM_LIMIT_US: u64 = 30_000_000;
 
@@ -209,9 +213,12 @@ fn ipi_storm(c: &mut Checker) {
         (1..=sent).contains(&taken),
     );
     let periods = took / ticks(TICK_US);
+    let mean_us = took * 1_000_000 / irq::timer_freq() / ticks_during.max(1);
     c.ok(
-        format_args!("timer ticked {ticks_during} times, at most {gap_us} us apart"),
-        ticks_during >= MIN_TICKS && gap_us <= MAX_GAP_US,
+        format_args!(
+            "timer ticked {ticks_during} times, on average {mean_us} us and at most {gap_us} us apart"
+        ),
+        ticks_during >= MIN_TICKS && mean_us <= MAX_MEAN_GAP_US && gap_us <= MAX_GAP_US,
     );
     grt::println!(
         "storm: ipi: vcpu 1 sent {sent}, vcpu 0 took between 1 and {sent}: {}",
@@ -222,7 +229,7 @@ fn ipi_storm(c: &mut Checker) {
         }
     );
     grt::println!(
-        "storm: ipi storm took {} ms; vcpu 0 took {taken} IPIs and {ticks_during} timer ticks ({periods} periods, at most {gap_us} us apart)",
+        "storm: ipi storm took {} ms; vcpu 0 took {taken} IPIs and {ticks_during} timer ticks ({periods} periods, on average {mean_us} us and at most {gap_us} us apart)",
         took * 1000 / irq::timer_freq()
     );
 }
