@@ -1,12 +1,20 @@
 //! The device tree generated for a VM whose config asks for one (`kernel.dtb = { load_addr }`
-//! without an image): its vCPUs, RAM, interrupt controller, timer, UARTs, command line and
-//! initrd, described for `axdtb`.
+//! without an image): its vCPUs, RAM, interrupt controller, timer, UARTs, command line,
+//! initrd and passthrough devices, described for `axdtb`.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use axdtb::{GuestDtb, Uart, UartKind};
+use axdtb::{ExtraDevice, GuestDtb, Uart, UartKind};
 use axvmconfig::{DeviceKind, MapKind, VmConfig};
+
+/// A passthrough device's node in the host's device tree, with the config's interrupts.
+struct HostNode<'a> {
+    name: &'a str,
+    compatible: Vec<&'a str>,
+    reg: [(u64, u64); 1],
+    irqs: &'a [u32],
+}
 
 /// Builds the DTB for `config`; `initrd_size` is the size of its initrd image, if any.
 pub fn generate(config: &VmConfig, initrd_size: Option<u64>) -> Result<Vec<u8>, String> {
@@ -37,6 +45,42 @@ pub fn generate(config: &VmConfig, initrd_size: Option<u64>) -> Result<Vec<u8>, 
         (Some(i), Some(size)) => Some((i.load_addr, i.load_addr.saturating_add(size))),
         _ => None,
     };
+    // Passthrough devices as the host's device tree describes them: the node inside the
+    // range gives the name, the compatible strings and the registers; the interrupts are the
+    // ones the config forwards (the guest sees them under the same numbers).
+    let host: Vec<HostNode> = config
+        .passthrough
+        .iter()
+        .filter_map(|p| {
+            let node = axconfig::dtb::device_within(axhal::platform::dtb_blob(), p.base, p.size);
+            if node.is_none() {
+                log::warn!(
+                    "vm {}: passthrough {:?}: no device node in the host's device tree at \
+                     [{:#x}, {:#x}); the guest's device tree does not describe it",
+                    config.name,
+                    p.name,
+                    p.base,
+                    p.base.saturating_add(p.size)
+                );
+            }
+            node.map(|n| HostNode {
+                name: n.name,
+                compatible: n.compatible().collect(),
+                reg: [n.reg],
+                irqs: &p.irqs,
+            })
+        })
+        .collect();
+    let extra: Vec<ExtraDevice> = host
+        .iter()
+        .map(|n| ExtraDevice {
+            name: n.name,
+            compatible: &n.compatible,
+            reg: &n.reg,
+            interrupts: n.irqs,
+            props: &[],
+        })
+        .collect();
     let mut isa = String::new();
     let desc = GuestDtb {
         arch: arch_desc(config, &mut isa)?,
@@ -46,7 +90,7 @@ pub fn generate(config: &VmConfig, initrd_size: Option<u64>) -> Result<Vec<u8>, 
         bootargs: config.kernel.cmdline.as_deref(),
         initrd,
         uarts: &uarts,
-        extra: &[],
+        extra: &extra,
     };
     axdtb::build(&desc).map_err(|e| format!("generating its device tree: {e}"))
 }

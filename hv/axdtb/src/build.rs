@@ -77,7 +77,9 @@ pub fn build(desc: &GuestDtb<'_>) -> Result<Vec<u8>, DtbError> {
     }
     t.chosen(desc)?;
     t.aliases(desc.uarts)?;
-    let has_pl011 = desc.uarts.iter().any(|u| u.kind == UartKind::Pl011);
+    // PL011s and AMBA (`arm,primecell`) extra devices need the APB clock.
+    let has_pl011 =
+        desc.uarts.iter().any(|u| u.kind == UartKind::Pl011) || desc.extra.iter().any(is_primecell);
     let irqs = match desc.arch {
         ArchDesc::Arm {
             gic,
@@ -122,7 +124,7 @@ pub fn build(desc: &GuestDtb<'_>) -> Result<Vec<u8>, DtbError> {
         t.uart(u, irqs, clock)?;
     }
     for d in desc.extra {
-        t.extra(d, irqs)?;
+        t.extra(d, irqs, clock)?;
     }
     t.w.end_node()?;
     let blob = t.w.finish(0)?;
@@ -400,7 +402,14 @@ impl Tree {
         self.w.end_node()
     }
 
-    fn extra(&mut self, d: &ExtraDevice<'_>, irqs: IrqStyle) -> Result<(), DtbError> {
+    /// An extra device; an AMBA one (`arm,primecell`) also gets the APB clock as
+    /// `apb_pclk`, which Linux's AMBA bus enables before it probes the device.
+    fn extra(
+        &mut self,
+        d: &ExtraDevice<'_>,
+        irqs: IrqStyle,
+        clock: Option<u32>,
+    ) -> Result<(), DtbError> {
         let name = match d.reg.first() {
             Some((base, _)) => format!("{}@{base:x}", d.name),
             None => String::from(d.name),
@@ -412,6 +421,10 @@ impl Tree {
         }
         if !d.interrupts.is_empty() {
             irqs.write(&mut self.w, d.interrupts)?;
+        }
+        if let Some(clock) = clock.filter(|_| is_primecell(d)) {
+            self.w.prop_u32("clocks", clock)?;
+            self.w.prop_strs("clock-names", &["apb_pclk"])?;
         }
         for p in d.props {
             match p.value {
@@ -426,6 +439,11 @@ impl Tree {
         }
         self.w.end_node()
     }
+}
+
+/// Whether `d` sits on the AMBA bus (`arm,primecell` among its compatible strings).
+fn is_primecell(d: &ExtraDevice<'_>) -> bool {
+    d.compatible.contains(&"arm,primecell")
 }
 
 /// `serial@<base>`.
@@ -652,7 +670,8 @@ fn validate_extra(index: usize, d: &ExtraDevice<'_>) -> Result<(), DtbError> {
                 name: String::from(p.name),
             });
         }
-        if RESERVED_PROPS.contains(&p.name) || !seen.insert(p.name) {
+        let clock_prop = is_primecell(d) && matches!(p.name, "clocks" | "clock-names");
+        if RESERVED_PROPS.contains(&p.name) || clock_prop || !seen.insert(p.name) {
             return Err(DtbError::DuplicateProperty {
                 device: index,
                 name: String::from(p.name),

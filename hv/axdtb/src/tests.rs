@@ -854,6 +854,49 @@ fn arm_extra_devices() {
     assert!(!p.has("/firmware", "reg"));
 }
 
+#[test]
+fn arm_primecell_extra_gets_the_apb_clock() {
+    let extra = [ExtraDevice {
+        name: "pl031",
+        compatible: &["arm,pl031", "arm,primecell"],
+        reg: &[(0x901_0000, 0x1000)],
+        interrupts: &[34],
+        props: &[],
+    }];
+    // Without a PL011 UART the clock is written for the extra device alone.
+    let mut d = arm(1, GICV3);
+    d.uarts = &[];
+    d.extra = &extra;
+    let p = build_and_check(&d);
+    let e = "/pl031@9010000";
+    assert_eq!(p.strs(e, "clock-names"), ["apb_pclk"]);
+    assert_eq!(p.phandle(p.u32(e, "clocks")), "/apb-pclk");
+    assert_eq!(p.strs("/apb-pclk", "compatible"), ["fixed-clock"]);
+    // A primecell device may not bring its own clock properties.
+    let own = [Property {
+        name: "clocks",
+        value: PropValue::U32(7),
+    }];
+    let bad = [ExtraDevice {
+        props: &own,
+        ..extra[0]
+    }];
+    d.extra = &bad;
+    assert!(matches!(
+        build(&d),
+        Err(DtbError::DuplicateProperty { device: 0, .. })
+    ));
+    // Other devices get no clock.
+    let plain = [ExtraDevice {
+        compatible: &["vendor,thing"],
+        ..extra[0]
+    }];
+    d.extra = &plain;
+    let p = build_and_check(&d);
+    assert!(!p.has("/pl031@9010000", "clocks"));
+    assert!(!p.nodes.contains_key("/apb-pclk"));
+}
+
 // ---------------------------------------------------------------------------------------
 // RISC-V
 // ---------------------------------------------------------------------------------------

@@ -237,6 +237,52 @@ fn isa_has(isa: &str, ext: &str) -> bool {
     parts.any(|p| p.eq_ignore_ascii_case(ext))
 }
 
+/// A device node of a device tree, as needed to describe the device to a guest it is passed
+/// through to (borrowed from the blob).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceNode<'a> {
+    /// The node name without its unit address (`rtc` for `rtc@101000`).
+    pub name: &'a str,
+    /// The raw `compatible` string list (NUL-separated, NUL-terminated).
+    pub compatible: &'a [u8],
+    /// Its first `reg` entry: (base, size).
+    pub reg: (u64, u64),
+}
+
+impl<'a> DeviceNode<'a> {
+    /// The `compatible` strings, most specific first (empty ones and non-UTF-8 ones skipped).
+    pub fn compatible(&self) -> impl Iterator<Item = &'a str> {
+        self.compatible
+            .split(|&b| b == 0)
+            .filter_map(|s| core::str::from_utf8(s).ok())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+/// The enabled node of the device tree `blob` with a `compatible` property whose first `reg`
+/// entry lies inside `[base, base + size)`; `None` if there is none (or the blob is not a
+/// device tree).
+pub fn device_within(blob: &[u8], base: u64, size: u64) -> Option<DeviceNode<'_>> {
+    let fdt = Fdt::new(blob).ok()?;
+    let end = base.checked_add(size)?;
+    let found = fdt.all_nodes().find_map(|node| {
+        let compatible = node.property("compatible")?.value;
+        let r = first_reg(&node)?;
+        let (start, len) = (r.start as u64, r.size as u64);
+        let inside = start >= base && start.checked_add(len).is_some_and(|e| e <= end);
+        if !inside || !enabled(&node) {
+            return None;
+        }
+        let name = node.name.split('@').next().unwrap_or(node.name);
+        Some(DeviceNode {
+            name,
+            compatible,
+            reg: (start, len),
+        })
+    });
+    found
+}
+
 impl PlatformInfo {
     /// Parses the blob at the start of `blob`; `blob_addr` is its physical address (used
     /// only to reserve it).

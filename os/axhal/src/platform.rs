@@ -5,6 +5,7 @@ use axconfig::memmap::{MemRange, RangeList};
 use spin::Once;
 
 static INFO: Once<PlatformInfo> = Once::new();
+static BLOB: Once<&'static [u8]> = Once::new();
 
 /// What the firmware DTB says. Panics if called before the architecture code parsed it
 /// (which happens before the runtime starts).
@@ -35,7 +36,15 @@ pub(crate) fn init_from_dtb(addr: usize, reg: &str, max_size: usize) -> &'static
     let blob = unsafe { core::slice::from_raw_parts(addr as *const u8, total) };
     let info = PlatformInfo::parse(blob, addr)
         .unwrap_or_else(|e| fatal(format_args!("device tree at {addr:#x}: {e}")));
+    BLOB.call_once(|| blob);
     INFO.call_once(|| info)
+}
+
+/// The firmware DTB itself (kept out of the allocator's memory, see [`free_memory`]), for
+/// looking up what [`info`] does not keep, such as the node of a device passed through to
+/// a guest. Empty before boot parsed it.
+pub fn dtb_blob() -> &'static [u8] {
+    BLOB.get().copied().unwrap_or(&[])
 }
 
 /// Physical range of the hypervisor image, BSS included.

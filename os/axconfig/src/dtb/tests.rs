@@ -126,6 +126,18 @@ fn build(kind: Kind, ncpus: u32) -> Vec<u8> {
             w.property_string("compatible", "ns16550a").unwrap();
             w.property_array_u64("reg", &[0x1000_0000, 0x100]).unwrap();
             w.end_node(s).unwrap();
+            let r = w.begin_node("rtc@101000").unwrap();
+            w.property_string("compatible", "google,goldfish-rtc")
+                .unwrap();
+            w.property_array_u64("reg", &[0x10_1000, 0x1000]).unwrap();
+            w.property_u32("interrupts", 11).unwrap();
+            w.end_node(r).unwrap();
+            let off = w.begin_node("rtc@102000").unwrap();
+            w.property_string("compatible", "google,goldfish-rtc")
+                .unwrap();
+            w.property_array_u64("reg", &[0x10_2000, 0x1000]).unwrap();
+            w.property_string("status", "disabled").unwrap();
+            w.end_node(off).unwrap();
             w.end_node(soc).unwrap();
         }
     }
@@ -318,4 +330,33 @@ fn boot_arguments() {
     assert_eq!(info.bootarg("selftest"), Some("fault"));
     assert_eq!(info.bootarg("lo"), None);
     assert_eq!(truncated::<4>("añbc").as_str(), "añb");
+}
+
+#[test]
+fn device_nodes_by_address() {
+    let blob = build(Kind::Riscv { h: true }, 1);
+    let rtc = device_within(&blob, 0x10_1000, 0x1000).unwrap();
+    assert_eq!(rtc.name, "rtc");
+    assert_eq!(rtc.reg, (0x10_1000, 0x1000));
+    assert_eq!(
+        rtc.compatible().collect::<Vec<_>>(),
+        ["google,goldfish-rtc"]
+    );
+    // A node reaching past the range, a disabled node and an empty range are not found.
+    assert_eq!(device_within(&blob, 0x10_1000, 0x800), None);
+    assert_eq!(device_within(&blob, 0x10_2000, 0x1000), None);
+    assert_eq!(device_within(&blob, 0x10_3000, 0x1000), None);
+    assert_eq!(device_within(&blob, u64::MAX, 2), None);
+    assert_eq!(device_within(&[0; 16], 0, 1 << 40), None);
+    let plic = device_within(&blob, 0xc00_0000, 0x20_0000).map(|d| d.name);
+    assert_eq!(plic, None, "the PLIC is larger than the range");
+    let plic = device_within(&blob, 0xc00_0000, 0x400_0000).map(|d| d.name);
+    assert_eq!(plic, Some("plic"));
+    let arm = build(Kind::ArmGicV2, 1);
+    let uart = device_within(&arm, 0x900_0000, 0x1000).unwrap();
+    assert_eq!(uart.name, "pl011");
+    assert_eq!(
+        uart.compatible().collect::<Vec<_>>(),
+        ["arm,pl011", "arm,primecell"]
+    );
 }
