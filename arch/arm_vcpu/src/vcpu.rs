@@ -1,7 +1,7 @@
 //! The vCPU proper: guest registers, EL1 system registers, stage-2, and the run loop.
 
 use crate::decode::{
-    decode_sync, injected_dabt_esr, mpidr_to_index, psci_power_reply, DataAbort, SyncAction,
+    decode_sync, ec, injected_dabt_esr, mpidr_to_index, psci_power_reply, DataAbort, SyncAction,
 };
 use crate::passthrough::PassthroughLines;
 use crate::sysreg::{sanitize_id, undefined_esr, SysReg, SysRegAccess};
@@ -11,7 +11,7 @@ use arm_vgic::{ListReg, ListRegs, Vgic};
 use axaddrspace::{Aarch64Stage2, GuestPhysAddr, HostPhysAddr};
 use axhal::guest::{self, GuestExit, GuestRegs};
 use axhal::vgic::{self as hw_vgic, VgicCpuState, HCR_EN};
-use axvcpu::{ArchVCpu, PowerReply, VCpuError, VmExit};
+use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
 
 /// SPSR for EL1h with D, A, I, F masked: how a guest starts and how exceptions enter it.
 const SPSR_EL1H_MASKED: u64 = 0x3c5;
@@ -251,6 +251,9 @@ pub struct ArmVCpu {
     cntvoff: u64,
     /// The VM's passthrough interrupts.
     passthrough: Arc<PassthroughLines>,
+    /// The VM's id once `set_vm_id` told it: hypercalls with a fixed answer are then
+    /// answered inside `run`.
+    vm_id: Option<u64>,
 }
 
 impl ArmVCpu {
@@ -312,6 +315,7 @@ impl ArchVCpu for ArmVCpu {
             last_far: 0,
             last_pc: 0,
             loaded: false,
+            vm_id: None,
         })
     }
 
@@ -390,6 +394,16 @@ impl ArchVCpu for ArmVCpu {
                         core::arch::asm!("mrs {}, esr_el2", "mrs {}, far_el2", "mrs {}, hpfar_el2",
                             out(reg) esr, out(reg) far, out(reg) hpfar)
                     };
+                    // Hypercalls with a fixed answer (VERSION, VM_ID) are answered here, like
+                    // a PSCI reply (an HVC leaves ELR past the instruction).
+                    if esr >> 26 == ec::HVC64 {
+                        let nr = self.regs.x[0];
+                        if let Some(x0) = self.vm_id.and_then(|id| hypercall::fixed_answer(nr, id))
+                        {
+                            self.regs.x[0] = x0;
+                            continue;
+                        }
+                    }
                     self.last_esr = esr;
                     self.last_far = far;
                     self.last_pc = self.regs.elr;
@@ -440,6 +454,10 @@ impl ArchVCpu for ArmVCpu {
         if let Some(da) = self.pending_load.take() {
             self.set_gpr(da.reg, da.load_value(value));
         }
+    }
+
+    fn set_vm_id(&mut self, vm_id: u64) {
+        self.vm_id = Some(vm_id);
     }
 
     fn hypercall_args(&self) -> [u64; 6] {

@@ -19,3 +19,16 @@ pub const RESET_COUNT: u64 = 0x104;
 pub const ABI_VERSION: u64 = 1;
 /// Result of an unknown hypercall (-1).
 pub const NOT_SUPPORTED: u64 = u64::MAX;
+
+/// The answer to hypercall `nr` when it is fixed for the life of the VM with id `vm_id`
+/// (VERSION, VM_ID), else `None`. A vCPU told its VM's id
+/// ([`crate::ArchVCpu::set_vm_id`]) may answer these inside its run loop, without an exit
+/// to the VMM; the VMM answers them the same way when they do reach it.
+#[inline]
+pub fn fixed_answer(nr: u64, vm_id: u64) -> Option<u64> {
+    match nr {
+        VERSION => Some(ABI_VERSION),
+        VM_ID => Some(vm_id),
+        _ => None,
+    }
+}

@@ -31,6 +31,12 @@ pub trait ArchVCpu: Sized {
     fn set_return_value(&mut self, value: u64);
     /// Injects a synchronous data fault for an access to `gpa` that nothing claims.
     fn inject_data_fault(&mut self, gpa: GuestPhysAddr);
+    /// Tells the vCPU the id of its VM, so that it may answer the hypercalls whose result
+    /// never changes ([`crate::hypercall::fixed_answer`]) without an exit. The default
+    /// ignores it: every hypercall exits.
+    fn set_vm_id(&mut self, vm_id: u64) {
+        let _ = vm_id;
+    }
     /// Saves guest state that [`ArchVCpu::run`] left loaded in the CPU, before anything else
     /// may run on this physical CPU. Between `run` calls without `put`, the guest's state may
     /// stay in the hardware (the cheap path for exits the VM handles itself).

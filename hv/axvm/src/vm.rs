@@ -286,8 +286,12 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         Self::load_images(&config, &mut aspace, &loaded)?;
 
         let vcpus = (0..config.cpus.count)
-            .map(|i| VCpu::new(i, vcpu_config(i)).map(Mutex::new))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|i| {
+                let mut v = VCpu::<A>::new(i, vcpu_config(i))?;
+                v.arch_mut().set_vm_id(u64::from(config.id));
+                Ok(Mutex::new(v))
+            })
+            .collect::<Result<Vec<_>, VCpuError>>()?;
         let power = (0..vcpus.len())
             .map(|_| AtomicU8::new(power_code(PowerState::Off)))
             .collect();
@@ -679,13 +683,14 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     /// Hypercalls the VM answers itself (see [`crate::hypercall`]); the arguments are read
     /// from the vCPU only by the calls that have any.
     fn hypercall(&self, nr: u64, arch: &A) -> u64 {
+        if let Some(answer) = hc::fixed_answer(nr, u64::from(self.config.id)) {
+            return answer;
+        }
         match nr {
-            hc::VERSION => hc::ABI_VERSION,
             hc::ADD => arch
                 .hypercall_args()
                 .iter()
                 .fold(0u64, |a, &b| a.wrapping_add(b)),
-            hc::VM_ID => self.config.id as u64,
             hc::RESET_COUNT => self.reset_count(),
             hc::CONSOLE_PUTCHAR => {
                 self.console.write(&[arch.hypercall_args()[0] as u8]);
