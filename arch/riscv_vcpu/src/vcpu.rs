@@ -12,7 +12,7 @@ use axhal::guest::{
     self, GuestExit, GuestRegs, HSTATUS_SPV, HSTATUS_SPVP, HSTATUS_VSXL, HSTATUS_VTW, SSTATUS_FS,
     SSTATUS_SPP,
 };
-use axvcpu::{ArchVCpu, PowerReply, VCpuError, VmExit};
+use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
 use core::arch::asm;
 
 /// hedeleg: exceptions the guest handles itself (taken straight to VS mode): instruction
@@ -247,6 +247,9 @@ pub struct RiscvVCpu {
     /// CPU: from the `run` that loads them until `put`. Exits the VM handles itself re-enter
     /// the guest without saving or loading them.
     loaded: bool,
+    /// The VM's id once `set_vm_id` told it: hypercalls with a fixed answer are then
+    /// answered without an exit.
+    vm_id: Option<u64>,
 }
 
 impl RiscvVCpu {
@@ -464,6 +467,7 @@ impl ArchVCpu for RiscvVCpu {
             harts: config.harts,
             console: ConsoleOut::default(),
             loaded: false,
+            vm_id: None,
         })
     }
 
@@ -561,6 +565,17 @@ impl ArchVCpu for RiscvVCpu {
                     htinst,
                 } => (scause, stval, htval, htinst),
             };
+            // Hypercalls with a fixed answer (VERSION, VM_ID) are answered here, like the
+            // SBI calls the vCPU answers itself: a0 = SBI success, a1 = the value.
+            if scause == cause::VS_ECALL && self.regs.x[17] == sbi::EXT_AXVISOR {
+                let nr = self.regs.x[16];
+                if let Some(v) = self.vm_id.and_then(|id| hypercall::fixed_answer(nr, id)) {
+                    self.regs.x[10] = sbi::SUCCESS;
+                    self.regs.x[11] = v;
+                    self.regs.sepc = self.regs.sepc.wrapping_add(4);
+                    continue;
+                }
+            }
             self.last = LastTrap {
                 scause,
                 stval,
@@ -612,6 +627,10 @@ impl ArchVCpu for RiscvVCpu {
         };
         axhal::irq::restore(irq);
         Ok(exit)
+    }
+
+    fn set_vm_id(&mut self, vm_id: u64) {
+        self.vm_id = Some(vm_id);
     }
 
     fn put(&mut self) {
