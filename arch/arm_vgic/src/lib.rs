@@ -403,6 +403,12 @@ impl Vgic {
         self.notify(mask);
     }
 
+    /// Test check: the model's delivery hints are a superset of what may be deliverable.
+    #[cfg(test)]
+    pub(crate) fn check_hints(&self) {
+        self.state.lock().check_hints();
+    }
+
     /// Whether vCPU `vcpu` has an interrupt to take: one deliverable to it and not yet in a
     /// list register, one pending in its list registers (as of the last flush/sync), or an
     /// interrupt in its list registers that became pending again. For deciding whether a

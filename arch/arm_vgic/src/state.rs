@@ -140,6 +140,13 @@ pub(crate) struct State {
     pub cpus: Vec<Cpu>,
     /// Resample SPIs the guest ended since the last [`Vgic::take_resampled`](crate::Vgic::take_resampled).
     pub resampled: Vec<u32>,
+    /// Interrupts that may be deliverable without being in a list register: a superset,
+    /// one bit per private interrupt of each vCPU and per SPI. Every change to an
+    /// interrupt's state sets its bit ([`State::irq_mut`], [`State::modify`]); a flush clears
+    /// the bits of the ones it finds not enabled, not pending or in a list register. So a
+    /// flush looks at a handful of interrupts instead of every one the VM has.
+    hint_private: Vec<u32>,
+    hint_spis: Vec<u64>,
 }
 
 /// Bit `v` of a notify mask.
@@ -175,7 +182,16 @@ impl State {
         let spis = (PRIVATE_IRQS..nr_irqs)
             .map(|_| Irq::new(false, false, group1))
             .collect();
+        let nr_spis = (nr_irqs - PRIVATE_IRQS) as usize;
         State {
+            hint_private: alloc::vec![u32::MAX; vcpus],
+            // Every interrupt marked: the first flush looks at all of them.
+            hint_spis: (0..nr_spis.div_ceil(64))
+                .map(|w| match nr_spis - w * 64 {
+                    left if left >= 64 => u64::MAX,
+                    left => (1 << left) - 1,
+                })
+                .collect(),
             version,
             vcpus,
             nr_irqs,
@@ -216,11 +232,47 @@ impl State {
         }
     }
 
-    /// The interrupt `id`, mutably.
+    /// The interrupt `id`, mutably (and marked as maybe deliverable, see `hint_private`).
     pub fn irq_mut(&mut self, id: Id) -> &mut Irq {
+        self.mark(id);
         match id {
             Id::Private(v, i) => &mut self.cpus[v].private[i as usize],
             Id::Spi(i) => &mut self.spis[i],
+        }
+    }
+
+    /// Marks `id` as maybe deliverable: the next flush looks at it.
+    fn mark(&mut self, id: Id) {
+        match id {
+            Id::Private(v, i) => self.hint_private[v] |= 1 << i,
+            Id::Spi(i) => self.hint_spis[i / 64] |= 1 << (i % 64),
+        }
+    }
+
+    /// Test check of the invariant of `hint_private` / `hint_spis`: every interrupt that
+    /// is enabled, outside the list registers and pending or with its line high is marked.
+    #[cfg(test)]
+    pub fn check_hints(&self) {
+        let ids = (0..self.vcpus)
+            .flat_map(|v| (0..PRIVATE_IRQS).map(move |i| Id::Private(v, i)))
+            .chain((0..self.spis.len()).map(Id::Spi));
+        for id in ids {
+            let irq = self.irq(id);
+            if irq.enabled && irq.lr.is_none() && (irq.line || self.latched(id)) {
+                let marked = match id {
+                    Id::Private(v, i) => self.hint_private[v] & (1 << i) != 0,
+                    Id::Spi(i) => self.hint_spis[i / 64] & (1 << (i % 64)) != 0,
+                };
+                assert!(marked, "{id:?} may be deliverable but is not marked");
+            }
+        }
+    }
+
+    /// Clears the mark of `id`.
+    fn unmark(&mut self, id: Id) {
+        match id {
+            Id::Private(v, i) => self.hint_private[v] &= !(1 << i),
+            Id::Spi(i) => self.hint_spis[i / 64] &= !(1 << (i % 64)),
         }
     }
 
@@ -306,6 +358,7 @@ impl State {
     /// Runs `f` on interrupt `id` and returns the notify mask: the vCPU that now wants the
     /// interrupt, if that changed.
     pub fn modify(&mut self, id: Id, f: impl FnOnce(&mut Self, Id)) -> u64 {
+        self.mark(id);
         let before = self.wants(id);
         f(self, id);
         match self.wants(id) {
@@ -514,6 +567,7 @@ impl State {
         match id {
             Id::Private(v, i) if self.is_v2_sgi(id) => {
                 if source < 8 {
+                    self.mark(id);
                     self.cpus[v].sgi_sources[i as usize] |= 1 << source;
                 }
             }
@@ -648,26 +702,22 @@ impl State {
             }
         }
 
-        // 2. Everything deliverable to `v`, highest priority (lowest value) first.
-        let mut cands: Vec<(u8, u32)> = Vec::new();
-        let ids = (0..PRIVATE_IRQS)
-            .map(|i| Id::Private(v, i))
-            .chain((0..self.spis.len()).map(Id::Spi));
-        for id in ids {
-            let irq = self.irq(id);
-            // Cheap first: most interrupts are neither enabled and pending, nor anywhere.
-            let maybe =
-                irq.enabled && irq.lr.is_none() && (irq.latch || irq.line || self.is_v2_sgi(id));
-            if maybe && self.wants(id) == Some(v) {
-                cands.push((irq.priority, id.intid()));
+        // 2. Everything deliverable to `v`, highest priority (lowest value) first: only the
+        //    marked interrupts can be (see `hint_private`).
+        let mut cands = Candidates::default();
+        for i in bits(u64::from(self.hint_private[v])) {
+            self.consider(v, Id::Private(v, i as u32), &mut cands);
+        }
+        for w in 0..self.hint_spis.len() {
+            for b in bits(self.hint_spis[w]) {
+                self.consider(v, Id::Spi(w * 64 + b), &mut cands);
             }
         }
-        cands.sort_unstable();
 
         // 3. Fill free list registers; a higher-priority interrupt may push out a
         //    lower-priority one that is only pending.
-        let mut overflow = false;
-        for (prio, intid) in cands {
+        let mut overflow = cands.dropped;
+        for &(prio, intid) in cands.sorted() {
             let Some(id) = self.resolve(v, intid) else {
                 continue;
             };
@@ -690,6 +740,17 @@ impl State {
         }
         lrs.set_underflow_interrupt(overflow);
         mask
+    }
+
+    /// Adds marked interrupt `id` to vCPU `v`'s candidates if it is deliverable to `v`;
+    /// clears its mark if it cannot be deliverable to anyone until its state changes.
+    fn consider(&mut self, v: usize, id: Id, cands: &mut Candidates) {
+        let irq = self.irq(id);
+        if !(irq.enabled && irq.lr.is_none() && (irq.line || self.latched(id))) {
+            self.unmark(id);
+        } else if self.wants(id) == Some(v) {
+            cands.push(irq.priority, id.intid());
+        }
     }
 
     /// The list register of vCPU `v` (below `n`) holding a merely pending interrupt of lower
@@ -808,9 +869,68 @@ impl State {
                 .and_then(|id| self.irq(id).lr)
                 .is_some_and(|l| l.state.has_pending())
         });
+        // Wanted by `v`: one in its list registers that became pending again, or a marked
+        // one (an unmarked interrupt outside the list registers is not deliverable).
+        let wanted = |id: Id| self.wants(id) == Some(v);
+        let in_lr_wanted = self.cpus[v]
+            .slots
+            .iter()
+            .flatten()
+            .filter_map(|&intid| self.resolve(v, intid))
+            .any(wanted);
         in_lr
-            || (0..PRIVATE_IRQS).any(|i| self.wants(Id::Private(v, i)) == Some(v))
-            || (0..self.spis.len()).any(|i| self.wants(Id::Spi(i)) == Some(v))
+            || in_lr_wanted
+            || bits(u64::from(self.hint_private[v])).any(|i| wanted(Id::Private(v, i as u32)))
+            || self
+                .hint_spis
+                .iter()
+                .enumerate()
+                .any(|(w, &word)| bits(word).any(|b| wanted(Id::Spi(w * 64 + b))))
+    }
+}
+
+/// The indexes of the set bits of `word`, lowest first.
+fn bits(mut word: u64) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        (word != 0).then(|| {
+            let b = word.trailing_zeros() as usize;
+            word &= word - 1;
+            b
+        })
+    })
+}
+
+/// The most urgent interrupts a flush found deliverable, at most [`MAX_LRS`]: no more can
+/// get a list register in one flush.
+#[derive(Default)]
+struct Candidates {
+    /// `(priority, INTID)`; the first `len` are used.
+    items: [(u8, u32); MAX_LRS],
+    len: usize,
+    /// A less urgent candidate was left out: the list registers overflow.
+    dropped: bool,
+}
+
+impl Candidates {
+    /// Adds a candidate, leaving out the least urgent one when full.
+    fn push(&mut self, priority: u8, intid: u32) {
+        let item = (priority, intid);
+        if self.len < MAX_LRS {
+            self.items[self.len] = item;
+            self.len += 1;
+            return;
+        }
+        self.dropped = true;
+        if let Some(worst) = self.items.iter_mut().max().filter(|w| item < **w) {
+            *worst = item;
+        }
+    }
+
+    /// The candidates, most urgent (lowest priority value, then lowest INTID) first.
+    fn sorted(&mut self) -> &[(u8, u32)] {
+        let used = &mut self.items[..self.len];
+        used.sort_unstable();
+        used
     }
 }
 

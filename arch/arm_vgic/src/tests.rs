@@ -1453,6 +1453,7 @@ fn fuzz(version: GicVersion, vcpus: usize, seed: u64) {
                 guest_moves(&mut rng, &mut lrs[v]);
             }
         }
+        vm.vgic.check_hints();
         if round % 1000 == 0 {
             // keep things deliverable from time to time
             let _ = vm.d.write(CTLR, Word, 0b11);
