@@ -641,6 +641,9 @@ impl State {
 
         // 1. Bring the occupied list registers up to date with the distributor.
         for slot in 0..MAX_LRS {
+            if self.cpus[v].slots[slot].is_none() {
+                continue;
+            }
             let Some((id, mut l)) = self.slot_entry(v, slot) else {
                 continue;
             };
@@ -818,6 +821,9 @@ impl State {
         let n = lrs.count().min(MAX_LRS);
         let mut mask = 0;
         for slot in 0..n {
+            if self.cpus[v].slots[slot].is_none() {
+                continue;
+            }
             let Some((id, mut l)) = self.slot_entry(v, slot) else {
                 continue;
             };
