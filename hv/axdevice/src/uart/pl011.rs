@@ -241,9 +241,9 @@ impl MmioDevice for Pl011 {
 
     fn read(&self, offset: usize, width: AccessWidth) -> Result<u64, DeviceError> {
         // FR, the register drivers poll, first: its offset is in range and aligned, so only
-        // the width needs checking.
+        // the width needs checking. (The device set masks what a read returns to its width.)
         if offset == FR && width != AccessWidth::Dword {
-            return Ok(u64::from(self.fr.load(Ordering::Relaxed)) & width.mask());
+            return Ok(u64::from(self.fr.load(Ordering::Relaxed)));
         }
         let reg = Self::check(offset, width)?;
         let mut s = self.state.lock();
