@@ -2,6 +2,7 @@
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use axdevice_base::{AccessWidth, ConsoleSink, DeviceError, IrqLine, MmioDevice};
 use log::debug;
@@ -91,6 +92,10 @@ pub struct Ns16550 {
     console: Arc<dyn ConsoleSink>,
     size: usize,
     state: Mutex<State>,
+    /// LSR as of the last change, published under the lock: drivers poll LSR before every
+    /// byte, and while it shows no overrun (whose read clears it) it is answered from here
+    /// without the lock.
+    lsr: AtomicU8,
 }
 
 struct State {
@@ -188,6 +193,7 @@ impl Ns16550 {
                 thr_pending: false,
                 irq: IrqOut::new(irq),
             }),
+            lsr: AtomicU8::new(LSR_THRE | LSR_TEMT),
         }
     }
 
@@ -210,12 +216,19 @@ impl Ns16550 {
             taken += 1;
         }
         s.update_irq();
+        self.publish_lsr(&s);
         taken
     }
 
     /// Whether the interrupt output is high.
     pub fn irq_level(&self) -> bool {
         self.state.lock().irq.level
+    }
+
+    /// Publishes LSR after a change; called with the lock held, so the stores follow the
+    /// changes in order.
+    fn publish_lsr(&self, s: &State) {
+        self.lsr.store(s.lsr(), Ordering::Relaxed);
     }
 
     fn check(&self, offset: usize, width: AccessWidth) -> Result<(), DeviceError> {
@@ -237,6 +250,13 @@ impl MmioDevice for Ns16550 {
 
     fn read(&self, offset: usize, width: AccessWidth) -> Result<u64, DeviceError> {
         self.check(offset, width)?;
+        if offset == LSR {
+            let lsr = self.lsr.load(Ordering::Relaxed);
+            if lsr & LSR_OE == 0 {
+                // Nothing for the read to clear.
+                return Ok(u64::from(lsr));
+            }
+        }
         let mut s = self.state.lock();
         let value = match offset {
             RBR_THR_DLL if s.dlab() => s.dll,
@@ -270,6 +290,7 @@ impl MmioDevice for Ns16550 {
                 0
             }
         };
+        self.publish_lsr(&s);
         Ok(u64::from(value))
     }
 
@@ -311,6 +332,7 @@ impl MmioDevice for Ns16550 {
             _ => debug!("ns16550: write {v:#x} to read-only or unimplemented offset {offset:#x}"),
         }
         s.update_irq();
+        self.publish_lsr(&s);
         Ok(())
     }
 }
