@@ -15,6 +15,10 @@ use axdevice_base::VcpuNotifier;
 use axstd::println;
 use axstd::sync::WaitQueue;
 use axstd::time::Duration;
+
+/// How long a vCPU keeps its CPU while other tasks wait for it (another VM's vCPU pinned to
+/// the same CPU), if its guest does not exit by itself sooner.
+const TIME_SLICE: Duration = Duration::from_millis(10);
 use axvm::{AxVm, VcpuEvent, VmError, VmStatus};
 use axvmconfig::{ValidateContext, VmConfig};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -242,6 +246,13 @@ fn vcpu_task(run: Arc<VmRun>, id: usize) {
     let vm = &run.vm;
     let name = String::from(vm.name());
     loop {
+        // Other tasks waiting for this CPU (another VM's vCPU pinned here): the guest gets one
+        // time slice, then a timer interrupt brings it back and the vCPU yields. Without it a
+        // guest that takes no interrupts of its own would keep the CPU for as long as it
+        // likes.
+        if axstd::thread::others_runnable() {
+            axstd::thread::interrupt_after(TIME_SLICE);
+        }
         match vm.run_vcpu_until(id, &axstd::thread::others_runnable) {
             Ok(VcpuEvent::Interrupt) => axstd::thread::yield_now(),
             Ok(VcpuEvent::Halt) => wait_halted(&run, id),

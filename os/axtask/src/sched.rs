@@ -159,6 +159,15 @@ pub fn sleep_until(deadline_ns: u64) {
     });
 }
 
+/// Makes this CPU's timer interrupt at monotonic time `deadline_ns` at the latest, for a
+/// task that runs code which takes no interrupts of its own (a vCPU in its guest) and must
+/// still give way to the other runnable tasks: the interrupt brings it back to the
+/// hypervisor, which can then yield. If the task blocks before then, it gets a harmless
+/// spurious wake-up (see [`arm_wakeup`]).
+pub fn interrupt_at(deadline_ns: u64) {
+    irq_off(|| arm_wakeup(deadline_ns, current()));
+}
+
 /// Wakes `task` at monotonic time `deadline_ns` if it is still blocked then. A task woken
 /// earlier by something else gets a harmless spurious wake-up later if it blocks again:
 /// blocking waits re-check their condition. Interrupts must be masked.
