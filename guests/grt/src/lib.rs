@@ -42,6 +42,9 @@ pub mod trap;
 use core::fmt::Display;
 use core::panic::PanicInfo;
 
+/// SBI calls over `ecall` (riscv64).
+#[cfg(target_arch = "riscv64")]
+pub use arch::sbi_call;
 /// PSCI / SMCCC calls over `smc` (aarch64).
 #[cfg(target_arch = "aarch64")]
 pub use arch::smc;

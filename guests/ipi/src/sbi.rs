@@ -33,24 +33,8 @@ fn micros(t: u64) -> u64 {
 }
 
 /// An SBI call (`a7` = `eid`, `a6` = `fid`, `a0`..`a4` = `args`): (error, value).
-fn call(eid: u64, fid: u64, args: [u64; 5]) -> (i64, u64) {
-    let (error, value): (u64, u64);
-    // SAFETY: `ecall` from VS mode traps to the hypervisor, which answers in a0/a1 and
-    // preserves the other registers (declared clobbered anyway). DBCN reads the guest
-    // memory an argument points at, so memory is not declared untouched.
-    unsafe {
-        core::arch::asm!(
-            "ecall",
-            inlateout("a0") args[0] => error,
-            inlateout("a1") args[1] => value,
-            inlateout("a2") args[2] => _,
-            inlateout("a3") args[3] => _,
-            inlateout("a4") args[4] => _,
-            in("a6") fid,
-            in("a7") eid,
-            options(nostack),
-        )
-    };
+fn call(eid: u64, fid: u64, [a0, a1, a2, a3, a4]: [u64; 5]) -> (i64, u64) {
+    let (error, value) = grt::sbi_call(eid, fid, [a0, a1, a2, a3, a4, 0]);
     (error as i64, value)
 }
 

@@ -207,7 +207,7 @@ extern "C" fn grt_trap(frame: &mut TrapFrame) {
 
 /// An SBI call: `a7` = `eid`, `a6` = `fid`, `a0`..`a5` = `args`; returns (`a0`, `a1`), the
 /// SBI error and value.
-pub(crate) fn sbi_call(eid: u64, fid: u64, args: [u64; 6]) -> (u64, u64) {
+pub fn sbi_call(eid: u64, fid: u64, args: [u64; 6]) -> (u64, u64) {
     let (error, value);
     // SAFETY: `ecall` from VS mode traps to the hypervisor, which returns to the next
     // instruction with a0 (error) and a1 (value) set and, as the SBI specification requires,
