@@ -145,10 +145,15 @@ pub fn yield_now() {
     irq_off(resched);
 }
 
+/// Monotonic time `d` from now (saturating).
+fn deadline_after(d: Duration) -> u64 {
+    let d = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    time::now_ns().saturating_add(d)
+}
+
 /// Blocks the current task for `d`.
 pub fn sleep(d: Duration) {
-    let d = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    sleep_until(time::now_ns().saturating_add(d));
+    sleep_until(deadline_after(d));
 }
 
 /// Blocks the current task until monotonic time `deadline_ns`.
@@ -159,13 +164,14 @@ pub fn sleep_until(deadline_ns: u64) {
     });
 }
 
-/// Makes this CPU's timer interrupt at monotonic time `deadline_ns` at the latest, for a
-/// task that runs code which takes no interrupts of its own (a vCPU in its guest) and must
-/// still give way to the other runnable tasks: the interrupt brings it back to the
-/// hypervisor, which can then yield. If the task blocks before then, it gets a harmless
-/// spurious wake-up (see [`arm_wakeup`]).
-pub fn interrupt_at(deadline_ns: u64) {
-    irq_off(|| arm_wakeup(deadline_ns, current()));
+/// Makes this CPU's timer interrupt `d` from now at the latest, for a task that runs code
+/// which takes no interrupts of its own (a vCPU in its guest) and must still give way to
+/// the other runnable tasks: the interrupt brings it back to the hypervisor, which can then
+/// yield. If the task blocks before then, it gets a harmless spurious wake-up (see
+/// [`arm_wakeup`]).
+pub fn interrupt_after(d: Duration) {
+    let deadline = deadline_after(d);
+    irq_off(|| arm_wakeup(deadline, current()));
 }
 
 /// Wakes `task` at monotonic time `deadline_ns` if it is still blocked then. A task woken
