@@ -35,6 +35,11 @@ impl<T> RunQueue<T> {
         self.q.remove(i)
     }
 
+    /// Whether some runnable task matches `pred`.
+    pub fn any(&self, pred: impl Fn(&T) -> bool) -> bool {
+        self.q.iter().any(pred)
+    }
+
     /// Number of runnable tasks.
     pub fn len(&self) -> usize {
         self.q.len()
@@ -76,7 +81,10 @@ mod tests {
         rq.push(1);
         rq.push(2);
         rq.push(3);
+        assert!(rq.any(|&t| t == 2));
+        assert!(!rq.any(|&t| t > 3));
         assert_eq!(rq.remove(|&t| t == 2), Some(2));
+        assert!(!rq.any(|&t| t == 2));
         assert_eq!(rq.remove(|&t| t == 9), None);
         assert_eq!(rq.pop(), Some(1));
         assert_eq!(rq.pop(), Some(3));

@@ -135,9 +135,10 @@ pub(crate) fn wake(task: &Arc<Task>) {
     }
 }
 
-/// Whether another task is waiting to run on this CPU (the current one should yield).
+/// Whether another task is waiting to run on this CPU (the current one should yield). The
+/// idle loop does not count: it only runs when nothing else can.
 pub fn others_runnable() -> bool {
-    irq_off(|| !this_cpu().rq.lock().is_empty())
+    irq_off(|| this_cpu().rq.lock().any(|t| !t.is_idle()))
 }
 
 /// Lets other runnable tasks on this CPU run.
@@ -250,6 +251,7 @@ fn on_ipi() {
 /// Turns the calling task into this CPU's idle loop: runs whatever is runnable and sleeps
 /// in between.
 pub fn run_idle() -> ! {
+    current().set_idle();
     loop {
         irq::disable();
         if this_cpu().rq.lock().is_empty() {

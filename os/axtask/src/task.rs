@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use axhal::context::TaskContext;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 /// Unique id of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,6 +31,9 @@ pub struct Task {
     name: String,
     cpu: usize,
     state: AtomicU8,
+    /// This CPU's idle loop ([`crate::run_idle`]): runnable whenever nothing else is, so it
+    /// does not count as a task waiting for the CPU.
+    idle: AtomicBool,
     /// Saved registers while not running. Only the task's own CPU touches it, with
     /// interrupts masked, during a switch.
     pub(crate) ctx: UnsafeCell<TaskContext>,
@@ -62,6 +65,7 @@ impl Task {
             name,
             cpu,
             state: AtomicU8::new(state as u8),
+            idle: AtomicBool::new(false),
             ctx: UnsafeCell::new(ctx),
             entry: UnsafeCell::new(entry),
             _stack: stack,
@@ -91,6 +95,15 @@ impl Task {
             2 => TaskState::Blocked,
             _ => TaskState::Exited,
         }
+    }
+
+    /// Whether this is a CPU's idle loop.
+    pub fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_idle(&self) {
+        self.idle.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn set_state(&self, s: TaskState) {
