@@ -249,22 +249,26 @@ impl State {
         }
     }
 
+    /// What a mark stands for: `id` is enabled, outside the list registers, and pending or
+    /// with its line high (a superset of "deliverable"; `wants` decides to whom).
+    fn may_deliver(&self, id: Id) -> bool {
+        let irq = self.irq(id);
+        irq.enabled && irq.lr.is_none() && (irq.line || self.latched(id))
+    }
+
     /// Test check of the invariant of `hint_private` / `hint_spis`: every interrupt that
-    /// is enabled, outside the list registers and pending or with its line high is marked.
+    /// [`State::may_deliver`] is marked.
     #[cfg(test)]
     pub fn check_hints(&self) {
         let ids = (0..self.vcpus)
             .flat_map(|v| (0..PRIVATE_IRQS).map(move |i| Id::Private(v, i)))
             .chain((0..self.spis.len()).map(Id::Spi));
-        for id in ids {
-            let irq = self.irq(id);
-            if irq.enabled && irq.lr.is_none() && (irq.line || self.latched(id)) {
-                let marked = match id {
-                    Id::Private(v, i) => self.hint_private[v] & (1 << i) != 0,
-                    Id::Spi(i) => self.hint_spis[i / 64] & (1 << (i % 64)) != 0,
-                };
-                assert!(marked, "{id:?} may be deliverable but is not marked");
-            }
+        for id in ids.filter(|&id| self.may_deliver(id)) {
+            let marked = match id {
+                Id::Private(v, i) => self.hint_private[v] & (1 << i) != 0,
+                Id::Spi(i) => self.hint_spis[i / 64] & (1 << (i % 64)) != 0,
+            };
+            assert!(marked, "{id:?} may be deliverable but is not marked");
         }
     }
 
@@ -748,11 +752,10 @@ impl State {
     /// Adds marked interrupt `id` to vCPU `v`'s candidates if it is deliverable to `v`;
     /// clears its mark if it cannot be deliverable to anyone until its state changes.
     fn consider(&mut self, v: usize, id: Id, cands: &mut Candidates) {
-        let irq = self.irq(id);
-        if !(irq.enabled && irq.lr.is_none() && (irq.line || self.latched(id))) {
+        if !self.may_deliver(id) {
             self.unmark(id);
         } else if self.wants(id) == Some(v) {
-            cands.push(irq.priority, id.intid());
+            cands.push(self.irq(id).priority, id.intid());
         }
     }
 
