@@ -357,7 +357,8 @@ impl ArchVCpu for ArmVCpu {
     }
 
     fn run(&mut self) -> Result<VmExit, VCpuError> {
-        let irq = axhal::irq::save_and_disable();
+        // Host interrupts are masked (the trait's contract): an IRQ routed to EL2 still ends
+        // the guest's run, and then waits for the caller to unmask it.
         let exit = loop {
             if !self.loaded {
                 self.load_el2_state();
@@ -436,7 +437,7 @@ impl ArchVCpu for ArmVCpu {
                     }
                 }
                 // The interrupt stays pending and is taken by the hypervisor's own vector as
-                // soon as the IRQ mask is restored below.
+                // soon as the caller unmasks interrupts.
                 GuestExit::Irq | GuestExit::Fiq => break VmExit::ExternalInterrupt,
                 GuestExit::SError => {
                     break VmExit::Unsupported {
@@ -446,7 +447,6 @@ impl ArchVCpu for ArmVCpu {
                 }
             }
         };
-        axhal::irq::restore(irq);
         Ok(exit)
     }
 

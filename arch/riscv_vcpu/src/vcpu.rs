@@ -544,7 +544,8 @@ impl ArchVCpu for RiscvVCpu {
                 "running a vCPU without a G-stage root",
             ));
         }
-        let irq = axhal::irq::save_and_disable();
+        // Host interrupts are masked (the trait's contract): with V = 1 an HS-level interrupt
+        // still ends the guest's run, and then waits for the caller to unmask it.
         if !self.loaded {
             self.load_hs_state();
             self.vs.restore(self.sstc);
@@ -556,7 +557,7 @@ impl ArchVCpu for RiscvVCpu {
             let result = guest::run(&mut self.regs);
             self.harts.leave(self.index);
             let (scause, stval, htval, htinst) = match result {
-                // Still pending: the hypervisor takes it once interrupts are unmasked below.
+                // Still pending: the hypervisor takes it once the caller unmasks interrupts.
                 GuestExit::Interrupt { .. } => break VmExit::ExternalInterrupt,
                 GuestExit::Trap {
                     scause,
@@ -625,7 +626,6 @@ impl ArchVCpu for RiscvVCpu {
                 TrapAction::Inject { cause, tval } => self.inject(cause, tval, self.last.pc),
             }
         };
-        axhal::irq::restore(irq);
         Ok(exit)
     }
 

@@ -241,11 +241,24 @@ fn spawn_vcpu(run: &Arc<VmRun>, id: usize) {
     axstd::thread::spawn_on(pcpu, &task_name, move || vcpu_task(run, id));
 }
 
+/// Called by a vCPU's run after a physical interrupt exit, with interrupts masked: takes the
+/// interrupt, then says whether the vCPU should yield (another task waits for this CPU).
+fn after_interrupt() -> bool {
+    axhal::irq::take_pending();
+    axstd::thread::others_runnable()
+}
+
 /// The task of one vCPU: run, apply the hypervisor's policy to what comes back, repeat.
 fn vcpu_task(run: Arc<VmRun>, id: usize) {
     let vm = &run.vm;
     let name = String::from(vm.name());
     loop {
+        // Host interrupts stay masked from here until the guest's run ends in a decision for
+        // this loop: one that arrives meanwhile (another task woken for this CPU, the end of
+        // the time slice) stays pending, so the guest exits at once and `after_interrupt`
+        // sees it. Taken while the VM handled an MMIO exit, it would be lost, and the guest
+        // re-entered without a slice.
+        let irq = axhal::irq::save_and_disable();
         // Other tasks waiting for this CPU (another VM's vCPU pinned here): the guest gets one
         // time slice, then a timer interrupt brings it back and the vCPU yields. Without it a
         // guest that takes no interrupts of its own would keep the CPU for as long as it
@@ -253,7 +266,9 @@ fn vcpu_task(run: Arc<VmRun>, id: usize) {
         if axstd::thread::others_runnable() {
             axstd::thread::interrupt_after(TIME_SLICE);
         }
-        match vm.run_vcpu_until(id, &axstd::thread::others_runnable) {
+        let event = vm.run_vcpu_until(id, &after_interrupt);
+        axhal::irq::restore(irq);
+        match event {
             Ok(VcpuEvent::Interrupt) => axstd::thread::yield_now(),
             Ok(VcpuEvent::Halt) => wait_halted(&run, id),
             Ok(VcpuEvent::CpuUp { vcpu }) => {

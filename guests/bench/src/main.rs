@@ -25,12 +25,6 @@ const WARM_UP: u64 = 10;
 const HC_VERSION: u64 = 0x100;
 const ABI_VERSION: u64 = 1;
 
-/// The UART status register read by `mmio-read`: PL011 FR (32-bit) / 16550 LSR (8-bit).
-#[cfg(target_arch = "aarch64")]
-const UART_STATUS: usize = 0x0900_0018;
-#[cfg(target_arch = "riscv64")]
-const UART_STATUS: usize = 0x1000_0005;
-
 fn hypercall() {
     let version = bench::hypercall0(HC_VERSION);
     if version != ABI_VERSION {
@@ -43,13 +37,7 @@ fn hypercall() {
 }
 
 fn mmio_read() {
-    // SAFETY: the bench VM config maps the UART at this base; reading its status register
-    // has no side effect on the console.
-    #[cfg(target_arch = "aarch64")]
-    let _ = unsafe { grt::mmio::read32(UART_STATUS) };
-    // SAFETY: as above (the 16550's registers are bytes).
-    #[cfg(target_arch = "riscv64")]
-    let _ = unsafe { grt::mmio::read8(UART_STATUS) };
+    let _ = grt::console::status();
 }
 
 /// Runs `op` `WARM_UP` times, then `ITERATIONS` times between two counter reads; returns

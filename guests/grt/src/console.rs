@@ -25,6 +25,13 @@ impl Write for Console {
     }
 }
 
+/// Reads the UART's status register once (PL011 FR / 16550 LSR): one MMIO read that leaves
+/// the VM and has no side effect on the console.
+#[inline(always)]
+pub fn status() -> u32 {
+    arch::console_status()
+}
+
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments) {
     // Writing to the UART cannot fail.

@@ -58,7 +58,9 @@ pub enum VmExit {
         /// What the guest tried to do.
         access: MappingFlags,
     },
-    /// A physical interrupt arrived while the guest ran; the hypervisor has handled it.
+    /// A physical interrupt arrived while the guest ran. It is still pending (host
+    /// interrupts are masked, see [`ArchVCpu::run`]): the hypervisor
+    /// takes it when it unmasks them.
     ExternalInterrupt,
     /// The guest waits for an interrupt (`wfi`).
     Halt,

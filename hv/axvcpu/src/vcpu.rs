@@ -20,6 +20,13 @@ pub trait ArchVCpu: Sized {
     /// Final set-up before the first run.
     fn setup(&mut self) -> Result<(), VCpuError>;
     /// Runs the guest until it exits; returns the decoded exit.
+    ///
+    /// Called with the host's interrupts masked, and returns with them still masked: a
+    /// physical interrupt that ends the run ([`VmExit::ExternalInterrupt`]) stays pending
+    /// until the caller unmasks interrupts, and one that arrives while the caller handles an
+    /// exit stays pending until the next run, which then ends at once. So the hypervisor
+    /// never takes an interrupt behind the back of the loop that decides whether to
+    /// re-enter the guest.
     fn run(&mut self) -> Result<VmExit, VCpuError>;
     /// Completes a [`VmExit::MmioRead`]: writes `value` (sign-extended as the exit said) to
     /// the destination register and moves past the instruction.

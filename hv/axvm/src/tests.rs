@@ -209,6 +209,38 @@ fn image_is_loaded_and_console_is_prefixed() {
 }
 
 #[test]
+fn only_interrupt_exits_ask_whether_to_yield() {
+    let exits = std::vec![
+        VmExit::ExternalInterrupt,
+        uart_write(b'x'),
+        VmExit::ExternalInterrupt,
+        uart_write(b'\n'),
+        VmExit::Halt,
+    ];
+    let (vm, _, lines) = vm_with("fault", exits);
+    // The first interrupt is taken and the guest re-entered; the second ends the run.
+    let asked = core::cell::Cell::new(0);
+    let after_interrupt = || {
+        asked.set(asked.get() + 1);
+        asked.get() == 2
+    };
+    assert_eq!(
+        vm.run_vcpu_until(0, &after_interrupt).unwrap(),
+        VcpuEvent::Interrupt
+    );
+    assert_eq!(asked.get(), 2);
+    assert_eq!(vm.exits().get(ExitKind::Interrupt), 2);
+    assert_eq!(vm.exits().get(ExitKind::MmioWrite), 1);
+    // MMIO and halt exits do not ask.
+    assert_eq!(
+        vm.run_vcpu_until(0, &after_interrupt).unwrap(),
+        VcpuEvent::Halt
+    );
+    assert_eq!(asked.get(), 2);
+    assert_eq!(lines.lock().as_slice(), ["[t] x"]);
+}
+
+#[test]
 fn hypercalls() {
     let exits = std::vec![
         VmExit::Hypercall { nr: hc::VERSION },

@@ -478,19 +478,25 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         self.set_status(VmStatus::Stopped);
     }
 
-    /// Runs vCPU `id` until an exit that needs the hypervisor's decision.
+    /// Runs vCPU `id` until an exit that needs the hypervisor's decision; a physical
+    /// interrupt ends the run (as [`VcpuEvent::Interrupt`]) still pending. Host interrupts
+    /// must be masked (see [`ArchVCpu::run`]).
     pub fn run_vcpu(&self, id: usize) -> Result<VcpuEvent, VmError> {
         self.run_vcpu_until(id, &|| true)
     }
 
-    /// Like [`AxVm::run_vcpu`], but a physical interrupt (already handled by the
-    /// hypervisor: a kick, a timer) only ends the run when `should_yield()` says something
-    /// else wants this physical CPU; otherwise the guest is re-entered at once, with its
-    /// state still loaded.
+    /// Like [`AxVm::run_vcpu`], but after a physical interrupt exit it calls
+    /// `after_interrupt()`, which takes the pending interrupt (a kick, a timer) and says
+    /// whether something else wants this physical CPU: only then does the run end;
+    /// otherwise the guest is re-entered at once, with its state still loaded.
+    ///
+    /// Host interrupts must be masked, and stay masked while the exits are handled here, so
+    /// an interrupt that arrives in between is not taken behind this loop's back: it ends
+    /// the next guest run at once and goes through `after_interrupt` like any other.
     pub fn run_vcpu_until(
         &self,
         id: usize,
-        should_yield: &dyn Fn() -> bool,
+        after_interrupt: &dyn Fn() -> bool,
     ) -> Result<VcpuEvent, VmError> {
         let mut vcpu = self.vcpus.get(id).ok_or(VmError::NoSuchVcpu(id))?.lock();
         // A vCPU started by CPU_ON is on from its first run.
@@ -512,7 +518,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 Err(e) => break Err(e.into()),
             };
             match self.handle_exit(id, vcpu.arch_mut(), exit) {
-                Some(VcpuEvent::Interrupt) if !should_yield() => {}
+                Some(VcpuEvent::Interrupt) if !after_interrupt() => {}
                 Some(event) => break Ok(event),
                 None => {}
             }

@@ -108,6 +108,13 @@ pub fn disable() {
     arch::irq_disable()
 }
 
+/// Takes the interrupts that became pending while they were masked (their handlers run
+/// now), then masks interrupts again.
+#[inline]
+pub fn take_pending() {
+    arch::irq_take_pending()
+}
+
 /// Masks interrupts and returns the previous state for [`restore`].
 #[inline]
 pub fn save_and_disable() -> usize {

@@ -375,6 +375,14 @@ fn halt() -> ! {
     }
 }
 
+/// Reads the PL011's flag register (FR) once: one MMIO exit, no side effect.
+#[inline(always)]
+pub fn console_status() -> u32 {
+    // SAFETY: UART_BASE is this VM's PL011 (the VM configs map one there); FR is a 32-bit
+    // register and reading it has no side effects.
+    unsafe { crate::mmio::read32(UART_BASE + UART_FR) }
+}
+
 /// Writes one byte to the PL011, waiting while its transmit FIFO is full.
 pub fn console_putc(byte: u8) {
     // SAFETY: UART_BASE is this VM's PL011 (the VM configs map one there); FR and DR are

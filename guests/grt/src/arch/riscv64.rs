@@ -312,6 +312,15 @@ fn halt() -> ! {
     }
 }
 
+/// Reads the 16550's line status register (LSR) once: one MMIO exit, no side effect on
+/// the transmitter.
+#[inline(always)]
+pub fn console_status() -> u32 {
+    // SAFETY: UART_BASE is this VM's 16550 (the VM configs map one there); its registers
+    // are bytes, and reading LSR has no side effects on the transmitter.
+    u32::from(unsafe { crate::mmio::read8(UART_BASE + UART_LSR) })
+}
+
 /// Writes one byte to the 16550, waiting until its transmit holding register is empty.
 pub fn console_putc(byte: u8) {
     // SAFETY: UART_BASE is this VM's 16550 (the VM configs map one there); its registers

@@ -46,6 +46,15 @@ pub fn irq_disable() {
     unsafe { core::arch::asm!("msr daifset, #2") }
 }
 
+/// Unmasks IRQs until a context synchronization event (which takes every pending one), then
+/// masks them again.
+#[inline]
+pub fn irq_take_pending() {
+    // SAFETY: only changes the IRQ mask bit of PSTATE; the handlers run in between, as
+    // after any unmask.
+    unsafe { core::arch::asm!("msr daifclr, #2", "isb", "msr daifset, #2") }
+}
+
 /// Masks IRQs and returns the previous DAIF value.
 #[inline]
 pub fn irq_save_and_disable() -> usize {

@@ -49,6 +49,15 @@ pub fn irq_disable() {
     unsafe { core::arch::asm!("csrci sstatus, 2") }
 }
 
+/// Sets `sstatus.SIE` (a pending enabled interrupt traps right after the write), then
+/// clears it again.
+#[inline]
+pub fn irq_take_pending() {
+    // SAFETY: only changes the supervisor interrupt-enable bit; the handlers run in
+    // between, as after any unmask.
+    unsafe { core::arch::asm!("csrsi sstatus, 2", "csrci sstatus, 2") }
+}
+
 /// Clears `sstatus.SIE`, returning the previous `sstatus`.
 #[inline]
 pub fn irq_save_and_disable() -> usize {
