@@ -190,6 +190,14 @@ pub fn gpr(regs: &[u64; 31], r: usize) -> u64 {
     regs.get(r).copied().unwrap_or(0)
 }
 
+/// The hypercall number of an HVC exit (`esr`) that is a hypercall, not PSCI: x0 outside
+/// the standard-service ranges. The frequent exit, decoded before everything else.
+#[inline(always)]
+pub fn hvc_hypercall(esr: u64, regs: &[u64; 31]) -> Option<u64> {
+    let nr = regs[0];
+    (esr >> 26 == ec::HVC64 && !is_standard_service(nr)).then_some(nr)
+}
+
 /// Decodes a synchronous exit from a guest.
 #[inline]
 pub fn decode_sync(esr: u64, far: u64, hpfar: u64, regs: &[u64; 31]) -> SyncAction {

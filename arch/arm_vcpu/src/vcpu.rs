@@ -1,7 +1,8 @@
 //! The vCPU proper: guest registers, EL1 system registers, stage-2, and the run loop.
 
 use crate::decode::{
-    decode_sync, ec, injected_dabt_esr, mpidr_to_index, psci_power_reply, DataAbort, SyncAction,
+    decode_sync, hvc_hypercall, injected_dabt_esr, mpidr_to_index, psci_power_reply, DataAbort,
+    SyncAction,
 };
 use crate::passthrough::PassthroughLines;
 use crate::sysreg::{sanitize_id, undefined_esr, SysReg, SysRegAccess};
@@ -12,6 +13,7 @@ use axaddrspace::{Aarch64Stage2, GuestPhysAddr, HostPhysAddr};
 use axhal::guest::{self, GuestExit, GuestRegs};
 use axhal::vgic::{self as hw_vgic, VgicCpuState, HCR_EN};
 use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
+use core::ops::ControlFlow;
 
 /// SPSR for EL1h with D, A, I, F masked: how a guest starts and how exceptions enter it.
 const SPSR_EL1H_MASKED: u64 = 0x3c5;
@@ -356,10 +358,13 @@ impl ArchVCpu for ArmVCpu {
         Ok(())
     }
 
-    fn run(&mut self) -> Result<VmExit, VCpuError> {
+    fn run_with<R>(
+        &mut self,
+        mut handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
+    ) -> Result<R, VCpuError> {
         // Host interrupts are masked (the trait's contract): an IRQ routed to EL2 still ends
-        // the guest's run, and then waits for the caller to unmask it.
-        let exit = loop {
+        // the guest's run, and then waits for the handler to unmask it.
+        let result = loop {
             if !self.loaded {
                 self.load_el2_state();
                 self.el1.restore();
@@ -387,7 +392,7 @@ impl ArchVCpu for ArmVCpu {
                     });
                 }
             }
-            match guest_exit {
+            let exit = match guest_exit {
                 GuestExit::Sync => {
                     let (esr, far, hpfar): (u64, u64, u64);
                     // SAFETY: reads the syndrome registers of the exception just taken.
@@ -395,10 +400,10 @@ impl ArchVCpu for ArmVCpu {
                         core::arch::asm!("mrs {}, esr_el2", "mrs {}, far_el2", "mrs {}, hpfar_el2",
                             out(reg) esr, out(reg) far, out(reg) hpfar)
                     };
-                    // Hypercalls with a fixed answer (VERSION, VM_ID) are answered here, like
-                    // a PSCI reply (an HVC leaves ELR past the instruction).
-                    if esr >> 26 == ec::HVC64 {
-                        let nr = self.regs.x[0];
+                    let hypercall = hvc_hypercall(esr, &self.regs.x);
+                    if let Some(nr) = hypercall {
+                        // Hypercalls with a fixed answer (VERSION, VM_ID) are answered here,
+                        // like a PSCI reply (an HVC leaves ELR past the instruction).
                         if let Some(x0) = self.vm_id.and_then(|id| hypercall::fixed_answer(nr, id))
                         {
                             self.regs.x[0] = x0;
@@ -408,46 +413,29 @@ impl ArchVCpu for ArmVCpu {
                     self.last_esr = esr;
                     self.last_far = far;
                     self.last_pc = self.regs.elr;
-                    match decode_sync(esr, far, hpfar, &self.regs.x) {
-                        SyncAction::Reply { x0, pc_step } => {
-                            self.regs.x[0] = x0;
-                            self.regs.elr = self.regs.elr.wrapping_add(pc_step);
-                        }
-                        SyncAction::SysReg(access) => self.emulate_sysreg(access),
-                        SyncAction::Undefined => self.inject_undefined(),
-                        SyncAction::Exit { exit, pc_step } => {
-                            self.regs.elr = self.regs.elr.wrapping_add(pc_step);
-                            if let VmExit::MmioRead {
-                                reg,
-                                width,
-                                sign_ext,
-                                ..
-                            } = exit
-                            {
-                                self.pending_load = Some(DataAbort {
-                                    width,
-                                    sign_ext,
-                                    reg,
-                                    sixty_four: DataAbort::sixty_four(esr),
-                                    write: false,
-                                });
-                            }
-                            break exit;
+                    if let Some(nr) = hypercall {
+                        // The arguments stay in x1-x6 (`ArchVCpu::hypercall_args`).
+                        VmExit::Hypercall { nr }
+                    } else {
+                        match self.decode_exit(esr, far, hpfar) {
+                            Some(exit) => exit,
+                            None => continue,
                         }
                     }
                 }
                 // The interrupt stays pending and is taken by the hypervisor's own vector as
-                // soon as the caller unmasks interrupts.
-                GuestExit::Irq | GuestExit::Fiq => break VmExit::ExternalInterrupt,
-                GuestExit::SError => {
-                    break VmExit::Unsupported {
-                        reason: "SError from the guest",
-                        syndrome: 0,
-                    }
-                }
+                // soon as the handler unmasks interrupts.
+                GuestExit::Irq | GuestExit::Fiq => VmExit::ExternalInterrupt,
+                GuestExit::SError => VmExit::Unsupported {
+                    reason: "SError from the guest",
+                    syndrome: 0,
+                },
+            };
+            if let ControlFlow::Break(r) = handle(self, exit) {
+                break r;
             }
         };
-        Ok(exit)
+        Ok(result)
     }
 
     fn complete_mmio_read(&mut self, value: u64) {
@@ -548,6 +536,47 @@ impl ArmVCpu {
             return;
         }
         self.regs.elr = self.regs.elr.wrapping_add(4);
+    }
+
+    /// Decodes a synchronous exit other than a hypercall: the exit for the VMM, or `None`
+    /// when the vCPU handled it itself (a PSCI reply, a system register, an injected
+    /// exception).
+    #[inline(always)]
+    fn decode_exit(&mut self, esr: u64, far: u64, hpfar: u64) -> Option<VmExit> {
+        match decode_sync(esr, far, hpfar, &self.regs.x) {
+            SyncAction::Reply { x0, pc_step } => {
+                self.regs.x[0] = x0;
+                self.regs.elr = self.regs.elr.wrapping_add(pc_step);
+                None
+            }
+            SyncAction::SysReg(access) => {
+                self.emulate_sysreg(access);
+                None
+            }
+            SyncAction::Undefined => {
+                self.inject_undefined();
+                None
+            }
+            SyncAction::Exit { exit, pc_step } => {
+                self.regs.elr = self.regs.elr.wrapping_add(pc_step);
+                if let VmExit::MmioRead {
+                    reg,
+                    width,
+                    sign_ext,
+                    ..
+                } = exit
+                {
+                    self.pending_load = Some(DataAbort {
+                        width,
+                        sign_ext,
+                        reg,
+                        sixty_four: DataAbort::sixty_four(esr),
+                        write: false,
+                    });
+                }
+                Some(exit)
+            }
+        }
     }
 
     /// Before entering the guest: its virtual timer's level into the vGIC, and pending

@@ -14,6 +14,7 @@ use axhal::guest::{
 };
 use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
 use core::arch::asm;
+use core::ops::ControlFlow;
 
 /// hedeleg: exceptions the guest handles itself (taken straight to VS mode): instruction
 /// misaligned (0), illegal instruction (2), breakpoint (3), load/store misaligned (4, 6),
@@ -290,6 +291,98 @@ impl RiscvVCpu {
         }
     }
 
+    /// Runs the guest (with its state loaded) until an exit for the VMM. Traps the vCPU
+    /// handles itself (an SBI call it answers, an injected exception, a fixed-answer
+    /// hypercall) re-enter the guest at once.
+    #[inline(always)]
+    fn enter_guest(&mut self) -> VmExit {
+        loop {
+            if let Some(exit) = self.enter_guest_once() {
+                return exit;
+            }
+        }
+    }
+
+    /// Enters the guest once: the exit for the VMM, or `None` when the vCPU handled the
+    /// trap itself.
+    #[inline(always)]
+    fn enter_guest_once(&mut self) -> Option<VmExit> {
+        self.prepare_entry();
+        let result = guest::run(&mut self.regs);
+        self.harts.leave(self.index);
+        let (scause, stval, htval, htinst) = match result {
+            // Still pending: the hypervisor takes it once the handler unmasks interrupts.
+            GuestExit::Interrupt { .. } => return Some(VmExit::ExternalInterrupt),
+            GuestExit::Trap {
+                scause,
+                stval,
+                htval,
+                htinst,
+            } => (scause, stval, htval, htinst),
+        };
+        // Hypercalls with a fixed answer (VERSION, VM_ID) are answered here, like the
+        // SBI calls the vCPU answers itself: a0 = SBI success, a1 = the value.
+        if scause == cause::VS_ECALL && self.regs.x[17] == sbi::EXT_AXVISOR {
+            let nr = self.regs.x[16];
+            if let Some(v) = self.vm_id.and_then(|id| hypercall::fixed_answer(nr, id)) {
+                self.regs.x[10] = sbi::SUCCESS;
+                self.regs.x[11] = v;
+                self.regs.sepc = self.regs.sepc.wrapping_add(4);
+                return None;
+            }
+        }
+        self.last = LastTrap {
+            scause,
+            stval,
+            pc: self.regs.sepc,
+        };
+        let trap = Trap {
+            scause,
+            stval,
+            htval,
+            htinst,
+            from_vu: self.regs.sstatus & SSTATUS_SPP == 0,
+        };
+        // Only when the hardware did not describe the instruction (QEMU 7.2 leaves
+        // htinst 0): read it the way the guest fetched it.
+        let (pc, guest_vs) = (self.regs.sepc, self.regs.hstatus & HSTATUS_SPVP != 0);
+        let fetch = || guest::fetch_insn(pc, guest_vs);
+        match decode_trap(&trap, &self.regs.x, &self.info, fetch) {
+            TrapAction::Exit { exit, pc_step } => {
+                self.regs.sepc = self.regs.sepc.wrapping_add(pc_step);
+                self.pending = match exit {
+                    VmExit::MmioRead {
+                        reg,
+                        width,
+                        sign_ext,
+                        ..
+                    } => Pending::Load {
+                        reg,
+                        width,
+                        sign_ext,
+                    },
+                    _ => Pending::None,
+                };
+                if exit == VmExit::CpuDown {
+                    // A stopped hart keeps nothing: the next setup starts it afresh.
+                    self.regs.x = [0; 32];
+                }
+                Some(exit)
+            }
+            TrapAction::Sbi(action) => {
+                let exit = self.sbi(action)?;
+                if exit == VmExit::CpuDown {
+                    self.regs.x = [0; 32];
+                }
+                Some(exit)
+            }
+            TrapAction::Inject { cause, tval } => {
+                self.inject(cause, tval, self.last.pc);
+                None
+            }
+        }
+    }
+
     /// Right before each guest entry (with the guest's CSRs live and interrupts masked):
     /// performs the fences other harts asked of this one, moves an IPI sent to it into
     /// `hvip.VSSIP`, and sets `hvip.VSEIP` to the VM's PLIC output for it. The PLIC output
@@ -533,11 +626,10 @@ impl ArchVCpu for RiscvVCpu {
         Ok(())
     }
 
-    fn run(&mut self) -> Result<VmExit, VCpuError> {
-        // A DBCN console_write hands its bytes to the VMM before the guest runs again.
-        if let Some(exit) = self.next_console_byte() {
-            return Ok(exit);
-        }
+    fn run_with<R>(
+        &mut self,
+        mut handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
+    ) -> Result<R, VCpuError> {
         if self.hgatp == 0 {
             // Without a G-stage the guest would reach host physical memory.
             return Err(VCpuError::Unsupported(
@@ -545,88 +637,24 @@ impl ArchVCpu for RiscvVCpu {
             ));
         }
         // Host interrupts are masked (the trait's contract): with V = 1 an HS-level interrupt
-        // still ends the guest's run, and then waits for the caller to unmask it.
-        if !self.loaded {
-            self.load_hs_state();
-            self.vs.restore(self.sstc);
-            self.fp.restore();
-            self.loaded = true;
-        }
-        let exit = loop {
-            self.prepare_entry();
-            let result = guest::run(&mut self.regs);
-            self.harts.leave(self.index);
-            let (scause, stval, htval, htinst) = match result {
-                // Still pending: the hypervisor takes it once the caller unmasks interrupts.
-                GuestExit::Interrupt { .. } => break VmExit::ExternalInterrupt,
-                GuestExit::Trap {
-                    scause,
-                    stval,
-                    htval,
-                    htinst,
-                } => (scause, stval, htval, htinst),
-            };
-            // Hypercalls with a fixed answer (VERSION, VM_ID) are answered here, like the
-            // SBI calls the vCPU answers itself: a0 = SBI success, a1 = the value.
-            if scause == cause::VS_ECALL && self.regs.x[17] == sbi::EXT_AXVISOR {
-                let nr = self.regs.x[16];
-                if let Some(v) = self.vm_id.and_then(|id| hypercall::fixed_answer(nr, id)) {
-                    self.regs.x[10] = sbi::SUCCESS;
-                    self.regs.x[11] = v;
-                    self.regs.sepc = self.regs.sepc.wrapping_add(4);
-                    continue;
-                }
+        // still ends the guest's run, and then waits for the handler to unmask it.
+        let result = loop {
+            if !self.loaded {
+                self.load_hs_state();
+                self.vs.restore(self.sstc);
+                self.fp.restore();
+                self.loaded = true;
             }
-            self.last = LastTrap {
-                scause,
-                stval,
-                pc: self.regs.sepc,
+            // A DBCN console_write hands its bytes to the VMM before the guest runs again.
+            let exit = match self.next_console_byte() {
+                Some(exit) => exit,
+                None => self.enter_guest(),
             };
-            let trap = Trap {
-                scause,
-                stval,
-                htval,
-                htinst,
-                from_vu: self.regs.sstatus & SSTATUS_SPP == 0,
-            };
-            // Only when the hardware did not describe the instruction (QEMU 7.2 leaves
-            // htinst 0): read it the way the guest fetched it.
-            let (pc, guest_vs) = (self.regs.sepc, self.regs.hstatus & HSTATUS_SPVP != 0);
-            let fetch = || guest::fetch_insn(pc, guest_vs);
-            match decode_trap(&trap, &self.regs.x, &self.info, fetch) {
-                TrapAction::Exit { exit, pc_step } => {
-                    self.regs.sepc = self.regs.sepc.wrapping_add(pc_step);
-                    self.pending = match exit {
-                        VmExit::MmioRead {
-                            reg,
-                            width,
-                            sign_ext,
-                            ..
-                        } => Pending::Load {
-                            reg,
-                            width,
-                            sign_ext,
-                        },
-                        _ => Pending::None,
-                    };
-                    if exit == VmExit::CpuDown {
-                        // A stopped hart keeps nothing: the next setup starts it afresh.
-                        self.regs.x = [0; 32];
-                    }
-                    break exit;
-                }
-                TrapAction::Sbi(action) => {
-                    if let Some(exit) = self.sbi(action) {
-                        if exit == VmExit::CpuDown {
-                            self.regs.x = [0; 32];
-                        }
-                        break exit;
-                    }
-                }
-                TrapAction::Inject { cause, tval } => self.inject(cause, tval, self.last.pc),
+            if let ControlFlow::Break(r) = handle(self, exit) {
+                break r;
             }
         };
-        Ok(exit)
+        Ok(result)
     }
 
     fn set_vm_id(&mut self, vm_id: u64) {

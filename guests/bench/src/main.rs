@@ -3,7 +3,10 @@
 //!
 //! - `hypercall`: the VERSION hypercall (`hvc #0` with x0 = 0x100 / the axvisor SBI
 //!   extension, `grt::bench::hypercall0`: `grt::hypercall`'s ABI, inlined), a round trip
-//!   through the hypervisor;
+//!   through the hypervisor, which the vCPU answers right after the trap (its answer never
+//!   changes);
+//! - `hypercall-vm`: the RESET_COUNT hypercall, the same round trip but answered by the VM
+//!   (`AxVm`'s exit handling), the path of every hypercall without a fixed answer;
 //! - `mmio-read`: a read of the UART's status register (PL011 FR, 32 bits / 16550 LSR, one
 //!   byte), which the hypervisor emulates;
 //! - `guest-exception`: the baseline, an exception the guest takes and returns from itself
@@ -24,6 +27,8 @@ const WARM_UP: u64 = 10;
 /// axvisor's VERSION hypercall and the ABI version it returns (docs/vmm.md).
 const HC_VERSION: u64 = 0x100;
 const ABI_VERSION: u64 = 1;
+/// axvisor's RESET_COUNT hypercall: 0 in a VM that was never reset.
+const HC_RESET_COUNT: u64 = 0x104;
 
 fn hypercall() {
     let version = bench::hypercall0(HC_VERSION);
@@ -31,6 +36,17 @@ fn hypercall() {
         grt::fail(
             "bench",
             format_args!("VERSION hypercall returned {version:#x}, not {ABI_VERSION}"),
+        );
+        grt::power_off();
+    }
+}
+
+fn hypercall_vm() {
+    let resets = bench::hypercall0(HC_RESET_COUNT);
+    if resets != 0 {
+        grt::fail(
+            "bench",
+            format_args!("RESET_COUNT hypercall returned {resets:#x}, not 0"),
         );
         grt::power_off();
     }
@@ -72,9 +88,11 @@ fn main() {
     }
     grt::println!("bench: {} guest, counter at {hz} Hz", grt::ARCH);
     let hypercall = time(hypercall);
+    let hypercall_vm = time(hypercall_vm);
     let mmio = time(mmio_read);
     let exception = bench::with_minimal_handler(|| time(bench::guest_exception));
     report("hypercall", hypercall, hz);
+    report("hypercall-vm", hypercall_vm, hz);
     report("mmio-read", mmio, hz);
     report("guest-exception", exception, hz);
     grt::pass("bench");

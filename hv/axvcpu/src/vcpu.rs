@@ -3,6 +3,7 @@
 use crate::VmExit;
 use axaddrspace::{GuestPhysAddr, HostPhysAddr};
 use core::fmt;
+use core::ops::ControlFlow;
 
 /// What an architecture's vCPU can do.
 pub trait ArchVCpu: Sized {
@@ -19,15 +20,32 @@ pub trait ArchVCpu: Sized {
     fn set_gpr(&mut self, idx: usize, value: u64);
     /// Final set-up before the first run.
     fn setup(&mut self) -> Result<(), VCpuError>;
-    /// Runs the guest until it exits; returns the decoded exit.
+    /// Runs the guest and hands each decoded exit to `handle`, which completes it through the
+    /// vCPU it is given (registers, an MMIO read's value, an injected fault) and then either
+    /// re-enters the guest ([`ControlFlow::Continue`]) or ends the run with a value
+    /// ([`ControlFlow::Break`]). The guest's state may stay loaded in the CPU across
+    /// re-entries (see [`ArchVCpu::put`]). Exits the vCPU handles itself never reach
+    /// `handle`.
+    ///
+    /// One call covers many exits: an architecture implements the loop around its world
+    /// switch once, with the VMM's handler inlined into it, instead of returning through
+    /// its own and its callers' prologues and epilogues on every exit.
     ///
     /// Called with the host's interrupts masked, and returns with them still masked: a
-    /// physical interrupt that ends the run ([`VmExit::ExternalInterrupt`]) stays pending
-    /// until the caller unmasks interrupts, and one that arrives while the caller handles an
-    /// exit stays pending until the next run, which then ends at once. So the hypervisor
-    /// never takes an interrupt behind the back of the loop that decides whether to
-    /// re-enter the guest.
-    fn run(&mut self) -> Result<VmExit, VCpuError>;
+    /// physical interrupt that ends the guest's run ([`VmExit::ExternalInterrupt`]) stays
+    /// pending until `handle` (or the caller) unmasks interrupts, and one that arrives while
+    /// an exit is handled stays pending until the guest is re-entered, which then exits at
+    /// once. So the hypervisor never takes an interrupt behind the back of the code that
+    /// decides whether to re-enter the guest.
+    fn run_with<R>(
+        &mut self,
+        handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
+    ) -> Result<R, VCpuError>;
+    /// Runs the guest until its next exit and returns it: [`ArchVCpu::run_with`] with a
+    /// handler that ends the run at once. Same interrupt contract.
+    fn run(&mut self) -> Result<VmExit, VCpuError> {
+        self.run_with(|_, exit| ControlFlow::Break(exit))
+    }
     /// Completes a [`VmExit::MmioRead`]: writes `value` (sign-extended as the exit said) to
     /// the destination register and moves past the instruction.
     fn complete_mmio_read(&mut self, value: u64);
@@ -198,6 +216,16 @@ impl<A: ArchVCpu> VCpu<A> {
     /// Runs the guest until its next exit: Ready → Running → Ready.
     #[inline]
     pub fn run(&mut self) -> Result<VmExit, VCpuError> {
+        self.run_with(|_, exit| ControlFlow::Break(exit))
+    }
+
+    /// Runs the guest, handing each exit to `handle` until it breaks
+    /// ([`ArchVCpu::run_with`]): Ready → Running for the whole run → Ready.
+    #[inline]
+    pub fn run_with<R>(
+        &mut self,
+        handle: impl FnMut(&mut A, VmExit) -> ControlFlow<R>,
+    ) -> Result<R, VCpuError> {
         if self.state != VCpuState::Ready {
             return Err(VCpuError::BadState {
                 state: self.state,
@@ -205,7 +233,7 @@ impl<A: ArchVCpu> VCpu<A> {
             });
         }
         self.state = VCpuState::Running;
-        let r = self.arch.run();
+        let r = self.arch.run_with(handle);
         self.state = VCpuState::Ready;
         r
     }
@@ -288,11 +316,19 @@ mod tests {
             self.setups += 1;
             Ok(())
         }
-        fn run(&mut self) -> Result<VmExit, VCpuError> {
-            if self.script.is_empty() {
-                return Err(VCpuError::Hardware(1));
+        fn run_with<R>(
+            &mut self,
+            mut handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
+        ) -> Result<R, VCpuError> {
+            loop {
+                if self.script.is_empty() {
+                    return Err(VCpuError::Hardware(1));
+                }
+                let exit = self.script.remove(0);
+                if let ControlFlow::Break(r) = handle(self, exit) {
+                    return Ok(r);
+                }
             }
-            Ok(self.script.remove(0))
         }
         fn complete_mmio_read(&mut self, _: u64) {}
         fn hypercall_args(&self) -> [u64; 6] {
@@ -309,6 +345,33 @@ mod tests {
 
     fn gpa(v: usize) -> GuestPhysAddr {
         GuestPhysAddr::new(v)
+    }
+
+    #[test]
+    fn run_with_hands_every_exit_until_the_handler_breaks() {
+        let script = std::vec![VmExit::ExternalInterrupt, VmExit::Halt, VmExit::SystemOff];
+        let mut v: VCpu<FakeArch> = VCpu::new(0, script).unwrap();
+        v.setup(gpa(0x4008_0000), HostPhysAddr::new(0x9000_0000))
+            .unwrap();
+        let mut seen = Vec::new();
+        let r = v.run_with(|_, exit| {
+            seen.push(exit);
+            if exit == VmExit::Halt {
+                ControlFlow::Break(seen.len())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(r, Ok(2));
+        assert_eq!(seen, [VmExit::ExternalInterrupt, VmExit::Halt]);
+        assert_eq!(v.state(), VCpuState::Ready);
+        // The next run starts at the next exit; a failing one leaves the vCPU Ready.
+        assert_eq!(v.run(), Ok(VmExit::SystemOff));
+        assert_eq!(
+            v.run_with(|_, _| ControlFlow::<()>::Continue(())),
+            Err(VCpuError::Hardware(1))
+        );
+        assert_eq!(v.state(), VCpuState::Ready);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use axaddrspace::{
 };
 use axdevice_base::AccessWidth;
 use axvcpu::{ArchVCpu, PowerReply, PowerState, VCpuError, VmExit};
+use core::ops::ControlFlow;
 use spin::Mutex;
 use std::string::{String, ToString};
 
@@ -46,21 +47,30 @@ impl ArchVCpu for FakeVCpu {
     fn setup(&mut self) -> Result<(), VCpuError> {
         Ok(())
     }
-    fn run(&mut self) -> Result<VmExit, VCpuError> {
-        let mut e = self.0.exits.lock();
-        if e.is_empty() {
-            return Err(VCpuError::Hardware(0xdead));
-        }
-        let exit = e.remove(0);
-        if let VmExit::Hypercall { .. } = exit {
-            let mut args = self.0.hypercall_args.lock();
-            self.1 = if args.is_empty() {
-                [0; 6]
-            } else {
-                args.remove(0)
+    fn run_with<R>(
+        &mut self,
+        mut handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
+    ) -> Result<R, VCpuError> {
+        loop {
+            let exit = {
+                let mut e = self.0.exits.lock();
+                if e.is_empty() {
+                    return Err(VCpuError::Hardware(0xdead));
+                }
+                e.remove(0)
             };
+            if let VmExit::Hypercall { .. } = exit {
+                let mut args = self.0.hypercall_args.lock();
+                self.1 = if args.is_empty() {
+                    [0; 6]
+                } else {
+                    args.remove(0)
+                };
+            }
+            if let ControlFlow::Break(r) = handle(self, exit) {
+                return Ok(r);
+            }
         }
-        Ok(exit)
     }
     fn hypercall_args(&self) -> [u64; 6] {
         self.1

@@ -15,6 +15,7 @@ use axdevice_base::{ConsoleSink, MmioDevice, PrefixedConsole};
 use axvcpu::{ArchVCpu, PowerReply, PowerState, VCpu, VCpuError, VmExit};
 use axvmconfig::{DeviceKind, DtbConfig, MapKind, UnclaimedPolicy, VmConfig};
 use core::fmt;
+use core::ops::ControlFlow;
 use core::sync::atomic::{AtomicU8, Ordering};
 use spin::Mutex;
 
@@ -508,20 +509,22 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         );
         // Exits handled here re-enter the guest with its state still loaded in the CPU; the
         // state is saved (`put`) only when control goes back to the hypervisor's policy.
-        let result = loop {
-            let status = self.status();
-            if status != VmStatus::Running {
-                break Err(VmError::NotRunning(status));
-            }
-            let exit = match vcpu.run() {
-                Ok(exit) => exit,
-                Err(e) => break Err(e.into()),
-            };
-            match self.handle_exit(id, vcpu.arch_mut(), exit) {
-                Some(VcpuEvent::Interrupt) if !after_interrupt() => {}
-                Some(event) => break Ok(event),
-                None => {}
-            }
+        let status = self.status();
+        let result = if status != VmStatus::Running {
+            Err(VmError::NotRunning(status))
+        } else {
+            let run = vcpu.run_with(|arch, exit| {
+                match self.handle_exit(id, arch, exit) {
+                    Some(VcpuEvent::Interrupt) if !after_interrupt() => {}
+                    Some(event) => return ControlFlow::Break(Ok(event)),
+                    None => {}
+                }
+                match self.status() {
+                    VmStatus::Running => ControlFlow::Continue(()),
+                    status => ControlFlow::Break(Err(VmError::NotRunning(status))),
+                }
+            });
+            run.unwrap_or_else(|e| Err(e.into()))
         };
         vcpu.put();
         if matches!(result, Ok(VcpuEvent::CpuDown)) {
@@ -689,9 +692,6 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     /// Hypercalls the VM answers itself (see [`crate::hypercall`]); the arguments are read
     /// from the vCPU only by the calls that have any.
     fn hypercall(&self, nr: u64, arch: &A) -> u64 {
-        if let Some(answer) = hc::fixed_answer(nr, u64::from(self.config.id)) {
-            return answer;
-        }
         match nr {
             hc::ADD => arch
                 .hypercall_args()
@@ -702,7 +702,8 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 self.console.write(&[arch.hypercall_args()[0] as u8]);
                 0
             }
-            _ => hc::NOT_SUPPORTED,
+            // The vCPU usually answers these itself (`ArchVCpu::set_vm_id`).
+            _ => hc::fixed_answer(nr, u64::from(self.config.id)).unwrap_or(hc::NOT_SUPPORTED),
         }
     }
 }

@@ -12,7 +12,7 @@ use super::{median, Boots, PartResult, VmBench};
 use crate::arch::Arch;
 
 /// The operations the bench guest measures, in the order they are reported.
-pub const OPERATIONS: [&str; 3] = ["hypercall", "mmio-read", "guest-exception"];
+pub const OPERATIONS: [&str; 4] = ["hypercall", "hypercall-vm", "mmio-read", "guest-exception"];
 /// The operation every other one is compared with: an exception that stays in the guest.
 pub const BASELINE: &str = "guest-exception";
 /// What the guest prints before each measurement.
@@ -263,9 +263,12 @@ mod tests {
         }
     }
 
+    /// A run with `h` for the hypercall (100 more for the one the VM answers), `m` for the
+    /// MMIO read and `e` for the baseline.
     fn run_of(h: f64, m: f64, e: f64) -> Run {
         vec![
             sample("hypercall", h),
+            sample("hypercall-vm", h + 100.0),
             sample("mmio-read", m),
             sample("guest-exception", e),
         ]
@@ -310,6 +313,7 @@ mod tests {
 vm bench: created (id 1, 1 vcpu(s), 16384 KiB, vcpu 0 on cpu 0)
 [bench] bench: aarch64 guest, counter at 62500000 Hz
 [bench] BENCH hypercall 270.0 ns/op (1000 iters)
+[bench] BENCH hypercall-vm 370.0 ns/op (1000 iters)
 [bench] BENCH mmio-read 433.0 ns/op (1000 iters)
 [bench] BENCH guest-exception 10.0 ns/op (1000 iters)
 [bench] PASS bench
@@ -325,13 +329,13 @@ vm bench: powered off
         let err = format!("{:#}", parse_run(&without_mmio).unwrap_err());
         assert!(err.contains("no BENCH line for mmio-read"), "{err}");
         assert!(
-            err.contains("lines seen: hypercall, guest-exception"),
+            err.contains("lines seen: hypercall, hypercall-vm, guest-exception"),
             "{err}"
         );
 
         let err = format!("{:#}", parse_run("[bench] PASS bench\n").unwrap_err());
         assert!(
-            err.contains("hypercall, mmio-read, guest-exception (lines seen: none)"),
+            err.contains("hypercall, hypercall-vm, mmio-read, guest-exception (lines seen: none)"),
             "{err}"
         );
 
@@ -342,8 +346,8 @@ vm bench: powered off
         // Extra operations are kept, in order.
         let extra = format!("{log}[bench] BENCH empty-loop 3.0 ns/op (1000 iters)\n");
         let run = parse_run(&extra).unwrap();
-        assert_eq!(run.len(), 4);
-        assert_eq!(run[3].name, "empty-loop");
+        assert_eq!(run.len(), 5);
+        assert_eq!(run[4].name, "empty-loop");
     }
 
     #[test]
@@ -371,11 +375,13 @@ vm bench: powered off
         // Per run: 30, 30, 14: the median ratio, not 280 / 10.
         assert_eq!(h.ratio, 30.0);
         assert_eq!((h.min, h.max), (270.0, 300.0));
-        let m = &s.rows[1];
+        let v = &s.rows[1];
+        assert_eq!((v.instructions, v.ratio), (380.0, 40.0));
+        let m = &s.rows[2];
         assert_eq!(m.instructions, 420.0);
         // 40, 48.88.., 21
         assert_eq!(m.ratio, 40.0);
-        let e = &s.rows[2];
+        let e = &s.rows[3];
         assert_eq!((e.instructions, e.ratio), (10.0, 1.0));
 
         let one = summarize(&runs[..1]).unwrap();
@@ -387,7 +393,7 @@ vm bench: powered off
     fn summary_refuses_inconsistent_runs() {
         assert!(summarize(&[]).is_err());
         let mut odd = run_of(1.0, 2.0, 1.0);
-        odd[1].iterations = 10;
+        odd[2].iterations = 10;
         let err = format!(
             "{:#}",
             summarize(&[run_of(1.0, 2.0, 1.0), odd]).unwrap_err()
@@ -412,6 +418,7 @@ vm bench: powered off
 | operation | guest instructions / op | × guest-exception | min–max over 2 run(s) |
 |---|---:|---:|---:|
 | hypercall | 270.0 | 27.0 | 270.0–270.0 |
+| hypercall-vm | 370.0 | 37.0 | 370.0–370.0 |
 | mmio-read | 433.0 | 43.3 | 433.0–433.0 |
 | guest-exception | 10.0 | 1.0 | 10.0–10.0 |
 "
