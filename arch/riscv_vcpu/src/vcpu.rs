@@ -320,9 +320,11 @@ impl RiscvVCpu {
                 htinst,
             } => (scause, stval, htval, htinst),
         };
-        // Hypercalls with a fixed answer (VERSION, VM_ID) are answered here, like the
-        // SBI calls the vCPU answers itself: a0 = SBI success, a1 = the value.
-        if scause == cause::VS_ECALL && self.regs.x[17] == sbi::EXT_AXVISOR {
+        let hypercall = scause == cause::VS_ECALL && self.regs.x[17] == sbi::EXT_AXVISOR;
+        if hypercall {
+            // Hypercalls, the frequent SBI call, are decoded here. One with a fixed answer
+            // (VERSION, VM_ID) is answered like the SBI calls the vCPU answers itself:
+            // a0 = SBI success, a1 = the value.
             let nr = self.regs.x[16];
             if let Some(v) = self.vm_id.and_then(|id| hypercall::fixed_answer(nr, id)) {
                 self.regs.x[10] = sbi::SUCCESS;
@@ -336,6 +338,15 @@ impl RiscvVCpu {
             stval,
             pc: self.regs.sepc,
         };
+        if hypercall {
+            // What `decode_sbi` and `sbi` make of it, without their general dispatch: the
+            // arguments stay in a0-a5 (`hypercall_args`), the answer goes to a1.
+            self.regs.sepc = self.regs.sepc.wrapping_add(4);
+            self.pending = Pending::Call(RetKind::Value);
+            return Some(VmExit::Hypercall {
+                nr: self.regs.x[16],
+            });
+        }
         let trap = Trap {
             scause,
             stval,

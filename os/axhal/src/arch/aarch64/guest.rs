@@ -1,6 +1,7 @@
 //! The world switch into an EL1 guest and back.
 //!
-//! [`run`] saves the hypervisor's callee-saved registers and a pointer to the guest's
+//! [`run`] saves the hypervisor's x19, x29 and x30 (the callee-saved registers its `asm!`
+//! cannot declare clobbered, and the return address) and a pointer to the guest's
 //! registers on the EL2 stack, loads the guest's general-purpose registers, ELR_EL2 and
 //! SPSR_EL2, and `eret`s. Any exception from the guest (lower EL, AArch64) lands in the
 //! vector's guest-exit entries, which store the guest's registers back through that pointer,
@@ -32,17 +33,27 @@ pub enum GuestExit {
     SError,
 }
 
-extern "C" {
-    fn axhal_guest_enter(regs: *mut GuestRegs) -> u64;
-}
-
 /// Runs the guest until its next exception. Call with IRQs masked; the EL1 and stage-2 state
 /// must be the guest's.
 pub fn run(regs: &mut GuestRegs) -> GuestExit {
-    // SAFETY: the assembly saves and restores every callee-saved register and the stack
-    // pointer around the guest's run, and writes only through `regs`, which is exclusive.
-    // The guest runs at EL1 under stage-2 translation and cannot reach EL2 state.
-    match unsafe { axhal_guest_enter(regs) } {
+    let kind: u64;
+    // SAFETY: `axhal_guest_enter` saves x19, x29, x30 and the stack pointer and restores them
+    // when the guest traps; every other general-purpose register is declared clobbered here
+    // (the C ABI's caller-saved ones and x20-x28), so the compiler keeps nothing in them
+    // across the run. The assembly writes only through `regs`, which is exclusive. The
+    // hypervisor is built soft-float and keeps nothing in SIMD registers. The guest runs at
+    // EL1 under stage-2 translation and cannot reach EL2 state.
+    unsafe {
+        core::arch::asm!(
+            "bl axhal_guest_enter",
+            inlateout("x0") regs as *mut GuestRegs as u64 => kind,
+            lateout("x18") _, lateout("x20") _, lateout("x21") _, lateout("x22") _,
+            lateout("x23") _, lateout("x24") _, lateout("x25") _, lateout("x26") _,
+            lateout("x27") _, lateout("x28") _,
+            clobber_abi("C"),
+        )
+    };
+    match kind {
         0 => GuestExit::Sync,
         1 => GuestExit::Irq,
         2 => GuestExit::Fiq,
@@ -55,14 +66,9 @@ core::arch::global_asm!(
     .section .text
     .global axhal_guest_enter
     axhal_guest_enter:
-        sub     sp, sp, #112
-        stp     x19, x20, [sp, #0]
-        stp     x21, x22, [sp, #16]
-        stp     x23, x24, [sp, #32]
-        stp     x25, x26, [sp, #48]
-        stp     x27, x28, [sp, #64]
-        stp     x29, x30, [sp, #80]
-        str     x0, [sp, #96]
+        sub     sp, sp, #32
+        stp     x19, x29, [sp, #0]
+        stp     x30, x0, [sp, #16]
         ldp     x1, x2, [x0, #248]
         msr     elr_el2, x1
         msr     spsr_el2, x2
@@ -89,8 +95,8 @@ core::arch::global_asm!(
     .global axhal_guest_exit
     axhal_guest_exit:
         // x0 = exit kind; the guest's x0 and x1 are at [sp]; the frame of
-        // axhal_guest_enter is above them, with the GuestRegs pointer at its offset 96.
-        ldr     x1, [sp, #112]
+        // axhal_guest_enter is above them, with the GuestRegs pointer at its offset 24.
+        ldr     x1, [sp, #40]
         stp     x2, x3, [x1, #16]
         stp     x4, x5, [x1, #32]
         stp     x6, x7, [x1, #48]
@@ -111,13 +117,9 @@ core::arch::global_asm!(
         mrs     x2, elr_el2
         mrs     x3, spsr_el2
         stp     x2, x3, [x1, #248]
-        ldp     x19, x20, [sp, #0]
-        ldp     x21, x22, [sp, #16]
-        ldp     x23, x24, [sp, #32]
-        ldp     x25, x26, [sp, #48]
-        ldp     x27, x28, [sp, #64]
-        ldp     x29, x30, [sp, #80]
-        add     sp, sp, #112
+        ldp     x19, x29, [sp, #0]
+        ldr     x30, [sp, #16]
+        add     sp, sp, #32
         ret
     "
 );

@@ -1,9 +1,9 @@
 //! The world switch into a VS-mode guest and back.
 //!
-//! [`run`] pushes the hypervisor's callee-saved registers (with `gp`, `tp`, `sstatus`,
-//! `hstatus` and the [`GuestRegs`] pointer) on the current stack, points `sscratch` at that
-//! frame, loads the guest's registers, `sepc`, `sstatus` (SPP = the guest's privilege) and
-//! `hstatus` (SPV = 1) and `sret`s into the guest. While the hypervisor itself runs,
+//! [`run`] pushes the hypervisor's callee-saved registers (with `gp`, `tp`, `sstatus` and
+//! the [`GuestRegs`] pointer) on the current stack, points `sscratch` at that frame, loads
+//! the guest's registers, `sepc`, `sstatus` (SPP = the guest's privilege) and `hstatus`
+//! (SPV = 1) and `sret`s into the guest. While the hypervisor itself runs,
 //! `sscratch` is 0: the trap vector swaps `sp` with `sscratch` and, finding a non-zero value,
 //! knows the trap came from the guest. Its guest-exit path stores the guest's registers
 //! through the pointer in the frame, restores the hypervisor's state (including `tp`, the
@@ -12,6 +12,10 @@
 //!
 //! The VS-level CSRs (`vsstatus`, `vsatp`, ...), `hgatp`, the delegation registers and the
 //! guest's floating-point state are the vCPU crate's business and must be loaded before.
+//!
+//! `hstatus` keeps the guest's value after an exit: none of its fields matters to the
+//! hypervisor in HS mode (a trap from HS clears SPV before any `sret` of its own, and
+//! [`fetch_insn`] sets SPVP for its HLVX), so it is not saved and restored around the run.
 
 use core::mem::offset_of;
 
@@ -148,24 +152,21 @@ struct HostFrame {
     ra: u64,
     gp: u64,
     tp: u64,
-    s: [u64; 12],
+    /// s0 (the frame pointer) and s1 (LLVM's base pointer), which `run`'s `asm!` cannot
+    /// declare clobbered; it declares the other callee-saved registers clobbered instead,
+    /// so the compiler saves only those it needs, once per function, not per entry.
+    s: [u64; 2],
     /// The `GuestRegs` being run.
     regs: u64,
     /// The guest's a0 while the exit path frees a register.
     guest_a0: u64,
     sstatus: u64,
-    hstatus: u64,
-    _pad: u64,
 }
 
 const HOST_FRAME: usize = core::mem::size_of::<HostFrame>();
 /// Where the trap vector leaves the guest's a0 before jumping to `axhal_guest_exit`.
 pub(super) const HOST_FRAME_GUEST_A0: usize = offset_of!(HostFrame, guest_a0);
 const _: () = assert!(HOST_FRAME.is_multiple_of(16));
-
-extern "C" {
-    fn axhal_guest_enter(regs: *mut GuestRegs);
-}
 
 /// Runs the guest until its next trap into HS mode. Call with interrupts masked
 /// (`sstatus.SIE` = 0); `hgatp`, the VS CSRs and the delegation registers must be the
@@ -179,11 +180,23 @@ pub fn run(regs: &mut GuestRegs) -> GuestExit {
     regs.sstatus = (host & !(GUEST_SSTATUS_MASK | SSTATUS_SIE | SSTATUS_SPIE))
         | (regs.sstatus & GUEST_SSTATUS_MASK);
     regs.hstatus |= HSTATUS_SPV;
-    // SAFETY: the assembly saves every callee-saved register, gp, tp, sp, sstatus and hstatus
-    // of the hypervisor and restores them when the guest traps; it writes only through
-    // `regs`, which is exclusive. The guest runs in VS/VU mode under G-stage translation
-    // (hgatp) and cannot reach the hypervisor's memory or HS state.
-    unsafe { axhal_guest_enter(regs) };
+    // SAFETY: `axhal_guest_enter` saves ra, gp, tp, s0, s1, sp and sstatus of the hypervisor
+    // and restores them when the guest traps; every other integer register is declared
+    // clobbered here (the C ABI's caller-saved ones and s2-s11), so the compiler keeps
+    // nothing in them across the run. The assembly writes only through `regs`, which is
+    // exclusive. The hypervisor uses no floating-point registers (sstatus.FS is off while
+    // it runs). The guest runs in VS/VU mode under G-stage translation (hgatp) and cannot
+    // reach the hypervisor's memory or HS state.
+    unsafe {
+        core::arch::asm!(
+            "call axhal_guest_enter",
+            in("a0") regs as *mut GuestRegs,
+            lateout("s2") _, lateout("s3") _, lateout("s4") _, lateout("s5") _,
+            lateout("s6") _, lateout("s7") _, lateout("s8") _, lateout("s9") _,
+            lateout("s10") _, lateout("s11") _,
+            clobber_abi("C"),
+        )
+    };
     let (scause, stval, htval, htinst): (u64, u64, u64, u64);
     // SAFETY: reads the trap CSRs of the trap that just ended the guest's run (interrupts
     // are masked, nothing has trapped since).
@@ -236,21 +249,9 @@ core::arch::global_asm!(
         sd      tp, {tp}(sp)
         sd      s0, {s}+0(sp)
         sd      s1, {s}+8(sp)
-        sd      s2, {s}+16(sp)
-        sd      s3, {s}+24(sp)
-        sd      s4, {s}+32(sp)
-        sd      s5, {s}+40(sp)
-        sd      s6, {s}+48(sp)
-        sd      s7, {s}+56(sp)
-        sd      s8, {s}+64(sp)
-        sd      s9, {s}+72(sp)
-        sd      s10, {s}+80(sp)
-        sd      s11, {s}+88(sp)
         sd      a0, {regs}(sp)
         csrr    t0, sstatus
         sd      t0, {hsstatus}(sp)
-        csrr    t0, 0x600
-        sd      t0, {hhstatus}(sp)
         ld      t0, {gsepc}(a0)
         csrw    sepc, t0
         ld      t0, {gsstatus}(a0)
@@ -286,23 +287,11 @@ core::arch::global_asm!(
         sd      t0, {ghstatus}(a0)
         ld      t0, {hsstatus}(sp)
         csrw    sstatus, t0
-        ld      t0, {hhstatus}(sp)
-        csrw    0x600, t0
         ld      ra, {ra}(sp)
         ld      gp, {gp}(sp)
         ld      tp, {tp}(sp)
         ld      s0, {s}+0(sp)
         ld      s1, {s}+8(sp)
-        ld      s2, {s}+16(sp)
-        ld      s3, {s}+24(sp)
-        ld      s4, {s}+32(sp)
-        ld      s5, {s}+40(sp)
-        ld      s6, {s}+48(sp)
-        ld      s7, {s}+56(sp)
-        ld      s8, {s}+64(sp)
-        ld      s9, {s}+72(sp)
-        ld      s10, {s}+80(sp)
-        ld      s11, {s}+88(sp)
         addi    sp, sp, {frame}
         ret
     ",
@@ -314,7 +303,6 @@ core::arch::global_asm!(
     regs = const offset_of!(HostFrame, regs),
     ga0 = const offset_of!(HostFrame, guest_a0),
     hsstatus = const offset_of!(HostFrame, sstatus),
-    hhstatus = const offset_of!(HostFrame, hstatus),
     gsepc = const offset_of!(GuestRegs, sepc),
     gsstatus = const offset_of!(GuestRegs, sstatus),
     ghstatus = const offset_of!(GuestRegs, hstatus),
