@@ -94,55 +94,62 @@ pub fn set_timer(ticks: u64) {
 /// Reads the instruction the guest would execute at virtual address `pc`, translated by the
 /// guest's own page table (`vsatp`) and its G-stage (`hgatp`), both of which must be live,
 /// with the guest's privilege `guest_vs` (true: VS, false: VU; `hstatus.SPVP` of the exit).
-/// Uses HLVX.HU (execute permission), one halfword at a time: 16 or 32 bits come back, or
-/// `None` when the guest could not fetch it either (the fault is absorbed by the trap vector).
-/// Call with interrupts masked.
+/// Uses HLVX (execute permission): one 32-bit read when `pc` is 4-byte aligned (the word
+/// cannot cross a page), else one halfword at a time; 16 or 32 bits come back (a 16-bit
+/// instruction zero-extended), or `None` when the guest could not fetch it either (the fault is absorbed by the trap vector). Leaves
+/// `hstatus.SPVP` set to `guest_vs`: no other HS code depends on it, and the next guest
+/// entry writes the guest's `hstatus`. Call with interrupts masked.
 pub fn fetch_insn(pc: u64, guest_vs: bool) -> Option<u32> {
-    let old: u64;
-    let spvp = if guest_vs { HSTATUS_SPVP } else { 0 };
-    // SAFETY: sets hstatus.SPVP (the privilege of HLV/HLVX accesses), keeping the rest.
+    // SAFETY: sets or clears hstatus.SPVP (the privilege of HLV/HLVX accesses).
     unsafe {
-        core::arch::asm!(
-            "csrr {old}, 0x600",
-            "and {t}, {old}, {clear}",
-            "or {t}, {t}, {spvp}",
-            "csrw 0x600, {t}",
-            old = out(reg) old,
-            t = out(reg) _,
-            clear = in(reg) !HSTATUS_SPVP,
-            spvp = in(reg) spvp,
-            options(nomem, nostack),
-        )
-    };
-    let low = hlvx_hu(pc);
-    let insn = match low {
-        Some(l) if l & 3 == 3 => hlvx_hu(pc.wrapping_add(2)).map(|h| l | h << 16),
+        if guest_vs {
+            core::arch::asm!("csrs 0x600, {}", in(reg) HSTATUS_SPVP, options(nomem, nostack));
+        } else {
+            core::arch::asm!("csrc 0x600, {}", in(reg) HSTATUS_SPVP, options(nomem, nostack));
+        }
+    }
+    if pc & 3 == 0 {
+        return hlvx(pc, true).map(|w| if w & 3 == 3 { w } else { w & 0xffff });
+    }
+    match hlvx(pc, false) {
+        Some(l) if l & 3 == 3 => hlvx(pc.wrapping_add(2), false).map(|h| l | h << 16),
         other => other,
-    };
-    // SAFETY: puts hstatus back.
-    unsafe { core::arch::asm!("csrw 0x600, {}", in(reg) old, options(nomem, nostack)) };
-    insn
+    }
 }
 
-/// One HLVX.HU, or `None` if it faulted.
-fn hlvx_hu(va: u64) -> Option<u32> {
+/// One HLVX.WU (`word`) or HLVX.HU, or `None` if it faulted.
+fn hlvx(va: u64, word: bool) -> Option<u32> {
     extern "C" {
         fn axhal_guest_hlvx_hu(va: u64) -> u64;
+        fn axhal_guest_hlvx_wu(va: u64) -> u64;
     }
-    // SAFETY: the function only reads through the guest's translation (HLVX), which the
+    // SAFETY: the functions only read through the guest's translation (HLVX), which the
     // hypervisor cannot fault on fatally: the trap vector resumes a faulting HLVX at its
-    // fix-up, which returns an error. Nothing in the hypervisor's memory is touched.
-    let r = unsafe { axhal_guest_hlvx_hu(va) };
-    (r >> 16 == 0).then_some(r as u32)
+    // fix-up, which returns all ones (no 32-bit value). Nothing in the hypervisor's memory
+    // is touched.
+    let r = unsafe {
+        if word {
+            axhal_guest_hlvx_wu(va)
+        } else {
+            axhal_guest_hlvx_hu(va)
+        }
+    };
+    (r >> 32 == 0).then_some(r as u32)
 }
 
-/// Whether `sepc` is the guarded HLVX and, if so, where to resume after its fault.
+/// Whether `sepc` is one of the guarded HLVXs and, if so, where to resume after its fault.
 pub(super) fn hlvx_fixup(sepc: usize) -> Option<usize> {
     extern "C" {
         fn axhal_guest_hlvx_insn();
+        fn axhal_guest_hlvx_wu_insn();
         fn axhal_guest_hlvx_fixup();
     }
-    (sepc == axhal_guest_hlvx_insn as *const () as usize)
+    let guarded = [
+        axhal_guest_hlvx_insn as *const () as usize,
+        axhal_guest_hlvx_wu_insn as *const () as usize,
+    ];
+    guarded
+        .contains(&sepc)
         .then_some(axhal_guest_hlvx_fixup as *const () as usize)
 }
 
@@ -224,9 +231,12 @@ pub fn run(regs: &mut GuestRegs) -> GuestExit {
 core::arch::global_asm!(
     "
     .section .text
-    // u64 axhal_guest_hlvx_hu(u64 va): the halfword, or all ones if HLVX faulted.
+    // u64 axhal_guest_hlvx_hu(u64 va): the halfword, or all ones if HLVX faulted;
+    // axhal_guest_hlvx_wu the same for a word.
     .global axhal_guest_hlvx_hu
     .global axhal_guest_hlvx_insn
+    .global axhal_guest_hlvx_wu
+    .global axhal_guest_hlvx_wu_insn
     .global axhal_guest_hlvx_fixup
     .balign 4
     axhal_guest_hlvx_hu:
@@ -234,6 +244,13 @@ core::arch::global_asm!(
         .option arch, +h
     axhal_guest_hlvx_insn:
         hlvx.hu a0, (a0)
+        .option pop
+        ret
+    axhal_guest_hlvx_wu:
+        .option push
+        .option arch, +h
+    axhal_guest_hlvx_wu_insn:
+        hlvx.wu a0, (a0)
         .option pop
         ret
     axhal_guest_hlvx_fixup:
