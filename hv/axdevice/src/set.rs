@@ -344,6 +344,32 @@ impl DeviceSet {
         self.log.lock().logged()
     }
 
+    /// An access at `gpa` that never became an MMIO access and that the VM's memory does
+    /// not resolve either: one the vCPU could not decode (a load/store pair, an atomic, a
+    /// cache maintenance operation...) or an instruction fetch. `what` says which ("read",
+    /// "write", "instruction fetch"). It is counted and logged like an unclaimed access, in
+    /// the same bounded log, and the policy decides, except that there is nothing to read
+    /// as zero: `ReadZero` faults it too. Returns [`MmioOutcome::InjectFault`] or
+    /// [`MmioOutcome::StopVm`].
+    pub fn undecoded(&self, gpa: u64, what: &str) -> MmioOutcome {
+        self.unclaimed.fetch_add(1, Ordering::Relaxed);
+        let outcome = match self.policy {
+            UnclaimedPolicy::Stop => MmioOutcome::StopVm,
+            UnclaimedPolicy::Fault | UnclaimedPolicy::ReadZero => MmioOutcome::InjectFault,
+        };
+        let decision = self.log.lock().note(gpa);
+        if decision != LogDecision::Quiet {
+            warn!(
+                "vm {}: {what} at {gpa:#x}, outside its memory and not an access that can be \
+                 emulated: {}{}",
+                self.vm_name,
+                action(outcome),
+                more(decision)
+            );
+        }
+        outcome
+    }
+
     fn dispatch(&self, vcpu: usize, gpa: u64, width: AccessWidth, kind: Kind) -> MmioOutcome {
         let Some((dev, offset)) = self.find_access(gpa, width) else {
             return self.unclaimed(gpa, width, kind, None);
@@ -377,17 +403,7 @@ impl DeviceSet {
                 Kind::Read => alloc::format!("{width} read"),
                 Kind::Write(v) => alloc::format!("{width} write of {v:#x}"),
             };
-            let action = match outcome {
-                MmioOutcome::InjectFault => "fault injected",
-                MmioOutcome::Read(_) => "read as zero",
-                MmioOutcome::Written => "write ignored",
-                MmioOutcome::StopVm => "stopping the VM",
-            };
-            let more = if decision == LogDecision::LogLimitReached {
-                "; further unclaimed accesses not logged"
-            } else {
-                ""
-            };
+            let (action, more) = (action(outcome), more(decision));
             match refused {
                 Some((dev, offset, err)) => warn!(
                     "vm {}: {access} at {gpa:#x} refused by {} at offset {offset:#x} ({err}): \
@@ -402,6 +418,25 @@ impl DeviceSet {
             }
         }
         outcome
+    }
+}
+
+/// What the log says was done about an unclaimed access.
+fn action(outcome: MmioOutcome) -> &'static str {
+    match outcome {
+        MmioOutcome::InjectFault => "fault injected",
+        MmioOutcome::Read(_) => "read as zero",
+        MmioOutcome::Written => "write ignored",
+        MmioOutcome::StopVm => "stopping the VM",
+    }
+}
+
+/// The end of the line that reaches the log's limit.
+fn more(decision: LogDecision) -> &'static str {
+    if decision == LogDecision::LogLimitReached {
+        "; further unclaimed accesses not logged"
+    } else {
+        ""
     }
 }
 
@@ -760,6 +795,50 @@ mod tests {
             .unwrap()
             .iter()
             .all(|(lvl, _)| *lvl != log::Level::Error));
+    }
+
+    #[test]
+    fn undecoded_accesses_share_the_bounded_log() {
+        init_logger();
+        // What a guest did to flood the log: an undecodable access (a load pair, an
+        // atomic) at a new address each time.
+        let set = DeviceSet::new("undecoded", UnclaimedPolicy::Fault);
+        for a in 0..1000u64 {
+            let what = if a % 2 == 0 { "read" } else { "write" };
+            assert_eq!(
+                set.undecoded(0x5000_0000 + a * 16, what),
+                MmioOutcome::InjectFault
+            );
+        }
+        let w = warnings_for("undecoded");
+        assert_eq!(w.len(), UNCLAIMED_LOG_LIMIT + 1, "{w:?}");
+        assert!(w[0].contains("read at 0x50000000"), "{}", w[0]);
+        assert!(w[0].contains("fault injected"), "{}", w[0]);
+        assert!(w[1].contains("write at 0x50000010"), "{}", w[1]);
+        assert!(w
+            .last()
+            .unwrap()
+            .contains("further unclaimed accesses not logged"));
+        assert_eq!(set.stats().unclaimed, 1000);
+        assert_eq!(set.unclaimed_logged(), UNCLAIMED_LOG_LIMIT);
+
+        // One budget with the unclaimed MMIO accesses; an address is logged once.
+        let set = DeviceSet::new("undecodedmix", UnclaimedPolicy::Fault);
+        for a in 0..40u64 {
+            set.mmio_read(0, 0x6000_0000 + a * 8, Dword);
+            set.undecoded(0x7000_0000 + a * 8, "instruction fetch");
+            set.undecoded(0x7000_0000 + a * 8, "instruction fetch");
+        }
+        let w = warnings_for("undecodedmix");
+        assert_eq!(w.len(), UNCLAIMED_LOG_LIMIT + 1, "{w:?}");
+        assert_eq!(set.stats().unclaimed, 120);
+
+        // Nothing to read as zero: the access faults; Stop stops.
+        let set = DeviceSet::new("undecodedzero", UnclaimedPolicy::ReadZero);
+        assert_eq!(set.undecoded(0x10, "read"), MmioOutcome::InjectFault);
+        let set = DeviceSet::new("undecodedstop", UnclaimedPolicy::Stop);
+        assert_eq!(set.undecoded(0x10, "write"), MmioOutcome::StopVm);
+        assert!(warnings_for("undecodedstop")[0].contains("stopping the VM"));
     }
 
     struct NullSink;

@@ -365,6 +365,87 @@ fn nested_faults_and_unsupported_exits() {
     assert_eq!(vm.exits().get(ExitKind::Unsupported), 1);
 }
 
+/// A logger that keeps every WARN record, so a test can count the lines of its VM.
+struct WarnLog;
+static WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+impl log::Log for WarnLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Warn
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if r.level() <= log::Level::Warn {
+            WARNINGS.lock().unwrap().push(std::format!("{}", r.args()));
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// The WARN lines logged so far for VM `name` (installs the logger on first use).
+fn warnings_for(name: &str) -> Vec<String> {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    static LOGGER: WarnLog = WarnLog;
+    INIT.call_once(|| {
+        log::set_logger(&LOGGER).unwrap();
+        log::set_max_level(log::LevelFilter::Warn);
+    });
+    let tag = std::format!("vm {name}:");
+    WARNINGS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with(&tag))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn nested_faults_outside_memory_are_logged_boundedly() {
+    // The chaos guest did this: load pairs, atomics and instruction fetches at a new
+    // address each time, none of which can be emulated. Each used to log a WARN line.
+    warnings_for("npf");
+    let flood = 1000;
+    let mut exits: Vec<VmExit> = (0..flood)
+        .map(|i| VmExit::NestedPageFault {
+            gpa: gpa(0x5000_0000 + i * 0x40),
+            access: [
+                MappingFlags::READ,
+                MappingFlags::WRITE,
+                MappingFlags::EXECUTE,
+            ][i % 3],
+        })
+        .collect();
+    exits.push(VmExit::Halt);
+    let config = CONFIG.replace("name = \"t\"", "name = \"npf\"");
+    let (vm, script, _) = vm_from(&config, "fault", exits);
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Halt);
+    let calls = script.calls.lock();
+    assert_eq!(calls.len(), flood, "one fault per access");
+    assert!(calls
+        .iter()
+        .enumerate()
+        .all(|(i, c)| *c == Call::Fault(0x5000_0000 + i * 0x40)));
+    let w = warnings_for("npf");
+    assert_eq!(w.len(), axdevice::UNCLAIMED_LOG_LIMIT + 1, "{w:?}");
+    assert!(w[0].contains("read at 0x50000000"), "{}", w[0]);
+    assert!(w[1].contains("write at 0x50000040"), "{}", w[1]);
+    assert!(w[2].contains("instruction fetch at 0x50000080"), "{}", w[2]);
+    assert!(w[64].contains("further unclaimed accesses not logged"));
+    assert_eq!(vm.exits().get(ExitKind::NestedPageFault), flood as u64);
+
+    // The stop policy still stops at the first one.
+    let exits = std::vec![VmExit::NestedPageFault {
+        gpa: gpa(0x5000_0000),
+        access: MappingFlags::READ,
+    }];
+    let config = CONFIG.replace("name = \"t\"", "name = \"npfstop\"");
+    let (vm, _, _) = vm_from(&config, "stop", exits);
+    assert_eq!(
+        vm.run_vcpu(0).unwrap(),
+        VcpuEvent::Stopped("unresolvable nested page fault")
+    );
+}
+
 #[test]
 fn power_events_reach_the_hypervisor() {
     let exits = std::vec![VmExit::SystemReset];

@@ -571,12 +571,17 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 if self.aspace.lock().handle_page_fault(gpa, access) {
                     return None;
                 }
-                log::warn!(
-                    "vm {}: access {access:?} to {gpa:?} is outside its memory and not an emulated access",
-                    self.name()
-                );
-                match self.config.unclaimed {
-                    UnclaimedPolicy::Stop => Some(self.stop("unresolvable nested page fault")),
+                // Logged in the devices' bounded log: the guest chooses how often this
+                // happens, and at how many addresses.
+                let what = if access.contains(MappingFlags::EXECUTE) {
+                    "instruction fetch"
+                } else if access.contains(MappingFlags::WRITE) {
+                    "write"
+                } else {
+                    "read"
+                };
+                match self.devices.undecoded(gpa.as_usize() as u64, what) {
+                    MmioOutcome::StopVm => Some(self.stop("unresolvable nested page fault")),
                     _ => {
                         arch.inject_data_fault(gpa);
                         None
