@@ -23,6 +23,8 @@ pub mod ec {
     pub const SVE: u64 = 0x19;
     /// Instruction abort from a lower EL.
     pub const IABT_LOWER: u64 = 0x20;
+    /// Instruction abort without a change in exception level (injected into a guest).
+    pub const IABT_CURRENT: u64 = 0x21;
     /// Data abort from a lower EL.
     pub const DABT_LOWER: u64 = 0x24;
     /// Data abort taken without a change of EL (what a guest at EL1 sees for its own access).
@@ -325,10 +327,18 @@ fn decode_call(regs: &[u64; 31], pc_step: u64) -> SyncAction {
     }
 }
 
-/// ESR_EL1 for a synchronous external abort on a data access, as the guest sees it taken
-/// from EL1 to EL1 (EC 0x25, IL = 1, DFSC 0x10; WnR copied from the original syndrome).
-pub fn injected_dabt_esr(original_esr: u64) -> u64 {
-    (ec::DABT_CURRENT << 26) | (1 << 25) | (original_esr & (1 << 6)) | 0x10
+/// ESR_EL1 for a synchronous external abort (fault status 0x10, IL = 1) on the access of
+/// the exit `original_esr` (ESR_EL2), as the guest sees it taken to EL1 from EL0
+/// (`from_el0`) or EL1: an instruction abort (EC 0x20 / 0x21) when the exit was an
+/// instruction fetch, otherwise a data abort (EC 0x24 / 0x25) with WnR copied.
+pub fn injected_abort_esr(original_esr: u64, from_el0: bool) -> u64 {
+    let lower = u64::from(from_el0);
+    let (class, wnr) = if original_esr >> 26 == ec::IABT_LOWER {
+        (ec::IABT_CURRENT - lower, 0)
+    } else {
+        (ec::DABT_CURRENT - lower, original_esr & (1 << 6))
+    };
+    (class << 26) | (1 << 25) | wnr | 0x10
 }
 
 #[cfg(test)]

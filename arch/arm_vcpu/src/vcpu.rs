@@ -1,7 +1,7 @@
 //! The vCPU proper: guest registers, EL1 system registers, stage-2, and the run loop.
 
 use crate::decode::{
-    decode_sync, hvc_hypercall, injected_dabt_esr, mpidr_to_index, psci_power_reply, DataAbort,
+    decode_sync, hvc_hypercall, injected_abort_esr, mpidr_to_index, psci_power_reply, DataAbort,
     SyncAction,
 };
 use crate::passthrough::PassthroughLines;
@@ -498,7 +498,10 @@ impl ArchVCpu for ArmVCpu {
     }
 
     fn inject_data_fault(&mut self, _gpa: GuestPhysAddr) {
-        self.inject_sync(injected_dabt_esr(self.last_esr), self.last_far);
+        // The abort of the access that exited: an instruction abort for a fetch, and the
+        // lower-EL class when the guest was at EL0 (SPSR.M = EL0t), as the hardware reports.
+        let from_el0 = self.regs.spsr & 0xf == 0;
+        self.inject_sync(injected_abort_esr(self.last_esr, from_el0), self.last_far);
     }
 
     fn vcpu_index(target: u64, count: usize) -> Option<usize> {

@@ -612,37 +612,28 @@ pub fn user_access(addr: u64, write: bool) -> Option<(u64, u64)> {
 }
 
 /// What the exception after a user-mode access is: `Ok(None)` for the SVC (no fault),
-/// `Ok(Some(name))` for an acceptable data fault, `Err(())` for anything else. Acceptable:
-/// a data abort from a lower EL (EC 0x24), or what the hypervisor injects today for an
-/// access from EL0 to an address without memory: a data abort from the same EL (EC 0x25)
-/// delivered at the lower-EL vector. The latter is wrong (arm_vcpu's `injected_dabt_esr`
-/// always says EC 0x25; Linux treats an EC 0x25 from EL0 as an undefined instruction and
-/// sends SIGILL instead of SIGBUS), but it is the vCPU's, which this guest does not check:
-/// the summary line says which one came.
+/// `Ok(Some(name))` for a data abort from a lower EL (EC 0x24: the hypervisor's injected
+/// one for an address without memory, DFSC 0x10, or the CPU's own), `Err(())` for anything
+/// else (a data abort with the same-EL class EC 0x25 from EL0 is wrong: Linux treats it as
+/// an undefined instruction and sends SIGILL instead of SIGBUS).
 pub fn user_fault(esr: u64) -> Result<Option<&'static str>, ()> {
     match ((esr >> 26) & 0x3f, esr & 0x3f) {
         (0x15, _) => Ok(None),
         (0x24, 0x10) => Ok(Some("data abort from EL0, injected")),
         (0x24, _) => Ok(Some("data abort from EL0, from the CPU")),
-        (0x25, 0x10) => Ok(Some(
-            "data abort with the same-EL class (EC 0x25), injected",
-        )),
         _ => Err(()),
     }
 }
 
-/// What an instruction fetch fault with this ESR_EL1 is, when it is an acceptable one:
-/// an instruction abort taken at the same EL (EC 0x21), or what the hypervisor injects
-/// today for a fetch from an address without memory: a data abort (EC 0x25, DFSC 0x10).
-/// The latter is wrong (arm_vcpu's `inject_data_fault` builds a data abort's syndrome
-/// whatever the exit was; a guest that skips the "faulting instruction" faults again at
-/// the next address), but it is the vCPU's, which this guest does not check: the summary
-/// line says which one came.
+/// What an instruction fetch fault with this ESR_EL1 is, when it is an instruction abort
+/// taken at the same EL (EC 0x21: the hypervisor's injected one for an address without
+/// memory, IFSC 0x10, or the CPU's own). Anything else, a data abort in particular, is
+/// wrong: a guest that skips "the faulting instruction" would fault again at the next
+/// address.
 pub fn fetch_fault(esr: u64) -> Option<&'static str> {
     match ((esr >> 26) & 0x3f, esr & 0x3f) {
         (0x21, 0x10) => Some("instruction abort, injected"),
         (0x21, _) => Some("instruction abort, from the CPU"),
-        (0x25, 0x10) => Some("data abort (EC 0x25), injected for a fetch"),
         _ => None,
     }
 }

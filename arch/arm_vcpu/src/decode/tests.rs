@@ -266,11 +266,23 @@ fn unknown_classes_are_unsupported_and_never_panic() {
 
 #[test]
 fn injected_abort_syndrome() {
-    let esr = injected_dabt_esr(dabt(2, false, 1, true, true));
+    let write = dabt(2, false, 1, true, true);
+    let esr = injected_abort_esr(write, false);
     assert_eq!(esr >> 26, ec::DABT_CURRENT);
     assert_eq!(esr & 0x3f, 0x10);
     assert_ne!(esr & (1 << 6), 0);
     assert_ne!(esr & (1 << 25), 0);
+    // From EL0: the lower-EL class, the rest the same.
+    assert_eq!(
+        injected_abort_esr(write, true),
+        esr & !(0x3f << 26) | (0x24 << 26)
+    );
+    // An instruction fetch: an instruction abort, never WnR.
+    let fetch = (ec::IABT_LOWER << 26) | (1 << 25) | (1 << 6) | 0x06;
+    assert_eq!(injected_abort_esr(fetch, false), 0x8600_0010);
+    assert_eq!(injected_abort_esr(fetch, true), 0x8200_0010);
+    assert_eq!(injected_abort_esr(write, false), 0x9600_0050);
+    assert_eq!(injected_abort_esr(write, true), 0x9200_0050);
 }
 
 #[test]
