@@ -33,6 +33,15 @@ impl UnclaimedPolicy {
             (Self::Stop, _) => MmioOutcome::StopVm,
         }
     }
+
+    /// What this policy does to an access there is no value to read or write for (one the
+    /// vCPU could not decode, an instruction fetch): a fault, unless the VM is stopped.
+    pub fn undecoded_outcome(self) -> MmioOutcome {
+        match self {
+            Self::Stop => MmioOutcome::StopVm,
+            Self::Fault | Self::ReadZero => MmioOutcome::InjectFault,
+        }
+    }
 }
 
 /// What the vCPU loop does after an MMIO exit.
@@ -351,22 +360,17 @@ impl DeviceSet {
     /// the same bounded log, and the policy decides, except that there is nothing to read
     /// as zero: `ReadZero` faults it too. Returns [`MmioOutcome::InjectFault`] or
     /// [`MmioOutcome::StopVm`].
+    #[cold]
+    #[inline(never)]
     pub fn undecoded(&self, gpa: u64, what: &str) -> MmioOutcome {
-        self.unclaimed.fetch_add(1, Ordering::Relaxed);
-        let outcome = match self.policy {
-            UnclaimedPolicy::Stop => MmioOutcome::StopVm,
-            UnclaimedPolicy::Fault | UnclaimedPolicy::ReadZero => MmioOutcome::InjectFault,
-        };
-        let decision = self.log.lock().note(gpa);
-        if decision != LogDecision::Quiet {
+        let outcome = self.policy.undecoded_outcome();
+        self.record(gpa, outcome, |action, more| {
             warn!(
                 "vm {}: {what} at {gpa:#x}, outside its memory and not an access that can be \
-                 emulated: {}{}",
-                self.vm_name,
-                action(outcome),
-                more(decision)
-            );
-        }
+                 emulated: {action}{more}",
+                self.vm_name
+            )
+        });
         outcome
     }
 
@@ -394,16 +398,12 @@ impl DeviceSet {
         kind: Kind,
         refused: Option<(&Arc<dyn MmioDevice>, usize, DeviceError)>,
     ) -> MmioOutcome {
-        self.unclaimed.fetch_add(1, Ordering::Relaxed);
-        let is_read = matches!(kind, Kind::Read);
-        let outcome = self.policy.outcome(is_read);
-        let decision = self.log.lock().note(gpa);
-        if decision != LogDecision::Quiet {
+        let outcome = self.policy.outcome(matches!(kind, Kind::Read));
+        self.record(gpa, outcome, |action, more| {
             let access = match kind {
                 Kind::Read => alloc::format!("{width} read"),
                 Kind::Write(v) => alloc::format!("{width} write of {v:#x}"),
             };
-            let (action, more) = (action(outcome), more(decision));
             match refused {
                 Some((dev, offset, err)) => warn!(
                     "vm {}: {access} at {gpa:#x} refused by {} at offset {offset:#x} ({err}): \
@@ -416,27 +416,31 @@ impl DeviceSet {
                     self.vm_name
                 ),
             }
-        }
+        });
         outcome
     }
-}
 
-/// What the log says was done about an unclaimed access.
-fn action(outcome: MmioOutcome) -> &'static str {
-    match outcome {
-        MmioOutcome::InjectFault => "fault injected",
-        MmioOutcome::Read(_) => "read as zero",
-        MmioOutcome::Written => "write ignored",
-        MmioOutcome::StopVm => "stopping the VM",
-    }
-}
-
-/// The end of the line that reaches the log's limit.
-fn more(decision: LogDecision) -> &'static str {
-    if decision == LogDecision::LogLimitReached {
-        "; further unclaimed accesses not logged"
-    } else {
-        ""
+    /// Counts an unclaimed access at `gpa` and, when the bounded log takes its address,
+    /// has `log` write its line, given what was done (`outcome` in words) and the line's
+    /// end (the note that the log's limit is reached, or nothing).
+    fn record(&self, gpa: u64, outcome: MmioOutcome, log: impl FnOnce(&str, &str)) {
+        self.unclaimed.fetch_add(1, Ordering::Relaxed);
+        let decision = self.log.lock().note(gpa);
+        if decision == LogDecision::Quiet {
+            return;
+        }
+        let action = match outcome {
+            MmioOutcome::InjectFault => "fault injected",
+            MmioOutcome::Read(_) => "read as zero",
+            MmioOutcome::Written => "write ignored",
+            MmioOutcome::StopVm => "stopping the VM",
+        };
+        let more = if decision == LogDecision::LogLimitReached {
+            "; further unclaimed accesses not logged"
+        } else {
+            ""
+        };
+        log(action, more);
     }
 }
 
