@@ -509,23 +509,21 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         );
         // Exits handled here re-enter the guest with its state still loaded in the CPU; the
         // state is saved (`put`) only when control goes back to the hypervisor's policy.
-        let status = self.status();
-        let result = if status != VmStatus::Running {
-            Err(VmError::NotRunning(status))
-        } else {
+        // The VM's status is checked before every entry: here, then after each exit.
+        let result = self.ensure_running().and_then(|()| {
             let run = vcpu.run_with(|arch, exit| {
                 match self.handle_exit(id, arch, exit) {
                     Some(VcpuEvent::Interrupt) if !after_interrupt() => {}
                     Some(event) => return ControlFlow::Break(Ok(event)),
                     None => {}
                 }
-                match self.status() {
-                    VmStatus::Running => ControlFlow::Continue(()),
-                    status => ControlFlow::Break(Err(VmError::NotRunning(status))),
+                match self.ensure_running() {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(e) => ControlFlow::Break(Err(e)),
                 }
             });
             run.unwrap_or_else(|e| Err(e.into()))
-        };
+        });
         vcpu.put();
         if matches!(result, Ok(VcpuEvent::CpuDown)) {
             // Off until a CPU_ON sets it up again (which the power state already allows:
@@ -533,6 +531,14 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             let _ = vcpu.stop();
         }
         result
+    }
+
+    /// `Ok` while the VM runs; otherwise the error naming its status.
+    fn ensure_running(&self) -> Result<(), VmError> {
+        match self.status() {
+            VmStatus::Running => Ok(()),
+            status => Err(VmError::NotRunning(status)),
+        }
     }
 
     /// Handles one exit; `None` means re-enter the guest.
