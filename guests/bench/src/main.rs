@@ -31,25 +31,32 @@ const ABI_VERSION: u64 = 1;
 const HC_RESET_COUNT: u64 = 0x104;
 
 fn hypercall() {
-    let version = bench::hypercall0(HC_VERSION);
-    if version != ABI_VERSION {
-        grt::fail(
-            "bench",
-            format_args!("VERSION hypercall returned {version:#x}, not {ABI_VERSION}"),
-        );
-        grt::power_off();
-    }
+    expect_hypercall("VERSION", HC_VERSION, ABI_VERSION);
 }
 
 fn hypercall_vm() {
-    let resets = bench::hypercall0(HC_RESET_COUNT);
-    if resets != 0 {
-        grt::fail(
-            "bench",
-            format_args!("RESET_COUNT hypercall returned {resets:#x}, not 0"),
-        );
-        grt::power_off();
+    expect_hypercall("RESET_COUNT", HC_RESET_COUNT, 0);
+}
+
+/// Makes hypercall `nr` (`name`) and stops the guest with a failure unless it returned
+/// `want`.
+#[inline(always)]
+fn expect_hypercall(name: &str, nr: u64, want: u64) {
+    let got = bench::hypercall0(nr);
+    if got != want {
+        hypercall_failed(name, got, want);
     }
+}
+
+/// The failure of [`expect_hypercall`], out of the timed loop.
+#[cold]
+#[inline(never)]
+fn hypercall_failed(name: &str, got: u64, want: u64) {
+    grt::fail(
+        "bench",
+        format_args!("{name} hypercall returned {got:#x}, not {want:#x}"),
+    );
+    grt::power_off();
 }
 
 fn mmio_read() {
