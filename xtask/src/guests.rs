@@ -41,6 +41,7 @@ pub fn cargo(verb: &str, arch: Arch) -> std::process::Command {
 /// Returns the images written.
 pub fn build(arch: Arch) -> Result<Vec<PathBuf>> {
     arch.ensure_supported()?;
+    crate::toolchain::ensure()?;
     util::run(cargo("build", arch)).with_context(|| format!("building the {arch} guests"))?;
     let names = binary_names(&workspace_dir())?;
     let out_dir = image_dir(arch);

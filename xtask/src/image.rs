@@ -71,6 +71,7 @@ pub fn build(arch: Arch, vms: &VmSet) -> Result<HvImage> {
 /// and the plain one last when both are needed.
 pub fn build_hypervisor(arch: Arch, vms: &VmSet) -> Result<HvImage> {
     arch.ensure_supported()?;
+    crate::toolchain::ensure()?;
     let mut cmd = util::cargo();
     cmd.args(["build", "-p", HYPERVISOR_PACKAGE, "--release", "--target"])
         .arg(arch.triple());

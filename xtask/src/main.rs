@@ -12,6 +12,7 @@ mod qemu;
 mod realguest;
 mod scenario;
 mod setup;
+mod toolchain;
 mod util;
 mod vmconfig;
 mod vmembed;

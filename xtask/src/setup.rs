@@ -1,12 +1,13 @@
 //! `cargo xtask setup`: checks for the emulators and host tools the tests use and, when
-//! running as root on Debian, installs the missing ones with apt.
+//! running as root on Debian, installs the missing ones with apt; adds the bare-metal targets
+//! and components `rust-toolchain.toml` pins where rustup lacks them.
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::util;
+use crate::{toolchain, util};
 
 /// How to tell that a requirement is present.
 #[derive(Clone, Copy, Debug)]
@@ -115,6 +116,7 @@ fn is_root() -> bool {
 /// Makes sure every requirement is present, installing missing packages with apt when
 /// running as root; otherwise fails with the command to run.
 pub fn ensure() -> Result<()> {
+    toolchain::ensure()?;
     let missing_now = missing();
     if missing_now.is_empty() {
         print_present();
