@@ -397,7 +397,7 @@ pub fn firmware_op(i: u64, rng: &mut Rng, st: &mut Stats) {
 /// An access at `addr` (16-byte aligned) whose data abort has no valid syndrome
 /// (ESR_EL2.ISV = 0), so the hypervisor cannot emulate it, or an unusual one it can.
 pub fn odd_access(kind: u64, addr: u64, value: u64) -> Odd {
-    // SAFETY (every block): `addr` is a device register window or unclaimed, never memory
+    // SAFETY: (every block) `addr` is a device register window or unclaimed, never memory
     // of the guest; a faulting instruction is skipped by the fault handler, leaving its
     // outputs (declared) with some value.
     unsafe {

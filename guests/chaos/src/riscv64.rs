@@ -330,7 +330,7 @@ pub fn firmware_op(i: u64, rng: &mut Rng, st: &mut Stats) {
 /// An access at `addr` (16-byte aligned) the hypervisor cannot emulate as MMIO: an atomic,
 /// LR/SC, or an FP load or store.
 pub fn odd_access(kind: u64, addr: u64, value: u64) -> Odd {
-    // SAFETY (every block): `addr` is a device register window or unclaimed, never memory
+    // SAFETY: (every block) `addr` is a device register window or unclaimed, never memory
     // of the guest; a faulting instruction is skipped by the fault handler, leaving its
     // outputs (declared) with some value. ft0 is declared clobbered.
     unsafe {

@@ -26,7 +26,6 @@
 //!
 //! grt assumes a single vCPU: the console has no lock.
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
 
 mod arch;
 pub mod bench;

@@ -15,8 +15,6 @@
 
 #![no_std]
 #![warn(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
-#![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
 

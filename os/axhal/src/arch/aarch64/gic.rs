@@ -246,6 +246,7 @@ pub fn init_cpu(cpu: usize) {
             sysreg_write(|| unsafe {
                 core::arch::asm!("msr S3_4_C12_C9_5, {}", in(reg) 0b1001u64)
             });
+            // SAFETY: as above, the EL1 CPU-interface registers this CPU's interface owns.
             sysreg_write(|| unsafe {
                 core::arch::asm!(
                     "msr S3_0_C4_C6_0, {pmr}",
