@@ -70,48 +70,99 @@ impl Missing {
     }
 }
 
+/// Splits a console line into the VM whose console it is and the VM's text: the
+/// hypervisor prints a VM's output as `[name] text`. Other lines (the hypervisor's own) are
+/// `(None, line)`. A name has no whitespace, so a bracketed timestamp such as `[ 0.1]` is not
+/// one.
+pub fn split_vm(line: &str) -> (Option<&str>, &str) {
+    let vm = line.strip_prefix('[').and_then(|rest| {
+        let (name, text) = rest.split_once("] ")?;
+        (!name.is_empty() && !name.contains(char::is_whitespace)).then_some((name, text))
+    });
+    match vm {
+        Some((name, text)) => (Some(name), text),
+        None => (None, line),
+    }
+}
+
+/// One expected string and where it must appear.
+#[derive(Clone, Debug)]
+struct Expectation {
+    /// As written in the scenario (for reports).
+    written: String,
+    /// `Some(vm)` when written as `[vm] text`: only that VM's console lines count.
+    vm: Option<String>,
+    /// What must appear: the text after the VM prefix, or everything.
+    text: String,
+    seen: bool,
+}
+
+impl Expectation {
+    fn new(written: &str) -> Self {
+        let (vm, text) = split_vm(written);
+        Expectation {
+            written: written.to_owned(),
+            vm: vm.map(str::to_owned),
+            text: text.to_owned(),
+            seen: false,
+        }
+    }
+
+    /// The part of `line` this expectation is matched against: the VM's text when the
+    /// line is that VM's, the whole line for an expectation without a VM; else `None`.
+    fn subject<'l>(&self, line: &'l str, vm: Option<&str>, text: &'l str) -> Option<&'l str> {
+        match &self.vm {
+            None => Some(line),
+            Some(want) => (vm == Some(want.as_str())).then_some(text),
+        }
+    }
+}
+
 /// Matches console lines against expectations.
 ///
-/// Ordered expectations must appear in order; several may be satisfied by one line if they
-/// appear in that order within it. Unordered expectations may appear anywhere, in any order.
-/// A line containing a failure marker fails the match at once.
+/// An expectation written `[vm] text` matches only lines of that VM's console (the lines
+/// the hypervisor prints with the `[vm] ` prefix), where `text` must appear after the
+/// prefix; any other expectation matches any line. Ordered expectations must appear in
+/// order on their console: the ones of one VM in the order written, the ones without a VM
+/// in the order written among themselves, with no order between consoles (VMs print
+/// concurrently). Several may be satisfied by one line if they appear in that order within
+/// it. Unordered expectations may appear anywhere on their console, in any order. A line
+/// containing a failure marker (routed the same way) fails the match at once.
 #[derive(Clone, Debug)]
 pub struct Matcher {
-    ordered: Vec<String>,
-    next_ordered: usize,
-    unordered: Vec<(String, bool)>,
-    fail_on: Vec<String>,
+    ordered: Vec<Expectation>,
+    unordered: Vec<Expectation>,
+    fail_on: Vec<Expectation>,
 }
 
 impl Matcher {
     /// A matcher for the given ordered and unordered expectations and failure markers.
     pub fn new(ordered: &[String], unordered: &[String], fail_on: &[String]) -> Self {
+        let list = |items: &[String]| items.iter().map(|s| Expectation::new(s)).collect();
         Matcher {
-            ordered: ordered.to_vec(),
-            next_ordered: 0,
-            unordered: unordered.iter().map(|s| (s.clone(), false)).collect(),
-            fail_on: fail_on.to_vec(),
+            ordered: list(ordered),
+            unordered: list(unordered),
+            fail_on: list(fail_on),
         }
     }
 
     /// Feeds one cleaned console line.
     pub fn feed(&mut self, line: &str) -> Verdict {
-        if let Some(marker) = self.fail_on.iter().find(|m| line.contains(m.as_str())) {
-            return Verdict::FailMarker(marker.clone());
+        if let Some(marker) = self.fails(line) {
+            return Verdict::FailMarker(marker);
         }
-        let mut rest = line;
-        while let Some(want) = self.ordered.get(self.next_ordered) {
-            match rest.find(want.as_str()) {
-                Some(at) => {
-                    rest = &rest[at + want.len()..];
-                    self.next_ordered += 1;
-                }
-                None => break,
-            }
+        let (vm, text) = split_vm(line);
+        self.advance_ordered(None, line);
+        if vm.is_some() {
+            self.advance_ordered(vm, text);
         }
-        for (want, seen) in &mut self.unordered {
-            if !*seen && line.contains(want.as_str()) {
-                *seen = true;
+        for want in &mut self.unordered {
+            if !want.seen
+                && want
+                    .subject(line, vm, text)
+                    .is_some_and(|s| s.contains(want.text.as_str()))
+            {
+                want.seen = true;
             }
         }
         if self.is_complete() {
@@ -121,9 +172,37 @@ impl Matcher {
         }
     }
 
+    /// Marks the ordered expectations of `console` (`None`: those without a VM) found in
+    /// `rest`, each after the previous one, starting with the first one not yet seen.
+    fn advance_ordered(&mut self, console: Option<&str>, mut rest: &str) {
+        while let Some(next) = self
+            .ordered
+            .iter_mut()
+            .find(|e| !e.seen && e.vm.as_deref() == console)
+        {
+            let Some(at) = rest.find(next.text.as_str()) else {
+                break;
+            };
+            rest = &rest[at + next.text.len()..];
+            next.seen = true;
+        }
+    }
+
     /// Whether every expectation has been seen.
     pub fn is_complete(&self) -> bool {
-        self.next_ordered == self.ordered.len() && self.unordered.iter().all(|(_, seen)| *seen)
+        self.ordered.iter().chain(&self.unordered).all(|e| e.seen)
+    }
+
+    /// Whether `line` contains a failure marker (for lines read after the match completed).
+    pub fn fails(&self, line: &str) -> Option<String> {
+        let (vm, text) = split_vm(line);
+        self.fail_on
+            .iter()
+            .find(|m| {
+                m.subject(line, vm, text)
+                    .is_some_and(|s| s.contains(m.text.as_str()))
+            })
+            .map(|m| m.written.clone())
     }
 
     /// The expectations not seen yet.
@@ -131,13 +210,14 @@ impl Matcher {
         Missing {
             first_ordered: self
                 .ordered
-                .get(self.next_ordered)
-                .map(|s| (self.next_ordered, s.clone())),
+                .iter()
+                .position(|e| !e.seen)
+                .map(|i| (i, self.ordered[i].written.clone())),
             unordered: self
                 .unordered
                 .iter()
-                .filter(|(_, seen)| !seen)
-                .map(|(s, _)| s.clone())
+                .filter(|e| !e.seen)
+                .map(|e| e.written.clone())
                 .collect(),
         }
     }
@@ -220,5 +300,50 @@ mod tests {
         let mut m = Matcher::new(&[], &[], &[]);
         assert!(m.is_complete());
         assert_eq!(m.feed("anything"), Verdict::Complete);
+    }
+
+    #[test]
+    fn vm_prefixes_split_only_names() {
+        assert_eq!(split_vm("[hog] PASS hog"), (Some("hog"), "PASS hog"));
+        assert_eq!(split_vm("[ 0.1] cpu 0"), (None, "[ 0.1] cpu 0"));
+        assert_eq!(split_vm("[] x"), (None, "[] x"));
+        assert_eq!(split_vm("[hog]PASS"), (None, "[hog]PASS"));
+        assert_eq!(split_vm("vm hog: created"), (None, "vm hog: created"));
+    }
+
+    #[test]
+    fn vm_expectations_match_only_that_vms_console() {
+        let mut m = Matcher::new(&strings(&["[a] PASS a"]), &strings(&["[b] done"]), &[]);
+        // Another VM printing the text, or the hypervisor quoting it, does not count.
+        assert_eq!(m.feed("[b] PASS a"), Verdict::Pending);
+        assert_eq!(m.feed("vm a: [a] PASS a"), Verdict::Pending);
+        assert_eq!(m.feed("[a] done"), Verdict::Pending);
+        assert_eq!(m.missing().unordered, strings(&["[b] done"]));
+        assert_eq!(m.feed("[a] PASS a"), Verdict::Pending);
+        assert_eq!(m.feed("[b] all done"), Verdict::Complete);
+    }
+
+    #[test]
+    fn order_holds_per_console_not_across() {
+        let mut m = Matcher::new(
+            &strings(&["[a] one", "[b] one", "[a] two", "vm a: off"]),
+            &[],
+            &[],
+        );
+        // b finishes before a starts: fine, the consoles run concurrently.
+        assert_eq!(m.feed("[b] one"), Verdict::Pending);
+        assert_eq!(m.feed("[a] two"), Verdict::Pending);
+        assert_eq!(m.missing().first_ordered, Some((0, "[a] one".to_owned())));
+        assert_eq!(m.feed("[a] one two"), Verdict::Pending);
+        // An unprefixed expectation matches any line, here the hypervisor's.
+        assert_eq!(m.feed("vm a: off"), Verdict::Complete);
+    }
+
+    #[test]
+    fn vm_fail_markers_are_routed() {
+        let m = Matcher::new(&[], &[], &strings(&["[a] FAIL", "panicked"]));
+        assert_eq!(m.fails("[b] FAIL x"), None);
+        assert_eq!(m.fails("[a] FAIL x"), Some("[a] FAIL".to_owned()));
+        assert_eq!(m.fails("[b] panicked"), Some("panicked".to_owned()));
     }
 }

@@ -29,6 +29,8 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 pub const MAX_TIMEOUT_SECS: u64 = 3600;
 /// How many console lines a failure report shows.
 pub const TAIL_LINES: usize = 40;
+/// How long the console is still read after the last expected line, for late failures.
+pub const LINGER: Duration = Duration::from_millis(1000);
 /// How many scenarios run at the same time.
 pub const WORKERS: usize = 2;
 
@@ -580,16 +582,25 @@ fn drive(
     .collect();
     drop(tx);
 
+    // Once every expectation is seen (and no exit is expected), the console is still read
+    // for `LINGER`, so that a failure printed just after the last expected line is caught.
+    let mut linger_until: Option<Instant> = None;
     let result = loop {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            break Err(Failure::Timeout(scenario.timeout));
+        let until = linger_until.unwrap_or(deadline);
+        let Some(left) = until.checked_duration_since(Instant::now()) else {
+            break match linger_until {
+                Some(_) => Ok(()),
+                None => Err(Failure::Timeout(scenario.timeout)),
+            };
         };
         match rx.recv_timeout(left) {
             Ok(Event::Line(Stream::Stdout, line)) => {
                 transcript.record(Stream::Stdout, &line);
                 match matcher.feed(&line) {
                     Verdict::FailMarker(marker) => break Err(Failure::Marker { marker, line }),
-                    Verdict::Complete if !scenario.expect_exit => break Ok(()),
+                    Verdict::Complete if !scenario.expect_exit && linger_until.is_none() => {
+                        linger_until = Some((Instant::now() + LINGER).min(deadline));
+                    }
                     Verdict::Complete | Verdict::Pending => {}
                 }
             }
@@ -609,6 +620,7 @@ fn drive(
                     Ok(())
                 };
             }
+            Err(RecvTimeoutError::Timeout) if linger_until.is_some() => break Ok(()),
             Err(RecvTimeoutError::Timeout) => break Err(Failure::Timeout(scenario.timeout)),
         }
     };
