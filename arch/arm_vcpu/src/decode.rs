@@ -7,6 +7,7 @@ use axaddrspace::{GuestPhysAddr, MappingFlags};
 use axdevice_base::AccessWidth;
 use axvcpu::VmExit;
 
+use crate::exception::insn_len;
 use crate::sysreg::SysRegAccess;
 
 /// Exception classes the vCPU handles.
@@ -29,6 +30,16 @@ pub mod ec {
     pub const DABT_LOWER: u64 = 0x24;
     /// Data abort taken without a change of EL (what a guest at EL1 sees for its own access).
     pub const DABT_CURRENT: u64 = 0x25;
+    /// MCR/MRC to CP15 (AArch32).
+    pub const CP15_MCR: u64 = 0x03;
+    /// MCRR/MRRC to CP15 (AArch32).
+    pub const CP15_MCRR: u64 = 0x04;
+    /// MCR/MRC to CP14 (AArch32).
+    pub const CP14_MCR: u64 = 0x05;
+    /// LDC/STC to CP14 (AArch32).
+    pub const CP14_LDC: u64 = 0x06;
+    /// MRRC to CP14 (AArch32).
+    pub const CP14_MRRC: u64 = 0x0c;
 }
 
 /// PSCI function ids (SMC32 and SMC64 forms where both exist).
@@ -95,7 +106,8 @@ pub fn mpidr_to_index(target: u64, count: usize) -> Option<usize> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncAction {
     /// Hand this exit to the VMM. `pc_step` is how far to move the guest's PC once the exit
-    /// is completed (4 past a trapped instruction, 0 when ELR already points past it).
+    /// is completed (the trapped instruction's length, 2 or 4 from ESR_EL2.IL, to go past
+    /// it; 0 when ELR already points past it or the instruction is retried).
     Exit {
         /// The decoded exit.
         exit: VmExit,
@@ -211,11 +223,11 @@ pub fn decode_sync(esr: u64, far: u64, hpfar: u64, regs: &[u64; 31]) -> SyncActi
         // Halt only for WFI (TI = 0); a trapped WFE is just a hint: step over it.
         ec::WFX if esr & 1 == 0 => SyncAction::Exit {
             exit: VmExit::Halt,
-            pc_step: 4,
+            pc_step: insn_len(esr),
         },
         ec::WFX => SyncAction::Reply {
             x0: regs[0],
-            pc_step: 4,
+            pc_step: insn_len(esr),
         },
         ec::DABT_LOWER => {
             let gpa = fault_ipa(far, hpfar);
@@ -233,7 +245,7 @@ pub fn decode_sync(esr: u64, far: u64, hpfar: u64, regs: &[u64; 31]) -> SyncActi
                             width: da.width,
                             value,
                         },
-                        pc_step: 4,
+                        pc_step: insn_len(esr),
                     }
                 }
                 Some(da) => SyncAction::Exit {
@@ -243,7 +255,7 @@ pub fn decode_sync(esr: u64, far: u64, hpfar: u64, regs: &[u64; 31]) -> SyncActi
                         reg: da.reg,
                         sign_ext: da.sign_ext,
                     },
-                    pc_step: 4,
+                    pc_step: insn_len(esr),
                 },
                 None => {
                     let access = if esr & (1 << 6) != 0 {
@@ -260,6 +272,12 @@ pub fn decode_sync(esr: u64, far: u64, hpfar: u64, regs: &[u64; 31]) -> SyncActi
         }
         ec::SYSREG => SyncAction::SysReg(SysRegAccess::from_esr(esr)),
         ec::SVE => SyncAction::Undefined,
+        // Coprocessor accesses from AArch32 EL0 the hypervisor traps but does not emulate
+        // (none with today's trap controls): UNDEFINED, as the architecture says a trapped
+        // access without emulation should be.
+        ec::CP15_MCR | ec::CP15_MCRR | ec::CP14_MCR | ec::CP14_LDC | ec::CP14_MRRC => {
+            SyncAction::Undefined
+        }
         ec::IABT_LOWER => SyncAction::Exit {
             exit: VmExit::NestedPageFault {
                 gpa: fault_ipa(far, hpfar),

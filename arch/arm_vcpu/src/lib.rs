@@ -2,6 +2,9 @@
 //!
 //! - [`decode`]: turning ESR_EL2 syndromes into [`axvcpu::VmExit`]s, and PSCI calls the
 //!   vCPU answers itself. Portable and unit-tested on the host.
+//! - [`exception`]: exceptions the vCPU takes to the guest's EL1 (vector, entry PSTATE) and
+//!   the AArch32 (A32/T32) side of completing a trap: instruction length, ITSTATE, condition.
+//!   Portable too.
 //! - [`sysreg`]: trapped system-register accesses (the feature ID registers the guest reads
 //!   with hidden features masked; everything else is UNDEFINED). Portable too.
 //! - `vcpu` (aarch64 only): the guest context (general-purpose registers, EL1 system
@@ -14,6 +17,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod decode;
+pub mod exception;
 pub mod passthrough;
 pub mod sysreg;
 

@@ -97,6 +97,14 @@ pub const ID_AA64SMFR0_EL1: SysReg = SysReg::new(3, 0, 0, 4, 5);
 pub const ID_AA64DFR0_EL1: SysReg = SysReg::new(3, 0, 0, 5, 0);
 /// ID_DFR0_EL1 (AArch32 debug features, seen by AArch64 software too).
 pub const ID_DFR0_EL1: SysReg = SysReg::new(3, 0, 0, 1, 2);
+/// ID_AA64MMFR1_EL1.
+pub const ID_AA64MMFR1_EL1: SysReg = SysReg::new(3, 0, 0, 7, 1);
+
+/// ID_AA64PFR0_EL1.EL1 (bits 7:4) as the guest sees it: 0b0001, EL1 in AArch64 only. The
+/// vCPU runs the guest's EL1 with HCR_EL2.RW = 1, so it can never be AArch32 there (an
+/// exception return to AArch32 EL1 is an illegal return). EL0 (bits 3:0) keeps the
+/// hardware's value: AArch32 at EL0 works.
+const PFR0_EL1_AARCH64_ONLY: u64 = 0x1 << 4;
 
 /// A 4-bit ID field: its bit position.
 const fn field_mask(shift: u32) -> u64 {
@@ -122,12 +130,17 @@ pub fn sanitize_id(reg: SysReg, hw: u64) -> u64 {
     if reg == ID_AA64ZFR0_EL1 || reg == ID_AA64SMFR0_EL1 {
         return 0;
     }
-    HIDDEN
+    let v = HIDDEN
         .iter()
         .find(|(r, _)| *r == reg)
         .map_or(hw, |(_, shifts)| {
             shifts.iter().fold(hw, |v, &s| v & !field_mask(s))
-        })
+        });
+    if reg == ID_AA64PFR0_EL1 {
+        (v & !field_mask(4)) | PFR0_EL1_AARCH64_ONLY
+    } else {
+        v
+    }
 }
 
 /// ESR_EL1 for an Undefined Instruction exception (EC 0 "unknown reason", IL = 1), as the

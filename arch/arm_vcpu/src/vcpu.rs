@@ -4,8 +4,12 @@ use crate::decode::{
     decode_sync, hvc_hypercall, injected_abort_esr, mpidr_to_index, psci_power_reply, DataAbort,
     SyncAction,
 };
+use crate::exception::{self, EntryFeatures, SPSR_EL1H_MASKED};
 use crate::passthrough::PassthroughLines;
-use crate::sysreg::{sanitize_id, undefined_esr, SysReg, SysRegAccess};
+use crate::sysreg::{
+    sanitize_id, undefined_esr, SysReg, SysRegAccess, ID_AA64MMFR1_EL1, ID_AA64PFR0_EL1,
+    ID_AA64PFR1_EL1,
+};
 use crate::vgic_hw::HwListRegs;
 use alloc::sync::Arc;
 use arm_vgic::{ListReg, ListRegs, Vgic};
@@ -15,8 +19,6 @@ use axhal::vgic::{self as hw_vgic, VgicCpuState, HCR_EN};
 use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
 use core::ops::ControlFlow;
 
-/// SPSR for EL1h with D, A, I, F masked: how a guest starts and how exceptions enter it.
-const SPSR_EL1H_MASKED: u64 = 0x3c5;
 /// SCTLR_EL1 at reset: RES1 bits set, MMU and caches off.
 const SCTLR_EL1_RESET: u64 = 0x30c5_0830;
 
@@ -240,6 +242,10 @@ pub struct ArmVCpu {
     last_esr: u64,
     last_far: u64,
     last_pc: u64,
+    /// The guest's PSTATE at the last exit (before any PC step advanced ITSTATE).
+    last_spsr: u64,
+    /// The CPU's features that change how an injected exception enters the guest's EL1.
+    entry_features: EntryFeatures,
     /// The guest's EL1 and EL2 control state is live in this CPU's registers (between
     /// `run` and `put`).
     loaded: bool,
@@ -316,6 +322,12 @@ impl ArchVCpu for ArmVCpu {
             last_esr: 0,
             last_far: 0,
             last_pc: 0,
+            last_spsr: 0,
+            entry_features: EntryFeatures::from_id_registers(
+                read_id_register(ID_AA64PFR0_EL1),
+                read_id_register(ID_AA64PFR1_EL1),
+                read_id_register(ID_AA64MMFR1_EL1),
+            ),
             loaded: false,
             vm_id: None,
         })
@@ -413,6 +425,7 @@ impl ArchVCpu for ArmVCpu {
                     self.last_esr = esr;
                     self.last_far = far;
                     self.last_pc = self.regs.elr;
+                    self.last_spsr = self.regs.spsr;
                     if let Some(nr) = hypercall {
                         // The arguments stay in x1-x6 (`ArchVCpu::hypercall_args`).
                         VmExit::Hypercall { nr }
@@ -499,8 +512,9 @@ impl ArchVCpu for ArmVCpu {
 
     fn inject_data_fault(&mut self, _gpa: GuestPhysAddr) {
         // The abort of the access that exited: an instruction abort for a fetch, and the
-        // lower-EL class when the guest was at EL0 (SPSR.M = EL0t), as the hardware reports.
-        let from_el0 = self.regs.spsr & 0xf == 0;
+        // lower-EL class when the guest was at EL0 (AArch64 EL0t or AArch32), as the
+        // hardware reports.
+        let from_el0 = exception::from_el0(self.last_spsr);
         self.inject_sync(injected_abort_esr(self.last_esr, from_el0), self.last_far);
     }
 
@@ -546,10 +560,17 @@ impl ArmVCpu {
     /// exception).
     #[inline(always)]
     fn decode_exit(&mut self, esr: u64, far: u64, hpfar: u64) -> Option<VmExit> {
+        let spsr = self.regs.spsr;
+        if !exception::condition_passed(esr, spsr) {
+            // An A32/T32 instruction that failed its condition: it did nothing.
+            self.step_pc(exception::insn_len(esr));
+            return None;
+        }
+        let esr = exception::effective_syndrome(esr, spsr);
         match decode_sync(esr, far, hpfar, &self.regs.x) {
             SyncAction::Reply { x0, pc_step } => {
                 self.regs.x[0] = x0;
-                self.regs.elr = self.regs.elr.wrapping_add(pc_step);
+                self.step_pc(pc_step);
                 None
             }
             SyncAction::SysReg(access) => {
@@ -561,7 +582,7 @@ impl ArmVCpu {
                 None
             }
             SyncAction::Exit { exit, pc_step } => {
-                self.regs.elr = self.regs.elr.wrapping_add(pc_step);
+                self.step_pc(pc_step);
                 if let VmExit::MmioRead {
                     reg,
                     width,
@@ -602,28 +623,34 @@ impl ArmVCpu {
         vgic.flush(self.index, lrs);
     }
 
+    /// Moves the guest past the `len` bytes of the instruction the vCPU completed for it (in
+    /// T32 also advancing ITSTATE); `len` 0 leaves it where it is.
+    #[inline(always)]
+    fn step_pc(&mut self, len: u64) {
+        (self.regs.elr, self.regs.spsr) = exception::step(self.regs.elr, self.regs.spsr, len);
+    }
+
     /// Gives the guest an Undefined Instruction exception at the trapped instruction.
     fn inject_undefined(&mut self) {
         self.inject_sync(undefined_esr(), 0);
     }
 
     /// Takes a synchronous exception to the guest's EL1, as the hardware would: syndrome,
-    /// fault address, return state (the instruction of the last exit), then the vector
-    /// entry for the guest's current mode.
+    /// fault address, return state (the instruction and PSTATE of the last exit, AArch32
+    /// included), then the vector for the state it was in (+0x000 EL1t, +0x200 EL1h,
+    /// +0x400 AArch64 EL0, +0x600 AArch32 EL0) with the entry PSTATE
+    /// ([`exception::entry_pstate`]).
     fn inject_sync(&mut self, esr: u64, far: u64) {
         // The EL1 registers are changed in the saved copy; the next run loads them.
         self.put();
         self.pending_load = None;
+        let from = self.last_spsr;
         self.el1.esr_el1 = esr;
         self.el1.far_el1 = far;
         self.el1.elr_el1 = self.last_pc;
-        self.el1.spsr_el1 = self.regs.spsr;
-        let offset = match self.regs.spsr & 0xf {
-            0b0100 => 0x000, // EL1t
-            0b0101 => 0x200, // EL1h
-            _ => 0x400,      // from EL0 (AArch64)
-        };
+        self.el1.spsr_el1 = from;
+        let offset = exception::vector_offset(from);
         self.regs.elr = self.el1.vbar_el1.wrapping_add(offset);
-        self.regs.spsr = SPSR_EL1H_MASKED;
+        self.regs.spsr = exception::entry_pstate(from, self.el1.sctlr_el1, self.entry_features);
     }
 }

@@ -56,8 +56,10 @@ fn hides_unvirtualised_features() {
     for shift in [8, 12, 28, 32, 40, 44] {
         assert_eq!((v >> shift) & 0xf, 0, "PFR0 field at {shift}");
     }
-    // EL0, EL1, FP, AdvSIMD and GIC are kept.
-    assert_eq!(v & 0xff, hw & 0xff);
+    // EL0 (AArch64 and AArch32: 2), FP, AdvSIMD and GIC are kept; EL1 says AArch64 only,
+    // since HCR_EL2.RW keeps the guest's EL1 out of AArch32.
+    assert_eq!(v & 0xf, 2);
+    assert_eq!((v >> 4) & 0xf, 1);
     assert_eq!((v >> 16) & 0xff, (hw >> 16) & 0xff);
     assert_eq!((v >> 24) & 0xf, (hw >> 24) & 0xf);
 
