@@ -1,13 +1,17 @@
 //! `cargo xtask vmconfig check FILE...`: parse and validate VM config files on the host
 //! with the same code (`axvmconfig`) the hypervisor runs at boot.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
-use axvmconfig::{ProblemKind, ValidateContext, VmConfig};
+use anyhow::{Context, Result};
+use axvmconfig::{HostFacts, HostRange, HostUse, ProblemKind, ValidateContext, VmConfig};
 use clap::{Args, Subcommand};
+use serde::Deserialize;
+
+use crate::util::repo_root;
 
 /// Arguments of `cargo xtask vmconfig`.
 #[derive(Debug, Args)]
@@ -22,23 +26,112 @@ enum VmconfigCommand {
     /// hypervisor's VMs (unique ids and names). Prints `FILE: ok` or every problem as
     /// `FILE: field: message`, and fails if any file has a problem.
     Check {
+        /// The platform the VMs run on (`configs/platforms/NAME.toml`), for the host checks;
+        /// by default `qemu-virt-<arch>` of the architecture each file name starts with.
+        #[arg(long, value_name = "NAME")]
+        platform: Option<String>,
         /// VM config files (TOML), e.g. configs/vms/aarch64-hello.toml.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
 }
 
+/// The `[host]` table of a platform file: what is known about the machine on the host.
+/// Ranges are `[start, end)`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostTable {
+    /// The window the machine's RAM lies in (the hypervisor manages all of it).
+    ram: Option<[u64; 2]>,
+    /// Memory the firmware keeps.
+    #[serde(default)]
+    reserved: Vec<[u64; 2]>,
+    /// The hypervisor's console UART.
+    console: Option<[u64; 2]>,
+    /// Register windows of the host's interrupt controller.
+    #[serde(default)]
+    interrupt_controller: Vec<[u64; 2]>,
+    /// The host controller's device interrupt lines, `[first, end)`.
+    irq_lines: Option<[u32; 2]>,
+    /// The smallest hardware VMID width of the CPUs the platform runs.
+    vmid_bits: Option<u32>,
+}
+
+/// A platform file as far as this command reads it.
+#[derive(Deserialize)]
+struct PlatformFile {
+    #[serde(default)]
+    host: HostTable,
+}
+
+impl HostTable {
+    /// The facts, firmware memory before RAM (the first overlapping range names the
+    /// problem). VMID 0 is never given to a VM.
+    fn facts(&self) -> HostFacts {
+        let range = |[start, end]: [u64; 2], what| HostRange { start, end, what };
+        let ranges = self
+            .reserved
+            .iter()
+            .map(|&r| range(r, HostUse::FirmwareReserved))
+            .chain(self.ram.map(|r| range(r, HostUse::HypervisorRam)))
+            .chain(self.console.map(|r| range(r, HostUse::Console)))
+            .chain(
+                self.interrupt_controller
+                    .iter()
+                    .map(|&r| range(r, HostUse::InterruptController)),
+            )
+            .collect();
+        HostFacts {
+            ranges,
+            irq_lines: self.irq_lines.map(|[first, end]| first..end),
+            vmids: self
+                .vmid_bits
+                .map(|bits| (1usize << bits.min(16)).saturating_sub(1)),
+        }
+    }
+}
+
+/// The host facts of `configs/platforms/<name>.toml`.
+fn platform_facts(name: &str) -> Result<HostFacts> {
+    let path = repo_root()
+        .join("configs/platforms")
+        .join(format!("{name}.toml"));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let file: PlatformFile =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(file.host.facts())
+}
+
+/// The default platform of a config file: `qemu-virt-<arch>` when its name starts with
+/// `aarch64-` or `riscv64-`.
+fn default_platform(file: &Path) -> Option<String> {
+    let name = file.file_name()?.to_str()?;
+    ["aarch64", "riscv64"]
+        .into_iter()
+        .find(|arch| name.starts_with(&format!("{arch}-")))
+        .map(|arch| format!("qemu-virt-{arch}"))
+}
+
 /// Runs `cargo xtask vmconfig ...`.
 pub fn run(args: VmconfigArgs) -> Result<ExitCode> {
     match args.command {
-        VmconfigCommand::Check { files } => {
-            let inputs: Vec<Input> = files
-                .iter()
-                .map(|path| Input {
+        VmconfigCommand::Check { platform, files } => {
+            let mut facts = BTreeMap::new();
+            let mut inputs = Vec::new();
+            for path in &files {
+                let platform = platform.clone().or_else(|| default_platform(path));
+                if let Some(name) = &platform {
+                    if !facts.contains_key(name) {
+                        facts.insert(name.clone(), platform_facts(name)?);
+                    }
+                }
+                inputs.push(Input {
                     name: path.display().to_string(),
                     text: std::fs::read_to_string(path).map_err(|err| err.to_string()),
-                })
-                .collect();
+                    host: platform.and_then(|name| facts.get(&name).cloned()),
+                });
+            }
             let report = check(&inputs);
             print!("{}", report.text);
             Ok(if report.ok {
@@ -50,10 +143,12 @@ pub fn run(args: VmconfigArgs) -> Result<ExitCode> {
     }
 }
 
-/// One file to check: the name to print and its contents (or why it could not be read).
+/// One file to check: the name to print, its contents (or why it could not be read) and
+/// what is known about the host it runs on.
 struct Input {
     name: String,
     text: Result<String, String>,
+    host: Option<HostFacts>,
 }
 
 /// What `check` prints, and whether every file passed.
@@ -64,8 +159,9 @@ struct Report {
 
 /// Parses and validates every input, then checks them together; one line per problem.
 ///
-/// The machine is not known here, so the vCPU pinning against the number of physical CPUs
-/// and the image sizes are not checked (the hypervisor checks them at boot).
+/// Each file is also checked against its host facts; the files together against the facts
+/// they share (none when they differ). The number of physical CPUs and the image sizes are
+/// not known here (the hypervisor checks them at boot).
 fn check(inputs: &[Input]) -> Report {
     let ctx = ValidateContext::default();
     let mut problems: Vec<Vec<String>> = vec![Vec::new(); inputs.len()];
@@ -86,13 +182,26 @@ fn check(inputs: &[Input]) -> Report {
                 if let Err(found) = config.validate(&ctx) {
                     problems[i].extend(found.iter().map(ToString::to_string));
                 }
+                if let Some(Err(found)) = input.host.as_ref().map(|h| config.validate_host(h)) {
+                    problems[i].extend(found.iter().map(ToString::to_string));
+                }
                 parsed.push((i, config));
             }
         }
     }
 
     let configs: Vec<VmConfig> = parsed.iter().map(|(_, config)| config.clone()).collect();
-    if let Err(found) = axvmconfig::validate_many(&configs) {
+    let shared = match parsed.split_first() {
+        Some((&(first, _), rest))
+            if rest
+                .iter()
+                .all(|&(i, _)| inputs[i].host == inputs[first].host) =>
+        {
+            inputs[first].host.clone().unwrap_or_default()
+        }
+        _ => HostFacts::default(),
+    };
+    if let Err(found) = axvmconfig::validate_many_on(&configs, &shared) {
         // Problems index `configs`; print them against (and naming) the files instead.
         let file_of = |vm: usize| parsed.get(vm).map(|&(file, _)| file);
         let name_of = |vm: usize| file_of(vm).map_or("?", |file| inputs[file].name.as_str());
@@ -107,6 +216,21 @@ fn check(inputs: &[Input]) -> Report {
                     "{}: name `{name}` is already used by {}",
                     problem.field,
                     name_of(*first)
+                ),
+                ProblemKind::OtherVmOverlap {
+                    other_vm,
+                    other,
+                    start,
+                    end,
+                    ..
+                } => format!(
+                    "{}: overlaps {other} of {} ([{start:#x}, {end:#x})); a host range belongs to one VM",
+                    problem.field,
+                    name_of(*other_vm)
+                ),
+                ProblemKind::NoVmid { vmids, .. } => format!(
+                    "{}: no hardware VMID left for this VM (the platform has {vmids} for VMs)",
+                    problem.field
                 ),
                 _ => problem.to_string(),
             };
@@ -142,6 +266,7 @@ mod tests {
         Input {
             name: name.to_owned(),
             text: std::fs::read_to_string(&path).map_err(|err| err.to_string()),
+            host: default_platform(&path).map(|p| platform_facts(&p).unwrap()),
         }
     }
 
@@ -149,6 +274,15 @@ mod tests {
         Input {
             name: name.to_owned(),
             text: Ok(text.to_owned()),
+            host: None,
+        }
+    }
+
+    /// `text` checked against the QEMU virt platform of `arch`.
+    fn on_virt(arch: &str, name: &str, text: &str) -> Input {
+        Input {
+            host: Some(platform_facts(&format!("qemu-virt-{arch}")).unwrap()),
+            ..inline(name, text)
         }
     }
 
@@ -206,6 +340,7 @@ mod tests {
         let unreadable = Input {
             name: "missing.toml".to_owned(),
             text: Err("No such file or directory (os error 2)".to_owned()),
+            host: None,
         };
         let report = check(&[
             unreadable,
@@ -216,6 +351,69 @@ mod tests {
             report.text,
             "missing.toml: cannot read: No such file or directory (os error 2)\n\
              kind.toml: line 2, column 8: in `devices.kind`: unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`\n"
+        );
+    }
+
+    #[test]
+    fn platform_files_give_host_facts() {
+        let arm = platform_facts("qemu-virt-aarch64").unwrap();
+        assert_eq!(arm.vmids, Some(255));
+        assert_eq!(arm.irq_lines, Some(32..288));
+        assert_eq!(
+            arm.used_by_host(0x4008_0000, 0x4008_1000).map(|r| r.what),
+            Some(HostUse::HypervisorRam)
+        );
+        assert_eq!(
+            arm.used_by_host(0x0900_0000, 0x0900_1000).map(|r| r.what),
+            Some(HostUse::Console)
+        );
+        let rv = platform_facts("qemu-virt-riscv64").unwrap();
+        assert_eq!(rv.vmids, Some((1 << 14) - 1));
+        assert_eq!(
+            rv.used_by_host(0x8000_0000, 0x8000_1000).map(|r| r.what),
+            Some(HostUse::FirmwareReserved)
+        );
+        assert_eq!(
+            default_platform(Path::new("configs/vms/riscv64-hello.toml")).as_deref(),
+            Some("qemu-virt-riscv64")
+        );
+        assert_eq!(default_platform(Path::new("invalid-example.toml")), None);
+    }
+
+    /// The bug of issue 10: an identity map over the hypervisor's own RAM passed the check.
+    #[test]
+    fn identity_over_hypervisor_ram_is_refused() {
+        let text = std::fs::read_to_string(repo_root().join("configs/vms/aarch64-hello.toml"))
+            .unwrap()
+            + "\n[[memory]]\ngpa = 0x4800_0000\nsize = 0x10_0000\nmap = \"identity\"\n";
+        let report = check(&[on_virt("aarch64", "id.toml", &text)]);
+        assert!(!report.ok);
+        assert_eq!(
+            report.text,
+            "id.toml: memory[1]: overlaps the hypervisor's RAM ([0x40000000, 0x4000000000))\n"
+        );
+    }
+
+    #[test]
+    fn host_ranges_across_files_name_the_other_file() {
+        let base =
+            std::fs::read_to_string(repo_root().join("configs/vms/aarch64-passthrough.toml"))
+                .unwrap();
+        // Another VM (id and names changed) with the same passthrough range.
+        let other = base
+            .replace("name = \"", "name = \"x")
+            .replacen("\nid = ", "\nid = 77 #", 1);
+        let report = check(&[
+            on_virt("aarch64", "a.toml", &base),
+            on_virt("aarch64", "b.toml", &other),
+        ]);
+        assert!(!report.ok, "{}", report.text);
+        assert!(
+            report
+                .text
+                .contains("b.toml: passthrough[0]: overlaps passthrough[0] of a.toml"),
+            "{}",
+            report.text
         );
     }
 }

@@ -134,7 +134,7 @@ impl DtbConfig {
 
 /// One `[[memory]]` region of guest-physical address space.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "RawMemoryRegion")]
 pub struct MemoryRegion {
     /// First guest-physical address (multiple of 4 KiB).
     pub gpa: u64,
@@ -142,9 +142,78 @@ pub struct MemoryRegion {
     pub size: u64,
     /// How the region is backed.
     pub map: MapKind,
-    /// Access the guest has; all of read, write and exec by default.
-    #[serde(default)]
+    /// What the region is to the guest: RAM (the default) or ROM.
+    pub kind: MemKind,
+    /// Access the guest has; by default all of read, write and exec for RAM, read and
+    /// exec for ROM.
     pub flags: MemFlags,
+}
+
+/// The `[[memory]]` table as written: `kind` and `flags` may be left out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMemoryRegion {
+    /// First guest-physical address.
+    gpa: u64,
+    /// Size in bytes.
+    size: u64,
+    /// How the region is backed.
+    map: MapKind,
+    /// RAM or ROM; RAM when absent.
+    #[serde(default)]
+    kind: MemKind,
+    /// Access rights; the kind's default when absent.
+    flags: Option<MemFlags>,
+}
+
+impl From<RawMemoryRegion> for MemoryRegion {
+    fn from(raw: RawMemoryRegion) -> Self {
+        Self {
+            gpa: raw.gpa,
+            size: raw.size,
+            map: raw.map,
+            kind: raw.kind,
+            flags: raw.flags.unwrap_or(raw.kind.default_flags()),
+        }
+    }
+}
+
+/// What a memory region is to the guest (`kind = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemKind {
+    /// `"ram"` (default): memory the guest reads and writes; a `memory` node in a
+    /// generated device tree.
+    #[default]
+    Ram,
+    /// `"rom"`: read-only memory (a boot ROM, a flash image). The hypervisor loads images
+    /// into it; the guest may read (and execute) it but never write it. Must be
+    /// `map = "alloc"` without the `write` flag; a `mtd-rom` node in a generated device
+    /// tree.
+    Rom,
+}
+
+impl MemKind {
+    /// The flags of a region of this kind that lists none: all three for RAM, read and
+    /// exec for ROM.
+    pub const fn default_flags(self) -> MemFlags {
+        match self {
+            MemKind::Ram => MemFlags::ALL,
+            MemKind::Rom => MemFlags {
+                read: true,
+                write: false,
+                exec: true,
+            },
+        }
+    }
+
+    /// The name written in a config.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MemKind::Ram => "ram",
+            MemKind::Rom => "rom",
+        }
+    }
 }
 
 impl MemoryRegion {

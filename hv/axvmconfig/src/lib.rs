@@ -7,7 +7,9 @@
 //! inside RAM, images that fit, vCPUs pinned to CPUs that exist, ...) and reports **every**
 //! problem at once as a [`ConfigProblem`] with a field path such as `memory[1].gpa`.
 //! [`validate_many`] checks what must hold across the VMs of one hypervisor (unique ids
-//! and names).
+//! and names). What the host cannot give is checked against [`HostFacts`] (the host ranges
+//! no VM may have, its interrupt lines, its VMIDs): [`VmConfig::validate_host`] for one VM,
+//! [`validate_many_on`] across VMs.
 //!
 //! The crate is `no_std` + `alloc`: the hypervisor parses configs at boot, and
 //! `cargo xtask vmconfig check` runs the same code on the host. The format is described
@@ -41,6 +43,7 @@ extern crate alloc;
 
 mod config;
 mod error;
+mod host;
 mod validate;
 
 #[cfg(test)]
@@ -48,11 +51,13 @@ mod tests;
 
 pub use config::{
     CpuConfig, DeviceConfig, DeviceKind, DtbConfig, ImageConfig, KernelConfig, MapKind, MemFlags,
-    MemoryRegion, PassthroughConfig, UnclaimedPolicy, VmConfig, DEVICE_KINDS,
+    MemKind, MemoryRegion, PassthroughConfig, UnclaimedPolicy, VmConfig, DEVICE_KINDS,
 };
 pub use error::ParseError;
+pub use host::{HostFacts, HostRange, HostUse, VGIC_SPI_LINES, VPLIC_SOURCES};
 pub use validate::{
-    validate_many, ConfigProblem, ProblemKind, ValidateContext, MAX_NAME_LEN, PAGE_SIZE,
+    validate_many, validate_many_on, ConfigProblem, ProblemKind, ValidateContext, MAX_NAME_LEN,
+    PAGE_SIZE,
 };
 
 /// Parses the TOML text of one VM description.

@@ -37,6 +37,11 @@ base = 0x0900_0000
 size = 0x1000
 irq = 33
 
+[[devices]]
+kind = "gicd"
+base = 0x0800_0000
+size = 0x1_0000
+
 [[passthrough]]
 name = "uart1"
 base = 0x0904_0000
@@ -109,6 +114,7 @@ fn region(gpa: u64, size: u64, map: MapKind) -> MemoryRegion {
         gpa,
         size,
         map,
+        kind: MemKind::Ram,
         flags: MemFlags::ALL,
     }
 }
@@ -150,12 +156,20 @@ fn parses_every_field() {
     );
     assert_eq!(
         vm.devices,
-        vec![DeviceConfig {
-            kind: DeviceKind::Pl011,
-            base: 0x0900_0000,
-            size: 0x1000,
-            irq: Some(33)
-        }]
+        vec![
+            DeviceConfig {
+                kind: DeviceKind::Pl011,
+                base: 0x0900_0000,
+                size: 0x1000,
+                irq: Some(33)
+            },
+            DeviceConfig {
+                kind: DeviceKind::GicDistributor,
+                base: 0x0800_0000,
+                size: 0x1_0000,
+                irq: None
+            }
+        ]
     );
     assert_eq!(
         vm.passthrough,
@@ -181,7 +195,7 @@ kernel = { image = "k", load_addr = 0x8020_0000 }
 [[memory]]
 gpa = 0x8000_0000
 size = 0x100_0000
-map = "identity"
+map = "alloc"
 "#,
     );
     assert_eq!(vm.kernel.entry, 0x8020_0000, "entry defaults to load_addr");
@@ -189,7 +203,7 @@ map = "identity"
     assert_eq!(vm.kernel.initrd, None);
     assert_eq!(vm.kernel.dtb, None);
     assert_eq!(vm.memory[0].flags, MemFlags::ALL);
-    assert_eq!(vm.memory[0].map, MapKind::Identity);
+    assert_eq!(vm.memory[0].kind, MemKind::Ram);
     assert!(vm.devices.is_empty());
     assert!(vm.passthrough.is_empty());
     assert_eq!(vm.unclaimed, UnclaimedPolicy::Fault);
@@ -801,23 +815,23 @@ fn device_checks() {
     });
     assert_eq!(
         lines(&problems(&vm, &ctx())),
-        vec!["devices[1]: overlaps devices[0] ([0x9000000, 0x9001000))"]
+        vec!["devices[2]: overlaps devices[0] ([0x9000000, 0x9001000))"]
     );
     // Devices need no page alignment; adjacent ones are fine.
-    vm.devices[1].base = 0x0900_1000;
+    vm.devices[2].base = 0x0900_1000;
     vm.validate(&ctx()).unwrap();
 
-    vm.devices[1].base = 0x4fff_fffc;
+    vm.devices[2].base = 0x4fff_fffc;
     assert_eq!(
         lines(&problems(&vm, &ctx())),
-        vec!["devices[1]: overlaps memory[0] ([0x40000000, 0x50000000))"]
+        vec!["devices[2]: overlaps memory[0] ([0x40000000, 0x50000000))"]
     );
 
-    vm.devices[1].base = u64::MAX;
+    vm.devices[2].base = u64::MAX;
     assert_single(
         &vm,
         &ctx(),
-        "devices[1]",
+        "devices[2]",
         ProblemKind::Overflow {
             base: u64::MAX,
             size: 8,
@@ -865,7 +879,10 @@ fn passthrough_checks() {
     vm.passthrough[1].name = "uart1-again".into();
     assert_eq!(
         lines(&problems(&vm, &ctx())),
-        vec!["passthrough[1]: overlaps passthrough[0] ([0x9040000, 0x9041000))"]
+        vec![
+            "passthrough[1]: overlaps passthrough[0] ([0x9040000, 0x9041000))",
+            "passthrough[1].irqs[0]: interrupt 40 is already used by passthrough[0].irqs[0]"
+        ]
     );
 
     let mut vm = base();
@@ -956,13 +973,16 @@ fn validate_many_duplicates() {
     let mut b = base();
     b.id = 2;
     b.name = "other".into();
+    b.passthrough.clear();
     validate_many(&[a.clone(), b.clone()]).unwrap();
     validate_many(&[]).unwrap();
 
     let mut c = base();
     c.name = "third".into(); // same id as a
+    c.passthrough.clear();
     let mut d = base();
     d.id = 9; // same name as a
+    d.passthrough.clear();
     let found = validate_many(&[a, b, c, d]).unwrap_err();
     assert_eq!(
         found,
@@ -1003,13 +1023,298 @@ fn validate_many_duplicates() {
 
 #[test]
 fn validate_many_reports_each_later_duplicate() {
-    let vms: Vec<VmConfig> = (0..3).map(|_| base()).collect();
+    let vms: Vec<VmConfig> = (0..3)
+        .map(|_| VmConfig {
+            passthrough: Vec::new(),
+            ..base()
+        })
+        .collect();
     let found = validate_many(&vms).unwrap_err();
     assert_eq!(found.len(), 4); // ids and names of VMs 1 and 2, all against VM 0
     assert!(found.iter().all(|p| matches!(
         p.kind,
         ProblemKind::DuplicateId { first: 0, .. } | ProblemKind::DuplicateName { first: 0, .. }
     )));
+}
+
+// ---------------------------------------------------------------- memory kinds
+
+#[test]
+fn rom_kind_defaults_to_read_exec() {
+    let vm = parse(&BASE.replace("map = \"alloc\"\n", "map = \"alloc\"\nkind = \"rom\"\n"));
+    assert_eq!(vm.memory[0].kind, MemKind::Rom);
+    assert_eq!(vm.memory[0].flags, MemKind::Rom.default_flags());
+    assert!(!vm.memory[0].flags.write);
+    // Images go into ROM: the hypervisor loads it, the guest only reads and runs it.
+    vm.validate(&ctx()).unwrap();
+    let err = parse_err(&BASE.replace("map = \"alloc\"\n", "map = \"alloc\"\nkind = \"flash\"\n"));
+    assert!(err.message.contains("unknown variant `flash`"), "{err}");
+}
+
+#[test]
+fn rom_must_be_alloc_and_read_only() {
+    let mut vm = base();
+    vm.memory[0].kind = MemKind::Rom;
+    vm.memory[0].flags = MemFlags::ALL;
+    assert_single(&vm, &ctx(), "memory[0].flags", ProblemKind::RomWritable);
+
+    let mut vm = base();
+    vm.memory.push(MemoryRegion {
+        kind: MemKind::Rom,
+        flags: MemKind::Rom.default_flags(),
+        ..region(0x6000_0000, 0x1000, MapKind::Reserved)
+    });
+    assert_single(&vm, &ctx(), "memory[1].map", ProblemKind::RomNotAlloc);
+    assert_eq!(
+        ProblemKind::RomNotAlloc.to_string(),
+        "a `rom` region must be `map = \"alloc\"` (the hypervisor loads it into memory it owns)"
+    );
+}
+
+/// Before memory kinds, `flags = ["read", "exec"]` with an image passed the check and
+/// failed at boot when the hypervisor loaded the image; now the check refuses it.
+#[test]
+fn image_in_read_only_ram_is_refused() {
+    let vm = parse(&BASE.replace(
+        "map = \"alloc\"\n",
+        "map = \"alloc\"\nflags = [\"read\", \"exec\"]\n",
+    ));
+    let found = problems(&vm, &ctx());
+    assert_eq!(found.len(), 3, "{:#?}", lines(&found)); // kernel, initrd, dtb
+    assert_eq!(
+        found[0],
+        ConfigProblem {
+            field: "kernel.load_addr".into(),
+            kind: ProblemKind::ImageInReadOnlyRam {
+                image: "hello".into(),
+                region: "memory[0]".into()
+            }
+        }
+    );
+    assert_eq!(
+        found[0].to_string(),
+        "kernel.load_addr: image `hello` is in memory[0], RAM without the \"write\" flag; \
+         make it `kind = \"rom\"` or add \"write\""
+    );
+}
+
+#[test]
+fn image_in_identity_region_is_refused() {
+    let mut vm = base();
+    vm.memory[0].map = MapKind::Identity;
+    let found = problems(&vm, &ctx());
+    assert_eq!(found.len(), 3, "{:#?}", lines(&found));
+    assert_eq!(
+        found[0].kind,
+        ProblemKind::ImageInIdentity {
+            image: "hello".into(),
+            region: "memory[0]".into()
+        }
+    );
+    // An identity region without images is fine for `validate` (the host check decides).
+    vm.memory
+        .push(region(0x6000_0000, 0x1000, MapKind::Identity));
+    vm.memory[0].map = MapKind::Alloc;
+    vm.validate(&ctx()).unwrap();
+}
+
+// ---------------------------------------------------------------- interrupts
+
+#[test]
+fn irq_needs_an_interrupt_controller() {
+    let mut vm = base();
+    vm.devices.retain(|d| d.kind != DeviceKind::GicDistributor);
+    assert_eq!(vm.irq_lines(), None);
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec![
+            "devices[0].irq: interrupt 33: the VM has no interrupt controller (add a `gicd` or `plic` device)",
+            "passthrough[0].irqs[0]: interrupt 40: the VM has no interrupt controller (add a `gicd` or `plic` device)",
+        ]
+    );
+}
+
+#[test]
+fn irq_must_be_a_line_of_the_vm_controller() {
+    let mut vm = base();
+    assert_eq!(vm.irq_lines().map(|(_, l)| l), Some(VGIC_SPI_LINES));
+    vm.devices[0].irq = Some(128);
+    vm.passthrough[0].irqs = vec![31];
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec![
+            "devices[0].irq: interrupt 128 is not a line of the VM's GIC (its SPIs) (32..=127)",
+            "passthrough[0].irqs[0]: interrupt 31 is not a line of the VM's GIC (its SPIs) (32..=127)",
+        ]
+    );
+
+    // A PLIC has sources 1..=95.
+    let mut vm = base();
+    vm.devices[1] = DeviceConfig {
+        kind: DeviceKind::Plic,
+        base: 0x0c00_0000,
+        size: 0x40_0000,
+        irq: None,
+    };
+    vm.devices[0].irq = Some(95);
+    vm.passthrough[0].irqs = vec![1];
+    vm.validate(&ctx()).unwrap();
+    vm.devices[0].irq = Some(0);
+    vm.passthrough[0].irqs = vec![96];
+    let found = problems(&vm, &ctx());
+    assert_eq!(found.len(), 2, "{:#?}", lines(&found));
+    assert!(matches!(
+        found[1].kind,
+        ProblemKind::IrqOutOfRange { irq: 96, ref lines, .. } if *lines == VPLIC_SOURCES
+    ));
+}
+
+#[test]
+fn forwarded_irq_is_the_vm_alone() {
+    let mut vm = base();
+    vm.passthrough[0].irqs = vec![33, 41, 41];
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec![
+            "passthrough[0].irqs[0]: interrupt 33 is already used by devices[0].irq",
+            "passthrough[0].irqs[2]: interrupt 41 is already used by passthrough[0].irqs[1]",
+        ]
+    );
+    // Two emulated devices may share a line.
+    let mut vm = base();
+    vm.devices.push(DeviceConfig {
+        kind: DeviceKind::Ns16550,
+        base: 0x0a00_0000,
+        size: 0x100,
+        irq: Some(33),
+    });
+    vm.validate(&ctx()).unwrap();
+}
+
+// ---------------------------------------------------------------- the host
+
+/// QEMU virt (aarch64) as `xtask vmconfig check` describes it, roughly.
+fn virt_host() -> HostFacts {
+    HostFacts {
+        ranges: vec![
+            HostRange::new(0x4000_0000, 0x1_0000_0000, HostUse::HypervisorRam),
+            HostRange::new(0x0900_0000, 0x1000, HostUse::Console),
+            HostRange::new(0x0800_0000, 0x2_0000, HostUse::InterruptController),
+        ],
+        irq_lines: Some(32..288),
+        vmids: Some(255),
+    }
+}
+
+#[test]
+fn host_facts_unknown_check_nothing() {
+    let mut vm = base();
+    vm.memory
+        .push(region(0x0900_0000, 0x1000, MapKind::Identity));
+    vm.devices[0].base = 0x0a00_0000;
+    vm.validate(&ctx()).unwrap();
+    vm.validate_host(&HostFacts::default()).unwrap();
+}
+
+#[test]
+fn identity_and_passthrough_must_not_take_host_ranges() {
+    let mut vm = base();
+    vm.memory[0].gpa = 0x5000_0000; // images move out of it: only the overlap matters
+    vm.memory
+        .push(region(0x4000_0000, 0x1000_0000, MapKind::Identity));
+    vm.passthrough[0].base = 0x0900_0000;
+    vm.devices[0].base = 0x0a00_0000;
+    let found = vm.validate_host(&virt_host()).unwrap_err();
+    assert_eq!(
+        lines(&found),
+        vec![
+            "memory[1]: overlaps the hypervisor's RAM ([0x40000000, 0x140000000))",
+            "passthrough[0]: overlaps the hypervisor's console UART ([0x9000000, 0x9001000))",
+        ]
+    );
+    vm.passthrough[0].base = 0x0801_f000;
+    assert_eq!(
+        vm.validate_host(&virt_host()).unwrap_err()[1].kind,
+        ProblemKind::HostOverlap {
+            what: HostUse::InterruptController,
+            start: 0x0800_0000,
+            end: 0x0802_0000
+        }
+    );
+    // Outside every host range: accepted.
+    let mut vm = base();
+    vm.memory
+        .push(region(0x1000_0000, 0x1000, MapKind::Identity));
+    vm.validate_host(&virt_host()).unwrap();
+}
+
+#[test]
+fn passthrough_irq_must_be_a_host_line() {
+    let mut vm = base();
+    vm.passthrough[0].irqs = vec![40, 300];
+    assert_eq!(
+        lines(&vm.validate_host(&virt_host()).unwrap_err()),
+        vec![
+            "passthrough[0].irqs[1]: interrupt 300 is not a device interrupt of the host's interrupt controller (32..=287)"
+        ]
+    );
+}
+
+#[test]
+fn host_ranges_belong_to_one_vm() {
+    let a = base();
+    let mut b = base();
+    b.id = 2;
+    b.name = "b".into();
+    b.memory
+        .push(region(0x0904_0000, 0x2000, MapKind::Identity));
+    b.passthrough[0].base = 0x0905_0000;
+    let found = validate_many_on(&[a, b], &HostFacts::default()).unwrap_err();
+    assert_eq!(
+        found,
+        vec![ConfigProblem {
+            field: "memory[1]".into(),
+            kind: ProblemKind::OtherVmOverlap {
+                vm: 1,
+                other_vm: 0,
+                other: "passthrough[0]".into(),
+                start: 0x0904_0000,
+                end: 0x0904_1000
+            }
+        }]
+    );
+    assert_eq!(found[0].vm(), Some(1));
+    assert_eq!(
+        found[0].to_string(),
+        "memory[1]: VM #1 overlaps passthrough[0] of VM #0 ([0x9040000, 0x9041000)); \
+         a host range belongs to one VM"
+    );
+}
+
+#[test]
+fn more_vms_than_vmids() {
+    let vms: Vec<VmConfig> = (0..4u32)
+        .map(|i| VmConfig {
+            id: i,
+            name: format!("vm{i}"),
+            passthrough: Vec::new(),
+            ..base()
+        })
+        .collect();
+    let host = HostFacts {
+        vmids: Some(3),
+        ..HostFacts::default()
+    };
+    let found = validate_many_on(&vms, &host).unwrap_err();
+    assert_eq!(
+        found,
+        vec![ConfigProblem {
+            field: "id".into(),
+            kind: ProblemKind::NoVmid { vm: 3, vmids: 3 }
+        }]
+    );
+    assert_eq!(found[0].vm(), Some(3));
+    validate_many_on(&vms[..3], &host).unwrap();
 }
 
 // ---------------------------------------------------------------- robustness

@@ -5,8 +5,10 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::ops::Range;
 
-use crate::config::{ImageConfig, MapKind, MemoryRegion, VmConfig};
+use crate::config::{DeviceKind, ImageConfig, MapKind, MemKind, MemoryRegion, VmConfig};
+use crate::host::{HostFacts, HostUse, VGIC_SPI_LINES, VPLIC_SOURCES};
 
 /// Granule of guest memory mappings: memory regions and passthrough ranges must start and
 /// end on a multiple of it.
@@ -46,7 +48,10 @@ impl ConfigProblem {
     /// For a problem found by [`validate_many`], the index of the config it is about.
     pub fn vm(&self) -> Option<usize> {
         match self.kind {
-            ProblemKind::DuplicateId { vm, .. } | ProblemKind::DuplicateName { vm, .. } => Some(vm),
+            ProblemKind::DuplicateId { vm, .. }
+            | ProblemKind::DuplicateName { vm, .. }
+            | ProblemKind::OtherVmOverlap { vm, .. }
+            | ProblemKind::NoVmid { vm, .. } => Some(vm),
             _ => None,
         }
     }
@@ -158,6 +163,86 @@ pub enum ProblemKind {
         /// Path of the first one, e.g. `devices[0]`.
         first: String,
     },
+    /// A `rom` memory region that is not `map = "alloc"`: the hypervisor loads ROM, so it
+    /// must own the memory.
+    RomNotAlloc,
+    /// A `rom` memory region with the `write` flag.
+    RomWritable,
+    /// An image is to be loaded into an `identity` region: the hypervisor loads images
+    /// only into memory it allocated (an identity region is not the hypervisor's RAM).
+    ImageInIdentity {
+        /// The image name.
+        image: String,
+        /// Path of the region, e.g. `memory[0]`.
+        region: String,
+    },
+    /// An image is to be loaded into RAM without the `write` flag (the hypervisor writes
+    /// it with the guest's rights); a read-only region with an image is `kind = "rom"`.
+    ImageInReadOnlyRam {
+        /// The image name.
+        image: String,
+        /// Path of the region, e.g. `memory[0]`.
+        region: String,
+    },
+    /// An interrupt on a VM that has no virtual interrupt controller (no `gicd` or
+    /// `plic` device).
+    IrqWithoutController {
+        /// The interrupt.
+        irq: u32,
+    },
+    /// An interrupt that the VM's virtual interrupt controller does not have.
+    IrqOutOfRange {
+        /// The interrupt.
+        irq: u32,
+        /// The controller, e.g. "the VM's GIC".
+        controller: &'static str,
+        /// The lines it has.
+        lines: Range<u32>,
+    },
+    /// An interrupt the host's interrupt controller does not have (a passthrough one).
+    HostIrqOutOfRange {
+        /// The interrupt.
+        irq: u32,
+        /// The host's device interrupt lines.
+        lines: Range<u32>,
+    },
+    /// An interrupt already used by another entry of the same VM.
+    DuplicateIrq {
+        /// The interrupt.
+        irq: u32,
+        /// Path of the entry that has it, e.g. `devices[0].irq`.
+        other: String,
+    },
+    /// An `identity` region or a passthrough range overlaps a host range no VM may have.
+    HostOverlap {
+        /// What the host uses it for.
+        what: HostUse,
+        /// Start of the host range.
+        start: u64,
+        /// End (exclusive) of the host range.
+        end: u64,
+    },
+    /// An `identity` region or a passthrough range overlaps one of another VM given to
+    /// [`validate_many_on`]: host memory and devices belong to one VM.
+    OtherVmOverlap {
+        /// Index of the VM the problem is reported for (the later one).
+        vm: usize,
+        /// Index of the other VM.
+        other_vm: usize,
+        /// Path of the other VM's entry, e.g. `passthrough[0]`.
+        other: String,
+        /// Start of its range.
+        start: u64,
+        /// End (exclusive) of its range.
+        end: u64,
+    },
+    /// More VMs than the hardware has VMIDs: this one gets none.
+    NoVmid {
+        /// Index of the VM.
+        vm: usize,
+        /// How many VMIDs there are.
+        vmids: usize,
+    },
     /// Two VMs given to [`validate_many`] have the same id.
     DuplicateId {
         /// The id.
@@ -235,6 +320,60 @@ impl fmt::Display for ProblemKind {
             Self::DuplicateDevice { kind, first } => {
                 write!(f, "a VM has at most one `{kind}` device; {first} is one already")
             }
+            Self::RomNotAlloc => f.write_str(
+                "a `rom` region must be `map = \"alloc\"` (the hypervisor loads it into memory it owns)",
+            ),
+            Self::RomWritable => {
+                f.write_str("a `rom` region cannot have the \"write\" flag (the guest cannot write ROM)")
+            }
+            Self::ImageInIdentity { image, region } => write!(
+                f,
+                "image `{image}` is in {region}, an `identity` region; images are loaded only into `alloc` regions"
+            ),
+            Self::ImageInReadOnlyRam { image, region } => write!(
+                f,
+                "image `{image}` is in {region}, RAM without the \"write\" flag; make it `kind = \"rom\"` or add \"write\""
+            ),
+            Self::IrqWithoutController { irq } => write!(
+                f,
+                "interrupt {irq}: the VM has no interrupt controller (add a `gicd` or `plic` device)"
+            ),
+            Self::IrqOutOfRange {
+                irq,
+                controller,
+                lines,
+            } => write!(
+                f,
+                "interrupt {irq} is not a line of {controller} ({}..={})",
+                lines.start,
+                lines.end.saturating_sub(1)
+            ),
+            Self::HostIrqOutOfRange { irq, lines } => write!(
+                f,
+                "interrupt {irq} is not a device interrupt of the host's interrupt controller ({}..={})",
+                lines.start,
+                lines.end.saturating_sub(1)
+            ),
+            Self::DuplicateIrq { irq, other } => {
+                write!(f, "interrupt {irq} is already used by {other}")
+            }
+            Self::HostOverlap { what, start, end } => {
+                write!(f, "overlaps {what} ([{start:#x}, {end:#x}))")
+            }
+            Self::OtherVmOverlap {
+                vm,
+                other_vm,
+                other,
+                start,
+                end,
+            } => write!(
+                f,
+                "VM #{vm} overlaps {other} of VM #{other_vm} ([{start:#x}, {end:#x})); a host range belongs to one VM"
+            ),
+            Self::NoVmid { vm, vmids } => write!(
+                f,
+                "VM #{vm} gets no VMID: the hardware has {vmids} for VMs"
+            ),
             Self::DuplicateId { id, vm, first } => {
                 write!(f, "VM #{vm} uses id {id}, already used by VM #{first}")
             }
@@ -401,6 +540,7 @@ impl VmConfig {
         problems.overlaps_within(&passthrough);
         problems.overlaps_between(&passthrough, &devices);
         problems.overlaps_between(&passthrough, &ram);
+        self.check_irqs(&mut problems);
 
         problems.finish()
     }
@@ -450,7 +590,131 @@ impl VmConfig {
             })
             .collect();
         problems.overlaps_within(&ram);
+        for (i, region) in self.memory.iter().enumerate() {
+            if region.kind == MemKind::Rom {
+                if region.map != MapKind::Alloc {
+                    problems.push(format!("memory[{i}].map"), ProblemKind::RomNotAlloc);
+                }
+                if region.flags.write {
+                    problems.push(format!("memory[{i}].flags"), ProblemKind::RomWritable);
+                }
+            }
+        }
         ram
+    }
+
+    /// The interrupt lines of the VM's virtual interrupt controller and how messages name
+    /// it: a GIC's SPIs when the config lists a `gicd`, else a PLIC's sources when it lists
+    /// a `plic`; `None` without either.
+    pub fn irq_lines(&self) -> Option<(&'static str, Range<u32>)> {
+        let has = |kind| self.devices.iter().any(|d| d.kind == kind);
+        if has(DeviceKind::GicDistributor) {
+            Some(("the VM's GIC (its SPIs)", VGIC_SPI_LINES))
+        } else if has(DeviceKind::Plic) {
+            Some(("the VM's PLIC", VPLIC_SOURCES))
+        } else {
+            None
+        }
+    }
+
+    /// Checks every interrupt of the config: the `irq` of each device and the `irqs` of
+    /// each passthrough range are lines of the VM's interrupt controller, and no interrupt
+    /// is used twice (a device's line shared with another device is allowed; a forwarded
+    /// host interrupt is the VM's alone).
+    fn check_irqs(&self, problems: &mut Problems) {
+        let lines = self.irq_lines();
+        let check_line = |problems: &mut Problems, field: String, irq: u32| match &lines {
+            None => problems.push(field, ProblemKind::IrqWithoutController { irq }),
+            Some((controller, lines)) if !lines.contains(&irq) => problems.push(
+                field,
+                ProblemKind::IrqOutOfRange {
+                    irq,
+                    controller,
+                    lines: lines.clone(),
+                },
+            ),
+            Some(_) => {}
+        };
+        let mut used: Vec<(u32, String)> = Vec::new();
+        for (i, dev) in self.devices.iter().enumerate() {
+            if let Some(irq) = dev.irq {
+                let field = format!("devices[{i}].irq");
+                check_line(problems, field.clone(), irq);
+                used.push((irq, field));
+            }
+        }
+        for (i, pt) in self.passthrough.iter().enumerate() {
+            for (j, &irq) in pt.irqs.iter().enumerate() {
+                let field = format!("passthrough[{i}].irqs[{j}]");
+                check_line(problems, field.clone(), irq);
+                if let Some((_, other)) = used.iter().find(|(n, _)| *n == irq) {
+                    problems.push(
+                        field.clone(),
+                        ProblemKind::DuplicateIrq {
+                            irq,
+                            other: other.clone(),
+                        },
+                    );
+                }
+                used.push((irq, field));
+            }
+        }
+    }
+
+    /// Checks this config against what is known of the host: no `identity` region and no
+    /// passthrough range overlaps a range the host uses (the hypervisor's RAM, memory the
+    /// firmware reserved, the console UART, the interrupt controller), and every
+    /// passthrough interrupt is one the host's interrupt controller has. Facts `host` does
+    /// not know are not checked. Run it beside [`VmConfig::validate`]; both the hypervisor
+    /// at boot and `xtask vmconfig check` do.
+    pub fn validate_host(&self, host: &HostFacts) -> Result<(), Vec<ConfigProblem>> {
+        let mut problems = Problems::default();
+        for (field, start, end) in self.host_ranges() {
+            if let Some(r) = host.used_by_host(start, end) {
+                problems.push(
+                    field,
+                    ProblemKind::HostOverlap {
+                        what: r.what,
+                        start: r.start,
+                        end: r.end,
+                    },
+                );
+            }
+        }
+        if let Some(lines) = &host.irq_lines {
+            for (i, pt) in self.passthrough.iter().enumerate() {
+                for (j, &irq) in pt.irqs.iter().enumerate() {
+                    if !lines.contains(&irq) {
+                        problems.push(
+                            format!("passthrough[{i}].irqs[{j}]"),
+                            ProblemKind::HostIrqOutOfRange {
+                                irq,
+                                lines: lines.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        problems.finish()
+    }
+
+    /// The host-physical ranges this VM is given: its `identity` regions and passthrough
+    /// ranges, as `(field, start, end)` (ranges whose end overflows are left out; `validate`
+    /// reports them).
+    pub fn host_ranges(&self) -> impl Iterator<Item = (String, u64, u64)> + '_ {
+        let identity = self
+            .memory
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.map == MapKind::Identity)
+            .filter_map(|(i, r)| Some((format!("memory[{i}]"), r.gpa, r.end()?)));
+        let passthrough = self
+            .passthrough
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((format!("passthrough[{i}]"), p.base, p.end()?)));
+        identity.chain(passthrough)
     }
 
     /// The first non-reserved memory region containing `addr`, with its index.
@@ -523,6 +787,24 @@ impl VmConfig {
             );
             return None;
         };
+        let region_field = format!("memory[{i}]");
+        if region.map == MapKind::Identity {
+            problems.push(
+                format!("{field}.load_addr"),
+                ProblemKind::ImageInIdentity {
+                    image: image.image.clone(),
+                    region: region_field,
+                },
+            );
+        } else if region.kind == MemKind::Ram && !region.flags.write {
+            problems.push(
+                format!("{field}.load_addr"),
+                ProblemKind::ImageInReadOnlyRam {
+                    image: image.image.clone(),
+                    region: region_field,
+                },
+            );
+        }
         let Some(size) = size else {
             return Some(Span {
                 field: field.into(),
@@ -592,8 +874,46 @@ fn check_name(problems: &mut Problems, name: &str) {
 ///
 /// Each duplicate is reported once, for the later VM, with field `id` or `name`;
 /// [`ConfigProblem::vm`] gives the index (into `configs`) of the VM it is about.
+/// [`validate_many_on`] also checks what needs the host.
 pub fn validate_many(configs: &[VmConfig]) -> Result<(), Vec<ConfigProblem>> {
+    validate_many_on(configs, &HostFacts::default())
+}
+
+/// [`validate_many`], and what the VMs share on `host`: no two VMs are given overlapping
+/// host ranges (`identity` regions, passthrough ranges), and there are no more VMs than
+/// hardware VMIDs (when `host` knows how many). Every problem is reported for the later
+/// VM; [`ConfigProblem::vm`] gives its index.
+pub fn validate_many_on(configs: &[VmConfig], host: &HostFacts) -> Result<(), Vec<ConfigProblem>> {
     let mut problems = Problems::default();
+    let ranges: Vec<Vec<(String, u64, u64)>> =
+        configs.iter().map(|c| c.host_ranges().collect()).collect();
+    for (vm, mine) in ranges.iter().enumerate() {
+        for (field, start, end) in mine {
+            let earlier = ranges[..vm]
+                .iter()
+                .enumerate()
+                .flat_map(|(other_vm, theirs)| theirs.iter().map(move |r| (other_vm, r)));
+            for (other_vm, (other, s, e)) in earlier {
+                if start < e && s < end {
+                    problems.push(
+                        field.clone(),
+                        ProblemKind::OtherVmOverlap {
+                            vm,
+                            other_vm,
+                            other: other.clone(),
+                            start: *s,
+                            end: *e,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    if let Some(vmids) = host.vmids {
+        for vm in vmids..configs.len() {
+            problems.push("id", ProblemKind::NoVmid { vm, vmids });
+        }
+    }
     let mut ids = BTreeMap::new();
     let mut names = BTreeMap::new();
     for (vm, config) in configs.iter().enumerate() {

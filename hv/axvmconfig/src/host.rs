@@ -1,0 +1,101 @@
+//! What the machine and the hypervisor running the VMs contribute to the checks: the host
+//! ranges no VM may be given, the host's interrupt lines, the number of hardware VMIDs.
+//!
+//! The hypervisor fills [`HostFacts`] at boot from the firmware's device tree and the CPU;
+//! `cargo xtask vmconfig check` fills it from the platform's known fixed map
+//! (`configs/platforms/<platform>.toml`, table `[host]`). A fact that is not known is left
+//! empty (`None`, no ranges) and the checks that need it are skipped.
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::ops::Range;
+
+/// Interrupt lines of the virtual GIC every aarch64 VM gets: the SPIs with INTIDs 32..128.
+/// A device's `irq` and a passthrough interrupt must be one of them.
+pub const VGIC_SPI_LINES: Range<u32> = 32..128;
+
+/// Interrupt sources of the virtual PLIC every riscv64 VM with a `plic` gets: 1..=95, as
+/// on QEMU `virt` (source 0 does not exist).
+pub const VPLIC_SOURCES: Range<u32> = 1..96;
+
+/// What a host range is used for (why no VM may have it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HostUse {
+    /// RAM the hypervisor manages: its image, its heap and the memory it gives VMs (all
+    /// the RAM the firmware describes).
+    HypervisorRam,
+    /// Memory the firmware reserved (OpenSBI, a `/reserved-memory` node).
+    FirmwareReserved,
+    /// The UART the hypervisor prints on.
+    Console,
+    /// A register window of the host's interrupt controller (GIC or PLIC).
+    InterruptController,
+}
+
+impl HostUse {
+    /// How messages name it, e.g. "the hypervisor's RAM".
+    pub const fn describe(self) -> &'static str {
+        match self {
+            HostUse::HypervisorRam => "the hypervisor's RAM",
+            HostUse::FirmwareReserved => "memory the firmware reserved",
+            HostUse::Console => "the hypervisor's console UART",
+            HostUse::InterruptController => "the host interrupt controller",
+        }
+    }
+}
+
+impl fmt::Display for HostUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// A host-physical range `[start, end)` and what it is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostRange {
+    /// First address.
+    pub start: u64,
+    /// First address after the range.
+    pub end: u64,
+    /// What it is.
+    pub what: HostUse,
+}
+
+impl HostRange {
+    /// `[start, start + size)` (saturating at the top of the address space).
+    pub const fn new(start: u64, size: u64, what: HostUse) -> Self {
+        Self {
+            start,
+            end: start.saturating_add(size),
+            what,
+        }
+    }
+
+    /// Whether `[start, end)` overlaps this range.
+    pub const fn overlaps(&self, start: u64, end: u64) -> bool {
+        start < self.end && self.start < end
+    }
+}
+
+/// What is known about the host the VMs run on; see the module documentation. The default
+/// knows nothing, and [`VmConfig::validate_host`](crate::VmConfig::validate_host) then
+/// finds no problem.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// Host-physical ranges no VM may be given, as an `identity` memory region or a
+    /// passthrough range.
+    pub ranges: Vec<HostRange>,
+    /// The host interrupt controller's device interrupt lines (GIC SPI INTIDs, PLIC
+    /// sources) that may be forwarded to a VM, when known.
+    pub irq_lines: Option<Range<u32>>,
+    /// Hardware VMIDs the hypervisor can give VMs (one per VM that runs at the same
+    /// time), when known.
+    pub vmids: Option<usize>,
+}
+
+impl HostFacts {
+    /// The first host range overlapping `[start, end)`, if any.
+    pub fn used_by_host(&self, start: u64, end: u64) -> Option<&HostRange> {
+        self.ranges.iter().find(|r| r.overlaps(start, end))
+    }
+}
