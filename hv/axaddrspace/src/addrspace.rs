@@ -327,7 +327,25 @@ impl<F: PteFormat, A: FrameAllocator> AddrSpace<F, A> {
     /// lie in non-DEVICE regions with WRITE; otherwise nothing is written and the first
     /// offending address is reported. Unpopulated pages of lazy regions are populated first.
     pub fn write(&mut self, gpa: GuestPhysAddr, data: &[u8]) -> Result<(), AccessError> {
-        self.check_access(gpa, data.len(), MappingFlags::WRITE)?;
+        self.write_with(gpa, data, MappingFlags::WRITE)
+    }
+
+    /// Loads `data` into guest memory at `[gpa, gpa + data.len())` as the machine's
+    /// loader would: like [`write`](Self::write), but regions the guest may not write
+    /// (ROM: read and execute only) are filled too. The range must still lie in non-DEVICE
+    /// regions.
+    pub fn load(&mut self, gpa: GuestPhysAddr, data: &[u8]) -> Result<(), AccessError> {
+        self.write_with(gpa, data, MappingFlags::empty())
+    }
+
+    /// [`write`](Self::write) into regions that allow `need`.
+    fn write_with(
+        &mut self,
+        gpa: GuestPhysAddr,
+        data: &[u8],
+        need: MappingFlags,
+    ) -> Result<(), AccessError> {
+        self.check_access(gpa, data.len(), need)?;
         if data.is_empty() {
             return Ok(());
         }

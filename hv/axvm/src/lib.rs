@@ -16,9 +16,11 @@ extern crate alloc;
 pub use axvcpu::hypercall;
 mod stats;
 mod vm;
+pub mod vmid;
 
 pub use stats::{ExitCounters, ExitKind};
 pub use vm::{AxVm, DeviceMap, VcpuEvent, VmError, VmPlatform, VmStatus};
+pub use vmid::{NoVmidLeft, VmidAllocator};
 
 #[cfg(test)]
 mod tests;

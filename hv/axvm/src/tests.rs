@@ -365,6 +365,74 @@ fn nested_faults_and_unsupported_exits() {
     assert_eq!(vm.exits().get(ExitKind::Unsupported), 1);
 }
 
+/// A `kind = "rom"` region: the kernel is loaded into it though the guest cannot write it,
+/// and a guest write there is handled like an unclaimed access (a fault, or ignored with
+/// `read-zero`); the ROM keeps its contents.
+#[test]
+fn rom_is_loaded_and_guest_writes_are_refused() {
+    let rom = CONFIG.replace("map = \"alloc\"\n", "map = \"alloc\"\nkind = \"rom\"\n");
+    // A store the CPU decoded (a permission fault with a valid syndrome).
+    let write = || {
+        std::vec![VmExit::MmioWrite {
+            gpa: gpa(0x4000_0010),
+            width: AccessWidth::Word,
+            value: 0xdead,
+        }]
+    };
+    let (vm, script, _) = vm_from(&rom, "fault", write());
+    let mut head = [0u8; 4];
+    vm.read_guest(gpa(0x4000_0000), &mut head).unwrap();
+    assert_eq!(head, [1, 2, 3, 4]);
+    assert!(vm.run_vcpu(0).is_err()); // the script ends after the fault
+    assert_eq!(script.calls.lock().as_slice(), [Call::Fault(0x4000_0010)]);
+    let (vm, script, _) = vm_from(&rom, "read-zero", write());
+    assert!(vm.run_vcpu(0).is_err());
+    assert!(script.calls.lock().is_empty(), "the write is ignored");
+    vm.read_guest(gpa(0x4000_0000), &mut head).unwrap();
+    assert_eq!(head, [1, 2, 3, 4]);
+}
+
+/// Memory the host cannot give: building the VM fails with the region and its size, and
+/// nothing is left allocated for it.
+#[test]
+fn memory_the_host_cannot_give_names_the_region() {
+    /// [`HostFrames`] with a budget of 64 frames, so the test does not use up the arena
+    /// the other tests share.
+    #[derive(Clone, Copy)]
+    struct Starved;
+    static BUDGET: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(64);
+    impl FrameAllocator for Starved {
+        fn alloc_frames(&self, count: usize, align: usize) -> Option<HostPhysAddr> {
+            use core::sync::atomic::Ordering::SeqCst;
+            BUDGET
+                .fetch_update(SeqCst, SeqCst, |left| left.checked_sub(count))
+                .ok()?;
+            HostFrames.alloc_frames(count, align)
+        }
+        fn dealloc_frames(&self, _: HostPhysAddr, _: usize) {}
+        fn phys_to_virt(&self, pa: HostPhysAddr) -> HostVirtAddr {
+            HostFrames.phys_to_virt(pa)
+        }
+    }
+    let big = CONFIG.replace("size = 0x10_0000\n", "size = 0x1_0000_0000\n");
+    let config = axvmconfig::from_toml(&big).unwrap();
+    let script = Arc::new(Script::default());
+    let err = AxVm::<FakeVCpu, Aarch64Stage2, Starved>::new(
+        config,
+        Starved,
+        &|_| Some(&b"k"[..]),
+        Arc::new(|_: &str| {}),
+        &move |_| script.clone(),
+        crate::VmPlatform::none(),
+    )
+    .err()
+    .expect("4 GiB from a 64 MiB arena");
+    assert_eq!(
+        err.to_string(),
+        "guest memory: memory[0] (4194304 KiB at 0x40000000): frame allocator out of memory"
+    );
+}
+
 /// A logger that keeps every WARN record, so a test can count the lines of its VM.
 struct WarnLog;
 static WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());

@@ -219,7 +219,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     ) -> Result<Self, VmError> {
         let mem_err = |e: &dyn fmt::Display| VmError::Memory(alloc::format!("{e}"));
         let mut aspace = AddrSpace::new(alloc).map_err(|e| mem_err(&e))?;
-        for r in &config.memory {
+        for (i, r) in config.memory.iter().enumerate() {
             let (gpa, size) = (GuestPhysAddr::new(r.gpa as usize), r.size as usize);
             let flags = mapping_flags(&r.flags);
             match r.map {
@@ -229,7 +229,13 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 }
                 MapKind::Reserved => continue,
             }
-            .map_err(|e| mem_err(&e))?;
+            .map_err(|e| {
+                VmError::Memory(alloc::format!(
+                    "memory[{i}] ({} KiB at {:#x}): {e}",
+                    r.size / 1024,
+                    r.gpa
+                ))
+            })?;
         }
         for m in &platform.device_maps {
             aspace
@@ -339,9 +345,11 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             .filter(|d| d.generated())
             .map(|d| d.load_addr);
         let addrs = Self::image_loads(config).map(|(_, a)| a).chain(generated);
+        // As the machine's loader: ROM regions are filled too, though the guest cannot
+        // write them.
         for (addr, (name, bytes)) in addrs.zip(images) {
             aspace
-                .write(GuestPhysAddr::new(addr as usize), bytes)
+                .load(GuestPhysAddr::new(addr as usize), bytes)
                 .map_err(|e| VmError::Load {
                     image: name.clone(),
                     reason: alloc::format!("{e}"),

@@ -379,6 +379,14 @@ fn access_outside_regions_is_refused<F: PteFormat>() {
     let mut two = [0; 2];
     a.read(gpa(RAM + 4 * K4 - 2), &mut two).unwrap();
     assert_eq!(two, [0, 0]);
+    // The loader fills the read-only region (ROM), not what is outside every region.
+    a.load(gpa(RAM + 4 * K4 - 2), &[7; 4]).unwrap();
+    a.read(gpa(RAM + 4 * K4 - 2), &mut four).unwrap();
+    assert_eq!(four, [7; 4]);
+    assert_eq!(
+        a.load(gpa(RAM + 5 * K4 - 1), &[1, 2]),
+        unmapped(RAM + 5 * K4)
+    );
 }
 
 fn write_wrapping_length_is_refused<F: PteFormat>() {
