@@ -9,6 +9,8 @@ use crate::MAX_CPUS;
 use arrayvec::{ArrayString, ArrayVec};
 use fdt::{node::FdtNode, Fdt};
 
+mod check;
+
 /// Why a device tree could not be used.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum DtbError {
@@ -263,7 +265,7 @@ impl<'a> DeviceNode<'a> {
 /// entry lies inside `[base, base + size)`; `None` if there is none (or the blob is not a
 /// device tree).
 pub fn device_within(blob: &[u8], base: u64, size: u64) -> Option<DeviceNode<'_>> {
-    let fdt = Fdt::new(blob).ok()?;
+    let fdt = Fdt::new(check::check(blob)?).ok()?;
     let end = base.checked_add(size)?;
     let found = fdt.all_nodes().find_map(|node| {
         let compatible = node.property("compatible")?.value;
@@ -287,7 +289,9 @@ impl PlatformInfo {
     /// Parses the blob at the start of `blob`; `blob_addr` is its physical address (used
     /// only to reserve it).
     pub fn parse(blob: &[u8], blob_addr: usize) -> Result<Self, DtbError> {
-        let fdt = Fdt::new(blob).map_err(|_| DtbError::Invalid)?;
+        // The fdt crate panics on malformed blobs: it only gets ones that passed the check.
+        let checked = check::check(blob).ok_or(DtbError::Invalid)?;
+        let fdt = Fdt::new(checked).map_err(|_| DtbError::Invalid)?;
         let root = fdt.find_node("/").ok_or(DtbError::Invalid)?;
         let model = truncated(prop_str(&root, "model").unwrap_or("unknown"));
 
