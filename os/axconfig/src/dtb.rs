@@ -401,8 +401,10 @@ impl PlatformInfo {
                     .property("interrupts")
                     .map(|p| be_cells(p.value).take(12).collect())
                     .unwrap_or_default();
-                // Each interrupt is (type, number, flags); PPI n is GIC interrupt id 16 + n.
-                if cells.len() == 12 {
+                // Each interrupt is (type, number, flags); PPI n (0..16) is GIC interrupt id
+                // 16 + n. A larger number is no PPI: the timer is not described.
+                let ppis_valid = (0..4).all(|i| cells.get(i * 3 + 1).is_some_and(|&n| n < 16));
+                if cells.len() == 12 && ppis_valid {
                     let ppi = |i: usize| 16 + cells[i * 3 + 1];
                     timer_irqs = Some(ArmTimerIrqs {
                         secure_phys: ppi(0),

@@ -425,7 +425,18 @@ fn malformed_blobs_are_refused_without_panicking() {
     }
     let total = 40 + 16 + structs.len() as u32;
     let mut b = Vec::new();
-    for v in [0xd00d_feed, total, 56, total, 40, 17, 16, 0, 0, structs.len() as u32] {
+    for v in [
+        0xd00d_feed,
+        total,
+        56,
+        total,
+        40,
+        17,
+        16,
+        0,
+        0,
+        structs.len() as u32,
+    ] {
         b.extend(u32::to_be_bytes(v));
     }
     b.extend([0; 16]);
@@ -433,3 +444,23 @@ fn malformed_blobs_are_refused_without_panicking() {
     refused(&b);
 }
 
+/// A timer `interrupts` entry whose PPI number is 16 or more (found by the `dtb` fuzz
+/// target: `16 + n` overflowed for n near `u32::MAX`, a panic in a debug build) leaves the
+/// timer undescribed.
+#[test]
+fn timer_ppi_numbers_out_of_range() {
+    let good = build(Kind::ArmGicV2, 1);
+    let secure_phys: Vec<u8> = [1u32, 13, 0x104]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect();
+    let at = good
+        .windows(12)
+        .position(|w| w == secure_phys.as_slice())
+        .expect("the timer's interrupts");
+    for n in [16, 0xffff_fff0, u32::MAX] {
+        let mut b = good.clone();
+        b[at + 4..at + 8].copy_from_slice(&u32::to_be_bytes(n));
+        assert_eq!(PlatformInfo::parse(&b, 0).unwrap().timer_irqs, None);
+    }
+}
