@@ -1,4 +1,5 @@
-//! ESR_EL2 decoding (Arm ARM D17.2.37) and PSCI (Arm DEN 0022) for the vCPU.
+//! ESR_EL2 decoding (Arm ARM D17.2.37), PSCI (Arm DEN 0022) and the SMC Calling Convention
+//! ([`crate::smccc`]) for the vCPU.
 //!
 //! Every input here comes from the guest (its registers, the syndrome of what it did), so
 //! nothing may panic: register numbers are masked, widths come from two bits.
@@ -8,6 +9,7 @@ use axdevice_base::AccessWidth;
 use axvcpu::VmExit;
 
 use crate::exception::insn_len;
+use crate::smccc::{self, FunctionId};
 use crate::sysreg::SysRegAccess;
 
 /// Exception classes the vCPU handles.
@@ -122,6 +124,13 @@ pub enum SyncAction {
         /// Bytes to add to the guest PC.
         pc_step: u64,
     },
+    /// Like `Reply`, with X0..X3 (an SMCCC call answering more than X0).
+    ReplyX0To3 {
+        /// Values for x0..x3.
+        x: [u64; 4],
+        /// Bytes to add to the guest PC.
+        pc_step: u64,
+    },
     /// A trapped system-register access, emulated inside the vCPU (see [`crate::sysreg`]);
     /// the PC points at the instruction.
     SysReg(SysRegAccess),
@@ -204,12 +213,16 @@ pub fn gpr(regs: &[u64; 31], r: usize) -> u64 {
     regs.get(r).copied().unwrap_or(0)
 }
 
-/// The hypercall number of an HVC exit (`esr`) that is a hypercall, not PSCI: x0 outside
-/// the standard-service ranges. The frequent exit, decoded before everything else.
+/// The hypercall number of an HVC exit (`esr`) that is an axvisor hypercall: W0 in the
+/// SMCCC vendor-specific hypervisor range axvisor's calls use ([`smccc::axvisor_call`]).
+/// The frequent exit, decoded before everything else.
 #[inline(always)]
 pub fn hvc_hypercall(esr: u64, regs: &[u64; 31]) -> Option<u64> {
-    let nr = regs[0];
-    (esr >> 26 == ec::HVC64 && !is_standard_service(nr)).then_some(nr)
+    if esr >> 26 == ec::HVC64 {
+        smccc::axvisor_call(regs[0])
+    } else {
+        None
+    }
 }
 
 /// Decodes a synchronous exit from a guest.
@@ -295,25 +308,22 @@ pub fn decode_sync(esr: u64, far: u64, hpfar: u64, regs: &[u64; 31]) -> SyncActi
     }
 }
 
-/// Whether `fid` is in the PSCI / SMCCC standard-service ranges (0x8400_0000..=0x8400_001F,
-/// SMC32, and 0xC400_0000..=0xC400_001F, SMC64).
-fn is_standard_service(fid: u64) -> bool {
-    fid & !(0x4000_0000 | 0x1f) == 0x8400_0000
-}
-
-/// HVC or SMC: PSCI when x0 is a PSCI function, otherwise a hypercall.
+/// HVC or SMC, an SMCCC call: an axvisor hypercall, PSCI, or another call the vCPU
+/// answers itself ([`crate::smccc`]; unknown function ids of any owner get NOT_SUPPORTED).
 fn decode_call(regs: &[u64; 31], pc_step: u64) -> SyncAction {
-    let fid = regs[0];
     let exit = |exit| SyncAction::Exit { exit, pc_step };
     let reply = |x0| SyncAction::Reply { x0, pc_step };
     // Hypercalls, the frequent case, first. The arguments stay in x1-x6
     // (`ArchVCpu::hypercall_args`).
-    if !is_standard_service(fid) {
-        return exit(VmExit::Hypercall { nr: fid });
+    if let Some(nr) = smccc::axvisor_call(regs[0]) {
+        return exit(VmExit::Hypercall { nr });
     }
-    match fid {
+    let fid = FunctionId::from_x0(regs[0]);
+    // An SMC32 function sees only the low halves of its arguments.
+    let arg = |i: usize| fid.arg(regs[i]);
+    match u64::from(fid.0) {
         psci::VERSION => reply(psci::VERSION_1_1),
-        psci::FEATURES => match regs[1] {
+        psci::FEATURES => match arg(1) {
             psci::VERSION
             | psci::CPU_OFF
             | psci::CPU_ON_32
@@ -323,25 +333,30 @@ fn decode_call(regs: &[u64; 31], pc_step: u64) -> SyncAction {
             | psci::SYSTEM_OFF
             | psci::SYSTEM_RESET
             | psci::FEATURES => reply(0),
+            // Tells the guest it may ask SMCCC_VERSION (and then SMCCC_ARCH_FEATURES).
+            id if id == u64::from(smccc::VERSION) => reply(0),
             _ => reply(psci::NOT_SUPPORTED),
         },
         psci::SYSTEM_OFF => exit(VmExit::SystemOff),
         psci::SYSTEM_RESET => exit(VmExit::SystemReset),
         psci::CPU_OFF => exit(VmExit::CpuDown),
         // Only affinity level 0 (single CPUs) is answered.
-        psci::AFFINITY_INFO_32 | psci::AFFINITY_INFO_64 if regs[2] != 0 => {
+        psci::AFFINITY_INFO_32 | psci::AFFINITY_INFO_64 if arg(2) != 0 => {
             reply(psci::INVALID_PARAMETERS)
         }
         psci::AFFINITY_INFO_32 | psci::AFFINITY_INFO_64 => {
-            exit(VmExit::CpuStatus { target: regs[1] })
+            exit(VmExit::CpuStatus { target: arg(1) })
         }
         psci::CPU_ON_32 | psci::CPU_ON_64 => exit(VmExit::CpuUp {
-            target: regs[1],
-            entry: GuestPhysAddr::new(regs[2] as usize),
-            arg: regs[3],
+            target: arg(1),
+            entry: GuestPhysAddr::new(arg(2) as usize),
+            arg: arg(3),
         }),
-        // Any other function in the standard-service ranges is not supported.
-        _ => reply(psci::NOT_SUPPORTED),
+        // Everything else, the rest of PSCI included.
+        _ => match smccc::answer(fid, regs[1]) {
+            smccc::Answer::X0(x0) => reply(x0),
+            smccc::Answer::X0To3(x) => SyncAction::ReplyX0To3 { x, pc_step },
+        },
     }
 }
 

@@ -2,6 +2,8 @@
 //!
 //! - [`decode`]: turning ESR_EL2 syndromes into [`axvcpu::VmExit`]s, and PSCI calls the
 //!   vCPU answers itself. Portable and unit-tested on the host.
+//! - [`smccc`]: the SMC Calling Convention: function ids, the discovery calls, the vendor
+//!   hypervisor range axvisor's hypercalls live in. Portable too.
 //! - [`exception`]: exceptions the vCPU takes to the guest's EL1 (vector, entry PSTATE) and
 //!   the AArch32 (A32/T32) side of completing a trap: instruction length, ITSTATE, condition.
 //!   Portable too.
@@ -19,6 +21,7 @@ extern crate std;
 pub mod decode;
 pub mod exception;
 pub mod passthrough;
+pub mod smccc;
 pub mod sysreg;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

@@ -573,6 +573,11 @@ impl ArmVCpu {
                 self.step_pc(pc_step);
                 None
             }
+            SyncAction::ReplyX0To3 { x, pc_step } => {
+                self.regs.x[..4].copy_from_slice(&x);
+                self.step_pc(pc_step);
+                None
+            }
             SyncAction::SysReg(access) => {
                 self.emulate_sysreg(access);
                 None

@@ -1,5 +1,5 @@
 //! Decoding traps from a VS-mode guest (RISC-V privileged spec, "Hypervisor Extension") and
-//! the SBI calls (SBI spec 1.0) the vCPU emulates.
+//! the SBI calls (SBI spec 2.0) the vCPU emulates.
 //!
 //! Every input here comes from the guest (its registers, the instruction it executed, the
 //! address it touched), so nothing may panic: register numbers are 5-bit fields, widths come
@@ -74,8 +74,11 @@ pub mod sbi {
     /// Debug console ("DBCN").
     pub const EXT_DBCN: u64 = 0x4442_434E;
     /// axvisor's hypercalls: `a6` = number, `a0`..`a5` = arguments; result in `a1`, `a0` = 0.
-    /// In the firmware-specific range (0x0A00_0000..0x0AFF_FFFF is vendor, this one is ours).
-    pub const EXT_AXVISOR: u64 = 0x08B5_0000;
+    /// In the firmware-specific extension space (0x0A00_0000..=0x0AFF_FFFF), whose meaning
+    /// the SBI implementation defines: axvisor is the guest's SBI implementation
+    /// ([`IMPL_ID`], echoed in the low bits). (The experimental space is 0x0800_0000..,
+    /// the vendor-specific one 0x0900_0000.., keyed by mvendorid.)
+    pub const EXT_AXVISOR: u64 = 0x0A00_08B5;
 
     /// BASE functions.
     pub const BASE_GET_SPEC_VERSION: u64 = 0;
@@ -97,6 +100,8 @@ pub mod sbi {
     pub const HSM_HART_STOP: u64 = 1;
     /// HSM `hart_get_status`.
     pub const HSM_HART_GET_STATUS: u64 = 2;
+    /// HSM `hart_suspend`.
+    pub const HSM_HART_SUSPEND: u64 = 3;
     /// HSM status: started.
     pub const HSM_STARTED: u64 = 0;
     /// HSM status: stopped.
@@ -129,10 +134,12 @@ pub mod sbi {
     /// SRST warm reboot.
     pub const SRST_WARM_REBOOT: u64 = 2;
 
-    /// The SBI version the vCPU implements: 1.0 (major in bits 30:24).
-    pub const SPEC_VERSION: u64 = 1 << 24;
-    /// Implementation id reported to guests. Not a registered SBI implementation id: it
-    /// echoes the hypercall extension id (0x08B5).
+    /// The SBI version the vCPU implements: 2.0 (major in bits 30:24). DBCN, which it
+    /// implements, is an SBI 2.0 extension (Linux uses it only from a 2.0 implementation);
+    /// nothing else 2.0 changed applies to the extensions it reports (docs/riscv-vcpu.md).
+    pub const SPEC_VERSION: u64 = 2 << 24;
+    /// Implementation id reported to guests. Not a registered SBI implementation id; the
+    /// hypercall extension id ([`EXT_AXVISOR`]) echoes it.
     pub const IMPL_ID: u64 = 0x08B5;
     /// Implementation version reported to guests.
     pub const IMPL_VERSION: u64 = 0x0001_0000;
@@ -657,6 +664,9 @@ pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
             // The caller is running; the VM knows the other harts.
             sbi::HSM_HART_GET_STATUS if a(0) == info.hart_id => ok(sbi::HSM_STARTED),
             sbi::HSM_HART_GET_STATUS => exit(VmExit::CpuStatus { target: a(0) }, RetKind::Power),
+            // No suspend type is supported: reserved ones are invalid, the defined and
+            // platform-specific ones not supported.
+            sbi::HSM_HART_SUSPEND if reserved_suspend_type(a(0)) => err(sbi::ERR_INVALID_PARAM),
             _ => err(sbi::ERR_NOT_SUPPORTED),
         },
         sbi::EXT_IPI => match fid {
@@ -681,6 +691,13 @@ pub fn decode_sbi(regs: &[u64; 32], info: &VCpuInfo) -> SbiAction {
         sbi::EXT_AXVISOR => exit(VmExit::Hypercall { nr: fid }, RetKind::Value),
         _ => err(sbi::ERR_NOT_SUPPORTED),
     }
+}
+
+/// Whether `suspend_type` (32 bits) is reserved by HSM `hart_suspend`: 0x0000_0001..=
+/// 0x0FFF_FFFF and 0x8000_0001..=0x8FFF_FFFF (0 and 0x8000_0000 are the default retentive
+/// and non-retentive types, 0x1000_0000.. and 0x9000_0000.. platform-specific).
+fn reserved_suspend_type(suspend_type: u64) -> bool {
+    suspend_type > u64::from(u32::MAX) || matches!(suspend_type & 0x7fff_ffff, 1..=0x0fff_ffff)
 }
 
 /// `probe_extension`: whether the vCPU implements extension `eid`.

@@ -1,7 +1,7 @@
 //! The benchmark guest (`cargo xtask bench`, docs/performance.md). Times, with the guest's
 //! own counter, `ITERATIONS` repetitions (after `WARM_UP`) of:
 //!
-//! - `hypercall`: the VERSION hypercall (`hvc #0` with x0 = 0x100 / the axvisor SBI
+//! - `hypercall`: the VERSION hypercall (`hvc #0` with x0 = 0xC600_0100 / the axvisor SBI
 //!   extension, `grt::bench::hypercall0`: `grt::hypercall`'s ABI, inlined), a round trip
 //!   through the hypervisor, which the vCPU answers right after the trap (its answer never
 //!   changes);

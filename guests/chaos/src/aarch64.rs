@@ -296,99 +296,130 @@ const PSCI_FORBIDDEN: [u64; 8] = [
     0x12, // SYSTEM_RESET2
 ];
 
-/// Whether the low 32 bits of `x0` are a PSCI / SMCCC standard-service function id
-/// (SMC32 0x8400_00xx or SMC64 0xC400_00xx, function < 0x20).
-fn standard_service(x0: u64) -> bool {
-    x0 & 0xffff_ffff & !(0x4000_0000 | 0x1f) == 0x8400_0000
+/// The axvisor hypercall number the hypervisor sees for `grt::hypercall(nr, ..)`, or `None`
+/// when that call is not an axvisor call (it answers NOT_SUPPORTED). The function id is W0
+/// of `0xC600_0000 | nr`: an axvisor call when it stays in the vendor-specific hypervisor
+/// range 0xC600_xxxx; never PSCI (bit 25 is always set, so the owner is never 4).
+pub fn hypercall_function(nr: u64) -> Option<u64> {
+    let w0 = grt::hypercall_fid(nr) as u32;
+    (w0 >> 16 == 0xc600).then_some(u64::from(w0 & 0xffff))
 }
 
-/// Whether `x0` is something the hypercall operation must not pass: a value whose low 32
-/// bits are a PSCI function id. With the upper half 0 the hypervisor answers it as PSCI
-/// (the firmware operation tries those); with junk there it is a hypercall, but a
-/// firmware that reads only W0, as SMCCC allows, would run the function (and some power
-/// off): the firmware operation tries those too, without the forbidden ones.
-pub fn is_firmware_id(x0: u64) -> bool {
-    standard_service(x0)
-}
-
-/// `hvc #0` or `smc #0` with x0 = `function`, x1..x6 = `args`.
-fn call(smc: bool, function: u64, args: [u64; 6]) -> u64 {
+/// `hvc #0` or `smc #0` with x0 = `function`, x1..x6 = `args`; returns x0..x3.
+fn call(smc: bool, function: u64, args: [u64; 6]) -> [u64; 4] {
     if smc {
-        grt::smc(function, args)
+        grt::smc_call(function, args)
     } else {
-        grt::hypercall(function, args)
+        grt::hvc_call(function, args)
     }
 }
 
-/// PSCI error codes.
+/// PSCI / SMCCC error codes.
 const NOT_SUPPORTED: u64 = -1i64 as u64;
 const INVALID_PARAMETERS: u64 = -2i64 as u64;
 const ALREADY_ON: u64 = -4i64 as u64;
 const INVALID_ADDRESS: u64 = -9i64 as u64;
+
+/// SMCCC calls other than PSCI the hypervisor answers (docs/vmm.md).
+const SMCCC_VERSION: u64 = 0x8000_0000;
+const SMCCC_ARCH_FEATURES: u64 = 0x8000_0001;
+const VENDOR_HYP_CALL_UID: u64 = 0x8600_ff01;
+const VENDOR_HYP_REVISION: u64 = 0x8600_ff03;
+/// Call UID's answer in x0..x3: axvisor's UUID.
+const AXVISOR_UID: [u64; 4] = [0x073b_0f2f, 0x6648_bf3c, 0x5333_17be, 0x99eb_9091];
 
 /// The vCPU an MPIDR names in a one-vCPU VM: Aff0 = 0 with Aff1..Aff3 zero.
 fn names_vcpu0(target: u64) -> bool {
     target & 0xff_00ff_ffff == 0
 }
 
-/// A PSCI call with a random function in the standard-service ranges (sometimes with junk
-/// in x0's upper half, which makes it an unknown hypercall) and random arguments, through
-/// `hvc` or `smc`; the answer must be PSCI 1.1's for a VM whose one vCPU is on.
+/// A function id for [`firmware_op`] (W0; the caller may add junk above it): PSCI in the
+/// standard-service ranges (never a forbidden function) or, a third of the time, another
+/// SMCCC call: a discovery call, a vendor hypervisor query, or an id of a random owner
+/// (never an axvisor call, which the hypercall operation makes).
+fn firmware_fid(rng: &mut Rng) -> u64 {
+    loop {
+        let fid = if rng.chance(67) {
+            rng.pick(&[0x8400_0000, 0xc400_0000]) | rng.below(0x20)
+        } else {
+            match rng.below(4) {
+                0 => rng.pick(&[SMCCC_VERSION, SMCCC_ARCH_FEATURES, SMCCC_ARCH_FEATURES]),
+                1 => rng.pick(&[VENDOR_HYP_CALL_UID, VENDOR_HYP_REVISION, 0x8600_ff00]),
+                2 => (rng.below(4) << 30) | (rng.below(64) << 24) | rng.below(0x20),
+                _ => rng.next() & 0xffff_ffff,
+            }
+        };
+        let psci = fid & !(0x4000_0000 | 0x1f) == 0x8400_0000;
+        if fid >> 16 != 0xc600 && !(psci && PSCI_FORBIDDEN.contains(&(fid & 0x1f))) {
+            return fid;
+        }
+    }
+}
+
+/// An SMCCC call through `hvc` or `smc`: PSCI with a random function in the standard-service
+/// ranges, or another SMCCC function id (see [`firmware_fid`]), sometimes with junk in x0's
+/// upper half (ignored: the function id is W0), with random arguments (an SMC32 function
+/// sees their low halves); the answer must be SMCCC 1.1's and PSCI 1.1's for a VM whose one
+/// vCPU is on (docs/vmm.md).
 pub fn firmware_op(i: u64, rng: &mut Rng, st: &mut Stats) {
-    let fid = loop {
-        let base = if rng.chance(50) {
-            0x8400_0000
-        } else {
-            0xc400_0000
-        };
-        let mut fid = base | rng.below(0x20);
-        if rng.chance(10) {
-            fid |= rng.next() << 32;
-        }
-        if !PSCI_FORBIDDEN.contains(&(fid & 0x1f)) {
-            break fid;
-        }
+    let w0 = firmware_fid(rng);
+    let fid = if rng.chance(10) {
+        w0 | (rng.next() << 32)
+    } else {
+        w0
     };
-    let smc32 = fid & 0x4000_0000 == 0;
-    let arg = |rng: &mut Rng| {
-        let v = match rng.below(4) {
-            0 => rng.below(4),
-            1 => grt::RAM_BASE + rng.below(grt::RAM_SIZE),
-            _ => rng.value(),
-        };
-        if smc32 {
-            v & 0xffff_ffff
-        } else {
-            v
-        }
+    let arg = |rng: &mut Rng| match rng.below(5) {
+        0 => rng.below(4),
+        1 => grt::RAM_BASE + rng.below(grt::RAM_SIZE),
+        2 => rng.pick(&[SMCCC_VERSION, SMCCC_ARCH_FEATURES, 0x8000_8000, 0x8000_7fff]),
+        _ => rng.value(),
     };
     let args = [arg(rng), arg(rng), arg(rng), arg(rng), arg(rng), arg(rng)];
     let smc = rng.chance(25);
     let got = call(smc, fid, args);
-    let in_ram = (grt::RAM_BASE..grt::RAM_BASE + grt::RAM_SIZE).contains(&args[1]);
-    let want = match fid {
-        _ if fid >> 32 != 0 => NOT_SUPPORTED,
-        0x8400_0000 => 0x1_0001,
-        0x8400_000a => match args[0] {
-            0x8400_0000 | 0x8400_0002 | 0x8400_0003 | 0xc400_0003 | 0x8400_0004 | 0xc400_0004
-            | 0x8400_0008 | 0x8400_0009 | 0x8400_000a => 0,
-            _ => NOT_SUPPORTED,
-        },
-        0x8400_0004 | 0xc400_0004 if args[1] != 0 => INVALID_PARAMETERS,
-        0x8400_0004 | 0xc400_0004 if names_vcpu0(args[0]) => 0,
-        0x8400_0004 | 0xc400_0004 => INVALID_PARAMETERS,
-        0x8400_0003 | 0xc400_0003 if !names_vcpu0(args[0]) => INVALID_PARAMETERS,
-        0x8400_0003 | 0xc400_0003 if !in_ram => INVALID_ADDRESS,
-        0x8400_0003 | 0xc400_0003 => ALREADY_ON,
-        _ => NOT_SUPPORTED,
+    // What the function sees of its arguments.
+    let a = |n: usize| {
+        if w0 & 0x4000_0000 == 0 {
+            args[n] & 0xffff_ffff
+        } else {
+            args[n]
+        }
     };
-    if got != want {
+    let in_ram = (grt::RAM_BASE..grt::RAM_BASE + grt::RAM_SIZE).contains(&a(1));
+    // The expected x0, and x1..x3 where the call defines them.
+    let (want, want_rest) = match w0 {
+        SMCCC_VERSION => (0x1_0001, None),
+        SMCCC_ARCH_FEATURES => match a(0) {
+            SMCCC_VERSION | SMCCC_ARCH_FEATURES => (0, None),
+            _ => (NOT_SUPPORTED, None),
+        },
+        VENDOR_HYP_CALL_UID => (
+            AXVISOR_UID[0],
+            Some([AXVISOR_UID[1], AXVISOR_UID[2], AXVISOR_UID[3]]),
+        ),
+        VENDOR_HYP_REVISION => (grt::hc::ABI_VERSION, Some([0, got[2], got[3]])),
+        0x8400_0000 => (0x1_0001, None),
+        0x8400_000a => match a(0) {
+            0x8400_0000 | 0x8400_0002 | 0x8400_0003 | 0xc400_0003 | 0x8400_0004 | 0xc400_0004
+            | 0x8400_0008 | 0x8400_0009 | 0x8400_000a | SMCCC_VERSION => (0, None),
+            _ => (NOT_SUPPORTED, None),
+        },
+        0x8400_0004 | 0xc400_0004 if a(1) != 0 => (INVALID_PARAMETERS, None),
+        0x8400_0004 | 0xc400_0004 if names_vcpu0(a(0)) => (0, None),
+        0x8400_0004 | 0xc400_0004 => (INVALID_PARAMETERS, None),
+        0x8400_0003 | 0xc400_0003 if !names_vcpu0(a(0)) => (INVALID_PARAMETERS, None),
+        0x8400_0003 | 0xc400_0003 if !in_ram => (INVALID_ADDRESS, None),
+        0x8400_0003 | 0xc400_0003 => (ALREADY_ON, None),
+        _ => (NOT_SUPPORTED, None),
+    };
+    let rest_ok = want_rest.is_none_or(|r| r == [got[1], got[2], got[3]]);
+    if got[0] != want || !rest_ok {
         let conduit = if smc { "smc" } else { "hvc" };
         st.wrong(
             i,
             format_args!(
-                "psci {fid:#x} over {conduit} ({:#x}, {:#x}, {:#x}): {got:#x}, expected {want:#x}",
-                args[0], args[1], args[2]
+                "smccc {fid:#x} over {conduit} ({:#x}, {:#x}, {:#x}): {:#x?}, expected {want:#x} {want_rest:#x?}",
+                args[0], args[1], args[2], got
             ),
         );
     }
@@ -960,11 +991,17 @@ pub fn finish() {
     icc_write!("cntp_ctl_el0", 0);
 }
 
-/// The hypervisor's own answers still hold: PSCI_VERSION and the distributor's identity.
+/// The hypervisor's own answers still hold: PSCI_VERSION, SMCCC_VERSION and the
+/// distributor's identity.
 pub fn final_checks(c: &mut grt::check::Checker) {
     c.eq(
         "PSCI_VERSION after the chaos",
-        grt::hypercall(0x8400_0000, [0; 6]),
+        call(false, 0x8400_0000, [0; 6])[0],
+        0x1_0001,
+    );
+    c.eq(
+        "SMCCC_VERSION after the chaos",
+        call(true, SMCCC_VERSION, [0; 6])[0],
         0x1_0001,
     );
     // SAFETY: GICD_IIDR of this VM's distributor: a plain 32-bit read.

@@ -146,7 +146,8 @@ pub fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
 }
 
 /// Hypercall `nr` without arguments, inlined into the caller: the same ABI as
-/// [`crate::hypercall`] (`hvc #0` with `x0` = `nr`, result in `x0` / `ecall` with `a7` =
+/// [`crate::hypercall`] (`hvc #0` with `x0` = `crate::hypercall_fid(nr)`, result in `x0` /
+/// `ecall` with `a7` =
 /// [`crate::AXVISOR_HC_EID`], `a6` = `nr`, result in `a1` or the SBI error from `a0`), but
 /// the argument registers are left as they are. A benchmark loop then spends a few
 /// instructions of its own per call instead of building a six-argument array for an
@@ -162,7 +163,7 @@ pub fn hypercall0(nr: u64) -> u64 {
         unsafe {
             asm!(
                 "hvc #0",
-                inlateout("x0") nr => ret,
+                inlateout("x0") crate::hypercall_fid(nr) => ret,
                 lateout("x1") _, lateout("x2") _, lateout("x3") _, lateout("x4") _,
                 lateout("x5") _, lateout("x6") _, lateout("x7") _, lateout("x8") _,
                 lateout("x9") _, lateout("x10") _, lateout("x11") _, lateout("x12") _,

@@ -44,10 +44,11 @@ use core::panic::PanicInfo;
 /// SBI calls over `ecall` (riscv64).
 #[cfg(target_arch = "riscv64")]
 pub use arch::sbi_call;
-/// PSCI / SMCCC calls over `smc` (aarch64).
-#[cfg(target_arch = "aarch64")]
-pub use arch::smc;
 pub use arch::{cpu_id, hypercall, power_off, reset, wait_for_interrupt};
+/// SMC Calling Convention calls over `hvc` or `smc` (aarch64), and the function ids of
+/// axvisor's hypercalls.
+#[cfg(target_arch = "aarch64")]
+pub use arch::{hvc_call, hypercall_fid, smc, smc_call, AXVISOR_SMCCC_BASE};
 
 /// The name of the architecture grt was built for, as in the guests' messages.
 pub const ARCH: &str = arch::NAME;
@@ -72,8 +73,9 @@ pub fn image_end() -> u64 {
 }
 
 /// The SBI extension id of axvisor's own hypercalls on riscv64 (`a7`; the call number goes
-/// in `a6`). Not used on aarch64, where hypercalls are `hvc #0` with the number in `x0`.
-pub const AXVISOR_HC_EID: u64 = 0x08B5_0000;
+/// in `a6`). Not used on aarch64, where hypercalls are `hvc #0` with x0 =
+/// [`hypercall_fid`]`(nr)`, in the SMCCC vendor-specific hypervisor range.
+pub const AXVISOR_HC_EID: u64 = 0x0A00_08B5;
 
 /// Prints the success marker `PASS <name>`.
 pub fn pass(name: &str) {

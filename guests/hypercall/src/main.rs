@@ -1,9 +1,16 @@
 //! Checks axvisor's hypercall ABI (docs/vmm.md): VERSION, ADD with six distinct arguments
 //! and with wrapping, VM_ID against the id in its VM config, unknown numbers, and a line
 //! printed one byte at a time through CONSOLE_PUTCHAR. Prints `PASS hypercall` only if every
-//! result is the documented one.
+//! result is the documented one. Then the firmware interface around the hypercalls: the SMC
+//! Calling Convention on aarch64 (`PASS smccc`, [`smccc`]), SBI on riscv64 (`PASS sbi`,
+//! [`sbi`]).
 #![no_std]
 #![no_main]
+
+#[cfg(target_arch = "riscv64")]
+mod sbi;
+#[cfg(target_arch = "aarch64")]
+mod smccc;
 
 use grt::check::Checker;
 use grt::{hc, hypercall};
@@ -108,4 +115,9 @@ fn main() {
         hypercall(hc::VERSION, [0; 6])
     );
     c.finish();
+
+    #[cfg(target_arch = "aarch64")]
+    smccc::check();
+    #[cfg(target_arch = "riscv64")]
+    sbi::check();
 }

@@ -1,7 +1,9 @@
 //! The hypercalls a guest can make to its VM, shared by the architecture crates (which
-//! decode them) and `axvm` (which answers them) (`hvc #0` with the number in x0 on aarch64; the
-//! axvisor SBI extension on riscv64). Arguments and results are plain integers; an unknown
-//! number returns [`NOT_SUPPORTED`].
+//! decode them) and `axvm` (which answers them). A hypercall number is a function number:
+//! on aarch64 the SMCCC function id `0xC600_0000 | nr` (an SMC64 fast call of the
+//! vendor-specific hypervisor service, `hvc #0`, see `arm_vcpu::smccc`); on riscv64 the
+//! function id in the axvisor SBI extension. Arguments and results are plain integers; an
+//! unknown number returns [`NOT_SUPPORTED`].
 
 /// Returns [`ABI_VERSION`].
 pub const VERSION: u64 = 0x100;

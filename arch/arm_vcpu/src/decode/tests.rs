@@ -179,39 +179,104 @@ fn psci_over_hvc_and_smc() {
 }
 
 #[test]
-fn standard_service_range_edges() {
-    let hvc = ec::HVC64 << 26;
-    let unsupported = SyncAction::Reply {
-        x0: psci::NOT_SUPPORTED,
-        pc_step: 0,
-    };
-    for fid in [0x8400_001F, 0xC400_0000, 0xC400_001F] {
-        assert_eq!(decode_sync(hvc, 0, 0, &regs_with(&[(0, fid)])), unsupported);
+fn unknown_function_ids_are_not_supported_over_both_conduits() {
+    for (esr, pc_step) in [(ec::HVC64 << 26, 0), (ec::SMC64 << 26, 4)] {
+        let unsupported = SyncAction::Reply {
+            x0: psci::NOT_SUPPORTED,
+            pc_step,
+        };
+        for fid in [
+            // PSCI functions not implemented, and the standard service past PSCI.
+            0x8400_001F,
+            0xC400_0000,
+            0xC400_001F,
+            0x8400_0020,
+            0xC400_0020,
+            // Other owners, yielding calls, and what used to be hypercall numbers.
+            0x83FF_FFFF,
+            0x4400_0000,
+            0x0400_0000,
+            0x8600_0100,
+            0xC700_0100,
+            0x100,
+            0x4242,
+            u64::MAX,
+        ] {
+            assert_eq!(
+                decode_sync(esr, 0, 0, &regs_with(&[(0, fid)])),
+                unsupported,
+                "{fid:#x}"
+            );
+        }
     }
-    for fid in [
-        0x8400_0020,
-        0x83FF_FFFF,
-        0xC400_0020,
-        0x4400_0000,
-        0x0400_0000,
-        0x1_8400_0000,
-        u64::MAX,
-    ] {
+}
+
+#[test]
+fn the_function_id_is_w0() {
+    // The upper half of X0 is ignored: a PSCI id with junk there is PSCI.
+    let hvc = ec::HVC64 << 26;
+    assert_eq!(
+        decode_sync(hvc, 0, 0, &regs_with(&[(0, 0x1_8400_0000)])),
+        SyncAction::Reply {
+            x0: psci::VERSION_1_1,
+            pc_step: 0
+        }
+    );
+    // SMC32 CPU_ON sees only the low halves of its arguments; SMC64 all of them.
+    let junk = 0xffff_ffff_0000_0000;
+    let on32 = regs_with(&[
+        (0, psci::CPU_ON_32),
+        (1, junk | 1),
+        (2, junk | 0x4008_0000),
+        (3, junk | 42),
+    ]);
+    let on64 = regs_with(&[(0, psci::CPU_ON_64), (1, 1), (2, 0x4008_0000), (3, junk)]);
+    for (regs, arg) in [(on32, 42), (on64, junk)] {
         assert_eq!(
-            decode_sync(hvc, 0, 0, &regs_with(&[(0, fid)])),
+            decode_sync(hvc, 0, 0, &regs),
             SyncAction::Exit {
-                exit: VmExit::Hypercall { nr: fid },
+                exit: VmExit::CpuUp {
+                    target: 1,
+                    entry: GuestPhysAddr::new(0x4008_0000),
+                    arg
+                },
                 pc_step: 0
-            },
-            "{fid:#x}"
+            }
         );
     }
 }
 
 #[test]
-fn other_calls_are_hypercalls() {
+fn smccc_discovery() {
+    let hvc = ec::HVC64 << 26;
+    let reply = |x0| SyncAction::Reply { x0, pc_step: 0 };
+    let version = regs_with(&[(0, u64::from(smccc::VERSION))]);
+    assert_eq!(decode_sync(hvc, 0, 0, &version), reply(smccc::VERSION_1_1));
+    let psci_says = regs_with(&[(0, psci::FEATURES), (1, u64::from(smccc::VERSION))]);
+    assert_eq!(decode_sync(hvc, 0, 0, &psci_says), reply(0));
+    let features = |id: u32| regs_with(&[(0, u64::from(smccc::ARCH_FEATURES)), (1, u64::from(id))]);
+    assert_eq!(
+        decode_sync(hvc, 0, 0, &features(smccc::ARCH_FEATURES)),
+        reply(0)
+    );
+    assert_eq!(
+        decode_sync(hvc, 0, 0, &features(smccc::ARCH_WORKAROUND_1)),
+        reply(smccc::NOT_SUPPORTED)
+    );
+    let uid = regs_with(&[(0, u64::from(smccc::VENDOR_HYP_CALL_UID)), (1, 7), (4, 9)]);
+    assert_eq!(
+        decode_sync(ec::SMC64 << 26, 0, 0, &uid),
+        SyncAction::ReplyX0To3 {
+            x: smccc::AXVISOR_UID,
+            pc_step: 4
+        }
+    );
+}
+
+#[test]
+fn axvisor_calls_are_hypercalls() {
     let r = regs_with(&[
-        (0, 0x4242),
+        (0, u64::from(smccc::AXVISOR_BASE) | 0x142),
         (1, 1),
         (2, 2),
         (3, 3),
@@ -220,13 +285,19 @@ fn other_calls_are_hypercalls() {
         (6, 6),
         (7, 7),
     ]);
-    assert_eq!(
-        decode_sync(ec::HVC64 << 26, 0, 0, &r),
-        SyncAction::Exit {
-            exit: VmExit::Hypercall { nr: 0x4242 },
-            pc_step: 0
-        }
-    );
+    let hvc = ec::HVC64 << 26;
+    assert_eq!(hvc_hypercall(hvc, &r), Some(0x142));
+    assert_eq!(hvc_hypercall(ec::SMC64 << 26, &r), None);
+    assert_eq!(hvc_hypercall(hvc, &regs_with(&[(0, 0x142)])), None);
+    for (esr, pc_step) in [(hvc, 0), (ec::SMC64 << 26, 4)] {
+        assert_eq!(
+            decode_sync(esr, 0, 0, &r),
+            SyncAction::Exit {
+                exit: VmExit::Hypercall { nr: 0x142 },
+                pc_step
+            }
+        );
+    }
 }
 
 #[test]

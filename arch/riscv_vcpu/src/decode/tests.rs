@@ -451,7 +451,7 @@ fn err(e: u64) -> SbiAction {
 
 #[test]
 fn sbi_base() {
-    assert_eq!(call(0x10, 0, &[]), ok(0x0100_0000));
+    assert_eq!(call(0x10, 0, &[]), ok(0x0200_0000));
     assert_eq!(call(0x10, 1, &[]), ok(sbi::IMPL_ID));
     assert_eq!(call(0x10, 2, &[]), ok(sbi::IMPL_VERSION));
     for f in 4..=6 {
@@ -466,7 +466,7 @@ fn sbi_base() {
         0x5246_4E43,
         0x48_534D,
         0x5352_5354,
-        0x08B5_0000,
+        0x0A00_08B5,
         0x01,
         0x02,
         0x08,
@@ -684,12 +684,29 @@ fn sbi_ipi_and_rfence_name_harts_of_the_vm() {
 #[test]
 fn sbi_hypercalls() {
     assert_eq!(
-        call(0x08B5_0000, 0x101, &[1, 2, 3, 4, 5, 6]),
+        call(0x0A00_08B5, 0x101, &[1, 2, 3, 4, 5, 6]),
         SbiAction::Exit {
             exit: VmExit::Hypercall { nr: 0x101 },
             ret: RetKind::Value
         }
     );
+}
+
+#[test]
+fn hart_suspend_supports_no_type() {
+    for t in [
+        0,
+        0x8000_0000,
+        0x1000_0000,
+        0x7fff_ffff,
+        0x9000_0000,
+        0xffff_ffff,
+    ] {
+        assert_eq!(call(0x48_534D, 3, &[t]), err(-2i64 as u64), "{t:#x}");
+    }
+    for t in [1, 0x0fff_ffff, 0x8000_0001, 0x8fff_ffff, 0x1_0000_0000] {
+        assert_eq!(call(0x48_534D, 3, &[t]), err(-3i64 as u64), "{t:#x}");
+    }
 }
 
 #[test]
@@ -703,7 +720,8 @@ fn unknown_sbi_calls_are_not_supported() {
         (0x4442_434E, 3),
         (0x5043_4E54, 0),
         (0x0A00_0000, 0),
-        (0x08B5_0001, 0),
+        (0x08B5_0000, 0), // where axvisor's extension was, in the experimental space
+        (0x0A00_08B4, 0),
         (u64::MAX, u64::MAX),
     ] {
         assert_eq!(call(eid, fid, &[]), err(-2i64 as u64), "{eid:#x}/{fid}");

@@ -255,20 +255,20 @@ extern "C" fn grt_trap(frame: &mut TrapFrame, index: u64) {
 macro_rules! smccc_call {
     ($(#[$doc:meta])* $vis:vis fn $name:ident = $insn:literal) => {
         $(#[$doc])*
-        $vis fn $name(function: u64, args: [u64; 6]) -> u64 {
-            let ret;
+        $vis fn $name(function: u64, args: [u64; 6]) -> [u64; 4] {
+            let mut ret = [0u64; 4];
             // SAFETY: the instruction traps to the hypervisor (HCR_EL2.TSC traps `smc`),
-            // which returns to the next instruction with the result in x0. The SMC Calling
+            // which returns to the next instruction with the results in x0-x3. The SMC Calling
             // Convention lets it change x0-x17, so they are all declared clobbered; it may
             // read or write guest memory the arguments point to, so memory is not declared
             // untouched.
             unsafe {
                 asm!(
                     $insn,
-                    inlateout("x0") function => ret,
-                    inlateout("x1") args[0] => _,
-                    inlateout("x2") args[1] => _,
-                    inlateout("x3") args[2] => _,
+                    inlateout("x0") function => ret[0],
+                    inlateout("x1") args[0] => ret[1],
+                    inlateout("x2") args[1] => ret[2],
+                    inlateout("x3") args[2] => ret[3],
                     inlateout("x4") args[3] => _,
                     inlateout("x5") args[4] => _,
                     inlateout("x6") args[5] => _,
@@ -292,19 +292,39 @@ macro_rules! smccc_call {
 }
 
 smccc_call!(
-    /// `hvc #0` with `x0` = `function` and `x1`..`x6` = `args`; returns `x0`.
-    fn hvc = "hvc #0"
+    /// `hvc #0` with `x0` = `function` and `x1`..`x6` = `args`; returns `x0`..`x3` (an SMC
+    /// Calling Convention call: PSCI, the SMCCC discovery calls, axvisor's calls).
+    pub fn hvc_call = "hvc #0"
 );
 smccc_call!(
-    /// `smc #0` with `x0` = `function` and `x1`..`x6` = `args`; returns `x0`: the other
-    /// PSCI conduit, which the hypervisor answers like `hvc`.
-    pub fn smc = "smc #0"
+    /// `smc #0` with `x0` = `function` and `x1`..`x6` = `args`; returns `x0`..`x3`: the
+    /// other conduit, which the hypervisor answers like `hvc`.
+    pub fn smc_call = "smc #0"
 );
 
-/// Calls hypercall `nr` with six arguments (`hvc #0`, `x0` = `nr`, `x1`..`x6` = `args`) and
-/// returns `x0`.
+/// [`hvc_call`], returning `x0` only.
+fn hvc(function: u64, args: [u64; 6]) -> u64 {
+    hvc_call(function, args)[0]
+}
+
+/// [`smc_call`], returning `x0` only.
+pub fn smc(function: u64, args: [u64; 6]) -> u64 {
+    smc_call(function, args)[0]
+}
+
+/// The SMCCC function id of axvisor's hypercall `nr` (below 0x1_0000): an SMC64 fast call
+/// of the vendor-specific hypervisor service, `0xC600_0000 | nr`.
+pub const fn hypercall_fid(nr: u64) -> u64 {
+    AXVISOR_SMCCC_BASE | nr
+}
+
+/// The first SMCCC function id of axvisor's hypercalls (docs/vmm.md, "Hypercall ABI").
+pub const AXVISOR_SMCCC_BASE: u64 = 0xC600_0000;
+
+/// Calls hypercall `nr` (below 0x1_0000) with six arguments (`hvc #0`, `x0` =
+/// [`hypercall_fid`]`(nr)`, `x1`..`x6` = `args`) and returns `x0`.
 pub fn hypercall(nr: u64, args: [u64; 6]) -> u64 {
-    hvc(nr, args)
+    hvc(hypercall_fid(nr), args)
 }
 
 /// Asks the hypervisor to power the VM off (PSCI SYSTEM_OFF); if that returns, waits for
