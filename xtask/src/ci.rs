@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use crate::arch::Arch;
 use crate::scenario::{self, Outcome, Scenario, Status};
 use crate::vmset;
-use crate::{guests, image, setup, util};
+use crate::{fuzz, guests, image, setup, util};
 
 /// Workspace crates that build only for bare metal: excluded from host clippy and host
 /// unit tests. (The hypervisor itself is linted per architecture instead.)
@@ -135,6 +135,15 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
         }
         steps.run("host unit tests", || {
             util::run(host_workspace_cargo("test"))
+        })?;
+        steps.run("fuzz (every target briefly)", || {
+            let mut cmd = util::cargo();
+            // Not --all: that would take in the path dependencies (checked above).
+            cmd.args(["fmt", "--manifest-path"])
+                .arg(fuzz::workspace_dir().join("Cargo.toml"))
+                .args(["--", "--check"]);
+            util::run(cmd)?;
+            fuzz::run_all(fuzz::CI_SECONDS)
         })?;
     }
 

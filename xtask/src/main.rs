@@ -5,6 +5,7 @@
 mod arch;
 mod bench;
 mod ci;
+mod fuzz;
 mod guests;
 mod image;
 mod matcher;
@@ -51,6 +52,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Real Linux guests from Debian packages (`guests fetch`, `guests boot-direct`).
     Guests(realguest::GuestsArgs),
+    /// Coverage-guided fuzzing (libFuzzer) of the parsers, decoders and device models.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 /// Arguments of `cargo xtask build`.
@@ -170,5 +173,6 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Vmconfig(args) => vmconfig::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Guests(args) => realguest::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
     }
 }
