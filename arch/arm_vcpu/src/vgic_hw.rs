@@ -2,7 +2,7 @@
 //! GICH frame or GICv3 ICH_*_EL2 registers (through `axhal::vgic`).
 
 use arm_vgic::{ListReg, ListRegs};
-use axhal::vgic::{self, HostVgic, HCR_EN, HCR_UIE};
+use axhal::vgic::{self, HostVgic, HCR_EN, HCR_TC, HCR_UIE};
 
 /// This CPU's list registers, in the host's encoding.
 pub struct HwListRegs {
@@ -27,9 +27,24 @@ impl HwListRegs {
 }
 
 impl HwListRegs {
-    /// The control register was just written with the underflow interrupt off.
-    pub fn forget_underflow(&mut self) {
+    /// Turns the virtual CPU interface on for the guest with the underflow interrupt off.
+    /// On GICv3 the registers common to both groups trap (ICH_HCR_EL2.TC, see
+    /// [`crate::icc`]).
+    pub fn enable(&mut self) {
+        vgic::set_hcr(self.hcr(false));
         self.uie = false;
+    }
+
+    /// Whether the host has a GICv3 (ICH_*_EL2 system registers).
+    pub fn v3(&self) -> bool {
+        self.v3
+    }
+
+    /// ICH_HCR_EL2 / GICH_HCR while the guest runs.
+    fn hcr(&self, underflow: bool) -> u64 {
+        let tc = if self.v3 { HCR_TC } else { 0 };
+        let uie = if underflow { HCR_UIE } else { 0 };
+        HCR_EN | tc | uie
     }
 }
 
@@ -58,7 +73,7 @@ impl ListRegs for HwListRegs {
 
     fn set_underflow_interrupt(&mut self, on: bool) {
         if on != self.uie {
-            vgic::set_hcr(if on { HCR_EN | HCR_UIE } else { HCR_EN });
+            vgic::set_hcr(self.hcr(on));
             self.uie = on;
         }
     }

@@ -357,6 +357,16 @@ impl Vgic {
         }
     }
 
+    /// A GICv3 guest on vCPU `vcpu` wrote `intid` to `ICC_DIR_EL1` with EOImode 1:
+    /// deactivates that interrupt if it is active in one of the vCPU's list registers (at
+    /// its next flush). Anything else (not active, not in a list register of this vCPU, an
+    /// INTID the VM does not have) is ignored, as the CPU interface does.
+    pub fn deactivate(&self, vcpu: usize, intid: u32) {
+        let mut s = self.state.lock();
+        let mask = s.deactivate_in_lr(vcpu, intid);
+        self.notify(mask);
+    }
+
     /// Before entering vCPU `vcpu`: brings the list registers up to date and fills free
     /// ones with the interrupts deliverable to it, highest priority (lowest value) first.
     ///

@@ -431,6 +431,22 @@ impl State {
         })
     }
 
+    /// ICC_DIR_EL1 of vCPU `v`: clears the active state of `intid` if it is in one of `v`'s
+    /// list registers (at `v`'s next flush); otherwise nothing.
+    pub fn deactivate_in_lr(&mut self, v: usize, intid: u32) -> u64 {
+        let Some(id) = self.resolve(v, intid) else {
+            return 0;
+        };
+        let in_own_lr = self
+            .irq(id)
+            .lr
+            .is_some_and(|l| usize::from(l.owner) == v && l.state.has_active());
+        if !in_own_lr {
+            return 0;
+        }
+        self.clear_active(id)
+    }
+
     /// ISENABLER / ICENABLER. GICv2 SGIs cannot be disabled.
     pub fn set_enabled(&mut self, id: Id, on: bool) -> u64 {
         if self.is_v2_sgi(id) {

@@ -1578,3 +1578,30 @@ fn posted_sgis_notify_unless_in_a_list_register() {
     vm.vgic.write_sgi1r(0, 1 << 1 | 3 << 24);
     assert_eq!(vm.rec.take(), vec![1]);
 }
+
+#[test]
+fn icc_dir_deactivates_only_its_own_active_lr() {
+    let vm = vm(GicVersion::V3, 2, 32);
+    let n = 40;
+    vm.v3_spi_ready(n);
+    vm.set_bit(0, ISPENDR, n);
+    let mut lrs = FakeLrs::new(4);
+    vm.vgic.flush(0, &mut lrs);
+    // Pending only: nothing to deactivate.
+    vm.vgic.deactivate(0, n);
+    vm.vgic.flush(0, &mut lrs);
+    assert_eq!(lrs.valid(), vec![(n, LrState::Pending)]);
+    lrs.ack(n);
+    vm.vgic.sync(0, &mut lrs);
+    // Another vCPU, an INTID the VM lacks, an interrupt not in a list register: ignored.
+    vm.vgic.deactivate(1, n);
+    vm.vgic.deactivate(0, 5000);
+    vm.vgic.deactivate(0, 33);
+    vm.vgic.flush(0, &mut lrs);
+    assert_eq!(lrs.valid(), vec![(n, LrState::Active)]);
+    // Its own vCPU: deactivated at the next flush.
+    vm.vgic.deactivate(0, n);
+    vm.vgic.flush(0, &mut lrs);
+    assert!(lrs.find(n).is_none());
+    assert!(!vm.get_bit(0, ISACTIVER, n));
+}

@@ -853,17 +853,16 @@ macro_rules! icc_read {
     }};
 }
 
-/// A timer compare value around counter value `now`: passed, soon or far. Never near the
-/// top of the 64-bit range: QEMU 7.2 adds the counter offset (CNTVOFF_EL2, which the
-/// hypervisor sets per VM) to the virtual timer's compare value without checking for
-/// overflow, and a wrapped sum makes its main loop re-arm the timer forever: the whole
-/// emulated machine hangs (both CPUs, every VM). Real hardware has no such problem, and the
-/// hypervisor cannot prevent it (the guest writes CNTV_CVAL_EL0 without a trap).
+/// A timer compare value around counter value `now`: passed, soon, far, or near the top of
+/// the 64-bit range. The last used to hang QEMU 7.2 (it adds CNTVOFF_EL2 to the compare value
+/// without checking for overflow and re-arms its timer forever when the sum wraps); the
+/// hypervisor keeps the offset 0 so it cannot (docs/reliability.md).
 fn timer_value(rng: &mut Rng, now: u64) -> u64 {
-    match rng.below(3) {
+    match rng.below(4) {
         0 => now.saturating_sub(rng.below(1 << 20)),
         1 => now + rng.below(1 << 16),
-        _ => now + (1 << 40) + rng.below(1 << 40),
+        2 => now + (1 << 40) + rng.below(1 << 40),
+        _ => u64::MAX - rng.below(1 << 20),
     }
 }
 
@@ -940,13 +939,34 @@ pub fn extra_op(i: u64, rng: &mut Rng, st: &mut Stats) {
             Some(0)
         }
         9 => {
-            icc_write!("S3_0_C4_C6_0", rng.below(0x100)); // ICC_PMR_EL1
-            icc_write!("S3_0_C12_C12_3", rng.below(8)); // ICC_BPR1_EL1
+            // Any value in the priority mask (trapped; the unimplemented low bits read as
+            // zero).
+            let pmr = rng.value();
+            icc_write!("S3_0_C4_C6_0", pmr); // ICC_PMR_EL1
+            let pribits = ((icc_read!("S3_0_C12_C12_4") >> 8) & 7) + 1;
+            let got = icc_read!("S3_0_C4_C6_0");
+            let want = pmr & (0xff << (8 - pribits)) & 0xff;
+            if got != want {
+                st.wrong(
+                    i,
+                    format_args!("ICC_PMR_EL1 {pmr:#x} read back {got:#x}, not {want:#x}"),
+                );
+            }
+            take_interrupts_under_random_binary_points(i, rng, st);
             Some(0)
         }
         10 => {
-            // ICC_CTLR_EL1: CBPR (bit 0), EOImode (bit 1); ICC_IGRPEN1_EL1.
-            icc_write!("S3_0_C12_C12_4", rng.below(4));
+            // ICC_CTLR_EL1 (trapped): EOImode (bit 1) follows the write, CBPR (bit 0) stays
+            // 1; ICC_IGRPEN1_EL1.
+            let ctlr = rng.value();
+            icc_write!("S3_0_C12_C12_4", ctlr);
+            let got = icc_read!("S3_0_C12_C12_4") & 3;
+            if got != (ctlr & 2) | 1 {
+                st.wrong(
+                    i,
+                    format_args!("ICC_CTLR_EL1 {ctlr:#x} read back {got:#x} in bits 1:0"),
+                );
+            }
             icc_write!("S3_0_C12_C12_7", rng.below(2));
             Some(0)
         }
@@ -981,6 +1001,62 @@ pub fn extra_op(i: u64, rng: &mut Rng, st: &mut Stats) {
                 "system-register operation {what}: {faults} exceptions, expected {want:?}"
             ),
         );
+    }
+}
+
+/// Any value in both binary points, then interrupts taken under them. With the common
+/// binary point the hypervisor keeps on, ICC_BPR1_EL1 writes are ignored and it reads
+/// ICC_BPR0_EL1 + 1 (at most 7). Then the virtual timer fires at once, an exit
+/// (PSCI_VERSION) lets the hypervisor put it in a list register, and the guest acknowledges
+/// it; while it is active an SGI to itself (trapped, put in a list register on the way back)
+/// is checked against its priority; then both end (and are deactivated with EOImode 1).
+/// QEMU 7.2 computes the group 1 binary point in that check and in the acknowledge, and
+/// aborts (an assertion) when an ICC_BPR1_EL1 write such as 8 left it below its minimum.
+fn take_interrupts_under_random_binary_points(i: u64, rng: &mut Rng, st: &mut Stats) {
+    // SAFETY: this VM's vGIC distributor and its vCPU 0 redistributor (SGI frame at +64 KiB):
+    // GICD_CTLR (ARE, group 1 on), SGI 1 and the timer PPI 27 in group 1 (IGROUPR0), at
+    // priorities 0x00 and 0x80 (IPRIORITYR), enabled (ISENABLER0).
+    unsafe {
+        grt::mmio::write32(GICD_BASE as usize, 0x12);
+        let sgi = (GICR_BASE + 0x1_0000) as usize;
+        let group = grt::mmio::read32(sgi + 0x80);
+        grt::mmio::write32(sgi + 0x80, group | (1 << 27) | (1 << 1));
+        grt::mmio::write8(sgi + 0x400 + 27, 0x80);
+        grt::mmio::write8(sgi + 0x400 + 1, 0);
+        grt::mmio::write32(sgi + 0x100, (1 << 27) | (1 << 1));
+    }
+    icc_write!("S3_0_C4_C6_0", 0xff); // ICC_PMR_EL1: nothing masked
+    icc_write!("S3_0_C12_C12_7", 1); // ICC_IGRPEN1_EL1
+                                     // Low bits 0 (8, 16, ...) half the time: below the group 1 minimum once truncated.
+    let bpr1 = if rng.chance(50) {
+        rng.value() & !7
+    } else {
+        rng.value()
+    };
+    icc_write!("S3_0_C12_C8_3", rng.value()); // ICC_BPR0_EL1
+    icc_write!("S3_0_C12_C12_3", bpr1); // ICC_BPR1_EL1
+    let (got0, got1) = (icc_read!("S3_0_C12_C8_3"), icc_read!("S3_0_C12_C12_3"));
+    if got1 != (got0 + 1).min(7) {
+        st.wrong(
+            i,
+            format_args!("ICC_BPR1_EL1 {got1} with ICC_BPR0_EL1 {got0} after writing {bpr1:#x}"),
+        );
+    }
+    icc_write!("cntv_cval_el0", 0);
+    icc_write!("cntv_ctl_el0", 1);
+    grt::hypercall(0x8400_0000, [0; 6]);
+    let timer = icc_read!("S3_0_C12_C12_0"); // ICC_IAR1_EL1
+    icc_write!("cntv_ctl_el0", 0);
+    icc_write!("S3_0_C12_C11_5", (1 << 24) | 1); // ICC_SGI1R_EL1: SGI 1 to itself
+    let sgi = icc_read!("S3_0_C12_C12_0");
+    let eoi_mode = icc_read!("S3_0_C12_C12_4") & 2 != 0;
+    for iar in [sgi, timer] {
+        if iar < 1020 {
+            icc_write!("S3_0_C12_C12_1", iar); // ICC_EOIR1_EL1
+            if eoi_mode {
+                icc_write!("S3_0_C12_C11_1", iar); // ICC_DIR_EL1
+            }
+        }
     }
 }
 

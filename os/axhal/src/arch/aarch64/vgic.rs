@@ -20,6 +20,10 @@ const GICH_LR: usize = 0x100;
 pub const HCR_EN: u64 = 1 << 0;
 /// Underflow maintenance interrupt enable.
 pub const HCR_UIE: u64 = 1 << 1;
+/// ICH_HCR_EL2.TC (GICv3 only): EL1 accesses to the CPU-interface registers common to both
+/// groups (ICC_CTLR_EL1, ICC_PMR_EL1, ICC_RPR_EL1, ICC_DIR_EL1 and the SGI registers) trap
+/// to EL2.
+pub const HCR_TC: u64 = 1 << 10;
 
 /// The most list registers either version has.
 pub const MAX_LRS: usize = 16;
@@ -131,6 +135,28 @@ pub fn set_hcr(v: u64) {
         Some(HostVgic::V3) => sysreg!(write "S3_4_C12_C11_0", v),
         None => {}
     }
+}
+
+/// GICv3 only: ICH_VTR_EL2, what the virtual CPU interface implements (list registers,
+/// priority, preemption and INTID bits).
+pub fn v3_vtr() -> u64 {
+    sysreg!(read "S3_4_C12_C11_1")
+}
+
+/// GICv3 only: the live ICH_VMCR_EL2 (the running vCPU's CPU-interface controls).
+pub fn v3_vmcr() -> u64 {
+    sysreg!(read "S3_4_C12_C11_7")
+}
+
+/// GICv3 only: writes the live ICH_VMCR_EL2.
+pub fn v3_set_vmcr(v: u64) {
+    sysreg!(write "S3_4_C12_C11_7", v)
+}
+
+/// GICv3 only: the live active-priority registers ICH_AP0R0_EL2 and ICH_AP1R0_EL2 (the
+/// only ones with 5 preemption bits, as QEMU and most cores have).
+pub fn v3_active_priorities() -> (u64, u64) {
+    (sysreg!(read "S3_4_C12_C8_0"), sysreg!(read "S3_4_C12_C9_0"))
 }
 
 /// The virtual CPU interface state of one vCPU that is not in the list registers' model:
