@@ -10,6 +10,8 @@ use axdevice_base::{AccessWidth, DeviceError, MmioDevice};
 use log::warn;
 use spin::Mutex;
 
+use crate::unclaimed::{Detail, Summary, UnclaimedLog};
+
 /// What a guest gets for an MMIO access no device handles (no device at the address, the
 /// access runs past a device's end, or the device refused it). The same three choices as
 /// the VM config.
@@ -119,61 +121,6 @@ impl fmt::Display for DeviceSetError {
 pub struct DeviceStats {
     /// The reads and writes no device handled (the policy applied).
     pub unclaimed: u64,
-}
-
-/// How many distinct unclaimed addresses a [`DeviceSet`] logs before going quiet.
-pub const UNCLAIMED_LOG_LIMIT: usize = 64;
-
-/// What [`UnclaimedLog::note`] decided about an unclaimed access.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogDecision {
-    /// The first access at this address: log it.
-    Log,
-    /// A new address after the limit was reached, the first such: log it and say that
-    /// further ones are not logged.
-    LogLimitReached,
-    /// Already logged (or past the limit): say nothing.
-    Quiet,
-}
-
-/// The "log once per address" memory: remembers the first [`UNCLAIMED_LOG_LIMIT`] distinct
-/// addresses it is told about; memory stays bounded whatever the guest does.
-#[derive(Debug, Default)]
-pub struct UnclaimedLog {
-    seen: Vec<u64>,
-    limit_reached: bool,
-}
-
-impl UnclaimedLog {
-    /// Nothing logged yet.
-    pub const fn new() -> Self {
-        Self {
-            seen: Vec::new(),
-            limit_reached: false,
-        }
-    }
-
-    /// Records an unclaimed access at `gpa` and says whether to log it.
-    pub fn note(&mut self, gpa: u64) -> LogDecision {
-        if self.seen.contains(&gpa) {
-            return LogDecision::Quiet;
-        }
-        if self.seen.len() < UNCLAIMED_LOG_LIMIT {
-            self.seen.push(gpa);
-            return LogDecision::Log;
-        }
-        if self.limit_reached {
-            LogDecision::Quiet
-        } else {
-            self.limit_reached = true;
-            LogDecision::LogLimitReached
-        }
-    }
-
-    /// How many distinct addresses have been logged.
-    pub fn logged(&self) -> usize {
-        self.seen.len()
-    }
 }
 
 struct Entry {
@@ -348,9 +295,14 @@ impl DeviceSet {
         }
     }
 
-    /// How many distinct unclaimed addresses have been logged.
+    /// How many distinct unclaimed addresses have had a log line of their own.
     pub fn unclaimed_logged(&self) -> usize {
         self.log.lock().logged()
+    }
+
+    /// The unclaimed (and undecoded) accesses so far, counted per address range.
+    pub fn unclaimed_summary(&self) -> Summary {
+        self.log.lock().summary()
     }
 
     /// An access at `gpa` that never became an MMIO access and that the VM's memory does
@@ -420,27 +372,28 @@ impl DeviceSet {
         outcome
     }
 
-    /// Counts an unclaimed access at `gpa` and, when the bounded log takes its address,
-    /// has `log` write its line, given what was done (`outcome` in words) and the line's
-    /// end (the note that the log's limit is reached, or nothing).
+    /// Counts an unclaimed access at `gpa` and, when the bounded log gives it a line, has
+    /// `log` write it, given what was done (`outcome` in words) and the line's end (a note
+    /// when a logging budget is spent, or nothing); then the summary line, when one is due.
     fn record(&self, gpa: u64, outcome: MmioOutcome, log: impl FnOnce(&str, &str)) {
         self.unclaimed.fetch_add(1, Ordering::Relaxed);
-        let decision = self.log.lock().note(gpa);
-        if decision == LogDecision::Quiet {
-            return;
+        let (decision, summary) = {
+            let mut record = self.log.lock();
+            let decision = record.note(gpa);
+            (decision, decision.summary.then(|| record.summary()))
+        };
+        if decision.detail != Detail::Quiet {
+            let action = match outcome {
+                MmioOutcome::InjectFault => "fault injected",
+                MmioOutcome::Read(_) => "read as zero",
+                MmioOutcome::Written => "write ignored",
+                MmioOutcome::StopVm => "stopping the VM",
+            };
+            log(action, decision.detail.note());
         }
-        let action = match outcome {
-            MmioOutcome::InjectFault => "fault injected",
-            MmioOutcome::Read(_) => "read as zero",
-            MmioOutcome::Written => "write ignored",
-            MmioOutcome::StopVm => "stopping the VM",
-        };
-        let more = if decision == LogDecision::LogLimitReached {
-            "; further unclaimed accesses not logged"
-        } else {
-            ""
-        };
-        log(action, more);
+        if let Some(summary) = summary {
+            warn!("vm {}: {summary}", self.vm_name);
+        }
     }
 }
 
@@ -474,6 +427,7 @@ impl fmt::Debug for DeviceSet {
 mod tests {
     use super::*;
     use crate::uart::Pl011;
+    use crate::unclaimed::DETAIL_LIMIT;
     use axdevice_base::ConsoleSink;
     use std::string::ToString;
     use std::sync::{Mutex as StdMutex, Once};
@@ -742,26 +696,6 @@ mod tests {
     }
 
     #[test]
-    fn unclaimed_log_decisions() {
-        let mut log = UnclaimedLog::new();
-        assert_eq!(log.note(0x10), LogDecision::Log);
-        assert_eq!(log.note(0x10), LogDecision::Quiet);
-        assert_eq!(log.note(0x18), LogDecision::Log);
-        for a in 2..UNCLAIMED_LOG_LIMIT as u64 {
-            assert_eq!(log.note(0x1000 + a), LogDecision::Log);
-        }
-        assert_eq!(log.logged(), UNCLAIMED_LOG_LIMIT);
-        assert_eq!(log.note(0x10), LogDecision::Quiet);
-        assert_eq!(log.note(0xdead), LogDecision::LogLimitReached);
-        assert_eq!(log.note(0xbeef), LogDecision::Quiet);
-        assert_eq!(log.note(0xdead), LogDecision::Quiet);
-        for a in 0..10_000u64 {
-            assert_eq!(log.note(0x10_0000 + a), LogDecision::Quiet);
-        }
-        assert_eq!(log.logged(), UNCLAIMED_LOG_LIMIT, "memory stays bounded");
-    }
-
-    #[test]
     fn warns_once_per_address_with_vm_name() {
         init_logger();
         let mut set = DeviceSet::new("logonce", UnclaimedPolicy::ReadZero);
@@ -786,11 +720,11 @@ mod tests {
             assert_eq!(set.mmio_write(0, a * 8, Dword, a), MmioOutcome::StopVm);
         }
         let w = warnings_for("logmany");
-        assert_eq!(w.len(), UNCLAIMED_LOG_LIMIT + 1);
+        assert_eq!(w.len(), DETAIL_LIMIT, "one 1 MiB range: no line after the addresses");
         assert!(w
             .last()
             .unwrap()
-            .contains("further unclaimed accesses not logged"));
+            .contains("further unclaimed accesses are logged once per 1 MiB range"));
         assert!(w[0].contains("8-byte write of 0x0"));
         assert!(w[0].contains("stopping the VM"));
         assert_eq!(set.stats().unclaimed, 1000);
@@ -815,16 +749,16 @@ mod tests {
             );
         }
         let w = warnings_for("undecoded");
-        assert_eq!(w.len(), UNCLAIMED_LOG_LIMIT + 1, "{w:?}");
+        assert_eq!(w.len(), DETAIL_LIMIT, "{w:?}");
         assert!(w[0].contains("read at 0x50000000"), "{}", w[0]);
         assert!(w[0].contains("fault injected"), "{}", w[0]);
         assert!(w[1].contains("write at 0x50000010"), "{}", w[1]);
         assert!(w
             .last()
             .unwrap()
-            .contains("further unclaimed accesses not logged"));
+            .contains("further unclaimed accesses are logged once per 1 MiB range"));
         assert_eq!(set.stats().unclaimed, 1000);
-        assert_eq!(set.unclaimed_logged(), UNCLAIMED_LOG_LIMIT);
+        assert_eq!(set.unclaimed_logged(), DETAIL_LIMIT);
 
         // One budget with the unclaimed MMIO accesses; an address is logged once.
         let set = DeviceSet::new("undecodedmix", UnclaimedPolicy::Fault);
@@ -834,8 +768,13 @@ mod tests {
             set.undecoded(0x7000_0000 + a * 8, "instruction fetch");
         }
         let w = warnings_for("undecodedmix");
-        assert_eq!(w.len(), UNCLAIMED_LOG_LIMIT + 1, "{w:?}");
+        assert_eq!(w.len(), DETAIL_LIMIT, "{w:?}");
         assert_eq!(set.stats().unclaimed, 120);
+        let summary = set.unclaimed_summary();
+        assert_eq!(summary.total, 120);
+        assert_eq!(summary.ranges.len(), 2);
+        assert_eq!(summary.ranges[0].base, 0x7000_0000);
+        assert_eq!(summary.ranges[0].accesses, 80);
 
         // Nothing to read as zero: the access faults; Stop stops.
         let set = DeviceSet::new("undecodedzero", UnclaimedPolicy::ReadZero);
@@ -885,7 +824,7 @@ mod tests {
             }
             assert_eq!(set.mmio_write(0, gpa, w, next()), MmioOutcome::Written);
         }
-        assert!(set.unclaimed_logged() <= UNCLAIMED_LOG_LIMIT);
+        assert!(set.unclaimed_logged() <= DETAIL_LIMIT);
     }
 
     #[test]

@@ -422,6 +422,11 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         &self.exits
     }
 
+    /// The accesses no device or memory handled so far, counted per address range.
+    pub fn unclaimed(&self) -> axdevice::unclaimed::Summary {
+        self.devices.unclaimed_summary()
+    }
+
     /// Reads guest memory (bounds- and permission-checked by the address space).
     pub fn read_guest(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), VmError> {
         self.aspace
