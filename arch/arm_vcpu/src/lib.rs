@@ -29,4 +29,4 @@ mod vcpu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod vgic_hw;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
-pub use vcpu::{ArmVCpu, ArmVCpuConfig};
+pub use vcpu::{vmid_bits, ArmVCpu, ArmVCpuConfig};

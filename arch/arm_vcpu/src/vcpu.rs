@@ -75,12 +75,41 @@ fn read_id_register(reg: SysReg) -> u64 {
 /// usable by the guest and by the vCPU's own save/restore at EL2.
 const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
 
+/// VTCR_EL2.VS: the VMID in VTTBR_EL2 is 16 bits wide (bits 63:48) instead of 8.
+const VTCR_VS: u64 = 1 << 19;
+
+/// Whether the CPU has 16-bit VMIDs (set by [`vmid_bits`]; VTCR_EL2.VS is then set).
+static VMID_16: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Width of the CPU's hardware VMID: 16 bits when ID_AA64MMFR1_EL1.VMIDBits is 0b0010,
+/// else 8. From the first call on, every vCPU runs its guest with VTCR_EL2.VS set to match,
+/// so call it before creating vCPUs; a vCPU refuses a VMID wider than this.
+pub fn vmid_bits() -> u32 {
+    let wide = (read_id_register(ID_AA64MMFR1_EL1) >> 4) & 0xf == 0b0010;
+    VMID_16.store(wide, core::sync::atomic::Ordering::Relaxed);
+    if wide {
+        16
+    } else {
+        8
+    }
+}
+
+/// VTCR_EL2.VS as [`vmid_bits`] found it.
+fn vtcr_vs() -> u64 {
+    if VMID_16.load(core::sync::atomic::Ordering::Relaxed) {
+        VTCR_VS
+    } else {
+        0
+    }
+}
+
 /// How to create an aarch64 vCPU.
 #[derive(Clone)]
 pub struct ArmVCpuConfig {
     /// The vCPU's MPIDR affinity as the guest sees it.
     pub mpidr: u64,
-    /// Stage-2 VMID of its VM.
+    /// Hardware VMID of its VM (the tag of its stage-2 TLB entries), given by the
+    /// hypervisor's allocator; at most [`vmid_bits`] wide.
     pub vmid: u16,
     /// The VM's virtual GIC, if it has one: the vCPU injects its interrupts (list registers)
     /// and its virtual timer's, and forwards trapped ICC_SGI1R_EL1 writes.
@@ -266,7 +295,7 @@ pub struct ArmVCpu {
 
 impl ArmVCpu {
     fn load_el2_state(&self) {
-        let vtcr = Aarch64Stage2::vtcr_el2();
+        let vtcr = Aarch64Stage2::vtcr_el2() | vtcr_vs();
         // SAFETY: EL2 controls for the guest about to run: trap configuration, stage-2 root
         // and format, the guest's MPIDR, and EL1 access to the physical counter and timer
         // (CNTHCTL_EL2.EL1PCTEN/EL1PCEN), the VM's virtual-counter offset (CNTVOFF_EL2),
@@ -297,6 +326,9 @@ impl ArchVCpu for ArmVCpu {
     type CreateConfig = ArmVCpuConfig;
 
     fn new(vcpu_id: usize, config: ArmVCpuConfig) -> Result<Self, VCpuError> {
+        if u32::from(config.vmid) >> vmid_bits() != 0 {
+            return Err(VCpuError::Unsupported("VMID wider than the CPU has"));
+        }
         let vgic = match config.vgic {
             Some(v) => Some((
                 v,

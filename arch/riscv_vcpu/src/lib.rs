@@ -26,7 +26,7 @@ pub use riscv_vplic;
 #[cfg(all(target_arch = "riscv64", target_os = "none"))]
 mod vcpu;
 #[cfg(all(target_arch = "riscv64", target_os = "none"))]
-pub use vcpu::{RiscvVCpu, RiscvVCpuConfig};
+pub use vcpu::{vmid_bits, RiscvVCpu, RiscvVCpuConfig};
 
 /// The hypercall number with which the vCPU hands the SBI legacy `console_putchar` (EID
 /// 0x01) and DBCN `console_write_byte` / `console_write` calls to the VMM, one byte at a

@@ -68,11 +68,51 @@ macro_rules! hfence_vvma_all {
     };
 }
 
+/// hgatp.VMID: bits 57:44 (VMIDMAX, 14 bits on RV64).
+const HGATP_VMID_SHIFT: u32 = 44;
+const HGATP_VMID_MASK: u64 = 0x3fff << HGATP_VMID_SHIFT;
+
+/// [`vmid_bits`] once measured (`u32::MAX`: not yet).
+static VMID_BITS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Width of the hart's hardware VMID (VMIDLEN, 0 to 14 bits): measured once, by writing
+/// all ones to hgatp.VMID (mode Bare) and counting the bits that stick, as the privileged
+/// specification describes; hgatp is put back. Call it first while no guest is loaded on
+/// this hart (at boot, before any VM); later calls return the measured value. A vCPU
+/// refuses a VMID wider than this.
+pub fn vmid_bits() -> u32 {
+    let known = VMID_BITS.load(core::sync::atomic::Ordering::Relaxed);
+    if known != u32::MAX {
+        return known;
+    }
+    let irq = axhal::irq::save_and_disable();
+    let got: u64;
+    // SAFETY: writes hgatp with mode Bare and every VMID bit set, reads it back and puts
+    // the previous value back, with interrupts masked; nothing runs in V = 1 meanwhile, and
+    // hgatp is only used for guest translations.
+    unsafe {
+        asm!(
+            "csrrw {old}, 0x680, {probe}",
+            "csrr {got}, 0x680",
+            "csrw 0x680, {old}",
+            probe = in(reg) HGATP_VMID_MASK,
+            old = out(reg) _,
+            got = out(reg) got,
+            options(nostack),
+        )
+    };
+    axhal::irq::restore(irq);
+    let bits = ((got & HGATP_VMID_MASK) >> HGATP_VMID_SHIFT).count_ones();
+    VMID_BITS.store(bits, core::sync::atomic::Ordering::Relaxed);
+    bits
+}
+
 /// How to create a riscv64 vCPU. Its hart id (a0 at entry, SBI hart masks) is its index
 /// in the VM.
 #[derive(Clone, Debug)]
 pub struct RiscvVCpuConfig {
-    /// G-stage VMID of its VM (at most 14 bits).
+    /// Hardware VMID of its VM (the tag of its G-stage TLB entries), given by the
+    /// hypervisor's allocator; at most [`vmid_bits`] wide.
     pub vmid: u16,
     /// What the harts of its VM share (one [`VmHarts`] per VM, with the VM's vCPU count).
     pub harts: Arc<VmHarts>,
@@ -552,8 +592,10 @@ impl ArchVCpu for RiscvVCpu {
     type CreateConfig = RiscvVCpuConfig;
 
     fn new(vcpu_id: usize, config: RiscvVCpuConfig) -> Result<Self, VCpuError> {
-        if config.vmid >= 1 << 14 {
-            return Err(VCpuError::Unsupported("VMID wider than 14 bits"));
+        if u32::from(config.vmid) >> vmid_bits() != 0 {
+            return Err(VCpuError::Unsupported(
+                "VMID wider than the hart's VMID field",
+            ));
         }
         if vcpu_id >= config.harts.count() {
             return Err(VCpuError::Unsupported("vCPU index beyond the VM's harts"));

@@ -10,15 +10,13 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use arm_vcpu::passthrough::PassthroughLines;
-pub use arm_vcpu::{ArmVCpu as VCpuImpl, ArmVCpuConfig};
+pub use arm_vcpu::{vmid_bits, ArmVCpu as VCpuImpl, ArmVCpuConfig};
 use arm_vgic::{GicVersion, Vgic, VgicConfig, GICR_FRAME_SIZE};
 pub use axaddrspace::Aarch64Stage2 as Stage2;
 use axhal::vgic::HostVgic;
 use axvm::{DeviceMap, VmPlatform};
-use axvmconfig::{DeviceKind, VmConfig};
+use axvmconfig::{DeviceKind, VmConfig, VGIC_SPI_LINES};
 
-/// SPIs every virtual GIC has (INTIDs 32..128): enough for the emulated devices.
-const SPIS: u32 = 96;
 /// Size of the GICv2 CPU interface the guest sees (GICC / GICV: two 4 KiB pages).
 const GICC_SIZE: u64 = 0x2000;
 
@@ -38,7 +36,7 @@ pub fn build(config: &VmConfig, waker: Arc<VcpuWaker>) -> Result<(VmPlatform, Ar
         lines: passthrough.clone(),
         waker: waker.clone(),
     });
-    passthrough::claim(config, 32..32 + SPIS, "an SPI of the VM's GIC", Some(sink))?;
+    passthrough::claim(config, Some(sink))?;
     let built = build_claimed(config, waker, &passthrough);
     if built.is_err() {
         passthrough::release(config.id);
@@ -105,7 +103,9 @@ fn build_vgic(
         VgicConfig {
             version,
             vcpus: config.cpus.count,
-            spis: SPIS,
+            // The SPIs every virtual GIC has (INTIDs 32..128): the lines the config check
+            // allows.
+            spis: VGIC_SPI_LINES.len() as u32,
         },
         waker,
     )

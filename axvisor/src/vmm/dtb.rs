@@ -5,8 +5,14 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use axdtb::{ExtraDevice, GuestDtb, Uart, UartKind};
-use axvmconfig::{DeviceKind, MapKind, VmConfig};
+use axdtb::{ExtraDevice, GuestDtb, PropValue, Property, Uart, UartKind};
+use axvmconfig::{DeviceKind, MapKind, MemKind, VmConfig};
+
+/// Properties of a ROM's `mtd-rom` node: Linux's physmap driver needs the bus width.
+const ROM_PROPS: &[Property<'static>] = &[Property {
+    name: "bank-width",
+    value: PropValue::U32(4),
+}];
 
 /// A passthrough device's node in the host's device tree, with the config's interrupts.
 struct HostNode<'a> {
@@ -18,11 +24,16 @@ struct HostNode<'a> {
 
 /// Builds the DTB for `config`; `initrd_size` is the size of its initrd image, if any.
 pub fn generate(config: &VmConfig, initrd_size: Option<u64>) -> Result<Vec<u8>, String> {
-    let memory: Vec<(u64, u64)> = config
-        .memory
-        .iter()
-        .filter(|r| r.map != MapKind::Reserved)
+    // RAM as `memory` nodes; ROM as a read-only flash bank (`mtd-rom`), which Linux maps
+    // with its physmap driver and never writes.
+    let backed = || config.memory.iter().filter(|r| r.map != MapKind::Reserved);
+    let memory: Vec<(u64, u64)> = backed()
+        .filter(|r| r.kind == MemKind::Ram)
         .map(|r| (r.gpa, r.size))
+        .collect();
+    let roms: Vec<[(u64, u64); 1]> = backed()
+        .filter(|r| r.kind == MemKind::Rom)
+        .map(|r| [(r.gpa, r.size)])
         .collect();
     let uarts: Vec<Uart> = config
         .devices
@@ -80,6 +91,13 @@ pub fn generate(config: &VmConfig, initrd_size: Option<u64>) -> Result<Vec<u8>, 
             interrupts: n.irqs,
             props: &[],
         })
+        .chain(roms.iter().map(|reg| ExtraDevice {
+            name: "rom",
+            compatible: &["mtd-rom"],
+            reg,
+            interrupts: &[],
+            props: ROM_PROPS,
+        }))
         .collect();
     let mut isa = String::new();
     let desc = GuestDtb {

@@ -19,9 +19,10 @@ use axstd::time::Duration;
 /// How long a vCPU keeps its CPU while other tasks wait for it (another VM's vCPU pinned to
 /// the same CPU), if its guest does not exit by itself sooner.
 const TIME_SLICE: Duration = Duration::from_millis(10);
-use axvm::{AxVm, VcpuEvent, VmError, VmStatus};
-use axvmconfig::{ValidateContext, VmConfig};
+use axvm::{AxVm, VcpuEvent, VmError, VmStatus, VmidAllocator};
+use axvmconfig::{HostFacts, MapKind, ValidateContext, VmConfig};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use spin::Mutex;
 
 #[cfg(target_arch = "aarch64")]
 #[path = "aarch64.rs"]
@@ -30,7 +31,27 @@ mod arch;
 #[path = "riscv64.rs"]
 mod arch;
 mod dtb;
+mod host;
 mod passthrough;
+
+/// The hardware VMIDs: one per VM from its creation until it stops (VM ids in configs are
+/// the user's and are never used as VMIDs). Sized by the CPU's VMID width in [`start_all`].
+static VMIDS: Mutex<Option<VmidAllocator>> = Mutex::new(None);
+
+/// A hardware VMID for a new VM.
+fn alloc_vmid() -> Result<u16, axvm::NoVmidLeft> {
+    VMIDS
+        .lock()
+        .as_mut()
+        .map_or(Err(axvm::NoVmidLeft { capacity: 0 }), |v| v.alloc())
+}
+
+/// Gives back the VMID of a VM that stopped or could not be created.
+fn free_vmid(vmid: u16) {
+    if let Some(v) = VMIDS.lock().as_mut() {
+        v.free(vmid);
+    }
+}
 
 /// Frames from the hypervisor's allocator; RAM is identity-mapped.
 #[derive(Clone, Copy)]
@@ -50,8 +71,9 @@ impl FrameAllocator for HalFrames {
 
 type Vm = AxVm<arch::VCpuImpl, arch::Stage2, HalFrames>;
 
-/// Parses and validates every embedded config; returns the usable ones with their source.
-fn load_configs(pcpus: usize) -> Vec<(&'static EmbeddedVm, VmConfig)> {
+/// Parses and validates every embedded config, also against what the host has (`host`);
+/// returns the usable ones with their source.
+fn load_configs(pcpus: usize, host: &HostFacts) -> Vec<(&'static EmbeddedVm, VmConfig)> {
     let mut ok = Vec::new();
     for vm in images::VMS {
         let config = match axvmconfig::from_toml(vm.config) {
@@ -70,7 +92,10 @@ fn load_configs(pcpus: usize) -> Vec<(&'static EmbeddedVm, VmConfig)> {
             pcpu_count: Some(pcpus),
             image_sizes,
         };
-        match config.validate(&ctx) {
+        match config
+            .validate(&ctx)
+            .and_then(|()| config.validate_host(host))
+        {
             Ok(()) => ok.push((vm, config)),
             Err(problems) => {
                 for p in problems {
@@ -99,7 +124,11 @@ fn load_configs(pcpus: usize) -> Vec<(&'static EmbeddedVm, VmConfig)> {
 
 /// Builds, boots and starts every valid embedded VM. Returns how many started.
 pub fn start_all(pcpus: usize) -> usize {
-    let configs = load_configs(pcpus);
+    // Before any VM: riscv64 measures the width by writing hgatp.
+    let bits = arch::vmid_bits();
+    println!("vmid: {bits} bits");
+    *VMIDS.lock() = Some(VmidAllocator::new(bits));
+    let configs = load_configs(pcpus, &host::facts());
     let mut started = 0;
     for (source, config) in configs {
         if start_vm(source, config) {
@@ -113,6 +142,8 @@ pub fn start_all(pcpus: usize) -> usize {
 /// ones wait, and how many vCPU tasks are alive.
 struct VmRun {
     vm: Arc<Vm>,
+    /// Its hardware VMID, freed when the VM stops.
+    vmid: u16,
     waker: Arc<VcpuWaker>,
     /// vCPU tasks alive (started and not yet ended).
     tasks: AtomicUsize,
@@ -164,10 +195,52 @@ impl VcpuNotifier for VcpuWaker {
     }
 }
 
+/// Whether the hypervisor has the memory of the VM's `alloc` regions free; the line that
+/// says why not otherwise.
+fn memory_available(config: &VmConfig) -> Result<(), String> {
+    let need: u64 = config
+        .memory
+        .iter()
+        .filter(|r| r.map == MapKind::Alloc)
+        .map(|r| r.size)
+        .sum();
+    let free = (axstd::os::memory_stats().free_frames as u64).saturating_mul(axvmconfig::PAGE_SIZE);
+    if need > free {
+        return Err(alloc::format!(
+            "its memory needs {} KiB, the hypervisor has {} KiB free",
+            need / 1024,
+            free / 1024
+        ));
+    }
+    Ok(())
+}
+
+/// Builds, boots and starts one VM; on failure prints one line naming it and gives back
+/// whatever it had taken (VMID, host ranges).
 fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
     let name = config.name.clone();
+    if let Err(e) = memory_available(&config) {
+        println!("vm {name}: cannot be created: {e}");
+        return false;
+    }
+    let vmid = match alloc_vmid() {
+        Ok(vmid) => vmid,
+        Err(e) => {
+            println!("vm {name}: cannot be created: {e}");
+            return false;
+        }
+    };
+    if !build_and_start(source, config, vmid) {
+        free_vmid(vmid);
+        return false;
+    }
+    true
+}
+
+/// [`start_vm`] once the VM has its VMID.
+fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> bool {
+    let name = config.name.clone();
     let vm_id = config.id;
-    let vmid = vm_id as u16;
     let dtb = config.kernel.dtb.as_ref().map_or(0, |d| d.load_addr);
     let waker = Arc::new(VcpuWaker::new(&config.cpus.pin));
     let (mut platform, arch_vm) = match arch::build(&config, waker.clone()) {
@@ -218,13 +291,14 @@ fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
     let pcpu = vm.config().cpus.pin[0];
     let mem: u64 = vm.config().memory.iter().map(|r| r.size).sum();
     println!(
-        "vm {name}: created (id {}, {} vcpu(s), {} KiB, vcpu 0 on cpu {pcpu})",
+        "vm {name}: created (id {}, vmid {vmid}, {} vcpu(s), {} KiB, vcpu 0 on cpu {pcpu})",
         vm.id(),
         vm.vcpu_count(),
         mem / 1024
     );
     let run = Arc::new(VmRun {
         vm,
+        vmid,
         waker,
         tasks: AtomicUsize::new(0),
     });
@@ -309,6 +383,7 @@ fn vcpu_task(run: Arc<VmRun>, id: usize) {
     if last && vm.status() != VmStatus::Running {
         vm.mark_stopped();
         passthrough::release(vm.id());
+        free_vmid(run.vmid);
         let counts: Vec<String> = vm
             .exits()
             .nonzero()

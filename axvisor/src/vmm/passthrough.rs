@@ -1,19 +1,18 @@
-//! Passthrough devices, the architecture-neutral part: which host ranges and interrupts are
-//! given to which VM (one VM per device), the host interrupt handler that masks a VM's
-//! device interrupt and hands it to the VM, and the stage-2 maps of the ranges.
+//! Passthrough devices, the architecture-neutral part: which host ranges (passthrough
+//! ranges, `identity` memory) and interrupts are given to which VM (one VM each), the host
+//! interrupt handler that masks a VM's device interrupt and hands it to the VM, and the
+//! stage-2 maps of the ranges.
 //!
 //! The architecture supplies how a VM takes such an interrupt ([`IrqSink`]: aarch64 raises
-//! it on the vGIC through the vCPUs, riscv64 posts it on the vPLIC) and which numbers its
-//! interrupt controller has; it unmasks the host interrupt once the guest has handled it.
+//! it on the vGIC through the vCPUs, riscv64 posts it on the vPLIC); it unmasks the host
+//! interrupt once the guest has handled it.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use axconfig::dtb::IntcInfo;
 use axvm::DeviceMap;
-use axvmconfig::VmConfig;
-use core::ops::Range;
+use axvmconfig::{MapKind, VmConfig};
 use spin::Mutex;
 
 /// Where a VM takes the host interrupts of its passthrough devices.
@@ -43,48 +42,6 @@ fn with_claims<R>(f: impl FnOnce(&mut Vec<Claim>) -> R) -> R {
     r
 }
 
-/// The host's own RAM and devices, which no VM may be given: its RAM and reserved memory,
-/// its console UART and its interrupt controller (from the host's device tree).
-fn host_ranges() -> Vec<(u64, u64, &'static str)> {
-    let info = axhal::platform::info();
-    let mut v: Vec<(u64, u64, &'static str)> = info
-        .memory
-        .iter()
-        .map(|r| (r.start as u64, r.end() as u64, "the hypervisor's RAM"))
-        .chain(info.reserved.iter().map(|r| {
-            (
-                r.start as u64,
-                r.end() as u64,
-                "memory the firmware reserved",
-            )
-        }))
-        .collect();
-    if let Some(u) = &info.uart {
-        v.push((
-            u.regs.start as u64,
-            u.regs.end() as u64,
-            "the hypervisor's console UART",
-        ));
-    }
-    let (what, intc) = match &info.intc {
-        Some(IntcInfo::GicV2 {
-            dist,
-            cpu,
-            hyp,
-            vcpu,
-        }) => ("the host GIC", [Some(*dist), Some(*cpu), *hyp, *vcpu]),
-        Some(IntcInfo::GicV3 { dist, redist }) => {
-            ("the host GIC", [Some(*dist), Some(*redist), None, None])
-        }
-        Some(IntcInfo::Plic { regs, .. }) => ("the host PLIC", [Some(*regs), None, None, None]),
-        None => ("", [None; 4]),
-    };
-    for r in intc.into_iter().flatten() {
-        v.push((r.start as u64, r.end() as u64, what));
-    }
-    v
-}
-
 /// The host interrupts of a VM's passthrough devices.
 pub fn irqs(config: &VmConfig) -> impl Iterator<Item = u32> + '_ {
     config
@@ -107,63 +64,48 @@ pub fn device_maps(config: &VmConfig) -> Vec<DeviceMap> {
         .collect()
 }
 
-/// Checks a VM's `[[passthrough]]` entries against the host, the VM's own devices and the
-/// other VMs, and claims them for it. Each interrupt must lie in `lines`, the numbers the
-/// VM's interrupt controller and the host's have (`lines_what` names them in messages);
-/// the VM takes it through `sink` (`None`: the VM has no interrupt controller, and its
-/// devices may have no interrupts). Give the claims back with [`release`].
-pub fn claim(
-    config: &VmConfig,
-    lines: Range<u32>,
-    lines_what: &str,
-    sink: Option<Arc<dyn IrqSink>>,
-) -> Result<(), String> {
-    let host = host_ranges();
-    for p in &config.passthrough {
-        let end = p.base.saturating_add(p.size);
-        if let Some((_, _, what)) = host.iter().find(|(s, e, _)| p.base < *e && *s < end) {
-            return Err(format!(
-                "passthrough {:?} at {:#x} overlaps {what}",
-                p.name, p.base
-            ));
-        }
-        if let Some(&n) = p.irqs.iter().find(|&&n| !lines.contains(&n)) {
-            return Err(format!(
-                "passthrough {:?}: interrupt {n} is not {lines_what} ({}..{})",
-                p.name, lines.start, lines.end
-            ));
-        }
-        if let Some(d) = config
-            .devices
-            .iter()
-            .find(|d| d.irq.is_some_and(|n| p.irqs.contains(&n)))
-        {
-            return Err(format!(
-                "passthrough {:?}: interrupt {} is the `{}` device's",
-                p.name,
-                d.irq.unwrap_or(0),
-                d.kind
-            ));
-        }
-    }
+/// Claims a VM's host ranges (its passthrough ranges and `identity` memory regions) and
+/// its passthrough interrupts, which it takes through `sink` (`None`: the VM has no
+/// interrupt controller, and its devices may have no interrupts). A range or interrupt
+/// another VM already has is refused: it belongs to one VM until that VM stops. What one
+/// config may ask for (interrupt lines, ranges the host uses) is checked before, by
+/// `axvmconfig` against the host's facts ([`super::host::facts`]). Give the claims back
+/// with [`release`].
+pub fn claim(config: &VmConfig, sink: Option<Arc<dyn IrqSink>>) -> Result<(), String> {
     let irqs: Vec<u32> = irqs(config).collect();
     if sink.is_none() && !irqs.is_empty() {
         return Err(String::from(
             "passthrough interrupts need a virtual interrupt controller",
         ));
     }
-    for (i, n) in irqs.iter().enumerate() {
-        if irqs[..i].contains(n) {
-            return Err(format!("passthrough: interrupt {n} is listed twice"));
-        }
-    }
+    // Every host range of the VM, with how messages name it.
+    let ranges: Vec<(String, u64, u64)> = config
+        .memory
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.map == MapKind::Identity)
+        .map(|(i, r)| {
+            let what = format!("identity region memory[{i}] at {:#x}", r.gpa);
+            (what, r.gpa, r.gpa.saturating_add(r.size))
+        })
+        .chain(config.passthrough.iter().map(|p| {
+            let what = format!("passthrough {:?}", p.name);
+            (what, p.base, p.base.saturating_add(p.size))
+        }))
+        .collect();
     with_claims(|claims| {
+        for (what, start, end) in &ranges {
+            if let Some(c) = claims
+                .iter()
+                .find(|c| c.range.is_some_and(|(s, e)| *start < e && s < *end))
+            {
+                return Err(format!("{what} is already given to VM {}", c.vm));
+            }
+        }
         for p in &config.passthrough {
-            let end = p.base.saturating_add(p.size);
-            let taken = claims.iter().find(|c| {
-                c.range.is_some_and(|(s, e)| p.base < e && s < end)
-                    || c.irq.as_ref().is_some_and(|(n, _)| p.irqs.contains(n))
-            });
+            let taken = claims
+                .iter()
+                .find(|c| c.irq.as_ref().is_some_and(|(n, _)| p.irqs.contains(n)));
             if let Some(c) = taken {
                 return Err(format!(
                     "passthrough {:?} is already given to VM {}",
@@ -171,10 +113,10 @@ pub fn claim(
                 ));
             }
         }
-        for p in &config.passthrough {
+        for &(_, start, end) in &ranges {
             claims.push(Claim {
                 vm: config.id,
-                range: Some((p.base, p.base.saturating_add(p.size))),
+                range: Some((start, end)),
                 irq: None,
             });
         }

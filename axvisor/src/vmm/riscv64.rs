@@ -9,16 +9,16 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 pub use axaddrspace::RiscvSv39x4 as Stage2;
-use axconfig::dtb::IntcInfo;
 use axdevice_base::VcpuNotifier;
 use axvm::VmPlatform;
-use axvmconfig::{DeviceKind, VmConfig};
+use axvmconfig::{DeviceKind, VmConfig, VPLIC_SOURCES};
 use riscv_vcpu::harts::VmHarts;
 use riscv_vcpu::riscv_vplic::{Vplic, VplicConfig, VPLIC_SIZE};
-pub use riscv_vcpu::{RiscvVCpu as VCpuImpl, RiscvVCpuConfig};
+pub use riscv_vcpu::{vmid_bits, RiscvVCpu as VCpuImpl, RiscvVCpuConfig};
 
-/// Interrupt sources of a VM's PLIC (IDs 1..=95), as on QEMU `virt`: its 16550 is source 10.
-pub const PLIC_SOURCES: u32 = 95;
+/// Interrupt sources of a VM's PLIC (IDs 1..=95, the lines the config check allows), as on
+/// QEMU `virt`: its 16550 is source 10.
+pub const PLIC_SOURCES: u32 = VPLIC_SOURCES.end - 1;
 /// Implemented priority bits (priorities 0..=7), as on QEMU `virt`.
 const PLIC_PRIORITY_BITS: u32 = 3;
 
@@ -75,18 +75,8 @@ pub fn build(config: &VmConfig, waker: Arc<VcpuWaker>) -> Result<(VmPlatform, Ar
             "passthrough interrupts need a virtual PLIC: add a `plic` device",
         ));
     }
-    let host_sources = match &axhal::platform::info().intc {
-        Some(IntcInfo::Plic { ndev, .. }) => *ndev,
-        _ => 0,
-    };
     let sink = plic.clone().map(|p| p as Arc<dyn IrqSink>);
-    let lines = 1..PLIC_SOURCES.min(host_sources) + 1;
-    passthrough::claim(
-        config,
-        lines,
-        "a source of the VM's and the host's PLIC",
-        sink,
-    )?;
+    passthrough::claim(config, sink)?;
     if let Some(vplic) = &plic {
         for n in passthrough::irqs(config) {
             vplic.set_resample(n, true);
