@@ -23,13 +23,17 @@ pub const MEM: &str = "1G";
 /// How many console lines a failure shows.
 const TAIL_LINES: usize = 30;
 
-/// The marker line's fields: `AXVISOR-LINUX-MARKER kernel=<release> cpus=<n>`.
+/// The marker line's fields: `AXVISOR-LINUX-MARKER kernel=<release> cpus=<n>` and
+/// optionally `compat=<machine>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Marker {
     /// The running kernel's release (`uname -r`).
     pub kernel: String,
     /// Online CPUs.
     pub cpus: u32,
+    /// What the 32-bit busybox printed for `linux32 uname -m` (`armv8l` on aarch64), or
+    /// `none` without one; `None` when the marker has no `compat=` (an older `/init`).
+    pub compat: Option<String>,
 }
 
 /// Parses a console line holding the marker (anything may precede it). `None` without the
@@ -40,16 +44,19 @@ pub fn parse_marker(line: &str) -> Option<Result<Marker>> {
     let parse = || -> Result<Marker> {
         let mut kernel = None;
         let mut cpus = None;
+        let mut compat = None;
         for word in rest.split_whitespace() {
             match word.split_once('=') {
                 Some(("kernel", v)) if !v.is_empty() => kernel = Some(v.to_owned()),
                 Some(("cpus", v)) => cpus = Some(v.parse().context("cpus is not a number")?),
+                Some(("compat", v)) => compat = Some(v.to_owned()),
                 _ => bail!("unexpected word {word:?}"),
             }
         }
         Ok(Marker {
             kernel: kernel.context("no kernel=")?,
             cpus: cpus.context("no cpus=")?,
+            compat,
         })
     };
     Some(parse().with_context(|| format!("malformed marker line {line:?}")))
@@ -267,9 +274,14 @@ mod tests {
             m,
             Marker {
                 kernel: "6.1.0-50-arm64".to_owned(),
-                cpus: 2
+                cpus: 2,
+                compat: None,
             }
         );
+        let m = parse_marker("AXVISOR-LINUX-MARKER kernel=6.1.0-50-arm64 cpus=1 compat=armv8l")
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.compat.as_deref(), Some("armv8l"));
         let prefixed =
             parse_marker("[linux] AXVISOR-LINUX-MARKER kernel=7.2.12+deb14-riscv64 cpus=1");
         assert_eq!(prefixed.unwrap().unwrap().kernel, "7.2.12+deb14-riscv64");

@@ -5,8 +5,9 @@
 //!
 //! The cache is `.cache/guests/<arch>/` (or `$AXVISOR_GUEST_CACHE/<arch>/`): `Image` (the raw
 //! kernel), `initramfs.cpio`, `version` (the kernel release, written last), `busybox`
-//! (kept so the initramfs can be rebuilt when its `/init` changes, without a download) and
-//! `source` (mirror, suite and packages it came from).
+//! (kept so the initramfs can be rebuilt when its `/init` changes, without a download),
+//! on aarch64 `busybox32` (Debian armhf's, run as a 32-bit compat process) and `source`
+//! (mirror, suite and packages it came from).
 
 mod apt;
 mod boot;
@@ -28,7 +29,8 @@ pub use boot::boot_direct;
 
 /// Overrides the cache root (default `<repository>/.cache/guests`).
 pub const ENV_CACHE: &str = "AXVISOR_GUEST_CACHE";
-/// What `/init` prints, followed by ` kernel=<uname -r> cpus=<online CPUs>`.
+/// What `/init` prints, followed by ` kernel=<uname -r> cpus=<online CPUs> compat=<what the
+/// 32-bit busybox's `linux32 uname -m` printed, or none>`.
 pub const MARKER: &str = "AXVISOR-LINUX-MARKER";
 /// The file in a cache directory holding the kernel release; written last.
 const VERSION_FILE: &str = "version";
@@ -38,6 +40,8 @@ const IMAGE_FILE: &str = "Image";
 const INITRAMFS_FILE: &str = "initramfs.cpio";
 /// The busybox binary kept in a cache directory.
 const BUSYBOX_FILE: &str = "busybox";
+/// The 32-bit busybox kept in a cache directory (architectures with a [`Compat`] userland).
+const BUSYBOX32_FILE: &str = "busybox32";
 /// Where a cache directory's files came from: mirror, suite and package files (with sizes).
 const SOURCE_FILE: &str = "source";
 /// The Debian package with a statically linked busybox.
@@ -64,6 +68,20 @@ struct Spec {
     suites: &'static [&'static str],
     /// ELF `e_machine` of busybox.
     elf_machine: u16,
+    /// A 32-bit userland the kernel runs too, whose busybox the initramfs also holds.
+    compat: Option<Compat>,
+}
+
+/// A 32-bit Debian architecture whose programs the kernel runs as compat processes (arm64
+/// runs armhf: AArch32 at EL0).
+#[derive(Clone, Copy, Debug)]
+struct Compat {
+    /// Debian's name of the architecture.
+    deb_arch: &'static str,
+    /// The suite its busybox comes from.
+    suite: &'static str,
+    /// ELF `e_machine` of its busybox (a 32-bit ELF file).
+    elf_machine: u16,
 }
 
 fn spec(arch: Arch) -> Result<Spec> {
@@ -73,6 +91,11 @@ fn spec(arch: Arch) -> Result<Spec> {
             deb_arch: "arm64",
             suites: &["bookworm"],
             elf_machine: 183,
+            compat: Some(Compat {
+                deb_arch: "armhf",
+                suite: "bookworm",
+                elf_machine: 40,
+            }),
         },
         // Debian's newest suites first; riscv64 is an official architecture from trixie on.
         Arch::Riscv64 => Spec {
@@ -80,6 +103,7 @@ fn spec(arch: Arch) -> Result<Spec> {
             deb_arch: "riscv64",
             suites: &["testing", "unstable", "stable"],
             elf_machine: 243,
+            compat: None,
         },
         Arch::X86_64 => bail!("no real Linux guest for {arch} yet (aarch64, riscv64)"),
     })
@@ -120,6 +144,7 @@ pub fn cached(arch: Arch) -> Option<RealGuest> {
 pub fn ensure(arch: Arch) -> Result<RealGuest> {
     match cached(arch) {
         Some(guest) => {
+            ensure_compat(arch)?;
             refresh_initramfs(arch, &guest)?;
             Ok(guest)
         }
@@ -210,6 +235,7 @@ fn ensure_verbose(arch: Arch) -> Result<RealGuest> {
             cache_dir(arch).display(),
             guest.version
         );
+        ensure_compat(arch)?;
         refresh_initramfs(arch, &guest)?;
         return Ok(guest);
     }
@@ -242,6 +268,74 @@ fn fetch(arch: Arch) -> Result<RealGuest> {
     let kernel_package = apt::image_package(&release, &image_depends);
     println!("{arch}: suite {suite}, kernel {release} in {kernel_package}");
 
+    let (tree, mut downloaded) = download(&apt, &apt_dir, &[&kernel_package, BUSYBOX_PACKAGE])?;
+    let total: u64 = downloaded.iter().map(|(_, size)| size).sum();
+    println!(
+        "{arch}: downloaded {:.1} MB of packages",
+        total as f64 / 1e6
+    );
+
+    let kernel_file = find_kernel(&tree, &release)?;
+    let image = raw_kernel(&kernel_file, arch)
+        .with_context(|| format!("turning {} into a raw Image", kernel_file.display()))?;
+    let busybox = read_busybox(&tree, Elf::Bits64, spec.elf_machine)?;
+    let compat = match spec.compat {
+        Some(compat) => {
+            let (busybox32, package) = fetch_compat(arch, compat, &mirror)?;
+            downloaded.push(package);
+            Some(busybox32)
+        }
+        None => None,
+    };
+
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // An old `version` would make a half-written cache look complete.
+    let version_path = out.join(VERSION_FILE);
+    if version_path.exists() {
+        fs::remove_file(&version_path)
+            .with_context(|| format!("removing {}", version_path.display()))?;
+    }
+    write_atomically(&out.join(IMAGE_FILE), &image)?;
+    write_atomically(&out.join(BUSYBOX_FILE), &busybox)?;
+    if let Some(busybox32) = &compat {
+        write_atomically(&out.join(BUSYBOX32_FILE), busybox32)?;
+    }
+    write_atomically(
+        &out.join(INITRAMFS_FILE),
+        &initramfs(&busybox, compat.as_deref()),
+    )?;
+    let mut source = format!("mirror {}\nsuite {suite}\n", mirror.uri);
+    for (name, size) in &downloaded {
+        source.push_str(&format!("package {name} {size}\n"));
+    }
+    write_atomically(&out.join(SOURCE_FILE), source.as_bytes())?;
+    write_atomically(&version_path, format!("{release}\n").as_bytes())?;
+    // The extracted tree holds every module (hundreds of MB), the package lists and apt's
+    // binary caches another hundred; none is needed once the guest is written (a new fetch
+    // runs `apt-get update` again). The private apt.conf and sources stay, to show how.
+    clean_apt_dir(&apt_dir)?;
+    cached(arch).context("the cache is incomplete right after writing it")
+}
+
+/// Removes what a download left in a private apt directory: the extracted tree (every
+/// module, hundreds of MB), the packages, the package lists and apt's binary caches; none
+/// is needed once the guest is written (a new fetch runs `apt-get update` again). The
+/// private apt.conf and sources stay, to show how.
+fn clean_apt_dir(apt_dir: &Path) -> Result<()> {
+    for dir in ["tree", "debs", "lists", "cache"] {
+        remove_dir_if_present(&apt_dir.join(dir))?;
+    }
+    Ok(())
+}
+
+/// Downloads `packages` with `apt` into `<apt_dir>/debs` and extracts each into
+/// `<apt_dir>/tree` (both emptied first). Returns the tree and each package file's name
+/// and size, sorted.
+fn download(
+    apt: &apt::PrivateApt,
+    apt_dir: &Path,
+    packages: &[&str],
+) -> Result<(PathBuf, Vec<(String, u64)>)> {
     let debs = apt_dir.join("debs");
     let tree = apt_dir.join("tree");
     for dir in [&debs, &tree] {
@@ -250,7 +344,8 @@ fn fetch(arch: Arch) -> Result<RealGuest> {
     }
     let mut download = apt.command("apt-get");
     download
-        .args(["-q", "download", &kernel_package, BUSYBOX_PACKAGE])
+        .args(["-q", "download"])
+        .args(packages)
         .current_dir(&debs);
     apt.run(download)?;
     let mut downloaded: Vec<(String, u64)> = Vec::new();
@@ -266,48 +361,67 @@ fn fetch(arch: Arch) -> Result<RealGuest> {
         util::run(x)?;
     }
     downloaded.sort();
-    let total: u64 = downloaded.iter().map(|(_, size)| size).sum();
-    println!(
-        "{arch}: downloaded {:.1} MB of packages",
-        total as f64 / 1e6
-    );
+    Ok((tree, downloaded))
+}
 
-    let kernel_file = find_kernel(&tree, &release)?;
-    let image = raw_kernel(&kernel_file, arch)
-        .with_context(|| format!("turning {} into a raw Image", kernel_file.display()))?;
-    let busybox_file = ["bin/busybox", "usr/bin/busybox"]
+/// The busybox binary of an extracted `busybox-static`, checked to be an ELF file of
+/// `class` for `machine`.
+fn read_busybox(tree: &Path, class: Elf, machine: u16) -> Result<Vec<u8>> {
+    let file = ["bin/busybox", "usr/bin/busybox"]
         .iter()
         .map(|p| tree.join(p))
         .find(|p| p.is_file())
         .with_context(|| format!("{BUSYBOX_PACKAGE} has no bin/busybox or usr/bin/busybox"))?;
-    let busybox =
-        fs::read(&busybox_file).with_context(|| format!("reading {}", busybox_file.display()))?;
-    check_elf(&busybox, spec.elf_machine)
-        .with_context(|| format!("checking {}", busybox_file.display()))?;
+    let busybox = fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    check_elf(&busybox, class, machine).with_context(|| format!("checking {}", file.display()))?;
+    Ok(busybox)
+}
 
-    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    // An old `version` would make a half-written cache look complete.
-    let version_path = out.join(VERSION_FILE);
-    if version_path.exists() {
-        fs::remove_file(&version_path)
-            .with_context(|| format!("removing {}", version_path.display()))?;
+/// Downloads the `compat` architecture's `busybox-static` through its own private apt
+/// (`apt-<arch>-<compat arch>/`). Returns the binary and the package file's name and size.
+fn fetch_compat(
+    arch: Arch,
+    compat: Compat,
+    mirror: &apt::Mirror,
+) -> Result<(Vec<u8>, (String, u64))> {
+    let apt_dir = cache_root().join(format!("apt-{}-{}", arch.name(), compat.deb_arch));
+    println!(
+        "{arch}: fetching Debian {} {BUSYBOX_PACKAGE} (32-bit programs) into {}",
+        compat.deb_arch,
+        apt_dir.display()
+    );
+    let apt = apt::PrivateApt::create(&apt_dir, compat.deb_arch, &apt::carried_settings())?;
+    apt.set_suite(mirror, compat.suite)?;
+    let mut update = apt.command("apt-get");
+    update.args(["-q", "update"]);
+    apt.run(update)?;
+    let (tree, mut downloaded) = download(&apt, &apt_dir, &[BUSYBOX_PACKAGE])?;
+    let busybox = read_busybox(&tree, Elf::Bits32, compat.elf_machine)?;
+    clean_apt_dir(&apt_dir)?;
+    let package = downloaded
+        .pop()
+        .context("apt-get download gave no package file")?;
+    Ok((busybox, package))
+}
+
+/// Adds the 32-bit busybox to a complete cache that lacks it (one fetched before the
+/// architecture had a [`Compat`] userland), noting its package in `source`; the caller
+/// then rebuilds the initramfs.
+fn ensure_compat(arch: Arch) -> Result<()> {
+    let Some(compat) = spec(arch)?.compat else {
+        return Ok(());
+    };
+    let dir = cache_dir(arch);
+    let path = dir.join(BUSYBOX32_FILE);
+    if path.is_file() {
+        return Ok(());
     }
-    write_atomically(&out.join(IMAGE_FILE), &image)?;
-    write_atomically(&out.join(BUSYBOX_FILE), &busybox)?;
-    write_atomically(&out.join(INITRAMFS_FILE), &initramfs(&busybox))?;
-    let mut source = format!("mirror {}\nsuite {suite}\n", mirror.uri);
-    for (name, size) in &downloaded {
-        source.push_str(&format!("package {name} {size}\n"));
-    }
-    write_atomically(&out.join(SOURCE_FILE), source.as_bytes())?;
-    write_atomically(&version_path, format!("{release}\n").as_bytes())?;
-    // The extracted tree holds every module (hundreds of MB), the package lists and apt's
-    // binary caches another hundred; none is needed once the guest is written (a new fetch
-    // runs `apt-get update` again). The private apt.conf and sources stay, to show how.
-    for dir in [&tree, &debs, &apt_dir.join("lists"), &apt_dir.join("cache")] {
-        remove_dir_if_present(dir)?;
-    }
-    cached(arch).context("the cache is incomplete right after writing it")
+    let (busybox32, (name, size)) = fetch_compat(arch, compat, &apt::system_mirror())?;
+    write_atomically(&path, &busybox32)?;
+    let source_path = dir.join(SOURCE_FILE);
+    let mut source = fs::read_to_string(&source_path).unwrap_or_default();
+    source.push_str(&format!("package {name} {size}\n"));
+    write_atomically(&source_path, source.as_bytes())
 }
 
 /// Tries `spec.suites` in order: the first whose index downloads and that has the kernel
@@ -467,12 +581,22 @@ fn decompress(tool: &str, path: &Path) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-/// Checks that `data` is a 64-bit little-endian ELF file for `machine` (`e_machine`).
-fn check_elf(data: &[u8], machine: u16) -> Result<()> {
+/// The class of an ELF file (`EI_CLASS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Elf {
+    /// ELFCLASS32.
+    Bits32 = 1,
+    /// ELFCLASS64.
+    Bits64 = 2,
+}
+
+/// Checks that `data` is a little-endian ELF file of `class` for `machine` (`e_machine`).
+fn check_elf(data: &[u8], class: Elf, machine: u16) -> Result<()> {
     ensure!(data.starts_with(b"\x7fELF"), "not an ELF file");
+    let bits = if class == Elf::Bits64 { 64 } else { 32 };
     ensure!(
-        data.get(4..6) == Some(&[2, 1][..]),
-        "not a 64-bit little-endian ELF file"
+        data.get(4..6) == Some(&[class as u8, 1][..]),
+        "not a {bits}-bit little-endian ELF file"
     );
     let found = data
         .get(0x12..0x14)
@@ -492,12 +616,18 @@ $bb mount -t sysfs sysfs /sys
 # /sys/devices/system/cpu/online is a list of ranges such as "0-3" or "0,2-3".
 cpus=$($bb awk -F, '{ n = 0; for (i = 1; i <= NF; i++) { k = split($i, r, "-"); n += (k == 2) ? r[2] - r[1] + 1 : 1 } print n }' /sys/devices/system/cpu/online)
 [ -n "$cpus" ] || cpus=$($bb nproc)
-echo "AXVISOR-LINUX-MARKER kernel=$($bb uname -r) cpus=$cpus"
+# A 32-bit busybox, where the initramfs has one (aarch64: armhf), run as a compat process;
+# under linux32 (PER_LINUX32) its uname says armv8l.
+compat=none
+# One word, whatever it printed (an error, if the kernel refused it).
+[ -e /bin/busybox32 ] && compat=$(/bin/busybox32 linux32 /bin/busybox32 uname -m 2>&1 | $bb head -n 1 | $bb tr -c 'a-zA-Z0-9_.\n-' _)
+echo "AXVISOR-LINUX-MARKER kernel=$($bb uname -r) cpus=$cpus compat=$compat"
 $bb poweroff -f
 "#;
 
-/// The initramfs: `/bin/busybox`, `/init`, the directories they need and `/dev/console`.
-pub fn initramfs(busybox: &[u8]) -> Vec<u8> {
+/// The initramfs: `/bin/busybox`, `/init`, the directories they need and `/dev/console`,
+/// and `/bin/busybox32` when there is a 32-bit busybox.
+pub fn initramfs(busybox: &[u8], busybox32: Option<&[u8]>) -> Vec<u8> {
     let mut a = newc::Newc::new();
     for dir in ["bin", "dev", "proc", "sys", "tmp"] {
         a.dir(dir, 0o755);
@@ -505,18 +635,23 @@ pub fn initramfs(busybox: &[u8]) -> Vec<u8> {
     // The console Linux opens for /init before any file system is mounted (5:1).
     a.char_dev("dev/console", 0o600, 5, 1);
     a.file("bin/busybox", 0o755, busybox);
+    if let Some(busybox32) = busybox32 {
+        a.file("bin/busybox32", 0o755, busybox32);
+    }
     a.file("init", 0o755, INIT_SCRIPT.as_bytes());
     a.finish()
 }
 
 /// Rewrites a cached initramfs if it differs from what [`initramfs`] builds from the cached
-/// busybox (an older `/init`). Without a cached busybox it is left alone.
+/// busybox (and 32-bit busybox, if cached): an older `/init`, or a busybox32 added since.
+/// Without a cached busybox it is left alone.
 fn refresh_initramfs(arch: Arch, guest: &RealGuest) -> Result<()> {
     let dir = cache_dir(arch);
     let Ok(busybox) = fs::read(dir.join(BUSYBOX_FILE)) else {
         return Ok(());
     };
-    let fresh = initramfs(&busybox);
+    let busybox32 = fs::read(dir.join(BUSYBOX32_FILE)).ok();
+    let fresh = initramfs(&busybox, busybox32.as_deref());
     if fs::read(&guest.initramfs).ok().as_deref() != Some(&fresh[..]) {
         println!(
             "{arch}: /init changed; rebuilding {}",
@@ -578,14 +713,20 @@ mod tests {
         let mut elf = vec![0u8; 64];
         elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
         elf[0x12..0x14].copy_from_slice(&183u16.to_le_bytes());
-        assert!(check_elf(&elf, 183).is_ok());
-        assert!(check_elf(&elf, 243).is_err());
-        assert!(check_elf(b"#!/bin/sh", 183).is_err());
+        assert!(check_elf(&elf, Elf::Bits64, 183).is_ok());
+        assert!(check_elf(&elf, Elf::Bits64, 243).is_err());
+        assert!(check_elf(&elf, Elf::Bits32, 183).is_err());
+        assert!(check_elf(b"#!/bin/sh", Elf::Bits64, 183).is_err());
+        let mut arm = vec![0u8; 52];
+        arm[..6].copy_from_slice(b"\x7fELF\x01\x01");
+        arm[0x12..0x14].copy_from_slice(&40u16.to_le_bytes());
+        assert!(check_elf(&arm, Elf::Bits32, 40).is_ok());
+        assert!(check_elf(&arm, Elf::Bits64, 40).is_err());
     }
 
     #[test]
     fn initramfs_holds_init_busybox_and_console() {
-        let archive = initramfs(b"\x7fELF-busybox");
+        let archive = initramfs(b"\x7fELF-busybox", None);
         let text = String::from_utf8_lossy(&archive);
         for name in [
             "bin\0",
@@ -599,12 +740,22 @@ mod tests {
         assert!(text.contains("#!/bin/busybox sh\n"));
         assert!(INIT_SCRIPT.contains(MARKER));
         assert_eq!(archive.len() % 512, 0);
+        assert!(!text.contains("bin/busybox32\0"));
+        let with32 = initramfs(b"\x7fELF-busybox", Some(b"\x7fELF-busybox32"));
+        let text = String::from_utf8_lossy(&with32);
+        assert!(text.contains("bin/busybox32\0"));
+        assert!(text.contains("\x7fELF-busybox32"));
     }
 
     #[test]
     fn fetch_specs() {
         assert_eq!(spec(Arch::Aarch64).unwrap().deb_arch, "arm64");
         assert_eq!(spec(Arch::Riscv64).unwrap().suites[0], "testing");
+        assert_eq!(
+            spec(Arch::Aarch64).unwrap().compat.unwrap().deb_arch,
+            "armhf"
+        );
+        assert!(spec(Arch::Riscv64).unwrap().compat.is_none());
         assert!(spec(Arch::X86_64).is_err());
     }
 }
