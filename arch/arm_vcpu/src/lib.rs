@@ -7,6 +7,8 @@
 //! - [`exception`]: exceptions the vCPU takes to the guest's EL1 (vector, entry PSTATE) and
 //!   the AArch32 (A32/T32) side of completing a trap: instruction length, ITSTATE, condition.
 //!   Portable too.
+//! - [`icc`]: the GICv3 CPU-interface registers the vCPU traps and emulates (ICC_CTLR_EL1,
+//!   ICC_PMR_EL1, ICC_RPR_EL1, ICC_DIR_EL1, the SGI registers). Portable too.
 //! - [`sysreg`]: trapped system-register accesses (the feature ID registers the guest reads
 //!   with hidden features masked; everything else is UNDEFINED). Portable too.
 //! - `vcpu` (aarch64 only): the guest context (general-purpose registers, EL1 system
@@ -20,6 +22,7 @@ extern crate std;
 
 pub mod decode;
 pub mod exception;
+pub mod icc;
 pub mod passthrough;
 pub mod smccc;
 pub mod sysreg;

@@ -6,6 +6,7 @@ use crate::decode::{
 };
 use crate::exception::{self, EntryFeatures, SPSR_EL1H_MASKED};
 use crate::passthrough::PassthroughLines;
+use crate::icc::{self, IccReg};
 use crate::sysreg::{
     sanitize_id, undefined_esr, SysReg, SysRegAccess, ID_AA64MMFR1_EL1, ID_AA64PFR0_EL1,
     ID_AA64PFR1_EL1,
@@ -15,7 +16,7 @@ use alloc::sync::Arc;
 use arm_vgic::{ListReg, ListRegs, Vgic};
 use axaddrspace::{Aarch64Stage2, GuestPhysAddr, HostPhysAddr};
 use axhal::guest::{self, GuestExit, GuestRegs};
-use axhal::vgic::{self as hw_vgic, VgicCpuState, HCR_EN};
+use axhal::vgic::{self as hw_vgic, VgicCpuState};
 use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
 use core::ops::ControlFlow;
 
@@ -75,6 +76,15 @@ fn read_id_register(reg: SysReg) -> u64 {
 /// usable by the guest and by the vCPU's own save/restore at EL2.
 const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
 
+// Every guest's virtual counter is the physical counter: CNTVOFF_EL2 is 0. A per-VM offset
+// (a counter starting near 0 when the VM is created) would be nicer, but QEMU (7.2 at
+// least) computes the virtual timer's next expiry as CNTV_CVAL_EL0 + CNTVOFF_EL2 without
+// checking for overflow: a guest that enables its timer with a compare value near 2^64
+// makes the sum wrap into the past, and QEMU re-arms the timer in an endless loop that
+// stops the whole emulated machine, every VM with it. The guest writes CNTV_CVAL_EL0
+// without a trap, so the offset is the only input the hypervisor controls. See
+// docs/reliability.md.
+
 /// VTCR_EL2.VS: the VMID in VTTBR_EL2 is 16 bits wide (bits 63:48) instead of 8.
 const VTCR_VS: u64 = 1 << 19;
 
@@ -114,19 +124,10 @@ pub struct ArmVCpuConfig {
     /// The VM's virtual GIC, if it has one: the vCPU injects its interrupts (list registers)
     /// and its virtual timer's, and forwards trapped ICC_SGI1R_EL1 writes.
     pub vgic: Option<Arc<Vgic>>,
-    /// The VM's virtual counter offset (CNTVOFF_EL2): the guest's virtual counter reads the
-    /// physical counter minus this.
-    pub cntvoff: u64,
     /// The VM's passthrough device interrupts (empty when it has none).
     pub passthrough: Arc<PassthroughLines>,
 }
 
-/// ICC_SGI1R_EL1: a GICv3 guest's SGI generation register (trapped to EL2).
-const ICC_SGI1R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 5);
-/// ICC_ASGI1R_EL1 and ICC_SGI0R_EL1: SGIs for the other group / security state; a guest of
-/// this hypervisor has one group, so writes are ignored.
-const ICC_ASGI1R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 6);
-const ICC_SGI0R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 7);
 
 /// CNTV_CTL_EL0 bits: ENABLE, IMASK, ISTATUS.
 const CNTV_ENABLE: u64 = 1 << 0;
@@ -284,8 +285,6 @@ pub struct ArmVCpu {
     vgic: Option<(Arc<Vgic>, HwListRegs)>,
     /// The virtual interface state while the vCPU is not loaded.
     vgic_state: VgicCpuState,
-    /// CNTVOFF_EL2 for this VM.
-    cntvoff: u64,
     /// The VM's passthrough interrupts.
     passthrough: Arc<PassthroughLines>,
     /// The VM's id once `set_vm_id` told it: hypercalls with a fixed answer are then
@@ -298,8 +297,9 @@ impl ArmVCpu {
         let vtcr = Aarch64Stage2::vtcr_el2() | vtcr_vs();
         // SAFETY: EL2 controls for the guest about to run: trap configuration, stage-2 root
         // and format, the guest's MPIDR, and EL1 access to the physical counter and timer
-        // (CNTHCTL_EL2.EL1PCTEN/EL1PCEN), the VM's virtual-counter offset (CNTVOFF_EL2),
-        // FP/SIMD untrapped (CPTR_EL2). None affects the hypervisor's own EL2 execution.
+        // (CNTHCTL_EL2.EL1PCTEN/EL1PCEN), a zero virtual-counter offset (CNTVOFF_EL2, see
+        // the note above `ArmVCpuConfig`), FP/SIMD untrapped (CPTR_EL2). None affects the
+        // hypervisor's own EL2 execution.
         unsafe {
             core::arch::asm!(
                 "msr hcr_el2, {hcr}",
@@ -307,7 +307,7 @@ impl ArmVCpu {
                 "msr vttbr_el2, {vttbr}",
                 "msr vmpidr_el2, {vmpidr}",
                 "msr cnthctl_el2, {cnthctl}",
-                "msr cntvoff_el2, {cntvoff}",
+                "msr cntvoff_el2, xzr",
                 "msr cptr_el2, {cptr}",
                 "isb",
                 hcr = in(reg) HCR_GUEST,
@@ -315,7 +315,6 @@ impl ArmVCpu {
                 vttbr = in(reg) self.vttbr,
                 vmpidr = in(reg) self.vmpidr,
                 cnthctl = in(reg) 3u64,
-                cntvoff = in(reg) self.cntvoff,
                 cptr = in(reg) CPTR_EL2_NO_TRAPS,
             )
         };
@@ -342,7 +341,6 @@ impl ArchVCpu for ArmVCpu {
             index: vcpu_id,
             vgic,
             vgic_state: VgicCpuState::default(),
-            cntvoff: config.cntvoff,
             passthrough: config.passthrough,
             regs: GuestRegs::default(),
             el1: El1Regs::default(),
@@ -395,6 +393,9 @@ impl ArchVCpu for ArmVCpu {
         // Nothing in flight: the list registers start empty (the vGIC treats interrupts it
         // had placed there as ended, and re-raises level ones still high).
         self.vgic_state = VgicCpuState::default();
+        if self.vgic.as_ref().is_some_and(|(_, lrs)| lrs.v3()) {
+            self.vgic_state.vmcr = icc::reset_vmcr();
+        }
         self.load_el2_state();
         // SAFETY: drops this VMID's stale stage-1+2 TLB entries (VTTBR_EL2 was just set), so a
         // reset guest cannot see translations of its previous run.
@@ -415,8 +416,7 @@ impl ArchVCpu for ArmVCpu {
                 self.fp.restore();
                 if let Some((_, lrs)) = &mut self.vgic {
                     self.vgic_state.restore();
-                    hw_vgic::set_hcr(HCR_EN);
-                    lrs.forget_underflow();
+                    lrs.enable();
                 }
                 self.loaded = true;
             }
@@ -539,7 +539,8 @@ impl ArchVCpu for ArmVCpu {
     fn timer_deadline(&self) -> Option<u64> {
         let ctl = self.el1.cntv_ctl_el0;
         let armed = ctl & CNTV_ENABLE != 0 && ctl & CNTV_IMASK == 0 && self.vgic.is_some();
-        armed.then(|| self.el1.cntv_cval_el0.saturating_add(self.cntvoff))
+        // The virtual counter is the physical one (CNTVOFF_EL2 is 0).
+        armed.then_some(self.el1.cntv_cval_el0)
     }
 
     fn inject_data_fault(&mut self, _gpa: GuestPhysAddr) {
@@ -566,25 +567,69 @@ impl ArchVCpu for ArmVCpu {
 
 impl ArmVCpu {
     /// Emulates a trapped system-register access: a read of a feature ID register gets the
-    /// hardware value with unvirtualised features hidden; a GICv3 SGI write goes to the
-    /// vGIC; anything else is UNDEFINED.
+    /// hardware value with unvirtualised features hidden; the GICv3 CPU-interface registers
+    /// ICH_HCR_EL2.TC traps are emulated ([`crate::icc`]), an SGI write going to the vGIC;
+    /// anything else is UNDEFINED.
     fn emulate_sysreg(&mut self, access: SysRegAccess) {
         let reg = access.reg;
         if access.read && reg.is_id_space() {
             let value = sanitize_id(reg, read_id_register(reg));
             self.set_gpr(access.rt, value);
-        } else if !access.read && reg == ICC_SGI1R_EL1 && self.vgic.is_some() {
-            let value = crate::decode::gpr(&self.regs.x, access.rt);
-            if let Some((vgic, _)) = &self.vgic {
-                vgic.write_sgi1r(self.index, value);
-            }
-        } else if !access.read && (reg == ICC_ASGI1R_EL1 || reg == ICC_SGI0R_EL1) {
-            // One interrupt group only: nothing to raise.
-        } else {
+        } else if !self.emulate_icc(access) {
             self.inject_undefined();
             return;
         }
         self.regs.elr = self.regs.elr.wrapping_add(4);
+    }
+
+    /// Emulates a GICv3 CPU-interface register access trapped by ICH_HCR_EL2.TC (the live
+    /// virtual interface is this vCPU's). False when `access` is not one of them, the VM has
+    /// no vGIC or the host no GICv3, or the direction does not exist (UNDEFINED).
+    fn emulate_icc(&mut self, access: SysRegAccess) -> bool {
+        let Some((vgic, lrs)) = &self.vgic else {
+            return false;
+        };
+        let Some(reg) = IccReg::from_sysreg(access.reg) else {
+            return false;
+        };
+        if !lrs.v3() || !(if access.read { reg.readable() } else { reg.writable() }) {
+            return false;
+        }
+        let value = crate::decode::gpr(&self.regs.x, access.rt);
+        let vtr = hw_vgic::v3_vtr();
+        let vmcr = hw_vgic::v3_vmcr();
+        let read = match (reg, access.read) {
+            (IccReg::Ctlr, true) => Some(icc::ctlr_read(vtr, vmcr)),
+            (IccReg::Ctlr, false) => {
+                hw_vgic::v3_set_vmcr(icc::ctlr_write(vmcr, value));
+                None
+            }
+            (IccReg::Pmr, true) => Some(icc::pmr_read(vmcr)),
+            (IccReg::Pmr, false) => {
+                hw_vgic::v3_set_vmcr(icc::pmr_write(vtr, vmcr, value));
+                None
+            }
+            (IccReg::Rpr, _) => {
+                let (ap0, ap1) = hw_vgic::v3_active_priorities();
+                Some(icc::rpr(vtr, ap0 | ap1))
+            }
+            (IccReg::Dir, _) => {
+                if icc::eoi_mode(vmcr) {
+                    vgic.deactivate(self.index, (value & 0xff_ffff) as u32);
+                }
+                None
+            }
+            (IccReg::Sgi1r, _) => {
+                vgic.write_sgi1r(self.index, value);
+                None
+            }
+            // One interrupt group only: nothing to raise.
+            (IccReg::OtherSgi, _) => None,
+        };
+        if let Some(v) = read {
+            self.set_gpr(access.rt, v);
+        }
+        true
     }
 
     /// Decodes a synchronous exit other than a hypercall: the exit for the VMM, or `None`

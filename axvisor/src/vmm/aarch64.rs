@@ -23,7 +23,6 @@ const GICC_SIZE: u64 = 0x2000;
 /// What an aarch64 VM has besides its vCPUs.
 pub struct ArchVm {
     vgic: Option<Arc<Vgic>>,
-    cntvoff: u64,
     passthrough: Arc<PassthroughLines>,
 }
 
@@ -42,12 +41,7 @@ pub fn build(config: &VmConfig, waker: Arc<VcpuWaker>) -> Result<(VmPlatform, Ar
         passthrough::release(config.id);
     }
     let (platform, vgic) = built?;
-    let arch = ArchVm {
-        vgic,
-        // The guest's virtual counter starts near 0 when the VM is created.
-        cntvoff: axhal::time::ticks(),
-        passthrough,
-    };
+    let arch = ArchVm { vgic, passthrough };
     Ok((platform, arch))
 }
 
@@ -185,7 +179,6 @@ pub fn vcpu_config(vmid: u16, i: usize, vm: &ArchVm) -> ArmVCpuConfig {
         mpidr: i as u64,
         vmid,
         vgic: vm.vgic.clone(),
-        cntvoff: vm.cntvoff,
         passthrough: vm.passthrough.clone(),
     }
 }
