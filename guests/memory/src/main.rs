@@ -2,12 +2,70 @@
 //! data, `.bss` and stack) to the end of its RAM (`grt::RAM_BASE + grt::RAM_SIZE`, 16 MiB
 //! in every config) must read as zero at boot; then each gets an address-derived value and
 //! all are read back; then the same with every value inverted. Writing everything before reading anything back also catches
-//! two addresses backed by the same memory. Prints the first mismatch and `FAIL memory`, or
-//! `PASS memory`.
+//! two addresses backed by the same memory. Then the ROM: its configs load a copy of this
+//! guest's image (`kernel.initrd`) into a `kind = "rom"` region at [`ROM_BASE`]; it must
+//! hold the image, and a store to it must fault and change nothing. Prints the first
+//! mismatch and `FAIL memory`, or `PASS memory`.
 #![no_std]
 #![no_main]
 
 use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::{AtomicU64, Ordering};
+use grt::trap::{DataFault, FaultAction};
+
+/// Where the configs put the ROM (`configs/vms/<arch>-memory.toml`): 256 MiB above RAM.
+const ROM_BASE: u64 = grt::RAM_BASE + 0x1000_0000;
+
+/// Bytes of the image compared with the ROM's copy: the start of its code, which nothing
+/// writes.
+const ROM_CHECKED: u64 = 256;
+
+/// The address of the last store fault the ROM check saw (0: none).
+static ROM_FAULT: AtomicU64 = AtomicU64::new(0);
+
+/// Data faults during the ROM check: a store to the ROM is expected and skipped.
+fn rom_fault(f: &DataFault) -> FaultAction {
+    if f.is_write && f.addr == ROM_BASE {
+        ROM_FAULT.store(f.addr, Ordering::SeqCst);
+        FaultAction::Skip
+    } else {
+        FaultAction::Fail
+    }
+}
+
+/// Checks the ROM: it holds this guest's image, and the guest cannot write it (the store
+/// gets a data fault under the VM's `fault` policy, and the ROM keeps its contents).
+fn check_rom() -> Result<(), &'static str> {
+    let mut off = 0;
+    while off < ROM_CHECKED {
+        // SAFETY: both are mapped for reading: the image at RAM_BASE, the ROM its config
+        // gives this VM; 8-byte aligned.
+        let (rom, ram) = unsafe {
+            (
+                read_volatile((ROM_BASE + off) as *const u64),
+                read_volatile((grt::RAM_BASE + off) as *const u64),
+            )
+        };
+        if rom != ram {
+            return Err("the ROM does not hold the image");
+        }
+        off += 8;
+    }
+    // SAFETY: as above.
+    let before = unsafe { read_volatile(ROM_BASE as *const u64) };
+    grt::trap::set_data_fault_handler(Some(rom_fault));
+    // SAFETY: the ROM is mapped; the store must fault, and the handler skips it.
+    unsafe { write_volatile(ROM_BASE as *mut u64, !before) };
+    grt::trap::set_data_fault_handler(None);
+    if ROM_FAULT.load(Ordering::SeqCst) != ROM_BASE {
+        return Err("a store to the ROM did not fault");
+    }
+    // SAFETY: as above.
+    if unsafe { read_volatile(ROM_BASE as *const u64) } != before {
+        return Err("a store to the ROM changed it");
+    }
+    Ok(())
+}
 
 /// A value unique to each word address (an odd multiplier is a bijection on `u64`), with
 /// bits set in both halves.
@@ -95,5 +153,10 @@ fn main() {
         }
         grt::println!("memory: {name}: ok");
     }
+    if let Err(why) = check_rom() {
+        grt::fail("memory", format_args!("rom: {why}"));
+        return;
+    }
+    grt::println!("memory: rom: holds the image, read-only: ok");
     grt::pass("memory");
 }
