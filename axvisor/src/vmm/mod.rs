@@ -92,17 +92,20 @@ fn load_configs(pcpus: usize, host: &HostFacts) -> Vec<(&'static EmbeddedVm, VmC
             pcpu_count: Some(pcpus),
             image_sizes,
         };
-        match config
-            .validate(&ctx)
-            .and_then(|()| config.validate_host(host))
-        {
-            Ok(()) => ok.push((vm, config)),
-            Err(problems) => {
-                for p in problems {
-                    println!("vm config {}: {p}", vm.file);
-                }
-                println!("vm config {}: invalid; skipped", vm.file);
+        // Every problem, the config's own and those against the host, as the host check
+        // prints them.
+        let problems: Vec<_> = [config.validate(&ctx), config.validate_host(host)]
+            .into_iter()
+            .filter_map(Result::err)
+            .flatten()
+            .collect();
+        if problems.is_empty() {
+            ok.push((vm, config));
+        } else {
+            for p in problems {
+                println!("vm config {}: {p}", vm.file);
             }
+            println!("vm config {}: invalid; skipped", vm.file);
         }
     }
     // Duplicate ids or names across VMs: keep the first of each.
