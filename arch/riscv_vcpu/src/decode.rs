@@ -563,6 +563,15 @@ pub fn decode_trap(
                 }
             }
         }
+        // An access fault at HS (not delegated): the G-stage translated, and the access (or
+        // an implicit access of the guest's own page-table walk) then faulted, as on a
+        // machine without the hypervisor. The guest gets the same fault, with its address.
+        cause::INSN_ACCESS_FAULT | cause::LOAD_ACCESS_FAULT | cause::STORE_ACCESS_FAULT => {
+            TrapAction::Inject {
+                cause: scause,
+                tval: stval,
+            }
+        }
         _ => exit(
             VmExit::Unsupported {
                 reason: "exception from the guest not emulated",

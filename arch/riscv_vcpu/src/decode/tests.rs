@@ -409,7 +409,8 @@ fn wfi_halts_other_virtual_instructions_are_illegal() {
 
 #[test]
 fn other_exceptions_are_unsupported() {
-    for c in [0, 1, 2, 3, 5, 7, 8, 9, 11, 12, 13, 15, 24, 63, u64::MAX] {
+    // (Access faults, 1, 5 and 7, are injected: `access_faults_go_back_to_the_guest`.)
+    for c in [0, 2, 3, 8, 9, 11, 12, 13, 15, 19, 24, 63, u64::MAX] {
         assert_eq!(
             decode_trap(&trap(c, 0, 0, 0), &[0; 32], &INFO, || None),
             TrapAction::Exit {
@@ -791,6 +792,24 @@ fn never_panics() {
             AccessWidth::ALL[(fetched & 3) as usize],
             i % 2 == 0,
             fetched as u64,
+        );
+    }
+}
+
+#[test]
+fn access_faults_go_back_to_the_guest() {
+    for cause in [
+        cause::INSN_ACCESS_FAULT,
+        cause::LOAD_ACCESS_FAULT,
+        cause::STORE_ACCESS_FAULT,
+    ] {
+        let t = trap(cause, 0x8000_1234, 0, 0);
+        assert_eq!(
+            decode_trap(&t, &[0; 32], &INFO, || None),
+            TrapAction::Inject {
+                cause,
+                tval: 0x8000_1234
+            }
         );
     }
 }
