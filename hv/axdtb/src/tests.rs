@@ -854,6 +854,33 @@ fn arm_extra_devices() {
     assert!(!p.has("/firmware", "reg"));
 }
 
+/// How axvisor describes a VM's ROM region (`kind = "rom"`, docs/guest-dtb.md "Memory
+/// kinds"): not a `memory` node but an `mtd-rom` device with the bus width Linux's physmap
+/// driver needs.
+#[test]
+fn rom_is_an_mtd_rom_device_not_memory() {
+    let bank_width = [Property {
+        name: "bank-width",
+        value: PropValue::U32(4),
+    }];
+    let extra = [ExtraDevice {
+        name: "rom",
+        compatible: &["mtd-rom"],
+        reg: &[(0, 0x10_0000)],
+        interrupts: &[],
+        props: &bank_width,
+    }];
+    let mut d = arm(1, GICV2);
+    d.extra = &extra;
+    let p = build_and_check(&d);
+    check_arm(&d, &p);
+    assert_eq!(p.strs("/rom@0", "compatible"), ["mtd-rom"]);
+    assert_eq!(p.cells("/rom@0", "reg"), [0, 0, 0, 0x10_0000]);
+    assert_eq!(p.u32("/rom@0", "bank-width"), 4);
+    assert!(!p.has("/rom@0", "device_type"));
+    assert!(!p.nodes.contains_key("/memory@0"));
+}
+
 #[test]
 fn arm_primecell_extra_gets_the_apb_clock() {
     let extra = [ExtraDevice {
