@@ -13,7 +13,7 @@
 //! through [`console::run`]. A part that fails is reported as failed and the others still
 //! run; the command then exits non-zero.
 
-mod console;
+pub mod console;
 mod exits;
 mod latency;
 mod linux;

@@ -13,6 +13,7 @@ mod qemu;
 mod realguest;
 mod scenario;
 mod setup;
+mod soak;
 mod toolchain;
 mod util;
 mod vmconfig;
@@ -52,6 +53,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Real Linux guests from Debian packages (`guests fetch`, `guests boot-direct`).
     Guests(realguest::GuestsArgs),
+    /// Endurance run (not in CI): the chaos guest for a million operations beside a sibling
+    /// VM whose heartbeat is checked throughout.
+    Soak(soak::SoakArgs),
     /// Coverage-guided fuzzing (libFuzzer) of the parsers, decoders and device models.
     Fuzz(fuzz::FuzzArgs),
 }
@@ -173,6 +177,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Vmconfig(args) => vmconfig::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Guests(args) => realguest::run(args),
+        Command::Soak(args) => soak::run(args),
         Command::Fuzz(args) => fuzz::run(args),
     }
 }

@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(vmcr & VMCR_VCBPR, VMCR_VCBPR);
         assert!(eoi_mode(vmcr));
         assert_eq!(ctlr_read(QEMU_VTR, vmcr) & 3, 3);
-        let vmcr = ctlr_write(vmcr, u64::MAX & !CTLR_EOIMODE);
+        let vmcr = ctlr_write(vmcr, !CTLR_EOIMODE);
         assert!(!eoi_mode(vmcr));
         assert_eq!(ctlr_read(QEMU_VTR, vmcr) & 3, 1);
         // Read-only fields cannot be written.

@@ -5,8 +5,8 @@ use crate::decode::{
     SyncAction,
 };
 use crate::exception::{self, EntryFeatures, SPSR_EL1H_MASKED};
-use crate::passthrough::PassthroughLines;
 use crate::icc::{self, IccReg};
+use crate::passthrough::PassthroughLines;
 use crate::sysreg::{
     sanitize_id, undefined_esr, SysReg, SysRegAccess, ID_AA64MMFR1_EL1, ID_AA64PFR0_EL1,
     ID_AA64PFR1_EL1,
@@ -127,7 +127,6 @@ pub struct ArmVCpuConfig {
     /// The VM's passthrough device interrupts (empty when it has none).
     pub passthrough: Arc<PassthroughLines>,
 }
-
 
 /// CNTV_CTL_EL0 bits: ENABLE, IMASK, ISTATUS.
 const CNTV_ENABLE: u64 = 1 << 0;
@@ -592,7 +591,12 @@ impl ArmVCpu {
         let Some(reg) = IccReg::from_sysreg(access.reg) else {
             return false;
         };
-        if !lrs.v3() || !(if access.read { reg.readable() } else { reg.writable() }) {
+        let exists = if access.read {
+            reg.readable()
+        } else {
+            reg.writable()
+        };
+        if !lrs.v3() || !exists {
             return false;
         }
         let value = crate::decode::gpr(&self.regs.x, access.rt);

@@ -10,7 +10,7 @@ use axdevice_base::{AccessWidth, DeviceError, MmioDevice};
 use log::warn;
 use spin::Mutex;
 
-use crate::unclaimed::{Detail, Summary, UnclaimedLog};
+use crate::unclaimed::{clock_ms, Detail, Summary, UnclaimedLog};
 
 /// What a guest gets for an MMIO access no device handles (no device at the address, the
 /// access runs past a device's end, or the device refused it). The same three choices as
@@ -377,10 +377,11 @@ impl DeviceSet {
     /// when a logging budget is spent, or nothing); then the summary line, when one is due.
     fn record(&self, gpa: u64, outcome: MmioOutcome, log: impl FnOnce(&str, &str)) {
         self.unclaimed.fetch_add(1, Ordering::Relaxed);
+        let now = clock_ms();
         let (decision, summary) = {
             let mut record = self.log.lock();
-            let decision = record.note(gpa);
-            (decision, decision.summary.then(|| record.summary()))
+            let decision = record.note(gpa, now);
+            (decision, decision.summary.then(|| record.take_summary()))
         };
         if decision.detail != Detail::Quiet {
             let action = match outcome {
@@ -720,7 +721,11 @@ mod tests {
             assert_eq!(set.mmio_write(0, a * 8, Dword, a), MmioOutcome::StopVm);
         }
         let w = warnings_for("logmany");
-        assert_eq!(w.len(), DETAIL_LIMIT, "one 1 MiB range: no line after the addresses");
+        assert_eq!(
+            w.len(),
+            DETAIL_LIMIT,
+            "one 1 MiB range: no line after the addresses"
+        );
         assert!(w
             .last()
             .unwrap()

@@ -11,8 +11,10 @@
 //!   "elsewhere";
 //! - a summary line with the counts per range comes after the [`FIRST_SUMMARY`]th access,
 //!   then after twice as many, and so on until the gap is [`SUMMARY_GAP_CAP`] accesses, then
-//!   every [`SUMMARY_GAP_CAP`] accesses for as long as the guest goes on. Every access is a
-//!   trap into the hypervisor, so that bounds the rate of summary lines too.
+//!   every [`SUMMARY_GAP_CAP`] accesses for as long as the guest goes on; and, where the
+//!   hypervisor gave a clock ([`set_clock`]), also at the first access [`SUMMARY_PERIOD_MS`]
+//!   or more after the last summary (or the first access), so that a guest that goes on
+//!   slowly is seen too. At most one line per period, plus the doubling ones.
 //!
 //! Memory stays bounded whatever the guest does; the full counts are always available
 //! ([`UnclaimedLog::summary`]).
@@ -32,8 +34,24 @@ pub const RANGE_SIZE: u64 = 1 << RANGE_SHIFT;
 pub const FIRST_SUMMARY: u64 = 1024;
 /// The largest number of accesses between two summaries.
 pub const SUMMARY_GAP_CAP: u64 = 1 << 20;
+/// With a clock: the longest time between two summaries while accesses go on.
+pub const SUMMARY_PERIOD_MS: u64 = 10_000;
 /// How many of the busiest ranges a summary names.
 const SUMMARY_RANGES: usize = 4;
+
+/// The hypervisor's clock, in milliseconds, for the periodic summaries.
+static CLOCK: spin::Once<fn() -> u64> = spin::Once::new();
+
+/// Gives the unclaimed-access logs of every VM a clock (milliseconds since boot). Without
+/// one, summaries come only by count. The first call wins.
+pub fn set_clock(now_ms: fn() -> u64) {
+    CLOCK.call_once(|| now_ms);
+}
+
+/// The clock's reading, if there is one.
+pub(crate) fn clock_ms() -> Option<u64> {
+    CLOCK.get().map(|now| now())
+}
 
 /// Whether an unclaimed access gets a line of its own, and what the line adds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +107,8 @@ pub struct RangeCount {
 pub struct Summary {
     /// Every unclaimed access.
     pub total: u64,
+    /// Those since the previous summary line.
+    pub since_last: u64,
     /// Per range, busiest first (at most [`RANGE_LIMIT`]).
     pub ranges: Vec<RangeCount>,
     /// Accesses in ranges beyond those.
@@ -97,7 +117,11 @@ pub struct Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} unclaimed accesses so far", self.total)?;
+        write!(
+            f,
+            "{} unclaimed accesses so far (+{} since the last summary)",
+            self.total, self.since_last
+        )?;
         for (i, r) in self.ranges.iter().take(SUMMARY_RANGES).enumerate() {
             let sep = if i == 0 { ": " } else { ", " };
             write!(
@@ -137,6 +161,10 @@ pub struct UnclaimedLog {
     total: u64,
     /// The total at which the next summary is due.
     next_summary: u64,
+    /// The total at the last summary.
+    summarized: u64,
+    /// When the last summary was logged (or the first access came), by the clock.
+    summary_at_ms: Option<u64>,
     ranges_full_noted: bool,
 }
 
@@ -155,16 +183,33 @@ impl UnclaimedLog {
             elsewhere: 0,
             total: 0,
             next_summary: FIRST_SUMMARY,
+            summarized: 0,
+            summary_at_ms: None,
             ranges_full_noted: false,
         }
     }
 
-    /// Records an unclaimed access at `gpa`.
-    pub fn note(&mut self, gpa: u64) -> Decision {
+    /// Records an unclaimed access at `gpa`, at `now_ms` by the hypervisor's clock if it
+    /// has one.
+    pub fn note(&mut self, gpa: u64, now_ms: Option<u64>) -> Decision {
         self.total += 1;
-        let summary = self.total == self.next_summary;
-        if summary {
+        let by_count = self.total == self.next_summary;
+        if by_count {
             self.next_summary += self.total.min(SUMMARY_GAP_CAP);
+        }
+        let by_time = match (now_ms, self.summary_at_ms) {
+            (Some(now), Some(at)) => now.saturating_sub(at) >= SUMMARY_PERIOD_MS,
+            (Some(now), None) => {
+                self.summary_at_ms = Some(now);
+                false
+            }
+            (None, _) => false,
+        };
+        let summary = by_count || by_time;
+        if summary {
+            if let Some(now) = now_ms {
+                self.summary_at_ms = Some(now);
+            }
         }
         let base = gpa & !(RANGE_SIZE - 1);
         let known = self.ranges.iter().position(|r| r.base == base);
@@ -224,9 +269,18 @@ impl UnclaimedLog {
         ranges.sort_by(|a, b| b.accesses.cmp(&a.accesses).then(a.base.cmp(&b.base)));
         Summary {
             total: self.total,
+            since_last: self.total - self.summarized,
             ranges,
             elsewhere: self.elsewhere,
         }
+    }
+
+    /// The counts for a summary line: as [`Self::summary`], and the next line counts from
+    /// here.
+    pub fn take_summary(&mut self) -> Summary {
+        let summary = self.summary();
+        self.summarized = self.total;
+        summary
     }
 }
 
@@ -238,24 +292,24 @@ mod tests {
     #[test]
     fn addresses_then_ranges_get_lines() {
         let mut log = UnclaimedLog::new();
-        assert_eq!(log.note(0x10).detail, Detail::Log);
-        assert_eq!(log.note(0x10).detail, Detail::Quiet);
+        assert_eq!(log.note(0x10, None).detail, Detail::Log);
+        assert_eq!(log.note(0x10, None).detail, Detail::Quiet);
         for a in 1..DETAIL_LIMIT as u64 - 1 {
-            assert_eq!(log.note(0x10 + a * 8).detail, Detail::Log);
+            assert_eq!(log.note(0x10 + a * 8, None).detail, Detail::Log);
         }
-        assert_eq!(log.note(0x8000).detail, Detail::LogAddressesDone);
+        assert_eq!(log.note(0x8000, None).detail, Detail::LogAddressesDone);
         assert_eq!(log.logged(), DETAIL_LIMIT);
         // The same range: counted, not logged.
-        assert_eq!(log.note(0x9000).detail, Detail::Quiet);
+        assert_eq!(log.note(0x9000, None).detail, Detail::Quiet);
         // A new range still gets its line, until the ranges run out.
-        assert_eq!(log.note(0x4000_0000).detail, Detail::Log);
-        assert_eq!(log.note(0x4000_0008).detail, Detail::Quiet);
+        assert_eq!(log.note(0x4000_0000, None).detail, Detail::Log);
+        assert_eq!(log.note(0x4000_0008, None).detail, Detail::Quiet);
         for r in 2..RANGE_LIMIT as u64 - 1 {
-            assert_eq!(log.note(r << 32).detail, Detail::Log, "range {r}");
+            assert_eq!(log.note(r << 32, None).detail, Detail::Log, "range {r}");
         }
-        assert_eq!(log.note(0x7000_0000).detail, Detail::LogRangesDone);
-        assert_eq!(log.note(0x7100_0000).detail, Detail::Quiet);
-        assert_eq!(log.note(0x7200_0000).detail, Detail::Quiet);
+        assert_eq!(log.note(0x7000_0000, None).detail, Detail::LogRangesDone);
+        assert_eq!(log.note(0x7100_0000, None).detail, Detail::Quiet);
+        assert_eq!(log.note(0x7200_0000, None).detail, Detail::Quiet);
         let s = log.summary();
         assert_eq!(s.ranges.len(), RANGE_LIMIT);
         assert_eq!(s.elsewhere, 2);
@@ -269,23 +323,26 @@ mod tests {
     fn budgets_spent_together() {
         let mut log = UnclaimedLog::new();
         for r in 0..RANGE_LIMIT as u64 - 1 {
-            assert_eq!(log.note(r * RANGE_SIZE).detail, Detail::Log);
+            assert_eq!(log.note(r * RANGE_SIZE, None).detail, Detail::Log);
         }
         // The last address line also fills the ranges; the first access beyond says that
         // such accesses are only counted, the next is quiet.
         let last = (RANGE_LIMIT as u64 - 1) * RANGE_SIZE;
-        assert_eq!(log.note(last).detail, Detail::LogAddressesDone);
-        assert_eq!(log.note(last + RANGE_SIZE).detail, Detail::LogRangesDone);
-        assert_eq!(log.note(last + 2 * RANGE_SIZE).detail, Detail::Quiet);
+        assert_eq!(log.note(last, None).detail, Detail::LogAddressesDone);
+        assert_eq!(
+            log.note(last + RANGE_SIZE, None).detail,
+            Detail::LogRangesDone
+        );
+        assert_eq!(log.note(last + 2 * RANGE_SIZE, None).detail, Detail::Quiet);
         assert_eq!(log.summary().elsewhere, 2);
     }
 
     #[test]
-    fn summaries_come_at_a_bounded_rate_forever() {
+    fn summaries_by_count_come_at_a_bounded_rate_forever() {
         let mut log = UnclaimedLog::new();
         let mut at = Vec::new();
-        for i in 1..=10_000_000u64 {
-            if log.note(0x5000_0000 + (i % 4096) * 8).summary {
+        for i in 1..=4_000_000u64 {
+            if log.note(0x5000_0000 + (i % 4096) * 8, None).summary {
                 at.push(i);
             }
         }
@@ -295,7 +352,28 @@ mod tests {
         assert!(gaps.iter().all(|&g| g <= SUMMARY_GAP_CAP));
         assert_eq!(*gaps.last().unwrap(), SUMMARY_GAP_CAP);
         assert!(at.len() < 20, "{at:?}");
-        assert_eq!(log.summary().total, 10_000_000);
+        assert_eq!(log.summary().total, 4_000_000);
+    }
+
+    #[test]
+    fn with_a_clock_a_slow_guest_is_summarized_every_period() {
+        let mut log = UnclaimedLog::new();
+        // One access a second for a minute: no count threshold is reached.
+        let (mut at, mut counts) = (Vec::new(), Vec::new());
+        for s in 0..60u64 {
+            if log.note(0x1000, Some(1_000 + s * 1000)).summary {
+                at.push(s);
+                counts.push(log.take_summary().since_last);
+            }
+        }
+        assert_eq!(at, [10, 20, 30, 40, 50]);
+        assert_eq!(counts, [11, 10, 10, 10, 10]);
+        // A flood right after a summary: the count thresholds still apply, time adds none.
+        let mut log = UnclaimedLog::new();
+        let n = (1..=5000u64)
+            .filter(|&i| log.note(i * 8, Some(1_000 + i / 1000)).summary)
+            .count();
+        assert_eq!(n, 3, "1024, 2048, 4096");
     }
 
     #[test]
@@ -303,12 +381,12 @@ mod tests {
         let mut log = UnclaimedLog::new();
         for i in 0..6u64 {
             for _ in 0..=i {
-                log.note(i * RANGE_SIZE + 4);
+                log.note(i * RANGE_SIZE + 4, None);
             }
         }
         assert_eq!(
             log.summary().to_string(),
-            "21 unclaimed accesses so far: 6 in [0x500000, +1 MiB) (last at 0x500004), \
+            "21 unclaimed accesses so far (+21 since the last summary): 6 in [0x500000, +1 MiB) (last at 0x500004), \
              5 in [0x400000, +1 MiB) (last at 0x400004), 4 in [0x300000, +1 MiB) (last at \
              0x300004), 3 in [0x200000, +1 MiB) (last at 0x200004), 2 more ranges"
         );

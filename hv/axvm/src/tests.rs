@@ -502,7 +502,10 @@ fn nested_faults_outside_memory_are_logged_boundedly() {
     assert!(w[2].contains("instruction fetch at 0x50000080"), "{}", w[2]);
     assert!(w[limit - 1].contains("logged once per 1 MiB range"));
     let unclaimed = vm.unclaimed();
-    assert_eq!(unclaimed.total, flood as u64, "the full count stays available");
+    assert_eq!(
+        unclaimed.total, flood as u64,
+        "the full count stays available"
+    );
     assert_eq!(unclaimed.ranges[0].base, 0x5000_0000);
     assert_eq!(vm.exits().get(ExitKind::NestedPageFault), flood as u64);
 
