@@ -16,6 +16,9 @@ use riscv_vcpu::harts::VmHarts;
 use riscv_vcpu::riscv_vplic::{Vplic, VplicConfig, VPLIC_SIZE};
 pub use riscv_vcpu::{vmid_bits, RiscvVCpu as VCpuImpl, RiscvVCpuConfig};
 
+// The config check (axvmconfig) refuses a `plic` of another size than the vPLIC's window.
+const _: () = assert!(VPLIC_SIZE as u64 == axvmconfig::VPLIC_WINDOW_SIZE);
+
 /// Interrupt sources of a VM's PLIC (IDs 1..=95, the lines the config check allows), as on
 /// QEMU `virt`: its 16550 is source 10.
 pub const PLIC_SOURCES: u32 = VPLIC_SOURCES.end - 1;
@@ -47,12 +50,6 @@ pub fn build(config: &VmConfig, waker: Arc<VcpuWaker>) -> Result<(VmPlatform, Ar
     let mut platform = VmPlatform::none();
     let mut plic = None;
     if let Some(d) = config.devices.iter().find(|d| d.kind == DeviceKind::Plic) {
-        if d.size != VPLIC_SIZE as u64 {
-            return Err(format!(
-                "plic at {:#x}: size must be {VPLIC_SIZE:#x} (the PLIC window), not {:#x}",
-                d.base, d.size
-            ));
-        }
         let vplic = Vplic::new(
             VplicConfig {
                 sources: PLIC_SOURCES,

@@ -18,6 +18,20 @@ pub const VGIC_SPI_LINES: Range<u32> = 32..128;
 /// on QEMU `virt` (source 0 does not exist).
 pub const VPLIC_SOURCES: Range<u32> = 1..96;
 
+/// Size of the register window of a VM's GIC distributor (`gicd`), as `arm_vgic` emulates
+/// it.
+pub const VGIC_GICD_SIZE: u64 = 0x1_0000;
+
+/// Size of the GICv2 CPU interface a VM sees (`gicc`): two 4 KiB pages (GICC_DIR is in the
+/// second).
+pub const VGIC_GICC_SIZE: u64 = 0x2000;
+
+/// Size of one vCPU's GICv3 redistributor (`gicr`): its RD and SGI frames.
+pub const VGIC_GICR_FRAME_SIZE: u64 = 0x2_0000;
+
+/// Size of the register window of a VM's PLIC (`plic`), as `riscv_vplic` emulates it.
+pub const VPLIC_WINDOW_SIZE: u64 = 0x400_0000;
+
 /// What a host range is used for (why no VM may have it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HostUse {

@@ -54,7 +54,10 @@ pub use config::{
     MemKind, MemoryRegion, PassthroughConfig, UnclaimedPolicy, VmConfig, DEVICE_KINDS,
 };
 pub use error::ParseError;
-pub use host::{HostFacts, HostRange, HostUse, VGIC_SPI_LINES, VPLIC_SOURCES};
+pub use host::{
+    HostFacts, HostRange, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE,
+    VGIC_SPI_LINES, VPLIC_SOURCES, VPLIC_WINDOW_SIZE,
+};
 pub use validate::{
     validate_many, validate_many_on, ConfigProblem, ProblemKind, ValidateContext, MAX_NAME_LEN,
     PAGE_SIZE,

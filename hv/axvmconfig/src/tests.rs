@@ -1153,7 +1153,7 @@ fn irq_must_be_a_line_of_the_vm_controller() {
     vm.devices[1] = DeviceConfig {
         kind: DeviceKind::Plic,
         base: 0x0c00_0000,
-        size: 0x40_0000,
+        size: VPLIC_WINDOW_SIZE,
         irq: None,
     };
     vm.devices[0].irq = Some(95);
@@ -1167,6 +1167,61 @@ fn irq_must_be_a_line_of_the_vm_controller() {
         found[1].kind,
         ProblemKind::IrqOutOfRange { irq: 96, ref lines, .. } if *lines == VPLIC_SOURCES
     ));
+}
+
+/// The interrupt controller's windows have the sizes the hypervisor emulates; before, a
+/// wrong one passed the check and the boot refused the VM (or its device set overlapped).
+#[test]
+fn controller_windows_have_the_emulated_sizes() {
+    let part = |kind, base, size| DeviceConfig {
+        kind,
+        base,
+        size,
+        irq: None,
+    };
+    let mut vm = base(); // 2 vCPUs
+    vm.devices[1].size = 0x1000;
+    vm.devices
+        .push(part(DeviceKind::GicCpuInterface, 0x0801_0000, 0x1000));
+    vm.devices
+        .push(part(DeviceKind::GicRedistributor, 0x080a_0000, 0x2_0000));
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec![
+            "devices[1].size: size 0x1000: the register window is 0x10000 bytes",
+            "devices[2].size: size 0x1000: the smallest register window is 0x2000 bytes",
+            "devices[3].size: size 0x20000: the smallest register window is 0x40000 bytes",
+        ]
+    );
+    vm.devices[1].size = VGIC_GICD_SIZE;
+    vm.devices[2].size = VGIC_GICC_SIZE;
+    vm.devices[3].size = 2 * VGIC_GICR_FRAME_SIZE;
+    vm.validate(&ctx()).unwrap();
+
+    // gicc and gicr are parts of a GIC.
+    vm.devices.remove(1);
+    vm.devices[0].irq = None;
+    vm.passthrough.clear();
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec![
+            "devices[1].kind: a GIC part needs the VM's GIC distributor: add a `gicd` device",
+            "devices[2].kind: a GIC part needs the VM's GIC distributor: add a `gicd` device",
+        ]
+    );
+
+    let mut vm = base();
+    vm.devices[1] = part(DeviceKind::Plic, 0x0c00_0000, 0x60_0000);
+    assert_single(
+        &vm,
+        &ctx(),
+        "devices[1].size",
+        ProblemKind::ControllerWindowSize {
+            size: 0x60_0000,
+            need: VPLIC_WINDOW_SIZE,
+            at_least: false,
+        },
+    );
 }
 
 #[test]

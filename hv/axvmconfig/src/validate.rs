@@ -8,7 +8,10 @@ use core::fmt;
 use core::ops::Range;
 
 use crate::config::{DeviceKind, ImageConfig, MapKind, MemKind, MemoryRegion, VmConfig};
-use crate::host::{HostFacts, HostUse, VGIC_SPI_LINES, VPLIC_SOURCES};
+use crate::host::{
+    HostFacts, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE, VGIC_SPI_LINES,
+    VPLIC_SOURCES, VPLIC_WINDOW_SIZE,
+};
 
 /// Granule of guest memory mappings: memory regions and passthrough ranges must start and
 /// end on a multiple of it.
@@ -162,6 +165,18 @@ pub enum ProblemKind {
         kind: &'static str,
         /// Path of the first one, e.g. `devices[0]`.
         first: String,
+    },
+    /// A `gicr` or `gicc` device on a VM without a `gicd`: they are parts of a GIC.
+    GicPartWithoutDistributor,
+    /// An interrupt controller part whose register window does not have the size the
+    /// hypervisor emulates (or, for `gicr` and `gicc`, is smaller).
+    ControllerWindowSize {
+        /// Its size.
+        size: u64,
+        /// The size it needs.
+        need: u64,
+        /// Whether it may be larger (`gicr`, `gicc`).
+        at_least: bool,
     },
     /// A `rom` memory region that is not `map = "alloc"`: the hypervisor loads ROM, so it
     /// must own the memory.
@@ -320,6 +335,18 @@ impl fmt::Display for ProblemKind {
             Self::DuplicateDevice { kind, first } => {
                 write!(f, "a VM has at most one `{kind}` device; {first} is one already")
             }
+            Self::GicPartWithoutDistributor => {
+                f.write_str("a GIC part needs the VM's GIC distributor: add a `gicd` device")
+            }
+            Self::ControllerWindowSize {
+                size,
+                need,
+                at_least,
+            } => write!(
+                f,
+                "size {size:#x}: the {}register window is {need:#x} bytes",
+                if *at_least { "smallest " } else { "" }
+            ),
             Self::RomNotAlloc => f.write_str(
                 "a `rom` region must be `map = \"alloc\"` (the hypervisor loads it into memory it owns)",
             ),
@@ -516,6 +543,7 @@ impl VmConfig {
             .collect();
         problems.overlaps_within(&devices);
         problems.overlaps_between(&devices, &ram);
+        self.check_controller_windows(&mut problems);
         for (i, dev) in self.devices.iter().enumerate() {
             let first = self.devices[..i].iter().position(|d| d.kind == dev.kind);
             if let (true, Some(first)) = (dev.kind.is_interrupt_controller(), first) {
@@ -601,6 +629,52 @@ impl VmConfig {
             }
         }
         ram
+    }
+
+    /// Checks the interrupt controller's parts against what the hypervisor emulates: a
+    /// `gicd` of 64 KiB, a `gicc` of at least 8 KiB, a `gicr` with 128 KiB per vCPU, a
+    /// `plic` of 64 MiB, and `gicr` / `gicc` only beside a `gicd` (the boot would refuse
+    /// the VM otherwise).
+    fn check_controller_windows(&self, problems: &mut Problems) {
+        let has_gicd = self
+            .devices
+            .iter()
+            .any(|d| d.kind == DeviceKind::GicDistributor);
+        let gicr = VGIC_GICR_FRAME_SIZE.saturating_mul(self.cpus.count as u64);
+        for (i, dev) in self.devices.iter().enumerate() {
+            let (need, at_least) = match dev.kind {
+                DeviceKind::GicDistributor => (VGIC_GICD_SIZE, false),
+                DeviceKind::GicCpuInterface => (VGIC_GICC_SIZE, true),
+                DeviceKind::GicRedistributor => (gicr, true),
+                DeviceKind::Plic => (VPLIC_WINDOW_SIZE, false),
+                DeviceKind::Pl011 | DeviceKind::Ns16550 => continue,
+            };
+            if matches!(
+                dev.kind,
+                DeviceKind::GicCpuInterface | DeviceKind::GicRedistributor
+            ) && !has_gicd
+            {
+                problems.push(
+                    format!("devices[{i}].kind"),
+                    ProblemKind::GicPartWithoutDistributor,
+                );
+            }
+            let ok = if at_least {
+                dev.size >= need
+            } else {
+                dev.size == need
+            };
+            if !ok && dev.size != 0 {
+                problems.push(
+                    format!("devices[{i}].size"),
+                    ProblemKind::ControllerWindowSize {
+                        size: dev.size,
+                        need,
+                        at_least,
+                    },
+                );
+            }
+        }
     }
 
     /// The interrupt lines of the VM's virtual interrupt controller and how messages name
