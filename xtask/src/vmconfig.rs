@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use axvmconfig::{HostFacts, HostRange, HostUse, ProblemKind, ValidateContext, VmConfig};
+use axvmconfig::{HostArch, HostFacts, HostRange, HostUse, ProblemKind, ValidateContext, VmConfig};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 
@@ -60,14 +60,21 @@ struct HostTable {
 /// A platform file as far as this command reads it.
 #[derive(Deserialize)]
 struct PlatformFile {
+    platform: PlatformTable,
     #[serde(default)]
     host: HostTable,
+}
+
+/// The `[platform]` table: only its architecture matters here.
+#[derive(Deserialize)]
+struct PlatformTable {
+    arch: String,
 }
 
 impl HostTable {
     /// The facts, firmware memory before RAM (the first overlapping range names the
     /// problem). VMID 0 is never given to a VM.
-    fn facts(&self) -> HostFacts {
+    fn facts(&self, arch: Option<HostArch>) -> HostFacts {
         let range = |[start, end]: [u64; 2], what| HostRange { start, end, what };
         let ranges = self
             .reserved
@@ -82,6 +89,7 @@ impl HostTable {
             )
             .collect();
         HostFacts {
+            arch,
             ranges,
             irq_lines: self.irq_lines.map(|[first, end]| first..end),
             vmids: self
@@ -100,7 +108,7 @@ fn platform_facts(name: &str) -> Result<HostFacts> {
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let file: PlatformFile =
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    Ok(file.host.facts())
+    Ok(file.host.facts(HostArch::from_name(&file.platform.arch)))
 }
 
 /// The default platform of a config file: `qemu-virt-<arch>` when its name starts with
@@ -357,6 +365,7 @@ mod tests {
     #[test]
     fn platform_files_give_host_facts() {
         let arm = platform_facts("qemu-virt-aarch64").unwrap();
+        assert_eq!(arm.arch, Some(HostArch::Aarch64));
         assert_eq!(arm.vmids, Some(255));
         assert_eq!(arm.irq_lines, Some(32..288));
         assert_eq!(
@@ -368,6 +377,7 @@ mod tests {
             Some(HostUse::Console)
         );
         let rv = platform_facts("qemu-virt-riscv64").unwrap();
+        assert_eq!(rv.arch, Some(HostArch::Riscv64));
         assert_eq!(rv.vmids, Some((1 << 14) - 1));
         assert_eq!(
             rv.used_by_host(0x8000_0000, 0x8000_1000).map(|r| r.what),
@@ -412,6 +422,23 @@ mod tests {
             report
                 .text
                 .contains("b.toml: passthrough[0]: overlaps passthrough[0] of a.toml"),
+            "{}",
+            report.text
+        );
+    }
+
+    /// A GIC on riscv64: it passed the check, and the boot ignored the `gicd` and then
+    /// refused the device's interrupt. Now the check refuses it.
+    #[test]
+    fn interrupt_controller_of_the_other_architecture_is_refused() {
+        let text =
+            std::fs::read_to_string(repo_root().join("configs/vms/aarch64-vgic.toml")).unwrap();
+        let report = check(&[on_virt("riscv64", "arm-on-riscv.toml", &text)]);
+        assert!(!report.ok);
+        assert!(
+            report.text.contains(
+                "arm-on-riscv.toml: devices[1].kind: `gicd` is not an interrupt controller of riscv64 VMs"
+            ),
             "{}",
             report.text
         );

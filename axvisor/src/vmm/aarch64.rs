@@ -26,6 +26,9 @@ const GICC_SIZE: u64 = VGIC_GICC_SIZE;
 const _: () = assert!(GICD_SIZE as u64 == VGIC_GICD_SIZE);
 const _: () = assert!(GICR_FRAME_SIZE as u64 == VGIC_GICR_FRAME_SIZE);
 
+/// The architecture the config checks see ([`axvmconfig::HostArch`]).
+pub const HOST_ARCH: axvmconfig::HostArch = axvmconfig::HostArch::Aarch64;
+
 /// What an aarch64 VM has besides its vCPUs.
 pub struct ArchVm {
     vgic: Option<Arc<Vgic>>,

@@ -1,5 +1,5 @@
-//! What the host contributes to the checks of a VM config ([`axvmconfig::HostFacts`]), read
-//! from the firmware's device tree: the ranges no VM may be given (the hypervisor's RAM,
+//! What the host contributes to the checks of a VM config ([`axvmconfig::HostFacts`]): its
+//! architecture, and from the firmware's device tree the ranges no VM may be given (the hypervisor's RAM,
 //! memory the firmware reserved, the console UART, the interrupt controller) and the
 //! interrupt lines a passthrough device may have. VMIDs are not counted here: the boot
 //! allocates them (`super::VMIDS`) and refuses the VM that finds none left.
@@ -47,6 +47,7 @@ pub fn facts() -> HostFacts {
             .map(|r| range(r, HostUse::InterruptController)),
     );
     HostFacts {
+        arch: Some(super::arch::HOST_ARCH),
         ranges,
         irq_lines,
         vmids: None,

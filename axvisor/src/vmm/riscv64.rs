@@ -19,6 +19,9 @@ pub use riscv_vcpu::{vmid_bits, RiscvVCpu as VCpuImpl, RiscvVCpuConfig};
 // The config check (axvmconfig) refuses a `plic` of another size than the vPLIC's window.
 const _: () = assert!(VPLIC_SIZE as u64 == axvmconfig::VPLIC_WINDOW_SIZE);
 
+/// The architecture the config checks see ([`axvmconfig::HostArch`]).
+pub const HOST_ARCH: axvmconfig::HostArch = axvmconfig::HostArch::Riscv64;
+
 /// Interrupt sources of a VM's PLIC (IDs 1..=95, the lines the config check allows), as on
 /// QEMU `virt`: its 16550 is source 10.
 pub const PLIC_SOURCES: u32 = VPLIC_SOURCES.end - 1;

@@ -32,6 +32,47 @@ pub const VGIC_GICR_FRAME_SIZE: u64 = 0x2_0000;
 /// Size of the register window of a VM's PLIC (`plic`), as `riscv_vplic` emulates it.
 pub const VPLIC_WINDOW_SIZE: u64 = 0x400_0000;
 
+/// The architecture of the host, which decides the kind of a VM's interrupt controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HostArch {
+    /// aarch64: a VM's controller is a GIC (`gicd` with `gicc` / `gicr`).
+    Aarch64,
+    /// riscv64: a VM's controller is a PLIC (`plic`).
+    Riscv64,
+}
+
+impl HostArch {
+    /// The architecture named `name` (`"aarch64"`, `"riscv64"`), if known.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "aarch64" => Some(Self::Aarch64),
+            "riscv64" => Some(Self::Riscv64),
+            _ => None,
+        }
+    }
+
+    /// Its name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Aarch64 => "aarch64",
+            Self::Riscv64 => "riscv64",
+        }
+    }
+
+    /// Whether a VM on this architecture can have a device of `kind` (the interrupt
+    /// controller parts of the other architecture are refused; UARTs go anywhere).
+    pub const fn has_device(self, kind: crate::DeviceKind) -> bool {
+        use crate::DeviceKind as K;
+        match kind {
+            K::Pl011 | K::Ns16550 => true,
+            K::GicDistributor | K::GicRedistributor | K::GicCpuInterface => {
+                matches!(self, Self::Aarch64)
+            }
+            K::Plic => matches!(self, Self::Riscv64),
+        }
+    }
+}
+
 /// What a host range is used for (why no VM may have it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HostUse {
@@ -96,6 +137,8 @@ impl HostRange {
 /// finds no problem.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostFacts {
+    /// The host's architecture, when known.
+    pub arch: Option<HostArch>,
     /// Host-physical ranges no VM may be given, as an `identity` memory region or a
     /// passthrough range.
     pub ranges: Vec<HostRange>,

@@ -55,7 +55,7 @@ pub use config::{
 };
 pub use error::ParseError;
 pub use host::{
-    HostFacts, HostRange, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE,
+    HostArch, HostFacts, HostRange, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE,
     VGIC_SPI_LINES, VPLIC_SOURCES, VPLIC_WINDOW_SIZE,
 };
 pub use validate::{

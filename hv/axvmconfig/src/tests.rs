@@ -1251,6 +1251,7 @@ fn forwarded_irq_is_the_vm_alone() {
 /// QEMU virt (aarch64) as `xtask vmconfig check` describes it, roughly.
 fn virt_host() -> HostFacts {
     HostFacts {
+        arch: Some(HostArch::Aarch64),
         ranges: vec![
             HostRange::new(0x4000_0000, 0x1_0000_0000, HostUse::HypervisorRam),
             HostRange::new(0x0900_0000, 0x1000, HostUse::Console),
@@ -1301,6 +1302,40 @@ fn identity_and_passthrough_must_not_take_host_ranges() {
     vm.memory
         .push(region(0x1000_0000, 0x1000, MapKind::Identity));
     vm.validate_host(&virt_host()).unwrap();
+}
+
+#[test]
+fn interrupt_controller_is_the_host_architecture_kind() {
+    let vm = base(); // a gicd
+    vm.validate_host(&virt_host()).unwrap();
+    let riscv = HostFacts {
+        arch: Some(HostArch::Riscv64),
+        ..HostFacts::default()
+    };
+    assert_eq!(
+        vm.validate_host(&riscv).unwrap_err(),
+        vec![ConfigProblem {
+            field: "devices[1].kind".into(),
+            kind: ProblemKind::DeviceNotOnArch {
+                kind: "gicd",
+                arch: HostArch::Riscv64
+            }
+        }]
+    );
+    let mut vm = base();
+    vm.devices[1].kind = DeviceKind::Plic;
+    vm.devices[1].size = VPLIC_WINDOW_SIZE;
+    vm.devices[1].base = 0x0c00_0000;
+    vm.validate_host(&riscv).unwrap();
+    assert_eq!(
+        lines(&vm.validate_host(&virt_host()).unwrap_err()),
+        vec![
+            "devices[1].kind: `plic` is not an interrupt controller of aarch64 VMs \
+             (aarch64: `gicd`, `gicc`, `gicr`; riscv64: `plic`)"
+        ]
+    );
+    assert!(HostArch::Aarch64.has_device(DeviceKind::Ns16550));
+    assert_eq!(HostArch::from_name("x86_64"), None);
 }
 
 #[test]

@@ -9,8 +9,8 @@ use core::ops::Range;
 
 use crate::config::{DeviceKind, ImageConfig, MapKind, MemKind, MemoryRegion, VmConfig};
 use crate::host::{
-    HostFacts, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE, VGIC_SPI_LINES,
-    VPLIC_SOURCES, VPLIC_WINDOW_SIZE,
+    HostArch, HostFacts, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE,
+    VGIC_SPI_LINES, VPLIC_SOURCES, VPLIC_WINDOW_SIZE,
 };
 
 /// Granule of guest memory mappings: memory regions and passthrough ranges must start and
@@ -177,6 +177,14 @@ pub enum ProblemKind {
         need: u64,
         /// Whether it may be larger (`gicr`, `gicc`).
         at_least: bool,
+    },
+    /// A device the host's architecture does not have for VMs (the other architecture's
+    /// interrupt controller).
+    DeviceNotOnArch {
+        /// The device kind.
+        kind: &'static str,
+        /// The host's architecture.
+        arch: HostArch,
     },
     /// A `rom` memory region that is not `map = "alloc"`: the hypervisor loads ROM, so it
     /// must own the memory.
@@ -346,6 +354,11 @@ impl fmt::Display for ProblemKind {
                 f,
                 "size {size:#x}: the {}register window is {need:#x} bytes",
                 if *at_least { "smallest " } else { "" }
+            ),
+            Self::DeviceNotOnArch { kind, arch } => write!(
+                f,
+                "`{kind}` is not an interrupt controller of {} VMs (aarch64: `gicd`, `gicc`, `gicr`; riscv64: `plic`)",
+                arch.name()
             ),
             Self::RomNotAlloc => f.write_str(
                 "a `rom` region must be `map = \"alloc\"` (the hypervisor loads it into memory it owns)",
@@ -735,7 +748,8 @@ impl VmConfig {
         }
     }
 
-    /// Checks this config against what is known of the host: no `identity` region and no
+    /// Checks this config against what is known of the host: its interrupt controller is
+    /// the host architecture's kind, no `identity` region and no
     /// passthrough range overlaps a range the host uses (the hypervisor's RAM, memory the
     /// firmware reserved, the console UART, the interrupt controller), and every
     /// passthrough interrupt is one the host's interrupt controller has. Facts `host` does
@@ -743,6 +757,19 @@ impl VmConfig {
     /// at boot and `xtask vmconfig check` do.
     pub fn validate_host(&self, host: &HostFacts) -> Result<(), Vec<ConfigProblem>> {
         let mut problems = Problems::default();
+        if let Some(arch) = host.arch {
+            for (i, dev) in self.devices.iter().enumerate() {
+                if !arch.has_device(dev.kind) {
+                    problems.push(
+                        format!("devices[{i}].kind"),
+                        ProblemKind::DeviceNotOnArch {
+                            kind: dev.kind.name(),
+                            arch,
+                        },
+                    );
+                }
+            }
+        }
         for (field, start, end) in self.host_ranges() {
             if let Some(r) = host.used_by_host(start, end) {
                 problems.push(
