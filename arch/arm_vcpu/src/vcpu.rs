@@ -72,6 +72,13 @@ fn read_id_register(reg: SysReg) -> u64 {
     }
 }
 
+/// MDCR_EL2.HPMN: how many PMU counters EL1 and EL0 may use (kept as the firmware set it).
+const MDCR_EL2_HPMN: u64 = 0x1f;
+/// MDCR_EL2.TPM: EL1 and EL0 accesses to the PMU registers trap to EL2.
+const MDCR_EL2_TPM: u64 = 1 << 6;
+/// MDCR_EL2.TPMCR: EL1 and EL0 accesses to PMCR_EL0 trap to EL2.
+const MDCR_EL2_TPMCR: u64 = 1 << 5;
+
 /// CPTR_EL2 with its RES1 bits (13:12, 9:0) and no traps: FP/SIMD (TFP, bit 10) stays
 /// usable by the guest and by the vCPU's own save/restore at EL2.
 const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
@@ -315,6 +322,25 @@ impl ArmVCpu {
                 vmpidr = in(reg) self.vmpidr,
                 cnthctl = in(reg) 3u64,
                 cptr = in(reg) CPTR_EL2_NO_TRAPS,
+            )
+        };
+        // SAFETY: MDCR_EL2 with the PMU trapped (TPM, TPMCR) and HPMN (bits 4:0, the
+        // counters EL1 may use) kept as the firmware set it: the PMU, which
+        // ID_AA64DFR0_EL1.PMUVer hides, is UNDEFINED for the guest instead of being the
+        // host's. PMUSERENR_EL0 = 0 keeps EL0's accesses UNDEFINED at EL1 before they could
+        // trap. Both affect only EL1 and EL0.
+        unsafe {
+            core::arch::asm!(
+                "msr pmuserenr_el0, xzr",
+                "mrs {t}, mdcr_el2",
+                "and {t}, {t}, #{hpmn}",
+                "orr {t}, {t}, #{traps}",
+                "msr mdcr_el2, {t}",
+                "isb",
+                t = out(reg) _,
+                hpmn = const MDCR_EL2_HPMN,
+                traps = const MDCR_EL2_TPM | MDCR_EL2_TPMCR,
+                options(nomem, nostack),
             )
         };
     }

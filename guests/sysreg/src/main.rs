@@ -2,7 +2,8 @@
 //! through HCR_EL2.TID3 show the hardware's features except those the hypervisor does not
 //! virtualise (nested virtualisation, EL3, SVE, the PMU, tracing), and a write to a
 //! read-only ID register gets an Undefined Instruction exception at that instruction, which
-//! the guest skips. Prints `PASS sysreg`.
+//! the guest skips. The PMU, hidden in ID_AA64DFR0_EL1, is UNDEFINED too. Prints
+//! `PASS sysreg`.
 //!
 //! riscv64 has no equivalent here; the guest is built for it only because every guest is,
 //! and says so with a `FAIL`.
@@ -98,6 +99,32 @@ mod checks {
             "PFR0 unchanged by the write",
             read_sysreg!("id_aa64pfr0_el1"),
             pfr0,
+        );
+
+        // The PMU it hides is not the host's to use either (MDCR_EL2.TPM, TPMCR): a read of
+        // PMCR_EL0 and a write of PMCNTENSET_EL0 are UNDEFINED.
+        UNDEFS.store(0, Ordering::SeqCst);
+        set_undefined_handler(Some(on_undefined));
+        let pmu_pc: u64;
+        // SAFETY: both instructions trap to the hypervisor, which injects an Undefined
+        // Instruction exception for each; the handler skips them, and the `mrs` leaves its
+        // register as it was. No memory changes.
+        unsafe {
+            asm!(
+                "mrs {v}, pmcr_el0",
+                "adr {pc}, 1f",
+                "1: msr pmcntenset_el0, {v}",
+                pc = out(reg) pmu_pc,
+                v = inout(reg) 0u64 => _,
+                options(nostack),
+            )
+        };
+        set_undefined_handler(None);
+        c.eq("PMU accesses undefined", UNDEFS.load(Ordering::SeqCst), 2);
+        c.eq(
+            "last undefined at the PMU msr",
+            UNDEF_PC.load(Ordering::SeqCst),
+            pmu_pc,
         );
         c.finish();
     }
