@@ -505,9 +505,11 @@ impl PlatformInfo {
         self.cpus.iter().position(|c| c.hw_id == hw_id)
     }
 
-    /// Total bytes of RAM.
+    /// Total bytes of RAM (`usize::MAX` if the ranges add up to more).
     pub fn memory_size(&self) -> usize {
-        self.memory.iter().map(|r| r.size).sum()
+        self.memory
+            .iter()
+            .fold(0, |sum, r| sum.saturating_add(r.size))
     }
 }
 

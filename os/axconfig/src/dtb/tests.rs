@@ -464,3 +464,30 @@ fn timer_ppi_numbers_out_of_range() {
         assert_eq!(PlatformInfo::parse(&b, 0).unwrap().timer_irqs, None);
     }
 }
+
+/// Memory nodes whose sizes add up to more than `usize::MAX` (found by the `dtb` fuzz
+/// target: the sum overflowed, a panic with overflow checks on).
+#[test]
+fn memory_size_saturates() {
+    let mut w = FdtWriter::new().unwrap();
+    let root = w.begin_node("").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    let cpus = w.begin_node("cpus").unwrap();
+    w.property_u32("#address-cells", 1).unwrap();
+    w.property_u32("#size-cells", 0).unwrap();
+    let cpu = w.begin_node("cpu@0").unwrap();
+    w.property_string("device_type", "cpu").unwrap();
+    w.property_u32("reg", 0).unwrap();
+    w.end_node(cpu).unwrap();
+    w.end_node(cpus).unwrap();
+    let mem = w.begin_node("memory@0").unwrap();
+    w.property_string("device_type", "memory").unwrap();
+    let half = u64::MAX / 2 + 1;
+    w.property_array_u64("reg", &[0, half, half, half]).unwrap();
+    w.end_node(mem).unwrap();
+    w.end_node(root).unwrap();
+    let info = PlatformInfo::parse(&w.finish().unwrap(), 0).unwrap();
+    assert_eq!(info.memory.len(), 2);
+    assert_eq!(info.memory_size(), usize::MAX);
+}
