@@ -327,8 +327,8 @@ impl ArmVCpu {
         // SAFETY: MDCR_EL2 with the PMU trapped (TPM, TPMCR) and HPMN (bits 4:0, the
         // counters EL1 may use) kept as the firmware set it: the PMU, which
         // ID_AA64DFR0_EL1.PMUVer hides, is UNDEFINED for the guest instead of being the
-        // host's. PMUSERENR_EL0 = 0 keeps EL0's accesses UNDEFINED at EL1 before they could
-        // trap. Both affect only EL1 and EL0.
+        // host's. PMUSERENR_EL0 = 0 sends EL0's accesses to the guest's EL1 before they could
+        // trap here. Both affect only EL1 and EL0.
         unsafe {
             core::arch::asm!(
                 "msr pmuserenr_el0, xzr",

@@ -21,6 +21,7 @@ const SPSR_MODE_T: u64 = 0x3f;
 
 /// ESR_EL1 exception classes.
 const EC_UNKNOWN: u64 = 0x00;
+const EC_CP15_MRC: u64 = 0x03;
 const EC_SVC32: u64 = 0x11;
 const EC_DABT_LOWER: u64 = 0x24;
 /// ESR_EL1.IL, ISS.ISV, ISS.WnR, and the fault status code of an external abort.
@@ -272,11 +273,13 @@ t32_fault:
     .global a32_cp15
 a32_cp15:
     .word 0xee110f10            // mrc p15, 0, r0, c1, c0, 0 (SCTLR)
+    .word 0xee190f1c            // mrc p15, 0, r0, c9, c12, 0 (PMCR)
     .word 0xef000000            // svc #0
     .balign 4
     .global t32_cp15
 t32_cp15:
-    .hword 0xee11, 0x0f10       // mrc p15, 0, r0, c1, c0, 0
+    .hword 0xee11, 0x0f10       // mrc p15, 0, r0, c1, c0, 0 (SCTLR)
+    .hword 0xee19, 0x0f1c       // mrc p15, 0, r0, c9, c12, 0 (PMCR)
     .hword 0xdf00               // svc #0
     .balign 4
     .global a32_wfi
@@ -574,16 +577,29 @@ fn check_state(c: &mut Checker, p: &Programs) {
     );
     group_done(c, name, "fault", failed);
 
-    // cp15: an MRC EL0 may not do.
+    // cp15: MRCs EL0 may not do. SCTLR is UNDEFINED; PMCR (the hidden PMU) traps to EL1 as
+    // an MRC (EC 0x03) since PMUSERENR_EL0.EN is 0: ISS Opc2 0, Opc1 0, CRn 9, Rt 0,
+    // CRm 12, a read (CV and COND left out: T32 may give either).
     let failed = c.failed();
     let cp15 = addr(p.cp15);
     let run = run_el0(p.cp15, thumb, [0; 4]);
-    c.eq(format_args!("{name} cp15: exceptions"), run.count, 1);
-    let t = run.taken[0];
-    c.eq(format_args!("{name} cp15: EC"), t.esr >> 26, EC_UNKNOWN);
-    c.eq(format_args!("{name} cp15: IL"), t.esr & ESR_IL, ESR_IL);
-    c.eq(format_args!("{name} cp15: ELR"), t.elr, cp15);
-    check_end(c, (name, "cp15"), &run, cp15 + 4, thumb);
+    c.eq(format_args!("{name} cp15: exceptions"), run.count, 2);
+    for (i, (t, ec)) in run.taken.iter().zip([EC_UNKNOWN, EC_CP15_MRC]).enumerate() {
+        c.eq(format_args!("{name} cp15 {i}: EC"), t.esr >> 26, ec);
+        c.eq(format_args!("{name} cp15 {i}: IL"), t.esr & ESR_IL, ESR_IL);
+        c.eq(
+            format_args!("{name} cp15 {i}: ELR"),
+            t.elr,
+            cp15 + 4 * i as u64,
+        );
+    }
+    let pmcr_iss = (9 << 10) | (12 << 1) | 1;
+    c.eq(
+        format_args!("{name} cp15 1: ISS"),
+        run.taken[1].esr & 0xf_ffff,
+        pmcr_iss,
+    );
+    check_end(c, (name, "cp15"), &run, cp15 + 8, thumb);
     group_done(c, name, "cp15", failed);
 
     // timer: WFI until the virtual timer fires, 10 ms on.

@@ -12,8 +12,9 @@
 //!   VBAR_EL1 + 0x600, with the faulting address, ELR at the instruction, SPSR the AArch32
 //!   user PSTATE (T for T32), IL = 1, DFSC 0x10; the handler skips the instruction (2 or 4
 //!   bytes, read from it: IL is 1 for every data abort without ISV);
-//! - **cp15**: an MRC of SCTLR, which EL0 may not read: UNDEFINED (EC 0x00) at
-//!   VBAR_EL1 + 0x600;
+//! - **cp15**: MRCs EL0 may not do, at VBAR_EL1 + 0x600: SCTLR is UNDEFINED (EC 0x00); PMCR
+//!   (the PMU the hypervisor hides) traps to EL1 as an MRC (EC 0x03), since the vCPU keeps
+//!   PMUSERENR_EL0 at 0;
 //! - **timer**: a WFI (16-bit in T32) with the virtual timer armed, in a loop until the
 //!   count of timer interrupts is non-zero (a WFI may end early): the hypervisor halts the
 //!   vCPU, the timer's IRQ arrives at VBAR_EL1 + 0x680 with ELR right after the WFI.

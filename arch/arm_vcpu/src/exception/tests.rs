@@ -186,6 +186,24 @@ fn decode_steps_by_instruction_length() {
     ));
 }
 
+/// The abort injected for a 16-bit T32 load from AArch32 EL0: a data abort from a lower EL
+/// with IL = 1 (IL is 1 for every data abort without a valid ISS), at + 0x600.
+#[test]
+fn abort_for_a_t32_load() {
+    use crate::decode::injected_abort_esr;
+    // ESR_EL2 of `ldr r0, [r1]` (16-bit: IL 0) at an unclaimed address.
+    let exit = (0x24 << 26) | (1 << 24) | (2 << 22);
+    let esr = injected_abort_esr(exit, from_el0(USR_T32));
+    assert_eq!(esr >> 26, 0x24);
+    assert_eq!(esr & ESR_IL, ESR_IL);
+    assert_eq!(esr & (1 << 24), 0, "no ISS for the guest");
+    assert_eq!(esr & 0x3f, 0x10);
+    assert_eq!(vector_offset(USR_T32), 0x600);
+    // A store keeps WnR.
+    let store = injected_abort_esr(exit | (1 << 6), true);
+    assert_eq!(store & (1 << 6), 1 << 6);
+}
+
 /// Coprocessor accesses the hypervisor might trap from AArch32 EL0 are UNDEFINED.
 #[test]
 fn trapped_coprocessor_accesses_are_undefined() {
