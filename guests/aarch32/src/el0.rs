@@ -268,6 +268,10 @@ t32_fault:
     .hword 0x6808               // ldr r0, [r1]
     .hword 0xf8d1, 0x0000       // ldr.w r0, [r1]
     .hword 0x600a               // str r2, [r1]
+    .hword 0x4280               // cmp r0, r0
+    .hword 0xbf0c               // ite eq
+    .hword 0x6808               // ldreq r0, [r1]
+    .hword 0x2401               // movne r4, #1
     .hword 0xdf00               // svc #0
     .balign 4
     .global a32_cp15
@@ -334,6 +338,26 @@ fn insn_len(pc: u64, spsr: u64) -> u64 {
     }
 }
 
+/// ITSTATE (IT[7:0]) of an AArch32 SPSR: IT[7:2] in bits 15:10, IT[1:0] in bits 26:25.
+fn itstate(spsr: u64) -> u64 {
+    ((spsr >> 8) & 0xfc) | ((spsr >> 25) & 0x3)
+}
+
+/// The SPSR after skipping one T32 instruction: ITSTATE advanced (ITAdvance), as executing
+/// it would have; A32 or outside an IT block, unchanged.
+fn it_advance(spsr: u64) -> u64 {
+    let it = itstate(spsr);
+    if spsr & SPSR_T == 0 || it == 0 {
+        return spsr;
+    }
+    let it = if it & 0x7 == 0 {
+        0
+    } else {
+        (it & 0xe0) | ((it << 1) & 0x1f)
+    };
+    (spsr & !((0x3f << 10) | (0x3 << 25))) | ((it & 0xfc) << 8) | ((it & 0x3) << 25)
+}
+
 /// Called by the + 0x600 vector: an SVC ends the program (returns 1); anything else is
 /// logged and skipped (returns 0).
 #[no_mangle]
@@ -358,6 +382,7 @@ extern "C" fn a32_sync(frame: &mut Frame) -> u64 {
     }
     LOG_LEN.store(n + 1, Ordering::SeqCst);
     frame.elr += insn_len(frame.elr, frame.spsr);
+    frame.spsr = it_advance(frame.spsr);
     0
 }
 
@@ -556,6 +581,7 @@ fn check_state(c: &mut Checker, p: &Programs) {
             (0, UNCLAIMED, false),
             (2, UNCLAIMED, false),
             (6, UNCLAIMED, true),
+            (12, UNCLAIMED, false),
         ]
     } else {
         &[
@@ -568,11 +594,22 @@ fn check_state(c: &mut Checker, p: &Programs) {
     for (i, (t, &(off, a, write))) in run.taken.iter().zip(want).enumerate() {
         check_abort(c, (name, i), t, (fault + off, a, write), mode);
     }
+    if thumb {
+        // The `ldreq` of an ITE EQ block: SPSR_EL1 holds ITSTATE as it was at the load
+        // (0b0000_1100: EQ, then one else-instruction), not as the hypervisor's step past
+        // the load left it; the handler's skip advanced it, so `movne` did not run.
+        c.eq(
+            "t32 fault: ITSTATE at the ldreq",
+            itstate(run.taken[3].spsr),
+            0x0c,
+        );
+        c.eq("t32 fault: movne not run", run.regs[4], 0);
+    }
     check_end(
         c,
         (name, "fault"),
         &run,
-        fault + if thumb { 8 } else { 12 },
+        fault + if thumb { 16 } else { 12 },
         thumb,
     );
     group_done(c, name, "fault", failed);
