@@ -668,12 +668,17 @@ impl ArmVCpu {
     #[inline(always)]
     fn decode_exit(&mut self, esr: u64, far: u64, hpfar: u64) -> Option<VmExit> {
         let spsr = self.regs.spsr;
-        if !exception::condition_passed(esr, spsr) {
-            // An A32/T32 instruction that failed its condition: it did nothing.
-            self.step_pc(exception::insn_len(esr));
-            return None;
-        }
-        let esr = exception::effective_syndrome(esr, spsr);
+        // One test keeps the AArch32 work off the AArch64 exit path.
+        let esr = if exception::is_aarch32(spsr) {
+            if !exception::condition_passed(esr, spsr) {
+                // An A32/T32 instruction that failed its condition: it did nothing.
+                self.step_pc(exception::insn_len(esr));
+                return None;
+            }
+            exception::effective_syndrome(esr, spsr)
+        } else {
+            esr
+        };
         match decode_sync(esr, far, hpfar, &self.regs.x) {
             SyncAction::Reply { x0, pc_step } => {
                 self.regs.x[0] = x0;
@@ -739,7 +744,11 @@ impl ArmVCpu {
     /// T32 also advancing ITSTATE); `len` 0 leaves it where it is.
     #[inline(always)]
     fn step_pc(&mut self, len: u64) {
-        (self.regs.elr, self.regs.spsr) = exception::step(self.regs.elr, self.regs.spsr, len);
+        if exception::is_aarch32(self.regs.spsr) {
+            (self.regs.elr, self.regs.spsr) = exception::step(self.regs.elr, self.regs.spsr, len);
+        } else {
+            self.regs.elr = self.regs.elr.wrapping_add(len);
+        }
     }
 
     /// Gives the guest an Undefined Instruction exception at the trapped instruction.
