@@ -125,12 +125,34 @@ fn load_configs(pcpus: usize, host: &HostFacts) -> Vec<(&'static EmbeddedVm, VmC
     ok
 }
 
-/// Builds, boots and starts every valid embedded VM. Returns how many started.
-pub fn start_all(pcpus: usize) -> usize {
+/// The VMID width the hypervisor uses: the CPU's, or fewer bits when the boot argument
+/// `vmid_bits=N` asks for it (to see what happens when VMIDs run out, with a few VMs).
+fn vmid_width() -> u32 {
     // Before any VM: riscv64 measures the width by writing hgatp.
     let bits = arch::vmid_bits();
-    println!("vmid: {bits} bits");
-    *VMIDS.lock() = Some(VmidAllocator::new(bits));
+    let arg = axhal::platform::info().bootarg("vmid_bits");
+    match arg.map(str::parse::<u32>) {
+        Some(Ok(n)) if n <= bits => {
+            println!("vmid: {n} bits (the CPU has {bits}; boot argument vmid_bits)");
+            n
+        }
+        Some(_) => {
+            println!(
+                "vmid: {bits} bits (boot argument vmid_bits={} ignored: at most {bits})",
+                arg.unwrap_or("")
+            );
+            bits
+        }
+        None => {
+            println!("vmid: {bits} bits");
+            bits
+        }
+    }
+}
+
+/// Builds, boots and starts every valid embedded VM. Returns how many started.
+pub fn start_all(pcpus: usize) -> usize {
+    *VMIDS.lock() = Some(VmidAllocator::new(vmid_width()));
     let configs = load_configs(pcpus, &host::facts());
     let mut started = 0;
     for (source, config) in configs {

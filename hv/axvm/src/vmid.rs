@@ -21,7 +21,7 @@ impl fmt::Display for NoVmidLeft {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "no hardware VMID left (the CPU has {} for VMs)",
+            "no hardware VMID left ({} for VMs, all in use)",
             self.capacity
         )
     }
@@ -111,7 +111,7 @@ mod tests {
         assert_eq!(a.alloc(), Err(NoVmidLeft { capacity: 255 }));
         assert_eq!(
             NoVmidLeft { capacity: 255 }.to_string(),
-            "no hardware VMID left (the CPU has 255 for VMs)"
+            "no hardware VMID left (255 for VMs, all in use)"
         );
     }
 
