@@ -1,12 +1,17 @@
-//! The aarch64 exit decoder: any syndrome (ESR_EL2), fault addresses and guest registers
-//! through `decode_sync` and the helpers around it (data-abort ISS, system-register ISS,
-//! PSCI target MPIDRs, the abort injected back).
+//! The aarch64 exit decoder: any syndrome (ESR_EL2), fault addresses, guest registers and
+//! saved PSTATE (SPSR_EL2, AArch64 or AArch32) through `decode_sync` and the helpers
+//! around it (data-abort ISS, system-register ISS, SMCCC answers, PSCI target MPIDRs, the
+//! abort injected back, the AArch32 condition check and PC step, exception entry).
 //!
 //! Checked: a load value fits its register and access width; a PSCI target index is a
-//! vCPU that exists; an injected abort is a data or instruction abort.
+//! vCPU that exists; an injected abort is a data or instruction abort; an instruction is
+//! 2 or 4 bytes; stepping past it in AArch32 keeps the PC in 32 bits and a step of 0
+//! changes nothing; an exception enters EL1h at one of the four synchronous vectors.
 #![no_main]
 
 use arm_vcpu::decode::{self, DataAbort};
+use arm_vcpu::exception::{self, EntryFeatures};
+use arm_vcpu::smccc::{self, FunctionId};
 use arm_vcpu::sysreg::{sanitize_id, SysRegAccess};
 use axvisor_fuzz::Input;
 use libfuzzer_sys::fuzz_target;
@@ -18,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
     let hpfar = input.u64();
     let raw = input.u64();
     let count = input.u8() as usize % 9;
+    let spsr = input.u64();
+    let sctlr = input.u64();
+    let id_regs = (input.u64(), input.u64(), input.u64());
     let mut regs = [0u64; 31];
     for r in &mut regs {
         *r = input.u64();
@@ -61,5 +69,37 @@ fuzz_target!(|data: &[u8]| {
         ]
         .contains(&class),
         "injected EC {class:#x}"
+    );
+
+    let _ = smccc::axvisor_call(regs[0]);
+    let _ = format!("{:?}", smccc::answer(FunctionId::from_x0(regs[0]), regs[1]));
+
+    // AArch32 and exception entry.
+    let len = exception::insn_len(esr);
+    assert!(len == 2 || len == 4, "instruction of {len} bytes");
+    let _ = exception::condition_passed(esr, spsr);
+    let _ = exception::effective_syndrome(esr, spsr);
+    let _ = exception::from_el0(spsr);
+    let (pc, next_spsr) = exception::step(far, spsr, len);
+    if exception::is_aarch32(spsr) {
+        assert!(pc <= u32::MAX as u64, "AArch32 PC {pc:#x}");
+    }
+    assert_eq!(
+        exception::step(far, spsr, 0),
+        (far, spsr),
+        "a step of 0 moved"
+    );
+    let _ = next_spsr;
+    let vector = exception::vector_offset(spsr);
+    assert!(
+        [0, 0x200, 0x400, 0x600].contains(&vector),
+        "vector {vector:#x}"
+    );
+    let features = EntryFeatures::from_id_registers(id_regs.0, id_regs.1, id_regs.2);
+    let pstate = exception::entry_pstate(spsr, sctlr, features);
+    assert_eq!(
+        pstate & 0x1f,
+        0b00101,
+        "entry PSTATE {pstate:#x} is not EL1h"
     );
 });

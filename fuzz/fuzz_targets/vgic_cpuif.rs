@@ -1,13 +1,19 @@
 //! What the virtual GIC does at the CPU interface: filling list registers before guest
 //! entry (`flush`), reading them back after exit (`sync`) while the guest acknowledges and
 //! deactivates interrupts in between (or, as the model must survive, leaves any value in
-//! them), and the trapped `ICC_SGI1R_EL1` writes of a GICv3 guest. Distributor and
-//! redistributor stores and interrupt lines make interrupts pending.
+//! them), and the GICv3 CPU-interface registers the vCPU traps and emulates
+//! (`arm_vcpu::icc`: ICC_CTLR_EL1, ICC_PMR_EL1, ICC_RPR_EL1, ICC_DIR_EL1, and
+//! ICC_SGI1R_EL1, which goes to the vGIC). Distributor and redistributor stores and
+//! interrupt lines make interrupts pending.
 //!
 //! Checked after every flush: each list register it wrote holds an implemented INTID, and
-//! no interrupt (from one source) is in two of them.
+//! no interrupt (from one source) is in two of them. For the ICC registers: CBPR reads as
+//! 1 and stays set in the VMCR whatever the guest writes; a PMR write keeps the other VMCR
+//! fields and reads back as the written value's implemented bits; RPR fits in 8 bits.
 #![no_main]
 
+use arm_vcpu::icc::{self, IccReg, VMCR_VCBPR};
+use arm_vcpu::sysreg::SysRegAccess;
 use arm_vgic::{GicVersion, ListReg, LrState, Vgic};
 use axvisor_fuzz::{vgic_from, Access, FakeLrs, Input};
 use libfuzzer_sys::fuzz_target;
@@ -42,6 +48,40 @@ fn guest_acts(lr: &mut ListReg, how: u8) {
     };
 }
 
+/// A trapped access by vCPU `v` to an ICC register (the ISS of an EC 0x18 syndrome picks the
+/// register and direction), on that vCPU's VMCR; `vtr` is the hardware's ICH_VTR_EL2.
+fn icc_access(vgic: &Vgic, v: usize, vmcr: &mut u64, vtr: u64, iss: u64, value: u64) {
+    let access = SysRegAccess::from_esr(iss);
+    let Some(reg) = IccReg::from_sysreg(access.reg) else {
+        return;
+    };
+    match (reg, access.read) {
+        (IccReg::Ctlr, true) => {
+            assert_eq!(icc::ctlr_read(vtr, *vmcr) & 1, 1, "CBPR reads as 0");
+        }
+        (IccReg::Ctlr, false) => {
+            *vmcr = icc::ctlr_write(*vmcr, value);
+            assert_ne!(*vmcr & VMCR_VCBPR, 0, "VCBPR cleared by {value:#x}");
+            let _ = icc::eoi_mode(*vmcr);
+        }
+        (IccReg::Pmr, true) => assert!(icc::pmr_read(*vmcr) <= 0xff),
+        (IccReg::Pmr, false) => {
+            let new = icc::pmr_write(vtr, *vmcr, value);
+            assert_eq!(
+                new & !(0xff << 24),
+                *vmcr & !(0xff << 24),
+                "PMR write changed VMCR"
+            );
+            let read = icc::pmr_read(new);
+            assert_eq!(read & !value, 0, "PMR reads {read:#x} after {value:#x}");
+            *vmcr = new;
+        }
+        (IccReg::Rpr, _) => assert!(icc::rpr(vtr, value) <= 0xff),
+        (IccReg::Sgi1r, false) => vgic.write_sgi1r(v, value),
+        _ => {}
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
     let vgic = vgic_from(&mut input, None);
@@ -50,12 +90,14 @@ fuzz_target!(|data: &[u8]| {
     let nr_lrs = input.u8() as usize % 16 + 1;
     let mut lrs: Vec<FakeLrs> = (0..vcpus).map(|_| FakeLrs::new(nr_lrs)).collect();
     let mut in_guest = vec![false; vcpus];
+    let vtr = input.u64();
+    let mut vmcrs = vec![icc::reset_vmcr(); vcpus];
     let dist = vgic.distributor();
     let redist = vgic.redistributors();
     while !input.is_empty() {
         let op = input.u8();
         let v = input.u8() as usize % vcpus;
-        match op % 10 {
+        match op % 12 {
             0 | 1 => {
                 let access = Access::decode(&mut input, dist.size(), vcpus);
                 let _ = access.apply(&*dist);
@@ -98,6 +140,16 @@ fuzz_target!(|data: &[u8]| {
                 } else {
                     ListReg::from_gicv2(input.u32())
                 };
+            }
+            10 if v3 => {
+                // Mostly the ICC block (op0 3, op1 0, CRn 12 or 4), sometimes any register.
+                let iss = input.u32() as u64;
+                let iss = if op & 0x80 == 0 {
+                    (iss & !(0x3 << 20 | 0x7 << 14)) | (3 << 20)
+                } else {
+                    iss
+                };
+                icc_access(&vgic, v, &mut vmcrs[v], vtr, iss, input.u64());
             }
             _ => {
                 let _ = vgic.has_deliverable(v);
