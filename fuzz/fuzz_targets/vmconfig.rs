@@ -1,11 +1,47 @@
 //! The VM description parser and validation (`axvmconfig`): any text, parsed, validated
-//! alone and beside a copy of itself; every error formatted.
+//! alone, against the facts of a QEMU `virt` host of either architecture, and beside a
+//! copy of itself; every error formatted.
+//!
+//! Checked: a failed validation names a problem; two copies of one VM are refused; the
+//! host ranges a config is given end after they start.
 #![no_main]
 
 use std::collections::BTreeMap;
 
-use axvmconfig::{validate_many, ValidateContext};
+use axvmconfig::{
+    validate_many, validate_many_on, ConfigProblem, HostArch, HostFacts, HostRange, HostUse,
+    ValidateContext,
+};
 use libfuzzer_sys::fuzz_target;
+
+/// What QEMU `virt` with 1 GiB of RAM looks like to the checks, on `arch`.
+fn qemu_virt(arch: HostArch) -> HostFacts {
+    let (ram, console, intc, lines) = match arch {
+        HostArch::Aarch64 => (0x4000_0000, 0x0900_0000, (0x0800_0000, 0x20_0000), 32..288),
+        HostArch::Riscv64 => (0x8000_0000, 0x1000_0000, (0x0c00_0000, 0x400_0000), 1..96),
+    };
+    HostFacts {
+        arch: Some(arch),
+        ranges: vec![
+            HostRange::new(ram, 0x4000_0000, HostUse::HypervisorRam),
+            HostRange::new(ram, 0x8_0000, HostUse::FirmwareReserved),
+            HostRange::new(console, 0x1000, HostUse::Console),
+            HostRange::new(intc.0, intc.1, HostUse::InterruptController),
+        ],
+        irq_lines: Some(lines),
+        vmids: Some(255),
+    }
+}
+
+/// Formats every problem (and checks there is one).
+fn problems(result: Result<(), Vec<ConfigProblem>>) {
+    if let Err(problems) = result {
+        assert!(!problems.is_empty(), "a check failed with no problem");
+        for p in problems {
+            let _ = p.to_string();
+        }
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -36,17 +72,20 @@ fuzz_target!(|data: &[u8]| {
             image_sizes,
         },
     ] {
-        if let Err(problems) = config.validate(&ctx) {
-            assert!(!problems.is_empty(), "validate failed with no problem");
-            for p in problems {
-                let _ = p.to_string();
-            }
-        }
+        problems(config.validate(&ctx));
+    }
+    let _ = config.irq_lines();
+    for (_, start, end) in config.host_ranges() {
+        assert!(start <= end, "host range [{start:#x}, {end:#x})");
+    }
+    let hosts = [qemu_virt(HostArch::Aarch64), qemu_virt(HostArch::Riscv64)];
+    for host in &hosts {
+        problems(config.validate_host(host));
     }
     let twins = [config.clone(), config];
     // The same id twice is always a problem.
-    let problems = validate_many(&twins).expect_err("two VMs with one id accepted");
-    for p in problems {
-        let _ = p.to_string();
-    }
+    let both = validate_many(&twins);
+    assert!(both.is_err(), "two VMs with one id accepted");
+    problems(both);
+    problems(validate_many_on(&twins, &hosts[0]));
 });
