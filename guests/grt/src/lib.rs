@@ -1,7 +1,8 @@
 //! grt, the guest runtime: everything a test guest needs to run inside an axvisor VM.
 //!
 //! A guest is a `#![no_std] #![no_main]` binary that depends on grt, links with grt's
-//! linker script (its `build.rs` adds `-T$DEP_GRT_LINKER_SCRIPT`) and defines
+//! linker script (its build script, `guests/grt/guest-link.rs`, adds
+//! `-T$DEP_GRT_LINKER_SCRIPT`) and defines
 //!
 //! ```ignore
 //! #[no_mangle]

@@ -1,4 +1,5 @@
-//! Links the guest with grt's linker script for the target architecture.
+//! The build script of every test guest (each names it with `build = "../grt/guest-link.rs"`):
+//! links the guest with grt's linker script for the target architecture.
 
 fn main() {
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("none") {
