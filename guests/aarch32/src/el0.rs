@@ -1,11 +1,12 @@
 //! The AArch32 EL0 programs, the vectors that take their exceptions, and the checks.
 
 use core::arch::{asm, global_asm};
-use core::mem::size_of;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use grt::check::Checker;
 use grt::irq::{self, Irq};
+// The + 0x600 vector saves grt's frame (x0-x14 are R0-R14 of the AArch32 program).
+use grt::{TrapFrame as Frame, TRAP_FRAME_SIZE as FRAME_SIZE};
 
 /// The emulated PL011 and its flag register.
 const UART: u64 = 0x0900_0000;
@@ -29,19 +30,6 @@ const ESR_IL: u64 = 1 << 25;
 const ESR_ISV: u64 = 1 << 24;
 const ESR_WNR: u64 = 1 << 6;
 const DFSC_EXTERNAL: u64 = 0x10;
-
-/// Registers the 0x600 vector saves (layout shared with the assembly below).
-#[repr(C)]
-struct Frame {
-    /// x0 to x30 (x0-x14 are R0-R14 of the AArch32 program).
-    x: [u64; 31],
-    elr: u64,
-    spsr: u64,
-    _pad: u64,
-}
-
-const FRAME_SIZE: usize = size_of::<Frame>();
-const _: () = assert!(FRAME_SIZE.is_multiple_of(16));
 
 /// One exception the 0x600 vector took other than the closing SVC: ESR, FAR, ELR, SPSR.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -78,6 +66,7 @@ static ILLEGAL: AtomicU64 = AtomicU64::new(0);
 // the callee-saved registers and SP and erets to the program; it returns when the program
 // ends. `a32_illegal_return` erets to AArch32 EL1, which is illegal.
 global_asm!(
+    concat!(
     r#"
     .section .text.a32_vectors, "ax"
     .balign 0x800
@@ -145,46 +134,15 @@ a32_vectors:
 
     .section .text, "ax"
 a32_sync_entry:
-    stp  x2, x3, [sp, #16]
-    stp  x4, x5, [sp, #32]
-    stp  x6, x7, [sp, #48]
-    stp  x8, x9, [sp, #64]
-    stp  x10, x11, [sp, #80]
-    stp  x12, x13, [sp, #96]
-    stp  x14, x15, [sp, #112]
-    stp  x16, x17, [sp, #128]
-    stp  x18, x19, [sp, #144]
-    stp  x20, x21, [sp, #160]
-    stp  x22, x23, [sp, #176]
-    stp  x24, x25, [sp, #192]
-    stp  x26, x27, [sp, #208]
-    stp  x28, x29, [sp, #224]
-    str  x30, [sp, #240]
-    mrs  x2, elr_el1
-    mrs  x3, spsr_el1
-    stp  x2, x3, [sp, #248]
+"#,
+    grt::aarch64_trap_frame_save!(),
+    r#"
     mov  x0, sp
     bl   a32_sync
     cbnz x0, 2f
-    ldp  x2, x3, [sp, #248]
-    msr  elr_el1, x2
-    msr  spsr_el1, x3
-    ldp  x0, x1, [sp, #0]
-    ldp  x2, x3, [sp, #16]
-    ldp  x4, x5, [sp, #32]
-    ldp  x6, x7, [sp, #48]
-    ldp  x8, x9, [sp, #64]
-    ldp  x10, x11, [sp, #80]
-    ldp  x12, x13, [sp, #96]
-    ldp  x14, x15, [sp, #112]
-    ldp  x16, x17, [sp, #128]
-    ldp  x18, x19, [sp, #144]
-    ldp  x20, x21, [sp, #160]
-    ldp  x22, x23, [sp, #176]
-    ldp  x24, x25, [sp, #192]
-    ldp  x26, x27, [sp, #208]
-    ldp  x28, x29, [sp, #224]
-    ldr  x30, [sp, #240]
+"#,
+    grt::aarch64_trap_frame_restore!(),
+    r#"
     add  sp, sp, #{frame}
     eret
 2:  adrp x9, {saved_sp}
@@ -301,7 +259,8 @@ t32_wfi:
     .hword 0x2800               // cmp r0, #0
     .hword 0xd0fb               // beq 1b (a WFI may end without an interrupt)
     .hword 0xdf00               // svc #0
-"#,
+"#
+    ),
     frame = const FRAME_SIZE,
     illegal = sym ILLEGAL,
     irq_vector = sym IRQ_VECTOR,

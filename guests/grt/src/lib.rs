@@ -50,6 +50,10 @@ pub use arch::{cpu_id, hypercall, power_off, reset, wait_for_interrupt};
 /// axvisor's hypercalls.
 #[cfg(target_arch = "aarch64")]
 pub use arch::{hvc_call, hypercall_fid, smc, smc_call, AXVISOR_SMCCC_BASE};
+/// The EL1 exception frame, for guests with vectors of their own (with
+/// [`aarch64_trap_frame_save!`] and [`aarch64_trap_frame_restore!`]).
+#[cfg(target_arch = "aarch64")]
+pub use arch::{TrapFrame, FRAME_SIZE as TRAP_FRAME_SIZE};
 
 /// The name of the architecture grt was built for, as in the guests' messages.
 pub const ARCH: &str = arch::NAME;

@@ -46,25 +46,90 @@ const VECTOR_SYNC_CURRENT_SPX: u64 = 4;
 /// The vector of an IRQ from the current EL using SP_EL1.
 const VECTOR_IRQ_CURRENT_SPX: u64 = 5;
 
-/// Registers saved by the exception entry (layout shared with the assembly below).
+/// Registers saved by an exception entry, at SP (layout shared with the assembly below and
+/// with [`aarch64_trap_frame_save!`](crate::aarch64_trap_frame_save) /
+/// [`aarch64_trap_frame_restore!`](crate::aarch64_trap_frame_restore), for guests with
+/// vectors of their own).
 #[repr(C)]
-struct TrapFrame {
+pub struct TrapFrame {
     /// x0 to x30.
-    x: [u64; 31],
-    elr: u64,
-    spsr: u64,
+    pub x: [u64; 31],
+    /// ELR_EL1.
+    pub elr: u64,
+    /// SPSR_EL1.
+    pub spsr: u64,
     /// Keeps the frame a multiple of 16 bytes, as SP must stay aligned.
     _pad: u64,
 }
 
-const FRAME_SIZE: usize = size_of::<TrapFrame>();
+/// The size of a [`TrapFrame`], a multiple of 16.
+pub const FRAME_SIZE: usize = size_of::<TrapFrame>();
 const _: () = assert!(FRAME_SIZE.is_multiple_of(16));
+
+/// Assembly, for `global_asm!` through `concat!`: with SP lowered by [`FRAME_SIZE`] and x0,
+/// x1 already stored at SP + 0, stores x2-x30, ELR_EL1 and SPSR_EL1 into the
+/// [`TrapFrame`] at SP (x2 and x3 are clobbered).
+#[macro_export]
+macro_rules! aarch64_trap_frame_save {
+    () => {
+        "
+    stp  x2, x3, [sp, #16]
+    stp  x4, x5, [sp, #32]
+    stp  x6, x7, [sp, #48]
+    stp  x8, x9, [sp, #64]
+    stp  x10, x11, [sp, #80]
+    stp  x12, x13, [sp, #96]
+    stp  x14, x15, [sp, #112]
+    stp  x16, x17, [sp, #128]
+    stp  x18, x19, [sp, #144]
+    stp  x20, x21, [sp, #160]
+    stp  x22, x23, [sp, #176]
+    stp  x24, x25, [sp, #192]
+    stp  x26, x27, [sp, #208]
+    stp  x28, x29, [sp, #224]
+    str  x30, [sp, #240]
+    mrs  x2, elr_el1
+    mrs  x3, spsr_el1
+    stp  x2, x3, [sp, #248]
+"
+    };
+}
+
+/// Assembly, for `global_asm!` through `concat!`: loads ELR_EL1, SPSR_EL1 and x0-x30 back
+/// from the [`TrapFrame`] at SP (SP itself is left for the caller to raise).
+#[macro_export]
+macro_rules! aarch64_trap_frame_restore {
+    () => {
+        "
+    ldp  x2, x3, [sp, #248]
+    msr  elr_el1, x2
+    msr  spsr_el1, x3
+    ldp  x0, x1, [sp, #0]
+    ldp  x2, x3, [sp, #16]
+    ldp  x4, x5, [sp, #32]
+    ldp  x6, x7, [sp, #48]
+    ldp  x8, x9, [sp, #64]
+    ldp  x10, x11, [sp, #80]
+    ldp  x12, x13, [sp, #96]
+    ldp  x14, x15, [sp, #112]
+    ldp  x16, x17, [sp, #128]
+    ldp  x18, x19, [sp, #144]
+    ldp  x20, x21, [sp, #160]
+    ldp  x22, x23, [sp, #176]
+    ldp  x24, x25, [sp, #192]
+    ldp  x26, x27, [sp, #208]
+    ldp  x28, x29, [sp, #224]
+    ldr  x30, [sp, #240]
+"
+    };
+}
 
 // The entry point, placed first in the image by the linker script (.text.entry), and the
 // exception vector table (2 KiB aligned, 16 entries of 0x80 bytes). Each vector saves x0/x1,
 // puts its index in x0 and joins the common path, which saves the rest of the frame, calls
 // `grt_trap(frame, index)` and restores everything (including a possibly changed ELR_EL1).
 global_asm!(
+    concat!(
     r#"
     .section .text.entry, "ax"
     .global _start
@@ -132,49 +197,19 @@ grt_vectors:
     GRT_VECTOR 15
 
 grt_trap_entry:
-    stp  x2, x3, [sp, #16]
-    stp  x4, x5, [sp, #32]
-    stp  x6, x7, [sp, #48]
-    stp  x8, x9, [sp, #64]
-    stp  x10, x11, [sp, #80]
-    stp  x12, x13, [sp, #96]
-    stp  x14, x15, [sp, #112]
-    stp  x16, x17, [sp, #128]
-    stp  x18, x19, [sp, #144]
-    stp  x20, x21, [sp, #160]
-    stp  x22, x23, [sp, #176]
-    stp  x24, x25, [sp, #192]
-    stp  x26, x27, [sp, #208]
-    stp  x28, x29, [sp, #224]
-    str  x30, [sp, #240]
-    mrs  x2, elr_el1
-    mrs  x3, spsr_el1
-    stp  x2, x3, [sp, #248]
+"#,
+    crate::aarch64_trap_frame_save!(),
+    r#"
     mov  x1, x0
     mov  x0, sp
     bl   grt_trap
-    ldp  x2, x3, [sp, #248]
-    msr  elr_el1, x2
-    msr  spsr_el1, x3
-    ldp  x0, x1, [sp, #0]
-    ldp  x2, x3, [sp, #16]
-    ldp  x4, x5, [sp, #32]
-    ldp  x6, x7, [sp, #48]
-    ldp  x8, x9, [sp, #64]
-    ldp  x10, x11, [sp, #80]
-    ldp  x12, x13, [sp, #96]
-    ldp  x14, x15, [sp, #112]
-    ldp  x16, x17, [sp, #128]
-    ldp  x18, x19, [sp, #144]
-    ldp  x20, x21, [sp, #160]
-    ldp  x22, x23, [sp, #176]
-    ldp  x24, x25, [sp, #192]
-    ldp  x26, x27, [sp, #208]
-    ldp  x28, x29, [sp, #224]
-    ldr  x30, [sp, #240]
+"#,
+    crate::aarch64_trap_frame_restore!(),
+    r#"
     add  sp, sp, #{frame}
     eret
-"#,
+"#
+    ),
     frame = const FRAME_SIZE,
 );
 
