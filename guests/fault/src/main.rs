@@ -3,8 +3,9 @@
 //! one data fault at that address, which the guest's handler skips; a write there must give
 //! a second one, and reading again a third (the hypervisor logs an address once, but faults
 //! every access). Then 69 more pages after it are read once each: more distinct addresses
-//! than the hypervisor logs (64), and each must still fault at its own address. Prints
-//! `PASS fault` when every fault came as expected.
+//! than the hypervisor logs one by one (32), and each must still fault at its own address;
+//! then one address in each of [`NEW_RANGES`] further 1 MiB ranges (which the hypervisor
+//! logs again, once per range). Prints `PASS fault` when every fault came as expected.
 #![no_std]
 #![no_main]
 
@@ -17,8 +18,10 @@ use grt::trap::{set_data_fault_handler, DataFault, FaultAction};
 const TARGET: u64 = grt::RAM_BASE + 0x1000_0000;
 
 /// How many pages after TARGET are read, one access each (70 distinct addresses in all,
-/// more than the 64 the hypervisor logs).
+/// more than the 32 the hypervisor logs one by one).
 const MORE_PAGES: u64 = 69;
+/// How many further 1 MiB ranges after TARGET's get one read each.
+const NEW_RANGES: u64 = 2;
 
 static COUNT: AtomicU64 = AtomicU64::new(0);
 static ADDR: AtomicU64 = AtomicU64::new(0);
@@ -119,8 +122,8 @@ fn main() {
         });
         c.eq("instruction after the compressed read ran", next, 1);
     }
-    // More distinct unclaimed addresses than the hypervisor logs (64, then one line saying
-    // it stops): each access still faults, once, at its own address.
+    // More distinct unclaimed addresses than the hypervisor logs one by one (32, the last
+    // saying so): each access still faults, once, at its own address.
     let before = COUNT.load(Ordering::SeqCst);
     let mut wrong = 0;
     for i in 1..=MORE_PAGES {
@@ -138,11 +141,23 @@ fn main() {
     );
     c.eq("faults at another address than accessed", wrong, 0);
     grt::println!("fault: {MORE_PAGES} more unclaimed addresses faulted");
+    // Later accesses in new ranges: faulted too (and logged, once per range).
+    for r in 1..=NEW_RANGES {
+        let addr = TARGET + r * 0x10_0000;
+        // SAFETY: neither memory nor a device of this VM, like TARGET.
+        unsafe { grt::mmio::read32(addr as usize) };
+        c.eq(
+            format_args!("fault in the range at {addr:#x}"),
+            ADDR.load(Ordering::SeqCst),
+            addr,
+        );
+    }
+    grt::println!("fault: {NEW_RANGES} accesses in further 1 MiB ranges faulted");
     set_data_fault_handler(None);
     c.eq(
         "faults in all",
         COUNT.load(Ordering::SeqCst),
-        expected + MORE_PAGES,
+        expected + MORE_PAGES + NEW_RANGES,
     );
     c.finish();
 }

@@ -5,8 +5,10 @@
 //!    IMSC.TXIM on aarch64). The handler checks the interrupt is the UART's, counts it, and
 //!    turns the UART interrupt off and on again — so it fires again at once — until it has
 //!    seen [`DEVICE_IRQS`]; then leaves it off. Afterwards the line must stay quiet.
-//! 2. **IPI storm**: vCPU 1 sends [`IPIS`] IPIs to vCPU 0 as fast as it can while vCPU 0
-//!    runs a timer every [`TICK_US`]. vCPU 0 must take at least one IPI and no more than
+//! 2. **IPI storm**: vCPU 1 sends IPIs to vCPU 0 as fast as it can, at least [`IPIS`] and
+//!    for at least [`MIN_STORM_US`] (so the timer is judged over enough ticks however fast
+//!    the IPIs go), while vCPU 0 runs a timer every [`TICK_US`]. vCPU 0 must take at least
+//!    one IPI and no more than
 //!    were sent (IPIs may coalesce), and its timer must keep ticking: at least
 //!    [`MIN_TICKS`] ticks, on average at most [`MAX_MEAN_GAP_US`] apart and never more than
 //!    [`MAX_GAP_US`]. The emulator's timers are coarse and its vCPU threads share a loaded
@@ -25,8 +27,11 @@ use grt::smp::{cpu_on, cpu_status, CpuState};
 
 /// Device interrupts to take.
 const DEVICE_IRQS: u64 = 2000;
-/// IPIs vCPU 1 sends.
+/// The fewest IPIs vCPU 1 sends.
 const IPIS: u64 = 10_000;
+/// The shortest IPI storm: the 10,000 IPIs alone take 60-110 ms, a handful of ticks of a
+/// loaded emulator, too few to tell a starved timer from one slow tick.
+const MIN_STORM_US: u64 = 500_000;
 /// vCPU 0's timer period during the IPI storm.
 const TICK_US: u64 = 200;
 /// The fewest ticks that count as "kept ticking".
@@ -139,9 +144,12 @@ fn on_irq(irq: Irq) {
 
 /// vCPU 1: IPIs to vCPU 0 as fast as it can. Prints nothing.
 fn sender(_cpu: usize) {
-    for i in 1..=IPIS {
+    let end = irq::timer_now() + ticks(MIN_STORM_US);
+    let mut sent = 0;
+    while sent < IPIS || irq::timer_now() < end {
         irq::send_ipi(0);
-        SENT.store(i, Ordering::SeqCst);
+        sent += 1;
+        SENT.store(sent, Ordering::SeqCst);
     }
     SENT_ALL.store(true, Ordering::SeqCst);
 }
@@ -207,7 +215,10 @@ fn ipi_storm(c: &mut Checker) {
     );
     c.ok("the ipi storm ends", done);
     c.ok("vcpu 1 stops", stopped);
-    c.eq("IPIs sent", sent, IPIS);
+    c.ok(
+        format_args!("{sent} IPIs sent, at least {IPIS}"),
+        sent >= IPIS,
+    );
     c.ok(
         format_args!("vcpu 0 took {taken} IPIs: at least one, at most {sent}"),
         (1..=sent).contains(&taken),
@@ -221,15 +232,15 @@ fn ipi_storm(c: &mut Checker) {
         ticks_during >= MIN_TICKS && mean_us <= MAX_MEAN_GAP_US && gap_us <= MAX_GAP_US,
     );
     grt::println!(
-        "storm: ipi: vcpu 1 sent {sent}, vcpu 0 took between 1 and {sent}: {}",
-        if (1..=sent).contains(&taken) {
+        "storm: ipi: vcpu 1 sent {IPIS} or more, vcpu 0 took between 1 and as many: {}",
+        if sent >= IPIS && (1..=sent).contains(&taken) {
             "yes"
         } else {
             "no"
         }
     );
     grt::println!(
-        "storm: ipi storm took {} ms; vcpu 0 took {taken} IPIs and {ticks_during} timer ticks ({periods} periods, on average {mean_us} us and at most {gap_us} us apart)",
+        "storm: ipi storm took {} ms; vcpu 1 sent {sent} IPIs; vcpu 0 took {taken} IPIs and {ticks_during} timer ticks ({periods} periods, on average {mean_us} us and at most {gap_us} us apart)",
         took * 1000 / irq::timer_freq()
     );
 }
