@@ -626,35 +626,35 @@ impl ArmVCpu {
             return false;
         }
         let value = crate::decode::gpr(&self.regs.x, access.rt);
-        let vtr = hw_vgic::v3_vtr();
-        let vmcr = hw_vgic::v3_vmcr();
+        // The SGI registers come first and read nothing else: an IPI storm traps on them.
         let read = match (reg, access.read) {
-            (IccReg::Ctlr, true) => Some(icc::ctlr_read(vtr, vmcr)),
-            (IccReg::Ctlr, false) => {
-                hw_vgic::v3_set_vmcr(icc::ctlr_write(vmcr, value));
-                None
-            }
-            (IccReg::Pmr, true) => Some(icc::pmr_read(vmcr)),
-            (IccReg::Pmr, false) => {
-                hw_vgic::v3_set_vmcr(icc::pmr_write(vtr, vmcr, value));
-                None
-            }
-            (IccReg::Rpr, _) => {
-                let (ap0, ap1) = hw_vgic::v3_active_priorities();
-                Some(icc::rpr(vtr, ap0 | ap1))
-            }
-            (IccReg::Dir, _) => {
-                if icc::eoi_mode(vmcr) {
-                    vgic.deactivate(self.index, (value & 0xff_ffff) as u32);
-                }
-                None
-            }
             (IccReg::Sgi1r, _) => {
                 vgic.write_sgi1r(self.index, value);
                 None
             }
             // One interrupt group only: nothing to raise.
             (IccReg::OtherSgi, _) => None,
+            (IccReg::Ctlr, true) => Some(icc::ctlr_read(hw_vgic::v3_vtr(), hw_vgic::v3_vmcr())),
+            (IccReg::Ctlr, false) => {
+                hw_vgic::v3_set_vmcr(icc::ctlr_write(hw_vgic::v3_vmcr(), value));
+                None
+            }
+            (IccReg::Pmr, true) => Some(icc::pmr_read(hw_vgic::v3_vmcr())),
+            (IccReg::Pmr, false) => {
+                let vmcr = icc::pmr_write(hw_vgic::v3_vtr(), hw_vgic::v3_vmcr(), value);
+                hw_vgic::v3_set_vmcr(vmcr);
+                None
+            }
+            (IccReg::Rpr, _) => {
+                let (ap0, ap1) = hw_vgic::v3_active_priorities();
+                Some(icc::rpr(hw_vgic::v3_vtr(), ap0 | ap1))
+            }
+            (IccReg::Dir, _) => {
+                if icc::eoi_mode(hw_vgic::v3_vmcr()) {
+                    vgic.deactivate(self.index, (value & 0xff_ffff) as u32);
+                }
+                None
+            }
         };
         if let Some(v) = read {
             self.set_gpr(access.rt, v);
