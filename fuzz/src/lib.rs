@@ -8,7 +8,8 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use arm_vgic::{GicVersion, ListReg, ListRegs, Vgic, VgicConfig};
+pub use arm_vgic::fake::FakeLrs;
+use arm_vgic::{GicVersion, Vgic, VgicConfig};
 use axdevice_base::{AccessWidth, ConsoleSink, DeviceError, IrqLine, MmioDevice, VcpuNotifier};
 
 /// The fuzzer's input, consumed from the front. Reads past the end give zeros, so every
@@ -282,45 +283,6 @@ pub fn vgic_from(input: &mut Input<'_>, version: Option<GicVersion>) -> Arc<Vgic
         spis,
     };
     Vgic::new(config, Arc::new(CheckedNotifier::new(vcpus))).expect("a valid vGIC shape")
-}
-
-/// List registers in memory, as architecture code keeps them; `written` marks the ones the
-/// model wrote since it was last cleared.
-#[derive(Debug)]
-pub struct FakeLrs {
-    /// The registers.
-    pub lrs: Vec<ListReg>,
-    /// Bit `i`: register `i` was written.
-    pub written: u64,
-    /// The underflow maintenance interrupt's enable.
-    pub underflow: bool,
-}
-
-impl FakeLrs {
-    /// `n` invalid list registers (1..=16).
-    pub fn new(n: usize) -> Self {
-        Self {
-            lrs: vec![ListReg::INVALID; n],
-            written: 0,
-            underflow: false,
-        }
-    }
-}
-
-impl ListRegs for FakeLrs {
-    fn count(&self) -> usize {
-        self.lrs.len()
-    }
-    fn read(&self, i: usize) -> ListReg {
-        self.lrs[i]
-    }
-    fn write(&mut self, i: usize, lr: ListReg) {
-        self.lrs[i] = lr;
-        self.written |= 1 << i;
-    }
-    fn set_underflow_interrupt(&mut self, on: bool) {
-        self.underflow = on;
-    }
 }
 
 #[cfg(test)]

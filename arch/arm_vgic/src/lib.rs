@@ -46,6 +46,8 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 mod lr;
 mod mmio;
 mod state;

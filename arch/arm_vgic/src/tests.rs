@@ -9,6 +9,7 @@ use alloc::sync::Arc;
 use axdevice_base::{AccessWidth, DeviceError, MmioDevice, VcpuNotifier};
 
 use super::*;
+use crate::fake::FakeLrs;
 
 use AccessWidth::{Byte, Dword, Half, Word};
 
@@ -55,75 +56,6 @@ impl VcpuNotifier for Recorder {
 impl Recorder {
     fn take(&self) -> Vec<usize> {
         core::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
-/// Four (or `n`) list registers in memory; the test plays the guest by changing states.
-struct FakeLrs {
-    lrs: Vec<ListReg>,
-    underflow: bool,
-}
-
-impl FakeLrs {
-    fn new(n: usize) -> Self {
-        FakeLrs {
-            lrs: vec![ListReg::INVALID; n],
-            underflow: false,
-        }
-    }
-
-    /// Valid list registers as (intid, state), in LR order.
-    fn valid(&self) -> Vec<(u32, LrState)> {
-        self.lrs
-            .iter()
-            .filter(|l| l.state != LrState::Invalid)
-            .map(|l| (l.intid, l.state))
-            .collect()
-    }
-
-    fn find(&self, intid: u32) -> Option<usize> {
-        self.lrs
-            .iter()
-            .position(|l| l.state != LrState::Invalid && l.intid == intid)
-    }
-
-    fn get(&self, intid: u32) -> ListReg {
-        self.lrs[self.find(intid).expect("interrupt in an LR")]
-    }
-
-    /// The guest acknowledges `intid` (pending -> active).
-    fn ack(&mut self, intid: u32) {
-        let i = self.find(intid).expect("interrupt in an LR");
-        assert!(self.lrs[i].state.has_pending());
-        self.lrs[i].state = self.lrs[i].state.with_pending(false).with_active(true);
-    }
-
-    /// The guest deactivates `intid` (EOI).
-    fn eoi(&mut self, intid: u32) {
-        let i = self.find(intid).expect("interrupt in an LR");
-        assert!(self.lrs[i].state.has_active());
-        self.lrs[i].state = self.lrs[i].state.with_active(false);
-    }
-
-    /// Acknowledge + EOI (a full handling between two exits).
-    fn handle(&mut self, intid: u32) {
-        self.ack(intid);
-        self.eoi(intid);
-    }
-}
-
-impl ListRegs for FakeLrs {
-    fn count(&self) -> usize {
-        self.lrs.len()
-    }
-    fn read(&self, i: usize) -> ListReg {
-        self.lrs[i]
-    }
-    fn write(&mut self, i: usize, lr: ListReg) {
-        self.lrs[i] = lr;
-    }
-    fn set_underflow_interrupt(&mut self, on: bool) {
-        self.underflow = on;
     }
 }
 
