@@ -4,7 +4,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use axdevice_base::{AccessWidth, DeviceError, MmioDevice};
 use log::warn;
@@ -145,7 +145,6 @@ pub struct DeviceSet {
     /// a hint: any value is checked before use.
     last_hit: AtomicUsize,
     log: Mutex<UnclaimedLog>,
-    unclaimed: AtomicU64,
 }
 
 #[derive(Clone, Copy)]
@@ -164,7 +163,6 @@ impl DeviceSet {
             entries: Vec::new(),
             last_hit: AtomicUsize::new(0),
             log: Mutex::new(UnclaimedLog::new()),
-            unclaimed: AtomicU64::new(0),
         }
     }
 
@@ -291,7 +289,7 @@ impl DeviceSet {
     /// The counters so far.
     pub fn stats(&self) -> DeviceStats {
         DeviceStats {
-            unclaimed: self.unclaimed.load(Ordering::Relaxed),
+            unclaimed: self.log.lock().total(),
         }
     }
 
@@ -376,7 +374,6 @@ impl DeviceSet {
     /// `log` write it, given what was done (`outcome` in words) and the line's end (a note
     /// when a logging budget is spent, or nothing); then the summary line, when one is due.
     fn record(&self, gpa: u64, outcome: MmioOutcome, log: impl FnOnce(&str, &str)) {
-        self.unclaimed.fetch_add(1, Ordering::Relaxed);
         let now = clock_ms();
         let (decision, summary) = {
             let mut record = self.log.lock();

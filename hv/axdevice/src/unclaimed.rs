@@ -258,6 +258,11 @@ impl UnclaimedLog {
         Decision { detail, summary }
     }
 
+    /// Every unclaimed access so far.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
     /// How many distinct addresses have had a line of their own.
     pub fn logged(&self) -> usize {
         self.seen.len()
