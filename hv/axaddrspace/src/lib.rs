@@ -6,7 +6,7 @@
 //! - [`FrameAllocator`]: where page-table and guest-RAM frames come from, and how the
 //!   hypervisor reaches them.
 //! - [`PteFormat`]: one architecture's nested descriptor format ([`Aarch64Stage2`],
-//!   [`RiscvSv39x4`]; `fake::FakeFormat` for tests, with the `fake` feature).
+//!   [`RiscvSv39x4`], [`IntelEpt`]; `fake::FakeFormat` for tests, with the `fake` feature).
 //! - [`NestedPageTable`]: the generic stage-2 / G-stage page table.
 //! - [`AddrSpace`]: a VM's regions ([`Backend::Alloc`], [`Backend::Linear`]) over a page
 //!   table, and checked guest memory [`read`](AddrSpace::read) / [`write`](AddrSpace::write).
@@ -33,7 +33,7 @@ pub mod fake;
 
 pub use addr::{GuestPhysAddr, HostPhysAddr, HostVirtAddr};
 pub use addrspace::{AccessError, AddrSpace, AddrSpaceError, Backend, Region};
-pub use format::{Aarch64Stage2, PteFormat, RiscvSv39x4};
+pub use format::{Aarch64Stage2, IntelEpt, PteFormat, RiscvSv39x4};
 pub use frame::FrameAllocator;
 pub use npt::{NestedPageTable, PagingError, TlbFlushHook};
 

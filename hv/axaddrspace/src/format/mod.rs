@@ -16,14 +16,11 @@
 //! |---|---|---|---|---|
 //! | [`Aarch64Stage2`] (start level 1) | L1 (1 GiB blocks) | L2 (2 MiB blocks) | L3 (4 KiB pages) | — |
 //! | [`RiscvSv39x4`] | level 2 (1 GiB) | level 1 (2 MiB) | level 0 (4 KiB) | — |
+//! | [`IntelEpt`] | PML4 (no leaves) | PDPT (1 GiB) | PD (2 MiB) | PT (4 KiB) |
 //!
 //! # Adding a format
 //!
-//! The later x86_64 formats go here, beside the two above, as new files:
-//! - Intel EPT (`ept.rs`): 4 levels, 48-bit GPA, 512-entry root; R/W/X in bits 0..2 (so
-//!   "valid" is "any of R/W/X"), memory type in bits 5:3 (6 = WB, 0 = UC for DEVICE),
-//!   bit 7 = large page at PDPT/PD; address in bits 51:12. The root's physical address goes
-//!   into the EPTP with its own memory type and walk length.
+//! The later formats go here, beside the ones above, as new files:
 //! - AMD NPT (`npt_amd.rs`): ordinary long-mode 4-level paging used as the nested table
 //!   (P, RW, US = 1 on every level, NX bit 63, PS bit 7 for 2 MiB / 1 GiB, PAT/PCD/PWT for
 //!   DEVICE); nCR3 takes the root.
@@ -32,9 +29,11 @@
 //! Nothing else changes: the walker, the error paths and the generic tests take any format.
 
 mod aarch64;
+mod ept;
 mod riscv;
 
 pub use aarch64::Aarch64Stage2;
+pub use ept::IntelEpt;
 pub use riscv::RiscvSv39x4;
 
 use crate::{HostPhysAddr, MappingFlags};

@@ -5,7 +5,7 @@ use std::vec::Vec;
 use super::*;
 use crate::fake::{FakeFormat, FakeFrameAllocator};
 use crate::format::{entries, entry_size, shift, ENTRIES_PER_TABLE};
-use crate::{Aarch64Stage2, FrameAllocator, NestedPageTable, PteFormat, RiscvSv39x4};
+use crate::{Aarch64Stage2, FrameAllocator, IntelEpt, NestedPageTable, PteFormat, RiscvSv39x4};
 
 /// Reads entry `idx` of the table at `table` straight from the fake allocator's memory,
 /// without going through any format code.
@@ -315,6 +315,162 @@ fn riscv_hgatp() {
     let pt = NestedPageTable::<RiscvSv39x4, _>::new(&alloc).unwrap();
     let h = RiscvSv39x4::hgatp(pt.root_paddr(), 1);
     assert_eq!(h & ((1 << 44) - 1), pt.root_paddr().as_usize() >> 12);
+}
+
+// ---- Intel EPT ----
+
+const EPT_ADDR: u64 = 0x000f_ffff_ffff_f000;
+
+#[test]
+fn ept_geometry() {
+    assert_eq!(IntelEpt::LEVELS, 4);
+    assert_eq!(IntelEpt::ROOT_ENTRIES, 512);
+    assert_eq!(IntelEpt::ROOT_FRAMES, 1);
+    assert_eq!(IntelEpt::GPA_BITS, 48);
+    assert_eq!(entry_size::<IntelEpt>(0), 512 * G1);
+    assert_eq!(entry_size::<IntelEpt>(1), G1);
+    assert_eq!(entry_size::<IntelEpt>(2), M2);
+    assert_eq!(entry_size::<IntelEpt>(3), K4);
+    assert!(!IntelEpt::leaf_allowed(0), "no leaves in the PML4");
+    assert!((1..4).all(IntelEpt::leaf_allowed));
+    assert_eq!(
+        NestedPageTable::<IntelEpt, &FakeFrameAllocator>::gpa_limit(),
+        1 << 48
+    );
+}
+
+#[test]
+fn ept_descriptor_encoding() {
+    // Table: R|W|X and the address, memory type / ignore-PAT / large clear.
+    assert_eq!(IntelEpt::table(hpa(0x8_1234_5000), 0), 0x8_1234_5007);
+    // 4 KiB RW RAM page: R W, memory type 6 (WB) in bits 5:3, PAT honoured, no large bit.
+    assert_eq!(IntelEpt::leaf(hpa(0x8_1234_5000), R | W, 3), 0x8_1234_5033);
+    // 2 MiB RX: R X, WB, large.
+    assert_eq!(
+        IntelEpt::leaf(hpa(0x12_3440_0000), R | X, 2),
+        0x12_3440_00b5
+    );
+    // 1 GiB RWX: large.
+    assert_eq!(
+        IntelEpt::leaf(hpa(0xc0_0000_0000), R | W | X, 1),
+        0xc0_0000_00b7
+    );
+    // Device page RW: memory type 0 (UC), ignore PAT.
+    assert_eq!(
+        IntelEpt::leaf(hpa(0xfed0_0000), R | W | DEV, 3),
+        0xfed0_0043
+    );
+    // Execute-only and read-only.
+    assert_eq!(IntelEpt::leaf(hpa(0x1000), X, 3) & 7, 0b100);
+    assert_eq!(IntelEpt::leaf(hpa(0x1000), R, 3) & 7, 0b001);
+    // A/D (bits 8, 9) never set; the address field is bits 51:12.
+    for f in [R, R | W, R | W | X, R | W | DEV] {
+        for depth in 1..4 {
+            let d = IntelEpt::leaf(hpa(0x4000_0000), f, depth);
+            assert_eq!(d & (0b11 << 8), 0);
+        }
+    }
+    let top = hpa(EPT_ADDR as usize);
+    assert_eq!(IntelEpt::addr(IntelEpt::leaf(top, R, 3)), top);
+    assert_eq!(IntelEpt::leaf(top, R, 3) >> 52, 0);
+}
+
+#[test]
+fn ept_descriptor_decoding() {
+    let page = 0x8_1234_5033;
+    assert!(IntelEpt::is_valid(page, 3) && !IntelEpt::is_table(page, 3));
+    assert_eq!(IntelEpt::addr(page), hpa(0x8_1234_5000));
+    assert_eq!(IntelEpt::flags(page, 3), R | W);
+    let block = 0x12_3440_00b5;
+    assert!(IntelEpt::is_valid(block, 2) && !IntelEpt::is_table(block, 2));
+    assert_eq!(IntelEpt::flags(block, 2), R | X);
+    assert_eq!(IntelEpt::flags(0xfed0_0043, 3), R | W | DEV);
+    // A PML4 entry is always a table: bit 7 is reserved there.
+    assert!(IntelEpt::is_table(0x8_1234_5087, 0));
+    assert!(
+        !IntelEpt::is_table(0x8_1234_5087, 1),
+        "large bit: a 1 GiB leaf"
+    );
+    for depth in 0..3 {
+        assert!(IntelEpt::is_table(0x8_1234_5007, depth));
+    }
+    assert!(
+        !IntelEpt::is_table(0x8_1234_5007, 3),
+        "a PT entry is a page"
+    );
+    // Present is "any of R/W/X": memory type bits alone are not present.
+    assert!(!IntelEpt::is_valid(0x8_1234_5030, 3));
+    assert!(!IntelEpt::is_valid(0, 0));
+}
+
+#[test]
+fn ept_eptp() {
+    // WB (6) in bits 2:0, walk length 4 (3 in bits 5:3), A/D off, root address.
+    assert_eq!(IntelEpt::eptp(hpa(0x8_1234_5000)), 0x8_1234_501e);
+    let e = IntelEpt::eptp(hpa(0x1000));
+    assert_eq!(e & 7, 6, "memory type WB");
+    assert_eq!((e >> 3) & 7, 3, "walk length - 1");
+    assert_eq!(e & IntelEpt::EPTP_AD, 0, "A/D flags off");
+    let alloc = FakeFrameAllocator::new(16);
+    let pt = NestedPageTable::<IntelEpt, _>::new(&alloc).unwrap();
+    assert_eq!(
+        IntelEpt::eptp(pt.root_paddr()) & EPT_ADDR,
+        pt.root_paddr().as_usize() as u64
+    );
+}
+
+#[test]
+fn ept_tables_bit_by_bit() {
+    let alloc = FakeFrameAllocator::new(64);
+    let mut pt = NestedPageTable::<IntelEpt, _>::new(&alloc).unwrap();
+    pt.map(gpa(0x4000_1000), hpa(0x8_1234_5000), K4, R | W, true)
+        .unwrap();
+    pt.map(gpa(0x4020_0000), hpa(0x12_3440_0000), M2, R | X, true)
+        .unwrap();
+    pt.map(
+        gpa(0x80_0000_0000),
+        hpa(0xc0_0000_0000),
+        G1,
+        R | W | X,
+        true,
+    )
+    .unwrap();
+    pt.map(gpa(0xfed0_0000), hpa(0xfed0_0000), K4, R | W | DEV, true)
+        .unwrap();
+    let root = pt.root_paddr();
+    let next = |d: u64| hpa((d & EPT_ADDR) as usize);
+    // PML4[0] -> PDPT; PDPT[1] -> PD; PD[0] -> PT; PD[1] = the 2 MiB RX page.
+    let p4 = raw(&alloc, root, 0);
+    assert_eq!(p4 & !EPT_ADDR, 0b111, "table: R W X and nothing else");
+    let pdpt = next(p4);
+    let p3 = raw(&alloc, pdpt, 1);
+    assert_eq!(p3 & !EPT_ADDR, 0b111);
+    let pd = next(p3);
+    assert_eq!(raw(&alloc, pd, 1), 0x12_3440_00b5);
+    let pt_ = next(raw(&alloc, pd, 0));
+    assert_eq!(raw(&alloc, pt_, 0), 0, "neighbouring page stays invalid");
+    assert_eq!(raw(&alloc, pt_, 1), 0x8_1234_5033);
+    // PML4[1] -> PDPT whose entry 0 is the 1 GiB RWX page.
+    let pdpt1 = next(raw(&alloc, root, 1));
+    assert_eq!(raw(&alloc, pdpt1, 0), 0xc0_0000_00b7);
+    // The device page: PDPT[3] -> PD[0x1f6] -> PT[0x100].
+    let dpd = next(raw(&alloc, pdpt, 3));
+    let dpt = next(raw(&alloc, dpd, 0x1f6));
+    assert_eq!(raw(&alloc, dpt, 0x100), 0xfed0_0043);
+    let used: Vec<usize> = (0..512).filter(|&i| raw(&alloc, root, i) != 0).collect();
+    assert_eq!(used, [0, 1]);
+    assert_eq!(
+        pt.translate(gpa(0x4020_1234)),
+        Some((hpa(0x12_3440_1234), R | X, M2))
+    );
+    assert_eq!(
+        pt.translate(gpa(0xfed0_0010)),
+        Some((hpa(0xfed0_0010), R | W | DEV, K4))
+    );
+    assert_eq!(
+        pt.map(gpa(1 << 48), hpa(0), K4, R, false),
+        Err(crate::PagingError::OutOfRange)
+    );
 }
 
 // ---- the fake format ----

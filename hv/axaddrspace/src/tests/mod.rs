@@ -72,6 +72,9 @@ macro_rules! for_each_format {
         mod riscv {
             $( #[test] fn $name() { super::$name::<crate::RiscvSv39x4>(); } )*
         }
+        mod ept {
+            $( #[test] fn $name() { super::$name::<crate::IntelEpt>(); } )*
+        }
         mod fake {
             $( #[test] fn $name() { super::$name::<crate::fake::FakeFormat>(); } )*
         }
