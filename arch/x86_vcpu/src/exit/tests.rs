@@ -1,0 +1,114 @@
+use super::*;
+use std::format;
+
+#[test]
+fn reasons_have_names() {
+    assert_eq!(ExitReason::of(48).name(), Some("EPT violation"));
+    assert_eq!(
+        ExitReason::of(ENTRY_FAILURE | 33),
+        ExitReason::INVALID_GUEST_STATE
+    );
+    assert_eq!(ExitReason(35).name(), None, "35 is not defined");
+    assert_eq!(format!("{}", ExitReason::XSETBV), "XSETBV (exit reason 55)");
+    assert_eq!(format!("{}", ExitReason(200)), "exit reason 200");
+    // Every defined number maps back to its constant.
+    for n in 0..=u16::MAX {
+        if let Some(name) = ExitReason(n).name() {
+            assert!(n <= 69, "{n} {name}");
+        }
+    }
+}
+
+#[test]
+fn io_qualification() {
+    // `out dx, al` to 0x3f8: size 0, OUT, DX.
+    assert_eq!(
+        IoQual::decode(0x03f8_0000),
+        Some(IoQual {
+            port: 0x3f8,
+            size: 1,
+            input: false,
+            string: false,
+            rep: false
+        })
+    );
+    // `in eax, 0x71` (immediate): size 3, IN, bit 6.
+    assert_eq!(
+        IoQual::decode(0x0071_0000 | 3 | 8 | 0x40),
+        Some(IoQual {
+            port: 0x71,
+            size: 4,
+            input: true,
+            string: false,
+            rep: false
+        })
+    );
+    // `rep outsw` to 0x1f0.
+    assert_eq!(
+        IoQual::decode(0x01f0_0000 | 1 | 0x10 | 0x20),
+        Some(IoQual {
+            port: 0x1f0,
+            size: 2,
+            input: false,
+            string: true,
+            rep: true
+        })
+    );
+    assert_eq!(IoQual::decode(2), None);
+    assert_eq!(IoQual::decode(7), None);
+}
+
+#[test]
+fn cr_access_qualification() {
+    // mov cr4, rbx (to CR4 from RBX = 3).
+    assert_eq!(CrAccess::decode(0x304), CrAccess::Write { cr: 4, gpr: 3 });
+    // mov r12, cr3.
+    assert_eq!(CrAccess::decode(0xc13), CrAccess::Read { cr: 3, gpr: 12 });
+    assert_eq!(CrAccess::decode(0x20), CrAccess::Clts);
+    assert_eq!(CrAccess::decode(0x0031_0030), CrAccess::Lmsw(0x31));
+}
+
+#[test]
+fn ept_violation_qualification() {
+    // A write to a page with no access, through a linear address.
+    let v = EptViolation::decode(0x182);
+    assert!(v.write && !v.read && !v.fetch && v.linear_valid && v.translated);
+    assert!(v.is_data_access());
+    // A read during the guest's own page walk is not MMIO.
+    let walk = EptViolation::decode(0x81);
+    assert!(walk.read && !walk.translated && !walk.is_data_access());
+    // An instruction fetch is not MMIO.
+    assert!(!EptViolation::decode(0x184).is_data_access());
+    // Allowed bits 5:3.
+    assert_eq!(EptViolation::decode(0x2a).allowed, 0b101);
+}
+
+#[test]
+fn instruction_errors_and_entry_failures() {
+    assert_eq!(
+        vm_instruction_error(7),
+        Some("VM entry with invalid control field(s)")
+    );
+    assert_eq!(
+        vm_instruction_error(8),
+        Some("VM entry with invalid host-state field(s)")
+    );
+    assert_eq!(vm_instruction_error(14), None);
+    assert_eq!(vm_instruction_error(0), None);
+    assert_eq!(
+        entry_failure_detail(ExitReason::INVALID_GUEST_STATE, 4),
+        "the VMCS link pointer"
+    );
+    assert_eq!(
+        entry_failure_detail(ExitReason::MSR_LOADING, 2),
+        "an MSR in the VM-entry MSR-load area"
+    );
+}
+
+#[test]
+fn event_encoding() {
+    assert_eq!(event::exception(vector::UD, false), 0x8000_0306);
+    assert_eq!(event::exception(vector::GP, true), 0x8000_0b0d);
+    assert_eq!(event::vector(0x8000_0020), Some(0x20));
+    assert_eq!(event::vector(0x20), None);
+}

@@ -1,0 +1,438 @@
+//! Decoding the instruction behind an EPT violation on an MMIO address.
+//!
+//! The exit gives the guest-physical address, so only what the access *does* is needed:
+//! its direction, its width, the register or immediate involved, and the instruction's
+//! length (the exit's instruction-length field is not valid for EPT violations). The forms
+//! decoded are the `mov`s compilers and drivers use for device registers:
+//!
+//! | opcode | instruction | access |
+//! |---|---|---|
+//! | `88 /r` | `mov r/m8, r8` | store 1 byte |
+//! | `89 /r` | `mov r/m16/32/64, r` | store 2, 4 or 8 bytes |
+//! | `8A /r` | `mov r8, r/m8` | load 1 byte |
+//! | `8B /r` | `mov r, r/m16/32/64` | load 2, 4 or 8 bytes |
+//! | `C6 /0 ib` | `mov r/m8, imm8` | store 1 byte |
+//! | `C7 /0 iw/id` | `mov r/m16/32/64, imm16/32` | store 2, 4 or 8 bytes (imm32 sign-extended) |
+//! | `0F B6`, `0F B7` | `movzx r, r/m8`, `movzx r, r/m16` | load 1 or 2 bytes, zero-extended |
+//! | `0F BE`, `0F BF` | `movsx r, r/m8`, `movsx r, r/m16` | load 1 or 2 bytes, sign-extended |
+//! | `63 /r` (64-bit mode) | `movsxd r64, r/m32` (REX.W) or `mov r32, r/m32` | load 4 bytes |
+//! | `A0`..`A3` | `mov al/eAX, moffs` and back | load or store at an absolute address |
+//!
+//! with the operand-size prefix `66`, REX prefixes (W, R, and X/B which only matter for the
+//! address), segment overrides (ignored: the address is in the exit) and the address-size
+//! prefix `67` (in 64-bit mode). Anything else — another opcode, a register operand, a
+//! `lock`, 16-bit addressing, 16-bit code — is refused with a [`DecodeError`]; the vCPU then
+//! stops the VM with a log line (or injects a fault). Pure code, unit-tested on the host
+//! and fuzzable.
+
+use core::fmt;
+
+/// The longest x86 instruction.
+pub const MAX_INSN_LEN: usize = 15;
+
+/// The code size of the guest's current code segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuMode {
+    /// 64-bit mode (IA-32e mode, CS.L = 1).
+    Long64,
+    /// 32-bit protected or compatibility mode (CS.D = 1).
+    Protected32,
+    /// 16-bit code (real mode, CS.D = 0): not decoded.
+    Code16,
+}
+
+/// A general-purpose register operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reg {
+    /// 0 = RAX, 1 = RCX, 2 = RDX, 3 = RBX, 4 = RSP, 5 = RBP, 6 = RSI, 7 = RDI, 8..15 =
+    /// R8..R15.
+    pub index: u8,
+    /// The operand is bits 15:8 of the register (AH, CH, DH, BH: a byte register 4..7
+    /// without a REX prefix).
+    pub high_byte: bool,
+}
+
+impl Reg {
+    const fn low(index: u8) -> Self {
+        Self {
+            index,
+            high_byte: false,
+        }
+    }
+}
+
+/// What the instruction does with the memory operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmioOp {
+    /// A load of `width` bytes into `dest`, which is `dest_size` bytes wide; the value is
+    /// sign- or zero-extended from `width` to `dest_size` (see [`apply_load`]).
+    Load {
+        /// The destination register.
+        dest: Reg,
+        /// Size of the access: 1, 2, 4 or 8.
+        width: u8,
+        /// Size of the destination operand: 1, 2, 4 or 8.
+        dest_size: u8,
+        /// Sign-extend (`movsx`, `movsxd`) instead of zero-extend.
+        sign_extend: bool,
+    },
+    /// A store of the low `width` bytes of `src` (or of its bits 15:8 for a high byte).
+    StoreReg {
+        /// The source register.
+        src: Reg,
+        /// Size of the access.
+        width: u8,
+    },
+    /// A store of an immediate, already truncated to `width` bytes.
+    StoreImm {
+        /// The value.
+        value: u64,
+        /// Size of the access.
+        width: u8,
+    },
+}
+
+impl MmioOp {
+    /// Size of the memory access in bytes.
+    pub fn width(&self) -> u8 {
+        match *self {
+            MmioOp::Load { width, .. }
+            | MmioOp::StoreReg { width, .. }
+            | MmioOp::StoreImm { width, .. } => width,
+        }
+    }
+}
+
+/// A decoded MMIO instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmioInsn {
+    /// The instruction's length in bytes (RIP advances by it).
+    pub len: u8,
+    /// What it does.
+    pub op: MmioOp,
+}
+
+/// Why the bytes are not a decodable MMIO access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The bytes end before the instruction does (the fetch was cut short).
+    Truncated,
+    /// More than 15 bytes.
+    TooLong,
+    /// An opcode that is not one of the decoded `mov` forms.
+    Opcode(u8),
+    /// A two-byte (`0F xx`) opcode that is not `movzx` / `movsx`.
+    Opcode0f(u8),
+    /// The operand is a register, not memory.
+    RegisterOperand,
+    /// A prefix the decoder refuses (`lock`, `rep`/`repne` on a two-byte opcode, `67` in
+    /// 32-bit code).
+    Prefix(u8),
+    /// The guest runs 16-bit code.
+    Code16,
+    /// The ModRM reg field must be 0 (`C6 /0`, `C7 /0`).
+    BadModrm,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Truncated => f.write_str("instruction bytes cut short"),
+            DecodeError::TooLong => f.write_str("instruction longer than 15 bytes"),
+            DecodeError::Opcode(o) => write!(f, "opcode {o:#04x} is not an emulated mov"),
+            DecodeError::Opcode0f(o) => {
+                write!(f, "opcode 0x0f {o:#04x} is not an emulated movzx/movsx")
+            }
+            DecodeError::RegisterOperand => f.write_str("register operand, not memory"),
+            DecodeError::Prefix(p) => write!(f, "prefix {p:#04x} not emulated"),
+            DecodeError::Code16 => f.write_str("16-bit code is not emulated"),
+            DecodeError::BadModrm => f.write_str("ModRM reg field must be 0"),
+        }
+    }
+}
+
+/// A cursor over the instruction bytes.
+struct Bytes<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Bytes<'_> {
+    fn next(&mut self) -> Result<u8, DecodeError> {
+        if self.pos >= MAX_INSN_LEN {
+            return Err(DecodeError::TooLong);
+        }
+        let v = *self.b.get(self.pos).ok_or(DecodeError::Truncated)?;
+        self.pos += 1;
+        Ok(v)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), DecodeError> {
+        for _ in 0..n {
+            self.next()?;
+        }
+        Ok(())
+    }
+
+    /// A little-endian immediate of `n` bytes.
+    fn imm(&mut self, n: usize) -> Result<u64, DecodeError> {
+        let mut v = 0u64;
+        for i in 0..n {
+            v |= u64::from(self.next()?) << (8 * i);
+        }
+        Ok(v)
+    }
+}
+
+/// The prefixes in front of the opcode.
+#[derive(Default)]
+struct Prefixes {
+    opsize: bool,
+    addrsize: bool,
+    rep: Option<u8>,
+    /// REX.W, R, X, B as bits 3..0.
+    rex: Option<u8>,
+}
+
+impl Prefixes {
+    fn w(&self) -> bool {
+        self.rex.is_some_and(|r| r & 8 != 0)
+    }
+    fn r(&self) -> u8 {
+        self.rex.map_or(0, |r| (r >> 2) & 1) << 3
+    }
+}
+
+/// Decodes the MMIO access at the start of `bytes`, an instruction of a guest running in
+/// `mode`.
+pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<MmioInsn, DecodeError> {
+    if mode == CpuMode::Code16 {
+        return Err(DecodeError::Code16);
+    }
+    let long = mode == CpuMode::Long64;
+    let mut c = Bytes { b: bytes, pos: 0 };
+    let mut p = Prefixes::default();
+    let opcode = loop {
+        let b = c.next()?;
+        match b {
+            0x66 => p.opsize = true,
+            0x67 => p.addrsize = true,
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 => {}
+            0xf2 | 0xf3 => p.rep = Some(b),
+            0xf0 => return Err(DecodeError::Prefix(b)),
+            0x40..=0x4f if long => {
+                p.rex = Some(b & 0xf);
+                continue;
+            }
+            _ => break b,
+        }
+        // A legacy prefix after a REX prefix cancels the REX.
+        p.rex = None;
+    };
+    if p.addrsize && !long {
+        return Err(DecodeError::Prefix(0x67));
+    }
+    // The operand size of the full-size forms.
+    let osize = if p.w() {
+        8
+    } else if p.opsize {
+        2
+    } else {
+        4
+    };
+    let byte_reg = |idx: u8| -> Reg {
+        if p.rex.is_none() && (4..8).contains(&idx) {
+            Reg {
+                index: idx - 4,
+                high_byte: true,
+            }
+        } else {
+            Reg::low(idx)
+        }
+    };
+
+    let op = match opcode {
+        0x88..=0x8b => {
+            let reg = modrm(&mut c)?;
+            let r = reg | p.r();
+            match opcode {
+                0x88 => MmioOp::StoreReg {
+                    src: byte_reg(r),
+                    width: 1,
+                },
+                0x89 => MmioOp::StoreReg {
+                    src: Reg::low(r),
+                    width: osize,
+                },
+                0x8a => MmioOp::Load {
+                    dest: byte_reg(r),
+                    width: 1,
+                    dest_size: 1,
+                    sign_extend: false,
+                },
+                _ => MmioOp::Load {
+                    dest: Reg::low(r),
+                    width: osize,
+                    dest_size: osize,
+                    sign_extend: false,
+                },
+            }
+        }
+        0xc6 | 0xc7 => {
+            if modrm(&mut c)? != 0 {
+                return Err(DecodeError::BadModrm);
+            }
+            if opcode == 0xc6 {
+                MmioOp::StoreImm {
+                    value: c.imm(1)?,
+                    width: 1,
+                }
+            } else {
+                let n = if osize == 2 { 2 } else { 4 };
+                let raw = c.imm(n)?;
+                // imm32 is sign-extended to 64 bits with REX.W.
+                let value = if osize == 8 {
+                    raw as u32 as i32 as i64 as u64
+                } else {
+                    raw
+                };
+                MmioOp::StoreImm {
+                    value,
+                    width: osize,
+                }
+            }
+        }
+        0x63 if long => {
+            let r = modrm(&mut c)? | p.r();
+            MmioOp::Load {
+                dest: Reg::low(r),
+                width: if osize == 2 { 2 } else { 4 },
+                dest_size: osize,
+                sign_extend: osize == 8,
+            }
+        }
+        0xa0..=0xa3 => {
+            let addr_bytes = match (long, p.addrsize) {
+                (true, false) => 8,
+                (true, true) | (false, false) => 4,
+                (false, true) => 2,
+            };
+            c.skip(addr_bytes)?;
+            let width = if opcode & 1 == 0 { 1 } else { osize };
+            let rax = Reg::low(0);
+            if opcode < 0xa2 {
+                MmioOp::Load {
+                    dest: rax,
+                    width,
+                    dest_size: width,
+                    sign_extend: false,
+                }
+            } else {
+                MmioOp::StoreReg { src: rax, width }
+            }
+        }
+        0x0f => {
+            let op2 = c.next()?;
+            if let Some(rep) = p.rep {
+                return Err(DecodeError::Prefix(rep));
+            }
+            let (width, sign_extend) = match op2 {
+                0xb6 => (1, false),
+                0xb7 => (2, false),
+                0xbe => (1, true),
+                0xbf => (2, true),
+                _ => return Err(DecodeError::Opcode0f(op2)),
+            };
+            let r = modrm(&mut c)? | p.r();
+            MmioOp::Load {
+                dest: Reg::low(r),
+                width,
+                dest_size: osize,
+                sign_extend,
+            }
+        }
+        _ => return Err(DecodeError::Opcode(opcode)),
+    };
+    Ok(MmioInsn {
+        len: c.pos as u8,
+        op,
+    })
+}
+
+/// Reads a ModRM byte with a memory operand (and its SIB byte and displacement) and
+/// returns its reg field (without REX.R).
+fn modrm(c: &mut Bytes<'_>) -> Result<u8, DecodeError> {
+    let m = c.next()?;
+    let (md, reg, rm) = (m >> 6, (m >> 3) & 7, m & 7);
+    if md == 3 {
+        return Err(DecodeError::RegisterOperand);
+    }
+    // 32- and 64-bit addressing (16-bit addressing was refused before).
+    let mut disp = match md {
+        1 => 1,
+        2 => 4,
+        _ => 0,
+    };
+    if rm == 4 {
+        let sib = c.next()?;
+        if md == 0 && sib & 7 == 5 {
+            disp = 4;
+        }
+    } else if md == 0 && rm == 5 {
+        // disp32 (RIP-relative in 64-bit mode).
+        disp = 4;
+    }
+    c.skip(disp)?;
+    Ok(reg)
+}
+
+/// The new value of a destination register holding `old` after a load of `value` (the
+/// low `width` bytes are the data) into an operand of `dest_size` bytes, following the
+/// architecture: a 4-byte destination zero-extends into the whole register, 1- and 2-byte
+/// destinations leave the other bits alone (bits 15:8 for a high-byte register).
+pub fn apply_load(old: u64, value: u64, op: &MmioOp) -> u64 {
+    let MmioOp::Load {
+        dest,
+        width,
+        dest_size,
+        sign_extend,
+    } = *op
+    else {
+        return old;
+    };
+    let bits = u32::from(width) * 8;
+    let v = if bits >= 64 {
+        value
+    } else if sign_extend {
+        let shift = 64 - bits;
+        (((value << shift) as i64) >> shift) as u64
+    } else {
+        value & ((1u64 << bits) - 1)
+    };
+    match dest_size {
+        8 => v,
+        4 => v & 0xffff_ffff,
+        2 => (old & !0xffff) | (v & 0xffff),
+        _ if dest.high_byte => (old & !0xff00) | ((v & 0xff) << 8),
+        _ => (old & !0xff) | (v & 0xff),
+    }
+}
+
+/// The value a store of `op` writes, with `reg` the source register's value (ignored for
+/// an immediate), truncated to the access width.
+pub fn store_value(op: &MmioOp, reg: u64) -> u64 {
+    let (v, width) = match *op {
+        MmioOp::StoreReg { src, width } if src.high_byte => ((reg >> 8) & 0xff, width),
+        MmioOp::StoreReg { width, .. } => (reg, width),
+        MmioOp::StoreImm { value, width } => (value, width),
+        MmioOp::Load { .. } => return 0,
+    };
+    if width >= 8 {
+        v
+    } else {
+        v & ((1u64 << (u32::from(width) * 8)) - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests;
