@@ -35,4 +35,8 @@ fn main() {
         grt_script
     };
     println!("cargo:rustc-link-arg-bins=-T{script}");
+    // As in grt/guest-link.rs: x86_64 guests are plain static executables, not PIE.
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
+        println!("cargo:rustc-link-arg-bins=--no-pie");
+    }
 }

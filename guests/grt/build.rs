@@ -1,20 +1,22 @@
-//! Fills this architecture's linker script with the guest RAM base and stack size (from
-//! `src/layout.rs`) and hands its path to every guest's build script as
-//! `DEP_GRT_LINKER_SCRIPT` (through `links = "grt"`), like the hypervisor's axhal does.
+//! Fills this architecture's linker script with the guest's link address (the RAM base; 2
+//! MiB into RAM on x86_64) and stack size (from `src/layout.rs`) and hands its path to every
+//! guest's build script as `DEP_GRT_LINKER_SCRIPT` (through `links = "grt"`), like the hypervisor's axhal does.
 
 use std::{env, fs, path::PathBuf};
 
 #[path = "src/layout.rs"]
-#[allow(dead_code)] // RAM_SIZE is for the guests, not the linker script
+#[allow(dead_code)] // RAM_SIZE and X86_64_RAM_BASE are for the guests, not the linker script
 mod layout;
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     println!("cargo:rerun-if-changed=src/layout.rs");
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap();
+    // The link (and load and entry) address: the RAM base, or on x86_64 2 MiB into RAM.
     let base = match arch.as_str() {
         "aarch64" => layout::AARCH64_RAM_BASE,
         "riscv64" => layout::RISCV64_RAM_BASE,
+        "x86_64" => layout::X86_64_IMAGE_BASE,
         // Host builds (and architectures without a port) link no guest.
         _ => return,
     };

@@ -8,5 +8,11 @@ fn main() {
     let script = std::env::var("DEP_GRT_LINKER_SCRIPT")
         .expect("grt provides a linker script for this architecture");
     println!("cargo:rustc-link-arg-bins=-T{script}");
+    // x86_64-unknown-none links position-independent executables, whose absolute addresses
+    // a loader would have to relocate; a guest is entered where it is linked, so link it as
+    // a plain static executable.
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
+        println!("cargo:rustc-link-arg-bins=--no-pie");
+    }
     println!("cargo:rerun-if-changed={script}");
 }

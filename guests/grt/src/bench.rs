@@ -6,12 +6,15 @@
 //! instruction (the hypervisor's included), so [`ticks_to_ns`] of a [`counter`] difference
 //! counts instructions. See `docs/performance.md`.
 //!
-//! | | aarch64 | riscv64 |
-//! |---|---|---|
-//! | [`counter`] | `isb`, then `cntvct_el0` | `rdtime` |
-//! | [`counter_hz`] | `cntfrq_el0` | [`RISCV64_TIMEBASE_HZ`] (QEMU `virt`) |
-//! | [`hypercall0`] | `hvc #0`, inlined | `ecall` (axvisor SBI extension), inlined |
-//! | [`guest_exception`] | `svc #0` | `ebreak` (4 bytes; delegated to VS mode by the hypervisor's `hedeleg`) |
+//! Under Bochs with `clock: sync=none` the TSC advances by exactly one per instruction, so
+//! on x86_64 a [`counter`] difference counts instructions directly.
+//!
+//! | | aarch64 | riscv64 | x86_64 |
+//! |---|---|---|---|
+//! | [`counter`] | `isb`, then `cntvct_el0` | `rdtime` | `lfence`, then `rdtsc` |
+//! | [`counter_hz`] | `cntfrq_el0` | [`RISCV64_TIMEBASE_HZ`] (QEMU `virt`) | `grt::irq::timer_freq` (the TSC's) |
+//! | [`hypercall0`] | `hvc #0`, inlined | `ecall` (axvisor SBI extension), inlined | `vmcall`, inlined |
+//! | [`guest_exception`] | `svc #0` | `ebreak` (4 bytes; delegated to VS mode by the hypervisor's `hedeleg`) | `int3` |
 //!
 //! [`counter_after_nops`] reads the same counter after a chosen number (0 to
 //! [`MAX_NOPS`]) of `nop`s: the latency guest (`guests/benchirq`) uses it to see where
@@ -20,7 +23,8 @@
 //! [`with_minimal_handler`] installs, for the duration of a closure, an exception entry that
 //! returns from exactly that exception at once (aarch64: a vector table whose synchronous
 //! current-EL entry `eret`s an SVC; riscv64: an `stvec` handler that steps `sepc` past an
-//! `ebreak` and `sret`s). Any other exception goes on to grt's usual handling.
+//! `ebreak` and `sret`s; x86_64: an IDT gate for #BP whose handler is a lone `iretq`). Any
+//! other exception goes on to grt's usual handling.
 
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +52,20 @@ pub fn counter() -> u64 {
     // SAFETY: reads the `time` CSR (hcounteren.TM lets VS mode read it); no memory is touched.
     unsafe {
         asm!("rdtime {}", out(reg) value, options(nostack))
+    };
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads the TSC; the `lfence` keeps the read from being taken ahead of earlier
+    // instructions. Only RAX and RDX change; no memory is touched.
+    unsafe {
+        asm!(
+            "lfence",
+            "rdtsc",
+            "shl rdx, 32",
+            "or rax, rdx",
+            out("rax") value,
+            out("rdx") _,
+            options(nostack)
+        )
     };
     value
 }
@@ -111,6 +129,30 @@ pub fn counter_after_nops(nops: u64) -> u64 {
             options(nomem, nostack),
         )
     };
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as on aarch64, with 1-byte `nop`s, and the counter read as `counter` does.
+    // Only `t`, RAX and RDX change; no memory is touched.
+    unsafe {
+        asm!(
+            "lea {t}, [rip + 2f]",
+            "sub {t}, {n}",
+            "jmp {t}",
+            ".rept {max}",
+            "nop",
+            ".endr",
+            "2:",
+            "lfence",
+            "rdtsc",
+            "shl rdx, 32",
+            "or rax, rdx",
+            t = out(reg) _,
+            n = in(reg) nops,
+            out("rax") value,
+            out("rdx") _,
+            max = const MAX_NOPS,
+            options(nomem, nostack),
+        )
+    };
     value
 }
 
@@ -126,6 +168,10 @@ pub fn counter_hz() -> u64 {
     #[cfg(target_arch = "riscv64")]
     {
         RISCV64_TIMEBASE_HZ
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::irq::timer_freq()
     }
 }
 
@@ -195,6 +241,22 @@ pub fn hypercall0(nr: u64) -> u64 {
             error
         }
     }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ret;
+        // SAFETY: as `crate::hypercall`: `vmcall` returns to the next instruction with the
+        // result in RAX; the argument registers (left as they are) are declared clobbered.
+        unsafe {
+            asm!(
+                "vmcall",
+                inlateout("rax") nr => ret,
+                lateout("rdi") _, lateout("rsi") _, lateout("rdx") _,
+                lateout("r10") _, lateout("r8") _, lateout("r9") _,
+                options(nostack),
+            )
+        };
+        ret
+    }
 }
 
 /// One exception round trip that stays inside the guest: `svc #0` (aarch64) or a 4-byte
@@ -221,6 +283,13 @@ pub fn guest_exception() {
             ".option pop",
             options(nomem, nostack)
         )
+    };
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: with the minimal handler installed, `int3` returns to the next instruction
+    // with every register and the flags unchanged (`iretq` restores RFLAGS); the CPU pushes
+    // its frame below RSP (the target has no red zone).
+    unsafe {
+        asm!("int3", options(nomem))
     };
 }
 
@@ -372,5 +441,38 @@ grt_bench_trap:
     csrw stvec, t0
     csrr t0, sscratch
     sret
+"#
+);
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    /// The #BP vector.
+    const VECTOR_BP: u8 = 3;
+
+    /// Points the #BP gate at `grt_bench_int3`; returns 0 (grt's own gate is known).
+    pub fn install() -> u64 {
+        extern "C" {
+            fn grt_bench_int3();
+        }
+        crate::arch::set_gate(VECTOR_BP, grt_bench_int3 as *const () as usize as u64);
+        0
+    }
+
+    /// Points the #BP gate back at grt's own stub.
+    pub fn restore(_saved: u64) {
+        crate::arch::set_gate(VECTOR_BP, crate::arch::stub_address(VECTOR_BP));
+    }
+}
+
+// x86_64: `int3` is a trap, so the CPU's frame already returns past it: the handler is a lone
+// `iretq`, which restores RIP, CS, RFLAGS, RSP and SS.
+#[cfg(target_arch = "x86_64")]
+global_asm!(
+    r#"
+    .section .text.grt_bench_int3, "ax"
+    .balign 16
+    .global grt_bench_int3
+grt_bench_int3:
+    iretq
 "#
 );

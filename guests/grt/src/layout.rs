@@ -8,6 +8,14 @@ pub const AARCH64_RAM_BASE: u64 = 0x4000_0000;
 /// Guest RAM base on riscv64 (QEMU `virt`'s RAM base); guests are linked and entered here.
 pub const RISCV64_RAM_BASE: u64 = 0x8000_0000;
 
+/// Guest RAM base on x86_64: RAM starts at guest-physical 0, as on a PC (docs/x86.md,
+/// "Guest entry contract").
+pub const X86_64_RAM_BASE: u64 = 0;
+
+/// Where x86_64 guests are linked, loaded and entered: 2 MiB into RAM, above the pages the
+/// hypervisor writes its boot GDT and page tables to (0x1000..0x8000).
+pub const X86_64_IMAGE_BASE: u64 = 0x20_0000;
+
 /// Size of the boot stack, which lives at the end of `.bss`.
 pub const STACK_SIZE: u64 = 64 * 1024;
 

@@ -12,11 +12,12 @@
 //! }
 //! ```
 //!
-//! grt provides, for aarch64 (EL1, PL011 console, PSCI over `hvc`) and riscv64 (VS mode,
-//! 16550 console, SBI over `ecall`):
-//! - `_start`, placed first in the image at the VM's RAM base ([`layout`]): sets the stack
-//!   (64 KiB in `.bss`), installs the exception vectors, zeroes `.bss`, calls `main`, then
-//!   [`power_off`];
+//! grt provides, for aarch64 (EL1, PL011 console, PSCI over `hvc`), riscv64 (VS mode,
+//! 16550 console, SBI over `ecall`) and x86_64 (64-bit mode at CPL 0, 16550 console at port
+//! 0x3F8, axvisor's hypercalls over `vmcall`):
+//! - `_start`, placed first in the image at [`IMAGE_BASE`] ([`layout`]): sets the stack
+//!   (64 KiB in `.bss`), installs the exception vectors (x86_64: a GDT and an IDT), zeroes
+//!   `.bss`, calls `main`, then [`power_off`];
 //! - [`print!`] / [`println!`] on the VM's UART, and the test markers [`pass`] / [`fail`];
 //! - [`power_off`], [`reset`] and [`hypercall`];
 //! - exception handling: an unexpected exception prints `FAIL unexpected exception: ...` and
@@ -36,6 +37,8 @@ pub mod hc;
 pub mod irq;
 pub mod layout;
 pub mod mmio;
+#[cfg(target_arch = "x86_64")]
+pub mod pio;
 pub mod smp;
 pub mod trap;
 
@@ -55,17 +58,33 @@ pub use arch::{hvc_call, hypercall_fid, smc, smc_call, AXVISOR_SMCCC_BASE};
 #[cfg(target_arch = "aarch64")]
 pub use arch::{TrapFrame, FRAME_SIZE as TRAP_FRAME_SIZE};
 
+/// x86_64: CPUID, MSR access, the instruction-length decoder grt skips faults with, the
+/// selectors of grt's GDT, the console port and axvisor's power hypercall numbers.
+#[cfg(target_arch = "x86_64")]
+pub mod x86 {
+    pub use crate::arch::insn;
+    pub use crate::arch::irq_hw::{EXTERNAL_VECTOR_BASE, IPI_VECTOR, TIMER_VECTOR};
+    pub use crate::arch::{
+        cpuid, power_hc, read_msr, write_msr, TrapFrame, COM1, KERNEL_CS, KERNEL_DS, VECTOR_PF,
+        VECTOR_UD,
+    };
+}
+
 /// The name of the architecture grt was built for, as in the guests' messages.
 pub const ARCH: &str = arch::NAME;
 
-/// Guest RAM base for this architecture: where the guest is linked and entered.
+/// Guest RAM base for this architecture.
 pub const RAM_BASE: u64 = arch::RAM_BASE;
+
+/// Where the guest is linked, loaded and entered: [`RAM_BASE`] on aarch64 and riscv64, 2 MiB
+/// into RAM on x86_64.
+pub const IMAGE_BASE: u64 = arch::IMAGE_BASE;
 
 /// Size of the guest RAM the test VM configs give a guest, from [`RAM_BASE`]
 /// ([`layout::RAM_SIZE`]).
 pub const RAM_SIZE: u64 = layout::RAM_SIZE;
 
-/// The end of the guest's image in RAM, 16-byte aligned: everything from [`RAM_BASE`] up
+/// The end of the guest's image in RAM, 16-byte aligned: everything from [`IMAGE_BASE`] up
 /// to here is code, data, `.bss` and the boot stack (which ends `.bss`). RAM from here to
 /// `RAM_BASE + RAM_SIZE` is not used by grt.
 pub fn image_end() -> u64 {

@@ -1,7 +1,8 @@
 //! Memory-mapped I/O for guests. Each access is a single plain load or store written in
 //! assembly (no writeback addressing, no pairs), so a trapping access is one the hypervisor
 //! can decode: on aarch64 the data abort's syndrome is valid (ESR_EL2.ISV = 1), on riscv64
-//! the instruction is a simple `l*`/`s*`.
+//! the instruction is a simple `l*`/`s*`, on x86_64 a plain `mov` between a register and
+//! memory (no prefixes but the operand size and REX).
 //!
 //! # Safety
 //!
@@ -52,4 +53,12 @@ accessors! {
     read16, write16, u16, "16 bits (2-byte aligned)", "lhu {v}, 0({a})", "sh {v}, 0({a})";
     read32, write32, u32, "32 bits (4-byte aligned)", "lwu {v}, 0({a})", "sw {v}, 0({a})";
     read64, write64, u64, "64 bits (8-byte aligned)", "ld {v}, 0({a})", "sd {v}, 0({a})";
+}
+
+#[cfg(target_arch = "x86_64")]
+accessors! {
+    read8, write8, u8, "8 bits", "mov {v:l}, byte ptr [{a}]", "mov byte ptr [{a}], {v:l}";
+    read16, write16, u16, "16 bits", "mov {v:x}, word ptr [{a}]", "mov word ptr [{a}], {v:x}";
+    read32, write32, u32, "32 bits", "mov {v:e}, dword ptr [{a}]", "mov dword ptr [{a}], {v:e}";
+    read64, write64, u64, "64 bits", "mov {v:r}, qword ptr [{a}]", "mov qword ptr [{a}], {v:r}";
 }

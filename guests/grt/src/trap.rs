@@ -2,21 +2,25 @@
 //! `FAIL unexpected exception: <what and syndrome>` and powers off. A guest that provokes
 //! data faults on purpose (e.g. to check that the hypervisor injects one for an address
 //! nobody emulates) registers a handler with [`set_data_fault_handler`]; one that runs
-//! instructions the hypervisor must refuse registers [`set_undefined_handler`].
+//! instructions the hypervisor must refuse registers [`set_undefined_handler`]. On x86_64
+//! every other exception vector (#DE, #GP, ...) goes to the handler of
+//! `set_exception_handler`.
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// A data access that faulted: a data abort (aarch64) or a load/store access, page or
-/// misaligned fault (riscv64).
+/// A data access that faulted: a data abort (aarch64), a load/store access, page or
+/// misaligned fault (riscv64), a page fault (x86_64, vector 14).
 #[derive(Clone, Copy, Debug)]
 pub struct DataFault {
-    /// `ESR_EL1` on aarch64, `scause` on riscv64.
+    /// `ESR_EL1` on aarch64, `scause` on riscv64; on x86_64 the vector in bits 32 and up
+    /// and the error code in bits 0..32.
     pub syndrome: u64,
-    /// The address accessed: `FAR_EL1` on aarch64, `stval` on riscv64.
+    /// The address accessed: `FAR_EL1` on aarch64, `stval` on riscv64, CR2 on x86_64.
     pub addr: u64,
-    /// The faulting instruction's address: `ELR_EL1` / `sepc`.
+    /// The faulting instruction's address: `ELR_EL1` / `sepc` / RIP.
     pub pc: u64,
-    /// Whether the access was a write (ESR WnR on aarch64, a store cause on riscv64).
+    /// Whether the access was a write (ESR WnR on aarch64, a store cause on riscv64, the
+    /// error code's W/R bit on x86_64).
     pub is_write: bool,
 }
 
@@ -24,7 +28,8 @@ pub struct DataFault {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultAction {
     /// Resume after the faulting instruction (a skipped load leaves its destination
-    /// register unchanged).
+    /// register unchanged). On x86_64 grt decodes the instruction's length; one it does not
+    /// know (see `grt`'s `x86_64_insn.rs`) is reported as unexpected instead.
     Skip,
     /// Resume at the faulting instruction (the handler fixed the cause).
     Retry,
@@ -36,17 +41,37 @@ pub enum FaultAction {
 pub type DataFaultHandler = fn(&DataFault) -> FaultAction;
 
 /// An instruction the CPU refused as undefined (aarch64: ESR_EL1.EC 0, "unknown reason";
-/// riscv64: illegal instruction, scause 2).
+/// riscv64: illegal instruction, scause 2; x86_64: #UD, vector 6).
 #[derive(Clone, Copy, Debug)]
 pub struct Undefined {
-    /// `ESR_EL1` on aarch64, `scause` on riscv64.
+    /// `ESR_EL1` on aarch64, `scause` on riscv64, `6 << 32` on x86_64.
     pub syndrome: u64,
-    /// The instruction's address: `ELR_EL1` / `sepc`.
+    /// The instruction's address: `ELR_EL1` / `sepc` / RIP.
     pub pc: u64,
 }
 
 /// An undefined-instruction handler.
 pub type UndefinedHandler = fn(&Undefined) -> FaultAction;
+
+/// Any other exception of x86_64 (vectors 0..32 but #PF and #UD, which go to the data fault
+/// and undefined-instruction handlers).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug)]
+pub struct Exception {
+    /// The vector: 0 #DE, 13 #GP, ...
+    pub vector: u8,
+    /// The error code the CPU pushed, 0 for vectors without one.
+    pub error_code: u64,
+    /// RIP the exception returns to: the faulting instruction for a fault, the next one for
+    /// a trap (#BP, #OF, #DB of a single step).
+    pub rip: u64,
+    /// CR2 (0 but for page faults, which do not come here).
+    pub cr2: u64,
+}
+
+/// An x86_64 exception handler.
+#[cfg(target_arch = "x86_64")]
+pub type ExceptionHandler = fn(&Exception) -> FaultAction;
 
 /// One registered handler of type `fn(&T) -> FaultAction`, stored as a `usize` (0: none).
 /// Plain loads and stores only: they work with the MMU off, where exclusive accesses might
@@ -79,6 +104,8 @@ impl<T> HandlerSlot<T> {
 
 static DATA_FAULT_HANDLER: HandlerSlot<DataFault> = HandlerSlot::new();
 static UNDEFINED_HANDLER: HandlerSlot<Undefined> = HandlerSlot::new();
+#[cfg(target_arch = "x86_64")]
+static EXCEPTION_HANDLER: HandlerSlot<Exception> = HandlerSlot::new();
 
 /// Set while a vCPU handles an exception: a second one on the same vCPU (e.g. the console
 /// faulting while the first is reported) powers off at once instead of recursing.
@@ -98,6 +125,21 @@ pub fn set_data_fault_handler(handler: Option<DataFaultHandler>) {
 /// Registers (or with `None` removes) the handler called for undefined instructions.
 pub fn set_undefined_handler(handler: Option<UndefinedHandler>) {
     UNDEFINED_HANDLER.set(handler);
+}
+
+/// Registers (or with `None` removes) the handler called for x86_64 exceptions other than
+/// page faults and invalid opcodes. `Skip` resumes after the instruction at
+/// [`Exception::rip`], which is right for a fault (#GP, #DE, ...) but skips one more after a
+/// trap (#BP): a handler of traps returns `Retry`.
+#[cfg(target_arch = "x86_64")]
+pub fn set_exception_handler(handler: Option<ExceptionHandler>) {
+    EXCEPTION_HANDLER.set(handler);
+}
+
+/// Called by the x86_64 trap code for the other exceptions.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn on_exception(exception: &Exception) -> FaultAction {
+    EXCEPTION_HANDLER.call(exception)
 }
 
 /// Called by the architecture's trap code for a data fault: returns the action of the

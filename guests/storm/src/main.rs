@@ -1,8 +1,8 @@
 //! An interrupt storm the hypervisor must survive, in a VM with two vCPUs.
 //!
 //! 1. **Device storm** (vCPU 0): the console UART's transmit-empty interrupt is level
-//!    triggered and fires as long as it is enabled (16550 IER.ETBEI on riscv64, PL011
-//!    IMSC.TXIM on aarch64). The handler checks the interrupt is the UART's, counts it, and
+//!    triggered and fires as long as it is enabled (16550 IER.ETBEI on riscv64 and x86_64,
+//!    PL011 IMSC.TXIM on aarch64). The handler checks the interrupt is the UART's, counts it, and
 //!    turns the UART interrupt off and on again — so it fires again at once — until it has
 //!    seen [`DEVICE_IRQS`]; then leaves it off. Afterwards the line must stay quiet.
 //! 2. **IPI storm**: vCPU 1 sends IPIs to vCPU 0 as fast as it can, at least [`IPIS`] and
@@ -74,6 +74,22 @@ mod uart {
     pub fn tx_interrupt(on: bool) {
         // SAFETY: the VM's PL011 IMSC (32-bit); only its interrupt masks change.
         unsafe { grt::mmio::write32(IMSC, if on { IMSC_TXIM } else { 0 }) };
+    }
+}
+
+/// The console UART and its interrupt line (a PC's COM1: ISA IRQ 4, I/O APIC input 4).
+#[cfg(target_arch = "x86_64")]
+mod uart {
+    /// I/O APIC input of the 16550.
+    pub const IRQ: u32 = 4;
+    /// IER (port 0x3F9) and its ETBEI bit (transmitter holding register empty).
+    const IER: u16 = grt::x86::COM1 + 1;
+    const IER_ETBEI: u8 = 1 << 1;
+
+    /// Turns the transmit-empty interrupt on or off.
+    pub fn tx_interrupt(on: bool) {
+        // SAFETY: the VM's 16550 IER (a byte register); only its interrupt enables change.
+        unsafe { grt::pio::outb(IER, if on { IER_ETBEI } else { 0 }) };
     }
 }
 

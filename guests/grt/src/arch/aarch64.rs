@@ -13,6 +13,8 @@ use crate::trap::{self, DataFault, FaultAction, Undefined};
 pub const NAME: &str = "aarch64";
 /// Guest RAM base.
 pub const RAM_BASE: u64 = layout::AARCH64_RAM_BASE;
+/// Where the image is linked, loaded and entered: the RAM base.
+pub const IMAGE_BASE: u64 = RAM_BASE;
 
 /// PL011 UART base address.
 const UART_BASE: usize = 0x0900_0000;

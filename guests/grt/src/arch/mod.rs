@@ -17,5 +17,17 @@ pub use riscv64::*;
 #[path = "riscv64_irq.rs"]
 pub mod irq_hw;
 
-#[cfg(not(any(target_arch = "aarch64", target_arch = "riscv64")))]
-compile_error!("grt supports aarch64 and riscv64 guests only");
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+#[cfg(target_arch = "x86_64")]
+pub use x86_64::*;
+#[cfg(target_arch = "x86_64")]
+#[path = "x86_64_irq.rs"]
+pub mod irq_hw;
+
+#[cfg(not(any(
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "x86_64"
+)))]
+compile_error!("grt supports aarch64, riscv64 and x86_64 guests only");

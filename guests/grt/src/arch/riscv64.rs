@@ -14,6 +14,8 @@ use crate::AXVISOR_HC_EID;
 pub const NAME: &str = "riscv64";
 /// Guest RAM base.
 pub const RAM_BASE: u64 = layout::RISCV64_RAM_BASE;
+/// Where the image is linked, loaded and entered: the RAM base.
+pub const IMAGE_BASE: u64 = RAM_BASE;
 
 /// 16550 UART base address.
 const UART_BASE: usize = 0x1000_0000;
