@@ -5,7 +5,9 @@
 //! every access). Then 69 more pages after it are read once each: more distinct addresses
 //! than the hypervisor logs one by one (32), and each must still fault at its own address;
 //! then one address in each of [`NEW_RANGES`] further 1 MiB ranges (which the hypervisor
-//! logs again, once per range). Prints `PASS fault` when every fault came as expected.
+//! logs again, once per range). On x86_64 it then raises exceptions of its own (#DE, #UD,
+//! #BP, #GP, #PF from its own page tables) and checks each reaches it as it should
+//! (`x86_64.rs`). Prints `PASS fault` when every fault came as expected.
 #![no_std]
 #![no_main]
 
@@ -13,6 +15,10 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use grt::check::Checker;
 use grt::trap::{set_data_fault_handler, DataFault, FaultAction};
+
+#[cfg(target_arch = "x86_64")]
+#[path = "x86_64.rs"]
+mod x86;
 
 /// Outside the 16 MiB of RAM and every device of the VM, in both architectures' configs.
 const TARGET: u64 = grt::RAM_BASE + 0x1000_0000;
@@ -39,12 +45,17 @@ fn on_fault(f: &DataFault) -> FaultAction {
 }
 
 /// The syndrome of an injected fault: aarch64 ESR_EL1 EC 0x25 (data abort, same EL) with DFSC
-/// 0x10 (synchronous external abort); riscv64 scause 5 / 7 (load / store access fault).
+/// 0x10 (synchronous external abort); riscv64 scause 5 / 7 (load / store access fault);
+/// x86_64 a page fault (vector 14) whose error code says present (the page is mapped: the
+/// guest-physical address is what has nothing) and the access's direction.
 fn syndrome_ok(syndrome: u64, write: bool) -> bool {
     if cfg!(target_arch = "aarch64") {
         let ec = (syndrome >> 26) & 0x3f;
         let dfsc = syndrome & 0x3f;
         ec == 0x25 && dfsc == 0x10
+    } else if cfg!(target_arch = "x86_64") {
+        let (vector, error_code) = (syndrome >> 32, syndrome & 0xffff_ffff);
+        vector == 14 && error_code == if write { 0b11 } else { 0b01 }
     } else {
         syndrome == if write { 7 } else { 5 }
     }
@@ -78,7 +89,7 @@ fn expect_fault(c: &mut Checker, what: &str, write: bool, access: impl FnOnce())
     );
     c.ok(
         format_args!("{what}: pc {pc:#x} inside the guest image"),
-        (grt::RAM_BASE..grt::image_end()).contains(&pc),
+        (grt::IMAGE_BASE..grt::image_end()).contains(&pc),
     );
 }
 
@@ -159,5 +170,7 @@ fn main() {
         COUNT.load(Ordering::SeqCst),
         expected + MORE_PAGES + NEW_RANGES,
     );
+    #[cfg(target_arch = "x86_64")]
+    x86::check(&mut c);
     c.finish();
 }

@@ -38,12 +38,12 @@ fn rom_fault(f: &DataFault) -> FaultAction {
 fn check_rom() -> Result<(), &'static str> {
     let mut off = 0;
     while off < ROM_CHECKED {
-        // SAFETY: both are mapped for reading: the image at RAM_BASE, the ROM its config
+        // SAFETY: both are mapped for reading: the image at IMAGE_BASE, the ROM its config
         // gives this VM; 8-byte aligned.
         let (rom, ram) = unsafe {
             (
                 read_volatile((ROM_BASE + off) as *const u64),
-                read_volatile((grt::RAM_BASE + off) as *const u64),
+                read_volatile((grt::IMAGE_BASE + off) as *const u64),
             )
         };
         if rom != ram {

@@ -78,7 +78,7 @@ fn main() {
     );
     c.ok(
         "starting vcpu 1 outside RAM is refused",
-        cpu_on_raw(1, 0x1000, 0) == Err(PowerError::InvalidAddress),
+        cpu_on_raw(1, grt::RAM_BASE + grt::RAM_SIZE, 0) == Err(PowerError::InvalidAddress),
     );
     c.ok("vcpu 1 is still off", cpu_status(1) == Ok(CpuState::Off));
     for round in 1..=ROUNDS {

@@ -5,6 +5,10 @@
 //! the guest skips. The PMU, hidden in ID_AA64DFR0_EL1, is UNDEFINED too. Prints
 //! `PASS sysreg`.
 //!
+//! On x86_64 the equivalent is CPUID and the MSRs (`x86_64.rs`): CPUID hides VMX and SVM
+//! and names axvisor in its hypervisor leaf, the MSRs a VM may use read and write back,
+//! the others raise #GP.
+//!
 //! riscv64 has no equivalent here; the guest is built for it only because every guest is,
 //! and says so with a `FAIL`.
 #![no_std]
@@ -130,10 +134,17 @@ mod checks {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[path = "x86_64.rs"]
+mod checks;
+
 #[no_mangle]
 fn main() {
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
     checks::run();
-    #[cfg(not(target_arch = "aarch64"))]
-    grt::fail("sysreg", "system-register traps are an aarch64 test");
+    #[cfg(target_arch = "riscv64")]
+    grt::fail(
+        "sysreg",
+        "system-register traps are an aarch64 and x86_64 test",
+    );
 }
