@@ -131,6 +131,8 @@ pub mod ctl {
 
     /// Primary bit 7: HLT exits.
     pub const HLT_EXITING: Control = Control::new(PrimaryProcBased, 7, "HLT exiting");
+    /// Primary bit 11: RDPMC exits.
+    pub const RDPMC_EXITING: Control = Control::new(PrimaryProcBased, 11, "RDPMC exiting");
     /// Primary bit 10: MWAIT exits.
     pub const MWAIT_EXITING: Control = Control::new(PrimaryProcBased, 10, "MWAIT exiting");
     /// Primary bit 15: MOV to CR3 exits (default1 without the TRUE MSRs).
@@ -150,15 +152,10 @@ pub mod ctl {
 
     /// Secondary bit 1: EPT.
     pub const ENABLE_EPT: Control = Control::new(SecondaryProcBased, 1, "enable EPT");
-    /// Secondary bit 3: RDTSCP does not fault.
-    pub const ENABLE_RDTSCP: Control = Control::new(SecondaryProcBased, 3, "enable RDTSCP");
     /// Secondary bit 5: VPID-tagged TLB entries.
     pub const ENABLE_VPID: Control = Control::new(SecondaryProcBased, 5, "enable VPID");
     /// Secondary bit 12: INVPCID does not fault.
     pub const ENABLE_INVPCID: Control = Control::new(SecondaryProcBased, 12, "enable INVPCID");
-    /// Secondary bit 20: XSAVES/XRSTORS do not fault.
-    pub const ENABLE_XSAVES: Control =
-        Control::new(SecondaryProcBased, 20, "enable XSAVES/XRSTORS");
 
     /// Exit bit 9: the host runs in 64-bit mode after an exit.
     pub const HOST_ADDRESS_SPACE_SIZE: Control = Control::new(Exit, 9, "host address-space size");
@@ -187,6 +184,7 @@ pub const REQUIRED: &[Control] = &[
     ctl::EXTERNAL_INTERRUPT_EXITING,
     ctl::HLT_EXITING,
     ctl::MWAIT_EXITING,
+    ctl::RDPMC_EXITING,
     ctl::UNCONDITIONAL_IO_EXITING,
     ctl::USE_MSR_BITMAPS,
     ctl::MONITOR_EXITING,
@@ -205,9 +203,10 @@ pub const REQUIRED: &[Control] = &[
 ];
 
 /// Controls used when the CPU has them; without one, the guest's CPUID hides the feature it
-/// enables (RDTSCP, INVPCID, XSAVES), so the guest never executes an instruction that would
-/// fault.
-pub const OPTIONAL: &[Control] = &[ctl::ENABLE_RDTSCP, ctl::ENABLE_INVPCID, ctl::ENABLE_XSAVES];
+/// enables (INVPCID), so the guest never executes an instruction that would fault. RDTSCP
+/// and XSAVES stay off (and hidden): the guest's IA32_TSC_AUX and IA32_XSS would need
+/// switching.
+pub const OPTIONAL: &[Control] = &[ctl::ENABLE_INVPCID];
 
 /// EPT and VPID capabilities (IA32_VMX_EPT_VPID_CAP) the backend needs, with their names.
 pub const REQUIRED_EPT_VPID: &[(u32, &str)] = &[

@@ -1,7 +1,18 @@
 //! The x86_64 vCPU under Intel VT-x (VMX) with EPT.
 //!
+//! Portable and unit-tested on the host (`cargo test -p x86_vcpu`):
 //! - [`caps`]: the CPU's VMX capability MSRs and the VMCS controls computed from them.
-//!   Portable and unit-tested on the host.
+//! - [`exit`]: exit reasons, exit qualifications (I/O, CR access, EPT violation),
+//!   VM-instruction errors, event injection encodings.
+//! - [`insn`]: decoding the `mov` forms behind an EPT violation on an MMIO address.
+//! - [`gpt`]: walking the guest's own page tables through checked guest-memory accesses
+//!   (instruction fetch for [`insn`], string I/O buffers).
+//! - [`cpuid`]: what the guest's CPUID returns (VMX and SVM hidden, the axvisor leaf).
+//! - [`msr`]: the MSR bitmap and the MSRs the vCPU emulates.
+//! - [`entry`]: the guest entry contract (64-bit mode, the GDT and identity page tables the
+//!   hypervisor writes into guest RAM).
+//!
+//! See `docs/x86.md`.
 #![no_std]
 
 extern crate alloc;
@@ -9,5 +20,9 @@ extern crate alloc;
 extern crate std;
 
 pub mod caps;
+pub mod cpuid;
+pub mod entry;
 pub mod exit;
+pub mod gpt;
 pub mod insn;
+pub mod msr;

@@ -1,0 +1,159 @@
+//! What a guest's CPUID returns: the host CPU's answer with what the hypervisor does not
+//! give the guest taken out, and a hypervisor leaf naming axvisor. Pure, unit-tested.
+//!
+//! | leaf | change |
+//! |---|---|
+//! | 1 | ECX: VMX (5), SMX (6), MONITOR (3), PDCM (15), x2APIC (21), TSC-deadline (24) cleared; hypervisor (31) set; OSXSAVE (27) = the guest's CR4.OSXSAVE. EDX: MTRR (12), ACPI (22), TM (29) cleared. EBX 31:24 = the vCPU index (initial APIC id) |
+//! | 6 | all zero (no thermal and power management) |
+//! | 7.0 | EBX: SGX (2), INVPCID (10, unless enabled), RDT-M (12), RDT-A (15), Intel PT (25) cleared; ECX: SGX-LC (30) cleared; EDX: IBRS/IBPB (26), STIBP (27), L1D_FLUSH (28), ARCH_CAPABILITIES (29), CORE_CAPABILITIES (30), SSBD (31) cleared |
+//! | 0xA | all zero (no PMU) |
+//! | 0xD.1 | EAX: XSAVES (3) cleared |
+//! | 0x4000_0000 | EAX = 0x4000_0000 (highest hypervisor leaf), EBX/ECX/EDX = `"axvisor\0\0\0\0\0"` |
+//! | 0x4000_0001..=0x4000_00FF | all zero |
+//! | 0x8000_0001 | ECX: SVM (2) cleared; EDX: RDTSCP (27) cleared |
+//!
+//! Everything else is the host's answer.
+
+/// The hypervisor's signature in leaf 0x4000_0000 (EBX, ECX, EDX): "axvisor" and five NUL
+/// bytes.
+pub const SIGNATURE: [u8; 12] = *b"axvisor\0\0\0\0\0";
+
+/// The first hypervisor leaf.
+pub const HYPERVISOR_LEAF: u32 = 0x4000_0000;
+
+/// CR4.OSXSAVE.
+const CR4_OSXSAVE: u64 = 1 << 18;
+
+/// The guest-visible facts a CPUID answer depends on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuidContext {
+    /// The vCPU's index in its VM (its initial APIC id).
+    pub vcpu_index: u8,
+    /// The guest's CR4 (as the guest sees it).
+    pub guest_cr4: u64,
+    /// INVPCID is enabled for the guest (the secondary control is set).
+    pub invpcid: bool,
+}
+
+fn bit(n: u32) -> u32 {
+    1 << n
+}
+
+/// The guest's answer to CPUID leaf `leaf`, subleaf `subleaf`, given the host's answer
+/// `host` (`[eax, ebx, ecx, edx]`) to the same query.
+pub fn filter(leaf: u32, subleaf: u32, host: [u32; 4], ctx: &CpuidContext) -> [u32; 4] {
+    let [mut a, mut b, mut c, mut d] = host;
+    match leaf {
+        1 => {
+            c &= !(bit(3) | bit(5) | bit(6) | bit(15) | bit(21) | bit(24) | bit(27));
+            c |= bit(31);
+            if ctx.guest_cr4 & CR4_OSXSAVE != 0 {
+                c |= bit(27);
+            }
+            d &= !(bit(12) | bit(22) | bit(29));
+            b = (b & 0x00ff_ffff) | (u32::from(ctx.vcpu_index) << 24);
+        }
+        6 | 0xa => return [0; 4],
+        7 if subleaf == 0 => {
+            b &= !(bit(2) | bit(12) | bit(15) | bit(25));
+            if !ctx.invpcid {
+                b &= !bit(10);
+            }
+            c &= !bit(30);
+            d &= !(bit(26) | bit(27) | bit(28) | bit(29) | bit(30) | bit(31));
+        }
+        0xd if subleaf == 1 => a &= !bit(3),
+        HYPERVISOR_LEAF => {
+            let w = |i: usize| {
+                u32::from_le_bytes([
+                    SIGNATURE[i],
+                    SIGNATURE[i + 1],
+                    SIGNATURE[i + 2],
+                    SIGNATURE[i + 3],
+                ])
+            };
+            return [HYPERVISOR_LEAF, w(0), w(4), w(8)];
+        }
+        0x4000_0001..=0x4000_00ff => return [0; 4],
+        0x8000_0001 => {
+            c &= !bit(2);
+            d &= !bit(27);
+        }
+        _ => {}
+    }
+    [a, b, c, d]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CTX: CpuidContext = CpuidContext {
+        vcpu_index: 2,
+        guest_cr4: 0,
+        invpcid: false,
+    };
+
+    #[test]
+    fn leaf1_hides_vmx_and_says_hypervisor() {
+        // A Skylake-like leaf 1: VMX, x2APIC, OSXSAVE (the host's CR4), MONITOR set.
+        let host = [
+            0x0005_0654,
+            0x0010_0800,
+            0xfffa_3223 & !(1 << 31),
+            0xbfeb_fbff,
+        ];
+        let [a, b, c, d] = filter(1, 0, host, &CTX);
+        assert_eq!(a, host[0]);
+        assert_eq!(c & (1 << 5), 0, "VMX");
+        assert_eq!(c & (1 << 6), 0, "SMX");
+        assert_eq!(c & (1 << 3), 0, "MONITOR");
+        assert_eq!(c & (1 << 21), 0, "x2APIC");
+        assert_eq!(c & (1 << 27), 0, "OSXSAVE follows the guest's CR4");
+        assert_ne!(c & (1 << 31), 0, "hypervisor");
+        assert_eq!(d & (1 << 12), 0, "MTRR");
+        assert_eq!(b >> 24, 2, "initial APIC id = vCPU index");
+        assert_eq!(b & 0xff_ffff, 0x10_0800);
+        let osx = CpuidContext {
+            guest_cr4: 1 << 18,
+            ..CTX
+        };
+        assert_ne!(filter(1, 0, host, &osx)[2] & (1 << 27), 0);
+    }
+
+    #[test]
+    fn hypervisor_leaf_names_axvisor() {
+        let [a, b, c, d] = filter(0x4000_0000, 0, [7; 4], &CTX);
+        assert_eq!(a, 0x4000_0000);
+        let mut sig = [0u8; 12];
+        sig[..4].copy_from_slice(&b.to_le_bytes());
+        sig[4..8].copy_from_slice(&c.to_le_bytes());
+        sig[8..].copy_from_slice(&d.to_le_bytes());
+        assert_eq!(&sig, b"axvisor\0\0\0\0\0");
+        assert_eq!(filter(0x4000_0001, 0, [7; 4], &CTX), [0; 4]);
+        assert_eq!(filter(0x4000_00ff, 0, [7; 4], &CTX), [0; 4]);
+        assert_eq!(filter(0x4000_0100, 0, [7; 4], &CTX), [7; 4]);
+    }
+
+    #[test]
+    fn svm_rdtscp_invpcid_xsaves_pmu() {
+        let ext = filter(0x8000_0001, 0, [0, 0, u32::MAX, u32::MAX], &CTX);
+        assert_eq!(ext[2] & (1 << 2), 0, "SVM");
+        assert_eq!(ext[3] & (1 << 27), 0, "RDTSCP");
+        let l7 = filter(7, 0, [0, u32::MAX, u32::MAX, u32::MAX], &CTX);
+        assert_eq!(l7[1] & (1 << 10), 0, "INVPCID");
+        assert_eq!(l7[1] & (1 << 2), 0, "SGX");
+        assert_eq!(l7[3] >> 26, 0, "speculation-control MSRs");
+        let with = CpuidContext {
+            invpcid: true,
+            ..CTX
+        };
+        assert_ne!(filter(7, 0, [0, u32::MAX, 0, 0], &with)[1] & (1 << 10), 0);
+        // Subleaf 1 of leaf 7 is the host's.
+        assert_eq!(filter(7, 1, [1, 2, 3, 4], &CTX), [1, 2, 3, 4]);
+        assert_eq!(filter(0xd, 1, [0xf, 0, 0, 0], &CTX)[0], 0x7, "XSAVES");
+        assert_eq!(filter(0xd, 0, [0xf, 1, 2, 3], &CTX), [0xf, 1, 2, 3]);
+        assert_eq!(filter(0xa, 0, [1, 2, 3, 4], &CTX), [0; 4]);
+        assert_eq!(filter(0, 0, [0x16, 1, 2, 3], &CTX), [0x16, 1, 2, 3]);
+    }
+}
