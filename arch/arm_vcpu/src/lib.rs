@@ -13,6 +13,9 @@
 //!   with hidden features masked; everything else is UNDEFINED). Portable too.
 //! - `vcpu` (aarch64 only): the guest context (general-purpose registers, EL1 system
 //!   registers), entry with `eret`, and the exit path from the EL2 vector.
+//! - `platform` (aarch64 only): [`ArmPlatform`], the aarch64 implementation of
+//!   `axvm::ArchPlatform` (the virtual GIC of a VM, its passthrough interrupts, boot
+//!   registers, the device tree's GIC, timer and PSCI).
 #![no_std]
 
 extern crate alloc;
@@ -33,3 +36,7 @@ mod vcpu;
 mod vgic_hw;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use vcpu::{vmid_bits, ArmVCpu, ArmVCpuConfig};
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod platform;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub use platform::{ArmPlatform, ArmPlatformError, ArmVm};

@@ -8,6 +8,9 @@
 //! - `vcpu` (riscv64 only): `RiscvVCpu`, the guest context (general-purpose, VS-level and
 //!   floating-point registers), the hypervisor CSRs, virtual interrupts through `hvip`, and
 //!   the run loop over `axhal::guest::run`.
+//! - `platform` (riscv64 only): [`RiscvPlatform`], the riscv64 implementation of
+//!   `axvm::ArchPlatform` (a VM's virtual PLIC, the state its harts share, passthrough
+//!   interrupts, boot registers, the device tree's harts and PLIC).
 //!
 //! See `docs/riscv-vcpu.md`.
 #![no_std]
@@ -27,6 +30,10 @@ pub use riscv_vplic;
 mod vcpu;
 #[cfg(all(target_arch = "riscv64", target_os = "none"))]
 pub use vcpu::{vmid_bits, RiscvVCpu, RiscvVCpuConfig};
+#[cfg(all(target_arch = "riscv64", target_os = "none"))]
+mod platform;
+#[cfg(all(target_arch = "riscv64", target_os = "none"))]
+pub use platform::{RiscvPlatform, RiscvPlatformError, RiscvVm};
 
 /// The hypercall number with which the vCPU hands the SBI legacy `console_putchar` (EID
 /// 0x01) and DBCN `console_write_byte` / `console_write` calls to the VMM, one byte at a

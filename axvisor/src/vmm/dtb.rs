@@ -1,12 +1,14 @@
 //! The device tree generated for a VM whose config asks for one (`kernel.dtb = { load_addr }`
 //! without an image): its vCPUs, RAM, interrupt controller, timer, UARTs, command line,
-//! initrd and passthrough devices, described for `axdtb`.
+//! initrd and passthrough devices, described for `axdtb`. The architecture part (interrupt
+//! controller, timer, CPU enable method, ISA) comes from the platform
+//! ([`ArchPlatform::dtb_arch`]).
 
-use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
-use axdtb::{ExtraDevice, GuestDtb, PropValue, Property, Uart, UartKind};
+use axdtb::{DtbError, ExtraDevice, GuestDtb, PropValue, Property, Uart, UartKind};
+use axvm::ArchPlatform;
 use axvmconfig::{DeviceKind, MapKind, MemKind, VmConfig};
+use core::fmt;
 
 /// Properties of a ROM's `mtd-rom` node: Linux's physmap driver needs the bus width.
 const ROM_PROPS: &[Property<'static>] = &[Property {
@@ -22,8 +24,36 @@ struct HostNode<'a> {
     irqs: &'a [u32],
 }
 
-/// Builds the DTB for `config`; `initrd_size` is the size of its initrd image, if any.
-pub fn generate(config: &VmConfig, initrd_size: Option<u64>) -> Result<Vec<u8>, String> {
+/// Why a VM's device tree could not be generated.
+pub enum GenerateError<E> {
+    /// The architecture refused (its part of the description), or has no device tree.
+    Arch(Option<E>),
+    /// The description does not make a valid device tree.
+    Build(DtbError),
+}
+
+impl<E: fmt::Display> fmt::Display for GenerateError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Arch(Some(e)) => write!(f, "{e}"),
+            Self::Arch(None) => write!(
+                f,
+                "this architecture has no device tree: remove `kernel.dtb`"
+            ),
+            Self::Build(e) => write!(f, "generating its device tree: {e}"),
+        }
+    }
+}
+
+/// Builds the DTB for `config` on platform `P`; `initrd_size` is the size of its initrd
+/// image, if any.
+pub fn generate<P: ArchPlatform>(
+    config: &VmConfig,
+    initrd_size: Option<u64>,
+) -> Result<Vec<u8>, GenerateError<P::Error>> {
+    let arch = P::dtb_arch(config)
+        .map_err(|e| GenerateError::Arch(Some(e)))?
+        .ok_or(GenerateError::Arch(None))?;
     // RAM as `memory` nodes; ROM as a read-only flash bank (`mtd-rom`), which Linux maps
     // with its physmap driver and never writes.
     let backed = || config.memory.iter().filter(|r| r.map != MapKind::Reserved);
@@ -99,9 +129,8 @@ pub fn generate(config: &VmConfig, initrd_size: Option<u64>) -> Result<Vec<u8>, 
             props: ROM_PROPS,
         }))
         .collect();
-    let mut isa = String::new();
     let desc = GuestDtb {
-        arch: arch_desc(config, &mut isa)?,
+        arch,
         cpus: config.cpus.count,
         memory: &memory,
         reserved: &[],
@@ -110,71 +139,5 @@ pub fn generate(config: &VmConfig, initrd_size: Option<u64>) -> Result<Vec<u8>, 
         uarts: &uarts,
         extra: &extra,
     };
-    axdtb::build(&desc).map_err(|e| format!("generating its device tree: {e}"))
-}
-
-/// The architecture part; `isa` holds the riscv64 ISA string the description borrows.
-#[cfg(target_arch = "aarch64")]
-fn arch_desc<'a>(config: &VmConfig, _isa: &'a mut String) -> Result<axdtb::ArchDesc<'a>, String> {
-    use axdtb::{ArchDesc, ArmTimerPpis, Gic, PsciMethod};
-    use axhal::vgic::HostVgic;
-    let find = |kind| config.devices.iter().find(|d| d.kind == kind);
-    let gicd = find(DeviceKind::GicDistributor)
-        .ok_or_else(|| String::from("a generated device tree needs a `gicd` device"))?;
-    let gic = match axhal::vgic::host() {
-        Some(HostVgic::V2 { .. }) => Gic::V2 {
-            gicd: gicd.base,
-            gicc: find(DeviceKind::GicCpuInterface)
-                .map(|d| d.base)
-                .ok_or_else(|| String::from("GICv2 host: a `gicc` device is needed"))?,
-        },
-        Some(HostVgic::V3) => {
-            let gicr = find(DeviceKind::GicRedistributor)
-                .ok_or_else(|| String::from("GICv3 host: a `gicr` device is needed"))?;
-            Gic::V3 {
-                gicd: gicd.base,
-                gicr: gicr.base,
-                gicr_size: gicr.size,
-            }
-        }
-        None => return Err(String::from("the host GIC has no virtualization interface")),
-    };
-    Ok(ArchDesc::Arm {
-        gic,
-        timer_ppis: ArmTimerPpis::default(),
-        // The vCPU answers PSCI over HVC and SMC alike.
-        psci: Some(PsciMethod::Hvc),
-    })
-}
-
-/// The architecture part; `isa` holds the ISA string the description borrows.
-#[cfg(target_arch = "riscv64")]
-fn arch_desc<'a>(config: &VmConfig, isa: &'a mut String) -> Result<axdtb::ArchDesc<'a>, String> {
-    use axdtb::{ArchDesc, Plic};
-    let info = axhal::platform::info();
-    let sstc = info.cpus.iter().all(|c| c.isa_sstc);
-    *isa = String::from(if sstc {
-        "rv64imafdc_zicsr_zifencei_sstc"
-    } else {
-        "rv64imafdc_zicsr_zifencei"
-    });
-    let timebase_hz = info
-        .timebase_hz
-        .and_then(|hz| u32::try_from(hz).ok())
-        .ok_or_else(|| String::from("the host's timebase frequency is unknown"))?;
-    let plic = config
-        .devices
-        .iter()
-        .find(|d| d.kind == DeviceKind::Plic)
-        .map(|d| Plic {
-            base: d.base,
-            size: d.size,
-            ndev: super::arch::PLIC_SOURCES,
-        });
-    Ok(ArchDesc::Riscv {
-        isa: isa.as_str(),
-        timebase_hz,
-        mmu: "riscv,sv39",
-        plic,
-    })
+    axdtb::build(&desc).map_err(GenerateError::Build)
 }

@@ -47,7 +47,7 @@ pub fn facts() -> HostFacts {
             .map(|r| range(r, HostUse::InterruptController)),
     );
     HostFacts {
-        arch: Some(super::arch::HOST_ARCH),
+        arch: Some(<arch_platform::Platform as axvm::ArchPlatform>::HOST_ARCH),
         ranges,
         irq_lines,
         vmids: None,

@@ -15,21 +15,17 @@ use axdevice_base::VcpuNotifier;
 use axstd::println;
 use axstd::sync::WaitQueue;
 use axstd::time::Duration;
+use core::fmt;
 
 /// How long a vCPU keeps its CPU while other tasks wait for it (another VM's vCPU pinned to
 /// the same CPU), if its guest does not exit by itself sooner.
 const TIME_SLICE: Duration = Duration::from_millis(10);
-use axvm::{AxVm, VcpuEvent, VmError, VmStatus, VmidAllocator};
+use arch_platform::Platform;
+use axvm::{ArchPlatform, AxVm, VcpuEvent, VmError, VmStatus, VmidAllocator};
 use axvmconfig::{HostFacts, MapKind, ValidateContext, VmConfig};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Mutex;
 
-#[cfg(target_arch = "aarch64")]
-#[path = "aarch64.rs"]
-mod arch;
-#[cfg(target_arch = "riscv64")]
-#[path = "riscv64.rs"]
-mod arch;
 mod dtb;
 mod host;
 mod passthrough;
@@ -69,7 +65,8 @@ impl FrameAllocator for HalFrames {
     }
 }
 
-type Vm = AxVm<arch::VCpuImpl, arch::Stage2, HalFrames>;
+/// A VM of this hypervisor: the target's vCPU and stage-2 format ([`Platform`]).
+type Vm = AxVm<<Platform as ArchPlatform>::VCpu, <Platform as ArchPlatform>::Stage2, HalFrames>;
 
 /// Parses and validates every embedded config, also against what the host has (`host`);
 /// returns the usable ones with their source.
@@ -129,7 +126,7 @@ fn load_configs(pcpus: usize, host: &HostFacts) -> Vec<(&'static EmbeddedVm, VmC
 /// `vmid_bits=N` asks for it (to see what happens when VMIDs run out, with a few VMs).
 fn vmid_width() -> u32 {
     // Before any VM: riscv64 measures the width by writing hgatp.
-    let bits = arch::vmid_bits();
+    let bits = Platform::vmid_bits();
     let arg = axhal::platform::info().bootarg("vmid_bits");
     match arg.map(str::parse::<u32>) {
         Some(Ok(n)) if n <= bits => {
@@ -220,9 +217,25 @@ impl VcpuNotifier for VcpuWaker {
     }
 }
 
-/// Whether the hypervisor has the memory of the VM's `alloc` regions free; the line that
-/// says why not otherwise.
-fn memory_available(config: &VmConfig) -> Result<(), String> {
+/// A VM's `alloc` regions need more memory than the hypervisor has free.
+struct MemoryShortfall {
+    need: u64,
+    free: u64,
+}
+
+impl fmt::Display for MemoryShortfall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "its memory needs {} KiB, the hypervisor has {} KiB free",
+            self.need / 1024,
+            self.free / 1024
+        )
+    }
+}
+
+/// Whether the hypervisor has the memory of the VM's `alloc` regions free.
+fn memory_available(config: &VmConfig) -> Result<(), MemoryShortfall> {
     let need: u64 = config
         .memory
         .iter()
@@ -231,11 +244,7 @@ fn memory_available(config: &VmConfig) -> Result<(), String> {
         .sum();
     let free = (axstd::os::memory_stats().free_frames as u64).saturating_mul(axvmconfig::PAGE_SIZE);
     if need > free {
-        return Err(alloc::format!(
-            "its memory needs {} KiB, the hypervisor has {} KiB free",
-            need / 1024,
-            free / 1024
-        ));
+        return Err(MemoryShortfall { need, free });
     }
     Ok(())
 }
@@ -266,15 +275,18 @@ fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
 fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> bool {
     let name = config.name.clone();
     let vm_id = config.id;
-    let dtb = config.kernel.dtb.as_ref().map_or(0, |d| d.load_addr);
     let waker = Arc::new(VcpuWaker::new(&config.cpus.pin));
-    let (mut platform, arch_vm) = match arch::build(&config, waker.clone()) {
+    let (mut platform, arch_vm) = match Platform::build(&config, waker.clone()) {
         Ok(built) => built,
         Err(e) => {
             println!("vm {name}: cannot be created: {e}");
             return false;
         }
     };
+    if let Err(e) = passthrough::claim(&config, Platform::irq_sink(&arch_vm)) {
+        println!("vm {name}: cannot be created: {e}");
+        return false;
+    }
     if config.kernel.dtb.as_ref().is_some_and(|d| d.generated()) {
         let initrd_size = config
             .kernel
@@ -282,7 +294,7 @@ fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> 
             .as_ref()
             .and_then(|i| images::image(source, &i.image))
             .map(|b| b.len() as u64);
-        match dtb::generate(&config, initrd_size) {
+        match dtb::generate::<Platform>(&config, initrd_size) {
             Ok(bytes) => platform.dtb = Some(bytes),
             Err(e) => {
                 println!("vm {name}: cannot be created: {e}");
@@ -291,13 +303,14 @@ fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> 
             }
         }
     }
+    let boot_regs = Platform::boot_regs(&config);
     let console = Arc::new(|line: &str| println!("{line}"));
     let vm = match Vm::new(
         config,
         HalFrames,
         &|image| images::image(source, image),
         console,
-        &|i| arch::vcpu_config(vmid, i, &arch_vm),
+        &|i| Platform::vcpu_config(&arch_vm, vmid, i),
         platform,
     ) {
         Ok(vm) => Arc::new(vm),
@@ -308,7 +321,7 @@ fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> 
         }
     };
     passthrough::start(vm.config());
-    if let Err(e) = vm.boot(&arch::boot_regs(dtb)) {
+    if let Err(e) = vm.boot(&boot_regs) {
         println!("vm {name}: cannot boot: {e}");
         passthrough::release(vm_id);
         return false;

@@ -1,26 +1,78 @@
 //! Passthrough devices, the architecture-neutral part: which host ranges (passthrough
-//! ranges, `identity` memory) and interrupts are given to which VM (one VM each), the host
-//! interrupt handler that masks a VM's device interrupt and hands it to the VM, and the
-//! stage-2 maps of the ranges.
+//! ranges, `identity` memory) and interrupts are given to which VM (one VM each), and the
+//! host interrupt handler that masks a VM's device interrupt and hands it to the VM. (The
+//! VM maps its passthrough ranges itself, `axvm`.)
 //!
-//! The architecture supplies how a VM takes such an interrupt ([`IrqSink`]: aarch64 raises
-//! it on the vGIC through the vCPUs, riscv64 posts it on the vPLIC); it unmasks the host
-//! interrupt once the guest has handled it.
+//! The architecture supplies how a VM takes such an interrupt ([`IrqSink`], from
+//! `ArchPlatform::irq_sink`: aarch64 raises it on the vGIC through the vCPUs, riscv64 posts
+//! it on the vPLIC); it unmasks the host interrupt once the guest has handled it.
 
-use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use axvm::DeviceMap;
+use axvm::IrqSink;
 use axvmconfig::{MapKind, VmConfig};
+use core::fmt;
 use spin::Mutex;
 
-/// Where a VM takes the host interrupts of its passthrough devices.
-pub trait IrqSink: Send + Sync {
-    /// Host interrupt `irq` of the VM fired and is now masked at the host: raise it for the
-    /// guest and get a vCPU to look. Runs in interrupt context: it must take no lock that
-    /// is held with interrupts enabled.
-    fn raise(&self, irq: u32);
+/// A host range of a VM, as messages name it.
+#[derive(Clone)]
+pub enum HostRangeOf {
+    /// `memory[index]`, an `identity` region at `gpa`.
+    Identity {
+        /// Index in the config's `[[memory]]`.
+        index: usize,
+        /// Its address.
+        gpa: u64,
+    },
+    /// A `[[passthrough]]` range.
+    Passthrough(String),
+}
+
+impl fmt::Display for HostRangeOf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Identity { index, gpa } => {
+                write!(f, "identity region memory[{index}] at {gpa:#x}")
+            }
+            Self::Passthrough(name) => write!(f, "passthrough {name:?}"),
+        }
+    }
+}
+
+/// Why a VM's host ranges or interrupts cannot be given to it.
+pub enum ClaimError {
+    /// It has passthrough interrupts and no interrupt controller to take them.
+    NoInterruptController,
+    /// A range of it belongs to another VM.
+    RangeTaken {
+        /// Which range.
+        what: HostRangeOf,
+        /// The VM that has it.
+        by: u32,
+    },
+    /// An interrupt of passthrough device `name` belongs to another VM.
+    IrqTaken {
+        /// The passthrough device.
+        name: String,
+        /// The VM that has it.
+        by: u32,
+    },
+}
+
+impl fmt::Display for ClaimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoInterruptController => write!(
+                f,
+                "passthrough interrupts need a virtual interrupt controller"
+            ),
+            Self::RangeTaken { what, by } => write!(f, "{what} is already given to VM {by}"),
+            Self::IrqTaken { name, by } => {
+                write!(f, "passthrough {name:?} is already given to VM {by}")
+            }
+        }
+    }
 }
 
 /// A host device range or interrupt given to a VM.
@@ -42,28 +94,6 @@ fn with_claims<R>(f: impl FnOnce(&mut Vec<Claim>) -> R) -> R {
     r
 }
 
-/// The host interrupts of a VM's passthrough devices.
-pub fn irqs(config: &VmConfig) -> impl Iterator<Item = u32> + '_ {
-    config
-        .passthrough
-        .iter()
-        .flat_map(|p| p.irqs.iter().copied())
-}
-
-/// The VM's passthrough ranges, mapped at their host addresses.
-pub fn device_maps(config: &VmConfig) -> Vec<DeviceMap> {
-    config
-        .passthrough
-        .iter()
-        .map(|p| DeviceMap {
-            what: "passthrough device",
-            gpa: p.base,
-            hpa: p.base,
-            size: p.size,
-        })
-        .collect()
-}
-
 /// Claims a VM's host ranges (its passthrough ranges and `identity` memory regions) and
 /// its passthrough interrupts, which it takes through `sink` (`None`: the VM has no
 /// interrupt controller, and its devices may have no interrupts). A range or interrupt
@@ -71,25 +101,23 @@ pub fn device_maps(config: &VmConfig) -> Vec<DeviceMap> {
 /// config may ask for (interrupt lines, ranges the host uses) is checked before, by
 /// `axvmconfig` against the host's facts ([`super::host::facts`]). Give the claims back
 /// with [`release`].
-pub fn claim(config: &VmConfig, sink: Option<Arc<dyn IrqSink>>) -> Result<(), String> {
-    let irqs: Vec<u32> = irqs(config).collect();
+pub fn claim(config: &VmConfig, sink: Option<Arc<dyn IrqSink>>) -> Result<(), ClaimError> {
+    let irqs: Vec<u32> = config.passthrough_irqs().collect();
     if sink.is_none() && !irqs.is_empty() {
-        return Err(String::from(
-            "passthrough interrupts need a virtual interrupt controller",
-        ));
+        return Err(ClaimError::NoInterruptController);
     }
     // Every host range of the VM, with how messages name it.
-    let ranges: Vec<(String, u64, u64)> = config
+    let ranges: Vec<(HostRangeOf, u64, u64)> = config
         .memory
         .iter()
         .enumerate()
         .filter(|(_, r)| r.map == MapKind::Identity)
-        .map(|(i, r)| {
-            let what = format!("identity region memory[{i}] at {:#x}", r.gpa);
+        .map(|(index, r)| {
+            let what = HostRangeOf::Identity { index, gpa: r.gpa };
             (what, r.gpa, r.gpa.saturating_add(r.size))
         })
         .chain(config.passthrough.iter().map(|p| {
-            let what = format!("passthrough {:?}", p.name);
+            let what = HostRangeOf::Passthrough(p.name.clone());
             (what, p.base, p.base.saturating_add(p.size))
         }))
         .collect();
@@ -99,7 +127,10 @@ pub fn claim(config: &VmConfig, sink: Option<Arc<dyn IrqSink>>) -> Result<(), St
                 .iter()
                 .find(|c| c.range.is_some_and(|(s, e)| *start < e && s < *end))
             {
-                return Err(format!("{what} is already given to VM {}", c.vm));
+                return Err(ClaimError::RangeTaken {
+                    what: what.clone(),
+                    by: c.vm,
+                });
             }
         }
         for p in &config.passthrough {
@@ -107,10 +138,10 @@ pub fn claim(config: &VmConfig, sink: Option<Arc<dyn IrqSink>>) -> Result<(), St
                 .iter()
                 .find(|c| c.irq.as_ref().is_some_and(|(n, _)| p.irqs.contains(n)));
             if let Some(c) = taken {
-                return Err(format!(
-                    "passthrough {:?} is already given to VM {}",
-                    p.name, c.vm
-                ));
+                return Err(ClaimError::IrqTaken {
+                    name: p.name.clone(),
+                    by: c.vm,
+                });
             }
         }
         for &(_, start, end) in &ranges {
@@ -155,7 +186,7 @@ fn on_device_irq(irq: usize) -> bool {
 /// unmasked at the host. Call once the VM exists.
 pub fn start(config: &VmConfig) {
     axhal::irq::set_device_handler(on_device_irq);
-    for n in irqs(config) {
+    for n in config.passthrough_irqs() {
         axhal::irq::route_device(n as usize, config.cpus.pin[0]);
         axhal::irq::set_device_enabled(n as usize, true);
     }

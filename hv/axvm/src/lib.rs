@@ -14,10 +14,12 @@
 extern crate alloc;
 
 pub use axvcpu::hypercall;
+mod platform;
 mod stats;
 mod vm;
 pub mod vmid;
 
+pub use platform::{ArchPlatform, IrqSink};
 pub use stats::{ExitCounters, ExitKind};
 pub use vm::{AxVm, DeviceMap, VcpuEvent, VmError, VmPlatform, VmStatus};
 pub use vmid::{NoVmidLeft, VmidAllocator};

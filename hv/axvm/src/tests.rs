@@ -646,6 +646,7 @@ fn platform_devices_irq_lines_and_generated_dtb() {
             (n == 33).then(|| line.clone() as Arc<dyn axdevice_base::IrqLine>)
         }),
         dtb: Some(b"DTB!".to_vec()),
+        boot_data: std::vec![(0x4000_1000, b"BOOT".to_vec())],
         on_reset: None,
     };
     let script = Arc::new(Script {
@@ -673,6 +674,13 @@ fn platform_devices_irq_lines_and_generated_dtb() {
     vm.boot(&[]).unwrap();
     assert!(vm.run_vcpu(0).is_err()); // the script ends after the read
     assert_eq!(script.calls.lock().as_slice(), [Call::MmioDone(0x5a)]);
+    // The platform's boot data is in memory, and again after a reset.
+    vm.read_guest(gpa(0x4000_1000), &mut buf).unwrap();
+    assert_eq!(&buf, b"BOOT");
+    vm.aspace.lock().write(gpa(0x4000_1000), b"junk").unwrap();
+    vm.reset().unwrap();
+    vm.read_guest(gpa(0x4000_1000), &mut buf).unwrap();
+    assert_eq!(&buf, b"BOOT");
 
     let bad = config_text.replace("irq = 33", "irq = 34");
     let r = Vm::new(

@@ -19,18 +19,23 @@ use core::ops::ControlFlow;
 use core::sync::atomic::{AtomicU8, Ordering};
 use spin::Mutex;
 
-/// What the architecture layer adds to a VM: its interrupt controller (emulated register
-/// windows, host frames mapped into the guest, interrupt lines for device models) and a
-/// generated device tree.
+/// What the architecture layer adds to a VM ([`crate::ArchPlatform::build`]): its interrupt
+/// controller (emulated register windows, host frames mapped into the guest, interrupt
+/// lines for device models), a generated device tree, and bytes the guest finds in memory
+/// at entry.
 pub struct VmPlatform {
     /// Emulated devices at guest-physical addresses (a GIC distributor, a PLIC, ...).
     pub devices: Vec<(u64, Arc<dyn MmioDevice>)>,
-    /// Host device frames mapped into the guest (the GICv2 virtual CPU interface).
+    /// Host device frames mapped into the guest besides the config's passthrough ranges
+    /// (which the VM maps itself): the GICv2 virtual CPU interface.
     pub device_maps: Vec<DeviceMap>,
     /// Interrupt line `n` of the VM's interrupt controller, for a device's `irq`.
     pub irq_line: alloc::boxed::Box<dyn Fn(u32) -> Option<Arc<dyn IrqLine>>>,
     /// The DTB to load when the config asks for a generated one.
     pub dtb: Option<Vec<u8>>,
+    /// `(guest-physical address, bytes)` written into guest memory after the images, at
+    /// boot and at every reset (x86: the boot GDT and page tables of the entry state).
+    pub boot_data: Vec<(u64, Vec<u8>)>,
     /// Puts the platform's devices back in their reset state on a VM reset (the
     /// interrupt controller), if they need it.
     pub on_reset: Option<alloc::boxed::Box<dyn Fn() + Send + Sync>>,
@@ -44,6 +49,7 @@ impl VmPlatform {
             device_maps: Vec::new(),
             irq_line: alloc::boxed::Box::new(|_| None),
             dtb: None,
+            boot_data: Vec::new(),
             on_reset: None,
         }
     }
@@ -163,6 +169,8 @@ pub struct AxVm<A: ArchVCpu, F: PteFormat, M: FrameAllocator> {
     exits: ExitCounters,
     /// Images by name, kept for reset.
     images: Vec<(String, &'static [u8])>,
+    /// The platform's boot data ([`VmPlatform::boot_data`]), kept for reset.
+    boot_data: Vec<(u64, Vec<u8>)>,
     /// Initial registers of vCPU 0, kept for reset.
     boot_regs: Mutex<Vec<(usize, u64)>>,
     resets: core::sync::atomic::AtomicU64,
@@ -237,7 +245,14 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 ))
             })?;
         }
-        for m in &platform.device_maps {
+        // The passthrough ranges at their host addresses, then the platform's host frames.
+        let passthrough = config.passthrough.iter().map(|p| DeviceMap {
+            what: "passthrough device",
+            gpa: p.base,
+            hpa: p.base,
+            size: p.size,
+        });
+        for m in passthrough.chain(platform.device_maps.iter().cloned()) {
             aspace
                 .map_linear(
                     GuestPhysAddr::new(m.gpa as usize),
@@ -290,7 +305,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 loaded.push((String::from(DtbConfig::GENERATED), bytes));
             }
         }
-        Self::load_images(&config, &mut aspace, &loaded)?;
+        Self::load_images(&config, &mut aspace, &loaded, &platform.boot_data)?;
 
         let vcpus = (0..config.cpus.count)
             .map(|i| {
@@ -312,6 +327,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             status: AtomicU8::new(VmStatus::Loaded as u8),
             exits: ExitCounters::default(),
             images: loaded,
+            boot_data: platform.boot_data,
             boot_regs: Mutex::new(Vec::new()),
             resets: core::sync::atomic::AtomicU64::new(0),
             on_reset: platform.on_reset,
@@ -332,11 +348,12 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     }
 
     /// Writes the images into guest memory: those of [`Self::image_loads`], in order, then
-    /// a generated DTB if `images` has one more.
+    /// a generated DTB if `images` has one more, then the platform's `boot_data`.
     fn load_images(
         config: &VmConfig,
         aspace: &mut AddrSpace<F, M>,
         images: &[(String, &'static [u8])],
+        boot_data: &[(u64, Vec<u8>)],
     ) -> Result<(), VmError> {
         let generated = config
             .kernel
@@ -355,6 +372,14 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                     reason: alloc::format!("{e}"),
                 })?;
         }
+        for (addr, bytes) in boot_data {
+            aspace
+                .load(GuestPhysAddr::new(*addr as usize), bytes)
+                .map_err(|e| VmError::Load {
+                    image: alloc::format!("boot data at {addr:#x}"),
+                    reason: alloc::format!("{e}"),
+                })?;
+        }
         Ok(())
     }
 
@@ -362,7 +387,12 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     /// except that the images are loaded again; every vCPU is stopped and vCPU 0 starts at
     /// the entry with its boot registers. Call once every vCPU task has left `run_vcpu`.
     pub fn reset(&self) -> Result<(), VmError> {
-        Self::load_images(&self.config, &mut self.aspace.lock(), &self.images)?;
+        Self::load_images(
+            &self.config,
+            &mut self.aspace.lock(),
+            &self.images,
+            &self.boot_data,
+        )?;
         for v in &self.vcpus {
             let mut v = v.lock();
             if v.state() != axvcpu::VCpuState::Created {

@@ -34,6 +34,13 @@ pub struct VmConfig {
     pub unclaimed: UnclaimedPolicy,
 }
 
+impl VmConfig {
+    /// The host interrupts of the VM's passthrough devices, in config order.
+    pub fn passthrough_irqs(&self) -> impl Iterator<Item = u32> + '_ {
+        self.passthrough.iter().flat_map(|p| p.irqs.iter().copied())
+    }
+}
+
 /// The `[cpus]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

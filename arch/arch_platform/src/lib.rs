@@ -1,0 +1,14 @@
+//! The VM platform of the target architecture: [`Platform`], the one type through which
+//! the hypervisor reaches an architecture crate (`axvm::ArchPlatform`, which also names the
+//! vCPU and stage-2 types). This crate is the only place that chooses by target; add an
+//! architecture with one dependency in `Cargo.toml` and one line here. On a host build
+//! (tests, tools) there is no platform.
+#![no_std]
+
+/// The aarch64 VM platform.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub type Platform = arm_vcpu::ArmPlatform;
+
+/// The riscv64 VM platform.
+#[cfg(all(target_arch = "riscv64", target_os = "none"))]
+pub type Platform = riscv_vcpu::RiscvPlatform;
