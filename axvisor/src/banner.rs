@@ -30,7 +30,10 @@ pub fn print() {
     for r in &info.reserved {
         println!("    {r} reserved by firmware");
     }
-    println!("    {} device tree", info.dtb);
+    // x86_64 has no device tree (multiboot and ACPI instead).
+    if !info.dtb.is_empty() {
+        println!("    {} device tree", info.dtb);
+    }
     println!("    {} hypervisor image", os::kernel_range());
     let free: usize = os::free_memory().iter().map(|r| r.size).sum();
     println!(
@@ -49,6 +52,18 @@ pub fn print() {
         Some(IntcInfo::Plic { regs, ndev, .. }) => println!(
             "  interrupt controller: PLIC ({:#x}, {} sources)",
             regs.start, ndev
+        ),
+        Some(IntcInfo::Apic {
+            local,
+            ioapic,
+            gsi_base,
+            lines,
+        }) => println!(
+            "  interrupt controller: APIC (local APICs {:#x}, I/O APIC {:#x} with GSIs {}..{})",
+            local.start,
+            ioapic.start,
+            gsi_base,
+            gsi_base.saturating_add(*lines)
         ),
         None => println!("  interrupt controller: none found"),
     }

@@ -1,6 +1,7 @@
 //! Turns `configs/platforms/<platform>.toml` into Rust constants.
 //!
-//! The platform is `$AX_PLATFORM` when set, otherwise `qemu-virt-<target arch>`; host builds
+//! The platform is `$AX_PLATFORM` when set, otherwise `qemu-virt-<target arch>` (`x86_64-pc`
+//! on x86_64); host builds
 //! (unit tests) use the aarch64 file so the constants exist everywhere.
 
 use serde::Deserialize;
@@ -31,6 +32,7 @@ fn main() {
     let os = env::var("CARGO_CFG_TARGET_OS").unwrap();
     let default = match (arch.as_str(), os.as_str()) {
         ("riscv64", "none") => "qemu-virt-riscv64",
+        ("x86_64", "none") => "x86_64-pc",
         _ => "qemu-virt-aarch64",
     };
     println!("cargo:rerun-if-env-changed=AX_PLATFORM");
@@ -63,7 +65,7 @@ fn main() {
          pub const PLATFORM: &str = {:?};\n\
          /// Physical address the hypervisor image is linked at (`platform.kernel_base`).\n\
          pub const KERNEL_BASE: usize = {:#x};\n\
-         /// UART used before the device tree is parsed (`platform.early_uart`).\n\
+         /// UART used before the device tree is parsed (`platform.early_uart`; an I/O port on x86_64).\n\
          pub const EARLY_UART: usize = {:#x};\n\
          /// Most CPUs the hypervisor manages (`platform.max_cpus`).\n\
          pub const MAX_CPUS: usize = {};\n\

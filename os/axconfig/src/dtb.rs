@@ -41,10 +41,11 @@ impl From<MemMapError> for DtbError {
     }
 }
 
-/// One CPU (aarch64 PE or riscv hart) as the device tree lists it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// One CPU (aarch64 PE or riscv hart) as the device tree lists it (x86: as the MADT does).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct CpuInfo {
-    /// Hardware id: MPIDR affinity bits on aarch64, hart id on riscv64.
+    /// Hardware id: MPIDR affinity bits on aarch64, hart id on riscv64, local APIC id on
+    /// x86_64.
     pub hw_id: usize,
     /// Phandle of the hart-local interrupt controller (riscv64), used to find PLIC contexts.
     pub intc_phandle: Option<u32>,
@@ -84,6 +85,17 @@ pub enum IntcInfo {
         /// Number of interrupt sources (`riscv,ndev`).
         ndev: u32,
     },
+    /// x86 local APICs and the (first) I/O APIC, from ACPI's MADT.
+    Apic {
+        /// The local APICs' xAPIC register window (unused in x2APIC mode).
+        local: MemRange,
+        /// The I/O APIC's register window.
+        ioapic: MemRange,
+        /// The I/O APIC's first global system interrupt (GSI).
+        gsi_base: u32,
+        /// Its number of inputs (redirection entries).
+        lines: u32,
+    },
 }
 
 impl IntcInfo {
@@ -93,6 +105,7 @@ impl IntcInfo {
             IntcInfo::GicV2 { .. } => "GICv2",
             IntcInfo::GicV3 { .. } => "GICv3",
             IntcInfo::Plic { .. } => "PLIC",
+            IntcInfo::Apic { .. } => "APIC",
         }
     }
 }
@@ -138,9 +151,14 @@ pub struct ArmTimerIrqs {
 }
 
 /// Everything the hypervisor takes from the firmware device tree.
+///
+/// On x86_64 there is no device tree: `axhal` fills the same summary from the multiboot
+/// information ([`crate::multiboot`]: memory, boot arguments) and ACPI (CPUs, APICs, the
+/// model from the tables' OEM ids); `dtb` is then empty, and `uart`, `timer_irqs`, `psci` and
+/// `timebase_hz` are `None` (the console is a port, not a memory range).
 #[derive(Clone, Debug)]
 pub struct PlatformInfo {
-    /// Where the blob itself lies (reserved from allocation).
+    /// Where the blob itself lies (reserved from allocation; empty on x86_64).
     pub dtb: MemRange,
     /// `/model`, truncated to 64 bytes.
     pub model: ArrayString<64>,

@@ -4,7 +4,8 @@
 //! - constants fixed at build time from `configs/platforms/<platform>.toml` ([`PLATFORM`],
 //!   [`KERNEL_BASE`], [`EARLY_UART`], [`MAX_CPUS`], [`STACK_SIZE`]);
 //! - the firmware device tree read at run time ([`dtb::PlatformInfo`]): memory, CPUs, the
-//!   interrupt controller, the console UART, timer interrupts and the PSCI conduit.
+//!   interrupt controller, the console UART, timer interrupts and the PSCI conduit; on x86_64
+//!   the same summary is filled from the [`multiboot`] information and ACPI.
 //!
 //! Everything here is portable and unit-tested on the host.
 #![no_std]
@@ -15,5 +16,6 @@ extern crate std;
 
 pub mod dtb;
 pub mod memmap;
+pub mod multiboot;
 
 include!(concat!(env!("OUT_DIR"), "/consts.rs"));

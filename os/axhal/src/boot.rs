@@ -21,7 +21,9 @@ pub(crate) fn set_secondary_stack(cpu: usize, top: usize) {
     SECONDARY_STACK_TOP[cpu].store(top, Ordering::Release);
 }
 
-/// Physical address of the architecture's `secondary_entry` (identity-mapped).
+/// Physical address of the architecture's `secondary_entry` (identity-mapped). x86_64
+/// starts secondaries at its real-mode trampoline instead.
+#[cfg(not(target_arch = "x86_64"))]
 pub(crate) fn secondary_entry_addr() -> usize {
     extern "C" {
         fn secondary_entry();

@@ -1,4 +1,5 @@
-//! The hypervisor's console (PL011 on aarch64, the SBI console on riscv64).
+//! The hypervisor's console (PL011 on aarch64, the SBI console on riscv64, the COM1 16550
+//! on x86_64).
 //!
 //! Output from several CPUs is serialized by one lock, taken with interrupts masked.
 

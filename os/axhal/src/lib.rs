@@ -1,7 +1,7 @@
 //! Hardware abstraction for the hypervisor.
 //!
 //! One module per architecture under `arch/` (aarch64 at EL2 on QEMU `virt`, riscv64 in HS
-//! mode under OpenSBI); everything outside `arch/` is the architecture-neutral face the rest of
+//! mode under OpenSBI, x86_64 on a PC from a multiboot loader); everything outside `arch/` is the architecture-neutral face the rest of
 //! the system uses: [`console`], [`cpu`], [`irq`], [`time`], [`context`], [`power`],
 //! [`platform`], [`percpu`].
 //!
@@ -32,6 +32,11 @@ pub use arch::guest;
 /// The host GIC's virtualization interface (aarch64).
 #[cfg(target_arch = "aarch64")]
 pub use arch::vgic;
+
+/// What the x86 vCPU code needs from the host: vectors, interrupt dispatch after a VM exit,
+/// the TSS base, CPU features (x86_64).
+#[cfg(target_arch = "x86_64")]
+pub use arch::x86;
 
 extern "Rust" {
     /// Runtime entry on the boot CPU, once the hardware is up.

@@ -1,5 +1,5 @@
 //! Per-CPU data: one slot per logical CPU, the current CPU's found through the register the
-//! architecture keeps its id in (TPIDR_EL2 on aarch64, `tp` on riscv64).
+//! architecture keeps its id in (TPIDR_EL2 on aarch64, `tp` on riscv64, `gs:[0]` on x86_64).
 
 use axconfig::MAX_CPUS;
 

@@ -1,4 +1,5 @@
-//! The firmware device tree, parsed once at boot, and the hypervisor image's own extent.
+//! The firmware device tree, parsed once at boot (on x86_64: the summary built from
+//! multiboot and ACPI), and the hypervisor image's own extent.
 
 use axconfig::dtb::PlatformInfo;
 use axconfig::memmap::{MemRange, RangeList};
@@ -14,9 +15,16 @@ pub fn info() -> &'static PlatformInfo {
         .expect("platform info read before boot parsed the DTB")
 }
 
+/// Keeps the platform summary the x86_64 boot built from multiboot and ACPI.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn init_info(info: PlatformInfo) -> &'static PlatformInfo {
+    INFO.call_once(|| info)
+}
+
 /// Parses the firmware DTB at physical address `addr` (handed over in register `reg`, at most
 /// `max_size` bytes readable there) and keeps the result. Stops the machine with a clear
 /// message when there is no usable DTB.
+#[cfg(not(target_arch = "x86_64"))]
 pub(crate) fn init_from_dtb(addr: usize, reg: &str, max_size: usize) -> &'static PlatformInfo {
     let fatal = crate::power::fatal;
     if addr == 0 || !addr.is_multiple_of(8) {
