@@ -3,7 +3,7 @@
 //! printed one byte at a time through CONSOLE_PUTCHAR. Prints `PASS hypercall` only if every
 //! result is the documented one. Then the firmware interface around the hypercalls: the SMC
 //! Calling Convention on aarch64 (`PASS smccc`, [`smccc`]), SBI on riscv64 (`PASS sbi`,
-//! [`sbi`]).
+//! [`sbi`]), the `vmcall` conduit on x86_64 (`PASS vmcall`, [`vmcall`]).
 #![no_std]
 #![no_main]
 
@@ -11,6 +11,8 @@
 mod sbi;
 #[cfg(target_arch = "aarch64")]
 mod smccc;
+#[cfg(target_arch = "x86_64")]
+mod vmcall;
 
 use grt::check::Checker;
 use grt::{hc, hypercall};
@@ -120,4 +122,6 @@ fn main() {
     smccc::check();
     #[cfg(target_arch = "riscv64")]
     sbi::check();
+    #[cfg(target_arch = "x86_64")]
+    vmcall::check();
 }
