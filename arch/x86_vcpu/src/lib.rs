@@ -11,6 +11,13 @@
 //! - [`msr`]: the MSR bitmap and the MSRs the vCPU emulates.
 //! - [`entry`]: the guest entry contract (64-bit mode, the GDT and identity page tables the
 //!   hypervisor writes into guest RAM).
+//! - [`vmcs`]: VMCS field encodings.
+//!
+//! x86_64 bare metal only:
+//! - `vmx`: VMXON per CPU (capabilities, IA32_FEATURE_CONTROL, CR0/CR4 fixed bits), the
+//!   VMX instructions.
+//! - `vcpu`: [`VmxVCpu`](crate::VmxVCpu), its VMCS, the world switch (VMLAUNCH/VMRESUME)
+//!   and the exit handling.
 //!
 //! See `docs/x86.md`.
 #![no_std]
@@ -26,3 +33,11 @@ pub mod exit;
 pub mod gpt;
 pub mod insn;
 pub mod msr;
+pub mod vmcs;
+
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+mod vcpu;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub mod vmx;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub use vcpu::{power, VmxVCpu, VmxVCpuConfig};

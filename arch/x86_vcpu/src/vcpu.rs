@@ -1,0 +1,948 @@
+//! The VMX vCPU: its VMCS, the world switch and the exit handling (x86_64 bare metal
+//! only).
+
+use crate::caps::ctl;
+use crate::cpuid::{self, CpuidContext};
+use crate::entry;
+use crate::exit::{event, vector, CrAccess, EptViolation, ExitReason, IoQual, ENTRY_FAILURE};
+use crate::gpt::{GuestMemory, Paging};
+use crate::insn::{self, CpuMode, MmioOp};
+use crate::msr::{self, MsrBitmap, MsrContext, MsrWrite};
+use crate::vmcs::field as f;
+use crate::vmx::{self, regs};
+use alloc::boxed::Box;
+use axaddrspace::{GuestPhysAddr, HostPhysAddr, IntelEpt, MappingFlags, PteFormat};
+use axdevice_base::AccessWidth;
+use axvcpu::{hypercall, ArchVCpu, PowerReply, PowerState, VCpuError, VmExit};
+use core::arch::{asm, global_asm};
+use core::ops::ControlFlow;
+
+/// The x86 power hypercalls (`vmcall`, RAX = number; docs/x86.md, "Hypercalls"): the
+/// PSCI / SBI HSM equivalents of the other architectures.
+pub mod power {
+    /// Powers the VM off.
+    pub const SYSTEM_OFF: u64 = 0x200;
+    /// Resets the VM.
+    pub const SYSTEM_RESET: u64 = 0x201;
+    /// Starts vCPU RDI at RIP = RSI with RDI = RDX.
+    pub const CPU_ON: u64 = 0x202;
+    /// Stops the calling vCPU.
+    pub const CPU_OFF: u64 = 0x203;
+    /// The power state of vCPU RDI: 0 on, 1 off, 2 starting.
+    pub const CPU_STATUS: u64 = 0x204;
+}
+
+/// How to create a VMX vCPU.
+#[derive(Clone, Copy, Debug)]
+pub struct VmxVCpuConfig {
+    /// The VPID of its VM (non-zero), from the hypervisor's allocator.
+    pub vpid: u16,
+}
+
+/// Guest general-purpose registers, by encoding: RAX, RCX, RDX, RBX, RSP (unused: the
+/// VMCS has it), RBP, RSI, RDI, R8..R15. The world switch's layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct Gprs([u64; 16]);
+
+const RAX: usize = 0;
+const RCX: usize = 1;
+const RDX: usize = 2;
+const RSP: usize = 4;
+const RSI: usize = 6;
+const RDI: usize = 7;
+const R8: usize = 8;
+const R9: usize = 9;
+const R10: usize = 10;
+
+/// A load waiting for its value ([`ArchVCpu::complete_mmio_read`]).
+#[derive(Clone, Copy, Debug)]
+struct PendingLoad {
+    op: MmioOp,
+    len: u8,
+}
+
+/// CR0 bits the guest may not change (its writes to them exit): PE, NE, PG, CD, NW.
+const CR0_OWNED: u64 = (1 << 0) | (1 << 5) | (1 << 29) | (1 << 30) | (1 << 31);
+/// CR4 bits the hypervisor owns: VMXE, SMXE, LA57, PKS, CET.
+const CR4_OWNED: u64 = (1 << 13) | (1 << 14) | (1 << 12) | (1 << 24) | (1 << 23);
+
+/// A VMX vCPU.
+pub struct VmxVCpu {
+    vpid: u16,
+    index: usize,
+    vm_id: Option<u64>,
+    vmcs: u64,
+    msr_bitmap: Box<MsrBitmap>,
+    gprs: Gprs,
+    entry: u64,
+    eptp: u64,
+    start_arg: u64,
+    /// The CPU whose VMCS pointer holds this VMCS (`usize::MAX`: none, cleared).
+    loaded_on: usize,
+    launched: bool,
+    /// The guest state in the VMCS must be (re)written from the entry contract.
+    reset_pending: bool,
+    pending: Option<PendingLoad>,
+    /// The guest's SYSCALL/SWAPGS MSRs (msr::SWITCHED), while the vCPU is put.
+    switched: [u64; 5],
+    /// The guest's CR0 and CR4 as it believes them (the read shadows).
+    cr0_shadow: u64,
+    cr4_shadow: u64,
+}
+
+// The world switch. `x86_vcpu_vmx_run(gprs, launched)` saves the callee-saved registers
+// and the `gprs` pointer on the stack, writes HOST_RSP, loads the guest's registers and
+// enters the guest (VMLAUNCH, or VMRESUME once launched). A VM exit lands at
+// `x86_vcpu_vmx_exit` (HOST_RIP) with the stack as it was: the guest's registers are
+// stored, the host's restored, and 0 returned. A failed entry returns 1 (VMfailValid: the
+// VM-instruction error field says why) or 2 (VMfailInvalid).
+global_asm!(
+    ".global x86_vcpu_vmx_run",
+    "x86_vcpu_vmx_run:",
+    "push rbp",
+    "push rbx",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    "push rdi",
+    "mov rax, {host_rsp}",
+    "vmwrite rax, rsp",
+    "test rsi, rsi",
+    "mov rax, [rdi + 0]",
+    "mov rcx, [rdi + 8]",
+    "mov rdx, [rdi + 16]",
+    "mov rbx, [rdi + 24]",
+    "mov rbp, [rdi + 40]",
+    "mov rsi, [rdi + 48]",
+    "mov r8, [rdi + 64]",
+    "mov r9, [rdi + 72]",
+    "mov r10, [rdi + 80]",
+    "mov r11, [rdi + 88]",
+    "mov r12, [rdi + 96]",
+    "mov r13, [rdi + 104]",
+    "mov r14, [rdi + 112]",
+    "mov r15, [rdi + 120]",
+    "mov rdi, [rdi + 56]",
+    "jnz 1f",
+    "vmlaunch",
+    "jmp 2f",
+    "1:",
+    "vmresume",
+    "2:",
+    // The entry failed: flags say how. Pops do not change them.
+    "pop rdi",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbx",
+    "pop rbp",
+    "mov eax, 1",
+    "jnc 3f",
+    "mov eax, 2",
+    "3:",
+    "ret",
+    ".global x86_vcpu_vmx_exit",
+    "x86_vcpu_vmx_exit:",
+    "xchg rdi, [rsp]",
+    "mov [rdi + 0], rax",
+    "mov [rdi + 8], rcx",
+    "mov [rdi + 16], rdx",
+    "mov [rdi + 24], rbx",
+    "mov [rdi + 40], rbp",
+    "mov [rdi + 48], rsi",
+    "mov [rdi + 64], r8",
+    "mov [rdi + 72], r9",
+    "mov [rdi + 80], r10",
+    "mov [rdi + 88], r11",
+    "mov [rdi + 96], r12",
+    "mov [rdi + 104], r13",
+    "mov [rdi + 112], r14",
+    "mov [rdi + 120], r15",
+    "pop rax",
+    "mov [rdi + 56], rax",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbx",
+    "pop rbp",
+    "xor eax, eax",
+    "ret",
+    host_rsp = const f::HOST_RSP,
+);
+
+unsafe extern "C" {
+    fn x86_vcpu_vmx_run(gprs: *mut Gprs, launched: u64) -> u64;
+    fn x86_vcpu_vmx_exit();
+}
+
+/// Guest memory reached through the VM's EPT (RAM is identity-mapped in the hypervisor).
+/// Only leaves mapping readable (writable) normal memory are used. The EPT's tables are
+/// never freed while a vCPU of the VM runs (regions are only removed when the VM is
+/// stopped), so the walk reads live tables.
+struct EptMemory {
+    root: u64,
+}
+
+impl EptMemory {
+    /// The host address of `gpa` if its page allows `need`.
+    fn host(&self, gpa: u64, need: MappingFlags) -> Option<u64> {
+        if gpa >> IntelEpt::GPA_BITS != 0 {
+            return None;
+        }
+        let mut table = self.root;
+        for depth in 0..IntelEpt::LEVELS {
+            let shift = 12 + 9 * (IntelEpt::LEVELS - 1 - depth) as u32;
+            let idx = (gpa >> shift) & 0x1ff;
+            // SAFETY: `table` is a live EPT table frame of this VM (see the type's
+            // documentation), identity-mapped; idx < 512.
+            let e = unsafe { ((table + idx * 8) as *const u64).read_volatile() };
+            if !IntelEpt::is_valid(e, depth) {
+                return None;
+            }
+            if IntelEpt::is_table(e, depth) {
+                table = IntelEpt::addr(e).as_usize() as u64;
+                continue;
+            }
+            let flags = IntelEpt::flags(e, depth);
+            if flags.contains(MappingFlags::DEVICE) || !flags.contains(need) {
+                return None;
+            }
+            let mask = (1u64 << shift) - 1;
+            return Some(IntelEpt::addr(e).as_usize() as u64 + (gpa & mask));
+        }
+        None
+    }
+
+    fn each_page(
+        &self,
+        gpa: u64,
+        len: usize,
+        need: MappingFlags,
+        mut f: impl FnMut(u64, usize, usize),
+    ) -> bool {
+        // Check every page first, then act.
+        let mut done = 0;
+        while done < len {
+            let g = gpa.wrapping_add(done as u64);
+            let n = (0x1000 - (g & 0xfff) as usize).min(len - done);
+            if self.host(g, need).is_none() {
+                return false;
+            }
+            done += n;
+        }
+        let mut done = 0;
+        while done < len {
+            let g = gpa + done as u64;
+            let n = (0x1000 - (g & 0xfff) as usize).min(len - done);
+            if let Some(h) = self.host(g, need) {
+                f(h, done, n);
+            }
+            done += n;
+        }
+        true
+    }
+}
+
+impl GuestMemory for EptMemory {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        let len = buf.len();
+        self.each_page(gpa, len, MappingFlags::READ, |h, at, n| {
+            for i in 0..n {
+                // SAFETY: `h..h + n` lies in one page of guest RAM mapped readable in the
+                // VM's EPT; the guest may change it concurrently, hence volatile bytes.
+                buf[at + i] = unsafe { ((h + i as u64) as *const u8).read_volatile() };
+            }
+        })
+    }
+
+    fn write(&self, gpa: u64, buf: &[u8]) -> bool {
+        self.each_page(gpa, buf.len(), MappingFlags::WRITE, |h, at, n| {
+            for i in 0..n {
+                // SAFETY: `h..h + n` lies in one page of guest RAM mapped writable in the
+                // VM's EPT.
+                unsafe { ((h + i as u64) as *mut u8).write_volatile(buf[at + i]) };
+            }
+        })
+    }
+
+    fn writable(&self, gpa: u64, len: usize) -> bool {
+        self.each_page(gpa, len, MappingFlags::WRITE, |_, _, _| {})
+    }
+}
+
+fn vcpu_err(what: &'static str) -> VCpuError {
+    VCpuError::Unsupported(what)
+}
+
+impl VmxVCpu {
+    fn eptp_root(&self) -> u64 {
+        self.eptp & IntelEpt::ADDR_MASK
+    }
+
+    fn paging(&self) -> Paging {
+        Paging {
+            cr0: vmx::read(f::GUEST_CR0),
+            cr3: vmx::read(f::GUEST_CR3),
+            cr4: vmx::read(f::GUEST_CR4),
+            efer: vmx::read(f::GUEST_EFER),
+        }
+    }
+
+    fn advance(&mut self, len: u64) {
+        let rip = vmx::read(f::GUEST_RIP);
+        vmx::write(f::GUEST_RIP, rip.wrapping_add(len));
+        // An instruction completed: no STI / MOV SS blocking is left.
+        let intr = vmx::read(f::GUEST_INTERRUPTIBILITY);
+        if intr & 3 != 0 {
+            vmx::write(f::GUEST_INTERRUPTIBILITY, intr & !3);
+        }
+    }
+
+    fn skip_instruction(&mut self) {
+        let len = vmx::read(f::EXIT_INSTRUCTION_LEN);
+        self.advance(len);
+    }
+
+    /// Injects hardware exception `v` (with error code `code` when it has one) at the
+    /// next entry; RIP stays at the faulting instruction.
+    fn inject(&mut self, v: u8, code: Option<u32>) {
+        vmx::write(
+            f::ENTRY_INTERRUPTION_INFO,
+            u64::from(event::exception(v, code.is_some())),
+        );
+        if let Some(c) = code {
+            vmx::write(f::ENTRY_EXCEPTION_ERROR_CODE, u64::from(c));
+        }
+    }
+
+    /// Loads this vCPU's VMCS on this CPU, writing the host state (and the guest's initial
+    /// state after set-up).
+    fn load(&mut self) -> Result<(), VCpuError> {
+        let caps = vmx::enable().map_err(|_| vcpu_err("VMX cannot be enabled on this CPU"))?;
+        let cpu = axhal::cpu::id();
+        if self.loaded_on != cpu {
+            if !vmx::vmptrld(self.vmcs) {
+                return Err(vcpu_err("VMPTRLD failed"));
+            }
+            self.write_host_state();
+            self.loaded_on = cpu;
+            for (m, v) in msr::SWITCHED.iter().zip(self.switched) {
+                regs::wrmsr(*m, v);
+            }
+        }
+        if self.reset_pending {
+            self.write_controls(&caps.1);
+            self.write_guest_state();
+            self.reset_pending = false;
+            vmx::invvpid(self.vpid);
+        }
+        Ok(())
+    }
+
+    fn write_host_state(&self) {
+        let (cr0, cr3, cr4): (u64, u64, u64);
+        let mut gdtr = [0u8; 10];
+        let mut idtr = [0u8; 10];
+        // SAFETY: reads control registers and descriptor-table registers into locals.
+        unsafe {
+            asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack));
+            asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack));
+            asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+            asm!("sgdt [{}]", in(reg) gdtr.as_mut_ptr(), options(nostack));
+            asm!("sidt [{}]", in(reg) idtr.as_mut_ptr(), options(nostack));
+        }
+        let base = |t: &[u8; 10]| u64::from_le_bytes(t[2..10].try_into().unwrap_or([0; 8]));
+        vmx::write(f::HOST_CR0, cr0);
+        vmx::write(f::HOST_CR3, cr3);
+        vmx::write(f::HOST_CR4, cr4);
+        // axhal's selectors: CS 0x08; DS, ES, SS 0x10; FS, GS null; TR 0x18.
+        vmx::write(f::HOST_CS_SELECTOR, 0x08);
+        for s in [
+            f::HOST_ES_SELECTOR,
+            f::HOST_SS_SELECTOR,
+            f::HOST_DS_SELECTOR,
+        ] {
+            vmx::write(s, 0x10);
+        }
+        vmx::write(f::HOST_FS_SELECTOR, 0);
+        vmx::write(f::HOST_GS_SELECTOR, 0);
+        vmx::write(f::HOST_TR_SELECTOR, 0x18);
+        vmx::write(f::HOST_FS_BASE, 0);
+        vmx::write(f::HOST_GS_BASE, regs::rdmsr(msr::nr::IA32_GS_BASE));
+        vmx::write(f::HOST_TR_BASE, axhal::x86::tss_base());
+        vmx::write(f::HOST_GDTR_BASE, base(&gdtr));
+        vmx::write(f::HOST_IDTR_BASE, base(&idtr));
+        vmx::write(f::HOST_SYSENTER_CS, 0);
+        vmx::write(f::HOST_SYSENTER_ESP, 0);
+        vmx::write(f::HOST_SYSENTER_EIP, 0);
+        vmx::write(f::HOST_PAT, regs::rdmsr(msr::nr::IA32_PAT));
+        vmx::write(f::HOST_EFER, regs::rdmsr(msr::nr::IA32_EFER));
+        vmx::write(f::HOST_RIP, x86_vcpu_vmx_exit as *const () as usize as u64);
+    }
+
+    fn write_controls(&self, c: &crate::caps::Controls) {
+        vmx::write(f::PIN_BASED, u64::from(c.pin));
+        vmx::write(f::PROC_BASED, u64::from(c.proc));
+        vmx::write(f::PROC_BASED2, u64::from(c.proc2));
+        vmx::write(f::EXIT_CONTROLS, u64::from(c.exit));
+        vmx::write(f::ENTRY_CONTROLS, u64::from(c.entry));
+        vmx::write(f::EXCEPTION_BITMAP, 0);
+        vmx::write(f::MSR_BITMAP, &*self.msr_bitmap as *const MsrBitmap as u64);
+        vmx::write(f::EPT_POINTER, self.eptp);
+        vmx::write(f::VPID, u64::from(self.vpid));
+        vmx::write(f::VMCS_LINK_POINTER, u64::MAX);
+        vmx::write(f::CR0_GUEST_HOST_MASK, CR0_OWNED);
+        vmx::write(f::CR4_GUEST_HOST_MASK, CR4_OWNED);
+    }
+
+    /// The entry contract's state (docs/x86.md).
+    fn write_guest_state(&mut self) {
+        let caps = match vmx::caps() {
+            Some(c) => c.0,
+            None => return,
+        };
+        self.cr0_shadow = entry::CR0;
+        self.cr4_shadow = entry::CR4;
+        vmx::write(f::GUEST_CR0, caps.cr0_fixed().apply(entry::CR0));
+        vmx::write(f::GUEST_CR4, caps.cr4_fixed().apply(entry::CR4));
+        vmx::write(f::CR0_READ_SHADOW, entry::CR0);
+        vmx::write(f::CR4_READ_SHADOW, entry::CR4);
+        vmx::write(f::GUEST_CR3, entry::PML4_GPA);
+        vmx::write(f::GUEST_EFER, entry::EFER);
+        vmx::write(f::GUEST_PAT, entry::PAT);
+        vmx::write(f::GUEST_DR7, 0x400);
+        vmx::write(f::GUEST_RFLAGS, entry::RFLAGS);
+        vmx::write(f::GUEST_RIP, self.entry);
+        vmx::write(f::GUEST_RSP, 0);
+        for n in 0..8 {
+            let (sel, lim, ar, base) = f::segment(n);
+            let (s, a, l) = match n {
+                1 => (entry::CODE_SELECTOR, entry::CODE_ACCESS_RIGHTS, 0xffff_ffff),
+                6 => (0, entry::UNUSABLE, 0),
+                7 => (
+                    entry::TSS_SELECTOR,
+                    entry::TSS_ACCESS_RIGHTS,
+                    entry::TSS_LIMIT,
+                ),
+                _ => (entry::DATA_SELECTOR, entry::DATA_ACCESS_RIGHTS, 0xffff_ffff),
+            };
+            vmx::write(sel, u64::from(s));
+            vmx::write(lim, u64::from(l));
+            vmx::write(ar, u64::from(a));
+            vmx::write(base, if n == 7 { entry::TSS_GPA } else { 0 });
+        }
+        vmx::write(f::GUEST_GDTR_BASE, entry::GDT_GPA);
+        vmx::write(f::GUEST_GDTR_LIMIT, u64::from(entry::GDT_LIMIT));
+        vmx::write(f::GUEST_IDTR_BASE, 0);
+        vmx::write(f::GUEST_IDTR_LIMIT, 0);
+        vmx::write(f::GUEST_INTERRUPTIBILITY, 0);
+        vmx::write(f::GUEST_ACTIVITY_STATE, 0);
+        vmx::write(f::ENTRY_INTERRUPTION_INFO, 0);
+        self.launched = false;
+    }
+
+    /// Decodes the exit just taken: `Ok(None)` when the vCPU handled it itself (re-enter),
+    /// `Ok(Some(exit))` for the VMM.
+    fn handle_exit(&mut self) -> Option<VmExit> {
+        let reason_field = vmx::read(f::EXIT_REASON) as u32;
+        let reason = ExitReason::of(reason_field);
+        let qual = vmx::read(f::EXIT_QUALIFICATION);
+        if reason_field & ENTRY_FAILURE != 0 {
+            return Some(VmExit::Unsupported {
+                reason: crate::exit::entry_failure_detail(reason, qual),
+                syndrome: u64::from(reason_field),
+            });
+        }
+        match reason {
+            ExitReason::EXTERNAL_INTERRUPT => {
+                let info = vmx::read(f::EXIT_INTERRUPTION_INFO) as u32;
+                if let Some(v) = event::vector(info) {
+                    axhal::x86::dispatch_vector(v);
+                }
+                Some(VmExit::ExternalInterrupt)
+            }
+            ExitReason::CPUID => {
+                let (leaf, sub) = (self.gprs.0[RAX] as u32, self.gprs.0[RCX] as u32);
+                let r = core::arch::x86_64::__cpuid_count(leaf, sub);
+                let ctx = CpuidContext {
+                    vcpu_index: self.index as u8,
+                    guest_cr4: self.cr4_shadow,
+                    invpcid: vmx::caps().is_some_and(|c| c.1.has(ctl::ENABLE_INVPCID)),
+                };
+                let out = cpuid::filter(leaf, sub, [r.eax, r.ebx, r.ecx, r.edx], &ctx);
+                for (i, v) in [RAX, 3, RCX, RDX].into_iter().zip(out) {
+                    self.gprs.0[i] = u64::from(v);
+                }
+                self.skip_instruction();
+                None
+            }
+            ExitReason::HLT => {
+                self.skip_instruction();
+                Some(VmExit::Halt)
+            }
+            ExitReason::VMCALL => self.vmcall(),
+            ExitReason::RDMSR | ExitReason::WRMSR => {
+                self.msr_access(reason == ExitReason::WRMSR);
+                None
+            }
+            ExitReason::CR_ACCESS => {
+                self.cr_access(CrAccess::decode(qual));
+                None
+            }
+            ExitReason::XSETBV => {
+                self.xsetbv();
+                None
+            }
+            ExitReason::IO_INSTRUCTION => match IoQual::decode(qual) {
+                Some(io) => Some(self.port_io(io)),
+                None => {
+                    self.inject(vector::GP, Some(0));
+                    None
+                }
+            },
+            ExitReason::EPT_VIOLATION => Some(self.ept_violation(qual)),
+            ExitReason::EPT_MISCONFIG => Some(VmExit::Unsupported {
+                reason: "EPT misconfiguration",
+                syndrome: vmx::read(f::GUEST_PHYSICAL_ADDRESS),
+            }),
+            ExitReason::TRIPLE_FAULT => Some(VmExit::SystemReset),
+            ExitReason::MWAIT
+            | ExitReason::MONITOR
+            | ExitReason::RDPMC
+            | ExitReason::INVPCID
+            | ExitReason::RDTSCP
+            | ExitReason::VMCLEAR
+            | ExitReason::VMLAUNCH
+            | ExitReason::VMPTRLD
+            | ExitReason::VMPTRST
+            | ExitReason::VMREAD
+            | ExitReason::VMRESUME
+            | ExitReason::VMWRITE
+            | ExitReason::VMXOFF
+            | ExitReason::VMXON
+            | ExitReason::INVEPT
+            | ExitReason::INVVPID
+            | ExitReason::GETSEC
+            | ExitReason::VMFUNC
+            | ExitReason::ENCLS => {
+                // Hidden in CPUID or not offered: the instruction is undefined for the
+                // guest.
+                self.inject(vector::UD, None);
+                None
+            }
+            ExitReason::INVD | ExitReason::WBINVD | ExitReason::PAUSE => {
+                self.skip_instruction();
+                None
+            }
+            _ => Some(VmExit::Unsupported {
+                reason: reason.name().unwrap_or("unknown exit reason"),
+                syndrome: u64::from(reason.0),
+            }),
+        }
+    }
+
+    fn vmcall(&mut self) -> Option<VmExit> {
+        let nr = self.gprs.0[RAX];
+        let a = [self.gprs.0[RDI], self.gprs.0[RSI], self.gprs.0[RDX]];
+        self.skip_instruction();
+        if let Some(id) = self.vm_id {
+            if let Some(v) = hypercall::fixed_answer(nr, id) {
+                self.gprs.0[RAX] = v;
+                return None;
+            }
+        }
+        Some(match nr {
+            power::SYSTEM_OFF => VmExit::SystemOff,
+            power::SYSTEM_RESET => VmExit::SystemReset,
+            power::CPU_ON => VmExit::CpuUp {
+                target: a[0],
+                entry: GuestPhysAddr::new(a[1] as usize),
+                arg: a[2],
+            },
+            power::CPU_OFF => VmExit::CpuDown,
+            power::CPU_STATUS => VmExit::CpuStatus { target: a[0] },
+            _ => VmExit::Hypercall { nr },
+        })
+    }
+
+    fn msr_access(&mut self, write: bool) {
+        let m = self.gprs.0[RCX] as u32;
+        let efer = vmx::read(f::GUEST_EFER);
+        let ctx = MsrContext {
+            vcpu_index: self.index,
+            efer,
+            paging: self.cr0_shadow & (1 << 31) != 0,
+        };
+        if write {
+            let v = (self.gprs.0[RDX] << 32) | (self.gprs.0[RAX] & 0xffff_ffff);
+            match msr::write(m, v, &ctx) {
+                Ok(MsrWrite::Ignore) => self.skip_instruction(),
+                Ok(MsrWrite::Efer(e)) => {
+                    vmx::write(f::GUEST_EFER, e);
+                    self.skip_instruction();
+                }
+                Err(msr::Gp) => self.inject(vector::GP, Some(0)),
+            }
+        } else {
+            match msr::read(m, &ctx) {
+                Ok(v) => {
+                    self.gprs.0[RAX] = v & 0xffff_ffff;
+                    self.gprs.0[RDX] = v >> 32;
+                    self.skip_instruction();
+                }
+                Err(msr::Gp) => self.inject(vector::GP, Some(0)),
+            }
+        }
+    }
+
+    fn gpr(&self, i: u8) -> u64 {
+        if usize::from(i) == RSP {
+            vmx::read(f::GUEST_RSP)
+        } else {
+            self.gprs.0[usize::from(i & 15)]
+        }
+    }
+
+    fn set_gpr_value(&mut self, i: u8, v: u64) {
+        if usize::from(i) == RSP {
+            vmx::write(f::GUEST_RSP, v);
+        } else {
+            self.gprs.0[usize::from(i & 15)] = v;
+        }
+    }
+
+    /// A guest write to CR0 or CR4 that touched a bit the hypervisor owns, or any CR3
+    /// access on a CPU that forces CR3 exiting.
+    fn cr_access(&mut self, a: CrAccess) {
+        let Some(caps) = vmx::caps().map(|c| c.0) else {
+            return;
+        };
+        match a {
+            CrAccess::Write { cr: 0, gpr } => {
+                let v = self.gpr(gpr);
+                // The guest keeps PE, PG and NE as the entry contract set them; caching
+                // changes (CD, NW) are accepted in the shadow only.
+                if (v ^ self.cr0_shadow) & ((1 << 0) | (1 << 31)) != 0 || v >> 32 != 0 {
+                    self.inject(vector::GP, Some(0));
+                    return;
+                }
+                self.cr0_shadow = v;
+                vmx::write(f::CR0_READ_SHADOW, v);
+                let hw = caps.cr0_fixed().apply(v & !((1 << 29) | (1 << 30)));
+                vmx::write(f::GUEST_CR0, hw);
+                self.skip_instruction();
+            }
+            CrAccess::Write { cr: 4, gpr } => {
+                let v = self.gpr(gpr);
+                if v & CR4_OWNED != 0
+                    || v & (1 << 5) == 0
+                    || !caps.cr4_fixed().accepts(v | vmx::CR4_VMXE)
+                {
+                    self.inject(vector::GP, Some(0));
+                    return;
+                }
+                self.cr4_shadow = v;
+                vmx::write(f::CR4_READ_SHADOW, v);
+                vmx::write(f::GUEST_CR4, caps.cr4_fixed().apply(v));
+                self.skip_instruction();
+            }
+            CrAccess::Write { cr: 3, gpr } => {
+                vmx::write(f::GUEST_CR3, self.gpr(gpr));
+                vmx::invvpid(self.vpid);
+                self.skip_instruction();
+            }
+            CrAccess::Read { cr: 3, gpr } => {
+                let v = vmx::read(f::GUEST_CR3);
+                self.set_gpr_value(gpr, v);
+                self.skip_instruction();
+            }
+            CrAccess::Clts => {
+                self.cr0_shadow &= !(1 << 3);
+                vmx::write(f::CR0_READ_SHADOW, self.cr0_shadow);
+                vmx::write(f::GUEST_CR0, vmx::read(f::GUEST_CR0) & !(1 << 3));
+                self.skip_instruction();
+            }
+            CrAccess::Lmsw(v) => {
+                // LMSW sets MP, EM, TS (and cannot clear PE).
+                let v = (self.cr0_shadow & !0xe) | u64::from(v & 0xe);
+                self.cr0_shadow = v;
+                vmx::write(f::CR0_READ_SHADOW, v);
+                vmx::write(f::GUEST_CR0, (vmx::read(f::GUEST_CR0) & !0xe) | (v & 0xe));
+                self.skip_instruction();
+            }
+            _ => self.inject(vector::UD, None),
+        }
+    }
+
+    /// XSETBV: XCR0 only, x87 always on, AVX only with SSE, bits the CPU supports.
+    fn xsetbv(&mut self) {
+        let idx = self.gprs.0[RCX] as u32;
+        let v = (self.gprs.0[RDX] << 32) | (self.gprs.0[RAX] & 0xffff_ffff);
+        let supported = {
+            let r = core::arch::x86_64::__cpuid_count(0xd, 0);
+            (u64::from(r.edx) << 32) | u64::from(r.eax)
+        };
+        let ok = idx == 0
+            && v & 1 != 0
+            && v & !supported == 0
+            && (v & 4 == 0 || v & 2 != 0)
+            && self.cr4_shadow & (1 << 18) != 0;
+        if !ok {
+            self.inject(vector::GP, Some(0));
+            return;
+        }
+        // SAFETY: the value passed the architectural checks above; XCR0 is the guest's
+        // while it runs and the hypervisor uses no extended state (soft-float).
+        unsafe {
+            asm!("xsetbv", in("ecx") 0u32, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nomem, nostack))
+        };
+        self.skip_instruction();
+    }
+
+    fn port_io(&mut self, io: IoQual) -> VmExit {
+        // String forms (INS/OUTS) are not emulated yet: the guest gets #GP.
+        if io.string {
+            self.inject(vector::GP, Some(0));
+            return VmExit::Unsupported {
+                reason: "string port I/O (INS/OUTS)",
+                syndrome: u64::from(io.port),
+            };
+        }
+        VmExit::Unsupported {
+            reason: "port I/O",
+            syndrome: u64::from(io.port),
+        }
+    }
+
+    fn ept_violation(&mut self, qual: u64) -> VmExit {
+        let v = EptViolation::decode(qual);
+        let gpa = vmx::read(f::GUEST_PHYSICAL_ADDRESS);
+        let access = if v.fetch {
+            MappingFlags::EXECUTE
+        } else if v.write {
+            MappingFlags::WRITE
+        } else {
+            MappingFlags::READ
+        };
+        let fault = VmExit::NestedPageFault {
+            gpa: GuestPhysAddr::new(gpa as usize),
+            access,
+        };
+        if !v.is_data_access() {
+            return fault;
+        }
+        let mem = EptMemory {
+            root: self.eptp_root(),
+        };
+        let paging = self.paging();
+        let mut bytes = [0u8; insn::MAX_INSN_LEN];
+        let rip = vmx::read(f::GUEST_RIP);
+        let cs_ar = vmx::read(f::segment(1).2);
+        let mode = if cs_ar & (1 << 13) != 0 {
+            CpuMode::Long64
+        } else if cs_ar & (1 << 14) != 0 {
+            CpuMode::Protected32
+        } else {
+            CpuMode::Code16
+        };
+        let cs_base = if mode == CpuMode::Long64 {
+            0
+        } else {
+            vmx::read(f::segment(1).3)
+        };
+        let Ok(n) = paging.fetch(&mem, cs_base.wrapping_add(rip), &mut bytes) else {
+            return fault;
+        };
+        let Ok(i) = insn::decode(&bytes[..n], mode) else {
+            return fault;
+        };
+        let width = match i.op.width() {
+            1 => AccessWidth::Byte,
+            2 => AccessWidth::Half,
+            4 => AccessWidth::Word,
+            _ => AccessWidth::Dword,
+        };
+        let gpa = GuestPhysAddr::new(gpa as usize);
+        match i.op {
+            MmioOp::Load {
+                dest, sign_extend, ..
+            } => {
+                self.pending = Some(PendingLoad {
+                    op: i.op,
+                    len: i.len,
+                });
+                VmExit::MmioRead {
+                    gpa,
+                    reg: usize::from(dest.index),
+                    width,
+                    sign_ext: sign_extend,
+                }
+            }
+            MmioOp::StoreReg { src, .. } => {
+                let value = insn::store_value(&i.op, self.gpr(src.index));
+                self.advance(u64::from(i.len));
+                VmExit::MmioWrite { gpa, value, width }
+            }
+            MmioOp::StoreImm { .. } => {
+                let value = insn::store_value(&i.op, 0);
+                self.advance(u64::from(i.len));
+                VmExit::MmioWrite { gpa, value, width }
+            }
+        }
+    }
+}
+
+impl ArchVCpu for VmxVCpu {
+    type CreateConfig = VmxVCpuConfig;
+
+    fn new(vcpu_id: usize, config: VmxVCpuConfig) -> Result<Self, VCpuError> {
+        let (caps, _) =
+            *vmx::enable().map_err(|_| vcpu_err("VMX cannot be enabled on this CPU"))?;
+        let vmcs = vmx::alloc_frame().ok_or(vcpu_err("no memory for a VMCS"))?;
+        // SAFETY: a fresh frame of ours; the revision id goes in its first word.
+        unsafe { (vmcs as *mut u32).write(caps.revision_id()) };
+        // A new VMCS is cleared before its first VMPTRLD.
+        if !vmx::vmclear(vmcs) {
+            return Err(vcpu_err("VMCLEAR of a new VMCS failed"));
+        }
+        Ok(Self {
+            vpid: config.vpid,
+            index: vcpu_id,
+            vm_id: None,
+            vmcs,
+            msr_bitmap: Box::new(MsrBitmap::new()),
+            gprs: Gprs::default(),
+            entry: 0,
+            eptp: 0,
+            start_arg: 0,
+            loaded_on: usize::MAX,
+            launched: false,
+            reset_pending: true,
+            pending: None,
+            switched: [0; 5],
+            cr0_shadow: entry::CR0,
+            cr4_shadow: entry::CR4,
+        })
+    }
+
+    fn set_entry(&mut self, entry: GuestPhysAddr) {
+        self.entry = entry.as_usize() as u64;
+    }
+
+    fn set_stage2_root(&mut self, root: HostPhysAddr) {
+        self.eptp = IntelEpt::eptp(root);
+    }
+
+    fn set_gpr(&mut self, idx: usize, value: u64) {
+        if idx < 16 && idx != RSP {
+            self.gprs.0[idx] = value;
+        }
+    }
+
+    fn setup(&mut self) -> Result<(), VCpuError> {
+        self.gprs = Gprs::default();
+        self.gprs.0[RDI] = self.start_arg;
+        self.pending = None;
+        self.switched = [0; 5];
+        self.reset_pending = true;
+        Ok(())
+    }
+
+    fn run_with<R>(
+        &mut self,
+        mut handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
+    ) -> Result<R, VCpuError> {
+        self.load()?;
+        loop {
+            // SAFETY: this vCPU's VMCS is current on this CPU with complete host, control
+            // and guest state; the world switch saves and restores every host register it
+            // touches, and interrupts are masked (the caller's contract).
+            let r = unsafe { x86_vcpu_vmx_run(&mut self.gprs, u64::from(self.launched)) };
+            if r != 0 {
+                let err = if r == 1 { vmx::instruction_error() } else { 0 };
+                return Err(VCpuError::Hardware(u64::from(err)));
+            }
+            self.launched = true;
+            // A pending injection was delivered (or re-reported on the exit).
+            vmx::write(f::ENTRY_INTERRUPTION_INFO, 0);
+            if let Some(exit) = self.handle_exit() {
+                if let ControlFlow::Break(r) = handle(self, exit) {
+                    return Ok(r);
+                }
+            }
+        }
+    }
+
+    fn complete_mmio_read(&mut self, value: u64) {
+        if let Some(p) = self.pending.take() {
+            if let MmioOp::Load { dest, .. } = p.op {
+                let old = self.gpr(dest.index);
+                self.set_gpr_value(dest.index, insn::apply_load(old, value, &p.op));
+            }
+            self.advance(u64::from(p.len));
+        }
+    }
+
+    fn hypercall_args(&self) -> [u64; 6] {
+        let g = &self.gprs.0;
+        [g[RDI], g[RSI], g[RDX], g[R10], g[R8], g[R9]]
+    }
+
+    fn set_return_value(&mut self, value: u64) {
+        self.gprs.0[RAX] = value;
+    }
+
+    fn inject_data_fault(&mut self, _gpa: GuestPhysAddr) {
+        // x86 has no data abort: an access nothing claims is a #GP(0) at the instruction.
+        self.pending = None;
+        self.inject(vector::GP, Some(0));
+    }
+
+    fn set_vm_id(&mut self, vm_id: u64) {
+        self.vm_id = Some(vm_id);
+    }
+
+    fn put(&mut self) {
+        if self.loaded_on == usize::MAX {
+            return;
+        }
+        for (i, m) in msr::SWITCHED.iter().enumerate() {
+            self.switched[i] = regs::rdmsr(*m);
+        }
+        vmx::vmclear(self.vmcs);
+        self.loaded_on = usize::MAX;
+        self.launched = false;
+    }
+
+    fn vcpu_index(target: u64, count: usize) -> Option<usize> {
+        (target < count as u64).then_some(target as usize)
+    }
+
+    fn set_start_arg(&mut self, arg: u64) {
+        self.start_arg = arg;
+        self.gprs.0[RDI] = arg;
+    }
+
+    fn complete_power(&mut self, reply: PowerReply) {
+        self.gprs.0[RAX] = match reply {
+            PowerReply::Done => 0,
+            PowerReply::AlreadyOn => -4i64 as u64,
+            PowerReply::InvalidTarget => -2i64 as u64,
+            PowerReply::InvalidAddress => -9i64 as u64,
+            PowerReply::Status(PowerState::On) => 0,
+            PowerReply::Status(PowerState::Off) => 1,
+            PowerReply::Status(PowerState::Pending) => 2,
+        };
+    }
+}
+
+impl Drop for VmxVCpu {
+    fn drop(&mut self) {
+        self.put();
+        vmx::free_frame(self.vmcs);
+    }
+}
