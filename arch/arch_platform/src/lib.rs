@@ -12,3 +12,7 @@ pub type Platform = arm_vcpu::ArmPlatform;
 /// The riscv64 VM platform.
 #[cfg(all(target_arch = "riscv64", target_os = "none"))]
 pub type Platform = riscv_vcpu::RiscvPlatform;
+
+/// The x86_64 VM platform (Intel VMX).
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub type Platform = x86_vcpu::VmxPlatform;

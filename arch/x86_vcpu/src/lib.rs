@@ -18,6 +18,8 @@
 //!   VMX instructions.
 //! - `vcpu`: [`VmxVCpu`](crate::VmxVCpu), its VMCS, the world switch (VMLAUNCH/VMRESUME)
 //!   and the exit handling.
+//! - `platform`: [`VmxPlatform`](crate::VmxPlatform), the x86 implementation of
+//!   `axvm::ArchPlatform` (VPIDs, the boot tables as boot data, x86's refusals).
 //!
 //! See `docs/x86.md`.
 #![no_std]
@@ -41,3 +43,7 @@ mod vcpu;
 pub mod vmx;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub use vcpu::{power, VmxVCpu, VmxVCpuConfig};
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+mod platform;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub use platform::{VmxPlatform, VmxPlatformError, VmxVm};
