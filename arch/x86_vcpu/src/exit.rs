@@ -149,6 +149,65 @@ impl IoQual {
     }
 }
 
+/// The address size of an INS/OUTS (VM-exit instruction information bits 9:7), in bytes:
+/// 2, 4 or 8; `None` for an undefined encoding.
+pub fn string_address_size(instruction_info: u32) -> Option<u8> {
+    match (instruction_info >> 7) & 7 {
+        0 => Some(2),
+        1 => Some(4),
+        2 => Some(8),
+        _ => None,
+    }
+}
+
+/// One element of a string I/O instruction done: the new index register (RSI for OUTS,
+/// RDI for INS), the new RCX, and whether the instruction is complete (RIP moves past it;
+/// otherwise the guest executes it again for the next element). `addr_size` is 2, 4 or 8
+/// bytes: the registers count in that width (a 16-bit count keeps the upper bits, a 32-bit
+/// one clears them, as the CPU does). `df` is RFLAGS.DF (count down).
+pub fn string_step(
+    index: u64,
+    rcx: u64,
+    size: u8,
+    df: bool,
+    rep: bool,
+    addr_size: u8,
+) -> (u64, u64, bool) {
+    let step = |v: u64, delta: u64, down: bool| -> u64 {
+        let n = if down {
+            v.wrapping_sub(delta)
+        } else {
+            v.wrapping_add(delta)
+        };
+        match addr_size {
+            2 => (v & !0xffff) | (n & 0xffff),
+            4 => n & 0xffff_ffff,
+            _ => n,
+        }
+    };
+    let index = step(index, u64::from(size), df);
+    if !rep {
+        return (index, rcx, true);
+    }
+    let rcx = step(rcx, 1, true);
+    let left = match addr_size {
+        2 => rcx & 0xffff,
+        4 => rcx & 0xffff_ffff,
+        _ => rcx,
+    };
+    (index, rcx, left == 0)
+}
+
+/// Whether a REP string instruction's count (RCX in `addr_size` bytes) is already 0: the
+/// instruction does nothing.
+pub fn string_count_zero(rcx: u64, addr_size: u8) -> bool {
+    match addr_size {
+        2 => rcx & 0xffff == 0,
+        4 => rcx & 0xffff_ffff == 0,
+        _ => rcx == 0,
+    }
+}
+
 /// The qualification of a control-register access exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrAccess {

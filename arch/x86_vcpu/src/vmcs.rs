@@ -37,6 +37,7 @@ pub mod field {
     pub const EXIT_REASON: u32 = 0x4402;
     pub const EXIT_INTERRUPTION_INFO: u32 = 0x4404;
     pub const EXIT_INSTRUCTION_LEN: u32 = 0x440c;
+    pub const EXIT_INSTRUCTION_INFO: u32 = 0x440e;
     pub const GUEST_ES_LIMIT: u32 = 0x4800;
     pub const GUEST_GDTR_LIMIT: u32 = 0x4810;
     pub const GUEST_IDTR_LIMIT: u32 = 0x4812;

@@ -112,3 +112,35 @@ fn event_encoding() {
     assert_eq!(event::vector(0x8000_0020), Some(0x20));
     assert_eq!(event::vector(0x20), None);
 }
+
+#[test]
+fn string_io_steps() {
+    // outsb, forward, no REP: RSI + 1, done.
+    assert_eq!(
+        string_step(0x1000, 7, 1, false, false, 8),
+        (0x1001, 7, true)
+    );
+    // rep outsw, forward: RSI + 2, RCX - 1, not done until RCX reaches 0.
+    assert_eq!(
+        string_step(0x1000, 3, 2, false, true, 8),
+        (0x1002, 2, false)
+    );
+    assert_eq!(string_step(0x1002, 1, 2, false, true, 8), (0x1004, 0, true));
+    // std; rep insd: RDI - 4.
+    assert_eq!(string_step(0x1000, 2, 4, true, true, 8), (0xffc, 1, false));
+    // 32-bit address size: the registers wrap at 4 GiB and lose their upper halves.
+    assert_eq!(
+        string_step(0xffff_ffff, 0x1_0000_0001, 1, false, true, 4),
+        (0, 0, true)
+    );
+    // 16-bit: the upper bits stay.
+    assert_eq!(
+        string_step(0xabcd_ffff, 0x5555_0001, 1, false, true, 2),
+        (0xabcd_0000, 0x5555_0000, true)
+    );
+    assert!(string_count_zero(0x1_0000_0000, 4));
+    assert!(!string_count_zero(0x1_0000_0000, 8));
+    assert_eq!(string_address_size(2 << 7), Some(8));
+    assert_eq!(string_address_size(1 << 7), Some(4));
+    assert_eq!(string_address_size(3 << 7), None);
+}
