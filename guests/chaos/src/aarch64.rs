@@ -296,6 +296,15 @@ const PSCI_FORBIDDEN: [u64; 8] = [
     0x12, // SYSTEM_RESET2
 ];
 
+/// Hypercall numbers the chaos never makes besides CONSOLE_PUTCHAR: none (PSCI's SYSTEM_OFF and SYSTEM_RESET are not axvisor hypercalls).
+pub const NEVER_CALLED: &[u64] = &[];
+
+/// Whether an access of `len` bytes at `addr` reaches the hypervisor (or the CPU's own
+/// translation) as an access to that address: any address.
+pub fn addressable(_addr: u64, _len: u64) -> bool {
+    true
+}
+
 /// The axvisor hypercall number the hypervisor sees for `grt::hypercall(nr, ..)`, or `None`
 /// when that call is not an axvisor call (it answers NOT_SUPPORTED). The function id is W0
 /// of `0xC600_0000 | nr`: an axvisor call when it stays in the vendor-specific hypervisor

@@ -41,6 +41,9 @@ mod arch;
 #[cfg(target_arch = "riscv64")]
 #[path = "riscv64.rs"]
 mod arch;
+#[cfg(target_arch = "x86_64")]
+#[path = "x86_64.rs"]
+mod arch;
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -235,13 +238,19 @@ static UNDEFINED: AtomicU64 = AtomicU64::new(0);
 static ARMED: AtomicBool = AtomicBool::new(false);
 
 fn on_fault(f: &DataFault) -> FaultAction {
+    record_fault(f.addr, f.syndrome)
+}
+
+/// Counts a data fault at `addr` with `syndrome` while [`ARMED`] and skips the instruction
+/// (grt's data fault handler, and on x86_64 its handler of the other exceptions).
+pub fn record_fault(addr: u64, syndrome: u64) -> FaultAction {
     if !ARMED.load(Ordering::SeqCst) {
         return FaultAction::Fail;
     }
     FAULTS.fetch_add(1, Ordering::SeqCst);
-    FAULT_ADDR.store(f.addr, Ordering::SeqCst);
-    FAULT_SYNDROME.store(f.syndrome, Ordering::SeqCst);
-    if arch::injected(f.syndrome) {
+    FAULT_ADDR.store(addr, Ordering::SeqCst);
+    FAULT_SYNDROME.store(syndrome, Ordering::SeqCst);
+    if arch::injected(syndrome) {
         INJECTED.fetch_add(1, Ordering::SeqCst);
     } else {
         CPU_RAISED.fetch_add(1, Ordering::SeqCst);
@@ -411,7 +420,7 @@ pub fn unclaimed_addr(rng: &mut Rng, len: u64) -> u64 {
     loop {
         let addr = match rng.below(10) {
             0 | 1 => ram_end + rng.below(0x1_0000),
-            2 => grt::RAM_BASE - 1 - rng.below(0x1_0000),
+            2 => grt::RAM_BASE.wrapping_sub(1 + rng.below(0x1_0000)),
             3 | 4 => {
                 let ws = arch::windows();
                 let w = ws[rng.below(ws.len() as u64) as usize];
@@ -430,7 +439,7 @@ pub fn unclaimed_addr(rng: &mut Rng, len: u64) -> u64 {
         } else {
             addr
         };
-        if addr.checked_add(len).is_some() && !claimed(addr, len) {
+        if addr.checked_add(len).is_some() && !claimed(addr, len) && arch::addressable(addr, len) {
             return addr;
         }
     }
@@ -468,7 +477,7 @@ fn unclaimed_op(i: u64, rng: &mut Rng, st: &mut Stats) {
 }
 
 /// The hypercall numbers tried: the real ones, small numbers, 32- and 64-bit values, the
-/// real ones with junk in the upper half. (On aarch64 `grt::hypercall` ORs the number into
+/// real ones with junk in the upper half; never CONSOLE_PUTCHAR or [`arch::NEVER_CALLED`]. (On aarch64 `grt::hypercall` ORs the number into
 /// axvisor's SMCCC range, so most large ones leave it: [`arch::hypercall_function`].)
 fn hypercall_nr(rng: &mut Rng) -> u64 {
     loop {
@@ -479,7 +488,9 @@ fn hypercall_nr(rng: &mut Rng) -> u64 {
             5 => (rng.next() << 32) | (0x100 + rng.below(5)),
             _ => rng.next(),
         };
-        if arch::hypercall_function(nr) != Some(grt::hc::CONSOLE_PUTCHAR) {
+        if arch::hypercall_function(nr) != Some(grt::hc::CONSOLE_PUTCHAR)
+            && !arch::NEVER_CALLED.contains(&nr)
+        {
             return nr;
         }
     }

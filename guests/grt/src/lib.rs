@@ -59,14 +59,15 @@ pub use arch::{hvc_call, hypercall_fid, smc, smc_call, AXVISOR_SMCCC_BASE};
 pub use arch::{TrapFrame, FRAME_SIZE as TRAP_FRAME_SIZE};
 
 /// x86_64: CPUID, MSR access, the instruction-length decoder grt skips faults with, the
-/// selectors of grt's GDT, the console port and axvisor's power hypercall numbers.
+/// selectors of grt's GDT, IDT gates of a guest's own, the console port and axvisor's power
+/// hypercall numbers.
 #[cfg(target_arch = "x86_64")]
 pub mod x86 {
     pub use crate::arch::insn;
     pub use crate::arch::irq_hw::{EXTERNAL_VECTOR_BASE, IPI_VECTOR, TIMER_VECTOR};
     pub use crate::arch::{
-        cpuid, power_hc, read_msr, write_msr, TrapFrame, COM1, KERNEL_CS, KERNEL_DS, VECTOR_PF,
-        VECTOR_UD,
+        cpuid, power_hc, read_msr, set_gate, stub_address, write_msr, TrapFrame, COM1, KERNEL_CS,
+        KERNEL_DS, VECTOR_PF, VECTOR_UD,
     };
 }
 

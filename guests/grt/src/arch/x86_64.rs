@@ -218,8 +218,9 @@ grt_trap_common:
 "#
 );
 
-/// The address of vector `vector`'s stub in `grt_idt_stubs`.
-pub(crate) fn stub_address(vector: u8) -> u64 {
+/// The address of grt's own entry for vector `vector` (its stub in `grt_idt_stubs`), to put
+/// back with [`set_gate`] after a handler of a guest's own.
+pub fn stub_address(vector: u8) -> u64 {
     extern "C" {
         fn grt_idt_stubs();
     }
@@ -238,8 +239,10 @@ fn gate(handler: u64) -> Gate {
     ])
 }
 
-/// Points IDT vector `vector` at `handler` (an interrupt gate), for every vCPU.
-pub(crate) fn set_gate(vector: u8, handler: u64) {
+/// Points IDT vector `vector` at `handler` (an interrupt gate: interrupts off on entry),
+/// for every vCPU. `handler` ends in `iretq` with the CPU's frame as it found it (plus the
+/// error code popped, for the vectors that push one).
+pub fn set_gate(vector: u8, handler: u64) {
     // SAFETY: a single aligned 16-byte slot of the IDT; see `Idt` for who writes it. The
     // volatile write keeps the compiler from deferring it past the code that relies on it.
     unsafe {

@@ -3,8 +3,9 @@
 //! guests fault on on purpose: `mov`, `movzx` / `movsx` / `movsxd`, ALU forms with a memory
 //! operand (`add`/`or`/.../`cmp`, `test`, `xchg`, `inc`/`dec`/`neg`/`not`/`mul`/`div`),
 //! `in`/`out` and the string instructions, `hlt`, `int3`/`int n`, `cpuid`, `rdmsr`/`wrmsr`,
-//! `rdtsc(p)`, `ud2`, the group-7 system instructions (`vmcall`, `lgdt`, ...), moves to and
-//! from control and debug registers, `cmpxchg`, `xadd`, `movnti`, `clflush` and the fences,
+//! `rdtsc(p)`, `ud2`, the group-7 system instructions (`vmcall`, `lgdt`, ...), `getsec`,
+//! the VMX instructions (`vmread`, `invept`, ...), moves to and from control and debug
+//! registers, `cmpxchg`, `xadd`, `movnti`, `clflush` and the fences,
 //! prefetches and multi-byte `nop`s, each with legacy and REX prefixes. Anything else is
 //! `None`: grt then reports the fault instead of guessing.
 
