@@ -39,6 +39,16 @@ pub fn facts() -> HostFacts {
             [Some(*regs), None, None, None],
             Some(1..ndev.saturating_add(1)),
         ),
+        // I/O APIC inputs are global system interrupts gsi_base..gsi_base + lines.
+        Some(IntcInfo::Apic {
+            local,
+            ioapic,
+            gsi_base,
+            lines,
+        }) => (
+            [Some(*local), Some(*ioapic), None, None],
+            Some(*gsi_base..gsi_base.saturating_add(*lines)),
+        ),
         None => ([None; 4], None),
     };
     ranges.extend(
