@@ -197,17 +197,18 @@ fn s5_sleep_type(aml: &[u8]) -> Option<u8> {
     }
 }
 
-/// Powers the machine off: ACPI S5 through the PM1 control registers (QEMU), then Bochs'
-/// shutdown port. Returns if neither worked.
+/// Powers the machine off: Bochs' shutdown port first (Bochs ends with status 0 there, but
+/// takes ACPI S5 for a panic; nothing listens on it elsewhere), then ACPI S5 through the
+/// PM1 control registers (QEMU ends with status 0). Returns if neither worked.
 pub fn power_off() {
+    for &b in b"Shutdown" {
+        outb(0x8900, b);
+    }
     let control = ((SLP_TYP_S5.load(Ordering::Relaxed) as u16 & 7) << 10) | (1 << 13);
     for port in [&PM1A_CNT, &PM1B_CNT] {
         let port = port.load(Ordering::Relaxed) as u16;
         if port != 0 {
             outw(port, control);
         }
-    }
-    for &b in b"Shutdown" {
-        outb(0x8900, b);
     }
 }
