@@ -159,13 +159,21 @@ pub fn set_deadline(tsc: u64) {
 
 fn send_icr(dest: u32, low: u32) {
     if is_x2apic() {
+        // A WRMSR to an x2APIC register does not wait for earlier stores: fence them, so
+        // that the woken CPU sees what it is woken for.
+        // SAFETY: a memory fence has no other effect.
+        unsafe { core::arch::asm!("mfence", "lfence", options(nostack, preserves_flags)) };
         wrmsr(0x830, u64::from(dest) << 32 | u64::from(low));
     } else {
+        // Two register writes: an interrupt handler sending its own IPI in between would
+        // change the destination of this one.
+        let state = crate::irq::save_and_disable();
         write(REG_ICR_HIGH, dest << 24);
         write(REG_ICR_LOW, low);
         while read(REG_ICR_LOW) & ICR_PENDING != 0 {
             core::hint::spin_loop();
         }
+        crate::irq::restore(state);
     }
 }
 
