@@ -2,6 +2,8 @@
 //!
 //! Portable and unit-tested on the host (`cargo test -p x86_vcpu`):
 //! - [`caps`]: the CPU's VMX capability MSRs and the VMCS controls computed from them.
+//! - [`check`]: naming the guest-state, host-state or control field behind a failed VM
+//!   entry.
 //! - [`exit`]: exit reasons, exit qualifications (I/O, CR access, EPT violation),
 //!   VM-instruction errors, event injection encodings.
 //! - [`insn`]: decoding the `mov` forms behind an EPT violation on an MMIO address.
@@ -29,6 +31,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod caps;
+pub mod check;
 pub mod cpuid;
 pub mod entry;
 pub mod exit;
