@@ -299,6 +299,11 @@ const PSCI_FORBIDDEN: [u64; 8] = [
 /// Hypercall numbers the chaos never makes besides CONSOLE_PUTCHAR: none (PSCI's SYSTEM_OFF and SYSTEM_RESET are not axvisor hypercalls).
 pub const NEVER_CALLED: &[u64] = &[];
 
+/// Whether a fault with this syndrome gives the address accessed: every one does.
+pub fn fault_has_address(_syndrome: u64) -> bool {
+    true
+}
+
 /// Whether an access of `len` bytes at `addr` reaches the hypervisor (or the CPU's own
 /// translation) as an access to that address: any address.
 pub fn addressable(_addr: u64, _len: u64) -> bool {

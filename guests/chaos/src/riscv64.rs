@@ -176,6 +176,11 @@ pub fn fixed_value(w: &Window, off: u64, width: u64) -> Option<(u64, u64)> {
 /// Hypercall numbers the chaos never makes besides CONSOLE_PUTCHAR: none (SBI's SRST is not an axvisor hypercall).
 pub const NEVER_CALLED: &[u64] = &[];
 
+/// Whether a fault with this syndrome gives the address accessed: every one does.
+pub fn fault_has_address(_syndrome: u64) -> bool {
+    true
+}
+
 /// Whether an access of `len` bytes at `addr` reaches the hypervisor (or the CPU's own
 /// translation) as an access to that address: any address.
 pub fn addressable(_addr: u64, _len: u64) -> bool {

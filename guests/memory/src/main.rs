@@ -33,6 +33,18 @@ fn rom_fault(f: &DataFault) -> FaultAction {
     }
 }
 
+/// x86_64: the fault for the store is a #GP(0) at the instruction (no address): taken as
+/// the ROM store's.
+#[cfg(target_arch = "x86_64")]
+fn rom_gp(e: &grt::trap::Exception) -> FaultAction {
+    if e.vector == 13 && e.error_code == 0 {
+        ROM_FAULT.store(ROM_BASE, Ordering::SeqCst);
+        FaultAction::Skip
+    } else {
+        FaultAction::Fail
+    }
+}
+
 /// Checks the ROM: it holds this guest's image, and the guest cannot write it (the store
 /// gets a data fault under the VM's `fault` policy, and the ROM keeps its contents).
 fn check_rom() -> Result<(), &'static str> {
@@ -54,9 +66,13 @@ fn check_rom() -> Result<(), &'static str> {
     // SAFETY: as above.
     let before = unsafe { read_volatile(ROM_BASE as *const u64) };
     grt::trap::set_data_fault_handler(Some(rom_fault));
+    #[cfg(target_arch = "x86_64")]
+    grt::trap::set_exception_handler(Some(rom_gp));
     // SAFETY: the ROM is mapped; the store must fault, and the handler skips it.
     unsafe { write_volatile(ROM_BASE as *mut u64, !before) };
     grt::trap::set_data_fault_handler(None);
+    #[cfg(target_arch = "x86_64")]
+    grt::trap::set_exception_handler(None);
     if ROM_FAULT.load(Ordering::SeqCst) != ROM_BASE {
         return Err("a store to the ROM did not fault");
     }

@@ -1,11 +1,15 @@
 //! x86_64: the console 16550 through port I/O (`in`/`out` on 0x3F8..0x400), a second 16550
 //! mapped at [`MMIO_UART`] through `mov` loads and stores of each width and form the
-//! hypervisor must decode, and the accesses nobody claims (a port and an MMIO address
-//! outside every device) under the VM's "fault" policy.
+//! hypervisor must decode, and the accesses nobody claims under the VM's "fault" policy: a
+//! port reads all ones and ignores writes (port I/O has no fault, as on a PC's bus), an
+//! MMIO address gets a #GP(0) at the instruction.
+
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::faults;
 use super::uart16550::{self, LCR, LCR_DLAB, MSR, SCR};
 use grt::check::Checker;
+use grt::trap::{Exception, FaultAction};
 
 /// The second 16550's MMIO base (`configs/vms/x86_64-mmio.toml`).
 const MMIO_UART: usize = 0xc000_0000;
@@ -17,6 +21,7 @@ pub fn run(c: &mut Checker) {
     uart16550::check(c, &uart16550::Mmio(MMIO_UART));
     grt::println!("mmio: the 16550 at {MMIO_UART:#x}: checked");
     loads_and_stores(c);
+    unclaimed(c);
     let (n, _, _) = faults::seen();
     c.eq("data faults during the checks", n, 0);
     grt::trap::set_data_fault_handler(None);
@@ -213,4 +218,93 @@ fn loads_and_stores(c: &mut Checker) {
     let lcr = r8(LCR);
     w8(LCR, saved_lcr);
     c.eq("LCR through a dword store", lcr, 0x83);
+}
+
+/// COM2's ports: no device of this VM.
+const UNCLAIMED_PORT: u16 = 0x2f8;
+/// Right past the MMIO 16550's window: nothing of this VM.
+const UNCLAIMED_MMIO: usize = MMIO_UART + 0x1000;
+
+/// #GP(0)s taken by [`on_gp`], and the last one's RIP.
+static GPS: AtomicU64 = AtomicU64::new(0);
+static GP_RIP: AtomicU64 = AtomicU64::new(0);
+
+fn on_gp(e: &Exception) -> FaultAction {
+    if e.vector != 13 || e.error_code != 0 {
+        return FaultAction::Fail;
+    }
+    GPS.store(GPS.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
+    GP_RIP.store(e.rip, Ordering::SeqCst);
+    FaultAction::Skip
+}
+
+/// Runs `access`, which must raise exactly one #GP(0), inside the image.
+fn expect_gp(c: &mut Checker, what: &str, access: impl FnOnce()) {
+    let before = GPS.load(Ordering::SeqCst);
+    access();
+    if c.eq(
+        format_args!("{what}: #GP(0)s"),
+        GPS.load(Ordering::SeqCst) - before,
+        1,
+    ) {
+        let rip = GP_RIP.load(Ordering::SeqCst);
+        c.ok(
+            format_args!("{what}: RIP {rip:#x} inside the image"),
+            (grt::IMAGE_BASE..grt::image_end()).contains(&rip),
+        );
+    }
+}
+
+/// The accesses nobody claims: COM2's ports read all ones at every width and take writes
+/// without a fault; loads and stores right past the 16550's window each get one #GP(0),
+/// and a load's destination keeps its value.
+fn unclaimed(c: &mut Checker) {
+    // SAFETY: a port of no device of this VM: the hypervisor answers reads with all ones
+    // and drops writes.
+    let (b, w, l) = unsafe {
+        grt::pio::outb(UNCLAIMED_PORT, 0x55);
+        grt::pio::outw(UNCLAIMED_PORT, 0x55aa);
+        grt::pio::outl(UNCLAIMED_PORT, 0x1234_5678);
+        (
+            grt::pio::inb(UNCLAIMED_PORT),
+            grt::pio::inw(UNCLAIMED_PORT),
+            grt::pio::inl(UNCLAIMED_PORT),
+        )
+    };
+    c.eq("unclaimed port: 8-bit read", b, 0xff);
+    c.eq("unclaimed port: 16-bit read", w, 0xffff);
+    c.eq("unclaimed port: 32-bit read", l, 0xffff_ffff);
+
+    grt::trap::set_exception_handler(Some(on_gp));
+    const JUNK: u64 = 0x0123_4567_89ab_cdef;
+    let mut kept = 0;
+    expect_gp(c, "unclaimed MMIO 32-bit load", || {
+        // SAFETY: nothing of the VM is at the address: the load raises #GP(0), which
+        // `on_gp` skips; only `kept` is written.
+        unsafe {
+            core::arch::asm!(
+                "mov {v:e}, dword ptr [{a}]",
+                v = inout(reg) JUNK => kept,
+                a = in(reg) UNCLAIMED_MMIO,
+                options(nostack, preserves_flags)
+            )
+        };
+    });
+    c.eq("unclaimed MMIO load: destination unchanged", kept, JUNK);
+    expect_gp(c, "unclaimed MMIO 8-bit store", || {
+        // SAFETY: as above; nothing is written.
+        unsafe { grt::mmio::write8(UNCLAIMED_MMIO + 3, 0x5a) };
+    });
+    expect_gp(c, "unclaimed MMIO 64-bit store of an immediate", || {
+        // SAFETY: as above.
+        unsafe {
+            core::arch::asm!(
+                "mov qword ptr [{a}], 0x77",
+                a = in(reg) UNCLAIMED_MMIO + 0x800,
+                options(nostack)
+            )
+        };
+    });
+    grt::trap::set_exception_handler(None);
+    grt::println!("mmio: unclaimed port and MMIO accesses: checked");
 }
