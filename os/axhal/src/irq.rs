@@ -13,7 +13,7 @@ pub enum IrqSource {
     Timer,
     /// An inter-processor interrupt from another CPU.
     Ipi,
-    /// A device interrupt with its controller number.
+    /// A device interrupt with its controller number (GIC INTID, PLIC source, x86 GSI).
     Device(usize),
 }
 
@@ -78,14 +78,16 @@ pub(crate) fn dispatch(src: IrqSource) {
 
 /// Takes device interrupt `irq` on logical CPU `cpu` only (a device given to a guest: its
 /// interrupt comes to the CPU of the vCPU that handles it). aarch64: a GIC SPI routed to
-/// that CPU; riscv64: a PLIC source enabled for that hart's S-mode context and no other.
+/// that CPU; riscv64: a PLIC source enabled for that hart's S-mode context and no other;
+/// x86_64: the I/O APIC input (GSI) sent to that CPU's local APIC.
 /// It stays masked or unmasked as it was ([`set_device_enabled`]).
 pub fn route_device(irq: usize, cpu: usize) {
     arch::route_device_irq(irq, cpu)
 }
 
 /// Unmasks or masks device interrupt `irq` at the host's interrupt controller. aarch64: the
-/// SPI's enable bit at the distributor; riscv64: the PLIC source's priority (1 or 0). A
+/// SPI's enable bit at the distributor; riscv64: the PLIC source's priority (1 or 0);
+/// x86_64: the mask bit of the I/O APIC input's redirection entry. A
 /// level-triggered device that asserts its line while masked interrupts once unmasked.
 pub fn set_device_enabled(irq: usize, enabled: bool) {
     arch::set_device_irq_enabled(irq, enabled)
