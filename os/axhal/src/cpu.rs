@@ -1,7 +1,8 @@
 //! CPU identity and bring-up.
 //!
-//! CPUs are numbered 0.. in device-tree order ("logical ids"); the boot CPU is whichever the
-//! firmware started (on riscv64 OpenSBI may pick any hart).
+//! CPUs are numbered 0.. in device-tree order ("logical ids"; on x86_64 in the order of the
+//! MADT's enabled local APICs); the boot CPU is whichever the firmware started (on riscv64
+//! OpenSBI may pick any hart).
 
 use crate::{arch, platform};
 
@@ -11,7 +12,8 @@ pub fn id() -> usize {
     arch::cpu_id()
 }
 
-/// Number of CPUs the hypervisor manages (the DTB's, capped at `axconfig::MAX_CPUS`).
+/// Number of CPUs the hypervisor manages (the DTB's or MADT's, capped at
+/// `axconfig::MAX_CPUS`).
 pub fn count() -> usize {
     platform::info().cpus.len()
 }
