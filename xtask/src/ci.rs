@@ -117,7 +117,7 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
             cmd.args(["--all-targets", "--", "-D", "warnings"]);
             util::run(cmd)
         })?;
-        for arch in Arch::SUPPORTED {
+        for arch in Arch::ALL {
             steps.run(&format!("clippy ({arch})"), || {
                 let mut cmd = util::cargo();
                 cmd.args(["clippy", "-p", image::HYPERVISOR_PACKAGE, "--target"])
@@ -126,7 +126,7 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
                 util::run(cmd)
             })?;
         }
-        for arch in Arch::SUPPORTED {
+        for arch in Arch::ALL {
             steps.run(&format!("clippy guests ({arch})"), || {
                 let mut cmd = guests::cargo("clippy", arch);
                 cmd.args(["--", "-D", "warnings"]);
@@ -150,7 +150,7 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
     // One image per (architecture, VMs) the runnable scenarios boot; the full run also
     // builds every architecture's plain image. Guests first: the images with VMs embed them.
     let plain: &[Arch] = match filter {
-        None => &Arch::SUPPORTED,
+        None => &Arch::ALL,
         Some(_) => &[],
     };
     let plan = vmset::build_plan(

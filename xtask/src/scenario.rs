@@ -764,9 +764,6 @@ mod tests {
         let e = error_of("arch = \"riscv64\"\ngic = 3\nexpect = [\"x\"]\n");
         assert!(e.contains("applies only to aarch64"), "{e}");
 
-        let e = error_of("arch = \"x86_64\"\nexpect = [\"x\"]\n");
-        assert!(e.contains("not yet supported"), "{e}");
-
         let e = error_of("arch = \"aarch64\"\ncpus = 0\nexpect = [\"x\"]\n");
         assert!(e.contains("cpus must be between"), "{e}");
 

@@ -112,13 +112,17 @@ fn platform_facts(name: &str) -> Result<HostFacts> {
 }
 
 /// The default platform of a config file: `qemu-virt-<arch>` when its name starts with
-/// `aarch64-` or `riscv64-`.
+/// `aarch64-` or `riscv64-`, `x86_64-pc` when it starts with `x86_64-`.
 fn default_platform(file: &Path) -> Option<String> {
     let name = file.file_name()?.to_str()?;
-    ["aarch64", "riscv64"]
-        .into_iter()
-        .find(|arch| name.starts_with(&format!("{arch}-")))
-        .map(|arch| format!("qemu-virt-{arch}"))
+    [
+        ("aarch64", "qemu-virt-aarch64"),
+        ("riscv64", "qemu-virt-riscv64"),
+        ("x86_64", "x86_64-pc"),
+    ]
+    .into_iter()
+    .find(|(arch, _)| name.starts_with(&format!("{arch}-")))
+    .map(|(_, platform)| platform.to_owned())
 }
 
 /// Runs `cargo xtask vmconfig ...`.
@@ -388,6 +392,20 @@ mod tests {
             Some("qemu-virt-riscv64")
         );
         assert_eq!(default_platform(Path::new("invalid-example.toml")), None);
+        let pc = platform_facts("x86_64-pc").unwrap();
+        assert_eq!(pc.irq_lines, Some(0..24));
+        assert_eq!(
+            pc.used_by_host(0x8000, 0x9000).map(|r| r.what),
+            Some(HostUse::FirmwareReserved)
+        );
+        assert_eq!(
+            pc.used_by_host(0xfee0_0000, 0xfee0_1000).map(|r| r.what),
+            Some(HostUse::InterruptController)
+        );
+        assert_eq!(
+            default_platform(Path::new("configs/vms/x86_64-hello.toml")).as_deref(),
+            Some("x86_64-pc")
+        );
     }
 
     /// The bug of issue 10: an identity map over the hypervisor's own RAM passed the check.
