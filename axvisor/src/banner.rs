@@ -58,19 +58,27 @@ pub fn print() {
             ioapic,
             gsi_base,
             lines,
-        }) => println!(
-            "  interrupt controller: APIC (local APICs {:#x}, I/O APIC {:#x} with GSIs {}..{})",
-            local.start,
-            ioapic.start,
-            gsi_base,
-            gsi_base.saturating_add(*lines)
-        ),
+        }) => {
+            let local: alloc::string::String = if info.cpus.iter().all(|c| c.x2apic) {
+                "x2APIC mode".into()
+            } else {
+                alloc::format!("xAPIC mode at {:#x}", local.start)
+            };
+            println!(
+                "  interrupt controller: APIC (local APICs in {local}, I/O APIC {:#x} with GSIs {}..{})",
+                ioapic.start,
+                gsi_base,
+                gsi_base.saturating_add(*lines)
+            )
+        }
         None => println!("  interrupt controller: none found"),
     }
-    // riscv64 guests get Sstc exactly when every hart has it.
+    // riscv64 guests get Sstc exactly when every hart has it; x86_64 names its timer's mode.
     let guest_timer = match os::ARCH {
         "riscv64" if info.cpus.iter().all(|c| c.isa_sstc) => ", Sstc (guests use vstimecmp)",
         "riscv64" => ", no Sstc (guest timers emulated on SBI set_timer)",
+        "x86_64" if info.cpus.iter().all(|c| c.tsc_deadline) => ", TSC-deadline APIC timer",
+        "x86_64" => ", one-shot APIC timer",
         _ => "",
     };
     println!(

@@ -55,6 +55,12 @@ pub struct CpuInfo {
     pub isa_sstc: bool,
     /// riscv64: the PLIC context that delivers S-mode external interrupts to this hart.
     pub plic_s_context: Option<usize>,
+    /// x86_64: the local APIC runs in x2APIC mode (CPUID has it), else xAPIC. Taken from
+    /// the boot CPU's CPUID for every CPU.
+    pub x2apic: bool,
+    /// x86_64: the APIC timer runs in TSC-deadline mode (CPUID has it), else one-shot.
+    /// Taken from the boot CPU's CPUID for every CPU.
+    pub tsc_deadline: bool,
 }
 
 /// The interrupt controller and where its register frames are.
@@ -363,7 +369,7 @@ impl PlatformInfo {
                 intc_phandle,
                 isa_h: isa_has(isa, "h"),
                 isa_sstc: isa_has(isa, "sstc"),
-                plic_s_context: None,
+                ..CpuInfo::default()
             };
             if cpus.try_push(cpu).is_err() {
                 cpus_ignored += 1;

@@ -62,12 +62,17 @@ extern "C" fn axhal_primary_init(magic: u32, mb_info: usize) -> ! {
     let mut reserved = RangeList::new();
     // The real-mode IVT, BIOS data, EBDA, the trampoline page, option ROMs and the BIOS.
     let _ = reserved.try_push(MemRange::new(0, 1 << 20));
+    let mut cpus = facts.cpus;
+    for c in &mut cpus {
+        c.x2apic = apic::is_x2apic();
+        c.tsc_deadline = apic::is_tsc_deadline();
+    }
     let info = PlatformInfo {
         dtb: MemRange::default(),
         model: facts.model,
         memory,
         reserved,
-        cpus: facts.cpus,
+        cpus,
         cpus_ignored: facts.cpus_ignored,
         intc: Some(IntcInfo::Apic {
             local: MemRange::new(facts.lapic_base, 0x1000),
