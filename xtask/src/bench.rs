@@ -29,9 +29,9 @@ use clap::{Args, ValueEnum};
 
 use crate::arch::{Arch, Gic, MemSize};
 use crate::qemu::{EmulatorCommand, Machine};
-use crate::scenario::{self, Scenario, Status, DEFAULT_FAIL_ON};
+use crate::scenario::{self, Emulator, Scenario, Status, DEFAULT_FAIL_ON};
 use crate::vmset::VmSet;
-use crate::{image, setup, util};
+use crate::{bochs, image, setup, util};
 
 /// What the hypervisor prints when it cannot run VMs on an architecture yet.
 pub const NOT_SUPPORTED: &str = "VMs are not supported";
@@ -212,11 +212,20 @@ impl VmBench<'_> {
         fail_on.push(format!("vm {vm}: stopped"));
         fail_on.push(format!("vm {vm}: cannot"));
         let gic_label = gic.map_or(String::new(), |g| format!("-gicv{}", g.number()));
+        // QEMU counts instructions with `-icount`; under Bochs (x86_64) the TSC does.
+        let emulator = Emulator::for_vms(self.arch);
+        let (cpu_model, extra_args) = match emulator {
+            Emulator::Qemu => (None, self.icount.iter().map(|s| (*s).to_owned()).collect()),
+            Emulator::Bochs => (Some(bochs::DEFAULT_CPU_MODEL.to_owned()), Vec::new()),
+        };
         Ok(Scenario {
             name: format!("{vm}-{}{gic_label}-run{index}", self.arch),
             path: util::repo_root().join(&self.config),
             machine,
-            extra_args: self.icount.iter().map(|s| (*s).to_owned()).collect(),
+            emulator,
+            cpu_model,
+            boot_args: None,
+            extra_args,
             timeout: TIMEOUT,
             expect: vec![
                 format!("vm {vm}: created"),

@@ -4,6 +4,7 @@
 
 mod arch;
 mod bench;
+mod bochs;
 mod ci;
 mod fuzz;
 mod guests;
@@ -43,7 +44,7 @@ enum Command {
     Setup,
     /// Build the test guests and the hypervisor image for one architecture.
     Build(BuildArgs),
-    /// Build the hypervisor and boot it in QEMU with the console on this terminal.
+    /// Build the hypervisor and boot it in QEMU (or Bochs) with the console on this terminal.
     Run(RunArgs),
     /// Run everything CI runs: fmt, clippy, unit tests, image builds, scenarios.
     Test(TestArgs),
@@ -80,6 +81,9 @@ struct RunArgs {
     /// Target architecture.
     #[arg(long, value_enum, default_value_t = Arch::Aarch64)]
     arch: Arch,
+    /// The emulator: QEMU, or Bochs (x86_64 only; the one with VMX).
+    #[arg(long, value_enum, default_value_t = scenario::Emulator::Qemu)]
+    emulator: scenario::Emulator,
     /// Number of emulated CPUs.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=qemu::MAX_CPUS as i64))]
     cpus: u32,
@@ -147,6 +151,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Run(args) => {
             let machine = qemu::Machine::new(args.arch, args.cpus, args.gic, args.mem)?;
+            args.emulator.check(args.arch)?;
+            if args.emulator == scenario::Emulator::Bochs && args.gdb {
+                anyhow::bail!(
+                    "--gdb needs QEMU (Debian's Bochs has its own debugger, no gdb stub)"
+                );
+            }
             let demo = demo_vms(args.arch);
             let chosen = match (args.no_vms, args.vms.is_empty()) {
                 (true, _) => &Vec::new(),
@@ -156,6 +166,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let vms = VmSet::from_cli(chosen)?;
             setup::ensure()?;
             let image = image::build(args.arch, &vms)?;
+            if args.emulator == scenario::Emulator::Bochs {
+                let config = bochs::Config {
+                    cpu_model: bochs::DEFAULT_CPU_MODEL.to_owned(),
+                    cpus: machine.cpus,
+                    megs: bochs::megs(&machine.mem)?,
+                };
+                let log = util::target_dir().join("bochs").join("run.bochs.log");
+                let prepared =
+                    bochs::Prepared::new(config, &image.boot, args.append.as_deref(), &log)?;
+                return bochs::run_interactive(prepared);
+            }
             let mut extra = Vec::new();
             if let Some(a) = args.append {
                 extra.extend(["-append".to_owned(), a]);

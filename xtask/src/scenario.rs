@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::arch::{Arch, Gic, MemSize};
+use crate::bochs;
 use crate::matcher::{clean_line, Matcher, Missing, Verdict};
 use crate::qemu::{self, Console, EmulatorCommand, Machine};
 use crate::util;
@@ -44,6 +45,50 @@ pub fn log_dir() -> PathBuf {
     util::target_dir().join("scenarios")
 }
 
+/// Which emulator boots a scenario (or `cargo xtask run`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Emulator {
+    /// QEMU (TCG): every architecture.
+    #[default]
+    Qemu,
+    /// Bochs with Intel VMX (x86_64 only): see [`bochs`].
+    Bochs,
+}
+
+impl Emulator {
+    /// The emulator's name as written on the command line and in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Emulator::Qemu => "qemu",
+            Emulator::Bochs => "bochs",
+        }
+    }
+
+    /// The emulator that can run VMs on `arch`: Bochs on x86_64 (QEMU's TCG has no VMX),
+    /// QEMU elsewhere.
+    pub fn for_vms(arch: Arch) -> Emulator {
+        match arch {
+            Arch::X86_64 => Emulator::Bochs,
+            Arch::Aarch64 | Arch::Riscv64 => Emulator::Qemu,
+        }
+    }
+
+    /// Fails unless this emulator can boot `arch`.
+    pub fn check(self, arch: Arch) -> Result<()> {
+        if self == Emulator::Bochs && arch != Arch::X86_64 {
+            bail!("the bochs emulator runs only x86_64, not {arch}");
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A scenario file exactly as written (see `docs/testing.md`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +96,13 @@ struct ScenarioFile {
     /// Defaults to the file stem.
     name: Option<String>,
     arch: Arch,
+    /// Defaults to QEMU.
+    #[serde(default)]
+    emulator: Emulator,
+    /// Bochs only: `cpu: model=`; defaults to [`bochs::DEFAULT_CPU_MODEL`].
+    cpu_model: Option<String>,
+    /// The hypervisor's command line (QEMU `-append`, ISOLINUX `APPEND` after the kernel).
+    boot_args: Option<String>,
     #[serde(default = "default_cpus")]
     cpus: u32,
     /// aarch64 only; defaults to 2 there.
@@ -94,7 +146,13 @@ pub struct Scenario {
     pub path: PathBuf,
     /// The emulated machine.
     pub machine: Machine,
-    /// Extra emulator arguments, appended to the generated command line.
+    /// The emulator that boots it.
+    pub emulator: Emulator,
+    /// Bochs' CPU model (`None` with QEMU).
+    pub cpu_model: Option<String>,
+    /// The hypervisor's command line, if any.
+    pub boot_args: Option<String>,
+    /// Extra emulator arguments, appended to the generated command line (QEMU only).
     pub extra_args: Vec<String>,
     /// Time limit from the emulator's start.
     pub timeout: Duration,
@@ -146,6 +204,14 @@ impl Scenario {
         }
         let machine = Machine::new(file.arch, file.cpus, file.gic, file.mem)
             .context("fields `arch`, `cpus`, `gic`")?;
+        let cpu_model = emulator_fields(file.emulator, &machine, file.cpu_model, &file.extra_args)?;
+        if file
+            .boot_args
+            .as_deref()
+            .is_some_and(|a| a.contains(['\n', '\r']))
+        {
+            bail!("field `boot_args`: one line");
+        }
         if !(1..=MAX_TIMEOUT_SECS).contains(&file.timeout_secs) {
             bail!(
                 "field `timeout_secs`: must be between 1 and {MAX_TIMEOUT_SECS}, not {}",
@@ -179,6 +245,9 @@ impl Scenario {
             name,
             path: path.to_owned(),
             machine,
+            emulator: file.emulator,
+            cpu_model,
+            boot_args: file.boot_args,
             extra_args: file.extra_args,
             timeout: Duration::from_secs(file.timeout_secs),
             expect: file.expect,
@@ -193,6 +262,42 @@ impl Scenario {
     /// The image this scenario boots: its architecture with its VMs.
     pub fn image_key(&self) -> ImageKey {
         (self.machine.arch, self.vms.clone())
+    }
+}
+
+/// Checks the fields that depend on the emulator and returns the CPU model (Bochs' own,
+/// `None` for QEMU).
+fn emulator_fields(
+    emulator: Emulator,
+    machine: &Machine,
+    cpu_model: Option<String>,
+    extra_args: &[String],
+) -> Result<Option<String>> {
+    emulator.check(machine.arch).context("field `emulator`")?;
+    match emulator {
+        Emulator::Bochs => {
+            let model = cpu_model.unwrap_or_else(|| bochs::DEFAULT_CPU_MODEL.to_owned());
+            if model.is_empty() || !model.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                bail!("field `cpu_model`: {model:?} is not a Bochs CPU model name");
+            }
+            bochs::megs(&machine.mem).context("field `mem`")?;
+            if !extra_args.is_empty() {
+                bail!(
+                    "field `extra_args`: these are QEMU arguments; a bochs scenario takes \
+                     `cpu_model` and `boot_args`"
+                );
+            }
+            Ok(Some(model))
+        }
+        Emulator::Qemu => {
+            if cpu_model.is_some() {
+                bail!(
+                    "field `cpu_model`: Bochs only (a QEMU scenario gives \
+                     `extra_args = [\"-cpu\", ...]`)"
+                );
+            }
+            Ok(None)
+        }
     }
 }
 
@@ -372,14 +477,173 @@ impl std::fmt::Display for Failure {
 
 /// Which stream a console line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stream {
+pub(crate) enum Stream {
+    /// The guest console (QEMU's standard output, Bochs' serial file).
     Stdout,
+    /// The emulator's own messages.
     Stderr,
 }
 
-enum Event {
+/// What the threads reading a running emulator report.
+pub(crate) enum Event {
+    /// One line of a stream, cleaned of terminal control sequences.
     Line(Stream, String),
+    /// The stream has ended.
     Closed(Stream),
+}
+
+/// What a scenario run starts: a QEMU command line, or Bochs booting an ISO of the image.
+#[derive(Debug)]
+pub(crate) enum Launch {
+    /// QEMU with this command line.
+    Qemu(EmulatorCommand),
+    /// Bochs with this machine, the image's ISO made with these boot arguments, and its
+    /// log in this file.
+    Bochs {
+        config: bochs::Config,
+        boot_args: Option<String>,
+        log: PathBuf,
+    },
+}
+
+impl Launch {
+    /// How `scenario` boots `image`; Bochs logs next to the console log `log_path`.
+    fn for_scenario(scenario: &Scenario, image: &Path, log_path: &Path) -> Result<Launch> {
+        Ok(match scenario.emulator {
+            Emulator::Qemu => {
+                let mut extra = Vec::new();
+                if let Some(args) = &scenario.boot_args {
+                    extra.extend(["-append".to_owned(), args.clone()]);
+                }
+                extra.extend(scenario.extra_args.iter().cloned());
+                Launch::Qemu(qemu::emulator_command(
+                    &scenario.machine,
+                    image,
+                    Console::Captured,
+                    &extra,
+                ))
+            }
+            Emulator::Bochs => Launch::Bochs {
+                config: bochs::Config {
+                    cpu_model: scenario
+                        .cpu_model
+                        .clone()
+                        .unwrap_or_else(|| bochs::DEFAULT_CPU_MODEL.to_owned()),
+                    cpus: scenario.machine.cpus,
+                    megs: bochs::megs(&scenario.machine.mem)?,
+                },
+                boot_args: scenario.boot_args.clone(),
+                log: log_path.with_extension("bochs.log"),
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Launch::Qemu(cmd) => write!(f, "{cmd}"),
+            Launch::Bochs {
+                config,
+                boot_args,
+                log,
+            } => {
+                write!(
+                    f,
+                    "bochs, cpu {} x{}, {} MiB, booting an ISOLINUX ISO of the image",
+                    config.cpu_model, config.cpus, config.megs
+                )?;
+                if let Some(args) = boot_args {
+                    write!(f, " with {args:?}")?;
+                }
+                write!(f, " (bochs log {})", log.display())
+            }
+        }
+    }
+}
+
+/// A started emulator and the threads reading its output.
+enum Running {
+    /// QEMU: its console is its standard output.
+    Qemu {
+        child: Child,
+        readers: Vec<std::thread::JoinHandle<()>>,
+    },
+    /// Bochs under `script`, its console a file.
+    Bochs(bochs::Session),
+}
+
+impl Running {
+    /// Starts `launch` for `image`; events arrive on `tx`'s channel.
+    fn start(launch: &Launch, image: &Path, tx: mpsc::Sender<Event>) -> Result<Running, Failure> {
+        use std::os::unix::process::CommandExt;
+        match launch {
+            Launch::Qemu(cmd) => {
+                let mut command = cmd.to_command();
+                command
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .process_group(0);
+                let mut child = command
+                    .spawn()
+                    .map_err(|e| Failure::Start(format!("could not start {}: {e}", cmd.program)))?;
+                let readers = [
+                    child
+                        .stdout
+                        .take()
+                        .map(|s| (Stream::Stdout, Box::new(s) as Box<dyn Read + Send>)),
+                    child
+                        .stderr
+                        .take()
+                        .map(|s| (Stream::Stderr, Box::new(s) as Box<dyn Read + Send>)),
+                ]
+                .into_iter()
+                .flatten()
+                .map(|(stream, pipe)| {
+                    let tx = tx.clone();
+                    std::thread::spawn(move || read_lines(stream, pipe, &tx))
+                })
+                .collect();
+                Ok(Running::Qemu { child, readers })
+            }
+            Launch::Bochs {
+                config,
+                boot_args,
+                log,
+            } => {
+                let start = || {
+                    let prepared =
+                        bochs::Prepared::new(config.clone(), image, boot_args.as_deref(), log)?;
+                    bochs::Session::start(prepared, &tx, true)
+                };
+                start()
+                    .map(Running::Bochs)
+                    .map_err(|e| Failure::Start(format!("{e:#}")))
+            }
+        }
+    }
+
+    /// Waits for the emulator to exit until `deadline`; `None` if it is still running.
+    fn wait_until(&mut self, deadline: Instant) -> Option<ExitStatus> {
+        match self {
+            Running::Qemu { child, .. } => wait_until(child, deadline),
+            Running::Bochs(session) => session.wait_until(deadline),
+        }
+    }
+
+    /// Stops the emulator (if it still runs) and waits for the reading threads.
+    fn stop(self) {
+        match self {
+            Running::Qemu { mut child, readers } => {
+                stop(&mut child);
+                for reader in readers {
+                    let _ = reader.join();
+                }
+            }
+            Running::Bochs(session) => session.stop(),
+        }
+    }
 }
 
 /// The console as recorded: the full log on disk and the last lines in memory.
@@ -424,13 +688,17 @@ impl Transcript {
 /// Boots one scenario and decides its outcome.
 fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
     let start = Instant::now();
-    let cmd = qemu::emulator_command(
-        &scenario.machine,
-        image,
-        Console::Captured,
-        &scenario.extra_args,
-    );
     let log_path = logs.join(format!("{}.log", scenario.name));
+    let launch = match Launch::for_scenario(scenario, image, &log_path) {
+        Ok(launch) => launch,
+        Err(e) => {
+            return Outcome {
+                name: scenario.name.clone(),
+                status: Status::Failed,
+                report: format!("FAIL {}\n  reason: {e:#}\n", scenario.name),
+            }
+        }
+    };
     let mut matcher = Matcher::new(
         &scenario.expect,
         &scenario.expect_unordered,
@@ -438,7 +706,7 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
     );
     let (result, tail) = match Transcript::create(&log_path) {
         Ok(mut transcript) => {
-            let result = drive(scenario, image, &cmd, &mut matcher, &mut transcript);
+            let result = drive(scenario, image, &launch, &mut matcher, &mut transcript);
             let (tail, write_error) = transcript.finish();
             let result = match (result, write_error) {
                 (Ok(()), Some(e)) => Err(Failure::Start(format!(
@@ -458,7 +726,7 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
             scenario,
             failure,
             &matcher.missing(),
-            &cmd,
+            &launch,
             &log_path,
             &tail,
             &elapsed,
@@ -479,7 +747,7 @@ fn failure_report(
     scenario: &Scenario,
     failure: &Failure,
     missing: &Missing,
-    cmd: &EmulatorCommand,
+    launch: &Launch,
     log_path: &Path,
     tail: &VecDeque<String>,
     elapsed: &str,
@@ -521,7 +789,7 @@ fn failure_report(
             );
         }
     }
-    let _ = writeln!(r, "  command:  {cmd}");
+    let _ = writeln!(r, "  command:  {launch}");
     let _ = writeln!(r, "  log:      {}", log_path.display());
     if tail.is_empty() {
         let _ = writeln!(r, "  (no console output)");
@@ -539,11 +807,10 @@ fn failure_report(
 fn drive(
     scenario: &Scenario,
     image: &Path,
-    cmd: &EmulatorCommand,
+    launch: &Launch,
     matcher: &mut Matcher,
     transcript: &mut Transcript,
 ) -> Result<(), Failure> {
-    use std::os::unix::process::CommandExt;
     if !image.is_file() {
         return Err(Failure::Start(format!(
             "the image {} does not exist (build it with `cargo xtask build --arch {}`)",
@@ -551,36 +818,10 @@ fn drive(
             scenario.machine.arch
         )));
     }
-    let mut command = cmd.to_command();
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = command
-        .spawn()
-        .map_err(|e| Failure::Start(format!("could not start {}: {e}", cmd.program)))?;
+    let (tx, rx) = mpsc::channel();
+    let mut running = Running::start(launch, image, tx)?;
     let start = Instant::now();
     let deadline = start + scenario.timeout;
-    let (tx, rx) = mpsc::channel();
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|s| (Stream::Stdout, Box::new(s) as Box<dyn Read + Send>)),
-        child
-            .stderr
-            .take()
-            .map(|s| (Stream::Stderr, Box::new(s) as Box<dyn Read + Send>)),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|(stream, pipe)| {
-        let tx = tx.clone();
-        std::thread::spawn(move || read_lines(stream, pipe, &tx))
-    })
-    .collect();
-    drop(tx);
 
     // Once every expectation is seen (and no exit is expected), the console is still read
     // for `LINGER`, so that a failure printed just after the last expected line is caught.
@@ -607,10 +848,8 @@ fn drive(
             Ok(Event::Line(Stream::Stderr, line)) => transcript.record(Stream::Stderr, &line),
             Ok(Event::Closed(Stream::Stderr)) => {}
             Ok(Event::Closed(Stream::Stdout)) | Err(RecvTimeoutError::Disconnected) => {
-                let status = wait_until(
-                    &mut child,
-                    deadline.min(Instant::now() + Duration::from_secs(5)),
-                );
+                let status =
+                    running.wait_until(deadline.min(Instant::now() + Duration::from_secs(5)));
                 let exited_ok = status.is_some_and(|s| s.success());
                 break if !matcher.is_complete() {
                     Err(Failure::ExitedEarly(status))
@@ -625,10 +864,7 @@ fn drive(
         }
     };
 
-    stop(&mut child);
-    for reader in readers {
-        let _ = reader.join();
-    }
+    running.stop();
     // Whatever arrived after the decision still belongs in the log.
     for event in rx.try_iter() {
         if let Event::Line(stream, line) = event {
@@ -808,6 +1044,107 @@ mod tests {
     }
 
     #[test]
+    fn emulator_fields_are_checked() {
+        let x86 = Machine {
+            arch: Arch::X86_64,
+            cpus: 4,
+            gic: None,
+            mem: MemSize::default(),
+        };
+        let none: &[String] = &[];
+        assert_eq!(
+            emulator_fields(Emulator::Bochs, &x86, None, none).unwrap(),
+            Some(bochs::DEFAULT_CPU_MODEL.to_owned())
+        );
+        assert_eq!(
+            emulator_fields(Emulator::Bochs, &x86, Some("tigerlake".into()), none).unwrap(),
+            Some("tigerlake".to_owned())
+        );
+        assert_eq!(
+            emulator_fields(Emulator::Qemu, &x86, None, none).unwrap(),
+            None
+        );
+        let err = |e: Emulator, m: &Machine, model: Option<&str>, extra: &[String]| {
+            format!(
+                "{:#}",
+                emulator_fields(e, m, model.map(str::to_owned), extra).unwrap_err()
+            )
+        };
+        let e = err(Emulator::Bochs, &x86, Some("a b"), none);
+        assert!(e.contains("field `cpu_model`"), "{e}");
+        let e = err(Emulator::Bochs, &x86, None, &["-icount".to_owned()]);
+        assert!(e.contains("field `extra_args`"), "{e}");
+        let e = err(Emulator::Qemu, &x86, Some("tigerlake"), none);
+        assert!(e.contains("Bochs only"), "{e}");
+        let small = Machine {
+            mem: "100K".parse().unwrap(),
+            ..x86.clone()
+        };
+        let e = err(Emulator::Bochs, &small, None, none);
+        assert!(e.contains("field `mem`") && e.contains("whole MiB"), "{e}");
+
+        let e = error_of("arch = \"aarch64\"\nemulator = \"bochs\"\nexpect = [\"x\"]\n");
+        assert!(
+            e.contains("field `emulator`") && e.contains("only x86_64"),
+            "{e}"
+        );
+        let e = error_of("arch = \"aarch64\"\nemulator = \"vbox\"\nexpect = [\"x\"]\n");
+        assert!(e.contains("vbox"), "{e}");
+        let e = error_of("arch = \"aarch64\"\ncpu_model = \"max\"\nexpect = [\"x\"]\n");
+        assert!(e.contains("Bochs only"), "{e}");
+        let e = error_of("arch = \"aarch64\"\nboot_args = \"a\\nb\"\nexpect = [\"x\"]\n");
+        assert!(e.contains("field `boot_args`"), "{e}");
+    }
+
+    #[test]
+    fn boot_args_go_to_qemu_append() {
+        let s = parse(
+            "arch = \"riscv64\"\nboot_args = \"log=debug\"\nextra_args = [\"-s\"]\nexpect = [\"x\"]\n",
+        )
+        .unwrap();
+        assert_eq!(s.emulator, Emulator::Qemu);
+        assert_eq!(s.boot_args.as_deref(), Some("log=debug"));
+        let launch = Launch::for_scenario(&s, Path::new("hv.elf"), Path::new("x.log")).unwrap();
+        let shown = launch.to_string();
+        assert!(
+            shown.ends_with("-kernel hv.elf -append log=debug -s"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bochs_launch_logs_beside_the_console() {
+        let mut s = parse("arch = \"aarch64\"\nexpect = [\"x\"]\n").unwrap();
+        s.machine = Machine {
+            arch: Arch::X86_64,
+            cpus: 2,
+            gic: None,
+            mem: "512M".parse().unwrap(),
+        };
+        s.emulator = Emulator::Bochs;
+        s.boot_args = Some("a=b".to_owned());
+        let launch =
+            Launch::for_scenario(&s, Path::new("hv.elf"), Path::new("logs/s.log")).unwrap();
+        let Launch::Bochs {
+            config,
+            boot_args,
+            log,
+        } = &launch
+        else {
+            panic!("{launch:?}");
+        };
+        assert_eq!(config.cpu_model, bochs::DEFAULT_CPU_MODEL);
+        assert_eq!((config.cpus, config.megs), (2, 512));
+        assert_eq!(boot_args.as_deref(), Some("a=b"));
+        assert_eq!(log, Path::new("logs/s.bochs.log"));
+        assert_eq!(
+            launch.to_string(),
+            "bochs, cpu corei7_skylake_x x2, 512 MiB, booting an ISOLINUX ISO of the image \
+             with \"a=b\" (bochs log logs/s.bochs.log)"
+        );
+    }
+
+    #[test]
     fn the_repository_scenarios_are_valid() {
         let scenarios = load_dir(&scenario_dir()).unwrap();
         assert!(!scenarios.is_empty());
@@ -874,7 +1211,8 @@ mod runner_tests {
         );
         let mut transcript = Transcript::create(&log).unwrap();
         // Any existing file stands in for the image.
-        let result = drive(&scenario, &log, &cmd, &mut matcher, &mut transcript);
+        let launch = Launch::Qemu(cmd);
+        let result = drive(&scenario, &log, &launch, &mut matcher, &mut transcript);
         transcript.finish();
         let text = std::fs::read_to_string(&log).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();

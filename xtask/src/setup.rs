@@ -1,13 +1,14 @@
 //! `cargo xtask setup`: checks for the emulators and host tools the tests use and, when
 //! running as root on Debian, installs the missing ones with apt; adds the bare-metal targets
-//! and components `rust-toolchain.toml` pins where rustup lacks them.
+//! and components `rust-toolchain.toml` pins where rustup lacks them; downloads the Debian
+//! packages Bochs' boot ISO is made from into the repository's cache (no root needed).
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{toolchain, util};
+use crate::{bochs, toolchain, util};
 
 /// How to tell that a requirement is present.
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +67,10 @@ const REQUIREMENTS: &[Requirement] = &[
         check: Check::DebPackage("bochs-term"),
         package: "bochs-term",
     },
+    // Bochs' display needs a terminal: runs go through `script`'s pseudo-terminal.
+    command("script", "bsdutils"),
+    command("stty", "coreutils"),
+    command("dpkg-deb", "dpkg"),
     command("cpio", "cpio"),
 ];
 
@@ -117,6 +122,18 @@ fn is_root() -> bool {
 /// running as root; otherwise fails with the command to run.
 pub fn ensure() -> Result<()> {
     toolchain::ensure()?;
+    ensure_host_tools()?;
+    bochs::ensure_tools()?;
+    println!(
+        "setup: Bochs boot-ISO packages ({}) in {}",
+        bochs::PACKAGES.join(" "),
+        bochs::tools_dir().display()
+    );
+    Ok(())
+}
+
+/// Makes sure every [`REQUIREMENTS`] entry is present (see [`ensure`]).
+fn ensure_host_tools() -> Result<()> {
     let missing_now = missing();
     if missing_now.is_empty() {
         print_present();

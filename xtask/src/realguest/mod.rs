@@ -9,7 +9,7 @@
 //! on aarch64 `busybox32` (Debian armhf's, run as a 32-bit compat process) and `source`
 //! (mirror, suite and packages it came from).
 
-mod apt;
+pub(crate) mod apt;
 mod boot;
 mod newc;
 
@@ -321,7 +321,7 @@ fn fetch(arch: Arch) -> Result<RealGuest> {
 /// module, hundreds of MB), the packages, the package lists and apt's binary caches; none
 /// is needed once the guest is written (a new fetch runs `apt-get update` again). The
 /// private apt.conf and sources stay, to show how.
-fn clean_apt_dir(apt_dir: &Path) -> Result<()> {
+pub(crate) fn clean_apt_dir(apt_dir: &Path) -> Result<()> {
     for dir in ["tree", "debs", "lists", "cache"] {
         remove_dir_if_present(&apt_dir.join(dir))?;
     }
@@ -331,7 +331,7 @@ fn clean_apt_dir(apt_dir: &Path) -> Result<()> {
 /// Downloads `packages` with `apt` into `<apt_dir>/debs` and extracts each into
 /// `<apt_dir>/tree` (both emptied first). Returns the tree and each package file's name
 /// and size, sorted.
-fn download(
+pub(crate) fn download(
     apt: &apt::PrivateApt,
     apt_dir: &Path,
     packages: &[&str],
@@ -673,7 +673,7 @@ fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
-fn remove_dir_if_present(dir: &Path) -> Result<()> {
+pub(crate) fn remove_dir_if_present(dir: &Path) -> Result<()> {
     match fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(e).with_context(|| format!("removing {}", dir.display()))
