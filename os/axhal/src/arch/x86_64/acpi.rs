@@ -172,28 +172,9 @@ fn read_power(tables: &AcpiTables<IdentityMap>, fadt: &Fadt) {
         // and never written (ACPI NVS / reclaimable memory, not given to the allocator).
         let aml =
             unsafe { core::slice::from_raw_parts(dsdt.address as *const u8, dsdt.length as usize) };
-        if let Some(typ) = s5_sleep_type(aml) {
+        if let Some(typ) = axconfig::aml::s5_sleep_type(aml) {
             SLP_TYP_S5.store(u32::from(typ), Ordering::Relaxed);
         }
-    }
-}
-
-/// The first value of the `_S5_` package in AML (`Name (_S5, Package () { typ, ... })`):
-/// PackageOp, its length (1 to 4 bytes), the element count, then the value as a byte
-/// (BytePrefix n), or ZeroOp / OneOp.
-fn s5_sleep_type(aml: &[u8]) -> Option<u8> {
-    let at = aml.windows(4).position(|w| w == b"_S5_")? + 4;
-    let rest = aml.get(at..)?;
-    if *rest.first()? != 0x12 {
-        return None;
-    }
-    let len_bytes = usize::from(rest.get(1)? >> 6);
-    let value = rest.get(2 + len_bytes + 1..)?;
-    match *value.first()? {
-        0x0a => value.get(1).copied(),
-        0x00 => Some(0),
-        0x01 => Some(1),
-        _ => None,
     }
 }
 
