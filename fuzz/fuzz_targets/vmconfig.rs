@@ -1,5 +1,6 @@
 //! The VM description parser and validation (`axvmconfig`): any text, parsed, validated
-//! alone, against the facts of a QEMU `virt` host of either architecture, and beside a
+//! alone, against the facts of a QEMU `virt` host of each architecture (a PC for x86_64,
+//! where devices may be at I/O ports), and beside a
 //! copy of itself; every error formatted.
 //!
 //! Checked: a failed validation names a problem; two copies of one VM are refused; the
@@ -9,25 +10,28 @@
 use std::collections::BTreeMap;
 
 use axvmconfig::{
-    validate_many, validate_many_on, ConfigProblem, HostArch, HostFacts, HostRange, HostUse,
-    ValidateContext,
+    validate_many, validate_many_on, ConfigProblem, DeviceSpace, HostArch, HostFacts, HostRange,
+    HostUse, ValidateContext, PORT_SPACE_END,
 };
 use libfuzzer_sys::fuzz_target;
 
-/// What QEMU `virt` with 1 GiB of RAM looks like to the checks, on `arch`.
+/// What QEMU `virt` with 1 GiB of RAM looks like to the checks, on `arch` (x86_64: a PC,
+/// whose console is at I/O ports, so not a host range).
 fn qemu_virt(arch: HostArch) -> HostFacts {
     let (ram, console, intc, lines) = match arch {
-        HostArch::Aarch64 => (0x4000_0000, 0x0900_0000, (0x0800_0000, 0x20_0000), 32..288),
-        HostArch::Riscv64 => (0x8000_0000, 0x1000_0000, (0x0c00_0000, 0x400_0000), 1..96),
+        HostArch::Aarch64 => (0x4000_0000, Some(0x0900_0000), (0x0800_0000, 0x20_0000), 32..288),
+        HostArch::Riscv64 => (0x8000_0000, Some(0x1000_0000), (0x0c00_0000, 0x400_0000), 1..96),
+        HostArch::X86_64 => (0x10_0000, None, (0xfec0_0000, 0x1000), 0..24),
     };
+    let mut ranges = vec![
+        HostRange::new(ram, 0x4000_0000, HostUse::HypervisorRam),
+        HostRange::new(ram, 0x8_0000, HostUse::FirmwareReserved),
+        HostRange::new(intc.0, intc.1, HostUse::InterruptController),
+    ];
+    ranges.extend(console.map(|c| HostRange::new(c, 0x1000, HostUse::Console)));
     HostFacts {
         arch: Some(arch),
-        ranges: vec![
-            HostRange::new(ram, 0x4000_0000, HostUse::HypervisorRam),
-            HostRange::new(ram, 0x8_0000, HostUse::FirmwareReserved),
-            HostRange::new(console, 0x1000, HostUse::Console),
-            HostRange::new(intc.0, intc.1, HostUse::InterruptController),
-        ],
+        ranges,
         irq_lines: Some(lines),
         vmids: Some(255),
     }
@@ -75,10 +79,21 @@ fuzz_target!(|data: &[u8]| {
         problems(config.validate(&ctx));
     }
     let _ = config.irq_lines();
+    // A valid config's port devices lie within the 16-bit port space.
+    if config.validate(&ValidateContext::default()).is_ok() {
+        for d in config.devices.iter().filter(|d| d.space == DeviceSpace::Port) {
+            let port = d.port().expect("a valid port device has a 16-bit first port");
+            assert!(u64::from(port) + d.size <= PORT_SPACE_END, "{d:?}");
+        }
+    }
     for (_, start, end) in config.host_ranges() {
         assert!(start <= end, "host range [{start:#x}, {end:#x})");
     }
-    let hosts = [qemu_virt(HostArch::Aarch64), qemu_virt(HostArch::Riscv64)];
+    let hosts = [
+        qemu_virt(HostArch::Aarch64),
+        qemu_virt(HostArch::Riscv64),
+        qemu_virt(HostArch::X86_64),
+    ];
     for host in &hosts {
         problems(config.validate_host(host));
     }

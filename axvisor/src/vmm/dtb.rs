@@ -7,7 +7,7 @@
 use alloc::vec::Vec;
 use axdtb::{DtbError, ExtraDevice, GuestDtb, PropValue, Property, Uart, UartKind};
 use axvm::ArchPlatform;
-use axvmconfig::{DeviceKind, MapKind, MemKind, VmConfig};
+use axvmconfig::{DeviceKind, DeviceSpace, MapKind, MemKind, VmConfig};
 use core::fmt;
 
 /// Properties of a ROM's `mtd-rom` node: Linux's physmap driver needs the bus width.
@@ -68,6 +68,8 @@ pub fn generate<P: ArchPlatform>(
     let uarts: Vec<Uart> = config
         .devices
         .iter()
+        // UARTs in memory (a device tree has no I/O ports).
+        .filter(|d| d.space == DeviceSpace::Mmio)
         .filter_map(|d| {
             let kind = match d.kind {
                 DeviceKind::Pl011 => UartKind::Pl011,

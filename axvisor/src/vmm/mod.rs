@@ -428,9 +428,10 @@ fn vcpu_task(run: Arc<VmRun>, id: usize) {
             .map(|(k, n)| alloc::format!("{}={n}", k.name()))
             .collect();
         log::info!("vm {name}: exits {}", counts.join(" "));
-        let unclaimed = vm.unclaimed();
-        if unclaimed.total > 0 {
-            log::info!("vm {name}: {unclaimed}");
+        for unclaimed in [vm.unclaimed(), vm.unclaimed_ports()] {
+            if unclaimed.total > 0 {
+                log::info!("vm {name}: {unclaimed}");
+            }
         }
     }
 }

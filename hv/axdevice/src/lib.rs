@@ -26,4 +26,6 @@ pub mod uart;
 pub mod unclaimed;
 
 pub use axdevice_base;
-pub use set::{DeviceSet, DeviceSetError, DeviceStats, MmioOutcome, UnclaimedPolicy};
+pub use set::{
+    DeviceSet, DeviceSetError, DeviceStats, MmioOutcome, PortOutcome, UnclaimedPolicy, PORT_LAST,
+};

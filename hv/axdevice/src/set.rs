@@ -1,4 +1,5 @@
-//! A VM's device address map and what happens to accesses nobody claims.
+//! A VM's device address maps (MMIO and I/O ports) and what happens to accesses nobody
+//! claims.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -10,11 +11,14 @@ use axdevice_base::{AccessWidth, DeviceError, MmioDevice};
 use log::warn;
 use spin::Mutex;
 
-use crate::unclaimed::{clock_ms, Detail, Summary, UnclaimedLog};
+use crate::unclaimed::{clock_ms, Detail, Space, Summary, UnclaimedLog};
+
+/// The last I/O port (ports are 16-bit).
+pub const PORT_LAST: u16 = u16::MAX;
 
 /// What a guest gets for an MMIO access no device handles (no device at the address, the
 /// access runs past a device's end, or the device refused it). The same three choices as
-/// the VM config.
+/// the VM config. For port I/O see [`UnclaimedPolicy::port_outcome`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnclaimedPolicy {
     /// Give the guest a data abort / access fault.
@@ -33,6 +37,19 @@ impl UnclaimedPolicy {
             (Self::ReadZero, true) => MmioOutcome::Read(0),
             (Self::ReadZero, false) => MmioOutcome::Written,
             (Self::Stop, _) => MmioOutcome::StopVm,
+        }
+    }
+
+    /// What this policy does to an unclaimed port access of `width` that was a read
+    /// (`true`) or a write. Port I/O has no architectural fault for an absent device: under
+    /// `Fault` a read gives all ones, as on PC hardware (an undriven bus), and a write is
+    /// ignored; `ReadZero` reads 0; `Stop` stops the VM. Every one is logged.
+    pub fn port_outcome(self, is_read: bool, width: AccessWidth) -> PortOutcome {
+        match (self, is_read) {
+            (Self::Fault, true) => PortOutcome::Read(width.mask()),
+            (Self::ReadZero, true) => PortOutcome::Read(0),
+            (Self::Fault | Self::ReadZero, false) => PortOutcome::Written,
+            (Self::Stop, _) => PortOutcome::StopVm,
         }
     }
 
@@ -59,11 +76,25 @@ pub enum MmioOutcome {
     StopVm,
 }
 
-/// Why [`DeviceSet::add`] refused a device.
+/// What the vCPU loop does after a port I/O exit (there is no fault to inject: see
+/// [`UnclaimedPolicy::port_outcome`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortOutcome {
+    /// Complete the guest's `in` with this value (already masked to the access width).
+    Read(u64),
+    /// The `out` is done; resume the guest after the instruction.
+    Written,
+    /// Stop the VM.
+    StopVm,
+}
+
+/// Why [`DeviceSet::add`] or [`DeviceSet::add_port`] refused a device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceSetError {
-    /// The new device's range overlaps one already in the set.
+    /// The new device's range overlaps one already in the set (in the same space).
     Overlap {
+        /// The address space (MMIO or ports).
+        space: Space,
         /// The new device's name.
         name: String,
         /// The new device's base.
@@ -80,8 +111,11 @@ pub enum DeviceSetError {
         /// The device's name.
         name: String,
     },
-    /// `base + size` is beyond the end of the 64-bit address space.
+    /// `base + size` is beyond the end of the 64-bit address space, or beyond the last
+    /// port.
     Overflow {
+        /// The address space (MMIO or ports).
+        space: Space,
         /// The device's name.
         name: String,
         /// The requested base.
@@ -93,8 +127,13 @@ pub enum DeviceSetError {
 
 impl fmt::Display for DeviceSetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = |space: &Space| match space {
+            Space::Mmio => "at",
+            Space::Port => "at port",
+        };
         match self {
             Self::Overlap {
+                space,
                 name,
                 base,
                 existing,
@@ -102,14 +141,31 @@ impl fmt::Display for DeviceSetError {
                 existing_size,
             } => write!(
                 f,
-                "device {name} at {base:#x} overlaps {existing} at {existing_base:#x} \
-                 (size {existing_size:#x})"
+                "device {name} {} {base:#x} overlaps {existing} {} {existing_base:#x} \
+                 (size {existing_size:#x})",
+                at(space),
+                at(space)
             ),
             Self::ZeroSize { name } => write!(f, "device {name} has size 0"),
-            Self::Overflow { name, base, size } => write!(
+            Self::Overflow {
+                space: Space::Mmio,
+                name,
+                base,
+                size,
+            } => write!(
                 f,
                 "device {name} at {base:#x} with size {size:#x} runs past the end of the \
                  address space"
+            ),
+            Self::Overflow {
+                space: Space::Port,
+                name,
+                base,
+                size,
+            } => write!(
+                f,
+                "device {name} at port {base:#x} with {size:#x} ports runs past the last \
+                 port ({PORT_LAST:#x})"
             ),
         }
     }
@@ -119,8 +175,10 @@ impl fmt::Display for DeviceSetError {
 /// the set counts only what is its own to know.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeviceStats {
-    /// The reads and writes no device handled (the policy applied).
+    /// The MMIO reads and writes no device handled (the policy applied).
     pub unclaimed: u64,
+    /// The port reads and writes no device handled.
+    pub unclaimed_ports: u64,
 }
 
 struct Entry {
@@ -130,21 +188,129 @@ struct Entry {
     dev: Arc<dyn MmioDevice>,
 }
 
-/// The emulated MMIO devices of one VM, by guest-physical address.
-///
-/// Ranges never overlap (checked by [`DeviceSet::add`]); a lookup tries the device the
-/// previous one found, then does a binary search. [`DeviceSet::mmio_read`] and
-/// [`DeviceSet::mmio_write`] take `&self` and may be called from several vCPUs at once.
-pub struct DeviceSet {
-    vm_name: String,
-    policy: UnclaimedPolicy,
+/// The devices of one address space, sorted by base, non-overlapping.
+struct Ranges {
+    space: Space,
+    /// The last address of the space.
+    end: u64,
     /// Sorted by `base`, non-overlapping.
     entries: Vec<Entry>,
     /// Index in `entries` of the device the last successful lookup found: guests tend to
     /// access the same device many times in a row (a UART polled for every character). Only
     /// a hint: any value is checked before use.
     last_hit: AtomicUsize,
+}
+
+impl Ranges {
+    const fn new(space: Space, end: u64) -> Self {
+        Self {
+            space,
+            end,
+            entries: Vec::new(),
+            last_hit: AtomicUsize::new(0),
+        }
+    }
+
+    /// Maps `dev` at `base`, covering `base .. base + dev.size()`.
+    fn add(&mut self, base: u64, dev: Arc<dyn MmioDevice>) -> Result<(), DeviceSetError> {
+        let name = || String::from(dev.name());
+        let space = self.space;
+        let size = u64::try_from(dev.size()).map_err(|_| DeviceSetError::Overflow {
+            space,
+            name: name(),
+            base,
+            size: u64::MAX,
+        })?;
+        if size == 0 {
+            return Err(DeviceSetError::ZeroSize { name: name() });
+        }
+        let last = base
+            .checked_add(size - 1)
+            .filter(|&last| last <= self.end)
+            .ok_or_else(|| DeviceSetError::Overflow {
+                space,
+                name: name(),
+                base,
+                size,
+            })?;
+        // First entry whose base is above ours; only it and the one before can overlap.
+        let idx = self.entries.partition_point(|e| e.base <= base);
+        let prev = idx.checked_sub(1).and_then(|i| self.entries.get(i));
+        let next = self.entries.get(idx);
+        for e in [prev, next].into_iter().flatten() {
+            if e.base <= last && base <= e.last {
+                return Err(DeviceSetError::Overlap {
+                    space,
+                    name: name(),
+                    base,
+                    existing: String::from(e.dev.name()),
+                    existing_base: e.base,
+                    existing_size: (e.last - e.base).saturating_add(1),
+                });
+            }
+        }
+        self.entries.insert(idx, Entry { base, last, dev });
+        Ok(())
+    }
+
+    /// The entry whose range contains `addr`.
+    #[inline]
+    fn entry(&self, addr: u64) -> Option<&Entry> {
+        let hint = self.last_hit.load(Ordering::Relaxed);
+        if let Some(e) = self.entries.get(hint) {
+            if e.base <= addr && addr <= e.last {
+                return Some(e);
+            }
+        }
+        let idx = self
+            .entries
+            .partition_point(|e| e.base <= addr)
+            .checked_sub(1)?;
+        let e = self.entries.get(idx)?;
+        if addr > e.last {
+            return None;
+        }
+        self.last_hit.store(idx, Ordering::Relaxed);
+        Some(e)
+    }
+
+    /// The device whose range contains `addr`, and the offset of `addr` inside it.
+    fn find(&self, addr: u64) -> Option<(&Arc<dyn MmioDevice>, usize)> {
+        let e = self.entry(addr)?;
+        let offset = usize::try_from(addr - e.base).ok()?;
+        Some((&e.dev, offset))
+    }
+
+    /// Like [`Ranges::find`], but only when the whole access `addr .. addr + width` lies
+    /// inside one device.
+    #[inline]
+    fn find_access(&self, addr: u64, width: AccessWidth) -> Option<(&Arc<dyn MmioDevice>, usize)> {
+        let e = self.entry(addr)?;
+        // The access's last byte, against the device's (`size() - 1` past its base).
+        let last = addr.checked_add(width.size() as u64 - 1)?;
+        if last > e.last {
+            return None;
+        }
+        let offset = usize::try_from(addr - e.base).ok()?;
+        Some((&e.dev, offset))
+    }
+}
+
+/// The emulated devices of one VM: an MMIO map by guest-physical address and, on
+/// architectures with port I/O, a port map by 16-bit port. A port device is an
+/// [`MmioDevice`] too: it sees offsets from its first port, `0..size()` ports.
+///
+/// Ranges never overlap within a space (checked by [`DeviceSet::add`] and
+/// [`DeviceSet::add_port`]); a lookup tries the device the previous one found, then does a
+/// binary search. The access methods take `&self` and may be called from several vCPUs at
+/// once.
+pub struct DeviceSet {
+    vm_name: String,
+    policy: UnclaimedPolicy,
+    mmio: Ranges,
+    ports: Ranges,
     log: Mutex<UnclaimedLog>,
+    port_log: Mutex<UnclaimedLog>,
 }
 
 #[derive(Clone, Copy)]
@@ -160,9 +326,10 @@ impl DeviceSet {
         Self {
             vm_name: vm_name.into(),
             policy,
-            entries: Vec::new(),
-            last_hit: AtomicUsize::new(0),
-            log: Mutex::new(UnclaimedLog::new()),
+            mmio: Ranges::new(Space::Mmio, u64::MAX),
+            ports: Ranges::new(Space::Port, PORT_LAST as u64),
+            log: Mutex::new(UnclaimedLog::in_space(Space::Mmio)),
+            port_log: Mutex::new(UnclaimedLog::in_space(Space::Port)),
         }
     }
 
@@ -176,19 +343,25 @@ impl DeviceSet {
         self.policy
     }
 
-    /// How many devices are in the set.
+    /// How many devices are in the set (both spaces).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.mmio.entries.len() + self.ports.entries.len()
     }
 
     /// Whether the set has no devices.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
-    /// The devices and their bases, lowest base first.
+    /// The MMIO devices and their bases, lowest base first.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Arc<dyn MmioDevice>)> + '_ {
-        self.entries.iter().map(|e| (e.base, &e.dev))
+        self.mmio.entries.iter().map(|e| (e.base, &e.dev))
+    }
+
+    /// The port devices and their first ports, lowest first.
+    pub fn iter_ports(&self) -> impl Iterator<Item = (u16, &Arc<dyn MmioDevice>)> + '_ {
+        // Every entry lies within 0..=PORT_LAST (checked by `add_port`).
+        self.ports.entries.iter().map(|e| (e.base as u16, &e.dev))
     }
 
     /// Maps `dev` at guest-physical `base`, covering `base .. base + dev.size()`.
@@ -196,67 +369,20 @@ impl DeviceSet {
     /// Refuses a device of size zero, one that would run past the end of the address space,
     /// and one that overlaps a device already in the set.
     pub fn add(&mut self, base: u64, dev: Arc<dyn MmioDevice>) -> Result<(), DeviceSetError> {
-        let name = || String::from(dev.name());
-        let size = u64::try_from(dev.size()).map_err(|_| DeviceSetError::Overflow {
-            name: name(),
-            base,
-            size: u64::MAX,
-        })?;
-        if size == 0 {
-            return Err(DeviceSetError::ZeroSize { name: name() });
-        }
-        let last = base
-            .checked_add(size - 1)
-            .ok_or_else(|| DeviceSetError::Overflow {
-                name: name(),
-                base,
-                size,
-            })?;
-        // First entry whose base is above ours; only it and the one before can overlap.
-        let idx = self.entries.partition_point(|e| e.base <= base);
-        let prev = idx.checked_sub(1).and_then(|i| self.entries.get(i));
-        let next = self.entries.get(idx);
-        for e in [prev, next].into_iter().flatten() {
-            if e.base <= last && base <= e.last {
-                return Err(DeviceSetError::Overlap {
-                    name: name(),
-                    base,
-                    existing: String::from(e.dev.name()),
-                    existing_base: e.base,
-                    existing_size: (e.last - e.base).saturating_add(1),
-                });
-            }
-        }
-        self.entries.insert(idx, Entry { base, last, dev });
-        Ok(())
+        self.mmio.add(base, dev)
     }
 
-    /// The entry whose range contains `gpa`.
-    #[inline]
-    fn entry(&self, gpa: u64) -> Option<&Entry> {
-        let hint = self.last_hit.load(Ordering::Relaxed);
-        if let Some(e) = self.entries.get(hint) {
-            if e.base <= gpa && gpa <= e.last {
-                return Some(e);
-            }
-        }
-        let idx = self
-            .entries
-            .partition_point(|e| e.base <= gpa)
-            .checked_sub(1)?;
-        let e = self.entries.get(idx)?;
-        if gpa > e.last {
-            return None;
-        }
-        self.last_hit.store(idx, Ordering::Relaxed);
-        Some(e)
+    /// Maps `dev` at I/O port `port`, covering ports `port .. port + dev.size()`.
+    ///
+    /// Refuses a device of size zero, one that would run past port 0xFFFF, and one that
+    /// overlaps a port device already in the set.
+    pub fn add_port(&mut self, port: u16, dev: Arc<dyn MmioDevice>) -> Result<(), DeviceSetError> {
+        self.ports.add(u64::from(port), dev)
     }
 
-    /// The device whose range contains `gpa`, and the offset of `gpa` inside it.
+    /// The MMIO device whose range contains `gpa`, and the offset of `gpa` inside it.
     pub fn find(&self, gpa: u64) -> Option<(&Arc<dyn MmioDevice>, usize)> {
-        let e = self.entry(gpa)?;
-        let offset = usize::try_from(gpa - e.base).ok()?;
-        Some((&e.dev, offset))
+        self.mmio.find(gpa)
     }
 
     /// Like [`DeviceSet::find`], but only when the whole access `gpa .. gpa + width` lies
@@ -266,14 +392,7 @@ impl DeviceSet {
         gpa: u64,
         width: AccessWidth,
     ) -> Option<(&Arc<dyn MmioDevice>, usize)> {
-        let e = self.entry(gpa)?;
-        // The access's last byte, against the device's (`size() - 1` past its base).
-        let last = gpa.checked_add(width.size() as u64 - 1)?;
-        if last > e.last {
-            return None;
-        }
-        let offset = usize::try_from(gpa - e.base).ok()?;
-        Some((&e.dev, offset))
+        self.mmio.find_access(gpa, width)
     }
 
     /// A load of `width` at `gpa` by vCPU `vcpu`: the device's answer, or the policy's.
@@ -286,21 +405,45 @@ impl DeviceSet {
         self.dispatch(vcpu, gpa, width, Kind::Write(value & width.mask()))
     }
 
+    /// An `in` of `width` from `port` by vCPU `vcpu`: the device's answer, or the policy's
+    /// ([`UnclaimedPolicy::port_outcome`]). An access that runs past port 0xFFFF or a
+    /// device's last port is unclaimed.
+    pub fn port_read(&self, vcpu: usize, port: u16, width: AccessWidth) -> PortOutcome {
+        self.port_dispatch(vcpu, port, width, Kind::Read)
+    }
+
+    /// An `out` of `value` (its low `width` bits) to `port` by vCPU `vcpu`.
+    pub fn port_write(
+        &self,
+        vcpu: usize,
+        port: u16,
+        width: AccessWidth,
+        value: u64,
+    ) -> PortOutcome {
+        self.port_dispatch(vcpu, port, width, Kind::Write(value & width.mask()))
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> DeviceStats {
         DeviceStats {
             unclaimed: self.log.lock().total(),
+            unclaimed_ports: self.port_log.lock().total(),
         }
     }
 
-    /// How many distinct unclaimed addresses have had a log line of their own.
+    /// How many distinct unclaimed addresses have had a log line of their own (MMIO).
     pub fn unclaimed_logged(&self) -> usize {
         self.log.lock().logged()
     }
 
-    /// The unclaimed (and undecoded) accesses so far, counted per address range.
+    /// The unclaimed (and undecoded) MMIO accesses so far, counted per address range.
     pub fn unclaimed_summary(&self) -> Summary {
         self.log.lock().summary()
+    }
+
+    /// The unclaimed port accesses so far, counted per range of ports.
+    pub fn unclaimed_port_summary(&self) -> Summary {
+        self.port_log.lock().summary()
     }
 
     /// An access at `gpa` that never became an MMIO access and that the VM's memory does
@@ -314,7 +457,7 @@ impl DeviceSet {
     #[inline(never)]
     pub fn undecoded(&self, gpa: u64, what: &str) -> MmioOutcome {
         let outcome = self.policy.undecoded_outcome();
-        self.record(gpa, outcome, |action, more| {
+        self.record(&self.log, gpa, mmio_action(outcome), |action, more| {
             warn!(
                 "vm {}: {what} at {gpa:#x}, outside its memory and not an access that can be \
                  emulated: {action}{more}",
@@ -325,7 +468,7 @@ impl DeviceSet {
     }
 
     fn dispatch(&self, vcpu: usize, gpa: u64, width: AccessWidth, kind: Kind) -> MmioOutcome {
-        let Some((dev, offset)) = self.find_access(gpa, width) else {
+        let Some((dev, offset)) = self.mmio.find_access(gpa, width) else {
             return self.unclaimed(gpa, width, kind, None);
         };
         let result = match kind {
@@ -339,6 +482,22 @@ impl DeviceSet {
         result.unwrap_or_else(|err| self.unclaimed(gpa, width, kind, Some((dev, offset, err))))
     }
 
+    fn port_dispatch(&self, vcpu: usize, port: u16, width: AccessWidth, kind: Kind) -> PortOutcome {
+        let Some((dev, offset)) = self.ports.find_access(u64::from(port), width) else {
+            return self.unclaimed_port(port, width, kind, None);
+        };
+        let result = match kind {
+            Kind::Read => dev
+                .read_by(vcpu, offset, width)
+                .map(|v| PortOutcome::Read(v & width.mask())),
+            Kind::Write(value) => dev
+                .write_by(vcpu, offset, width, value)
+                .map(|()| PortOutcome::Written),
+        };
+        result
+            .unwrap_or_else(|err| self.unclaimed_port(port, width, kind, Some((dev, offset, err))))
+    }
+
     #[cold]
     #[inline(never)]
     fn unclaimed(
@@ -349,7 +508,7 @@ impl DeviceSet {
         refused: Option<(&Arc<dyn MmioDevice>, usize, DeviceError)>,
     ) -> MmioOutcome {
         let outcome = self.policy.outcome(matches!(kind, Kind::Read));
-        self.record(gpa, outcome, |action, more| {
+        self.record(&self.log, gpa, mmio_action(outcome), |action, more| {
             let access = match kind {
                 Kind::Read => alloc::format!("{width} read"),
                 Kind::Write(v) => alloc::format!("{width} write of {v:#x}"),
@@ -370,28 +529,76 @@ impl DeviceSet {
         outcome
     }
 
-    /// Counts an unclaimed access at `gpa` and, when the bounded log gives it a line, has
-    /// `log` write it, given what was done (`outcome` in words) and the line's end (a note
+    #[cold]
+    #[inline(never)]
+    fn unclaimed_port(
+        &self,
+        port: u16,
+        width: AccessWidth,
+        kind: Kind,
+        refused: Option<(&Arc<dyn MmioDevice>, usize, DeviceError)>,
+    ) -> PortOutcome {
+        let outcome = self.policy.port_outcome(matches!(kind, Kind::Read), width);
+        let action = match outcome {
+            PortOutcome::Read(0) => "read as zero",
+            PortOutcome::Read(_) => "read as all ones",
+            PortOutcome::Written => "write ignored",
+            PortOutcome::StopVm => "stopping the VM",
+        };
+        self.record(&self.port_log, u64::from(port), action, |action, more| {
+            let access = match kind {
+                Kind::Read => alloc::format!("{width} port read"),
+                Kind::Write(v) => alloc::format!("{width} port write of {v:#x}"),
+            };
+            match refused {
+                Some((dev, offset, err)) => warn!(
+                    "vm {}: {access} at port {port:#x} refused by {} at offset {offset:#x} \
+                     ({err}): {action}{more}",
+                    self.vm_name,
+                    dev.name()
+                ),
+                None => warn!(
+                    "vm {}: unclaimed {access} at port {port:#x}: {action}{more}",
+                    self.vm_name
+                ),
+            }
+        });
+        outcome
+    }
+
+    /// Counts an unclaimed access at `addr` in `log` and, when the bounded log gives it a
+    /// line, has `line` write it, given what was done (`action`) and the line's end (a note
     /// when a logging budget is spent, or nothing); then the summary line, when one is due.
-    fn record(&self, gpa: u64, outcome: MmioOutcome, log: impl FnOnce(&str, &str)) {
+    fn record(
+        &self,
+        log: &Mutex<UnclaimedLog>,
+        addr: u64,
+        action: &str,
+        line: impl FnOnce(&str, &str),
+    ) {
         let now = clock_ms();
-        let (decision, summary) = {
-            let mut record = self.log.lock();
-            let decision = record.note(gpa, now);
-            (decision, decision.summary.then(|| record.take_summary()))
+        let (decision, summary, space) = {
+            let mut record = log.lock();
+            let decision = record.note(addr, now);
+            let summary = decision.summary.then(|| record.take_summary());
+            (decision, summary, record.space())
         };
         if decision.detail != Detail::Quiet {
-            let action = match outcome {
-                MmioOutcome::InjectFault => "fault injected",
-                MmioOutcome::Read(_) => "read as zero",
-                MmioOutcome::Written => "write ignored",
-                MmioOutcome::StopVm => "stopping the VM",
-            };
-            log(action, decision.detail.note());
+            line(action, decision.detail.note_in(space));
         }
         if let Some(summary) = summary {
             warn!("vm {}: {summary}", self.vm_name);
         }
+    }
+}
+
+/// What was done to an unclaimed MMIO access, in words.
+fn mmio_action(outcome: MmioOutcome) -> &'static str {
+    match outcome {
+        MmioOutcome::InjectFault => "fault injected",
+        MmioOutcome::Read(_) => "read as zero",
+        MmioOutcome::Written => "write ignored",
+        MmioOutcome::StopVm => "stopping the VM",
     }
 }
 
@@ -415,7 +622,8 @@ impl fmt::Debug for DeviceSet {
         f.debug_struct("DeviceSet")
             .field("vm_name", &self.vm_name)
             .field("policy", &self.policy)
-            .field("devices", &Devices(&self.entries))
+            .field("devices", &Devices(&self.mmio.entries))
+            .field("ports", &Devices(&self.ports.entries))
             .field("stats", &self.stats())
             .finish()
     }
@@ -547,6 +755,7 @@ mod tests {
         assert_eq!(
             err,
             DeviceSetError::Overlap {
+                space: Space::Mmio,
                 name: "x".into(),
                 base: 0x2800,
                 existing: "b".into(),
@@ -593,6 +802,7 @@ mod tests {
         for e in [
             DeviceSetError::ZeroSize { name: "z".into() },
             DeviceSetError::Overflow {
+                space: Space::Mmio,
                 name: "o".into(),
                 base: 1,
                 size: 2,
@@ -655,7 +865,13 @@ mod tests {
             MmioOutcome::Written
         );
         assert_eq!(*fake.writes.lock().unwrap(), [(4, Half, 0x5678)]);
-        assert_eq!(set.stats(), DeviceStats { unclaimed: 0 });
+        assert_eq!(
+            set.stats(),
+            DeviceStats {
+                unclaimed: 0,
+                unclaimed_ports: 0
+            }
+        );
     }
 
     #[test]
@@ -689,7 +905,13 @@ mod tests {
             // claimed accesses are unaffected by the policy
             assert_eq!(set.mmio_read(0, 0x1000, Byte), MmioOutcome::Read(0xff));
             assert_eq!(set.mmio_write(0, 0x1000, Byte, 1), MmioOutcome::Written);
-            assert_eq!(set.stats(), DeviceStats { unclaimed: 4 });
+            assert_eq!(
+                set.stats(),
+                DeviceStats {
+                    unclaimed: 4,
+                    unclaimed_ports: 0
+                }
+            );
         }
     }
 
@@ -835,5 +1057,117 @@ mod tests {
         let d = std::format!("{set:?}");
         assert!(d.contains("a @ 0x1000..=0x10ff"), "{d}");
         assert!(d.contains("b @ 0x3000..=0x3fff"), "{d}");
+    }
+
+    #[test]
+    fn ports_refuse_overlap_and_running_past_the_last_port() {
+        let mut set = DeviceSet::new("ports-add", UnclaimedPolicy::Fault);
+        set.add_port(0x3f8, Fake::new("com1", 8)).unwrap();
+        // The MMIO space is separate: the same numbers are free there.
+        set.add(0x3f8, Fake::new("mmio", 8)).unwrap();
+        let err = set.add_port(0x3fc, Fake::new("x", 8)).unwrap_err();
+        assert!(matches!(
+            err,
+            DeviceSetError::Overlap {
+                space: Space::Port,
+                existing_base: 0x3f8,
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "device x at port 0x3fc overlaps com1 at port 0x3f8 (size 0x8)"
+        );
+        set.add_port(0xfff8, Fake::new("top", 8)).unwrap();
+        let err = set.add_port(0xfffc, Fake::new("past", 8)).unwrap_err();
+        assert!(matches!(
+            err,
+            DeviceSetError::Overflow {
+                space: Space::Port,
+                ..
+            }
+        ));
+        assert!(
+            err.to_string().contains("past the last port (0xffff)"),
+            "{err}"
+        );
+        let ports: Vec<_> = set.iter_ports().map(|(p, _)| p).collect();
+        assert_eq!(ports, [0x3f8, 0xfff8]);
+        assert_eq!(set.len(), 3);
+    }
+
+    #[test]
+    fn port_accesses_reach_the_device_at_their_offset() {
+        let mut set = DeviceSet::new("ports-hit", UnclaimedPolicy::Stop);
+        let dev = Fake::new("com1", 8);
+        set.add_port(0x3f8, dev.clone()).unwrap();
+        assert_eq!(set.port_read(0, 0x3fd, Byte), PortOutcome::Read(0xff));
+        assert_eq!(
+            set.port_read(0, 0x3f8, Word),
+            PortOutcome::Read(0xffff_ffff)
+        );
+        assert_eq!(set.port_write(0, 0x3f8, Byte, 0x141), PortOutcome::Written);
+        assert_eq!(dev.writes.lock().unwrap().as_slice(), [(0, Byte, 0x41)]);
+        // Past the device's last port: unclaimed (here: stop).
+        assert_eq!(set.port_read(0, 0x3fe, Word), PortOutcome::StopVm);
+        assert_eq!(set.port_read(0, 0xffff, Half), PortOutcome::StopVm);
+        // MMIO at the same number is another space.
+        assert_eq!(set.mmio_read(0, 0x3f8, Byte), MmioOutcome::StopVm);
+    }
+
+    #[test]
+    fn unclaimed_ports_follow_the_policy_and_are_logged_as_ports() {
+        init_logger();
+        let fault = DeviceSet::new("ports-fault", UnclaimedPolicy::Fault);
+        // No fault for port I/O: all ones, as an undriven PC bus.
+        assert_eq!(fault.port_read(0, 0x80, Byte), PortOutcome::Read(0xff));
+        assert_eq!(fault.port_read(0, 0x80, Half), PortOutcome::Read(0xffff));
+        assert_eq!(fault.port_write(0, 0x80, Byte, 1), PortOutcome::Written);
+        let zero = DeviceSet::new("ports-zero", UnclaimedPolicy::ReadZero);
+        assert_eq!(zero.port_read(0, 0x61, Word), PortOutcome::Read(0));
+        assert_eq!(zero.port_write(0, 0x61, Word, 1), PortOutcome::Written);
+        let stop = DeviceSet::new("ports-stop", UnclaimedPolicy::Stop);
+        assert_eq!(stop.port_read(0, 0x61, Byte), PortOutcome::StopVm);
+        assert_eq!(stop.port_write(0, 0x61, Byte, 0), PortOutcome::StopVm);
+
+        // One line per distinct port: the write to 0x80 after the read is only counted.
+        assert_eq!(
+            warnings_for("ports-fault"),
+            ["vm ports-fault: unclaimed 1-byte port read at port 0x80: read as all ones"]
+        );
+        assert_eq!(
+            fault.stats(),
+            DeviceStats {
+                unclaimed: 0,
+                unclaimed_ports: 3
+            }
+        );
+        let summary = fault.unclaimed_port_summary();
+        assert_eq!(summary.space, Space::Port);
+        assert_eq!(summary.total, 3);
+        assert_eq!(summary.ranges[0].base, 0x80);
+        assert_eq!(fault.unclaimed_summary().total, 0);
+    }
+
+    #[test]
+    fn a_16550_on_ports() {
+        let (sink, _) = crate::uart::testutil::fakes();
+        let mut set = DeviceSet::new("ports-uart", UnclaimedPolicy::Fault);
+        let uart = crate::uart::Ns16550::new(sink.clone(), None).with_size(8);
+        set.add_port(0x3f8, Arc::new(uart)).unwrap();
+        for b in b"hi" {
+            assert_eq!(
+                set.port_write(0, 0x3f8, Byte, u64::from(*b)),
+                PortOutcome::Written
+            );
+        }
+        assert_eq!(sink.take(), b"hi");
+        // LSR: transmitter empty.
+        assert_eq!(set.port_read(0, 0x3fd, Byte), PortOutcome::Read(0x60));
+        // Scratch register round trip.
+        set.port_write(0, 0x3ff, Byte, 0x5a);
+        assert_eq!(set.port_read(0, 0x3ff, Byte), PortOutcome::Read(0x5a));
+        // The port after the UART is not its.
+        assert_eq!(set.port_read(0, 0x400, Byte), PortOutcome::Read(0xff));
     }
 }

@@ -18,6 +18,9 @@
 //!
 //! Memory stays bounded whatever the guest does; the full counts are always available
 //! ([`UnclaimedLog::summary`]).
+//!
+//! A VM has one log for its MMIO accesses and one for its port I/O ([`Space`]); in the port
+//! space the ranges are [`PORT_RANGE_SIZE`] ports instead of 1 MiB.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -30,6 +33,36 @@ pub const RANGE_LIMIT: usize = 32;
 const RANGE_SHIFT: u32 = 20;
 /// The size of the ranges accesses are counted by (1 MiB, aligned).
 pub const RANGE_SIZE: u64 = 1 << RANGE_SHIFT;
+/// The size of the ranges port accesses are counted by (16 ports, aligned).
+pub const PORT_RANGE_SIZE: u64 = 16;
+
+/// The address space a log records accesses in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Space {
+    /// Guest-physical addresses (MMIO, nested page faults).
+    #[default]
+    Mmio,
+    /// I/O ports (x86 `in` / `out`).
+    Port,
+}
+
+impl Space {
+    /// The size of the ranges accesses are counted by.
+    pub const fn range_size(self) -> u64 {
+        match self {
+            Self::Mmio => RANGE_SIZE,
+            Self::Port => PORT_RANGE_SIZE,
+        }
+    }
+
+    /// A range's size in words.
+    const fn range_words(self) -> &'static str {
+        match self {
+            Self::Mmio => "1 MiB",
+            Self::Port => "16 ports",
+        }
+    }
+}
 /// The number of accesses after which the first summary is logged.
 pub const FIRST_SUMMARY: u64 = 1024;
 /// The largest number of accesses between two summaries.
@@ -67,15 +100,24 @@ pub enum Detail {
 }
 
 impl Detail {
-    /// What the line adds after the action ("" for a plain line).
+    /// What the line adds after the action ("" for a plain line), for an MMIO access.
     pub fn note(self) -> &'static str {
-        match self {
-            Self::Quiet | Self::Log => "",
-            Self::LogAddressesDone => {
+        self.note_in(Space::Mmio)
+    }
+
+    /// What the line adds after the action ("" for a plain line), for an access in `space`.
+    pub fn note_in(self, space: Space) -> &'static str {
+        match (self, space) {
+            (Self::Quiet | Self::Log, _) => "",
+            (Self::LogAddressesDone, Space::Mmio) => {
                 "; further unclaimed accesses are logged once per 1 MiB range, with a \
                  summary of the counts now and then"
             }
-            Self::LogRangesDone => {
+            (Self::LogAddressesDone, Space::Port) => {
+                "; further unclaimed port accesses are logged once per 16-port range, with \
+                 a summary of the counts now and then"
+            }
+            (Self::LogRangesDone, _) => {
                 "; accesses in further ranges are only counted (see the summaries)"
             }
         }
@@ -105,6 +147,8 @@ pub struct RangeCount {
 /// The counts so far: what a summary line shows and what a user can ask for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// The address space counted.
+    pub space: Space,
     /// Every unclaimed access.
     pub total: u64,
     /// Those since the previous summary line.
@@ -117,17 +161,25 @@ pub struct Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let port = if self.space == Space::Port {
+            " port"
+        } else {
+            ""
+        };
         write!(
             f,
-            "{} unclaimed accesses so far (+{} since the last summary)",
+            "{} unclaimed{port} accesses so far (+{} since the last summary)",
             self.total, self.since_last
         )?;
         for (i, r) in self.ranges.iter().take(SUMMARY_RANGES).enumerate() {
             let sep = if i == 0 { ": " } else { ", " };
             write!(
                 f,
-                "{sep}{} in [{:#x}, +1 MiB) (last at {:#x})",
-                r.accesses, r.base, r.last
+                "{sep}{} in [{:#x}, +{}) (last at {:#x})",
+                r.accesses,
+                r.base,
+                self.space.range_words(),
+                r.last
             )?;
         }
         if self.ranges.len() > SUMMARY_RANGES {
@@ -153,6 +205,8 @@ enum Placed {
 /// The record itself; see the module documentation.
 #[derive(Debug)]
 pub struct UnclaimedLog {
+    /// The address space recorded.
+    space: Space,
     /// Distinct addresses logged (at most [`DETAIL_LIMIT`]).
     seen: Vec<u64>,
     /// Counts per range, in order of first access (at most [`RANGE_LIMIT`]).
@@ -175,9 +229,15 @@ impl Default for UnclaimedLog {
 }
 
 impl UnclaimedLog {
-    /// Nothing recorded yet.
+    /// Nothing recorded yet, for MMIO accesses.
     pub const fn new() -> Self {
+        Self::in_space(Space::Mmio)
+    }
+
+    /// Nothing recorded yet, for accesses in `space`.
+    pub const fn in_space(space: Space) -> Self {
         Self {
+            space,
             seen: Vec::new(),
             ranges: Vec::new(),
             elsewhere: 0,
@@ -211,7 +271,7 @@ impl UnclaimedLog {
                 self.summary_at_ms = Some(now);
             }
         }
-        let base = gpa & !(RANGE_SIZE - 1);
+        let base = gpa & !(self.space.range_size() - 1);
         let known = self.ranges.iter().position(|r| r.base == base);
         let placed = match known {
             Some(i) => {
@@ -258,6 +318,11 @@ impl UnclaimedLog {
         Decision { detail, summary }
     }
 
+    /// The address space recorded.
+    pub fn space(&self) -> Space {
+        self.space
+    }
+
     /// Every unclaimed access so far.
     pub fn total(&self) -> u64 {
         self.total
@@ -273,6 +338,7 @@ impl UnclaimedLog {
         let mut ranges = self.ranges.clone();
         ranges.sort_by(|a, b| b.accesses.cmp(&a.accesses).then(a.base.cmp(&b.base)));
         Summary {
+            space: self.space,
             total: self.total,
             since_last: self.total - self.summarized,
             ranges,
@@ -395,5 +461,21 @@ mod tests {
              5 in [0x400000, +1 MiB) (last at 0x400004), 4 in [0x300000, +1 MiB) (last at \
              0x300004), 3 in [0x200000, +1 MiB) (last at 0x200004), 2 more ranges"
         );
+    }
+
+    #[test]
+    fn port_ranges_are_16_ports() {
+        let mut log = UnclaimedLog::in_space(Space::Port);
+        assert_eq!(log.note(0x3f8, None).detail, Detail::Log);
+        log.note(0x3fd, None);
+        log.note(0x60, None);
+        assert_eq!(
+            log.summary().to_string(),
+            "3 unclaimed port accesses so far (+3 since the last summary): 2 in [0x3f0, \
+             +16 ports) (last at 0x3fd), 1 in [0x60, +16 ports) (last at 0x60)"
+        );
+        assert!(Detail::LogAddressesDone
+            .note_in(Space::Port)
+            .contains("16-port range"));
     }
 }

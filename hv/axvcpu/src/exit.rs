@@ -94,6 +94,37 @@ pub enum VmExit {
         /// Architecture syndrome (ESR_EL2, scause, exit reason).
         syndrome: u64,
     },
+    // Added for x86: after the others, so that their discriminants (and the jump tables
+    // of the exit handlers) stay as they were.
+    /// A guest `in` from an I/O port (x86; one exit per element of a string or repeated
+    /// form): the value goes back with [`ArchVCpu::complete_port_read`], which also moves
+    /// past the instruction.
+    PortRead {
+        /// The port.
+        port: u16,
+        /// Access size (1, 2 or 4 bytes).
+        width: AccessWidth,
+    },
+    /// A guest `out` to an I/O port (x86; one exit per element of a string or repeated
+    /// form). Needs no completion: the vCPU moves past the instruction itself, as for
+    /// [`VmExit::MmioWrite`].
+    PortWrite {
+        /// Value written (already masked to `width`).
+        value: u64,
+        /// The port.
+        port: u16,
+        /// Access size (1, 2 or 4 bytes).
+        width: AccessWidth,
+    },
+    /// The vCPU shut down on its own account (x86: a triple fault — an exception while
+    /// delivering a double fault — or a shutdown-causing VM-entry check): on PC hardware the
+    /// machine would reset. The VM is stopped with `reason` (see `axvm`'s policy), so a
+    /// guest that fails this way is not reset over and over; a guest that means to reset
+    /// asks for it ([`VmExit::SystemReset`]).
+    Shutdown {
+        /// Short description for the log (`"triple fault"`).
+        reason: &'static str,
+    },
 }
 
 // Every exit is returned by value: keep it small (see the type's documentation).

@@ -49,6 +49,13 @@ pub trait ArchVCpu: Sized {
     /// Completes a [`VmExit::MmioRead`]: writes `value` (sign-extended as the exit said) to
     /// the destination register and moves past the instruction.
     fn complete_mmio_read(&mut self, value: u64);
+    /// Completes a [`VmExit::PortRead`]: writes `value` (masked to the access width) to the
+    /// destination (x86: AL, AX or EAX, EAX's write zero-extending into RAX; a string `ins`
+    /// stores it to memory and advances its registers) and moves past the instruction.
+    /// Architectures without port I/O never return `PortRead`; the default ignores it.
+    fn complete_port_read(&mut self, value: u64) {
+        let _ = value;
+    }
     /// The six arguments of the [`VmExit::Hypercall`] just returned by [`ArchVCpu::run`]
     /// (aarch64 x1–x6, riscv64 a0–a5; guest-controlled).
     fn hypercall_args(&self) -> [u64; 6];

@@ -11,13 +11,17 @@ pub enum ExitKind {
     MmioRead,
     /// Emulated MMIO write.
     MmioWrite,
+    /// Emulated port read (`in`).
+    PortRead,
+    /// Emulated port write (`out`).
+    PortWrite,
     /// Nested page fault.
     NestedPageFault,
     /// Physical interrupt.
     Interrupt,
     /// Guest `wfi`.
     Halt,
-    /// CPU on/off, power off, reset.
+    /// CPU on/off, power off, reset, a vCPU shutdown (triple fault).
     Power,
     /// Something the architecture does not emulate.
     Unsupported,
@@ -25,10 +29,12 @@ pub enum ExitKind {
 
 impl ExitKind {
     /// Every kind, in counter order.
-    pub const ALL: [ExitKind; 8] = [
+    pub const ALL: [ExitKind; 10] = [
         ExitKind::Hypercall,
         ExitKind::MmioRead,
         ExitKind::MmioWrite,
+        ExitKind::PortRead,
+        ExitKind::PortWrite,
         ExitKind::NestedPageFault,
         ExitKind::Interrupt,
         ExitKind::Halt,
@@ -42,6 +48,8 @@ impl ExitKind {
             ExitKind::Hypercall => "hypercall",
             ExitKind::MmioRead => "mmio-read",
             ExitKind::MmioWrite => "mmio-write",
+            ExitKind::PortRead => "port-read",
+            ExitKind::PortWrite => "port-write",
             ExitKind::NestedPageFault => "nested-fault",
             ExitKind::Interrupt => "interrupt",
             ExitKind::Halt => "halt",

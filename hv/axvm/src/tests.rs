@@ -1,4 +1,6 @@
-//! The exit-dispatch loop against a fake vCPU that replays scripted exits.
+//! The exit-dispatch loop against a fake vCPU that replays scripted exits, on the fake
+//! architecture's nested page-table format (`axaddrspace::fake::FakeFormat`): nothing here
+//! depends on a real architecture.
 
 extern crate std;
 
@@ -6,9 +8,8 @@ use crate::hypercall as hc;
 use crate::{AxVm, ExitKind, VcpuEvent, VmError, VmStatus};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use axaddrspace::{
-    Aarch64Stage2, FrameAllocator, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags,
-};
+use axaddrspace::fake::FakeFormat;
+use axaddrspace::{FrameAllocator, GuestPhysAddr, HostPhysAddr, HostVirtAddr, MappingFlags};
 use axdevice_base::AccessWidth;
 use axvcpu::{ArchVCpu, PowerReply, PowerState, VCpuError, VmExit};
 use core::ops::ControlFlow;
@@ -19,6 +20,7 @@ use std::string::{String, ToString};
 #[derive(Debug, PartialEq, Eq)]
 enum Call {
     MmioDone(u64),
+    PortDone(u64),
     Ret(u64),
     Fault(usize),
     Power(PowerReply),
@@ -78,6 +80,9 @@ impl ArchVCpu for FakeVCpu {
     fn complete_mmio_read(&mut self, v: u64) {
         self.0.calls.lock().push(Call::MmioDone(v));
     }
+    fn complete_port_read(&mut self, v: u64) {
+        self.0.calls.lock().push(Call::PortDone(v));
+    }
     fn set_return_value(&mut self, v: u64) {
         self.0.calls.lock().push(Call::Ret(v));
     }
@@ -134,7 +139,7 @@ impl FrameAllocator for HostFrames {
     }
 }
 
-type Vm = AxVm<FakeVCpu, Aarch64Stage2, HostFrames>;
+type Vm = AxVm<FakeVCpu, FakeFormat, HostFrames>;
 
 const CONFIG: &str = r#"
 id = 7
@@ -365,6 +370,97 @@ fn nested_faults_and_unsupported_exits() {
     assert_eq!(vm.exits().get(ExitKind::Unsupported), 1);
 }
 
+/// The config with a 16550 at COM1's ports besides the PL011.
+fn with_com1() -> String {
+    std::format!("{CONFIG}[[devices]]\nkind = \"ns16550\"\nport = 0x3f8\n")
+}
+
+#[test]
+fn port_io_reaches_port_devices() {
+    let mut exits: Vec<_> = b"ok\n"
+        .iter()
+        .map(|&b| VmExit::PortWrite {
+            port: 0x3f8,
+            width: AccessWidth::Byte,
+            value: u64::from(b),
+        })
+        .collect();
+    // LSR: transmitter empty.
+    exits.push(VmExit::PortRead {
+        port: 0x3fd,
+        width: AccessWidth::Byte,
+    });
+    exits.push(VmExit::Halt);
+    let (vm, script, lines) = vm_from(&with_com1(), "fault", exits);
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Halt);
+    assert_eq!(lines.lock().as_slice(), ["[t] ok"]);
+    assert_eq!(script.calls.lock().as_slice(), [Call::PortDone(0x60)]);
+    assert_eq!(vm.exits().get(ExitKind::PortWrite), 3);
+    assert_eq!(vm.exits().get(ExitKind::PortRead), 1);
+    // The PL011's address is not a port.
+    assert_eq!(vm.unclaimed_ports().total, 0);
+}
+
+#[test]
+fn unclaimed_port_policies() {
+    let unclaimed = || {
+        std::vec![
+            VmExit::PortRead {
+                port: 0x80,
+                width: AccessWidth::Half,
+            },
+            VmExit::PortWrite {
+                port: 0x80,
+                width: AccessWidth::Byte,
+                value: 1,
+            },
+            VmExit::Halt,
+        ]
+    };
+    // No fault for port I/O: all ones, and the write is ignored.
+    let (vm, script, _) = vm_with("fault", unclaimed());
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Halt);
+    assert_eq!(script.calls.lock().as_slice(), [Call::PortDone(0xffff)]);
+    assert_eq!(vm.unclaimed_ports().total, 2);
+    assert_eq!(vm.unclaimed().total, 0);
+
+    let (vm, script, _) = vm_with("read-zero", unclaimed());
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Halt);
+    assert_eq!(script.calls.lock().as_slice(), [Call::PortDone(0)]);
+
+    let (vm, _, _) = vm_with("stop", unclaimed());
+    assert_eq!(
+        vm.run_vcpu(0).unwrap(),
+        VcpuEvent::Stopped("unclaimed port read")
+    );
+    assert_eq!(vm.status(), VmStatus::Stopping);
+}
+
+#[test]
+fn a_shut_down_vcpu_stops_its_vm() {
+    let (vm, _, _) = vm_with(
+        "fault",
+        std::vec![VmExit::Shutdown {
+            reason: "triple fault"
+        }],
+    );
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Stopped("triple fault"));
+    assert_eq!(vm.status(), VmStatus::Stopping);
+    assert_eq!(vm.exits().get(ExitKind::Power), 1);
+}
+
+#[test]
+fn passthrough_ranges_are_mapped_at_their_host_addresses() {
+    let config = std::format!(
+        "{CONFIG}[[passthrough]]\nname = \"rtc\"\nbase = 0x0901_0000\nsize = 0x1000\n"
+    );
+    let (vm, _, _) = vm_from(&config, "fault", Vec::new());
+    let aspace = vm.aspace.lock();
+    let (hpa, flags, _) = aspace.translate(gpa(0x0901_0000)).unwrap();
+    assert_eq!(hpa.as_usize(), 0x0901_0000);
+    assert!(flags.contains(MappingFlags::DEVICE));
+}
+
 /// A `kind = "rom"` region: the kernel is loaded into it though the guest cannot write it,
 /// and a guest write there is handled like an unclaimed access (a fault, or ignored with
 /// `read-zero`); the ROM keeps its contents.
@@ -417,7 +513,7 @@ fn memory_the_host_cannot_give_names_the_region() {
     let big = CONFIG.replace("size = 0x10_0000\n", "size = 0x1_0000_0000\n");
     let config = axvmconfig::from_toml(&big).unwrap();
     let script = Arc::new(Script::default());
-    let err = AxVm::<FakeVCpu, Aarch64Stage2, Starved>::new(
+    let err = AxVm::<FakeVCpu, FakeFormat, Starved>::new(
         config,
         Starved,
         &|_| Some(&b"k"[..]),

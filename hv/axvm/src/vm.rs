@@ -9,11 +9,11 @@ use axaddrspace::{
     AddrSpace, FrameAllocator, GuestPhysAddr, HostPhysAddr, MappingFlags, PteFormat,
 };
 use axdevice::uart::{Ns16550, Pl011};
-use axdevice::{DeviceSet, MmioOutcome};
-use axdevice_base::IrqLine;
+use axdevice::{DeviceSet, MmioOutcome, PortOutcome};
+use axdevice_base::{AccessWidth, IrqLine};
 use axdevice_base::{ConsoleSink, MmioDevice, PrefixedConsole};
 use axvcpu::{ArchVCpu, PowerReply, PowerState, VCpu, VCpuError, VmExit};
-use axvmconfig::{DeviceKind, DtbConfig, MapKind, UnclaimedPolicy, VmConfig};
+use axvmconfig::{DeviceKind, DeviceSpace, DtbConfig, MapKind, UnclaimedPolicy, VmConfig};
 use core::fmt;
 use core::ops::ControlFlow;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -283,9 +283,18 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 kind if kind.is_interrupt_controller() => continue,
                 _ => continue,
             };
-            devices
-                .add(d.base, dev)
-                .map_err(|e| VmError::Device(alloc::format!("{} at {:#x}: {e}", d.kind, d.base)))?;
+            match (d.space, d.port()) {
+                (DeviceSpace::Port, Some(port)) => devices.add_port(port, dev),
+                (DeviceSpace::Port, None) => {
+                    return Err(VmError::Device(alloc::format!(
+                        "{} at port {:#x}: not a 16-bit port",
+                        d.kind,
+                        d.base
+                    )))
+                }
+                (DeviceSpace::Mmio, _) => devices.add(d.base, dev),
+            }
+            .map_err(|e| VmError::Device(alloc::format!("{} at {:#x}: {e}", d.kind, d.base)))?;
         }
         for (base, dev) in platform.devices {
             let name = String::from(dev.name());
@@ -455,6 +464,11 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     /// The accesses no device or memory handled so far, counted per address range.
     pub fn unclaimed(&self) -> axdevice::unclaimed::Summary {
         self.devices.unclaimed_summary()
+    }
+
+    /// The port accesses no device handled so far, counted per range of ports.
+    pub fn unclaimed_ports(&self) -> axdevice::unclaimed::Summary {
+        self.devices.unclaimed_port_summary()
     }
 
     /// Reads guest memory (bounds- and permission-checked by the address space).
@@ -698,7 +712,57 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 );
                 Some(self.stop(reason))
             }
+            // Port I/O and vCPU shutdowns (x86) out of line: the other architectures'
+            // exit path stays as it was.
+            VmExit::PortRead { port, width } => self.port_read(vcpu_id, arch, port, width),
+            VmExit::PortWrite { port, width, value } => {
+                self.port_write(vcpu_id, port, width, value)
+            }
+            VmExit::Shutdown { reason } => Some(self.vcpu_shutdown(vcpu_id, reason)),
         }
+    }
+
+    /// [`Self::handle_exit`] for [`VmExit::PortRead`].
+    #[inline(never)]
+    fn port_read(
+        &self,
+        vcpu_id: usize,
+        arch: &mut A,
+        port: u16,
+        width: AccessWidth,
+    ) -> Option<VcpuEvent> {
+        self.exits.count(ExitKind::PortRead);
+        match self.devices.port_read(vcpu_id, port, width) {
+            PortOutcome::Read(v) => arch.complete_port_read(v),
+            PortOutcome::Written => arch.complete_port_read(0),
+            PortOutcome::StopVm => return Some(self.stop("unclaimed port read")),
+        }
+        None
+    }
+
+    /// [`Self::handle_exit`] for [`VmExit::PortWrite`].
+    #[inline(never)]
+    fn port_write(
+        &self,
+        vcpu_id: usize,
+        port: u16,
+        width: AccessWidth,
+        value: u64,
+    ) -> Option<VcpuEvent> {
+        self.exits.count(ExitKind::PortWrite);
+        match self.devices.port_write(vcpu_id, port, width, value) {
+            PortOutcome::Read(_) | PortOutcome::Written => None,
+            PortOutcome::StopVm => Some(self.stop("unclaimed port write")),
+        }
+    }
+
+    /// [`Self::handle_exit`] for [`VmExit::Shutdown`]: the VM stops (see the variant).
+    #[cold]
+    #[inline(never)]
+    fn vcpu_shutdown(&self, vcpu_id: usize, reason: &'static str) -> VcpuEvent {
+        self.exits.count(ExitKind::Power);
+        log::warn!("vm {}: vcpu {vcpu_id}: {reason}; stopping it", self.name());
+        self.stop(reason)
     }
 
     /// Starts vCPU `target` (architecture id) at `entry` with `arg`: the answer for the

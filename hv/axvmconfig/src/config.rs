@@ -326,24 +326,118 @@ impl<'de> Deserialize<'de> for MemFlags {
 /// same kinds in the same order.
 pub const DEVICE_KINDS: &[&str] = &["pl011", "ns16550", "gicd", "gicr", "gicc", "plic"];
 
-/// One `[[devices]]` entry: a device model the hypervisor emulates for this VM.
+/// One `[[devices]]` entry: a device model the hypervisor emulates for this VM, either at
+/// guest-physical addresses (`base`, `size`) or at I/O ports (`port`, and optionally `size`
+/// in ports; x86 only, see [`HostArch::has_port_io`](crate::HostArch::has_port_io)).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawDeviceConfig")]
 pub struct DeviceConfig {
     /// Which device model.
     pub kind: DeviceKind,
-    /// First guest-physical address of its registers.
+    /// The address space of its registers.
+    pub space: DeviceSpace,
+    /// First guest-physical address of its registers, or its first I/O port.
     pub base: u64,
-    /// Size of its register window in bytes (not 0).
+    /// Size of its register window in bytes, or its number of ports (not 0).
     pub size: u64,
     /// Interrupt line it raises in the guest, if any.
     pub irq: Option<u32>,
 }
 
+/// Where a device's registers are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceSpace {
+    /// Guest-physical memory (`base`, `size`).
+    Mmio,
+    /// I/O ports (`port`): x86 `in` / `out`.
+    Port,
+}
+
+/// The `[[devices]]` entry as written: `base` and `size`, or `port`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeviceConfig {
+    kind: DeviceKind,
+    base: Option<u64>,
+    size: Option<u64>,
+    port: Option<u64>,
+    irq: Option<u32>,
+}
+
+/// Why a `[[devices]]` entry is not one (a parse error, reported with its place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceFormError {
+    /// Both `base` and `port`.
+    BaseAndPort,
+    /// Neither `base` nor `port`.
+    NoPlace,
+    /// `base` without `size`.
+    NoSize,
+    /// `port` on a kind that has no port form.
+    NoPortForm(DeviceKind),
+}
+
+impl fmt::Display for DeviceFormError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BaseAndPort => write!(
+                f,
+                "a device has either `base` and `size` (MMIO) or `port` (I/O ports), not both"
+            ),
+            Self::NoPlace => write!(f, "missing field `base` (or `port` for an I/O-port device)"),
+            Self::NoSize => write!(f, "missing field `size`"),
+            Self::NoPortForm(kind) => write!(
+                f,
+                "a `{kind}` device has no I/O-port form: give it `base` and `size`"
+            ),
+        }
+    }
+}
+
+impl TryFrom<RawDeviceConfig> for DeviceConfig {
+    type Error = DeviceFormError;
+
+    fn try_from(raw: RawDeviceConfig) -> Result<Self, DeviceFormError> {
+        let (space, base, size) = match (raw.base, raw.port) {
+            (Some(_), Some(_)) => return Err(DeviceFormError::BaseAndPort),
+            (None, None) => return Err(DeviceFormError::NoPlace),
+            (Some(base), None) => (
+                DeviceSpace::Mmio,
+                base,
+                raw.size.ok_or(DeviceFormError::NoSize)?,
+            ),
+            (None, Some(port)) => {
+                let ports = raw
+                    .kind
+                    .port_count()
+                    .ok_or(DeviceFormError::NoPortForm(raw.kind))?;
+                (DeviceSpace::Port, port, raw.size.unwrap_or(ports))
+            }
+        };
+        Ok(Self {
+            kind: raw.kind,
+            space,
+            base,
+            size,
+            irq: raw.irq,
+        })
+    }
+}
+
 impl DeviceConfig {
-    /// The first address after the register window, or `None` if `base + size` overflows.
+    /// The first address (or port) after the register window, or `None` if `base + size`
+    /// overflows.
     pub fn end(&self) -> Option<u64> {
         self.base.checked_add(self.size)
+    }
+
+    /// Its first I/O port, for a device in the port space whose ports are all below
+    /// 0x1_0000 (checked with the config).
+    pub fn port(&self) -> Option<u16> {
+        match self.space {
+            DeviceSpace::Port => u16::try_from(self.base).ok(),
+            DeviceSpace::Mmio => None,
+        }
     }
 }
 
@@ -378,6 +472,15 @@ impl DeviceKind {
         DeviceKind::GicCpuInterface,
         DeviceKind::Plic,
     ];
+
+    /// How many I/O ports the kind has when it is given a `port` (its registers one port
+    /// apart); `None` for a kind with registers in memory only.
+    pub const fn port_count(self) -> Option<u64> {
+        match self {
+            DeviceKind::Ns16550 => Some(8),
+            _ => None,
+        }
+    }
 
     /// The name written in a config.
     pub const fn name(self) -> &'static str {

@@ -39,6 +39,8 @@ pub enum HostArch {
     Aarch64,
     /// riscv64: a VM's controller is a PLIC (`plic`).
     Riscv64,
+    /// x86_64: VMs have I/O ports besides MMIO (`port` devices).
+    X86_64,
 }
 
 impl HostArch {
@@ -47,6 +49,7 @@ impl HostArch {
         match name {
             "aarch64" => Some(Self::Aarch64),
             "riscv64" => Some(Self::Riscv64),
+            "x86_64" => Some(Self::X86_64),
             _ => None,
         }
     }
@@ -56,7 +59,13 @@ impl HostArch {
         match self {
             Self::Aarch64 => "aarch64",
             Self::Riscv64 => "riscv64",
+            Self::X86_64 => "x86_64",
         }
+    }
+
+    /// Whether VMs on this architecture have an I/O port space (devices with `port`).
+    pub const fn has_port_io(self) -> bool {
+        matches!(self, Self::X86_64)
     }
 
     /// Whether a VM on this architecture can have a device of `kind` (the interrupt

@@ -50,8 +50,9 @@ mod validate;
 mod tests;
 
 pub use config::{
-    CpuConfig, DeviceConfig, DeviceKind, DtbConfig, ImageConfig, KernelConfig, MapKind, MemFlags,
-    MemKind, MemoryRegion, PassthroughConfig, UnclaimedPolicy, VmConfig, DEVICE_KINDS,
+    CpuConfig, DeviceConfig, DeviceFormError, DeviceKind, DeviceSpace, DtbConfig, ImageConfig,
+    KernelConfig, MapKind, MemFlags, MemKind, MemoryRegion, PassthroughConfig, UnclaimedPolicy,
+    VmConfig, DEVICE_KINDS,
 };
 pub use error::ParseError;
 pub use host::{
@@ -60,7 +61,7 @@ pub use host::{
 };
 pub use validate::{
     validate_many, validate_many_on, ConfigProblem, ProblemKind, ValidateContext, MAX_NAME_LEN,
-    PAGE_SIZE,
+    PAGE_SIZE, PORT_SPACE_END,
 };
 
 /// Parses the TOML text of one VM description.

@@ -159,12 +159,14 @@ fn parses_every_field() {
         vec![
             DeviceConfig {
                 kind: DeviceKind::Pl011,
+                space: DeviceSpace::Mmio,
                 base: 0x0900_0000,
                 size: 0x1000,
                 irq: Some(33)
             },
             DeviceConfig {
                 kind: DeviceKind::GicDistributor,
+                space: DeviceSpace::Mmio,
                 base: 0x0800_0000,
                 size: 0x1_0000,
                 irq: None
@@ -809,6 +811,7 @@ fn device_checks() {
     let mut vm = base();
     vm.devices.push(DeviceConfig {
         kind: DeviceKind::Ns16550,
+        space: DeviceSpace::Mmio,
         base: 0x0900_0ff8,
         size: 8,
         irq: None,
@@ -1152,6 +1155,7 @@ fn irq_must_be_a_line_of_the_vm_controller() {
     let mut vm = base();
     vm.devices[1] = DeviceConfig {
         kind: DeviceKind::Plic,
+        space: DeviceSpace::Mmio,
         base: 0x0c00_0000,
         size: VPLIC_WINDOW_SIZE,
         irq: None,
@@ -1174,6 +1178,7 @@ fn irq_must_be_a_line_of_the_vm_controller() {
 #[test]
 fn controller_windows_have_the_emulated_sizes() {
     let part = |kind, base, size| DeviceConfig {
+        space: DeviceSpace::Mmio,
         kind,
         base,
         size,
@@ -1239,6 +1244,7 @@ fn forwarded_irq_is_the_vm_alone() {
     let mut vm = base();
     vm.devices.push(DeviceConfig {
         kind: DeviceKind::Ns16550,
+        space: DeviceSpace::Mmio,
         base: 0x0a00_0000,
         size: 0x100,
         irq: Some(33),
@@ -1335,7 +1341,8 @@ fn interrupt_controller_is_the_host_architecture_kind() {
         ]
     );
     assert!(HostArch::Aarch64.has_device(DeviceKind::Ns16550));
-    assert_eq!(HostArch::from_name("x86_64"), None);
+    assert_eq!(HostArch::from_name("x86_64"), Some(HostArch::X86_64));
+    assert_eq!(HostArch::from_name("x86"), None);
 }
 
 #[test]
@@ -1521,4 +1528,120 @@ fn interrupt_controller_kinds_and_generated_dtb() {
             first: "devices[1]".into(),
         },
     );
+}
+
+// ---------------------------------------------------------------- I/O ports
+
+/// An x86 VM's devices: a 16550 at COM1's ports and one in memory.
+const X86_DEVICES: &str = r#"
+[[devices]]
+kind = "ns16550"
+port = 0x3f8
+
+[[devices]]
+kind = "ns16550"
+base = 0x3f8
+size = 0x100
+"#;
+
+fn x86(devices: &str) -> VmConfig {
+    let text = BASE.split("[[devices]]").next().unwrap().replace(
+        "dtb = { image = \"vm1-dtb\", load_addr = 0x4400_0000 }\n",
+        "",
+    );
+    parse(&format!("{text}{devices}"))
+}
+
+fn x86_host() -> HostFacts {
+    HostFacts {
+        arch: Some(HostArch::X86_64),
+        ranges: Vec::new(),
+        irq_lines: None,
+        vmids: None,
+    }
+}
+
+#[test]
+fn port_devices_parse_with_eight_ports() {
+    let vm = x86(X86_DEVICES);
+    let d = &vm.devices[0];
+    assert_eq!((d.space, d.base, d.size), (DeviceSpace::Port, 0x3f8, 8));
+    assert_eq!(d.port(), Some(0x3f8));
+    // The same number in memory is another space: no overlap.
+    assert_eq!(vm.devices[1].space, DeviceSpace::Mmio);
+    assert_eq!(vm.devices[1].port(), None);
+    vm.validate(&ctx()).unwrap();
+    vm.validate_host(&x86_host()).unwrap();
+    // A size in ports may be given.
+    let vm = x86("[[devices]]\nkind = \"ns16550\"\nport = 0x2f8\nsize = 16\n");
+    assert_eq!(vm.devices[0].size, 16);
+}
+
+#[test]
+fn port_device_forms_are_checked_when_parsed() {
+    let text = |devices: &str| {
+        let mut t = BASE.split("[[devices]]").next().unwrap().to_string();
+        t.push_str(devices);
+        t
+    };
+    let err = parse_err(&text(
+        "[[devices]]\nkind = \"ns16550\"\nport = 0x3f8\nbase = 0x1000\nsize = 8\n",
+    ));
+    assert!(
+        err.message
+            .contains("either `base` and `size` (MMIO) or `port`"),
+        "{err}"
+    );
+    let err = parse_err(&text("[[devices]]\nkind = \"pl011\"\nport = 0x3f8\n"));
+    assert!(
+        err.message.contains("`pl011` device has no I/O-port form"),
+        "{err}"
+    );
+    let err = parse_err(&text("[[devices]]\nkind = \"ns16550\"\nirq = 4\n"));
+    assert!(err.message.contains("missing field `base`"), "{err}");
+    let err = parse_err(&text("[[devices]]\nkind = \"ns16550\"\nbase = 0x1000\n"));
+    assert!(err.message.contains("missing field `size`"), "{err}");
+    let err = parse_err(&text(
+        "[[devices]]\nkind = \"ns16550\"\nport = 0x3f8\nbad = 1\n",
+    ));
+    assert!(err.message.contains("unknown field `bad`"), "{err}");
+}
+
+#[test]
+fn ports_stay_in_the_port_space_and_do_not_overlap() {
+    let vm = x86("[[devices]]\nkind = \"ns16550\"\nport = 0xfffc\n");
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec!["devices[0].port: ports 0xfffc..0x10004 run past the last port (0xffff)"]
+    );
+    let vm = x86("[[devices]]\nkind = \"ns16550\"\nport = 0xfff8\n");
+    vm.validate(&ctx()).unwrap();
+    let vm = x86("[[devices]]\nkind = \"ns16550\"\nport = 0x3f8\n\n[[devices]]\nkind = \"ns16550\"\nport = 0x3fc\n");
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec!["devices[1]: overlaps devices[0] ([0x3f8, 0x400))"]
+    );
+    let vm = x86("[[devices]]\nkind = \"ns16550\"\nport = 0x3f8\nsize = 0\n");
+    assert_single(&vm, &ctx(), "devices[0].size", ProblemKind::ZeroSize);
+}
+
+#[test]
+fn only_x86_64_has_ports() {
+    let vm = x86(X86_DEVICES);
+    let aarch64 = HostFacts {
+        arch: Some(HostArch::Aarch64),
+        ..x86_host()
+    };
+    assert_eq!(
+        lines(&vm.validate_host(&aarch64).unwrap_err()),
+        vec![
+            "devices[0].port: aarch64 VMs have no I/O ports (only x86_64 ones do): give the \
+             device `base` and `size`"
+        ]
+    );
+    assert!(HostArch::X86_64.has_port_io());
+    assert!(!HostArch::Riscv64.has_port_io());
+    assert!(HostArch::X86_64.has_device(DeviceKind::Ns16550));
+    assert!(!HostArch::X86_64.has_device(DeviceKind::GicDistributor));
+    assert!(!HostArch::X86_64.has_device(DeviceKind::Plic));
 }

@@ -7,7 +7,9 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Range;
 
-use crate::config::{DeviceKind, ImageConfig, MapKind, MemKind, MemoryRegion, VmConfig};
+use crate::config::{
+    DeviceKind, DeviceSpace, ImageConfig, MapKind, MemKind, MemoryRegion, VmConfig,
+};
 use crate::host::{
     HostArch, HostFacts, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE,
     VGIC_SPI_LINES, VPLIC_SOURCES, VPLIC_WINDOW_SIZE,
@@ -16,6 +18,9 @@ use crate::host::{
 /// Granule of guest memory mappings: memory regions and passthrough ranges must start and
 /// end on a multiple of it.
 pub const PAGE_SIZE: u64 = 0x1000;
+
+/// The end of the I/O port space (ports are 16-bit).
+pub const PORT_SPACE_END: u64 = 0x1_0000;
 
 /// Longest VM name, in characters.
 pub const MAX_NAME_LEN: usize = 32;
@@ -185,6 +190,18 @@ pub enum ProblemKind {
         kind: &'static str,
         /// The host's architecture.
         arch: HostArch,
+    },
+    /// A device at I/O ports on an architecture without port I/O (every one but x86_64).
+    PortIoNotOnArch {
+        /// The host's architecture.
+        arch: HostArch,
+    },
+    /// A device whose ports run past port 0xFFFF.
+    PortOutOfRange {
+        /// Its first port.
+        port: u64,
+        /// Its number of ports.
+        ports: u64,
     },
     /// A `rom` memory region that is not `map = "alloc"`: the hypervisor loads ROM, so it
     /// must own the memory.
@@ -359,6 +376,16 @@ impl fmt::Display for ProblemKind {
                 f,
                 "`{kind}` is not an interrupt controller of {} VMs (aarch64: `gicd`, `gicc`, `gicr`; riscv64: `plic`)",
                 arch.name()
+            ),
+            Self::PortIoNotOnArch { arch } => write!(
+                f,
+                "{} VMs have no I/O ports (only x86_64 ones do): give the device `base` and `size`",
+                arch.name()
+            ),
+            Self::PortOutOfRange { port, ports } => write!(
+                f,
+                "ports {port:#x}..{:#x} run past the last port (0xffff)",
+                port.saturating_add(*ports)
             ),
             Self::RomNotAlloc => f.write_str(
                 "a `rom` region must be `map = \"alloc\"` (the hypervisor loads it into memory it owns)",
@@ -541,21 +568,33 @@ impl VmConfig {
         let ram = self.check_memory(&mut problems);
         self.check_kernel(&mut problems, ctx);
 
-        let devices: Vec<Span> = self
-            .devices
-            .iter()
-            .enumerate()
-            .filter_map(|(i, dev)| {
-                problems.range(
-                    &format!("devices[{i}]"),
-                    ("base", dev.base),
-                    dev.size,
-                    false,
-                )
-            })
-            .collect();
+        let mut devices: Vec<Span> = Vec::new();
+        let mut ports: Vec<Span> = Vec::new();
+        for (i, dev) in self.devices.iter().enumerate() {
+            let field = format!("devices[{i}]");
+            match dev.space {
+                DeviceSpace::Mmio => {
+                    devices.extend(problems.range(&field, ("base", dev.base), dev.size, false));
+                }
+                DeviceSpace::Port => {
+                    let span = problems.range(&field, ("port", dev.base), dev.size, false);
+                    if dev.end().is_some_and(|end| end > PORT_SPACE_END) {
+                        problems.push(
+                            format!("{field}.port"),
+                            ProblemKind::PortOutOfRange {
+                                port: dev.base,
+                                ports: dev.size,
+                            },
+                        );
+                    } else {
+                        ports.extend(span);
+                    }
+                }
+            }
+        }
         problems.overlaps_within(&devices);
         problems.overlaps_between(&devices, &ram);
+        problems.overlaps_within(&ports);
         self.check_controller_windows(&mut problems);
         for (i, dev) in self.devices.iter().enumerate() {
             let first = self.devices[..i].iter().position(|d| d.kind == dev.kind);
@@ -759,6 +798,12 @@ impl VmConfig {
         let mut problems = Problems::default();
         if let Some(arch) = host.arch {
             for (i, dev) in self.devices.iter().enumerate() {
+                if dev.space == DeviceSpace::Port && !arch.has_port_io() {
+                    problems.push(
+                        format!("devices[{i}].port"),
+                        ProblemKind::PortIoNotOnArch { arch },
+                    );
+                }
                 if !arch.has_device(dev.kind) {
                     problems.push(
                         format!("devices[{i}].kind"),

@@ -67,7 +67,8 @@ const MSR_DCD: u8 = 1 << 7;
 ///
 /// Eight byte registers at offsets 0..7 (`reg-shift = 0`); the device claims
 /// [`NS16550_SIZE`] bytes by default and offsets 8 and above inside it read as 0 and ignore
-/// writes. Accesses wider than a byte act on the **low byte** only (a read returns the
+/// writes. The same model serves at I/O ports (a PC's COM port: `DeviceSet::add_port` with
+/// [`Ns16550::with_size`]`(8)`, one port per register). Accesses wider than a byte act on the **low byte** only (a read returns the
 /// register zero-extended, a write uses `value & 0xff`) instead of failing, so a guest that
 /// uses 32-bit accessors on a `reg-shift = 0` UART still works; an access that reaches past
 /// the device's size is [`DeviceError::BadOffset`].
