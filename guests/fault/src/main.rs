@@ -22,7 +22,7 @@ use grt::trap::{set_data_fault_handler, DataFault, FaultAction};
 mod x86;
 
 /// Outside the 16 MiB of RAM and every device of the VM, in both architectures' configs.
-const TARGET: u64 = grt::RAM_BASE + 0x1000_0000;
+pub const TARGET: u64 = grt::RAM_BASE + 0x1000_0000;
 
 /// How many pages after TARGET are read, one access each (70 distinct addresses in all,
 /// more than the 32 the hypervisor logs one by one).
