@@ -65,6 +65,12 @@ const EXIT_LINE: &str = "Bochs is exiting with the following message:";
 const STARTUP_INFO: &str = "00000000000i[";
 /// How much of the end of Bochs' log is searched for its last words.
 const LOG_TAIL_BYTES: u64 = 64 * 1024;
+/// How often Enter is typed on the display of a machine with several CPUs until the serial
+/// console starts. The Bochs BIOS waits 3 emulated seconds (300 M instructions) for F12
+/// before it boots; a key ends that wait at its first check, after 0.6 emulated seconds.
+/// With one CPU Bochs skips the idle wait anyway (and its TSC at the kernel's start stays the
+/// same from run to run); with several it does not, and the wait costs 8 s.
+const KEY_PERIOD: Duration = Duration::from_millis(20);
 /// How often the serial file is polled for new output.
 const SERIAL_POLL: Duration = Duration::from_millis(20);
 
@@ -555,6 +561,10 @@ struct Shared {
     bochs_pid: Mutex<Option<u32>>,
     /// `script` has exited (or the run is being stopped): the serial reader finishes.
     exited: AtomicBool,
+    /// The serial file has its first bytes (ISOLINUX has started).
+    serial_started: AtomicBool,
+    /// Type Enter on the display until the serial console starts (see [`KEY_PERIOD`]).
+    type_enter: bool,
     /// Threads started after the run began (the display drain).
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -590,7 +600,10 @@ impl Session {
                 bail!("could not start script (package bsdutils) to run bochs: {e}");
             }
         };
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            type_enter: prepared.config.cpus > 1,
+            ..Shared::default()
+        });
         let mut threads = Vec::new();
         if let Some(out) = child.stdout.take() {
             let (tx, shared) = (tx.clone(), shared.clone());
@@ -702,7 +715,8 @@ fn read_bochs_output(out: impl Read, tx: &mpsc::Sender<Event>, shared: &Arc<Shar
             continue;
         }
         if let Some(pty) = screen_pty(&line) {
-            let thread = std::thread::spawn(move || drain_display(&pty));
+            let shared2 = shared.clone();
+            let thread = std::thread::spawn(move || drain_display(&pty, &shared2));
             shared
                 .threads
                 .lock()
@@ -725,10 +739,11 @@ fn screen_pty(line: &str) -> Option<PathBuf> {
     path.starts_with("/dev/").then(|| PathBuf::from(path))
 }
 
-/// Reads and discards the display's output until Bochs closes its terminal. The terminal
-/// is switched to raw mode without echo first: echoed input would fill the buffer Bochs
-/// writes to.
-fn drain_display(pty: &Path) {
+/// Reads and discards the display's output until Bochs closes its terminal, and on a
+/// machine with several CPUs types Enter on it until the serial console starts (see
+/// [`KEY_PERIOD`]). The terminal is switched to raw mode without echo first: echoed input
+/// would fill the buffer Bochs writes to.
+fn drain_display(pty: &Path, shared: &Arc<Shared>) {
     use std::os::unix::fs::OpenOptionsExt;
     /// Linux's `O_NOCTTY`: opening the terminal must not make it ours.
     const O_NOCTTY: i32 = 0o400;
@@ -742,11 +757,32 @@ fn drain_display(pty: &Path) {
         .status();
     let Ok(mut file) = fs::OpenOptions::new()
         .read(true)
+        .write(true)
         .custom_flags(O_NOCTTY)
         .open(pty)
     else {
         return;
     };
+    if let Some(mut keys) = shared.type_enter.then(|| file.try_clone().ok()).flatten() {
+        let typing = shared.clone();
+        let thread = std::thread::spawn(move || {
+            use std::io::Write;
+            let shared = typing;
+            while !shared.serial_started.load(Ordering::SeqCst)
+                && !shared.exited.load(Ordering::SeqCst)
+            {
+                if keys.write_all(b"\r").is_err() {
+                    return;
+                }
+                std::thread::sleep(KEY_PERIOD);
+            }
+        });
+        shared
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(thread);
+    }
     let mut buf = [0u8; 4096];
     while matches!(file.read(&mut buf), Ok(n) if n > 0) {}
 }
@@ -766,6 +802,7 @@ fn tail_serial(path: &Path, tx: &mpsc::Sender<Event>, shared: &Shared) {
         if let Some(f) = file.as_mut() {
             while let Ok(n @ 1..) = f.read(&mut buf) {
                 pending.extend_from_slice(&buf[..n]);
+                shared.serial_started.store(true, Ordering::SeqCst);
             }
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
