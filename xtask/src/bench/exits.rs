@@ -1,7 +1,9 @@
 //! Exit costs: the bench guest (`guests/bench`, VM `configs/vms/<arch>-bench.toml`) times
 //! hypercall and emulated-MMIO round trips against its own exception round trip (the
-//! baseline) under `-icount shift=0`, and prints one `BENCH <name> <ns_per_op> ns/op
-//! (<iterations> iters)` line per operation. This part boots it `--runs` times through the
+//! baseline) in guest instructions, and prints one `BENCH <name> <value> <unit>
+//! (<iterations> iters)` line per operation: `ns/op` under QEMU's `-icount shift=0` (one
+//! nanosecond per instruction), `ticks/op` (TSC ticks) under Bochs with `clock: sync=none`
+//! (x86_64: one tick per instruction). This part boots it `--runs` times through the
 //! scenario runner and combines the lines. See `docs/performance.md`.
 
 use std::fmt::Write as _;
@@ -10,6 +12,8 @@ use anyhow::{bail, ensure, Context, Result};
 
 use super::{median, Boots, PartResult, VmBench};
 use crate::arch::Arch;
+use crate::bochs;
+use crate::scenario::Emulator;
 
 /// The operations the bench guest measures, in the order they are reported.
 pub const OPERATIONS: [&str; 4] = ["hypercall", "hypercall-vm", "mmio-read", "guest-exception"];
@@ -27,13 +31,14 @@ pub fn vm_config(arch: Arch) -> String {
     format!("configs/vms/{arch}-bench.toml")
 }
 
-/// One `BENCH <name> <ns_per_op> ns/op (<iterations> iters)` line.
+/// One `BENCH <name> <value> ns/op|ticks/op (<iterations> iters)` line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     /// The operation, e.g. `hypercall`.
     pub name: String,
-    /// Nanoseconds per operation: under `-icount shift=0`, instructions per operation.
-    pub ns_per_op: f64,
+    /// Guest instructions per operation: nanoseconds under `-icount shift=0` (`ns/op`), TSC
+    /// ticks under Bochs with `clock: sync=none` (`ticks/op`).
+    pub per_op: f64,
     /// How many operations were timed.
     pub iterations: u64,
 }
@@ -48,15 +53,15 @@ pub fn parse_line(line: &str) -> Option<Result<Sample>> {
 
 fn parse_fields(rest: &str) -> Result<Sample> {
     let words: Vec<&str> = rest.split_whitespace().collect();
-    let [name, value, "ns/op", iters, "iters)"] = words[..] else {
-        bail!("expected `{MARKER}<name> <ns_per_op> ns/op (<iterations> iters)`");
+    let [name, value, "ns/op" | "ticks/op", iters, "iters)"] = words[..] else {
+        bail!("expected `{MARKER}<name> <value> ns/op|ticks/op (<iterations> iters)`");
     };
-    let ns_per_op: f64 = value
+    let per_op: f64 = value
         .parse()
-        .with_context(|| format!("{value:?} is not a number of nanoseconds"))?;
+        .with_context(|| format!("{value:?} is not a number of nanoseconds or ticks"))?;
     ensure!(
-        ns_per_op.is_finite() && ns_per_op >= 0.0,
-        "{value:?} is not a non-negative number of nanoseconds"
+        per_op.is_finite() && per_op >= 0.0,
+        "{value:?} is not a non-negative number of nanoseconds or ticks"
     );
     let iterations: u64 = iters
         .strip_prefix('(')
@@ -65,7 +70,7 @@ fn parse_fields(rest: &str) -> Result<Sample> {
     ensure!(iterations > 0, "0 iterations");
     Ok(Sample {
         name: name.to_owned(),
-        ns_per_op,
+        per_op,
         iterations,
     })
 }
@@ -171,7 +176,7 @@ pub fn summarize(runs: &[Run]) -> Result<Summary> {
     let value = |run: &Run, name: &str| {
         run.iter()
             .find(|s| s.name == name)
-            .map(|s| s.ns_per_op)
+            .map(|s| s.per_op)
             .with_context(|| format!("no {name} in a run"))
     };
     let mut rows = Vec::new();
@@ -236,16 +241,24 @@ pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
         samples.push(parse_run(log).with_context(|| format!("in {}", path.display()))?);
     }
     let summary = summarize(&samples)?;
-    Ok(PartResult::Done(render_section(&summary)))
+    Ok(PartResult::Done(render_section(
+        &summary,
+        Emulator::for_vms(arch),
+    )))
 }
 
 /// The exit-cost section of the report: how it was measured, then the table.
-pub fn render_section(summary: &Summary) -> String {
+pub fn render_section(summary: &Summary, emulator: Emulator) -> String {
+    let counted = match emulator {
+        Emulator::Qemu => format!("under `{}`", ICOUNT_ARGS.join(" ")),
+        Emulator::Bochs => format!(
+            "under Bochs ({}, `clock: sync=none`: TSC ticks are instructions)",
+            bochs::DEFAULT_CPU_MODEL
+        ),
+    };
     let mut s = format!(
-        "Each operation timed {} times by the guest under `{}`, 1 CPU; median of {} run(s).\n\n",
-        summary.iterations,
-        ICOUNT_ARGS.join(" "),
-        summary.runs
+        "Each operation timed {} times by the guest {counted}, 1 CPU; median of {} run(s).\n\n",
+        summary.iterations, summary.runs
     );
     s.push_str(&render_table(summary));
     s
@@ -258,7 +271,7 @@ mod tests {
     fn sample(name: &str, ns: f64) -> Sample {
         Sample {
             name: name.to_owned(),
-            ns_per_op: ns,
+            per_op: ns,
             iterations: 1000,
         }
     }
@@ -284,8 +297,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(s.name, "mmio-read");
-        assert_eq!(s.ns_per_op, 433.0);
+        assert_eq!(s.per_op, 433.0);
         assert_eq!(s.iterations, 20);
+        let s = parse_line("[bench] BENCH mmio-read 1234.5 ticks/op (1000 iters)")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s, sample("mmio-read", 1234.5));
         assert!(parse_line("[bench] PASS bench").is_none());
         assert!(parse_line("vm bench: created").is_none());
     }
@@ -423,7 +440,7 @@ vm bench: powered off
 | guest-exception | 10.0 | 1.0 | 10.0–10.0 |
 "
         );
-        let r = render_section(&s);
+        let r = render_section(&s, Emulator::Qemu);
         assert!(
             r.starts_with(
                 "Each operation timed 1000 times by the guest under `-icount shift=0`, 1 CPU; \
@@ -432,6 +449,14 @@ vm bench: powered off
             "{r}"
         );
         assert!(r.ends_with(&render_table(&s)), "{r}");
+        let r = render_section(&s, Emulator::Bochs);
+        assert!(
+            r.starts_with(
+                "Each operation timed 1000 times by the guest under Bochs (corei7_skylake_x, \
+                 `clock: sync=none`: TSC ticks are instructions), 1 CPU; median of 2 run(s).\n\n"
+            ),
+            "{r}"
+        );
     }
 
     #[test]
