@@ -336,7 +336,8 @@ pub fn iso(image: &Path, boot_args: Option<&str>) -> Result<PathBuf> {
     };
     write(&boot_dir.join("isolinux.cfg"), cfg.as_bytes())?;
     write(&staging.join("kernel.elf"), &kernel)?;
-    let partial = iso.with_extension("iso.partial");
+    // Another xtask process may build the same ISO at the same time.
+    let partial = iso.with_extension(format!("iso.partial-{}", std::process::id()));
     let mut cmd = tools.xorriso();
     cmd.args(["-as", "mkisofs", "-quiet", "-o"])
         .arg(&partial)
@@ -354,6 +355,7 @@ pub fn iso(image: &Path, boot_args: Option<&str>) -> Result<PathBuf> {
     let out = cmd.output().context("starting xorriso")?;
     realguest::remove_dir_if_present(&staging)?;
     if !out.status.success() {
+        let _ = fs::remove_file(&partial);
         bail!(
             "xorriso failed with {} building {}: {}",
             out.status,
