@@ -33,16 +33,47 @@ fn rom_fault(f: &DataFault) -> FaultAction {
     }
 }
 
+/// x86_64: the address of the store to the ROM (set by [`store_to_rom`]).
+#[cfg(target_arch = "x86_64")]
+static ROM_STORE_AT: AtomicU64 = AtomicU64::new(0);
+
 /// x86_64: the fault for the store is a #GP(0) at the instruction (no address): taken as
-/// the ROM store's.
+/// the ROM store's when it comes at that store (not after it).
 #[cfg(target_arch = "x86_64")]
 fn rom_gp(e: &grt::trap::Exception) -> FaultAction {
-    if e.vector == 13 && e.error_code == 0 {
+    if e.vector == 13 && e.error_code == 0 && e.rip == ROM_STORE_AT.load(Ordering::SeqCst) {
         ROM_FAULT.store(ROM_BASE, Ordering::SeqCst);
         FaultAction::Skip
     } else {
         FaultAction::Fail
     }
+}
+
+/// Stores `value` at [`ROM_BASE`]: the store must fault, and the handler skips it.
+#[cfg(not(target_arch = "x86_64"))]
+fn store_to_rom(value: u64) {
+    // SAFETY: the ROM is mapped; the store faults and the handler skips it.
+    unsafe { write_volatile(ROM_BASE as *mut u64, value) };
+}
+
+/// Stores `value` at [`ROM_BASE`] with one `mov`, whose address goes to [`ROM_STORE_AT`]
+/// first: the #GP(0) must come there.
+#[cfg(target_arch = "x86_64")]
+fn store_to_rom(value: u64) {
+    // SAFETY: writes the store's address to ROM_STORE_AT (a static of this guest), then
+    // stores to the ROM, which faults; the handler skips the store. Only `t` is written.
+    unsafe {
+        core::arch::asm!(
+            "lea {t}, [rip + 2f]",
+            "mov qword ptr [{slot}], {t}",
+            "2: mov qword ptr [{rom}], {v}",
+            t = out(reg) _,
+            slot = in(reg) ROM_STORE_AT.as_ptr(),
+            rom = in(reg) ROM_BASE,
+            v = in(reg) value,
+            options(nostack, preserves_flags)
+        )
+    };
 }
 
 /// Checks the ROM: it holds this guest's image, and the guest cannot write it (the store
@@ -68,8 +99,7 @@ fn check_rom() -> Result<(), &'static str> {
     grt::trap::set_data_fault_handler(Some(rom_fault));
     #[cfg(target_arch = "x86_64")]
     grt::trap::set_exception_handler(Some(rom_gp));
-    // SAFETY: the ROM is mapped; the store must fault, and the handler skips it.
-    unsafe { write_volatile(ROM_BASE as *mut u64, !before) };
+    store_to_rom(!before);
     grt::trap::set_data_fault_handler(None);
     #[cfg(target_arch = "x86_64")]
     grt::trap::set_exception_handler(None);
