@@ -2,10 +2,11 @@
 //! only).
 
 use crate::caps::ctl;
+use crate::check;
 use crate::cpuid::{self, CpuidContext};
 use crate::entry;
 use crate::exit::{event, vector, CrAccess, EptViolation, ExitReason, IoQual, ENTRY_FAILURE};
-use crate::gpt::{GuestMemory, Paging};
+use crate::gpt::{Access, GuestMemory, Paging, WalkError};
 use crate::insn::{self, CpuMode, MmioOp};
 use crate::msr::{self, MsrBitmap, MsrContext, MsrWrite};
 use crate::vmcs::field as f;
@@ -55,6 +56,27 @@ const R8: usize = 8;
 const R9: usize = 9;
 const R10: usize = 10;
 
+/// One element of a string I/O instruction.
+#[derive(Clone, Copy, Debug)]
+struct StringIo {
+    /// The element's guest-linear address.
+    linear: u64,
+    size: u8,
+    rep: bool,
+    addr_size: u8,
+    /// The instruction's length.
+    len: u8,
+}
+
+/// A port read waiting for its value ([`ArchVCpu::complete_port_read`]).
+#[derive(Clone, Copy, Debug)]
+struct PendingPort {
+    size: u8,
+    len: u8,
+    /// INS: where the value goes.
+    string: Option<StringIo>,
+}
+
 /// A load waiting for its value ([`ArchVCpu::complete_mmio_read`]).
 #[derive(Clone, Copy, Debug)]
 struct PendingLoad {
@@ -64,11 +86,80 @@ struct PendingLoad {
 
 /// CR0 bits the guest may not change (its writes to them exit): PE, NE, PG, CD, NW.
 const CR0_OWNED: u64 = (1 << 0) | (1 << 5) | (1 << 29) | (1 << 30) | (1 << 31);
+/// CR4.OSXSAVE.
+const CR4_OSXSAVE: u64 = 1 << 18;
 /// CR4 bits the hypervisor owns: VMXE, SMXE, LA57, PKS, CET.
 const CR4_OWNED: u64 = (1 << 13) | (1 << 14) | (1 << 12) | (1 << 24) | (1 << 23);
 
+/// The guest's x87/SSE/AVX state and XCR0, which the VMCS does not switch: saved when the
+/// vCPU is put, restored when it is loaded (the hypervisor itself is soft-float and never
+/// touches them in between).
+#[repr(C, align(64))]
+struct FpuArea([u8; 4096]);
+
+struct Fpu {
+    area: Box<FpuArea>,
+    /// The CPU has XSAVE (and the host's CR4.OSXSAVE is set: [`vmx::enable`]).
+    xsave: bool,
+    /// The guest's XCR0 (x87 only at reset).
+    xcr0: u64,
+}
+
+impl Fpu {
+    fn new() -> Self {
+        Self {
+            area: Box::new(FpuArea([0; 4096])),
+            xsave: vmx::xsave_enabled(),
+            xcr0: 1,
+        }
+    }
+
+    /// Back to the power-on state: a zero XSAVE header restores the initial state.
+    fn reset(&mut self) {
+        self.area.0.fill(0);
+        // FXSAVE layout: FCW at 0 (0x37F), MXCSR at 24 (0x1F80), as after FNINIT / reset.
+        self.area.0[0..2].copy_from_slice(&0x37fu16.to_le_bytes());
+        self.area.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        self.xcr0 = 1;
+    }
+
+    fn save(&mut self) {
+        let p = self.area.0.as_mut_ptr();
+        if self.xsave {
+            // SAFETY: the area is 4 KiB, 64-byte aligned, larger than any XSAVE image of
+            // the features XCR0 can enable here; host CR4.OSXSAVE is set.
+            unsafe {
+                asm!("xsave64 [{}]", in(reg) p, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack));
+                let (lo, hi): (u32, u32);
+                asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack));
+                self.xcr0 = u64::from(hi) << 32 | u64::from(lo);
+            }
+        } else {
+            // SAFETY: the area is 16-byte aligned and larger than FXSAVE's 512 bytes.
+            unsafe { asm!("fxsave64 [{}]", in(reg) p, options(nostack)) };
+        }
+    }
+
+    fn restore(&self) {
+        let p = self.area.0.as_ptr();
+        if self.xsave {
+            // SAFETY: XCR0 takes a value the guest's XSETBV was checked for (or the reset
+            // value 1); the area holds an image XSAVE wrote or the zeroed reset image.
+            unsafe {
+                asm!("xsetbv", in("ecx") 0u32, in("eax") self.xcr0 as u32, in("edx") (self.xcr0 >> 32) as u32, options(nomem, nostack));
+                asm!("xrstor64 [{}]", in(reg) p, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack, readonly));
+            }
+        } else {
+            // SAFETY: the area holds an FXSAVE image (or the reset image with valid FCW
+            // and MXCSR).
+            unsafe { asm!("fxrstor64 [{}]", in(reg) p, options(nostack, readonly)) };
+        }
+    }
+}
+
 /// A VMX vCPU.
 pub struct VmxVCpu {
+    fpu: Fpu,
     vpid: u16,
     index: usize,
     vm_id: Option<u64>,
@@ -84,6 +175,10 @@ pub struct VmxVCpu {
     /// The guest state in the VMCS must be (re)written from the entry contract.
     reset_pending: bool,
     pending: Option<PendingLoad>,
+    pending_port: Option<PendingPort>,
+    /// The RIP of the MMIO store just handed to the VMM (RIP already moved past it), so an
+    /// injected fault can put it back on the instruction.
+    store_rip: Option<u64>,
     /// The guest's SYSCALL/SWAPGS MSRs (msr::SWITCHED), while the vCPU is put.
     switched: [u64; 5],
     /// The guest's CR0 and CR4 as it believes them (the read shadows).
@@ -319,6 +414,113 @@ impl VmxVCpu {
         }
     }
 
+    fn reinject_vectoring(&mut self) {
+        let info = vmx::read(f::IDT_VECTORING_INFO) as u32;
+        if info & event::VALID == 0 {
+            vmx::write(f::ENTRY_INTERRUPTION_INFO, 0);
+            return;
+        }
+        // Bits 30:12 are not part of the entry field.
+        vmx::write(f::ENTRY_INTERRUPTION_INFO, u64::from(info & !0x7fff_f000));
+        if info & event::DELIVER_ERROR_CODE != 0 {
+            vmx::write(
+                f::ENTRY_EXCEPTION_ERROR_CODE,
+                vmx::read(f::IDT_VECTORING_ERROR_CODE),
+            );
+        }
+        vmx::write(f::ENTRY_INSTRUCTION_LEN, vmx::read(f::EXIT_INSTRUCTION_LEN));
+    }
+
+    /// The guest-state fields [`check::guest`] reads.
+    fn guest_snapshot(&self) -> check::GuestState {
+        let ar = |n| vmx::read(f::segment(n).2) as u32;
+        check::GuestState {
+            cr0: vmx::read(f::GUEST_CR0),
+            cr4: vmx::read(f::GUEST_CR4),
+            efer: vmx::read(f::GUEST_EFER),
+            pat: vmx::read(f::GUEST_PAT),
+            dr7: vmx::read(f::GUEST_DR7),
+            rip: vmx::read(f::GUEST_RIP),
+            rflags: vmx::read(f::GUEST_RFLAGS),
+            cs_ar: ar(1),
+            ss_ar: ar(2),
+            tr_ar: ar(7),
+            tr_selector: vmx::read(f::GUEST_TR_SELECTOR) as u16,
+            activity: vmx::read(f::GUEST_ACTIVITY_STATE) as u32,
+            link_pointer: vmx::read(f::VMCS_LINK_POINTER),
+            ia32e: vmx::read(f::ENTRY_CONTROLS) & u64::from(ctl::IA32E_MODE_GUEST.mask()) != 0,
+        }
+    }
+
+    /// The host-state fields [`check::host`] reads.
+    fn host_snapshot(&self) -> check::HostState {
+        check::HostState {
+            cr0: vmx::read(f::HOST_CR0),
+            cr4: vmx::read(f::HOST_CR4),
+            efer: vmx::read(f::HOST_EFER),
+            selectors: [
+                f::HOST_CS_SELECTOR,
+                f::HOST_SS_SELECTOR,
+                f::HOST_DS_SELECTOR,
+                f::HOST_ES_SELECTOR,
+                f::HOST_FS_SELECTOR,
+                f::HOST_GS_SELECTOR,
+                f::HOST_TR_SELECTOR,
+            ]
+            .map(|s| vmx::read(s) as u16),
+            addresses: [
+                f::HOST_FS_BASE,
+                f::HOST_GS_BASE,
+                f::HOST_TR_BASE,
+                f::HOST_GDTR_BASE,
+                f::HOST_IDTR_BASE,
+                f::HOST_RIP,
+            ]
+            .map(vmx::read),
+        }
+    }
+
+    /// Logs why VMLAUNCH/VMRESUME failed, with the field to blame where the checks find
+    /// one, and returns the error for `run`.
+    fn entry_failed(&self, r: u64) -> VCpuError {
+        if r != 1 {
+            log::error!(
+                "vCPU {}: VM entry failed: VMfailInvalid (no current VMCS)",
+                self.index
+            );
+            return VCpuError::Hardware(0);
+        }
+        let err = vmx::instruction_error();
+        let name = crate::exit::vm_instruction_error(err).unwrap_or("unknown VM-instruction error");
+        let field = vmx::caps().and_then(|(caps, ctls)| match err {
+            7 => check::controls(ctls, caps),
+            8 => check::host(&self.host_snapshot(), caps),
+            _ => None,
+        });
+        match field {
+            Some(field) => log::error!(
+                "vCPU {}: VM entry failed: {name} (VM-instruction error {err}): {field}",
+                self.index
+            ),
+            None => log::error!(
+                "vCPU {}: VM entry failed: {name} (VM-instruction error {err})",
+                self.index
+            ),
+        }
+        VCpuError::Hardware(u64::from(err))
+    }
+
+    /// The guest's CPL (SS.DPL).
+    fn cpl(&self) -> u64 {
+        (vmx::read(f::segment(2).2) >> 5) & 3
+    }
+
+    /// CR4 as the guest sees it: the read shadow's bits where the hypervisor owns them,
+    /// the real register's elsewhere.
+    fn guest_cr4(&self) -> u64 {
+        (vmx::read(f::GUEST_CR4) & !CR4_OWNED) | (self.cr4_shadow & CR4_OWNED)
+    }
+
     /// Loads this vCPU's VMCS on this CPU, writing the host state (and the guest's initial
     /// state after set-up).
     fn load(&mut self) -> Result<(), VCpuError> {
@@ -333,11 +535,13 @@ impl VmxVCpu {
             for (m, v) in msr::SWITCHED.iter().zip(self.switched) {
                 regs::wrmsr(*m, v);
             }
+            self.fpu.restore();
         }
         if self.reset_pending {
             self.write_controls(&caps.1);
             self.write_guest_state();
             self.reset_pending = false;
+            vmx::invept(self.eptp);
             vmx::invvpid(self.vpid);
         }
         Ok(())
@@ -395,6 +599,17 @@ impl VmxVCpu {
         vmx::write(f::EPT_POINTER, self.eptp);
         vmx::write(f::VPID, u64::from(self.vpid));
         vmx::write(f::VMCS_LINK_POINTER, u64::MAX);
+        for z in [
+            f::PF_ERROR_CODE_MASK,
+            f::PF_ERROR_CODE_MATCH,
+            f::CR3_TARGET_COUNT,
+            f::EXIT_MSR_STORE_COUNT,
+            f::EXIT_MSR_LOAD_COUNT,
+            f::ENTRY_MSR_LOAD_COUNT,
+            f::TSC_OFFSET,
+        ] {
+            vmx::write(z, 0);
+        }
         vmx::write(f::CR0_GUEST_HOST_MASK, CR0_OWNED);
         vmx::write(f::CR4_GUEST_HOST_MASK, CR4_OWNED);
     }
@@ -415,6 +630,11 @@ impl VmxVCpu {
         vmx::write(f::GUEST_EFER, entry::EFER);
         vmx::write(f::GUEST_PAT, entry::PAT);
         vmx::write(f::GUEST_DR7, 0x400);
+        vmx::write(f::GUEST_DEBUGCTL, 0);
+        vmx::write(f::GUEST_PENDING_DEBUG, 0);
+        vmx::write(f::GUEST_SYSENTER_CS, 0);
+        vmx::write(f::GUEST_SYSENTER_ESP, 0);
+        vmx::write(f::GUEST_SYSENTER_EIP, 0);
         vmx::write(f::GUEST_RFLAGS, entry::RFLAGS);
         vmx::write(f::GUEST_RIP, self.entry);
         vmx::write(f::GUEST_RSP, 0);
@@ -448,12 +668,19 @@ impl VmxVCpu {
     /// Decodes the exit just taken: `Ok(None)` when the vCPU handled it itself (re-enter),
     /// `Ok(Some(exit))` for the VMM.
     fn handle_exit(&mut self) -> Option<VmExit> {
+        self.store_rip = None;
         let reason_field = vmx::read(f::EXIT_REASON) as u32;
         let reason = ExitReason::of(reason_field);
         let qual = vmx::read(f::EXIT_QUALIFICATION);
         if reason_field & ENTRY_FAILURE != 0 {
+            let named = match (reason, qual) {
+                (ExitReason::INVALID_GUEST_STATE, 0) => {
+                    vmx::caps().and_then(|c| check::guest(&self.guest_snapshot(), &c.0))
+                }
+                _ => None,
+            };
             return Some(VmExit::Unsupported {
-                reason: crate::exit::entry_failure_detail(reason, qual),
+                reason: named.unwrap_or(crate::exit::entry_failure_detail(reason, qual)),
                 syndrome: u64::from(reason_field),
             });
         }
@@ -470,7 +697,7 @@ impl VmxVCpu {
                 let r = core::arch::x86_64::__cpuid_count(leaf, sub);
                 let ctx = CpuidContext {
                     vcpu_index: self.index as u8,
-                    guest_cr4: self.cr4_shadow,
+                    guest_cr4: self.guest_cr4(),
                     invpcid: vmx::caps().is_some_and(|c| c.1.has(ctl::ENABLE_INVPCID)),
                 };
                 let out = cpuid::filter(leaf, sub, [r.eax, r.ebx, r.ecx, r.edx], &ctx);
@@ -498,7 +725,7 @@ impl VmxVCpu {
                 None
             }
             ExitReason::IO_INSTRUCTION => match IoQual::decode(qual) {
-                Some(io) => Some(self.port_io(io)),
+                Some(io) => self.port_io(io),
                 None => {
                     self.inject(vector::GP, Some(0));
                     None
@@ -509,7 +736,11 @@ impl VmxVCpu {
                 reason: "EPT misconfiguration",
                 syndrome: vmx::read(f::GUEST_PHYSICAL_ADDRESS),
             }),
-            ExitReason::TRIPLE_FAULT => Some(VmExit::SystemReset),
+            // A PC would reset; axvisor stops the VM (docs/vmm.md, "The seam").
+            ExitReason::TRIPLE_FAULT => Some(VmExit::Unsupported {
+                reason: "triple fault",
+                syndrome: u64::from(reason.0),
+            }),
             ExitReason::MWAIT
             | ExitReason::MONITOR
             | ExitReason::RDPMC
@@ -546,6 +777,12 @@ impl VmxVCpu {
     }
 
     fn vmcall(&mut self) -> Option<VmExit> {
+        if self.cpl() != 0 {
+            // Hypercalls are the guest kernel's: user mode gets #UD, as VMCALL outside
+            // VMX operation would give it.
+            self.inject(vector::UD, None);
+            return None;
+        }
         let nr = self.gprs.0[RAX];
         let a = [self.gprs.0[RDI], self.gprs.0[RSI], self.gprs.0[RDX]];
         self.skip_instruction();
@@ -648,10 +885,14 @@ impl VmxVCpu {
                 self.cr4_shadow = v;
                 vmx::write(f::CR4_READ_SHADOW, v);
                 vmx::write(f::GUEST_CR4, caps.cr4_fixed().apply(v));
+                // PGE, PCIDE and friends changed: drop the guest's translations.
+                vmx::invvpid(self.vpid);
                 self.skip_instruction();
             }
             CrAccess::Write { cr: 3, gpr } => {
-                vmx::write(f::GUEST_CR3, self.gpr(gpr));
+                // Bit 63 is PCID's "no flush" flag, not part of CR3; the flush below is
+                // a superset of what the guest asked for.
+                vmx::write(f::GUEST_CR3, self.gpr(gpr) & !(1 << 63));
                 vmx::invvpid(self.vpid);
                 self.skip_instruction();
             }
@@ -686,11 +927,11 @@ impl VmxVCpu {
             let r = core::arch::x86_64::__cpuid_count(0xd, 0);
             (u64::from(r.edx) << 32) | u64::from(r.eax)
         };
-        let ok = idx == 0
-            && v & 1 != 0
-            && v & !supported == 0
-            && (v & 4 == 0 || v & 2 != 0)
-            && self.cr4_shadow & (1 << 18) != 0;
+        if self.guest_cr4() & CR4_OSXSAVE == 0 || !self.fpu.xsave {
+            self.inject(vector::UD, None);
+            return;
+        }
+        let ok = idx == 0 && v & 1 != 0 && v & !supported == 0 && (v & 4 == 0 || v & 2 != 0);
         if !ok {
             self.inject(vector::GP, Some(0));
             return;
@@ -703,18 +944,116 @@ impl VmxVCpu {
         self.skip_instruction();
     }
 
-    fn port_io(&mut self, io: IoQual) -> VmExit {
-        // String forms (INS/OUTS) are not emulated yet: the guest gets #GP.
-        if io.string {
-            self.inject(vector::GP, Some(0));
-            return VmExit::Unsupported {
-                reason: "string port I/O (INS/OUTS)",
-                syndrome: u64::from(io.port),
-            };
+    /// Sets the guest's CR2 and injects a #PF (the CR2 register is the guest's while it
+    /// runs: the VMCS does not switch it and the hypervisor takes no page faults).
+    fn inject_page_fault(&mut self, addr: u64, error_code: u32) {
+        // SAFETY: CR2 only reports page-fault addresses; the hypervisor never reads it.
+        unsafe { asm!("mov cr2, {}", in(reg) addr, options(nomem, nostack)) };
+        self.inject(vector::PF, Some(error_code));
+    }
+
+    /// The result of a guest-memory access failing for a string I/O element.
+    fn walk_failed(&mut self, e: WalkError, port: u16) -> Option<VmExit> {
+        match e {
+            WalkError::PageFault { addr, error_code } => {
+                self.inject_page_fault(addr, error_code);
+                None
+            }
+            WalkError::NotRam { .. } | WalkError::La57 => Some(VmExit::Unsupported {
+                reason: "string port I/O on memory that is not guest RAM",
+                syndrome: u64::from(port),
+            }),
         }
-        VmExit::Unsupported {
-            reason: "port I/O",
-            syndrome: u64::from(io.port),
+    }
+
+    /// IN, OUT, INS, OUTS: one exit to the VMM per element (`None`: handled here, re-enter).
+    fn port_io(&mut self, io: IoQual) -> Option<VmExit> {
+        let width = match io.size {
+            1 => AccessWidth::Byte,
+            2 => AccessWidth::Half,
+            _ => AccessWidth::Word,
+        };
+        let mask = (1u64 << (8 * u32::from(io.size))) - 1;
+        let len = vmx::read(f::EXIT_INSTRUCTION_LEN) as u8;
+        if !io.string {
+            if io.input {
+                self.pending_port = Some(PendingPort {
+                    size: io.size,
+                    len,
+                    string: None,
+                });
+                return Some(VmExit::PortRead {
+                    port: io.port,
+                    width,
+                });
+            }
+            let value = self.gprs.0[RAX] & mask;
+            self.advance(u64::from(len));
+            return Some(VmExit::PortWrite {
+                value,
+                port: io.port,
+                width,
+            });
+        }
+        let info = vmx::read(f::EXIT_INSTRUCTION_INFO) as u32;
+        let long = vmx::read(f::segment(1).2) & (1 << 13) != 0;
+        let addr_size = crate::exit::string_address_size(info).unwrap_or(if long { 8 } else { 4 });
+        if io.rep && crate::exit::string_count_zero(self.gprs.0[RCX], addr_size) {
+            self.advance(u64::from(len));
+            return None;
+        }
+        let linear = vmx::read(f::GUEST_LINEAR_ADDRESS);
+        let step = StringIo {
+            linear,
+            size: io.size,
+            rep: io.rep,
+            addr_size,
+            len,
+        };
+        if io.input {
+            self.pending_port = Some(PendingPort {
+                size: io.size,
+                len,
+                string: Some(step),
+            });
+            return Some(VmExit::PortRead {
+                port: io.port,
+                width,
+            });
+        }
+        let mem = EptMemory {
+            root: self.eptp_root(),
+        };
+        let mut b = [0u8; 4];
+        let n = usize::from(io.size);
+        if let Err(e) = self.paging().read(&mem, linear, &mut b[..n], Access::Read) {
+            return self.walk_failed(e, io.port);
+        }
+        let value = u64::from(u32::from_le_bytes(b)) & mask;
+        self.string_done(&step, RSI);
+        Some(VmExit::PortWrite {
+            value,
+            port: io.port,
+            width,
+        })
+    }
+
+    /// Moves the index register `reg` (RSI, RDI) and RCX past one string element, and RIP
+    /// past the instruction when it is complete.
+    fn string_done(&mut self, s: &StringIo, reg: usize) {
+        let df = vmx::read(f::GUEST_RFLAGS) & (1 << 10) != 0;
+        let (index, rcx, done) = crate::exit::string_step(
+            self.gprs.0[reg],
+            self.gprs.0[RCX],
+            s.size,
+            df,
+            s.rep,
+            s.addr_size,
+        );
+        self.gprs.0[reg] = index;
+        self.gprs.0[RCX] = rcx;
+        if done {
+            self.advance(u64::from(s.len));
         }
     }
 
@@ -784,11 +1123,13 @@ impl VmxVCpu {
             }
             MmioOp::StoreReg { src, .. } => {
                 let value = insn::store_value(&i.op, self.gpr(src.index));
+                self.store_rip = Some(rip);
                 self.advance(u64::from(i.len));
                 VmExit::MmioWrite { gpa, value, width }
             }
             MmioOp::StoreImm { .. } => {
                 let value = insn::store_value(&i.op, 0);
+                self.store_rip = Some(rip);
                 self.advance(u64::from(i.len));
                 VmExit::MmioWrite { gpa, value, width }
             }
@@ -809,7 +1150,10 @@ impl ArchVCpu for VmxVCpu {
         if !vmx::vmclear(vmcs) {
             return Err(vcpu_err("VMCLEAR of a new VMCS failed"));
         }
+        let mut fpu = Fpu::new();
+        fpu.reset();
         Ok(Self {
+            fpu,
             vpid: config.vpid,
             index: vcpu_id,
             vm_id: None,
@@ -823,6 +1167,8 @@ impl ArchVCpu for VmxVCpu {
             launched: false,
             reset_pending: true,
             pending: None,
+            pending_port: None,
+            store_rip: None,
             switched: [0; 5],
             cr0_shadow: entry::CR0,
             cr4_shadow: entry::CR4,
@@ -847,7 +1193,9 @@ impl ArchVCpu for VmxVCpu {
         self.gprs = Gprs::default();
         self.gprs.0[RDI] = self.start_arg;
         self.pending = None;
+        self.pending_port = None;
         self.switched = [0; 5];
+        self.fpu.reset();
         self.reset_pending = true;
         Ok(())
     }
@@ -863,12 +1211,13 @@ impl ArchVCpu for VmxVCpu {
             // touches, and interrupts are masked (the caller's contract).
             let r = unsafe { x86_vcpu_vmx_run(&mut self.gprs, u64::from(self.launched)) };
             if r != 0 {
-                let err = if r == 1 { vmx::instruction_error() } else { 0 };
-                return Err(VCpuError::Hardware(u64::from(err)));
+                return Err(self.entry_failed(r));
             }
             self.launched = true;
-            // A pending injection was delivered (or re-reported on the exit).
-            vmx::write(f::ENTRY_INTERRUPTION_INFO, 0);
+            // An event whose delivery the exit interrupted (an EPT violation on the guest's
+            // IDT or stack, say) is delivered again at the next entry, unless the exit's
+            // handling injects something else.
+            self.reinject_vectoring();
             if let Some(exit) = self.handle_exit() {
                 if let ControlFlow::Break(r) = handle(self, exit) {
                     return Ok(r);
@@ -887,6 +1236,42 @@ impl ArchVCpu for VmxVCpu {
         }
     }
 
+    fn complete_port_read(&mut self, value: u64) {
+        let Some(p) = self.pending_port.take() else {
+            return;
+        };
+        let mask = (1u64 << (8 * u32::from(p.size))) - 1;
+        match p.string {
+            None => {
+                let old = self.gprs.0[RAX];
+                // IN EAX zero-extends into RAX; IN AL / AX keep the other bits.
+                self.gprs.0[RAX] = if p.size == 4 {
+                    value & mask
+                } else {
+                    (old & !mask) | (value & mask)
+                };
+                self.advance(u64::from(p.len));
+            }
+            Some(s) => {
+                let mem = EptMemory {
+                    root: self.eptp_root(),
+                };
+                let bytes = ((value & mask) as u32).to_le_bytes();
+                match self
+                    .paging()
+                    .write(&mem, s.linear, &bytes[..usize::from(s.size)])
+                {
+                    Ok(()) => self.string_done(&s, RDI),
+                    Err(WalkError::PageFault { addr, error_code }) => {
+                        self.inject_page_fault(addr, error_code)
+                    }
+                    // Not RAM: the element is dropped and the guest gets #GP.
+                    Err(_) => self.inject(vector::GP, Some(0)),
+                }
+            }
+        }
+    }
+
     fn hypercall_args(&self) -> [u64; 6] {
         let g = &self.gprs.0;
         [g[RDI], g[RSI], g[RDX], g[R10], g[R8], g[R9]]
@@ -899,6 +1284,9 @@ impl ArchVCpu for VmxVCpu {
     fn inject_data_fault(&mut self, _gpa: GuestPhysAddr) {
         // x86 has no data abort: an access nothing claims is a #GP(0) at the instruction.
         self.pending = None;
+        if let Some(rip) = self.store_rip.take() {
+            vmx::write(f::GUEST_RIP, rip);
+        }
         self.inject(vector::GP, Some(0));
     }
 
@@ -913,6 +1301,7 @@ impl ArchVCpu for VmxVCpu {
         for (i, m) in msr::SWITCHED.iter().enumerate() {
             self.switched[i] = regs::rdmsr(*m);
         }
+        self.fpu.save();
         vmx::vmclear(self.vmcs);
         self.loaded_on = usize::MAX;
         self.launched = false;

@@ -17,9 +17,11 @@ pub mod field {
     pub const HOST_TR_SELECTOR: u32 = 0x0c0c;
     // 64-bit.
     pub const MSR_BITMAP: u32 = 0x2004;
+    pub const TSC_OFFSET: u32 = 0x2010;
     pub const EPT_POINTER: u32 = 0x201a;
     pub const GUEST_PHYSICAL_ADDRESS: u32 = 0x2400;
     pub const VMCS_LINK_POINTER: u32 = 0x2800;
+    pub const GUEST_DEBUGCTL: u32 = 0x2802;
     pub const GUEST_PAT: u32 = 0x2804;
     pub const GUEST_EFER: u32 = 0x2806;
     pub const HOST_PAT: u32 = 0x2c00;
@@ -28,14 +30,23 @@ pub mod field {
     pub const PIN_BASED: u32 = 0x4000;
     pub const PROC_BASED: u32 = 0x4002;
     pub const EXCEPTION_BITMAP: u32 = 0x4004;
+    pub const PF_ERROR_CODE_MASK: u32 = 0x4006;
+    pub const PF_ERROR_CODE_MATCH: u32 = 0x4008;
+    pub const CR3_TARGET_COUNT: u32 = 0x400a;
+    pub const EXIT_MSR_STORE_COUNT: u32 = 0x400e;
+    pub const EXIT_MSR_LOAD_COUNT: u32 = 0x4010;
     pub const EXIT_CONTROLS: u32 = 0x400c;
     pub const ENTRY_CONTROLS: u32 = 0x4012;
     pub const ENTRY_INTERRUPTION_INFO: u32 = 0x4016;
+    pub const ENTRY_MSR_LOAD_COUNT: u32 = 0x4014;
     pub const ENTRY_EXCEPTION_ERROR_CODE: u32 = 0x4018;
+    pub const ENTRY_INSTRUCTION_LEN: u32 = 0x401a;
     pub const PROC_BASED2: u32 = 0x401e;
     pub const VM_INSTRUCTION_ERROR: u32 = 0x4400;
     pub const EXIT_REASON: u32 = 0x4402;
     pub const EXIT_INTERRUPTION_INFO: u32 = 0x4404;
+    pub const IDT_VECTORING_INFO: u32 = 0x4408;
+    pub const IDT_VECTORING_ERROR_CODE: u32 = 0x440a;
     pub const EXIT_INSTRUCTION_LEN: u32 = 0x440c;
     pub const EXIT_INSTRUCTION_INFO: u32 = 0x440e;
     pub const GUEST_ES_LIMIT: u32 = 0x4800;
@@ -44,6 +55,7 @@ pub mod field {
     pub const GUEST_ES_ACCESS_RIGHTS: u32 = 0x4814;
     pub const GUEST_INTERRUPTIBILITY: u32 = 0x4824;
     pub const GUEST_ACTIVITY_STATE: u32 = 0x4826;
+    pub const GUEST_SYSENTER_CS: u32 = 0x482a;
     pub const HOST_SYSENTER_CS: u32 = 0x4c00;
     // Natural width.
     pub const CR0_GUEST_HOST_MASK: u32 = 0x6000;
@@ -62,6 +74,9 @@ pub mod field {
     pub const GUEST_RSP: u32 = 0x681c;
     pub const GUEST_RIP: u32 = 0x681e;
     pub const GUEST_RFLAGS: u32 = 0x6820;
+    pub const GUEST_PENDING_DEBUG: u32 = 0x6822;
+    pub const GUEST_SYSENTER_ESP: u32 = 0x6824;
+    pub const GUEST_SYSENTER_EIP: u32 = 0x6826;
     pub const HOST_CR0: u32 = 0x6c00;
     pub const HOST_CR3: u32 = 0x6c02;
     pub const HOST_CR4: u32 = 0x6c04;

@@ -97,7 +97,10 @@ pub fn enable() -> Result<&'static (VmxCaps, Controls), VmxError> {
         asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
     }
     let cr0 = caps.0.cr0_fixed().apply(cr0);
-    let cr4 = caps.0.cr4_fixed().apply(cr4 | CR4_VMXE);
+    // OSXSAVE lets the vCPUs switch the guests' XCR0 and extended state (the hypervisor
+    // itself uses none: it is built soft-float).
+    let osxsave = if xsave_supported() { CR4_OSXSAVE } else { 0 };
+    let cr4 = caps.0.cr4_fixed().apply(cr4 | CR4_VMXE | osxsave);
     let ok: u8;
     // SAFETY: the fixed bits only add what VMX operation requires (NE, VMXE) to the host's
     // running values; VMXON takes the physical address of a region that stays allocated.
@@ -146,6 +149,19 @@ pub mod regs {
 
 /// CR4.VMXE.
 pub const CR4_VMXE: u64 = 1 << 13;
+/// CR4.OSXSAVE.
+const CR4_OSXSAVE: u64 = 1 << 18;
+
+/// CPUID.1:ECX.XSAVE.
+fn xsave_supported() -> bool {
+    core::arch::x86_64::__cpuid_count(1, 0).ecx & (1 << 26) != 0
+}
+
+/// Whether the vCPUs use XSAVE for the guests' extended state (the CPU has it; [`enable`]
+/// sets the host's CR4.OSXSAVE).
+pub fn xsave_enabled() -> bool {
+    xsave_supported()
+}
 
 /// VMCLEAR of the VMCS at `pa`; `false` if it failed.
 pub fn vmclear(pa: u64) -> bool {
