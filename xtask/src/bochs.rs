@@ -90,8 +90,15 @@ pub const PACKAGES: &[&str] = &[
 const MODULES: &[&str] = &["ldlinux.c32", "mboot.c32", "libcom32.c32"];
 /// The Debian suite the packages come from when the host's is unknown.
 const FALLBACK_SUITE: &str = "bookworm";
-/// The file in the tools directory written last, naming the packages it came from.
+/// The file in the tools directory written last: [`packages_line`], then each package
+/// file's name and size.
 const TOOLS_COMPLETE: &str = "complete";
+
+/// The first line of [`TOOLS_COMPLETE`]: a cache made for another package list is
+/// downloaded again.
+fn packages_line() -> String {
+    format!("packages: {}\n", PACKAGES.join(" "))
+}
 
 /// Where the downloaded ISO tools live: `<repository>/.cache/bochs`.
 pub fn cache_dir() -> PathBuf {
@@ -181,7 +188,8 @@ impl IsoTools {
 /// xtask setup` calls).
 pub fn ensure_tools() -> Result<IsoTools> {
     let tools_dir = tools_dir();
-    if tools_dir.join(TOOLS_COMPLETE).is_file() {
+    let complete = fs::read_to_string(tools_dir.join(TOOLS_COMPLETE)).unwrap_or_default();
+    if complete.starts_with(&packages_line()) {
         if let Ok(tools) = IsoTools::find(&tools_dir) {
             return Ok(tools);
         }
@@ -225,10 +233,10 @@ fn download_tools(tools_dir: &Path) -> Result<IsoTools> {
     realguest::clean_apt_dir(&apt_dir)?;
     let tools = IsoTools::find(tools_dir)?;
     tools.check()?;
-    let list: String = downloaded
-        .iter()
-        .map(|(name, size)| format!("{name} {size}\n"))
-        .collect();
+    let mut list = packages_line();
+    for (name, size) in &downloaded {
+        list.push_str(&format!("{name} {size}\n"));
+    }
     let complete = tools_dir.join(TOOLS_COMPLETE);
     fs::write(&complete, list).with_context(|| format!("writing {}", complete.display()))?;
     Ok(tools)
@@ -950,6 +958,70 @@ mod tests {
         );
         fs::remove_dir_all(&dir).unwrap();
         assert!(!powered_off(&log));
+    }
+
+    #[test]
+    fn serial_lines_arrive_as_the_file_grows_and_end_with_the_run() {
+        let dir = std::env::temp_dir().join(format!("xtask-bochs-serial-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("serial.txt");
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel();
+        let tail = {
+            let (path, shared) = (path.clone(), shared.clone());
+            std::thread::spawn(move || tail_serial(&path, &tx, &shared))
+        };
+        let line = |rx: &mpsc::Receiver<Event>| match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Event::Line(Stream::Stdout, l)) => Some(l),
+            Ok(Event::Closed(Stream::Stdout)) => None,
+            _ => panic!("no serial event"),
+        };
+        // The file appears only after a while, as when Bochs starts.
+        std::thread::sleep(SERIAL_POLL * 3);
+        fs::write(&path, "\r\nISOLINUX 6.04\r\nLoad").unwrap();
+        assert_eq!(line(&rx).as_deref(), Some(""));
+        assert_eq!(line(&rx).as_deref(), Some("ISOLINUX 6.04"));
+        assert!(shared.serial_started.load(Ordering::SeqCst));
+        let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut f, b"ing... ok\r\nlast, no newline").unwrap();
+        assert_eq!(line(&rx).as_deref(), Some("Loading... ok"));
+        shared.exited.store(true, Ordering::SeqCst);
+        assert_eq!(line(&rx).as_deref(), Some("last, no newline"));
+        assert_eq!(line(&rx), None);
+        tail.join().unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bochs_output_gives_its_pid_and_screen_and_skips_start_up_messages() {
+        let out = "AXVISOR_BOCHS_PID=4242\r\n\
+                   00000000000i[      ] BXSHARE not set\r\n\
+                   \r\n\
+                   Bochs connected to screen \"/dev/xtask-no-such-pty\"\r\n\
+                   Next at t=0\r\n";
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel();
+        read_bochs_output(out.as_bytes(), &tx, &shared);
+        drop(tx);
+        let lines: Vec<String> = rx
+            .iter()
+            .map(|e| match e {
+                Event::Line(Stream::Stderr, l) => l,
+                _ => panic!("only emulator lines"),
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "Bochs connected to screen \"/dev/xtask-no-such-pty\"",
+                "Next at t=0"
+            ]
+        );
+        assert_eq!(*shared.bochs_pid.lock().unwrap(), Some(4242));
+        // The drain of the (missing) screen ends at once.
+        for thread in shared.threads.lock().unwrap().drain(..) {
+            thread.join().unwrap();
+        }
     }
 
     #[test]
