@@ -87,7 +87,9 @@ pub enum VmExit {
     /// The guest resets its VM.
     SystemReset,
     /// The guest did something the architecture refuses to emulate; it has been given a fault
-    /// where the architecture can, otherwise the VM should stop. `reason` says what.
+    /// where the architecture can, otherwise the VM should stop. `reason` says what. Also
+    /// a vCPU that shut down by itself (x86: a triple fault, `reason` `"triple fault"`):
+    /// a PC would reset, axvisor stops the VM (docs/vmm.md, "The seam").
     Unsupported {
         /// Short description for the log.
         reason: &'static str,
@@ -115,15 +117,6 @@ pub enum VmExit {
         port: u16,
         /// Access size (1, 2 or 4 bytes).
         width: AccessWidth,
-    },
-    /// The vCPU shut down on its own account (x86: a triple fault — an exception while
-    /// delivering a double fault — or a shutdown-causing VM-entry check): on PC hardware the
-    /// machine would reset. The VM is stopped with `reason` (see `axvm`'s policy), so a
-    /// guest that fails this way is not reset over and over; a guest that means to reset
-    /// asks for it ([`VmExit::SystemReset`]).
-    Shutdown {
-        /// Short description for the log (`"triple fault"`).
-        reason: &'static str,
     },
 }
 

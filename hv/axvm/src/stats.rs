@@ -21,7 +21,7 @@ pub enum ExitKind {
     Interrupt,
     /// Guest `wfi`.
     Halt,
-    /// CPU on/off, power off, reset, a vCPU shutdown (triple fault).
+    /// CPU on/off, power off, reset.
     Power,
     /// Something the architecture does not emulate.
     Unsupported,

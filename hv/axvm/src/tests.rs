@@ -437,19 +437,6 @@ fn unclaimed_port_policies() {
 }
 
 #[test]
-fn a_shut_down_vcpu_stops_its_vm() {
-    let (vm, _, _) = vm_with(
-        "fault",
-        std::vec![VmExit::Shutdown {
-            reason: "triple fault"
-        }],
-    );
-    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Stopped("triple fault"));
-    assert_eq!(vm.status(), VmStatus::Stopping);
-    assert_eq!(vm.exits().get(ExitKind::Power), 1);
-}
-
-#[test]
 fn passthrough_ranges_are_mapped_at_their_host_addresses() {
     let config = std::format!(
         "{CONFIG}[[passthrough]]\nname = \"rtc\"\nbase = 0x0901_0000\nsize = 0x1000\n"

@@ -712,13 +712,12 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 );
                 Some(self.stop(reason))
             }
-            // Port I/O and vCPU shutdowns (x86) out of line: the other architectures'
-            // exit path stays as it was.
+            // Port I/O (x86) out of line: the other architectures' exit path stays as it
+            // was.
             VmExit::PortRead { port, width } => self.port_read(vcpu_id, arch, port, width),
             VmExit::PortWrite { port, width, value } => {
                 self.port_write(vcpu_id, port, width, value)
             }
-            VmExit::Shutdown { reason } => Some(self.vcpu_shutdown(vcpu_id, reason)),
         }
     }
 
@@ -754,15 +753,6 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             PortOutcome::Read(_) | PortOutcome::Written => None,
             PortOutcome::StopVm => Some(self.stop("unclaimed port write")),
         }
-    }
-
-    /// [`Self::handle_exit`] for [`VmExit::Shutdown`]: the VM stops (see the variant).
-    #[cold]
-    #[inline(never)]
-    fn vcpu_shutdown(&self, vcpu_id: usize, reason: &'static str) -> VcpuEvent {
-        self.exits.count(ExitKind::Power);
-        log::warn!("vm {}: vcpu {vcpu_id}: {reason}; stopping it", self.name());
-        self.stop(reason)
     }
 
     /// Starts vCPU `target` (architecture id) at `entry` with `arg`: the answer for the
