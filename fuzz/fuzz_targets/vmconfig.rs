@@ -19,8 +19,18 @@ use libfuzzer_sys::fuzz_target;
 /// whose console is at I/O ports, so not a host range).
 fn qemu_virt(arch: HostArch) -> HostFacts {
     let (ram, console, intc, lines) = match arch {
-        HostArch::Aarch64 => (0x4000_0000, Some(0x0900_0000), (0x0800_0000, 0x20_0000), 32..288),
-        HostArch::Riscv64 => (0x8000_0000, Some(0x1000_0000), (0x0c00_0000, 0x400_0000), 1..96),
+        HostArch::Aarch64 => (
+            0x4000_0000,
+            Some(0x0900_0000),
+            (0x0800_0000, 0x20_0000),
+            32..288,
+        ),
+        HostArch::Riscv64 => (
+            0x8000_0000,
+            Some(0x1000_0000),
+            (0x0c00_0000, 0x400_0000),
+            1..96,
+        ),
         HostArch::X86_64 => (0x10_0000, None, (0xfec0_0000, 0x1000), 0..24),
     };
     let mut ranges = vec![
@@ -81,8 +91,14 @@ fuzz_target!(|data: &[u8]| {
     let _ = config.irq_lines();
     // A valid config's port devices lie within the 16-bit port space.
     if config.validate(&ValidateContext::default()).is_ok() {
-        for d in config.devices.iter().filter(|d| d.space == DeviceSpace::Port) {
-            let port = d.port().expect("a valid port device has a 16-bit first port");
+        for d in config
+            .devices
+            .iter()
+            .filter(|d| d.space == DeviceSpace::Port)
+        {
+            let port = d
+                .port()
+                .expect("a valid port device has a 16-bit first port");
             assert!(u64::from(port) + d.size <= PORT_SPACE_END, "{d:?}");
         }
     }
