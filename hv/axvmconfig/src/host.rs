@@ -68,6 +68,12 @@ impl HostArch {
         matches!(self, Self::X86_64)
     }
 
+    /// Whether the hypervisor can generate a device tree for VMs on this architecture
+    /// (x86 machines are described by ACPI tables instead).
+    pub const fn has_device_tree(self) -> bool {
+        !matches!(self, Self::X86_64)
+    }
+
     /// Whether a VM on this architecture can have a device of `kind` (the interrupt
     /// controller parts of the other architecture are refused; UARTs go anywhere).
     pub const fn has_device(self, kind: crate::DeviceKind) -> bool {

@@ -1645,3 +1645,22 @@ fn only_x86_64_has_ports() {
     assert!(!HostArch::X86_64.has_device(DeviceKind::GicDistributor));
     assert!(!HostArch::X86_64.has_device(DeviceKind::Plic));
 }
+
+#[test]
+fn x86_64_has_no_generated_device_tree() {
+    let vm = x86(X86_DEVICES);
+    vm.validate_host(&x86_host()).unwrap();
+    let mut generated = vm.clone();
+    generated.kernel.dtb = Some(DtbConfig {
+        image: None,
+        load_addr: 0x4400_0000,
+    });
+    assert_eq!(
+        lines(&generated.validate_host(&x86_host()).unwrap_err()),
+        vec![
+            "kernel.dtb: the hypervisor generates no device tree for x86_64 VMs: give a DTB \
+             `image` or remove `kernel.dtb`"
+        ]
+    );
+    assert!(HostArch::Aarch64.has_device_tree() && HostArch::Riscv64.has_device_tree());
+}

@@ -196,6 +196,11 @@ pub enum ProblemKind {
         /// The host's architecture.
         arch: HostArch,
     },
+    /// A generated device tree on an architecture without one (x86_64).
+    NoDeviceTreeOnArch {
+        /// The host's architecture.
+        arch: HostArch,
+    },
     /// A device whose ports run past port 0xFFFF.
     PortOutOfRange {
         /// Its first port.
@@ -380,6 +385,12 @@ impl fmt::Display for ProblemKind {
             Self::PortIoNotOnArch { arch } => write!(
                 f,
                 "{} VMs have no I/O ports (only x86_64 ones do): give the device `base` and `size`",
+                arch.name()
+            ),
+            Self::NoDeviceTreeOnArch { arch } => write!(
+                f,
+                "the hypervisor generates no device tree for {} VMs: give a DTB `image` or \
+                 remove `kernel.dtb`",
                 arch.name()
             ),
             Self::PortOutOfRange { port, ports } => write!(
@@ -797,6 +808,9 @@ impl VmConfig {
     pub fn validate_host(&self, host: &HostFacts) -> Result<(), Vec<ConfigProblem>> {
         let mut problems = Problems::default();
         if let Some(arch) = host.arch {
+            if !arch.has_device_tree() && self.kernel.dtb.as_ref().is_some_and(|d| d.generated()) {
+                problems.push("kernel.dtb", ProblemKind::NoDeviceTreeOnArch { arch });
+            }
             for (i, dev) in self.devices.iter().enumerate() {
                 if dev.space == DeviceSpace::Port && !arch.has_port_io() {
                     problems.push(
