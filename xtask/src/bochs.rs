@@ -439,6 +439,29 @@ pub fn bochsrc(config: &Config) -> String {
     )
 }
 
+/// The start of a run directory's name in the temporary directory, followed by the xtask
+/// process id, `-` and a counter.
+const RUN_DIR_PREFIX: &str = "axvisor-bochs-";
+
+/// Removes the run directories of xtask processes that no longer exist (an interrupted
+/// `cargo xtask run` leaves its directory behind).
+fn remove_stale_run_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(RUN_DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// One Bochs run, ready to start: a private directory holding the bochsrc, the debugger's
 /// command file and (links to) the ISO and the log.
 #[derive(Debug)]
@@ -459,8 +482,9 @@ impl Prepared {
     pub fn new(config: Config, image: &Path, boot_args: Option<&str>, log: &Path) -> Result<Self> {
         static RUN: AtomicUsize = AtomicUsize::new(0);
         let iso = iso(image, boot_args)?;
+        remove_stale_run_dirs();
         let dir = std::env::temp_dir().join(format!(
-            "axvisor-bochs-{}-{}",
+            "{RUN_DIR_PREFIX}{}-{}",
             std::process::id(),
             RUN.fetch_add(1, Ordering::Relaxed)
         ));
