@@ -95,6 +95,13 @@ pub fn decode(code: &[u8]) -> Option<usize> {
                 0xb6 | 0xb7 | 0xbe | 0xbf | 0xc0 | 0xc1 | 0xc3 | 0xc7 => (true, 0),
                 // vmread / vmwrite
                 0x78 | 0x79 => (true, 0),
+                // getsec
+                0x37 => (false, 0),
+                // the three-byte maps: 0F 38 without, 0F 3A with an 8-bit immediate
+                0x38 | 0x3a => {
+                    i += 1;
+                    (true, if op2 == 0x3a { 1 } else { 0 })
+                }
                 _ => return None,
             }
         }
