@@ -21,7 +21,7 @@ use core::fmt;
 /// the same CPU), if its guest does not exit by itself sooner.
 const TIME_SLICE: Duration = Duration::from_millis(10);
 use arch_platform::Platform;
-use axvm::{ArchPlatform, AxVm, VcpuEvent, VmError, VmStatus, VmidAllocator};
+use axvm::{ArchPlatform, PlatformVm, VcpuEvent, VmError, VmStatus, VmidAllocator};
 use axvmconfig::{HostFacts, MapKind, ValidateContext, VmConfig};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Mutex;
@@ -66,7 +66,7 @@ impl FrameAllocator for HalFrames {
 }
 
 /// A VM of this hypervisor: the target's vCPU and stage-2 format ([`Platform`]).
-type Vm = AxVm<<Platform as ArchPlatform>::VCpu, <Platform as ArchPlatform>::Stage2, HalFrames>;
+type Vm = PlatformVm<Platform, HalFrames>;
 
 /// Parses and validates every embedded config, also against what the host has (`host`);
 /// returns the usable ones with their source.

@@ -19,7 +19,7 @@ mod stats;
 mod vm;
 pub mod vmid;
 
-pub use platform::{ArchPlatform, IrqSink};
+pub use platform::{ArchPlatform, IrqSink, PlatformVm};
 pub use stats::{ExitCounters, ExitKind};
 pub use vm::{AxVm, DeviceMap, VcpuEvent, VmError, VmPlatform, VmStatus};
 pub use vmid::{NoVmidLeft, VmidAllocator};

@@ -6,7 +6,7 @@
 //! the small traits of `axdevice_base`; what an architecture lends the hypervisor
 //! (taking passthrough interrupts) goes out as [`IrqSink`].
 
-use crate::VmPlatform;
+use crate::{AxVm, VmPlatform};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use axaddrspace::PteFormat;
@@ -76,6 +76,9 @@ pub trait ArchPlatform {
         Ok(None)
     }
 }
+
+/// A VM on platform `P` with frames from `M`: `P`'s vCPU and stage-2 format.
+pub type PlatformVm<P, M> = AxVm<<P as ArchPlatform>::VCpu, <P as ArchPlatform>::Stage2, M>;
 
 /// Where a VM takes the host interrupts of its passthrough devices (implemented by the
 /// architecture's interrupt controller model, called by the hypervisor's host interrupt

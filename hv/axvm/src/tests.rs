@@ -33,6 +33,8 @@ struct Script {
     /// The arguments of the scripted hypercall exits, in order (zeros when missing).
     hypercall_args: Mutex<Vec<[u64; 6]>>,
     calls: Mutex<Vec<Call>>,
+    /// The general-purpose registers set (boot registers), in order.
+    gprs: Mutex<Vec<(usize, u64)>>,
 }
 
 /// The script, and the arguments of the hypercall exit it returned last.
@@ -45,7 +47,9 @@ impl ArchVCpu for FakeVCpu {
     }
     fn set_entry(&mut self, _: GuestPhysAddr) {}
     fn set_stage2_root(&mut self, _: HostPhysAddr) {}
-    fn set_gpr(&mut self, _: usize, _: u64) {}
+    fn set_gpr(&mut self, i: usize, v: u64) {
+        self.0.gprs.lock().push((i, v));
+    }
     fn setup(&mut self) -> Result<(), VCpuError> {
         Ok(())
     }
@@ -841,4 +845,110 @@ fn reset_runs_the_platform_hook() {
     assert_eq!(resets.load(std::sync::atomic::Ordering::SeqCst), 0);
     vm.reset().unwrap();
     assert_eq!(resets.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// The fake architecture's VM platform: what a real one does through the trait, without
+/// hardware (boot data, boot registers, a refusal), so the seam is exercised on the host.
+struct FakePlatform;
+
+/// What a fake VM has besides its vCPUs: the script its vCPUs replay.
+struct FakeVm(Arc<Script>);
+
+/// Why the fake platform refuses a VM.
+#[derive(Debug, PartialEq, Eq)]
+enum FakePlatformError {
+    /// Passthrough interrupts: the fake platform has no interrupt controller.
+    PassthroughIrqs,
+}
+
+impl core::fmt::Display for FakePlatformError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("passthrough interrupts need an interrupt controller")
+    }
+}
+
+impl crate::ArchPlatform for FakePlatform {
+    type VCpu = FakeVCpu;
+    type Stage2 = FakeFormat;
+    type Vm = FakeVm;
+    type Error = FakePlatformError;
+
+    const HOST_ARCH: axvmconfig::HostArch = axvmconfig::HostArch::X86_64;
+
+    fn vmid_bits() -> u32 {
+        4
+    }
+
+    fn build(
+        config: &axvmconfig::VmConfig,
+        _notifier: Arc<dyn axdevice_base::VcpuNotifier>,
+    ) -> Result<(crate::VmPlatform, FakeVm), FakePlatformError> {
+        if config.passthrough_irqs().next().is_some() {
+            return Err(FakePlatformError::PassthroughIrqs);
+        }
+        let mut platform = crate::VmPlatform::none();
+        platform.boot_data = std::vec![(0x4000_2000, b"GDT!".to_vec())];
+        Ok((platform, FakeVm(Arc::new(Script::default()))))
+    }
+
+    fn irq_sink(_: &FakeVm) -> Option<Arc<dyn crate::IrqSink>> {
+        None
+    }
+
+    fn vcpu_config(vm: &FakeVm, _vmid: u16, _index: usize) -> Arc<Script> {
+        vm.0.clone()
+    }
+
+    fn boot_regs(config: &axvmconfig::VmConfig) -> Vec<(usize, u64)> {
+        std::vec![(7, u64::from(config.id))]
+    }
+}
+
+struct NoNotify;
+
+impl axdevice_base::VcpuNotifier for NoNotify {
+    fn notify(&self, _: usize) {}
+}
+
+/// What the hypervisor does with a platform `P` (axvisor's `build_and_start`, without the
+/// claims and the tasks): build, create the VM with the platform's vCPU configs, boot it
+/// with its registers.
+fn create_on<P: crate::ArchPlatform>(
+    config: &str,
+) -> Result<(crate::PlatformVm<P, HostFrames>, P::Vm), std::string::String> {
+    let config = axvmconfig::from_toml(config).unwrap();
+    let (platform, arch_vm) = P::build(&config, Arc::new(NoNotify)).map_err(|e| e.to_string())?;
+    assert!(P::dtb_arch(&config).map_err(|e| e.to_string())?.is_none());
+    let regs = P::boot_regs(&config);
+    let vm = AxVm::new(
+        config,
+        HostFrames,
+        &|name| (name == "k").then_some(&b"kern"[..]),
+        Arc::new(|_: &str| {}),
+        &|i| P::vcpu_config(&arch_vm, 3, i),
+        platform,
+    )
+    .map_err(|e| e.to_string())?;
+    vm.boot(&regs).map_err(|e| e.to_string())?;
+    Ok((vm, arch_vm))
+}
+
+#[test]
+fn a_vm_through_the_platform_trait() {
+    let (vm, arch_vm) = create_on::<FakePlatform>(CONFIG).unwrap();
+    // The platform's boot data is in guest memory, its boot registers in vCPU 0.
+    let mut buf = [0u8; 4];
+    vm.read_guest(gpa(0x4000_2000), &mut buf).unwrap();
+    assert_eq!(&buf, b"GDT!");
+    assert_eq!(arch_vm.0.gprs.lock().as_slice(), [(7, 7)]);
+    assert_eq!(vm.status(), VmStatus::Running);
+
+    let with_irq = std::format!(
+        "{CONFIG}[[passthrough]]\nname = \"rtc\"\nbase = 0x0901_0000\nsize = 0x1000\nirqs = [40]\n"
+    );
+    assert_eq!(
+        create_on::<FakePlatform>(&with_irq).err().unwrap(),
+        "passthrough interrupts need an interrupt controller"
+    );
+    assert_eq!(<FakePlatform as crate::ArchPlatform>::vmid_bits(), 4);
 }
