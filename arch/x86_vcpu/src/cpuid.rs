@@ -8,8 +8,9 @@
 //! | 7.0 | EBX: SGX (2), INVPCID (10, unless enabled), RDT-M (12), RDT-A (15), Intel PT (25) cleared; ECX: SGX-LC (30) cleared; EDX: IBRS/IBPB (26), STIBP (27), L1D_FLUSH (28), ARCH_CAPABILITIES (29), CORE_CAPABILITIES (30), SSBD (31) cleared |
 //! | 0xA | all zero (no PMU) |
 //! | 0xD.1 | EAX: XSAVES (3) cleared |
-//! | 0x4000_0000 | EAX = 0x4000_0000 (highest hypervisor leaf), EBX/ECX/EDX = `"axvisor\0\0\0\0\0"` |
-//! | 0x4000_0001..=0x4000_00FF | all zero |
+//! | 0x4000_0000 | EAX = 0x4000_0010 (highest hypervisor leaf), EBX/ECX/EDX = `"axvisor\0\0\0\0\0"` |
+//! | 0x4000_0010 | the timing leaf: EAX = the TSC's frequency in kHz (as the host calibrated it), EBX = 0 (no virtual local APIC timer) |
+//! | other 0x4000_0001..=0x4000_00FF | all zero |
 //! | 0x8000_0001 | ECX: SVM (2) cleared; EDX: RDTSCP (27) cleared |
 //!
 //! Everything else is the host's answer.
@@ -20,6 +21,8 @@ pub const SIGNATURE: [u8; 12] = *b"axvisor\0\0\0\0\0";
 
 /// The first hypervisor leaf.
 pub const HYPERVISOR_LEAF: u32 = 0x4000_0000;
+/// The timing leaf (the TSC's frequency), the highest hypervisor leaf.
+pub const TIMING_LEAF: u32 = 0x4000_0010;
 
 /// CR4.OSXSAVE.
 const CR4_OSXSAVE: u64 = 1 << 18;
@@ -33,6 +36,8 @@ pub struct CpuidContext {
     pub guest_cr4: u64,
     /// INVPCID is enabled for the guest (the secondary control is set).
     pub invpcid: bool,
+    /// The TSC's frequency in kHz (0 if unknown), for the timing leaf.
+    pub tsc_khz: u32,
 }
 
 fn bit(n: u32) -> u32 {
@@ -72,8 +77,9 @@ pub fn filter(leaf: u32, subleaf: u32, host: [u32; 4], ctx: &CpuidContext) -> [u
                     SIGNATURE[i + 3],
                 ])
             };
-            return [HYPERVISOR_LEAF, w(0), w(4), w(8)];
+            return [TIMING_LEAF, w(0), w(4), w(8)];
         }
+        TIMING_LEAF => return [ctx.tsc_khz, 0, 0, 0],
         0x4000_0001..=0x4000_00ff => return [0; 4],
         0x8000_0001 => {
             c &= !bit(2);
@@ -92,6 +98,7 @@ mod tests {
         vcpu_index: 2,
         guest_cr4: 0,
         invpcid: false,
+        tsc_khz: 100_000,
     };
 
     #[test]
@@ -124,12 +131,13 @@ mod tests {
     #[test]
     fn hypervisor_leaf_names_axvisor() {
         let [a, b, c, d] = filter(0x4000_0000, 0, [7; 4], &CTX);
-        assert_eq!(a, 0x4000_0000);
+        assert_eq!(a, 0x4000_0010, "the highest hypervisor leaf: timing");
         let mut sig = [0u8; 12];
         sig[..4].copy_from_slice(&b.to_le_bytes());
         sig[4..8].copy_from_slice(&c.to_le_bytes());
         sig[8..].copy_from_slice(&d.to_le_bytes());
         assert_eq!(&sig, b"axvisor\0\0\0\0\0");
+        assert_eq!(filter(0x4000_0010, 0, [7; 4], &CTX), [100_000, 0, 0, 0]);
         assert_eq!(filter(0x4000_0001, 0, [7; 4], &CTX), [0; 4]);
         assert_eq!(filter(0x4000_00ff, 0, [7; 4], &CTX), [0; 4]);
         assert_eq!(filter(0x4000_0100, 0, [7; 4], &CTX), [7; 4]);

@@ -699,6 +699,7 @@ impl VmxVCpu {
                     vcpu_index: self.index as u8,
                     guest_cr4: self.guest_cr4(),
                     invpcid: vmx::caps().is_some_and(|c| c.1.has(ctl::ENABLE_INVPCID)),
+                    tsc_khz: u32::try_from(axhal::time::ticks_per_sec() / 1000).unwrap_or(0),
                 };
                 let out = cpuid::filter(leaf, sub, [r.eax, r.ebx, r.ecx, r.edx], &ctx);
                 for (i, v) in [RAX, 3, RCX, RDX].into_iter().zip(out) {
@@ -863,7 +864,12 @@ impl VmxVCpu {
                 let v = self.gpr(gpr);
                 // The guest keeps PE, PG and NE as the entry contract set them; caching
                 // changes (CD, NW) are accepted in the shadow only.
-                if (v ^ self.cr0_shadow) & ((1 << 0) | (1 << 31)) != 0 || v >> 32 != 0 {
+                // NW without CD and bits 63:32 are #GP architecturally.
+                let nw_without_cd = v & (1 << 29) != 0 && v & (1 << 30) == 0;
+                if (v ^ self.cr0_shadow) & ((1 << 0) | (1 << 31)) != 0
+                    || v >> 32 != 0
+                    || nw_without_cd
+                {
                     self.inject(vector::GP, Some(0));
                     return;
                 }
