@@ -27,7 +27,8 @@ enum VmconfigCommand {
     /// `FILE: field: message`, and fails if any file has a problem.
     Check {
         /// The platform the VMs run on (`configs/platforms/NAME.toml`), for the host checks;
-        /// by default `qemu-virt-<arch>` of the architecture each file name starts with.
+        /// by default that of the architecture each file name starts with (`qemu-virt-<arch>`,
+        /// `x86_64-pc`).
         #[arg(long, value_name = "NAME")]
         platform: Option<String>,
         /// VM config files (TOML), e.g. configs/vms/aarch64-hello.toml.
