@@ -211,6 +211,9 @@ pub fn fixed_value(w: &Window, off: u64, _width: u64) -> Option<(u64, u64)> {
     (w.kind == Kind::Ns16550 && off >= 8).then_some((u64::MAX, 0))
 }
 
+/// The hypervisor's timing leaf, its highest: EAX the TSC's frequency in kHz.
+const TIMING_LEAF: u32 = 0x4000_0010;
+
 /// axvisor's signature in CPUID 0x4000_0000 (EBX, ECX, EDX).
 const SIGNATURE: [u32; 3] = [
     u32::from_le_bytes(*b"axvi"),
@@ -269,7 +272,8 @@ const NEVER_WRITTEN: [u32; 9] = [
 ];
 
 /// A random CPUID leaf or a random MSR read or write, whose outcome must be the documented
-/// one: CPUID never faults and hides VMX and SVM; an MSR read faults (#GP) unless the MSR
+/// one: CPUID never faults, hides VMX and SVM, names axvisor in 0x4000_0000 (highest leaf
+/// the timing leaf 0x4000_0010, whose EAX is not 0), zeroes 0x4000_0001..0x4000_00FF else; an MSR read faults (#GP) unless the MSR
 /// is one of [`READABLE`]; a write faults unless it is a canonical address to one of
 /// [`WRITABLE_ADDRESSES`], or any value to IA32_BIOS_SIGN_ID (ignored).
 pub fn firmware_op(i: u64, rng: &mut Rng, st: &mut Stats) {
@@ -297,7 +301,8 @@ fn cpuid_op(i: u64, rng: &mut Rng, st: &mut Stats) {
     let ok = faults == 0
         && match leaf {
             1 => c & (1 << 5) == 0 && c & (1 << 31) != 0,
-            0x4000_0000 => [b, c, d] == SIGNATURE && a == 0x4000_0000,
+            0x4000_0000 => [b, c, d] == SIGNATURE && a == TIMING_LEAF,
+            TIMING_LEAF => a != 0 && [b, c, d] == [0; 3],
             0x4000_0001..=0x4000_00ff => [a, b, c, d] == [0; 4],
             0x8000_0001 => c & (1 << 2) == 0,
             _ => true,
@@ -718,7 +723,7 @@ pub fn finish() {
 /// empty) and the MMIO 16550's scratch register.
 pub fn final_checks(c: &mut grt::check::Checker) {
     let [a, b, cx, d] = cpuid(0x4000_0000, 0);
-    c.eq("CPUID 0x4000_0000 EAX after the chaos", a, 0x4000_0000);
+    c.eq("CPUID 0x4000_0000 EAX after the chaos", a, TIMING_LEAF);
     c.ok(
         "CPUID 0x4000_0000 still names axvisor",
         [b, cx, d] == SIGNATURE,

@@ -2,7 +2,8 @@
 //!
 //! - CPUID: leaf 1 has the hypervisor-present bit and not VMX, leaf 0x8000_0001 not SVM
 //!   (the VM cannot nest); the hypervisor leaf 0x4000_0000 names axvisor in EBX, ECX, EDX
-//!   and gives its highest leaf in EAX.
+//!   and gives its highest leaf in EAX: the timing leaf 0x4000_0010, whose EAX (the TSC's
+//!   frequency in kHz) grt's timer uses; 0x4000_0001 is zero.
 //! - MSRs a VM may use read and write back: IA32_PAT, EFER (long mode on; NXE toggled when
 //!   the CPU has it), the FS, GS and kernel GS bases (a `gs:`/`fs:` load then reads through
 //!   the new base), IA32_TSC_AUX when the CPU has `rdtscp` (which then returns it).
@@ -17,6 +18,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use grt::check::Checker;
 use grt::trap::{set_exception_handler, Exception, FaultAction};
 use grt::x86::{cpuid, read_msr, write_msr};
+
+/// The hypervisor's timing leaf (docs/x86.md): EAX the TSC's frequency in kHz.
+const TIMING_LEAF: u32 = 0x4000_0010;
 
 const IA32_FEATURE_CONTROL: u32 = 0x3a;
 const IA32_PAT: u32 = 0x277;
@@ -110,15 +114,30 @@ fn check_cpuid(c: &mut Checker) {
     let shown = core::str::from_utf8(&name)
         .unwrap_or("(not UTF-8)")
         .trim_end_matches('\0');
-    grt::println!("sysreg: CPUID 0x4000_0000: max leaf {max_hv:#x}, name {shown:?}");
+    grt::println!("sysreg: CPUID 0x4000_0000 names {shown:?}, highest hypervisor leaf {max_hv:#x}");
     c.ok(
         format_args!("the hypervisor leaf names axvisor ({shown:?})"),
         name.starts_with(b"axvisor"),
     );
-    c.ok(
-        format_args!("the hypervisor leaf's max leaf {max_hv:#x} is in its range"),
-        (0x4000_0000..0x4000_0100).contains(&max_hv),
+    c.eq(
+        "the highest hypervisor leaf: the timing leaf",
+        max_hv,
+        TIMING_LEAF,
     );
+    let [khz, b, cx, d] = cpuid(TIMING_LEAF, 0);
+    grt::println!("sysreg: CPUID 0x4000_0010: TSC at {khz} kHz");
+    c.ok("the timing leaf gives the TSC's frequency", khz != 0);
+    c.ok(
+        format_args!("the timing leaf's EBX, ECX, EDX are 0 ({b:#x} {cx:#x} {d:#x})"),
+        [b, cx, d] == [0; 3],
+    );
+    c.eq(
+        "grt's timer frequency is the timing leaf's",
+        grt::irq::timer_freq(),
+        u64::from(khz) * 1000,
+    );
+    let [a1, b1, c1, d1] = cpuid(0x4000_0001, 0);
+    c.ok("CPUID 0x4000_0001 is zero", [a1, b1, c1, d1] == [0; 4]);
 }
 
 fn check_msrs(c: &mut Checker) {
