@@ -382,6 +382,16 @@ pub enum CapsError {
     },
     /// The VMCS is larger than the one 4 KiB frame the backend gives it.
     RegionSize(usize),
+    /// A capability MSR contradicts itself: it forces `bits` of `field` to 1 (allowed
+    /// 0-settings) and does not allow them to be 1 (allowed 1-settings), so no value of the
+    /// field can enter a guest. No real CPU reports this; a faulty emulator or hypervisor
+    /// below could.
+    Contradictory {
+        /// The control field.
+        field: ControlField,
+        /// The bits both required and not allowed.
+        bits: u32,
+    },
 }
 
 impl fmt::Display for CapsError {
@@ -394,6 +404,10 @@ impl fmt::Display for CapsError {
             CapsError::RegionSize(n) => {
                 write!(f, "the CPU's VMCS needs {n} bytes, more than a 4 KiB frame")
             }
+            CapsError::Contradictory { field, bits } => write!(
+                f,
+                "the CPU's {field} controls capability requires bits {bits:#x} it does not allow"
+            ),
         }
     }
 }
@@ -441,7 +455,8 @@ impl Controls {
     }
 
     /// Computes the controls for `caps`: every field starts at the bits the CPU forces to 1
-    /// (allowed 0-settings), then each [`REQUIRED`] control is set (or the first one the
+    /// (allowed 0-settings; a field whose MSR forces a bit it does not allow is the error),
+    /// then each [`REQUIRED`] control is set (or the first one the
     /// CPU cannot set is the error) and each [`OPTIONAL`] control the CPU allows; the EPT
     /// and VPID capabilities in [`REQUIRED_EPT_VPID`] are checked last.
     pub fn compute(caps: &VmxCaps) -> Result<Self, CapsError> {
@@ -456,7 +471,12 @@ impl Controls {
             ControlField::Exit,
             ControlField::Entry,
         ] {
-            *c.field_mut(field) = caps.cap(field) as u32;
+            let cap = caps.cap(field);
+            let bits = cap as u32 & !((cap >> 32) as u32);
+            if bits != 0 {
+                return Err(CapsError::Contradictory { field, bits });
+            }
+            *c.field_mut(field) = cap as u32;
         }
         for &r in REQUIRED {
             if !caps.allows(r) {

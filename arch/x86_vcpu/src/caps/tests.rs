@@ -229,6 +229,29 @@ fn oversized_vmcs_is_refused() {
     assert_eq!(Controls::compute(&caps), Err(CapsError::RegionSize(0x1800)));
 }
 
+/// Found by the `x86_controls` fuzz target: a capability MSR that forces a control to 1
+/// and does not allow it (no real CPU, but an emulator or a hypervisor below could say so)
+/// gave controls outside the allowed 1-settings, which only failed later at VM entry.
+#[test]
+fn self_contradicting_capability_is_refused() {
+    let mut m = bochs_like();
+    // TRUE_PINBASED forces bit 8, which its allowed 1-settings (bits 0..=6) lack.
+    *m.get_mut(&msr::IA32_VMX_TRUE_PINBASED_CTLS).unwrap() |= 1 << 8;
+    let (caps, _) = read(&m);
+    let err = Controls::compute(&caps).unwrap_err();
+    assert_eq!(
+        err,
+        CapsError::Contradictory {
+            field: ControlField::PinBased,
+            bits: 1 << 8
+        }
+    );
+    assert_eq!(
+        std::format!("{err}"),
+        "the CPU's pin-based controls capability requires bits 0x100 it does not allow"
+    );
+}
+
 #[test]
 fn fixed_bits() {
     let (caps, _) = read(&bochs_like());
