@@ -157,6 +157,10 @@ pub mod ctl {
     /// Secondary bit 12: INVPCID does not fault.
     pub const ENABLE_INVPCID: Control = Control::new(SecondaryProcBased, 12, "enable INVPCID");
 
+    /// Exit bit 22: the VMX-preemption timer's value is saved on exit (it keeps counting
+    /// down across exits instead of restarting).
+    pub const SAVE_PREEMPTION_TIMER: Control =
+        Control::new(Exit, 22, "save VMX-preemption timer value");
     /// Exit bit 9: the host runs in 64-bit mode after an exit.
     pub const HOST_ADDRESS_SPACE_SIZE: Control = Control::new(Exit, 9, "host address-space size");
     /// Exit bit 15: the exit acknowledges the interrupt and reports its vector.
@@ -202,11 +206,15 @@ pub const REQUIRED: &[Control] = &[
     ctl::LOAD_GUEST_EFER,
 ];
 
-/// Controls used when the CPU has them; without one, the guest's CPUID hides the feature it
-/// enables (INVPCID), so the guest never executes an instruction that would fault. RDTSCP
-/// and XSAVES stay off (and hidden): the guest's IA32_TSC_AUX and IA32_XSS would need
-/// switching.
-pub const OPTIONAL: &[Control] = &[ctl::ENABLE_INVPCID];
+/// Controls used when the CPU has them. Without INVPCID the guest's CPUID hides it, so the
+/// guest never executes an instruction that would fault; without the preemption timer a
+/// guest's time slice rests on external-interrupt exiting alone. RDTSCP and XSAVES stay off
+/// (and hidden): the guest's IA32_TSC_AUX and IA32_XSS would need switching.
+pub const OPTIONAL: &[Control] = &[
+    ctl::ENABLE_INVPCID,
+    ctl::PREEMPTION_TIMER,
+    ctl::SAVE_PREEMPTION_TIMER,
+];
 
 /// EPT and VPID capabilities (IA32_VMX_EPT_VPID_CAP) the backend needs, with their names.
 pub const REQUIRED_EPT_VPID: &[(u32, &str)] = &[

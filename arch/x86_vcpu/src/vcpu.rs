@@ -88,6 +88,8 @@ struct PendingLoad {
 const CR0_OWNED: u64 = (1 << 0) | (1 << 5) | (1 << 29) | (1 << 30) | (1 << 31);
 /// CR4.OSXSAVE.
 const CR4_OSXSAVE: u64 = 1 << 18;
+/// The VMX-preemption timer's period: 1 ms of guest time.
+const PREEMPTION_PERIOD_NS: u64 = 1_000_000;
 /// CR4 bits the hypervisor owns: VMXE, SMXE, LA57, PKS, CET.
 const CR4_OWNED: u64 = (1 << 13) | (1 << 14) | (1 << 12) | (1 << 24) | (1 << 23);
 
@@ -510,6 +512,25 @@ impl VmxVCpu {
         VCpuError::Hardware(u64::from(err))
     }
 
+    /// Starts a new period of the VMX-preemption timer, when the CPU has it: the guest
+    /// exits after [`PREEMPTION_PERIOD_NS`] of its own running time (counted across exits
+    /// where the CPU saves the timer), and the VMM then looks for host work as after an
+    /// interrupt. A backstop for the host's own interrupts, which end a guest's run through
+    /// external-interrupt exiting — except under Bochs 2.7 while the guest has RFLAGS.IF
+    /// clear, where a host interrupt that became pending in root operation waits until the
+    /// guest sets IF.
+    fn arm_preemption_timer(&self) {
+        let Some((caps, ctls)) = vmx::caps() else {
+            return;
+        };
+        if !ctls.has(ctl::PREEMPTION_TIMER) {
+            return;
+        }
+        let ticks = axhal::time::ticks_per_sec() / (1_000_000_000 / PREEMPTION_PERIOD_NS);
+        let value = (ticks >> caps.preemption_timer_shift()).clamp(1, u64::from(u32::MAX));
+        vmx::write(f::GUEST_PREEMPTION_TIMER, value);
+    }
+
     /// The guest's CPL (SS.DPL).
     fn cpl(&self) -> u64 {
         (vmx::read(f::segment(2).2) >> 5) & 3
@@ -707,6 +728,11 @@ impl VmxVCpu {
                 }
                 self.skip_instruction();
                 None
+            }
+            ExitReason::PREEMPTION_TIMER => {
+                // The slice's backstop: the VMM checks for pending host work as after an
+                // interrupt (and re-enters at once when there is none).
+                Some(VmExit::ExternalInterrupt)
             }
             ExitReason::HLT => {
                 self.skip_instruction();
@@ -1211,6 +1237,7 @@ impl ArchVCpu for VmxVCpu {
         mut handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
     ) -> Result<R, VCpuError> {
         self.load()?;
+        self.arm_preemption_timer();
         loop {
             // SAFETY: this vCPU's VMCS is current on this CPU with complete host, control
             // and guest state; the world switch saves and restores every host register it
@@ -1225,8 +1252,12 @@ impl ArchVCpu for VmxVCpu {
             // handling injects something else.
             self.reinject_vectoring();
             if let Some(exit) = self.handle_exit() {
+                let interrupt = exit == VmExit::ExternalInterrupt;
                 if let ControlFlow::Break(r) = handle(self, exit) {
                     return Ok(r);
+                }
+                if interrupt {
+                    self.arm_preemption_timer();
                 }
             }
         }

@@ -97,8 +97,11 @@ fn bochs_like_cpu_gets_every_control() {
         c.proc & PROC_DEFAULT1 & !bits(&[15, 16]),
         PROC_DEFAULT1 & !bits(&[15, 16])
     );
-    assert_eq!(c.pin, PIN_DEFAULT1 | 1);
-    assert!(!c.has(ctl::PREEMPTION_TIMER), "not asked for");
+    assert_eq!(
+        c.pin,
+        PIN_DEFAULT1 | 1 | 1 << 6,
+        "external interrupts, preemption timer"
+    );
     // Nothing outside the allowed 1-settings.
     for (field, v) in [
         (ControlField::PinBased, c.pin),
@@ -192,6 +195,8 @@ fn no_secondary_controls_reads_neither_ctls2_nor_ept_caps() {
 fn optional_controls_are_left_off_when_absent() {
     let mut m = bochs_like();
     *m.get_mut(&msr::IA32_VMX_PROCBASED_CTLS2).unwrap() &= !(bits(&[3, 12, 20]) as u64) << 32;
+    *m.get_mut(&msr::IA32_VMX_TRUE_PINBASED_CTLS).unwrap() &= !(1u64 << (32 + 6));
+    *m.get_mut(&msr::IA32_VMX_TRUE_EXIT_CTLS).unwrap() &= !(1u64 << (32 + 22));
     let (caps, _) = read(&m);
     let c = Controls::compute(&caps).unwrap();
     for &o in OPTIONAL {
