@@ -84,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
 
     while !input.is_empty() {
         let ctl = input.u8();
-        if ctl % 16 == 0 {
+        if ctl.is_multiple_of(16) {
             if let Some(u) = uarts.get(usize::from(ctl >> 4) % uarts.len().max(1)) {
                 let bytes = input.slice(20);
                 assert!(u.push_input(bytes) <= bytes.len());

@@ -212,7 +212,6 @@ fn assembled(input: &mut Input<'_>, mode: CpuMode) {
     if let Some(r) = rex {
         bytes.push(0x40 | r);
     }
-    let prefixes = bytes.len();
     let rex_w = rex.is_some_and(|r| r & 8 != 0);
     let rex_r = rex.map_or(0, |r| (r >> 2) & 1) << 3;
     let osize: u8 = if rex_w {
@@ -259,7 +258,7 @@ fn assembled(input: &mut Input<'_>, mode: CpuMode) {
         high_byte: false,
     };
 
-    let mut push_modrm = |bytes: &mut Vec<u8>, input: &mut Input<'_>| {
+    let push_modrm = |bytes: &mut Vec<u8>, input: &mut Input<'_>| {
         bytes.push(modrm);
         let (md, rm) = (modrm >> 6, modrm & 7);
         if md == 3 {
