@@ -90,6 +90,23 @@ pub fn filter(leaf: u32, subleaf: u32, host: [u32; 4], ctx: &CpuidContext) -> [u
     [a, b, c, d]
 }
 
+/// Whether XSETBV may load `value` into XCR`index` on a CPU whose CPUID leaf 0xD.0 says
+/// `supported` (EDX:EAX): only XCR0; x87 (bit 0) always set; only supported bits; AVX
+/// (bit 2) only with SSE (bit 1); the MPX pair (bits 3, 4), the AVX-512 trio (bits 5..7,
+/// with AVX) and the AMX pair (bits 17, 18) all or none. Anything else would make XSETBV
+/// fault in the hypervisor, which executes it for the guest; the guest gets #GP instead.
+pub fn xcr0_valid(index: u32, value: u64, supported: u64) -> bool {
+    let all_or_none = |mask: u64| value & mask == 0 || value & mask == mask;
+    index == 0
+        && value & 1 != 0
+        && value & !supported == 0
+        && (value & 4 == 0 || value & 2 != 0)
+        && all_or_none(0b11 << 3)
+        && all_or_none(0b111 << 5)
+        && (value & (0b111 << 5) == 0 || value & 4 != 0)
+        && all_or_none(0b11 << 17)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +143,26 @@ mod tests {
             ..CTX
         };
         assert_ne!(filter(1, 0, host, &osx)[2] & (1 << 27), 0);
+    }
+
+    #[test]
+    fn xcr0_values() {
+        // A Skylake-X: x87, SSE, AVX, MPX, AVX-512, PKRU.
+        let sup = 0x2ff;
+        assert!(xcr0_valid(0, 1, sup));
+        assert!(xcr0_valid(0, 0x7, sup));
+        assert!(xcr0_valid(0, 0xe7, sup), "AVX-512 with AVX");
+        assert!(xcr0_valid(0, 0x207, sup), "PKRU");
+        assert!(!xcr0_valid(0, 0, sup), "x87 must stay on");
+        assert!(!xcr0_valid(0, 0x5, sup), "AVX without SSE");
+        assert!(!xcr0_valid(0, 0x27, sup), "AVX-512 opmask alone");
+        assert!(!xcr0_valid(0, 0xe3, sup), "AVX-512 without AVX");
+        assert!(!xcr0_valid(0, 0xb, sup), "one MPX bit");
+        assert!(xcr0_valid(0, 0x1b, 0x1b));
+        assert!(!xcr0_valid(0, 0x1_0003, sup), "an unsupported bit");
+        assert!(!xcr0_valid(1, 0x3, sup), "XCR1 is not writable here");
+        assert!(!xcr0_valid(0, 0x2_0007, 0x6_0007), "one AMX bit");
+        assert!(xcr0_valid(0, 0x6_0007, 0x6_0007));
     }
 
     #[test]

@@ -963,16 +963,16 @@ impl VmxVCpu {
             self.inject(vector::UD, None);
             return;
         }
-        let ok = idx == 0 && v & 1 != 0 && v & !supported == 0 && (v & 4 == 0 || v & 2 != 0);
-        if !ok {
+        if !cpuid::xcr0_valid(idx, v, supported) {
             self.inject(vector::GP, Some(0));
             return;
         }
-        // SAFETY: the value passed the architectural checks above; XCR0 is the guest's
-        // while it runs and the hypervisor uses no extended state (soft-float).
+        // SAFETY: the value passed the architectural checks (cpuid::xcr0_valid); XCR0 is
+        // the guest's while it runs and the hypervisor uses no extended state (soft-float).
         unsafe {
             asm!("xsetbv", in("ecx") 0u32, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nomem, nostack))
         };
+        self.fpu.xcr0 = v;
         self.skip_instruction();
     }
 
