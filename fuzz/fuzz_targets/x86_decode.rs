@@ -6,7 +6,9 @@
 //!   into or from a register that exists, the instruction is at most 15 bytes and no longer
 //!   than the bytes given, and decoding reads nothing past its own length (the same answer
 //!   from the instruction's bytes alone); decoding twice gives the same answer; the load
-//!   and store helpers keep to the access width and the architectural register update.
+//!   and store helpers keep to the access width and the architectural register update; and
+//!   iced-x86 (a maintained decoder, a host-only dependency of this workspace) decodes the
+//!   same bytes to the same `mov` form, length, width, register or immediate and extension.
 //! - an instruction assembled from the decoded forms (`mov` 88/89/8A/8B/C6/C7, `movzx`,
 //!   `movsx`, `movsxd`, the `moffs` forms) with any prefixes (66, 67, segments, F2/F3, REX,
 //!   sometimes a REX a legacy prefix cancels, sometimes `lock`), any ModRM/SIB/displacement
@@ -49,6 +51,7 @@ fn raw(bytes: &[u8], mode: CpuMode, values: &mut Input<'_>) {
                 "{bytes:02x?}: the answer depends on bytes past the instruction"
             );
             check_helpers(&i.op, values.u64(), values.u64());
+            against_iced(bytes, mode, &i);
         }
         Err(e) => {
             let _ = e.to_string();
@@ -58,6 +61,104 @@ fn raw(bytes: &[u8], mode: CpuMode, values: &mut Input<'_>) {
             if e == DecodeError::Truncated {
                 assert!(bytes.len() < MAX_INSN_LEN, "truncated at {}", bytes.len());
             }
+        }
+    }
+}
+
+/// A register as the decoder names it (index, high byte) and its size, from iced-x86's.
+fn iced_reg(r: iced_x86::Register) -> (u8, bool, u8) {
+    use iced_x86::Register::*;
+    let index = match r.full_register() {
+        RAX => 0,
+        RCX => 1,
+        RDX => 2,
+        RBX => 3,
+        RSP => 4,
+        RBP => 5,
+        RSI => 6,
+        RDI => 7,
+        R8 => 8,
+        R9 => 9,
+        R10 => 10,
+        R11 => 11,
+        R12 => 12,
+        R13 => 13,
+        R14 => 14,
+        R15 => 15,
+        _ => 255,
+    };
+    let high = matches!(r, AH | CH | DH | BH);
+    (index, high, r.size() as u8)
+}
+
+/// What iced-x86, a maintained full decoder, says of the same bytes: the same `mov`,
+/// `movzx`, `movsx` or `movsxd` with a memory operand of the decoded width, the same length,
+/// the same register (or immediate) and the same extension.
+fn against_iced(bytes: &[u8], mode: CpuMode, i: &MmioInsn) {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind};
+    let bitness = if mode == CpuMode::Long64 { 64 } else { 32 };
+    let ins = Decoder::new(bitness, bytes, DecoderOptions::NONE).decode();
+    let what = || {
+        format!(
+            "{bytes:02x?} ({mode:?}) {i:?} vs iced {:?} {:?}/{:?} {:?}/{:?} {:?} len {}",
+            ins.mnemonic(),
+            ins.op0_kind(),
+            ins.op0_register(),
+            ins.op1_kind(),
+            ins.op1_register(),
+            ins.memory_size(),
+            ins.len()
+        )
+    };
+    assert!(
+        !ins.is_invalid()
+            && matches!(
+                ins.mnemonic(),
+                Mnemonic::Mov | Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd
+            )
+            && (0..ins.op_count()).any(|n| ins.op_kind(n) == OpKind::Memory),
+        "not a mov with a memory operand: {}",
+        what()
+    );
+    assert_eq!(ins.len(), usize::from(i.len), "length: {}", what());
+    assert_eq!(
+        ins.memory_size().size(),
+        usize::from(i.op.width()),
+        "width: {}",
+        what()
+    );
+    match i.op {
+        MmioOp::Load {
+            dest,
+            dest_size,
+            sign_extend,
+            ..
+        } => {
+            assert_eq!(
+                iced_reg(ins.op0_register()),
+                (dest.index, dest.high_byte, dest_size),
+                "destination: {}",
+                what()
+            );
+            let sx = ins.mnemonic() == Mnemonic::Movsx
+                || (ins.mnemonic() == Mnemonic::Movsxd && dest_size == 8);
+            assert_eq!(sx, sign_extend, "extension: {}", what());
+        }
+        MmioOp::StoreReg { src, width } => {
+            assert_eq!(
+                iced_reg(ins.op1_register()),
+                (src.index, src.high_byte, width),
+                "source: {}",
+                what()
+            );
+        }
+        MmioOp::StoreImm { value, width } => {
+            let mask = if width >= 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * u32::from(width))) - 1
+            };
+            assert_eq!(ins.immediate(1) & mask, value, "immediate: {}", what());
         }
     }
 }
@@ -427,6 +528,7 @@ fn assembled(input: &mut Input<'_>, mode: CpuMode) {
     let expected = MmioInsn { len: len as u8, op };
     assert_eq!(result, Ok(expected), "{bytes:02x?} ({mode:?}) {form:?}");
     check_insn(&expected, &full);
+    against_iced(&full, mode, &expected);
     for cut in 0..len {
         assert_eq!(
             insn::decode(&bytes[..cut], mode),
