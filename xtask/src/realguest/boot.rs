@@ -76,7 +76,12 @@ pub fn direct_command(arch: Arch, guest: &RealGuest, cpus: u32) -> Result<Emulat
             &["-M", "virt", "-cpu", "rv64", "-bios", "default"],
             "ttyS0",
         ),
-        Arch::X86_64 => bail!("no real Linux guest for {arch} yet (aarch64, riscv64)"),
+        // The guest is fetched (`guests fetch --arch x86_64`); booting it comes with the x86
+        // Linux work (docs/x86-linux.md).
+        Arch::X86_64 => bail!(
+            "booting the {arch} Linux guest is not done yet (`guests fetch --arch {arch}` works; \
+             boot-direct and the scenarios come with the x86 Linux work, see docs/x86-linux.md)"
+        ),
     };
     let mut args: Vec<String> = machine.iter().map(|s| (*s).to_owned()).collect();
     let path = |p: &Path| p.to_string_lossy().into_owned();

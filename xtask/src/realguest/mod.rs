@@ -4,7 +4,7 @@
 //! `docs/real-guests.md`.
 //!
 //! The cache is `.cache/guests/<arch>/` (or `$AXVISOR_GUEST_CACHE/<arch>/`): `Image` (the raw
-//! kernel), `initramfs.cpio`, `version` (the kernel release, written last), `busybox`
+//! kernel; on x86_64 `bzImage`, Debian's compressed kernel as it is), `initramfs.cpio`, `version` (the kernel release, written last), `busybox`
 //! (kept so the initramfs can be rebuilt when its `/init` changes, without a download),
 //! on aarch64 `busybox32` (Debian armhf's, run as a 32-bit compat process) and `source`
 //! (mirror, suite and packages it came from).
@@ -34,8 +34,11 @@ pub const ENV_CACHE: &str = "AXVISOR_GUEST_CACHE";
 pub const MARKER: &str = "AXVISOR-LINUX-MARKER";
 /// The file in a cache directory holding the kernel release; written last.
 const VERSION_FILE: &str = "version";
-/// The raw kernel image in a cache directory.
+/// The raw kernel image in a cache directory (aarch64, riscv64).
 const IMAGE_FILE: &str = "Image";
+/// The kernel in an x86_64 cache directory: Debian's bzImage, kept compressed (it
+/// decompresses itself when entered through the boot protocol).
+const BZIMAGE_FILE: &str = "bzImage";
 /// The initramfs in a cache directory.
 const INITRAMFS_FILE: &str = "initramfs.cpio";
 /// The busybox binary kept in a cache directory.
@@ -50,7 +53,8 @@ const BUSYBOX_PACKAGE: &str = "busybox-static";
 /// A fetched Linux guest: kernel, initramfs and the kernel release.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RealGuest {
-    /// The raw kernel image (arm64 / RISC-V `Image` with its 64-byte header).
+    /// The kernel: the raw arm64 / RISC-V `Image` with its 64-byte header, or on x86_64 the
+    /// bzImage (setup code, then the self-decompressing protected-mode kernel).
     pub kernel: PathBuf,
     /// The initramfs: an uncompressed newc cpio archive with busybox and `/init`.
     pub initramfs: PathBuf,
@@ -105,8 +109,22 @@ fn spec(arch: Arch) -> Result<Spec> {
             elf_machine: 243,
             compat: None,
         },
-        Arch::X86_64 => bail!("no real Linux guest for {arch} yet (aarch64, riscv64)"),
+        Arch::X86_64 => Spec {
+            arch,
+            deb_arch: "amd64",
+            suites: &["bookworm"],
+            elf_machine: 62,
+            compat: None,
+        },
     })
+}
+
+/// The kernel's file name in `arch`'s cache directory.
+fn kernel_file_name(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => BZIMAGE_FILE,
+        Arch::Aarch64 | Arch::Riscv64 => IMAGE_FILE,
+    }
 }
 
 /// The cache root: `$AXVISOR_GUEST_CACHE` (made absolute) or `<repository>/.cache/guests`.
@@ -127,7 +145,7 @@ pub fn cache_dir(arch: Arch) -> PathBuf {
 pub fn cached(arch: Arch) -> Option<RealGuest> {
     let dir = cache_dir(arch);
     let guest = RealGuest {
-        kernel: dir.join(IMAGE_FILE),
+        kernel: dir.join(kernel_file_name(arch)),
         initramfs: dir.join(INITRAMFS_FILE),
         version: fs::read_to_string(dir.join(VERSION_FILE))
             .ok()?
@@ -184,14 +202,17 @@ enum GuestsCommand {
     },
 }
 
-/// `--arch` of `guests fetch`: one architecture or both.
+/// `--arch` of `guests fetch`: one architecture or all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum FetchArch {
     /// aarch64 only.
     Aarch64,
     /// riscv64 only.
     Riscv64,
-    /// aarch64 and riscv64.
+    /// x86_64 only.
+    #[value(name = "x86_64")]
+    X86_64,
+    /// aarch64, riscv64 and x86_64.
     All,
 }
 
@@ -202,7 +223,8 @@ pub fn run(args: GuestsArgs) -> Result<ExitCode> {
             let arches: &[Arch] = match arch {
                 FetchArch::Aarch64 => &[Arch::Aarch64],
                 FetchArch::Riscv64 => &[Arch::Riscv64],
-                FetchArch::All => &Arch::SUPPORTED,
+                FetchArch::X86_64 => &[Arch::X86_64],
+                FetchArch::All => &Arch::ALL,
             };
             for &arch in arches {
                 let guest = ensure_verbose(arch)?;
@@ -276,8 +298,11 @@ fn fetch(arch: Arch) -> Result<RealGuest> {
     );
 
     let kernel_file = find_kernel(&tree, &release)?;
-    let image = raw_kernel(&kernel_file, arch)
-        .with_context(|| format!("turning {} into a raw Image", kernel_file.display()))?;
+    let image = match arch {
+        Arch::X86_64 => bzimage(&kernel_file)?,
+        Arch::Aarch64 | Arch::Riscv64 => raw_kernel(&kernel_file, arch)
+            .with_context(|| format!("turning {} into a raw Image", kernel_file.display()))?,
+    };
     let busybox = read_busybox(&tree, Elf::Bits64, spec.elf_machine)?;
     let compat = match spec.compat {
         Some(compat) => {
@@ -295,7 +320,7 @@ fn fetch(arch: Arch) -> Result<RealGuest> {
         fs::remove_file(&version_path)
             .with_context(|| format!("removing {}", version_path.display()))?;
     }
-    write_atomically(&out.join(IMAGE_FILE), &image)?;
+    write_atomically(&out.join(kernel_file_name(arch)), &image)?;
     write_atomically(&out.join(BUSYBOX_FILE), &busybox)?;
     if let Some(busybox32) = &compat {
         write_atomically(&out.join(BUSYBOX32_FILE), busybox32)?;
@@ -489,13 +514,18 @@ fn find_kernel(tree: &Path, release: &str) -> Result<PathBuf> {
 /// Offset of the magic number in the arm64 and RISC-V Image headers.
 const IMAGE_MAGIC_OFFSET: usize = 0x38;
 
-/// Checks that `image` is a raw kernel Image for `arch`: the 64-byte header with the arm64
-/// magic `ARM\x64` or the RISC-V magic `RSC\x05` at 0x38.
+/// Checks that `image` is a kernel for `arch`: a raw Image with the 64-byte header with the
+/// arm64 magic `ARM\x64` or the RISC-V magic `RSC\x05` at 0x38, or on x86_64 a bzImage
+/// whose setup header offers the 64-bit boot protocol (see [`axbootx86::BzImage::parse`]).
 pub fn check_image_header(image: &[u8], arch: Arch) -> Result<()> {
     let magic: &[u8; 4] = match arch {
         Arch::Aarch64 => b"ARM\x64",
         Arch::Riscv64 => b"RSC\x05",
-        Arch::X86_64 => bail!("no Image header on {arch}"),
+        Arch::X86_64 => {
+            axbootx86::BzImage::parse(image)
+                .map_err(|e| anyhow::anyhow!("not a bootable x86_64 bzImage: {e}"))?;
+            return Ok(());
+        }
     };
     let found = image.get(IMAGE_MAGIC_OFFSET..IMAGE_MAGIC_OFFSET + 4);
     ensure!(
@@ -562,6 +592,24 @@ fn raw_kernel(path: &Path, arch: Arch) -> Result<Vec<u8>> {
     };
     check_image_header(&image, arch)?;
     Ok(image)
+}
+
+/// Reads an x86_64 kernel file and checks its setup header. It stays as it is: a bzImage
+/// decompresses itself (Debian's is XZ inside), so it is not unpacked here.
+fn bzimage(path: &Path) -> Result<Vec<u8>> {
+    let data = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    check_image_header(&data, Arch::X86_64)
+        .with_context(|| format!("checking {}", path.display()))?;
+    let image = axbootx86::BzImage::parse(&data).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "x86_64: bzImage, boot protocol {}.{:02}, {:.1} MB, needs {:.1} MB from {:#x} to decompress",
+        image.version >> 8,
+        image.version & 0xff,
+        data.len() as f64 / 1e6,
+        f64::from(image.init_size) / 1e6,
+        image.load_address()
+    );
+    Ok(data)
 }
 
 fn decompress(tool: &str, path: &Path) -> Result<Vec<u8>> {
@@ -698,6 +746,57 @@ mod tests {
         assert!(check_image_header(&header_with(b"RSC\x05"), Arch::Riscv64).is_ok());
         assert!(check_image_header(&header_with(b"RSC\x05"), Arch::Aarch64).is_err());
         assert!(check_image_header(&[0u8; 16], Arch::Riscv64).is_err());
+        assert!(check_image_header(&header_with(b"ARM\x64"), Arch::X86_64).is_err());
+    }
+
+    /// A bzImage head as `make bzImage` writes it (protocol 2.15, 64-bit entry), with
+    /// `setup_sects` 3 and 4 KiB of "protected-mode kernel".
+    fn bzimage_with(version: u16, xloadflags: u16) -> Vec<u8> {
+        let mut file = vec![0u8; 4 * 512 + 4096];
+        file[0x1f1] = 3;
+        file[0x1f4..0x1f8].copy_from_slice(&(4096u32 / 16).to_le_bytes());
+        file[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+        file[0x201] = 0x6a; // the header ends at 0x26c
+        file[0x202..0x206].copy_from_slice(b"HdrS");
+        file[0x206..0x208].copy_from_slice(&version.to_le_bytes());
+        file[0x211] = 1; // LOADED_HIGH
+        file[0x236..0x238].copy_from_slice(&xloadflags.to_le_bytes());
+        file
+    }
+
+    #[test]
+    fn bzimage_headers() {
+        assert!(check_image_header(&bzimage_with(0x020f, 3), Arch::X86_64).is_ok());
+        let old = check_image_header(&bzimage_with(0x020a, 3), Arch::X86_64).unwrap_err();
+        assert!(format!("{old:#}").contains("older than 2.12"), "{old:#}");
+        let no64 = check_image_header(&bzimage_with(0x020f, 2), Arch::X86_64).unwrap_err();
+        assert!(format!("{no64:#}").contains("64-bit entry"), "{no64:#}");
+        // An arm64 Image is not a bzImage.
+        assert!(check_image_header(&header_with(b"ARM\x64"), Arch::X86_64).is_err());
+        assert!(check_image_header(&bzimage_with(0x020f, 3), Arch::Aarch64).is_err());
+    }
+
+    /// Debian's kernel, when `guests fetch --arch x86_64` has run: a bzImage that
+    /// axbootx86 places in a 2-vCPU VM with 256 MiB of RAM, with the marker initramfs.
+    #[test]
+    fn cached_x86_64_kernel_fits_a_256_mib_vm() {
+        let Some(guest) = cached(Arch::X86_64) else {
+            eprintln!("no cached x86_64 guest (cargo xtask guests fetch --arch x86_64); skipped");
+            return;
+        };
+        let file = fs::read(&guest.kernel).unwrap();
+        let image = axbootx86::BzImage::parse(&file).unwrap();
+        assert!(image.version >= 0x020c && image.relocatable);
+        let config = axvmconfig::from_toml(
+            "id = 1\nname = \"linux\"\n[cpus]\ncount = 2\npin = [0, 1]\n\
+             [kernel]\nimage = \"linux\"\nload_addr = 0x1000000\nentry = 0x1000200\n\
+             [[memory]]\ngpa = 0\nsize = 0x10000000\nmap = \"alloc\"\n",
+        )
+        .unwrap();
+        let initrd = fs::metadata(&guest.initramfs).unwrap().len();
+        let plan = axbootx86::plan(&config, &image, "console=ttyS0", Some(initrd)).unwrap();
+        assert_eq!(plan.entry, image.load_address() + 0x200);
+        assert!(plan.initrd.unwrap().start >= plan.kernel_footprint.end);
     }
 
     #[test]
@@ -756,6 +855,13 @@ mod tests {
             "armhf"
         );
         assert!(spec(Arch::Riscv64).unwrap().compat.is_none());
-        assert!(spec(Arch::X86_64).is_err());
+        let x86 = spec(Arch::X86_64).unwrap();
+        assert_eq!(
+            (x86.deb_arch, x86.suites, x86.elf_machine),
+            ("amd64", &["bookworm"][..], 62)
+        );
+        assert!(x86.compat.is_none());
+        assert_eq!(kernel_file_name(Arch::X86_64), "bzImage");
+        assert_eq!(kernel_file_name(Arch::Aarch64), "Image");
     }
 }

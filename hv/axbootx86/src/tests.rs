@@ -1,0 +1,576 @@
+//! Host tests: a fake bzImage, the zero page field by field, the e820 map, the ACPI
+//! tables' bytes and the boot plan. (`tests/acpi_crate.rs` reads the tables back with the
+//! `acpi` crate.)
+
+// Slices of one memory range are what E820Map::build takes.
+#![allow(clippy::single_range_in_vec_init)]
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use axvmconfig::VmConfig;
+
+use crate::acpi::{self, AcpiDesc, AcpiError};
+use crate::bytes::{u16_at, u32_at, u64_at};
+use crate::bzimage::{self, BzImage, BzImageError};
+use crate::e820::{E820Entry, E820Error, E820Kind, E820Map};
+use crate::linux::{self, BootError, ACPI_BASE, CMDLINE_ADDR, ZERO_PAGE_ADDR};
+use crate::zeropage::{self, field, ZeroPageParams};
+
+const MIB: u64 = 1 << 20;
+
+/// The fields of a fake bzImage.
+struct Fake {
+    setup_sects: u8,
+    version: u16,
+    loadflags: u8,
+    xloadflags: u16,
+    pref_address: u64,
+    init_size: u32,
+    cmdline_size: u32,
+    initrd_addr_max: u32,
+    kernel_len: usize,
+}
+
+impl Default for Fake {
+    /// Like Debian bookworm's 6.1 kernel, with a small protected-mode part.
+    fn default() -> Self {
+        Self {
+            setup_sects: 39,
+            version: 0x020F,
+            loadflags: bzimage::LOADED_HIGH,
+            xloadflags: 0x7F,
+            pref_address: 0x100_0000,
+            init_size: 0x3F9_7000,
+            cmdline_size: 2047,
+            initrd_addr_max: 0x7FFF_FFFF,
+            kernel_len: 0x1234,
+        }
+    }
+}
+
+impl Fake {
+    /// The file: boot sector and setup sectors (with the header), then the kernel part.
+    fn build(&self) -> Vec<u8> {
+        let sects = if self.setup_sects == 0 {
+            4
+        } else {
+            self.setup_sects
+        };
+        let setup = (usize::from(sects) + 1) * 512;
+        let mut f = vec![0u8; setup + self.kernel_len];
+        // Fill everything with a pattern, so that copying the header is visible.
+        for (i, b) in f.iter_mut().enumerate() {
+            *b = (i * 7 + 3) as u8;
+        }
+        // Fields a loader writes must be 0 in the file (as the kernel's build leaves them).
+        for o in [0x210usize, 0x218, 0x21c, 0x224, 0x228] {
+            f[o..o + 4].fill(0);
+        }
+        f[0x1f1] = self.setup_sects;
+        let syssize = self.kernel_len.div_ceil(16) as u32;
+        f[0x1f4..0x1f8].copy_from_slice(&syssize.to_le_bytes());
+        f[0x1fe..0x200].copy_from_slice(&0xAA55u16.to_le_bytes());
+        f[0x200] = 0xEB;
+        f[0x201] = 0x6A; // header ends at 0x26c (protocol 2.15)
+        f[0x202..0x206].copy_from_slice(b"HdrS");
+        f[0x206..0x208].copy_from_slice(&self.version.to_le_bytes());
+        f[0x211] = self.loadflags;
+        f[0x22c..0x230].copy_from_slice(&self.initrd_addr_max.to_le_bytes());
+        f[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes());
+        f[0x234] = 1;
+        f[0x236..0x238].copy_from_slice(&self.xloadflags.to_le_bytes());
+        f[0x238..0x23c].copy_from_slice(&self.cmdline_size.to_le_bytes());
+        f[0x258..0x260].copy_from_slice(&self.pref_address.to_le_bytes());
+        f[0x260..0x264].copy_from_slice(&self.init_size.to_le_bytes());
+        f
+    }
+}
+
+fn config(cpus: usize, ram: &[(u64, u64)]) -> VmConfig {
+    let pin: Vec<String> = (0..cpus).map(|c| format!("{c}")).collect();
+    let mut text = format!(
+        "id = 1\nname = \"linux\"\n[cpus]\ncount = {cpus}\npin = [{}]\n[kernel]\nimage = \"linux\"\nload_addr = 0x1000000\nentry = 0x1000200\n",
+        pin.join(", ")
+    );
+    for (gpa, size) in ram {
+        text.push_str(&format!(
+            "[[memory]]\ngpa = {gpa:#x}\nsize = {size:#x}\nmap = \"alloc\"\n"
+        ));
+    }
+    text.push_str("[[devices]]\nkind = \"ns16550\"\nport = 0x3f8\nirq = 4\n");
+    axvmconfig::from_toml(&text).unwrap()
+}
+
+#[test]
+fn parses_a_bzimage_header() {
+    let file = Fake::default().build();
+    let image = BzImage::parse(&file).unwrap();
+    assert_eq!(image.setup_sects, 39);
+    assert_eq!(image.setup_len(), 40 * 512);
+    assert_eq!(image.version, 0x020F);
+    assert_eq!(image.xloadflags, 0x7F);
+    assert_eq!(image.kernel_alignment, 0x20_0000);
+    assert!(image.relocatable);
+    assert_eq!(image.cmdline_size, 2047);
+    assert_eq!(image.initrd_addr_max, 0x7FFF_FFFF);
+    assert_eq!(image.header_end, 0x26C);
+    assert_eq!(image.kernel().len(), 0x1234);
+    assert_eq!(image.kernel(), &file[40 * 512..]);
+    assert_eq!(image.setup_header(), &file[0x1F1..0x26C]);
+    assert_eq!(image.load_address(), 0x100_0000);
+    assert_eq!(image.entry_64(), 0x100_0200);
+    assert_eq!(image.footprint(), 0x100_0000..0x100_0000 + 0x3F9_7000);
+    assert!(image.can_be_above_4g());
+    assert_eq!(image.file().len(), file.len());
+}
+
+#[test]
+fn setup_sects_zero_means_four_and_low_pref_address_loads_at_1_mib() {
+    let file = Fake {
+        setup_sects: 0,
+        pref_address: 0,
+        init_size: 0x10,
+        ..Fake::default()
+    }
+    .build();
+    let image = BzImage::parse(&file).unwrap();
+    assert_eq!(image.setup_len(), 5 * 512);
+    assert_eq!(image.load_address(), 0x10_0000);
+    assert_eq!(image.entry_64(), 0x10_0200);
+    // The footprint is at least the kernel part.
+    assert_eq!(image.footprint(), 0x10_0000..0x10_0000 + 0x1234);
+}
+
+#[test]
+fn refuses_what_is_not_a_64_bit_bzimage() {
+    let good = Fake::default().build();
+    let with = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut file = good.clone();
+        f(&mut file);
+        BzImage::parse(&file).unwrap_err()
+    };
+    assert!(matches!(
+        BzImage::parse(&good[..0x100]),
+        Err(BzImageError::Truncated { .. })
+    ));
+    assert_eq!(with(&|f| f[0x1fe] = 0), BzImageError::NoBootFlag(0xAA00));
+    assert!(matches!(
+        with(&|f| f[0x202..0x206].copy_from_slice(b"ELF!")),
+        BzImageError::NoHdrS(_)
+    ));
+    assert_eq!(
+        with(&|f| f[0x206..0x208].copy_from_slice(&0x020Au16.to_le_bytes())),
+        BzImageError::ProtocolTooOld(0x020A)
+    );
+    assert_eq!(with(&|f| f[0x211] = 0), BzImageError::NotLoadedHigh);
+    assert_eq!(
+        with(&|f| f[0x236..0x238].copy_from_slice(&2u16.to_le_bytes())),
+        BzImageError::No64BitEntry
+    );
+    assert_eq!(
+        with(&|f| f[0x201] = 0x90),
+        BzImageError::HeaderTooLong(0x292)
+    );
+    assert!(matches!(
+        with(&|f| f.truncate(40 * 512 + 0x100)),
+        BzImageError::KernelTruncated {
+            expected: 0x1240,
+            found: 0x100
+        }
+    ));
+    // Only the setup sectors, no kernel.
+    assert!(matches!(
+        with(&|f| f.truncate(40 * 512)),
+        BzImageError::Truncated { .. }
+    ));
+    // An arm64 Image is not a bzImage.
+    let mut arm = vec![0u8; 0x1000];
+    arm[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    assert!(matches!(
+        BzImage::parse(&arm),
+        Err(BzImageError::NoBootFlag(0))
+    ));
+    // Every error says what is wrong.
+    assert!(format!("{}", BzImageError::ProtocolTooOld(0x020A)).contains("2.10"));
+}
+
+#[test]
+fn e820_follows_the_pc_low_memory_layout() {
+    let map = E820Map::build(&[0..128 * MIB], &[], &[]).unwrap();
+    let e = |addr: u64, end: u64, kind| E820Entry {
+        addr,
+        size: end - addr,
+        kind,
+    };
+    assert_eq!(
+        map.entries(),
+        &[
+            e(0, 0x9_FC00, E820Kind::Ram),
+            e(0x9_FC00, 0xA_0000, E820Kind::Reserved),
+            e(0xE_0000, 0x10_0000, E820Kind::Reserved),
+            e(0x10_0000, 128 * MIB, E820Kind::Ram),
+        ]
+    );
+    assert!(map.is_ram(&(MIB..2 * MIB)));
+    assert!(!map.is_ram(&(0x9_F000..0xA_1000)));
+    assert_eq!(
+        e(0x10_0000, 0x20_0000, E820Kind::Ram).to_bytes(),
+        [0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 1, 0, 0, 0]
+    );
+}
+
+#[test]
+fn e820_with_split_ram_rom_and_marks() {
+    // Low RAM in two pieces that touch, a ROM, RAM above 4 GiB, ACPI tables marked.
+    let map = E820Map::build(
+        &[0..MIB, MIB..64 * MIB, 4096 * MIB..4160 * MIB],
+        &[0xFFFC_0000..0x1_0000_0000],
+        &[(32 * MIB..32 * MIB + 0x2000, E820Kind::Acpi)],
+    )
+    .unwrap();
+    let kinds: Vec<(u64, u64, E820Kind)> = map
+        .entries()
+        .iter()
+        .map(|e| (e.addr, e.end(), e.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (0, 0x9_FC00, E820Kind::Ram),
+            (0x9_FC00, 0xA_0000, E820Kind::Reserved),
+            (0xE_0000, 0x10_0000, E820Kind::Reserved),
+            (0x10_0000, 32 * MIB, E820Kind::Ram),
+            (32 * MIB, 32 * MIB + 0x2000, E820Kind::Acpi),
+            (32 * MIB + 0x2000, 64 * MIB, E820Kind::Ram),
+            (0xFFFC_0000, 0x1_0000_0000, E820Kind::Reserved),
+            (4096 * MIB, 4160 * MIB, E820Kind::Ram),
+        ]
+    );
+}
+
+#[test]
+fn e820_errors() {
+    assert_eq!(
+        E820Map::build(&[MIB..64 * MIB], &[], &[]),
+        Err(E820Error::NoLowMemory)
+    );
+    assert_eq!(
+        E820Map::build(&[0..0x8_0000, 0x9_0000..64 * MIB], &[], &[]),
+        Err(E820Error::NoLowMemory)
+    );
+    assert_eq!(
+        E820Map::build(&[0..64 * MIB, 32 * MIB..80 * MIB], &[], &[]),
+        Err(E820Error::Overlap(0..64 * MIB, 32 * MIB..80 * MIB))
+    );
+    assert_eq!(
+        E820Map::build(&[0..64 * MIB, 80 * MIB..80 * MIB], &[], &[]),
+        Err(E820Error::BadRange(80 * MIB..80 * MIB))
+    );
+    assert_eq!(
+        E820Map::build(
+            &[0..64 * MIB],
+            &[],
+            &[(100 * MIB..101 * MIB, E820Kind::Acpi)]
+        ),
+        Err(E820Error::OutsideRam(100 * MIB..101 * MIB))
+    );
+    let many: Vec<_> = (0..200u64)
+        .map(|i| (i + 1) * 4 * MIB..(i + 1) * 4 * MIB + MIB)
+        .chain([0..MIB])
+        .collect();
+    assert!(matches!(
+        E820Map::build(&many, &[], &[]),
+        Err(E820Error::TooManyEntries(_))
+    ));
+}
+
+/// Sums `bytes` (a table with a correct checksum sums to 0).
+fn sum(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0u8, |s, b| s.wrapping_add(*b))
+}
+
+#[test]
+fn acpi_tables_have_lengths_checksums_and_pointers() {
+    let desc = AcpiDesc::from_config(&config(2, &[(0, 128 * MIB)]));
+    assert_eq!(desc.apic_ids, vec![0, 1]);
+    assert_eq!(desc.ioapic_id, 2);
+    let t = acpi::build(&desc, ACPI_BASE).unwrap();
+    assert_eq!(t.rsdp_address(), ACPI_BASE);
+    let at = |addr: u64| (addr - t.base) as usize;
+    let b = &t.blob;
+    // RSDP: signature, both checksums, revision 2, length, XSDT.
+    assert_eq!(&b[..8], b"RSD PTR ");
+    assert_eq!(sum(&b[..20]), 0);
+    assert_eq!(sum(&b[..36]), 0);
+    assert_eq!(b[15], 2);
+    assert_eq!(u32_at(b, 16), Some(0));
+    assert_eq!(u32_at(b, 20), Some(36));
+    let xsdt = u64_at(b, 24).unwrap();
+    assert_eq!(Some(xsdt), t.address_of(b"XSDT"));
+    // Every table: signature where the pointers say, length, checksum.
+    let table = |addr: u64, sig: &[u8; 4]| {
+        let o = at(addr);
+        assert_eq!(&b[o..o + 4], sig);
+        let len = u32_at(b, o + 4).unwrap() as usize;
+        assert_eq!(sum(&b[o..o + len]), 0, "{sig:?}");
+        &b[o..o + len]
+    };
+    let x = table(xsdt, b"XSDT");
+    assert_eq!(x.len(), 36 + 16);
+    let fadt_a = u64_at(x, 36).unwrap();
+    let madt_a = u64_at(x, 44).unwrap();
+    let fadt = table(fadt_a, b"FACP");
+    assert_eq!((fadt.len(), fadt[8]), (276, 6));
+    let dsdt_a = u64_at(fadt, 140).unwrap();
+    assert_eq!(u32_at(fadt, 40), Some(dsdt_a as u32));
+    let dsdt = table(dsdt_a, b"DSDT");
+    assert_eq!(&dsdt[36..], &acpi::DSDT_AML);
+    let facs_a = u64_at(fadt, 132).unwrap();
+    assert_eq!(facs_a % 64, 0);
+    assert_eq!(&b[at(facs_a)..at(facs_a) + 4], b"FACS");
+    assert_eq!(u32_at(b, at(facs_a) + 4), Some(64));
+    // FADT: SCI 9, no SMI command port, PM1a blocks, flags, boot architecture, not
+    // hardware-reduced.
+    assert_eq!(u16_at(fadt, 46), Some(9));
+    assert_eq!(u32_at(fadt, 48), Some(0));
+    assert_eq!(u32_at(fadt, 56), Some(0x600));
+    assert_eq!(u32_at(fadt, 64), Some(0x604));
+    assert_eq!((fadt[88], fadt[89], fadt[91]), (4, 2, 0));
+    assert_eq!(u16_at(fadt, 109), Some(acpi::IAPC_BOOT_ARCH));
+    let flags = u32_at(fadt, 112).unwrap();
+    assert_eq!(flags & (1 << 20), 0, "not hardware-reduced");
+    assert_eq!(u16_at(fadt, 109).unwrap() & 2, 0, "no 8042");
+    assert_eq!(&fadt[148..152], &[1, 32, 0, 2]);
+    assert_eq!(u64_at(fadt, 152), Some(0x600));
+    assert_eq!(&fadt[172..176], &[1, 16, 0, 2]);
+    assert_eq!(u64_at(fadt, 176), Some(0x604));
+    // MADT: LAPIC address, PC-AT flag, two local APICs, the I/O APIC, two overrides and
+    // the LINT1 NMI.
+    let madt = table(madt_a, b"APIC");
+    assert_eq!(u32_at(madt, 36), Some(0xFEE0_0000));
+    assert_eq!(u32_at(madt, 40), Some(1));
+    let mut entries = Vec::new();
+    let mut o = 44;
+    while o < madt.len() {
+        let (kind, len) = (madt[o], usize::from(madt[o + 1]));
+        entries.push((kind, madt[o..o + len].to_vec()));
+        o += len;
+    }
+    assert_eq!(o, madt.len());
+    assert_eq!(
+        entries,
+        vec![
+            (0, vec![0, 8, 0, 0, 1, 0, 0, 0]),
+            (0, vec![0, 8, 1, 1, 1, 0, 0, 0]),
+            (1, vec![1, 12, 2, 0, 0, 0, 0xC0, 0xFE, 0, 0, 0, 0]),
+            (2, vec![2, 10, 0, 0, 2, 0, 0, 0, 0, 0]),
+            (2, vec![2, 10, 0, 9, 9, 0, 0, 0, 0x0D, 0]),
+            (4, vec![4, 6, 0xFF, 0, 0, 1]),
+        ]
+    );
+    // All within the BIOS area.
+    assert!(t.range().end <= 0x10_0000);
+}
+
+#[test]
+fn madt_uses_x2apic_entries_for_large_ids() {
+    let desc = AcpiDesc {
+        apic_ids: vec![0, 300],
+        ioapic_id: 2,
+        overrides: Vec::new(),
+    };
+    let t = acpi::build(&desc, 0x10_0000).unwrap();
+    let madt = t.address_of(b"APIC").unwrap() - t.base;
+    let m = &t.blob[madt as usize..];
+    assert_eq!(&m[44..52], &[0, 8, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(&m[52..56], &[9, 16, 0, 0]);
+    assert_eq!(u32_at(m, 56), Some(300));
+    assert_eq!(u32_at(m, 60), Some(1));
+    assert_eq!(u32_at(m, 64), Some(1));
+}
+
+#[test]
+fn acpi_errors() {
+    let desc = AcpiDesc::from_config(&config(1, &[(0, 128 * MIB)]));
+    assert_eq!(
+        acpi::build(&desc, 0xE_0008),
+        Err(AcpiError::Unaligned(0xE_0008))
+    );
+    assert_eq!(
+        acpi::build(&desc, u64::MAX - 15),
+        Err(AcpiError::AddressOverflow(u64::MAX - 15))
+    );
+    let none = AcpiDesc {
+        apic_ids: Vec::new(),
+        ..desc
+    };
+    assert_eq!(acpi::build(&none, ACPI_BASE), Err(AcpiError::NoCpus));
+}
+
+#[test]
+fn zero_page_fields() {
+    let file = Fake::default().build();
+    let image = BzImage::parse(&file).unwrap();
+    let e820 = E820Map::build(&[0..8192 * MIB], &[], &[]).unwrap();
+    let zp = zeropage::build(
+        &image,
+        &ZeroPageParams {
+            cmdline_addr: 0x1_2345_6000,
+            initrd: Some((0x2_0000_1000, 0x3_0000_0123)),
+            e820: &e820,
+            rsdp_addr: 0xE_0000,
+        },
+    );
+    assert_eq!(zp.len(), 4096);
+    // The setup header is the file's, except the fields a loader writes.
+    let written = [
+        0x210usize, 0x211, 0x218, 0x219, 0x21a, 0x21b, 0x21c, 0x21d, 0x21e, 0x21f, 0x224, 0x225,
+        0x228, 0x229, 0x22a, 0x22b,
+    ];
+    for o in 0x1F1..0x26C {
+        if !written.contains(&o) {
+            assert_eq!(zp[o], file[o], "header byte {o:#x}");
+        }
+    }
+    assert_eq!(u16_at(&zp, 0x1FE), Some(0xAA55));
+    assert_eq!(&zp[0x202..0x206], b"HdrS");
+    assert_eq!(zp[0x210], 0xFF, "type_of_loader");
+    assert_eq!(
+        zp[0x211],
+        bzimage::LOADED_HIGH | bzimage::CAN_USE_HEAP,
+        "loadflags"
+    );
+    assert_eq!(
+        zp[0x211] & (bzimage::KEEP_SEGMENTS | bzimage::QUIET_FLAG),
+        0
+    );
+    assert_eq!(u16_at(&zp, 0x224), Some(zeropage::HEAP_END_PTR));
+    assert_eq!(u32_at(&zp, 0x228), Some(0x2345_6000), "cmd_line_ptr");
+    assert_eq!(u32_at(&zp, field::EXT_CMD_LINE_PTR), Some(1));
+    assert_eq!(u32_at(&zp, 0x218), Some(0x0000_1000), "ramdisk_image");
+    assert_eq!(u32_at(&zp, field::EXT_RAMDISK_IMAGE), Some(2));
+    assert_eq!(u32_at(&zp, 0x21C), Some(0x0000_0123), "ramdisk_size");
+    assert_eq!(u32_at(&zp, field::EXT_RAMDISK_SIZE), Some(3));
+    assert_eq!(u64_at(&zp, field::ACPI_RSDP_ADDR), Some(0xE_0000));
+    assert_eq!(zp[field::SENTINEL], 0);
+    assert_eq!(usize::from(zp[field::E820_ENTRIES]), e820.entries().len());
+    for (i, e) in e820.entries().iter().enumerate() {
+        let o = field::E820_TABLE + i * 20;
+        assert_eq!(u64_at(&zp, o), Some(e.addr));
+        assert_eq!(u64_at(&zp, o + 8), Some(e.size));
+        assert_eq!(u32_at(&zp, o + 16), Some(e.kind as u32));
+    }
+    // Nothing else: outside the header and the fields above, the page is zero.
+    let mut touched = vec![false; 4096];
+    touched[0x1F1..0x26C].fill(true);
+    for (o, n) in [
+        (field::ACPI_RSDP_ADDR, 8),
+        (field::EXT_RAMDISK_IMAGE, 12),
+        (field::E820_ENTRIES, 1),
+        (field::E820_TABLE, 20 * e820.entries().len()),
+    ] {
+        touched[o..o + n].fill(true);
+    }
+    for (o, t) in touched.iter().enumerate() {
+        if !t {
+            assert_eq!(zp[o], 0, "byte {o:#x}");
+        }
+    }
+}
+
+#[test]
+fn boot_plan_for_a_two_cpu_vm() {
+    let file = Fake::default().build();
+    let image = BzImage::parse(&file).unwrap();
+    let cfg = config(2, &[(0, 256 * MIB)]);
+    let cmdline = "console=ttyS0 earlyprintk=serial";
+    let plan = linux::plan(&cfg, &image, cmdline, Some(2_000_000)).unwrap();
+    assert_eq!(plan.kernel_addr, 0x100_0000);
+    assert_eq!(plan.entry, 0x100_0200);
+    assert_eq!(plan.rsi, ZERO_PAGE_ADDR);
+    assert_eq!(plan.cmdline, [cmdline.as_bytes(), b"\0"].concat());
+    // The initrd: page-aligned, at the top of RAM.
+    let initrd = plan.initrd.clone().unwrap();
+    assert_eq!(initrd.start % 4096, 0);
+    assert_eq!(initrd.end - initrd.start, 2_000_000);
+    assert_eq!(initrd.start, 256 * MIB - 2_002_944);
+    // The zero page points at all of it.
+    let zp = &plan.zero_page;
+    assert_eq!(u32_at(zp, 0x228), Some(CMDLINE_ADDR as u32));
+    assert_eq!(u32_at(zp, 0x218), Some(initrd.start as u32));
+    assert_eq!(u32_at(zp, 0x21C), Some(2_000_000));
+    assert_eq!(u64_at(zp, 0x070), Some(ACPI_BASE));
+    assert_eq!(zp[0x1E8], 4);
+    // The regions do not overlap and are in RAM or the BIOS area.
+    let regions = plan.regions();
+    for w in regions.windows(2) {
+        assert!(w[0].1.end <= w[1].1.start, "{w:?}");
+    }
+    for (what, r) in &regions {
+        let in_bios = r.start >= 0xE_0000 && r.end <= 0x10_0000;
+        assert!(plan.e820.is_ram(r) || in_bios, "{what} {r:?}");
+    }
+}
+
+#[test]
+fn boot_plan_errors() {
+    let file = Fake::default().build();
+    let image = BzImage::parse(&file).unwrap();
+    // 64 MiB is less than 16 MiB + init_size (about 64 MiB).
+    let small = config(1, &[(0, 64 * MIB)]);
+    assert_eq!(
+        linux::plan(&small, &image, "", None),
+        Err(BootError::KernelDoesNotFit(
+            0x100_0000..0x100_0000 + 0x3F9_7000
+        ))
+    );
+    let cfg = config(1, &[(0, 88 * MIB)]);
+    assert!(linux::plan(&cfg, &image, "", None)
+        .unwrap()
+        .initrd
+        .is_none());
+    // 88 MiB leaves 15 MiB below the kernel (from 1 MiB) and about 8.4 MiB above it.
+    let plan = linux::plan(&cfg, &image, "", Some(8 * MIB)).unwrap();
+    assert_eq!(plan.initrd.unwrap(), 80 * MIB..88 * MIB, "above the kernel");
+    let plan = linux::plan(&cfg, &image, "", Some(12 * MIB + 5)).unwrap();
+    let below = plan.initrd.unwrap();
+    assert_eq!(below.start, 16 * MIB - 12 * MIB - 4096, "below the kernel");
+    assert_eq!(below.end, 16 * MIB - 4096 + 5);
+    assert_eq!(
+        linux::plan(&cfg, &image, "", Some(40 * MIB)),
+        Err(BootError::InitrdDoesNotFit {
+            size: 40 * MIB,
+            limit: 0x8000_0000
+        })
+    );
+    let long = String::from_utf8(vec![b'x'; 2048]).unwrap();
+    assert_eq!(
+        linux::plan(&cfg, &image, &long, None),
+        Err(BootError::CmdlineTooLong {
+            len: 2048,
+            max: 2047
+        })
+    );
+    assert!(linux::plan(&cfg, &image, &long[..2047], None).is_ok());
+    let high_only = config(1, &[(MIB, 512 * MIB)]);
+    assert_eq!(
+        linux::plan(&high_only, &image, "", None),
+        Err(BootError::Memory(E820Error::NoLowMemory))
+    );
+    let none = config(0, &[(0, 512 * MIB)]);
+    assert_eq!(
+        linux::plan(&none, &image, "", None),
+        Err(BootError::Acpi(AcpiError::NoCpus))
+    );
+    assert!(format!(
+        "{}",
+        BootError::CmdlineTooLong {
+            len: 2048,
+            max: 2047
+        }
+    )
+    .contains("2047"));
+}
