@@ -139,6 +139,11 @@ pub mod ctl {
     pub const CR3_LOAD_EXITING: Control = Control::new(PrimaryProcBased, 15, "CR3-load exiting");
     /// Primary bit 16: MOV from CR3 exits (default1 without the TRUE MSRs).
     pub const CR3_STORE_EXITING: Control = Control::new(PrimaryProcBased, 16, "CR3-store exiting");
+    /// Primary bit 19: MOV to CR8 exits (without it, and without a TPR shadow, the guest
+    /// writes the host's own task priority).
+    pub const CR8_LOAD_EXITING: Control = Control::new(PrimaryProcBased, 19, "CR8-load exiting");
+    /// Primary bit 20: MOV from CR8 exits.
+    pub const CR8_STORE_EXITING: Control = Control::new(PrimaryProcBased, 20, "CR8-store exiting");
     /// Primary bit 24: every I/O instruction exits.
     pub const UNCONDITIONAL_IO_EXITING: Control =
         Control::new(PrimaryProcBased, 24, "unconditional I/O exiting");
@@ -188,6 +193,8 @@ pub const REQUIRED: &[Control] = &[
     ctl::EXTERNAL_INTERRUPT_EXITING,
     ctl::HLT_EXITING,
     ctl::MWAIT_EXITING,
+    ctl::CR8_LOAD_EXITING,
+    ctl::CR8_STORE_EXITING,
     ctl::RDPMC_EXITING,
     ctl::UNCONDITIONAL_IO_EXITING,
     ctl::USE_MSR_BITMAPS,

@@ -183,6 +183,10 @@ pub struct VmxVCpu {
     store_rip: Option<u64>,
     /// The guest's SYSCALL/SWAPGS MSRs (msr::SWITCHED), while the vCPU is put.
     switched: [u64; 5],
+    /// The guest's CR8 (task priority, bits 3:0).
+    cr8: u64,
+    /// The guest's DR0..DR3 and DR6 while the vCPU is put (DR7 is in the VMCS).
+    debug_regs: [u64; 5],
     /// The guest's CR0 and CR4 as it believes them (the read shadows).
     cr0_shadow: u64,
     cr4_shadow: u64,
@@ -368,6 +372,35 @@ impl GuestMemory for EptMemory {
 
     fn writable(&self, gpa: u64, len: usize) -> bool {
         self.each_page(gpa, len, MappingFlags::WRITE, |_, _, _| {})
+    }
+}
+
+/// The guest's DR0..DR3 and DR6: not in the VMCS, and left in the CPU by the guest's MOV DR
+/// (which does not exit). The hypervisor uses no breakpoints (its DR7 is 0x400 after every
+/// exit), so only another vCPU on the same CPU would see them: they are switched on load
+/// and put.
+fn save_debug_regs() -> [u64; 5] {
+    let mut d = [0u64; 5];
+    // SAFETY: reads debug registers into locals; CPL 0.
+    unsafe {
+        asm!("mov {}, dr0", out(reg) d[0], options(nomem, nostack));
+        asm!("mov {}, dr1", out(reg) d[1], options(nomem, nostack));
+        asm!("mov {}, dr2", out(reg) d[2], options(nomem, nostack));
+        asm!("mov {}, dr3", out(reg) d[3], options(nomem, nostack));
+        asm!("mov {}, dr6", out(reg) d[4], options(nomem, nostack));
+    }
+    d
+}
+
+fn restore_debug_regs(d: &[u64; 5]) {
+    // SAFETY: loads values read from these registers (or their reset values); the host's
+    // DR7 keeps every breakpoint disabled.
+    unsafe {
+        asm!("mov dr0, {}", in(reg) d[0], options(nomem, nostack));
+        asm!("mov dr1, {}", in(reg) d[1], options(nomem, nostack));
+        asm!("mov dr2, {}", in(reg) d[2], options(nomem, nostack));
+        asm!("mov dr3, {}", in(reg) d[3], options(nomem, nostack));
+        asm!("mov dr6, {}", in(reg) d[4], options(nomem, nostack));
     }
 }
 
@@ -557,6 +590,7 @@ impl VmxVCpu {
                 regs::wrmsr(*m, v);
             }
             self.fpu.restore();
+            restore_debug_regs(&self.debug_regs);
         }
         if self.reset_pending {
             self.write_controls(&caps.1);
@@ -890,11 +924,14 @@ impl VmxVCpu {
                 let v = self.gpr(gpr);
                 // The guest keeps PE, PG and NE as the entry contract set them; caching
                 // changes (CD, NW) are accepted in the shadow only.
-                // NW without CD and bits 63:32 are #GP architecturally.
+                // NW without CD, reserved bits and bits 63:32 are #GP architecturally.
                 let nw_without_cd = v & (1 << 29) != 0 && v & (1 << 30) == 0;
+                // Reserved: bits 15:6, 17, 28:19.
+                let reserved = v & 0x1ffa_ffc0 != 0;
                 if (v ^ self.cr0_shadow) & ((1 << 0) | (1 << 31)) != 0
                     || v >> 32 != 0
                     || nw_without_cd
+                    || reserved
                 {
                     self.inject(vector::GP, Some(0));
                     return;
@@ -931,6 +968,21 @@ impl VmxVCpu {
             CrAccess::Read { cr: 3, gpr } => {
                 let v = vmx::read(f::GUEST_CR3);
                 self.set_gpr_value(gpr, v);
+                self.skip_instruction();
+            }
+            // CR8 (the task priority) is the vCPU's own: there is no virtual local APIC
+            // yet, and the real TPR is the host's.
+            CrAccess::Write { cr: 8, gpr } => {
+                let v = self.gpr(gpr);
+                if v >> 4 != 0 {
+                    self.inject(vector::GP, Some(0));
+                    return;
+                }
+                self.cr8 = v;
+                self.skip_instruction();
+            }
+            CrAccess::Read { cr: 8, gpr } => {
+                self.set_gpr_value(gpr, self.cr8);
                 self.skip_instruction();
             }
             CrAccess::Clts => {
@@ -1202,6 +1254,8 @@ impl ArchVCpu for VmxVCpu {
             pending_port: None,
             store_rip: None,
             switched: [0; 5],
+            cr8: 0,
+            debug_regs: [0, 0, 0, 0, 0xffff_0ff0],
             cr0_shadow: entry::CR0,
             cr4_shadow: entry::CR4,
         })
@@ -1227,6 +1281,8 @@ impl ArchVCpu for VmxVCpu {
         self.pending = None;
         self.pending_port = None;
         self.switched = [0; 5];
+        self.cr8 = 0;
+        self.debug_regs = [0, 0, 0, 0, 0xffff_0ff0];
         self.fpu.reset();
         self.reset_pending = true;
         Ok(())
@@ -1339,6 +1395,7 @@ impl ArchVCpu for VmxVCpu {
             self.switched[i] = regs::rdmsr(*m);
         }
         self.fpu.save();
+        self.debug_regs = save_debug_regs();
         vmx::vmclear(self.vmcs);
         self.loaded_on = usize::MAX;
         self.launched = false;
