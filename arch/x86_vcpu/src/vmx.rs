@@ -11,6 +11,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 /// Why VMX cannot run on this CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmxError {
+    /// CPUID says the CPU has no VMX (an AMD CPU, or VMX hidden by a hypervisor below us):
+    /// its capability MSRs do not exist, so they are not read.
+    NotPresent,
     /// The capabilities fall short ([`crate::caps::CapsError`]).
     Caps(crate::caps::CapsError),
     /// IA32_FEATURE_CONTROL is locked with VMX outside SMX disabled (firmware turned VMX
@@ -25,6 +28,7 @@ pub enum VmxError {
 impl fmt::Display for VmxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            VmxError::NotPresent => f.write_str("this CPU has no VMX (CPUID leaf 1 ECX bit 5)"),
             VmxError::Caps(e) => write!(f, "{e}"),
             VmxError::DisabledByFirmware => {
                 f.write_str("VMX is disabled by firmware (IA32_FEATURE_CONTROL locked)")
@@ -68,6 +72,10 @@ pub fn free_frame(pa: u64) {
 /// capabilities and IA32_FEATURE_CONTROL, sets CR4.VMXE and the CR0/CR4 fixed bits, and
 /// executes VMXON on a fresh region.
 pub fn enable() -> Result<&'static (VmxCaps, Controls), VmxError> {
+    // Reading a VMX capability MSR on a CPU without VMX raises #GP in the hypervisor.
+    if !axhal::x86::Features::read().vmx {
+        return Err(VmxError::NotPresent);
+    }
     let caps = CAPS
         .call_once(|| {
             let caps = VmxCaps::read(regs::rdmsr);
