@@ -47,8 +47,9 @@ pub const HYPERVISOR_VENDOR: [u8; 8] = *b"AXVISOR ";
 /// MADT flag `PCAT_COMPAT`: the VM also has the dual 8259 PIC.
 const MADT_PCAT_COMPAT: u32 = 1;
 /// FADT flags: `WBINVD` (bit 0), `PROC_C1` (2), `PWR_BUTTON` (4: no fixed power button),
-/// `SLP_BUTTON` (5: no fixed sleep button).
-pub const FADT_FLAGS: u32 = (1 << 0) | (1 << 2) | (1 << 4) | (1 << 5);
+/// `SLP_BUTTON` (5: no fixed sleep button), `FIX_RTC` (6: no RTC wake status in the fixed
+/// registers, so Linux leaves the RTC bits of PM1 alone).
+pub const FADT_FLAGS: u32 = (1 << 0) | (1 << 2) | (1 << 4) | (1 << 5) | (1 << 6);
 /// FADT `IAPC_BOOT_ARCH`: `LEGACY_DEVICES` (bit 0: ISA devices, here the UART, PIT and RTC),
 /// `VGA_NOT_PRESENT` (2), `MSI_NOT_SUPPORTED` (3), `PCIE_ASPM_CONTROLS` (4). `8042` (bit 1)
 /// is clear, so Linux does not probe for a keyboard controller; `CMOS_RTC_NOT_PRESENT`
@@ -205,9 +206,13 @@ fn gas_io(port: u16, bit_width: u8) -> [u8; 12] {
 /// The FADT body (after the header).
 fn fadt_body(facs: u64, dsdt: u64) -> Vec<u8> {
     let mut f = vec![0u8; FADT_LEN];
-    let low = |a: u64| u32::try_from(a).unwrap_or(0);
-    put_u32(&mut f, 36, low(facs)); // FIRMWARE_CTRL
-    put_u32(&mut f, 40, low(dsdt)); // DSDT
+    // The FACS address in exactly one of FIRMWARE_CTRL and X_FIRMWARE_CTRL (the 32-bit one
+    // when it fits); the DSDT's in X_DSDT and, when it fits, DSDT too.
+    match u32::try_from(facs) {
+        Ok(facs32) => put_u32(&mut f, 36, facs32), // FIRMWARE_CTRL
+        Err(_) => put_u64(&mut f, 132, facs),      // X_FIRMWARE_CTRL
+    }
+    put_u32(&mut f, 40, u32::try_from(dsdt).unwrap_or(0)); // DSDT
     put_u16(&mut f, 46, u16::from(SCI_IRQ)); // SCI_INT
                                              // SMI_CMD (48) 0: no SMI command port, always in ACPI mode.
     put_u32(&mut f, 56, u32::from(PM1A_EVT_PORT)); // PM1a_EVT_BLK
@@ -220,7 +225,6 @@ fn fadt_body(facs: u64, dsdt: u64) -> Vec<u8> {
     put_u16(&mut f, 109, IAPC_BOOT_ARCH);
     put_u32(&mut f, 112, FADT_FLAGS);
     f[131] = 0; // FADT minor version: ACPI 6.0
-    put_u64(&mut f, 132, facs); // X_FIRMWARE_CTRL
     put_u64(&mut f, 140, dsdt); // X_DSDT
     put(&mut f, 148, &gas_io(PM1A_EVT_PORT, PM1A_EVT_LEN * 8)); // X_PM1a_EVT_BLK
     put(&mut f, 172, &gas_io(PM1A_CNT_PORT, PM1A_CNT_LEN * 8)); // X_PM1a_CNT_BLK

@@ -328,7 +328,12 @@ fn acpi_tables_have_lengths_checksums_and_pointers() {
     assert_eq!(u32_at(fadt, 40), Some(dsdt_a as u32));
     let dsdt = table(dsdt_a, b"DSDT");
     assert_eq!(&dsdt[36..], &acpi::DSDT_AML);
-    let facs_a = u64_at(fadt, 132).unwrap();
+    assert_eq!(
+        u64_at(fadt, 132),
+        Some(0),
+        "X_FIRMWARE_CTRL: the FACS is below 4 GiB"
+    );
+    let facs_a = u64::from(u32_at(fadt, 36).unwrap());
     assert_eq!(facs_a % 64, 0);
     assert_eq!(&b[at(facs_a)..at(facs_a) + 4], b"FACS");
     assert_eq!(u32_at(b, at(facs_a) + 4), Some(64));
