@@ -1,9 +1,8 @@
 # A 64 KiB "firmware" for QEMU (`-bios`): from the reset vector to Linux's 64-bit entry, as
 # the x86 vCPU will start a Linux VM (docs/x86-linux.md#checking-the-plan-on-qemu).
 # Real mode -> protected mode -> identity-mapped 4 GiB (2 MiB pages, tables at 0x1000..0x7000)
-# -> long mode, GDT with __BOOT_CS 0x10 and __BOOT_DS 0x18, %rsi = the zero page (0x7000),
-# jump to ENTRY.
-#   as --64 --defsym ENTRY=0x1000200 -o stub.o stub.S
+# -> long mode, GDT with __BOOT_CS 0x10 and __BOOT_DS 0x18, %rsi = ZERO_PAGE, jump to ENTRY.
+#   as --64 --defsym ENTRY=0x1000200 --defsym ZERO_PAGE=0x10000 -o stub.o stub.S
 #   ld -Ttext=0 --oformat binary -o stub.bin stub.o
     .set BASE, 0xFFFF0000
     .text
@@ -58,7 +57,7 @@ long64:
     movw %ax, %ds
     movw %ax, %es
     movw %ax, %ss
-    movq $0x7000, %rsi
+    movq $ZERO_PAGE, %rsi
     xorl %ebp, %ebp
     xorl %edi, %edi
     xorl %ebx, %ebx

@@ -3,7 +3,8 @@
 //!
 //! | guest-physical | what |
 //! |---|---|
-//! | [`ZERO_PAGE_ADDR`] (0x7000) | the zero page; `%rsi` at the 64-bit entry |
+//! | 0x1000..0x8000 | the vCPU's boot GDT and page tables (`docs/x86.md`, guest entry contract) |
+//! | [`ZERO_PAGE_ADDR`] (0x10000) | the zero page; `%rsi` at the 64-bit entry |
 //! | [`CMDLINE_ADDR`] (0x20000) | the command line, NUL-terminated |
 //! | 0x9FC00..0xA0000 | reserved (EBDA) |
 //! | [`ACPI_BASE`] (0xE0000) | the ACPI tables, RSDP first, in the reserved BIOS area |
@@ -22,8 +23,9 @@ use crate::bzimage::{BzImage, BzImageError};
 use crate::e820::{self, E820Error, E820Map};
 use crate::zeropage::{self, ZeroPageParams, ZERO_PAGE_SIZE};
 
-/// Where the zero page goes.
-pub const ZERO_PAGE_ADDR: u64 = 0x7000;
+/// Where the zero page goes: clear of the boot GDT and page tables the x86 vCPU writes at
+/// 0x1000..0x8000.
+pub const ZERO_PAGE_ADDR: u64 = 0x1_0000;
 /// Where the command line goes.
 pub const CMDLINE_ADDR: u64 = 0x2_0000;
 /// The end of the room for the command line (the EBDA).
