@@ -153,6 +153,12 @@ pub const TARGETS: &[Target] = &[
         more_seeds: &[],
     },
     Target {
+        name: "x86_vapic",
+        max_len: 4096,
+        about: "x86 local APICs, I/O APIC, PIC, PIT and RTC with IPI and EOI routing (x86_vapic)",
+        more_seeds: &[],
+    },
+    Target {
         name: "port_io",
         max_len: 4096,
         about: "DeviceSet port-I/O space with 16550s, unclaimed-port policy (axdevice)",
