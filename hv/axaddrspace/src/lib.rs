@@ -33,7 +33,7 @@ pub mod fake;
 
 pub use addr::{GuestPhysAddr, HostPhysAddr, HostVirtAddr};
 pub use addrspace::{AccessError, AddrSpace, AddrSpaceError, Backend, Region};
-pub use format::{Aarch64Stage2, IntelEpt, PteFormat, RiscvSv39x4};
+pub use format::{Aarch64Stage2, AmdNpt, IntelEpt, PteFormat, RiscvSv39x4};
 pub use frame::FrameAllocator;
 pub use npt::{NestedPageTable, PagingError, TlbFlushHook};
 

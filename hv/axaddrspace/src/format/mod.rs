@@ -17,23 +17,23 @@
 //! | [`Aarch64Stage2`] (start level 1) | L1 (1 GiB blocks) | L2 (2 MiB blocks) | L3 (4 KiB pages) | — |
 //! | [`RiscvSv39x4`] | level 2 (1 GiB) | level 1 (2 MiB) | level 0 (4 KiB) | — |
 //! | [`IntelEpt`] | PML4 (no leaves) | PDPT (1 GiB) | PD (2 MiB) | PT (4 KiB) |
+//! | [`AmdNpt`] | PML4 (no leaves) | PDPT (1 GiB) | PD (2 MiB) | PT (4 KiB) |
 //!
 //! # Adding a format
 //!
-//! The later formats go here, beside the ones above, as new files:
-//! - AMD NPT (`npt_amd.rs`): ordinary long-mode 4-level paging used as the nested table
-//!   (P, RW, US = 1 on every level, NX bit 63, PS bit 7 for 2 MiB / 1 GiB, PAT/PCD/PWT for
-//!   DEVICE); nCR3 takes the root.
+//! The later formats go here, beside the ones above, as new files, e.g.:
 //! - RISC-V Sv48x4: [`RiscvSv39x4`] with `LEVELS = 4` and `GPA_BITS = 50`.
 //!
 //! Nothing else changes: the walker, the error paths and the generic tests take any format.
 
 mod aarch64;
 mod ept;
+mod npt_amd;
 mod riscv;
 
 pub use aarch64::Aarch64Stage2;
 pub use ept::IntelEpt;
+pub use npt_amd::AmdNpt;
 pub use riscv::RiscvSv39x4;
 
 use crate::{HostPhysAddr, MappingFlags};

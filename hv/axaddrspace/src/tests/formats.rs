@@ -5,7 +5,9 @@ use std::vec::Vec;
 use super::*;
 use crate::fake::{FakeFormat, FakeFrameAllocator};
 use crate::format::{entries, entry_size, shift, ENTRIES_PER_TABLE};
-use crate::{Aarch64Stage2, FrameAllocator, IntelEpt, NestedPageTable, PteFormat, RiscvSv39x4};
+use crate::{
+    Aarch64Stage2, AmdNpt, FrameAllocator, IntelEpt, NestedPageTable, PteFormat, RiscvSv39x4,
+};
 
 /// Reads entry `idx` of the table at `table` straight from the fake allocator's memory,
 /// without going through any format code.
@@ -489,6 +491,98 @@ fn fake_format_differs_from_the_real_ones() {
     assert_eq!(FakeFormat::ROOT_FRAMES, 2);
 }
 
+// ---- AMD NPT ----
+
+#[test]
+fn npt_geometry() {
+    assert_eq!(AmdNpt::LEVELS, 4);
+    assert_eq!(AmdNpt::ROOT_ENTRIES, 512);
+    assert_eq!(AmdNpt::ROOT_FRAMES, 1);
+    assert_eq!(AmdNpt::GPA_BITS, 48);
+    assert_eq!(entry_size::<AmdNpt>(0), 512 * G1);
+    assert_eq!(entry_size::<AmdNpt>(1), G1);
+    assert_eq!(entry_size::<AmdNpt>(2), M2);
+    assert_eq!(entry_size::<AmdNpt>(3), K4);
+    assert!(!AmdNpt::leaf_allowed(0), "no leaves in the PML4");
+    assert!((1..4).all(AmdNpt::leaf_allowed));
+    assert_eq!(
+        NestedPageTable::<AmdNpt, &FakeFrameAllocator>::gpa_limit(),
+        1 << 48
+    );
+}
+
+#[test]
+fn npt_descriptor_encoding() {
+    // Table: P | RW | US | A, executable (NX clear), the leaf decides.
+    assert_eq!(AmdNpt::table(hpa(0x8_1234_5000), 0), 0x8_1234_5027);
+    // 4 KiB RW RAM page: P RW US A D, NX, WB (PWT, PCD clear), no PS.
+    assert_eq!(
+        AmdNpt::leaf(hpa(0x8_1234_5000), R | W, 3),
+        0x8000_0008_1234_5067
+    );
+    // 2 MiB RX: P US A PS, read-only, executable.
+    assert_eq!(AmdNpt::leaf(hpa(0x12_3440_0000), R | X, 2), 0x12_3440_00a5);
+    // 1 GiB RWX: PS.
+    assert_eq!(
+        AmdNpt::leaf(hpa(0xc0_0000_0000), R | W | X, 1),
+        0xc0_0000_00e7
+    );
+    // Device page RW: PCD | PWT (host PAT entry 3, UC), NX.
+    assert_eq!(
+        AmdNpt::leaf(hpa(0xfed0_0000), R | W | DEV, 3),
+        0x8000_0000_fed0_007f
+    );
+    // Read-only: RW clear; execute-only is not expressible.
+    assert_eq!(AmdNpt::leaf(hpa(0x1000), R, 3) & 3, 0b01);
+    assert!(!AmdNpt::encodable(X));
+    assert!(AmdNpt::encodable(R) && AmdNpt::encodable(R | W | X | DEV));
+    // User on every level; the address field is bits 51:12.
+    for f in [R, R | W, R | W | X, R | W | DEV] {
+        for depth in 1..4 {
+            assert_ne!(AmdNpt::leaf(hpa(0x4000_0000), f, depth) & AmdNpt::USER, 0);
+        }
+    }
+    for depth in 0..3 {
+        assert_ne!(AmdNpt::table(hpa(0x4000_0000), depth) & AmdNpt::USER, 0);
+    }
+    let top = hpa(EPT_ADDR as usize);
+    assert_eq!(AmdNpt::addr(AmdNpt::leaf(top, R, 3)), top);
+    assert_eq!(AmdNpt::leaf(top, R | X, 3) >> 52, 0);
+}
+
+#[test]
+fn npt_descriptor_decoding() {
+    let page = 0x8000_0008_1234_5067;
+    assert!(AmdNpt::is_valid(page, 3) && !AmdNpt::is_table(page, 3));
+    assert_eq!(AmdNpt::addr(page), hpa(0x8_1234_5000));
+    assert_eq!(AmdNpt::flags(page, 3), R | W);
+    let block = 0x12_3440_00a5;
+    assert!(AmdNpt::is_valid(block, 2) && !AmdNpt::is_table(block, 2));
+    assert_eq!(AmdNpt::flags(block, 2), R | X);
+    assert_eq!(AmdNpt::flags(0x8000_0000_fed0_007f, 3), R | W | DEV);
+    // A PML4 entry is always a table: PS is reserved there.
+    assert!(AmdNpt::is_table(0x8_1234_5087, 0));
+    assert!(!AmdNpt::is_table(0x8_1234_5087, 1), "PS: a 1 GiB leaf");
+    for depth in 0..3 {
+        assert!(AmdNpt::is_table(0x8_1234_5027, depth));
+    }
+    assert!(!AmdNpt::is_table(0x8_1234_5027, 3), "a PT entry is a page");
+    // Present is bit 0 alone.
+    assert!(!AmdNpt::is_valid(0x8000_0008_1234_5066, 3));
+    assert!(!AmdNpt::is_valid(0, 0));
+}
+
+#[test]
+fn npt_ncr3() {
+    assert_eq!(AmdNpt::ncr3(hpa(0x8_1234_5000)), 0x8_1234_5000);
+    let alloc = FakeFrameAllocator::new(16);
+    let pt = NestedPageTable::<AmdNpt, _>::new(&alloc).unwrap();
+    assert_eq!(
+        AmdNpt::ncr3(pt.root_paddr()),
+        pt.root_paddr().as_usize() as u64
+    );
+}
+
 // ---- every format keeps the PteFormat contract ----
 
 fn contract<F: PteFormat>() {
@@ -525,6 +619,11 @@ fn contract<F: PteFormat>() {
                 continue;
             }
             for f in all {
+                if f == X && F::NAME == "amd-npt" {
+                    // Every present NPT entry is readable: no execute-only leaves.
+                    assert!(!F::encodable(f));
+                    continue;
+                }
                 assert!(F::encodable(f));
                 let l = F::leaf(hpa(pa), f, depth);
                 assert!(F::is_valid(l, depth), "{} leaf {f:?} at {depth}", F::NAME);

@@ -75,6 +75,9 @@ macro_rules! for_each_format {
         mod ept {
             $( #[test] fn $name() { super::$name::<crate::IntelEpt>(); } )*
         }
+        mod npt_amd {
+            $( #[test] fn $name() { super::$name::<crate::AmdNpt>(); } )*
+        }
         mod fake {
             $( #[test] fn $name() { super::$name::<crate::fake::FakeFormat>(); } )*
         }
