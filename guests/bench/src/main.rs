@@ -7,8 +7,10 @@
 //!   changes);
 //! - `hypercall-vm`: the RESET_COUNT hypercall, the same round trip but answered by the VM
 //!   (`AxVm`'s exit handling), the path of every hypercall without a fixed answer;
-//! - `mmio-read`: a read of the UART's status register (PL011 FR, 32 bits / 16550 LSR, one
-//!   byte), which the hypervisor emulates;
+//! - `mmio-read`: an emulated MMIO read (`grt::bench::mmio_read`: a UART's status register,
+//!   PL011 FR, 32 bits / 16550 LSR, one byte);
+//! - `port-read` (x86_64 only, `grt::bench::PORT_READ`): an emulated port read (`inb` of the
+//!   console 16550's LSR);
 //! - `guest-exception`: the baseline, an exception the guest takes and returns from itself
 //!   (`svc #0` / `ebreak`, see `grt::bench`), without leaving the VM.
 //!
@@ -63,7 +65,7 @@ fn hypercall_failed(name: &str, got: u64, want: u64) {
 }
 
 fn mmio_read() {
-    let _ = grt::console::status();
+    let _ = bench::mmio_read();
 }
 
 /// Runs `op` `WARM_UP` times, then `ITERATIONS` times between two counter reads; returns
@@ -111,10 +113,18 @@ fn main() {
     let hypercall = time(hypercall);
     let hypercall_vm = time(hypercall_vm);
     let mmio = time(mmio_read);
+    let port = bench::PORT_READ.map(|read| {
+        time(|| {
+            let _ = read();
+        })
+    });
     let exception = bench::with_minimal_handler(|| time(bench::guest_exception));
     report("hypercall", hypercall, hz);
     report("hypercall-vm", hypercall_vm, hz);
     report("mmio-read", mmio, hz);
+    if let Some(port) = port {
+        report("port-read", port, hz);
+    }
     report("guest-exception", exception, hz);
     grt::pass("bench");
 }

@@ -15,6 +15,8 @@
 //! | [`counter_hz`] | `cntfrq_el0` | [`RISCV64_TIMEBASE_HZ`] (QEMU `virt`) | `grt::irq::timer_freq` (the TSC's) |
 //! | [`hypercall0`] | `hvc #0`, inlined | `ecall` (axvisor SBI extension), inlined | `vmcall`, inlined |
 //! | [`guest_exception`] | `svc #0` | `ebreak` (4 bytes; delegated to VS mode by the hypervisor's `hedeleg`) | `int3` |
+//! | [`mmio_read`] | PL011 FR (`ldr`) | 16550 LSR (`lbu`) | 16550 LSR at [`X86_64_MMIO_UART`] (`mov r8, byte ptr`) |
+//! | [`PORT_READ`] | — | — | 16550 LSR on port 0x3FD (`in al, dx`) |
 //!
 //! [`counter_after_nops`] reads the same counter after a chosen number (0 to
 //! [`MAX_NOPS`]) of `nop`s: the latency guest (`guests/benchirq`) uses it to see where
@@ -258,6 +260,36 @@ pub fn hypercall0(nr: u64) -> u64 {
         ret
     }
 }
+
+/// The emulated-MMIO read the bench guest times: the console UART's status register on
+/// aarch64 and riscv64 (PL011 FR, 32 bits / 16550 LSR, one byte: `crate::console::status`);
+/// on x86_64, whose console is on ports, the line status register (one byte) of the 16550
+/// the bench VM maps at [`X86_64_MMIO_UART`] (`configs/vms/x86_64-bench.toml`).
+#[inline(always)]
+pub fn mmio_read() -> u32 {
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        crate::console::status()
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the bench VM maps a 16550 at X86_64_MMIO_UART (its registers are bytes);
+    // reading LSR has no side effects on the transmitter.
+    unsafe {
+        u32::from(crate::mmio::read8(X86_64_MMIO_UART + 5))
+    }
+}
+
+/// Where the x86_64 bench VM maps its MMIO 16550 (the one [`mmio_read`] reads).
+pub const X86_64_MMIO_UART: usize = 0xc000_0000;
+
+/// The emulated port-I/O read the bench guest times where the architecture has port I/O
+/// (x86_64: an `inb` of the console 16550's line status register, `crate::console::status`);
+/// `None` elsewhere.
+pub const PORT_READ: Option<fn() -> u32> = if cfg!(target_arch = "x86_64") {
+    Some(crate::console::status)
+} else {
+    None
+};
 
 /// One exception round trip that stays inside the guest: `svc #0` (aarch64) or a 4-byte
 /// `ebreak` (riscv64). Only call it inside [`with_minimal_handler`]; anywhere else grt

@@ -40,6 +40,41 @@ pub enum PowerError {
     Other(i64),
 }
 
+impl PowerError {
+    /// The error of a PSCI-numbered result (aarch64's PSCI, x86_64's power hypercalls):
+    /// -2 invalid target, -4 already on, -9 invalid address.
+    #[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
+    pub(crate) fn from_psci(ret: u64) -> Self {
+        match ret as i64 {
+            -2 => PowerError::InvalidTarget,
+            -4 => PowerError::AlreadyOn,
+            -9 => PowerError::InvalidAddress,
+            other => PowerError::Other(other),
+        }
+    }
+}
+
+/// The result of a PSCI-numbered CPU_ON: 0 or an error.
+#[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
+pub(crate) fn psci_on_result(ret: u64) -> Result<(), PowerError> {
+    match ret {
+        0 => Ok(()),
+        e => Err(PowerError::from_psci(e)),
+    }
+}
+
+/// The result of a PSCI-numbered vCPU state query (AFFINITY_INFO, x86_64's CPU_STATUS):
+/// 0 on, 1 off, 2 starting, or an error.
+#[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
+pub(crate) fn psci_status_result(ret: u64) -> Result<CpuState, PowerError> {
+    match ret {
+        0 => Ok(CpuState::On),
+        1 => Ok(CpuState::Off),
+        2 => Ok(CpuState::Pending),
+        e => Err(PowerError::from_psci(e)),
+    }
+}
+
 /// What a starting vCPU finds through its argument register (layout shared with the
 /// architecture's `grt_secondary_entry`): its stack top first.
 #[repr(C)]

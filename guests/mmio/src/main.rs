@@ -42,6 +42,30 @@ mod faults {
     }
 }
 
+/// What each load's destination holds before the load: a value whose bits show any the
+/// hypervisor leaves or clears wrongly.
+const JUNK: u64 = 0xdead_beef_dead_beef;
+
+/// The value of one load instruction `$insn` from `$addr` (operands `{v}`, the destination,
+/// which starts as [`JUNK`], and `{a}`, the address): for the checks that the hypervisor
+/// completes each load form as the instruction says.
+macro_rules! load {
+    ($insn:literal, $addr:expr) => {{
+        let v: u64;
+        // SAFETY: callers load only from registers of this VM's UART whose reads have no
+        // side effect that matters to the checks; only `v` is written.
+        unsafe {
+            core::arch::asm!(
+                $insn,
+                v = inout(reg) $crate::JUNK => v,
+                a = in(reg) $addr,
+                options(nostack)
+            )
+        };
+        v
+    }};
+}
+
 #[cfg(any(target_arch = "riscv64", target_arch = "x86_64"))]
 mod uart16550;
 
@@ -254,23 +278,6 @@ mod arch {
     /// register. Each destination starts as a junk value, so a load that leaves bits of it
     /// shows.
     fn loads_and_stores(c: &mut Checker) {
-        const JUNK: u64 = 0xdead_beef_dead_beef;
-        macro_rules! load {
-            ($insn:literal, $off:expr) => {{
-                let v: u64;
-                // SAFETY: a single load from a PL011 register without read side effects
-                // (ID registers, IBRD); only `v` is written.
-                unsafe {
-                    core::arch::asm!(
-                        $insn,
-                        v = inout(reg) JUNK => v,
-                        a = in(reg) BASE + $off,
-                        options(nostack)
-                    )
-                };
-                v
-            }};
-        }
         macro_rules! insn {
             ($insn:literal, $off:expr) => {
                 // SAFETY: a single store of the zero register to a stored PL011 register, or a
@@ -282,54 +289,66 @@ mod arch {
         const PERIPH_ID0: usize = ID; // 0x11: bit 7 clear
 
         let saved = r32(IBRD);
-        c.eq("ldrb w (0xf0)", load!("ldrb {v:w}, [{a}]", CELL_ID1), 0xf0);
+        c.eq(
+            "ldrb w (0xf0)",
+            load!("ldrb {v:w}, [{a}]", BASE + CELL_ID1),
+            0xf0,
+        );
         c.eq(
             "ldrsb x (0xf0)",
-            load!("ldrsb {v:x}, [{a}]", CELL_ID1),
+            load!("ldrsb {v:x}, [{a}]", BASE + CELL_ID1),
             0xffff_ffff_ffff_fff0,
         );
         c.eq(
             "ldrsb w (0xf0)",
-            load!("ldrsb {v:w}, [{a}]", CELL_ID1),
+            load!("ldrsb {v:w}, [{a}]", BASE + CELL_ID1),
             0xffff_fff0,
         );
         c.eq(
             "ldrsb x (0x11)",
-            load!("ldrsb {v:x}, [{a}]", PERIPH_ID0),
+            load!("ldrsb {v:x}, [{a}]", BASE + PERIPH_ID0),
             0x11,
         );
-        c.eq("ldr w (0xf0)", load!("ldr {v:w}, [{a}]", CELL_ID1), 0xf0);
+        c.eq(
+            "ldr w (0xf0)",
+            load!("ldr {v:w}, [{a}]", BASE + CELL_ID1),
+            0xf0,
+        );
         w32(IBRD, 0x8001);
-        c.eq("ldrh w (0x8001)", load!("ldrh {v:w}, [{a}]", IBRD), 0x8001);
+        c.eq(
+            "ldrh w (0x8001)",
+            load!("ldrh {v:w}, [{a}]", BASE + IBRD),
+            0x8001,
+        );
         c.eq(
             "ldrsh x (0x8001)",
-            load!("ldrsh {v:x}, [{a}]", IBRD),
+            load!("ldrsh {v:x}, [{a}]", BASE + IBRD),
             0xffff_ffff_ffff_8001,
         );
         c.eq(
             "ldrsh w (0x8001)",
-            load!("ldrsh {v:w}, [{a}]", IBRD),
+            load!("ldrsh {v:w}, [{a}]", BASE + IBRD),
             0xffff_8001,
         );
         c.eq(
             "ldrsb x (low byte 0x01)",
-            load!("ldrsb {v:x}, [{a}]", IBRD),
+            load!("ldrsb {v:x}, [{a}]", BASE + IBRD),
             0x01,
         );
         c.eq(
             "ldrsw x (0x8001)",
-            load!("ldrsw {v:x}, [{a}]", IBRD),
+            load!("ldrsw {v:x}, [{a}]", BASE + IBRD),
             0x8001,
         );
         w32(IBRD, 0x7f80);
         c.eq(
             "ldrsh x (0x7f80)",
-            load!("ldrsh {v:x}, [{a}]", IBRD),
+            load!("ldrsh {v:x}, [{a}]", BASE + IBRD),
             0x7f80,
         );
         c.eq(
             "ldrsb x (low byte 0x80)",
-            load!("ldrsb {v:x}, [{a}]", IBRD),
+            load!("ldrsb {v:x}, [{a}]", BASE + IBRD),
             0xffff_ffff_ffff_ff80,
         );
 
@@ -383,43 +402,26 @@ mod arch {
     /// sign-extend, `lbu` does not, and compressed loads and stores (2 bytes long: the
     /// guest must resume right after them, which `c.li` checks) work like the others.
     fn loads_and_stores(c: &mut Checker) {
-        const JUNK: u64 = 0xdead_beef_dead_beef;
-        macro_rules! load {
-            ($insn:literal, $off:expr) => {{
-                let v: u64;
-                // SAFETY: a single load from a 16550 register whose read has no side effect
-                // that matters here (MSR, MCR, SCR, DLL); only `v` is written.
-                unsafe {
-                    core::arch::asm!(
-                        $insn,
-                        v = inout(reg) JUNK => v,
-                        a = in(reg) BASE + $off,
-                        options(nostack)
-                    )
-                };
-                v
-            }};
-        }
         // MSR reads 0xb0 (checked with the other registers): bit 7 is set.
-        c.eq("lbu (0xb0)", load!("lbu {v}, 0({a})", MSR), 0xb0);
+        c.eq("lbu (0xb0)", load!("lbu {v}, 0({a})", BASE + MSR), 0xb0);
         c.eq(
             "lb (0xb0)",
-            load!("lb {v}, 0({a})", MSR),
+            load!("lb {v}, 0({a})", BASE + MSR),
             0xffff_ffff_ffff_ffb0,
         );
-        c.eq("lh (0x00b0)", load!("lh {v}, 0({a})", MSR), 0xb0);
-        c.eq("lhu (0x00b0)", load!("lhu {v}, 0({a})", MSR), 0xb0);
+        c.eq("lh (0x00b0)", load!("lh {v}, 0({a})", BASE + MSR), 0xb0);
+        c.eq("lhu (0x00b0)", load!("lhu {v}, 0({a})", BASE + MSR), 0xb0);
         w8(SCR, 0x7f);
-        c.eq("lb (0x7f)", load!("lb {v}, 0({a})", SCR), 0x7f);
+        c.eq("lb (0x7f)", load!("lb {v}, 0({a})", BASE + SCR), 0x7f);
         w8(SCR, 0x80);
         c.eq(
             "lb (0x80)",
-            load!("lb {v}, 0({a})", SCR),
+            load!("lb {v}, 0({a})", BASE + SCR),
             0xffff_ffff_ffff_ff80,
         );
         c.eq(
             "lw at 4 (MCR)",
-            load!("lw {v}, 0({a})", MCR),
+            load!("lw {v}, 0({a})", BASE + MCR),
             u64::from(r8(MCR)),
         );
 

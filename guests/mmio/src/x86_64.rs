@@ -6,8 +6,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::faults;
 use super::uart16550::{self, LCR, LCR_DLAB, MSR, SCR};
+use super::{faults, JUNK};
 use grt::check::Checker;
 use grt::trap::{Exception, FaultAction};
 
@@ -49,23 +49,6 @@ fn w8(off: usize, v: u8) {
 /// and stores of immediates (`C6` / `C7`) and of registers of each width write the value.
 /// Each destination starts as junk, so a load that leaves or clears the wrong bits shows.
 fn loads_and_stores(c: &mut Checker) {
-    const JUNK: u64 = 0xdead_beef_dead_beef;
-    macro_rules! load {
-        ($insn:literal, $off:expr) => {{
-            let v: u64;
-            // SAFETY: a single load from a register of the MMIO 16550 without read side
-            // effects (SCR, MSR); only `v` is written.
-            unsafe {
-                core::arch::asm!(
-                    $insn,
-                    v = inout(reg) JUNK => v,
-                    a = in(reg) reg($off),
-                    options(nostack, preserves_flags)
-                )
-            };
-            v
-        }};
-    }
     macro_rules! store {
         ($insn:literal, $off:expr, $value:expr) => {{
             // SAFETY: a single store to the MMIO 16550's scratch register.
@@ -83,57 +66,57 @@ fn loads_and_stores(c: &mut Checker) {
     // MSR reads 0xb0: bit 7 set.
     c.eq(
         "mov r8 (0xb0)",
-        load!("mov {v:l}, byte ptr [{a}]", MSR),
+        load!("mov {v:l}, byte ptr [{a}]", reg(MSR)),
         (JUNK & !0xff) | 0xb0,
     );
     c.eq(
         "mov r16 (0xb0)",
-        load!("mov {v:x}, word ptr [{a}]", MSR),
+        load!("mov {v:x}, word ptr [{a}]", reg(MSR)),
         (JUNK & !0xffff) | 0xb0,
     );
     c.eq(
         "mov r32 (0xb0)",
-        load!("mov {v:e}, dword ptr [{a}]", MSR),
+        load!("mov {v:e}, dword ptr [{a}]", reg(MSR)),
         0xb0,
     );
     c.eq(
         "mov r64 (0xb0)",
-        load!("mov {v:r}, qword ptr [{a}]", MSR),
+        load!("mov {v:r}, qword ptr [{a}]", reg(MSR)),
         0xb0,
     );
     c.eq(
         "movzx r32, byte (0xb0)",
-        load!("movzx {v:e}, byte ptr [{a}]", MSR),
+        load!("movzx {v:e}, byte ptr [{a}]", reg(MSR)),
         0xb0,
     );
     c.eq(
         "movzx r64, word (0xb0)",
-        load!("movzx {v:r}, word ptr [{a}]", MSR),
+        load!("movzx {v:r}, word ptr [{a}]", reg(MSR)),
         0xb0,
     );
     c.eq(
         "movsx r64, byte (0xb0)",
-        load!("movsx {v:r}, byte ptr [{a}]", MSR),
+        load!("movsx {v:r}, byte ptr [{a}]", reg(MSR)),
         0xffff_ffff_ffff_ffb0,
     );
     c.eq(
         "movsx r32, byte (0xb0)",
-        load!("movsx {v:e}, byte ptr [{a}]", MSR),
+        load!("movsx {v:e}, byte ptr [{a}]", reg(MSR)),
         0xffff_ffb0,
     );
     c.eq(
         "movsx r16, byte (0xb0)",
-        load!("movsx {v:x}, byte ptr [{a}]", MSR),
+        load!("movsx {v:x}, byte ptr [{a}]", reg(MSR)),
         (JUNK & !0xffff) | 0xffb0,
     );
     c.eq(
         "movsx r64, word (0x00b0)",
-        load!("movsx {v:r}, word ptr [{a}]", MSR),
+        load!("movsx {v:r}, word ptr [{a}]", reg(MSR)),
         0xb0,
     );
     c.eq(
         "movsxd r64 (0xb0)",
-        load!("movsxd {v:r}, dword ptr [{a}]", MSR),
+        load!("movsxd {v:r}, dword ptr [{a}]", reg(MSR)),
         0xb0,
     );
 

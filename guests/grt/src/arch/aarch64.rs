@@ -378,32 +378,14 @@ pub fn reset() -> ! {
     halt()
 }
 
-/// The error of a PSCI return value.
-fn psci_error(ret: u64) -> PowerError {
-    match ret as i64 {
-        -2 => PowerError::InvalidTarget,
-        -4 => PowerError::AlreadyOn,
-        -9 => PowerError::InvalidAddress,
-        other => PowerError::Other(other),
-    }
-}
-
 /// PSCI CPU_ON: `target` MPIDR, `entry`, context id `arg` (x0 of the new vCPU).
 pub fn cpu_on(target: u64, entry: u64, arg: u64) -> Result<(), PowerError> {
-    match hvc(PSCI_CPU_ON, [target, entry, arg, 0, 0, 0]) {
-        0 => Ok(()),
-        e => Err(psci_error(e)),
-    }
+    crate::smp::psci_on_result(hvc(PSCI_CPU_ON, [target, entry, arg, 0, 0, 0]))
 }
 
 /// PSCI AFFINITY_INFO at affinity level 0.
 pub fn cpu_status(target: u64) -> Result<CpuState, PowerError> {
-    match hvc(PSCI_AFFINITY_INFO, [target, 0, 0, 0, 0, 0]) {
-        0 => Ok(CpuState::On),
-        1 => Ok(CpuState::Off),
-        2 => Ok(CpuState::Pending),
-        e => Err(psci_error(e)),
-    }
+    crate::smp::psci_status_result(hvc(PSCI_AFFINITY_INFO, [target, 0, 0, 0, 0, 0]))
 }
 
 /// PSCI CPU_OFF; if that returns, waits for interrupts forever.

@@ -489,33 +489,16 @@ pub fn reset() -> ! {
     halt()
 }
 
-/// The error of a power hypercall's negative result (PSCI's numbers).
-fn power_error(ret: u64) -> PowerError {
-    match ret as i64 {
-        -2 => PowerError::InvalidTarget,
-        -4 => PowerError::AlreadyOn,
-        -9 => PowerError::InvalidAddress,
-        other => PowerError::Other(other),
-    }
-}
-
 /// The CPU-up hypercall: vCPU `target` starts at `entry` in the entry state of docs/x86.md
 /// with RDI = `arg`.
 pub fn cpu_on(target: u64, entry: u64, arg: u64) -> Result<(), PowerError> {
-    match hypercall(power_hc::CPU_ON, [target, entry, arg, 0, 0, 0]) {
-        0 => Ok(()),
-        e => Err(power_error(e)),
-    }
+    // The results are PSCI's numbers (docs/x86.md, "Hypercalls").
+    crate::smp::psci_on_result(hypercall(power_hc::CPU_ON, [target, entry, arg, 0, 0, 0]))
 }
 
 /// The power state of vCPU `target`.
 pub fn cpu_status(target: u64) -> Result<CpuState, PowerError> {
-    match hypercall(power_hc::CPU_STATUS, [target, 0, 0, 0, 0, 0]) {
-        0 => Ok(CpuState::On),
-        1 => Ok(CpuState::Off),
-        2 => Ok(CpuState::Pending),
-        e => Err(power_error(e)),
-    }
+    crate::smp::psci_status_result(hypercall(power_hc::CPU_STATUS, [target, 0, 0, 0, 0, 0]))
 }
 
 /// Stops the calling vCPU; if that returns, halts forever.
