@@ -1,6 +1,6 @@
 //! Exit costs: the bench guest (`guests/bench`, VM `configs/vms/<arch>-bench.toml`) times
-//! hypercall and emulated-MMIO round trips against its own exception round trip (the
-//! baseline) in guest instructions, and prints one `BENCH <name> <value> <unit>
+//! hypercall, emulated-MMIO and (x86_64) emulated port-I/O round trips against its own
+//! exception round trip (the baseline) in guest instructions, and prints one `BENCH <name> <value> <unit>
 //! (<iterations> iters)` line per operation: `ns/op` under QEMU's `-icount shift=0` (one
 //! nanosecond per instruction), `ticks/op` (TSC ticks) under Bochs with `clock: sync=none`
 //! (x86_64: one tick per instruction). This part boots it `--runs` times through the
@@ -17,6 +17,17 @@ use crate::scenario::Emulator;
 
 /// The operations the bench guest measures, in the order they are reported.
 pub const OPERATIONS: [&str; 4] = ["hypercall", "hypercall-vm", "mmio-read", "guest-exception"];
+/// The operation only architectures with port I/O (x86_64) report, after `mmio-read`.
+pub const PORT_READ: &str = "port-read";
+/// The operations the bench guest of `arch` must report: [`OPERATIONS`], and [`PORT_READ`]
+/// on x86_64.
+pub fn required(arch: Arch) -> Vec<&'static str> {
+    let mut ops = OPERATIONS.to_vec();
+    if arch == Arch::X86_64 {
+        ops.push(PORT_READ);
+    }
+    ops
+}
 /// The operation every other one is compared with: an exception that stays in the guest.
 pub const BASELINE: &str = "guest-exception";
 /// What the guest prints before each measurement.
@@ -78,9 +89,9 @@ fn parse_fields(rest: &str) -> Result<Sample> {
 /// The samples of one run, in the order printed.
 pub type Run = Vec<Sample>;
 
-/// Reads the samples of one run from its console log. Every operation in [`OPERATIONS`]
-/// must appear exactly once; other names are kept (and reported) too.
-pub fn parse_run(log: &str) -> Result<Run> {
+/// Reads the samples of one run from its console log. Every operation in `required` (see
+/// [`required`]) must appear exactly once; other names are kept (and reported) too.
+pub fn parse_run(log: &str, required: &[&str]) -> Result<Run> {
     let mut run: Run = Vec::new();
     for line in log.lines() {
         let Some(sample) = parse_line(line) else {
@@ -94,7 +105,7 @@ pub fn parse_run(log: &str) -> Result<Run> {
         );
         run.push(sample);
     }
-    let missing: Vec<&str> = OPERATIONS
+    let missing: Vec<&str> = required
         .iter()
         .copied()
         .filter(|op| !run.iter().any(|s| s.name == *op))
@@ -238,7 +249,9 @@ pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
     };
     let mut samples = Vec::new();
     for (path, log) in &logs {
-        samples.push(parse_run(log).with_context(|| format!("in {}", path.display()))?);
+        samples.push(
+            parse_run(log, &required(arch)).with_context(|| format!("in {}", path.display()))?,
+        );
     }
     let summary = summarize(&samples)?;
     Ok(PartResult::Done(render_section(
@@ -336,35 +349,48 @@ vm bench: created (id 1, 1 vcpu(s), 16384 KiB, vcpu 0 on cpu 0)
 [bench] PASS bench
 vm bench: powered off
 ";
-        assert_eq!(parse_run(log).unwrap(), run_of(270.0, 433.0, 10.0));
+        assert_eq!(
+            parse_run(log, &OPERATIONS).unwrap(),
+            run_of(270.0, 433.0, 10.0)
+        );
 
         let without_mmio: String = log
             .lines()
             .filter(|l| !l.contains("mmio-read"))
             .map(|l| format!("{l}\n"))
             .collect();
-        let err = format!("{:#}", parse_run(&without_mmio).unwrap_err());
+        let err = format!("{:#}", parse_run(&without_mmio, &OPERATIONS).unwrap_err());
         assert!(err.contains("no BENCH line for mmio-read"), "{err}");
         assert!(
             err.contains("lines seen: hypercall, hypercall-vm, guest-exception"),
             "{err}"
         );
 
-        let err = format!("{:#}", parse_run("[bench] PASS bench\n").unwrap_err());
+        let err = format!(
+            "{:#}",
+            parse_run("[bench] PASS bench\n", &OPERATIONS).unwrap_err()
+        );
         assert!(
             err.contains("hypercall, hypercall-vm, mmio-read, guest-exception (lines seen: none)"),
             "{err}"
         );
 
         let twice = format!("{log}[bench] BENCH hypercall 1.0 ns/op (1000 iters)\n");
-        let err = format!("{:#}", parse_run(&twice).unwrap_err());
+        let err = format!("{:#}", parse_run(&twice, &OPERATIONS).unwrap_err());
         assert!(err.contains("\"hypercall\" was reported twice"), "{err}");
 
         // Extra operations are kept, in order.
         let extra = format!("{log}[bench] BENCH empty-loop 3.0 ns/op (1000 iters)\n");
-        let run = parse_run(&extra).unwrap();
+        let run = parse_run(&extra, &OPERATIONS).unwrap();
         assert_eq!(run.len(), 5);
         assert_eq!(run[4].name, "empty-loop");
+
+        // x86_64 also needs its port read.
+        let err = format!("{:#}", parse_run(log, &required(Arch::X86_64)).unwrap_err());
+        assert!(err.contains("no BENCH line for port-read"), "{err}");
+        let x86 = format!("{log}[bench] BENCH port-read 300.0 ticks/op (1000 iters)\n");
+        assert_eq!(parse_run(&x86, &required(Arch::X86_64)).unwrap().len(), 5);
+        assert_eq!(required(Arch::Aarch64), OPERATIONS);
     }
 
     #[test]
