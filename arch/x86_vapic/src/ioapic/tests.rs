@@ -213,3 +213,19 @@ fn lines_out_of_range_are_ignored() {
     assert!(line(&mut io, usize::MAX, true).is_empty());
     assert!(!io.line(IOAPIC_PINS));
 }
+
+#[test]
+fn linux_edge_switch_clears_remote_irr() {
+    // With version 0x11 (no EOI register) Linux clears a stuck remote IRR by making the
+    // entry edge-triggered and then level again.
+    let mut io = IoApic::new();
+    program(&mut io, 9, 0x1_8039, 0);
+    program(&mut io, 9, 0x8039, 0);
+    line(&mut io, 9, true);
+    assert_ne!(io.entry(9).unwrap() & REMOTE_IRR, 0);
+    program(&mut io, 9, 0x1_0039, 0); // masked, edge
+    assert_eq!(io.entry(9).unwrap() & REMOTE_IRR, 0);
+    program(&mut io, 9, 0x1_8039, 0); // masked, level
+                                      // Unmasking with the line still high delivers again.
+    assert_eq!(program(&mut io, 9, 0x8039, 0).len(), 1);
+}

@@ -1,5 +1,6 @@
 use super::*;
 use crate::VcpuSet;
+use std::vec::Vec;
 
 const W: AccessWidth = AccessWidth::Word;
 
@@ -805,4 +806,125 @@ fn xapic_timer_registers() {
     );
     assert!(a.tick(60));
     assert_eq!(a.pending_vector(), Some(0x30));
+}
+
+#[test]
+fn xapic_software_disable_keeps_lvts_masked() {
+    let mut a = apic(0);
+    a.mmio_write(0x350, W, 0x700, 0).unwrap();
+    assert_eq!(
+        a.mmio_read(0x350, W, 0),
+        Ok(0x1_0700),
+        "masked while SVR bit 8 is clear"
+    );
+    a.mmio_write(0xF0, W, 0x1FF, 0).unwrap();
+    a.mmio_write(0x350, W, 0x700, 0).unwrap();
+    assert_eq!(a.mmio_read(0x350, W, 0), Ok(0x700));
+    a.mmio_write(0xF0, W, 0xFF, 0).unwrap();
+    assert_eq!(
+        a.mmio_read(0x350, W, 0),
+        Ok(0x1_0700),
+        "disabling masks them all"
+    );
+}
+
+#[test]
+fn arbitration_priority() {
+    let mut a = xa(0);
+    a.mmio_write(0x80, W, 0x20, 0).unwrap();
+    assert_eq!(a.mmio_read(0x90, W, 0), Ok(0x20));
+    a.accept(0x45, false);
+    assert_eq!(
+        a.mmio_read(0x90, W, 0),
+        Ok(0x40),
+        "a higher requested class"
+    );
+    a.acknowledge();
+    assert_eq!(a.mmio_read(0x90, W, 0), Ok(0x40), "in service");
+    a.mmio_write(0x80, W, 0x5F, 0).unwrap();
+    assert_eq!(a.mmio_read(0x90, W, 0), Ok(0x5F));
+    assert_eq!(a.mmio_read(0xA0, W, 0), Ok(0x5F));
+    assert_eq!(a.mmio_read(0xC0, W, 0), Ok(0), "remote read");
+}
+
+#[test]
+fn xapic_has_no_self_ipi_register() {
+    let mut a = xa(0);
+    a.mmio_write(0x3F0, W, 0x40, 0).unwrap();
+    assert!(!a.irr(0x40));
+    a.mmio_write(0x280, W, 0, 0).unwrap();
+    assert_eq!(a.mmio_read(0x280, W, 0), Ok(ESR_ILLEGAL_REG as u64));
+}
+
+/// A VM in miniature: routes an ICR write the way the VM is expected to.
+fn route(apics: &mut [Lapic], from: usize, icr: u64) -> Vec<(usize, Delivery, u8)> {
+    let mut got = Vec::new();
+    let effect = apics[from].wrmsr(0x830, icr, 0).unwrap();
+    let Some(Effect::Ipi(m)) = effect else {
+        return got;
+    };
+    let set = m
+        .dest
+        .resolve(apics.len(), |i, mda| apics[i].logical_match(mda));
+    let targets: Vec<usize> = if m.delivery == Delivery::LowestPriority {
+        set.first().into_iter().collect()
+    } else {
+        set.iter().collect()
+    };
+    for i in targets {
+        match m.delivery {
+            Delivery::Fixed | Delivery::LowestPriority => {
+                apics[i].accept(m.vector, m.level);
+            }
+            Delivery::Nmi => apics[i].raise_nmi(),
+            Delivery::Init => apics[i].init(),
+            _ => {}
+        }
+        got.push((i, m.delivery, m.vector));
+    }
+    got
+}
+
+#[test]
+fn bring_up_secondaries_with_init_sipi() {
+    let mut apics: Vec<Lapic> = (0..4).map(x2).collect();
+    apics[2].accept(0x99, false);
+    // INIT (assert) to all but self, then a start-up IPI at page 0x9A.
+    let init = route(&mut apics, 0, (5 << 8) | (1 << 14) | (3 << 18));
+    assert_eq!(init.iter().map(|t| t.0).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(!apics[2].irr(0x99), "INIT reset the target");
+    let sipi = route(&mut apics, 0, 0x9A | (6 << 8) | (3 << 18));
+    assert_eq!(
+        sipi,
+        [
+            (1, Delivery::StartUp, 0x9A),
+            (2, Delivery::StartUp, 0x9A),
+            (3, Delivery::StartUp, 0x9A)
+        ]
+    );
+    // Linux's per-CPU form: physical destination.
+    let one = route(&mut apics, 0, 0x9A | (6 << 8) | (3 << 32));
+    assert_eq!(one, [(3, Delivery::StartUp, 0x9A)]);
+}
+
+#[test]
+fn ipis_between_vcpus() {
+    let mut apics: Vec<Lapic> = (0..20).map(x2).collect();
+    // x2APIC cluster mode: cluster 1 (vCPUs 16..=19), bits 0 and 3 → vCPUs 16 and 19.
+    let got = route(&mut apics, 0, 0xF2 | (1 << 11) | (0x0001_0009 << 32));
+    assert_eq!(got.iter().map(|t| t.0).collect::<Vec<_>>(), [16, 19]);
+    assert!(apics[16].irr(0xF2) && apics[19].irr(0xF2) && !apics[17].irr(0xF2));
+    // All including self.
+    let got = route(&mut apics, 5, 0xF3 | (2 << 18));
+    assert_eq!(got.len(), 20);
+    assert!(apics[5].irr(0xF3));
+    // Lowest priority: one target.
+    let got = route(&mut apics, 5, 0xF4 | (1 << 8) | (3 << 18));
+    assert_eq!(got, [(0, Delivery::LowestPriority, 0xF4)]);
+    // NMI to one vCPU.
+    route(&mut apics, 0, (4 << 8) | (7 << 32));
+    assert!(apics[7].take_nmi());
+    assert!(!apics[6].take_nmi());
+    // A physical destination that does not exist reaches nobody.
+    assert!(route(&mut apics, 0, 0x40 | (20 << 32)).is_empty());
 }

@@ -250,3 +250,29 @@ fn extreme_times_do_not_panic() {
         let _ = pit.out(0, u64::MAX);
     }
 }
+
+#[test]
+fn modes_1_4_and_5() {
+    let mut pit = Pit::new();
+    // Mode 4: OUT low only at the terminal count.
+    load(&mut pit, 0, 4, 10, 0);
+    assert!(pit.out(0, 9));
+    assert!(!pit.out(0, 10));
+    assert!(pit.out(0, 11));
+    // Mode 1 on channel 2: a rising gate restarts the count.
+    load(&mut pit, 2, 1, 100, 0);
+    pit.port61_write(B, 1, 50).unwrap();
+    assert_eq!(read16(&mut pit, 2, 60), 90);
+    pit.port61_write(B, 0, 70).unwrap();
+    assert_eq!(read16(&mut pit, 2, 80), 70, "gate low does not stop mode 1");
+    pit.port61_write(B, 1, 80).unwrap();
+    assert_eq!(read16(&mut pit, 2, 80), 100, "retriggered");
+    assert!(!pit.out(2, 179));
+    assert!(pit.out(2, 180));
+    // Mode 5 likewise, OUT low for the terminal tick.
+    load(&mut pit, 2, 5, 10, 200);
+    pit.port61_write(B, 0, 200).unwrap();
+    pit.port61_write(B, 1, 300).unwrap();
+    assert!(!pit.out(2, 310));
+    assert!(pit.out(2, 311));
+}
