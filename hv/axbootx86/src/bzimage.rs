@@ -89,6 +89,9 @@ pub enum BzImageError {
         /// Bytes the file has after the setup code.
         found: u64,
     },
+    /// `pref_address` is so high that the kernel's footprint (or its 64-bit entry) would
+    /// pass the end of the 64-bit address space.
+    LoadAddressTooHigh(u64),
 }
 
 impl fmt::Display for BzImageError {
@@ -117,6 +120,10 @@ impl fmt::Display for BzImageError {
             Self::KernelTruncated { expected, found } => write!(
                 f,
                 "the protected-mode kernel is {found} bytes, but syssize says {expected}"
+            ),
+            Self::LoadAddressTooHigh(a) => write!(
+                f,
+                "pref_address {a:#x} leaves no room for the kernel below the end of the address space"
             ),
         }
     }
@@ -212,6 +219,11 @@ impl<'a> BzImage<'a> {
         // syssize is rounded up to whole paragraphs.
         if expected > found.next_multiple_of(16) {
             return Err(BzImageError::KernelTruncated { expected, found });
+        }
+        // The footprint and the entry (load address + 0x200) must be addresses.
+        let extent = u64::from(image.init_size).max(found).max(ENTRY_64_OFFSET);
+        if image.load_address().checked_add(extent).is_none() {
+            return Err(BzImageError::LoadAddressTooHigh(image.pref_address));
         }
         Ok(image)
     }

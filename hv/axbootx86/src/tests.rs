@@ -197,6 +197,35 @@ fn refuses_what_is_not_a_64_bit_bzimage() {
     assert!(format!("{}", BzImageError::ProtocolTooOld(0x020A)).contains("2.10"));
 }
 
+/// Found by the `bzimage` fuzz target: a `pref_address` near 2^64 overflowed the 64-bit
+/// entry (load address + 0x200) — a panic with overflow checks, a wrapped entry without.
+#[test]
+fn refuses_a_load_address_at_the_end_of_the_address_space() {
+    for pref_address in [u64::MAX - 0x100, u64::MAX - 0xF_FFFF, u64::MAX] {
+        let file = Fake {
+            pref_address,
+            ..Fake::default()
+        }
+        .build();
+        assert_eq!(
+            BzImage::parse(&file),
+            Err(BzImageError::LoadAddressTooHigh(pref_address))
+        );
+    }
+    // The highest accepted: the footprint (init_size here) ends exactly at 2^64 - 1.
+    let fake = Fake::default();
+    let highest = u64::MAX - u64::from(fake.init_size);
+    let file = Fake {
+        pref_address: highest,
+        ..fake
+    }
+    .build();
+    let image = BzImage::parse(&file).unwrap();
+    assert_eq!(image.entry_64(), highest + 0x200);
+    assert_eq!(image.footprint(), highest..u64::MAX);
+    assert!(format!("{}", BzImageError::LoadAddressTooHigh(u64::MAX)).contains("no room"));
+}
+
 #[test]
 fn e820_follows_the_pc_low_memory_layout() {
     let map = E820Map::build(&[0..128 * MIB], &[], &[]).unwrap();
