@@ -11,6 +11,7 @@
 //!   (instruction fetch for [`insn`], string I/O buffers).
 //! - [`cpuid`]: what the guest's CPUID returns (VMX and SVM hidden, the axvisor leaf).
 //! - [`msr`]: the MSR bitmap and the MSRs the vCPU emulates.
+//! - [`power`]: the power hypercalls and what both backends make of a hypercall.
 //! - [`entry`]: the guest entry contract (64-bit mode, the GDT and identity page tables the
 //!   hypervisor writes into guest RAM).
 //! - [`vmcs`]: VMCS field encodings.
@@ -38,6 +39,7 @@ pub mod exit;
 pub mod gpt;
 pub mod insn;
 pub mod msr;
+pub mod power;
 pub mod vmcs;
 
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
@@ -45,7 +47,11 @@ mod vcpu;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub mod vmx;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
-pub use vcpu::{power, VmxVCpu, VmxVCpuConfig};
+pub use vcpu::{VmxVCpu, VmxVCpuConfig};
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+mod fpu;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+mod guestmem;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 mod platform;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]

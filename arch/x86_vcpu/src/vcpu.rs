@@ -6,32 +6,20 @@ use crate::check;
 use crate::cpuid::{self, CpuidContext};
 use crate::entry;
 use crate::exit::{event, vector, CrAccess, EptViolation, ExitReason, IoQual, ENTRY_FAILURE};
-use crate::gpt::{Access, GuestMemory, Paging, WalkError};
+use crate::fpu::{restore_debug_regs, save_debug_regs, Fpu};
+use crate::gpt::{Access, Paging, WalkError};
+use crate::guestmem::NestedMemory;
 use crate::insn::{self, CpuMode, MmioOp};
 use crate::msr::{self, MsrBitmap, MsrContext, MsrWrite};
+use crate::power;
 use crate::vmcs::field as f;
 use crate::vmx::{self, regs};
 use alloc::boxed::Box;
-use axaddrspace::{GuestPhysAddr, HostPhysAddr, IntelEpt, MappingFlags, PteFormat};
+use axaddrspace::{GuestPhysAddr, HostPhysAddr, IntelEpt, MappingFlags};
 use axdevice_base::AccessWidth;
-use axvcpu::{hypercall, ArchVCpu, PowerReply, PowerState, VCpuError, VmExit};
+use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
 use core::arch::{asm, global_asm};
 use core::ops::ControlFlow;
-
-/// The x86 power hypercalls (`vmcall`, RAX = number; docs/x86.md, "Hypercalls"): the
-/// PSCI / SBI HSM equivalents of the other architectures.
-pub mod power {
-    /// Powers the VM off.
-    pub const SYSTEM_OFF: u64 = 0x200;
-    /// Resets the VM.
-    pub const SYSTEM_RESET: u64 = 0x201;
-    /// Starts vCPU RDI at RIP = RSI with RDI = RDX.
-    pub const CPU_ON: u64 = 0x202;
-    /// Stops the calling vCPU.
-    pub const CPU_OFF: u64 = 0x203;
-    /// The power state of vCPU RDI: 0 on, 1 off, 2 starting.
-    pub const CPU_STATUS: u64 = 0x204;
-}
 
 /// How to create a VMX vCPU.
 #[derive(Clone, Copy, Debug)]
@@ -92,72 +80,6 @@ const CR4_OSXSAVE: u64 = 1 << 18;
 const PREEMPTION_PERIOD_NS: u64 = 1_000_000;
 /// CR4 bits the hypervisor owns: VMXE, SMXE, LA57, PKS, CET.
 const CR4_OWNED: u64 = (1 << 13) | (1 << 14) | (1 << 12) | (1 << 24) | (1 << 23);
-
-/// The guest's x87/SSE/AVX state and XCR0, which the VMCS does not switch: saved when the
-/// vCPU is put, restored when it is loaded (the hypervisor itself is soft-float and never
-/// touches them in between).
-#[repr(C, align(64))]
-struct FpuArea([u8; 4096]);
-
-struct Fpu {
-    area: Box<FpuArea>,
-    /// The CPU has XSAVE (and the host's CR4.OSXSAVE is set: [`vmx::enable`]).
-    xsave: bool,
-    /// The guest's XCR0 (x87 only at reset).
-    xcr0: u64,
-}
-
-impl Fpu {
-    fn new() -> Self {
-        Self {
-            area: Box::new(FpuArea([0; 4096])),
-            xsave: vmx::xsave_enabled(),
-            xcr0: 1,
-        }
-    }
-
-    /// Back to the power-on state: a zero XSAVE header restores the initial state.
-    fn reset(&mut self) {
-        self.area.0.fill(0);
-        // FXSAVE layout: FCW at 0 (0x37F), MXCSR at 24 (0x1F80), as after FNINIT / reset.
-        self.area.0[0..2].copy_from_slice(&0x37fu16.to_le_bytes());
-        self.area.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
-        self.xcr0 = 1;
-    }
-
-    fn save(&mut self) {
-        let p = self.area.0.as_mut_ptr();
-        if self.xsave {
-            // SAFETY: the area is 4 KiB, 64-byte aligned, larger than any XSAVE image of
-            // the features XCR0 can enable here; host CR4.OSXSAVE is set.
-            unsafe {
-                asm!("xsave64 [{}]", in(reg) p, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack));
-                let (lo, hi): (u32, u32);
-                asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack));
-                self.xcr0 = u64::from(hi) << 32 | u64::from(lo);
-            }
-        } else {
-            // SAFETY: the area is 16-byte aligned and larger than FXSAVE's 512 bytes.
-            unsafe { asm!("fxsave64 [{}]", in(reg) p, options(nostack)) };
-        }
-    }
-
-    fn restore(&self) {
-        let p = self.area.0.as_ptr();
-        if self.xsave {
-            // SAFETY: XCR0 takes a value the guest's XSETBV was checked for (or the reset
-            // value 1); the area holds an image XSAVE wrote or the zeroed reset image.
-            unsafe {
-                asm!("xsetbv", in("ecx") 0u32, in("eax") self.xcr0 as u32, in("edx") (self.xcr0 >> 32) as u32, options(nomem, nostack));
-                asm!("xrstor64 [{}]", in(reg) p, in("eax") u32::MAX, in("edx") u32::MAX, options(nostack, readonly));
-            }
-        } else {
-            // SAFETY: the area holds an FXSAVE image (or the reset image with valid FCW
-            // and MXCSR).
-            unsafe { asm!("fxrstor64 [{}]", in(reg) p, options(nostack, readonly)) };
-        }
-    }
-}
 
 /// A VMX vCPU.
 pub struct VmxVCpu {
@@ -280,129 +202,8 @@ unsafe extern "C" {
     fn x86_vcpu_vmx_exit();
 }
 
-/// Guest memory reached through the VM's EPT (RAM is identity-mapped in the hypervisor).
-/// Only leaves mapping readable (writable) normal memory are used. The EPT's tables are
-/// never freed while a vCPU of the VM runs (regions are only removed when the VM is
-/// stopped), so the walk reads live tables.
-struct EptMemory {
-    root: u64,
-}
-
-impl EptMemory {
-    /// The host address of `gpa` if its page allows `need`.
-    fn host(&self, gpa: u64, need: MappingFlags) -> Option<u64> {
-        if gpa >> IntelEpt::GPA_BITS != 0 {
-            return None;
-        }
-        let mut table = self.root;
-        for depth in 0..IntelEpt::LEVELS {
-            let shift = 12 + 9 * (IntelEpt::LEVELS - 1 - depth) as u32;
-            let idx = (gpa >> shift) & 0x1ff;
-            // SAFETY: `table` is a live EPT table frame of this VM (see the type's
-            // documentation), identity-mapped; idx < 512.
-            let e = unsafe { ((table + idx * 8) as *const u64).read_volatile() };
-            if !IntelEpt::is_valid(e, depth) {
-                return None;
-            }
-            if IntelEpt::is_table(e, depth) {
-                table = IntelEpt::addr(e).as_usize() as u64;
-                continue;
-            }
-            let flags = IntelEpt::flags(e, depth);
-            if flags.contains(MappingFlags::DEVICE) || !flags.contains(need) {
-                return None;
-            }
-            let mask = (1u64 << shift) - 1;
-            return Some(IntelEpt::addr(e).as_usize() as u64 + (gpa & mask));
-        }
-        None
-    }
-
-    fn each_page(
-        &self,
-        gpa: u64,
-        len: usize,
-        need: MappingFlags,
-        mut f: impl FnMut(u64, usize, usize),
-    ) -> bool {
-        // Check every page first, then act.
-        let mut done = 0;
-        while done < len {
-            let g = gpa.wrapping_add(done as u64);
-            let n = (0x1000 - (g & 0xfff) as usize).min(len - done);
-            if self.host(g, need).is_none() {
-                return false;
-            }
-            done += n;
-        }
-        let mut done = 0;
-        while done < len {
-            let g = gpa + done as u64;
-            let n = (0x1000 - (g & 0xfff) as usize).min(len - done);
-            if let Some(h) = self.host(g, need) {
-                f(h, done, n);
-            }
-            done += n;
-        }
-        true
-    }
-}
-
-impl GuestMemory for EptMemory {
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
-        let len = buf.len();
-        self.each_page(gpa, len, MappingFlags::READ, |h, at, n| {
-            for i in 0..n {
-                // SAFETY: `h..h + n` lies in one page of guest RAM mapped readable in the
-                // VM's EPT; the guest may change it concurrently, hence volatile bytes.
-                buf[at + i] = unsafe { ((h + i as u64) as *const u8).read_volatile() };
-            }
-        })
-    }
-
-    fn write(&self, gpa: u64, buf: &[u8]) -> bool {
-        self.each_page(gpa, buf.len(), MappingFlags::WRITE, |h, at, n| {
-            for i in 0..n {
-                // SAFETY: `h..h + n` lies in one page of guest RAM mapped writable in the
-                // VM's EPT.
-                unsafe { ((h + i as u64) as *mut u8).write_volatile(buf[at + i]) };
-            }
-        })
-    }
-
-    fn writable(&self, gpa: u64, len: usize) -> bool {
-        self.each_page(gpa, len, MappingFlags::WRITE, |_, _, _| {})
-    }
-}
-
-/// The guest's DR0..DR3 and DR6: not in the VMCS, and left in the CPU by the guest's MOV DR
-/// (which does not exit). The hypervisor uses no breakpoints (its DR7 is 0x400 after every
-/// exit), so only another vCPU on the same CPU would see them: they are switched on load
-/// and put.
-fn save_debug_regs() -> [u64; 5] {
-    let mut d = [0u64; 5];
-    // SAFETY: reads debug registers into locals; CPL 0.
-    unsafe {
-        asm!("mov {}, dr0", out(reg) d[0], options(nomem, nostack));
-        asm!("mov {}, dr1", out(reg) d[1], options(nomem, nostack));
-        asm!("mov {}, dr2", out(reg) d[2], options(nomem, nostack));
-        asm!("mov {}, dr3", out(reg) d[3], options(nomem, nostack));
-        asm!("mov {}, dr6", out(reg) d[4], options(nomem, nostack));
-    }
-    d
-}
-
-fn restore_debug_regs(d: &[u64; 5]) {
-    // SAFETY: loads values read from these registers (or their reset values); the host's
-    // DR7 keeps every breakpoint disabled.
-    unsafe {
-        asm!("mov dr0, {}", in(reg) d[0], options(nomem, nostack));
-        asm!("mov dr1, {}", in(reg) d[1], options(nomem, nostack));
-        asm!("mov dr2, {}", in(reg) d[2], options(nomem, nostack));
-        asm!("mov dr3, {}", in(reg) d[3], options(nomem, nostack));
-        asm!("mov dr6, {}", in(reg) d[4], options(nomem, nostack));
-    }
-}
+/// Guest memory behind the VM's EPT.
+type EptMemory = NestedMemory<IntelEpt>;
 
 fn vcpu_err(what: &'static str) -> VCpuError {
     VCpuError::Unsupported(what)
@@ -837,6 +638,49 @@ impl VmxVCpu {
         }
     }
 
+    /// [`ArchVCpu::run_with`]'s loop for the VMX vCPU inside `outer` (itself, or the
+    /// backend-neutral [`X86VCpu`](crate::X86VCpu)), which `get` finds it in; the handler
+    /// gets `outer`.
+    pub(crate) fn run_loop<S, R>(
+        outer: &mut S,
+        get: fn(&mut S) -> Option<&mut Self>,
+        mut handle: impl FnMut(&mut S, VmExit) -> ControlFlow<R>,
+    ) -> Result<R, VCpuError> {
+        fn vcpu<S>(
+            s: &mut S,
+            get: fn(&mut S) -> Option<&mut VmxVCpu>,
+        ) -> Result<&mut VmxVCpu, VCpuError> {
+            get(s).ok_or(vcpu_err("not a VMX vCPU"))
+        }
+        let v = vcpu(outer, get)?;
+        v.load()?;
+        v.arm_preemption_timer();
+        loop {
+            let v = vcpu(outer, get)?;
+            // SAFETY: this vCPU's VMCS is current on this CPU with complete host, control
+            // and guest state; the world switch saves and restores every host register it
+            // touches, and interrupts are masked (the caller's contract).
+            let r = unsafe { x86_vcpu_vmx_run(&mut v.gprs, u64::from(v.launched)) };
+            if r != 0 {
+                return Err(v.entry_failed(r));
+            }
+            v.launched = true;
+            // An event whose delivery the exit interrupted (an EPT violation on the guest's
+            // IDT or stack, say) is delivered again at the next entry, unless the exit's
+            // handling injects something else.
+            v.reinject_vectoring();
+            if let Some(exit) = v.handle_exit() {
+                let interrupt = exit == VmExit::ExternalInterrupt;
+                if let ControlFlow::Break(r) = handle(outer, exit) {
+                    return Ok(r);
+                }
+                if interrupt {
+                    vcpu(outer, get)?.arm_preemption_timer();
+                }
+            }
+        }
+    }
+
     fn vmcall(&mut self) -> Option<VmExit> {
         if self.cpl() != 0 {
             // Hypercalls are the guest kernel's: user mode gets #UD, as VMCALL outside
@@ -853,18 +697,7 @@ impl VmxVCpu {
                 return None;
             }
         }
-        Some(match nr {
-            power::SYSTEM_OFF => VmExit::SystemOff,
-            power::SYSTEM_RESET => VmExit::SystemReset,
-            power::CPU_ON => VmExit::CpuUp {
-                target: a[0],
-                entry: GuestPhysAddr::new(a[1] as usize),
-                arg: a[2],
-            },
-            power::CPU_OFF => VmExit::CpuDown,
-            power::CPU_STATUS => VmExit::CpuStatus { target: a[0] },
-            _ => VmExit::Hypercall { nr },
-        })
+        Some(power::exit(nr, a))
     }
 
     fn msr_access(&mut self, write: bool) {
@@ -1105,9 +938,7 @@ impl VmxVCpu {
                 width,
             });
         }
-        let mem = EptMemory {
-            root: self.eptp_root(),
-        };
+        let mem = EptMemory::new(self.eptp_root());
         let mut b = [0u8; 4];
         let n = usize::from(io.size);
         if let Err(e) = self.paging().read(&mem, linear, &mut b[..n], Access::Read) {
@@ -1158,9 +989,7 @@ impl VmxVCpu {
         if !v.is_data_access() {
             return fault;
         }
-        let mem = EptMemory {
-            root: self.eptp_root(),
-        };
+        let mem = EptMemory::new(self.eptp_root());
         let paging = self.paging();
         let mut bytes = [0u8; insn::MAX_INSN_LEN];
         let rip = vmx::read(f::GUEST_RIP);
@@ -1234,7 +1063,7 @@ impl ArchVCpu for VmxVCpu {
         if !vmx::vmclear(vmcs) {
             return Err(vcpu_err("VMCLEAR of a new VMCS failed"));
         }
-        let mut fpu = Fpu::new();
+        let mut fpu = Fpu::new(vmx::xsave_enabled());
         fpu.reset();
         Ok(Self {
             fpu,
@@ -1290,33 +1119,9 @@ impl ArchVCpu for VmxVCpu {
 
     fn run_with<R>(
         &mut self,
-        mut handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
+        handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
     ) -> Result<R, VCpuError> {
-        self.load()?;
-        self.arm_preemption_timer();
-        loop {
-            // SAFETY: this vCPU's VMCS is current on this CPU with complete host, control
-            // and guest state; the world switch saves and restores every host register it
-            // touches, and interrupts are masked (the caller's contract).
-            let r = unsafe { x86_vcpu_vmx_run(&mut self.gprs, u64::from(self.launched)) };
-            if r != 0 {
-                return Err(self.entry_failed(r));
-            }
-            self.launched = true;
-            // An event whose delivery the exit interrupted (an EPT violation on the guest's
-            // IDT or stack, say) is delivered again at the next entry, unless the exit's
-            // handling injects something else.
-            self.reinject_vectoring();
-            if let Some(exit) = self.handle_exit() {
-                let interrupt = exit == VmExit::ExternalInterrupt;
-                if let ControlFlow::Break(r) = handle(self, exit) {
-                    return Ok(r);
-                }
-                if interrupt {
-                    self.arm_preemption_timer();
-                }
-            }
-        }
+        Self::run_loop(self, |s| Some(s), handle)
     }
 
     fn complete_mmio_read(&mut self, value: u64) {
@@ -1346,9 +1151,7 @@ impl ArchVCpu for VmxVCpu {
                 self.advance(u64::from(p.len));
             }
             Some(s) => {
-                let mem = EptMemory {
-                    root: self.eptp_root(),
-                };
+                let mem = EptMemory::new(self.eptp_root());
                 let bytes = ((value & mask) as u32).to_le_bytes();
                 match self
                     .paging()
@@ -1411,15 +1214,7 @@ impl ArchVCpu for VmxVCpu {
     }
 
     fn complete_power(&mut self, reply: PowerReply) {
-        self.gprs.0[RAX] = match reply {
-            PowerReply::Done => 0,
-            PowerReply::AlreadyOn => -4i64 as u64,
-            PowerReply::InvalidTarget => -2i64 as u64,
-            PowerReply::InvalidAddress => -9i64 as u64,
-            PowerReply::Status(PowerState::On) => 0,
-            PowerReply::Status(PowerState::Off) => 1,
-            PowerReply::Status(PowerState::Pending) => 2,
-        };
+        self.gprs.0[RAX] = power::reply_code(reply);
     }
 }
 
