@@ -10,7 +10,8 @@
 //! only the listed MSRs (reads of the read-only ones), every index outside its two ranges
 //! exits, and `set` changes the one bit it names; a trapped access to any MSR is an emulated
 //! value or a #GP, an EFER write keeps LMA and (with paging on) LME, and only the
-//! architectural EFER bits.
+//! architectural EFER bits. XSETBV: `cpuid::xcr0_valid` accepts exactly the values the
+//! instruction's #GP conditions allow (checked against them written out independently).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -49,10 +50,10 @@ fn msr_index(input: &mut Input<'_>) -> u32 {
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
     while !input.is_empty() {
-        if input.bool() {
-            cpuid_query(&mut input);
-        } else {
-            msr_access(&mut input);
+        match input.u8() % 5 {
+            0 | 1 => cpuid_query(&mut input),
+            2 | 3 => msr_access(&mut input),
+            _ => xsetbv(&mut input),
         }
     }
 });
@@ -174,4 +175,33 @@ fn msr_access(input: &mut Input<'_>) {
             assert_eq!(v, ctx.efer);
         }
     }
+}
+
+/// XSETBV: `cpuid::xcr0_valid` against the instruction's #GP conditions (Intel SDM Vol. 2,
+/// XSETBV), written out here independently: only XCR0; x87 state always; no bit the CPU
+/// does not support; AVX state needs SSE state; BNDREGS and BNDCSR together; the three
+/// AVX-512 components together and only with SSE and AVX; AMX's two together.
+fn xsetbv(input: &mut Input<'_>) {
+    let index = if input.bool() { 0 } else { input.u32() };
+    let supported = if input.bool() {
+        // A CPU with x87, SSE, AVX, MPX, AVX-512, PKRU and AMX.
+        0x6_02ff
+    } else {
+        input.u64()
+    };
+    let value = input.u64() & if input.bool() { 0x6_02ff } else { u64::MAX };
+    let bits = |lo: u32, n: u32| (value >> lo) & ((1 << n) - 1);
+    let gp = index != 0
+        || value & 1 == 0
+        || value & !supported != 0
+        || (bits(2, 1) == 1 && bits(1, 1) == 0)
+        || bits(3, 1) != bits(4, 1)
+        || (bits(5, 3) != 0 && bits(5, 3) != 0b111)
+        || (bits(5, 3) != 0 && bits(1, 2) != 0b11)
+        || bits(17, 1) != bits(18, 1);
+    assert_eq!(
+        cpuid::xcr0_valid(index, value, supported),
+        !gp,
+        "XSETBV XCR{index} = {value:#x} with {supported:#x} supported"
+    );
 }
