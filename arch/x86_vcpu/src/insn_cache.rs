@@ -67,10 +67,20 @@ impl Entry {
     }
 }
 
+/// What [`Recording`] has read.
+struct Log {
+    words: [(u64, u64); WORDS],
+    count: usize,
+    /// A read did not fit (or was a write): no entry.
+    overflow: bool,
+    /// The last read: its first word's index, its host address and length.
+    last: (usize, u64, u64),
+}
+
 /// Guest memory that records the words it reads, for [`Entry`].
 pub struct Recording<'a, M> {
     mem: &'a M,
-    log: RefCell<([(u64, u64); WORDS], usize, bool)>,
+    log: RefCell<Log>,
 }
 
 impl<'a, M: HostMemory> Recording<'a, M> {
@@ -78,18 +88,31 @@ impl<'a, M: HostMemory> Recording<'a, M> {
     pub fn new(mem: &'a M) -> Self {
         Self {
             mem,
-            log: RefCell::new(([(0, 0); WORDS], 0, false)),
+            log: RefCell::new(Log {
+                words: [(0, 0); WORDS],
+                count: 0,
+                overflow: false,
+                last: (0, 0, 0),
+            }),
         }
     }
 
     /// The entry for `insn`, decoded under `key` from what was read so far; `None` if the
     /// reads did not fit.
     pub fn entry(self, key: Key, insn: MmioInsn) -> Option<Entry> {
-        let (words, count, overflow) = self.log.into_inner();
-        (!overflow).then_some(Entry {
+        let log = self.log.into_inner();
+        let mut count = log.count;
+        let (start, host, len) = log.last;
+        if len == crate::insn::MAX_INSN_LEN as u64 {
+            // The whole fetch came from the last read: only the words holding the
+            // instruction's own bytes matter to the decode.
+            let end = host + u64::from(insn.len);
+            count = start + log.words[start..count].iter().filter(|w| w.0 < end).count();
+        }
+        (!log.overflow).then_some(Entry {
             key,
             insn,
-            words,
+            words: log.words,
             count,
         })
     }
@@ -100,12 +123,13 @@ impl<M: HostMemory> GuestMemory for Recording<'_, M> {
         let len = buf.len() as u64;
         let mut log = self.log.borrow_mut();
         if len == 0 || (gpa & 0xfff) + len > 0x1000 {
-            log.2 = true;
+            log.overflow = true;
             return self.mem.read(gpa, buf);
         }
         let Some(host) = self.mem.host_readable(gpa) else {
             return false;
         };
+        log.last = (log.count, host, len);
         // Every byte comes from a word as recorded, so the entry describes exactly the
         // bytes decoded even if the guest changes them meanwhile.
         let first = host & !7;
@@ -115,12 +139,12 @@ impl<M: HostMemory> GuestMemory for Recording<'_, M> {
             // len` (pages are 8-byte aligned), readable in the VM's second-stage table,
             // identity-mapped; volatile as the guest may change it.
             let value = unsafe { (word as *const u64).read_volatile() };
-            let (words, count, overflow) = &mut *log;
-            if *count < WORDS {
-                words[*count] = (word, value);
-                *count += 1;
+            if log.count < WORDS {
+                let at = log.count;
+                log.words[at] = (word, value);
+                log.count += 1;
             } else {
-                *overflow = true;
+                log.overflow = true;
             }
             for (i, b) in value.to_le_bytes().into_iter().enumerate() {
                 let at = word + i as u64;
@@ -134,7 +158,7 @@ impl<M: HostMemory> GuestMemory for Recording<'_, M> {
     }
 
     fn write(&self, gpa: u64, buf: &[u8]) -> bool {
-        self.log.borrow_mut().2 = true;
+        self.log.borrow_mut().overflow = true;
         self.mem.write(gpa, buf)
     }
 
@@ -232,6 +256,10 @@ mod tests {
         assert!(e.get(&key).is_none());
         ram.bytes()[0x102] = 0x05;
         assert!(e.get(&key).is_some());
+        // Bytes past the instruction's own words do not matter.
+        ram.bytes()[0x108] = 0xff;
+        assert!(e.get(&key).is_some());
+        assert_eq!(e.count, 4);
         // A page-table entry changes.
         ram.0[0x3000 / 8] = 0x20_0083;
         assert!(e.get(&key).is_none());
