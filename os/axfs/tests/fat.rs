@@ -1,0 +1,339 @@
+//! axfs on FAT32 images made by another implementation (`fatfs`): round trips, long
+//! names, limits, and damaged volumes and devices that must give typed errors.
+
+mod common;
+
+use axfs::{BlockDevice, BlockError, FileKind, FileSystem, FsError, PathError, RamDisk};
+use common::{image, pattern, read_with_fatfs, MIN_MIB, PARTITION_START};
+
+const LIMIT: u64 = 64 << 20;
+
+fn mount(disk: Vec<u8>) -> FileSystem<RamDisk<Vec<u8>>> {
+    FileSystem::mount(RamDisk::new(disk)).expect("mount")
+}
+
+fn names(fs: &mut FileSystem<RamDisk<Vec<u8>>>, path: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs.list(path).unwrap().into_iter().map(|m| m.name).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn reads_what_another_implementation_wrote_including_long_names() {
+    let config = b"[vm]\nname = \"linux\"\n";
+    let kernel = pattern(300_000);
+    let mut fs = mount(image(
+        MIN_MIB,
+        &["vms", "images", "images/linux-6.6"],
+        &[
+            ("vms/linux.toml", config),
+            ("images/linux-6.6/Image.bin", &kernel),
+            ("README.TXT", b"hello"),
+        ],
+    ));
+    assert_eq!(names(&mut fs, "/"), ["README.TXT", "images", "vms"]);
+    assert_eq!(names(&mut fs, "/vms"), ["linux.toml"]);
+    assert_eq!(fs.read("/vms/linux.toml", LIMIT).unwrap(), config);
+    // FAT names ignore case; `..` and `.` resolve inside the volume.
+    assert_eq!(fs.read("/VMS/Linux.TOML", LIMIT).unwrap(), config);
+    assert_eq!(
+        fs.read("/images/../vms/./linux.toml", LIMIT).unwrap(),
+        config
+    );
+    assert_eq!(
+        fs.read("/images/linux-6.6/Image.bin", LIMIT).unwrap(),
+        kernel
+    );
+    let meta = fs.stat("/images/linux-6.6/Image.bin").unwrap();
+    assert_eq!(meta.kind, FileKind::File);
+    assert_eq!(meta.size, kernel.len() as u64);
+    assert_eq!(meta.name, "Image.bin");
+    assert_eq!(fs.stat("/images").unwrap().kind, FileKind::Directory);
+    assert_eq!(fs.stat("/").unwrap().kind, FileKind::Directory);
+}
+
+#[test]
+fn writes_read_back_here_and_by_another_implementation() {
+    let mut fs = mount(image(MIN_MIB, &[], &[]));
+    fs.mkdir("/vms").unwrap();
+    fs.mkdir("/vms/old").unwrap();
+    // Spans about 2000 clusters of 512 bytes, so the chain crosses FAT sectors.
+    let big = pattern(1_000_000);
+    fs.write("/vms/kernel.bin", &big).unwrap();
+    fs.write("/vms/a.tom", b"first").unwrap();
+    assert_eq!(fs.read("/vms/kernel.bin", LIMIT).unwrap(), big);
+    // Overwrite: truncated, then the new content.
+    fs.write("/vms/a.tom", b"second, longer").unwrap();
+    assert_eq!(fs.read("/vms/a.tom", LIMIT).unwrap(), b"second, longer");
+    fs.write("/vms/a.tom", b"").unwrap();
+    assert_eq!(fs.read("/vms/a.tom", LIMIT).unwrap(), b"");
+    fs.write("/vms/a.tom", b"third").unwrap();
+    assert_eq!(
+        names(&mut fs, "/vms"),
+        ["A.TOM", "KERNEL.BIN", "OLD"],
+        "new names are 8.3, in capitals"
+    );
+    let mut disk = fs.unmount().unwrap().into_inner();
+    assert_eq!(read_with_fatfs(&mut disk, "vms/kernel.bin"), big);
+    assert_eq!(read_with_fatfs(&mut disk, "vms/a.tom"), b"third");
+    // And mounted again.
+    let mut fs = mount(disk);
+    assert_eq!(fs.read("/vms/kernel.bin", LIMIT).unwrap(), big);
+}
+
+#[test]
+fn overwrites_and_removes_files_with_long_names() {
+    let mut fs = mount(image(
+        MIN_MIB,
+        &["vms"],
+        &[("vms/linux-aarch64.toml", b"old")],
+    ));
+    fs.write("/vms/linux-aarch64.toml", b"new content").unwrap();
+    assert_eq!(
+        fs.read("/vms/linux-aarch64.toml", LIMIT).unwrap(),
+        b"new content"
+    );
+    fs.remove("/vms/linux-aarch64.toml").unwrap();
+    assert_eq!(names(&mut fs, "/vms"), Vec::<String>::new());
+    fs.remove("/vms").unwrap();
+    assert_eq!(names(&mut fs, "/"), Vec::<String>::new());
+    // The long name's slots left behind do not confuse another implementation.
+    let mut disk = fs.unmount().unwrap().into_inner();
+    fs_is_empty_for_fatfs(&mut disk);
+}
+
+fn fs_is_empty_for_fatfs(disk: &mut [u8]) {
+    let part = &mut disk[PARTITION_START * 512..];
+    let fs = fatfs::FileSystem::new(std::io::Cursor::new(part), fatfs::FsOptions::new()).unwrap();
+    assert_eq!(fs.root_dir().iter().count(), 0);
+}
+
+#[test]
+fn space_is_reused_after_remove() {
+    let mut fs = mount(image(MIN_MIB, &[], &[]));
+    let chunk = pattern(8 << 20);
+    // Far more than the volume holds in total, so without reuse it fills up (one cluster
+    // stays allocated per removed file: the library frees none; see docs/axfs.md).
+    for round in 0..12 {
+        fs.write("/big.bin", &chunk)
+            .unwrap_or_else(|err| panic!("round {round}: {err}"));
+        fs.remove("/big.bin").unwrap();
+    }
+}
+
+#[test]
+fn a_full_volume_says_so() {
+    let mut fs = mount(image(MIN_MIB, &[], &[]));
+    let err = fs.write("/huge.bin", &vec![1u8; 40 << 20]).unwrap_err();
+    assert_eq!(err, FsError::NoSpace);
+    assert_eq!(err.to_string(), "no space left on the disk");
+}
+
+#[test]
+fn user_errors_are_typed_and_name_the_path() {
+    let mut fs = mount(image(MIN_MIB, &["vms"], &[("vms/big.bin", &[0u8; 5000])]));
+    let cases: Vec<(Result<(), FsError>, FsError, &str)> = vec![
+        (
+            fs.read("/vms/missing.toml", LIMIT).map(drop),
+            FsError::NotFound {
+                path: "/vms/missing.toml".into(),
+            },
+            "/vms/missing.toml: no such file or directory",
+        ),
+        (
+            fs.read("/vms/big.bin", 4096).map(drop),
+            FsError::TooLarge {
+                path: "/vms/big.bin".into(),
+                size: 5000,
+                limit: 4096,
+            },
+            "/vms/big.bin: 5000 bytes is larger than the limit of 4096 bytes",
+        ),
+        (
+            fs.read("/vms", LIMIT).map(drop),
+            FsError::IsADirectory {
+                path: "/vms".into(),
+            },
+            "/vms: is a directory",
+        ),
+        (
+            fs.list("/vms/big.bin/x").map(drop),
+            FsError::NotADirectory {
+                path: "/vms/big.bin/x".into(),
+            },
+            "/vms/big.bin/x: a component is not a directory",
+        ),
+        (
+            fs.read("vms/big.bin", LIMIT).map(drop),
+            FsError::InvalidPath {
+                path: "vms/big.bin".into(),
+                reason: PathError::NotAbsolute,
+            },
+            "vms/big.bin: bad path: paths start with '/' (e.g. /vms/linux.toml)",
+        ),
+        (
+            fs.write("/vms/linux.toml", b"x"),
+            FsError::NameNotSupported {
+                name: "linux.toml".into(),
+            },
+            "linux.toml: new names must be 8.3 short names (at most 8 characters, a dot, at most 3)",
+        ),
+        (
+            fs.mkdir("/vms"),
+            FsError::AlreadyExists {
+                path: "/vms".into(),
+            },
+            "/vms: already exists",
+        ),
+        (
+            fs.remove("/vms"),
+            FsError::DirectoryNotEmpty {
+                path: "/vms".into(),
+            },
+            "/vms: directory not empty",
+        ),
+        (
+            fs.write("/vms", b"x"),
+            FsError::IsADirectory {
+                path: "/vms".into(),
+            },
+            "/vms: is a directory",
+        ),
+        (
+            fs.remove("/nothing"),
+            FsError::NotFound {
+                path: "/nothing".into(),
+            },
+            "/nothing: no such file or directory",
+        ),
+    ];
+    for (got, want, line) in cases {
+        assert_eq!(got, Err(want.clone()));
+        assert_eq!(want.to_string(), line);
+    }
+    // Nothing was left open: everything still works.
+    assert_eq!(fs.read("/vms/big.bin", LIMIT).unwrap().len(), 5000);
+}
+
+#[test]
+fn damaged_volumes_give_errors_not_panics() {
+    let good = image(MIN_MIB, &["vms"], &[("vms/x.toml", b"x = 1")]);
+    let boot = PARTITION_START * 512;
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let damage: Vec<(&str, Damage)> = vec![
+        ("no MBR signature", Box::new(|d| d[510] = 0)),
+        ("partition type", Box::new(|d| d[446 + 4] = 0x83)),
+        (
+            "boot sector signature",
+            Box::new(move |d| d[boot + 510] = 0),
+        ),
+        ("sector size", Box::new(move |d| d[boot + 11] = 0)),
+        ("sectors per cluster", Box::new(move |d| d[boot + 13] = 0)),
+        (
+            "zeroed boot sector",
+            Box::new(move |d| d[boot..boot + 512].fill(0)),
+        ),
+        (
+            "partition past the end",
+            Box::new(|d| d[446 + 8..446 + 12].copy_from_slice(&u32::MAX.to_le_bytes())),
+        ),
+        ("truncated image", Box::new(|d| d.truncate(2 << 20))),
+        ("empty image", Box::new(|d| d.clear())),
+    ];
+    for (what, damage) in damage {
+        let mut disk = good.clone();
+        damage(&mut disk);
+        match FileSystem::mount(RamDisk::new(disk)) {
+            Err(err) => {
+                assert!(
+                    matches!(err, FsError::Corrupt { .. } | FsError::Device(_)),
+                    "{what}: {err:?}"
+                );
+                assert!(!err.to_string().is_empty());
+            }
+            // Some damage only shows when the volume is walked.
+            Ok(mut fs) => {
+                let _ = fs.list("/vms");
+                let _ = fs.read("/vms/x.toml", LIMIT);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_zeroed_boot_sector_is_named_in_the_error() {
+    let mut disk = image(MIN_MIB, &[], &[]);
+    disk[PARTITION_START * 512..][..512].fill(0);
+    let err = FileSystem::mount(RamDisk::new(disk))
+        .err()
+        .expect("refused");
+    assert!(matches!(err, FsError::Corrupt { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("the disk's FAT volume is unusable: "),
+        "{err}"
+    );
+}
+
+/// A disk that fails every read from a given block on.
+struct Failing {
+    disk: RamDisk<Vec<u8>>,
+    from: u64,
+}
+
+impl BlockDevice for Failing {
+    fn block_count(&self) -> u64 {
+        self.disk.block_count()
+    }
+    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        if first >= self.from {
+            return Err(BlockError::Io { block: first });
+        }
+        self.disk.read_blocks(first, buf)
+    }
+    fn write_blocks(&mut self, first: u64, buf: &[u8]) -> Result<(), BlockError> {
+        self.disk.write_blocks(first, buf)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn device_errors_come_back_typed() {
+    let disk = RamDisk::new(image(MIN_MIB, &[], &[("a.bin", &pattern(100_000))]));
+    // The MBR reads, the boot sector does not.
+    let err = FileSystem::mount(Failing {
+        disk,
+        from: PARTITION_START as u64,
+    })
+    .err()
+    .expect("refused");
+    assert_eq!(
+        err,
+        FsError::Device(BlockError::Io {
+            block: PARTITION_START as u64
+        })
+    );
+    assert_eq!(
+        err.to_string(),
+        "disk error: the disk reported an I/O error at block 2048"
+    );
+
+    // The FAT and the data area fail (past the reserved sectors): mounting works and the
+    // read fails; once the device recovers, it mounts again and the file reads whole.
+    let disk = RamDisk::new(image(MIN_MIB, &[], &[("a.bin", &pattern(100_000))]));
+    let mut fs = FileSystem::mount(Failing {
+        disk,
+        from: PARTITION_START as u64 + 40,
+    })
+    .unwrap();
+    assert!(matches!(
+        fs.read("/a.bin", LIMIT),
+        Err(FsError::Device(BlockError::Io { .. }))
+    ));
+    let mut dev = fs.unmount().unwrap();
+    dev.from = u64::MAX;
+    let mut fs = FileSystem::mount(dev).unwrap();
+    assert_eq!(fs.read("/a.bin", LIMIT).unwrap(), pattern(100_000));
+}
