@@ -1,0 +1,111 @@
+//! The shell: lines parsed, run by the executor or answered (help, errors), prompts.
+
+use core::fmt::Write;
+
+use axshell::{Command, Editor, Executor, Shell, Step, VmRef, COMMANDS};
+
+/// Records the commands; fails `vm delete`; prints a line with a control character.
+#[derive(Default)]
+struct Recorder {
+    commands: Vec<Command>,
+}
+
+impl Executor for Recorder {
+    type Error = &'static str;
+
+    fn execute(&mut self, command: Command, out: &mut dyn Write) -> Result<(), Self::Error> {
+        let result = match &command {
+            Command::VmDelete(_) => Err("vm delete: VM 1 is running: stop it first"),
+            Command::VmList => {
+                writeln!(out, "0 linux running\n1 te\x1b[2Jst stopped").map_err(|_| "output")
+            }
+            _ => Ok(()),
+        };
+        self.commands.push(command);
+        result
+    }
+}
+
+fn run(input: &[u8]) -> (Vec<Step>, Recorder, String) {
+    let mut shell = Shell::new();
+    let mut rec = Recorder::default();
+    let mut out = Vec::new();
+    shell.start(&mut out);
+    let steps = input
+        .iter()
+        .map(|&b| shell.feed(b, &mut rec, &mut out))
+        .filter(|s| *s != Step::Editing)
+        .collect();
+    (steps, rec, String::from_utf8(out).unwrap())
+}
+
+#[test]
+fn a_session() {
+    let (steps, rec, out) =
+        run(b"vm list\r\nvm start linux\rvm delete 1\r\rvmm\rhelp vm stat\rab\x03\x04");
+    assert_eq!(
+        steps,
+        [
+            Step::Ran,
+            Step::Ran,
+            Step::Failed,
+            Step::Blank,
+            Step::Refused,
+            Step::Help,
+            Step::Interrupted,
+            Step::EndOfInput
+        ]
+    );
+    assert_eq!(
+        rec.commands,
+        [
+            Command::VmList,
+            Command::VmStart(VmRef::Name("linux".into())),
+            Command::VmDelete(VmRef::Id(1))
+        ]
+    );
+    let help = COMMANDS.iter().find(|s| s.name == "vm stat").unwrap();
+    let want = format!(
+        "axvisor> vm list\r\n0 linux running\r\n1 te?[2Jst stopped\r\n\
+         axvisor> vm start linux\r\n\
+         axvisor> vm delete 1\r\nvm delete: VM 1 is running: stop it first\r\n\
+         axvisor> \r\n\
+         axvisor> vmm\r\nunknown command \"vmm\": try \"help\"\r\n\
+         axvisor> help vm stat\r\n  {:w$}  {}\r\n\
+         axvisor> ab^C\r\n\
+         axvisor> ",
+        help.usage(),
+        help.about,
+        w = COMMANDS.iter().map(|s| s.usage().len()).max().unwrap()
+    );
+    assert_eq!(out, want);
+}
+
+#[test]
+fn help_lists_every_command() {
+    let (steps, rec, out) = run(b"help\r");
+    assert_eq!(steps, [Step::Help]);
+    assert!(rec.commands.is_empty());
+    for spec in COMMANDS {
+        assert!(out.contains(&spec.usage()));
+    }
+}
+
+#[test]
+fn history_recalls_through_the_shell() {
+    let (steps, rec, _) = run(b"vm stop 2\r\x1b[A\x7f3\r");
+    assert_eq!(steps, [Step::Ran, Step::Ran]);
+    assert_eq!(rec.commands[1], Command::VmStop(VmRef::Id(3)));
+}
+
+#[test]
+fn another_prompt_and_width() {
+    let mut shell = Shell::with_editor(Editor::with_columns("hv$ ", 40, 8));
+    let mut out = Vec::new();
+    shell.start(&mut out);
+    for &b in b"mem\r" {
+        shell.feed(b, &mut Recorder::default(), &mut out);
+    }
+    assert_eq!(out, b"hv$ mem\r\nhv$ ");
+    assert_eq!(shell.editor().max_len(), 40 - 4 - 1);
+}
