@@ -15,4 +15,4 @@ pub type Platform = riscv_vcpu::RiscvPlatform;
 
 /// The x86_64 VM platform (Intel VMX).
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
-pub type Platform = x86_vcpu::VmxPlatform;
+pub type Platform = x86_vcpu::X86Platform;

@@ -1,4 +1,5 @@
-//! The x86_64 vCPU under Intel VT-x (VMX) with EPT.
+//! The x86_64 vCPU under Intel VT-x (VMX) with EPT, or AMD-V (SVM) with nested paging
+//! (`svm`), chosen at run time.
 //!
 //! Portable and unit-tested on the host (`cargo test -p x86_vcpu`):
 //! - [`caps`]: the CPU's VMX capability MSRs and the VMCS controls computed from them.
@@ -15,14 +16,17 @@
 //! - [`entry`]: the guest entry contract (64-bit mode, the GDT and identity page tables the
 //!   hypervisor writes into guest RAM).
 //! - [`vmcs`]: VMCS field encodings.
+//! - [`svm`]: the SVM backend (VMCB layout, exit decoding, VMRUN checks; its vCPU).
 //!
 //! x86_64 bare metal only:
 //! - `vmx`: VMXON per CPU (capabilities, IA32_FEATURE_CONTROL, CR0/CR4 fixed bits), the
 //!   VMX instructions.
 //! - `vcpu`: [`VmxVCpu`](crate::VmxVCpu), its VMCS, the world switch (VMLAUNCH/VMRESUME)
 //!   and the exit handling.
-//! - `platform`: [`VmxPlatform`](crate::VmxPlatform), the x86 implementation of
-//!   `axvm::ArchPlatform` (VPIDs, the boot tables as boot data, x86's refusals).
+//! - `backend`: the backend chosen at run time from CPUID, [`X86VCpu`](crate::X86VCpu) (a
+//!   VMX or SVM vCPU) and [`X86Stage2`](crate::X86Stage2) (EPT or NPT).
+//! - `platform`: [`X86Platform`](crate::X86Platform), the x86 implementation of
+//!   `axvm::ArchPlatform` (VPIDs or ASIDs, the boot tables as boot data, x86's refusals).
 //!
 //! See `docs/x86.md`.
 #![no_std]
@@ -40,6 +44,7 @@ pub mod gpt;
 pub mod insn;
 pub mod msr;
 pub mod power;
+pub mod svm;
 pub mod vmcs;
 
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
@@ -53,6 +58,12 @@ mod fpu;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 mod guestmem;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub use svm::vcpu::SvmVCpu;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
 mod platform;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
-pub use platform::{VmxPlatform, VmxPlatformError, VmxVm};
+pub use platform::{X86Platform, X86PlatformError, X86Vm};
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub mod backend;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub use backend::{X86Stage2, X86VCpu};

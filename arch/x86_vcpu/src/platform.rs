@@ -1,40 +1,45 @@
-//! The x86_64 VMX VM platform ([`axvm::ArchPlatform`]): the vCPU type and its VPID, the
-//! entry contract's GDT and page tables as boot data, and the refusals a VM gets on x86
-//! (RAM not covering the boot tables, VMX unusable on this CPU, passthrough interrupts
+//! The x86_64 VM platform ([`axvm::ArchPlatform`]) on either backend (VMX or SVM, chosen
+//! at run time: [`crate::backend`]): the vCPU type and its VPID or ASID, the entry
+//! contract's GDT and page tables as boot data, and the refusals a VM gets on x86 (RAM not
+//! covering the boot tables, VMX or SVM unusable on this CPU, passthrough interrupts
 //! without an interrupt controller).
 
+use crate::backend::{self, Backend, X86Stage2, X86VCpu};
 use crate::entry::{boot_tables, BOOT_TABLES_END, BOOT_TABLES_GPA};
+use crate::svm::hw::{self as svm, SvmError};
 use crate::vmx::{self, VmxError};
-use crate::{VmxVCpu, VmxVCpuConfig};
+use crate::VmxVCpuConfig;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use axaddrspace::IntelEpt;
 use axdevice_base::VcpuNotifier;
 use axvm::{ArchPlatform, IrqSink, VmPlatform};
 use axvmconfig::{HostArch, MemKind, VmConfig};
 use core::fmt;
 
-/// The x86_64 platform under VMX.
-pub struct VmxPlatform;
+/// The x86_64 platform, under VMX or SVM.
+pub struct X86Platform;
 
 /// What an x86 VM has besides its vCPUs: nothing yet (no virtual interrupt controller).
-pub struct VmxVm;
+pub struct X86Vm;
 
 /// Why an x86 VM cannot be built.
 #[derive(Debug)]
-pub enum VmxPlatformError {
+pub enum X86PlatformError {
     /// VMX cannot run on this CPU.
     Vmx(VmxError),
+    /// SVM cannot run on this CPU.
+    Svm(SvmError),
     /// No RAM region covers GPA 0..0x8000, where the boot GDT and page tables go.
     NoBootRam,
     /// Passthrough interrupts need an interrupt controller the VM does not have yet.
     PassthroughIrqs,
 }
 
-impl fmt::Display for VmxPlatformError {
+impl fmt::Display for X86PlatformError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Vmx(e) => write!(f, "VMX: {e}"),
+            Self::Svm(e) => write!(f, "SVM: {e}"),
             Self::NoBootRam => write!(
                 f,
                 "RAM must cover guest-physical 0..{BOOT_TABLES_END:#x}: the boot GDT and page \
@@ -49,46 +54,50 @@ impl fmt::Display for VmxPlatformError {
     }
 }
 
-impl ArchPlatform for VmxPlatform {
-    type VCpu = VmxVCpu;
-    type Stage2 = IntelEpt;
-    type Vm = VmxVm;
-    type Error = VmxPlatformError;
+impl ArchPlatform for X86Platform {
+    type VCpu = X86VCpu;
+    type Stage2 = X86Stage2;
+    type Vm = X86Vm;
+    type Error = X86PlatformError;
 
     const HOST_ARCH: HostArch = HostArch::X86_64;
 
-    /// VPIDs are 16 bits; VPID 0 is the host's, and the allocator never gives 0.
+    /// VPIDs are 16 bits; ASIDs as many as the CPU has ([`backend::vmid_bits`]); 0 is the
+    /// host's either way, and the allocator never gives 0.
     fn vmid_bits() -> u32 {
-        16
+        backend::vmid_bits()
     }
 
-    /// Enters VMX operation on this CPU (checking the capabilities once), checks the RAM
+    /// Enters VMX operation or enables SVM on this CPU (checking the capabilities once), checks the RAM
     /// covers the boot tables, and hands them over as boot data.
     fn build(
         config: &VmConfig,
         _notifier: Arc<dyn VcpuNotifier>,
-    ) -> Result<(VmPlatform, VmxVm), VmxPlatformError> {
-        vmx::enable().map_err(VmxPlatformError::Vmx)?;
+    ) -> Result<(VmPlatform, X86Vm), X86PlatformError> {
+        match backend::backend() {
+            Backend::Vmx => vmx::enable().map(|_| ()).map_err(X86PlatformError::Vmx)?,
+            Backend::Svm => svm::enable().map(|_| ()).map_err(X86PlatformError::Svm)?,
+        }
         let covered = config.memory.iter().any(|m| {
             m.kind == MemKind::Ram && m.flags.write && m.gpa == 0 && m.size >= BOOT_TABLES_END
         });
         if !covered {
-            return Err(VmxPlatformError::NoBootRam);
+            return Err(X86PlatformError::NoBootRam);
         }
         if config.passthrough_irqs().next().is_some() {
-            return Err(VmxPlatformError::PassthroughIrqs);
+            return Err(X86PlatformError::PassthroughIrqs);
         }
         let mut platform = VmPlatform::none();
         platform.boot_data = Vec::from([(BOOT_TABLES_GPA, boot_tables())]);
-        Ok((platform, VmxVm))
+        Ok((platform, X86Vm))
     }
 
-    fn irq_sink(_vm: &VmxVm) -> Option<Arc<dyn IrqSink>> {
+    fn irq_sink(_vm: &X86Vm) -> Option<Arc<dyn IrqSink>> {
         None
     }
 
     /// The VM's VPID tags its vCPUs' TLB entries.
-    fn vcpu_config(_vm: &VmxVm, vmid: u16, _index: usize) -> VmxVCpuConfig {
+    fn vcpu_config(_vm: &X86Vm, vmid: u16, _index: usize) -> VmxVCpuConfig {
         VmxVCpuConfig { vpid: vmid }
     }
 

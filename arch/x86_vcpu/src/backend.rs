@@ -1,0 +1,187 @@
+//! The x86 vCPU with its backend chosen at run time from CPUID (x86_64 bare metal only):
+//! VMX where the CPU has it, else SVM. [`X86VCpu`] is one of the two backends' vCPUs and
+//! [`X86Stage2`] the nested page-table format of that backend (EPT or NPT); both are
+//! fixed once per boot, before the first VM.
+
+use crate::svm::hw as svm;
+use crate::{SvmVCpu, VmxVCpu, VmxVCpuConfig};
+use alloc::boxed::Box;
+use axaddrspace::{AmdNpt, GuestPhysAddr, HostPhysAddr, IntelEpt, MappingFlags, PteFormat};
+use axvcpu::{ArchVCpu, PowerReply, VCpuError, VmExit};
+use core::ops::ControlFlow;
+
+/// The hardware virtualization a boot uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Intel VT-x with EPT.
+    Vmx,
+    /// AMD-V (SVM) with nested paging.
+    Svm,
+}
+
+static BACKEND: spin::Once<Backend> = spin::Once::new();
+
+/// This machine's backend: VMX when CPUID has it, else SVM when CPUID has that (a CPU
+/// with neither never gets here: axhal refuses it at boot). The same on every CPU.
+pub fn backend() -> Backend {
+    *BACKEND.call_once(|| {
+        let f = axhal::x86::Features::read();
+        if !f.vmx && f.svm {
+            Backend::Svm
+        } else {
+            Backend::Vmx
+        }
+    })
+}
+
+/// The nested page-table format of [`backend`]: [`IntelEpt`] or [`AmdNpt`]. Both have
+/// the same geometry (4 levels, 48-bit GPA, 52-bit output, device memory encoded).
+#[derive(Debug, Clone, Copy)]
+pub struct X86Stage2;
+
+macro_rules! by_backend {
+    ($f:ident($($a:expr),*)) => {
+        match backend() {
+            Backend::Vmx => IntelEpt::$f($($a),*),
+            Backend::Svm => AmdNpt::$f($($a),*),
+        }
+    };
+}
+
+impl PteFormat for X86Stage2 {
+    const NAME: &'static str = "x86-nested";
+    const LEVELS: usize = 4;
+    const ROOT_ENTRIES: usize = 512;
+    const ROOT_FRAMES: usize = 1;
+    const GPA_BITS: u32 = 48;
+    const PA_BITS: u32 = 52;
+    const ENCODES_DEVICE: bool = true;
+
+    fn leaf_allowed(depth: usize) -> bool {
+        by_backend!(leaf_allowed(depth))
+    }
+    fn is_valid(pte: u64, depth: usize) -> bool {
+        by_backend!(is_valid(pte, depth))
+    }
+    fn is_table(pte: u64, depth: usize) -> bool {
+        by_backend!(is_table(pte, depth))
+    }
+    fn table(pa: HostPhysAddr, depth: usize) -> u64 {
+        by_backend!(table(pa, depth))
+    }
+    fn leaf(pa: HostPhysAddr, flags: MappingFlags, depth: usize) -> u64 {
+        by_backend!(leaf(pa, flags, depth))
+    }
+    fn addr(pte: u64) -> HostPhysAddr {
+        by_backend!(addr(pte))
+    }
+    fn flags(pte: u64, depth: usize) -> MappingFlags {
+        by_backend!(flags(pte, depth))
+    }
+    fn encodable(flags: MappingFlags) -> bool {
+        by_backend!(encodable(flags))
+    }
+}
+
+/// An x86 vCPU of either backend.
+pub enum X86VCpu {
+    /// Under VMX.
+    Vmx(Box<VmxVCpu>),
+    /// Under SVM.
+    Svm(Box<SvmVCpu>),
+}
+
+macro_rules! each {
+    ($s:expr, $v:ident => $e:expr) => {
+        match $s {
+            X86VCpu::Vmx($v) => $e,
+            X86VCpu::Svm($v) => $e,
+        }
+    };
+}
+
+impl ArchVCpu for X86VCpu {
+    /// The VM's identifier: VPID under VMX, ASID under SVM.
+    type CreateConfig = VmxVCpuConfig;
+
+    fn new(vcpu_id: usize, config: VmxVCpuConfig) -> Result<Self, VCpuError> {
+        Ok(match backend() {
+            Backend::Vmx => Self::Vmx(Box::new(VmxVCpu::new(vcpu_id, config)?)),
+            Backend::Svm => Self::Svm(Box::new(SvmVCpu::new(vcpu_id, config)?)),
+        })
+    }
+    fn set_entry(&mut self, entry: GuestPhysAddr) {
+        each!(self, v => v.set_entry(entry))
+    }
+    fn set_stage2_root(&mut self, root: HostPhysAddr) {
+        each!(self, v => v.set_stage2_root(root))
+    }
+    fn set_gpr(&mut self, idx: usize, value: u64) {
+        each!(self, v => v.set_gpr(idx, value))
+    }
+    fn setup(&mut self) -> Result<(), VCpuError> {
+        each!(self, v => v.setup())
+    }
+    fn run_with<R>(
+        &mut self,
+        handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
+    ) -> Result<R, VCpuError> {
+        match self {
+            Self::Vmx(_) => VmxVCpu::run_loop(
+                self,
+                |s| match s {
+                    Self::Vmx(v) => Some(&mut **v),
+                    Self::Svm(_) => None,
+                },
+                handle,
+            ),
+            Self::Svm(_) => SvmVCpu::run_loop(
+                self,
+                |s| match s {
+                    Self::Svm(v) => Some(&mut **v),
+                    Self::Vmx(_) => None,
+                },
+                handle,
+            ),
+        }
+    }
+    fn complete_mmio_read(&mut self, value: u64) {
+        each!(self, v => v.complete_mmio_read(value))
+    }
+    fn complete_port_read(&mut self, value: u64) {
+        each!(self, v => v.complete_port_read(value))
+    }
+    fn hypercall_args(&self) -> [u64; 6] {
+        each!(self, v => v.hypercall_args())
+    }
+    fn set_return_value(&mut self, value: u64) {
+        each!(self, v => v.set_return_value(value))
+    }
+    fn inject_data_fault(&mut self, gpa: GuestPhysAddr) {
+        each!(self, v => v.inject_data_fault(gpa))
+    }
+    fn set_vm_id(&mut self, vm_id: u64) {
+        each!(self, v => v.set_vm_id(vm_id))
+    }
+    fn put(&mut self) {
+        each!(self, v => v.put())
+    }
+    fn vcpu_index(target: u64, count: usize) -> Option<usize> {
+        VmxVCpu::vcpu_index(target, count)
+    }
+    fn set_start_arg(&mut self, arg: u64) {
+        each!(self, v => v.set_start_arg(arg))
+    }
+    fn complete_power(&mut self, reply: PowerReply) {
+        each!(self, v => v.complete_power(reply))
+    }
+}
+
+/// VM identifier bits under [`backend`]: 16 (VPIDs) under VMX; under SVM the largest
+/// width whose identifiers 1..2^n - 1 are all ASIDs the CPU has (4 for QEMU's 16).
+pub fn vmid_bits() -> u32 {
+    match backend() {
+        Backend::Vmx => 16,
+        Backend::Svm => svm::caps().asids.max(2).ilog2().min(16),
+    }
+}

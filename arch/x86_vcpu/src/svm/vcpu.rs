@@ -1,0 +1,921 @@
+//! The SVM vCPU: its VMCB, the world switch (VMLOAD/VMRUN/VMSAVE) and the exit handling
+//! (x86_64 bare metal only). QEMU TCG, where it runs, has no NRIP-save and no decode
+//! assists: the next RIP and the instruction behind an MMIO access come from the guest's
+//! own bytes.
+
+use super::check::{self, VmcbState};
+use super::hw;
+use super::vmcb::{
+    self, ctl, event, opcode, save, ExitCode, IoInfo, IoPermissionMap, MsrPermissionMap, NpfInfo,
+    EFER_SVME,
+};
+use crate::cpuid::{self, CpuidContext};
+use crate::entry;
+use crate::exit::vector;
+use crate::fpu::{restore_debug_regs, save_debug_regs, Fpu};
+use crate::gpt::{Access, Paging, WalkError};
+use crate::guestmem::NestedMemory;
+use crate::insn::{self, CpuMode, MmioOp};
+use crate::msr::{self, MsrContext, MsrWrite};
+use crate::power;
+use alloc::boxed::Box;
+use axaddrspace::{AmdNpt, GuestPhysAddr, HostPhysAddr, MappingFlags};
+use axdevice_base::AccessWidth;
+use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
+use core::arch::{asm, global_asm};
+use core::ops::ControlFlow;
+
+/// General-purpose registers by encoding (RAX and RSP are mirrored from and to the VMCB
+/// around each run). The world switch's layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct Regs([u64; 16]);
+
+/// Register numbers the exits use.
+mod r {
+    pub const RAX: usize = 0;
+    pub const RCX: usize = 1;
+    pub const RDX: usize = 2;
+    pub const RSP: usize = 4;
+    pub const RSI: usize = 6;
+    pub const RDI: usize = 7;
+}
+
+/// An access waiting for its value from the VMM: a load's decoded instruction, or a port
+/// read (with the INS element's address).
+#[derive(Clone, Copy, Debug)]
+enum Waiting {
+    Load {
+        op: MmioOp,
+        next: u64,
+    },
+    Port {
+        size: u8,
+        next: u64,
+        ins: Option<StringIo>,
+    },
+}
+
+/// One element of INS/OUTS.
+#[derive(Clone, Copy, Debug)]
+struct StringIo {
+    linear: u64,
+    size: u8,
+    rep: bool,
+    addr_size: u8,
+}
+
+/// An SVM vCPU.
+pub struct SvmVCpu {
+    fpu: Fpu,
+    asid: u32,
+    index: usize,
+    vm_id: Option<u64>,
+    /// The VMCB's frame (physical = virtual).
+    vmcb: u64,
+    msrpm: Box<MsrPermissionMap>,
+    iopm: Box<IoPermissionMap>,
+    regs: Regs,
+    entry: u64,
+    ncr3: u64,
+    start_arg: u64,
+    /// The CPU this vCPU's state is loaded on (`usize::MAX`: put).
+    loaded_on: usize,
+    /// This CPU's VMSAVE area for the host.
+    host_area: u64,
+    reset_pending: bool,
+    waiting: Option<Waiting>,
+    /// The RIP of the MMIO store just handed to the VMM, for an injected fault.
+    store_rip: Option<u64>,
+    debug_regs: [u64; 5],
+}
+
+// The world switch. `x86_vcpu_svm_run(vmcb, regs, host_area)`: with GIF clear, VMSAVE the
+// host's FS/GS/TR/LDTR and SYSCALL MSRs, VMLOAD the guest's, load the guest's registers
+// (RAX and RSP come from the VMCB), set IF (so that physical interrupts, held by GIF=0
+// until the guest runs, exit it: V_INTR_MASKING makes the host's IF at VMRUN decide) and
+// VMRUN. After the exit: clear IF, store the guest's registers, VMSAVE the guest's state,
+// VMLOAD the host's, set GIF (interrupts stay pending with IF clear until the VMM takes
+// them).
+global_asm!(
+    ".global x86_vcpu_svm_run",
+    "x86_vcpu_svm_run:",
+    "push rbp",
+    "push rbx",
+    "push r12",
+    "push r13",
+    "push r14",
+    "push r15",
+    "push rsi",
+    "push rdi",
+    "push rdx",
+    "clgi",
+    "mov rax, rdx",
+    "vmsave rax",
+    "mov rax, [rsp + 8]",
+    "vmload rax",
+    "mov rcx, [rsi + 8]",
+    "mov rdx, [rsi + 16]",
+    "mov rbx, [rsi + 24]",
+    "mov rbp, [rsi + 40]",
+    "mov rdi, [rsi + 56]",
+    "mov r8, [rsi + 64]",
+    "mov r9, [rsi + 72]",
+    "mov r10, [rsi + 80]",
+    "mov r11, [rsi + 88]",
+    "mov r12, [rsi + 96]",
+    "mov r13, [rsi + 104]",
+    "mov r14, [rsi + 112]",
+    "mov r15, [rsi + 120]",
+    "mov rsi, [rsi + 48]",
+    "sti",
+    "vmrun rax",
+    "cli",
+    "mov rax, [rsp + 16]",
+    "mov [rax + 8], rcx",
+    "mov [rax + 16], rdx",
+    "mov [rax + 24], rbx",
+    "mov [rax + 40], rbp",
+    "mov [rax + 48], rsi",
+    "mov [rax + 56], rdi",
+    "mov [rax + 64], r8",
+    "mov [rax + 72], r9",
+    "mov [rax + 80], r10",
+    "mov [rax + 88], r11",
+    "mov [rax + 96], r12",
+    "mov [rax + 104], r13",
+    "mov [rax + 112], r14",
+    "mov [rax + 120], r15",
+    "mov rax, [rsp + 8]",
+    "vmsave rax",
+    "mov rax, [rsp]",
+    "vmload rax",
+    "stgi",
+    "add rsp, 24",
+    "pop r15",
+    "pop r14",
+    "pop r13",
+    "pop r12",
+    "pop rbx",
+    "pop rbp",
+    "ret",
+);
+
+unsafe extern "C" {
+    fn x86_vcpu_svm_run(vmcb: u64, regs: *mut Regs, host_area: u64);
+}
+
+fn vcpu_err(what: &'static str) -> VCpuError {
+    VCpuError::Unsupported(what)
+}
+
+/// Guest memory behind the VM's nested page table.
+type NptMemory = NestedMemory<AmdNpt>;
+
+impl SvmVCpu {
+    fn rd(&self, off: usize) -> u64 {
+        // SAFETY: `off` is a field offset inside this vCPU's VMCB frame (< 4 KiB, 8-byte
+        // fields aligned), which it owns for its lifetime.
+        unsafe { ((self.vmcb + off as u64) as *const u64).read_volatile() }
+    }
+
+    fn wr(&mut self, off: usize, v: u64) {
+        // SAFETY: as in `rd`; the CPU reads the VMCB only during VMRUN, on this CPU.
+        unsafe { ((self.vmcb + off as u64) as *mut u64).write_volatile(v) }
+    }
+
+    fn rd8(&self, off: usize) -> u8 {
+        // SAFETY: as in `rd`, one byte.
+        unsafe { ((self.vmcb + off as u64) as *const u8).read_volatile() }
+    }
+
+    fn wr8(&mut self, off: usize, v: u8) {
+        // SAFETY: as in `wr`, one byte.
+        unsafe { ((self.vmcb + off as u64) as *mut u8).write_volatile(v) }
+    }
+
+    /// A segment: selector, attributes, limit and base at `off`.
+    fn wr_segment(&mut self, off: usize, selector: u16, attr: u16, limit: u32, base: u64) {
+        let lo = u64::from(selector) | u64::from(attr) << 16 | u64::from(limit) << 32;
+        self.wr(off, lo);
+        self.wr(off + 8, base);
+    }
+
+    fn segment_attr(&self, off: usize) -> u16 {
+        (self.rd(off) >> 16) as u16
+    }
+
+    fn segment_base(&self, off: usize) -> u64 {
+        self.rd(off + 8)
+    }
+
+    fn paging(&self) -> Paging {
+        Paging {
+            cr0: self.rd(save::CR0),
+            cr3: self.rd(save::CR3),
+            cr4: self.rd(save::CR4),
+            efer: self.rd(save::EFER),
+        }
+    }
+
+    fn memory(&self) -> NptMemory {
+        NptMemory::new(self.ncr3)
+    }
+
+    fn mode(&self) -> CpuMode {
+        let cs = self.segment_attr(save::CS);
+        if self.rd(save::EFER) & (1 << 10) != 0 && cs & (1 << 9) != 0 {
+            CpuMode::Long64
+        } else if cs & (1 << 10) != 0 {
+            CpuMode::Protected32
+        } else {
+            CpuMode::Code16
+        }
+    }
+
+    /// The linear address of RIP.
+    fn rip_linear(&self) -> u64 {
+        let base = match self.mode() {
+            CpuMode::Long64 => 0,
+            _ => self.segment_base(save::CS),
+        };
+        base.wrapping_add(self.rd(save::RIP))
+    }
+
+    /// The bytes at RIP (as many as the guest's pages give, up to 15).
+    fn fetch(&self) -> Option<([u8; insn::MAX_INSN_LEN], usize)> {
+        let mut bytes = [0u8; insn::MAX_INSN_LEN];
+        let n = self
+            .paging()
+            .fetch(&self.memory(), self.rip_linear(), &mut bytes)
+            .ok()?;
+        Some((bytes, n))
+    }
+
+    /// The length of the instruction at RIP, known to be `op` (the exit says so): its
+    /// prefixes counted from its bytes (no NRIP-save), else the bare opcode's length.
+    fn len_of(&self, op: &[u8]) -> u64 {
+        let long = self.mode() == CpuMode::Long64;
+        let len = self
+            .fetch()
+            .and_then(|(b, n)| vmcb::insn_len(&b[..n], op, long));
+        u64::from(len.unwrap_or(op.len() as u8))
+    }
+
+    fn set_rip(&mut self, rip: u64) {
+        self.wr(save::RIP, rip);
+        // An instruction completed: no STI / MOV SS shadow is left.
+        let s = self.rd(ctl::INT_STATE);
+        self.wr(ctl::INT_STATE, s & !1);
+    }
+
+    /// Moves RIP past the instruction `op` at RIP.
+    fn skip(&mut self, op: &[u8]) {
+        let next = self.rd(save::RIP).wrapping_add(self.len_of(op));
+        self.set_rip(next);
+    }
+
+    fn inject(&mut self, v: u8, code: Option<u32>) {
+        self.wr(ctl::EVENT_INJ, event::exception(v, code));
+    }
+
+    fn inject_page_fault(&mut self, addr: u64, error_code: u32) {
+        self.wr(save::CR2, addr);
+        self.inject(vector::PF, Some(error_code));
+    }
+
+    fn cpl(&self) -> u8 {
+        self.rd8(save::CPL) & 3
+    }
+
+    fn gpr(&self, i: u8) -> u64 {
+        self.regs.0[usize::from(i & 15)]
+    }
+
+    /// Makes this vCPU's state the CPU's: SVM enabled here, the extended and debug state
+    /// restored, the VMCB written after set-up; the TLB is flushed for the first run
+    /// here (no flush-by-ASID: the whole TLB).
+    fn load(&mut self) -> Result<(), VCpuError> {
+        let area = hw::enable().map_err(|_| vcpu_err("SVM cannot be enabled on this CPU"))?;
+        let cpu = axhal::cpu::id();
+        let mut flush = false;
+        if self.loaded_on != cpu {
+            self.host_area = area;
+            self.loaded_on = cpu;
+            self.fpu.restore();
+            restore_debug_regs(&self.debug_regs);
+            flush = true;
+        }
+        if self.reset_pending {
+            self.write_vmcb();
+            self.reset_pending = false;
+            flush = true;
+        }
+        if flush {
+            self.wr8(ctl::TLB_CONTROL, vmcb::tlb::ALL);
+        }
+        Ok(())
+    }
+
+    /// The control area and the entry contract's guest state (docs/x86.md).
+    fn write_vmcb(&mut self) {
+        // SAFETY: the VMCB frame is this vCPU's, 4 KiB, and not in use (between runs).
+        unsafe { core::ptr::write_bytes(self.vmcb as *mut u8, 0, 0x1000) };
+        self.wr(ctl::EXCEPTION_INTERCEPTS, 1 << vector::UD);
+        self.wr(
+            ctl::INTERCEPT3,
+            u64::from(vmcb::INTERCEPT3) | u64::from(vmcb::INTERCEPT4) << 32,
+        );
+        self.wr(ctl::IOPM_BASE, &*self.iopm as *const IoPermissionMap as u64);
+        self.wr(
+            ctl::MSRPM_BASE,
+            &*self.msrpm as *const MsrPermissionMap as u64,
+        );
+        self.wr(ctl::ASID, u64::from(self.asid));
+        self.wr(ctl::INT_CTL, vmcb::V_INTR_MASKING);
+        self.wr(ctl::NP_ENABLE, 1);
+        self.wr(ctl::N_CR3, self.ncr3);
+        let code = vmcb::attributes(entry::CODE_ACCESS_RIGHTS);
+        let data = vmcb::attributes(entry::DATA_ACCESS_RIGHTS);
+        for off in [save::ES, save::SS, save::DS, save::FS, save::GS] {
+            self.wr_segment(off, entry::DATA_SELECTOR, data, u32::MAX, 0);
+        }
+        self.wr_segment(save::CS, entry::CODE_SELECTOR, code, u32::MAX, 0);
+        self.wr_segment(save::GDTR, 0, 0, entry::GDT_LIMIT, entry::GDT_GPA);
+        self.wr_segment(save::IDTR, 0, 0, 0, 0);
+        self.wr_segment(save::LDTR, 0, 0, 0, 0);
+        let tss = vmcb::attributes(entry::TSS_ACCESS_RIGHTS);
+        self.wr_segment(
+            save::TR,
+            entry::TSS_SELECTOR,
+            tss,
+            entry::TSS_LIMIT,
+            entry::TSS_GPA,
+        );
+        self.wr8(save::CPL, 0);
+        self.wr(save::EFER, entry::EFER | EFER_SVME);
+        self.wr(save::CR0, entry::CR0);
+        self.wr(save::CR3, entry::PML4_GPA);
+        self.wr(save::CR4, entry::CR4);
+        self.wr(save::DR6, 0xffff_0ff0);
+        self.wr(save::DR7, 0x400);
+        self.wr(save::RFLAGS, entry::RFLAGS);
+        self.wr(save::RIP, self.entry);
+        self.wr(save::G_PAT, entry::PAT);
+    }
+
+    fn state(&self) -> VmcbState {
+        VmcbState {
+            efer: self.rd(save::EFER),
+            cr0: self.rd(save::CR0),
+            cr3: self.rd(save::CR3),
+            cr4: self.rd(save::CR4),
+            dr6: self.rd(save::DR6),
+            dr7: self.rd(save::DR7),
+            cs_attr: self.segment_attr(save::CS),
+            intercept4: (self.rd(ctl::INTERCEPT3) >> 32) as u32,
+            asid: self.rd(ctl::ASID) as u32,
+            event_inj: self.rd(ctl::EVENT_INJ),
+        }
+    }
+
+    /// [`axvcpu::ArchVCpu::run_with`]'s loop for the SVM vCPU inside `outer`, which
+    /// `get` finds it in; the handler gets `outer`.
+    pub(crate) fn run_loop<S, R>(
+        outer: &mut S,
+        get: fn(&mut S) -> Option<&mut Self>,
+        mut handle: impl FnMut(&mut S, VmExit) -> ControlFlow<R>,
+    ) -> Result<R, VCpuError> {
+        get(outer).ok_or(vcpu_err("not an SVM vCPU"))?.load()?;
+        loop {
+            let v = get(outer).ok_or(vcpu_err("not an SVM vCPU"))?;
+            v.wr(save::RAX, v.regs.0[r::RAX]);
+            v.wr(save::RSP, v.regs.0[r::RSP]);
+            // SAFETY: the VMCB holds complete control and guest state (`load`), SVM is
+            // on in this CPU (EFER.SVME, VM_HSAVE_PA) and `host_area` is its VMSAVE area;
+            // the world switch saves and restores every host register it touches, and
+            // interrupts are masked (the caller's contract).
+            unsafe { x86_vcpu_svm_run(v.vmcb, &mut v.regs, v.host_area) };
+            v.regs.0[r::RAX] = v.rd(save::RAX);
+            v.regs.0[r::RSP] = v.rd(save::RSP);
+            v.wr8(ctl::TLB_CONTROL, vmcb::tlb::NONE);
+            // An event whose delivery the exit interrupted is delivered again, unless the
+            // exit's handling injects something else.
+            let pending = v.rd(ctl::EXIT_INT_INFO);
+            v.wr(
+                ctl::EVENT_INJ,
+                if pending & event::VALID != 0 {
+                    pending
+                } else {
+                    0
+                },
+            );
+            if let Some(exit) = v.handle_exit() {
+                if let ControlFlow::Break(r) = handle(outer, exit) {
+                    return Ok(r);
+                }
+            }
+        }
+    }
+
+    /// Decodes the exit just taken: `None` when handled here (re-enter).
+    fn handle_exit(&mut self) -> Option<VmExit> {
+        self.store_rip = None;
+        let code = ExitCode(self.rd(ctl::EXIT_CODE));
+        let info1 = self.rd(ctl::EXIT_INFO1);
+        let info2 = self.rd(ctl::EXIT_INFO2);
+        match code {
+            // The host takes the interrupt (or NMI) once the VMM unmasks: GIF is set again
+            // and IF is clear until then.
+            ExitCode::INTR | ExitCode::NMI => Some(VmExit::ExternalInterrupt),
+            ExitCode::SMI => None,
+            ExitCode::CPUID => {
+                let (leaf, sub) = (self.regs.0[r::RAX] as u32, self.regs.0[r::RCX] as u32);
+                let h = core::arch::x86_64::__cpuid_count(leaf, sub);
+                let ctx = CpuidContext {
+                    vcpu_index: self.index as u8,
+                    guest_cr4: self.rd(save::CR4),
+                    // INVPCID runs unintercepted under SVM when the CPU has it.
+                    invpcid: true,
+                    tsc_khz: u32::try_from(axhal::time::ticks_per_sec() / 1000).unwrap_or(0),
+                };
+                let out = cpuid::filter(leaf, sub, [h.eax, h.ebx, h.ecx, h.edx], &ctx);
+                for (i, v) in [r::RAX, 3, r::RCX, r::RDX].into_iter().zip(out) {
+                    self.regs.0[i] = u64::from(v);
+                }
+                self.skip(opcode::CPUID);
+                None
+            }
+            ExitCode::HLT => {
+                self.skip(opcode::HLT);
+                Some(VmExit::Halt)
+            }
+            ExitCode::VMMCALL => self.hypercall(opcode::VMMCALL),
+            ExitCode::MSR => {
+                self.msr_access(info1 & 1 != 0);
+                None
+            }
+            ExitCode::XSETBV => {
+                self.xsetbv();
+                None
+            }
+            ExitCode::IOIO => match IoInfo::decode(info1) {
+                Some(io) => self.port_io(io, info2),
+                None => {
+                    self.inject(vector::GP, Some(0));
+                    None
+                }
+            },
+            ExitCode::NPF => Some(self.nested_page_fault(NpfInfo::decode(info1), info2)),
+            ExitCode::SHUTDOWN => Some(VmExit::Unsupported {
+                reason: "triple fault",
+                syndrome: code.0,
+            }),
+            ExitCode::INIT => Some(VmExit::Unsupported {
+                reason: "INIT signal while the guest ran",
+                syndrome: code.0,
+            }),
+            ExitCode::INVD | ExitCode::WBINVD => {
+                self.skip(if code == ExitCode::INVD {
+                    opcode::INVD
+                } else {
+                    opcode::WBINVD
+                });
+                None
+            }
+            ExitCode::INVALID => Some(VmExit::Unsupported {
+                reason: check::vmcb(&self.state())
+                    .unwrap_or("VMRUN refused the VMCB (VMEXIT_INVALID)"),
+                syndrome: code.0,
+            }),
+            _ if code == ExitCode::exception(vector::UD) => {
+                // Intel's VMCALL is #UD on AMD: test guests built for both use it, and it
+                // is taken as the hypercall; any other #UD is the guest's.
+                let long = self.mode() == CpuMode::Long64;
+                let vmcall = self
+                    .fetch()
+                    .and_then(|(b, n)| vmcb::insn_len(&b[..n], opcode::VMCALL, long));
+                if vmcall.is_some() {
+                    self.wr(ctl::EVENT_INJ, 0);
+                    return self.hypercall(opcode::VMCALL);
+                }
+                self.inject(vector::UD, None);
+                None
+            }
+            ExitCode::RDPMC
+            | ExitCode::RDTSCP
+            | ExitCode::MONITOR
+            | ExitCode::MWAIT
+            | ExitCode::MWAIT_COND
+            | ExitCode::VMRUN
+            | ExitCode::VMLOAD
+            | ExitCode::VMSAVE
+            | ExitCode::STGI
+            | ExitCode::CLGI
+            | ExitCode::SKINIT
+            | ExitCode::INVLPGA => {
+                // Hidden in CPUID or not offered: undefined for the guest.
+                self.inject(vector::UD, None);
+                None
+            }
+            _ => Some(VmExit::Unsupported {
+                reason: code.name(),
+                syndrome: code.0,
+            }),
+        }
+    }
+
+    /// VMMCALL (or VMCALL taken from its #UD): the hypercall ABI of docs/x86.md.
+    fn hypercall(&mut self, op: &[u8]) -> Option<VmExit> {
+        if self.cpl() != 0 {
+            self.inject(vector::UD, None);
+            return None;
+        }
+        let g = self.regs.0;
+        self.skip(op);
+        if let Some(v) = self
+            .vm_id
+            .and_then(|id| hypercall::fixed_answer(g[r::RAX], id))
+        {
+            self.regs.0[r::RAX] = v;
+            return None;
+        }
+        Some(power::exit(g[r::RAX], [g[r::RDI], g[r::RSI], g[r::RDX]]))
+    }
+
+    fn msr_access(&mut self, write: bool) {
+        let m = self.regs.0[r::RCX] as u32;
+        let efer = self.rd(save::EFER);
+        let ctx = MsrContext {
+            vcpu_index: self.index,
+            // The guest never sees SVME, which its VMCB must have.
+            efer: efer & !EFER_SVME,
+            paging: self.rd(save::CR0) & (1 << 31) != 0,
+        };
+        let result = if write {
+            let v = (self.regs.0[r::RDX] << 32) | (self.regs.0[r::RAX] & 0xffff_ffff);
+            msr::write(m, v, &ctx).map(|w| {
+                if let MsrWrite::Efer(e) = w {
+                    self.wr(save::EFER, e | EFER_SVME);
+                }
+            })
+        } else {
+            msr::read(m, &ctx).map(|v| {
+                self.regs.0[r::RAX] = v & 0xffff_ffff;
+                self.regs.0[r::RDX] = v >> 32;
+            })
+        };
+        match result {
+            Ok(()) => self.skip(if write { opcode::WRMSR } else { opcode::RDMSR }),
+            Err(msr::Gp) => self.inject(vector::GP, Some(0)),
+        }
+    }
+
+    fn xsetbv(&mut self) {
+        let v = (self.regs.0[r::RDX] << 32) | (self.regs.0[r::RAX] & 0xffff_ffff);
+        let h = core::arch::x86_64::__cpuid_count(0xd, 0);
+        let supported = (u64::from(h.edx) << 32) | u64::from(h.eax);
+        if self.rd(save::CR4) & (1 << 18) == 0 || !self.fpu.xsave {
+            self.inject(vector::UD, None);
+        } else if !cpuid::xcr0_valid(self.regs.0[r::RCX] as u32, v, supported) {
+            self.inject(vector::GP, Some(0));
+        } else {
+            // SAFETY: the value passed the architectural checks; XCR0 is the guest's while
+            // its vCPU is loaded and the hypervisor uses no extended state.
+            unsafe {
+                asm!("xsetbv", in("ecx") 0u32, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nomem, nostack))
+            };
+            self.fpu.xcr0 = v;
+            self.skip(opcode::XSETBV);
+        }
+    }
+
+    /// The segment base of a string instruction's source (a segment-override prefix
+    /// among its bytes, else DS): the CPU reports none without decode assists.
+    fn outs_base(&self) -> u64 {
+        let over = self.fetch().and_then(|(b, n)| {
+            b[..n].iter().find_map(|&x| match x {
+                0x26 => Some(save::ES),
+                0x2e => Some(save::CS),
+                0x36 => Some(save::SS),
+                0x64 => Some(save::FS),
+                0x65 => Some(save::GS),
+                _ => None,
+            })
+        });
+        let seg = over.unwrap_or(save::DS);
+        if self.mode() == CpuMode::Long64 && seg != save::FS && seg != save::GS {
+            0
+        } else {
+            self.segment_base(seg)
+        }
+    }
+
+    /// IN, OUT, INS, OUTS; `next` is EXITINFO2, the next RIP (given by the IOIO intercept
+    /// itself, NRIP-save or not: QEMU fills it too).
+    fn port_io(&mut self, io: IoInfo, next: u64) -> Option<VmExit> {
+        let width = match io.size {
+            1 => AccessWidth::Byte,
+            2 => AccessWidth::Half,
+            _ => AccessWidth::Word,
+        };
+        let mask = (1u64 << (8 * u32::from(io.size))) - 1;
+        let read = VmExit::PortRead {
+            port: io.port,
+            width,
+        };
+        if !io.string {
+            if io.input {
+                self.waiting = Some(Waiting::Port {
+                    size: io.size,
+                    next,
+                    ins: None,
+                });
+                return Some(read);
+            }
+            self.set_rip(next);
+            let value = self.regs.0[r::RAX] & mask;
+            return Some(VmExit::PortWrite {
+                value,
+                port: io.port,
+                width,
+            });
+        }
+        let long = self.mode() == CpuMode::Long64;
+        let addr_size = io.addr_size.unwrap_or(if long { 8 } else { 4 });
+        if io.rep && crate::exit::string_count_zero(self.regs.0[r::RCX], addr_size) {
+            self.set_rip(next);
+            return None;
+        }
+        let amask = match addr_size {
+            2 => 0xffff,
+            4 => 0xffff_ffff,
+            _ => u64::MAX,
+        };
+        let (index, base) = if io.input {
+            let es = if long { 0 } else { self.segment_base(save::ES) };
+            (self.regs.0[r::RDI], es)
+        } else {
+            (self.regs.0[r::RSI], self.outs_base())
+        };
+        let step = StringIo {
+            linear: base.wrapping_add(index & amask),
+            size: io.size,
+            rep: io.rep,
+            addr_size,
+        };
+        if io.input {
+            self.waiting = Some(Waiting::Port {
+                size: io.size,
+                next,
+                ins: Some(step),
+            });
+            return Some(read);
+        }
+        let mut b = [0u8; 4];
+        let n = usize::from(io.size);
+        match self
+            .paging()
+            .read(&self.memory(), step.linear, &mut b[..n], Access::Read)
+        {
+            Ok(()) => {
+                self.string_done(&step, r::RSI, next);
+                Some(VmExit::PortWrite {
+                    value: u64::from(u32::from_le_bytes(b)) & mask,
+                    port: io.port,
+                    width,
+                })
+            }
+            Err(WalkError::PageFault { addr, error_code }) => {
+                self.inject_page_fault(addr, error_code);
+                None
+            }
+            Err(_) => Some(VmExit::Unsupported {
+                reason: "string port I/O on memory that is not guest RAM",
+                syndrome: u64::from(io.port),
+            }),
+        }
+    }
+
+    /// One string element done: the index register and RCX stepped, RIP moved to `next`
+    /// when the count is done.
+    fn string_done(&mut self, s: &StringIo, reg: usize, next: u64) {
+        let df = self.rd(save::RFLAGS) & (1 << 10) != 0;
+        let (index, rcx, done) = crate::exit::string_step(
+            self.regs.0[reg],
+            self.regs.0[r::RCX],
+            s.size,
+            df,
+            s.rep,
+            s.addr_size,
+        );
+        self.regs.0[reg] = index;
+        self.regs.0[r::RCX] = rcx;
+        if done {
+            self.set_rip(next);
+        }
+    }
+
+    /// A nested page fault: a data access by an instruction becomes an MMIO exit (the
+    /// instruction fetched and decoded here: no decode assists), anything else goes to the
+    /// VMM as a nested fault.
+    fn nested_page_fault(&mut self, npf: NpfInfo, gpa: u64) -> VmExit {
+        let access = if npf.fetch {
+            MappingFlags::EXECUTE
+        } else if npf.write {
+            MappingFlags::WRITE
+        } else {
+            MappingFlags::READ
+        };
+        let gpa = GuestPhysAddr::new(gpa as usize);
+        let fault = VmExit::NestedPageFault { gpa, access };
+        if !npf.is_data_access() {
+            return fault;
+        }
+        let Some((bytes, n)) = self.fetch() else {
+            return fault;
+        };
+        let Ok(i) = insn::decode(&bytes[..n], self.mode()) else {
+            return fault;
+        };
+        let width = match i.op.width() {
+            1 => AccessWidth::Byte,
+            2 => AccessWidth::Half,
+            4 => AccessWidth::Word,
+            _ => AccessWidth::Dword,
+        };
+        let rip = self.rd(save::RIP);
+        let next = rip.wrapping_add(u64::from(i.len));
+        let value = match i.op {
+            MmioOp::Load {
+                dest, sign_extend, ..
+            } => {
+                self.waiting = Some(Waiting::Load { op: i.op, next });
+                return VmExit::MmioRead {
+                    gpa,
+                    reg: usize::from(dest.index),
+                    width,
+                    sign_ext: sign_extend,
+                };
+            }
+            MmioOp::StoreReg { src, .. } => insn::store_value(&i.op, self.gpr(src.index)),
+            MmioOp::StoreImm { .. } => insn::store_value(&i.op, 0),
+        };
+        self.store_rip = Some(rip);
+        self.set_rip(next);
+        VmExit::MmioWrite { gpa, value, width }
+    }
+}
+
+impl ArchVCpu for SvmVCpu {
+    type CreateConfig = crate::VmxVCpuConfig;
+
+    /// `config.vpid` is the VM's identifier, used as its ASID.
+    fn new(vcpu_id: usize, config: crate::VmxVCpuConfig) -> Result<Self, VCpuError> {
+        hw::enable().map_err(|_| vcpu_err("SVM cannot be enabled on this CPU"))?;
+        let vmcb = crate::vmx::alloc_frame().ok_or(vcpu_err("no memory for a VMCB"))?;
+        let mut fpu = Fpu::new(crate::vmx::xsave_enabled());
+        fpu.reset();
+        Ok(Self {
+            fpu,
+            asid: u32::from(config.vpid),
+            index: vcpu_id,
+            vm_id: None,
+            vmcb,
+            msrpm: Box::new(MsrPermissionMap::new()),
+            iopm: Box::new(IoPermissionMap::new()),
+            regs: Regs::default(),
+            entry: 0,
+            ncr3: 0,
+            start_arg: 0,
+            loaded_on: usize::MAX,
+            host_area: 0,
+            reset_pending: true,
+            waiting: None,
+            store_rip: None,
+            debug_regs: [0, 0, 0, 0, 0xffff_0ff0],
+        })
+    }
+
+    fn set_entry(&mut self, entry: GuestPhysAddr) {
+        self.entry = entry.as_usize() as u64;
+    }
+
+    fn set_stage2_root(&mut self, root: HostPhysAddr) {
+        self.ncr3 = AmdNpt::ncr3(root);
+    }
+
+    fn set_gpr(&mut self, idx: usize, value: u64) {
+        if idx < 16 {
+            self.regs.0[idx] = value;
+        }
+    }
+
+    fn setup(&mut self) -> Result<(), VCpuError> {
+        self.regs = Regs::default();
+        self.regs.0[r::RDI] = self.start_arg;
+        self.waiting = None;
+        self.debug_regs = [0, 0, 0, 0, 0xffff_0ff0];
+        self.fpu.reset();
+        self.reset_pending = true;
+        Ok(())
+    }
+
+    fn run_with<R>(
+        &mut self,
+        handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
+    ) -> Result<R, VCpuError> {
+        Self::run_loop(self, |s| Some(s), handle)
+    }
+
+    fn complete_mmio_read(&mut self, value: u64) {
+        if let Some(Waiting::Load { op, next }) = self.waiting.take() {
+            if let MmioOp::Load { dest, .. } = op {
+                let i = usize::from(dest.index & 15);
+                self.regs.0[i] = insn::apply_load(self.regs.0[i], value, &op);
+            }
+            self.set_rip(next);
+        }
+    }
+
+    fn complete_port_read(&mut self, value: u64) {
+        let Some(Waiting::Port { size, next, ins }) = self.waiting.take() else {
+            return;
+        };
+        let mask = (1u64 << (8 * u32::from(size))) - 1;
+        let Some(s) = ins else {
+            let old = self.regs.0[r::RAX];
+            // IN EAX zero-extends into RAX; IN AL / AX keep the other bits.
+            self.regs.0[r::RAX] = if size == 4 {
+                value & mask
+            } else {
+                (old & !mask) | (value & mask)
+            };
+            self.set_rip(next);
+            return;
+        };
+        let bytes = ((value & mask) as u32).to_le_bytes();
+        match self
+            .paging()
+            .write(&self.memory(), s.linear, &bytes[..usize::from(size)])
+        {
+            Ok(()) => self.string_done(&s, r::RDI, next),
+            Err(WalkError::PageFault { addr, error_code }) => {
+                self.inject_page_fault(addr, error_code)
+            }
+            // Not RAM: the element is dropped and the guest gets #GP.
+            Err(_) => self.inject(vector::GP, Some(0)),
+        }
+    }
+
+    fn hypercall_args(&self) -> [u64; 6] {
+        let g = &self.regs.0;
+        [g[r::RDI], g[r::RSI], g[r::RDX], g[10], g[8], g[9]]
+    }
+
+    fn set_return_value(&mut self, value: u64) {
+        self.regs.0[r::RAX] = value;
+    }
+
+    fn inject_data_fault(&mut self, _gpa: GuestPhysAddr) {
+        // No data abort on x86: an access nothing claims is a #GP(0) at the instruction.
+        self.waiting = None;
+        if let Some(rip) = self.store_rip.take() {
+            self.wr(save::RIP, rip);
+        }
+        self.inject(vector::GP, Some(0));
+    }
+
+    fn set_vm_id(&mut self, vm_id: u64) {
+        self.vm_id = Some(vm_id);
+    }
+
+    fn put(&mut self) {
+        if self.loaded_on == usize::MAX {
+            return;
+        }
+        self.fpu.save();
+        self.debug_regs = save_debug_regs();
+        self.loaded_on = usize::MAX;
+    }
+
+    fn vcpu_index(target: u64, count: usize) -> Option<usize> {
+        (target < count as u64).then_some(target as usize)
+    }
+
+    fn set_start_arg(&mut self, arg: u64) {
+        self.start_arg = arg;
+        self.regs.0[r::RDI] = arg;
+    }
+
+    fn complete_power(&mut self, reply: PowerReply) {
+        self.regs.0[r::RAX] = power::reply_code(reply);
+    }
+}
+
+impl Drop for SvmVCpu {
+    fn drop(&mut self) {
+        self.put();
+        crate::vmx::free_frame(self.vmcb);
+    }
+}
