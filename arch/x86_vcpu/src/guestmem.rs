@@ -108,3 +108,9 @@ impl<F: PteFormat> GuestMemory for NestedMemory<F> {
         self.each_page(gpa, len, MappingFlags::WRITE, |_, _, _| {})
     }
 }
+
+impl<F: PteFormat> crate::insn_cache::HostMemory for NestedMemory<F> {
+    fn host_readable(&self, gpa: u64) -> Option<u64> {
+        self.host(gpa, MappingFlags::READ)
+    }
+}

@@ -42,6 +42,7 @@ pub mod entry;
 pub mod exit;
 pub mod gpt;
 pub mod insn;
+pub mod insn_cache;
 pub mod msr;
 pub mod power;
 pub mod svm;

@@ -10,6 +10,7 @@ use crate::fpu::{restore_debug_regs, save_debug_regs, Fpu};
 use crate::gpt::{Access, Paging, WalkError};
 use crate::guestmem::NestedMemory;
 use crate::insn::{self, CpuMode, MmioOp};
+use crate::insn_cache::{self, Recording};
 use crate::msr::{self, MsrBitmap, MsrContext, MsrWrite};
 use crate::power;
 use crate::vmcs::field as f;
@@ -112,6 +113,9 @@ pub struct VmxVCpu {
     /// The guest's CR0 and CR4 as it believes them (the read shadows).
     cr0_shadow: u64,
     cr4_shadow: u64,
+    /// The last MMIO instruction decoded (crate::insn_cache), dropped on reset and when
+    /// the EPT root changes.
+    insn_cache: Option<insn_cache::Entry>,
 }
 
 // The world switch. `x86_vcpu_vmx_run(gprs, launched)` saves the callee-saved registers
@@ -214,6 +218,7 @@ impl VmxVCpu {
         self.eptp & IntelEpt::ADDR_MASK
     }
 
+    #[inline(always)]
     fn paging(&self) -> Paging {
         Paging {
             cr0: vmx::read(f::GUEST_CR0),
@@ -223,6 +228,7 @@ impl VmxVCpu {
         }
     }
 
+    #[inline(always)]
     fn advance(&mut self, len: u64) {
         let rip = vmx::read(f::GUEST_RIP);
         vmx::write(f::GUEST_RIP, rip.wrapping_add(len));
@@ -233,6 +239,7 @@ impl VmxVCpu {
         }
     }
 
+    #[inline(always)]
     fn skip_instruction(&mut self) {
         let len = vmx::read(f::EXIT_INSTRUCTION_LEN);
         self.advance(len);
@@ -250,10 +257,13 @@ impl VmxVCpu {
         }
     }
 
+    #[inline(always)]
     fn reinject_vectoring(&mut self) {
         let info = vmx::read(f::IDT_VECTORING_INFO) as u32;
         if info & event::VALID == 0 {
-            vmx::write(f::ENTRY_INTERRUPTION_INFO, 0);
+            // Nothing to write: every VM exit clears the valid bit of the VM-entry
+            // interruption-information field (SDM Vol. 3C, 25.8.3), so an injection made
+            // for the previous entry is not repeated.
             return;
         }
         // Bits 30:12 are not part of the entry field.
@@ -366,6 +376,7 @@ impl VmxVCpu {
     }
 
     /// The guest's CPL (SS.DPL).
+    #[inline(always)]
     fn cpl(&self) -> u64 {
         (vmx::read(f::segment(2).2) >> 5) & 3
     }
@@ -523,12 +534,33 @@ impl VmxVCpu {
 
     /// Decodes the exit just taken: `Ok(None)` when the vCPU handled it itself (re-enter),
     /// `Ok(Some(exit))` for the VMM.
+    ///
+    /// The exits a guest makes most (hypercalls, port I/O, MMIO) are decoded here, inlined
+    /// into the run loop; the others in [`Self::handle_other_exit`].
+    #[inline(always)]
     fn handle_exit(&mut self) -> Option<VmExit> {
         self.store_rip = None;
         let reason_field = vmx::read(f::EXIT_REASON) as u32;
+        match ExitReason::of(reason_field) {
+            ExitReason::VMCALL => self.vmcall(),
+            ExitReason::IO_INSTRUCTION => match IoQual::decode(vmx::read(f::EXIT_QUALIFICATION)) {
+                Some(io) => self.port_io(io),
+                None => {
+                    self.inject(vector::GP, Some(0));
+                    None
+                }
+            },
+            ExitReason::EPT_VIOLATION => Some(self.ept_violation(vmx::read(f::EXIT_QUALIFICATION))),
+            _ => self.handle_other_exit(reason_field),
+        }
+    }
+
+    /// [`Self::handle_exit`] for every other exit reason (and a failed entry).
+    #[inline(never)]
+    fn handle_other_exit(&mut self, reason_field: u32) -> Option<VmExit> {
         let reason = ExitReason::of(reason_field);
-        let qual = vmx::read(f::EXIT_QUALIFICATION);
         if reason_field & ENTRY_FAILURE != 0 {
+            let qual = vmx::read(f::EXIT_QUALIFICATION);
             let named = match (reason, qual) {
                 (ExitReason::INVALID_GUEST_STATE, 0) => {
                     vmx::caps().and_then(|c| check::guest(&self.guest_snapshot(), &c.0))
@@ -573,27 +605,18 @@ impl VmxVCpu {
                 self.skip_instruction();
                 Some(VmExit::Halt)
             }
-            ExitReason::VMCALL => self.vmcall(),
             ExitReason::RDMSR | ExitReason::WRMSR => {
                 self.msr_access(reason == ExitReason::WRMSR);
                 None
             }
             ExitReason::CR_ACCESS => {
-                self.cr_access(CrAccess::decode(qual));
+                self.cr_access(CrAccess::decode(vmx::read(f::EXIT_QUALIFICATION)));
                 None
             }
             ExitReason::XSETBV => {
                 self.xsetbv();
                 None
             }
-            ExitReason::IO_INSTRUCTION => match IoQual::decode(qual) {
-                Some(io) => self.port_io(io),
-                None => {
-                    self.inject(vector::GP, Some(0));
-                    None
-                }
-            },
-            ExitReason::EPT_VIOLATION => Some(self.ept_violation(qual)),
             ExitReason::EPT_MISCONFIG => Some(VmExit::Unsupported {
                 reason: "EPT misconfiguration",
                 syndrome: vmx::read(f::GUEST_PHYSICAL_ADDRESS),
@@ -681,6 +704,7 @@ impl VmxVCpu {
         }
     }
 
+    #[inline(always)]
     fn vmcall(&mut self) -> Option<VmExit> {
         if self.cpl() != 0 {
             // Hypercalls are the guest kernel's: user mode gets #UD, as VMCALL outside
@@ -730,6 +754,7 @@ impl VmxVCpu {
         }
     }
 
+    #[inline(always)]
     fn gpr(&self, i: u8) -> u64 {
         if usize::from(i) == RSP {
             vmx::read(f::GUEST_RSP)
@@ -738,6 +763,7 @@ impl VmxVCpu {
         }
     }
 
+    #[inline(always)]
     fn set_gpr_value(&mut self, i: u8, v: u64) {
         if usize::from(i) == RSP {
             vmx::write(f::GUEST_RSP, v);
@@ -884,6 +910,7 @@ impl VmxVCpu {
     }
 
     /// IN, OUT, INS, OUTS: one exit to the VMM per element (`None`: handled here, re-enter).
+    #[inline(always)]
     fn port_io(&mut self, io: IoQual) -> Option<VmExit> {
         let width = match io.size {
             1 => AccessWidth::Byte,
@@ -912,6 +939,12 @@ impl VmxVCpu {
                 width,
             });
         }
+        self.string_io(io, width, mask, len)
+    }
+
+    /// INS, OUTS: [`Self::port_io`]'s string forms, out of its line.
+    #[inline(never)]
+    fn string_io(&mut self, io: IoQual, width: AccessWidth, mask: u64, len: u8) -> Option<VmExit> {
         let info = vmx::read(f::EXIT_INSTRUCTION_INFO) as u32;
         let long = vmx::read(f::segment(1).2) & (1 << 13) != 0;
         let addr_size = crate::exit::string_address_size(info).unwrap_or(if long { 8 } else { 4 });
@@ -972,6 +1005,23 @@ impl VmxVCpu {
         }
     }
 
+    /// Fetches and decodes the instruction at `key` (its RIP) and caches the result; `None`
+    /// if it cannot be fetched or is not an MMIO access the vCPU emulates.
+    #[inline(never)]
+    fn decode_mmio(&mut self, key: &insn_cache::Key) -> Option<insn::MmioInsn> {
+        let mem = EptMemory::new(self.eptp_root());
+        let rec = Recording::new(&mem);
+        let mut bytes = [0u8; insn::MAX_INSN_LEN];
+        let n = key
+            .paging
+            .fetch(&rec, key.cs_base.wrapping_add(key.rip), &mut bytes)
+            .ok()?;
+        let i = insn::decode(&bytes[..n], key.mode).ok()?;
+        self.insn_cache = rec.entry(*key, i);
+        Some(i)
+    }
+
+    #[inline(always)]
     fn ept_violation(&mut self, qual: u64) -> VmExit {
         let v = EptViolation::decode(qual);
         let gpa = vmx::read(f::GUEST_PHYSICAL_ADDRESS);
@@ -989,9 +1039,7 @@ impl VmxVCpu {
         if !v.is_data_access() {
             return fault;
         }
-        let mem = EptMemory::new(self.eptp_root());
         let paging = self.paging();
-        let mut bytes = [0u8; insn::MAX_INSN_LEN];
         let rip = vmx::read(f::GUEST_RIP);
         let cs_ar = vmx::read(f::segment(1).2);
         let mode = if cs_ar & (1 << 13) != 0 {
@@ -1006,10 +1054,14 @@ impl VmxVCpu {
         } else {
             vmx::read(f::segment(1).3)
         };
-        let Ok(n) = paging.fetch(&mem, cs_base.wrapping_add(rip), &mut bytes) else {
-            return fault;
+        let key = insn_cache::Key {
+            rip,
+            paging,
+            mode,
+            cs_base,
         };
-        let Ok(i) = insn::decode(&bytes[..n], mode) else {
+        let cached = self.insn_cache.as_ref().and_then(|e| e.get(&key));
+        let Some(i) = cached.or_else(|| self.decode_mmio(&key)) else {
             return fault;
         };
         let width = match i.op.width() {
@@ -1082,6 +1134,7 @@ impl ArchVCpu for VmxVCpu {
             pending: None,
             pending_port: None,
             store_rip: None,
+            insn_cache: None,
             switched: [0; 5],
             cr8: 0,
             debug_regs: [0, 0, 0, 0, 0xffff_0ff0],
@@ -1096,6 +1149,7 @@ impl ArchVCpu for VmxVCpu {
 
     fn set_stage2_root(&mut self, root: HostPhysAddr) {
         self.eptp = IntelEpt::eptp(root);
+        self.insn_cache = None;
     }
 
     fn set_gpr(&mut self, idx: usize, value: u64) {
@@ -1124,6 +1178,7 @@ impl ArchVCpu for VmxVCpu {
         Self::run_loop(self, |s| Some(s), handle)
     }
 
+    #[inline]
     fn complete_mmio_read(&mut self, value: u64) {
         if let Some(p) = self.pending.take() {
             if let MmioOp::Load { dest, .. } = p.op {
@@ -1134,6 +1189,7 @@ impl ArchVCpu for VmxVCpu {
         }
     }
 
+    #[inline]
     fn complete_port_read(&mut self, value: u64) {
         let Some(p) = self.pending_port.take() else {
             return;
