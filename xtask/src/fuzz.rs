@@ -170,6 +170,12 @@ pub const TARGETS: &[Target] = &[
         about: "x86 Linux boot protocol: bzImage header, zero page, boot plan (axbootx86)",
         more_seeds: &[],
     },
+    Target {
+        name: "shell",
+        max_len: 4096,
+        about: "hypervisor shell: line editor, history, command parser, Shell (axshell)",
+        more_seeds: &[],
+    },
 ];
 
 /// Arguments of `cargo xtask fuzz`.

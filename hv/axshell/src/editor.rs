@@ -96,10 +96,11 @@ impl Editor {
 
     /// An editor for a `columns`-wide terminal keeping `history` lines. Control and
     /// non-ASCII characters of `prompt` are left out. The longest line is
-    /// `columns - prompt - 1` characters, at least 1.
+    /// `columns - prompt - 1` characters; a terminal narrower than the prompt and two
+    /// columns is taken to be that wide (its lines wrap, nothing else goes wrong).
     pub fn with_columns(prompt: &str, columns: usize, history: usize) -> Self {
         let prompt: String = prompt.chars().filter(|c| is_printable(*c as u32)).collect();
-        let max_len = columns.saturating_sub(prompt.len() + 1).max(1);
+        let max_len = columns.max(prompt.len() + 2) - prompt.len() - 1;
         Self {
             prompt,
             max_len,

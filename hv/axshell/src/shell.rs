@@ -111,8 +111,8 @@ impl Shell {
     }
 }
 
-/// The console as a [`fmt::Write`]: `\n` becomes CR LF, and other control characters
-/// (which could move the cursor or rewrite the screen) are shown as `?`; tabs stay.
+/// The console as a [`fmt::Write`]: `\n` becomes CR LF, a tab a space, and other control
+/// characters (which could move the cursor or rewrite the screen) are shown as `?`.
 pub struct Terminal<'a>(pub &'a mut dyn Sink);
 
 impl Terminal<'_> {
@@ -131,10 +131,14 @@ impl Terminal<'_> {
 impl fmt::Write for Terminal<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let mut rest = s;
-        while let Some(at) = rest.find(|c: char| c.is_control() && c != '\t') {
+        while let Some(at) = rest.find(char::is_control) {
             self.0.put(&rest.as_bytes()[..at]);
             let c = rest[at..].chars().next().unwrap_or('?');
-            self.0.put(if c == '\n' { b"\r\n" } else { b"?" });
+            self.0.put(match c {
+                '\n' => b"\r\n",
+                '\t' => b" ",
+                _ => b"?",
+            });
             rest = &rest[at + c.len_utf8()..];
         }
         self.0.put(rest.as_bytes());

@@ -17,7 +17,7 @@ impl Executor for Recorder {
         let result = match &command {
             Command::VmDelete(_) => Err("vm delete: VM 1 is running: stop it first"),
             Command::VmList => {
-                writeln!(out, "0 linux running\n1 te\x1b[2Jst stopped").map_err(|_| "output")
+                writeln!(out, "0 linux\trunning\n1 te\x1b[2Jst stopped").map_err(|_| "output")
             }
             _ => Ok(()),
         };
