@@ -171,6 +171,12 @@ pub const TARGETS: &[Target] = &[
         more_seeds: &[],
     },
     Target {
+        name: "axfs",
+        max_len: 4096,
+        about: "FAT32 volumes with damaged MBR, boot sector, FATs and directories, mounted, walked and written (axfs)",
+        more_seeds: &[],
+    },
+    Target {
         name: "shell",
         max_len: 4096,
         about: "hypervisor shell: line editor, history, command parser, Shell (axshell)",

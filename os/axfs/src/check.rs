@@ -29,8 +29,34 @@ fn u32_at(block: &[u8; BLOCK_SIZE], at: usize) -> u64 {
     ]))
 }
 
+/// Where a checked volume's structures are, in device blocks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Geometry {
+    /// The volume's first block (its boot sector).
+    pub start: u64,
+    /// The block after the volume's last.
+    pub end: u64,
+    /// The first block of the first FAT.
+    pub fat_start: u64,
+    /// Blocks per FAT.
+    pub fat_size: u64,
+    /// The number of FATs.
+    pub fats: u64,
+    /// Data clusters: valid cluster numbers are 2 to `clusters + 1`.
+    pub clusters: u64,
+    /// FAT32 (4-byte FAT entries) rather than FAT16 (2-byte).
+    pub fat32: bool,
+}
+
+impl Geometry {
+    /// Whether `cluster` names a data cluster of the volume.
+    pub fn is_data_cluster(&self, cluster: u64) -> bool {
+        (2..self.clusters + 2).contains(&cluster)
+    }
+}
+
 /// Checks the first MBR partition of `dev` and the boot sector of the FAT volume in it.
-pub(crate) fn volume(dev: &mut impl BlockDevice) -> Result<(), FsError> {
+pub(crate) fn volume(dev: &mut impl BlockDevice) -> Result<Geometry, FsError> {
     let blocks = dev.block_count();
     if blocks == 0 {
         return Err(corrupt("the disk is empty"));
@@ -129,5 +155,13 @@ pub(crate) fn volume(dev: &mut impl BlockDevice) -> Result<(), FsError> {
     } else if root_entries == 0 {
         return Err(corrupt("the FAT16 root directory has no entries"));
     }
-    Ok(())
+    Ok(Geometry {
+        start,
+        end: start + total,
+        fat_start: start + reserved,
+        fat_size,
+        fats,
+        clusters,
+        fat32: entry_bytes == 4,
+    })
 }

@@ -4,6 +4,7 @@ use alloc::string::String;
 use core::fmt;
 
 use crate::block::BlockError;
+use crate::fs::Fault;
 use crate::path::PathError;
 
 /// A filesystem operation's failure. Every variant's `Display` is one line a user can act
@@ -107,11 +108,17 @@ impl fmt::Display for FsError {
 impl core::error::Error for FsError {}
 
 /// The library's error, in this layer's terms, for an operation on `path`.
-pub(crate) fn from_fat(err: embedded_sdmmc::Error<BlockError>, path: &str) -> FsError {
+pub(crate) fn from_fat(err: embedded_sdmmc::Error<Fault>, path: &str) -> FsError {
     use embedded_sdmmc::Error as E;
     let path = || String::from(path);
     match err {
-        E::DeviceError(err) => FsError::Device(err),
+        E::DeviceError(Fault::Device(err)) => FsError::Device(err),
+        E::DeviceError(Fault::OutsideVolume) => FsError::Corrupt {
+            what: "a cluster number points outside the volume",
+        },
+        E::DeviceError(Fault::Loop) => FsError::Corrupt {
+            what: "the volume's cluster chains loop (an operation read every block 8 times)",
+        },
         E::FormatError(what) => FsError::Corrupt { what },
         E::NoSuchVolume => FsError::Corrupt {
             what: "no first partition in the MBR",

@@ -2,17 +2,18 @@
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::ops::ControlFlow;
 
 use embedded_sdmmc::{
-    Block, BlockCount, BlockIdx, LfnBuffer, Mode, RawDirectory, RawVolume, ShortFileName,
-    TimeSource, Timestamp, VolumeIdx, VolumeManager,
+    Block, BlockCount, BlockIdx, ClusterId, LfnBuffer, Mode, RawDirectory, RawVolume,
+    ShortFileName, TimeSource, Timestamp, VolumeIdx, VolumeManager,
 };
 
 use crate::block::{BlockDevice, BlockError, BLOCK_SIZE};
+use crate::check::Geometry;
 use crate::error::{from_fat, FsError};
-use crate::path::components;
+use crate::path::{allowed, components};
 
 /// The directories open at once: a parent and the child being opened.
 const MAX_DIRS: usize = 2;
@@ -20,34 +21,139 @@ const MAX_DIRS: usize = 2;
 const MAX_FILES: usize = 1;
 /// The bytes a long name takes as UTF-8 at most (255 UTF-16 units, 3 bytes each).
 const LFN_BYTES: usize = 255 * 3;
+/// The most entries a FAT directory holds (2 MiB of 32-byte entries); more means its
+/// clusters loop.
+const MAX_DIR_ENTRIES: usize = 65536;
+/// What a directory with more entries than [`MAX_DIR_ENTRIES`] is.
+const DIR_LOOP: FsError = FsError::Corrupt {
+    what: "a directory has more than 65536 entries (its clusters loop)",
+};
 /// The largest file FAT holds.
 const FAT_MAX_FILE: u64 = u32::MAX as u64;
 
-/// Hands a [`BlockDevice`] to `embedded-sdmmc`, which shares it through `&self`.
-struct Adapter<D>(RefCell<D>);
+/// Hands a [`BlockDevice`] to `embedded-sdmmc`, which shares it through `&self`, and
+/// keeps a damaged volume from leading the library astray: no access outside the volume
+/// (beyond the MBR), FAT entries naming no data cluster read as "bad cluster", and a
+/// bound on the blocks one operation reads (so a loop on disk ends).
+struct Adapter<D> {
+    dev: RefCell<D>,
+    geometry: Geometry,
+    /// Blocks the current operation may still read.
+    budget: Cell<u64>,
+}
+
+/// Why the adapter refused a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The device failed.
+    Device(BlockError),
+    /// A block outside the volume: a cluster number the FAT layer computed from damaged data.
+    OutsideVolume,
+    /// The operation read more blocks than [`Adapter::budget`] allows: structures that loop.
+    Loop,
+}
+
+impl core::fmt::Display for Fault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Device(err) => err.fmt(f),
+            Self::OutsideVolume => write!(f, "a block outside the volume"),
+            Self::Loop => write!(f, "too many blocks read by one operation"),
+        }
+    }
+}
+
+impl core::error::Error for Fault {}
+
+impl<D: BlockDevice> Adapter<D> {
+    fn new(dev: D, geometry: Geometry) -> Self {
+        Self {
+            dev: RefCell::new(dev),
+            geometry,
+            budget: Cell::new(0),
+        }
+    }
+
+    /// What one operation may read: every block of the volume eight times over, plus
+    /// slack; far above any real operation, and finite.
+    fn budget(&self) -> u64 {
+        (self.geometry.end - self.geometry.start)
+            .saturating_mul(8)
+            .saturating_add(65536)
+    }
+
+    /// Checks that the `count` blocks at `first` are the MBR or inside the volume.
+    fn check_span(&self, first: u64, count: u64) -> Result<(), Fault> {
+        let g = &self.geometry;
+        let end = first.checked_add(count).ok_or(Fault::OutsideVolume)?;
+        if (first == 0 && count == 1) || (first >= g.start && end <= g.end) {
+            Ok(())
+        } else {
+            Err(Fault::OutsideVolume)
+        }
+    }
+
+    /// Rewrites the entries of FAT block `idx` that name no data cluster (and are not free,
+    /// bad or end-of-chain) as "bad cluster", which the library reports as an error.
+    fn sanitize_fat(&self, idx: u64, block: &mut [u8; BLOCK_SIZE]) {
+        let g = &self.geometry;
+        let fat_end = g.fat_start + g.fats * g.fat_size;
+        if !(g.fat_start..fat_end).contains(&idx) {
+            return;
+        }
+        let width = if g.fat32 { 4 } else { 2 };
+        let first_entry = (idx - g.fat_start) % g.fat_size * (BLOCK_SIZE / width) as u64;
+        for (entry, bytes) in (first_entry..).zip(block.chunks_exact_mut(width)) {
+            if entry < 2 || entry >= g.clusters + 2 {
+                continue;
+            }
+            let (value, bad_from) = if g.fat32 {
+                let raw = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+                (u64::from(raw & 0x0fff_ffff), 0x0fff_fff7)
+            } else {
+                (u64::from(u16::from_le_bytes([bytes[0], bytes[1]])), 0xfff7)
+            };
+            if value != 0 && value < bad_from && !g.is_data_cluster(value) {
+                let bad = (bad_from as u32).to_le_bytes();
+                bytes.copy_from_slice(&bad[..width]);
+            }
+        }
+    }
+}
 
 impl<D: BlockDevice> embedded_sdmmc::BlockDevice for Adapter<D> {
-    type Error = BlockError;
+    type Error = Fault;
 
-    fn read(&self, blocks: &mut [Block], start: BlockIdx) -> Result<(), BlockError> {
-        let mut dev = self.0.borrow_mut();
+    fn read(&self, blocks: &mut [Block], start: BlockIdx) -> Result<(), Fault> {
+        self.check_span(u64::from(start.0), blocks.len() as u64)?;
+        let left = self
+            .budget
+            .get()
+            .checked_sub(blocks.len() as u64)
+            .ok_or(Fault::Loop)?;
+        self.budget.set(left);
+        let mut dev = self.dev.borrow_mut();
         for (block, idx) in blocks.iter_mut().zip(u64::from(start.0)..) {
-            dev.read_blocks(idx, &mut block.contents)?;
+            dev.read_blocks(idx, &mut block.contents)
+                .map_err(Fault::Device)?;
+            self.sanitize_fat(idx, &mut block.contents);
         }
         Ok(())
     }
 
-    fn write(&self, blocks: &[Block], start: BlockIdx) -> Result<(), BlockError> {
-        let mut dev = self.0.borrow_mut();
+    fn write(&self, blocks: &[Block], start: BlockIdx) -> Result<(), Fault> {
+        self.check_span(u64::from(start.0), blocks.len() as u64)?;
+        let mut dev = self.dev.borrow_mut();
         for (block, idx) in blocks.iter().zip(u64::from(start.0)..) {
-            dev.write_blocks(idx, &block.contents)?;
+            dev.write_blocks(idx, &block.contents)
+                .map_err(Fault::Device)?;
         }
         Ok(())
     }
 
-    fn num_blocks(&self) -> Result<BlockCount, BlockError> {
+    fn num_blocks(&self) -> Result<BlockCount, Fault> {
         // The library addresses blocks with u32: a larger disk is used up to 2 TiB.
-        let count = self.0.borrow().block_count().min(u64::from(u32::MAX));
+        let count = self.dev.borrow().block_count().min(u64::from(u32::MAX));
         Ok(BlockCount(count as u32))
     }
 }
@@ -96,7 +202,7 @@ impl Found {
         Self {
             short: entry.name,
             meta: Metadata {
-                name: long.map_or_else(|| entry.name.to_string(), String::from),
+                name: display_name(entry, long),
                 kind: if is_dir {
                     FileKind::Directory
                 } else {
@@ -105,6 +211,30 @@ impl Found {
                 size: if is_dir { 0 } else { u64::from(entry.size) },
                 read_only: entry.attributes.is_read_only(),
             },
+        }
+    }
+}
+
+/// The name a user sees: the long name when it is one a path can name, else the 8.3 name
+/// with any character a path cannot hold (a control character from a damaged entry) as
+/// `?`.
+fn display_name(entry: &embedded_sdmmc::DirEntry, long: Option<&str>) -> String {
+    match long {
+        Some(long) if !matches!(long, "" | "." | "..") && long.chars().all(allowed) => {
+            String::from(long)
+        }
+        _ => {
+            let short: String = entry
+                .name
+                .to_string()
+                .chars()
+                .map(|c| if allowed(c) { c } else { '?' })
+                .collect();
+            if matches!(short.as_str(), "" | "." | "..") {
+                String::from("?")
+            } else {
+                short
+            }
         }
     }
 }
@@ -131,8 +261,9 @@ pub struct FileSystem<D: BlockDevice> {
 impl<D: BlockDevice> FileSystem<D> {
     /// Mounts the FAT volume in the first MBR partition of `device`.
     pub fn mount(mut device: D) -> Result<Self, FsError> {
-        crate::check::volume(&mut device)?;
-        let fat = VolumeManager::new_with_limits(Adapter(RefCell::new(device)), Epoch, 0);
+        let geometry = crate::check::volume(&mut device)?;
+        let fat = VolumeManager::new_with_limits(Adapter::new(device, geometry), Epoch, 0);
+        fat.device(|adapter| adapter.budget.set(adapter.budget()));
         let volume = fat
             .open_raw_volume(VolumeIdx(0))
             .map_err(|err| from_fat(err, "/"))?;
@@ -144,8 +275,8 @@ impl<D: BlockDevice> FileSystem<D> {
         self.fat
             .close_volume(self.volume)
             .map_err(|err| from_fat(err, "/"))?;
-        let (Adapter(device), _) = self.fat.free();
-        let mut device = device.into_inner();
+        let (adapter, _) = self.fat.free();
+        let mut device = adapter.dev.into_inner();
         device.flush().map_err(FsError::Device)?;
         Ok(device)
     }
@@ -155,15 +286,23 @@ impl<D: BlockDevice> FileSystem<D> {
         let parts = parse(path)?;
         self.in_dir(path, &parts, |fat, dir| {
             let mut out = Vec::new();
+            let mut seen = 0;
             let mut storage = [0u8; LFN_BYTES];
             let mut lfn = LfnBuffer::new(&mut storage);
             fat.iterate_dir_lfn(dir, &mut lfn, |entry, long| {
+                seen += 1;
+                if seen > MAX_DIR_ENTRIES {
+                    return ControlFlow::Break(());
+                }
                 if visible(entry) {
                     out.push(Found::new(entry, long).meta);
                 }
                 ControlFlow::Continue(())
             })
             .map_err(|err| from_fat(err, path))?;
+            if seen > MAX_DIR_ENTRIES {
+                return Err(DIR_LOOP);
+            }
             Ok(out)
         })
     }
@@ -315,7 +454,7 @@ impl<D: BlockDevice> FileSystem<D> {
     /// Flushes the device.
     fn flush(&mut self) -> Result<(), FsError> {
         self.fat
-            .device(|Adapter(dev)| dev.get_mut().flush())
+            .device(|adapter| adapter.dev.get_mut().flush())
             .map_err(FsError::Device)
     }
 
@@ -328,6 +467,7 @@ impl<D: BlockDevice> FileSystem<D> {
         op: impl FnOnce(&FatVolume<D>, RawDirectory) -> Result<T, FsError>,
     ) -> Result<T, FsError> {
         let fat = &self.fat;
+        fat.device(|adapter| adapter.budget.set(adapter.budget()));
         let mut dir = fat
             .open_root_dir(self.volume)
             .map_err(|err| from_fat(err, path))?;
@@ -390,7 +530,12 @@ fn find<D: BlockDevice>(
     let mut storage = [0u8; LFN_BYTES];
     let mut lfn = LfnBuffer::new(&mut storage);
     let mut short = String::new();
+    let mut seen = 0;
     fat.iterate_dir_lfn(dir, &mut lfn, |entry, long| {
+        seen += 1;
+        if seen > MAX_DIR_ENTRIES {
+            return ControlFlow::Break(());
+        }
         if !visible(entry) {
             return ControlFlow::Continue(());
         }
@@ -406,7 +551,35 @@ fn find<D: BlockDevice>(
         }
     })
     .map_err(|err| from_fat(err, path))?;
-    Ok(found)
+    if seen > MAX_DIR_ENTRIES {
+        return Err(DIR_LOOP);
+    }
+    let Some(found) = found else {
+        return Ok(None);
+    };
+    // The entry the library opens by this 8.3 name (the first one carrying it) must be
+    // the one found, and its first cluster must be on the volume: the library follows it
+    // unchecked.
+    let entry = fat
+        .find_directory_entry(dir, found.short)
+        .map_err(|err| from_fat(err, path))?;
+    if entry.attributes.is_directory() != (found.meta.kind == FileKind::Directory) {
+        return Err(FsError::Corrupt {
+            what: "two directory entries share an 8.3 name",
+        });
+    }
+    let clusters = fat.device(|adapter| adapter.geometry.clusters);
+    // Below 2^32: the volume has fewer than 2^32 blocks.
+    let end = ClusterId::EMPTY + (clusters + 2) as u32;
+    let on_volume = entry.cluster >= ClusterId::EMPTY + 2 && entry.cluster < end;
+    let empty_file = !entry.attributes.is_directory() && entry.size == 0;
+    let no_cluster = empty_file && entry.cluster == ClusterId::EMPTY;
+    if !(on_volume || no_cluster) {
+        return Err(FsError::Corrupt {
+            what: "a directory entry's first cluster is outside the volume",
+        });
+    }
+    Ok(Some(found))
 }
 
 /// The regular file called `name` in `dir`.

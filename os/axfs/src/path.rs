@@ -36,6 +36,11 @@ impl fmt::Display for PathError {
     }
 }
 
+/// Whether FAT allows `c` in a name (and it cannot rewrite a terminal line).
+pub(crate) fn allowed(c: char) -> bool {
+    !c.is_control() && !"/\\:*?\"<>|".contains(c)
+}
+
 /// The components of `path` from the root: empty components and `.` dropped, `..` taking
 /// back the previous component (and staying at the root at the root).
 pub fn components(path: &str) -> Result<Vec<&str>, PathError> {
@@ -51,10 +56,7 @@ pub fn components(path: &str) -> Result<Vec<&str>, PathError> {
                 if name.len() > MAX_NAME {
                     return Err(PathError::NameTooLong);
                 }
-                if name
-                    .chars()
-                    .any(|c| c.is_control() || "\\:*?\"<>|".contains(c))
-                {
+                if !name.chars().all(allowed) {
                     return Err(PathError::BadCharacter);
                 }
                 if out.len() == MAX_DEPTH {

@@ -337,3 +337,48 @@ fn device_errors_come_back_typed() {
     let mut fs = FileSystem::mount(dev).unwrap();
     assert_eq!(fs.read("/a.bin", LIMIT).unwrap(), pattern(100_000));
 }
+
+/// The byte offsets in `disk` of the FAT and of the 32-byte root directory entry whose 8.3
+/// name is `short` (11 bytes, space-padded).
+fn fat_and_entry(disk: &[u8], short: &[u8; 11]) -> (usize, usize) {
+    let boot = &disk[PARTITION_START * 512..];
+    let reserved = usize::from(u16::from_le_bytes([boot[14], boot[15]]));
+    let fat_size = u32::from_le_bytes([boot[36], boot[37], boot[38], boot[39]]) as usize;
+    let fat = (PARTITION_START + reserved) * 512;
+    let root = fat + 2 * fat_size * 512;
+    let entry = (0..16)
+        .map(|i| root + 32 * i)
+        .find(|&at| &disk[at..at + 11] == short)
+        .expect("entry");
+    (fat, entry)
+}
+
+#[test]
+fn cluster_numbers_off_the_volume_are_corrupt_not_followed() {
+    let good = image(MIN_MIB, &[], &[("A.BIN", &pattern(5000))]);
+    let (fat, entry) = fat_and_entry(&good, b"A       BIN");
+    let first = usize::from(u16::from_le_bytes([good[entry + 26], good[entry + 27]]));
+
+    // The directory entry's first cluster far past the volume.
+    let mut disk = good.clone();
+    disk[entry + 20..entry + 22].copy_from_slice(&[0xff, 0xff]);
+    let err = mount(disk).read("/a.bin", LIMIT).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the disk's FAT volume is unusable: a directory entry's first cluster is outside the volume"
+    );
+
+    // The FAT chain continuing at cluster 1 (reserved), or past the last cluster.
+    for next in [1u32, 0x0fff_0000] {
+        let mut disk = good.clone();
+        disk[fat + 4 * first..][..4].copy_from_slice(&next.to_le_bytes());
+        let mut fs = mount(disk);
+        let err = fs.read("/a.bin", LIMIT).unwrap_err();
+        assert!(matches!(err, FsError::Corrupt { .. }), "{next:#x}: {err:?}");
+        // And writing over it stays inside the volume.
+        let _ = fs.write("/a.bin", &pattern(20_000));
+        let disk = fs.unmount().unwrap().into_inner();
+        assert_eq!(disk.len(), MIN_MIB << 20);
+        assert!(disk[..PARTITION_START * 512][512..].iter().all(|&b| b == 0));
+    }
+}
