@@ -986,6 +986,24 @@ impl VmxVCpu {
         })
     }
 
+    /// [`ArchVCpu::complete_port_read`] for INS: stores `value` at the element's address.
+    #[inline(never)]
+    fn complete_ins(&mut self, s: &StringIo, value: u64) {
+        let mem = EptMemory::new(self.eptp_root());
+        let bytes = (value as u32).to_le_bytes();
+        match self
+            .paging()
+            .write(&mem, s.linear, &bytes[..usize::from(s.size)])
+        {
+            Ok(()) => self.string_done(s, RDI),
+            Err(WalkError::PageFault { addr, error_code }) => {
+                self.inject_page_fault(addr, error_code)
+            }
+            // Not RAM: the element is dropped and the guest gets #GP.
+            Err(_) => self.inject(vector::GP, Some(0)),
+        }
+    }
+
     /// Moves the index register `reg` (RSI, RDI) and RCX past one string element, and RIP
     /// past the instruction when it is complete.
     fn string_done(&mut self, s: &StringIo, reg: usize) {
@@ -1178,7 +1196,7 @@ impl ArchVCpu for VmxVCpu {
         Self::run_loop(self, |s| Some(s), handle)
     }
 
-    #[inline]
+    #[inline(always)]
     fn complete_mmio_read(&mut self, value: u64) {
         if let Some(p) = self.pending.take() {
             if let MmioOp::Load { dest, .. } = p.op {
@@ -1189,7 +1207,7 @@ impl ArchVCpu for VmxVCpu {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn complete_port_read(&mut self, value: u64) {
         let Some(p) = self.pending_port.take() else {
             return;
@@ -1206,21 +1224,7 @@ impl ArchVCpu for VmxVCpu {
                 };
                 self.advance(u64::from(p.len));
             }
-            Some(s) => {
-                let mem = EptMemory::new(self.eptp_root());
-                let bytes = ((value & mask) as u32).to_le_bytes();
-                match self
-                    .paging()
-                    .write(&mem, s.linear, &bytes[..usize::from(s.size)])
-                {
-                    Ok(()) => self.string_done(&s, RDI),
-                    Err(WalkError::PageFault { addr, error_code }) => {
-                        self.inject_page_fault(addr, error_code)
-                    }
-                    // Not RAM: the element is dropped and the guest gets #GP.
-                    Err(_) => self.inject(vector::GP, Some(0)),
-                }
-            }
+            Some(s) => self.complete_ins(&s, value & mask),
         }
     }
 
