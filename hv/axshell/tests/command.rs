@@ -193,3 +193,14 @@ fn help_comes_from_the_table() {
     assert_eq!(help_text(Some("v")), None);
     assert_eq!(help_text(Some("")), None);
 }
+
+#[test]
+fn docs_show_the_help_text() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/shell.md"))
+        .unwrap();
+    let help = help_text(None).unwrap();
+    assert!(
+        doc.contains(&format!("```\n{help}```\n")),
+        "docs/shell.md's help block is stale:\n{help}"
+    );
+}
