@@ -6,6 +6,7 @@ mod arch;
 mod bench;
 mod bochs;
 mod ci;
+mod disk;
 mod fuzz;
 mod guests;
 mod image;
@@ -59,6 +60,8 @@ enum Command {
     Soak(soak::SoakArgs),
     /// Coverage-guided fuzzing (libFuzzer) of the parsers, decoders and device models.
     Fuzz(fuzz::FuzzArgs),
+    /// Build a FAT32 disk image (MBR, one partition) from a directory (`disk --from DIR --out FILE`).
+    Disk(disk::DiskArgs),
 }
 
 /// Arguments of `cargo xtask build`.
@@ -208,5 +211,6 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Guests(args) => realguest::run(args),
         Command::Soak(args) => soak::run(args),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::Disk(args) => disk::run(args).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -1,0 +1,255 @@
+//! `cargo xtask disk`: a FAT32 disk image from a directory, for the hypervisor's `axfs`
+//! (docs/axfs.md). Pure Rust on the host (the `fatfs` crate formats and fills the volume):
+//! no root, no loop devices, no mtools.
+//!
+//! The image is an MBR with one FAT32 (LBA, type 0C) partition from 1 MiB to the end,
+//! holding the directory's files and subdirectories under their own names (long names
+//! kept), the layout `axfs::FileSystem::mount` reads.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::Args;
+
+/// The partition's first sector (1 MiB: the usual alignment).
+const PARTITION_START: u64 = 2048;
+/// Bytes per sector.
+const SECTOR: u64 = 512;
+/// FAT32 needs at least 65525 clusters; a little more for rounding.
+const MIN_CLUSTERS: u64 = 66_000;
+/// The smallest image: FAT32 at one sector a cluster, plus the MBR gap (35 MiB).
+const MIN_BYTES: u64 = (PARTITION_START + MIN_CLUSTERS + 2048) * SECTOR;
+
+/// Arguments of `cargo xtask disk`.
+#[derive(Debug, Args)]
+pub struct DiskArgs {
+    /// The directory whose files and subdirectories go on the disk.
+    #[arg(long, value_name = "DIR")]
+    from: PathBuf,
+    /// The image file to write.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The image's size in MiB (default: what the files need with room to spare).
+    #[arg(long, value_name = "MIB")]
+    size_mib: Option<u64>,
+}
+
+/// Runs `cargo xtask disk`.
+pub fn run(args: DiskArgs) -> Result<()> {
+    let image = build(&args.from, args.size_mib.map(|mib| mib << 20))?;
+    std::fs::write(&args.out, &image)
+        .with_context(|| format!("could not write {}", args.out.display()))?;
+    println!(
+        "{}: {} MiB FAT32 disk image of {}",
+        args.out.display(),
+        image.len() >> 20,
+        args.from.display()
+    );
+    Ok(())
+}
+
+/// What goes on the disk: directories (parents first) and files, as paths relative to
+/// the source directory with `/` separators.
+#[derive(Debug, Default)]
+struct Tree {
+    dirs: Vec<String>,
+    files: Vec<(String, PathBuf, u64)>,
+}
+
+impl Tree {
+    fn scan(root: &Path) -> Result<Self> {
+        let mut tree = Tree::default();
+        tree.walk(root, "")?;
+        Ok(tree)
+    }
+
+    fn walk(&mut self, dir: &Path, prefix: &str) -> Result<()> {
+        let mut entries = std::fs::read_dir(dir)
+            .with_context(|| format!("could not read directory {}", dir.display()))?
+            .collect::<std::io::Result<Vec<_>>>()
+            .with_context(|| format!("could not read directory {}", dir.display()))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                bail!("{}: the name is not UTF-8", path.display());
+            };
+            let rel = format!("{prefix}{name}");
+            // Follows symbolic links, as copying the directory would.
+            let meta = std::fs::metadata(&path)
+                .with_context(|| format!("could not stat {}", path.display()))?;
+            if meta.is_dir() {
+                self.dirs.push(rel.clone());
+                self.walk(&path, &format!("{rel}/"))?;
+            } else if meta.is_file() {
+                ensure!(
+                    meta.len() <= u64::from(u32::MAX),
+                    "{}: {} bytes is more than a FAT file holds (4 GiB - 1)",
+                    path.display(),
+                    meta.len()
+                );
+                self.files.push((rel, path, meta.len()));
+            } else {
+                bail!("{}: neither a file nor a directory", path.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// The image size the tree needs: its data in 4 KiB clusters, a directory cluster per
+    /// directory, an eighth more and 8 MiB of room, in whole MiB, at least [`MIN_BYTES`].
+    fn size(&self) -> u64 {
+        let data: u64 = self.files.iter().map(|f| f.2.div_ceil(4096) * 4096).sum();
+        let dirs = (self.dirs.len() as u64 + 1) * 4096;
+        let want = PARTITION_START * SECTOR + (data + dirs) / 8 * 9 + (8 << 20);
+        want.div_ceil(1 << 20).max(MIN_BYTES.div_ceil(1 << 20)) << 20
+    }
+}
+
+/// The largest cluster (512 B to 4 KiB) that leaves a volume of `bytes` FAT32's minimum
+/// number of clusters.
+fn cluster_bytes(bytes: u64) -> u32 {
+    [4096, 2048, 1024, 512]
+        .into_iter()
+        .find(|&c| bytes / u64::from(c) >= MIN_CLUSTERS)
+        .unwrap_or(512)
+}
+
+/// A FAT32 disk image holding the files and directories under `from`: `size` bytes
+/// (rounded down to whole MiB), or what they need when `None`.
+pub fn build(from: &Path, size: Option<u64>) -> Result<Vec<u8>> {
+    let tree = Tree::scan(from)?;
+    let size = match size {
+        Some(size) => {
+            let size = size >> 20 << 20;
+            ensure!(
+                size >= MIN_BYTES,
+                "a FAT32 disk image is at least {} MiB",
+                MIN_BYTES.div_ceil(1 << 20)
+            );
+            size
+        }
+        None => tree.size(),
+    };
+    ensure!(
+        size / SECTOR <= u64::from(u32::MAX),
+        "an MBR disk is at most 2 TiB"
+    );
+    let mut disk = vec![0u8; usize::try_from(size)?];
+    let sectors = size / SECTOR - PARTITION_START;
+    let entry = &mut disk[446..462];
+    entry[4] = 0x0c; // FAT32, LBA addressing
+    entry[8..12].copy_from_slice(&(PARTITION_START as u32).to_le_bytes());
+    entry[12..16].copy_from_slice(&(sectors as u32).to_le_bytes());
+    disk[510..512].copy_from_slice(&[0x55, 0xaa]);
+
+    let part = &mut disk[(PARTITION_START * SECTOR) as usize..];
+    fatfs::format_volume(
+        Cursor::new(&mut *part),
+        fatfs::FormatVolumeOptions::new()
+            .fat_type(fatfs::FatType::Fat32)
+            .bytes_per_cluster(cluster_bytes(sectors * SECTOR))
+            .volume_label(*b"AXVISOR    "),
+    )
+    .context("could not format the FAT32 volume")?;
+    let fs = fatfs::FileSystem::new(Cursor::new(&mut *part), fatfs::FsOptions::new())
+        .context("could not open the new FAT32 volume")?;
+    let root = fs.root_dir();
+    for dir in &tree.dirs {
+        root.create_dir(dir)
+            .with_context(|| format!("could not create {dir} on the disk image"))?;
+    }
+    for (rel, path, _) in &tree.files {
+        let data =
+            std::fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
+        let mut file = root
+            .create_file(rel)
+            .with_context(|| format!("could not create {rel} on the disk image"))?;
+        file.write_all(&data)
+            .with_context(|| format!("{rel}: the disk image is full (give a larger --size-mib)"))?;
+    }
+    drop(root);
+    fs.unmount().context("could not finish the FAT32 volume")?;
+    Ok(disk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use axfs::{FileKind, FileSystem, RamDisk};
+
+    /// A fresh directory under the system's temporary directory.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-disk-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn axfs_reads_what_the_image_holds() {
+        let dir = scratch("tree");
+        std::fs::create_dir_all(dir.join("vms")).unwrap();
+        std::fs::create_dir_all(dir.join("images/linux-6.6")).unwrap();
+        std::fs::write(
+            dir.join("vms/linux-aarch64.toml"),
+            "[vm]\nname = \"linux\"\n",
+        )
+        .unwrap();
+        let kernel: Vec<u8> = (0..3_000_000u32).map(|i| (i / 7) as u8).collect();
+        std::fs::write(dir.join("images/linux-6.6/Image"), &kernel).unwrap();
+        std::fs::write(dir.join("images/empty"), b"").unwrap();
+
+        let image = build(&dir, None).unwrap();
+        assert_eq!(image.len() as u64 % (1 << 20), 0);
+        assert!(image.len() as u64 >= MIN_BYTES);
+        let mut fs = FileSystem::mount(RamDisk::new(image)).unwrap();
+        let mut root: Vec<_> = fs.list("/").unwrap().into_iter().map(|m| m.name).collect();
+        root.sort();
+        assert_eq!(root, ["images", "vms"]);
+        assert_eq!(
+            fs.read("/vms/linux-aarch64.toml", 1 << 20).unwrap(),
+            b"[vm]\nname = \"linux\"\n"
+        );
+        assert_eq!(
+            fs.read("/images/linux-6.6/Image", 16 << 20).unwrap(),
+            kernel
+        );
+        assert_eq!(fs.stat("/images/empty").unwrap().size, 0);
+        assert_eq!(
+            fs.stat("/images/linux-6.6").unwrap().kind,
+            FileKind::Directory
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sizes_and_refusals() {
+        let dir = scratch("sizes");
+        std::fs::write(dir.join("a"), b"a").unwrap();
+        // The minimum, and a larger volume with larger clusters that axfs mounts too.
+        assert_eq!(build(&dir, None).unwrap().len() as u64, 35 << 20);
+        let big = build(&dir, Some(300 << 20)).unwrap();
+        assert_eq!(cluster_bytes(300 << 20), 4096);
+        let mut fs = FileSystem::mount(RamDisk::new(big)).unwrap();
+        assert_eq!(fs.read("/a", 16).unwrap(), b"a");
+
+        let err = build(&dir, Some(8 << 20)).unwrap_err();
+        assert_eq!(err.to_string(), "a FAT32 disk image is at least 35 MiB");
+        let err = build(&dir.join("missing"), None).unwrap_err();
+        assert!(
+            err.to_string().starts_with("could not read directory"),
+            "{err}"
+        );
+        // Too little room for the files.
+        std::fs::write(dir.join("big"), vec![0u8; 40 << 20]).unwrap();
+        let err = build(&dir, Some(35 << 20)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "big: the disk image is full (give a larger --size-mib)"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
