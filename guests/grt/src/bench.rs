@@ -15,7 +15,7 @@
 //! | [`counter_hz`] | `cntfrq_el0` | [`RISCV64_TIMEBASE_HZ`] (QEMU `virt`) | `grt::irq::timer_freq` (the TSC's) |
 //! | [`hypercall0`] | `hvc #0`, inlined | `ecall` (axvisor SBI extension), inlined | `vmcall`, inlined |
 //! | [`guest_exception`] | `svc #0` | `ebreak` (4 bytes; delegated to VS mode by the hypervisor's `hedeleg`) | `int3` |
-//! | [`mmio_read`] | PL011 FR (`ldr`) | 16550 LSR (`lbu`) | 16550 LSR at [`X86_64_MMIO_UART`] (`mov r8, byte ptr`) |
+//! | [`mmio_read`] | PL011 FR (`ldr`) | 16550 LSR (`lbu`) | 16550 LSR at [`X86_64_MMIO_UART`] (a byte `mov`) |
 //! | [`PORT_READ`] | — | — | 16550 LSR on port 0x3FD (`in al, dx`) |
 //!
 //! [`counter_after_nops`] reads the same counter after a chosen number (0 to
