@@ -3,6 +3,9 @@
 //! for some), on a terminal of any width with any history length; a second `Editor` fed the
 //! same bytes yields the lines, which go through the parser.
 //!
+//! `console` suspends the shell (then it is resumed after some VM output); with the second
+//! byte's top bit set, a log line is written between `hide` and `show` every 7 bytes.
+//!
 //! Checked after every byte, on a VT100 screen model of the shell's output: nothing but the
 //! sequences the editor means (no echoed garbage, an executor's control characters shown as
 //! `?`); the cursor's row shows exactly prompt and line, the cursor where the editor says,
@@ -14,7 +17,7 @@
 use core::fmt::Write;
 
 use axshell::screen::Screen;
-use axshell::{parse, Command, Editor, Event, Executor, Shell, Step};
+use axshell::{parse, Command, Editor, Event, Executor, Flow, Shell, Sink, Step};
 use libfuzzer_sys::fuzz_target;
 
 /// Records the commands; writes control characters; fails every third command.
@@ -26,17 +29,20 @@ struct Recorder {
 impl Executor for Recorder {
     type Error = &'static str;
 
-    fn execute(&mut self, command: Command, out: &mut dyn Write) -> Result<(), Self::Error> {
+    fn execute(&mut self, command: Command, out: &mut dyn Write) -> Result<Flow, Self::Error> {
         let _ = writeln!(
             out,
             "ok\x1b[2J\x07\x08\r\u{9b}31m{}\x00\tdone",
             self.commands.len()
         );
+        let suspend = matches!(command, Command::Console(_));
         self.commands.push(command);
         if self.commands.len() % 3 == 0 {
             Err("failed\x1b[H: one line")
+        } else if suspend {
+            Ok(Flow::Suspend)
         } else {
-            Ok(())
+            Ok(Flow::Prompt)
         }
     }
 }
@@ -52,6 +58,7 @@ fuzz_target!(|data: &[u8]| {
     };
     // At least the prompt and two columns (the editor's assumption).
     let columns = prompt.len() + 2 + usize::from(*columns % 150);
+    let interleave = *history >= 0x80;
     let history = usize::from(*history % 40);
     let mut shell = Shell::with_editor(Editor::with_columns(prompt, columns, history));
     let mut editor = Editor::with_columns(prompt, columns, history);
@@ -60,8 +67,19 @@ fuzz_target!(|data: &[u8]| {
     let mut expected = Vec::new();
     shell.start(&mut screen);
 
-    for &byte in input {
+    for (i, &byte) in input.iter().enumerate() {
         let step = shell.feed(byte, &mut executor, &mut screen);
+        if step == Step::Suspended {
+            // Back from the VM's console on a new line.
+            screen.put(b"vm output\r\n");
+            shell.resume(&mut screen);
+        }
+        if interleave && i % 7 == 0 {
+            // A log line while the user types.
+            shell.hide(&mut screen);
+            screen.put(b"[ 1.0 INFO] log line\r\n");
+            shell.show(&mut screen);
+        }
         let event = editor.feed(byte, &mut Vec::new());
         assert_eq!(
             screen.bad(),
@@ -92,9 +110,12 @@ fuzz_target!(|data: &[u8]| {
                     Ok(None) => Step::Blank,
                     Ok(Some(Command::Help(_))) => Step::Help,
                     Ok(Some(command)) => {
+                        let console = matches!(command, Command::Console(_));
                         expected.push(command);
                         if expected.len() % 3 == 0 {
                             Step::Failed
+                        } else if console {
+                            Step::Suspended
                         } else {
                             Step::Ran
                         }

@@ -23,8 +23,12 @@
 //! | Enter | CR, LF, CR LF | ends the line (CR LF once) |
 //!
 //! Any other escape sequence (CSI up to its final byte, SS3 and one following byte, or
-//! `ESC` and one byte) is swallowed whole; other control bytes and bytes 0x80..=0xFF
-//! (UTF-8 included) are ignored.
+//! `ESC` and one byte) is swallowed whole; a control byte inside a sequence ends it and
+//! then acts as itself. Other control bytes and bytes 0x80..=0xFF (UTF-8 included) are
+//! ignored.
+//!
+//! Output that is not the editor's (a log line) goes between [`Editor::hide`] and
+//! [`Editor::show`], so it never lands in the middle of the line being typed.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -119,6 +123,20 @@ impl Editor {
         out.put(self.prompt.as_bytes());
     }
 
+    /// Erases prompt and line from the terminal's row, leaving the cursor at its start,
+    /// so other output can be written there; [`show`](Self::show) brings them back.
+    pub fn hide(&self, out: &mut dyn Sink) {
+        out.put(b"\r\x1b[K");
+    }
+
+    /// Writes prompt and line again (after [`hide`](Self::hide) and other output ending
+    /// with a line end), the cursor where it was in the line.
+    pub fn show(&self, out: &mut dyn Sink) {
+        self.prompt(out);
+        out.put(&self.line);
+        move_left(self.line.len() - self.cursor, out);
+    }
+
     /// The prompt as written.
     pub fn prompt_text(&self) -> &str {
         &self.prompt
@@ -148,6 +166,11 @@ impl Editor {
     /// completed, if anything.
     pub fn feed(&mut self, byte: u8, out: &mut dyn Sink) -> Option<Event> {
         let after_cr = core::mem::replace(&mut self.after_cr, false);
+        if self.escape != Escape::None && (byte < 0x20 && byte != 0x1B || byte == 0x7F) {
+            // A control byte ends a sequence and then acts as itself (Escape, then Enter
+            // or Ctrl-C, does what the second key says).
+            self.escape = Escape::None;
+        }
         match self.escape {
             Escape::None => {}
             Escape::Start => {
@@ -302,9 +325,7 @@ impl Editor {
 
     fn clear_screen(&mut self, out: &mut dyn Sink) {
         out.put(b"\x1b[H\x1b[2J");
-        self.prompt(out);
-        out.put(&self.line);
-        move_left(self.line.len() - self.cursor, out);
+        self.show(out);
     }
 
     fn key(&mut self, key: Key, out: &mut dyn Sink) {

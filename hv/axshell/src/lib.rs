@@ -17,15 +17,18 @@
 //! streams. The commands, keys and design are in `docs/shell.md`.
 //!
 //! ```
-//! use axshell::{Command, Executor, Shell, Step, VmRef};
+//! use axshell::{Command, Executor, Flow, Shell, Step, VmRef};
 //! use core::fmt::Write;
 //!
 //! struct Hv;
 //! impl Executor for Hv {
 //!     type Error = &'static str;
-//!     fn execute(&mut self, command: Command, out: &mut dyn Write) -> Result<(), Self::Error> {
+//!     fn execute(&mut self, command: Command, out: &mut dyn Write) -> Result<Flow, Self::Error> {
 //!         match command {
-//!             Command::Mem => writeln!(out, "free frames: 42").map_err(|_| "output"),
+//!             Command::Mem => {
+//!                 writeln!(out, "free frames: 42").map_err(|_| "output")?;
+//!                 Ok(Flow::Prompt)
+//!             }
 //!             _ => Err("not here"),
 //!         }
 //!     }
@@ -59,7 +62,7 @@ pub use command::{
 };
 pub use editor::{Editor, Event, DEFAULT_COLUMNS};
 pub use history::{History, HISTORY_LINES};
-pub use shell::{Executor, Shell, Step, Terminal, PROMPT};
+pub use shell::{Executor, Flow, Shell, Step, Terminal, PROMPT};
 
 /// Where the shell's output bytes go (the console UART, or a `Vec` in tests).
 pub trait Sink {

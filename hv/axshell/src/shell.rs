@@ -15,8 +15,20 @@ pub trait Executor {
     /// Why a command failed; the shell prints it as one line.
     type Error: fmt::Display;
 
-    /// Runs `command`, writing its output (lines ending in `\n`) to `out`.
-    fn execute(&mut self, command: Command, out: &mut dyn fmt::Write) -> Result<(), Self::Error>;
+    /// Runs `command`, writing its output (lines ending in `\n`) to `out`; says whether
+    /// the shell prompts now or the terminal went elsewhere (`console`).
+    fn execute(&mut self, command: Command, out: &mut dyn fmt::Write) -> Result<Flow, Self::Error>;
+}
+
+/// What the shell does after a command ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Prompt for the next line.
+    Prompt,
+    /// No prompt: the terminal now belongs to something else (`console` attached it to a
+    /// VM). The caller stops feeding the shell and calls [`Shell::resume`] when the
+    /// terminal comes back.
+    Suspend,
 }
 
 /// What one byte fed to the [`Shell`] did.
@@ -30,6 +42,8 @@ pub enum Step {
     Help,
     /// A command ran and succeeded.
     Ran,
+    /// A command ran and took the terminal ([`Flow::Suspend`]); no prompt was written.
+    Suspended,
     /// A command ran and failed (its error was printed).
     Failed,
     /// The line was no command (the parse error was printed).
@@ -73,6 +87,24 @@ impl Shell {
         self.editor.prompt(out);
     }
 
+    /// Writes the prompt again when the terminal comes back after [`Flow::Suspend`] (the
+    /// caller has put the cursor at the start of a line).
+    pub fn resume(&self, out: &mut dyn Sink) {
+        self.editor.show(out);
+    }
+
+    /// Erases prompt and line so that other output (a log line) can be written on their
+    /// row; [`show`](Self::show) writes them back after it.
+    pub fn hide(&self, out: &mut dyn Sink) {
+        self.editor.hide(out);
+    }
+
+    /// Writes prompt and line back after [`hide`](Self::hide) and output ending with a
+    /// line end.
+    pub fn show(&self, out: &mut dyn Sink) {
+        self.editor.show(out);
+    }
+
     /// Takes one received byte: echoes it, and when it ends a line, parses it and runs the
     /// command (`help` itself, the others through `executor`), then writes the prompt.
     pub fn feed<E: Executor>(&mut self, byte: u8, executor: &mut E, out: &mut dyn Sink) -> Step {
@@ -93,7 +125,8 @@ impl Shell {
                         Step::Help
                     }
                     Ok(Some(command)) => match executor.execute(command, &mut term) {
-                        Ok(()) => Step::Ran,
+                        Ok(Flow::Prompt) => Step::Ran,
+                        Ok(Flow::Suspend) => return Step::Suspended,
                         Err(error) => {
                             term.line(format_args!("{error}"));
                             Step::Failed

@@ -340,3 +340,14 @@ fn redraws_are_minimal() {
     t.typ(b"\x1b[A");
     assert_eq!(t.take_out(), b"\x07");
 }
+
+#[test]
+fn a_control_byte_ends_a_sequence_and_acts() {
+    let mut t = Term::new();
+    t.typ(b"mem\x1b\r");
+    assert_eq!(t.events, vec![Event::Line("mem".into())]);
+    t.typ(b"cpu\x1b[1\x03");
+    assert_eq!(t.events[1], Event::Interrupt);
+    t.typ(b"ab\x1bO\x7f");
+    assert_eq!(t.line(), "a");
+}

@@ -2,9 +2,11 @@
 
 use core::fmt::Write;
 
-use axshell::{Command, Editor, Executor, Shell, Step, VmRef, COMMANDS};
+use axshell::screen::Screen;
+use axshell::{Command, Editor, Executor, Flow, Shell, Sink, Step, VmRef, COMMANDS};
 
-/// Records the commands; fails `vm delete`; prints a line with a control character.
+/// Records the commands; fails `vm delete`; prints a line with control characters;
+/// `console` takes the terminal.
 #[derive(Default)]
 struct Recorder {
     commands: Vec<Command>,
@@ -13,13 +15,14 @@ struct Recorder {
 impl Executor for Recorder {
     type Error = &'static str;
 
-    fn execute(&mut self, command: Command, out: &mut dyn Write) -> Result<(), Self::Error> {
+    fn execute(&mut self, command: Command, out: &mut dyn Write) -> Result<Flow, Self::Error> {
         let result = match &command {
             Command::VmDelete(_) => Err("vm delete: VM 1 is running: stop it first"),
-            Command::VmList => {
-                writeln!(out, "0 linux\trunning\n1 te\x1b[2Jst stopped").map_err(|_| "output")
-            }
-            _ => Ok(()),
+            Command::VmList => writeln!(out, "0 linux\trunning\n1 te\x1b[2Jst stopped")
+                .map(|()| Flow::Prompt)
+                .map_err(|_| "output"),
+            Command::Console(_) => Ok(Flow::Suspend),
+            _ => Ok(Flow::Prompt),
         };
         self.commands.push(command);
         result
@@ -108,4 +111,45 @@ fn another_prompt_and_width() {
     }
     assert_eq!(out, b"hv$ mem\r\nhv$ ");
     assert_eq!(shell.editor().max_len(), 40 - 4 - 1);
+}
+
+#[test]
+fn console_suspends_until_resume() {
+    let mut shell = Shell::new();
+    let mut rec = Recorder::default();
+    let mut out = Vec::new();
+    shell.start(&mut out);
+    let steps: Vec<Step> = b"console linux\r"
+        .iter()
+        .map(|&b| shell.feed(b, &mut rec, &mut out))
+        .collect();
+    assert_eq!(steps.last(), Some(&Step::Suspended));
+    assert_eq!(out, b"axvisor> console linux\r\n");
+    out.clear();
+    shell.resume(&mut out);
+    assert_eq!(out, b"axvisor> ");
+}
+
+#[test]
+fn other_output_goes_around_the_line_being_typed() {
+    let mut shell = Shell::new();
+    let mut rec = Recorder::default();
+    let mut screen = Screen::new(80);
+    shell.start(&mut screen);
+    for &b in b"vm sta\x1b[D" {
+        shell.feed(b, &mut rec, &mut screen);
+    }
+    shell.hide(&mut screen);
+    assert_eq!(screen.current_row(), b"");
+    assert_eq!(screen.cursor_column(), 0);
+    screen.put(b"[ 12.5 INFO] vm 1 powered off\r\n");
+    shell.show(&mut screen);
+    assert_eq!(screen.row(0), b"[ 12.5 INFO] vm 1 powered off");
+    assert_eq!(screen.current_row(), b"axvisor> vm sta");
+    assert_eq!(screen.cursor_column(), 9 + 5);
+    assert_eq!(screen.bad(), None);
+    for &b in b"\x05rt 1\r" {
+        shell.feed(b, &mut rec, &mut screen);
+    }
+    assert_eq!(rec.commands, [Command::VmStart(VmRef::Id(1))]);
 }
