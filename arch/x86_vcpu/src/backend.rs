@@ -49,13 +49,14 @@ macro_rules! by_backend {
 }
 
 impl PteFormat for X86Stage2 {
+    // EPT's geometry, which NPT shares (checked below).
     const NAME: &'static str = "x86-nested";
-    const LEVELS: usize = 4;
-    const ROOT_ENTRIES: usize = 512;
-    const ROOT_FRAMES: usize = 1;
-    const GPA_BITS: u32 = 48;
-    const PA_BITS: u32 = 52;
-    const ENCODES_DEVICE: bool = true;
+    const LEVELS: usize = IntelEpt::LEVELS;
+    const ROOT_ENTRIES: usize = IntelEpt::ROOT_ENTRIES;
+    const ROOT_FRAMES: usize = IntelEpt::ROOT_FRAMES;
+    const GPA_BITS: u32 = IntelEpt::GPA_BITS;
+    const PA_BITS: u32 = IntelEpt::PA_BITS;
+    const ENCODES_DEVICE: bool = IntelEpt::ENCODES_DEVICE && AmdNpt::ENCODES_DEVICE;
 
     fn leaf_allowed(depth: usize) -> bool {
         by_backend!(leaf_allowed(depth))
@@ -82,6 +83,14 @@ impl PteFormat for X86Stage2 {
         by_backend!(encodable(flags))
     }
 }
+
+const _: () = assert!(
+    AmdNpt::LEVELS == IntelEpt::LEVELS
+        && AmdNpt::ROOT_ENTRIES == IntelEpt::ROOT_ENTRIES
+        && AmdNpt::ROOT_FRAMES == IntelEpt::ROOT_FRAMES
+        && AmdNpt::GPA_BITS == IntelEpt::GPA_BITS
+        && AmdNpt::PA_BITS == IntelEpt::PA_BITS
+);
 
 /// An x86 vCPU of either backend.
 pub enum X86VCpu {

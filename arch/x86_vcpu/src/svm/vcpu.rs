@@ -52,17 +52,18 @@ enum Waiting {
     Port {
         size: u8,
         next: u64,
-        ins: Option<StringIo>,
+        ins: Option<Element>,
     },
 }
 
-/// One element of INS/OUTS.
+/// One element of INS/OUTS: where it is, its size, and how the registers step.
 #[derive(Clone, Copy, Debug)]
-struct StringIo {
+struct Element {
     linear: u64,
     size: u8,
-    rep: bool,
+    /// The instruction's address size in bytes.
     addr_size: u8,
+    rep: bool,
 }
 
 /// An SVM vCPU.
@@ -100,15 +101,9 @@ pub struct SvmVCpu {
 global_asm!(
     ".global x86_vcpu_svm_run",
     "x86_vcpu_svm_run:",
-    "push rbp",
-    "push rbx",
-    "push r12",
-    "push r13",
-    "push r14",
-    "push r15",
-    "push rsi",
-    "push rdi",
-    "push rdx",
+    // Callee-saved registers, then the register file, the VMCB and the host area.
+    "push rbp; push rbx; push r12; push r13; push r14; push r15",
+    "push rsi; push rdi; push rdx",
     "clgi",
     "mov rax, rdx",
     "vmsave rax",
@@ -152,17 +147,22 @@ global_asm!(
     "vmload rax",
     "stgi",
     "add rsp, 24",
-    "pop r15",
-    "pop r14",
-    "pop r13",
-    "pop r12",
-    "pop rbx",
-    "pop rbp",
+    "pop r15; pop r14; pop r13; pop r12; pop rbx; pop rbp",
     "ret",
 );
 
 unsafe extern "C" {
     fn x86_vcpu_svm_run(vmcb: u64, regs: *mut Regs, host_area: u64);
+}
+
+/// The access width of `bytes` (1, 2, 4 or 8).
+fn access_width(bytes: u8) -> AccessWidth {
+    [
+        AccessWidth::Byte,
+        AccessWidth::Half,
+        AccessWidth::Word,
+        AccessWidth::Dword,
+    ][(bytes.trailing_zeros() as usize).min(3)]
 }
 
 fn vcpu_err(what: &'static str) -> VCpuError {
@@ -614,11 +614,7 @@ impl SvmVCpu {
     /// IN, OUT, INS, OUTS; `next` is EXITINFO2, the next RIP (given by the IOIO intercept
     /// itself, NRIP-save or not: QEMU fills it too).
     fn port_io(&mut self, io: IoInfo, next: u64) -> Option<VmExit> {
-        let width = match io.size {
-            1 => AccessWidth::Byte,
-            2 => AccessWidth::Half,
-            _ => AccessWidth::Word,
-        };
+        let width = access_width(io.size);
         let mask = (1u64 << (8 * u32::from(io.size))) - 1;
         let read = VmExit::PortRead {
             port: io.port,
@@ -658,7 +654,7 @@ impl SvmVCpu {
         } else {
             (self.regs.0[r::RSI], self.outs_base())
         };
-        let step = StringIo {
+        let step = Element {
             linear: base.wrapping_add(index & amask),
             size: io.size,
             rep: io.rep,
@@ -699,7 +695,7 @@ impl SvmVCpu {
 
     /// One string element done: the index register and RCX stepped, RIP moved to `next`
     /// when the count is done.
-    fn string_done(&mut self, s: &StringIo, reg: usize, next: u64) {
+    fn string_done(&mut self, s: &Element, reg: usize, next: u64) {
         let df = self.rd(save::RFLAGS) & (1 << 10) != 0;
         let (index, rcx, done) = crate::exit::string_step(
             self.regs.0[reg],
@@ -738,12 +734,7 @@ impl SvmVCpu {
         let Ok(i) = insn::decode(&bytes[..n], self.mode()) else {
             return fault;
         };
-        let width = match i.op.width() {
-            1 => AccessWidth::Byte,
-            2 => AccessWidth::Half,
-            4 => AccessWidth::Word,
-            _ => AccessWidth::Dword,
-        };
+        let width = access_width(i.op.width());
         let rip = self.rd(save::RIP);
         let next = rip.wrapping_add(u64::from(i.len));
         let value = match i.op {
@@ -815,17 +806,23 @@ impl ArchVCpu for SvmVCpu {
         self.regs = Regs::default();
         self.regs.0[r::RDI] = self.start_arg;
         self.waiting = None;
+        self.reset_pending = true;
         self.debug_regs = [0, 0, 0, 0, 0xffff_0ff0];
         self.fpu.reset();
-        self.reset_pending = true;
         Ok(())
     }
 
-    fn run_with<R>(
-        &mut self,
-        handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
-    ) -> Result<R, VCpuError> {
-        Self::run_loop(self, |s| Some(s), handle)
+    fn set_vm_id(&mut self, vm_id: u64) {
+        self.vm_id = Some(vm_id);
+    }
+
+    /// Saves what the VMCB does not hold: the extended state, XCR0, DR0..DR3 and DR6.
+    fn put(&mut self) {
+        if self.loaded_on != usize::MAX {
+            self.debug_regs = save_debug_regs();
+            self.fpu.save();
+            self.loaded_on = usize::MAX;
+        }
     }
 
     fn complete_mmio_read(&mut self, value: u64) {
@@ -886,19 +883,6 @@ impl ArchVCpu for SvmVCpu {
         self.inject(vector::GP, Some(0));
     }
 
-    fn set_vm_id(&mut self, vm_id: u64) {
-        self.vm_id = Some(vm_id);
-    }
-
-    fn put(&mut self) {
-        if self.loaded_on == usize::MAX {
-            return;
-        }
-        self.fpu.save();
-        self.debug_regs = save_debug_regs();
-        self.loaded_on = usize::MAX;
-    }
-
     fn vcpu_index(target: u64, count: usize) -> Option<usize> {
         (target < count as u64).then_some(target as usize)
     }
@@ -910,6 +894,13 @@ impl ArchVCpu for SvmVCpu {
 
     fn complete_power(&mut self, reply: PowerReply) {
         self.regs.0[r::RAX] = power::reply_code(reply);
+    }
+
+    fn run_with<R>(
+        &mut self,
+        handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
+    ) -> Result<R, VCpuError> {
+        Self::run_loop(self, |s| Some(s), handle)
     }
 }
 
