@@ -1,6 +1,7 @@
 //! The FAT layer (`axfs`) on damaged volumes: a good FAT32 image (made once with the
-//! `fatfs` crate: long names, nested directories, a file over many clusters) with the
-//! input's patches laid over its MBR, boot sector, FSInfo, FATs, directories and data, is
+//! `fatfs` crate: long names, nested directories, a file over many clusters), with or
+//! without its MBR, with the input's patches laid over its MBR, boot sector, FSInfo,
+//! FATs, directories and data, is
 //! mounted, walked (every directory listed, every file stat'ed and read), written to
 //! (overwrite, create, mkdir, remove) and mounted again. Nothing may panic or hang, and no
 //! error may be the layer's own `Internal` one: a damaged disk is `Corrupt`, `Device` or
@@ -201,9 +202,13 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, mut rest)) = data.split_first() else {
         return;
     };
+    // Bit 6: the partition alone, a disk without a partition table (blocks `START` less).
+    let offset = if mode & 0x40 != 0 { START } else { 0 };
+    let view = &disk[offset as usize * BLOCK_SIZE..];
+    let size = (view.len() / BLOCK_SIZE) as u64;
     let mut dev = Overlay {
-        base: disk,
-        blocks: (disk.len() / BLOCK_SIZE) as u64,
+        base: view,
+        blocks: size,
         patches: HashMap::new(),
         failing: u64::MAX,
     };
@@ -212,7 +217,8 @@ fuzz_target!(|data: &[u8]| {
         dev.blocks = u64::from(mode >> 1) * 1024;
     }
     if mode & 0x80 != 0 && !interesting.is_empty() {
-        dev.failing = interesting[usize::from(mode & 0x3f) % interesting.len()];
+        dev.failing =
+            interesting[usize::from(mode & 0x3f) % interesting.len()].saturating_sub(offset);
     }
     // Patches: a block (one of the interesting ones, or any after the partition start),
     // an offset in it, and up to 16 bytes.
@@ -220,11 +226,12 @@ fuzz_target!(|data: &[u8]| {
         let block = match usize::from(*sel) {
             i if i < interesting.len() => interesting[i],
             _ => START + u64::from(u16::from_le_bytes([*at_hi, *sel])),
-        };
+        }
+        .saturating_sub(offset);
         let len = usize::from(*len % 17).min(tail.len());
         let at = usize::from(u16::from_le_bytes([*at_lo, *at_hi])) % BLOCK_SIZE;
         let len = len.min(BLOCK_SIZE - at);
-        if block < (disk.len() / BLOCK_SIZE) as u64 {
+        if block < size {
             let mut content = dev.block(block);
             content[at..at + len].copy_from_slice(&tail[..len]);
             dev.patches.insert(block, content);

@@ -29,9 +29,14 @@ fn u32_at(block: &[u8; BLOCK_SIZE], at: usize) -> u64 {
     ]))
 }
 
-/// Where a checked volume's structures are, in device blocks.
+/// Where a checked volume's structures are, in the blocks the library sees: the device's
+/// blocks, or for a disk without a partition table, the device's blocks one further on
+/// behind a made-up MBR.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Geometry {
+    /// 1 for a disk without a partition table (the library's block n is the device's
+    /// n - 1, and its block 0 the MBR from [`Geometry::mbr`]), else 0.
+    pub shift: u64,
     /// The volume's first block (its boot sector).
     pub start: u64,
     /// The block after the volume's last.
@@ -49,13 +54,25 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
+    /// The MBR the library is shown for a disk without a partition table: one FAT32 (LBA)
+    /// partition from block 1 over the volume.
+    pub fn mbr(&self) -> [u8; BLOCK_SIZE] {
+        let mut mbr = [0u8; BLOCK_SIZE];
+        mbr[446 + 4] = 0x0c;
+        mbr[446 + 8..446 + 12].copy_from_slice(&(self.start as u32).to_le_bytes());
+        mbr[446 + 12..446 + 16].copy_from_slice(&((self.end - self.start) as u32).to_le_bytes());
+        mbr[510..].copy_from_slice(&[0x55, 0xaa]);
+        mbr
+    }
+
     /// Whether `cluster` names a data cluster of the volume.
     pub fn is_data_cluster(&self, cluster: u64) -> bool {
         (2..self.clusters + 2).contains(&cluster)
     }
 }
 
-/// Checks the first MBR partition of `dev` and the boot sector of the FAT volume in it.
+/// Checks the first MBR partition of `dev` (or, on a disk without a partition table, the
+/// whole disk) and the boot sector of the FAT volume in it.
 pub(crate) fn volume(dev: &mut impl BlockDevice) -> Result<Geometry, FsError> {
     let blocks = dev.block_count();
     if blocks == 0 {
@@ -66,19 +83,32 @@ pub(crate) fn volume(dev: &mut impl BlockDevice) -> Result<Geometry, FsError> {
     if mbr[510..] != [0x55, 0xaa] {
         return Err(corrupt("no MBR (block 0 lacks the 55 AA signature)"));
     }
-    let entry = 446;
-    if !FAT_PARTITION_TYPES.contains(&mbr[entry + 4]) {
-        return Err(corrupt(
-            "the first MBR partition is not FAT16 or FAT32 (type 04, 06, 0B, 0C or 0E)",
-        ));
-    }
-    let start = u32_at(&mbr, entry + 8);
-    let length = u32_at(&mbr, entry + 12);
-    if start == 0 || start.saturating_add(length) > blocks {
-        return Err(corrupt(
-            "the first MBR partition does not lie within the disk (a truncated image?)",
-        ));
-    }
+    // A FAT boot sector in block 0 is a disk without a partition table ("superfloppy",
+    // `mkfs.fat` on a whole image): the volume is the whole disk, and the library is shown
+    // an MBR in front of it (every block one further on).
+    let superfloppy = matches!(mbr[0], 0xeb | 0xe9)
+        && u16_at(&mbr, 11) == BLOCK_SIZE as u64
+        && mbr[13].is_power_of_two()
+        && u16_at(&mbr, 14) != 0
+        && mbr[16] != 0;
+    let (start, length, shift) = if superfloppy {
+        (0, blocks.min(u64::from(u32::MAX) - 1), 1)
+    } else {
+        let entry = 446;
+        if !FAT_PARTITION_TYPES.contains(&mbr[entry + 4]) {
+            return Err(corrupt(
+                "the first MBR partition is not FAT16 or FAT32 (type 04, 06, 0B, 0C or 0E)",
+            ));
+        }
+        let start = u32_at(&mbr, entry + 8);
+        let length = u32_at(&mbr, entry + 12);
+        if start == 0 || start.saturating_add(length) > blocks {
+            return Err(corrupt(
+                "the first MBR partition does not lie within the disk (a truncated image?)",
+            ));
+        }
+        (start, length, 0)
+    };
 
     let mut boot = [0u8; BLOCK_SIZE];
     dev.read_blocks(start, &mut boot).map_err(FsError::Device)?;
@@ -156,9 +186,10 @@ pub(crate) fn volume(dev: &mut impl BlockDevice) -> Result<Geometry, FsError> {
         return Err(corrupt("the FAT16 root directory has no entries"));
     }
     Ok(Geometry {
-        start,
-        end: start + total,
-        fat_start: start + reserved,
+        shift,
+        start: start + shift,
+        end: start + shift + total,
+        fat_start: start + shift + reserved,
         fat_size,
         fats,
         clusters,

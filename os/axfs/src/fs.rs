@@ -40,6 +40,8 @@ struct Adapter<D> {
     geometry: Geometry,
     /// Blocks the current operation may still read.
     budget: Cell<u64>,
+    /// The library is listing a directory: blocks outside the FATs are directory blocks.
+    listing: Cell<bool>,
 }
 
 /// Why the adapter refused a transfer.
@@ -71,6 +73,7 @@ impl<D: BlockDevice> Adapter<D> {
             dev: RefCell::new(dev),
             geometry,
             budget: Cell::new(0),
+            listing: Cell::new(false),
         }
     }
 
@@ -82,11 +85,13 @@ impl<D: BlockDevice> Adapter<D> {
             .saturating_add(65536)
     }
 
-    /// Checks that the `count` blocks at `first` are the MBR or inside the volume.
-    fn check_span(&self, first: u64, count: u64) -> Result<(), Fault> {
+    /// Checks that the `count` blocks at `first` are inside the volume, or the MBR for a
+    /// read.
+    fn check_span(&self, first: u64, count: u64, write: bool) -> Result<(), Fault> {
         let g = &self.geometry;
         let end = first.checked_add(count).ok_or(Fault::OutsideVolume)?;
-        if (first == 0 && count == 1) || (first >= g.start && end <= g.end) {
+        let mbr = !write && first == 0 && count == 1;
+        if mbr || (first >= g.start && end <= g.end) {
             Ok(())
         } else {
             Err(Fault::OutsideVolume)
@@ -95,11 +100,12 @@ impl<D: BlockDevice> Adapter<D> {
 
     /// Rewrites the entries of FAT block `idx` that name no data cluster (and are not free,
     /// bad or end-of-chain) as "bad cluster", which the library reports as an error.
-    fn sanitize_fat(&self, idx: u64, block: &mut [u8; BLOCK_SIZE]) {
+    /// Whether block `idx` is a FAT block.
+    fn sanitize_fat(&self, idx: u64, block: &mut [u8; BLOCK_SIZE]) -> bool {
         let g = &self.geometry;
         let fat_end = g.fat_start + g.fats * g.fat_size;
         if !(g.fat_start..fat_end).contains(&idx) {
-            return;
+            return false;
         }
         let width = if g.fat32 { 4 } else { 2 };
         let first_entry = (idx - g.fat_start) % g.fat_size * (BLOCK_SIZE / width) as u64;
@@ -118,6 +124,27 @@ impl<D: BlockDevice> Adapter<D> {
                 bytes.copy_from_slice(&bad[..width]);
             }
         }
+        true
+    }
+}
+
+/// Rewrites a long-name slot whose first UTF-16 unit is half a surrogate pair that does not
+/// pair within the slot as U+FFFD. The library carries such a half over to the next slot
+/// it decodes and, when that slot holds 13 characters, overflows a 13-character buffer (a
+/// panic); a name split exactly there loses that one character to U+FFFD instead.
+fn sanitize_long_names(block: &mut [u8; BLOCK_SIZE]) {
+    const LFN: u8 = 0x0f;
+    for slot in block.chunks_exact_mut(32) {
+        if slot[11] & 0x3f != LFN {
+            continue;
+        }
+        let first = u16::from_le_bytes([slot[1], slot[2]]);
+        let second = u16::from_le_bytes([slot[3], slot[4]]);
+        let high = (0xd800..0xdc00).contains(&first);
+        let paired = high && (0xdc00..0xe000).contains(&second);
+        if (0xd800..0xe000).contains(&first) && !paired {
+            slot[1..3].copy_from_slice(&0xfffd_u16.to_le_bytes());
+        }
     }
 }
 
@@ -125,7 +152,7 @@ impl<D: BlockDevice> embedded_sdmmc::BlockDevice for Adapter<D> {
     type Error = Fault;
 
     fn read(&self, blocks: &mut [Block], start: BlockIdx) -> Result<(), Fault> {
-        self.check_span(u64::from(start.0), blocks.len() as u64)?;
+        self.check_span(u64::from(start.0), blocks.len() as u64, false)?;
         let left = self
             .budget
             .get()
@@ -133,18 +160,28 @@ impl<D: BlockDevice> embedded_sdmmc::BlockDevice for Adapter<D> {
             .ok_or(Fault::Loop)?;
         self.budget.set(left);
         let mut dev = self.dev.borrow_mut();
+        let shift = self.geometry.shift;
         for (block, idx) in blocks.iter_mut().zip(u64::from(start.0)..) {
-            dev.read_blocks(idx, &mut block.contents)
+            if idx < shift {
+                block.contents = self.geometry.mbr();
+                continue;
+            }
+            dev.read_blocks(idx - shift, &mut block.contents)
                 .map_err(Fault::Device)?;
-            self.sanitize_fat(idx, &mut block.contents);
+            if !self.sanitize_fat(idx, &mut block.contents) && self.listing.get() {
+                sanitize_long_names(&mut block.contents);
+            }
         }
         Ok(())
     }
 
     fn write(&self, blocks: &[Block], start: BlockIdx) -> Result<(), Fault> {
-        self.check_span(u64::from(start.0), blocks.len() as u64)?;
+        self.check_span(u64::from(start.0), blocks.len() as u64, true)?;
         let mut dev = self.dev.borrow_mut();
+        let shift = self.geometry.shift;
         for (block, idx) in blocks.iter().zip(u64::from(start.0)..) {
+            // Inside the volume, so at or after `shift`.
+            let idx = idx.checked_sub(shift).ok_or(Fault::OutsideVolume)?;
             dev.write_blocks(idx, &block.contents)
                 .map_err(Fault::Device)?;
         }
@@ -153,7 +190,8 @@ impl<D: BlockDevice> embedded_sdmmc::BlockDevice for Adapter<D> {
 
     fn num_blocks(&self) -> Result<BlockCount, Fault> {
         // The library addresses blocks with u32: a larger disk is used up to 2 TiB.
-        let count = self.dev.borrow().block_count().min(u64::from(u32::MAX));
+        let count =
+            (self.dev.borrow().block_count() + self.geometry.shift).min(u64::from(u32::MAX));
         Ok(BlockCount(count as u32))
     }
 }
@@ -248,7 +286,8 @@ fn visible(entry: &embedded_sdmmc::DirEntry) -> bool {
         && entry.name != ShortFileName::parent_dir()
 }
 
-/// A mounted FAT16/FAT32 volume: the first MBR partition of a block device.
+/// A mounted FAT16/FAT32 volume: the first MBR partition of a block device, or the whole
+/// device when it has no partition table.
 ///
 /// Every operation opens what it needs and closes it before returning, so nothing stays
 /// open between calls and an error leaves no handle behind. Writes reach the device
@@ -259,7 +298,8 @@ pub struct FileSystem<D: BlockDevice> {
 }
 
 impl<D: BlockDevice> FileSystem<D> {
-    /// Mounts the FAT volume in the first MBR partition of `device`.
+    /// Mounts the FAT volume in the first MBR partition of `device`, or the one that is the
+    /// whole of `device` (no partition table).
     pub fn mount(mut device: D) -> Result<Self, FsError> {
         let geometry = crate::check::volume(&mut device)?;
         let fat = VolumeManager::new_with_limits(Adapter::new(device, geometry), Epoch, 0);
@@ -289,7 +329,8 @@ impl<D: BlockDevice> FileSystem<D> {
             let mut seen = 0;
             let mut storage = [0u8; LFN_BYTES];
             let mut lfn = LfnBuffer::new(&mut storage);
-            fat.iterate_dir_lfn(dir, &mut lfn, |entry, long| {
+            listing(fat, true);
+            let listed = fat.iterate_dir_lfn(dir, &mut lfn, |entry, long| {
                 seen += 1;
                 if seen > MAX_DIR_ENTRIES {
                     return ControlFlow::Break(());
@@ -298,8 +339,9 @@ impl<D: BlockDevice> FileSystem<D> {
                     out.push(Found::new(entry, long).meta);
                 }
                 ControlFlow::Continue(())
-            })
-            .map_err(|err| from_fat(err, path))?;
+            });
+            listing(fat, false);
+            listed.map_err(|err| from_fat(err, path))?;
             if seen > MAX_DIR_ENTRIES {
                 return Err(DIR_LOOP);
             }
@@ -503,6 +545,12 @@ impl<D: BlockDevice> FileSystem<D> {
 /// The library's volume manager as this layer configures it.
 type FatVolume<D> = VolumeManager<Adapter<D>, Epoch, MAX_DIRS, MAX_FILES, 1>;
 
+/// Tells the adapter whether the library is listing a directory (see
+/// [`sanitize_long_names`]).
+fn listing<D: BlockDevice>(fat: &FatVolume<D>, on: bool) {
+    fat.device(|adapter| adapter.listing.set(on));
+}
+
 /// `path`'s components, or why it is refused.
 fn parse(path: &str) -> Result<Vec<&str>, FsError> {
     components(path).map_err(|reason| FsError::InvalidPath {
@@ -531,7 +579,8 @@ fn find<D: BlockDevice>(
     let mut lfn = LfnBuffer::new(&mut storage);
     let mut short = String::new();
     let mut seen = 0;
-    fat.iterate_dir_lfn(dir, &mut lfn, |entry, long| {
+    listing(fat, true);
+    let listed = fat.iterate_dir_lfn(dir, &mut lfn, |entry, long| {
         seen += 1;
         if seen > MAX_DIR_ENTRIES {
             return ControlFlow::Break(());
@@ -549,8 +598,9 @@ fn find<D: BlockDevice>(
         } else {
             ControlFlow::Continue(())
         }
-    })
-    .map_err(|err| from_fat(err, path))?;
+    });
+    listing(fat, false);
+    listed.map_err(|err| from_fat(err, path))?;
     if seen > MAX_DIR_ENTRIES {
         return Err(DIR_LOOP);
     }

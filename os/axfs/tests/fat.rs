@@ -382,3 +382,59 @@ fn cluster_numbers_off_the_volume_are_corrupt_not_followed() {
         assert!(disk[..PARTITION_START * 512][512..].iter().all(|&b| b == 0));
     }
 }
+
+#[test]
+fn a_disk_without_a_partition_table_is_one_volume() {
+    // The partition of an MBR image, alone: what `mkfs.fat` makes of a whole image.
+    let mut disk =
+        image(MIN_MIB, &["vms"], &[("vms/linux.toml", b"[vm]\n")]).split_off(PARTITION_START * 512);
+    // And truncated, it is refused as such.
+    let short = disk[..disk.len() / 2].to_vec();
+    let err = FileSystem::mount(RamDisk::new(short))
+        .err()
+        .expect("refused");
+    assert_eq!(
+        err.to_string(),
+        "the disk's FAT volume is unusable: the volume is larger than its partition (a truncated image?)"
+    );
+    let mut fs = mount(std::mem::take(&mut disk));
+    assert_eq!(fs.read("/vms/linux.toml", LIMIT).unwrap(), b"[vm]\n");
+    fs.write("/vms/new.tom", &pattern(70_000)).unwrap();
+    fs.mkdir("/d").unwrap();
+    let disk = fs.unmount().unwrap().into_inner();
+    // Nothing was written in front of the volume: its boot sector is block 0.
+    assert_eq!(&disk[510..512], &[0x55, 0xaa]);
+    assert_eq!(disk[0], 0xeb);
+    let fs = fatfs::FileSystem::new(std::io::Cursor::new(disk), fatfs::FsOptions::new()).unwrap();
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(
+        &mut fs.root_dir().open_file("vms/new.tom").unwrap(),
+        &mut data,
+    )
+    .unwrap();
+    assert_eq!(data, pattern(70_000));
+}
+
+#[test]
+fn a_long_name_slot_starting_with_half_a_surrogate_pair_lists() {
+    // 31 characters: three long-name slots, the middle one full (13 characters).
+    let name = "abcdefghijklmnopqrstuvwxyz0.txt";
+    let mut disk = image(MIN_MIB, &[], &[(name, b"x")]);
+    let (fat, _) = fat_and_entry(&disk, b"ABCDEF~1TXT");
+    let boot = &disk[PARTITION_START * 512..];
+    let fat_size = u32::from_le_bytes([boot[36], boot[37], boot[38], boot[39]]) as usize;
+    let root = fat + 2 * fat_size * 512;
+    // The last slot (sequence 3 | 0x40) comes first on disk; its first unit becomes a
+    // lone low surrogate, which the library would carry into the full slot after it.
+    let slot = (0..16)
+        .map(|i| root + 32 * i)
+        .find(|&at| disk[at] == 0x43 && disk[at + 11] == 0x0f)
+        .expect("slot");
+    disk[slot + 1..slot + 3].copy_from_slice(&0xdc00u16.to_le_bytes());
+    let mut fs = mount(disk);
+    assert_eq!(
+        names(&mut fs, "/"),
+        ["abcdefghijklmnopqrstuvwxyz\u{fffd}.txt"]
+    );
+    assert_eq!(fs.read("/ABCDEF~1.TXT", LIMIT).unwrap(), b"x");
+}
