@@ -372,6 +372,26 @@ impl<D: BlockDevice> FileSystem<D> {
     /// The whole file at `path`, refused with [`FsError::TooLarge`] if it is larger than
     /// `limit` bytes (checked before anything is read or allocated).
     pub fn read(&mut self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
+        // The size fits in memory: it is at most `limit`, and at most 4 GiB - 1.
+        self.read_with(path, limit, |size| alloc::vec![0u8; size])
+    }
+
+    /// Reads the whole file at `path` into the start of `buf` (e.g. a VM's memory, without a
+    /// copy on the heap) and returns its size, refused with [`FsError::TooLarge`] if it is
+    /// larger than `buf` (checked before anything is read).
+    pub fn read_into(&mut self, path: &str, buf: &mut [u8]) -> Result<usize, FsError> {
+        let limit = buf.len() as u64;
+        self.read_with(path, limit, move |size| &mut buf[..size])
+            .map(|data| data.len())
+    }
+
+    /// Reads the file at `path`, at most `limit` bytes, into what `make` gives for its size.
+    fn read_with<B: AsMut<[u8]>>(
+        &mut self,
+        path: &str,
+        limit: u64,
+        make: impl FnOnce(usize) -> B,
+    ) -> Result<B, FsError> {
         let parts = parse(path)?;
         let (name, parents) = parts.split_last().ok_or_else(|| FsError::IsADirectory {
             path: String::from(path),
@@ -388,8 +408,9 @@ impl<D: BlockDevice> FileSystem<D> {
             let file = fat
                 .open_file_in_dir(dir, found.short, Mode::ReadOnly)
                 .map_err(|err| from_fat(err, path))?;
-            // The size fits in memory: it is at most `limit`, and at most 4 GiB - 1.
-            let mut data = alloc::vec![0u8; found.meta.size as usize];
+            // At most `limit`, which came from a usize or bounds an allocation.
+            let mut out = make(found.meta.size as usize);
+            let data = out.as_mut();
             let mut filled = 0;
             let result = loop {
                 if filled == data.len() {
@@ -406,7 +427,7 @@ impl<D: BlockDevice> FileSystem<D> {
                 }
             };
             let closed = fat.close_file(file).map_err(|err| from_fat(err, path));
-            result.and(closed).map(|()| data)
+            result.and(closed).map(|()| out)
         })
     }
 

@@ -44,6 +44,22 @@ fn reads_what_another_implementation_wrote_including_long_names() {
         fs.read("/images/linux-6.6/Image.bin", LIMIT).unwrap(),
         kernel
     );
+    // Straight into a caller's buffer (a VM's memory), exactly as large or larger.
+    let mut ram = vec![0xaau8; kernel.len() + 10];
+    let size = fs
+        .read_into("/images/linux-6.6/Image.bin", &mut ram)
+        .unwrap();
+    assert_eq!(size, kernel.len());
+    assert_eq!(&ram[..size], &kernel[..]);
+    assert_eq!(&ram[size..], &[0xaa; 10]);
+    assert_eq!(
+        fs.read_into("/images/linux-6.6/Image.bin", &mut ram[..kernel.len() - 1]),
+        Err(FsError::TooLarge {
+            path: "/images/linux-6.6/Image.bin".into(),
+            size: kernel.len() as u64,
+            limit: kernel.len() as u64 - 1,
+        })
+    );
     let meta = fs.stat("/images/linux-6.6/Image.bin").unwrap();
     assert_eq!(meta.kind, FileKind::File);
     assert_eq!(meta.size, kernel.len() as u64);
