@@ -454,3 +454,10 @@ fn a_long_name_slot_starting_with_half_a_surrogate_pair_lists() {
     );
     assert_eq!(fs.read("/ABCDEF~1.TXT", LIMIT).unwrap(), b"x");
 }
+
+#[test]
+fn a_file_system_can_move_to_the_cpu_that_holds_its_lock() {
+    fn send<T: Send>() {}
+    send::<FileSystem<RamDisk<Vec<u8>>>>();
+    send::<FileSystem<RamDisk<&'static mut [u8]>>>();
+}
