@@ -22,7 +22,7 @@ use crate::util;
 /// Seconds per target when `--seconds` is not given.
 pub const DEFAULT_SECONDS: u64 = 20;
 
-/// Seconds per target in `cargo xtask test` (nineteen targets plus the build: about 4.5
+/// Seconds per target in `cargo xtask test` (twenty-one targets plus the build: about 5
 /// minutes on CI's two cores).
 pub const CI_SECONDS: u64 = 8;
 
