@@ -1181,6 +1181,7 @@ impl ArchVCpu for VmxVCpu {
         self.gprs.0[RDI] = self.start_arg;
         self.pending = None;
         self.pending_port = None;
+        self.insn_cache = None;
         self.switched = [0; 5];
         self.cr8 = 0;
         self.debug_regs = [0, 0, 0, 0, 0xffff_0ff0];
