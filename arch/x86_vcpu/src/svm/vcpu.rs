@@ -6,8 +6,8 @@
 use super::check::{self, VmcbState};
 use super::hw;
 use super::vmcb::{
-    self, ctl, event, opcode, save, ExitCode, IoInfo, IoPermissionMap, MsrPermissionMap, NpfInfo,
-    EFER_SVME,
+    self, ctl, event, opcode, save, Cr0Write, ExitCode, IoInfo, IoPermissionMap, MsrPermissionMap,
+    NpfInfo, EFER_SVME,
 };
 use crate::cpuid::{self, CpuidContext};
 use crate::entry;
@@ -321,6 +321,8 @@ impl SvmVCpu {
     fn write_vmcb(&mut self) {
         // SAFETY: the VMCB frame is this vCPU's, 4 KiB, and not in use (between runs).
         unsafe { core::ptr::write_bytes(self.vmcb as *mut u8, 0, 0x1000) };
+        // CR0 writes (bit 16), for the entry contract's fixed PE and PG.
+        self.wr(ctl::CR_INTERCEPTS, 1 << 16);
         self.wr(ctl::EXCEPTION_INTERCEPTS, 1 << vector::UD);
         self.wr(
             ctl::INTERCEPT3,
@@ -421,7 +423,11 @@ impl SvmVCpu {
     /// Decodes the exit just taken: `None` when handled here (re-enter).
     fn handle_exit(&mut self) -> Option<VmExit> {
         self.store_rip = None;
-        let code = ExitCode(self.rd(ctl::EXIT_CODE));
+        // QEMU writes VMEXIT_INVALID as 32 bits of ones.
+        let code = match self.rd(ctl::EXIT_CODE) {
+            0xffff_ffff => ExitCode::INVALID,
+            c => ExitCode(c),
+        };
         let info1 = self.rd(ctl::EXIT_INFO1);
         let info2 = self.rd(ctl::EXIT_INFO2);
         match code {
@@ -455,6 +461,7 @@ impl SvmVCpu {
                 self.msr_access(info1 & 1 != 0);
                 None
             }
+            ExitCode::CR0_WRITE => self.cr0_write(),
             ExitCode::XSETBV => {
                 self.xsetbv();
                 None
@@ -569,6 +576,37 @@ impl SvmVCpu {
             Ok(()) => self.skip(if write { opcode::WRMSR } else { opcode::RDMSR }),
             Err(msr::Gp) => self.inject(vector::GP, Some(0)),
         }
+    }
+
+    /// MOV to CR0, LMSW, CLTS: the VMX backend's CR0 rules (PE and PG fixed; #GP for
+    /// what the CPU refuses), decoded from the guest's bytes.
+    fn cr0_write(&mut self) -> Option<VmExit> {
+        let long = self.mode() == CpuMode::Long64;
+        let Some(w) = self
+            .fetch()
+            .and_then(|(b, n)| Cr0Write::decode(&b[..n], long))
+        else {
+            return Some(VmExit::Unsupported {
+                reason: "a CR0 write the SVM backend cannot decode (LMSW from memory?)",
+                syndrome: self.rd(save::RIP),
+            });
+        };
+        let old = self.rd(save::CR0);
+        let wide = |v: u64| if long { v } else { v & 0xffff_ffff };
+        let (new, len) = match w {
+            Cr0Write::Mov { gpr, len } => (wide(self.gpr(gpr)), len),
+            // LMSW sets or clears MP, EM, TS and can set (never clear) PE.
+            Cr0Write::Lmsw { gpr, len } => ((old & !0xe) | (self.gpr(gpr) & 0xf) | (old & 1), len),
+            Cr0Write::Clts { len } => (old & !(1 << 3), len),
+        };
+        if !vmcb::cr0_write_ok(old, new) {
+            self.inject(vector::GP, Some(0));
+            return None;
+        }
+        self.wr(save::CR0, new);
+        let rip = self.rd(save::RIP).wrapping_add(u64::from(len));
+        self.set_rip(rip);
+        None
     }
 
     fn xsetbv(&mut self) {

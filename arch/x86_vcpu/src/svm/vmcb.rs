@@ -209,6 +209,8 @@ pub const EFER_SVME: u64 = 1 << 12;
 pub struct ExitCode(pub u64);
 
 impl ExitCode {
+    /// A write to CR0 (MOV, LMSW, CLTS).
+    pub const CR0_WRITE: Self = Self(0x10);
     /// Exception `v` intercepted (0x40 + vector).
     pub const fn exception(v: u8) -> Self {
         Self(0x40 + v as u64)
@@ -425,6 +427,66 @@ pub fn insn_len(bytes: &[u8], opcode: &[u8], long_mode: bool) -> Option<u8> {
     }
     let end = i + opcode.len();
     (end <= crate::insn::MAX_INSN_LEN && bytes.get(i..end) == Some(opcode)).then_some(end as u8)
+}
+
+/// A write to CR0 the CR0-write intercept caught, decoded from its bytes (no decode
+/// assists): which register holds the value, and the instruction's length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cr0Write {
+    /// MOV CR0, r64 (or r32 outside 64-bit mode): the register number.
+    Mov { gpr: u8, len: u8 },
+    /// LMSW r16: the register number (the low 4 bits of its value: PE, MP, EM, TS).
+    Lmsw { gpr: u8, len: u8 },
+    /// CLTS.
+    Clts { len: u8 },
+}
+
+impl Cr0Write {
+    /// Decodes `bytes` (at RIP); `None` for anything else (LMSW with a memory operand
+    /// among them).
+    pub fn decode(bytes: &[u8], long_mode: bool) -> Option<Self> {
+        let mut i = 0;
+        let mut rex = 0u8;
+        while let Some(&b) = bytes.get(i) {
+            match b {
+                0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3 => {}
+                0x40..=0x4f if long_mode => rex = b,
+                _ => break,
+            }
+            i += 1;
+        }
+        let rest = bytes.get(i..)?;
+        let modrm = |m: u8| ((m >> 3) & 7, m & 7 | (rex & 1) << 3, m >> 6);
+        let out = match rest {
+            [0x0f, 0x06, ..] => Self::Clts { len: (i + 2) as u8 },
+            [0x0f, 0x22, m, ..] => {
+                let (reg, rm, _) = modrm(*m);
+                // MOV to CR: the mod field is ignored (always a register); REX.R picks CR8.
+                if reg != 0 || rex & 4 != 0 {
+                    return None;
+                }
+                Self::Mov {
+                    gpr: rm,
+                    len: (i + 3) as u8,
+                }
+            }
+            [0x0f, 0x01, m, ..] if (m >> 3) & 7 == 6 && m >> 6 == 3 => Self::Lmsw {
+                gpr: modrm(*m).1,
+                len: (i + 3) as u8,
+            },
+            _ => return None,
+        };
+        Some(out)
+    }
+}
+
+/// Whether a guest may write `new` to CR0 over `old`: PE and PG stay as the entry
+/// contract set them (as under VMX), NW only with CD, no reserved bit (15:6, 17, 28:19),
+/// nothing above bit 31; otherwise the guest gets #GP.
+pub fn cr0_write_ok(old: u64, new: u64) -> bool {
+    let fixed = (1 << 0) | (1 << 31);
+    let nw_without_cd = new & (1 << 29) != 0 && new & (1 << 30) == 0;
+    (old ^ new) & fixed == 0 && new >> 32 == 0 && !nw_without_cd && new & 0x1ffa_ffc0 == 0
 }
 
 /// Opcode bytes of the instructions whose exits move RIP.

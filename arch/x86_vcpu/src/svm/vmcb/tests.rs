@@ -114,3 +114,36 @@ fn msr_permission_map() {
     // LSTAR (0xC000_0082) is at 0x800 + 0x82 * 2 / 8.
     assert_eq!(m.0[0x800 + 0x82 * 2 / 8] >> 4 & 0b11, 0);
 }
+
+#[test]
+fn cr0_writes() {
+    assert_eq!(
+        Cr0Write::decode(&[0x0f, 0x22, 0xc0], true),
+        Some(Cr0Write::Mov { gpr: 0, len: 3 })
+    );
+    // REX.B: mov cr0, r9.
+    assert_eq!(
+        Cr0Write::decode(&[0x41, 0x0f, 0x22, 0xc1], true),
+        Some(Cr0Write::Mov { gpr: 9, len: 4 })
+    );
+    // mov cr4 and (REX.R) mov cr8 are not CR0 writes.
+    assert_eq!(Cr0Write::decode(&[0x0f, 0x22, 0xe0], true), None);
+    assert_eq!(Cr0Write::decode(&[0x44, 0x0f, 0x22, 0xc0], true), None);
+    assert_eq!(
+        Cr0Write::decode(&[0x0f, 0x06], true),
+        Some(Cr0Write::Clts { len: 2 })
+    );
+    // lmsw ax; lmsw [rax] is not decoded.
+    assert_eq!(
+        Cr0Write::decode(&[0x0f, 0x01, 0xf0], true),
+        Some(Cr0Write::Lmsw { gpr: 0, len: 3 })
+    );
+    assert_eq!(Cr0Write::decode(&[0x0f, 0x01, 0x30], true), None);
+    let cr0 = crate::entry::CR0;
+    assert!(cr0_write_ok(cr0, cr0 | 1 << 3), "TS");
+    assert!(!cr0_write_ok(cr0, cr0 & !(1 << 31)), "PG cleared");
+    assert!(!cr0_write_ok(cr0, cr0 | 1 << 29), "NW without CD");
+    assert!(cr0_write_ok(cr0, cr0 | 3 << 29), "CD and NW");
+    assert!(!cr0_write_ok(cr0, cr0 | 1 << 32));
+    assert!(!cr0_write_ok(cr0, cr0 | 1 << 6), "reserved");
+}
