@@ -6,7 +6,7 @@
 use super::check::{self, VmcbState};
 use super::hw;
 use super::vmcb::{
-    self, ctl, event, opcode, save, Cr0Write, ExitCode, IoInfo, IoPermissionMap, MsrPermissionMap,
+    self, ctl, event, opcode, save, CrWrite, ExitCode, IoInfo, IoPermissionMap, MsrPermissionMap,
     NpfInfo, EFER_SVME,
 };
 use crate::cpuid::{self, CpuidContext};
@@ -321,8 +321,9 @@ impl SvmVCpu {
     fn write_vmcb(&mut self) {
         // SAFETY: the VMCB frame is this vCPU's, 4 KiB, and not in use (between runs).
         unsafe { core::ptr::write_bytes(self.vmcb as *mut u8, 0, 0x1000) };
-        // CR0 writes (bit 16), for the entry contract's fixed PE and PG.
-        self.wr(ctl::CR_INTERCEPTS, 1 << 16);
+        // CR0 and CR4 writes (bits 16, 20): the entry contract's fixed PE and PG, and
+        // #GP for reserved CR4 bits (QEMU would end the run with VMEXIT_INVALID).
+        self.wr(ctl::CR_INTERCEPTS, (1 << 16) | (1 << 20));
         self.wr(ctl::EXCEPTION_INTERCEPTS, 1 << vector::UD);
         self.wr(
             ctl::INTERCEPT3,
@@ -461,7 +462,8 @@ impl SvmVCpu {
                 self.msr_access(info1 & 1 != 0);
                 None
             }
-            ExitCode::CR0_WRITE => self.cr0_write(),
+            ExitCode::CR0_WRITE => self.cr_write(0),
+            ExitCode::CR4_WRITE => self.cr_write(4),
             ExitCode::XSETBV => {
                 self.xsetbv();
                 None
@@ -559,7 +561,16 @@ impl SvmVCpu {
             efer: efer & !EFER_SVME,
             paging: self.rd(save::CR0) & (1 << 31) != 0,
         };
-        let result = if write {
+        let address = vmcb::ADDRESS_MSRS.iter().find(|&&(a, _)| a == m);
+        let result = if let (true, Some(&(_, off))) = (write, address) {
+            let v = (self.regs.0[r::RDX] << 32) | (self.regs.0[r::RAX] & 0xffff_ffff);
+            if vmcb::canonical(v) {
+                self.wr(off, v);
+                Ok(())
+            } else {
+                Err(msr::Gp)
+            }
+        } else if write {
             let v = (self.regs.0[r::RDX] << 32) | (self.regs.0[r::RAX] & 0xffff_ffff);
             msr::write(m, v, &ctx).map(|w| {
                 if let MsrWrite::Efer(e) = w {
@@ -578,32 +589,50 @@ impl SvmVCpu {
         }
     }
 
-    /// MOV to CR0, LMSW, CLTS: the VMX backend's CR0 rules (PE and PG fixed; #GP for
-    /// what the CPU refuses), decoded from the guest's bytes.
-    fn cr0_write(&mut self) -> Option<VmExit> {
+    /// MOV to CR0, LMSW, CLTS (`cr` 0; the VMX backend's CR0 rules) and MOV to CR4 (`cr`
+    /// 4; reserved bits, PAE, LA57, PCIDE), decoded from the guest's bytes: #GP for what
+    /// the CPU refuses, else the register written and RIP moved.
+    fn cr_write(&mut self, cr: u8) -> Option<VmExit> {
         let long = self.mode() == CpuMode::Long64;
-        let Some(w) = self
+        let decoded = self
             .fetch()
-            .and_then(|(b, n)| Cr0Write::decode(&b[..n], long))
-        else {
-            return Some(VmExit::Unsupported {
-                reason: "a CR0 write the SVM backend cannot decode (LMSW from memory?)",
-                syndrome: self.rd(save::RIP),
-            });
-        };
-        let old = self.rd(save::CR0);
+            .and_then(|(b, n)| CrWrite::decode(&b[..n], long));
         let wide = |v: u64| if long { v } else { v & 0xffff_ffff };
-        let (new, len) = match w {
-            Cr0Write::Mov { gpr, len } => (wide(self.gpr(gpr)), len),
+        let off = if cr == 0 { save::CR0 } else { save::CR4 };
+        let old = self.rd(off);
+        let (new, len) = match decoded {
+            Some(CrWrite::Mov { cr: c, gpr, len }) if c == cr => (wide(self.gpr(gpr)), len),
             // LMSW sets or clears MP, EM, TS and can set (never clear) PE.
-            Cr0Write::Lmsw { gpr, len } => ((old & !0xe) | (self.gpr(gpr) & 0xf) | (old & 1), len),
-            Cr0Write::Clts { len } => (old & !(1 << 3), len),
+            Some(CrWrite::Lmsw { gpr, len }) if cr == 0 => {
+                ((old & !0xe) | (self.gpr(gpr) & 0xf) | (old & 1), len)
+            }
+            Some(CrWrite::Clts { len }) if cr == 0 => (old & !(1 << 3), len),
+            _ => {
+                return Some(VmExit::Unsupported {
+                    reason: "a control-register write the SVM backend cannot decode",
+                    syndrome: self.rd(save::RIP),
+                })
+            }
         };
-        if !vmcb::cr0_write_ok(old, new) {
+        let ok = if cr == 0 {
+            vmcb::cr0_write_ok(old, new)
+        } else {
+            let (l1, l7) = (
+                core::arch::x86_64::__cpuid_count(1, 0),
+                core::arch::x86_64::__cpuid_count(7, 0),
+            );
+            let allowed = vmcb::cr4_allowed(l1.ecx, l7.ebx, l7.ecx);
+            vmcb::cr4_write_ok(old, new, allowed, long, self.rd(save::CR3))
+        };
+        if !ok {
             self.inject(vector::GP, Some(0));
             return None;
         }
-        self.wr(save::CR0, new);
+        self.wr(off, new);
+        if cr == 4 {
+            // The CPU would flush the guest's translations (PGE, PCIDE, ...).
+            self.wr8(ctl::TLB_CONTROL, vmcb::tlb::ALL);
+        }
         let rip = self.rd(save::RIP).wrapping_add(u64::from(len));
         self.set_rip(rip);
         None

@@ -93,10 +93,18 @@ pub mod save {
     pub const RAX: usize = 0x5f8;
     /// STAR (VMLOAD/VMSAVE).
     pub const STAR: usize = 0x600;
+    /// LSTAR (VMLOAD/VMSAVE).
+    pub const LSTAR: usize = 0x608;
+    /// CSTAR (VMLOAD/VMSAVE).
+    pub const CSTAR: usize = 0x610;
     /// KernelGsBase (VMLOAD/VMSAVE).
     pub const KERNEL_GS_BASE: usize = 0x620;
     /// SYSENTER_CS (VMLOAD/VMSAVE).
     pub const SYSENTER_CS: usize = 0x628;
+    /// SYSENTER_ESP (VMLOAD/VMSAVE).
+    pub const SYSENTER_ESP: usize = 0x630;
+    /// SYSENTER_EIP (VMLOAD/VMSAVE).
+    pub const SYSENTER_EIP: usize = 0x638;
     /// CR2.
     pub const CR2: usize = 0x640;
     /// The guest's PAT under nested paging.
@@ -211,6 +219,8 @@ pub struct ExitCode(pub u64);
 impl ExitCode {
     /// A write to CR0 (MOV, LMSW, CLTS).
     pub const CR0_WRITE: Self = Self(0x10);
+    /// A write to CR4.
+    pub const CR4_WRITE: Self = Self(0x14);
     /// Exception `v` intercepted (0x40 + vector).
     pub const fn exception(v: u8) -> Self {
         Self(0x40 + v as u64)
@@ -429,19 +439,20 @@ pub fn insn_len(bytes: &[u8], opcode: &[u8], long_mode: bool) -> Option<u8> {
     (end <= crate::insn::MAX_INSN_LEN && bytes.get(i..end) == Some(opcode)).then_some(end as u8)
 }
 
-/// A write to CR0 the CR0-write intercept caught, decoded from its bytes (no decode
+/// A control-register write a CR-write intercept caught, decoded from its bytes (no decode
 /// assists): which register holds the value, and the instruction's length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cr0Write {
-    /// MOV CR0, r64 (or r32 outside 64-bit mode): the register number.
-    Mov { gpr: u8, len: u8 },
+pub enum CrWrite {
+    /// MOV CRn, r64 (or r32 outside 64-bit mode): the control register and the register
+    /// number.
+    Mov { cr: u8, gpr: u8, len: u8 },
     /// LMSW r16: the register number (the low 4 bits of its value: PE, MP, EM, TS).
     Lmsw { gpr: u8, len: u8 },
     /// CLTS.
     Clts { len: u8 },
 }
 
-impl Cr0Write {
+impl CrWrite {
     /// Decodes `bytes` (at RIP); `None` for anything else (LMSW with a memory operand
     /// among them).
     pub fn decode(bytes: &[u8], long_mode: bool) -> Option<Self> {
@@ -461,11 +472,9 @@ impl Cr0Write {
             [0x0f, 0x06, ..] => Self::Clts { len: (i + 2) as u8 },
             [0x0f, 0x22, m, ..] => {
                 let (reg, rm, _) = modrm(*m);
-                // MOV to CR: the mod field is ignored (always a register); REX.R picks CR8.
-                if reg != 0 || rex & 4 != 0 {
-                    return None;
-                }
+                // MOV to CR: the mod field is ignored (always a register); REX.R adds 8.
                 Self::Mov {
+                    cr: reg | (rex & 4) << 1,
                     gpr: rm,
                     len: (i + 3) as u8,
                 }
@@ -487,6 +496,44 @@ pub fn cr0_write_ok(old: u64, new: u64) -> bool {
     let fixed = (1 << 0) | (1 << 31);
     let nw_without_cd = new & (1 << 29) != 0 && new & (1 << 30) == 0;
     (old ^ new) & fixed == 0 && new >> 32 == 0 && !nw_without_cd && new & 0x1ffa_ffc0 == 0
+}
+
+/// CR4 bits a guest may set on this CPU: the architectural ones CPUID shows (`leaf1_ecx`,
+/// `leaf7_ebx`, `leaf7_ecx` are the host's answers; VMXE and SMXE never, the guest's CPUID
+/// hides them).
+pub fn cr4_allowed(leaf1_ecx: u32, leaf7_ebx: u32, leaf7_ecx: u32) -> u64 {
+    // VME, PVI, TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT.
+    let mut m: u64 = 0x7ff;
+    let has = |r: u32, b: u32| r & (1 << b) != 0;
+    for (present, bit) in [
+        (has(leaf7_ecx, 2), 11),  // UMIP
+        (has(leaf7_ecx, 16), 12), // LA57
+        (has(leaf7_ebx, 0), 16),  // FSGSBASE
+        (has(leaf1_ecx, 17), 17), // PCIDE
+        (has(leaf1_ecx, 26), 18), // OSXSAVE
+        (has(leaf7_ebx, 7), 20),  // SMEP
+        (has(leaf7_ebx, 20), 21), // SMAP
+        (has(leaf7_ecx, 3), 22),  // PKE
+        (has(leaf7_ecx, 7), 23),  // CET
+    ] {
+        if present {
+            m |= 1 << bit;
+        }
+    }
+    m
+}
+
+/// Whether a guest may write `new` to CR4 over `old`, with `allowed` from
+/// [`cr4_allowed`], in long mode (`long`) and with CR3 `cr3`: no bit outside `allowed`,
+/// PAE kept and LA57 unchanged in long mode, PCIDE set only with CR3[11:0] = 0 in long
+/// mode. Otherwise #GP (QEMU TCG answers a reserved CR4 bit with VMEXIT_INVALID instead,
+/// so the backend checks first).
+pub fn cr4_write_ok(old: u64, new: u64, allowed: u64, long: bool, cr3: u64) -> bool {
+    let (pae, la57, pcide) = (1 << 5, 1 << 12, 1 << 17);
+    let pcid_on = new & pcide != 0 && old & pcide == 0;
+    new & !allowed == 0
+        && !(long && (new & pae == 0 || (old ^ new) & la57 != 0))
+        && !(pcid_on && (!long || cr3 & 0xfff != 0))
 }
 
 /// Opcode bytes of the instructions whose exits move RIP.
@@ -519,15 +566,19 @@ pub struct MsrPermissionMap(pub [u8; 8192]);
 
 impl MsrPermissionMap {
     /// [`crate::msr`]'s policy: everything intercepted except its passthrough MSRs (both
-    /// directions) and its read-only ones (reads).
+    /// directions; writes of the [`ADDRESS_MSRS`] still exit) and its read-only ones
+    /// (reads).
     pub fn new() -> Self {
         let mut m = Self([0xff; 8192]);
-        for &r in crate::msr::PASSTHROUGH {
+        for &r in crate::msr::PASSTHROUGH
+            .iter()
+            .chain(crate::msr::READ_ONLY_PASSTHROUGH)
+        {
             m.set(r, false, false);
-            m.set(r, true, false);
         }
-        for &r in crate::msr::READ_ONLY_PASSTHROUGH {
-            m.set(r, false, false);
+        for &r in crate::msr::PASSTHROUGH {
+            let address = ADDRESS_MSRS.iter().any(|&(a, _)| a == r);
+            m.set(r, true, address);
         }
         m
     }
@@ -564,6 +615,22 @@ impl Default for MsrPermissionMap {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// MSRs holding an address that the VMCB keeps (VMLOAD/VMSAVE), with their save-area
+/// offsets: a write of a non-canonical value is #GP on Intel CPUs (and under VMX), but an
+/// AMD CPU (and QEMU) takes it, so under SVM their writes exit and are checked.
+pub const ADDRESS_MSRS: [(u32, usize); 5] = [
+    (crate::msr::nr::IA32_SYSENTER_ESP, save::SYSENTER_ESP),
+    (crate::msr::nr::IA32_SYSENTER_EIP, save::SYSENTER_EIP),
+    (crate::msr::nr::IA32_LSTAR, save::LSTAR),
+    (crate::msr::nr::IA32_CSTAR, save::CSTAR),
+    (crate::msr::nr::IA32_KERNEL_GS_BASE, save::KERNEL_GS_BASE),
+];
+
+/// Whether `v` is a canonical 48-bit address.
+pub fn canonical(v: u64) -> bool {
+    ((v as i64) << 16 >> 16) as u64 == v
 }
 
 /// The I/O permission map: 12 KiB, one bit per port (and the bits past 0xFFFF that a

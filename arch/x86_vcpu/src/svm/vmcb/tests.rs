@@ -107,38 +107,65 @@ fn msr_permission_map() {
     assert!(!m.intercepts(nr::IA32_FS_BASE, false) && !m.intercepts(nr::IA32_FS_BASE, true));
     assert!(!m.intercepts(nr::IA32_TSC, false) && m.intercepts(nr::IA32_TSC, true));
     assert!(m.intercepts(nr::IA32_EFER, false) && m.intercepts(nr::IA32_EFER, true));
+    // Address MSRs: reads direct, writes checked for canonical values.
+    assert!(!m.intercepts(nr::IA32_LSTAR, false) && m.intercepts(nr::IA32_LSTAR, true));
+    assert!(!m.intercepts(nr::IA32_STAR, true));
+    assert!(canonical(0xffff_8000_0000_0000) && canonical(0x7fff_ffff_ffff));
+    assert!(!canonical(0x7268_33fd_4894_dbe8) && !canonical(0x8000_0000_0000));
     assert!(m.intercepts(0xc001_0114, false), "VM_CR");
     assert!(m.intercepts(0x4000_0000, false), "outside the ranges");
     // Bit positions: MSR 0x10 read is bit 32 of the first range, write bit 33.
     assert_eq!(m.0[4] & 0b11, 0b10);
-    // LSTAR (0xC000_0082) is at 0x800 + 0x82 * 2 / 8.
-    assert_eq!(m.0[0x800 + 0x82 * 2 / 8] >> 4 & 0b11, 0);
+    // LSTAR (0xC000_0082) is at 0x800 + 0x82 * 2 / 8, bits 4 (read) and 5 (write).
+    assert_eq!(m.0[0x800 + 0x82 * 2 / 8] >> 4 & 0b11, 0b10);
 }
 
 #[test]
 fn cr0_writes() {
     assert_eq!(
-        Cr0Write::decode(&[0x0f, 0x22, 0xc0], true),
-        Some(Cr0Write::Mov { gpr: 0, len: 3 })
+        CrWrite::decode(&[0x0f, 0x22, 0xc0], true),
+        Some(CrWrite::Mov {
+            cr: 0,
+            gpr: 0,
+            len: 3
+        })
     );
     // REX.B: mov cr0, r9.
     assert_eq!(
-        Cr0Write::decode(&[0x41, 0x0f, 0x22, 0xc1], true),
-        Some(Cr0Write::Mov { gpr: 9, len: 4 })
+        CrWrite::decode(&[0x41, 0x0f, 0x22, 0xc1], true),
+        Some(CrWrite::Mov {
+            cr: 0,
+            gpr: 9,
+            len: 4
+        })
     );
-    // mov cr4 and (REX.R) mov cr8 are not CR0 writes.
-    assert_eq!(Cr0Write::decode(&[0x0f, 0x22, 0xe0], true), None);
-    assert_eq!(Cr0Write::decode(&[0x44, 0x0f, 0x22, 0xc0], true), None);
+    // mov cr4, rax and (REX.R) mov cr8, rax.
     assert_eq!(
-        Cr0Write::decode(&[0x0f, 0x06], true),
-        Some(Cr0Write::Clts { len: 2 })
+        CrWrite::decode(&[0x0f, 0x22, 0xe0], true),
+        Some(CrWrite::Mov {
+            cr: 4,
+            gpr: 0,
+            len: 3
+        })
+    );
+    assert_eq!(
+        CrWrite::decode(&[0x44, 0x0f, 0x22, 0xc0], true),
+        Some(CrWrite::Mov {
+            cr: 8,
+            gpr: 0,
+            len: 4
+        })
+    );
+    assert_eq!(
+        CrWrite::decode(&[0x0f, 0x06], true),
+        Some(CrWrite::Clts { len: 2 })
     );
     // lmsw ax; lmsw [rax] is not decoded.
     assert_eq!(
-        Cr0Write::decode(&[0x0f, 0x01, 0xf0], true),
-        Some(Cr0Write::Lmsw { gpr: 0, len: 3 })
+        CrWrite::decode(&[0x0f, 0x01, 0xf0], true),
+        Some(CrWrite::Lmsw { gpr: 0, len: 3 })
     );
-    assert_eq!(Cr0Write::decode(&[0x0f, 0x01, 0x30], true), None);
+    assert_eq!(CrWrite::decode(&[0x0f, 0x01, 0x30], true), None);
     let cr0 = crate::entry::CR0;
     assert!(cr0_write_ok(cr0, cr0 | 1 << 3), "TS");
     assert!(!cr0_write_ok(cr0, cr0 & !(1 << 31)), "PG cleared");
@@ -146,4 +173,40 @@ fn cr0_writes() {
     assert!(cr0_write_ok(cr0, cr0 | 3 << 29), "CD and NW");
     assert!(!cr0_write_ok(cr0, cr0 | 1 << 32));
     assert!(!cr0_write_ok(cr0, cr0 | 1 << 6), "reserved");
+}
+
+#[test]
+fn cr4_writes() {
+    let allowed = cr4_allowed(1 << 26, 0, 0);
+    assert_eq!(allowed, 0x7ff | 1 << 18);
+    let cr4 = crate::entry::CR4;
+    assert!(cr4_write_ok(
+        cr4,
+        cr4 | 1 << 18 | 1 << 9,
+        allowed,
+        true,
+        0x2000
+    ));
+    assert!(
+        !cr4_write_ok(cr4, cr4 | 1 << 13, allowed, true, 0x2000),
+        "VMXE"
+    );
+    assert!(
+        !cr4_write_ok(cr4, cr4 | 1 << 40, allowed, true, 0x2000),
+        "high bit"
+    );
+    assert!(
+        !cr4_write_ok(cr4, 0, allowed, true, 0x2000),
+        "PAE cleared in long mode"
+    );
+    let all = cr4_allowed(u32::MAX, u32::MAX, u32::MAX);
+    assert!(
+        !cr4_write_ok(cr4, cr4 | 1 << 12, all, true, 0x2000),
+        "LA57 in long mode"
+    );
+    assert!(
+        !cr4_write_ok(cr4, cr4 | 1 << 17, all, true, 0x2001),
+        "PCIDE with PCID"
+    );
+    assert!(cr4_write_ok(cr4, cr4 | 1 << 17, all, true, 0x2000));
 }
