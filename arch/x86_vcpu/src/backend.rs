@@ -133,25 +133,23 @@ impl ArchVCpu for X86VCpu {
     }
     fn run_with<R>(
         &mut self,
-        handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
+        mut handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
     ) -> Result<R, VCpuError> {
-        match self {
-            Self::Vmx(_) => VmxVCpu::run_loop(
-                self,
-                |s| match s {
-                    Self::Vmx(v) => Some(&mut **v),
-                    Self::Svm(_) => None,
-                },
-                handle,
-            ),
-            Self::Svm(_) => SvmVCpu::run_loop(
-                self,
-                |s| match s {
-                    Self::Svm(v) => Some(&mut **v),
-                    Self::Vmx(_) => None,
-                },
-                handle,
-            ),
+        each!(self, v => v.begin_run())?;
+        // One call site for the handler, so that it is inlined once (the backends' entry
+        // loops are inlined into the two arms).
+        loop {
+            let exit = each!(self, v => v.run_until_exit())?;
+            let interrupt = exit == VmExit::ExternalInterrupt;
+            if let ControlFlow::Break(r) = handle(self, exit) {
+                return Ok(r);
+            }
+            if interrupt {
+                // VMX's preemption timer is re-armed once the host has taken the interrupt.
+                if let Self::Vmx(v) = self {
+                    v.arm_preemption_timer();
+                }
+            }
         }
     }
     fn complete_mmio_read(&mut self, value: u64) {

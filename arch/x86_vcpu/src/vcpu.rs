@@ -363,7 +363,7 @@ impl VmxVCpu {
     /// external-interrupt exiting — except under Bochs 2.7 while the guest has RFLAGS.IF
     /// clear, where a host interrupt that became pending in root operation waits until the
     /// guest sets IF.
-    fn arm_preemption_timer(&self) {
+    pub(crate) fn arm_preemption_timer(&self) {
         let Some((caps, ctls)) = vmx::caps() else {
             return;
         };
@@ -661,45 +661,35 @@ impl VmxVCpu {
         }
     }
 
-    /// [`ArchVCpu::run_with`]'s loop for the VMX vCPU inside `outer` (itself, or the
-    /// backend-neutral [`X86VCpu`](crate::X86VCpu)), which `get` finds it in; the handler
-    /// gets `outer`.
-    pub(crate) fn run_loop<S, R>(
-        outer: &mut S,
-        get: fn(&mut S) -> Option<&mut Self>,
-        mut handle: impl FnMut(&mut S, VmExit) -> ControlFlow<R>,
-    ) -> Result<R, VCpuError> {
-        fn vcpu<S>(
-            s: &mut S,
-            get: fn(&mut S) -> Option<&mut VmxVCpu>,
-        ) -> Result<&mut VmxVCpu, VCpuError> {
-            get(s).ok_or(vcpu_err("not a VMX vCPU"))
-        }
-        let v = vcpu(outer, get)?;
-        v.load()?;
-        v.arm_preemption_timer();
+    /// Makes this vCPU current on this CPU for a run: its VMCS loaded, the preemption
+    /// timer armed. Before [`Self::run_until_exit`].
+    pub(crate) fn begin_run(&mut self) -> Result<(), VCpuError> {
+        self.load()?;
+        self.arm_preemption_timer();
+        Ok(())
+    }
+
+    /// Enters the guest until an exit the VM must see (the others are handled here).
+    /// Inlined, so that the one loop calling it ([`ArchVCpu::run_with`]) inlines the VM's
+    /// exit handler too; after the VM has handled a [`VmExit::ExternalInterrupt`], the
+    /// caller re-arms the preemption timer ([`Self::arm_preemption_timer`]).
+    #[inline(always)]
+    pub(crate) fn run_until_exit(&mut self) -> Result<VmExit, VCpuError> {
         loop {
-            let v = vcpu(outer, get)?;
             // SAFETY: this vCPU's VMCS is current on this CPU with complete host, control
             // and guest state; the world switch saves and restores every host register it
             // touches, and interrupts are masked (the caller's contract).
-            let r = unsafe { x86_vcpu_vmx_run(&mut v.gprs, u64::from(v.launched)) };
+            let r = unsafe { x86_vcpu_vmx_run(&mut self.gprs, u64::from(self.launched)) };
             if r != 0 {
-                return Err(v.entry_failed(r));
+                return Err(self.entry_failed(r));
             }
-            v.launched = true;
+            self.launched = true;
             // An event whose delivery the exit interrupted (an EPT violation on the guest's
             // IDT or stack, say) is delivered again at the next entry, unless the exit's
             // handling injects something else.
-            v.reinject_vectoring();
-            if let Some(exit) = v.handle_exit() {
-                let interrupt = exit == VmExit::ExternalInterrupt;
-                if let ControlFlow::Break(r) = handle(outer, exit) {
-                    return Ok(r);
-                }
-                if interrupt {
-                    vcpu(outer, get)?.arm_preemption_timer();
-                }
+            self.reinject_vectoring();
+            if let Some(exit) = self.handle_exit() {
+                return Ok(exit);
             }
         }
     }
@@ -1192,9 +1182,19 @@ impl ArchVCpu for VmxVCpu {
 
     fn run_with<R>(
         &mut self,
-        handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
+        mut handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
     ) -> Result<R, VCpuError> {
-        Self::run_loop(self, |s| Some(s), handle)
+        self.begin_run()?;
+        loop {
+            let exit = self.run_until_exit()?;
+            let interrupt = exit == VmExit::ExternalInterrupt;
+            if let ControlFlow::Break(r) = handle(self, exit) {
+                return Ok(r);
+            }
+            if interrupt {
+                self.arm_preemption_timer();
+            }
+        }
     }
 
     #[inline(always)]

@@ -382,30 +382,32 @@ impl SvmVCpu {
         }
     }
 
-    /// [`axvcpu::ArchVCpu::run_with`]'s loop for the SVM vCPU inside `outer`, which
-    /// `get` finds it in; the handler gets `outer`.
-    pub(crate) fn run_loop<S, R>(
-        outer: &mut S,
-        get: fn(&mut S) -> Option<&mut Self>,
-        mut handle: impl FnMut(&mut S, VmExit) -> ControlFlow<R>,
-    ) -> Result<R, VCpuError> {
-        get(outer).ok_or(vcpu_err("not an SVM vCPU"))?.load()?;
+    /// Makes this vCPU current on this CPU for a run ([`Self::load`]). Before
+    /// [`Self::run_until_exit`].
+    pub(crate) fn begin_run(&mut self) -> Result<(), VCpuError> {
+        self.load()
+    }
+
+    /// Enters the guest until an exit the VM must see (the others are handled here).
+    /// Inlined, so that the one loop calling it ([`axvcpu::ArchVCpu::run_with`]) inlines
+    /// the VM's exit handler too.
+    #[inline(always)]
+    pub(crate) fn run_until_exit(&mut self) -> Result<VmExit, VCpuError> {
         loop {
-            let v = get(outer).ok_or(vcpu_err("not an SVM vCPU"))?;
-            v.wr(save::RAX, v.regs.0[r::RAX]);
-            v.wr(save::RSP, v.regs.0[r::RSP]);
+            self.wr(save::RAX, self.regs.0[r::RAX]);
+            self.wr(save::RSP, self.regs.0[r::RSP]);
             // SAFETY: the VMCB holds complete control and guest state (`load`), SVM is
             // on in this CPU (EFER.SVME, VM_HSAVE_PA) and `host_area` is its VMSAVE area;
             // the world switch saves and restores every host register it touches, and
             // interrupts are masked (the caller's contract).
-            unsafe { x86_vcpu_svm_run(v.vmcb, &mut v.regs, v.host_area) };
-            v.regs.0[r::RAX] = v.rd(save::RAX);
-            v.regs.0[r::RSP] = v.rd(save::RSP);
-            v.wr8(ctl::TLB_CONTROL, vmcb::tlb::NONE);
+            unsafe { x86_vcpu_svm_run(self.vmcb, &mut self.regs, self.host_area) };
+            self.regs.0[r::RAX] = self.rd(save::RAX);
+            self.regs.0[r::RSP] = self.rd(save::RSP);
+            self.wr8(ctl::TLB_CONTROL, vmcb::tlb::NONE);
             // An event whose delivery the exit interrupted is delivered again, unless the
             // exit's handling injects something else.
-            let pending = v.rd(ctl::EXIT_INT_INFO);
-            v.wr(
+            let pending = self.rd(ctl::EXIT_INT_INFO);
+            self.wr(
                 ctl::EVENT_INJ,
                 if pending & event::VALID != 0 {
                     pending
@@ -413,10 +415,8 @@ impl SvmVCpu {
                     0
                 },
             );
-            if let Some(exit) = v.handle_exit() {
-                if let ControlFlow::Break(r) = handle(outer, exit) {
-                    return Ok(r);
-                }
+            if let Some(exit) = self.handle_exit() {
+                return Ok(exit);
             }
         }
     }
@@ -965,9 +965,15 @@ impl ArchVCpu for SvmVCpu {
 
     fn run_with<R>(
         &mut self,
-        handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
+        mut handle: impl FnMut(&mut Self, VmExit) -> ControlFlow<R>,
     ) -> Result<R, VCpuError> {
-        Self::run_loop(self, |s| Some(s), handle)
+        self.begin_run()?;
+        loop {
+            let exit = self.run_until_exit()?;
+            if let ControlFlow::Break(r) = handle(self, exit) {
+                return Ok(r);
+            }
+        }
     }
 }
 
