@@ -135,7 +135,9 @@ impl<D: BlockDevice> Adapter<D> {
 fn sanitize_long_names(block: &mut [u8; BLOCK_SIZE]) {
     const LFN: u8 = 0x0f;
     for slot in block.chunks_exact_mut(32) {
-        if slot[11] & 0x3f != LFN {
+        // The library takes any entry with the four low attribute bits set as a long-name
+        // slot (`Attributes::is_lfn`), whatever the two high bits say.
+        if slot[11] & LFN != LFN {
             continue;
         }
         let first = u16::from_le_bytes([slot[1], slot[2]]);

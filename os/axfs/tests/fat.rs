@@ -433,6 +433,21 @@ fn a_disk_without_a_partition_table_is_one_volume() {
 
 #[test]
 fn a_long_name_slot_starting_with_half_a_surrogate_pair_lists() {
+    long_name_slot_with_half_a_surrogate_pair(0x0f);
+}
+
+#[test]
+fn a_long_name_slot_with_other_high_attribute_bits_is_cleaned_up_too() {
+    // The library takes any entry whose four low attribute bits are set as a long-name
+    // slot; a fuzzer-found image had 0x1f there, and the library panicked.
+    for attributes in [0x1f, 0x2f, 0x3f, 0x8f, 0xff] {
+        long_name_slot_with_half_a_surrogate_pair(attributes);
+    }
+}
+
+/// A long name whose last slot (with `attributes`) starts with a lone low surrogate lists
+/// with U+FFFD in its place.
+fn long_name_slot_with_half_a_surrogate_pair(attributes: u8) {
     // 31 characters: three long-name slots, the middle one full (13 characters).
     let name = "abcdefghijklmnopqrstuvwxyz0.txt";
     let mut disk = image(MIN_MIB, &[], &[(name, b"x")]);
@@ -447,6 +462,7 @@ fn a_long_name_slot_starting_with_half_a_surrogate_pair_lists() {
         .find(|&at| disk[at] == 0x43 && disk[at + 11] == 0x0f)
         .expect("slot");
     disk[slot + 1..slot + 3].copy_from_slice(&0xdc00u16.to_le_bytes());
+    disk[slot + 11] = attributes;
     let mut fs = mount(disk);
     assert_eq!(
         names(&mut fs, "/"),
