@@ -40,7 +40,7 @@ impl fmt::Display for VmxError {
 }
 
 /// The machine's capabilities and controls, computed on the first CPU that enables VMX.
-static CAPS: spin::Once<Result<(VmxCaps, Controls), crate::caps::CapsError>> = spin::Once::new();
+static CAPS: spin::Once<Result<(VmxCaps, Controls), VmxError>> = spin::Once::new();
 
 /// Per-CPU: VMXON done.
 static ON: [AtomicBool; 256] = [const { AtomicBool::new(false) }; 256];
@@ -72,17 +72,20 @@ pub fn free_frame(pa: u64) {
 /// capabilities and IA32_FEATURE_CONTROL, sets CR4.VMXE and the CR0/CR4 fixed bits, and
 /// executes VMXON on a fresh region.
 pub fn enable() -> Result<&'static (VmxCaps, Controls), VmxError> {
-    // Reading a VMX capability MSR on a CPU without VMX raises #GP in the hypervisor.
-    if !axhal::x86::Features::read().vmx {
-        return Err(VmxError::NotPresent);
-    }
     let caps = CAPS
         .call_once(|| {
+            // Reading a VMX capability MSR on a CPU without VMX raises #GP in the
+            // hypervisor: CPUID first, once (every vCPU run calls `enable`).
+            if !axhal::x86::Features::read().vmx {
+                return Err(VmxError::NotPresent);
+            }
             let caps = VmxCaps::read(regs::rdmsr);
-            Controls::compute(&caps).map(|c| (caps, c))
+            Controls::compute(&caps)
+                .map(|c| (caps, c))
+                .map_err(VmxError::Caps)
         })
         .as_ref()
-        .map_err(|e| VmxError::Caps(*e))?;
+        .map_err(|e| *e)?;
     let cpu = axhal::cpu::id();
     if ON[cpu % ON.len()].load(Ordering::Acquire) {
         return Ok(caps);
