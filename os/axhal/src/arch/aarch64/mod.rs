@@ -23,7 +23,7 @@ pub mod vgic;
 use aarch64_cpu::registers::*;
 
 pub use context::{context_switch, TaskContext};
-pub use pl011::putchar;
+pub use pl011::{getchar, putchar};
 pub use psci::{start_cpu, system_off};
 
 /// Logical id of this CPU, kept in TPIDR_EL2 from boot on.

@@ -17,7 +17,7 @@ mod sbi;
 mod trap;
 
 pub use context::{context_switch, TaskContext};
-pub use sbi::{putchar, send_ipi, set_timer_deadline, start_cpu, system_off};
+pub use sbi::{getchar, putchar, send_ipi, set_timer_deadline, start_cpu, system_off};
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

@@ -15,9 +15,9 @@ const CONSOLE_DBCN: u8 = 1;
 const CONSOLE_LEGACY: u8 = 2;
 static CONSOLE: AtomicU8 = AtomicU8::new(CONSOLE_UNKNOWN);
 
-/// Writes one byte through the SBI debug console (DBCN), or the legacy console call when the
-/// firmware has no DBCN (OpenSBI before 1.3, as in QEMU 7.2).
-pub fn putchar(b: u8) {
+/// How the firmware's console is reached: DBCN, or the legacy calls when the firmware has no
+/// DBCN (OpenSBI before 1.3, as in QEMU 7.2). Probed once.
+fn console_kind() -> u8 {
     let mut how = CONSOLE.load(Ordering::Relaxed);
     if how == CONSOLE_UNKNOWN {
         how = if sbi_rt::probe_extension(sbi_rt::Console).is_available() {
@@ -27,12 +27,34 @@ pub fn putchar(b: u8) {
         };
         CONSOLE.store(how, Ordering::Relaxed);
     }
-    if how == CONSOLE_DBCN {
+    how
+}
+
+/// Writes one byte through the SBI debug console (DBCN), or the legacy console call when the
+/// firmware has no DBCN.
+pub fn putchar(b: u8) {
+    if console_kind() == CONSOLE_DBCN {
         sbi_rt::console_write_byte(b);
     } else {
         // Deprecated by DBCN, but the only console older firmware offers.
         #[allow(deprecated)]
         sbi_rt::legacy::console_putchar(b as usize);
+    }
+}
+
+/// The next byte the firmware's console received, if there is one (the firmware does not
+/// wait): DBCN's read, or the legacy `console_getchar` (-1 when nothing waits).
+pub fn getchar() -> Option<u8> {
+    if console_kind() == CONSOLE_DBCN {
+        let mut byte = [0u8; 1];
+        // RAM is identity-mapped, so the buffer's address is its physical address.
+        let addr = byte.as_mut_ptr() as usize;
+        let ret = sbi_rt::console_read(sbi_rt::Physical::new(1, addr, 0));
+        (ret.is_ok() && ret.value == 1).then_some(byte[0])
+    } else {
+        #[allow(deprecated)]
+        let c = sbi_rt::legacy::console_getchar();
+        u8::try_from(c).ok()
     }
 }
 

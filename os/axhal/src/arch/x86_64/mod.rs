@@ -29,7 +29,7 @@ mod uart;
 
 pub use context::{context_switch, TaskContext};
 pub use gdt::cpu_id;
-pub use uart::putchar;
+pub use uart::{getchar, putchar};
 
 use crate::cpu::StartError;
 

@@ -1,10 +1,13 @@
-//! The console: the COM1 16550 at I/O port `axconfig::EARLY_UART` (0x3F8), 115200 8N1, polled.
+//! The console: the COM1 16550 at I/O port `axconfig::EARLY_UART` (0x3F8), 115200 8N1;
+//! output and input polled.
 
 use super::regs::{inb, outb};
 
 const BASE: u16 = axconfig::EARLY_UART as u16;
 /// Line status register: transmit holding register empty.
 const LSR_THRE: u8 = 1 << 5;
+/// Line status register: data ready (a received byte waits in RBR).
+const LSR_DR: u8 = 1 << 0;
 
 /// Programs 115200 baud, 8 data bits, no parity, one stop bit, FIFOs on, interrupts off.
 pub fn init() {
@@ -27,4 +30,9 @@ pub fn putchar(c: u8) {
         core::hint::spin_loop();
     }
     outb(BASE, c);
+}
+
+/// The next received byte, if one waits (never waits itself).
+pub fn getchar() -> Option<u8> {
+    (inb(BASE + 5) & LSR_DR != 0).then(|| inb(BASE))
 }
