@@ -28,7 +28,7 @@ pub mod zeropage;
 pub use acpi::{AcpiDesc, AcpiError, AcpiTables};
 pub use bzimage::{BzImage, BzImageError};
 pub use e820::{E820Entry, E820Error, E820Kind, E820Map};
-pub use linux::{plan, BootError, BootPlan};
+pub use linux::{plan, BootError, BootPlan, InitrdProblem};
 
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@
 //! | 0x9FC00..0xA0000 | reserved (EBDA) |
 //! | [`ACPI_BASE`] (0xE0000) | the ACPI tables, RSDP first, in the reserved BIOS area |
 //! | `pref_address` (16 MiB for Debian) | the protected-mode kernel; entry at +0x200; `init_size` bytes from there are the kernel's until it has decompressed itself |
-//! | top of RAM below `initrd_addr_max` | the initrd, page-aligned |
+//! | `kernel.initrd.load_addr`, or the top of RAM below `initrd_addr_max` | the initrd |
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -61,6 +61,42 @@ pub enum BootError {
         /// The highest address it may end at (exclusive).
         limit: u64,
     },
+    /// The initrd cannot go where the VM config puts it (`kernel.initrd.load_addr`).
+    InitrdMisplaced {
+        /// Where the config puts it.
+        range: Range<u64>,
+        /// Why not there.
+        why: InitrdProblem,
+    },
+}
+
+/// Why the initrd cannot go at the address the VM config gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InitrdProblem {
+    /// Not all of it is usable RAM in the e820 map.
+    NotRam,
+    /// It starts below 1 MiB (the PC's low memory).
+    BelowOneMiB,
+    /// It ends above what the kernel takes (`initrd_addr_max` + 1, and 4 GiB unless the
+    /// kernel takes an initrd above it).
+    AboveLimit(u64),
+    /// It overlaps what the kernel owns until it has decompressed itself.
+    OverlapsKernel(Range<u64>),
+}
+
+impl fmt::Display for InitrdProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotRam => write!(f, "not all of it is RAM"),
+            Self::BelowOneMiB => write!(f, "it starts below 1 MiB"),
+            Self::AboveLimit(limit) => write!(f, "the kernel takes an initrd only below {limit:#x}"),
+            Self::OverlapsKernel(k) => write!(
+                f,
+                "the kernel owns {:#x}..{:#x} until it has decompressed itself (load address + init_size)",
+                k.start, k.end
+            ),
+        }
+    }
 }
 
 impl fmt::Display for BootError {
@@ -81,6 +117,11 @@ impl fmt::Display for BootError {
             Self::InitrdDoesNotFit { size, limit } => write!(
                 f,
                 "no RAM above the kernel and below {limit:#x} holds the {size}-byte initrd"
+            ),
+            Self::InitrdMisplaced { range, why } => write!(
+                f,
+                "the initrd cannot go at {:#x}..{:#x}: {why}",
+                range.start, range.end
             ),
         }
     }
@@ -170,7 +211,9 @@ fn memory_ranges(config: &VmConfig) -> (Vec<Range<u64>>, Vec<Range<u64>>) {
 
 /// Plans the boot of `image` in the VM of `config` with `cmdline` and an initrd of
 /// `initrd_size` bytes (if any): checks that everything fits, builds the ACPI tables, the
-/// e820 map and the zero page.
+/// e820 map and the zero page. The initrd goes where `config` puts it
+/// (`kernel.initrd.load_addr`, checked) or, when the config names none, as high as it
+/// fits.
 pub fn plan(
     config: &VmConfig,
     image: &BzImage<'_>,
@@ -193,9 +236,10 @@ pub fn plan(
     if !e820.is_ram(&footprint) {
         return Err(BootError::KernelDoesNotFit(footprint));
     }
-    let initrd = match initrd_size {
-        None | Some(0) => None,
-        Some(size) => Some(place_initrd(&e820, image, &footprint, size)?),
+    let initrd = match (initrd_size, &config.kernel.initrd) {
+        (None | Some(0), _) => None,
+        (Some(size), Some(at)) => Some(check_initrd(&e820, image, &footprint, at.load_addr, size)?),
+        (Some(size), None) => Some(place_initrd(&e820, image, &footprint, size)?),
     };
     let mut line = String::from(cmdline).into_bytes();
     line.push(0);
@@ -221,6 +265,42 @@ pub fn plan(
     })
 }
 
+/// The highest address an initrd may end at (exclusive): `initrd_addr_max` + 1, and 4 GiB
+/// unless the kernel takes an initrd above it.
+fn initrd_limit(image: &BzImage<'_>) -> u64 {
+    let limit = u64::from(image.initrd_addr_max) + 1;
+    if image.can_be_above_4g() {
+        limit
+    } else {
+        limit.min(1 << 32)
+    }
+}
+
+/// Checks `size` bytes of initrd at `addr` (the VM config's `kernel.initrd.load_addr`):
+/// RAM, at or above 1 MiB, below [`initrd_limit`], clear of the kernel.
+fn check_initrd(
+    e820: &E820Map,
+    image: &BzImage<'_>,
+    kernel: &Range<u64>,
+    addr: u64,
+    size: u64,
+) -> Result<Range<u64>, BootError> {
+    let range = addr..addr.saturating_add(size);
+    let limit = initrd_limit(image);
+    let why = if addr < e820::LOW_MEMORY_END {
+        InitrdProblem::BelowOneMiB
+    } else if range.end > limit {
+        InitrdProblem::AboveLimit(limit)
+    } else if range.start < kernel.end && kernel.start < range.end {
+        InitrdProblem::OverlapsKernel(kernel.clone())
+    } else if !e820.is_ram(&range) {
+        InitrdProblem::NotRam
+    } else {
+        return Ok(range);
+    };
+    Err(BootError::InitrdMisplaced { range, why })
+}
+
 /// The highest page-aligned place for `size` bytes in one RAM range of `e820`, above 1 MiB,
 /// clear of the kernel's footprint, ending at or below `initrd_addr_max + 1` (and 4 GiB
 /// unless the kernel takes an initrd above it).
@@ -230,10 +310,7 @@ fn place_initrd(
     kernel: &Range<u64>,
     size: u64,
 ) -> Result<Range<u64>, BootError> {
-    let mut limit = u64::from(image.initrd_addr_max) + 1;
-    if !image.can_be_above_4g() {
-        limit = limit.min(1 << 32);
-    }
+    let limit = initrd_limit(image);
     let too_big = BootError::InitrdDoesNotFit { size, limit };
     let len = size.checked_next_multiple_of(PAGE).ok_or(too_big.clone())?;
     let mut best: Option<Range<u64>> = None;

@@ -6,7 +6,7 @@
 #![allow(clippy::single_range_in_vec_init)]
 
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -16,7 +16,7 @@ use crate::acpi::{self, AcpiDesc, AcpiError};
 use crate::bytes::{u16_at, u32_at, u64_at};
 use crate::bzimage::{self, BzImage, BzImageError};
 use crate::e820::{E820Entry, E820Error, E820Kind, E820Map};
-use crate::linux::{self, BootError, ACPI_BASE, CMDLINE_ADDR, ZERO_PAGE_ADDR};
+use crate::linux::{self, BootError, InitrdProblem, ACPI_BASE, CMDLINE_ADDR, ZERO_PAGE_ADDR};
 use crate::zeropage::{self, field, ZeroPageParams};
 
 const MIB: u64 = 1 << 20;
@@ -607,4 +607,54 @@ fn boot_plan_errors() {
         }
     )
     .contains("2047"));
+}
+
+#[test]
+fn the_config_places_the_initrd() {
+    let file = Fake::default().build();
+    let image = BzImage::parse(&file).unwrap();
+    let with_initrd = |at: u64| {
+        let mut cfg = config(1, &[(0, 128 * MIB)]);
+        cfg.kernel.initrd = Some(axvmconfig::ImageConfig {
+            image: String::from("initrd"),
+            load_addr: at,
+        });
+        cfg
+    };
+    let plan = linux::plan(&with_initrd(96 * MIB), &image, "", Some(2_000_000)).unwrap();
+    assert_eq!(plan.initrd, Some(96 * MIB..96 * MIB + 2_000_000));
+    assert_eq!(u32_at(&plan.zero_page, 0x218), Some(96 * MIB as u32));
+    assert_eq!(u32_at(&plan.zero_page, 0x21C), Some(2_000_000));
+    // No initrd image: the config's address is not looked at.
+    assert_eq!(
+        linux::plan(&with_initrd(0), &image, "", None)
+            .unwrap()
+            .initrd,
+        None
+    );
+    let kernel = 0x100_0000..0x100_0000 + 0x3F9_7000;
+    for (at, why) in [
+        (0x8_0000, InitrdProblem::BelowOneMiB),
+        (20 * MIB, InitrdProblem::OverlapsKernel(kernel.clone())),
+        (kernel.end - 4096, InitrdProblem::OverlapsKernel(kernel)),
+        (127 * MIB, InitrdProblem::NotRam),
+    ] {
+        assert_eq!(
+            linux::plan(&with_initrd(at), &image, "", Some(2_000_000)),
+            Err(BootError::InitrdMisplaced {
+                range: at..at + 2_000_000,
+                why
+            }),
+            "{at:#x}"
+        );
+    }
+    let mut low_max = Fake::default();
+    low_max.initrd_addr_max = 0x5FF_FFFF;
+    let file = low_max.build();
+    let image = BzImage::parse(&file).unwrap();
+    let err = linux::plan(&with_initrd(96 * MIB), &image, "", Some(2_000_000)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the initrd cannot go at 0x6000000..0x61e8480: the kernel takes an initrd only below 0x6000000"
+    );
 }
