@@ -648,8 +648,10 @@ fn the_config_places_the_initrd() {
             "{at:#x}"
         );
     }
-    let mut low_max = Fake::default();
-    low_max.initrd_addr_max = 0x5FF_FFFF;
+    let low_max = Fake {
+        initrd_addr_max: 0x5FF_FFFF,
+        ..Fake::default()
+    };
     let file = low_max.build();
     let image = BzImage::parse(&file).unwrap();
     let err = linux::plan(&with_initrd(96 * MIB), &image, "", Some(2_000_000)).unwrap_err();
