@@ -101,11 +101,37 @@ fn incomplete_utf8_tail(buf: &[u8]) -> usize {
     0
 }
 
+/// Appends `line` to `out` so that it cannot act on the terminal: an escape sequence
+/// (`ESC [` … final byte, or `ESC` and one byte) is left out whole (colours, cursor moves,
+/// screen clears), and any other control character but a tab is shown as `?`, so a guest
+/// cannot move the cursor over the hypervisor's lines or its own `[name]` label.
+pub fn push_inert(out: &mut String, line: &str) {
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            // ESC and the byte after it go; after `ESC [`, everything to the final byte.
+            '\x1b' => {
+                if chars.next() == Some('[') {
+                    for c in chars.by_ref() {
+                        if ('\x40'..='\x7e').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\t' => out.push('\t'),
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
+    }
+}
+
 /// A [`ConsoleSink`] that prints each complete line as `"[<prefix>] <line>"`.
 ///
 /// This is how a VM's UART output reaches the hypervisor console: a VM named `hello` that
 /// prints `PASS hello\n` produces the line `[hello] PASS hello`. `out` gets one call per line,
-/// without a newline. Lines follow the rules of [`LineBuffer`].
+/// without a newline. Lines follow the rules of [`LineBuffer`], and are made inert with
+/// [`push_inert`].
 pub struct PrefixedConsole {
     prefix: String,
     out: Arc<dyn Fn(&str) + Send + Sync>,
@@ -138,7 +164,7 @@ impl PrefixedConsole {
         s.push('[');
         s.push_str(&self.prefix);
         s.push_str("] ");
-        s.push_str(line);
+        push_inert(&mut s, line);
         (self.out)(&s);
     }
 }
@@ -321,6 +347,20 @@ mod tests {
         con.flush();
         assert_eq!(lines.lock().unwrap().last().unwrap(), "[hello] thi");
         assert_eq!(lines.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn guest_control_characters_cannot_act_on_the_terminal() {
+        let mut s = String::new();
+        push_inert(
+            &mut s,
+            "a\x1b[2J\x1b[1;1Hb\x1b[31mred\x1b[0m\x08\x07\x1bc\tz\u{9b}\x7f",
+        );
+        assert_eq!(s, "abred??\tz??");
+        let (lines, out) = recording();
+        let con = PrefixedConsole::new("vm", out);
+        con.write(b"\x1b[A\x1b[2Kfake\rhv line\n");
+        assert_eq!(*lines.lock().unwrap(), vec!["[vm] fakehv line"]);
     }
 
     #[test]

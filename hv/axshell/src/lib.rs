@@ -12,6 +12,8 @@
 //! - [`Shell`] ([`shell`]): editor, parser and prompt together; a parsed command goes to a
 //!   caller-supplied [`Executor`] (the hypervisor) that writes its output through
 //!   [`core::fmt::Write`].
+//! - [`report`]: what the hypervisor's answers look like (`vm list`, `vm stat`, `mem`),
+//!   laid out from plain data the hypervisor gathers.
 //!
 //! Nothing typed can panic or wedge it: `fuzz/fuzz_targets/shell.rs` checks random byte
 //! streams. The commands, keys and design are in `docs/shell.md`.
@@ -53,6 +55,7 @@ extern crate alloc;
 pub mod command;
 pub mod editor;
 pub mod history;
+pub mod report;
 #[cfg(any(test, feature = "screen"))]
 pub mod screen;
 pub mod shell;

@@ -1,0 +1,173 @@
+//! What the commands print, from plain data: the hypervisor gathers the facts
+//! ([`VmRow`], [`VmStat`], [`MemReport`]) and these functions lay them out, so the layout is
+//! tested on the host.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::{self, Write};
+
+/// One VM as `vm list` and `vm show` see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmRow {
+    /// Its id (from its config).
+    pub id: u32,
+    /// Its name.
+    pub name: String,
+    /// Its state, one word (`running`, `stopping`, `stopped`).
+    pub state: &'static str,
+    /// The physical CPU each vCPU is pinned to, by vCPU index.
+    pub cpus: Vec<usize>,
+    /// Guest memory in bytes (every region of its config).
+    pub mem_bytes: u64,
+    /// How long it has been running, in milliseconds (`None`: not running).
+    pub uptime_ms: Option<u64>,
+}
+
+/// `1.234s`, `1m02s`, `3h04m`: short and fixed in meaning.
+pub struct Uptime(pub u64);
+
+impl fmt::Display for Uptime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0;
+        let s = ms / 1000;
+        if s < 60 {
+            write!(f, "{}.{:03}s", s, ms % 1000)
+        } else if s < 3600 {
+            write!(f, "{}m{:02}s", s / 60, s % 60)
+        } else {
+            write!(f, "{}h{:02}m", s / 3600, (s / 60) % 60)
+        }
+    }
+}
+
+/// A size in bytes as KiB, MiB or GiB (whole units when exact, else KiB).
+pub struct Size(pub u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const K: u64 = 1024;
+        match self.0 {
+            b if b >= K * K * K && b % (K * K * K) == 0 => write!(f, "{} GiB", b / (K * K * K)),
+            b if b >= K * K && b % (K * K) == 0 => write!(f, "{} MiB", b / (K * K)),
+            b if b % K == 0 => write!(f, "{} KiB", b / K),
+            b => write!(f, "{b} B"),
+        }
+    }
+}
+
+/// The vCPUs' CPUs: `0,1` for vCPU 0 on CPU 0 and vCPU 1 on CPU 1.
+struct Cpus<'a>(&'a [usize]);
+
+impl fmt::Display for Cpus<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, c) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `vm list`: a header and one line per VM, in the order given; `no VMs` when there are none.
+pub fn vm_list(rows: &[VmRow], out: &mut dyn Write) -> fmt::Result {
+    if rows.is_empty() {
+        return writeln!(out, "no VMs");
+    }
+    let name_w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(4);
+    writeln!(
+        out,
+        "{:>4}  {:<name_w$}  {:<8}  {:>5}  {:<8}  {:>9}  UPTIME",
+        "ID", "NAME", "STATE", "VCPUS", "CPUS", "MEMORY"
+    )?;
+    for r in rows {
+        let cpus = alloc::format!("{}", Cpus(&r.cpus));
+        let mem = alloc::format!("{}", Size(r.mem_bytes));
+        write!(
+            out,
+            "{:>4}  {:<name_w$}  {:<8}  {:>5}  {:<8}  {:>9}  ",
+            r.id,
+            r.name,
+            r.state,
+            r.cpus.len(),
+            cpus,
+            mem
+        )?;
+        match r.uptime_ms {
+            Some(ms) => writeln!(out, "{}", Uptime(ms))?,
+            None => writeln!(out, "-")?,
+        }
+    }
+    Ok(())
+}
+
+/// `vm stat` for one VM: its exits by reason with their rates over its uptime, and what
+/// its unclaimed accesses came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmStat {
+    /// The VM's name.
+    pub name: String,
+    /// How long it ran, in milliseconds (the rates' time base; 0: no rates).
+    pub ran_ms: u64,
+    /// Exits by reason, in the hypervisor's order; reasons never taken may be left out.
+    pub exits: Vec<(&'static str, u64)>,
+    /// One line per kind of unclaimed access (MMIO, ports) that happened, already worded.
+    pub unclaimed: Vec<String>,
+}
+
+/// Writes `stat` as a few lines: `vm NAME: N exits in T`, then `  reason  count  rate/s`.
+pub fn vm_stat(stat: &VmStat, out: &mut dyn Write) -> fmt::Result {
+    let total: u64 = stat.exits.iter().map(|(_, n)| n).sum();
+    writeln!(
+        out,
+        "vm {}: {total} exits in {}",
+        stat.name,
+        Uptime(stat.ran_ms)
+    )?;
+    let reason_w = stat.exits.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (kind, n) in &stat.exits {
+        write!(out, "  {kind:<reason_w$}  {n:>10}")?;
+        if stat.ran_ms > 0 {
+            let per_s = u128::from(*n) * 1000 / u128::from(stat.ran_ms);
+            write!(out, "  {per_s:>8}/s")?;
+        }
+        writeln!(out)?;
+    }
+    if stat.unclaimed.is_empty() {
+        writeln!(out, "  unclaimed accesses: none")?;
+    }
+    for line in &stat.unclaimed {
+        writeln!(out, "  {line}")?;
+    }
+    Ok(())
+}
+
+/// `mem`: the frame allocator and the heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemReport {
+    /// Free frames.
+    pub free_frames: usize,
+    /// Bytes per frame.
+    pub frame_size: usize,
+    /// Bytes the heap took from frames.
+    pub heap_total: usize,
+    /// Bytes allocated from the heap.
+    pub heap_used: usize,
+}
+
+/// Writes `mem`'s two lines: `frames: N free (SIZE)` and `heap: USED used of TOTAL`.
+pub fn mem(report: &MemReport, out: &mut dyn Write) -> fmt::Result {
+    let free = (report.free_frames as u64).saturating_mul(report.frame_size as u64);
+    writeln!(
+        out,
+        "frames: {} free ({})",
+        report.free_frames,
+        Size(free - free % 1024)
+    )?;
+    writeln!(
+        out,
+        "heap: {} bytes used of {} bytes",
+        report.heap_used, report.heap_total
+    )
+}
