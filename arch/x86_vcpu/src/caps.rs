@@ -125,10 +125,23 @@ pub mod ctl {
     /// Pin-based bit 0: external interrupts cause VM exits.
     pub const EXTERNAL_INTERRUPT_EXITING: Control =
         Control::new(PinBased, 0, "external-interrupt exiting");
+    /// Pin-based bit 3: NMIs cause VM exits (needed by virtual NMIs).
+    pub const NMI_EXITING: Control = Control::new(PinBased, 3, "NMI exiting");
+    /// Pin-based bit 5: virtual NMIs (the CPU tracks the guest's NMI blocking; needed by
+    /// NMI-window exiting).
+    pub const VIRTUAL_NMIS: Control = Control::new(PinBased, 5, "virtual NMIs");
     /// Pin-based bit 6: the VMX-preemption timer counts down in the guest.
     pub const PREEMPTION_TIMER: Control =
         Control::new(PinBased, 6, "activate VMX-preemption timer");
 
+    /// Primary bit 2: exit as soon as the guest can take an interrupt (set while an
+    /// interrupt waits for RFLAGS.IF or the end of an interrupt shadow).
+    pub const INTERRUPT_WINDOW_EXITING: Control =
+        Control::new(PrimaryProcBased, 2, "interrupt-window exiting");
+    /// Primary bit 22: exit as soon as the guest can take an NMI (set while an NMI waits
+    /// for the guest's NMI handler to return).
+    pub const NMI_WINDOW_EXITING: Control =
+        Control::new(PrimaryProcBased, 22, "NMI-window exiting");
     /// Primary bit 7: HLT exits.
     pub const HLT_EXITING: Control = Control::new(PrimaryProcBased, 7, "HLT exiting");
     /// Primary bit 11: RDPMC exits.
@@ -159,6 +172,10 @@ pub mod ctl {
     pub const ENABLE_EPT: Control = Control::new(SecondaryProcBased, 1, "enable EPT");
     /// Secondary bit 5: VPID-tagged TLB entries.
     pub const ENABLE_VPID: Control = Control::new(SecondaryProcBased, 5, "enable VPID");
+    /// Secondary bit 7: the guest may run with paging off or in real mode (CR0.PE and
+    /// CR0.PG need not be 1): a vCPU started by INIT-SIPI begins in real mode.
+    pub const UNRESTRICTED_GUEST: Control =
+        Control::new(SecondaryProcBased, 7, "unrestricted guest");
     /// Secondary bit 12: INVPCID does not fault.
     pub const ENABLE_INVPCID: Control = Control::new(SecondaryProcBased, 12, "enable INVPCID");
 
@@ -217,11 +234,20 @@ pub const REQUIRED: &[Control] = &[
 /// guest never executes an instruction that would fault; without the preemption timer a
 /// guest's time slice rests on external-interrupt exiting alone. RDTSCP and XSAVES stay off
 /// (and hidden): the guest's IA32_TSC_AUX and IA32_XSS would need switching.
+/// Without unrestricted guest a vCPU cannot start in real mode (INIT-SIPI is refused).
 pub const OPTIONAL: &[Control] = &[
     ctl::ENABLE_INVPCID,
     ctl::PREEMPTION_TIMER,
     ctl::SAVE_PREEMPTION_TIMER,
+    ctl::UNRESTRICTED_GUEST,
 ];
+
+/// Virtual NMIs: set all together when the CPU allows all three (NMI-window exiting needs
+/// virtual NMIs, which need NMI exiting), else none — a pending NMI then waits for the
+/// next exit instead of its window. The window control itself is set only while an NMI
+/// waits.
+pub const VIRTUAL_NMI_GROUP: &[Control] =
+    &[ctl::NMI_EXITING, ctl::VIRTUAL_NMIS, ctl::NMI_WINDOW_EXITING];
 
 /// EPT and VPID capabilities (IA32_VMX_EPT_VPID_CAP) the backend needs, with their names.
 pub const REQUIRED_EPT_VPID: &[(u32, &str)] = &[
@@ -353,6 +379,16 @@ impl VmxCaps {
         }
     }
 
+    /// The bits of a guest's CR0 that must be 1 and that may be 1: [`Self::cr0_fixed`],
+    /// with PE and PG free under unrestricted guest (SDM Vol. 3C, 27.3.1.1).
+    pub fn guest_cr0_fixed(&self, unrestricted: bool) -> FixedBits {
+        let mut f = self.cr0_fixed();
+        if unrestricted {
+            f.must_be_1 &= !(CR0_PE | CR0_PG);
+        }
+        f
+    }
+
     /// The bits of CR4 that must be 1 and that may be 1 in VMX operation.
     pub fn cr4_fixed(&self) -> FixedBits {
         FixedBits {
@@ -361,6 +397,11 @@ impl VmxCaps {
         }
     }
 }
+
+/// CR0.PE.
+const CR0_PE: u64 = 1;
+/// CR0.PG.
+const CR0_PG: u64 = 1 << 31;
 
 /// CR0 or CR4 bits fixed in VMX operation (IA32_VMX_CRn_FIXED0/1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -469,6 +510,16 @@ impl Controls {
         self.field(c.field) & c.mask() != 0
     }
 
+    /// Whether NMI-window exiting may be set ([`VIRTUAL_NMI_GROUP`]).
+    pub fn nmi_window(&self) -> bool {
+        self.has(ctl::VIRTUAL_NMIS)
+    }
+
+    /// Whether the guest may run with CR0.PE or CR0.PG clear (real mode, INIT-SIPI).
+    pub fn unrestricted(&self) -> bool {
+        self.has(ctl::UNRESTRICTED_GUEST)
+    }
+
     /// Computes the controls for `caps`: every field starts at the bits the CPU forces to 1
     /// (allowed 0-settings; a field whose MSR forces a bit it does not allow is the error),
     /// then each [`REQUIRED`] control is set (or the first one the
@@ -503,6 +554,9 @@ impl Controls {
             if caps.allows(o) {
                 *c.field_mut(o.field) |= o.mask();
             }
+        }
+        if VIRTUAL_NMI_GROUP.iter().all(|&v| caps.allows(v)) {
+            c.pin |= ctl::NMI_EXITING.mask() | ctl::VIRTUAL_NMIS.mask();
         }
         for &(bit, name) in REQUIRED_EPT_VPID {
             if caps.ept_vpid & (1 << bit) == 0 {

@@ -5,6 +5,7 @@
 //! Pure, unit-tested on the host.
 
 use crate::caps::{Controls, VmxCaps};
+use crate::exit::{event, interruptibility as ib};
 
 /// The guest-state fields the checks read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,6 +38,12 @@ pub struct GuestState {
     pub link_pointer: u64,
     /// The "IA-32e mode guest" entry control.
     pub ia32e: bool,
+    /// The "unrestricted guest" execution control.
+    pub unrestricted: bool,
+    /// The guest interruptibility state.
+    pub interruptibility: u32,
+    /// The VM-entry interruption-information field (the event the entry injects).
+    pub entry_event: u32,
 }
 
 /// The host-state fields the checks read.
@@ -68,12 +75,17 @@ const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
 /// RFLAGS bits that must be 0: 63:22, 15, 5, 3.
 const RFLAGS_RESERVED: u64 = !0x3f_ffff | (1 << 15) | (1 << 5) | (1 << 3);
 
 /// The first guest-state field that fails its check, or `None`.
 pub fn guest(g: &GuestState, caps: &VmxCaps) -> Option<&'static str> {
-    Some(if !caps.cr0_fixed().accepts(g.cr0) {
+    let injecting = g.entry_event & event::VALID != 0;
+    let kind = event::kind(g.entry_event);
+    let shadow = g.interruptibility & (ib::STI | ib::MOV_SS);
+    Some(if !caps.guest_cr0_fixed(g.unrestricted).accepts(g.cr0) {
         "guest CR0 (VMX fixed bits)"
     } else if !caps.cr4_fixed().accepts(g.cr4) {
         "guest CR4 (VMX fixed bits)"
@@ -110,6 +122,22 @@ pub fn guest(g: &GuestState, caps: &VmxCaps) -> Option<&'static str> {
         "guest RFLAGS (reserved bits)"
     } else if g.activity > 3 {
         "guest activity state"
+    } else if g.activity == 1 && (g.ss_ar >> 5) & 3 != 0 {
+        "guest activity state (HLT with SS.DPL not 0)"
+    } else if g.activity != 0 && shadow != 0 {
+        "guest activity state (not active in an STI or MOV-SS shadow)"
+    } else if shadow == ib::STI | ib::MOV_SS {
+        "guest interruptibility state (STI and MOV-SS blocking both set)"
+    } else if shadow & ib::STI != 0 && g.rflags & RFLAGS_IF == 0 {
+        "guest interruptibility state (STI blocking with RFLAGS.IF clear)"
+    } else if injecting && kind == event::EXTERNAL && shadow != 0 {
+        "VM-entry interruption information (an external interrupt in an interrupt shadow)"
+    } else if injecting && kind == event::EXTERNAL && g.rflags & RFLAGS_IF == 0 {
+        "VM-entry interruption information (an external interrupt with RFLAGS.IF clear)"
+    } else if injecting && kind == event::NMI && shadow != 0 {
+        "VM-entry interruption information (an NMI in an interrupt shadow)"
+    } else if injecting && g.entry_event & event::DELIVER_ERROR_CODE != 0 && g.cr0 & CR0_PE == 0 {
+        "VM-entry interruption information (an error code in real mode)"
     } else if g.link_pointer != u64::MAX {
         "VMCS link pointer (must be all ones)"
     } else {
@@ -212,6 +240,9 @@ mod tests {
             activity: 0,
             link_pointer: u64::MAX,
             ia32e: true,
+            unrestricted: false,
+            interruptibility: 0,
+            entry_event: 0,
         }
     }
 
@@ -256,6 +287,100 @@ mod tests {
             breakit(&mut g);
             assert_eq!(guest(&g, &c), Some(name));
         }
+    }
+
+    #[test]
+    fn event_injection_checks() {
+        let c = caps();
+        let on = GuestState {
+            rflags: entry::RFLAGS | RFLAGS_IF,
+            entry_event: event::external(0x30),
+            ..contract()
+        };
+        assert_eq!(guest(&on, &c), None);
+        type Breaker = fn(&mut GuestState);
+        let cases: [(Breaker, &str); 7] = [
+            (
+                |g| g.rflags = entry::RFLAGS,
+                "VM-entry interruption information (an external interrupt with RFLAGS.IF clear)",
+            ),
+            (
+                |g| g.interruptibility = ib::MOV_SS,
+                "VM-entry interruption information (an external interrupt in an interrupt shadow)",
+            ),
+            (
+                |g| {
+                    g.entry_event = event::nmi();
+                    g.interruptibility = ib::STI;
+                },
+                "VM-entry interruption information (an NMI in an interrupt shadow)",
+            ),
+            (
+                |g| g.interruptibility = ib::STI | ib::MOV_SS,
+                "guest interruptibility state (STI and MOV-SS blocking both set)",
+            ),
+            (
+                |g| {
+                    g.entry_event = 0;
+                    g.rflags = entry::RFLAGS;
+                    g.interruptibility = ib::STI;
+                },
+                "guest interruptibility state (STI blocking with RFLAGS.IF clear)",
+            ),
+            (
+                |g| {
+                    g.entry_event = 0;
+                    g.activity = 1;
+                    g.interruptibility = ib::STI;
+                },
+                "guest activity state (not active in an STI or MOV-SS shadow)",
+            ),
+            (
+                |g| {
+                    g.unrestricted = true;
+                    g.ia32e = false;
+                    g.efer = 0;
+                    g.cr0 = 0x30;
+                    g.cs_ar = 0x9b;
+                    g.entry_event = event::exception(13, true);
+                },
+                "VM-entry interruption information (an error code in real mode)",
+            ),
+        ];
+        for (breakit, name) in cases {
+            let mut g = on;
+            breakit(&mut g);
+            assert_eq!(guest(&g, &c), Some(name));
+        }
+    }
+
+    #[test]
+    fn real_mode_start_passes_under_unrestricted_guest() {
+        let c = caps();
+        let real = GuestState {
+            cr0: 0x30,
+            cr4: 0x2000,
+            efer: 0,
+            rip: 0,
+            cs_ar: 0x9b,
+            ss_ar: 0x93,
+            tr_ar: 0x8b,
+            tr_selector: 0,
+            ia32e: false,
+            unrestricted: true,
+            ..contract()
+        };
+        assert_eq!(guest(&real, &c), None);
+        assert_eq!(
+            guest(
+                &GuestState {
+                    unrestricted: false,
+                    ..real
+                },
+                &c
+            ),
+            Some("guest CR0 (VMX fixed bits)")
+        );
     }
 
     #[test]

@@ -341,6 +341,12 @@ pub mod event {
     pub const NMI: u32 = 2;
     /// Hardware exception (#DE, #UD, #GP, #PF, ...).
     pub const HARDWARE_EXCEPTION: u32 = 3;
+    /// Software interrupt (`INT n`).
+    pub const SOFTWARE_INTERRUPT: u32 = 4;
+    /// Privileged software exception (`INT1`).
+    pub const PRIVILEGED_SOFTWARE_EXCEPTION: u32 = 5;
+    /// Software exception (`INT3`, `INTO`).
+    pub const SOFTWARE_EXCEPTION: u32 = 6;
     /// Bit 11: the event pushes an error code.
     pub const DELIVER_ERROR_CODE: u32 = 1 << 11;
     /// Bit 31: the field is valid.
@@ -360,6 +366,126 @@ pub mod event {
     pub fn vector(info: u32) -> Option<u8> {
         (info & VALID != 0).then_some(info as u8)
     }
+
+    /// The interruption-information value injecting external interrupt `vector`.
+    pub fn external(vector: u8) -> u32 {
+        VALID | EXTERNAL << 8 | u32::from(vector)
+    }
+
+    /// The interruption-information value injecting an NMI (vector 2).
+    pub fn nmi() -> u32 {
+        VALID | NMI << 8 | 2
+    }
+
+    /// The event type (bits 10:8) of an interruption-information value.
+    pub fn kind(info: u32) -> u32 {
+        (info >> 8) & 7
+    }
+
+    /// What the next VM entry must deliver again after an exit whose IDT-vectoring
+    /// information is `idt_vectoring` (SDM Vol. 3C, 28.2.4 and 27.6.1.1), or `None` when
+    /// no delivery was interrupted.
+    pub fn reinjection(idt_vectoring: u32) -> Option<Reinjection> {
+        if idt_vectoring & VALID == 0 {
+            return None;
+        }
+        // Bits 30:12 (bit 12 is "NMI unblocking due to IRET" in the exit fields) are
+        // reserved in the entry field.
+        let info = idt_vectoring & !0x7fff_f000;
+        let kind = kind(info);
+        Some(Reinjection {
+            info,
+            error_code: info & DELIVER_ERROR_CODE != 0,
+            // Software interrupts and exceptions push the address after the instruction:
+            // the entry needs its length.
+            instruction_len: matches!(
+                kind,
+                SOFTWARE_INTERRUPT | PRIVILEGED_SOFTWARE_EXCEPTION | SOFTWARE_EXCEPTION
+            ),
+        })
+    }
+
+    /// An event to deliver again ([`reinjection`]).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Reinjection {
+        /// The VM-entry interruption-information value.
+        pub info: u32,
+        /// The IDT-vectoring error code goes to the VM-entry exception error code.
+        pub error_code: bool,
+        /// The VM-exit instruction length goes to the VM-entry instruction length.
+        pub instruction_len: bool,
+    }
+}
+
+/// Guest interruptibility-state bits (SDM Vol. 3C, 25.4.2).
+pub mod interruptibility {
+    /// Blocking by STI: the instruction after STI.
+    pub const STI: u32 = 1 << 0;
+    /// Blocking by MOV SS / POP SS.
+    pub const MOV_SS: u32 = 1 << 1;
+    /// Blocking by SMI.
+    pub const SMI: u32 = 1 << 2;
+    /// Blocking by NMI: an NMI handler runs (until its IRET).
+    pub const NMI: u32 = 1 << 3;
+}
+
+/// What a vCPU's interrupt controller has for the guest, and what the guest can take.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventState {
+    /// RFLAGS.IF.
+    pub interrupts_enabled: bool,
+    /// The guest interruptibility state ([`interruptibility`]).
+    pub interruptibility: u32,
+    /// The next entry already delivers an event (an interrupted delivery or an exception
+    /// the exit's handling injected): nothing else can be injected with it.
+    pub injecting: bool,
+    /// An NMI waits.
+    pub nmi_pending: bool,
+    /// A maskable interrupt waits (the local APIC's highest request above its priority).
+    pub interrupt_pending: bool,
+    /// The CPU has NMI-window exiting (with virtual NMIs).
+    pub nmi_window_available: bool,
+}
+
+/// What to do before the next VM entry ([`decide`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventDecision {
+    /// Inject the pending NMI now.
+    pub inject_nmi: bool,
+    /// Acknowledge the pending interrupt and inject it now.
+    pub inject_interrupt: bool,
+    /// Set "interrupt-window exiting": exit as soon as the guest can take an interrupt.
+    pub interrupt_window: bool,
+    /// Set "NMI-window exiting": exit as soon as the guest can take an NMI.
+    pub nmi_window: bool,
+}
+
+/// Decides what the next VM entry delivers (SDM Vol. 3C, 27.2.1.3 and 27.3.1.5): at most
+/// one event, an NMI before an interrupt; an interrupt only with RFLAGS.IF set and no STI
+/// or MOV-SS blocking (VM entry fails otherwise); an NMI only without NMI, STI or MOV-SS
+/// blocking. What cannot go now asks for the matching window exit. Every combination gives
+/// an entry the CPU accepts.
+pub fn decide(s: &EventState) -> EventDecision {
+    use interruptibility as ib;
+    let mut d = EventDecision::default();
+    let shadow = s.interruptibility & (ib::STI | ib::MOV_SS) != 0;
+    let mut busy = s.injecting;
+    if s.nmi_pending {
+        if !busy && !shadow && s.interruptibility & ib::NMI == 0 {
+            d.inject_nmi = true;
+            busy = true;
+        } else {
+            d.nmi_window = s.nmi_window_available;
+        }
+    }
+    if s.interrupt_pending {
+        if !busy && !shadow && s.interrupts_enabled {
+            d.inject_interrupt = true;
+        } else {
+            d.interrupt_window = true;
+        }
+    }
+    d
 }
 
 /// Exception vectors the backend injects.

@@ -94,6 +94,9 @@ pub struct VmxVCpu {
     entry: u64,
     eptp: u64,
     start_arg: u64,
+    /// The primary processor-based controls as the VMCS holds them (the window-exiting
+    /// bits change while the vCPU runs).
+    proc_ctls: u32,
     /// The CPU whose VMCS pointer holds this VMCS (`usize::MAX`: none, cleared).
     loaded_on: usize,
     launched: bool,
@@ -246,8 +249,10 @@ impl VmxVCpu {
     }
 
     /// Injects hardware exception `v` (with error code `code` when it has one) at the
-    /// next entry; RIP stays at the faulting instruction.
+    /// next entry; RIP stays at the faulting instruction. In real mode (CR0.PE clear,
+    /// unrestricted guest) exceptions push no error code.
     fn inject(&mut self, v: u8, code: Option<u32>) {
+        let code = code.filter(|_| vmx::read(f::GUEST_CR0) & 1 != 0);
         vmx::write(
             f::ENTRY_INTERRUPTION_INFO,
             u64::from(event::exception(v, code.is_some())),
@@ -266,15 +271,44 @@ impl VmxVCpu {
             // for the previous entry is not repeated.
             return;
         }
-        // Bits 30:12 are not part of the entry field.
-        vmx::write(f::ENTRY_INTERRUPTION_INFO, u64::from(info & !0x7fff_f000));
-        if info & event::DELIVER_ERROR_CODE != 0 {
+        self.reinject(info);
+    }
+
+    /// [`Self::reinject_vectoring`]'s work, out of the exit path's line.
+    #[inline(never)]
+    fn reinject(&mut self, idt_vectoring: u32) {
+        let Some(r) = event::reinjection(idt_vectoring) else {
+            return;
+        };
+        vmx::write(f::ENTRY_INTERRUPTION_INFO, u64::from(r.info));
+        if r.error_code {
             vmx::write(
                 f::ENTRY_EXCEPTION_ERROR_CODE,
                 vmx::read(f::IDT_VECTORING_ERROR_CODE),
             );
         }
-        vmx::write(f::ENTRY_INSTRUCTION_LEN, vmx::read(f::EXIT_INSTRUCTION_LEN));
+        if r.instruction_len {
+            vmx::write(f::ENTRY_INSTRUCTION_LEN, vmx::read(f::EXIT_INSTRUCTION_LEN));
+        }
+    }
+
+    /// Sets or clears interrupt-window and NMI-window exiting (one VMWRITE, only when
+    /// they change). NMI-window exiting is set only where the CPU has virtual NMIs.
+    fn set_windows(&mut self, interrupt: bool, nmi: bool) {
+        let iw = ctl::INTERRUPT_WINDOW_EXITING.mask();
+        let nw = ctl::NMI_WINDOW_EXITING.mask();
+        let mut p = self.proc_ctls & !(iw | nw);
+        let caps = vmx::caps();
+        if interrupt && caps.is_some_and(|c| c.0.allows(ctl::INTERRUPT_WINDOW_EXITING)) {
+            p |= iw;
+        }
+        if nmi && caps.is_some_and(|c| c.1.nmi_window()) {
+            p |= nw;
+        }
+        if p != self.proc_ctls {
+            self.proc_ctls = p;
+            vmx::write(f::PROC_BASED, u64::from(p));
+        }
     }
 
     /// The guest-state fields [`check::guest`] reads.
@@ -295,6 +329,10 @@ impl VmxVCpu {
             activity: vmx::read(f::GUEST_ACTIVITY_STATE) as u32,
             link_pointer: vmx::read(f::VMCS_LINK_POINTER),
             ia32e: vmx::read(f::ENTRY_CONTROLS) & u64::from(ctl::IA32E_MODE_GUEST.mask()) != 0,
+            unrestricted: vmx::read(f::PROC_BASED2) & u64::from(ctl::UNRESTRICTED_GUEST.mask())
+                != 0,
+            interruptibility: vmx::read(f::GUEST_INTERRUPTIBILITY) as u32,
+            entry_event: vmx::read(f::ENTRY_INTERRUPTION_INFO) as u32,
         }
     }
 
@@ -455,9 +493,10 @@ impl VmxVCpu {
         vmx::write(f::HOST_RIP, x86_vcpu_vmx_exit as *const () as usize as u64);
     }
 
-    fn write_controls(&self, c: &crate::caps::Controls) {
+    fn write_controls(&mut self, c: &crate::caps::Controls) {
         vmx::write(f::PIN_BASED, u64::from(c.pin));
         vmx::write(f::PROC_BASED, u64::from(c.proc));
+        self.proc_ctls = c.proc;
         vmx::write(f::PROC_BASED2, u64::from(c.proc2));
         vmx::write(f::EXIT_CONTROLS, u64::from(c.exit));
         vmx::write(f::ENTRY_CONTROLS, u64::from(c.entry));
@@ -573,6 +612,18 @@ impl VmxVCpu {
             });
         }
         match reason {
+            ExitReason::EXCEPTION_NMI => {
+                // The exception bitmap is 0: only a host NMI (NMI exiting, needed by
+                // virtual NMIs) lands here. The hypervisor sends none itself.
+                log::warn!("vCPU {}: host NMI while the guest ran", self.index);
+                Some(VmExit::ExternalInterrupt)
+            }
+            ExitReason::INTERRUPT_WINDOW | ExitReason::NMI_WINDOW => {
+                // The guest can take the event now: the check before the next entry
+                // injects it.
+                self.set_windows(false, false);
+                None
+            }
             ExitReason::EXTERNAL_INTERRUPT => {
                 let info = vmx::read(f::EXIT_INTERRUPTION_INFO) as u32;
                 if let Some(v) = event::vector(info) {
@@ -1136,6 +1187,7 @@ impl ArchVCpu for VmxVCpu {
             entry: 0,
             eptp: 0,
             start_arg: 0,
+            proc_ctls: 0,
             loaded_on: usize::MAX,
             launched: false,
             reset_pending: true,

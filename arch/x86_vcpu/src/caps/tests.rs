@@ -99,9 +99,12 @@ fn bochs_like_cpu_gets_every_control() {
     );
     assert_eq!(
         c.pin,
-        PIN_DEFAULT1 | 1 | 1 << 6,
-        "external interrupts, preemption timer"
+        PIN_DEFAULT1 | 1 | 1 << 3 | 1 << 5 | 1 << 6,
+        "external interrupts, NMI exiting, virtual NMIs, preemption timer"
     );
+    assert!(c.nmi_window() && c.unrestricted());
+    // The window controls are set only while an event waits.
+    assert!(!c.has(ctl::INTERRUPT_WINDOW_EXITING) && !c.has(ctl::NMI_WINDOW_EXITING));
     // Nothing outside the allowed 1-settings.
     for (field, v) in [
         (ControlField::PinBased, c.pin),
@@ -194,7 +197,7 @@ fn no_secondary_controls_reads_neither_ctls2_nor_ept_caps() {
 #[test]
 fn optional_controls_are_left_off_when_absent() {
     let mut m = bochs_like();
-    *m.get_mut(&msr::IA32_VMX_PROCBASED_CTLS2).unwrap() &= !(bits(&[3, 12, 20]) as u64) << 32;
+    *m.get_mut(&msr::IA32_VMX_PROCBASED_CTLS2).unwrap() &= !(bits(&[3, 7, 12, 20]) as u64) << 32;
     *m.get_mut(&msr::IA32_VMX_TRUE_PINBASED_CTLS).unwrap() &= !(1u64 << (32 + 6));
     *m.get_mut(&msr::IA32_VMX_TRUE_EXIT_CTLS).unwrap() &= !(1u64 << (32 + 22));
     let (caps, _) = read(&m);
@@ -203,6 +206,24 @@ fn optional_controls_are_left_off_when_absent() {
         assert!(!c.has(o), "{o}");
     }
     assert!(c.has(ctl::ENABLE_EPT));
+    assert!(!c.unrestricted());
+}
+
+#[test]
+fn virtual_nmis_come_as_a_group() {
+    // Without NMI-window exiting, neither NMI exiting nor virtual NMIs are set.
+    let mut m = bochs_like();
+    *m.get_mut(&msr::IA32_VMX_TRUE_PROCBASED_CTLS).unwrap() &= !(1u64 << (32 + 22));
+    let (caps, _) = read(&m);
+    let c = Controls::compute(&caps).unwrap();
+    assert!(!c.nmi_window());
+    assert!(!c.has(ctl::NMI_EXITING) && !c.has(ctl::VIRTUAL_NMIS));
+    // Without virtual NMIs, the same.
+    let mut m = bochs_like();
+    *m.get_mut(&msr::IA32_VMX_TRUE_PINBASED_CTLS).unwrap() &= !(1u64 << (32 + 5));
+    let (caps, _) = read(&m);
+    let c = Controls::compute(&caps).unwrap();
+    assert!(!c.nmi_window() && !c.has(ctl::NMI_EXITING));
 }
 
 #[test]
@@ -265,6 +286,9 @@ fn fixed_bits() {
     assert_eq!(cr0.apply(0), 0x8000_0021);
     assert!(cr0.accepts(0x8005_0033));
     assert!(!cr0.accepts(0x8000_0001), "NE clear");
+    // Unrestricted guest frees PE and PG, not NE.
+    assert_eq!(caps.guest_cr0_fixed(true).apply(0x10), 0x30);
+    assert_eq!(caps.guest_cr0_fixed(false).apply(0x10), 0x8000_0031);
     let cr4 = caps.cr4_fixed();
     assert_eq!(cr4.apply(0x20), 0x2020, "VMXE forced on");
     assert!(!cr4.accepts(0x2020 | 1 << 23), "CET not allowed here");

@@ -144,3 +144,147 @@ fn string_io_steps() {
     assert_eq!(string_address_size(1 << 7), Some(4));
     assert_eq!(string_address_size(3 << 7), None);
 }
+
+#[test]
+fn injection_encodings() {
+    assert_eq!(event::external(0x30), 0x8000_0030);
+    assert_eq!(event::nmi(), 0x8000_0202);
+    assert_eq!(event::kind(event::nmi()), event::NMI);
+    assert_eq!(
+        event::kind(event::exception(vector::GP, true)),
+        event::HARDWARE_EXCEPTION
+    );
+}
+
+#[test]
+fn interrupted_deliveries_are_reinjected() {
+    assert_eq!(event::reinjection(0x0000_0030), None, "not valid");
+    // An external interrupt whose delivery hit an EPT violation on the guest's stack:
+    // the same event, no error code, no length.
+    let r = event::reinjection(0x8000_0030).unwrap();
+    assert_eq!(
+        (r.info, r.error_code, r.instruction_len),
+        (0x8000_0030, false, false)
+    );
+    // A #PF with its error code; bit 12 (NMI unblocking) is not part of the entry field.
+    let r = event::reinjection(0x8000_1b0e).unwrap();
+    assert_eq!(
+        (r.info, r.error_code, r.instruction_len),
+        (0x8000_0b0e, true, false)
+    );
+    // INT 0x80 and INT3 need the instruction's length.
+    assert!(event::reinjection(0x8000_0480).unwrap().instruction_len);
+    assert!(event::reinjection(0x8000_0603).unwrap().instruction_len);
+    assert!(!event::reinjection(event::nmi()).unwrap().instruction_len);
+}
+
+#[test]
+fn event_decisions() {
+    use interruptibility as ib;
+    let open = EventState {
+        interrupts_enabled: true,
+        nmi_window_available: true,
+        ..EventState::default()
+    };
+    assert_eq!(decide(&open), EventDecision::default(), "nothing pending");
+    let irq = EventState {
+        interrupt_pending: true,
+        ..open
+    };
+    assert_eq!(
+        decide(&irq),
+        EventDecision {
+            inject_interrupt: true,
+            ..EventDecision::default()
+        }
+    );
+    let window = EventDecision {
+        interrupt_window: true,
+        ..EventDecision::default()
+    };
+    // IF clear, STI or MOV-SS shadow, or an event already going in: wait for the window.
+    for s in [
+        EventState {
+            interrupts_enabled: false,
+            ..irq
+        },
+        EventState {
+            interruptibility: ib::STI,
+            ..irq
+        },
+        EventState {
+            interruptibility: ib::MOV_SS,
+            ..irq
+        },
+        EventState {
+            injecting: true,
+            ..irq
+        },
+    ] {
+        assert_eq!(decide(&s), window, "{s:?}");
+    }
+    // NMI blocking does not hold back interrupts.
+    assert!(
+        decide(&EventState {
+            interruptibility: ib::NMI,
+            ..irq
+        })
+        .inject_interrupt
+    );
+    // An NMI goes first, even with IF clear; the interrupt waits for its window.
+    let both = EventState {
+        nmi_pending: true,
+        interrupts_enabled: false,
+        ..irq
+    };
+    assert_eq!(
+        decide(&both),
+        EventDecision {
+            inject_nmi: true,
+            interrupt_window: true,
+            ..EventDecision::default()
+        }
+    );
+    // An NMI while one is handled waits for the NMI window, if the CPU has it; the
+    // interrupt can go meanwhile.
+    let blocked = EventState {
+        interruptibility: ib::NMI,
+        interrupts_enabled: true,
+        ..both
+    };
+    assert_eq!(
+        decide(&blocked),
+        EventDecision {
+            inject_interrupt: true,
+            nmi_window: true,
+            ..EventDecision::default()
+        }
+    );
+    let no_window = EventState {
+        nmi_window_available: false,
+        ..blocked
+    };
+    assert!(!decide(&no_window).nmi_window && !decide(&no_window).inject_nmi);
+    // Whatever the state, an injection never comes with a shadow or another event, and
+    // an interrupt never with IF clear (VM entry would fail).
+    for bits in 0..64u32 {
+        let s = EventState {
+            interrupts_enabled: bits & 1 != 0,
+            interruptibility: (bits >> 1) & 0xf,
+            injecting: bits & 32 != 0,
+            nmi_pending: true,
+            interrupt_pending: true,
+            nmi_window_available: true,
+        };
+        let d = decide(&s);
+        assert!(!(d.inject_nmi && d.inject_interrupt));
+        if d.inject_nmi || d.inject_interrupt {
+            assert!(!s.injecting && s.interruptibility & (ib::STI | ib::MOV_SS) == 0);
+        }
+        if d.inject_interrupt {
+            assert!(s.interrupts_enabled);
+        }
+        assert!(d.inject_nmi || d.nmi_window);
+        assert!(d.inject_interrupt || d.interrupt_window);
+    }
+}
