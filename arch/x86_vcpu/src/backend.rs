@@ -3,9 +3,11 @@
 //! [`X86Stage2`] the nested page-table format of that backend (EPT or NPT); both are
 //! fixed once per boot, before the first VM.
 
+use crate::pc::VirtualPc;
 use crate::svm::hw as svm;
 use crate::{SvmVCpu, VmxVCpu, VmxVCpuConfig};
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use axaddrspace::{AmdNpt, GuestPhysAddr, HostPhysAddr, IntelEpt, MappingFlags, PteFormat};
 use axvcpu::{ArchVCpu, PowerReply, VCpuError, VmExit};
 use core::ops::ControlFlow;
@@ -92,6 +94,16 @@ const _: () = assert!(
         && AmdNpt::PA_BITS == IntelEpt::PA_BITS
 );
 
+/// How to create an x86 vCPU (either backend).
+#[derive(Clone, Debug)]
+pub struct X86VCpuConfig {
+    /// The VM's identifier (non-zero): VPID under VMX, ASID under SVM.
+    pub vmid: u16,
+    /// The VM's virtual PC (local APICs, I/O APIC, legacy timers), if the VM has one
+    /// (docs/x86-interrupts.md); without it the vCPU has no interrupt controller.
+    pub pc: Option<Arc<VirtualPc>>,
+}
+
 /// An x86 vCPU of either backend.
 pub enum X86VCpu {
     /// Under VMX.
@@ -110,12 +122,14 @@ macro_rules! each {
 }
 
 impl ArchVCpu for X86VCpu {
-    /// The VM's identifier: VPID under VMX, ASID under SVM.
-    type CreateConfig = VmxVCpuConfig;
+    type CreateConfig = X86VCpuConfig;
 
-    fn new(vcpu_id: usize, config: VmxVCpuConfig) -> Result<Self, VCpuError> {
+    fn new(vcpu_id: usize, config: X86VCpuConfig) -> Result<Self, VCpuError> {
         Ok(match backend() {
-            Backend::Vmx => Self::Vmx(Box::new(VmxVCpu::new(vcpu_id, config)?)),
+            Backend::Vmx => Self::Vmx(Box::new(VmxVCpu::new(
+                vcpu_id,
+                VmxVCpuConfig { vpid: config.vmid },
+            )?)),
             Backend::Svm => Self::Svm(Box::new(SvmVCpu::new(vcpu_id, config)?)),
         })
     }
@@ -181,6 +195,12 @@ impl ArchVCpu for X86VCpu {
     }
     fn complete_power(&mut self, reply: PowerReply) {
         each!(self, v => v.complete_power(reply))
+    }
+    fn wakeup_pending(&self) -> bool {
+        each!(self, v => v.wakeup_pending())
+    }
+    fn timer_deadline(&self) -> Option<u64> {
+        each!(self, v => v.timer_deadline())
     }
 }
 

@@ -12,6 +12,8 @@
 //!   (instruction fetch for [`insn`], string I/O buffers).
 //! - [`cpuid`]: what the guest's CPUID returns (VMX and SVM hidden, the axvisor leaf).
 //! - [`msr`]: the MSR bitmap and the MSRs the vCPU emulates.
+//! - [`pc`]: the virtual PC of a VM (local APICs, I/O APIC, PIC, PIT, RTC, PM1) and the
+//!   interrupt API both backends call.
 //! - [`power`]: the power hypercalls and what both backends make of a hypercall.
 //! - [`entry`]: the guest entry contract (64-bit mode, the GDT and identity page tables the
 //!   hypervisor writes into guest RAM).
@@ -44,6 +46,7 @@ pub mod gpt;
 pub mod insn;
 pub mod insn_cache;
 pub mod msr;
+pub mod pc;
 pub mod power;
 pub mod svm;
 pub mod vmcs;
@@ -67,4 +70,4 @@ pub use platform::{X86Platform, X86PlatformError, X86Vm};
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub mod backend;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
-pub use backend::{X86Stage2, X86VCpu};
+pub use backend::{X86Stage2, X86VCpu, X86VCpuConfig};

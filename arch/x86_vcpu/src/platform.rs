@@ -4,11 +4,11 @@
 //! covering the boot tables, VMX or SVM unusable on this CPU, passthrough interrupts
 //! without an interrupt controller).
 
-use crate::backend::{self, Backend, X86Stage2, X86VCpu};
+use crate::backend::{self, Backend, X86Stage2, X86VCpu, X86VCpuConfig};
 use crate::entry::{boot_tables, BOOT_TABLES_END, BOOT_TABLES_GPA};
+use crate::pc::VirtualPc;
 use crate::svm::hw::{self as svm, SvmError};
 use crate::vmx::{self, VmxError};
-use crate::VmxVCpuConfig;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use axdevice_base::VcpuNotifier;
@@ -19,8 +19,11 @@ use core::fmt;
 /// The x86_64 platform, under VMX or SVM.
 pub struct X86Platform;
 
-/// What an x86 VM has besides its vCPUs: nothing yet (no virtual interrupt controller).
-pub struct X86Vm;
+/// What an x86 VM has besides its vCPUs: its virtual PC (interrupt controllers and timers)
+/// when the config has an `ioapic` device.
+pub struct X86Vm {
+    pc: Option<Arc<VirtualPc>>,
+}
 
 /// Why an x86 VM cannot be built.
 #[derive(Debug)]
@@ -89,16 +92,20 @@ impl ArchPlatform for X86Platform {
         }
         let mut platform = VmPlatform::none();
         platform.boot_data = Vec::from([(BOOT_TABLES_GPA, boot_tables())]);
-        Ok((platform, X86Vm))
+        Ok((platform, X86Vm { pc: None }))
     }
 
     fn irq_sink(_vm: &X86Vm) -> Option<Arc<dyn IrqSink>> {
         None
     }
 
-    /// The VM's VPID tags its vCPUs' TLB entries.
-    fn vcpu_config(_vm: &X86Vm, vmid: u16, _index: usize) -> VmxVCpuConfig {
-        VmxVCpuConfig { vpid: vmid }
+    /// The VM's VPID or ASID tags its vCPUs' TLB entries; every vCPU shares the VM's
+    /// virtual PC.
+    fn vcpu_config(vm: &X86Vm, vmid: u16, _index: usize) -> X86VCpuConfig {
+        X86VCpuConfig {
+            vmid,
+            pc: vm.pc.clone(),
+        }
     }
 
     /// RDI = 0 (the start argument), RSI = 0 (no zero page): set-up already zeroes them.

@@ -17,8 +17,10 @@ use crate::gpt::{Access, Paging, WalkError};
 use crate::guestmem::NestedMemory;
 use crate::insn::{self, CpuMode, MmioOp};
 use crate::msr::{self, MsrContext, MsrWrite};
+use crate::pc::VirtualPc;
 use crate::power;
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use axaddrspace::{AmdNpt, GuestPhysAddr, HostPhysAddr, MappingFlags};
 use axdevice_base::AccessWidth;
 use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
@@ -69,6 +71,8 @@ struct Element {
 /// An SVM vCPU.
 pub struct SvmVCpu {
     fpu: Fpu,
+    /// The VM's virtual PC, if it has one.
+    pc: Option<Arc<VirtualPc>>,
     asid: u32,
     index: usize,
     vm_id: Option<u64>,
@@ -164,6 +168,9 @@ fn access_width(bytes: u8) -> AccessWidth {
         AccessWidth::Dword,
     ][(bytes.trailing_zeros() as usize).min(3)]
 }
+
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
 
 fn vcpu_err(what: &'static str) -> VCpuError {
     VCpuError::Unsupported(what)
@@ -826,17 +833,18 @@ impl SvmVCpu {
 }
 
 impl ArchVCpu for SvmVCpu {
-    type CreateConfig = crate::VmxVCpuConfig;
+    type CreateConfig = crate::X86VCpuConfig;
 
-    /// `config.vpid` is the VM's identifier, used as its ASID.
-    fn new(vcpu_id: usize, config: crate::VmxVCpuConfig) -> Result<Self, VCpuError> {
+    /// `config.vmid` is the VM's identifier, used as its ASID.
+    fn new(vcpu_id: usize, config: crate::X86VCpuConfig) -> Result<Self, VCpuError> {
         hw::enable().map_err(|_| vcpu_err("SVM cannot be enabled on this CPU"))?;
         let vmcb = crate::vmx::alloc_frame().ok_or(vcpu_err("no memory for a VMCB"))?;
         let mut fpu = Fpu::new(crate::vmx::xsave_enabled());
         fpu.reset();
         Ok(Self {
             fpu,
-            asid: u32::from(config.vpid),
+            asid: u32::from(config.vmid),
+            pc: config.pc,
             index: vcpu_id,
             vm_id: None,
             vmcb,
@@ -961,6 +969,20 @@ impl ArchVCpu for SvmVCpu {
 
     fn complete_power(&mut self, reply: PowerReply) {
         self.regs.0[r::RAX] = power::reply_code(reply);
+    }
+
+    /// An NMI, or an interrupt the guest can take (RFLAGS.IF), in its local APIC.
+    fn wakeup_pending(&self) -> bool {
+        self.pc.as_ref().is_some_and(|pc| {
+            let interrupts = self.rd(save::RFLAGS) & RFLAGS_IF != 0;
+            pc.wakeup_pending(self.index, axhal::time::ticks(), interrupts)
+        })
+    }
+
+    /// The local APIC timer's deadline (and on vCPU 0 the PIT's), in TSC ticks: the
+    /// host's counter.
+    fn timer_deadline(&self) -> Option<u64> {
+        self.pc.as_ref().and_then(|pc| pc.deadline(self.index))
     }
 
     fn run_with<R>(
