@@ -2,7 +2,8 @@
 //!
 //! Boot: `axhal` brings up the boot CPU, `axstd` sets up memory, logging and tasks and calls
 //! [`main`] here, which prints the banner, brings every CPU online and starts one task per CPU
-//! that reports in, then builds and starts the VMs embedded in the image (see [`vmm`]).
+//! that reports in, then builds and starts the VMs embedded in the image (see [`vmm`]), and
+//! starts the shell on the console ([`shell`]).
 #![no_std]
 #![no_main]
 
@@ -10,6 +11,7 @@ extern crate alloc;
 
 mod banner;
 mod images;
+mod shell;
 mod vmm;
 
 use axstd::println;
@@ -45,6 +47,7 @@ fn main() {
         selftest(test, online - 1);
     }
     start_vms(online);
+    shell::start();
 }
 
 fn start_vms(online: usize) {

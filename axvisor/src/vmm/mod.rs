@@ -26,6 +26,7 @@ use axvmconfig::{HostFacts, MapKind, ValidateContext, VmConfig};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Mutex;
 
+pub mod control;
 mod dtb;
 mod host;
 mod passthrough;
@@ -340,6 +341,7 @@ fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> 
         waker,
         tasks: AtomicUsize::new(0),
     });
+    control::register(source, &run);
     spawn_vcpu(&run, 0);
     true
 }

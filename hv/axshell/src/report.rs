@@ -108,28 +108,29 @@ pub fn vm_list(rows: &[VmRow], out: &mut dyn Write) -> fmt::Result {
 pub struct VmStat {
     /// The VM's name.
     pub name: String,
-    /// How long it ran, in milliseconds (the rates' time base; 0: no rates).
-    pub ran_ms: u64,
+    /// How long it has been running, in milliseconds (the rates' time base); `None` when
+    /// it is not running (no rates).
+    pub ran_ms: Option<u64>,
     /// Exits by reason, in the hypervisor's order; reasons never taken may be left out.
     pub exits: Vec<(&'static str, u64)>,
     /// One line per kind of unclaimed access (MMIO, ports) that happened, already worded.
     pub unclaimed: Vec<String>,
 }
 
-/// Writes `stat` as a few lines: `vm NAME: N exits in T`, then `  reason  count  rate/s`.
+/// Writes `stat` as a few lines: `vm NAME: N exits in T` (or `(not running)`), then
+/// `  reason  count  rate/s` per reason (no rate when not running), then the unclaimed
+/// accesses.
 pub fn vm_stat(stat: &VmStat, out: &mut dyn Write) -> fmt::Result {
     let total: u64 = stat.exits.iter().map(|(_, n)| n).sum();
-    writeln!(
-        out,
-        "vm {}: {total} exits in {}",
-        stat.name,
-        Uptime(stat.ran_ms)
-    )?;
+    match stat.ran_ms {
+        Some(ms) => writeln!(out, "vm {}: {total} exits in {}", stat.name, Uptime(ms))?,
+        None => writeln!(out, "vm {}: {total} exits (not running)", stat.name)?,
+    }
     let reason_w = stat.exits.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (kind, n) in &stat.exits {
         write!(out, "  {kind:<reason_w$}  {n:>10}")?;
-        if stat.ran_ms > 0 {
-            let per_s = u128::from(*n) * 1000 / u128::from(stat.ran_ms);
+        if let Some(ms) = stat.ran_ms.filter(|&ms| ms > 0) {
+            let per_s = u128::from(*n) * 1000 / u128::from(ms);
             write!(out, "  {per_s:>8}/s")?;
         }
         writeln!(out)?;

@@ -53,7 +53,7 @@ fn sizes_and_uptimes() {
 fn vm_stat_counts_rates_and_unclaimed() {
     let stat = VmStat {
         name: "hello".into(),
-        ran_ms: 2000,
+        ran_ms: Some(2000),
         exits: vec![("mmio-write", 400), ("hypercall", 3)],
         unclaimed: vec![],
     };
@@ -62,14 +62,14 @@ fn vm_stat_counts_rates_and_unclaimed() {
         "vm hello: 403 exits in 2.000s\n  mmio-write         400       200/s\n  hypercall            3         1/s\n  unclaimed accesses: none\n"
     );
     let stat = VmStat {
-        ran_ms: 0,
-        exits: vec![],
+        ran_ms: None,
+        exits: vec![("hypercall", 3)],
         unclaimed: vec!["2 unclaimed accesses at 1 address".into()],
         ..stat
     };
     assert_eq!(
         text(|s| vm_stat(&stat, s)),
-        "vm hello: 0 exits in 0.000s\n  2 unclaimed accesses at 1 address\n"
+        "vm hello: 3 exits (not running)\n  hypercall           3\n  2 unclaimed accesses at 1 address\n"
     );
 }
 

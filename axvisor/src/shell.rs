@@ -1,0 +1,201 @@
+//! The shell on the hypervisor console, live while the VMs run (docs/shell.md).
+//!
+//! One task on CPU 0 polls the console for received bytes and feeds them to an
+//! [`axshell::Shell`] whose [`Executor`] is the VM manager ([`crate::vmm::control`]), the
+//! logger and the allocator. The shell's prompt and line are the console's bottom line
+//! (`axhal::console::write_owned`): the hypervisor's and the VMs' lines are written above
+//! it and never run into what is being typed.
+//!
+//! It starts once the embedded VMs have started, unless the boot argument `shell=off` says
+//! otherwise.
+
+use crate::vmm::control::{self, ControlError};
+use alloc::vec::Vec;
+use axshell::report::{self, MemReport};
+use axshell::{Command, Executor, Flow, LogLevel, Shell};
+use axstd::time::Duration;
+use core::fmt::{self, Write};
+
+/// How long the shell task sleeps when no byte waits (input is polled).
+const POLL: Duration = Duration::from_millis(20);
+
+/// Why a command did nothing. `Display` is one line.
+#[derive(Debug)]
+pub enum ShellError {
+    /// What the VM manager said.
+    Vm(ControlError),
+    /// The command exists but the hypervisor cannot do it yet.
+    NotYet {
+        /// The command.
+        what: &'static str,
+        /// Why not.
+        why: &'static str,
+    },
+    /// Writing the answer failed (never on the console).
+    Output,
+}
+
+impl From<ControlError> for ShellError {
+    fn from(e: ControlError) -> Self {
+        Self::Vm(e)
+    }
+}
+
+impl From<fmt::Error> for ShellError {
+    fn from(_: fmt::Error) -> Self {
+        Self::Output
+    }
+}
+
+impl fmt::Display for ShellError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Vm(e) => write!(f, "{e}"),
+            Self::NotYet { what, why } => write!(f, "{what}: not available yet: {why}"),
+            Self::Output => f.write_str("output failed"),
+        }
+    }
+}
+
+/// No disk yet: what `vm create`, `ls` and `cat` answer.
+const NO_DISK: &str = "no disk (the hypervisor has no block device driver yet)";
+
+/// The hypervisor as the shell's executor.
+struct Hypervisor;
+
+impl Executor for Hypervisor {
+    type Error = ShellError;
+
+    fn execute(&mut self, command: Command, out: &mut dyn Write) -> Result<Flow, ShellError> {
+        match command {
+            // The shell answers `help` itself.
+            Command::Help(_) => {}
+            Command::VmList => report::vm_list(&control::list(), out)?,
+            Command::VmShow(vm) => {
+                let (row, file) = control::show(&vm)?;
+                report::vm_list(core::slice::from_ref(&row), out)?;
+                writeln!(out, "config: {file} (built into the image)")?;
+            }
+            Command::VmStart(vm) => {
+                let name = control::start(&vm)?;
+                writeln!(out, "vm {name}: started")?;
+            }
+            Command::VmStop(vm) => {
+                let name = control::stop(&vm)?;
+                writeln!(out, "vm {name}: stopped")?;
+            }
+            Command::VmRestart(vm) => {
+                let name = control::restart(&vm)?;
+                writeln!(out, "vm {name}: restarted")?;
+            }
+            Command::VmDelete(vm) => {
+                let name = control::delete(&vm)?;
+                writeln!(out, "vm {name}: deleted")?;
+            }
+            Command::VmPause(_) | Command::VmResume(_) => {
+                return Err(ShellError::NotYet {
+                    what: "vm pause/resume",
+                    why: "vCPUs cannot be held outside the guest yet; use vm stop and vm start",
+                })
+            }
+            Command::VmStat(vm) => {
+                for stat in control::stat(vm.as_ref())? {
+                    report::vm_stat(&stat, out)?;
+                }
+            }
+            Command::VmCreate(_) => {
+                return Err(ShellError::NotYet {
+                    what: "vm create",
+                    why: NO_DISK,
+                })
+            }
+            Command::Ls(_) | Command::Cat(_) => {
+                return Err(ShellError::NotYet {
+                    what: "ls/cat",
+                    why: NO_DISK,
+                })
+            }
+            Command::Log(None) => writeln!(out, "log level: {}", log::max_level())?,
+            Command::Log(Some(level)) => {
+                log::set_max_level(level_filter(level));
+                writeln!(out, "log level: {}", log::max_level())?;
+            }
+            Command::Mem => {
+                let stats = axstd::os::memory_stats();
+                let mem = MemReport {
+                    free_frames: stats.free_frames,
+                    frame_size: axvmconfig::PAGE_SIZE as usize,
+                    heap_total: stats.total,
+                    heap_used: stats.used,
+                };
+                report::mem(&mem, out)?;
+            }
+            Command::Cpu => {
+                return Err(ShellError::NotYet {
+                    what: "cpu",
+                    why: "the scheduler does not measure per-CPU load yet",
+                })
+            }
+            Command::Console(_) => {
+                return Err(ShellError::NotYet {
+                    what: "console",
+                    why: "VM consoles take no input from the shell yet",
+                })
+            }
+        }
+        Ok(Flow::Prompt)
+    }
+}
+
+fn level_filter(level: LogLevel) -> log::LevelFilter {
+    match level {
+        LogLevel::Off => log::LevelFilter::Off,
+        LogLevel::Error => log::LevelFilter::Error,
+        LogLevel::Warn => log::LevelFilter::Warn,
+        LogLevel::Info => log::LevelFilter::Info,
+        LogLevel::Debug => log::LevelFilter::Debug,
+        LogLevel::Trace => log::LevelFilter::Trace,
+    }
+}
+
+/// Starts the shell task on CPU 0, unless the boot argument `shell=off` asks for none.
+pub fn start() {
+    match axstd::os::platform_info().bootarg("shell") {
+        Some("off") => return,
+        None | Some("on") => {}
+        Some(other) => log::warn!("boot argument shell={other}: not on or off; the shell starts"),
+    }
+    axstd::thread::spawn_on(0, "shell", run);
+}
+
+/// The shell task: prompt, then each received byte through the shell; the prompt and line
+/// stay the console's bottom line.
+fn run() {
+    let mut shell = Shell::new();
+    let mut out = Vec::new();
+    let mut bottom = Vec::new();
+    shell.start(&mut out);
+    publish(&shell, &mut out, &mut bottom);
+    loop {
+        let mut fed = false;
+        while let Some(byte) = axhal::console::read_byte() {
+            fed = true;
+            // No command suspends the shell (`console` is not there yet), so every step
+            // ends with the shell's prompt.
+            shell.feed(byte, &mut Hypervisor, &mut out);
+        }
+        if fed {
+            publish(&shell, &mut out, &mut bottom);
+        } else {
+            axstd::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Writes the shell's output and makes its prompt and line the console's bottom line.
+fn publish(shell: &Shell, out: &mut Vec<u8>, bottom: &mut Vec<u8>) {
+    bottom.clear();
+    shell.show(bottom);
+    axhal::console::write_owned(out, bottom);
+    out.clear();
+}

@@ -1,0 +1,267 @@
+//! The VMs as the shell sees and changes them: every VM built since boot (running or
+//! stopped, until deleted), found by id or name, stopped, started again from its config,
+//! deleted.
+//!
+//! A stopped VM keeps its memory until it is started again (built anew from its config,
+//! with a fresh VMID and memory) or deleted (its memory freed once its last vCPU task is
+//! gone, which it is once stopped).
+
+use super::{start_vm, VmRun};
+use crate::images::EmbeddedVm;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use axshell::report::{VmRow, VmStat};
+use axshell::VmRef;
+use axstd::time::Duration;
+use axvm::VmStatus;
+use core::fmt;
+use spin::Mutex;
+
+/// How long `vm stop` waits for the vCPUs to leave the guest.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// One VM known to the shell.
+struct Entry {
+    /// Where its config and images came from (to build it again).
+    source: &'static EmbeddedVm,
+    run: Arc<VmRun>,
+    /// When it was started (the time since boot).
+    started: Duration,
+}
+
+/// Every VM built since boot and not deleted, in the order they were built.
+static VMS: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+
+/// Records a VM that was just built and started.
+pub(super) fn register(source: &'static EmbeddedVm, run: &Arc<VmRun>) {
+    VMS.lock().push(Entry {
+        source,
+        run: run.clone(),
+        started: axstd::time::now(),
+    });
+}
+
+/// Why a shell command on a VM did nothing. `Display` is one line.
+#[derive(Debug)]
+pub enum ControlError {
+    /// No VM has this id or name.
+    NoSuchVm(VmRef),
+    /// The VM is not in a state the command works in.
+    State {
+        /// The VM's name.
+        name: String,
+        /// What the command needs, e.g. `running`.
+        needs: &'static str,
+        /// Its state.
+        is: &'static str,
+    },
+    /// The vCPUs did not leave the guest in time (the VM is still stopping).
+    StillStopping(String),
+    /// Building it again failed (the reason was printed as the VM's own line).
+    NotStarted(String),
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSuchVm(VmRef::Id(id)) => write!(f, "no VM with id {id}: try \"vm list\""),
+            Self::NoSuchVm(VmRef::Name(name)) => {
+                write!(f, "no VM named {name:?}: try \"vm list\"")
+            }
+            Self::State { name, needs, is } => {
+                write!(f, "vm {name}: is {is}, must be {needs}")
+            }
+            Self::StillStopping(name) => write!(
+                f,
+                "vm {name}: asked to stop, but its vCPUs have not left the guest yet"
+            ),
+            Self::NotStarted(name) => write!(f, "vm {name}: not started (see the line above)"),
+        }
+    }
+}
+
+/// A state as one word.
+pub fn state_word(status: VmStatus) -> &'static str {
+    match status {
+        VmStatus::Loading => "loading",
+        VmStatus::Loaded => "loaded",
+        VmStatus::Running => "running",
+        VmStatus::Stopping => "stopping",
+        VmStatus::Stopped => "stopped",
+    }
+}
+
+fn matches(entry: &Entry, which: &VmRef) -> bool {
+    match which {
+        VmRef::Id(id) => usize::try_from(entry.run.vm.id()).is_ok_and(|i| i == *id),
+        VmRef::Name(name) => entry.run.vm.name() == name,
+    }
+}
+
+/// The VM `which` names: its run and its source.
+fn find(which: &VmRef) -> Result<(Arc<VmRun>, &'static EmbeddedVm), ControlError> {
+    VMS.lock()
+        .iter()
+        .find(|e| matches(e, which))
+        .map(|e| (e.run.clone(), e.source))
+        .ok_or_else(|| ControlError::NoSuchVm(which.clone()))
+}
+
+fn row(entry: &Entry, now: Duration) -> VmRow {
+    let vm = &entry.run.vm;
+    let status = vm.status();
+    VmRow {
+        id: vm.id(),
+        name: String::from(vm.name()),
+        state: state_word(status),
+        cpus: vm.config().cpus.pin.clone(),
+        mem_bytes: vm.config().memory.iter().map(|r| r.size).sum(),
+        uptime_ms: (status == VmStatus::Running)
+            .then(|| (now.saturating_sub(entry.started)).as_millis() as u64),
+    }
+}
+
+/// Every VM, in the order they were built.
+pub fn list() -> Vec<VmRow> {
+    let now = axstd::time::now();
+    VMS.lock().iter().map(|e| row(e, now)).collect()
+}
+
+/// One VM's row and its config file.
+pub fn show(which: &VmRef) -> Result<(VmRow, &'static str), ControlError> {
+    let now = axstd::time::now();
+    VMS.lock()
+        .iter()
+        .find(|e| matches(e, which))
+        .map(|e| (row(e, now), e.source.file))
+        .ok_or_else(|| ControlError::NoSuchVm(which.clone()))
+}
+
+/// Exit counts and unclaimed accesses of the VM `which` names, or of every VM.
+pub fn stat(which: Option<&VmRef>) -> Result<Vec<VmStat>, ControlError> {
+    let now = axstd::time::now();
+    let vms = VMS.lock();
+    let chosen: Vec<&Entry> = vms
+        .iter()
+        .filter(|e| which.is_none_or(|w| matches(e, w)))
+        .collect();
+    if let (Some(w), true) = (which, chosen.is_empty()) {
+        return Err(ControlError::NoSuchVm(w.clone()));
+    }
+    Ok(chosen
+        .into_iter()
+        .map(|e| {
+            let vm = &e.run.vm;
+            VmStat {
+                name: String::from(vm.name()),
+                ran_ms: (vm.status() == VmStatus::Running)
+                    .then(|| now.saturating_sub(e.started).as_millis() as u64),
+                exits: vm.exits().nonzero().map(|(k, n)| (k.name(), n)).collect(),
+                unclaimed: [vm.unclaimed(), vm.unclaimed_ports()]
+                    .into_iter()
+                    .filter(|u| u.total > 0)
+                    .map(|u| alloc::format!("{u}"))
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+/// Stops the running VM `which` names and waits (a little) until its vCPUs have left.
+/// Returns its name.
+pub fn stop(which: &VmRef) -> Result<String, ControlError> {
+    let (run, _) = find(which)?;
+    let name = String::from(run.vm.name());
+    match run.vm.status() {
+        VmStatus::Running => {}
+        other => {
+            return Err(ControlError::State {
+                name,
+                needs: "running",
+                is: state_word(other),
+            })
+        }
+    }
+    run.vm.shutdown();
+    run.waker.notify_all();
+    let deadline = axstd::time::now() + STOP_WAIT;
+    while run.vm.status() != VmStatus::Stopped {
+        if axstd::time::now() > deadline {
+            return Err(ControlError::StillStopping(name));
+        }
+        axstd::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(name)
+}
+
+/// Starts the stopped VM `which` names again, built anew from its config (fresh memory,
+/// images loaded again). Returns its name.
+pub fn start(which: &VmRef) -> Result<String, ControlError> {
+    let (run, source) = find(which)?;
+    let name = String::from(run.vm.name());
+    match run.vm.status() {
+        VmStatus::Stopped => {}
+        other => {
+            return Err(ControlError::State {
+                name,
+                needs: "stopped",
+                is: state_word(other),
+            })
+        }
+    }
+    let config = run.vm.config().clone();
+    // The old VM goes first, so its memory is free for the new one.
+    let place = {
+        let mut vms = VMS.lock();
+        let place = vms.iter().position(|e| Arc::ptr_eq(&e.run, &run));
+        vms.retain(|e| !Arc::ptr_eq(&e.run, &run));
+        place
+    };
+    // Its last vCPU task gives back its VMID and host ranges just after marking it
+    // stopped, then lets go of it.
+    let deadline = axstd::time::now() + STOP_WAIT;
+    while Arc::strong_count(&run) > 1 && axstd::time::now() < deadline {
+        axstd::thread::sleep(Duration::from_millis(1));
+    }
+    drop(run);
+    if start_vm(source, config) {
+        // Back in its place in the list (it was registered last).
+        let mut vms = VMS.lock();
+        if let (Some(place), Some(entry)) = (place, vms.pop()) {
+            let place = place.min(vms.len());
+            vms.insert(place, entry);
+        }
+        Ok(name)
+    } else {
+        Err(ControlError::NotStarted(name))
+    }
+}
+
+/// Stops the VM `which` names if it runs, then starts it again.
+pub fn restart(which: &VmRef) -> Result<String, ControlError> {
+    let (run, _) = find(which)?;
+    if run.vm.status() == VmStatus::Running {
+        stop(which)?;
+    }
+    start(which)
+}
+
+/// Deletes the stopped VM `which` names: it leaves the list and its memory is freed.
+/// Returns its name.
+pub fn delete(which: &VmRef) -> Result<String, ControlError> {
+    let (run, _) = find(which)?;
+    let name = String::from(run.vm.name());
+    match run.vm.status() {
+        VmStatus::Stopped => {}
+        other => {
+            return Err(ControlError::State {
+                name,
+                needs: "stopped",
+                is: state_word(other),
+            })
+        }
+    }
+    VMS.lock().retain(|e| !Arc::ptr_eq(&e.run, &run));
+    Ok(name)
+}
