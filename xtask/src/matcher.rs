@@ -1,21 +1,44 @@
 //! Console-output matching: cleaning raw console bytes into lines, and checking lines
 //! against a scenario's ordered and unordered expectations and its failure markers.
 
-/// Turns one raw console line into text: invalid UTF-8 is replaced, ANSI escape sequences
-/// and carriage returns are removed, and the trailing newline is dropped.
+/// Turns one raw console line into the text a terminal shows on its row: invalid UTF-8 is
+/// replaced, the trailing newline dropped, and control sequences act as on a VT100 row —
+/// a carriage return goes back to the first column (so what follows overwrites), backspace
+/// and `ESC [ n D` / `ESC [ n C` move the cursor, `ESC [ K` erases to the end of the row
+/// (`ESC [ 1 K` to the cursor, `ESC [ 2 K` all of it); every other escape sequence is
+/// removed. So a line the hypervisor writes over the shell's prompt (`CR`, `ESC [ K`, text)
+/// reads as that text alone.
 pub fn clean_line(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
-    let mut out = String::with_capacity(text.len());
+    let mut row: Vec<char> = Vec::with_capacity(text.len());
+    let mut col = 0usize;
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '\x1b' => match chars.next() {
                 // CSI: parameters and intermediates, ended by a byte in 0x40..=0x7e.
                 Some('[') => {
+                    let mut params = String::new();
+                    let mut last = None;
                     for c in chars.by_ref() {
                         if ('\x40'..='\x7e').contains(&c) {
+                            last = Some(c);
                             break;
                         }
+                        params.push(c);
+                    }
+                    let n = params.parse::<usize>().unwrap_or(1).max(1);
+                    match (last, params.as_str()) {
+                        (Some('K'), "" | "0") => row.truncate(col),
+                        (Some('K'), "1") => {
+                            for cell in row.iter_mut().take(col + 1) {
+                                *cell = ' ';
+                            }
+                        }
+                        (Some('K'), "2") => row.clear(),
+                        (Some('D'), _) => col = col.saturating_sub(n),
+                        (Some('C'), _) => col = col.saturating_add(n).min(MAX_COLUMN),
+                        _ => {}
                     }
                 }
                 // OSC: ended by BEL or ESC '\'.
@@ -33,12 +56,26 @@ pub fn clean_line(raw: &[u8]) -> String {
                 // Two-byte escapes (ESC c, ESC =, ...): drop both.
                 _ => {}
             },
-            '\r' | '\n' => {}
-            c => out.push(c),
+            '\r' => col = 0,
+            '\n' => {}
+            '\x08' => col = col.saturating_sub(1),
+            c => {
+                if col < row.len() {
+                    row[col] = c;
+                } else {
+                    row.resize(col, ' ');
+                    row.push(c);
+                }
+                col += 1;
+            }
         }
     }
-    out
+    row.into_iter().collect()
 }
+
+/// The furthest right `ESC [ n C` moves the cursor in [`clean_line`] (a bound on the row's
+/// length, whatever a guest prints).
+const MAX_COLUMN: usize = 4096;
 
 /// What a line did to the match.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -241,6 +278,22 @@ mod tests {
         assert_eq!(clean_line(b"a\x1bcb"), "ab");
         assert_eq!(clean_line(b"bad \xff utf8"), "bad \u{fffd} utf8");
         assert_eq!(clean_line(b"unterminated \x1b["), "unterminated ");
+    }
+
+    #[test]
+    fn carriage_returns_and_erases_act_as_on_a_terminal_row() {
+        // A line written over the shell's prompt reads as that line alone.
+        assert_eq!(
+            clean_line(b"axvisor> \r\x1b[K[hello] PASS hello\r\n"),
+            "[hello] PASS hello"
+        );
+        assert_eq!(clean_line(b"abcdef\rxy"), "xycdef");
+        assert_eq!(clean_line(b"abcdef\x1b[3D\x1b[K!"), "abc!");
+        assert_eq!(clean_line(b"vm lisx\x08\x1b[Kt"), "vm list");
+        assert_eq!(clean_line(b"ab\x1b[2Cc"), "ab  c");
+        assert_eq!(clean_line(b"abc\x1b[2D\x1b[1K"), "  c");
+        assert_eq!(clean_line(b"abc\x1b[2K"), "");
+        assert_eq!(clean_line(b"x\x1b[99999999Cy").len(), MAX_COLUMN + 1);
     }
 
     #[test]
