@@ -324,7 +324,7 @@ impl<'de> Deserialize<'de> for MemFlags {
 ///
 /// The single list both the parser and the messages use; [`DeviceKind::ALL`] holds the
 /// same kinds in the same order.
-pub const DEVICE_KINDS: &[&str] = &["pl011", "ns16550", "gicd", "gicr", "gicc", "plic"];
+pub const DEVICE_KINDS: &[&str] = &["pl011", "ns16550", "gicd", "gicr", "gicc", "plic", "ioapic"];
 
 /// One `[[devices]]` entry: a device model the hypervisor emulates for this VM, either at
 /// guest-physical addresses (`base`, `size`) or at I/O ports (`port`, and optionally `size`
@@ -460,17 +460,21 @@ pub enum DeviceKind {
     /// `"plic"`: a RISC-V platform-level interrupt controller (riscv64), one context per
     /// vCPU.
     Plic,
+    /// `"ioapic"`: an I/O APIC (x86_64, 24 inputs, a 4 KiB window), with a local APIC per
+    /// vCPU and the PC's legacy devices (PIC, PIT, RTC, ACPI PM1 registers) beside it.
+    Ioapic,
 }
 
 impl DeviceKind {
     /// Every kind, in the order of [`DEVICE_KINDS`].
-    pub const ALL: [DeviceKind; 6] = [
+    pub const ALL: [DeviceKind; 7] = [
         DeviceKind::Pl011,
         DeviceKind::Ns16550,
         DeviceKind::GicDistributor,
         DeviceKind::GicRedistributor,
         DeviceKind::GicCpuInterface,
         DeviceKind::Plic,
+        DeviceKind::Ioapic,
     ];
 
     /// How many I/O ports the kind has when it is given a `port` (its registers one port
@@ -491,6 +495,7 @@ impl DeviceKind {
             DeviceKind::GicRedistributor => "gicr",
             DeviceKind::GicCpuInterface => "gicc",
             DeviceKind::Plic => "plic",
+            DeviceKind::Ioapic => "ioapic",
         }
     }
 

@@ -18,6 +18,12 @@ pub const VGIC_SPI_LINES: Range<u32> = 32..128;
 /// on QEMU `virt` (source 0 does not exist).
 pub const VPLIC_SOURCES: Range<u32> = 1..96;
 
+/// Inputs (GSIs) of the virtual I/O APIC every x86_64 VM with an `ioapic` gets: 0..=23.
+pub const VIOAPIC_PINS: Range<u32> = 0..24;
+
+/// Size of the register window of a VM's I/O APIC (`ioapic`).
+pub const VIOAPIC_WINDOW_SIZE: u64 = 0x1000;
+
 /// Size of the register window of a VM's GIC distributor (`gicd`), as `arm_vgic` emulates
 /// it.
 pub const VGIC_GICD_SIZE: u64 = 0x1_0000;
@@ -84,6 +90,7 @@ impl HostArch {
                 matches!(self, Self::Aarch64)
             }
             K::Plic => matches!(self, Self::Riscv64),
+            K::Ioapic => matches!(self, Self::X86_64),
         }
     }
 }

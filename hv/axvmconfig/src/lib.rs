@@ -57,7 +57,7 @@ pub use config::{
 pub use error::ParseError;
 pub use host::{
     HostArch, HostFacts, HostRange, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE,
-    VGIC_SPI_LINES, VPLIC_SOURCES, VPLIC_WINDOW_SIZE,
+    VGIC_SPI_LINES, VIOAPIC_PINS, VIOAPIC_WINDOW_SIZE, VPLIC_SOURCES, VPLIC_WINDOW_SIZE,
 };
 pub use validate::{
     validate_many, validate_many_on, ConfigProblem, ProblemKind, ValidateContext, MAX_NAME_LEN,

@@ -350,7 +350,7 @@ fn unknown_device_kind_names_the_field() {
     let err = parse_err(&BASE.replace("\"pl011\"", "\"virtio\""));
     assert_eq!(
         err.message,
-        "unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`"
+        "unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`"
     );
     assert_eq!(err.key.as_deref(), Some("devices.kind"));
     let line = BASE.lines().position(|l| l.contains("pl011")).unwrap() + 1;
@@ -358,7 +358,7 @@ fn unknown_device_kind_names_the_field() {
     assert_eq!(
         err.to_string(),
         format!(
-            "line {line}, column 8: in `devices.kind`: unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`"
+            "line {line}, column 8: in `devices.kind`: unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`"
         )
     );
 }
@@ -1131,8 +1131,8 @@ fn irq_needs_an_interrupt_controller() {
     assert_eq!(
         lines(&problems(&vm, &ctx())),
         vec![
-            "devices[0].irq: interrupt 33: the VM has no interrupt controller (add a `gicd` or `plic` device)",
-            "passthrough[0].irqs[0]: interrupt 40: the VM has no interrupt controller (add a `gicd` or `plic` device)",
+            "devices[0].irq: interrupt 33: the VM has no interrupt controller (add a `gicd`, `plic` or `ioapic` device)",
+            "passthrough[0].irqs[0]: interrupt 40: the VM has no interrupt controller (add a `gicd`, `plic` or `ioapic` device)",
         ]
     );
 }
@@ -1663,4 +1663,52 @@ fn x86_64_has_no_generated_device_tree() {
         ]
     );
     assert!(HostArch::Aarch64.has_device_tree() && HostArch::Riscv64.has_device_tree());
+}
+
+/// An x86_64 VM with an `ioapic` and a UART on its input 4.
+fn pc_config(ioapic_size: &str, irq: u32) -> VmConfig {
+    parse(&format!(
+        "id = 1\nname = \"pc\"\n[cpus]\ncount = 1\npin = [0]\n[kernel]\nimage = \"hello\"\n\
+         load_addr = 0x10_0000\n[[memory]]\ngpa = 0\nsize = 0x100_0000\nmap = \"alloc\"\n\
+         [[devices]]\nkind = \"ioapic\"\nbase = 0xFEC0_0000\nsize = {ioapic_size}\n\
+         [[devices]]\nkind = \"ns16550\"\nport = 0x3F8\nirq = {irq}\n"
+    ))
+}
+
+/// An x86_64 VM's `ioapic`: its window is 4 KiB, it takes device interrupts 0..=23, it is
+/// x86_64's only.
+#[test]
+fn ioapic_device() {
+    let ok = pc_config("0x1000", 4);
+    assert_eq!(ok.devices[0].kind, DeviceKind::Ioapic);
+    assert_eq!(ok.irq_lines(), Some(("the VM's I/O APIC", VIOAPIC_PINS)));
+    assert!(
+        problems(&ok, &ctx()).is_empty(),
+        "{:?}",
+        problems(&ok, &ctx())
+    );
+    assert_single(
+        &pc_config("0x2000", 4),
+        &ctx(),
+        "devices[0].size",
+        ProblemKind::ControllerWindowSize {
+            size: 0x2000,
+            need: VIOAPIC_WINDOW_SIZE,
+            at_least: false,
+        },
+    );
+    assert_eq!(
+        lines(&problems(&pc_config("0x1000", 24), &ctx())),
+        ["devices[1].irq: interrupt 24 is not a line of the VM's I/O APIC (0..=23)"]
+    );
+    // Without the I/O APIC, an x86 device's interrupt has no controller.
+    let mut bare = ok.clone();
+    bare.devices.remove(0);
+    assert_eq!(
+        lines(&problems(&bare, &ctx())),
+        ["devices[0].irq: interrupt 4: the VM has no interrupt controller (add a `gicd`, `plic` or `ioapic` device)"]
+    );
+    assert!(HostArch::X86_64.has_device(DeviceKind::Ioapic));
+    assert!(!HostArch::Aarch64.has_device(DeviceKind::Ioapic));
+    assert!(!HostArch::Riscv64.has_device(DeviceKind::Ioapic));
 }

@@ -12,7 +12,7 @@ use crate::config::{
 };
 use crate::host::{
     HostArch, HostFacts, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE,
-    VGIC_SPI_LINES, VPLIC_SOURCES, VPLIC_WINDOW_SIZE,
+    VGIC_SPI_LINES, VIOAPIC_PINS, VIOAPIC_WINDOW_SIZE, VPLIC_SOURCES, VPLIC_WINDOW_SIZE,
 };
 
 /// Granule of guest memory mappings: memory regions and passthrough ranges must start and
@@ -414,7 +414,7 @@ impl fmt::Display for ProblemKind {
             ),
             Self::IrqWithoutController { irq } => write!(
                 f,
-                "interrupt {irq}: the VM has no interrupt controller (add a `gicd` or `plic` device)"
+                "interrupt {irq}: the VM has no interrupt controller (add a `gicd`, `plic` or `ioapic` device)"
             ),
             Self::IrqOutOfRange {
                 irq,
@@ -710,6 +710,7 @@ impl VmConfig {
                 DeviceKind::GicCpuInterface => (VGIC_GICC_SIZE, true),
                 DeviceKind::GicRedistributor => (gicr, true),
                 DeviceKind::Plic => (VPLIC_WINDOW_SIZE, false),
+                DeviceKind::Ioapic => (VIOAPIC_WINDOW_SIZE, false),
                 DeviceKind::Pl011 | DeviceKind::Ns16550 => continue,
             };
             if matches!(
@@ -749,6 +750,8 @@ impl VmConfig {
             Some(("the VM's GIC (its SPIs)", VGIC_SPI_LINES))
         } else if has(DeviceKind::Plic) {
             Some(("the VM's PLIC", VPLIC_SOURCES))
+        } else if has(DeviceKind::Ioapic) {
+            Some(("the VM's I/O APIC", VIOAPIC_PINS))
         } else {
             None
         }
