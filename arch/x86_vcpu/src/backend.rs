@@ -5,7 +5,7 @@
 
 use crate::pc::VirtualPc;
 use crate::svm::hw as svm;
-use crate::{SvmVCpu, VmxVCpu, VmxVCpuConfig};
+use crate::{SvmVCpu, VmxVCpu};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use axaddrspace::{AmdNpt, GuestPhysAddr, HostPhysAddr, IntelEpt, MappingFlags, PteFormat};
@@ -126,10 +126,7 @@ impl ArchVCpu for X86VCpu {
 
     fn new(vcpu_id: usize, config: X86VCpuConfig) -> Result<Self, VCpuError> {
         Ok(match backend() {
-            Backend::Vmx => Self::Vmx(Box::new(VmxVCpu::new(
-                vcpu_id,
-                VmxVCpuConfig { vpid: config.vmid },
-            )?)),
+            Backend::Vmx => Self::Vmx(Box::new(VmxVCpu::new(vcpu_id, config)?)),
             Backend::Svm => Self::Svm(Box::new(SvmVCpu::new(vcpu_id, config)?)),
         })
     }

@@ -429,63 +429,20 @@ pub mod interruptibility {
     pub const NMI: u32 = 1 << 3;
 }
 
-/// What a vCPU's interrupt controller has for the guest, and what the guest can take.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EventState {
-    /// RFLAGS.IF.
-    pub interrupts_enabled: bool,
-    /// The guest interruptibility state ([`interruptibility`]).
-    pub interruptibility: u32,
-    /// The next entry already delivers an event (an interrupted delivery or an exception
-    /// the exit's handling injected): nothing else can be injected with it.
-    pub injecting: bool,
-    /// An NMI waits.
-    pub nmi_pending: bool,
-    /// A maskable interrupt waits (the local APIC's highest request above its priority).
-    pub interrupt_pending: bool,
-    /// The CPU has NMI-window exiting (with virtual NMIs).
-    pub nmi_window_available: bool,
-}
-
-/// What to do before the next VM entry ([`decide`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EventDecision {
-    /// Inject the pending NMI now.
-    pub inject_nmi: bool,
-    /// Acknowledge the pending interrupt and inject it now.
-    pub inject_interrupt: bool,
-    /// Set "interrupt-window exiting": exit as soon as the guest can take an interrupt.
-    pub interrupt_window: bool,
-    /// Set "NMI-window exiting": exit as soon as the guest can take an NMI.
-    pub nmi_window: bool,
-}
-
-/// Decides what the next VM entry delivers (SDM Vol. 3C, 27.2.1.3 and 27.3.1.5): at most
-/// one event, an NMI before an interrupt; an interrupt only with RFLAGS.IF set and no STI
-/// or MOV-SS blocking (VM entry fails otherwise); an NMI only without NMI, STI or MOV-SS
-/// blocking. What cannot go now asks for the matching window exit. Every combination gives
-/// an entry the CPU accepts.
-pub fn decide(s: &EventState) -> EventDecision {
-    use interruptibility as ib;
-    let mut d = EventDecision::default();
-    let shadow = s.interruptibility & (ib::STI | ib::MOV_SS) != 0;
-    let mut busy = s.injecting;
-    if s.nmi_pending {
-        if !busy && !shadow && s.interruptibility & ib::NMI == 0 {
-            d.inject_nmi = true;
-            busy = true;
-        } else {
-            d.nmi_window = s.nmi_window_available;
-        }
+/// What the guest can take at the next VM entry (SDM Vol. 3C, 27.2.1.3 and 27.3.1.5),
+/// for [`crate::pc::VirtualPc::next_injection`]: an external interrupt only with RFLAGS.IF
+/// set, no STI or MOV-SS blocking and no other event going in with the entry (`injecting`:
+/// an interrupted delivery or an exception the exit's handling injected); an NMI only
+/// without NMI, STI or MOV-SS blocking and no other event. VM entry fails on the
+/// combinations left out.
+pub fn ready(interrupts_enabled: bool, interruptibility: u32, injecting: bool) -> crate::pc::Ready {
+    use self::interruptibility as ib;
+    let blocking = interruptibility;
+    let open = !injecting && blocking & (ib::STI | ib::MOV_SS) == 0;
+    crate::pc::Ready {
+        irq: open && interrupts_enabled,
+        nmi: open && blocking & ib::NMI == 0,
     }
-    if s.interrupt_pending {
-        if !busy && !shadow && s.interrupts_enabled {
-            d.inject_interrupt = true;
-        } else {
-            d.interrupt_window = true;
-        }
-    }
-    d
 }
 
 /// Exception vectors the backend injects.

@@ -11,6 +11,8 @@
 //! - [`gpt`]: walking the guest's own page tables through checked guest-memory accesses
 //!   (instruction fetch for [`insn`], string I/O buffers).
 //! - [`cpuid`]: what the guest's CPUID returns (VMX and SVM hidden, the axvisor leaf).
+//! - [`mode`]: CR0 writes that change the CPU's mode (real, protected, long), the
+//!   real-mode start of INIT-SIPI.
 //! - [`msr`]: the MSR bitmap and the MSRs the vCPU emulates.
 //! - [`pc`]: the virtual PC of a VM (local APICs, I/O APIC, PIC, PIT, RTC, PM1) and the
 //!   interrupt API both backends call.
@@ -45,6 +47,7 @@ pub mod exit;
 pub mod gpt;
 pub mod insn;
 pub mod insn_cache;
+pub mod mode;
 pub mod msr;
 pub mod pc;
 pub mod power;
@@ -56,7 +59,7 @@ mod vcpu;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub mod vmx;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
-pub use vcpu::{VmxVCpu, VmxVCpuConfig};
+pub use vcpu::VmxVCpu;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 mod fpu;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]

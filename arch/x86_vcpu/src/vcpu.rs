@@ -11,23 +11,19 @@ use crate::gpt::{Access, Paging, WalkError};
 use crate::guestmem::NestedMemory;
 use crate::insn::{self, CpuMode, MmioOp};
 use crate::insn_cache::{self, Recording};
+use crate::mode;
 use crate::msr::{self, MsrBitmap, MsrContext, MsrWrite};
+use crate::pc::{self, Injection, PortWrite, VirtualPc};
 use crate::power;
 use crate::vmcs::field as f;
 use crate::vmx::{self, regs};
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use axaddrspace::{GuestPhysAddr, HostPhysAddr, IntelEpt, MappingFlags};
 use axdevice_base::AccessWidth;
 use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
 use core::arch::{asm, global_asm};
 use core::ops::ControlFlow;
-
-/// How to create a VMX vCPU.
-#[derive(Clone, Copy, Debug)]
-pub struct VmxVCpuConfig {
-    /// The VPID of its VM (non-zero), from the hypervisor's allocator.
-    pub vpid: u16,
-}
 
 /// Guest general-purpose registers, by encoding: RAX, RCX, RDX, RBX, RSP (unused: the
 /// VMCS has it), RBP, RSI, RDI, R8..R15. The world switch's layout.
@@ -73,6 +69,8 @@ struct PendingLoad {
     len: u8,
 }
 
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
 /// CR0 bits the guest may not change (its writes to them exit): PE, NE, PG, CD, NW.
 const CR0_OWNED: u64 = (1 << 0) | (1 << 5) | (1 << 29) | (1 << 30) | (1 << 31);
 /// CR4.OSXSAVE.
@@ -86,6 +84,15 @@ const CR4_OWNED: u64 = (1 << 13) | (1 << 14) | (1 << 12) | (1 << 24) | (1 << 23)
 pub struct VmxVCpu {
     fpu: Fpu,
     vpid: u16,
+    /// The VM's virtual PC (local APICs, I/O APIC, legacy timers), if it has one.
+    pc: Option<Arc<VirtualPc>>,
+    /// The guest's RFLAGS.IF when the vCPU was put (a halted vCPU's wake-up test runs
+    /// without its VMCS loaded).
+    interrupts_enabled: bool,
+    /// A `VmExit::CpuUp` from a STARTUP IPI is out: its reply is dropped (a SIPI has none).
+    sipi_out: bool,
+    /// A SIPI started this vCPU: the next set-up enters real mode at CS = vector << 8.
+    sipi_vector: Option<u8>,
     index: usize,
     vm_id: Option<u64>,
     vmcs: u64,
@@ -413,6 +420,22 @@ impl VmxVCpu {
         vmx::write(f::GUEST_PREEMPTION_TIMER, value);
     }
 
+    /// Makes the VMX-preemption timer expire after at most `ticks` TSC ticks of guest time
+    /// (the guest's next timer event), keeping an earlier expiry. The exit is an ordinary
+    /// [`VmExit::ExternalInterrupt`] and the event is injected before the next entry.
+    fn preempt_by(ticks: u64) {
+        let Some((caps, ctls)) = vmx::caps() else {
+            return;
+        };
+        if !ctls.has(ctl::PREEMPTION_TIMER) {
+            return;
+        }
+        let value = ticks >> caps.preemption_timer_shift();
+        if value < vmx::read(f::GUEST_PREEMPTION_TIMER) {
+            vmx::write(f::GUEST_PREEMPTION_TIMER, value);
+        }
+    }
+
     /// The guest's CPL (SS.DPL).
     #[inline(always)]
     fn cpl(&self) -> u64 {
@@ -569,6 +592,46 @@ impl VmxVCpu {
         vmx::write(f::GUEST_ACTIVITY_STATE, 0);
         vmx::write(f::ENTRY_INTERRUPTION_INFO, 0);
         self.launched = false;
+        if let Some(v) = self.sipi_vector {
+            self.write_real_mode_state(&caps, v);
+        }
+    }
+
+    /// The state after INIT and a STARTUP IPI with `vector` (SDM Vol. 3A, table 10-1):
+    /// real mode (CR0 = CD | NW | ET, paging and protection off: unrestricted guest), CS =
+    /// `vector << 8` with base `vector << 12`, IP = 0, the other segments 0 with 64 KiB
+    /// limits, EFER 0 and the "IA-32e mode guest" entry control clear. Over the entry
+    /// contract's state ([`Self::write_guest_state`]).
+    fn write_real_mode_state(&mut self, caps: &crate::caps::VmxCaps, vector: u8) {
+        self.cr0_shadow = mode::INIT_CR0;
+        self.cr4_shadow = 0;
+        vmx::write(f::CR0_READ_SHADOW, mode::INIT_CR0);
+        vmx::write(f::CR4_READ_SHADOW, 0);
+        let cr0 = mode::INIT_CR0 & !(mode::CR0_CD | mode::CR0_NW);
+        vmx::write(f::GUEST_CR0, caps.guest_cr0_fixed(true).apply(cr0));
+        vmx::write(f::GUEST_CR4, caps.cr4_fixed().apply(0));
+        vmx::write(f::GUEST_CR3, 0);
+        vmx::write(f::GUEST_EFER, 0);
+        self.set_ia32e(false);
+        vmx::write(f::GUEST_RIP, 0);
+        let (cs, cs_base) = mode::sipi_code_segment(vector);
+        for n in 0..8 {
+            let (sel, lim, ar, base) = f::segment(n);
+            let (s, b, a) = match n {
+                1 => (cs, cs_base, mode::REAL_CODE_ACCESS_RIGHTS),
+                6 => (0, 0, entry::UNUSABLE),
+                7 => (0, 0, mode::REAL_TSS_ACCESS_RIGHTS),
+                _ => (0, 0, mode::REAL_DATA_ACCESS_RIGHTS),
+            };
+            vmx::write(sel, u64::from(s));
+            vmx::write(lim, 0xffff);
+            vmx::write(ar, u64::from(a));
+            vmx::write(base, b);
+        }
+        vmx::write(f::GUEST_GDTR_BASE, 0);
+        vmx::write(f::GUEST_GDTR_LIMIT, 0xffff);
+        vmx::write(f::GUEST_IDTR_BASE, 0);
+        vmx::write(f::GUEST_IDTR_LIMIT, 0xffff);
     }
 
     /// Decodes the exit just taken: `Ok(None)` when the vCPU handled it itself (re-enter),
@@ -589,7 +652,7 @@ impl VmxVCpu {
                     None
                 }
             },
-            ExitReason::EPT_VIOLATION => Some(self.ept_violation(vmx::read(f::EXIT_QUALIFICATION))),
+            ExitReason::EPT_VIOLATION => self.ept_violation(vmx::read(f::EXIT_QUALIFICATION)),
             _ => self.handle_other_exit(reason_field),
         }
     }
@@ -656,13 +719,9 @@ impl VmxVCpu {
                 self.skip_instruction();
                 Some(VmExit::Halt)
             }
-            ExitReason::RDMSR | ExitReason::WRMSR => {
-                self.msr_access(reason == ExitReason::WRMSR);
-                None
-            }
+            ExitReason::RDMSR | ExitReason::WRMSR => self.msr_access(reason == ExitReason::WRMSR),
             ExitReason::CR_ACCESS => {
-                self.cr_access(CrAccess::decode(vmx::read(f::EXIT_QUALIFICATION)));
-                None
+                self.cr_access(CrAccess::decode(vmx::read(f::EXIT_QUALIFICATION)))
             }
             ExitReason::XSETBV => {
                 self.xsetbv();
@@ -712,6 +771,52 @@ impl VmxVCpu {
         }
     }
 
+    /// Before an entry, with a virtual PC: advances the vCPU's timers, injects what its
+    /// local APIC has and the guest can take now (`pc::VirtualPc::next_injection`), or sets
+    /// the window exit for it; arms the host timer for the next guest timer event.
+    #[inline(never)]
+    fn prepare_events(&mut self) {
+        let Some(pc) = self.pc.as_ref() else {
+            return;
+        };
+        let now = axhal::time::ticks();
+        let ready = crate::exit::ready(
+            vmx::read(f::GUEST_RFLAGS) & RFLAGS_IF != 0,
+            vmx::read(f::GUEST_INTERRUPTIBILITY) as u32,
+            vmx::read(f::ENTRY_INTERRUPTION_INFO) as u32 & event::VALID != 0,
+        );
+        let injection = pc.next_injection(self.index, now, ready);
+        if let Some(d) = pc.deadline(self.index) {
+            Self::preempt_by(d.saturating_sub(now));
+        }
+        let (irq_window, nmi_window) = match injection {
+            Injection::Nmi => {
+                vmx::write(f::ENTRY_INTERRUPTION_INFO, u64::from(event::nmi()));
+                (false, false)
+            }
+            Injection::External(v) => {
+                vmx::write(f::ENTRY_INTERRUPTION_INFO, u64::from(event::external(v)));
+                (false, false)
+            }
+            Injection::IrqWindow => (true, false),
+            Injection::NmiWindow => (false, true),
+            Injection::None => (false, false),
+        };
+        self.set_windows(irq_window, nmi_window);
+    }
+
+    /// After a local APIC register write: a STARTUP IPI that reached a vCPU waiting for one
+    /// becomes `VmExit::CpuUp` (axvm sets the target up; its reply is dropped).
+    fn start_request(&mut self) -> Option<VmExit> {
+        let r = self.pc.as_ref()?.take_start()?;
+        self.sipi_out = true;
+        Some(VmExit::CpuUp {
+            target: r.target as u64,
+            entry: GuestPhysAddr::new(r.entry() as usize),
+            arg: 0,
+        })
+    }
+
     /// Makes this vCPU current on this CPU for a run: its VMCS loaded, the preemption
     /// timer armed. Before [`Self::run_until_exit`].
     pub(crate) fn begin_run(&mut self) -> Result<(), VCpuError> {
@@ -727,6 +832,9 @@ impl VmxVCpu {
     #[inline(always)]
     pub(crate) fn run_until_exit(&mut self) -> Result<VmExit, VCpuError> {
         loop {
+            if self.pc.is_some() {
+                self.prepare_events();
+            }
             // SAFETY: this vCPU's VMCS is current on this CPU with complete host, control
             // and guest state; the world switch saves and restores every host register it
             // touches, and interrupts are masked (the caller's contract).
@@ -765,8 +873,32 @@ impl VmxVCpu {
         Some(power::exit(nr, a))
     }
 
-    fn msr_access(&mut self, write: bool) {
+    fn msr_access(&mut self, write: bool) -> Option<VmExit> {
         let m = self.gprs.0[RCX] as u32;
+        let v = (self.gprs.0[RDX] << 32) | (self.gprs.0[RAX] & 0xffff_ffff);
+        if let Some(pc) = self.pc.as_ref().filter(|_| pc::is_apic_msr(m)) {
+            // The local APIC's MSRs (IA32_APIC_BASE, IA32_TSC_DEADLINE, x2APIC).
+            let now = axhal::time::ticks();
+            if write {
+                match pc.wrmsr(self.index, m, v, now) {
+                    Some(Ok(())) => {
+                        self.skip_instruction();
+                        return self.start_request();
+                    }
+                    _ => self.inject(vector::GP, Some(0)),
+                }
+            } else {
+                match pc.rdmsr(self.index, m, now) {
+                    Some(Ok(value)) => {
+                        self.gprs.0[RAX] = value & 0xffff_ffff;
+                        self.gprs.0[RDX] = value >> 32;
+                        self.skip_instruction();
+                    }
+                    _ => self.inject(vector::GP, Some(0)),
+                }
+            }
+            return None;
+        }
         let efer = vmx::read(f::GUEST_EFER);
         let ctx = MsrContext {
             vcpu_index: self.index,
@@ -774,7 +906,6 @@ impl VmxVCpu {
             paging: self.cr0_shadow & (1 << 31) != 0,
         };
         if write {
-            let v = (self.gprs.0[RDX] << 32) | (self.gprs.0[RAX] & 0xffff_ffff);
             match msr::write(m, v, &ctx) {
                 Ok(MsrWrite::Ignore) => self.skip_instruction(),
                 Ok(MsrWrite::Efer(e)) => {
@@ -793,6 +924,7 @@ impl VmxVCpu {
                 Err(msr::Gp) => self.inject(vector::GP, Some(0)),
             }
         }
+        None
     }
 
     #[inline(always)]
@@ -813,43 +945,87 @@ impl VmxVCpu {
         }
     }
 
+    /// CR0 as the guest sees it: the read shadow's bits where the hypervisor owns them, the
+    /// real register's elsewhere (MP, EM, TS, WP, AM change without exits).
+    fn guest_cr0(&self) -> u64 {
+        (vmx::read(f::GUEST_CR0) & !CR0_OWNED) | (self.cr0_shadow & CR0_OWNED)
+    }
+
+    /// What a CR0 or CR4 write is checked against.
+    fn mode_state(&self) -> mode::ModeState {
+        mode::ModeState {
+            cr0: self.guest_cr0(),
+            cr4: self.guest_cr4(),
+            efer: vmx::read(f::GUEST_EFER),
+            cs_long: vmx::read(f::segment(1).2) & (1 << 13) != 0,
+        }
+    }
+
+    /// The guest writes `v` to CR0 (MOV, LMSW, CLTS): PE and PG may change under
+    /// unrestricted guest, with long mode following EFER.LME (`mode::cr0_write`); caching
+    /// changes (CD, NW) land in the shadow only.
+    fn write_cr0(&mut self, v: u64) -> Option<VmExit> {
+        let (caps, ctls) = vmx::caps()?;
+        let unrestricted = ctls.unrestricted();
+        let s = self.mode_state();
+        let efer = match mode::cr0_write(&s, v, unrestricted) {
+            mode::Cr0Write::Done { efer } => efer,
+            mode::Cr0Write::Gp => {
+                self.inject(vector::GP, Some(0));
+                return None;
+            }
+            mode::Cr0Write::Unsupported(reason) => {
+                return Some(VmExit::Unsupported {
+                    reason,
+                    syndrome: v,
+                })
+            }
+        };
+        self.cr0_shadow = v;
+        vmx::write(f::CR0_READ_SHADOW, v);
+        let hw = caps
+            .guest_cr0_fixed(unrestricted)
+            .apply(v & !(mode::CR0_CD | mode::CR0_NW));
+        vmx::write(f::GUEST_CR0, hw);
+        if efer != s.efer {
+            vmx::write(f::GUEST_EFER, efer);
+            self.set_ia32e(efer & mode::EFER_LMA != 0);
+        }
+        if (v ^ s.cr0) & (mode::CR0_PE | mode::CR0_PG) != 0 {
+            // Paging turned on or off: the guest's translations go.
+            vmx::invvpid(self.vpid);
+        }
+        self.skip_instruction();
+        None
+    }
+
+    /// Sets or clears the "IA-32e mode guest" entry control (it must equal EFER.LMA).
+    fn set_ia32e(&mut self, on: bool) {
+        let m = u64::from(ctl::IA32E_MODE_GUEST.mask());
+        let e = vmx::read(f::ENTRY_CONTROLS);
+        vmx::write(f::ENTRY_CONTROLS, if on { e | m } else { e & !m });
+    }
+
     /// A guest write to CR0 or CR4 that touched a bit the hypervisor owns, or any CR3
     /// access on a CPU that forces CR3 exiting.
-    fn cr_access(&mut self, a: CrAccess) {
-        let Some(caps) = vmx::caps().map(|c| c.0) else {
-            return;
-        };
+    fn cr_access(&mut self, a: CrAccess) -> Option<VmExit> {
+        let caps = vmx::caps().map(|c| c.0)?;
         match a {
-            CrAccess::Write { cr: 0, gpr } => {
-                let v = self.gpr(gpr);
-                // The guest keeps PE, PG and NE as the entry contract set them; caching
-                // changes (CD, NW) are accepted in the shadow only.
-                // NW without CD, reserved bits and bits 63:32 are #GP architecturally.
-                let nw_without_cd = v & (1 << 29) != 0 && v & (1 << 30) == 0;
-                // Reserved: bits 15:6, 17, 28:19.
-                let reserved = v & 0x1ffa_ffc0 != 0;
-                if (v ^ self.cr0_shadow) & ((1 << 0) | (1 << 31)) != 0
-                    || v >> 32 != 0
-                    || nw_without_cd
-                    || reserved
-                {
-                    self.inject(vector::GP, Some(0));
-                    return;
-                }
-                self.cr0_shadow = v;
-                vmx::write(f::CR0_READ_SHADOW, v);
-                let hw = caps.cr0_fixed().apply(v & !((1 << 29) | (1 << 30)));
-                vmx::write(f::GUEST_CR0, hw);
-                self.skip_instruction();
-            }
+            CrAccess::Write { cr: 0, gpr } => return self.write_cr0(self.gpr(gpr)),
             CrAccess::Write { cr: 4, gpr } => {
                 let v = self.gpr(gpr);
-                if v & CR4_OWNED != 0
-                    || v & (1 << 5) == 0
-                    || !caps.cr4_fixed().accepts(v | vmx::CR4_VMXE)
-                {
+                let pae_ok = match mode::cr4_mode_ok(&self.mode_state(), v) {
+                    Ok(ok) => ok,
+                    Err(reason) => {
+                        return Some(VmExit::Unsupported {
+                            reason,
+                            syndrome: v,
+                        })
+                    }
+                };
+                if v & CR4_OWNED != 0 || !pae_ok || !caps.cr4_fixed().accepts(v | vmx::CR4_VMXE) {
                     self.inject(vector::GP, Some(0));
-                    return;
+                    return None;
                 }
                 self.cr4_shadow = v;
                 vmx::write(f::CR4_READ_SHADOW, v);
@@ -876,7 +1052,7 @@ impl VmxVCpu {
                 let v = self.gpr(gpr);
                 if v >> 4 != 0 {
                     self.inject(vector::GP, Some(0));
-                    return;
+                    return None;
                 }
                 self.cr8 = v;
                 self.skip_instruction();
@@ -885,22 +1061,15 @@ impl VmxVCpu {
                 self.set_gpr_value(gpr, self.cr8);
                 self.skip_instruction();
             }
-            CrAccess::Clts => {
-                self.cr0_shadow &= !(1 << 3);
-                vmx::write(f::CR0_READ_SHADOW, self.cr0_shadow);
-                vmx::write(f::GUEST_CR0, vmx::read(f::GUEST_CR0) & !(1 << 3));
-                self.skip_instruction();
-            }
+            CrAccess::Clts => return self.write_cr0(self.guest_cr0() & !(1 << 3)),
             CrAccess::Lmsw(v) => {
-                // LMSW sets MP, EM, TS (and cannot clear PE).
-                let v = (self.cr0_shadow & !0xe) | u64::from(v & 0xe);
-                self.cr0_shadow = v;
-                vmx::write(f::CR0_READ_SHADOW, v);
-                vmx::write(f::GUEST_CR0, (vmx::read(f::GUEST_CR0) & !0xe) | (v & 0xe));
-                self.skip_instruction();
+                // LMSW writes MP, EM, TS and may set PE, never clear it.
+                let old = self.guest_cr0();
+                return self.write_cr0((old & !0xe) | u64::from(v & 0xf) | (old & 1));
             }
             _ => self.inject(vector::UD, None),
         }
+        None
     }
 
     /// XSETBV: XCR0 only, x87 always on, AVX only with SSE, bits the CPU supports.
@@ -961,6 +1130,11 @@ impl VmxVCpu {
         let mask = (1u64 << (8 * u32::from(io.size))) - 1;
         let len = vmx::read(f::EXIT_INSTRUCTION_LEN) as u8;
         if !io.string {
+            if self.pc.is_some() {
+                if let Some(done) = self.pc_port(io, width, mask, len) {
+                    return done;
+                }
+            }
             if io.input {
                 self.pending_port = Some(PendingPort {
                     size: io.size,
@@ -981,6 +1155,36 @@ impl VmxVCpu {
             });
         }
         self.string_io(io, width, mask, len)
+    }
+
+    /// IN or OUT on a port of the virtual PC (PIC, PIT, RTC, PM1, ...): `Some` with what
+    /// the exit becomes when a PC model took it, `None` when the port is the VM's.
+    #[inline(never)]
+    fn pc_port(
+        &mut self,
+        io: IoQual,
+        width: AccessWidth,
+        mask: u64,
+        len: u8,
+    ) -> Option<Option<VmExit>> {
+        let pc = self.pc.as_ref()?;
+        let now = axhal::time::ticks();
+        if io.input {
+            let value = pc.port_read(io.port, width, now)?;
+            self.pending_port = Some(PendingPort {
+                size: io.size,
+                len,
+                string: None,
+            });
+            self.complete_port_read(value);
+            return Some(None);
+        }
+        let done = pc.port_write(io.port, width, self.gprs.0[RAX] & mask, now)?;
+        self.advance(u64::from(len));
+        Some(match done {
+            PortWrite::PowerOff => Some(VmExit::SystemOff),
+            PortWrite::Done => None,
+        })
     }
 
     /// INS, OUTS: [`Self::port_io`]'s string forms, out of its line.
@@ -1081,7 +1285,7 @@ impl VmxVCpu {
     }
 
     #[inline(always)]
-    fn ept_violation(&mut self, qual: u64) -> VmExit {
+    fn ept_violation(&mut self, qual: u64) -> Option<VmExit> {
         let v = EptViolation::decode(qual);
         let gpa = vmx::read(f::GUEST_PHYSICAL_ADDRESS);
         let access = if v.fetch {
@@ -1096,7 +1300,7 @@ impl VmxVCpu {
             access,
         };
         if !v.is_data_access() {
-            return fault;
+            return Some(fault);
         }
         let paging = self.paging();
         let rip = vmx::read(f::GUEST_RIP);
@@ -1121,8 +1325,11 @@ impl VmxVCpu {
         };
         let cached = self.insn_cache.as_ref().and_then(|e| e.get(&key));
         let Some(i) = cached.or_else(|| self.decode_mmio(&key)) else {
-            return fault;
+            return Some(fault);
         };
+        if self.pc.is_some() && pc::in_xapic_page(gpa) {
+            return self.xapic_access(gpa, i);
+        }
         let width = match i.op.width() {
             1 => AccessWidth::Byte,
             2 => AccessWidth::Half,
@@ -1130,7 +1337,7 @@ impl VmxVCpu {
             _ => AccessWidth::Dword,
         };
         let gpa = GuestPhysAddr::new(gpa as usize);
-        match i.op {
+        Some(match i.op {
             MmioOp::Load {
                 dest, sign_extend, ..
             } => {
@@ -1157,14 +1364,44 @@ impl VmxVCpu {
                 self.advance(u64::from(i.len));
                 VmExit::MmioWrite { gpa, value, width }
             }
-        }
+        })
+    }
+
+    /// A load or store in the xAPIC page: this vCPU's own local APIC, completed here. A
+    /// store may send a STARTUP IPI ([`Self::start_request`]).
+    #[inline(never)]
+    fn xapic_access(&mut self, gpa: u64, i: insn::MmioInsn) -> Option<VmExit> {
+        let pc = self.pc.clone()?;
+        let width = match i.op.width() {
+            1 => AccessWidth::Byte,
+            2 => AccessWidth::Half,
+            4 => AccessWidth::Word,
+            _ => AccessWidth::Dword,
+        };
+        let now = axhal::time::ticks();
+        let value = match i.op {
+            MmioOp::Load { .. } => {
+                self.pending = Some(PendingLoad {
+                    op: i.op,
+                    len: i.len,
+                });
+                self.complete_mmio_read(pc.xapic_read(self.index, gpa, width, now));
+                return None;
+            }
+            MmioOp::StoreReg { src, .. } => insn::store_value(&i.op, self.gpr(src.index)),
+            MmioOp::StoreImm { .. } => insn::store_value(&i.op, 0),
+        };
+        self.advance(u64::from(i.len));
+        pc.xapic_write(self.index, gpa, width, value, now);
+        self.start_request()
     }
 }
 
 impl ArchVCpu for VmxVCpu {
-    type CreateConfig = VmxVCpuConfig;
+    type CreateConfig = crate::X86VCpuConfig;
 
-    fn new(vcpu_id: usize, config: VmxVCpuConfig) -> Result<Self, VCpuError> {
+    /// `config.vmid` is the VM's identifier, used as its VPID.
+    fn new(vcpu_id: usize, config: crate::X86VCpuConfig) -> Result<Self, VCpuError> {
         let (caps, _) =
             *vmx::enable().map_err(|_| vcpu_err("VMX cannot be enabled on this CPU"))?;
         let vmcs = vmx::alloc_frame().ok_or(vcpu_err("no memory for a VMCS"))?;
@@ -1178,7 +1415,11 @@ impl ArchVCpu for VmxVCpu {
         fpu.reset();
         Ok(Self {
             fpu,
-            vpid: config.vpid,
+            vpid: config.vmid,
+            pc: config.pc,
+            interrupts_enabled: false,
+            sipi_out: false,
+            sipi_vector: None,
             index: vcpu_id,
             vm_id: None,
             vmcs,
@@ -1228,6 +1469,16 @@ impl ArchVCpu for VmxVCpu {
         self.cr8 = 0;
         self.debug_regs = [0, 0, 0, 0, 0xffff_0ff0];
         self.fpu.reset();
+        self.sipi_out = false;
+        self.sipi_vector = self
+            .pc
+            .as_ref()
+            .and_then(|pc| pc.take_startup_vector(self.index));
+        if self.sipi_vector.is_some() && !vmx::caps().is_some_and(|c| c.1.unrestricted()) {
+            return Err(vcpu_err(
+                "a STARTUP IPI needs real mode, and this CPU has no unrestricted guest",
+            ));
+        }
         self.reset_pending = true;
         Ok(())
     }
@@ -1310,6 +1561,7 @@ impl ArchVCpu for VmxVCpu {
         for (i, m) in msr::SWITCHED.iter().enumerate() {
             self.switched[i] = regs::rdmsr(*m);
         }
+        self.interrupts_enabled = vmx::read(f::GUEST_RFLAGS) & RFLAGS_IF != 0;
         self.fpu.save();
         self.debug_regs = save_debug_regs();
         vmx::vmclear(self.vmcs);
@@ -1327,7 +1579,24 @@ impl ArchVCpu for VmxVCpu {
     }
 
     fn complete_power(&mut self, reply: PowerReply) {
-        self.gprs.0[RAX] = power::reply_code(reply);
+        // A SIPI's start has no reply: the sender's registers stay as they are.
+        if !core::mem::take(&mut self.sipi_out) {
+            self.gprs.0[RAX] = power::reply_code(reply);
+        }
+    }
+
+    /// An NMI, or an interrupt the guest can take (RFLAGS.IF when it was put), in its
+    /// local APIC.
+    fn wakeup_pending(&self) -> bool {
+        self.pc.as_ref().is_some_and(|pc| {
+            pc.wakeup_pending(self.index, axhal::time::ticks(), self.interrupts_enabled)
+        })
+    }
+
+    /// The local APIC timer's deadline (and on vCPU 0 the PIT's), in TSC ticks: the host's
+    /// counter.
+    fn timer_deadline(&self) -> Option<u64> {
+        self.pc.as_ref().and_then(|pc| pc.deadline(self.index))
     }
 }
 

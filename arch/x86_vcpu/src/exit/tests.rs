@@ -179,112 +179,43 @@ fn interrupted_deliveries_are_reinjected() {
 }
 
 #[test]
-fn event_decisions() {
+fn what_the_guest_can_take() {
+    use crate::pc::Ready;
     use interruptibility as ib;
-    let open = EventState {
-        interrupts_enabled: true,
-        nmi_window_available: true,
-        ..EventState::default()
+    let both = Ready {
+        irq: true,
+        nmi: true,
     };
-    assert_eq!(decide(&open), EventDecision::default(), "nothing pending");
-    let irq = EventState {
-        interrupt_pending: true,
-        ..open
-    };
+    assert_eq!(ready(true, 0, false), both);
     assert_eq!(
-        decide(&irq),
-        EventDecision {
-            inject_interrupt: true,
-            ..EventDecision::default()
-        }
+        ready(false, 0, false),
+        Ready {
+            irq: false,
+            nmi: true
+        },
+        "IF clear: NMI only"
     );
-    let window = EventDecision {
-        interrupt_window: true,
-        ..EventDecision::default()
-    };
-    // IF clear, STI or MOV-SS shadow, or an event already going in: wait for the window.
-    for s in [
-        EventState {
-            interrupts_enabled: false,
-            ..irq
+    assert_eq!(
+        ready(true, ib::NMI, false),
+        Ready {
+            irq: true,
+            nmi: false
         },
-        EventState {
-            interruptibility: ib::STI,
-            ..irq
-        },
-        EventState {
-            interruptibility: ib::MOV_SS,
-            ..irq
-        },
-        EventState {
-            injecting: true,
-            ..irq
-        },
-    ] {
-        assert_eq!(decide(&s), window, "{s:?}");
+        "NMI handler"
+    );
+    // A shadow or an event already going in blocks both.
+    for (intr, injecting) in [(ib::STI, false), (ib::MOV_SS, false), (0, true)] {
+        assert_eq!(ready(true, intr, injecting), Ready::default());
     }
-    // NMI blocking does not hold back interrupts.
-    assert!(
-        decide(&EventState {
-            interruptibility: ib::NMI,
-            ..irq
-        })
-        .inject_interrupt
-    );
-    // An NMI goes first, even with IF clear; the interrupt waits for its window.
-    let both = EventState {
-        nmi_pending: true,
-        interrupts_enabled: false,
-        ..irq
-    };
-    assert_eq!(
-        decide(&both),
-        EventDecision {
-            inject_nmi: true,
-            interrupt_window: true,
-            ..EventDecision::default()
-        }
-    );
-    // An NMI while one is handled waits for the NMI window, if the CPU has it; the
-    // interrupt can go meanwhile.
-    let blocked = EventState {
-        interruptibility: ib::NMI,
-        interrupts_enabled: true,
-        ..both
-    };
-    assert_eq!(
-        decide(&blocked),
-        EventDecision {
-            inject_interrupt: true,
-            nmi_window: true,
-            ..EventDecision::default()
-        }
-    );
-    let no_window = EventState {
-        nmi_window_available: false,
-        ..blocked
-    };
-    assert!(!decide(&no_window).nmi_window && !decide(&no_window).inject_nmi);
-    // Whatever the state, an injection never comes with a shadow or another event, and
-    // an interrupt never with IF clear (VM entry would fail).
+    // Whatever the state, what is ready passes VM entry's checks: never with a shadow or
+    // another event, an interrupt never with IF clear.
     for bits in 0..64u32 {
-        let s = EventState {
-            interrupts_enabled: bits & 1 != 0,
-            interruptibility: (bits >> 1) & 0xf,
-            injecting: bits & 32 != 0,
-            nmi_pending: true,
-            interrupt_pending: true,
-            nmi_window_available: true,
-        };
-        let d = decide(&s);
-        assert!(!(d.inject_nmi && d.inject_interrupt));
-        if d.inject_nmi || d.inject_interrupt {
-            assert!(!s.injecting && s.interruptibility & (ib::STI | ib::MOV_SS) == 0);
+        let (iflag, intr, injecting) = (bits & 1 != 0, (bits >> 1) & 0xf, bits & 32 != 0);
+        let r = ready(iflag, intr, injecting);
+        if r.irq || r.nmi {
+            assert!(!injecting && intr & (ib::STI | ib::MOV_SS) == 0);
         }
-        if d.inject_interrupt {
-            assert!(s.interrupts_enabled);
-        }
-        assert!(d.inject_nmi || d.nmi_window);
-        assert!(d.inject_interrupt || d.interrupt_window);
+        assert!(!r.irq || iflag);
+        assert!(!r.nmi || intr & ib::NMI == 0);
     }
 }

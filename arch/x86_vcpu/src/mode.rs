@@ -1,0 +1,220 @@
+//! Guest CR0 writes that change the CPU's operating mode — protection (PE), paging (PG),
+//! and long mode (EFER.LMA, from EFER.LME when paging is turned on) — checked as MOV to
+//! CR0 checks them (Intel SDM Vol. 3A, 2.5 and 10.8.5), and the real-mode state a vCPU
+//! started by INIT-SIPI begins in. Pure, unit-tested on the host.
+//!
+//! Under VMX these transitions need "unrestricted guest" (the guest runs with PE or PG
+//! clear); without it PE and PG stay as the entry contract set them.
+
+/// CR0.PE.
+pub const CR0_PE: u64 = 1 << 0;
+/// CR0.ET.
+pub const CR0_ET: u64 = 1 << 4;
+/// CR0.NW.
+pub const CR0_NW: u64 = 1 << 29;
+/// CR0.CD.
+pub const CR0_CD: u64 = 1 << 30;
+/// CR0.PG.
+pub const CR0_PG: u64 = 1 << 31;
+/// CR0's reserved bits below 32: 15:6, 17, 28:19.
+const CR0_RESERVED: u64 = 0x1ffa_ffc0;
+/// CR4.PAE.
+pub const CR4_PAE: u64 = 1 << 5;
+/// EFER.LME.
+pub const EFER_LME: u64 = 1 << 8;
+/// EFER.LMA.
+pub const EFER_LMA: u64 = 1 << 10;
+
+/// CR0 after INIT: CD, NW, ET (SDM Vol. 3A, table 10-1).
+pub const INIT_CR0: u64 = CR0_CD | CR0_NW | CR0_ET;
+
+/// The state a CR0 write is checked against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModeState {
+    /// CR0 as the guest sees it.
+    pub cr0: u64,
+    /// CR4 as the guest sees it.
+    pub cr4: u64,
+    /// IA32_EFER.
+    pub efer: u64,
+    /// CS.L: the guest runs 64-bit code.
+    pub cs_long: bool,
+}
+
+/// The outcome of a guest's write of CR0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cr0Write {
+    /// Accepted; IA32_EFER becomes `efer` (LMA follows paging when LME is set).
+    Done {
+        /// The new IA32_EFER.
+        efer: u64,
+    },
+    /// The CPU would raise #GP(0).
+    Gp,
+    /// Legal, but the backend does not emulate it: the VM is stopped with this reason.
+    Unsupported(&'static str),
+}
+
+/// Checks the guest's write of `new` to CR0 over `s`. `mode_switches`: PE and PG may
+/// change (unrestricted guest); otherwise changing either is #GP (the entry contract's
+/// 64-bit mode is the only one).
+pub fn cr0_write(s: &ModeState, new: u64, mode_switches: bool) -> Cr0Write {
+    let changed = s.cr0 ^ new;
+    if new >> 32 != 0
+        || new & CR0_RESERVED != 0
+        || (new & CR0_NW != 0 && new & CR0_CD == 0)
+        || (new & CR0_PG != 0 && new & CR0_PE == 0)
+        || (!mode_switches && changed & (CR0_PE | CR0_PG) != 0)
+    {
+        return Cr0Write::Gp;
+    }
+    let mut efer = s.efer;
+    if changed & CR0_PG != 0 {
+        if new & CR0_PG != 0 {
+            if efer & EFER_LME != 0 {
+                if s.cr4 & CR4_PAE == 0 {
+                    return Cr0Write::Gp;
+                }
+                efer |= EFER_LMA;
+            } else if s.cr4 & CR4_PAE != 0 {
+                // The CPU would load the four PDPTEs into the VMCS's guest PDPTE fields.
+                return Cr0Write::Unsupported("32-bit PAE paging (PDPTEs not loaded)");
+            }
+        } else if efer & EFER_LMA != 0 {
+            // Leaving long mode is only allowed from compatibility mode.
+            if s.cs_long {
+                return Cr0Write::Gp;
+            }
+            efer &= !EFER_LMA;
+        }
+    }
+    Cr0Write::Done { efer }
+}
+
+/// Whether the guest may write `new` to CR4 as far as the mode goes: PAE stays set in long
+/// mode (#GP otherwise); enabling PAE with 32-bit paging on is the PDPTE case
+/// [`cr0_write`] does not emulate either (`Err(reason)`).
+pub fn cr4_mode_ok(s: &ModeState, new: u64) -> Result<bool, &'static str> {
+    if s.efer & EFER_LMA != 0 {
+        return Ok(new & CR4_PAE != 0);
+    }
+    if s.cr0 & CR0_PG != 0 && (s.cr4 ^ new) & CR4_PAE != 0 {
+        return Err("32-bit PAE paging (PDPTEs not loaded)");
+    }
+    Ok(true)
+}
+
+/// The real-mode code segment of a vCPU started by a STARTUP IPI with `vector`: selector
+/// `vector << 8`, base `vector << 12` (execution starts at CS:0).
+pub fn sipi_code_segment(vector: u8) -> (u16, u64) {
+    (u16::from(vector) << 8, u64::from(vector) << 12)
+}
+
+/// VMCS access rights of a real-mode code segment: present, accessed read/execute code.
+pub const REAL_CODE_ACCESS_RIGHTS: u32 = 0x9b;
+/// Access rights of a real-mode data segment: present, accessed read/write data.
+pub const REAL_DATA_ACCESS_RIGHTS: u32 = 0x93;
+/// Access rights of TR after INIT: present, busy 32-bit TSS.
+pub const REAL_TSS_ACCESS_RIGHTS: u32 = 0x8b;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry;
+
+    fn long() -> ModeState {
+        ModeState {
+            cr0: entry::CR0,
+            cr4: entry::CR4,
+            efer: entry::EFER,
+            cs_long: true,
+        }
+    }
+
+    fn real() -> ModeState {
+        ModeState {
+            cr0: INIT_CR0,
+            ..ModeState::default()
+        }
+    }
+
+    #[test]
+    fn without_mode_switches_pe_and_pg_stay() {
+        let s = long();
+        assert_eq!(cr0_write(&s, s.cr0 & !CR0_PG, false), Cr0Write::Gp);
+        assert_eq!(cr0_write(&s, s.cr0 & !CR0_PE, false), Cr0Write::Gp);
+        assert_eq!(
+            cr0_write(&s, s.cr0 | CR0_CD, false),
+            Cr0Write::Done { efer: s.efer }
+        );
+        assert_eq!(cr0_write(&s, s.cr0 | CR0_NW, false), Cr0Write::Gp);
+        assert_eq!(cr0_write(&s, s.cr0 | 1 << 32, false), Cr0Write::Gp);
+        assert_eq!(cr0_write(&s, s.cr0 | 1 << 6, false), Cr0Write::Gp);
+    }
+
+    /// Linux's AP trampoline: real mode → protected mode → PAE, LME → paging (long mode).
+    #[test]
+    fn real_mode_to_long_mode() {
+        let mut s = real();
+        let pe = CR0_PE | (1 << 1) | CR0_ET | (1 << 5) | (1 << 16) | (1 << 18);
+        assert_eq!(cr0_write(&s, pe, true), Cr0Write::Done { efer: 0 });
+        s.cr0 = pe;
+        s.cr4 = CR4_PAE;
+        s.efer = EFER_LME;
+        assert_eq!(
+            cr0_write(&s, pe | CR0_PG, true),
+            Cr0Write::Done {
+                efer: EFER_LME | EFER_LMA
+            }
+        );
+        // Without PAE, turning on paging with LME is #GP.
+        s.cr4 = 0;
+        assert_eq!(cr0_write(&s, pe | CR0_PG, true), Cr0Write::Gp);
+        // Paging without PE is #GP.
+        assert_eq!(cr0_write(&real(), CR0_PG | CR0_ET, true), Cr0Write::Gp);
+        // 32-bit paging without PAE is fine; with PAE it is the PDPTE case.
+        let mut p = real();
+        p.cr0 = pe;
+        assert_eq!(cr0_write(&p, pe | CR0_PG, true), Cr0Write::Done { efer: 0 });
+        p.cr4 = CR4_PAE;
+        assert!(matches!(
+            cr0_write(&p, pe | CR0_PG, true),
+            Cr0Write::Unsupported(_)
+        ));
+    }
+
+    #[test]
+    fn leaving_long_mode_only_from_compatibility_mode() {
+        let s = long();
+        assert_eq!(cr0_write(&s, s.cr0 & !CR0_PG, true), Cr0Write::Gp);
+        let compat = ModeState {
+            cs_long: false,
+            ..s
+        };
+        assert_eq!(
+            cr0_write(&compat, s.cr0 & !CR0_PG, true),
+            Cr0Write::Done {
+                efer: s.efer & !EFER_LMA
+            }
+        );
+    }
+
+    #[test]
+    fn cr4_pae_rules() {
+        assert_eq!(cr4_mode_ok(&long(), 0), Ok(false));
+        assert_eq!(cr4_mode_ok(&long(), CR4_PAE), Ok(true));
+        assert_eq!(cr4_mode_ok(&real(), CR4_PAE), Ok(true));
+        let paged32 = ModeState {
+            cr0: CR0_PE | CR0_PG,
+            ..real()
+        };
+        assert!(cr4_mode_ok(&paged32, CR4_PAE).is_err());
+        assert_eq!(cr4_mode_ok(&paged32, 1 << 7), Ok(true));
+    }
+
+    #[test]
+    fn sipi_segment() {
+        assert_eq!(sipi_code_segment(0x08), (0x0800, 0x8000));
+        assert_eq!(sipi_code_segment(0x9f), (0x9f00, 0x9_f000));
+    }
+}
