@@ -238,6 +238,7 @@ impl VmBench<'_> {
             expect_exit: false,
             vms: vms.clone(),
             pending: None,
+            steps: Vec::new(),
         })
     }
 

@@ -573,7 +573,7 @@ pub fn run_interactive(prepared: Prepared) -> Result<std::process::ExitCode> {
                 exit_message = line.contains(EXIT_LINE);
             }
             Event::Closed(Stream::Stdout) => break,
-            Event::Closed(Stream::Stderr) => {}
+            Event::Closed(Stream::Stderr) | Event::Partial(_) => {}
         }
     }
     let status = session.wait_until(Instant::now() + Duration::from_secs(5));

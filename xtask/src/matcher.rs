@@ -95,6 +95,8 @@ pub struct Missing {
     pub first_ordered: Option<(usize, String)>,
     /// Every unordered expectation not yet seen.
     pub unordered: Vec<String>,
+    /// The first step not yet taken, with its index in `steps` (set from [`Steps`]).
+    pub step: Option<(usize, String)>,
 }
 
 impl Missing {
@@ -256,7 +258,96 @@ impl Matcher {
                 .filter(|e| !e.seen)
                 .map(|e| e.written.clone())
                 .collect(),
+            step: None,
         }
+    }
+}
+
+/// One step of a scenario's typed session: wait for `expect` on the console, then type
+/// `send` (if any) and Enter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// What must appear first (in a complete line, or in the unfinished line: a prompt).
+    pub expect: String,
+    /// The line typed once it appeared (without its Enter).
+    pub send: Option<String>,
+}
+
+/// A scenario's steps, taken in order as the console goes by.
+///
+/// A step's `expect` is looked for in the lines after the one where the previous step was
+/// seen, and in the unfinished line (a prompt has no newline); one line serves at most one
+/// step. After a step typed a line, the next step is looked for only after the line that
+/// echoes what was typed (the first complete line containing it): a shell redraws its prompt
+/// around other output, and that redrawn prompt must not count as the next one.
+#[derive(Clone, Debug)]
+pub struct Steps {
+    steps: Vec<Step>,
+    next: usize,
+    /// The unfinished line already served a step.
+    line_used: bool,
+    /// What was typed, until its echo has been seen in a complete line.
+    echo: Option<String>,
+}
+
+impl Steps {
+    /// The steps, none done.
+    pub fn new(steps: Vec<Step>) -> Self {
+        Steps {
+            steps,
+            next: 0,
+            line_used: false,
+            echo: None,
+        }
+    }
+
+    /// Feeds a complete cleaned line; returns the line to type (without Enter) when a step
+    /// that types is seen in it.
+    pub fn line(&mut self, line: &str) -> Option<String> {
+        if let Some(echo) = &self.echo {
+            if line.contains(echo.as_str()) {
+                self.echo = None;
+            }
+            self.line_used = false;
+            return None;
+        }
+        if std::mem::take(&mut self.line_used) {
+            return None;
+        }
+        self.take(line).flatten()
+    }
+
+    /// Feeds the unfinished line so far (cleaned); like [`Steps::line`].
+    pub fn partial(&mut self, text: &str) -> Option<String> {
+        if self.echo.is_some() || self.line_used {
+            return None;
+        }
+        let send = self.take(text)?;
+        self.line_used = true;
+        send
+    }
+
+    /// Takes the next step if `text` holds its expectation: `Some(what it types)`.
+    fn take(&mut self, text: &str) -> Option<Option<String>> {
+        let step = self.steps.get(self.next)?;
+        if !text.contains(step.expect.as_str()) {
+            return None;
+        }
+        self.next += 1;
+        self.echo.clone_from(&step.send);
+        Some(step.send.clone())
+    }
+
+    /// Whether every step has been seen.
+    pub fn is_complete(&self) -> bool {
+        self.next == self.steps.len()
+    }
+
+    /// The first step not seen yet: its index and expectation.
+    pub fn missing(&self) -> Option<(usize, &str)> {
+        self.steps
+            .get(self.next)
+            .map(|s| (self.next, s.expect.as_str()))
     }
 }
 
@@ -390,6 +481,51 @@ mod tests {
         assert_eq!(m.feed("[a] one two"), Verdict::Pending);
         // An unprefixed expectation matches any line, here the hypervisor's.
         assert_eq!(m.feed("vm a: off"), Verdict::Complete);
+    }
+
+    fn step(expect: &str, send: Option<&str>) -> Step {
+        Step {
+            expect: expect.to_owned(),
+            send: send.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn steps_type_at_prompts_and_wait_for_the_echo() {
+        let mut steps = Steps::new(vec![
+            step("axvisor> ", Some("vm list")),
+            step("hello", None),
+            step("axvisor> ", Some("mem")),
+            step("frames:", None),
+        ]);
+        assert_eq!(steps.line("booting"), None);
+        assert_eq!(steps.partial("axvisor"), None);
+        assert_eq!(steps.partial("axvisor> "), Some("vm list".to_owned()));
+        // The prompt redrawn around a VM's line, before the echo, is not the next prompt,
+        // and what comes before the echo does not count.
+        assert_eq!(steps.line("[hog] hello"), None);
+        assert_eq!(steps.partial("axvisor> "), None);
+        assert_eq!(steps.line("axvisor> vm list"), None);
+        assert_eq!(steps.missing(), Some((1, "hello")));
+        assert_eq!(steps.line("   1  hello  running"), None);
+        assert_eq!(steps.partial("axvisor> "), Some("mem".to_owned()));
+        assert_eq!(steps.partial("axvisor> m"), None);
+        assert_eq!(steps.line("axvisor> mem"), None);
+        assert!(!steps.is_complete());
+        assert_eq!(steps.line("frames: 12 free"), None);
+        assert!(steps.is_complete());
+        assert_eq!(steps.missing(), None);
+    }
+
+    #[test]
+    fn one_line_serves_one_step() {
+        let mut steps = Steps::new(vec![step("a", None), step("b", None)]);
+        assert_eq!(steps.partial("a b"), None);
+        assert_eq!(steps.missing(), Some((1, "b")));
+        assert_eq!(steps.line("a b"), None);
+        assert_eq!(steps.missing(), Some((1, "b")));
+        assert_eq!(steps.line("b"), None);
+        assert!(steps.is_complete());
     }
 
     #[test]

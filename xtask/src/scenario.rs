@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::arch::{Arch, Gic, MemSize};
 use crate::bochs;
-use crate::matcher::{clean_line, Matcher, Missing, Verdict};
+use crate::matcher::{clean_line, Matcher, Missing, Step, Steps, Verdict};
 use crate::qemu::{self, Console, EmulatorCommand, Machine};
 use crate::util;
 use crate::vmset::VmSet;
@@ -127,6 +127,17 @@ struct ScenarioFile {
     vms: Vec<String>,
     /// When given, the scenario is not run but counted as skipped, with this reason.
     pending: Option<String>,
+    /// A typed session: wait for output, type a line.
+    #[serde(default)]
+    steps: Vec<StepFile>,
+}
+
+/// One `[[steps]]` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    expect: String,
+    send: Option<String>,
 }
 
 fn default_cpus() -> u32 {
@@ -168,6 +179,8 @@ pub struct Scenario {
     pub vms: VmSet,
     /// Why it is not run yet, if it is not.
     pub pending: Option<String>,
+    /// The typed session, in order (QEMU only).
+    pub steps: Vec<Step>,
 }
 
 impl Scenario {
@@ -232,8 +245,27 @@ impl Scenario {
         if file.pending.as_deref().is_some_and(|p| p.trim().is_empty()) {
             bail!("field `pending`: give the reason the scenario cannot pass yet");
         }
-        if file.expect.is_empty() && file.expect_unordered.is_empty() && !file.expect_exit {
-            bail!("nothing to check: give `expect`, `expect_unordered` or `expect_exit = true`");
+        if file.expect.is_empty()
+            && file.expect_unordered.is_empty()
+            && file.steps.is_empty()
+            && !file.expect_exit
+        {
+            bail!("nothing to check: give `expect`, `expect_unordered`, `steps` or `expect_exit = true`");
+        }
+        if !file.steps.is_empty() && file.emulator != Emulator::Qemu {
+            bail!("field `steps`: only QEMU scenarios can type (Bochs' serial port is a file)");
+        }
+        for (i, step) in file.steps.iter().enumerate() {
+            if step.expect.is_empty() {
+                bail!("field `steps`: step {i}: `expect` is an empty string");
+            }
+            if step
+                .send
+                .as_deref()
+                .is_some_and(|l| l.contains(['\n', '\r']))
+            {
+                bail!("field `steps`: step {i}: `send` is one line (Enter is typed after it)");
+            }
         }
         let mut fail_on: Vec<String> = DEFAULT_FAIL_ON.iter().map(|s| (*s).to_owned()).collect();
         fail_on.extend(
@@ -256,6 +288,14 @@ impl Scenario {
             expect_exit: file.expect_exit,
             vms,
             pending: file.pending,
+            steps: file
+                .steps
+                .into_iter()
+                .map(|s| Step {
+                    expect: s.expect,
+                    send: s.send,
+                })
+                .collect(),
         })
     }
 
@@ -488,6 +528,8 @@ pub(crate) enum Stream {
 pub(crate) enum Event {
     /// One line of a stream, cleaned of terminal control sequences.
     Line(Stream, String),
+    /// The console's unfinished line so far, cleaned (QEMU's standard output: a prompt).
+    Partial(String),
     /// The stream has ended.
     Closed(Stream),
 }
@@ -567,6 +609,8 @@ enum Running {
     /// QEMU: its console is its standard output.
     Qemu {
         child: Child,
+        /// Its standard input (the console's input) when the scenario types.
+        stdin: Option<ChildStdin>,
         readers: Vec<std::thread::JoinHandle<()>>,
     },
     /// Bochs under `script`, its console a file.
@@ -574,14 +618,25 @@ enum Running {
 }
 
 impl Running {
-    /// Starts `launch` for `image`; events arrive on `tx`'s channel.
-    fn start(launch: &Launch, image: &Path, tx: mpsc::Sender<Event>) -> Result<Running, Failure> {
+    /// Starts `launch` for `image`; events arrive on `tx`'s channel. With `typing`, QEMU's
+    /// standard input (its console's input) is a pipe for [`Running::type_line`]; otherwise
+    /// it is closed.
+    fn start(
+        launch: &Launch,
+        image: &Path,
+        typing: bool,
+        tx: mpsc::Sender<Event>,
+    ) -> Result<Running, Failure> {
         use std::os::unix::process::CommandExt;
         match launch {
             Launch::Qemu(cmd) => {
                 let mut command = cmd.to_command();
                 command
-                    .stdin(Stdio::null())
+                    .stdin(if typing {
+                        Stdio::piped()
+                    } else {
+                        Stdio::null()
+                    })
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .process_group(0);
@@ -605,7 +660,12 @@ impl Running {
                     std::thread::spawn(move || read_lines(stream, pipe, &tx))
                 })
                 .collect();
-                Ok(Running::Qemu { child, readers })
+                let stdin = child.stdin.take();
+                Ok(Running::Qemu {
+                    child,
+                    stdin,
+                    readers,
+                })
             }
             Launch::Bochs {
                 config,
@@ -624,6 +684,20 @@ impl Running {
         }
     }
 
+    /// Types `line` and Enter (CR, as a terminal sends it) on the console.
+    fn type_line(&mut self, line: &str) -> std::io::Result<()> {
+        match self {
+            Running::Qemu {
+                stdin: Some(stdin), ..
+            } => {
+                stdin.write_all(line.as_bytes())?;
+                stdin.write_all(b"\r")?;
+                stdin.flush()
+            }
+            _ => Err(std::io::Error::other("this console takes no input")),
+        }
+    }
+
     /// Waits for the emulator to exit until `deadline`; `None` if it is still running.
     fn wait_until(&mut self, deadline: Instant) -> Option<ExitStatus> {
         match self {
@@ -635,7 +709,12 @@ impl Running {
     /// Stops the emulator (if it still runs) and waits for the reading threads.
     fn stop(self) {
         match self {
-            Running::Qemu { mut child, readers } => {
+            Running::Qemu {
+                mut child,
+                stdin,
+                readers,
+            } => {
+                drop(stdin);
                 stop(&mut child);
                 for reader in readers {
                     let _ = reader.join();
@@ -677,6 +756,11 @@ impl Transcript {
         self.tail.push_back(shown);
     }
 
+    /// Records what the runner typed, as `[typed] LINE`.
+    fn typed(&mut self, line: &str) {
+        self.record(Stream::Stdout, &format!("[typed] {line}"));
+    }
+
     fn finish(mut self) -> (VecDeque<String>, Option<std::io::Error>) {
         if let Err(e) = self.log.flush() {
             self.write_error.get_or_insert(e);
@@ -704,9 +788,16 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
         &scenario.expect_unordered,
         &scenario.fail_on,
     );
+    let mut steps = Steps::new(scenario.steps.clone());
     let (result, tail) = match Transcript::create(&log_path) {
         Ok(mut transcript) => {
-            let result = drive(scenario, image, &launch, &mut matcher, &mut transcript);
+            let result = drive(
+                scenario,
+                image,
+                &launch,
+                (&mut matcher, &mut steps),
+                &mut transcript,
+            );
             let (tail, write_error) = transcript.finish();
             let result = match (result, write_error) {
                 (Ok(()), Some(e)) => Err(Failure::Start(format!(
@@ -725,7 +816,10 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
         Err(failure) => failure_report(
             scenario,
             failure,
-            &matcher.missing(),
+            &Missing {
+                step: steps.missing().map(|(i, s)| (i, s.to_owned())),
+                ..matcher.missing()
+            },
             &launch,
             &log_path,
             &tail,
@@ -760,7 +854,13 @@ fn failure_report(
         let _ = writeln!(r, "  vms:      {}", scenario.vms);
     }
     let _ = writeln!(r, "  reason:   {failure}");
-    if missing.first().is_none() && scenario.expect_exit {
+    if let Some((i, expect)) = &missing.step {
+        let _ = writeln!(
+            r,
+            "  missing:  {expect:?} (steps[{i}], the first step not done)"
+        );
+    }
+    if missing.first().is_none() && missing.step.is_none() && scenario.expect_exit {
         let _ = writeln!(
             r,
             "  note:     every expected line was seen; `expect_exit` also needs a clean exit"
@@ -808,7 +908,7 @@ fn drive(
     scenario: &Scenario,
     image: &Path,
     launch: &Launch,
-    matcher: &mut Matcher,
+    (matcher, steps): (&mut Matcher, &mut Steps),
     transcript: &mut Transcript,
 ) -> Result<(), Failure> {
     if !image.is_file() {
@@ -819,7 +919,7 @@ fn drive(
         )));
     }
     let (tx, rx) = mpsc::channel();
-    let mut running = Running::start(launch, image, tx)?;
+    let mut running = Running::start(launch, image, !scenario.steps.is_empty(), tx)?;
     let start = Instant::now();
     let deadline = start + scenario.timeout;
 
@@ -837,12 +937,16 @@ fn drive(
         match rx.recv_timeout(left) {
             Ok(Event::Line(Stream::Stdout, line)) => {
                 transcript.record(Stream::Stdout, &line);
-                match matcher.feed(&line) {
-                    Verdict::FailMarker(marker) => break Err(Failure::Marker { marker, line }),
-                    Verdict::Complete if !scenario.expect_exit && linger_until.is_none() => {
-                        linger_until = Some((Instant::now() + LINGER).min(deadline));
-                    }
-                    Verdict::Complete | Verdict::Pending => {}
+                if let Verdict::FailMarker(marker) = matcher.feed(&line) {
+                    break Err(Failure::Marker { marker, line });
+                }
+                if let Some(typed) = steps.line(&line) {
+                    type_line(&mut running, transcript, &typed);
+                }
+            }
+            Ok(Event::Partial(text)) => {
+                if let Some(typed) = steps.partial(&text) {
+                    type_line(&mut running, transcript, &typed);
                 }
             }
             Ok(Event::Line(Stream::Stderr, line)) => transcript.record(Stream::Stderr, &line),
@@ -851,7 +955,7 @@ fn drive(
                 let status =
                     running.wait_until(deadline.min(Instant::now() + Duration::from_secs(5)));
                 let exited_ok = status.is_some_and(|s| s.success());
-                break if !matcher.is_complete() {
+                break if !matcher.is_complete() || !steps.is_complete() {
                     Err(Failure::ExitedEarly(status))
                 } else if scenario.expect_exit && !exited_ok {
                     Err(Failure::BadExit(status))
@@ -861,6 +965,13 @@ fn drive(
             }
             Err(RecvTimeoutError::Timeout) if linger_until.is_some() => break Ok(()),
             Err(RecvTimeoutError::Timeout) => break Err(Failure::Timeout(scenario.timeout)),
+        }
+        if matcher.is_complete()
+            && steps.is_complete()
+            && !scenario.expect_exit
+            && linger_until.is_none()
+        {
+            linger_until = Some((Instant::now() + LINGER).min(deadline));
         }
     };
 
@@ -874,20 +985,46 @@ fn drive(
     result
 }
 
-/// Sends each line of `pipe` as an event, then `Closed`.
-fn read_lines(stream: Stream, pipe: Box<dyn Read + Send>, tx: &mpsc::Sender<Event>) {
-    let mut reader = BufReader::new(pipe);
-    let mut buf = Vec::new();
+/// Types `line` on the console and notes it in the transcript (a console that no longer
+/// takes input is noted too: the emulator's end decides the scenario).
+fn type_line(running: &mut Running, transcript: &mut Transcript, line: &str) {
+    transcript.typed(line);
+    if let Err(e) = running.type_line(line) {
+        transcript.record(Stream::Stderr, &format!("(typing failed: {e})"));
+    }
+}
+
+/// Sends each line of `pipe` as an event, then `Closed`. On standard output, the
+/// unfinished line so far also goes as [`Event::Partial`] after every read that leaves one
+/// (a prompt waits without its newline).
+fn read_lines(stream: Stream, mut pipe: Box<dyn Read + Send>, tx: &mpsc::Sender<Event>) {
+    let mut buf = [0u8; 4096];
+    let mut line = Vec::new();
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if tx.send(Event::Line(stream, clean_line(&buf))).is_err() {
+        let n = match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        for &b in &buf[..n] {
+            line.push(b);
+            if b == b'\n' {
+                if tx.send(Event::Line(stream, clean_line(&line))).is_err() {
                     return;
                 }
+                line.clear();
             }
         }
+        if stream == Stream::Stdout
+            && !line.is_empty()
+            && tx.send(Event::Partial(clean_line(&line))).is_err()
+        {
+            return;
+        }
+    }
+    if !line.is_empty() {
+        let _ = tx.send(Event::Line(stream, clean_line(&line)));
     }
     let _ = tx.send(Event::Closed(stream));
 }
@@ -1212,7 +1349,14 @@ mod runner_tests {
         let mut transcript = Transcript::create(&log).unwrap();
         // Any existing file stands in for the image.
         let launch = Launch::Qemu(cmd);
-        let result = drive(&scenario, &log, &launch, &mut matcher, &mut transcript);
+        let mut steps = Steps::new(scenario.steps.clone());
+        let result = drive(
+            &scenario,
+            &log,
+            &launch,
+            (&mut matcher, &mut steps),
+            &mut transcript,
+        );
         transcript.finish();
         let text = std::fs::read_to_string(&log).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
@@ -1275,6 +1419,52 @@ mod runner_tests {
             matches!(result, Err(Failure::BadExit(Some(_)))),
             "{result:?}"
         );
+    }
+
+    #[test]
+    fn steps_type_at_the_prompt() {
+        let toml = "arch = \"aarch64\"\ntimeout_secs = 5\n\
+                    [[steps]]\nexpect = \"axvisor> \"\nsend = \"vm list\"\n\
+                    [[steps]]\nexpect = \"got [vm list]\"\n";
+        // The stand-in prints a prompt without a newline, reads the 8 bytes typed (the
+        // line and its CR), echoes them and answers.
+        let script = "printf 'boot\\r\\naxvisor> '; \
+                      l=$(dd bs=1 count=8 2>/dev/null | tr -d '\\r'); \
+                      printf '%s\\r\\ngot [%s]\\r\\naxvisor> ' \"$l\" \"$l\"; sleep 30";
+        let (result, _, log) = run_script(toml, script);
+        assert!(result.is_ok(), "{result:?}\n{log}");
+        assert_eq!(
+            log,
+            "boot\n[typed] vm list\naxvisor> vm list\ngot [vm list]\naxvisor> \n"
+        );
+    }
+
+    #[test]
+    fn a_step_not_seen_fails_with_its_index() {
+        let toml = "arch = \"aarch64\"\ntimeout_secs = 1\n\
+                    [[steps]]\nexpect = \"axvisor> \"\n";
+        let (result, _, _) = run_script(toml, "echo booting; sleep 30");
+        assert!(matches!(result, Err(Failure::Timeout(_))), "{result:?}");
+    }
+
+    #[test]
+    fn steps_are_checked() {
+        let bad = |steps: &str| {
+            let arch = if steps.contains("bochs") {
+                "x86_64"
+            } else {
+                "aarch64"
+            };
+            let text = format!("arch = \"{arch}\"\n{steps}");
+            format!(
+                "{:#}",
+                Scenario::parse(&text, Path::new("aarch64-x.toml")).unwrap_err()
+            )
+        };
+        assert!(bad("[[steps]]\nexpect = \"\"\n").contains("step 0: `expect` is an empty string"));
+        assert!(bad("[[steps]]\nexpect = \"a\"\nsend = \"a\\nb\"\n").contains("`send` is one line"));
+        assert!(bad("emulator = \"bochs\"\n[[steps]]\nexpect = \"a\"\n")
+            .contains("only QEMU scenarios can type"));
     }
 
     #[test]
