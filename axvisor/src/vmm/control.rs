@@ -240,8 +240,9 @@ pub fn start(which: &VmRef) -> Result<String, ControlError> {
 
 /// Stops the VM `which` names if it runs, then starts it again.
 pub fn restart(which: &VmRef) -> Result<String, ControlError> {
-    let (run, _) = find(which)?;
-    if run.vm.status() == VmStatus::Running {
+    // No reference to the VM is kept here: `start` waits for the last ones to go.
+    let running = find(which)?.0.vm.status() == VmStatus::Running;
+    if running {
         stop(which)?;
     }
     start(which)

@@ -1,5 +1,5 @@
 //! The VM's console UART: PL011 at 0x0900_0000 on aarch64, 16550 at 0x1000_0000 on
-//! riscv64 (polled, no interrupts), and the [`print!`](crate::print) /
+//! riscv64 (polled, no interrupts; output and [`getc`] input), and the [`print!`](crate::print) /
 //! [`println!`](crate::println) macros on it.
 
 use core::fmt::{self, Write};
@@ -30,6 +30,11 @@ impl Write for Console {
 #[inline(always)]
 pub fn status() -> u32 {
     arch::console_status()
+}
+
+/// The next byte the UART received, if one waits (polled; never waits itself).
+pub fn getc() -> Option<u8> {
+    arch::console_getc()
 }
 
 #[doc(hidden)]

@@ -24,6 +24,8 @@ const UART_DR: usize = 0x00;
 const UART_FR: usize = 0x18;
 /// PL011 FR: transmit FIFO full.
 const UART_FR_TXFF: u32 = 1 << 5;
+/// PL011 FR: receive FIFO empty.
+const UART_FR_RXFE: u32 = 1 << 4;
 
 /// PSCI SYSTEM_OFF function id (SMC32 calling convention).
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
@@ -420,6 +422,18 @@ pub fn console_status() -> u32 {
     // SAFETY: UART_BASE is this VM's PL011 (the VM configs map one there); FR is a 32-bit
     // register and reading it has no side effects.
     unsafe { crate::mmio::read32(UART_BASE + UART_FR) }
+}
+
+/// The next byte the PL011 received, if one waits.
+pub fn console_getc() -> Option<u8> {
+    // SAFETY: UART_BASE is this VM's PL011 (the VM configs map one there); FR and DR are
+    // 32-bit registers; reading DR takes the byte, which is what is wanted.
+    unsafe {
+        if crate::mmio::read32(UART_BASE + UART_FR) & UART_FR_RXFE != 0 {
+            return None;
+        }
+        Some(crate::mmio::read32(UART_BASE + UART_DR) as u8)
+    }
 }
 
 /// Writes one byte to the PL011, waiting while its transmit FIFO is full.

@@ -25,6 +25,8 @@ const UART_THR: usize = 0;
 const UART_LSR: usize = 5;
 /// 16550 LSR: transmit holding register empty.
 const UART_LSR_THRE: u8 = 1 << 5;
+/// 16550 LSR: data ready (a received byte waits in RBR, at offset 0).
+const UART_LSR_DR: u8 = 1 << 0;
 
 /// SBI System Reset extension ("SRST").
 const SBI_EXT_SRST: u64 = 0x5352_5354;
@@ -321,6 +323,18 @@ pub fn console_status() -> u32 {
     // SAFETY: UART_BASE is this VM's 16550 (the VM configs map one there); its registers
     // are bytes, and reading LSR has no side effects on the transmitter.
     u32::from(unsafe { crate::mmio::read8(UART_BASE + UART_LSR) })
+}
+
+/// The next byte the 16550 received, if one waits.
+pub fn console_getc() -> Option<u8> {
+    // SAFETY: UART_BASE is this VM's 16550 (the VM configs map one there); its registers
+    // are bytes; reading RBR takes the byte, which is what is wanted.
+    unsafe {
+        if crate::mmio::read8(UART_BASE + UART_LSR) & UART_LSR_DR == 0 {
+            return None;
+        }
+        Some(crate::mmio::read8(UART_BASE + UART_THR))
+    }
 }
 
 /// Writes one byte to the 16550, waiting until its transmit holding register is empty.

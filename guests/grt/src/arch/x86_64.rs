@@ -33,6 +33,8 @@ const UART_THR: u16 = 0;
 const UART_LSR: u16 = 5;
 /// 16550 LSR: transmit holding register empty.
 const UART_LSR_THRE: u8 = 1 << 5;
+/// 16550 LSR: data ready (a received byte waits in RBR, at offset 0).
+const UART_LSR_DR: u8 = 1 << 0;
 
 /// grt's 64-bit code segment selector (the hypervisor's boot GDT uses the same).
 pub const KERNEL_CS: u16 = 0x10;
@@ -536,6 +538,18 @@ pub fn console_status() -> u32 {
     // SAFETY: COM1 is this VM's 16550 (the VM configs put one there); reading LSR has no
     // side effects on the transmitter.
     u32::from(unsafe { crate::pio::inb(COM1 + UART_LSR) })
+}
+
+/// The next byte the 16550 received, if one waits.
+pub fn console_getc() -> Option<u8> {
+    // SAFETY: COM1 is this VM's 16550 (the VM configs put one there); reading RBR takes
+    // the byte, which is what is wanted.
+    unsafe {
+        if crate::pio::inb(COM1 + UART_LSR) & UART_LSR_DR == 0 {
+            return None;
+        }
+        Some(crate::pio::inb(COM1 + UART_THR))
+    }
 }
 
 /// Writes one byte to the 16550, waiting until its transmit holding register is empty.

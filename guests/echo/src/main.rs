@@ -1,0 +1,73 @@
+//! A guest that runs until it is stopped and echoes what its UART receives: the VM the
+//! shell's scenarios stop, start and list while another runs.
+//!
+//! It prints `echo: ready`, then sleeps on its timer and wakes every [`POLL_US`] to read
+//! every byte its UART holds: printable ones are echoed, and a line end (CR or LF) ends
+//! the line (CR LF counts once), answered with `echo: got "LINE"`. It never powers off by itself.
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use grt::irq::{self, Irq};
+
+/// How often it looks at its UART, in microseconds.
+const POLL_US: u64 = 20_000;
+/// The longest line kept; further bytes of a line are dropped.
+const LINE_MAX: usize = 80;
+
+/// Set by the timer interrupt.
+static TICK: AtomicBool = AtomicBool::new(false);
+
+fn on_irq(irq: Irq) {
+    if irq == Irq::Timer {
+        TICK.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Sleeps (wfi) until the timer, armed `POLL_US` ahead, has fired.
+fn sleep_one_poll() {
+    TICK.store(false, Ordering::SeqCst);
+    irq::timer_set(irq::timer_now() + irq::timer_freq() * POLL_US / 1_000_000);
+    irq::disable();
+    while !TICK.load(Ordering::SeqCst) {
+        grt::wait_for_interrupt();
+        irq::enable();
+        irq::disable();
+    }
+    irq::enable();
+}
+
+#[no_mangle]
+fn main() {
+    irq::set_handler(Some(on_irq));
+    irq::init_cpu();
+    irq::enable();
+    grt::println!("echo: ready");
+    let mut line = [0u8; LINE_MAX];
+    let mut len = 0;
+    let mut after_cr = false;
+    loop {
+        sleep_one_poll();
+        while let Some(byte) = grt::console::getc() {
+            // CR LF ends one line, not two.
+            let lf_of_crlf = after_cr && byte == b'\n';
+            after_cr = byte == b'\r';
+            match byte {
+                _ if lf_of_crlf => {}
+                b'\r' | b'\n' => {
+                    let text = core::str::from_utf8(&line[..len]).unwrap_or("");
+                    grt::println!();
+                    grt::println!("echo: got {text:?}");
+                    len = 0;
+                }
+                0x20..=0x7e if len < LINE_MAX => {
+                    line[len] = byte;
+                    len += 1;
+                    grt::print!("{}", byte as char);
+                }
+                _ => {}
+            }
+        }
+    }
+}
