@@ -21,6 +21,7 @@
 //!   hypervisor writes into guest RAM).
 //! - [`vmcs`]: VMCS field encodings.
 //! - [`svm`]: the SVM backend (VMCB layout, exit decoding, VMRUN checks; its vCPU).
+//! - [`linux`]: a Linux bzImage VM's boot (the 64-bit boot protocol's placements).
 //!
 //! x86_64 bare metal only:
 //! - `vmx`: VMXON per CPU (capabilities, IA32_FEATURE_CONTROL, CR0/CR4 fixed bits), the
@@ -47,6 +48,7 @@ pub mod exit;
 pub mod gpt;
 pub mod insn;
 pub mod insn_cache;
+pub mod linux;
 pub mod mode;
 pub mod msr;
 pub mod pc;

@@ -36,6 +36,8 @@ pub enum X86PlatformError {
     NoBootRam,
     /// Passthrough interrupts need an interrupt controller the VM does not have yet.
     PassthroughIrqs,
+    /// A Linux VM's kernel cannot be booted as its config says.
+    Linux(crate::linux::LinuxBootError),
 }
 
 impl fmt::Display for X86PlatformError {
@@ -53,6 +55,7 @@ impl fmt::Display for X86PlatformError {
                 "passthrough interrupts need a virtual interrupt controller, which x86 VMs do \
                  not have yet"
             ),
+            Self::Linux(e) => write!(f, "{e}"),
         }
     }
 }
@@ -106,6 +109,14 @@ impl ArchPlatform for X86Platform {
             vmid,
             pc: vm.pc.clone(),
         }
+    }
+
+    /// A Linux bzImage: the 64-bit boot protocol's placements ([`crate::linux`]).
+    fn prepare_boot(
+        config: &VmConfig,
+        images: &dyn Fn(&str) -> Option<&'static [u8]>,
+    ) -> Result<Option<axvm::KernelBoot>, X86PlatformError> {
+        crate::linux::prepare_boot(config, images).map_err(X86PlatformError::Linux)
     }
 
     /// RDI = 0 (the start argument), RSI = 0 (no zero page): set-up already zeroes them.

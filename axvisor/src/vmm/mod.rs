@@ -288,6 +288,15 @@ fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> 
         println!("vm {name}: cannot be created: {e}");
         return false;
     }
+    // A kernel the architecture places itself (x86: a Linux bzImage).
+    let kernel = match Platform::prepare_boot(&config, &|image| images::image(source, image)) {
+        Ok(kernel) => kernel,
+        Err(e) => {
+            println!("vm {name}: cannot be created: {e}");
+            passthrough::release(vm_id);
+            return false;
+        }
+    };
     if config.kernel.dtb.as_ref().is_some_and(|d| d.generated()) {
         let initrd_size = config
             .kernel
@@ -304,7 +313,11 @@ fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> 
             }
         }
     }
-    let boot_regs = Platform::boot_regs(&config);
+    let boot_regs = match &kernel {
+        Some(k) => k.regs.clone(),
+        None => Platform::boot_regs(&config),
+    };
+    platform.kernel = kernel;
     let console = Arc::new(|line: &str| println!("{line}"));
     let vm = match Vm::new(
         config,

@@ -21,7 +21,7 @@ pub mod vmid;
 
 pub use platform::{ArchPlatform, IrqSink, PlatformVm};
 pub use stats::{ExitCounters, ExitKind};
-pub use vm::{AxVm, DeviceMap, VcpuEvent, VmError, VmPlatform, VmStatus};
+pub use vm::{AxVm, DeviceMap, ImageLoad, KernelBoot, VcpuEvent, VmError, VmPlatform, VmStatus};
 pub use vmid::{NoVmidLeft, VmidAllocator};
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! the small traits of `axdevice_base`; what an architecture lends the hypervisor
 //! (taking passthrough interrupts) goes out as [`IrqSink`].
 
-use crate::{AxVm, VmPlatform};
+use crate::{AxVm, KernelBoot, VmPlatform};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use axaddrspace::PteFormat;
@@ -21,8 +21,9 @@ use core::fmt;
 ///
 /// Every method is called by the hypervisor's VM manager, in this order for one VM:
 /// [`build`](Self::build), [`irq_sink`](Self::irq_sink) (passthrough claims),
-/// [`dtb_arch`](Self::dtb_arch) (only for a generated device tree),
-/// [`vcpu_config`](Self::vcpu_config) per vCPU, then [`boot_regs`](Self::boot_regs).
+/// [`prepare_boot`](Self::prepare_boot), [`dtb_arch`](Self::dtb_arch) (only for a
+/// generated device tree), [`vcpu_config`](Self::vcpu_config) per vCPU, then
+/// [`boot_regs`](Self::boot_regs) (unless `prepare_boot` gave the registers).
 pub trait ArchPlatform {
     /// The vCPU.
     type VCpu: ArchVCpu;
@@ -67,6 +68,21 @@ pub trait ArchPlatform {
     /// [`ArchVCpu::set_gpr`] (aarch64: x0 = DTB address; riscv64: a0 = hart id, a1 = DTB
     /// address).
     fn boot_regs(config: &VmConfig) -> Vec<(usize, u64)>;
+
+    /// The boot of a kernel whose placement this architecture decides (x86:
+    /// `kernel.format = "linux-bzimage"`, the 64-bit Linux boot protocol), from the VM's
+    /// validated config and its images (`images` gives an image's bytes by name); it goes
+    /// into [`VmPlatform::kernel`]. `Ok(None)` (the default): the config's images are loaded
+    /// at their `load_addr` and vCPU 0 starts at `kernel.entry` with
+    /// [`boot_regs`](Self::boot_regs). Called after [`build`](Self::build); the bytes are
+    /// written again at every reset.
+    fn prepare_boot(
+        config: &VmConfig,
+        images: &dyn Fn(&str) -> Option<&'static [u8]>,
+    ) -> Result<Option<KernelBoot>, Self::Error> {
+        let _ = (config, images);
+        Ok(None)
+    }
 
     /// The architecture part of the device tree generated for a VM whose config asks for
     /// one (`kernel.dtb` without an image). `Ok(None)`: this architecture describes its

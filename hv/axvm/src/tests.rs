@@ -35,6 +35,8 @@ struct Script {
     calls: Mutex<Vec<Call>>,
     /// The general-purpose registers set (boot registers), in order.
     gprs: Mutex<Vec<(usize, u64)>>,
+    /// The entry points set, in order.
+    entries: Mutex<Vec<usize>>,
 }
 
 /// The script, and the arguments of the hypercall exit it returned last.
@@ -45,7 +47,9 @@ impl ArchVCpu for FakeVCpu {
     fn new(_: usize, s: Arc<Script>) -> Result<Self, VCpuError> {
         Ok(Self(s, [0; 6]))
     }
-    fn set_entry(&mut self, _: GuestPhysAddr) {}
+    fn set_entry(&mut self, entry: GuestPhysAddr) {
+        self.0.entries.lock().push(entry.as_usize());
+    }
     fn set_stage2_root(&mut self, _: HostPhysAddr) {}
     fn set_gpr(&mut self, i: usize, v: u64) {
         self.0.gprs.lock().push((i, v));
@@ -735,6 +739,7 @@ fn platform_devices_irq_lines_and_generated_dtb() {
         dtb: Some(b"DTB!".to_vec()),
         boot_data: std::vec![(0x4000_1000, b"BOOT".to_vec())],
         on_reset: None,
+        kernel: None,
     };
     let script = Arc::new(Script {
         exits: Mutex::new(std::vec![VmExit::MmioRead {
@@ -859,11 +864,16 @@ struct FakeVm(Arc<Script>);
 enum FakePlatformError {
     /// Passthrough interrupts: the fake platform has no interrupt controller.
     PassthroughIrqs,
+    /// A bzImage-like boot without its kernel image.
+    NoKernel,
 }
 
 impl core::fmt::Display for FakePlatformError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("passthrough interrupts need an interrupt controller")
+        f.write_str(match self {
+            Self::PassthroughIrqs => "passthrough interrupts need an interrupt controller",
+            Self::NoKernel => "no kernel image",
+        })
     }
 }
 
@@ -902,6 +912,29 @@ impl crate::ArchPlatform for FakePlatform {
     fn boot_regs(config: &axvmconfig::VmConfig) -> Vec<(usize, u64)> {
         std::vec![(7, u64::from(config.id))]
     }
+
+    /// A bzImage-like boot: the kernel image without its first two bytes (its "setup") at
+    /// `load_addr`, a generated page at 0x4000_3000, the entry at `load_addr + 0x200` and
+    /// register 6 pointing at the page.
+    fn prepare_boot(
+        config: &axvmconfig::VmConfig,
+        images: &dyn Fn(&str) -> Option<&'static [u8]>,
+    ) -> Result<Option<crate::KernelBoot>, FakePlatformError> {
+        if config.kernel.format != axvmconfig::KernelFormat::LinuxBzimage {
+            return Ok(None);
+        }
+        let kernel = images(&config.kernel.image).ok_or(FakePlatformError::NoKernel)?;
+        Ok(Some(crate::KernelBoot {
+            images: std::vec![crate::ImageLoad {
+                name: config.kernel.image.clone(),
+                gpa: config.kernel.load_addr,
+                bytes: &kernel[2..],
+            }],
+            data: std::vec![(0x4000_3000, b"ZERO".to_vec())],
+            entry: config.kernel.load_addr + 0x200,
+            regs: std::vec![(6, 0x4000_3000)],
+        }))
+    }
 }
 
 struct NoNotify;
@@ -911,19 +944,26 @@ impl axdevice_base::VcpuNotifier for NoNotify {
 }
 
 /// What the hypervisor does with a platform `P` (axvisor's `build_and_start`, without the
-/// claims and the tasks): build, create the VM with the platform's vCPU configs, boot it
-/// with its registers.
+/// claims and the tasks): build, prepare the kernel's boot, create the VM with the
+/// platform's vCPU configs, boot it with its registers.
 fn create_on<P: crate::ArchPlatform>(
     config: &str,
 ) -> Result<(crate::PlatformVm<P, HostFrames>, P::Vm), std::string::String> {
     let config = axvmconfig::from_toml(config).unwrap();
-    let (platform, arch_vm) = P::build(&config, Arc::new(NoNotify)).map_err(|e| e.to_string())?;
+    let (mut platform, arch_vm) =
+        P::build(&config, Arc::new(NoNotify)).map_err(|e| e.to_string())?;
+    let images = |name: &str| (name == "k").then_some(&b"kern"[..]);
+    let kernel = P::prepare_boot(&config, &images).map_err(|e| e.to_string())?;
     assert!(P::dtb_arch(&config).map_err(|e| e.to_string())?.is_none());
-    let regs = P::boot_regs(&config);
+    let regs = match &kernel {
+        Some(k) => k.regs.clone(),
+        None => P::boot_regs(&config),
+    };
+    platform.kernel = kernel;
     let vm = AxVm::new(
         config,
         HostFrames,
-        &|name| (name == "k").then_some(&b"kern"[..]),
+        &images,
         Arc::new(|_: &str| {}),
         &|i| P::vcpu_config(&arch_vm, 3, i),
         platform,
@@ -951,4 +991,48 @@ fn a_vm_through_the_platform_trait() {
         "passthrough interrupts need an interrupt controller"
     );
     assert_eq!(<FakePlatform as crate::ArchPlatform>::vmid_bits(), 4);
+}
+
+/// A kernel the platform places itself (`ArchPlatform::prepare_boot`): its bytes, borrowed
+/// from the image, and the generated data go where the platform says, vCPU 0 starts at the
+/// platform's entry with the platform's registers (not `boot_regs`), and a reset writes
+/// everything again.
+#[test]
+fn a_kernel_the_platform_places() {
+    let config = CONFIG.replace(
+        "load_addr = 0x4000_0000",
+        "load_addr = 0x4000_4000\nformat = \"linux-bzimage\"",
+    );
+    let (vm, arch_vm) = create_on::<FakePlatform>(&config).unwrap();
+    let mut buf = [0u8; 4];
+    vm.read_guest(gpa(0x4000_4000), &mut buf).unwrap();
+    assert_eq!(&buf, b"rn\0\0", "the image from its third byte");
+    vm.read_guest(gpa(0x4000_3000), &mut buf).unwrap();
+    assert_eq!(&buf, b"ZERO");
+    vm.read_guest(gpa(0x4000_2000), &mut buf).unwrap();
+    assert_eq!(&buf, b"GDT!", "the platform's boot data too");
+    assert_eq!(arch_vm.0.entries.lock().as_slice(), [0x4000_4200]);
+    assert_eq!(arch_vm.0.gprs.lock().as_slice(), [(6, 0x4000_3000)]);
+    // Reset: everything written again, the same entry and registers.
+    vm.aspace.lock().write(gpa(0x4000_4000), b"junk").unwrap();
+    vm.aspace.lock().write(gpa(0x4000_3000), b"junk").unwrap();
+    vm.reset().unwrap();
+    vm.read_guest(gpa(0x4000_4000), &mut buf).unwrap();
+    assert_eq!(&buf[..2], b"rn");
+    vm.read_guest(gpa(0x4000_3000), &mut buf).unwrap();
+    assert_eq!(&buf, b"ZERO");
+    assert_eq!(
+        arch_vm.0.entries.lock().as_slice(),
+        [0x4000_4200, 0x4000_4200]
+    );
+    assert_eq!(
+        arch_vm.0.gprs.lock().as_slice(),
+        [(6, 0x4000_3000), (6, 0x4000_3000)]
+    );
+    // The platform's error names what is wrong.
+    let no_kernel = config.replace("image = \"k\"", "image = \"nope\"");
+    assert_eq!(
+        create_on::<FakePlatform>(&no_kernel).err().unwrap(),
+        "no kernel image"
+    );
 }

@@ -39,6 +39,39 @@ pub struct VmPlatform {
     /// Puts the platform's devices back in their reset state on a VM reset (the
     /// interrupt controller), if they need it.
     pub on_reset: Option<alloc::boxed::Box<dyn Fn() + Send + Sync>>,
+    /// The kernel's boot as the architecture prepared it ([`crate::ArchPlatform::prepare_boot`]),
+    /// for a kernel format whose placement the architecture decides; `None`: the config's
+    /// images go to their `load_addr` and vCPU 0 starts at `kernel.entry`.
+    pub kernel: Option<KernelBoot>,
+}
+
+/// A kernel's boot prepared by the architecture (x86: a Linux bzImage through the 64-bit
+/// boot protocol) in place of the config's image loads: what goes where in guest memory, at
+/// boot and at every reset, and how vCPU 0 starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelBoot {
+    /// Bytes borrowed from the VM's images (the kernel, the initrd: no copy on the heap),
+    /// written in this order.
+    pub images: Vec<ImageLoad>,
+    /// Bytes the architecture generated (x86: the zero page, the command line, the ACPI
+    /// tables), written after the images, before [`VmPlatform::boot_data`].
+    pub data: Vec<(u64, Vec<u8>)>,
+    /// Where vCPU 0 starts.
+    pub entry: u64,
+    /// vCPU 0's general-purpose registers at the entry, as `(index, value)` for
+    /// [`ArchVCpu::set_gpr`]; they replace [`crate::ArchPlatform::boot_regs`].
+    pub regs: Vec<(usize, u64)>,
+}
+
+/// Image bytes written into guest memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageLoad {
+    /// What it is (an image name, or a part of one: for messages).
+    pub name: String,
+    /// Guest-physical address.
+    pub gpa: u64,
+    /// The bytes.
+    pub bytes: &'static [u8],
 }
 
 impl VmPlatform {
@@ -51,6 +84,7 @@ impl VmPlatform {
             dtb: None,
             boot_data: Vec::new(),
             on_reset: None,
+            kernel: None,
         }
     }
 }
@@ -167,10 +201,12 @@ pub struct AxVm<A: ArchVCpu, F: PteFormat, M: FrameAllocator> {
     power: Vec<AtomicU8>,
     status: AtomicU8,
     exits: ExitCounters,
-    /// Images by name, kept for reset.
-    images: Vec<(String, &'static [u8])>,
+    /// The images and where they go, kept for reset.
+    images: Vec<ImageLoad>,
     /// The platform's boot data ([`VmPlatform::boot_data`]), kept for reset.
     boot_data: Vec<(u64, Vec<u8>)>,
+    /// Where vCPU 0 starts.
+    entry: u64,
     /// Initial registers of vCPU 0, kept for reset.
     boot_regs: Mutex<Vec<(usize, u64)>>,
     resets: core::sync::atomic::AtomicU64,
@@ -303,18 +339,35 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 .map_err(|e| VmError::Device(alloc::format!("{name} at {base:#x}: {e}")))?;
         }
 
-        let mut loaded = Vec::new();
-        for (name, _) in Self::image_loads(&config) {
-            let bytes = images(name).ok_or_else(|| VmError::MissingImage(name.clone()))?;
-            loaded.push((name.clone(), bytes));
-        }
-        if let (Some(dtb), Some(bytes)) = (&config.kernel.dtb, platform.dtb) {
-            if dtb.generated() {
-                let bytes: &'static [u8] = alloc::boxed::Box::leak(bytes.into_boxed_slice());
-                loaded.push((String::from(DtbConfig::GENERATED), bytes));
+        let (loaded, boot_data, entry) = match platform.kernel {
+            Some(k) => {
+                let mut data = k.data;
+                data.extend(platform.boot_data);
+                (k.images, data, k.entry)
             }
-        }
-        Self::load_images(&config, &mut aspace, &loaded, &platform.boot_data)?;
+            None => {
+                let mut loaded = Vec::new();
+                for (name, gpa) in Self::image_loads(&config) {
+                    let bytes = images(name).ok_or_else(|| VmError::MissingImage(name.clone()))?;
+                    loaded.push(ImageLoad {
+                        name: name.clone(),
+                        gpa,
+                        bytes,
+                    });
+                }
+                if let (Some(dtb), Some(bytes)) = (&config.kernel.dtb, platform.dtb) {
+                    if dtb.generated() {
+                        loaded.push(ImageLoad {
+                            name: String::from(DtbConfig::GENERATED),
+                            gpa: dtb.load_addr,
+                            bytes: alloc::boxed::Box::leak(bytes.into_boxed_slice()),
+                        });
+                    }
+                }
+                (loaded, platform.boot_data, config.kernel.entry)
+            }
+        };
+        Self::load_images(&mut aspace, &loaded, &boot_data)?;
 
         let vcpus = (0..config.cpus.count)
             .map(|i| {
@@ -336,7 +389,8 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             status: AtomicU8::new(VmStatus::Loaded as u8),
             exits: ExitCounters::default(),
             images: loaded,
-            boot_data: platform.boot_data,
+            boot_data,
+            entry,
             boot_regs: Mutex::new(Vec::new()),
             resets: core::sync::atomic::AtomicU64::new(0),
             on_reset: platform.on_reset,
@@ -356,28 +410,19 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             )
     }
 
-    /// Writes the images into guest memory: those of [`Self::image_loads`], in order, then
-    /// a generated DTB if `images` has one more, then the platform's `boot_data`.
+    /// Writes the images into guest memory, in order, then the boot data.
     fn load_images(
-        config: &VmConfig,
         aspace: &mut AddrSpace<F, M>,
-        images: &[(String, &'static [u8])],
+        images: &[ImageLoad],
         boot_data: &[(u64, Vec<u8>)],
     ) -> Result<(), VmError> {
-        let generated = config
-            .kernel
-            .dtb
-            .iter()
-            .filter(|d| d.generated())
-            .map(|d| d.load_addr);
-        let addrs = Self::image_loads(config).map(|(_, a)| a).chain(generated);
         // As the machine's loader: ROM regions are filled too, though the guest cannot
         // write them.
-        for (addr, (name, bytes)) in addrs.zip(images) {
+        for image in images {
             aspace
-                .load(GuestPhysAddr::new(addr as usize), bytes)
+                .load(GuestPhysAddr::new(image.gpa as usize), image.bytes)
                 .map_err(|e| VmError::Load {
-                    image: name.clone(),
+                    image: image.name.clone(),
                     reason: alloc::format!("{e}"),
                 })?;
         }
@@ -396,12 +441,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     /// except that the images are loaded again; every vCPU is stopped and vCPU 0 starts at
     /// the entry with its boot registers. Call once every vCPU task has left `run_vcpu`.
     pub fn reset(&self) -> Result<(), VmError> {
-        Self::load_images(
-            &self.config,
-            &mut self.aspace.lock(),
-            &self.images,
-            &self.boot_data,
-        )?;
+        Self::load_images(&mut self.aspace.lock(), &self.images, &self.boot_data)?;
         for v in &self.vcpus {
             let mut v = v.lock();
             if v.state() != axvcpu::VCpuState::Created {
@@ -484,7 +524,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     pub fn boot(&self, regs: &[(usize, u64)]) -> Result<(), VmError> {
         *self.boot_regs.lock() = regs.to_vec();
         let root = self.aspace.lock().root_paddr();
-        let entry = GuestPhysAddr::new(self.config.kernel.entry as usize);
+        let entry = GuestPhysAddr::new(self.entry as usize);
         let mut v = self.vcpus.first().ok_or(VmError::NoSuchVcpu(0))?.lock();
         // Set-up resets the registers; the boot registers go in after it.
         v.setup(entry, root)?;

@@ -60,7 +60,8 @@ pub struct KernelConfig {
     pub image: String,
     /// Guest-physical address the kernel image is loaded at.
     pub load_addr: u64,
-    /// Guest-physical address the boot vCPU starts at (`load_addr` when not given).
+    /// Guest-physical address the boot vCPU starts at (when not given: `load_addr`, or the
+    /// format's entry offset from it, [`KernelFormat::entry_offset`]).
     pub entry: u64,
     /// Kernel command line, if any.
     pub cmdline: Option<String>,
@@ -69,6 +70,51 @@ pub struct KernelConfig {
     /// Device tree blob loaded beside the kernel, if any: a given image, or one the
     /// hypervisor generates from this config.
     pub dtb: Option<DtbConfig>,
+    /// What the kernel image is, and so how it is loaded and entered.
+    pub format: KernelFormat,
+}
+
+/// What a kernel image is (`kernel.format = "..."`): how the hypervisor loads and enters it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KernelFormat {
+    /// `"raw"` (default): the bytes are copied to `load_addr` and the boot vCPU starts at
+    /// `entry` (a test guest, an arm64 or RISC-V Linux `Image`).
+    #[default]
+    Raw,
+    /// `"linux-bzimage"` (x86_64): a Linux bzImage booted through the 64-bit boot
+    /// protocol. The hypervisor copies its protected-mode kernel to `load_addr`, which must
+    /// be where the image's setup header puts it (`pref_address`, checked when the VM is
+    /// built), and starts the boot vCPU at the 64-bit entry `load_addr + 0x200` (`entry`
+    /// must say so) with a zero page, the command line and ACPI tables it generates.
+    LinuxBzimage,
+}
+
+impl KernelFormat {
+    /// The value as written in a config.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::LinuxBzimage => "linux-bzimage",
+        }
+    }
+
+    /// The only architecture whose VMs boot this format, if it is not every one's.
+    pub const fn only_arch(self) -> Option<crate::HostArch> {
+        match self {
+            Self::Raw => None,
+            Self::LinuxBzimage => Some(crate::HostArch::X86_64),
+        }
+    }
+
+    /// The offset of the entry point from the load address that this format requires, if
+    /// it fixes one (a bzImage's 64-bit entry is at +0x200).
+    pub const fn entry_offset(self) -> Option<u64> {
+        match self {
+            Self::Raw => None,
+            Self::LinuxBzimage => Some(0x200),
+        }
+    }
 }
 
 /// The `[kernel]` table as written: `entry` may be left out.
@@ -79,7 +125,7 @@ struct RawKernelConfig {
     image: String,
     /// Guest-physical load address.
     load_addr: u64,
-    /// Guest-physical entry point; `load_addr` when absent.
+    /// Guest-physical entry point; `load_addr` (plus the format's entry offset) when absent.
     entry: Option<u64>,
     /// Kernel command line.
     cmdline: Option<String>,
@@ -87,17 +133,24 @@ struct RawKernelConfig {
     initrd: Option<ImageConfig>,
     /// Device tree blob.
     dtb: Option<DtbConfig>,
+    /// What the image is; `raw` when absent.
+    #[serde(default)]
+    format: KernelFormat,
 }
 
 impl From<RawKernelConfig> for KernelConfig {
     fn from(raw: RawKernelConfig) -> Self {
         Self {
-            entry: raw.entry.unwrap_or(raw.load_addr),
+            entry: raw.entry.unwrap_or(
+                raw.load_addr
+                    .saturating_add(raw.format.entry_offset().unwrap_or(0)),
+            ),
             image: raw.image,
             load_addr: raw.load_addr,
             cmdline: raw.cmdline,
             initrd: raw.initrd,
             dtb: raw.dtb,
+            format: raw.format,
         }
     }
 }

@@ -51,8 +51,8 @@ mod tests;
 
 pub use config::{
     CpuConfig, DeviceConfig, DeviceFormError, DeviceKind, DeviceSpace, DtbConfig, ImageConfig,
-    KernelConfig, MapKind, MemFlags, MemKind, MemoryRegion, PassthroughConfig, UnclaimedPolicy,
-    VmConfig, DEVICE_KINDS,
+    KernelConfig, KernelFormat, MapKind, MemFlags, MemKind, MemoryRegion, PassthroughConfig,
+    UnclaimedPolicy, VmConfig, DEVICE_KINDS,
 };
 pub use error::ParseError;
 pub use host::{

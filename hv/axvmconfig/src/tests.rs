@@ -1712,3 +1712,97 @@ fn ioapic_device() {
     assert!(!HostArch::Aarch64.has_device(DeviceKind::Ioapic));
     assert!(!HostArch::Riscv64.has_device(DeviceKind::Ioapic));
 }
+
+// ---------------------------------------------------------------- kernel formats
+
+/// An x86_64 Linux VM booted from a bzImage (`configs/vms/x86_64-linux.toml`, smaller).
+const BZIMAGE: &str = r#"
+id = 1
+name = "linux"
+[cpus]
+count = 1
+pin = [1]
+[kernel]
+image = "linux"
+format = "linux-bzimage"
+load_addr = 0x100_0000
+cmdline = "console=ttyS0"
+initrd = { image = "linux-initramfs", load_addr = 0x600_0000 }
+[[memory]]
+gpa = 0
+size = 0x800_0000
+map = "alloc"
+"#;
+
+#[test]
+fn kernel_format_defaults_to_raw_and_bzimage_enters_at_0x200() {
+    let raw = base();
+    assert_eq!(raw.kernel.format, KernelFormat::Raw);
+    assert_eq!(raw.kernel.entry, raw.kernel.load_addr);
+    let vm = parse(BZIMAGE);
+    assert_eq!(vm.kernel.format, KernelFormat::LinuxBzimage);
+    assert_eq!(vm.kernel.format.name(), "linux-bzimage");
+    assert_eq!(
+        vm.kernel.entry, 0x100_0200,
+        "entry defaults to the 64-bit entry"
+    );
+    vm.validate(&ctx_with_sizes(&[
+        ("linux", 8_222_656),
+        ("linux-initramfs", 1_984_512),
+    ]))
+    .unwrap();
+    let x86 = HostFacts {
+        arch: Some(HostArch::X86_64),
+        ..HostFacts::default()
+    };
+    vm.validate_host(&x86).unwrap();
+    // Given explicitly, the entry must be the 64-bit one.
+    let given = parse(&BZIMAGE.replace(
+        "load_addr = 0x100_0000",
+        "load_addr = 0x100_0000\nentry = 0x100_0200",
+    ));
+    assert_eq!(given, vm);
+}
+
+#[test]
+fn kernel_format_checks() {
+    let wrong_entry = BZIMAGE.replace(
+        "load_addr = 0x100_0000",
+        "load_addr = 0x100_0000\nentry = 0x100_0000",
+    );
+    assert_single(
+        &parse(&wrong_entry),
+        &ctx(),
+        "kernel.entry",
+        ProblemKind::EntryNotFormatEntry {
+            format: "linux-bzimage",
+            expected: 0x100_0200,
+        },
+    );
+    let with_dtb = BZIMAGE.replace(
+        "cmdline =",
+        "dtb = { image = \"x\", load_addr = 0x700_0000 }\ncmdline =",
+    );
+    assert_single(
+        &parse(&with_dtb),
+        &ctx(),
+        "kernel.dtb",
+        ProblemKind::NotWithFormat {
+            format: "linux-bzimage",
+        },
+    );
+    // Only x86_64 boots a bzImage.
+    let vm = parse(BZIMAGE);
+    let found = vm.validate_host(&virt_host()).unwrap_err();
+    assert_eq!(
+        lines(&found),
+        ["kernel.format: aarch64 VMs do not boot `linux-bzimage` kernels"]
+    );
+    assert_eq!(
+        lines(&problems(&parse(&wrong_entry), &ctx())),
+        ["kernel.entry: a `linux-bzimage` kernel is entered at 0x1000200 (its load address + the format's entry offset); give that, or leave `entry` out"]
+    );
+    // Unknown formats are parse errors naming the field.
+    let err = parse_err(&BZIMAGE.replace("linux-bzimage", "elf"));
+    assert!(err.to_string().contains("format"), "{err}");
+}

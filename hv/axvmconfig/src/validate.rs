@@ -8,7 +8,7 @@ use core::fmt;
 use core::ops::Range;
 
 use crate::config::{
-    DeviceKind, DeviceSpace, ImageConfig, MapKind, MemKind, MemoryRegion, VmConfig,
+    DeviceKind, DeviceSpace, ImageConfig, KernelFormat, MapKind, MemKind, MemoryRegion, VmConfig,
 };
 use crate::host::{
     HostArch, HostFacts, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE,
@@ -188,6 +188,26 @@ pub enum ProblemKind {
     DeviceNotOnArch {
         /// The device kind.
         kind: &'static str,
+        /// The host's architecture.
+        arch: HostArch,
+    },
+    /// `kernel.entry` is not where the kernel format enters (a bzImage: `load_addr +
+    /// 0x200`).
+    EntryNotFormatEntry {
+        /// The format (`kernel.format`).
+        format: &'static str,
+        /// The entry point the format has.
+        expected: u64,
+    },
+    /// A field the kernel format does not take (a DTB beside a bzImage).
+    NotWithFormat {
+        /// The format (`kernel.format`).
+        format: &'static str,
+    },
+    /// A kernel format the host's architecture does not boot (a bzImage off x86_64).
+    FormatNotOnArch {
+        /// The format.
+        format: &'static str,
         /// The host's architecture.
         arch: HostArch,
     },
@@ -385,6 +405,19 @@ impl fmt::Display for ProblemKind {
             Self::PortIoNotOnArch { arch } => write!(
                 f,
                 "{} VMs have no I/O ports (only x86_64 ones do): give the device `base` and `size`",
+                arch.name()
+            ),
+            Self::EntryNotFormatEntry { format, expected } => write!(
+                f,
+                "a `{format}` kernel is entered at {expected:#x} (its load address + the \
+                 format's entry offset); give that, or leave `entry` out"
+            ),
+            Self::NotWithFormat { format } => {
+                write!(f, "a `{format}` kernel takes no such field; remove it")
+            }
+            Self::FormatNotOnArch { format, arch } => write!(
+                f,
+                "{} VMs do not boot `{format}` kernels",
                 arch.name()
             ),
             Self::NoDeviceTreeOnArch { arch } => write!(
@@ -811,6 +844,16 @@ impl VmConfig {
     pub fn validate_host(&self, host: &HostFacts) -> Result<(), Vec<ConfigProblem>> {
         let mut problems = Problems::default();
         if let Some(arch) = host.arch {
+            let format = self.kernel.format;
+            if format.only_arch().is_some_and(|only| only != arch) {
+                problems.push(
+                    "kernel.format",
+                    ProblemKind::FormatNotOnArch {
+                        format: format.name(),
+                        arch,
+                    },
+                );
+            }
             if !arch.has_device_tree() && self.kernel.dtb.as_ref().is_some_and(|d| d.generated()) {
                 problems.push("kernel.dtb", ProblemKind::NoDeviceTreeOnArch { arch });
             }
@@ -905,6 +948,27 @@ impl VmConfig {
                 },
             ),
             Some(_) => {}
+        }
+
+        if let Some(offset) = kernel.format.entry_offset() {
+            let expected = kernel.load_addr.saturating_add(offset);
+            if kernel.entry != expected {
+                problems.push(
+                    "kernel.entry",
+                    ProblemKind::EntryNotFormatEntry {
+                        format: kernel.format.name(),
+                        expected,
+                    },
+                );
+            }
+        }
+        if kernel.format == KernelFormat::LinuxBzimage && kernel.dtb.is_some() {
+            problems.push(
+                "kernel.dtb",
+                ProblemKind::NotWithFormat {
+                    format: kernel.format.name(),
+                },
+            );
         }
 
         let kernel_image = ImageConfig {
