@@ -79,11 +79,7 @@ pub fn direct_command(arch: Arch, guest: &RealGuest, cpus: u32) -> Result<Emulat
         ),
         // A PC with its firmware (SeaBIOS loads the bzImage; the ACPI S5 of `poweroff`
         // ends QEMU) and the CPU model the SVM scenarios give the hypervisor.
-        Arch::X86_64 => (
-            "qemu-system-x86_64",
-            &["-M", "pc", "-cpu", "EPYC"],
-            "ttyS0",
-        ),
+        Arch::X86_64 => ("qemu-system-x86_64", &["-M", "pc", "-cpu", "EPYC"], "ttyS0"),
     };
     let mut args: Vec<String> = machine.iter().map(|s| (*s).to_owned()).collect();
     let path = |p: &Path| p.to_string_lossy().into_owned();
