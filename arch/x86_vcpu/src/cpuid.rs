@@ -9,11 +9,13 @@
 //! | 0xA | all zero (no PMU) |
 //! | 0xD.1 | EAX: XSAVES (3) cleared |
 //! | 0x4000_0000 | EAX = 0x4000_0010 (highest hypervisor leaf), EBX/ECX/EDX = `"axvisor\0\0\0\0\0"` |
-//! | 0x4000_0010 | the timing leaf: EAX = the TSC's frequency in kHz (as the host calibrated it), EBX = 0 (no virtual local APIC timer) |
+//! | 0x4000_0010 | the timing leaf: EAX = the TSC's frequency in kHz (as the host calibrated it), EBX = 0, or with a virtual PC the local APIC timer's bus clock in kHz ([`virtual_apic`]) |
 //! | other 0x4000_0001..=0x4000_00FF | all zero |
 //! | 0x8000_0001 | ECX: SVM (2) cleared; EDX: RDTSCP (27) cleared |
 //!
-//! Everything else is the host's answer.
+//! Everything else is the host's answer. A VM with a virtual PC (`crate::pc`) also gets
+//! [`virtual_apic`]: leaf 1 ECX x2APIC (21) and TSC-deadline (24) set, and the timing
+//! leaf's EBX = the local APIC timer's bus clock in kHz.
 
 /// The hypervisor's signature in leaf 0x4000_0000 (EBX, ECX, EDX): "axvisor" and five NUL
 /// bytes.
@@ -107,6 +109,18 @@ pub fn xcr0_valid(index: u32, value: u64, supported: u64) -> bool {
         && all_or_none(0b11 << 17)
 }
 
+/// What a VM with a virtual PC adds to [`filter`]'s answer `out` for `leaf`: the local
+/// APIC it emulates has x2APIC mode and the TSC-deadline timer (leaf 1 ECX bits 21, 24), and
+/// its timer's input clock is [`crate::pc::APIC_BUS_HZ`] (the timing leaf's EBX, in kHz).
+pub fn virtual_apic(leaf: u32, out: [u32; 4]) -> [u32; 4] {
+    let [a, b, c, d] = out;
+    match leaf {
+        1 => [a, b, c | bit(21) | bit(24), d],
+        TIMING_LEAF => [a, (crate::pc::APIC_BUS_HZ / 1000) as u32, c, d],
+        _ => out,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +131,14 @@ mod tests {
         invpcid: false,
         tsc_khz: 100_000,
     };
+
+    #[test]
+    fn virtual_apic_bits() {
+        let leaf1 = virtual_apic(1, [1, 2, 0, 4]);
+        assert_eq!(leaf1, [1, 2, (1 << 21) | (1 << 24), 4]);
+        assert_eq!(virtual_apic(TIMING_LEAF, [7, 0, 0, 0]), [7, 100_000, 0, 0]);
+        assert_eq!(virtual_apic(7, [1, 2, 3, 4]), [1, 2, 3, 4]);
+    }
 
     #[test]
     fn leaf1_hides_vmx_and_says_hypervisor() {

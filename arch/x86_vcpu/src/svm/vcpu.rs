@@ -17,7 +17,7 @@ use crate::gpt::{Access, Paging, WalkError};
 use crate::guestmem::NestedMemory;
 use crate::insn::{self, CpuMode, MmioOp};
 use crate::msr::{self, MsrContext, MsrWrite};
-use crate::pc::VirtualPc;
+use crate::pc::{self, Injection, PortWrite, Ready, VirtualPc};
 use crate::power;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -73,6 +73,15 @@ pub struct SvmVCpu {
     fpu: Fpu,
     /// The VM's virtual PC, if it has one.
     pc: Option<Arc<VirtualPc>>,
+    /// Set up to start in real mode at this SIPI vector (CS = vector << 8, IP = 0).
+    sipi: Option<u8>,
+    /// The `CpuUp` exit just returned came from a SIPI: its reply is dropped.
+    sipi_exit: bool,
+    /// An NMI was injected and its handler has not returned (IRET intercepted).
+    nmi_blocked: bool,
+    /// The IRET that ends the NMI handler exited; NMIs are unblocked at the next exit,
+    /// once it has run.
+    iret_seen: bool,
     asid: u32,
     index: usize,
     vm_id: Option<u64>,
@@ -372,6 +381,32 @@ impl SvmVCpu {
         self.wr(save::RFLAGS, entry::RFLAGS);
         self.wr(save::RIP, self.entry);
         self.wr(save::G_PAT, entry::PAT);
+        if let Some(v) = self.sipi {
+            self.real_mode_start(v);
+        }
+    }
+
+    /// The state after INIT and a SIPI with vector `v`: real mode at CS = `v << 8`, IP = 0,
+    /// paging and protection off. CR0 writes are the guest's own from here (not
+    /// intercepted): the trampoline goes to protected and long mode itself, and the CPU
+    /// keeps EFER.LMA.
+    fn real_mode_start(&mut self, v: u8) {
+        self.wr(ctl::CR_INTERCEPTS, 1 << 20);
+        let base = u64::from(v) << 12;
+        self.wr_segment(save::CS, u16::from(v) << 8, vmcb::REAL_CODE, 0xffff, base);
+        for off in [save::ES, save::SS, save::DS, save::FS, save::GS] {
+            self.wr_segment(off, 0, vmcb::REAL_DATA, 0xffff, 0);
+        }
+        self.wr_segment(save::GDTR, 0, 0, 0xffff, 0);
+        self.wr_segment(save::IDTR, 0, 0, 0xffff, 0);
+        self.wr_segment(save::LDTR, 0, vmcb::REAL_LDT, 0xffff, 0);
+        self.wr_segment(save::TR, 0, vmcb::REAL_TSS, 0xffff, 0);
+        self.wr(save::EFER, EFER_SVME);
+        self.wr(save::CR0, vmcb::REAL_CR0);
+        self.wr(save::CR3, 0);
+        self.wr(save::CR4, 0);
+        self.wr(save::RFLAGS, 2);
+        self.wr(save::RIP, 0);
     }
 
     fn state(&self) -> VmcbState {
@@ -401,6 +436,9 @@ impl SvmVCpu {
     #[inline(always)]
     pub(crate) fn run_until_exit(&mut self) -> Result<VmExit, VCpuError> {
         loop {
+            if self.pc.is_some() {
+                self.prepare_events();
+            }
             self.wr(save::RAX, self.regs.0[r::RAX]);
             self.wr(save::RSP, self.regs.0[r::RSP]);
             // SAFETY: the VMCB holds complete control and guest state (`load`), SVM is
@@ -428,6 +466,53 @@ impl SvmVCpu {
         }
     }
 
+    /// Before an entry with a virtual PC: the event the guest should take now injected
+    /// (EVENTINJ), or an exit requested for when it can (V_IRQ and the VINTR intercept for
+    /// interrupts, the IRET intercept for NMIs), and the host timer armed for the local
+    /// APIC's deadline while the guest runs (docs/x86-interrupts.md).
+    fn prepare_events(&mut self) {
+        let Some(pc) = self.pc.clone() else {
+            return;
+        };
+        let mut int_ctl = self.rd(ctl::INT_CTL) & !vmcb::V_IRQ_WINDOW;
+        let mut i3 = self.rd(ctl::INTERCEPT3) & !u64::from(vmcb::i3::VINTR);
+        let injecting = self.rd(ctl::EVENT_INJ) & event::VALID != 0;
+        let shadow = self.rd(ctl::INT_STATE) & 1 != 0;
+        let ready = Ready {
+            irq: !injecting && !shadow && self.rd(save::RFLAGS) & RFLAGS_IF != 0,
+            nmi: !injecting && !self.nmi_blocked,
+        };
+        match pc.next_injection(self.index, axhal::time::ticks(), ready) {
+            Injection::Nmi => {
+                self.wr(ctl::EVENT_INJ, event::nmi());
+                self.nmi_blocked = true;
+                i3 |= u64::from(vmcb::i3::IRET);
+            }
+            Injection::External(v) => self.wr(ctl::EVENT_INJ, event::interrupt(v)),
+            // Blocked NMIs wait for the IRET intercept; an NMI behind another event, and
+            // an interrupt, for the window.
+            Injection::IrqWindow | Injection::NmiWindow => {
+                int_ctl |= vmcb::V_IRQ_WINDOW;
+                i3 |= u64::from(vmcb::i3::VINTR);
+            }
+            Injection::None => {}
+        }
+        self.wr(ctl::INT_CTL, int_ctl);
+        self.wr(ctl::INTERCEPT3, i3);
+        axhal::x86::set_guest_deadline(pc.deadline(self.index).unwrap_or(u64::MAX));
+    }
+
+    /// A start request a SIPI left in the virtual PC, as the exit that starts its vCPU.
+    fn sipi_start(&mut self) -> Option<VmExit> {
+        let s = self.pc.as_ref()?.take_start()?;
+        self.sipi_exit = true;
+        Some(VmExit::CpuUp {
+            target: s.target as u64,
+            entry: GuestPhysAddr::new(s.entry() as usize),
+            arg: 0,
+        })
+    }
+
     /// Decodes the exit just taken: `None` when handled here (re-enter).
     fn handle_exit(&mut self) -> Option<VmExit> {
         self.store_rip = None;
@@ -438,7 +523,20 @@ impl SvmVCpu {
         };
         let info1 = self.rd(ctl::EXIT_INFO1);
         let info2 = self.rd(ctl::EXIT_INFO2);
+        if self.iret_seen {
+            // The NMI handler's IRET has run since its exit.
+            self.iret_seen = false;
+            self.nmi_blocked = false;
+        }
         match code {
+            // The window opened: the next entry injects.
+            ExitCode::VINTR => None,
+            ExitCode::IRET => {
+                let i3 = self.rd(ctl::INTERCEPT3) & !u64::from(vmcb::i3::IRET);
+                self.wr(ctl::INTERCEPT3, i3);
+                self.iret_seen = true;
+                None
+            }
             // The host takes the interrupt (or NMI) once the VMM unmasks: GIF is set again
             // and IF is clear until then.
             ExitCode::INTR | ExitCode::NMI => Some(VmExit::ExternalInterrupt),
@@ -453,7 +551,10 @@ impl SvmVCpu {
                     invpcid: true,
                     tsc_khz: u32::try_from(axhal::time::ticks_per_sec() / 1000).unwrap_or(0),
                 };
-                let out = cpuid::filter(leaf, sub, [h.eax, h.ebx, h.ecx, h.edx], &ctx);
+                let mut out = cpuid::filter(leaf, sub, [h.eax, h.ebx, h.ecx, h.edx], &ctx);
+                if self.pc.is_some() {
+                    out = cpuid::virtual_apic(leaf, out);
+                }
                 for (i, v) in [r::RAX, 3, r::RCX, r::RDX].into_iter().zip(out) {
                     self.regs.0[i] = u64::from(v);
                 }
@@ -465,10 +566,7 @@ impl SvmVCpu {
                 Some(VmExit::Halt)
             }
             ExitCode::VMMCALL => self.hypercall(opcode::VMMCALL),
-            ExitCode::MSR => {
-                self.msr_access(info1 & 1 != 0);
-                None
-            }
+            ExitCode::MSR => self.msr_access(info1 & 1 != 0),
             ExitCode::CR0_WRITE => self.cr_write(0),
             ExitCode::CR4_WRITE => self.cr_write(4),
             ExitCode::XSETBV => {
@@ -482,7 +580,7 @@ impl SvmVCpu {
                     None
                 }
             },
-            ExitCode::NPF => Some(self.nested_page_fault(NpfInfo::decode(info1), info2)),
+            ExitCode::NPF => self.nested_page_fault(NpfInfo::decode(info1), info2),
             ExitCode::SHUTDOWN => Some(VmExit::Unsupported {
                 reason: "triple fault",
                 syndrome: code.0,
@@ -559,8 +657,34 @@ impl SvmVCpu {
         Some(power::exit(g[r::RAX], [g[r::RDI], g[r::RSI], g[r::RDX]]))
     }
 
-    fn msr_access(&mut self, write: bool) {
+    /// RDMSR / WRMSR: the virtual PC's APIC MSRs first, then the backend's own.
+    fn msr_access(&mut self, write: bool) -> Option<VmExit> {
         let m = self.regs.0[r::RCX] as u32;
+        let value = (self.regs.0[r::RDX] << 32) | (self.regs.0[r::RAX] & 0xffff_ffff);
+        let apic = self.pc.as_ref().and_then(|pc| {
+            let now = axhal::time::ticks();
+            if write {
+                pc.wrmsr(self.index, m, value, now).map(|r| r.map(|()| None))
+            } else {
+                pc.rdmsr(self.index, m, now).map(|r| r.map(Some))
+            }
+        });
+        if let Some(result) = apic {
+            match result {
+                Ok(read) => {
+                    if let Some(v) = read {
+                        self.regs.0[r::RAX] = v & 0xffff_ffff;
+                        self.regs.0[r::RDX] = v >> 32;
+                    }
+                    self.skip(if write { opcode::WRMSR } else { opcode::RDMSR });
+                    return if write { self.sipi_start() } else { None };
+                }
+                Err(_) => {
+                    self.inject(vector::GP, Some(0));
+                    return None;
+                }
+            }
+        }
         let efer = self.rd(save::EFER);
         let ctx = MsrContext {
             vcpu_index: self.index,
@@ -594,6 +718,7 @@ impl SvmVCpu {
             Ok(()) => self.skip(if write { opcode::WRMSR } else { opcode::RDMSR }),
             Err(msr::Gp) => self.inject(vector::GP, Some(0)),
         }
+        None
     }
 
     /// MOV to CR0, LMSW, CLTS (`cr` 0; the VMX backend's CR0 rules) and MOV to CR4 (`cr`
@@ -695,6 +820,33 @@ impl SvmVCpu {
             width,
         };
         if !io.string {
+            if let Some(pc) = self.pc.clone() {
+                let now = axhal::time::ticks();
+                if io.input {
+                    if let Some(v) = pc.port_read(io.port, width, now) {
+                        self.waiting = Some(Waiting::Port {
+                            size: io.size,
+                            next,
+                            ins: None,
+                        });
+                        self.complete_port_read(v);
+                        return None;
+                    }
+                } else {
+                    let value = self.regs.0[r::RAX] & mask;
+                    match pc.port_write(io.port, width, value, now) {
+                        Some(PortWrite::Done) => {
+                            self.set_rip(next);
+                            return None;
+                        }
+                        Some(PortWrite::PowerOff) => {
+                            self.set_rip(next);
+                            return Some(VmExit::SystemOff);
+                        }
+                        None => {}
+                    }
+                }
+            }
             if io.input {
                 self.waiting = Some(Waiting::Port {
                     size: io.size,
@@ -789,7 +941,7 @@ impl SvmVCpu {
     /// A nested page fault: a data access by an instruction becomes an MMIO exit (the
     /// instruction fetched and decoded here: no decode assists), anything else goes to the
     /// VMM as a nested fault.
-    fn nested_page_fault(&mut self, npf: NpfInfo, gpa: u64) -> VmExit {
+    fn nested_page_fault(&mut self, npf: NpfInfo, gpa: u64) -> Option<VmExit> {
         let access = if npf.fetch {
             MappingFlags::EXECUTE
         } else if npf.write {
@@ -797,8 +949,9 @@ impl SvmVCpu {
         } else {
             MappingFlags::READ
         };
+        let raw = gpa;
         let gpa = GuestPhysAddr::new(gpa as usize);
-        let fault = VmExit::NestedPageFault { gpa, access };
+        let fault = Some(VmExit::NestedPageFault { gpa, access });
         if !npf.is_data_access() {
             return fault;
         }
@@ -811,24 +964,36 @@ impl SvmVCpu {
         let width = access_width(i.op.width());
         let rip = self.rd(save::RIP);
         let next = rip.wrapping_add(u64::from(i.len));
+        // This vCPU's own local APIC page: answered here, not by the VM's devices.
+        let lapic = self.pc.clone().filter(|_| pc::in_xapic_page(raw));
         let value = match i.op {
             MmioOp::Load {
                 dest, sign_extend, ..
             } => {
                 self.waiting = Some(Waiting::Load { op: i.op, next });
-                return VmExit::MmioRead {
+                if let Some(pc) = lapic {
+                    let v = pc.xapic_read(self.index, raw, width, axhal::time::ticks());
+                    self.complete_mmio_read(v);
+                    return None;
+                }
+                return Some(VmExit::MmioRead {
                     gpa,
                     reg: usize::from(dest.index),
                     width,
                     sign_ext: sign_extend,
-                };
+                });
             }
             MmioOp::StoreReg { src, .. } => insn::store_value(&i.op, self.gpr(src.index)),
             MmioOp::StoreImm { .. } => insn::store_value(&i.op, 0),
         };
+        if let Some(pc) = lapic {
+            pc.xapic_write(self.index, raw, width, value, axhal::time::ticks());
+            self.set_rip(next);
+            return self.sipi_start();
+        }
         self.store_rip = Some(rip);
         self.set_rip(next);
-        VmExit::MmioWrite { gpa, value, width }
+        Some(VmExit::MmioWrite { gpa, value, width })
     }
 }
 
@@ -860,6 +1025,10 @@ impl ArchVCpu for SvmVCpu {
             waiting: None,
             store_rip: None,
             debug_regs: [0, 0, 0, 0, 0xffff_0ff0],
+            sipi: None,
+            sipi_exit: false,
+            nmi_blocked: false,
+            iret_seen: false,
         })
     }
 
@@ -878,6 +1047,13 @@ impl ArchVCpu for SvmVCpu {
     }
 
     fn setup(&mut self) -> Result<(), VCpuError> {
+        self.sipi = self
+            .pc
+            .as_ref()
+            .and_then(|pc| pc.take_startup_vector(self.index));
+        self.sipi_exit = false;
+        self.nmi_blocked = false;
+        self.iret_seen = false;
         self.regs = Regs::default();
         self.regs.0[r::RDI] = self.start_arg;
         self.waiting = None;
@@ -967,7 +1143,11 @@ impl ArchVCpu for SvmVCpu {
         self.regs.0[r::RDI] = arg;
     }
 
+    /// The hypercall's reply in RAX; a SIPI's start request has none.
     fn complete_power(&mut self, reply: PowerReply) {
+        if core::mem::take(&mut self.sipi_exit) {
+            return;
+        }
         self.regs.0[r::RAX] = power::reply_code(reply);
     }
 

@@ -121,6 +121,10 @@ pub mod i3 {
     pub const SMI: u32 = 1 << 2;
     /// INIT.
     pub const INIT: u32 = 1 << 3;
+    /// Virtual interrupt (V_IRQ) taken: the interrupt window.
+    pub const VINTR: u32 = 1 << 4;
+    /// IRET (the end of an NMI handler).
+    pub const IRET: u32 = 1 << 20;
     /// RDPMC.
     pub const RDPMC: u32 = 1 << 15;
     /// CPUID.
@@ -206,6 +210,22 @@ pub mod tlb {
     pub const ALL: u8 = 1;
 }
 
+/// INT_CTL V_IRQ (bit 8): a virtual interrupt is pending; with V_IGN_TPR (bit 20) and
+/// priority 0xF (bits 19:16) it is taken as soon as the guest's RFLAGS.IF allows, which the
+/// VINTR intercept turns into an exit: the interrupt window.
+pub const V_IRQ_WINDOW: u64 = (1 << 8) | (0xf << 16) | (1 << 20);
+
+/// Segment attributes after INIT: a present, accessed, read/execute code segment.
+pub const REAL_CODE: u16 = 0x9b;
+/// After INIT: a present, accessed, read/write data segment.
+pub const REAL_DATA: u16 = 0x93;
+/// After INIT: a present LDT.
+pub const REAL_LDT: u16 = 0x82;
+/// After INIT: a present, busy 32-bit TSS.
+pub const REAL_TSS: u16 = 0x8b;
+/// CR0 after INIT: CD, NW, ET.
+pub const REAL_CR0: u64 = 0x6000_0010;
+
 /// V_INTR_MASKING (INT_CTL bit 24): the guest's RFLAGS.IF masks only virtual interrupts;
 /// physical ones follow the host's IF at VMRUN.
 pub const V_INTR_MASKING: u64 = 1 << 24;
@@ -239,6 +259,10 @@ impl ExitCode {
     pub const SMI: Self = Self(0x62);
     /// INIT.
     pub const INIT: Self = Self(0x63);
+    /// Virtual interrupt: the guest can take an interrupt (V_IRQ requested).
+    pub const VINTR: Self = Self(0x64);
+    /// IRET.
+    pub const IRET: Self = Self(0x74);
     /// RDPMC.
     pub const RDPMC: Self = Self(0x6f);
     /// CPUID.
@@ -398,6 +422,18 @@ pub mod event {
     pub const ERROR_VALID: u64 = 1 << 11;
     /// Type 3: exception.
     pub const EXCEPTION: u64 = 3 << 8;
+    /// Type 2: NMI.
+    pub const NMI: u64 = 2 << 8;
+
+    /// External interrupt (type 0) `v`.
+    pub fn interrupt(v: u8) -> u64 {
+        VALID | u64::from(v)
+    }
+
+    /// An NMI (vector 2).
+    pub fn nmi() -> u64 {
+        VALID | NMI | 2
+    }
 
     /// A hardware exception `v`, with `code` when it has one.
     pub fn exception(v: u8, code: Option<u32>) -> u64 {

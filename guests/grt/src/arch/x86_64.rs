@@ -518,16 +518,28 @@ pub fn cpu_id() -> usize {
     id as usize
 }
 
-/// Halts until an interrupt (`hlt`). With interrupts off the hypervisor still wakes the
-/// vCPU for one that is pending, and `hlt` returns without taking it.
+/// Halts until an interrupt (`hlt`). An x86 CPU does not leave `hlt` for an interrupt it
+/// cannot take, so with interrupts masked they are unmasked for the `hlt` only (`sti; hlt`:
+/// the STI shadow keeps one from slipping in before the `hlt`) and masked again after: a
+/// pending interrupt is then taken, its handler run, before this returns.
 pub fn wait_for_interrupt() {
-    // SAFETY: `hlt` only pauses the vCPU.
-    unsafe { asm!("hlt", options(nomem, nostack)) };
+    let flags: u64;
+    // SAFETY: reads RFLAGS through the stack.
+    unsafe { asm!("pushfq", "pop {}", out(reg) flags, options(nomem, preserves_flags)) };
+    if flags & (1 << 9) != 0 {
+        // SAFETY: `hlt` only pauses the vCPU.
+        unsafe { asm!("hlt", options(nomem, nostack)) };
+    } else {
+        // SAFETY: unmasks interrupts for the `hlt` only; handlers may run in between, so no
+        // `nomem` (a compiler barrier, as around `irq::enable`).
+        unsafe { asm!("sti", "hlt", "cli", options(nostack)) };
+    }
 }
 
 fn halt() -> ! {
     loop {
-        wait_for_interrupt();
+        // SAFETY: masks interrupts and pauses the vCPU for good.
+        unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
     }
 }
 

@@ -63,11 +63,13 @@ pub fn init_cpu() {
     write_msr(X2APIC_LVT_TIMER, LVT_TSC_DEADLINE | u64::from(TIMER_VECTOR));
 }
 
-/// Unmasks interrupts on this vCPU (`sti`).
+/// Unmasks interrupts on this vCPU (`sti`). The instruction after `sti` runs before any
+/// interrupt (the STI shadow): a `nop`, so that one already pending is taken before this
+/// returns, as on the other architectures.
 pub fn enable() {
     // SAFETY: sets RFLAGS.IF. Compiler barrier (no `nomem`): memory accesses are not moved
     // across the point where handlers may start running.
-    unsafe { asm!("sti", options(nostack)) };
+    unsafe { asm!("sti", "nop", options(nostack)) };
 }
 
 /// Masks interrupts on this vCPU (`cli`).

@@ -212,6 +212,7 @@ pub fn dispatch_vector(vector: u8) {
     match vector {
         TIMER_VECTOR => {
             apic::eoi();
+            super::on_timer_interrupt();
             dispatch(IrqSource::Timer);
         }
         IPI_VECTOR => {
