@@ -35,6 +35,8 @@ use crate::{bochs, image, setup, util};
 
 /// What the hypervisor prints when it cannot run VMs on an architecture yet.
 pub const NOT_SUPPORTED: &str = "VMs are not supported";
+/// The hypervisor's command line for bench VMs.
+pub const BOOT_ARGS: &str = "shell=off";
 /// Time limit of one boot of a bench VM.
 pub const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -171,6 +173,45 @@ pub fn load_average() -> Option<String> {
     (fields.len() == 3).then(|| fields.join(" "))
 }
 
+/// The emulator a bench guest's VM runs on, and its CPU: on x86_64 one per hardware
+/// virtualization backend (VMX under Bochs, SVM under QEMU TCG).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Platform {
+    /// The emulator.
+    pub emulator: Emulator,
+    /// The CPU model: QEMU's `-cpu`, Bochs' `cpu: model=`; `None`: the runner's default
+    /// for the architecture.
+    pub cpu: Option<&'static str>,
+    /// Its name in scenario names and the report (`vmx`, `svm`); `None` where an
+    /// architecture has one platform.
+    pub label: Option<&'static str>,
+}
+
+impl Platform {
+    /// The architecture's usual emulator for VMs ([`Emulator::for_vms`]) and CPU.
+    pub fn usual(arch: Arch) -> Platform {
+        Platform {
+            emulator: Emulator::for_vms(arch),
+            cpu: None,
+            label: None,
+        }
+    }
+
+    /// x86_64 with VMX: Bochs, [`bochs::DEFAULT_CPU_MODEL`].
+    pub const X86_VMX: Platform = Platform {
+        emulator: Emulator::Bochs,
+        cpu: Some(bochs::DEFAULT_CPU_MODEL),
+        label: Some("vmx"),
+    };
+
+    /// x86_64 with SVM: QEMU TCG, `-cpu EPYC` (SVM with nested paging; QEMU has no VMX).
+    pub const X86_SVM: Platform = Platform {
+        emulator: Emulator::Qemu,
+        cpu: Some("EPYC"),
+        label: Some("svm"),
+    };
+}
+
 /// A bench guest in a VM of its own on a 1-CPU machine, booted through the scenario
 /// runner. The guest and its VM share one name, and the guest prints `PASS <name>`.
 #[derive(Clone, Debug)]
@@ -184,6 +225,8 @@ pub struct VmBench<'a> {
     /// The emulator's `-icount` arguments (QEMU; under Bochs, on x86_64, the TSC counts
     /// instructions without them).
     pub icount: &'a [&'a str],
+    /// The emulator and CPU.
+    pub platform: Platform,
 }
 
 /// The consoles of a [`VmBench`]'s runs, or why the hypervisor cannot run them.
@@ -213,19 +256,39 @@ impl VmBench<'_> {
         fail_on.push(format!("vm {vm}: stopped"));
         fail_on.push(format!("vm {vm}: cannot"));
         let gic_label = gic.map_or(String::new(), |g| format!("-gicv{}", g.number()));
+        let platform_label = self
+            .platform
+            .label
+            .map_or(String::new(), |l| format!("-{l}"));
         // QEMU counts instructions with `-icount`; under Bochs (x86_64) the TSC does.
-        let emulator = Emulator::for_vms(self.arch);
+        let emulator = self.platform.emulator;
         let (cpu_model, extra_args) = match emulator {
-            Emulator::Qemu => (None, self.icount.iter().map(|s| (*s).to_owned()).collect()),
-            Emulator::Bochs => (Some(bochs::DEFAULT_CPU_MODEL.to_owned()), Vec::new()),
+            Emulator::Qemu => {
+                let mut args: Vec<String> = Vec::new();
+                if let Some(cpu) = self.platform.cpu {
+                    args.extend(["-cpu".to_owned(), cpu.to_owned()]);
+                }
+                args.extend(self.icount.iter().map(|s| (*s).to_owned()));
+                (None, args)
+            }
+            Emulator::Bochs => (
+                Some(
+                    self.platform
+                        .cpu
+                        .unwrap_or(bochs::DEFAULT_CPU_MODEL)
+                        .to_owned(),
+                ),
+                Vec::new(),
+            ),
         };
         Ok(Scenario {
-            name: format!("{vm}-{}{gic_label}-run{index}", self.arch),
+            name: format!("{vm}-{}{platform_label}{gic_label}-run{index}", self.arch),
             path: util::repo_root().join(&self.config),
             machine,
             emulator,
             cpu_model,
-            boot_args: None,
+            // No console shell: its polling task would interrupt the measured vCPU on CPU 0.
+            boot_args: Some(BOOT_ARGS.to_owned()),
             extra_args,
             timeout: TIMEOUT,
             expect: vec![
@@ -326,7 +389,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             println!("\n==> bench {arch}: {}", part.title());
             let result = match part {
                 Part::Timer | Part::Linux if arch == Arch::X86_64 => Ok(PartResult::NotAvailable(
-                    "on x86_64 only the exit costs are measured (under Bochs)".to_owned(),
+                    "on x86_64 only the exit costs are measured so far".to_owned(),
                 )),
                 Part::Exits => exits::measure(arch, args.runs),
                 Part::Timer => latency::measure(arch, args.runs),
@@ -418,8 +481,13 @@ fn write_report(arch: Arch, sections: &[Section], host: &str) -> Result<PathBuf>
     let dir = result_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{arch}.md"));
-    let emulator = first_line_of(Command::new(emulator_program(arch)).arg("--version"))
+    let qemu = first_line_of(Command::new(emulator_program(arch)).arg("--version"))
         .unwrap_or_else(|| emulator_program(arch).to_owned());
+    // x86_64's exit costs run under both: VMX on Bochs, SVM on QEMU.
+    let emulator = match arch {
+        Arch::X86_64 => format!("Bochs (VMX); {qemu} (SVM)"),
+        Arch::Aarch64 | Arch::Riscv64 => qemu,
+    };
     let revision = first_line_of(
         Command::new("git")
             .args(["describe", "--always", "--dirty"])
@@ -504,6 +572,7 @@ mod tests {
                 config: exits::vm_config(arch),
                 vm: "bench",
                 icount: &["-icount", "shift=0"],
+                platform: Platform::usual(arch),
             };
             let vms =
                 VmSet::from_root_relative(util::repo_root(), std::slice::from_ref(&bench.config))
@@ -516,6 +585,7 @@ mod tests {
             assert!(s.fail_on.iter().any(|f| f == "FAIL "));
             assert_eq!(s.expect[1], "[bench] PASS bench");
             assert_eq!(s.expect.last().unwrap(), "vm bench: powered off");
+            assert_eq!(s.boot_args.as_deref(), Some("shell=off"));
             assert_eq!(s.image_key(), (arch, vms));
         }
         let bench = VmBench {
@@ -523,6 +593,7 @@ mod tests {
             config: latency::vm_config(Arch::Aarch64),
             vm: "benchirq",
             icount: &latency::ICOUNT_ARGS,
+            platform: Platform::usual(Arch::Aarch64),
         };
         let vms = VmSet::from_root_relative(util::repo_root(), std::slice::from_ref(&bench.config))
             .unwrap();
@@ -530,6 +601,31 @@ mod tests {
         assert_eq!(s.name, "benchirq-aarch64-gicv3-run1");
         assert_eq!(s.machine.gic, Some(Gic::V3));
         assert_eq!(s.expect[1], "[benchirq] PASS benchirq");
+
+        // x86_64: one platform per backend, each named in its scenarios.
+        let x86 = VmBench {
+            arch: Arch::X86_64,
+            config: exits::vm_config(Arch::X86_64),
+            vm: "bench",
+            icount: &exits::ICOUNT_ARGS,
+            platform: Platform::X86_SVM,
+        };
+        let vms = VmSet::from_root_relative(util::repo_root(), std::slice::from_ref(&x86.config))
+            .unwrap();
+        let s = x86.scenario(&vms, None, 3).unwrap();
+        assert_eq!(s.name, "bench-x86_64-svm-run3");
+        assert_eq!(s.emulator, Emulator::Qemu);
+        assert_eq!(s.cpu_model, None);
+        assert_eq!(s.extra_args, ["-cpu", "EPYC", "-icount", "shift=0"]);
+        let vmx = VmBench {
+            platform: Platform::X86_VMX,
+            ..x86
+        };
+        let s = vmx.scenario(&vms, None, 1).unwrap();
+        assert_eq!(s.name, "bench-x86_64-vmx-run1");
+        assert_eq!(s.emulator, Emulator::Bochs);
+        assert_eq!(s.cpu_model.as_deref(), Some(bochs::DEFAULT_CPU_MODEL));
+        assert!(s.extra_args.is_empty());
     }
 
     #[test]

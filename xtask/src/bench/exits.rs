@@ -10,10 +10,13 @@ use std::fmt::Write as _;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use super::{median, Boots, PartResult, VmBench};
+use std::path::PathBuf;
+
+use super::{median, Boots, PartResult, Platform, VmBench};
 use crate::arch::Arch;
 use crate::bochs;
 use crate::scenario::Emulator;
+use crate::vmset::VmSet;
 
 /// The operations the bench guest measures, in the order they are reported.
 pub const OPERATIONS: [&str; 4] = ["hypercall", "hypercall-vm", "mmio-read", "guest-exception"];
@@ -233,40 +236,106 @@ pub fn render_table(summary: &Summary) -> String {
     t
 }
 
-/// Boots the bench guest `runs` times on one CPU (GICv2 on aarch64) and combines the
-/// results into the section.
+/// The platforms the exit costs are measured on: the architecture's usual one, and on
+/// x86_64 both backends (VMX under Bochs, SVM under QEMU TCG), each against its own
+/// baseline.
+pub fn platforms(arch: Arch) -> Vec<Platform> {
+    match arch {
+        Arch::X86_64 => vec![Platform::X86_VMX, Platform::X86_SVM],
+        Arch::Aarch64 | Arch::Riscv64 => vec![Platform::usual(arch)],
+    }
+}
+
+/// The heading of a platform's table where an architecture has several.
+pub fn platform_title(platform: Platform) -> String {
+    let backend = platform.label.unwrap_or_default().to_uppercase();
+    match (platform.emulator, platform.cpu) {
+        (Emulator::Qemu, Some(cpu)) => format!("{backend}: QEMU TCG, `-cpu {cpu}`"),
+        (Emulator::Qemu, None) => format!("{backend}: QEMU"),
+        (Emulator::Bochs, cpu) => {
+            format!(
+                "{backend}: Bochs, `{}`",
+                cpu.unwrap_or(bochs::DEFAULT_CPU_MODEL)
+            )
+        }
+    }
+}
+
+/// Builds the image once and boots the bench guest `runs` times on one CPU (GICv2 on
+/// aarch64) on each of the architecture's [`platforms`], and combines the results into
+/// the section: one table per platform.
 pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
-    let bench = VmBench {
+    let platforms = platforms(arch);
+    let first = VmBench {
         arch,
         config: vm_config(arch),
         vm: VM_NAME,
         icount: &ICOUNT_ARGS,
+        platform: platforms[0],
     };
-    let image = bench.build()?;
-    let logs = match bench.boot(&image, None, runs)? {
+    let image = first.build()?;
+    if let [_] = platforms[..] {
+        return measure_on(&first, &image, runs);
+    }
+    let mut text = String::new();
+    let mut errors = Vec::new();
+    for platform in platforms {
+        let bench = VmBench {
+            platform,
+            ..first.clone()
+        };
+        let title = platform_title(platform);
+        match measure_on(&bench, &image, runs) {
+            Ok(PartResult::Done(body)) => {
+                let _ = write!(text, "### {title}\n\n{body}\n");
+            }
+            Ok(PartResult::Partial { .. } | PartResult::NotAvailable(_)) => {
+                errors.push(format!(
+                    "{title}: the hypervisor says \"{}\"",
+                    super::NOT_SUPPORTED
+                ));
+            }
+            Err(e) => errors.push(format!("{title}: {e:#}")),
+        }
+    }
+    if text.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(if errors.is_empty() {
+        PartResult::Done(text)
+    } else {
+        PartResult::Partial { text, errors }
+    })
+}
+
+/// Boots `bench` (`image` from [`VmBench::build`]) `runs` times and makes its section.
+fn measure_on(bench: &VmBench, image: &(VmSet, PathBuf), runs: u32) -> Result<PartResult> {
+    let logs = match bench.boot(image, None, runs)? {
         Boots::Logs(logs) => logs,
         Boots::NotAvailable(why) => return Ok(PartResult::NotAvailable(why)),
     };
     let mut samples = Vec::new();
     for (path, log) in &logs {
         samples.push(
-            parse_run(log, &required(arch)).with_context(|| format!("in {}", path.display()))?,
+            parse_run(log, &required(bench.arch))
+                .with_context(|| format!("in {}", path.display()))?,
         );
     }
     let summary = summarize(&samples)?;
-    Ok(PartResult::Done(render_section(
-        &summary,
-        Emulator::for_vms(arch),
-    )))
+    Ok(PartResult::Done(render_section(&summary, bench.platform)))
 }
 
 /// The exit-cost section of the report: how it was measured, then the table.
-pub fn render_section(summary: &Summary, emulator: Emulator) -> String {
-    let counted = match emulator {
-        Emulator::Qemu => format!("under `{}`", ICOUNT_ARGS.join(" ")),
-        Emulator::Bochs => format!(
+pub fn render_section(summary: &Summary, platform: Platform) -> String {
+    let counted = match (platform.emulator, platform.cpu) {
+        (Emulator::Qemu, None) => format!("under `{}`", ICOUNT_ARGS.join(" ")),
+        (Emulator::Qemu, Some(cpu)) => format!(
+            "on QEMU TCG (`-cpu {cpu}`) under `{}`, which makes the TSC count instructions too",
+            ICOUNT_ARGS.join(" ")
+        ),
+        (Emulator::Bochs, cpu) => format!(
             "under Bochs ({}, `clock: sync=none`: TSC ticks are instructions)",
-            bochs::DEFAULT_CPU_MODEL
+            cpu.unwrap_or(bochs::DEFAULT_CPU_MODEL)
         ),
     };
     let mut s = format!(
@@ -466,7 +535,7 @@ vm bench: powered off
 | guest-exception | 10.0 | 1.0 | 10.0–10.0 |
 "
         );
-        let r = render_section(&s, Emulator::Qemu);
+        let r = render_section(&s, Platform::usual(Arch::Aarch64));
         assert!(
             r.starts_with(
                 "Each operation timed 1000 times by the guest under `-icount shift=0`, 1 CPU; \
@@ -475,13 +544,39 @@ vm bench: powered off
             "{r}"
         );
         assert!(r.ends_with(&render_table(&s)), "{r}");
-        let r = render_section(&s, Emulator::Bochs);
+        let r = render_section(&s, Platform::usual(Arch::X86_64));
         assert!(
             r.starts_with(
                 "Each operation timed 1000 times by the guest under Bochs (corei7_skylake_x, \
                  `clock: sync=none`: TSC ticks are instructions), 1 CPU; median of 2 run(s).\n\n"
             ),
             "{r}"
+        );
+        let r = render_section(&s, Platform::X86_SVM);
+        assert!(
+            r.starts_with(
+                "Each operation timed 1000 times by the guest on QEMU TCG (`-cpu EPYC`) under \
+                 `-icount shift=0`, which makes the TSC count instructions too, 1 CPU; median \
+                 of 2 run(s).\n\n"
+            ),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn x86_64_measures_both_backends() {
+        assert_eq!(
+            platforms(Arch::X86_64),
+            [Platform::X86_VMX, Platform::X86_SVM]
+        );
+        assert_eq!(platforms(Arch::Riscv64), [Platform::usual(Arch::Riscv64)]);
+        assert_eq!(
+            platform_title(Platform::X86_VMX),
+            "VMX: Bochs, `corei7_skylake_x`"
+        );
+        assert_eq!(
+            platform_title(Platform::X86_SVM),
+            "SVM: QEMU TCG, `-cpu EPYC`"
         );
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 
-use super::{console, machine_summary, median, without_el2, Boots, PartResult, VmBench};
+use super::{console, machine_summary, median, without_el2, Boots, PartResult, Platform, VmBench};
 use crate::arch::{Arch, Gic, MemSize};
 use crate::qemu::{emulator_command, Console, EmulatorCommand, Machine};
 use crate::{guests, util};
@@ -277,6 +277,7 @@ pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
         config: config.clone(),
         vm: VM_NAME,
         icount: &ICOUNT_ARGS,
+        platform: Platform::usual(arch),
     };
     let image = bench.build()?;
     let gics: Vec<Option<Gic>> = match arch {

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 
-use super::{console, load_average, machine_summary, median, without_el2, PartResult, VmBench};
+use super::{
+    console, load_average, machine_summary, median, without_el2, PartResult, Platform, VmBench,
+};
 use crate::arch::{Arch, Gic, MemSize};
 use crate::qemu::{emulator_command, Console, EmulatorCommand, Machine};
 use crate::realguest::{self, RealGuest, MARKER};
@@ -187,6 +189,7 @@ pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
         config,
         vm: VM_NAME,
         icount: &[],
+        platform: Platform::usual(arch),
     };
     let (_, image) = bench.build()?;
     let gic = (arch == Arch::Aarch64).then_some(GIC);
