@@ -3,7 +3,7 @@
 //!
 //! | leaf | change |
 //! |---|---|
-//! | 1 | ECX: VMX (5), SMX (6), MONITOR (3), PDCM (15), x2APIC (21), TSC-deadline (24) cleared; hypervisor (31) set; OSXSAVE (27) = the guest's CR4.OSXSAVE. EDX: MTRR (12), ACPI (22), TM (29) cleared. EBX 31:24 = the vCPU index (initial APIC id) |
+//! | 1 | ECX: VMX (5), SMX (6), MONITOR (3), PDCM (15), x2APIC (21), TSC-deadline (24) cleared; hypervisor (31) set; OSXSAVE (27) = the guest's CR4.OSXSAVE. EDX: MCE (7), MTRR (12), MCA (14), ACPI (22), TM (29) cleared (no machine-check MSRs: Linux reads MCG_CAP when they are set). EBX 31:24 = the vCPU index (initial APIC id) |
 //! | 6 | all zero (no thermal and power management) |
 //! | 7.0 | EBX: SGX (2), INVPCID (10, unless enabled), RDT-M (12), RDT-A (15), Intel PT (25) cleared; ECX: SGX-LC (30) cleared; EDX: IBRS/IBPB (26), STIBP (27), L1D_FLUSH (28), ARCH_CAPABILITIES (29), CORE_CAPABILITIES (30), SSBD (31) cleared |
 //! | 0xA | all zero (no PMU) |
@@ -57,7 +57,7 @@ pub fn filter(leaf: u32, subleaf: u32, host: [u32; 4], ctx: &CpuidContext) -> [u
             if ctx.guest_cr4 & CR4_OSXSAVE != 0 {
                 c |= bit(27);
             }
-            d &= !(bit(12) | bit(22) | bit(29));
+            d &= !(bit(7) | bit(12) | bit(14) | bit(22) | bit(29));
             b = (b & 0x00ff_ffff) | (u32::from(ctx.vcpu_index) << 24);
         }
         6 | 0xa => return [0; 4],
@@ -158,6 +158,7 @@ mod tests {
         assert_eq!(c & (1 << 27), 0, "OSXSAVE follows the guest's CR4");
         assert_ne!(c & (1 << 31), 0, "hypervisor");
         assert_eq!(d & (1 << 12), 0, "MTRR");
+        assert_eq!(d & (1 << 7 | 1 << 14), 0, "MCE, MCA");
         assert_eq!(b >> 24, 2, "initial APIC id = vCPU index");
         assert_eq!(b & 0xff_ffff, 0x10_0800);
         let osx = CpuidContext {
