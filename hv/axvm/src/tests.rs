@@ -327,6 +327,33 @@ fn mmio_read_completes_with_device_value() {
 }
 
 #[test]
+fn console_input_reaches_the_uart() {
+    // The guest reads PL011 DR (0x00) once after the input arrived.
+    let exits = std::vec![
+        VmExit::MmioRead {
+            gpa: gpa(0x0900_0000),
+            width: AccessWidth::Word,
+            reg: 3,
+            sign_ext: false
+        },
+        VmExit::Halt,
+    ];
+    let (vm, script, _) = vm_with("fault", exits);
+    let many = [b'k'; 40];
+    // The PL011's FIFO holds 32: the rest waits with the caller.
+    assert_eq!(vm.feed_console(&many), Some(32));
+    assert_eq!(vm.feed_console(b"z"), Some(0));
+    vm.run_vcpu(0).unwrap();
+    assert_eq!(
+        script.calls.lock().as_slice(),
+        [Call::MmioDone(u64::from(b'k'))]
+    );
+    assert_eq!(vm.feed_console(b"z"), Some(1));
+    let (no_uart, _, _) = vm_from(&CONFIG.replace("pl011", "gicd"), "fault", std::vec![]);
+    assert_eq!(no_uart.feed_console(b"z"), None);
+}
+
+#[test]
 fn unclaimed_access_policies() {
     let unclaimed = || {
         std::vec![

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use axaddrspace::{
     AddrSpace, FrameAllocator, GuestPhysAddr, HostPhysAddr, MappingFlags, PteFormat,
 };
-use axdevice::uart::{Ns16550, Pl011};
+use axdevice::uart::{Ns16550, Pl011, UartInput};
 use axdevice::{DeviceSet, MmioOutcome, PortOutcome};
 use axdevice_base::{AccessWidth, IrqLine};
 use axdevice_base::{ConsoleSink, MmioDevice, PrefixedConsole};
@@ -212,6 +212,8 @@ pub struct AxVm<A: ArchVCpu, F: PteFormat, M: FrameAllocator> {
     resets: core::sync::atomic::AtomicU64,
     /// The platform's reset hook ([`VmPlatform::on_reset`]).
     on_reset: Option<alloc::boxed::Box<dyn Fn() + Send + Sync>>,
+    /// The receive side of its console UART (the first UART of its config), if any.
+    uart_input: Option<Arc<dyn UartInput>>,
 }
 
 fn mapping_flags(f: &axvmconfig::MemFlags) -> MappingFlags {
@@ -301,6 +303,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
 
         let console = Arc::new(PrefixedConsole::new(config.name.clone(), console));
         let mut devices = DeviceSet::new(&config.name, device_policy(config.unclaimed));
+        let mut uart_input: Option<Arc<dyn UartInput>> = None;
         for d in &config.devices {
             let sink: Arc<dyn ConsoleSink> = console.clone();
             let irq = match d.irq {
@@ -313,8 +316,16 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 None => None,
             };
             let dev: Arc<dyn MmioDevice> = match d.kind {
-                DeviceKind::Pl011 => Arc::new(Pl011::new(sink, irq)),
-                DeviceKind::Ns16550 => Arc::new(Ns16550::new(sink, irq).with_size(d.size as usize)),
+                DeviceKind::Pl011 => {
+                    let uart = Arc::new(Pl011::new(sink, irq));
+                    uart_input.get_or_insert_with(|| uart.clone());
+                    uart
+                }
+                DeviceKind::Ns16550 => {
+                    let uart = Arc::new(Ns16550::new(sink, irq).with_size(d.size as usize));
+                    uart_input.get_or_insert_with(|| uart.clone());
+                    uart
+                }
                 // Built by the architecture layer and passed in `platform`.
                 kind if kind.is_interrupt_controller() => continue,
                 _ => continue,
@@ -394,6 +405,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             boot_regs: Mutex::new(Vec::new()),
             resets: core::sync::atomic::AtomicU64::new(0),
             on_reset: platform.on_reset,
+            uart_input,
         })
     }
 
@@ -568,6 +580,13 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     /// Asks the VM to stop; running vCPUs notice at their next exit.
     pub fn shutdown(&self) {
         self.set_status(VmStatus::Stopping);
+    }
+
+    /// Feeds console input to the VM's UART (the first of its config): as many of `bytes`
+    /// as its receive FIFO has room for, raising its receive interrupt as the guest set it
+    /// up. Returns how many were taken; `None` when the VM has no UART.
+    pub fn feed_console(&self, bytes: &[u8]) -> Option<usize> {
+        self.uart_input.as_ref().map(|u| u.feed(bytes))
     }
 
     /// Marks the VM stopped (all its vCPU tasks have ended) and flushes its console.

@@ -16,6 +16,29 @@ pub use pl011::{Pl011, PL011_RX_FIFO, PL011_SIZE};
 use alloc::sync::Arc;
 use axdevice_base::IrqLine;
 
+/// A UART's receive side, as a VM's console input reaches it (the PL011's and the
+/// 16550's behind one interface).
+pub trait UartInput: Send + Sync {
+    /// Feeds as many of `bytes` as the receive FIFO has room for, without an overrun (a
+    /// terminal waits for a UART; it does not lose what was typed); returns how many. The
+    /// caller keeps the rest for later.
+    fn feed(&self, bytes: &[u8]) -> usize;
+}
+
+impl UartInput for Pl011 {
+    fn feed(&self, bytes: &[u8]) -> usize {
+        let room = self.rx_room().min(bytes.len());
+        self.push_input(&bytes[..room])
+    }
+}
+
+impl UartInput for Ns16550 {
+    fn feed(&self, bytes: &[u8]) -> usize {
+        let room = self.rx_room().min(bytes.len());
+        self.push_input(&bytes[..room])
+    }
+}
+
 /// The interrupt output of a UART: remembers the level last driven so the line is only told
 /// about changes.
 struct IrqOut {
@@ -87,5 +110,35 @@ pub(crate) mod testutil {
             Arc::new(RecordingSink::default()),
             Arc::new(RecordingIrq::default()),
         )
+    }
+}
+
+#[cfg(test)]
+mod input_tests {
+    use super::*;
+    use alloc::vec;
+    use axdevice_base::{AccessWidth, ConsoleSink, MmioDevice};
+
+    struct Nowhere;
+    impl ConsoleSink for Nowhere {
+        fn write(&self, _: &[u8]) {}
+    }
+
+    #[test]
+    fn feed_takes_what_fits_without_an_overrun() {
+        let pl011 = Pl011::new(Arc::new(Nowhere), None);
+        let many = vec![b'x'; PL011_RX_FIFO + 5];
+        assert_eq!(UartInput::feed(&pl011, &many), PL011_RX_FIFO);
+        assert_eq!(UartInput::feed(&pl011, b"y"), 0);
+        assert_eq!(pl011.rx_room(), 0);
+        // No overrun: RSR (offset 4) reads 0.
+        assert_eq!(pl011.read(4, AccessWidth::Word).unwrap(), 0);
+
+        let uart = Ns16550::new(Arc::new(Nowhere), None);
+        let many = vec![b'x'; NS16550_RX_FIFO + 5];
+        assert_eq!(UartInput::feed(&uart, &many), NS16550_RX_FIFO);
+        assert_eq!(UartInput::feed(&uart, b"y"), 0);
+        // No overrun: LSR (offset 5) has OE (bit 1) clear.
+        assert_eq!(uart.read(5, AccessWidth::Byte).unwrap() & 2, 0);
     }
 }

@@ -221,6 +221,11 @@ impl Ns16550 {
         taken
     }
 
+    /// How many more received bytes the receive FIFO holds.
+    pub fn rx_room(&self) -> usize {
+        NS16550_RX_FIFO.saturating_sub(self.state.lock().rx.len())
+    }
+
     /// Whether the interrupt output is high.
     pub fn irq_level(&self) -> bool {
         self.state.lock().irq.level

@@ -209,6 +209,11 @@ impl Pl011 {
         taken
     }
 
+    /// How many more received bytes the RX FIFO holds.
+    pub fn rx_room(&self) -> usize {
+        PL011_RX_FIFO.saturating_sub(self.state.lock().rx.len())
+    }
+
     /// Whether the interrupt output is high.
     pub fn irq_level(&self) -> bool {
         self.state.lock().irq.level
