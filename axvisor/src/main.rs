@@ -12,6 +12,7 @@ extern crate alloc;
 mod banner;
 mod images;
 mod shell;
+mod vm_console;
 mod vmm;
 
 use axstd::println;

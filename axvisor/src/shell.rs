@@ -6,18 +6,26 @@
 //! (`axhal::console::write_owned`): the hypervisor's and the VMs' lines are written above
 //! it and never run into what is being typed.
 //!
+//! `console VM` attaches the terminal to a VM: typed bytes go to its UART's receive side,
+//! the other VMs' lines are held ([`crate::vm_console`]), and Ctrl-] ([`DETACH`]) brings
+//! the terminal back to the shell, with what was held.
+//!
 //! It starts once the embedded VMs have started, unless the boot argument `shell=off` says
 //! otherwise.
 
-use crate::vmm::control::{self, ControlError};
+use crate::vmm::control::{self, Attached, ControlError};
 use alloc::vec::Vec;
 use axshell::report::{self, MemReport};
-use axshell::{Command, Executor, Flow, LogLevel, Shell};
+use axshell::{Command, Executor, Flow, LogLevel, Shell, Step, Terminal};
 use axstd::time::Duration;
 use core::fmt::{self, Write};
 
 /// How long the shell task sleeps when no byte waits (input is polled).
 const POLL: Duration = Duration::from_millis(20);
+/// The key that brings the terminal back from a VM to the shell: Ctrl-] (GS, 0x1d).
+pub const DETACH: u8 = 0x1d;
+/// The most typed bytes kept for an attached VM whose UART is full; more are dropped.
+const PENDING_MAX: usize = 4096;
 
 /// Why a command did nothing. `Display` is one line.
 #[derive(Debug)]
@@ -61,7 +69,11 @@ impl fmt::Display for ShellError {
 const NO_DISK: &str = "no disk (the hypervisor has no block device driver yet)";
 
 /// The hypervisor as the shell's executor.
-struct Hypervisor;
+#[derive(Default)]
+struct Hypervisor {
+    /// The VM the terminal is attached to (`console`), if any.
+    attached: Option<Attached>,
+}
 
 impl Executor for Hypervisor {
     type Error = ShellError;
@@ -136,11 +148,16 @@ impl Executor for Hypervisor {
                     why: "the scheduler does not measure per-CPU load yet",
                 })
             }
-            Command::Console(_) => {
-                return Err(ShellError::NotYet {
-                    what: "console",
-                    why: "VM consoles take no input from the shell yet",
-                })
+            Command::Console(vm) => {
+                let attached = control::attach(&vm)?;
+                writeln!(
+                    out,
+                    "console: attached to vm {}; Ctrl-] returns to the shell",
+                    attached.name()
+                )?;
+                crate::vm_console::attach(attached.name());
+                self.attached = Some(attached);
+                return Ok(Flow::Suspend);
             }
         }
         Ok(Flow::Prompt)
@@ -168,34 +185,98 @@ pub fn start() {
     axstd::thread::spawn_on(0, "shell", run);
 }
 
-/// The shell task: prompt, then each received byte through the shell; the prompt and line
-/// stay the console's bottom line.
+/// The shell task: prompt, then each received byte through the shell (or, while attached,
+/// to the VM); the prompt and line stay the console's bottom line.
 fn run() {
     let mut shell = Shell::new();
+    let mut hv = Hypervisor::default();
     let mut out = Vec::new();
     let mut bottom = Vec::new();
+    // Typed bytes the attached VM's UART has not taken yet.
+    let mut pending = Vec::new();
+    // Right after `console`: an LF that follows the line's CR belongs to the line.
+    let mut skip_lf = false;
     shell.start(&mut out);
-    publish(&shell, &mut out, &mut bottom);
+    publish(&shell, &hv, &mut out, &mut bottom);
     loop {
-        let mut fed = false;
-        while let Some(byte) = axhal::console::read_byte() {
-            fed = true;
-            // No command suspends the shell (`console` is not there yet), so every step
-            // ends with the shell's prompt.
-            shell.feed(byte, &mut Hypervisor, &mut out);
-        }
-        if fed {
-            publish(&shell, &mut out, &mut bottom);
+        let mut got = false;
+        if let Some(attached) = &hv.attached {
+            if !attached.running() {
+                detach(&mut shell, &mut hv, &mut out, "the VM stopped");
+                pending.clear();
+            } else {
+                while pending.len() < PENDING_MAX {
+                    let Some(byte) = axhal::console::read_byte() else {
+                        break;
+                    };
+                    got = true;
+                    if byte == DETACH {
+                        detach(&mut shell, &mut hv, &mut out, "Ctrl-]");
+                        pending.clear();
+                        break;
+                    }
+                    if !core::mem::take(&mut skip_lf) || byte != b'\n' {
+                        pending.push(byte);
+                    }
+                }
+                if let Some(attached) = &hv.attached {
+                    let taken = attached.feed(&pending);
+                    pending.drain(..taken);
+                }
+            }
         } else {
+            while let Some(byte) = axhal::console::read_byte() {
+                got = true;
+                if shell.feed(byte, &mut hv, &mut out) == Step::Suspended {
+                    skip_lf = true;
+                    break;
+                }
+            }
+        }
+        if !out.is_empty() || got {
+            publish(&shell, &hv, &mut out, &mut bottom);
+        }
+        if !got {
             axstd::thread::sleep(POLL);
         }
     }
 }
 
-/// Writes the shell's output and makes its prompt and line the console's bottom line.
-fn publish(shell: &Shell, out: &mut Vec<u8>, bottom: &mut Vec<u8>) {
+/// Brings the terminal back from the attached VM: says so (and why), writes what the other
+/// VMs printed meanwhile, and prompts.
+fn detach(shell: &mut Shell, hv: &mut Hypervisor, out: &mut Vec<u8>, why: &str) {
+    let Some(attached) = hv.attached.take() else {
+        return;
+    };
+    let held = crate::vm_console::detach();
+    let mut term = Terminal(out);
+    let _ = write!(
+        term,
+        "\nconsole: detached from vm {} ({why})\n",
+        attached.name()
+    );
+    for (vm, held) in held {
+        if held.dropped > 0 {
+            let _ = writeln!(
+                term,
+                "console: {} older lines of vm {vm} were dropped",
+                held.dropped
+            );
+        }
+        for line in held.lines {
+            let _ = writeln!(term, "{line}");
+        }
+    }
+    shell.resume(out);
+}
+
+/// Writes the shell's output and makes its prompt and line the console's bottom line (no
+/// bottom line while the terminal is attached to a VM).
+fn publish(shell: &Shell, hv: &Hypervisor, out: &mut Vec<u8>, bottom: &mut Vec<u8>) {
     bottom.clear();
-    shell.show(bottom);
+    if hv.attached.is_none() {
+        shell.show(bottom);
+    }
     axhal::console::write_owned(out, bottom);
     out.clear();
 }

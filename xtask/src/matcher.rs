@@ -279,7 +279,8 @@ pub struct Step {
 /// seen, and in the unfinished line (a prompt has no newline); one line serves at most one
 /// step. After a step typed a line, the next step is looked for only after the line that
 /// echoes what was typed (the first complete line containing it): a shell redraws its prompt
-/// around other output, and that redrawn prompt must not count as the next one.
+/// around other output, and that redrawn prompt must not count as the next one. A line of
+/// control characters only (a key such as Ctrl-]) has no echo to wait for.
 #[derive(Clone, Debug)]
 pub struct Steps {
     steps: Vec<Step>,
@@ -334,7 +335,13 @@ impl Steps {
             return None;
         }
         self.next += 1;
-        self.echo.clone_from(&step.send);
+        // What an echo shows of it: its printable part (a control key such as Ctrl-]
+        // echoes nothing, so nothing is waited for).
+        self.echo = step
+            .send
+            .as_deref()
+            .map(|l| l.chars().filter(|c| !c.is_control()).collect::<String>())
+            .filter(|l| !l.is_empty());
         Some(step.send.clone())
     }
 
@@ -515,6 +522,15 @@ mod tests {
         assert_eq!(steps.line("frames: 12 free"), None);
         assert!(steps.is_complete());
         assert_eq!(steps.missing(), None);
+    }
+
+    #[test]
+    fn a_control_key_has_no_echo_to_wait_for() {
+        let mut steps = Steps::new(vec![step("# ", Some("\u{1d}")), step("detached", None)]);
+        assert_eq!(steps.partial("# "), Some("\u{1d}".to_owned()));
+        assert_eq!(steps.line("# "), None);
+        assert_eq!(steps.line("console: detached from vm x"), None);
+        assert!(steps.is_complete());
     }
 
     #[test]

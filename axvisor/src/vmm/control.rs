@@ -60,6 +60,8 @@ pub enum ControlError {
     StillStopping(String),
     /// Building it again failed (the reason was printed as the VM's own line).
     NotStarted(String),
+    /// The VM has no UART to attach the terminal to.
+    NoUart(String),
 }
 
 impl fmt::Display for ControlError {
@@ -77,6 +79,7 @@ impl fmt::Display for ControlError {
                 "vm {name}: asked to stop, but its vCPUs have not left the guest yet"
             ),
             Self::NotStarted(name) => write!(f, "vm {name}: not started (see the line above)"),
+            Self::NoUart(name) => write!(f, "vm {name}: has no UART to attach to"),
         }
     }
 }
@@ -265,4 +268,46 @@ pub fn delete(which: &VmRef) -> Result<String, ControlError> {
     }
     VMS.lock().retain(|e| !Arc::ptr_eq(&e.run, &run));
     Ok(name)
+}
+
+/// A running VM the terminal is attached to (`console`): its UART takes what is typed.
+pub struct Attached {
+    run: Arc<VmRun>,
+}
+
+impl Attached {
+    /// The VM's name.
+    pub fn name(&self) -> &str {
+        self.run.vm.name()
+    }
+
+    /// Whether it still runs.
+    pub fn running(&self) -> bool {
+        self.run.vm.status() == VmStatus::Running
+    }
+
+    /// Feeds typed bytes to its UART; returns how many its receive FIFO took.
+    pub fn feed(&self, bytes: &[u8]) -> usize {
+        self.run.vm.feed_console(bytes).unwrap_or(0)
+    }
+}
+
+/// The running VM `which` names, for `console`: it must have a UART.
+pub fn attach(which: &VmRef) -> Result<Attached, ControlError> {
+    let (run, _) = find(which)?;
+    let name = String::from(run.vm.name());
+    match run.vm.status() {
+        VmStatus::Running => {}
+        other => {
+            return Err(ControlError::State {
+                name,
+                needs: "running",
+                is: state_word(other),
+            })
+        }
+    }
+    if run.vm.feed_console(&[]).is_none() {
+        return Err(ControlError::NoUart(name));
+    }
+    Ok(Attached { run })
 }

@@ -318,7 +318,9 @@ fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> 
         None => Platform::boot_regs(&config),
     };
     platform.kernel = kernel;
-    let console = Arc::new(|line: &str| println!("{line}"));
+    // Held while the terminal is attached to another VM (the shell's `console`).
+    let vm_name = name.clone();
+    let console = Arc::new(move |line: &str| crate::vm_console::vm_line(&vm_name, line));
     let vm = match Vm::new(
         config,
         HalFrames,

@@ -3,7 +3,9 @@
 //!
 //! It prints `echo: ready`, then sleeps on its timer and wakes every [`POLL_US`] to read
 //! every byte its UART holds: printable ones are echoed, and a line end (CR or LF) ends
-//! the line (CR LF counts once), answered with `echo: got "LINE"`. It never powers off by itself.
+//! the line (CR LF counts once), answered with `echo: got "LINE"`. Every second it prints
+//! `echo: tick N` (so a scenario can wait for time to pass on its console). It never powers
+//! off by itself.
 #![no_std]
 #![no_main]
 
@@ -13,6 +15,8 @@ use grt::irq::{self, Irq};
 
 /// How often it looks at its UART, in microseconds.
 const POLL_US: u64 = 20_000;
+/// Polls per `echo: tick` line (one second).
+const TICK_POLLS: u64 = 1_000_000 / POLL_US;
 /// The longest line kept; further bytes of a line are dropped.
 const LINE_MAX: usize = 80;
 
@@ -47,8 +51,13 @@ fn main() {
     let mut line = [0u8; LINE_MAX];
     let mut len = 0;
     let mut after_cr = false;
+    let mut polls = 0u64;
     loop {
         sleep_one_poll();
+        polls += 1;
+        if polls % TICK_POLLS == 0 {
+            grt::println!("echo: tick {}", polls / TICK_POLLS);
+        }
         while let Some(byte) = grt::console::getc() {
             // CR LF ends one line, not two.
             let lf_of_crlf = after_cr && byte == b'\n';
