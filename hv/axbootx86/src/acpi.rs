@@ -7,7 +7,8 @@
 //! It describes no ACPI hardware beyond the two registers a full FADT must have: a PM1a
 //! event block and a PM1a control block in I/O space ([`PM1A_EVT_PORT`], [`PM1A_CNT_PORT`]),
 //! `SMI_CMD` 0 (the platform is always in ACPI mode, so Linux never performs the
-//! ACPI-enable handshake), no PM timer, no GPE blocks. The DSDT holds only `\_S5`, so a
+//! ACPI-enable handshake), the PM timer ([`PM_TMR_PORT`]: 24 bits at 3.579545 MHz, Linux's
+//! reference for calibrating the TSC), no GPE blocks. The DSDT holds only `\_S5`, so a
 //! power-off is a write of `SLP_TYP` 5 with `SLP_EN` to the PM1a control register (see
 //! [`S5_SLP_TYP`]). Choices and alternatives are in `docs/x86-linux.md`.
 
@@ -34,6 +35,10 @@ pub const PM1A_EVT_LEN: u8 = 4;
 pub const PM1A_CNT_PORT: u16 = 0x604;
 /// Bytes of the PM1a control block.
 pub const PM1A_CNT_LEN: u8 = 2;
+/// The ACPI PM timer (4 bytes, read-only, 24 bits: `TMR_VAL_EXT` is clear).
+pub const PM_TMR_PORT: u16 = 0x608;
+/// Bytes of the PM timer block.
+pub const PM_TMR_LEN: u8 = 4;
 /// `SLP_TYP` of the S5 (soft-off) state in the DSDT's `\_S5` package: Linux powers off by
 /// writing `(S5_SLP_TYP << 10) | SLP_EN` to the PM1a control register.
 pub const S5_SLP_TYP: u16 = 5;
@@ -217,6 +222,8 @@ fn fadt_body(facs: u64, dsdt: u64) -> Vec<u8> {
                                              // SMI_CMD (48) 0: no SMI command port, always in ACPI mode.
     put_u32(&mut f, 56, u32::from(PM1A_EVT_PORT)); // PM1a_EVT_BLK
     put_u32(&mut f, 64, u32::from(PM1A_CNT_PORT)); // PM1a_CNT_BLK
+    put_u32(&mut f, 76, u32::from(PM_TMR_PORT)); // PM_TMR_BLK
+    f[91] = PM_TMR_LEN; // PM_TMR_LEN
     f[88] = PM1A_EVT_LEN; // PM1_EVT_LEN
     f[89] = PM1A_CNT_LEN; // PM1_CNT_LEN
                           // P_LVL2_LAT > 100 and P_LVL3_LAT > 1000: no C2 or C3 states.
@@ -228,6 +235,9 @@ fn fadt_body(facs: u64, dsdt: u64) -> Vec<u8> {
     put_u64(&mut f, 140, dsdt); // X_DSDT
     put(&mut f, 148, &gas_io(PM1A_EVT_PORT, PM1A_EVT_LEN * 8)); // X_PM1a_EVT_BLK
     put(&mut f, 172, &gas_io(PM1A_CNT_PORT, PM1A_CNT_LEN * 8)); // X_PM1a_CNT_BLK
+    let mut pm_tmr = gas_io(PM_TMR_PORT, PM_TMR_LEN * 8);
+    pm_tmr[3] = 3; // dword access
+    put(&mut f, 208, &pm_tmr); // X_PM_TMR_BLK
     put(&mut f, 268, &HYPERVISOR_VENDOR);
     f.split_off(HEADER_LEN)
 }

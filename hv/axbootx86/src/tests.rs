@@ -372,7 +372,8 @@ fn acpi_tables_have_lengths_checksums_and_pointers() {
     assert_eq!(u32_at(fadt, 48), Some(0));
     assert_eq!(u32_at(fadt, 56), Some(0x600));
     assert_eq!(u32_at(fadt, 64), Some(0x604));
-    assert_eq!((fadt[88], fadt[89], fadt[91]), (4, 2, 0));
+    assert_eq!((fadt[88], fadt[89], fadt[91]), (4, 2, 4));
+    assert_eq!(u32_at(fadt, 76), Some(0x608), "PM timer");
     assert_eq!(u16_at(fadt, 109), Some(acpi::IAPC_BOOT_ARCH));
     let flags = u32_at(fadt, 112).unwrap();
     assert_eq!(flags & (1 << 20), 0, "not hardware-reduced");
@@ -381,6 +382,8 @@ fn acpi_tables_have_lengths_checksums_and_pointers() {
     assert_eq!(u64_at(fadt, 152), Some(0x600));
     assert_eq!(&fadt[172..176], &[1, 16, 0, 2]);
     assert_eq!(u64_at(fadt, 176), Some(0x604));
+    assert_eq!(&fadt[208..212], &[1, 32, 0, 3]);
+    assert_eq!(u64_at(fadt, 212), Some(0x608));
     // MADT: LAPIC address, PC-AT flag, two local APICs, the I/O APIC, two overrides and
     // the LINT1 NMI.
     let madt = table(madt_a, b"APIC");

@@ -84,7 +84,8 @@ fn the_acpi_crate_finds_and_reads_the_tables() {
     assert_eq!(pm1a.address, 0x600);
     assert_eq!(pm1a.bit_width, 32);
     assert_eq!(fadt.get().pm1a_control_block().unwrap().address, 0x604);
-    assert!(fadt.get().pm_timer_block().unwrap().is_none());
+    let pm_timer = fadt.get().pm_timer_block().unwrap().unwrap();
+    assert_eq!((pm_timer.address, pm_timer.bit_width), (0x608, 32));
     assert!(fadt.get().gpe0_block().unwrap().is_none());
     let dsdt = tables.dsdt().unwrap();
     assert_eq!(dsdt.length as usize, axbootx86::acpi::DSDT_AML.len());

@@ -1,6 +1,7 @@
 //! The PC's port-mapped models: PIC pair (0x20/0x21, 0xA0/0xA1), ELCR (0x4D0/0x4D1), PIT
 //! (0x40..=0x43) and port 0x61, CMOS RTC (0x70/0x71), the POST port 0x80 (Linux's I/O
-//! delay: writes dropped, reads 0xFF) and the ACPI PM1 registers (0x600..=0x605).
+//! delay: writes dropped, reads 0xFF), the ACPI PM1 registers (0x600..=0x605) and the ACPI
+//! PM timer (0x608..=0x60B).
 
 use super::PcConfig;
 use axdevice_base::AccessWidth;
@@ -11,6 +12,12 @@ use x86_vapic::{Elcr, Pic8259, Pit, Rtc, PIT_HZ};
 pub const PM1_EVT: u16 = 0x600;
 /// The last PM1 port (the PM1a control block's high byte; the block is at 0x604).
 pub const PM1_LAST: u16 = 0x605;
+/// The ACPI PM timer (`PM_TMR_BLK`, 4 bytes).
+pub const PM_TMR: u16 = 0x608;
+/// The PM timer's rate, in Hz.
+pub const PM_TMR_HZ: u64 = 3_579_545;
+/// The PM timer counts in 24 bits (the FADT's `TMR_VAL_EXT` is clear).
+const PM_TMR_MASK: u64 = 0xFF_FFFF;
 /// PM1 control SLP_EN.
 const SLP_EN: u16 = 1 << 13;
 /// PM1 control SLP_TYP field (12:10).
@@ -57,6 +64,12 @@ fn pit_to_tsc(t: u64, c: &PcConfig) -> u64 {
 fn unix_ns(now: u64, c: &PcConfig) -> u64 {
     let ns = u128::from(now) * 1_000_000_000 / u128::from(c.tsc_hz.max(1));
     c.unix_ns_at_tsc0.saturating_add(ns as u64)
+}
+
+/// The ACPI PM timer's count at TSC `now`: 3.579545 MHz, 24 bits.
+fn pm_timer(now: u64, c: &PcConfig) -> u64 {
+    let t = u128::from(now) * u128::from(PM_TMR_HZ) / u128::from(c.tsc_hz.max(1));
+    t as u64 & PM_TMR_MASK
 }
 
 /// All ones in `width`.
@@ -108,9 +121,10 @@ impl Ports {
                 .read(usize::from(port - 0x70), width, unix_ns(now, c)),
             0x80 => Ok(0xFF),
             PM1_EVT..=PM1_LAST => Ok(self.pm1_read(port, width)),
+            PM_TMR..=0x60B => Ok(pm_timer(now, c) >> (8 * (port - PM_TMR))),
             _ => return None,
         };
-        Some(r.unwrap_or(ones(width)))
+        Some(r.map_or(ones(width), |v| v & width.mask()))
     }
 
     pub(super) fn write(
@@ -146,6 +160,8 @@ impl Ports {
             }
             0x80 => Ok(()),
             PM1_EVT..=PM1_LAST => return Some(self.pm1_write(port, width, value)),
+            // The PM timer is read-only.
+            PM_TMR..=0x60B => Ok(()),
             _ => return None,
         };
         Some(PortWrite::Done)

@@ -412,3 +412,24 @@ fn port_61_gates_and_shows_pit_channel_2() {
 }
 
 const PIT_HZ_FOR_TESTS: u64 = x86_vapic::PIT_HZ;
+
+#[test]
+fn acpi_pm_timer_counts_at_3_58_mhz_in_24_bits() {
+    let (pc, _) = pc(1);
+    let read = |now| pc.port_read(0x608, AccessWidth::Word, now).unwrap();
+    assert_eq!(read(0), 0);
+    // One second of TSC (1 GHz): 3_579_545 ticks, wrapped to 24 bits.
+    assert_eq!(read(TSC_HZ), 3_579_545 & 0xFF_FFFF);
+    let t = read(TSC_HZ / 1000);
+    assert_eq!(t, 3579, "1 ms");
+    // Byte reads give the bytes of the count; writes are dropped.
+    assert_eq!(
+        pc.port_read(0x609, AccessWidth::Byte, TSC_HZ / 1000),
+        Some(3579 >> 8)
+    );
+    assert_eq!(
+        pc.port_write(0x608, AccessWidth::Word, 0, 0),
+        Some(PortWrite::Done)
+    );
+    assert_eq!(read(TSC_HZ / 1000), 3579);
+}
