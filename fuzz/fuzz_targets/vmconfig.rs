@@ -42,6 +42,7 @@ fn qemu_virt(arch: HostArch) -> HostFacts {
     HostFacts {
         arch: Some(arch),
         ranges,
+        ports: arch.host_ports().to_vec(),
         irq_lines: Some(lines),
         vmids: Some(255),
     }

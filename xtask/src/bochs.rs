@@ -55,6 +55,7 @@ const VGA_ROM_IMAGE: &str = "/usr/share/bochs/VGABIOS-lgpl-latest";
 /// Fixed names inside a run's private directory; the bochsrc names only these.
 const RUN_ISO: &str = "boot.iso";
 const RUN_SERIAL: &str = "serial.txt";
+const RUN_COM2: &str = "com2.txt";
 const RUN_LOG: &str = "bochs.log";
 const RUN_BOCHSRC: &str = "bochsrc";
 const RUN_DEBUGGER_RC: &str = "debugger.rc";
@@ -410,8 +411,9 @@ pub struct Config {
 }
 
 /// The bochsrc of a run: the machine of `config`, booting [`RUN_ISO`] from the CD-ROM,
-/// COM1 into [`RUN_SERIAL`], the log into [`RUN_LOG`] (all in the run's directory), the
-/// TSC counting instructions, and any panic ending Bochs.
+/// COM1 into [`RUN_SERIAL`], COM2 into [`RUN_COM2`] (a PC's second 16550, for a VM given it
+/// as passthrough ports), the log into [`RUN_LOG`] (all in the run's directory), the TSC
+/// counting instructions, and any panic ending Bochs.
 pub fn bochsrc(config: &Config) -> String {
     let Config {
         cpu_model,
@@ -430,6 +432,7 @@ pub fn bochsrc(config: &Config) -> String {
          ata0-master: type=cdrom, path={RUN_ISO}, status=inserted\n\
          boot: cdrom\n\
          com1: enabled=1, mode=file, dev={RUN_SERIAL}\n\
+         com2: enabled=1, mode=file, dev={RUN_COM2}\n\
          port_e9_hack: enabled=1\n\
          clock: sync=none, time0=local\n\
          speaker: enabled=0\n\
@@ -905,6 +908,7 @@ mod tests {
             "ata0-master: type=cdrom, path=boot.iso, status=inserted\n",
             "boot: cdrom\n",
             "com1: enabled=1, mode=file, dev=serial.txt\n",
+            "com2: enabled=1, mode=file, dev=com2.txt\n",
             "port_e9_hack: enabled=1\n",
             "clock: sync=none, time0=local\n",
             "log: bochs.log\n",

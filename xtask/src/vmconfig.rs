@@ -92,6 +92,7 @@ impl HostTable {
         HostFacts {
             arch,
             ranges,
+            ports: arch.map_or(Vec::new(), |a| a.host_ports().to_vec()),
             irq_lines: self.irq_lines.map(|[first, end]| first..end),
             vmids: self
                 .vmid_bits

@@ -3,6 +3,7 @@
 //! [`X86Stage2`] the nested page-table format of that backend (EPT or NPT); both are
 //! fixed once per boot, before the first VM.
 
+use crate::ioperm::IoPorts;
 use crate::pc::VirtualPc;
 use crate::svm::hw as svm;
 use crate::{SvmVCpu, VmxVCpu};
@@ -102,6 +103,8 @@ pub struct X86VCpuConfig {
     /// The VM's virtual PC (local APICs, I/O APIC, legacy timers), if the VM has one
     /// (docs/x86-interrupts.md); without it the vCPU has no interrupt controller.
     pub pc: Option<Arc<VirtualPc>>,
+    /// The I/O ports the VM's guest reaches without an exit (its passthrough ports).
+    pub io_ports: Arc<IoPorts>,
 }
 
 /// An x86 vCPU of either backend.

@@ -14,6 +14,8 @@
 //! - [`mode`]: CR0 writes that change the CPU's mode (real, protected, long), the
 //!   real-mode start of INIT-SIPI.
 //! - [`msr`]: the MSR bitmap and the MSRs the vCPU emulates.
+//! - [`ioperm`]: a VM's passthrough I/O ports and the I/O bitmaps (VMX) and I/O
+//!   permission map (SVM) built from them.
 //! - [`pc`]: the virtual PC of a VM (local APICs, I/O APIC, PIC, PIT, RTC, PM1) and the
 //!   interrupt API both backends call.
 //! - [`power`]: the power hypercalls and what both backends make of a hypercall.
@@ -48,6 +50,7 @@ pub mod exit;
 pub mod gpt;
 pub mod insn;
 pub mod insn_cache;
+pub mod ioperm;
 pub mod linux;
 pub mod mode;
 pub mod msr;

@@ -6,6 +6,7 @@
 
 use crate::backend::{self, Backend, X86Stage2, X86VCpu, X86VCpuConfig};
 use crate::entry::{boot_tables, BOOT_TABLES_END, BOOT_TABLES_GPA};
+use crate::ioperm::IoPorts;
 use crate::pc::VirtualPc;
 use crate::svm::hw::{self as svm, SvmError};
 use crate::vmx::{self, VmxError};
@@ -23,6 +24,8 @@ pub struct X86Platform;
 /// when the config has an `ioapic` device.
 pub struct X86Vm {
     pc: Option<Arc<VirtualPc>>,
+    /// Its passthrough ports, opened in every vCPU's I/O bitmaps.
+    io_ports: Arc<IoPorts>,
 }
 
 /// Why an x86 VM cannot be built.
@@ -95,7 +98,17 @@ impl ArchPlatform for X86Platform {
         }
         let mut platform = VmPlatform::none();
         platform.boot_data = Vec::from([(BOOT_TABLES_GPA, boot_tables())]);
-        Ok((platform, X86Vm { pc: None }))
+        let io_ports = IoPorts::with_open(
+            config
+                .passthrough
+                .iter()
+                .flat_map(|p| p.ports.iter().filter_map(|r| r.ports())),
+        );
+        let vm = X86Vm {
+            pc: None,
+            io_ports: Arc::new(io_ports),
+        };
+        Ok((platform, vm))
     }
 
     fn irq_sink(_vm: &X86Vm) -> Option<Arc<dyn IrqSink>> {
@@ -108,6 +121,7 @@ impl ArchPlatform for X86Platform {
         X86VCpuConfig {
             vmid,
             pc: vm.pc.clone(),
+            io_ports: vm.io_ports.clone(),
         }
     }
 

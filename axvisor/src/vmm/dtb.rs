@@ -94,16 +94,17 @@ pub fn generate<P: ArchPlatform>(
     let host: Vec<HostNode> = config
         .passthrough
         .iter()
-        .filter_map(|p| {
-            let node = axconfig::dtb::device_within(axhal::platform::dtb_blob(), p.base, p.size);
+        .filter_map(|p| Some((p, p.mmio?)))
+        .filter_map(|(p, m)| {
+            let node = axconfig::dtb::device_within(axhal::platform::dtb_blob(), m.base, m.size);
             if node.is_none() {
                 log::warn!(
                     "vm {}: passthrough {:?}: no device node in the host's device tree at \
                      [{:#x}, {:#x}); the guest's device tree does not describe it",
                     config.name,
                     p.name,
-                    p.base,
-                    p.base.saturating_add(p.size)
+                    m.base,
+                    m.base.saturating_add(m.size)
                 );
             }
             node.map(|n| HostNode {

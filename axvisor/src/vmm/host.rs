@@ -56,9 +56,11 @@ pub fn facts() -> HostFacts {
             .flatten()
             .map(|r| range(r, HostUse::InterruptController)),
     );
+    let arch = <arch_platform::Platform as axvm::ArchPlatform>::HOST_ARCH;
     HostFacts {
-        arch: Some(<arch_platform::Platform as axvm::ArchPlatform>::HOST_ARCH),
+        arch: Some(arch),
         ranges,
+        ports: arch.host_ports().to_vec(),
         irq_lines,
         vmids: None,
     }

@@ -1,5 +1,6 @@
 //! Passthrough devices, the architecture-neutral part: which host ranges (passthrough
-//! ranges, `identity` memory) and interrupts are given to which VM (one VM each), and the
+//! ranges, `identity` memory), I/O ports and interrupts are given to which VM (one VM
+//! each), and the
 //! host interrupt handler that masks a VM's device interrupt and hands it to the VM. (The
 //! VM maps its passthrough ranges itself, `axvm`.)
 //!
@@ -27,6 +28,15 @@ pub enum HostRangeOf {
     },
     /// A `[[passthrough]]` range.
     Passthrough(String),
+    /// I/O ports `[start, end)` of a `[[passthrough]]` device.
+    Ports {
+        /// The passthrough device.
+        name: String,
+        /// First port.
+        start: u64,
+        /// End (exclusive).
+        end: u64,
+    },
 }
 
 impl fmt::Display for HostRangeOf {
@@ -36,6 +46,9 @@ impl fmt::Display for HostRangeOf {
                 write!(f, "identity region memory[{index}] at {gpa:#x}")
             }
             Self::Passthrough(name) => write!(f, "passthrough {name:?}"),
+            Self::Ports { name, start, end } => {
+                write!(f, "passthrough {name:?} ports {start:#x}..{end:#x}")
+            }
         }
     }
 }
@@ -75,11 +88,39 @@ impl fmt::Display for ClaimError {
     }
 }
 
-/// A host device range or interrupt given to a VM.
+/// What a claim holds: a physical range, I/O ports or an interrupt.
+enum Held {
+    /// Physical addresses `[start, end)`.
+    Range(u64, u64),
+    /// I/O ports `[start, end)`.
+    Ports(u64, u64),
+    /// A host interrupt and where its VM takes it.
+    Irq(u32, Arc<dyn IrqSink>),
+}
+
+/// A host device range, port range or interrupt given to a VM.
 struct Claim {
     vm: u32,
-    range: Option<(u64, u64)>,
-    irq: Option<(u32, Arc<dyn IrqSink>)>,
+    held: Held,
+}
+
+impl Claim {
+    /// Whether it holds part of `[start, end)` in the space of `wanted` (a range or ports).
+    fn overlaps(&self, wanted: &Held) -> bool {
+        match (&self.held, wanted) {
+            (Held::Range(s, e), Held::Range(start, end))
+            | (Held::Ports(s, e), Held::Ports(start, end)) => start < e && s < end,
+            _ => false,
+        }
+    }
+
+    /// Its interrupt, if it holds one.
+    fn irq(&self) -> Option<(u32, &Arc<dyn IrqSink>)> {
+        match &self.held {
+            Held::Irq(n, sink) => Some((*n, sink)),
+            _ => None,
+        }
+    }
 }
 
 /// Everything given to VMs so far: a range or an interrupt belongs to one VM only. Read in
@@ -94,8 +135,8 @@ fn with_claims<R>(f: impl FnOnce(&mut Vec<Claim>) -> R) -> R {
     r
 }
 
-/// Claims a VM's host ranges (its passthrough ranges and `identity` memory regions) and
-/// its passthrough interrupts, which it takes through `sink` (`None`: the VM has no
+/// Claims a VM's host ranges (its passthrough ranges and `identity` memory regions), its
+/// passthrough I/O ports and its passthrough interrupts, which it takes through `sink` (`None`: the VM has no
 /// interrupt controller, and its devices may have no interrupts). A range or interrupt
 /// another VM already has is refused: it belongs to one VM until that VM stops. What one
 /// config may ask for (interrupt lines, ranges the host uses) is checked before, by
@@ -106,27 +147,35 @@ pub fn claim(config: &VmConfig, sink: Option<Arc<dyn IrqSink>>) -> Result<(), Cl
     if sink.is_none() && !irqs.is_empty() {
         return Err(ClaimError::NoInterruptController);
     }
-    // Every host range of the VM, with how messages name it.
-    let ranges: Vec<(HostRangeOf, u64, u64)> = config
+    // Every host range and port range of the VM, with how messages name it.
+    let identity = config
         .memory
         .iter()
         .enumerate()
         .filter(|(_, r)| r.map == MapKind::Identity)
         .map(|(index, r)| {
             let what = HostRangeOf::Identity { index, gpa: r.gpa };
-            (what, r.gpa, r.gpa.saturating_add(r.size))
+            (what, Held::Range(r.gpa, r.gpa.saturating_add(r.size)))
+        });
+    let mmio = config.passthrough.iter().filter_map(|p| {
+        let m = p.mmio?;
+        let what = HostRangeOf::Passthrough(p.name.clone());
+        Some((what, Held::Range(m.base, m.base.saturating_add(m.size))))
+    });
+    let ports = config.passthrough.iter().flat_map(|p| {
+        p.ports.iter().map(|r| {
+            let (start, end) = (r.port, r.end());
+            let name = p.name.clone();
+            (
+                HostRangeOf::Ports { name, start, end },
+                Held::Ports(start, end),
+            )
         })
-        .chain(config.passthrough.iter().map(|p| {
-            let what = HostRangeOf::Passthrough(p.name.clone());
-            (what, p.base, p.base.saturating_add(p.size))
-        }))
-        .collect();
+    });
+    let wanted: Vec<(HostRangeOf, Held)> = identity.chain(mmio).chain(ports).collect();
     with_claims(|claims| {
-        for (what, start, end) in &ranges {
-            if let Some(c) = claims
-                .iter()
-                .find(|c| c.range.is_some_and(|(s, e)| *start < e && s < *end))
-            {
+        for (what, held) in &wanted {
+            if let Some(c) = claims.iter().find(|c| c.overlaps(held)) {
                 return Err(ClaimError::RangeTaken {
                     what: what.clone(),
                     by: c.vm,
@@ -136,7 +185,7 @@ pub fn claim(config: &VmConfig, sink: Option<Arc<dyn IrqSink>>) -> Result<(), Cl
         for p in &config.passthrough {
             let taken = claims
                 .iter()
-                .find(|c| c.irq.as_ref().is_some_and(|(n, _)| p.irqs.contains(n)));
+                .find(|c| c.irq().is_some_and(|(n, _)| p.irqs.contains(&n)));
             if let Some(c) = taken {
                 return Err(ClaimError::IrqTaken {
                     name: p.name.clone(),
@@ -144,19 +193,17 @@ pub fn claim(config: &VmConfig, sink: Option<Arc<dyn IrqSink>>) -> Result<(), Cl
                 });
             }
         }
-        for &(_, start, end) in &ranges {
+        for (_, held) in wanted {
             claims.push(Claim {
                 vm: config.id,
-                range: Some((start, end)),
-                irq: None,
+                held,
             });
         }
         if let Some(sink) = &sink {
             for &n in &irqs {
                 claims.push(Claim {
                     vm: config.id,
-                    range: None,
-                    irq: Some((n, sink.clone())),
+                    held: Held::Irq(n, sink.clone()),
                 });
             }
         }
@@ -171,10 +218,7 @@ fn on_device_irq(irq: usize) -> bool {
     let n = irq as u32;
     // Interrupt context: interrupts are masked here, and the lock is never held with them on.
     let claims = CLAIMS.lock();
-    let Some((_, sink)) = claims
-        .iter()
-        .find_map(|c| c.irq.as_ref().filter(|(i, _)| *i == n))
-    else {
+    let Some((_, sink)) = claims.iter().find_map(|c| c.irq().filter(|(i, _)| *i == n)) else {
         return false;
     };
     axhal::irq::set_device_enabled(irq, false);
@@ -197,8 +241,8 @@ pub fn start(config: &VmConfig) {
 pub fn release(vm: u32) {
     with_claims(|claims| {
         for c in claims.iter().filter(|c| c.vm == vm) {
-            if let Some((n, _)) = &c.irq {
-                axhal::irq::set_device_enabled(*n as usize, false);
+            if let Some((n, _)) = c.irq() {
+                axhal::irq::set_device_enabled(n as usize, false);
             }
         }
         claims.retain(|c| c.vm != vm);

@@ -284,12 +284,16 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             })?;
         }
         // The passthrough ranges at their host addresses, then the platform's host frames.
-        let passthrough = config.passthrough.iter().map(|p| DeviceMap {
-            what: "passthrough device",
-            gpa: p.base,
-            hpa: p.base,
-            size: p.size,
-        });
+        let passthrough = config
+            .passthrough
+            .iter()
+            .filter_map(|p| p.mmio)
+            .map(|m| DeviceMap {
+                what: "passthrough device",
+                gpa: m.base,
+                hpa: m.base,
+                size: m.size,
+            });
         for m in passthrough.chain(platform.device_maps.iter().cloned()) {
             aspace
                 .map_linear(

@@ -577,26 +577,144 @@ impl<'de> Deserialize<'de> for DeviceKind {
     }
 }
 
-/// One `[[passthrough]]` entry: a host device range mapped into the guest at the same
-/// address, with its interrupts forwarded.
+/// One `[[passthrough]]` entry: a host device given to the guest directly — a physical
+/// range mapped into the guest at the same address, I/O ports the guest reaches without an
+/// exit (x86_64 only), or both — with its interrupts forwarded.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawPassthroughConfig")]
 pub struct PassthroughConfig {
     /// Label of the device (for messages).
     pub name: String,
+    /// Its physical range (`base`, `size`), if it has one.
+    pub mmio: Option<MmioRange>,
+    /// Its I/O port ranges (`ports = [[first, count], ...]`); none by default.
+    pub ports: Vec<PortRange>,
+    /// Host interrupts forwarded to the guest; none by default.
+    pub irqs: Vec<u32>,
+}
+
+/// A passthrough device's physical range: mapped into the guest at the same address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MmioRange {
     /// First physical address of the range (multiple of 4 KiB).
     pub base: u64,
     /// Size of the range in bytes (multiple of 4 KiB, not 0).
     pub size: u64,
-    /// Host interrupts forwarded to the guest; none by default.
-    #[serde(default)]
-    pub irqs: Vec<u32>,
 }
 
-impl PassthroughConfig {
+impl MmioRange {
     /// The first address after the range, or `None` if `base + size` overflows.
     pub fn end(&self) -> Option<u64> {
         self.base.checked_add(self.size)
+    }
+}
+
+/// A range of I/O ports given to a VM (`[first, count]` in a passthrough entry's `ports`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "Vec<u64>")]
+pub struct PortRange {
+    /// First port.
+    pub port: u64,
+    /// Number of ports (not 0; the range ends by 0x1_0000).
+    pub count: u64,
+}
+
+/// A passthrough `ports` entry that is not `[first, count]` (a parse error): how many
+/// numbers it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRangeFormError(pub usize);
+
+impl fmt::Display for PortRangeFormError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a port range is `[first port, number of ports]`, not {} number(s)",
+            self.0
+        )
+    }
+}
+
+impl TryFrom<Vec<u64>> for PortRange {
+    type Error = PortRangeFormError;
+
+    fn try_from(v: Vec<u64>) -> Result<Self, PortRangeFormError> {
+        match v[..] {
+            [port, count] => Ok(Self { port, count }),
+            _ => Err(PortRangeFormError(v.len())),
+        }
+    }
+}
+
+impl PortRange {
+    /// The first port after the range (saturating: a range past 0xFFFF is refused by the
+    /// check).
+    pub fn end(&self) -> u64 {
+        self.port.saturating_add(self.count)
+    }
+
+    /// The range as 16-bit ports `first..end` (`end` up to 0x1_0000), for a range inside
+    /// the port space (checked with the config); `None` otherwise.
+    pub fn ports(&self) -> Option<core::ops::Range<u32>> {
+        let end = self.port.checked_add(self.count)?;
+        (end <= 0x1_0000).then_some(self.port as u32..end as u32)
+    }
+}
+
+/// The `[[passthrough]]` entry as written: `base` and `size`, `ports`, or both.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPassthroughConfig {
+    name: String,
+    base: Option<u64>,
+    size: Option<u64>,
+    #[serde(default)]
+    ports: Vec<PortRange>,
+    #[serde(default)]
+    irqs: Vec<u32>,
+}
+
+/// Why a `[[passthrough]]` entry is not one (a parse error, reported with its place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassthroughFormError {
+    /// `base` without `size`.
+    NoSize,
+    /// `size` without `base`.
+    NoBase,
+    /// Neither a range (`base`, `size`) nor `ports`.
+    Nothing,
+}
+
+impl fmt::Display for PassthroughFormError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSize => write!(f, "missing field `size` (a passthrough `base` needs it)"),
+            Self::NoBase => write!(f, "missing field `base` (a passthrough `size` needs it)"),
+            Self::Nothing => write!(
+                f,
+                "a passthrough device needs `base` and `size` (a physical range), `ports` \
+                 (I/O port ranges, x86_64), or both"
+            ),
+        }
+    }
+}
+
+impl TryFrom<RawPassthroughConfig> for PassthroughConfig {
+    type Error = PassthroughFormError;
+
+    fn try_from(raw: RawPassthroughConfig) -> Result<Self, PassthroughFormError> {
+        let mmio = match (raw.base, raw.size) {
+            (Some(base), Some(size)) => Some(MmioRange { base, size }),
+            (Some(_), None) => return Err(PassthroughFormError::NoSize),
+            (None, Some(_)) => return Err(PassthroughFormError::NoBase),
+            (None, None) if raw.ports.is_empty() => return Err(PassthroughFormError::Nothing),
+            (None, None) => None,
+        };
+        Ok(Self {
+            name: raw.name,
+            mmio,
+            ports: raw.ports,
+            irqs: raw.irqs,
+        })
     }
 }
 

@@ -69,9 +69,19 @@ impl HostArch {
         }
     }
 
-    /// Whether VMs on this architecture have an I/O port space (devices with `port`).
+    /// Whether VMs on this architecture have an I/O port space (devices with `port`,
+    /// passthrough `ports`).
     pub const fn has_port_io(self) -> bool {
         matches!(self, Self::X86_64)
+    }
+
+    /// The I/O ports the hypervisor keeps for itself on this architecture's machines: no VM
+    /// may be given them ([`PC_HOST_PORTS`] on x86_64, none elsewhere).
+    pub const fn host_ports(self) -> &'static [HostRange] {
+        match self {
+            Self::X86_64 => PC_HOST_PORTS,
+            Self::Aarch64 | Self::Riscv64 => &[],
+        }
     }
 
     /// Whether the hypervisor can generate a device tree for VMs on this architecture
@@ -105,8 +115,21 @@ pub enum HostUse {
     FirmwareReserved,
     /// The UART the hypervisor prints on.
     Console,
-    /// A register window of the host's interrupt controller (GIC or PLIC).
+    /// A register window of the host's interrupt controller (GIC or PLIC), or the PC's
+    /// 8259 PICs.
     InterruptController,
+    /// The PC's interval timer (PIT) and its channel-2 gate (port 0x61), which the
+    /// hypervisor calibrates its clocks against.
+    Timer,
+    /// The PC's CMOS RTC index and data ports (the index port also masks NMIs).
+    Rtc,
+    /// The PCI configuration ports (0xCF8, 0xCFC; 0xCF9 resets the machine).
+    PciConfig,
+    /// A port that resets the machine or its CPUs (the 8042 keyboard controller, port
+    /// 0x92).
+    Reset,
+    /// Bochs' shutdown port, through which the hypervisor powers the machine off.
+    PowerOff,
 }
 
 impl HostUse {
@@ -117,6 +140,11 @@ impl HostUse {
             HostUse::FirmwareReserved => "memory the firmware reserved",
             HostUse::Console => "the hypervisor's console UART",
             HostUse::InterruptController => "the host interrupt controller",
+            HostUse::Timer => "the host's interval timer (PIT)",
+            HostUse::Rtc => "the host's CMOS RTC",
+            HostUse::PciConfig => "the host's PCI configuration ports",
+            HostUse::Reset => "a machine reset port",
+            HostUse::PowerOff => "the host's power-off port",
         }
     }
 }
@@ -127,7 +155,8 @@ impl fmt::Display for HostUse {
     }
 }
 
-/// A host-physical range `[start, end)` and what it is used for.
+/// A host range `[start, end)` — physical addresses, or I/O ports in [`HostFacts::ports`] —
+/// and what it is used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostRange {
     /// First address.
@@ -154,6 +183,23 @@ impl HostRange {
     }
 }
 
+/// The I/O ports the hypervisor keeps for itself on a PC (x86_64), as `[first, end)` port
+/// ranges: no VM may be given them as passthrough `ports`. The one list both the boot and
+/// `cargo xtask vmconfig check` use (through [`HostArch::host_ports`]).
+pub const PC_HOST_PORTS: &[HostRange] = &[
+    HostRange::new(0x20, 2, HostUse::InterruptController), // 8259 PIC, master
+    HostRange::new(0x40, 4, HostUse::Timer),               // 8254 PIT
+    HostRange::new(0x60, 1, HostUse::Reset),               // 8042 data
+    HostRange::new(0x61, 1, HostUse::Timer),               // PIT channel 2 gate and output
+    HostRange::new(0x64, 1, HostUse::Reset),               // 8042 command (0xFE: reset)
+    HostRange::new(0x70, 2, HostUse::Rtc),                 // CMOS index (NMI mask), data
+    HostRange::new(0x92, 1, HostUse::Reset),               // system control port A
+    HostRange::new(0xa0, 2, HostUse::InterruptController), // 8259 PIC, slave
+    HostRange::new(0x3f8, 8, HostUse::Console),            // COM1
+    HostRange::new(0xcf8, 8, HostUse::PciConfig),          // CONFIG_ADDRESS, 0xCF9, CONFIG_DATA
+    HostRange::new(0x8900, 1, HostUse::PowerOff),          // Bochs' shutdown port
+];
+
 /// What is known about the host the VMs run on; see the module documentation. The default
 /// knows nothing, and [`VmConfig::validate_host`](crate::VmConfig::validate_host) then
 /// finds no problem.
@@ -164,6 +210,8 @@ pub struct HostFacts {
     /// Host-physical ranges no VM may be given, as an `identity` memory region or a
     /// passthrough range.
     pub ranges: Vec<HostRange>,
+    /// I/O port ranges (`[first, end)`) no VM may be given as passthrough `ports`.
+    pub ports: Vec<HostRange>,
     /// The host interrupt controller's device interrupt lines (GIC SPI INTIDs, PLIC
     /// sources) that may be forwarded to a VM, when known.
     pub irq_lines: Option<Range<u32>>,
@@ -176,5 +224,10 @@ impl HostFacts {
     /// The first host range overlapping `[start, end)`, if any.
     pub fn used_by_host(&self, start: u64, end: u64) -> Option<&HostRange> {
         self.ranges.iter().find(|r| r.overlaps(start, end))
+    }
+
+    /// The first host port range overlapping ports `[start, end)`, if any.
+    pub fn port_used_by_host(&self, start: u64, end: u64) -> Option<&HostRange> {
+        self.ports.iter().find(|r| r.overlaps(start, end))
     }
 }

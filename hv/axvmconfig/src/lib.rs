@@ -51,13 +51,15 @@ mod tests;
 
 pub use config::{
     CpuConfig, DeviceConfig, DeviceFormError, DeviceKind, DeviceSpace, DtbConfig, ImageConfig,
-    KernelConfig, KernelFormat, MapKind, MemFlags, MemKind, MemoryRegion, PassthroughConfig,
-    UnclaimedPolicy, VmConfig, DEVICE_KINDS,
+    KernelConfig, KernelFormat, MapKind, MemFlags, MemKind, MemoryRegion, MmioRange,
+    PassthroughConfig, PassthroughFormError, PortRange, PortRangeFormError, UnclaimedPolicy,
+    VmConfig, DEVICE_KINDS,
 };
 pub use error::ParseError;
 pub use host::{
-    HostArch, HostFacts, HostRange, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE,
-    VGIC_SPI_LINES, VIOAPIC_PINS, VIOAPIC_WINDOW_SIZE, VPLIC_SOURCES, VPLIC_WINDOW_SIZE,
+    HostArch, HostFacts, HostRange, HostUse, PC_HOST_PORTS, VGIC_GICC_SIZE, VGIC_GICD_SIZE,
+    VGIC_GICR_FRAME_SIZE, VGIC_SPI_LINES, VIOAPIC_PINS, VIOAPIC_WINDOW_SIZE, VPLIC_SOURCES,
+    VPLIC_WINDOW_SIZE,
 };
 pub use validate::{
     validate_many, validate_many_on, ConfigProblem, ProblemKind, ValidateContext, MAX_NAME_LEN,

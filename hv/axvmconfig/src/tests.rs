@@ -67,6 +67,11 @@ fn base() -> VmConfig {
     parse(BASE)
 }
 
+/// The physical range of the first passthrough device.
+fn pt_mmio(vm: &mut VmConfig) -> &mut MmioRange {
+    vm.passthrough[0].mmio.as_mut().unwrap()
+}
+
 fn ctx() -> ValidateContext {
     ValidateContext::default()
 }
@@ -177,8 +182,11 @@ fn parses_every_field() {
         vm.passthrough,
         vec![PassthroughConfig {
             name: "uart1".into(),
-            base: 0x0904_0000,
-            size: 0x1000,
+            mmio: Some(MmioRange {
+                base: 0x0904_0000,
+                size: 0x1000
+            }),
+            ports: Vec::new(),
             irqs: vec![40]
         }]
     );
@@ -845,7 +853,7 @@ fn device_checks() {
 #[test]
 fn passthrough_checks() {
     let mut vm = base();
-    vm.passthrough[0].size = 0;
+    pt_mmio(&mut vm).size = 0;
     assert_single(&vm, &ctx(), "passthrough[0].size", ProblemKind::ZeroSize);
 
     let mut vm = base();
@@ -853,7 +861,7 @@ fn passthrough_checks() {
     assert_single(&vm, &ctx(), "passthrough[0].name", ProblemKind::Empty);
 
     let mut vm = base();
-    vm.passthrough[0].base = 0x0904_0100;
+    pt_mmio(&mut vm).base = 0x0904_0100;
     assert_single(
         &vm,
         &ctx(),
@@ -865,13 +873,13 @@ fn passthrough_checks() {
     );
 
     let mut vm = base();
-    vm.passthrough[0].base = 0x0900_0000;
+    pt_mmio(&mut vm).base = 0x0900_0000;
     assert_eq!(
         lines(&problems(&vm, &ctx())),
         vec!["passthrough[0]: overlaps devices[0] ([0x9000000, 0x9001000))"]
     );
 
-    vm.passthrough[0].base = 0x4000_0000;
+    pt_mmio(&mut vm).base = 0x4000_0000;
     assert_eq!(
         lines(&problems(&vm, &ctx())),
         vec!["passthrough[0]: overlaps memory[0] ([0x40000000, 0x50000000))"]
@@ -889,8 +897,8 @@ fn passthrough_checks() {
     );
 
     let mut vm = base();
-    vm.passthrough[0].base = 0xffff_ffff_ffff_f000;
-    vm.passthrough[0].size = 0x2000;
+    pt_mmio(&mut vm).base = 0xffff_ffff_ffff_f000;
+    pt_mmio(&mut vm).size = 0x2000;
     assert_single(
         &vm,
         &ctx(),
@@ -1263,6 +1271,7 @@ fn virt_host() -> HostFacts {
             HostRange::new(0x0900_0000, 0x1000, HostUse::Console),
             HostRange::new(0x0800_0000, 0x2_0000, HostUse::InterruptController),
         ],
+        ports: Vec::new(),
         irq_lines: Some(32..288),
         vmids: Some(255),
     }
@@ -1284,7 +1293,7 @@ fn identity_and_passthrough_must_not_take_host_ranges() {
     vm.memory[0].gpa = 0x5000_0000; // images move out of it: only the overlap matters
     vm.memory
         .push(region(0x4000_0000, 0x1000_0000, MapKind::Identity));
-    vm.passthrough[0].base = 0x0900_0000;
+    pt_mmio(&mut vm).base = 0x0900_0000;
     vm.devices[0].base = 0x0a00_0000;
     let found = vm.validate_host(&virt_host()).unwrap_err();
     assert_eq!(
@@ -1294,7 +1303,7 @@ fn identity_and_passthrough_must_not_take_host_ranges() {
             "passthrough[0]: overlaps the hypervisor's console UART ([0x9000000, 0x9001000))",
         ]
     );
-    vm.passthrough[0].base = 0x0801_f000;
+    pt_mmio(&mut vm).base = 0x0801_f000;
     assert_eq!(
         vm.validate_host(&virt_host()).unwrap_err()[1].kind,
         ProblemKind::HostOverlap {
@@ -1365,7 +1374,7 @@ fn host_ranges_belong_to_one_vm() {
     b.name = "b".into();
     b.memory
         .push(region(0x0904_0000, 0x2000, MapKind::Identity));
-    b.passthrough[0].base = 0x0905_0000;
+    pt_mmio(&mut b).base = 0x0905_0000;
     let found = validate_many_on(&[a, b], &HostFacts::default()).unwrap_err();
     assert_eq!(
         found,
@@ -1481,7 +1490,7 @@ fn extreme_values_never_panic() {
     vm.kernel.load_addr = u64::MAX;
     vm.devices[0].base = u64::MAX;
     vm.devices[0].size = u64::MAX;
-    vm.passthrough[0].size = u64::MAX;
+    pt_mmio(&mut vm).size = u64::MAX;
     let ctx = ValidateContext {
         pcpu_count: Some(0),
         image_sizes: BTreeMap::from([
@@ -1556,6 +1565,7 @@ fn x86_host() -> HostFacts {
     HostFacts {
         arch: Some(HostArch::X86_64),
         ranges: Vec::new(),
+        ports: HostArch::X86_64.host_ports().to_vec(),
         irq_lines: None,
         vmids: None,
     }
@@ -1665,52 +1675,188 @@ fn x86_64_has_no_generated_device_tree() {
     assert!(HostArch::Aarch64.has_device_tree() && HostArch::Riscv64.has_device_tree());
 }
 
-/// An x86_64 VM with an `ioapic` and a UART on its input 4.
-fn pc_config(ioapic_size: &str, irq: u32) -> VmConfig {
-    parse(&format!(
-        "id = 1\nname = \"pc\"\n[cpus]\ncount = 1\npin = [0]\n[kernel]\nimage = \"hello\"\n\
-         load_addr = 0x10_0000\n[[memory]]\ngpa = 0\nsize = 0x100_0000\nmap = \"alloc\"\n\
-         [[devices]]\nkind = \"ioapic\"\nbase = 0xFEC0_0000\nsize = {ioapic_size}\n\
-         [[devices]]\nkind = \"ns16550\"\nport = 0x3F8\nirq = {irq}\n"
+// ---------------------------------------------------------------- passthrough ports (x86_64)
+
+/// An x86 VM with a COM1 port device, given `passthrough`.
+fn x86_pt(passthrough: &str) -> VmConfig {
+    x86(&format!(
+        "[[devices]]\nkind = \"ns16550\"\nport = 0x3f8\n\n{passthrough}"
     ))
 }
 
-/// An x86_64 VM's `ioapic`: its window is 4 KiB, it takes device interrupts 0..=23, it is
-/// x86_64's only.
 #[test]
-fn ioapic_device() {
-    let ok = pc_config("0x1000", 4);
-    assert_eq!(ok.devices[0].kind, DeviceKind::Ioapic);
-    assert_eq!(ok.irq_lines(), Some(("the VM's I/O APIC", VIOAPIC_PINS)));
+fn passthrough_ports_parse() {
+    let vm = x86_pt("[[passthrough]]\nname = \"com2\"\nports = [[0x2f8, 8], [0x3e8, 8]]\n");
+    let pt = &vm.passthrough[0];
+    assert_eq!(pt.mmio, None);
+    assert_eq!(
+        pt.ports,
+        vec![
+            PortRange {
+                port: 0x2f8,
+                count: 8
+            },
+            PortRange {
+                port: 0x3e8,
+                count: 8
+            }
+        ]
+    );
+    assert_eq!(pt.ports[0].ports(), Some(0x2f8..0x300));
+    vm.validate(&ctx()).unwrap();
+    vm.validate_host(&x86_host()).unwrap();
+    // Ports and a physical range together.
+    let vm = x86_pt(
+        "[[passthrough]]\nname = \"hpet\"\nbase = 0xfed0_0000\nsize = 0x1000\nports = [[0x2f8, 8]]\n",
+    );
+    assert_eq!(
+        vm.passthrough[0].mmio,
+        Some(MmioRange {
+            base: 0xfed0_0000,
+            size: 0x1000
+        })
+    );
+    vm.validate(&ctx()).unwrap();
+    assert_eq!(
+        vm.host_ports().collect::<Vec<_>>(),
+        vec![("passthrough[0].ports[0]".to_string(), 0x2f8, 0x300)]
+    );
+    assert_eq!(
+        vm.host_ranges().collect::<Vec<_>>(),
+        vec![("passthrough[0]".to_string(), 0xfed0_0000, 0xfed0_1000)]
+    );
+}
+
+#[test]
+fn passthrough_forms_are_checked_when_parsed() {
+    let err = parse_err(&x86_text("[[passthrough]]\nname = \"x\"\n"));
     assert!(
-        problems(&ok, &ctx()).is_empty(),
-        "{:?}",
-        problems(&ok, &ctx())
+        err.message
+            .contains("needs `base` and `size` (a physical range), `ports`"),
+        "{err}"
     );
-    assert_single(
-        &pc_config("0x2000", 4),
-        &ctx(),
-        "devices[0].size",
-        ProblemKind::ControllerWindowSize {
-            size: 0x2000,
-            need: VIOAPIC_WINDOW_SIZE,
-            at_least: false,
-        },
+    let err = parse_err(&x86_text("[[passthrough]]\nname = \"x\"\nbase = 0x1000\n"));
+    assert!(err.message.contains("missing field `size`"), "{err}");
+    let err = parse_err(&x86_text("[[passthrough]]\nname = \"x\"\nsize = 0x1000\n"));
+    assert!(err.message.contains("missing field `base`"), "{err}");
+    let err = parse_err(&x86_text(
+        "[[passthrough]]\nname = \"x\"\nports = [[0x2f8, 8, 1]]\n",
+    ));
+    assert!(
+        err.message
+            .contains("a port range is `[first port, number of ports]`, not 3 number(s)"),
+        "{err}"
+    );
+    let err = parse_err(&x86_text("[[passthrough]]\nname = \"x\"\nport = 0x2f8\n"));
+    assert!(err.message.contains("unknown field `port`"), "{err}");
+}
+
+/// The x86 base text with `tail` appended (no devices).
+fn x86_text(tail: &str) -> String {
+    let mut t = BASE.split("[[devices]]").next().unwrap().to_string();
+    t.push_str(tail);
+    t
+}
+
+#[test]
+fn passthrough_ports_are_checked() {
+    let vm = x86_pt("[[passthrough]]\nname = \"x\"\nports = [[0xfff8, 9], [0x2f8, 0]]\n");
+    assert_eq!(
+        lines(&problems(&vm, &ctx())),
+        vec![
+            "passthrough[0].ports[0]: ports 0xfff8..0x10001 run past the last port (0xffff)",
+            "passthrough[0].ports[1]: size must not be 0",
+        ]
+    );
+    let vm = x86_pt("[[passthrough]]\nname = \"x\"\nports = [[0xffff_ffff_ffff_fff0, 0x20]]\n");
+    assert_eq!(
+        problems(&vm, &ctx())[0].kind,
+        ProblemKind::PortOutOfRange {
+            port: 0xffff_ffff_ffff_fff0,
+            ports: 0x20
+        }
+    );
+    // Not the VM's emulated port devices, and not twice.
+    let vm = x86_pt(
+        "[[passthrough]]\nname = \"x\"\nports = [[0x3fc, 2]]\n\n[[passthrough]]\nname = \"y\"\nports = [[0x2f8, 8], [0x2f0, 9]]\n",
     );
     assert_eq!(
-        lines(&problems(&pc_config("0x1000", 24), &ctx())),
-        ["devices[1].irq: interrupt 24 is not a line of the VM's I/O APIC (0..=23)"]
+        lines(&problems(&vm, &ctx())),
+        vec![
+            "passthrough[1].ports[1]: overlaps passthrough[1].ports[0] ([0x2f8, 0x300))",
+            "passthrough[0].ports[0]: overlaps devices[0] ([0x3f8, 0x400))",
+        ]
     );
-    // Without the I/O APIC, an x86 device's interrupt has no controller.
-    let mut bare = ok.clone();
-    bare.devices.remove(0);
+}
+
+#[test]
+fn passthrough_ports_are_not_the_hosts() {
+    for (port, what) in [
+        (0x3f8, "the hypervisor's console UART"),
+        (0x20, "the host interrupt controller"),
+        (0xa1, "the host interrupt controller"),
+        (0x43, "the host's interval timer (PIT)"),
+        (0x61, "the host's interval timer (PIT)"),
+        (0x70, "the host's CMOS RTC"),
+        (0x64, "a machine reset port"),
+        (0x92, "a machine reset port"),
+        (0xcf9, "the host's PCI configuration ports"),
+        (0xcfe, "the host's PCI configuration ports"),
+        (0x8900, "the host's power-off port"),
+    ] {
+        let vm = x86(&format!(
+            "[[passthrough]]\nname = \"x\"\nports = [[{port:#x}, 1]]\n"
+        ));
+        vm.validate(&ctx()).unwrap();
+        let found = lines(&vm.validate_host(&x86_host()).unwrap_err());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("passthrough[0].ports[0]: overlaps ports ")
+                && found[0].ends_with(&format!("which the hypervisor keeps ({what})")),
+            "{port:#x}: {found:?}"
+        );
+    }
+    let vm = x86("[[passthrough]]\nname = \"x\"\nports = [[0x3f0, 9]]\n");
     assert_eq!(
-        lines(&problems(&bare, &ctx())),
-        ["devices[0].irq: interrupt 4: the VM has no interrupt controller (add a `gicd`, `plic` or `ioapic` device)"]
+        lines(&vm.validate_host(&x86_host()).unwrap_err()),
+        vec![
+            "passthrough[0].ports[0]: overlaps ports 0x3f8..0x400, which the hypervisor keeps \
+             (the hypervisor's console UART)"
+        ]
     );
-    assert!(HostArch::X86_64.has_device(DeviceKind::Ioapic));
-    assert!(!HostArch::Aarch64.has_device(DeviceKind::Ioapic));
-    assert!(!HostArch::Riscv64.has_device(DeviceKind::Ioapic));
+    // Next to them is fine.
+    let vm = x86("[[passthrough]]\nname = \"x\"\nports = [[0x3f0, 8], [0x2f8, 8], [0xd00, 8]]\n");
+    vm.validate_host(&x86_host()).unwrap();
+    // Only x86 has ports: elsewhere the host check refuses them.
+    let aarch64 = HostFacts {
+        arch: Some(HostArch::Aarch64),
+        ..HostFacts::default()
+    };
+    assert_eq!(
+        lines(&vm.validate_host(&aarch64).unwrap_err()),
+        vec![
+            "passthrough[0].ports: aarch64 VMs have no I/O ports (only x86_64 ones do): give the \
+             device `base` and `size`"
+        ]
+    );
+    assert!(HostArch::Riscv64.host_ports().is_empty());
+}
+
+#[test]
+fn passthrough_ports_belong_to_one_vm() {
+    let a = x86("[[passthrough]]\nname = \"com2\"\nports = [[0x2f8, 8]]\n");
+    let mut b = x86("[[passthrough]]\nname = \"thief\"\nports = [[0x2fc, 1]]\n");
+    b.id = 2;
+    b.name = "thief".into();
+    assert_eq!(
+        lines(&validate_many_on(&[a.clone(), b.clone()], &x86_host()).unwrap_err()),
+        vec![
+            "passthrough[0].ports[0]: VM #1 overlaps passthrough[0].ports[0] of VM #0 \
+             ([0x2f8, 0x300)); a host range belongs to one VM"
+        ]
+    );
+    b.passthrough[0].ports[0].port = 0x300;
+    validate_many_on(&[a, b], &x86_host()).unwrap();
 }
 
 // ---------------------------------------------------------------- kernel formats
@@ -1805,4 +1951,52 @@ fn kernel_format_checks() {
     // Unknown formats are parse errors naming the field.
     let err = parse_err(&BZIMAGE.replace("linux-bzimage", "elf"));
     assert!(err.to_string().contains("format"), "{err}");
+}
+
+/// An x86_64 VM with an `ioapic` and a UART on its input 4.
+fn pc_config(ioapic_size: &str, irq: u32) -> VmConfig {
+    parse(&format!(
+        "id = 1\nname = \"pc\"\n[cpus]\ncount = 1\npin = [0]\n[kernel]\nimage = \"hello\"\n\
+         load_addr = 0x10_0000\n[[memory]]\ngpa = 0\nsize = 0x100_0000\nmap = \"alloc\"\n\
+         [[devices]]\nkind = \"ioapic\"\nbase = 0xFEC0_0000\nsize = {ioapic_size}\n\
+         [[devices]]\nkind = \"ns16550\"\nport = 0x3F8\nirq = {irq}\n"
+    ))
+}
+
+/// An x86_64 VM's `ioapic`: its window is 4 KiB, it takes device interrupts 0..=23, it is
+/// x86_64's only.
+#[test]
+fn ioapic_device() {
+    let ok = pc_config("0x1000", 4);
+    assert_eq!(ok.devices[0].kind, DeviceKind::Ioapic);
+    assert_eq!(ok.irq_lines(), Some(("the VM's I/O APIC", VIOAPIC_PINS)));
+    assert!(
+        problems(&ok, &ctx()).is_empty(),
+        "{:?}",
+        problems(&ok, &ctx())
+    );
+    assert_single(
+        &pc_config("0x2000", 4),
+        &ctx(),
+        "devices[0].size",
+        ProblemKind::ControllerWindowSize {
+            size: 0x2000,
+            need: VIOAPIC_WINDOW_SIZE,
+            at_least: false,
+        },
+    );
+    assert_eq!(
+        lines(&problems(&pc_config("0x1000", 24), &ctx())),
+        ["devices[1].irq: interrupt 24 is not a line of the VM's I/O APIC (0..=23)"]
+    );
+    // Without the I/O APIC, an x86 device's interrupt has no controller.
+    let mut bare = ok.clone();
+    bare.devices.remove(0);
+    assert_eq!(
+        lines(&problems(&bare, &ctx())),
+        ["devices[0].irq: interrupt 4: the VM has no interrupt controller (add a `gicd`, `plic` or `ioapic` device)"]
+    );
+    assert!(HostArch::X86_64.has_device(DeviceKind::Ioapic));
+    assert!(!HostArch::Aarch64.has_device(DeviceKind::Ioapic));
+    assert!(!HostArch::Riscv64.has_device(DeviceKind::Ioapic));
 }

@@ -287,8 +287,19 @@ pub enum ProblemKind {
         /// End (exclusive) of the host range.
         end: u64,
     },
-    /// An `identity` region or a passthrough range overlaps one of another VM given to
-    /// [`validate_many_on`]: host memory and devices belong to one VM.
+    /// Passthrough ports overlap ports the hypervisor keeps for itself
+    /// ([`HostFacts::ports`]).
+    HostPortOverlap {
+        /// What the host uses them for.
+        what: HostUse,
+        /// First port of the host's range.
+        start: u64,
+        /// End (exclusive) of the host's range.
+        end: u64,
+    },
+    /// An `identity` region, a passthrough range or passthrough ports overlap those of
+    /// another VM given to [`validate_many_on`]: host memory, devices and ports belong to
+    /// one VM.
     OtherVmOverlap {
         /// Index of the VM the problem is reported for (the later one).
         vm: usize,
@@ -471,6 +482,10 @@ impl fmt::Display for ProblemKind {
             Self::HostOverlap { what, start, end } => {
                 write!(f, "overlaps {what} ([{start:#x}, {end:#x}))")
             }
+            Self::HostPortOverlap { what, start, end } => write!(
+                f,
+                "overlaps ports {start:#x}..{end:#x}, which the hypervisor keeps ({what})"
+            ),
             Self::OtherVmOverlap {
                 vm,
                 other_vm,
@@ -654,16 +669,41 @@ impl VmConfig {
         }
 
         let mut passthrough = Vec::new();
+        let mut passthrough_ports = Vec::new();
         for (i, pt) in self.passthrough.iter().enumerate() {
             let field = format!("passthrough[{i}]");
             if pt.name.is_empty() {
                 problems.push(format!("{field}.name"), ProblemKind::Empty);
             }
-            passthrough.extend(problems.range(&field, ("base", pt.base), pt.size, true));
+            if let Some(m) = &pt.mmio {
+                passthrough.extend(problems.range(&field, ("base", m.base), m.size, true));
+            }
+            for (j, r) in pt.ports.iter().enumerate() {
+                let field = format!("{field}.ports[{j}]");
+                if r.count == 0 {
+                    problems.push(field, ProblemKind::ZeroSize);
+                } else if r.ports().is_none() {
+                    problems.push(
+                        field,
+                        ProblemKind::PortOutOfRange {
+                            port: r.port,
+                            ports: r.count,
+                        },
+                    );
+                } else {
+                    passthrough_ports.push(Span {
+                        field,
+                        start: r.port,
+                        end: r.end(),
+                    });
+                }
+            }
         }
         problems.overlaps_within(&passthrough);
         problems.overlaps_between(&passthrough, &devices);
         problems.overlaps_between(&passthrough, &ram);
+        problems.overlaps_within(&passthrough_ports);
+        problems.overlaps_between(&passthrough_ports, &ports);
         self.check_irqs(&mut problems);
 
         problems.finish()
@@ -875,6 +915,28 @@ impl VmConfig {
                 }
             }
         }
+        if let Some(arch) = host.arch.filter(|a| !a.has_port_io()) {
+            for (i, pt) in self.passthrough.iter().enumerate() {
+                if !pt.ports.is_empty() {
+                    problems.push(
+                        format!("passthrough[{i}].ports"),
+                        ProblemKind::PortIoNotOnArch { arch },
+                    );
+                }
+            }
+        }
+        for (field, start, end) in self.host_ports() {
+            if let Some(r) = host.port_used_by_host(start, end) {
+                problems.push(
+                    field,
+                    ProblemKind::HostPortOverlap {
+                        what: r.what,
+                        start: r.start,
+                        end: r.end,
+                    },
+                );
+            }
+        }
         for (field, start, end) in self.host_ranges() {
             if let Some(r) = host.used_by_host(start, end) {
                 problems.push(
@@ -915,12 +977,26 @@ impl VmConfig {
             .enumerate()
             .filter(|(_, r)| r.map == MapKind::Identity)
             .filter_map(|(i, r)| Some((format!("memory[{i}]"), r.gpa, r.end()?)));
-        let passthrough = self
-            .passthrough
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| Some((format!("passthrough[{i}]"), p.base, p.end()?)));
+        let passthrough = self.passthrough.iter().enumerate().filter_map(|(i, p)| {
+            let m = p.mmio.as_ref()?;
+            Some((format!("passthrough[{i}]"), m.base, m.end()?))
+        });
         identity.chain(passthrough)
+    }
+
+    /// The I/O ports this VM is given: its passthrough `ports`, as `(field, first, end)`
+    /// (ranges past port 0xFFFF are left out; `validate` reports them).
+    pub fn host_ports(&self) -> impl Iterator<Item = (String, u64, u64)> + '_ {
+        self.passthrough.iter().enumerate().flat_map(|(i, p)| {
+            p.ports.iter().enumerate().filter_map(move |(j, r)| {
+                let ports = r.ports()?;
+                Some((
+                    format!("passthrough[{i}].ports[{j}]"),
+                    u64::from(ports.start),
+                    u64::from(ports.end),
+                ))
+            })
+        })
     }
 
     /// The first non-reserved memory region containing `addr`, with its index.
@@ -949,7 +1025,6 @@ impl VmConfig {
             ),
             Some(_) => {}
         }
-
         if let Some(offset) = kernel.format.entry_offset() {
             let expected = kernel.load_addr.saturating_add(offset);
             if kernel.entry != expected {
@@ -1114,24 +1189,28 @@ pub fn validate_many_on(configs: &[VmConfig], host: &HostFacts) -> Result<(), Ve
     let mut problems = Problems::default();
     let ranges: Vec<Vec<(String, u64, u64)>> =
         configs.iter().map(|c| c.host_ranges().collect()).collect();
-    for (vm, mine) in ranges.iter().enumerate() {
-        for (field, start, end) in mine {
-            let earlier = ranges[..vm]
-                .iter()
-                .enumerate()
-                .flat_map(|(other_vm, theirs)| theirs.iter().map(move |r| (other_vm, r)));
-            for (other_vm, (other, s, e)) in earlier {
-                if start < e && s < end {
-                    problems.push(
-                        field.clone(),
-                        ProblemKind::OtherVmOverlap {
-                            vm,
-                            other_vm,
-                            other: other.clone(),
-                            start: *s,
-                            end: *e,
-                        },
-                    );
+    let ports: Vec<Vec<(String, u64, u64)>> =
+        configs.iter().map(|c| c.host_ports().collect()).collect();
+    for taken in [&ranges, &ports] {
+        for (vm, mine) in taken.iter().enumerate() {
+            for (field, start, end) in mine {
+                let earlier = taken[..vm]
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(other_vm, theirs)| theirs.iter().map(move |r| (other_vm, r)));
+                for (other_vm, (other, s, e)) in earlier {
+                    if start < e && s < end {
+                        problems.push(
+                            field.clone(),
+                            ProblemKind::OtherVmOverlap {
+                                vm,
+                                other_vm,
+                                other: other.clone(),
+                                start: *s,
+                                end: *e,
+                            },
+                        );
+                    }
                 }
             }
         }

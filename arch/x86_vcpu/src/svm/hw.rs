@@ -12,6 +12,9 @@ const MSR_VM_CR: u32 = 0xc001_0114;
 const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
 const VM_CR_SVMDIS: u64 = 1 << 4;
 const EFER_SVME: u64 = 1 << 12;
+/// EFER.NXE: nested page-table walks take the host's, and without it an NPT leaf's NX bit
+/// (every mapping without execute) is a reserved bit.
+const EFER_NXE: u64 = 1 << 11;
 /// CR4.OSXSAVE.
 const CR4_OSXSAVE: u64 = 1 << 18;
 
@@ -70,8 +73,8 @@ pub fn caps() -> SvmCaps {
 static HOST_AREA: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
 
 /// Enables SVM on this CPU (once; later calls return at once): checks CPUID and VM_CR,
-/// sets EFER.SVME (and CR4.OSXSAVE when the CPU has XSAVE) and gives VM_HSAVE_PA a frame,
-/// which lives as long as the CPU.
+/// sets EFER.SVME and EFER.NXE (every CPU with SVM has NX) and CR4.OSXSAVE when the CPU
+/// has XSAVE, and gives VM_HSAVE_PA a frame, which lives as long as the CPU.
 /// Returns the host area for VMSAVE/VMLOAD around a run.
 pub fn enable() -> Result<u64, SvmError> {
     if !present() {
@@ -98,7 +101,7 @@ pub fn enable() -> Result<u64, SvmError> {
         return Err(SvmError::NoMemory);
     };
     let efer = regs::rdmsr(crate::msr::nr::IA32_EFER);
-    regs::wrmsr(crate::msr::nr::IA32_EFER, efer | EFER_SVME);
+    regs::wrmsr(crate::msr::nr::IA32_EFER, efer | EFER_SVME | EFER_NXE);
     regs::wrmsr(MSR_VM_HSAVE_PA, hsave);
     if crate::vmx::xsave_enabled() {
         let cr4: u64;

@@ -1014,7 +1014,11 @@ impl ArchVCpu for SvmVCpu {
             vm_id: None,
             vmcb,
             msrpm: Box::new(MsrPermissionMap::new()),
-            iopm: Box::new(IoPermissionMap::new()),
+            iopm: {
+                let mut iopm = Box::new(IoPermissionMap::new());
+                config.io_ports.open_in(&mut iopm);
+                iopm
+            },
             regs: Regs::default(),
             entry: 0,
             ncr3: 0,
