@@ -3,9 +3,10 @@
 //!
 //! It prints `echo: ready`, then sleeps on its timer and wakes every [`POLL_US`] to read
 //! every byte its UART holds: printable ones are echoed, and a line end (CR or LF) ends
-//! the line (CR LF counts once), answered with `echo: got "LINE"`. Every second it prints
-//! `echo: tick N` (so a scenario can wait for time to pass on its console). It never powers
-//! off by itself.
+//! the line (CR LF counts once), answered with `echo: got "LINE"`. For its first [`TICKS`]
+//! seconds it prints `echo: tick N` every second (so a scenario can wait for time to pass on
+//! its console, without flooding an interactive session later). It never powers off by
+//! itself.
 #![no_std]
 #![no_main]
 
@@ -17,6 +18,8 @@ use grt::irq::{self, Irq};
 const POLL_US: u64 = 20_000;
 /// Polls per `echo: tick` line (one second).
 const TICK_POLLS: u64 = 1_000_000 / POLL_US;
+/// How many `echo: tick` lines it prints.
+const TICKS: u64 = 5;
 /// The longest line kept; further bytes of a line are dropped.
 const LINE_MAX: usize = 80;
 
@@ -55,7 +58,7 @@ fn main() {
     loop {
         sleep_one_poll();
         polls += 1;
-        if polls % TICK_POLLS == 0 {
+        if polls.is_multiple_of(TICK_POLLS) && polls / TICK_POLLS <= TICKS {
             grt::println!("echo: tick {}", polls / TICK_POLLS);
         }
         while let Some(byte) = grt::console::getc() {
