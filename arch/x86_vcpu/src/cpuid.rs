@@ -8,6 +8,7 @@
 //! | 7.0 | EBX: SGX (2), INVPCID (10, unless enabled), RDT-M (12), RDT-A (15), Intel PT (25) cleared; ECX: SGX-LC (30) cleared; EDX: IBRS/IBPB (26), STIBP (27), L1D_FLUSH (28), ARCH_CAPABILITIES (29), CORE_CAPABILITIES (30), SSBD (31) cleared |
 //! | 0xA | all zero (no PMU) |
 //! | 0xD.1 | EAX: XSAVES (3) cleared |
+//! | 0x15, 0x16 (where the host has them: Intel) | the TSC's real rate ([`tsc_leaves`]): Bochs reports a 3.5 GHz Skylake-X while its TSC runs at its `ips` |
 //! | 0x4000_0000 | EAX = 0x4000_0010 (highest hypervisor leaf), EBX/ECX/EDX = `"axvisor\0\0\0\0\0"` |
 //! | 0x4000_0010 | the timing leaf: EAX = the TSC's frequency in kHz (as the host calibrated it), EBX = 0, or with a virtual PC the local APIC timer's bus clock in kHz ([`virtual_apic`]) |
 //! | other 0x4000_0001..=0x4000_00FF | all zero |
@@ -70,6 +71,7 @@ pub fn filter(leaf: u32, subleaf: u32, host: [u32; 4], ctx: &CpuidContext) -> [u
             d &= !(bit(26) | bit(27) | bit(28) | bit(29) | bit(30) | bit(31));
         }
         0xd if subleaf == 1 => a &= !bit(3),
+        0x15 | 0x16 if ctx.tsc_khz != 0 && host != [0; 4] => return tsc_leaves(leaf, ctx.tsc_khz),
         HYPERVISOR_LEAF => {
             let w = |i: usize| {
                 u32::from_le_bytes([
@@ -90,6 +92,22 @@ pub fn filter(leaf: u32, subleaf: u32, host: [u32; 4], ctx: &CpuidContext) -> [u
         _ => {}
     }
     [a, b, c, d]
+}
+
+/// Leaves 0x15 and 0x16 for a TSC of `tsc_khz`: 0x15 says the TSC runs at `tsc_khz /
+/// APIC_BUS_kHz` times a "core crystal" of [`crate::pc::APIC_BUS_HZ`] (EAX = the bus clock
+/// in kHz, EBX = `tsc_khz`, ECX = the crystal in Hz), which Linux takes as the TSC's
+/// frequency and, on Intel, as the local APIC timer's input clock (it then skips the
+/// timer's calibration); 0x16 gives the base and maximum frequency as the TSC's in MHz and
+/// the bus clock in MHz.
+pub fn tsc_leaves(leaf: u32, tsc_khz: u32) -> [u32; 4] {
+    let bus_hz = crate::pc::APIC_BUS_HZ as u32;
+    if leaf == 0x15 {
+        [bus_hz / 1000, tsc_khz, bus_hz, 0]
+    } else {
+        let mhz = tsc_khz / 1000;
+        [mhz, mhz, bus_hz / 1_000_000, 0]
+    }
 }
 
 /// Whether XSETBV may load `value` into XCR`index` on a CPU whose CPUID leaf 0xD.0 says
@@ -131,6 +149,33 @@ mod tests {
         invpcid: false,
         tsc_khz: 100_000,
     };
+
+    #[test]
+    fn tsc_rate_leaves() {
+        let c = CpuidContext {
+            tsc_khz: 100_004,
+            ..CpuidContext::default()
+        };
+        // Linux: crystal kHz = ECX / 1000, TSC kHz = crystal kHz * EBX / EAX.
+        let [a, b, cx, _] = filter(0x15, 0, [2, 350, 0, 0], &c);
+        assert_eq!(u64::from(cx / 1000) * u64::from(b) / u64::from(a), 100_004);
+        assert_eq!(
+            cx,
+            crate::pc::APIC_BUS_HZ as u32,
+            "the local APIC's input clock"
+        );
+        assert_eq!(
+            filter(0x16, 0, [3500, 3500, 100, 0], &c),
+            [100, 100, 100, 0]
+        );
+        // A host without the leaves (AMD), or an unknown rate: the host's answer.
+        assert_eq!(filter(0x15, 0, [0; 4], &c), [0; 4]);
+        let unknown = CpuidContext::default();
+        assert_eq!(
+            filter(0x16, 0, [3500, 3500, 100, 0], &unknown),
+            [3500, 3500, 100, 0]
+        );
+    }
 
     #[test]
     fn virtual_apic_bits() {

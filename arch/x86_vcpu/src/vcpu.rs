@@ -703,7 +703,11 @@ impl VmxVCpu {
                     invpcid: vmx::caps().is_some_and(|c| c.1.has(ctl::ENABLE_INVPCID)),
                     tsc_khz: u32::try_from(axhal::time::ticks_per_sec() / 1000).unwrap_or(0),
                 };
-                let out = cpuid::filter(leaf, sub, [r.eax, r.ebx, r.ecx, r.edx], &ctx);
+                let mut out = cpuid::filter(leaf, sub, [r.eax, r.ebx, r.ecx, r.edx], &ctx);
+                if self.pc.is_some() {
+                    // The virtual local APIC: x2APIC, TSC-deadline, its bus clock.
+                    out = cpuid::virtual_apic(leaf, out);
+                }
                 for (i, v) in [RAX, 3, RCX, RDX].into_iter().zip(out) {
                     self.gprs.0[i] = u64::from(v);
                 }
