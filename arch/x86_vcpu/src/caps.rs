@@ -157,9 +157,9 @@ pub mod ctl {
     pub const CR8_LOAD_EXITING: Control = Control::new(PrimaryProcBased, 19, "CR8-load exiting");
     /// Primary bit 20: MOV from CR8 exits.
     pub const CR8_STORE_EXITING: Control = Control::new(PrimaryProcBased, 20, "CR8-store exiting");
-    /// Primary bit 24: every I/O instruction exits.
-    pub const UNCONDITIONAL_IO_EXITING: Control =
-        Control::new(PrimaryProcBased, 24, "unconditional I/O exiting");
+    /// Primary bit 25: I/O instructions exit as the I/O bitmaps say (every port but a
+    /// VM's passthrough ports: [`crate::ioperm`]).
+    pub const USE_IO_BITMAPS: Control = Control::new(PrimaryProcBased, 25, "use I/O bitmaps");
     /// Primary bit 28: RDMSR/WRMSR exit as the MSR bitmap says.
     pub const USE_MSR_BITMAPS: Control = Control::new(PrimaryProcBased, 28, "use MSR bitmaps");
     /// Primary bit 29: MONITOR exits.
@@ -213,7 +213,7 @@ pub const REQUIRED: &[Control] = &[
     ctl::CR8_LOAD_EXITING,
     ctl::CR8_STORE_EXITING,
     ctl::RDPMC_EXITING,
-    ctl::UNCONDITIONAL_IO_EXITING,
+    ctl::USE_IO_BITMAPS,
     ctl::USE_MSR_BITMAPS,
     ctl::MONITOR_EXITING,
     ctl::ACTIVATE_SECONDARY,

@@ -11,6 +11,7 @@ use crate::gpt::{Access, Paging, WalkError};
 use crate::guestmem::NestedMemory;
 use crate::insn::{self, CpuMode, MmioOp};
 use crate::insn_cache::{self, Recording};
+use crate::ioperm::VmxIoBitmaps;
 use crate::mode;
 use crate::msr::{self, MsrBitmap, MsrContext, MsrWrite};
 use crate::pc::{self, Injection, PortWrite, VirtualPc};
@@ -97,6 +98,8 @@ pub struct VmxVCpu {
     vm_id: Option<u64>,
     vmcs: u64,
     msr_bitmap: Box<MsrBitmap>,
+    /// The I/O bitmaps: every port exits but the VM's passthrough ports (`crate::ioperm`).
+    io_bitmaps: Box<VmxIoBitmaps>,
     gprs: Gprs,
     entry: u64,
     eptp: u64,
@@ -525,6 +528,8 @@ impl VmxVCpu {
         vmx::write(f::ENTRY_CONTROLS, u64::from(c.entry));
         vmx::write(f::EXCEPTION_BITMAP, 0);
         vmx::write(f::MSR_BITMAP, &*self.msr_bitmap as *const MsrBitmap as u64);
+        vmx::write(f::IO_BITMAP_A, self.io_bitmaps.a.as_ptr() as u64);
+        vmx::write(f::IO_BITMAP_B, self.io_bitmaps.b.as_ptr() as u64);
         vmx::write(f::EPT_POINTER, self.eptp);
         vmx::write(f::VPID, u64::from(self.vpid));
         vmx::write(f::VMCS_LINK_POINTER, u64::MAX);
@@ -1428,6 +1433,7 @@ impl ArchVCpu for VmxVCpu {
             vm_id: None,
             vmcs,
             msr_bitmap: Box::new(MsrBitmap::new()),
+            io_bitmaps: Box::new(config.io_ports.vmx_bitmaps()),
             gprs: Gprs::default(),
             entry: 0,
             eptp: 0,

@@ -16,6 +16,8 @@ pub mod field {
     pub const HOST_GS_SELECTOR: u32 = 0x0c0a;
     pub const HOST_TR_SELECTOR: u32 = 0x0c0c;
     // 64-bit.
+    pub const IO_BITMAP_A: u32 = 0x2000;
+    pub const IO_BITMAP_B: u32 = 0x2002;
     pub const MSR_BITMAP: u32 = 0x2004;
     pub const TSC_OFFSET: u32 = 0x2010;
     pub const EPT_POINTER: u32 = 0x201a;

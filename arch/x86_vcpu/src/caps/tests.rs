@@ -155,8 +155,8 @@ fn missing_required_controls_are_named() {
         ),
         (
             msr::IA32_VMX_TRUE_PROCBASED_CTLS,
-            24,
-            ctl::UNCONDITIONAL_IO_EXITING,
+            25,
+            ctl::USE_IO_BITMAPS,
         ),
     ];
     for &(m_nr, bit, control) in cases {
