@@ -84,6 +84,12 @@ impl HostArch {
         }
     }
 
+    /// Whether the hypervisor forwards host interrupts to a VM's passthrough devices on this
+    /// architecture (its virtual GIC or PLIC); not on x86_64 yet.
+    pub const fn forwards_passthrough_irqs(self) -> bool {
+        !matches!(self, Self::X86_64)
+    }
+
     /// Whether the hypervisor can generate a device tree for VMs on this architecture
     /// (x86 machines are described by ACPI tables instead).
     pub const fn has_device_tree(self) -> bool {

@@ -1843,6 +1843,22 @@ fn passthrough_ports_are_not_the_hosts() {
 }
 
 #[test]
+fn x86_64_vms_take_no_passthrough_interrupts_yet() {
+    let vm = x86("[[passthrough]]\nname = \"com2\"\nports = [[0x2f8, 8]]\nirqs = [3]\n");
+    let found = lines(&vm.validate_host(&x86_host()).unwrap_err());
+    assert_eq!(
+        found,
+        vec![
+            "passthrough[0].irqs: the hypervisor forwards no passthrough interrupts to x86_64 \
+             VMs yet: remove `irqs`"
+        ]
+    );
+    assert!(HostArch::Aarch64.forwards_passthrough_irqs());
+    assert!(HostArch::Riscv64.forwards_passthrough_irqs());
+    assert!(!HostArch::X86_64.forwards_passthrough_irqs());
+}
+
+#[test]
 fn passthrough_ports_belong_to_one_vm() {
     let a = x86("[[passthrough]]\nname = \"com2\"\nports = [[0x2f8, 8]]\n");
     let mut b = x86("[[passthrough]]\nname = \"thief\"\nports = [[0x2fc, 1]]\n");

@@ -216,6 +216,11 @@ pub enum ProblemKind {
         /// The host's architecture.
         arch: HostArch,
     },
+    /// Passthrough interrupts on an architecture whose VMs do not take them yet (x86_64).
+    PassthroughIrqsNotOnArch {
+        /// The host's architecture.
+        arch: HostArch,
+    },
     /// A generated device tree on an architecture without one (x86_64).
     NoDeviceTreeOnArch {
         /// The host's architecture.
@@ -416,6 +421,11 @@ impl fmt::Display for ProblemKind {
             Self::PortIoNotOnArch { arch } => write!(
                 f,
                 "{} VMs have no I/O ports (only x86_64 ones do): give the device `base` and `size`",
+                arch.name()
+            ),
+            Self::PassthroughIrqsNotOnArch { arch } => write!(
+                f,
+                "the hypervisor forwards no passthrough interrupts to {} VMs yet: remove `irqs`",
                 arch.name()
             ),
             Self::EntryNotFormatEntry { format, expected } => write!(
@@ -915,12 +925,18 @@ impl VmConfig {
                 }
             }
         }
-        if let Some(arch) = host.arch.filter(|a| !a.has_port_io()) {
+        if let Some(arch) = host.arch {
             for (i, pt) in self.passthrough.iter().enumerate() {
-                if !pt.ports.is_empty() {
+                if !pt.ports.is_empty() && !arch.has_port_io() {
                     problems.push(
                         format!("passthrough[{i}].ports"),
                         ProblemKind::PortIoNotOnArch { arch },
+                    );
+                }
+                if !pt.irqs.is_empty() && !arch.forwards_passthrough_irqs() {
+                    problems.push(
+                        format!("passthrough[{i}].irqs"),
+                        ProblemKind::PassthroughIrqsNotOnArch { arch },
                     );
                 }
             }
