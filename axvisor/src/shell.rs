@@ -200,6 +200,8 @@ fn run() {
     publish(&shell, &hv, &mut out, &mut bottom);
     loop {
         let mut got = false;
+        // Just attached: the VM's output goes raw once the attach line is out.
+        let mut attached_now = false;
         if let Some(attached) = &hv.attached {
             if !attached.running() {
                 detach(&mut shell, &mut hv, &mut out, "the VM stopped");
@@ -229,12 +231,16 @@ fn run() {
                 got = true;
                 if shell.feed(byte, &mut hv, &mut out) == Step::Suspended {
                     skip_lf = true;
+                    attached_now = true;
                     break;
                 }
             }
         }
         if !out.is_empty() || got {
             publish(&shell, &hv, &mut out, &mut bottom);
+        }
+        if let (true, Some(attached)) = (attached_now, &hv.attached) {
+            attached.raw_output(true);
         }
         if !got {
             axstd::thread::sleep(POLL);
@@ -248,6 +254,7 @@ fn detach(shell: &mut Shell, hv: &mut Hypervisor, out: &mut Vec<u8>, why: &str) 
     let Some(attached) = hv.attached.take() else {
         return;
     };
+    attached.raw_output(false);
     let held = crate::vm_console::detach();
     let mut term = Terminal(out);
     let _ = write!(

@@ -286,6 +286,14 @@ impl Attached {
         self.run.vm.status() == VmStatus::Running
     }
 
+    /// Its console output goes raw to the hypervisor console from now on (the terminal is
+    /// attached), or with `false` as labelled lines again.
+    pub fn raw_output(&self, raw: bool) {
+        let out: Option<axdevice_base::RawConsole> =
+            raw.then(|| Arc::new(axhal::console::write_bytes) as axdevice_base::RawConsole);
+        self.run.vm.set_console_raw(out);
+    }
+
     /// Feeds typed bytes to its UART; returns how many its receive FIFO took.
     pub fn feed(&self, bytes: &[u8]) -> usize {
         self.run.vm.feed_console(bytes).unwrap_or(0)

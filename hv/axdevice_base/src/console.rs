@@ -135,7 +135,16 @@ pub fn push_inert(out: &mut String, line: &str) {
 pub struct PrefixedConsole {
     prefix: String,
     out: Arc<dyn Fn(&str) + Send + Sync>,
-    buf: Mutex<LineBuffer>,
+    state: Mutex<ConsoleState>,
+}
+
+/// Where a VM's raw console bytes go while a terminal is attached to it.
+pub type RawConsole = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// The unfinished line, or the raw output that replaces lines.
+struct ConsoleState {
+    buf: LineBuffer,
+    raw: Option<RawConsole>,
 }
 
 impl PrefixedConsole {
@@ -144,7 +153,10 @@ impl PrefixedConsole {
         Self {
             prefix: prefix.into(),
             out,
-            buf: Mutex::new(LineBuffer::new()),
+            state: Mutex::new(ConsoleState {
+                buf: LineBuffer::new(),
+                raw: None,
+            }),
         }
     }
 
@@ -155,8 +167,20 @@ impl PrefixedConsole {
 
     /// Prints an unfinished line, if there is one (for example when the VM stops).
     pub fn flush(&self) {
-        let mut buf = self.buf.lock();
-        buf.flush(|line| self.emit(line));
+        let mut state = self.state.lock();
+        state.buf.flush(|line| self.emit(line));
+    }
+
+    /// With `Some(raw)`, the VM's bytes go to `raw` as they come — no lines, no prefix, not
+    /// made inert: a terminal is attached to this VM and shows what it sends (its prompt at
+    /// once, its line editing) — starting with the unfinished line held so far. With
+    /// `None`, lines again.
+    pub fn set_raw(&self, raw: Option<RawConsole>) {
+        let mut state = self.state.lock();
+        if let Some(raw) = &raw {
+            state.buf.flush(|line| raw(line.as_bytes()));
+        }
+        state.raw = raw;
     }
 
     fn emit(&self, line: &str) {
@@ -173,8 +197,11 @@ impl ConsoleSink for PrefixedConsole {
     fn write(&self, bytes: &[u8]) {
         // The lock is held while `out` runs so lines from several vCPUs stay whole and in
         // order.
-        let mut buf = self.buf.lock();
-        buf.push(bytes, |line| self.emit(line));
+        let mut state = self.state.lock();
+        match &state.raw {
+            Some(raw) => raw(bytes),
+            None => state.buf.push(bytes, |line| self.emit(line)),
+        }
     }
 }
 
@@ -361,6 +388,26 @@ mod tests {
         let con = PrefixedConsole::new("vm", out);
         con.write(b"\x1b[A\x1b[2Kfake\rhv line\n");
         assert_eq!(*lines.lock().unwrap(), vec!["[vm] fakehv line"]);
+    }
+
+    #[test]
+    fn raw_output_while_attached() {
+        let (lines, out) = recording();
+        let con = PrefixedConsole::new("vm", out);
+        con.write(b"line\n# ");
+        let raw_bytes = Arc::new(StdMutex::new(Vec::new()));
+        let sink = raw_bytes.clone();
+        con.set_raw(Some(Arc::new(move |b: &[u8]| {
+            sink.lock().unwrap().extend_from_slice(b)
+        })));
+        con.write(b"ls\r\n\x1b[1mbin\x1b[0m\n# ");
+        con.set_raw(None);
+        con.write(b"after\n");
+        assert_eq!(*lines.lock().unwrap(), vec!["[vm] line", "[vm] after"]);
+        assert_eq!(
+            raw_bytes.lock().unwrap().as_slice(),
+            b"# ls\r\n\x1b[1mbin\x1b[0m\n# "
+        );
     }
 
     #[test]

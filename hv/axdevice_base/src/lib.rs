@@ -23,7 +23,7 @@ extern crate std;
 
 mod console;
 
-pub use console::{push_inert, LineBuffer, PrefixedConsole, LINE_CAP};
+pub use console::{push_inert, LineBuffer, PrefixedConsole, RawConsole, LINE_CAP};
 
 use core::fmt;
 

@@ -593,6 +593,12 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         self.uart_input.as_ref().map(|u| u.feed(bytes))
     }
 
+    /// Sends the VM's console output raw to `raw` while a terminal is attached to it
+    /// (`None`: lines again); see [`PrefixedConsole::set_raw`].
+    pub fn set_console_raw(&self, raw: Option<axdevice_base::RawConsole>) {
+        self.console.set_raw(raw);
+    }
+
     /// Marks the VM stopped (all its vCPU tasks have ended) and flushes its console.
     pub fn mark_stopped(&self) {
         self.console.flush();
