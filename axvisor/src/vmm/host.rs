@@ -1,8 +1,10 @@
 //! What the host contributes to the checks of a VM config ([`axvmconfig::HostFacts`]): its
-//! architecture, and from the firmware's device tree the ranges no VM may be given (the hypervisor's RAM,
-//! memory the firmware reserved, the console UART, the interrupt controller) and the
-//! interrupt lines a passthrough device may have. VMIDs are not counted here: the boot
-//! allocates them (`super::VMIDS`) and refuses the VM that finds none left.
+//! architecture, and from the firmware's device tree the ranges no VM may be given (the
+//! hypervisor's RAM, memory the firmware reserved, the console UART, the interrupt
+//! controller), the interrupt lines a passthrough device may have, and the I/O ports no VM
+//! may be given (the architecture's fixed list and, on x86_64, the ACPI PM1 control ports
+//! the FADT names). VMIDs are not counted here: the boot allocates them (`super::VMIDS`)
+//! and refuses the VM that finds none left.
 
 use alloc::vec::Vec;
 use axconfig::dtb::IntcInfo;
@@ -60,7 +62,15 @@ pub fn facts() -> HostFacts {
     HostFacts {
         arch: Some(arch),
         ranges,
-        ports: arch.host_ports().to_vec(),
+        ports: arch
+            .host_ports()
+            .iter()
+            .copied()
+            .chain(info.power_ports.iter().map(|&p| {
+                // A 16-bit register: two ports.
+                HostRange::new(u64::from(p), 2, HostUse::PowerOff)
+            }))
+            .collect(),
         irq_lines,
         vmids: None,
     }

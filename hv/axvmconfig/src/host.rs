@@ -134,7 +134,8 @@ pub enum HostUse {
     /// A port that resets the machine or its CPUs (the 8042 keyboard controller, port
     /// 0x92).
     Reset,
-    /// Bochs' shutdown port, through which the hypervisor powers the machine off.
+    /// A port through which the hypervisor powers the machine off: Bochs' shutdown port,
+    /// the ACPI PM1 control registers the FADT names (added at boot).
     PowerOff,
 }
 
@@ -150,7 +151,7 @@ impl HostUse {
             HostUse::Rtc => "the host's CMOS RTC",
             HostUse::PciConfig => "the host's PCI configuration ports",
             HostUse::Reset => "a machine reset port",
-            HostUse::PowerOff => "the host's power-off port",
+            HostUse::PowerOff => "the host's power-off ports",
         }
     }
 }

@@ -1802,7 +1802,7 @@ fn passthrough_ports_are_not_the_hosts() {
         (0x92, "a machine reset port"),
         (0xcf9, "the host's PCI configuration ports"),
         (0xcfe, "the host's PCI configuration ports"),
-        (0x8900, "the host's power-off port"),
+        (0x8900, "the host's power-off ports"),
     ] {
         let vm = x86(&format!(
             "[[passthrough]]\nname = \"x\"\nports = [[{port:#x}, 1]]\n"

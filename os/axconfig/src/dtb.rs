@@ -188,6 +188,10 @@ pub struct PlatformInfo {
     pub timebase_hz: Option<u64>,
     /// `/chosen/bootargs` (QEMU's `-append`), truncated to 256 bytes.
     pub bootargs: ArrayString<256>,
+    /// The 16-bit I/O registers through which the firmware sleeps or powers off the machine:
+    /// on x86_64 the FADT's PM1a and PM1b control blocks (no VM may be given them); empty
+    /// elsewhere.
+    pub power_ports: ArrayVec<u16, 2>,
 }
 
 const GICV2_COMPAT: &[&str] = &["arm,gic-400", "arm,cortex-a15-gic", "arm,cortex-a9-gic"];
@@ -498,6 +502,7 @@ impl PlatformInfo {
             psci,
             timebase_hz,
             bootargs,
+            power_ports: ArrayVec::new(),
         })
     }
 

@@ -178,6 +178,15 @@ fn read_power(tables: &AcpiTables<IdentityMap>, fadt: &Fadt) {
     }
 }
 
+/// The PM1a and PM1b control ports the FADT names (read by [`read`]).
+pub fn power_ports() -> ArrayVec<u16, 2> {
+    [&PM1A_CNT, &PM1B_CNT]
+        .into_iter()
+        .map(|p| p.load(Ordering::Relaxed) as u16)
+        .filter(|&p| p != 0)
+        .collect()
+}
+
 /// Powers the machine off: Bochs' shutdown port first (Bochs ends with status 0 there, but
 /// takes ACPI S5 for a panic; nothing listens on it elsewhere), then ACPI S5 through the
 /// PM1 control registers (QEMU ends with status 0). Returns if neither worked.

@@ -85,6 +85,7 @@ extern "C" fn axhal_primary_init(magic: u32, mb_info: usize) -> ! {
         psci: None,
         timebase_hz: None,
         bootargs: mb.cmdline,
+        power_ports: acpi::power_ports(),
     };
     let info = platform::init_info(info);
     let me = apic::id() as usize;
