@@ -15,7 +15,7 @@
 
 use crate::vmm::control::{self, Attached, ControlError};
 use alloc::vec::Vec;
-use axshell::report::{self, MemReport};
+use axshell::report::{self, CpuLoad, MemReport};
 use axshell::{Command, Executor, Flow, LogLevel, Shell, Step, Terminal};
 use axstd::time::Duration;
 use core::fmt::{self, Write};
@@ -73,6 +73,8 @@ const NO_DISK: &str = "no disk (the hypervisor has no block device driver yet)";
 struct Hypervisor {
     /// The VM the terminal is attached to (`console`), if any.
     attached: Option<Attached>,
+    /// When `cpu` last ran (ns since boot) and each CPU's idle time then.
+    last_cpu: Option<(u64, Vec<u64>)>,
 }
 
 impl Executor for Hypervisor {
@@ -142,12 +144,7 @@ impl Executor for Hypervisor {
                 };
                 report::mem(&mem, out)?;
             }
-            Command::Cpu => {
-                return Err(ShellError::NotYet {
-                    what: "cpu",
-                    why: "the scheduler does not measure per-CPU load yet",
-                })
-            }
+            Command::Cpu => self.cpu(out)?,
             Command::Console(vm) => {
                 let attached = control::attach(&vm)?;
                 writeln!(
@@ -161,6 +158,31 @@ impl Executor for Hypervisor {
             }
         }
         Ok(Flow::Prompt)
+    }
+}
+
+impl Hypervisor {
+    /// `cpu`: each online CPU's busy share since the previous `cpu` (the first time: since
+    /// boot), from the time its idle loop slept.
+    fn cpu(&mut self, out: &mut dyn Write) -> fmt::Result {
+        let now = axhal::time::now_ns();
+        let idle: Vec<u64> = (0..axstd::smp::online())
+            .map(|c| axstd::thread::idle_ns(c).unwrap_or(0))
+            .collect();
+        let (since, from, before) = match self.last_cpu.take() {
+            Some((at, before)) => ("since the last \"cpu\"", at, before),
+            None => ("since boot", 0, Vec::new()),
+        };
+        let loads: Vec<CpuLoad> = idle
+            .iter()
+            .enumerate()
+            .map(|(cpu, &now_idle)| CpuLoad {
+                cpu,
+                idle_ns: now_idle.saturating_sub(before.get(cpu).copied().unwrap_or(0)),
+            })
+            .collect();
+        self.last_cpu = Some((now, idle));
+        report::cpu(&loads, now.saturating_sub(from), since, out)
     }
 }
 

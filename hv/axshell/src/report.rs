@@ -172,3 +172,38 @@ pub fn mem(report: &MemReport, out: &mut dyn Write) -> fmt::Result {
         report.heap_used, report.heap_total
     )
 }
+
+/// One CPU's idle time over a window, for `cpu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuLoad {
+    /// The CPU's number.
+    pub cpu: usize,
+    /// Nanoseconds it slept with nothing to run during the window.
+    pub idle_ns: u64,
+}
+
+/// Writes `cpu`'s answer: the window (`since` says from when), then one line per CPU with
+/// its busy share, `100 - idle share` in tenths of a percent (idle beyond the window, as
+/// clocks drift, counts as all idle).
+pub fn cpu(loads: &[CpuLoad], window_ns: u64, since: &str, out: &mut dyn Write) -> fmt::Result {
+    writeln!(
+        out,
+        "load over {} ({since}):",
+        Uptime(window_ns / 1_000_000)
+    )?;
+    for l in loads {
+        let idle = u128::from(l.idle_ns.min(window_ns));
+        let busy_permille = match window_ns {
+            0 => 0,
+            w => 1000 - idle * 1000 / u128::from(w),
+        };
+        writeln!(
+            out,
+            "  cpu {:<3} {:>3}.{}% busy",
+            l.cpu,
+            busy_permille / 10,
+            busy_permille % 10
+        )?;
+    }
+    Ok(())
+}

@@ -86,3 +86,27 @@ fn mem_shows_free_frames_and_heap() {
         "frames: 1000 free (4000 KiB)\nheap: 12345 bytes used of 1048576 bytes\n"
     );
 }
+
+#[test]
+fn cpu_load_is_the_busy_share_of_the_window() {
+    use axshell::report::{cpu, CpuLoad};
+    let loads = [
+        CpuLoad {
+            cpu: 0,
+            idle_ns: 1_500_000_000,
+        },
+        CpuLoad { cpu: 1, idle_ns: 0 },
+        CpuLoad {
+            cpu: 2,
+            idle_ns: 9_000_000_000,
+        },
+    ];
+    assert_eq!(
+        text(|s| cpu(&loads, 2_000_000_000, "since boot", s)),
+        "load over 2.000s (since boot):\n  cpu 0    25.0% busy\n  cpu 1   100.0% busy\n  cpu 2     0.0% busy\n"
+    );
+    assert_eq!(
+        text(|s| cpu(&loads[..1], 0, "since the last \"cpu\"", s)),
+        "load over 0.000s (since the last \"cpu\"):\n  cpu 0     0.0% busy\n"
+    );
+}

@@ -1,6 +1,8 @@
 //! Tasks ("threads"), each pinned to one CPU.
 
-pub use axtask::{current, exit, interrupt_after, others_runnable, sleep, yield_now, Task};
+pub use axtask::{
+    current, exit, idle_ns, interrupt_after, others_runnable, sleep, yield_now, Task,
+};
 
 use alloc::sync::Arc;
 

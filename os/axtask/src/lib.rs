@@ -29,8 +29,8 @@ mod wait_queue;
 
 #[cfg(target_os = "none")]
 pub use sched::{
-    current, exit, init_cpu, interrupt_after, others_runnable, run_idle, sleep, sleep_until,
-    spawn_on, yield_now,
+    current, exit, idle_ns, init_cpu, interrupt_after, others_runnable, run_idle, sleep,
+    sleep_until, spawn_on, yield_now,
 };
 #[cfg(target_os = "none")]
 pub use task::{Task, TaskId, TaskState};

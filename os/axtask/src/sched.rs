@@ -11,6 +11,7 @@ use axhal::context::TaskContext;
 use axhal::percpu::PerCpu;
 use axhal::{cpu, irq, time};
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use spin::Mutex;
 
@@ -25,6 +26,8 @@ struct CpuSched {
     /// touches these, with interrupts masked.
     current: UnsafeCell<Option<Arc<Task>>>,
     last: UnsafeCell<Option<Arc<Task>>>,
+    /// Nanoseconds this CPU has slept in its idle loop, for [`idle_ns`].
+    idle_ns: AtomicU64,
 }
 
 // SAFETY: `current` and `last` are only accessed by their own CPU with interrupts masked;
@@ -38,6 +41,7 @@ static CPUS: PerCpu<CpuSched> = PerCpu::new(
             timers: Mutex::new(TimerList::new()),
             current: UnsafeCell::new(None),
             last: UnsafeCell::new(None),
+            idle_ns: AtomicU64::new(0),
         }
     }; MAX_CPUS],
 );
@@ -255,9 +259,18 @@ pub fn run_idle() -> ! {
     loop {
         irq::disable();
         if this_cpu().rq.lock().is_empty() {
+            let slept_from = time::now_ns();
             cpu::wait_for_irq();
+            let slept = time::now_ns().saturating_sub(slept_from);
+            this_cpu().idle_ns.fetch_add(slept, Ordering::Relaxed);
         }
         irq::enable();
         yield_now();
     }
+}
+
+/// How long CPU `cpu` has slept in its idle loop since boot, in nanoseconds (its time
+/// with nothing to run); `None` for a CPU number beyond [`MAX_CPUS`].
+pub fn idle_ns(cpu: usize) -> Option<u64> {
+    (cpu < MAX_CPUS).then(|| CPUS.get(cpu).idle_ns.load(Ordering::Relaxed))
 }
