@@ -4,7 +4,8 @@
 //! copy of itself; every error formatted.
 //!
 //! Checked: a failed validation names a problem; two copies of one VM are refused; the
-//! host ranges a config is given end after they start.
+//! host ranges a config is given end after they start, its passthrough ports lie in the
+//! port space.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -105,6 +106,10 @@ fuzz_target!(|data: &[u8]| {
     }
     for (_, start, end) in config.host_ranges() {
         assert!(start <= end, "host range [{start:#x}, {end:#x})");
+    }
+    // Passthrough ports given to a VM lie in the 16-bit port space, whatever else is wrong.
+    for (_, start, end) in config.host_ports() {
+        assert!(start <= end && end <= PORT_SPACE_END, "ports [{start:#x}, {end:#x})");
     }
     let hosts = [
         qemu_virt(HostArch::Aarch64),
