@@ -64,7 +64,9 @@ pub use arch::{TrapFrame, FRAME_SIZE as TRAP_FRAME_SIZE};
 #[cfg(target_arch = "x86_64")]
 pub mod x86 {
     pub use crate::arch::insn;
-    pub use crate::arch::irq_hw::{EXTERNAL_VECTOR_BASE, IPI_VECTOR, TIMER_VECTOR};
+    pub use crate::arch::irq_hw::{
+        init_cpu_xapic, xapic_read, xapic_write, EXTERNAL_VECTOR_BASE, IPI_VECTOR, TIMER_VECTOR,
+    };
     pub use crate::arch::{
         cpuid, power_hc, read_msr, set_gate, stub_address, write_msr, TrapFrame, COM1, KERNEL_CS,
         KERNEL_DS, VECTOR_PF, VECTOR_UD,

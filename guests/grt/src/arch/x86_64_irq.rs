@@ -1,5 +1,6 @@
-//! Interrupt hardware of an x86_64 guest: the local APIC in x2APIC mode (its MSRs): the
-//! TSC-deadline timer, IPIs through the ICR, end of interrupt through the EOI register; and
+//! Interrupt hardware of an x86_64 guest: the local APIC in x2APIC mode (its MSRs), or in
+//! xAPIC mode (its register page at 0xFEE0_0000) after [`init_cpu_xapic`]: the TSC-deadline
+//! timer, IPIs through the ICR, end of interrupt through the EOI register; and
 //! device interrupts through an I/O APIC at the PC's address (0xFEC0_0000), routed to this
 //! vCPU. Whether the hypervisor gives a VM these devices is its VM config's business: an
 //! access it refuses is reported like any other unexpected exception.
@@ -11,7 +12,7 @@
 //! (`x86_64.rs`) calls [`handle`] for every vector from 32 up.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::x86_64::{cpuid, read_msr, write_msr};
 use crate::irq::{dispatch, Irq};
@@ -37,6 +38,16 @@ const X2APIC_EOI: u32 = 0x80b;
 const X2APIC_SVR: u32 = 0x80f;
 const X2APIC_ICR: u32 = 0x830;
 const X2APIC_LVT_TIMER: u32 = 0x832;
+/// The xAPIC register page and the offsets of its EOI, spurious-interrupt vector, ICR (low
+/// and high) and LVT timer registers.
+const XAPIC_BASE: usize = 0xfee0_0000;
+const XAPIC_EOI: usize = 0xb0;
+const XAPIC_SVR: usize = 0xf0;
+const XAPIC_ICR_LOW: usize = 0x300;
+const XAPIC_ICR_HIGH: usize = 0x310;
+const XAPIC_LVT_TIMER: usize = 0x320;
+/// The local APICs run in xAPIC mode ([`init_cpu_xapic`]), not x2APIC.
+static XAPIC: AtomicBool = AtomicBool::new(false);
 /// SVR: APIC software enable.
 const SVR_ENABLE: u64 = 1 << 8;
 /// LVT timer: TSC-deadline mode.
@@ -61,6 +72,37 @@ pub fn init_cpu() {
     write_msr(X2APIC_SVR, SVR_ENABLE | u64::from(SPURIOUS_VECTOR));
     timer_stop();
     write_msr(X2APIC_LVT_TIMER, LVT_TSC_DEADLINE | u64::from(TIMER_VECTOR));
+}
+
+/// Sets up this vCPU like [`init_cpu`] but leaves its local APIC in xAPIC mode, reached
+/// through its register page ([`xapic_read`], [`xapic_write`]); grt's EOIs and IPIs then
+/// go there too (for every vCPU of the guest).
+pub fn init_cpu_xapic() {
+    XAPIC.store(true, Ordering::SeqCst);
+    let base = read_msr(IA32_APIC_BASE);
+    write_msr(
+        IA32_APIC_BASE,
+        (base | APIC_BASE_ENABLE) & !APIC_BASE_X2APIC,
+    );
+    xapic_write(XAPIC_SVR, (SVR_ENABLE | u64::from(SPURIOUS_VECTOR)) as u32);
+    timer_stop();
+    xapic_write(
+        XAPIC_LVT_TIMER,
+        (LVT_TSC_DEADLINE | u64::from(TIMER_VECTOR)) as u32,
+    );
+}
+
+/// Reads the xAPIC register at `offset` in the local APIC's page.
+pub fn xapic_read(offset: usize) -> u32 {
+    // SAFETY: the local APIC's register page (the VM's, at the architectural address): an
+    // aligned 32-bit register read.
+    unsafe { mmio::read32(XAPIC_BASE + (offset & 0xff0)) }
+}
+
+/// Writes the xAPIC register at `offset` in the local APIC's page.
+pub fn xapic_write(offset: usize, value: u32) {
+    // SAFETY: as in `xapic_read`, a write.
+    unsafe { mmio::write32(XAPIC_BASE + (offset & 0xff0), value) }
 }
 
 /// Unmasks interrupts on this vCPU (`sti`). The instruction after `sti` runs before any
@@ -146,7 +188,12 @@ pub fn timer_stop() {
 /// Sends [`IPI_VECTOR`] to vCPU `cpu` (x2APIC ID `cpu`): fixed delivery, physical
 /// destination.
 pub fn send_ipi(cpu: usize) {
-    write_msr(X2APIC_ICR, ((cpu as u64) << 32) | u64::from(IPI_VECTOR));
+    if XAPIC.load(Ordering::SeqCst) {
+        xapic_write(XAPIC_ICR_HIGH, (cpu as u32) << 24);
+        xapic_write(XAPIC_ICR_LOW, u32::from(IPI_VECTOR));
+    } else {
+        write_msr(X2APIC_ICR, ((cpu as u64) << 32) | u64::from(IPI_VECTOR));
+    }
 }
 
 /// Writes I/O APIC register `reg`.
@@ -200,6 +247,10 @@ pub(crate) fn handle(vector: u8) -> bool {
         _ => return false,
     };
     dispatch(irq);
-    write_msr(X2APIC_EOI, 0);
+    if XAPIC.load(Ordering::SeqCst) {
+        xapic_write(XAPIC_EOI, 0);
+    } else {
+        write_msr(X2APIC_EOI, 0);
+    }
     true
 }
