@@ -8,7 +8,7 @@
 //! | 7.0 | EBX: SGX (2), INVPCID (10, unless enabled), RDT-M (12), RDT-A (15), Intel PT (25) cleared; ECX: SGX-LC (30) cleared; EDX: IBRS/IBPB (26), STIBP (27), L1D_FLUSH (28), ARCH_CAPABILITIES (29), CORE_CAPABILITIES (30), SSBD (31) cleared |
 //! | 0xA | all zero (no PMU) |
 //! | 0xD.1 | EAX: XSAVES (3) cleared |
-//! | 0x15, 0x16 (where the host has them: Intel) | the TSC's real rate ([`tsc_leaves`]): Bochs reports a 3.5 GHz Skylake-X while its TSC runs at its `ips` |
+//! | 0x15, 0x16 (where the host has them: Intel) | the TSC's real rate and the local APIC's clock ([`tsc_leaves`]): Bochs reports a 3.5 GHz Skylake-X while its TSC runs at its `ips` |
 //! | 0x4000_0000 | EAX = 0x4000_0010 (highest hypervisor leaf), EBX/ECX/EDX = `"axvisor\0\0\0\0\0"` |
 //! | 0x4000_0010 | the timing leaf: EAX = the TSC's frequency in kHz (as the host calibrated it), EBX = 0, or with a virtual PC the local APIC timer's bus clock in kHz ([`virtual_apic`]) |
 //! | other 0x4000_0001..=0x4000_00FF | all zero |
@@ -94,19 +94,22 @@ pub fn filter(leaf: u32, subleaf: u32, host: [u32; 4], ctx: &CpuidContext) -> [u
     [a, b, c, d]
 }
 
-/// Leaves 0x15 and 0x16 for a TSC of `tsc_khz`: 0x15 says the TSC runs at `tsc_khz /
-/// APIC_BUS_kHz` times a "core crystal" of [`crate::pc::APIC_BUS_HZ`] (EAX = the bus clock
-/// in kHz, EBX = `tsc_khz`, ECX = the crystal in Hz), which Linux takes as the TSC's
-/// frequency and, on Intel, as the local APIC timer's input clock (it then skips the
-/// timer's calibration); 0x16 gives the base and maximum frequency as the TSC's in MHz and
-/// the bus clock in MHz.
+/// Leaves 0x15 and 0x16 for a TSC of `tsc_khz`. 0x15: a "core crystal" at the virtual
+/// local APIC's input clock (the TSC divided by `k`, the whole number of TSC ticks per bus
+/// tick `crate::pc` uses, at least 1) and the TSC/crystal ratio `k`/1 (EAX = 1, EBX = `k`,
+/// ECX = the crystal in Hz): Linux takes crystal kHz × EBX / EAX as the TSC's frequency —
+/// in 32-bit arithmetic, so the ratio's terms stay small — and, on Intel, the crystal as
+/// the local APIC timer's clock (skipping its calibration). 0x16: base and maximum
+/// frequency = the TSC's in MHz, bus = the crystal in MHz.
 pub fn tsc_leaves(leaf: u32, tsc_khz: u32) -> [u32; 4] {
-    let bus_hz = crate::pc::APIC_BUS_HZ as u32;
+    let tsc_hz = u64::from(tsc_khz) * 1000;
+    let k = (tsc_hz / crate::pc::APIC_BUS_HZ).max(1);
+    let crystal_hz = u32::try_from(tsc_hz / k).unwrap_or(u32::MAX);
     if leaf == 0x15 {
-        [bus_hz / 1000, tsc_khz, bus_hz, 0]
+        [1, k as u32, crystal_hz, 0]
     } else {
         let mhz = tsc_khz / 1000;
-        [mhz, mhz, bus_hz / 1_000_000, 0]
+        [mhz, mhz, crystal_hz / 1_000_000, 0]
     }
 }
 
@@ -152,18 +155,31 @@ mod tests {
 
     #[test]
     fn tsc_rate_leaves() {
+        // Linux (native_calibrate_tsc): crystal kHz = ECX / 1000, TSC kHz = crystal kHz *
+        // EBX / EAX, the product in 32 bits.
+        let linux = |[a, b, c, _]: [u32; 4]| (c / 1000).checked_mul(b).map(|p| p / a);
+        for (tsc_khz, crystal) in [
+            (100_000, 100_000_000), // Bochs: TSC = APIC bus clock
+            (99_999, 99_999_000),   // just under: still one tick per bus tick
+            (3_500_000, 100_000_000),
+            (2_899_999, 103_571_392), // 28 TSC ticks per bus tick, as crate::pc rounds
+        ] {
+            let c = CpuidContext {
+                tsc_khz,
+                ..CpuidContext::default()
+            };
+            let leaf = filter(0x15, 0, [2, 350, 0, 0], &c);
+            assert_eq!(leaf[2], crystal, "{tsc_khz}");
+            let got = linux(leaf).unwrap();
+            assert!(
+                got.abs_diff(tsc_khz) <= tsc_khz / 10_000,
+                "{tsc_khz}: {got}"
+            );
+        }
         let c = CpuidContext {
-            tsc_khz: 100_004,
+            tsc_khz: 100_000,
             ..CpuidContext::default()
         };
-        // Linux: crystal kHz = ECX / 1000, TSC kHz = crystal kHz * EBX / EAX.
-        let [a, b, cx, _] = filter(0x15, 0, [2, 350, 0, 0], &c);
-        assert_eq!(u64::from(cx / 1000) * u64::from(b) / u64::from(a), 100_004);
-        assert_eq!(
-            cx,
-            crate::pc::APIC_BUS_HZ as u32,
-            "the local APIC's input clock"
-        );
         assert_eq!(
             filter(0x16, 0, [3500, 3500, 100, 0], &c),
             [100, 100, 100, 0]
