@@ -72,7 +72,9 @@ pub fn cr0_write(s: &ModeState, new: u64, mode_switches: bool) -> Cr0Write {
     if changed & CR0_PG != 0 {
         if new & CR0_PG != 0 {
             if efer & EFER_LME != 0 {
-                if s.cr4 & CR4_PAE == 0 {
+                // Long mode needs PAE, and a CS without L (it would be 64-bit code at once;
+                // VM entry would refuse L with D).
+                if s.cr4 & CR4_PAE == 0 || s.cs_long {
                     return Cr0Write::Gp;
                 }
                 efer |= EFER_LMA;
@@ -167,6 +169,9 @@ mod tests {
                 efer: EFER_LME | EFER_LMA
             }
         );
+        // With a CS that has L set (loaded in protected mode, where L means nothing), #GP.
+        let l = ModeState { cs_long: true, ..s };
+        assert_eq!(cr0_write(&l, pe | CR0_PG, true), Cr0Write::Gp);
         // Without PAE, turning on paging with LME is #GP.
         s.cr4 = 0;
         assert_eq!(cr0_write(&s, pe | CR0_PG, true), Cr0Write::Gp);
