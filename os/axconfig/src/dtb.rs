@@ -192,6 +192,14 @@ pub struct PlatformInfo {
     /// on x86_64 the FADT's PM1a and PM1b control blocks (no VM may be given them); empty
     /// elsewhere.
     pub power_ports: ArrayVec<u16, 2>,
+    /// The boot module the loader placed in RAM (QEMU's `-initrd`): `/chosen`'s
+    /// `linux,initrd-start`/`linux,initrd-end`, or on x86_64 the first multiboot module. It is
+    /// kept out of the allocator's memory (see [`PlatformInfo::free_memory`]); the hypervisor
+    /// uses it as a RAM disk.
+    pub initrd: Option<MemRange>,
+    /// The register windows of the enabled `virtio,mmio` transports, in device-tree order
+    /// (at most 32; empty on x86_64).
+    pub virtio_mmio: ArrayVec<MemRange, 32>,
 }
 
 const GICV2_COMPAT: &[&str] = &["arm,gic-400", "arm,cortex-a15-gic", "arm,cortex-a9-gic"];
@@ -483,6 +491,36 @@ impl PlatformInfo {
             .and_then(|p| p.as_usize())
             .map(|v| v as u64);
 
+        // The boot module: 32- or 64-bit big-endian cells; an empty or inverted one is none.
+        let chosen_u64 = |name: &str| {
+            let v = fdt.find_node("/chosen")?.property(name)?.value;
+            match v.len() {
+                4 => Some(u64::from(u32::from_be_bytes(v.try_into().ok()?))),
+                8 => Some(u64::from_be_bytes(v.try_into().ok()?)),
+                _ => None,
+            }
+        };
+        let initrd = match (
+            chosen_u64("linux,initrd-start"),
+            chosen_u64("linux,initrd-end"),
+        ) {
+            (Some(start), Some(end)) if end > start => usize::try_from(start)
+                .ok()
+                .zip(usize::try_from(end).ok())
+                .map(|(s, e)| MemRange::from_bounds(s, e)),
+            _ => None,
+        };
+        let mut virtio_mmio = ArrayVec::new();
+        for node in fdt.all_nodes().filter(|n| enabled(n)) {
+            if compatible_with(&node, &["virtio,mmio"]) {
+                if let Some(r) = first_reg(&node).filter(|r| !r.is_empty()) {
+                    if virtio_mmio.try_push(r).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+
         let bootargs = truncated(
             fdt.find_node("/chosen")
                 .and_then(|c| prop_str(&c, "bootargs"))
@@ -503,14 +541,17 @@ impl PlatformInfo {
             timebase_hz,
             bootargs,
             power_ports: ArrayVec::new(),
+            initrd,
+            virtio_mmio,
         })
     }
 
     /// RAM the hypervisor may hand out: memory minus the firmware's reservations, the DTB
-    /// blob and `also_reserved` (e.g. the hypervisor image), in whole pages.
+    /// blob, the boot module and `also_reserved` (e.g. the hypervisor image), in whole pages.
     pub fn free_memory(&self, also_reserved: &[MemRange]) -> Result<RangeList, DtbError> {
         let mut holes = self.reserved.clone();
-        for r in core::iter::once(&self.dtb).chain(also_reserved) {
+        let held = core::iter::once(&self.dtb).chain(self.initrd.as_ref());
+        for r in held.chain(also_reserved) {
             holes.try_push(*r).map_err(|_| DtbError::TooManyRanges)?;
         }
         Ok(subtract(&self.memory, &holes)?)

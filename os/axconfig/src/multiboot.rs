@@ -41,6 +41,9 @@ pub struct MultibootInfo {
     pub cmdline: ArrayString<256>,
     /// Where the information structure and its memory map lie.
     pub extent: MemRange,
+    /// The first boot module (QEMU's `-initrd`, mboot.c32's `--- file`), if any and not
+    /// empty.
+    pub module: Option<MemRange>,
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
@@ -112,10 +115,21 @@ pub fn parse<'a>(
             }
         }
     }
+    // Flag 3: mods_count at 20, mods_addr at 24; each module is (start, end, string, 0).
+    let module = if flags & (1 << 3) != 0 && u32_at(info, 20).unwrap_or(0) > 0 {
+        let at = u32_at(info, 24).unwrap_or(0) as usize;
+        read(at, 16).and_then(|m| {
+            let (start, end) = (u32_at(m, 0)? as usize, u32_at(m, 4)? as usize);
+            (end > start).then(|| MemRange::from_bounds(start, end))
+        })
+    } else {
+        None
+    };
     Ok(MultibootInfo {
         memory,
         cmdline,
         extent,
+        module,
     })
 }
 
@@ -191,6 +205,34 @@ mod tests {
         );
         assert_eq!(mb.cmdline.as_str(), "log=debug selftest=fault");
         assert_eq!(mb.extent, MemRange::from_bounds(0x1000, 0x2000 + 4 * 24));
+    }
+
+    #[test]
+    fn first_module() {
+        let mut i = info(1 | 8, 0);
+        i[20..24].copy_from_slice(&2u32.to_le_bytes());
+        i[24..28].copy_from_slice(&0x4000u32.to_le_bytes());
+        let mut mem = memory_with(&i, &[], b"");
+        for (k, v) in [0x20_0000u32, 0x30_0000, 0, 0, 0x40_0000, 0x50_0000]
+            .iter()
+            .enumerate()
+        {
+            mem[0x4000 + 4 * k..0x4004 + 4 * k].copy_from_slice(&v.to_le_bytes());
+        }
+        let read = |a: usize, l: usize| mem.get(a..a.checked_add(l)?);
+        let mb = parse(0x1000, read).unwrap();
+        assert_eq!(mb.module, Some(MemRange::from_bounds(0x20_0000, 0x30_0000)));
+        // Without flag 3, or with an empty or unreadable module list: none.
+        let mut j = i.clone();
+        j[0..4].copy_from_slice(&1u32.to_le_bytes());
+        let mem2 = memory_with(&j, &[], b"");
+        let read = |a: usize, l: usize| mem2.get(a..a.checked_add(l)?);
+        assert_eq!(parse(0x1000, read).unwrap().module, None);
+        let mut k = i.clone();
+        k[24..28].copy_from_slice(&0xfff8u32.to_le_bytes());
+        let mem3 = memory_with(&k, &[], b"");
+        let read = |a: usize, l: usize| mem3.get(a..a.checked_add(l)?);
+        assert_eq!(parse(0x1000, read).unwrap().module, None);
     }
 
     #[test]

@@ -30,6 +30,14 @@ fn build(kind: Kind, ncpus: u32) -> Vec<u8> {
     w.property_string("stdout-path", uart_name).unwrap();
     w.property_string("bootargs", "log=debug quiet selftest=x selftest=fault")
         .unwrap();
+    // QEMU writes the initrd's bounds in 64-bit cells on aarch64, 32-bit ones are allowed.
+    if arm {
+        w.property_u64("linux,initrd-start", 0x4a00_0000).unwrap();
+        w.property_u64("linux,initrd-end", 0x4a10_0000).unwrap();
+    } else {
+        w.property_u32("linux,initrd-start", 0x8800_0000).unwrap();
+        w.property_u32("linux,initrd-end", 0x8800_0000).unwrap();
+    }
     w.end_node(chosen).unwrap();
 
     let mem = w.begin_node(&std::format!("memory@{ram_base:x}")).unwrap();
@@ -138,6 +146,14 @@ fn build(kind: Kind, ncpus: u32) -> Vec<u8> {
             w.property_array_u64("reg", &[0x10_2000, 0x1000]).unwrap();
             w.property_string("status", "disabled").unwrap();
             w.end_node(off).unwrap();
+            for (i, status) in ["okay", "disabled", "okay"].iter().enumerate() {
+                let base = 0x1000_1000 + 0x1000 * i as u64;
+                let v = w.begin_node(&std::format!("virtio_mmio@{base:x}")).unwrap();
+                w.property_string("compatible", "virtio,mmio").unwrap();
+                w.property_array_u64("reg", &[base, 0x1000]).unwrap();
+                w.property_string("status", status).unwrap();
+                w.end_node(v).unwrap();
+            }
             w.end_node(soc).unwrap();
         }
     }
@@ -276,7 +292,28 @@ fn free_memory_excludes_reservations_dtb_and_image() {
             MemRange::from_bounds(0x4004_0000, 0x4020_0000),
             MemRange::from_bounds(0x4028_0000, 0x4700_0000),
             MemRange::from_bounds(0x4700_1000, 0x4800_0000),
-            MemRange::from_bounds(dtb_end, 0x8000_0000),
+            MemRange::from_bounds(dtb_end, 0x4a00_0000),
+            MemRange::from_bounds(0x4a10_0000, 0x8000_0000),
+        ]
+    );
+}
+
+#[test]
+fn initrd_and_virtio_transports() {
+    let arm = PlatformInfo::parse(&build(Kind::ArmGicV2, 1), 0x4900_0000).unwrap();
+    assert_eq!(
+        arm.initrd,
+        Some(MemRange::from_bounds(0x4a00_0000, 0x4a10_0000))
+    );
+    assert!(arm.virtio_mmio.is_empty());
+    // 32-bit cells, but empty: no initrd. The disabled transport is skipped.
+    let rv = PlatformInfo::parse(&build(Kind::Riscv { h: true }, 1), 0).unwrap();
+    assert_eq!(rv.initrd, None);
+    assert_eq!(
+        rv.virtio_mmio.as_slice(),
+        &[
+            MemRange::new(0x1000_1000, 0x1000),
+            MemRange::new(0x1000_3000, 0x1000)
         ]
     );
 }

@@ -86,6 +86,8 @@ extern "C" fn axhal_primary_init(magic: u32, mb_info: usize) -> ! {
         timebase_hz: None,
         bootargs: mb.cmdline,
         power_ports: acpi::power_ports(),
+        initrd: mb.module,
+        virtio_mmio: Default::default(),
     };
     let info = platform::init_info(info);
     let me = apic::id() as usize;
