@@ -288,6 +288,15 @@ fn visible(entry: &embedded_sdmmc::DirEntry) -> bool {
         && entry.name != ShortFileName::parent_dir()
 }
 
+/// What [`FileSystem::volume`] tells of a mounted volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Volume {
+    /// FAT32 (else FAT16).
+    pub fat32: bool,
+    /// The volume's size in bytes (its partition).
+    pub bytes: u64,
+}
+
 /// A mounted FAT16/FAT32 volume: the first MBR partition of a block device, or the whole
 /// device when it has no partition table.
 ///
@@ -310,6 +319,15 @@ impl<D: BlockDevice> FileSystem<D> {
             .open_raw_volume(VolumeIdx(0))
             .map_err(|err| from_fat(err, "/"))?;
         Ok(Self { fat, volume })
+    }
+
+    /// The mounted volume's FAT type and size.
+    pub fn volume(&self) -> Volume {
+        let g = self.fat.device(|adapter| adapter.geometry);
+        Volume {
+            fat32: g.fat32,
+            bytes: (g.end - g.start) * crate::BLOCK_SIZE as u64,
+        }
     }
 
     /// Unmounts the volume and hands the device back.

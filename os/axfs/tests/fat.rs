@@ -32,6 +32,13 @@ fn reads_what_another_implementation_wrote_including_long_names() {
         ],
     ));
     assert_eq!(names(&mut fs, "/"), ["README.TXT", "images", "vms"]);
+    // The volume is the FAT32 partition: the disk less what comes before the partition.
+    let volume = fs.volume();
+    assert!(volume.fat32);
+    assert_eq!(
+        volume.bytes,
+        ((MIN_MIB << 20) - PARTITION_START * 512) as u64
+    );
     assert_eq!(names(&mut fs, "/vms"), ["linux.toml"]);
     assert_eq!(fs.read("/vms/linux.toml", LIMIT).unwrap(), config);
     // FAT names ignore case; `..` and `.` resolve inside the volume.

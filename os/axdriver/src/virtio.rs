@@ -1,0 +1,136 @@
+//! A virtio-blk disk over virtio-mmio, through the `virtio-drivers` crate, polled.
+
+use crate::DiskError;
+use axfs::{BlockDevice, BlockError, BLOCK_SIZE};
+use core::ptr::NonNull;
+use virtio_drivers::device::blk::VirtIOBlk;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
+
+/// DMA memory from the frame allocator, addressed through the identity map.
+struct FrameHal;
+
+// SAFETY: `dma_alloc` returns zeroed, page-aligned frames owned by nobody else until
+// `dma_dealloc` gives them back; the identity map makes every physical address (RAM and
+// device windows) valid at the same virtual address, and the device (QEMU's, cache-coherent)
+// sees memory as the CPU does, so sharing is the address itself.
+unsafe impl Hal for FrameHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        match axstd::mem::alloc_frames(pages, PAGE_SIZE) {
+            Some(addr) => {
+                // SAFETY: `pages` frames at `addr` were just allocated for this use only.
+                unsafe { core::ptr::write_bytes(addr as *mut u8, 0, pages * PAGE_SIZE) };
+                // `addr` is not null: frame 0 is never handed out (`NonNull` checked anyway).
+                match NonNull::new(addr as *mut u8) {
+                    Some(p) => (addr as PhysAddr, p),
+                    None => (0, NonNull::dangling()),
+                }
+            }
+            // A physical address of 0 is the crate's "no memory" (`Error::DmaError`).
+            None => (0, NonNull::dangling()),
+        }
+    }
+
+    unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
+        axstd::mem::dealloc_frames(paddr as usize, pages);
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        NonNull::new(paddr as *mut u8).unwrap_or(NonNull::dangling())
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        buffer.as_ptr().cast::<u8>() as usize as PhysAddr
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+/// A started virtio-blk device.
+pub struct VirtioDisk {
+    blk: VirtIOBlk<FrameHal, MmioTransport<'static>>,
+    base: usize,
+    blocks: u64,
+}
+
+// SAFETY: the device is reached only through `&mut self` (the hypervisor keeps the disk
+// behind a lock); its register window and queue memory belong to this value alone, so moving
+// it to another CPU is sound.
+unsafe impl Send for VirtioDisk {}
+
+/// The virtio-blk device behind the transport at `base` (`size` bytes of registers):
+/// `Ok(None)` when the transport holds no device or another kind of device.
+pub(crate) fn probe(base: usize, size: usize) -> Result<Option<VirtioDisk>, DiskError> {
+    let Some(header) = NonNull::new(base as *mut VirtIOHeader) else {
+        return Ok(None);
+    };
+    // SAFETY: `base`/`size` are a `virtio,mmio` node's register window from the device tree,
+    // mapped as device memory by the identity map for the whole run, and opened only here
+    // (the disk is opened once, at boot).
+    let Ok(transport) = (unsafe { MmioTransport::new(header, size) }) else {
+        return Ok(None);
+    };
+    if transport.device_type() != DeviceType::Block {
+        return Ok(None);
+    }
+    let blk = VirtIOBlk::new(transport).map_err(|e| {
+        log::warn!("virtio-blk at {base:#x}: {e}");
+        DiskError::Virtio { base }
+    })?;
+    let blocks = blk.capacity();
+    Ok(Some(VirtioDisk { blk, base, blocks }))
+}
+
+impl VirtioDisk {
+    /// Its transport's register window.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// Checks a transfer of `len` bytes from block `first`; `false` when there is nothing
+    /// to do (an empty buffer).
+    fn check(&self, first: u64, len: usize) -> Result<bool, BlockError> {
+        if !len.is_multiple_of(BLOCK_SIZE) {
+            return Err(BlockError::Misaligned { len });
+        }
+        let count = (len / BLOCK_SIZE) as u64;
+        if first.checked_add(count).is_none_or(|end| end > self.blocks) {
+            return Err(BlockError::OutOfRange {
+                first,
+                count,
+                blocks: self.blocks,
+            });
+        }
+        Ok(count > 0)
+    }
+}
+
+impl BlockDevice for VirtioDisk {
+    fn block_count(&self) -> u64 {
+        self.blocks
+    }
+
+    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        if self.check(first, buf.len())? {
+            self.blk
+                .read_blocks(first as usize, buf)
+                .map_err(|_| BlockError::Io { block: first })?;
+        }
+        Ok(())
+    }
+
+    fn write_blocks(&mut self, first: u64, buf: &[u8]) -> Result<(), BlockError> {
+        if self.check(first, buf.len())? {
+            self.blk
+                .write_blocks(first as usize, buf)
+                .map_err(|_| BlockError::Io { block: first })?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), BlockError> {
+        self.blk.flush().map_err(|_| BlockError::Io { block: 0 })
+    }
+}
