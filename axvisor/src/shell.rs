@@ -24,6 +24,9 @@ use core::fmt::{self, Write};
 const POLL: Duration = Duration::from_millis(20);
 /// The key that brings the terminal back from a VM to the shell: Ctrl-] (GS, 0x1d).
 pub const DETACH: u8 = 0x1d;
+/// Polls of quiet after which a VM's unfinished console line (a prompt) is printed (about
+/// half a second).
+const IDLE_POLLS: u32 = 25;
 /// The most typed bytes kept for an attached VM whose UART is full; more are dropped.
 const PENDING_MAX: usize = 4096;
 
@@ -265,6 +268,7 @@ fn run() {
             attached.raw_output(true);
         }
         if !got {
+            control::flush_idle_consoles(IDLE_POLLS);
             axstd::thread::sleep(POLL);
         }
     }

@@ -319,3 +319,14 @@ pub fn attach(which: &VmRef) -> Result<Attached, ControlError> {
     }
     Ok(Attached { run })
 }
+
+/// Prints every running VM's unfinished console line once its VM has been quiet for
+/// `checks` calls in a row (called by the shell task at each poll).
+pub fn flush_idle_consoles(checks: u32) {
+    let runs: Vec<Arc<VmRun>> = VMS.lock().iter().map(|e| e.run.clone()).collect();
+    for run in runs {
+        if run.vm.status() == VmStatus::Running {
+            run.vm.console_flush_idle(checks);
+        }
+    }
+}

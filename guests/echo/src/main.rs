@@ -1,9 +1,10 @@
 //! A guest that runs until it is stopped and echoes what its UART receives: the VM the
 //! shell's scenarios stop, start and list while another runs.
 //!
-//! It prints `echo: ready`, then sleeps on its timer and wakes every [`POLL_US`] to read
-//! every byte its UART holds: printable ones are echoed, and a line end (CR or LF) ends
-//! the line (CR LF counts once), answered with `echo: got "LINE"`. For its first [`TICKS`]
+//! It prints `echo: ready` and its prompt `echo> ` (no newline, like a shell's), then sleeps
+//! on its timer and wakes every [`POLL_US`] to read every byte its UART holds: printable
+//! ones are echoed, and a line end (CR or LF) ends the line (CR LF counts once), answered
+//! with `echo: got "LINE"` and the prompt again. For its first [`TICKS`]
 //! seconds it prints `echo: tick N` every second (so a scenario can wait for time to pass on
 //! its console, without flooding an interactive session later). It never powers off by
 //! itself.
@@ -51,6 +52,7 @@ fn main() {
     irq::init_cpu();
     irq::enable();
     grt::println!("echo: ready");
+    grt::print!("echo> ");
     let mut line = [0u8; LINE_MAX];
     let mut len = 0;
     let mut after_cr = false;
@@ -71,6 +73,7 @@ fn main() {
                     let text = core::str::from_utf8(&line[..len]).unwrap_or("");
                     grt::println!();
                     grt::println!("echo: got {text:?}");
+                    grt::print!("echo> ");
                     len = 0;
                 }
                 0x20..=0x7e if len < LINE_MAX => {

@@ -145,6 +145,10 @@ pub type RawConsole = Arc<dyn Fn(&[u8]) + Send + Sync>;
 struct ConsoleState {
     buf: LineBuffer,
     raw: Option<RawConsole>,
+    /// Bytes came since the last [`PrefixedConsole::flush_idle`].
+    fresh: bool,
+    /// How many `flush_idle` calls in a row found nothing new.
+    idle_checks: u32,
 }
 
 impl PrefixedConsole {
@@ -156,6 +160,8 @@ impl PrefixedConsole {
             state: Mutex::new(ConsoleState {
                 buf: LineBuffer::new(),
                 raw: None,
+                fresh: false,
+                idle_checks: 0,
             }),
         }
     }
@@ -169,6 +175,25 @@ impl PrefixedConsole {
     pub fn flush(&self) {
         let mut state = self.state.lock();
         state.buf.flush(|line| self.emit(line));
+    }
+
+    /// Called periodically: once `checks` calls in a row have found no new bytes, an
+    /// unfinished line (a prompt such as `login: ` waiting for input) is printed as a line,
+    /// instead of being held until its newline; what follows it starts a new line. Returns
+    /// whether it printed one.
+    pub fn flush_idle(&self, checks: u32) -> bool {
+        let mut state = self.state.lock();
+        if core::mem::take(&mut state.fresh) || state.buf.pending() == 0 {
+            state.idle_checks = 0;
+            return false;
+        }
+        state.idle_checks += 1;
+        if state.idle_checks < checks {
+            return false;
+        }
+        state.idle_checks = 0;
+        state.buf.flush(|line| self.emit(line));
+        true
     }
 
     /// With `Some(raw)`, the VM's bytes go to `raw` as they come — no lines, no prefix, not
@@ -198,6 +223,7 @@ impl ConsoleSink for PrefixedConsole {
         // The lock is held while `out` runs so lines from several vCPUs stay whole and in
         // order.
         let mut state = self.state.lock();
+        state.fresh = true;
         match &state.raw {
             Some(raw) => raw(bytes),
             None => state.buf.push(bytes, |line| self.emit(line)),
@@ -388,6 +414,24 @@ mod tests {
         let con = PrefixedConsole::new("vm", out);
         con.write(b"\x1b[A\x1b[2Kfake\rhv line\n");
         assert_eq!(*lines.lock().unwrap(), vec!["[vm] fakehv line"]);
+    }
+
+    #[test]
+    fn an_unfinished_line_is_printed_once_idle() {
+        let (lines, out) = recording();
+        let con = PrefixedConsole::new("vm", out);
+        assert!(!con.flush_idle(2));
+        con.write(b"login: ");
+        // The check right after the bytes sees them as new; then two idle checks.
+        assert!(!con.flush_idle(2));
+        assert!(!con.flush_idle(2));
+        con.write(b"x");
+        assert!(!con.flush_idle(2));
+        assert!(!con.flush_idle(2));
+        assert!(con.flush_idle(2));
+        assert!(!con.flush_idle(2));
+        con.write(b"root\n");
+        assert_eq!(*lines.lock().unwrap(), vec!["[vm] login: x", "[vm] root"]);
     }
 
     #[test]

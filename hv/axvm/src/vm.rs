@@ -593,6 +593,12 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         self.uart_input.as_ref().map(|u| u.feed(bytes))
     }
 
+    /// Prints the console's unfinished line once `checks` calls in a row found no new
+    /// output (see [`PrefixedConsole::flush_idle`]).
+    pub fn console_flush_idle(&self, checks: u32) {
+        self.console.flush_idle(checks);
+    }
+
     /// Sends the VM's console output raw to `raw` while a terminal is attached to it
     /// (`None`: lines again); see [`PrefixedConsole::set_raw`].
     pub fn set_console_raw(&self, raw: Option<axdevice_base::RawConsole>) {
