@@ -2,14 +2,15 @@
 //!
 //! Boot: `axhal` brings up the boot CPU, `axstd` sets up memory, logging and tasks and calls
 //! [`main`] here, which prints the banner, brings every CPU online and starts one task per CPU
-//! that reports in, then builds and starts the VMs embedded in the image (see [`vmm`]), and
-//! starts the shell on the console ([`shell`]).
+//! that reports in, mounts the disk if there is one ([`disk`]), then builds and starts the VMs
+//! embedded in the image (see [`vmm`]), and starts the shell on the console ([`shell`]).
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 mod banner;
+mod disk;
 mod images;
 mod shell;
 mod vm_console;
@@ -47,6 +48,7 @@ fn main() {
     if let Some(test) = axstd::os::platform_info().bootarg("selftest") {
         selftest(test, online - 1);
     }
+    disk::mount_at_boot();
     start_vms(online);
     shell::start();
 }

@@ -207,3 +207,53 @@ pub fn cpu(loads: &[CpuLoad], window_ns: u64, since: &str, out: &mut dyn Write) 
     }
     Ok(())
 }
+
+/// One entry of a disk directory, for `ls`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRow {
+    /// Its name (as the filesystem shows it: no control characters).
+    pub name: String,
+    /// A directory (else a file).
+    pub dir: bool,
+    /// A file's size in bytes.
+    pub size: u64,
+}
+
+/// Writes `ls`'s answer: one line per entry, the size (or `<dir>`) right-aligned, then the
+/// name, a directory's with a trailing `/`; `(empty)` for none.
+pub fn ls(rows: &[FileRow], out: &mut dyn Write) -> fmt::Result {
+    if rows.is_empty() {
+        return writeln!(out, "(empty)");
+    }
+    for r in rows {
+        if r.dir {
+            writeln!(out, "{:>10}  {}/", "<dir>", r.name)?;
+        } else {
+            writeln!(out, "{:>10}  {}", r.size, r.name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file's bytes for `cat`: UTF-8 text as it is, line ends and tabs kept; every
+/// other control character and each byte of invalid UTF-8 as `?`, so a file cannot rewrite
+/// the console's lines. A last line without its line end gets one.
+pub fn cat(bytes: &[u8], out: &mut dyn Write) -> fmt::Result {
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let shown = if c.is_control() && c != '\n' && c != '\t' {
+                '?'
+            } else {
+                c
+            };
+            out.write_char(shown)?;
+        }
+        for _ in chunk.invalid() {
+            out.write_char('?')?;
+        }
+    }
+    if bytes.last().is_some_and(|&b| b != b'\n') {
+        out.write_char('\n')?;
+    }
+    Ok(())
+}

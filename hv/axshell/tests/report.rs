@@ -110,3 +110,39 @@ fn cpu_load_is_the_busy_share_of_the_window() {
         "load over 0.000s (since the last \"cpu\"):\n  cpu 0     0.0% busy\n"
     );
 }
+
+#[test]
+fn ls_lists_sizes_and_directories() {
+    use axshell::report::{ls, FileRow};
+    let rows = [
+        FileRow {
+            name: "vms".into(),
+            dir: true,
+            size: 0,
+        },
+        FileRow {
+            name: "hello.bin".into(),
+            dir: false,
+            size: 12345,
+        },
+    ];
+    assert_eq!(
+        text(|s| ls(&rows, s)),
+        "     <dir>  vms/\n     12345  hello.bin\n"
+    );
+    assert_eq!(text(|s| ls(&[], s)), "(empty)\n");
+}
+
+#[test]
+fn cat_shows_text_and_defuses_control_characters() {
+    use axshell::report::cat;
+    assert_eq!(text(|s| cat(b"a = 1\n\tb\n", s)), "a = 1\n\tb\n");
+    // No line end at the end: one is added; nothing for an empty file.
+    assert_eq!(text(|s| cat(b"x", s)), "x\n");
+    assert_eq!(text(|s| cat(b"", s)), "");
+    // Escape sequences, carriage returns and bad UTF-8 cannot reach the terminal.
+    assert_eq!(
+        text(|s| cat(b"\x1b[2Jok\r\xff\xfe \xc3\xa9\n", s)),
+        "?[2Jok??? \u{e9}\n"
+    );
+}

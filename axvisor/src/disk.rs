@@ -1,0 +1,84 @@
+//! The hypervisor's disk: opened and mounted at boot (docs/axfs.md, "The disk"), then read
+//! by the shell (`ls`, `cat`).
+//!
+//! The boot argument `disk=virtio|ramdisk|none` chooses the device (default: the first
+//! found, see [`axdriver::open`]); one line says what was mounted or why nothing was.
+
+use alloc::vec::Vec;
+use axdriver::{Choice, Disk, DiskError};
+use axfs::{FileSystem, FsError, Metadata};
+use core::fmt;
+use spin::Mutex;
+
+/// The mounted volume, if any.
+static FS: Mutex<Option<FileSystem<Disk>>> = Mutex::new(None);
+
+/// Why a file operation did nothing. `Display` is one line.
+#[derive(Debug)]
+pub enum FileError {
+    /// No volume is mounted (the reason was logged at boot).
+    NoDisk,
+    /// What the filesystem said.
+    Fs(FsError),
+}
+
+impl From<FsError> for FileError {
+    fn from(e: FsError) -> Self {
+        Self::Fs(e)
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoDisk => f.write_str("no disk is mounted (see the boot log's \"disk:\" line)"),
+            Self::Fs(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Opens and mounts the disk the boot arguments choose; logs one line either way.
+pub fn mount_at_boot() {
+    let choice = Choice::parse(axstd::os::platform_info().bootarg("disk"));
+    let disk = match choice.and_then(axdriver::open) {
+        Ok(disk) => disk,
+        Err(DiskError::NotWanted) => return log::info!("disk: none (disk=none)"),
+        Err(e) => return log::info!("disk: none: {e}"),
+    };
+    let what = disk.describe();
+    match FileSystem::mount(disk) {
+        Ok(fs) => {
+            let v = fs.volume();
+            let fat = if v.fat32 { "FAT32" } else { "FAT16" };
+            log::info!(
+                "disk: {what}: {fat} volume of {} KiB mounted",
+                v.bytes / 1024
+            );
+            *FS.lock() = Some(fs);
+        }
+        Err(e) => log::warn!("disk: {what}: not mounted: {e}"),
+    }
+}
+
+/// Runs `f` on the mounted volume.
+fn with<R>(f: impl FnOnce(&mut FileSystem<Disk>) -> Result<R, FsError>) -> Result<R, FileError> {
+    let mut fs = FS.lock();
+    let fs = fs.as_mut().ok_or(FileError::NoDisk)?;
+    Ok(f(fs)?)
+}
+
+/// What `path` is: a directory's entries, or the one file itself.
+pub fn list(path: &str) -> Result<Vec<Metadata>, FileError> {
+    with(|fs| {
+        let meta = fs.stat(path)?;
+        match meta.kind {
+            axfs::FileKind::Directory => fs.list(path),
+            axfs::FileKind::File => Ok(alloc::vec![meta]),
+        }
+    })
+}
+
+/// The whole of file `path`, if it is at most `limit` bytes.
+pub fn read(path: &str, limit: u64) -> Result<Vec<u8>, FileError> {
+    with(|fs| fs.read(path, limit))
+}
