@@ -13,9 +13,10 @@
 //! It starts once the embedded VMs have started, unless the boot argument `shell=off` says
 //! otherwise.
 
+use crate::disk::FileError;
 use crate::vmm::control::{self, Attached, ControlError};
 use alloc::vec::Vec;
-use axshell::report::{self, CpuLoad, MemReport};
+use axshell::report::{self, CpuLoad, FileRow, MemReport};
 use axshell::{Command, Executor, Flow, LogLevel, Shell, Step, Terminal};
 use axstd::time::Duration;
 use core::fmt::{self, Write};
@@ -35,6 +36,8 @@ const PENDING_MAX: usize = 4096;
 pub enum ShellError {
     /// What the VM manager said.
     Vm(ControlError),
+    /// What the disk said.
+    File(FileError),
     /// The command exists but the hypervisor cannot do it yet.
     NotYet {
         /// The command.
@@ -52,6 +55,12 @@ impl From<ControlError> for ShellError {
     }
 }
 
+impl From<FileError> for ShellError {
+    fn from(e: FileError) -> Self {
+        Self::File(e)
+    }
+}
+
 impl From<fmt::Error> for ShellError {
     fn from(_: fmt::Error) -> Self {
         Self::Output
@@ -62,14 +71,17 @@ impl fmt::Display for ShellError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Vm(e) => write!(f, "{e}"),
+            Self::File(e) => write!(f, "{e}"),
             Self::NotYet { what, why } => write!(f, "{what}: not available yet: {why}"),
             Self::Output => f.write_str("output failed"),
         }
     }
 }
 
-/// No disk yet: what `vm create`, `ls` and `cat` answer.
-const NO_DISK: &str = "no disk (the hypervisor has no block device driver yet)";
+/// No loader from the disk yet: what `vm create` answers.
+const NO_DISK: &str = "VMs are not read from the disk yet";
+/// The largest file `cat` prints.
+const CAT_MAX: u64 = 64 * 1024;
 
 /// The hypervisor as the shell's executor.
 #[derive(Default)]
@@ -126,12 +138,18 @@ impl Executor for Hypervisor {
                     why: NO_DISK,
                 })
             }
-            Command::Ls(_) | Command::Cat(_) => {
-                return Err(ShellError::NotYet {
-                    what: "ls/cat",
-                    why: NO_DISK,
-                })
+            Command::Ls(path) => {
+                let rows: Vec<FileRow> = crate::disk::list(path.as_deref().unwrap_or("/"))?
+                    .into_iter()
+                    .map(|m| FileRow {
+                        dir: m.kind == axfs::FileKind::Directory,
+                        size: m.size,
+                        name: m.name,
+                    })
+                    .collect();
+                report::ls(&rows, out)?;
             }
+            Command::Cat(path) => report::cat(&crate::disk::read(&path, CAT_MAX)?, out)?,
             Command::Log(None) => writeln!(out, "log level: {}", log::max_level())?,
             Command::Log(Some(level)) => {
                 log::set_max_level(level_filter(level));
