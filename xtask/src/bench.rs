@@ -302,6 +302,7 @@ impl VmBench<'_> {
             vms: vms.clone(),
             pending: None,
             steps: Vec::new(),
+            disk: None,
         })
     }
 

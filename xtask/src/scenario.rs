@@ -130,6 +130,32 @@ struct ScenarioFile {
     /// A typed session: wait for output, type a line.
     #[serde(default)]
     steps: Vec<StepFile>,
+    /// A directory (relative to the repository root) made into a FAT32 disk image for the
+    /// hypervisor (`cargo xtask disk`), QEMU only.
+    disk: Option<String>,
+    /// How the disk is attached: `virtio` (virtio-blk over virtio-mmio, the default; not on
+    /// x86_64) or `initrd` (QEMU's `-initrd`: a boot module the hypervisor takes as a RAM
+    /// disk).
+    disk_as: Option<DiskAs>,
+}
+
+/// How a scenario's disk reaches the hypervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskAs {
+    /// A virtio-blk device on a virtio-mmio transport.
+    Virtio,
+    /// A boot module (QEMU `-initrd`).
+    Initrd,
+}
+
+/// A scenario's disk: the directory its image is made from, and how it is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioDisk {
+    /// The directory, absolute.
+    pub from: PathBuf,
+    /// How it is attached.
+    pub attach: DiskAs,
 }
 
 /// One `[[steps]]` entry as written.
@@ -181,6 +207,8 @@ pub struct Scenario {
     pub pending: Option<String>,
     /// The typed session, in order (QEMU only).
     pub steps: Vec<Step>,
+    /// The hypervisor's disk, if it has one (QEMU only).
+    pub disk: Option<ScenarioDisk>,
 }
 
 impl Scenario {
@@ -267,6 +295,24 @@ impl Scenario {
                 bail!("field `steps`: step {i}: `send` is one line (Enter is typed after it)");
             }
         }
+        let disk = match (file.disk, file.disk_as) {
+            (None, None) => None,
+            (None, Some(_)) => bail!("field `disk_as`: give the `disk` directory too"),
+            (Some(dir), attach) => {
+                let attach = attach.unwrap_or(DiskAs::Virtio);
+                if file.emulator != Emulator::Qemu {
+                    bail!("field `disk`: only QEMU scenarios have a disk");
+                }
+                if attach == DiskAs::Virtio && file.arch == Arch::X86_64 {
+                    bail!("field `disk_as`: x86_64 has no virtio-mmio; use \"initrd\"");
+                }
+                let from = util::repo_root().join(&dir);
+                if !from.is_dir() {
+                    bail!("field `disk`: {dir} is not a directory");
+                }
+                Some(ScenarioDisk { from, attach })
+            }
+        };
         let mut fail_on: Vec<String> = DEFAULT_FAIL_ON.iter().map(|s| (*s).to_owned()).collect();
         fail_on.extend(
             file.fail_on
@@ -296,6 +342,7 @@ impl Scenario {
                     send: s.send,
                 })
                 .collect(),
+            disk,
         })
     }
 
@@ -558,6 +605,13 @@ impl Launch {
                     extra.extend(["-append".to_owned(), args.clone()]);
                 }
                 extra.extend(scenario.extra_args.iter().cloned());
+                if let Some(disk) = &scenario.disk {
+                    let file = log_path.with_extension("disk.img");
+                    let bytes = crate::disk::build(&disk.from, None)?;
+                    std::fs::write(&file, bytes)
+                        .with_context(|| format!("could not write {}", file.display()))?;
+                    extra.extend(disk_args(disk.attach, &file));
+                }
                 Launch::Qemu(qemu::emulator_command(
                     &scenario.machine,
                     image,
@@ -578,6 +632,20 @@ impl Launch {
                 log: log_path.with_extension("bochs.log"),
             },
         })
+    }
+}
+
+/// The QEMU arguments that attach the disk image `file`.
+fn disk_args(attach: DiskAs, file: &Path) -> Vec<String> {
+    let file = file.display();
+    match attach {
+        DiskAs::Virtio => vec![
+            "-drive".to_owned(),
+            format!("file={file},if=none,format=raw,id=disk0"),
+            "-device".to_owned(),
+            "virtio-blk-device,drive=disk0".to_owned(),
+        ],
+        DiskAs::Initrd => vec!["-initrd".to_owned(), file.to_string()],
     }
 }
 
@@ -1178,6 +1246,44 @@ mod tests {
 
         let e = error_of("this is not toml");
         assert!(e.contains("aarch64-demo.toml"), "{e}");
+    }
+
+    #[test]
+    fn disks_are_directories_attached_by_qemu() {
+        let s =
+            parse("arch = \"riscv64\"\ndisk = \"tests/disks/files\"\nexpect = [\"x\"]\n").unwrap();
+        let disk = s.disk.clone().unwrap();
+        assert_eq!(disk.attach, DiskAs::Virtio);
+        assert!(disk.from.ends_with("tests/disks/files"));
+        assert_eq!(
+            disk_args(DiskAs::Initrd, Path::new("d.img")),
+            ["-initrd", "d.img"]
+        );
+        assert_eq!(
+            disk_args(DiskAs::Virtio, Path::new("d.img"))[1],
+            "file=d.img,if=none,format=raw,id=disk0"
+        );
+        for (text, field) in [
+            (
+                "arch = \"aarch64\"\ndisk_as = \"initrd\"\n",
+                "field `disk_as`",
+            ),
+            (
+                "arch = \"aarch64\"\ndisk = \"tests/disks/none\"\n",
+                "not a directory",
+            ),
+            (
+                "arch = \"x86_64\"\ndisk = \"tests/disks/files\"\n",
+                "no virtio-mmio",
+            ),
+            (
+                "arch = \"aarch64\"\ndisk = \"tests/disks/files\"\ndisk_as = \"usb\"\n",
+                "disk_as",
+            ),
+        ] {
+            let e = error_of(&format!("{text}expect = [\"x\"]\n"));
+            assert!(e.contains(field), "{e}");
+        }
     }
 
     #[test]
