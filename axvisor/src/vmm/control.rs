@@ -58,7 +58,8 @@ pub enum ControlError {
     },
     /// The vCPUs did not leave the guest in time (the VM is still stopping).
     StillStopping(String),
-    /// Building it again failed (the reason was printed as the VM's own line).
+    /// Building it again failed (the reason was printed as the VM's own line); the old VM
+    /// was already gone, to give its memory to the new one.
     NotStarted(String),
     /// The VM has no UART to attach the terminal to.
     NoUart(String),
@@ -78,7 +79,10 @@ impl fmt::Display for ControlError {
                 f,
                 "vm {name}: asked to stop, but its vCPUs have not left the guest yet"
             ),
-            Self::NotStarted(name) => write!(f, "vm {name}: not started (see the line above)"),
+            Self::NotStarted(name) => write!(
+                f,
+                "vm {name}: not started (see the line above); it is no longer listed"
+            ),
             Self::NoUart(name) => write!(f, "vm {name}: has no UART to attach to"),
         }
     }
