@@ -137,6 +137,10 @@ struct ScenarioFile {
     /// x86_64) or `initrd` (QEMU's `-initrd`: a boot module the hypervisor takes as a RAM
     /// disk).
     disk_as: Option<DiskAs>,
+    /// Test guests (by name) whose built images are added to the disk as
+    /// `/images/NAME.bin`, beside the `disk` directory's files.
+    #[serde(default)]
+    disk_guests: Vec<String>,
 }
 
 /// How a scenario's disk reaches the hypervisor.
@@ -156,6 +160,8 @@ pub struct ScenarioDisk {
     pub from: PathBuf,
     /// How it is attached.
     pub attach: DiskAs,
+    /// Test guests whose images go to `/images/NAME.bin`.
+    pub guests: Vec<String>,
 }
 
 /// One `[[steps]]` entry as written.
@@ -295,9 +301,17 @@ impl Scenario {
                 bail!("field `steps`: step {i}: `send` is one line (Enter is typed after it)");
             }
         }
+        if let Some(g) = file.disk_guests.iter().find(|g| {
+            g.is_empty()
+                || !g
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        }) {
+            bail!("field `disk_guests`: {g:?} is not a guest name");
+        }
         let disk = match (file.disk, file.disk_as) {
-            (None, None) => None,
-            (None, Some(_)) => bail!("field `disk_as`: give the `disk` directory too"),
+            (None, None) if file.disk_guests.is_empty() => None,
+            (None, _) => bail!("fields `disk_as`, `disk_guests`: give the `disk` directory too"),
             (Some(dir), attach) => {
                 let attach = attach.unwrap_or(DiskAs::Virtio);
                 if file.emulator != Emulator::Qemu {
@@ -310,7 +324,11 @@ impl Scenario {
                 if !from.is_dir() {
                     bail!("field `disk`: {dir} is not a directory");
                 }
-                Some(ScenarioDisk { from, attach })
+                Some(ScenarioDisk {
+                    from,
+                    attach,
+                    guests: file.disk_guests,
+                })
             }
         };
         let mut fail_on: Vec<String> = DEFAULT_FAIL_ON.iter().map(|s| (*s).to_owned()).collect();
@@ -607,7 +625,9 @@ impl Launch {
                 extra.extend(scenario.extra_args.iter().cloned());
                 if let Some(disk) = &scenario.disk {
                     let file = log_path.with_extension("disk.img");
-                    let bytes = crate::disk::build(&disk.from, None)?;
+                    let staged = log_path.with_extension("disk");
+                    stage_disk(disk, scenario.machine.arch, &staged)?;
+                    let bytes = crate::disk::build(&staged, None)?;
                     std::fs::write(&file, bytes)
                         .with_context(|| format!("could not write {}", file.display()))?;
                     extra.extend(disk_args(disk.attach, &file));
@@ -633,6 +653,45 @@ impl Launch {
             },
         })
     }
+}
+
+/// Fills directory `to` (emptied first) with what `disk` puts on the disk: its directory's
+/// tree, and its guests' images (built for `arch`) under `images/`.
+fn stage_disk(disk: &ScenarioDisk, arch: Arch, to: &Path) -> Result<()> {
+    fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+        std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+        for entry in
+            std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))?
+        {
+            let entry = entry?;
+            let target = to.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                copy_tree(&entry.path(), &target)?;
+            } else {
+                std::fs::copy(entry.path(), &target)
+                    .with_context(|| format!("copying {}", entry.path().display()))?;
+            }
+        }
+        Ok(())
+    }
+    if to.exists() {
+        std::fs::remove_dir_all(to).with_context(|| format!("removing {}", to.display()))?;
+    }
+    copy_tree(&disk.from, to)?;
+    if !disk.guests.is_empty() {
+        let images = to.join("images");
+        std::fs::create_dir_all(&images)?;
+        for g in &disk.guests {
+            let image = crate::vmembed::image_file(&crate::guests::image_dir(arch), g);
+            std::fs::copy(&image, images.join(format!("{g}.bin"))).with_context(|| {
+                format!(
+                    "field `disk_guests`: copying {} (built by cargo xtask build)",
+                    image.display()
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The QEMU arguments that attach the disk image `file`.
