@@ -4,6 +4,7 @@
 //! The boot argument `disk=virtio|ramdisk|none` chooses the device (default: the first
 //! found, see [`axdriver::open`]); one line says what was mounted or why nothing was.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use axdriver::{Choice, Disk, DiskError};
 use axfs::{FileSystem, FsError, Metadata};
@@ -20,6 +21,13 @@ pub enum FileError {
     NoDisk,
     /// What the filesystem said.
     Fs(FsError),
+    /// No frames are free for the whole file.
+    NoMemory {
+        /// The file.
+        path: String,
+        /// Its size in bytes.
+        size: u64,
+    },
 }
 
 impl From<FsError> for FileError {
@@ -33,6 +41,9 @@ impl fmt::Display for FileError {
         match self {
             Self::NoDisk => f.write_str("no disk is mounted (see the boot log's \"disk:\" line)"),
             Self::Fs(e) => write!(f, "{e}"),
+            Self::NoMemory { path, size } => {
+                write!(f, "{path}: not enough free memory for its {size} bytes")
+            }
         }
     }
 }
@@ -82,3 +93,46 @@ pub fn list(path: &str) -> Result<Vec<Metadata>, FileError> {
 pub fn read(path: &str, limit: u64) -> Result<Vec<u8>, FileError> {
     with(|fs| fs.read(path, limit))
 }
+
+/// A file read whole into frames of its own (no heap copy), freed when dropped: a guest
+/// image from the disk, kept while the VMs built from it exist.
+pub struct FrameFile {
+    addr: usize,
+    frames: usize,
+    len: usize,
+}
+
+impl FrameFile {
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `addr` is `frames` frames this value allocated and owns (identity-mapped
+        // RAM), of which the first `len` bytes were filled by the read.
+        unsafe { core::slice::from_raw_parts(self.addr as *const u8, self.len) }
+    }
+}
+
+impl Drop for FrameFile {
+    fn drop(&mut self) {
+        axstd::mem::dealloc_frames(self.addr, self.frames);
+    }
+}
+
+/// Reads file `path` into frames allocated for it.
+pub fn read_to_frames(path: &str) -> Result<FrameFile, FileError> {
+    let size = with(|fs| fs.stat(path))?.size;
+    let no_memory = || FileError::NoMemory {
+        path: path.into(),
+        size,
+    };
+    let len = usize::try_from(size).map_err(|_| no_memory())?;
+    let frames = len.div_ceil(PAGE).max(1);
+    let addr = axstd::mem::alloc_frames(frames, PAGE).ok_or_else(no_memory)?;
+    let mut file = FrameFile { addr, frames, len };
+    // SAFETY: the frames were just allocated for this file alone (identity-mapped RAM).
+    let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) };
+    file.len = with(|fs| fs.read_into(path, buf))?;
+    Ok(file)
+}
+
+/// The frame size.
+const PAGE: usize = axvmconfig::PAGE_SIZE as usize;

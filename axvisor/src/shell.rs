@@ -78,8 +78,6 @@ impl fmt::Display for ShellError {
     }
 }
 
-/// No loader from the disk yet: what `vm create` answers.
-const NO_DISK: &str = "VMs are not read from the disk yet";
 /// The largest file `cat` prints.
 const CAT_MAX: u64 = 64 * 1024;
 
@@ -101,9 +99,9 @@ impl Executor for Hypervisor {
             Command::Help(_) => {}
             Command::VmList => report::vm_list(&control::list(), out)?,
             Command::VmShow(vm) => {
-                let (row, file) = control::show(&vm)?;
+                let (row, file, place) = control::show(&vm)?;
                 report::vm_list(core::slice::from_ref(&row), out)?;
-                writeln!(out, "config: {file} (built into the image)")?;
+                writeln!(out, "config: {file} ({place})")?;
             }
             Command::VmStart(vm) => {
                 let name = control::start(&vm)?;
@@ -132,11 +130,9 @@ impl Executor for Hypervisor {
                     report::vm_stat(&stat, out)?;
                 }
             }
-            Command::VmCreate(_) => {
-                return Err(ShellError::NotYet {
-                    what: "vm create",
-                    why: NO_DISK,
-                })
+            Command::VmCreate(file) => {
+                let name = control::create(&file)?;
+                writeln!(out, "vm {name}: created from {file} and started")?;
             }
             Command::Ls(path) => {
                 let rows: Vec<FileRow> = crate::disk::list(path.as_deref().unwrap_or("/"))?

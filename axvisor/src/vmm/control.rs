@@ -6,8 +6,8 @@
 //! with a fresh VMID and memory) or deleted (its memory freed once its last vCPU task is
 //! gone, which it is once stopped).
 
-use super::{start_vm, VmRun};
-use crate::images::EmbeddedVm;
+use super::source::{self, LoadError, VmSource};
+use super::{check_config, start_vm, VmRun};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -23,8 +23,7 @@ const STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// One VM known to the shell.
 struct Entry {
-    /// Where its config and images came from (to build it again).
-    source: &'static EmbeddedVm,
+    /// The VM, with where its config and images came from (to build it again).
     run: Arc<VmRun>,
     /// When it was started (the time since boot).
     started: Duration,
@@ -34,9 +33,8 @@ struct Entry {
 static VMS: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
 /// Records a VM that was just built and started.
-pub(super) fn register(source: &'static EmbeddedVm, run: &Arc<VmRun>) {
+pub(super) fn register(run: &Arc<VmRun>) {
     VMS.lock().push(Entry {
-        source,
         run: run.clone(),
         started: axstd::time::now(),
     });
@@ -63,6 +61,19 @@ pub enum ControlError {
     NotStarted(String),
     /// The VM has no UART to attach the terminal to.
     NoUart(String),
+    /// `vm create`: the config or an image could not be read.
+    Load(LoadError),
+    /// `vm create`: the config is invalid (its problems were printed above).
+    Invalid(String),
+    /// `vm create`: a VM with this id or name exists.
+    Exists {
+        /// The config file.
+        file: String,
+        /// Its VM's name.
+        name: String,
+        /// Its VM's id.
+        id: u32,
+    },
 }
 
 impl fmt::Display for ControlError {
@@ -84,6 +95,12 @@ impl fmt::Display for ControlError {
                 "vm {name}: not started (see the line above); it is no longer listed"
             ),
             Self::NoUart(name) => write!(f, "vm {name}: has no UART to attach to"),
+            Self::Load(e) => write!(f, "{e}"),
+            Self::Invalid(file) => write!(f, "vm config {file}: invalid (see the lines above)"),
+            Self::Exists { file, name, id } => write!(
+                f,
+                "vm config {file}: a VM with id {id} or name {name:?} exists: try \"vm list\""
+            ),
         }
     }
 }
@@ -107,11 +124,11 @@ fn matches(entry: &Entry, which: &VmRef) -> bool {
 }
 
 /// The VM `which` names: its run and its source.
-fn find(which: &VmRef) -> Result<(Arc<VmRun>, &'static EmbeddedVm), ControlError> {
+fn find(which: &VmRef) -> Result<(Arc<VmRun>, VmSource), ControlError> {
     VMS.lock()
         .iter()
         .find(|e| matches(e, which))
-        .map(|e| (e.run.clone(), e.source))
+        .map(|e| (e.run.clone(), e.run.source.clone()))
         .ok_or_else(|| ControlError::NoSuchVm(which.clone()))
 }
 
@@ -135,14 +152,43 @@ pub fn list() -> Vec<VmRow> {
     VMS.lock().iter().map(|e| row(e, now)).collect()
 }
 
-/// One VM's row and its config file.
-pub fn show(which: &VmRef) -> Result<(VmRow, &'static str), ControlError> {
+/// One VM's row, its config file and where that lives.
+pub fn show(which: &VmRef) -> Result<(VmRow, String, &'static str), ControlError> {
     let now = axstd::time::now();
     VMS.lock()
         .iter()
         .find(|e| matches(e, which))
-        .map(|e| (row(e, now), e.source.file))
+        .map(|e| {
+            let source = &e.run.source;
+            (row(e, now), String::from(source.file()), source.place())
+        })
         .ok_or_else(|| ControlError::NoSuchVm(which.clone()))
+}
+
+/// Builds and starts a VM from the config `file` on the disk (its images read from the
+/// disk, validated as at boot). Returns its name.
+pub fn create(file: &str) -> Result<String, ControlError> {
+    let source = source::load(file).map_err(ControlError::Load)?;
+    let pcpus = axstd::smp::online();
+    let config = check_config(&source, pcpus, &super::host::facts())
+        .ok_or_else(|| ControlError::Invalid(String::from(file)))?;
+    let name = config.name.clone();
+    let taken = VMS.lock().iter().any(|e| {
+        let vm = &e.run.vm;
+        vm.id() == config.id || vm.name() == name
+    });
+    if taken {
+        return Err(ControlError::Exists {
+            file: String::from(file),
+            name,
+            id: config.id,
+        });
+    }
+    if start_vm(source, config) {
+        Ok(name)
+    } else {
+        Err(ControlError::NotStarted(name))
+    }
 }
 
 /// Exit counts and unclaimed accesses of the VM `which` names, or of every VM.

@@ -2,11 +2,10 @@
 //! power-off, reset or stopped VM means.
 //!
 //! VM configs and their images are embedded in the hypervisor image at build time (see
-//! [`crate::images`]). A config that does not parse or validate is reported and skipped;
-//! the other VMs still run.
+//! [`crate::images`]) or read from the disk (`/vms/*.toml`, [`source`]). A config that does
+//! not parse or validate is reported and skipped; the other VMs still run.
 
-use crate::images::{self, EmbeddedVm};
-use alloc::collections::BTreeMap;
+use crate::images;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -30,6 +29,9 @@ pub mod control;
 mod dtb;
 mod host;
 mod passthrough;
+pub mod source;
+
+use source::VmSource;
 
 /// The hardware VMIDs: one per VM from its creation until it stops (VM ids in configs are
 /// the user's and are never used as VMIDs). Sized by the CPU's VMID width in [`start_all`].
@@ -69,57 +71,65 @@ impl FrameAllocator for HalFrames {
 /// A VM of this hypervisor: the target's vCPU and stage-2 format ([`Platform`]).
 type Vm = PlatformVm<Platform, HalFrames>;
 
-/// Parses and validates every embedded config, also against what the host has (`host`);
-/// returns the usable ones with their source.
-fn load_configs(pcpus: usize, host: &HostFacts) -> Vec<(&'static EmbeddedVm, VmConfig)> {
-    let mut ok = Vec::new();
-    for vm in images::VMS {
-        let config = match axvmconfig::from_toml(vm.config) {
-            Ok(c) => c,
-            Err(e) => {
-                println!("vm config {}: {e}; skipped", vm.file);
-                continue;
-            }
-        };
-        let image_sizes: BTreeMap<String, u64> = vm
-            .images
-            .iter()
-            .map(|(n, b)| (String::from(*n), b.len() as u64))
-            .collect();
-        let ctx = ValidateContext {
-            pcpu_count: Some(pcpus),
-            image_sizes,
-        };
-        // Every problem, the config's own and those against the host, as the host check
-        // prints them.
-        let problems: Vec<_> = [config.validate(&ctx), config.validate_host(host)]
-            .into_iter()
-            .filter_map(Result::err)
-            .flatten()
-            .collect();
-        if problems.is_empty() {
-            ok.push((vm, config));
-        } else {
-            for p in problems {
-                println!("vm config {}: {p}", vm.file);
-            }
-            println!("vm config {}: invalid; skipped", vm.file);
+/// Parses and validates the config of `source`, also against what the host has (`host`);
+/// prints every problem (as the host check prints them) and returns the config if it is
+/// usable.
+fn check_config(source: &VmSource, pcpus: usize, host: &HostFacts) -> Option<VmConfig> {
+    let file = source.file();
+    let config = match axvmconfig::from_toml(source.config()) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("vm config {file}: {e}; skipped");
+            return None;
+        }
+    };
+    let ctx = ValidateContext {
+        pcpu_count: Some(pcpus),
+        image_sizes: source.image_sizes(),
+    };
+    let problems: Vec<_> = [config.validate(&ctx), config.validate_host(host)]
+        .into_iter()
+        .filter_map(Result::err)
+        .flatten()
+        .collect();
+    if problems.is_empty() {
+        return Some(config);
+    }
+    for p in problems {
+        println!("vm config {file}: {p}");
+    }
+    println!("vm config {file}: invalid; skipped");
+    None
+}
+
+/// The configs to run at boot: the embedded ones, then `/vms/*.toml` on the disk (by
+/// name). Each is parsed and validated ([`check_config`]); a config on the disk whose
+/// images cannot be read is reported and skipped; of configs sharing an id or a name the
+/// first is kept.
+fn load_configs(pcpus: usize, host: &HostFacts) -> Vec<(VmSource, VmConfig)> {
+    let mut sources: Vec<VmSource> = images::VMS.iter().map(VmSource::Embedded).collect();
+    for file in source::disk_configs() {
+        match source::load(&file) {
+            Ok(s) => sources.push(s),
+            Err(e) => println!("{e}; skipped"),
         }
     }
-    // Duplicate ids or names across VMs: keep the first of each.
-    let mut seen = Vec::<(u32, String)>::new();
-    ok.retain(|(vm, c)| {
-        let dup = seen.iter().any(|(id, name)| *id == c.id || *name == c.name);
-        if dup {
+    let mut ok: Vec<(VmSource, VmConfig)> = Vec::new();
+    for source in sources {
+        let Some(c) = check_config(&source, pcpus, host) else {
+            continue;
+        };
+        if ok.iter().any(|(_, o)| o.id == c.id || o.name == c.name) {
             println!(
                 "vm config {}: id {} or name {:?} already used; skipped",
-                vm.file, c.id, c.name
+                source.file(),
+                c.id,
+                c.name
             );
         } else {
-            seen.push((c.id, c.name.clone()));
+            ok.push((source, c));
         }
-        !dup
-    });
+    }
     ok
 }
 
@@ -170,6 +180,9 @@ struct VmRun {
     waker: Arc<VcpuWaker>,
     /// vCPU tasks alive (started and not yet ended).
     tasks: AtomicUsize,
+    /// Where it came from; keeps images read from the disk while `vm` borrows them (so it
+    /// is declared after `vm`, which is dropped first).
+    source: VmSource,
 }
 
 /// Wakes vCPUs: a halted vCPU sleeps on its queue until an interrupt is raised for it (a
@@ -252,7 +265,7 @@ fn memory_available(config: &VmConfig) -> Result<(), MemoryShortfall> {
 
 /// Builds, boots and starts one VM; on failure prints one line naming it and gives back
 /// whatever it had taken (VMID, host ranges).
-fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
+fn start_vm(source: VmSource, config: VmConfig) -> bool {
     let name = config.name.clone();
     if let Err(e) = memory_available(&config) {
         println!("vm {name}: cannot be created: {e}");
@@ -273,7 +286,7 @@ fn start_vm(source: &'static EmbeddedVm, config: VmConfig) -> bool {
 }
 
 /// [`start_vm`] once the VM has its VMID.
-fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> bool {
+fn build_and_start(source: VmSource, config: VmConfig, vmid: u16) -> bool {
     let name = config.name.clone();
     let vm_id = config.id;
     let waker = Arc::new(VcpuWaker::new(&config.cpus.pin));
@@ -289,7 +302,7 @@ fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> 
         return false;
     }
     // A kernel the architecture places itself (x86: a Linux bzImage).
-    let kernel = match Platform::prepare_boot(&config, &|image| images::image(source, image)) {
+    let kernel = match Platform::prepare_boot(&config, &|image| source.image(image)) {
         Ok(kernel) => kernel,
         Err(e) => {
             println!("vm {name}: cannot be created: {e}");
@@ -302,7 +315,7 @@ fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> 
             .kernel
             .initrd
             .as_ref()
-            .and_then(|i| images::image(source, &i.image))
+            .and_then(|i| source.image(&i.image))
             .map(|b| b.len() as u64);
         match dtb::generate::<Platform>(&config, initrd_size) {
             Ok(bytes) => platform.dtb = Some(bytes),
@@ -324,7 +337,7 @@ fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> 
     let vm = match Vm::new(
         config,
         HalFrames,
-        &|image| images::image(source, image),
+        &|image| source.image(image),
         console,
         &|i| Platform::vcpu_config(&arch_vm, vmid, i),
         platform,
@@ -355,8 +368,9 @@ fn build_and_start(source: &'static EmbeddedVm, config: VmConfig, vmid: u16) -> 
         vmid,
         waker,
         tasks: AtomicUsize::new(0),
+        source,
     });
-    control::register(source, &run);
+    control::register(&run);
     spawn_vcpu(&run, 0);
     true
 }
