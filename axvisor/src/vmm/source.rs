@@ -79,48 +79,6 @@ impl fmt::Display for LoadError {
 /// The largest config file read.
 const CONFIG_MAX: u64 = 64 * 1024;
 
-/// Path `value` of an image field of the config at `file`: absolute as it is, else relative
-/// to the config's directory; `.` and `..` resolved (not above the root), so errors name
-/// the file read.
-pub fn resolve(file: &str, value: &str) -> String {
-    let dir = match value.starts_with('/') {
-        true => "",
-        false => file.rsplit_once('/').map_or("", |(dir, _)| dir),
-    };
-    let mut parts: Vec<&str> = Vec::new();
-    for part in dir.split('/').chain(value.split('/')) {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    let mut out = String::new();
-    for p in parts {
-        out.push('/');
-        out.push_str(p);
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    out
-}
-
-/// The image fields of a config: (field, value).
-fn image_fields(config: &axvmconfig::VmConfig) -> Vec<(&'static str, String)> {
-    let k = &config.kernel;
-    let mut out = alloc::vec![("kernel.image", k.image.clone())];
-    if let Some(i) = &k.initrd {
-        out.push(("kernel.initrd.image", i.image.clone()));
-    }
-    if let Some(image) = k.dtb.as_ref().and_then(|d| d.image.clone()) {
-        out.push(("kernel.dtb.image", image));
-    }
-    out
-}
-
 /// Reads the config at `file` on the disk and every image it names.
 pub fn load(file: &str) -> Result<VmSource, LoadError> {
     let bytes = disk::read(file, CONFIG_MAX).map_err(|error| LoadError::Config {
@@ -134,11 +92,11 @@ pub fn load(file: &str) -> Result<VmSource, LoadError> {
     let text = String::from_utf8(bytes).map_err(|_| parse("not UTF-8 text".into()))?;
     let config = axvmconfig::from_toml(&text).map_err(|e| parse(alloc::format!("{e}")))?;
     let mut images: Vec<(String, FrameFile)> = Vec::new();
-    for (field, value) in image_fields(&config) {
+    for (field, value) in axvmconfig::image_fields(&config) {
         if images.iter().any(|(v, _)| *v == value) {
             continue;
         }
-        let path = resolve(file, &value);
+        let path = axvmconfig::image_path(file, &value);
         let image = disk::read_to_frames(&path).map_err(|error| LoadError::Image {
             file: file.into(),
             field,

@@ -44,6 +44,7 @@ extern crate alloc;
 mod config;
 mod error;
 mod host;
+mod paths;
 mod validate;
 
 #[cfg(test)]
@@ -61,6 +62,7 @@ pub use host::{
     VGIC_GICR_FRAME_SIZE, VGIC_SPI_LINES, VIOAPIC_PINS, VIOAPIC_WINDOW_SIZE, VPLIC_SOURCES,
     VPLIC_WINDOW_SIZE,
 };
+pub use paths::{image_fields, image_path};
 pub use validate::{
     validate_many, validate_many_on, ConfigProblem, ProblemKind, ValidateContext, MAX_NAME_LEN,
     PAGE_SIZE, PORT_SPACE_END,

@@ -2016,3 +2016,50 @@ fn ioapic_device() {
     assert!(!HostArch::Aarch64.has_device(DeviceKind::Ioapic));
     assert!(!HostArch::Riscv64.has_device(DeviceKind::Ioapic));
 }
+
+#[test]
+fn image_paths_are_relative_to_the_config_file() {
+    use crate::image_path;
+    assert_eq!(image_path("/vms/hello.toml", "hello.bin"), "/vms/hello.bin");
+    assert_eq!(
+        image_path("/vms/hello.toml", "../images/hello.bin"),
+        "/images/hello.bin"
+    );
+    assert_eq!(image_path("/vms/a/b.toml", "./x/../y.bin"), "/vms/a/y.bin");
+    assert_eq!(
+        image_path("/vms/hello.toml", "/images/k.bin"),
+        "/images/k.bin"
+    );
+    // `..` stops at the root; a config at the root; nothing left is the root.
+    assert_eq!(image_path("/vms/hello.toml", "../../../k.bin"), "/k.bin");
+    assert_eq!(image_path("/hello.toml", "k.bin"), "/k.bin");
+    assert_eq!(image_path("/vms/hello.toml", ".."), "/");
+}
+
+#[test]
+fn image_fields_in_order() {
+    let text = r#"
+id = 1
+name = "x"
+[cpus]
+count = 1
+pin = [0]
+[kernel]
+image = "k.bin"
+load_addr = 0x4000_0000
+initrd = { image = "../i.bin", load_addr = 0x4100_0000 }
+dtb = { load_addr = 0x4200_0000 }
+[[memory]]
+gpa = 0x4000_0000
+size = 0x400_0000
+map = "alloc"
+"#;
+    let config = crate::from_toml(text).unwrap();
+    assert_eq!(
+        crate::image_fields(&config),
+        [
+            ("kernel.image", "k.bin".into()),
+            ("kernel.initrd.image", "../i.bin".into())
+        ]
+    );
+}
