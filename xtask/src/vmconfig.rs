@@ -31,6 +31,11 @@ enum VmconfigCommand {
         /// `x86_64-pc`).
         #[arg(long, value_name = "NAME")]
         platform: Option<String>,
+        /// The files are configs on a disk made from DIR (`cargo xtask disk --from DIR`):
+        /// their image fields are paths on it, resolved as the hypervisor resolves them,
+        /// and the images must exist and fit.
+        #[arg(long, value_name = "DIR")]
+        disk: Option<PathBuf>,
         /// VM config files (TOML), e.g. configs/vms/aarch64-hello.toml.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -130,7 +135,11 @@ fn default_platform(file: &Path) -> Option<String> {
 /// Runs `cargo xtask vmconfig ...`.
 pub fn run(args: VmconfigArgs) -> Result<ExitCode> {
     match args.command {
-        VmconfigCommand::Check { platform, files } => {
+        VmconfigCommand::Check {
+            platform,
+            disk,
+            files,
+        } => {
             let mut facts = BTreeMap::new();
             let mut inputs = Vec::new();
             for path in &files {
@@ -144,6 +153,10 @@ pub fn run(args: VmconfigArgs) -> Result<ExitCode> {
                     name: path.display().to_string(),
                     text: std::fs::read_to_string(path).map_err(|err| err.to_string()),
                     host: platform.and_then(|name| facts.get(&name).cloned()),
+                    disk: match &disk {
+                        Some(root) => Some(OnDisk::new(root, path)?),
+                        None => None,
+                    },
                 });
             }
             let report = check(&inputs);
@@ -157,12 +170,64 @@ pub fn run(args: VmconfigArgs) -> Result<ExitCode> {
     }
 }
 
-/// One file to check: the name to print, its contents (or why it could not be read) and
-/// what is known about the host it runs on.
+/// One file to check: the name to print, its contents (or why it could not be read),
+/// what is known about the host it runs on, and where it lies on a disk.
 struct Input {
     name: String,
     text: Result<String, String>,
     host: Option<HostFacts>,
+    disk: Option<OnDisk>,
+}
+
+/// A config file on a disk being made from a directory.
+struct OnDisk {
+    /// The directory the disk is made from.
+    root: PathBuf,
+    /// The config's path on the disk (`/vms/hello.toml`).
+    path: String,
+}
+
+impl OnDisk {
+    /// `file` on the disk made from `root`.
+    fn new(root: &Path, file: &Path) -> Result<Self> {
+        let root = root
+            .canonicalize()
+            .with_context(|| format!("--disk {}", root.display()))?;
+        let full = file
+            .canonicalize()
+            .with_context(|| format!("reading {}", file.display()))?;
+        let inside = full.strip_prefix(&root).with_context(|| {
+            format!(
+                "{} is not inside the disk directory {}",
+                file.display(),
+                root.display()
+            )
+        })?;
+        let path = inside
+            .components()
+            .map(|c| format!("/{}", c.as_os_str().to_string_lossy()))
+            .collect();
+        Ok(Self { root, path })
+    }
+
+    /// The sizes of the images `config` names (by field value), read on the host where
+    /// the hypervisor reads them on the disk; a problem line for each one missing.
+    fn image_sizes(&self, config: &VmConfig) -> (BTreeMap<String, u64>, Vec<String>) {
+        let mut sizes = BTreeMap::new();
+        let mut missing = Vec::new();
+        for (field, value) in axvmconfig::image_fields(config) {
+            let on_disk = axvmconfig::image_path(&self.path, &value);
+            match std::fs::metadata(self.root.join(on_disk.trim_start_matches('/'))) {
+                Ok(m) if m.is_file() => {
+                    sizes.insert(value, m.len());
+                }
+                _ => missing.push(format!(
+                    "field `{field}` = {value:?}: {on_disk}: no such file or directory"
+                )),
+            }
+        }
+        (sizes, missing)
+    }
 }
 
 /// What `check` prints, and whether every file passed.
@@ -177,7 +242,6 @@ struct Report {
 /// they share (none when they differ). The number of physical CPUs and the image sizes are
 /// not known here (the hypervisor checks them at boot).
 fn check(inputs: &[Input]) -> Report {
-    let ctx = ValidateContext::default();
     let mut problems: Vec<Vec<String>> = vec![Vec::new(); inputs.len()];
     // Parsed configs, and the input each came from.
     let mut parsed: Vec<(usize, VmConfig)> = Vec::new();
@@ -193,6 +257,12 @@ fn check(inputs: &[Input]) -> Report {
         match axvmconfig::from_toml(text) {
             Err(err) => problems[i].push(err.to_string()),
             Ok(config) => {
+                let mut ctx = ValidateContext::default();
+                if let Some(disk) = &input.disk {
+                    let (sizes, missing) = disk.image_sizes(&config);
+                    ctx.image_sizes = sizes;
+                    problems[i].extend(missing);
+                }
                 if let Err(found) = config.validate(&ctx) {
                     problems[i].extend(found.iter().map(ToString::to_string));
                 }
@@ -281,6 +351,7 @@ mod tests {
             name: name.to_owned(),
             text: std::fs::read_to_string(&path).map_err(|err| err.to_string()),
             host: default_platform(&path).map(|p| platform_facts(&p).unwrap()),
+            disk: None,
         }
     }
 
@@ -289,6 +360,7 @@ mod tests {
             name: name.to_owned(),
             text: Ok(text.to_owned()),
             host: None,
+            disk: None,
         }
     }
 
@@ -298,6 +370,55 @@ mod tests {
             host: Some(platform_facts(&format!("qemu-virt-{arch}")).unwrap()),
             ..inline(name, text)
         }
+    }
+
+    #[test]
+    fn configs_on_a_disk_have_their_images_resolved_and_checked() {
+        let root = std::env::temp_dir().join(format!("xtask-vmconfig-disk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("vms")).unwrap();
+        std::fs::create_dir_all(root.join("images")).unwrap();
+        std::fs::write(root.join("images/small.bin"), [0u8; 100]).unwrap();
+        // Larger than the 16 MiB the config's one region has.
+        let big = std::fs::File::create(root.join("images/big.bin")).unwrap();
+        big.set_len(17 << 20).unwrap();
+        let hello =
+            std::fs::read_to_string(repo_root().join("configs/vms/aarch64-hello.toml")).unwrap();
+        let with_image =
+            |image: &str| hello.replace("image = \"hello\"", &format!("image = {image:?}"));
+        let on_disk = |name: &str, image: &str| {
+            let file = root.join("vms").join(name);
+            std::fs::write(&file, with_image(image)).unwrap();
+            Input {
+                disk: Some(OnDisk::new(&root, &file).unwrap()),
+                ..inline(name, &with_image(image))
+            }
+        };
+        let disk = OnDisk::new(&root, &root.join("vms/ok.toml").with_file_name("x")).err();
+        assert!(
+            disk.is_some(),
+            "a file that does not exist has no disk path"
+        );
+        let ok = on_disk("ok.toml", "../images/small.bin");
+        assert_eq!(ok.disk.as_ref().unwrap().path, "/vms/ok.toml");
+        let report = check(&[ok]);
+        assert!(report.ok, "{}", report.text);
+        let report = check(&[on_disk("abs.toml", "/images/small.bin")]);
+        assert!(report.ok, "{}", report.text);
+        let report = check(&[on_disk("missing.toml", "../images/nope.bin")]);
+        assert_eq!(
+            report.text,
+            "missing.toml: field `kernel.image` = \"../images/nope.bin\": /images/nope.bin: no such file or directory\n"
+        );
+        let report = check(&[on_disk("big.toml", "../images/big.bin")]);
+        assert!(!report.ok);
+        assert!(
+            report.text.starts_with("big.toml: kernel"),
+            "{}",
+            report.text
+        );
+        assert!(OnDisk::new(&root.join("images"), &root.join("vms/ok.toml")).is_err());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
@@ -355,6 +476,7 @@ mod tests {
             name: "missing.toml".to_owned(),
             text: Err("No such file or directory (os error 2)".to_owned()),
             host: None,
+            disk: None,
         };
         let report = check(&[
             unreadable,
