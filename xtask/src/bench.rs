@@ -29,7 +29,7 @@ use clap::{Args, ValueEnum};
 
 use crate::arch::{Arch, Gic, MemSize};
 use crate::qemu::{EmulatorCommand, Machine};
-use crate::scenario::{self, Emulator, Scenario, Status, DEFAULT_FAIL_ON};
+use crate::scenario::{self, Emulator, Scenario, Status, VmsFrom, DEFAULT_FAIL_ON};
 use crate::vmset::VmSet;
 use crate::{bochs, image, setup, util};
 
@@ -300,6 +300,7 @@ impl VmBench<'_> {
             fail_on,
             expect_exit: false,
             vms: vms.clone(),
+            vms_from: VmsFrom::Image,
             pending: None,
             steps: Vec::new(),
             disk: None,

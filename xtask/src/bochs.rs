@@ -278,13 +278,20 @@ fn suite_from_os_release(text: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// The name of the boot module (a scenario's disk image) on the ISO.
+const MODULE: &str = "disk.img";
+
 /// `isolinux.cfg`: no prompt, the console also on COM1, and `mboot.c32` loading
-/// `/kernel.elf` with `boot_args` as its command line.
-pub fn isolinux_cfg(boot_args: Option<&str>) -> String {
+/// `/kernel.elf` with `boot_args` as its command line, and with `module` the disk image
+/// `/disk.img` as its first multiboot module (`--- /disk.img`).
+pub fn isolinux_cfg(boot_args: Option<&str>, module: bool) -> String {
     let mut append = "/kernel.elf".to_owned();
     if let Some(args) = boot_args.map(str::trim).filter(|a| !a.is_empty()) {
         append.push(' ');
         append.push_str(args);
+    }
+    if module {
+        append.push_str(&format!(" --- /{MODULE}"));
     }
     format!(
         "SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT axvisor\nLABEL axvisor\n  KERNEL mboot.c32\n  APPEND {append}\n"
@@ -306,23 +313,35 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 /// Serializes ISO builds (scenario workers may ask for the same one at once).
 static ISO_LOCK: Mutex<()> = Mutex::new(());
 
-/// The boot ISO for `image` (a multiboot ELF) with `boot_args`: built once per image
-/// content and arguments into [`iso_dir`], named after the image and the arguments.
-pub fn iso(image: &Path, boot_args: Option<&str>) -> Result<PathBuf> {
+/// The boot ISO for `image` (a multiboot ELF) with `boot_args` and, if given, the boot
+/// module `module` (a disk image): built once per content and arguments into
+/// [`iso_dir`], named after the image, the module and the arguments.
+pub fn iso(image: &Path, boot_args: Option<&str>, module: Option<&Path>) -> Result<PathBuf> {
     let _guard = ISO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let kernel = fs::read(image).with_context(|| format!("reading {}", image.display()))?;
-    let cfg = isolinux_cfg(boot_args);
-    let name = image
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".to_owned());
+    let module_bytes = match module {
+        Some(m) => fs::read(m).with_context(|| format!("reading {}", m.display()))?,
+        None => Vec::new(),
+    };
+    let cfg = isolinux_cfg(boot_args, module.is_some());
+    let file_name = |p: &Path, default: &str| {
+        p.file_name()
+            .map_or_else(|| default.to_owned(), |n| n.to_string_lossy().into_owned())
+    };
+    let mut name = file_name(image, "image");
+    if let Some(m) = module {
+        name = format!("{name}+{}", file_name(m, MODULE));
+    }
     let dir = iso_dir();
     let iso = dir.join(format!(
         "{name}-{:08x}.iso",
         fnv1a(&[cfg.as_bytes()]) as u32
     ));
     let key_path = iso.with_extension("iso.key");
-    let key = format!("{:016x}\n", fnv1a(&[&kernel, cfg.as_bytes()]));
+    let key = format!(
+        "{:016x}\n",
+        fnv1a(&[&kernel, &module_bytes, cfg.as_bytes()])
+    );
     if iso.is_file() && fs::read_to_string(&key_path).is_ok_and(|k| k == key) {
         return Ok(iso);
     }
@@ -345,6 +364,9 @@ pub fn iso(image: &Path, boot_args: Option<&str>) -> Result<PathBuf> {
     };
     write(&boot_dir.join("isolinux.cfg"), cfg.as_bytes())?;
     write(&staging.join("kernel.elf"), &kernel)?;
+    if module.is_some() {
+        write(&staging.join(MODULE), &module_bytes)?;
+    }
     // Another xtask process may build the same ISO at the same time.
     let partial = iso.with_extension(format!("iso.partial-{}", std::process::id()));
     let mut cmd = tools.xorriso();
@@ -480,11 +502,17 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Builds (or reuses) the ISO of `image` with `boot_args` and writes a run directory
-    /// whose Bochs logs into `log`.
-    pub fn new(config: Config, image: &Path, boot_args: Option<&str>, log: &Path) -> Result<Self> {
+    /// Builds (or reuses) the ISO of `image` with `boot_args` and the boot module `module`
+    /// (a disk image) and writes a run directory whose Bochs logs into `log`.
+    pub fn new(
+        config: Config,
+        image: &Path,
+        boot_args: Option<&str>,
+        module: Option<&Path>,
+        log: &Path,
+    ) -> Result<Self> {
         static RUN: AtomicUsize = AtomicUsize::new(0);
-        let iso = iso(image, boot_args)?;
+        let iso = iso(image, boot_args, module)?;
         remove_stale_run_dirs();
         let dir = std::env::temp_dir().join(format!(
             "{RUN_DIR_PREFIX}{}-{}",
@@ -928,12 +956,16 @@ mod tests {
     #[test]
     fn isolinux_cfg_boots_the_kernel_with_its_arguments() {
         assert_eq!(
-            isolinux_cfg(None),
+            isolinux_cfg(None, false),
             "SERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT axvisor\nLABEL axvisor\n  \
              KERNEL mboot.c32\n  APPEND /kernel.elf\n"
         );
-        assert!(isolinux_cfg(Some(" log=debug ")).ends_with("  APPEND /kernel.elf log=debug\n"));
-        assert!(isolinux_cfg(Some("  ")).ends_with("  APPEND /kernel.elf\n"));
+        assert!(
+            isolinux_cfg(Some(" log=debug "), false).ends_with("  APPEND /kernel.elf log=debug\n")
+        );
+        assert!(isolinux_cfg(Some("  "), false).ends_with("  APPEND /kernel.elf\n"));
+        assert!(isolinux_cfg(Some("disk=ramdisk"), true)
+            .ends_with("  APPEND /kernel.elf disk=ramdisk --- /disk.img\n"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod soak;
 mod toolchain;
 mod util;
 mod vmconfig;
+mod vmdisk;
 mod vmembed;
 mod vmset;
 
@@ -180,7 +181,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 };
                 let log = util::target_dir().join("bochs").join("run.bochs.log");
                 let prepared =
-                    bochs::Prepared::new(config, &image.boot, args.append.as_deref(), &log)?;
+                    bochs::Prepared::new(config, &image.boot, args.append.as_deref(), None, &log)?;
                 return bochs::run_interactive(prepared);
             }
             let mut extra = Vec::new();

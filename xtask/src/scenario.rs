@@ -19,8 +19,8 @@ use crate::arch::{Arch, Gic, MemSize};
 use crate::bochs;
 use crate::matcher::{clean_line, Matcher, Missing, Step, Steps, Verdict};
 use crate::qemu::{self, Console, EmulatorCommand, Machine};
-use crate::util;
 use crate::vmset::VmSet;
+use crate::{util, vmdisk};
 
 /// Failure markers every scenario has, in addition to its own `fail_on` entries.
 pub const DEFAULT_FAIL_ON: &[&str] = &["panicked at", "FAIL "];
@@ -122,9 +122,12 @@ struct ScenarioFile {
     fail_on: Vec<String>,
     #[serde(default)]
     expect_exit: bool,
-    /// VM config files built into the image, relative to the repository root.
+    /// VM config files, relative to the repository root.
     #[serde(default)]
     vms: Vec<String>,
+    /// Where the VMs come from: built into the image, or the scenario's disk.
+    #[serde(default)]
+    vms_from: VmsFrom,
     /// When given, the scenario is not run but counted as skipped, with this reason.
     pending: Option<String>,
     /// A typed session: wait for output, type a line.
@@ -153,11 +156,22 @@ pub enum DiskAs {
     Initrd,
 }
 
+/// Where a scenario's VMs come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmsFrom {
+    /// Built into the hypervisor image: one build per VM set (for disk-less boards).
+    #[default]
+    Image,
+    /// The scenario's disk (`/vms`, [`vmdisk`]), booting the plain image.
+    Disk,
+}
+
 /// A scenario's disk: the directory its image is made from, and how it is attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScenarioDisk {
-    /// The directory, absolute.
-    pub from: PathBuf,
+    /// The directory, absolute (`None`: only what `vms_from = "disk"` adds).
+    pub from: Option<PathBuf>,
     /// How it is attached.
     pub attach: DiskAs,
     /// Test guests whose images go to `/images/NAME.bin`.
@@ -207,8 +221,10 @@ pub struct Scenario {
     pub fail_on: Vec<String>,
     /// Whether the emulator must also exit by itself with status 0.
     pub expect_exit: bool,
-    /// The VMs built into the image it boots (none: the plain image).
+    /// Its VMs (built into the image it boots, or on its disk).
     pub vms: VmSet,
+    /// Where its VMs come from.
+    pub vms_from: VmsFrom,
     /// Why it is not run yet, if it is not.
     pub pending: Option<String>,
     /// The typed session, in order (QEMU only).
@@ -309,21 +325,40 @@ impl Scenario {
         }) {
             bail!("field `disk_guests`: {g:?} is not a guest name");
         }
+        let on_disk = file.vms_from == VmsFrom::Disk;
+        if on_disk && vms.is_empty() {
+            bail!("field `vms_from`: \"disk\" needs `vms`");
+        }
         let disk = match (file.disk, file.disk_as) {
-            (None, None) if file.disk_guests.is_empty() => None,
-            (None, _) => bail!("fields `disk_as`, `disk_guests`: give the `disk` directory too"),
-            (Some(dir), attach) => {
-                let attach = attach.unwrap_or(DiskAs::Virtio);
-                if file.emulator != Emulator::Qemu {
-                    bail!("field `disk`: only QEMU scenarios have a disk");
+            (None, None) if file.disk_guests.is_empty() && !on_disk => None,
+            (None, _) if !on_disk => {
+                bail!("fields `disk_as`, `disk_guests`: give the `disk` directory too")
+            }
+            (dir, attach) => {
+                // Bochs and x86_64 take the disk as a boot module.
+                let attach = attach.unwrap_or(
+                    if file.arch == Arch::X86_64 || file.emulator == Emulator::Bochs {
+                        DiskAs::Initrd
+                    } else {
+                        DiskAs::Virtio
+                    },
+                );
+                if file.emulator == Emulator::Bochs && (dir.is_some() || attach != DiskAs::Initrd) {
+                    bail!("fields `disk`, `disk_as`: Bochs scenarios have only their VMs on a disk, as a boot module");
                 }
                 if attach == DiskAs::Virtio && file.arch == Arch::X86_64 {
                     bail!("field `disk_as`: x86_64 has no virtio-mmio; use \"initrd\"");
                 }
-                let from = util::repo_root().join(&dir);
-                if !from.is_dir() {
-                    bail!("field `disk`: {dir} is not a directory");
-                }
+                let from = match dir {
+                    Some(dir) => {
+                        let from = util::repo_root().join(&dir);
+                        if !from.is_dir() {
+                            bail!("field `disk`: {dir} is not a directory");
+                        }
+                        Some(from)
+                    }
+                    None => None,
+                };
                 Some(ScenarioDisk {
                     from,
                     attach,
@@ -351,6 +386,7 @@ impl Scenario {
             fail_on,
             expect_exit: file.expect_exit,
             vms,
+            vms_from: file.vms_from,
             pending: file.pending,
             steps: file
                 .steps
@@ -364,9 +400,13 @@ impl Scenario {
         })
     }
 
-    /// The image this scenario boots: its architecture with its VMs.
+    /// The image this scenario boots: its architecture with the VMs built in (none when
+    /// they come from the disk: the plain image).
     pub fn image_key(&self) -> ImageKey {
-        (self.machine.arch, self.vms.clone())
+        match self.vms_from {
+            VmsFrom::Image => (self.machine.arch, self.vms.clone()),
+            VmsFrom::Disk => (self.machine.arch, VmSet::none()),
+        }
     }
 }
 
@@ -604,11 +644,12 @@ pub(crate) enum Event {
 pub(crate) enum Launch {
     /// QEMU with this command line.
     Qemu(EmulatorCommand),
-    /// Bochs with this machine, the image's ISO made with these boot arguments, and its
-    /// log in this file.
+    /// Bochs with this machine, the image's ISO made with these boot arguments and this
+    /// boot module (the scenario's disk image), and its log in this file.
     Bochs {
         config: bochs::Config,
         boot_args: Option<String>,
+        module: Option<PathBuf>,
         log: PathBuf,
     },
 }
@@ -623,14 +664,8 @@ impl Launch {
                     extra.extend(["-append".to_owned(), args.clone()]);
                 }
                 extra.extend(scenario.extra_args.iter().cloned());
-                if let Some(disk) = &scenario.disk {
-                    let file = log_path.with_extension("disk.img");
-                    let staged = log_path.with_extension("disk");
-                    stage_disk(disk, scenario.machine.arch, &staged)?;
-                    let bytes = crate::disk::build(&staged, None)?;
-                    std::fs::write(&file, bytes)
-                        .with_context(|| format!("could not write {}", file.display()))?;
-                    extra.extend(disk_args(disk.attach, &file));
+                if let Some((attach, file)) = build_disk(scenario, log_path)? {
+                    extra.extend(disk_args(attach, &file));
                 }
                 Launch::Qemu(qemu::emulator_command(
                     &scenario.machine,
@@ -649,10 +684,35 @@ impl Launch {
                     megs: bochs::megs(&scenario.machine.mem)?,
                 },
                 boot_args: scenario.boot_args.clone(),
+                module: build_disk(scenario, log_path)?.map(|(_, file)| file),
                 log: log_path.with_extension("bochs.log"),
             },
         })
     }
+}
+
+/// Makes `scenario`'s disk image, if it has a disk, next to its log `log_path`: the
+/// directory `<name>.disk` staged ([`stage_disk`], plus its VMs with `vms_from = "disk"`),
+/// then `<name>.disk.img` made from it. Returns how it is attached and the image.
+fn build_disk(scenario: &Scenario, log_path: &Path) -> Result<Option<(DiskAs, PathBuf)>> {
+    let Some(disk) = &scenario.disk else {
+        return Ok(None);
+    };
+    let arch = scenario.machine.arch;
+    let staged = log_path.with_extension("disk");
+    stage_disk(disk, arch, &staged)?;
+    if scenario.vms_from == VmsFrom::Disk {
+        vmdisk::add_vms(
+            &staged,
+            arch,
+            &scenario.vms,
+            &crate::guests::image_dir(arch),
+        )?;
+    }
+    let file = log_path.with_extension("disk.img");
+    let bytes = crate::disk::build(&staged, None)?;
+    std::fs::write(&file, bytes).with_context(|| format!("could not write {}", file.display()))?;
+    Ok(Some((disk.attach, file)))
 }
 
 /// Fills directory `to` (emptied first) with what `disk` puts on the disk: its directory's
@@ -677,7 +737,12 @@ fn stage_disk(disk: &ScenarioDisk, arch: Arch, to: &Path) -> Result<()> {
     if to.exists() {
         std::fs::remove_dir_all(to).with_context(|| format!("removing {}", to.display()))?;
     }
-    copy_tree(&disk.from, to)?;
+    match &disk.from {
+        Some(from) => copy_tree(from, to)?,
+        None => {
+            std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?
+        }
+    }
     if !disk.guests.is_empty() {
         let images = to.join("images");
         std::fs::create_dir_all(&images)?;
@@ -715,6 +780,7 @@ impl std::fmt::Display for Launch {
             Launch::Bochs {
                 config,
                 boot_args,
+                module,
                 log,
             } => {
                 write!(
@@ -724,6 +790,9 @@ impl std::fmt::Display for Launch {
                 )?;
                 if let Some(args) = boot_args {
                     write!(f, " with {args:?}")?;
+                }
+                if let Some(module) = module {
+                    write!(f, " and the module {}", module.display())?;
                 }
                 write!(f, " (bochs log {})", log.display())
             }
@@ -797,11 +866,17 @@ impl Running {
             Launch::Bochs {
                 config,
                 boot_args,
+                module,
                 log,
             } => {
                 let start = || {
-                    let prepared =
-                        bochs::Prepared::new(config.clone(), image, boot_args.as_deref(), log)?;
+                    let prepared = bochs::Prepared::new(
+                        config.clone(),
+                        image,
+                        boot_args.as_deref(),
+                        module.as_deref(),
+                        log,
+                    )?;
                     bochs::Session::start(prepared, &tx, true)
                 };
                 start()
@@ -1308,12 +1383,50 @@ mod tests {
     }
 
     #[test]
+    fn vms_from_the_disk_boot_the_plain_image() {
+        let hello = "vms = [\"configs/vms/aarch64-hello.toml\"]\nexpect = [\"x\"]\n";
+        let s = parse(&format!("arch = \"aarch64\"\n{hello}")).unwrap();
+        assert_eq!((s.vms_from, s.disk.clone()), (VmsFrom::Image, None));
+        assert_eq!(s.image_key().1, s.vms);
+
+        let on_disk = |text: &str| parse(&format!("{text}vms_from = \"disk\"\n{hello}"));
+        let s = on_disk("arch = \"aarch64\"\n").unwrap();
+        assert_eq!(s.vms_from, VmsFrom::Disk);
+        assert_eq!(s.image_key(), (Arch::Aarch64, VmSet::none()));
+        let disk = s.disk.clone().unwrap();
+        assert_eq!((disk.from, disk.attach), (None, DiskAs::Virtio));
+        // Beside a disk directory of the scenario's own, attached as it says.
+        let s = on_disk("arch = \"riscv64\"\ndisk = \"tests/disks/files\"\ndisk_as = \"initrd\"\n")
+            .unwrap();
+        let disk = s.disk.clone().unwrap();
+        assert!(disk.from.is_some());
+        assert_eq!(disk.attach, DiskAs::Initrd);
+        // x86_64 and Bochs take it as a boot module.
+        let s = on_disk("arch = \"x86_64\"\n").unwrap();
+        assert_eq!(s.disk.unwrap().attach, DiskAs::Initrd);
+        let s = on_disk("arch = \"x86_64\"\nemulator = \"bochs\"\n").unwrap();
+        assert_eq!(s.disk.unwrap().attach, DiskAs::Initrd);
+
+        let e = error_of("arch = \"aarch64\"\nvms_from = \"disk\"\nexpect = [\"x\"]\n");
+        assert!(e.contains("field `vms_from`: \"disk\" needs `vms`"), "{e}");
+        let e = error_of(&format!("arch = \"aarch64\"\nvms_from = \"usb\"\n{hello}"));
+        assert!(e.contains("vms_from"), "{e}");
+        let e = error_of(&format!(
+            "arch = \"x86_64\"\nemulator = \"bochs\"\ndisk = \"tests/disks/files\"\nvms_from = \"disk\"\n{hello}"
+        ));
+        assert!(
+            e.contains("Bochs scenarios have only their VMs on a disk"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn disks_are_directories_attached_by_qemu() {
         let s =
             parse("arch = \"riscv64\"\ndisk = \"tests/disks/files\"\nexpect = [\"x\"]\n").unwrap();
         let disk = s.disk.clone().unwrap();
         assert_eq!(disk.attach, DiskAs::Virtio);
-        assert!(disk.from.ends_with("tests/disks/files"));
+        assert!(disk.from.unwrap().ends_with("tests/disks/files"));
         assert_eq!(
             disk_args(DiskAs::Initrd, Path::new("d.img")),
             ["-initrd", "d.img"]
@@ -1325,14 +1438,14 @@ mod tests {
         for (text, field) in [
             (
                 "arch = \"aarch64\"\ndisk_as = \"initrd\"\n",
-                "field `disk_as`",
+                "fields `disk_as`, `disk_guests`: give the `disk` directory too",
             ),
             (
                 "arch = \"aarch64\"\ndisk = \"tests/disks/none\"\n",
                 "not a directory",
             ),
             (
-                "arch = \"x86_64\"\ndisk = \"tests/disks/files\"\n",
+                "arch = \"x86_64\"\ndisk = \"tests/disks/files\"\ndisk_as = \"virtio\"\n",
                 "no virtio-mmio",
             ),
             (
@@ -1430,6 +1543,7 @@ mod tests {
         let Launch::Bochs {
             config,
             boot_args,
+            module,
             log,
         } = &launch
         else {
@@ -1438,6 +1552,7 @@ mod tests {
         assert_eq!(config.cpu_model, bochs::DEFAULT_CPU_MODEL);
         assert_eq!((config.cpus, config.megs), (2, 512));
         assert_eq!(boot_args.as_deref(), Some("a=b"));
+        assert_eq!(*module, None);
         assert_eq!(log, Path::new("logs/s.bochs.log"));
         assert_eq!(
             launch.to_string(),
