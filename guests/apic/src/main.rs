@@ -7,7 +7,8 @@
 //! - The timer in one-shot mode interrupts once and its current count then reads 0; in
 //!   periodic mode it interrupts [`TICKS`] times, about one period apart, until its
 //!   initial count is cleared.
-//! - A self-IPI (ICR destination shorthand "self") arrives.
+//! - A self-IPI (ICR destination shorthand "self") arrives; two NMIs sent to itself arrive
+//!   with interrupts masked, the second after the first's handler returned.
 //! - The PIT's channel 0 (rate generator, about 1 ms) interrupts through I/O APIC input 2.
 //! - INIT and a start-up IPI with vector 9 start vCPU 1 in real mode at 0x9000 (CS =
 //!   0x0900, IP = 0), where a trampoline copied there writes a marker and its CS.

@@ -4,6 +4,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use grt::check::Checker;
 use grt::irq::{self, Irq};
+use grt::trap::{set_exception_handler, Exception, FaultAction};
 use grt::x86::{cpuid, read_msr, xapic_read, xapic_write};
 
 /// Periodic timer interrupts counted before the timer is stopped.
@@ -36,6 +37,10 @@ const DIVIDE_BY_1: u32 = 0xb;
 const ICR_SELF: u32 = 1 << 18;
 const ICR_INIT: u32 = (5 << 8) | (1 << 14);
 const ICR_STARTUP: u32 = 6 << 8;
+/// ICR delivery mode NMI (physical destination in ICR high).
+const ICR_NMI: u32 = 4 << 8;
+/// The NMI's vector.
+const NMI_VECTOR: u8 = 2;
 
 /// The PIT's ports and its channel 0 reload for about 1 ms (1.193182 MHz).
 const PIT_CH0: u16 = 0x40;
@@ -65,6 +70,16 @@ static TIMER_AT: [AtomicU64; TICKS as usize + 1] =
 static IPI: AtomicU64 = AtomicU64::new(0);
 static PIT: AtomicU64 = AtomicU64::new(0);
 static OTHER: AtomicU64 = AtomicU64::new(0);
+static NMI: AtomicU64 = AtomicU64::new(0);
+
+/// Counts NMIs (vector 2) and resumes where they interrupted; any other exception fails.
+fn on_exception(e: &Exception) -> FaultAction {
+    if e.vector != NMI_VECTOR {
+        return FaultAction::Fail;
+    }
+    NMI.store(NMI.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
+    FaultAction::Retry
+}
 
 fn on_irq(irq: Irq) {
     let bump = |c: &AtomicU64| c.store(c.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
@@ -176,6 +191,29 @@ fn self_ipi(c: &mut Checker) {
     grt::println!("apic: self-IPI arrived");
 }
 
+/// Two NMIs to itself (ICR delivery mode NMI, physical destination 0), the second after the
+/// first's handler returned: both arrive, even with interrupts masked.
+fn nmi(c: &mut Checker) {
+    set_exception_handler(Some(on_exception));
+    irq::disable();
+    for n in 1..=2 {
+        xapic_write(ICR_HIGH, 0);
+        xapic_write(ICR_LOW, ICR_NMI);
+        let end = irq::timer_now() + irq::timer_freq() * WAIT_US / 1_000_000;
+        while NMI.load(Ordering::SeqCst) < n && irq::timer_now() < end {
+            core::hint::spin_loop();
+        }
+    }
+    irq::enable();
+    set_exception_handler(None);
+    c.eq(
+        "NMIs taken with interrupts masked",
+        NMI.load(Ordering::SeqCst),
+        2,
+    );
+    grt::println!("apic: 2 NMIs to itself arrived, interrupts masked");
+}
+
 fn pit(c: &mut Checker) {
     irq::external_enable(PIT_GSI);
     // SAFETY: the VM's PIT: channel 0, LSB then MSB, mode 2 (rate generator), binary.
@@ -228,6 +266,7 @@ pub fn run() {
     cpuid_and_registers(&mut c);
     timer(&mut c);
     self_ipi(&mut c);
+    nmi(&mut c);
     pit(&mut c);
     init_sipi(&mut c);
     irq::disable();
