@@ -273,6 +273,101 @@ pub struct Step {
     pub send: Option<String>,
 }
 
+/// One piece of a step's expectation: literal text, or `{NAME}` (a word to capture, or to
+/// find again).
+#[derive(Debug, PartialEq, Eq)]
+enum Piece<'a> {
+    Text(&'a str),
+    Hole(&'a str),
+}
+
+/// Splits an expectation at its `{NAME}` holes (NAME: ASCII letters, digits, `_`; other
+/// braces are text).
+fn pieces(pattern: &str) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
+    let rest = pattern;
+    let mut text_from = 0;
+    let mut at = 0;
+    while let Some(open) = rest[at..].find('{').map(|i| at + i) {
+        let name_len = rest[open + 1..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len() - open - 1);
+        let close = open + 1 + name_len;
+        if name_len > 0 && rest[close..].starts_with('}') {
+            if open > text_from {
+                out.push(Piece::Text(&rest[text_from..open]));
+            }
+            out.push(Piece::Hole(&rest[open + 1..close]));
+            text_from = close + 1;
+            at = close + 1;
+        } else {
+            at = open + 1;
+        }
+        if at >= rest.len() {
+            break;
+        }
+    }
+    if text_from < rest.len() {
+        out.push(Piece::Text(&rest[text_from..]));
+    }
+    out
+}
+
+/// Finds `pattern` in `text`: its text as is, each `{NAME}` a word (no whitespace, not
+/// empty) up to the text that follows it, which must equal the value captured before under
+/// that name if there is one. Returns the new captures.
+fn find_with_captures(
+    pattern: &str,
+    text: &str,
+    captured: &std::collections::BTreeMap<String, String>,
+) -> Option<Vec<(String, String)>> {
+    let pieces = pieces(pattern);
+    let starts: Vec<usize> = match pieces.first() {
+        Some(Piece::Text(t)) => text.match_indices(t).map(|(i, _)| i).collect(),
+        _ => text.char_indices().map(|(i, _)| i).collect(),
+    };
+    'start: for start in starts {
+        let mut pos = start;
+        let mut found = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            match piece {
+                Piece::Text(t) => {
+                    if !text[pos..].starts_with(t) {
+                        continue 'start;
+                    }
+                    pos += t.len();
+                }
+                Piece::Hole(name) => {
+                    let word_end = text[pos..]
+                        .find(char::is_whitespace)
+                        .map_or(text.len(), |e| pos + e);
+                    let end = match pieces.get(i + 1) {
+                        Some(Piece::Text(next)) => match text[pos..word_end].find(next) {
+                            Some(e) => pos + e,
+                            None if text[word_end..].starts_with(next) => word_end,
+                            None => continue 'start,
+                        },
+                        _ => word_end,
+                    };
+                    let value = &text[pos..end];
+                    let known = captured
+                        .get(*name)
+                        .or_else(|| found.iter().find(|(n, _)| n == name).map(|(_, v)| v));
+                    if value.is_empty() || known.is_some_and(|k| k != value) {
+                        continue 'start;
+                    }
+                    if known.is_none() {
+                        found.push(((*name).to_owned(), value.to_owned()));
+                    }
+                    pos = end;
+                }
+            }
+        }
+        return Some(found);
+    }
+    None
+}
+
 /// A scenario's steps, taken in order as the console goes by.
 ///
 /// A step's `expect` is looked for in the lines after the one where the previous step was
@@ -289,6 +384,8 @@ pub struct Steps {
     line_used: bool,
     /// What was typed, until its echo has been seen in a complete line.
     echo: Option<String>,
+    /// Values captured by `{NAME}` in earlier steps' expectations.
+    captured: std::collections::BTreeMap<String, String>,
 }
 
 impl Steps {
@@ -299,6 +396,7 @@ impl Steps {
             next: 0,
             line_used: false,
             echo: None,
+            captured: std::collections::BTreeMap::new(),
         }
     }
 
@@ -331,9 +429,8 @@ impl Steps {
     /// Takes the next step if `text` holds its expectation: `Some(what it types)`.
     fn take(&mut self, text: &str) -> Option<Option<String>> {
         let step = self.steps.get(self.next)?;
-        if !text.contains(step.expect.as_str()) {
-            return None;
-        }
+        let found = find_with_captures(&step.expect, text, &self.captured)?;
+        self.captured.extend(found);
         self.next += 1;
         // What an echo shows of it: its printable part (a control key such as Ctrl-]
         // echoes nothing, so nothing is waited for).
@@ -530,6 +627,50 @@ mod tests {
         assert_eq!(steps.partial("# "), Some("\u{1d}".to_owned()));
         assert_eq!(steps.line("# "), None);
         assert_eq!(steps.line("console: detached from vm x"), None);
+        assert!(steps.is_complete());
+    }
+
+    #[test]
+    fn holes_capture_a_word_and_must_match_it_again() {
+        let none = std::collections::BTreeMap::new();
+        assert_eq!(
+            pieces("frames: {free} free ({kib})"),
+            [
+                Piece::Text("frames: "),
+                Piece::Hole("free"),
+                Piece::Text(" free ("),
+                Piece::Hole("kib"),
+                Piece::Text(")")
+            ]
+        );
+        assert_eq!(
+            pieces("a {not a name} {}"),
+            [Piece::Text("a {not a name} {}")]
+        );
+        let found = find_with_captures("frames: {free} free", "x frames: 123 free (4 KiB)", &none);
+        assert_eq!(found, Some(vec![("free".to_owned(), "123".to_owned())]));
+        let mut known = std::collections::BTreeMap::new();
+        known.insert("free".to_owned(), "123".to_owned());
+        assert!(find_with_captures("frames: {free} free", "frames: 122 free", &known).is_none());
+        assert!(find_with_captures("frames: {free} free", "frames: 123 free", &known).is_some());
+        // A hole at the end takes the word; an empty word does not match.
+        let found = find_with_captures("heap: {used}", "heap: 77 bytes", &none);
+        assert_eq!(found, Some(vec![("used".to_owned(), "77".to_owned())]));
+        assert!(find_with_captures("heap: {used}", "heap: ", &none).is_none());
+        // Plain text works as before.
+        assert_eq!(find_with_captures("b c", "a b c d", &none), Some(vec![]));
+    }
+
+    #[test]
+    fn steps_compare_captures_across_steps() {
+        let mut steps = Steps::new(vec![
+            step("frames: {free} free", None),
+            step("frames: {free} free", None),
+        ]);
+        assert_eq!(steps.line("frames: 100 free"), None);
+        assert_eq!(steps.line("frames: 99 free"), None);
+        assert!(!steps.is_complete());
+        assert_eq!(steps.line("frames: 100 free"), None);
         assert!(steps.is_complete());
     }
 
