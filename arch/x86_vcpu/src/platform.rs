@@ -7,14 +7,15 @@
 use crate::backend::{self, Backend, X86Stage2, X86VCpu, X86VCpuConfig};
 use crate::entry::{boot_tables, BOOT_TABLES_END, BOOT_TABLES_GPA};
 use crate::ioperm::IoPorts;
-use crate::pc::VirtualPc;
+use crate::pc::{PcConfig, PcError, VirtualPc};
 use crate::svm::hw::{self as svm, SvmError};
 use crate::vmx::{self, VmxError};
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use axdevice_base::VcpuNotifier;
 use axvm::{ArchPlatform, IrqSink, VmPlatform};
-use axvmconfig::{HostArch, MemKind, VmConfig};
+use axvmconfig::{DeviceKind, HostArch, MemKind, VmConfig};
 use core::fmt;
 
 /// The x86_64 platform, under VMX or SVM.
@@ -39,6 +40,8 @@ pub enum X86PlatformError {
     NoBootRam,
     /// Passthrough interrupts need an interrupt controller the VM does not have yet.
     PassthroughIrqs,
+    /// The virtual PC refused the config.
+    Pc(PcError),
     /// A Linux VM's kernel cannot be booted as its config says.
     Linux(crate::linux::LinuxBootError),
 }
@@ -48,6 +51,7 @@ impl fmt::Display for X86PlatformError {
         match self {
             Self::Vmx(e) => write!(f, "VMX: {e}"),
             Self::Svm(e) => write!(f, "SVM: {e}"),
+            Self::Pc(e) => write!(f, "virtual PC: {e}"),
             Self::NoBootRam => write!(
                 f,
                 "RAM must cover guest-physical 0..{BOOT_TABLES_END:#x}: the boot GDT and page \
@@ -81,7 +85,7 @@ impl ArchPlatform for X86Platform {
     /// covers the boot tables, and hands them over as boot data.
     fn build(
         config: &VmConfig,
-        _notifier: Arc<dyn VcpuNotifier>,
+        notifier: Arc<dyn VcpuNotifier>,
     ) -> Result<(VmPlatform, X86Vm), X86PlatformError> {
         match backend::backend() {
             Backend::Vmx => vmx::enable().map(|_| ()).map_err(X86PlatformError::Vmx)?,
@@ -98,6 +102,7 @@ impl ArchPlatform for X86Platform {
         }
         let mut platform = VmPlatform::none();
         platform.boot_data = Vec::from([(BOOT_TABLES_GPA, boot_tables())]);
+        let pc = virtual_pc(config, notifier, &mut platform)?;
         let io_ports = IoPorts::with_open(
             config
                 .passthrough
@@ -105,7 +110,7 @@ impl ArchPlatform for X86Platform {
                 .flat_map(|p| p.ports.iter().filter_map(|r| r.ports())),
         );
         let vm = X86Vm {
-            pc: None,
+            pc,
             io_ports: Arc::new(io_ports),
         };
         Ok((platform, vm))
@@ -137,4 +142,33 @@ impl ArchPlatform for X86Platform {
     fn boot_regs(_config: &VmConfig) -> Vec<(usize, u64)> {
         Vec::new()
     }
+}
+
+/// Unix time the guest's CMOS clock starts from at TSC 0 (2026-01-01 00:00:00 UTC): the
+/// host has no wall clock of its own yet.
+const RTC_EPOCH_NS: u64 = 1_767_225_600 * 1_000_000_000;
+
+/// The VM's virtual PC when its config has an `ioapic` device: the I/O APIC window at the
+/// device's base, its inputs as the VM's interrupt lines, reset with the VM
+/// (docs/x86-interrupts.md).
+fn virtual_pc(
+    config: &VmConfig,
+    notifier: Arc<dyn VcpuNotifier>,
+    platform: &mut VmPlatform,
+) -> Result<Option<Arc<VirtualPc>>, X86PlatformError> {
+    let Some(ioapic) = config.devices.iter().find(|d| d.kind == DeviceKind::Ioapic) else {
+        return Ok(None);
+    };
+    let pc_config = PcConfig {
+        vcpus: config.cpus.count,
+        tsc_hz: axhal::time::ticks_per_sec(),
+        unix_ns_at_tsc0: RTC_EPOCH_NS,
+    };
+    let pc = Arc::new(VirtualPc::new(pc_config, notifier).map_err(X86PlatformError::Pc)?);
+    platform.devices.push((ioapic.base, pc.ioapic_device()));
+    let lines = pc.clone();
+    platform.irq_line = Box::new(move |n| lines.irq_line(n));
+    let reset = pc.clone();
+    platform.on_reset = Some(Box::new(move || reset.reset()));
+    Ok(Some(pc))
 }
