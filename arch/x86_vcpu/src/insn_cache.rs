@@ -1,6 +1,9 @@
-//! The last MMIO instruction a vCPU decoded, kept so the next EPT violation at the same
-//! place skips the guest page-table walk, the instruction fetch and the decode (an MMIO
-//! read of a device register cost about 1,700 instructions with them, docs/performance.md).
+//! The last MMIO instruction a vCPU decoded, kept so the next EPT violation (nested page
+//! fault) at the same place skips the guest page-table walk, the instruction fetch and the
+//! decode (an MMIO read of a device register cost about 1,700 instructions with them,
+//! docs/performance.md). [`Cache`] holds one entry of any value made from the bytes at RIP:
+//! the decoded MMIO instruction, or (SVM, which measures instructions from their bytes) the
+//! bytes themselves ([`Fetched`]).
 //!
 //! The entry is only used when nothing its decode depended on changed: the key (RIP, the
 //! paging registers, the CS mode and base) must be equal, and every aligned 8-byte word of
@@ -15,7 +18,7 @@
 use core::cell::RefCell;
 
 use crate::gpt::{GuestMemory, Paging};
-use crate::insn::{CpuMode, MmioInsn};
+use crate::insn::CpuMode;
 
 /// Guest RAM by host address: the part of guest memory access the cache needs.
 pub trait HostMemory: GuestMemory {
@@ -40,18 +43,18 @@ pub struct Key {
     pub cs_base: u64,
 }
 
-/// One cached decode.
-pub struct Entry {
+/// One cached decode: a `T` made from the instruction at [`Key::rip`].
+pub struct Entry<T> {
     key: Key,
-    insn: MmioInsn,
+    value: T,
     words: [(u64, u64); WORDS],
     count: usize,
 }
 
-impl Entry {
-    /// The decoded instruction if `key` matches and guest memory is unchanged.
+impl<T: Copy> Entry<T> {
+    /// The cached value if `key` matches and guest memory is unchanged.
     #[inline]
-    pub fn get(&self, key: &Key) -> Option<MmioInsn> {
+    pub fn get(&self, key: &Key) -> Option<T> {
         if self.key != *key {
             return None;
         }
@@ -63,7 +66,77 @@ impl Entry {
             // hence volatile.
             differ |= unsafe { (host as *const u64).read_volatile() } ^ value;
         }
-        (differ == 0).then_some(self.insn)
+        (differ == 0).then_some(self.value)
+    }
+}
+
+/// A vCPU's cache of one decode of `T` (an MMIO instruction, the bytes at RIP): empty after
+/// [`Cache::clear`], filled by [`Cache::fill`] on a miss.
+pub struct Cache<T>(Option<Entry<T>>);
+
+impl<T: Copy> Cache<T> {
+    /// An empty cache.
+    pub const EMPTY: Self = Self(None);
+
+    /// Drops the entry (the second-stage root changed, the vCPU was reset).
+    pub fn clear(&mut self) {
+        self.0 = None;
+    }
+
+    /// The cached value for `key` if there is one and nothing it depended on changed.
+    #[inline(always)]
+    pub fn get(&self, key: &Key) -> Option<T> {
+        self.0.as_ref().and_then(|e| e.get(key))
+    }
+
+    /// A miss: fetches the instruction at `key` through `mem` and the guest's page tables,
+    /// makes the value and the count of bytes it depends on with `decode` (`None`: not
+    /// decodable, nothing cached), and caches it when the reads fit an entry. `None` if the
+    /// bytes cannot be fetched or decoded.
+    #[inline(never)]
+    pub fn fill<M: HostMemory>(
+        &mut self,
+        key: &Key,
+        mem: &M,
+        decode: impl FnOnce(&[u8]) -> Option<(T, u8)>,
+    ) -> Option<T> {
+        let rec = Recording::new(mem);
+        let mut bytes = [0u8; crate::insn::MAX_INSN_LEN];
+        let n = key
+            .paging
+            .fetch(&rec, key.cs_base.wrapping_add(key.rip), &mut bytes)
+            .ok()?;
+        let (value, len) = decode(&bytes[..n])?;
+        self.0 = rec.entry(*key, value, len);
+        Some(value)
+    }
+}
+
+/// The bytes at RIP as a fetch gave them (up to [`crate::insn::MAX_INSN_LEN`], fewer at the
+/// end of the guest's mapped code): a [`Cache`] value for a vCPU that measures instructions
+/// from their bytes (SVM without NRIP-save).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    /// The bytes; those from [`Fetched::len`] on are zero.
+    pub bytes: [u8; crate::insn::MAX_INSN_LEN],
+    /// How many were fetched.
+    pub len: u8,
+}
+
+impl Fetched {
+    /// The fetched bytes, for [`Cache::fill`]: all of them matter.
+    pub fn of(bytes: &[u8]) -> Option<(Fetched, u8)> {
+        let mut f = Fetched {
+            bytes: [0; crate::insn::MAX_INSN_LEN],
+            len: bytes.len().min(crate::insn::MAX_INSN_LEN) as u8,
+        };
+        f.bytes[..usize::from(f.len)].copy_from_slice(&bytes[..usize::from(f.len)]);
+        Some((f, f.len))
+    }
+
+    /// The fetched bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
     }
 }
 
@@ -97,21 +170,21 @@ impl<'a, M: HostMemory> Recording<'a, M> {
         }
     }
 
-    /// The entry for `insn`, decoded under `key` from what was read so far; `None` if the
-    /// reads did not fit.
-    pub fn entry(self, key: Key, insn: MmioInsn) -> Option<Entry> {
+    /// The entry for `value`, decoded under `key` from what was read so far, of which the
+    /// first `len` bytes of the instruction matter; `None` if the reads did not fit.
+    pub fn entry<T>(self, key: Key, value: T, len: u8) -> Option<Entry<T>> {
         let log = self.log.into_inner();
         let mut count = log.count;
-        let (start, host, len) = log.last;
-        if len == crate::insn::MAX_INSN_LEN as u64 {
-            // The whole fetch came from the last read: only the words holding the
-            // instruction's own bytes matter to the decode.
-            let end = host + u64::from(insn.len);
+        let (start, host, last_len) = log.last;
+        if last_len == crate::insn::MAX_INSN_LEN as u64 {
+            // The whole fetch came from the last read: only the words holding the bytes
+            // that matter to the decode are checked.
+            let end = host + u64::from(len);
             count = start + log.words[start..count].iter().filter(|w| w.0 < end).count();
         }
         (!log.overflow).then_some(Entry {
             key,
-            insn,
+            value,
             words: log.words,
             count,
         })
@@ -233,12 +306,12 @@ mod tests {
         (ram, key)
     }
 
-    fn decode(ram: &Ram, key: Key) -> Entry {
+    fn decode(ram: &Ram, key: Key) -> Entry<insn::MmioInsn> {
         let rec = Recording::new(ram);
         let mut bytes = [0u8; MAX_INSN_LEN];
         let n = key.paging.fetch(&rec, key.rip, &mut bytes).unwrap();
         let i = insn::decode(&bytes[..n], key.mode).unwrap();
-        rec.entry(key, i).unwrap()
+        rec.entry(key, i, i.len).unwrap()
     }
 
     #[test]
@@ -263,5 +336,38 @@ mod tests {
         // A page-table entry changes.
         ram.0[0x3000 / 8] = 0x20_0083;
         assert!(e.get(&key).is_none());
+    }
+
+    #[test]
+    fn a_cache_fills_on_a_miss_and_hits_until_cleared() {
+        let (mut ram, key) = setup();
+        let mut mmio = Cache::<insn::MmioInsn>::EMPTY;
+        assert!(mmio.get(&key).is_none());
+        let decode = |b: &[u8]| insn::decode(b, key.mode).ok().map(|i| (i, i.len));
+        let i = mmio.fill(&key, &ram, decode).unwrap();
+        assert_eq!(i.len, 3);
+        assert_eq!(mmio.get(&key), Some(i));
+        mmio.clear();
+        assert!(mmio.get(&key).is_none());
+        // Nothing decodable: nothing cached.
+        assert!(mmio.fill(&key, &ram, |_| None).is_none());
+        assert!(mmio.get(&key).is_none());
+
+        // The bytes at RIP: all fifteen fetched bytes count, not only the instruction's.
+        let mut code = Cache::<Fetched>::EMPTY;
+        let f = code.fill(&key, &ram, Fetched::of).unwrap();
+        assert_eq!(f.len, MAX_INSN_LEN as u8);
+        assert_eq!(&f.as_slice()[..3], [0x8a, 0x43, 0x05]);
+        assert_eq!(code.get(&key), Some(f));
+        ram.bytes()[0x10e] = 0x90;
+        assert!(code.get(&key).is_none());
+        let f = code.fill(&key, &ram, Fetched::of).unwrap();
+        assert_eq!(f.as_slice()[14], 0x90);
+        assert_eq!(code.get(&key), Some(f));
+        // A fetch cut short by the end of the guest's RAM keeps what it got.
+        let end = Key { rip: 0x3ff8, ..key };
+        let f = code.fill(&end, &ram, Fetched::of).unwrap();
+        assert_eq!(f.len, 8);
+        assert_eq!(code.get(&end), Some(f));
     }
 }

@@ -10,7 +10,7 @@ use crate::fpu::{restore_debug_regs, save_debug_regs, Fpu};
 use crate::gpt::{Access, Paging, WalkError};
 use crate::guestmem::NestedMemory;
 use crate::insn::{self, CpuMode, MmioOp};
-use crate::insn_cache::{self, Recording};
+use crate::insn_cache;
 use crate::ioperm::VmxIoBitmaps;
 use crate::mode;
 use crate::msr::{self, MsrBitmap, MsrContext, MsrWrite};
@@ -128,7 +128,7 @@ pub struct VmxVCpu {
     cr4_shadow: u64,
     /// The last MMIO instruction decoded (crate::insn_cache), dropped on reset and when
     /// the EPT root changes.
-    insn_cache: Option<insn_cache::Entry>,
+    insn_cache: insn_cache::Cache<insn::MmioInsn>,
 }
 
 // The world switch. `x86_vcpu_vmx_run(gprs, launched)` saves the callee-saved registers
@@ -1279,18 +1279,10 @@ impl VmxVCpu {
 
     /// Fetches and decodes the instruction at `key` (its RIP) and caches the result; `None`
     /// if it cannot be fetched or is not an MMIO access the vCPU emulates.
-    #[inline(never)]
     fn decode_mmio(&mut self, key: &insn_cache::Key) -> Option<insn::MmioInsn> {
         let mem = EptMemory::new(self.eptp_root());
-        let rec = Recording::new(&mem);
-        let mut bytes = [0u8; insn::MAX_INSN_LEN];
-        let n = key
-            .paging
-            .fetch(&rec, key.cs_base.wrapping_add(key.rip), &mut bytes)
-            .ok()?;
-        let i = insn::decode(&bytes[..n], key.mode).ok()?;
-        self.insn_cache = rec.entry(*key, i);
-        Some(i)
+        let decode = |b: &[u8]| insn::decode(b, key.mode).ok().map(|i| (i, i.len));
+        self.insn_cache.fill(key, &mem, decode)
     }
 
     #[inline(always)]
@@ -1332,7 +1324,7 @@ impl VmxVCpu {
             mode,
             cs_base,
         };
-        let cached = self.insn_cache.as_ref().and_then(|e| e.get(&key));
+        let cached = self.insn_cache.get(&key);
         let Some(i) = cached.or_else(|| self.decode_mmio(&key)) else {
             return Some(fault);
         };
@@ -1445,7 +1437,7 @@ impl ArchVCpu for VmxVCpu {
             pending: None,
             pending_port: None,
             store_rip: None,
-            insn_cache: None,
+            insn_cache: insn_cache::Cache::EMPTY,
             switched: [0; 5],
             cr8: 0,
             debug_regs: [0, 0, 0, 0, 0xffff_0ff0],
@@ -1460,7 +1452,7 @@ impl ArchVCpu for VmxVCpu {
 
     fn set_stage2_root(&mut self, root: HostPhysAddr) {
         self.eptp = IntelEpt::eptp(root);
-        self.insn_cache = None;
+        self.insn_cache.clear();
     }
 
     fn set_gpr(&mut self, idx: usize, value: u64) {
@@ -1474,7 +1466,7 @@ impl ArchVCpu for VmxVCpu {
         self.gprs.0[RDI] = self.start_arg;
         self.pending = None;
         self.pending_port = None;
-        self.insn_cache = None;
+        self.insn_cache.clear();
         self.switched = [0; 5];
         self.cr8 = 0;
         self.debug_regs = [0, 0, 0, 0, 0xffff_0ff0];

@@ -15,7 +15,8 @@ use crate::exit::vector;
 use crate::fpu::{restore_debug_regs, save_debug_regs, Fpu};
 use crate::gpt::{Access, Paging, WalkError};
 use crate::guestmem::NestedMemory;
-use crate::insn::{self, CpuMode, MmioOp};
+use crate::insn::{self, CpuMode, MmioInsn, MmioOp};
+use crate::insn_cache::{self, Cache, Fetched};
 use crate::msr::{self, MsrContext, MsrWrite};
 use crate::pc::{self, Injection, PortWrite, Ready, VirtualPc};
 use crate::power;
@@ -102,6 +103,10 @@ pub struct SvmVCpu {
     /// The RIP of the MMIO store just handed to the VMM, for an injected fault.
     store_rip: Option<u64>,
     debug_regs: [u64; 5],
+    /// The last MMIO instruction decoded and the last bytes fetched at RIP
+    /// (crate::insn_cache), dropped on reset and when the nested root changes.
+    mmio_cache: Cache<MmioInsn>,
+    code_cache: Cache<Fetched>,
 }
 
 // The world switch. `x86_vcpu_svm_run(vmcb, regs, host_area)`: with GIF clear, VMSAVE the
@@ -249,32 +254,34 @@ impl SvmVCpu {
         }
     }
 
-    /// The linear address of RIP.
-    fn rip_linear(&self) -> u64 {
-        let base = match self.mode() {
-            CpuMode::Long64 => 0,
-            _ => self.segment_base(save::CS),
-        };
-        base.wrapping_add(self.rd(save::RIP))
+    /// What an instruction's decode at RIP depends on besides memory (crate::insn_cache).
+    fn insn_key(&self) -> insn_cache::Key {
+        let mode = self.mode();
+        insn_cache::Key {
+            rip: self.rd(save::RIP),
+            paging: self.paging(),
+            mode,
+            cs_base: match mode {
+                CpuMode::Long64 => 0,
+                _ => self.segment_base(save::CS),
+            },
+        }
     }
 
-    /// The bytes at RIP (as many as the guest's pages give, up to 15).
-    fn fetch(&self) -> Option<([u8; insn::MAX_INSN_LEN], usize)> {
-        let mut bytes = [0u8; insn::MAX_INSN_LEN];
-        let n = self
-            .paging()
-            .fetch(&self.memory(), self.rip_linear(), &mut bytes)
-            .ok()?;
-        Some((bytes, n))
+    /// The bytes at RIP (as many as the guest's pages give, up to 15), cached.
+    fn fetch(&mut self) -> Option<Fetched> {
+        let key = self.insn_key();
+        let cached = self.code_cache.get(&key);
+        cached.or_else(|| self.code_cache.fill(&key, &self.memory(), Fetched::of))
     }
 
     /// The length of the instruction at RIP, known to be `op` (the exit says so): its
     /// prefixes counted from its bytes (no NRIP-save), else the bare opcode's length.
-    fn len_of(&self, op: &[u8]) -> u64 {
+    fn len_of(&mut self, op: &[u8]) -> u64 {
         let long = self.mode() == CpuMode::Long64;
         let len = self
             .fetch()
-            .and_then(|(b, n)| vmcb::insn_len(&b[..n], op, long));
+            .and_then(|f| vmcb::insn_len(f.as_slice(), op, long));
         u64::from(len.unwrap_or(op.len() as u8))
     }
 
@@ -608,7 +615,7 @@ impl SvmVCpu {
                 let long = self.mode() == CpuMode::Long64;
                 let vmcall = self
                     .fetch()
-                    .and_then(|(b, n)| vmcb::insn_len(&b[..n], opcode::VMCALL, long));
+                    .and_then(|f| vmcb::insn_len(f.as_slice(), opcode::VMCALL, long));
                 if vmcall.is_some() {
                     self.wr(ctl::EVENT_INJ, 0);
                     return self.hypercall(opcode::VMCALL);
@@ -728,7 +735,7 @@ impl SvmVCpu {
         let long = self.mode() == CpuMode::Long64;
         let decoded = self
             .fetch()
-            .and_then(|(b, n)| CrWrite::decode(&b[..n], long));
+            .and_then(|f| CrWrite::decode(f.as_slice(), long));
         let wide = |v: u64| if long { v } else { v & 0xffff_ffff };
         let off = if cr == 0 { save::CR0 } else { save::CR4 };
         let old = self.rd(off);
@@ -791,9 +798,9 @@ impl SvmVCpu {
 
     /// The segment base of a string instruction's source (a segment-override prefix
     /// among its bytes, else DS): the CPU reports none without decode assists.
-    fn outs_base(&self) -> u64 {
-        let over = self.fetch().and_then(|(b, n)| {
-            b[..n].iter().find_map(|&x| match x {
+    fn outs_base(&mut self) -> u64 {
+        let over = self.fetch().and_then(|f| {
+            f.as_slice().iter().find_map(|&x| match x {
                 0x26 => Some(save::ES),
                 0x2e => Some(save::CS),
                 0x36 => Some(save::SS),
@@ -955,10 +962,10 @@ impl SvmVCpu {
         if !npf.is_data_access() {
             return fault;
         }
-        let Some((bytes, n)) = self.fetch() else {
-            return fault;
-        };
-        let Ok(i) = insn::decode(&bytes[..n], self.mode()) else {
+        let key = self.insn_key();
+        let cached = self.mmio_cache.get(&key);
+        let decode = |b: &[u8]| insn::decode(b, key.mode).ok().map(|i| (i, i.len));
+        let Some(i) = cached.or_else(|| self.mmio_cache.fill(&key, &self.memory(), decode)) else {
             return fault;
         };
         let width = access_width(i.op.width());
@@ -1029,6 +1036,8 @@ impl ArchVCpu for SvmVCpu {
             waiting: None,
             store_rip: None,
             debug_regs: [0, 0, 0, 0, 0xffff_0ff0],
+            mmio_cache: Cache::EMPTY,
+            code_cache: Cache::EMPTY,
             sipi: None,
             sipi_exit: false,
             nmi_blocked: false,
@@ -1042,6 +1051,8 @@ impl ArchVCpu for SvmVCpu {
 
     fn set_stage2_root(&mut self, root: HostPhysAddr) {
         self.ncr3 = AmdNpt::ncr3(root);
+        self.mmio_cache.clear();
+        self.code_cache.clear();
     }
 
     fn set_gpr(&mut self, idx: usize, value: u64) {
@@ -1061,6 +1072,8 @@ impl ArchVCpu for SvmVCpu {
         self.regs = Regs::default();
         self.regs.0[r::RDI] = self.start_arg;
         self.waiting = None;
+        self.mmio_cache.clear();
+        self.code_cache.clear();
         self.reset_pending = true;
         self.debug_regs = [0, 0, 0, 0, 0xffff_0ff0];
         self.fpu.reset();
