@@ -132,7 +132,10 @@ impl Executor for Hypervisor {
             }
             Command::VmCreate(file) => {
                 let name = control::create(&file)?;
-                writeln!(out, "vm {name}: created from {file} and started")?;
+                writeln!(
+                    out,
+                    "vm {name}: created from {file}; \"vm start {name}\" starts it"
+                )?;
             }
             Command::Ls(path) => {
                 let rows: Vec<FileRow> = crate::disk::list(path.as_deref().unwrap_or("/"))?

@@ -1,6 +1,6 @@
 //! The VMs as the shell sees and changes them: every VM built since boot (running or
-//! stopped, until deleted), found by id or name, stopped, started again from its config,
-//! deleted.
+//! stopped, until deleted) and those `vm create` read from the disk and not started yet,
+//! found by id or name, stopped, started (again) from its config, deleted.
 //!
 //! A stopped VM keeps its memory until it is started again (built anew from its config,
 //! with a fresh VMID and memory) or deleted (its memory freed once its last vCPU task is
@@ -15,6 +15,7 @@ use axshell::report::{VmRow, VmStat};
 use axshell::VmRef;
 use axstd::time::Duration;
 use axvm::VmStatus;
+use axvmconfig::VmConfig;
 use core::fmt;
 use spin::Mutex;
 
@@ -31,6 +32,50 @@ struct Entry {
 
 /// Every VM built since boot and not deleted, in the order they were built.
 static VMS: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+
+/// VMs created by `vm create` and not started yet: their config, read and validated, and
+/// their images, read (nothing is built until `vm start`).
+static CREATED: Mutex<Vec<(VmSource, VmConfig)>> = Mutex::new(Vec::new());
+
+fn config_matches(config: &VmConfig, which: &VmRef) -> bool {
+    match which {
+        VmRef::Id(id) => usize::try_from(config.id).is_ok_and(|i| i == *id),
+        VmRef::Name(name) => config.name == *name,
+    }
+}
+
+/// The error for a command that needs the VM `which` in state `needs`, when it is one
+/// created and not started; `None` when it is not such a VM.
+fn created_state(which: &VmRef, needs: &'static str) -> Option<ControlError> {
+    CREATED
+        .lock()
+        .iter()
+        .find(|(_, c)| config_matches(c, which))
+        .map(|(_, c)| ControlError::State {
+            name: c.name.clone(),
+            needs,
+            is: "created",
+        })
+}
+
+/// Takes the VM `which` names out of the created ones, if it is one.
+fn take_created(which: &VmRef) -> Option<(VmSource, VmConfig)> {
+    let mut created = CREATED.lock();
+    let i = created.iter().position(|(_, c)| config_matches(c, which))?;
+    Some(created.remove(i))
+}
+
+/// A created VM's row: not running, no uptime.
+fn created_row(config: &VmConfig) -> VmRow {
+    VmRow {
+        id: config.id,
+        name: config.name.clone(),
+        state: "created",
+        cpus: config.cpus.pin.clone(),
+        mem_bytes: config.memory.iter().map(|r| r.size).sum(),
+        uptime_ms: None,
+    }
+}
 
 /// Records a VM that was just built and started.
 pub(super) fn register(run: &Arc<VmRun>) {
@@ -146,10 +191,12 @@ fn row(entry: &Entry, now: Duration) -> VmRow {
     }
 }
 
-/// Every VM, in the order they were built.
+/// Every VM, in the order they were built, then those created and not started.
 pub fn list() -> Vec<VmRow> {
     let now = axstd::time::now();
-    VMS.lock().iter().map(|e| row(e, now)).collect()
+    let mut rows: Vec<VmRow> = VMS.lock().iter().map(|e| row(e, now)).collect();
+    rows.extend(CREATED.lock().iter().map(|(_, c)| created_row(c)));
+    rows
 }
 
 /// One VM's row, its config file and where that lives.
@@ -162,21 +209,34 @@ pub fn show(which: &VmRef) -> Result<(VmRow, String, &'static str), ControlError
             let source = &e.run.source;
             (row(e, now), String::from(source.file()), source.place())
         })
+        .or_else(|| {
+            CREATED
+                .lock()
+                .iter()
+                .find(|(_, c)| config_matches(c, which))
+                .map(|(s, c)| (created_row(c), String::from(s.file()), s.place()))
+        })
         .ok_or_else(|| ControlError::NoSuchVm(which.clone()))
 }
 
-/// Builds and starts a VM from the config `file` on the disk (its images read from the
-/// disk, validated as at boot). Returns its name.
+/// Creates a VM from the config `file` on the disk: reads it and its images, validates it
+/// as at boot; `vm start` builds and starts it. Returns its name.
 pub fn create(file: &str) -> Result<String, ControlError> {
     let source = source::load(file).map_err(ControlError::Load)?;
     let pcpus = axstd::smp::online();
     let config = check_config(&source, pcpus, &super::host::facts())
         .ok_or_else(|| ControlError::Invalid(String::from(file)))?;
     let name = config.name.clone();
-    let taken = VMS.lock().iter().any(|e| {
+    // Both locks at once, VMS first (as nowhere else takes both), so no other create
+    // slips in between the check and the push.
+    let vms = VMS.lock();
+    let mut created = CREATED.lock();
+    let taken = vms.iter().any(|e| {
         let vm = &e.run.vm;
         vm.id() == config.id || vm.name() == name
-    });
+    }) || created
+        .iter()
+        .any(|(_, c)| c.id == config.id || c.name == name);
     if taken {
         return Err(ControlError::Exists {
             file: String::from(file),
@@ -184,15 +244,15 @@ pub fn create(file: &str) -> Result<String, ControlError> {
             id: config.id,
         });
     }
-    if start_vm(source, config) {
-        Ok(name)
-    } else {
-        Err(ControlError::NotStarted(name))
-    }
+    created.push((source, config));
+    Ok(name)
 }
 
 /// Exit counts and unclaimed accesses of the VM `which` names, or of every VM.
 pub fn stat(which: Option<&VmRef>) -> Result<Vec<VmStat>, ControlError> {
+    if let Some(e) = which.and_then(|w| created_state(w, "started")) {
+        return Err(e);
+    }
     let now = axstd::time::now();
     let vms = VMS.lock();
     let chosen: Vec<&Entry> = vms
@@ -224,6 +284,9 @@ pub fn stat(which: Option<&VmRef>) -> Result<Vec<VmStat>, ControlError> {
 /// Stops the running VM `which` names and waits (a little) until its vCPUs have left.
 /// Returns its name.
 pub fn stop(which: &VmRef) -> Result<String, ControlError> {
+    if let Some(e) = created_state(which, "running") {
+        return Err(e);
+    }
     let (run, _) = find(which)?;
     let name = String::from(run.vm.name());
     match run.vm.status() {
@@ -251,6 +314,13 @@ pub fn stop(which: &VmRef) -> Result<String, ControlError> {
 /// Starts the stopped VM `which` names again, built anew from its config (fresh memory,
 /// images loaded again). Returns its name.
 pub fn start(which: &VmRef) -> Result<String, ControlError> {
+    if let Some((source, config)) = take_created(which) {
+        let name = config.name.clone();
+        return match start_vm(source, config) {
+            true => Ok(name),
+            false => Err(ControlError::NotStarted(name)),
+        };
+    }
     let (run, source) = find(which)?;
     let name = String::from(run.vm.name());
     match run.vm.status() {
@@ -293,6 +363,9 @@ pub fn start(which: &VmRef) -> Result<String, ControlError> {
 
 /// Stops the VM `which` names if it runs, then starts it again.
 pub fn restart(which: &VmRef) -> Result<String, ControlError> {
+    if created_state(which, "").is_some() {
+        return start(which);
+    }
     // No reference to the VM is kept here: `start` waits for the last ones to go.
     let running = find(which)?.0.vm.status() == VmStatus::Running;
     if running {
@@ -304,6 +377,9 @@ pub fn restart(which: &VmRef) -> Result<String, ControlError> {
 /// Deletes the stopped VM `which` names: it leaves the list and its memory is freed.
 /// Returns its name.
 pub fn delete(which: &VmRef) -> Result<String, ControlError> {
+    if let Some((_, config)) = take_created(which) {
+        return Ok(config.name);
+    }
     let (run, _) = find(which)?;
     let name = String::from(run.vm.name());
     match run.vm.status() {
@@ -352,6 +428,9 @@ impl Attached {
 
 /// The running VM `which` names, for `console`: it must have a UART.
 pub fn attach(which: &VmRef) -> Result<Attached, ControlError> {
+    if let Some(e) = created_state(which, "running") {
+        return Err(e);
+    }
     let (run, _) = find(which)?;
     let name = String::from(run.vm.name());
     match run.vm.status() {
