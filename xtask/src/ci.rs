@@ -13,7 +13,7 @@ use crate::{fuzz, guests, image, setup, util};
 
 /// Workspace crates that build only for bare metal: excluded from host clippy and host
 /// unit tests. (The hypervisor itself is linted per architecture instead.)
-pub const HOST_EXCLUDED: &[&str] = &["axvisor", "axhal", "axstd"];
+pub const HOST_EXCLUDED: &[&str] = &["axvisor", "axhal", "axstd", "axdriver"];
 
 /// `cargo <verb> --workspace --exclude ...` for the host.
 fn host_workspace_cargo(verb: &str) -> Command {
@@ -120,11 +120,19 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
         for arch in Arch::ALL {
             steps.run(&format!("clippy ({arch})"), || {
                 let mut cmd = util::cargo();
-                // axfs too: nothing in the hypervisor uses it yet (docs/axfs.md).
-                cmd.args(["clippy", "-p", image::HYPERVISOR_PACKAGE, "-p", "axfs"])
-                    .arg("--target")
-                    .arg(arch.triple())
-                    .args(["--", "-D", "warnings"]);
+                // The disk's crates by name: `-p` lints only the packages it names.
+                cmd.args([
+                    "clippy",
+                    "-p",
+                    image::HYPERVISOR_PACKAGE,
+                    "-p",
+                    "axfs",
+                    "-p",
+                    "axdriver",
+                ])
+                .arg("--target")
+                .arg(arch.triple())
+                .args(["--", "-D", "warnings"]);
                 util::run(cmd)
             })?;
         }
