@@ -1,10 +1,12 @@
 //! The x86 Linux boot protocol of `axbootx86`: any bytes as a bzImage through
 //! `BzImage::parse`, and a parsed image through the zero page (`zeropage::build`) and the
-//! boot plan (`linux::plan`) of one of three VM memory layouts, with any command-line length
-//! and initrd size. The kernel file comes from the host, not a guest, but the hypervisor
+//! boot plan (`linux::plan`) of one of three VM memory layouts, each with the initrd placed
+//! by the plan or at an address the config gives, with any command-line length and initrd
+//! size. The kernel file comes from the host, not a guest, but the hypervisor
 //! reads every field of its header.
 //!
-//! The first byte picks the layout, the next eight the initrd size, the next two the
+//! The first byte picks the layout (and whether the config places the initrd), the next
+//! eight the initrd size, the next two the
 //! command-line length; the rest is the file.
 //!
 //! Checked: a parsed header ends between 0x202 and 0x290 and is the file's bytes there; the
@@ -13,7 +15,8 @@
 //! 0x200 above it; the zero page is 4 KiB with the header copied and the sentinel clear; a
 //! boot plan's regions do not overlap, the kernel and initrd are in RAM, the initrd is
 //! page-aligned above 1 MiB, clear of the kernel, below `initrd_addr_max` + 1 (and 4 GiB
-//! unless the kernel takes more), the command line fits `cmdline_size`.
+//! unless the kernel takes more) and, when the config places it, at the config's address;
+//! the command line fits `cmdline_size`.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -27,12 +30,16 @@ use libfuzzer_sys::fuzz_target;
 
 const MIB: u64 = 1 << 20;
 
-/// A Linux VM's config with RAM at `ram` (start, size).
-fn config(ram: &[(u64, u64)]) -> VmConfig {
+/// A Linux VM's config with RAM at `ram` (start, size) and the initrd at `initrd` (or
+/// placed by the plan).
+fn config(ram: &[(u64, u64)], initrd: Option<u64>) -> VmConfig {
     let mut text = String::from(
         "id = 1\nname = \"linux\"\n[cpus]\ncount = 1\npin = [0]\n[kernel]\nimage = \"linux\"\n\
          load_addr = 0x1000000\nentry = 0x1000200\n",
     );
+    if let Some(at) = initrd {
+        text.push_str(&format!("initrd = {{ image = \"initrd\", load_addr = {at:#x} }}\n"));
+    }
     for (gpa, size) in ram {
         text.push_str(&format!(
             "[[memory]]\ngpa = {gpa:#x}\nsize = {size:#x}\nmap = \"alloc\"\n"
@@ -42,14 +49,25 @@ fn config(ram: &[(u64, u64)]) -> VmConfig {
     axvmconfig::from_toml(&text).expect("a valid Linux VM config")
 }
 
-/// The layouts: 256 MiB at 0; 64 MiB at 0 and 1 GiB at 4 GiB; 16 MiB at 0.
-fn configs() -> &'static [VmConfig; 3] {
-    static C: OnceLock<[VmConfig; 3]> = OnceLock::new();
+/// The layouts: 256 MiB at 0; 64 MiB at 0 and 1 GiB at 4 GiB; 16 MiB at 0; each with the
+/// initrd placed by the plan, then again with the initrd at an address in the config (in
+/// the last RAM range, where a kernel of any footprint may collide with it).
+fn configs() -> &'static [VmConfig; 6] {
+    static C: OnceLock<[VmConfig; 6]> = OnceLock::new();
     C.get_or_init(|| {
+        let layouts: [&[(u64, u64)]; 3] = [
+            &[(0, 256 * MIB)],
+            &[(0, 64 * MIB), (4 << 30, 1 << 30)],
+            &[(0, 16 * MIB)],
+        ];
+        let at = [96 * MIB, 4 << 30, 8 * MIB];
         [
-            config(&[(0, 256 * MIB)]),
-            config(&[(0, 64 * MIB), (4 << 30, 1 << 30)]),
-            config(&[(0, 16 * MIB)]),
+            config(layouts[0], None),
+            config(layouts[1], None),
+            config(layouts[2], None),
+            config(layouts[0], Some(at[0])),
+            config(layouts[1], Some(at[1])),
+            config(layouts[2], Some(at[2])),
         ]
     })
 }
@@ -67,7 +85,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let (head, file) = data.split_at(11);
-    let layout = usize::from(head[0]) % 3;
+    let layout = usize::from(head[0]) % 6;
     let initrd = u64::from_le_bytes(head[1..9].try_into().unwrap_or_default());
     let cmdline_len = usize::from(u16::from_le_bytes([head[9], head[10]])) % 4096;
 
@@ -115,7 +133,8 @@ fuzz_target!(|data: &[u8]| {
     // The boot plan.
     let cmdline = "x".repeat(cmdline_len);
     let initrd = (initrd != 0).then_some(initrd % (2 << 30));
-    match linux::plan(&configs()[layout], &image, &cmdline, initrd) {
+    let config = &configs()[layout];
+    match linux::plan(config, &image, &cmdline, initrd) {
         Ok(plan) => {
             assert_eq!(plan.entry, plan.kernel_addr + 0x200);
             assert_eq!(plan.kernel_addr, load);
@@ -143,6 +162,9 @@ fuzz_target!(|data: &[u8]| {
                     limit = limit.min(1 << 32);
                 }
                 assert!(r.end <= limit, "initrd {r:x?} above {limit:#x}");
+                if let Some(at) = &config.kernel.initrd {
+                    assert_eq!(r.start, at.load_addr, "initrd not where the config puts it");
+                }
             }
         }
         Err(e) => {
