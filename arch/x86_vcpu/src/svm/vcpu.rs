@@ -572,7 +572,10 @@ impl SvmVCpu {
                 self.skip(opcode::HLT);
                 Some(VmExit::Halt)
             }
-            ExitCode::VMMCALL => self.hypercall(opcode::VMMCALL),
+            ExitCode::VMMCALL => {
+                let len = self.len_of(opcode::VMMCALL);
+                self.hypercall(len)
+            }
             ExitCode::MSR => self.msr_access(info1 & 1 != 0),
             ExitCode::CR0_WRITE => self.cr_write(0),
             ExitCode::CR4_WRITE => self.cr_write(4),
@@ -616,9 +619,9 @@ impl SvmVCpu {
                 let vmcall = self
                     .fetch()
                     .and_then(|f| vmcb::insn_len(f.as_slice(), opcode::VMCALL, long));
-                if vmcall.is_some() {
+                if let Some(len) = vmcall {
                     self.wr(ctl::EVENT_INJ, 0);
-                    return self.hypercall(opcode::VMCALL);
+                    return self.hypercall(u64::from(len));
                 }
                 self.inject(vector::UD, None);
                 None
@@ -647,13 +650,14 @@ impl SvmVCpu {
     }
 
     /// VMMCALL (or VMCALL taken from its #UD): the hypercall ABI of docs/x86.md.
-    fn hypercall(&mut self, op: &[u8]) -> Option<VmExit> {
+    /// `len`: the instruction's length (already measured: no second fetch).
+    fn hypercall(&mut self, len: u64) -> Option<VmExit> {
         if self.cpl() != 0 {
             self.inject(vector::UD, None);
             return None;
         }
         let g = self.regs.0;
-        self.skip(op);
+        self.set_rip(self.rd(save::RIP).wrapping_add(len));
         if let Some(v) = self
             .vm_id
             .and_then(|id| hypercall::fixed_answer(g[r::RAX], id))
