@@ -675,7 +675,8 @@ impl SvmVCpu {
         let apic = self.pc.as_ref().and_then(|pc| {
             let now = axhal::time::ticks();
             if write {
-                pc.wrmsr(self.index, m, value, now).map(|r| r.map(|()| None))
+                pc.wrmsr(self.index, m, value, now)
+                    .map(|r| r.map(|()| None))
             } else {
                 pc.rdmsr(self.index, m, now).map(|r| r.map(Some))
             }
