@@ -433,3 +433,91 @@ fn acpi_pm_timer_counts_at_3_58_mhz_in_24_bits() {
     );
     assert_eq!(read(TSC_HZ / 1000), 3579);
 }
+
+/// Whatever a guest does through the PC's entry points — any MSR number and value, any
+/// offset and width in the xAPIC page, any port, any I/O APIC access, from any vCPU, at
+/// any time — nothing panics (overflow checks are on in tests) and every injection decision
+/// names a vector the local APIC accepted.
+#[test]
+fn random_guest_accesses_never_panic() {
+    let (pc, _) = pc(3);
+    let io = pc.ioapic_device();
+    let widths = [
+        AccessWidth::Byte,
+        AccessWidth::Half,
+        AccessWidth::Word,
+        AccessWidth::Dword,
+    ];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut now = 0u64;
+    let mut injected = 0;
+    for _ in 0..200_000 {
+        let r = next();
+        let vcpu = (r % 4) as usize; // 3 is no vCPU of this PC
+        let width = widths[(r >> 2) as usize % 4];
+        let value = next();
+        now = now.wrapping_add(next() % 50_000);
+        match (r >> 4) % 8 {
+            0 => {
+                let msr = [0x1B, 0x6E0, 0x800 + (value as u32 % 0x100), value as u32]
+                    [(r >> 8) as usize % 4];
+                let _ = pc.rdmsr(vcpu, msr, now);
+                let _ = pc.wrmsr(vcpu, msr, next(), now);
+            }
+            1 => {
+                let gpa = XAPIC_PAGE + (value % 0x1100);
+                let _ = pc.xapic_read(vcpu, gpa, width, now);
+                pc.xapic_write(vcpu, gpa, width, next(), now);
+            }
+            2 => {
+                let port = (value % 0x700) as u16;
+                let _ = pc.port_read(port, width, now);
+                let _ = pc.port_write(port, width, next(), now);
+            }
+            3 => {
+                let _ = io.read((value % 0x1100) as usize, width);
+                let _ = io.write((value % 0x1100) as usize, width, next());
+            }
+            4 => pc.set_gsi((value % 30) as u32, value & 1 != 0),
+            5 => {
+                let ready = Ready {
+                    irq: value & 1 != 0,
+                    nmi: value & 2 != 0,
+                };
+                if let Injection::External(v) = pc.next_injection(vcpu, now, ready) {
+                    assert!(v >= 16, "vector {v}");
+                    injected += 1;
+                }
+                let _ = pc.wakeup_pending(vcpu, now, value & 4 != 0);
+                let _ = pc.deadline(vcpu);
+            }
+            6 => {
+                let _ = pc.take_start();
+                let _ = pc.take_startup_vector(vcpu);
+            }
+            _ => {
+                if value % 1000 == 0 {
+                    pc.reset();
+                }
+                // Now and then something a guest means: an enabled APIC sending an IPI.
+                enable(&pc, vcpu);
+                icr(
+                    &pc,
+                    vcpu,
+                    (value >> 8) as u32 % 3,
+                    0x20 + (value as u32 % 0xD0),
+                );
+            }
+        }
+    }
+    assert!(
+        injected > 0,
+        "the random accesses never got an interrupt through"
+    );
+}
