@@ -210,3 +210,20 @@ fn cr4_writes() {
     );
     assert!(cr4_write_ok(cr4, cr4 | 1 << 17, all, true, 0x2000));
 }
+
+#[test]
+fn event_and_window_encodings() {
+    // EVENTINJ: vector 7:0, type 10:8 (0 external interrupt, 2 NMI), valid 31.
+    assert_eq!(event::interrupt(0x30), 0x8000_0030);
+    assert_eq!(event::nmi(), 0x8000_0202);
+    // V_IRQ (8), priority 0xF (19:16), V_IGN_TPR (20); V_INTR_MASKING is bit 24.
+    assert_eq!(V_IRQ_WINDOW, 0x001F_0100);
+    assert_eq!(V_IRQ_WINDOW & V_INTR_MASKING, 0);
+    assert_eq!(ExitCode::VINTR.name(), "VINTR");
+    assert_eq!((i3::VINTR, i3::IRET), (1 << 4, 1 << 20));
+    // The state after INIT: present accessed code and data segments, a busy TSS.
+    assert_eq!(
+        (REAL_CODE, REAL_DATA, REAL_TSS, REAL_LDT),
+        (0x9b, 0x93, 0x8b, 0x82)
+    );
+}
