@@ -4,7 +4,8 @@
 //! comes in as an *offset* into the device (never an address — a device does not know where
 //! it is mapped) and a width, and the device answers with a value or an error. Effects leave
 //! through small traits: bytes a UART transmits go to a [`ConsoleSink`], interrupts go to an
-//! [`IrqLine`].
+//! [`IrqLine`]. Devices that read and write guest RAM themselves (virtio) do it through a
+//! [`GuestMemory`], which checks every range.
 //!
 //! Everything a guest passes in (offset, width, value) is untrusted: implementations must
 //! never panic on it, and return a [`DeviceError`] instead.
@@ -167,9 +168,91 @@ pub trait IrqLine: Send + Sync {
     fn set_level(&self, high: bool);
 }
 
+/// Why a guest-memory access was refused. The guest chose the address and length (a
+/// virtqueue descriptor); the device turns this into a device error, never a fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestMemoryError {
+    /// Some byte of the range is not RAM of this VM (unmapped, a device, a hole, or a
+    /// range that straddles two RAM regions).
+    NotRam,
+    /// `address + length` wraps around the 64-bit address space.
+    Overflow,
+}
+
+impl fmt::Display for GuestMemoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NotRam => "range is not guest RAM",
+            Self::Overflow => "range wraps the address space",
+        })
+    }
+}
+
+/// Checked access to a VM's RAM by guest-physical address, for devices that do DMA
+/// (virtio queues and buffers). Implemented by the VM over its RAM regions only: a range
+/// that is not wholly inside one RAM region is refused with an error, never a fault; the
+/// length is the caller's buffer, so a device bounds it before allocating.
+///
+/// Multi-byte helpers are little-endian (virtio's byte order).
+pub trait GuestMemory: Send + Sync {
+    /// Copies guest bytes `gpa..gpa + buf.len()` into `buf`.
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), GuestMemoryError>;
+
+    /// Copies `data` to guest bytes `gpa..gpa + data.len()`.
+    fn write(&self, gpa: u64, data: &[u8]) -> Result<(), GuestMemoryError>;
+
+    /// Reads a little-endian `u16` at `gpa`.
+    fn read_u16(&self, gpa: u64) -> Result<u16, GuestMemoryError> {
+        let mut b = [0; 2];
+        self.read(gpa, &mut b)?;
+        Ok(u16::from_le_bytes(b))
+    }
+
+    /// Reads a little-endian `u32` at `gpa`.
+    fn read_u32(&self, gpa: u64) -> Result<u32, GuestMemoryError> {
+        let mut b = [0; 4];
+        self.read(gpa, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// Reads a little-endian `u64` at `gpa`.
+    fn read_u64(&self, gpa: u64) -> Result<u64, GuestMemoryError> {
+        let mut b = [0; 8];
+        self.read(gpa, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Writes `v` little-endian at `gpa`.
+    fn write_u16(&self, gpa: u64, v: u16) -> Result<(), GuestMemoryError> {
+        self.write(gpa, &v.to_le_bytes())
+    }
+
+    /// Writes `v` little-endian at `gpa`.
+    fn write_u32(&self, gpa: u64, v: u32) -> Result<(), GuestMemoryError> {
+        self.write(gpa, &v.to_le_bytes())
+    }
+}
+
+/// The end (exclusive) of `gpa..gpa + len`, or [`GuestMemoryError::Overflow`]: the first
+/// check every [`GuestMemory`] implementation makes.
+pub fn range_end(gpa: u64, len: usize) -> Result<u64, GuestMemoryError> {
+    u64::try_from(len)
+        .ok()
+        .and_then(|l| gpa.checked_add(l))
+        .ok_or(GuestMemoryError::Overflow)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn range_end_checks_overflow() {
+        assert_eq!(range_end(0x1000, 0x10), Ok(0x1010));
+        assert_eq!(range_end(u64::MAX, 0), Ok(u64::MAX));
+        assert_eq!(range_end(u64::MAX, 1), Err(GuestMemoryError::Overflow));
+        assert!(!std::format!("{}", GuestMemoryError::NotRam).is_empty());
+    }
 
     #[test]
     fn widths_round_trip() {
