@@ -102,19 +102,29 @@ pub fn direct_command(arch: Arch, guest: &RealGuest, shape: &VmShape) -> Result<
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))?;
     let machine = Machine::new(arch, shape.vcpus, gic, mem)?;
-    let extra = [
+    let mut extra = vec![
         "-initrd".to_owned(),
         guest.initramfs.to_string_lossy().into_owned(),
         "-append".to_owned(),
         shape.cmdline.clone(),
         "-no-reboot".to_owned(),
     ];
+    extra.extend(cpu_args(arch));
     without_el2(emulator_command(
         &machine,
         &guest.kernel,
         Console::Captured,
         &extra,
     ))
+}
+
+/// The CPU model both boots get: on x86_64 the SVM machine of the scenarios (`-cpu EPYC`,
+/// QEMU TCG has no VMX; the last `-cpu` wins), elsewhere the command's own.
+pub fn cpu_args(arch: Arch) -> Vec<String> {
+    match arch {
+        Arch::X86_64 => vec!["-cpu".to_owned(), "EPYC".to_owned()],
+        Arch::Aarch64 | Arch::Riscv64 => Vec::new(),
+    }
 }
 
 /// Seconds to the marker of each run, of the two boots.
@@ -194,7 +204,7 @@ pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
     let (_, image) = bench.build()?;
     let gic = (arch == Arch::Aarch64).then_some(GIC);
     let hyp_machine = Machine::new(arch, shape.host_cpus, gic, MemSize::default())?;
-    let hyp_cmd = emulator_command(&hyp_machine, &image, Console::Captured, &[]);
+    let hyp_cmd = emulator_command(&hyp_machine, &image, Console::Captured, &cpu_args(arch));
     let direct_cmd = direct_command(arch, &guest, &shape)?;
     let load_before = load_average();
     let stopped = format!("vm {VM_NAME}: stopped");
@@ -330,6 +340,19 @@ mod tests {
                 .starts_with("qemu-system-riscv64 -M virt -cpu rv64 -smp 1 -m 256M"),
             "{rv}"
         );
+        // x86_64: the SVM scenarios' CPU, for the direct boot and the hypervisor alike.
+        let x86 = direct_command(Arch::X86_64, &guest, &shape).unwrap();
+        assert!(x86.to_string().ends_with("-no-reboot -cpu EPYC"), "{x86}");
+        assert_eq!(cpu_args(Arch::X86_64), ["-cpu", "EPYC"]);
+        assert!(cpu_args(Arch::Aarch64).is_empty());
+    }
+
+    #[test]
+    fn the_x86_64_linux_vm() {
+        let text =
+            std::fs::read_to_string(util::repo_root().join(vm_config(Arch::X86_64))).unwrap();
+        let shape = vm_shape(&text).unwrap();
+        assert_eq!((shape.vcpus, shape.host_cpus, shape.mem_mib), (1, 2, 128));
     }
 
     #[test]
