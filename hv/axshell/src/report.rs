@@ -157,7 +157,9 @@ pub struct MemReport {
     pub heap_used: usize,
 }
 
-/// Writes `mem`'s two lines: `frames: N free (SIZE)` and `heap: USED used of TOTAL`.
+/// Writes `mem`'s three lines: `frames: N free (SIZE)`, `heap: USED bytes used of TOTAL
+/// bytes`, and `frames free or in the heap: M` (what comes back to its value when every
+/// frame given out beside the heap was given back, however the heap grew).
 pub fn mem(report: &MemReport, out: &mut dyn Write) -> fmt::Result {
     let free = (report.free_frames as u64).saturating_mul(report.frame_size as u64);
     writeln!(
@@ -170,6 +172,14 @@ pub fn mem(report: &MemReport, out: &mut dyn Write) -> fmt::Result {
         out,
         "heap: {} bytes used of {} bytes",
         report.heap_used, report.heap_total
+    )?;
+    // Frames go to the heap as it grows and do not come back: free frames plus the heap's
+    // stay the same when everything else given out was given back.
+    let heap_frames = report.heap_total / report.frame_size.max(1);
+    writeln!(
+        out,
+        "frames free or in the heap: {}",
+        report.free_frames + heap_frames
     )
 }
 

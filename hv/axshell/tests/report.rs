@@ -83,7 +83,7 @@ fn mem_shows_free_frames_and_heap() {
     };
     assert_eq!(
         text(|s| mem(&r, s)),
-        "frames: 1000 free (4000 KiB)\nheap: 12345 bytes used of 1048576 bytes\n"
+        "frames: 1000 free (4000 KiB)\nheap: 12345 bytes used of 1048576 bytes\nframes free or in the heap: 1256\n"
     );
 }
 
