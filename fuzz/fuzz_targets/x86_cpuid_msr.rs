@@ -129,6 +129,7 @@ fn msr_access(input: &mut Input<'_>) {
         vcpu_index: usize::from(input.u8()),
         efer: input.u64() & (efer::SCE | efer::LME | efer::LMA | efer::NXE),
         paging: input.bool(),
+        amd: input.bool(),
     };
     let in_range = m <= 0x1fff || (0xc000_0000..=0xc000_1fff).contains(&m);
 

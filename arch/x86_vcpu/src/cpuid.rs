@@ -5,7 +5,7 @@
 //! |---|---|
 //! | 1 | ECX: VMX (5), SMX (6), MONITOR (3), PDCM (15), x2APIC (21), TSC-deadline (24) cleared; hypervisor (31) set; OSXSAVE (27) = the guest's CR4.OSXSAVE. EDX: MCE (7), MTRR (12), MCA (14), ACPI (22), TM (29) cleared (no machine-check MSRs: Linux reads MCG_CAP when they are set). EBX 31:24 = the vCPU index (initial APIC id) |
 //! | 6 | all zero (no thermal and power management) |
-//! | 7.0 | EBX: SGX (2), INVPCID (10, unless enabled), RDT-M (12), RDT-A (15), Intel PT (25) cleared; ECX: SGX-LC (30) cleared; EDX: IBRS/IBPB (26), STIBP (27), L1D_FLUSH (28), ARCH_CAPABILITIES (29), CORE_CAPABILITIES (30), SSBD (31) cleared |
+//! | 7.0 | EBX: TSC_ADJUST (1; no IA32_TSC_ADJUST MSR), SGX (2), INVPCID (10, unless enabled), RDT-M (12), RDT-A (15), Intel PT (25) cleared; ECX: SGX-LC (30) cleared; EDX: IBRS/IBPB (26), STIBP (27), L1D_FLUSH (28), ARCH_CAPABILITIES (29), CORE_CAPABILITIES (30), SSBD (31) cleared |
 //! | 0xA | all zero (no PMU) |
 //! | 0xD.1 | EAX: XSAVES (3) cleared |
 //! | 0x15, 0x16 (where the host has them: Intel) | the TSC's real rate and the local APIC's clock ([`tsc_leaves`]): Bochs reports a 3.5 GHz Skylake-X while its TSC runs at its `ips` |
@@ -63,7 +63,7 @@ pub fn filter(leaf: u32, subleaf: u32, host: [u32; 4], ctx: &CpuidContext) -> [u
         }
         6 | 0xa => return [0; 4],
         7 if subleaf == 0 => {
-            b &= !(bit(2) | bit(12) | bit(15) | bit(25));
+            b &= !(bit(1) | bit(2) | bit(12) | bit(15) | bit(25));
             if !ctx.invpcid {
                 b &= !bit(10);
             }
@@ -272,6 +272,7 @@ mod tests {
         let l7 = filter(7, 0, [0, u32::MAX, u32::MAX, u32::MAX], &CTX);
         assert_eq!(l7[1] & (1 << 10), 0, "INVPCID");
         assert_eq!(l7[1] & (1 << 2), 0, "SGX");
+        assert_eq!(l7[1] & (1 << 1), 0, "TSC_ADJUST (no IA32_TSC_ADJUST MSR)");
         assert_eq!(l7[3] >> 26, 0, "speculation-control MSRs");
         let with = CpuidContext {
             invpcid: true,

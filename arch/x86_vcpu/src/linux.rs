@@ -7,7 +7,7 @@
 //! | protected-mode kernel | `kernel.load_addr` (= the setup header's `pref_address`, checked) | borrowed from the bzImage ([`BzImage::kernel`]): the setup code is not copied |
 //! | initrd | `kernel.initrd.load_addr` (checked by the plan) | borrowed from its image |
 //! | zero page | [`ZERO_PAGE_ADDR`] | generated |
-//! | command line | [`CMDLINE_ADDR`] | `kernel.cmdline`, NUL-terminated |
+//! | command line | [`CMDLINE_ADDR`] | `kernel.cmdline` and ` tsc_early_khz=<kHz>` ([`kernel_cmdline`]), NUL-terminated |
 //! | ACPI tables | the plan's base (0xE_0000) | generated from the config |
 //!
 //! vCPU 0 starts at the 64-bit entry (`load_addr + 0x200`) with RSI = the zero page; the
@@ -70,11 +70,32 @@ impl From<BootError> for LinuxBootError {
     }
 }
 
+/// The option giving Linux its TSC's rate in kHz (Linux 5.8 and later, `arch/x86/kernel/tsc.c`).
+const TSC_EARLY_KHZ: &str = "tsc_early_khz=";
+
+/// The command line the kernel gets: `user`'s (`kernel.cmdline`), with
+/// ` tsc_early_khz=<tsc_khz>` appended unless it already sets that option or the rate is
+/// unknown (0). The guest's TSC is the host's, unscaled, so the rate the hypervisor
+/// calibrated is the guest's: Linux then skips its own calibration, which fails under an
+/// emulator where each PIT or PM timer read is a VM exit longer than its SMI threshold
+/// (docs/x86-linux.md).
+pub fn kernel_cmdline(user: &str, tsc_khz: u64) -> String {
+    let set = user
+        .split_ascii_whitespace()
+        .any(|w| w.starts_with(TSC_EARLY_KHZ));
+    match (set, tsc_khz, user.trim_end().is_empty()) {
+        (true, _, _) | (_, 0, _) => String::from(user),
+        (false, _, true) => format!("{TSC_EARLY_KHZ}{tsc_khz}"),
+        (false, _, false) => format!("{} {TSC_EARLY_KHZ}{tsc_khz}", user.trim_end()),
+    }
+}
+
 /// The boot of `config`'s kernel when it is a bzImage (`None` for any other format), with
-/// the images from `images` (by name).
+/// the images from `images` (by name), for a TSC of `tsc_khz` kHz (0: unknown).
 pub fn prepare_boot(
     config: &VmConfig,
     images: &dyn Fn(&str) -> Option<&'static [u8]>,
+    tsc_khz: u64,
 ) -> Result<Option<KernelBoot>, LinuxBootError> {
     if config.kernel.format != KernelFormat::LinuxBzimage {
         return Ok(None);
@@ -91,11 +112,11 @@ pub fn prepare_boot(
         None => None,
     };
     let bzimage = BzImage::parse(file).map_err(BootError::Kernel)?;
-    let cmdline = config.kernel.cmdline.as_deref().unwrap_or("");
+    let cmdline = kernel_cmdline(config.kernel.cmdline.as_deref().unwrap_or(""), tsc_khz);
     let plan = axbootx86::plan(
         config,
         &bzimage,
-        cmdline,
+        &cmdline,
         initrd.map(|(_, bytes)| bytes.len() as u64),
     )?;
     if plan.kernel_addr != config.kernel.load_addr {

@@ -11,6 +11,7 @@
 //! | IA32_FEATURE_CONTROL | 1 (locked, VMX off) | #GP |
 //! | IA32_MISC_ENABLE | 1 (fast strings) | the same value is accepted, anything else #GP |
 //! | IA32_BIOS_SIGN_ID | 0 | ignored |
+//! | AMD64_NB_CFG (0xC001_001F; only on AMD: the SVM backend) | 0 | ignored (Linux sets its CF8 extended-configuration bit, 46, on every CPU) |
 //! | anything else | #GP | #GP |
 
 /// MSR numbers.
@@ -49,6 +50,8 @@ pub mod nr {
     pub const IA32_GS_BASE: u32 = 0xc000_0101;
     /// The GS base SWAPGS exchanges with IA32_GS_BASE.
     pub const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
+    /// AMD's northbridge configuration.
+    pub const AMD64_NB_CFG: u32 = 0xc001_001f;
 }
 
 /// MSRs the guest reads and writes without an exit.
@@ -156,6 +159,8 @@ pub struct MsrContext {
     pub efer: u64,
     /// The guest's CR0.PG.
     pub paging: bool,
+    /// The CPU is AMD's (the SVM backend): AMD's own MSRs exist.
+    pub amd: bool,
 }
 
 /// The guest gets a general-protection fault.
@@ -191,6 +196,7 @@ pub fn read(msr: u32, ctx: &MsrContext) -> Result<u64, Gp> {
         nr::IA32_FEATURE_CONTROL => Ok(1),
         nr::IA32_MISC_ENABLE => Ok(MISC_ENABLE_FAST_STRINGS),
         nr::IA32_BIOS_SIGN_ID => Ok(0),
+        nr::AMD64_NB_CFG if ctx.amd => Ok(0),
         _ => Err(Gp),
     }
 }
@@ -213,6 +219,7 @@ pub fn write(msr: u32, value: u64, ctx: &MsrContext) -> Result<MsrWrite, Gp> {
         }
         nr::IA32_APIC_BASE if value == apic_base(ctx) => Ok(MsrWrite::Ignore),
         nr::IA32_MISC_ENABLE if value == MISC_ENABLE_FAST_STRINGS => Ok(MsrWrite::Ignore),
+        nr::AMD64_NB_CFG if ctx.amd => Ok(MsrWrite::Ignore),
         _ => Err(Gp),
     }
 }
@@ -225,6 +232,7 @@ mod tests {
         vcpu_index: 0,
         efer: efer::LME | efer::LMA | efer::NXE,
         paging: true,
+        amd: false,
     };
 
     #[test]
@@ -322,5 +330,16 @@ mod tests {
         assert_eq!(write(nr::IA32_FEATURE_CONTROL, 5, &CTX), Err(Gp));
         assert_eq!(write(nr::IA32_MISC_ENABLE, 1, &CTX), Ok(MsrWrite::Ignore));
         assert_eq!(write(0x48, 1, &CTX), Err(Gp), "SPEC_CTRL is not offered");
+    }
+
+    #[test]
+    fn amds_northbridge_configuration_only_on_amd() {
+        let amd = MsrContext { amd: true, ..CTX };
+        assert_eq!(read(nr::AMD64_NB_CFG, &amd), Ok(0));
+        assert_eq!(write(nr::AMD64_NB_CFG, 1 << 46, &amd), Ok(MsrWrite::Ignore));
+        assert_eq!(read(nr::AMD64_NB_CFG, &CTX), Err(Gp));
+        assert_eq!(write(nr::AMD64_NB_CFG, 1 << 46, &CTX), Err(Gp));
+        // IA32_TSC_ADJUST is not offered (CPUID 7.0 EBX bit 1 is cleared).
+        assert_eq!(read(0x3b, &amd), Err(Gp));
     }
 }

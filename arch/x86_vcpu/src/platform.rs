@@ -130,12 +130,14 @@ impl ArchPlatform for X86Platform {
         }
     }
 
-    /// A Linux bzImage: the 64-bit boot protocol's placements ([`crate::linux`]).
+    /// A Linux bzImage: the 64-bit boot protocol's placements ([`crate::linux`]), told the
+    /// TSC's rate.
     fn prepare_boot(
         config: &VmConfig,
         images: &dyn Fn(&str) -> Option<&'static [u8]>,
     ) -> Result<Option<axvm::KernelBoot>, X86PlatformError> {
-        crate::linux::prepare_boot(config, images).map_err(X86PlatformError::Linux)
+        let tsc_khz = axhal::time::ticks_per_sec() / 1000;
+        crate::linux::prepare_boot(config, images, tsc_khz).map_err(X86PlatformError::Linux)
     }
 
     /// RDI = 0 (the start argument), RSI = 0 (no zero page): set-up already zeroes them.

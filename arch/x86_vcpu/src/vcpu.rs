@@ -913,6 +913,7 @@ impl VmxVCpu {
             vcpu_index: self.index,
             efer,
             paging: self.cr0_shadow & (1 << 31) != 0,
+            amd: false,
         };
         if write {
             match msr::write(m, v, &ctx) {

@@ -67,22 +67,30 @@ fn config() -> VmConfig {
 
 fn boot(config: &VmConfig) -> Result<Option<KernelBoot>, LinuxBootError> {
     let kernel = bzimage();
-    prepare_boot(config, &|name| match name {
-        "linux" => Some(kernel),
-        "linux-initramfs" => Some(INITRD),
-        _ => None,
-    })
+    prepare_boot(
+        config,
+        &|name| match name {
+            "linux" => Some(kernel),
+            "linux-initramfs" => Some(INITRD),
+            _ => None,
+        },
+        0,
+    )
 }
 
 #[test]
 fn a_bzimage_vm_gets_the_plans_placements() {
     let kernel = bzimage();
     let config = config();
-    let k = prepare_boot(&config, &|name| match name {
-        "linux" => Some(kernel),
-        "linux-initramfs" => Some(INITRD),
-        _ => None,
-    })
+    let k = prepare_boot(
+        &config,
+        &|name| match name {
+            "linux" => Some(kernel),
+            "linux-initramfs" => Some(INITRD),
+            _ => None,
+        },
+        2_000_000,
+    )
     .unwrap()
     .unwrap();
     // The protected-mode kernel, borrowed from the file (not a copy), at load_addr; the
@@ -97,12 +105,18 @@ fn a_bzimage_vm_gets_the_plans_placements() {
     assert_eq!(k.images[1].name, "linux-initramfs");
     // The zero page, the command line and the ACPI tables, as the plan builds them.
     let image = BzImage::parse(kernel).unwrap();
-    let plan =
-        axbootx86::plan(&config, &image, "console=ttyS0", Some(INITRD.len() as u64)).unwrap();
+    let plan = axbootx86::plan(
+        &config,
+        &image,
+        "console=ttyS0 tsc_early_khz=2000000",
+        Some(INITRD.len() as u64),
+    )
+    .unwrap();
     let addrs: Vec<u64> = k.data.iter().map(|(a, _)| *a).collect();
     assert_eq!(addrs, [0x1_0000, 0x2_0000, 0xE_0000]);
     assert_eq!(k.data[0].1, plan.zero_page);
-    assert_eq!(k.data[1].1, b"console=ttyS0\0");
+    // The command line, told the TSC's rate.
+    assert_eq!(k.data[1].1, b"console=ttyS0 tsc_early_khz=2000000\0");
     assert_eq!(&k.data[2].1[..8], b"RSD PTR ");
     // The zero page points at the initrd the config placed.
     let zp = &k.data[0].1;
@@ -120,7 +134,7 @@ fn other_formats_are_not_touched() {
                 \"hello\"\nload_addr = 0x20_0000\n[[memory]]\ngpa = 0\nsize = 0x100_0000\nmap = \
                 \"alloc\"\n";
     let raw = axvmconfig::from_toml(text).unwrap();
-    assert_eq!(prepare_boot(&raw, &|_| None), Ok(None));
+    assert_eq!(prepare_boot(&raw, &|_| None, 1), Ok(None));
 }
 
 #[test]
@@ -150,9 +164,11 @@ fn errors_name_what_is_wrong() {
     );
     // Not a bzImage.
     let not = config();
-    let err = prepare_boot(&not, &|name| {
-        Some(if name == "linux" { &b"MZ"[..] } else { INITRD })
-    })
+    let err = prepare_boot(
+        &not,
+        &|name| Some(if name == "linux" { &b"MZ"[..] } else { INITRD }),
+        0,
+    )
     .unwrap_err();
     assert!(
         matches!(err, LinuxBootError::Plan(BootError::Kernel(_))),
@@ -175,4 +191,29 @@ fn errors_name_what_is_wrong() {
         boot(&inside),
         Err(LinuxBootError::Plan(BootError::InitrdMisplaced { .. }))
     ));
+}
+
+#[test]
+fn the_command_line_gets_the_tsc_rate_unless_it_has_one() {
+    assert_eq!(
+        kernel_cmdline("console=ttyS0", 2_100_000),
+        "console=ttyS0 tsc_early_khz=2100000"
+    );
+    assert_eq!(
+        kernel_cmdline("quiet  ", 99_998),
+        "quiet tsc_early_khz=99998"
+    );
+    assert_eq!(kernel_cmdline("", 99_998), "tsc_early_khz=99998");
+    assert_eq!(kernel_cmdline(" ", 99_998), "tsc_early_khz=99998");
+    // The user's own value wins; an unknown rate adds nothing.
+    assert_eq!(
+        kernel_cmdline("a tsc_early_khz=5 b", 99_998),
+        "a tsc_early_khz=5 b"
+    );
+    assert_eq!(kernel_cmdline("console=ttyS0", 0), "console=ttyS0");
+    // Another option merely containing the name is not it.
+    assert_eq!(
+        kernel_cmdline("xtsc_early_khz=5", 7),
+        "xtsc_early_khz=5 tsc_early_khz=7"
+    );
 }

@@ -703,6 +703,7 @@ impl SvmVCpu {
             // The guest never sees SVME, which its VMCB must have.
             efer: efer & !EFER_SVME,
             paging: self.rd(save::CR0) & (1 << 31) != 0,
+            amd: true,
         };
         let address = vmcb::ADDRESS_MSRS.iter().find(|&&(a, _)| a == m);
         let result = if let (true, Some(&(_, off))) = (write, address) {
