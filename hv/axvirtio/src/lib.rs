@@ -43,3 +43,6 @@ pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 /// The vendor id the transport reports (`"AXVS"` little-endian is not needed by drivers;
 /// any value works, Linux ignores it).
 pub const VENDOR_ID: u32 = 0x5358_5641;
+
+#[cfg(test)]
+mod tests;

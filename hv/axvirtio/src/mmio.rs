@@ -377,6 +377,14 @@ impl<D: VirtioDevice> VirtioMmio<D> {
     }
 }
 
+/// The access must lie wholly inside the device.
+fn check_inside(offset: usize, width: AccessWidth) -> Result<(), DeviceError> {
+    match offset.checked_add(width.size()) {
+        Some(end) if end <= MMIO_SIZE => Ok(()),
+        _ => Err(DeviceError::BadOffset),
+    }
+}
+
 /// Registers below the config space take aligned 32-bit accesses only.
 fn check_register_access(offset: usize, width: AccessWidth) -> Result<(), DeviceError> {
     if width != AccessWidth::Word {
@@ -398,9 +406,7 @@ impl<D: VirtioDevice> MmioDevice for VirtioMmio<D> {
     }
 
     fn read(&self, offset: usize, width: AccessWidth) -> Result<u64, DeviceError> {
-        if offset >= MMIO_SIZE {
-            return Err(DeviceError::BadOffset);
-        }
+        check_inside(offset, width)?;
         let s = self.state.lock();
         if offset >= regs::CONFIG {
             return s.dev.config_read(offset - regs::CONFIG, width);
@@ -410,9 +416,7 @@ impl<D: VirtioDevice> MmioDevice for VirtioMmio<D> {
     }
 
     fn write(&self, offset: usize, width: AccessWidth, value: u64) -> Result<(), DeviceError> {
-        if offset >= MMIO_SIZE {
-            return Err(DeviceError::BadOffset);
-        }
+        check_inside(offset, width)?;
         let mut s = self.state.lock();
         if offset >= regs::CONFIG {
             return s.dev.config_write(offset - regs::CONFIG, width, value);

@@ -155,7 +155,7 @@ fn copy(
         // Both fit: skip < len <= u32::MAX, and the piece is at most want - done.
         let avail = usize::try_from(len - skip).unwrap_or(usize::MAX);
         let n = avail.min(want - done);
-        op(s.addr + skip, done, n)?;
+        op(offset(s.addr, skip)?, done, n)?;
         done += n;
         skip = 0;
     }
@@ -195,7 +195,7 @@ impl Queue {
         if !self.ready || self.size == 0 {
             return Err(QueueError::NotReady);
         }
-        let avail_idx = mem.read_u16(self.avail.wrapping_add(2))?;
+        let avail_idx = mem.read_u16(offset(self.avail, 2)?)?;
         let pending = avail_idx.wrapping_sub(self.next_avail);
         if pending == 0 {
             return Ok(None);
@@ -224,10 +224,7 @@ impl Queue {
                 return Err(QueueError::BadIndex(index));
             }
             let mut d = [0u8; DESC_SIZE as usize];
-            let at = self
-                .desc
-                .checked_add(u64::from(index) * DESC_SIZE)
-                .ok_or(QueueError::Memory(GuestMemoryError::Overflow))?;
+            let at = offset(self.desc, u64::from(index) * DESC_SIZE)?;
             mem.read(at, &mut d)?;
             let addr = u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
             let len = u32::from_le_bytes([d[8], d[9], d[10], d[11]]);
@@ -268,11 +265,11 @@ impl Queue {
         let slot = u64::from(self.next_used % self.size);
         let elem = ring_addr(self.used, slot, 8)?;
         mem.write_u32(elem, u32::from(head))?;
-        mem.write_u32(elem.wrapping_add(4), len)?;
+        mem.write_u32(offset(elem, 4)?, len)?;
         // The element must be visible before the index that publishes it.
         fence(Ordering::Release);
         self.next_used = self.next_used.wrapping_add(1);
-        mem.write_u16(self.used.wrapping_add(2), self.next_used)?;
+        mem.write_u16(offset(self.used, 2)?, self.next_used)?;
         Ok(())
     }
 }
@@ -280,6 +277,11 @@ impl Queue {
 /// The address of entry `slot` (of `entry` bytes) of a ring at `base` (after its 4-byte
 /// `flags, idx` header).
 fn ring_addr(base: u64, slot: u64, entry: u64) -> Result<u64, QueueError> {
-    base.checked_add(4 + slot * entry)
+    offset(base, 4 + slot * entry)
+}
+
+/// `base + off`, or an overflow error: a guest address never wraps to low memory.
+fn offset(base: u64, off: u64) -> Result<u64, QueueError> {
+    base.checked_add(off)
         .ok_or(QueueError::Memory(GuestMemoryError::Overflow))
 }
