@@ -14,6 +14,7 @@
 extern crate alloc;
 
 pub use axvcpu::hypercall;
+mod fault_streak;
 mod platform;
 mod stats;
 mod vm;

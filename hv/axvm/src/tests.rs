@@ -405,6 +405,44 @@ fn nested_faults_and_unsupported_exits() {
     assert_eq!(vm.exits().get(ExitKind::Unsupported), 1);
 }
 
+#[test]
+fn a_fault_on_a_mapped_page_that_keeps_coming_back_stops_the_vm() {
+    use crate::fault_streak::MAX_REPEATS;
+    let fault = |g| VmExit::NestedPageFault {
+        gpa: gpa(g),
+        access: MappingFlags::READ,
+    };
+    // The kernel's page is mapped (the image was loaded there): the address space says
+    // each fault is handled, yet the same one comes back; an MMIO exit in between is no
+    // progress either.
+    let mut exits: Vec<VmExit> = (0..MAX_REPEATS - 1).map(|_| fault(0x4000_0010)).collect();
+    exits.insert(5, uart_write(b'x'));
+    exits.push(fault(0x4000_0ff8));
+    exits.push(VmExit::Halt);
+    let (vm, script, _) = vm_with("fault", exits);
+    assert_eq!(
+        vm.run_vcpu(0).unwrap(),
+        VcpuEvent::Stopped("nested page fault repeats on a mapped page")
+    );
+    assert_eq!(
+        script.exits.lock().as_slice(),
+        [VmExit::Halt],
+        "stopped at the last one"
+    );
+    assert!(script.calls.lock().is_empty(), "no fault injected");
+    assert_eq!(vm.status(), VmStatus::Stopping);
+
+    // Faults that move on (another page, or one that is not resolved) keep it running.
+    let mut exits: Vec<VmExit> = (0..MAX_REPEATS - 1).map(|_| fault(0x4000_0010)).collect();
+    exits.push(fault(0x7000_0000));
+    exits.extend((0..MAX_REPEATS - 1).map(|_| fault(0x4000_0010)));
+    exits.extend((0..MAX_REPEATS - 1).map(|_| fault(0x4000_1000)));
+    exits.push(VmExit::Halt);
+    let (vm, script, _) = vm_with("fault", exits);
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Halt);
+    assert_eq!(script.calls.lock().as_slice(), [Call::Fault(0x7000_0000)]);
+}
+
 /// The config with a 16550 at COM1's ports besides the PL011.
 fn with_com1() -> String {
     std::format!("{CONFIG}[[devices]]\nkind = \"ns16550\"\nport = 0x3f8\n")

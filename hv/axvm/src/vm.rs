@@ -1,5 +1,6 @@
 //! The VM object and its exit-dispatch loop.
 
+use crate::fault_streak::FaultStreak;
 use crate::hypercall as hc;
 use crate::stats::{ExitCounters, ExitKind};
 use alloc::string::String;
@@ -199,6 +200,8 @@ pub struct AxVm<A: ArchVCpu, F: PteFormat, M: FrameAllocator> {
     /// Each vCPU's [`PowerState`] as a `u8` (see [`power_code`]); changed without taking the
     /// vCPU's lock, which its task holds while the guest runs.
     power: Vec<AtomicU8>,
+    /// Each vCPU's run of resolved nested page faults on one page ([`FaultStreak`]).
+    fault_streaks: Vec<Mutex<FaultStreak>>,
     status: AtomicU8,
     exits: ExitCounters,
     /// The images and where they go, kept for reset.
@@ -394,12 +397,14 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         let power = (0..vcpus.len())
             .map(|_| AtomicU8::new(power_code(PowerState::Off)))
             .collect();
+        let fault_streaks = (0..vcpus.len()).map(|_| Mutex::default()).collect();
         Ok(Self {
             config,
             aspace: Mutex::new(aspace),
             devices,
             console,
             vcpus,
+            fault_streaks,
             power,
             status: AtomicU8::new(VmStatus::Loaded as u8),
             exits: ExitCounters::default(),
@@ -463,6 +468,9 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             if v.state() != axvcpu::VCpuState::Created {
                 v.stop()?;
             }
+        }
+        for s in &self.fault_streaks {
+            s.lock().clear();
         }
         if let Some(reset_platform) = &self.on_reset {
             reset_platform();
@@ -706,8 +714,22 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             }
             VmExit::NestedPageFault { gpa, access } => {
                 count(ExitKind::NestedPageFault);
+                let streak = self.fault_streaks.get(vcpu_id);
                 if self.aspace.lock().handle_page_fault(gpa, access) {
-                    return None;
+                    let page = gpa.as_usize() as u64 & !0xfff;
+                    if streak.is_none_or(|s| s.lock().resolved(page)) {
+                        return None;
+                    }
+                    log::warn!(
+                        "vm {}: vcpu {vcpu_id}: nested page fault at {:#x} ({access:?}) repeats                          {} times on a page mapped for it: stopping the VM",
+                        self.name(),
+                        gpa.as_usize(),
+                        crate::fault_streak::MAX_REPEATS
+                    );
+                    return Some(self.stop("nested page fault repeats on a mapped page"));
+                }
+                if let Some(s) = streak {
+                    s.lock().clear();
                 }
                 // Logged in the devices' bounded log: the guest chooses how often this
                 // happens, and at how many addresses.
