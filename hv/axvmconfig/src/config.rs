@@ -377,7 +377,16 @@ impl<'de> Deserialize<'de> for MemFlags {
 ///
 /// The single list both the parser and the messages use; [`DeviceKind::ALL`] holds the
 /// same kinds in the same order.
-pub const DEVICE_KINDS: &[&str] = &["pl011", "ns16550", "gicd", "gicr", "gicc", "plic", "ioapic"];
+pub const DEVICE_KINDS: &[&str] = &[
+    "pl011",
+    "ns16550",
+    "gicd",
+    "gicr",
+    "gicc",
+    "plic",
+    "ioapic",
+    "virtio-console",
+];
 
 /// One `[[devices]]` entry: a device model the hypervisor emulates for this VM, either at
 /// guest-physical addresses (`base`, `size`) or at I/O ports (`port`, and optionally `size`
@@ -457,7 +466,9 @@ impl TryFrom<RawDeviceConfig> for DeviceConfig {
             (Some(base), None) => (
                 DeviceSpace::Mmio,
                 base,
-                raw.size.ok_or(DeviceFormError::NoSize)?,
+                raw.size
+                    .or(raw.kind.default_size())
+                    .ok_or(DeviceFormError::NoSize)?,
             ),
             (None, Some(port)) => {
                 let ports = raw
@@ -516,11 +527,18 @@ pub enum DeviceKind {
     /// `"ioapic"`: an I/O APIC (x86_64, 24 inputs, a 4 KiB window), with a local APIC per
     /// vCPU and the PC's legacy devices (PIC, PIT, RTC, ACPI PM1 registers) beside it.
     Ioapic,
+    /// `"virtio-console"`: a virtio-console (`hvc0`) on the virtio-mmio transport, a
+    /// [`VIRTIO_MMIO_SIZE`] window (the default `size`) and an `irq`; see `docs/virtio.md`.
+    VirtioConsole,
 }
+
+/// The register window of a virtio-mmio device: the default and only `size` of a virtio
+/// kind.
+pub const VIRTIO_MMIO_SIZE: u64 = 0x200;
 
 impl DeviceKind {
     /// Every kind, in the order of [`DEVICE_KINDS`].
-    pub const ALL: [DeviceKind; 7] = [
+    pub const ALL: [DeviceKind; 8] = [
         DeviceKind::Pl011,
         DeviceKind::Ns16550,
         DeviceKind::GicDistributor,
@@ -528,6 +546,7 @@ impl DeviceKind {
         DeviceKind::GicCpuInterface,
         DeviceKind::Plic,
         DeviceKind::Ioapic,
+        DeviceKind::VirtioConsole,
     ];
 
     /// How many I/O ports the kind has when it is given a `port` (its registers one port
@@ -549,13 +568,31 @@ impl DeviceKind {
             DeviceKind::GicCpuInterface => "gicc",
             DeviceKind::Plic => "plic",
             DeviceKind::Ioapic => "ioapic",
+            DeviceKind::VirtioConsole => "virtio-console",
         }
     }
 
     /// Whether this is (part of) the VM's interrupt controller: built by the architecture
     /// layer, at most one of each kind per VM.
     pub const fn is_interrupt_controller(self) -> bool {
-        !matches!(self, DeviceKind::Pl011 | DeviceKind::Ns16550)
+        !matches!(
+            self,
+            DeviceKind::Pl011 | DeviceKind::Ns16550 | DeviceKind::VirtioConsole
+        )
+    }
+
+    /// Whether this is a virtio device (on the virtio-mmio transport).
+    pub const fn is_virtio(self) -> bool {
+        matches!(self, DeviceKind::VirtioConsole)
+    }
+
+    /// The `size` of an MMIO device whose entry leaves it out; `None`: it must be given.
+    pub const fn default_size(self) -> Option<u64> {
+        if self.is_virtio() {
+            Some(VIRTIO_MMIO_SIZE)
+        } else {
+            None
+        }
     }
 
     /// The kind written as `name`, if it is one of [`DEVICE_KINDS`].

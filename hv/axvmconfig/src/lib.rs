@@ -54,7 +54,7 @@ pub use config::{
     CpuConfig, DeviceConfig, DeviceFormError, DeviceKind, DeviceSpace, DtbConfig, ImageConfig,
     KernelConfig, KernelFormat, MapKind, MemFlags, MemKind, MemoryRegion, MmioRange,
     PassthroughConfig, PassthroughFormError, PortRange, PortRangeFormError, UnclaimedPolicy,
-    VmConfig, DEVICE_KINDS,
+    VmConfig, DEVICE_KINDS, VIRTIO_MMIO_SIZE,
 };
 pub use error::ParseError;
 pub use host::{

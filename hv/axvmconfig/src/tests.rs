@@ -358,7 +358,7 @@ fn unknown_device_kind_names_the_field() {
     let err = parse_err(&BASE.replace("\"pl011\"", "\"virtio\""));
     assert_eq!(
         err.message,
-        "unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`"
+        "unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`, `virtio-console`"
     );
     assert_eq!(err.key.as_deref(), Some("devices.kind"));
     let line = BASE.lines().position(|l| l.contains("pl011")).unwrap() + 1;
@@ -366,7 +366,7 @@ fn unknown_device_kind_names_the_field() {
     assert_eq!(
         err.to_string(),
         format!(
-            "line {line}, column 8: in `devices.kind`: unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`"
+            "line {line}, column 8: in `devices.kind`: unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`, `virtio-console`"
         )
     );
 }
@@ -2061,5 +2061,36 @@ map = "alloc"
             ("kernel.image", "k.bin".into()),
             ("kernel.initrd.image", "../i.bin".into())
         ]
+    );
+}
+
+#[test]
+fn virtio_console_has_a_default_size_and_needs_a_device_tree() {
+    let entry = "[[devices]]\nkind = \"virtio-console\"\nbase = 0x0a00_0000\nirq = 48\n";
+    let vm = parse(&alloc::format!("{BASE}\n{entry}"));
+    let dev = vm.devices.last().unwrap();
+    assert_eq!(dev.kind, DeviceKind::VirtioConsole);
+    assert!(dev.kind.is_virtio() && !dev.kind.is_interrupt_controller());
+    assert_eq!(dev.size, VIRTIO_MMIO_SIZE);
+    assert!(
+        problems(&vm, &ctx()).is_empty(),
+        "{:?}",
+        lines(&problems(&vm, &ctx()))
+    );
+    let mut wrong = vm.clone();
+    wrong.devices.last_mut().unwrap().size = 0x1000;
+    assert!(lines(&problems(&wrong, &ctx()))
+        .iter()
+        .any(|l| l.contains("register window is 0x200 bytes")));
+    assert!(HostArch::Aarch64.has_device(DeviceKind::VirtioConsole));
+    assert!(HostArch::Riscv64.has_device(DeviceKind::VirtioConsole));
+    assert!(!HostArch::X86_64.has_device(DeviceKind::VirtioConsole));
+    let problem = ProblemKind::DeviceNotOnArch {
+        kind: "virtio-console",
+        arch: HostArch::X86_64,
+    };
+    assert_eq!(
+        alloc::format!("{problem}"),
+        "`virtio-console` is described to the guest in its device tree: not on x86_64 VMs yet"
     );
 }

@@ -9,6 +9,7 @@ use core::ops::Range;
 
 use crate::config::{
     DeviceKind, DeviceSpace, ImageConfig, KernelFormat, MapKind, MemKind, MemoryRegion, VmConfig,
+    VIRTIO_MMIO_SIZE,
 };
 use crate::host::{
     HostArch, HostFacts, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE,
@@ -184,7 +185,7 @@ pub enum ProblemKind {
         at_least: bool,
     },
     /// A device the host's architecture does not have for VMs (the other architecture's
-    /// interrupt controller).
+    /// interrupt controller, a virtio device without a device tree).
     DeviceNotOnArch {
         /// The device kind.
         kind: &'static str,
@@ -413,6 +414,15 @@ impl fmt::Display for ProblemKind {
                 "size {size:#x}: the {}register window is {need:#x} bytes",
                 if *at_least { "smallest " } else { "" }
             ),
+            Self::DeviceNotOnArch { kind, arch }
+                if DeviceKind::from_name(kind).is_some_and(DeviceKind::is_virtio) =>
+            {
+                write!(
+                    f,
+                    "`{kind}` is described to the guest in its device tree: not on {} VMs yet",
+                    arch.name()
+                )
+            }
             Self::DeviceNotOnArch { kind, arch } => write!(
                 f,
                 "`{kind}` is not an interrupt controller of {} VMs (aarch64: `gicd`, `gicc`, `gicr`; riscv64: `plic`)",
@@ -794,6 +804,7 @@ impl VmConfig {
                 DeviceKind::GicRedistributor => (gicr, true),
                 DeviceKind::Plic => (VPLIC_WINDOW_SIZE, false),
                 DeviceKind::Ioapic => (VIOAPIC_WINDOW_SIZE, false),
+                DeviceKind::VirtioConsole => (VIRTIO_MMIO_SIZE, false),
                 DeviceKind::Pl011 | DeviceKind::Ns16550 => continue,
             };
             if matches!(
