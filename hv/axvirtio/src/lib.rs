@@ -32,7 +32,7 @@ mod mmio;
 pub mod queue;
 
 pub use device::{config_from_bytes, QueueIo, VirtioDevice};
-pub use mmio::{regs, VirtioMmio, MMIO_SIZE};
+pub use mmio::{regs, VirtioMmio, VirtioReset, MMIO_SIZE};
 pub use queue::{Chain, Queue, QueueError, Segment};
 pub use virtio_drivers::transport::{DeviceStatus, DeviceType};
 
@@ -40,8 +40,7 @@ pub use virtio_drivers::transport::{DeviceStatus, DeviceType};
 /// and requires the driver to accept it.
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 
-/// The vendor id the transport reports (`"AXVS"` little-endian is not needed by drivers;
-/// any value works, Linux ignores it).
+/// The vendor id the transport reports (drivers do not check it).
 pub const VENDOR_ID: u32 = 0x5358_5641;
 
 #[cfg(test)]

@@ -200,7 +200,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         s.dev.features() | VIRTIO_F_VERSION_1
     }
 
-    fn reset(&self, s: &mut State<D>) {
+    fn reset_state(&self, s: &mut State<D>) {
         s.dev.reset();
         s.status = DeviceStatus::empty();
         s.device_features_sel = 0;
@@ -217,7 +217,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
 
     fn write_status(&self, s: &mut State<D>, value: u32) {
         if value == 0 {
-            self.reset(s);
+            self.reset_state(s);
             return;
         }
         let old = s.status;
@@ -394,6 +394,20 @@ fn check_register_access(offset: usize, width: AccessWidth) -> Result<(), Device
         return Err(DeviceError::Misaligned);
     }
     Ok(())
+}
+
+/// What the VM does to all its virtio devices, whatever the device behind the transport.
+pub trait VirtioReset: Send + Sync {
+    /// Resets the device as a driver writing status 0 would: on a VM reset, so nothing is
+    /// written into the rings of the guest that was running.
+    fn reset(&self);
+}
+
+impl<D: VirtioDevice> VirtioReset for VirtioMmio<D> {
+    fn reset(&self) {
+        let mut s = self.state.lock();
+        self.reset_state(&mut s);
+    }
 }
 
 impl<D: VirtioDevice> MmioDevice for VirtioMmio<D> {

@@ -4,7 +4,7 @@
 use crate::console::{VirtioConsole, INPUT_CAP};
 use crate::mem::FlatMemory;
 use crate::queue::{Queue, QueueError, Segment};
-use crate::{regs, DeviceStatus, VirtioMmio, VIRTIO_F_VERSION_1};
+use crate::{regs, DeviceStatus, VirtioMmio, VirtioReset, VIRTIO_F_VERSION_1};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use axdevice_base::{
@@ -286,9 +286,15 @@ fn console_input_waits_for_buffers() {
     r.dev.poll();
     assert_eq!(r.used_elem(0, 1), (1, 1));
     assert!(r.irq());
+    // A VM reset resets the device: nothing more goes into the old rings.
+    r.dev.reset();
+    assert_eq!(r.status(), DeviceStatus::empty());
+    assert!(!r.irq());
+    r.dev.with_device(|c| c.push_input(b"z"));
+    assert_eq!(r.used_idx(0), 2);
     // Input beyond the cap is refused.
     let big = alloc::vec![b'x'; INPUT_CAP + 10];
-    assert_eq!(r.dev.with_device(|c| c.push_input(&big)), INPUT_CAP);
+    assert_eq!(r.dev.with_device(|c| c.push_input(&big)), INPUT_CAP - 1);
 }
 
 /// Each hostile transmit chain puts the device in DEVICE_NEEDS_RESET; the hypervisor and

@@ -15,6 +15,7 @@ extern crate alloc;
 
 pub use axvcpu::hypercall;
 mod fault_streak;
+mod guest_ram;
 mod platform;
 mod stats;
 mod vm;

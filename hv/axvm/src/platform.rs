@@ -28,7 +28,7 @@ pub trait ArchPlatform {
     /// The vCPU.
     type VCpu: ArchVCpu;
     /// The nested page-table format of a VM's address space.
-    type Stage2: PteFormat;
+    type Stage2: PteFormat + 'static;
     /// What a VM has besides its vCPUs; handed to [`vcpu_config`](Self::vcpu_config).
     type Vm: Send + Sync;
     /// Why a VM cannot be built here (printed as `vm <name>: cannot be created: <error>`).

@@ -1,6 +1,7 @@
 //! The VM object and its exit-dispatch loop.
 
 use crate::fault_streak::FaultStreak;
+use crate::guest_ram::{GuestRam, VirtioConsoleInput};
 use crate::hypercall as hc;
 use crate::stats::{ExitCounters, ExitKind};
 use alloc::string::String;
@@ -11,9 +12,11 @@ use axaddrspace::{
 };
 use axdevice::uart::{Ns16550, Pl011, UartInput};
 use axdevice::{DeviceSet, MmioOutcome, PortOutcome};
-use axdevice_base::{AccessWidth, IrqLine};
+use axdevice_base::{AccessWidth, GuestMemory, IrqLine};
 use axdevice_base::{ConsoleSink, MmioDevice, PrefixedConsole};
 use axvcpu::{ArchVCpu, PowerReply, PowerState, VCpu, VCpuError, VmExit};
+use axvirtio::console::VirtioConsole;
+use axvirtio::{VirtioMmio, VirtioReset};
 use axvmconfig::{DeviceKind, DeviceSpace, DtbConfig, MapKind, UnclaimedPolicy, VmConfig};
 use core::fmt;
 use core::ops::ControlFlow;
@@ -193,7 +196,8 @@ impl From<VCpuError> for VmError {
 /// One virtual machine.
 pub struct AxVm<A: ArchVCpu, F: PteFormat, M: FrameAllocator> {
     config: VmConfig,
-    pub(crate) aspace: Mutex<AddrSpace<F, M>>,
+    /// Shared with the devices that read and write guest RAM ([`GuestRam`]).
+    pub(crate) aspace: Arc<Mutex<AddrSpace<F, M>>>,
     devices: DeviceSet,
     console: Arc<PrefixedConsole>,
     vcpus: Vec<Mutex<VCpu<A>>>,
@@ -215,8 +219,11 @@ pub struct AxVm<A: ArchVCpu, F: PteFormat, M: FrameAllocator> {
     resets: core::sync::atomic::AtomicU64,
     /// The platform's reset hook ([`VmPlatform::on_reset`]).
     on_reset: Option<alloc::boxed::Box<dyn Fn() + Send + Sync>>,
-    /// The receive side of its console UART (the first UART of its config), if any.
+    /// The receive side of its console (the first UART or virtio-console of its config),
+    /// if any.
     uart_input: Option<Arc<dyn UartInput>>,
+    /// Its virtio devices, reset with the VM.
+    virtio: Vec<Arc<dyn VirtioReset>>,
 }
 
 fn mapping_flags(f: &axvmconfig::MemFlags) -> MappingFlags {
@@ -265,7 +272,11 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         console: Arc<dyn Fn(&str) + Send + Sync>,
         vcpu_config: &dyn Fn(usize) -> A::CreateConfig,
         platform: VmPlatform,
-    ) -> Result<Self, VmError> {
+    ) -> Result<Self, VmError>
+    where
+        // The address space is shared with devices that reach guest RAM (virtio).
+        AddrSpace<F, M>: Send + 'static,
+    {
         let mem_err = |e: &dyn fmt::Display| VmError::Memory(alloc::format!("{e}"));
         let mut aspace = AddrSpace::new(alloc).map_err(|e| mem_err(&e))?;
         for (i, r) in config.memory.iter().enumerate() {
@@ -308,6 +319,9 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 .map_err(|e| VmError::Device(alloc::format!("{} at {:#x}: {e}", m.what, m.gpa)))?;
         }
 
+        let aspace = Arc::new(Mutex::new(aspace));
+        let ram: Arc<dyn GuestMemory> = Arc::new(GuestRam::new(aspace.clone(), &config));
+        let mut virtio: Vec<Arc<dyn VirtioReset>> = Vec::new();
         let console = Arc::new(PrefixedConsole::new(config.name.clone(), console));
         let mut devices = DeviceSet::new(&config.name, device_policy(config.unclaimed));
         let mut uart_input: Option<Arc<dyn UartInput>> = None;
@@ -332,6 +346,24 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                     let uart = Arc::new(Ns16550::new(sink, irq).with_size(d.size as usize));
                     uart_input.get_or_insert_with(|| uart.clone());
                     uart
+                }
+                DeviceKind::VirtioConsole => {
+                    let irq = irq.ok_or_else(|| {
+                        VmError::Device(alloc::format!(
+                            "{} at {:#x}: a virtio device needs an `irq`",
+                            d.kind,
+                            d.base
+                        ))
+                    })?;
+                    let con = Arc::new(VirtioMmio::new(
+                        d.kind.name(),
+                        VirtioConsole::new(sink),
+                        ram.clone(),
+                        irq,
+                    ));
+                    uart_input.get_or_insert_with(|| Arc::new(VirtioConsoleInput(con.clone())));
+                    virtio.push(con.clone());
+                    con
                 }
                 // Built by the architecture layer and passed in `platform`.
                 kind if kind.is_interrupt_controller() => continue,
@@ -385,7 +417,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 (loaded, platform.boot_data, config.kernel.entry)
             }
         };
-        Self::load_images(&mut aspace, &loaded, &boot_data)?;
+        Self::load_images(&mut aspace.lock(), &loaded, &boot_data)?;
 
         let vcpus = (0..config.cpus.count)
             .map(|i| {
@@ -400,7 +432,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         let fault_streaks = (0..vcpus.len()).map(|_| Mutex::default()).collect();
         Ok(Self {
             config,
-            aspace: Mutex::new(aspace),
+            aspace,
             devices,
             console,
             vcpus,
@@ -415,6 +447,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             resets: core::sync::atomic::AtomicU64::new(0),
             on_reset: platform.on_reset,
             uart_input,
+            virtio,
         })
     }
 
@@ -463,6 +496,9 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
     /// the entry with its boot registers. Call once every vCPU task has left `run_vcpu`.
     pub fn reset(&self) -> Result<(), VmError> {
         Self::load_images(&mut self.aspace.lock(), &self.images, &self.boot_data)?;
+        for dev in &self.virtio {
+            dev.reset();
+        }
         for v in &self.vcpus {
             let mut v = v.lock();
             if v.state() != axvcpu::VCpuState::Created {
@@ -594,9 +630,10 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         self.set_status(VmStatus::Stopping);
     }
 
-    /// Feeds console input to the VM's UART (the first of its config): as many of `bytes`
-    /// as its receive FIFO has room for, raising its receive interrupt as the guest set it
-    /// up. Returns how many were taken; `None` when the VM has no UART.
+    /// Feeds console input to the VM's console (the first UART or virtio-console of its
+    /// config): as many of `bytes` as its receive FIFO (or input buffer) has room for,
+    /// raising its receive interrupt as the guest set it up. Returns how many were taken;
+    /// `None` when the VM has no console device.
     pub fn feed_console(&self, bytes: &[u8]) -> Option<usize> {
         self.uart_input.as_ref().map(|u| u.feed(bytes))
     }
