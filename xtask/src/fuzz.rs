@@ -22,7 +22,7 @@ use crate::util;
 /// Seconds per target when `--seconds` is not given.
 pub const DEFAULT_SECONDS: u64 = 20;
 
-/// Seconds per target in `cargo xtask test` (twenty-two targets plus the build: about 5
+/// Seconds per target in `cargo xtask test` (twenty-three targets plus the build: about 5
 /// minutes on CI's two cores).
 pub const CI_SECONDS: u64 = 8;
 
@@ -180,6 +180,12 @@ pub const TARGETS: &[Target] = &[
         name: "virtio_mmio",
         max_len: 4096,
         about: "virtio-mmio transport and virtio-console with hostile rings and descriptors (axvirtio)",
+        more_seeds: &[],
+    },
+    Target {
+        name: "virtio_blk",
+        max_len: 4096,
+        about: "virtio-blk requests (any type, sector, length, buffer) against a region of a backing (axvirtio_blk)",
         more_seeds: &[],
     },
     Target {
