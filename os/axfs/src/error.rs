@@ -52,6 +52,19 @@ pub enum FsError {
         /// The largest size accepted.
         limit: u64,
     },
+    /// A read or write at an offset of a file whose range is not wholly inside the file
+    /// ([`FileSystem::read_at`](crate::FileSystem::read_at),
+    /// [`write_at`](crate::FileSystem::write_at) never grow a file).
+    OutOfRange {
+        /// The path as given.
+        path: String,
+        /// The first byte asked for.
+        offset: u64,
+        /// How many bytes.
+        len: u64,
+        /// The file's size in bytes.
+        size: u64,
+    },
     /// Writing to a file or directory marked read-only.
     ReadOnly {
         /// The path as given.
@@ -91,6 +104,15 @@ impl fmt::Display for FsError {
             Self::TooLarge { path, size, limit } => write!(
                 f,
                 "{path}: {size} bytes is larger than the limit of {limit} bytes"
+            ),
+            Self::OutOfRange {
+                path,
+                offset,
+                len,
+                size,
+            } => write!(
+                f,
+                "{path}: {len} bytes at offset {offset} are not inside the file ({size} bytes)"
             ),
             Self::ReadOnly { path } => write!(f, "{path}: read-only"),
             Self::NameNotSupported { name } => write!(

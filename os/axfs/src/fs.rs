@@ -6,7 +6,7 @@ use core::cell::{Cell, RefCell};
 use core::ops::ControlFlow;
 
 use embedded_sdmmc::{
-    Block, BlockCount, BlockIdx, ClusterId, LfnBuffer, Mode, RawDirectory, RawVolume,
+    Block, BlockCount, BlockIdx, ClusterId, LfnBuffer, Mode, RawDirectory, RawFile, RawVolume,
     ShortFileName, TimeSource, Timestamp, VolumeIdx, VolumeManager,
 };
 
@@ -448,6 +448,81 @@ impl<D: BlockDevice> FileSystem<D> {
             };
             let closed = fat.close_file(file).map_err(|err| from_fat(err, path));
             result.and(closed).map(|()| out)
+        })
+    }
+
+    /// Fills `buf` from the bytes at `offset` of the file at `path` (e.g. a disk image
+    /// behind a VM's virtio-blk). Refused with [`FsError::OutOfRange`], before anything is
+    /// read, unless `offset..offset + buf.len()` lies wholly inside the file.
+    pub fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> Result<(), FsError> {
+        self.at(path, offset, buf.len(), Mode::ReadOnly, |fat, file| {
+            let mut filled = 0;
+            while filled < buf.len() {
+                match fat.read(file, &mut buf[filled..]) {
+                    Ok(0) => {
+                        return Err(FsError::Corrupt {
+                            what: "a file's clusters end before its size",
+                        })
+                    }
+                    Ok(n) => filled += n,
+                    Err(err) => return Err(from_fat(err, path)),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes `data` over the bytes at `offset` of the file at `path`; the file never
+    /// grows: refused with [`FsError::OutOfRange`], before anything is written, unless
+    /// `offset..offset + data.len()` lies wholly inside it. The bytes reach the device (and
+    /// its [`BlockDevice::flush`]) before the call returns.
+    pub fn write_at(&mut self, path: &str, offset: u64, data: &[u8]) -> Result<(), FsError> {
+        self.at(
+            path,
+            offset,
+            data.len(),
+            Mode::ReadWriteAppend,
+            |fat, file| fat.write(file, data).map_err(|err| from_fat(err, path)),
+        )?;
+        self.flush()
+    }
+
+    /// Opens the existing file at `path` in `mode`, checks `offset..offset + len` lies
+    /// inside it, seeks to `offset` and runs `op`, closing the file whatever happens.
+    fn at(
+        &mut self,
+        path: &str,
+        offset: u64,
+        len: usize,
+        mode: Mode,
+        op: impl FnOnce(&FatVolume<D>, RawFile) -> Result<(), FsError>,
+    ) -> Result<(), FsError> {
+        let parts = parse(path)?;
+        let (name, parents) = parts.split_last().ok_or_else(|| FsError::IsADirectory {
+            path: String::from(path),
+        })?;
+        self.in_dir(path, parents, |fat, dir| {
+            let found = existing_file(fat, dir, name, path)?;
+            let size = found.meta.size;
+            let len = len as u64;
+            if offset.checked_add(len).is_none_or(|end| end > size) {
+                return Err(FsError::OutOfRange {
+                    path: String::from(path),
+                    offset,
+                    len,
+                    size,
+                });
+            }
+            let file = fat
+                .open_file_in_dir(dir, found.short, mode)
+                .map_err(|err| from_fat(err, path))?;
+            // offset <= size, and a FAT file's size fits in a u32.
+            let result = fat
+                .file_seek_from_start(file, offset as u32)
+                .map_err(|err| from_fat(err, path))
+                .and_then(|()| op(fat, file));
+            let closed = fat.close_file(file).map_err(|err| from_fat(err, path));
+            result.and(closed)
         })
     }
 

@@ -484,3 +484,69 @@ fn a_file_system_can_move_to_the_cpu_that_holds_its_lock() {
     send::<FileSystem<RamDisk<Vec<u8>>>>();
     send::<FileSystem<RamDisk<&'static mut [u8]>>>();
 }
+
+/// `read_at` / `write_at` (a virtio-blk disk image): ranges across clusters, the file never
+/// grows, anything not wholly inside is refused before the disk is touched.
+#[test]
+fn reads_and_writes_at_an_offset_stay_inside_the_file() {
+    let image_bytes = pattern(300_000);
+    let mut fs = mount(image(MIN_MIB, &["vms"], &[("vms/disk.img", &image_bytes)]));
+    let mut want = image_bytes.clone();
+    // Across cluster boundaries, at an odd offset, and the last byte.
+    for (offset, len) in [
+        (0usize, 4096usize),
+        (511, 2000),
+        (123_457, 70_000),
+        (299_999, 1),
+    ] {
+        let mut buf = vec![0; len];
+        fs.read_at("/vms/disk.img", offset as u64, &mut buf)
+            .unwrap();
+        assert_eq!(buf, want[offset..offset + len], "read {offset} {len}");
+    }
+    for (offset, len) in [(1024usize, 512usize), (4000, 9000), (299_488, 512)] {
+        let data = vec![(offset % 251) as u8; len];
+        fs.write_at("/vms/disk.img", offset as u64, &data).unwrap();
+        want[offset..offset + len].copy_from_slice(&data);
+    }
+    let out_of_range = |fs: &mut FileSystem<RamDisk<Vec<u8>>>, offset: u64, len: usize| {
+        let mut buf = vec![0; len];
+        let read = fs.read_at("/vms/disk.img", offset, &mut buf).unwrap_err();
+        let write = fs.write_at("/vms/disk.img", offset, &buf).unwrap_err();
+        for err in [read, write] {
+            assert_eq!(
+                err,
+                FsError::OutOfRange {
+                    path: "/vms/disk.img".into(),
+                    offset,
+                    len: len as u64,
+                    size: 300_000
+                }
+            );
+        }
+    };
+    out_of_range(&mut fs, 299_999, 2);
+    out_of_range(&mut fs, 300_000, 1);
+    out_of_range(&mut fs, u64::MAX, 1);
+    assert_eq!(
+        FsError::OutOfRange {
+            path: "/d".into(),
+            offset: 5,
+            len: 2,
+            size: 6
+        }
+        .to_string(),
+        "/d: 2 bytes at offset 5 are not inside the file (6 bytes)"
+    );
+    assert!(matches!(
+        fs.write_at("/vms", 0, &[1]),
+        Err(FsError::IsADirectory { .. })
+    ));
+    assert!(matches!(
+        fs.read_at("/vms/none.img", 0, &mut [0]),
+        Err(FsError::NotFound { .. })
+    ));
+    assert_eq!(fs.stat("/vms/disk.img").unwrap().size, 300_000);
+    let mut disk = fs.unmount().unwrap().into_inner();
+    assert_eq!(read_with_fatfs(&mut disk, "vms/disk.img"), want);
+}
