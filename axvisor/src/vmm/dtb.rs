@@ -1,7 +1,7 @@
 //! The device tree generated for a VM whose config asks for one (`kernel.dtb = { load_addr }`
-//! without an image): its vCPUs, RAM, interrupt controller, timer, UARTs, command line,
-//! initrd and passthrough devices, described for `axdtb`. The architecture part (interrupt
-//! controller, timer, CPU enable method, ISA) comes from the platform
+//! without an image): its vCPUs, RAM, interrupt controller, timer, UARTs, virtio devices,
+//! command line, initrd and passthrough devices, described for `axdtb`. The architecture
+//! part (interrupt controller, timer, CPU enable method, ISA) comes from the platform
 //! ([`ArchPlatform::dtb_arch`]).
 
 use alloc::vec::Vec;
@@ -115,6 +115,13 @@ pub fn generate<P: ArchPlatform>(
             })
         })
         .collect();
+    // Virtio devices: a `virtio,mmio` node each, with its window and interrupt.
+    let virtio: Vec<([(u64, u64); 1], [u32; 1])> = config
+        .devices
+        .iter()
+        .filter(|d| d.kind.is_virtio())
+        .filter_map(|d| Some(([(d.base, d.size)], [d.irq?])))
+        .collect();
     let extra: Vec<ExtraDevice> = host
         .iter()
         .map(|n| ExtraDevice {
@@ -130,6 +137,13 @@ pub fn generate<P: ArchPlatform>(
             reg,
             interrupts: &[],
             props: ROM_PROPS,
+        }))
+        .chain(virtio.iter().map(|(reg, irq)| ExtraDevice {
+            name: "virtio_mmio",
+            compatible: &["virtio,mmio"],
+            reg,
+            interrupts: irq,
+            props: &[],
         }))
         .collect();
     let desc = GuestDtb {
