@@ -14,7 +14,7 @@ use crate::insn_cache;
 use crate::ioperm::VmxIoBitmaps;
 use crate::mode;
 use crate::msr::{self, MsrBitmap, MsrContext, MsrWrite};
-use crate::pc::{self, Injection, PortWrite, VirtualPc};
+use crate::pc::{self, Injection, VirtualPc};
 use crate::power;
 use crate::vmcs::field as f;
 use crate::vmx::{self, regs};
@@ -1191,10 +1191,7 @@ impl VmxVCpu {
         }
         let done = pc.port_write(io.port, width, self.gprs.0[RAX] & mask, now)?;
         self.advance(u64::from(len));
-        Some(match done {
-            PortWrite::PowerOff => Some(VmExit::SystemOff),
-            PortWrite::Done => None,
-        })
+        Some(done.exit())
     }
 
     /// INS, OUTS: [`Self::port_io`]'s string forms, out of its line.
@@ -1221,6 +1218,16 @@ impl VmxVCpu {
                 len,
                 string: Some(step),
             });
+            // A port of the virtual PC: the element is stored here, like IN's value.
+            let now = axhal::time::ticks();
+            if let Some(v) = self
+                .pc
+                .as_ref()
+                .and_then(|pc| pc.port_read(io.port, width, now))
+            {
+                self.complete_port_read(v);
+                return None;
+            }
             return Some(VmExit::PortRead {
                 port: io.port,
                 width,
@@ -1234,6 +1241,14 @@ impl VmxVCpu {
         }
         let value = u64::from(u32::from_le_bytes(b)) & mask;
         self.string_done(&step, RSI);
+        let now = axhal::time::ticks();
+        if let Some(done) = self
+            .pc
+            .as_ref()
+            .and_then(|pc| pc.port_write(io.port, width, value, now))
+        {
+            return done.exit();
+        }
         Some(VmExit::PortWrite {
             value,
             port: io.port,

@@ -10,6 +10,7 @@
 //! - A self-IPI (ICR destination shorthand "self") arrives; two NMIs sent to itself arrive
 //!   with interrupts masked, the second after the first's handler returned.
 //! - The PIT's channel 0 (rate generator, about 1 ms) interrupts through I/O APIC input 2.
+//! - `OUTSB` and `REP INSB` reach the CMOS RTC (a RAM byte written, then read back twice).
 //! - INIT and a start-up IPI with vector 9 start vCPU 1 in real mode at 0x9000 (CS =
 //!   0x0900, IP = 0), where a trampoline copied there writes a marker and its CS.
 //!

@@ -230,6 +230,33 @@ fn pit(c: &mut Checker) {
     grt::println!("apic: PIT channel 0 interrupted through I/O APIC input 2");
 }
 
+/// CMOS RTC index and data ports, and the general-purpose CMOS RAM byte used here.
+const CMOS_INDEX: u16 = 0x70;
+const CMOS_DATA: u16 = 0x71;
+const CMOS_SCRATCH: u8 = 0x40;
+
+/// `OUTSB` and `REP INSB` reach the virtual PC's CMOS RTC like `OUT` and `IN` do.
+fn string_io(c: &mut Checker) {
+    let out = [CMOS_SCRATCH, 0xa5];
+    let mut back = [0u8; 2];
+    // SAFETY: the VM's CMOS index and data ports; OUTSB reads one byte at RSI, REP INSB
+    // writes RCX bytes at RDI, both within the local arrays (DF is clear).
+    unsafe {
+        core::arch::asm!("outsb", in("dx") CMOS_INDEX, inout("rsi") out.as_ptr() => _, options(nostack, readonly));
+        core::arch::asm!("outsb", in("dx") CMOS_DATA, inout("rsi") out.as_ptr().add(1) => _, options(nostack, readonly));
+        grt::pio::outb(CMOS_INDEX, CMOS_SCRATCH);
+        c.eq("OUTSB wrote the CMOS byte", grt::pio::inb(CMOS_DATA), 0xa5);
+        grt::pio::outb(CMOS_INDEX, CMOS_SCRATCH);
+        core::arch::asm!("rep insb", in("dx") CMOS_DATA, inout("rdi") back.as_mut_ptr() => _, inout("rcx") back.len() => _, options(nostack));
+    }
+    c.eq(
+        "REP INSB read the CMOS byte twice",
+        u16::from_le_bytes(back),
+        0xa5a5,
+    );
+    grt::println!("apic: OUTSB and REP INSB reached the CMOS RTC");
+}
+
 fn init_sipi(c: &mut Checker) {
     let entry = usize::from(SIPI_VECTOR) << 12;
     // SAFETY: guest RAM below the image, not used by grt (the boot tables end at 0x8000).
@@ -268,6 +295,7 @@ pub fn run() {
     self_ipi(&mut c);
     nmi(&mut c);
     pit(&mut c);
+    string_io(&mut c);
     init_sipi(&mut c);
     irq::disable();
     c.eq("other interrupts", OTHER.load(Ordering::SeqCst), 0);

@@ -34,6 +34,17 @@ pub enum PortWrite {
     PowerOff,
 }
 
+impl PortWrite {
+    /// What the vCPU's exit becomes once the write is done: `None` (re-enter the guest) or
+    /// the VM's power-off.
+    pub fn exit(self) -> Option<axvcpu::VmExit> {
+        match self {
+            Self::Done => None,
+            Self::PowerOff => Some(axvcpu::VmExit::SystemOff),
+        }
+    }
+}
+
 /// PM1 enable and control (status reads 0: no event is ever raised, no SCI).
 #[derive(Default)]
 struct Pm1 {

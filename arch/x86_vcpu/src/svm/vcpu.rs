@@ -18,7 +18,7 @@ use crate::guestmem::NestedMemory;
 use crate::insn::{self, CpuMode, MmioInsn, MmioOp};
 use crate::insn_cache::{self, Cache, Fetched};
 use crate::msr::{self, MsrContext, MsrWrite};
-use crate::pc::{self, Injection, PortWrite, Ready, VirtualPc};
+use crate::pc::{self, Injection, Ready, VirtualPc};
 use crate::power;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -824,110 +824,96 @@ impl SvmVCpu {
     }
 
     /// IN, OUT, INS, OUTS; `next` is EXITINFO2, the next RIP (given by the IOIO intercept
-    /// itself, NRIP-save or not: QEMU fills it too).
+    /// itself, NRIP-save or not: QEMU fills it too). A port of the virtual PC is answered
+    /// here, in the single and the string forms alike; any other goes to the VMM.
     fn port_io(&mut self, io: IoInfo, next: u64) -> Option<VmExit> {
         let width = access_width(io.size);
         let mask = (1u64 << (8 * u32::from(io.size))) - 1;
-        let read = VmExit::PortRead {
-            port: io.port,
-            width,
-        };
-        if !io.string {
-            if let Some(pc) = self.pc.clone() {
-                let now = axhal::time::ticks();
-                if io.input {
-                    if let Some(v) = pc.port_read(io.port, width, now) {
-                        self.waiting = Some(Waiting::Port {
-                            size: io.size,
-                            next,
-                            ins: None,
-                        });
-                        self.complete_port_read(v);
-                        return None;
-                    }
-                } else {
-                    let value = self.regs.0[r::RAX] & mask;
-                    match pc.port_write(io.port, width, value, now) {
-                        Some(PortWrite::Done) => {
-                            self.set_rip(next);
-                            return None;
-                        }
-                        Some(PortWrite::PowerOff) => {
-                            self.set_rip(next);
-                            return Some(VmExit::SystemOff);
-                        }
-                        None => {}
-                    }
-                }
+        let element = if io.string {
+            let long = self.mode() == CpuMode::Long64;
+            let addr_size = io.addr_size.unwrap_or(if long { 8 } else { 4 });
+            if io.rep && crate::exit::string_count_zero(self.regs.0[r::RCX], addr_size) {
+                self.set_rip(next);
+                return None;
             }
-            if io.input {
-                self.waiting = Some(Waiting::Port {
-                    size: io.size,
-                    next,
-                    ins: None,
-                });
-                return Some(read);
-            }
-            self.set_rip(next);
-            let value = self.regs.0[r::RAX] & mask;
-            return Some(VmExit::PortWrite {
-                value,
-                port: io.port,
-                width,
-            });
-        }
-        let long = self.mode() == CpuMode::Long64;
-        let addr_size = io.addr_size.unwrap_or(if long { 8 } else { 4 });
-        if io.rep && crate::exit::string_count_zero(self.regs.0[r::RCX], addr_size) {
-            self.set_rip(next);
-            return None;
-        }
-        let amask = match addr_size {
-            2 => 0xffff,
-            4 => 0xffff_ffff,
-            _ => u64::MAX,
-        };
-        let (index, base) = if io.input {
-            let es = if long { 0 } else { self.segment_base(save::ES) };
-            (self.regs.0[r::RDI], es)
+            let amask = match addr_size {
+                2 => 0xffff,
+                4 => 0xffff_ffff,
+                _ => u64::MAX,
+            };
+            let (index, base) = if io.input {
+                let es = if long { 0 } else { self.segment_base(save::ES) };
+                (self.regs.0[r::RDI], es)
+            } else {
+                (self.regs.0[r::RSI], self.outs_base())
+            };
+            Some(Element {
+                linear: base.wrapping_add(index & amask),
+                size: io.size,
+                rep: io.rep,
+                addr_size,
+            })
         } else {
-            (self.regs.0[r::RSI], self.outs_base())
+            None
         };
-        let step = Element {
-            linear: base.wrapping_add(index & amask),
-            size: io.size,
-            rep: io.rep,
-            addr_size,
-        };
+        let now = axhal::time::ticks();
         if io.input {
             self.waiting = Some(Waiting::Port {
                 size: io.size,
                 next,
-                ins: Some(step),
+                ins: element,
             });
-            return Some(read);
+            if let Some(v) = self
+                .pc
+                .as_ref()
+                .and_then(|pc| pc.port_read(io.port, width, now))
+            {
+                self.complete_port_read(v);
+                return None;
+            }
+            return Some(VmExit::PortRead {
+                port: io.port,
+                width,
+            });
         }
-        let mut b = [0u8; 4];
-        let n = usize::from(io.size);
+        let value = match element {
+            None => self.regs.0[r::RAX] & mask,
+            Some(step) => {
+                let mut b = [0u8; 4];
+                let n = usize::from(io.size);
+                match self
+                    .paging()
+                    .read(&self.memory(), step.linear, &mut b[..n], Access::Read)
+                {
+                    Ok(()) => u64::from(u32::from_le_bytes(b)) & mask,
+                    Err(WalkError::PageFault { addr, error_code }) => {
+                        self.inject_page_fault(addr, error_code);
+                        return None;
+                    }
+                    Err(_) => {
+                        return Some(VmExit::Unsupported {
+                            reason: "string port I/O on memory that is not guest RAM",
+                            syndrome: u64::from(io.port),
+                        })
+                    }
+                }
+            }
+        };
+        // The instruction (or this element of it) is done, whoever takes the value.
+        match element {
+            Some(step) => self.string_done(&step, r::RSI, next),
+            None => self.set_rip(next),
+        }
         match self
-            .paging()
-            .read(&self.memory(), step.linear, &mut b[..n], Access::Read)
+            .pc
+            .as_ref()
+            .and_then(|pc| pc.port_write(io.port, width, value, now))
         {
-            Ok(()) => {
-                self.string_done(&step, r::RSI, next);
-                Some(VmExit::PortWrite {
-                    value: u64::from(u32::from_le_bytes(b)) & mask,
-                    port: io.port,
-                    width,
-                })
-            }
-            Err(WalkError::PageFault { addr, error_code }) => {
-                self.inject_page_fault(addr, error_code);
-                None
-            }
-            Err(_) => Some(VmExit::Unsupported {
-                reason: "string port I/O on memory that is not guest RAM",
-                syndrome: u64::from(io.port),
+            Some(done) => done.exit(),
+            None => Some(VmExit::PortWrite {
+                value,
+                port: io.port,
+                width,
             }),
         }
     }
