@@ -32,15 +32,7 @@ pub fn elf_path(arch: Arch) -> PathBuf {
         .join(HYPERVISOR_PACKAGE)
 }
 
-/// The file the emulator boots for `arch`: the flat binary on aarch64, the ELF elsewhere.
-pub fn boot_image_path(arch: Arch) -> PathBuf {
-    match arch {
-        Arch::Aarch64 => elf_path(arch).with_extension("bin"),
-        _ => elf_path(arch),
-    }
-}
-
-/// The directory of hypervisor images built with VMs: `target/images`.
+/// The directory of built hypervisor images: `target/images`.
 pub fn variant_dir() -> PathBuf {
     util::target_dir().join("images")
 }
@@ -65,10 +57,9 @@ pub fn build(arch: Arch, vms: &VmSet) -> Result<HvImage> {
 /// Builds the hypervisor for `arch` (release profile) with the VMs in `vms` built in (the
 /// guest images must already be built).
 ///
-/// The plain image (no VMs) stays where cargo puts it ([`elf_path`], [`boot_image_path`]).
-/// An image with VMs is copied to `target/images/<variant name>.elf` (and `.bin` on
-/// aarch64), because the next build overwrites cargo's output: build images with VMs first
-/// and the plain one last when both are needed.
+/// The image is copied from cargo's output ([`elf_path`]), which the next build (of this
+/// or another process) overwrites, to `target/images/<name>.elf` (and `.bin` on aarch64):
+/// the name is `<arch>-plain` without VMs, else the VM set's variant name.
 pub fn build_hypervisor(arch: Arch, vms: &VmSet) -> Result<HvImage> {
     arch.ensure_supported()?;
     crate::toolchain::ensure()?;
@@ -97,23 +88,21 @@ pub fn build_hypervisor(arch: Arch, vms: &VmSet) -> Result<HvImage> {
         "the build did not produce {}",
         built.display()
     );
-    let image = if vms.is_empty() {
-        HvImage {
-            elf: built.clone(),
-            boot: boot_image_path(arch),
-        }
+    let dir = variant_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = if vms.is_empty() {
+        format!("{arch}-plain")
     } else {
-        let dir = variant_dir();
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let elf = dir.join(format!("{}.elf", vms.variant_name(arch)));
-        std::fs::copy(&built, &elf)
-            .with_context(|| format!("copying {} to {}", built.display(), elf.display()))?;
-        let boot = match arch {
-            Arch::Aarch64 => elf.with_extension("bin"),
-            _ => elf.clone(),
-        };
-        HvImage { elf, boot }
+        vms.variant_name(arch)
     };
+    let elf = dir.join(format!("{name}.elf"));
+    std::fs::copy(&built, &elf)
+        .with_context(|| format!("copying {} to {}", built.display(), elf.display()))?;
+    let boot = match arch {
+        Arch::Aarch64 => elf.with_extension("bin"),
+        _ => elf.clone(),
+    };
+    let image = HvImage { elf, boot };
     if arch == Arch::Aarch64 {
         write_flat_binary(&built, &image.boot, Some(check_arm64_header))?;
     }

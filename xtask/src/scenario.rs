@@ -125,9 +125,9 @@ struct ScenarioFile {
     /// VM config files, relative to the repository root.
     #[serde(default)]
     vms: Vec<String>,
-    /// Where the VMs come from: built into the image, or the scenario's disk.
-    #[serde(default)]
-    vms_from: VmsFrom,
+    /// Where the VMs come from: built into the image, or the scenario's disk (the
+    /// default when there are VMs).
+    vms_from: Option<VmsFrom>,
     /// When given, the scenario is not run but counted as skipped, with this reason.
     pending: Option<String>,
     /// A typed session: wait for output, type a line.
@@ -161,9 +161,9 @@ pub enum DiskAs {
 #[serde(rename_all = "lowercase")]
 pub enum VmsFrom {
     /// Built into the hypervisor image: one build per VM set (for disk-less boards).
-    #[default]
     Image,
     /// The scenario's disk (`/vms`, [`vmdisk`]), booting the plain image.
+    #[default]
     Disk,
 }
 
@@ -325,10 +325,14 @@ impl Scenario {
         }) {
             bail!("field `disk_guests`: {g:?} is not a guest name");
         }
-        let on_disk = file.vms_from == VmsFrom::Disk;
-        if on_disk && vms.is_empty() {
-            bail!("field `vms_from`: \"disk\" needs `vms`");
-        }
+        let vms_from = match (file.vms_from, vms.is_empty()) {
+            (Some(VmsFrom::Disk), true) => bail!("field `vms_from`: \"disk\" needs `vms`"),
+            (Some(from), _) => from,
+            // No VMs: nothing to put on a disk.
+            (None, true) => VmsFrom::Image,
+            (None, false) => VmsFrom::default(),
+        };
+        let on_disk = vms_from == VmsFrom::Disk;
         let disk = match (file.disk, file.disk_as) {
             (None, None) if file.disk_guests.is_empty() && !on_disk => None,
             (None, _) if !on_disk => {
@@ -386,7 +390,7 @@ impl Scenario {
             fail_on,
             expect_exit: file.expect_exit,
             vms,
-            vms_from: file.vms_from,
+            vms_from,
             pending: file.pending,
             steps: file
                 .steps
@@ -524,7 +528,8 @@ impl Outcome {
     }
 }
 
-/// Runs `scenarios` on `WORKERS` threads, printing each one's report as it finishes.
+/// Runs `scenarios` on `WORKERS` threads, those with the longest time limit first,
+/// printing each one's report as it finishes.
 /// `images` gives the image to boot for each (architecture, VMs); pending scenarios are
 /// skipped (and need no image).
 pub fn run_all(
@@ -534,8 +539,11 @@ pub fn run_all(
     let logs = log_dir();
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let mut outcomes = Vec::new();
-    let (pending, scenarios): (Vec<&Scenario>, Vec<&Scenario>) =
+    let (pending, mut scenarios): (Vec<&Scenario>, Vec<&Scenario>) =
         scenarios.iter().partition(|s| s.pending.is_some());
+    // The longest time limits first (the slow Linux and Bochs runs), so that they do not
+    // end the run alone on one worker.
+    scenarios.sort_by_key(|s| std::cmp::Reverse(s.timeout));
     println!(
         "running {} scenario(s), {WORKERS} at a time, skipping {} pending; logs in {}",
         scenarios.len(),
@@ -760,7 +768,7 @@ fn stage_disk(disk: &ScenarioDisk, arch: Arch, to: &Path) -> Result<()> {
 }
 
 /// The QEMU arguments that attach the disk image `file`.
-fn disk_args(attach: DiskAs, file: &Path) -> Vec<String> {
+pub(crate) fn disk_args(attach: DiskAs, file: &Path) -> Vec<String> {
     let file = file.display();
     match attach {
         DiskAs::Virtio => vec![
@@ -1314,7 +1322,9 @@ mod tests {
         assert!(s.expect_exit);
         assert_eq!(s.vms.files(), ["configs/vms/riscv64-hello.toml"]);
         assert_eq!(s.pending.as_deref(), Some("waiting for the VM side"));
-        assert_eq!(s.image_key(), (Arch::Riscv64, s.vms.clone()));
+        // VMs go on the disk by default: the plain image.
+        assert_eq!(s.vms_from, VmsFrom::Disk);
+        assert_eq!(s.image_key(), (Arch::Riscv64, VmSet::none()));
     }
 
     fn error_of(text: &str) -> String {
@@ -1385,16 +1395,29 @@ mod tests {
     #[test]
     fn vms_from_the_disk_boot_the_plain_image() {
         let hello = "vms = [\"configs/vms/aarch64-hello.toml\"]\nexpect = [\"x\"]\n";
-        let s = parse(&format!("arch = \"aarch64\"\n{hello}")).unwrap();
+        // Built in: one image per VM set.
+        let s = parse(&format!(
+            "arch = \"aarch64\"\nvms_from = \"image\"\n{hello}"
+        ))
+        .unwrap();
         assert_eq!((s.vms_from, s.disk.clone()), (VmsFrom::Image, None));
         assert_eq!(s.image_key().1, s.vms);
+        // No VMs: no disk.
+        let s = parse("arch = \"aarch64\"\nexpect = [\"x\"]\n").unwrap();
+        assert_eq!((s.vms_from, s.disk.clone()), (VmsFrom::Image, None));
 
+        // The default with VMs, and as written.
+        for text in [
+            "arch = \"aarch64\"\n",
+            "arch = \"aarch64\"\nvms_from = \"disk\"\n",
+        ] {
+            let s = parse(&format!("{text}{hello}")).unwrap();
+            assert_eq!(s.vms_from, VmsFrom::Disk);
+            assert_eq!(s.image_key(), (Arch::Aarch64, VmSet::none()));
+            let disk = s.disk.clone().unwrap();
+            assert_eq!((disk.from, disk.attach), (None, DiskAs::Virtio));
+        }
         let on_disk = |text: &str| parse(&format!("{text}vms_from = \"disk\"\n{hello}"));
-        let s = on_disk("arch = \"aarch64\"\n").unwrap();
-        assert_eq!(s.vms_from, VmsFrom::Disk);
-        assert_eq!(s.image_key(), (Arch::Aarch64, VmSet::none()));
-        let disk = s.disk.clone().unwrap();
-        assert_eq!((disk.from, disk.attach), (None, DiskAs::Virtio));
         // Beside a disk directory of the scenario's own, attached as it says.
         let s = on_disk("arch = \"riscv64\"\ndisk = \"tests/disks/files\"\ndisk_as = \"initrd\"\n")
             .unwrap();
