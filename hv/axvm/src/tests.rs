@@ -1230,3 +1230,15 @@ fn virtio_console_through_mmio_exits() {
     vm.reset().unwrap();
     assert_eq!(line.0.lock().last(), Some(&false));
 }
+
+/// A `virtio-blk` entry refuses the VM with one line naming the device (its backing file
+/// is not opened by the VM yet) instead of building the VM without the disk.
+#[test]
+fn virtio_blk_is_refused_not_dropped() {
+    let blk = "irq = 48\n[[devices]]\nkind = \"virtio-blk\"\nbase = 0x0b00_0000\nirq = 48\n\
+               file = \"/vms/disk.img\"";
+    let Err(VmError::Device(msg)) = virtio_vm(Vec::new(), blk).0 else {
+        panic!("a virtio-blk VM is refused");
+    };
+    assert!(msg.starts_with("virtio-blk at 0xb000000: not available yet"), "{msg}");
+}

@@ -365,6 +365,14 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                     virtio.push(con.clone());
                     con
                 }
+                // The config form exists (docs/vm-config.md); the VM cannot open its
+                // backing file yet, so the VM is refused rather than built without it.
+                DeviceKind::VirtioBlk => {
+                    return Err(VmError::Device(alloc::format!(
+                        "{} at {:#x}: not available yet (its backing file cannot be opened by the VM; docs/virtio.md)",
+                        d.kind, d.base
+                    )))
+                }
                 // Built by the architecture layer and passed in `platform`.
                 kind if kind.is_interrupt_controller() => continue,
                 _ => continue,

@@ -386,6 +386,7 @@ pub const DEVICE_KINDS: &[&str] = &[
     "plic",
     "ioapic",
     "virtio-console",
+    "virtio-blk",
 ];
 
 /// One `[[devices]]` entry: a device model the hypervisor emulates for this VM, either at
@@ -404,6 +405,18 @@ pub struct DeviceConfig {
     pub size: u64,
     /// Interrupt line it raises in the guest, if any.
     pub irq: Option<u32>,
+    /// What a `virtio-blk` stores its sectors in (`None` for every other kind).
+    pub disk: Option<DiskBacking>,
+}
+
+/// The backing of a `virtio-blk` device: `file` and `read_only` in its entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskBacking {
+    /// An existing file on the hypervisor's disk (an absolute path, e.g.
+    /// `/vms/disk.img`); the guest sees its whole 512-byte sectors, and it never grows.
+    pub file: String,
+    /// Whether the guest's writes are refused (`read_only = true`; default false).
+    pub read_only: bool,
 }
 
 /// Where a device's registers are.
@@ -424,6 +437,8 @@ struct RawDeviceConfig {
     size: Option<u64>,
     port: Option<u64>,
     irq: Option<u32>,
+    file: Option<String>,
+    read_only: Option<bool>,
 }
 
 /// Why a `[[devices]]` entry is not one (a parse error, reported with its place).
@@ -437,6 +452,12 @@ pub enum DeviceFormError {
     NoSize,
     /// `port` on a kind that has no port form.
     NoPortForm(DeviceKind),
+    /// A `virtio-blk` without `file`.
+    NoFile,
+    /// A `file` that is not an absolute path on the hypervisor's disk.
+    FileNotAbsolute,
+    /// `file` or `read_only` on a kind that is not a disk.
+    NotADisk(DeviceKind),
 }
 
 impl fmt::Display for DeviceFormError {
@@ -451,6 +472,18 @@ impl fmt::Display for DeviceFormError {
             Self::NoPortForm(kind) => write!(
                 f,
                 "a `{kind}` device has no I/O-port form: give it `base` and `size`"
+            ),
+            Self::NoFile => write!(
+                f,
+                "missing field `file` (the disk image on the hypervisor's disk, e.g. \"/vms/disk.img\")"
+            ),
+            Self::FileNotAbsolute => write!(
+                f,
+                "`file` is a path on the hypervisor's disk starting with '/' (e.g. \"/vms/disk.img\")"
+            ),
+            Self::NotADisk(kind) => write!(
+                f,
+                "`file` and `read_only` are for `virtio-blk` devices, not `{kind}`"
             ),
         }
     }
@@ -478,12 +511,26 @@ impl TryFrom<RawDeviceConfig> for DeviceConfig {
                 (DeviceSpace::Port, port, raw.size.unwrap_or(ports))
             }
         };
+        let disk = match (raw.kind, raw.file) {
+            (DeviceKind::VirtioBlk, None) => return Err(DeviceFormError::NoFile),
+            (DeviceKind::VirtioBlk, Some(file)) if !file.starts_with('/') => {
+                return Err(DeviceFormError::FileNotAbsolute)
+            }
+            (DeviceKind::VirtioBlk, Some(file)) => Some(DiskBacking {
+                file,
+                read_only: raw.read_only.unwrap_or(false),
+            }),
+            (kind, Some(_)) => return Err(DeviceFormError::NotADisk(kind)),
+            (kind, None) if raw.read_only.is_some() => return Err(DeviceFormError::NotADisk(kind)),
+            (_, None) => None,
+        };
         Ok(Self {
             kind: raw.kind,
             space,
             base,
             size,
             irq: raw.irq,
+            disk,
         })
     }
 }
@@ -530,6 +577,10 @@ pub enum DeviceKind {
     /// `"virtio-console"`: a virtio-console (`hvc0`) on the virtio-mmio transport, a
     /// [`VIRTIO_MMIO_SIZE`] window (the default `size`) and an `irq`; see `docs/virtio.md`.
     VirtioConsole,
+    /// `"virtio-blk"`: a virtio block device on the virtio-mmio transport backed by a
+    /// `file` on the hypervisor's disk ([`DiskBacking`]), a [`VIRTIO_MMIO_SIZE`] window and
+    /// an `irq`; see `docs/virtio.md`.
+    VirtioBlk,
 }
 
 /// The register window of a virtio-mmio device: the default and only `size` of a virtio
@@ -538,7 +589,7 @@ pub const VIRTIO_MMIO_SIZE: u64 = 0x200;
 
 impl DeviceKind {
     /// Every kind, in the order of [`DEVICE_KINDS`].
-    pub const ALL: [DeviceKind; 8] = [
+    pub const ALL: [DeviceKind; 9] = [
         DeviceKind::Pl011,
         DeviceKind::Ns16550,
         DeviceKind::GicDistributor,
@@ -547,6 +598,7 @@ impl DeviceKind {
         DeviceKind::Plic,
         DeviceKind::Ioapic,
         DeviceKind::VirtioConsole,
+        DeviceKind::VirtioBlk,
     ];
 
     /// How many I/O ports the kind has when it is given a `port` (its registers one port
@@ -569,6 +621,7 @@ impl DeviceKind {
             DeviceKind::Plic => "plic",
             DeviceKind::Ioapic => "ioapic",
             DeviceKind::VirtioConsole => "virtio-console",
+            DeviceKind::VirtioBlk => "virtio-blk",
         }
     }
 
@@ -577,13 +630,16 @@ impl DeviceKind {
     pub const fn is_interrupt_controller(self) -> bool {
         !matches!(
             self,
-            DeviceKind::Pl011 | DeviceKind::Ns16550 | DeviceKind::VirtioConsole
+            DeviceKind::Pl011
+                | DeviceKind::Ns16550
+                | DeviceKind::VirtioConsole
+                | DeviceKind::VirtioBlk
         )
     }
 
     /// Whether this is a virtio device (on the virtio-mmio transport).
     pub const fn is_virtio(self) -> bool {
-        matches!(self, DeviceKind::VirtioConsole)
+        matches!(self, DeviceKind::VirtioConsole | DeviceKind::VirtioBlk)
     }
 
     /// The `size` of an MMIO device whose entry leaves it out; `None`: it must be given.

@@ -108,7 +108,7 @@ impl HostArch {
             K::Plic => matches!(self, Self::Riscv64),
             K::Ioapic => matches!(self, Self::X86_64),
             // Described to the guest in its device tree (no x86 interrupt path yet).
-            K::VirtioConsole => self.has_device_tree(),
+            K::VirtioConsole | K::VirtioBlk => self.has_device_tree(),
         }
     }
 }

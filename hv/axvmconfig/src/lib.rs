@@ -51,8 +51,8 @@ mod validate;
 mod tests;
 
 pub use config::{
-    CpuConfig, DeviceConfig, DeviceFormError, DeviceKind, DeviceSpace, DtbConfig, ImageConfig,
-    KernelConfig, KernelFormat, MapKind, MemFlags, MemKind, MemoryRegion, MmioRange,
+    CpuConfig, DeviceConfig, DeviceFormError, DeviceKind, DeviceSpace, DiskBacking, DtbConfig,
+    ImageConfig, KernelConfig, KernelFormat, MapKind, MemFlags, MemKind, MemoryRegion, MmioRange,
     PassthroughConfig, PassthroughFormError, PortRange, PortRangeFormError, UnclaimedPolicy,
     VmConfig, DEVICE_KINDS, VIRTIO_MMIO_SIZE,
 };

@@ -167,14 +167,16 @@ fn parses_every_field() {
                 space: DeviceSpace::Mmio,
                 base: 0x0900_0000,
                 size: 0x1000,
-                irq: Some(33)
+                irq: Some(33),
+                disk: None,
             },
             DeviceConfig {
                 kind: DeviceKind::GicDistributor,
                 space: DeviceSpace::Mmio,
                 base: 0x0800_0000,
                 size: 0x1_0000,
-                irq: None
+                irq: None,
+                disk: None,
             }
         ]
     );
@@ -272,7 +274,12 @@ fn every_policy_and_kind() {
         assert_eq!(kind.name(), *name);
         assert_eq!(DeviceKind::from_name(name), Some(kind));
         assert_eq!(kind.to_string(), *name);
-        let vm = parse(&BASE.replace("\"pl011\"", &format!("\"{name}\"")));
+        let file = if kind == DeviceKind::VirtioBlk {
+            "\nfile = \"/vms/disk.img\""
+        } else {
+            ""
+        };
+        let vm = parse(&BASE.replace("\"pl011\"", &format!("\"{name}\"{file}")));
         assert_eq!(vm.devices[0].kind, kind);
     }
     assert_eq!(DEVICE_KINDS.len(), DeviceKind::ALL.len());
@@ -358,7 +365,7 @@ fn unknown_device_kind_names_the_field() {
     let err = parse_err(&BASE.replace("\"pl011\"", "\"virtio\""));
     assert_eq!(
         err.message,
-        "unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`, `virtio-console`"
+        "unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`, `virtio-console`, `virtio-blk`"
     );
     assert_eq!(err.key.as_deref(), Some("devices.kind"));
     let line = BASE.lines().position(|l| l.contains("pl011")).unwrap() + 1;
@@ -366,7 +373,7 @@ fn unknown_device_kind_names_the_field() {
     assert_eq!(
         err.to_string(),
         format!(
-            "line {line}, column 8: in `devices.kind`: unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`, `virtio-console`"
+            "line {line}, column 8: in `devices.kind`: unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`, `virtio-console`, `virtio-blk`"
         )
     );
 }
@@ -823,6 +830,7 @@ fn device_checks() {
         base: 0x0900_0ff8,
         size: 8,
         irq: None,
+        disk: None,
     });
     assert_eq!(
         lines(&problems(&vm, &ctx())),
@@ -1167,6 +1175,7 @@ fn irq_must_be_a_line_of_the_vm_controller() {
         base: 0x0c00_0000,
         size: VPLIC_WINDOW_SIZE,
         irq: None,
+        disk: None,
     };
     vm.devices[0].irq = Some(95);
     vm.passthrough[0].irqs = vec![1];
@@ -1191,6 +1200,7 @@ fn controller_windows_have_the_emulated_sizes() {
         base,
         size,
         irq: None,
+        disk: None,
     };
     let mut vm = base(); // 2 vCPUs
     vm.devices[1].size = 0x1000;
@@ -1256,6 +1266,7 @@ fn forwarded_irq_is_the_vm_alone() {
         base: 0x0a00_0000,
         size: 0x100,
         irq: Some(33),
+        disk: None,
     });
     vm.validate(&ctx()).unwrap();
 }
@@ -2093,4 +2104,50 @@ fn virtio_console_has_a_default_size_and_needs_a_device_tree() {
         alloc::format!("{problem}"),
         "`virtio-console` is described to the guest in its device tree: not on x86_64 VMs yet"
     );
+}
+
+/// A `virtio-blk` entry: its `file` (absolute, required) and `read_only` (default false),
+/// and neither on any other kind, each refusal naming the field's entry.
+#[test]
+fn virtio_blk_backing_fields() {
+    let blk = |fields: &str| {
+        BASE.replace(
+            "kind = \"pl011\"",
+            &format!("kind = \"virtio-blk\"\n{fields}"),
+        )
+    };
+    let vm = parse(&blk("file = \"/vms/disk.img\""));
+    assert_eq!(
+        vm.devices[0].disk,
+        Some(DiskBacking {
+            file: "/vms/disk.img".into(),
+            read_only: false
+        })
+    );
+    let vm = parse(&blk("file = \"/d.img\"\nread_only = true"));
+    assert!(vm.devices[0].disk.as_ref().unwrap().read_only);
+    for (fields, message) in [
+        (
+            "",
+            "missing field `file` (the disk image on the hypervisor's disk, e.g. \"/vms/disk.img\")",
+        ),
+        (
+            "file = \"disk.img\"",
+            "`file` is a path on the hypervisor's disk starting with '/' (e.g. \"/vms/disk.img\")",
+        ),
+        ("file = 3", "invalid type: integer `3`, expected a string"),
+    ] {
+        let err = parse_err(&blk(fields));
+        assert_eq!(err.message, message, "{fields}");
+        assert!(err.line.is_some());
+    }
+    for fields in ["file = \"/d.img\"", "read_only = false"] {
+        let err =
+            parse_err(&BASE.replace("kind = \"pl011\"", &format!("kind = \"pl011\"\n{fields}")));
+        assert_eq!(
+            err.message,
+            "`file` and `read_only` are for `virtio-blk` devices, not `pl011`"
+        );
+    }
+    assert_eq!(base().devices[0].disk, None);
 }
