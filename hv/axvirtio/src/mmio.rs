@@ -244,7 +244,10 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         }
         if new.contains(DeviceStatus::DRIVER_OK) {
             let features_ok = (old | new).contains(DeviceStatus::FEATURES_OK);
-            if s.legacy || !features_ok {
+            if s.legacy {
+                // Logged once, at the legacy register write.
+                new -= DeviceStatus::DRIVER_OK;
+            } else if !features_ok {
                 log::warn!(
                     "{}: DRIVER_OK without modern feature negotiation (legacy driver); refused",
                     self.name
