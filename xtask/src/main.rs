@@ -26,7 +26,7 @@ mod vmset;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::arch::{Arch, Gic, MemSize};
@@ -111,6 +111,11 @@ struct RunArgs {
     /// Boot the hypervisor alone, without the default demo VMs.
     #[arg(long, conflicts_with = "vms")]
     no_vms: bool,
+    /// Give the hypervisor a disk made from this directory (as `cargo xtask disk`): a
+    /// virtio-blk device on aarch64 and riscv64, the boot module (`-initrd`) on x86_64.
+    /// VM configs in its `/vms` start at boot (docs/vm-config.md); QEMU only.
+    #[arg(long, value_name = "DIR")]
+    disk: Option<PathBuf>,
 }
 
 /// The default demo of `cargo xtask run` on `arch`: Debian's Linux beside two test-guest
@@ -159,6 +164,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             // Linux in seconds, Bochs's VMX takes many minutes).
             let emulator = args.emulator.unwrap_or(scenario::Emulator::Qemu);
             emulator.check(args.arch)?;
+            if emulator == scenario::Emulator::Bochs && args.disk.is_some() {
+                anyhow::bail!("--disk needs QEMU");
+            }
             if emulator == scenario::Emulator::Bochs && args.gdb {
                 anyhow::bail!(
                     "--gdb needs QEMU (Debian's Bochs has its own debugger, no gdb stub)"
@@ -191,6 +199,16 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             if let Some(a) = args.append {
                 extra.extend(["-append".to_owned(), a]);
+            }
+            if let Some(dir) = &args.disk {
+                let file = util::target_dir().join("run.disk.img");
+                std::fs::write(&file, disk::build(dir, None)?)
+                    .with_context(|| format!("could not write {}", file.display()))?;
+                let attach = match args.arch {
+                    Arch::X86_64 => scenario::DiskAs::Initrd,
+                    _ => scenario::DiskAs::Virtio,
+                };
+                extra.extend(scenario::disk_args(attach, &file));
             }
             if args.gdb {
                 extra.extend(["-s".to_owned(), "-S".to_owned()]);
