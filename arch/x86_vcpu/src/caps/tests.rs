@@ -153,11 +153,7 @@ fn missing_required_controls_are_named() {
             0,
             ctl::EXTERNAL_INTERRUPT_EXITING,
         ),
-        (
-            msr::IA32_VMX_TRUE_PROCBASED_CTLS,
-            25,
-            ctl::USE_IO_BITMAPS,
-        ),
+        (msr::IA32_VMX_TRUE_PROCBASED_CTLS, 25, ctl::USE_IO_BITMAPS),
     ];
     for &(m_nr, bit, control) in cases {
         let mut m = bochs_like();
