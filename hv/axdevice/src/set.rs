@@ -396,11 +396,13 @@ impl DeviceSet {
     }
 
     /// A load of `width` at `gpa` by vCPU `vcpu`: the device's answer, or the policy's.
+    #[inline]
     pub fn mmio_read(&self, vcpu: usize, gpa: u64, width: AccessWidth) -> MmioOutcome {
         self.dispatch(vcpu, gpa, width, Kind::Read)
     }
 
     /// A store of `value` (its low `width` bits) at `gpa` by vCPU `vcpu`.
+    #[inline]
     pub fn mmio_write(&self, vcpu: usize, gpa: u64, width: AccessWidth, value: u64) -> MmioOutcome {
         self.dispatch(vcpu, gpa, width, Kind::Write(value & width.mask()))
     }
@@ -408,11 +410,13 @@ impl DeviceSet {
     /// An `in` of `width` from `port` by vCPU `vcpu`: the device's answer, or the policy's
     /// ([`UnclaimedPolicy::port_outcome`]). An access that runs past port 0xFFFF or a
     /// device's last port is unclaimed.
+    #[inline]
     pub fn port_read(&self, vcpu: usize, port: u16, width: AccessWidth) -> PortOutcome {
         self.port_dispatch(vcpu, port, width, Kind::Read)
     }
 
     /// An `out` of `value` (its low `width` bits) to `port` by vCPU `vcpu`.
+    #[inline]
     pub fn port_write(
         &self,
         vcpu: usize,
@@ -467,6 +471,7 @@ impl DeviceSet {
         outcome
     }
 
+    #[inline(always)]
     fn dispatch(&self, vcpu: usize, gpa: u64, width: AccessWidth, kind: Kind) -> MmioOutcome {
         let Some((dev, offset)) = self.mmio.find_access(gpa, width) else {
             return self.unclaimed(gpa, width, kind, None);
@@ -482,6 +487,7 @@ impl DeviceSet {
         result.unwrap_or_else(|err| self.unclaimed(gpa, width, kind, Some((dev, offset, err))))
     }
 
+    #[inline(always)]
     fn port_dispatch(&self, vcpu: usize, port: u16, width: AccessWidth, kind: Kind) -> PortOutcome {
         let Some((dev, offset)) = self.ports.find_access(u64::from(port), width) else {
             return self.unclaimed_port(port, width, kind, None);
