@@ -1,13 +1,18 @@
 //! The hypervisor's disk: opened and mounted at boot (docs/axfs.md, "The disk"), then read
-//! by the shell (`ls`, `cat`).
+//! by the shell (`ls`, `cat`) and, through [`open_backing`], by VMs' virtio-blk devices.
 //!
 //! The boot argument `disk=virtio|ramdisk|none` chooses the device (default: the first
 //! found, see [`axdriver::open`]); one line says what was mounted or why nothing was.
 
+use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use axdriver::{Choice, Disk, DiskError};
 use axfs::{FileSystem, FsError, Metadata};
+use axvirtio_blk::{Backing, BackingError};
+use axvm::DiskOpenError;
+use axvmconfig::DiskBacking;
 use core::fmt;
 use spin::Mutex;
 
@@ -92,6 +97,54 @@ pub fn list(path: &str) -> Result<Vec<Metadata>, FileError> {
 /// The whole of file `path`, if it is at most `limit` bytes.
 pub fn read(path: &str, limit: u64) -> Result<Vec<u8>, FileError> {
     with(|fs| fs.read(path, limit))
+}
+
+/// The backing of a VM's `virtio-blk` (`file` in its config entry): the file on the
+/// mounted disk, read and written in place; it never grows.
+pub fn open_backing(disk: &DiskBacking) -> Result<Box<dyn Backing>, DiskOpenError> {
+    let meta = with(|fs| fs.stat(&disk.file)).map_err(|e| DiskOpenError(e.to_string()))?;
+    if meta.kind != axfs::FileKind::File {
+        return Err(DiskOpenError(String::from("is a directory")));
+    }
+    Ok(Box::new(FileBacking {
+        path: disk.file.clone(),
+        len: meta.size,
+    }))
+}
+
+/// A file on the mounted disk as a virtio-blk [`Backing`]; each access takes the disk's
+/// lock, and axfs checks it lies inside the file.
+struct FileBacking {
+    path: String,
+    len: u64,
+}
+
+impl FileBacking {
+    fn error(e: FileError) -> BackingError {
+        match e {
+            FileError::Fs(FsError::OutOfRange { .. }) => BackingError::OutOfRange,
+            _ => BackingError::Io,
+        }
+    }
+}
+
+impl Backing for FileBacking {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackingError> {
+        with(|fs| fs.read_at(&self.path, offset, buf)).map_err(Self::error)
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BackingError> {
+        with(|fs| fs.write_at(&self.path, offset, data)).map_err(Self::error)
+    }
+
+    /// Nothing to do: `write_at` reaches the device and its flush before it returns.
+    fn flush(&mut self) -> Result<(), BackingError> {
+        Ok(())
+    }
 }
 
 /// A file read whole into frames of its own (no heap copy), freed when dropped: a guest

@@ -50,6 +50,24 @@ pub trait Backing: Send {
     fn flush(&mut self) -> Result<(), BackingError>;
 }
 
+impl<B: Backing + ?Sized> Backing for alloc::boxed::Box<B> {
+    fn len(&self) -> u64 {
+        (**self).len()
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackingError> {
+        (**self).read_at(offset, buf)
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BackingError> {
+        (**self).write_at(offset, data)
+    }
+
+    fn flush(&mut self) -> Result<(), BackingError> {
+        (**self).flush()
+    }
+}
+
 /// `offset..offset + len` as a range checked to lie inside `0..size`.
 pub fn checked_range(offset: u64, len: usize, size: u64) -> Result<(u64, u64), BackingError> {
     let end = u64::try_from(len)

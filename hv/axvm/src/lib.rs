@@ -23,7 +23,10 @@ pub mod vmid;
 
 pub use platform::{ArchPlatform, IrqSink, PlatformVm};
 pub use stats::{ExitCounters, ExitKind};
-pub use vm::{AxVm, DeviceMap, ImageLoad, KernelBoot, VcpuEvent, VmError, VmPlatform, VmStatus};
+pub use vm::{
+    AxVm, DeviceMap, DiskOpenError, DiskOpener, ImageLoad, KernelBoot, VcpuEvent, VmError,
+    VmPlatform, VmStatus,
+};
 pub use vmid::{NoVmidLeft, VmidAllocator};
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ extern crate std;
 
 use crate::hypercall as hc;
 use crate::{AxVm, ExitKind, VcpuEvent, VmError, VmStatus};
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use axaddrspace::fake::FakeFormat;
@@ -805,6 +806,7 @@ fn platform_devices_irq_lines_and_generated_dtb() {
         boot_data: std::vec![(0x4000_1000, b"BOOT".to_vec())],
         on_reset: None,
         kernel: None,
+        ..crate::VmPlatform::none()
     };
     let script = Arc::new(Script {
         exits: Mutex::new(std::vec![VmExit::MmioRead {
@@ -1108,6 +1110,15 @@ type Lines = Arc<Mutex<Vec<String>>>;
 /// A VM with a virtio-console at 0x0a00_0000 (interrupt 48) listed before its PL011, and a
 /// ROM.
 fn virtio_vm(exits: Vec<VmExit>, irq: &str) -> (Result<Vm, VmError>, Arc<Line>, Lines) {
+    virtio_vm_with(exits, irq, crate::VmPlatform::none().disks)
+}
+
+/// [`virtio_vm`] whose platform opens `virtio-blk` backings with `disks`.
+fn virtio_vm_with(
+    exits: Vec<VmExit>,
+    irq: &str,
+    disks: crate::DiskOpener,
+) -> (Result<Vm, VmError>, Arc<Line>, Lines) {
     // The virtio-console comes first: it is the console that takes input.
     let text = CONFIG.replace(
         "[[devices]]\nkind = \"pl011\"",
@@ -1123,6 +1134,7 @@ fn virtio_vm(exits: Vec<VmExit>, irq: &str) -> (Result<Vm, VmError>, Arc<Line>, 
         irq_line: alloc::boxed::Box::new(move |n| {
             (n == 48).then(|| l2.clone() as Arc<dyn axdevice_base::IrqLine>)
         }),
+        disks,
         ..crate::VmPlatform::none()
     };
     let script = Arc::new(Script {
@@ -1231,14 +1243,40 @@ fn virtio_console_through_mmio_exits() {
     assert_eq!(line.0.lock().last(), Some(&false));
 }
 
-/// A `virtio-blk` entry refuses the VM with one line naming the device (its backing file
-/// is not opened by the VM yet) instead of building the VM without the disk.
+/// A `virtio-blk` entry: its backing comes from the platform's opener (read-only as the
+/// config says), and an opener's refusal or none at all refuses the VM with one line naming
+/// the device and file.
 #[test]
-fn virtio_blk_is_refused_not_dropped() {
+fn virtio_blk_backing_from_the_platform() {
     let blk = "irq = 48\n[[devices]]\nkind = \"virtio-blk\"\nbase = 0x0b00_0000\nirq = 48\n\
-               file = \"/vms/disk.img\"";
-    let Err(VmError::Device(msg)) = virtio_vm(Vec::new(), blk).0 else {
-        panic!("a virtio-blk VM is refused");
+               file = \"/vms/disk.img\"\nread_only = true";
+    let opened = Arc::new(Mutex::new(Vec::new()));
+    let seen = opened.clone();
+    let (vm, _, _) = virtio_vm_with(
+        Vec::new(),
+        blk,
+        Box::new(move |d| {
+            seen.lock().push((d.file.clone(), d.read_only));
+            Ok(Box::new(axvirtio_blk::MemBacking::new(8 * 512)))
+        }),
+    );
+    assert!(vm.is_ok());
+    assert_eq!(*opened.lock(), [("/vms/disk.img".to_string(), true)]);
+
+    let (vm, _, _) = virtio_vm_with(
+        Vec::new(),
+        blk,
+        Box::new(|_| Err(crate::DiskOpenError("no such file".into()))),
+    );
+    let Err(VmError::Device(msg)) = vm else {
+        panic!("an unopenable backing refuses the VM");
     };
-    assert!(msg.starts_with("virtio-blk at 0xb000000: not available yet"), "{msg}");
+    assert_eq!(msg, "virtio-blk at 0xb000000: /vms/disk.img: no such file");
+    let Err(VmError::Device(msg)) = virtio_vm(Vec::new(), blk).0 else {
+        panic!("no opener refuses the VM");
+    };
+    assert!(
+        msg.ends_with("no disk is available to VMs on this platform"),
+        "{msg}"
+    );
 }

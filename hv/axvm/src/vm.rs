@@ -4,6 +4,7 @@ use crate::fault_streak::FaultStreak;
 use crate::guest_ram::{GuestRam, VirtioConsoleInput};
 use crate::hypercall as hc;
 use crate::stats::{ExitCounters, ExitKind};
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -17,7 +18,10 @@ use axdevice_base::{ConsoleSink, MmioDevice, PrefixedConsole};
 use axvcpu::{ArchVCpu, PowerReply, PowerState, VCpu, VCpuError, VmExit};
 use axvirtio::console::VirtioConsole;
 use axvirtio::{VirtioMmio, VirtioReset};
-use axvmconfig::{DeviceKind, DeviceSpace, DtbConfig, MapKind, UnclaimedPolicy, VmConfig};
+use axvirtio_blk::{Backing, VirtioBlk};
+use axvmconfig::{
+    DeviceKind, DeviceSpace, DiskBacking, DtbConfig, MapKind, UnclaimedPolicy, VmConfig,
+};
 use core::fmt;
 use core::ops::ControlFlow;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -47,6 +51,22 @@ pub struct VmPlatform {
     /// for a kernel format whose placement the architecture decides; `None`: the config's
     /// images go to their `load_addr` and vCPU 0 starts at `kernel.entry`.
     pub kernel: Option<KernelBoot>,
+    /// Opens the backing of a `virtio-blk` device (a file on the hypervisor's disk); the
+    /// message says why it cannot be. [`VmPlatform::none`] has no disk.
+    pub disks: DiskOpener,
+}
+
+/// How a platform opens a `virtio-blk` device's backing ([`VmPlatform::disks`]).
+pub type DiskOpener = Box<dyn Fn(&DiskBacking) -> Result<Box<dyn Backing>, DiskOpenError>>;
+
+/// Why a `virtio-blk` device's backing could not be opened: one line for the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskOpenError(pub String);
+
+impl fmt::Display for DiskOpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A kernel's boot prepared by the architecture (x86: a Linux bzImage through the 64-bit
@@ -89,6 +109,11 @@ impl VmPlatform {
             boot_data: Vec::new(),
             on_reset: None,
             kernel: None,
+            disks: alloc::boxed::Box::new(|_| {
+                Err(DiskOpenError(String::from(
+                    "no disk is available to VMs on this platform",
+                )))
+            }),
         }
     }
 }
@@ -336,6 +361,15 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 })?),
                 None => None,
             };
+            let virtio_irq = |irq: Option<Arc<dyn IrqLine>>| {
+                irq.ok_or_else(|| {
+                    VmError::Device(alloc::format!(
+                        "{} at {:#x}: a virtio device needs an `irq`",
+                        d.kind,
+                        d.base
+                    ))
+                })
+            };
             let dev: Arc<dyn MmioDevice> = match d.kind {
                 DeviceKind::Pl011 => {
                     let uart = Arc::new(Pl011::new(sink, irq));
@@ -348,30 +382,37 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                     uart
                 }
                 DeviceKind::VirtioConsole => {
-                    let irq = irq.ok_or_else(|| {
-                        VmError::Device(alloc::format!(
-                            "{} at {:#x}: a virtio device needs an `irq`",
-                            d.kind,
-                            d.base
-                        ))
-                    })?;
                     let con = Arc::new(VirtioMmio::new(
                         d.kind.name(),
                         VirtioConsole::new(sink),
                         ram.clone(),
-                        irq,
+                        virtio_irq(irq)?,
                     ));
                     uart_input.get_or_insert_with(|| Arc::new(VirtioConsoleInput(con.clone())));
                     virtio.push(con.clone());
                     con
                 }
-                // The config form exists (docs/vm-config.md); the VM cannot open its
-                // backing file yet, so the VM is refused rather than built without it.
                 DeviceKind::VirtioBlk => {
-                    return Err(VmError::Device(alloc::format!(
-                        "{} at {:#x}: not available yet (its backing file cannot be opened by the VM; docs/virtio.md)",
-                        d.kind, d.base
-                    )))
+                    let irq = virtio_irq(irq)?;
+                    let disk = d.disk.as_ref().ok_or_else(|| {
+                        VmError::Device(alloc::format!("{} at {:#x}: no `file`", d.kind, d.base))
+                    })?;
+                    let backing = (platform.disks)(disk).map_err(|e| {
+                        VmError::Device(alloc::format!(
+                            "{} at {:#x}: {}: {e}",
+                            d.kind,
+                            d.base,
+                            disk.file
+                        ))
+                    })?;
+                    let blk = Arc::new(VirtioMmio::new(
+                        d.kind.name(),
+                        VirtioBlk::new(backing, disk.read_only, &config.name),
+                        ram.clone(),
+                        irq,
+                    ));
+                    virtio.push(blk.clone());
+                    blk
                 }
                 // Built by the architecture layer and passed in `platform`.
                 kind if kind.is_interrupt_controller() => continue,
