@@ -197,6 +197,9 @@ fuzz_target!(|data: &[u8]| {
         activity: input.u32(),
         link_pointer: input.u64(),
         ia32e: input.bool(),
+        unrestricted: input.bool(),
+        interruptibility: input.u32(),
+        entry_event: input.u32(),
     };
     let host = HostState {
         cr0: input.u64(),
