@@ -41,6 +41,7 @@ pub mod mmio;
 pub mod pio;
 pub mod smp;
 pub mod trap;
+pub mod virtio;
 
 use core::fmt::Display;
 use core::panic::PanicInfo;
