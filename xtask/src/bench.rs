@@ -88,7 +88,7 @@ impl std::fmt::Display for Part {
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Only this architecture (default: all three; x86_64 measures only the exit costs).
+    /// Only this architecture (default: all three; x86_64 has no timer part yet).
     #[arg(long, value_enum)]
     arch: Option<Arch>,
     /// How many times to boot each guest; medians over the runs are reported.
