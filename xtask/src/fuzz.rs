@@ -177,6 +177,12 @@ pub const TARGETS: &[Target] = &[
         more_seeds: &[],
     },
     Target {
+        name: "shell",
+        max_len: 4096,
+        about: "hypervisor shell: line editor, history, command parser, Shell (axshell)",
+        more_seeds: &[],
+    },
+    Target {
         name: "virtio_mmio",
         max_len: 4096,
         about: "virtio-mmio transport and virtio-console with hostile rings and descriptors (axvirtio)",
@@ -189,9 +195,9 @@ pub const TARGETS: &[Target] = &[
         more_seeds: &[],
     },
     Target {
-        name: "shell",
+        name: "vswitch",
         max_len: 4096,
-        about: "hypervisor shell: line editor, history, command parser, Shell (axshell)",
+        about: "virtual switch: sends of any length and addresses from any port, receives, detach/attach, small bounds (axvswitch)",
         more_seeds: &[],
     },
 ];
