@@ -27,6 +27,10 @@ pub mod regs {
     pub const VERSION: usize = 0x04;
     /// `DeviceID`.
     pub const DEVICE_ID: usize = 0x08;
+    /// `DeviceFeatures`.
+    pub const DEVICE_FEATURES: usize = 0x10;
+    /// `DeviceFeaturesSel`.
+    pub const DEVICE_FEATURES_SEL: usize = 0x14;
     /// `DriverFeatures`.
     pub const DRIVER_FEATURES: usize = 0x20;
     /// `DriverFeaturesSel`.
@@ -65,6 +69,12 @@ impl Device {
     pub fn set(&self, off: usize, v: u32) {
         // SAFETY: as in `reg`.
         unsafe { write32(self.0 + off, v) }
+    }
+
+    /// The device's feature bits 0..31.
+    pub fn features_low(&self) -> u32 {
+        self.set(regs::DEVICE_FEATURES_SEL, 0);
+        self.reg(regs::DEVICE_FEATURES)
     }
 
     /// Resets the device, accepts `features` (bits 0..31; `VIRTIO_F_VERSION_1` is added)

@@ -5,6 +5,8 @@
 //! number get `IOERR`, an unknown type `UNSUPP`), writes the marker, reads it back,
 //! flushes, and resets the VM. Second boot: the marker is there (it went through the
 //! hypervisor's disk), `PASS vblk`. The scenario then `cat`s the file from the shell.
+//! A second device 0x200 above, read-only over the same file, offers `VIRTIO_BLK_F_RO`,
+//! reads, and refuses a write with `IOERR`.
 #![no_std]
 #![no_main]
 
@@ -26,6 +28,8 @@ const S_IOERR: u8 = 1;
 const S_UNSUPP: u8 = 2;
 /// VIRTIO_BLK_F_FLUSH.
 const F_FLUSH: u32 = 1 << 9;
+/// VIRTIO_BLK_F_RO.
+const F_RO: u32 = 1 << 5;
 
 /// The request queue and the buffers of one request, past the program's image.
 struct Blk {
@@ -147,10 +151,36 @@ fn main() {
     c.eq("read it back", blk.request(T_IN, 1, 512), S_OK);
     c.ok("marker read back", blk.has_marker());
     c.eq("flush", blk.request(T_FLUSH, 0, 0), S_OK);
+    read_only(&mut c, area + 0x8000);
     if c.failed() > 0 {
         c.finish();
         return;
     }
     grt::println!("vblk: marker written, restarting");
     grt::reset();
+}
+
+/// The read-only device 0x200 above the first, its queue and buffers at `area`.
+fn read_only(c: &mut Checker, area: usize) {
+    let mut ro = Blk {
+        dev: Device(BASE + 0x200),
+        q: Queue::new(area, 4),
+        buf: area + 0x3000,
+        idx: 0,
+    };
+    c.eq("read-only: device id", ro.dev.reg(regs::DEVICE_ID), 2);
+    c.eq(
+        "read-only: F_RO offered",
+        ro.dev.features_low() & F_RO,
+        F_RO,
+    );
+    if !c.ok("read-only: DRIVER_OK", ro.dev.bring_up(F_RO, &[&ro.q])) {
+        return;
+    }
+    c.eq("read-only: read", ro.request(T_IN, 0, 512), S_OK);
+    c.eq(
+        "read-only: write refused",
+        ro.request(T_OUT, 0, 512),
+        S_IOERR,
+    );
 }
