@@ -718,7 +718,11 @@ fn build_disk(scenario: &Scenario, log_path: &Path) -> Result<Option<(DiskAs, Pa
         )?;
     }
     let file = log_path.with_extension("disk.img");
-    let bytes = crate::disk::build(&staged, None)?;
+    // Only VMs (no directory of the scenario's own): the smallest image that holds them.
+    let bytes = match disk.from {
+        Some(_) => crate::disk::build(&staged, None)?,
+        None => crate::disk::build_small(&staged)?,
+    };
     std::fs::write(&file, bytes).with_context(|| format!("could not write {}", file.display()))?;
     Ok(Some((disk.attach, file)))
 }
