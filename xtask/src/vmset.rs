@@ -186,9 +186,9 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
 }
 
 /// The hypervisor images to build, in build order: each distinct (architecture, VM set) in
-/// `needed` once, plus the plain image of every architecture in `plain`. Per architecture
-/// the images with VMs come first and the plain image last, because building with VMs
-/// overwrites cargo's output, where the plain image is booted from.
+/// `needed` once, plus the plain image of every architecture in `plain`; per architecture
+/// the images with VMs first and the plain image last (each build is copied out of cargo's
+/// output, so the order is only for a stable log).
 pub fn build_plan(
     needed: impl IntoIterator<Item = (Arch, VmSet)>,
     plain: &[Arch],
