@@ -200,6 +200,12 @@ pub const TARGETS: &[Target] = &[
         about: "virtual switch: sends of any length and addresses from any port, receives, detach/attach, small bounds (axvswitch)",
         more_seeds: &[],
     },
+    Target {
+        name: "doorbell",
+        max_len: 4096,
+        about: "both ends of a link's doorbell: register accesses from either guest, detach/attach (axvdoorbell)",
+        more_seeds: &[],
+    },
 ];
 
 /// Arguments of `cargo xtask fuzz`.
