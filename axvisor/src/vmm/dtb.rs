@@ -24,6 +24,12 @@ struct HostNode<'a> {
     irqs: &'a [u32],
 }
 
+/// A virtio device's `virtio,mmio` node: its window and interrupt.
+struct VirtioNode {
+    reg: [(u64, u64); 1],
+    irq: [u32; 1],
+}
+
 /// Why a VM's device tree could not be generated.
 pub enum GenerateError<E> {
     /// The architecture refused (its part of the description), or has no device tree.
@@ -116,11 +122,16 @@ pub fn generate<P: ArchPlatform>(
         })
         .collect();
     // Virtio devices: a `virtio,mmio` node each, with its window and interrupt.
-    let virtio: Vec<([(u64, u64); 1], [u32; 1])> = config
+    let virtio: Vec<VirtioNode> = config
         .devices
         .iter()
         .filter(|d| d.kind.is_virtio())
-        .filter_map(|d| Some(([(d.base, d.size)], [d.irq?])))
+        .filter_map(|d| {
+            Some(VirtioNode {
+                reg: [(d.base, d.size)],
+                irq: [d.irq?],
+            })
+        })
         .collect();
     let extra: Vec<ExtraDevice> = host
         .iter()
@@ -138,11 +149,11 @@ pub fn generate<P: ArchPlatform>(
             interrupts: &[],
             props: ROM_PROPS,
         }))
-        .chain(virtio.iter().map(|(reg, irq)| ExtraDevice {
+        .chain(virtio.iter().map(|v| ExtraDevice {
             name: "virtio_mmio",
             compatible: &["virtio,mmio"],
-            reg,
-            interrupts: irq,
+            reg: &v.reg,
+            interrupts: &v.irq,
             props: &[],
         }))
         .collect();
