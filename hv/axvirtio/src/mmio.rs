@@ -103,6 +103,8 @@ struct State<D> {
     generation: u32,
     /// A legacy register was written since the last reset: `DRIVER_OK` is refused.
     legacy: bool,
+    /// The level last given to the interrupt line (it is set only when this changes).
+    line_high: bool,
 }
 
 impl<D: VirtioDevice> VirtioMmio<D> {
@@ -132,6 +134,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
                 isr: InterruptStatus::empty(),
                 generation: 0,
                 legacy: false,
+                line_high: false,
             }),
         }
     }
@@ -192,8 +195,13 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         self.update_line(s);
     }
 
-    fn update_line(&self, s: &State<D>) {
-        self.irq.set_level(!s.isr.is_empty());
+    /// Drives the line to "`InterruptStatus` is not zero", if that changes its level.
+    fn update_line(&self, s: &mut State<D>) {
+        let high = !s.isr.is_empty();
+        if high != s.line_high {
+            s.line_high = high;
+            self.irq.set_level(high);
+        }
     }
 
     fn offered(s: &State<D>) -> u64 {

@@ -29,8 +29,9 @@ impl ConsoleSink for Sink {
 #[derive(Default)]
 struct Line(AtomicBool);
 impl IrqLine for Line {
+    /// Fails the test when the level does not change (a device sets it only on a change).
     fn set_level(&self, high: bool) {
-        self.0.store(high, Ordering::SeqCst);
+        assert_ne!(self.0.swap(high, Ordering::SeqCst), high, "set_level without a change");
     }
 }
 
