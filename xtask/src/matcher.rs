@@ -421,6 +421,15 @@ impl Steps {
         if self.echo.is_some() || self.line_used {
             return None;
         }
+        // A word still being written would be captured cut short: captures wait for the
+        // whole line.
+        let step = self.steps.get(self.next)?;
+        if pieces(&step.expect)
+            .iter()
+            .any(|p| matches!(p, Piece::Hole(_)))
+        {
+            return None;
+        }
         let send = self.take(text)?;
         self.line_used = true;
         send
@@ -659,6 +668,16 @@ mod tests {
         assert!(find_with_captures("heap: {used}", "heap: ", &none).is_none());
         // Plain text works as before.
         assert_eq!(find_with_captures("b c", "a b c d", &none), Some(vec![]));
+    }
+
+    #[test]
+    fn captures_wait_for_the_whole_line() {
+        let mut steps = Steps::new(vec![step("free: {n}", None), step("free: {n}", None)]);
+        assert_eq!(steps.partial("free: 25"), None);
+        assert!(steps.missing().is_some_and(|(i, _)| i == 0));
+        assert_eq!(steps.line("free: 2536"), None);
+        assert_eq!(steps.line("free: 2536"), None);
+        assert!(steps.is_complete());
     }
 
     #[test]
