@@ -45,8 +45,16 @@ fn bring_up(dev: &dyn MmioDevice, input: &mut Input<'_>) {
     put(dev, regs::STATUS, 0);
     put(dev, regs::STATUS, (S::ACKNOWLEDGE | S::DRIVER).bits());
     put(dev, regs::DRIVER_FEATURES_SEL, 1);
-    put(dev, regs::DRIVER_FEATURES, (VIRTIO_F_VERSION_1 >> 32) as u32);
-    put(dev, regs::STATUS, (S::ACKNOWLEDGE | S::DRIVER | S::FEATURES_OK).bits());
+    put(
+        dev,
+        regs::DRIVER_FEATURES,
+        (VIRTIO_F_VERSION_1 >> 32) as u32,
+    );
+    put(
+        dev,
+        regs::STATUS,
+        (S::ACKNOWLEDGE | S::DRIVER | S::FEATURES_OK).bits(),
+    );
     for q in 0..2 {
         put(dev, regs::QUEUE_SEL, q);
         put(dev, regs::QUEUE_NUM, u32::from(input.u16() % 300));
