@@ -151,6 +151,71 @@ _start:
 2:  hlt
     jmp  2b
 
+    // The bare-metal boot shim (docs/performance.md, "timer" baseline): a multiboot header
+    // with the a.out kludge (the flat image loads at its link address) and a 32-bit entry
+    // that masks the legacy PICs, builds the guest entry contract's identity map (PML4 0x2000, PDPT 0x3000, four
+    // page directories 0x4000..0x8000, 2 MiB pages over the low 4 GiB), loads a GDT with
+    // grt's selectors, turns on long mode and jumps to `_start` with RDI = 0. Under the
+    // hypervisor nothing enters here.
+    .section .text.boot, "ax"
+    .balign 4
+grt_multiboot_header:
+    .long 0x1badb002                    // magic
+    .long 0x00010000                    // flags: the addresses below are valid
+    .long -(0x1badb002 + 0x00010000)    // checksum
+    .long grt_multiboot_header          // header_addr
+    .long _start                        // load_addr: the image base
+    .long 0                             // load_end_addr: the whole file
+    .long __bss_end                     // bss_end_addr
+    .long grt_boot32                    // entry_addr
+    .balign 8
+grt_boot_gdt:
+    .quad 0, 0, 0x00af9b000000ffff, 0x00cf93000000ffff
+grt_boot_gdtr:
+    .word 31
+    .long grt_boot_gdt
+    .code32
+grt_boot32:
+    cli
+    cld
+    mov  al, 0xff                       // mask the legacy PICs (the firmware left the
+    out  0x21, al                       // PIT's IRQ 0 on vector 8)
+    out  0xa1, al
+    mov  edi, 0x1000
+    mov  ecx, 0x1c00
+    xor  eax, eax
+    rep  stosd
+    mov  dword ptr [0x2000], 0x3003
+    mov  dword ptr [0x3000], 0x4003
+    mov  dword ptr [0x3008], 0x5003
+    mov  dword ptr [0x3010], 0x6003
+    mov  dword ptr [0x3018], 0x7003
+    mov  edi, 0x4000
+    mov  eax, 0x83                      // present, writable, 2 MiB page
+4:  mov  [edi], eax
+    add  eax, 0x200000
+    add  edi, 8
+    cmp  edi, 0x8000
+    jne  4b
+    lgdt [grt_boot_gdtr]
+    mov  eax, cr4
+    or   eax, 0x20                      // PAE
+    mov  cr4, eax
+    mov  eax, 0x2000
+    mov  cr3, eax
+    mov  ecx, 0xc0000080                // IA32_EFER
+    rdmsr
+    or   eax, 0x100                     // LME
+    wrmsr
+    mov  eax, cr0
+    or   eax, 0x80000001                // PG, PE
+    mov  cr0, eax
+    xor  edi, edi
+    .byte 0xea                          // ljmp 0x10:_start
+    .long _start
+    .word 0x10
+    .code64
+
     // A vCPU started by `smp::cpu_on`: RDI = its boot block (stack top, function, index).
     .section .text, "ax"
     .global grt_secondary_entry

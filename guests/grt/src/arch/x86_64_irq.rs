@@ -54,6 +54,17 @@ const SVR_ENABLE: u64 = 1 << 8;
 const LVT_TSC_DEADLINE: u64 = 2 << 17;
 /// IA32_TSC_DEADLINE: the timer fires when the TSC reaches it; 0 stops it.
 const IA32_TSC_DEADLINE: u32 = 0x6e0;
+/// The one-shot timer's initial-count and divide-configuration registers (x2APIC MSR, xAPIC
+/// offset), and the divide configuration "by 1".
+const X2APIC_TIMER_INITIAL: u32 = 0x838;
+const X2APIC_TIMER_DIVIDE: u32 = 0x83e;
+const XAPIC_TIMER_INITIAL: usize = 0x380;
+const XAPIC_TIMER_DIVIDE: usize = 0x3e0;
+const TIMER_DIVIDE_BY_1: u32 = 0b1011;
+/// The local APIC has no TSC-deadline mode (CPUID leaf 1 ECX bit 24 clear, as on QEMU TCG,
+/// the bare baseline of `cargo xtask bench`): the timer runs in one-shot mode instead, its
+/// count taken as TSC ticks, which holds on QEMU (both count nanoseconds).
+static ONE_SHOT: AtomicBool = AtomicBool::new(false);
 
 /// The I/O APIC: register select and window.
 const IOAPIC_BASE: usize = 0xfec0_0000;
@@ -63,15 +74,44 @@ const IOAPIC_REDIRECTION: u32 = 0x10;
 /// Redirection entry: masked.
 const IOAPIC_MASKED: u32 = 1 << 16;
 
-/// Sets up this vCPU: the local APIC enabled in x2APIC mode with its spurious vector, the
+/// Sets up this vCPU: the local APIC enabled in x2APIC mode (in xAPIC mode, as
+/// [`init_cpu_xapic`] does, on a CPU without x2APIC) with its spurious vector, the
 /// timer in TSC-deadline mode and stopped. Interrupts stay as they were ([`enable`]
 /// unmasks them).
 pub fn init_cpu() {
+    if !has_x2apic() {
+        init_cpu_xapic();
+        return;
+    }
+    set_timer_mode();
     let base = read_msr(IA32_APIC_BASE);
     write_msr(IA32_APIC_BASE, base | APIC_BASE_ENABLE | APIC_BASE_X2APIC);
     write_msr(X2APIC_SVR, SVR_ENABLE | u64::from(SPURIOUS_VECTOR));
     timer_stop();
-    write_msr(X2APIC_LVT_TIMER, LVT_TSC_DEADLINE | u64::from(TIMER_VECTOR));
+    if ONE_SHOT.load(Ordering::SeqCst) {
+        write_msr(X2APIC_TIMER_DIVIDE, u64::from(TIMER_DIVIDE_BY_1));
+    }
+    write_msr(X2APIC_LVT_TIMER, lvt_timer_mode() | u64::from(TIMER_VECTOR));
+}
+
+/// Sets [`ONE_SHOT`] from CPUID (leaf 1 ECX bit 24, TSC-deadline).
+fn set_timer_mode() {
+    ONE_SHOT.store(cpuid(1, 0)[2] & (1 << 24) == 0, Ordering::SeqCst);
+}
+
+/// The LVT timer's mode bits: TSC-deadline, or one-shot (0) without it ([`ONE_SHOT`]).
+fn lvt_timer_mode() -> u64 {
+    if ONE_SHOT.load(Ordering::SeqCst) {
+        0
+    } else {
+        LVT_TSC_DEADLINE
+    }
+}
+
+/// Whether the CPU has x2APIC mode (CPUID leaf 1 ECX bit 21). axvisor's virtual local APIC
+/// has; QEMU TCG's (the bare baseline of `cargo xtask bench`) has not.
+fn has_x2apic() -> bool {
+    cpuid(1, 0)[2] & (1 << 21) != 0
 }
 
 /// Sets up this vCPU like [`init_cpu`] but leaves its local APIC in xAPIC mode, reached
@@ -79,6 +119,7 @@ pub fn init_cpu() {
 /// go there too (for every vCPU of the guest).
 pub fn init_cpu_xapic() {
     XAPIC.store(true, Ordering::SeqCst);
+    set_timer_mode();
     let base = read_msr(IA32_APIC_BASE);
     write_msr(
         IA32_APIC_BASE,
@@ -86,9 +127,12 @@ pub fn init_cpu_xapic() {
     );
     xapic_write(XAPIC_SVR, (SVR_ENABLE | u64::from(SPURIOUS_VECTOR)) as u32);
     timer_stop();
+    if ONE_SHOT.load(Ordering::SeqCst) {
+        xapic_write(XAPIC_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
+    }
     xapic_write(
         XAPIC_LVT_TIMER,
-        (LVT_TSC_DEADLINE | u64::from(TIMER_VECTOR)) as u32,
+        (lvt_timer_mode() | u64::from(TIMER_VECTOR)) as u32,
     );
 }
 
@@ -175,14 +219,33 @@ fn tsc_hz_from_cpuid() -> u64 {
 }
 
 /// Arms the one-shot timer for TSC = `deadline` (IA32_TSC_DEADLINE; 0 would stop it, so it
-/// becomes 1, a deadline long past).
+/// becomes 1, a deadline long past); in one-shot mode ([`ONE_SHOT`]) the initial count is
+/// the ticks left until it (at least 1, at most `u32::MAX`).
 pub fn timer_set(deadline: u64) {
-    write_msr(IA32_TSC_DEADLINE, deadline.max(1));
+    if ONE_SHOT.load(Ordering::SeqCst) {
+        let left = deadline.saturating_sub(timer_now()).clamp(1, u64::from(u32::MAX));
+        timer_initial_count(left as u32);
+    } else {
+        write_msr(IA32_TSC_DEADLINE, deadline.max(1));
+    }
 }
 
-/// Stops the timer (IA32_TSC_DEADLINE = 0).
+/// Stops the timer (IA32_TSC_DEADLINE = 0, or an initial count of 0).
 pub fn timer_stop() {
-    write_msr(IA32_TSC_DEADLINE, 0);
+    if ONE_SHOT.load(Ordering::SeqCst) {
+        timer_initial_count(0);
+    } else {
+        write_msr(IA32_TSC_DEADLINE, 0);
+    }
+}
+
+/// Writes the one-shot timer's initial count (0 stops it).
+fn timer_initial_count(count: u32) {
+    if XAPIC.load(Ordering::SeqCst) {
+        xapic_write(XAPIC_TIMER_INITIAL, count);
+    } else {
+        write_msr(X2APIC_TIMER_INITIAL, u64::from(count));
+    }
 }
 
 /// Sends [`IPI_VECTOR`] to vCPU `cpu` (x2APIC ID `cpu`): fixed delivery, physical
