@@ -223,7 +223,9 @@ fn tsc_hz_from_cpuid() -> u64 {
 /// the ticks left until it (at least 1, at most `u32::MAX`).
 pub fn timer_set(deadline: u64) {
     if ONE_SHOT.load(Ordering::SeqCst) {
-        let left = deadline.saturating_sub(timer_now()).clamp(1, u64::from(u32::MAX));
+        let left = deadline
+            .saturating_sub(timer_now())
+            .clamp(1, u64::from(u32::MAX));
         timer_initial_count(left as u32);
     } else {
         write_msr(IA32_TSC_DEADLINE, deadline.max(1));
