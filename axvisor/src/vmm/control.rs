@@ -177,6 +177,25 @@ fn find(which: &VmRef) -> Result<(Arc<VmRun>, VmSource), ControlError> {
         .ok_or_else(|| ControlError::NoSuchVm(which.clone()))
 }
 
+/// The VM `which` names, which must be in state `needs` (`word` names it in the error),
+/// with its source and name.
+fn find_in(
+    which: &VmRef,
+    needs: VmStatus,
+    word: &'static str,
+) -> Result<(Arc<VmRun>, VmSource, String), ControlError> {
+    let (run, source) = find(which)?;
+    let name = String::from(run.vm.name());
+    match run.vm.status() {
+        is if is == needs => Ok((run, source, name)),
+        other => Err(ControlError::State {
+            name,
+            needs: word,
+            is: state_word(other),
+        }),
+    }
+}
+
 fn row(entry: &Entry, now: Duration) -> VmRow {
     let vm = &entry.run.vm;
     let status = vm.status();
@@ -287,18 +306,7 @@ pub fn stop(which: &VmRef) -> Result<String, ControlError> {
     if let Some(e) = created_state(which, "running") {
         return Err(e);
     }
-    let (run, _) = find(which)?;
-    let name = String::from(run.vm.name());
-    match run.vm.status() {
-        VmStatus::Running => {}
-        other => {
-            return Err(ControlError::State {
-                name,
-                needs: "running",
-                is: state_word(other),
-            })
-        }
-    }
+    let (run, _, name) = find_in(which, VmStatus::Running, "running")?;
     run.vm.shutdown();
     run.waker.notify_all();
     let deadline = axstd::time::now() + STOP_WAIT;
@@ -321,18 +329,7 @@ pub fn start(which: &VmRef) -> Result<String, ControlError> {
             false => Err(ControlError::NotStarted(name)),
         };
     }
-    let (run, source) = find(which)?;
-    let name = String::from(run.vm.name());
-    match run.vm.status() {
-        VmStatus::Stopped => {}
-        other => {
-            return Err(ControlError::State {
-                name,
-                needs: "stopped",
-                is: state_word(other),
-            })
-        }
-    }
+    let (run, source, name) = find_in(which, VmStatus::Stopped, "stopped")?;
     let config = run.vm.config().clone();
     // The old VM goes first, so its memory is free for the new one.
     let place = {
@@ -380,18 +377,7 @@ pub fn delete(which: &VmRef) -> Result<String, ControlError> {
     if let Some((_, config)) = take_created(which) {
         return Ok(config.name);
     }
-    let (run, _) = find(which)?;
-    let name = String::from(run.vm.name());
-    match run.vm.status() {
-        VmStatus::Stopped => {}
-        other => {
-            return Err(ControlError::State {
-                name,
-                needs: "stopped",
-                is: state_word(other),
-            })
-        }
-    }
+    let (run, _, name) = find_in(which, VmStatus::Stopped, "stopped")?;
     VMS.lock().retain(|e| !Arc::ptr_eq(&e.run, &run));
     Ok(name)
 }
@@ -431,18 +417,7 @@ pub fn attach(which: &VmRef) -> Result<Attached, ControlError> {
     if let Some(e) = created_state(which, "running") {
         return Err(e);
     }
-    let (run, _) = find(which)?;
-    let name = String::from(run.vm.name());
-    match run.vm.status() {
-        VmStatus::Running => {}
-        other => {
-            return Err(ControlError::State {
-                name,
-                needs: "running",
-                is: state_word(other),
-            })
-        }
-    }
+    let (run, _, name) = find_in(which, VmStatus::Running, "running")?;
     if run.vm.feed_console(&[]).is_none() {
         return Err(ControlError::NoUart(name));
     }
