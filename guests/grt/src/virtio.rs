@@ -13,6 +13,8 @@ pub const DRIVER: u32 = 2;
 pub const DRIVER_OK: u32 = 4;
 /// `Status`: feature negotiation finished.
 pub const FEATURES_OK: u32 = 8;
+/// `Status`: the device met an error and needs a reset.
+pub const NEEDS_RESET: u32 = 64;
 
 /// Descriptor flag: the chain goes on at `next`.
 pub const F_NEXT: u16 = 1;
@@ -37,6 +39,8 @@ pub mod regs {
     pub const DRIVER_FEATURES_SEL: usize = 0x24;
     /// `QueueSel`.
     pub const QUEUE_SEL: usize = 0x30;
+    /// `QueueNumMax`.
+    pub const QUEUE_NUM_MAX: usize = 0x34;
     /// `QueueNum`.
     pub const QUEUE_NUM: usize = 0x38;
     /// `QueueReady`.
@@ -81,6 +85,12 @@ impl Device {
     /// and makes `queues` ready (queue `i` is `queues[i]`); whether both `FEATURES_OK` and
     /// `DRIVER_OK` stuck.
     pub fn bring_up(&self, features: u32, queues: &[&Queue]) -> bool {
+        self.negotiate(features, queues) && self.driver_ok()
+    }
+
+    /// [`Device::bring_up`] up to the queues being ready, without `DRIVER_OK`: whether
+    /// `FEATURES_OK` stuck.
+    pub fn negotiate(&self, features: u32, queues: &[&Queue]) -> bool {
         self.set(regs::STATUS, 0);
         self.set(regs::STATUS, ACK | DRIVER);
         self.set(regs::DRIVER_FEATURES_SEL, 0);
@@ -102,6 +112,11 @@ impl Device {
             q.clear();
             self.set(regs::QUEUE_READY, 1);
         }
+        true
+    }
+
+    /// Sets `DRIVER_OK` after [`Device::negotiate`]; whether it stuck.
+    pub fn driver_ok(&self) -> bool {
         self.set(regs::STATUS, ACK | DRIVER | FEATURES_OK | DRIVER_OK);
         self.reg(regs::STATUS) & DRIVER_OK != 0
     }
