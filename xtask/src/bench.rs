@@ -88,7 +88,7 @@ impl std::fmt::Display for Part {
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Only this architecture (default: all three; x86_64 has no timer part yet).
+    /// Only this architecture (default: all three).
     #[arg(long, value_enum)]
     arch: Option<Arch>,
     /// How many times to boot each guest; medians over the runs are reported.
@@ -389,11 +389,6 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         for &part in &parts {
             println!("\n==> bench {arch}: {}", part.title());
             let result = match part {
-                Part::Timer if arch == Arch::X86_64 => Ok(PartResult::NotAvailable(
-                    "the timer latency on x86_64 is pending (its bare baseline needs the \
-                     latency guest booted without the hypervisor)"
-                        .to_owned(),
-                )),
                 Part::Exits => exits::measure(arch, args.runs),
                 Part::Timer => latency::measure(arch, args.runs),
                 Part::Linux => linux::measure(arch, args.runs),

@@ -218,22 +218,44 @@ pub fn render_table(rows: &[Row]) -> String {
     t
 }
 
-/// The command that boots the latency guest's ELF without the hypervisor: the machine of
-/// the runs under it (1 CPU, `gic`), with [`ICOUNT_ARGS`], on aarch64 without EL2 (the
-/// guest starts at EL1), on riscv64 as it is (OpenSBI starts the guest in S mode at its
-/// ELF entry, 2 MiB above the RAM base, where `guests/benchirq/build.rs` links it).
-pub fn bare_command(arch: Arch, gic: Option<Gic>, elf: &Path) -> Result<EmulatorCommand> {
+/// The command that boots the latency guest without the hypervisor: the machine of the
+/// runs under it (1 CPU, `gic`, the `platform`'s CPU), with [`ICOUNT_ARGS`], on aarch64
+/// without EL2 (the guest starts at EL1), on riscv64 as it is (OpenSBI starts the guest in
+/// S mode at its ELF entry, 2 MiB above the RAM base, where `guests/benchirq/build.rs`
+/// links it), on x86_64 through grt's multiboot boot shim.
+pub fn bare_command(
+    arch: Arch,
+    gic: Option<Gic>,
+    platform: Platform,
+    image: &Path,
+) -> Result<EmulatorCommand> {
     let machine = Machine::new(arch, 1, gic, MemSize::default())?;
-    let icount: Vec<String> = ICOUNT_ARGS.iter().map(|s| (*s).to_owned()).collect();
-    without_el2(emulator_command(&machine, elf, Console::Captured, &icount))
+    let mut extra: Vec<String> = ICOUNT_ARGS.iter().map(|s| (*s).to_owned()).collect();
+    if let Some(cpu) = platform.cpu {
+        extra.extend(["-cpu".to_owned(), cpu.to_owned()]);
+    }
+    without_el2(emulator_command(&machine, image, Console::Captured, &extra))
 }
 
-/// The guest's ELF, as the guests build leaves it.
-fn guest_elf(arch: Arch) -> PathBuf {
-    guests::target_dir()
-        .join(arch.triple())
-        .join("release")
-        .join(VM_NAME)
+/// Where the runs under the hypervisor go: on x86_64 SVM (QEMU TCG, `-cpu EPYC`), the
+/// backend whose emulator also boots the guest bare; elsewhere the usual emulator.
+pub fn platform(arch: Arch) -> Platform {
+    match arch {
+        Arch::X86_64 => Platform::X86_SVM,
+        Arch::Aarch64 | Arch::Riscv64 => Platform::usual(arch),
+    }
+}
+
+/// The image the emulator boots bare, as the guests build leaves it: the ELF, or on x86_64
+/// the flat image (QEMU loads no 64-bit ELF; grt's multiboot header says where it goes).
+fn bare_image(arch: Arch) -> PathBuf {
+    match arch {
+        Arch::X86_64 => guests::image_dir(arch).join(format!("{VM_NAME}.bin")),
+        Arch::Aarch64 | Arch::Riscv64 => guests::target_dir()
+            .join(arch.triple())
+            .join("release")
+            .join(VM_NAME),
+    }
 }
 
 /// Reads every run's lines from its log (file, console).
@@ -277,7 +299,7 @@ pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
         config: config.clone(),
         vm: VM_NAME,
         icount: &ICOUNT_ARGS,
-        platform: Platform::usual(arch),
+        platform: platform(arch),
     };
     let image = bench.build()?;
     let gics: Vec<Option<Gic>> = match arch {
@@ -293,7 +315,7 @@ pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
             None => arch.to_string(),
         };
         let hyp_machine = Machine::new(arch, 1, gic, MemSize::default())?;
-        let bare_cmd = bare_command(arch, gic, &guest_elf(arch))?;
+        let bare_cmd = bare_command(arch, gic, bench.platform, &bare_image(arch))?;
         machines.push(format!(
             "`{}` under axvisor, `{}` bare",
             machine_summary(&emulator_command(
@@ -496,22 +518,36 @@ vm benchirq: created (id 1, 1 vcpu(s), 16384 KiB, vcpu 0 on cpu 0)
     #[test]
     fn bare_commands() {
         let elf = Path::new("benchirq");
-        let cmd = bare_command(Arch::Aarch64, Some(Gic::V3), elf).unwrap();
+        let cmd = bare_command(Arch::Aarch64, Some(Gic::V3), platform(Arch::Aarch64), elf).unwrap();
         assert_eq!(
             cmd.to_string(),
             "qemu-system-aarch64 -M virt,gic-version=3 -cpu cortex-a72 -smp 1 -m 1G -nographic \
              -monitor none -serial stdio -kernel benchirq -icount shift=0,sleep=off"
         );
-        let cmd = bare_command(Arch::Riscv64, None, elf).unwrap();
+        let cmd = bare_command(Arch::Riscv64, None, platform(Arch::Riscv64), elf).unwrap();
         assert_eq!(
             cmd.to_string(),
             "qemu-system-riscv64 -M virt -cpu rv64 -smp 1 -m 1G -nographic -monitor none \
              -serial stdio -bios default -kernel benchirq -icount shift=0,sleep=off"
         );
+        let cmd = bare_command(
+            Arch::X86_64,
+            None,
+            platform(Arch::X86_64),
+            Path::new("benchirq.bin"),
+        )
+        .unwrap();
+        assert_eq!(
+            cmd.to_string(),
+            "qemu-system-x86_64 -M q35 -cpu max -smp 1 -m 1G -nographic -no-reboot -monitor none \
+             -serial stdio -kernel benchirq.bin -icount shift=0,sleep=off -cpu EPYC"
+        );
     }
 
     #[test]
-    fn the_aarch64_config_exists() {
-        assert!(util::repo_root().join(vm_config(Arch::Aarch64)).is_file());
+    fn the_configs_exist() {
+        for arch in [Arch::Aarch64, Arch::Riscv64, Arch::X86_64] {
+            assert!(util::repo_root().join(vm_config(arch)).is_file(), "{arch}");
+        }
     }
 }

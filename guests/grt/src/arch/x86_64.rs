@@ -544,10 +544,35 @@ pub fn hypercall(nr: u64, args: [u64; 6]) -> u64 {
     ret
 }
 
-/// Asks the hypervisor to power the VM off; if that returns, halts forever.
+/// Asks the hypervisor to power the VM off; when axvisor is not there (booted bare on QEMU
+/// q35 through the boot shim, where `vmcall` would be #UD), enters ACPI S5 through the PM1a
+/// control register where QEMU's firmware puts it ([`BARE_PM1A_CNT`]). If that returns,
+/// halts forever.
 pub fn power_off() -> ! {
-    hypercall(power_hc::SYSTEM_OFF, [0; 6]);
+    if under_axvisor() {
+        hypercall(power_hc::SYSTEM_OFF, [0; 6]);
+    } else {
+        // SAFETY: without axvisor the guest runs on QEMU q35, whose PM1a control register
+        // is at this port; the write powers the machine off.
+        unsafe { crate::pio::outw(BARE_PM1A_CNT, PM1_SLP_EN) };
+    }
     halt()
+}
+
+/// The ACPI PM1a control port of QEMU q35 (the firmware's PM base 0x600 + 4), and its
+/// SLP_EN bit with SLP_TYP 0 (S5 on QEMU).
+const BARE_PM1A_CNT: u16 = 0x604;
+const PM1_SLP_EN: u16 = 1 << 13;
+
+/// Whether axvisor runs this guest: its signature in CPUID leaf 0x4000_0000 (EBX, ECX, EDX;
+/// docs/x86.md).
+fn under_axvisor() -> bool {
+    let [_, b, c, d] = cpuid(0x4000_0000, 0);
+    let mut signature = [0u8; 12];
+    for (chunk, reg) in signature.chunks_exact_mut(4).zip([b, c, d]) {
+        chunk.copy_from_slice(&reg.to_le_bytes());
+    }
+    signature == *b"axvisor\0\0\0\0\0"
 }
 
 /// Asks the hypervisor to reset the VM; if that returns, halts forever.
