@@ -38,7 +38,9 @@ fn config(ram: &[(u64, u64)], initrd: Option<u64>) -> VmConfig {
          load_addr = 0x1000000\nentry = 0x1000200\n",
     );
     if let Some(at) = initrd {
-        text.push_str(&format!("initrd = {{ image = \"initrd\", load_addr = {at:#x} }}\n"));
+        text.push_str(&format!(
+            "initrd = {{ image = \"initrd\", load_addr = {at:#x} }}\n"
+        ));
     }
     for (gpa, size) in ram {
         text.push_str(&format!(

@@ -109,7 +109,10 @@ fuzz_target!(|data: &[u8]| {
     }
     // Passthrough ports given to a VM lie in the 16-bit port space, whatever else is wrong.
     for (_, start, end) in config.host_ports() {
-        assert!(start <= end && end <= PORT_SPACE_END, "ports [{start:#x}, {end:#x})");
+        assert!(
+            start <= end && end <= PORT_SPACE_END,
+            "ports [{start:#x}, {end:#x})"
+        );
     }
     let hosts = [
         qemu_virt(HostArch::Aarch64),
