@@ -31,7 +31,11 @@ struct Line(AtomicBool);
 impl IrqLine for Line {
     /// Fails the test when the level does not change (a device sets it only on a change).
     fn set_level(&self, high: bool) {
-        assert_ne!(self.0.swap(high, Ordering::SeqCst), high, "set_level without a change");
+        assert_ne!(
+            self.0.swap(high, Ordering::SeqCst),
+            high,
+            "set_level without a change"
+        );
     }
 }
 
