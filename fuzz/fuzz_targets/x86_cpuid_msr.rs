@@ -27,7 +27,7 @@ use x86_vcpu::msr::{
 fn filtered(leaf: u32) -> bool {
     matches!(
         leaf,
-        1 | 6 | 7 | 0xa | 0xd | 0x8000_0001 | 0x4000_0000..=0x4000_00ff
+        1 | 6 | 7 | 0xa | 0xd | 0x15 | 0x16 | 0x8000_0001 | 0x4000_0000..=0x4000_00ff
     )
 }
 
@@ -106,6 +106,11 @@ fn cpuid_query(input: &mut Input<'_>) {
             assert!(sig.starts_with(b"axvisor"));
         }
         TIMING_LEAF => assert_eq!(out, [ctx.tsc_khz, 0, 0, 0]),
+        // The TSC's real rate where the host has the leaves, else the host's.
+        0x15 | 0x16 if ctx.tsc_khz != 0 && host != [0; 4] => {
+            assert_eq!(out, cpuid::tsc_leaves(leaf, ctx.tsc_khz), "leaf {leaf:#x}")
+        }
+        0x15 | 0x16 => assert_eq!(out, host, "leaf {leaf:#x} changed"),
         0x4000_0001..=0x4000_00ff => assert_eq!(out, [0; 4], "leaf {leaf:#x}"),
         _ => {}
     }
@@ -113,8 +118,9 @@ fn cpuid_query(input: &mut Input<'_>) {
         assert_eq!(out, host, "leaf {leaf:#x} changed");
     }
     // Clearing only: the filter never sets a feature bit the host lacks, but for the
-    // hypervisor bit and OSXSAVE of leaf 1 (and the APIC id).
-    if leaf != 1 && !(HYPERVISOR_LEAF..=0x4000_00ff).contains(&leaf) {
+    // hypervisor bit and OSXSAVE of leaf 1 (and the APIC id) and the TSC leaves 0x15/0x16
+    // (values, not feature bits).
+    if !matches!(leaf, 1 | 0x15 | 0x16) && !(HYPERVISOR_LEAF..=0x4000_00ff).contains(&leaf) {
         for (o, h) in out.iter().zip(host) {
             assert_eq!(o & !h, 0, "leaf {leaf:#x} set bits");
         }
