@@ -103,7 +103,7 @@ pub fn filter(leaf: u32, subleaf: u32, host: [u32; 4], ctx: &CpuidContext) -> [u
 /// frequency = the TSC's in MHz, bus = the crystal in MHz.
 pub fn tsc_leaves(leaf: u32, tsc_khz: u32) -> [u32; 4] {
     let tsc_hz = u64::from(tsc_khz) * 1000;
-    let k = (tsc_hz / crate::pc::APIC_BUS_HZ).max(1);
+    let k = crate::pc::tsc_per_bus_tick(tsc_hz);
     let crystal_hz = u32::try_from(tsc_hz / k).unwrap_or(u32::MAX);
     if leaf == 0x15 {
         [1, k as u32, crystal_hz, 0]
@@ -132,12 +132,19 @@ pub fn xcr0_valid(index: u32, value: u64, supported: u64) -> bool {
 
 /// What a VM with a virtual PC adds to [`filter`]'s answer `out` for `leaf`: the local
 /// APIC it emulates has x2APIC mode and the TSC-deadline timer (leaf 1 ECX bits 21, 24), and
-/// its timer's input clock is [`crate::pc::APIC_BUS_HZ`] (the timing leaf's EBX, in kHz).
+/// its timer's input clock, the TSC (the timing leaf's EAX, kHz) over a whole number of
+/// ticks ([`crate::pc::tsc_per_bus_tick`]), is the timing leaf's EBX, in kHz. Advertising
+/// the nominal [`crate::pc::APIC_BUS_HZ`] instead told a guest a clock up to 1/k slower than
+/// the one its timer counts (2% at a 2.65 GHz TSC): its timers fired early.
 pub fn virtual_apic(leaf: u32, out: [u32; 4]) -> [u32; 4] {
     let [a, b, c, d] = out;
     match leaf {
         1 => [a, b, c | bit(21) | bit(24), d],
-        TIMING_LEAF => [a, (crate::pc::APIC_BUS_HZ / 1000) as u32, c, d],
+        TIMING_LEAF => {
+            let tsc_hz = u64::from(a) * 1000;
+            let bus_khz = tsc_hz / crate::pc::tsc_per_bus_tick(tsc_hz) / 1000;
+            [a, u32::try_from(bus_khz).unwrap_or(u32::MAX), c, d]
+        }
         _ => out,
     }
 }
@@ -197,7 +204,17 @@ mod tests {
     fn virtual_apic_bits() {
         let leaf1 = virtual_apic(1, [1, 2, 0, 4]);
         assert_eq!(leaf1, [1, 2, (1 << 21) | (1 << 24), 4]);
-        assert_eq!(virtual_apic(TIMING_LEAF, [7, 0, 0, 0]), [7, 100_000, 0, 0]);
+        // The bus clock is the TSC over a whole number of ticks: 2.65 GHz / 26, not 100 MHz.
+        assert_eq!(
+            virtual_apic(TIMING_LEAF, [2_650_000, 0, 0, 0]),
+            [2_650_000, 101_923, 0, 0]
+        );
+        assert_eq!(
+            virtual_apic(TIMING_LEAF, [100_000, 0, 0, 0]),
+            [100_000, 100_000, 0, 0]
+        );
+        // A TSC slower than the nominal bus clock: one TSC tick per bus tick.
+        assert_eq!(virtual_apic(TIMING_LEAF, [7, 0, 0, 0]), [7, 7, 0, 0]);
         assert_eq!(virtual_apic(7, [1, 2, 3, 4]), [1, 2, 3, 4]);
     }
 

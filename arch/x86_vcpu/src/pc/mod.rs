@@ -50,9 +50,22 @@ pub const XAPIC_PAGE: u64 = 0xFEE0_0000;
 /// MADT).
 pub const PIT_GSI: u32 = 2;
 
-/// The local APIC timer's input clock ("bus clock") the guest sees, in Hz (rounded to a
-/// whole number of TSC ticks per bus tick).
+/// The local APIC timer's nominal input clock ("bus clock"), in Hz. The clock the guest
+/// gets is the TSC divided by a whole number of ticks ([`tsc_per_bus_tick`]): at most this,
+/// and exactly this when the TSC runs at a multiple of it.
 pub const APIC_BUS_HZ: u64 = 100_000_000;
+
+/// How many TSC ticks (at `tsc_hz`) one tick of the local APIC timer's input clock lasts:
+/// the TSC rate over [`APIC_BUS_HZ`], rounded down, at least 1. The bus clock the guest is
+/// told about (CPUID 0x15, the timing leaf) is `tsc_hz` divided by this.
+pub const fn tsc_per_bus_tick(tsc_hz: u64) -> u64 {
+    let k = tsc_hz / APIC_BUS_HZ;
+    if k == 0 {
+        1
+    } else {
+        k
+    }
+}
 
 /// What a virtual PC is built from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,7 +190,7 @@ impl VirtualPc {
         if config.vcpus == 0 || config.vcpus > MAX_VCPUS {
             return Err(PcError::VcpuCount(config.vcpus));
         }
-        let tsc_per_bus_tick = (config.tsc_hz / APIC_BUS_HZ).max(1);
+        let tsc_per_bus_tick = tsc_per_bus_tick(config.tsc_hz);
         let pc = Self {
             config,
             lapics: (0..config.vcpus)
@@ -208,7 +221,7 @@ impl VirtualPc {
     /// Back to power-on (a VM reset): every model reset, vCPU 0 running, the others
     /// waiting for a SIPI. Call with no vCPU running.
     pub fn reset(&self) {
-        let tsc_per_bus_tick = (self.config.tsc_hz / APIC_BUS_HZ).max(1);
+        let tsc_per_bus_tick = tsc_per_bus_tick(self.config.tsc_hz);
         for (vcpu, l) in self.lapics.iter().enumerate() {
             *l.lock() = Lapic::new(LapicConfig {
                 vcpu,
