@@ -14,6 +14,8 @@
 
 mod arch;
 mod boot;
+#[cfg(any(target_arch = "riscv64", target_arch = "x86_64"))]
+mod deadlines;
 mod mmio;
 
 pub mod console;

@@ -1,10 +1,9 @@
 //! Calls into OpenSBI.
 
 use crate::cpu::StartError;
-use crate::percpu::PerCpu;
+use crate::deadlines::Deadlines;
 use crate::platform;
-use axconfig::MAX_CPUS;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use sbi_rt::HartMask;
 
 /// Whether the CPU has Sstc (`stimecmp`), from the boot hart's `riscv,isa`.
@@ -58,23 +57,9 @@ pub fn getchar() -> Option<u8> {
     }
 }
 
-/// This CPU's timer deadlines (ticks; `u64::MAX`: none): the hypervisor's own
-/// ([`set_timer_deadline`]) and the one a running guest's emulated timer needs
-/// ([`set_guest_deadline`], CPUs without Sstc). The hardware is armed for the earlier.
-/// Only their own CPU touches them, with interrupts masked or from its timer interrupt.
-struct Deadlines {
-    host: AtomicU64,
-    guest: AtomicU64,
-}
-
-static DEADLINES: PerCpu<Deadlines> = PerCpu::new(
-    [const {
-        Deadlines {
-            host: AtomicU64::new(u64::MAX),
-            guest: AtomicU64::new(u64::MAX),
-        }
-    }; MAX_CPUS],
-);
+/// This CPU's timer deadlines: the hypervisor's own ([`set_timer_deadline`]) and the one a
+/// running guest's emulated timer needs ([`set_guest_deadline`], CPUs without Sstc).
+static DEADLINES: Deadlines = Deadlines::new();
 
 /// Arms the S-mode timer for `ticks` (`u64::MAX`: never). With Sstc this writes `stimecmp`
 /// directly; otherwise it asks the firmware. Either way a pending timer interrupt clears.
@@ -90,30 +75,18 @@ fn arm(ticks: u64) {
 /// Sets the hypervisor's own timer deadline on this CPU to `ticks` (`u64::MAX`: none); the
 /// timer interrupts at it, or earlier for a guest deadline.
 pub fn set_timer_deadline(ticks: u64) {
-    let d = DEADLINES.this();
-    d.host.store(ticks, Ordering::Relaxed);
-    arm(ticks.min(d.guest.load(Ordering::Relaxed)));
+    DEADLINES.set_host(ticks, arm);
 }
 
 /// Sets the deadline of the guest running on this CPU (`u64::MAX`: none). The hardware is
 /// re-armed only when it changes: without Sstc that is a call into the firmware.
 pub(super) fn set_guest_deadline(ticks: u64) {
-    let d = DEADLINES.this();
-    if d.guest.swap(ticks, Ordering::Relaxed) != ticks {
-        arm(d.host.load(Ordering::Relaxed).min(ticks));
-    }
+    DEADLINES.set_guest(ticks, arm);
 }
 
-/// On a timer interrupt, before its handler runs: a guest deadline that passed is done with
-/// (its vCPU sees the expiry when it next enters the guest), and the timer is re-armed for
-/// the hypervisor's own deadline so that the interrupt does not repeat.
+/// On a timer interrupt, before its handler runs (`crate::deadlines`).
 pub(super) fn on_timer_interrupt() {
-    let d = DEADLINES.this();
-    let guest = d.guest.load(Ordering::Relaxed);
-    if guest != u64::MAX && guest <= super::now_ticks() {
-        d.guest.store(u64::MAX, Ordering::Relaxed);
-        arm(d.host.load(Ordering::Relaxed));
-    }
+    DEADLINES.on_timer_interrupt(super::now_ticks(), arm);
 }
 
 /// Sends a supervisor software interrupt to logical CPU `cpu`.

@@ -32,9 +32,7 @@ pub use gdt::cpu_id;
 pub use uart::{getchar, putchar};
 
 use crate::cpu::StartError;
-use crate::percpu::PerCpu;
-use axconfig::MAX_CPUS;
-use core::sync::atomic::{AtomicU64, Ordering};
+use crate::deadlines::Deadlines;
 
 /// RFLAGS.IF.
 const RFLAGS_IF: usize = 1 << 9;
@@ -100,42 +98,20 @@ pub fn ticks_per_sec() -> u64 {
     apic::tsc_hz()
 }
 
-/// This CPU's timer deadlines (TSC; `u64::MAX`: none): the hypervisor's own
-/// ([`set_timer_deadline`]) and the one the emulated local APIC timer of the guest running
-/// here needs ([`x86::set_guest_deadline`]). The APIC timer is armed for the earlier. Only
-/// their own CPU touches them, with interrupts masked or from its timer interrupt.
-struct Deadlines {
-    host: AtomicU64,
-    guest: AtomicU64,
-}
-
-static DEADLINES: PerCpu<Deadlines> = PerCpu::new(
-    [const {
-        Deadlines {
-            host: AtomicU64::new(u64::MAX),
-            guest: AtomicU64::new(u64::MAX),
-        }
-    }; MAX_CPUS],
-);
+/// This CPU's timer deadlines (TSC): the hypervisor's own ([`set_timer_deadline`]) and the
+/// one the emulated local APIC timer of the guest running here needs
+/// ([`x86::set_guest_deadline`]). The APIC timer is armed for the earlier.
+static DEADLINES: Deadlines = Deadlines::new();
 
 /// Arms this CPU's APIC timer for TSC value `ticks` (or earlier, for a guest deadline);
 /// `u64::MAX` disarms it.
 pub fn set_timer_deadline(ticks: u64) {
-    let d = DEADLINES.this();
-    d.host.store(ticks, Ordering::Relaxed);
-    apic::set_deadline(ticks.min(d.guest.load(Ordering::Relaxed)))
+    DEADLINES.set_host(ticks, apic::set_deadline);
 }
 
-/// On a timer interrupt, before its handler runs: a guest deadline that passed is done with
-/// (its vCPU sees the expiry when it next enters the guest), and the timer is re-armed for
-/// the hypervisor's own deadline so that the interrupt does not repeat.
+/// On a timer interrupt, before its handler runs (`crate::deadlines`).
 fn on_timer_interrupt() {
-    let d = DEADLINES.this();
-    let guest = d.guest.load(Ordering::Relaxed);
-    if guest != u64::MAX && guest <= now_ticks() {
-        d.guest.store(u64::MAX, Ordering::Relaxed);
-        apic::set_deadline(d.host.load(Ordering::Relaxed));
-    }
+    DEADLINES.on_timer_interrupt(now_ticks(), apic::set_deadline);
 }
 
 /// The local APIC id of logical CPU `cpu`.
@@ -191,8 +167,6 @@ pub fn system_off() -> ! {
 /// (`sgdt`/`sidt`) and IA32_GS_BASE, which holds this CPU's per-CPU area and must be the
 /// host GS base on every VM exit. FS base is 0.
 pub mod x86 {
-    use core::sync::atomic::Ordering;
-
     pub use super::regs::Features;
     pub use super::trap::{
         dispatch_vector, DEVICE_VECTOR_BASE, IPI_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR,
@@ -209,9 +183,6 @@ pub mod x86 {
     /// per CPU (the running guest's); the hypervisor's own timer events are kept. The timer
     /// is re-armed only when the deadline changes. Call with interrupts masked.
     pub fn set_guest_deadline(ticks: u64) {
-        let d = super::DEADLINES.this();
-        if d.guest.swap(ticks, Ordering::Relaxed) != ticks {
-            super::apic::set_deadline(d.host.load(Ordering::Relaxed).min(ticks));
-        }
+        super::DEADLINES.set_guest(ticks, super::apic::set_deadline);
     }
 }
