@@ -32,6 +32,9 @@ pub struct VmConfig {
     /// (`[unclaimed] policy = ...`); [`UnclaimedPolicy::Fault`] by default.
     #[serde(default, deserialize_with = "deserialize_unclaimed")]
     pub unclaimed: UnclaimedPolicy,
+    /// Links to other VMs: shared memory and a doorbell (`[[links]]`); none by default.
+    #[serde(default)]
+    pub links: Vec<LinkConfig>,
 }
 
 impl VmConfig {
@@ -809,6 +812,47 @@ impl TryFrom<RawPassthroughConfig> for PassthroughConfig {
             irqs: raw.irqs,
         })
     }
+}
+
+/// Size of a link's doorbell window (`links[i].doorbell`): one page of registers.
+pub const LINK_DOORBELL_SIZE: u64 = 0x1000;
+
+/// One `[[links]]` entry: memory shared with the VM named `peer` and a doorbell to ring it
+/// (docs/doorbell.md). Both VMs declare the link under the same `name`, each naming the
+/// other, with the same `shmem.size`; the hypervisor allocates the shared frames once and
+/// maps them into both.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    /// The link's name, the same in both VMs' configs (letters, digits, `_`, `-`).
+    pub name: String,
+    /// The name of the other VM (it need not exist: a missing peer is not an error).
+    pub peer: String,
+    /// Where the shared memory appears in this VM.
+    pub shmem: LinkShmem,
+    /// Where this VM's doorbell window is and the interrupt the peer's rings raise.
+    pub doorbell: LinkDoorbell,
+}
+
+/// A link's shared memory in one VM (`shmem = { gpa, size }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkShmem {
+    /// First guest-physical address (multiple of 4 KiB).
+    pub gpa: u64,
+    /// Size in bytes (multiple of 4 KiB, not 0); the same in both VMs.
+    pub size: u64,
+}
+
+/// A link's doorbell in one VM (`doorbell = { base, irq }`): a [`LINK_DOORBELL_SIZE`]
+/// register window and the line of the VM's interrupt controller it raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkDoorbell {
+    /// First guest-physical address of the window (multiple of 4 KiB).
+    pub base: u64,
+    /// Interrupt line raised while the peer's rings are pending.
+    pub irq: u32,
 }
 
 /// What an access to an unclaimed guest-physical address does (`[unclaimed] policy`).

@@ -52,9 +52,10 @@ mod tests;
 
 pub use config::{
     CpuConfig, DeviceConfig, DeviceFormError, DeviceKind, DeviceSpace, DiskBacking, DtbConfig,
-    ImageConfig, KernelConfig, KernelFormat, MapKind, MemFlags, MemKind, MemoryRegion, MmioRange,
-    PassthroughConfig, PassthroughFormError, PortRange, PortRangeFormError, UnclaimedPolicy,
-    VmConfig, DEVICE_KINDS, VIRTIO_MMIO_SIZE,
+    ImageConfig, KernelConfig, KernelFormat, LinkConfig, LinkDoorbell, LinkShmem, MapKind,
+    MemFlags, MemKind, MemoryRegion, MmioRange, PassthroughConfig, PassthroughFormError, PortRange,
+    PortRangeFormError, UnclaimedPolicy, VmConfig, DEVICE_KINDS, LINK_DOORBELL_SIZE,
+    VIRTIO_MMIO_SIZE,
 };
 pub use error::ParseError;
 pub use host::{

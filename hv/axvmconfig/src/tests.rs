@@ -2144,6 +2144,8 @@ fn virtio_blk_backing_fields() {
     for fields in ["file = \"/d.img\"", "read_only = false"] {
         let err =
             parse_err(&BASE.replace("kind = \"pl011\"", &format!("kind = \"pl011\"\n{fields}")));
+
+mod links;
         assert_eq!(
             err.message,
             "`file` and `read_only` are for `virtio-blk` devices, not `pl011`"

@@ -9,7 +9,7 @@ use core::ops::Range;
 
 use crate::config::{
     DeviceKind, DeviceSpace, ImageConfig, KernelFormat, MapKind, MemKind, MemoryRegion, VmConfig,
-    VIRTIO_MMIO_SIZE,
+    LINK_DOORBELL_SIZE, VIRTIO_MMIO_SIZE,
 };
 use crate::host::{
     HostArch, HostFacts, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE,
@@ -60,7 +60,9 @@ impl ConfigProblem {
             ProblemKind::DuplicateId { vm, .. }
             | ProblemKind::DuplicateName { vm, .. }
             | ProblemKind::OtherVmOverlap { vm, .. }
-            | ProblemKind::NoVmid { vm, .. } => Some(vm),
+            | ProblemKind::NoVmid { vm, .. }
+            | ProblemKind::LinkNotDeclared { vm, .. }
+            | ProblemKind::LinkSizeMismatch { vm, .. } => Some(vm),
             _ => None,
         }
     }
@@ -325,6 +327,39 @@ pub enum ProblemKind {
         /// How many VMIDs there are.
         vmids: usize,
     },
+    /// A link whose `peer` is the VM itself.
+    LinkToSelf,
+    /// A second link with the same name in one VM.
+    DuplicateLink {
+        /// Path of the first one, e.g. `links[0]`.
+        first: String,
+    },
+    /// Links on an architecture whose VMs do not have them yet (x86_64).
+    LinkNotOnArch {
+        /// The host's architecture.
+        arch: HostArch,
+    },
+    /// A link whose peer (given to [`validate_many`]) does not declare it back: no link of
+    /// that name, or one naming another VM.
+    LinkNotDeclared {
+        /// Index of the VM the problem is reported for.
+        vm: usize,
+        /// The link's name.
+        link: String,
+        /// The peer's name.
+        peer: String,
+    },
+    /// The two ends of a link (VMs given to [`validate_many`]) declare different sizes.
+    LinkSizeMismatch {
+        /// Index of the VM the problem is reported for (the later one).
+        vm: usize,
+        /// This VM's `shmem.size`.
+        size: u64,
+        /// The peer's name.
+        peer: String,
+        /// The peer's `shmem.size`.
+        peer_size: u64,
+    },
     /// Two VMs given to [`validate_many`] have the same id.
     DuplicateId {
         /// The id.
@@ -511,6 +546,28 @@ impl fmt::Display for ProblemKind {
                 other_vm,
                 other,
                 start,
+            Self::LinkToSelf => f.write_str("a link's peer is another VM, not this one"),
+            Self::DuplicateLink { first } => {
+                write!(f, "a VM has one link of each name; {first} has this name already")
+            }
+            Self::LinkNotOnArch { arch } => write!(
+                f,
+                "links between VMs are not on {} VMs yet (aarch64 and riscv64 only)",
+                arch.name()
+            ),
+            Self::LinkNotDeclared { vm, link, peer } => write!(
+                f,
+                "VM #{vm}'s link `{link}`: VM `{peer}` declares no link `{link}` with this VM as its peer"
+            ),
+            Self::LinkSizeMismatch {
+                vm,
+                size,
+                peer,
+                peer_size,
+            } => write!(
+                f,
+                "VM #{vm} shares {size:#x} bytes, but VM `{peer}` declares {peer_size:#x}; both ends of a link have the same size"
+            ),
                 end,
             } => write!(
                 f,
@@ -715,11 +772,52 @@ impl VmConfig {
                         field,
                         start: r.port,
                         end: r.end(),
+        let links = self.check_links(&mut problems);
+        problems.overlaps_within(&links);
+        for others in [&ram, &devices, &passthrough] {
+            problems.overlaps_between(&links, others);
+        }
                     });
                 }
             }
         }
         problems.overlaps_within(&passthrough);
+    /// Checks each link's names and windows; returns the shared memory and doorbell ranges
+    /// usable for the overlap checks.
+    fn check_links(&self, problems: &mut Problems) -> Vec<Span> {
+        let mut spans = Vec::new();
+        for (i, link) in self.links.iter().enumerate() {
+            let field = format!("links[{i}]");
+            check_ident(problems, &format!("{field}.name"), &link.name);
+            check_ident(problems, &format!("{field}.peer"), &link.peer);
+            if link.peer == self.name {
+                problems.push(format!("{field}.peer"), ProblemKind::LinkToSelf);
+            }
+            if let Some(first) = self.links[..i].iter().position(|l| l.name == link.name) {
+                problems.push(
+                    format!("{field}.name"),
+                    ProblemKind::DuplicateLink {
+                        first: format!("links[{first}]"),
+                    },
+                );
+            }
+            let shmem = &link.shmem;
+            spans.extend(problems.range(
+                &format!("{field}.shmem"),
+                ("gpa", shmem.gpa),
+                shmem.size,
+                true,
+            ));
+            spans.extend(problems.range(
+                &format!("{field}.doorbell"),
+                ("base", link.doorbell.base),
+                LINK_DOORBELL_SIZE,
+                true,
+            ));
+        }
+        spans
+    }
+
         problems.overlaps_between(&passthrough, &devices);
         problems.overlaps_between(&passthrough, &ram);
         problems.overlaps_within(&passthrough_ports);
@@ -854,7 +952,7 @@ impl VmConfig {
     /// Checks every interrupt of the config: the `irq` of each device and the `irqs` of
     /// each passthrough range are lines of the VM's interrupt controller, and no interrupt
     /// is used twice (a device's line shared with another device is allowed; a forwarded
-    /// host interrupt is the VM's alone).
+    /// host interrupt and a link's doorbell line are their owner's alone).
     fn check_irqs(&self, problems: &mut Problems) {
         let lines = self.irq_lines();
         let check_line = |problems: &mut Problems, field: String, irq: u32| match &lines {
@@ -868,29 +966,38 @@ impl VmConfig {
                 },
             ),
             Some(_) => {}
+        // A forwarded host interrupt, and a doorbell's line, are their owner's alone (a
+        // level another source also drives would be lost).
+        let exclusive = |problems: &mut Problems, used: &mut Vec<(u32, String)>, field, irq| {
+            check_line(problems, String::clone(&field), irq);
+            if let Some((_, other)) = used.iter().find(|(n, _)| *n == irq) {
+                problems.push(
+                    String::clone(&field),
+                    ProblemKind::DuplicateIrq {
+                        irq,
+                        other: other.clone(),
+                    },
+                );
+            }
+            used.push((irq, field));
+        };
         };
         let mut used: Vec<(u32, String)> = Vec::new();
         for (i, dev) in self.devices.iter().enumerate() {
             if let Some(irq) = dev.irq {
                 let field = format!("devices[{i}].irq");
                 check_line(problems, field.clone(), irq);
+        for (i, link) in self.links.iter().enumerate() {
+            let field = format!("links[{i}].doorbell.irq");
+            exclusive(problems, &mut used, field, link.doorbell.irq);
+        }
                 used.push((irq, field));
             }
         }
         for (i, pt) in self.passthrough.iter().enumerate() {
             for (j, &irq) in pt.irqs.iter().enumerate() {
                 let field = format!("passthrough[{i}].irqs[{j}]");
-                check_line(problems, field.clone(), irq);
-                if let Some((_, other)) = used.iter().find(|(n, _)| *n == irq) {
-                    problems.push(
-                        field.clone(),
-                        ProblemKind::DuplicateIrq {
-                            irq,
-                            other: other.clone(),
-                        },
-                    );
-                }
-                used.push((irq, field));
+                exclusive(problems, &mut used, field, irq);
             }
         }
     }
@@ -928,6 +1035,11 @@ impl VmConfig {
                 if !arch.has_device(dev.kind) {
                     problems.push(
                         format!("devices[{i}].kind"),
+            if !arch.has_device_tree() {
+                for i in 0..self.links.len() {
+                    problems.push(format!("links[{i}]"), ProblemKind::LinkNotOnArch { arch });
+                }
+            }
                         ProblemKind::DeviceNotOnArch {
                             kind: dev.kind.name(),
                             arch,
@@ -1168,6 +1280,12 @@ impl VmConfig {
                 },
             );
         }
+    check_ident(problems, "name", name);
+}
+
+/// Checks a name (of a VM or a link) at `field`: 1 to [`MAX_NAME_LEN`] characters out of
+/// `[A-Za-z0-9_-]`.
+fn check_ident(problems: &mut Problems, field: &str, name: &str) {
         Some(Span {
             field: field.into(),
             start: image.load_addr,
@@ -1178,13 +1296,13 @@ impl VmConfig {
 
 fn check_name(problems: &mut Problems, name: &str) {
     if name.is_empty() {
-        problems.push("name", ProblemKind::Empty);
+        problems.push(field, ProblemKind::Empty);
         return;
     }
     let len = name.chars().count();
     if len > MAX_NAME_LEN {
         problems.push(
-            "name",
+            field,
             ProblemKind::NameTooLong {
                 len,
                 max: MAX_NAME_LEN,
@@ -1195,7 +1313,48 @@ fn check_name(problems: &mut Problems, name: &str) {
         .chars()
         .find(|&ch| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '-'))
     {
-        problems.push("name", ProblemKind::NameInvalidChar { ch });
+        problems.push(field, ProblemKind::NameInvalidChar { ch });
+    }
+}
+
+/// Checks each link against its peer when the peer is among `configs` (a peer that is not
+/// is no error: it may come later): the peer declares a link of the same name naming this
+/// VM back, and with the same size (reported once, for the later VM).
+fn check_links_between(problems: &mut Problems, configs: &[VmConfig]) {
+    for (vm, config) in configs.iter().enumerate() {
+        for (i, link) in config.links.iter().enumerate() {
+            let Some((peer_vm, peer)) = configs
+                .iter()
+                .enumerate()
+                .find(|(_, c)| c.name == link.peer)
+            else {
+                continue;
+            };
+            let back = peer
+                .links
+                .iter()
+                .find(|l| l.name == link.name && l.peer == config.name);
+            match back {
+                None => problems.push(
+                    format!("links[{i}].peer"),
+                    ProblemKind::LinkNotDeclared {
+                        vm,
+                        link: link.name.clone(),
+                        peer: peer.name.clone(),
+                    },
+                ),
+                Some(back) if back.shmem.size != link.shmem.size && peer_vm < vm => problems.push(
+                    format!("links[{i}].shmem.size"),
+                    ProblemKind::LinkSizeMismatch {
+                        vm,
+                        size: link.shmem.size,
+                        peer: peer.name.clone(),
+                        peer_size: back.shmem.size,
+                    },
+                ),
+                Some(_) => {}
+            }
+        }
     }
 }
 
@@ -1233,6 +1392,7 @@ pub fn validate_many_on(configs: &[VmConfig], host: &HostFacts) -> Result<(), Ve
                                 vm,
                                 other_vm,
                                 other: other.clone(),
+    check_links_between(&mut problems, configs);
                                 start: *s,
                                 end: *e,
                             },
