@@ -118,11 +118,13 @@ impl VmSet {
     /// `axvisor/build.rs` makes, made first for a clearer error).
     /// Makes the real guests these configs name available in `guest_dir`: an image named
     /// [`LINUX_KERNEL`] or [`LINUX_INITRAMFS`] is the Debian kernel / marker initramfs of
-    /// `arch` (`cargo xtask guests fetch`, done here when missing), linked into the guest
-    /// directory as `<name>.bin`.
+    /// `arch` (`cargo xtask guests fetch`, done here when missing), one named
+    /// [`realguest::uboot::IMAGE`] Debian's U-Boot (`guests fetch-uboot`, likewise), linked
+    /// into the guest directory as `<name>.bin`.
     pub fn provide_real_guests(&self, arch: Arch, guest_dir: &Path) -> Result<()> {
         let root = util::repo_root();
         let mut wanted = false;
+        let mut wanted_uboot = false;
         for file in &self.0 {
             let path = root.join(file);
             let text = std::fs::read_to_string(&path)
@@ -131,17 +133,23 @@ impl VmSet {
             wanted |= refs
                 .iter()
                 .any(|r| r.name == LINUX_KERNEL || r.name == LINUX_INITRAMFS);
+            wanted_uboot |= refs.iter().any(|r| r.name == realguest::uboot::IMAGE);
         }
-        if !wanted {
+        let mut links = Vec::new();
+        if wanted {
+            let guest = realguest::ensure(arch)?;
+            links.push((LINUX_KERNEL, guest.kernel));
+            links.push((LINUX_INITRAMFS, guest.initramfs));
+        }
+        if wanted_uboot {
+            links.push((realguest::uboot::IMAGE, realguest::uboot::ensure(arch)?));
+        }
+        if links.is_empty() {
             return Ok(());
         }
-        let guest = realguest::ensure(arch)?;
         std::fs::create_dir_all(guest_dir)
             .with_context(|| format!("creating {}", guest_dir.display()))?;
-        for (name, target) in [
-            (LINUX_KERNEL, &guest.kernel),
-            (LINUX_INITRAMFS, &guest.initramfs),
-        ] {
+        for (name, target) in &links {
             let link = vmembed::image_file(guest_dir, name);
             let _ = std::fs::remove_file(&link);
             std::os::unix::fs::symlink(target, &link)

@@ -12,6 +12,7 @@
 pub(crate) mod apt;
 mod boot;
 mod newc;
+pub mod uboot;
 
 use std::fs;
 use std::io::Write as _;
@@ -200,6 +201,10 @@ enum GuestsCommand {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Download Debian's U-Boot for QEMU (`u-boot-qemu`) into `.cache/guests/u-boot/`: the
+    /// aarch64 and riscv64 binaries VM configs name as the image `u-boot`; does nothing when
+    /// cached.
+    FetchUboot,
 }
 
 /// `--arch` of `guests fetch`: one architecture or all.
@@ -246,6 +251,7 @@ pub fn run(args: GuestsArgs) -> Result<ExitCode> {
             println!("{report}");
             Ok(ExitCode::SUCCESS)
         }
+        GuestsCommand::FetchUboot => uboot::fetch_verbose().map(|()| ExitCode::SUCCESS),
     }
 }
 
