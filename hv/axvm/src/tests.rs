@@ -1280,3 +1280,38 @@ fn virtio_blk_backing_from_the_platform() {
         "{msg}"
     );
 }
+
+/// Frames a platform shares between two VMs (a link's memory) are normal memory, read and
+/// write but not execute, at each VM's own address: what one guest writes the other reads.
+#[test]
+fn shared_memory_is_the_same_frames_in_both_vms() {
+    let frames = HostFrames.alloc_frames(2, 4096).unwrap();
+    let build = |at: u64| {
+        let platform = crate::VmPlatform {
+            shared_memory: std::vec![crate::DeviceMap {
+                what: "link shared memory",
+                gpa: at,
+                hpa: frames.as_usize() as u64,
+                size: 0x2000,
+            }],
+            ..crate::VmPlatform::none()
+        };
+        Vm::new(
+            axvmconfig::from_toml(CONFIG).unwrap(),
+            HostFrames,
+            &|name| (name == "k").then_some(&b"kern"[..]),
+            Arc::new(|_: &str| {}),
+            &|_| Arc::new(Script::default()),
+            platform,
+        )
+        .unwrap()
+    };
+    let (a, b) = (build(0x5000_0000), build(0x6000_0000));
+    a.aspace.lock().write(gpa(0x5000_1ffc), b"ping").unwrap();
+    let mut got = [0u8; 4];
+    b.aspace.lock().read(gpa(0x6000_1ffc), &mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    let (hpa, flags, _) = b.aspace.lock().translate(gpa(0x6000_1000)).unwrap();
+    assert_eq!(hpa.as_usize(), frames.as_usize() + 0x1000);
+    assert_eq!(flags, MappingFlags::READ | MappingFlags::WRITE);
+}

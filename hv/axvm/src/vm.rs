@@ -37,6 +37,10 @@ pub struct VmPlatform {
     /// Host device frames mapped into the guest besides the config's passthrough ranges
     /// (which the VM maps itself): the GICv2 virtual CPU interface.
     pub device_maps: Vec<DeviceMap>,
+    /// Host RAM frames shared with another VM (a link's memory, docs/doorbell.md), mapped
+    /// as normal memory the guest reads and writes (not executes). Whoever fills this keeps
+    /// the frames alive for as long as the VM may map them.
+    pub shared_memory: Vec<DeviceMap>,
     /// Interrupt line `n` of the VM's interrupt controller, for a device's `irq`.
     pub irq_line: alloc::boxed::Box<dyn Fn(u32) -> Option<Arc<dyn IrqLine>>>,
     /// The DTB to load when the config asks for a generated one.
@@ -104,6 +108,7 @@ impl VmPlatform {
         Self {
             devices: Vec::new(),
             device_maps: Vec::new(),
+            shared_memory: Vec::new(),
             irq_line: alloc::boxed::Box::new(|_| None),
             dtb: None,
             boot_data: Vec::new(),
@@ -322,7 +327,8 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 ))
             })?;
         }
-        // The passthrough ranges at their host addresses, then the platform's host frames.
+        // The passthrough ranges at their host addresses, then the platform's host frames
+        // (device memory), then the frames it shares with other VMs (normal memory).
         let passthrough = config
             .passthrough
             .iter()
@@ -333,13 +339,19 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 hpa: m.base,
                 size: m.size,
             });
-        for m in passthrough.chain(platform.device_maps.iter().cloned()) {
+        let device = MappingFlags::READ | MappingFlags::WRITE | MappingFlags::DEVICE;
+        let shared = MappingFlags::READ | MappingFlags::WRITE;
+        let maps = passthrough
+            .chain(platform.device_maps.iter().cloned())
+            .map(|m| (m, device))
+            .chain(platform.shared_memory.iter().cloned().map(|m| (m, shared)));
+        for (m, flags) in maps {
             aspace
                 .map_linear(
                     GuestPhysAddr::new(m.gpa as usize),
                     HostPhysAddr::new(m.hpa as usize),
                     m.size as usize,
-                    MappingFlags::READ | MappingFlags::WRITE | MappingFlags::DEVICE,
+                    flags,
                 )
                 .map_err(|e| VmError::Device(alloc::format!("{} at {:#x}: {e}", m.what, m.gpa)))?;
         }
