@@ -390,6 +390,7 @@ pub const DEVICE_KINDS: &[&str] = &[
     "ioapic",
     "virtio-console",
     "virtio-blk",
+    "virtio-net",
 ];
 
 /// One `[[devices]]` entry: a device model the hypervisor emulates for this VM, either at
@@ -410,6 +411,8 @@ pub struct DeviceConfig {
     pub irq: Option<u32>,
     /// What a `virtio-blk` stores its sectors in (`None` for every other kind).
     pub disk: Option<DiskBacking>,
+    /// The switch and address of a `virtio-net` (`None` for every other kind).
+    pub net: Option<NetConfig>,
 }
 
 /// The backing of a `virtio-blk` device: `file` and `read_only` in its entry.
@@ -420,6 +423,53 @@ pub struct DiskBacking {
     pub file: String,
     /// Whether the guest's writes are refused (`read_only = true`; default false).
     pub read_only: bool,
+}
+
+/// The network of a `virtio-net` device: `switch` and `mac` in its entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The virtual switch it is plugged into: VMs naming the same switch are on one
+    /// Ethernet (1 to [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) characters out of
+    /// `[A-Za-z0-9_-]`).
+    pub switch: String,
+    /// Its MAC address (`mac = "02:00:00:00:00:01"`, a unicast address); `None`: the
+    /// default, [`NetConfig::default_mac`].
+    pub mac: Option<[u8; 6]>,
+}
+
+impl NetConfig {
+    /// The address of a `virtio-net` without `mac`: locally administered and unicast
+    /// (`02:41:` then the low 24 bits of the VM id, then `index`, the device's place in
+    /// the config's `devices`), so it stays the same from boot to boot.
+    pub const fn default_mac(vm_id: u32, index: usize) -> [u8; 6] {
+        [
+            0x02,
+            0x41,
+            (vm_id >> 16) as u8,
+            (vm_id >> 8) as u8,
+            vm_id as u8,
+            index as u8,
+        ]
+    }
+
+    /// The device's address: `mac`, or the default for device `index` of VM `vm_id`.
+    pub fn mac_or_default(&self, vm_id: u32, index: usize) -> [u8; 6] {
+        self.mac.unwrap_or(Self::default_mac(vm_id, index))
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (hex, two digits a part).
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }
 
 /// Where a device's registers are.
@@ -442,6 +492,8 @@ struct RawDeviceConfig {
     irq: Option<u32>,
     file: Option<String>,
     read_only: Option<bool>,
+    switch: Option<String>,
+    mac: Option<String>,
 }
 
 /// Why a `[[devices]]` entry is not one (a parse error, reported with its place).
@@ -461,6 +513,17 @@ pub enum DeviceFormError {
     FileNotAbsolute,
     /// `file` or `read_only` on a kind that is not a disk.
     NotADisk(DeviceKind),
+    /// A `virtio-net` without `switch`.
+    NoSwitch,
+    /// A `switch` name that is empty, too long or has other characters than
+    /// `[A-Za-z0-9_-]`.
+    BadSwitch,
+    /// A `mac` that is not six two-digit hex parts separated by `:`.
+    BadMac,
+    /// A `mac` that is a group (multicast or broadcast) address, or all zeros.
+    NotUnicastMac,
+    /// `switch` or `mac` on a kind that is not a network device.
+    NotANet(DeviceKind),
 }
 
 impl fmt::Display for DeviceFormError {
@@ -488,6 +551,26 @@ impl fmt::Display for DeviceFormError {
                 f,
                 "`file` and `read_only` are for `virtio-blk` devices, not `{kind}`"
             ),
+            Self::NoSwitch => write!(
+                f,
+                "missing field `switch` (the virtual switch it is plugged into, e.g. \"lan\")"
+            ),
+            Self::BadSwitch => write!(
+                f,
+                "`switch` is 1 to {} characters out of [A-Za-z0-9_-]",
+                crate::MAX_NAME_LEN
+            ),
+            Self::BadMac => write!(
+                f,
+                "`mac` is six two-digit hex numbers separated by ':' (e.g. \"02:00:00:00:00:01\")"
+            ),
+            Self::NotUnicastMac => write!(
+                f,
+                "`mac` must be a unicast address (the low bit of its first byte clear), not all zeros"
+            ),
+            Self::NotANet(kind) => {
+                write!(f, "`switch` and `mac` are for `virtio-net` devices, not `{kind}`")
+            }
         }
     }
 }
@@ -527,6 +610,32 @@ impl TryFrom<RawDeviceConfig> for DeviceConfig {
             (kind, None) if raw.read_only.is_some() => return Err(DeviceFormError::NotADisk(kind)),
             (_, None) => None,
         };
+        let net = match (raw.kind, raw.switch) {
+            (DeviceKind::VirtioNet, None) => return Err(DeviceFormError::NoSwitch),
+            (DeviceKind::VirtioNet, Some(switch)) => {
+                let name_ok = (1..=crate::MAX_NAME_LEN).contains(&switch.len())
+                    && switch
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if !name_ok {
+                    return Err(DeviceFormError::BadSwitch);
+                }
+                let mac = match raw.mac {
+                    None => None,
+                    Some(s) => {
+                        let mac = parse_mac(&s).ok_or(DeviceFormError::BadMac)?;
+                        if mac[0] & 1 != 0 || mac == [0; 6] {
+                            return Err(DeviceFormError::NotUnicastMac);
+                        }
+                        Some(mac)
+                    }
+                };
+                Some(NetConfig { switch, mac })
+            }
+            (kind, Some(_)) => return Err(DeviceFormError::NotANet(kind)),
+            (kind, None) if raw.mac.is_some() => return Err(DeviceFormError::NotANet(kind)),
+            (_, None) => None,
+        };
         Ok(Self {
             kind: raw.kind,
             space,
@@ -534,6 +643,7 @@ impl TryFrom<RawDeviceConfig> for DeviceConfig {
             size,
             irq: raw.irq,
             disk,
+            net,
         })
     }
 }
@@ -584,6 +694,10 @@ pub enum DeviceKind {
     /// `file` on the hypervisor's disk ([`DiskBacking`]), a [`VIRTIO_MMIO_SIZE`] window and
     /// an `irq`; see `docs/virtio.md`.
     VirtioBlk,
+    /// `"virtio-net"`: a virtio network device on the virtio-mmio transport plugged into a
+    /// virtual `switch` ([`NetConfig`]), a [`VIRTIO_MMIO_SIZE`] window and an `irq`; see
+    /// `docs/virtio.md`.
+    VirtioNet,
 }
 
 /// The register window of a virtio-mmio device: the default and only `size` of a virtio
@@ -592,7 +706,7 @@ pub const VIRTIO_MMIO_SIZE: u64 = 0x200;
 
 impl DeviceKind {
     /// Every kind, in the order of [`DEVICE_KINDS`].
-    pub const ALL: [DeviceKind; 9] = [
+    pub const ALL: [DeviceKind; 10] = [
         DeviceKind::Pl011,
         DeviceKind::Ns16550,
         DeviceKind::GicDistributor,
@@ -602,6 +716,7 @@ impl DeviceKind {
         DeviceKind::Ioapic,
         DeviceKind::VirtioConsole,
         DeviceKind::VirtioBlk,
+        DeviceKind::VirtioNet,
     ];
 
     /// How many I/O ports the kind has when it is given a `port` (its registers one port
@@ -625,6 +740,7 @@ impl DeviceKind {
             DeviceKind::Ioapic => "ioapic",
             DeviceKind::VirtioConsole => "virtio-console",
             DeviceKind::VirtioBlk => "virtio-blk",
+            DeviceKind::VirtioNet => "virtio-net",
         }
     }
 
@@ -637,12 +753,16 @@ impl DeviceKind {
                 | DeviceKind::Ns16550
                 | DeviceKind::VirtioConsole
                 | DeviceKind::VirtioBlk
+                | DeviceKind::VirtioNet
         )
     }
 
     /// Whether this is a virtio device (on the virtio-mmio transport).
     pub const fn is_virtio(self) -> bool {
-        matches!(self, DeviceKind::VirtioConsole | DeviceKind::VirtioBlk)
+        matches!(
+            self,
+            DeviceKind::VirtioConsole | DeviceKind::VirtioBlk | DeviceKind::VirtioNet
+        )
     }
 
     /// The `size` of an MMIO device whose entry leaves it out; `None`: it must be given.

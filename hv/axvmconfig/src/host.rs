@@ -101,6 +101,8 @@ impl HostArch {
     pub const fn has_device(self, kind: crate::DeviceKind) -> bool {
         use crate::DeviceKind as K;
         match kind {
+            // Described in the device tree.
+            K::VirtioNet => self.has_device_tree(),
             K::Pl011 | K::Ns16550 => true,
             K::GicDistributor | K::GicRedistributor | K::GicCpuInterface => {
                 matches!(self, Self::Aarch64)

@@ -50,6 +50,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use config::NetConfig;
 pub use config::{
     CpuConfig, DeviceConfig, DeviceFormError, DeviceKind, DeviceSpace, DiskBacking, DtbConfig,
     ImageConfig, KernelConfig, KernelFormat, LinkConfig, LinkDoorbell, LinkShmem, MapKind,

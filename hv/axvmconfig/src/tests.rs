@@ -169,6 +169,7 @@ fn parses_every_field() {
                 size: 0x1000,
                 irq: Some(33),
                 disk: None,
+                net: None,
             },
             DeviceConfig {
                 kind: DeviceKind::GicDistributor,
@@ -177,6 +178,7 @@ fn parses_every_field() {
                 size: 0x1_0000,
                 irq: None,
                 disk: None,
+                net: None,
             }
         ]
     );
@@ -274,10 +276,10 @@ fn every_policy_and_kind() {
         assert_eq!(kind.name(), *name);
         assert_eq!(DeviceKind::from_name(name), Some(kind));
         assert_eq!(kind.to_string(), *name);
-        let file = if kind == DeviceKind::VirtioBlk {
-            "\nfile = \"/vms/disk.img\""
-        } else {
-            ""
+        let file = match kind {
+            DeviceKind::VirtioBlk => "\nfile = \"/vms/disk.img\"",
+            DeviceKind::VirtioNet => "\nswitch = \"lan\"",
+            _ => "",
         };
         let vm = parse(&BASE.replace("\"pl011\"", &format!("\"{name}\"{file}")));
         assert_eq!(vm.devices[0].kind, kind);
@@ -365,7 +367,7 @@ fn unknown_device_kind_names_the_field() {
     let err = parse_err(&BASE.replace("\"pl011\"", "\"virtio\""));
     assert_eq!(
         err.message,
-        "unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`, `virtio-console`, `virtio-blk`"
+        "unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`, `virtio-console`, `virtio-blk`, `virtio-net`"
     );
     assert_eq!(err.key.as_deref(), Some("devices.kind"));
     let line = BASE.lines().position(|l| l.contains("pl011")).unwrap() + 1;
@@ -373,7 +375,7 @@ fn unknown_device_kind_names_the_field() {
     assert_eq!(
         err.to_string(),
         format!(
-            "line {line}, column 8: in `devices.kind`: unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`, `virtio-console`, `virtio-blk`"
+            "line {line}, column 8: in `devices.kind`: unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`, `virtio-console`, `virtio-blk`, `virtio-net`"
         )
     );
 }
@@ -831,6 +833,7 @@ fn device_checks() {
         size: 8,
         irq: None,
         disk: None,
+        net: None,
     });
     assert_eq!(
         lines(&problems(&vm, &ctx())),
@@ -1176,6 +1179,7 @@ fn irq_must_be_a_line_of_the_vm_controller() {
         size: VPLIC_WINDOW_SIZE,
         irq: None,
         disk: None,
+        net: None,
     };
     vm.devices[0].irq = Some(95);
     vm.passthrough[0].irqs = vec![1];
@@ -1201,6 +1205,7 @@ fn controller_windows_have_the_emulated_sizes() {
         size,
         irq: None,
         disk: None,
+        net: None,
     };
     let mut vm = base(); // 2 vCPUs
     vm.devices[1].size = 0x1000;
@@ -1267,6 +1272,7 @@ fn forwarded_irq_is_the_vm_alone() {
         size: 0x100,
         irq: Some(33),
         disk: None,
+        net: None,
     });
     vm.validate(&ctx()).unwrap();
 }
@@ -2145,11 +2151,78 @@ fn virtio_blk_backing_fields() {
         let err =
             parse_err(&BASE.replace("kind = \"pl011\"", &format!("kind = \"pl011\"\n{fields}")));
 
-mod links;
+        mod links;
         assert_eq!(
             err.message,
             "`file` and `read_only` are for `virtio-blk` devices, not `pl011`"
         );
     }
     assert_eq!(base().devices[0].disk, None);
+}
+
+/// A `virtio-net` entry: its `switch` (required, a name) and `mac` (optional, unicast;
+/// default from the VM id and the device's index), and neither on any other kind.
+#[test]
+fn virtio_net_fields() {
+    let net = |fields: &str| {
+        BASE.replace(
+            "kind = \"pl011\"",
+            &format!("kind = \"virtio-net\"\n{fields}"),
+        )
+    };
+    let vm = parse(&net("switch = \"lan-0\""));
+    assert_eq!(
+        vm.devices[0].net,
+        Some(NetConfig {
+            switch: "lan-0".into(),
+            mac: None
+        })
+    );
+    let mac = vm.devices[0]
+        .net
+        .as_ref()
+        .unwrap()
+        .mac_or_default(0x12_3456, 3);
+    assert_eq!(mac, [0x02, 0x41, 0x12, 0x34, 0x56, 3]);
+    let vm = parse(&net("switch = \"lan\"\nmac = \"52:54:00:AB:cd:01\""));
+    assert_eq!(
+        vm.devices[0].net.as_ref().unwrap().mac_or_default(1, 0),
+        [0x52, 0x54, 0, 0xab, 0xcd, 1]
+    );
+    let bad_mac =
+        "`mac` is six two-digit hex numbers separated by ':' (e.g. \"02:00:00:00:00:01\")";
+    let group =
+        "`mac` must be a unicast address (the low bit of its first byte clear), not all zeros";
+    let bad_switch = "`switch` is 1 to 32 characters out of [A-Za-z0-9_-]";
+    for (fields, message) in [
+        (
+            "",
+            "missing field `switch` (the virtual switch it is plugged into, e.g. \"lan\")",
+        ),
+        ("switch = \"\"", bad_switch),
+        ("switch = \"a b\"", bad_switch),
+        ("switch = \"lan\"\nmac = \"02:00:00:00:00\"", bad_mac),
+        ("switch = \"lan\"\nmac = \"02:00:00:00:00:01:02\"", bad_mac),
+        ("switch = \"lan\"\nmac = \"02:00:00:00:00:g1\"", bad_mac),
+        ("switch = \"lan\"\nmac = \"2:00:00:00:00:01\"", bad_mac),
+        ("switch = \"lan\"\nmac = \"01:00:5e:00:00:01\"", group),
+        ("switch = \"lan\"\nmac = \"ff:ff:ff:ff:ff:ff\"", group),
+        ("switch = \"lan\"\nmac = \"00:00:00:00:00:00\"", group),
+    ] {
+        let err = parse_err(&net(fields));
+        assert_eq!(err.message, message, "{fields}");
+        assert_eq!(err.key.as_deref(), Some("devices"), "{fields}");
+        assert!(err.line.is_some());
+    }
+    for fields in ["switch = \"lan\"", "mac = \"02:00:00:00:00:01\""] {
+        let err =
+            parse_err(&BASE.replace("kind = \"pl011\"", &format!("kind = \"pl011\"\n{fields}")));
+        assert_eq!(
+            err.message,
+            "`switch` and `mac` are for `virtio-net` devices, not `pl011`"
+        );
+    }
+    assert_eq!(base().devices[0].net, None);
+    assert!(HostArch::Aarch64.has_device(DeviceKind::VirtioNet));
+    assert!(HostArch::Riscv64.has_device(DeviceKind::VirtioNet));
 }

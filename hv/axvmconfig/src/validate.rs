@@ -902,7 +902,9 @@ impl VmConfig {
                 DeviceKind::GicRedistributor => (gicr, true),
                 DeviceKind::Plic => (VPLIC_WINDOW_SIZE, false),
                 DeviceKind::Ioapic => (VIOAPIC_WINDOW_SIZE, false),
-                DeviceKind::VirtioConsole | DeviceKind::VirtioBlk => (VIRTIO_MMIO_SIZE, false),
+                DeviceKind::VirtioConsole | DeviceKind::VirtioBlk | DeviceKind::VirtioNet => {
+                    (VIRTIO_MMIO_SIZE, false)
+                }
                 DeviceKind::Pl011 | DeviceKind::Ns16550 => continue,
             };
             if matches!(
