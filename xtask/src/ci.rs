@@ -1,13 +1,15 @@
 //! `cargo xtask test`: every check CI runs, in order, stopping at the first failing step.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, ExitCode};
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::arch::Arch;
-use crate::scenario::{self, Outcome, Scenario, Status};
+use crate::scenario::{self, Images, Outcome, Scenario, Status};
 use crate::vmset;
 use crate::{fuzz, guests, image, setup, util};
 
@@ -29,11 +31,15 @@ fn host_workspace_cargo(verb: &str) -> Command {
 #[derive(Default)]
 struct Steps {
     done: Vec<(String, Duration, bool)>,
+    /// The fuzz step while it runs beside the others.
+    fuzz: Option<FuzzLane>,
 }
 
 impl Steps {
-    /// Runs one step, announcing it and recording its time and result.
+    /// Runs one step, announcing it and recording its time and result. First stops the
+    /// run if the fuzz step beside it has failed.
     fn run<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.poll_fuzz()?;
         println!("\n==> {name}");
         let start = Instant::now();
         let result = f();
@@ -42,11 +48,32 @@ impl Steps {
         result.with_context(|| format!("step `{name}` failed"))
     }
 
-    /// Marks the last step as failed (for a step that completes but finds failures).
-    fn mark_last_failed(&mut self) {
-        if let Some(last) = self.done.last_mut() {
-            last.2 = false;
+    /// Records the fuzz step if it has ended; fails if it failed.
+    fn poll_fuzz(&mut self) -> Result<()> {
+        if let Some(lane) = &mut self.fuzz {
+            if let Some(result) = lane.poll() {
+                self.fuzz = None;
+                return self.end_fuzz(result);
+            }
         }
+        Ok(())
+    }
+
+    /// Waits for the fuzz step and records it; fails if it failed.
+    fn wait_fuzz(&mut self) -> Result<()> {
+        match self.fuzz.take() {
+            Some(lane) => {
+                let result = lane.wait();
+                self.end_fuzz(result)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn end_fuzz(&mut self, (took, result): (Duration, Result<()>)) -> Result<()> {
+        self.done
+            .push((FuzzLane::STEP.to_owned(), took, result.is_ok()));
+        result.with_context(|| format!("step `{}` failed", FuzzLane::STEP))
     }
 
     fn print_summary(&self) {
@@ -110,8 +137,15 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
             cmd.args(["fmt", "--all", "--manifest-path"])
                 .arg(guests::workspace_dir().join("Cargo.toml"))
                 .args(["--", "--check"]);
+            util::run(cmd)?;
+            let mut cmd = util::cargo();
+            // Not --all: that would take in the path dependencies (checked above).
+            cmd.args(["fmt", "--manifest-path"])
+                .arg(fuzz::workspace_dir().join("Cargo.toml"))
+                .args(["--", "--check"]);
             util::run(cmd)
         })?;
+        steps.fuzz = Some(FuzzLane::start()?);
         steps.run("clippy (host)", || {
             let mut cmd = host_workspace_cargo("clippy");
             cmd.args(["--all-targets", "--", "-D", "warnings"]);
@@ -146,15 +180,6 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
         steps.run("host unit tests", || {
             util::run(host_workspace_cargo("test"))
         })?;
-        steps.run("fuzz (every target briefly)", || {
-            let mut cmd = util::cargo();
-            // Not --all: that would take in the path dependencies (checked above).
-            cmd.args(["fmt", "--manifest-path"])
-                .arg(fuzz::workspace_dir().join("Cargo.toml"))
-                .args(["--", "--check"]);
-            util::run(cmd)?;
-            fuzz::run_all(fuzz::CI_SECONDS)
-        })?;
     }
 
     // One image per (architecture, VMs) the runnable scenarios boot; the full run also
@@ -163,33 +188,158 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
         None => &Arch::ALL,
         Some(_) => &[],
     };
-    let plan = vmset::build_plan(
-        selected
+    let order = scenario::run_order(&selected);
+    let mut plan = vmset::build_plan(order.iter().map(|s| s.image_key()), plain);
+    // The image of the first scenario to run first, and so on.
+    plan.sort_by_key(|key| {
+        order
             .iter()
-            .filter(|s| s.pending.is_none())
-            .map(Scenario::image_key),
-        plain,
-    );
+            .position(|s| s.image_key() == *key)
+            .unwrap_or(order.len())
+    });
     let arches: BTreeSet<Arch> = plan.iter().map(|(arch, _)| *arch).collect();
     for arch in arches {
         steps.run(&format!("build {arch} guests"), || guests::build(arch))?;
     }
-    let mut images = BTreeMap::new();
-    for (arch, vms) in plan {
-        let name = if vms.is_empty() {
-            format!("build {arch} image")
-        } else {
-            format!("build {arch} image with VMs {vms}")
-        };
-        let built = steps.run(&name, || image::build_hypervisor(arch, &vms))?;
-        images.insert((arch, vms), built.boot);
+
+    // The images are built one after the other while the scenarios run: each scenario
+    // starts as soon as its image is there.
+    steps.poll_fuzz()?;
+    let images = Images::default();
+    let (built, outcomes) = std::thread::scope(|scope| {
+        let builder = scope.spawn(|| {
+            let mut builds = Steps::default();
+            for (arch, vms) in plan {
+                let name = if vms.is_empty() {
+                    format!("build {arch} image")
+                } else {
+                    format!("build {arch} image with VMs {vms}")
+                };
+                match builds.run(&name, || image::build_hypervisor(arch, &vms)) {
+                    Ok(built) => images.publish((arch, vms), built.boot),
+                    Err(err) => {
+                        images.fail();
+                        return (builds, Err(err));
+                    }
+                }
+            }
+            images.finish();
+            (builds, Ok(()))
+        });
+        println!("\n==> scenarios");
+        let start = Instant::now();
+        let outcomes = scenario::run_while_building(&selected, &images);
+        let took = start.elapsed();
+        let built = builder.join().unwrap_or_else(|_| {
+            (
+                Steps::default(),
+                Err(anyhow::anyhow!("the image builds panicked")),
+            )
+        });
+        (built, outcomes.map(|o| (o, took)))
+    });
+    let (builds, built) = built;
+    steps.done.extend(builds.done);
+    built?;
+    let (outcomes, took) = outcomes.context("step `scenarios` failed")?;
+    let failed = outcomes.iter().any(|o| o.status == Status::Failed);
+    steps.done.push(("scenarios".to_owned(), took, !failed));
+    steps.wait_fuzz()?;
+    Ok(outcomes)
+}
+
+/// The fuzz step (`cargo xtask fuzz --seconds` [`fuzz::CI_SECONDS`], every target), run
+/// beside the other steps: libFuzzer uses one core while they use the other. Its output
+/// goes to `target/fuzz.log` (it would interleave with theirs); the summary lines are
+/// printed when it ends, the log's end when it fails. Killed if the run stops first.
+struct FuzzLane {
+    child: Child,
+    log: PathBuf,
+    start: Instant,
+}
+
+impl FuzzLane {
+    const STEP: &'static str = "fuzz (every target briefly, beside the other steps)";
+
+    fn start() -> Result<FuzzLane> {
+        let log = util::target_dir().join("fuzz.log");
+        std::fs::create_dir_all(util::target_dir()).context("creating target/")?;
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone().context("duplicating the fuzz log")?;
+        let exe = std::env::current_exe().context("finding the xtask binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["fuzz", "--seconds", &fuzz::CI_SECONDS.to_string()])
+            .current_dir(util::repo_root())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        println!(
+            "\n==> {} started: cargo xtask fuzz --seconds {}, output in {}",
+            Self::STEP,
+            fuzz::CI_SECONDS,
+            log.display()
+        );
+        let child = cmd.spawn().context("starting `cargo xtask fuzz`")?;
+        Ok(FuzzLane {
+            child,
+            log,
+            start: Instant::now(),
+        })
     }
 
-    let outcomes = steps.run("scenarios", || scenario::run_all(&selected, &images))?;
-    if outcomes.iter().any(|o| o.status == Status::Failed) {
-        steps.mark_last_failed();
+    /// Its time and result if it has ended.
+    fn poll(&mut self) -> Option<(Duration, Result<()>)> {
+        match self.child.try_wait() {
+            Ok(None) => None,
+            Ok(Some(status)) => Some(self.ended(status)),
+            Err(e) => Some((
+                self.start.elapsed(),
+                Err(anyhow::Error::new(e).context("waiting for the fuzz step")),
+            )),
+        }
     }
-    Ok(outcomes)
+
+    /// Waits for it to end; its time and result.
+    fn wait(mut self) -> (Duration, Result<()>) {
+        match self.child.wait() {
+            Ok(status) => self.ended(status),
+            Err(e) => (
+                self.start.elapsed(),
+                Err(anyhow::Error::new(e).context("waiting for the fuzz step")),
+            ),
+        }
+    }
+
+    fn ended(&self, status: std::process::ExitStatus) -> (Duration, Result<()>) {
+        let took = self.start.elapsed();
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        println!("\n==> {} ended ({})", Self::STEP, util::secs(took));
+        if status.success() {
+            for line in text.lines().filter(|l| l.starts_with("fuzz: ")) {
+                println!("{line}");
+            }
+            return (took, Ok(()));
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        for line in &lines[lines.len().saturating_sub(40)..] {
+            println!("  {line}");
+        }
+        let result = Err(anyhow::anyhow!(
+            "`cargo xtask fuzz` failed with {status}; its output is in {}",
+            self.log.display()
+        ));
+        (took, result)
+    }
+}
+
+impl Drop for FuzzLane {
+    /// The run stopped before the fuzz step ended: stop it.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Loads the scenarios and keeps those whose name contains `filter`.

@@ -242,16 +242,6 @@ pub fn run(args: FuzzArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds every target and runs each for `seconds` (the `cargo xtask test` step).
-pub fn run_all(seconds: u64) -> Result<()> {
-    build()?;
-    for target in TARGETS {
-        let summary = run_target(target, seconds)?;
-        println!("fuzz: {summary}");
-    }
-    Ok(())
-}
-
 /// The targets `name` picks: that one, or all of them.
 fn select(name: Option<&str>) -> Result<Vec<&'static Target>> {
     match name {

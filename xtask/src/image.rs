@@ -70,7 +70,7 @@ pub fn build_hypervisor(arch: Arch, vms: &VmSet) -> Result<HvImage> {
         cmd.env_remove(ENV_VMS).env_remove(ENV_GUEST_DIR);
     } else {
         let guest_dir = guests::image_dir(arch);
-        vms.provide_real_guests(arch, &guest_dir)?;
+        crate::vmdisk::provide_real_guests(vms, arch, &guest_dir)?;
         vms.check_images(&guest_dir)?;
         println!("VMs: {vms}");
         cmd.env(ENV_VMS, vms.env_value())

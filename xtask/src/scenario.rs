@@ -8,8 +8,8 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -528,25 +528,119 @@ impl Outcome {
     }
 }
 
-/// Runs `scenarios` on `WORKERS` threads, those with the longest time limit first,
-/// printing each one's report as it finishes.
-/// `images` gives the image to boot for each (architecture, VMs); pending scenarios are
-/// skipped (and need no image).
+/// The hypervisor images the scenarios boot, published one by one as they are built, so
+/// that scenarios start while later images are still building (see [`run_while_building`]).
+#[derive(Default)]
+pub struct Images {
+    state: Mutex<ImagesState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct ImagesState {
+    built: BTreeMap<ImageKey, PathBuf>,
+    /// No more images come (every build is done, or one failed).
+    finished: bool,
+    /// A build failed: no more scenarios are started.
+    failed: bool,
+}
+
+impl Images {
+    /// Images that are all built already.
+    pub fn built(images: BTreeMap<ImageKey, PathBuf>) -> Images {
+        Images {
+            state: Mutex::new(ImagesState {
+                built: images,
+                finished: true,
+                failed: false,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, ImagesState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes the built image `boot` for `key`; the scenarios waiting for it start.
+    pub fn publish(&self, key: ImageKey, boot: PathBuf) {
+        self.state().built.insert(key, boot);
+        self.changed.notify_all();
+    }
+
+    /// No more images come: the scenarios whose image was not built fail saying so.
+    pub fn finish(&self) {
+        self.state().finished = true;
+        self.changed.notify_all();
+    }
+
+    /// A build failed: the scenarios not started yet are not run.
+    pub fn fail(&self) {
+        let mut state = self.state();
+        state.finished = true;
+        state.failed = true;
+        self.changed.notify_all();
+    }
+
+    /// Takes the first scenario of `queue` whose image is built (or will never be),
+    /// waiting for one if need be, with its image (`None`: it was not built). `None` when
+    /// the queue is empty or a build failed.
+    fn next<'a>(
+        &self,
+        queue: &Mutex<Vec<&'a Scenario>>,
+    ) -> Option<(&'a Scenario, Option<PathBuf>)> {
+        let mut state = self.state();
+        loop {
+            if state.failed {
+                return None;
+            }
+            let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+            if queue.is_empty() {
+                return None;
+            }
+            let ready = queue
+                .iter()
+                .position(|s| state.finished || state.built.contains_key(&s.image_key()));
+            if let Some(i) = ready {
+                let scenario = queue.remove(i);
+                return Some((scenario, state.built.get(&scenario.image_key()).cloned()));
+            }
+            drop(queue);
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// The order the scenarios run in: the longest time limits first (the slow Linux and
+/// Bochs runs), so that they do not end the run alone on one worker. The images are built
+/// in the order their first scenario comes here.
+pub fn run_order(scenarios: &[Scenario]) -> Vec<&Scenario> {
+    let mut order: Vec<&Scenario> = scenarios.iter().filter(|s| s.pending.is_none()).collect();
+    order.sort_by_key(|s| std::cmp::Reverse(s.timeout));
+    order
+}
+
+/// Runs `scenarios` on `WORKERS` threads in [`run_order`], printing each one's report as
+/// it finishes. `images` gives the image to boot for each (architecture, VMs); pending
+/// scenarios are skipped (and need no image).
 pub fn run_all(
     scenarios: &[Scenario],
     images: &BTreeMap<ImageKey, PathBuf>,
 ) -> Result<Vec<Outcome>> {
+    run_while_building(scenarios, &Images::built(images.clone()))
+}
+
+/// [`run_all`] with images that may still be building: each worker takes the next
+/// scenario whose image is there. When a build fails, no more scenarios start.
+pub fn run_while_building(scenarios: &[Scenario], images: &Images) -> Result<Vec<Outcome>> {
     let logs = log_dir();
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let mut outcomes = Vec::new();
-    let (pending, mut scenarios): (Vec<&Scenario>, Vec<&Scenario>) =
-        scenarios.iter().partition(|s| s.pending.is_some());
-    // The longest time limits first (the slow Linux and Bochs runs), so that they do not
-    // end the run alone on one worker.
-    scenarios.sort_by_key(|s| std::cmp::Reverse(s.timeout));
+    let queue = Mutex::new(run_order(scenarios));
+    let pending: Vec<&Scenario> = scenarios.iter().filter(|s| s.pending.is_some()).collect();
+    let runnable = scenarios.len() - pending.len();
     println!(
-        "running {} scenario(s), {WORKERS} at a time, skipping {} pending; logs in {}",
-        scenarios.len(),
+        "running {runnable} scenario(s), {WORKERS} at a time, skipping {} pending; logs in {}",
         pending.len(),
         logs.display()
     );
@@ -555,16 +649,15 @@ pub fn run_all(
         print!("{}", outcome.report);
         outcomes.push(outcome);
     }
-    let next = AtomicUsize::new(0);
     let (tx, rx) = mpsc::channel::<Outcome>();
     std::thread::scope(|scope| {
-        for _ in 0..WORKERS.min(scenarios.len()) {
+        for _ in 0..WORKERS.min(runnable) {
             let tx = tx.clone();
-            let (next, logs, scenarios) = (&next, &logs, &scenarios);
+            let (queue, logs) = (&queue, &logs);
             scope.spawn(move || {
-                while let Some(scenario) = scenarios.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let outcome = match images.get(&scenario.image_key()) {
-                        Some(image) => run_one(scenario, image, logs),
+                while let Some((scenario, image)) = images.next(queue) {
+                    let outcome = match image {
+                        Some(image) => run_one(scenario, &image, logs),
                         None => Outcome {
                             name: scenario.name.clone(),
                             status: Status::Failed,
@@ -1633,6 +1726,7 @@ mod tests {
 #[cfg(test)]
 mod runner_tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn run_script(scenario_toml: &str, script: &str) -> (Result<(), Failure>, Matcher, String) {
         let scenario = Scenario::parse(scenario_toml, Path::new("aarch64-fake.toml")).unwrap();
@@ -1772,6 +1866,58 @@ mod runner_tests {
         assert!(bad("[[steps]]\nexpect = \"a\"\nsend = \"a\\nb\"\n").contains("`send` is one line"));
         assert!(bad("emulator = \"bochs\"\n[[steps]]\nexpect = \"a\"\n")
             .contains("only QEMU scenarios can type"));
+    }
+
+    /// The workers take the first scenario (in run order) whose image is built, wait while
+    /// none is, take the rest once the builds are over, and stop after a failed build.
+    #[test]
+    fn scenarios_start_as_their_images_are_built() {
+        let slow = Scenario::parse(
+            "arch = \"x86_64\"\nexpect = [\"x\"]\ntimeout_secs = 300\n",
+            Path::new("x86_64-slow.toml"),
+        )
+        .unwrap();
+        let quick = Scenario::parse(BASIC, Path::new("aarch64-quick.toml")).unwrap();
+        let other = Scenario::parse(
+            "arch = \"riscv64\"\nexpect = [\"x\"]\ntimeout_secs = 5\n",
+            Path::new("riscv64-quick.toml"),
+        )
+        .unwrap();
+        let all = [quick.clone(), other.clone(), slow.clone()];
+        let order: Vec<&str> = run_order(&all).iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(order, ["x86_64-slow", "aarch64-quick", "riscv64-quick"]);
+
+        let images = Images::default();
+        let queue = Mutex::new(run_order(&all));
+        images.publish(quick.image_key(), PathBuf::from("a.bin"));
+        let (first, image) = images.next(&queue).unwrap();
+        assert_eq!(
+            (first.name.as_str(), image),
+            ("aarch64-quick", Some("a.bin".into()))
+        );
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| images.next(&queue).map(|(s, i)| (s.name.clone(), i)));
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(
+                !waiter.is_finished(),
+                "took a scenario whose image is not built"
+            );
+            images.publish(slow.image_key(), PathBuf::from("x.elf"));
+            let got = waiter.join().unwrap();
+            assert_eq!(got, Some(("x86_64-slow".to_owned(), Some("x.elf".into()))));
+        });
+        // The builds are over: the last one goes, without an image.
+        images.finish();
+        let (last, image) = images.next(&queue).unwrap();
+        assert_eq!((last.name.as_str(), image), ("riscv64-quick", None));
+        assert!(images.next(&queue).is_none());
+
+        // After a failed build no scenario starts, even one whose image is there.
+        let images = Images::default();
+        let queue = Mutex::new(run_order(&all));
+        images.publish(quick.image_key(), PathBuf::from("a.bin"));
+        images.fail();
+        assert!(images.next(&queue).is_none());
     }
 
     #[test]

@@ -21,17 +21,20 @@ pub const VMS_DIR: &str = "vms";
 pub const IMAGES_DIR: &str = "images";
 
 /// Serializes [`VmSet::provide_real_guests`], which relinks files in the guest directory,
-/// between the scenario workers.
+/// between the scenario workers and the image builds running beside them.
 static REAL_GUESTS: Mutex<()> = Mutex::new(());
+
+/// [`VmSet::provide_real_guests`], one caller at a time.
+pub fn provide_real_guests(vms: &VmSet, arch: Arch, guest_dir: &Path) -> Result<()> {
+    let _guard = REAL_GUESTS.lock().unwrap_or_else(|e| e.into_inner());
+    vms.provide_real_guests(arch, guest_dir)
+}
 
 /// Adds the VMs of `vms` (for `arch`), whose images are in `guest_dir`, to the disk
 /// directory `dir`. The fetched Linux images a config names are provided first (as the
 /// build with VMs does); the links on the disk point to the files themselves.
 pub fn add_vms(dir: &Path, arch: Arch, vms: &VmSet, guest_dir: &Path) -> Result<()> {
-    {
-        let _guard = REAL_GUESTS.lock().unwrap_or_else(|e| e.into_inner());
-        vms.provide_real_guests(arch, guest_dir)?;
-    }
+    provide_real_guests(vms, arch, guest_dir)?;
     let vms_dir = dir.join(VMS_DIR);
     let images_dir = dir.join(IMAGES_DIR);
     for d in [&vms_dir, &images_dir] {
