@@ -6,13 +6,14 @@
 //! driver's check); each end's `PENDING` equals a model (ORed in by the peer's `RING`
 //! only while the end is attached, cleared by its `ACK`, by detach and by attach); each
 //! attached end's line is high exactly while its `PENDING` is non-zero, a detached end's
-//! line is low.
+//! line is low; each end's ring counts (delivered to an attached peer, dropped while it is
+//! detached; a write of no bits is no ring) equal the model's.
 #![no_main]
 
 use std::sync::Arc;
 
 use axdevice_base::{AccessWidth, MmioDevice};
-use axvdoorbell::{pair, reg};
+use axvdoorbell::{pair, reg, Rings};
 use axvisor_fuzz::{Access, Input, LevelIrq};
 use libfuzzer_sys::fuzz_target;
 
@@ -23,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let mut lines = [Arc::new(LevelIrq::default()), Arc::new(LevelIrq::default())];
     let mut attached = [false; 2];
     let mut pending = [0u32; 2];
+    let mut rings = [Rings::default(); 2];
     while !input.is_empty() {
         let ctl = input.u8();
         let side = usize::from(ctl & 1);
@@ -44,7 +46,11 @@ fuzz_target!(|data: &[u8]| {
                 if let (true, Some(value), AccessWidth::Word) = (ok, access.write, access.width) {
                     let bits = value as u32;
                     match access.offset {
-                        reg::RING if attached[1 - side] => pending[1 - side] |= bits,
+                        reg::RING if bits != 0 && attached[1 - side] => {
+                            pending[1 - side] |= bits;
+                            rings[side].delivered += 1;
+                        }
+                        reg::RING if bits != 0 => rings[side].dropped += 1,
                         reg::ACK => pending[side] &= !bits,
                         _ => {}
                     }
@@ -53,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
         }
         for s in 0..2 {
             assert_eq!(ends[s].pending(), pending[s], "side {s}");
+            assert_eq!(ends[s].rings(), rings[s], "side {s} rings");
             assert_eq!(
                 lines[s].level(),
                 attached[s] && pending[s] != 0,

@@ -63,6 +63,18 @@ struct Side {
     /// The VM's interrupt line for this end; `Some` while the end is attached.
     line: Option<Arc<dyn IrqLine>>,
     pending: u32,
+    /// What this side's guest rang.
+    rings: Rings,
+}
+
+/// How many times a guest rang its peer (writes of non-zero bits to `RING`), since the link
+/// was made: delivered to an attached peer, or dropped because the peer was detached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rings {
+    /// Rings ORed into the peer's `PENDING`.
+    pub delivered: u64,
+    /// Rings while the peer's VM was not attached (stopped, or not there yet).
+    pub dropped: u64,
 }
 
 impl Side {
@@ -121,6 +133,11 @@ impl DoorbellEnd {
     pub fn pending(&self) -> u32 {
         self.sides.lock()[self.side].pending
     }
+
+    /// What this end's guests rang so far (every VM attached to this end since [`pair`]).
+    pub fn rings(&self) -> Rings {
+        self.sides.lock()[self.side].rings
+    }
 }
 
 impl MmioDevice for DoorbellEnd {
@@ -150,11 +167,14 @@ impl MmioDevice for DoorbellEnd {
         let bits = value as u32;
         let mut sides = self.sides.lock();
         match offset {
-            reg::RING => {
-                let peer = &mut sides[1 - self.side];
-                if peer.line.is_some() && bits != 0 {
+            reg::RING if bits != 0 => {
+                let [me, peer] = sides_of(&mut sides, self.side);
+                if peer.line.is_some() {
+                    me.rings.delivered = me.rings.delivered.saturating_add(1);
                     peer.pending |= bits;
                     peer.update();
+                } else {
+                    me.rings.dropped = me.rings.dropped.saturating_add(1);
                 }
             }
             reg::ACK => {
@@ -165,6 +185,16 @@ impl MmioDevice for DoorbellEnd {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// `[this side, the other side]` of a link's state, for side `side`.
+fn sides_of(sides: &mut [Side; 2], side: usize) -> [&mut Side; 2] {
+    let [zero, one] = sides;
+    if side == 0 {
+        [zero, one]
+    } else {
+        [one, zero]
     }
 }
 

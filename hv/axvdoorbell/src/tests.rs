@@ -117,3 +117,24 @@ fn bad_accesses_are_device_errors() {
     assert_eq!(a.read(0x800, W), Ok(0));
     assert_eq!(a.write(0x800, W, 7), Ok(()));
 }
+
+#[test]
+fn rings_are_counted_delivered_or_dropped() {
+    let (a, b) = pair();
+    let lb = Arc::new(Line::default());
+    a.write(reg::RING, W, 1).unwrap(); // nobody there yet
+    b.attach(lb.clone());
+    a.write(reg::RING, W, 1).unwrap();
+    a.write(reg::RING, W, 2).unwrap();
+    a.write(reg::RING, W, 0).unwrap(); // no bits: not a ring
+    b.detach();
+    a.write(reg::RING, W, 4).unwrap();
+    assert_eq!(
+        a.rings(),
+        Rings {
+            delivered: 2,
+            dropped: 2
+        }
+    );
+    assert_eq!(b.rings(), Rings::default());
+}
