@@ -267,6 +267,18 @@ pub fn image_package(release: &str, image_depends: &[String]) -> String {
     }
 }
 
+/// The packages besides the kernel's that hold `release`'s modules and their lists
+/// (`modules.builtin`): `linux-modules-<release>` and `linux-base-<release>` when
+/// `linux-image-<release>` depends on them (Debian's newer split); none in the old layout,
+/// where the kernel's package holds everything.
+pub fn module_packages(release: &str, image_depends: &[String]) -> Vec<String> {
+    ["linux-modules", "linux-base"]
+        .iter()
+        .map(|prefix| format!("{prefix}-{release}"))
+        .filter(|package| image_depends.contains(package))
+        .collect()
+}
+
 /// The system's Debian mirror, from `/etc/apt/sources.list` and `/etc/apt/sources.list.d`
 /// (`*.list` and `*.sources`, in name order), or [`FALLBACK_MIRROR`].
 pub fn system_mirror() -> Mirror {
@@ -492,6 +504,24 @@ linux-image-7.2.12+deb14-riscv64
             kernel_release(&strings(&["linux-image-rt-arm64"]), "arm64"),
             None
         );
+    }
+
+    #[test]
+    fn module_packages_follow_the_split() {
+        let release = "7.2.12+deb14-riscv64";
+        let split = strings(&[
+            "linux-base-7.2.12+deb14-riscv64",
+            "linux-binary-7.2.12+deb14-riscv64",
+            "linux-modules-7.2.12+deb14-riscv64",
+        ]);
+        assert_eq!(
+            module_packages(release, &split),
+            [
+                "linux-modules-7.2.12+deb14-riscv64",
+                "linux-base-7.2.12+deb14-riscv64"
+            ]
+        );
+        assert!(module_packages("6.1.0-50-arm64", &strings(&["linux-base"])).is_empty());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub(crate) mod apt;
 mod boot;
+mod modules;
 mod newc;
 pub mod uboot;
 
@@ -50,6 +51,12 @@ const BUSYBOX32_FILE: &str = "busybox32";
 const SOURCE_FILE: &str = "source";
 /// The Debian package with a statically linked busybox.
 const BUSYBOX_PACKAGE: &str = "busybox-static";
+/// The directory in a cache directory with the kernel modules the initramfs carries
+/// (decompressed `<name>.ko` files and their load order, [`modules::ModuleSet`]).
+const MODULES_DIR: &str = "modules";
+/// The repository directory whose `*.sh` scripts the initramfs carries in `/axv/`
+/// (`axv.run=NAME` on the kernel command line runs `/axv/NAME.sh`).
+pub const SCRIPTS_DIR: &str = "guests/linux";
 
 /// A fetched Linux guest: kernel, initramfs and the kernel release.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,6 +171,7 @@ pub fn ensure(arch: Arch) -> Result<RealGuest> {
     match cached(arch) {
         Some(guest) => {
             ensure_compat(arch)?;
+            ensure_modules(arch, &guest)?;
             refresh_initramfs(arch, &guest)?;
             Ok(guest)
         }
@@ -264,6 +272,7 @@ fn ensure_verbose(arch: Arch) -> Result<RealGuest> {
             guest.version
         );
         ensure_compat(arch)?;
+        ensure_modules(arch, &guest)?;
         refresh_initramfs(arch, &guest)?;
         return Ok(guest);
     }
@@ -294,9 +303,12 @@ fn fetch(arch: Arch) -> Result<RealGuest> {
     let (suite, release) = choose_suite(&spec, &apt, &mirror)?;
     let image_depends = apt.depends(&format!("linux-image-{release}"))?;
     let kernel_package = apt::image_package(&release, &image_depends);
+    let module_packages = apt::module_packages(&release, &image_depends);
     println!("{arch}: suite {suite}, kernel {release} in {kernel_package}");
 
-    let (tree, mut downloaded) = download(&apt, &apt_dir, &[&kernel_package, BUSYBOX_PACKAGE])?;
+    let mut packages = vec![kernel_package.as_str(), BUSYBOX_PACKAGE];
+    packages.extend(module_packages.iter().map(String::as_str));
+    let (tree, mut downloaded) = download(&apt, &apt_dir, &packages)?;
     let total: u64 = downloaded.iter().map(|(_, size)| size).sum();
     println!(
         "{arch}: downloaded {:.1} MB of packages",
@@ -310,6 +322,7 @@ fn fetch(arch: Arch) -> Result<RealGuest> {
             .with_context(|| format!("turning {} into a raw Image", kernel_file.display()))?,
     };
     let busybox = read_busybox(&tree, Elf::Bits64, spec.elf_machine)?;
+    let modules = pick_modules(arch, &tree, &release)?;
     let compat = match spec.compat {
         Some(compat) => {
             let (busybox32, package) = fetch_compat(arch, compat, &mirror)?;
@@ -331,9 +344,16 @@ fn fetch(arch: Arch) -> Result<RealGuest> {
     if let Some(busybox32) = &compat {
         write_atomically(&out.join(BUSYBOX32_FILE), busybox32)?;
     }
+    modules.write(&out.join(MODULES_DIR))?;
     write_atomically(
         &out.join(INITRAMFS_FILE),
-        &initramfs(&busybox, compat.as_deref()),
+        &initramfs(&Userland {
+            busybox: &busybox,
+            busybox32: compat.as_deref(),
+            release: &release,
+            modules: &modules,
+            scripts: &scripts()?,
+        }),
     )?;
     let mut source = format!("mirror {}\nsuite {suite}\n", mirror.uri);
     for (name, size) in &downloaded {
@@ -453,6 +473,114 @@ fn ensure_compat(arch: Arch) -> Result<()> {
     let mut source = fs::read_to_string(&source_path).unwrap_or_default();
     source.push_str(&format!("package {name} {size}\n"));
     write_atomically(&source_path, source.as_bytes())
+}
+
+/// Picks the initramfs's kernel modules ([`modules::WANTED`] and what they need) from an
+/// extracted kernel package tree, saying which are built in or missing.
+fn pick_modules(arch: Arch, tree: &Path, release: &str) -> Result<modules::ModuleSet> {
+    let set = modules::pick(tree, release)
+        .with_context(|| format!("picking the kernel modules of {release}"))?;
+    let size: usize = set.modules.iter().map(|(_, ko)| ko.len()).sum();
+    let names: Vec<&str> = set.modules.iter().map(|(n, _)| n.as_str()).collect();
+    println!(
+        "{arch}: {} modules ({:.1} MB decompressed), in load order: {}",
+        names.len(),
+        size as f64 / 1e6,
+        names.join(" ")
+    );
+    if !set.builtin.is_empty() {
+        println!("{arch}: built into the kernel: {}", set.builtin.join(" "));
+    }
+    if !set.absent.is_empty() {
+        println!(
+            "{arch}: not in kernel {release} at all (left out): {}",
+            set.absent.join(" ")
+        );
+    }
+    Ok(set)
+}
+
+/// Gives a complete cache without the current module set (fetched before the initramfs
+/// carried modules, or with another [`modules::WANTED`] list) its modules: downloads the
+/// kernel's module packages again (the suite from `source`), picks the modules and
+/// notes the packages in `source`; the caller then rebuilds the initramfs.
+fn ensure_modules(arch: Arch, guest: &RealGuest) -> Result<()> {
+    let dir = cache_dir(arch);
+    if modules::ModuleSet::read(&dir.join(MODULES_DIR)).is_some() {
+        return Ok(());
+    }
+    let source_path = dir.join(SOURCE_FILE);
+    let mut source = fs::read_to_string(&source_path).unwrap_or_default();
+    let suite = source
+        .lines()
+        .find_map(|line| line.strip_prefix("suite "))
+        .context("the cache's `source` names no suite; delete the cache directory to fetch again")?
+        .trim()
+        .to_owned();
+    let spec = spec(arch)?;
+    let apt_dir = cache_root().join(format!("apt-{}", arch.name()));
+    let mirror = apt::system_mirror();
+    println!(
+        "{arch}: the cache has no kernel modules (or an older set); fetching kernel {}'s \
+         modules from {} suite {suite}",
+        guest.version, mirror.uri
+    );
+    let apt = apt::PrivateApt::create(&apt_dir, spec.deb_arch, &apt::carried_settings())?;
+    apt.set_suite(&mirror, &suite)?;
+    let mut update = apt.command("apt-get");
+    update.args(["-q", "update"]);
+    apt.run(update)?;
+    let release = &guest.version;
+    let image_depends = apt.depends(&format!("linux-image-{release}"))?;
+    let mut packages = apt::module_packages(release, &image_depends);
+    if packages.is_empty() {
+        // The old single-package layout: the modules are in the kernel's own package.
+        packages.push(apt::image_package(release, &image_depends));
+    }
+    let names: Vec<&str> = packages.iter().map(String::as_str).collect();
+    let picked = download(&apt, &apt_dir, &names)
+        .and_then(|(tree, downloaded)| Ok((pick_modules(arch, &tree, release)?, downloaded)));
+    clean_apt_dir(&apt_dir)?;
+    let (set, downloaded) = picked.with_context(|| {
+        format!(
+            "fetching the modules of the cached kernel {release} (if the suite no longer has \
+             it, delete {} to fetch a newer kernel)",
+            dir.display()
+        )
+    })?;
+    set.write(&dir.join(MODULES_DIR))?;
+    for (name, size) in downloaded {
+        let line = format!("package {name} {size}\n");
+        if !source.contains(&line) {
+            source.push_str(&line);
+        }
+    }
+    write_atomically(&source_path, source.as_bytes())
+}
+
+/// The guest scripts of [`SCRIPTS_DIR`]: each `*.sh` file's name and contents, by name.
+pub fn scripts() -> Result<Vec<(String, Vec<u8>)>> {
+    let dir = util::repo_root().join(SCRIPTS_DIR);
+    let mut scripts = Vec::new();
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(scripts),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(".sh") && path.is_file() {
+            let data = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            scripts.push((name, data));
+        }
+    }
+    scripts.sort();
+    Ok(scripts)
 }
 
 /// Tries `spec.suites` in order: the first whose index downloads and that has the kernel
@@ -660,13 +788,76 @@ fn check_elf(data: &[u8], class: Elf, machine: u16) -> Result<()> {
     Ok(())
 }
 
-/// The `/init` script: mounts proc and sysfs, prints the marker line and powers off. Every
-/// applet is called as `/bin/busybox <applet>` (nothing is installed).
+/// The `/init` script. It mounts proc, sysfs and devtmpfs, installs busybox's applets in
+/// `/bin`, loads the kernel modules listed in `/lib/modules/<release>/modules.load` (a
+/// missing or refused module is one `axv-init:` line) and then does what the kernel command
+/// line asks: `axv.mode=shell` an interactive shell on the console (respawned when it
+/// exits), `axv.run=NAME` the script `/axv/NAME.sh` and power-off, otherwise (the default)
+/// the marker line and power-off.
 pub const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
-# /init of the axvisor real-guest initramfs (written by `cargo xtask guests fetch`).
+# /init of the axvisor real-guest initramfs (written by `cargo xtask guests fetch`;
+# docs/real-guests.md).
 bb=/bin/busybox
 $bb mount -t proc proc /proc
 $bb mount -t sysfs sysfs /sys
+# The console's own device (ttyAMA0, ttyS0, hvc0), disks and the like.
+$bb mount -t devtmpfs devtmpfs /dev 2>/dev/null
+$bb --install -s /bin
+export PATH=/bin HOME=/ TERM=vt100
+release=$($bb uname -r)
+# Kernel modules, in dependency order (written by `guests fetch`).
+m=/lib/modules/$release
+if [ -f $m/modules.load ]; then
+    for mod in $($bb cat $m/modules.load); do
+        if [ ! -f $m/$mod.ko ]; then
+            echo "axv-init: module $mod: missing from $m"
+        elif ! $bb insmod $m/$mod.ko; then
+            echo "axv-init: module $mod: insmod failed"
+        fi
+    done
+else
+    echo "axv-init: no module list for kernel $release ($m/modules.load)"
+fi
+mode=marker
+run=
+host=linux
+for arg in $($bb cat /proc/cmdline); do
+    case $arg in
+        axv.mode=*) mode=${arg#axv.mode=} ;;
+        axv.run=*) mode=run; run=${arg#axv.run=} ;;
+        axv.hostname=*) host=${arg#axv.hostname=} ;;
+    esac
+done
+$bb hostname "$host"
+case $mode in
+shell)
+    export PS1='\h:\w# '
+    echo "axv-init: shell on $($bb cat /sys/class/tty/console/active 2>/dev/null)"
+    # setsid + cttyhack: a session whose controlling terminal is the console's device,
+    # so job control and Ctrl-C work. A shell that exits is started again.
+    while :; do
+        $bb setsid $bb cttyhack $bb sh
+        echo "axv-init: the shell exited; starting a new one"
+        $bb sleep 1
+    done
+    ;;
+run)
+    case $run in
+        */*|'') echo "axv-init: axv.run=$run: not a script name" ;;
+        *)
+            if [ -f /axv/$run.sh ]; then
+                $bb sh /axv/$run.sh
+                echo "axv-init: $run.sh exited with status $?"
+            else
+                echo "axv-init: axv.run=$run: no /axv/$run.sh (scripts: $($bb ls /axv 2>/dev/null))"
+            fi
+            ;;
+    esac
+    $bb poweroff -f
+    ;;
+marker) ;;
+*) echo "axv-init: unknown axv.mode=$mode (shell, or none for the marker); the marker follows" ;;
+esac
 # /sys/devices/system/cpu/online is a list of ranges such as "0-3" or "0,2-3".
 cpus=$($bb awk -F, '{ n = 0; for (i = 1; i <= NF; i++) { k = split($i, r, "-"); n += (k == 2) ? r[2] - r[1] + 1 : 1 } print n }' /sys/devices/system/cpu/online)
 [ -n "$cpus" ] || cpus=$($bb nproc)
@@ -675,40 +866,85 @@ cpus=$($bb awk -F, '{ n = 0; for (i = 1; i <= NF; i++) { k = split($i, r, "-"); 
 compat=none
 # One word, whatever it printed (an error, if the kernel refused it).
 [ -e /bin/busybox32 ] && compat=$(/bin/busybox32 linux32 /bin/busybox32 uname -m 2>&1 | $bb head -n 1 | $bb tr -c 'a-zA-Z0-9_.\n-' _)
-echo "AXVISOR-LINUX-MARKER kernel=$($bb uname -r) cpus=$cpus compat=$compat"
+echo "AXVISOR-LINUX-MARKER kernel=$release cpus=$cpus compat=$compat"
 $bb poweroff -f
 "#;
 
+/// What goes into the initramfs besides `/init`.
+#[derive(Clone, Copy, Debug)]
+pub struct Userland<'a> {
+    /// The static busybox, `/bin/busybox`.
+    pub busybox: &'a [u8],
+    /// A 32-bit static busybox, `/bin/busybox32`, where the kernel runs 32-bit programs.
+    pub busybox32: Option<&'a [u8]>,
+    /// The kernel release: the modules go to `/lib/modules/<release>/`.
+    pub release: &'a str,
+    /// The kernel modules and their load order.
+    pub modules: &'a modules::ModuleSet,
+    /// The guest scripts (name, contents), put in `/axv/`.
+    pub scripts: &'a [(String, Vec<u8>)],
+}
+
 /// The initramfs: `/bin/busybox`, `/init`, the directories they need and `/dev/console`,
-/// and `/bin/busybox32` when there is a 32-bit busybox.
-pub fn initramfs(busybox: &[u8], busybox32: Option<&[u8]>) -> Vec<u8> {
+/// `/bin/busybox32` when there is a 32-bit busybox, the modules in
+/// `/lib/modules/<release>/` (`<name>.ko` and `modules.load`) and the scripts in `/axv/`.
+pub fn initramfs(userland: &Userland<'_>) -> Vec<u8> {
     let mut a = newc::Newc::new();
-    for dir in ["bin", "dev", "proc", "sys", "tmp"] {
+    for dir in [
+        "axv",
+        "bin",
+        "dev",
+        "lib",
+        "lib/modules",
+        "proc",
+        "sys",
+        "tmp",
+    ] {
         a.dir(dir, 0o755);
     }
     // The console Linux opens for /init before any file system is mounted (5:1).
     a.char_dev("dev/console", 0o600, 5, 1);
-    a.file("bin/busybox", 0o755, busybox);
-    if let Some(busybox32) = busybox32 {
+    a.file("bin/busybox", 0o755, userland.busybox);
+    if let Some(busybox32) = userland.busybox32 {
         a.file("bin/busybox32", 0o755, busybox32);
+    }
+    let lib = format!("lib/modules/{}", userland.release);
+    a.dir(&lib, 0o755);
+    for (name, ko) in &userland.modules.modules {
+        a.file(&format!("{lib}/{name}.ko"), 0o644, ko);
+    }
+    a.file(
+        &format!("{lib}/{}", modules::LOAD_FILE),
+        0o644,
+        userland.modules.load_list().as_bytes(),
+    );
+    for (name, script) in userland.scripts {
+        a.file(&format!("axv/{name}"), 0o755, script);
     }
     a.file("init", 0o755, INIT_SCRIPT.as_bytes());
     a.finish()
 }
 
 /// Rewrites a cached initramfs if it differs from what [`initramfs`] builds from the cached
-/// busybox (and 32-bit busybox, if cached): an older `/init`, or a busybox32 added since.
-/// Without a cached busybox it is left alone.
+/// busybox, 32-bit busybox, modules and the current scripts: an older `/init`, a changed
+/// script, or a part added since. Without a cached busybox it is left alone.
 fn refresh_initramfs(arch: Arch, guest: &RealGuest) -> Result<()> {
     let dir = cache_dir(arch);
     let Ok(busybox) = fs::read(dir.join(BUSYBOX_FILE)) else {
         return Ok(());
     };
     let busybox32 = fs::read(dir.join(BUSYBOX32_FILE)).ok();
-    let fresh = initramfs(&busybox, busybox32.as_deref());
+    let modules = modules::ModuleSet::read(&dir.join(MODULES_DIR)).unwrap_or_default();
+    let fresh = initramfs(&Userland {
+        busybox: &busybox,
+        busybox32: busybox32.as_deref(),
+        release: &guest.version,
+        modules: &modules,
+        scripts: &scripts()?,
+    });
     if fs::read(&guest.initramfs).ok().as_deref() != Some(&fresh[..]) {
         println!(
-            "{arch}: /init changed; rebuilding {}",
+            "{arch}: /init, a script or the modules changed; rebuilding {}",
             guest.initramfs.display()
         );
         write_atomically(&guest.initramfs, &fresh)?;
@@ -831,7 +1067,14 @@ mod tests {
 
     #[test]
     fn initramfs_holds_init_busybox_and_console() {
-        let archive = initramfs(b"\x7fELF-busybox", None);
+        let none = modules::ModuleSet::default();
+        let archive = initramfs(&Userland {
+            busybox: b"\x7fELF-busybox",
+            busybox32: None,
+            release: "6.1.0-50-arm64",
+            modules: &none,
+            scripts: &[],
+        });
         let text = String::from_utf8_lossy(&archive);
         for name in [
             "bin\0",
@@ -846,10 +1089,61 @@ mod tests {
         assert!(INIT_SCRIPT.contains(MARKER));
         assert_eq!(archive.len() % 512, 0);
         assert!(!text.contains("bin/busybox32\0"));
-        let with32 = initramfs(b"\x7fELF-busybox", Some(b"\x7fELF-busybox32"));
+        let set = modules::ModuleSet {
+            modules: vec![
+                ("failover".into(), b"\x7fELF-failover".to_vec()),
+                ("virtio_net".into(), b"\x7fELF-virtio-net".to_vec()),
+            ],
+            ..modules::ModuleSet::default()
+        };
+        let with32 = initramfs(&Userland {
+            busybox: b"\x7fELF-busybox",
+            busybox32: Some(b"\x7fELF-busybox32"),
+            release: "6.1.0-50-arm64",
+            modules: &set,
+            scripts: &[("blk.sh".into(), b"echo blk\n".to_vec())],
+        });
         let text = String::from_utf8_lossy(&with32);
         assert!(text.contains("bin/busybox32\0"));
         assert!(text.contains("\x7fELF-busybox32"));
+        for name in [
+            "lib/modules/6.1.0-50-arm64\0",
+            "lib/modules/6.1.0-50-arm64/failover.ko\0",
+            "lib/modules/6.1.0-50-arm64/virtio_net.ko\0",
+            "lib/modules/6.1.0-50-arm64/modules.load\0",
+            "axv/blk.sh\0",
+        ] {
+            assert!(text.contains(name), "{name:?}");
+        }
+        assert!(text.contains("failover\nvirtio_net\n"));
+        // Directories come before what they hold.
+        assert!(text.find("lib/modules\0") < text.find("lib/modules/6.1.0-50-arm64\0"));
+    }
+
+    /// The modes of `/init` are chosen by the kernel command line.
+    #[test]
+    fn init_modes() {
+        for needle in [
+            "axv.mode=*)",
+            "axv.run=*)",
+            "/axv/$run.sh",
+            "cttyhack",
+            "modules.load",
+            "poweroff -f",
+        ] {
+            assert!(INIT_SCRIPT.contains(needle), "{needle}");
+        }
+    }
+
+    /// The guest scripts in the repository are all shell scripts with a `#!` line.
+    #[test]
+    fn guest_scripts() {
+        for (name, script) in scripts().unwrap() {
+            assert!(
+                script.starts_with(b"#!/bin/sh\n"),
+                "{name} must start with #!/bin/sh"
+            );
+        }
     }
 
     #[test]
