@@ -38,13 +38,6 @@ pub enum ShellError {
     Vm(ControlError),
     /// What the disk said.
     File(FileError),
-    /// The command exists but the hypervisor cannot do it yet.
-    NotYet {
-        /// The command.
-        what: &'static str,
-        /// Why not.
-        why: &'static str,
-    },
     /// Writing the answer failed (never on the console).
     Output,
 }
@@ -72,7 +65,6 @@ impl fmt::Display for ShellError {
         match self {
             Self::Vm(e) => write!(f, "{e}"),
             Self::File(e) => write!(f, "{e}"),
-            Self::NotYet { what, why } => write!(f, "{what}: not available yet: {why}"),
             Self::Output => f.write_str("output failed"),
         }
     }
@@ -119,11 +111,13 @@ impl Executor for Hypervisor {
                 let name = control::delete(&vm)?;
                 writeln!(out, "vm {name}: deleted")?;
             }
-            Command::VmPause(_) | Command::VmResume(_) => {
-                return Err(ShellError::NotYet {
-                    what: "vm pause/resume",
-                    why: "vCPUs cannot be held outside the guest yet; use vm stop and vm start",
-                })
+            Command::VmPause(vm) => {
+                let name = control::pause(&vm)?;
+                writeln!(out, "vm {name}: paused")?;
+            }
+            Command::VmResume(vm) => {
+                let name = control::resume(&vm)?;
+                writeln!(out, "vm {name}: resumed")?;
             }
             Command::VmStat(vm) => {
                 for stat in control::stat(vm.as_ref())? {

@@ -1,6 +1,7 @@
 //! The VMs as the shell sees and changes them: every VM built since boot (running or
 //! stopped, until deleted) and those `vm create` read from the disk and not started yet,
-//! found by id or name, stopped, started (again) from its config, deleted.
+//! found by id or name, stopped, started (again) from its config, paused and resumed,
+//! deleted.
 //!
 //! A stopped VM keeps its memory until it is started again (built anew from its config,
 //! with a fresh VMID and memory) or deleted (its memory freed once its last vCPU task is
@@ -17,17 +18,56 @@ use axstd::time::Duration;
 use axvm::VmStatus;
 use axvmconfig::VmConfig;
 use core::fmt;
+use core::sync::atomic::Ordering;
 use spin::Mutex;
 
-/// How long `vm stop` waits for the vCPUs to leave the guest.
+/// How long `vm stop` and `vm pause` wait for the vCPUs to leave the guest.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// One VM known to the shell.
 struct Entry {
     /// The VM, with where its config and images came from (to build it again).
     run: Arc<VmRun>,
+    /// How long it has run.
+    clock: RunClock,
+}
+
+/// A VM's uptime: the time since it was started, less the time it spent paused.
+struct RunClock {
     /// When it was started (the time since boot).
     started: Duration,
+    /// The time spent paused before the current pause.
+    paused: Duration,
+    /// When the current pause began, if it is paused.
+    paused_at: Option<Duration>,
+}
+
+impl RunClock {
+    fn new(now: Duration) -> Self {
+        Self {
+            started: now,
+            paused: Duration::ZERO,
+            paused_at: None,
+        }
+    }
+
+    fn pause(&mut self, now: Duration) {
+        self.paused_at.get_or_insert(now);
+    }
+
+    fn resume(&mut self, now: Duration) {
+        if let Some(at) = self.paused_at.take() {
+            self.paused += now.saturating_sub(at);
+        }
+    }
+
+    /// The uptime at `now` (it stands still while paused), in milliseconds.
+    fn ran_ms(&self, now: Duration) -> u64 {
+        let end = self.paused_at.unwrap_or(now);
+        end.saturating_sub(self.started)
+            .saturating_sub(self.paused)
+            .as_millis() as u64
+    }
 }
 
 /// Every VM built since boot and not deleted, in the order they were built.
@@ -81,7 +121,7 @@ fn created_row(config: &VmConfig) -> VmRow {
 pub(super) fn register(run: &Arc<VmRun>) {
     VMS.lock().push(Entry {
         run: run.clone(),
-        started: axstd::time::now(),
+        clock: RunClock::new(axstd::time::now()),
     });
 }
 
@@ -101,6 +141,9 @@ pub enum ControlError {
     },
     /// The vCPUs did not leave the guest in time (the VM is still stopping).
     StillStopping(String),
+    /// The vCPUs did not leave the guest in time after `vm pause` (the VM is paused; they
+    /// leave at their next exit).
+    StillPausing(String),
     /// Building it again failed (the reason was printed as the VM's own line); the old VM
     /// was already gone, to give its memory to the new one.
     NotStarted(String),
@@ -135,6 +178,10 @@ impl fmt::Display for ControlError {
                 f,
                 "vm {name}: asked to stop, but its vCPUs have not left the guest yet"
             ),
+            Self::StillPausing(name) => write!(
+                f,
+                "vm {name}: paused, but its vCPUs have not left the guest yet"
+            ),
             Self::NotStarted(name) => write!(
                 f,
                 "vm {name}: not started (see the line above); it is no longer listed"
@@ -158,6 +205,7 @@ pub fn state_word(status: VmStatus) -> &'static str {
         VmStatus::Running => "running",
         VmStatus::Stopping => "stopping",
         VmStatus::Stopped => "stopped",
+        VmStatus::Paused => "paused",
     }
 }
 
@@ -177,23 +225,28 @@ fn find(which: &VmRef) -> Result<(Arc<VmRun>, VmSource), ControlError> {
         .ok_or_else(|| ControlError::NoSuchVm(which.clone()))
 }
 
-/// The VM `which` names, which must be in state `needs` (`word` names it in the error),
-/// with its source and name.
+/// The VM `which` names, which must be in one of the states `needs` (`word` names them in
+/// the error), with its source and name.
 fn find_in(
     which: &VmRef,
-    needs: VmStatus,
+    needs: &[VmStatus],
     word: &'static str,
 ) -> Result<(Arc<VmRun>, VmSource, String), ControlError> {
     let (run, source) = find(which)?;
     let name = String::from(run.vm.name());
     match run.vm.status() {
-        is if is == needs => Ok((run, source, name)),
+        is if needs.contains(&is) => Ok((run, source, name)),
         other => Err(ControlError::State {
             name,
             needs: word,
             is: state_word(other),
         }),
     }
+}
+
+/// Whether a VM in this state has vCPU tasks and an uptime: running or paused.
+fn alive(status: VmStatus) -> bool {
+    matches!(status, VmStatus::Running | VmStatus::Paused)
 }
 
 fn row(entry: &Entry, now: Duration) -> VmRow {
@@ -205,8 +258,7 @@ fn row(entry: &Entry, now: Duration) -> VmRow {
         state: state_word(status),
         cpus: vm.config().cpus.pin.clone(),
         mem_bytes: vm.config().memory.iter().map(|r| r.size).sum(),
-        uptime_ms: (status == VmStatus::Running)
-            .then(|| (now.saturating_sub(entry.started)).as_millis() as u64),
+        uptime_ms: alive(status).then(|| entry.clock.ran_ms(now)),
     }
 }
 
@@ -287,8 +339,7 @@ pub fn stat(which: Option<&VmRef>) -> Result<Vec<VmStat>, ControlError> {
             let vm = &e.run.vm;
             VmStat {
                 name: String::from(vm.name()),
-                ran_ms: (vm.status() == VmStatus::Running)
-                    .then(|| now.saturating_sub(e.started).as_millis() as u64),
+                ran_ms: alive(vm.status()).then(|| e.clock.ran_ms(now)),
                 exits: vm.exits().nonzero().map(|(k, n)| (k.name(), n)).collect(),
                 unclaimed: [vm.unclaimed(), vm.unclaimed_ports()]
                     .into_iter()
@@ -300,13 +351,13 @@ pub fn stat(which: Option<&VmRef>) -> Result<Vec<VmStat>, ControlError> {
         .collect())
 }
 
-/// Stops the running VM `which` names and waits (a little) until its vCPUs have left.
-/// Returns its name.
+/// Stops the running (or paused) VM `which` names and waits (a little) until its vCPUs
+/// have left. Returns its name.
 pub fn stop(which: &VmRef) -> Result<String, ControlError> {
     if let Some(e) = created_state(which, "running") {
         return Err(e);
     }
-    let (run, _, name) = find_in(which, VmStatus::Running, "running")?;
+    let (run, _, name) = find_in(which, &[VmStatus::Running, VmStatus::Paused], "running")?;
     run.vm.shutdown();
     run.waker.notify_all();
     let deadline = axstd::time::now() + STOP_WAIT;
@@ -319,6 +370,56 @@ pub fn stop(which: &VmRef) -> Result<String, ControlError> {
     Ok(name)
 }
 
+/// Pauses the running VM `which` names: asks its vCPUs to stay out of the guest, kicks
+/// them out of it, and waits (a little) until every vCPU task is held. Its uptime stands
+/// still until `resume`. Returns its name.
+pub fn pause(which: &VmRef) -> Result<String, ControlError> {
+    if let Some(e) = created_state(which, "running") {
+        return Err(e);
+    }
+    let (run, _, name) = find_in(which, &[VmStatus::Running], "running")?;
+    run.vm.pause().map_err(|is| ControlError::State {
+        name: name.clone(),
+        needs: "running",
+        is: state_word(is),
+    })?;
+    with_clock(&run, |c, now| c.pause(now));
+    run.waker.notify_all();
+    let deadline = axstd::time::now() + STOP_WAIT;
+    while run.parked.load(Ordering::Acquire) < run.tasks.load(Ordering::Acquire) {
+        if axstd::time::now() > deadline {
+            return Err(ControlError::StillPausing(name));
+        }
+        axstd::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(name)
+}
+
+/// Lets the paused VM `which` names run again: its vCPUs enter the guest where they left
+/// it, and take the interrupts that came meanwhile. Returns its name.
+pub fn resume(which: &VmRef) -> Result<String, ControlError> {
+    if let Some(e) = created_state(which, "paused") {
+        return Err(e);
+    }
+    let (run, _, name) = find_in(which, &[VmStatus::Paused], "paused")?;
+    run.vm.resume().map_err(|is| ControlError::State {
+        name: name.clone(),
+        needs: "paused",
+        is: state_word(is),
+    })?;
+    with_clock(&run, |c, now| c.resume(now));
+    run.waker.notify_all();
+    Ok(name)
+}
+
+/// Applies `f` to the clock of `run`'s entry, with the time now.
+fn with_clock(run: &Arc<VmRun>, f: impl FnOnce(&mut RunClock, Duration)) {
+    let now = axstd::time::now();
+    if let Some(e) = VMS.lock().iter_mut().find(|e| Arc::ptr_eq(&e.run, run)) {
+        f(&mut e.clock, now);
+    }
+}
+
 /// Starts the stopped VM `which` names again, built anew from its config (fresh memory,
 /// images loaded again). Returns its name.
 pub fn start(which: &VmRef) -> Result<String, ControlError> {
@@ -329,7 +430,7 @@ pub fn start(which: &VmRef) -> Result<String, ControlError> {
             false => Err(ControlError::NotStarted(name)),
         };
     }
-    let (run, source, name) = find_in(which, VmStatus::Stopped, "stopped")?;
+    let (run, source, name) = find_in(which, &[VmStatus::Stopped], "stopped")?;
     let config = run.vm.config().clone();
     // The old VM goes first, so its memory is free for the new one.
     let place = {
@@ -358,13 +459,13 @@ pub fn start(which: &VmRef) -> Result<String, ControlError> {
     }
 }
 
-/// Stops the VM `which` names if it runs, then starts it again.
+/// Stops the VM `which` names if it runs (or is paused), then starts it again.
 pub fn restart(which: &VmRef) -> Result<String, ControlError> {
     if created_state(which, "").is_some() {
         return start(which);
     }
     // No reference to the VM is kept here: `start` waits for the last ones to go.
-    let running = find(which)?.0.vm.status() == VmStatus::Running;
+    let running = alive(find(which)?.0.vm.status());
     if running {
         stop(which)?;
     }
@@ -377,7 +478,7 @@ pub fn delete(which: &VmRef) -> Result<String, ControlError> {
     if let Some((_, config)) = take_created(which) {
         return Ok(config.name);
     }
-    let (run, _, name) = find_in(which, VmStatus::Stopped, "stopped")?;
+    let (run, _, name) = find_in(which, &[VmStatus::Stopped], "stopped")?;
     VMS.lock().retain(|e| !Arc::ptr_eq(&e.run, &run));
     Ok(name)
 }
@@ -393,9 +494,9 @@ impl Attached {
         self.run.vm.name()
     }
 
-    /// Whether it still runs.
+    /// Whether it still runs or is paused (not stopped).
     pub fn running(&self) -> bool {
-        self.run.vm.status() == VmStatus::Running
+        alive(self.run.vm.status())
     }
 
     /// Its console output goes raw to the hypervisor console from now on (the terminal is
@@ -412,24 +513,25 @@ impl Attached {
     }
 }
 
-/// The running VM `which` names, for `console`: it must have a UART.
+/// The running (or paused) VM `which` names, for `console`: it must have a UART. What is
+/// typed to a paused VM waits in its UART until it is resumed.
 pub fn attach(which: &VmRef) -> Result<Attached, ControlError> {
     if let Some(e) = created_state(which, "running") {
         return Err(e);
     }
-    let (run, _, name) = find_in(which, VmStatus::Running, "running")?;
+    let (run, _, name) = find_in(which, &[VmStatus::Running, VmStatus::Paused], "running")?;
     if run.vm.feed_console(&[]).is_none() {
         return Err(ControlError::NoUart(name));
     }
     Ok(Attached { run })
 }
 
-/// Prints every running VM's unfinished console line once its VM has been quiet for
+/// Prints every running or paused VM's unfinished console line once its VM has been quiet for
 /// `checks` calls in a row (called by the shell task at each poll).
 pub fn flush_idle_consoles(checks: u32) {
     let runs: Vec<Arc<VmRun>> = VMS.lock().iter().map(|e| e.run.clone()).collect();
     for run in runs {
-        if run.vm.status() == VmStatus::Running {
+        if alive(run.vm.status()) {
             run.vm.console_flush_idle(checks);
         }
     }

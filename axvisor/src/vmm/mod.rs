@@ -180,6 +180,8 @@ struct VmRun {
     waker: Arc<VcpuWaker>,
     /// vCPU tasks alive (started and not yet ended).
     tasks: AtomicUsize,
+    /// vCPU tasks held out of the guest while the VM is paused ([`wait_paused`]).
+    parked: AtomicUsize,
     /// Where it came from; keeps images read from the disk while `vm` borrows them (so it
     /// is declared after `vm`, which is dropped first).
     source: VmSource,
@@ -369,6 +371,7 @@ fn build_and_start(source: VmSource, config: VmConfig, vmid: u16) -> bool {
         vmid,
         waker,
         tasks: AtomicUsize::new(0),
+        parked: AtomicUsize::new(0),
         source,
     });
     control::register(&run);
@@ -439,6 +442,7 @@ fn vcpu_task(run: Arc<VmRun>, id: usize) {
                 run.waker.notify_all();
                 break;
             }
+            Err(VmError::NotRunning(VmStatus::Paused)) => wait_paused(&run, id),
             // Another vCPU stopped or is resetting the VM; it reports why.
             Err(VmError::NotRunning(_)) => break,
             Err(e) => {
@@ -450,7 +454,7 @@ fn vcpu_task(run: Arc<VmRun>, id: usize) {
         }
     }
     let last = run.tasks.fetch_sub(1, Ordering::AcqRel) == 1;
-    if last && vm.status() != VmStatus::Running {
+    if last && !matches!(vm.status(), VmStatus::Running | VmStatus::Paused) {
         vm.mark_stopped();
         passthrough::release(vm.id());
         free_vmid(run.vmid);
@@ -483,6 +487,14 @@ fn wait_halted(run: &VmRun, id: usize) {
         || kicked.load(Ordering::Acquire) || run.vm.status() != VmStatus::Running,
         deadline_ns,
     );
+}
+
+/// Holds vCPU `id` of a paused VM out of the guest (its state saved, its CPU free for
+/// other tasks) until the VM is resumed or stopped; counted in [`VmRun::parked`] meanwhile.
+fn wait_paused(run: &VmRun, id: usize) {
+    run.parked.fetch_add(1, Ordering::AcqRel);
+    run.waker.queues[id].wait_until(|| run.vm.status() != VmStatus::Paused);
+    run.parked.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// Resets the VM for vCPU `id`, which saw the guest ask for it: waits until every other

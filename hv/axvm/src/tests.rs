@@ -233,6 +233,35 @@ fn image_is_loaded_and_console_is_prefixed() {
 }
 
 #[test]
+fn a_paused_vm_keeps_its_vcpus_out_until_resumed() {
+    let exits = std::vec![uart_write(b'x'), uart_write(b'\n'), VmExit::Halt];
+    let (vm, _, lines) = vm_with("fault", exits);
+    assert_eq!(vm.pause(), Ok(()));
+    assert_eq!(vm.status(), VmStatus::Paused);
+    // Pausing again, resuming twice: the status that refused it.
+    assert_eq!(vm.pause(), Err(VmStatus::Paused));
+    // A paused vCPU does not enter the guest and does not sleep as halted.
+    assert!(matches!(
+        vm.run_vcpu(0),
+        Err(VmError::NotRunning(VmStatus::Paused))
+    ));
+    assert_eq!(vm.halt_wakeup(0), (true, None));
+    assert_eq!(vm.exits().get(ExitKind::MmioWrite), 0);
+    assert!(lines.lock().is_empty());
+    assert_eq!(vm.resume(), Ok(()));
+    assert_eq!(vm.resume(), Err(VmStatus::Running));
+    // The guest goes on where it was.
+    assert_eq!(vm.run_vcpu(0).unwrap(), VcpuEvent::Halt);
+    assert_eq!(lines.lock().as_slice(), ["[t] x"]);
+    // A paused VM can be stopped; a stopping one is not paused or resumed.
+    assert_eq!(vm.pause(), Ok(()));
+    vm.shutdown();
+    assert_eq!(vm.status(), VmStatus::Stopping);
+    assert_eq!(vm.resume(), Err(VmStatus::Stopping));
+    assert_eq!(vm.pause(), Err(VmStatus::Stopping));
+}
+
+#[test]
 fn only_interrupt_exits_ask_whether_to_yield() {
     let exits = std::vec![
         VmExit::ExternalInterrupt,

@@ -150,6 +150,9 @@ pub enum VmStatus {
     Stopping = 3,
     /// Stopped.
     Stopped = 4,
+    /// Paused ([`AxVm::pause`]): vCPUs do not enter the guest until [`AxVm::resume`];
+    /// memory, devices and vCPU state are kept.
+    Paused = 5,
 }
 
 /// What the hypervisor must decide after a vCPU exit the VM did not handle itself.
@@ -609,6 +612,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             1 => VmStatus::Loaded,
             2 => VmStatus::Running,
             3 => VmStatus::Stopping,
+            5 => VmStatus::Paused,
             _ => VmStatus::Stopped,
         }
     }
@@ -686,7 +690,30 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         (arch.wakeup_pending(), arch.timer_deadline())
     }
 
-    /// Asks the VM to stop; running vCPUs notice at their next exit.
+    /// Pauses the running VM: its vCPUs do not enter the guest again (one in the guest
+    /// notices at its next exit, as for [`AxVm::shutdown`]; [`AxVm::run_vcpu`] answers
+    /// [`VmError::NotRunning`]`(Paused)`) until [`AxVm::resume`]. Nothing else changes: the
+    /// guest's timers and interrupts stay pending and are taken after the resume. Fails
+    /// with the VM's status when it is not running.
+    pub fn pause(&self) -> Result<(), VmStatus> {
+        self.change_status(VmStatus::Running, VmStatus::Paused)
+    }
+
+    /// Lets the paused VM's vCPUs run again. Fails with the VM's status when it is not
+    /// paused.
+    pub fn resume(&self) -> Result<(), VmStatus> {
+        self.change_status(VmStatus::Paused, VmStatus::Running)
+    }
+
+    /// `from` to `to`, if the status is `from`; else the status.
+    fn change_status(&self, from: VmStatus, to: VmStatus) -> Result<(), VmStatus> {
+        self.status
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(|_| self.status())
+    }
+
+    /// Asks the VM to stop (also a paused one); running vCPUs notice at their next exit.
     pub fn shutdown(&self) {
         self.set_status(VmStatus::Stopping);
     }
