@@ -12,6 +12,7 @@ extern crate alloc;
 mod banner;
 mod disk;
 mod images;
+mod net;
 mod shell;
 mod vm_console;
 mod vmm;

@@ -334,6 +334,7 @@ fn build_and_start(source: VmSource, config: VmConfig, vmid: u16) -> bool {
     };
     platform.kernel = kernel;
     platform.disks = alloc::boxed::Box::new(crate::disk::open_backing);
+    platform.switches = alloc::boxed::Box::new(crate::net::switch);
     // Held while the terminal is attached to another VM (the shell's `console`).
     let vm_name = name.clone();
     let console = Arc::new(move |line: &str| crate::vm_console::vm_line(&vm_name, line));

@@ -29,6 +29,7 @@ extern crate std;
 
 mod hub;
 
+pub use axvswitch::{Mac, PortId, PortStats, SwitchConfig, MAX_PORTS};
 pub use hub::{NetError, NetPort, NetSwitch, PortWaker, Recv};
 
 use alloc::string::String;
@@ -41,7 +42,7 @@ use axvirtio::{
     config_from_bytes, DeviceType, QueueError, QueueIo, VirtioDevice, VirtioMmio, VirtioReset,
     MMIO_SIZE,
 };
-use axvswitch::{Mac, ETH_HEADER};
+use axvswitch::ETH_HEADER;
 
 /// `VIRTIO_NET_F_MAC`: the config space holds the device's MAC address.
 pub const F_MAC: u64 = 1 << 5;

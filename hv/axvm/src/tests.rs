@@ -1310,6 +1310,63 @@ fn virtio_blk_backing_from_the_platform() {
     );
 }
 
+/// A `virtio-net` entry: its switch comes from the platform by name and each device claims
+/// a port of it for as long as its VM lives; no switch, or a full one, refuses the VM with
+/// one line naming the device.
+#[test]
+fn virtio_net_ports_from_the_platform() {
+    let lan =
+        axvirtio_net::NetSwitch::new("lan", axvirtio_net::SwitchConfig::with_ports(2)).unwrap();
+    let net = "irq = 48\n[[devices]]\nkind = \"virtio-net\"\nbase = 0x0b00_0000\nirq = 48\n\
+               switch = \"lan\"";
+    let build = |switches: crate::SwitchFinder| {
+        let text = CONFIG.replace(
+            "[[devices]]\nkind = \"pl011\"",
+            &std::format!("[[devices]]\nkind = \"virtio-console\"\nbase = 0x0a00_0000\n{net}\n[[devices]]\nkind = \"pl011\""),
+        );
+        let line = Arc::new(Line(Mutex::new(Vec::new())));
+        let platform = crate::VmPlatform {
+            irq_line: Box::new(move |n| {
+                (n == 48).then(|| line.clone() as Arc<dyn axdevice_base::IrqLine>)
+            }),
+            switches,
+            ..crate::VmPlatform::none()
+        };
+        Vm::new(
+            axvmconfig::from_toml(&text).unwrap(),
+            HostFrames,
+            &|name| (name == "k").then_some(&b"kern"[..]),
+            Arc::new(|_: &str| {}),
+            &|_| Arc::new(Script::default()),
+            platform,
+        )
+    };
+    let finder = || -> crate::SwitchFinder {
+        let lan = lan.clone();
+        Box::new(move |name| (name == "lan").then(|| lan.clone()))
+    };
+    let a = build(finder()).unwrap();
+    let b = build(finder()).unwrap();
+    assert_eq!(lan.claimed(), 2);
+    let Err(VmError::Device(msg)) = build(finder()) else {
+        panic!("a full switch refuses the VM");
+    };
+    assert_eq!(
+        msg,
+        "virtio-net at 0xb000000: switch \"lan\" has all its 2 ports in use"
+    );
+    drop(a);
+    assert_eq!(lan.claimed(), 1, "a VM's port is freed with it");
+    drop(b);
+    let Err(VmError::Device(msg)) = build(Box::new(|_| None)) else {
+        panic!("no switch refuses the VM");
+    };
+    assert_eq!(
+        msg,
+        "virtio-net at 0xb000000: no virtual switch is available on this platform"
+    );
+}
+
 /// Frames a platform shares between two VMs (a link's memory) are normal memory, read and
 /// write but not execute, at each VM's own address: what one guest writes the other reads.
 #[test]

@@ -19,6 +19,7 @@ use axvcpu::{ArchVCpu, PowerReply, PowerState, VCpu, VCpuError, VmExit};
 use axvirtio::console::VirtioConsole;
 use axvirtio::{VirtioMmio, VirtioReset};
 use axvirtio_blk::{Backing, VirtioBlk};
+use axvirtio_net::{Mac, NetMmio, NetSwitch, VirtioNet};
 use axvmconfig::{
     DeviceKind, DeviceSpace, DiskBacking, DtbConfig, MapKind, UnclaimedPolicy, VmConfig,
 };
@@ -58,7 +59,14 @@ pub struct VmPlatform {
     /// Opens the backing of a `virtio-blk` device (a file on the hypervisor's disk); the
     /// message says why it cannot be. [`VmPlatform::none`] has no disk.
     pub disks: DiskOpener,
+    /// The virtual switch of a given name, shared by every VM whose `virtio-net` devices
+    /// name it (created on first use); `None`: the platform has none.
+    /// [`VmPlatform::none`] has none.
+    pub switches: SwitchFinder,
 }
+
+/// How a platform finds a `virtio-net` device's switch by name ([`VmPlatform::switches`]).
+pub type SwitchFinder = Box<dyn Fn(&str) -> Option<Arc<NetSwitch>>>;
 
 /// How a platform opens a `virtio-blk` device's backing ([`VmPlatform::disks`]).
 pub type DiskOpener = Box<dyn Fn(&DiskBacking) -> Result<Box<dyn Backing>, DiskOpenError>>;
@@ -119,6 +127,7 @@ impl VmPlatform {
                     "no disk is available to VMs on this platform",
                 )))
             }),
+            switches: alloc::boxed::Box::new(|_| None),
         }
     }
 }
@@ -365,7 +374,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         let console = Arc::new(PrefixedConsole::new(config.name.clone(), console));
         let mut devices = DeviceSet::new(&config.name, device_policy(config.unclaimed));
         let mut uart_input: Option<Arc<dyn UartInput>> = None;
-        for d in &config.devices {
+        for (index, d) in config.devices.iter().enumerate() {
             let sink: Arc<dyn ConsoleSink> = console.clone();
             let irq = match d.irq {
                 Some(n) => Some((platform.irq_line)(n).ok_or_else(|| {
@@ -428,6 +437,21 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                     ));
                     virtio.push(blk.clone());
                     blk
+                }
+                DeviceKind::VirtioNet => {
+                    let irq = virtio_irq(irq)?;
+                    let fail = |why: &dyn fmt::Display| {
+                        VmError::Device(alloc::format!("{} at {:#x}: {why}", d.kind, d.base))
+                    };
+                    let net = d.net.as_ref().ok_or_else(|| fail(&"no `switch`"))?;
+                    let switch = (platform.switches)(&net.switch)
+                        .ok_or_else(|| fail(&"no virtual switch is available on this platform"))?;
+                    let port = switch.claim().map_err(|e| fail(&e))?;
+                    let mac = Mac(net.mac_or_default(config.id, index));
+                    let dev =
+                        NetMmio::new(d.kind.name(), VirtioNet::new(mac, port), ram.clone(), irq);
+                    virtio.push(dev.clone());
+                    dev
                 }
                 // Built by the architecture layer and passed in `platform`.
                 kind if kind.is_interrupt_controller() => continue,
