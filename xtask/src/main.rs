@@ -118,10 +118,11 @@ struct RunArgs {
     disk: Option<PathBuf>,
 }
 
-/// The default demo of `cargo xtask run` on `arch`: Debian's Linux beside two test-guest
-/// VMs (on CPUs 1, 2 and 3; on x86_64 the three share CPU 1).
+/// The default demo of `cargo xtask run` on `arch`: Debian's Linux with an interactive
+/// busybox shell (`console linux` in the hypervisor's shell) beside two test-guest VMs (on
+/// CPUs 1, 2 and 3; on x86_64 the three share CPU 1).
 fn demo_vms(arch: Arch) -> Vec<PathBuf> {
-    ["linux", "hypercall", "memory"]
+    ["linux-shell", "hypercall", "memory"]
         .iter()
         .map(|name| PathBuf::from(format!("configs/vms/{}-{name}.toml", arch.name())))
         .collect()

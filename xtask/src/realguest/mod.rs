@@ -803,7 +803,7 @@ $bb mount -t sysfs sysfs /sys
 # The console's own device (ttyAMA0, ttyS0, hvc0), disks and the like.
 $bb mount -t devtmpfs devtmpfs /dev 2>/dev/null
 $bb --install -s /bin
-export PATH=/bin HOME=/ TERM=vt100
+export PATH=/bin HOME=/root TERM=vt100
 release=$($bb uname -r)
 # Kernel modules, in dependency order (written by `guests fetch`).
 m=/lib/modules/$release
