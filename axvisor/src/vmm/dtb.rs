@@ -1,13 +1,13 @@
 //! The device tree generated for a VM whose config asks for one (`kernel.dtb = { load_addr }`
 //! without an image): its vCPUs, RAM, interrupt controller, timer, UARTs, virtio devices,
-//! command line, initrd and passthrough devices, described for `axdtb`. The architecture
-//! part (interrupt controller, timer, CPU enable method, ISA) comes from the platform
-//! ([`ArchPlatform::dtb_arch`]).
+//! command line, initrd, passthrough devices and links, described for `axdtb`. The
+//! architecture part (interrupt controller, timer, CPU enable method, ISA) comes from the
+//! platform ([`ArchPlatform::dtb_arch`]).
 
 use alloc::vec::Vec;
 use axdtb::{DtbError, ExtraDevice, GuestDtb, PropValue, Property, Uart, UartKind};
 use axvm::ArchPlatform;
-use axvmconfig::{DeviceKind, DeviceSpace, MapKind, MemKind, VmConfig};
+use axvmconfig::{DeviceKind, DeviceSpace, MapKind, MemKind, VmConfig, LINK_DOORBELL_SIZE};
 use core::fmt;
 
 /// Properties of a ROM's `mtd-rom` node: Linux's physmap driver needs the bus width.
@@ -28,6 +28,14 @@ struct HostNode<'a> {
 struct VirtioNode {
     reg: [(u64, u64); 1],
     irq: [u32; 1],
+}
+
+/// A link's `axvisor,link` node: its shared memory and doorbell window, the doorbell's
+/// interrupt, the link's and the peer's names.
+struct LinkNode<'a> {
+    reg: [(u64, u64); 2],
+    irq: [u32; 1],
+    props: [Property<'a>; 2],
 }
 
 /// Why a VM's device tree could not be generated.
@@ -133,6 +141,28 @@ pub fn generate<P: ArchPlatform>(
             })
         })
         .collect();
+    // Links: one node each (docs/doorbell.md).
+    let links: Vec<LinkNode> = config
+        .links
+        .iter()
+        .map(|l| LinkNode {
+            reg: [
+                (l.shmem.gpa, l.shmem.size),
+                (l.doorbell.base, LINK_DOORBELL_SIZE),
+            ],
+            irq: [l.doorbell.irq],
+            props: [
+                Property {
+                    name: "axvisor,link-name",
+                    value: PropValue::Str(&l.name),
+                },
+                Property {
+                    name: "axvisor,peer",
+                    value: PropValue::Str(&l.peer),
+                },
+            ],
+        })
+        .collect();
     let extra: Vec<ExtraDevice> = host
         .iter()
         .map(|n| ExtraDevice {
@@ -155,6 +185,13 @@ pub fn generate<P: ArchPlatform>(
             reg: &v.reg,
             interrupts: &v.irq,
             props: &[],
+        }))
+        .chain(links.iter().map(|l| ExtraDevice {
+            name: "link",
+            compatible: &["axvisor,link"],
+            reg: &l.reg,
+            interrupts: &l.irq,
+            props: &l.props,
         }))
         .collect();
     let desc = GuestDtb {

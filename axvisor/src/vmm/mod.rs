@@ -28,6 +28,7 @@ use spin::Mutex;
 pub mod control;
 mod dtb;
 mod host;
+mod links;
 mod passthrough;
 pub mod source;
 
@@ -175,6 +176,9 @@ pub fn start_all(pcpus: usize) -> usize {
 /// ones wait, and how many vCPU tasks are alive.
 struct VmRun {
     vm: Arc<Vm>,
+    /// Its links to other VMs; held (with their shared memory) until it is dropped, after
+    /// `vm`.
+    links: links::VmLinks,
     /// Its hardware VMID, freed when the VM stops.
     vmid: u16,
     waker: Arc<VcpuWaker>,
@@ -299,6 +303,14 @@ fn build_and_start(source: VmSource, config: VmConfig, vmid: u16) -> bool {
             return false;
         }
     };
+    let links = match links::VmLinks::build(&config, &mut platform) {
+        Ok(links) => links,
+        Err(e) => {
+            println!("vm {name}: cannot be created: {e}");
+            return false;
+        }
+    };
+    platform.on_reset = links.on_reset(platform.on_reset.take());
     if let Err(e) = passthrough::claim(&config, Platform::irq_sink(&arch_vm)) {
         println!("vm {name}: cannot be created: {e}");
         return false;
@@ -367,8 +379,10 @@ fn build_and_start(source: VmSource, config: VmConfig, vmid: u16) -> bool {
         vm.vcpu_count(),
         mem / 1024
     );
+    links.attach();
     let run = Arc::new(VmRun {
         vm,
+        links,
         vmid,
         waker,
         tasks: AtomicUsize::new(0),
@@ -456,6 +470,7 @@ fn vcpu_task(run: Arc<VmRun>, id: usize) {
     }
     let last = run.tasks.fetch_sub(1, Ordering::AcqRel) == 1;
     if last && !matches!(vm.status(), VmStatus::Running | VmStatus::Paused) {
+        run.links.detach();
         vm.mark_stopped();
         passthrough::release(vm.id());
         free_vmid(run.vmid);
@@ -465,6 +480,9 @@ fn vcpu_task(run: Arc<VmRun>, id: usize) {
             .map(|(k, n)| alloc::format!("{}={n}", k.name()))
             .collect();
         log::info!("vm {name}: exits {}", counts.join(" "));
+        for line in run.links.report() {
+            log::info!("vm {name}: {line}");
+        }
         for unclaimed in [vm.unclaimed(), vm.unclaimed_ports()] {
             if unclaimed.total > 0 {
                 log::info!("vm {name}: {unclaimed}");

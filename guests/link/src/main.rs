@@ -1,0 +1,319 @@
+//! The link test guest (docs/doorbell.md): the same image runs in both VMs of link "chan0"
+//! and reads the doorbell's `SIDE` register to know its part.
+//!
+//! - **Client (side 0)** waits up to [`PEER_WAIT_US`] for the server (`PEER_UP` = 1 and the
+//!   server's ready word in the shared memory). Without one it rings [`LONELY_RINGS`]
+//!   times (the hypervisor drops and counts them), prints `link: no peer` and `PASS link`.
+//!   With one it makes [`ROUNDS`] round trips — a message with a sequence number and a
+//!   payload derived from it in the first shared page, a ring, the answer (the same number,
+//!   the payload's sum and the payload inverted) in the second page after the doorbell
+//!   interrupt — checks each answer, prints `link: 200 round trips, sequence checked` and
+//!   `PASS link`. Then it goes on making round trips until the server stops (no answer,
+//!   `PEER_UP` = 0: `link: peer down after N more round trips`), waits for it to come back
+//!   and makes [`ROUNDS`] more (`PASS link-again`); or, if the server never stops, for
+//!   [`STAY_US`] (`link: peer stayed up`).
+//! - **Server (side 1)** writes its ready word and answers every message it is rung for,
+//!   checking that the numbers follow each other (a new client, or a new server, may start
+//!   anywhere), and prints `link: answered 200 messages, sequence checked`. It never ends;
+//!   a wrong message is `FAIL link: ...`.
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{fence, AtomicU32, Ordering};
+
+use grt::check::Checker;
+use grt::irq::{self, Irq};
+
+/// The link's shared memory, its doorbell window and the doorbell's interrupt (the
+/// `[[links]]` entry of `configs/vms/<arch>-link{a,b}.toml`).
+#[cfg(target_arch = "aarch64")]
+mod at {
+    pub const SHM: usize = 0x5000_0000;
+    pub const DOORBELL: usize = 0x0a10_0000;
+    pub const IRQ: u32 = 50;
+}
+#[cfg(not(target_arch = "aarch64"))]
+mod at {
+    pub const SHM: usize = 0x9000_0000;
+    pub const DOORBELL: usize = 0x1010_0000;
+    pub const IRQ: u32 = 5;
+}
+
+/// Doorbell registers (axvdoorbell).
+mod reg {
+    pub const MAGIC: usize = 0x00;
+    pub const SIDE: usize = 0x04;
+    pub const PEER_UP: usize = 0x08;
+    pub const RING: usize = 0x10;
+    pub const PENDING: usize = 0x14;
+    pub const ACK: usize = 0x18;
+}
+const MAGIC: u32 = 0x4c45_4244;
+
+/// The shared memory: the client's message in the first page, the answer in the second,
+/// the server's ready word at the end.
+const TO_SERVER: usize = 0;
+const TO_CLIENT: usize = 0x1000;
+const READY: usize = 0x1ffc;
+const READY_MAGIC: u32 = 0x5944_4552; // "REDY"
+/// A mailbox: sequence number, payload words (client) or sum (server), then the payload.
+const SEQ: usize = 0;
+const LEN_OR_SUM: usize = 4;
+const PAYLOAD: usize = 8;
+const MAX_WORDS: u32 = 64;
+
+/// The doorbell bit both sides ring with.
+const BIT: u32 = 1;
+
+const ROUNDS: u32 = 200;
+const LONELY_RINGS: u32 = 3;
+const PEER_WAIT_US: u64 = 3_000_000;
+const ANSWER_US: u64 = 2_000_000;
+const BACK_WAIT_US: u64 = 60_000_000;
+const STAY_US: u64 = 60_000_000;
+
+/// Doorbell bits the interrupt handler collected and the wait has not taken yet.
+static RUNG: AtomicU32 = AtomicU32::new(0);
+
+fn db_read(r: usize) -> u32 {
+    // SAFETY: a 32-bit register of this VM's doorbell window.
+    unsafe { grt::mmio::read32(at::DOORBELL + r) }
+}
+
+fn db_write(r: usize, v: u32) {
+    // SAFETY: as in `db_read`.
+    unsafe { grt::mmio::write32(at::DOORBELL + r, v) }
+}
+
+fn shm_read(off: usize) -> u32 {
+    // SAFETY: an aligned word of the link's shared memory (8 KiB at `at::SHM`).
+    unsafe { core::ptr::read_volatile((at::SHM + off) as *const u32) }
+}
+
+fn shm_write(off: usize, v: u32) {
+    // SAFETY: as in `shm_read`.
+    unsafe { core::ptr::write_volatile((at::SHM + off) as *mut u32, v) }
+}
+
+/// The payload word `i` of message `seq`, and how many words it has.
+fn word(seq: u32, i: u32) -> u32 {
+    seq.wrapping_mul(0x9e37_79b9) ^ i.wrapping_mul(0x0101_0101)
+}
+fn words(seq: u32) -> u32 {
+    2 + seq % (MAX_WORDS - 1)
+}
+
+fn handler(irq: Irq) {
+    if irq == Irq::External(at::IRQ) {
+        let bits = db_read(reg::PENDING);
+        db_write(reg::ACK, bits);
+        RUNG.fetch_or(bits, Ordering::SeqCst);
+    }
+    // The timer only wakes `wait_rung` to look at the clock.
+}
+
+fn deadline(us: u64) -> u64 {
+    irq::timer_now() + irq::timer_freq() * us / 1_000_000
+}
+
+/// Sleeps until the peer rings [`BIT`] (true) or `us` microseconds pass (false).
+fn wait_rung(us: u64) -> bool {
+    let end = deadline(us);
+    loop {
+        irq::disable();
+        if RUNG.fetch_and(!BIT, Ordering::SeqCst) & BIT != 0 {
+            irq::enable();
+            fence(Ordering::SeqCst);
+            return true;
+        }
+        let now = irq::timer_now();
+        if now >= end {
+            irq::enable();
+            return false;
+        }
+        irq::timer_set(end.min(now + irq::timer_freq() / 100));
+        // Masked: a pending interrupt still ends the wait, and is taken just after.
+        grt::wait_for_interrupt();
+        irq::enable();
+    }
+}
+
+fn ring() {
+    fence(Ordering::SeqCst);
+    db_write(reg::RING, BIT);
+}
+
+fn peer_ready() -> bool {
+    db_read(reg::PEER_UP) == 1 && shm_read(READY) == READY_MAGIC
+}
+
+/// Spins (the timer ticking) until the server is up and ready, for at most `us`.
+fn wait_peer(us: u64) -> bool {
+    let end = deadline(us);
+    while !peer_ready() {
+        if irq::timer_now() >= end {
+            return false;
+        }
+        wait_rung(1_000);
+    }
+    true
+}
+
+/// One round trip with message `seq`: `Ok(true)` answered and right, `Ok(false)` answered
+/// wrong (reported on `c`), `Err(())` no answer and the peer is down.
+fn round_trip(c: &mut Checker, seq: u32) -> Result<bool, ()> {
+    let n = words(seq);
+    for i in 0..n {
+        shm_write(TO_SERVER + PAYLOAD + 4 * i as usize, word(seq, i));
+    }
+    shm_write(TO_SERVER + LEN_OR_SUM, n);
+    shm_write(TO_SERVER + SEQ, seq);
+    if db_read(reg::PEER_UP) == 0 {
+        return Err(());
+    }
+    ring();
+    if !wait_rung(ANSWER_US) {
+        if db_read(reg::PEER_UP) == 0 {
+            return Err(());
+        }
+        c.ok(format_args!("an answer to message {seq} (peer up)"), false);
+        return Ok(false);
+    }
+    let mut ok = c.eq("answer's sequence number", shm_read(TO_CLIENT + SEQ), seq);
+    let sum = (0..n).fold(0u32, |s, i| s.wrapping_add(word(seq, i)));
+    ok &= c.eq("answer's sum", shm_read(TO_CLIENT + LEN_OR_SUM), sum);
+    for i in 0..n {
+        let got = shm_read(TO_CLIENT + PAYLOAD + 4 * i as usize);
+        ok &= c.eq(format_args!("answer {seq} word {i}"), got, !word(seq, i));
+    }
+    Ok(ok)
+}
+
+/// Makes `rounds` round trips from `*seq + 1` on; `Err(done)` when the peer went down
+/// after `done` of them.
+fn run(c: &mut Checker, seq: &mut u32, rounds: u32) -> Result<(), u32> {
+    for done in 0..rounds {
+        *seq += 1;
+        match round_trip(c, *seq) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(()) => return Err(done),
+        }
+    }
+    Ok(())
+}
+
+fn client() {
+    let mut c = Checker::new("link");
+    if !wait_peer(PEER_WAIT_US) {
+        for _ in 0..LONELY_RINGS {
+            ring();
+        }
+        c.eq("PEER_UP with no peer", db_read(reg::PEER_UP), 0);
+        grt::println!("link: no peer; rang {LONELY_RINGS} times");
+        c.finish();
+        return;
+    }
+    grt::println!("link: peer up");
+    let mut seq = 0;
+    let first = run(&mut c, &mut seq, ROUNDS);
+    c.ok(
+        "the peer stayed up for the first round trips",
+        first.is_ok(),
+    );
+    if c.failed() == 0 {
+        grt::println!("link: {ROUNDS} round trips, sequence checked");
+    }
+    if !c.finish() {
+        return;
+    }
+    // Until the server stops (the scenarios that stop it) or for a while.
+    let mut c = Checker::new("link-again");
+    let end = deadline(STAY_US);
+    let mut more = 0u32;
+    while irq::timer_now() < end {
+        match run(&mut c, &mut seq, 1) {
+            Ok(()) if c.failed() == 0 => more += 1,
+            Ok(()) => {
+                c.finish();
+                return;
+            }
+            Err(_) => {
+                // Whoever runs next on the other side writes a fresh ready word.
+                shm_write(READY, 0);
+                grt::println!("link: peer down after {more} more round trips");
+                if !c.ok("the peer came back", wait_peer(BACK_WAIT_US)) {
+                    c.finish();
+                    return;
+                }
+                grt::println!("link: peer back");
+                let again = run(&mut c, &mut seq, ROUNDS);
+                c.ok("the peer stayed up", again.is_ok());
+                if c.failed() == 0 {
+                    grt::println!("link: {ROUNDS} more round trips, sequence checked");
+                }
+                c.finish();
+                return;
+            }
+        }
+    }
+    grt::println!("link: peer stayed up ({more} more round trips)");
+}
+
+fn server() -> ! {
+    shm_write(READY, READY_MAGIC);
+    fence(Ordering::SeqCst);
+    grt::println!("link: ready");
+    let mut last = 0u32;
+    let mut answered = 0u32;
+    loop {
+        if !wait_rung(ANSWER_US) {
+            continue;
+        }
+        let seq = shm_read(TO_SERVER + SEQ);
+        if last != 0 && seq != last.wrapping_add(1) {
+            grt::fail("link", format_args!("message {seq} after {last}"));
+            grt::power_off();
+        }
+        let n = shm_read(TO_SERVER + LEN_OR_SUM);
+        if n != words(seq) {
+            grt::fail("link", format_args!("message {seq} has {n} words"));
+            grt::power_off();
+        }
+        let mut sum = 0u32;
+        for i in 0..n {
+            let w = shm_read(TO_SERVER + PAYLOAD + 4 * i as usize);
+            if w != word(seq, i) {
+                grt::fail("link", format_args!("message {seq} word {i}: {w:#x}"));
+                grt::power_off();
+            }
+            sum = sum.wrapping_add(w);
+            shm_write(TO_CLIENT + PAYLOAD + 4 * i as usize, !w);
+        }
+        shm_write(TO_CLIENT + LEN_OR_SUM, sum);
+        shm_write(TO_CLIENT + SEQ, seq);
+        ring();
+        last = seq;
+        answered += 1;
+        if answered == ROUNDS {
+            grt::println!("link: answered {ROUNDS} messages, sequence checked");
+        }
+    }
+}
+
+#[no_mangle]
+fn main() {
+    let magic = db_read(reg::MAGIC);
+    if magic != MAGIC {
+        grt::fail("link", format_args!("doorbell magic {magic:#x}"));
+        return;
+    }
+    irq::set_handler(Some(handler));
+    irq::init_cpu();
+    irq::external_enable(at::IRQ);
+    irq::enable();
+    match db_read(reg::SIDE) {
+        0 => client(),
+        _ => server(),
+    }
+}
