@@ -182,6 +182,13 @@ impl Queue {
         unsafe { read16(self.used() + 2) }
     }
 
+    /// The descriptor chain head the device gave back as used entry `idx`.
+    pub fn used_id(&self, idx: u16) -> u32 {
+        let slot = usize::from(idx % self.size);
+        // SAFETY: as in `clear`.
+        unsafe { read32(self.used() + 4 + 8 * slot) }
+    }
+
     /// The length the device reported for used entry `idx`.
     pub fn used_len(&self, idx: u16) -> u32 {
         let slot = usize::from(idx % self.size);
