@@ -1,6 +1,6 @@
 //! A minimal virtio-blk driver over virtio-mmio (docs/virtio.md), at 0x0a00_0000 on
-//! aarch64 and 0x1000_1000 on riscv64 (the VM configs `*-vblk.toml`, backed by a file on
-//! the hypervisor's disk). First boot: sector 1 does not hold the marker; it checks the
+//! aarch64 and 0x1000_1000 on riscv64 and x86_64 (the VM configs `*-vblk.toml`, backed by
+//! a file on the hypervisor's disk). First boot: sector 1 does not hold the marker; it checks the
 //! identity, the capacity, refusals (a read past the end and one overflowing the sector
 //! number get `IOERR`, an unknown type `UNSUPP`), writes the marker, reads it back,
 //! flushes, and resets the VM. Second boot: the marker is there (it went through the

@@ -1,6 +1,6 @@
 //! A minimal virtio-console driver over virtio-mmio (docs/virtio.md), at 0x0a00_0000 on
-//! aarch64 and 0x1000_1000 on riscv64 (the VM configs `*-vcon.toml`). It checks the
-//! identity registers, negotiates `VIRTIO_F_VERSION_1`, sends a line through the transmit
+//! aarch64 and 0x1000_1000 on riscv64 and x86_64 (the VM configs `*-vcon.toml`). It checks
+//! the identity registers, negotiates `VIRTIO_F_VERSION_1`, sends a line through the transmit
 //! queue (the scenario expects it on the VM's console: it never goes to the UART), checks
 //! the used ring and the interrupt status, then offers a looping chain (the device must
 //! answer `DEVICE_NEEDS_RESET`), tries a legacy register (`DRIVER_OK` refused), resets and

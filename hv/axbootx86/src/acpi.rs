@@ -8,9 +8,10 @@
 //! event block and a PM1a control block in I/O space ([`PM1A_EVT_PORT`], [`PM1A_CNT_PORT`]),
 //! `SMI_CMD` 0 (the platform is always in ACPI mode, so Linux never performs the
 //! ACPI-enable handshake), the PM timer ([`PM_TMR_PORT`]: 24 bits at 3.579545 MHz, Linux's
-//! reference for calibrating the TSC), no GPE blocks. The DSDT holds only `\_S5`, so a
+//! reference for calibrating the TSC), no GPE blocks. The DSDT holds `\_S5`, so a
 //! power-off is a write of `SLP_TYP` 5 with `SLP_EN` to the PM1a control register (see
-//! [`S5_SLP_TYP`]). Choices and alternatives are in `docs/x86-linux.md`.
+//! [`S5_SLP_TYP`]), and the VM's virtio-mmio devices ([`crate::aml`]). Choices and
+//! alternatives are in `docs/x86-linux.md`.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -18,6 +19,7 @@ use core::fmt;
 
 use axvmconfig::VmConfig;
 
+use crate::aml;
 use crate::bytes::{put, put_u16, put_u32, put_u64};
 
 /// Where the local APICs' registers are (the architectural default).
@@ -82,6 +84,28 @@ pub struct SourceOverride {
     pub flags: u16,
 }
 
+/// MPS INTI flags of a level-triggered, active-high interrupt.
+const LEVEL_HIGH: u16 = 0b11 << 2 | 0b01;
+
+/// A virtio-mmio device, described in the DSDT ([`crate::aml`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtioMmioDesc {
+    /// Its register window's guest-physical base (below 4 GiB).
+    pub base: u64,
+    /// The window's size.
+    pub size: u64,
+    /// Its interrupt: an I/O APIC input ([`virtio_gsi_usable`]), level-triggered and active
+    /// high.
+    pub gsi: u32,
+}
+
+/// Whether I/O APIC input `gsi` can be a virtio device's interrupt: one of the 24 inputs,
+/// but not 0 (the 8259's output), 2 (the PIT) or 8 (the CMOS RTC), which the virtual PC's
+/// own devices drive edge-triggered.
+pub const fn virtio_gsi_usable(gsi: u32) -> bool {
+    gsi < 24 && gsi != 0 && gsi != 2 && gsi != 8
+}
+
 /// What the tables describe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AcpiDesc {
@@ -91,6 +115,8 @@ pub struct AcpiDesc {
     pub ioapic_id: u8,
     /// Interrupt source overrides.
     pub overrides: Vec<SourceOverride>,
+    /// The virtio-mmio devices, in config order (`_UID` 0, 1, ...).
+    pub virtio: Vec<VirtioMmioDesc>,
 }
 
 impl AcpiDesc {
@@ -99,25 +125,50 @@ impl AcpiDesc {
     /// as on every PC since the I/O APIC's pin 0 takes the 8259's output, and the SCI,
     /// ISA IRQ 9, is level-triggered and active high. The 16550 consoles need none: an ISA
     /// IRQ without an override is the GSI of the same number, edge-triggered and active high,
-    /// which is how a 16550 on IRQ 4 (COM1) or 3 (COM2) signals.
-    pub fn from_config(config: &VmConfig) -> Self {
+    /// which is how a 16550 on IRQ 4 (COM1) or 3 (COM2) signals. Each virtio device is in
+    /// `virtio`; an ISA IRQ (below 16) one uses gets a level-triggered, active-high override
+    /// as well, so the MADT and the device's `_CRS` agree. A virtio device without an `irq`
+    /// gets GSI 0, which [`build`] refuses.
+    pub fn from_config(config: &VmConfig) -> Result<Self, AcpiError> {
         let cpus = config.cpus.count as u32;
-        Self {
+        let mut overrides = vec![
+            SourceOverride {
+                source: 0,
+                gsi: 2,
+                flags: 0,
+            },
+            SourceOverride {
+                source: SCI_IRQ,
+                gsi: u32::from(SCI_IRQ),
+                flags: LEVEL_HIGH,
+            },
+        ];
+        let mut virtio = Vec::new();
+        for d in config.devices.iter().filter(|d| d.kind.is_virtio()) {
+            let gsi = d.irq.ok_or(AcpiError::VirtioIrq {
+                base: d.base,
+                irq: None,
+            })?;
+            virtio.push(VirtioMmioDesc {
+                base: d.base,
+                size: d.size,
+                gsi,
+            });
+            let isa = u8::try_from(gsi).ok().filter(|&n| n < 16);
+            if let Some(source) = isa.filter(|_| !overrides.iter().any(|o| o.gsi == gsi)) {
+                overrides.push(SourceOverride {
+                    source,
+                    gsi,
+                    flags: LEVEL_HIGH,
+                });
+            }
+        }
+        Ok(Self {
             apic_ids: (0..cpus).collect(),
             ioapic_id: u8::try_from(cpus).unwrap_or(u8::MAX),
-            overrides: vec![
-                SourceOverride {
-                    source: 0,
-                    gsi: 2,
-                    flags: 0,
-                },
-                SourceOverride {
-                    source: SCI_IRQ,
-                    gsi: u32::from(SCI_IRQ),
-                    flags: 0b11 << 2 | 0b01,
-                },
-            ],
-        }
+            overrides,
+            virtio,
+        })
     }
 }
 
@@ -130,6 +181,18 @@ pub enum AcpiError {
     NoCpus,
     /// `base` plus the blob's length overflows.
     AddressOverflow(u64),
+    /// A virtio device's interrupt is not one it can have ([`virtio_gsi_usable`]; `None`:
+    /// it has none).
+    VirtioIrq {
+        /// The device's base.
+        base: u64,
+        /// Its `irq`.
+        irq: Option<u32>,
+    },
+    /// A virtio device's register window is not below 4 GiB.
+    VirtioAbove4G(u64),
+    /// More virtio devices than the DSDT names ([`crate::aml::MAX_DEVICES`]).
+    TooManyVirtio(usize),
 }
 
 impl fmt::Display for AcpiError {
@@ -140,6 +203,22 @@ impl fmt::Display for AcpiError {
             }
             Self::NoCpus => write!(f, "a VM without vCPUs has no MADT"),
             Self::AddressOverflow(base) => write!(f, "the ACPI tables at {base:#x} wrap around"),
+            Self::VirtioIrq { base, irq: Some(n) } => write!(
+                f,
+                "the virtio device at {base:#x} has interrupt {n}: a virtio device's is an I/O APIC input 1, 3..=7 or 9..=23 (0, 2 and 8 are the PC's own)"
+            ),
+            Self::VirtioIrq { base, irq: None } => {
+                write!(f, "the virtio device at {base:#x} has no `irq`")
+            }
+            Self::VirtioAbove4G(base) => write!(
+                f,
+                "the virtio device at {base:#x} is not below 4 GiB (the DSDT describes 32-bit windows)"
+            ),
+            Self::TooManyVirtio(n) => write!(
+                f,
+                "{n} virtio devices: the DSDT names at most {}",
+                crate::aml::MAX_DEVICES
+            ),
         }
     }
 }
@@ -287,22 +366,24 @@ fn madt_body(desc: &AcpiDesc) -> Vec<u8> {
     m
 }
 
-/// The DSDT's AML: `Name (_S5, Package (4) { 5, 0, 0, 0 })`.
-pub const DSDT_AML: [u8; 13] = [
-    0x08,
-    b'_',
-    b'S',
-    b'5',
-    b'_', // NameOp "_S5_"
-    0x12,
-    0x07,
-    0x04, // PackageOp, PkgLength 7, 4 elements
-    0x0A,
-    S5_SLP_TYP as u8, // BytePrefix 5 (SLP_TYPa)
-    0x00,
-    0x00,
-    0x00, // SLP_TYPb and two reserved, Zero
-];
+/// Checks what [`aml::dsdt`] needs of the virtio devices.
+fn check_virtio(virtio: &[VirtioMmioDesc]) -> Result<(), AcpiError> {
+    if virtio.len() > aml::MAX_DEVICES {
+        return Err(AcpiError::TooManyVirtio(virtio.len()));
+    }
+    for d in virtio {
+        if !virtio_gsi_usable(d.gsi) {
+            return Err(AcpiError::VirtioIrq {
+                base: d.base,
+                irq: Some(d.gsi),
+            });
+        }
+        if d.base.checked_add(d.size).is_none_or(|end| end > 1 << 32) {
+            return Err(AcpiError::VirtioAbove4G(d.base));
+        }
+    }
+    Ok(())
+}
 
 /// Rounds `n` up to a multiple of `align` (a power of two).
 fn align_up(n: usize, align: usize) -> usize {
@@ -319,7 +400,8 @@ pub fn build(desc: &AcpiDesc, base: u64) -> Result<AcpiTables, AcpiError> {
         return Err(AcpiError::NoCpus);
     }
     let madt = sdt(b"APIC", 5, b"AXVSMADT", &madt_body(desc));
-    let dsdt = sdt(b"DSDT", 2, b"AXVSDSDT", &DSDT_AML);
+    check_virtio(&desc.virtio)?;
+    let dsdt = sdt(b"DSDT", 2, b"AXVSDSDT", &aml::dsdt(&desc.virtio));
     let entries = 2; // FADT, MADT
     let xsdt_len = HEADER_LEN + 8 * entries;
     // Offsets in the blob.

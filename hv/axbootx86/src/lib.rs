@@ -19,6 +19,7 @@
 extern crate alloc;
 
 pub mod acpi;
+pub mod aml;
 mod bytes;
 pub mod bzimage;
 pub mod e820;

@@ -228,7 +228,7 @@ pub fn plan(
             max: max.min(room),
         });
     }
-    let acpi = acpi::build(&AcpiDesc::from_config(config), ACPI_BASE)?;
+    let acpi = acpi::build(&AcpiDesc::from_config(config)?, ACPI_BASE)?;
     let (ram, rom) = memory_ranges(config);
     // The tables are in the BIOS area, reserved already; nothing to mark.
     let e820 = E820Map::build(&ram, &rom, &[])?;

@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 use axvmconfig::VmConfig;
 
 use crate::acpi::{self, AcpiDesc, AcpiError};
+use crate::aml;
 use crate::bytes::{u16_at, u32_at, u64_at};
 use crate::bzimage::{self, BzImage, BzImageError};
 use crate::e820::{E820Entry, E820Error, E820Kind, E820Map};
@@ -323,7 +324,7 @@ fn sum(bytes: &[u8]) -> u8 {
 
 #[test]
 fn acpi_tables_have_lengths_checksums_and_pointers() {
-    let desc = AcpiDesc::from_config(&config(2, &[(0, 128 * MIB)]));
+    let desc = AcpiDesc::from_config(&config(2, &[(0, 128 * MIB)])).unwrap();
     assert_eq!(desc.apic_ids, vec![0, 1]);
     assert_eq!(desc.ioapic_id, 2);
     let t = acpi::build(&desc, ACPI_BASE).unwrap();
@@ -356,7 +357,7 @@ fn acpi_tables_have_lengths_checksums_and_pointers() {
     let dsdt_a = u64_at(fadt, 140).unwrap();
     assert_eq!(u32_at(fadt, 40), Some(dsdt_a as u32));
     let dsdt = table(dsdt_a, b"DSDT");
-    assert_eq!(&dsdt[36..], &acpi::DSDT_AML);
+    assert_eq!(&dsdt[36..], &aml::S5_AML);
     assert_eq!(
         u64_at(fadt, 132),
         Some(0),
@@ -418,6 +419,7 @@ fn madt_uses_x2apic_entries_for_large_ids() {
         apic_ids: vec![0, 300],
         ioapic_id: 2,
         overrides: Vec::new(),
+        virtio: Vec::new(),
     };
     let t = acpi::build(&desc, 0x10_0000).unwrap();
     let madt = t.address_of(b"APIC").unwrap() - t.base;
@@ -431,7 +433,7 @@ fn madt_uses_x2apic_entries_for_large_ids() {
 
 #[test]
 fn acpi_errors() {
-    let desc = AcpiDesc::from_config(&config(1, &[(0, 128 * MIB)]));
+    let desc = AcpiDesc::from_config(&config(1, &[(0, 128 * MIB)])).unwrap();
     assert_eq!(
         acpi::build(&desc, 0xE_0008),
         Err(AcpiError::Unaligned(0xE_0008))
@@ -550,6 +552,137 @@ fn boot_plan_for_a_two_cpu_vm() {
         let in_bios = r.start >= 0xE_0000 && r.end <= 0x10_0000;
         assert!(plan.e820.is_ram(r) || in_bios, "{what} {r:?}");
     }
+}
+
+/// A config of one vCPU, 256 MiB, the virtual PC and a virtio-console per `irq` line
+/// (`"irq = 5"`, or `""` for none), 0x200 apart from 0xD000_0000.
+fn virtio_config(irqs: &[&str]) -> VmConfig {
+    let mut text = String::from(
+        "id = 1\nname = \"linux\"\n[cpus]\ncount = 1\npin = [0]\n[kernel]\nimage = \"linux\"\nload_addr = 0x1000000\nentry = 0x1000200\n[[memory]]\ngpa = 0\nsize = 0x10000000\nmap = \"alloc\"\n[[devices]]\nkind = \"ioapic\"\nbase = 0xfec00000\nsize = 0x1000\n",
+    );
+    for (i, irq) in irqs.iter().enumerate() {
+        text.push_str(&format!(
+            "[[devices]]\nkind = \"virtio-console\"\nbase = {:#x}\n{irq}\n",
+            0xd000_0000 + i * 0x200
+        ));
+    }
+    axvmconfig::from_toml(&text).unwrap()
+}
+
+/// Virtio devices: each is a `LNRO0005` device in the DSDT with its window and its
+/// interrupt (level-triggered, active high, shared), and an ISA IRQ among them gets a
+/// level-triggered, active-high override (one per line, the SCI's kept); interrupts the PC
+/// uses itself, none, and windows above 4 GiB are refused.
+#[test]
+fn virtio_devices_are_in_the_dsdt_and_level_triggered() {
+    let cfg = virtio_config(&["irq = 5", "irq = 11", "irq = 5", "irq = 20"]);
+    let desc = AcpiDesc::from_config(&cfg).unwrap();
+    let level = |n: u8| acpi::SourceOverride {
+        source: n,
+        gsi: u32::from(n),
+        flags: 0x0D,
+    };
+    assert_eq!(desc.overrides[1..], [level(9), level(5), level(11)]);
+    assert_eq!(
+        desc.virtio.iter().map(|v| v.gsi).collect::<Vec<_>>(),
+        [5, 11, 5, 20]
+    );
+    let t = acpi::build(&desc, ACPI_BASE).unwrap();
+    let dsdt_a = (t.address_of(b"DSDT").unwrap() - t.base) as usize;
+    let len = u32_at(&t.blob, dsdt_a + 4).unwrap() as usize;
+    let dsdt = &t.blob[dsdt_a..dsdt_a + len];
+    assert_eq!(sum(dsdt), 0);
+    let aml = &dsdt[36..];
+    assert_eq!(&aml[..13], &aml::S5_AML);
+    // One device, by hand from the specification: DeviceOp, PkgLength, "V001", _HID,
+    // _UID 1, _CRS buffer of 23 bytes (memory 0xD0000200 + 0x200, interrupt 11).
+    let mut dev1 = vec![0x5B, 0x82, 59, b'V', b'0', b'0', b'1'];
+    dev1.extend_from_slice(b"\x08_HID\x0DLNRO0005\0\x08_UID\x0A\x01\x08_CRS\x11\x1A\x0A\x17");
+    dev1.extend_from_slice(&[0x86, 9, 0, 1, 0x00, 0x02, 0x00, 0xD0, 0x00, 0x02, 0, 0]);
+    dev1.extend_from_slice(&[0x89, 6, 0, 0x09, 1, 11, 0, 0, 0, 0x79, 0]);
+    assert_eq!(dev1.len(), 2 + 59);
+    // The scope: ScopeOp, a two-byte PkgLength, \_SB_, four devices of 61 bytes.
+    let body = 5 + 4 * 61;
+    assert_eq!(aml.len(), 13 + 1 + 2 + body);
+    assert_eq!(aml[13], 0x10);
+    assert_eq!(
+        aml::pkg_length(body),
+        [0x40 | ((body + 2) & 0xF) as u8, ((body + 2) >> 4) as u8]
+    );
+    assert_eq!(&aml[14..16], &aml::pkg_length(body)[..]);
+    assert_eq!(&aml[16..21], b"\\_SB_");
+    assert_eq!(&aml[21 + 61..21 + 122], &dev1[..]);
+    assert_eq!(&aml[21 + 3 * 61 + 55..21 + 3 * 61 + 59], &[20, 0, 0, 0]);
+    // Refusals.
+    for (irq, why) in [
+        (
+            "irq = 0",
+            AcpiError::VirtioIrq {
+                base: 0xd000_0000,
+                irq: Some(0),
+            },
+        ),
+        (
+            "irq = 2",
+            AcpiError::VirtioIrq {
+                base: 0xd000_0000,
+                irq: Some(2),
+            },
+        ),
+        (
+            "irq = 8",
+            AcpiError::VirtioIrq {
+                base: 0xd000_0000,
+                irq: Some(8),
+            },
+        ),
+    ] {
+        let desc = AcpiDesc::from_config(&virtio_config(&[irq])).unwrap();
+        assert_eq!(acpi::build(&desc, ACPI_BASE), Err(why));
+    }
+    assert_eq!(
+        AcpiDesc::from_config(&virtio_config(&[""])),
+        Err(AcpiError::VirtioIrq {
+            base: 0xd000_0000,
+            irq: None
+        })
+    );
+    let mut high = AcpiDesc::from_config(&virtio_config(&["irq = 5"])).unwrap();
+    high.virtio[0].base = 0xFFFF_FF00;
+    assert_eq!(
+        acpi::build(&high, ACPI_BASE),
+        Err(AcpiError::VirtioAbove4G(0xFFFF_FF00))
+    );
+    assert_eq!(
+        AcpiError::VirtioIrq { base: 0x1000, irq: Some(8) }.to_string(),
+        "the virtio device at 0x1000 has interrupt 8: a virtio device's is an I/O APIC input 1, 3..=7 or 9..=23 (0, 2 and 8 are the PC's own)"
+    );
+    // The plan refuses it too.
+    let file = Fake::default().build();
+    let image = BzImage::parse(&file).unwrap();
+    assert_eq!(
+        linux::plan(&virtio_config(&["irq = 2"]), &image, "", None),
+        Err(BootError::Acpi(AcpiError::VirtioIrq {
+            base: 0xd000_0000,
+            irq: Some(2)
+        }))
+    );
+}
+
+/// `PkgLength` in one, two, three and four bytes; integers in the smallest prefix.
+#[test]
+fn aml_lengths_and_integers() {
+    assert_eq!(aml::pkg_length(0), [1]);
+    assert_eq!(aml::pkg_length(62), [63]);
+    assert_eq!(aml::pkg_length(63), [0x41, 0x04]);
+    assert_eq!(aml::pkg_length(0xFFD), [0x4F, 0xFF]);
+    assert_eq!(aml::pkg_length(0xFFE), [0x81, 0x00, 0x01]);
+    assert_eq!(aml::pkg_length(0xF_FFFC), [0x8F, 0xFF, 0xFF]);
+    assert_eq!(aml::pkg_length(0xF_FFFD), [0xC1, 0x00, 0x00, 0x01]);
+    assert_eq!(aml::integer(7), [0x0A, 7]);
+    assert_eq!(aml::integer(0x1234), [0x0B, 0x34, 0x12]);
+    assert_eq!(aml::integer(0x1_0000), [0x0C, 0, 0, 1, 0]);
+    assert_eq!(aml::integer(1 << 32), [0x0E, 0, 0, 0, 0, 1, 0, 0, 0]);
 }
 
 #[test]

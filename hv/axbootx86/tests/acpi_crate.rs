@@ -55,6 +55,7 @@ fn the_acpi_crate_finds_and_reads_the_tables() {
                 flags: 0x0D,
             },
         ],
+        virtio: Vec::new(),
     };
     let mem = low_memory_with(&desc);
     // SAFETY: the handler maps only the leaked buffer, which holds the low memory.
@@ -88,7 +89,7 @@ fn the_acpi_crate_finds_and_reads_the_tables() {
     assert_eq!((pm_timer.address, pm_timer.bit_width), (0x608, 32));
     assert!(fadt.get().gpe0_block().unwrap().is_none());
     let dsdt = tables.dsdt().unwrap();
-    assert_eq!(dsdt.length as usize, axbootx86::acpi::DSDT_AML.len());
+    assert_eq!(dsdt.length as usize, axbootx86::aml::S5_AML.len());
     assert_eq!(fadt.get().facs_address().unwrap() % 64, 0);
 
     let madt = tables.find_table::<Madt>().unwrap();
@@ -123,6 +124,7 @@ fn the_rsdp_is_also_found_from_its_address() {
         apic_ids: vec![0],
         ioapic_id: 1,
         overrides: Vec::new(),
+        virtio: Vec::new(),
     });
     // SAFETY: as above.
     let tables = unsafe { AcpiTables::from_rsdp(mem, ACPI_BASE as usize) }.unwrap();

@@ -97,20 +97,20 @@ impl HostArch {
     }
 
     /// Whether a VM on this architecture can have a device of `kind` (the interrupt
-    /// controller parts of the other architecture are refused; UARTs go anywhere).
+    /// controller parts of the other architecture are refused; UARTs and virtio devices go
+    /// anywhere).
     pub const fn has_device(self, kind: crate::DeviceKind) -> bool {
         use crate::DeviceKind as K;
         match kind {
-            // Described in the device tree.
-            K::VirtioNet => self.has_device_tree(),
             K::Pl011 | K::Ns16550 => true,
             K::GicDistributor | K::GicRedistributor | K::GicCpuInterface => {
                 matches!(self, Self::Aarch64)
             }
             K::Plic => matches!(self, Self::Riscv64),
             K::Ioapic => matches!(self, Self::X86_64),
-            // Described to the guest in its device tree (no x86 interrupt path yet).
-            K::VirtioConsole | K::VirtioBlk => self.has_device_tree(),
+            // Described in the device tree, or on x86 by the Linux loader's command line;
+            // the interrupt is a line of the VM's GIC, PLIC or I/O APIC.
+            K::VirtioConsole | K::VirtioBlk | K::VirtioNet => true,
         }
     }
 }

@@ -187,7 +187,7 @@ pub enum ProblemKind {
         at_least: bool,
     },
     /// A device the host's architecture does not have for VMs (the other architecture's
-    /// interrupt controller, a virtio device without a device tree).
+    /// interrupt controller).
     DeviceNotOnArch {
         /// The device kind.
         kind: &'static str,
@@ -449,15 +449,6 @@ impl fmt::Display for ProblemKind {
                 "size {size:#x}: the {}register window is {need:#x} bytes",
                 if *at_least { "smallest " } else { "" }
             ),
-            Self::DeviceNotOnArch { kind, arch }
-                if DeviceKind::from_name(kind).is_some_and(DeviceKind::is_virtio) =>
-            {
-                write!(
-                    f,
-                    "`{kind}` is described to the guest in its device tree: not on {} VMs yet",
-                    arch.name()
-                )
-            }
             Self::DeviceNotOnArch { kind, arch } => write!(
                 f,
                 "`{kind}` is not an interrupt controller of {} VMs (aarch64: `gicd`, `gicc`, `gicr`; riscv64: `plic`)",
@@ -546,6 +537,15 @@ impl fmt::Display for ProblemKind {
                 other_vm,
                 other,
                 start,
+                end,
+            } => write!(
+                f,
+                "VM #{vm} overlaps {other} of VM #{other_vm} ([{start:#x}, {end:#x})); a host range belongs to one VM"
+            ),
+            Self::NoVmid { vm, vmids } => write!(
+                f,
+                "VM #{vm} gets no VMID: the hardware has {vmids} for VMs"
+            ),
             Self::LinkToSelf => f.write_str("a link's peer is another VM, not this one"),
             Self::DuplicateLink { first } => {
                 write!(f, "a VM has one link of each name; {first} has this name already")
@@ -567,15 +567,6 @@ impl fmt::Display for ProblemKind {
             } => write!(
                 f,
                 "VM #{vm} shares {size:#x} bytes, but VM `{peer}` declares {peer_size:#x}; both ends of a link have the same size"
-            ),
-                end,
-            } => write!(
-                f,
-                "VM #{vm} overlaps {other} of VM #{other_vm} ([{start:#x}, {end:#x})); a host range belongs to one VM"
-            ),
-            Self::NoVmid { vm, vmids } => write!(
-                f,
-                "VM #{vm} gets no VMID: the hardware has {vmids} for VMs"
             ),
             Self::DuplicateId { id, vm, first } => {
                 write!(f, "VM #{vm} uses id {id}, already used by VM #{first}")
@@ -772,16 +763,25 @@ impl VmConfig {
                         field,
                         start: r.port,
                         end: r.end(),
-        let links = self.check_links(&mut problems);
-        problems.overlaps_within(&links);
-        for others in [&ram, &devices, &passthrough] {
-            problems.overlaps_between(&links, others);
-        }
                     });
                 }
             }
         }
         problems.overlaps_within(&passthrough);
+        problems.overlaps_between(&passthrough, &devices);
+        problems.overlaps_between(&passthrough, &ram);
+        problems.overlaps_within(&passthrough_ports);
+        problems.overlaps_between(&passthrough_ports, &ports);
+        let links = self.check_links(&mut problems);
+        problems.overlaps_within(&links);
+        for others in [&ram, &devices, &passthrough] {
+            problems.overlaps_between(&links, others);
+        }
+        self.check_irqs(&mut problems);
+
+        problems.finish()
+    }
+
     /// Checks each link's names and windows; returns the shared memory and doorbell ranges
     /// usable for the overlap checks.
     fn check_links(&self, problems: &mut Problems) -> Vec<Span> {
@@ -816,15 +816,6 @@ impl VmConfig {
             ));
         }
         spans
-    }
-
-        problems.overlaps_between(&passthrough, &devices);
-        problems.overlaps_between(&passthrough, &ram);
-        problems.overlaps_within(&passthrough_ports);
-        problems.overlaps_between(&passthrough_ports, &ports);
-        self.check_irqs(&mut problems);
-
-        problems.finish()
     }
 
     fn check_cpus(&self, problems: &mut Problems, ctx: &ValidateContext) {
@@ -968,6 +959,15 @@ impl VmConfig {
                 },
             ),
             Some(_) => {}
+        };
+        let mut used: Vec<(u32, String)> = Vec::new();
+        for (i, dev) in self.devices.iter().enumerate() {
+            if let Some(irq) = dev.irq {
+                let field = format!("devices[{i}].irq");
+                check_line(problems, field.clone(), irq);
+                used.push((irq, field));
+            }
+        }
         // A forwarded host interrupt, and a doorbell's line, are their owner's alone (a
         // level another source also drives would be lost).
         let exclusive = |problems: &mut Problems, used: &mut Vec<(u32, String)>, field, irq| {
@@ -983,24 +983,15 @@ impl VmConfig {
             }
             used.push((irq, field));
         };
-        };
-        let mut used: Vec<(u32, String)> = Vec::new();
-        for (i, dev) in self.devices.iter().enumerate() {
-            if let Some(irq) = dev.irq {
-                let field = format!("devices[{i}].irq");
-                check_line(problems, field.clone(), irq);
-        for (i, link) in self.links.iter().enumerate() {
-            let field = format!("links[{i}].doorbell.irq");
-            exclusive(problems, &mut used, field, link.doorbell.irq);
-        }
-                used.push((irq, field));
-            }
-        }
         for (i, pt) in self.passthrough.iter().enumerate() {
             for (j, &irq) in pt.irqs.iter().enumerate() {
                 let field = format!("passthrough[{i}].irqs[{j}]");
                 exclusive(problems, &mut used, field, irq);
             }
+        }
+        for (i, link) in self.links.iter().enumerate() {
+            let field = format!("links[{i}].doorbell.irq");
+            exclusive(problems, &mut used, field, link.doorbell.irq);
         }
     }
 
@@ -1037,11 +1028,6 @@ impl VmConfig {
                 if !arch.has_device(dev.kind) {
                     problems.push(
                         format!("devices[{i}].kind"),
-            if !arch.has_device_tree() {
-                for i in 0..self.links.len() {
-                    problems.push(format!("links[{i}]"), ProblemKind::LinkNotOnArch { arch });
-                }
-            }
                         ProblemKind::DeviceNotOnArch {
                             kind: dev.kind.name(),
                             arch,
@@ -1051,6 +1037,11 @@ impl VmConfig {
             }
         }
         if let Some(arch) = host.arch {
+            if !arch.has_device_tree() {
+                for i in 0..self.links.len() {
+                    problems.push(format!("links[{i}]"), ProblemKind::LinkNotOnArch { arch });
+                }
+            }
             for (i, pt) in self.passthrough.iter().enumerate() {
                 if !pt.ports.is_empty() && !arch.has_port_io() {
                     problems.push(
@@ -1282,12 +1273,6 @@ impl VmConfig {
                 },
             );
         }
-    check_ident(problems, "name", name);
-}
-
-/// Checks a name (of a VM or a link) at `field`: 1 to [`MAX_NAME_LEN`] characters out of
-/// `[A-Za-z0-9_-]`.
-fn check_ident(problems: &mut Problems, field: &str, name: &str) {
         Some(Span {
             field: field.into(),
             start: image.load_addr,
@@ -1297,6 +1282,12 @@ fn check_ident(problems: &mut Problems, field: &str, name: &str) {
 }
 
 fn check_name(problems: &mut Problems, name: &str) {
+    check_ident(problems, "name", name);
+}
+
+/// Checks a name (of a VM or a link) at `field`: 1 to [`MAX_NAME_LEN`] characters out of
+/// `[A-Za-z0-9_-]`.
+fn check_ident(problems: &mut Problems, field: &str, name: &str) {
     if name.is_empty() {
         problems.push(field, ProblemKind::Empty);
         return;
@@ -1394,7 +1385,6 @@ pub fn validate_many_on(configs: &[VmConfig], host: &HostFacts) -> Result<(), Ve
                                 vm,
                                 other_vm,
                                 other: other.clone(),
-    check_links_between(&mut problems, configs);
                                 start: *s,
                                 end: *e,
                             },
@@ -1404,6 +1394,7 @@ pub fn validate_many_on(configs: &[VmConfig], host: &HostFacts) -> Result<(), Ve
             }
         }
     }
+    check_links_between(&mut problems, configs);
     if let Some(vmids) = host.vmids {
         for vm in vmids..configs.len() {
             problems.push("id", ProblemKind::NoVmid { vm, vmids });
