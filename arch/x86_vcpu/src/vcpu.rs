@@ -1140,21 +1140,19 @@ impl VmxVCpu {
         let mask = (1u64 << (8 * u32::from(io.size))) - 1;
         let len = vmx::read(f::EXIT_INSTRUCTION_LEN) as u8;
         if !io.string {
-            if self.pc.is_some() {
-                if let Some(done) = self.pc_port(io, width, mask, len) {
-                    return done;
-                }
-            }
             if io.input {
                 self.pending_port = Some(PendingPort {
                     size: io.size,
                     len,
                     string: None,
                 });
-                return Some(VmExit::PortRead {
-                    port: io.port,
-                    width,
-                });
+                let answer = self.pc_read(io.port, width);
+                return pc::complete_read(self, answer, io.port, width);
+            }
+            if self.pc.is_some() {
+                if let Some(done) = self.pc_write(io, width, mask, len) {
+                    return done;
+                }
             }
             let value = self.gprs.0[RAX] & mask;
             self.advance(u64::from(len));
@@ -1167,10 +1165,18 @@ impl VmxVCpu {
         self.string_io(io, width, mask, len)
     }
 
-    /// IN or OUT on a port of the virtual PC (PIC, PIT, RTC, PM1, ...): `Some` with what
-    /// the exit becomes when a PC model took it, `None` when the port is the VM's.
+    /// The virtual PC's answer to a read of `port` (PIC, PIT, RTC, PM1, ...), `None` when
+    /// the port is the VM's (or there is no PC).
+    #[inline(always)]
+    fn pc_read(&self, port: u16, width: AccessWidth) -> Option<u64> {
+        let pc = self.pc.as_ref()?;
+        pc.port_read(port, width, axhal::time::ticks())
+    }
+
+    /// OUT to a port of the virtual PC: `Some` with what the exit becomes when a PC model
+    /// took it, `None` when the port is the VM's.
     #[inline(never)]
-    fn pc_port(
+    fn pc_write(
         &mut self,
         io: IoQual,
         width: AccessWidth,
@@ -1179,16 +1185,6 @@ impl VmxVCpu {
     ) -> Option<Option<VmExit>> {
         let pc = self.pc.as_ref()?;
         let now = axhal::time::ticks();
-        if io.input {
-            let value = pc.port_read(io.port, width, now)?;
-            self.pending_port = Some(PendingPort {
-                size: io.size,
-                len,
-                string: None,
-            });
-            self.complete_port_read(value);
-            return Some(None);
-        }
         let done = pc.port_write(io.port, width, self.gprs.0[RAX] & mask, now)?;
         self.advance(u64::from(len));
         Some(done.exit())
@@ -1219,19 +1215,8 @@ impl VmxVCpu {
                 string: Some(step),
             });
             // A port of the virtual PC: the element is stored here, like IN's value.
-            let now = axhal::time::ticks();
-            if let Some(v) = self
-                .pc
-                .as_ref()
-                .and_then(|pc| pc.port_read(io.port, width, now))
-            {
-                self.complete_port_read(v);
-                return None;
-            }
-            return Some(VmExit::PortRead {
-                port: io.port,
-                width,
-            });
+            let answer = self.pc_read(io.port, width);
+            return pc::complete_read(self, answer, io.port, width);
         }
         let mem = EptMemory::new(self.eptp_root());
         let mut b = [0u8; 4];

@@ -32,6 +32,7 @@ pub use ports::PortWrite;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use axdevice_base::{AccessWidth, DeviceError, IrqLine, MmioDevice, VcpuNotifier};
+use axvcpu::{ArchVCpu, VmExit};
 use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use ports::Ports;
@@ -181,6 +182,27 @@ pub fn is_apic_msr(msr: u32) -> bool {
 /// Whether `gpa` is in the xAPIC register page.
 pub fn in_xapic_page(gpa: u64) -> bool {
     gpa.wrapping_sub(XAPIC_PAGE) < LAPIC_SIZE as u64
+}
+
+/// A port read (`in`, or one INS element) whose completion `vcpu` has already set up:
+/// `answer` is the virtual PC's value ([`VirtualPc::port_read`]; `None`: no PC model at
+/// `port`). A PC answer is completed into `vcpu` at once (`complete_port_read`) and the
+/// guest re-entered (`None`); without one, the exit that asks the VMM. Both backends route
+/// their port reads through here.
+#[inline(always)]
+pub fn complete_read<V: ArchVCpu>(
+    vcpu: &mut V,
+    answer: Option<u64>,
+    port: u16,
+    width: AccessWidth,
+) -> Option<VmExit> {
+    match answer {
+        Some(v) => {
+            vcpu.complete_port_read(v);
+            None
+        }
+        None => Some(VmExit::PortRead { port, width }),
+    }
 }
 
 impl VirtualPc {
