@@ -195,6 +195,12 @@ pub const TARGETS: &[Target] = &[
         more_seeds: &[],
     },
     Target {
+        name: "virtio_net",
+        max_len: 4096,
+        about: "virtio-net devices of three guests on two switches: hostile frames, chains and registers, resets, ports freed and claimed (axvirtio_net)",
+        more_seeds: &[],
+    },
+    Target {
         name: "vswitch",
         max_len: 4096,
         about: "virtual switch: sends of any length and addresses from any port, receives, detach/attach, small bounds (axvswitch)",
