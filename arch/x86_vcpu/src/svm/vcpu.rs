@@ -25,7 +25,7 @@ use alloc::sync::Arc;
 use axaddrspace::{AmdNpt, GuestPhysAddr, HostPhysAddr, MappingFlags};
 use axdevice_base::AccessWidth;
 use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
-use core::arch::{asm, global_asm};
+use core::arch::asm;
 use core::ops::ControlFlow;
 
 /// General-purpose registers by encoding (RAX and RSP are mirrored from and to the VMCB
@@ -109,68 +109,93 @@ pub struct SvmVCpu {
     code_cache: Cache<Fetched>,
 }
 
-// The world switch. `x86_vcpu_svm_run(vmcb, regs, host_area)`: with GIF clear, VMSAVE the
-// host's FS/GS/TR/LDTR and SYSCALL MSRs, VMLOAD the guest's, load the guest's registers
-// (RAX and RSP come from the VMCB), set IF (so that physical interrupts, held by GIF=0
-// until the guest runs, exit it: V_INTR_MASKING makes the host's IF at VMRUN decide) and
-// VMRUN. After the exit: clear IF, store the guest's registers, VMSAVE the guest's state,
-// VMLOAD the host's, set GIF (interrupts stay pending with IF clear until the VMM takes
-// them).
-global_asm!(
-    ".global x86_vcpu_svm_run",
-    "x86_vcpu_svm_run:",
-    // Callee-saved registers, then the register file, the VMCB and the host area.
-    "push rbp; push rbx; push r12; push r13; push r14; push r15",
-    "push rsi; push rdi; push rdx",
-    "clgi",
-    "mov rax, rdx",
-    "vmsave rax",
-    "mov rax, [rsp + 8]",
-    "vmload rax",
-    "mov rcx, [rsi + 8]",
-    "mov rdx, [rsi + 16]",
-    "mov rbx, [rsi + 24]",
-    "mov rbp, [rsi + 40]",
-    "mov rdi, [rsi + 56]",
-    "mov r8, [rsi + 64]",
-    "mov r9, [rsi + 72]",
-    "mov r10, [rsi + 80]",
-    "mov r11, [rsi + 88]",
-    "mov r12, [rsi + 96]",
-    "mov r13, [rsi + 104]",
-    "mov r14, [rsi + 112]",
-    "mov r15, [rsi + 120]",
-    "mov rsi, [rsi + 48]",
-    "sti",
-    "vmrun rax",
-    "cli",
-    "mov rax, [rsp + 16]",
-    "mov [rax + 8], rcx",
-    "mov [rax + 16], rdx",
-    "mov [rax + 24], rbx",
-    "mov [rax + 40], rbp",
-    "mov [rax + 48], rsi",
-    "mov [rax + 56], rdi",
-    "mov [rax + 64], r8",
-    "mov [rax + 72], r9",
-    "mov [rax + 80], r10",
-    "mov [rax + 88], r11",
-    "mov [rax + 96], r12",
-    "mov [rax + 104], r13",
-    "mov [rax + 112], r14",
-    "mov [rax + 120], r15",
-    "mov rax, [rsp + 8]",
-    "vmsave rax",
-    "mov rax, [rsp]",
-    "vmload rax",
-    "stgi",
-    "add rsp, 24",
-    "pop r15; pop r14; pop r13; pop r12; pop rbx; pop rbp",
-    "ret",
-);
-
-unsafe extern "C" {
-    fn x86_vcpu_svm_run(vmcb: u64, regs: *mut Regs, host_area: u64);
+/// The world switch, inlined into the run loop: with GIF clear, VMSAVE the host's FS/GS/TR/
+/// LDTR and SYSCALL MSRs, VMLOAD the guest's, load the guest's registers (RAX and RSP come
+/// from the VMCB), set IF (so that physical interrupts, held by GIF=0 until the guest runs,
+/// exit it: V_INTR_MASKING makes the host's IF at VMRUN decide) and VMRUN. After the exit:
+/// clear IF, store the guest's registers, VMSAVE the guest's state, VMLOAD the host's, set
+/// GIF (interrupts stay pending with IF clear until the VMM takes them).
+///
+/// Every general-purpose register is declared clobbered, so the compiler saves the
+/// callee-saved ones once per run loop rather than the assembly on every entry; only RBX
+/// and RBP, which `asm!` cannot name, are pushed here.
+///
+/// # Safety
+/// `vmcb` is this CPU's current vCPU's VMCB with complete control and guest state, SVM is
+/// on in this CPU (EFER.SVME, VM_HSAVE_PA), `host_area` is its VMSAVE area, `regs` is the
+/// vCPU's register file, and interrupts are masked.
+#[inline(always)]
+unsafe fn world_switch(vmcb: u64, regs: *mut Regs, host_area: u64) {
+    // SAFETY: the caller's contract; the assembly restores RSP, RBX and RBP and declares
+    // every other register it changes.
+    unsafe {
+        asm!(
+            "push rbp",
+            "push rbx",
+            // The register file, the VMCB and the host area: [rsp + 16], [rsp + 8], [rsp].
+            "push rsi",
+            "push rdi",
+            "push rdx",
+            "clgi",
+            "mov rax, rdx",
+            "vmsave rax",
+            "mov rax, [rsp + 8]",
+            "vmload rax",
+            "mov rcx, [rsi + 8]",
+            "mov rdx, [rsi + 16]",
+            "mov rbx, [rsi + 24]",
+            "mov rbp, [rsi + 40]",
+            "mov rdi, [rsi + 56]",
+            "mov r8, [rsi + 64]",
+            "mov r9, [rsi + 72]",
+            "mov r10, [rsi + 80]",
+            "mov r11, [rsi + 88]",
+            "mov r12, [rsi + 96]",
+            "mov r13, [rsi + 104]",
+            "mov r14, [rsi + 112]",
+            "mov r15, [rsi + 120]",
+            "mov rsi, [rsi + 48]",
+            "sti",
+            "vmrun rax",
+            "cli",
+            "mov rax, [rsp + 16]",
+            "mov [rax + 8], rcx",
+            "mov [rax + 16], rdx",
+            "mov [rax + 24], rbx",
+            "mov [rax + 40], rbp",
+            "mov [rax + 48], rsi",
+            "mov [rax + 56], rdi",
+            "mov [rax + 64], r8",
+            "mov [rax + 72], r9",
+            "mov [rax + 80], r10",
+            "mov [rax + 88], r11",
+            "mov [rax + 96], r12",
+            "mov [rax + 104], r13",
+            "mov [rax + 112], r14",
+            "mov [rax + 120], r15",
+            "mov rax, [rsp + 8]",
+            "vmsave rax",
+            "mov rax, [rsp]",
+            "vmload rax",
+            "stgi",
+            "add rsp, 24",
+            "pop rbx",
+            "pop rbp",
+            inout("rdi") vmcb => _,
+            inout("rsi") regs => _,
+            inout("rdx") host_area => _,
+            out("rax") _,
+            out("rcx") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+        )
+    }
 }
 
 /// The access width of `bytes` (1, 2, 4 or 8).
@@ -449,10 +474,9 @@ impl SvmVCpu {
             self.wr(save::RAX, self.regs.0[r::RAX]);
             self.wr(save::RSP, self.regs.0[r::RSP]);
             // SAFETY: the VMCB holds complete control and guest state (`load`), SVM is
-            // on in this CPU (EFER.SVME, VM_HSAVE_PA) and `host_area` is its VMSAVE area;
-            // the world switch saves and restores every host register it touches, and
-            // interrupts are masked (the caller's contract).
-            unsafe { x86_vcpu_svm_run(self.vmcb, &mut self.regs, self.host_area) };
+            // on in this CPU (EFER.SVME, VM_HSAVE_PA) and `host_area` is its VMSAVE area,
+            // and interrupts are masked (the caller's contract).
+            unsafe { world_switch(self.vmcb, &mut self.regs, self.host_area) };
             self.regs.0[r::RAX] = self.rd(save::RAX);
             self.regs.0[r::RSP] = self.rd(save::RSP);
             self.wr8(ctl::TLB_CONTROL, vmcb::tlb::NONE);
@@ -856,25 +880,18 @@ impl SvmVCpu {
         } else {
             None
         };
-        let now = axhal::time::ticks();
+        let now = || axhal::time::ticks();
         if io.input {
             self.waiting = Some(Waiting::Port {
                 size: io.size,
                 next,
                 ins: element,
             });
-            if let Some(v) = self
+            let answer = self
                 .pc
                 .as_ref()
-                .and_then(|pc| pc.port_read(io.port, width, now))
-            {
-                self.complete_port_read(v);
-                return None;
-            }
-            return Some(VmExit::PortRead {
-                port: io.port,
-                width,
-            });
+                .and_then(|pc| pc.port_read(io.port, width, now()));
+            return pc::complete_read(self, answer, io.port, width);
         }
         let value = match element {
             None => self.regs.0[r::RAX] & mask,
@@ -907,7 +924,7 @@ impl SvmVCpu {
         match self
             .pc
             .as_ref()
-            .and_then(|pc| pc.port_write(io.port, width, value, now))
+            .and_then(|pc| pc.port_write(io.port, width, value, now()))
         {
             Some(done) => done.exit(),
             None => Some(VmExit::PortWrite {
