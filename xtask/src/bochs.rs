@@ -66,12 +66,6 @@ const EXIT_LINE: &str = "Bochs is exiting with the following message:";
 const STARTUP_INFO: &str = "00000000000i[";
 /// How much of the end of Bochs' log is searched for its last words.
 const LOG_TAIL_BYTES: u64 = 64 * 1024;
-/// How often Enter is typed on the display of a machine with several CPUs until the serial
-/// console starts. The Bochs BIOS waits 3 emulated seconds (300 M instructions) for F12
-/// before it boots; a key ends that wait at its first check, after 0.6 emulated seconds.
-/// With one CPU Bochs skips the idle wait anyway (and its TSC at the kernel's start stays the
-/// same from run to run); with several it does not, and the wait costs 8 s.
-const KEY_PERIOD: Duration = Duration::from_millis(20);
 /// How often the serial file is polled for new output.
 const SERIAL_POLL: Duration = Duration::from_millis(20);
 
@@ -447,7 +441,7 @@ pub fn bochsrc(config: &Config) -> String {
         "# Written by cargo xtask (xtask/src/bochs.rs) for one run.\n\
          memory: guest={megs}, host={host}\n\
          cpu: model={cpu_model}, count={cpus}, ips={IPS}, reset_on_triple_fault=0\n\
-         romimage: file={ROM_IMAGE}\n\
+         romimage: file={ROM_IMAGE}, options=fastboot\n\
          vgaromimage: file={VGA_ROM_IMAGE}\n\
          pci: enabled=1, chipset=i440fx\n\
          display_library: term\n\
@@ -626,10 +620,6 @@ struct Shared {
     bochs_pid: Mutex<Option<u32>>,
     /// `script` has exited (or the run is being stopped): the serial reader finishes.
     exited: AtomicBool,
-    /// The serial file has its first bytes (ISOLINUX has started).
-    serial_started: AtomicBool,
-    /// Type Enter on the display until the serial console starts (see [`KEY_PERIOD`]).
-    type_enter: bool,
     /// Threads started after the run began (the display drain).
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -665,10 +655,7 @@ impl Session {
                 bail!("could not start script (package bsdutils) to run bochs: {e}");
             }
         };
-        let shared = Arc::new(Shared {
-            type_enter: prepared.config.cpus > 1,
-            ..Shared::default()
-        });
+        let shared = Arc::new(Shared::default());
         let mut threads = Vec::new();
         if let Some(out) = child.stdout.take() {
             let (tx, shared) = (tx.clone(), shared.clone());
@@ -780,8 +767,7 @@ fn read_bochs_output(out: impl Read, tx: &mpsc::Sender<Event>, shared: &Arc<Shar
             continue;
         }
         if let Some(pty) = screen_pty(&line) {
-            let shared2 = shared.clone();
-            let thread = std::thread::spawn(move || drain_display(&pty, &shared2));
+            let thread = std::thread::spawn(move || drain_display(&pty));
             shared
                 .threads
                 .lock()
@@ -804,11 +790,9 @@ fn screen_pty(line: &str) -> Option<PathBuf> {
     path.starts_with("/dev/").then(|| PathBuf::from(path))
 }
 
-/// Reads and discards the display's output until Bochs closes its terminal, and on a
-/// machine with several CPUs types Enter on it until the serial console starts (see
-/// [`KEY_PERIOD`]). The terminal is switched to raw mode without echo first: echoed input
-/// would fill the buffer Bochs writes to.
-fn drain_display(pty: &Path, shared: &Arc<Shared>) {
+/// Reads and discards the display's output until Bochs closes its terminal. The terminal
+/// is switched to raw mode without echo first.
+fn drain_display(pty: &Path) {
     use std::os::unix::fs::OpenOptionsExt;
     /// Linux's `O_NOCTTY`: opening the terminal must not make it ours.
     const O_NOCTTY: i32 = 0o400;
@@ -822,32 +806,11 @@ fn drain_display(pty: &Path, shared: &Arc<Shared>) {
         .status();
     let Ok(mut file) = fs::OpenOptions::new()
         .read(true)
-        .write(true)
         .custom_flags(O_NOCTTY)
         .open(pty)
     else {
         return;
     };
-    if let Some(mut keys) = shared.type_enter.then(|| file.try_clone().ok()).flatten() {
-        let typing = shared.clone();
-        let thread = std::thread::spawn(move || {
-            use std::io::Write;
-            let shared = typing;
-            while !shared.serial_started.load(Ordering::SeqCst)
-                && !shared.exited.load(Ordering::SeqCst)
-            {
-                if keys.write_all(b"\r").is_err() {
-                    return;
-                }
-                std::thread::sleep(KEY_PERIOD);
-            }
-        });
-        shared
-            .threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(thread);
-    }
     let mut buf = [0u8; 4096];
     while matches!(file.read(&mut buf), Ok(n) if n > 0) {}
 }
@@ -867,7 +830,6 @@ fn tail_serial(path: &Path, tx: &mpsc::Sender<Event>, shared: &Shared) {
         if let Some(f) = file.as_mut() {
             while let Ok(n @ 1..) = f.read(&mut buf) {
                 pending.extend_from_slice(&buf[..n]);
-                shared.serial_started.store(true, Ordering::SeqCst);
             }
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
@@ -930,7 +892,7 @@ mod tests {
         for line in [
             "memory: guest=1024, host=1024\n",
             "cpu: model=corei7_skylake_x, count=4, ips=100000000, reset_on_triple_fault=0\n",
-            "romimage: file=/usr/share/bochs/BIOS-bochs-latest\n",
+            "romimage: file=/usr/share/bochs/BIOS-bochs-latest, options=fastboot\n",
             "vgaromimage: file=/usr/share/bochs/VGABIOS-lgpl-latest\n",
             "display_library: term\n",
             "ata0-master: type=cdrom, path=boot.iso, status=inserted\n",
@@ -1041,7 +1003,6 @@ mod tests {
         fs::write(&path, "\r\nISOLINUX 6.04\r\nLoad").unwrap();
         assert_eq!(line(&rx).as_deref(), Some(""));
         assert_eq!(line(&rx).as_deref(), Some("ISOLINUX 6.04"));
-        assert!(shared.serial_started.load(Ordering::SeqCst));
         let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
         std::io::Write::write_all(&mut f, b"ing... ok\r\nlast, no newline").unwrap();
         assert_eq!(line(&rx).as_deref(), Some("Loading... ok"));
