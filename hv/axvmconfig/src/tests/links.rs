@@ -286,3 +286,33 @@ fn the_link_test_configs_are_valid_pairs() {
         validate_many(&[a, b_same]).unwrap();
     }
 }
+
+#[test]
+fn the_big_linkb_configs_are_refused_beside_linka() {
+    for [a, big] in [
+        [
+            include_str!("../../../../configs/vms/aarch64-linka.toml"),
+            include_str!("../../../../configs/vms/aarch64-linkb-big.toml"),
+        ],
+        [
+            include_str!("../../../../configs/vms/riscv64-linka.toml"),
+            include_str!("../../../../configs/vms/riscv64-linkb-big.toml"),
+        ],
+    ] {
+        let (a, big) = (parse(a), parse(big));
+        big.validate(&ctx()).unwrap();
+        let found = validate_many(&[a, big]).unwrap_err();
+        assert_eq!(
+            found,
+            vec![ConfigProblem {
+                field: "links[0].shmem.size".into(),
+                kind: ProblemKind::LinkSizeMismatch {
+                    vm: 1,
+                    size: 0x3000,
+                    peer: "linka".into(),
+                    peer_size: 0x2000,
+                },
+            }]
+        );
+    }
+}
