@@ -26,17 +26,20 @@ use grt::irq::{self, Irq};
 
 /// The link's shared memory, its doorbell window and the doorbell's interrupt (the
 /// `[[links]]` entry of `configs/vms/<arch>-link{a,b}.toml`).
+/// And where the VM's generated device tree is loaded (`kernel.dtb.load_addr`).
 #[cfg(target_arch = "aarch64")]
 mod at {
     pub const SHM: usize = 0x5000_0000;
     pub const DOORBELL: usize = 0x0a10_0000;
     pub const IRQ: u32 = 50;
+    pub const DTB: usize = 0x40f0_0000;
 }
 #[cfg(not(target_arch = "aarch64"))]
 mod at {
     pub const SHM: usize = 0x9000_0000;
     pub const DOORBELL: usize = 0x1010_0000;
     pub const IRQ: u32 = 5;
+    pub const DTB: usize = 0x80f0_0000;
 }
 
 /// Doorbell registers (axvdoorbell).
@@ -301,6 +304,34 @@ fn server() -> ! {
     }
 }
 
+/// The generated device tree at `at::DTB`, as bytes, if it has a DTB's magic and a size
+/// below 64 KiB.
+fn device_tree() -> Option<&'static [u8]> {
+    let word = |off: usize| {
+        // SAFETY: the DTB the hypervisor loaded into this VM's RAM (the first 8 bytes of
+        // its header, 4-byte aligned).
+        u32::from_be(unsafe { core::ptr::read_volatile((at::DTB + off) as *const u32) })
+    };
+    let size = word(4) as usize;
+    // SAFETY: `size` bytes of RAM from `at::DTB` (checked below 64 KiB, inside the VM's
+    // RAM), which nothing writes while this program runs.
+    (word(0) == 0xd00d_feed && size < 0x1_0000)
+        .then(|| unsafe { core::slice::from_raw_parts(at::DTB as *const u8, size) })
+}
+
+/// Whether the device tree describes a link to `peer`: the `axvisor,link` compatible
+/// string, the link's name and the peer's, each as a NUL-terminated string.
+fn dtb_describes_link(peer: &[u8]) -> bool {
+    let Some(dtb) = device_tree() else {
+        return false;
+    };
+    let has = |s: &[u8]| {
+        dtb.windows(s.len() + 1)
+            .any(|w| &w[..s.len()] == s && w[s.len()] == 0)
+    };
+    has(b"axvisor,link") && has(b"chan0") && has(peer)
+}
+
 #[no_mangle]
 fn main() {
     let magic = db_read(reg::MAGIC);
@@ -312,7 +343,14 @@ fn main() {
     irq::init_cpu();
     irq::external_enable(at::IRQ);
     irq::enable();
-    match db_read(reg::SIDE) {
+    let side = db_read(reg::SIDE);
+    let peer: &[u8] = if side == 0 { b"linkb" } else { b"linka" };
+    if !dtb_describes_link(peer) {
+        grt::fail("link", "the device tree has no axvisor,link node for chan0");
+        return;
+    }
+    grt::println!("link: device tree describes chan0");
+    match side {
         0 => client(),
         _ => server(),
     }
