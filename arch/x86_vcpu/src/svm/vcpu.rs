@@ -107,6 +107,25 @@ pub struct SvmVCpu {
     /// (crate::insn_cache), dropped on reset and when the nested root changes.
     mmio_cache: Cache<MmioInsn>,
     code_cache: Cache<Fetched>,
+    /// The last instruction measured by [`SvmVCpu::measure`].
+    len_cache: Cache<Measured>,
+}
+
+/// An instruction's length measured from its bytes ([`SvmVCpu::measure`]).
+#[derive(Clone, Copy, Debug)]
+struct Measured {
+    /// The opcode it was measured as ([`Measured::id`]).
+    opcode: u32,
+    len: u8,
+}
+
+impl Measured {
+    /// An opcode of up to 3 bytes as one number (its length, then its bytes).
+    #[inline(always)]
+    fn id(op: &[u8]) -> u32 {
+        op.iter()
+            .fold(op.len() as u32, |id, &b| (id << 8) | u32::from(b))
+    }
 }
 
 /// The world switch, inlined into the run loop: with GIF clear, VMSAVE the host's FS/GS/TR/
@@ -280,6 +299,7 @@ impl SvmVCpu {
     }
 
     /// What an instruction's decode at RIP depends on besides memory (crate::insn_cache).
+    #[inline(always)]
     fn insn_key(&self) -> insn_cache::Key {
         let mode = self.mode();
         insn_cache::Key {
@@ -300,14 +320,53 @@ impl SvmVCpu {
         cached.or_else(|| self.code_cache.fill(&key, &self.memory(), Fetched::of))
     }
 
+    /// The length of the instruction at RIP if its bytes are `op` (with prefixes:
+    /// [`vmcb::insn_len`]), cached with the bytes it was measured from: a hit checks the
+    /// key and the words that hold the page-table entries and those bytes, not the whole
+    /// fetch (crate::insn_cache).
+    #[inline(always)]
+    fn measure(&mut self, op: &[u8]) -> Option<u8> {
+        let id = Measured::id(op);
+        match self.len_cache.get(&self.insn_key()) {
+            Some(m) if m.opcode == id => Some(m.len),
+            _ => self.measure_miss(op, id),
+        }
+    }
+
+    /// [`Self::measure`] without a matching entry: fetched, measured and cached. (The key
+    /// is made again here, so that a hit keeps it in registers.)
+    #[inline(never)]
+    fn measure_miss(&mut self, op: &[u8], id: u32) -> Option<u8> {
+        let key = self.insn_key();
+        let long = key.mode == CpuMode::Long64;
+        let measure = |b: &[u8]| {
+            let len = vmcb::insn_len(b, op, long)?;
+            Some((Measured { opcode: id, len }, len))
+        };
+        let m = self.len_cache.fill(&key, &self.memory(), measure)?;
+        Some(m.len)
+    }
+
+    /// The MMIO instruction at RIP, from the cache ([`Self::mmio_miss`] on a miss).
+    #[inline(always)]
+    fn mmio_insn(&mut self) -> Option<MmioInsn> {
+        let cached = self.mmio_cache.get(&self.insn_key());
+        cached.or_else(|| self.mmio_miss())
+    }
+
+    /// The MMIO instruction at RIP fetched, decoded and cached; `None` if it cannot be
+    /// fetched or is not an MMIO access the vCPU emulates.
+    #[inline(never)]
+    fn mmio_miss(&mut self) -> Option<MmioInsn> {
+        let key = self.insn_key();
+        let decode = |b: &[u8]| insn::decode(b, key.mode).ok().map(|i| (i, i.len));
+        self.mmio_cache.fill(&key, &self.memory(), decode)
+    }
+
     /// The length of the instruction at RIP, known to be `op` (the exit says so): its
     /// prefixes counted from its bytes (no NRIP-save), else the bare opcode's length.
     fn len_of(&mut self, op: &[u8]) -> u64 {
-        let long = self.mode() == CpuMode::Long64;
-        let len = self
-            .fetch()
-            .and_then(|f| vmcb::insn_len(f.as_slice(), op, long));
-        u64::from(len.unwrap_or(op.len() as u8))
+        u64::from(self.measure(op).unwrap_or(op.len() as u8))
     }
 
     fn set_rip(&mut self, rip: u64) {
@@ -545,20 +604,57 @@ impl SvmVCpu {
     }
 
     /// Decodes the exit just taken: `None` when handled here (re-enter).
+    ///
+    /// The exits a guest makes most (MMIO, port I/O, hypercalls) are decoded here, inlined
+    /// into the run loop; the others in [`Self::handle_other_exit`].
+    #[inline(always)]
     fn handle_exit(&mut self) -> Option<VmExit> {
         self.store_rip = None;
-        // QEMU writes VMEXIT_INVALID as 32 bits of ones.
-        let code = match self.rd(ctl::EXIT_CODE) {
-            0xffff_ffff => ExitCode::INVALID,
-            c => ExitCode(c),
-        };
-        let info1 = self.rd(ctl::EXIT_INFO1);
-        let info2 = self.rd(ctl::EXIT_INFO2);
         if self.iret_seen {
             // The NMI handler's IRET has run since its exit.
             self.iret_seen = false;
             self.nmi_blocked = false;
         }
+        let code = ExitCode(self.rd(ctl::EXIT_CODE));
+        match code {
+            ExitCode::NPF => {
+                let npf = NpfInfo::decode(self.rd(ctl::EXIT_INFO1));
+                self.nested_page_fault(npf, self.rd(ctl::EXIT_INFO2))
+            }
+            ExitCode::IOIO => match IoInfo::decode(self.rd(ctl::EXIT_INFO1)) {
+                Some(io) => self.port_io(io, self.rd(ctl::EXIT_INFO2)),
+                None => {
+                    self.inject(vector::GP, Some(0));
+                    None
+                }
+            },
+            _ if code == ExitCode::exception(vector::UD) => {
+                // Intel's VMCALL is #UD on AMD: test guests built for both use it, and it
+                // is taken as the hypercall; any other #UD is the guest's.
+                if let Some(len) = self.measure(opcode::VMCALL) {
+                    self.wr(ctl::EVENT_INJ, 0);
+                    return self.hypercall(u64::from(len));
+                }
+                self.inject(vector::UD, None);
+                None
+            }
+            ExitCode::VMMCALL => {
+                let len = self.len_of(opcode::VMMCALL);
+                self.hypercall(len)
+            }
+            _ => self.handle_other_exit(code),
+        }
+    }
+
+    /// [`Self::handle_exit`] for every other exit code.
+    #[inline(never)]
+    fn handle_other_exit(&mut self, code: ExitCode) -> Option<VmExit> {
+        // QEMU writes VMEXIT_INVALID as 32 bits of ones.
+        let code = match code.0 {
+            0xffff_ffff => ExitCode::INVALID,
+            c => ExitCode(c),
+        };
+        let info1 = self.rd(ctl::EXIT_INFO1);
         match code {
             // The window opened: the next entry injects.
             ExitCode::VINTR => None,
@@ -596,10 +692,6 @@ impl SvmVCpu {
                 self.skip(opcode::HLT);
                 Some(VmExit::Halt)
             }
-            ExitCode::VMMCALL => {
-                let len = self.len_of(opcode::VMMCALL);
-                self.hypercall(len)
-            }
             ExitCode::MSR => self.msr_access(info1 & 1 != 0),
             ExitCode::CR0_WRITE => self.cr_write(0),
             ExitCode::CR4_WRITE => self.cr_write(4),
@@ -607,14 +699,6 @@ impl SvmVCpu {
                 self.xsetbv();
                 None
             }
-            ExitCode::IOIO => match IoInfo::decode(info1) {
-                Some(io) => self.port_io(io, info2),
-                None => {
-                    self.inject(vector::GP, Some(0));
-                    None
-                }
-            },
-            ExitCode::NPF => self.nested_page_fault(NpfInfo::decode(info1), info2),
             ExitCode::SHUTDOWN => Some(VmExit::Unsupported {
                 reason: "triple fault",
                 syndrome: code.0,
@@ -636,20 +720,6 @@ impl SvmVCpu {
                     .unwrap_or("VMRUN refused the VMCB (VMEXIT_INVALID)"),
                 syndrome: code.0,
             }),
-            _ if code == ExitCode::exception(vector::UD) => {
-                // Intel's VMCALL is #UD on AMD: test guests built for both use it, and it
-                // is taken as the hypercall; any other #UD is the guest's.
-                let long = self.mode() == CpuMode::Long64;
-                let vmcall = self
-                    .fetch()
-                    .and_then(|f| vmcb::insn_len(f.as_slice(), opcode::VMCALL, long));
-                if let Some(len) = vmcall {
-                    self.wr(ctl::EVENT_INJ, 0);
-                    return self.hypercall(u64::from(len));
-                }
-                self.inject(vector::UD, None);
-                None
-            }
             ExitCode::RDPMC
             | ExitCode::RDTSCP
             | ExitCode::MONITOR
@@ -956,7 +1026,8 @@ impl SvmVCpu {
 
     /// A nested page fault: a data access by an instruction becomes an MMIO exit (the
     /// instruction fetched and decoded here: no decode assists), anything else goes to the
-    /// VMM as a nested fault.
+    /// VMM as a nested fault. Inlined into the run loop ([`Self::handle_exit`]).
+    #[inline(always)]
     fn nested_page_fault(&mut self, npf: NpfInfo, gpa: u64) -> Option<VmExit> {
         let access = if npf.fetch {
             MappingFlags::EXECUTE
@@ -971,10 +1042,7 @@ impl SvmVCpu {
         if !npf.is_data_access() {
             return fault;
         }
-        let key = self.insn_key();
-        let cached = self.mmio_cache.get(&key);
-        let decode = |b: &[u8]| insn::decode(b, key.mode).ok().map(|i| (i, i.len));
-        let Some(i) = cached.or_else(|| self.mmio_cache.fill(&key, &self.memory(), decode)) else {
+        let Some(i) = self.mmio_insn() else {
             return fault;
         };
         let width = access_width(i.op.width());
@@ -1047,6 +1115,7 @@ impl ArchVCpu for SvmVCpu {
             debug_regs: [0, 0, 0, 0, 0xffff_0ff0],
             mmio_cache: Cache::EMPTY,
             code_cache: Cache::EMPTY,
+            len_cache: Cache::EMPTY,
             sipi: None,
             sipi_exit: false,
             nmi_blocked: false,
@@ -1062,6 +1131,7 @@ impl ArchVCpu for SvmVCpu {
         self.ncr3 = AmdNpt::ncr3(root);
         self.mmio_cache.clear();
         self.code_cache.clear();
+        self.len_cache.clear();
     }
 
     fn set_gpr(&mut self, idx: usize, value: u64) {
@@ -1083,6 +1153,7 @@ impl ArchVCpu for SvmVCpu {
         self.waiting = None;
         self.mmio_cache.clear();
         self.code_cache.clear();
+        self.len_cache.clear();
         self.reset_pending = true;
         self.debug_regs = [0, 0, 0, 0, 0xffff_0ff0];
         self.fpu.reset();
