@@ -494,9 +494,11 @@ impl Attached {
         self.run.vm.name()
     }
 
-    /// Whether it still runs or is paused (not stopped).
+    /// Whether it still runs or is paused, or is on its way back to running: a reset the
+    /// guest asked for passes through `Stopping` to `Running` again, and the terminal
+    /// stays attached across it. Only a VM that has stopped (`Stopped`) ends the attachment.
     pub fn running(&self) -> bool {
-        alive(self.run.vm.status())
+        self.run.vm.status() != VmStatus::Stopped
     }
 
     /// Its console output goes raw to the hypervisor console from now on (the terminal is
