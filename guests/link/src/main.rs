@@ -32,14 +32,22 @@ mod at {
     pub const SHM: usize = 0x5000_0000;
     pub const DOORBELL: usize = 0x0a10_0000;
     pub const IRQ: u32 = 50;
-    pub const DTB: usize = 0x40f0_0000;
+    pub const DTB: Option<usize> = Some(0x40f0_0000);
 }
-#[cfg(not(target_arch = "aarch64"))]
+#[cfg(target_arch = "riscv64")]
 mod at {
     pub const SHM: usize = 0x9000_0000;
     pub const DOORBELL: usize = 0x1010_0000;
     pub const IRQ: u32 = 5;
-    pub const DTB: usize = 0x80f0_0000;
+    pub const DTB: Option<usize> = Some(0x80f0_0000);
+}
+/// The virtual PC: an I/O APIC input, and no device tree.
+#[cfg(target_arch = "x86_64")]
+mod at {
+    pub const SHM: usize = 0x9000_0000;
+    pub const DOORBELL: usize = 0x1010_0000;
+    pub const IRQ: u32 = 5;
+    pub const DTB: Option<usize> = None;
 }
 
 /// Doorbell registers (axvdoorbell).
@@ -304,25 +312,25 @@ fn server() -> ! {
     }
 }
 
-/// The generated device tree at `at::DTB`, as bytes, if it has a DTB's magic and a size
-/// below 64 KiB.
-fn device_tree() -> Option<&'static [u8]> {
+/// The generated device tree at `at`, as bytes, if it has a DTB's magic and a size below
+/// 64 KiB.
+fn device_tree(at: usize) -> Option<&'static [u8]> {
     let word = |off: usize| {
         // SAFETY: the DTB the hypervisor loaded into this VM's RAM (the first 8 bytes of
         // its header, 4-byte aligned).
-        u32::from_be(unsafe { core::ptr::read_volatile((at::DTB + off) as *const u32) })
+        u32::from_be(unsafe { core::ptr::read_volatile((at + off) as *const u32) })
     };
     let size = word(4) as usize;
-    // SAFETY: `size` bytes of RAM from `at::DTB` (checked below 64 KiB, inside the VM's
-    // RAM), which nothing writes while this program runs.
+    // SAFETY: `size` bytes of RAM from `at` (checked below 64 KiB, inside the VM's RAM),
+    // which nothing writes while this program runs.
     (word(0) == 0xd00d_feed && size < 0x1_0000)
-        .then(|| unsafe { core::slice::from_raw_parts(at::DTB as *const u8, size) })
+        .then(|| unsafe { core::slice::from_raw_parts(at as *const u8, size) })
 }
 
-/// Whether the device tree describes a link to `peer`: the `axvisor,link` compatible
-/// string, the link's name and the peer's, each as a NUL-terminated string.
-fn dtb_describes_link(peer: &[u8]) -> bool {
-    let Some(dtb) = device_tree() else {
+/// Whether the device tree at `at` describes a link to `peer`: the `axvisor,link`
+/// compatible string, the link's name and the peer's, each as a NUL-terminated string.
+fn dtb_describes_link(at: usize, peer: &[u8]) -> bool {
+    let Some(dtb) = device_tree(at) else {
         return false;
     };
     let has = |s: &[u8]| {
@@ -345,11 +353,13 @@ fn main() {
     irq::enable();
     let side = db_read(reg::SIDE);
     let peer: &[u8] = if side == 0 { b"linkb" } else { b"linka" };
-    if !dtb_describes_link(peer) {
-        grt::fail("link", "the device tree has no axvisor,link node for chan0");
-        return;
+    if let Some(dtb) = at::DTB {
+        if !dtb_describes_link(dtb, peer) {
+            grt::fail("link", "the device tree has no axvisor,link node for chan0");
+            return;
+        }
+        grt::println!("link: device tree describes chan0");
     }
-    grt::println!("link: device tree describes chan0");
     match side {
         0 => client(),
         _ => server(),

@@ -334,11 +334,6 @@ pub enum ProblemKind {
         /// Path of the first one, e.g. `links[0]`.
         first: String,
     },
-    /// Links on an architecture whose VMs do not have them yet (x86_64).
-    LinkNotOnArch {
-        /// The host's architecture.
-        arch: HostArch,
-    },
     /// A link whose peer (given to [`validate_many`]) does not declare it back: no link of
     /// that name, or one naming another VM.
     LinkNotDeclared {
@@ -550,11 +545,6 @@ impl fmt::Display for ProblemKind {
             Self::DuplicateLink { first } => {
                 write!(f, "a VM has one link of each name; {first} has this name already")
             }
-            Self::LinkNotOnArch { arch } => write!(
-                f,
-                "links between VMs are not on {} VMs yet (aarch64 and riscv64 only)",
-                arch.name()
-            ),
             Self::LinkNotDeclared { vm, link, peer } => write!(
                 f,
                 "VM #{vm}'s link `{link}`: VM `{peer}` declares no link `{link}` with this VM as its peer"
@@ -1037,11 +1027,6 @@ impl VmConfig {
             }
         }
         if let Some(arch) = host.arch {
-            if !arch.has_device_tree() {
-                for i in 0..self.links.len() {
-                    problems.push(format!("links[{i}]"), ProblemKind::LinkNotOnArch { arch });
-                }
-            }
             for (i, pt) in self.passthrough.iter().enumerate() {
                 if !pt.ports.is_empty() && !arch.has_port_io() {
                     problems.push(
