@@ -389,32 +389,117 @@ fn modrm(c: &mut Bytes<'_>) -> Result<u8, DecodeError> {
 /// The new value of a destination register holding `old` after a load of `value` (the
 /// low `width` bytes are the data) into an operand of `dest_size` bytes, following the
 /// architecture: a 4-byte destination zero-extends into the whole register, 1- and 2-byte
-/// destinations leave the other bits alone (bits 15:8 for a high-byte register).
+/// destinations leave the other bits alone (bits 15:8 for a high-byte register). A store
+/// leaves `old` as it is. ([`LoadMerge::of`] and [`LoadMerge::apply`].)
 pub fn apply_load(old: u64, value: u64, op: &MmioOp) -> u64 {
-    let MmioOp::Load {
-        dest,
-        width,
-        dest_size,
-        sign_extend,
-    } = *op
-    else {
-        return old;
-    };
-    let bits = u32::from(width) * 8;
-    let v = if bits >= 64 {
-        value
-    } else if sign_extend {
-        let shift = 64 - bits;
-        (((value << shift) as i64) >> shift) as u64
-    } else {
-        value & ((1u64 << bits) - 1)
-    };
-    match dest_size {
-        8 => v,
-        4 => v & 0xffff_ffff,
-        2 => (old & !0xffff) | (v & 0xffff),
-        _ if dest.high_byte => (old & !0xff00) | ((v & 0xff) << 8),
-        _ => (old & !0xff) | (v & 0xff),
+    LoadMerge::of(op).apply(old, value)
+}
+
+/// How a load's value lands in its destination register ([`apply_load`]), worked out once
+/// per decode so that a vCPU's completion of a cached instruction is a few operations: the
+/// value sign- or zero-extended from the access width, masked to the operand and shifted to
+/// its place (bits 15:8 for a high-byte register), the rest of the old value kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadMerge {
+    /// The destination register's number (0 for a store, which changes no register).
+    pub dest: u8,
+    /// 64 minus the access's bits: the value goes up by this and back down, filling.
+    ext: u8,
+    /// Fill with the sign (`movsx`, `movsxd`) instead of zeros.
+    sign: bool,
+    /// Where the operand sits in the register: 8 for a high byte, else 0.
+    shift: u8,
+    /// The operand's bits (before `shift`).
+    mask: u64,
+    /// The bits of the old value that stay.
+    keep: u64,
+}
+
+impl LoadMerge {
+    /// The merge of `op`; a store's keeps the old value whole.
+    pub fn of(op: &MmioOp) -> Self {
+        let MmioOp::Load {
+            dest,
+            width,
+            dest_size,
+            sign_extend,
+        } = *op
+        else {
+            return Self {
+                dest: 0,
+                ext: 0,
+                sign: false,
+                shift: 0,
+                mask: 0,
+                keep: u64::MAX,
+            };
+        };
+        let ext = 64 - 8 * width.clamp(1, 8);
+        let (mask, shift): (u64, u8) = match dest_size {
+            8 => (u64::MAX, 0),
+            4 => (0xffff_ffff, 0),
+            2 => (0xffff, 0),
+            _ if dest.high_byte => (0xff, 8),
+            _ => (0xff, 0),
+        };
+        Self {
+            dest: dest.index & 15,
+            ext,
+            sign: sign_extend,
+            shift,
+            mask,
+            // A 4-byte destination clears bits 63:32 too.
+            keep: if dest_size >= 4 { 0 } else { !(mask << shift) },
+        }
+    }
+
+    /// The register's new value, `old` before the load of `value`.
+    #[inline(always)]
+    pub fn apply(&self, old: u64, value: u64) -> u64 {
+        let up = value << self.ext;
+        let v = if self.sign {
+            ((up as i64) >> self.ext) as u64
+        } else {
+            up >> self.ext
+        };
+        (old & self.keep) | ((v & self.mask) << self.shift)
+    }
+}
+
+/// A decoded MMIO instruction with what its exit and completion need worked out: what a
+/// vCPU caches (crate::insn_cache).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmioAccess {
+    /// The instruction.
+    pub insn: MmioInsn,
+    /// The access width as the device set takes it.
+    pub width: axdevice_base::AccessWidth,
+    /// A load's register update.
+    pub merge: LoadMerge,
+}
+
+impl MmioAccess {
+    /// `insn` with its width and merge worked out.
+    pub fn of(insn: MmioInsn) -> Self {
+        use axdevice_base::AccessWidth;
+        let width = match insn.op.width() {
+            1 => AccessWidth::Byte,
+            2 => AccessWidth::Half,
+            4 => AccessWidth::Word,
+            _ => AccessWidth::Dword,
+        };
+        Self {
+            insn,
+            width,
+            merge: LoadMerge::of(&insn.op),
+        }
+    }
+
+    /// Decodes the bytes at RIP in `mode` (for [`crate::insn_cache::Cache::fill`]): the
+    /// access and the number of bytes it depends on.
+    pub fn decode(bytes: &[u8], mode: CpuMode) -> Option<(Self, u8)> {
+        let i = decode(bytes, mode).ok()?;
+        Some((Self::of(i), i.len))
     }
 }
 

@@ -66,7 +66,7 @@ struct PendingPort {
 /// A load waiting for its value ([`ArchVCpu::complete_mmio_read`]).
 #[derive(Clone, Copy, Debug)]
 struct PendingLoad {
-    op: MmioOp,
+    merge: insn::LoadMerge,
     len: u8,
 }
 
@@ -128,7 +128,7 @@ pub struct VmxVCpu {
     cr4_shadow: u64,
     /// The last MMIO instruction decoded (crate::insn_cache), dropped on reset and when
     /// the EPT root changes.
-    insn_cache: insn_cache::Cache<insn::MmioInsn>,
+    insn_cache: insn_cache::Cache<insn::MmioAccess>,
 }
 
 // The world switch. `x86_vcpu_vmx_run(gprs, launched)` saves the callee-saved registers
@@ -1280,9 +1280,9 @@ impl VmxVCpu {
 
     /// Fetches and decodes the instruction at `key` (its RIP) and caches the result; `None`
     /// if it cannot be fetched or is not an MMIO access the vCPU emulates.
-    fn decode_mmio(&mut self, key: &insn_cache::Key) -> Option<insn::MmioInsn> {
+    fn decode_mmio(&mut self, key: &insn_cache::Key) -> Option<insn::MmioAccess> {
         let mem = EptMemory::new(self.eptp_root());
-        let decode = |b: &[u8]| insn::decode(b, key.mode).ok().map(|i| (i, i.len));
+        let decode = |b: &[u8]| insn::MmioAccess::decode(b, key.mode);
         self.insn_cache.fill(key, &mem, decode)
     }
 
@@ -1326,25 +1326,20 @@ impl VmxVCpu {
             cs_base,
         };
         let cached = self.insn_cache.get(&key);
-        let Some(i) = cached.or_else(|| self.decode_mmio(&key)) else {
+        let Some(a) = cached.or_else(|| self.decode_mmio(&key)) else {
             return Some(fault);
         };
         if self.pc.is_some() && pc::in_xapic_page(gpa) {
-            return self.xapic_access(gpa, i);
+            return self.xapic_access(gpa, a);
         }
-        let width = match i.op.width() {
-            1 => AccessWidth::Byte,
-            2 => AccessWidth::Half,
-            4 => AccessWidth::Word,
-            _ => AccessWidth::Dword,
-        };
+        let (i, width) = (a.insn, a.width);
         let gpa = GuestPhysAddr::new(gpa as usize);
         Some(match i.op {
             MmioOp::Load {
                 dest, sign_extend, ..
             } => {
                 self.pending = Some(PendingLoad {
-                    op: i.op,
+                    merge: a.merge,
                     len: i.len,
                 });
                 VmExit::MmioRead {
@@ -1372,19 +1367,14 @@ impl VmxVCpu {
     /// A load or store in the xAPIC page: this vCPU's own local APIC, completed here. A
     /// store may send a STARTUP IPI ([`Self::start_request`]).
     #[inline(never)]
-    fn xapic_access(&mut self, gpa: u64, i: insn::MmioInsn) -> Option<VmExit> {
+    fn xapic_access(&mut self, gpa: u64, a: insn::MmioAccess) -> Option<VmExit> {
         let pc = self.pc.clone()?;
-        let width = match i.op.width() {
-            1 => AccessWidth::Byte,
-            2 => AccessWidth::Half,
-            4 => AccessWidth::Word,
-            _ => AccessWidth::Dword,
-        };
+        let (i, width) = (a.insn, a.width);
         let now = axhal::time::ticks();
         let value = match i.op {
             MmioOp::Load { .. } => {
                 self.pending = Some(PendingLoad {
-                    op: i.op,
+                    merge: a.merge,
                     len: i.len,
                 });
                 self.complete_mmio_read(pc.xapic_read(self.index, gpa, width, now));
@@ -1506,10 +1496,8 @@ impl ArchVCpu for VmxVCpu {
     #[inline(always)]
     fn complete_mmio_read(&mut self, value: u64) {
         if let Some(p) = self.pending.take() {
-            if let MmioOp::Load { dest, .. } = p.op {
-                let old = self.gpr(dest.index);
-                self.set_gpr_value(dest.index, insn::apply_load(old, value, &p.op));
-            }
+            let old = self.gpr(p.merge.dest);
+            self.set_gpr_value(p.merge.dest, p.merge.apply(old, value));
             self.advance(u64::from(p.len));
         }
     }

@@ -465,3 +465,62 @@ fn every_byte_string_decodes_or_is_refused() {
         }
     }
 }
+
+/// `LoadMerge` (what the vCPUs apply to a cached load) against the architecture's rules
+/// written out case by case, for every width, destination size, extension and value shape.
+#[test]
+fn load_merge_matches_the_rules() {
+    let rule = |old: u64, value: u64, width: u8, dest_size: u8, sign: bool, high: bool| {
+        let bits = u32::from(width) * 8;
+        let v = if bits >= 64 {
+            value
+        } else if sign {
+            let shift = 64 - bits;
+            (((value << shift) as i64) >> shift) as u64
+        } else {
+            value & ((1u64 << bits) - 1)
+        };
+        match dest_size {
+            8 => v,
+            4 => v & 0xffff_ffff,
+            2 => (old & !0xffff) | (v & 0xffff),
+            _ if high => (old & !0xff00) | ((v & 0xff) << 8),
+            _ => (old & !0xff) | (v & 0xff),
+        }
+    };
+    let olds = [0, u64::MAX, 0x1111_2222_3333_4444];
+    let values = [
+        0,
+        0x7f,
+        0x80,
+        0xff,
+        0x8000,
+        0xffff,
+        0x8000_0000,
+        u64::MAX,
+        0x0123_4567_89ab_cdef,
+    ];
+    for width in [1u8, 2, 4, 8] {
+        for dest_size in [1u8, 2, 4, 8].into_iter().filter(|&d| d >= width) {
+            for sign in [false, true] {
+                for high in [false, true].into_iter().filter(|&h| !h || dest_size == 1) {
+                    let dest = if high { hi(3) } else { r(3) };
+                    let op = load(dest, width, dest_size, sign);
+                    let m = LoadMerge::of(&op);
+                    assert_eq!(m.dest, 3);
+                    for old in olds {
+                        for value in values {
+                            assert_eq!(
+                                m.apply(old, value),
+                                rule(old, value, width, dest_size, sign, high),
+                                "{op:?} old {old:#x} value {value:#x}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let store = MmioOp::StoreImm { value: 1, width: 4 };
+    assert_eq!(LoadMerge::of(&store).apply(0x1234, 0xffff), 0x1234);
+}

@@ -15,7 +15,7 @@ use crate::exit::vector;
 use crate::fpu::{restore_debug_regs, save_debug_regs, Fpu};
 use crate::gpt::{Access, Paging, WalkError};
 use crate::guestmem::NestedMemory;
-use crate::insn::{self, CpuMode, MmioInsn, MmioOp};
+use crate::insn::{self, CpuMode, LoadMerge, MmioAccess, MmioOp};
 use crate::insn_cache::{self, Cache, Fetched};
 use crate::msr::{self, MsrContext, MsrWrite};
 use crate::pc::{self, Injection, Ready, VirtualPc};
@@ -28,8 +28,9 @@ use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
 use core::arch::asm;
 use core::ops::ControlFlow;
 
-/// General-purpose registers by encoding (RAX and RSP are mirrored from and to the VMCB
-/// around each run). The world switch's layout.
+/// General-purpose registers by encoding, the world switch's layout. RAX is copied from and
+/// to the VMCB around each run; RSP lives in the VMCB (`SvmVCpu::gpr`), its slot here only
+/// holds a value set before the VMCB is written.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 struct Regs([u64; 16]);
@@ -49,7 +50,7 @@ mod r {
 #[derive(Clone, Copy, Debug)]
 enum Waiting {
     Load {
-        op: MmioOp,
+        merge: LoadMerge,
         next: u64,
     },
     Port {
@@ -105,7 +106,7 @@ pub struct SvmVCpu {
     debug_regs: [u64; 5],
     /// The last MMIO instruction decoded and the last bytes fetched at RIP
     /// (crate::insn_cache), dropped on reset and when the nested root changes.
-    mmio_cache: Cache<MmioInsn>,
+    mmio_cache: Cache<MmioAccess>,
     code_cache: Cache<Fetched>,
     /// The last instruction measured by [`SvmVCpu::measure`].
     len_cache: Cache<Measured>,
@@ -128,9 +129,9 @@ impl Measured {
     }
 }
 
-/// The world switch, inlined into the run loop: with GIF clear, VMSAVE the host's FS/GS/TR/
-/// LDTR and SYSCALL MSRs, VMLOAD the guest's, load the guest's registers (RAX and RSP come
-/// from the VMCB), set IF (so that physical interrupts, held by GIF=0 until the guest runs,
+/// The world switch, inlined into the run loop: with GIF clear, VMLOAD the guest's FS/GS/
+/// TR/LDTR and SYSCALL MSRs (the host's are in `host_area`, saved by [`SvmVCpu::load`]),
+/// load the guest's registers (RAX and RSP come from the VMCB), set IF (so that physical interrupts, held by GIF=0 until the guest runs,
 /// exit it: V_INTR_MASKING makes the host's IF at VMRUN decide) and VMRUN. After the exit:
 /// clear IF, store the guest's registers, VMSAVE the guest's state, VMLOAD the host's, set
 /// GIF (interrupts stay pending with IF clear until the VMM takes them).
@@ -156,9 +157,7 @@ unsafe fn world_switch(vmcb: u64, regs: *mut Regs, host_area: u64) {
             "push rdi",
             "push rdx",
             "clgi",
-            "mov rax, rdx",
-            "vmsave rax",
-            "mov rax, [rsp + 8]",
+            "mov rax, rdi",
             "vmload rax",
             "mov rcx, [rsi + 8]",
             "mov rdx, [rsi + 16]",
@@ -349,7 +348,7 @@ impl SvmVCpu {
 
     /// The MMIO instruction at RIP, from the cache ([`Self::mmio_miss`] on a miss).
     #[inline(always)]
-    fn mmio_insn(&mut self) -> Option<MmioInsn> {
+    fn mmio_insn(&mut self) -> Option<MmioAccess> {
         let cached = self.mmio_cache.get(&self.insn_key());
         cached.or_else(|| self.mmio_miss())
     }
@@ -357,9 +356,9 @@ impl SvmVCpu {
     /// The MMIO instruction at RIP fetched, decoded and cached; `None` if it cannot be
     /// fetched or is not an MMIO access the vCPU emulates.
     #[inline(never)]
-    fn mmio_miss(&mut self) -> Option<MmioInsn> {
+    fn mmio_miss(&mut self) -> Option<MmioAccess> {
         let key = self.insn_key();
-        let decode = |b: &[u8]| insn::decode(b, key.mode).ok().map(|i| (i, i.len));
+        let decode = |b: &[u8]| MmioAccess::decode(b, key.mode);
         self.mmio_cache.fill(&key, &self.memory(), decode)
     }
 
@@ -395,8 +394,24 @@ impl SvmVCpu {
         self.rd8(save::CPL) & 3
     }
 
+    /// General-purpose register `i`: RSP is the VMCB's, the others the register file's.
+    #[inline(always)]
     fn gpr(&self, i: u8) -> u64 {
-        self.regs.0[usize::from(i & 15)]
+        if usize::from(i) == r::RSP {
+            self.rd(save::RSP)
+        } else {
+            self.regs.0[usize::from(i & 15)]
+        }
+    }
+
+    /// Sets general-purpose register `i` (RSP in the VMCB).
+    #[inline(always)]
+    fn set_reg(&mut self, i: u8, v: u64) {
+        if usize::from(i) == r::RSP {
+            self.wr(save::RSP, v);
+        } else {
+            self.regs.0[usize::from(i & 15)] = v;
+        }
     }
 
     /// Makes this vCPU's state the CPU's: SVM enabled here, the extended and debug state
@@ -406,6 +421,12 @@ impl SvmVCpu {
         let area = hw::enable().map_err(|_| vcpu_err("SVM cannot be enabled on this CPU"))?;
         let cpu = axhal::cpu::id();
         let mut flush = false;
+        // The host's FS/GS/TR/LDTR hidden state and SYSCALL MSRs, which the world switch
+        // restores after each exit: the same on every run of this CPU (GS base is axhal's
+        // per-CPU area), saved once per `run_with`.
+        // SAFETY: `area` is this CPU's VMSAVE area (a frame `hw::enable` gave it) and SVM
+        // is on here; VMSAVE only writes that frame.
+        unsafe { asm!("vmsave rax", in("rax") area) };
         if self.loaded_on != cpu {
             self.host_area = area;
             self.loaded_on = cpu;
@@ -471,6 +492,7 @@ impl SvmVCpu {
         self.wr(save::DR7, 0x400);
         self.wr(save::RFLAGS, entry::RFLAGS);
         self.wr(save::RIP, self.entry);
+        self.wr(save::RSP, self.regs.0[r::RSP]);
         self.wr(save::G_PAT, entry::PAT);
         if let Some(v) = self.sipi {
             self.real_mode_start(v);
@@ -531,13 +553,11 @@ impl SvmVCpu {
                 self.prepare_events();
             }
             self.wr(save::RAX, self.regs.0[r::RAX]);
-            self.wr(save::RSP, self.regs.0[r::RSP]);
             // SAFETY: the VMCB holds complete control and guest state (`load`), SVM is
             // on in this CPU (EFER.SVME, VM_HSAVE_PA) and `host_area` is its VMSAVE area,
             // and interrupts are masked (the caller's contract).
             unsafe { world_switch(self.vmcb, &mut self.regs, self.host_area) };
             self.regs.0[r::RAX] = self.rd(save::RAX);
-            self.regs.0[r::RSP] = self.rd(save::RSP);
             self.wr8(ctl::TLB_CONTROL, vmcb::tlb::NONE);
             // An event whose delivery the exit interrupted is delivered again, unless the
             // exit's handling injects something else.
@@ -618,8 +638,7 @@ impl SvmVCpu {
         let code = ExitCode(self.rd(ctl::EXIT_CODE));
         match code {
             ExitCode::NPF => {
-                let npf = NpfInfo::decode(self.rd(ctl::EXIT_INFO1));
-                self.nested_page_fault(npf, self.rd(ctl::EXIT_INFO2))
+                self.nested_page_fault(self.rd(ctl::EXIT_INFO1), self.rd(ctl::EXIT_INFO2))
             }
             ExitCode::IOIO => match IoInfo::decode(self.rd(ctl::EXIT_INFO1)) {
                 Some(io) => self.port_io(io, self.rd(ctl::EXIT_INFO2)),
@@ -631,8 +650,9 @@ impl SvmVCpu {
             _ if code == ExitCode::exception(vector::UD) => {
                 // Intel's VMCALL is #UD on AMD: test guests built for both use it, and it
                 // is taken as the hypercall; any other #UD is the guest's.
+                // (An instruction's #UD never interrupts an event's delivery: there is
+                // nothing to re-inject.)
                 if let Some(len) = self.measure(opcode::VMCALL) {
-                    self.wr(ctl::EVENT_INJ, 0);
                     return self.hypercall(u64::from(len));
                 }
                 self.inject(vector::UD, None);
@@ -1028,56 +1048,81 @@ impl SvmVCpu {
     /// instruction fetched and decoded here: no decode assists), anything else goes to the
     /// VMM as a nested fault. Inlined into the run loop ([`Self::handle_exit`]).
     #[inline(always)]
-    fn nested_page_fault(&mut self, npf: NpfInfo, gpa: u64) -> Option<VmExit> {
-        let access = if npf.fetch {
-            MappingFlags::EXECUTE
-        } else if npf.write {
-            MappingFlags::WRITE
+    fn nested_page_fault(&mut self, info1: u64, raw: u64) -> Option<VmExit> {
+        let npf = NpfInfo::decode(info1);
+        let gpa = GuestPhysAddr::new(raw as usize);
+        let decoded = if npf.is_data_access() {
+            self.mmio_insn()
         } else {
-            MappingFlags::READ
+            None
         };
-        let raw = gpa;
-        let gpa = GuestPhysAddr::new(gpa as usize);
-        let fault = Some(VmExit::NestedPageFault { gpa, access });
-        if !npf.is_data_access() {
-            return fault;
-        }
-        let Some(i) = self.mmio_insn() else {
-            return fault;
+        let Some(a) = decoded else {
+            let access = if npf.fetch {
+                MappingFlags::EXECUTE
+            } else if npf.write {
+                MappingFlags::WRITE
+            } else {
+                MappingFlags::READ
+            };
+            return Some(VmExit::NestedPageFault { gpa, access });
         };
-        let width = access_width(i.op.width());
         let rip = self.rd(save::RIP);
-        let next = rip.wrapping_add(u64::from(i.len));
-        // This vCPU's own local APIC page: answered here, not by the VM's devices.
-        let lapic = self.pc.clone().filter(|_| pc::in_xapic_page(raw));
-        let value = match i.op {
-            MmioOp::Load {
-                dest, sign_extend, ..
-            } => {
-                self.waiting = Some(Waiting::Load { op: i.op, next });
-                if let Some(pc) = lapic {
-                    let v = pc.xapic_read(self.index, raw, width, axhal::time::ticks());
-                    self.complete_mmio_read(v);
-                    return None;
-                }
-                return Some(VmExit::MmioRead {
-                    gpa,
-                    reg: usize::from(dest.index),
-                    width,
-                    sign_ext: sign_extend,
-                });
-            }
-            MmioOp::StoreReg { src, .. } => insn::store_value(&i.op, self.gpr(src.index)),
-            MmioOp::StoreImm { .. } => insn::store_value(&i.op, 0),
-        };
-        if let Some(pc) = lapic {
-            pc.xapic_write(self.index, raw, width, value, axhal::time::ticks());
-            self.set_rip(next);
-            return self.sipi_start();
+        let next = rip.wrapping_add(u64::from(a.insn.len));
+        if self.pc.is_some() && pc::in_xapic_page(raw) {
+            return self.xapic_access(raw, a, next);
         }
+        if let MmioOp::Load {
+            dest, sign_extend, ..
+        } = a.insn.op
+        {
+            self.waiting = Some(Waiting::Load {
+                merge: a.merge,
+                next,
+            });
+            return Some(VmExit::MmioRead {
+                gpa,
+                reg: usize::from(dest.index),
+                width: a.width,
+                sign_ext: sign_extend,
+            });
+        }
+        let value = self.store_value(&a.insn.op);
         self.store_rip = Some(rip);
         self.set_rip(next);
-        Some(VmExit::MmioWrite { gpa, value, width })
+        Some(VmExit::MmioWrite {
+            gpa,
+            value,
+            width: a.width,
+        })
+    }
+
+    /// The value an MMIO store writes.
+    fn store_value(&self, op: &MmioOp) -> u64 {
+        match *op {
+            MmioOp::StoreReg { src, .. } => insn::store_value(op, self.gpr(src.index)),
+            _ => insn::store_value(op, 0),
+        }
+    }
+
+    /// A load or store in the xAPIC page: this vCPU's own local APIC, answered here, not
+    /// by the VM's devices. A store may send a STARTUP IPI ([`Self::sipi_start`]).
+    #[inline(never)]
+    fn xapic_access(&mut self, raw: u64, a: MmioAccess, next: u64) -> Option<VmExit> {
+        let pc = self.pc.clone()?;
+        let now = axhal::time::ticks();
+        if let MmioOp::Load { .. } = a.insn.op {
+            self.waiting = Some(Waiting::Load {
+                merge: a.merge,
+                next,
+            });
+            let v = pc.xapic_read(self.index, raw, a.width, now);
+            self.complete_mmio_read(v);
+            return None;
+        }
+        let value = self.store_value(&a.insn.op);
+        pc.xapic_write(self.index, raw, a.width, value, now);
+        self.set_rip(next);
+        self.sipi_start()
     }
 }
 
@@ -1136,7 +1181,11 @@ impl ArchVCpu for SvmVCpu {
 
     fn set_gpr(&mut self, idx: usize, value: u64) {
         if idx < 16 {
+            // RSP in the register file too: `write_vmcb` starts the VMCB's from it.
             self.regs.0[idx] = value;
+            if idx == r::RSP {
+                self.wr(save::RSP, value);
+            }
         }
     }
 
@@ -1174,11 +1223,9 @@ impl ArchVCpu for SvmVCpu {
     }
 
     fn complete_mmio_read(&mut self, value: u64) {
-        if let Some(Waiting::Load { op, next }) = self.waiting.take() {
-            if let MmioOp::Load { dest, .. } = op {
-                let i = usize::from(dest.index & 15);
-                self.regs.0[i] = insn::apply_load(self.regs.0[i], value, &op);
-            }
+        if let Some(Waiting::Load { merge, next }) = self.waiting.take() {
+            let old = self.gpr(merge.dest);
+            self.set_reg(merge.dest, merge.apply(old, value));
             self.set_rip(next);
         }
     }
