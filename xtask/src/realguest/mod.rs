@@ -818,6 +818,11 @@ if [ -f $m/modules.load ]; then
 else
     echo "axv-init: no module list for kernel $release ($m/modules.load)"
 fi
+# The console again: with console=hvc0 and virtio_console a module, the kernel found no
+# console for /init, and there is one only now.
+if (: </dev/console) 2>/dev/null; then
+    exec </dev/console >/dev/console 2>&1
+fi
 mode=marker
 run=
 host=linux
