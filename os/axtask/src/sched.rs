@@ -122,7 +122,13 @@ extern "C" fn task_entry(task: usize) -> ! {
 /// Ends the current task.
 pub fn exit() -> ! {
     irq::disable();
-    current().set_state(TaskState::Exited);
+    let task = current();
+    task.set_state(TaskState::Exited);
+    // Its pending wake-ups (all on this CPU: a task arms them on its own) would hold it, and
+    // its stack, until their deadlines, which a guest chooses for a halted vCPU's task: far
+    // off, that is memory never given back.
+    this_cpu().timers.lock().retain(|t| !Arc::ptr_eq(t, &task));
+    drop(task);
     resched();
     unreachable!("an exited task was scheduled again");
 }

@@ -75,6 +75,11 @@ impl<T> TimerList<T> {
         }
     }
 
+    /// Drops every event whose item `keep` refuses.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.heap.retain(|e| keep(&e.item));
+    }
+
     /// Number of pending events.
     pub fn len(&self) -> usize {
         self.heap.len()
@@ -106,6 +111,19 @@ mod tests {
         assert_eq!(t.pop_expired(u64::MAX), Some("c"));
         assert!(t.is_empty());
         assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn retain_drops_refused_events_and_keeps_the_order() {
+        let mut t = TimerList::new();
+        for (d, i) in [(300, 1), (100, 2), (200, 1), (50, 3)] {
+            t.add(d, i);
+        }
+        t.retain(|&i| i != 1);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.next_deadline(), Some(50));
+        let fired: Vec<_> = core::iter::from_fn(|| t.pop_expired(u64::MAX)).collect();
+        assert_eq!(fired, [3, 2]);
     }
 
     #[test]
