@@ -20,9 +20,7 @@ use axvirtio::console::VirtioConsole;
 use axvirtio::{VirtioMmio, VirtioReset};
 use axvirtio_blk::{Backing, VirtioBlk};
 use axvirtio_net::{Mac, NetMmio, NetSwitch, VirtioNet};
-use axvmconfig::{
-    DeviceKind, DeviceSpace, DiskBacking, DtbConfig, MapKind, UnclaimedPolicy, VmConfig,
-};
+use axvmconfig::{DeviceKind, DeviceSpace, DiskBacking, MapKind, UnclaimedPolicy, VmConfig};
 use core::fmt;
 use core::ops::ControlFlow;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -252,7 +250,8 @@ pub struct AxVm<A: ArchVCpu, F: PteFormat, M: FrameAllocator> {
     exits: ExitCounters,
     /// The images and where they go, kept for reset.
     images: Vec<ImageLoad>,
-    /// The platform's boot data ([`VmPlatform::boot_data`]), kept for reset.
+    /// The platform's boot data ([`VmPlatform::boot_data`]) after a generated DTB, kept for
+    /// reset.
     boot_data: Vec<(u64, Vec<u8>)>,
     /// Where vCPU 0 starts.
     entry: u64,
@@ -493,16 +492,15 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                         bytes,
                     });
                 }
+                let mut data = platform.boot_data;
+                // The generated DTB is the VM's own bytes (freed with it, not leaked per
+                // build): written first of the boot data, right after the images.
                 if let (Some(dtb), Some(bytes)) = (&config.kernel.dtb, platform.dtb) {
                     if dtb.generated() {
-                        loaded.push(ImageLoad {
-                            name: String::from(DtbConfig::GENERATED),
-                            gpa: dtb.load_addr,
-                            bytes: alloc::boxed::Box::leak(bytes.into_boxed_slice()),
-                        });
+                        data.insert(0, (dtb.load_addr, bytes));
                     }
                 }
-                (loaded, platform.boot_data, config.kernel.entry)
+                (loaded, data, config.kernel.entry)
             }
         };
         Self::load_images(&mut aspace.lock(), &loaded, &boot_data)?;
