@@ -29,6 +29,8 @@ pub trait HostMemory: GuestMemory {
 /// At most this many words are checked on a hit: a 4-level walk (4 entries) and an
 /// instruction in one page (at most 3 words). A fetch needing more is not cached.
 const WORDS: usize = 8;
+// `Entry::get` checks up to this many words in straight-line code.
+const _: () = assert!(WORDS == 8);
 
 /// What a decode depends on besides memory.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -53,19 +55,32 @@ pub struct Entry<T> {
 
 impl<T: Copy> Entry<T> {
     /// The cached value if `key` matches and guest memory is unchanged.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, key: &Key) -> Option<T> {
         if self.key != *key {
             return None;
         }
-        // One branch for all the words (they are few, and all read on a hit anyway).
-        let mut differ = 0;
-        for &(host, value) in self.words.iter().take(self.count) {
+        let w = &self.words;
+        let d = |i: usize| {
+            let (host, value) = w[i];
             // SAFETY: `host` is an 8-byte aligned word of guest RAM (see the module
             // documentation), identity-mapped; the guest may change it concurrently,
             // hence volatile.
-            differ |= unsafe { (host as *const u64).read_volatile() } ^ value;
-        }
+            unsafe { (host as *const u64).read_volatile() ^ value }
+        };
+        // One branch for all the words (they are few, and all read on a hit anyway), and
+        // one jump on the count into straight-line code instead of a test per word.
+        let differ = match self.count {
+            0 => 0,
+            1 => d(0),
+            2 => d(0) | d(1),
+            3 => d(0) | d(1) | d(2),
+            4 => d(0) | d(1) | d(2) | d(3),
+            5 => d(0) | d(1) | d(2) | d(3) | d(4),
+            6 => d(0) | d(1) | d(2) | d(3) | d(4) | d(5),
+            7 => d(0) | d(1) | d(2) | d(3) | d(4) | d(5) | d(6),
+            _ => d(0) | d(1) | d(2) | d(3) | d(4) | d(5) | d(6) | d(7),
+        };
         (differ == 0).then_some(self.value)
     }
 }

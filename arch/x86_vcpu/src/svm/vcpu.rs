@@ -770,16 +770,14 @@ impl SvmVCpu {
             self.inject(vector::UD, None);
             return None;
         }
-        let g = self.regs.0;
         self.set_rip(self.rd(save::RIP).wrapping_add(len));
-        if let Some(v) = self
-            .vm_id
-            .and_then(|id| hypercall::fixed_answer(g[r::RAX], id))
-        {
+        let nr = self.regs.0[r::RAX];
+        if let Some(v) = self.vm_id.and_then(|id| hypercall::fixed_answer(nr, id)) {
             self.regs.0[r::RAX] = v;
             return None;
         }
-        Some(power::exit(g[r::RAX], [g[r::RDI], g[r::RSI], g[r::RDX]]))
+        let g = &self.regs.0;
+        Some(power::exit(nr, [g[r::RDI], g[r::RSI], g[r::RDX]]))
     }
 
     /// RDMSR / WRMSR: the virtual PC's APIC MSRs first, then the backend's own.
