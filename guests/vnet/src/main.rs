@@ -1,5 +1,5 @@
 //! A minimal polled virtio-net driver over virtio-mmio (docs/virtio.md), at 0x0a00_0000 on
-//! aarch64 and 0x1000_1000 on riscv64 (configs `*-vnet-{a,b,c}.toml`). The role comes from
+//! aarch64 and 0x1000_1000 on riscv64 and x86_64 (configs `*-vnet-{a,b,c}.toml`). The role comes from
 //! the last byte of the MAC address the config gives the device:
 //!
 //! - `0a` (A): pings B (`02:00:00:00:00:0b`, not yet learned by the switch, so flooded)
