@@ -81,9 +81,10 @@ pub struct SvmVCpu {
     sipi_exit: bool,
     /// An NMI was injected and its handler has not returned (IRET intercepted).
     nmi_blocked: bool,
-    /// The IRET that ends the NMI handler exited; NMIs are unblocked at the next exit,
-    /// once it has run.
-    iret_seen: bool,
+    /// The IRET that ends the NMI handler exited: NMIs are unblocked once it has run, before
+    /// the entry after the next exit. Counts the entries until then (2 at the IRET's exit:
+    /// the entry that runs it, then that one); 0 when not waiting.
+    iret_entries: u8,
     asid: u32,
     index: usize,
     vm_id: Option<u64>,
@@ -101,7 +102,9 @@ pub struct SvmVCpu {
     host_area: u64,
     reset_pending: bool,
     waiting: Option<Waiting>,
-    /// The RIP of the MMIO store just handed to the VMM, for an injected fault.
+    /// The RIP of the MMIO store just handed to the VMM, for an injected fault. Every exit
+    /// path that can hand the VMM another exit clears it (not every exit: the fixed-answer
+    /// hypercall does not).
     store_rip: Option<u64>,
     debug_regs: [u64; 5],
     /// The last MMIO instruction decoded and the last bytes fetched at RIP
@@ -584,6 +587,11 @@ impl SvmVCpu {
         let Some(pc) = self.pc.clone() else {
             return;
         };
+        if self.iret_entries != 0 {
+            self.iret_entries -= 1;
+            // The NMI handler's IRET has run (and exited since) when this reaches 0.
+            self.nmi_blocked &= self.iret_entries != 0;
+        }
         let mut int_ctl = self.rd(ctl::INT_CTL) & !vmcb::V_IRQ_WINDOW;
         let mut i3 = self.rd(ctl::INTERCEPT3) & !u64::from(vmcb::i3::VINTR);
         let injecting = self.rd(ctl::EVENT_INJ) & event::VALID != 0;
@@ -629,12 +637,6 @@ impl SvmVCpu {
     /// into the run loop; the others in [`Self::handle_other_exit`].
     #[inline(always)]
     fn handle_exit(&mut self) -> Option<VmExit> {
-        self.store_rip = None;
-        if self.iret_seen {
-            // The NMI handler's IRET has run since its exit.
-            self.iret_seen = false;
-            self.nmi_blocked = false;
-        }
         let code = ExitCode(self.rd(ctl::EXIT_CODE));
         match code {
             ExitCode::NPF => {
@@ -649,14 +651,15 @@ impl SvmVCpu {
             },
             _ if code == ExitCode::exception(vector::UD) => {
                 // Intel's VMCALL is #UD on AMD: test guests built for both use it, and it
-                // is taken as the hypercall; any other #UD is the guest's.
-                // (An instruction's #UD never interrupts an event's delivery: there is
-                // nothing to re-inject.)
-                if let Some(len) = self.measure(opcode::VMCALL) {
-                    return self.hypercall(u64::from(len));
+                // is taken as the hypercall; any other #UD is the guest's. (An
+                // instruction's #UD never interrupts an event's delivery: there is nothing
+                // to re-inject.) The hit of the length cache goes straight on.
+                match self.len_cache.get(&self.insn_key()) {
+                    Some(m) if m.opcode == Measured::id(opcode::VMCALL) => {
+                        self.hypercall(u64::from(m.len))
+                    }
+                    _ => self.undefined_opcode(),
                 }
-                self.inject(vector::UD, None);
-                None
             }
             ExitCode::VMMCALL => {
                 let len = self.len_of(opcode::VMMCALL);
@@ -666,9 +669,23 @@ impl SvmVCpu {
         }
     }
 
+    /// A #UD without a cached VMCALL at RIP: the hypercall if the bytes there are VMCALL,
+    /// else the guest's #UD.
+    #[inline(never)]
+    fn undefined_opcode(&mut self) -> Option<VmExit> {
+        match self.measure(opcode::VMCALL) {
+            Some(len) => self.hypercall(u64::from(len)),
+            None => {
+                self.inject(vector::UD, None);
+                None
+            }
+        }
+    }
+
     /// [`Self::handle_exit`] for every other exit code.
     #[inline(never)]
     fn handle_other_exit(&mut self, code: ExitCode) -> Option<VmExit> {
+        self.store_rip = None;
         // QEMU writes VMEXIT_INVALID as 32 bits of ones.
         let code = match code.0 {
             0xffff_ffff => ExitCode::INVALID,
@@ -681,7 +698,7 @@ impl SvmVCpu {
             ExitCode::IRET => {
                 let i3 = self.rd(ctl::INTERCEPT3) & !u64::from(vmcb::i3::IRET);
                 self.wr(ctl::INTERCEPT3, i3);
-                self.iret_seen = true;
+                self.iret_entries = 2;
                 None
             }
             // The host takes the interrupt (or NMI) once the VMM unmasks: GIF is set again
@@ -776,6 +793,7 @@ impl SvmVCpu {
             self.regs.0[r::RAX] = v;
             return None;
         }
+        self.store_rip = None;
         let g = &self.regs.0;
         Some(power::exit(nr, [g[r::RDI], g[r::RSI], g[r::RDX]]))
     }
@@ -939,6 +957,7 @@ impl SvmVCpu {
     /// itself, NRIP-save or not: QEMU fills it too). A port of the virtual PC is answered
     /// here, in the single and the string forms alike; any other goes to the VMM.
     fn port_io(&mut self, io: IoInfo, next: u64) -> Option<VmExit> {
+        self.store_rip = None;
         let width = access_width(io.size);
         let mask = (1u64 << (8 * u32::from(io.size))) - 1;
         let element = if io.string {
@@ -1047,6 +1066,7 @@ impl SvmVCpu {
     /// VMM as a nested fault. Inlined into the run loop ([`Self::handle_exit`]).
     #[inline(always)]
     fn nested_page_fault(&mut self, info1: u64, raw: u64) -> Option<VmExit> {
+        self.store_rip = None;
         let npf = NpfInfo::decode(info1);
         let gpa = GuestPhysAddr::new(raw as usize);
         let decoded = if npf.is_data_access() {
@@ -1162,7 +1182,7 @@ impl ArchVCpu for SvmVCpu {
             sipi: None,
             sipi_exit: false,
             nmi_blocked: false,
-            iret_seen: false,
+            iret_entries: 0,
         })
     }
 
@@ -1194,7 +1214,7 @@ impl ArchVCpu for SvmVCpu {
             .and_then(|pc| pc.take_startup_vector(self.index));
         self.sipi_exit = false;
         self.nmi_blocked = false;
-        self.iret_seen = false;
+        self.iret_entries = 0;
         self.regs = Regs::default();
         self.regs.0[r::RDI] = self.start_arg;
         self.waiting = None;
