@@ -78,7 +78,7 @@ const BIT: u32 = 1;
 
 const ROUNDS: u32 = 200;
 const LONELY_RINGS: u32 = 3;
-const PEER_WAIT_US: u64 = 3_000_000;
+const PEER_WAIT_US: u64 = 10_000_000;
 const ANSWER_US: u64 = 2_000_000;
 const BACK_WAIT_US: u64 = 60_000_000;
 const STAY_US: u64 = 60_000_000;
@@ -158,7 +158,8 @@ fn peer_ready() -> bool {
     db_read(reg::PEER_UP) == 1 && shm_read(READY) == READY_MAGIC
 }
 
-/// Spins (the timer ticking) until the server is up and ready, for at most `us`.
+/// Spins (the timer ticking) until the server is up and ready, for at most `us`; takes
+/// its ready word (a server that starts again writes a new one).
 fn wait_peer(us: u64) -> bool {
     let end = deadline(us);
     while !peer_ready() {
@@ -167,11 +168,18 @@ fn wait_peer(us: u64) -> bool {
         }
         wait_rung(1_000);
     }
+    shm_write(READY, 0);
     true
 }
 
+/// Whether the server went away since the client took its ready word: it is stopped, or
+/// it started again (a new ready word).
+fn peer_went() -> bool {
+    db_read(reg::PEER_UP) == 0 || shm_read(READY) == READY_MAGIC
+}
+
 /// One round trip with message `seq`: `Ok(true)` answered and right, `Ok(false)` answered
-/// wrong (reported on `c`), `Err(())` no answer and the peer is down.
+/// wrong or not at all (reported on `c`), `Err(())` the peer went away meanwhile.
 fn round_trip(c: &mut Checker, seq: u32) -> Result<bool, ()> {
     let n = words(seq);
     for i in 0..n {
@@ -184,7 +192,8 @@ fn round_trip(c: &mut Checker, seq: u32) -> Result<bool, ()> {
     }
     ring();
     if !wait_rung(ANSWER_US) {
-        if db_read(reg::PEER_UP) == 0 {
+        // A server stopped after the ring, maybe already started again, never answers.
+        if peer_went() {
             return Err(());
         }
         c.ok(format_args!("an answer to message {seq} (peer up)"), false);
@@ -250,8 +259,6 @@ fn client() {
                 return;
             }
             Err(_) => {
-                // Whoever runs next on the other side writes a fresh ready word.
-                shm_write(READY, 0);
                 grt::println!("link: peer down after {more} more round trips");
                 if !c.ok("the peer came back", wait_peer(BACK_WAIT_US)) {
                     c.finish();
