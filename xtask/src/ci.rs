@@ -125,6 +125,10 @@ pub fn test(filter: Option<&str>) -> Result<ExitCode> {
 }
 
 fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
+    if filter.is_none() {
+        // First: it needs only cargo, and setup may wait on the network.
+        steps.fuzz = Some(FuzzLane::start()?);
+    }
     steps.run("setup", setup::ensure)?;
     let selected = steps.run("load scenarios", || select_scenarios(filter))?;
 
@@ -145,7 +149,6 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
                 .args(["--", "--check"]);
             util::run(cmd)
         })?;
-        steps.fuzz = Some(FuzzLane::start()?);
         steps.run("clippy (host)", || {
             let mut cmd = host_workspace_cargo("clippy");
             cmd.args(["--all-targets", "--", "-D", "warnings"]);
@@ -248,10 +251,10 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
     Ok(outcomes)
 }
 
-/// The fuzz step (`cargo xtask fuzz --seconds` [`fuzz::CI_SECONDS`], every target), run
-/// beside the other steps: libFuzzer uses one core while they use the other. Its output
-/// goes to `target/fuzz.log` (it would interleave with theirs); the summary lines are
-/// printed when it ends, the log's end when it fails. Killed if the run stops first.
+/// The fuzz step (`cargo xtask fuzz --seconds` [`fuzz::CI_SECONDS`], every target), started
+/// first and run beside the other steps: libFuzzer uses one core while they use the other.
+/// Its output goes to `target/fuzz.log` (it would interleave with theirs); the summary lines
+/// are printed when it ends, the log's end when it fails. Killed if the run stops first.
 struct FuzzLane {
     child: Child,
     log: PathBuf,
