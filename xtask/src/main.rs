@@ -112,7 +112,7 @@ struct RunArgs {
     #[arg(long, conflicts_with = "vms")]
     no_vms: bool,
     /// Give the hypervisor a disk made from this directory (as `cargo xtask disk`): a
-    /// virtio-blk device on aarch64 and riscv64, the boot module (`-initrd`) on x86_64.
+    /// virtio-blk device (virtio-mmio on aarch64 and riscv64, PCI on x86_64).
     /// VM configs in its `/vms` start at boot (docs/vm-config.md); QEMU only.
     #[arg(long, value_name = "DIR")]
     disk: Option<PathBuf>,
@@ -205,11 +205,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 let file = util::target_dir().join("run.disk.img");
                 std::fs::write(&file, disk::build(dir, None)?)
                     .with_context(|| format!("could not write {}", file.display()))?;
-                let attach = match args.arch {
-                    Arch::X86_64 => scenario::DiskAs::Initrd,
-                    _ => scenario::DiskAs::Virtio,
-                };
-                extra.extend(scenario::disk_args(attach, &file));
+                extra.extend(scenario::disk_args(
+                    scenario::DiskAs::Virtio,
+                    args.arch,
+                    &file,
+                ));
             }
             if args.gdb {
                 extra.extend(["-s".to_owned(), "-S".to_owned()]);

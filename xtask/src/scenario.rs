@@ -136,9 +136,9 @@ struct ScenarioFile {
     /// A directory (relative to the repository root) made into a FAT32 disk image for the
     /// hypervisor (`cargo xtask disk`), QEMU only.
     disk: Option<String>,
-    /// How the disk is attached: `virtio` (virtio-blk over virtio-mmio, the default; not on
-    /// x86_64) or `initrd` (QEMU's `-initrd`: a boot module the hypervisor takes as a RAM
-    /// disk).
+    /// How the disk is attached: `virtio` (virtio-blk, the default with QEMU: over virtio-mmio
+    /// on aarch64 and riscv64, over PCI on x86_64) or `initrd` (QEMU's `-initrd`: a boot
+    /// module the hypervisor takes as a RAM disk; Bochs has only this).
     disk_as: Option<DiskAs>,
     /// Test guests (by name) whose built images are added to the disk as
     /// `/images/NAME.bin`, beside the `disk` directory's files.
@@ -150,7 +150,7 @@ struct ScenarioFile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DiskAs {
-    /// A virtio-blk device on a virtio-mmio transport.
+    /// A virtio-blk device (virtio-mmio; PCI on x86_64).
     Virtio,
     /// A boot module (QEMU `-initrd`).
     Initrd,
@@ -339,19 +339,14 @@ impl Scenario {
                 bail!("fields `disk_as`, `disk_guests`: give the `disk` directory too")
             }
             (dir, attach) => {
-                // Bochs and x86_64 take the disk as a boot module.
-                let attach = attach.unwrap_or(
-                    if file.arch == Arch::X86_64 || file.emulator == Emulator::Bochs {
-                        DiskAs::Initrd
-                    } else {
-                        DiskAs::Virtio
-                    },
-                );
+                // Bochs (no virtio) takes the disk as a boot module.
+                let attach = attach.unwrap_or(if file.emulator == Emulator::Bochs {
+                    DiskAs::Initrd
+                } else {
+                    DiskAs::Virtio
+                });
                 if file.emulator == Emulator::Bochs && (dir.is_some() || attach != DiskAs::Initrd) {
                     bail!("fields `disk`, `disk_as`: Bochs scenarios have only their VMs on a disk, as a boot module");
-                }
-                if attach == DiskAs::Virtio && file.arch == Arch::X86_64 {
-                    bail!("field `disk_as`: x86_64 has no virtio-mmio; use \"initrd\"");
                 }
                 let from = match dir {
                     Some(dir) => {
@@ -766,7 +761,7 @@ impl Launch {
                 }
                 extra.extend(scenario.extra_args.iter().cloned());
                 if let Some((attach, file)) = build_disk(scenario, log_path)? {
-                    extra.extend(disk_args(attach, &file));
+                    extra.extend(disk_args(attach, scenario.machine.arch, &file));
                 }
                 Launch::Qemu(qemu::emulator_command(
                     &scenario.machine,
@@ -864,15 +859,20 @@ fn stage_disk(disk: &ScenarioDisk, arch: Arch, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The QEMU arguments that attach the disk image `file`.
-pub(crate) fn disk_args(attach: DiskAs, file: &Path) -> Vec<String> {
+/// The QEMU arguments that attach the disk image `file` on `arch` (virtio-blk: on a
+/// virtio-mmio transport, or a PCI function on x86_64's q35).
+pub(crate) fn disk_args(attach: DiskAs, arch: Arch, file: &Path) -> Vec<String> {
     let file = file.display();
+    let device = match arch {
+        Arch::X86_64 => "virtio-blk-pci",
+        _ => "virtio-blk-device",
+    };
     match attach {
         DiskAs::Virtio => vec![
             "-drive".to_owned(),
             format!("file={file},if=none,format=raw,id=disk0"),
             "-device".to_owned(),
-            "virtio-blk-device,drive=disk0".to_owned(),
+            format!("{device},drive=disk0"),
         ],
         DiskAs::Initrd => vec!["-initrd".to_owned(), file.to_string()],
     }
@@ -1521,9 +1521,9 @@ mod tests {
         let disk = s.disk.clone().unwrap();
         assert!(disk.from.is_some());
         assert_eq!(disk.attach, DiskAs::Initrd);
-        // x86_64 and Bochs take it as a boot module.
+        // x86_64 with QEMU takes it as virtio-blk (PCI), Bochs as a boot module.
         let s = on_disk("arch = \"x86_64\"\n").unwrap();
-        assert_eq!(s.disk.unwrap().attach, DiskAs::Initrd);
+        assert_eq!(s.disk.unwrap().attach, DiskAs::Virtio);
         let s = on_disk("arch = \"x86_64\"\nemulator = \"bochs\"\n").unwrap();
         assert_eq!(s.disk.unwrap().attach, DiskAs::Initrd);
 
@@ -1548,13 +1548,23 @@ mod tests {
         assert_eq!(disk.attach, DiskAs::Virtio);
         assert!(disk.from.unwrap().ends_with("tests/disks/files"));
         assert_eq!(
-            disk_args(DiskAs::Initrd, Path::new("d.img")),
+            disk_args(DiskAs::Initrd, Arch::X86_64, Path::new("d.img")),
             ["-initrd", "d.img"]
         );
         assert_eq!(
-            disk_args(DiskAs::Virtio, Path::new("d.img"))[1],
-            "file=d.img,if=none,format=raw,id=disk0"
+            disk_args(DiskAs::Virtio, Arch::Riscv64, Path::new("d.img"))[1..],
+            [
+                "file=d.img,if=none,format=raw,id=disk0",
+                "-device",
+                "virtio-blk-device,drive=disk0"
+            ]
         );
+        assert_eq!(
+            disk_args(DiskAs::Virtio, Arch::X86_64, Path::new("d.img"))[3],
+            "virtio-blk-pci,drive=disk0"
+        );
+        let x86 = parse("arch = \"x86_64\"\ndisk = \"tests/disks/files\"\nexpect = [\"x\"]\n");
+        assert_eq!(x86.unwrap().disk.unwrap().attach, DiskAs::Virtio);
         for (text, field) in [
             (
                 "arch = \"aarch64\"\ndisk_as = \"initrd\"\n",
@@ -1563,10 +1573,6 @@ mod tests {
             (
                 "arch = \"aarch64\"\ndisk = \"tests/disks/none\"\n",
                 "not a directory",
-            ),
-            (
-                "arch = \"x86_64\"\ndisk = \"tests/disks/files\"\ndisk_as = \"virtio\"\n",
-                "no virtio-mmio",
             ),
             (
                 "arch = \"aarch64\"\ndisk = \"tests/disks/files\"\ndisk_as = \"usb\"\n",

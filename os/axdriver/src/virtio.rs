@@ -1,7 +1,8 @@
-//! A virtio-blk disk over virtio-mmio, through the `virtio-drivers` crate, polled.
+//! A virtio-blk disk over virtio-mmio or PCI, through the `virtio-drivers` crate, polled.
 
 use crate::DiskError;
 use axfs::{BlockDevice, BlockError, BLOCK_SIZE};
+use core::fmt;
 use core::ptr::NonNull;
 use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
@@ -9,7 +10,7 @@ use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 /// DMA memory from the frame allocator, addressed through the identity map.
-struct FrameHal;
+pub(crate) struct FrameHal;
 
 // SAFETY: `dma_alloc` returns zeroed, page-aligned frames owned by nobody else until
 // `dma_dealloc` gives them back; the identity map makes every physical address (RAM and
@@ -48,17 +49,35 @@ unsafe impl Hal for FrameHal {
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
 }
 
-/// A started virtio-blk device.
-pub struct VirtioDisk {
-    blk: VirtIOBlk<FrameHal, MmioTransport<'static>>,
-    base: usize,
+/// Where a virtio-blk device sits. `Display`: `0xa003e00` or `PCI 00:03.0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// A virtio-mmio transport's register window.
+    Mmio(usize),
+    /// A PCI function.
+    Pci(axpci::Bdf),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Mmio(base) => write!(f, "{base:#x}"),
+            Self::Pci(at) => write!(f, "PCI {at}"),
+        }
+    }
+}
+
+/// A started virtio-blk device on transport `T` (virtio-mmio by default).
+pub struct VirtioDisk<T: Transport = MmioTransport<'static>> {
+    blk: VirtIOBlk<FrameHal, T>,
+    at: Location,
     blocks: u64,
 }
 
 // SAFETY: the device is reached only through `&mut self` (the hypervisor keeps the disk
-// behind a lock); its register window and queue memory belong to this value alone, so moving
+// behind a lock); its register windows and queue memory belong to this value alone, so moving
 // it to another CPU is sound.
-unsafe impl Send for VirtioDisk {}
+unsafe impl<T: Transport> Send for VirtioDisk<T> {}
 
 /// The virtio-blk device behind the transport at `base` (`size` bytes of registers):
 /// `Ok(None)` when the transport holds no device or another kind of device.
@@ -75,18 +94,23 @@ pub(crate) fn probe(base: usize, size: usize) -> Result<Option<VirtioDisk>, Disk
     if transport.device_type() != DeviceType::Block {
         return Ok(None);
     }
-    let blk = VirtIOBlk::new(transport).map_err(|e| {
-        log::warn!("virtio-blk at {base:#x}: {e}");
-        DiskError::Virtio { base }
-    })?;
-    let blocks = blk.capacity();
-    Ok(Some(VirtioDisk { blk, base, blocks }))
+    start(transport, Location::Mmio(base)).map(Some)
 }
 
-impl VirtioDisk {
-    /// Its transport's register window.
-    pub fn base(&self) -> usize {
-        self.base
+/// Starts the block device behind `transport`, found at `at`.
+pub(crate) fn start<T: Transport>(transport: T, at: Location) -> Result<VirtioDisk<T>, DiskError> {
+    let blk = VirtIOBlk::new(transport).map_err(|e| {
+        log::warn!("virtio-blk at {at}: {e}");
+        DiskError::Virtio { at }
+    })?;
+    let blocks = blk.capacity();
+    Ok(VirtioDisk { blk, at, blocks })
+}
+
+impl<T: Transport> VirtioDisk<T> {
+    /// Where it sits.
+    pub fn location(&self) -> Location {
+        self.at
     }
 
     /// Checks a transfer of `len` bytes from block `first`; `false` when there is nothing
@@ -107,7 +131,7 @@ impl VirtioDisk {
     }
 }
 
-impl BlockDevice for VirtioDisk {
+impl<T: Transport> BlockDevice for VirtioDisk<T> {
     fn block_count(&self) -> u64 {
         self.blocks
     }

@@ -22,6 +22,7 @@ pub mod console;
 pub mod context;
 pub mod cpu;
 pub mod irq;
+pub mod pci;
 pub mod percpu;
 pub mod platform;
 pub mod power;

@@ -13,6 +13,7 @@
 //! - `mmu`: RAM above 4 GiB in the identity map.
 //! - `context`: task context switch.
 //! - `uart`: the COM1 16550 console.
+//! - `pci`: PCI configuration space through ports 0xCF8/0xCFC.
 //! - `regs`: port I/O, MSRs, CPUID, the TSC.
 
 mod acpi;
@@ -23,6 +24,7 @@ mod gdt;
 mod init;
 mod ioapic;
 mod mmu;
+pub(crate) mod pci;
 mod regs;
 mod trap;
 mod uart;

@@ -26,6 +26,22 @@ pub fn outw(port: u16, v: u16) {
     unsafe { asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack)) };
 }
 
+/// `in eax, port`.
+#[inline]
+pub fn inl(port: u16) -> u32 {
+    let v: u32;
+    // SAFETY: as for `inb`, a port read.
+    unsafe { asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack)) };
+    v
+}
+
+/// `out port, eax`.
+#[inline]
+pub fn outl(port: u16, v: u32) {
+    // SAFETY: as for `inb`, a port write.
+    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack)) };
+}
+
 /// `rdmsr`.
 #[inline]
 pub fn rdmsr(msr: u32) -> u64 {

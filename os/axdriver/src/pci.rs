@@ -1,0 +1,80 @@
+//! The virtio-blk disk on PCI (QEMU q35's `virtio-blk-pci`): found by `axpci`'s walk over
+//! the platform's configuration space (`axhal::pci`, the ports 0xCF8/0xCFC on x86_64), its
+//! BARs as the firmware assigned them, then `virtio-drivers`' PCI transport.
+
+use crate::virtio::{start, FrameHal, Location, VirtioDisk};
+use crate::DiskError;
+use axhal::pci::{Config, ConfigAccess};
+use axpci::{command, Bar, Bdf};
+use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::PciTransport;
+
+/// Device windows are reachable below this address only: the identity map covers the low
+/// 4 GiB with device attributes at the top, and only RAM above.
+const WINDOW_LIMIT: u64 = 1 << 32;
+
+/// The platform's configuration space as `virtio-drivers` reads it.
+struct Cam(Config);
+
+impl Cam {
+    fn at(df: DeviceFunction) -> Bdf {
+        Bdf {
+            bus: df.bus,
+            device: df.device & 0x1f,
+            function: df.function & 0x7,
+        }
+    }
+}
+
+impl ConfigurationAccess for Cam {
+    fn read_word(&self, df: DeviceFunction, offset: u8) -> u32 {
+        self.0.read32(Self::at(df), offset)
+    }
+
+    fn write_word(&mut self, df: DeviceFunction, offset: u8, value: u32) {
+        self.0.write32(Self::at(df), offset, value)
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        Self(self.0)
+    }
+}
+
+/// The first virtio-blk PCI function, started: `Ok(None)` when the platform has no
+/// configuration space or no such function.
+pub(crate) fn probe() -> Result<Option<VirtioDisk<PciTransport>>, DiskError> {
+    let Some(cfg) = axhal::pci::config() else {
+        return Ok(None);
+    };
+    let Some(found) = axpci::find_virtio_blk(&cfg) else {
+        return Ok(None);
+    };
+    let at = Location::Pci(found.at);
+    let mut beyond = None;
+    axpci::for_each_bar(&cfg, found.at, |index, bar| {
+        if let Bar::Memory { address, .. } = bar {
+            if address >= WINDOW_LIMIT {
+                beyond = Some((index, address));
+            }
+        }
+    });
+    if let Some((index, address)) = beyond {
+        log::warn!(
+            "virtio-blk at {at}: BAR {index} at {address:#x} is above the mapped device windows"
+        );
+        return Err(DiskError::Virtio { at });
+    }
+    // The firmware (SeaBIOS) assigned the BARs; decoding and DMA may still be off.
+    axpci::enable(&cfg, found.at, command::MEMORY | command::BUS_MASTER);
+    let mut root = PciRoot::new(Cam(cfg));
+    let df = DeviceFunction {
+        bus: found.at.bus,
+        device: found.at.device,
+        function: found.at.function,
+    };
+    let transport = PciTransport::new::<FrameHal, _>(&mut root, df).map_err(|e| {
+        log::warn!("virtio-blk at {at}: {e}");
+        DiskError::Virtio { at }
+    })?;
+    start(transport, at).map(Some)
+}
