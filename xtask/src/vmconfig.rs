@@ -486,7 +486,7 @@ mod tests {
         assert_eq!(
             report.text,
             "missing.toml: cannot read: No such file or directory (os error 2)\n\
-             kind.toml: line 2, column 8: in `devices.kind`: unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`, `virtio-console`, `virtio-blk`\n"
+             kind.toml: line 2, column 8: in `devices.kind`: unknown variant `virtio`, expected one of `pl011`, `ns16550`, `gicd`, `gicr`, `gicc`, `plic`, `ioapic`, `virtio-console`, `virtio-blk`, `virtio-net`\n"
         );
     }
 
