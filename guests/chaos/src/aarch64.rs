@@ -15,6 +15,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use crate::rng::Rng;
 use crate::{guarded, Kind, Odd, Roundtrip, Stats, Window};
 
+/// The virtio-console of the VM's config (SPI 16), for the virtio phase ([`crate::virtq`]).
+pub const VIRTIO: Option<u64> = Some(0x0a00_0000);
+
 /// The console (read only).
 pub const UART: Window = Window {
     name: "pl011",

@@ -9,6 +9,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::rng::Rng;
 use crate::{guarded, Kind, Odd, Roundtrip, Stats, Window};
 
+/// The virtio-console of the VM's config (PLIC source 1), for the virtio phase ([`crate::virtq`]).
+pub const VIRTIO: Option<u64> = Some(0x1000_1000);
+
 /// The console (read only).
 pub const UART: Window = Window {
     name: "ns16550",

@@ -28,6 +28,9 @@ const UART_BASE: u64 = 0xc000_0000;
 const UART_MCR: u64 = UART_BASE + 4;
 const MCR_LOOPBACK: u8 = 1 << 4;
 
+/// No virtio device on x86_64 (the virtio phase is aarch64's and riscv64's).
+pub const VIRTIO: Option<u64> = None;
+
 /// The MMIO 16550, read by the UART operation.
 pub const UART: Window = Window {
     name: "ns16550",
