@@ -21,6 +21,9 @@
 //! - with the MMU on (the second half), an access whose page-table walk reads where there
 //!   is no memory.
 //!
+//! Then, on aarch64 and riscv64, the virtio phase ([`virtq`]) abuses the VM's
+//! virtio-console and checks it still works after a reset.
+//!
 //! Interrupts stay masked throughout (the random interrupt controller writes may make
 //! interrupts pending, they must not be taken) and the guest never halts. Every operation
 //! has an expected outcome (e.g. an aligned 32-bit access inside the distributor never
