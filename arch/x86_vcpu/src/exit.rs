@@ -198,6 +198,19 @@ pub fn string_step(
     (index, rcx, left == 0)
 }
 
+/// The access of a second-stage fault (EPT violation, nested page fault) as the VMM's
+/// `VmExit::NestedPageFault` gives it: an instruction fetch, else a write, else a read.
+pub fn fault_access(fetch: bool, write: bool) -> axaddrspace::MappingFlags {
+    use axaddrspace::MappingFlags;
+    if fetch {
+        MappingFlags::EXECUTE
+    } else if write {
+        MappingFlags::WRITE
+    } else {
+        MappingFlags::READ
+    }
+}
+
 /// Whether a REP string instruction's count (RCX in `addr_size` bytes) is already 0: the
 /// instruction does nothing.
 pub fn string_count_zero(rcx: u64, addr_size: u8) -> bool {

@@ -20,7 +20,7 @@ use crate::vmcs::field as f;
 use crate::vmx::{self, regs};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use axaddrspace::{GuestPhysAddr, HostPhysAddr, IntelEpt, MappingFlags};
+use axaddrspace::{GuestPhysAddr, HostPhysAddr, IntelEpt};
 use axdevice_base::AccessWidth;
 use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
 use core::arch::{asm, global_asm};
@@ -1290,13 +1290,7 @@ impl VmxVCpu {
     fn ept_violation(&mut self, qual: u64) -> Option<VmExit> {
         let v = EptViolation::decode(qual);
         let gpa = vmx::read(f::GUEST_PHYSICAL_ADDRESS);
-        let access = if v.fetch {
-            MappingFlags::EXECUTE
-        } else if v.write {
-            MappingFlags::WRITE
-        } else {
-            MappingFlags::READ
-        };
+        let access = crate::exit::fault_access(v.fetch, v.write);
         let fault = VmExit::NestedPageFault {
             gpa: GuestPhysAddr::new(gpa as usize),
             access,

@@ -219,3 +219,13 @@ fn what_the_guest_can_take() {
         assert!(!r.nmi || intr & ib::NMI == 0);
     }
 }
+
+#[test]
+fn second_stage_fault_access() {
+    use axaddrspace::MappingFlags;
+    assert_eq!(fault_access(true, false), MappingFlags::EXECUTE);
+    // A fetch never writes; the fetch bit wins if both are reported.
+    assert_eq!(fault_access(true, true), MappingFlags::EXECUTE);
+    assert_eq!(fault_access(false, true), MappingFlags::WRITE);
+    assert_eq!(fault_access(false, false), MappingFlags::READ);
+}

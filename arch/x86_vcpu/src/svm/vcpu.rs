@@ -22,7 +22,7 @@ use crate::pc::{self, Injection, Ready, VirtualPc};
 use crate::power;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use axaddrspace::{AmdNpt, GuestPhysAddr, HostPhysAddr, MappingFlags};
+use axaddrspace::{AmdNpt, GuestPhysAddr, HostPhysAddr};
 use axdevice_base::AccessWidth;
 use axvcpu::{hypercall, ArchVCpu, PowerReply, VCpuError, VmExit};
 use core::arch::asm;
@@ -1075,13 +1075,7 @@ impl SvmVCpu {
             None
         };
         let Some(a) = decoded else {
-            let access = if npf.fetch {
-                MappingFlags::EXECUTE
-            } else if npf.write {
-                MappingFlags::WRITE
-            } else {
-                MappingFlags::READ
-            };
+            let access = crate::exit::fault_access(npf.fetch, npf.write);
             return Some(VmExit::NestedPageFault { gpa, access });
         };
         let rip = self.rd(save::RIP);
