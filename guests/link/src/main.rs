@@ -12,7 +12,9 @@
 //!   `PEER_UP` = 0: `link: peer down after N more round trips`), waits for it to come back
 //!   and makes [`ROUNDS`] more (`PASS link-again`); or, if the server never stops, for
 //!   [`STAY_US`] (`link: peer stayed up`).
-//! - **Server (side 1)** writes its ready word and answers every message it is rung for,
+//! - **Server (side 1)** says whether the shared memory holds a message from before it
+//!   started (`link: the shared memory is fresh` / `holds message N`: the link outlived a
+//!   restart of this VM), writes its ready word and answers every message it is rung for,
 //!   checking that the numbers follow each other (a new client, or a new server, may start
 //!   anywhere), and prints `link: answered 200 messages, sequence checked`. It never ends;
 //!   a wrong message is `FAIL link: ...`.
@@ -279,6 +281,11 @@ fn client() {
 }
 
 fn server() -> ! {
+    // What the link kept from before this server started (a client's last message).
+    match shm_read(TO_SERVER + SEQ) {
+        0 => grt::println!("link: the shared memory is fresh"),
+        seq => grt::println!("link: the shared memory holds message {seq}"),
+    }
     shm_write(READY, READY_MAGIC);
     fence(Ordering::SeqCst);
     grt::println!("link: ready");
