@@ -1,18 +1,21 @@
 //! `cargo xtask bench`: measures the hypervisor against a baseline run in the same command,
-//! in three parts per architecture (see `docs/performance.md`):
+//! in four parts per architecture (see `docs/performance.md`):
 //!
 //! - [`exits`]: hypercall and emulated-MMIO round trips, in guest-visible instructions
 //!   under `-icount shift=0`, against the guest's own exception round trip;
 //! - [`latency`]: from the expiry of the guest's timer to its interrupt handler, in
 //!   instructions, against the same guest booted on the emulator without the hypervisor;
 //! - [`linux`]: wall-clock time from the emulator's start to the Linux guest's marker line,
-//!   against the same kernel and initramfs booted without the hypervisor.
+//!   against the same kernel and initramfs booted without the hypervisor;
+//! - [`blk`]: a Linux guest's virtio-blk throughput against its own RAM disk (tmpfs) in the
+//!   same boot, timed by the guest under `-icount shift=0`.
 //!
 //! Guests in VMs boot through the scenario runner ([`scenario::run_all`]) with an image from
 //! [`image::build`] ([`VmBench`]); guests without the hypervisor, and the timed Linux boots,
 //! through [`console::run`]. A part that fails is reported as failed and the others still
 //! run; the command then exits non-zero.
 
+mod blk;
 pub mod console;
 mod exits;
 mod latency;
@@ -59,11 +62,13 @@ pub enum Part {
     Timer,
     /// Linux boot to its marker, under the hypervisor and direct (wall clock).
     Linux,
+    /// virtio-blk throughput against a RAM disk, in one Linux boot (icount).
+    Blk,
 }
 
 impl Part {
     /// Every part, in the order they run.
-    pub const ALL: [Part; 3] = [Part::Exits, Part::Timer, Part::Linux];
+    pub const ALL: [Part; 4] = [Part::Exits, Part::Timer, Part::Linux, Part::Blk];
 
     /// The section title in the report.
     pub fn title(self) -> &'static str {
@@ -71,6 +76,7 @@ impl Part {
             Part::Exits => "Exit costs (instructions, -icount)",
             Part::Timer => "Timer interrupt latency (instructions, -icount)",
             Part::Linux => "Linux boot to marker (wall clock)",
+            Part::Blk => "virtio-blk throughput against a RAM disk (Linux, -icount)",
         }
     }
 }
@@ -81,6 +87,7 @@ impl std::fmt::Display for Part {
             Part::Exits => "exits",
             Part::Timer => "timer",
             Part::Linux => "linux",
+            Part::Blk => "blk",
         })
     }
 }
@@ -310,12 +317,19 @@ impl VmBench<'_> {
     /// Boots the built image (`image` from [`VmBench::build`]) `runs` times (two at a
     /// time) and returns every run's console; fails at the first run that failed.
     pub fn boot(&self, image: &(VmSet, PathBuf), gic: Option<Gic>, runs: u32) -> Result<Boots> {
-        let (vms, boot) = image;
         let scenarios = (1..=runs)
-            .map(|i| self.scenario(vms, gic, i))
+            .map(|i| self.scenario(&image.0, gic, i))
             .collect::<Result<Vec<_>>>()?;
+        self.run(image, &scenarios)
+    }
+
+    /// Runs `scenarios` (from [`VmBench::scenario`], adjusted by the caller) on the built
+    /// image, two at a time, and returns every run's console; fails at the first run that
+    /// failed.
+    pub fn run(&self, image: &(VmSet, PathBuf), scenarios: &[Scenario]) -> Result<Boots> {
+        let (vms, boot) = image;
         let images = BTreeMap::from([((self.arch, vms.clone()), boot.clone())]);
-        let outcomes = scenario::run_all(&scenarios, &images)?;
+        let outcomes = scenario::run_all(scenarios, &images)?;
         let mut logs = Vec::new();
         for outcome in &outcomes {
             let path = scenario::log_dir().join(format!("{}.log", outcome.name));
@@ -392,6 +406,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 Part::Exits => exits::measure(arch, args.runs),
                 Part::Timer => latency::measure(arch, args.runs),
                 Part::Linux => linux::measure(arch, args.runs),
+                Part::Blk => blk::measure(arch, args.runs),
             };
             let (body, errors) = match result {
                 Ok(PartResult::Done(text)) => (text, Vec::new()),
