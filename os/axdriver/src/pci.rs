@@ -64,8 +64,13 @@ pub(crate) fn probe() -> Result<Option<VirtioDisk<PciTransport>>, DiskError> {
         );
         return Err(DiskError::Virtio { at });
     }
-    // The firmware (SeaBIOS) assigned the BARs; decoding and DMA may still be off.
-    axpci::enable(&cfg, found.at, command::MEMORY | command::BUS_MASTER);
+    // The firmware (SeaBIOS) assigned the BARs; decoding and DMA may still be off. The
+    // driver polls: the INTx line stays quiet rather than asserted with nobody to clear it.
+    axpci::enable(
+        &cfg,
+        found.at,
+        command::MEMORY | command::BUS_MASTER | command::INTX_DISABLE,
+    );
     let mut root = PciRoot::new(Cam(cfg));
     let df = DeviceFunction {
         bus: found.at.bus,

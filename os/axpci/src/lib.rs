@@ -39,6 +39,8 @@ pub mod command {
     pub const MEMORY: u16 = 1 << 1;
     /// May master the bus (DMA).
     pub const BUS_MASTER: u16 = 1 << 2;
+    /// Its INTx line is never asserted (a polled driver).
+    pub const INTX_DISABLE: u16 = 1 << 10;
 }
 
 /// Reads and writes a function's configuration space, 32 bits at a time.
