@@ -6,8 +6,10 @@
 //! The cache is `.cache/guests/<arch>/` (or `$AXVISOR_GUEST_CACHE/<arch>/`): `Image` (the raw
 //! kernel; on x86_64 `bzImage`, Debian's compressed kernel as it is), `initramfs.cpio`, `version` (the kernel release, written last), `busybox`
 //! (kept so the initramfs can be rebuilt when its `/init` changes, without a download),
-//! on aarch64 `busybox32` (Debian armhf's, run as a 32-bit compat process) and `source`
-//! (mirror, suite and packages it came from).
+//! on aarch64 `busybox32` (Debian armhf's, run as a 32-bit compat process), `modules/` (the
+//! kernel modules the initramfs carries, [`modules`]) and `source` (mirror, suite and
+//! packages it came from). The initramfs's `/init` shows a marker line and powers off, or
+//! gives a shell (`axv.mode=shell`), or runs a script of [`SCRIPTS_DIR`] (`axv.run=NAME`).
 
 pub(crate) mod apt;
 mod boot;
