@@ -1,6 +1,6 @@
 //! Tasks waiting for a condition another task or CPU makes true.
 
-use crate::sched::{arm_wakeup, block_current, resched, wake};
+use crate::sched::{arm_wakeup, block_current, current, resched, wake};
 use crate::task::Task;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
@@ -18,6 +18,14 @@ impl Default for WaitQueue {
     }
 }
 
+/// Takes the current task out of `q`: a task woken by something else than this queue's
+/// notify (its deadline, a spurious wake-up) is still in it, and would stay there, one more
+/// entry at each such wait, until the next notify.
+fn forget_current(q: &mut VecDeque<Arc<Task>>) {
+    let me = current();
+    q.retain(|t| !Arc::ptr_eq(t, &me));
+}
+
 impl WaitQueue {
     /// An empty queue.
     pub const fn new() -> Self {
@@ -33,6 +41,7 @@ impl WaitQueue {
             let state = irq::save_and_disable();
             {
                 let mut q = self.q.lock();
+                forget_current(&mut q);
                 if cond() {
                     irq::restore(state);
                     return;
@@ -52,6 +61,7 @@ impl WaitQueue {
             let state = irq::save_and_disable();
             {
                 let mut q = self.q.lock();
+                forget_current(&mut q);
                 if cond() {
                     irq::restore(state);
                     return true;
