@@ -215,31 +215,34 @@ pub fn modinfo(ko: &[u8]) -> Result<Vec<(String, String)>> {
         shentsize >= 0x40,
         "ELF section headers of {shentsize} bytes"
     );
-    let section = |index: usize| -> Result<(usize, &[u8])> {
-        let header = index
+    // A section's name offset and its data; the data is read only for the sections used
+    // (a `.bss` has a size but no bytes in the file).
+    let header = |index: usize| -> Result<(usize, usize, usize)> {
+        let at = index
             .checked_mul(shentsize)
             .and_then(|off| off.checked_add(shoff))
             .context("ELF section header out of range")?;
-        let name = usize::try_from(u32::from_le_bytes(
-            ko.get(header..header + 4)
-                .context("truncated ELF section header")?
-                .try_into()
-                .unwrap_or_default(),
-        ))?;
-        let offset = u64_at(header + 0x18)?;
-        let size = u64_at(header + 0x20)?;
-        let data = offset
+        let name = ko.get(at..at + 4).context("truncated ELF section header")?;
+        let name = u32::from_le_bytes([name[0], name[1], name[2], name[3]]);
+        Ok((
+            usize::try_from(name)?,
+            u64_at(at + 0x18)?,
+            u64_at(at + 0x20)?,
+        ))
+    };
+    let data = |offset: usize, size: usize| -> Result<&[u8]> {
+        offset
             .checked_add(size)
             .and_then(|end| ko.get(offset..end))
-            .context("ELF section out of the file")?;
-        Ok((name, data))
+            .context("ELF section out of the file")
     };
-    let (_, names) = section(shstrndx)?;
+    let (_, names_at, names_size) = header(shstrndx)?;
+    let names = data(names_at, names_size)?;
     for index in 0..shnum {
-        let (name, data) = section(index)?;
+        let (name, offset, size) = header(index)?;
         let name = names.get(name..).unwrap_or_default();
         if name.starts_with(b".modinfo\0") {
-            return Ok(data
+            return Ok(data(offset, size)?
                 .split(|&b| b == 0)
                 .filter_map(|entry| {
                     let entry = String::from_utf8_lossy(entry);
@@ -421,8 +424,8 @@ mod tests {
         let shoff = file.len();
         file[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
         file[0x3a..0x3c].copy_from_slice(&0x40u16.to_le_bytes());
-        file[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
-        file[0x3e..0x40].copy_from_slice(&2u16.to_le_bytes());
+        file[0x3c..0x3e].copy_from_slice(&4u16.to_le_bytes());
+        file[0x3e..0x40].copy_from_slice(&3u16.to_le_bytes());
         let mut header = |name: u32, offset: usize, size: usize| {
             let mut h = vec![0u8; 0x40];
             h[..4].copy_from_slice(&name.to_le_bytes());
@@ -431,9 +434,35 @@ mod tests {
             file.extend_from_slice(&h);
         };
         header(0, 0, 0);
+        // A .bss-like section first: a size, no bytes in the file.
+        header(0, 0x40, 1 << 20);
         header(1, modinfo_at, modinfo.len());
         header(10, names_at, names.len());
         file
+    }
+
+    /// The fetched modules (`cargo xtask guests fetch`), where there are: each one's
+    /// `.modinfo` reads, and what it depends on from the set comes before it.
+    #[test]
+    fn cached_modules_load_after_their_dependencies() {
+        for arch in crate::arch::Arch::ALL {
+            let dir = super::super::cache_dir(arch).join(super::super::MODULES_DIR);
+            let Some(set) = ModuleSet::read(&dir) else {
+                eprintln!("no cached {arch} modules; skipped");
+                continue;
+            };
+            let names: Vec<&str> = set.modules.iter().map(|(n, _)| n.as_str()).collect();
+            assert!(names.contains(&"virtio_net"), "{arch}: {names:?}");
+            for (i, (name, ko)) in set.modules.iter().enumerate() {
+                for dep in depends(&modinfo(ko).unwrap()) {
+                    if let Some(at) = names.iter().position(|n| *n == dep) {
+                        assert!(at < i, "{arch}: {name} before its dependency {dep}");
+                    }
+                }
+            }
+            let net = &set.modules[names.iter().position(|n| *n == "virtio_net").unwrap()].1;
+            assert!(depends(&modinfo(net).unwrap()).contains(&"net_failover".to_owned()));
+        }
     }
 
     #[test]
