@@ -57,8 +57,11 @@ pub const SEG_MAX: u32 = 32;
 /// work one chain can cost whatever the guest puts in its descriptors.
 pub const REQUEST_MAX: u64 = SIZE_MAX as u64 * SEG_MAX as u64;
 
-/// Bytes copied between guest RAM and the backing at a time.
-const CHUNK: usize = 4096;
+/// Bytes copied between guest RAM and the backing at a time: as much as the largest data
+/// segment offered, so that a backing whose every call has a fixed cost (a file on the
+/// hypervisor's disk: lookup, cluster walk, flush) pays it once per segment, not once per
+/// 4 KiB. The buffer is allocated once per device.
+const CHUNK: usize = SIZE_MAX as usize;
 
 /// The config space (`struct virtio_blk_config`) as served: `capacity` at 0, `size_max`
 /// at 8, `seg_max` at 12, geometry (zero) at 16, `blk_size` at 20, the rest zero.
