@@ -144,6 +144,20 @@ struct ScenarioFile {
     /// `/images/NAME.bin`, beside the `disk` directory's files.
     #[serde(default)]
     disk_guests: Vec<String>,
+    /// Checked on the disk image after the emulator has gone: each file holds its text
+    /// (what VMs wrote through virtio-blk reached the image file).
+    #[serde(default)]
+    disk_after: Vec<DiskAfter>,
+}
+
+/// A `[[disk_after]]` entry: file `file` on the disk image holds `contains`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskAfter {
+    /// The file, from the volume's root (`/blk.img`).
+    pub file: String,
+    /// Text it must hold somewhere, not empty.
+    pub contains: String,
 }
 
 /// How a scenario's disk reaches the hypervisor.
@@ -176,6 +190,8 @@ pub struct ScenarioDisk {
     pub attach: DiskAs,
     /// Test guests whose images go to `/images/NAME.bin`.
     pub guests: Vec<String>,
+    /// What the image holds after the run (`disk_after`).
+    pub after: Vec<DiskAfter>,
 }
 
 /// One `[[steps]]` entry as written.
@@ -333,8 +349,16 @@ impl Scenario {
             (None, false) => VmsFrom::default(),
         };
         let on_disk = vms_from == VmsFrom::Disk;
+        if file.disk_after.iter().any(|a| a.contains.is_empty()) {
+            bail!("field `disk_after`: `contains` is an empty string");
+        }
         let disk = match (file.disk, file.disk_as) {
-            (None, None) if file.disk_guests.is_empty() && !on_disk => None,
+            (None, None) if file.disk_guests.is_empty() && !on_disk => {
+                if !file.disk_after.is_empty() {
+                    bail!("field `disk_after`: the scenario has no disk");
+                }
+                None
+            }
             (None, _) if !on_disk => {
                 bail!("fields `disk_as`, `disk_guests`: give the `disk` directory too")
             }
@@ -347,6 +371,9 @@ impl Scenario {
                 });
                 if file.emulator == Emulator::Bochs && (dir.is_some() || attach != DiskAs::Initrd) {
                     bail!("fields `disk`, `disk_as`: Bochs scenarios have only their VMs on a disk, as a boot module");
+                }
+                if attach == DiskAs::Initrd && !file.disk_after.is_empty() {
+                    bail!("field `disk_after`: a boot module's writes never reach the image; attach the disk as virtio");
                 }
                 let from = match dir {
                     Some(dir) => {
@@ -362,6 +389,7 @@ impl Scenario {
                     from,
                     attach,
                     guests: file.disk_guests,
+                    after: file.disk_after,
                 })
             }
         };
@@ -692,6 +720,8 @@ enum Failure {
     ExitedEarly(Option<ExitStatus>),
     /// `expect_exit`: everything was seen, but the emulator did not exit with status 0.
     BadExit(Option<ExitStatus>),
+    /// `disk_after`: the disk image does not hold what it should.
+    DiskAfter(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -712,6 +742,7 @@ impl std::fmt::Display for Failure {
                 "all expected lines seen, but the emulator did not exit with status 0: {}",
                 status(s)
             ),
+            Failure::DiskAfter(why) => write!(f, "after the run, the disk image: {why}"),
         }
     }
 }
@@ -1117,6 +1148,10 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
         }
         Err(e) => (Err(Failure::Start(format!("{e:#}"))), VecDeque::new()),
     };
+    let result = result.and_then(|()| {
+        let image = log_path.with_extension("disk.img");
+        check_disk_after(scenario.disk.as_ref(), &image).map_err(Failure::DiskAfter)
+    });
     let elapsed = util::secs(start.elapsed());
     let report = match &result {
         Ok(()) => format!("PASS {} ({elapsed})\n", scenario.name),
@@ -1142,6 +1177,24 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
         },
         report,
     }
+}
+
+/// The `disk_after` checks of `disk` on its image file `image` (the emulator has exited).
+fn check_disk_after(disk: Option<&ScenarioDisk>, image: &Path) -> Result<(), String> {
+    let Some(disk) = disk.filter(|d| !d.after.is_empty()) else {
+        return Ok(());
+    };
+    let bytes = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let mut fs = axfs::FileSystem::mount(axfs::RamDisk::new(bytes))
+        .map_err(|e| format!("{}: {e}", image.display()))?;
+    for a in &disk.after {
+        let data = fs.read(&a.file, 1 << 30).map_err(|e| e.to_string())?;
+        let text = a.contains.as_bytes();
+        if !data.windows(text.len()).any(|w| w == text) {
+            return Err(format!("{} does not hold {:?}", a.file, a.contains));
+        }
+    }
+    Ok(())
 }
 
 fn failure_report(
@@ -1565,6 +1618,52 @@ mod tests {
         );
         let x86 = parse("arch = \"x86_64\"\ndisk = \"tests/disks/files\"\nexpect = [\"x\"]\n");
         assert_eq!(x86.unwrap().disk.unwrap().attach, DiskAs::Virtio);
+        for (text, error) in [
+            ("", "the scenario has no disk"),
+            (
+                "disk = \"tests/disks/files\"\ndisk_as = \"initrd\"\n",
+                "a boot module's writes",
+            ),
+            ("disk = \"tests/disks/files\"\n", ""),
+        ] {
+            let after = "[[disk_after]]\nfile = \"/README.TXT\"\ncontains = \"from\"\n";
+            let r = parse(&format!(
+                "arch = \"x86_64\"\n{text}expect = [\"x\"]\n{after}"
+            ));
+            match r {
+                Ok(s) => assert!(error.is_empty() && s.disk.unwrap().after.len() == 1),
+                Err(e) => assert!(
+                    !error.is_empty() && format!("{e:#}").contains(error),
+                    "{e:#}"
+                ),
+            }
+        }
+        let empty =
+            "disk = \"tests/disks/files\"\n[[disk_after]]\nfile = \"/a\"\ncontains = \"\"\n";
+        assert!(parse(&format!("arch = \"x86_64\"\nexpect = [\"x\"]\n{empty}")).is_err());
+        // The check itself, on an image of tests/disks/files.
+        let image = std::env::temp_dir().join(format!("xtask-after-{}.img", std::process::id()));
+        let from = util::repo_root().join("tests/disks/files");
+        std::fs::write(&image, crate::disk::build(&from, None).unwrap()).unwrap();
+        let disk = |file: &str, contains: &str| ScenarioDisk {
+            from: None,
+            attach: DiskAs::Virtio,
+            guests: Vec::new(),
+            after: vec![DiskAfter {
+                file: file.to_owned(),
+                contains: contains.to_owned(),
+            }],
+        };
+        assert_eq!(check_disk_after(None, &image), Ok(()));
+        assert_eq!(
+            check_disk_after(Some(&disk("/README.TXT", "from the disk")), &image),
+            Ok(())
+        );
+        let e = check_disk_after(Some(&disk("/README.TXT", "AXVBLK")), &image).unwrap_err();
+        assert!(e.contains("does not hold \"AXVBLK\""), "{e}");
+        assert!(check_disk_after(Some(&disk("/missing", "x")), &image).is_err());
+        std::fs::remove_file(&image).unwrap();
+        assert!(check_disk_after(Some(&disk("/README.TXT", "x")), &image).is_err());
         for (text, field) in [
             (
                 "arch = \"aarch64\"\ndisk_as = \"initrd\"\n",

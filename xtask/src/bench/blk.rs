@@ -148,6 +148,7 @@ pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
             DiskAs::Virtio
         },
         guests: Vec::new(),
+        after: Vec::new(),
     };
     let scenarios = (1..=runs)
         .map(|i| {
