@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: measures the hypervisor against a baseline run in the same command,
-//! in four parts per architecture (see `docs/performance.md`):
+//! in five parts per architecture (see `docs/performance.md`):
 //!
 //! - [`exits`]: hypercall and emulated-MMIO round trips, in guest-visible instructions
 //!   under `-icount shift=0`, against the guest's own exception round trip;
@@ -8,7 +8,9 @@
 //! - [`linux`]: wall-clock time from the emulator's start to the Linux guest's marker line,
 //!   against the same kernel and initramfs booted without the hypervisor;
 //! - [`blk`]: a Linux guest's virtio-blk throughput against its own RAM disk (tmpfs) in the
-//!   same boot, timed by the guest under `-icount shift=0`.
+//!   same boot, timed by the guest under `-icount shift=0`;
+//! - [`net`]: a virtio-net round trip between two VMs on a virtual switch, in instructions,
+//!   against the same guest's loopback between two cards of one VM.
 //!
 //! Guests in VMs boot through the scenario runner ([`scenario::run_all`]) with an image from
 //! [`image::build`] ([`VmBench`]); guests without the hypervisor, and the timed Linux boots,
@@ -20,6 +22,7 @@ pub mod console;
 mod exits;
 mod latency;
 mod linux;
+mod net;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -64,11 +67,13 @@ pub enum Part {
     Linux,
     /// virtio-blk throughput against a RAM disk, in one Linux boot (icount).
     Blk,
+    /// virtio-net round trip between two VMs against a loopback in one VM (icount).
+    Net,
 }
 
 impl Part {
     /// Every part, in the order they run.
-    pub const ALL: [Part; 4] = [Part::Exits, Part::Timer, Part::Linux, Part::Blk];
+    pub const ALL: [Part; 5] = [Part::Exits, Part::Timer, Part::Linux, Part::Blk, Part::Net];
 
     /// The section title in the report.
     pub fn title(self) -> &'static str {
@@ -77,6 +82,9 @@ impl Part {
             Part::Timer => "Timer interrupt latency (instructions, -icount)",
             Part::Linux => "Linux boot to marker (wall clock)",
             Part::Blk => "virtio-blk throughput against a RAM disk (Linux, -icount)",
+            Part::Net => {
+                "virtio-net round trip between two VMs against a loopback (instructions, -icount)"
+            }
         }
     }
 }
@@ -88,6 +96,7 @@ impl std::fmt::Display for Part {
             Part::Timer => "timer",
             Part::Linux => "linux",
             Part::Blk => "blk",
+            Part::Net => "net",
         })
     }
 }
@@ -407,6 +416,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 Part::Timer => latency::measure(arch, args.runs),
                 Part::Linux => linux::measure(arch, args.runs),
                 Part::Blk => blk::measure(arch, args.runs),
+                Part::Net => net::measure(arch, args.runs),
             };
             let (body, errors) = match result {
                 Ok(PartResult::Done(text)) => (text, Vec::new()),
