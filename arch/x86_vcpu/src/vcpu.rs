@@ -1146,8 +1146,13 @@ impl VmxVCpu {
                     len,
                     string: None,
                 });
-                let answer = self.pc_read(io.port, width);
-                return pc::complete_read(self, answer, io.port, width);
+                if self.pc.is_some() {
+                    return self.pc_port_read(io.port, width);
+                }
+                return Some(VmExit::PortRead {
+                    port: io.port,
+                    width,
+                });
             }
             if self.pc.is_some() {
                 if let Some(done) = self.pc_write(io, width, mask, len) {
@@ -1171,6 +1176,14 @@ impl VmxVCpu {
     fn pc_read(&self, port: u16, width: AccessWidth) -> Option<u64> {
         let pc = self.pc.as_ref()?;
         pc.port_read(port, width, axhal::time::ticks())
+    }
+
+    /// IN with a virtual PC ([`pc::complete_read`]); out of line, so that the completion
+    /// it inlines stays off the path of a VM without one.
+    #[inline(never)]
+    fn pc_port_read(&mut self, port: u16, width: AccessWidth) -> Option<VmExit> {
+        let answer = self.pc_read(port, width);
+        pc::complete_read(self, answer, port, width)
     }
 
     /// OUT to a port of the virtual PC: `Some` with what the exit becomes when a PC model
