@@ -106,7 +106,7 @@ fn check_config(source: &VmSource, pcpus: usize, host: &HostFacts) -> Option<VmC
 /// The configs to run at boot: the embedded ones, then `/vms/*.toml` on the disk (by
 /// name). Each is parsed and validated ([`check_config`]); a config on the disk whose
 /// images cannot be read is reported and skipped; of configs sharing an id or a name the
-/// first is kept.
+/// first is kept. Then the set is checked as a whole ([`check_set`]).
 fn load_configs(pcpus: usize, host: &HostFacts) -> Vec<(VmSource, VmConfig)> {
     let mut sources: Vec<VmSource> = images::VMS.iter().map(VmSource::Embedded).collect();
     for file in source::disk_configs() {
@@ -131,7 +131,37 @@ fn load_configs(pcpus: usize, host: &HostFacts) -> Vec<(VmSource, VmConfig)> {
             ok.push((source, c));
         }
     }
-    ok
+    check_set(ok)
+}
+
+/// The checks across the VMs to run ([`axvmconfig::validate_many`]): each link declared
+/// back by its peer with the same size, no host range given to two VMs. A problem is
+/// printed against the file of the VM it is about (the later one of a pair, the one that
+/// would be refused when built) as [`check_config`] prints the per-VM ones, and that VM is
+/// skipped.
+fn check_set(configs: Vec<(VmSource, VmConfig)>) -> Vec<(VmSource, VmConfig)> {
+    let set: Vec<VmConfig> = configs.iter().map(|(_, c)| c.clone()).collect();
+    let Err(problems) = axvmconfig::validate_many(&set) else {
+        return configs;
+    };
+    let mut bad = alloc::vec![false; configs.len()];
+    for p in problems {
+        let Some(vm) = p.vm().filter(|&vm| vm < configs.len()) else {
+            continue;
+        };
+        println!("vm config {}: {p}", configs[vm].0.file());
+        bad[vm] = true;
+    }
+    configs
+        .into_iter()
+        .zip(bad)
+        .filter_map(|(vm, bad)| {
+            if bad {
+                println!("vm config {}: invalid; skipped", vm.0.file());
+            }
+            (!bad).then_some(vm)
+        })
+        .collect()
 }
 
 /// The VMID width the hypervisor uses: the CPU's, or fewer bits when the boot argument
