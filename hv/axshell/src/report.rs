@@ -13,13 +13,14 @@ pub struct VmRow {
     pub id: u32,
     /// Its name.
     pub name: String,
-    /// Its state, one word (`running`, `stopping`, `stopped`).
+    /// Its state, one word (`running`, `paused`, `stopping`, `stopped`, `created`).
     pub state: &'static str,
     /// The physical CPU each vCPU is pinned to, by vCPU index.
     pub cpus: Vec<usize>,
     /// Guest memory in bytes (every region of its config).
     pub mem_bytes: u64,
-    /// How long it has been running, in milliseconds (`None`: not running).
+    /// How long it has run, in milliseconds, not counting the time it spent paused
+    /// (`None`: it is not running or paused).
     pub uptime_ms: Option<u64>,
 }
 
@@ -108,8 +109,8 @@ pub fn vm_list(rows: &[VmRow], out: &mut dyn Write) -> fmt::Result {
 pub struct VmStat {
     /// The VM's name.
     pub name: String,
-    /// How long it has been running, in milliseconds (the rates' time base); `None` when
-    /// it is not running (no rates).
+    /// How long it has run, in milliseconds, not counting the time it spent paused (the
+    /// rates' time base); `None` when it is not running or paused (no rates).
     pub ran_ms: Option<u64>,
     /// Exits by reason, in the hypervisor's order; reasons never taken may be left out.
     pub exits: Vec<(&'static str, u64)>,
