@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: measures the hypervisor against a baseline run in the same command,
-//! in five parts per architecture (see `docs/performance.md`):
+//! in six parts per architecture (see `docs/performance.md`):
 //!
 //! - [`exits`]: hypercall and emulated-MMIO round trips, in guest-visible instructions
 //!   under `-icount shift=0`, against the guest's own exception round trip;
@@ -10,7 +10,9 @@
 //! - [`blk`]: a Linux guest's virtio-blk throughput against its own RAM disk (tmpfs) in the
 //!   same boot, timed by the guest under `-icount shift=0`;
 //! - [`net`]: a virtio-net round trip between two VMs on a virtual switch, in instructions,
-//!   against the same guest's loopback between two cards of one VM.
+//!   against the same guest's loopback between two cards of one VM;
+//! - [`link`]: a doorbell round trip between two VMs on a link, in instructions, against
+//!   an emulated MMIO read in the same boot.
 //!
 //! Guests in VMs boot through the scenario runner ([`scenario::run_all`]) with an image from
 //! [`image::build`] ([`VmBench`]); guests without the hypervisor, and the timed Linux boots,
@@ -21,6 +23,7 @@ mod blk;
 pub mod console;
 mod exits;
 mod latency;
+mod link;
 mod linux;
 mod net;
 
@@ -69,11 +72,20 @@ pub enum Part {
     Blk,
     /// virtio-net round trip between two VMs against a loopback in one VM (icount).
     Net,
+    /// Doorbell round trip between two VMs on a link against an MMIO read (icount).
+    Link,
 }
 
 impl Part {
     /// Every part, in the order they run.
-    pub const ALL: [Part; 5] = [Part::Exits, Part::Timer, Part::Linux, Part::Blk, Part::Net];
+    pub const ALL: [Part; 6] = [
+        Part::Exits,
+        Part::Timer,
+        Part::Linux,
+        Part::Blk,
+        Part::Net,
+        Part::Link,
+    ];
 
     /// The section title in the report.
     pub fn title(self) -> &'static str {
@@ -84,6 +96,9 @@ impl Part {
             Part::Blk => "virtio-blk throughput against a RAM disk (Linux, -icount)",
             Part::Net => {
                 "virtio-net round trip between two VMs against a loopback (instructions, -icount)"
+            }
+            Part::Link => {
+                "Doorbell round trip between two VMs against an MMIO read (instructions, -icount)"
             }
         }
     }
@@ -97,6 +112,7 @@ impl std::fmt::Display for Part {
             Part::Linux => "linux",
             Part::Blk => "blk",
             Part::Net => "net",
+            Part::Link => "link",
         })
     }
 }
@@ -417,6 +433,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 Part::Linux => linux::measure(arch, args.runs),
                 Part::Blk => blk::measure(arch, args.runs),
                 Part::Net => net::measure(arch, args.runs),
+                Part::Link => link::measure(arch, args.runs),
             };
             let (body, errors) = match result {
                 Ok(PartResult::Done(text)) => (text, Vec::new()),

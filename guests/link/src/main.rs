@@ -18,11 +18,21 @@
 //!   checking that the numbers follow each other (a new client, or a new server, may start
 //!   anywhere), and prints `link: answered 200 messages, sequence checked`. It never ends;
 //!   a wrong message is `FAIL link: ...`.
+//!
+//! **Bench mode** (`cargo xtask bench --only link`, docs/performance.md): when the link in
+//! the device tree is named [`BENCH_LINK`] instead of [`TEST_LINK`]
+//! (`configs/vms/<arch>-link{a,b}-bench.toml`), the client makes [`WARMUP`] then
+//! [`BENCH_ROUNDS`] timed bare round trips (a sequence number each way, one doorbell bit,
+//! no timer armed on either side) and prints `BENCH link-round-trip N ns/op`, then times as
+//! many reads of its doorbell's `MAGIC` register (one emulated MMIO read each, the
+//! baseline) and prints `BENCH link-mmio-read N ns/op`. Under `-icount shift=0` a ns is an
+//! instruction. The server answers each with the number.
 #![no_std]
 #![no_main]
 
 use core::sync::atomic::{fence, AtomicU32, Ordering};
 
+use grt::bench::{counter, counter_hz, ticks_to_ns};
 use grt::check::Checker;
 use grt::irq::{self, Irq};
 
@@ -79,6 +89,12 @@ const MAX_WORDS: u32 = 64;
 const BIT: u32 = 1;
 
 const ROUNDS: u32 = 200;
+/// The link's name in the test configs, and in the bench configs.
+const TEST_LINK: &[u8] = b"chan0";
+const BENCH_LINK: &[u8] = b"bench0";
+/// Bench mode: untimed round trips first, then timed ones (and as many MMIO reads).
+const WARMUP: u32 = 20;
+const BENCH_ROUNDS: u32 = 1000;
 const LONELY_RINGS: u32 = 3;
 const PEER_WAIT_US: u64 = 10_000_000;
 const ANSWER_US: u64 = 2_000_000;
@@ -146,6 +162,20 @@ fn wait_rung(us: u64) -> bool {
         }
         irq::timer_set(end.min(now + irq::timer_freq() / 100));
         // Masked: a pending interrupt still ends the wait, and is taken just after.
+        grt::wait_for_interrupt();
+        irq::enable();
+    }
+}
+
+/// Sleeps until the peer rings [`BIT`], with no deadline (bench mode: no timer armed).
+fn wait_bell() {
+    loop {
+        irq::disable();
+        if RUNG.fetch_and(!BIT, Ordering::SeqCst) & BIT != 0 {
+            irq::enable();
+            fence(Ordering::SeqCst);
+            return;
+        }
         grt::wait_for_interrupt();
         irq::enable();
     }
@@ -280,6 +310,56 @@ fn client() {
     grt::println!("link: peer stayed up ({more} more round trips)");
 }
 
+/// Bench mode, side 0: the timed round trips and MMIO reads (see the crate documentation).
+fn bench_client() {
+    let mut c = Checker::new("link");
+    if !c.ok("the server came", wait_peer(PEER_WAIT_US)) {
+        c.finish();
+        return;
+    }
+    irq::timer_stop();
+    let mut seq = 0u32;
+    let mut ping = |c: &mut Checker| {
+        seq += 1;
+        shm_write(TO_SERVER + SEQ, seq);
+        ring();
+        wait_bell();
+        c.eq("answer's sequence number", shm_read(TO_CLIENT + SEQ), seq)
+    };
+    for _ in 0..WARMUP {
+        ping(&mut c);
+    }
+    let hz = counter_hz();
+    let start = counter();
+    for _ in 0..BENCH_ROUNDS {
+        ping(&mut c);
+    }
+    let round_trip = ticks_to_ns(counter().wrapping_sub(start), hz) / u64::from(BENCH_ROUNDS);
+    let start = counter();
+    for _ in 0..BENCH_ROUNDS {
+        core::hint::black_box(db_read(reg::MAGIC));
+    }
+    let mmio = ticks_to_ns(counter().wrapping_sub(start), hz) / u64::from(BENCH_ROUNDS);
+    if c.failed() == 0 {
+        grt::println!("BENCH link-round-trip {round_trip} ns/op ({BENCH_ROUNDS} iters)");
+        grt::println!("BENCH link-mmio-read {mmio} ns/op ({BENCH_ROUNDS} iters)");
+    }
+    c.finish();
+}
+
+/// Bench mode, side 1: answers each ring with the number rung for.
+fn bench_server() -> ! {
+    shm_write(READY, READY_MAGIC);
+    fence(Ordering::SeqCst);
+    grt::println!("link: ready");
+    irq::timer_stop();
+    loop {
+        wait_bell();
+        shm_write(TO_CLIENT + SEQ, shm_read(TO_SERVER + SEQ));
+        ring();
+    }
+}
+
 fn server() -> ! {
     // What the link kept from before this server started (a client's last message).
     match shm_read(TO_SERVER + SEQ) {
@@ -341,9 +421,9 @@ fn device_tree(at: usize) -> Option<&'static [u8]> {
         .then(|| unsafe { core::slice::from_raw_parts(at as *const u8, size) })
 }
 
-/// Whether the device tree at `at` describes a link to `peer`: the `axvisor,link`
+/// Whether the device tree at `at` describes link `name` to `peer`: the `axvisor,link`
 /// compatible string, the link's name and the peer's, each as a NUL-terminated string.
-fn dtb_describes_link(at: usize, peer: &[u8]) -> bool {
+fn dtb_describes_link(at: usize, name: &[u8], peer: &[u8]) -> bool {
     let Some(dtb) = device_tree(at) else {
         return false;
     };
@@ -351,7 +431,7 @@ fn dtb_describes_link(at: usize, peer: &[u8]) -> bool {
         dtb.windows(s.len() + 1)
             .any(|w| &w[..s.len()] == s && w[s.len()] == 0)
     };
-    has(b"axvisor,link") && has(b"chan0") && has(peer)
+    has(b"axvisor,link") && has(name) && has(peer)
 }
 
 #[no_mangle]
@@ -367,15 +447,23 @@ fn main() {
     irq::enable();
     let side = db_read(reg::SIDE);
     let peer: &[u8] = if side == 0 { b"linkb" } else { b"linka" };
+    let mut bench = false;
     if let Some(dtb) = at::DTB {
-        if !dtb_describes_link(dtb, peer) {
+        bench = dtb_describes_link(dtb, BENCH_LINK, peer);
+        if !bench && !dtb_describes_link(dtb, TEST_LINK, peer) {
             grt::fail("link", "the device tree has no axvisor,link node for chan0");
             return;
         }
-        grt::println!("link: device tree describes chan0");
+        if bench {
+            grt::println!("link: device tree describes bench0 (bench mode)");
+        } else {
+            grt::println!("link: device tree describes chan0");
+        }
     }
-    match side {
-        0 => client(),
-        _ => server(),
+    match (side, bench) {
+        (0, false) => client(),
+        (0, true) => bench_client(),
+        (_, false) => server(),
+        (_, true) => bench_server(),
     }
 }
