@@ -211,6 +211,7 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
     let images = Images::default();
     let (built, outcomes) = std::thread::scope(|scope| {
         let builder = scope.spawn(|| {
+            lower_thread_priority();
             let mut builds = Steps::default();
             for (arch, vms) in plan {
                 let name = if vms.is_empty() {
@@ -249,6 +250,32 @@ fn run_steps(steps: &mut Steps, filter: Option<&str>) -> Result<Vec<Outcome>> {
     steps.done.push(("scenarios".to_owned(), took, !failed));
     steps.wait_fuzz()?;
     Ok(outcomes)
+}
+
+/// The niceness of the image builds beside the scenarios.
+const BUILD_NICENESS: &str = "10";
+
+/// Lowers the scheduling priority of the calling thread, and so of the builds it starts
+/// (Linux's nice value is per thread and inherited), with `renice`: the image builds take
+/// the CPU time the scenarios leave, since some scenarios' guests check how long they were
+/// stalled. A failure only costs that, so it is reported and the run goes on.
+fn lower_thread_priority() {
+    // "/proc/thread-self" links to "<pid>/task/<tid>".
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let Some(tid) = tid else {
+        println!("note: the image builds keep their priority (no /proc/thread-self)");
+        return;
+    };
+    let status = Command::new("renice")
+        .args(["-n", BUILD_NICENESS, "-p", &tid])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        println!("note: the image builds keep their priority (renice failed)");
+    }
 }
 
 /// The fuzz step (`cargo xtask fuzz --seconds` [`fuzz::CI_SECONDS`], every target), started
