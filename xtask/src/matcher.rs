@@ -273,16 +273,29 @@ pub struct Step {
     pub send: Option<String>,
 }
 
-/// One piece of a step's expectation: literal text, or `{NAME}` (a word to capture, or to
-/// find again).
+/// One piece of a step's expectation: literal text, or `{NAME}` / `{NAME~TOL}` (a word to
+/// capture, or to find again: exactly, or with `~TOL` a decimal number within `TOL` of the
+/// captured one).
 #[derive(Debug, PartialEq, Eq)]
 enum Piece<'a> {
     Text(&'a str),
-    Hole(&'a str),
+    Hole(&'a str, Option<u64>),
 }
 
-/// Splits an expectation at its `{NAME}` holes (NAME: ASCII letters, digits, `_`; other
-/// braces are text).
+/// Whether `value` matches `known`, the value captured before: the same word, or with a
+/// tolerance two decimal numbers at most `tolerance` apart.
+fn same_value(known: &str, value: &str, tolerance: Option<u64>) -> bool {
+    match tolerance {
+        None => known == value,
+        Some(tol) => match (known.parse::<u64>(), value.parse::<u64>()) {
+            (Ok(a), Ok(b)) => a.abs_diff(b) <= tol,
+            _ => false,
+        },
+    }
+}
+
+/// Splits an expectation at its `{NAME}` and `{NAME~TOL}` holes (NAME: ASCII letters,
+/// digits, `_`; TOL: decimal digits; other braces are text).
 fn pieces(pattern: &str) -> Vec<Piece<'_>> {
     let mut out = Vec::new();
     let rest = pattern;
@@ -292,12 +305,22 @@ fn pieces(pattern: &str) -> Vec<Piece<'_>> {
         let name_len = rest[open + 1..]
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(rest.len() - open - 1);
-        let close = open + 1 + name_len;
-        if name_len > 0 && rest[close..].starts_with('}') {
+        let name_end = open + 1 + name_len;
+        let (tolerance, close) = match rest[name_end..].strip_prefix('~') {
+            Some(after) => {
+                let digits = after
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(after.len());
+                (after[..digits].parse::<u64>().ok(), name_end + 1 + digits)
+            }
+            None => (None, name_end),
+        };
+        let tolerance_ok = close == name_end || tolerance.is_some();
+        if name_len > 0 && tolerance_ok && rest[close..].starts_with('}') {
             if open > text_from {
                 out.push(Piece::Text(&rest[text_from..open]));
             }
-            out.push(Piece::Hole(&rest[open + 1..close]));
+            out.push(Piece::Hole(&rest[open + 1..name_end], tolerance));
             text_from = close + 1;
             at = close + 1;
         } else {
@@ -337,7 +360,7 @@ fn find_with_captures(
                     }
                     pos += t.len();
                 }
-                Piece::Hole(name) => {
+                Piece::Hole(name, tolerance) => {
                     let word_end = text[pos..]
                         .find(char::is_whitespace)
                         .map_or(text.len(), |e| pos + e);
@@ -353,7 +376,8 @@ fn find_with_captures(
                     let known = captured
                         .get(*name)
                         .or_else(|| found.iter().find(|(n, _)| n == name).map(|(_, v)| v));
-                    if value.is_empty() || known.is_some_and(|k| k != value) {
+                    if value.is_empty() || known.is_some_and(|k| !same_value(k, value, *tolerance))
+                    {
                         continue 'start;
                     }
                     if known.is_none() {
@@ -426,7 +450,7 @@ impl Steps {
         let step = self.steps.get(self.next)?;
         if pieces(&step.expect)
             .iter()
-            .any(|p| matches!(p, Piece::Hole(_)))
+            .any(|p| matches!(p, Piece::Hole(..)))
         {
             return None;
         }
@@ -646,9 +670,9 @@ mod tests {
             pieces("frames: {free} free ({kib})"),
             [
                 Piece::Text("frames: "),
-                Piece::Hole("free"),
+                Piece::Hole("free", None),
                 Piece::Text(" free ("),
-                Piece::Hole("kib"),
+                Piece::Hole("kib", None),
                 Piece::Text(")")
             ]
         );
@@ -668,6 +692,25 @@ mod tests {
         assert!(find_with_captures("heap: {used}", "heap: ", &none).is_none());
         // Plain text works as before.
         assert_eq!(find_with_captures("b c", "a b c d", &none), Some(vec![]));
+        // With a tolerance: captured as a word, found again within TOL of it.
+        let found = find_with_captures("heap: {used~100} bytes", "heap: 1000 bytes", &none);
+        assert_eq!(found, Some(vec![("used".to_owned(), "1000".to_owned())]));
+        let known = [("used".to_owned(), "1000".to_owned())]
+            .into_iter()
+            .collect();
+        for (line, ok) in [
+            ("heap: 1100 bytes", true),
+            ("heap: 900 bytes", true),
+            ("heap: 1101 bytes", false),
+            ("heap: 899 bytes", false),
+            ("heap: 10x0 bytes", false),
+        ] {
+            let got = find_with_captures("heap: {used~100} bytes", line, &known);
+            assert_eq!(got.is_some(), ok, "{line}");
+        }
+        // A malformed tolerance is text.
+        assert_eq!(pieces("{a~}"), vec![Piece::Text("{a~}")]);
+        assert_eq!(pieces("{a~1}"), vec![Piece::Hole("a", Some(1))]);
     }
 
     #[test]
