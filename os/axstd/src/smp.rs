@@ -10,6 +10,8 @@ static ONLINE: AtomicUsize = AtomicUsize::new(1);
 
 /// How long a CPU has to report online after the firmware started it.
 const START_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the boot CPU looks whether a started CPU has come online.
+const POLL_INTERVAL: Duration = Duration::from_micros(100);
 
 /// Number of CPUs online.
 pub fn online() -> usize {
@@ -42,7 +44,10 @@ pub fn start_secondaries() -> usize {
                 log::warn!("cpu {cpu}: started but never came online");
                 break;
             }
-            core::hint::spin_loop();
+            // Sleep rather than spin: under QEMU's -icount the vCPUs share one thread, and a
+            // spinning CPU with no timer armed keeps it for up to 2^31 instructions (2.1 s
+            // of virtual time at shift=0) before the starting CPU runs at all.
+            axtask::sleep(POLL_INTERVAL);
         }
     }
     online()

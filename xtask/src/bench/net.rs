@@ -24,13 +24,6 @@ use crate::{image, util};
 pub const ROUND_TRIP: &str = "vnet-round-trip";
 /// What L prints: one round trip between two cards of the same VM (the baseline).
 pub const LOOPBACK: &str = "vnet-loopback";
-/// Why riscv64 has no figures yet: the VMs need secondary CPUs, and under
-/// `-icount shift=0,sleep=off` a riscv64 hypervisor's secondary harts often come online
-/// only after its 2 s start timeout (`cpu N: started but never came online`), so a VM pinned
-/// there is refused.
-const RISCV64_NOT_YET: &str = "secondary harts come online too late under -icount sleep=off \
-     (cpu N: started but never came online), so the pair's VMs cannot be pinned";
-
 /// One measurement: the VMs it boots (the first prints the figure), and what it expects.
 struct Setup {
     /// Part of the scenario names.
@@ -113,9 +106,6 @@ fn measure_setup(arch: Arch, setup: &Setup, runs: u32) -> Result<(Vec<f64>, Stri
 
 /// The part: the pair's and the loopback's medians and their ratio.
 pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
-    if arch == Arch::Riscv64 {
-        return Ok(PartResult::NotAvailable(RISCV64_NOT_YET.to_owned()));
-    }
     if !util::repo_root().join(config(arch, "vnet-l")).is_file() {
         return Ok(PartResult::NotAvailable(format!(
             "there is no {}",
