@@ -121,6 +121,7 @@ fn is_root() -> bool {
 /// Makes sure every requirement is present, installing missing packages with apt when
 /// running as root; otherwise fails with the command to run.
 pub fn ensure() -> Result<()> {
+    ensure_disk_space()?;
     toolchain::ensure()?;
     ensure_host_tools()?;
     bochs::ensure_tools()?;
@@ -130,6 +131,78 @@ pub fn ensure() -> Result<()> {
         bochs::tools_dir().display()
     );
     Ok(())
+}
+
+/// The free space a whole `cargo xtask test` from a clean clone needs on the disk that holds
+/// `target/` (its builds, the fuzz build, the guest cache and the scenarios' disk images),
+/// with some room to spare: measured in docs/testing.md.
+const NEEDED_DISK_GIB: u64 = 10;
+
+/// Fails early, naming the directory, when the disk holding `target/` has less free space
+/// than [`NEEDED_DISK_GIB`] less what `target/` already holds; a full disk otherwise shows
+/// up minutes later as a compiler's "No space left on device". A `df` that cannot answer
+/// is reported and the run goes on.
+fn ensure_disk_space() -> Result<()> {
+    let target = util::target_dir();
+    let probe = if target.exists() {
+        target.clone()
+    } else {
+        util::repo_root().to_path_buf()
+    };
+    let Some(free_kib) = free_kib(&probe) else {
+        println!(
+            "setup: could not read the free disk space of {}",
+            probe.display()
+        );
+        return Ok(());
+    };
+    let used_kib = dir_kib(&target).unwrap_or(0);
+    let needed_kib = (NEEDED_DISK_GIB << 20).saturating_sub(used_kib);
+    let gib = |kib: u64| kib as f64 / f64::from(1u32 << 20);
+    if free_kib < needed_kib {
+        bail!(
+            "only {:.1} GiB free on the disk that holds {}: a full `cargo xtask test` needs \
+             about {NEEDED_DISK_GIB} GiB there ({:.1} GiB of it already in target/); free some space",
+            gib(free_kib),
+            target.display(),
+            gib(used_kib)
+        );
+    }
+    println!(
+        "setup: {:.1} GiB free for {} ({:.1} GiB in use)",
+        gib(free_kib),
+        target.display(),
+        gib(used_kib)
+    );
+    Ok(())
+}
+
+/// The space available to unprivileged users on the filesystem holding `path`, in KiB
+/// (`df -Pk`'s fourth column).
+fn free_kib(path: &Path) -> Option<u64> {
+    let out = Command::new("df").arg("-Pk").arg(path).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    parse_df_available(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The `Available` column of `df -P`'s single data line.
+fn parse_df_available(text: &str) -> Option<u64> {
+    text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The disk space a directory takes, in KiB (`du -sk`); `None` when it does not exist.
+fn dir_kib(dir: &Path) -> Option<u64> {
+    if !dir.exists() {
+        return None;
+    }
+    let out = Command::new("du").arg("-sk").arg(dir).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Makes sure every [`REQUIREMENTS`] entry is present (see [`ensure`]).
@@ -195,6 +268,15 @@ mod tests {
         let b = command("b", "pkg-b");
         let a2 = file("a2", "/nonexistent", "pkg-a");
         assert_eq!(missing_packages(&[&a, &b, &a2]), ["pkg-a", "pkg-b"]);
+    }
+
+    #[test]
+    fn df_available_column() {
+        let text = "Filesystem     1024-blocks     Used Available Capacity Mounted on\n\
+                    /dev/vda         264137616 95000000 657408      100% /\n";
+        assert_eq!(parse_df_available(text), Some(657_408));
+        assert_eq!(parse_df_available("Filesystem\n"), None);
+        assert_eq!(parse_df_available(""), None);
     }
 
     #[test]
