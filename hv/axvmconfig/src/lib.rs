@@ -66,8 +66,8 @@ pub use host::{
 };
 pub use paths::{image_fields, image_path};
 pub use validate::{
-    validate_many, validate_many_on, ConfigProblem, ProblemKind, ValidateContext, MAX_NAME_LEN,
-    PAGE_SIZE, PORT_SPACE_END,
+    validate_links, validate_many, validate_many_on, ConfigProblem, ProblemKind, ValidateContext,
+    MAX_NAME_LEN, PAGE_SIZE, PORT_SPACE_END,
 };
 
 /// Parses the TOML text of one VM description.

@@ -1336,6 +1336,17 @@ fn check_links_between(problems: &mut Problems, configs: &[VmConfig]) {
     }
 }
 
+/// Checks only the links between `configs` (the part of [`validate_many`] about them):
+/// each link whose peer is among `configs` is declared back by the peer under the same
+/// name and with the same size. A problem ([`ProblemKind::LinkNotDeclared`],
+/// [`ProblemKind::LinkSizeMismatch`]) is reported for the later VM of a pair where both
+/// ends see it; [`ConfigProblem::vm`] gives its index.
+pub fn validate_links(configs: &[VmConfig]) -> Result<(), Vec<ConfigProblem>> {
+    let mut problems = Problems::default();
+    check_links_between(&mut problems, configs);
+    problems.finish()
+}
+
 /// Checks what must hold across the VMs of one hypervisor: unique ids and unique names.
 ///
 /// Each duplicate is reported once, for the later VM, with field `id` or `name`;

@@ -240,6 +240,40 @@ fn both_ends_must_agree_and_a_missing_peer_is_fine() {
 }
 
 #[test]
+fn the_links_only_check_finds_the_link_problems_of_the_whole_check_and_nothing_else() {
+    validate_links(&[end(1, "a", "b")]).unwrap();
+    validate_links(&[end(1, "a", "b"), end(2, "b", "a")]).unwrap();
+    // A duplicate id, a size mismatch and a link not declared back, in one set.
+    let mut b = end(1, "b", "a");
+    b.links[0].shmem.size = 0x1000;
+    let set = [end(1, "a", "b"), b, end(3, "c", "a")];
+    let all = validate_many(&set).unwrap_err();
+    assert!(
+        all.iter()
+            .any(|p| matches!(p.kind, ProblemKind::DuplicateId { .. })),
+        "{all:?}"
+    );
+    let links: Vec<ConfigProblem> = all
+        .into_iter()
+        .filter(|p| {
+            matches!(
+                p.kind,
+                ProblemKind::LinkNotDeclared { .. } | ProblemKind::LinkSizeMismatch { .. }
+            )
+        })
+        .collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert_eq!(validate_links(&set).unwrap_err(), links);
+    assert_eq!(
+        lines(&links),
+        vec![
+            "links[0].shmem.size: VM #1 shares 0x1000 bytes, but VM `a` declares 0x2000; both ends of a link have the same size",
+            "links[0].peer: VM #2's link `chan0`: VM `a` declares no link `chan0` with this VM as its peer",
+        ]
+    );
+}
+
+#[test]
 fn the_link_test_configs_are_valid_pairs() {
     let pairs = [
         [
