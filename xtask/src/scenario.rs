@@ -30,8 +30,13 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 pub const MAX_TIMEOUT_SECS: u64 = 3600;
 /// How many console lines a failure report shows.
 pub const TAIL_LINES: usize = 40;
-/// How long the console is still read after the last expected line, for late failures.
+/// How long the console is read at most after the last expected line, for late failures
+/// (when the emulator has not exited by then).
 pub const LINGER: Duration = Duration::from_millis(1000);
+/// The console's silence that ends the linger before [`LINGER`]: the output that follows
+/// the last expected line (a VM's exit counts, the shell's prompt, a panic in a teardown)
+/// comes in one burst, and the hypervisor then waits at its prompt.
+pub const QUIET: Duration = Duration::from_millis(250);
 /// How many scenarios run at the same time.
 pub const WORKERS: usize = 2;
 
@@ -1284,17 +1289,21 @@ fn drive(
     let deadline = start + scenario.timeout;
 
     // Once every expectation is seen (and no exit is expected), the console is still read
-    // for `LINGER`, so that a failure printed just after the last expected line is caught.
-    let mut linger_until: Option<Instant> = None;
+    // (see `Linger`), so that a failure printed just after the last expected line is caught.
+    let mut linger: Option<Linger> = None;
     let result = loop {
-        let until = linger_until.unwrap_or(deadline);
+        let until = linger.as_ref().map_or(deadline, Linger::until);
         let Some(left) = until.checked_duration_since(Instant::now()) else {
-            break match linger_until {
+            break match linger {
                 Some(_) => Ok(()),
                 None => Err(Failure::Timeout(scenario.timeout)),
             };
         };
-        match rx.recv_timeout(left) {
+        let event = rx.recv_timeout(left);
+        if let (Some(l), Ok(Event::Line(..) | Event::Partial(_))) = (&mut linger, &event) {
+            l.heard();
+        }
+        match event {
             Ok(Event::Line(Stream::Stdout, line)) => {
                 transcript.record(Stream::Stdout, &line);
                 if let Verdict::FailMarker(marker) = matcher.feed(&line) {
@@ -1323,15 +1332,12 @@ fn drive(
                     Ok(())
                 };
             }
-            Err(RecvTimeoutError::Timeout) if linger_until.is_some() => break Ok(()),
+            Err(RecvTimeoutError::Timeout) if linger.is_some() => break Ok(()),
             Err(RecvTimeoutError::Timeout) => break Err(Failure::Timeout(scenario.timeout)),
         }
-        if matcher.is_complete()
-            && steps.is_complete()
-            && !scenario.expect_exit
-            && linger_until.is_none()
+        if matcher.is_complete() && steps.is_complete() && !scenario.expect_exit && linger.is_none()
         {
-            linger_until = Some((Instant::now() + LINGER).min(deadline));
+            linger = Some(Linger::new(deadline));
         }
     };
 
@@ -1343,6 +1349,35 @@ fn drive(
         }
     }
     result
+}
+
+/// The reading of the console after every expectation was seen: it ends when the console
+/// has been quiet for [`QUIET`], at most [`LINGER`] after it began (or at the deadline),
+/// or when the emulator exits.
+struct Linger {
+    end: Instant,
+    quiet_until: Instant,
+}
+
+impl Linger {
+    /// Begins now; `deadline` is the scenario's.
+    fn new(deadline: Instant) -> Linger {
+        let now = Instant::now();
+        Linger {
+            end: (now + LINGER).min(deadline),
+            quiet_until: now + QUIET,
+        }
+    }
+
+    /// The console said something: it is quiet again only [`QUIET`] from now.
+    fn heard(&mut self) {
+        self.quiet_until = Instant::now() + QUIET;
+    }
+
+    /// When the linger ends if nothing more is heard.
+    fn until(&self) -> Instant {
+        self.end.min(self.quiet_until)
+    }
 }
 
 /// Types `line` on the console and notes it in the transcript (a console that no longer
@@ -1881,6 +1916,32 @@ mod runner_tests {
         assert!(result.is_ok(), "{result:?}");
         assert!(start.elapsed() < Duration::from_secs(10));
         assert_eq!(log, "one\ntwo\n");
+    }
+
+    /// After the last expected line the console is read until it is quiet for `QUIET`: a
+    /// failure in the same burst is caught, a line after a longer silence is not waited for,
+    /// and a console that never goes quiet is cut at `LINGER`.
+    #[test]
+    fn the_linger_ends_when_the_console_is_quiet() {
+        let (result, _, _) =
+            run_script(BASIC, "echo one; echo two; echo 'panicked at a'; sleep 30");
+        assert!(matches!(result, Err(Failure::Marker { .. })), "{result:?}");
+        let start = Instant::now();
+        let (result, _, log) = run_script(
+            BASIC,
+            "echo one; echo two; sleep 0.8; echo 'panicked at b'; sleep 30",
+        );
+        assert!(result.is_ok(), "{result:?}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(!log.contains("panicked"), "{log}");
+        let start = Instant::now();
+        let (result, _, _) = run_script(
+            BASIC,
+            "echo one; echo two; while :; do echo tick; sleep 0.05; done",
+        );
+        assert!(result.is_ok(), "{result:?}");
+        assert!(start.elapsed() >= LINGER);
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
