@@ -705,6 +705,16 @@ impl Session {
         Some(status)
     }
 
+    /// The CPU time Bochs has used so far, while its process can be read.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let pid = (*self
+            .shared
+            .bochs_pid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()))?;
+        crate::scenario::cpu_time(pid).filter(|_| is_bochs(pid))
+    }
+
     /// Kills Bochs if it still runs, waits for the reading threads and removes the run's
     /// directory (Bochs' log stays).
     pub fn stop(mut self) {

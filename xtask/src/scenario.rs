@@ -543,6 +543,10 @@ pub struct Outcome {
     /// The block printed for it: one line when it passed or was skipped, the details when
     /// it failed.
     pub report: String,
+    /// How long it took (zero when it was not run).
+    pub took: Duration,
+    /// The CPU time its emulator used (every thread, user and system), when known.
+    pub cpu: Option<Duration>,
 }
 
 impl Outcome {
@@ -552,6 +556,8 @@ impl Outcome {
             name: scenario.name.clone(),
             status: Status::Skipped,
             report: format!("SKIP {}: {reason}\n", scenario.name),
+            took: Duration::ZERO,
+            cpu: None,
         }
     }
 }
@@ -693,6 +699,8 @@ pub fn run_while_building(scenarios: &[Scenario], images: &Images) -> Result<Vec
                                 "FAIL {}\n  reason: no {} image with the VMs {} was built\n",
                                 scenario.name, scenario.machine.arch, scenario.vms
                             ),
+                            took: Duration::ZERO,
+                            cpu: None,
                         },
                     };
                     if tx.send(outcome).is_err() {
@@ -708,8 +716,29 @@ pub fn run_while_building(scenarios: &[Scenario], images: &Images) -> Result<Vec
             outcomes.push(outcome);
         }
     });
+    println!("{}", usage_line(&outcomes));
     outcomes.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(outcomes)
+}
+
+/// One line on what the run scenarios took: their times added up, and their emulators' CPU
+/// time against that (how much of a core a scenario keeps busy on average; [`WORKERS`]
+/// times it is what the scenarios alone use of the machine).
+fn usage_line(outcomes: &[Outcome]) -> String {
+    let measured: Vec<(Duration, Duration)> = outcomes
+        .iter()
+        .filter_map(|o| Some((o.took, o.cpu?)))
+        .collect();
+    let took: Duration = measured.iter().map(|(t, _)| *t).sum();
+    let cpu: Duration = measured.iter().map(|(_, c)| *c).sum();
+    let share = cpu.as_secs_f64() / took.as_secs_f64().max(f64::EPSILON);
+    format!(
+        "scenario time: {} scenario(s) took {} in all, their emulators used {} of CPU time \
+         ({share:.2} of a core per scenario)",
+        measured.len(),
+        util::secs(took),
+        util::secs(cpu)
+    )
 }
 
 /// Why a scenario failed.
@@ -1049,6 +1078,14 @@ impl Running {
         }
     }
 
+    /// The CPU time the emulator has used so far, if it can be read.
+    fn cpu_time(&self) -> Option<Duration> {
+        match self {
+            Running::Qemu { child, .. } => cpu_time(child.id()),
+            Running::Bochs(session) => session.cpu_time(),
+        }
+    }
+
     /// Stops the emulator (if it still runs) and waits for the reading threads.
     fn stop(self) {
         match self {
@@ -1123,6 +1160,8 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
                 name: scenario.name.clone(),
                 status: Status::Failed,
                 report: format!("FAIL {}\n  reason: {e:#}\n", scenario.name),
+                took: start.elapsed(),
+                cpu: None,
             }
         }
     };
@@ -1132,15 +1171,17 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
         &scenario.fail_on,
     );
     let mut steps = Steps::new(scenario.steps.clone());
+    let mut cpu = None;
     let (result, tail) = match Transcript::create(&log_path) {
         Ok(mut transcript) => {
-            let result = drive(
+            let (result, used) = drive(
                 scenario,
                 image,
                 &launch,
                 (&mut matcher, &mut steps),
                 &mut transcript,
             );
+            cpu = used;
             let (tail, write_error) = transcript.finish();
             let result = match (result, write_error) {
                 (Ok(()), Some(e)) => Err(Failure::Start(format!(
@@ -1157,7 +1198,11 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
         let image = log_path.with_extension("disk.img");
         check_disk_after(scenario.disk.as_ref(), &image).map_err(Failure::DiskAfter)
     });
-    let elapsed = util::secs(start.elapsed());
+    let took = start.elapsed();
+    let elapsed = match cpu {
+        Some(cpu) => format!("{}, CPU {}", util::secs(took), util::secs(cpu)),
+        None => util::secs(took),
+    };
     let report = match &result {
         Ok(()) => format!("PASS {} ({elapsed})\n", scenario.name),
         Err(failure) => failure_report(
@@ -1181,6 +1226,8 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
             Status::Failed
         },
         report,
+        took,
+        cpu,
     }
 }
 
@@ -1268,23 +1315,30 @@ fn failure_report(
 }
 
 /// Starts the emulator and feeds its console to `matcher` until the scenario is decided.
-/// The emulator is always stopped before this returns.
+/// The emulator is always stopped before this returns. Also returns the CPU time the
+/// emulator used, when it could be read.
 fn drive(
     scenario: &Scenario,
     image: &Path,
     launch: &Launch,
     (matcher, steps): (&mut Matcher, &mut Steps),
     transcript: &mut Transcript,
-) -> Result<(), Failure> {
+) -> (Result<(), Failure>, Option<Duration>) {
     if !image.is_file() {
-        return Err(Failure::Start(format!(
+        let why = format!(
             "the image {} does not exist (build it with `cargo xtask build --arch {}`)",
             image.display(),
             scenario.machine.arch
-        )));
+        );
+        return (Err(Failure::Start(why)), None);
     }
     let (tx, rx) = mpsc::channel();
-    let mut running = Running::start(launch, image, !scenario.steps.is_empty(), tx)?;
+    let mut running = match Running::start(launch, image, !scenario.steps.is_empty(), tx) {
+        Ok(running) => running,
+        Err(failure) => return (Err(failure), None),
+    };
+    // Read while the emulator is there: at its exit, and else just before it is killed.
+    let mut cpu = None;
     let start = Instant::now();
     let deadline = start + scenario.timeout;
 
@@ -1321,6 +1375,7 @@ fn drive(
             Ok(Event::Line(Stream::Stderr, line)) => transcript.record(Stream::Stderr, &line),
             Ok(Event::Closed(Stream::Stderr)) => {}
             Ok(Event::Closed(Stream::Stdout)) | Err(RecvTimeoutError::Disconnected) => {
+                cpu = running.cpu_time();
                 let status =
                     running.wait_until(deadline.min(Instant::now() + Duration::from_secs(5)));
                 let exited_ok = status.is_some_and(|s| s.success());
@@ -1341,6 +1396,7 @@ fn drive(
         }
     };
 
+    cpu = running.cpu_time().or(cpu);
     running.stop();
     // Whatever arrived after the decision still belongs in the log.
     for event in rx.try_iter() {
@@ -1348,7 +1404,7 @@ fn drive(
             transcript.record(stream, &line);
         }
     }
-    result
+    (result, cpu)
 }
 
 /// The reading of the console after every expectation was seen: it ends when the console
@@ -1433,6 +1489,22 @@ pub(crate) fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitSta
             _ => return None,
         }
     }
+}
+
+/// The CPU time (user and system, every thread) process `pid` has used, from
+/// `/proc/<pid>/stat`; `None` when it cannot be read (the process is gone or reaped).
+pub(crate) fn cpu_time(pid: u32) -> Option<Duration> {
+    parse_cpu_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// `utime` + `stime` of a `/proc/<pid>/stat` line, in Linux's fixed 100 ticks a second.
+fn parse_cpu_time(stat: &str) -> Option<Duration> {
+    // The name (field 2) is in parentheses and may hold anything: count after the last ')'.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    // utime and stime are fields 14 and 15: the 12th and 13th after the name.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// Kills the emulator's whole process group (if it is still running) and reaps it.
@@ -1891,7 +1963,7 @@ mod runner_tests {
         // Any existing file stands in for the image.
         let launch = Launch::Qemu(cmd);
         let mut steps = Steps::new(scenario.steps.clone());
-        let result = drive(
+        let (result, _) = drive(
             &scenario,
             &log,
             &launch,
@@ -1916,6 +1988,28 @@ mod runner_tests {
         assert!(result.is_ok(), "{result:?}");
         assert!(start.elapsed() < Duration::from_secs(10));
         assert_eq!(log, "one\ntwo\n");
+    }
+
+    #[test]
+    fn cpu_time_is_read_from_proc_stat() {
+        let stat = "4242 (qemu-system-a) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+                    250 31 0 0 20 0 5 0 100 0 0";
+        assert_eq!(parse_cpu_time(stat), Some(Duration::from_millis(2810)));
+        assert_eq!(parse_cpu_time("4242 (sh) S 1"), None);
+        assert!(cpu_time(std::process::id()).is_some());
+        let outcome = |took, cpu: Option<u64>| Outcome {
+            name: "x".to_owned(),
+            status: Status::Passed,
+            report: String::new(),
+            took: Duration::from_secs(took),
+            cpu: cpu.map(Duration::from_secs),
+        };
+        let line = usage_line(&[outcome(4, Some(1)), outcome(2, Some(2)), outcome(9, None)]);
+        assert!(
+            line.contains("2 scenario(s) took 6.0 s in all")
+                && line.contains("3.0 s of CPU time (0.50"),
+            "{line}"
+        );
     }
 
     /// After the last expected line the console is read until it is quiet for `QUIET`: a
