@@ -23,6 +23,13 @@ use core::fmt::{self, Write};
 
 /// How long the shell task sleeps when no byte waits (input is polled).
 const POLL: Duration = Duration::from_millis(20);
+/// How long it sleeps instead while bytes are coming: for [`BURST_POLLS`] looks after the
+/// last byte. A console whose UART takes one byte at a time (a disabled or one-byte-trigger
+/// FIFO: QEMU hands it the next byte only after the previous one was read) would otherwise
+/// deliver a typed or pasted line at one byte per [`POLL`].
+const BURST_POLL: Duration = Duration::from_millis(1);
+/// The quick looks after the last byte received (about one [`POLL`] in all).
+const BURST_POLLS: u32 = 20;
 /// The key that brings the terminal back from a VM to the shell: Ctrl-] (GS, 0x1d).
 pub const DETACH: u8 = 0x1d;
 /// Polls of quiet after which a VM's unfinished console line (a prompt) is printed (about
@@ -232,6 +239,8 @@ fn run() {
     let mut pending = Vec::new();
     // Right after `console`: an LF that follows the line's CR belongs to the line.
     let mut skip_lf = false;
+    // Quick looks left since the last byte received.
+    let mut burst = 0;
     shell.start(&mut out);
     publish(&shell, &hv, &mut out, &mut bottom);
     loop {
@@ -278,7 +287,12 @@ fn run() {
         if let (true, Some(attached)) = (attached_now, &hv.attached) {
             attached.raw_output(true);
         }
-        if !got {
+        if got {
+            burst = BURST_POLLS;
+        } else if burst > 0 {
+            burst -= 1;
+            axstd::thread::sleep(BURST_POLL);
+        } else {
             control::flush_idle_consoles(IDLE_POLLS);
             axstd::thread::sleep(POLL);
         }
