@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::string::ToString;
 use alloc::vec::Vec;
 use axdriver::{Choice, Disk, DiskError};
-use axfs::{FileSystem, FsError, Metadata};
+use axfs::{FileBlocks, FileSystem, FsError, Metadata};
 use axvirtio_blk::{Backing, BackingError};
 use axvm::DiskOpenError;
 use axvmconfig::DiskBacking;
@@ -100,23 +100,18 @@ pub fn read(path: &str, limit: u64) -> Result<Vec<u8>, FileError> {
 }
 
 /// The backing of a VM's `virtio-blk` (`file` in its config entry): the file on the
-/// mounted disk, read and written in place; it never grows.
+/// mounted disk, held open with its clusters found once, read and written in place; it
+/// never grows.
 pub fn open_backing(disk: &DiskBacking) -> Result<Box<dyn Backing>, DiskOpenError> {
-    let meta = with(|fs| fs.stat(&disk.file)).map_err(|e| DiskOpenError(e.to_string()))?;
-    if meta.kind != axfs::FileKind::File {
-        return Err(DiskOpenError(String::from("is a directory")));
-    }
-    Ok(Box::new(FileBacking {
-        path: disk.file.clone(),
-        len: meta.size,
-    }))
+    let file = with(|fs| fs.open_blocks(&disk.file)).map_err(|e| DiskOpenError(e.to_string()))?;
+    Ok(Box::new(FileBacking { file }))
 }
 
 /// A file on the mounted disk as a virtio-blk [`Backing`]; each access takes the disk's
-/// lock, and axfs checks it lies inside the file.
+/// lock, and axfs checks it lies inside the file. Writes are made durable by the guest's
+/// `FLUSH` (or, without it, after each write: see `axvirtio_blk`).
 struct FileBacking {
-    path: String,
-    len: u64,
+    file: FileBlocks,
 }
 
 impl FileBacking {
@@ -130,20 +125,19 @@ impl FileBacking {
 
 impl Backing for FileBacking {
     fn len(&self) -> u64 {
-        self.len
+        self.file.size()
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackingError> {
-        with(|fs| fs.read_at(&self.path, offset, buf)).map_err(Self::error)
+        with(|fs| fs.read_blocks_at(&mut self.file, offset, buf)).map_err(Self::error)
     }
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BackingError> {
-        with(|fs| fs.write_at(&self.path, offset, data)).map_err(Self::error)
+        with(|fs| fs.write_blocks_at(&mut self.file, offset, data)).map_err(Self::error)
     }
 
-    /// Nothing to do: `write_at` reaches the device and its flush before it returns.
     fn flush(&mut self) -> Result<(), BackingError> {
-        Ok(())
+        with(|fs| fs.flush()).map_err(Self::error)
     }
 }
 

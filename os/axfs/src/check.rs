@@ -51,6 +51,10 @@ pub(crate) struct Geometry {
     pub clusters: u64,
     /// FAT32 (4-byte FAT entries) rather than FAT16 (2-byte).
     pub fat32: bool,
+    /// The first block of cluster 2, the first data cluster.
+    pub data_start: u64,
+    /// Blocks per cluster (a power of two, at most 128).
+    pub per_cluster: u64,
 }
 
 impl Geometry {
@@ -68,6 +72,11 @@ impl Geometry {
     /// Whether `cluster` names a data cluster of the volume.
     pub fn is_data_cluster(&self, cluster: u64) -> bool {
         (2..self.clusters + 2).contains(&cluster)
+    }
+
+    /// The first block of data cluster `cluster` (checked with [`Self::is_data_cluster`]).
+    pub fn cluster_block(&self, cluster: u64) -> u64 {
+        self.data_start + (cluster - 2) * self.per_cluster
     }
 }
 
@@ -194,5 +203,7 @@ pub(crate) fn volume(dev: &mut impl BlockDevice) -> Result<Geometry, FsError> {
         fats,
         clusters,
         fat32: entry_bytes == 4,
+        data_start: start + shift + meta,
+        per_cluster,
     })
 }

@@ -129,18 +129,25 @@ impl fmt::Display for FsError {
 
 impl core::error::Error for FsError {}
 
+/// The adapter's refusal in this layer's terms.
+pub(crate) fn from_fault(fault: Fault) -> FsError {
+    match fault {
+        Fault::Device(err) => FsError::Device(err),
+        Fault::OutsideVolume => FsError::Corrupt {
+            what: "a cluster number points outside the volume",
+        },
+        Fault::Loop => FsError::Corrupt {
+            what: "the volume's cluster chains loop (an operation read every block 8 times)",
+        },
+    }
+}
+
 /// The library's error, in this layer's terms, for an operation on `path`.
 pub(crate) fn from_fat(err: embedded_sdmmc::Error<Fault>, path: &str) -> FsError {
     use embedded_sdmmc::Error as E;
     let path = || String::from(path);
     match err {
-        E::DeviceError(Fault::Device(err)) => FsError::Device(err),
-        E::DeviceError(Fault::OutsideVolume) => FsError::Corrupt {
-            what: "a cluster number points outside the volume",
-        },
-        E::DeviceError(Fault::Loop) => FsError::Corrupt {
-            what: "the volume's cluster chains loop (an operation read every block 8 times)",
-        },
+        E::DeviceError(fault) => from_fault(fault),
         E::FormatError(what) => FsError::Corrupt { what },
         E::NoSuchVolume => FsError::Corrupt {
             what: "no first partition in the MBR",

@@ -12,7 +12,7 @@ use embedded_sdmmc::{
 
 use crate::block::{BlockDevice, BlockError, BLOCK_SIZE};
 use crate::check::Geometry;
-use crate::error::{from_fat, FsError};
+use crate::error::{from_fat, from_fault, FsError};
 use crate::path::{allowed, components};
 
 /// The directories open at once: a parent and the child being opened.
@@ -27,6 +27,10 @@ const MAX_DIR_ENTRIES: usize = 65536;
 /// What a directory with more entries than [`MAX_DIR_ENTRIES`] is.
 const DIR_LOOP: FsError = FsError::Corrupt {
     what: "a directory has more than 65536 entries (its clusters loop)",
+};
+/// What a file whose cluster chain ends (or leaves the data clusters) before its size is.
+const BROKEN_CHAIN: FsError = FsError::Corrupt {
+    what: "a file's clusters end before its size",
 };
 /// The largest file FAT holds.
 const FAT_MAX_FILE: u64 = u32::MAX as u64;
@@ -96,6 +100,77 @@ impl<D: BlockDevice> Adapter<D> {
         } else {
             Err(Fault::OutsideVolume)
         }
+    }
+
+    /// Reads whole blocks from library block `first` into `buf`, checked to lie inside
+    /// the volume, in one device request (not through the library's one-block cache).
+    fn read_span(&mut self, first: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        let count = (buf.len() / BLOCK_SIZE) as u64;
+        self.check_span(first, count, true)?;
+        // Inside the volume, so at or after `shift`.
+        self.dev
+            .get_mut()
+            .read_blocks(first - self.geometry.shift, buf)
+            .map_err(Fault::Device)
+    }
+
+    /// Writes whole blocks from `buf` at library block `first`, checked to lie inside the
+    /// volume, in one device request.
+    fn write_span(&mut self, first: u64, buf: &[u8]) -> Result<(), Fault> {
+        let count = (buf.len() / BLOCK_SIZE) as u64;
+        self.check_span(first, count, true)?;
+        self.dev
+            .get_mut()
+            .write_blocks(first - self.geometry.shift, buf)
+            .map_err(Fault::Device)
+    }
+
+    /// The runs of device blocks holding the first `clusters` clusters of the chain that
+    /// starts at `first`, read from the first FAT. A chain that leaves the data clusters
+    /// (ends, is free or bad) before that is [`BROKEN_CHAIN`]; the walk is `clusters` steps
+    /// at most, so a chain that loops ends too.
+    fn chain(&mut self, first: u64, clusters: u64) -> Result<Vec<Run>, FsError> {
+        let g = self.geometry;
+        let width = if g.fat32 { 4 } else { 2 };
+        let mut runs: Vec<Run> = Vec::new();
+        let mut fat_block: Option<(u64, [u8; BLOCK_SIZE])> = None;
+        let mut cluster = first;
+        for i in 0..clusters {
+            if !g.is_data_cluster(cluster) {
+                return Err(BROKEN_CHAIN);
+            }
+            let dev = g.cluster_block(cluster);
+            match runs.last_mut() {
+                Some(run) if run.dev + run.count == dev => run.count += g.per_cluster,
+                _ => runs.push(Run {
+                    file: i * g.per_cluster,
+                    dev,
+                    count: g.per_cluster,
+                }),
+            }
+            if i + 1 == clusters {
+                break;
+            }
+            let at = cluster * width;
+            let idx = g.fat_start + at / BLOCK_SIZE as u64;
+            let block = match &mut fat_block {
+                Some((cached, block)) if *cached == idx => block,
+                slot => {
+                    let mut block = [0u8; BLOCK_SIZE];
+                    self.read_span(idx, &mut block).map_err(from_fault)?;
+                    &mut slot.insert((idx, block)).1
+                }
+            };
+            // `at % BLOCK_SIZE` is a multiple of the width: the entry lies in the block.
+            let e = (at % BLOCK_SIZE as u64) as usize;
+            cluster = if g.fat32 {
+                let raw = [block[e], block[e + 1], block[e + 2], block[e + 3]];
+                u64::from(u32::from_le_bytes(raw) & 0x0fff_ffff)
+            } else {
+                u64::from(u16::from_le_bytes([block[e], block[e + 1]]))
+            };
+        }
+        Ok(runs)
     }
 
     /// Rewrites the entries of FAT block `idx` that name no data cluster (and are not free,
@@ -297,6 +372,80 @@ pub struct Volume {
     pub bytes: u64,
 }
 
+/// Consecutive blocks of a file that are consecutive on the volume too.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    /// The run's first block in the file.
+    file: u64,
+    /// Its first block on the volume (the library's numbering).
+    dev: u64,
+    /// Its length in blocks.
+    count: u64,
+}
+
+/// An existing file held open for block I/O ([`FileSystem::open_blocks`]): where its
+/// clusters are, found once, so that [`FileSystem::read_blocks_at`] and
+/// [`FileSystem::write_blocks_at`] go straight to the device without looking the file up
+/// or walking its FAT chain again. It stays valid across calls that do not reallocate
+/// files; after one that does ([`FileSystem::write`], [`FileSystem::remove`]) the next
+/// access finds the file again by its path.
+#[derive(Debug, Clone)]
+pub struct FileBlocks {
+    path: String,
+    size: u64,
+    runs: Vec<Run>,
+    /// The [`FileSystem::generation`] the runs were found in.
+    generation: u64,
+}
+
+impl FileBlocks {
+    /// The file's size in bytes when it was (last) found.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The path it was opened by.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The volume blocks holding the `len` bytes at `offset` (both whole blocks) as
+    /// `(first block, bytes)` pieces in file order, one per run they touch; refused with
+    /// [`FsError::OutOfRange`] unless the range lies wholly inside the file.
+    fn spans(&self, offset: u64, len: usize) -> Result<Vec<(u64, usize)>, FsError> {
+        let len64 = len as u64;
+        if offset.checked_add(len64).is_none_or(|end| end > self.size) {
+            return Err(FsError::OutOfRange {
+                path: self.path.clone(),
+                offset,
+                len: len64,
+                size: self.size,
+            });
+        }
+        let block = BLOCK_SIZE as u64;
+        let mut next = offset / block;
+        let end = next + len64 / block;
+        let mut out = Vec::new();
+        let mut i = self
+            .runs
+            .partition_point(|run| run.file + run.count <= next);
+        while next < end {
+            // The range lies inside the file, whose blocks the runs cover in order.
+            let run = self.runs.get(i).ok_or(BROKEN_CHAIN)?;
+            let count = (run.file + run.count).min(end) - next;
+            out.push((run.dev + (next - run.file), (count * block) as usize));
+            next += count;
+            i += 1;
+        }
+        Ok(out)
+    }
+}
+
+/// Whether `len` bytes at `offset` are whole blocks at a block boundary.
+fn whole_blocks(offset: u64, len: usize) -> bool {
+    offset.is_multiple_of(BLOCK_SIZE as u64) && len.is_multiple_of(BLOCK_SIZE)
+}
+
 /// A mounted FAT16/FAT32 volume: the first MBR partition of a block device, or the whole
 /// device when it has no partition table.
 ///
@@ -306,6 +455,9 @@ pub struct Volume {
 pub struct FileSystem<D: BlockDevice> {
     fat: VolumeManager<Adapter<D>, Epoch, MAX_DIRS, MAX_FILES, 1>,
     volume: RawVolume,
+    /// Counts the calls that may have moved or freed a file's clusters (see
+    /// [`FileBlocks`]).
+    generation: u64,
 }
 
 impl<D: BlockDevice> FileSystem<D> {
@@ -318,7 +470,11 @@ impl<D: BlockDevice> FileSystem<D> {
         let volume = fat
             .open_raw_volume(VolumeIdx(0))
             .map_err(|err| from_fat(err, "/"))?;
-        Ok(Self { fat, volume })
+        Ok(Self {
+            fat,
+            volume,
+            generation: 0,
+        })
     }
 
     /// The mounted volume's FAT type and size.
@@ -487,6 +643,109 @@ impl<D: BlockDevice> FileSystem<D> {
         self.flush()
     }
 
+    /// Opens the existing file at `path` for block I/O: finds it and walks its cluster
+    /// chain once (see [`FileBlocks`]).
+    pub fn open_blocks(&mut self, path: &str) -> Result<FileBlocks, FsError> {
+        let parts = parse(path)?;
+        let (name, parents) = parts.split_last().ok_or_else(|| FsError::IsADirectory {
+            path: String::from(path),
+        })?;
+        let (entry_block, entry_offset) = self.in_dir(path, parents, |fat, dir| {
+            let found = existing_file(fat, dir, name, path)?;
+            // `find` checked that this is the entry found and that its cluster is valid.
+            let entry = fat
+                .find_directory_entry(dir, found.short)
+                .map_err(|err| from_fat(err, path))?;
+            Ok((u64::from(entry.entry_block.0), entry.entry_offset as usize))
+        })?;
+        let fat32 = self.fat.device(|adapter| adapter.geometry.fat32);
+        let mut block = [0u8; BLOCK_SIZE];
+        self.fat
+            .device(|adapter| adapter.read_span(entry_block, &mut block))
+            .map_err(from_fault)?;
+        // A 32-byte entry at a multiple of 32 inside the block.
+        let entry = block
+            .get(entry_offset..entry_offset + 32)
+            .ok_or(FsError::Internal {
+                what: "a directory entry's offset is outside its block",
+            })?;
+        let word = |at: usize| u64::from(u16::from_le_bytes([entry[at], entry[at + 1]]));
+        let high = if fat32 { word(20) << 16 } else { 0 };
+        let first = high | word(26);
+        let size = word(28) | word(30) << 16;
+        let g = self.fat.device(|adapter| adapter.geometry);
+        let clusters = size.div_ceil(g.per_cluster * BLOCK_SIZE as u64);
+        let runs = if clusters == 0 {
+            Vec::new()
+        } else if clusters > g.clusters {
+            return Err(BROKEN_CHAIN);
+        } else {
+            self.fat.device(|adapter| adapter.chain(first, clusters))?
+        };
+        Ok(FileBlocks {
+            path: String::from(path),
+            size,
+            runs,
+            generation: self.generation,
+        })
+    }
+
+    /// Fills `buf` from the bytes at `offset` of `file`, like [`Self::read_at`]; whole
+    /// blocks at a block offset go to the device in one request per run of consecutive
+    /// blocks.
+    pub fn read_blocks_at(
+        &mut self,
+        file: &mut FileBlocks,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), FsError> {
+        self.refresh(file)?;
+        if !whole_blocks(offset, buf.len()) {
+            return self.read_at(&file.path, offset, buf);
+        }
+        let mut at = 0;
+        for (dev, len) in file.spans(offset, buf.len())? {
+            let part = &mut buf[at..at + len];
+            self.fat
+                .device(|adapter| adapter.read_span(dev, part))
+                .map_err(from_fault)?;
+            at += len;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` over the bytes at `offset` of `file`, like [`Self::write_at`], but
+    /// whole blocks at a block offset go to the device in one request per run of
+    /// consecutive blocks and are not flushed: [`Self::flush`] makes them durable.
+    pub fn write_blocks_at(
+        &mut self,
+        file: &mut FileBlocks,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), FsError> {
+        self.refresh(file)?;
+        if !whole_blocks(offset, data.len()) {
+            return self.write_at(&file.path, offset, data);
+        }
+        let mut at = 0;
+        for (dev, len) in file.spans(offset, data.len())? {
+            let part = &data[at..at + len];
+            self.fat
+                .device(|adapter| adapter.write_span(dev, part))
+                .map_err(from_fault)?;
+            at += len;
+        }
+        Ok(())
+    }
+
+    /// Finds `file` again if a call since it was found may have moved its clusters.
+    fn refresh(&mut self, file: &mut FileBlocks) -> Result<(), FsError> {
+        if file.generation != self.generation {
+            *file = self.open_blocks(&file.path.clone())?;
+        }
+        Ok(())
+    }
+
     /// Opens the existing file at `path` in `mode`, checks `offset..offset + len` lies
     /// inside it, seeks to `offset` and runs `op`, closing the file whatever happens.
     fn at(
@@ -540,7 +799,7 @@ impl<D: BlockDevice> FileSystem<D> {
         let (name, parents) = parts.split_last().ok_or_else(|| FsError::IsADirectory {
             path: String::from(path),
         })?;
-        self.in_dir(path, parents, |fat, dir| {
+        let result = self.in_dir(path, parents, |fat, dir| {
             let file = match find(fat, dir, name, path)? {
                 Some(found) if found.meta.kind == FileKind::Directory => {
                     return Err(FsError::IsADirectory {
@@ -554,7 +813,10 @@ impl<D: BlockDevice> FileSystem<D> {
             let written = fat.write(file, data).map_err(|err| from_fat(err, path));
             let closed = fat.close_file(file).map_err(|err| from_fat(err, path));
             written.and(closed)
-        })?;
+        });
+        // A rewritten file's clusters may be others than before, even on a failure.
+        self.generation += 1;
+        result?;
         self.flush()
     }
 
@@ -588,7 +850,7 @@ impl<D: BlockDevice> FileSystem<D> {
             .ok_or_else(|| FsError::DirectoryNotEmpty {
                 path: String::from(path),
             })?;
-        self.in_dir(path, parents, |fat, dir| {
+        let result = self.in_dir(path, parents, |fat, dir| {
             let found = find(fat, dir, name, path)?.ok_or_else(|| FsError::NotFound {
                 path: String::from(path),
             })?;
@@ -605,12 +867,15 @@ impl<D: BlockDevice> FileSystem<D> {
             }
             fat.delete_entry_in_dir(dir, found.short)
                 .map_err(|err| from_fat(err, path))
-        })?;
+        });
+        // A removed file's clusters are free for others, even after a failure half-way.
+        self.generation += 1;
+        result?;
         self.flush()
     }
 
-    /// Flushes the device.
-    fn flush(&mut self) -> Result<(), FsError> {
+    /// Makes every completed write durable (the device's [`BlockDevice::flush`]).
+    pub fn flush(&mut self) -> Result<(), FsError> {
         self.fat
             .device(|adapter| adapter.dev.get_mut().flush())
             .map_err(FsError::Device)

@@ -16,5 +16,5 @@ mod path;
 
 pub use block::{BlockDevice, BlockError, RamDisk, BLOCK_SIZE};
 pub use error::FsError;
-pub use fs::{FileKind, FileSystem, Metadata, Volume};
+pub use fs::{FileBlocks, FileKind, FileSystem, Metadata, Volume};
 pub use path::{PathError, MAX_DEPTH, MAX_NAME};

@@ -550,3 +550,104 @@ fn reads_and_writes_at_an_offset_stay_inside_the_file() {
     let mut disk = fs.unmount().unwrap().into_inner();
     assert_eq!(read_with_fatfs(&mut disk, "vms/disk.img"), want);
 }
+
+/// `open_blocks` and `read_blocks_at` / `write_blocks_at` (a virtio-blk backing held open):
+/// the same bytes as `read_at` / `write_at` on a file whose clusters are scattered, the
+/// same refusals, and a file rewritten meanwhile is found again.
+#[test]
+fn block_io_on_an_open_file_matches_the_path_calls_across_fragments() {
+    use std::io::{Cursor, Write};
+    // Two files written in turns, 1500 bytes at a time: their 512-byte clusters alternate
+    // in runs of two or three.
+    let mut disk = image(MIN_MIB, &[], &[]);
+    let (a, b) = (pattern(200_000), vec![0x5a; 100_000]);
+    {
+        let part = &mut disk[PARTITION_START * 512..];
+        let fs = fatfs::FileSystem::new(Cursor::new(part), fatfs::FsOptions::new()).unwrap();
+        let root = fs.root_dir();
+        let (mut fa, mut fb) = (
+            root.create_file("a.img").unwrap(),
+            root.create_file("b.img").unwrap(),
+        );
+        for i in (0..a.len()).step_by(1500) {
+            fa.write_all(&a[i..(i + 1500).min(a.len())]).unwrap();
+            if i < b.len() {
+                fb.write_all(&b[i..(i + 1500).min(b.len())]).unwrap();
+            }
+        }
+    }
+    let mut fs = mount(disk);
+    let mut file = fs.open_blocks("/a.img").unwrap();
+    assert_eq!((file.size(), file.path()), (200_000, "/a.img"));
+    let mut want = a.clone();
+    // Whole blocks (one device request per run) and, through the path calls, the rest.
+    let ranges = [
+        (0usize, 512usize),
+        (0, 65536),
+        (1024, 40_960),
+        (512, 0),
+        (199_680, 320),
+        (7, 3000),
+        (199_999, 1),
+    ];
+    for (offset, len) in ranges {
+        let mut buf = vec![0; len];
+        fs.read_blocks_at(&mut file, offset as u64, &mut buf)
+            .unwrap();
+        assert_eq!(buf, want[offset..offset + len], "read {offset} {len}");
+    }
+    for (offset, len) in [(2048usize, 65536usize), (99_840, 1024), (300, 700)] {
+        let data = vec![(offset % 251) as u8 | 1; len];
+        fs.write_blocks_at(&mut file, offset as u64, &data).unwrap();
+        want[offset..offset + len].copy_from_slice(&data);
+    }
+    let mut buf = vec![0; want.len() - 320];
+    fs.read_blocks_at(&mut file, 0, &mut buf).unwrap();
+    assert_eq!(buf, want[..buf.len()]);
+    // The same refusals as `read_at` / `write_at`, before the disk is touched.
+    for (offset, len) in [
+        (199_680usize, 1024usize),
+        (200_192, 512),
+        (u64::MAX as usize & !511, 512),
+    ] {
+        let mut buf = vec![0; len];
+        let err = FsError::OutOfRange {
+            path: "/a.img".into(),
+            offset: offset as u64,
+            len: len as u64,
+            size: 200_000,
+        };
+        assert_eq!(
+            fs.read_blocks_at(&mut file, offset as u64, &mut buf),
+            Err(err.clone())
+        );
+        assert_eq!(fs.write_blocks_at(&mut file, offset as u64, &buf), Err(err));
+    }
+    assert!(matches!(
+        fs.open_blocks("/"),
+        Err(FsError::IsADirectory { .. })
+    ));
+    assert!(matches!(
+        fs.open_blocks("/c.img"),
+        Err(FsError::NotFound { .. })
+    ));
+    fs.flush().unwrap();
+    // The path calls see what went straight to the device, and the other file is intact.
+    let mut buf = vec![0; 65536];
+    fs.read_at("/a.img", 2048, &mut buf).unwrap();
+    assert_eq!(buf, want[2048..2048 + 65536]);
+    assert_eq!(fs.read("/b.img", LIMIT).unwrap(), b);
+    // Rewritten (its clusters freed and taken again): the open file follows.
+    fs.write("/a.img", &pattern(4096)[..]).unwrap();
+    let mut buf = vec![0; 1024];
+    fs.read_blocks_at(&mut file, 1024, &mut buf).unwrap();
+    assert_eq!(buf, pattern(4096)[1024..2048]);
+    assert_eq!(file.size(), 4096);
+    assert!(matches!(
+        fs.read_blocks_at(&mut file, 4096, &mut buf),
+        Err(FsError::OutOfRange { size: 4096, .. })
+    ));
+    let mut disk = fs.unmount().unwrap().into_inner();
+    assert_eq!(read_with_fatfs(&mut disk, "a.img"), pattern(4096));
+    assert_eq!(read_with_fatfs(&mut disk, "b.img"), b);
+}
