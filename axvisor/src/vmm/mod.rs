@@ -21,7 +21,7 @@ use core::fmt;
 const TIME_SLICE: Duration = Duration::from_millis(10);
 use arch_platform::Platform;
 use axvm::{ArchPlatform, PlatformVm, VcpuEvent, VmError, VmStatus, VmidAllocator};
-use axvmconfig::{HostFacts, MapKind, ProblemKind, ValidateContext, VmConfig};
+use axvmconfig::{HostFacts, MapKind, ValidateContext, VmConfig};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Mutex;
 
@@ -134,7 +134,7 @@ fn load_configs(pcpus: usize, host: &HostFacts) -> Vec<(VmSource, VmConfig)> {
     check_set(ok)
 }
 
-/// The link checks across the VMs to run ([`axvmconfig::validate_many`]): each link a
+/// The link checks across the VMs to run ([`axvmconfig::validate_links`]): each link a
 /// present peer declares back with the same size. A problem is printed against the file of
 /// the VM it is about (the later one of the pair) as [`check_config`] prints the per-VM
 /// ones, and that VM is skipped. A host range given to two VMs is left to the build, whose
@@ -142,17 +142,11 @@ fn load_configs(pcpus: usize, host: &HostFacts) -> Vec<(VmSource, VmConfig)> {
 /// N`), as for a VM created later from the shell.
 fn check_set(configs: Vec<(VmSource, VmConfig)>) -> Vec<(VmSource, VmConfig)> {
     let set: Vec<VmConfig> = configs.iter().map(|(_, c)| c.clone()).collect();
-    let Err(problems) = axvmconfig::validate_many(&set) else {
+    let Err(problems) = axvmconfig::validate_links(&set) else {
         return configs;
     };
     let mut bad = alloc::vec![false; configs.len()];
-    let links = problems.into_iter().filter(|p| {
-        matches!(
-            p.kind,
-            ProblemKind::LinkNotDeclared { .. } | ProblemKind::LinkSizeMismatch { .. }
-        )
-    });
-    for p in links {
+    for p in problems {
         let Some(vm) = p.vm().filter(|&vm| vm < configs.len()) else {
             continue;
         };
