@@ -54,9 +54,11 @@ pub struct Entry<T> {
 }
 
 impl<T: Copy> Entry<T> {
-    /// The cached value if `key` matches and guest memory is unchanged.
+    /// The cached value if `key` matches and guest memory is unchanged. A reference: the
+    /// caller reads the fields it needs where they are (an `Option<T>` by value was
+    /// materialized on the stack and copied whole, on every hit).
     #[inline(always)]
-    pub fn get(&self, key: &Key) -> Option<T> {
+    pub fn get(&self, key: &Key) -> Option<&T> {
         if self.key != *key {
             return None;
         }
@@ -81,7 +83,7 @@ impl<T: Copy> Entry<T> {
             7 => d(0) | d(1) | d(2) | d(3) | d(4) | d(5) | d(6),
             _ => d(0) | d(1) | d(2) | d(3) | d(4) | d(5) | d(6) | d(7),
         };
-        (differ == 0).then_some(self.value)
+        (differ == 0).then_some(&self.value)
     }
 }
 
@@ -100,7 +102,7 @@ impl<T: Copy> Cache<T> {
 
     /// The cached value for `key` if there is one and nothing it depended on changed.
     #[inline(always)]
-    pub fn get(&self, key: &Key) -> Option<T> {
+    pub fn get(&self, key: &Key) -> Option<&T> {
         self.0.as_ref().and_then(|e| e.get(key))
     }
 
@@ -361,7 +363,7 @@ mod tests {
         let decode = |b: &[u8]| insn::decode(b, key.mode).ok().map(|i| (i, i.len));
         let i = mmio.fill(&key, &ram, decode).unwrap();
         assert_eq!(i.len, 3);
-        assert_eq!(mmio.get(&key), Some(i));
+        assert_eq!(mmio.get(&key), Some(&i));
         mmio.clear();
         assert!(mmio.get(&key).is_none());
         // Nothing decodable: nothing cached.
@@ -373,16 +375,16 @@ mod tests {
         let f = code.fill(&key, &ram, Fetched::of).unwrap();
         assert_eq!(f.len, MAX_INSN_LEN as u8);
         assert_eq!(&f.as_slice()[..3], [0x8a, 0x43, 0x05]);
-        assert_eq!(code.get(&key), Some(f));
+        assert_eq!(code.get(&key), Some(&f));
         ram.bytes()[0x10e] = 0x90;
         assert!(code.get(&key).is_none());
         let f = code.fill(&key, &ram, Fetched::of).unwrap();
         assert_eq!(f.as_slice()[14], 0x90);
-        assert_eq!(code.get(&key), Some(f));
+        assert_eq!(code.get(&key), Some(&f));
         // A fetch cut short by the end of the guest's RAM keeps what it got.
         let end = Key { rip: 0x3ff8, ..key };
         let f = code.fill(&end, &ram, Fetched::of).unwrap();
         assert_eq!(f.len, 8);
-        assert_eq!(code.get(&end), Some(f));
+        assert_eq!(code.get(&end), Some(&f));
     }
 }

@@ -1291,12 +1291,20 @@ impl VmxVCpu {
         }
     }
 
-    /// Fetches and decodes the instruction at `key` (its RIP) and caches the result; `None`
-    /// if it cannot be fetched or is not an MMIO access the vCPU emulates.
-    fn decode_mmio(&mut self, key: &insn_cache::Key) -> Option<insn::MmioAccess> {
+    /// An EPT violation by a data access whose instruction is not in the cache: the
+    /// instruction at `key` (its RIP) fetched, decoded and cached, then the access as on a
+    /// hit; `fault` for the VMM if it cannot be fetched or is not an MMIO access the vCPU
+    /// emulates. Out of line, and the whole rest of the exit with it, so that a hit's
+    /// [`insn::MmioAccess`] stays in registers (a value shared by the two paths went
+    /// through memory, copied twice).
+    #[inline(never)]
+    fn mmio_miss(&mut self, key: &insn_cache::Key, gpa: u64, fault: VmExit) -> Option<VmExit> {
         let mem = EptMemory::new(self.eptp_root());
         let decode = |b: &[u8]| insn::MmioAccess::decode(b, key.mode);
-        self.insn_cache.fill(key, &mem, decode)
+        match self.insn_cache.fill(key, &mem, decode) {
+            Some(a) => self.mmio_access(gpa, key.rip, a),
+            None => Some(fault),
+        }
     }
 
     #[inline(always)]
@@ -1332,10 +1340,16 @@ impl VmxVCpu {
             mode,
             cs_base,
         };
-        let cached = self.insn_cache.get(&key);
-        let Some(a) = cached.or_else(|| self.decode_mmio(&key)) else {
-            return Some(fault);
-        };
+        match self.insn_cache.get(&key) {
+            Some(&a) => self.mmio_access(gpa, rip, a),
+            None => self.mmio_miss(&key, gpa, fault),
+        }
+    }
+
+    /// The MMIO access `a` (the instruction at `rip`) at guest-physical `gpa`: an exit for
+    /// the VMM, or the local APIC's access done here.
+    #[inline(always)]
+    fn mmio_access(&mut self, gpa: u64, rip: u64, a: insn::MmioAccess) -> Option<VmExit> {
         if self.pc.is_some() && pc::in_xapic_page(gpa) {
             return self.xapic_access(gpa, a);
         }

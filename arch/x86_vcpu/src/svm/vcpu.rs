@@ -318,7 +318,7 @@ impl SvmVCpu {
     /// The bytes at RIP (as many as the guest's pages give, up to 15), cached.
     fn fetch(&mut self) -> Option<Fetched> {
         let key = self.insn_key();
-        let cached = self.code_cache.get(&key);
+        let cached = self.code_cache.get(&key).copied();
         cached.or_else(|| self.code_cache.fill(&key, &self.memory(), Fetched::of))
     }
 
@@ -349,20 +349,28 @@ impl SvmVCpu {
         Some(m.len)
     }
 
-    /// The MMIO instruction at RIP, from the cache ([`Self::mmio_miss`] on a miss).
-    #[inline(always)]
-    fn mmio_insn(&mut self) -> Option<MmioAccess> {
-        let cached = self.mmio_cache.get(&self.insn_key());
-        cached.or_else(|| self.mmio_miss())
-    }
-
-    /// The MMIO instruction at RIP fetched, decoded and cached; `None` if it cannot be
-    /// fetched or is not an MMIO access the vCPU emulates.
+    /// A nested page fault by a data access whose instruction is not in the cache: the
+    /// instruction at RIP fetched, decoded and cached, then the access as on a hit; a
+    /// nested fault for the VMM if it cannot be fetched or is not an MMIO access the vCPU
+    /// emulates. Out of line, and the whole rest of the exit with it, so that a hit's
+    /// [`MmioAccess`] stays in registers (a value shared by the two paths went through
+    /// memory, copied twice).
     #[inline(never)]
-    fn mmio_miss(&mut self) -> Option<MmioAccess> {
+    fn mmio_miss(&mut self, npf: NpfInfo, raw: u64) -> Option<VmExit> {
         let key = self.insn_key();
         let decode = |b: &[u8]| MmioAccess::decode(b, key.mode);
-        self.mmio_cache.fill(&key, &self.memory(), decode)
+        match self.mmio_cache.fill(&key, &self.memory(), decode) {
+            Some(a) => self.mmio_access(raw, a),
+            None => Some(Self::npf_exit(npf, raw)),
+        }
+    }
+
+    /// The nested fault the VMM gets for `npf` at guest-physical `raw`.
+    fn npf_exit(npf: NpfInfo, raw: u64) -> VmExit {
+        VmExit::NestedPageFault {
+            gpa: GuestPhysAddr::new(raw as usize),
+            access: crate::exit::fault_access(npf.fetch, npf.write),
+        }
     }
 
     /// The length of the instruction at RIP, known to be `op` (the exit says so): its
@@ -1068,16 +1076,20 @@ impl SvmVCpu {
     fn nested_page_fault(&mut self, info1: u64, raw: u64) -> Option<VmExit> {
         self.store_rip = None;
         let npf = NpfInfo::decode(info1);
+        if !npf.is_data_access() {
+            return Some(Self::npf_exit(npf, raw));
+        }
+        match self.mmio_cache.get(&self.insn_key()) {
+            Some(&a) => self.mmio_access(raw, a),
+            None => self.mmio_miss(npf, raw),
+        }
+    }
+
+    /// The MMIO access `a` (the instruction at RIP) at guest-physical `raw`: an exit for
+    /// the VMM, or the local APIC's access done here.
+    #[inline(always)]
+    fn mmio_access(&mut self, raw: u64, a: MmioAccess) -> Option<VmExit> {
         let gpa = GuestPhysAddr::new(raw as usize);
-        let decoded = if npf.is_data_access() {
-            self.mmio_insn()
-        } else {
-            None
-        };
-        let Some(a) = decoded else {
-            let access = crate::exit::fault_access(npf.fetch, npf.write);
-            return Some(VmExit::NestedPageFault { gpa, access });
-        };
         let rip = self.rd(save::RIP);
         let next = rip.wrapping_add(u64::from(a.insn.len));
         if self.pc.is_some() && pc::in_xapic_page(raw) {

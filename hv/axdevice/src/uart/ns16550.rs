@@ -243,26 +243,11 @@ impl Ns16550 {
             _ => Err(DeviceError::BadOffset),
         }
     }
-}
 
-impl MmioDevice for Ns16550 {
-    fn name(&self) -> &str {
-        "ns16550"
-    }
-
-    fn size(&self) -> usize {
-        self.size
-    }
-
-    fn read(&self, offset: usize, width: AccessWidth) -> Result<u64, DeviceError> {
-        self.check(offset, width)?;
-        if offset == LSR {
-            let lsr = self.lsr.load(Ordering::Relaxed);
-            if lsr & LSR_OE == 0 {
-                // Nothing for the read to clear.
-                return Ok(u64::from(lsr));
-            }
-        }
+    /// A register read under the lock (every read but LSR's with nothing to clear): out
+    /// of line, so that the lock-free LSR read of a polling guest stays small.
+    #[inline(never)]
+    fn read_locked(&self, offset: usize) -> u8 {
         let mut s = self.state.lock();
         let value = match offset {
             RBR_THR_DLL if s.dlab() => s.dll,
@@ -297,7 +282,29 @@ impl MmioDevice for Ns16550 {
             }
         };
         self.publish_lsr(&s);
-        Ok(u64::from(value))
+        value
+    }
+}
+
+impl MmioDevice for Ns16550 {
+    fn name(&self) -> &str {
+        "ns16550"
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn read(&self, offset: usize, width: AccessWidth) -> Result<u64, DeviceError> {
+        self.check(offset, width)?;
+        if offset == LSR {
+            let lsr = self.lsr.load(Ordering::Relaxed);
+            if lsr & LSR_OE == 0 {
+                // Nothing for the read to clear.
+                return Ok(u64::from(lsr));
+            }
+        }
+        Ok(u64::from(self.read_locked(offset)))
     }
 
     fn write(&self, offset: usize, width: AccessWidth, value: u64) -> Result<(), DeviceError> {
