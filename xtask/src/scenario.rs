@@ -153,6 +153,11 @@ struct ScenarioFile {
     /// (what VMs wrote through virtio-blk reached the image file).
     #[serde(default)]
     disk_after: Vec<DiskAfter>,
+    /// Files of zeros put on the disk (path from the volume's root -> size in bytes): the
+    /// empty images VMs' virtio-blk devices are backed by, made when the disk is staged
+    /// instead of kept in the repository.
+    #[serde(default)]
+    disk_zeroed: BTreeMap<String, u64>,
 }
 
 /// A `[[disk_after]]` entry: file `file` on the disk image holds `contains`.
@@ -186,6 +191,10 @@ pub enum VmsFrom {
     Disk,
 }
 
+/// The largest file of zeros a scenario may put on its disk (`disk_zeroed`), 64 MiB: the
+/// disk image is written out for every run.
+pub const MAX_ZEROED: u64 = 64 << 20;
+
 /// A scenario's disk: the directory its image is made from, and how it is attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScenarioDisk {
@@ -197,6 +206,8 @@ pub struct ScenarioDisk {
     pub guests: Vec<String>,
     /// What the image holds after the run (`disk_after`).
     pub after: Vec<DiskAfter>,
+    /// Files of zeros added to it: path from the volume's root and size (`disk_zeroed`).
+    pub zeroed: Vec<(String, u64)>,
 }
 
 /// One `[[steps]]` entry as written.
@@ -357,6 +368,19 @@ impl Scenario {
         if file.disk_after.iter().any(|a| a.contains.is_empty()) {
             bail!("field `disk_after`: `contains` is an empty string");
         }
+        for (path, &bytes) in &file.disk_zeroed {
+            let parts_ok = path
+                .split('/')
+                .all(|p| !p.is_empty() && p != "." && p != "..");
+            if !parts_ok {
+                bail!("field `disk_zeroed`: {path:?} is not a path from the volume's root (`dir/name.img`)");
+            }
+            if bytes == 0 || bytes > MAX_ZEROED {
+                bail!("field `disk_zeroed`: {path:?}: {bytes} bytes; give 1 to {MAX_ZEROED}");
+            }
+        }
+        // Files of zeros alone are a disk too.
+        let on_disk = on_disk || !file.disk_zeroed.is_empty();
         let disk = match (file.disk, file.disk_as) {
             (None, None) if file.disk_guests.is_empty() && !on_disk => {
                 if !file.disk_after.is_empty() {
@@ -395,6 +419,7 @@ impl Scenario {
                     attach,
                     guests: file.disk_guests,
                     after: file.disk_after,
+                    zeroed: file.disk_zeroed.into_iter().collect(),
                 })
             }
         };
@@ -881,7 +906,7 @@ fn build_disk(scenario: &Scenario, log_path: &Path) -> Result<Option<(DiskAs, Pa
 }
 
 /// Fills directory `to` (emptied first) with what `disk` puts on the disk: its directory's
-/// tree, and its guests' images (built for `arch`) under `images/`.
+/// tree, its files of zeros, and its guests' images (built for `arch`) under `images/`.
 fn stage_disk(disk: &ScenarioDisk, arch: Arch, to: &Path) -> Result<()> {
     fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
@@ -907,6 +932,15 @@ fn stage_disk(disk: &ScenarioDisk, arch: Arch, to: &Path) -> Result<()> {
         None => {
             std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?
         }
+    }
+    for (path, bytes) in &disk.zeroed {
+        let file = to.join(path);
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        File::create(&file)
+            .and_then(|f| f.set_len(*bytes))
+            .with_context(|| format!("field `disk_zeroed`: making {}", file.display()))?;
     }
     if !disk.guests.is_empty() {
         let images = to.join("images");
@@ -1701,6 +1735,48 @@ mod tests {
     }
 
     #[test]
+    fn files_of_zeros_are_made_when_the_disk_is_staged() {
+        let s = parse(
+            "arch = \"aarch64\"\ndisk_zeroed = { \"lblk.img\" = 4_194_304, \"d/z.img\" = 512 }\n\
+             expect = [\"x\"]\n",
+        )
+        .unwrap();
+        let disk = s.disk.unwrap();
+        assert_eq!(disk.from, None);
+        assert_eq!(disk.attach, DiskAs::Virtio);
+        assert_eq!(
+            disk.zeroed,
+            [
+                ("d/z.img".to_owned(), 512),
+                ("lblk.img".to_owned(), 4 << 20)
+            ]
+        );
+        let to = std::env::temp_dir().join(format!("xtask-zeroed-{}", std::process::id()));
+        stage_disk(&disk, Arch::Aarch64, &to).unwrap();
+        let lblk = std::fs::read(to.join("lblk.img")).unwrap();
+        assert!(lblk.len() == 4 << 20 && lblk.iter().all(|&b| b == 0));
+        assert_eq!(std::fs::read(to.join("d/z.img")).unwrap(), [0; 512]);
+        std::fs::remove_dir_all(&to).unwrap();
+        for (zeroed, error) in [
+            (
+                "{ \"/a.img\" = 512 }",
+                "is not a path from the volume's root",
+            ),
+            (
+                "{ \"../a.img\" = 512 }",
+                "is not a path from the volume's root",
+            ),
+            ("{ \"a.img\" = 0 }", "0 bytes; give 1 to 67108864"),
+            ("{ \"a.img\" = 67108865 }", "67108865 bytes"),
+        ] {
+            let e = error_of(&format!(
+                "arch = \"aarch64\"\ndisk_zeroed = {zeroed}\nexpect = [\"x\"]\n"
+            ));
+            assert!(e.contains(error), "{e}");
+        }
+    }
+
+    #[test]
     fn disks_are_directories_attached_by_qemu() {
         let s =
             parse("arch = \"riscv64\"\ndisk = \"tests/disks/files\"\nexpect = [\"x\"]\n").unwrap();
@@ -1760,6 +1836,7 @@ mod tests {
                 file: file.to_owned(),
                 contains: contains.to_owned(),
             }],
+            zeroed: Vec::new(),
         };
         assert_eq!(check_disk_after(None, &image), Ok(()));
         assert_eq!(

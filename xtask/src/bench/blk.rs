@@ -1,5 +1,5 @@
 //! virtio-blk throughput against a RAM disk: the Linux VM `configs/vms/<arch>-linux-blkbench.toml`
-//! (one virtio-blk over `/lblk.img` on the hypervisor's disk, `tests/disks/linux-blk`) runs
+//! (one virtio-blk over `/lblk.img`, 4 MiB of zeros on the hypervisor's disk) runs
 //! `guests/linux/blkbench.sh`, which times the same `dd` of 2 MiB to and from a tmpfs file
 //! and to and from `/dev/vda` (direct I/O) with the kernel's monotonic clock, under
 //! `-icount shift=0` (a guest nanosecond is an instruction, so the figures do not depend on
@@ -20,8 +20,9 @@ use crate::util;
 const VM_NAME: &str = "linux";
 /// The emulator's `-icount` arguments.
 const ICOUNT_ARGS: [&str; 2] = ["-icount", "shift=0"];
-/// The directory the hypervisor's disk is made from (it holds `lblk.img`).
-const DISK_DIR: &str = "tests/disks/linux-blk";
+/// The file of zeros on the hypervisor's disk the VM's virtio-blk is backed by, and its
+/// size (as the `*-linux-virtio-blk` scenarios' `disk_zeroed`).
+const DISK_FILE: (&str, u64) = ("lblk.img", 4 << 20);
 /// What the script prints before each figure.
 const TAG: &str = "BLKBENCH ";
 
@@ -141,7 +142,7 @@ pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
     let image = bench.build()?;
     let gic = (arch == Arch::Aarch64).then_some(Gic::V3);
     let disk = ScenarioDisk {
-        from: Some(util::repo_root().join(DISK_DIR)),
+        from: None,
         attach: if arch == Arch::X86_64 {
             DiskAs::Initrd
         } else {
@@ -149,6 +150,7 @@ pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
         },
         guests: Vec::new(),
         after: Vec::new(),
+        zeroed: vec![(DISK_FILE.0.to_owned(), DISK_FILE.1)],
     };
     let scenarios = (1..=runs)
         .map(|i| {
