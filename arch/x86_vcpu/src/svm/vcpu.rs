@@ -1246,6 +1246,7 @@ impl ArchVCpu for SvmVCpu {
         }
     }
 
+    #[inline(always)]
     fn complete_mmio_read(&mut self, value: u64) {
         if let Some(Waiting::Load { merge, next }) = self.waiting.take() {
             let old = self.gpr(merge.dest);
