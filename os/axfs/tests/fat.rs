@@ -322,6 +322,51 @@ impl BlockDevice for Failing {
     }
 }
 
+/// A disk that counts the read requests it serves.
+struct Counting {
+    disk: RamDisk<Vec<u8>>,
+    reads: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl BlockDevice for Counting {
+    fn block_count(&self) -> u64 {
+        self.disk.block_count()
+    }
+    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.reads.set(self.reads.get() + 1);
+        self.disk.read_blocks(first, buf)
+    }
+    fn write_blocks(&mut self, first: u64, buf: &[u8]) -> Result<(), BlockError> {
+        self.disk.write_blocks(first, buf)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        Ok(())
+    }
+}
+
+/// A whole-file read (a guest kernel loaded at VM create) goes to the device in one request
+/// per run of consecutive blocks plus the FAT blocks of its chain, not one request per
+/// block: under an emulator each request is a round trip through the device model.
+#[test]
+fn a_whole_file_is_read_in_one_request_per_run_not_per_block() {
+    // 3 MB and a partial last block, one cluster (512 bytes) a FAT entry: 5860 blocks,
+    // whose chain fills 46 FAT blocks.
+    let kernel = pattern(3_000_123);
+    let reads = std::rc::Rc::new(std::cell::Cell::new(0));
+    let disk = Counting {
+        disk: RamDisk::new(image(MIN_MIB, &[], &[("Image.bin", &kernel)])),
+        reads: reads.clone(),
+    };
+    let mut fs = FileSystem::mount(disk).unwrap();
+    let before = reads.get();
+    assert_eq!(fs.read("/Image.bin", LIMIT).unwrap(), kernel);
+    let used = reads.get() - before;
+    assert!(used < 64, "{used} read requests for 5860 blocks");
+    let mut ram = vec![0u8; kernel.len()];
+    assert_eq!(fs.read_into("/Image.bin", &mut ram), Ok(kernel.len()));
+    assert_eq!(ram, kernel);
+}
+
 #[test]
 fn device_errors_come_back_typed() {
     let disk = RamDisk::new(image(MIN_MIB, &[], &[("a.bin", &pattern(100_000))]));
