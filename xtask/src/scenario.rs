@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -37,8 +38,18 @@ pub const LINGER: Duration = Duration::from_millis(1000);
 /// the last expected line (a VM's exit counts, the shell's prompt, a panic in a teardown)
 /// comes in one burst, and the hypervisor then waits at its prompt.
 pub const QUIET: Duration = Duration::from_millis(250);
-/// How many scenarios run at the same time.
+/// How many scenarios run at the same time on a busy machine (CI has two cores).
 pub const WORKERS: usize = 2;
+/// How many run at the same time at most: beyond [`WORKERS`] another one starts only after
+/// a look at the machine found about a core idle ([`IDLE_TO_START`] over [`IDLE_SAMPLE`]):
+/// many scenarios wait more than they compute (a guest's timer, the shell's round trips,
+/// Linux's delays), and one that waits leaves its core to the others.
+pub const MAX_WORKERS: usize = 4;
+/// How long an extra worker looks at the machine's idle time before it decides.
+pub const IDLE_SAMPLE: Duration = Duration::from_millis(500);
+/// How many cores must have been idle over [`IDLE_SAMPLE`] for an extra worker to start a
+/// scenario.
+pub const IDLE_TO_START: f64 = 0.9;
 
 /// The scenario directory, relative to the repository root.
 pub fn scenario_dir() -> PathBuf {
@@ -641,12 +652,13 @@ impl Images {
         self.changed.notify_all();
     }
 
-    /// Takes the first scenario of `queue` whose image is built (or will never be),
-    /// waiting for one if need be, with its image (`None`: it was not built). `None` when
-    /// the queue is empty or a build failed.
+    /// Takes the first scenario of `queue` whose image is built (or will never be), or
+    /// with `last` the last one, waiting for one if need be, with its image (`None`: it was
+    /// not built). `None` when the queue is empty or a build failed.
     fn next<'a>(
         &self,
         queue: &Mutex<Vec<&'a Scenario>>,
+        last: bool,
     ) -> Option<(&'a Scenario, Option<PathBuf>)> {
         let mut state = self.state();
         loop {
@@ -657,9 +669,12 @@ impl Images {
             if queue.is_empty() {
                 return None;
             }
-            let ready = queue
-                .iter()
-                .position(|s| state.finished || state.built.contains_key(&s.image_key()));
+            let is_ready =
+                |s: &&Scenario| state.finished || state.built.contains_key(&s.image_key());
+            let ready = match last {
+                false => queue.iter().position(is_ready),
+                true => queue.iter().rposition(is_ready),
+            };
             if let Some(i) = ready {
                 let scenario = queue.remove(i);
                 return Some((scenario, state.built.get(&scenario.image_key()).cloned()));
@@ -668,6 +683,71 @@ impl Images {
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
     }
+
+    /// Whether no scenario will be taken any more (the queue is empty, or a build failed).
+    fn over(&self, queue: &Mutex<Vec<&Scenario>>) -> bool {
+        self.state().failed || queue.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+}
+
+/// The machine's idle CPU time between two looks, from `/proc/stat` (all cores).
+#[derive(Default)]
+struct IdleCpu {
+    /// The idle ticks at the last look, and when.
+    last: Mutex<Option<(u64, Instant)>>,
+}
+
+impl IdleCpu {
+    /// How many cores were idle on average since the last look (by any worker); 0 at the
+    /// first look, or without `/proc/stat`.
+    fn cores_idle(&self) -> f64 {
+        let Some(idle) = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| idle_ticks(&stat))
+        else {
+            return 0.0;
+        };
+        let now = Instant::now();
+        let previous = self
+            .last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace((idle, now));
+        match previous {
+            Some((before, then)) if now > then => {
+                // Linux counts 100 ticks a second per core.
+                idle.saturating_sub(before) as f64 / 100.0 / (now - then).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// Waits until a look finds [`IDLE_TO_START`] cores idle (true), looking every
+    /// [`IDLE_SAMPLE`]; false once no scenario is left to take.
+    fn wait_for_a_core(&self, images: &Images, queue: &Mutex<Vec<&Scenario>>) -> bool {
+        loop {
+            std::thread::sleep(IDLE_SAMPLE);
+            if images.over(queue) {
+                return false;
+            }
+            if self.cores_idle() >= IDLE_TO_START {
+                return true;
+            }
+        }
+    }
+}
+
+/// The idle and I/O-wait ticks of all cores in `/proc/stat`'s text (its `cpu` line).
+fn idle_ticks(stat: &str) -> Option<u64> {
+    let mut fields = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace();
+    // user nice system idle iowait ...
+    let idle: u64 = fields.nth(3)?.parse().ok()?;
+    let iowait: u64 = fields.next()?.parse().ok()?;
+    Some(idle + iowait)
 }
 
 /// The order the scenarios run in: the longest time limits first (the slow Linux and
@@ -699,7 +779,8 @@ pub fn run_while_building(scenarios: &[Scenario], images: &Images) -> Result<Vec
     let pending: Vec<&Scenario> = scenarios.iter().filter(|s| s.pending.is_some()).collect();
     let runnable = scenarios.len() - pending.len();
     println!(
-        "running {runnable} scenario(s), {WORKERS} at a time, skipping {} pending; logs in {}",
+        "running {runnable} scenario(s), {WORKERS} at a time (up to {MAX_WORKERS} while a core \
+         is idle), skipping {} pending; logs in {}",
         pending.len(),
         logs.display()
     );
@@ -709,12 +790,22 @@ pub fn run_while_building(scenarios: &[Scenario], images: &Images) -> Result<Vec
         outcomes.push(outcome);
     }
     let (tx, rx) = mpsc::channel::<Outcome>();
+    let idle = IdleCpu::default();
+    let on_idle = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        for _ in 0..WORKERS.min(runnable) {
+        for worker in 0..MAX_WORKERS.min(runnable) {
             let tx = tx.clone();
-            let (queue, logs) = (&queue, &logs);
+            let (queue, logs, idle, on_idle) = (&queue, &logs, &idle, &on_idle);
+            // The extra workers take the shortest time limits, from the queue's end.
+            let extra = worker >= WORKERS;
             scope.spawn(move || {
-                while let Some((scenario, image)) = images.next(queue) {
+                while !extra || idle.wait_for_a_core(images, queue) {
+                    let Some((scenario, image)) = images.next(queue, extra) else {
+                        break;
+                    };
+                    if extra {
+                        on_idle.fetch_add(1, Ordering::Relaxed);
+                    }
                     let outcome = match image {
                         Some(image) => run_one(scenario, &image, logs),
                         None => Outcome {
@@ -742,6 +833,10 @@ pub fn run_while_building(scenarios: &[Scenario], images: &Images) -> Result<Vec
         }
     });
     println!("{}", usage_line(&outcomes));
+    println!(
+        "{} of them started beside the first {WORKERS}, on an idle core",
+        on_idle.into_inner()
+    );
     outcomes.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(outcomes)
 }
@@ -2068,6 +2163,24 @@ mod runner_tests {
     }
 
     #[test]
+    fn idle_time_is_read_from_proc_stat() {
+        let stat = "cpu  4705 356 584 3699 23 0 19 0 0 0\ncpu0 1393 280 234 1853 14 0 0 0 0 0\n";
+        assert_eq!(idle_ticks(stat), Some(3722));
+        assert_eq!(idle_ticks("cpu0 1 2 3 4 5\n"), None);
+        assert_eq!(idle_ticks("cpu  1 2 3\n"), None);
+        let idle = IdleCpu::default();
+        assert_eq!(
+            idle.cores_idle(),
+            0.0,
+            "the first look has nothing to compare"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        let cores = idle.cores_idle();
+        let max = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert!((0.0..=max as f64 + 0.5).contains(&cores), "{cores}");
+    }
+
+    #[test]
     fn cpu_time_is_read_from_proc_stat() {
         let stat = "4242 (qemu-system-a) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
                     250 31 0 0 20 0 5 0 100 0 0";
@@ -2227,13 +2340,14 @@ mod runner_tests {
         let images = Images::default();
         let queue = Mutex::new(run_order(&all));
         images.publish(quick.image_key(), PathBuf::from("a.bin"));
-        let (first, image) = images.next(&queue).unwrap();
+        let (first, image) = images.next(&queue, false).unwrap();
         assert_eq!(
             (first.name.as_str(), image),
             ("aarch64-quick", Some("a.bin".into()))
         );
         std::thread::scope(|scope| {
-            let waiter = scope.spawn(|| images.next(&queue).map(|(s, i)| (s.name.clone(), i)));
+            let waiter =
+                scope.spawn(|| images.next(&queue, false).map(|(s, i)| (s.name.clone(), i)));
             std::thread::sleep(Duration::from_millis(50));
             assert!(
                 !waiter.is_finished(),
@@ -2245,16 +2359,26 @@ mod runner_tests {
         });
         // The builds are over: the last one goes, without an image.
         images.finish();
-        let (last, image) = images.next(&queue).unwrap();
+        let (last, image) = images.next(&queue, false).unwrap();
         assert_eq!((last.name.as_str(), image), ("riscv64-quick", None));
-        assert!(images.next(&queue).is_none());
+        assert!(images.next(&queue, false).is_none());
+
+        // An extra worker takes from the end: the shortest time limit whose image is built.
+        let images = Images::default();
+        let queue = Mutex::new(run_order(&all));
+        images.publish(quick.image_key(), PathBuf::from("a.bin"));
+        images.publish(slow.image_key(), PathBuf::from("x.elf"));
+        let (tail, _) = images.next(&queue, true).unwrap();
+        assert_eq!(tail.name, "aarch64-quick");
+        assert!(!images.over(&queue));
 
         // After a failed build no scenario starts, even one whose image is there.
         let images = Images::default();
         let queue = Mutex::new(run_order(&all));
         images.publish(quick.image_key(), PathBuf::from("a.bin"));
         images.fail();
-        assert!(images.next(&queue).is_none());
+        assert!(images.next(&queue, false).is_none());
+        assert!(images.over(&queue));
     }
 
     #[test]
