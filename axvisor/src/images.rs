@@ -1,25 +1,28 @@
-//! The VMs built into the hypervisor image: their config files' text and the guest images
-//! they name, chosen at build time with `AXVISOR_VMS` (see `build.rs` and docs/guests.md).
+//! The VMs built into the hypervisor image: the VM set `cargo xtask build --vms` packed
+//! (`axvmpack`) and attached to the linked image, found at boot as the image payload
+//! (`axhal::platform::image_payload`); see docs/vm-config.md.
 
-/// One VM built into the image.
-pub struct EmbeddedVm {
-    /// The config file it came from, as given to the build (e.g.
-    /// `configs/vms/aarch64-hello.toml`).
-    pub file: &'static str,
-    /// The config file's text (TOML).
-    pub config: &'static str,
-    /// Every image the config's `[kernel]` names (`image`, `initrd.image`, `dtb.image`),
-    /// as (image name, contents), in that order.
-    pub images: &'static [(&'static str, &'static [u8])],
-}
+use alloc::vec::Vec;
+use axstd::println;
+use spin::Once;
 
-// Defines `pub static VMS: &[EmbeddedVm]`, one entry per config, in the order given.
-include!(concat!(env!("OUT_DIR"), "/vms.rs"));
+/// One VM built into the image: its config file's name and text and its images, borrowed
+/// from the image payload.
+pub type EmbeddedVm = axvmpack::PackedVm<'static>;
 
-/// The contents of image `name` of `vm`, if the config names it.
-pub fn image(vm: &EmbeddedVm, name: &str) -> Option<&'static [u8]> {
-    vm.images
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, bytes)| *bytes)
+static VMS: Once<Vec<EmbeddedVm>> = Once::new();
+
+/// The VMs built into the image, in the order given to the build; none when the image
+/// carries no VM set, or (reported once) when it cannot be read.
+pub fn vms() -> &'static [EmbeddedVm] {
+    VMS.call_once(|| {
+        let payload = axhal::platform::image_payload();
+        if payload.is_empty() {
+            return Vec::new();
+        }
+        axvmpack::decode(payload).unwrap_or_else(|e| {
+            println!("vms built into the image: {e}; none used");
+            Vec::new()
+        })
+    })
 }

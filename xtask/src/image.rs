@@ -12,10 +12,6 @@ use crate::{guests, util};
 
 /// The crate (and binary) name of the hypervisor.
 pub const HYPERVISOR_PACKAGE: &str = "axvisor";
-/// Read by `axvisor/build.rs`: the VM config files to build in, separated by `,`.
-pub const ENV_VMS: &str = "AXVISOR_VMS";
-/// Read by `axvisor/build.rs`: the directory of the guest images (`<name>.bin`).
-pub const ENV_GUEST_DIR: &str = "AXVISOR_GUEST_DIR";
 
 /// Offset of the arm64 Image header's magic number.
 const ARM64_MAGIC_OFFSET: usize = 0x38;
@@ -57,54 +53,48 @@ pub fn build(arch: Arch, vms: &VmSet) -> Result<HvImage> {
 /// Builds the hypervisor for `arch` (release profile) with the VMs in `vms` built in (the
 /// guest images must already be built).
 ///
-/// The image is copied from cargo's output ([`elf_path`]), which the next build (of this
-/// or another process) overwrites, to `target/images/<name>.elf` (and `.bin` on aarch64):
-/// the name is `<arch>-plain` without VMs, else the VM set's variant name.
+/// The hypervisor is compiled once per architecture: the VMs are packed (`axvmpack`) and
+/// attached to the linked image ([`crate::attach`]), so an image with other VMs costs no
+/// compiling. The image is written from cargo's output ([`elf_path`]), which the next build
+/// (of this or another process) overwrites, to `target/images/<name>.elf` (and `.bin` on
+/// aarch64): the name is `<arch>-plain` without VMs, else the VM set's variant name.
 pub fn build_hypervisor(arch: Arch, vms: &VmSet) -> Result<HvImage> {
     arch.ensure_supported()?;
     crate::toolchain::ensure()?;
-    let mut cmd = util::cargo();
-    cmd.args(["build", "-p", HYPERVISOR_PACKAGE, "--release", "--target"])
-        .arg(arch.triple());
-    if vms.is_empty() {
-        cmd.env_remove(ENV_VMS).env_remove(ENV_GUEST_DIR);
+    let payload = if vms.is_empty() {
+        None
     } else {
         let guest_dir = guests::image_dir(arch);
         crate::vmdisk::provide_real_guests(vms, arch, &guest_dir)?;
-        vms.check_images(&guest_dir)?;
         println!("VMs: {vms}");
-        cmd.env(ENV_VMS, vms.env_value())
-            .env(ENV_GUEST_DIR, &guest_dir);
-    }
-    let what = if vms.is_empty() {
-        format!("building the {arch} hypervisor")
-    } else {
-        format!("building the {arch} hypervisor with the VMs {vms}")
+        Some(vms.pack(&guest_dir)?)
     };
-    util::run(cmd).context(what)?;
+    let mut cmd = util::cargo();
+    cmd.args(["build", "-p", HYPERVISOR_PACKAGE, "--release", "--target"])
+        .arg(arch.triple());
+    util::run(cmd).with_context(|| format!("building the {arch} hypervisor"))?;
     let built = elf_path(arch);
-    ensure!(
-        built.is_file(),
-        "the build did not produce {}",
-        built.display()
-    );
+    let linked = std::fs::read(&built)
+        .with_context(|| format!("reading {} (the build's output)", built.display()))?;
     let dir = variant_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = if vms.is_empty() {
-        format!("{arch}-plain")
-    } else {
-        vms.variant_name(arch)
+    let (name, bytes) = match &payload {
+        None => (format!("{arch}-plain"), linked),
+        Some(payload) => (
+            vms.variant_name(arch),
+            crate::attach::attach(&linked, arch, payload)
+                .with_context(|| format!("attaching the VMs {vms} to {}", built.display()))?,
+        ),
     };
     let elf = dir.join(format!("{name}.elf"));
-    std::fs::copy(&built, &elf)
-        .with_context(|| format!("copying {} to {}", built.display(), elf.display()))?;
+    std::fs::write(&elf, &bytes).with_context(|| format!("writing {}", elf.display()))?;
     let boot = match arch {
         Arch::Aarch64 => elf.with_extension("bin"),
         _ => elf.clone(),
     };
     let image = HvImage { elf, boot };
     if arch == Arch::Aarch64 {
-        write_flat_binary(&built, &image.boot, Some(check_arm64_header))?;
+        write_flat_binary(&image.elf, &image.boot, Some(check_arm64_header))?;
     }
     println!("image: {}", image.boot.display());
     Ok(image)
@@ -141,8 +131,9 @@ pub fn check_arm64_header(image: &[u8]) -> Result<()> {
 
 /// One loadable segment of an ELF file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct LoadSegment {
-    paddr: u64,
+pub(crate) struct LoadSegment {
+    /// Its physical load address (`p_paddr`).
+    pub(crate) paddr: u64,
     offset: u64,
     filesz: u64,
 }
@@ -180,7 +171,7 @@ pub fn elf_to_flat_binary(elf: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// The `PT_LOAD` segments of an ELF64 little-endian file that have file contents.
-fn load_segments(elf: &[u8]) -> Result<Vec<LoadSegment>> {
+pub(crate) fn load_segments(elf: &[u8]) -> Result<Vec<LoadSegment>> {
     const PT_LOAD: u32 = 1;
     ensure!(elf.get(0..4) == Some(&b"\x7fELF"[..]), "not an ELF file");
     ensure!(elf.get(4) == Some(&2), "not a 64-bit ELF file");
@@ -214,7 +205,7 @@ fn load_segments(elf: &[u8]) -> Result<Vec<LoadSegment>> {
     Ok(segments)
 }
 
-fn slice(bytes: &[u8], offset: u64, len: u64) -> Result<&[u8]> {
+pub(crate) fn slice(bytes: &[u8], offset: u64, len: u64) -> Result<&[u8]> {
     let start = usize::try_from(offset)?;
     let end = start
         .checked_add(usize::try_from(len)?)
@@ -227,28 +218,28 @@ fn slice(bytes: &[u8], offset: u64, len: u64) -> Result<&[u8]> {
     })
 }
 
-fn read_u16(bytes: &[u8], offset: u64) -> Result<u16> {
+pub(crate) fn read_u16(bytes: &[u8], offset: u64) -> Result<u16> {
     let b = slice(bytes, offset, 2)?;
     Ok(u16::from_le_bytes([b[0], b[1]]))
 }
 
-fn read_u32(bytes: &[u8], offset: u64) -> Result<u32> {
+pub(crate) fn read_u32(bytes: &[u8], offset: u64) -> Result<u32> {
     let b = slice(bytes, offset, 4)?;
     Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-fn read_u64(bytes: &[u8], offset: u64) -> Result<u64> {
+pub(crate) fn read_u64(bytes: &[u8], offset: u64) -> Result<u64> {
     let mut b = [0u8; 8];
     b.copy_from_slice(slice(bytes, offset, 8)?);
     Ok(u64::from_le_bytes(b))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Builds an ELF64 LE file whose program headers are `(p_type, paddr, data, memsz)`.
-    fn synthetic_elf(segments: &[(u32, u64, &[u8], u64)]) -> Vec<u8> {
+    pub(crate) fn synthetic_elf(segments: &[(u32, u64, &[u8], u64)]) -> Vec<u8> {
         let phoff = 64u64;
         let mut data_off = phoff + 56 * segments.len() as u64;
         let mut elf = vec![0u8; 64];

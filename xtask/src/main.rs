@@ -3,6 +3,7 @@
 //! Every action a person or CI performs is a verb here; see `docs/xtask.md`.
 
 mod arch;
+mod attach;
 mod bench;
 mod bochs;
 mod ci;

@@ -1,9 +1,7 @@
-//! Which guest images a VM config names, and where their files are.
-//!
-//! Shared, through `#[path]`, by `cargo xtask` (which checks a VM set before building) and
-//! by `axvisor/build.rs` (which embeds the configs and images into the hypervisor), so both
-//! read configs the same way. It therefore uses only `std` and `toml`, and reads the config
-//! loosely as a `toml::Value`: the strict checks are `axvmconfig`'s job.
+//! Which guest images a VM config names, and where their files are: used to pack the VMs
+//! an image carries ([`crate::vmset::VmSet::pack`]) and to put VMs on a scenario's disk
+//! ([`crate::vmdisk`]). It reads the config loosely as a `toml::Value`: the strict checks
+//! are `axvmconfig`'s job.
 
 use std::path::{Path, PathBuf};
 

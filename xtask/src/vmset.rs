@@ -1,11 +1,13 @@
-//! The VM configs built into one hypervisor image (a scenario's `vms`, `run --vm`), the
-//! name of that image, and the order in which the images a test run needs are built.
+//! The VM configs built into one hypervisor image (a scenario's `vms`, `run --vm`), packed
+//! for attaching to the image, the name of that image, and the order in which the images a
+//! test run needs are built.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use axvmpack::PackedVm;
 
 use crate::arch::Arch;
 use crate::{realguest, util, vmembed};
@@ -25,16 +27,13 @@ impl VmSet {
     }
 
     /// VM configs given relative to `root` (as scenario files give them). Each must be an
-    /// existing file; a `,` is refused (it separates the files in `AXVISOR_VMS`).
+    /// existing file.
     pub fn from_root_relative(root: &Path, files: &[String]) -> Result<Self> {
         let mut set = Vec::new();
         for (i, file) in files.iter().enumerate() {
             let file = file.strip_prefix("./").unwrap_or(file);
             if file.is_empty() {
                 bail!("entry {i} is an empty string");
-            }
-            if file.contains(',') {
-                bail!("entry {i} ({file:?}): a VM config path must not contain ','");
             }
             if !root.join(file).is_file() {
                 bail!(
@@ -73,11 +72,6 @@ impl VmSet {
         &self.0
     }
 
-    /// The value of `AXVISOR_VMS` for `axvisor/build.rs`.
-    pub fn env_value(&self) -> String {
-        self.files().join(",")
-    }
-
     /// The name of the image with these VMs for `arch`: `<arch>-<label>-<hash>`, where the
     /// label is the config file names without `.toml` and without an `<arch>-` prefix,
     /// joined by `+` (or `<count>vms` when that gets long), and the hash (8 hex digits of
@@ -114,17 +108,18 @@ impl VmSet {
         )
     }
 
-    /// Checks that every config names images that exist in `guest_dir` (the same check
-    /// `axvisor/build.rs` makes, made first for a clearer error).
     /// Makes the real guests these configs name available in `guest_dir`: an image named
     /// [`LINUX_KERNEL`] or [`LINUX_INITRAMFS`] is the Debian kernel / marker initramfs of
     /// `arch` (`cargo xtask guests fetch`, done here when missing), one named
+    /// [`LINUX_KERNEL_UNPACKED`] the x86_64 kernel decompressed on the host
+    /// ([`realguest::ensure_unpacked`]), one named
     /// [`realguest::uboot::IMAGE`] Debian's U-Boot (`guests fetch-uboot`, likewise), linked
     /// into the guest directory as `<name>.bin`.
     pub fn provide_real_guests(&self, arch: Arch, guest_dir: &Path) -> Result<()> {
         let root = util::repo_root();
         let mut wanted = false;
         let mut wanted_uboot = false;
+        let mut wanted_unpacked = false;
         for file in &self.0 {
             let path = root.join(file);
             let text = std::fs::read_to_string(&path)
@@ -134,6 +129,7 @@ impl VmSet {
                 .iter()
                 .any(|r| r.name == LINUX_KERNEL || r.name == LINUX_INITRAMFS);
             wanted_uboot |= refs.iter().any(|r| r.name == realguest::uboot::IMAGE);
+            wanted_unpacked |= refs.iter().any(|r| r.name == LINUX_KERNEL_UNPACKED);
         }
         let mut links = Vec::new();
         if wanted {
@@ -143,6 +139,9 @@ impl VmSet {
         }
         if wanted_uboot {
             links.push((realguest::uboot::IMAGE, realguest::uboot::ensure(arch)?));
+        }
+        if wanted_unpacked {
+            links.push((LINUX_KERNEL_UNPACKED, realguest::ensure_unpacked(arch)?));
         }
         if links.is_empty() {
             return Ok(());
@@ -158,16 +157,39 @@ impl VmSet {
         Ok(())
     }
 
-    pub fn check_images(&self, guest_dir: &Path) -> Result<()> {
+    /// Packs the configs and the images they name (`<guest_dir>/<name>.bin`) as the VM set
+    /// a hypervisor image carries (`axvmpack`'s format, see [`crate::attach`]). A missing
+    /// image is an error naming the config, the field and the file.
+    pub fn pack(&self, guest_dir: &Path) -> Result<Vec<u8>> {
         let root = util::repo_root();
+        let mut read = Vec::new();
         for file in &self.0 {
             let path = root.join(file);
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading the VM config {}", path.display()))?;
-            vmembed::resolve_images(Path::new(file), &text, guest_dir)
-                .map_err(anyhow::Error::msg)?;
+            let images = vmembed::resolve_images(Path::new(file), &text, guest_dir)
+                .map_err(anyhow::Error::msg)?
+                .into_iter()
+                .map(|(name, image)| {
+                    let bytes = std::fs::read(&image)
+                        .with_context(|| format!("reading the guest image {}", image.display()))?;
+                    Ok((name, bytes))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            read.push((file, text, images));
         }
-        Ok(())
+        let vms: Vec<PackedVm<'_>> = read
+            .iter()
+            .map(|(file, text, images)| PackedVm {
+                file,
+                config: text,
+                images: images
+                    .iter()
+                    .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
+                    .collect(),
+            })
+            .collect();
+        axvmpack::encode(&vms).map_err(|e| anyhow!("packing the VMs {self}: {e}"))
     }
 }
 
@@ -185,6 +207,9 @@ impl fmt::Display for VmSet {
 pub const LINUX_KERNEL: &str = "linux";
 /// The image name for the fetched marker initramfs.
 pub const LINUX_INITRAMFS: &str = "linux-initramfs";
+/// The image name for the fetched x86_64 kernel decompressed on the host
+/// (`bzImage-unpacked`, docs/x86-linux.md).
+pub const LINUX_KERNEL_UNPACKED: &str = "linux-unpacked";
 
 /// 32-bit FNV-1a: a small, stable hash for file names.
 fn fnv1a32(bytes: &[u8]) -> u32 {
@@ -300,14 +325,13 @@ mod tests {
         let ok = VmSet::from_root_relative(root, &["./configs/vms/aarch64-hello.toml".to_owned()])
             .unwrap();
         assert_eq!(ok.files(), ["configs/vms/aarch64-hello.toml"]);
-        assert_eq!(ok.env_value(), "configs/vms/aarch64-hello.toml");
         let err = |files: &[&str]| {
             let files: Vec<String> = files.iter().map(|s| (*s).to_owned()).collect();
             format!("{:#}", VmSet::from_root_relative(root, &files).unwrap_err())
         };
         assert!(err(&["configs/vms/nope.toml"]).contains("does not exist"));
         assert!(err(&[""]).contains("entry 0 is an empty string"));
-        assert!(err(&["configs/vms/aarch64-hello.toml", "a,b.toml"]).contains("entry 1"));
+        assert!(err(&["configs/vms/aarch64-hello.toml", "a.toml"]).contains("entry 1"));
         assert_eq!(VmSet::none().to_string(), "(none)");
         assert!(VmSet::none().is_empty());
     }

@@ -1,9 +1,9 @@
 //! The VMs of this hypervisor: which exist, which task runs which vCPU, and what a halt,
 //! power-off, reset or stopped VM means.
 //!
-//! VM configs and their images are embedded in the hypervisor image at build time (see
-//! [`crate::images`]) or read from the disk (`/vms/*.toml`, [`source`]). A config that does
-//! not parse or validate is reported and skipped; the other VMs still run.
+//! VM configs and their images are built into the hypervisor image (attached to it after
+//! linking, see [`crate::images`]) or read from the disk (`/vms/*.toml`, [`source`]). A
+//! config that does not parse or validate is reported and skipped; the other VMs still run.
 
 use crate::images;
 use alloc::string::String;
@@ -108,7 +108,7 @@ fn check_config(source: &VmSource, pcpus: usize, host: &HostFacts) -> Option<VmC
 /// images cannot be read is reported and skipped; of configs sharing an id or a name the
 /// first is kept. Then the set is checked as a whole ([`check_set`]).
 fn load_configs(pcpus: usize, host: &HostFacts) -> Vec<(VmSource, VmConfig)> {
-    let mut sources: Vec<VmSource> = images::VMS.iter().map(VmSource::Embedded).collect();
+    let mut sources: Vec<VmSource> = images::vms().iter().map(VmSource::Embedded).collect();
     for file in source::disk_configs() {
         match source::load(&file) {
             Ok(s) => sources.push(s),

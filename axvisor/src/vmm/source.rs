@@ -4,7 +4,7 @@
 //! (docs/vm-config.md, "VMs on the disk").
 
 use crate::disk::{self, FileError, FrameFile};
-use crate::images::{self, EmbeddedVm};
+use crate::images::EmbeddedVm;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -158,7 +158,7 @@ impl VmSource {
     /// The contents of the image a field names.
     pub fn image(&self, name: &str) -> Option<&'static [u8]> {
         match self {
-            Self::Embedded(vm) => images::image(vm, name),
+            Self::Embedded(vm) => vm.image(name),
             Self::Disk(vm) => vm.images.iter().find(|(n, _)| n == name).map(|(_, f)| {
                 let bytes = f.bytes();
                 // SAFETY: the frames stay allocated while this `DiskVm` lives, and every

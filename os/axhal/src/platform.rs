@@ -55,7 +55,7 @@ pub fn dtb_blob() -> &'static [u8] {
     BLOB.get().copied().unwrap_or(&[])
 }
 
-/// Physical range of the hypervisor image, BSS included.
+/// Physical range of the hypervisor image, BSS and the [`image_payload`] included.
 pub fn kernel_range() -> MemRange {
     extern "C" {
         static _skernel: u8;
@@ -66,7 +66,52 @@ pub fn kernel_range() -> MemRange {
         core::ptr::addr_of!(_skernel) as usize,
         core::ptr::addr_of!(_ekernel) as usize,
     );
-    MemRange::from_bounds(s, e)
+    let payload = image_payload();
+    let end = e.max(payload.as_ptr() as usize + payload.len());
+    MemRange::from_bounds(s, end)
+}
+
+/// The magic number of the image payload's header: "AXPAYLD1", little-endian.
+const PAYLOAD_MAGIC: u64 = u64::from_le_bytes(*b"AXPAYLD1");
+/// A header claiming more than this is not believed.
+const PAYLOAD_MAX: u64 = 1 << 30;
+
+// The image payload's header, the last 16 bytes of the linked image (linker section
+// `.payload`): the magic number and the length of the bytes that follow it, 0 as linked.
+// Writable data, so that it shares the segment of the BSS before it and the file holds that
+// segment as one block (the x86_64 loader copies the image as one).
+core::arch::global_asm!(
+    ".pushsection .payload, \"aw\"",
+    ".balign 8",
+    ".global axhal_payload_header",
+    "axhal_payload_header:",
+    ".ascii \"AXPAYLD1\"",
+    ".quad 0",
+    ".popsection",
+);
+
+/// The bytes attached to the image after it was linked, empty when none: `cargo xtask build
+/// --vms` attaches the VM set (see the `axvmpack` crate) after the payload header at the
+/// image's end and grows the image's last segment (and its size fields) by them, so the
+/// loader places them right after the header. [`kernel_range`] covers them: the frame
+/// allocator never hands them out.
+pub fn image_payload() -> &'static [u8] {
+    extern "C" {
+        static axhal_payload_header: [u64; 2];
+    }
+    let header = core::ptr::addr_of!(axhal_payload_header);
+    // SAFETY: the header is 16 bytes of the loaded image, 8-aligned (the linker keeps section
+    // `.payload`). Read volatile: cargo xtask fills it after linking, so the value the
+    // compiler saw (no payload) must not be assumed.
+    let [magic, len] = unsafe { header.read_volatile() };
+    if magic != PAYLOAD_MAGIC || len > PAYLOAD_MAX {
+        // No payload (on x86_64 the loader zeroed the header of a plain image).
+        return &[];
+    }
+    // SAFETY: an image with this header holds `len` bytes right after it: cargo xtask put
+    // them there, inside the image's last loaded segment, and kernel_range keeps them out of
+    // the allocator, so they stay as loaded (nothing writes them) for the whole run.
+    unsafe { core::slice::from_raw_parts(header.add(1).cast::<u8>(), len as usize) }
 }
 
 /// RAM free for the allocator: the DTB's memory minus reservations, the DTB and this image.
