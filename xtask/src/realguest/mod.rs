@@ -16,6 +16,7 @@ mod boot;
 mod modules;
 mod newc;
 pub mod uboot;
+mod unpacked;
 
 use std::fs;
 use std::io::Write as _;
@@ -179,6 +180,18 @@ pub fn ensure(arch: Arch) -> Result<RealGuest> {
         }
         None => fetch(arch),
     }
+}
+
+/// The x86_64 kernel already decompressed (`bzImage-unpacked` beside the cached bzImage,
+/// made when missing or older, see [`unpacked`]), for the VM configs whose kernel image is
+/// `linux-unpacked`: the guest is fetched first if its cache is incomplete.
+pub fn ensure_unpacked(arch: Arch) -> Result<PathBuf> {
+    ensure!(
+        arch == Arch::X86_64,
+        "the unpacked kernel is x86_64's (a bzImage decompressed on the host); {arch} has none"
+    );
+    let guest = ensure(arch)?;
+    unpacked::ensure(&guest.kernel, &cache_dir(arch))
 }
 
 /// Arguments of `cargo xtask guests`.
