@@ -436,6 +436,15 @@ fn cluster_numbers_off_the_volume_are_corrupt_not_followed() {
         "the disk's FAT volume is unusable: a directory entry's first cluster is outside the volume"
     );
 
+    // The FAT chain ending (end-of-chain mark) after its first of 10 clusters.
+    let mut disk = good.clone();
+    disk[fat + 4 * first..][..4].copy_from_slice(&0x0fff_ffffu32.to_le_bytes());
+    let mut fs = mount(disk);
+    assert_eq!(
+        fs.open_blocks("/a.bin").unwrap_err().to_string(),
+        "the disk's FAT volume is unusable: a file's clusters end before its size"
+    );
+
     // The FAT chain continuing at cluster 1 (reserved), or past the last cluster.
     for next in [1u32, 0x0fff_0000] {
         let mut disk = good.clone();
@@ -443,6 +452,8 @@ fn cluster_numbers_off_the_volume_are_corrupt_not_followed() {
         let mut fs = mount(disk);
         let err = fs.read("/a.bin", LIMIT).unwrap_err();
         assert!(matches!(err, FsError::Corrupt { .. }), "{next:#x}: {err:?}");
+        // A virtio-blk backing over it is refused the same way.
+        assert_eq!(fs.open_blocks("/a.bin").unwrap_err(), err, "{next:#x}");
         // And writing over it stays inside the volume.
         let _ = fs.write("/a.bin", &pattern(20_000));
         let disk = fs.unmount().unwrap().into_inner();
