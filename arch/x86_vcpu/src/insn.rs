@@ -504,7 +504,9 @@ impl MmioAccess {
 }
 
 /// The value a store of `op` writes, with `reg` the source register's value (ignored for
-/// an immediate), truncated to the access width.
+/// an immediate), truncated to the access width. Inlined: a call would take `op` by
+/// pointer, which keeps a vCPU's copy of the cached access in memory.
+#[inline(always)]
 pub fn store_value(op: &MmioOp, reg: u64) -> u64 {
     let (v, width) = match *op {
         MmioOp::StoreReg { src, width } if src.high_byte => ((reg >> 8) & 0xff, width),

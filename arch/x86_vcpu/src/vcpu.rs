@@ -1292,19 +1292,25 @@ impl VmxVCpu {
     }
 
     /// An EPT violation by a data access whose instruction is not in the cache: the
-    /// instruction at `key` (its RIP) fetched, decoded and cached, then the access as on a
+    /// instruction at `key` (its RIP) fetched, decoded and cached, then the exit as on a
     /// hit; `fault` for the VMM if it cannot be fetched or is not an MMIO access the vCPU
     /// emulates. Out of line, and the whole rest of the exit with it, so that a hit's
     /// [`insn::MmioAccess`] stays in registers (a value shared by the two paths went
     /// through memory, copied twice).
     #[inline(never)]
-    fn mmio_miss(&mut self, key: &insn_cache::Key, gpa: u64, fault: VmExit) -> Option<VmExit> {
+    fn mmio_miss(&mut self, key: &insn_cache::Key, gpa: u64, fault: VmExit) -> VmExit {
+        match self.decode_mmio(key) {
+            Some(a) => self.mmio_exit(gpa, key.rip, &a),
+            None => fault,
+        }
+    }
+
+    /// Fetches and decodes the instruction at `key` (its RIP) and caches the result; `None`
+    /// if it cannot be fetched or is not an MMIO access the vCPU emulates.
+    fn decode_mmio(&mut self, key: &insn_cache::Key) -> Option<insn::MmioAccess> {
         let mem = EptMemory::new(self.eptp_root());
         let decode = |b: &[u8]| insn::MmioAccess::decode(b, key.mode);
-        match self.insn_cache.fill(key, &mem, decode) {
-            Some(a) => self.mmio_access(gpa, key.rip, a),
-            None => Some(fault),
-        }
+        self.insn_cache.fill(key, &mem, decode)
     }
 
     #[inline(always)]
@@ -1340,35 +1346,43 @@ impl VmxVCpu {
             mode,
             cs_base,
         };
-        match self.insn_cache.get(&key) {
-            Some(&a) => self.mmio_access(gpa, rip, a),
-            None => self.mmio_miss(&key, gpa, fault),
+        if self.pc.is_some() && pc::in_xapic_page(gpa) {
+            return self.xapic_access(&key, gpa, fault);
         }
+        // The hit's access is read where the cache holds it: a copy (or a pointer to one
+        // passed on) kept it in memory.
+        Some(match self.insn_cache.get(&key) {
+            Some(a) => {
+                let a = *a;
+                self.mmio_exit(gpa, rip, &a)
+            }
+            None => self.mmio_miss(&key, gpa, fault),
+        })
     }
 
-    /// The MMIO access `a` (the instruction at `rip`) at guest-physical `gpa`: an exit for
-    /// the VMM, or the local APIC's access done here.
+    /// The exit for the VMM of the MMIO access `a` (the instruction at `rip`) at
+    /// guest-physical `gpa`: a load waits for its value, a store is done (RIP past it).
+    /// (A load's fields are read before anything is stored, so that the compiler reads
+    /// them where the cache holds them instead of from a copy.)
     #[inline(always)]
-    fn mmio_access(&mut self, gpa: u64, rip: u64, a: insn::MmioAccess) -> Option<VmExit> {
-        if self.pc.is_some() && pc::in_xapic_page(gpa) {
-            return self.xapic_access(gpa, a);
-        }
+    fn mmio_exit(&mut self, gpa: u64, rip: u64, a: &insn::MmioAccess) -> VmExit {
         let (i, width) = (a.insn, a.width);
         let gpa = GuestPhysAddr::new(gpa as usize);
-        Some(match i.op {
+        match i.op {
             MmioOp::Load {
                 dest, sign_extend, ..
             } => {
-                self.pending = Some(PendingLoad {
-                    merge: a.merge,
-                    len: i.len,
-                });
-                VmExit::MmioRead {
+                let exit = VmExit::MmioRead {
                     gpa,
                     reg: usize::from(dest.index),
                     width,
                     sign_ext: sign_extend,
-                }
+                };
+                self.pending = Some(PendingLoad {
+                    merge: a.merge,
+                    len: i.len,
+                });
+                exit
             }
             MmioOp::StoreReg { src, .. } => {
                 let value = insn::store_value(&i.op, self.gpr(src.index));
@@ -1382,14 +1396,20 @@ impl VmxVCpu {
                 self.advance(u64::from(i.len));
                 VmExit::MmioWrite { gpa, value, width }
             }
-        })
+        }
     }
 
-    /// A load or store in the xAPIC page: this vCPU's own local APIC, completed here. A
-    /// store may send a STARTUP IPI ([`Self::start_request`]).
+    /// A data access in the xAPIC page (the instruction at `key` from the cache, or
+    /// decoded): this vCPU's own local APIC, completed here; `fault` for the VMM if the
+    /// instruction is not an MMIO access. A store may send a STARTUP IPI
+    /// ([`Self::start_request`]).
     #[inline(never)]
-    fn xapic_access(&mut self, gpa: u64, a: insn::MmioAccess) -> Option<VmExit> {
+    fn xapic_access(&mut self, key: &insn_cache::Key, gpa: u64, fault: VmExit) -> Option<VmExit> {
         let pc = self.pc.clone()?;
+        let cached = self.insn_cache.get(key).copied();
+        let Some(a) = cached.or_else(|| self.decode_mmio(key)) else {
+            return Some(fault);
+        };
         let (i, width) = (a.insn, a.width);
         let now = axhal::time::ticks();
         let value = match i.op {

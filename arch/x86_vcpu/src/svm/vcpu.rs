@@ -350,19 +350,25 @@ impl SvmVCpu {
     }
 
     /// A nested page fault by a data access whose instruction is not in the cache: the
-    /// instruction at RIP fetched, decoded and cached, then the access as on a hit; a
-    /// nested fault for the VMM if it cannot be fetched or is not an MMIO access the vCPU
+    /// instruction at RIP fetched, decoded and cached, then the exit as on a hit; a nested
+    /// fault for the VMM if it cannot be fetched or is not an MMIO access the vCPU
     /// emulates. Out of line, and the whole rest of the exit with it, so that a hit's
     /// [`MmioAccess`] stays in registers (a value shared by the two paths went through
     /// memory, copied twice).
     #[inline(never)]
     fn mmio_miss(&mut self, npf: NpfInfo, raw: u64) -> Option<VmExit> {
+        Some(match self.decode_mmio() {
+            Some(a) => self.mmio_exit(raw, self.rd(save::RIP), &a),
+            None => Self::npf_exit(npf, raw),
+        })
+    }
+
+    /// The MMIO instruction at RIP fetched, decoded and cached; `None` if it cannot be
+    /// fetched or is not an MMIO access the vCPU emulates.
+    fn decode_mmio(&mut self) -> Option<MmioAccess> {
         let key = self.insn_key();
         let decode = |b: &[u8]| MmioAccess::decode(b, key.mode);
-        match self.mmio_cache.fill(&key, &self.memory(), decode) {
-            Some(a) => self.mmio_access(raw, a),
-            None => Some(Self::npf_exit(npf, raw)),
-        }
+        self.mmio_cache.fill(&key, &self.memory(), decode)
     }
 
     /// The nested fault the VMM gets for `npf` at guest-physical `raw`.
@@ -1079,48 +1085,57 @@ impl SvmVCpu {
         if !npf.is_data_access() {
             return Some(Self::npf_exit(npf, raw));
         }
-        match self.mmio_cache.get(&self.insn_key()) {
-            Some(&a) => self.mmio_access(raw, a),
+        if self.pc.is_some() && pc::in_xapic_page(raw) {
+            return self.xapic_access(npf, raw);
+        }
+        // The hit's access is read where the cache holds it: a copy (or a pointer to one
+        // passed on) kept it in memory.
+        let key = self.insn_key();
+        match self.mmio_cache.get(&key) {
+            Some(a) => {
+                let a = *a;
+                Some(self.mmio_exit(raw, key.rip, &a))
+            }
             None => self.mmio_miss(npf, raw),
         }
     }
 
-    /// The MMIO access `a` (the instruction at RIP) at guest-physical `raw`: an exit for
-    /// the VMM, or the local APIC's access done here.
+    /// The exit for the VMM of the MMIO access `a` (the instruction at `rip`) at
+    /// guest-physical `raw`: a load waits for its value, a store is done (RIP past it).
+    /// (`a`'s fields are read before anything is stored or read from the VMCB, so that the
+    /// compiler reads them where the cache holds them instead of from a copy.)
     #[inline(always)]
-    fn mmio_access(&mut self, raw: u64, a: MmioAccess) -> Option<VmExit> {
+    fn mmio_exit(&mut self, raw: u64, rip: u64, a: &MmioAccess) -> VmExit {
         let gpa = GuestPhysAddr::new(raw as usize);
-        let rip = self.rd(save::RIP);
         let next = rip.wrapping_add(u64::from(a.insn.len));
-        if self.pc.is_some() && pc::in_xapic_page(raw) {
-            return self.xapic_access(raw, a, next);
-        }
         if let MmioOp::Load {
             dest, sign_extend, ..
         } = a.insn.op
         {
-            self.waiting = Some(Waiting::Load {
-                merge: a.merge,
-                next,
-            });
-            return Some(VmExit::MmioRead {
+            let exit = VmExit::MmioRead {
                 gpa,
                 reg: usize::from(dest.index),
                 width: a.width,
                 sign_ext: sign_extend,
+            };
+            self.waiting = Some(Waiting::Load {
+                merge: a.merge,
+                next,
             });
+            return exit;
         }
         let value = self.store_value(&a.insn.op);
         self.store_rip = Some(rip);
         self.set_rip(next);
-        Some(VmExit::MmioWrite {
+        VmExit::MmioWrite {
             gpa,
             value,
             width: a.width,
-        })
+        }
     }
 
     /// The value an MMIO store writes.
+    #[inline(always)]
     fn store_value(&self, op: &MmioOp) -> u64 {
         match *op {
             MmioOp::StoreReg { src, .. } => insn::store_value(op, self.gpr(src.index)),
@@ -1128,11 +1143,18 @@ impl SvmVCpu {
         }
     }
 
-    /// A load or store in the xAPIC page: this vCPU's own local APIC, answered here, not
-    /// by the VM's devices. A store may send a STARTUP IPI ([`Self::sipi_start`]).
+    /// A data access in the xAPIC page (the instruction at RIP from the cache, or decoded):
+    /// this vCPU's own local APIC, answered here, not by the VM's devices; a nested fault
+    /// for the VMM if the instruction is not an MMIO access. A store may send a STARTUP
+    /// IPI ([`Self::sipi_start`]).
     #[inline(never)]
-    fn xapic_access(&mut self, raw: u64, a: MmioAccess, next: u64) -> Option<VmExit> {
+    fn xapic_access(&mut self, npf: NpfInfo, raw: u64) -> Option<VmExit> {
         let pc = self.pc.clone()?;
+        let cached = self.mmio_cache.get(&self.insn_key()).copied();
+        let Some(a) = cached.or_else(|| self.decode_mmio()) else {
+            return Some(Self::npf_exit(npf, raw));
+        };
+        let next = self.rd(save::RIP).wrapping_add(u64::from(a.insn.len));
         let now = axhal::time::ticks();
         if let MmioOp::Load { .. } = a.insn.op {
             self.waiting = Some(Waiting::Load {
