@@ -7,16 +7,15 @@
 //! vCPU that exists; an injected abort is a data or instruction abort; an instruction is
 //! 2 or 4 bytes; stepping past it in AArch32 keeps the PC in 32 bits and a step of 0
 //! changes nothing; an exception enters EL1h at one of the four synchronous vectors.
-#![no_main]
 
 use arm_vcpu::decode::{self, DataAbort};
 use arm_vcpu::exception::{self, EntryFeatures};
 use arm_vcpu::smccc::{self, FunctionId};
 use arm_vcpu::sysreg::{sanitize_id, SysRegAccess};
 use axvisor_fuzz::Input;
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let esr = input.u64();
     let far = input.u64();
@@ -102,4 +101,4 @@ fuzz_target!(|data: &[u8]| {
         0b00101,
         "entry PSTATE {pstate:#x} is not EL1h"
     );
-});
+}

@@ -6,14 +6,12 @@
 //! (overwrite, create, mkdir, remove) and mounted again. Nothing may panic or hang, and no
 //! error may be the layer's own `Internal` one: a damaged disk is `Corrupt`, `Device` or
 //! an ordinary user error.
-#![no_main]
 
 use std::collections::HashMap;
 use std::io::{Cursor, Write};
 use std::sync::OnceLock;
 
 use axfs::{BlockDevice, BlockError, FileKind, FileSystem, FsError, BLOCK_SIZE};
-use libfuzzer_sys::fuzz_target;
 
 /// The partition's first block.
 const START: u64 = 2048;
@@ -197,7 +195,8 @@ fn walk(fs: &mut FileSystem<Overlay>) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let (disk, interesting) = base();
     let Some((&mode, mut rest)) = data.split_first() else {
         return;
@@ -257,4 +256,4 @@ fuzz_target!(|data: &[u8]| {
     if let Some(mut fs) = ok(FileSystem::mount(dev)) {
         walk(&mut fs);
     }
-});
+}

@@ -17,7 +17,6 @@
 //! page-aligned above 1 MiB, clear of the kernel, below `initrd_addr_max` + 1 (and 4 GiB
 //! unless the kernel takes more) and, when the config places it, at the config's address;
 //! the command line fits `cmdline_size`.
-#![no_main]
 
 use std::sync::OnceLock;
 
@@ -26,7 +25,6 @@ use axbootx86::e820::E820Map;
 use axbootx86::linux;
 use axbootx86::zeropage::{self, ZeroPageParams, ZERO_PAGE_SIZE};
 use axvmconfig::VmConfig;
-use libfuzzer_sys::fuzz_target;
 
 const MIB: u64 = 1 << 20;
 
@@ -82,7 +80,8 @@ fn low_e820() -> &'static E820Map {
     })
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     if data.len() < 11 {
         return;
     }
@@ -173,4 +172,4 @@ fuzz_target!(|data: &[u8]| {
             let _ = e.to_string();
         }
     }
-});
+}

@@ -8,16 +8,15 @@
 //! attached end's line is high exactly while its `PENDING` is non-zero, a detached end's
 //! line is low; each end's ring counts (delivered to an attached peer, dropped while it is
 //! detached; a write of no bits is no ring) equal the model's.
-#![no_main]
 
 use std::sync::Arc;
 
 use axdevice_base::{AccessWidth, MmioDevice};
 use axvdoorbell::{pair, reg, Rings};
 use axvisor_fuzz::{Access, Input, LevelIrq};
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let (a, b) = pair();
     let ends = [&a, &b];
@@ -67,4 +66,4 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-});
+}

@@ -1,11 +1,10 @@
 //! The host device-tree parser (`axconfig::dtb`): any blob as the firmware's DTB, and
 //! every query the hypervisor makes on the summary.
-#![no_main]
 
 use axconfig::dtb::{device_within, PlatformInfo};
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     // Device lookups of the kinds the VMM makes (a passthrough window), anywhere.
     for (base, size) in [
         (0, u64::MAX),
@@ -34,4 +33,4 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = info.memory_size();
     let _ = format!("{info:?}");
-});
+}

@@ -1,13 +1,12 @@
 //! The x86 firmware hand-over parsers of `axconfig`: any bytes as the physical memory a
 //! multiboot loader left (the first four bytes pick where the information structure is),
 //! and as the DSDT's AML searched for the S5 sleep type.
-#![no_main]
 
 use axconfig::aml::s5_sleep_type;
 use axconfig::multiboot;
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let _ = s5_sleep_type(data);
     let Some((head, memory)) = data.split_first_chunk::<4>() else {
         return;
@@ -28,4 +27,4 @@ fuzz_target!(|data: &[u8]| {
             let _ = err.to_string();
         }
     }
-});
+}

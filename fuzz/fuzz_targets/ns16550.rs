@@ -1,12 +1,11 @@
 //! The 16550 UART model: received bytes and register accesses of any offset, width and
 //! value (see `axvisor_fuzz::fuzz_uart` for what is checked). The first byte picks the
 //! register stride the device claims (its size).
-#![no_main]
 
 use axdevice::uart::Ns16550;
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let Some((&shift, rest)) = data.split_first() else {
         return;
     };
@@ -15,4 +14,4 @@ fuzz_target!(|data: &[u8]| {
     axvisor_fuzz::fuzz_uart(rest, |console, irq| {
         Ns16550::new(console, Some(irq)).with_size(size)
     });
-});
+}

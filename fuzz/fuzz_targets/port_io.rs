@@ -9,7 +9,6 @@
 //! under `Stop`, writes ignored) and is counted; a claimed access is answered by its device
 //! (a read masked to its width) or, when the device refuses it, is counted and gets the
 //! policy; only an `out` transmits, one byte at most.
-#![no_main]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,7 +17,6 @@ use axdevice::uart::Ns16550;
 use axdevice::{DeviceSet, PortOutcome, UnclaimedPolicy};
 use axdevice_base::{AccessWidth, MmioDevice};
 use axvisor_fuzz::{CountingSink, Input, LevelIrq};
-use libfuzzer_sys::fuzz_target;
 
 const POLICIES: [UnclaimedPolicy; 3] = [
     UnclaimedPolicy::Fault,
@@ -39,7 +37,8 @@ fn port(input: &mut Input<'_>, near: &[(u16, usize)]) -> u16 {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let shape = input.u8();
     let policy = POLICIES[usize::from(shape) % 3];
@@ -137,4 +136,4 @@ fuzz_target!(|data: &[u8]| {
         assert!(write || now == sent, "an in transmitted");
         assert!(now - sent <= 1, "one out transmitted {} bytes", now - sent);
     }
-});
+}

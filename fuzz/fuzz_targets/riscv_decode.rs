@@ -4,10 +4,8 @@
 //!
 //! Checked: a decoded access is 2 or 4 bytes long and names a register that exists; a load
 //! value fits its width unless sign-extended; a hart set only names harts that exist.
-#![no_main]
 
 use axvisor_fuzz::Input;
-use libfuzzer_sys::fuzz_target;
 use riscv_vcpu::decode::{self, MemAccess, MemOp, Trap, VCpuInfo};
 use riscv_vcpu::harts::HartSet;
 
@@ -20,7 +18,8 @@ fn check_access(a: &MemAccess) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let ctl = input.u8();
     let trap = Trap {
@@ -76,4 +75,4 @@ fuzz_target!(|data: &[u8]| {
             assert!(h < harts && set.contains(h, harts));
         }
     }
-});
+}

@@ -12,13 +12,11 @@
 //! never waiting in the last column; the line is printable ASCII and never longer than its
 //! maximum. Every line parses or yields a `ParseError` that is one non-empty line; the shell
 //! runs exactly the commands the parser gives (not `help`).
-#![no_main]
 
 use core::fmt::Write;
 
 use axshell::screen::Screen;
 use axshell::{parse, Command, Editor, Event, Executor, Flow, Shell, Sink, Step};
-use libfuzzer_sys::fuzz_target;
 
 /// Records the commands; writes control characters; fails every third command.
 #[derive(Default)]
@@ -37,7 +35,7 @@ impl Executor for Recorder {
         );
         let suspend = matches!(command, Command::Console(_));
         self.commands.push(command);
-        if self.commands.len() % 3 == 0 {
+        if self.commands.len().is_multiple_of(3) {
             Err("failed\x1b[H: one line")
         } else if suspend {
             Ok(Flow::Suspend)
@@ -47,7 +45,8 @@ impl Executor for Recorder {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let [columns, history, input @ ..] = data else {
         return;
     };
@@ -132,4 +131,4 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(step, want_step);
     }
     assert_eq!(executor.commands, expected);
-});
+}

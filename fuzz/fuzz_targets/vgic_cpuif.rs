@@ -10,13 +10,11 @@
 //! no interrupt (from one source) is in two of them. For the ICC registers: CBPR reads as
 //! 1 and stays set in the VMCR whatever the guest writes; a PMR write keeps the other VMCR
 //! fields and reads back as the written value's implemented bits; RPR fits in 8 bits.
-#![no_main]
 
 use arm_vcpu::icc::{self, IccReg, VMCR_VCBPR};
 use arm_vcpu::sysreg::SysRegAccess;
 use arm_vgic::{GicVersion, ListReg, LrState, Vgic};
 use axvisor_fuzz::{vgic_from, Access, FakeLrs, Input};
-use libfuzzer_sys::fuzz_target;
 
 /// Checks the list registers `flush` just wrote.
 fn check_flushed(vgic: &Vgic, lrs: &FakeLrs) {
@@ -82,7 +80,8 @@ fn icc_access(vgic: &Vgic, v: usize, vmcr: &mut u64, vtr: u64, iss: u64, value: 
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let vgic = vgic_from(&mut input, None);
     let v3 = vgic.config().version == GicVersion::V3;
@@ -156,4 +155,4 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-});
+}

@@ -1,11 +1,10 @@
 //! The virtual GIC distributor (GICv2 and GICv3 flavours): register accesses of any
 //! offset, width, value and vCPU, mixed with interrupt lines going up and down.
-#![no_main]
 
 use axvisor_fuzz::{vgic_from, Access, Input};
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let vgic = vgic_from(&mut input, None);
     let dist = vgic.distributor();
@@ -27,4 +26,4 @@ fuzz_target!(|data: &[u8]| {
     for v in 0..vcpus {
         let _ = vgic.has_deliverable(v);
     }
-});
+}

@@ -1,12 +1,11 @@
 //! The GICv3 redistributors (one frame pair per vCPU): register accesses of any offset,
 //! width, value and vCPU, mixed with private interrupt lines and `ICC_SGI1R_EL1` writes.
-#![no_main]
 
 use arm_vgic::GicVersion;
 use axvisor_fuzz::{vgic_from, Access, Input};
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let vgic = vgic_from(&mut input, Some(GicVersion::V3));
     let redist = vgic.redistributors().expect("GICv3 has redistributors");
@@ -28,4 +27,4 @@ fuzz_target!(|data: &[u8]| {
     for v in 0..vcpus {
         let _ = vgic.has_deliverable(v);
     }
-});
+}

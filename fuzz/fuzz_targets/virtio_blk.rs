@@ -8,17 +8,14 @@
 //! outside it (the guard below panics), the bytes around the region never change, a read-only
 //! device's bytes never change, and a kick either succeeds or is a `QueueError` (the
 //! transport's "needs reset").
-#![no_main]
 
 use axdevice_base::GuestMemory;
 use axvirtio::mem::FlatMemory;
 use axvirtio::{Queue, QueueIo, VirtioDevice};
 use axvirtio_blk::{Backing, BackingError, MemBacking, Region, VirtioBlk, F_FLUSH};
+use axvisor_fuzz::virtio::{address, offer, QueuePlace, RAM, RAM_SIZE};
 use axvisor_fuzz::Input;
-use libfuzzer_sys::fuzz_target;
 
-const RAM: u64 = 0x4000_0000;
-const RAM_SIZE: usize = 0x10000;
 /// The whole backing: 64 sectors; the device sees `first..first + count` of them.
 const SECTORS: u64 = 64;
 const CANARY: u8 = 0x5a;
@@ -56,15 +53,6 @@ impl Backing for Guard {
     }
 }
 
-/// A guest address: mostly inside RAM, sometimes just outside, sometimes anything.
-fn address(input: &mut Input<'_>) -> u64 {
-    match input.u8() % 8 {
-        0 => input.u64(),
-        1 => RAM + RAM_SIZE as u64 - u64::from(input.u8()),
-        _ => RAM + u64::from(input.u16()),
-    }
-}
-
 /// A sector: mostly near the device's end, sometimes anything.
 fn sector(input: &mut Input<'_>) -> u64 {
     match input.u8() % 4 {
@@ -88,35 +76,26 @@ fn request(mem: &FlatMemory, queue: &Queue, avail_idx: &mut u16, input: &mut Inp
     hdr[0..4].copy_from_slice(&ty.to_le_bytes());
     hdr[8..16].copy_from_slice(&sector(input).to_le_bytes());
     let _ = mem.write(hdr_at, &hdr);
-    let mut segs = vec![(hdr_at, if input.u8() % 8 == 0 { 8 } else { 16 }, false)];
+    let mut segs = vec![(
+        hdr_at,
+        if input.u8().is_multiple_of(8) { 8 } else { 16 },
+        false,
+    )];
     for _ in 0..input.u8() % 4 {
         let len = match input.u8() % 4 {
             0 => input.u32(),
             _ => u32::from(input.u8() % 9) * 512,
         };
-        segs.push((address(input), len, ty == 0 || input.u8() % 8 == 0));
+        segs.push((address(input), len, ty == 0 || input.u8().is_multiple_of(8)));
     }
-    if input.u8() % 8 != 0 {
+    if !input.u8().is_multiple_of(8) {
         segs.push((RAM + 0x9000, 1, true));
     }
-    for (i, &(addr, len, w)) in segs.iter().enumerate() {
-        let mut d = [0u8; 16];
-        d[0..8].copy_from_slice(&addr.to_le_bytes());
-        d[8..12].copy_from_slice(&len.to_le_bytes());
-        let flags: u16 = u16::from(w) * 2 + u16::from(i + 1 < segs.len());
-        d[12..14].copy_from_slice(&flags.to_le_bytes());
-        d[14..16].copy_from_slice(&((i + 1) as u16).to_le_bytes());
-        let _ = mem.write(queue.desc.wrapping_add(16 * i as u64), &d);
-    }
-    if queue.size > 0 {
-        let slot = u64::from(*avail_idx % queue.size);
-        let _ = mem.write_u16(queue.avail.wrapping_add(4 + 2 * slot), 0);
-    }
-    *avail_idx = avail_idx.wrapping_add(1);
-    let _ = mem.write_u16(queue.avail.wrapping_add(2), *avail_idx);
+    offer(mem, &QueuePlace::from(queue), avail_idx, &segs);
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let flags = input.u8();
     let read_only = flags & 1 != 0;
@@ -177,4 +156,4 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(now, &backing[..], "a read-only device changed");
         }
     }
-});
+}

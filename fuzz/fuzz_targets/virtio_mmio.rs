@@ -7,72 +7,18 @@
 //! `InterruptStatus` is non-zero; an access outside the device is refused; the identity
 //! registers never change; nothing reaches the console sink unless the driver set
 //! `DRIVER_OK`; a device needing a reset has `DEVICE_NEEDS_RESET` set.
-#![no_main]
 
-use axdevice_base::{AccessWidth, GuestMemory, MmioDevice};
+use axdevice_base::{GuestMemory, MmioDevice};
 use axvirtio::console::VirtioConsole;
 use axvirtio::mem::FlatMemory;
 use axvirtio::{regs, DeviceStatus, VirtioMmio, VIRTIO_F_VERSION_1};
+use axvisor_fuzz::virtio::{address, bring_up, put, word, QueuePlace, RAM, RAM_SIZE};
 use axvisor_fuzz::{Access, CountingSink, Input, LevelIrq};
-use libfuzzer_sys::fuzz_target;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-const RAM: u64 = 0x4000_0000;
-const RAM_SIZE: usize = 0x10000;
-
-fn word(dev: &dyn MmioDevice, offset: usize) -> u32 {
-    dev.read(offset, AccessWidth::Word)
-        .expect("aligned register reads are accepted") as u32
-}
-
-fn put(dev: &dyn MmioDevice, offset: usize, value: u32) {
-    dev.write(offset, AccessWidth::Word, u64::from(value))
-        .expect("aligned register writes are accepted");
-}
-
-/// A guest address: mostly inside RAM, sometimes just outside, sometimes anything.
-fn address(input: &mut Input<'_>) -> u64 {
-    match input.u8() % 8 {
-        0 => input.u64(),
-        1 => RAM + RAM_SIZE as u64 - u64::from(input.u8()),
-        _ => RAM + u64::from(input.u16()),
-    }
-}
-
-fn bring_up(dev: &dyn MmioDevice, input: &mut Input<'_>) {
-    use DeviceStatus as S;
-    put(dev, regs::STATUS, 0);
-    put(dev, regs::STATUS, (S::ACKNOWLEDGE | S::DRIVER).bits());
-    put(dev, regs::DRIVER_FEATURES_SEL, 1);
-    put(
-        dev,
-        regs::DRIVER_FEATURES,
-        (VIRTIO_F_VERSION_1 >> 32) as u32,
-    );
-    put(
-        dev,
-        regs::STATUS,
-        (S::ACKNOWLEDGE | S::DRIVER | S::FEATURES_OK).bits(),
-    );
-    for q in 0..2 {
-        put(dev, regs::QUEUE_SEL, q);
-        put(dev, regs::QUEUE_NUM, u32::from(input.u16() % 300));
-        for (low, a) in [
-            (regs::QUEUE_DESC_LOW, address(input)),
-            (regs::QUEUE_DRIVER_LOW, address(input)),
-            (regs::QUEUE_DEVICE_LOW, address(input)),
-        ] {
-            put(dev, low, a as u32);
-            put(dev, low + 4, (a >> 32) as u32);
-        }
-        put(dev, regs::QUEUE_READY, 1);
-    }
-    let ok = S::ACKNOWLEDGE | S::DRIVER | S::FEATURES_OK | S::DRIVER_OK;
-    put(dev, regs::STATUS, ok.bits());
-}
-
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let mem = Arc::new(FlatMemory::new(RAM, RAM_SIZE));
     let sink = Arc::new(CountingSink::default());
@@ -89,7 +35,15 @@ fuzz_target!(|data: &[u8]| {
             0 => {
                 let _ = Access::decode(&mut input, dev.size(), 1).apply(&dev);
             }
-            1 => bring_up(&dev, &mut input),
+            1 => {
+                let queues = [0, 1].map(|_| QueuePlace {
+                    size: input.u16() % 300,
+                    desc: address(&mut input),
+                    avail: address(&mut input),
+                    used: address(&mut input),
+                });
+                bring_up(&dev, VIRTIO_F_VERSION_1, &queues);
+            }
             2 => {
                 let at = address(&mut input);
                 let bytes = input.slice(64);
@@ -113,4 +67,4 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(word(&dev, regs::DEVICE_ID), 3);
         assert!(ever_live || sink.0.load(Ordering::Relaxed) == 0);
     }
-});
+}

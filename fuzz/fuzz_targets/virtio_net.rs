@@ -8,18 +8,17 @@
 //! Checked besides "no panic": each guest's interrupt line is high exactly while its
 //! `InterruptStatus` is non-zero; C never receives a frame (nothing crosses switches); a
 //! guest never receives more frames than the others on its switch sent.
-#![no_main]
 
 use axdevice_base::{AccessWidth, GuestMemory, MmioDevice};
 use axvirtio::mem::FlatMemory;
-use axvirtio::{regs, DeviceStatus, VirtioReset, VIRTIO_F_VERSION_1};
+use axvirtio::{regs, VirtioReset, VIRTIO_F_VERSION_1};
 use axvirtio_net::{Mac, NetMmio, NetStats, NetSwitch, SwitchConfig, VirtioNet, F_MAC, HEADER_LEN};
+use axvisor_fuzz::virtio::{
+    address, bring_up, offer, put, word, Buffer, QueuePlace, RAM, RAM_SIZE,
+};
 use axvisor_fuzz::{Input, LevelIrq};
-use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
 
-const RAM: u64 = 0x4000_0000;
-const RAM_SIZE: usize = 0x10000;
 const MAX_FRAME: usize = 1514;
 
 fn mac(i: usize) -> Mac {
@@ -32,32 +31,12 @@ struct Guest {
     dev: Arc<NetMmio>,
     switch: Arc<NetSwitch>,
     index: usize,
+    /// The next available-ring index of each queue.
     avail: [u16; 2],
-    size: [u16; 2],
-    desc: [u64; 2],
-    avail_at: [u64; 2],
-    used_at: [u64; 2],
+    /// Where the last bring-up put the queues.
+    queues: [QueuePlace; 2],
     /// Counters of devices of this guest dropped earlier.
     before: NetStats,
-}
-
-/// A guest address: mostly inside RAM, sometimes just outside, sometimes anything.
-fn address(input: &mut Input<'_>) -> u64 {
-    match input.u8() % 8 {
-        0 => input.u64(),
-        1 => RAM + RAM_SIZE as u64 - u64::from(input.u8()),
-        _ => RAM + u64::from(input.u16()),
-    }
-}
-
-fn word(dev: &dyn MmioDevice, offset: usize) -> u32 {
-    dev.read(offset, AccessWidth::Word)
-        .expect("aligned register reads are accepted") as u32
-}
-
-fn put(dev: &dyn MmioDevice, offset: usize, value: u32) {
-    dev.write(offset, AccessWidth::Word, u64::from(value))
-        .expect("aligned register writes are accepted");
 }
 
 fn new_dev(
@@ -87,10 +66,7 @@ impl Guest {
             switch: switch.clone(),
             index,
             avail: [0; 2],
-            size: [0; 2],
-            desc: [0; 2],
-            avail_at: [0; 2],
-            used_at: [0; 2],
+            queues: [QueuePlace::default(); 2],
             before: NetStats::default(),
         }
     }
@@ -114,74 +90,35 @@ impl Guest {
         self.dev = new_dev(&self.switch, self.index, &self.mem, &self.irq);
     }
 
+    /// A bring-up with `VIRTIO_NET_F_MAC` or not, each queue either in its own place (8
+    /// entries) or with size and areas from the input.
     fn bring_up(&mut self, input: &mut Input<'_>) {
-        use DeviceStatus as S;
-        let dev = &*self.dev;
-        put(dev, regs::STATUS, 0);
-        put(dev, regs::STATUS, (S::ACKNOWLEDGE | S::DRIVER).bits());
-        put(dev, regs::DRIVER_FEATURES_SEL, 0);
-        put(
-            dev,
-            regs::DRIVER_FEATURES,
-            if input.bool() { F_MAC as u32 } else { 0 },
-        );
-        put(dev, regs::DRIVER_FEATURES_SEL, 1);
-        put(
-            dev,
-            regs::DRIVER_FEATURES,
-            (VIRTIO_F_VERSION_1 >> 32) as u32,
-        );
-        put(
-            dev,
-            regs::STATUS,
-            (S::ACKNOWLEDGE | S::DRIVER | S::FEATURES_OK).bits(),
-        );
+        let features = VIRTIO_F_VERSION_1 | if input.bool() { F_MAC } else { 0 };
         for q in 0..2 {
-            let sane = input.u8() % 4 != 0;
-            self.size[q] = if sane { 8 } else { input.u16() % 300 };
             let base = RAM + 0x3000 * q as u64;
-            self.desc[q] = if sane { base } else { address(input) };
-            self.avail_at[q] = if sane { base + 0x1000 } else { address(input) };
-            self.used_at[q] = if sane { base + 0x2000 } else { address(input) };
+            self.queues[q] = if !input.u8().is_multiple_of(4) {
+                QueuePlace {
+                    size: 8,
+                    desc: base,
+                    avail: base + 0x1000,
+                    used: base + 0x2000,
+                }
+            } else {
+                QueuePlace {
+                    size: input.u16() % 300,
+                    desc: address(input),
+                    avail: address(input),
+                    used: address(input),
+                }
+            };
             self.avail[q] = 0;
-            put(dev, regs::QUEUE_SEL, q as u32);
-            put(dev, regs::QUEUE_NUM, u32::from(self.size[q]));
-            for (low, a) in [
-                (regs::QUEUE_DESC_LOW, self.desc[q]),
-                (regs::QUEUE_DRIVER_LOW, self.avail_at[q]),
-                (regs::QUEUE_DEVICE_LOW, self.used_at[q]),
-            ] {
-                put(dev, low, a as u32);
-                put(dev, low + 4, (a >> 32) as u32);
-            }
-            put(dev, regs::QUEUE_READY, 1);
         }
-        let ok = S::ACKNOWLEDGE | S::DRIVER | S::FEATURES_OK | S::DRIVER_OK;
-        put(dev, regs::STATUS, ok.bits());
+        bring_up(&*self.dev, features, &self.queues);
     }
 
-    /// Writes a chain of `(addr, len, writable)` at descriptor 0.. of queue `q`, offers it
-    /// and kicks.
-    fn offer(&mut self, q: usize, segs: &[(u64, u32, bool)]) {
-        for (i, &(addr, len, w)) in segs.iter().enumerate() {
-            let mut d = [0u8; 16];
-            d[0..8].copy_from_slice(&addr.to_le_bytes());
-            d[8..12].copy_from_slice(&len.to_le_bytes());
-            let flags = u16::from(w) * 2 + u16::from(i + 1 < segs.len());
-            d[12..14].copy_from_slice(&flags.to_le_bytes());
-            d[14..16].copy_from_slice(&((i + 1) as u16).to_le_bytes());
-            let _ = self.mem.write(self.desc[q].wrapping_add(16 * i as u64), &d);
-        }
-        if self.size[q] > 0 {
-            let slot = u64::from(self.avail[q] % self.size[q]);
-            let _ = self
-                .mem
-                .write_u16(self.avail_at[q].wrapping_add(4 + 2 * slot), 0);
-        }
-        self.avail[q] = self.avail[q].wrapping_add(1);
-        let _ = self
-            .mem
-            .write_u16(self.avail_at[q].wrapping_add(2), self.avail[q]);
+    /// Offers `segs` as a chain on queue `q` and kicks.
+    fn offer(&mut self, q: usize, segs: &[Buffer]) {
+        offer(&*self.mem, &self.queues[q], &mut self.avail[q], segs);
         put(&*self.dev, regs::QUEUE_NOTIFY, q as u32);
     }
 
@@ -195,7 +132,7 @@ impl Guest {
         let mut bytes = vec![0u8; len];
         let fill = input.slice(len);
         bytes[..fill.len()].copy_from_slice(fill);
-        if input.u8() % 4 != 0 {
+        if !input.u8().is_multiple_of(4) {
             // Mostly a clean header and real addresses.
             bytes.iter_mut().take(HEADER_LEN).for_each(|b| *b = 0);
             let dst = match input.u8() % 4 {
@@ -217,7 +154,7 @@ impl Guest {
             done += piece;
         }
         segs.push((at + done as u64, (len - done) as u32, false));
-        if input.u8() % 8 == 0 {
+        if input.u8().is_multiple_of(8) {
             let i = usize::from(input.u8()) % segs.len();
             segs[i] = (address(input), input.u32(), input.bool());
         }
@@ -248,7 +185,8 @@ impl Guest {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let lan = NetSwitch::new(
         "lan",
@@ -319,4 +257,4 @@ fuzz_target!(|data: &[u8]| {
             "B got more than A sent"
         );
     }
-});
+}

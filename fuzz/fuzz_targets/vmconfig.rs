@@ -6,7 +6,6 @@
 //! Checked: a failed validation names a problem; two copies of one VM are refused; the
 //! host ranges a config is given end after they start, its passthrough ports lie in the
 //! port space.
-#![no_main]
 
 use std::collections::BTreeMap;
 
@@ -14,7 +13,6 @@ use axvmconfig::{
     validate_many, validate_many_on, ConfigProblem, DeviceSpace, HostArch, HostFacts, HostRange,
     HostUse, ValidateContext, PORT_SPACE_END,
 };
-use libfuzzer_sys::fuzz_target;
 
 /// What QEMU `virt` with 1 GiB of RAM looks like to the checks, on `arch` (x86_64: a PC,
 /// whose console is at I/O ports, so not a host range).
@@ -59,7 +57,8 @@ fn problems(result: Result<(), Vec<ConfigProblem>>) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -128,4 +127,4 @@ fuzz_target!(|data: &[u8]| {
     assert!(both.is_err(), "two VMs with one id accepted");
     problems(both);
     problems(validate_many_on(&twins, &hosts[0]));
-});
+}

@@ -4,19 +4,18 @@
 //!
 //! Checked: a claim returns 0 or an existing source; after a reset no context's output is
 //! high.
-#![no_main]
 
 use std::sync::Arc;
 
 use axdevice_base::AccessWidth;
 use axvisor_fuzz::{Access, CheckedNotifier, Input};
-use libfuzzer_sys::fuzz_target;
 use riscv_vplic::{
     Vplic, VplicConfig, CLAIM_COMPLETE, CONTEXT_BASE, CONTEXT_STRIDE, ENABLE_BASE, ENABLE_STRIDE,
     MAX_SOURCES, PENDING_BASE, PRIORITY_BASE,
 };
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let shape = input.u32();
     let config = VplicConfig {
@@ -81,4 +80,4 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-});
+}

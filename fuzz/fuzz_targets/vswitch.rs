@@ -8,11 +8,9 @@
 //! a frame to a learned unicast address reaches that port only; every frame received is
 //! one that was sent, within the length bounds; a port's counters add up (queued =
 //! received + pending, with everything dropped on detach counted apart).
-#![no_main]
 
 use axvisor_fuzz::Input;
 use axvswitch::{Mac, PortId, Switch, SwitchConfig, ETH_HEADER};
-use libfuzzer_sys::fuzz_target;
 
 /// An address from a pool of six: four unicast, one multicast, broadcast.
 fn mac(input: &mut Input<'_>) -> Mac {
@@ -23,7 +21,8 @@ fn mac(input: &mut Input<'_>) -> Mac {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let config = SwitchConfig {
         ports: usize::from(input.u8() % 9),
@@ -90,4 +89,4 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(s.sent, sent_by[p]);
         }
     }
-});
+}

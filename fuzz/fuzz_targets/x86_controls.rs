@@ -14,12 +14,10 @@
 //! (the first one), a missing EPT/VPID capability, a region larger than 4 KiB, or a field
 //! whose MSR requires a bit it does not allow; CR0/CR4 fixed bits, when consistent, make
 //! any value acceptable; the entry checks never panic.
-#![no_main]
 
 use std::cell::RefCell;
 
 use axvisor_fuzz::Input;
-use libfuzzer_sys::fuzz_target;
 use x86_vcpu::caps::{
     msr, CapsError, ControlField, Controls, VmxCaps, BASIC_TRUE_CTLS, OPTIONAL, REQUIRED,
     REQUIRED_EPT_VPID,
@@ -51,7 +49,8 @@ fn field_msrs(field: ControlField) -> [u32; 2] {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let shape = input.u8();
     // Every MSR in 0x480..=0x490 gets a value.
@@ -210,4 +209,4 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = check::guest(&guest, &caps);
     let _ = check::host(&host, &caps);
-});
+}

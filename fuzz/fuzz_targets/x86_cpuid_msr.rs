@@ -12,12 +12,10 @@
 //! value or a #GP, an EFER write keeps LMA and (with paging on) LME, and only the
 //! architectural EFER bits. XSETBV: `cpuid::xcr0_valid` accepts exactly the values the
 //! instruction's #GP conditions allow (checked against them written out independently).
-#![no_main]
 
 use std::sync::OnceLock;
 
 use axvisor_fuzz::Input;
-use libfuzzer_sys::fuzz_target;
 use x86_vcpu::cpuid::{self, CpuidContext, HYPERVISOR_LEAF, SIGNATURE, TIMING_LEAF};
 use x86_vcpu::msr::{
     self, efer, MsrBitmap, MsrContext, MsrWrite, PASSTHROUGH, READ_ONLY_PASSTHROUGH,
@@ -47,7 +45,8 @@ fn msr_index(input: &mut Input<'_>) -> u32 {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     while !input.is_empty() {
         match input.u8() % 5 {
@@ -56,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
             _ => xsetbv(&mut input),
         }
     }
-});
+}
 
 fn cpuid_query(input: &mut Input<'_>) {
     let pick = input.u8();

@@ -16,15 +16,14 @@
 //!   must give exactly what the encoding means (computed here independently, from the
 //!   encoding side), refuse what it refuses with the right error, and say `Truncated` for
 //!   every shorter prefix of a valid instruction.
-#![no_main]
 
 use axvisor_fuzz::Input;
-use libfuzzer_sys::fuzz_target;
 use x86_vcpu::insn::{self, CpuMode, DecodeError, MmioInsn, MmioOp, Reg, MAX_INSN_LEN};
 
 const MODES: [CpuMode; 3] = [CpuMode::Long64, CpuMode::Protected32, CpuMode::Code16];
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let Some((&ctl, rest)) = data.split_first() else {
         return;
     };
@@ -34,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         assembled(&mut Input::new(rest), mode);
     }
-});
+}
 
 /// Any bytes.
 fn raw(bytes: &[u8], mode: CpuMode, values: &mut Input<'_>) {

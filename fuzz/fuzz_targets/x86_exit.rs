@@ -11,16 +11,15 @@
 //! is 0 in the address size does nothing (`string_count_zero`), and a REP of k elements
 //! takes exactly k steps; CR-access registers are 0..15; an EPT violation the vCPU
 //! emulates is a data access; an injected exception's information names its vector.
-#![no_main]
 
 use axvisor_fuzz::Input;
-use libfuzzer_sys::fuzz_target;
 use x86_vcpu::exit::{
     self, entry_failure_detail, event, string_address_size, string_count_zero, string_step,
     CrAccess, EptViolation, ExitReason, IoQual,
 };
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let reason_field = input.u32();
     let io_q = input.u64();
@@ -149,4 +148,4 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(count & !mask, rcx & !mask, "16-bit count kept bits 63:16");
         }
     }
-});
+}

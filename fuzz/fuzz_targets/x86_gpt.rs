@@ -9,12 +9,10 @@
 //! own translation names; `write` translates every page before writing anything (an error
 //! writes nothing) and writes each piece where its translation said; `fetch` returns 1 to
 //! 15 bytes, all of the first page's part, the same bytes `read` gives.
-#![no_main]
 
 use std::cell::RefCell;
 
 use axvisor_fuzz::Input;
-use libfuzzer_sys::fuzz_target;
 use x86_vcpu::gpt::{Access, GuestMemory, Paging, WalkError};
 use x86_vcpu::insn::MAX_INSN_LEN;
 
@@ -94,7 +92,8 @@ fn linear(input: &mut Input<'_>) -> u64 {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let (cr0, cr4, efer) = MODES[usize::from(input.u8()) % MODES.len()];
     let cr3 = u64::from(input.u16()) | if input.bool() { input.u64() } else { 0 };
@@ -190,7 +189,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-});
+}
 
 fn check_translate(paging: &Paging, mem: &Mem, la: u64, access: Access) {
     let result = paging.translate(mem, la, access);

@@ -11,11 +11,9 @@
 //! delivers, and a line delivers only through its own entry; after a tick the timer's
 //! next deadline lies in the future; refused accesses are refused for the documented
 //! reason only (width, alignment, offset) and MSR refusals only for APIC MSRs.
-#![no_main]
 
 use axdevice_base::{AccessWidth, DeviceError};
 use axvisor_fuzz::Input;
-use libfuzzer_sys::fuzz_target;
 use x86_vapic::{
     ApicMode, Delivery, Effect, Elcr, IoApic, Lapic, LapicConfig, Message, MsrError, Pic8259, Pit,
     Rtc, IA32_APIC_BASE, IA32_TSC_DEADLINE, IOAPIC_PINS, IOAPIC_SIZE, LAPIC_SIZE, X2APIC_MSR_FIRST,
@@ -146,7 +144,8 @@ fn check_port(result: Result<u64, DeviceError>, offset: usize, size: usize, w: A
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// Runs one input.
+pub fn run(data: &[u8]) {
     let mut input = Input::new(data);
     let shape = input.u8();
     let n = shape as usize % 4 + 1;
@@ -399,4 +398,4 @@ fuzz_target!(|data: &[u8]| {
             check_apic(apic);
         }
     }
-});
+}

@@ -1,6 +1,6 @@
 //! What the fuzz targets share: a reader that turns the fuzzer's bytes into values, fakes
-//! for the traits devices call out through, and the register-access driver every device
-//! target uses.
+//! for the traits devices call out through, the register-access driver every device
+//! target uses, and the virtio driver of the virtio targets ([`virtio`]).
 //!
 //! The targets (`fuzz_targets/*.rs`) are run by `cargo xtask fuzz`; see
 //! `docs/reliability.md#fuzzing`.
@@ -11,6 +11,8 @@ use std::sync::Arc;
 pub use arm_vgic::fake::FakeLrs;
 use arm_vgic::{GicVersion, Vgic, VgicConfig};
 use axdevice_base::{AccessWidth, ConsoleSink, DeviceError, IrqLine, MmioDevice, VcpuNotifier};
+
+pub mod virtio;
 
 /// The fuzzer's input, consumed from the front. Reads past the end give zeros, so every
 /// input is a valid (if short) program; [`Input::is_empty`] ends the loops.

@@ -1,7 +1,8 @@
 //! `cargo xtask fuzz [TARGET] [--seconds N]`: coverage-guided fuzzing with libFuzzer on the
 //! pinned stable toolchain.
 //!
-//! The targets are the `fuzz/` workspace's binaries. They are built with LLVM's
+//! The targets are modules of the `fuzz/` workspace's one binary, which picks the target
+//! its file name names; each target's name is a link to it. It is built with LLVM's
 //! SanitizerCoverage passes switched on through stable `-C` flags (cargo-fuzz needs nightly
 //! only for its `-Z` sanitizer flags), into `fuzz/target` so the instrumented build never
 //! invalidates the shared `target/`. Each run reads the seed corpus `fuzz/corpus/<target>`
@@ -23,7 +24,7 @@ use crate::util;
 pub const DEFAULT_SECONDS: u64 = 20;
 
 /// Seconds per target in `cargo xtask test`, where the step runs beside the others on one
-/// core (27 targets: about 2 minutes of it plus the instrumented build). Longer runs:
+/// core (26 targets: 104 s of it plus the instrumented build). Longer runs:
 /// `cargo xtask fuzz --seconds N`.
 pub const CI_SECONDS: u64 = 4;
 
@@ -41,7 +42,7 @@ pub const RUSTFLAGS: &[&str] = &[
     "fuzzing",
 ];
 
-/// One fuzz target: a binary of the `fuzz/` workspace.
+/// One fuzz target: a module of the `fuzz/` workspace's binary ([`BINARY`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Target {
     /// Binary name, also the name of its corpus directories.
@@ -54,6 +55,9 @@ pub struct Target {
     /// configs are seeds of the config parser without a copy that would drift).
     pub more_seeds: &'static [&'static str],
 }
+
+/// The `fuzz/` workspace's binary: every target, picked by the name it is run under.
+pub const BINARY: &str = "axvisor-fuzz";
 
 /// Every target, in the order `cargo xtask fuzz` runs them.
 pub const TARGETS: &[Target] = &[
@@ -221,8 +225,9 @@ pub struct FuzzArgs {
     /// The target to run; every target, one after the other, when absent.
     #[arg(value_name = "TARGET")]
     target: Option<String>,
-    /// How long to fuzz each target, in seconds.
-    #[arg(long, default_value_t = DEFAULT_SECONDS, value_name = "N")]
+    /// How long to fuzz each target, in seconds (at least 2).
+    #[arg(long, default_value_t = DEFAULT_SECONDS, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(2..))]
     seconds: u64,
     /// List the targets and exit.
     #[arg(long)]
@@ -292,23 +297,35 @@ fn host_triple() -> Result<String> {
         .context("`rustc -vV` printed no host line")
 }
 
-/// Path of a target's binary.
+/// Path of a target's link to [`BINARY`] (or of [`BINARY`] itself).
 fn binary(triple: &str, name: &str) -> PathBuf {
     target_dir().join(triple).join("release").join(name)
 }
 
-/// Builds every target with coverage instrumentation.
+/// Builds the binary of every target with coverage instrumentation and links each
+/// target's name to it.
 fn build() -> Result<()> {
     let triple = host_triple()?;
     let mut cmd = util::cargo();
-    cmd.args(["build", "--release", "--bins", "--manifest-path"])
+    cmd.args(["build", "--release", "--bin", BINARY, "--manifest-path"])
         .arg(workspace_dir().join("Cargo.toml"))
         .args(["--target", &triple])
         .env("CARGO_TARGET_DIR", target_dir())
         .env("RUSTFLAGS", RUSTFLAGS.join(" "))
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
     println!("RUSTFLAGS=\"{}\"", RUSTFLAGS.join(" "));
-    util::run(cmd)
+    util::run(cmd)?;
+    for t in TARGETS {
+        let link = binary(&triple, t.name);
+        // A binary of the target from a build before the targets were one binary, or the
+        // link of the last build.
+        if link.symlink_metadata().is_ok() {
+            std::fs::remove_file(&link).with_context(|| format!("removing {}", link.display()))?;
+        }
+        std::os::unix::fs::symlink(BINARY, &link)
+            .with_context(|| format!("linking {} to {BINARY}", link.display()))?;
+    }
+    Ok(())
 }
 
 /// What a finished run reported.
@@ -370,6 +387,13 @@ fn is_progress(line: &str) -> bool {
             .any(|w| line.split_whitespace().nth(1) == Some(w))
 }
 
+/// libFuzzer's `-max_total_time` for a run of `seconds` (at least 2). libFuzzer stops once
+/// the whole seconds since its start *exceed* the flag, so `-max_total_time=N` runs N + 1
+/// seconds; and 0 would mean no limit.
+fn max_total_time(seconds: u64) -> u64 {
+    seconds.saturating_sub(1).max(1)
+}
+
 /// Runs one target for `seconds`; an error names the target and the crashing input.
 fn run_target(target: &Target, seconds: u64) -> Result<String> {
     let triple = host_triple()?;
@@ -384,7 +408,7 @@ fn run_target(target: &Target, seconds: u64) -> Result<String> {
 
     println!("\n==> fuzz {} ({seconds} s): {}", target.name, target.about);
     let mut cmd = Command::new(&bin);
-    cmd.arg(format!("-max_total_time={seconds}"))
+    cmd.arg(format!("-max_total_time={}", max_total_time(seconds)))
         .arg(format!("-max_len={}", target.max_len))
         .arg("-timeout=10")
         .arg("-print_final_stats=1")
@@ -472,8 +496,8 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
 mod tests {
     use super::*;
 
-    /// The target list and the fuzz workspace's binaries agree, and every target has a seed
-    /// corpus.
+    /// The target list, the fuzz binary's `TARGETS` and the files in `fuzz_targets/`
+    /// agree, the binary is the workspace's only one, and every target has a seed corpus.
     #[test]
     fn targets_match_the_fuzz_workspace() {
         let manifest = std::fs::read_to_string(workspace_dir().join("Cargo.toml")).unwrap();
@@ -484,8 +508,31 @@ mod tests {
             .iter()
             .map(|b| b["name"].as_str().unwrap())
             .collect();
+        assert_eq!(bins, [BINARY]);
         let names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
-        assert_eq!(bins, names);
+        let dir = workspace_dir().join("fuzz_targets");
+        let main = std::fs::read_to_string(dir.join("main.rs")).unwrap();
+        let list = main
+            .split_once("= targets![")
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .expect("main.rs lists the targets in `targets![..]`")
+            .0;
+        let listed: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        assert_eq!(listed, names);
+        let mut files: Vec<String> = list_dir(&dir)
+            .unwrap()
+            .iter()
+            .filter_map(|p| Some(p.file_stem()?.to_str()?.to_owned()))
+            .filter(|n| n != "main")
+            .collect();
+        files.sort();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(files, sorted);
         for t in TARGETS {
             let more = t.more_seeds.iter().map(|d| util::repo_root().join(d));
             for seeds in [workspace_dir().join("corpus").join(t.name)]
@@ -499,6 +546,13 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn runs_last_the_seconds_asked() {
+        assert_eq!(max_total_time(4), 3);
+        assert_eq!(max_total_time(2), 1);
+        assert_eq!(max_total_time(600), 599);
     }
 
     #[test]
