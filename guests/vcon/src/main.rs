@@ -17,6 +17,10 @@ const BASE: usize = 0x0a00_0000;
 const BASE: usize = 0x1000_1000;
 
 const QSIZE: u16 = 4;
+/// How long the guest waits for a typed line: the `*-virtio-console-input` scenarios type
+/// it about half a second after the VM starts (the shell's prompt, `console vcon`, the
+/// line); the `*-virtio-console` ones type nothing and wait it out.
+const INPUT_WAIT_US: u64 = 4_000_000;
 /// `QueuePFN`: a register of the legacy (version 1) interface only.
 const LEGACY_QUEUE_PFN: usize = 0x40;
 
@@ -67,9 +71,9 @@ fn send(c: &mut Checker, dev: &Device, a: &Area, idx: u16, line: &[u8]) {
     c.eq("interrupt acknowledged", dev.reg(regs::INTERRUPT_STATUS), 0);
 }
 
-/// Waits up to ten seconds for a line typed into the console (the scenario attaches the
-/// shell's terminal), collecting receive buffers; echoes it through the transmit queue as
-/// `vcon: got "LINE"`. Without input it says so on the UART and goes on.
+/// Waits up to [`INPUT_WAIT_US`] for a line typed into the console (the scenario attaches
+/// the shell's terminal), collecting receive buffers; echoes it through the transmit queue
+/// as `vcon: got "LINE"`. Without input it says so on the UART and goes on.
 fn echo_input(c: &mut Checker, dev: &Device, rx: &Area, tx: &Area, tx_idx: &mut u16) {
     let mut line = [0u8; 64];
     let mut len = 0;
@@ -79,7 +83,7 @@ fn echo_input(c: &mut Checker, dev: &Device, rx: &Area, tx: &Area, tx_idx: &mut 
         rx.q.offer(rx_idx, 0);
         dev.set(regs::QUEUE_NOTIFY, 0);
         let want = rx_idx.wrapping_add(1);
-        if !grt::irq::spin_until(10_000_000, || rx.q.used_idx() == want) {
+        if !grt::irq::spin_until(INPUT_WAIT_US, || rx.q.used_idx() == want) {
             grt::println!("vcon: no input");
             return;
         }
