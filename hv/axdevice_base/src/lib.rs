@@ -51,7 +51,9 @@ impl AccessWidth {
     /// The width in bytes (1, 2, 4 or 8).
     #[inline]
     pub const fn size(self) -> usize {
-        1 << self as u8
+        // A table, as for `mask`: a shift's count must be in CL on x86_64.
+        const SIZES: [usize; 4] = [1, 2, 4, 8];
+        SIZES[self as usize]
     }
 
     /// The width of a `size`-byte access, or `None` unless `size` is 1, 2, 4 or 8.
@@ -84,7 +86,11 @@ impl fmt::Display for AccessWidth {
 
 /// Why a device refused a register access. A guest caused it; the caller decides what the
 /// guest gets (see `axdevice`'s unclaimed-access policy), the hypervisor goes on.
+// `u64`, the width of a register's value: `Result<u64, DeviceError>`, what every register
+// read returns, is then a pair of scalars, returned in two registers instead of through
+// memory (about five instructions less on every emulated read, x86_64).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
 pub enum DeviceError {
     /// The offset is outside the device, or the access runs past its end.
     BadOffset,
