@@ -334,6 +334,7 @@ impl VmBench<'_> {
             vms: vms.clone(),
             vms_from: VmsFrom::Image,
             pending: None,
+            timing_sensitive: false,
             steps: Vec::new(),
             disk: None,
         })

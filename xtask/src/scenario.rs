@@ -146,6 +146,10 @@ struct ScenarioFile {
     vms_from: Option<VmsFrom>,
     /// When given, the scenario is not run but counted as skipped, with this reason.
     pending: Option<String>,
+    /// Its guests check host time (a stall bound, a timer's regularity): no extra worker
+    /// runs beside it.
+    #[serde(default)]
+    timing_sensitive: bool,
     /// A typed session: wait for output, type a line.
     #[serde(default)]
     steps: Vec<StepFile>,
@@ -270,6 +274,8 @@ pub struct Scenario {
     pub vms_from: VmsFrom,
     /// Why it is not run yet, if it is not.
     pub pending: Option<String>,
+    /// Its guests check host time: no extra worker runs beside it ([`MAX_WORKERS`]).
+    pub timing_sensitive: bool,
     /// The typed session, in order (QEMU only).
     pub steps: Vec<Step>,
     /// The hypervisor's disk, if it has one (QEMU only).
@@ -456,6 +462,7 @@ impl Scenario {
             vms,
             vms_from,
             pending: file.pending,
+            timing_sensitive: file.timing_sensitive,
             steps: file
                 .steps
                 .into_iter()
@@ -652,13 +659,12 @@ impl Images {
         self.changed.notify_all();
     }
 
-    /// Takes the first scenario of `queue` whose image is built (or will never be), or
-    /// with `last` the last one, waiting for one if need be, with its image (`None`: it was
-    /// not built). `None` when the queue is empty or a build failed.
+    /// Takes the first scenario of `queue` whose image is built (or will never be),
+    /// waiting for one if need be, with its image (`None`: it was not built). `None` when
+    /// the queue is empty or a build failed.
     fn next<'a>(
         &self,
         queue: &Mutex<Vec<&'a Scenario>>,
-        last: bool,
     ) -> Option<(&'a Scenario, Option<PathBuf>)> {
         let mut state = self.state();
         loop {
@@ -669,12 +675,9 @@ impl Images {
             if queue.is_empty() {
                 return None;
             }
-            let is_ready =
-                |s: &&Scenario| state.finished || state.built.contains_key(&s.image_key());
-            let ready = match last {
-                false => queue.iter().position(is_ready),
-                true => queue.iter().rposition(is_ready),
-            };
+            let ready = queue
+                .iter()
+                .position(|s| state.finished || state.built.contains_key(&s.image_key()));
             if let Some(i) = ready {
                 let scenario = queue.remove(i);
                 return Some((scenario, state.built.get(&scenario.image_key()).cloned()));
@@ -682,6 +685,21 @@ impl Images {
             drop(queue);
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// For an extra worker: takes the last scenario of `queue` (the shortest time limit)
+    /// whose image is built and that is not timing-sensitive, without waiting.
+    fn take_short<'a>(&self, queue: &Mutex<Vec<&'a Scenario>>) -> Option<(&'a Scenario, PathBuf)> {
+        let state = self.state();
+        if state.failed {
+            return None;
+        }
+        let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+        let i = queue
+            .iter()
+            .rposition(|s| !s.timing_sensitive && state.built.contains_key(&s.image_key()))?;
+        let scenario = queue.remove(i);
+        Some((scenario, state.built.get(&scenario.image_key())?.clone()))
     }
 
     /// Whether no scenario will be taken any more (the queue is empty, or a build failed).
@@ -734,6 +752,51 @@ impl IdleCpu {
                 return true;
             }
         }
+    }
+}
+
+/// The extra workers stand aside for timing-sensitive scenarios: none starts while one runs
+/// (or waits to), and one waits for the running extras to end before it starts.
+#[derive(Default)]
+struct Beside {
+    /// Timing-sensitive scenarios running or about to, and extra workers' scenarios running.
+    counts: Mutex<(usize, usize)>,
+    changed: Condvar,
+}
+
+impl Beside {
+    fn counts(&self) -> MutexGuard<'_, (usize, usize)> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A worker is about to run a timing-sensitive scenario: waits until no extra worker's
+    /// scenario runs; none starts until [`Beside::end_sensitive`].
+    fn begin_sensitive(&self) {
+        let mut counts = self.counts();
+        counts.0 += 1;
+        while counts.1 > 0 {
+            counts = self.changed.wait(counts).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn end_sensitive(&self) {
+        self.counts().0 -= 1;
+    }
+
+    /// An extra worker may start a scenario (then [`Beside::end_extra`] when it ends):
+    /// false while a timing-sensitive one runs.
+    fn begin_extra(&self) -> bool {
+        let mut counts = self.counts();
+        let free = counts.0 == 0;
+        if free {
+            counts.1 += 1;
+        }
+        free
+    }
+
+    fn end_extra(&self) {
+        self.counts().1 -= 1;
+        self.changed.notify_all();
     }
 }
 
@@ -791,22 +854,21 @@ pub fn run_while_building(scenarios: &[Scenario], images: &Images) -> Result<Vec
     }
     let (tx, rx) = mpsc::channel::<Outcome>();
     let idle = IdleCpu::default();
+    let beside = Beside::default();
     let on_idle = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        for worker in 0..MAX_WORKERS.min(runnable) {
+        for _ in 0..WORKERS.min(runnable) {
             let tx = tx.clone();
-            let (queue, logs, idle, on_idle) = (&queue, &logs, &idle, &on_idle);
-            // The extra workers take the shortest time limits, from the queue's end.
-            let extra = worker >= WORKERS;
+            let (queue, logs, beside) = (&queue, &logs, &beside);
             scope.spawn(move || {
-                while !extra || idle.wait_for_a_core(images, queue) {
-                    let Some((scenario, image)) = images.next(queue, extra) else {
-                        break;
-                    };
-                    if extra {
-                        on_idle.fetch_add(1, Ordering::Relaxed);
-                    }
+                while let Some((scenario, image)) = images.next(queue) {
                     let outcome = match image {
+                        Some(image) if scenario.timing_sensitive => {
+                            beside.begin_sensitive();
+                            let outcome = run_one(scenario, &image, logs);
+                            beside.end_sensitive();
+                            outcome
+                        }
                         Some(image) => run_one(scenario, &image, logs),
                         None => Outcome {
                             name: scenario.name.clone(),
@@ -821,6 +883,30 @@ pub fn run_while_building(scenarios: &[Scenario], images: &Images) -> Result<Vec
                     };
                     if tx.send(outcome).is_err() {
                         break;
+                    }
+                }
+            });
+        }
+        // The extra workers: the shortest time limits, from the queue's end, each started
+        // after a look found a core idle.
+        for _ in WORKERS..MAX_WORKERS.min(runnable) {
+            let tx = tx.clone();
+            let (queue, logs, idle, beside, on_idle) = (&queue, &logs, &idle, &beside, &on_idle);
+            scope.spawn(move || {
+                while idle.wait_for_a_core(images, queue) {
+                    if !beside.begin_extra() {
+                        continue;
+                    }
+                    let taken = images.take_short(queue);
+                    let outcome = taken.map(|(scenario, image)| {
+                        on_idle.fetch_add(1, Ordering::Relaxed);
+                        run_one(scenario, &image, logs)
+                    });
+                    beside.end_extra();
+                    if let Some(outcome) = outcome {
+                        if tx.send(outcome).is_err() {
+                            break;
+                        }
                     }
                 }
             });
@@ -1692,6 +1778,7 @@ mod tests {
             expect_exit = true
             vms = ["configs/vms/riscv64-hello.toml"]
             pending = "waiting for the VM side"
+            timing_sensitive = true
             "#,
         )
         .unwrap();
@@ -1708,6 +1795,7 @@ mod tests {
         assert!(s.expect_exit);
         assert_eq!(s.vms.files(), ["configs/vms/riscv64-hello.toml"]);
         assert_eq!(s.pending.as_deref(), Some("waiting for the VM side"));
+        assert!(s.timing_sensitive);
         // VMs go on the disk by default: the plain image.
         assert_eq!(s.vms_from, VmsFrom::Disk);
         assert_eq!(s.image_key(), (Arch::Riscv64, VmSet::none()));
@@ -2162,6 +2250,26 @@ mod runner_tests {
         assert_eq!(log, "one\ntwo\n");
     }
 
+    /// No extra worker starts while a timing-sensitive scenario runs, and one waits for the
+    /// running extras to end.
+    #[test]
+    fn extras_stand_aside_for_timing_sensitive_scenarios() {
+        let beside = Beside::default();
+        assert!(beside.begin_extra());
+        std::thread::scope(|scope| {
+            let sensitive = scope.spawn(|| beside.begin_sensitive());
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!sensitive.is_finished(), "started beside an extra");
+            assert!(!beside.begin_extra(), "an extra started while one waits");
+            beside.end_extra();
+            sensitive.join().unwrap();
+        });
+        assert!(!beside.begin_extra());
+        beside.end_sensitive();
+        assert!(beside.begin_extra());
+        beside.end_extra();
+    }
+
     #[test]
     fn idle_time_is_read_from_proc_stat() {
         let stat = "cpu  4705 356 584 3699 23 0 19 0 0 0\ncpu0 1393 280 234 1853 14 0 0 0 0 0\n";
@@ -2340,14 +2448,13 @@ mod runner_tests {
         let images = Images::default();
         let queue = Mutex::new(run_order(&all));
         images.publish(quick.image_key(), PathBuf::from("a.bin"));
-        let (first, image) = images.next(&queue, false).unwrap();
+        let (first, image) = images.next(&queue).unwrap();
         assert_eq!(
             (first.name.as_str(), image),
             ("aarch64-quick", Some("a.bin".into()))
         );
         std::thread::scope(|scope| {
-            let waiter =
-                scope.spawn(|| images.next(&queue, false).map(|(s, i)| (s.name.clone(), i)));
+            let waiter = scope.spawn(|| images.next(&queue).map(|(s, i)| (s.name.clone(), i)));
             std::thread::sleep(Duration::from_millis(50));
             assert!(
                 !waiter.is_finished(),
@@ -2359,17 +2466,35 @@ mod runner_tests {
         });
         // The builds are over: the last one goes, without an image.
         images.finish();
-        let (last, image) = images.next(&queue, false).unwrap();
+        let (last, image) = images.next(&queue).unwrap();
         assert_eq!((last.name.as_str(), image), ("riscv64-quick", None));
-        assert!(images.next(&queue, false).is_none());
+        assert!(images.next(&queue).is_none());
 
-        // An extra worker takes from the end: the shortest time limit whose image is built.
+        // An extra worker takes from the end: the shortest time limit whose image is built,
+        // not a timing-sensitive one, and does not wait.
         let images = Images::default();
+        let sensitive = Scenario::parse(
+            &format!("{BASIC}timing_sensitive = true\n"),
+            Path::new("aarch64-hogs.toml"),
+        )
+        .unwrap();
+        assert!(sensitive.timing_sensitive && !quick.timing_sensitive);
+        let all = [slow.clone(), quick.clone(), sensitive, other.clone()];
         let queue = Mutex::new(run_order(&all));
+        assert!(images.take_short(&queue).is_none(), "no image built yet");
         images.publish(quick.image_key(), PathBuf::from("a.bin"));
         images.publish(slow.image_key(), PathBuf::from("x.elf"));
-        let (tail, _) = images.next(&queue, true).unwrap();
-        assert_eq!(tail.name, "aarch64-quick");
+        let (tail, image) = images.take_short(&queue).unwrap();
+        assert_eq!(
+            (tail.name.as_str(), image),
+            ("aarch64-quick", "a.bin".into())
+        );
+        let (tail, _) = images.take_short(&queue).unwrap();
+        assert_eq!(tail.name, "x86_64-slow");
+        assert!(
+            images.take_short(&queue).is_none(),
+            "only the sensitive one is left"
+        );
         assert!(!images.over(&queue));
 
         // After a failed build no scenario starts, even one whose image is there.
@@ -2377,7 +2502,7 @@ mod runner_tests {
         let queue = Mutex::new(run_order(&all));
         images.publish(quick.image_key(), PathBuf::from("a.bin"));
         images.fail();
-        assert!(images.next(&queue, false).is_none());
+        assert!(images.next(&queue).is_none());
         assert!(images.over(&queue));
     }
 
