@@ -217,6 +217,11 @@ impl Vgic {
     fn take_mail(&self, s: &mut State) {
         for (target, mail) in self.mail.iter().enumerate() {
             for (word, bits) in mail.bits.iter().enumerate() {
+                // Look before swapping: an exit with no SGI posted (the common case) writes
+                // nothing.
+                if bits.load(Ordering::SeqCst) == 0 {
+                    continue;
+                }
                 let mut taken = bits.swap(0, Ordering::SeqCst);
                 while taken != 0 {
                     let bit = word * 64 + taken.trailing_zeros() as usize;
@@ -234,11 +239,9 @@ impl Vgic {
     /// Records which SGIs sit in vCPU `vcpu`'s list registers (see [`SgiMail::in_lr`]).
     fn note_sgis_in_lrs(&self, s: &State, vcpu: usize) {
         let bits = s.cpus[vcpu]
-            .slots
-            .iter()
-            .flatten()
-            .filter(|&&intid| intid < SGIS)
-            .fold(0u32, |b, &intid| b | 1 << intid);
+            .held()
+            .filter(|&intid| intid < SGIS)
+            .fold(0u32, |b, intid| b | 1 << intid);
         self.mail[vcpu].in_lr.store(bits, Ordering::SeqCst);
     }
 

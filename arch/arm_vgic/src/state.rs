@@ -103,10 +103,40 @@ pub(crate) struct Cpu {
     pub private: Vec<Irq>,
     /// GICv2: for each SGI, one pending bit per source vCPU.
     pub sgi_sources: [u8; SGIS as usize],
-    /// The INTID each list register holds, as far as the model knows.
-    pub slots: [Option<u32>; MAX_LRS],
+    /// The INTID each list register holds, as far as the model knows (changed only
+    /// through [`Cpu::set_slot`], which keeps `used` in step).
+    slots: [Option<u32>; MAX_LRS],
+    /// Bit `s` set while `slots[s]` holds an interrupt: an exit with nothing in the list
+    /// registers (the common case) visits none of them.
+    used: u16,
     /// GICv3 `GICR_WAKER.ProcessorSleep`.
     pub asleep: bool,
+}
+
+impl Cpu {
+    /// The INTID list register `slot` holds, as far as the model knows.
+    pub fn slot(&self, slot: usize) -> Option<u32> {
+        self.slots[slot]
+    }
+
+    /// Records what list register `slot` holds.
+    fn set_slot(&mut self, slot: usize, intid: Option<u32>) {
+        self.slots[slot] = intid;
+        match intid {
+            Some(_) => self.used |= 1 << slot,
+            None => self.used &= !(1 << slot),
+        }
+    }
+
+    /// The list registers that hold an interrupt, lowest first.
+    pub fn used_slots(&self) -> impl Iterator<Item = usize> {
+        bits(u64::from(self.used))
+    }
+
+    /// The INTIDs the list registers hold.
+    pub fn held(&self) -> impl Iterator<Item = u32> + '_ {
+        self.used_slots().filter_map(|s| self.slots[s])
+    }
 }
 
 /// Which interrupt: a private one of a vCPU, or an SPI (index from INTID 32).
@@ -176,6 +206,7 @@ impl State {
                     .collect(),
                 sgi_sources: [0; SGIS as usize],
                 slots: [None; MAX_LRS],
+                used: 0,
                 asleep: true,
             })
             .collect();
@@ -257,7 +288,7 @@ impl State {
     }
 
     /// Test check of the invariant of `hint_private` / `hint_spis`: every interrupt that
-    /// [`State::may_deliver`] is marked.
+    /// [`State::may_deliver`] is marked; and of [`Cpu::used`]: it says which slots hold one.
     #[cfg(test)]
     pub fn check_hints(&self) {
         let ids = (0..self.vcpus)
@@ -269,6 +300,12 @@ impl State {
                 Id::Spi(i) => self.hint_spis[i / 64] & (1 << (i % 64)) != 0,
             };
             assert!(marked, "{id:?} may be deliverable but is not marked");
+        }
+        for (v, cpu) in self.cpus.iter().enumerate() {
+            let used = (0..MAX_LRS)
+                .filter(|&s| cpu.slots[s].is_some())
+                .fold(0u16, |m, s| m | 1 << s);
+            assert_eq!(cpu.used, used, "vCPU {v}: used list registers out of step");
         }
     }
 
@@ -376,6 +413,11 @@ impl State {
     /// The input line of `id` goes to `level`. A rising edge latches an edge interrupt; a
     /// level interrupt is pending while the line is high.
     pub fn set_line(&mut self, id: Id, level: bool) -> u64 {
+        if self.irq(id).line == level {
+            // Nothing changes (no edge either): the vCPUs' view and the marks stay right. The
+            // virtual timer's level is set on every entry, so this is the common case.
+            return 0;
+        }
         self.modify(id, |s, id| {
             let irq = s.irq_mut(id);
             if irq.edge && level && !irq.line {
@@ -630,7 +672,7 @@ impl State {
 
     /// Forgets that list register `slot` of vCPU `v` holds `id`.
     fn release(&mut self, v: usize, slot: usize, id: Option<Id>) {
-        self.cpus[v].slots[slot] = None;
+        self.cpus[v].set_slot(slot, None);
         if let Some(id) = id {
             self.irq_mut(id).lr = None;
         }
@@ -639,7 +681,7 @@ impl State {
     /// The interrupt list register `slot` of vCPU `v` holds, with its bookkeeping; drops
     /// inconsistent bookkeeping (which should never exist).
     fn slot_entry(&mut self, v: usize, slot: usize) -> Option<(Id, InLr)> {
-        let intid = self.cpus[v].slots[slot]?;
+        let intid = self.cpus[v].slot(slot)?;
         let id = self.resolve(v, intid);
         let entry = id.and_then(|id| {
             self.irq(id)
@@ -649,7 +691,7 @@ impl State {
         });
         if entry.is_none() {
             warn!("vgic: vCPU {v} LR{slot}: stale bookkeeping for INTID {intid} dropped");
-            self.cpus[v].slots[slot] = None;
+            self.cpus[v].set_slot(slot, None);
         }
         entry
     }
@@ -659,11 +701,9 @@ impl State {
         let n = lrs.count().min(MAX_LRS);
         let mut mask = 0;
 
-        // 1. Bring the occupied list registers up to date with the distributor.
-        for slot in 0..MAX_LRS {
-            if self.cpus[v].slots[slot].is_none() {
-                continue;
-            }
+        // 1. Bring the occupied list registers up to date with the distributor (each
+        //    iteration changes only its own slot).
+        for slot in self.cpus[v].used_slots() {
             let Some((id, mut l)) = self.slot_entry(v, slot) else {
                 continue;
             };
@@ -744,7 +784,7 @@ impl State {
             let Some(id) = self.resolve(v, intid) else {
                 continue;
             };
-            let free = (0..n).find(|&s| self.cpus[v].slots[s].is_none());
+            let free = (0..n).find(|&s| self.cpus[v].slot(s).is_none());
             let slot = match free {
                 Some(s) => s,
                 None => match self.evictable(v, n, prio) {
@@ -780,7 +820,7 @@ impl State {
     fn evictable(&self, v: usize, n: usize, prio: u8) -> Option<usize> {
         let mut best: Option<(u8, usize)> = None;
         for slot in 0..n {
-            let Some(intid) = self.cpus[v].slots[slot] else {
+            let Some(intid) = self.cpus[v].slot(slot) else {
                 continue;
             };
             let Some(id) = self.resolve(v, intid) else {
@@ -831,7 +871,7 @@ impl State {
         };
         let value = self.lr_value(id, &l, LrState::Pending);
         self.irq_mut(id).lr = Some(l);
-        self.cpus[v].slots[slot] = Some(id.intid());
+        self.cpus[v].set_slot(slot, Some(id.intid()));
         lrs.write(slot, value);
     }
 
@@ -839,10 +879,7 @@ impl State {
     pub fn sync(&mut self, v: usize, lrs: &mut dyn ListRegs) -> u64 {
         let n = lrs.count().min(MAX_LRS);
         let mut mask = 0;
-        for slot in 0..n {
-            if self.cpus[v].slots[slot].is_none() {
-                continue;
-            }
+        for slot in self.cpus[v].used_slots().take_while(|&s| s < n) {
             let Some((id, mut l)) = self.slot_entry(v, slot) else {
                 continue;
             };
@@ -889,7 +926,7 @@ impl State {
         if v >= self.vcpus {
             return false;
         }
-        let in_lr = self.cpus[v].slots.iter().flatten().any(|&intid| {
+        let in_lr = self.cpus[v].held().any(|intid| {
             self.resolve(v, intid)
                 .and_then(|id| self.irq(id).lr)
                 .is_some_and(|l| l.state.has_pending())
@@ -898,10 +935,8 @@ impl State {
         // one (an unmarked interrupt outside the list registers is not deliverable).
         let wanted = |id: Id| self.wants(id) == Some(v);
         let in_lr_wanted = self.cpus[v]
-            .slots
-            .iter()
-            .flatten()
-            .filter_map(|&intid| self.resolve(v, intid))
+            .held()
+            .filter_map(|intid| self.resolve(v, intid))
             .any(wanted);
         in_lr
             || in_lr_wanted
