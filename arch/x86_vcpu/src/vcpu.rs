@@ -67,7 +67,9 @@ struct PendingPort {
 #[derive(Clone, Copy, Debug)]
 struct PendingLoad {
     merge: insn::LoadMerge,
-    len: u8,
+    /// The address of the instruction after the load (the exit knew RIP: no VMREAD of it
+    /// at the completion).
+    next: u64,
 }
 
 /// RFLAGS.IF.
@@ -244,7 +246,13 @@ impl VmxVCpu {
     #[inline(always)]
     fn advance(&mut self, len: u64) {
         let rip = vmx::read(f::GUEST_RIP);
-        vmx::write(f::GUEST_RIP, rip.wrapping_add(len));
+        self.set_rip(rip.wrapping_add(len));
+    }
+
+    /// Sets RIP to `rip`, the instruction after the one that completed.
+    #[inline(always)]
+    fn set_rip(&mut self, rip: u64) {
+        vmx::write(f::GUEST_RIP, rip);
         // An instruction completed: no STI / MOV SS blocking is left.
         let intr = vmx::read(f::GUEST_INTERRUPTIBILITY);
         if intr & 3 != 0 {
@@ -1380,7 +1388,7 @@ impl VmxVCpu {
                 };
                 self.pending = Some(PendingLoad {
                     merge: a.merge,
-                    len: i.len,
+                    next: rip.wrapping_add(u64::from(i.len)),
                 });
                 exit
             }
@@ -1416,7 +1424,7 @@ impl VmxVCpu {
             MmioOp::Load { .. } => {
                 self.pending = Some(PendingLoad {
                     merge: a.merge,
-                    len: i.len,
+                    next: key.rip.wrapping_add(u64::from(i.len)),
                 });
                 self.complete_mmio_read(pc.xapic_read(self.index, gpa, width, now));
                 return None;
@@ -1539,7 +1547,7 @@ impl ArchVCpu for VmxVCpu {
         if let Some(p) = self.pending.take() {
             let old = self.gpr(p.merge.dest);
             self.set_gpr_value(p.merge.dest, p.merge.apply(old, value));
-            self.advance(u64::from(p.len));
+            self.set_rip(p.next);
         }
     }
 
