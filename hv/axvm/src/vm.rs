@@ -629,7 +629,12 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
 
     /// Current status.
     pub fn status(&self) -> VmStatus {
-        match self.status.load(Ordering::Acquire) {
+        Self::status_of(self.status.load(Ordering::Acquire))
+    }
+
+    /// The status whose code (`VmStatus as u8`) is `code`.
+    fn status_of(code: u8) -> VmStatus {
+        match code {
             0 => VmStatus::Loading,
             1 => VmStatus::Loaded,
             2 => VmStatus::Running,
@@ -822,9 +827,11 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
 
     /// `Ok` while the VM runs; otherwise the error naming its status.
     fn ensure_running(&self) -> Result<(), VmError> {
-        match self.status() {
-            VmStatus::Running => Ok(()),
-            status => Err(VmError::NotRunning(status)),
+        // The code compared as it is (the run loop checks it after every exit); the
+        // status is worked out only when it is not Running.
+        match self.status.load(Ordering::Acquire) {
+            code if code == VmStatus::Running as u8 => Ok(()),
+            code => Err(VmError::NotRunning(Self::status_of(code))),
         }
     }
 
