@@ -766,7 +766,12 @@ impl State {
         }
 
         // 2. Everything deliverable to `v`, highest priority (lowest value) first: only the
-        //    marked interrupts can be (see `hint_private`).
+        //    marked interrupts can be (see `hint_private`). None marked (most exits): nothing
+        //    to deliver, and no list register overflows.
+        if self.hint_private[v] == 0 && self.hint_spis.iter().all(|&w| w == 0) {
+            lrs.set_underflow_interrupt(false);
+            return mask;
+        }
         let mut cands = Candidates::default();
         for i in bits(u64::from(self.hint_private[v])) {
             self.consider(v, Id::Private(v, i as u32), &mut cands);
