@@ -807,8 +807,8 @@ fn check_elf(data: &[u8], class: Elf, machine: u16) -> Result<()> {
 /// `/bin`, loads the kernel modules listed in `/lib/modules/<release>/modules.load` (a
 /// missing or refused module is one `axv-init:` line) and then does what the kernel command
 /// line asks: `axv.mode=shell` an interactive shell on the console (respawned when it
-/// exits), `axv.run=NAME` the script `/axv/NAME.sh` and power-off, otherwise (the default)
-/// the marker line and power-off.
+/// exits), `axv.run=NAME` the script `/axv/NAME.sh` (`axv.run=A,B`: `A.sh`, then `B.sh`)
+/// and power-off, otherwise (the default) the marker line and power-off.
 pub const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
 # /init of the axvisor real-guest initramfs (written by `cargo xtask guests fetch`;
 # docs/real-guests.md).
@@ -862,17 +862,21 @@ shell)
     done
     ;;
 run)
-    case $run in
-        */*|'') echo "axv-init: axv.run=$run: not a script name" ;;
-        *)
-            if [ -f /axv/$run.sh ]; then
-                $bb sh /axv/$run.sh
-                echo "axv-init: $run.sh exited with status $?"
-            else
-                echo "axv-init: axv.run=$run: no /axv/$run.sh (scripts: $($bb ls /axv 2>/dev/null))"
-            fi
-            ;;
-    esac
+    # NAME or NAME,NAME,...: each script in turn, whatever the one before returned.
+    [ -n "$run" ] || echo "axv-init: axv.run=: not a script name"
+    for one in $(echo "$run" | $bb tr , ' '); do
+        case $one in
+            */*) echo "axv-init: axv.run=$one: not a script name" ;;
+            *)
+                if [ -f /axv/$one.sh ]; then
+                    $bb sh /axv/$one.sh
+                    echo "axv-init: $one.sh exited with status $?"
+                else
+                    echo "axv-init: axv.run=$one: no /axv/$one.sh (scripts: $($bb ls /axv 2>/dev/null))"
+                fi
+                ;;
+        esac
+    done
     $bb poweroff -f
     ;;
 marker) ;;
@@ -1146,7 +1150,8 @@ mod tests {
         for needle in [
             "axv.mode=*)",
             "axv.run=*)",
-            "/axv/$run.sh",
+            "/axv/$one.sh",
+            "tr , ' '",
             "cttyhack",
             "modules.load",
             "poweroff -f",
