@@ -274,6 +274,10 @@ pub struct ArmVCpu {
     vmpidr: u64,
     /// The data abort being completed by `complete_mmio_read`.
     pending_load: Option<DataAbort>,
+    /// The virtual timer level last given to the vGIC; `None` (since `setup`) sends the
+    /// next one. Only this vCPU drives that line, so an entry whose level did not change
+    /// (most of them) skips the vGIC's lock.
+    timer_level: Option<bool>,
     /// Syndrome, FAR and PC of the last exit, for fault injection.
     last_esr: u64,
     last_far: u64,
@@ -374,6 +378,7 @@ impl ArchVCpu for ArmVCpu {
             vmid: config.vmid,
             vmpidr: (1 << 31) | (config.mpidr & 0xff_00ff_ffff),
             pending_load: None,
+            timer_level: None,
             last_esr: 0,
             last_far: 0,
             last_pc: 0,
@@ -414,6 +419,7 @@ impl ArchVCpu for ArmVCpu {
             ..El1Regs::default()
         };
         self.pending_load = None;
+        self.timer_level = None;
         self.loaded = false;
         // Nothing in flight: the list registers start empty (the vGIC treats interrupts it
         // had placed there as ended, and re-raises level ones still high).
@@ -733,7 +739,10 @@ impl ArmVCpu {
         unsafe { core::arch::asm!("mrs {}, cntv_ctl_el0", out(reg) ctl, options(nomem, nostack)) };
         let level = ctl & (CNTV_ENABLE | CNTV_IMASK | CNTV_ISTATUS) == CNTV_ENABLE | CNTV_ISTATUS;
         let intid = hw_vgic::vtimer_intid();
-        vgic.set_private_level(self.index, intid, level);
+        if self.timer_level != Some(level) {
+            vgic.set_private_level(self.index, intid, level);
+            self.timer_level = Some(level);
+        }
         hw_vgic::set_private_enabled(intid, !level);
         self.passthrough
             .drain(|intid| vgic.set_spi_level(intid, true));
