@@ -954,6 +954,18 @@ impl VmxVCpu {
         }
     }
 
+    /// Replaces general-purpose register `i` by `f` of its value (RSP in the VMCS), with
+    /// one test of where it is.
+    #[inline(always)]
+    fn update_gpr(&mut self, i: u8, f: impl FnOnce(u64) -> u64) {
+        if usize::from(i) == RSP {
+            vmx::write(f::GUEST_RSP, f(vmx::read(f::GUEST_RSP)));
+        } else {
+            let reg = &mut self.gprs.0[usize::from(i & 15)];
+            *reg = f(*reg);
+        }
+    }
+
     #[inline(always)]
     fn set_gpr_value(&mut self, i: u8, v: u64) {
         if usize::from(i) == RSP {
@@ -1545,8 +1557,7 @@ impl ArchVCpu for VmxVCpu {
     #[inline(always)]
     fn complete_mmio_read(&mut self, value: u64) {
         if let Some(p) = self.pending.take() {
-            let old = self.gpr(p.merge.dest);
-            self.set_gpr_value(p.merge.dest, p.merge.apply(old, value));
+            self.update_gpr(p.merge.dest, |old| p.merge.apply(old, value));
             self.set_rip(p.next);
         }
     }

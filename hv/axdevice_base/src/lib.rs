@@ -51,9 +51,7 @@ impl AccessWidth {
     /// The width in bytes (1, 2, 4 or 8).
     #[inline]
     pub const fn size(self) -> usize {
-        // A table, as for `mask`: a shift's count must be in CL on x86_64.
-        const SIZES: [usize; 4] = [1, 2, 4, 8];
-        SIZES[self as usize]
+        1 << self as u8
     }
 
     /// The width of a `size`-byte access, or `None` unless `size` is 1, 2, 4 or 8.
@@ -71,10 +69,10 @@ impl AccessWidth {
     /// all ones for [`AccessWidth::Dword`]).
     #[inline]
     pub const fn mask(self) -> u64 {
-        // A table, indexed by the discriminant (0..=3): one load, where the shift by
-        // `64 - bits` took five instructions on x86_64 (the count must be in CL).
-        const MASKS: [u64; 4] = [0xff, 0xffff, 0xffff_ffff, u64::MAX];
-        MASKS[self as usize]
+        // 64 - bits is 56, 48, 32 or 0: always a valid shift. (A table of the four masks
+        // measured 4 instructions less per MMIO read on x86_64 but 3 to 6 more on aarch64,
+        // where the table's address takes two instructions.)
+        u64::MAX >> (64 - (8 << self as u8))
     }
 }
 

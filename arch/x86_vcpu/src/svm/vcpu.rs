@@ -421,13 +421,16 @@ impl SvmVCpu {
         }
     }
 
-    /// Sets general-purpose register `i` (RSP in the VMCB).
+    /// Replaces general-purpose register `i` by `f` of its value (RSP in the VMCB), with
+    /// one test of where it is.
     #[inline(always)]
-    fn set_reg(&mut self, i: u8, v: u64) {
+    fn update_reg(&mut self, i: u8, f: impl FnOnce(u64) -> u64) {
         if usize::from(i) == r::RSP {
+            let v = f(self.rd(save::RSP));
             self.wr(save::RSP, v);
         } else {
-            self.regs.0[usize::from(i & 15)] = v;
+            let reg = &mut self.regs.0[usize::from(i & 15)];
+            *reg = f(*reg);
         }
     }
 
@@ -1271,8 +1274,7 @@ impl ArchVCpu for SvmVCpu {
     #[inline(always)]
     fn complete_mmio_read(&mut self, value: u64) {
         if let Some(Waiting::Load { merge, next }) = self.waiting.take() {
-            let old = self.gpr(merge.dest);
-            self.set_reg(merge.dest, merge.apply(old, value));
+            self.update_reg(merge.dest, |old| merge.apply(old, value));
             self.set_rip(next);
         }
     }
