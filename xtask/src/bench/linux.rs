@@ -272,7 +272,7 @@ mod tests {
         let shape = vm_shape(&text).unwrap();
         assert_eq!(shape.vcpus, 1);
         assert_eq!(shape.host_cpus, 2, "pinned to CPU 1");
-        assert_eq!(shape.mem_mib, 256);
+        assert_eq!(shape.mem_mib, 128);
         assert!(shape.cmdline.contains("rdinit=/init"), "{shape:?}");
     }
 
