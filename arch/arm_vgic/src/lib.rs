@@ -57,7 +57,7 @@ mod tests;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use axdevice_base::{AccessWidth, DeviceError, IrqLine, MmioDevice, VcpuNotifier};
 use log::debug;
@@ -133,6 +133,10 @@ pub struct Vgic {
     state: Mutex<State>,
     /// Per vCPU: SGIs sent to it and not yet taken into the model (see [`SgiMail`]).
     mail: Vec<SgiMail>,
+    /// Per vCPU: whether the model has put an interrupt in one of its list registers (as
+    /// of its last flush or sync, the only operations that change that). A sync with none
+    /// there has nothing to read back, and skips the lock.
+    lrs_used: Vec<AtomicBool>,
 }
 
 /// SGIs for one vCPU, posted without the model's lock: sending an SGI is the hottest
@@ -188,6 +192,7 @@ impl Vgic {
             notifier,
             state: Mutex::new(State::new(config.version, config.vcpus, nr_irqs)),
             mail: (0..config.vcpus).map(|_| SgiMail::default()).collect(),
+            lrs_used: (0..config.vcpus).map(|_| AtomicBool::new(false)).collect(),
         }))
     }
 
@@ -236,13 +241,16 @@ impl Vgic {
         }
     }
 
-    /// Records which SGIs sit in vCPU `vcpu`'s list registers (see [`SgiMail::in_lr`]).
-    fn note_sgis_in_lrs(&self, s: &State, vcpu: usize) {
-        let bits = s.cpus[vcpu]
+    /// Records what vCPU `vcpu`'s list registers hold after its flush or sync: which SGIs
+    /// (see [`SgiMail::in_lr`]) and whether anything (see [`Vgic::lrs_used`]).
+    fn note_lrs(&self, s: &State, vcpu: usize) {
+        let cpu = &s.cpus[vcpu];
+        let bits = cpu
             .held()
             .filter(|&intid| intid < SGIS)
             .fold(0u32, |b, intid| b | 1 << intid);
         self.mail[vcpu].in_lr.store(bits, Ordering::SeqCst);
+        self.lrs_used[vcpu].store(cpu.used_slots().next().is_some(), Ordering::Relaxed);
     }
 
     /// Calls the notifier for every vCPU in `mask` (with the lock held by the caller).
@@ -398,7 +406,7 @@ impl Vgic {
         let mut s = self.state.lock();
         self.take_mail(&mut s);
         let mask = s.flush(vcpu, lrs);
-        self.note_sgis_in_lrs(&s, vcpu);
+        self.note_lrs(&s, vcpu);
         self.notify(mask);
     }
 
@@ -409,19 +417,33 @@ impl Vgic {
     /// A list register holding another INTID than the model wrote counts as invalid.
     /// Ignored for a bad `vcpu`.
     pub fn sync(&self, vcpu: usize, lrs: &mut dyn ListRegs) {
-        if vcpu >= self.config.vcpus {
+        // Only this vCPU's flush and sync change its list registers, and they run on its
+        // own thread: `lrs_used` is up to date here.
+        if !self
+            .lrs_used
+            .get(vcpu)
+            .is_some_and(|used| used.load(Ordering::Relaxed))
+        {
             return;
         }
         let mut s = self.state.lock();
         let mask = s.sync(vcpu, lrs);
-        self.note_sgis_in_lrs(&s, vcpu);
+        self.note_lrs(&s, vcpu);
         self.notify(mask);
     }
 
     /// Test check: the model's delivery hints are a superset of what may be deliverable.
     #[cfg(test)]
     pub(crate) fn check_hints(&self) {
-        self.state.lock().check_hints();
+        let s = self.state.lock();
+        s.check_hints();
+        for (v, used) in self.lrs_used.iter().enumerate() {
+            assert_eq!(
+                used.load(Ordering::Relaxed),
+                s.cpus[v].used_slots().next().is_some(),
+                "vCPU {v}: lrs_used out of step"
+            );
+        }
     }
 
     /// Whether vCPU `vcpu` has an interrupt to take: one deliverable to it and not yet in a
