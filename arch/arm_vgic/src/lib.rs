@@ -133,6 +133,9 @@ pub struct Vgic {
     state: Mutex<State>,
     /// Per vCPU: SGIs sent to it and not yet taken into the model (see [`SgiMail`]).
     mail: Vec<SgiMail>,
+    /// Set after an SGI is posted to any vCPU, cleared when the model takes the mail: most
+    /// flushes find it clear and look at no vCPU's mail.
+    mail_posted: AtomicBool,
     /// Per vCPU: whether the model has put an interrupt in one of its list registers (as
     /// of its last flush or sync, the only operations that change that). A sync with none
     /// there has nothing to read back, and skips the lock.
@@ -192,6 +195,7 @@ impl Vgic {
             notifier,
             state: Mutex::new(State::new(config.version, config.vcpus, nr_irqs)),
             mail: (0..config.vcpus).map(|_| SgiMail::default()).collect(),
+            mail_posted: AtomicBool::new(false),
             lrs_used: (0..config.vcpus).map(|_| AtomicBool::new(false)).collect(),
         }))
     }
@@ -212,6 +216,8 @@ impl Vgic {
         let mail = &self.mail[target];
         let bit = sgi as usize * 8 + source;
         mail.bits[bit / 64].fetch_or(1 << (bit % 64), Ordering::SeqCst);
+        // After the bit: a take that sees the flag sees the bit.
+        self.mail_posted.store(true, Ordering::SeqCst);
         if mail.in_lr.load(Ordering::SeqCst) & (1 << sgi) == 0 {
             self.notifier.notify(target);
         }
@@ -220,10 +226,15 @@ impl Vgic {
     /// Takes every vCPU's posted SGIs into the model. Their notifications were sent when
     /// they were posted.
     fn take_mail(&self, s: &mut State) {
+        if !self.mail_posted.load(Ordering::SeqCst) {
+            return;
+        }
+        // Cleared before the bits are swapped: an SGI posted after its bit's swap sets the
+        // flag again, and is taken next time.
+        self.mail_posted.store(false, Ordering::SeqCst);
         for (target, mail) in self.mail.iter().enumerate() {
             for (word, bits) in mail.bits.iter().enumerate() {
-                // Look before swapping: an exit with no SGI posted (the common case) writes
-                // nothing.
+                // Look before swapping: a vCPU with no SGI posted writes nothing.
                 if bits.load(Ordering::SeqCst) == 0 {
                     continue;
                 }
