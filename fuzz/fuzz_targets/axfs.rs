@@ -2,16 +2,22 @@
 //! `fatfs` crate: long names, nested directories, a file over many clusters), with or
 //! without its MBR, with the input's patches laid over its MBR, boot sector, FSInfo,
 //! FATs, directories and data, is
-//! mounted, walked (every directory listed, every file stat'ed and read), written to
-//! (overwrite, create, mkdir, remove) and mounted again. Nothing may panic or hang, and no
-//! error may be the layer's own `Internal` one: a damaged disk is `Corrupt`, `Device` or
-//! an ordinary user error.
+//! mounted, walked (every directory listed, every file stat'ed and read), driven by the
+//! input's operations on files held open (`open_blocks`, `read_blocks_at`,
+//! `write_blocks_at`) interleaved with path calls that may move them (`write`, `remove`),
+//! written to (overwrite, create, mkdir, remove), every held file touched again (now
+//! stale) and mounted again. Nothing may panic or hang, and no error may be the layer's
+//! own `Internal` one: a damaged disk is `Corrupt`, `Device` or an ordinary user error.
+//!
+//! Input: a mode byte (below), then patches of `[selector, offset lo, offset hi, length,
+//! bytes...]`; a patch whose length byte is 255 ends them, and the rest is operations of
+//! four bytes `[op, x, y, z]` (see [`Op`]).
 
 use std::collections::HashMap;
 use std::io::{Cursor, Write};
 use std::sync::OnceLock;
 
-use axfs::{BlockDevice, BlockError, FileKind, FileSystem, FsError, BLOCK_SIZE};
+use axfs::{BlockDevice, BlockError, FileBlocks, FileKind, FileSystem, FsError, BLOCK_SIZE};
 
 /// The partition's first block.
 const START: u64 = 2048;
@@ -195,6 +201,160 @@ fn walk(fs: &mut FileSystem<Overlay>) {
     }
 }
 
+/// A patch length byte that ends the patches (it was an empty patch).
+const END_PATCHES: u8 = 255;
+/// The most operations an input runs.
+const MAX_OPS: usize = 64;
+/// The files the operations name: the base image's (one over many clusters), new ones,
+/// a directory and a missing file.
+const PATHS: [&str; 8] = [
+    "/images/linux-6.6/Image",
+    "/vms/linux-aarch64.toml",
+    "/README.TXT",
+    "/vms/A.TOM",
+    "/NEW.TXT",
+    "/images/K.BIN",
+    "/images",
+    "/missing.bin",
+];
+
+/// One operation `[op, x, y, z]`: `op & 7` picks the file of [`PATHS`], `op >> 3 & 7` what
+/// is done (0 `open_blocks`, 1 `read_blocks_at`, 2 `write_blocks_at`, 3 `write` (the whole
+/// file, `len` bytes), 4 `remove`, 5 `write_at` then a read of the range held open, 6
+/// `flush`, 7 `read` and `read_at` of the whole file); `x` and `y` make the offset and `z`
+/// the length ([`offset`], [`length`]).
+type Op = [u8; 4];
+
+/// The offset `x`, `y` name in a file of `size` bytes: `x >> 6` is 0 a block (`y`), 1 any
+/// byte (`x & 0x3f`, `y`), 2 `y` bytes before the end, 3 `y` bytes before `u64::MAX`.
+fn offset(x: u8, y: u8, size: u64) -> u64 {
+    let y64 = u64::from(y);
+    match x >> 6 {
+        0 => y64 * BLOCK_SIZE as u64,
+        1 => u64::from(u16::from_le_bytes([y, x & 0x3f])),
+        2 => size.saturating_sub(y64),
+        _ => u64::MAX - y64,
+    }
+}
+
+/// The length `z` names: `z >> 6` is 0 whole blocks (up to 63), 1 up to 63 bytes, 2
+/// blocks and a few bytes, 3 many blocks (up to 252 KiB).
+fn length(z: u8) -> usize {
+    let low = usize::from(z & 0x3f);
+    match z >> 6 {
+        0 => low * BLOCK_SIZE,
+        1 => low,
+        2 => low * BLOCK_SIZE + low % 7 + 1,
+        _ => low * 4096,
+    }
+}
+
+/// The files held open, by index in [`PATHS`].
+struct Held {
+    files: [Option<FileBlocks>; PATHS.len()],
+    /// The volume is undamaged and every block reads: data written is read back.
+    pristine: bool,
+}
+
+impl Held {
+    /// Runs one operation.
+    fn run(&mut self, fs: &mut FileSystem<Overlay>, [op, x, y, z]: Op) {
+        let which = usize::from(op & 7);
+        let path = PATHS[which];
+        let size = match &self.files[which] {
+            Some(file) => file.size(),
+            None => ok(fs.stat(path)).map_or(0, |meta| meta.size),
+        };
+        let at = offset(x, y, size);
+        let len = length(z);
+        let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31) ^ z).collect();
+        match op >> 3 & 7 {
+            0 => self.files[which] = ok(fs.open_blocks(path)),
+            1 => {
+                if let Some(file) = &mut self.files[which] {
+                    Self::read_held(fs, self.pristine, path, file, at, len);
+                }
+            }
+            2 => {
+                if let Some(file) = &mut self.files[which] {
+                    if ok(fs.write_blocks_at(file, at, &data)).is_some() {
+                        Self::inside(file, at, len);
+                        let back = Self::read_held(fs, self.pristine, path, file, at, len);
+                        if self.pristine {
+                            assert!(back.is_some_and(|back| back == data), "{path} @{at}");
+                        }
+                    }
+                }
+            }
+            3 => {
+                ok(fs.write(path, &data));
+            }
+            4 => {
+                ok(fs.remove(path));
+            }
+            5 => {
+                if ok(fs.write_at(path, at, &data)).is_some() {
+                    if let Some(file) = &mut self.files[which] {
+                        let back = Self::read_held(fs, self.pristine, path, file, at, len);
+                        if self.pristine {
+                            assert!(back.is_some_and(|back| back == data), "{path} @{at}");
+                        }
+                    }
+                }
+            }
+            6 => {
+                ok(fs.flush());
+            }
+            _ => {
+                if let Some(whole) = ok(fs.read(path, LIMIT)) {
+                    let mut again = vec![0u8; whole.len()];
+                    if ok(fs.read_at(path, 0, &mut again)).is_some() {
+                        assert!(whole == again, "{path}: read and read_at differ");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads `len` bytes at `at` of `file` held open, and again through its path: the two
+    /// agree when both succeed, and a successful read lies inside the file.
+    fn read_held(
+        fs: &mut FileSystem<Overlay>,
+        pristine: bool,
+        path: &str,
+        file: &mut FileBlocks,
+        at: u64,
+        len: usize,
+    ) -> Option<Vec<u8>> {
+        let mut held = vec![0u8; len];
+        ok(fs.read_blocks_at(file, at, &mut held))?;
+        Self::inside(file, at, len);
+        if pristine {
+            // Found again after any write or remove: the size is the file's now.
+            let meta = ok(fs.stat(path));
+            assert_eq!(meta.map(|meta| meta.size), Some(file.size()), "{path}");
+        }
+        let mut by_path = vec![0u8; len];
+        if ok(fs.read_at(path, at, &mut by_path)).is_some() {
+            assert!(
+                held == by_path,
+                "{path} @{at}+{len}: held and path reads differ"
+            );
+        }
+        Some(held)
+    }
+
+    /// A call on `file` that succeeded touched only bytes inside it.
+    fn inside(file: &FileBlocks, at: u64, len: usize) {
+        let end = at.checked_add(len as u64);
+        assert!(
+            end.is_some_and(|end| end <= file.size()),
+            "{} @{at}+{len}",
+            file.path()
+        );
+    }
+}
+
 /// Runs one input.
 pub fn run(data: &[u8]) {
     let (disk, interesting) = base();
@@ -221,7 +381,12 @@ pub fn run(data: &[u8]) {
     }
     // Patches: a block (one of the interesting ones, or any after the partition start),
     // an offset in it, and up to 16 bytes.
+    let mut ops: &[u8] = &[];
     while let [sel, at_lo, at_hi, len, tail @ ..] = rest {
+        if *len == END_PATCHES {
+            ops = tail;
+            break;
+        }
         let block = match usize::from(*sel) {
             i if i < interesting.len() => interesting[i],
             _ => START + u64::from(u16::from_le_bytes([*at_hi, *sel])),
@@ -237,18 +402,39 @@ pub fn run(data: &[u8]) {
         }
         rest = &tail[len..];
     }
+    // The volume is a good one: what is written is read back.
+    let pristine = dev.blocks == size
+        && dev.failing == u64::MAX
+        && dev.patches.iter().all(|(&idx, block)| {
+            let at = idx as usize * BLOCK_SIZE;
+            view[at..at + BLOCK_SIZE] == block[..]
+        });
 
     let mut fs = match FileSystem::mount(dev) {
         Ok(fs) => fs,
         Err(err) => return check(&err),
     };
     walk(&mut fs);
+    let mut held = Held {
+        files: Default::default(),
+        pristine,
+    };
+    for op in ops.chunks_exact(4).take(MAX_OPS) {
+        held.run(&mut fs, op.try_into().unwrap());
+    }
     ok(fs.write("/vms/linux-aarch64.toml", b"[vm]\n"));
     ok(fs.write("/NEW.TXT", &[7u8; 3000]));
     ok(fs.mkdir("/images/NEWDIR"));
     ok(fs.write("/images/NEWDIR/K.BIN", &[1u8; 700]));
     ok(fs.remove("/vms/A.TOM"));
     ok(fs.remove("/README.TXT"));
+    // Every file still held was found before those writes and removes: it is found again.
+    for (path, file) in PATHS.iter().zip(&mut held.files) {
+        if let Some(file) = file {
+            let len = file.size().min(BLOCK_SIZE as u64) as usize;
+            Held::read_held(&mut fs, held.pristine, path, file, 0, len);
+        }
+    }
     walk(&mut fs);
     let Some(dev) = ok(fs.unmount()) else {
         return;
