@@ -19,7 +19,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::arch::MemSize;
 use crate::matcher::clean_line;
@@ -304,69 +304,15 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     hash
 }
 
-/// Where a multiboot header may be: 4-byte aligned in the first 8 KiB of the image.
-const MULTIBOOT_SEARCH: usize = 8192;
-/// The multiboot header's magic number.
-const MULTIBOOT_MAGIC: u32 = 0x1bad_b002;
-/// Multiboot header flag 16: the address fields are valid (the "a.out kludge").
-const MULTIBOOT_AOUT_KLUDGE: u32 = 1 << 16;
-
-/// The part of the multiboot image `image` its loader reads: with the a.out kludge (the
-/// hypervisor's header sets it) the file from its start up to `load_end_addr`'s offset,
-/// without what follows (the ELF's debug information and section headers, about 15 of the
-/// image's 16 MB, which ISOLINUX would read through the BIOS at every boot); otherwise,
-/// or when `load_end_addr` is 0 (load to the end of the file), the whole image.
-pub fn multiboot_loaded(image: &[u8]) -> Result<&[u8]> {
-    let word = |at: usize| {
-        image
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let header = (0..MULTIBOOT_SEARCH.min(image.len()))
-        .step_by(4)
-        .find(|&at| {
-            matches!((word(at), word(at + 4), word(at + 8)), (Some(magic), Some(flags), Some(sum))
-                if magic == MULTIBOOT_MAGIC && magic.wrapping_add(flags).wrapping_add(sum) == 0)
-        })
-        .context("no multiboot header in the image's first 8 KiB")?;
-    let flags = word(header + 4).unwrap_or_default();
-    if flags & MULTIBOOT_AOUT_KLUDGE == 0 {
-        return Ok(image);
-    }
-    let field = |i: usize| {
-        word(header + 12 + 4 * i).context("the multiboot header's address fields are cut off")
-    };
-    let (header_addr, load_addr, load_end_addr) = (field(0)?, field(1)?, field(2)?);
-    if load_end_addr == 0 {
-        return Ok(image);
-    }
-    ensure!(
-        load_addr <= header_addr && load_addr <= load_end_addr,
-        "multiboot header: load_addr {load_addr:#x} is above header_addr {header_addr:#x} or load_end_addr {load_end_addr:#x}"
-    );
-    let start = header
-        .checked_sub((header_addr - load_addr) as usize)
-        .context("multiboot header: load_addr is before the start of the file")?;
-    let end = start + (load_end_addr - load_addr) as usize;
-    ensure!(
-        end <= image.len(),
-        "multiboot header: load_end_addr {load_end_addr:#x} is past the end of the {}-byte image",
-        image.len()
-    );
-    Ok(&image[..end])
-}
-
 /// Serializes ISO builds (scenario workers may ask for the same one at once).
 static ISO_LOCK: Mutex<()> = Mutex::new(());
 
-/// The boot ISO for `image` (a multiboot ELF, of which the ISO holds what its loader reads,
-/// [`multiboot_loaded`]) with `boot_args` and, if given, the boot module `module` (a disk
-/// image): built once per content and arguments into [`iso_dir`], named after the image, the
-/// module and the arguments.
+/// The boot ISO for `image` (a multiboot ELF) with `boot_args` and, if given, the boot
+/// module `module` (a disk image): built once per content and arguments into
+/// [`iso_dir`], named after the image, the module and the arguments.
 pub fn iso(image: &Path, boot_args: Option<&str>, module: Option<&Path>) -> Result<PathBuf> {
     let _guard = ISO_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let file = fs::read(image).with_context(|| format!("reading {}", image.display()))?;
-    let kernel = multiboot_loaded(&file).with_context(|| format!("{}", image.display()))?;
+    let kernel = fs::read(image).with_context(|| format!("reading {}", image.display()))?;
     let module_bytes = match module {
         Some(m) => fs::read(m).with_context(|| format!("reading {}", m.display()))?,
         None => Vec::new(),
@@ -386,7 +332,10 @@ pub fn iso(image: &Path, boot_args: Option<&str>, module: Option<&Path>) -> Resu
         fnv1a(&[cfg.as_bytes()]) as u32
     ));
     let key_path = iso.with_extension("iso.key");
-    let key = format!("{:016x}\n", fnv1a(&[kernel, &module_bytes, cfg.as_bytes()]));
+    let key = format!(
+        "{:016x}\n",
+        fnv1a(&[&kernel, &module_bytes, cfg.as_bytes()])
+    );
     if iso.is_file() && fs::read_to_string(&key_path).is_ok_and(|k| k == key) {
         return Ok(iso);
     }
@@ -408,7 +357,7 @@ pub fn iso(image: &Path, boot_args: Option<&str>, module: Option<&Path>) -> Resu
         fs::write(path, data).with_context(|| format!("writing {}", path.display()))
     };
     write(&boot_dir.join("isolinux.cfg"), cfg.as_bytes())?;
-    write(&staging.join("kernel.elf"), kernel)?;
+    write(&staging.join("kernel.elf"), &kernel)?;
     if module.is_some() {
         write(&staging.join(MODULE), &module_bytes)?;
     }
@@ -974,44 +923,6 @@ mod tests {
         });
         assert!(big.contains("memory: guest=4096, host=2048\n"), "{big}");
         assert!(big.contains("cpu: model=tigerlake, count=1,"), "{big}");
-    }
-
-    /// An image with a multiboot header at 0x1000 (`flags`, header_addr 0x20_1000, load_addr
-    /// 0x20_0000 at file offset 0, load_end_addr `load_end`) and `len` bytes in all.
-    fn multiboot_image(flags: u32, load_end: u32, len: usize) -> Vec<u8> {
-        let mut image = vec![0xEEu8; len];
-        let sum = 0u32.wrapping_sub(MULTIBOOT_MAGIC).wrapping_sub(flags);
-        for (i, w) in [
-            MULTIBOOT_MAGIC,
-            flags,
-            sum,
-            0x20_1000,
-            0x20_0000,
-            load_end,
-            0,
-            0,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            image[0x1000 + 4 * i..0x1004 + 4 * i].copy_from_slice(&w.to_le_bytes());
-        }
-        image
-    }
-
-    #[test]
-    fn the_iso_holds_what_the_multiboot_loader_reads() {
-        let kludge = multiboot_image(MULTIBOOT_AOUT_KLUDGE | 3, 0x20_3000, 0x9000);
-        assert_eq!(multiboot_loaded(&kludge).unwrap().len(), 0x3000);
-        // Without the kludge (an ELF loaded by its headers) or with load_end_addr 0: all of it.
-        let elf = multiboot_image(3, 0x20_3000, 0x9000);
-        assert_eq!(multiboot_loaded(&elf).unwrap().len(), 0x9000);
-        let to_end = multiboot_image(MULTIBOOT_AOUT_KLUDGE, 0, 0x9000);
-        assert_eq!(multiboot_loaded(&to_end).unwrap().len(), 0x9000);
-        let past = multiboot_image(MULTIBOOT_AOUT_KLUDGE, 0x20_A000, 0x9000);
-        let e = multiboot_loaded(&past).unwrap_err();
-        assert!(e.to_string().contains("past the end"), "{e}");
-        assert!(multiboot_loaded(&[0u8; 64]).is_err());
     }
 
     #[test]
