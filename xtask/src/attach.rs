@@ -14,7 +14,7 @@
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::arch::Arch;
-use crate::image::{read_u16, read_u32, read_u64, slice};
+use crate::elf::{self, read_u32, read_u64, slice, PT_LOAD};
 
 /// The name of the section holding the payload header.
 const PAYLOAD_SECTION: &[u8] = b".payload";
@@ -32,45 +32,12 @@ const MULTIBOOT_MAGIC: u32 = 0x1bad_b002;
 const MULTIBOOT_ADDRESSES: u32 = 1 << 16;
 /// Offset of the arm64 Image header's `image_size` field.
 const ARM64_IMAGE_SIZE_OFFSET: u64 = 0x10;
-const PT_LOAD: u32 = 1;
-
-/// The ELF file header fields used here.
-struct ElfHeader {
-    phoff: u64,
-    phentsize: u64,
-    phnum: u64,
-    shoff: u64,
-    shentsize: u64,
-    shnum: u64,
-    shstrndx: u64,
-}
-
-/// A program header: where it is in the file and its fields.
-#[derive(Clone, Copy)]
-struct Segment {
-    at: u64,
-    kind: u32,
-    offset: u64,
-    vaddr: u64,
-    filesz: u64,
-    memsz: u64,
-}
-
-/// A section header: where it is in the file and the fields used here.
-#[derive(Clone, Copy)]
-struct Section {
-    at: u64,
-    name: u32,
-    addr: u64,
-    offset: u64,
-    size: u64,
-}
 
 /// Returns `elf` (a hypervisor image for `arch`, as linked) with `payload` attached after
 /// its payload header, as described in the module documentation.
 pub fn attach(elf: &[u8], arch: Arch, payload: &[u8]) -> Result<Vec<u8>> {
-    let h = elf_header(elf)?;
-    let header = find_section(elf, &h, PAYLOAD_SECTION)?.context(
+    let h = elf::header(elf)?;
+    let header = elf::find_section(elf, &h, PAYLOAD_SECTION)?.context(
         "the image has no section .payload (axhal's linker script puts the payload header there)",
     )?;
     let bytes = slice(elf, header.offset, HEADER_LEN).context("section .payload")?;
@@ -92,7 +59,7 @@ pub fn attach(elf: &[u8], arch: Arch, payload: &[u8]) -> Result<Vec<u8>> {
     let at = header.offset + HEADER_LEN;
     let len = payload.len() as u64;
     let end = header.addr + HEADER_LEN + len;
-    let segments = segments(elf, &h)?;
+    let segments = elf::program_headers(elf, &h)?;
     let loads = || segments.iter().filter(|s| s.kind == PT_LOAD);
     let last = loads()
         .find(|s| s.offset <= header.offset && s.offset + s.filesz == at)
@@ -122,7 +89,7 @@ pub fn attach(elf: &[u8], arch: Arch, payload: &[u8]) -> Result<Vec<u8>> {
             put_u64(&mut out, ph + 40, s.memsz.max(s.filesz + len))?;
         }
     }
-    for s in sections(elf, &h)? {
+    for s in elf::section_headers(elf, &h)? {
         let sh = shift(s.at);
         put_u64(&mut out, sh + 0x18, shift(s.offset))?;
         if s.at == header.at {
@@ -152,7 +119,7 @@ pub fn attach(elf: &[u8], arch: Arch, payload: &[u8]) -> Result<Vec<u8>> {
 /// Sets the multiboot header's load and BSS end addresses of `elf` to `end`, after checking
 /// that the file holds the image up to the segment `last` as one block (the loader copies
 /// it from the file that way).
-fn set_multiboot_end(elf: &mut [u8], last: &Segment, end: u64) -> Result<()> {
+fn set_multiboot_end(elf: &mut [u8], last: &elf::ProgramHeader, end: u64) -> Result<()> {
     let search = &elf[..elf.len().min(MULTIBOOT_SEARCH)];
     let found = (0..search.len().saturating_sub(32))
         .step_by(4)
@@ -182,71 +149,6 @@ fn set_multiboot_end(elf: &mut [u8], last: &Segment, end: u64) -> Result<()> {
     let end = u32::try_from(end).context("the image with its payload ends above 4 GiB")?;
     put_u32(elf, found + 20, end)?;
     put_u32(elf, found + 24, end)
-}
-
-fn elf_header(elf: &[u8]) -> Result<ElfHeader> {
-    ensure!(elf.get(0..4) == Some(&b"\x7fELF"[..]), "not an ELF file");
-    ensure!(elf.get(4) == Some(&2), "not a 64-bit ELF file");
-    ensure!(elf.get(5) == Some(&1), "not a little-endian ELF file");
-    let h = ElfHeader {
-        phoff: read_u64(elf, 0x20)?,
-        shoff: read_u64(elf, 0x28)?,
-        phentsize: u64::from(read_u16(elf, 0x36)?),
-        phnum: u64::from(read_u16(elf, 0x38)?),
-        shentsize: u64::from(read_u16(elf, 0x3a)?),
-        shnum: u64::from(read_u16(elf, 0x3c)?),
-        shstrndx: u64::from(read_u16(elf, 0x3e)?),
-    };
-    ensure!(h.phentsize >= 56, "program header entries are too small");
-    ensure!(h.shentsize >= 64, "section header entries are too small");
-    Ok(h)
-}
-
-fn segments(elf: &[u8], h: &ElfHeader) -> Result<Vec<Segment>> {
-    (0..h.phnum)
-        .map(|i| {
-            let at = h.phoff + i * h.phentsize;
-            let ph = slice(elf, at, 56).with_context(|| format!("program header {i}"))?;
-            Ok(Segment {
-                at,
-                kind: read_u32(ph, 0)?,
-                offset: read_u64(ph, 8)?,
-                vaddr: read_u64(ph, 16)?,
-                filesz: read_u64(ph, 32)?,
-                memsz: read_u64(ph, 40)?,
-            })
-        })
-        .collect()
-}
-
-fn sections(elf: &[u8], h: &ElfHeader) -> Result<Vec<Section>> {
-    (0..h.shnum)
-        .map(|i| {
-            let at = h.shoff + i * h.shentsize;
-            let sh = slice(elf, at, 64).with_context(|| format!("section header {i}"))?;
-            Ok(Section {
-                at,
-                name: read_u32(sh, 0)?,
-                addr: read_u64(sh, 0x10)?,
-                offset: read_u64(sh, 0x18)?,
-                size: read_u64(sh, 0x20)?,
-            })
-        })
-        .collect()
-}
-
-/// The section called `name`, if there is one.
-fn find_section(elf: &[u8], h: &ElfHeader, name: &[u8]) -> Result<Option<Section>> {
-    let sections = sections(elf, h)?;
-    let names = sections
-        .get(usize::try_from(h.shstrndx)?)
-        .context("no section name table")?;
-    let names = slice(elf, names.offset, names.size).context("the section name table")?;
-    Ok(sections.into_iter().find(|s| {
-        let start = s.name as usize;
-        names.get(start..start + name.len()) == Some(name)
-            && names.get(start + name.len()) == Some(&0)
-    }))
 }
 
 fn put_u32(bytes: &mut [u8], offset: u64, value: u32) -> Result<()> {
@@ -368,8 +270,8 @@ mod tests {
     }
 
     fn section_bytes(elf: &[u8], name: &[u8]) -> Vec<u8> {
-        let h = elf_header(elf).unwrap();
-        let s = find_section(elf, &h, name).unwrap().unwrap();
+        let h = elf::header(elf).unwrap();
+        let s = elf::find_section(elf, &h, name).unwrap().unwrap();
         slice(elf, s.offset, s.size).unwrap().to_vec()
     }
 
@@ -389,8 +291,8 @@ mod tests {
         assert_eq!(section_bytes(&out, b".debug"), b"debug info");
         assert_eq!(section_bytes(&out, b".payload").len(), 16 + 5);
         assert_eq!(out.len() - elf.len(), INSERT_ALIGN as usize);
-        let h = elf_header(&out).unwrap();
-        let stack = segments(&out, &h).unwrap()[2];
+        let h = elf::header(&out).unwrap();
+        let stack = elf::program_headers(&out, &h).unwrap()[2];
         assert_eq!((stack.offset, stack.filesz), (0, 0));
         // Once is enough.
         let err = format!("{:#}", attach(&out, Arch::Aarch64, b"x").unwrap_err());

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::arch::Arch;
+use crate::elf::{self, slice, ProgramHeader};
 use crate::vmset::VmSet;
 use crate::{guests, util};
 
@@ -129,15 +130,6 @@ pub fn check_arm64_header(image: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// One loadable segment of an ELF file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct LoadSegment {
-    /// Its physical load address (`p_paddr`).
-    pub(crate) paddr: u64,
-    offset: u64,
-    filesz: u64,
-}
-
 /// Lays out the file contents of an ELF64 little-endian file's `PT_LOAD` segments by
 /// physical address: the result starts at the lowest `p_paddr`, gaps are zero, and it ends
 /// at the end of the last segment's file contents (`.bss` is left to the kernel).
@@ -171,67 +163,12 @@ pub fn elf_to_flat_binary(elf: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// The `PT_LOAD` segments of an ELF64 little-endian file that have file contents.
-pub(crate) fn load_segments(elf: &[u8]) -> Result<Vec<LoadSegment>> {
-    const PT_LOAD: u32 = 1;
-    ensure!(elf.get(0..4) == Some(&b"\x7fELF"[..]), "not an ELF file");
-    ensure!(elf.get(4) == Some(&2), "not a 64-bit ELF file");
-    ensure!(elf.get(5) == Some(&1), "not a little-endian ELF file");
-    let phoff = read_u64(elf, 0x20)?;
-    let phentsize = u64::from(read_u16(elf, 0x36)?);
-    let phnum = u64::from(read_u16(elf, 0x38)?);
-    ensure!(
-        phentsize >= 56,
-        "program header entries are too small ({phentsize} bytes)"
-    );
-    let mut segments = Vec::new();
-    for i in 0..phnum {
-        let at = phoff
-            .checked_add(i * phentsize)
-            .context("program header offset overflows")?;
-        let ph = slice(elf, at, 56)
-            .with_context(|| format!("program header {i} lies outside the file"))?;
-        if read_u32(ph, 0)? != PT_LOAD {
-            continue;
-        }
-        let segment = LoadSegment {
-            offset: read_u64(ph, 8)?,
-            paddr: read_u64(ph, 24)?,
-            filesz: read_u64(ph, 32)?,
-        };
-        if segment.filesz > 0 {
-            segments.push(segment);
-        }
-    }
-    Ok(segments)
-}
-
-pub(crate) fn slice(bytes: &[u8], offset: u64, len: u64) -> Result<&[u8]> {
-    let start = usize::try_from(offset)?;
-    let end = start
-        .checked_add(usize::try_from(len)?)
-        .context("range overflows")?;
-    bytes.get(start..end).with_context(|| {
-        format!(
-            "bytes {start:#x}..{end:#x} are past the end of the file ({:#x})",
-            bytes.len()
-        )
-    })
-}
-
-pub(crate) fn read_u16(bytes: &[u8], offset: u64) -> Result<u16> {
-    let b = slice(bytes, offset, 2)?;
-    Ok(u16::from_le_bytes([b[0], b[1]]))
-}
-
-pub(crate) fn read_u32(bytes: &[u8], offset: u64) -> Result<u32> {
-    let b = slice(bytes, offset, 4)?;
-    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-pub(crate) fn read_u64(bytes: &[u8], offset: u64) -> Result<u64> {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(slice(bytes, offset, 8)?);
-    Ok(u64::from_le_bytes(b))
+pub(crate) fn load_segments(elf: &[u8]) -> Result<Vec<ProgramHeader>> {
+    let h = elf::header(elf)?;
+    Ok(elf::program_headers(elf, &h)?
+        .into_iter()
+        .filter(|p| p.kind == elf::PT_LOAD && p.filesz > 0)
+        .collect())
 }
 
 #[cfg(test)]

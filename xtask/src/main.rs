@@ -8,6 +8,7 @@ mod bench;
 mod bochs;
 mod ci;
 mod disk;
+mod elf;
 mod fuzz;
 mod guests;
 mod image;

@@ -22,7 +22,8 @@ use anyhow::{ensure, Context, Result};
 use axbootx86::bzimage::ENTRY_64_OFFSET;
 use axbootx86::BzImage;
 
-use crate::image::{self, read_u32, read_u64};
+use crate::elf::{self, read_u32, read_u64};
+use crate::image;
 
 /// The unpacked kernel's file name in the x86_64 cache directory.
 pub const UNPACKED_FILE: &str = "bzImage-unpacked";
@@ -55,7 +56,7 @@ pub fn payload(bzimage: &[u8]) -> Result<(&[u8], u32)> {
     let offset = read_u32(bzimage, off::PAYLOAD_OFFSET as u64)?;
     let len = read_u32(bzimage, off::PAYLOAD_LENGTH as u64)?;
     ensure!(len > 4, "the bzImage has no payload (payload_length {len})");
-    let payload = image::slice(image.kernel(), offset.into(), len.into())
+    let payload = elf::slice(image.kernel(), offset.into(), len.into())
         .context("payload_offset and payload_length point past the protected-mode kernel")?;
     let (stream, size) = payload.split_at(payload.len() - 4);
     let size = read_u32(size, 0)?;
