@@ -350,34 +350,20 @@ fn bits(insn: u32, lo: u32, len: u32) -> u32 {
 }
 
 /// Decodes a 32-bit integer load or store (LOAD / STORE major opcodes, with bits 1:0 = 11).
+/// `funct3`'s low two bits are log2 of the width (`AccessWidth`'s discriminant) and bit 2
+/// marks a zero-extending load; LD with bit 2 (funct3 7) and stores with it do not exist.
+#[inline]
 fn decode_32(insn: u32, len: u64) -> Option<MemAccess> {
     let funct3 = bits(insn, 12, 3);
-    let (width, op) = match insn & 0x7f {
-        OP_LOAD => {
-            let (width, sign_ext) = match funct3 {
-                0 => (AccessWidth::Byte, true),
-                1 => (AccessWidth::Half, true),
-                2 => (AccessWidth::Word, true),
-                3 => (AccessWidth::Dword, true),
-                4 => (AccessWidth::Byte, false),
-                5 => (AccessWidth::Half, false),
-                6 => (AccessWidth::Word, false),
-                _ => return None,
-            };
-            let rd = bits(insn, 7, 5) as usize;
-            (width, MemOp::Load { rd, sign_ext })
-        }
-        OP_STORE => {
-            let width = match funct3 {
-                0 => AccessWidth::Byte,
-                1 => AccessWidth::Half,
-                2 => AccessWidth::Word,
-                3 => AccessWidth::Dword,
-                _ => return None,
-            };
-            let rs2 = bits(insn, 20, 5) as usize;
-            (width, MemOp::Store { rs2 })
-        }
+    let width = AccessWidth::ALL[(funct3 & 3) as usize];
+    let op = match insn & 0x7f {
+        OP_LOAD if funct3 != 7 => MemOp::Load {
+            rd: bits(insn, 7, 5) as usize,
+            sign_ext: funct3 & 4 == 0,
+        },
+        OP_STORE if funct3 & 4 == 0 => MemOp::Store {
+            rs2: bits(insn, 20, 5) as usize,
+        },
         _ => return None,
     };
     Some(MemAccess {
@@ -421,6 +407,7 @@ fn decode_16(insn: u16) -> Option<MemAccess> {
 
 /// Decodes an instruction as the guest has it in memory (16 or 32 bits; for a 16-bit one
 /// only the low half of `insn` counts).
+#[inline]
 pub fn decode_raw(insn: u32) -> Option<MemAccess> {
     if insn & 3 == 3 {
         decode_32(insn, 4)

@@ -148,6 +148,9 @@ fn not_integer_accesses() {
         0x6002,      // c.ldsp zero (reserved)
         0x0000_7003, // LOAD with funct3 = 7
         0x0000_4023, // STORE with funct3 = 4
+        0x0000_5023, // STORE with funct3 = 5
+        0x0000_6023, // STORE with funct3 = 6
+        0x0000_7023, // STORE with funct3 = 7
         0xffff_ffff,
     ] {
         assert_eq!(decode_raw(insn), None, "{insn:#x}");
