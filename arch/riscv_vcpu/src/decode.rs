@@ -433,18 +433,16 @@ pub fn decode_transformed(htinst: u64) -> Option<MemAccess> {
 }
 
 /// The value a load puts in its register: `raw` cut to the access width and sign-extended
-/// when the instruction does.
+/// when the instruction does. (Two shifts: the width's bits to the top, then back; 0 for a
+/// doubleword, so no branch on the width.)
+#[inline]
 pub fn load_value(width: AccessWidth, sign_ext: bool, raw: u64) -> u64 {
-    let bits = width.size() as u32 * 8;
-    if bits == 64 {
-        return raw;
-    }
-    let v = raw & ((1u64 << bits) - 1);
+    let shift = 64 - 8 * width.size() as u32;
+    let top = raw << shift;
     if sign_ext {
-        let shift = 64 - bits;
-        (((v << shift) as i64) >> shift) as u64
+        ((top as i64) >> shift) as u64
     } else {
-        v
+        top >> shift
     }
 }
 
