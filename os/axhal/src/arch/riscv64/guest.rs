@@ -99,6 +99,7 @@ pub fn set_timer(ticks: u64) {
 /// instruction zero-extended), or `None` when the guest could not fetch it either (the fault is absorbed by the trap vector). Leaves
 /// `hstatus.SPVP` set to `guest_vs`: no other HS code depends on it, and the next guest
 /// entry writes the guest's `hstatus`. Call with interrupts masked.
+#[inline]
 pub fn fetch_insn(pc: u64, guest_vs: bool) -> Option<u32> {
     // SAFETY: sets or clears hstatus.SPVP (the privilege of HLV/HLVX accesses).
     unsafe {
