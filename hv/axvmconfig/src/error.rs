@@ -22,7 +22,7 @@ pub struct ParseError {
 
 impl ParseError {
     pub(crate) fn from_toml(text: &str, err: &toml::de::Error) -> Self {
-        let message = err.message().to_string();
+        let bare = err.message();
         let (line, column) = match err.span() {
             Some(span) => {
                 let (line, column) = line_column(text, span.start);
@@ -30,8 +30,18 @@ impl ParseError {
             }
             None => (None, None),
         };
+        // The parser's "duplicate key" names no key; its span is the repeated key.
+        let repeated = (bare == "duplicate key")
+            .then(|| err.span().and_then(|span| text.get(span)))
+            .flatten()
+            .map(str::trim)
+            .filter(|key| !key.is_empty() && !key.contains('\n'));
+        let message = match repeated {
+            Some(key) => alloc::format!("duplicate key `{key}`: a key may be given once"),
+            None => bare.to_string(),
+        };
         Self {
-            key: key_path(err, &message),
+            key: key_path(err, bare),
             message,
             line,
             column,
