@@ -36,6 +36,10 @@ enum VmconfigCommand {
         /// and the images must exist and fit.
         #[arg(long, value_name = "DIR")]
         disk: Option<PathBuf>,
+        /// The number of CPUs the machine has (QEMU's `-smp`): each vCPU must be pinned to
+        /// one of them, as the hypervisor checks at boot. Not checked when left out.
+        #[arg(long, value_name = "N")]
+        cpus: Option<usize>,
         /// VM config files (TOML), e.g. configs/vms/aarch64-hello.toml.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -111,11 +115,31 @@ fn platform_facts(name: &str) -> Result<HostFacts> {
     let path = repo_root()
         .join("configs/platforms")
         .join(format!("{name}.toml"));
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no platform `{name}` (--platform): {} cannot be read; the platforms are {}",
+            path.display(),
+            platform_names().join(", ")
+        )
+    })?;
     let file: PlatformFile =
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     Ok(file.host.facts(HostArch::from_name(&file.platform.arch)))
+}
+
+/// The names of the platforms in `configs/platforms` (its `*.toml` files), sorted.
+fn platform_names() -> Vec<String> {
+    let dir = repo_root().join("configs/platforms");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".toml").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 /// The default platform of a config file: `qemu-virt-<arch>` when its name starts with
@@ -138,6 +162,7 @@ pub fn run(args: VmconfigArgs) -> Result<ExitCode> {
         VmconfigCommand::Check {
             platform,
             disk,
+            cpus,
             files,
         } => {
             let mut facts = BTreeMap::new();
@@ -153,6 +178,7 @@ pub fn run(args: VmconfigArgs) -> Result<ExitCode> {
                     name: path.display().to_string(),
                     text: std::fs::read_to_string(path).map_err(|err| err.to_string()),
                     host: platform.and_then(|name| facts.get(&name).cloned()),
+                    pcpus: cpus,
                     disk: match &disk {
                         Some(root) => Some(OnDisk::new(root, path)?),
                         None => None,
@@ -171,11 +197,13 @@ pub fn run(args: VmconfigArgs) -> Result<ExitCode> {
 }
 
 /// One file to check: the name to print, its contents (or why it could not be read),
-/// what is known about the host it runs on, and where it lies on a disk.
+/// what is known about the host it runs on (its facts, its number of CPUs), and where it
+/// lies on a disk.
 struct Input {
     name: String,
     text: Result<String, String>,
     host: Option<HostFacts>,
+    pcpus: Option<usize>,
     disk: Option<OnDisk>,
 }
 
@@ -239,8 +267,9 @@ struct Report {
 /// Parses and validates every input, then checks them together; one line per problem.
 ///
 /// Each file is also checked against its host facts; the files together against the facts
-/// they share (none when they differ). The number of physical CPUs and the image sizes are
-/// not known here (the hypervisor checks them at boot).
+/// they share (none when they differ). The number of physical CPUs is checked when given
+/// (`--cpus`), the image sizes when the files are on a disk (`--disk`); the hypervisor
+/// checks both at boot.
 fn check(inputs: &[Input]) -> Report {
     let mut problems: Vec<Vec<String>> = vec![Vec::new(); inputs.len()];
     // Parsed configs, and the input each came from.
@@ -257,7 +286,10 @@ fn check(inputs: &[Input]) -> Report {
         match axvmconfig::from_toml(text) {
             Err(err) => problems[i].push(err.to_string()),
             Ok(config) => {
-                let mut ctx = ValidateContext::default();
+                let mut ctx = ValidateContext {
+                    pcpu_count: input.pcpus,
+                    ..ValidateContext::default()
+                };
                 if let Some(disk) = &input.disk {
                     let (sizes, missing) = disk.image_sizes(&config);
                     ctx.image_sizes = sizes;
@@ -312,6 +344,19 @@ fn check(inputs: &[Input]) -> Report {
                     problem.field,
                     name_of(*other_vm)
                 ),
+                ProblemKind::LinkNotDeclared { link, peer, .. } => format!(
+                    "{}: VM `{peer}` declares no link `{link}` with this VM as its peer",
+                    problem.field
+                ),
+                ProblemKind::LinkSizeMismatch {
+                    size,
+                    peer,
+                    peer_size,
+                    ..
+                } => format!(
+                    "{}: shares {size:#x} bytes, but VM `{peer}` declares {peer_size:#x}; both ends of a link have the same size",
+                    problem.field
+                ),
                 ProblemKind::NoVmid { vmids, .. } => format!(
                     "{}: no hardware VMID left for this VM (the platform has {vmids} for VMs)",
                     problem.field
@@ -341,6 +386,9 @@ fn check(inputs: &[Input]) -> Report {
 }
 
 #[cfg(test)]
+mod malformed;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::util::repo_root;
@@ -351,6 +399,7 @@ mod tests {
             name: name.to_owned(),
             text: std::fs::read_to_string(&path).map_err(|err| err.to_string()),
             host: default_platform(&path).map(|p| platform_facts(&p).unwrap()),
+            pcpus: None,
             disk: None,
         }
     }
@@ -360,6 +409,7 @@ mod tests {
             name: name.to_owned(),
             text: Ok(text.to_owned()),
             host: None,
+            pcpus: None,
             disk: None,
         }
     }
@@ -476,6 +526,7 @@ mod tests {
             name: "missing.toml".to_owned(),
             text: Err("No such file or directory (os error 2)".to_owned()),
             host: None,
+            pcpus: None,
             disk: None,
         };
         let report = check(&[

@@ -10,9 +10,11 @@ pub struct ParseError {
     /// What is wrong, as the TOML parser says it (e.g. "unknown variant `uart`, expected
     /// `pl011` or `ns16550`").
     pub message: String,
-    /// Dotted path of the table key the error is in (e.g. `devices.kind`; array indices are
-    /// not included), when the parser knows it. Errors at the top level (syntax errors, a
-    /// missing top-level field) have none; their message names the field.
+    /// Dotted path of the table key the error is in (e.g. `devices.kind`), when the parser
+    /// knows it: array indices are not included, except that an error about a whole
+    /// `[[devices]]` or `[[passthrough]]` entry names it (`devices[1]`) and is placed at its
+    /// start. Errors at the top level (syntax errors, a missing top-level field) have none;
+    /// their message names the field.
     pub key: Option<String>,
     /// 1-based line of the error in the text, when known.
     pub line: Option<usize>,
@@ -23,9 +25,18 @@ pub struct ParseError {
 impl ParseError {
     pub(crate) fn from_toml(text: &str, err: &toml::de::Error) -> Self {
         let bare = err.message();
-        let (line, column) = match err.span() {
-            Some(span) => {
-                let (line, column) = line_column(text, span.start);
+        let mut key = key_path(err, bare);
+        let mut at = err.span().map(|span| span.start);
+        // The checks of a `[[devices]]` or `[[passthrough]]` entry as a whole run after the
+        // parser has read the entry, and it places their errors at the start of the array:
+        // name the entry that fails, and place the error there.
+        if let Some((index, start)) = key.as_deref().and_then(|k| failing_entry(text, k)) {
+            key = key.map(|k| alloc::format!("{k}[{index}]"));
+            at = Some(start);
+        }
+        let (line, column) = match at {
+            Some(offset) => {
+                let (line, column) = line_column(text, offset);
                 (Some(line), Some(column))
             }
             None => (None, None),
@@ -41,7 +52,7 @@ impl ParseError {
             None => bare.to_string(),
         };
         Self {
-            key: key_path(err, bare),
+            key,
             message,
             line,
             column,
@@ -59,6 +70,35 @@ fn key_path(err: &toml::de::Error, message: &str) -> Option<String> {
     let rest = rendered.strip_prefix(message)?.trim();
     let key = rest.strip_prefix("in `")?.strip_suffix('`')?;
     (!key.is_empty()).then(|| key.to_string())
+}
+
+/// For an error in the `[[devices]]` or `[[passthrough]]` array (`key`), the index of its
+/// first entry that does not parse on its own, and where that entry starts in `text`.
+fn failing_entry(text: &str, key: &str) -> Option<(usize, usize)> {
+    use serde::de::IntoDeserializer;
+    use serde::Deserialize;
+    use toml::de::{DeTable, DeValue};
+
+    let fails = |entry: &toml::Spanned<DeValue<'_>>| {
+        let entry = entry.clone().into_deserializer();
+        match key {
+            "devices" => crate::DeviceConfig::deserialize(entry).is_err(),
+            _ => crate::PassthroughConfig::deserialize(entry).is_err(),
+        }
+    };
+    if !matches!(key, "devices" | "passthrough") {
+        return None;
+    }
+    let root = DeTable::parse(text).ok()?;
+    let (_, value) = root.get_ref().iter().find(|(k, _)| k.get_ref() == key)?;
+    let DeValue::Array(entries) = value.get_ref() else {
+        return None;
+    };
+    entries
+        .iter()
+        .enumerate()
+        .find(|(_, entry)| fails(entry))
+        .map(|(index, entry)| (index, entry.span().start))
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.

@@ -341,8 +341,8 @@ fn unknown_fields_are_rejected_everywhere() {
         ("count = 2", Some("cpus")),
         ("image = \"hello\"", Some("kernel")),
         ("map = \"alloc\"", Some("memory")),
-        ("kind = \"pl011\"", Some("devices")),
-        ("irqs = [40]", Some("passthrough")),
+        ("kind = \"pl011\"", Some("devices[0]")),
+        ("irqs = [40]", Some("passthrough[0]")),
         ("policy = \"read-zero\"", Some("unclaimed")),
     ] {
         let text = BASE.replacen(anchor, &format!("{anchor}\nbogus = 1"), 1);
@@ -470,6 +470,32 @@ fn a_duplicate_key_is_named() {
         err.to_string(),
         "line 3, column 2: duplicate key `count`: a key may be given once"
     );
+}
+
+#[test]
+fn an_entry_that_fails_its_kind_checks_is_named_and_placed() {
+    let devices = "\n[[devices]]\nkind = \"pl011\"\nbase = 0x0900_0000\nsize = 0x1000\n\
+                   [[devices]]\nkind = \"ns16550\"\nbase = 0x0a00_0000\nfile = \"/d\"\n";
+    let text = format!("{AARCH64_HELLO}{devices}");
+    let line = text.lines().count() - 3;
+    let err = parse_err(&text);
+    assert_eq!(err.key.as_deref(), Some("devices[2]"));
+    assert_eq!((err.line, err.column), (Some(line), Some(1)), "{err}");
+    let text = format!(
+        "{AARCH64_HELLO}\n[[passthrough]]\nname = \"a\"\nbase = 0x0a00_0000\nsize = 0x1000\n\
+         [[passthrough]]\nname = \"b\"\nsize = 0x1000\n"
+    );
+    let err = parse_err(&text);
+    assert_eq!(err.key.as_deref(), Some("passthrough[1]"));
+    assert!(err
+        .to_string()
+        .ends_with("in `passthrough[1]`: missing field `base` (a passthrough `size` needs it)"));
+    // Inline arrays of tables too.
+    let err = parse_err(&format!(
+        "{}devices = [{{ kind = \"pl011\", base = 0 }}]\n",
+        BASE.split_once("[cpus]").unwrap().0
+    ));
+    assert_eq!(err.key.as_deref(), Some("devices[0]"), "{err}");
 }
 
 #[test]
@@ -2217,7 +2243,7 @@ fn virtio_net_fields() {
     ] {
         let err = parse_err(&net(fields));
         assert_eq!(err.message, message, "{fields}");
-        assert_eq!(err.key.as_deref(), Some("devices"), "{fields}");
+        assert_eq!(err.key.as_deref(), Some("devices[0]"), "{fields}");
         assert!(err.line.is_some());
     }
     for fields in ["switch = \"lan\"", "mac = \"02:00:00:00:00:01\""] {
