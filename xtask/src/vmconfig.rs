@@ -344,19 +344,6 @@ fn check(inputs: &[Input]) -> Report {
                     problem.field,
                     name_of(*other_vm)
                 ),
-                ProblemKind::LinkNotDeclared { link, peer, .. } => format!(
-                    "{}: VM `{peer}` declares no link `{link}` with this VM as its peer",
-                    problem.field
-                ),
-                ProblemKind::LinkSizeMismatch {
-                    size,
-                    peer,
-                    peer_size,
-                    ..
-                } => format!(
-                    "{}: shares {size:#x} bytes, but VM `{peer}` declares {peer_size:#x}; both ends of a link have the same size",
-                    problem.field
-                ),
                 ProblemKind::NoVmid { vmids, .. } => format!(
                     "{}: no hardware VMID left for this VM (the platform has {vmids} for VMs)",
                     problem.field

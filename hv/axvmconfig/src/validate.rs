@@ -545,18 +545,18 @@ impl fmt::Display for ProblemKind {
             Self::DuplicateLink { first } => {
                 write!(f, "a VM has one link of each name; {first} has this name already")
             }
-            Self::LinkNotDeclared { vm, link, peer } => write!(
+            Self::LinkNotDeclared { link, peer, .. } => write!(
                 f,
-                "VM #{vm}'s link `{link}`: VM `{peer}` declares no link `{link}` with this VM as its peer"
+                "link `{link}`: VM `{peer}` declares no link `{link}` with this VM as its peer"
             ),
             Self::LinkSizeMismatch {
-                vm,
                 size,
                 peer,
                 peer_size,
+                ..
             } => write!(
                 f,
-                "VM #{vm} shares {size:#x} bytes, but VM `{peer}` declares {peer_size:#x}; both ends of a link have the same size"
+                "this VM shares {size:#x} bytes, but VM `{peer}` declares {peer_size:#x}; both ends of a link have the same size"
             ),
             Self::DuplicateId { id, vm, first } => {
                 write!(f, "VM #{vm} uses id {id}, already used by VM #{first}")

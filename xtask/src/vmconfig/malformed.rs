@@ -401,11 +401,11 @@ fn problems_between_configs_name_both_files() {
     );
     assert_eq!(
         two(link("a", "b", "0x1000"), link("b", "a", "0x2000")),
-        "a.toml: ok\nb.toml: links[0].shmem.size: shares 0x2000 bytes, but VM `a` declares 0x1000; both ends of a link have the same size\n"
+        "a.toml: ok\nb.toml: links[0].shmem.size: this VM shares 0x2000 bytes, but VM `a` declares 0x1000; both ends of a link have the same size\n"
     );
     assert_eq!(
         two(link("a", "b", "0x1000"), link("b", "c", "0x1000")),
-        "a.toml: links[0].peer: VM `b` declares no link `l` with this VM as its peer\nb.toml: ok\n"
+        "a.toml: links[0].peer: link `l`: VM `b` declares no link `l` with this VM as its peer\nb.toml: ok\n"
     );
 }
 

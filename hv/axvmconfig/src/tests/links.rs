@@ -225,7 +225,7 @@ fn both_ends_must_agree_and_a_missing_peer_is_fine() {
     assert_eq!(
         lines(&found),
         vec![
-            "links[0].peer: VM #0's link `chan0`: VM `b` declares no link `chan0` with this VM as its peer"
+            "links[0].peer: link `chan0`: VM `b` declares no link `chan0` with this VM as its peer"
         ]
     );
     let mut b = end(2, "b", "a");
@@ -267,8 +267,8 @@ fn the_links_only_check_finds_the_link_problems_of_the_whole_check_and_nothing_e
     assert_eq!(
         lines(&links),
         vec![
-            "links[0].shmem.size: VM #1 shares 0x1000 bytes, but VM `a` declares 0x2000; both ends of a link have the same size",
-            "links[0].peer: VM #2's link `chan0`: VM `a` declares no link `chan0` with this VM as its peer",
+            "links[0].shmem.size: this VM shares 0x1000 bytes, but VM `a` declares 0x2000; both ends of a link have the same size",
+            "links[0].peer: link `chan0`: VM `a` declares no link `chan0` with this VM as its peer",
         ]
     );
 }
