@@ -65,9 +65,10 @@ pub fn mount_at_boot() {
     match FileSystem::mount(disk) {
         Ok(fs) => {
             let v = fs.volume();
-            let fat = if v.fat32 { "FAT32" } else { "FAT16" };
+            let access = if v.kind.read_only() { " read-only" } else { "" };
             log::info!(
-                "disk: {what}: {fat} volume of {} KiB mounted",
+                "disk: {what}: {} volume of {} KiB mounted{access}",
+                v.kind,
                 v.bytes / 1024
             );
             *FS.lock() = Some(fs);
@@ -101,9 +102,20 @@ pub fn read(path: &str, limit: u64) -> Result<Vec<u8>, FileError> {
 
 /// The backing of a VM's `virtio-blk` (`file` in its config entry): the file on the
 /// mounted disk, held open with its clusters found once, read and written in place; it
-/// never grows.
+/// never grows. On a read-only (ext) volume only a `read_only` backing opens.
 pub fn open_backing(disk: &DiskBacking) -> Result<Box<dyn Backing>, DiskOpenError> {
-    let file = with(|fs| fs.open_blocks(&disk.file)).map_err(|e| DiskOpenError(e.to_string()))?;
+    let file = with(|fs| {
+        if !disk.read_only {
+            fs.check_writable(&disk.file)?;
+        }
+        fs.open_blocks(&disk.file)
+    })
+    .map_err(|e| match e {
+        FileError::Fs(e @ FsError::ReadOnlyVolume { .. }) => {
+            DiskOpenError(alloc::format!("{e}: give the device read_only = true"))
+        }
+        e => DiskOpenError(e.to_string()),
+    })?;
     Ok(Box::new(FileBacking { file }))
 }
 

@@ -226,7 +226,7 @@ fn write_image(tree: &Tree, size: u64, fat: fatfs::FatType, cluster: u32) -> Res
 mod tests {
     use super::*;
 
-    use axfs::{FileKind, FileSystem, RamDisk};
+    use axfs::{FileKind, FileSystem, RamDisk, VolumeKind};
 
     /// A fresh directory under the system's temporary directory.
     fn scratch(name: &str) -> PathBuf {
@@ -286,18 +286,19 @@ mod tests {
         assert_eq!(image.len(), 8 << 20);
         assert_eq!(image[446 + 4], 0x0e);
         let mut fs = FileSystem::mount(RamDisk::new(image)).unwrap();
-        assert!(!fs.volume().fat32);
+        assert_eq!(fs.volume().kind, VolumeKind::Fat16);
         assert_eq!(fs.read("/vms/00-a.toml", 64).unwrap(), b"id = 1\n");
         assert_eq!(fs.read("/images/k.bin", 8 << 20).unwrap(), kernel);
         // An empty tree: the smallest FAT16 volume.
         let empty = scratch("small-empty");
         let image = build_small(&empty).unwrap();
         assert_eq!(image.len(), 4 << 20);
-        assert!(
-            !FileSystem::mount(RamDisk::new(image))
+        assert_eq!(
+            FileSystem::mount(RamDisk::new(image))
                 .unwrap()
                 .volume()
-                .fat32
+                .kind,
+            VolumeKind::Fat16
         );
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::remove_dir_all(&empty).unwrap();

@@ -6,6 +6,7 @@ use core::fmt;
 use crate::block::BlockError;
 use crate::fs::Fault;
 use crate::path::PathError;
+use crate::volume::VolumeKind;
 
 /// A filesystem operation's failure. Every variant's `Display` is one line a user can act
 /// on, naming the path where there is one.
@@ -76,12 +77,35 @@ pub enum FsError {
         /// The name as given.
         name: String,
     },
+    /// A write on a volume this layer only reads (ext2/3/4).
+    ReadOnlyVolume {
+        /// The path as given.
+        path: String,
+        /// The volume's filesystem.
+        kind: VolumeKind,
+    },
+    /// Something that is neither a regular file nor a directory (an ext device node, pipe
+    /// or socket) opened as a file.
+    NotAFile {
+        /// The path as given.
+        path: String,
+    },
     /// The volume is full.
     NoSpace,
     /// The disk holds no FAT volume this layer reads, or its structures are inconsistent.
     Corrupt {
         /// Which structure, and how.
         what: &'static str,
+    },
+    /// The disk's ext2/3/4 volume is unusable (at mount, `path` is `None`) or one of its
+    /// structures on the way to `path` is: what the `ext4-view` crate or this layer's
+    /// checks found.
+    Ext4 {
+        /// The path as given, for a failure past the mount.
+        path: Option<String>,
+        /// What is wrong, in the crate's words (e.g. `corrupt filesystem: invalid
+        /// checksum for inode 12`).
+        what: String,
     },
     /// The block device failed.
     Device(BlockError),
@@ -119,8 +143,23 @@ impl fmt::Display for FsError {
                 f,
                 "{name}: new names must be 8.3 short names (at most 8 characters, a dot, at most 3)"
             ),
+            Self::ReadOnlyVolume { path, kind } => write!(
+                f,
+                "{path}: the disk's {kind} volume is read-only (axfs reads ext2/3/4 and never writes it)"
+            ),
+            Self::NotAFile { path } => write!(
+                f,
+                "{path}: not a regular file (a device node, pipe or socket)"
+            ),
             Self::NoSpace => write!(f, "no space left on the disk"),
             Self::Corrupt { what } => write!(f, "the disk's FAT volume is unusable: {what}"),
+            Self::Ext4 { path: None, what } => {
+                write!(f, "the disk's ext4 volume is unusable: {what}")
+            }
+            Self::Ext4 {
+                path: Some(path),
+                what,
+            } => write!(f, "{path}: the disk's ext4 volume is damaged: {what}"),
             Self::Device(err) => write!(f, "disk error: {err}"),
             Self::Internal { what } => write!(f, "filesystem layer error: {what}"),
         }

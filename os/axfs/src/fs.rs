@@ -14,6 +14,7 @@ use crate::block::{BlockDevice, BlockError, BLOCK_SIZE};
 use crate::check::Geometry;
 use crate::error::{from_fat, from_fault, FsError};
 use crate::path::{allowed, components};
+use crate::volume::{Volume, VolumeKind};
 
 /// The directories open at once: a parent and the child being opened.
 const MAX_DIRS: usize = 2;
@@ -292,7 +293,7 @@ pub enum FileKind {
     Directory,
 }
 
-/// A file or directory as [`FileSystem::stat`] and [`FileSystem::list`] see it.
+/// A file or directory as [`Fat::stat`] and [`Fat::list`] see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
     /// The name: the long name where there is one, else the 8.3 name (`NAME.EXT`).
@@ -363,15 +364,6 @@ fn visible(entry: &embedded_sdmmc::DirEntry) -> bool {
         && entry.name != ShortFileName::parent_dir()
 }
 
-/// What [`FileSystem::volume`] tells of a mounted volume.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Volume {
-    /// FAT32 (else FAT16).
-    pub fat32: bool,
-    /// The volume's size in bytes (its partition).
-    pub bytes: u64,
-}
-
 /// Consecutive blocks of a file that are consecutive on the volume too.
 #[derive(Debug, Clone, Copy)]
 struct Run {
@@ -383,22 +375,22 @@ struct Run {
     count: u64,
 }
 
-/// An existing file held open for block I/O ([`FileSystem::open_blocks`]): where its
-/// clusters are, found once, so that [`FileSystem::read_blocks_at`] and
-/// [`FileSystem::write_blocks_at`] go straight to the device without looking the file up
+/// An existing file held open for block I/O ([`Fat::open_blocks`]): where its
+/// clusters are, found once, so that [`Fat::read_blocks_at`] and
+/// [`Fat::write_blocks_at`] go straight to the device without looking the file up
 /// or walking its FAT chain again. It stays valid across calls that do not reallocate
-/// files; after one that does ([`FileSystem::write`], [`FileSystem::remove`]) the next
+/// files; after one that does ([`Fat::write`], [`Fat::remove`]) the next
 /// access finds the file again by its path.
 #[derive(Debug, Clone)]
-pub struct FileBlocks {
+pub(crate) struct FatFile {
     path: String,
     size: u64,
     runs: Vec<Run>,
-    /// The [`FileSystem::generation`] the runs were found in.
+    /// The [`Fat::generation`] the runs were found in.
     generation: u64,
 }
 
-impl FileBlocks {
+impl FatFile {
     /// The file's size in bytes when it was (last) found.
     pub fn size(&self) -> u64 {
         self.size
@@ -460,15 +452,15 @@ fn whole_blocks(offset: u64, len: usize) -> bool {
 /// Every operation opens what it needs and closes it before returning, so nothing stays
 /// open between calls and an error leaves no handle behind. Writes reach the device
 /// (and its [`BlockDevice::flush`]) before the call returns.
-pub struct FileSystem<D: BlockDevice> {
+pub(crate) struct Fat<D: BlockDevice> {
     fat: VolumeManager<Adapter<D>, Epoch, MAX_DIRS, MAX_FILES, 1>,
     volume: RawVolume,
     /// Counts the calls that may have moved or freed a file's clusters (see
-    /// [`FileBlocks`]).
+    /// [`FatFile`]).
     generation: u64,
 }
 
-impl<D: BlockDevice> FileSystem<D> {
+impl<D: BlockDevice> Fat<D> {
     /// Mounts the FAT volume in the first MBR partition of `device`, or the one that is the
     /// whole of `device` (no partition table).
     pub fn mount(mut device: D) -> Result<Self, FsError> {
@@ -489,7 +481,11 @@ impl<D: BlockDevice> FileSystem<D> {
     pub fn volume(&self) -> Volume {
         let g = self.fat.device(|adapter| adapter.geometry);
         Volume {
-            fat32: g.fat32,
+            kind: if g.fat32 {
+                VolumeKind::Fat32
+            } else {
+                VolumeKind::Fat16
+            },
             bytes: (g.end - g.start) * crate::BLOCK_SIZE as u64,
         }
     }
@@ -553,27 +549,11 @@ impl<D: BlockDevice> FileSystem<D> {
         })
     }
 
-    /// The whole file at `path`, refused with [`FsError::TooLarge`] if it is larger than
-    /// `limit` bytes (checked before anything is read or allocated).
-    pub fn read(&mut self, path: &str, limit: u64) -> Result<Vec<u8>, FsError> {
-        // The size fits in memory: it is at most `limit`, and at most 4 GiB - 1.
-        self.read_with(path, limit, |size| alloc::vec![0u8; size])
-    }
-
-    /// Reads the whole file at `path` into the start of `buf` (e.g. a VM's memory, without a
-    /// copy on the heap) and returns its size, refused with [`FsError::TooLarge`] if it is
-    /// larger than `buf` (checked before anything is read).
-    pub fn read_into(&mut self, path: &str, buf: &mut [u8]) -> Result<usize, FsError> {
-        let limit = buf.len() as u64;
-        self.read_with(path, limit, move |size| &mut buf[..size])
-            .map(|data| data.len())
-    }
-
     /// Reads the file at `path`, at most `limit` bytes, into what `make` gives for its size:
     /// its whole blocks in one device request per run of consecutive blocks (a guest
     /// kernel of 30 MiB is a few requests, not 60,000), its last partial block through a
     /// block buffer.
-    fn read_with<B: AsMut<[u8]>>(
+    pub(crate) fn read_with<B: AsMut<[u8]>>(
         &mut self,
         path: &str,
         limit: u64,
@@ -647,8 +627,8 @@ impl<D: BlockDevice> FileSystem<D> {
     }
 
     /// Opens the existing file at `path` for block I/O: finds it and walks its cluster
-    /// chain once (see [`FileBlocks`]).
-    pub fn open_blocks(&mut self, path: &str) -> Result<FileBlocks, FsError> {
+    /// chain once (see [`FatFile`]).
+    pub fn open_blocks(&mut self, path: &str) -> Result<FatFile, FsError> {
         let parts = parse(path)?;
         let (name, parents) = parts.split_last().ok_or_else(|| FsError::IsADirectory {
             path: String::from(path),
@@ -685,7 +665,7 @@ impl<D: BlockDevice> FileSystem<D> {
         } else {
             self.fat.device(|adapter| adapter.chain(first, clusters))?
         };
-        Ok(FileBlocks {
+        Ok(FatFile {
             path: String::from(path),
             size,
             runs,
@@ -698,7 +678,7 @@ impl<D: BlockDevice> FileSystem<D> {
     /// blocks.
     pub fn read_blocks_at(
         &mut self,
-        file: &mut FileBlocks,
+        file: &mut FatFile,
         offset: u64,
         buf: &mut [u8],
     ) -> Result<(), FsError> {
@@ -722,7 +702,7 @@ impl<D: BlockDevice> FileSystem<D> {
     /// consecutive blocks and are not flushed: [`Self::flush`] makes them durable.
     pub fn write_blocks_at(
         &mut self,
-        file: &mut FileBlocks,
+        file: &mut FatFile,
         offset: u64,
         data: &[u8],
     ) -> Result<(), FsError> {
@@ -742,7 +722,7 @@ impl<D: BlockDevice> FileSystem<D> {
     }
 
     /// Finds `file` again if a call since it was found may have moved its clusters.
-    fn refresh(&mut self, file: &mut FileBlocks) -> Result<(), FsError> {
+    fn refresh(&mut self, file: &mut FatFile) -> Result<(), FsError> {
         if file.generation != self.generation {
             *file = self.open_blocks(&file.path.clone())?;
         }
@@ -936,7 +916,7 @@ fn listing<D: BlockDevice>(fat: &FatVolume<D>, on: bool) {
 }
 
 /// `path`'s components, or why it is refused.
-fn parse(path: &str) -> Result<Vec<&str>, FsError> {
+pub(crate) fn parse(path: &str) -> Result<Vec<&str>, FsError> {
     components(path).map_err(|reason| FsError::InvalidPath {
         path: String::from(path),
         reason,
