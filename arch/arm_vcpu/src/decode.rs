@@ -24,6 +24,12 @@ pub mod ec {
     pub const SYSREG: u64 = 0x18;
     /// SVE instruction or register access (trapped by CPTR_EL2.TZ).
     pub const SVE: u64 = 0x19;
+    /// Pointer authentication instruction (trapped while HCR_EL2.API is 0, which it is:
+    /// the vCPU hides the feature, see [`crate::sysreg`]).
+    pub const PAUTH: u64 = 0x09;
+    /// SME instruction or register access (trapped by CPTR_EL2.TSM, set as RES1 on CPUs
+    /// without SME).
+    pub const SME: u64 = 0x1d;
     /// Instruction abort from a lower EL.
     pub const IABT_LOWER: u64 = 0x20;
     /// Instruction abort without a change in exception level (injected into a guest).
@@ -284,7 +290,10 @@ pub fn decode_sync(esr: u64, far: u64, hpfar: u64, regs: &[u64; 31]) -> SyncActi
             }
         }
         ec::SYSREG => SyncAction::SysReg(SysRegAccess::from_esr(esr)),
-        ec::SVE => SyncAction::Undefined,
+        // Features the ID registers hide (SVE, SME, pointer authentication): UNDEFINED, as
+        // on a CPU without them (a guest that enabled pointer authentication in SCTLR_EL1
+        // regardless gets it for the HINT-space forms too, which such a CPU runs as NOPs).
+        ec::SVE | ec::SME | ec::PAUTH => SyncAction::Undefined,
         // Coprocessor accesses from AArch32 EL0 the hypervisor traps but does not emulate
         // (none with today's trap controls): UNDEFINED, as the architecture says a trapped
         // access without emulation should be.

@@ -4,8 +4,8 @@
 //! The vCPU sets HCR_EL2.TID3, so the guest's reads of the feature ID registers (op0 = 3,
 //! op1 = 0, CRn = 0, CRm = 1..=7) come here. The guest gets the hardware's value with the
 //! features the hypervisor does not virtualise hidden ([`sanitize_id`]): nested
-//! virtualisation, EL3, SVE/SME, MTE, RAS, MPAM, AMU, the PMU, tracing and statistical
-//! profiling. Writes to ID registers, and every other trapped register, are UNDEFINED for
+//! virtualisation, EL3, SVE/SME, MTE, RAS, MPAM, AMU, pointer authentication, the PMU,
+//! tracing and statistical profiling. Writes to ID registers, and every other trapped register, are UNDEFINED for
 //! the guest: it gets an Undefined Instruction exception, as on hardware without the
 //! register.
 //!
@@ -93,6 +93,10 @@ pub const ID_AA64PFR1_EL1: SysReg = SysReg::new(3, 0, 0, 4, 1);
 pub const ID_AA64ZFR0_EL1: SysReg = SysReg::new(3, 0, 0, 4, 4);
 /// ID_AA64SMFR0_EL1 (SME features).
 pub const ID_AA64SMFR0_EL1: SysReg = SysReg::new(3, 0, 0, 4, 5);
+/// ID_AA64ISAR1_EL1.
+pub const ID_AA64ISAR1_EL1: SysReg = SysReg::new(3, 0, 0, 6, 1);
+/// ID_AA64ISAR2_EL1.
+pub const ID_AA64ISAR2_EL1: SysReg = SysReg::new(3, 0, 0, 6, 2);
 /// ID_AA64DFR0_EL1.
 pub const ID_AA64DFR0_EL1: SysReg = SysReg::new(3, 0, 0, 5, 0);
 /// ID_DFR0_EL1 (AArch32 debug features, seen by AArch64 software too).
@@ -118,6 +122,11 @@ const HIDDEN: &[(SysReg, &[u32])] = &[
     (ID_AA64PFR0_EL1, &[8, 12, 28, 32, 40, 44]),
     // MTE 11:8, RAS_frac 15:12, MPAM_frac 19:16, SME 27:24.
     (ID_AA64PFR1_EL1, &[8, 12, 16, 24]),
+    // Pointer authentication (its keys are not switched between VMs, HCR_EL2.API/APK
+    // trap it): APA 7:4, API 11:8, GPA 27:24, GPI 31:28.
+    (ID_AA64ISAR1_EL1, &[4, 8, 24, 28]),
+    // Pointer authentication with QARMA3: GPA3 11:8, APA3 15:12.
+    (ID_AA64ISAR2_EL1, &[8, 12]),
     // TraceVer 7:4, PMUVer 11:8, PMSVer 35:32, TraceFilt 43:40, TraceBuffer 47:44,
     // MTPMU 51:48, BRBE 55:52.
     (ID_AA64DFR0_EL1, &[4, 8, 32, 40, 44, 48, 52]),

@@ -80,7 +80,9 @@ const MDCR_EL2_TPM: u64 = 1 << 6;
 const MDCR_EL2_TPMCR: u64 = 1 << 5;
 
 /// CPTR_EL2 with its RES1 bits (13:12, 9:0) and no traps: FP/SIMD (TFP, bit 10) stays
-/// usable by the guest and by the vCPU's own save/restore at EL2.
+/// usable by the guest and by the vCPU's own save/restore at EL2. On a CPU with SVE or SME,
+/// bits 8 and 12 are TZ and TSM: their instructions trap (EC 0x19, 0x1D), and the guest,
+/// whose ID registers hide both, gets an Undefined Instruction.
 const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
 
 // Every guest's virtual counter is the physical counter: CNTVOFF_EL2 is 0. A per-VM offset
@@ -187,6 +189,14 @@ el1_regs!(
     csselr_el1,
     cntv_ctl_el0,
     cntv_cval_el0,
+    // Not trapped, so the CPU's own: without these a guest's debug controls (software
+    // step, breakpoints and watchpoints enabled) and EL1 physical timer would stay in force
+    // for the next VM run on the same CPU (a step exception at that VM's EL0 on every
+    // return to it). The breakpoint and watchpoint registers themselves are not switched:
+    // they do nothing while MDSCR_EL1.MDE (and SS) are the running guest's own.
+    mdscr_el1,
+    cntp_ctl_el0,
+    cntp_cval_el0,
 );
 
 /// The guest's FP/SIMD registers: q0-q31, FPCR, FPSR.

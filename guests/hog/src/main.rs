@@ -11,6 +11,10 @@
 //! The MMIO phases check that the slice's end is not lost when its timer interrupt arrives
 //! while the hypervisor is handling an exit. Prints a heartbeat with the longest stall so
 //! far every [`HEARTBEAT_MS`], then the longest stall and `PASS hog`.
+//!
+//! On aarch64 it also marks registers the hypervisor does not trap, which must therefore be
+//! switched with the vCPU ([`own`]), with a value of its VM's own, and checks on every step
+//! that it still reads them: the other hog on the same CPU writes its own value.
 #![no_std]
 #![no_main]
 
@@ -46,7 +50,14 @@ fn main() {
     let (mut last, mut worst, mut reads) = (start, 0, 0u64);
     let heartbeat = HEARTBEAT_MS * hz / 1000;
     let (mut beats, mut next_beat) = (0u64, start + heartbeat);
+    let tag = grt::hypercall(grt::hc::VM_ID, [0; 6]);
+    own::mark(tag);
+    let mut foreign = 0u64;
     loop {
+        if !own::holds(tag) {
+            foreign += 1;
+            own::mark(tag);
+        }
         let now = irq::timer_now();
         worst = worst.max(now - last);
         last = now;
@@ -68,9 +79,78 @@ fn main() {
     }
     grt::println!("hog: longest stall {} ms ({reads} MMIO reads)", ms(worst));
     c.ok(format_args!("made MMIO reads"), reads > 0);
+    if own::MARKS {
+        c.ok(
+            format_args!(
+                "its untrapped registers never held another VM's values ({foreign} times)"
+            ),
+            foreign == 0,
+        );
+    }
     c.ok(
         format_args!("stalled at most {MAX_STALL_MS} ms at a time"),
         ms(worst) <= MAX_STALL_MS,
     );
     c.finish();
+}
+
+/// Registers of the guest's own that no exit touches (aarch64: MDSCR_EL1's KDE or TDCC bit,
+/// harmless with breakpoints and step off, and the EL1 physical timer's compare value with
+/// the timer disabled), marked with a value that depends on the VM.
+#[cfg(target_arch = "aarch64")]
+mod own {
+    /// Whether this architecture marks any.
+    pub const MARKS: bool = true;
+
+    fn values(tag: u64) -> (u64, u64) {
+        let mdscr = if tag & 1 == 0 { 1 << 12 } else { 1 << 13 };
+        (mdscr, 0x5a5a_0000_0000_0000 | tag)
+    }
+
+    /// Writes the values of `tag`.
+    pub fn mark(tag: u64) {
+        let (mdscr, cval) = values(tag);
+        // SAFETY: MDSCR_EL1.TDCC / KDE with MDE and SS clear (no debug event can happen);
+        // the EL1 physical timer's compare value while its control register is 0 (off).
+        unsafe {
+            core::arch::asm!(
+                "msr mdscr_el1, {m}",
+                "msr cntp_ctl_el0, xzr",
+                "msr cntp_cval_el0, {c}",
+                "isb",
+                m = in(reg) mdscr,
+                c = in(reg) cval,
+                options(nomem, nostack),
+            )
+        };
+    }
+
+    /// Whether the registers hold the values of `tag`.
+    pub fn holds(tag: u64) -> bool {
+        let (m, c): (u64, u64);
+        // SAFETY: reads two EL1 registers.
+        unsafe {
+            core::arch::asm!(
+                "mrs {m}, mdscr_el1",
+                "mrs {c}, cntp_cval_el0",
+                m = out(reg) m,
+                c = out(reg) c,
+                options(nomem, nostack),
+            )
+        };
+        (m, c) == values(tag)
+    }
+}
+
+/// Nothing to mark on this architecture.
+#[cfg(not(target_arch = "aarch64"))]
+mod own {
+    /// Whether this architecture marks any.
+    pub const MARKS: bool = false;
+    /// Does nothing.
+    pub fn mark(_tag: u64) {}
+    /// Always true.
+    pub fn holds(_tag: u64) -> bool {
+        true
+    }
 }

@@ -25,9 +25,14 @@ mod checks {
     static UNDEFS: AtomicU64 = AtomicU64::new(0);
     static UNDEF_PC: AtomicU64 = AtomicU64::new(0);
     static UNDEF_ESR: AtomicU64 = AtomicU64::new(0);
+    static UNDEF_FIRST_PC: AtomicU64 = AtomicU64::new(0);
 
     fn on_undefined(u: &Undefined) -> FaultAction {
-        UNDEFS.store(UNDEFS.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
+        let n = UNDEFS.load(Ordering::SeqCst);
+        if n == 0 {
+            UNDEF_FIRST_PC.store(u.pc, Ordering::SeqCst);
+        }
+        UNDEFS.store(n + 1, Ordering::SeqCst);
         UNDEF_PC.store(u.pc, Ordering::SeqCst);
         UNDEF_ESR.store(u.syndrome, Ordering::SeqCst);
         FaultAction::Skip
@@ -58,11 +63,15 @@ mod checks {
             "sysreg: ID_AA64PFR0_EL1 {pfr0:#x} ID_AA64DFR0_EL1 {dfr0:#x} ID_AA64MMFR0_EL1 {mmfr0:#x} ID_AA64ISAR0_EL1 {isar0:#x}"
         );
         // What the hardware has comes through: EL0 and EL1 in AArch64 (1 or 2), FP and
-        // AdvSIMD present (not 0xf), 4 KiB granules (TGran4 0), Armv8 debug (DebugVer >= 6).
+        // AdvSIMD present (not 0xf), 4 KiB granules (TGran4 0, or 1: also with 52-bit
+        // addresses, as on QEMU's `max`), Armv8 debug (DebugVer >= 6).
         c.ok("PFR0.EL0 is implemented", matches!(field(pfr0, 0), 1 | 2));
         c.ok("PFR0.EL1 is implemented", matches!(field(pfr0, 4), 1 | 2));
         c.ok("PFR0.FP is implemented", field(pfr0, 16) != 0xf);
-        c.eq("MMFR0.TGran4", field(mmfr0, 28), 0);
+        c.ok(
+            "MMFR0.TGran4 (0, or 1 with 52-bit addresses)",
+            field(mmfr0, 28) <= 1,
+        );
         c.ok("DFR0.DebugVer >= 6", field(dfr0, 0) >= 6);
         // What the hypervisor does not virtualise is hidden.
         c.eq("PFR0.EL2 (no nested virtualisation)", field(pfr0, 8), 0);
@@ -130,7 +139,77 @@ mod checks {
             UNDEF_PC.load(Ordering::SeqCst),
             pmu_pc,
         );
+        hidden_extensions(&mut c);
         c.finish();
+    }
+    /// SME and pointer authentication, which the ID registers hide, are UNDEFINED even for a
+    /// guest that enables them at EL1 regardless: `smstart` with CPACR_EL1.SMEN open, and
+    /// `pacia` with SCTLR_EL1.EnIA set. A CPU without them (Cortex-A72) does that itself; on
+    /// one with them (QEMU's `max`, scenario `aarch64-vm-vmid16`) they trap to the
+    /// hypervisor (CPTR_EL2.TSM, HCR_EL2.API clear), which must inject it rather than stop
+    /// the VM.
+    fn hidden_extensions(c: &mut Checker) {
+        let isar1 = read_sysreg!("id_aa64isar1_el1");
+        let pfr1 = read_sysreg!("id_aa64pfr1_el1");
+        c.eq(
+            "ISAR1 pointer authentication (APA, API, GPA, GPI)",
+            isar1 & 0xff00_0ff0,
+            0,
+        );
+        c.eq("PFR1.SME", field(pfr1, 24), 0);
+        c.eq("PFR1.MTE", field(pfr1, 8), 0);
+        c.eq("ID_AA64SMFR0_EL1", read_sysreg!("S3_0_C0_C4_5"), 0);
+        UNDEFS.store(0, Ordering::SeqCst);
+        set_undefined_handler(Some(on_undefined));
+        let (sme_pc, pac_pc): (u64, u64);
+        // SAFETY: opens SME at EL1 (CPACR_EL1.SMEN, RES0 without SME), runs `smstart`, which
+        // is UNDEFINED (the handler skips it), and closes SME again; sets SCTLR_EL1.EnIA
+        // (RES0 without pointer authentication), runs `pacia x9, x10` (UNDEFINED: x9 keeps
+        // its value) and clears EnIA. No memory changes.
+        unsafe {
+            asm!(
+                "mrs {t}, cpacr_el1",
+                "orr {t}, {t}, #(3 << 24)",
+                "msr cpacr_el1, {t}",
+                "isb",
+                "adr {sme}, 1f",
+                "1: .inst 0xd503477f", // smstart
+                "bic {t}, {t}, #(3 << 24)",
+                "msr cpacr_el1, {t}",
+                "mrs {t}, sctlr_el1",
+                "orr {t}, {t}, #(1 << 31)",
+                "msr sctlr_el1, {t}",
+                "isb",
+                "adr {pac}, 2f",
+                "2: .inst 0xdac10149", // pacia x9, x10
+                "bic {t}, {t}, #(1 << 31)",
+                "msr sctlr_el1, {t}",
+                "isb",
+                t = out(reg) _,
+                sme = out(reg) sme_pc,
+                pac = out(reg) pac_pc,
+                out("x9") _,
+                out("x10") _,
+                options(nostack),
+            )
+        };
+        set_undefined_handler(None);
+        c.eq(
+            "SME and PAC instructions undefined",
+            UNDEFS.load(Ordering::SeqCst),
+            2,
+        );
+        c.eq(
+            "last undefined at the pacia",
+            UNDEF_PC.load(Ordering::SeqCst),
+            pac_pc,
+        );
+        c.eq(
+            "first at the smstart",
+            UNDEF_FIRST_PC.load(Ordering::SeqCst),
+            sme_pc,
+        );
+        c.eq("its ESR_EL1.EC", UNDEF_ESR.load(Ordering::SeqCst) >> 26, 0);
     }
 }
 

@@ -368,10 +368,13 @@ fn sysreg_and_sve_traps() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        decode_sync((ec::SVE << 26) | (1 << 25), 0, 0, &regs),
-        SyncAction::Undefined
-    );
+    for class in [ec::SVE, ec::SME, ec::PAUTH] {
+        assert_eq!(
+            decode_sync((class << 26) | (1 << 25), 0, 0, &regs),
+            SyncAction::Undefined,
+            "EC {class:#x}"
+        );
+    }
 }
 
 #[test]

@@ -73,6 +73,15 @@ fn hides_unvirtualised_features() {
     assert_eq!(sanitize_id(ID_AA64PFR1_EL1, u64::MAX) & 0x0f0f_ff00, 0);
     assert_eq!(sanitize_id(ID_AA64ZFR0_EL1, u64::MAX), 0);
     assert_eq!(sanitize_id(ID_AA64SMFR0_EL1, u64::MAX), 0);
+    // Pointer authentication (QEMU's `max`: APA 5, GPA 1, APA3/GPA3 in ISAR2 on newer).
+    let isar1 = sanitize_id(ID_AA64ISAR1_EL1, u64::MAX);
+    assert_eq!(isar1 & 0xff00_0ff0, 0, "APA, API, GPA, GPI");
+    assert_eq!(isar1 | 0xff00_0ff0, u64::MAX, "the rest of ISAR1 kept");
+    assert_eq!(
+        sanitize_id(ID_AA64ISAR2_EL1, u64::MAX) & 0xff00,
+        0,
+        "GPA3, APA3"
+    );
     // Registers with nothing to hide pass through (ID_AA64ISAR0_EL1).
     let isar0 = SysReg::new(3, 0, 0, 6, 0);
     assert_eq!(
