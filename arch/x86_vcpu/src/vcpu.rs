@@ -1311,40 +1311,10 @@ impl VmxVCpu {
         }
     }
 
-    /// An EPT violation by a data access whose instruction is not in the cache: the
-    /// instruction at `key` (its RIP) fetched, decoded and cached, then the exit as on a
-    /// hit; `fault` for the VMM if it cannot be fetched or is not an MMIO access the vCPU
-    /// emulates. Out of line, and the whole rest of the exit with it, so that a hit's
-    /// [`insn::MmioAccess`] stays in registers (a value shared by the two paths went
-    /// through memory, copied twice).
-    #[inline(never)]
-    fn mmio_miss(&mut self, key: &insn_cache::Key, gpa: u64, fault: VmExit) -> VmExit {
-        match self.decode_mmio(key) {
-            Some(a) => self.mmio_exit(gpa, key.rip, &a),
-            None => fault,
-        }
-    }
-
-    /// Fetches and decodes the instruction at `key` (its RIP) and caches the result; `None`
-    /// if it cannot be fetched or is not an MMIO access the vCPU emulates.
-    fn decode_mmio(&mut self, key: &insn_cache::Key) -> Option<insn::MmioAccess> {
-        let mem = EptMemory::new(self.eptp_root());
-        let decode = |b: &[u8]| insn::MmioAccess::decode(b, key.mode);
-        self.insn_cache.fill(key, &mem, decode)
-    }
-
+    /// What the decode of the instruction at RIP depends on besides memory
+    /// (crate::insn_cache): RIP, the paging registers, the CS mode and base.
     #[inline(always)]
-    fn ept_violation(&mut self, qual: u64) -> Option<VmExit> {
-        let v = EptViolation::decode(qual);
-        let gpa = vmx::read(f::GUEST_PHYSICAL_ADDRESS);
-        let access = crate::exit::fault_access(v.fetch, v.write);
-        let fault = VmExit::NestedPageFault {
-            gpa: GuestPhysAddr::new(gpa as usize),
-            access,
-        };
-        if !v.is_data_access() {
-            return Some(fault);
-        }
+    fn insn_key(&self) -> insn_cache::Key {
         let paging = self.paging();
         let rip = vmx::read(f::GUEST_RIP);
         let cs_ar = vmx::read(f::segment(1).2);
@@ -1360,23 +1330,67 @@ impl VmxVCpu {
         } else {
             vmx::read(f::segment(1).3)
         };
-        let key = insn_cache::Key {
+        insn_cache::Key {
             rip,
             paging,
             mode,
             cs_base,
-        };
+        }
+    }
+
+    /// The nested fault the VMM gets for the EPT violation of qualification `qual` at
+    /// guest-physical `gpa`.
+    fn ept_fault(qual: u64, gpa: u64) -> VmExit {
+        let v = EptViolation::decode(qual);
+        VmExit::NestedPageFault {
+            gpa: GuestPhysAddr::new(gpa as usize),
+            access: crate::exit::fault_access(v.fetch, v.write),
+        }
+    }
+
+    /// An EPT violation by a data access whose instruction is not in the cache: the
+    /// instruction at RIP fetched, decoded and cached, then the exit as on a hit; the
+    /// nested fault for the VMM if it cannot be fetched or is not an MMIO access the vCPU
+    /// emulates. Out of line, and the whole rest of the exit with it, so that a hit's
+    /// [`insn::MmioAccess`] stays in registers (a value shared by the two paths went
+    /// through memory, copied twice); the key is made again here, so that a hit keeps it
+    /// in registers (a reference to it passed on had stored it on the stack).
+    #[inline(never)]
+    fn mmio_miss(&mut self, qual: u64, gpa: u64) -> VmExit {
+        let key = self.insn_key();
+        match self.decode_mmio(&key) {
+            Some(a) => self.mmio_exit(gpa, key.rip, &a),
+            None => Self::ept_fault(qual, gpa),
+        }
+    }
+
+    /// Fetches and decodes the instruction at `key` (its RIP) and caches the result; `None`
+    /// if it cannot be fetched or is not an MMIO access the vCPU emulates.
+    fn decode_mmio(&mut self, key: &insn_cache::Key) -> Option<insn::MmioAccess> {
+        let mem = EptMemory::new(self.eptp_root());
+        let decode = |b: &[u8]| insn::MmioAccess::decode(b, key.mode);
+        self.insn_cache.fill(key, &mem, decode)
+    }
+
+    #[inline(always)]
+    fn ept_violation(&mut self, qual: u64) -> Option<VmExit> {
+        let v = EptViolation::decode(qual);
+        let gpa = vmx::read(f::GUEST_PHYSICAL_ADDRESS);
+        if !v.is_data_access() {
+            return Some(Self::ept_fault(qual, gpa));
+        }
         if self.pc.is_some() && pc::in_xapic_page(gpa) {
-            return self.xapic_access(&key, gpa, fault);
+            return self.xapic_access(qual, gpa);
         }
         // The hit's access is read where the cache holds it: a copy (or a pointer to one
         // passed on) kept it in memory.
+        let key = self.insn_key();
         Some(match self.insn_cache.get(&key) {
             Some(a) => {
                 let a = *a;
-                self.mmio_exit(gpa, rip, &a)
+                self.mmio_exit(gpa, key.rip, &a)
             }
-            None => self.mmio_miss(&key, gpa, fault),
+            None => self.mmio_miss(qual, gpa),
         })
     }
 
@@ -1419,16 +1433,17 @@ impl VmxVCpu {
         }
     }
 
-    /// A data access in the xAPIC page (the instruction at `key` from the cache, or
-    /// decoded): this vCPU's own local APIC, completed here; `fault` for the VMM if the
-    /// instruction is not an MMIO access. A store may send a STARTUP IPI
+    /// A data access (an EPT violation of qualification `qual`) in the xAPIC page (the instruction at RIP from the
+    /// cache, or decoded): this vCPU's own local APIC, completed here; the nested fault for
+    /// the VMM if the instruction is not an MMIO access. A store may send a STARTUP IPI
     /// ([`Self::start_request`]).
     #[inline(never)]
-    fn xapic_access(&mut self, key: &insn_cache::Key, gpa: u64, fault: VmExit) -> Option<VmExit> {
+    fn xapic_access(&mut self, qual: u64, gpa: u64) -> Option<VmExit> {
         let pc = self.pc.clone()?;
-        let cached = self.insn_cache.get(key).copied();
-        let Some(a) = cached.or_else(|| self.decode_mmio(key)) else {
-            return Some(fault);
+        let key = self.insn_key();
+        let cached = self.insn_cache.get(&key).copied();
+        let Some(a) = cached.or_else(|| self.decode_mmio(&key)) else {
+            return Some(Self::ept_fault(qual, gpa));
         };
         let (i, width) = (a.insn, a.width);
         let now = axhal::time::ticks();
