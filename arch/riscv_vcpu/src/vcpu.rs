@@ -272,6 +272,9 @@ pub struct RiscvVCpu {
     vs: VsCsrs,
     fp: FpRegs,
     info: VCpuInfo,
+    /// The guest's `hstatus` (VSXL, SPV, SPVP, VTW), written when the vCPU is loaded; the
+    /// world switch sets SPV again on every entry.
+    hstatus: u64,
     /// Whether the CPU has Sstc: the guest's timer is then `vstimecmp`, which the guest
     /// programs itself; otherwise the vCPU emulates it on SBI `set_timer` (through
     /// `hvip.VSTIP` and a hypervisor timer interrupt at the deadline).
@@ -301,6 +304,7 @@ impl RiscvVCpu {
         // hypervisor's own (V = 0) execution.
         unsafe {
             asm!(
+                "csrw 0x600, {hstatus}",
                 "csrw 0x602, {hedeleg}",
                 "csrw 0x603, {hideleg}",
                 "csrw 0x606, {hcounteren}",
@@ -311,6 +315,7 @@ impl RiscvVCpu {
                 hideleg = in(reg) HIDELEG,
                 hcounteren = in(reg) HCOUNTEREN,
                 henvcfg = in(reg) henvcfg,
+                hstatus = in(reg) self.hstatus,
                 options(nomem, nostack),
             )
         };
@@ -395,7 +400,7 @@ impl RiscvVCpu {
         };
         // Only when the hardware did not describe the instruction (QEMU 7.2 leaves
         // htinst 0): read it the way the guest fetched it.
-        let (pc, guest_vs) = (self.regs.sepc, self.regs.hstatus & HSTATUS_SPVP != 0);
+        let (pc, guest_vs) = (self.regs.sepc, !trap.from_vu);
         let fetch = || guest::fetch_insn(pc, guest_vs);
         match decode_trap(&trap, &self.regs.x, &self.info, fetch) {
             TrapAction::Exit { exit, pc_step } => {
@@ -608,6 +613,7 @@ impl ArchVCpu for RiscvVCpu {
                 hart_id: vcpu_id as u64,
                 harts: config.harts.count(),
             },
+            hstatus: 0,
             sstc: guest::has_sstc(),
             vmid: config.vmid,
             hgatp: 0,
@@ -644,8 +650,8 @@ impl ArchVCpu for RiscvVCpu {
         // sets its boot registers (a1 = DTB, ...) after set-up.
         self.regs.x = [0; 32];
         self.regs.x[10] = self.info.hart_id;
-        self.regs.sstatus = SSTATUS_SPP | FS_INITIAL;
-        self.regs.hstatus = (hstatus & HSTATUS_VSXL) | HSTATUS_SPV | HSTATUS_SPVP | HSTATUS_VTW;
+        self.regs.sstatus = guest::entry_sstatus() | SSTATUS_SPP | FS_INITIAL;
+        self.hstatus = (hstatus & HSTATUS_VSXL) | HSTATUS_SPV | HSTATUS_SPVP | HSTATUS_VTW;
         self.vs = VsCsrs {
             vstimecmp: u64::MAX,
             ..VsCsrs::default()

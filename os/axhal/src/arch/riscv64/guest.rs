@@ -1,21 +1,24 @@
 //! The world switch into a VS-mode guest and back.
 //!
-//! [`run`] pushes the hypervisor's callee-saved registers (with `gp`, `tp`, `sstatus` and
-//! the [`GuestRegs`] pointer) on the current stack, points `sscratch` at that frame, loads
-//! the guest's registers, `sepc`, `sstatus` (SPP = the guest's privilege) and `hstatus`
-//! (SPV = 1) and `sret`s into the guest. While the hypervisor itself runs,
-//! `sscratch` is 0: the trap vector swaps `sp` with `sscratch` and, finding a non-zero value,
-//! knows the trap came from the guest. Its guest-exit path stores the guest's registers
-//! through the pointer in the frame, restores the hypervisor's state (including `tp`, the
-//! logical CPU id) and returns from [`run`]. The trap CSRs (`scause`, `stval`, `htval`,
-//! `htinst`) are read right after, before anything can trap again.
+//! [`run`] pushes the hypervisor's `ra`, `gp`, `tp`, `s0` and `s1` on the current stack and
+//! keeps that stack pointer in the [`GuestRegs`], points `sscratch` at the [`GuestRegs`],
+//! loads the guest's registers, `sepc` and `sstatus`, sets `hstatus.SPV` and `sret`s into
+//! the guest. While the hypervisor itself runs, `sscratch` is 0: the trap vector swaps `sp`
+//! with `sscratch` and, finding a non-zero value, knows the trap came from the guest and
+//! has the [`GuestRegs`] in `sp`. Its guest-exit path stores the guest's registers, `sepc`
+//! and `sstatus` there, turns the FPU and vector unit off again, restores the hypervisor's
+//! registers (including `tp`, the logical CPU id) and returns from [`run`]. The trap CSRs
+//! (`scause`, `stval`, `htval`, `htinst`) are read right after, before anything can trap
+//! again.
 //!
-//! The VS-level CSRs (`vsstatus`, `vsatp`, ...), `hgatp`, the delegation registers and the
-//! guest's floating-point state are the vCPU crate's business and must be loaded before.
+//! The VS-level CSRs (`vsstatus`, `vsatp`, ...), `hstatus` (but SPV), `hgatp`, the
+//! delegation registers and the guest's floating-point state are the vCPU crate's business
+//! and must be loaded before.
 //!
-//! `hstatus` keeps the guest's value after an exit: none of its fields matters to the
-//! hypervisor in HS mode (a trap from HS clears SPV before any `sret` of its own, and
-//! [`fetch_insn`] sets SPVP for its HLVX), so it is not saved and restored around the run.
+//! `hstatus` keeps the guest's value while the hypervisor runs: none of its fields matters
+//! in HS mode ([`fetch_insn`] sets SPVP for its HLVX). Only SPV can change meanwhile (a trap
+//! taken in HS mode clears it), so each entry sets it again and nothing else of `hstatus`
+//! is saved or loaded per entry.
 
 use core::mem::offset_of;
 
@@ -27,7 +30,8 @@ pub const SSTATUS_SPP: u64 = 1 << 8;
 pub const SSTATUS_FS: u64 = 3 << 13;
 /// `sstatus.VS`: vector unit state, same encoding as FS.
 pub const SSTATUS_VS: u64 = 3 << 9;
-/// The `sstatus` fields [`GuestRegs::sstatus`] controls; the others stay the hypervisor's.
+/// The `sstatus` fields that are the guest's: the others of [`GuestRegs::sstatus`] are the
+/// hypervisor's ([`entry_sstatus`]).
 pub const GUEST_SSTATUS_MASK: u64 = SSTATUS_SPP | SSTATUS_FS | SSTATUS_VS;
 /// `hstatus.SPV`: the trap came from / `sret` returns to a virtual mode.
 pub const HSTATUS_SPV: u64 = 1 << 7;
@@ -46,13 +50,25 @@ pub struct GuestRegs {
     pub x: [u64; 32],
     /// Guest PC (`sepc`).
     pub sepc: u64,
-    /// `sstatus` while the guest runs; only [`GUEST_SSTATUS_MASK`] is taken from here (SPP:
+    /// `sstatus` while the guest runs, written as it is (but SIE and SPIE, which entry
+    /// clears): start from [`entry_sstatus`] and change only [`GUEST_SSTATUS_MASK`] (SPP:
     /// the guest's privilege, FS/VS: whether the guest may use the FPU / vector unit). After
-    /// an exit it holds the hardware's value (FS dirty if the guest wrote FP registers).
+    /// an exit it holds the hardware's value, which is what the next entry needs (FS dirty
+    /// if the guest wrote FP registers).
     pub sstatus: u64,
-    /// `hstatus` while the guest runs (SPV must be set; VTW, VSXL, ...). After an exit it
-    /// holds the hardware's value (SPV, SPVP, GVA of the trap).
-    pub hstatus: u64,
+    /// The hypervisor's stack pointer while the guest runs (its frame of [`run`]), where
+    /// the exit path finds it.
+    host_sp: u64,
+}
+
+/// The `sstatus` to start a guest from ([`GuestRegs::sstatus`]): the hypervisor's fields as
+/// this CPU has them (the same on every CPU), with interrupts off and the guest's fields
+/// ([`GUEST_SSTATUS_MASK`]) zero: OR SPP, FS and VS in.
+pub fn entry_sstatus() -> u64 {
+    let host: u64;
+    // SAFETY: reads sstatus.
+    unsafe { core::arch::asm!("csrr {}, sstatus", out(reg) host, options(nomem, nostack)) };
+    host & !(GUEST_SSTATUS_MASK | SSTATUS_SIE | SSTATUS_SPIE)
 }
 
 /// Why the guest stopped.
@@ -164,37 +180,25 @@ struct HostFrame {
     /// declare clobbered; it declares the other callee-saved registers clobbered instead,
     /// so the compiler saves only those it needs, once per function, not per entry.
     s: [u64; 2],
-    /// The `GuestRegs` being run.
-    regs: u64,
-    /// The guest's a0 while the exit path frees a register.
-    guest_a0: u64,
-    sstatus: u64,
+    _pad: u64,
 }
 
 const HOST_FRAME: usize = core::mem::size_of::<HostFrame>();
-/// Where the trap vector leaves the guest's a0 before jumping to `axhal_guest_exit`.
-pub(super) const HOST_FRAME_GUEST_A0: usize = offset_of!(HostFrame, guest_a0);
 const _: () = assert!(HOST_FRAME.is_multiple_of(16));
 
 /// Runs the guest until its next trap into HS mode. Call with interrupts masked
 /// (`sstatus.SIE` = 0); `hgatp`, the VS CSRs and the delegation registers must be the
 /// guest's.
 pub fn run(regs: &mut GuestRegs) -> GuestExit {
-    let host: u64;
-    // SAFETY: reads sstatus.
-    unsafe { core::arch::asm!("csrr {}, sstatus", out(reg) host, options(nomem, nostack)) };
-    // SIE and SPIE stay clear: nothing in HS runs with interrupts on until the exit path
-    // restores the caller's sstatus.
-    regs.sstatus = (host & !(GUEST_SSTATUS_MASK | SSTATUS_SIE | SSTATUS_SPIE))
-        | (regs.sstatus & GUEST_SSTATUS_MASK);
-    regs.hstatus |= HSTATUS_SPV;
-    // SAFETY: `axhal_guest_enter` saves ra, gp, tp, s0, s1, sp and sstatus of the hypervisor
-    // and restores them when the guest traps; every other integer register is declared
-    // clobbered here (the C ABI's caller-saved ones and s2-s11), so the compiler keeps
-    // nothing in them across the run. The assembly writes only through `regs`, which is
-    // exclusive. The hypervisor uses no floating-point registers (sstatus.FS is off while
-    // it runs). The guest runs in VS/VU mode under G-stage translation (hgatp) and cannot
-    // reach the hypervisor's memory or HS state.
+    // SAFETY: `axhal_guest_enter` saves ra, gp, tp, s0, s1 and sp of the hypervisor and
+    // restores them when the guest traps, and turns sstatus.FS / VS off again; every other
+    // integer register is declared clobbered here (the C ABI's caller-saved ones and
+    // s2-s11), so the compiler keeps nothing in them across the run. The assembly writes
+    // only through `regs`, which is exclusive. The hypervisor uses no floating-point
+    // registers (sstatus.FS is off while it runs). The guest runs in VS/VU mode under
+    // G-stage translation (hgatp) and cannot reach the hypervisor's memory or HS state;
+    // the sstatus written for it has SIE and SPIE clear, so nothing in HS runs with
+    // interrupts on until the exit path is back in the caller.
     unsafe {
         core::arch::asm!(
             "call axhal_guest_enter",
@@ -267,44 +271,39 @@ core::arch::global_asm!(
         sd      tp, {tp}(sp)
         sd      s0, {s}+0(sp)
         sd      s1, {s}+8(sp)
-        sd      a0, {regs}(sp)
-        csrr    t0, sstatus
-        sd      t0, {hsstatus}(sp)
+        sd      sp, {ghost_sp}(a0)
         ld      t0, {gsepc}(a0)
         csrw    sepc, t0
         ld      t0, {gsstatus}(a0)
+        andi    t0, t0, ~{sie_spie}
         csrw    sstatus, t0
-        ld      t0, {ghstatus}(a0)
-        csrw    0x600, t0
+        li      t0, {spv}
+        csrs    0x600, t0
         // From here on a trap is a guest exit (see trap_entry).
-        csrw    sscratch, sp
+        csrw    sscratch, a0
         .irp n, 1,2,3,4,5,6,7,8,9,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
         ld      x\\n, (\\n * 8)(a0)
         .endr
         ld      a0, 80(a0)
         sret
 
-    // Reached from trap_entry on a trap from the guest: sp = the frame above, sscratch = the
-    // guest's sp, the guest's a0 in the frame, a0 = scratch, every other register the guest's.
+    // Reached from trap_entry on a trap from the guest: sp = its GuestRegs, sscratch = the
+    // guest's sp, every other register the guest's.
     .global axhal_guest_exit
     .balign 4
     axhal_guest_exit:
-        ld      a0, {regs}(sp)
-        .irp n, 1,3,4,5,6,7,8,9,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-        sd      x\\n, (\\n * 8)(a0)
+        .irp n, 1,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        sd      x\\n, (\\n * 8)(sp)
         .endr
         csrrw   t0, sscratch, zero
-        sd      t0, 16(a0)
-        ld      t0, {ga0}(sp)
-        sd      t0, 80(a0)
+        sd      t0, 16(sp)
         csrr    t0, sepc
-        sd      t0, {gsepc}(a0)
+        sd      t0, {gsepc}(sp)
         csrr    t0, sstatus
-        sd      t0, {gsstatus}(a0)
-        csrr    t0, 0x600
-        sd      t0, {ghstatus}(a0)
-        ld      t0, {hsstatus}(sp)
-        csrw    sstatus, t0
+        sd      t0, {gsstatus}(sp)
+        li      t0, {fs_vs}
+        csrc    sstatus, t0
+        ld      sp, {ghost_sp}(sp)
         ld      ra, {ra}(sp)
         ld      gp, {gp}(sp)
         ld      tp, {tp}(sp)
@@ -318,10 +317,10 @@ core::arch::global_asm!(
     gp = const offset_of!(HostFrame, gp),
     tp = const offset_of!(HostFrame, tp),
     s = const offset_of!(HostFrame, s),
-    regs = const offset_of!(HostFrame, regs),
-    ga0 = const offset_of!(HostFrame, guest_a0),
-    hsstatus = const offset_of!(HostFrame, sstatus),
     gsepc = const offset_of!(GuestRegs, sepc),
     gsstatus = const offset_of!(GuestRegs, sstatus),
-    ghstatus = const offset_of!(GuestRegs, hstatus),
+    ghost_sp = const offset_of!(GuestRegs, host_sp),
+    sie_spie = const SSTATUS_SIE | SSTATUS_SPIE,
+    spv = const HSTATUS_SPV,
+    fs_vs = const SSTATUS_FS | SSTATUS_VS,
 );

@@ -107,10 +107,11 @@ core::arch::global_asm!(
     .balign 4
     .global trap_entry
     trap_entry:
-        // sscratch is 0 while the hypervisor runs and points at the world-switch frame
-        // while a guest runs (guest.rs): swap it with sp to tell the two apart.
+        // sscratch is 0 while the hypervisor runs and points at the guest's registers
+        // while a guest runs (guest.rs): swap it with sp to tell the two apart. From a
+        // guest, the exit path takes over with sp = those registers.
         csrrw   sp, sscratch, sp
-        bnez    sp, 2f
+        bnez    sp, axhal_guest_exit
         csrrw   sp, sscratch, sp
         addi    sp, sp, -{frame}
         .irp n, 1,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
@@ -133,13 +134,6 @@ core::arch::global_asm!(
         .endr
         addi    sp, sp, {frame}
         sret
-
-        // From a guest: free a0 into the world-switch frame and take the exit path (far
-        // away, so not with a branch).
-    2:  sd      a0, {guest_a0}(sp)
-        la      a0, axhal_guest_exit
-        jr      a0
     ",
     frame = const FRAME_SIZE,
-    guest_a0 = const super::guest::HOST_FRAME_GUEST_A0,
 );
