@@ -163,6 +163,10 @@ vs_csrs!(
     vstval = "0x243",
     vsatp = "0x280",
     hvip = "0x645",
+    // Supervisor CSRs the H extension gives VS mode no copy of: a guest reads and writes
+    // the real ones (they govern its VU mode), so they are switched like its own.
+    scounteren = "0x106",
+    senvcfg = "0x10a",
 );
 
 /// The guest's floating-point registers (F and D).

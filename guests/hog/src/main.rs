@@ -12,9 +12,10 @@
 //! while the hypervisor is handling an exit. Prints a heartbeat with the longest stall so
 //! far every [`HEARTBEAT_MS`], then the longest stall and `PASS hog`.
 //!
-//! On aarch64 it also marks registers the hypervisor does not trap, which must therefore be
-//! switched with the vCPU ([`own`]), with a value of its VM's own, and checks on every step
-//! that it still reads them: the other hog on the same CPU writes its own value.
+//! On aarch64 and riscv64 it also marks registers the hypervisor does not trap, which must
+//! therefore be switched with the vCPU ([`own`]), with a value of its VM's own, and checks
+//! on every step that it still reads them: the other hog on the same CPU writes its own
+//! value.
 #![no_std]
 #![no_main]
 
@@ -142,8 +143,58 @@ mod own {
     }
 }
 
+/// Registers of the guest's own that no exit touches (riscv64: `scounteren` and `senvcfg`,
+/// which VS mode reaches directly: the H extension has no VS copies of them), marked with
+/// a value that depends on the VM. Neither affects VS mode itself (the hog runs no VU code).
+#[cfg(target_arch = "riscv64")]
+mod own {
+    /// Whether this architecture marks any.
+    pub const MARKS: bool = true;
+
+    fn values(tag: u64) -> (u64, u64) {
+        // scounteren CY, TM, IR (VU's counters); senvcfg FIOM.
+        if tag & 1 == 0 {
+            (0b101, 1)
+        } else {
+            (0b010, 0)
+        }
+    }
+
+    /// Writes the values of `tag`.
+    pub fn mark(tag: u64) {
+        let (counteren, envcfg) = values(tag);
+        // SAFETY: VU-mode counter enables and VU's fence semantics; the guest runs nothing
+        // in VU mode.
+        unsafe {
+            core::arch::asm!(
+                "csrw scounteren, {c}",
+                "csrw 0x10a, {e}",
+                c = in(reg) counteren,
+                e = in(reg) envcfg,
+                options(nomem, nostack),
+            )
+        };
+    }
+
+    /// Whether the registers hold the values of `tag`.
+    pub fn holds(tag: u64) -> bool {
+        let (c, e): (u64, u64);
+        // SAFETY: reads two supervisor CSRs.
+        unsafe {
+            core::arch::asm!(
+                "csrr {c}, scounteren",
+                "csrr {e}, 0x10a",
+                c = out(reg) c,
+                e = out(reg) e,
+                options(nomem, nostack),
+            )
+        };
+        (c & 0b111, e & 1) == values(tag)
+    }
+}
+
 /// Nothing to mark on this architecture.
-#[cfg(not(target_arch = "aarch64"))]
+#[cfg(not(any(target_arch = "aarch64", target_arch = "riscv64")))]
 mod own {
     /// Whether this architecture marks any.
     pub const MARKS: bool = false;
