@@ -153,3 +153,72 @@ fn other_output_goes_around_the_line_being_typed() {
     }
     assert_eq!(rec.commands, [Command::VmStart(VmRef::Id(1))]);
 }
+
+/// Lines nobody should type: each gets one answer line of printable text (or runs, for
+/// the ones whose stray bytes the editor drops), the prompt comes back, nothing panics.
+#[test]
+fn garbage_lines_get_one_answer_line_each() {
+    let long = "x".repeat(300);
+    let cases: [(&[u8], Step, &str); 12] = [
+        (long.as_bytes(), Step::Refused, "unknown command \"xxxxxxxx"),
+        (
+            b"vm start 99999999999999999999999",
+            Step::Refused,
+            "vm start: VM id \"99999999999999999999999\" is too large",
+        ),
+        (
+            b"vm show \"unterminated",
+            Step::Refused,
+            "unterminated quote",
+        ),
+        (
+            b"vm start a b c",
+            Step::Refused,
+            "vm start: too many arguments",
+        ),
+        (b"vm", Step::Refused, "vm: missing subcommand"),
+        (b"\"\"", Step::Refused, "unknown command \"\": try \"help\""),
+        (
+            b"log \x1b[31mred",
+            Step::Refused,
+            "log: unknown level \"red\"",
+        ),
+        (b"vm st\xc3\xa4op 1", Step::Ran, ""),
+        (b"\x80\x81\xfe\xff", Step::Blank, ""),
+        (b"cat \x00\x7f", Step::Refused, "cat: missing path"),
+        (
+            b"vm delete 4294967296",
+            Step::Failed,
+            "vm delete: VM 1 is running",
+        ),
+        (
+            b"help \"vm start\" x y",
+            Step::Refused,
+            "help: too many arguments",
+        ),
+    ];
+    for (typed, step, answer) in cases {
+        let mut input = typed.to_vec();
+        input.push(b'\r');
+        let (steps, _, out) = run(&input);
+        let shown = String::from_utf8_lossy(typed);
+        assert_eq!(steps, [step], "{shown:?}");
+        // After the echoed line: the answer (if any) and the prompt.
+        let (_, rest) = out.split_once("\r\n").unwrap();
+        let answer_lines: Vec<&str> = rest
+            .strip_suffix("axvisor> ")
+            .unwrap_or_else(|| panic!("{shown:?}: no prompt after {rest:?}"))
+            .lines()
+            .collect();
+        match answer {
+            "" => assert!(answer_lines.is_empty(), "{shown:?}: {answer_lines:?}"),
+            _ => {
+                assert_eq!(answer_lines.len(), 1, "{shown:?}: {answer_lines:?}");
+                let line = answer_lines[0];
+                assert!(line.starts_with(answer), "{shown:?}: {line:?}");
+                assert!(line.bytes().all(|b| (b' '..=b'~').contains(&b)), "{line:?}");
+                assert!(line.len() < 120, "{line:?}");
+            }
+        }
+    }
+}
