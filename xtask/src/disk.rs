@@ -1,10 +1,11 @@
-//! `cargo xtask disk`: a FAT32 disk image from a directory, for the hypervisor's `axfs`
-//! (docs/axfs.md). Pure Rust on the host (the `fatfs` crate formats and fills the volume):
-//! no root, no loop devices, no mtools.
+//! `cargo xtask disk`: a FAT32 or ext4 disk image from a directory, for the hypervisor's
+//! `axfs` (docs/axfs.md). No root, no loop devices, no mtools.
 //!
-//! The image is an MBR with one FAT32 (LBA, type 0C) partition from 1 MiB to the end,
-//! holding the directory's files and subdirectories under their own names (long names
-//! kept), the layout `axfs::FileSystem::mount` reads.
+//! FAT32 (the default) is pure Rust on the host (the `fatfs` crate formats and fills the
+//! volume): an MBR with one FAT32 (LBA, type 0C) partition from 1 MiB to the end, holding
+//! the directory's files and subdirectories under their own names (long names kept), the
+//! layout `axfs::FileSystem::mount` reads. ext4 (`--fs ext4`, which axfs reads only) is
+//! e2fsprogs' `mkfs.ext4 -d`: the whole image one ext4 volume, no partition table.
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -33,15 +34,33 @@ pub struct DiskArgs {
     /// The image's size in MiB (default: what the files need with room to spare).
     #[arg(long, value_name = "MIB")]
     size_mib: Option<u64>,
+    /// The filesystem: `fat` (FAT32, read and write) or `ext4` (read-only to axfs).
+    #[arg(long, value_enum, default_value_t = DiskFs::Fat)]
+    fs: DiskFs,
+}
+
+/// The filesystem of a disk image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskFs {
+    /// FAT32 (FAT16 for the smallest VM disks), made by `fatfs`.
+    #[default]
+    Fat,
+    /// ext4, made by `mkfs.ext4 -d` (e2fsprogs).
+    Ext4,
 }
 
 /// Runs `cargo xtask disk`.
 pub fn run(args: DiskArgs) -> Result<()> {
-    let image = build(&args.from, args.size_mib.map(|mib| mib << 20))?;
+    let size = args.size_mib.map(|mib| mib << 20);
+    let (image, fs) = match args.fs {
+        DiskFs::Fat => (build(&args.from, size)?, "FAT32"),
+        DiskFs::Ext4 => (build_ext4(&args.from, size)?, "ext4"),
+    };
     std::fs::write(&args.out, &image)
         .with_context(|| format!("could not write {}", args.out.display()))?;
     println!(
-        "{}: {} MiB FAT32 disk image of {}",
+        "{}: {} MiB {fs} disk image of {}",
         args.out.display(),
         image.len() >> 20,
         args.from.display()
@@ -222,6 +241,71 @@ fn write_image(tree: &Tree, size: u64, fat: fatfs::FatType, cluster: u32) -> Res
     Ok(disk)
 }
 
+/// `mkfs.ext4`: on `PATH`, or where Debian keeps it (`/sbin` is not on a user's `PATH`).
+pub fn mkfs_ext4() -> Result<PathBuf> {
+    let on_path = crate::util::command_exists("mkfs.ext4").then(|| PathBuf::from("mkfs.ext4"));
+    on_path
+        .or_else(|| {
+            ["/sbin/mkfs.ext4", "/usr/sbin/mkfs.ext4"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+        })
+        .context("mkfs.ext4 not found: install e2fsprogs (cargo xtask setup does)")
+}
+
+/// An ext4 disk image holding the files and directories under `from` (symbolic links
+/// followed, as for FAT): `size` bytes (rounded down to whole MiB), or what they need with
+/// room for the metadata and journal when `None`. The tree is gathered (hard links, else
+/// copies) in a scratch directory that `mkfs.ext4 -d` copies from.
+pub fn build_ext4(from: &Path, size: Option<u64>) -> Result<Vec<u8>> {
+    static SCRATCH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let tree = Tree::scan(from)?;
+    let size = match size {
+        Some(size) => size >> 20 << 20,
+        None => (tree.data_bytes() / 8 * 9 + (16 << 20)).div_ceil(1 << 20) << 20,
+    };
+    ensure!(size >= 4 << 20, "an ext4 disk image is at least 4 MiB");
+    let n = SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = std::env::temp_dir().join(format!("axvisor-ext4-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let root = scratch.join("root");
+    let made = (|| -> Result<Vec<u8>> {
+        std::fs::create_dir_all(&root)?;
+        for dir in &tree.dirs {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
+        for (rel, path, _) in &tree.files {
+            let to = root.join(rel);
+            let real = std::fs::canonicalize(path)?;
+            if std::fs::hard_link(&real, &to).is_err() {
+                std::fs::copy(&real, &to)
+                    .with_context(|| format!("could not copy {}", path.display()))?;
+            }
+        }
+        let image = scratch.join("disk.img");
+        let out = std::process::Command::new(mkfs_ext4()?)
+            .args([
+                "-q", "-F", "-t", "ext4", "-b", "4096", "-L", "axvisor", "-d",
+            ])
+            .arg(&root)
+            .arg(&image)
+            .arg(format!("{}k", size >> 10))
+            .output()
+            .context("could not run mkfs.ext4")?;
+        if !out.status.success() {
+            bail!(
+                "mkfs.ext4 failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        std::fs::read(&image).with_context(|| format!("could not read {}", image.display()))
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    made
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +318,43 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    /// An ext4 image holds the tree with symbolic links followed (how scenarios link guest
+    /// images onto their disks), and axfs mounts it read-only.
+    #[test]
+    fn ext4_images_hold_the_tree_with_links_followed() {
+        let dir = scratch("ext4");
+        std::fs::create_dir_all(dir.join("vms")).unwrap();
+        std::fs::create_dir_all(dir.join("images")).unwrap();
+        std::fs::write(dir.join("vms/00-a.toml"), b"id = 1\n").unwrap();
+        let kernel: Vec<u8> = (0..2_000_000u32).map(|i| (i / 5) as u8).collect();
+        let outside = scratch("ext4-outside");
+        std::fs::write(outside.join("k.bin"), &kernel).unwrap();
+        std::os::unix::fs::symlink(outside.join("k.bin"), dir.join("images/k.bin")).unwrap();
+        let image = build_ext4(&dir, None).unwrap();
+        // The data, an eighth more and 16 MiB, in whole MiB.
+        assert_eq!(image.len(), 19 << 20);
+        let mut fs = FileSystem::mount(RamDisk::new(image)).unwrap();
+        assert_eq!(fs.volume().kind, VolumeKind::Ext4);
+        assert_eq!(fs.read("/vms/00-a.toml", 64).unwrap(), b"id = 1\n");
+        assert_eq!(fs.read("/images/k.bin", 4 << 20).unwrap(), kernel);
+        assert!(matches!(
+            fs.write("/vms/00-a.toml", b"x"),
+            Err(axfs::FsError::ReadOnlyVolume { .. })
+        ));
+        let error = |size| {
+            build_ext4(&dir, Some(size))
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(error(1 << 20).contains("at least 4 MiB"));
+        // More than fits: mkfs.ext4's own words.
+        std::fs::write(dir.join("images/big.bin"), vec![1u8; 5 << 20]).unwrap();
+        assert!(error(4 << 20).starts_with("mkfs.ext4 failed"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&outside).unwrap();
     }
 
     #[test]

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::arch::{Arch, Gic, MemSize};
 use crate::bochs;
+use crate::disk::DiskFs;
 use crate::matcher::{clean_line, Matcher, Missing, Step, Steps, Verdict};
 use crate::qemu::{self, Console, EmulatorCommand, Machine};
 use crate::vmset::VmSet;
@@ -156,6 +157,9 @@ struct ScenarioFile {
     /// A directory (relative to the repository root) made into a FAT32 disk image for the
     /// hypervisor (`cargo xtask disk`), QEMU only.
     disk: Option<String>,
+    /// The disk's filesystem: `fat` (FAT32, the default; FAT16 for the smallest VM disks) or
+    /// `ext4` (`mkfs.ext4 -d`, which the hypervisor reads only).
+    disk_fs: Option<DiskFs>,
     /// How the disk is attached: `virtio` (virtio-blk, the default with QEMU: over virtio-mmio
     /// on aarch64 and riscv64, over PCI on x86_64) or `initrd` (QEMU's `-initrd`: a boot
     /// module the hypervisor takes as a RAM disk; Bochs has only this).
@@ -217,6 +221,8 @@ pub struct ScenarioDisk {
     pub from: Option<PathBuf>,
     /// How it is attached.
     pub attach: DiskAs,
+    /// Its filesystem.
+    pub fs: DiskFs,
     /// Test guests whose images go to `/images/NAME.bin`.
     pub guests: Vec<String>,
     /// What the image holds after the run (`disk_after`).
@@ -399,14 +405,14 @@ impl Scenario {
         // Files of zeros alone are a disk too.
         let on_disk = on_disk || !file.disk_zeroed.is_empty();
         let disk = match (file.disk, file.disk_as) {
-            (None, None) if file.disk_guests.is_empty() && !on_disk => {
+            (None, None) if file.disk_guests.is_empty() && file.disk_fs.is_none() && !on_disk => {
                 if !file.disk_after.is_empty() {
                     bail!("field `disk_after`: the scenario has no disk");
                 }
                 None
             }
             (None, _) if !on_disk => {
-                bail!("fields `disk_as`, `disk_guests`: give the `disk` directory too")
+                bail!("fields `disk_as`, `disk_guests`, `disk_fs`: give the `disk` directory too")
             }
             (dir, attach) => {
                 // Bochs (no virtio) takes the disk as a boot module.
@@ -417,6 +423,10 @@ impl Scenario {
                 });
                 if file.emulator == Emulator::Bochs && (dir.is_some() || attach != DiskAs::Initrd) {
                     bail!("fields `disk`, `disk_as`: Bochs scenarios have only their VMs on a disk, as a boot module");
+                }
+                let fs = file.disk_fs.unwrap_or_default();
+                if fs == DiskFs::Ext4 && !file.disk_after.is_empty() {
+                    bail!("field `disk_after`: the hypervisor never writes an ext4 disk");
                 }
                 if attach == DiskAs::Initrd && !file.disk_after.is_empty() {
                     bail!("field `disk_after`: a boot module's writes never reach the image; attach the disk as virtio");
@@ -434,6 +444,7 @@ impl Scenario {
                 Some(ScenarioDisk {
                     from,
                     attach,
+                    fs,
                     guests: file.disk_guests,
                     after: file.disk_after,
                     zeroed: file.disk_zeroed.into_iter().collect(),
@@ -1078,9 +1089,10 @@ fn build_disk(scenario: &Scenario, log_path: &Path) -> Result<Option<(DiskAs, Pa
     }
     let file = log_path.with_extension("disk.img");
     // Only VMs (no directory of the scenario's own): the smallest image that holds them.
-    let bytes = match disk.from {
-        Some(_) => crate::disk::build(&staged, None)?,
-        None => crate::disk::build_small(&staged)?,
+    let bytes = match (disk.fs, &disk.from) {
+        (DiskFs::Ext4, _) => crate::disk::build_ext4(&staged, None)?,
+        (DiskFs::Fat, Some(_)) => crate::disk::build(&staged, None)?,
+        (DiskFs::Fat, None) => crate::disk::build_small(&staged)?,
     };
     std::fs::write(&file, bytes).with_context(|| format!("could not write {}", file.display()))?;
     Ok(Some((disk.attach, file)))
@@ -1897,7 +1909,14 @@ mod tests {
             .unwrap();
         let disk = s.disk.clone().unwrap();
         assert!(disk.from.is_some());
-        assert_eq!(disk.attach, DiskAs::Initrd);
+        assert_eq!((disk.attach, disk.fs), (DiskAs::Initrd, DiskFs::Fat));
+        // ext4 when asked, for Bochs' boot module too; never with `disk_after`.
+        let s = on_disk("arch = \"x86_64\"\nemulator = \"bochs\"\ndisk_fs = \"ext4\"\n").unwrap();
+        assert_eq!(s.disk.unwrap().fs, DiskFs::Ext4);
+        let e = error_of(&format!(
+            "arch = \"riscv64\"\ndisk = \"tests/disks/files\"\ndisk_fs = \"ext4\"\n{hello}[[disk_after]]\nfile = \"/a\"\ncontains = \"x\"\n"
+        ));
+        assert!(e.contains("never writes an ext4 disk"), "{e}");
         // x86_64 with QEMU takes it as virtio-blk (PCI), Bochs as a boot module.
         let s = on_disk("arch = \"x86_64\"\n").unwrap();
         assert_eq!(s.disk.unwrap().attach, DiskAs::Virtio);
@@ -2014,6 +2033,7 @@ mod tests {
         let disk = |file: &str, contains: &str| ScenarioDisk {
             from: None,
             attach: DiskAs::Virtio,
+            fs: DiskFs::Fat,
             guests: Vec::new(),
             after: vec![DiskAfter {
                 file: file.to_owned(),
@@ -2034,7 +2054,15 @@ mod tests {
         for (text, field) in [
             (
                 "arch = \"aarch64\"\ndisk_as = \"initrd\"\n",
-                "fields `disk_as`, `disk_guests`: give the `disk` directory too",
+                "fields `disk_as`, `disk_guests`, `disk_fs`: give the `disk` directory too",
+            ),
+            (
+                "arch = \"aarch64\"\ndisk_fs = \"ext4\"\n",
+                "give the `disk` directory too",
+            ),
+            (
+                "arch = \"aarch64\"\ndisk = \"tests/disks/files\"\ndisk_fs = \"ntfs\"\n",
+                "disk_fs",
             ),
             (
                 "arch = \"aarch64\"\ndisk = \"tests/disks/none\"\n",

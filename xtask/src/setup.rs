@@ -72,6 +72,9 @@ const REQUIREMENTS: &[Requirement] = &[
     command("stty", "coreutils"),
     command("dpkg-deb", "dpkg"),
     command("cpio", "cpio"),
+    // ext4 disk images (`disk_fs = "ext4"`, `cargo xtask disk --fs ext4`) and axfs' tests:
+    // `mkfs.ext4 -d`. In /sbin, which a user's PATH may lack.
+    file("mkfs.ext4", "/sbin/mkfs.ext4", "e2fsprogs"),
 ];
 
 impl Requirement {

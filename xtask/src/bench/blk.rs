@@ -12,6 +12,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use super::{median, Boots, PartResult, Platform, VmBench};
 use crate::arch::{Arch, Gic, MemSize};
+use crate::disk::DiskFs;
 use crate::qemu::Machine;
 use crate::scenario::{DiskAs, ScenarioDisk};
 use crate::util;
@@ -148,6 +149,7 @@ pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
         } else {
             DiskAs::Virtio
         },
+        fs: DiskFs::Fat,
         guests: Vec::new(),
         after: Vec::new(),
         zeroed: vec![(DISK_FILE.0.to_owned(), DISK_FILE.1)],
