@@ -12,7 +12,7 @@ use axdriver::{Choice, Disk, DiskError};
 use axfs::{FileBlocks, FileSystem, FsError, Metadata};
 use axvirtio_blk::{Backing, BackingError};
 use axvm::DiskOpenError;
-use axvmconfig::DiskBacking;
+use axvmconfig::{DiskBacking, DiskSource};
 use core::fmt;
 use spin::Mutex;
 
@@ -53,10 +53,16 @@ impl fmt::Display for FileError {
     }
 }
 
-/// Opens and mounts the disk the boot arguments choose; logs one line either way.
+/// Opens and mounts the disk the boot arguments choose; logs one line either way. The
+/// other virtio-blk disks are kept for VMs' regions ([`crate::hostdisk`]).
 pub fn mount_at_boot() {
     let choice = Choice::parse(axstd::os::platform_info().bootarg("disk"));
-    let disk = match choice.and_then(axdriver::open) {
+    let chosen = choice.map(axdriver::open).and_then(|opened| {
+        let own = opened.chosen.as_ref().ok().map(|d| d.name().into());
+        crate::hostdisk::keep(opened.others, own);
+        opened.chosen
+    });
+    let disk = match chosen {
         Ok(disk) => disk,
         Err(DiskError::NotWanted) => return log::info!("disk: none (disk=none)"),
         Err(e) => return log::info!("disk: none: {e}"),
@@ -100,15 +106,22 @@ pub fn read(path: &str, limit: u64) -> Result<Vec<u8>, FileError> {
     with(|fs| fs.read(path, limit))
 }
 
-/// The backing of a VM's `virtio-blk` (`file` in its config entry): the file on the
-/// mounted disk, held open with its clusters found once, read and written in place; it
+/// The backing of VM `vm`'s `virtio-blk`: for a `backing` region in its config entry,
+/// that region of a host disk ([`crate::hostdisk::open_region`]); for a `file`, the file on
+/// the mounted disk, held open with its clusters found once, read and written in place; it
 /// never grows. On a read-only (ext) volume only a `read_only` backing opens.
-pub fn open_backing(disk: &DiskBacking) -> Result<Box<dyn Backing>, DiskOpenError> {
+pub fn open_backing(vm: &str, disk: &DiskBacking) -> Result<Box<dyn Backing>, DiskOpenError> {
+    let path = match &disk.source {
+        DiskSource::File(path) => path,
+        DiskSource::Region(region) => {
+            return crate::hostdisk::open_region(vm, region, disk.read_only)
+        }
+    };
     let file = with(|fs| {
         if !disk.read_only {
-            fs.check_writable(&disk.file)?;
+            fs.check_writable(path)?;
         }
-        fs.open_blocks(&disk.file)
+        fs.open_blocks(path)
     })
     .map_err(|e| match e {
         FileError::Fs(e @ FsError::ReadOnlyVolume { .. }) => {

@@ -11,6 +11,7 @@ extern crate alloc;
 
 mod banner;
 mod disk;
+mod hostdisk;
 mod images;
 mod net;
 mod shell;

@@ -337,6 +337,7 @@ impl VmBench<'_> {
             timing_sensitive: false,
             steps: Vec::new(),
             disk: None,
+            host_disks: Vec::new(),
         })
     }
 

@@ -11,6 +11,7 @@ mod disk;
 mod elf;
 mod fuzz;
 mod guests;
+mod hostdisk;
 mod image;
 mod matcher;
 mod qemu;

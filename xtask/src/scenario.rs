@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::arch::{Arch, Gic, MemSize};
 use crate::bochs;
+use crate::hostdisk::HostDisk;
 use crate::disk::DiskFs;
 use crate::matcher::{clean_line, Matcher, Missing, Step, Steps, Verdict};
 use crate::qemu::{self, Console, EmulatorCommand, Machine};
@@ -177,6 +178,10 @@ struct ScenarioFile {
     /// instead of kept in the repository.
     #[serde(default)]
     disk_zeroed: BTreeMap<String, u64>,
+    /// Raw disks of zeros attached after the hypervisor's disk, for VMs' regions, checked
+    /// after the run.
+    #[serde(default)]
+    host_disks: Vec<HostDisk>,
 }
 
 /// A `[[disk_after]]` entry: file `file` on the disk image holds `contains`.
@@ -286,6 +291,8 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// The hypervisor's disk, if it has one (QEMU only).
     pub disk: Option<ScenarioDisk>,
+    /// Raw host disks after it, for VMs' regions (QEMU only).
+    pub host_disks: Vec<HostDisk>,
 }
 
 impl Scenario {
@@ -451,6 +458,12 @@ impl Scenario {
                 })
             }
         };
+        for d in &file.host_disks {
+            d.check()?;
+        }
+        if !file.host_disks.is_empty() && disk.as_ref().is_none_or(|d| d.attach != DiskAs::Virtio) {
+            bail!("field `host_disks`: give the scenario a disk attached as virtio too (the hypervisor's disk comes first)");
+        }
         let mut fail_on: Vec<String> = DEFAULT_FAIL_ON.iter().map(|s| (*s).to_owned()).collect();
         fail_on.extend(
             file.fail_on
@@ -483,6 +496,7 @@ impl Scenario {
                 })
                 .collect(),
             disk,
+            host_disks: file.host_disks,
         })
     }
 
@@ -1045,6 +1059,9 @@ impl Launch {
                 if let Some((attach, file)) = build_disk(scenario, log_path)? {
                     extra.extend(disk_args(attach, scenario.machine.arch, &file));
                 }
+                for d in &scenario.host_disks {
+                    extra.extend(d.attach(scenario.machine.arch, log_path)?);
+                }
                 Launch::Qemu(qemu::emulator_command(
                     &scenario.machine,
                     image,
@@ -1423,7 +1440,12 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
     };
     let result = result.and_then(|()| {
         let image = log_path.with_extension("disk.img");
-        check_disk_after(scenario.disk.as_ref(), &image).map_err(Failure::DiskAfter)
+        check_disk_after(scenario.disk.as_ref(), &image).map_err(Failure::DiskAfter)?;
+        scenario
+            .host_disks
+            .iter()
+            .try_for_each(|d| d.check_after(&log_path))
+            .map_err(Failure::DiskAfter)
     });
     let took = start.elapsed();
     let elapsed = match cpu {

@@ -2,35 +2,48 @@
 //! remote fences (SBI RFENCE), the notifier that wakes them, and the VM's virtual PLIC,
 //! whose outputs are their external interrupts.
 //!
-//! Portable and host-tested: the CSR and fence instructions stay in `vcpu`, which calls
-//! [`VmHarts::enter`] / [`VmHarts::leave`] around every guest entry.
+//! Portable and host-tested: the CSR and fence instructions stay in `vcpu`, which keeps its
+//! hart's slot ([`VmHarts::hart`]) and calls [`Hart::enter`] / [`Hart::leave`] around every
+//! guest entry.
+//!
+//! ## One word per hart
+//!
+//! Everything a hart must look at before it enters the guest is one atomic word, `state`:
+//! whether it is in the guest (`IN_GUEST`), a software interrupt sent to it (`IPI`) and the
+//! fence kinds requested of it. Entering is one read-modify-write that sets `IN_GUEST` and
+//! returns what was pending; in the common case nothing is, and the entry is done. Leaving
+//! clears `IN_GUEST` with another. Other harts only set bits in it (a send, a request).
 //!
 //! ## Remote fences
 //!
 //! A hart asking another one to fence must not return to its guest until the target can no
-//! longer run guest code with stale translations. Each hart has
+//! longer run guest code with stale translations. Besides its `state`, each hart has
+//! `req` / `ack`: how many requests were made of it, and the value of `req` it had read when
+//! it last performed its fences.
 //!
-//! - `fences`: the kinds of fence requested and not yet performed (a bit set),
-//! - `req` / `ack`: how many requests were made of it, and how many it has performed,
-//! - `in_guest`: whether it may be running guest code right now (set before it reads its
-//!   requests on entry, cleared as soon as it leaves the guest).
-//!
-//! The requester ORs the kinds into each target's `fences`, increments its `req` and
+//! The requester sets the kinds in the target's `state`, then increments its `req` and
 //! notifies it (which sends an IPI to a running target, so it leaves the guest); then, for
-//! each target, it waits while the target is `in_guest` with `ack` below the `req` it read.
-//! A target entering the guest sets `in_guest`, reads `req`, takes `fences`, performs them
-//! and only then publishes `ack` = what it read. So when the requester stops waiting,
-//! either the target has fenced (`ack` covers the request) or it is outside the guest and
-//! will fence before its next entry (it sets `in_guest` before reading `req`: the classic
-//! store-then-load pairing, hence `SeqCst` on both sides). A target that is off, halted or
-//! descheduled costs the requester nothing. The wait is bounded by the time a running
-//! target takes to leave the guest after the IPI; two harts fencing each other cannot
-//! deadlock, because neither is `in_guest` while it handles its own call.
+//! each target, it waits while the target is `IN_GUEST` with `ack` below the `req` it read.
+//! A target entering the guest sets `IN_GUEST` and, if kinds were pending, reads `req`,
+//! takes the kinds (clearing them), performs them and only then publishes `ack` = what it
+//! read. So when the requester stops waiting, either the target has fenced (its `ack`
+//! covers the request: it read `req` after the increment, so it took the kinds set before
+//! it, or an earlier entry did and performed them), or the requester saw `IN_GUEST` clear
+//! after setting its kinds, and then the target's next entry, a later modification of the
+//! same word, finds them. Every step on `state` is a read-modify-write of one location, so
+//! they are totally ordered whatever their memory ordering; `SeqCst` is still used for the
+//! entry, the kinds, `req` and the requester's `IN_GUEST` check, which pair as a
+//! store-then-load across two locations (`state` and `req`). A target whose entry misses a
+//! request that is being made (kinds set after its entry) is `IN_GUEST`, and the requester
+//! waits for it. A target that is off, halted or descheduled costs the requester nothing.
+//! The wait is bounded by the time a running target takes to leave the guest after the
+//! IPI; two harts fencing each other cannot deadlock, because neither is `IN_GUEST` while
+//! it handles its own call.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use axdevice_base::VcpuNotifier;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use riscv_vplic::Vplic;
 
 use crate::decode::sbi;
@@ -98,25 +111,83 @@ pub mod fence {
     pub const VVMA: u8 = 1 << 1;
 }
 
-/// One hart's slot.
-#[derive(Default)]
-struct Hart {
+/// Bits of [`Hart::state`]: what is pending in the low bits (tested with one immediate),
+/// whether the hart is in the guest in the top one.
+mod state {
     /// A software interrupt was sent to it and is not yet in its `hvip.VSSIP`.
-    ipi: AtomicBool,
-    /// Fence kinds requested and not yet performed ([`fence`]).
-    fences: AtomicU8,
+    pub const IPI: u32 = 1 << 0;
+    /// Where the fence kinds ([`super::fence`]) requested and not yet performed start.
+    pub const FENCE_SHIFT: u32 = 1;
+    /// Every fence kind.
+    pub const FENCES: u32 = 0xff << FENCE_SHIFT;
+    /// Anything the hart must take before it enters the guest.
+    pub const PENDING: u32 = IPI | FENCES;
+    /// The hart may be running guest code.
+    pub const IN_GUEST: u32 = 1 << 31;
+}
+
+/// One hart's slot: its vCPU keeps an `Arc` of it ([`VmHarts::hart`]) and calls
+/// [`Hart::enter`] / [`Hart::leave`] around every guest entry.
+#[derive(Default)]
+pub struct Hart {
+    /// [`state`] bits: in the guest, IPI pending, fence kinds pending.
+    state: AtomicU32,
     /// Fence requests made of it.
     req: AtomicU64,
     /// The value of `req` it had read when it last performed its fences.
     ack: AtomicU64,
-    /// It may be running guest code.
-    in_guest: AtomicBool,
+}
+
+impl core::fmt::Debug for Hart {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Hart")
+            .field("state", &self.state.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hart {
+    /// Called by the hart right before it enters the guest: marks it in the guest, then
+    /// calls `perform` with the fences requested of it (if any) and acknowledges them.
+    /// Returns whether a software interrupt was sent to it since it last entered (taken
+    /// now: the caller raises its `VSSIP`).
+    #[inline]
+    pub fn enter(&self, perform: impl FnOnce(u8)) -> bool {
+        if self.state.fetch_or(state::IN_GUEST, Ordering::SeqCst) & state::PENDING == 0 {
+            return false;
+        }
+        self.take_pending(perform)
+    }
+
+    /// [`Self::enter`] when something was pending: out of line, the entry's common case
+    /// stays short.
+    #[inline(never)]
+    fn take_pending(&self, perform: impl FnOnce(u8)) -> bool {
+        // `req` before the kinds: an `ack` of what was read covers only requests whose
+        // kinds were set before it, so they are taken here (module documentation).
+        let seen = self.req.load(Ordering::SeqCst);
+        let taken = self.state.fetch_and(!state::PENDING, Ordering::SeqCst);
+        let kinds = ((taken & state::FENCES) >> state::FENCE_SHIFT) as u8;
+        if kinds != 0 {
+            perform(kinds);
+        }
+        self.ack.store(seen, Ordering::Release);
+        taken & state::IPI != 0
+    }
+
+    /// Called by the hart as soon as it has left the guest. Release: a requester that sees
+    /// `IN_GUEST` clear needs nothing else of this hart (its kinds wait in the same word
+    /// for the next entry).
+    #[inline]
+    pub fn leave(&self) {
+        self.state.fetch_and(!state::IN_GUEST, Ordering::Release);
+    }
 }
 
 /// The state the harts of one VM share. Create one per VM with [`VmHarts::new`] and give
 /// each vCPU an `Arc` of it.
 pub struct VmHarts {
-    harts: Vec<Hart>,
+    harts: Vec<Arc<Hart>>,
     notifier: Arc<dyn VcpuNotifier>,
     plic: Option<Arc<Vplic>>,
 }
@@ -140,7 +211,7 @@ impl VmHarts {
         plic: Option<Arc<Vplic>>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            harts: (0..count).map(|_| Hart::default()).collect(),
+            harts: (0..count).map(|_| Arc::new(Hart::default())).collect(),
             notifier,
             plic,
         })
@@ -149,6 +220,11 @@ impl VmHarts {
     /// How many harts the VM has.
     pub fn count(&self) -> usize {
         self.harts.len()
+    }
+
+    /// Hart `hart`'s slot, for its vCPU (`None` beyond the VM's harts).
+    pub fn hart(&self, hart: usize) -> Option<Arc<Hart>> {
+        self.harts.get(hart).cloned()
     }
 
     /// The VM's virtual PLIC, if it has one.
@@ -166,26 +242,18 @@ impl VmHarts {
     /// costs the target one notification per IPI it takes, not one per IPI sent.
     pub fn send_ipi(&self, from: usize, targets: HartSet) -> bool {
         for (i, hart) in self.others(from, targets) {
-            if !hart.ipi.swap(true, Ordering::AcqRel) {
+            if hart.state.fetch_or(state::IPI, Ordering::AcqRel) & state::IPI == 0 {
                 self.notifier.notify(i);
             }
         }
         targets.contains(from, self.count())
     }
 
-    /// Takes hart `hart`'s pending software interrupt (to move it into its `hvip.VSSIP`).
-    pub fn take_ipi(&self, hart: usize) -> bool {
-        self.harts.get(hart).is_some_and(|h| {
-            // A plain load first: the common case (nothing sent) writes nothing.
-            h.ipi.load(Ordering::Relaxed) && h.ipi.swap(false, Ordering::Acquire)
-        })
-    }
-
     /// Whether a software interrupt was sent to hart `hart` and not yet taken.
     pub fn ipi_pending(&self, hart: usize) -> bool {
         self.harts
             .get(hart)
-            .is_some_and(|h| h.ipi.load(Ordering::Acquire))
+            .is_some_and(|h| h.state.load(Ordering::Acquire) & state::IPI != 0)
     }
 
     /// The VM's PLIC output for hart `hart` (its supervisor external interrupt); `false`
@@ -199,50 +267,32 @@ impl VmHarts {
     /// the module documentation). Returns whether `from` is in `targets` (the caller fences
     /// itself). Must be called while `from` is not in the guest.
     pub fn remote_fence(&self, from: usize, targets: HartSet, kinds: u8) -> bool {
+        let bits = u32::from(kinds) << state::FENCE_SHIFT;
+        if bits == 0 {
+            // Nothing to perform: no target could be waited for.
+            return targets.contains(from, self.count());
+        }
         for (i, hart) in self.others(from, targets) {
-            hart.fences.fetch_or(kinds, Ordering::SeqCst);
+            hart.state.fetch_or(bits, Ordering::SeqCst);
             hart.req.fetch_add(1, Ordering::SeqCst);
             self.notifier.notify(i);
         }
         for (_, hart) in self.others(from, targets) {
             let goal = hart.req.load(Ordering::SeqCst);
-            while hart.in_guest.load(Ordering::SeqCst) && hart.ack.load(Ordering::Acquire) < goal {
+            while hart.state.load(Ordering::SeqCst) & state::IN_GUEST != 0
+                && hart.ack.load(Ordering::Acquire) < goal
+            {
                 core::hint::spin_loop();
             }
         }
         targets.contains(from, self.count())
     }
 
-    /// Called by hart `hart` right before it enters the guest: marks it in the guest, then
-    /// calls `perform` with the fences requested of it (if any) and acknowledges them.
-    pub fn enter(&self, hart: usize, perform: impl FnOnce(u8)) {
-        let Some(h) = self.harts.get(hart) else {
-            return;
-        };
-        h.in_guest.store(true, Ordering::SeqCst);
-        let seen = h.req.load(Ordering::SeqCst);
-        if h.ack.load(Ordering::Relaxed) == seen {
-            return;
-        }
-        let kinds = h.fences.swap(0, Ordering::SeqCst);
-        if kinds != 0 {
-            perform(kinds);
-        }
-        h.ack.store(seen, Ordering::Release);
-    }
-
-    /// Called by hart `hart` as soon as it has left the guest.
-    pub fn leave(&self, hart: usize) {
-        if let Some(h) = self.harts.get(hart) {
-            h.in_guest.store(false, Ordering::SeqCst);
-        }
-    }
-
     /// Hart `hart` (re)starts from its reset state: a software interrupt sent while it was
     /// off is dropped. Fence requests stay: they are performed at its first entry.
     pub fn reset_hart(&self, hart: usize) {
         if let Some(h) = self.harts.get(hart) {
-            h.ipi.store(false, Ordering::Release);
+            h.state.fetch_and(!state::IPI, Ordering::Release);
         }
     }
 
@@ -251,6 +301,7 @@ impl VmHarts {
         let count = self.harts.len();
         self.harts
             .iter()
+            .map(|h| &**h)
             .enumerate()
             .filter(move |&(i, _)| i != from && targets.contains(i, count))
     }

@@ -4,7 +4,7 @@
 use crate::decode::{
     self, cause, decode_trap, sbi, RetKind, SbiAction, Trap, TrapAction, VCpuInfo,
 };
-use crate::harts::{fence, VmHarts};
+use crate::harts::{fence, Hart, VmHarts};
 use alloc::sync::Arc;
 use axaddrspace::{GuestPhysAddr, HostPhysAddr, RiscvSv39x4};
 use axdevice_base::AccessWidth;
@@ -290,6 +290,12 @@ pub struct RiscvVCpu {
     /// Its index in the VM (= its hart id).
     index: usize,
     harts: Arc<VmHarts>,
+    /// Its own slot in `harts`, entered and left around every guest run.
+    hart: Arc<Hart>,
+    /// Whether `hvip` must be worked out before every entry even when no IPI came: the VM
+    /// has a PLIC (whose output can fall at any time) or the CPU no Sstc (the emulated
+    /// timer).
+    hvip_each_entry: bool,
     console: ConsoleOut,
     /// Whether the guest's VS CSRs, FP registers and HS controls are live in this physical
     /// CPU: from the `run` that loads them until `put`. Exits the VM handles itself re-enter
@@ -358,7 +364,7 @@ impl RiscvVCpu {
     fn enter_guest_once(&mut self) -> Option<VmExit> {
         self.prepare_entry();
         let result = guest::run(&mut self.regs);
-        self.harts.leave(self.index);
+        self.hart.leave();
         let (scause, stval, htval, htinst) = match result {
             // Still pending: the hypervisor takes it once the handler unmasks interrupts.
             GuestExit::Interrupt { .. } => return Some(VmExit::ExternalInterrupt),
@@ -447,14 +453,26 @@ impl RiscvVCpu {
     /// `hvip.VSSIP`, and sets `hvip.VSEIP` to the VM's PLIC output for it. The PLIC output
     /// can fall without a notification (a claim, a disable), so it is re-read every time.
     /// Without Sstc it also runs the emulated timer: `hvip.VSTIP` once the deadline has
-    /// passed, and a hypervisor timer interrupt at the deadline before that.
+    /// passed, and a hypervisor timer interrupt at the deadline before that. In the common
+    /// case of a VM without a PLIC on a CPU with Sstc and nothing sent to this hart, that is
+    /// one atomic read-modify-write ([`Hart::enter`]) and `hvip` is not touched.
+    #[inline(always)]
     fn prepare_entry(&self) {
-        self.harts.enter(self.index, perform_fences);
+        let ipi = self.hart.enter(perform_fences);
+        if ipi || self.hvip_each_entry {
+            self.update_hvip(ipi);
+        }
+    }
+
+    /// [`Self::prepare_entry`]'s `hvip` update: `VSSIP` raised when `ipi`, `VSEIP` the
+    /// PLIC's output, `VSTIP` the emulated timer's.
+    #[inline(always)]
+    fn update_hvip(&self, ipi: bool) {
         let hvip: u64;
         // SAFETY: reads hvip.
         unsafe { asm!("csrr {}, 0x645", out(reg) hvip, options(nomem, nostack)) };
         let mut want = hvip & !HVIP_VSEIP;
-        if self.harts.take_ipi(self.index) {
+        if ipi {
             want |= HVIP_VSSIP;
         }
         if self.harts.external_pending(self.index) {
@@ -606,9 +624,10 @@ impl ArchVCpu for RiscvVCpu {
                 "VMID wider than the hart's VMID field",
             ));
         }
-        if vcpu_id >= config.harts.count() {
+        let Some(hart) = config.harts.hart(vcpu_id) else {
             return Err(VCpuError::Unsupported("vCPU index beyond the VM's harts"));
-        }
+        };
+        let sstc = guest::has_sstc();
         Ok(Self {
             regs: GuestRegs::default(),
             vs: VsCsrs::default(),
@@ -618,13 +637,15 @@ impl ArchVCpu for RiscvVCpu {
                 harts: config.harts.count(),
             },
             hstatus: 0,
-            sstc: guest::has_sstc(),
+            sstc,
             vmid: config.vmid,
             hgatp: 0,
             pending: Pending::None,
             last: LastTrap::default(),
             index: vcpu_id,
+            hvip_each_entry: config.harts.plic().is_some() || !sstc,
             harts: config.harts,
+            hart,
             console: ConsoleOut::default(),
             loaded: false,
             vm_id: None,

@@ -376,7 +376,8 @@ fn build_and_start(source: VmSource, config: VmConfig, vmid: u16) -> bool {
         None => Platform::boot_regs(&config),
     };
     platform.kernel = kernel;
-    platform.disks = alloc::boxed::Box::new(crate::disk::open_backing);
+    let disk_holder = name.clone();
+    platform.disks = alloc::boxed::Box::new(move |d| crate::disk::open_backing(&disk_holder, d));
     platform.switches = alloc::boxed::Box::new(crate::net::switch);
     // Held while the terminal is attached to another VM (the shell's `console`).
     let vm_name = name.clone();

@@ -7,7 +7,8 @@
 //! [`S_IOERR`](request::S_IOERR) and touches nothing; a write to a read-only device gets
 //! `S_IOERR` and writes nothing; a data buffer outside the guest's RAM gets `S_IOERR`.
 //! Only a chain the transport cannot walk, or a status byte that cannot be written, is a
-//! [`QueueError`] (the device then needs a reset).
+//! [`QueueError`] (the device then needs a reset). [`RegionClaims`] keeps a region of a
+//! host disk that one VM writes from every other VM.
 //!
 //! Features offered: `SIZE_MAX`, `SEG_MAX`, `BLK_SIZE`, `FLUSH`, and `RO` when read-only.
 //! A driver that does not accept `FLUSH` gets write-through: every write is flushed before
@@ -25,11 +26,13 @@ extern crate alloc;
 extern crate std;
 
 mod backing;
+mod claims;
 pub mod request;
 
 pub use backing::{
     checked_range, Backing, BackingError, MemBacking, Region, RegionError, SECTOR_SIZE,
 };
+pub use claims::{ClaimError, RegionClaim, RegionClaims};
 
 use alloc::vec;
 use alloc::vec::Vec;

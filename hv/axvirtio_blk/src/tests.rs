@@ -291,3 +291,40 @@ fn region_cannot_reach_outside() {
         Some(RegionError::Empty)
     );
 }
+
+/// A region one VM writes is refused to every other VM, read-only or not, with an error
+/// naming the holder; read-only regions are shared; a VM does not conflict with itself;
+/// dropping the claim gives the region back.
+#[test]
+fn region_claims_keep_a_written_region_to_one_vm() {
+    use alloc::string::ToString;
+    static CLAIMS: crate::RegionClaims = crate::RegionClaims::new();
+    let a = CLAIMS.claim("a", "data", (0x1000, 0x3000), true).unwrap();
+    let err = CLAIMS
+        .claim("b", "data", (0x2000, 0x2200), false)
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "overlaps disk \"data\" bytes 0x1000..0x3000, which vm \"a\" holds read-write"
+    );
+    assert!(CLAIMS.claim("b", "data", (0x2e00, 0x4000), true).is_err());
+    let _next = CLAIMS.claim("b", "data", (0x3000, 0x4000), true).unwrap();
+    let _other_disk = CLAIMS.claim("b", "other", (0x1000, 0x3000), true).unwrap();
+    let _itself = CLAIMS.claim("a", "data", (0x1000, 0x3000), false).unwrap();
+    let ro = CLAIMS.claim("c", "data", (0x8000, 0x9000), false).unwrap();
+    let _shared = CLAIMS.claim("d", "data", (0x8000, 0x9000), false).unwrap();
+    let err = CLAIMS
+        .claim("e", "data", (0x8e00, 0x9000), true)
+        .err()
+        .unwrap();
+    assert!(err.holder == "c" || err.holder == "d", "{err}");
+    assert!(!err.writable);
+    drop(a);
+    drop(_itself);
+    let _b = CLAIMS.claim("b", "data", (0x1000, 0x3000), true).unwrap();
+    drop(ro);
+    assert!(CLAIMS.claim("e", "data", (0x8000, 0x9000), true).is_err());
+    drop(_shared);
+    let _e = CLAIMS.claim("e", "data", (0x8000, 0x9000), true).unwrap();
+}

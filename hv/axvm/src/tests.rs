@@ -1285,7 +1285,7 @@ fn virtio_blk_backing_from_the_platform() {
         Vec::new(),
         blk,
         Box::new(move |d| {
-            seen.lock().push((d.file.clone(), d.read_only));
+            seen.lock().push((d.source.to_string(), d.read_only));
             Ok(Box::new(axvirtio_blk::MemBacking::new(8 * 512)))
         }),
     );

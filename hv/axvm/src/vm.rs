@@ -418,14 +418,14 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 DeviceKind::VirtioBlk => {
                     let irq = virtio_irq(irq)?;
                     let disk = d.disk.as_ref().ok_or_else(|| {
-                        VmError::Device(alloc::format!("{} at {:#x}: no `file`", d.kind, d.base))
+                        VmError::Device(alloc::format!("{} at {:#x}: no backing", d.kind, d.base))
                     })?;
                     let backing = (platform.disks)(disk).map_err(|e| {
                         VmError::Device(alloc::format!(
                             "{} at {:#x}: {}: {e}",
                             d.kind,
                             d.base,
-                            disk.file
+                            disk.source
                         ))
                     })?;
                     let blk = Arc::new(VirtioMmio::new(

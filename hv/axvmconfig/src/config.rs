@@ -415,15 +415,78 @@ pub struct DeviceConfig {
     pub net: Option<NetConfig>,
 }
 
-/// The backing of a `virtio-blk` device: `file` and `read_only` in its entry.
+/// The backing of a `virtio-blk` device: `file` or `backing`, and `read_only`, in its
+/// entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskBacking {
-    /// An existing file on the hypervisor's disk (an absolute path, e.g.
-    /// `/vms/disk.img`); the guest sees its whole 512-byte sectors, and it never grows.
-    pub file: String,
+    /// Where the sectors are.
+    pub source: DiskSource,
     /// Whether the guest's writes are refused (`read_only = true`; default false).
     pub read_only: bool,
 }
+
+/// Where a `virtio-blk` device's sectors are. `Display`: `/vms/disk.img`, or
+/// `disk "data" bytes 0x100000..0x102000`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskSource {
+    /// `file = "/vms/disk.img"`: an existing file on the hypervisor's disk (an absolute
+    /// path); the guest sees its whole 512-byte sectors, and it never grows.
+    File(String),
+    /// `backing = { disk = "data", offset = .., size = .. }`: a region of a host block
+    /// device.
+    Region(DiskRegion),
+}
+
+impl fmt::Display for DiskSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => f.write_str(path),
+            Self::Region(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// `size` bytes from byte `offset` of the host block device named `disk` (its virtio-blk
+/// serial, or `disk<N>`: docs/vm-config.md); the guest sees them as its sectors 0 onwards
+/// and nothing outside. [`VmConfig::validate`](crate::VmConfig::validate) checks both are
+/// whole [`DISK_SECTOR`]s, `size` is not 0 and the end fits in 64 bits, and the name.
+/// `Display`: `disk "data" bytes 0x100000..0x102000`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskRegion {
+    /// The host disk's name.
+    pub disk: String,
+    /// The region's first byte on the host disk.
+    pub offset: u64,
+    /// The region's size in bytes.
+    pub size: u64,
+}
+
+impl DiskRegion {
+    /// The first byte after the region, or `None` if `offset + size` overflows.
+    pub fn end(&self) -> Option<u64> {
+        self.offset.checked_add(self.size)
+    }
+}
+
+impl fmt::Display for DiskRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "disk {:?} bytes {:#x}..{:#x}",
+            self.disk,
+            self.offset,
+            self.offset.saturating_add(self.size)
+        )
+    }
+}
+
+/// The sector size of host disks and virtio-blk devices: a region's `offset` and `size`
+/// are multiples of it.
+pub const DISK_SECTOR: u64 = 512;
+
+/// The longest host disk name (a virtio-blk serial is at most 20 bytes).
+pub const MAX_DISK_NAME_LEN: usize = 20;
 
 /// The network of a `virtio-net` device: `switch` and `mac` in its entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -491,6 +554,7 @@ struct RawDeviceConfig {
     port: Option<u64>,
     irq: Option<u32>,
     file: Option<String>,
+    backing: Option<DiskRegion>,
     read_only: Option<bool>,
     switch: Option<String>,
     mac: Option<String>,
@@ -507,11 +571,13 @@ pub enum DeviceFormError {
     NoSize,
     /// `port` on a kind that has no port form.
     NoPortForm(DeviceKind),
-    /// A `virtio-blk` without `file`.
+    /// A `virtio-blk` without `file` or `backing`.
     NoFile,
+    /// A `virtio-blk` with both `file` and `backing`.
+    FileAndBacking,
     /// A `file` that is not an absolute path on the hypervisor's disk.
     FileNotAbsolute,
-    /// `file` or `read_only` on a kind that is not a disk.
+    /// `file`, `backing` or `read_only` on a kind that is not a disk.
     NotADisk(DeviceKind),
     /// A `virtio-net` without `switch`.
     NoSwitch,
@@ -541,7 +607,12 @@ impl fmt::Display for DeviceFormError {
             ),
             Self::NoFile => write!(
                 f,
-                "missing field `file` (the disk image on the hypervisor's disk, e.g. \"/vms/disk.img\")"
+                "missing field `file` (the disk image on the hypervisor's disk, e.g. \"/vms/disk.img\") \
+                 or `backing` (a region of a host disk, e.g. {{ disk = \"data\", offset = 0, size = 0x100000 }})"
+            ),
+            Self::FileAndBacking => write!(
+                f,
+                "a `virtio-blk` has either `file` or `backing`, not both"
             ),
             Self::FileNotAbsolute => write!(
                 f,
@@ -549,7 +620,7 @@ impl fmt::Display for DeviceFormError {
             ),
             Self::NotADisk(kind) => write!(
                 f,
-                "`file` and `read_only` are for `virtio-blk` devices, not `{kind}`"
+                "`file`, `backing` and `read_only` are for `virtio-blk` devices, not `{kind}`"
             ),
             Self::NoSwitch => write!(
                 f,
@@ -597,18 +668,25 @@ impl TryFrom<RawDeviceConfig> for DeviceConfig {
                 (DeviceSpace::Port, port, raw.size.unwrap_or(ports))
             }
         };
-        let disk = match (raw.kind, raw.file) {
-            (DeviceKind::VirtioBlk, None) => return Err(DeviceFormError::NoFile),
-            (DeviceKind::VirtioBlk, Some(file)) if !file.starts_with('/') => {
+        let read_only = raw.read_only.unwrap_or(false);
+        let disk = match (raw.kind, raw.file, raw.backing) {
+            (DeviceKind::VirtioBlk, None, None) => return Err(DeviceFormError::NoFile),
+            (DeviceKind::VirtioBlk, Some(_), Some(_)) => {
+                return Err(DeviceFormError::FileAndBacking)
+            }
+            (DeviceKind::VirtioBlk, Some(file), None) if !file.starts_with('/') => {
                 return Err(DeviceFormError::FileNotAbsolute)
             }
-            (DeviceKind::VirtioBlk, Some(file)) => Some(DiskBacking {
-                file,
-                read_only: raw.read_only.unwrap_or(false),
+            (DeviceKind::VirtioBlk, Some(file), None) => Some(DiskBacking {
+                source: DiskSource::File(file),
+                read_only,
             }),
-            (kind, Some(_)) => return Err(DeviceFormError::NotADisk(kind)),
-            (kind, None) if raw.read_only.is_some() => return Err(DeviceFormError::NotADisk(kind)),
-            (_, None) => None,
+            (DeviceKind::VirtioBlk, None, Some(region)) => Some(DiskBacking {
+                source: DiskSource::Region(region),
+                read_only,
+            }),
+            (_, None, None) if raw.read_only.is_none() => None,
+            (kind, _, _) => return Err(DeviceFormError::NotADisk(kind)),
         };
         let net = match (raw.kind, raw.switch) {
             (DeviceKind::VirtioNet, None) => return Err(DeviceFormError::NoSwitch),
@@ -691,8 +769,8 @@ pub enum DeviceKind {
     /// [`VIRTIO_MMIO_SIZE`] window (the default `size`) and an `irq`; see `docs/virtio.md`.
     VirtioConsole,
     /// `"virtio-blk"`: a virtio block device on the virtio-mmio transport backed by a
-    /// `file` on the hypervisor's disk ([`DiskBacking`]), a [`VIRTIO_MMIO_SIZE`] window and
-    /// an `irq`; see `docs/virtio.md`.
+    /// `file` on the hypervisor's disk or a region of a host disk ([`DiskBacking`]), a
+    /// [`VIRTIO_MMIO_SIZE`] window and an `irq`; see `docs/virtio.md`.
     VirtioBlk,
     /// `"virtio-net"`: a virtio network device on the virtio-mmio transport plugged into a
     /// virtual `switch` ([`NetConfig`]), a [`VIRTIO_MMIO_SIZE`] window and an `irq`; see

@@ -52,11 +52,11 @@ mod tests;
 
 pub use config::NetConfig;
 pub use config::{
-    CpuConfig, DeviceConfig, DeviceFormError, DeviceKind, DeviceSpace, DiskBacking, DtbConfig,
-    ImageConfig, KernelConfig, KernelFormat, LinkConfig, LinkDoorbell, LinkShmem, MapKind,
-    MemFlags, MemKind, MemoryRegion, MmioRange, PassthroughConfig, PassthroughFormError, PortRange,
-    PortRangeFormError, UnclaimedPolicy, VmConfig, DEVICE_KINDS, LINK_DOORBELL_SIZE,
-    VIRTIO_MMIO_SIZE,
+    CpuConfig, DeviceConfig, DeviceFormError, DeviceKind, DeviceSpace, DiskBacking, DiskRegion,
+    DiskSource, DtbConfig, ImageConfig, KernelConfig, KernelFormat, LinkConfig, LinkDoorbell,
+    LinkShmem, MapKind, MemFlags, MemKind, MemoryRegion, MmioRange, PassthroughConfig,
+    PassthroughFormError, PortRange, PortRangeFormError, UnclaimedPolicy, VmConfig, DEVICE_KINDS,
+    DISK_SECTOR, LINK_DOORBELL_SIZE, MAX_DISK_NAME_LEN, VIRTIO_MMIO_SIZE,
 };
 pub use error::ParseError;
 pub use host::{

@@ -2160,7 +2160,7 @@ fn virtio_blk_backing_fields() {
     assert_eq!(
         vm.devices[0].disk,
         Some(DiskBacking {
-            file: "/vms/disk.img".into(),
+            source: DiskSource::File("/vms/disk.img".into()),
             read_only: false
         })
     );
@@ -2169,7 +2169,20 @@ fn virtio_blk_backing_fields() {
     for (fields, message) in [
         (
             "",
-            "missing field `file` (the disk image on the hypervisor's disk, e.g. \"/vms/disk.img\")",
+            "missing field `file` (the disk image on the hypervisor's disk, e.g. \"/vms/disk.img\") \
+             or `backing` (a region of a host disk, e.g. { disk = \"data\", offset = 0, size = 0x100000 })",
+        ),
+        (
+            "file = \"/d.img\"\nbacking = { disk = \"data\", offset = 0, size = 512 }",
+            "a `virtio-blk` has either `file` or `backing`, not both",
+        ),
+        (
+            "backing = { disk = \"data\", offset = 0 }",
+            "missing field `size`",
+        ),
+        (
+            "backing = { disk = \"data\", offset = 0, size = 512, serial = 1 }",
+            "unknown field `serial`, expected one of `disk`, `offset`, `size`",
         ),
         (
             "file = \"disk.img\"",
@@ -2181,15 +2194,123 @@ fn virtio_blk_backing_fields() {
         assert_eq!(err.message, message, "{fields}");
         assert!(err.line.is_some());
     }
-    for fields in ["file = \"/d.img\"", "read_only = false"] {
+    for fields in [
+        "file = \"/d.img\"",
+        "read_only = false",
+        "backing = { disk = \"data\", offset = 0, size = 512 }",
+    ] {
         let err =
             parse_err(&BASE.replace("kind = \"pl011\"", &format!("kind = \"pl011\"\n{fields}")));
         assert_eq!(
             err.message,
-            "`file` and `read_only` are for `virtio-blk` devices, not `pl011`"
+            "`file`, `backing` and `read_only` are for `virtio-blk` devices, not `pl011`"
         );
     }
     assert_eq!(base().devices[0].disk, None);
+}
+
+/// A `virtio-blk` on a region of a host disk (`backing`): parsed with `read_only`, its
+/// values checked (name, whole sectors, not empty, no overflow), and two VMs holding
+/// overlapping regions of one disk, one of them writing, refused by `validate_many`.
+#[test]
+fn virtio_blk_region_backing() {
+    let blk = |fields: &str| {
+        BASE.replace(
+            "kind = \"pl011\"",
+            &format!("kind = \"virtio-blk\"\n{fields}"),
+        )
+        .replacen("size = 0x1000\n", "", 1)
+    };
+    let vm = parse(&blk(
+        "backing = { disk = \"data\", offset = 0x10_0000, size = 0x2000 }\nread_only = true",
+    ));
+    let disk = vm.devices[0].disk.clone().unwrap();
+    assert!(disk.read_only);
+    let DiskSource::Region(region) = &disk.source else {
+        panic!("{disk:?}")
+    };
+    assert_eq!(
+        (
+            region.disk.as_str(),
+            region.offset,
+            region.size,
+            region.end()
+        ),
+        ("data", 0x10_0000, 0x2000, Some(0x10_2000))
+    );
+    assert_eq!(
+        disk.source.to_string(),
+        "disk \"data\" bytes 0x100000..0x102000"
+    );
+    assert!(
+        problems(&vm, &ctx()).is_empty(),
+        "{:?}",
+        lines(&problems(&vm, &ctx()))
+    );
+
+    for (backing, expected) in [
+        (
+            "{ disk = \"\", offset = 0, size = 512 }",
+            vec!["devices[0].backing.disk: must not be empty"],
+        ),
+        (
+            "{ disk = \"a-very-long-disk-name-x\", offset = 0, size = 512 }",
+            vec!["devices[0].backing.disk: is 23 characters long; at most 20 are allowed"],
+        ),
+        (
+            "{ disk = \"da ta\", offset = 0, size = 512 }",
+            vec!["devices[0].backing.disk: contains ' '; only letters, digits, '_' and '-' are allowed"],
+        ),
+        (
+            "{ disk = \"data\", offset = 100, size = 0 }",
+            vec![
+                "devices[0].backing.offset: 0x64 is not a multiple of 0x200",
+                "devices[0].backing.size: size must not be 0",
+            ],
+        ),
+        (
+            "{ disk = \"data\", offset = 0xffff_ffff_ffff_fe00, size = 0x400 }",
+            vec![
+                "devices[0].backing.size: 0xfffffffffffffe00 + size 0x400 overflows the 64-bit address space",
+            ],
+        ),
+    ] {
+        let vm = parse(&blk(&format!("backing = {backing}")));
+        assert_eq!(lines(&problems(&vm, &ctx())), expected, "{backing}");
+    }
+
+    let vm = |id: u32, name: &str, offset: u64, ro: bool| {
+        let mut v = parse(&blk(&format!(
+            "backing = {{ disk = \"data\", offset = {offset}, size = 0x2000 }}\nread_only = {ro}"
+        )));
+        v.id = id;
+        v.name = name.into();
+        v.passthrough.clear();
+        v
+    };
+    // Disjoint, read-only beside read-only, or another disk: fine.
+    let mut other_disk = vm(4, "d", 0, false);
+    if let Some(DiskSource::Region(r)) = other_disk.devices[0].disk.as_mut().map(|d| &mut d.source)
+    {
+        r.disk = "other".into();
+    }
+    validate_many(&[
+        vm(1, "a", 0, false),
+        vm(2, "b", 0x2000, false),
+        vm(3, "c", 0x4000, true),
+        vm(5, "e", 0x5000, true),
+        other_disk,
+    ])
+    .unwrap();
+    for other_ro in [false, true] {
+        let found =
+            validate_many(&[vm(1, "a", 0x1000, other_ro), vm(2, "b", 0, false)]).unwrap_err();
+        assert_eq!(
+            lines(&found),
+            ["devices[0]: overlaps devices[0] of VM `a` on disk \"data\" (bytes [0x1000, 0x3000)) and one of them is read-write; a region a VM writes is that VM's alone"]
+        );
+        assert_eq!(found[0].vm(), Some(1));
+    }
 }
 
 /// A `virtio-net` entry: its `switch` (required, a name) and `mac` (optional, unicast;

@@ -8,8 +8,8 @@ use core::fmt;
 use core::ops::Range;
 
 use crate::config::{
-    DeviceKind, DeviceSpace, ImageConfig, KernelFormat, MapKind, MemKind, MemoryRegion, VmConfig,
-    LINK_DOORBELL_SIZE, VIRTIO_MMIO_SIZE,
+    DeviceKind, DeviceSpace, DiskRegion, DiskSource, ImageConfig, KernelFormat, MapKind, MemKind,
+    MemoryRegion, VmConfig, DISK_SECTOR, LINK_DOORBELL_SIZE, MAX_DISK_NAME_LEN, VIRTIO_MMIO_SIZE,
 };
 use crate::host::{
     HostArch, HostFacts, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE,
@@ -60,6 +60,7 @@ impl ConfigProblem {
             ProblemKind::DuplicateId { vm, .. }
             | ProblemKind::DuplicateName { vm, .. }
             | ProblemKind::OtherVmOverlap { vm, .. }
+            | ProblemKind::DiskRegionShared { vm, .. }
             | ProblemKind::NoVmid { vm, .. }
             | ProblemKind::LinkNotDeclared { vm, .. }
             | ProblemKind::LinkSizeMismatch { vm, .. } => Some(vm),
@@ -320,6 +321,25 @@ pub enum ProblemKind {
         /// End (exclusive) of its range.
         end: u64,
     },
+    /// A `virtio-blk` region of a host disk overlaps one of another VM given to
+    /// [`validate_many_on`], and one of the two is read-write: a region a VM writes is that
+    /// VM's alone (read-only regions may be shared).
+    DiskRegionShared {
+        /// Index of the VM the problem is reported for (the later one).
+        vm: usize,
+        /// Index of the other VM.
+        other_vm: usize,
+        /// Path of the other VM's device, e.g. `devices[0]`.
+        other: String,
+        /// The other VM's name.
+        other_name: String,
+        /// The host disk.
+        disk: String,
+        /// Start of the other VM's region (bytes on the disk).
+        start: u64,
+        /// End (exclusive) of its region.
+        end: u64,
+    },
     /// More VMs than the hardware has VMIDs: this one gets none.
     NoVmid {
         /// Index of the VM.
@@ -537,6 +557,19 @@ impl fmt::Display for ProblemKind {
                 f,
                 "VM #{vm} overlaps {other} of VM #{other_vm} ([{start:#x}, {end:#x})); a host range belongs to one VM"
             ),
+            Self::DiskRegionShared {
+                other,
+                other_name,
+                disk,
+                start,
+                end,
+                ..
+            } => write!(
+                f,
+                "overlaps {other} of VM `{other_name}` on disk {disk:?} (bytes \
+                 [{start:#x}, {end:#x})) and one of them is read-write; a region a VM writes \
+                 is that VM's alone"
+            ),
             Self::NoVmid { vm, vmids } => write!(
                 f,
                 "VM #{vm} gets no VMID: the hardware has {vmids} for VMs"
@@ -707,6 +740,11 @@ impl VmConfig {
                         ports.extend(span);
                     }
                 }
+            }
+        }
+        for (i, dev) in self.devices.iter().enumerate() {
+            if let Some(DiskSource::Region(r)) = dev.disk.as_ref().map(|d| &d.source) {
+                check_region(&mut problems, &format!("devices[{i}].backing"), r);
             }
         }
         problems.overlaps_within(&devices);
@@ -1295,6 +1333,97 @@ fn check_ident(problems: &mut Problems, field: &str, name: &str) {
     }
 }
 
+/// Checks a `virtio-blk` region (`field` is `devices[i].backing`): the disk's name, whole
+/// sectors, not empty, an end inside 64 bits.
+fn check_region(problems: &mut Problems, field: &str, r: &DiskRegion) {
+    let name = format!("{field}.disk");
+    if r.disk.is_empty() {
+        problems.push(name, ProblemKind::Empty);
+    } else if r.disk.len() > MAX_DISK_NAME_LEN {
+        problems.push(
+            name,
+            ProblemKind::NameTooLong {
+                len: r.disk.chars().count(),
+                max: MAX_DISK_NAME_LEN,
+            },
+        );
+    } else if let Some(ch) = r
+        .disk
+        .chars()
+        .find(|&ch| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '-'))
+    {
+        problems.push(name, ProblemKind::NameInvalidChar { ch });
+    }
+    for (what, value) in [("offset", r.offset), ("size", r.size)] {
+        if !value.is_multiple_of(DISK_SECTOR) {
+            problems.push(
+                format!("{field}.{what}"),
+                ProblemKind::Misaligned {
+                    value,
+                    align: DISK_SECTOR,
+                },
+            );
+        }
+    }
+    if r.size == 0 {
+        problems.push(format!("{field}.size"), ProblemKind::ZeroSize);
+    }
+    if r.end().is_none() {
+        problems.push(
+            format!("{field}.size"),
+            ProblemKind::Overflow {
+                base: r.offset,
+                size: r.size,
+            },
+        );
+    }
+}
+
+/// The host disk regions of `config`: `(field, disk, start, end, writable)`.
+fn regions(config: &VmConfig) -> impl Iterator<Item = (String, &str, u64, u64, bool)> {
+    config.devices.iter().enumerate().filter_map(|(i, d)| {
+        let disk = d.disk.as_ref()?;
+        match &disk.source {
+            DiskSource::Region(r) => Some((
+                format!("devices[{i}]"),
+                r.disk.as_str(),
+                r.offset,
+                r.end()?,
+                !disk.read_only,
+            )),
+            DiskSource::File(_) => None,
+        }
+    })
+}
+
+/// Reports every region of a later VM that overlaps a region of an earlier one on the same
+/// disk when either writes it ([`ProblemKind::DiskRegionShared`]).
+fn check_regions_between(problems: &mut Problems, configs: &[VmConfig]) {
+    let regions: Vec<Vec<_>> = configs.iter().map(|c| regions(c).collect()).collect();
+    for (vm, mine) in regions.iter().enumerate() {
+        for (field, disk, start, end, writes) in mine {
+            for (other_vm, theirs) in regions[..vm].iter().enumerate() {
+                for (other, d, s, e, other_writes) in theirs {
+                    if d == disk && start < e && s < end && (*writes || *other_writes) {
+                        problems.push(
+                            field.clone(),
+                            ProblemKind::DiskRegionShared {
+                                vm,
+                                other_vm,
+                                other: other.clone(),
+                                other_name: configs[other_vm].name.clone(),
+                                disk: String::from(*disk),
+                                start: *s,
+                                end: *e,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Checks each link against its peer when the peer is among `configs` (a peer that is not
 /// is no error: it may come later): the peer declares a link of the same name naming this
 /// VM back, and with the same size (reported once, for the later VM).
@@ -1347,7 +1476,8 @@ pub fn validate_links(configs: &[VmConfig]) -> Result<(), Vec<ConfigProblem>> {
     problems.finish()
 }
 
-/// Checks what must hold across the VMs of one hypervisor: unique ids and unique names.
+/// Checks what must hold across the VMs of one hypervisor: unique ids and unique names,
+/// and no host disk region one VM writes held by another ([`ProblemKind::DiskRegionShared`]).
 ///
 /// Each duplicate is reported once, for the later VM, with field `id` or `name`;
 /// [`ConfigProblem::vm`] gives the index (into `configs`) of the VM it is about.
@@ -1357,7 +1487,8 @@ pub fn validate_many(configs: &[VmConfig]) -> Result<(), Vec<ConfigProblem>> {
 }
 
 /// [`validate_many`], and what the VMs share on `host`: no two VMs are given overlapping
-/// host ranges (`identity` regions, passthrough ranges), and there are no more VMs than
+/// host ranges (`identity` regions, passthrough ranges) or overlapping host disk regions
+/// one of them writes, and there are no more VMs than
 /// hardware VMIDs (when `host` knows how many). Every problem is reported for the later
 /// VM; [`ConfigProblem::vm`] gives its index.
 pub fn validate_many_on(configs: &[VmConfig], host: &HostFacts) -> Result<(), Vec<ConfigProblem>> {
@@ -1391,6 +1522,7 @@ pub fn validate_many_on(configs: &[VmConfig], host: &HostFacts) -> Result<(), Ve
         }
     }
     check_links_between(&mut problems, configs);
+    check_regions_between(&mut problems, configs);
     if let Some(vmids) = host.vmids {
         for vm in vmids..configs.len() {
             problems.push("id", ProblemKind::NoVmid { vm, vmids });

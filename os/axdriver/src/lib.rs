@@ -7,7 +7,8 @@
 //! - a **RAM disk** over the boot module the loader left in RAM (QEMU's `-initrd`: the DTB's
 //!   `/chosen` bounds, or the first multiboot module on x86_64).
 //!
-//! [`open`] finds the one the boot argument `disk=` chooses. Nothing here is architecture
+//! [`open`] finds the one the boot argument `disk=` chooses, and the other virtio-blk disks
+//! (each named by its serial or its place, for VMs' disk regions). Nothing here is architecture
 //! code: the addresses come from [`axstd::os::platform_info`] and the PCI configuration space
 //! from `axhal::pci`, and the hypervisor's identity map makes a physical address its own
 //! virtual address.
@@ -19,6 +20,8 @@ mod pci;
 mod ramdisk;
 mod virtio;
 
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use axfs::{BlockDevice, BlockError, RamDisk};
 use core::fmt;
 pub use virtio::{Location, VirtioDisk};
@@ -105,6 +108,42 @@ impl Disk {
             Self::Ram(_, at) => alloc::format!("RAM disk (boot module at {at:#x})"),
         }
     }
+
+    /// Its name: a virtio-blk disk's ([`VirtioDisk::name`]), or `ramdisk`.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Virtio(d) => d.name(),
+            Self::VirtioPci(d) => d.name(),
+            Self::Ram(..) => "ramdisk",
+        }
+    }
+
+    /// Whether the device refuses writes (a virtio-blk disk offering `VIRTIO_BLK_F_RO`).
+    pub fn read_only(&self) -> bool {
+        match self {
+            Self::Virtio(d) => d.read_only(),
+            Self::VirtioPci(d) => d.read_only(),
+            Self::Ram(..) => false,
+        }
+    }
+
+    fn name_by_place(&mut self, n: usize) {
+        match self {
+            Self::Virtio(d) => d.name_by_place(n),
+            Self::VirtioPci(d) => d.name_by_place(n),
+            Self::Ram(..) => {}
+        }
+    }
+}
+
+/// What [`open`] found.
+pub struct Opened {
+    /// The disk the boot argument chose, for the hypervisor's filesystem, or why there is
+    /// none.
+    pub chosen: Result<Disk, DiskError>,
+    /// Every other virtio-blk disk, in the order found, each with a name no other disk has
+    /// (a later disk repeating a name is left out, with a warning).
+    pub others: Vec<Disk>,
 }
 
 impl BlockDevice for Disk {
@@ -141,36 +180,75 @@ impl BlockDevice for Disk {
     }
 }
 
-/// Opens the disk `choice` names: for [`Choice::First`], the first virtio-blk device that
-/// starts (virtio-mmio transports first, then PCI), else the boot module.
-pub fn open(choice: Choice) -> Result<Disk, DiskError> {
+/// Every virtio-blk disk that starts, in this order: the virtio-mmio transports from the
+/// highest address down (QEMU `virt` gives the first `-device` on its command line the
+/// highest one), then PCI functions in walk order (q35 gives it the lowest free slot); so
+/// the first disk is the first on QEMU's command line. Each is named
+/// ([`VirtioDisk::name`]); a name already taken leaves the disk out. Also the first
+/// device that failed to start, if any.
+fn virtio_disks() -> (Vec<Disk>, Option<DiskError>) {
     let info = axstd::os::platform_info();
-    let virtio = || -> Result<Disk, DiskError> {
-        let mut failed = None;
-        for r in &info.virtio_mmio {
-            match virtio::probe(r.start, r.size) {
-                Ok(Some(d)) => return Ok(Disk::Virtio(alloc::boxed::Box::new(d))),
-                Ok(None) => {}
-                Err(e) => failed = failed.or(Some(e)),
-            }
-        }
-        match pci::probe() {
-            Ok(Some(d)) => return Ok(Disk::VirtioPci(alloc::boxed::Box::new(d))),
+    let mut transports: Vec<_> = info.virtio_mmio.iter().collect();
+    transports.sort_by_key(|r| core::cmp::Reverse(r.start));
+    let mut failed = None;
+    let mut found = Vec::new();
+    for r in transports {
+        match virtio::probe(r.start, r.size) {
+            Ok(Some(d)) => found.push(Disk::Virtio(Box::new(d))),
             Ok(None) => {}
             Err(e) => failed = failed.or(Some(e)),
         }
-        Err(failed.unwrap_or(DiskError::NotFound(Choice::Virtio)))
-    };
+    }
+    for d in pci::probe_all() {
+        match d {
+            Ok(d) => found.push(Disk::VirtioPci(Box::new(d))),
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    let mut disks: Vec<Disk> = Vec::new();
+    for (n, mut d) in found.into_iter().enumerate() {
+        d.name_by_place(n);
+        if disks.iter().any(|o| o.name() == d.name()) {
+            log::warn!(
+                "disk: {} is named {:?} as an earlier disk is: left out",
+                d.describe(),
+                d.name()
+            );
+        } else {
+            disks.push(d);
+        }
+    }
+    (disks, failed)
+}
+
+/// Opens the disk `choice` names: for [`Choice::First`], the first virtio-blk disk that
+/// starts ([`virtio_disks`]' order), else the boot module; and every other virtio-blk disk
+/// (none for [`Choice::None`]).
+pub fn open(choice: Choice) -> Opened {
+    if choice == Choice::None {
+        return Opened {
+            chosen: Err(DiskError::NotWanted),
+            others: Vec::new(),
+        };
+    }
+    let (mut virtio, failed) = virtio_disks();
     let ram = || -> Result<Disk, DiskError> {
+        let info = axstd::os::platform_info();
         let module = info.initrd.ok_or(DiskError::NotFound(Choice::RamDisk))?;
         let bytes = ramdisk::take(module.start, module.size)?;
         Ok(Disk::Ram(RamDisk::new(bytes), module.start))
     };
-    match choice {
-        Choice::None => Err(DiskError::NotWanted),
-        Choice::Virtio => virtio(),
+    let first_virtio = |virtio: &mut Vec<Disk>| {
+        if virtio.is_empty() {
+            Err(failed.unwrap_or(DiskError::NotFound(Choice::Virtio)))
+        } else {
+            Ok(virtio.remove(0))
+        }
+    };
+    let chosen = match choice {
         Choice::RamDisk => ram(),
-        Choice::First => virtio().or_else(|e| match (e, ram()) {
+        Choice::Virtio => first_virtio(&mut virtio),
+        _ => first_virtio(&mut virtio).or_else(|e| match (e, ram()) {
             (_, Ok(d)) => Ok(d),
             (DiskError::NotFound(_), Err(DiskError::NotFound(_))) => {
                 Err(DiskError::NotFound(Choice::First))
@@ -178,5 +256,9 @@ pub fn open(choice: Choice) -> Result<Disk, DiskError> {
             (DiskError::NotFound(_), Err(r)) => Err(r),
             (e, Err(_)) => Err(e),
         }),
+    };
+    Opened {
+        chosen,
+        others: virtio,
     }
 }

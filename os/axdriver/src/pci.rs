@@ -4,6 +4,7 @@
 
 use crate::virtio::{start, FrameHal, Location, VirtioDisk};
 use crate::DiskError;
+use alloc::vec::Vec;
 use axhal::pci::{Config, ConfigAccess};
 use axpci::{command, Bar, Bdf};
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
@@ -40,18 +41,23 @@ impl ConfigurationAccess for Cam {
     }
 }
 
-/// The first virtio-blk PCI function, started: `Ok(None)` when the platform has no
-/// configuration space or no such function.
-pub(crate) fn probe() -> Result<Option<VirtioDisk<PciTransport>>, DiskError> {
+/// Every virtio-blk PCI function in walk order, each started (or why not): none when the
+/// platform has no configuration space.
+pub(crate) fn probe_all() -> Vec<Result<VirtioDisk<PciTransport>, DiskError>> {
     let Some(cfg) = axhal::pci::config() else {
-        return Ok(None);
+        return Vec::new();
     };
-    let Some(found) = axpci::find_virtio_blk(&cfg) else {
-        return Ok(None);
-    };
-    let at = Location::Pci(found.at);
+    (0..)
+        .map_while(|n| axpci::nth_virtio_blk(&cfg, n))
+        .map(|found| start_function(cfg, found.at))
+        .collect()
+}
+
+/// Starts the virtio-blk function at `found`.
+fn start_function(cfg: Config, found: Bdf) -> Result<VirtioDisk<PciTransport>, DiskError> {
+    let at = Location::Pci(found);
     let mut beyond = None;
-    axpci::for_each_bar(&cfg, found.at, |index, bar| {
+    axpci::for_each_bar(&cfg, found, |index, bar| {
         if let Bar::Memory { address, .. } = bar {
             if address >= WINDOW_LIMIT {
                 beyond = Some((index, address));
@@ -68,18 +74,18 @@ pub(crate) fn probe() -> Result<Option<VirtioDisk<PciTransport>>, DiskError> {
     // driver polls: the INTx line stays quiet rather than asserted with nobody to clear it.
     axpci::enable(
         &cfg,
-        found.at,
+        found,
         command::MEMORY | command::BUS_MASTER | command::INTX_DISABLE,
     );
     let mut root = PciRoot::new(Cam(cfg));
     let df = DeviceFunction {
-        bus: found.at.bus,
-        device: found.at.device,
-        function: found.at.function,
+        bus: found.bus,
+        device: found.device,
+        function: found.function,
     };
     let transport = PciTransport::new::<FrameHal, _>(&mut root, df).map_err(|e| {
         log::warn!("virtio-blk at {at}: {e}");
         DiskError::Virtio { at }
     })?;
-    start(transport, at).map(Some)
+    start(transport, at)
 }

@@ -1,6 +1,7 @@
 //! A virtio-blk disk over virtio-mmio or PCI, through the `virtio-drivers` crate, polled.
 
 use crate::DiskError;
+use alloc::string::String;
 use axfs::{BlockDevice, BlockError, BLOCK_SIZE};
 use core::fmt;
 use core::ptr::NonNull;
@@ -72,6 +73,8 @@ pub struct VirtioDisk<T: Transport = MmioTransport<'static>> {
     blk: VirtIOBlk<FrameHal, T>,
     at: Location,
     blocks: u64,
+    /// Its serial when that is a name, else `disk<N>` (set by [`crate::open`]).
+    name: String,
 }
 
 // SAFETY: the device is reached only through `&mut self` (the hypervisor keeps the disk
@@ -104,13 +107,53 @@ pub(crate) fn start<T: Transport>(transport: T, at: Location) -> Result<VirtioDi
         DiskError::Virtio { at }
     })?;
     let blocks = blk.capacity();
-    Ok(VirtioDisk { blk, at, blocks })
+    let mut disk = VirtioDisk {
+        blk,
+        at,
+        blocks,
+        name: String::new(),
+    };
+    disk.name = disk.read_serial().unwrap_or_default();
+    Ok(disk)
 }
 
 impl<T: Transport> VirtioDisk<T> {
     /// Where it sits.
     pub fn location(&self) -> Location {
         self.at
+    }
+
+    /// Its name: its serial (QEMU `-device virtio-blk-...,serial=NAME`) when that is 1 to
+    /// 20 characters out of `[A-Za-z0-9_-]`, else `disk<N>`, N its place among the
+    /// virtio-blk disks found ([`crate::open`]).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Names it `disk<n>` unless its serial named it.
+    pub(crate) fn name_by_place(&mut self, n: usize) {
+        if self.name.is_empty() {
+            self.name = alloc::format!("disk{n}");
+        }
+    }
+
+    /// Whether the device refuses writes (`VIRTIO_BLK_F_RO`).
+    pub fn read_only(&self) -> bool {
+        self.blk.readonly()
+    }
+
+    /// Asks the device for its serial (`GET_ID`); `None` when it has none, it is refused,
+    /// or it is not a name.
+    fn read_serial(&mut self) -> Option<String> {
+        let mut id = [0u8; 20];
+        let len = self.blk.device_id(&mut id).ok()?;
+        let id = id.get(..len)?;
+        let name = !id.is_empty()
+            && id
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        // ASCII, so UTF-8.
+        name.then(|| String::from_utf8_lossy(id).into_owned())
     }
 
     /// Checks a transfer of `len` bytes from block `first`; `false` when there is nothing

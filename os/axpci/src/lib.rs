@@ -174,14 +174,16 @@ pub fn walk<B>(
     None
 }
 
-/// The first virtio block device the walk finds.
-pub fn find_virtio_blk(cfg: &impl ConfigAccess) -> Option<Function> {
-    walk(cfg, |f| {
-        if f.is_virtio_blk() {
-            ControlFlow::Break(*f)
-        } else {
+/// The virtio block device the walk finds after `n` others (`n` = 0: the first).
+pub fn nth_virtio_blk(cfg: &impl ConfigAccess, n: usize) -> Option<Function> {
+    let mut left = n;
+    walk(cfg, |f| match (f.is_virtio_blk(), left) {
+        (true, 0) => ControlFlow::Break(*f),
+        (true, _) => {
+            left -= 1;
             ControlFlow::Continue(())
         }
+        (false, _) => ControlFlow::Continue(()),
     })
 }
 

@@ -76,7 +76,7 @@ fn empty_space_has_nothing() {
     assert!(fake.found().is_empty());
     // Bus 0 only: one read per device slot.
     assert_eq!(fake.reads.get(), 32);
-    assert_eq!(find_virtio_blk(&fake), None);
+    assert_eq!(nth_virtio_blk(&fake, 0), None);
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn q35_like_bus_finds_the_disk() {
             at(0, 0x1f, 3)
         ]
     );
-    let disk = find_virtio_blk(&fake).unwrap();
+    let disk = nth_virtio_blk(&fake, 0).unwrap();
     assert_eq!(disk.at.to_string(), "00:03.0");
     assert_eq!(
         (disk.device, disk.class, disk.header_type),
@@ -113,7 +113,19 @@ fn modern_id_counts_and_other_virtio_devices_do_not() {
     let fake = Fake::default();
     fake.add(at(0, 2, 0), VIRTIO_VENDOR, 0x1041, 0) // a network device
         .add(at(0, 4, 0), VIRTIO_VENDOR, 0x1042, 0);
-    assert_eq!(find_virtio_blk(&fake).unwrap().at, at(0, 4, 0));
+    assert_eq!(nth_virtio_blk(&fake, 0).unwrap().at, at(0, 4, 0));
+    assert_eq!(nth_virtio_blk(&fake, 1), None);
+}
+
+#[test]
+fn every_disk_is_found_in_walk_order() {
+    let fake = Fake::default();
+    fake.add(at(0, 3, 0), VIRTIO_VENDOR, 0x1042, 0)
+        .add(at(0, 4, 0), VIRTIO_VENDOR, 0x1041, 0)
+        .add(at(0, 5, 0), VIRTIO_VENDOR, 0x1001, 0);
+    assert_eq!(nth_virtio_blk(&fake, 0).unwrap().at, at(0, 3, 0));
+    assert_eq!(nth_virtio_blk(&fake, 1).unwrap().at, at(0, 5, 0));
+    assert_eq!(nth_virtio_blk(&fake, 2), None);
 }
 
 #[test]
@@ -152,7 +164,7 @@ fn buses_behind_bridges_are_walked_once() {
             at(2, 9, 0)
         ]
     );
-    assert_eq!(find_virtio_blk(&fake).unwrap().at.to_string(), "02:09.0");
+    assert_eq!(nth_virtio_blk(&fake, 0).unwrap().at.to_string(), "02:09.0");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 use super::*;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Mutex;
 use std::vec;
 
@@ -87,6 +87,15 @@ fn hart_sets_list_their_harts() {
     assert_eq!(list(far, 8), Vec::<usize>::new());
 }
 
+/// Hart `hart` enters and leaves the guest: whether it took a software interrupt.
+fn take_ipi(h: &VmHarts, hart: usize) -> bool {
+    h.hart(hart).is_some_and(|slot| {
+        let taken = slot.enter(|_| panic!("no fence was asked"));
+        slot.leave();
+        taken
+    })
+}
+
 #[test]
 fn ipis_reach_the_other_harts_and_notify_them() {
     let (h, rec) = harts(4);
@@ -98,21 +107,21 @@ fn ipis_reach_the_other_harts_and_notify_them() {
         !h.ipi_pending(1) && !h.ipi_pending(2),
         "the sender raises its own"
     );
-    assert!(h.take_ipi(0));
-    assert!(!h.take_ipi(0), "taken once");
+    assert!(take_ipi(&h, 0));
+    assert!(!take_ipi(&h, 0), "taken once");
     assert!(!h.ipi_pending(0));
     // Two IPIs before the hart runs are one (the interrupt is a pending bit), and the
     // second does not notify again; once taken, the next one notifies.
-    assert!(h.take_ipi(3));
+    assert!(take_ipi(&h, 3));
     rec.calls.lock().unwrap().clear();
     assert!(!h.send_ipi(2, HartSet::decode(1, 3, 4).unwrap()));
     assert!(!h.send_ipi(1, HartSet::decode(1, 3, 4).unwrap()));
     assert_eq!(*rec.calls.lock().unwrap(), vec![3]);
-    assert!(h.take_ipi(3));
-    assert!(!h.take_ipi(3));
+    assert!(take_ipi(&h, 3));
+    assert!(!take_ipi(&h, 3));
     h.send_ipi(2, HartSet::decode(1, 3, 4).unwrap());
     assert_eq!(*rec.calls.lock().unwrap(), vec![3, 3]);
-    assert!(h.take_ipi(3));
+    assert!(take_ipi(&h, 3));
     // Everybody.
     rec.calls.lock().unwrap().clear();
     assert!(h.send_ipi(0, HartSet::All));
@@ -121,11 +130,10 @@ fn ipis_reach_the_other_harts_and_notify_them() {
     h.reset_hart(2);
     assert!(!h.ipi_pending(2));
     // Harts that do not exist: nothing, no panic.
-    assert!(!h.take_ipi(9));
+    assert!(!take_ipi(&h, 9));
     assert!(!h.ipi_pending(9));
-    h.leave(9);
+    assert!(h.hart(9).is_none());
     h.reset_hart(9);
-    h.enter(9, |_| panic!("no such hart"));
     assert!(!h.external_pending(0), "no PLIC");
     assert!(h.plic().is_none());
 }
@@ -142,22 +150,31 @@ fn fences_for_harts_outside_the_guest_wait_for_their_next_entry() {
     assert!(h.remote_fence(1, HartSet::decode(0b110, 0, 3).unwrap(), fence::VVMA));
     // Hart 2 performs both requests at its next entry, once.
     let mut seen = 0;
-    h.enter(2, |k| seen |= k);
+    h.hart(2).unwrap().enter(|k| seen |= k);
     assert_eq!(seen, fence::ICACHE | fence::VVMA);
-    h.leave(2);
-    h.enter(2, |_| panic!("already performed"));
-    h.leave(2);
+    h.hart(2).unwrap().leave();
+    h.hart(2).unwrap().enter(|_| panic!("already performed"));
+    h.hart(2).unwrap().leave();
     // Hart 1 only got the first.
     let mut seen = 0;
-    h.enter(1, |k| seen |= k);
+    h.hart(1).unwrap().enter(|k| seen |= k);
     assert_eq!(seen, fence::ICACHE);
-    h.leave(1);
+    h.hart(1).unwrap().leave();
     // A hart that was reset still performs what was asked of it.
     h.remote_fence(0, HartSet::decode(0b10, 0, 3).unwrap(), fence::VVMA);
     h.reset_hart(1);
     let mut seen = 0;
-    h.enter(1, |k| seen |= k);
+    h.hart(1).unwrap().enter(|k| seen |= k);
     assert_eq!(seen, fence::VVMA);
+    h.hart(1).unwrap().leave();
+    // A fence and an IPI pending together are both taken by one entry.
+    h.remote_fence(0, HartSet::decode(0b10, 0, 3).unwrap(), fence::ICACHE);
+    h.send_ipi(0, HartSet::decode(0b10, 0, 3).unwrap());
+    let mut seen = 0;
+    assert!(h.hart(1).unwrap().enter(|k| seen |= k), "the IPI is taken");
+    assert_eq!(seen, fence::ICACHE);
+    h.hart(1).unwrap().leave();
+    assert!(!take_ipi(&h, 1), "both taken once");
 }
 
 /// Hart `me` runs "guest periods" until `stop`: it enters, then spins in the guest checking
@@ -175,7 +192,7 @@ fn run_hart(
     let mut tlb = 0u64;
     while !stop.load(Ordering::SeqCst) {
         rec.kicked[me].store(false, Ordering::SeqCst);
-        h.enter(me, |k| {
+        h.hart(me).unwrap().enter(|k| {
             if k & fence::VVMA != 0 {
                 tlb = tables.load(Ordering::SeqCst);
             }
@@ -194,7 +211,7 @@ fn run_hart(
             }
             std::thread::yield_now();
         }
-        h.leave(me);
+        h.hart(me).unwrap().leave();
     }
 }
 
@@ -240,7 +257,7 @@ fn harts_fencing_each_other_do_not_deadlock() {
             s.spawn(move || {
                 for i in 0..100 {
                     rec.kicked[me].store(false, Ordering::SeqCst);
-                    h.enter(me, |_| {});
+                    h.hart(me).unwrap().enter(|_| {});
                     // "Guest code" until kicked or a while passed, then an SBI call.
                     for _ in 0..50 {
                         if rec.kicked[me].load(Ordering::SeqCst) {
@@ -248,7 +265,7 @@ fn harts_fencing_each_other_do_not_deadlock() {
                         }
                         std::thread::yield_now();
                     }
-                    h.leave(me);
+                    h.hart(me).unwrap().leave();
                     h.remote_fence(
                         me,
                         HartSet::All,
@@ -261,8 +278,8 @@ fn harts_fencing_each_other_do_not_deadlock() {
                 }
                 // Keep entering while the other one may still wait for us.
                 while !stop.load(Ordering::SeqCst) {
-                    h.enter(me, |_| {});
-                    h.leave(me);
+                    h.hart(me).unwrap().enter(|_| {});
+                    h.hart(me).unwrap().leave();
                 }
             });
         }

@@ -29,7 +29,9 @@ fn probe(anchor: &str, with: &str) -> String {
     let text = format!(
         "{BASE}\n[[links]]\nname = \"l\"\npeer = \"p\"\n\
          shmem = {{ gpa = 0x5000_0000, size = 0x1000 }}\n\
-         doorbell = {{ base = 0x0a10_0000, irq = 50 }}\n"
+         doorbell = {{ base = 0x0a10_0000, irq = 50 }}\n\
+         [[devices]]\nkind = \"virtio-blk\"\nbase = 0x0a00_0000\n\
+         backing = {{ disk = \"d\", offset = 0, size = 512 }}\n"
     );
     assert!(text.contains(anchor), "{anchor}");
     text.replacen(anchor, &format!("{anchor}{with}"), 1)
@@ -89,6 +91,7 @@ fn every_documented_field_is_parsed_and_every_parsed_field_documented() {
         ("kernel.dtb", fields_of(&probe("dtb = { ", zi))),
         ("memory", fields_of(&probe("[[memory]]\n", z))),
         ("devices", fields_of(&probe("[[devices]]\n", z))),
+        ("devices.backing", fields_of(&probe("backing = { ", zi))),
         ("passthrough", fields_of(&probe("[[passthrough]]\n", z))),
         ("unclaimed", fields_of(&probe("[unclaimed]\n", z))),
         ("links", fields_of(&probe("[[links]]\n", z))),
