@@ -6,7 +6,9 @@
 //! bytes themselves ([`Fetched`]).
 //!
 //! The entry is only used when nothing its decode depended on changed: the key (RIP, the
-//! paging registers, the CS mode and base) must be equal, and every aligned 8-byte word of
+//! paging registers, the CS mode and base) must be equal (an owner whose guest cannot
+//! change CR0 and EFER without an exit may key on CR3 and CR4 alone, [`Cr3Cr4`], and drop
+//! the entry whenever it changes CR0 or EFER), and every aligned 8-byte word of
 //! guest memory the walk and the fetch read (each page-table entry, the instruction bytes)
 //! must still hold the value it had. A walk reads nothing else, so an unchanged key and
 //! unchanged words give the same translation and the same bytes: a guest that rewrites its
@@ -32,33 +34,46 @@ const WORDS: usize = 8;
 // `Entry::get` checks up to this many words in straight-line code.
 const _: () = assert!(WORDS == 8);
 
-/// What a decode depends on besides memory.
+/// What a decode depends on besides memory: `P` is the paging state compared, all of it
+/// ([`Paging`]) or [`Cr3Cr4`].
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Key {
+pub struct Key<P = Paging> {
     /// The guest's RIP at the access.
     pub rip: u64,
-    /// CR0, CR3, CR4, EFER.
-    pub paging: Paging,
+    /// CR0, CR3, CR4, EFER, or CR3 and CR4.
+    pub paging: P,
     /// The code segment's mode.
     pub mode: CpuMode,
     /// The code segment's base (0 in 64-bit mode).
     pub cs_base: u64,
 }
 
+/// The paging state of a [`Key`] whose owner drops its entry whenever CR0 or EFER change
+/// (VMX, where every change of theirs exits): the walk depends on them (CR0.PG,
+/// EFER.LMA), but the lookup need not read and compare them. CR3 and CR4 stay (a guest
+/// changes them without an exit: CR4.PAE and PSE change the walk).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Cr3Cr4 {
+    /// CR3.
+    pub cr3: u64,
+    /// CR4.
+    pub cr4: u64,
+}
+
 /// One cached decode: a `T` made from the instruction at [`Key::rip`].
-pub struct Entry<T> {
-    key: Key,
+pub struct Entry<T, P = Paging> {
+    key: Key<P>,
     value: T,
     words: [(u64, u64); WORDS],
     count: usize,
 }
 
-impl<T: Copy> Entry<T> {
+impl<T: Copy, P: Copy + Eq> Entry<T, P> {
     /// The cached value if `key` matches and guest memory is unchanged. A reference: the
     /// caller reads the fields it needs where they are (an `Option<T>` by value was
     /// materialized on the stack and copied whole, on every hit).
     #[inline(always)]
-    pub fn get(&self, key: &Key) -> Option<&T> {
+    pub fn get(&self, key: &Key<P>) -> Option<&T> {
         if self.key != *key {
             return None;
         }
@@ -87,45 +102,60 @@ impl<T: Copy> Entry<T> {
     }
 }
 
-/// A vCPU's cache of one decode of `T` (an MMIO instruction, the bytes at RIP): empty after
-/// [`Cache::clear`], filled by [`Cache::fill`] on a miss.
-pub struct Cache<T>(Option<Entry<T>>);
+/// A vCPU's cache of one decode of `T` (an MMIO instruction, the bytes at RIP) keyed on
+/// the paging state `P`: empty after [`Cache::clear`], filled by [`Cache::fill`] or
+/// [`Cache::fill_walking`] on a miss.
+pub struct Cache<T, P = Paging>(Option<Entry<T, P>>);
 
-impl<T: Copy> Cache<T> {
+impl<T: Copy, P: Copy + Eq> Cache<T, P> {
     /// An empty cache.
     pub const EMPTY: Self = Self(None);
 
-    /// Drops the entry (the second-stage root changed, the vCPU was reset).
+    /// Drops the entry (the second-stage root changed, the vCPU was reset; with a
+    /// [`Cr3Cr4`] key, CR0 or EFER changed).
     pub fn clear(&mut self) {
         self.0 = None;
     }
 
     /// The cached value for `key` if there is one and nothing it depended on changed.
     #[inline(always)]
-    pub fn get(&self, key: &Key) -> Option<&T> {
+    pub fn get(&self, key: &Key<P>) -> Option<&T> {
         self.0.as_ref().and_then(|e| e.get(key))
     }
 
-    /// A miss: fetches the instruction at `key` through `mem` and the guest's page tables,
-    /// makes the value and the count of bytes it depends on with `decode` (`None`: not
-    /// decodable, nothing cached), and caches it when the reads fit an entry. `None` if the
-    /// bytes cannot be fetched or decoded.
+    /// A miss: fetches the instruction at `key` through `mem` and the guest's page tables
+    /// under `walk` (the paging registers now, of which `key` holds its part), makes the
+    /// value and the count of bytes it depends on with `decode` (`None`: not decodable,
+    /// nothing cached), and caches it when the reads fit an entry. `None` if the bytes
+    /// cannot be fetched or decoded.
     #[inline(never)]
+    pub fn fill_walking<M: HostMemory>(
+        &mut self,
+        key: &Key<P>,
+        walk: &Paging,
+        mem: &M,
+        decode: impl FnOnce(&[u8]) -> Option<(T, u8)>,
+    ) -> Option<T> {
+        let rec = Recording::new(mem);
+        let mut bytes = [0u8; crate::insn::MAX_INSN_LEN];
+        let n = walk
+            .fetch(&rec, key.cs_base.wrapping_add(key.rip), &mut bytes)
+            .ok()?;
+        let (value, len) = decode(&bytes[..n])?;
+        self.0 = rec.entry(*key, value, len);
+        Some(value)
+    }
+}
+
+impl<T: Copy> Cache<T> {
+    /// [`Cache::fill_walking`] under the paging registers of `key`.
     pub fn fill<M: HostMemory>(
         &mut self,
         key: &Key,
         mem: &M,
         decode: impl FnOnce(&[u8]) -> Option<(T, u8)>,
     ) -> Option<T> {
-        let rec = Recording::new(mem);
-        let mut bytes = [0u8; crate::insn::MAX_INSN_LEN];
-        let n = key
-            .paging
-            .fetch(&rec, key.cs_base.wrapping_add(key.rip), &mut bytes)
-            .ok()?;
-        let (value, len) = decode(&bytes[..n])?;
-        self.0 = rec.entry(*key, value, len);
-        Some(value)
+        self.fill_walking(key, &key.paging, mem, decode)
     }
 }
 
@@ -189,7 +219,7 @@ impl<'a, M: HostMemory> Recording<'a, M> {
 
     /// The entry for `value`, decoded under `key` from what was read so far, of which the
     /// first `len` bytes of the instruction matter; `None` if the reads did not fit.
-    pub fn entry<T>(self, key: Key, value: T, len: u8) -> Option<Entry<T>> {
+    pub fn entry<T, P>(self, key: Key<P>, value: T, len: u8) -> Option<Entry<T, P>> {
         let log = self.log.into_inner();
         let mut count = log.count;
         let (start, host, last_len) = log.last;
@@ -386,5 +416,56 @@ mod tests {
         let f = code.fill(&end, &ram, Fetched::of).unwrap();
         assert_eq!(f.len, 8);
         assert_eq!(code.get(&end), Some(&f));
+    }
+
+    #[test]
+    fn a_cr3_cr4_key_walks_under_the_full_paging_state_and_compares_its_part() {
+        let (mut ram, full) = setup();
+        let key = Key {
+            rip: full.rip,
+            paging: Cr3Cr4 {
+                cr3: full.paging.cr3,
+                cr4: full.paging.cr4,
+            },
+            mode: full.mode,
+            cs_base: full.cs_base,
+        };
+        let mut mmio = Cache::<insn::MmioInsn, Cr3Cr4>::EMPTY;
+        let decode = |b: &[u8]| insn::decode(b, CpuMode::Long64).ok().map(|i| (i, i.len));
+        // Walked under 4-level paging: the bytes at linear 0x100 are the load.
+        let i = mmio.fill_walking(&key, &full.paging, &ram, decode).unwrap();
+        assert_eq!(i.len, 3);
+        assert_eq!(mmio.get(&key), Some(&i));
+        // CR3 or CR4 changed: a miss; the code or a table entry changed: a miss.
+        let other_cr4 = Cr3Cr4 {
+            cr4: 0,
+            ..key.paging
+        };
+        assert!(mmio
+            .get(&Key {
+                paging: other_cr4,
+                ..key
+            })
+            .is_none());
+        let other_cr3 = Cr3Cr4 {
+            cr3: 0x2000,
+            ..key.paging
+        };
+        assert!(mmio
+            .get(&Key {
+                paging: other_cr3,
+                ..key
+            })
+            .is_none());
+        ram.0[0x3000 / 8] = 0x200083;
+        assert!(mmio.get(&key).is_none());
+        // Paging off (CR0.PG clear): the walk is the identity, the same bytes here.
+        ram.0[0x3000 / 8] = 0x83;
+        let off = Paging {
+            cr0: 1,
+            ..full.paging
+        };
+        let i = mmio.fill_walking(&key, &off, &ram, decode).unwrap();
+        assert_eq!(mmio.get(&key), Some(&i));
     }
 }

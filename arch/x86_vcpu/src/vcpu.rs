@@ -128,9 +128,10 @@ pub struct VmxVCpu {
     /// The guest's CR0 and CR4 as it believes them (the read shadows).
     cr0_shadow: u64,
     cr4_shadow: u64,
-    /// The last MMIO instruction decoded (crate::insn_cache), dropped on reset and when
-    /// the EPT root changes.
-    insn_cache: insn_cache::Cache<insn::MmioAccess>,
+    /// The last MMIO instruction decoded (crate::insn_cache), dropped on reset, when the
+    /// EPT root changes and when the hypervisor changes the guest's CR0 or EFER (every
+    /// change of theirs exits: the lookup compares CR3 and CR4 only).
+    insn_cache: insn_cache::Cache<insn::MmioAccess, insn_cache::Cr3Cr4>,
 }
 
 // The world switch. `x86_vcpu_vmx_run(gprs, launched)` saves the callee-saved registers
@@ -558,6 +559,8 @@ impl VmxVCpu {
 
     /// The entry contract's state (docs/x86.md).
     fn write_guest_state(&mut self) {
+        // CR0 and EFER change: the MMIO cache's lookup does not compare them.
+        self.insn_cache.clear();
         let caps = match vmx::caps() {
             Some(c) => c.0,
             None => return,
@@ -928,6 +931,7 @@ impl VmxVCpu {
                 Ok(MsrWrite::Ignore) => self.skip_instruction(),
                 Ok(MsrWrite::Efer(e)) => {
                     vmx::write(f::GUEST_EFER, e);
+                    self.insn_cache.clear();
                     self.skip_instruction();
                 }
                 Err(msr::Gp) => self.inject(vector::GP, Some(0)),
@@ -1017,6 +1021,8 @@ impl VmxVCpu {
             .guest_cr0_fixed(unrestricted)
             .apply(v & !(mode::CR0_CD | mode::CR0_NW));
         vmx::write(f::GUEST_CR0, hw);
+        // The MMIO cache's lookup does not compare CR0 and EFER.
+        self.insn_cache.clear();
         if efer != s.efer {
             vmx::write(f::GUEST_EFER, efer);
             self.set_ia32e(efer & mode::EFER_LMA != 0);
@@ -1312,10 +1318,14 @@ impl VmxVCpu {
     }
 
     /// What the decode of the instruction at RIP depends on besides memory
-    /// (crate::insn_cache): RIP, the paging registers, the CS mode and base.
+    /// (crate::insn_cache): RIP, CR3 and CR4 (the cache is dropped when CR0 or EFER
+    /// change), the CS mode and base.
     #[inline(always)]
-    fn insn_key(&self) -> insn_cache::Key {
-        let paging = self.paging();
+    fn insn_key(&self) -> insn_cache::Key<insn_cache::Cr3Cr4> {
+        let paging = insn_cache::Cr3Cr4 {
+            cr3: vmx::read(f::GUEST_CR3),
+            cr4: vmx::read(f::GUEST_CR4),
+        };
         let rip = vmx::read(f::GUEST_RIP);
         let cs_ar = vmx::read(f::segment(1).2);
         let mode = if cs_ar & (1 << 13) != 0 {
@@ -1366,10 +1376,14 @@ impl VmxVCpu {
 
     /// Fetches and decodes the instruction at `key` (its RIP) and caches the result; `None`
     /// if it cannot be fetched or is not an MMIO access the vCPU emulates.
-    fn decode_mmio(&mut self, key: &insn_cache::Key) -> Option<insn::MmioAccess> {
+    fn decode_mmio(
+        &mut self,
+        key: &insn_cache::Key<insn_cache::Cr3Cr4>,
+    ) -> Option<insn::MmioAccess> {
         let mem = EptMemory::new(self.eptp_root());
         let decode = |b: &[u8]| insn::MmioAccess::decode(b, key.mode);
-        self.insn_cache.fill(key, &mem, decode)
+        self.insn_cache
+            .fill_walking(key, &self.paging(), &mem, decode)
     }
 
     #[inline(always)]
