@@ -103,11 +103,11 @@ pub fn psci_power_reply(reply: axvcpu::PowerReply) -> u64 {
 }
 
 /// The vCPU index a PSCI target MPIDR names: vCPU `i` has affinity `i` in Aff0 and zero
-/// above (see `ArmVCpuConfig`); any other value names no vCPU.
+/// above (see `ArmVCpuConfig`); any other value names no vCPU. PSCI's `target_cpu` holds
+/// the affinity fields only: bits 63:40 and 31:24 (where MPIDR_EL1 has its RES1 bit 31, U
+/// and MT) must be zero, so a value with any of them set is invalid too.
 pub fn mpidr_to_index(target: u64, count: usize) -> Option<usize> {
-    let aff0 = target & 0xff;
-    let rest = target & 0xff_00ff_ff00;
-    (rest == 0 && aff0 < count as u64).then_some(aff0 as usize)
+    (target <= 0xff && target < count as u64).then_some(target as usize)
 }
 
 /// What to do after a synchronous exit.

@@ -408,5 +408,8 @@ fn psci_affinity_info_and_power_replies() {
     assert_eq!(mpidr_to_index(2, 2), None);
     assert_eq!(mpidr_to_index(0x100, 4), None);
     assert_eq!(mpidr_to_index(0x1_0000_0000, 4), None);
-    assert_eq!(mpidr_to_index(0x8000_0001, 4), Some(1));
+    // Bits PSCI says must be zero (MPIDR_EL1's RES1 bit 31, U, MT, 63:40): invalid.
+    for junk in [1 << 31, 1 << 30, 1 << 24, 1 << 40, 1 << 63] {
+        assert_eq!(mpidr_to_index(junk | 1, 4), None, "{junk:#x}");
+    }
 }
