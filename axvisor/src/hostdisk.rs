@@ -74,7 +74,9 @@ pub fn open_region(
 ) -> Result<Box<dyn Backing>, DiskOpenError> {
     let fail = |why: String| Err(DiskOpenError(why));
     let Some(known) = KNOWN.get() else {
-        return fail("no host disks were probed (disk=none)".into());
+        return fail(
+            "no host disks: the boot argument disk= chose none, or was not understood".into(),
+        );
     };
     if known.own.as_deref() == Some(region.disk.as_str()) {
         return fail(alloc::format!(
