@@ -510,7 +510,8 @@ impl Lapic {
     }
 
     /// Advances the timer to `now`: if its deadline has passed it fires (the LVT timer
-    /// vector goes to IRR unless the entry is masked or the vector is below 16) and, in
+    /// vector goes to IRR unless the entry is masked; a vector below 16 is "received
+    /// illegal vector" in ESR instead) and, in
     /// periodic mode, is re-armed at the first period boundary after `now` (missed periods
     /// are one interrupt). Returns whether it fired.
     pub fn tick(&mut self, now: u64) -> bool {
@@ -537,8 +538,12 @@ impl Lapic {
             _ => self.timer.deadline = None,
         }
         let lvt = self.lvt[LVT_TIMER];
-        if lvt & LVT_MASKED == 0 && self.enabled() && lvt as u8 >= 16 {
-            self.request(lvt as u8, false);
+        if lvt & LVT_MASKED == 0 && self.enabled() {
+            if lvt as u8 >= 16 {
+                self.request(lvt as u8, false);
+            } else {
+                self.error(ESR_RECV_ILLEGAL);
+            }
         }
         true
     }

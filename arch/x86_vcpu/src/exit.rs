@@ -462,6 +462,8 @@ pub fn ready(interrupts_enabled: bool, interruptibility: u32, injecting: bool) -
 pub mod vector {
     /// Divide error.
     pub const DE: u8 = 0;
+    /// Debug (the single-step trap after an instruction the vCPU emulates).
+    pub const DB: u8 = 1;
     /// Invalid opcode.
     pub const UD: u8 = 6;
     /// General protection (pushes an error code).

@@ -63,6 +63,12 @@ pub enum WalkError {
     },
     /// The guest uses 5-level paging.
     La57,
+    /// A linear address of 64-bit mode that is not canonical (bits 63:47 not all equal):
+    /// the guest gets #GP(0), as the CPU gives it for such an operand.
+    NonCanonical {
+        /// The linear address.
+        addr: u64,
+    },
 }
 
 /// What the access is, for permissions and the #PF error code.
@@ -108,6 +114,9 @@ impl Paging {
         if self.efer & EFER_LMA != 0 {
             if self.cr4 & CR4_LA57 != 0 {
                 return Err(WalkError::La57);
+            }
+            if ((linear as i64) << 16) >> 16 != linear as i64 {
+                return Err(WalkError::NonCanonical { addr: linear });
             }
             let mut table = self.cr3 & ADDR;
             for level in (0..4).rev() {

@@ -203,6 +203,14 @@ impl Prefixes {
     }
 }
 
+/// Whether `b` is an instruction prefix in `mode`: a legacy one, or REX in 64-bit code.
+pub fn is_prefix(b: u8, mode: CpuMode) -> bool {
+    matches!(
+        b,
+        0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3
+    ) || (mode == CpuMode::Long64 && (0x40..=0x4f).contains(&b))
+}
+
 /// Decodes the MMIO access at the start of `bytes`, an instruction of a guest running in
 /// `mode`.
 pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<MmioInsn, DecodeError> {

@@ -74,6 +74,8 @@ struct PendingLoad {
 
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 1 << 9;
+/// RFLAGS.TF: a single-step trap follows each instruction.
+const RFLAGS_TF: u64 = 1 << 8;
 /// CR0 bits the guest may not change (its writes to them exit): PE, NE, PG, CD, NW.
 const CR0_OWNED: u64 = (1 << 0) | (1 << 5) | (1 << 29) | (1 << 30) | (1 << 31);
 /// CR4.OSXSAVE.
@@ -259,6 +261,19 @@ impl VmxVCpu {
         if intr & 3 != 0 {
             vmx::write(f::GUEST_INTERRUPTIBILITY, intr & !3);
         }
+        if vmx::read(f::GUEST_RFLAGS) & RFLAGS_TF != 0 {
+            Self::single_step_trap();
+        }
+    }
+
+    /// The instruction the vCPU just emulated ran with RFLAGS.TF set: its single-step
+    /// trap is a pending debug exception (BS), which the entry delivers as the #DB after
+    /// it, with DR6.BS, as the CPU would have.
+    #[cold]
+    #[inline(never)]
+    fn single_step_trap() {
+        let pending = vmx::read(f::GUEST_PENDING_DEBUG);
+        vmx::write(f::GUEST_PENDING_DEBUG, pending | 1 << 14);
     }
 
     #[inline(always)]
@@ -1148,8 +1163,13 @@ impl VmxVCpu {
                 self.inject_page_fault(addr, error_code);
                 None
             }
-            WalkError::NotRam { .. } | WalkError::La57 => Some(VmExit::Unsupported {
-                reason: "string port I/O on memory that is not guest RAM",
+            // Not RAM (as for INS), or a non-canonical address: #GP(0).
+            WalkError::NotRam { .. } | WalkError::NonCanonical { .. } => {
+                self.inject(vector::GP, Some(0));
+                None
+            }
+            WalkError::La57 => Some(VmExit::Unsupported {
+                reason: "string port I/O with 5-level paging",
                 syndrome: u64::from(port),
             }),
         }
@@ -1293,7 +1313,7 @@ impl VmxVCpu {
             Err(WalkError::PageFault { addr, error_code }) => {
                 self.inject_page_fault(addr, error_code)
             }
-            // Not RAM: the element is dropped and the guest gets #GP.
+            // Not RAM or not canonical: the element is dropped and the guest gets #GP.
             Err(_) => self.inject(vector::GP, Some(0)),
         }
     }
@@ -1626,6 +1646,9 @@ impl ArchVCpu for VmxVCpu {
         self.pending = None;
         if let Some(rip) = self.store_rip.take() {
             vmx::write(f::GUEST_RIP, rip);
+            // The store did not complete: no single-step trap after it.
+            let pending = vmx::read(f::GUEST_PENDING_DEBUG);
+            vmx::write(f::GUEST_PENDING_DEBUG, pending & !(1 << 14));
         }
         self.inject(vector::GP, Some(0));
     }

@@ -21,8 +21,9 @@
 //! - with the MMU on (the second half), an access whose page-table walk reads where there
 //!   is no memory.
 //!
-//! Then, on aarch64 and riscv64, the virtio phase ([`virtq`]) abuses the VM's
-//! virtio-console and checks it still works after a reset.
+//! Then the virtio phase ([`virtq`]) abuses the VM's virtio-console and checks it still
+//! works after a reset; on x86_64 the targeted phase ([`x86_hostile`]) follows, one check
+//! per input of the x86 backends a guest controls.
 //!
 //! Interrupts stay masked throughout (the random interrupt controller writes may make
 //! interrupts pending, they must not be taken) and the guest never halts. Every operation
@@ -48,6 +49,8 @@ mod arch;
 #[cfg(target_arch = "x86_64")]
 #[path = "x86_64.rs"]
 mod arch;
+#[cfg(target_arch = "x86_64")]
+mod x86_hostile;
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -417,14 +420,16 @@ pub fn claimed_ram(addr: u64, len: u64) -> bool {
 }
 
 /// Whether `[addr, addr + len)` touches the VM's RAM or any of its device windows (the
-/// virtio-console's too, which only [`virtq`] accesses).
+/// virtio-console's too, which only [`virtq`] accesses, and [`arch::OTHER_DEVICES`]).
 fn claimed(addr: u64, len: u64) -> bool {
+    let touches = |(base, size): (u64, u64)| addr < base + size && base < addr.saturating_add(len);
     claimed_ram(addr, len)
         || arch::windows()
             .iter()
             .chain(core::iter::once(&arch::UART))
             .any(|w| w.overlaps(addr, len))
-        || arch::VIRTIO.is_some_and(|base| addr < base + 0x200 && base < addr.saturating_add(len))
+        || arch::VIRTIO.is_some_and(|base| touches((base, 0x200)))
+        || arch::OTHER_DEVICES.iter().copied().any(touches)
 }
 
 /// A random guest-physical address where an access of `len` bytes touches nothing of the
@@ -753,12 +758,12 @@ fn main() {
         }
     }
     let ms = (grt::irq::timer_now() - start) * 1000 / grt::irq::timer_freq();
-    arch::finish();
     // The virtio phase still needs the fault handlers (its refused accesses fault).
     let mut c = Checker::new("chaos");
     if let Some(base) = arch::VIRTIO {
         virtq::run(&mut c, base);
     }
+    arch::finish();
     set_undefined_handler(None);
     set_data_fault_handler(None);
 

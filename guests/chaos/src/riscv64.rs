@@ -12,6 +12,9 @@ use crate::{guarded, Kind, Odd, Roundtrip, Stats, Window};
 /// The virtio-console of the VM's config (PLIC source 1), for the virtio phase ([`crate::virtq`]).
 pub const VIRTIO: Option<u64> = Some(0x1000_1000);
 
+/// Device windows of the VM no random operation touches (none besides [`VIRTIO`]).
+pub const OTHER_DEVICES: &[(u64, u64)] = &[];
+
 /// The console (read only).
 pub const UART: Window = Window {
     name: "ns16550",

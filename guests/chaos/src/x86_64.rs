@@ -11,6 +11,10 @@
 //!
 //! Faults other than page faults and invalid opcodes (#GP above all) come through grt's
 //! exception handler into [`crate::record_fault`], like data faults.
+//!
+//! The VM has the virtual PC (an `ioapic`): the random operations leave its local APIC's
+//! base MSR and PM1 control alone; [`crate::x86_hostile`] abuses them (and the rest of what
+//! a guest controls) afterwards, one check at a time.
 
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
@@ -28,8 +32,13 @@ const UART_BASE: u64 = 0xc000_0000;
 const UART_MCR: u64 = UART_BASE + 4;
 const MCR_LOOPBACK: u8 = 1 << 4;
 
-/// No virtio device on x86_64 (the virtio phase is aarch64's and riscv64's).
-pub const VIRTIO: Option<u64> = None;
+/// The virtio-console of the VM's config (I/O APIC input 5), for the virtio phase
+/// ([`crate::virtq`]).
+pub const VIRTIO: Option<u64> = Some(0xd000_0000);
+
+/// The virtual PC's MMIO windows, which only the targeted phase ([`crate::x86_hostile`])
+/// touches: the I/O APIC and the local APIC's xAPIC page.
+pub const OTHER_DEVICES: &[(u64, u64)] = &[(0xfec0_0000, 0x1000), (0xfee0_0000, 0x1000)];
 
 /// The MMIO 16550, read by the UART operation.
 pub const UART: Window = Window {
@@ -226,7 +235,7 @@ const SIGNATURE: [u32; 3] = [
 
 /// MSRs every read of which succeeds (docs/x86.md: the MSRs passed through and those the
 /// hypervisor answers).
-const READABLE: [u32; 17] = [
+const READABLE: [u32; 18] = [
     0x10,        // IA32_TSC
     0x1b,        // IA32_APIC_BASE
     0x3a,        // IA32_FEATURE_CONTROL
@@ -236,6 +245,7 @@ const READABLE: [u32; 17] = [
     0x176,       // IA32_SYSENTER_EIP
     0x1a0,       // IA32_MISC_ENABLE
     0x277,       // IA32_PAT
+    0x6e0,       // IA32_TSC_DEADLINE (the virtual PC's local APIC)
     0xc000_0080, // IA32_EFER
     0xc000_0081, // IA32_STAR
     0xc000_0082, // IA32_LSTAR
@@ -260,10 +270,11 @@ const WRITABLE_ADDRESSES: [u32; 5] = [
 ];
 
 /// MSRs never written: grt's GS base, what changes the guest's memory or time (EFER, PAT,
-/// the TSC, the TSC deadline), and those whose valid values depend on more than the
-/// hypervisor (SYSENTER_CS, STAR, FMASK, FS_BASE of a `fs:` load).
-const NEVER_WRITTEN: [u32; 9] = [
+/// the TSC, the TSC deadline, the local APIC's base), and those whose valid values depend
+/// on more than the hypervisor (SYSENTER_CS, STAR, FMASK, FS_BASE of a `fs:` load).
+const NEVER_WRITTEN: [u32; 10] = [
     0x10,
+    0x1b,
     0x174,
     0x277,
     0x6e0,
@@ -305,7 +316,8 @@ fn cpuid_op(i: u64, rng: &mut Rng, st: &mut Stats) {
         && match leaf {
             1 => c & (1 << 5) == 0 && c & (1 << 31) != 0,
             0x4000_0000 => [b, c, d] == SIGNATURE && a == TIMING_LEAF,
-            TIMING_LEAF => a != 0 && [b, c, d] == [0; 3],
+            // EBX: the virtual local APIC's bus clock in kHz (the VM has the virtual PC).
+            TIMING_LEAF => a != 0 && b != 0 && [c, d] == [0; 2],
             0x4000_0001..=0x4000_00ff => [a, b, c, d] == [0; 4],
             0x8000_0001 => c & (1 << 2) == 0,
             _ => true,
@@ -341,8 +353,8 @@ fn msr_op(i: u64, rng: &mut Rng, st: &mut Stats) {
         }
         return;
     }
-    // APIC_BASE and MISC_ENABLE take their current value (ignored) and nothing else.
-    let keeps_value = matches!(msr, 0x1b | 0x1a0);
+    // MISC_ENABLE takes its current value (ignored) and nothing else.
+    let keeps_value = msr == 0x1a0;
     let value = if keeps_value && rng.chance(30) {
         read_msr(msr)
     } else if WRITABLE_ADDRESSES.contains(&msr) && rng.chance(80) {
@@ -580,11 +592,21 @@ fn console_port(port: u16) -> bool {
     (grt::x86::COM1..grt::x86::COM1 + 8).contains(&port)
 }
 
-/// A random port for a write: never the console's.
+/// The virtual PC's PM1 control ports (0x604, 0x605): a write of S5 with SLP_EN powers the
+/// VM off.
+fn pm1_control(port: u16) -> bool {
+    (0x604..=0x605).contains(&port)
+}
+
+/// A random port for a write of up to 4 bytes: never one that touches the console's ports
+/// or PM1 control.
 fn write_port(rng: &mut Rng) -> u16 {
     loop {
         let port = rng.next() as u16;
-        if !console_port(port) && !console_port(port.wrapping_add(3)) {
+        if (0..4)
+            .map(|k| port.wrapping_add(k))
+            .all(|p| !console_port(p) && !pm1_control(p))
+        {
             return port;
         }
     }
@@ -723,7 +745,8 @@ pub fn finish() {
 }
 
 /// The hypervisor's own answers still hold: its CPUID leaf, the console's LSR (transmitter
-/// empty) and the MMIO 16550's scratch register.
+/// empty) and the MMIO 16550's scratch register. Then the targeted phase
+/// ([`crate::x86_hostile`]).
 pub fn final_checks(c: &mut grt::check::Checker) {
     let [a, b, cx, d] = cpuid(0x4000_0000, 0);
     c.eq("CPUID 0x4000_0000 EAX after the chaos", a, TIMING_LEAF);
@@ -742,4 +765,5 @@ pub fn final_checks(c: &mut grt::check::Checker) {
         grt::mmio::read8((UART_BASE + 7) as usize)
     };
     c.eq("16550 SCR after the chaos", scr, 0xa5);
+    crate::x86_hostile::run(c);
 }

@@ -928,3 +928,22 @@ fn ipis_between_vcpus() {
     // A physical destination that does not exist reaches nobody.
     assert!(route(&mut apics, 0, 0x40 | (20 << 32)).is_empty());
 }
+
+#[test]
+fn timer_with_an_illegal_vector_is_an_error() {
+    let mut a = timer_apic(1);
+    a.wrmsr(0x83E, 0xB, 0).unwrap();
+    a.wrmsr(0x832, 5, 0).unwrap(); // one-shot, vector 5 (illegal), unmasked
+    a.wrmsr(0x838, 10, 0).unwrap();
+    assert!(a.tick(10));
+    assert!(!a.irr(5), "a vector below 16 is never requested");
+    a.wrmsr(0x828, 0, 0).unwrap(); // ESR latches the pending errors
+    assert_eq!(a.rdmsr(0x828, 0), Ok(u64::from(ESR_RECV_ILLEGAL)));
+    // Masked, the same timer is no error.
+    a.wrmsr(0x828, 0, 0).unwrap();
+    a.wrmsr(0x832, 5 | u64::from(LVT_MASKED), 0).unwrap();
+    a.wrmsr(0x838, 10, 20).unwrap();
+    assert!(a.tick(30));
+    a.wrmsr(0x828, 0, 0).unwrap();
+    assert_eq!(a.rdmsr(0x828, 0), Ok(0));
+}

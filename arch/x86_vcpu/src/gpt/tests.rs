@@ -289,3 +289,24 @@ fn writes_translate_every_page_first() {
     assert_eq!(LONG.read(&ram, 0x5ffe, &mut b, Access::Read), Ok(()));
     assert_eq!(b, [1, 2]);
 }
+
+#[test]
+fn non_canonical_in_64_bit_mode() {
+    let ram = long_tables();
+    // Bit 63 set without 47..62, and bit 48 alone: not canonical; the walk would alias
+    // them to linear 0x5000 (bits 47:12 only), so they must fail before it.
+    for la in [0x8000_0000_0000_5000u64, 0x0001_0000_0000_5000] {
+        assert_eq!(
+            LONG.translate(&ram, la, Access::Write),
+            Err(WalkError::NonCanonical { addr: la })
+        );
+    }
+    // The upper half is canonical (and walked like any address).
+    assert!(!matches!(
+        LONG.translate(&ram, 0xffff_8000_0000_5000, Access::Read),
+        Err(WalkError::NonCanonical { .. })
+    ));
+    // Outside 64-bit mode linear addresses are 32 bits: nothing to check.
+    let p = Paging { cr0: 0x11, ..LONG };
+    assert_eq!(p.translate(&ram, 0x5000, Access::Read), Ok(0x5000));
+}

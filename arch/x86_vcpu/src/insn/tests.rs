@@ -524,3 +524,15 @@ fn load_merge_matches_the_rules() {
     let store = MmioOp::StoreImm { value: 1, width: 4 };
     assert_eq!(LoadMerge::of(&store).apply(0x1234, 0xffff), 0x1234);
 }
+
+#[test]
+fn prefixes_by_mode() {
+    for b in [
+        0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3,
+    ] {
+        assert!(is_prefix(b, CpuMode::Long64) && is_prefix(b, CpuMode::Protected32));
+    }
+    assert!(is_prefix(0x48, CpuMode::Long64), "REX.W in 64-bit code");
+    assert!(!is_prefix(0x48, CpuMode::Protected32), "DEC EAX outside it");
+    assert!(!is_prefix(0x6c, CpuMode::Long64), "INSB is the opcode");
+}

@@ -231,6 +231,8 @@ fn access_width(bytes: u8) -> AccessWidth {
 
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 1 << 9;
+/// RFLAGS.TF: a single-step trap follows each instruction.
+const RFLAGS_TF: u64 = 1 << 8;
 
 fn vcpu_err(what: &'static str) -> VCpuError {
     VCpuError::Unsupported(what)
@@ -390,6 +392,20 @@ impl SvmVCpu {
         // An instruction completed: no STI / MOV SS shadow is left.
         let s = self.rd(ctl::INT_STATE);
         self.wr(ctl::INT_STATE, s & !1);
+        if self.rd(save::RFLAGS) & RFLAGS_TF != 0 {
+            self.single_step_trap();
+        }
+    }
+
+    /// The instruction the vCPU just emulated ran with RFLAGS.TF set: its single-step
+    /// trap, a #DB with DR6.BS, is injected (RIP is already past it), as the CPU would
+    /// have raised it.
+    #[cold]
+    #[inline(never)]
+    fn single_step_trap(&mut self) {
+        let dr6 = self.rd(save::DR6);
+        self.wr(save::DR6, dr6 | 1 << 14);
+        self.inject(vector::DB, None);
     }
 
     /// Moves RIP past the instruction `op` at RIP.
@@ -970,6 +986,25 @@ impl SvmVCpu {
         }
     }
 
+    /// The address size of a string I/O instruction when EXITINFO1 gives none (QEMU TCG
+    /// leaves bits 9:7 clear): the CS mode's, or with an address-size prefix (0x67) among
+    /// the instruction's prefixes the other one (64-bit code: 32; 32-bit: 16; 16-bit: 32).
+    fn string_addr_size(&mut self) -> u8 {
+        let mode = self.mode();
+        let prefixed = self.fetch().is_some_and(|f| {
+            f.as_slice()
+                .iter()
+                .take_while(|&&x| crate::insn::is_prefix(x, mode))
+                .any(|&x| x == 0x67)
+        });
+        match (mode, prefixed) {
+            (CpuMode::Long64, false) => 8,
+            (CpuMode::Protected32, true) => 2,
+            (CpuMode::Code16, false) => 2,
+            _ => 4,
+        }
+    }
+
     /// IN, OUT, INS, OUTS; `next` is EXITINFO2, the next RIP (given by the IOIO intercept
     /// itself, NRIP-save or not: QEMU fills it too). A port of the virtual PC is answered
     /// here, in the single and the string forms alike; any other goes to the VMM.
@@ -979,7 +1014,10 @@ impl SvmVCpu {
         let mask = (1u64 << (8 * u32::from(io.size))) - 1;
         let element = if io.string {
             let long = self.mode() == CpuMode::Long64;
-            let addr_size = io.addr_size.unwrap_or(if long { 8 } else { 4 });
+            let addr_size = match io.addr_size {
+                Some(size) => size,
+                None => self.string_addr_size(),
+            };
             if io.rep && crate::exit::string_count_zero(self.regs.0[r::RCX], addr_size) {
                 self.set_rip(next);
                 return None;
@@ -1031,11 +1069,16 @@ impl SvmVCpu {
                         self.inject_page_fault(addr, error_code);
                         return None;
                     }
-                    Err(_) => {
+                    Err(WalkError::La57) => {
                         return Some(VmExit::Unsupported {
-                            reason: "string port I/O on memory that is not guest RAM",
+                            reason: "string port I/O with 5-level paging",
                             syndrome: u64::from(io.port),
                         })
+                    }
+                    // Not RAM (as for INS), or a non-canonical address: #GP(0).
+                    Err(_) => {
+                        self.inject(vector::GP, Some(0));
+                        return None;
                     }
                 }
             }
@@ -1304,7 +1347,7 @@ impl ArchVCpu for SvmVCpu {
             Err(WalkError::PageFault { addr, error_code }) => {
                 self.inject_page_fault(addr, error_code)
             }
-            // Not RAM: the element is dropped and the guest gets #GP.
+            // Not RAM or not canonical: the element is dropped and the guest gets #GP.
             Err(_) => self.inject(vector::GP, Some(0)),
         }
     }
