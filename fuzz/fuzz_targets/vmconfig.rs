@@ -3,7 +3,8 @@
 //! where devices may be at I/O ports), and beside a
 //! copy of itself; every error formatted.
 //!
-//! Checked: a failed validation names a problem; two copies of one VM are refused; the
+//! Checked: a failed validation names a problem, every error and problem is one line (a
+//! problem's starting with its field); two copies of one VM are refused; the
 //! host ranges a config is given end after they start, its passthrough ports lie in the
 //! port space.
 
@@ -47,12 +48,16 @@ fn qemu_virt(arch: HostArch) -> HostFacts {
     }
 }
 
-/// Formats every problem (and checks there is one).
+/// Formats every problem (and checks there is one): each is one line that starts with the
+/// field it names, as the hypervisor and `xtask vmconfig check` print it after the file.
 fn problems(result: Result<(), Vec<ConfigProblem>>) {
     if let Err(problems) = result {
         assert!(!problems.is_empty(), "a check failed with no problem");
         for p in problems {
-            let _ = p.to_string();
+            let line = p.to_string();
+            assert!(!p.field.is_empty(), "a problem with no field: {line}");
+            assert!(line.starts_with(&format!("{}: ", p.field)), "{line}");
+            assert!(!line.contains('\n'), "a problem of more than one line: {line:?}");
         }
     }
 }
@@ -65,7 +70,8 @@ pub fn run(data: &[u8]) {
     let config = match axvmconfig::from_toml(text) {
         Ok(config) => config,
         Err(err) => {
-            let _ = err.to_string();
+            let line = err.to_string();
+            assert!(!line.is_empty() && !line.contains('\n'), "{line:?}");
             return;
         }
     };
