@@ -57,7 +57,10 @@ fn problems(result: Result<(), Vec<ConfigProblem>>) {
             let line = p.to_string();
             assert!(!p.field.is_empty(), "a problem with no field: {line}");
             assert!(line.starts_with(&format!("{}: ", p.field)), "{line}");
-            assert!(!line.contains('\n'), "a problem of more than one line: {line:?}");
+            assert!(
+                !line.contains('\n'),
+                "a problem of more than one line: {line:?}"
+            );
         }
     }
 }
