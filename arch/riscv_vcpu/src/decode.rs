@@ -437,7 +437,19 @@ pub fn decode_transformed(htinst: u64) -> Option<MemAccess> {
 /// doubleword, so no branch on the width.)
 #[inline]
 pub fn load_value(width: AccessWidth, sign_ext: bool, raw: u64) -> u64 {
-    let shift = 64 - 8 * width.size() as u32;
+    extend(raw, width_shift(width), sign_ext)
+}
+
+/// How far [`extend`] shifts a value of `width`: the bits above the width (0 for a
+/// doubleword).
+#[inline]
+pub fn width_shift(width: AccessWidth) -> u32 {
+    64 - 8 * width.size() as u32
+}
+
+/// `raw` cut to its low `64 - shift` bits ([`width_shift`]), sign-extended when `sign_ext`.
+#[inline]
+pub fn extend(raw: u64, shift: u32, sign_ext: bool) -> u64 {
     let top = raw << shift;
     if sign_ext {
         ((top as i64) >> shift) as u64

@@ -7,7 +7,6 @@ use crate::decode::{
 use crate::harts::{fence, Hart, VmHarts};
 use alloc::sync::Arc;
 use axaddrspace::{GuestPhysAddr, HostPhysAddr, RiscvSv39x4};
-use axdevice_base::AccessWidth;
 use axhal::guest::{
     self, GuestExit, GuestRegs, HSTATUS_SPV, HSTATUS_SPVP, HSTATUS_VSXL, HSTATUS_VTW, SSTATUS_FS,
     SSTATUS_SPP,
@@ -227,10 +226,11 @@ impl FpRegs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pending {
     None,
-    /// An MMIO load into `x[reg]`.
+    /// An MMIO load into `x[reg]` (1 to 31: a load into x0 leaves nothing pending), its
+    /// value cut by [`decode::extend`] with `shift` ([`decode::width_shift`]).
     Load {
-        reg: usize,
-        width: AccessWidth,
+        reg: u8,
+        shift: u8,
         sign_ext: bool,
     },
     /// An SBI call handed to the VMM.
@@ -388,11 +388,6 @@ impl RiscvVCpu {
                 return None;
             }
         }
-        self.last = LastTrap {
-            scause,
-            stval,
-            pc: self.regs.sepc,
-        };
         if hypercall {
             // What `decode_sbi` and `sbi` make of it, without their general dispatch (73
             // instructions more per call through them): the arguments stay in a0-a5
@@ -401,6 +396,12 @@ impl RiscvVCpu {
             let nr = self.regs.x[16];
             return Some(self.call_for_vmm(VmExit::Hypercall { nr }, RetKind::Value));
         }
+        // For an injected fault after this exit (a hypercall exit never gets one).
+        self.last = LastTrap {
+            scause,
+            stval,
+            pc: self.regs.sepc,
+        };
         let trap = Trap {
             scause,
             stval,
@@ -410,8 +411,8 @@ impl RiscvVCpu {
         };
         // Only when the hardware did not describe the instruction (QEMU 7.2 leaves
         // htinst 0): read it the way the guest fetched it.
-        let (pc, guest_vs) = (self.regs.sepc, !trap.from_vu);
-        let fetch = || guest::fetch_insn(pc, guest_vs);
+        let pc = self.regs.sepc;
+        let fetch = || guest::fetch_insn(pc);
         match decode_trap(&trap, &self.regs.x, &self.info, fetch) {
             TrapAction::Exit { exit, pc_step } => {
                 self.regs.sepc = self.regs.sepc.wrapping_add(pc_step);
@@ -421,9 +422,9 @@ impl RiscvVCpu {
                         width,
                         sign_ext,
                         ..
-                    } => Pending::Load {
-                        reg,
-                        width,
+                    } if reg & 31 != 0 => Pending::Load {
+                        reg: (reg & 31) as u8,
+                        shift: decode::width_shift(width) as u8,
                         sign_ext,
                     },
                     _ => Pending::None,
@@ -764,11 +765,12 @@ impl ArchVCpu for RiscvVCpu {
     fn complete_mmio_read(&mut self, value: u64) {
         if let Pending::Load {
             reg,
-            width,
+            shift,
             sign_ext,
         } = self.pending
         {
-            self.set_gpr(reg, decode::load_value(width, sign_ext, value));
+            // `reg` is 1 to 31 (see `Pending::Load`): x0 is never written.
+            self.regs.x[usize::from(reg) & 31] = decode::extend(value, u32::from(shift), sign_ext);
         }
         self.pending = Pending::None;
     }
@@ -893,7 +895,7 @@ fn read_guest_phys(addr: u64, buf: &mut [u8]) -> usize {
         let half = a & !1;
         let value = match have.iter().find(|(h, _)| *h == half) {
             Some(&(_, v)) => v,
-            None => match guest::fetch_insn(half, true) {
+            None => match guest::fetch_insn(half) {
                 // Up to two halfwords (a "32-bit instruction" when the low bits are 11).
                 Some(w) => {
                     have = [(half, w as u16), (half.wrapping_add(2), (w >> 16) as u16)];

@@ -1,6 +1,6 @@
 //! The world switch into a VS-mode guest and back.
 //!
-//! [`run`] pushes the hypervisor's `ra`, `gp`, `tp`, `s0` and `s1` on the current stack and
+//! [`run`] pushes the hypervisor's `ra`, `tp`, `s0` and `s1` on the current stack and
 //! keeps that stack pointer in the [`GuestRegs`], points `sscratch` at the [`GuestRegs`],
 //! loads the guest's registers, `sepc` and `sstatus`, sets `hstatus.SPV` and `sret`s into
 //! the guest. While the hypervisor itself runs, `sscratch` is 0: the trap vector swaps `sp`
@@ -16,7 +16,8 @@
 //! and must be loaded before.
 //!
 //! `hstatus` keeps the guest's value while the hypervisor runs: none of its fields matters
-//! in HS mode ([`fetch_insn`] sets SPVP for its HLVX). Only SPV can change meanwhile (a trap
+//! in HS mode (the guest's trap set SPVP, the privilege [`fetch_insn`]'s HLVX uses). Only SPV
+//! can change meanwhile (a trap
 //! taken in HS mode clears it), so each entry sets it again and nothing else of `hstatus`
 //! is saved or loaded per entry.
 
@@ -35,7 +36,7 @@ pub const SSTATUS_VS: u64 = 3 << 9;
 pub const GUEST_SSTATUS_MASK: u64 = SSTATUS_SPP | SSTATUS_FS | SSTATUS_VS;
 /// `hstatus.SPV`: the trap came from / `sret` returns to a virtual mode.
 pub const HSTATUS_SPV: u64 = 1 << 7;
-/// `hstatus.SPVP`: the guest's privilege for HLV/HSV (1 = VS).
+/// `hstatus.SPVP`: the guest's privilege for HLV/HSV (1 = VS); a trap from the guest sets it.
 pub const HSTATUS_SPVP: u64 = 1 << 8;
 /// `hstatus.VTW`: `wfi` in VS mode raises a virtual-instruction exception.
 pub const HSTATUS_VTW: u64 = 1 << 21;
@@ -109,22 +110,15 @@ pub fn set_timer(ticks: u64) {
 
 /// Reads the instruction the guest would execute at virtual address `pc`, translated by the
 /// guest's own page table (`vsatp`) and its G-stage (`hgatp`), both of which must be live,
-/// with the guest's privilege `guest_vs` (true: VS, false: VU; `hstatus.SPVP` of the exit).
-/// Uses HLVX (execute permission): one 32-bit read when `pc` is 4-byte aligned (the word
-/// cannot cross a page), else one halfword at a time; 16 or 32 bits come back (a 16-bit
-/// instruction zero-extended), or `None` when the guest could not fetch it either (the fault is absorbed by the trap vector). Leaves
-/// `hstatus.SPVP` set to `guest_vs`: no other HS code depends on it, and the next guest
-/// entry writes the guest's `hstatus`. Call with interrupts masked.
+/// with the guest's privilege at its last exit: the trap from the guest set `hstatus.SPVP`
+/// to it, and nothing in HS mode changes it until the next entry (a trap taken in HS mode
+/// leaves SPVP alone). Uses HLVX (execute permission): one 32-bit read when `pc` is 4-byte
+/// aligned (the word cannot cross a page), else one halfword at a time; 16 or 32 bits come
+/// back (a 16-bit instruction zero-extended), or `None` when the guest could not fetch it
+/// either (the fault is absorbed by the trap vector). Call with interrupts masked, after a
+/// guest exit and before the next entry.
 #[inline]
-pub fn fetch_insn(pc: u64, guest_vs: bool) -> Option<u32> {
-    // SAFETY: sets or clears hstatus.SPVP (the privilege of HLV/HLVX accesses).
-    unsafe {
-        if guest_vs {
-            core::arch::asm!("csrs 0x600, {}", in(reg) HSTATUS_SPVP, options(nomem, nostack));
-        } else {
-            core::arch::asm!("csrc 0x600, {}", in(reg) HSTATUS_SPVP, options(nomem, nostack));
-        }
-    }
+pub fn fetch_insn(pc: u64) -> Option<u32> {
     if pc & 3 == 0 {
         return hlvx(pc, true).map(|w| if w & 3 == 3 { w } else { w & 0xffff });
     }
@@ -174,13 +168,11 @@ pub(super) fn hlvx_fixup(sepc: usize) -> Option<usize> {
 #[repr(C)]
 struct HostFrame {
     ra: u64,
-    gp: u64,
     tp: u64,
     /// s0 (the frame pointer) and s1 (LLVM's base pointer), which `run`'s `asm!` cannot
     /// declare clobbered; it declares the other callee-saved registers clobbered instead,
     /// so the compiler saves only those it needs, once per function, not per entry.
     s: [u64; 2],
-    _pad: u64,
 }
 
 const HOST_FRAME: usize = core::mem::size_of::<HostFrame>();
@@ -190,10 +182,12 @@ const _: () = assert!(HOST_FRAME.is_multiple_of(16));
 /// (`sstatus.SIE` = 0); `hgatp`, the VS CSRs and the delegation registers must be the
 /// guest's.
 pub fn run(regs: &mut GuestRegs) -> GuestExit {
-    // SAFETY: `axhal_guest_enter` saves ra, gp, tp, s0, s1 and sp of the hypervisor and
+    // SAFETY: `axhal_guest_enter` saves ra, tp, s0, s1 and sp of the hypervisor and
     // restores them when the guest traps, and turns sstatus.FS / VS off again; every other
     // integer register is declared clobbered here (the C ABI's caller-saved ones and
-    // s2-s11), so the compiler keeps nothing in them across the run. The assembly writes
+    // s2-s11), so the compiler keeps nothing in them across the run, but gp, which the
+    // compiler never allocates and the hypervisor never uses (it links with --no-relax, so
+    // no access is gp-relative): it keeps the guest's value until the next run. The assembly writes
     // only through `regs`, which is exclusive. The hypervisor uses no floating-point
     // registers (sstatus.FS is off while it runs). The guest runs in VS/VU mode under
     // G-stage translation (hgatp) and cannot reach the hypervisor's memory or HS state;
@@ -267,7 +261,6 @@ core::arch::global_asm!(
     axhal_guest_enter:
         addi    sp, sp, -{frame}
         sd      ra, {ra}(sp)
-        sd      gp, {gp}(sp)
         sd      tp, {tp}(sp)
         sd      s0, {s}+0(sp)
         sd      s1, {s}+8(sp)
@@ -305,7 +298,6 @@ core::arch::global_asm!(
         csrc    sstatus, t0
         ld      sp, {ghost_sp}(sp)
         ld      ra, {ra}(sp)
-        ld      gp, {gp}(sp)
         ld      tp, {tp}(sp)
         ld      s0, {s}+0(sp)
         ld      s1, {s}+8(sp)
@@ -314,7 +306,6 @@ core::arch::global_asm!(
     ",
     frame = const HOST_FRAME,
     ra = const offset_of!(HostFrame, ra),
-    gp = const offset_of!(HostFrame, gp),
     tp = const offset_of!(HostFrame, tp),
     s = const offset_of!(HostFrame, s),
     gsepc = const offset_of!(GuestRegs, sepc),
