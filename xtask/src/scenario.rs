@@ -670,6 +670,14 @@ impl Images {
         self.changed.notify_all();
     }
 
+    /// Something other than a build changed what [`Images::next`]'s `may_take` accepts: the
+    /// waiting workers look again.
+    fn wake(&self) {
+        // Under the lock: a worker between its look and its wait misses no wake-up.
+        let _state = self.state();
+        self.changed.notify_all();
+    }
+
     /// No more images come: the scenarios whose image was not built fail saying so.
     pub fn finish(&self) {
         self.state().finished = true;
@@ -684,12 +692,15 @@ impl Images {
         self.changed.notify_all();
     }
 
-    /// Takes the first scenario of `queue` whose image is built (or will never be),
-    /// waiting for one if need be, with its image (`None`: it was not built). `None` when
-    /// the queue is empty or a build failed.
+    /// Takes the first scenario of `queue` whose image is built (or will never be) and that
+    /// `may_take` accepts, waiting for one if need be, with its image (`None`: it was not
+    /// built). `may_take` is asked about the ready scenarios in order until it accepts one,
+    /// so it may claim something for the scenario it accepts. `None` when the queue is
+    /// empty or a build failed.
     fn next<'a>(
         &self,
         queue: &Mutex<Vec<&'a Scenario>>,
+        may_take: impl Fn(&Scenario) -> bool,
     ) -> Option<(&'a Scenario, Option<PathBuf>)> {
         let mut state = self.state();
         loop {
@@ -700,9 +711,9 @@ impl Images {
             if queue.is_empty() {
                 return None;
             }
-            let ready = queue
-                .iter()
-                .position(|s| state.finished || state.built.contains_key(&s.image_key()));
+            let ready = queue.iter().position(|s| {
+                (state.finished || state.built.contains_key(&s.image_key())) && may_take(s)
+            });
             if let Some(i) = ready {
                 let scenario = queue.remove(i);
                 return Some((scenario, state.built.get(&scenario.image_key()).cloned()));
@@ -780,39 +791,50 @@ impl IdleCpu {
     }
 }
 
-/// The extra workers stand aside for timing-sensitive scenarios: none starts while one runs
-/// (or waits to), and one waits for the running extras to end before it starts.
+/// Timing-sensitive scenarios run one at a time, and the extra workers stand aside for
+/// them: none starts while one runs (or waits to), and one waits for the running extras to
+/// end before it starts. The other main worker runs the scenarios that are not
+/// timing-sensitive beside it.
 #[derive(Default)]
 struct Beside {
-    /// Timing-sensitive scenarios running or about to, and extra workers' scenarios running.
-    counts: Mutex<(usize, usize)>,
+    /// Whether a timing-sensitive scenario runs (or is about to), and how many extra
+    /// workers' scenarios run.
+    counts: Mutex<(bool, usize)>,
     changed: Condvar,
 }
 
 impl Beside {
-    fn counts(&self) -> MutexGuard<'_, (usize, usize)> {
+    fn counts(&self) -> MutexGuard<'_, (bool, usize)> {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A worker is about to run a timing-sensitive scenario: waits until no extra worker's
-    /// scenario runs; none starts until [`Beside::end_sensitive`].
-    fn begin_sensitive(&self) {
+    /// A main worker may take a timing-sensitive scenario (then [`Beside::wait_for_extras`]
+    /// before it starts it, and [`Beside::end_sensitive`] when it ends): false while
+    /// another one runs. No extra worker starts a scenario from here on.
+    fn claim_sensitive(&self) -> bool {
         let mut counts = self.counts();
-        counts.0 += 1;
+        let free = !counts.0;
+        counts.0 = true;
+        free
+    }
+
+    /// Waits until no extra worker's scenario runs.
+    fn wait_for_extras(&self) {
+        let mut counts = self.counts();
         while counts.1 > 0 {
             counts = self.changed.wait(counts).unwrap_or_else(|e| e.into_inner());
         }
     }
 
     fn end_sensitive(&self) {
-        self.counts().0 -= 1;
+        self.counts().0 = false;
     }
 
     /// An extra worker may start a scenario (then [`Beside::end_extra`] when it ends):
     /// false while a timing-sensitive one runs.
     fn begin_extra(&self) -> bool {
         let mut counts = self.counts();
-        let free = counts.0 == 0;
+        let free = !counts.0;
         if free {
             counts.1 += 1;
         }
@@ -886,14 +908,12 @@ pub fn run_while_building(scenarios: &[Scenario], images: &Images) -> Result<Vec
             let tx = tx.clone();
             let (queue, logs, beside) = (&queue, &logs, &beside);
             scope.spawn(move || {
-                while let Some((scenario, image)) = images.next(queue) {
+                let may_take = |s: &Scenario| !s.timing_sensitive || beside.claim_sensitive();
+                while let Some((scenario, image)) = images.next(queue, may_take) {
+                    if scenario.timing_sensitive {
+                        beside.wait_for_extras();
+                    }
                     let outcome = match image {
-                        Some(image) if scenario.timing_sensitive => {
-                            beside.begin_sensitive();
-                            let outcome = run_one(scenario, &image, logs);
-                            beside.end_sensitive();
-                            outcome
-                        }
                         Some(image) => run_one(scenario, &image, logs),
                         None => Outcome {
                             name: scenario.name.clone(),
@@ -906,6 +926,10 @@ pub fn run_while_building(scenarios: &[Scenario], images: &Images) -> Result<Vec
                             cpu: None,
                         },
                     };
+                    if scenario.timing_sensitive {
+                        beside.end_sensitive();
+                        images.wake();
+                    }
                     if tx.send(outcome).is_err() {
                         break;
                     }
@@ -2300,14 +2324,19 @@ mod runner_tests {
         assert_eq!(log, "one\ntwo\n");
     }
 
-    /// No extra worker starts while a timing-sensitive scenario runs, and one waits for the
-    /// running extras to end.
+    /// No extra worker starts while a timing-sensitive scenario runs, one waits for the
+    /// running extras to end, and a second one is not taken beside the first.
     #[test]
     fn extras_stand_aside_for_timing_sensitive_scenarios() {
         let beside = Beside::default();
         assert!(beside.begin_extra());
+        assert!(beside.claim_sensitive());
+        assert!(
+            !beside.claim_sensitive(),
+            "two timing-sensitive ones at once"
+        );
         std::thread::scope(|scope| {
-            let sensitive = scope.spawn(|| beside.begin_sensitive());
+            let sensitive = scope.spawn(|| beside.wait_for_extras());
             std::thread::sleep(Duration::from_millis(50));
             assert!(!sensitive.is_finished(), "started beside an extra");
             assert!(!beside.begin_extra(), "an extra started while one waits");
@@ -2318,6 +2347,42 @@ mod runner_tests {
         beside.end_sensitive();
         assert!(beside.begin_extra());
         beside.end_extra();
+        assert!(beside.claim_sensitive());
+        beside.end_sensitive();
+    }
+
+    /// While a timing-sensitive scenario runs, the other main worker takes the next one that
+    /// is not, and waits for the end of the first before it takes another sensitive one.
+    #[test]
+    fn timing_sensitive_scenarios_run_one_at_a_time() {
+        let parse = |extra: &str, name: &str| {
+            Scenario::parse(&format!("{BASIC}{extra}"), Path::new(name)).unwrap()
+        };
+        let sensitive = "timing_sensitive = true\n";
+        let all = [
+            parse(sensitive, "aarch64-hogs.toml"),
+            parse(sensitive, "aarch64-storm.toml"),
+            parse("", "aarch64-quick.toml"),
+        ];
+        let images = Images::built(BTreeMap::from([(
+            all[0].image_key(),
+            PathBuf::from("a.bin"),
+        )]));
+        let queue = Mutex::new(run_order(&all));
+        let beside = Beside::default();
+        let may_take = |s: &Scenario| !s.timing_sensitive || beside.claim_sensitive();
+        let name = |taken: Option<(&Scenario, Option<PathBuf>)>| taken.unwrap().0.name.clone();
+        assert_eq!(name(images.next(&queue, may_take)), "aarch64-hogs");
+        assert_eq!(name(images.next(&queue, may_take)), "aarch64-quick");
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| name(images.next(&queue, may_take)));
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!waiter.is_finished(), "took a second timing-sensitive one");
+            beside.end_sensitive();
+            images.wake();
+            assert_eq!(waiter.join().unwrap(), "aarch64-storm");
+        });
+        assert!(!beside.claim_sensitive(), "the storm's claim was released");
     }
 
     #[test]
@@ -2498,13 +2563,17 @@ mod runner_tests {
         let images = Images::default();
         let queue = Mutex::new(run_order(&all));
         images.publish(quick.image_key(), PathBuf::from("a.bin"));
-        let (first, image) = images.next(&queue).unwrap();
+        let (first, image) = images.next(&queue, |_| true).unwrap();
         assert_eq!(
             (first.name.as_str(), image),
             ("aarch64-quick", Some("a.bin".into()))
         );
         std::thread::scope(|scope| {
-            let waiter = scope.spawn(|| images.next(&queue).map(|(s, i)| (s.name.clone(), i)));
+            let waiter = scope.spawn(|| {
+                images
+                    .next(&queue, |_| true)
+                    .map(|(s, i)| (s.name.clone(), i))
+            });
             std::thread::sleep(Duration::from_millis(50));
             assert!(
                 !waiter.is_finished(),
@@ -2516,9 +2585,9 @@ mod runner_tests {
         });
         // The builds are over: the last one goes, without an image.
         images.finish();
-        let (last, image) = images.next(&queue).unwrap();
+        let (last, image) = images.next(&queue, |_| true).unwrap();
         assert_eq!((last.name.as_str(), image), ("riscv64-quick", None));
-        assert!(images.next(&queue).is_none());
+        assert!(images.next(&queue, |_| true).is_none());
 
         // An extra worker takes from the end: the shortest time limit whose image is built,
         // not a timing-sensitive one, and does not wait.
@@ -2552,7 +2621,7 @@ mod runner_tests {
         let queue = Mutex::new(run_order(&all));
         images.publish(quick.image_key(), PathBuf::from("a.bin"));
         images.fail();
-        assert!(images.next(&queue).is_none());
+        assert!(images.next(&queue, |_| true).is_none());
         assert!(images.over(&queue));
     }
 
