@@ -296,6 +296,11 @@ impl VmxVCpu {
         }
     }
 
+    /// An event whose delivery the exit interrupted (an EPT violation on the guest's IDT or
+    /// stack, say) is delivered again at the next entry, unless the exit's handling injects
+    /// something else. Not after VMCALL or an I/O instruction: an exit an instruction
+    /// causes never interrupts an event's delivery (SDM Vol. 3C, "Information for VM Exits
+    /// During Event Delivery"), so their IDT-vectoring information is never valid.
     #[inline(always)]
     fn reinject_vectoring(&mut self) {
         let info = vmx::read(f::IDT_VECTORING_INFO) as u32;
@@ -683,8 +688,14 @@ impl VmxVCpu {
                     None
                 }
             },
-            ExitReason::EPT_VIOLATION => self.ept_violation(vmx::read(f::EXIT_QUALIFICATION)),
-            _ => self.handle_other_exit(reason_field),
+            ExitReason::EPT_VIOLATION => {
+                self.reinject_vectoring();
+                self.ept_violation(vmx::read(f::EXIT_QUALIFICATION))
+            }
+            _ => {
+                self.reinject_vectoring();
+                self.handle_other_exit(reason_field)
+            }
         }
     }
 
@@ -878,10 +889,6 @@ impl VmxVCpu {
                 return Err(self.entry_failed(r));
             }
             self.launched = true;
-            // An event whose delivery the exit interrupted (an EPT violation on the guest's
-            // IDT or stack, say) is delivered again at the next entry, unless the exit's
-            // handling injects something else.
-            self.reinject_vectoring();
             if let Some(exit) = self.handle_exit() {
                 return Ok(exit);
             }
