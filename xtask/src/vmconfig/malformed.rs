@@ -218,6 +218,14 @@ const CASES: &[Case] = &[
     ("virtio-blk-relative-file", "aarch64", Append("[[devices]]\nkind = \"virtio-blk\"\nbase = 0x0a00_0000\nfile = \"disk.img\"\n"), &[
         "line 29, column 1: in `devices[1]`: `file` is a path on the hypervisor's disk starting with '/' (e.g. \"/vms/disk.img\")",
     ]),
+    ("virtio-blk-file-and-backing", "aarch64", Append("[[devices]]\nkind = \"virtio-blk\"\nbase = 0x0a00_0000\nfile = \"/d.img\"\nbacking = { disk = \"data\", offset = 0, size = 512 }\n"), &[
+        "line 29, column 1: in `devices[1]`: a `virtio-blk` has either `file` or `backing`, not both",
+    ]),
+    ("virtio-blk-region", "aarch64", Append("[[devices]]\nkind = \"virtio-blk\"\nbase = 0x0a00_0000\nbacking = { disk = \"da ta\", offset = 100, size = 0 }\n"), &[
+        "devices[1].backing.disk: contains ' '; only letters, digits, '_' and '-' are allowed",
+        "devices[1].backing.offset: 0x64 is not a multiple of 0x200",
+        "devices[1].backing.size: size must not be 0",
+    ]),
     ("virtio-net-no-switch", "aarch64", Append("[[devices]]\nkind = \"virtio-net\"\nbase = 0x0a00_0000\n"), &[
         "line 29, column 1: in `devices[1]`: missing field `switch` (the virtual switch it is plugged into, e.g. \"lan\")",
     ]),
@@ -402,6 +410,21 @@ fn problems_between_configs_name_both_files() {
     assert_eq!(
         two(link("a", "b", "0x1000"), link("b", "a", "0x2000")),
         "a.toml: ok\nb.toml: links[0].shmem.size: this VM shares 0x2000 bytes, but VM `a` declares 0x1000; both ends of a link have the same size\n"
+    );
+    let region = |name: &str, offset: &str, ro: bool| {
+        format!(
+            "{hello}[[devices]]\nkind = \"virtio-blk\"\nbase = 0x0a00_0000\n\
+             backing = {{ disk = \"data\", offset = {offset}, size = 0x2000 }}\nread_only = {ro}\n"
+        )
+        .replace("name = \"hello\"", &format!("name = \"{name}\""))
+    };
+    assert_eq!(
+        two(region("a", "0x1000", true), region("b", "0x2000", false)),
+        "a.toml: ok\nb.toml: devices[1]: overlaps devices[1] of VM `a` on disk \"data\" (bytes [0x1000, 0x3000)) and one of them is read-write; a region a VM writes is that VM's alone\n"
+    );
+    assert_eq!(
+        two(region("a", "0x1000", true), region("b", "0x2000", true)),
+        "a.toml: ok\nb.toml: ok\n"
     );
     assert_eq!(
         two(link("a", "b", "0x1000"), link("b", "c", "0x1000")),
