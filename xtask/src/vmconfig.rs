@@ -283,6 +283,15 @@ fn check(inputs: &[Input]) -> Report {
                 continue;
             }
         };
+        let limit = axvmconfig::DISK_CONFIG_MAX;
+        if let (Some(disk), true) = (&input.disk, text.len() as u64 > limit) {
+            problems[i].push(format!(
+                "{}: {} bytes is larger than the limit of {limit} bytes (the hypervisor reads no larger config from its disk)",
+                disk.path,
+                text.len()
+            ));
+            continue;
+        }
         match axvmconfig::from_toml(text) {
             Err(err) => problems[i].push(err.to_string()),
             Ok(config) => {

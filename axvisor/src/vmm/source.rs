@@ -76,15 +76,13 @@ impl fmt::Display for LoadError {
     }
 }
 
-/// The largest config file read.
-const CONFIG_MAX: u64 = 64 * 1024;
-
 /// Reads the config at `file` on the disk and every image it names.
 pub fn load(file: &str) -> Result<VmSource, LoadError> {
-    let bytes = disk::read(file, CONFIG_MAX).map_err(|error| LoadError::Config {
-        file: file.into(),
-        error,
-    })?;
+    let bytes =
+        disk::read(file, axvmconfig::DISK_CONFIG_MAX).map_err(|error| LoadError::Config {
+            file: file.into(),
+            error,
+        })?;
     let parse = |error: String| LoadError::Parse {
         file: file.into(),
         error,

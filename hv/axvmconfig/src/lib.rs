@@ -64,7 +64,7 @@ pub use host::{
     VGIC_GICR_FRAME_SIZE, VGIC_SPI_LINES, VIOAPIC_PINS, VIOAPIC_WINDOW_SIZE, VPLIC_SOURCES,
     VPLIC_WINDOW_SIZE,
 };
-pub use paths::{image_fields, image_path};
+pub use paths::{image_fields, image_path, DISK_CONFIG_MAX};
 pub use validate::{
     validate_links, validate_many, validate_many_on, ConfigProblem, ProblemKind, ValidateContext,
     MAX_NAME_LEN, PAGE_SIZE, PORT_SPACE_END,

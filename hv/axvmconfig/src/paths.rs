@@ -6,6 +6,10 @@ use crate::VmConfig;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+/// The largest config file the hypervisor reads from its disk (`/vms/*.toml`, `vm create`),
+/// in bytes; `cargo xtask vmconfig check --disk` refuses a larger one as the boot does.
+pub const DISK_CONFIG_MAX: u64 = 64 * 1024;
+
 /// The image fields a config names, as (field, value), in the order `kernel.image`,
 /// `kernel.initrd.image`, `kernel.dtb.image` (absent ones left out).
 pub fn image_fields(config: &VmConfig) -> Vec<(&'static str, String)> {

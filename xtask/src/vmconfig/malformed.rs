@@ -475,6 +475,20 @@ fn images_on_a_disk_are_found_and_fit() {
         ),
         "x.toml: kernel.initrd: overlaps kernel ([0x40000000, 0x40000040))\n"
     );
+    // A config larger than the hypervisor reads from its disk.
+    let padded = format!("{hello}{}", "#".repeat(64 * 1024));
+    std::fs::write(root.join("vms/x.toml"), &padded).unwrap();
+    let big_config = Input {
+        disk: Some(OnDisk::new(&root, &root.join("vms/x.toml")).unwrap()),
+        ..input("x.toml", "aarch64", padded.clone())
+    };
+    assert_eq!(
+        check(&[big_config]).text,
+        format!(
+            "x.toml: /vms/x.toml: {} bytes is larger than the limit of 65536 bytes (the hypervisor reads no larger config from its disk)\n",
+            padded.len()
+        )
+    );
     std::fs::remove_dir_all(&root).unwrap();
 }
 
