@@ -835,4 +835,5 @@ fn main() {
     );
     arch::final_checks(&mut c);
     c.finish();
+    arch::end();
 }
