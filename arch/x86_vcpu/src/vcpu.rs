@@ -903,16 +903,18 @@ impl VmxVCpu {
             self.inject(vector::UD, None);
             return None;
         }
-        let nr = self.gprs.0[RAX];
-        let a = [self.gprs.0[RDI], self.gprs.0[RSI], self.gprs.0[RDX]];
         self.skip_instruction();
+        let nr = self.gprs.0[RAX];
         if let Some(id) = self.vm_id {
             if let Some(v) = hypercall::fixed_answer(nr, id) {
                 self.gprs.0[RAX] = v;
                 return None;
             }
         }
-        Some(power::exit(nr, a))
+        // The arguments read after the VMCS accesses (which the compiler may not move
+        // loads across) and only for an exit: the fast path had loaded all three.
+        let g = &self.gprs.0;
+        Some(power::exit(nr, [g[RDI], g[RSI], g[RDX]]))
     }
 
     fn msr_access(&mut self, write: bool) -> Option<VmExit> {
