@@ -219,7 +219,10 @@ fn check_translate(paging: &Paging, mem: &Mem, la: u64, access: Access) {
         Err(WalkError::NotRam { .. }) => {}
         Err(WalkError::NonCanonical { addr }) => {
             assert_eq!(addr, la);
-            assert!(paging.efer & (1 << 10) != 0, "only 64-bit mode has canonical checks");
+            assert!(
+                paging.efer & (1 << 10) != 0,
+                "only 64-bit mode has canonical checks"
+            );
         }
         Err(WalkError::La57) => {
             assert!(paging.efer & (1 << 10) != 0 && paging.cr4 & (1 << 12) != 0);

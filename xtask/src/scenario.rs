@@ -18,8 +18,8 @@ use serde::Deserialize;
 
 use crate::arch::{Arch, Gic, MemSize};
 use crate::bochs;
-use crate::hostdisk::HostDisk;
 use crate::disk::DiskFs;
+use crate::hostdisk::HostDisk;
 use crate::matcher::{clean_line, Matcher, Missing, Step, Steps, Verdict};
 use crate::qemu::{self, Console, EmulatorCommand, Machine};
 use crate::vmset::VmSet;
