@@ -157,10 +157,8 @@ pub enum ControlError {
     Exists {
         /// The config file.
         file: String,
-        /// Its VM's name.
-        name: String,
-        /// Its VM's id.
-        id: u32,
+        /// Its id or name, and the VM that has it.
+        clash: super::Clash,
     },
 }
 
@@ -189,10 +187,9 @@ impl fmt::Display for ControlError {
             Self::NoUart(name) => write!(f, "vm {name}: has no UART to attach to"),
             Self::Load(e) => write!(f, "{e}"),
             Self::Invalid(file) => write!(f, "vm config {file}: invalid (see the lines above)"),
-            Self::Exists { file, name, id } => write!(
-                f,
-                "vm config {file}: a VM with id {id} or name {name:?} exists: try \"vm list\""
-            ),
+            Self::Exists { file, clash } => {
+                write!(f, "vm config {file}: {clash}: try \"vm list\"")
+            }
         }
     }
 }
@@ -302,17 +299,22 @@ pub fn create(file: &str) -> Result<String, ControlError> {
     // slips in between the check and the push.
     let vms = VMS.lock();
     let mut created = CREATED.lock();
-    let taken = vms.iter().any(|e| {
-        let vm = &e.run.vm;
-        vm.id() == config.id || vm.name() == name
-    }) || created
+    let holder = |name: &str| alloc::format!("VM {name}");
+    let clash = vms
         .iter()
-        .any(|(_, c)| c.id == config.id || c.name == name);
-    if taken {
+        .find_map(|e| {
+            let vm = &e.run.vm;
+            super::Clash::of(&config, vm.id(), vm.name(), &holder(vm.name()))
+        })
+        .or_else(|| {
+            created
+                .iter()
+                .find_map(|(_, c)| super::Clash::of(&config, c.id, &c.name, &holder(&c.name)))
+        });
+    if let Some(clash) = clash {
         return Err(ControlError::Exists {
             file: String::from(file),
-            name,
-            id: config.id,
+            clash,
         });
     }
     created.push((source, config));

@@ -103,6 +103,55 @@ fn check_config(source: &VmSource, pcpus: usize, host: &HostFacts) -> Option<VmC
     None
 }
 
+/// A config's `id` or `name` that another VM (`holder`: its file, or `VM NAME`) has already.
+/// `Display` is `field: reason`, as a config problem prints.
+#[derive(Debug)]
+pub enum Clash {
+    /// The same `id`.
+    Id {
+        /// The id.
+        id: u32,
+        /// Who has it.
+        holder: String,
+    },
+    /// The same `name`.
+    Name {
+        /// The name.
+        name: String,
+        /// Who has it.
+        holder: String,
+    },
+}
+
+impl Clash {
+    /// The clash of `config` with a VM whose id and name are `id` and `name` (the id first),
+    /// if they share one.
+    pub fn of(config: &VmConfig, id: u32, name: &str, holder: &str) -> Option<Self> {
+        let holder = String::from(holder);
+        if config.id == id {
+            Some(Self::Id { id, holder })
+        } else if config.name == name {
+            Some(Self::Name {
+                name: String::from(name),
+                holder,
+            })
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Clash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id { id, holder } => write!(f, "id: id {id} is already used by {holder}"),
+            Self::Name { name, holder } => {
+                write!(f, "name: name `{name}` is already used by {holder}")
+            }
+        }
+    }
+}
+
 /// The configs to run at boot: the embedded ones, then `/vms/*.toml` on the disk (by
 /// name). Each is parsed and validated ([`check_config`]); a config on the disk whose
 /// images cannot be read is reported and skipped; of configs sharing an id or a name the
@@ -120,13 +169,11 @@ fn load_configs(pcpus: usize, host: &HostFacts) -> Vec<(VmSource, VmConfig)> {
         let Some(c) = check_config(&source, pcpus, host) else {
             continue;
         };
-        if ok.iter().any(|(_, o)| o.id == c.id || o.name == c.name) {
-            println!(
-                "vm config {}: id {} or name {:?} already used; skipped",
-                source.file(),
-                c.id,
-                c.name
-            );
+        let clash = ok
+            .iter()
+            .find_map(|(s, o)| Clash::of(&c, o.id, &o.name, s.file()));
+        if let Some(clash) = clash {
+            println!("vm config {}: {clash}; skipped", source.file());
         } else {
             ok.push((source, c));
         }
