@@ -17,9 +17,12 @@ pub const SPSR_T: u64 = 1 << 5;
 const SPSR_PAN: u64 = 1 << 22;
 /// SPSR.SSBS, AArch64 format.
 const SPSR_SSBS: u64 = 1 << 12;
-/// SPSR.DIT: bit 24 in the AArch64 format, 21 in the AArch32 format.
+/// SPSR.DIT: bit 24 in both formats of SPSR_ELx (an AArch32 CPSR has it in bit 21, but
+/// an exception to AArch64 moves it to bit 24, making room for SS).
 const SPSR_DIT: u64 = 1 << 24;
-const SPSR32_DIT: u64 = 1 << 21;
+/// SPSR.SS (software step), bit 21 in both formats: 1 when the instruction the exception
+/// came from is being stepped and has not completed.
+pub const SPSR_SS: u64 = 1 << 21;
 /// SPSR.IT[7:2] (AArch32 format, bits 15:10) and IT[1:0] (bits 26:25).
 const SPSR_IT_HIGH: u64 = 0x3f << 10;
 const SPSR_IT_LOW: u64 = 0x3 << 25;
@@ -99,12 +102,7 @@ pub fn entry_pstate(spsr: u64, sctlr: u64, features: EntryFeatures) -> u64 {
     if features.ssbs && sctlr & SCTLR_DSSBS != 0 {
         pstate |= SPSR_SSBS;
     }
-    let dit = if is_aarch32(spsr) {
-        SPSR32_DIT
-    } else {
-        SPSR_DIT
-    };
-    if features.dit && spsr & dit != 0 {
+    if features.dit && spsr & SPSR_DIT != 0 {
         pstate |= SPSR_DIT;
     }
     pstate
@@ -129,13 +127,17 @@ fn itstate(spsr: u64) -> u64 {
 /// The guest's PC and PSTATE after it completes an instruction of `len` bytes at `pc`: the
 /// PC moves on (wrapping at 32 bits in AArch32), and in T32 state ITSTATE advances as the
 /// instruction would have advanced it (ITAdvance), so the rest of an IT block keeps its
-/// conditions and the block ends after its last instruction. `len` 0 (the instruction is
-/// retried, or ELR already points past it) changes nothing.
+/// conditions and the block ends after its last instruction. The instruction counts as
+/// stepped: SS is cleared, so that a guest single-stepping it takes its software-step
+/// exception right after it, as after an instruction the CPU completed (with SS left set,
+/// the next instruction would run first). `len` 0 (the instruction is retried, or ELR
+/// already points past it) changes nothing.
 #[inline(always)]
 pub fn step(pc: u64, spsr: u64, len: u64) -> (u64, u64) {
     if len == 0 {
         return (pc, spsr);
     }
+    let spsr = spsr & !SPSR_SS;
     if !is_aarch32(spsr) {
         return (pc.wrapping_add(len), spsr);
     }

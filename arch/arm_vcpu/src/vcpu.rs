@@ -620,7 +620,7 @@ impl ArmVCpu {
             self.inject_undefined();
             return;
         }
-        self.regs.elr = self.regs.elr.wrapping_add(4);
+        self.step_pc(4);
     }
 
     /// Emulates a GICv3 CPU-interface register access trapped by ICH_HCR_EL2.TC (the live
@@ -765,8 +765,11 @@ impl ArmVCpu {
     fn step_pc(&mut self, len: u64) {
         if exception::is_aarch32(self.regs.spsr) {
             (self.regs.elr, self.regs.spsr) = exception::step(self.regs.elr, self.regs.spsr, len);
-        } else {
+        } else if len != 0 {
+            // As `exception::step`: the instruction completed, so a single step of it ends
+            // here (SS clear), not after the next one.
             self.regs.elr = self.regs.elr.wrapping_add(len);
+            self.regs.spsr &= !exception::SPSR_SS;
         }
     }
 

@@ -3,7 +3,8 @@
 //! data faults on purpose (e.g. to check that the hypervisor injects one for an address
 //! nobody emulates) registers a handler with [`set_data_fault_handler`]; one that runs
 //! instructions the hypervisor must refuse registers [`set_undefined_handler`]. On x86_64
-//! every other exception vector (#DE, #GP, ...) goes to the handler of
+//! every other exception vector (#DE, #GP, ...), on aarch64 every other synchronous
+//! exception from EL1 (debug exceptions among them), goes to the handler of
 //! `set_exception_handler`.
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -69,8 +70,22 @@ pub struct Exception {
     pub cr2: u64,
 }
 
-/// An x86_64 exception handler.
-#[cfg(target_arch = "x86_64")]
+/// Any other synchronous exception of aarch64 taken from EL1 (ESR_EL1.EC neither a data
+/// abort nor 0): debug exceptions (breakpoint, software step, watchpoint, BRK), illegal
+/// execution state, ...
+#[cfg(target_arch = "aarch64")]
+#[derive(Clone, Copy, Debug)]
+pub struct Exception {
+    /// ESR_EL1.
+    pub syndrome: u64,
+    /// ELR_EL1: the instruction for a fault, the next one to run after a step or a trap.
+    pub pc: u64,
+    /// FAR_EL1 (a watchpoint's address; UNKNOWN for most classes).
+    pub addr: u64,
+}
+
+/// An x86_64 or aarch64 exception handler.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub type ExceptionHandler = fn(&Exception) -> FaultAction;
 
 /// One registered handler of type `fn(&T) -> FaultAction`, stored as a `usize` (0: none).
@@ -104,7 +119,7 @@ impl<T> HandlerSlot<T> {
 
 static DATA_FAULT_HANDLER: HandlerSlot<DataFault> = HandlerSlot::new();
 static UNDEFINED_HANDLER: HandlerSlot<Undefined> = HandlerSlot::new();
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 static EXCEPTION_HANDLER: HandlerSlot<Exception> = HandlerSlot::new();
 
 /// Set while a vCPU handles an exception: a second one on the same vCPU (e.g. the console
@@ -128,16 +143,18 @@ pub fn set_undefined_handler(handler: Option<UndefinedHandler>) {
 }
 
 /// Registers (or with `None` removes) the handler called for x86_64 exceptions other than
-/// page faults and invalid opcodes. `Skip` resumes after the instruction at
-/// [`Exception::rip`], which is right for a fault (#GP, #DE, ...) but skips one more after a
-/// trap (#BP): a handler of traps returns `Retry`.
-#[cfg(target_arch = "x86_64")]
+/// page faults and invalid opcodes, and for aarch64 synchronous exceptions from EL1 other
+/// than data aborts and undefined instructions. `Skip` resumes after the instruction at
+/// `Exception::rip` (x86_64) / `Exception::pc` (aarch64: 4 bytes on), which is right for a
+/// fault (#GP, #DE, ...) but skips one more after a trap (#BP, a software step): a handler
+/// of traps returns `Retry`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub fn set_exception_handler(handler: Option<ExceptionHandler>) {
     EXCEPTION_HANDLER.set(handler);
 }
 
-/// Called by the x86_64 trap code for the other exceptions.
-#[cfg(target_arch = "x86_64")]
+/// Called by the x86_64 and aarch64 trap code for the other exceptions.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) fn on_exception(exception: &Exception) -> FaultAction {
     EXCEPTION_HANDLER.call(exception)
 }

@@ -20,7 +20,9 @@ mod checks {
     use core::sync::atomic::{AtomicU64, Ordering};
 
     use grt::check::Checker;
-    use grt::trap::{set_undefined_handler, FaultAction, Undefined};
+    use grt::trap::{
+        set_exception_handler, set_undefined_handler, Exception, FaultAction, Undefined,
+    };
 
     static UNDEFS: AtomicU64 = AtomicU64::new(0);
     static UNDEF_PC: AtomicU64 = AtomicU64::new(0);
@@ -140,8 +142,131 @@ mod checks {
             pmu_pc,
         );
         hidden_extensions(&mut c);
+        software_step(&mut c);
         c.finish();
     }
+    static STEPS: AtomicU64 = AtomicU64::new(0);
+    static STEP_PC: AtomicU64 = AtomicU64::new(0);
+    static STEP_ESR: AtomicU64 = AtomicU64::new(0);
+
+    /// A software-step exception: recorded, stepping switched off (MDSCR_EL1.SS), and the
+    /// guest resumes where the step ended.
+    fn on_step(e: &Exception) -> FaultAction {
+        STEPS.store(STEPS.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
+        STEP_PC.store(e.pc, Ordering::SeqCst);
+        STEP_ESR.store(e.syndrome, Ordering::SeqCst);
+        // SAFETY: clears MDSCR_EL1.SS; nothing else changes.
+        unsafe {
+            asm!(
+                "mrs {t}, mdscr_el1",
+                "bic {t}, {t}, #1",
+                "msr mdscr_el1, {t}",
+                "isb",
+                t = out(reg) _,
+                options(nomem, nostack),
+            )
+        };
+        FaultAction::Retry
+    }
+
+    /// Single-steps `$insn` at EL1 (MDSCR_EL1.KDE and SS, the OS lock cleared, an `eret` to
+    /// it with SPSR_EL1.SS set and D clear) and returns the addresses of the instruction
+    /// after it and of the one after that. `$insn` runs with x0 = PSCI_VERSION's function
+    /// id and x10 = the PL011's FR; it may change x0-x3 and x9.
+    macro_rules! stepped {
+        ($insn:literal) => {{
+            let (next, after): (u64, u64);
+            // SAFETY: the `eret` returns to EL1h at `1:` with A, I, F masked and only D
+            // opened for the step; `$insn` is one of the harmless instructions of
+            // `software_step`, the step exception is handled by `on_step`, and D is masked
+            // and KDE cleared again afterwards. No memory changes.
+            unsafe {
+                asm!(
+                    "msr oslar_el1, xzr",
+                    "mrs {t}, mdscr_el1",
+                    "orr {t}, {t}, #(1 << 13)",
+                    "orr {t}, {t}, #1",
+                    "msr mdscr_el1, {t}",
+                    "adr {t}, 1f",
+                    "msr elr_el1, {t}",
+                    "mov {t}, #0x1c5",
+                    "orr {t}, {t}, #(1 << 21)",
+                    "msr spsr_el1, {t}",
+                    "adr {next}, 2f",
+                    "adr {after}, 3f",
+                    "isb",
+                    "eret",
+                    concat!("1: ", $insn),
+                    "2: nop",
+                    "3: nop",
+                    "msr daifset, #8",
+                    "mrs {t}, mdscr_el1",
+                    "bic {t}, {t}, #(1 << 13)",
+                    "msr mdscr_el1, {t}",
+                    "isb",
+                    t = out(reg) _,
+                    next = out(reg) next,
+                    after = out(reg) after,
+                    inout("x0") 0x8400_0000u64 => _,
+                    out("x1") _,
+                    out("x2") _,
+                    out("x3") _,
+                    out("x9") _,
+                    in("x10") 0x0900_0018u64,
+                    options(nostack),
+                )
+            };
+            (next, after)
+        }};
+    }
+
+    /// A guest single-stepping an instruction the hypervisor completes for it (an MMIO load,
+    /// a trapped system register, a trapped SMC) must take its step exception right after
+    /// that instruction, as after one the CPU ran: the vCPU clears SPSR_EL2.SS when it moves
+    /// the PC past it. Without that the step ran one instruction more. `nop` and `hvc` (an
+    /// exception-generating instruction, whose SS the CPU clears itself) are the controls.
+    fn software_step(c: &mut Checker) {
+        set_exception_handler(Some(on_step));
+        check_step(c, "nop", stepped!("nop"));
+        check_step(c, "hvc (PSCI_VERSION)", stepped!("hvc #0"));
+        check_step(c, "smc (PSCI_VERSION, trapped)", stepped!("smc #0"));
+        check_step(
+            c,
+            "ldr of the PL011's FR (emulated)",
+            stepped!("ldr w9, [x10]"),
+        );
+        check_step(
+            c,
+            "mrs ID_AA64PFR0_EL1 (trapped)",
+            stepped!("mrs x9, id_aa64pfr0_el1"),
+        );
+        set_exception_handler(None);
+    }
+
+    /// Checks the step of one [`stepped!`] instruction: one software-step exception (EC
+    /// 0x33, from EL1 itself) that returns to the instruction right after it (`next`), not
+    /// the one after that.
+    fn check_step(c: &mut Checker, what: &str, (next, after): (u64, u64)) {
+        let (n, pc, esr) = (
+            STEPS.load(Ordering::SeqCst),
+            STEP_PC.load(Ordering::SeqCst),
+            STEP_ESR.load(Ordering::SeqCst),
+        );
+        STEPS.store(0, Ordering::SeqCst);
+        c.eq(format_args!("{what}: step exceptions"), n, 1);
+        c.eq(
+            format_args!("{what}: ESR_EL1.EC (software step)"),
+            esr >> 26,
+            0x33,
+        );
+        c.ok(
+            format_args!(
+                "{what}: the step ends right after it ({pc:#x}: {next:#x}, not {after:#x})"
+            ),
+            pc == next,
+        );
+    }
+
     /// SME and pointer authentication, which the ID registers hide, are UNDEFINED even for a
     /// guest that enables them at EL1 regardless: `smstart` with CPACR_EL1.SMEN open, and
     /// `pacia` with SCTLR_EL1.EnIA set. A CPU without them (Cortex-A72) does that itself; on

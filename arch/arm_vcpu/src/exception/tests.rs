@@ -65,10 +65,11 @@ fn entry_pstate_ssbs_and_dit() {
     );
     let base = SPSR_EL1H_MASKED | SPSR_PAN;
     assert_eq!(entry_pstate(0, SCTLR_DSSBS, all), base | SPSR_SSBS);
-    // DIT is bit 21 in AArch32 and 24 in AArch64; either way it arrives in bit 24.
-    assert_eq!(entry_pstate(USR | SPSR32_DIT, 0, all), base | SPSR_DIT);
+    // DIT is bit 24 in both SPSR formats; bit 21 is SS (an AArch32 EL0 being stepped),
+    // which never survives.
+    assert_eq!(entry_pstate(USR | SPSR_DIT, 0, all), base | SPSR_DIT);
     assert_eq!(entry_pstate(SPSR_DIT, 0, all), base | SPSR_DIT);
-    assert_eq!(entry_pstate(USR | SPSR_DIT, 0, all), base);
+    assert_eq!(entry_pstate(USR | SPSR_SS, 0, all), base);
 }
 
 #[test]
@@ -86,6 +87,11 @@ fn step_aarch64_and_a32() {
     assert_eq!(step(0x1000, s, 0), (0x1000, s));
     // The AArch32 PC wraps at 32 bits.
     assert_eq!(step(0xffff_fffe, USR_T32, 2), (0, USR_T32));
+    // A stepped instruction (SS set) completes: SS clears, in either state; a retried one
+    // keeps it.
+    assert_eq!(step(0x1000, 0x3c5 | SPSR_SS, 4), (0x1004, 0x3c5));
+    assert_eq!(step(0x1000, USR_T32 | SPSR_SS, 2), (0x1002, USR_T32));
+    assert_eq!(step(0x1000, 0x3c5 | SPSR_SS, 0), (0x1000, 0x3c5 | SPSR_SS));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use core::mem::size_of;
 
 use crate::layout;
 use crate::smp::{CpuState, PowerError};
-use crate::trap::{self, DataFault, FaultAction, Undefined};
+use crate::trap::{self, DataFault, Exception, FaultAction, Undefined};
 
 /// The architecture's name.
 pub const NAME: &str = "aarch64";
@@ -265,7 +265,11 @@ extern "C" fn grt_trap(frame: &mut TrapFrame, index: u64) {
             syndrome: esr,
             pc: frame.elr,
         }),
-        _ => FaultAction::Fail,
+        _ => trap::on_exception(&Exception {
+            syndrome: esr,
+            pc: frame.elr,
+            addr: far,
+        }),
     };
     match action {
         FaultAction::Skip => {
