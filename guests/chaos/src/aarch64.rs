@@ -348,9 +348,10 @@ const VENDOR_HYP_REVISION: u64 = 0x8600_ff03;
 /// Call UID's answer in x0..x3: axvisor's UUID.
 const AXVISOR_UID: [u64; 4] = [0x073b_0f2f, 0x6648_bf3c, 0x5333_17be, 0x99eb_9091];
 
-/// The vCPU an MPIDR names in a one-vCPU VM: Aff0 = 0 with Aff1..Aff3 zero.
+/// Whether a PSCI `target_cpu` names the one vCPU of the VM: Aff0 = 0 with Aff1..Aff3 and
+/// the bits PSCI says must be zero (63:40, 31:24) zero too, so 0 only (docs/vmm.md).
 fn names_vcpu0(target: u64) -> bool {
-    target & 0xff_00ff_ffff == 0
+    target == 0
 }
 
 /// A function id for [`firmware_op`] (W0; the caller may add junk above it): PSCI in the
