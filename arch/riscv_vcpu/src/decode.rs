@@ -355,7 +355,14 @@ fn bits(insn: u32, lo: u32, len: u32) -> u32 {
 #[inline]
 fn decode_32(insn: u32, len: u64) -> Option<MemAccess> {
     let funct3 = bits(insn, 12, 3);
-    let width = AccessWidth::ALL[(funct3 & 3) as usize];
+    // A `match` rather than `AccessWidth::ALL[..]`: the discriminants are log2 of the width,
+    // so this compiles to nothing, where the table was a load.
+    let width = match funct3 & 3 {
+        0 => AccessWidth::Byte,
+        1 => AccessWidth::Half,
+        2 => AccessWidth::Word,
+        _ => AccessWidth::Dword,
+    };
     let op = match insn & 0x7f {
         OP_LOAD if funct3 != 7 => MemOp::Load {
             rd: bits(insn, 7, 5) as usize,

@@ -222,7 +222,8 @@ impl FpRegs {
     }
 }
 
-/// What the VMM's answer to the last exit completes.
+/// What the VMM's answer to the last exit completes. Flat (no nested [`RetKind`]): the
+/// answer's path tests one discriminant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pending {
     None,
@@ -233,8 +234,12 @@ enum Pending {
         shift: u8,
         sign_ext: bool,
     },
-    /// An SBI call handed to the VMM.
-    Call(RetKind),
+    /// An SBI call handed to the VMM whose answer goes to `a0` ([`RetKind::Legacy`],
+    /// [`RetKind::Status`]).
+    CallA0,
+    /// An SBI call handed to the VMM whose answer goes to `a1`, with `a0` = success
+    /// ([`RetKind::Value`]), or one answered by `complete_power` ([`RetKind::Power`]).
+    CallA1,
     /// One byte of a DBCN `console_write` handed to the VMM (its result is not the
     /// guest's: the call's answer is given once every byte went out).
     ConsoleByte,
@@ -554,7 +559,10 @@ impl RiscvVCpu {
         if matches!(ret, RetKind::Status | RetKind::Power) {
             self.regs.x[10] = decode::sbi::ERR_FAILED;
         }
-        self.pending = Pending::Call(ret);
+        self.pending = match ret {
+            RetKind::Legacy | RetKind::Status => Pending::CallA0,
+            RetKind::Value | RetKind::Power => Pending::CallA1,
+        };
         exit
     }
 
@@ -789,9 +797,7 @@ impl ArchVCpu for RiscvVCpu {
     fn set_return_value(&mut self, value: u64) {
         match self.pending {
             Pending::ConsoleByte => {}
-            Pending::Call(RetKind::Legacy) | Pending::Call(RetKind::Status) => {
-                self.regs.x[10] = value
-            }
+            Pending::CallA0 => self.regs.x[10] = value,
             _ => {
                 self.regs.x[10] = decode::sbi::SUCCESS;
                 self.regs.x[11] = value;

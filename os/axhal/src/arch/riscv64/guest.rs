@@ -6,7 +6,7 @@
 //! the guest. While the hypervisor itself runs, `sscratch` is 0: the trap vector swaps `sp`
 //! with `sscratch` and, finding a non-zero value, knows the trap came from the guest and
 //! has the [`GuestRegs`] in `sp`. Its guest-exit path stores the guest's registers, `sepc`
-//! and `sstatus` there, turns the FPU and vector unit off again, restores the hypervisor's
+//! and `sstatus` there, turns the FPU off again, restores the hypervisor's
 //! registers (including `tp`, the logical CPU id) and returns from [`run`]. The trap CSRs
 //! (`scause`, `stval`, `htval`, `htinst`) are read right after, before anything can trap
 //! again.
@@ -113,14 +113,15 @@ pub fn set_timer(ticks: u64) {
 /// with the guest's privilege at its last exit: the trap from the guest set `hstatus.SPVP`
 /// to it, and nothing in HS mode changes it until the next entry (a trap taken in HS mode
 /// leaves SPVP alone). Uses HLVX (execute permission): one 32-bit read when `pc` is 4-byte
-/// aligned (the word cannot cross a page), else one halfword at a time; 16 or 32 bits come
-/// back (a 16-bit instruction zero-extended), or `None` when the guest could not fetch it
-/// either (the fault is absorbed by the trap vector). Call with interrupts masked, after a
+/// aligned (the word cannot cross a page), else one halfword at a time; the instruction's 16
+/// or 32 bits come back (above a 16-bit one: the next halfword when it was read with it in
+/// one word, else zero), or `None` when the guest could not fetch it either (the fault is
+/// absorbed by the trap vector). Call with interrupts masked, after a
 /// guest exit and before the next entry.
 #[inline]
 pub fn fetch_insn(pc: u64) -> Option<u32> {
     if pc & 3 == 0 {
-        return hlvx(pc, true).map(|w| if w & 3 == 3 { w } else { w & 0xffff });
+        return hlvx(pc, true);
     }
     match hlvx(pc, false) {
         Some(l) if l & 3 == 3 => hlvx(pc.wrapping_add(2), false).map(|h| l | h << 16),
@@ -183,7 +184,8 @@ const _: () = assert!(HOST_FRAME.is_multiple_of(16));
 /// guest's.
 pub fn run(regs: &mut GuestRegs) -> GuestExit {
     // SAFETY: `axhal_guest_enter` saves ra, tp, s0, s1 and sp of the hypervisor and
-    // restores them when the guest traps, and turns sstatus.FS / VS off again; every other
+    // restores them when the guest traps, and turns sstatus.FS off again (VS stays as the
+    // guest had it: off, since no vCPU gives a guest the vector unit); every other
     // integer register is declared clobbered here (the C ABI's caller-saved ones and
     // s2-s11), so the compiler keeps nothing in them across the run, but gp, which the
     // compiler never allocates and the hypervisor never uses (it links with --no-relax, so
@@ -294,7 +296,7 @@ core::arch::global_asm!(
         sd      t0, {gsepc}(sp)
         csrr    t0, sstatus
         sd      t0, {gsstatus}(sp)
-        li      t0, {fs_vs}
+        lui     t0, {fs_hi}
         csrc    sstatus, t0
         ld      sp, {ghost_sp}(sp)
         ld      ra, {ra}(sp)
@@ -313,5 +315,5 @@ core::arch::global_asm!(
     ghost_sp = const offset_of!(GuestRegs, host_sp),
     sie_spie = const SSTATUS_SIE | SSTATUS_SPIE,
     spv = const HSTATUS_SPV,
-    fs_vs = const SSTATUS_FS | SSTATUS_VS,
+    fs_hi = const SSTATUS_FS >> 12,
 );
