@@ -169,10 +169,16 @@ pub fn run(args: VmconfigArgs) -> Result<ExitCode> {
             let mut inputs = Vec::new();
             for path in &files {
                 let platform = platform.clone().or_else(|| default_platform(path));
-                if let Some(name) = &platform {
-                    if !facts.contains_key(name) {
+                match &platform {
+                    Some(name) if !facts.contains_key(name) => {
                         facts.insert(name.clone(), platform_facts(name)?);
                     }
+                    Some(_) => {}
+                    None => eprintln!(
+                        "note: {}: no platform (the name starts with no architecture): what \
+                         the host cannot give is not checked; name one with --platform",
+                        path.display()
+                    ),
                 }
                 inputs.push(Input {
                     name: path.display().to_string(),
