@@ -200,6 +200,12 @@ const CASES: &[Case] = &[
     ("irq-plic-zero", "riscv64", Append("[[devices]]\nkind = \"plic\"\nbase = 0x0c00_0000\nsize = 0x400_0000\n[[devices]]\nkind = \"virtio-console\"\nbase = 0x1000_1000\nirq = 0\n"), &[
         "devices[2].irq: interrupt 0 is not a line of the VM's PLIC (1..=95)",
     ]),
+    ("irq-plic-past-its-sources", "riscv64", Append("[[devices]]\nkind = \"plic\"\nbase = 0x0c00_0000\nsize = 0x400_0000\n[[devices]]\nkind = \"virtio-console\"\nbase = 0x1000_1000\nirq = 96\n"), &[
+        "devices[2].irq: interrupt 96 is not a line of the VM's PLIC (1..=95)",
+    ]),
+    ("irq-ioapic-past-its-pins", "x86_64", Append("[[devices]]\nkind = \"ioapic\"\nbase = 0xfec0_0000\nsize = 0x1000\n[[devices]]\nkind = \"virtio-console\"\nbase = 0xd000_0000\nirq = 24\n"), &[
+        "devices[2].irq: interrupt 24 is not a line of the VM's I/O APIC (0..=23)",
+    ]),
     ("controller-of-riscv-on-arm", "aarch64", Append("[[devices]]\nkind = \"plic\"\nbase = 0x0c00_0000\nsize = 0x400_0000\n"), &[
         "devices[1].kind: `plic` is not an interrupt controller of aarch64 VMs (aarch64: `gicd`, `gicc`, `gicr`; riscv64: `plic`)",
     ]),
