@@ -85,8 +85,11 @@ const PREEMPTION_PERIOD_NS: u64 = 1_000_000;
 /// CR4 bits the hypervisor owns: VMXE, SMXE, LA57, PKS, CET.
 const CR4_OWNED: u64 = (1 << 13) | (1 << 14) | (1 << 12) | (1 << 24) | (1 << 23);
 
-/// A VMX vCPU.
+/// A VMX vCPU (`repr(C)`, the guest's registers first, as [`crate::SvmVCpu`]).
+#[repr(C)]
 pub struct VmxVCpu {
+    /// The guest's general-purpose registers (first: see [`crate::SvmVCpu`]).
+    gprs: Gprs,
     fpu: Fpu,
     vpid: u16,
     /// The VM's virtual PC (local APICs, I/O APIC, legacy timers), if it has one.
@@ -104,7 +107,6 @@ pub struct VmxVCpu {
     msr_bitmap: Box<MsrBitmap>,
     /// The I/O bitmaps: every port exits but the VM's passthrough ports (`crate::ioperm`).
     io_bitmaps: Box<VmxIoBitmaps>,
-    gprs: Gprs,
     entry: u64,
     eptp: u64,
     start_arg: u64,

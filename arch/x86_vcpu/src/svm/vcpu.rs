@@ -70,8 +70,12 @@ struct Element {
     rep: bool,
 }
 
-/// An SVM vCPU.
+/// An SVM vCPU. `repr(C)` with the guest's registers first, as [`crate::VmxVCpu`]'s: the
+/// two backends' register files are at the same place, so that `X86VCpu`'s register
+/// accessors (`set_return_value`, `hypercall_args`) are the same code for both.
+#[repr(C)]
 pub struct SvmVCpu {
+    regs: Regs,
     fpu: Fpu,
     /// The VM's virtual PC, if it has one.
     pc: Option<Arc<VirtualPc>>,
@@ -92,7 +96,6 @@ pub struct SvmVCpu {
     vmcb: u64,
     msrpm: Box<MsrPermissionMap>,
     iopm: Box<IoPermissionMap>,
-    regs: Regs,
     entry: u64,
     ncr3: u64,
     start_arg: u64,
