@@ -14,6 +14,7 @@ use libfuzzer_sys::fuzz_target;
 // Declared one by one (not by a macro) so that rustfmt formats the target files.
 mod arm_decode;
 mod axfs;
+mod axfs_ext4;
 mod bzimage;
 mod doorbell;
 mod dtb;
@@ -72,6 +73,7 @@ const TARGETS: &[(&str, Run)] = targets![
     x86_vapic,
     bzimage,
     axfs,
+    axfs_ext4,
     shell,
     virtio_mmio,
     virtio_blk,

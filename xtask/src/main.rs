@@ -119,6 +119,9 @@ struct RunArgs {
     /// VM configs in its `/vms` start at boot (docs/vm-config.md); QEMU only.
     #[arg(long, value_name = "DIR")]
     disk: Option<PathBuf>,
+    /// The filesystem of `--disk`: `fat` (FAT32) or `ext4` (the hypervisor reads it only).
+    #[arg(long, value_enum, default_value_t = disk::DiskFs::Fat, requires = "disk")]
+    disk_fs: disk::DiskFs,
 }
 
 /// The default demo of `cargo xtask run` on `arch`: Debian's Linux with an interactive
@@ -206,7 +209,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             if let Some(dir) = &args.disk {
                 let file = util::target_dir().join("run.disk.img");
-                std::fs::write(&file, disk::build(dir, None)?)
+                let image = match args.disk_fs {
+                    disk::DiskFs::Fat => disk::build(dir, None)?,
+                    disk::DiskFs::Ext4 => disk::build_ext4(dir, None)?,
+                };
+                std::fs::write(&file, image)
                     .with_context(|| format!("could not write {}", file.display()))?;
                 extra.extend(scenario::disk_args(
                     scenario::DiskAs::Virtio,

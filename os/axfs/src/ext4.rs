@@ -4,6 +4,7 @@
 //! sequential reads into large device requests.
 
 use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::{String, ToString};
@@ -27,6 +28,14 @@ const LINUX_PARTITION: u8 = 0x83;
 /// The most block group descriptor bytes accepted: the crate keeps them all on the heap
 /// (1 MiB is 16384 groups of 64 bytes, a 2 TiB volume of 4 KiB blocks).
 const MAX_DESCRIPTOR_BYTES: u64 = 1 << 20;
+/// The most entries [`Ext4Fs::list`] returns: a directory whose blocks repeat (a hostile
+/// image) could otherwise list without end, into all of memory.
+const MAX_DIR_ENTRIES: usize = 65536;
+/// The longest symbolic link target followed (Linux's `PATH_MAX` less its NUL): the crate
+/// reads a target whole into memory, whatever size its inode claims.
+const MAX_LINK: u64 = 4095;
+/// The most symbolic links one path may go through (Linux's limit).
+const MAX_LINKS: usize = 40;
 /// How far a sequential read reaches ahead in one device request.
 const WINDOW: usize = 512 * 1024;
 /// `s_feature_compat`: the volume has a journal (ext3).
@@ -45,6 +54,10 @@ pub(crate) struct Found {
     bytes: u64,
     /// ext2, ext3 or ext4.
     kind: VolumeKind,
+    /// The largest file read: what a block map (12 direct blocks, then single, double and
+    /// triple indirect ones) addresses in this block size. The crate's block-map walk ends
+    /// there, and a read past its end panics.
+    max_file: u64,
 }
 
 /// A refusal of the volume before the crate sees it.
@@ -142,7 +155,14 @@ fn at<D: BlockDevice>(dev: &mut D, start: u64, count: u64) -> Result<Option<Foun
     } else {
         VolumeKind::Ext2
     };
-    Ok(Some(Found { start, bytes, kind }))
+    let n = block_size / 4;
+    let max_file = (12 + n + n * n + n * n * n) * block_size;
+    Ok(Some(Found {
+        start,
+        bytes,
+        kind,
+        max_file,
+    }))
 }
 
 /// The volume's bytes on the device, as the crate reads them: bounded to the volume, in
@@ -233,9 +253,11 @@ pub(crate) struct Ext4Fs<D> {
     fs: Ext4,
     reader: Rc<RefCell<Reader<D>>>,
     volume: Volume,
-    /// The file [`Self::read_at`] read last and its path: a guest reading its disk image
-    /// sequentially goes on where it left off (a seek walks the file's blocks from its
-    /// start).
+    /// [`Found::max_file`].
+    max_file: u64,
+    /// The file [`Self::read_at`] read last and its path: a read at or after where it
+    /// stopped goes on from there, reading what lies between ([`skip`]); one before it
+    /// opens the file again and reads from its start.
     last: Option<(String, File)>,
 }
 
@@ -255,11 +277,11 @@ pub(crate) struct Ext4File {
 }
 
 /// `parts` as the crate's absolute path.
-fn joined(parts: &[&str]) -> String {
+fn joined<S: AsRef<str>>(parts: &[S]) -> String {
     let mut out = String::new();
     for part in parts {
         out.push('/');
-        out.push_str(part);
+        out.push_str(part.as_ref());
     }
     if out.is_empty() {
         out.push('/');
@@ -328,6 +350,7 @@ impl<D: BlockDevice + 'static> Ext4Fs<D> {
                 kind: found.kind,
                 bytes: found.bytes,
             },
+            max_file: found.max_file,
             last: None,
         })
     }
@@ -350,14 +373,20 @@ impl<D: BlockDevice + 'static> Ext4Fs<D> {
         Ok(reader.into_inner().dev)
     }
 
-    /// The entries of the directory at `path`, in on-disk order (`.` and `..` left out).
+    /// The entries of the directory at `path`, in on-disk order (`.` and `..` left out), at
+    /// most [`MAX_DIR_ENTRIES`].
     pub(crate) fn list(&mut self, path: &str) -> Result<Vec<Metadata>, FsError> {
-        let parts = parse(path)?;
-        let dir = joined(&parts);
+        let (dir, _) = self.lookup(path)?;
         let err = |e| from_ext4(e, path);
         let mut out = Vec::new();
-        for entry in self.fs.read_dir(dir.as_str()).map_err(err)? {
+        for entry in self.fs.read_dir(joined(&dir).as_str()).map_err(err)? {
             let entry = entry.map_err(err)?;
+            if out.len() == MAX_DIR_ENTRIES {
+                return Err(FsError::Ext4 {
+                    path: Some(String::from(path)),
+                    what: format!("the directory has more than {MAX_DIR_ENTRIES} entries"),
+                });
+            }
             let name = entry.file_name();
             if name.as_ref() == b"." || name.as_ref() == b".." {
                 continue;
@@ -365,7 +394,10 @@ impl<D: BlockDevice + 'static> Ext4Fs<D> {
             let kind = entry.file_type().map_err(err)?;
             // A link is shown as what it leads to, a dangling one as an empty file.
             let meta = if kind.is_symlink() {
-                self.fs.metadata(&entry.path()).ok()
+                let mut parts: Vec<&str> = dir.iter().map(String::as_str).collect();
+                let name = core::str::from_utf8(name.as_ref()).unwrap_or("?");
+                parts.push(name);
+                self.resolve(&parts, path).ok().map(|(_, meta)| meta)
             } else {
                 Some(entry.metadata().map_err(err)?)
             };
@@ -377,19 +409,9 @@ impl<D: BlockDevice + 'static> Ext4Fs<D> {
     /// What is at `path` (the root is a directory named `/`); links are followed.
     pub(crate) fn stat(&mut self, path: &str) -> Result<Metadata, FsError> {
         let parts = parse(path)?;
-        let Some(name) = parts.last() else {
-            return Ok(Metadata {
-                name: String::from("/"),
-                kind: FileKind::Directory,
-                size: 0,
-                read_only: true,
-            });
-        };
-        let meta = self
-            .fs
-            .metadata(joined(&parts).as_str())
-            .map_err(|e| from_ext4(e, path))?;
-        Ok(metadata(String::from(*name), Some(&meta)))
+        let name = parts.last().copied().unwrap_or("/");
+        let (_, meta) = self.resolve(&parts, path)?;
+        Ok(metadata(String::from(name), Some(&meta)))
     }
 
     /// Reads the whole file at `path`, at most `limit` bytes, into what `make` gives for
@@ -424,7 +446,7 @@ impl<D: BlockDevice + 'static> Ext4Fs<D> {
         buf: &mut [u8],
     ) -> Result<(), FsError> {
         let mut file = match self.last.take() {
-            Some((last, file)) if last == path => file,
+            Some((last, file)) if last == path && file.position() <= offset => file,
             _ => self.open(path)?,
         };
         let size = file.metadata().len();
@@ -437,9 +459,7 @@ impl<D: BlockDevice + 'static> Ext4Fs<D> {
                 size,
             });
         }
-        if file.position() != offset {
-            file.seek_to(offset).map_err(|e| from_ext4(e, path))?;
-        }
+        skip(&mut file, offset, path)?;
         fill(&mut file, buf, path)?;
         self.last = Some((String::from(path), file));
         Ok(())
@@ -456,18 +476,101 @@ impl<D: BlockDevice + 'static> Ext4Fs<D> {
         })
     }
 
-    /// Opens the regular file at `path`.
+    /// Opens the regular file at `path`, at most [`Found::max_file`] bytes.
     fn open(&mut self, path: &str) -> Result<File, FsError> {
-        let parts = parse(path)?;
-        if parts.is_empty() {
-            return Err(FsError::IsADirectory {
-                path: String::from(path),
+        let (parts, meta) = self.lookup(path)?;
+        if meta.len() > self.max_file {
+            return Err(FsError::Ext4 {
+                path: Some(String::from(path)),
+                what: format!(
+                    "the file's size ({} bytes) is more than this volume's block size addresses ({} bytes)",
+                    meta.len(),
+                    self.max_file
+                ),
             });
         }
         self.fs
             .open(joined(&parts).as_str())
             .map_err(|e| from_ext4(e, path))
     }
+
+    /// [`Self::resolve`] of `path`.
+    fn lookup(&self, path: &str) -> Result<(Vec<String>, ext4_view::Metadata), FsError> {
+        self.resolve(&parse(path)?, path)
+    }
+
+    /// The components of the path `parts` names with every symbolic link replaced by its
+    /// target (so the crate, given them, meets no link), and what is there. Each link's
+    /// size is checked (at most [`MAX_LINK`] bytes) before the crate reads its target, at
+    /// most [`MAX_LINKS`] links are followed, and `..` resolves on the real directories
+    /// (the path before it has no link).
+    fn resolve(
+        &self,
+        parts: &[&str],
+        path: &str,
+    ) -> Result<(Vec<String>, ext4_view::Metadata), FsError> {
+        let err = |e| from_ext4(e, path);
+        let damaged = |what: String| FsError::Ext4 {
+            path: Some(String::from(path)),
+            what,
+        };
+        let mut done: Vec<String> = Vec::new();
+        let mut todo: VecDeque<String> = parts.iter().map(|p| String::from(*p)).collect();
+        let mut links = 0;
+        let mut meta = self.fs.metadata("/").map_err(err)?;
+        while let Some(part) = todo.pop_front() {
+            match part.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    done.pop();
+                    meta = self.fs.metadata(joined(&done).as_str()).map_err(err)?;
+                    continue;
+                }
+                _ => {}
+            }
+            done.push(part);
+            let here = joined(&done);
+            meta = self.fs.symlink_metadata(here.as_str()).map_err(err)?;
+            if !meta.is_symlink() {
+                continue;
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(damaged(format!(
+                    "more than {MAX_LINKS} symbolic links on the way"
+                )));
+            }
+            if meta.len() > MAX_LINK {
+                return Err(damaged(format!(
+                    "a symbolic link's target is {} bytes (at most {MAX_LINK})",
+                    meta.len()
+                )));
+            }
+            let target = self.fs.read_link(here.as_str()).map_err(err)?;
+            let target = target
+                .to_str()
+                .map_err(|_| damaged(String::from("a symbolic link's target is not UTF-8")))?;
+            done.pop();
+            if target.starts_with('/') {
+                done.clear();
+            }
+            for (i, part) in target.split('/').enumerate() {
+                todo.insert(i, String::from(part));
+            }
+        }
+        Ok((done, meta))
+    }
+}
+
+/// Moves `file` forward to `offset` (at most its size) by reading: the crate's own seek
+/// ignores an error in the file's block list, and the next read then panics.
+fn skip(file: &mut File, offset: u64, path: &str) -> Result<(), FsError> {
+    let mut scratch = [0u8; 4096];
+    while file.position() < offset {
+        let n = (offset - file.position()).min(scratch.len() as u64) as usize;
+        fill(file, &mut scratch[..n], path)?;
+    }
+    Ok(())
 }
 
 /// Fills `buf` from `file` where it stands.

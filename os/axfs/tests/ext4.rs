@@ -459,6 +459,69 @@ fn a_failing_device_gives_the_block() {
     ));
 }
 
+/// Links are followed by this layer, each checked before its target is read: a link whose
+/// inode claims a 4 GB target (made with debugfs) is refused, not read into memory; loops
+/// end; `..` after a link is taken on the directory the link leads to.
+#[test]
+fn links_are_followed_with_their_size_checked() {
+    // More than 59 bytes: kept in a block, not in the inode.
+    let long_target = format!("{}d/../x", "./".repeat(30));
+    let disk = image(
+        "links",
+        "ext4",
+        4096,
+        8,
+        &[("d/x", b"in d"), ("x", b"at the root")],
+        &[
+            ("up", "d/.."),
+            ("long", &long_target),
+            ("loop1", "loop2"),
+            ("loop2", "loop1"),
+            ("big", &long_target),
+            ("d/abs", "/x"),
+        ],
+    );
+    let dir = scratch("links-debugfs");
+    let img = dir.join("disk.img");
+    std::fs::write(&img, &disk).unwrap();
+    let debugfs = mkfs().with_file_name("debugfs");
+    let status = Command::new(debugfs)
+        .args(["-w", "-R", "sif /big size 4000000000"])
+        .arg(&img)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut fs = mount(std::fs::read(&img).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(fs.read("/up/x", LIMIT).unwrap(), b"at the root");
+    assert_eq!(fs.read("/long", LIMIT).unwrap(), b"at the root");
+    assert_eq!(fs.read("/d/abs", LIMIT).unwrap(), b"at the root");
+    // A path's own `..` is taken back as written (docs/axfs.md, "Paths"); a link's on the
+    // directory it leads to.
+    assert_eq!(fs.read("/up/d/abs/../x", LIMIT).unwrap(), b"in d");
+    assert_eq!(names(&mut fs, "/up/d"), ["abs", "x"]);
+    let err = err_line(fs.read("/loop1", LIMIT));
+    assert!(err.contains("more than 40 symbolic links"), "{err}");
+    let err = err_line(fs.read("/big", LIMIT));
+    assert!(
+        err.contains("a symbolic link's target is 4000000000 bytes"),
+        "{err}"
+    );
+    // Listed: a loop and the oversized link as empty files, the others as what they lead to.
+    let listed: Vec<(String, u64)> = fs
+        .list("/")
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.name, m.size))
+        .filter(|(n, _)| ["big", "long", "loop1"].contains(&n.as_str()))
+        .collect();
+    assert_eq!(listed.len(), 3);
+    for (name, size) in listed {
+        assert_eq!(size, if name == "long" { 11 } else { 0 }, "{name}");
+    }
+}
+
 #[test]
 fn a_file_that_is_not_one_is_refused() {
     // mkfs.ext4 -d copies a FIFO as a FIFO.
