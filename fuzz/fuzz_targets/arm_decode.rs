@@ -55,6 +55,17 @@ pub fn run(data: &[u8]) {
 
     if let Some(i) = decode::mpidr_to_index(regs[1], count) {
         assert!(i < count, "MPIDR {:#x} names vCPU {i} of {count}", regs[1]);
+        // Only Aff0 may be non-zero in a PSCI target_cpu that names a vCPU.
+        assert_eq!(regs[1], i as u64, "MPIDR {:#x} with other bits names vCPU {i}", regs[1]);
+    }
+    // Features the ID registers hide: UNDEFINED whatever the ISS.
+    if [decode::ec::SVE, decode::ec::SME, decode::ec::PAUTH].contains(&(esr >> 26)) {
+        assert_eq!(
+            decode::decode_sync(esr, far, hpfar, &regs),
+            decode::SyncAction::Undefined,
+            "EC {:#x}",
+            esr >> 26
+        );
     }
 
     let injected = decode::injected_abort_esr(esr, far & 1 != 0);
@@ -88,7 +99,14 @@ pub fn run(data: &[u8]) {
         (far, spsr),
         "a step of 0 moved"
     );
-    let _ = next_spsr;
+    // The instruction completed: a software step of it ends here (SS clear); nothing else of
+    // PSTATE but ITSTATE changes.
+    assert_eq!(next_spsr & exception::SPSR_SS, 0, "SS kept after a step");
+    assert_eq!(
+        next_spsr & !(exception::SPSR_SS | 0x0600_fc00),
+        spsr & !(exception::SPSR_SS | 0x0600_fc00),
+        "a step changed more than SS and ITSTATE"
+    );
     let vector = exception::vector_offset(spsr);
     assert!(
         [0, 0x200, 0x400, 0x600].contains(&vector),
