@@ -56,7 +56,11 @@ pub fn run(data: &[u8]) {
     if let Some(i) = decode::mpidr_to_index(regs[1], count) {
         assert!(i < count, "MPIDR {:#x} names vCPU {i} of {count}", regs[1]);
         // Only Aff0 may be non-zero in a PSCI target_cpu that names a vCPU.
-        assert_eq!(regs[1], i as u64, "MPIDR {:#x} with other bits names vCPU {i}", regs[1]);
+        assert_eq!(
+            regs[1], i as u64,
+            "MPIDR {:#x} with other bits names vCPU {i}",
+            regs[1]
+        );
     }
     // Features the ID registers hide: UNDEFINED whatever the ISS.
     if [decode::ec::SVE, decode::ec::SME, decode::ec::PAUTH].contains(&(esr >> 26)) {
