@@ -16,8 +16,9 @@
 use crate::disk::FileError;
 use crate::vmm::control::{self, Attached, ControlError};
 use alloc::vec::Vec;
+use axshell::lifecycle::Change;
 use axshell::report::{self, CpuLoad, FileRow, MemReport};
-use axshell::{Command, Executor, Flow, LogLevel, Shell, Step, Terminal};
+use axshell::{Command, Executor, Flow, LogLevel, Shell, Step, Terminal, VmRef};
 use axstd::time::Duration;
 use core::fmt::{self, Write};
 
@@ -102,30 +103,12 @@ impl Executor for Hypervisor {
                 report::vm_list(core::slice::from_ref(&row), out)?;
                 writeln!(out, "config: {file} ({place})")?;
             }
-            Command::VmStart(vm) => {
-                let name = control::start(&vm)?;
-                writeln!(out, "vm {name}: started")?;
-            }
-            Command::VmStop(vm) => {
-                let name = control::stop(&vm)?;
-                writeln!(out, "vm {name}: stopped")?;
-            }
-            Command::VmRestart(vm) => {
-                let name = control::restart(&vm)?;
-                writeln!(out, "vm {name}: restarted")?;
-            }
-            Command::VmDelete(vm) => {
-                let name = control::delete(&vm)?;
-                writeln!(out, "vm {name}: deleted")?;
-            }
-            Command::VmPause(vm) => {
-                let name = control::pause(&vm)?;
-                writeln!(out, "vm {name}: paused")?;
-            }
-            Command::VmResume(vm) => {
-                let name = control::resume(&vm)?;
-                writeln!(out, "vm {name}: resumed")?;
-            }
+            Command::VmStart(vm) => change(Change::Start, &vm, out)?,
+            Command::VmStop(vm) => change(Change::Stop, &vm, out)?,
+            Command::VmRestart(vm) => change(Change::Restart, &vm, out)?,
+            Command::VmDelete(vm) => change(Change::Delete, &vm, out)?,
+            Command::VmPause(vm) => change(Change::Pause, &vm, out)?,
+            Command::VmResume(vm) => change(Change::Resume, &vm, out)?,
             Command::VmStat(vm) => {
                 for stat in control::stat(vm.as_ref())? {
                     report::vm_stat(&stat, out)?;
@@ -205,6 +188,13 @@ impl Hypervisor {
         self.last_cpu = Some((now, idle));
         report::cpu(&loads, now.saturating_sub(from), since, out)
     }
+}
+
+/// `vm start`, `stop`, ... of the VM `which` names: `vm NAME: started`.
+fn change(change: Change, which: &VmRef, out: &mut dyn Write) -> Result<(), ShellError> {
+    let name = control::change(change, which)?;
+    writeln!(out, "{}", change.done(&name))?;
+    Ok(())
 }
 
 fn level_filter(level: LogLevel) -> log::LevelFilter {

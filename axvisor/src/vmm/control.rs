@@ -1,17 +1,19 @@
 //! The VMs as the shell sees and changes them: every VM built since boot (running or
 //! stopped, until deleted) and those `vm create` read from the disk and not started yet,
 //! found by id or name, stopped, started (again) from its config, paused and resumed,
-//! deleted.
+//! deleted. What each command may do to a VM in its state is decided by
+//! [`axshell::lifecycle`]; this module finds the VM and carries the decision out.
 //!
 //! A stopped VM keeps its memory until it is started again (built anew from its config,
 //! with a fresh VMID and memory) or deleted (its memory freed once its last vCPU task is
 //! gone, which it is once stopped).
 
 use super::source::{self, LoadError, VmSource};
-use super::{check_config, start_vm, VmRun};
+use super::{check_config, start_vm, Vm, VmRun};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use axshell::lifecycle::{self, Action, Change, Found, Look, Refusal, VmState};
 use axshell::report::{VmRow, VmStat};
 use axshell::VmRef;
 use axstd::time::Duration;
@@ -84,25 +86,9 @@ fn config_matches(config: &VmConfig, which: &VmRef) -> bool {
     }
 }
 
-/// The error for a command that needs the VM `which` in state `needs`, when it is one
-/// created and not started; `None` when it is not such a VM.
-fn created_state(which: &VmRef, needs: &'static str) -> Option<ControlError> {
-    CREATED
-        .lock()
-        .iter()
-        .find(|(_, c)| config_matches(c, which))
-        .map(|(_, c)| ControlError::State {
-            name: c.name.clone(),
-            needs,
-            is: "created",
-        })
-}
-
-/// Takes the VM `which` names out of the created ones, if it is one.
-fn take_created(which: &VmRef) -> Option<(VmSource, VmConfig)> {
-    let mut created = CREATED.lock();
-    let i = created.iter().position(|(_, c)| config_matches(c, which))?;
-    Some(created.remove(i))
+/// Takes the created VM `name` out of the created ones (it is being started or forgotten).
+fn remove_created(name: &str) {
+    CREATED.lock().retain(|(_, c)| c.name != name);
 }
 
 /// A created VM's row: not running, no uptime.
@@ -110,7 +96,7 @@ fn created_row(config: &VmConfig) -> VmRow {
     VmRow {
         id: config.id,
         name: config.name.clone(),
-        state: "created",
+        state: lifecycle::CREATED,
         cpus: config.cpus.pin.clone(),
         mem_bytes: config.memory.iter().map(|r| r.size).sum(),
         uptime_ms: None,
@@ -131,14 +117,7 @@ pub enum ControlError {
     /// No VM has this id or name.
     NoSuchVm(VmRef),
     /// The VM is not in a state the command works in.
-    State {
-        /// The VM's name.
-        name: String,
-        /// What the command needs, e.g. `running`.
-        needs: &'static str,
-        /// Its state.
-        is: &'static str,
-    },
+    State(Refusal),
     /// The vCPUs did not leave the guest in time (the VM is still stopping).
     StillStopping(String),
     /// The vCPUs did not leave the guest in time after `vm pause` (the VM is paused; they
@@ -169,9 +148,7 @@ impl fmt::Display for ControlError {
             Self::NoSuchVm(VmRef::Name(name)) => {
                 write!(f, "no VM named {name:?}: try \"vm list\"")
             }
-            Self::State { name, needs, is } => {
-                write!(f, "vm {name}: is {is}, must be {needs}")
-            }
+            Self::State(refusal) => write!(f, "{refusal}"),
             Self::StillStopping(name) => write!(
                 f,
                 "vm {name}: asked to stop, but its vCPUs have not left the guest yet"
@@ -194,15 +171,21 @@ impl fmt::Display for ControlError {
     }
 }
 
-/// A state as one word.
-pub fn state_word(status: VmStatus) -> &'static str {
+impl From<Refusal> for ControlError {
+    fn from(refusal: Refusal) -> Self {
+        Self::State(refusal)
+    }
+}
+
+/// A built VM's status as the shell's decisions see it.
+fn state(status: VmStatus) -> VmState {
     match status {
-        VmStatus::Loading => "loading",
-        VmStatus::Loaded => "loaded",
-        VmStatus::Running => "running",
-        VmStatus::Stopping => "stopping",
-        VmStatus::Stopped => "stopped",
-        VmStatus::Paused => "paused",
+        VmStatus::Loading => VmState::Loading,
+        VmStatus::Loaded => VmState::Loaded,
+        VmStatus::Running => VmState::Running,
+        VmStatus::Stopping => VmState::Stopping,
+        VmStatus::Stopped => VmState::Stopped,
+        VmStatus::Paused => VmState::Paused,
     }
 }
 
@@ -213,49 +196,39 @@ fn matches(entry: &Entry, which: &VmRef) -> bool {
     }
 }
 
-/// The VM `which` names: its run and its source.
-fn find(which: &VmRef) -> Result<(Arc<VmRun>, VmSource), ControlError> {
-    VMS.lock()
+/// A VM as the shell finds it: created (its config and images) or built (its run).
+type FoundVm = Found<(VmSource, VmConfig), Arc<VmRun>>;
+
+/// The VM `which` names, with its name.
+fn locate(which: &VmRef) -> Result<(String, FoundVm), ControlError> {
+    let created = CREATED
+        .lock()
+        .iter()
+        .find(|(_, c)| config_matches(c, which))
+        .map(|(s, c)| (c.name.clone(), Found::Created((s.clone(), c.clone()))));
+    if let Some(found) = created {
+        return Ok(found);
+    }
+    let run = VMS
+        .lock()
         .iter()
         .find(|e| matches(e, which))
-        .map(|e| (e.run.clone(), e.run.source.clone()))
-        .ok_or_else(|| ControlError::NoSuchVm(which.clone()))
-}
-
-/// The VM `which` names, which must be in one of the states `needs` (`word` names them in
-/// the error), with its source and name.
-fn find_in(
-    which: &VmRef,
-    needs: &[VmStatus],
-    word: &'static str,
-) -> Result<(Arc<VmRun>, VmSource, String), ControlError> {
-    let (run, source) = find(which)?;
-    let name = String::from(run.vm.name());
-    match run.vm.status() {
-        is if needs.contains(&is) => Ok((run, source, name)),
-        other => Err(ControlError::State {
-            name,
-            needs: word,
-            is: state_word(other),
-        }),
-    }
-}
-
-/// Whether a VM in this state has vCPU tasks and an uptime: running or paused.
-fn alive(status: VmStatus) -> bool {
-    matches!(status, VmStatus::Running | VmStatus::Paused)
+        .map(|e| e.run.clone())
+        .ok_or_else(|| ControlError::NoSuchVm(which.clone()))?;
+    let status = state(run.vm.status());
+    Ok((String::from(run.vm.name()), Found::Built(run, status)))
 }
 
 fn row(entry: &Entry, now: Duration) -> VmRow {
     let vm = &entry.run.vm;
-    let status = vm.status();
+    let status = state(vm.status());
     VmRow {
         id: vm.id(),
         name: String::from(vm.name()),
-        state: state_word(status),
+        state: status.word(),
         cpus: vm.config().cpus.pin.clone(),
         mem_bytes: vm.config().memory.iter().map(|r| r.size).sum(),
-        uptime_ms: alive(status).then(|| entry.clock.ran_ms(now)),
+        uptime_ms: status.alive().then(|| entry.clock.ran_ms(now)),
     }
 }
 
@@ -323,25 +296,23 @@ pub fn create(file: &str) -> Result<String, ControlError> {
 
 /// Exit counts and unclaimed accesses of the VM `which` names, or of every VM.
 pub fn stat(which: Option<&VmRef>) -> Result<Vec<VmStat>, ControlError> {
-    if let Some(e) = which.and_then(|w| created_state(w, "started")) {
-        return Err(e);
-    }
+    let only = match which {
+        Some(w) => {
+            let (name, found) = locate(w)?;
+            Some(lifecycle::look(Look::Stat, &name, found)?)
+        }
+        None => None,
+    };
     let now = axstd::time::now();
-    let vms = VMS.lock();
-    let chosen: Vec<&Entry> = vms
+    Ok(VMS
+        .lock()
         .iter()
-        .filter(|e| which.is_none_or(|w| matches(e, w)))
-        .collect();
-    if let (Some(w), true) = (which, chosen.is_empty()) {
-        return Err(ControlError::NoSuchVm(w.clone()));
-    }
-    Ok(chosen
-        .into_iter()
+        .filter(|e| only.as_ref().is_none_or(|run| Arc::ptr_eq(&e.run, run)))
         .map(|e| {
             let vm = &e.run.vm;
             VmStat {
                 name: String::from(vm.name()),
-                ran_ms: alive(vm.status()).then(|| e.clock.ran_ms(now)),
+                ran_ms: state(vm.status()).alive().then(|| e.clock.ran_ms(now)),
                 exits: vm.exits().nonzero().map(|(k, n)| (k.name(), n)).collect(),
                 unclaimed: [vm.unclaimed(), vm.unclaimed_ports()]
                     .into_iter()
@@ -353,65 +324,73 @@ pub fn stat(which: Option<&VmRef>) -> Result<Vec<VmStat>, ControlError> {
         .collect())
 }
 
-/// Stops the running (or paused) VM `which` names and waits (a little) until its vCPUs
-/// have left. Returns its name.
-pub fn stop(which: &VmRef) -> Result<String, ControlError> {
-    if let Some(e) = created_state(which, "running") {
-        return Err(e);
+/// `vm start`, `stop`, `restart`, `delete`, `pause` or `resume` of the VM `which` names,
+/// as [`lifecycle::change`] decides for its state. Returns its name.
+pub fn change(change: Change, which: &VmRef) -> Result<String, ControlError> {
+    let (name, found) = locate(which)?;
+    match lifecycle::change(change, &name, found)? {
+        Action::Build((source, config)) => {
+            remove_created(&name);
+            build(source, config, &name)?;
+        }
+        Action::Forget(_) => remove_created(&name),
+        Action::Rebuild(run) => rebuild(run, &name)?,
+        Action::Stop(run) => stop(&run, &name)?,
+        Action::StopRebuild(run) => {
+            stop(&run, &name)?;
+            rebuild(run, &name)?;
+        }
+        Action::Remove(run) => VMS.lock().retain(|e| !Arc::ptr_eq(&e.run, &run)),
+        Action::Pause(run) => pause(&run, &name)?,
+        Action::Resume(run) => flip(&run, &name, Change::Resume, Vm::resume, RunClock::resume)?,
     }
-    let (run, _, name) = find_in(which, &[VmStatus::Running, VmStatus::Paused], "running")?;
+    Ok(name)
+}
+
+/// Asks the running (or paused) VM to stop and waits (a little) until its vCPUs have left.
+fn stop(run: &VmRun, name: &str) -> Result<(), ControlError> {
     run.vm.shutdown();
     run.waker.notify_all();
     let deadline = axstd::time::now() + STOP_WAIT;
     while run.vm.status() != VmStatus::Stopped {
         if axstd::time::now() > deadline {
-            return Err(ControlError::StillStopping(name));
+            return Err(ControlError::StillStopping(String::from(name)));
         }
         axstd::thread::sleep(Duration::from_millis(1));
     }
-    Ok(name)
+    Ok(())
 }
 
-/// Pauses the running VM `which` names: asks its vCPUs to stay out of the guest, kicks
-/// them out of it, and waits (a little) until every vCPU task is held. Its uptime stands
-/// still until `resume`. Returns its name.
-pub fn pause(which: &VmRef) -> Result<String, ControlError> {
-    if let Some(e) = created_state(which, "running") {
-        return Err(e);
-    }
-    let (run, _, name) = find_in(which, &[VmStatus::Running], "running")?;
-    run.vm.pause().map_err(|is| ControlError::State {
-        name: name.clone(),
-        needs: "running",
-        is: state_word(is),
-    })?;
-    with_clock(&run, |c, now| c.pause(now));
-    run.waker.notify_all();
+/// Pauses the running VM: asks its vCPUs to stay out of the guest, kicks them out of it,
+/// and waits (a little) until every vCPU task is held. Its uptime stands still until
+/// `resume`.
+fn pause(run: &Arc<VmRun>, name: &str) -> Result<(), ControlError> {
+    flip(run, name, Change::Pause, Vm::pause, RunClock::pause)?;
     let deadline = axstd::time::now() + STOP_WAIT;
     while run.parked.load(Ordering::Acquire) < run.tasks.load(Ordering::Acquire) {
         if axstd::time::now() > deadline {
-            return Err(ControlError::StillPausing(name));
+            return Err(ControlError::StillPausing(String::from(name)));
         }
         axstd::thread::sleep(Duration::from_millis(1));
     }
-    Ok(name)
+    Ok(())
 }
 
-/// Lets the paused VM `which` names run again: its vCPUs enter the guest where they left
-/// it, and take the interrupts that came meanwhile. Returns its name.
-pub fn resume(which: &VmRef) -> Result<String, ControlError> {
-    if let Some(e) = created_state(which, "paused") {
-        return Err(e);
-    }
-    let (run, _, name) = find_in(which, &[VmStatus::Paused], "paused")?;
-    run.vm.resume().map_err(|is| ControlError::State {
-        name: name.clone(),
-        needs: "paused",
-        is: state_word(is),
-    })?;
-    with_clock(&run, |c, now| c.resume(now));
+/// Pauses or resumes the VM with `to` (`change` refuses when its state changed since it
+/// was found), brings its uptime clock along with `clock`, and wakes its vCPU tasks: a
+/// paused one's are kicked out of the guest, a resumed one's enter it where they left it
+/// and take the interrupts that came meanwhile.
+fn flip(
+    run: &Arc<VmRun>,
+    name: &str,
+    change: Change,
+    to: fn(&Vm) -> Result<(), VmStatus>,
+    clock: fn(&mut RunClock, Duration),
+) -> Result<(), ControlError> {
+    to(&run.vm).map_err(|is| change.refuse(name, state(is).word()))?;
+    with_clock(run, clock);
     run.waker.notify_all();
-    Ok(name)
+    Ok(())
 }
 
 /// Applies `f` to the clock of `run`'s entry, with the time now.
@@ -422,19 +401,21 @@ fn with_clock(run: &Arc<VmRun>, f: impl FnOnce(&mut RunClock, Duration)) {
     }
 }
 
-/// Starts the stopped VM `which` names again, built anew from its config (fresh memory,
-/// images loaded again). Returns its name.
-pub fn start(which: &VmRef) -> Result<String, ControlError> {
-    if let Some((source, config)) = take_created(which) {
-        let name = config.name.clone();
-        return match start_vm(source, config) {
-            true => Ok(name),
-            false => Err(ControlError::NotStarted(name)),
-        };
+/// Builds a VM from `source` and `config` and starts it (it registers itself last in the
+/// list).
+fn build(source: VmSource, config: VmConfig, name: &str) -> Result<(), ControlError> {
+    match start_vm(source, config) {
+        true => Ok(()),
+        false => Err(ControlError::NotStarted(String::from(name))),
     }
-    let (run, source, name) = find_in(which, &[VmStatus::Stopped], "stopped")?;
+}
+
+/// Builds the stopped VM `run` anew from its config (fresh memory, images loaded again)
+/// and starts it, in its place in the list. `run` must be the last reference the caller
+/// holds: the old VM goes first, so that its memory is free for the new one.
+fn rebuild(run: Arc<VmRun>, name: &str) -> Result<(), ControlError> {
+    let source = run.source.clone();
     let config = run.vm.config().clone();
-    // The old VM goes first, so its memory is free for the new one.
     let place = {
         let mut vms = VMS.lock();
         let place = vms.iter().position(|e| Arc::ptr_eq(&e.run, &run));
@@ -448,41 +429,14 @@ pub fn start(which: &VmRef) -> Result<String, ControlError> {
         axstd::thread::sleep(Duration::from_millis(1));
     }
     drop(run);
-    if start_vm(source, config) {
-        // Back in its place in the list (it was registered last).
-        let mut vms = VMS.lock();
-        if let (Some(place), Some(entry)) = (place, vms.pop()) {
-            let place = place.min(vms.len());
-            vms.insert(place, entry);
-        }
-        Ok(name)
-    } else {
-        Err(ControlError::NotStarted(name))
+    build(source, config, name)?;
+    // Back in its place in the list (it was registered last).
+    let mut vms = VMS.lock();
+    if let (Some(place), Some(entry)) = (place, vms.pop()) {
+        let place = place.min(vms.len());
+        vms.insert(place, entry);
     }
-}
-
-/// Stops the VM `which` names if it runs (or is paused), then starts it again.
-pub fn restart(which: &VmRef) -> Result<String, ControlError> {
-    if created_state(which, "").is_some() {
-        return start(which);
-    }
-    // No reference to the VM is kept here: `start` waits for the last ones to go.
-    let running = alive(find(which)?.0.vm.status());
-    if running {
-        stop(which)?;
-    }
-    start(which)
-}
-
-/// Deletes the stopped VM `which` names: it leaves the list and its memory is freed.
-/// Returns its name.
-pub fn delete(which: &VmRef) -> Result<String, ControlError> {
-    if let Some((_, config)) = take_created(which) {
-        return Ok(config.name);
-    }
-    let (run, _, name) = find_in(which, &[VmStatus::Stopped], "stopped")?;
-    VMS.lock().retain(|e| !Arc::ptr_eq(&e.run, &run));
-    Ok(name)
+    Ok(())
 }
 
 /// A running VM the terminal is attached to (`console`): its UART takes what is typed.
@@ -500,7 +454,7 @@ impl Attached {
     /// guest asked for passes through `Stopping` to `Running` again, and the terminal
     /// stays attached across it. Only a VM that has stopped (`Stopped`) ends the attachment.
     pub fn running(&self) -> bool {
-        self.run.vm.status() != VmStatus::Stopped
+        state(self.run.vm.status()).keeps_console()
     }
 
     /// Its console output goes raw to the hypervisor console from now on (the terminal is
@@ -520,10 +474,8 @@ impl Attached {
 /// The running (or paused) VM `which` names, for `console`: it must have a UART. What is
 /// typed to a paused VM waits in its UART until it is resumed.
 pub fn attach(which: &VmRef) -> Result<Attached, ControlError> {
-    if let Some(e) = created_state(which, "running") {
-        return Err(e);
-    }
-    let (run, _, name) = find_in(which, &[VmStatus::Running, VmStatus::Paused], "running")?;
+    let (name, found) = locate(which)?;
+    let run = lifecycle::look(Look::Console, &name, found)?;
     if run.vm.feed_console(&[]).is_none() {
         return Err(ControlError::NoUart(name));
     }
@@ -535,7 +487,7 @@ pub fn attach(which: &VmRef) -> Result<Attached, ControlError> {
 pub fn flush_idle_consoles(checks: u32) {
     let runs: Vec<Arc<VmRun>> = VMS.lock().iter().map(|e| e.run.clone()).collect();
     for run in runs {
-        if alive(run.vm.status()) {
+        if state(run.vm.status()).alive() {
             run.vm.console_flush_idle(checks);
         }
     }

@@ -14,6 +14,8 @@
 //!   [`core::fmt::Write`].
 //! - [`report`]: what the hypervisor's answers look like (`vm list`, `vm stat`, `mem`),
 //!   laid out from plain data the hypervisor gathers.
+//! - [`lifecycle`]: what each `vm` command and `console` may do to a VM in its state (the
+//!   action, or the exact refusal line); the hypervisor finds the VM and carries it out.
 //!
 //! Nothing typed can panic or wedge it: `fuzz/fuzz_targets/shell.rs` checks random byte
 //! streams. The commands, keys and design are in `docs/shell.md`.
@@ -55,6 +57,7 @@ extern crate alloc;
 pub mod command;
 pub mod editor;
 pub mod history;
+pub mod lifecycle;
 pub mod report;
 #[cfg(any(test, feature = "screen"))]
 pub mod screen;
