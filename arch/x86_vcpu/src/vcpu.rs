@@ -258,24 +258,29 @@ impl VmxVCpu {
     #[inline(always)]
     fn set_rip(&mut self, rip: u64) {
         vmx::write(f::GUEST_RIP, rip);
-        // An instruction completed: no STI / MOV SS blocking is left.
+        // An instruction completed: STI / MOV SS blocking ends, and RFLAGS.TF asks for its
+        // single-step trap (one test for both: neither is common).
         let intr = vmx::read(f::GUEST_INTERRUPTIBILITY);
-        if intr & 3 != 0 {
-            vmx::write(f::GUEST_INTERRUPTIBILITY, intr & !3);
-        }
-        if vmx::read(f::GUEST_RFLAGS) & RFLAGS_TF != 0 {
-            Self::single_step_trap();
+        let tf = vmx::read(f::GUEST_RFLAGS) & RFLAGS_TF;
+        if intr & 3 | tf != 0 {
+            Self::instruction_done(intr, tf);
         }
     }
 
-    /// The instruction the vCPU just emulated ran with RFLAGS.TF set: its single-step
-    /// trap is a pending debug exception (BS), which the entry delivers as the #DB after
-    /// it, with DR6.BS, as the CPU would have.
+    /// [`Self::set_rip`]'s uncommon part: clears STI / MOV SS blocking (`intr`) and, when
+    /// the instruction ran with RFLAGS.TF set (`tf`), makes its single-step trap a pending
+    /// debug exception (BS), which the entry delivers as the #DB after it, with DR6.BS, as
+    /// the CPU would have.
     #[cold]
     #[inline(never)]
-    fn single_step_trap() {
-        let pending = vmx::read(f::GUEST_PENDING_DEBUG);
-        vmx::write(f::GUEST_PENDING_DEBUG, pending | 1 << 14);
+    fn instruction_done(intr: u64, tf: u64) {
+        if intr & 3 != 0 {
+            vmx::write(f::GUEST_INTERRUPTIBILITY, intr & !3);
+        }
+        if tf != 0 {
+            let pending = vmx::read(f::GUEST_PENDING_DEBUG);
+            vmx::write(f::GUEST_PENDING_DEBUG, pending | 1 << 14);
+        }
     }
 
     #[inline(always)]
