@@ -229,6 +229,54 @@ pub fn run(regs: &mut GuestRegs) -> GuestExit {
     }
 }
 
+/// The guest-exit path: reached from the trap vector (`trap.rs`) on a trap from the guest,
+/// with sp = its [`GuestRegs`], `sscratch` = the guest's sp and every other register the
+/// guest's. Stores the guest's registers, `sepc` and `sstatus`, zeroes `sscratch`, turns
+/// the FPU off and returns from [`run`] with the hypervisor's registers. The trap vector
+/// places it in its own `global_asm!`, right after its entry, so that the entry reaches it
+/// with one short `bnez` to a local label; its operands are the `EXIT_*` constants.
+macro_rules! guest_exit_asm {
+    () => {
+        concat!(
+        "    // Reached from trap_entry on a trap from the guest: sp = its GuestRegs, sscratch = the\n",
+        "    // guest's sp, every other register the guest's.\n",
+        "    // A local label: the entry's branch to it is assembled as one `bnez` (to a global\n",
+        "    // symbol the assembler would make it a branch around a `j`).\n",
+        "    .Laxhal_guest_exit:\n",
+        "        .irp n, 1,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31\n",
+        "        sd      x\\n, (\\n * 8)(sp)\n",
+        "        .endr\n",
+        "        csrrw   t0, sscratch, zero\n",
+        "        sd      t0, 16(sp)\n",
+        "        csrr    t0, sepc\n",
+        "        sd      t0, {x_gsepc}(sp)\n",
+        "        csrr    t0, sstatus\n",
+        "        sd      t0, {x_gsstatus}(sp)\n",
+        "        lui     t0, {x_fs_hi}\n",
+        "        csrc    sstatus, t0\n",
+        "        ld      sp, {x_ghost_sp}(sp)\n",
+        "        ld      ra, {x_ra}(sp)\n",
+        "        ld      tp, {x_tp}(sp)\n",
+        "        ld      s0, {x_s}+0(sp)\n",
+        "        ld      s1, {x_s}+8(sp)\n",
+        "        addi    sp, sp, {x_frame}\n",
+        "        ret\n",
+        )
+    };
+}
+pub(super) use guest_exit_asm;
+
+/// [`guest_exit_asm`]'s operands: the host frame's size and fields, the [`GuestRegs`]
+/// fields it writes, `sstatus.FS` for a `lui`.
+pub(super) const EXIT_FRAME: usize = HOST_FRAME;
+pub(super) const EXIT_RA: usize = offset_of!(HostFrame, ra);
+pub(super) const EXIT_TP: usize = offset_of!(HostFrame, tp);
+pub(super) const EXIT_S: usize = offset_of!(HostFrame, s);
+pub(super) const EXIT_SEPC: usize = offset_of!(GuestRegs, sepc);
+pub(super) const EXIT_SSTATUS: usize = offset_of!(GuestRegs, sstatus);
+pub(super) const EXIT_HOST_SP: usize = offset_of!(GuestRegs, host_sp);
+pub(super) const EXIT_FS_HI: u64 = SSTATUS_FS >> 12;
+
 core::arch::global_asm!(
     "
     .section .text
@@ -282,38 +330,14 @@ core::arch::global_asm!(
         ld      a0, 80(a0)
         sret
 
-    // Reached from trap_entry on a trap from the guest: sp = its GuestRegs, sscratch = the
-    // guest's sp, every other register the guest's.
-    .global axhal_guest_exit
-    .balign 4
-    axhal_guest_exit:
-        .irp n, 1,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-        sd      x\\n, (\\n * 8)(sp)
-        .endr
-        csrrw   t0, sscratch, zero
-        sd      t0, 16(sp)
-        csrr    t0, sepc
-        sd      t0, {gsepc}(sp)
-        csrr    t0, sstatus
-        sd      t0, {gsstatus}(sp)
-        lui     t0, {fs_hi}
-        csrc    sstatus, t0
-        ld      sp, {ghost_sp}(sp)
-        ld      ra, {ra}(sp)
-        ld      tp, {tp}(sp)
-        ld      s0, {s}+0(sp)
-        ld      s1, {s}+8(sp)
-        addi    sp, sp, {frame}
-        ret
     ",
-    frame = const HOST_FRAME,
-    ra = const offset_of!(HostFrame, ra),
-    tp = const offset_of!(HostFrame, tp),
-    s = const offset_of!(HostFrame, s),
-    gsepc = const offset_of!(GuestRegs, sepc),
-    gsstatus = const offset_of!(GuestRegs, sstatus),
-    ghost_sp = const offset_of!(GuestRegs, host_sp),
+    frame = const EXIT_FRAME,
+    ra = const EXIT_RA,
+    tp = const EXIT_TP,
+    s = const EXIT_S,
+    gsepc = const EXIT_SEPC,
+    gsstatus = const EXIT_SSTATUS,
+    ghost_sp = const EXIT_HOST_SP,
     sie_spie = const SSTATUS_SIE | SSTATUS_SPIE,
     spv = const HSTATUS_SPV,
-    fs_hi = const SSTATUS_FS >> 12,
 );

@@ -102,7 +102,7 @@ extern "C" fn axhal_trap(frame: &mut TrapFrame) {
 }
 
 core::arch::global_asm!(
-    "
+    concat!("
     .section .text
     .balign 4
     .global trap_entry
@@ -111,7 +111,7 @@ core::arch::global_asm!(
         // while a guest runs (guest.rs): swap it with sp to tell the two apart. From a
         // guest, the exit path takes over with sp = those registers.
         csrrw   sp, sscratch, sp
-        bnez    sp, axhal_guest_exit
+        bnez    sp, .Laxhal_guest_exit
         csrrw   sp, sscratch, sp
         addi    sp, sp, -{frame}
         .irp n, 1,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
@@ -134,6 +134,18 @@ core::arch::global_asm!(
         .endr
         addi    sp, sp, {frame}
         sret
+
+        // The world switch's guest-exit path (guest.rs), here so that the entry's bnez
+        // reaches it directly.
     ",
+    super::guest::guest_exit_asm!()),
     frame = const FRAME_SIZE,
+    x_frame = const super::guest::EXIT_FRAME,
+    x_ra = const super::guest::EXIT_RA,
+    x_tp = const super::guest::EXIT_TP,
+    x_s = const super::guest::EXIT_S,
+    x_gsepc = const super::guest::EXIT_SEPC,
+    x_gsstatus = const super::guest::EXIT_SSTATUS,
+    x_ghost_sp = const super::guest::EXIT_HOST_SP,
+    x_fs_hi = const super::guest::EXIT_FS_HI,
 );
