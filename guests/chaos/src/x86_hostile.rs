@@ -178,11 +178,12 @@ pub fn run(c: &mut Checker) {
     instructions(c, &cpu);
     local_apic(c);
     io_apic(c);
+    halt_until_nmi(c);
     for v in 0..32u8 {
         grt::x86::set_gate(v, grt::x86::stub_address(v));
     }
     grt::println!(
-        "chaos: x86 targeted phase: {} checks of control registers, EFER/XCR0, MSRs, string I/O, MMIO forms, instructions, local and I/O APIC: {} wrong",
+        "chaos: x86 targeted phase: {} checks of control registers, EFER/XCR0, MSRs, string I/O, MMIO forms, instructions, local and I/O APIC, HLT with interrupts masked: {} wrong",
         c.total(),
         c.failed() - before
     );
@@ -908,6 +909,44 @@ fn io_apic(c: &mut Checker) {
         c.ok(
             format_args!("I/O APIC byte write: {}", name(got)),
             got == NONE || got == GP,
+        );
+    }
+}
+
+/// HLT with interrupts masked sleeps (the vCPU does not spin through it) until an NMI: the
+/// PIT's channel 0 fires once after 10 ms, its I/O APIC input (2) is routed as an NMI to
+/// this vCPU, and the HLT must end in that NMI, at least 5 ms later by the TSC.
+fn halt_until_nmi(c: &mut Checker) {
+    let tsc_khz = u64::from(cpuid(0x4000_0010, 0)[0]);
+    // SAFETY: (every block) this VM's local APIC, I/O APIC and PIT ports; interrupts stay
+    // masked; the NMI is taken by this module's entry.
+    unsafe {
+        grt::mmio::write32((LAPIC + 0xf0) as usize, 0x1ff);
+        grt::mmio::write32(IOAPIC as usize, 0x10 + 2 * 2);
+        grt::mmio::write32((IOAPIC + 0x10) as usize, 4 << 8); // NMI, edge, unmasked
+        grt::mmio::write32(IOAPIC as usize, 0x11 + 2 * 2);
+        grt::mmio::write32((IOAPIC + 0x10) as usize, 0); // APIC id 0
+        let count: u16 = 11_932; // 10 ms at 1.193182 MHz
+        grt::pio::outb(0x43, 0x30); // channel 0, low then high byte, mode 0
+        grt::pio::outb(0x40, count as u8);
+        let start = core::arch::x86_64::_rdtsc();
+        grt::pio::outb(0x40, (count >> 8) as u8);
+        let got = trial!(["hlt"]);
+        let waited = core::arch::x86_64::_rdtsc() - start;
+        grt::mmio::write32(IOAPIC as usize, 0x10 + 2 * 2);
+        grt::mmio::write32((IOAPIC + 0x10) as usize, 1 << 16);
+        expect(
+            c,
+            "HLT with interrupts masked, PIT NMI after 10 ms",
+            got,
+            NMI,
+        );
+        c.ok(
+            format_args!(
+                "HLT with interrupts masked: woken after {} us, expected at least 5 ms",
+                waited * 1000 / tsc_khz.max(1)
+            ),
+            waited >= tsc_khz * 5,
         );
     }
 }
