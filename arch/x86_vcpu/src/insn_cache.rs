@@ -42,10 +42,44 @@ pub struct Key<P = Paging> {
     pub rip: u64,
     /// CR0, CR3, CR4, EFER, or CR3 and CR4.
     pub paging: P,
-    /// The code segment's mode.
-    pub mode: CpuMode,
-    /// The code segment's base (0 in 64-bit mode).
-    pub cs_base: u64,
+    /// The code segment's mode and base.
+    pub cs: CodeSegment,
+}
+
+/// The code segment as a decode depends on it, in one word (one compare on a lookup): its
+/// mode and, outside 64-bit mode, its base (32 bits there: the fetch's linear address is
+/// the base plus RIP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodeSegment(u64);
+
+impl CodeSegment {
+    /// 64-bit code (its base is 0).
+    pub const LONG64: Self = Self(0);
+
+    /// A code segment in `mode` at `base` (ignored in 64-bit mode, its low 32 bits used
+    /// otherwise).
+    #[inline(always)]
+    pub fn new(mode: CpuMode, base: u64) -> Self {
+        match mode {
+            CpuMode::Long64 => Self::LONG64,
+            CpuMode::Protected32 => Self(1 << 32 | (base & 0xffff_ffff)),
+            CpuMode::Code16 => Self(2 << 32 | (base & 0xffff_ffff)),
+        }
+    }
+
+    /// The mode.
+    pub fn mode(self) -> CpuMode {
+        match self.0 >> 32 {
+            0 => CpuMode::Long64,
+            1 => CpuMode::Protected32,
+            _ => CpuMode::Code16,
+        }
+    }
+
+    /// The base (0 in 64-bit mode).
+    pub fn base(self) -> u64 {
+        self.0 & 0xffff_ffff
+    }
 }
 
 /// The paging state of a [`Key`] whose owner drops its entry whenever CR0 or EFER change
@@ -139,7 +173,7 @@ impl<T: Copy, P: Copy + Eq> Cache<T, P> {
         let rec = Recording::new(mem);
         let mut bytes = [0u8; crate::insn::MAX_INSN_LEN];
         let n = walk
-            .fetch(&rec, key.cs_base.wrapping_add(key.rip), &mut bytes)
+            .fetch(&rec, key.cs.base().wrapping_add(key.rip), &mut bytes)
             .ok()?;
         let (value, len) = decode(&bytes[..n])?;
         self.0 = rec.entry(*key, value, len);
@@ -347,8 +381,7 @@ mod tests {
                 cr4: 1 << 5,
                 efer: 1 << 10 | 1 << 8,
             },
-            mode: CpuMode::Long64,
-            cs_base: 0,
+            cs: CodeSegment::LONG64,
         };
         (ram, key)
     }
@@ -357,7 +390,7 @@ mod tests {
         let rec = Recording::new(ram);
         let mut bytes = [0u8; MAX_INSN_LEN];
         let n = key.paging.fetch(&rec, key.rip, &mut bytes).unwrap();
-        let i = insn::decode(&bytes[..n], key.mode).unwrap();
+        let i = insn::decode(&bytes[..n], key.cs.mode()).unwrap();
         rec.entry(key, i, i.len).unwrap()
     }
 
@@ -390,7 +423,7 @@ mod tests {
         let (mut ram, key) = setup();
         let mut mmio = Cache::<insn::MmioInsn>::EMPTY;
         assert!(mmio.get(&key).is_none());
-        let decode = |b: &[u8]| insn::decode(b, key.mode).ok().map(|i| (i, i.len));
+        let decode = |b: &[u8]| insn::decode(b, key.cs.mode()).ok().map(|i| (i, i.len));
         let i = mmio.fill(&key, &ram, decode).unwrap();
         assert_eq!(i.len, 3);
         assert_eq!(mmio.get(&key), Some(&i));
@@ -427,8 +460,7 @@ mod tests {
                 cr3: full.paging.cr3,
                 cr4: full.paging.cr4,
             },
-            mode: full.mode,
-            cs_base: full.cs_base,
+            cs: full.cs,
         };
         let mut mmio = Cache::<insn::MmioInsn, Cr3Cr4>::EMPTY;
         let decode = |b: &[u8]| insn::decode(b, CpuMode::Long64).ok().map(|i| (i, i.len));
@@ -467,5 +499,20 @@ mod tests {
         };
         let i = mmio.fill_walking(&key, &off, &ram, decode).unwrap();
         assert_eq!(mmio.get(&key), Some(&i));
+    }
+
+    #[test]
+    fn a_code_segment_is_its_mode_and_base_in_one_word() {
+        let long = CodeSegment::new(CpuMode::Long64, 0x1234);
+        assert_eq!(long, CodeSegment::LONG64);
+        assert_eq!((long.mode(), long.base()), (CpuMode::Long64, 0));
+        let p = CodeSegment::new(CpuMode::Protected32, 0x1_0000_2000);
+        assert_eq!((p.mode(), p.base()), (CpuMode::Protected32, 0x2000));
+        let r = CodeSegment::new(CpuMode::Code16, 0x2000);
+        assert_eq!((r.mode(), r.base()), (CpuMode::Code16, 0x2000));
+        // Another mode or base is another key.
+        assert_ne!(p, r);
+        assert_ne!(CodeSegment::new(CpuMode::Protected32, 0), long);
+        assert_ne!(p, CodeSegment::new(CpuMode::Protected32, 0x3000));
     }
 }

@@ -1364,24 +1364,17 @@ impl VmxVCpu {
         };
         let rip = vmx::read(f::GUEST_RIP);
         let cs_ar = vmx::read(f::segment(1).2);
-        let mode = if cs_ar & (1 << 13) != 0 {
-            CpuMode::Long64
-        } else if cs_ar & (1 << 14) != 0 {
-            CpuMode::Protected32
+        let cs = if cs_ar & (1 << 13) != 0 {
+            insn_cache::CodeSegment::LONG64
         } else {
-            CpuMode::Code16
+            let mode = if cs_ar & (1 << 14) != 0 {
+                CpuMode::Protected32
+            } else {
+                CpuMode::Code16
+            };
+            insn_cache::CodeSegment::new(mode, vmx::read(f::segment(1).3))
         };
-        let cs_base = if mode == CpuMode::Long64 {
-            0
-        } else {
-            vmx::read(f::segment(1).3)
-        };
-        insn_cache::Key {
-            rip,
-            paging,
-            mode,
-            cs_base,
-        }
+        insn_cache::Key { rip, paging, cs }
     }
 
     /// The nested fault the VMM gets for the EPT violation of qualification `qual` at
@@ -1422,7 +1415,7 @@ impl VmxVCpu {
         key: &insn_cache::Key<insn_cache::Cr3Cr4>,
     ) -> Option<insn::MmioAccess> {
         let mem = EptMemory::new(self.eptp_root());
-        let decode = |b: &[u8]| insn::MmioAccess::decode(b, key.mode);
+        let decode = |b: &[u8]| insn::MmioAccess::decode(b, key.cs.mode());
         self.insn_cache
             .fill_walking(key, &self.paging(), &mem, decode)
     }

@@ -312,10 +312,9 @@ impl SvmVCpu {
         insn_cache::Key {
             rip: self.rd(save::RIP),
             paging: self.paging(),
-            mode,
-            cs_base: match mode {
-                CpuMode::Long64 => 0,
-                _ => self.segment_base(save::CS),
+            cs: match mode {
+                CpuMode::Long64 => insn_cache::CodeSegment::LONG64,
+                _ => insn_cache::CodeSegment::new(mode, self.segment_base(save::CS)),
             },
         }
     }
@@ -345,7 +344,7 @@ impl SvmVCpu {
     #[inline(never)]
     fn measure_miss(&mut self, op: &[u8], id: u32) -> Option<u8> {
         let key = self.insn_key();
-        let long = key.mode == CpuMode::Long64;
+        let long = key.cs.mode() == CpuMode::Long64;
         let measure = |b: &[u8]| {
             let len = vmcb::insn_len(b, op, long)?;
             Some((Measured { opcode: id, len }, len))
@@ -372,7 +371,7 @@ impl SvmVCpu {
     /// fetched or is not an MMIO access the vCPU emulates.
     fn decode_mmio(&mut self) -> Option<MmioAccess> {
         let key = self.insn_key();
-        let decode = |b: &[u8]| MmioAccess::decode(b, key.mode);
+        let decode = |b: &[u8]| MmioAccess::decode(b, key.cs.mode());
         self.mmio_cache.fill(&key, &self.memory(), decode)
     }
 
