@@ -2,10 +2,14 @@
 //! every write refused as read-only, device requests per file, and damaged images that must
 //! give typed errors, never a panic.
 
+#[path = "common/device.rs"]
+mod device;
+
 use std::path::PathBuf;
 use std::process::Command;
 
-use axfs::{BlockDevice, BlockError, FileKind, FileSystem, FsError, RamDisk, VolumeKind};
+use axfs::{BlockError, FileKind, FileSystem, FsError, RamDisk, VolumeKind};
+use device::Device;
 
 const LIMIT: u64 = 64 << 20;
 
@@ -386,32 +390,6 @@ fn damaged_metadata_gives_errors_not_panics() {
     );
 }
 
-/// A disk that counts the read requests it serves, or fails them all from a block on.
-struct Device {
-    disk: RamDisk<Vec<u8>>,
-    reads: std::rc::Rc<std::cell::Cell<usize>>,
-    fail_from: u64,
-}
-
-impl BlockDevice for Device {
-    fn block_count(&self) -> u64 {
-        self.disk.block_count()
-    }
-    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        self.reads.set(self.reads.get() + 1);
-        if first + (buf.len() / 512) as u64 > self.fail_from {
-            return Err(BlockError::Io { block: first });
-        }
-        self.disk.read_blocks(first, buf)
-    }
-    fn write_blocks(&mut self, first: u64, buf: &[u8]) -> Result<(), BlockError> {
-        self.disk.write_blocks(first, buf)
-    }
-    fn flush(&mut self) -> Result<(), BlockError> {
-        Ok(())
-    }
-}
-
 /// A whole-file read (a guest kernel loaded at VM create) reaches ahead: a few large
 /// device requests, not the crate's one per 32 KiB (nor one per block); under an emulator
 /// each request is a round trip through the device model.
@@ -419,12 +397,8 @@ impl BlockDevice for Device {
 fn a_whole_file_is_read_in_large_requests() {
     let kernel = pattern(8_000_123);
     let disk = image("requests", "ext4", 4096, 24, &[("Image", &kernel)], &[]);
-    let reads = std::rc::Rc::new(std::cell::Cell::new(0));
-    let dev = Device {
-        disk: RamDisk::new(disk),
-        reads: reads.clone(),
-        fail_from: u64::MAX,
-    };
+    let dev = Device::new(disk);
+    let reads = dev.reads.clone();
     let mut fs = FileSystem::mount(dev).unwrap();
     let before = reads.get();
     assert_eq!(fs.read("/Image", LIMIT).unwrap(), kernel);
@@ -437,21 +411,15 @@ fn a_whole_file_is_read_in_large_requests() {
 fn a_failing_device_gives_the_block() {
     let kernel = pattern(2_000_000);
     let disk = image("failing", "ext4", 4096, 8, &[("Image", &kernel)], &[]);
-    let dev = Device {
-        disk: RamDisk::new(disk.clone()),
-        reads: Default::default(),
-        fail_from: 0,
-    };
+    let mut dev = Device::new(disk.clone());
+    dev.fail_from = 0;
     assert!(matches!(
         FileSystem::mount(dev).map(|_| ()),
         Err(FsError::Device(BlockError::Io { .. }))
     ));
     // Metadata sits in the first 1 MiB of an image this small; the data after it.
-    let dev = Device {
-        disk: RamDisk::new(disk),
-        reads: Default::default(),
-        fail_from: 2048 + 1024,
-    };
+    let mut dev = Device::new(disk);
+    dev.fail_from = 2048 + 1024;
     let mut fs = FileSystem::mount(dev).unwrap();
     assert!(matches!(
         fs.read("/Image", LIMIT),

@@ -3,7 +3,8 @@
 
 mod common;
 
-use axfs::{BlockDevice, BlockError, FileKind, FileSystem, FsError, PathError, RamDisk};
+use axfs::{BlockError, FileKind, FileSystem, FsError, PathError, RamDisk};
+use common::device::Device;
 use common::{image, pattern, read_with_fatfs, MIN_MIB, PARTITION_START};
 
 const LIMIT: u64 = 64 << 20;
@@ -299,52 +300,6 @@ fn a_zeroed_boot_sector_is_named_in_the_error() {
     );
 }
 
-/// A disk that fails every read from a given block on.
-struct Failing {
-    disk: RamDisk<Vec<u8>>,
-    from: u64,
-}
-
-impl BlockDevice for Failing {
-    fn block_count(&self) -> u64 {
-        self.disk.block_count()
-    }
-    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        if first >= self.from {
-            return Err(BlockError::Io { block: first });
-        }
-        self.disk.read_blocks(first, buf)
-    }
-    fn write_blocks(&mut self, first: u64, buf: &[u8]) -> Result<(), BlockError> {
-        self.disk.write_blocks(first, buf)
-    }
-    fn flush(&mut self) -> Result<(), BlockError> {
-        Ok(())
-    }
-}
-
-/// A disk that counts the read requests it serves.
-struct Counting {
-    disk: RamDisk<Vec<u8>>,
-    reads: std::rc::Rc<std::cell::Cell<usize>>,
-}
-
-impl BlockDevice for Counting {
-    fn block_count(&self) -> u64 {
-        self.disk.block_count()
-    }
-    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        self.reads.set(self.reads.get() + 1);
-        self.disk.read_blocks(first, buf)
-    }
-    fn write_blocks(&mut self, first: u64, buf: &[u8]) -> Result<(), BlockError> {
-        self.disk.write_blocks(first, buf)
-    }
-    fn flush(&mut self) -> Result<(), BlockError> {
-        Ok(())
-    }
-}
-
 /// A whole-file read (a guest kernel loaded at VM create) goes to the device in one request
 /// per run of consecutive blocks plus the FAT blocks of its chain, not one request per
 /// block: under an emulator each request is a round trip through the device model.
@@ -353,11 +308,8 @@ fn a_whole_file_is_read_in_one_request_per_run_not_per_block() {
     // 3 MB and a partial last block, one cluster (512 bytes) a FAT entry: 5860 blocks,
     // whose chain fills 46 FAT blocks.
     let kernel = pattern(3_000_123);
-    let reads = std::rc::Rc::new(std::cell::Cell::new(0));
-    let disk = Counting {
-        disk: RamDisk::new(image(MIN_MIB, &[], &[("Image.bin", &kernel)])),
-        reads: reads.clone(),
-    };
+    let disk = Device::new(image(MIN_MIB, &[], &[("Image.bin", &kernel)]));
+    let reads = disk.reads.clone();
     let mut fs = FileSystem::mount(disk).unwrap();
     let before = reads.get();
     assert_eq!(fs.read("/Image.bin", LIMIT).unwrap(), kernel);
@@ -370,14 +322,10 @@ fn a_whole_file_is_read_in_one_request_per_run_not_per_block() {
 
 #[test]
 fn device_errors_come_back_typed() {
-    let disk = RamDisk::new(image(MIN_MIB, &[], &[("a.bin", &pattern(100_000))]));
     // The MBR reads, the boot sector does not.
-    let err = FileSystem::mount(Failing {
-        disk,
-        from: PARTITION_START as u64,
-    })
-    .err()
-    .expect("refused");
+    let mut disk = Device::new(image(MIN_MIB, &[], &[("a.bin", &pattern(100_000))]));
+    disk.fail_from = PARTITION_START as u64;
+    let err = FileSystem::mount(disk).err().expect("refused");
     assert_eq!(
         err,
         FsError::Device(BlockError::Io {
@@ -391,18 +339,15 @@ fn device_errors_come_back_typed() {
 
     // The FAT and the data area fail (past the reserved sectors): mounting works and the
     // read fails; once the device recovers, it mounts again and the file reads whole.
-    let disk = RamDisk::new(image(MIN_MIB, &[], &[("a.bin", &pattern(100_000))]));
-    let mut fs = FileSystem::mount(Failing {
-        disk,
-        from: PARTITION_START as u64 + 40,
-    })
-    .unwrap();
+    let mut disk = Device::new(image(MIN_MIB, &[], &[("a.bin", &pattern(100_000))]));
+    disk.fail_from = PARTITION_START as u64 + 40;
+    let mut fs = FileSystem::mount(disk).unwrap();
     assert!(matches!(
         fs.read("/a.bin", LIMIT),
         Err(FsError::Device(BlockError::Io { .. }))
     ));
     let mut dev = fs.unmount().unwrap();
-    dev.from = u64::MAX;
+    dev.fail_from = u64::MAX;
     let mut fs = FileSystem::mount(dev).unwrap();
     assert_eq!(fs.read("/a.bin", LIMIT).unwrap(), pattern(100_000));
 }

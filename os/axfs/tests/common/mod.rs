@@ -1,6 +1,8 @@
 //! Host-side FAT32 images for the tests, made with the `fatfs` crate (a dev-dependency:
 //! `embedded-sdmmc` has no formatter).
 
+pub mod device;
+
 use std::io::{Cursor, Write};
 
 /// Where the one partition starts, in 512-byte sectors (1 MiB, the usual alignment).
