@@ -187,6 +187,21 @@ fn paging_on() -> bool {
     true
 }
 
+/// With the guest's own page tables on: makes PML4 entry 1 point at the PML4 itself (a
+/// table that loops) and returns the base of the 512 GiB it maps, `1 << 39`: there the
+/// walk takes the PML4 as the PDPT and the PDPT as the page directory, whose first entry
+/// (the 1 GiB page at 0) becomes a 2 MiB page, so `(1 << 39) + a` is physical `a` for `a`
+/// below 2 MiB. `None` while the hypervisor's tables are on.
+pub fn looping_alias() -> Option<u64> {
+    if !PAGING.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: only this vCPU uses the tables; entry 1 was not present (nothing cached),
+    // and no address the guest uses is in its 512 GiB.
+    unsafe { (*PML4.0.get())[1] = PML4.0.get() as u64 | PRESENT | WRITABLE };
+    Some(1 << 39)
+}
+
 /// With the guest's own page tables on: points the translation of the gigabyte at
 /// [`WALK_ENTRY`] at a page directory at a random page without memory (unclaimed or the
 /// 16550), and returns an address in that gigabyte. Accessing it makes the CPU's walk read

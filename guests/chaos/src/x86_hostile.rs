@@ -175,6 +175,7 @@ pub fn run(c: &mut Checker) {
     msrs(c, &cpu);
     string_io(c);
     mmio_forms(c);
+    looping_tables(c);
     instructions(c, &cpu);
     local_apic(c);
     io_apic(c);
@@ -613,6 +614,54 @@ fn mmio_forms(c: &mut Checker) {
     }
 }
 
+/// With page tables that loop (PML4 entry 1 is the PML4): the vCPU's own walks, of an
+/// INSB buffer and of an MMIO instruction's bytes, take four levels whatever the entries
+/// say and find what the CPU found: the byte lands at its physical address, the load at
+/// the right register.
+fn looping_tables(c: &mut Checker) {
+    let Some(alias) = crate::arch::looping_alias() else {
+        c.ok("the guest's own page tables are on", false);
+        return;
+    };
+    // Physical 1 MiB: RAM nothing of the guest uses (below its image).
+    let pa = 0x10_0000u64;
+    // SAFETY: the byte at physical 1 MiB, through the loop and directly (identity).
+    unsafe {
+        core::ptr::write_volatile(pa as *mut u8, 0);
+        let got = trial!(["insb"], in("dx") FREE_PORT, inout("rdi") alias + pa => _);
+        expect(c, "insb through a looping page table", got, NONE);
+        c.eq(
+            "insb through a looping page table: the byte",
+            core::ptr::read_volatile(pa as *const u8),
+            0xff,
+        );
+    }
+    // `mov al, [rdi]` then `jmp r11` at physical 1 MiB + 16, run through the loop.
+    let code = (pa + 16) as *mut u8;
+    // SAFETY: RAM nothing uses; the code is complete before it runs (through the alias,
+    // which translates to the same bytes).
+    unsafe {
+        grt::mmio::write8(SCR as usize, 0x3c);
+        for (i, b) in [0x8a, 0x07, 0x41, 0xff, 0xe3].into_iter().enumerate() {
+            core::ptr::write_volatile(code.add(i), b);
+        }
+        let mut v = 0u64;
+        let got =
+            trial!(["jmp {f}"], f = in(reg) alias + pa + 16, in("rdi") SCR, inout("rax") 0u64 => v);
+        expect(
+            c,
+            "MMIO load by code run through a looping page table",
+            got,
+            NONE,
+        );
+        c.eq(
+            "MMIO load by code run through a looping page table: the value",
+            v,
+            0x3c,
+        );
+    }
+}
+
 /// Instructions a guest may not run or that exit: the SVM instructions (#UD on both
 /// backends), VMMCALL on Intel (#UD) and VMCALL (the hypercall on both), INVPCID (#UD
 /// when hidden, #GP for a bad type when shown), a debug register's high half (#GP), a
@@ -696,19 +745,19 @@ fn instructions(c: &mut Checker, cpu: &Cpu) {
             let got = match k {
                 0 => {
                     trial!(["pushfq", "or qword ptr [rsp], 0x100", "popfq", "rdmsr", "mov {m}, 1"],
-                    m = out(reg) after, in("ecx") IA32_APIC_BASE, out("eax") _, out("edx") _)
+                    m = inout(reg) 0u64 => after, in("ecx") IA32_APIC_BASE, out("eax") _, out("edx") _)
                 }
                 1 => {
                     trial!(["pushfq", "or qword ptr [rsp], 0x100", "popfq", "out dx, al", "mov {m}, 1"],
-                    m = out(reg) after, in("dx") FREE_PORT, in("al") 0u8)
+                    m = inout(reg) 0u64 => after, in("dx") FREE_PORT, in("al") 0u8)
                 }
                 2 => {
                     trial!(["pushfq", "or qword ptr [rsp], 0x100", "popfq", ".byte 0x0f, 0x01, 0xc1", "mov {m}, 1"],
-                    m = out(reg) after, inout("rax") grt::hc::VERSION => _, in("rdi") 0, in("rsi") 0, in("rdx") 0, in("r10") 0, in("r8") 0, in("r9") 0)
+                    m = inout(reg) 0u64 => after, inout("rax") grt::hc::VERSION => _, in("rdi") 0, in("rsi") 0, in("rdx") 0, in("r10") 0, in("r8") 0, in("r9") 0)
                 }
                 _ => {
                     trial!(["pushfq", "or qword ptr [rsp], 0x100", "popfq", "mov al, byte ptr [rdi]", "mov {m}, 1"],
-                    m = out(reg) after, in("rdi") SCR, out("al") _)
+                    m = inout(reg) 0u64 => after, in("rdi") SCR, out("al") _)
                 }
             };
             let mut dr6 = 0u64;
