@@ -143,7 +143,7 @@ const IOAPIC: u64 = 0xfec0_0000;
 
 /// CPU facts the expectations depend on.
 struct Cpu {
-    /// CPUID.1 ECX and EDX, CPUID.7.0 EBX.
+    /// CPUID.1 ECX and CPUID.7.0 EBX.
     ecx1: u32,
     ebx7: u32,
     /// An Intel CPU (the VMX backend) rather than an AMD one (SVM).
