@@ -469,26 +469,11 @@ mod tests {
         assert_eq!(i.len, 3);
         assert_eq!(mmio.get(&key), Some(&i));
         // CR3 or CR4 changed: a miss; the code or a table entry changed: a miss.
-        let other_cr4 = Cr3Cr4 {
-            cr4: 0,
-            ..key.paging
-        };
-        assert!(mmio
-            .get(&Key {
-                paging: other_cr4,
-                ..key
-            })
-            .is_none());
-        let other_cr3 = Cr3Cr4 {
-            cr3: 0x2000,
-            ..key.paging
-        };
-        assert!(mmio
-            .get(&Key {
-                paging: other_cr3,
-                ..key
-            })
-            .is_none());
+        let others = [(0x2000, key.paging.cr4), (key.paging.cr3, 0)];
+        for (cr3, cr4) in others {
+            let paging = Cr3Cr4 { cr3, cr4 };
+            assert!(mmio.get(&Key { paging, ..key }).is_none());
+        }
         ram.0[0x3000 / 8] = 0x200083;
         assert!(mmio.get(&key).is_none());
         // Paging off (CR0.PG clear): the walk is the identity, the same bytes here.
