@@ -450,6 +450,16 @@ impl<D: BlockDevice + 'static> Ext4Fs<D> {
             _ => self.open(path)?,
         };
         let size = file.metadata().len();
+        // Reading up to an offset costs a step per block: bounded by the volume's blocks.
+        if size > self.volume.bytes {
+            return Err(FsError::Ext4 {
+                path: Some(String::from(path)),
+                what: format!(
+                    "the file ({size} bytes) is larger than its volume ({} bytes): a sparse file is read whole, not at offsets",
+                    self.volume.bytes
+                ),
+            });
+        }
         let len = buf.len() as u64;
         if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(FsError::OutOfRange {

@@ -490,6 +490,50 @@ fn links_are_followed_with_their_size_checked() {
     }
 }
 
+/// A block-mapped file (ext2) whose size claims more than its block map addresses (20 GiB
+/// at 1 KiB blocks, set with debugfs) is refused by name: the crate's walk of the map would
+/// end before the size, and its read there panic. Read at an offset, a file larger than its
+/// volume (1 GiB) is refused too: reading up to the offset would take a step per block.
+#[test]
+fn sizes_beyond_the_block_map_or_the_volume_are_refused() {
+    let disk = image(
+        "blockmap",
+        "ext2",
+        1024,
+        8,
+        &[("f", b"small"), ("g", b"small")],
+        &[],
+    );
+    let dir = scratch("blockmap-debugfs");
+    let img = dir.join("disk.img");
+    std::fs::write(&img, &disk).unwrap();
+    for command in ["sif /f size 21474836480", "sif /g size 1073741824"] {
+        let status = Command::new(mkfs().with_file_name("debugfs"))
+            .args(["-w", "-R", command])
+            .arg(&img)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let mut fs = mount(std::fs::read(&img).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(fs.stat("/f").unwrap().size, 20 << 30);
+    let beyond = "/f: the disk's ext4 volume is damaged: the file's size (21474836480 bytes) is more than this volume's block size addresses (17247252480 bytes)";
+    assert_eq!(err_line(fs.read("/f", 32 << 30)), beyond);
+    assert_eq!(err_line(fs.read_at("/f", 1, &mut [0; 10])), beyond);
+    let err = err_line(fs.read_at("/g", (1 << 30) - 10, &mut [0; 10]));
+    assert!(
+        err.contains("is larger than its volume (8388608 bytes)"),
+        "{err}"
+    );
+    // Whole, it is held to the caller's limit like any file.
+    assert!(matches!(
+        fs.read("/g", 1 << 20),
+        Err(FsError::TooLarge { .. })
+    ));
+}
+
 #[test]
 fn a_file_that_is_not_one_is_refused() {
     // mkfs.ext4 -d copies a FIFO as a FIFO.
