@@ -176,6 +176,7 @@ pub fn run(c: &mut Checker) {
     string_io(c);
     mmio_forms(c);
     looping_tables(c);
+    compatibility_mode(c);
     instructions(c, &cpu);
     local_apic(c);
     io_apic(c);
@@ -612,6 +613,88 @@ fn mmio_forms(c: &mut Checker) {
             trial!(["mov al, byte ptr [rdi]"], in("rdi") 0x8000_0000_c000_0007u64, out("al") _);
         expect(c, "MMIO load at a non-canonical alias", got, GP);
     }
+}
+
+/// A GDT with a 32-bit code segment at 0x20 beside grt's selectors (0x10 64-bit code,
+/// 0x18 data).
+#[repr(C, align(16))]
+struct Gdt([u64; 6]);
+
+static COMPAT_GDT: Gdt = Gdt([
+    0,
+    0,
+    0x00af_9b00_0000_ffff,
+    0x00cf_9300_0000_ffff,
+    0x00cf_9b00_0000_ffff,
+    0,
+]);
+
+/// In compatibility mode (a 32-bit code segment under long mode's paging): an MMIO load
+/// (`mov al, [esi]`) and `rep insb` with the 32-bit address size by default, which the
+/// vCPU decodes and steps in that mode; then back to 64-bit code. Nothing here may fault
+/// (an exception from 32-bit code would return to 64-bit code with the 32-bit selector).
+fn compatibility_mode(c: &mut Checker) {
+    let buf = pages() as u64 + 0x300;
+    let gdtr_new: [u16; 5] = {
+        let base = COMPAT_GDT.0.as_ptr() as u64;
+        [
+            (size_of::<Gdt>() - 1) as u16,
+            base as u16,
+            (base >> 16) as u16,
+            (base >> 32) as u16,
+            (base >> 48) as u16,
+        ]
+    };
+    let mut gdtr_old = [0u16; 5];
+    let (mut al, mut ecx, mut edi): (u64, u64, u64);
+    // SAFETY: the new GDT has grt's selectors where grt's has them, so nothing changes
+    // meaning; the far returns go to the labels below, in this image below 4 GiB
+    // (statically linked at 2 MiB); grt's GDT is loaded again after. The 32-bit code
+    // touches only the declared registers, the 16550's scratch register and the scratch
+    // page.
+    unsafe {
+        grt::mmio::write8(SCR as usize, 0x6b);
+        core::ptr::write_bytes(buf as *mut u8, 0, 4);
+        asm!(
+            "sgdt [{old}]",
+            "lgdt [{new}]",
+            // The 32-bit far return's frame (EIP, CS), then the 64-bit one to 3f.
+            "sub rsp, 8",
+            "lea r11, [rip + 4f]",
+            "mov dword ptr [rsp], r11d",
+            "mov dword ptr [rsp + 4], 0x10",
+            "lea r11, [rip + 3f]",
+            "push 0x20",
+            "push r11",
+            "retfq",
+            ".code32",
+            "3:",
+            "mov al, byte ptr [esi]",
+            "rep insb",
+            "retf",
+            ".code64",
+            "4:",
+            "lgdt [{old}]",
+            old = in(reg) gdtr_old.as_mut_ptr(),
+            new = in(reg) gdtr_new.as_ptr(),
+            in("esi") SCR as u32,
+            in("dx") FREE_PORT,
+            inout("rdi") buf => edi,
+            inout("rcx") 2u64 => ecx,
+            inout("rax") 0u64 => al,
+            out("r11") _,
+        );
+    }
+    c.eq("compatibility mode: MMIO load", al & 0xff, 0x6b);
+    c.eq("compatibility mode: rep insb: ECX", ecx as u32, 0);
+    c.eq(
+        "compatibility mode: rep insb: EDI",
+        edi as u32,
+        buf as u32 + 2,
+    );
+    // SAFETY: the scratch page, written above.
+    let v = unsafe { core::ptr::read_volatile(buf as *const u32) };
+    c.eq("compatibility mode: rep insb: the bytes", v, 0xffff);
 }
 
 /// With page tables that loop (PML4 entry 1 is the PML4): the vCPU's own walks, of an
