@@ -187,6 +187,27 @@ fn paging_on() -> bool {
     true
 }
 
+/// With the guest's own page tables on: opens the first 4 GiB (code, data, stacks, the
+/// 16550) to user mode (`on`: the U/S bit of their PML4 and PDPT entries) or closes them
+/// again, and flushes the TLB. Returns `false`, changing nothing, while the hypervisor's
+/// tables are on.
+pub fn user_pages(on: bool) -> bool {
+    if !PAGING.load(Ordering::Relaxed) {
+        return false;
+    }
+    const USER: u64 = 1 << 2;
+    // SAFETY: only this vCPU uses the tables; the bit only widens or narrows who may use
+    // the first gigabyte (no SMEP / SMAP); reloading CR3 drops every stale translation.
+    unsafe {
+        let pdpt = &mut *PDPT.0.get();
+        for e in core::iter::once(&mut (*PML4.0.get())[0]).chain(&mut pdpt[..4]) {
+            *e = if on { *e | USER } else { *e & !USER };
+        }
+        asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack));
+    }
+    true
+}
+
 /// With the guest's own page tables on: makes PML4 entry 1 point at the PML4 itself (a
 /// table that loops) and returns the base of the 512 GiB it maps, `1 << 39`: there the
 /// walk takes the PML4 as the PDPT and the PDPT as the page directory, whose first entry

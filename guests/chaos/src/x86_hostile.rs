@@ -18,7 +18,9 @@ use grt::x86::{cpuid, read_msr, write_msr};
 
 // 32 entries of 16 bytes (a fake error code pushed where the CPU pushes none, then the
 // vector), then the common path: vector and error code to CHAOS_CATCH_VECTOR / _ERROR,
-// the return address replaced by CHAOS_CATCH_RET, RFLAGS.TF and AC cleared, iretq.
+// the return address replaced by CHAOS_CATCH_RET, RFLAGS.TF and AC cleared, and for an
+// exception from user mode CS, SS and RSP those of the trial (CPL 0, CHAOS_CATCH_RSP),
+// iretq.
 global_asm!(
     r#"
     .section .text.chaos_catch, "ax"
@@ -41,7 +43,13 @@ chaos_catch_common:
     mov  rax, qword ptr [rip + CHAOS_CATCH_RET]
     mov  [rsp + 8], rax
     and  qword ptr [rsp + 24], -0x40101
-    pop  rax
+    test qword ptr [rsp + 16], 3
+    jz   2f
+    mov  qword ptr [rsp + 16], 0x10
+    mov  rax, qword ptr [rip + CHAOS_CATCH_RSP]
+    mov  [rsp + 32], rax
+    mov  qword ptr [rsp + 40], 0x18
+2:  pop  rax
     iretq
     .global chaos_catch_base
     .set chaos_catch_base, chaos_catch_entries
@@ -58,6 +66,9 @@ static CHAOS_CATCH_VECTOR: AtomicU64 = AtomicU64::new(NONE);
 static CHAOS_CATCH_ERROR: AtomicU64 = AtomicU64::new(0);
 #[no_mangle]
 static CHAOS_CATCH_RET: AtomicU64 = AtomicU64::new(0);
+/// The stack pointer a trial from user mode resumes with.
+#[no_mangle]
+static CHAOS_CATCH_RSP: AtomicU64 = AtomicU64::new(0);
 
 /// Exception vectors.
 const DB: u64 = 1;
@@ -177,6 +188,7 @@ pub fn run(c: &mut Checker) {
     mmio_forms(c);
     looping_tables(c);
     compatibility_mode(c);
+    user_mode(c, &cpu);
     instructions(c, &cpu);
     local_apic(c);
     io_apic(c);
@@ -615,10 +627,35 @@ fn mmio_forms(c: &mut Checker) {
     }
 }
 
-/// A GDT with a 32-bit code segment at 0x20 beside grt's selectors (0x10 64-bit code,
-/// 0x18 data).
+/// Loads [`COMPAT_GDT`]; returns the GDTR it replaced (for [`gdt_restore`]).
+fn gdt_load() -> [u16; 5] {
+    let base = COMPAT_GDT.0.as_ptr() as u64;
+    let new: [u16; 5] = [
+        (size_of::<Gdt>() - 1) as u16,
+        base as u16,
+        (base >> 16) as u16,
+        (base >> 32) as u16,
+        (base >> 48) as u16,
+    ];
+    let mut old = [0u16; 5];
+    // SAFETY: the new GDT has grt's selectors where grt's has them: nothing loaded
+    // changes meaning.
+    unsafe {
+        asm!("sgdt [{}]", "lgdt [{}]", in(reg) old.as_mut_ptr(), in(reg) new.as_ptr(), options(nostack))
+    };
+    old
+}
+
+/// Loads the GDTR [`gdt_load`] replaced.
+fn gdt_restore(old: [u16; 5]) {
+    // SAFETY: grt's own GDT again.
+    unsafe { asm!("lgdt [{}]", in(reg) old.as_ptr(), options(nostack)) };
+}
+
+/// A GDT with a 32-bit code segment at 0x20 and user data and 64-bit code at 0x28 and
+/// 0x30 beside grt's selectors (0x10 64-bit code, 0x18 data).
 #[repr(C, align(16))]
-struct Gdt([u64; 6]);
+struct Gdt([u64; 8]);
 
 static COMPAT_GDT: Gdt = Gdt([
     0,
@@ -626,6 +663,8 @@ static COMPAT_GDT: Gdt = Gdt([
     0x00af_9b00_0000_ffff,
     0x00cf_9300_0000_ffff,
     0x00cf_9b00_0000_ffff,
+    0x00cf_f300_0000_ffff, // 0x28: user data
+    0x00af_fb00_0000_ffff, // 0x30: user 64-bit code
     0,
 ]);
 
@@ -635,17 +674,7 @@ static COMPAT_GDT: Gdt = Gdt([
 /// (an exception from 32-bit code would return to 64-bit code with the 32-bit selector).
 fn compatibility_mode(c: &mut Checker) {
     let buf = pages() as u64 + 0x300;
-    let gdtr_new: [u16; 5] = {
-        let base = COMPAT_GDT.0.as_ptr() as u64;
-        [
-            (size_of::<Gdt>() - 1) as u16,
-            base as u16,
-            (base >> 16) as u16,
-            (base >> 32) as u16,
-            (base >> 48) as u16,
-        ]
-    };
-    let mut gdtr_old = [0u16; 5];
+    let gdtr = gdt_load();
     let (mut al, mut ecx, mut edi): (u64, u64, u64);
     // SAFETY: the new GDT has grt's selectors where grt's has them, so nothing changes
     // meaning; the far returns go to the labels below, in this image below 4 GiB
@@ -656,8 +685,6 @@ fn compatibility_mode(c: &mut Checker) {
         grt::mmio::write8(SCR as usize, 0x6b);
         core::ptr::write_bytes(buf as *mut u8, 0, 4);
         asm!(
-            "sgdt [{old}]",
-            "lgdt [{new}]",
             // The 32-bit far return's frame (EIP, CS), then the 64-bit one to 3f.
             "sub rsp, 8",
             "lea r11, [rip + 4f]",
@@ -674,9 +701,6 @@ fn compatibility_mode(c: &mut Checker) {
             "retf",
             ".code64",
             "4:",
-            "lgdt [{old}]",
-            old = in(reg) gdtr_old.as_mut_ptr(),
-            new = in(reg) gdtr_new.as_ptr(),
             in("esi") SCR as u32,
             in("dx") FREE_PORT,
             inout("rdi") buf => edi,
@@ -685,6 +709,7 @@ fn compatibility_mode(c: &mut Checker) {
             out("r11") _,
         );
     }
+    gdt_restore(gdtr);
     c.eq("compatibility mode: MMIO load", al & 0xff, 0x6b);
     c.eq("compatibility mode: rep insb: ECX", ecx as u32, 0);
     c.eq(
@@ -1081,4 +1106,126 @@ fn halt_until_nmi(c: &mut Checker) {
             waited >= tsc_khz * 5,
         );
     }
+}
+
+/// A stack for user mode and one for the exceptions it takes (the TSS's RSP0).
+#[repr(C, align(4096))]
+struct Stacks(UnsafeCell<[u8; 0x2000]>);
+
+// SAFETY: only the guest's one vCPU uses them, as stacks.
+unsafe impl Sync for Stacks {}
+
+static STACKS: Stacks = Stacks(UnsafeCell::new([0; 0x2000]));
+
+/// RSP0 in the TSS the hypervisor's entry state gives every vCPU (docs/x86.md).
+const TSS_RSP0: u64 = 0x1080 + 4;
+
+/// `int 0x80` from user mode: its gate is DPL 0, so the CPU raises #GP with this error
+/// code (the vector's IDT slot, bit 1) — how a user trial that took no exception ends.
+/// (QEMU reports the slot as the vector times 16, the 64-bit gate's size: 0x802.)
+const BACK: u64 = (0x80 << 3) | 2;
+
+/// Whether a user trial's outcome is `want`, [`BACK`] also as QEMU reports it.
+fn same_outcome(got: (u64, u64), want: (u64, u64)) -> bool {
+    got == want || (want == (GP, BACK) && got == (GP, (0x80 << 4) | 2))
+}
+
+/// Runs the instructions at CPL 3 (user code and stack in the first gigabyte) and returns
+/// the vector and error code of the exception that brought the vCPU back (an instruction
+/// that takes none is followed by `int 0x80`: #GP with [`BACK`]). `$t` are asm strings,
+/// `$op` operands.
+macro_rules! user_trial {
+    ([$($t:literal),* $(,)?] $(, $($op:tt)*)?) => {{
+        CHAOS_CATCH_VECTOR.store(NONE, Ordering::SeqCst);
+        asm!(
+            "lea r11, [rip + 2f]",
+            "mov qword ptr [rip + CHAOS_CATCH_RET], r11",
+            "mov qword ptr [rip + CHAOS_CATCH_RSP], rsp",
+            "push 0x2b",
+            "push {ustack}",
+            "push {flags}",
+            "push 0x33",
+            "lea r11, [rip + 5f]",
+            "push r11",
+            "iretq",
+            "5:",
+            $($t,)*
+            "int 0x80",
+            "2:",
+            ustack = in(reg) STACKS.0.get() as u64 + 0x1000,
+            flags = in(reg) USER_FLAGS.load(Ordering::Relaxed),
+            out("r11") _,
+            $($($op)*)?
+        );
+        (CHAOS_CATCH_VECTOR.load(Ordering::SeqCst), CHAOS_CATCH_ERROR.load(Ordering::SeqCst))
+    }};
+}
+
+/// RFLAGS for a user trial: IF clear, IOPL 0; AC for the alignment-check trial.
+static USER_FLAGS: AtomicU64 = AtomicU64::new(2);
+
+/// From user mode (CPL 3): VMCALL is #UD (the hypervisor's CPL check, both backends),
+/// CPUID is answered, IN of a port outside the TSS's I/O bitmap, RDMSR and HLT are #GP,
+/// an unaligned load with CR0.AM and RFLAGS.AC is #AC(0), an MMIO load of the 16550 is
+/// emulated. The exceptions come back through the TSS's RSP0 (set here) to CPL 0.
+fn user_mode(c: &mut Checker, cpu: &Cpu) {
+    if !crate::arch::user_pages(true) {
+        c.ok("the guest's own page tables are on", false);
+        return;
+    }
+    let gdtr = gdt_load();
+    let gs_base = read_msr(0xc000_0101);
+    // SAFETY: the TSS is the vCPU's, in its RAM at the entry contract's address; RSP0 is
+    // its stack for exceptions from user mode (the guest had none); put back below.
+    let rsp0 = unsafe { core::ptr::read_unaligned(TSS_RSP0 as *const u64) };
+    // SAFETY: as above.
+    unsafe { core::ptr::write_unaligned(TSS_RSP0 as *mut u64, STACKS.0.get() as u64 + 0x2000) };
+    let expect_back = |c: &mut Checker, what: &str, (v, e): (u64, u64), want: (u64, u64)| {
+        c.ok(
+            format_args!(
+                "{what} from user mode: {} (error code {e:#x}), expected {} (error code {:#x})",
+                name(v),
+                name(want.0),
+                want.1
+            ),
+            same_outcome((v, e), want),
+        );
+    };
+    // SAFETY: (every block) user code runs the instruction and comes back through an
+    // exception to CPL 0 with the trial's stack; it touches only the declared registers,
+    // the user stack and the 16550's scratch register.
+    unsafe {
+        let mut v = 0u64;
+        let got = user_trial!([".byte 0x0f, 0x01, 0xc1"], inout("rax") grt::hc::VERSION => v, in("rdi") 0, in("rsi") 0, in("rdx") 0, in("r10") 0, in("r8") 0, in("r9") 0);
+        expect_back(c, "VMCALL", got, (UD, 0));
+        c.eq("VMCALL from user mode: RAX unchanged", v, grt::hc::VERSION);
+        let got = user_trial!(["push rbx", "cpuid", "pop rbx"], inout("eax") 0x4000_0000u32 => _, out("ecx") _, out("edx") _);
+        expect_back(c, "CPUID", got, (GP, BACK));
+        let got = user_trial!(["in al, dx"], in("dx") FREE_PORT, out("al") _);
+        expect_back(c, "IN", got, (GP, 0));
+        let got = user_trial!(["rdmsr"], in("ecx") IA32_EFER, out("eax") _, out("edx") _);
+        expect_back(c, "RDMSR", got, (GP, 0));
+        let got = user_trial!(["hlt"]);
+        expect_back(c, "HLT", got, (GP, 0));
+        grt::mmio::write8(SCR as usize, 0x77);
+        let got = user_trial!(["mov al, byte ptr [rdi]"], in("rdi") SCR, inout("rax") 0u64 => v);
+        expect_back(c, "MMIO load", got, (GP, BACK));
+        c.eq("MMIO load from user mode: the value", v & 0xff, 0x77);
+        asm!("mov {t}, cr0", "bts {t}, 18", "mov cr0, {t}", t = out(reg) _, options(nomem, nostack));
+        USER_FLAGS.store(2 | 1 << 18, Ordering::Relaxed);
+        let got = user_trial!(["mov eax, dword ptr [rdi + 1]"], in("rdi") STACKS.0.get() as u64, out("eax") _);
+        if cpu.intel || !same_outcome(got, (GP, BACK)) {
+            expect_back(c, "unaligned load with CR0.AM and RFLAGS.AC", got, (17, 0));
+        } else {
+            // QEMU TCG (the SVM runs) does not check alignment: no #AC there.
+            grt::println!("chaos: no #AC from user mode: the CPU does not check alignment");
+        }
+        USER_FLAGS.store(2, Ordering::Relaxed);
+        asm!("mov {t}, cr0", "btr {t}, 18", "mov cr0, {t}", t = out(reg) _, options(nomem, nostack));
+        core::ptr::write_unaligned(TSS_RSP0 as *mut u64, rsp0);
+        asm!("mov {t:e}, 0x18", "mov ds, {t:e}", "mov es, {t:e}", "mov fs, {t:e}", "mov gs, {t:e}", t = out(reg) _, options(nomem, nostack));
+    }
+    grt::x86::write_msr(0xc000_0101, gs_base);
+    gdt_restore(gdtr);
+    crate::arch::user_pages(false);
 }
