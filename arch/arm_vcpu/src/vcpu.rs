@@ -189,12 +189,9 @@ el1_regs!(
     csselr_el1,
     cntv_ctl_el0,
     cntv_cval_el0,
-    // Not trapped, so the CPU's own: without these a guest's debug controls (software
-    // step, breakpoints and watchpoints enabled) and EL1 physical timer would stay in force
-    // for the next VM run on the same CPU (a step exception at that VM's EL0 on every
-    // return to it). The breakpoint and watchpoint registers themselves are not switched:
-    // they do nothing while MDSCR_EL1.MDE (and SS) are the running guest's own.
-    mdscr_el1,
+    // Not trapped, so the CPU's own: without these a guest's EL1 physical timer would
+    // stay in force for the next VM run on the same CPU. (MDSCR_EL1 is not switched yet:
+    // docs/reliability.md.)
     cntp_ctl_el0,
     cntp_cval_el0,
 );
