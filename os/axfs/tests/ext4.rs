@@ -4,12 +4,15 @@
 
 #[path = "common/device.rs"]
 mod device;
+#[path = "common/volume.rs"]
+mod volume;
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use axfs::{BlockError, FileKind, FileSystem, FsError, RamDisk, VolumeKind};
 use device::Device;
+use volume::{mount, names};
 
 const LIMIT: u64 = 64 << 20;
 
@@ -72,16 +75,6 @@ fn image(
     let bytes = std::fs::read(&img).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     bytes
-}
-
-fn mount(disk: Vec<u8>) -> FileSystem<RamDisk<Vec<u8>>> {
-    FileSystem::mount(RamDisk::new(disk)).expect("mount")
-}
-
-fn names(fs: &mut FileSystem<RamDisk<Vec<u8>>>, path: &str) -> Vec<String> {
-    let mut names: Vec<String> = fs.list(path).unwrap().into_iter().map(|m| m.name).collect();
-    names.sort();
-    names
 }
 
 fn err_line<T: std::fmt::Debug>(result: Result<T, FsError>) -> String {

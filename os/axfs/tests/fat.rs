@@ -5,19 +5,10 @@ mod common;
 
 use axfs::{BlockError, FileKind, FileSystem, FsError, PathError, RamDisk};
 use common::device::Device;
+use common::volume::{mount, names};
 use common::{image, pattern, read_with_fatfs, MIN_MIB, PARTITION_START};
 
 const LIMIT: u64 = 64 << 20;
-
-fn mount(disk: Vec<u8>) -> FileSystem<RamDisk<Vec<u8>>> {
-    FileSystem::mount(RamDisk::new(disk)).expect("mount")
-}
-
-fn names(fs: &mut FileSystem<RamDisk<Vec<u8>>>, path: &str) -> Vec<String> {
-    let mut names: Vec<String> = fs.list(path).unwrap().into_iter().map(|m| m.name).collect();
-    names.sort();
-    names
-}
 
 #[test]
 fn reads_what_another_implementation_wrote_including_long_names() {

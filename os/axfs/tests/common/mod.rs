@@ -2,6 +2,7 @@
 //! `embedded-sdmmc` has no formatter).
 
 pub mod device;
+pub mod volume;
 
 use std::io::{Cursor, Write};
 
