@@ -107,9 +107,10 @@ pub fn read(path: &str, limit: u64) -> Result<Vec<u8>, FileError> {
 }
 
 /// The backing of VM `vm`'s `virtio-blk`: for a `backing` region in its config entry,
-/// that region of a host disk ([`crate::hostdisk::open_region`]); for a `file`, the file on
-/// the mounted disk, held open with its clusters found once, read and written in place; it
-/// never grows. On a read-only (ext) volume only a `read_only` backing opens.
+/// that region of a host disk ([`crate::hostdisk::open_region`]); for a `file` on a FAT
+/// volume, the file held open with its clusters found once, read and written in place; it
+/// never grows. On a read-only (ext) volume only a `read_only` backing opens, and the VM
+/// gets a copy of the file made once ([`CopyBacking`]).
 pub fn open_backing(vm: &str, disk: &DiskBacking) -> Result<Box<dyn Backing>, DiskOpenError> {
     let path = match &disk.source {
         DiskSource::File(path) => path,
@@ -117,19 +118,59 @@ pub fn open_backing(vm: &str, disk: &DiskBacking) -> Result<Box<dyn Backing>, Di
             return crate::hostdisk::open_region(vm, region, disk.read_only)
         }
     };
-    let file = with(|fs| {
-        if !disk.read_only {
-            fs.check_writable(path)?;
-        }
-        fs.open_blocks(path)
-    })
-    .map_err(|e| match e {
+    let open_error = |e: FileError| match e {
         FileError::Fs(e @ FsError::ReadOnlyVolume { .. }) => {
             DiskOpenError(alloc::format!("{e}: give the device read_only = true"))
         }
         e => DiskOpenError(e.to_string()),
-    })?;
+    };
+    let copied = with(|fs| {
+        if !disk.read_only {
+            fs.check_writable(path)?;
+        }
+        Ok(fs.volume().kind.read_only())
+    })
+    .map_err(open_error)?;
+    if copied {
+        let file = read_to_frames(path).map_err(open_error)?;
+        return Ok(Box::new(CopyBacking { file }));
+    }
+    let file = with(|fs| fs.open_blocks(path)).map_err(open_error)?;
     Ok(Box::new(FileBacking { file }))
+}
+
+/// A `read_only` backing's file on an ext volume, copied into frames when the VM is built.
+/// axfs reads ext files forwards only (an earlier offset is reached by reading the file
+/// again from its start: docs/axfs.md), so a guest reading its disk
+/// backwards would hold the disk's lock for up to a whole file per request, stalling every
+/// other VM that uses the disk and the CPU it runs on; the volume never changes, so a copy
+/// is the same disk. Costs the file's size in memory while the VM exists (a file larger
+/// than the free memory refuses the VM with `not enough free memory`).
+struct CopyBacking {
+    file: FrameFile,
+}
+
+impl Backing for CopyBacking {
+    fn len(&self) -> u64 {
+        self.file.bytes().len() as u64
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackingError> {
+        let (start, end) = axvirtio_blk::checked_range(offset, buf.len(), self.len())?;
+        // Both are at most the copy's length, a usize.
+        buf.copy_from_slice(&self.file.bytes()[start as usize..end as usize]);
+        Ok(())
+    }
+
+    /// Never reached: the device is `read_only` (its guest's writes get `IOERR` before
+    /// the backing), and an ext volume is never written.
+    fn write_at(&mut self, _offset: u64, _data: &[u8]) -> Result<(), BackingError> {
+        Err(BackingError::Io)
+    }
+
+    fn flush(&mut self) -> Result<(), BackingError> {
+        Ok(())
+    }
 }
 
 /// A file on the mounted disk as a virtio-blk [`Backing`]; each access takes the disk's
