@@ -189,9 +189,11 @@ el1_regs!(
     csselr_el1,
     cntv_ctl_el0,
     cntv_cval_el0,
-    // Not trapped, so the CPU's own: without these a guest's EL1 physical timer would
-    // stay in force for the next VM run on the same CPU. (MDSCR_EL1 is not switched yet:
-    // docs/reliability.md.)
+    // Not trapped, so the CPU's own: without these a guest's debug controls (software
+    // step, breakpoint and watchpoint enables) and EL1 physical timer would stay in force
+    // for the next VM run on the same CPU. The breakpoint and watchpoint registers are not
+    // switched yet (docs/reliability.md).
+    mdscr_el1,
     cntp_ctl_el0,
     cntp_cval_el0,
 );

@@ -95,40 +95,52 @@ fn main() {
     c.finish();
 }
 
-/// Registers of the guest's own that no exit touches (aarch64: the EL1 physical timer's
-/// compare value, with the timer disabled), marked with a value that depends on the VM.
+/// Registers of the guest's own that no exit touches (aarch64: MDSCR_EL1's TDCC or KDE bit,
+/// harmless with MDE and SS clear, and the EL1 physical timer's compare value, with the
+/// timer disabled), marked with values that depend on the VM.
 #[cfg(target_arch = "aarch64")]
 mod own {
     /// Whether this architecture marks any.
     pub const MARKS: bool = true;
 
-    fn value(tag: u64) -> u64 {
-        0x5a5a_0000_0000_0000 | tag
+    /// MDSCR_EL1 and CNTP_CVAL_EL0 for `tag`.
+    fn values(tag: u64) -> (u64, u64) {
+        let mdscr = if tag & 1 == 0 { 1 << 12 } else { 1 << 13 };
+        (mdscr, 0x5a5a_0000_0000_0000 | tag)
     }
 
-    /// Writes the value of `tag`.
+    /// Writes the values of `tag`.
     pub fn mark(tag: u64) {
-        // SAFETY: the EL1 physical timer's compare value while its control register is 0
-        // (off).
+        let (mdscr, cval) = values(tag);
+        // SAFETY: MDSCR_EL1.TDCC or KDE with MDE and SS clear (no debug event can happen);
+        // the EL1 physical timer's compare value while its control register is 0 (off).
         unsafe {
             core::arch::asm!(
+                "msr mdscr_el1, {m}",
                 "msr cntp_ctl_el0, xzr",
                 "msr cntp_cval_el0, {c}",
                 "isb",
-                c = in(reg) value(tag),
+                m = in(reg) mdscr,
+                c = in(reg) cval,
                 options(nomem, nostack),
             )
         };
     }
 
-    /// Whether the register holds the value of `tag`.
+    /// Whether the registers hold the values of `tag`.
     pub fn holds(tag: u64) -> bool {
-        let c: u64;
-        // SAFETY: reads an EL1 register.
+        let (m, c): (u64, u64);
+        // SAFETY: reads two EL1 registers.
         unsafe {
-            core::arch::asm!("mrs {c}, cntp_cval_el0", c = out(reg) c, options(nomem, nostack))
+            core::arch::asm!(
+                "mrs {m}, mdscr_el1",
+                "mrs {c}, cntp_cval_el0",
+                m = out(reg) m,
+                c = out(reg) c,
+                options(nomem, nostack),
+            )
         };
-        c == value(tag)
+        (m, c) == values(tag)
     }
 }
 
