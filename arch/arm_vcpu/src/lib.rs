@@ -31,6 +31,8 @@ pub mod smccc;
 pub mod sysreg;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod debug_regs;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod vcpu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod vgic_hw;

@@ -1,5 +1,6 @@
 //! The vCPU proper: guest registers, EL1 system registers, stage-2, and the run loop.
 
+use crate::debug_regs::DebugRegs;
 use crate::decode::{
     decode_sync, hvc_hypercall, injected_abort_esr, mpidr_to_index, psci_power_reply, DataAbort,
     SyncAction,
@@ -8,8 +9,8 @@ use crate::exception::{self, EntryFeatures, SPSR_EL1H_MASKED};
 use crate::icc::{self, IccReg};
 use crate::passthrough::PassthroughLines;
 use crate::sysreg::{
-    sanitize_id, undefined_esr, SysReg, SysRegAccess, ID_AA64MMFR1_EL1, ID_AA64PFR0_EL1,
-    ID_AA64PFR1_EL1,
+    sanitize_id, undefined_esr, SysReg, SysRegAccess, ID_AA64DFR0_EL1, ID_AA64MMFR1_EL1,
+    ID_AA64PFR0_EL1, ID_AA64PFR1_EL1,
 };
 use crate::vgic_hw::HwListRegs;
 use alloc::sync::Arc;
@@ -191,8 +192,8 @@ el1_regs!(
     cntv_cval_el0,
     // Not trapped, so the CPU's own: without these a guest's debug controls (software
     // step, breakpoint and watchpoint enables) and EL1 physical timer would stay in force
-    // for the next VM run on the same CPU. The breakpoint and watchpoint registers are not
-    // switched yet (docs/reliability.md).
+    // for the next VM run on the same CPU. The breakpoint and watchpoint registers are
+    // switched beside these ([`DebugRegs`]).
     mdscr_el1,
     cntp_ctl_el0,
     cntp_cval_el0,
@@ -278,6 +279,8 @@ pub struct ArmVCpu {
     regs: GuestRegs,
     el1: El1Regs,
     fp: FpRegs,
+    /// The guest's breakpoint and watchpoint registers.
+    debug: DebugRegs,
     vttbr: u64,
     vmid: u16,
     vmpidr: u64,
@@ -383,6 +386,7 @@ impl ArchVCpu for ArmVCpu {
             regs: GuestRegs::default(),
             el1: El1Regs::default(),
             fp: FpRegs::default(),
+            debug: DebugRegs::new(read_id_register(ID_AA64DFR0_EL1)),
             vttbr: 0,
             vmid: config.vmid,
             vmpidr: (1 << 31) | (config.mpidr & 0xff_00ff_ffff),
@@ -423,6 +427,7 @@ impl ArchVCpu for ArmVCpu {
             spsr: SPSR_EL1H_MASKED,
             ..GuestRegs::default()
         };
+        self.debug.reset();
         self.el1 = El1Regs {
             sctlr_el1: SCTLR_EL1_RESET,
             ..El1Regs::default()
@@ -454,6 +459,7 @@ impl ArchVCpu for ArmVCpu {
                 self.load_el2_state();
                 self.el1.restore();
                 self.fp.restore();
+                self.debug.restore();
                 if let Some((_, lrs)) = &mut self.vgic {
                     self.vgic_state.restore();
                     lrs.enable();
@@ -546,6 +552,7 @@ impl ArchVCpu for ArmVCpu {
         if self.loaded {
             self.el1.save();
             self.fp.save();
+            self.debug.save();
             // SAFETY: the guest's virtual timer is saved above; disabling it keeps it from
             // interrupting whatever runs next on this CPU (it is restored with the rest).
             unsafe { core::arch::asm!("msr cntv_ctl_el0, xzr", "isb") };

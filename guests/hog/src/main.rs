@@ -96,32 +96,41 @@ fn main() {
 }
 
 /// Registers of the guest's own that no exit touches (aarch64: MDSCR_EL1's TDCC or KDE bit,
-/// harmless with MDE and SS clear, and the EL1 physical timer's compare value, with the
-/// timer disabled), marked with values that depend on the VM.
+/// harmless with MDE and SS clear, the EL1 physical timer's compare value, with the timer
+/// disabled, and the value registers of breakpoint 0 and watchpoint 0, both disabled),
+/// marked with values that depend on the VM.
 #[cfg(target_arch = "aarch64")]
 mod own {
     /// Whether this architecture marks any.
     pub const MARKS: bool = true;
 
-    /// MDSCR_EL1 and CNTP_CVAL_EL0 for `tag`.
-    fn values(tag: u64) -> (u64, u64) {
+    /// MDSCR_EL1, CNTP_CVAL_EL0 and DBGBVR0/DBGWVR0 for `tag` (an address with bits 1:0
+    /// clear and bits 63:49 copies of bit 48, which the debug value registers keep).
+    fn values(tag: u64) -> (u64, u64, u64) {
         let mdscr = if tag & 1 == 0 { 1 << 12 } else { 1 << 13 };
-        (mdscr, 0x5a5a_0000_0000_0000 | tag)
+        (mdscr, 0x5a5a_0000_0000_0000 | tag, 0x4000_0000 | (tag << 4))
     }
 
     /// Writes the values of `tag`.
     pub fn mark(tag: u64) {
-        let (mdscr, cval) = values(tag);
+        let (mdscr, cval, addr) = values(tag);
         // SAFETY: MDSCR_EL1.TDCC or KDE with MDE and SS clear (no debug event can happen);
-        // the EL1 physical timer's compare value while its control register is 0 (off).
+        // the EL1 physical timer's compare value while its control register is 0 (off);
+        // breakpoint 0's and watchpoint 0's addresses with their control registers 0
+        // (disabled; every CPU has at least two of each).
         unsafe {
             core::arch::asm!(
                 "msr mdscr_el1, {m}",
                 "msr cntp_ctl_el0, xzr",
                 "msr cntp_cval_el0, {c}",
+                "msr dbgbcr0_el1, xzr",
+                "msr dbgbvr0_el1, {a}",
+                "msr dbgwcr0_el1, xzr",
+                "msr dbgwvr0_el1, {a}",
                 "isb",
                 m = in(reg) mdscr,
                 c = in(reg) cval,
+                a = in(reg) addr,
                 options(nomem, nostack),
             )
         };
@@ -129,18 +138,23 @@ mod own {
 
     /// Whether the registers hold the values of `tag`.
     pub fn holds(tag: u64) -> bool {
-        let (m, c): (u64, u64);
-        // SAFETY: reads two EL1 registers.
+        let (m, c, b, w): (u64, u64, u64, u64);
+        // SAFETY: reads four EL1 registers.
         unsafe {
             core::arch::asm!(
                 "mrs {m}, mdscr_el1",
                 "mrs {c}, cntp_cval_el0",
+                "mrs {b}, dbgbvr0_el1",
+                "mrs {w}, dbgwvr0_el1",
                 m = out(reg) m,
                 c = out(reg) c,
+                b = out(reg) b,
+                w = out(reg) w,
                 options(nomem, nostack),
             )
         };
-        (m, c) == values(tag)
+        let (mdscr, cval, addr) = values(tag);
+        (m, c, b, w) == (mdscr, cval, addr, addr)
     }
 }
 
