@@ -2,10 +2,10 @@
 //!
 //! Queue 0 (receiveq) carries input to the guest: bytes handed to
 //! [`VirtioConsole::push_input`] wait (at most [`INPUT_CAP`]) until the driver offers
-//! writable buffers. Queue 1 (transmitq) carries output: each chain's readable bytes go to
-//! the VM's [`ConsoleSink`] (the same labelled-line sink a UART feeds). A chain carrying
-//! more than [`TX_CHAIN_MAX`] bytes has the rest dropped, so a guest cannot make one kick
-//! cost more than that.
+//! writable buffers, across a device reset. Queue 1 (transmitq) carries output: each
+//! chain's readable bytes go to the VM's [`ConsoleSink`] (the same labelled-line sink a
+//! UART feeds). A chain carrying more than [`TX_CHAIN_MAX`] bytes has the rest dropped, so
+//! a guest cannot make one kick cost more than that.
 
 use crate::device::{config_from_bytes, QueueIo, VirtioDevice};
 use crate::queue::{QueueError, QUEUE_MAX};
@@ -123,7 +123,10 @@ impl VirtioDevice for VirtioConsole {
         self.fill_rx(io)
     }
 
-    fn reset(&mut self) {
-        self.input.clear();
-    }
+    /// Keeps the input that waits for receive buffers: those bytes were typed into the
+    /// terminal, not handed to the driver (QEMU's console leaves them in its host-side
+    /// character device the same way). A driver resets the device as the first step of
+    /// its bring-up, so clearing them lost whatever was typed before it was up
+    /// (`riscv64-virtio-console-input` saw `nto hvc` of `typed into hvc` so).
+    fn reset(&mut self) {}
 }

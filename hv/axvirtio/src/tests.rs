@@ -302,6 +302,23 @@ fn console_input_waits_for_buffers() {
     assert_eq!(r.dev.with_device(|c| c.push_input(&big)), INPUT_CAP - 1);
 }
 
+/// Bytes typed before the driver's bring-up (which starts with a reset) reach it after:
+/// they wait on the host side, not in the device's negotiated state.
+#[test]
+fn console_input_typed_before_bring_up_survives_its_reset() {
+    let mut r = Rig::new();
+    assert_eq!(r.dev.with_device(|c| c.push_input(b"early")), 5);
+    r.wr(regs::STATUS, 0);
+    r.bring_up(4);
+    r.desc(0, 0, RAM + 0x8000, 64, WRITE, 0);
+    r.offer(0, 0, 4);
+    r.wr(regs::QUEUE_NOTIFY, 0);
+    assert_eq!(r.used_elem(0, 0), (0, 5));
+    let mut got = [0u8; 5];
+    r.mem.read(RAM + 0x8000, &mut got).unwrap();
+    assert_eq!(&got, b"early");
+}
+
 /// Each hostile transmit chain puts the device in DEVICE_NEEDS_RESET; the hypervisor and
 /// the sink are untouched; a reset and bring-up recover it.
 #[test]
