@@ -156,10 +156,7 @@ impl Backing for CopyBacking {
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackingError> {
-        let (start, end) = axvirtio_blk::checked_range(offset, buf.len(), self.len())?;
-        // Both are at most the copy's length, a usize.
-        buf.copy_from_slice(&self.file.bytes()[start as usize..end as usize]);
-        Ok(())
+        axvirtio_blk::read_bytes(self.file.bytes(), offset, buf)
     }
 
     /// Never reached: the device is `read_only` (its guest's writes get `IOERR` before

@@ -80,6 +80,15 @@ pub fn checked_range(offset: u64, len: usize, size: u64) -> Result<(u64, u64), B
     Ok((offset, end))
 }
 
+/// Fills `buf` from `bytes` at `offset`, refused unless the range lies inside `bytes`: the
+/// read of a backing held in memory ([`MemBacking`], the hypervisor's copies of files).
+pub fn read_bytes(bytes: &[u8], offset: u64, buf: &mut [u8]) -> Result<(), BackingError> {
+    let (start, end) = checked_range(offset, buf.len(), bytes.len() as u64)?;
+    // Both are at most the slice's length, a usize.
+    buf.copy_from_slice(&bytes[start as usize..end as usize]);
+    Ok(())
+}
+
 /// A backing held in hypervisor RAM (host tests, fuzz targets, and the RAM-disk
 /// reference of the benchmark).
 pub struct MemBacking {
@@ -111,10 +120,7 @@ impl Backing for MemBacking {
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), BackingError> {
-        let (s, e) = checked_range(offset, buf.len(), self.len())?;
-        // Both are at most the Vec's length, a usize.
-        buf.copy_from_slice(&self.bytes[s as usize..e as usize]);
-        Ok(())
+        read_bytes(&self.bytes, offset, buf)
     }
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), BackingError> {

@@ -30,7 +30,7 @@ mod claims;
 pub mod request;
 
 pub use backing::{
-    checked_range, Backing, BackingError, MemBacking, Region, RegionError, SECTOR_SIZE,
+    checked_range, read_bytes, Backing, BackingError, MemBacking, Region, RegionError, SECTOR_SIZE,
 };
 pub use claims::{ClaimError, RegionClaim, RegionClaims};
 
