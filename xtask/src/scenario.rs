@@ -33,6 +33,11 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 pub const MAX_TIMEOUT_SECS: u64 = 3600;
 /// How many console lines a failure report shows.
 pub const TAIL_LINES: usize = 40;
+/// What a test guest's failed check prints (`<guest>: mismatch: <what>`, grt's `Checker`).
+pub const MISMATCH_MARK: &str = ": mismatch: ";
+/// How many of the first mismatch lines a failure report shows (wherever they are in the
+/// console, so that the check that failed is named even when the tail does not hold it).
+pub const MISMATCH_LINES: usize = 10;
 /// How long the console is read at most after the last expected line, for late failures
 /// (when the emulator has not exited by then).
 pub const LINGER: Duration = Duration::from_millis(1000);
@@ -1373,11 +1378,39 @@ impl Running {
     }
 }
 
-/// The console as recorded: the full log on disk and the last lines in memory.
+/// The console as recorded: the full log on disk, the last lines and the first mismatch
+/// lines in memory.
 struct Transcript {
     log: BufWriter<File>,
     tail: VecDeque<String>,
+    mismatches: Mismatches,
     write_error: Option<std::io::Error>,
+}
+
+/// What a failure report shows of the console: its last lines and its first mismatch lines.
+#[derive(Debug, Default)]
+struct Recorded {
+    tail: VecDeque<String>,
+    mismatches: Mismatches,
+}
+
+/// The first [`MISMATCH_LINES`] console lines holding [`MISMATCH_MARK`], and how many there
+/// were in all.
+#[derive(Debug, Default)]
+struct Mismatches {
+    first: Vec<String>,
+    count: usize,
+}
+
+impl Mismatches {
+    fn record(&mut self, line: &str) {
+        if line.contains(MISMATCH_MARK) {
+            self.count += 1;
+            if self.first.len() < MISMATCH_LINES {
+                self.first.push(line.to_owned());
+            }
+        }
+    }
 }
 
 impl Transcript {
@@ -1386,6 +1419,7 @@ impl Transcript {
         Ok(Transcript {
             log: BufWriter::new(file),
             tail: VecDeque::with_capacity(TAIL_LINES),
+            mismatches: Mismatches::default(),
             write_error: None,
         })
     }
@@ -1398,6 +1432,9 @@ impl Transcript {
         if let Err(e) = writeln!(self.log, "{shown}") {
             self.write_error.get_or_insert(e);
         }
+        if stream == Stream::Stdout {
+            self.mismatches.record(line);
+        }
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
         }
@@ -1409,11 +1446,15 @@ impl Transcript {
         self.record(Stream::Stdout, &format!("[typed] {line}"));
     }
 
-    fn finish(mut self) -> (VecDeque<String>, Option<std::io::Error>) {
+    fn finish(mut self) -> (Recorded, Option<std::io::Error>) {
         if let Err(e) = self.log.flush() {
             self.write_error.get_or_insert(e);
         }
-        (self.tail, self.write_error)
+        let recorded = Recorded {
+            tail: self.tail,
+            mismatches: self.mismatches,
+        };
+        (recorded, self.write_error)
     }
 }
 
@@ -1440,7 +1481,7 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
     );
     let mut steps = Steps::new(scenario.steps.clone());
     let mut cpu = None;
-    let (result, tail) = match Transcript::create(&log_path) {
+    let (result, recorded) = match Transcript::create(&log_path) {
         Ok(mut transcript) => {
             let (result, used) = drive(
                 scenario,
@@ -1450,7 +1491,7 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
                 &mut transcript,
             );
             cpu = used;
-            let (tail, write_error) = transcript.finish();
+            let (recorded, write_error) = transcript.finish();
             let result = match (result, write_error) {
                 (Ok(()), Some(e)) => Err(Failure::Start(format!(
                     "writing {}: {e}",
@@ -1458,9 +1499,9 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
                 ))),
                 (result, _) => result,
             };
-            (result, tail)
+            (result, recorded)
         }
-        Err(e) => (Err(Failure::Start(format!("{e:#}"))), VecDeque::new()),
+        Err(e) => (Err(Failure::Start(format!("{e:#}"))), Recorded::default()),
     };
     let result = result.and_then(|()| {
         let image = log_path.with_extension("disk.img");
@@ -1487,7 +1528,7 @@ fn run_one(scenario: &Scenario, image: &Path, logs: &Path) -> Outcome {
             },
             &launch,
             &log_path,
-            &tail,
+            &recorded,
             &elapsed,
         ),
     };
@@ -1528,7 +1569,7 @@ fn failure_report(
     missing: &Missing,
     launch: &Launch,
     log_path: &Path,
-    tail: &VecDeque<String>,
+    recorded: &Recorded,
     elapsed: &str,
 ) -> String {
     use std::fmt::Write as _;
@@ -1574,8 +1615,20 @@ fn failure_report(
             );
         }
     }
+    let mismatches = &recorded.mismatches;
+    if let Some((first, rest)) = mismatches.first.split_first() {
+        let _ = writeln!(
+            r,
+            "  mismatch: {first} (the first of {} mismatch line(s))",
+            mismatches.count
+        );
+        for line in rest {
+            let _ = writeln!(r, "            {line}");
+        }
+    }
     let _ = writeln!(r, "  command:  {launch}");
     let _ = writeln!(r, "  log:      {}", log_path.display());
+    let tail = &recorded.tail;
     if tail.is_empty() {
         let _ = writeln!(r, "  (no console output)");
     } else {
@@ -2657,6 +2710,58 @@ mod runner_tests {
             outcome.report.contains("missing:  \"one\""),
             "{}",
             outcome.report
+        );
+    }
+
+    /// A guest's failed checks are named in the report even when the console went on for
+    /// more than the tail's lines after them.
+    #[test]
+    fn the_report_names_the_first_mismatch_lines() {
+        let scenario = Scenario::parse(BASIC, Path::new("aarch64-fake.toml")).unwrap();
+        let dir = std::env::temp_dir().join(format!("xtask-mismatch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("fake.log");
+        let mut transcript = Transcript::create(&log).unwrap();
+        for i in 0..MISMATCH_LINES + 2 {
+            transcript.record(Stream::Stdout, &format!("[vm] guest: mismatch: check {i}"));
+        }
+        transcript.record(Stream::Stderr, "qemu: mismatch: not a guest's");
+        for i in 0..TAIL_LINES {
+            transcript.record(Stream::Stdout, &format!("[vm] later line {i}"));
+        }
+        let (recorded, error) = transcript.finish();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(error.is_none());
+        let launch = Launch::Qemu(EmulatorCommand {
+            program: "qemu".to_owned(),
+            args: Vec::new(),
+        });
+        let failure = Failure::Marker {
+            marker: "FAIL ".to_owned(),
+            line: "[vm] FAIL guest: 12 of 20 checks failed".to_owned(),
+        };
+        let report = failure_report(
+            &scenario,
+            &failure,
+            &Missing::default(),
+            &launch,
+            &log,
+            &recorded,
+            "1.0 s",
+        );
+        let first = format!(
+            "  mismatch: [vm] guest: mismatch: check 0 (the first of {} mismatch line(s))\n",
+            MISMATCH_LINES + 2
+        );
+        assert!(report.contains(&first), "{report}");
+        let last_shown = format!("check {}\n", MISMATCH_LINES - 1);
+        assert!(report.contains(&last_shown), "{report}");
+        let not_shown = format!("check {}\n", MISMATCH_LINES);
+        assert!(!report.contains(&not_shown), "{report}");
+        assert!(!report.contains("not a guest's"), "{report}");
+        assert!(
+            report.find("mismatch:") < report.find("command:"),
+            "{report}"
         );
     }
 }
