@@ -4,11 +4,11 @@
 //! The boot argument `disk=virtio|ramdisk|none` chooses the device (default: the first
 //! found, see [`axdriver::open`]); one line says what was mounted or why nothing was.
 
+use crate::hostdisk::{self, HostDisk, SharedDisk};
 use alloc::boxed::Box;
 use alloc::string::String;
-use alloc::string::ToString;
 use alloc::vec::Vec;
-use axdriver::{Choice, Disk, DiskError};
+use axdriver::{Choice, DiskError};
 use axfs::{FileBlocks, FileSystem, FsError, Metadata};
 use axvirtio_blk::{Backing, BackingError};
 use axvm::DiskOpenError;
@@ -16,8 +16,8 @@ use axvmconfig::{DiskBacking, DiskSource};
 use core::fmt;
 use spin::Mutex;
 
-/// The mounted volume, if any.
-static FS: Mutex<Option<FileSystem<Disk>>> = Mutex::new(None);
+/// The mounted volume, if any, on the disk it shares with VMs' regions of it.
+static FS: Mutex<Option<FileSystem<SharedDisk>>> = Mutex::new(None);
 
 /// Why a file operation did nothing. `Display` is one line.
 #[derive(Debug)]
@@ -41,6 +41,39 @@ impl From<FsError> for FileError {
     }
 }
 
+impl core::error::Error for FileError {}
+
+/// Why a VM's `file` backing could not be opened: the file, and what went wrong. `Display`
+/// names the file once (`/vms/disk.img: no such file or directory`), and adds the remedy
+/// to a writable file on a read-only volume.
+#[derive(Debug)]
+pub struct BackingFileError {
+    /// The file (the config's `file`).
+    pub path: String,
+    /// What went wrong.
+    pub error: FileError,
+}
+
+impl fmt::Display for BackingFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let named = match &self.error {
+            FileError::NoDisk => false,
+            FileError::Fs(e) => e.path().is_some(),
+            FileError::NoMemory { .. } => true,
+        };
+        if !named {
+            write!(f, "{}: ", self.path)?;
+        }
+        write!(f, "{}", self.error)?;
+        if let FileError::Fs(FsError::ReadOnlyVolume { .. }) = self.error {
+            f.write_str(": give the device read_only = true")?;
+        }
+        Ok(())
+    }
+}
+
+impl core::error::Error for BackingFileError {}
+
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -53,22 +86,28 @@ impl fmt::Display for FileError {
     }
 }
 
-/// Opens and mounts the disk the boot arguments choose; logs one line either way. The
-/// other virtio-blk disks are kept for VMs' regions ([`crate::hostdisk`]).
+/// Opens and mounts the disk the boot arguments choose; logs one line either way. Every
+/// virtio-blk disk is then kept for VMs' regions ([`crate::hostdisk`]), the mounted one
+/// with its filesystem kept out of them.
 pub fn mount_at_boot() {
     let choice = Choice::parse(axstd::os::platform_info().bootarg("disk"));
-    let chosen = choice.map(axdriver::open).and_then(|opened| {
-        let own = opened.chosen.as_ref().ok().map(|d| d.name().into());
-        crate::hostdisk::keep(opened.others, own);
-        opened.chosen
-    });
+    let (chosen, others) = match choice.map(axdriver::open) {
+        Ok(opened) => (opened.chosen, opened.others),
+        Err(e) => (Err(e), Vec::new()),
+    };
     let disk = match chosen {
         Ok(disk) => disk,
-        Err(DiskError::NotWanted) => return log::info!("disk: none (disk=none)"),
-        Err(e) => return log::info!("disk: none: {e}"),
+        Err(e) => {
+            match e {
+                DiskError::NotWanted => log::info!("disk: none (disk=none)"),
+                e => log::info!("disk: none: {e}"),
+            }
+            return hostdisk::keep(others, None);
+        }
     };
     let what = disk.describe();
-    match FileSystem::mount(disk) {
+    let own = HostDisk::new(disk);
+    let reserved = match FileSystem::mount(SharedDisk(own.clone())) {
         Ok(fs) => {
             let v = fs.volume();
             let access = if v.kind.read_only() { " read-only" } else { "" };
@@ -78,13 +117,20 @@ pub fn mount_at_boot() {
                 v.bytes / 1024
             );
             *FS.lock() = Some(fs);
+            hostdisk::reserved_for(&v)
         }
-        Err(e) => log::warn!("disk: {what}: not mounted: {e}"),
-    }
+        Err(e) => {
+            log::warn!("disk: {what}: not mounted: {e}");
+            Vec::new()
+        }
+    };
+    hostdisk::keep(others, Some((own, reserved)));
 }
 
 /// Runs `f` on the mounted volume.
-fn with<R>(f: impl FnOnce(&mut FileSystem<Disk>) -> Result<R, FsError>) -> Result<R, FileError> {
+fn with<R>(
+    f: impl FnOnce(&mut FileSystem<SharedDisk>) -> Result<R, FsError>,
+) -> Result<R, FileError> {
     let mut fs = FS.lock();
     let fs = fs.as_mut().ok_or(FileError::NoDisk)?;
     Ok(f(fs)?)
@@ -115,14 +161,19 @@ pub fn open_backing(vm: &str, disk: &DiskBacking) -> Result<Box<dyn Backing>, Di
     let path = match &disk.source {
         DiskSource::File(path) => path,
         DiskSource::Region(region) => {
-            return crate::hostdisk::open_region(vm, region, disk.read_only)
+            return hostdisk::open_region(vm, region, disk.read_only).map_err(|error| {
+                DiskOpenError::Region {
+                    region: region.clone(),
+                    error,
+                }
+            })
         }
     };
-    let open_error = |e: FileError| match e {
-        FileError::Fs(e @ FsError::ReadOnlyVolume { .. }) => {
-            DiskOpenError(alloc::format!("{e}: give the device read_only = true"))
-        }
-        e => DiskOpenError(e.to_string()),
+    let open_error = |error: FileError| {
+        DiskOpenError::File(Box::new(BackingFileError {
+            path: path.clone(),
+            error,
+        }))
     };
     let copied = with(|fs| {
         if !disk.read_only {

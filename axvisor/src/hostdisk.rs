@@ -1,21 +1,24 @@
 //! The host disks VMs' `virtio-blk` devices may have regions of (`backing = { disk, offset,
-//! size }`, docs/vm-config.md "Host disks"): every virtio-blk disk of the machine but the
-//! one the hypervisor mounts, by name, each behind its own lock; and which VM holds which
+//! size }`, docs/vm-config.md "Host disks"): every virtio-blk disk of the machine, by name,
+//! each behind its own lock; on the disk the hypervisor mounts its filesystem from, only
+//! what lies outside that filesystem (and its partition table); and which VM holds which
 //! region ([`RegionClaims`]: a region a VM writes is that VM's alone until it is deleted).
 
 use alloc::boxed::Box;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use axdriver::Disk;
-use axfs::{BlockDevice, BlockError};
-use axvirtio_blk::{Backing, BackingError, Region, RegionClaim, RegionClaims, SECTOR_SIZE};
-use axvm::DiskOpenError;
+use axfs::{BlockDevice, BlockError, Volume};
+use axvirtio_blk::{
+    Backing, BackingError, HostRegionError, Region, RegionClaim, RegionClaims, Reserved,
+    ReservedKind, SECTOR_SIZE,
+};
 use axvmconfig::DiskRegion;
 use spin::{Mutex, Once};
 
 /// A host disk VMs may have regions of.
-struct HostDisk {
+pub struct HostDisk {
     /// Its name ([`Disk::name`]).
     name: String,
     /// Its size in bytes.
@@ -25,108 +28,153 @@ struct HostDisk {
     disk: Mutex<Disk>,
 }
 
-/// What [`keep`] was given.
-struct Known {
-    disks: Vec<Arc<HostDisk>>,
-    /// The name of the disk the hypervisor mounts, if any.
-    own: Option<String>,
+impl HostDisk {
+    /// `disk`, to be shared between the hypervisor's filesystem and VMs' regions.
+    pub fn new(disk: Disk) -> Arc<Self> {
+        Arc::new(Self {
+            name: disk.name().into(),
+            bytes: disk.block_count() * SECTOR_SIZE,
+            read_only: disk.read_only(),
+            disk: Mutex::new(disk),
+        })
+    }
 }
 
-static KNOWN: Once<Known> = Once::new();
+/// The hypervisor's own disk as its filesystem's block device: each call takes the disk's
+/// lock, which VMs' regions of the disk take too.
+pub struct SharedDisk(pub Arc<HostDisk>);
+
+impl BlockDevice for SharedDisk {
+    fn block_count(&self) -> u64 {
+        self.0.bytes / SECTOR_SIZE
+    }
+
+    fn read_blocks(&mut self, first: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.0.disk.lock().read_blocks(first, buf)
+    }
+
+    fn write_blocks(&mut self, first: u64, buf: &[u8]) -> Result<(), BlockError> {
+        self.0.disk.lock().write_blocks(first, buf)
+    }
+
+    fn flush(&mut self) -> Result<(), BlockError> {
+        self.0.disk.lock().flush()
+    }
+}
+
+/// A disk and the parts of it no VM may have.
+struct Known {
+    host: Arc<HostDisk>,
+    reserved: Vec<Reserved>,
+}
+
+static KNOWN: Once<Vec<Known>> = Once::new();
 
 /// Which VM holds which region.
 static CLAIMS: RegionClaims = RegionClaims::new();
 
-/// Keeps `disks` for VMs' regions, and the name of the hypervisor's own disk (`own`), whose
-/// regions are refused; logs a line for each disk kept. Called once, at boot.
-pub fn keep(disks: Vec<Disk>, own: Option<String>) {
-    let disks = disks
+/// What a mounted `volume` needs of its disk: the volume, and the MBR when it is in a
+/// partition.
+pub fn reserved_for(volume: &Volume) -> Vec<Reserved> {
+    let mut reserved = Vec::new();
+    let what = match volume.partition {
+        Some(n) => {
+            reserved.push(Reserved {
+                start: 0,
+                end: SECTOR_SIZE,
+                what: ReservedKind::PartitionTable,
+            });
+            ReservedKind::Partition(n)
+        }
+        None => ReservedKind::Volume,
+    };
+    reserved.push(Reserved {
+        start: volume.start,
+        end: volume.start + volume.bytes,
+        what,
+    });
+    reserved
+}
+
+/// Keeps `others` for VMs' regions, and `own`, the disk the hypervisor mounts, with the
+/// parts of it its filesystem needs (none when nothing was mounted); logs a line for each
+/// disk. Called once, at boot.
+pub fn keep(others: Vec<Disk>, own: Option<(Arc<HostDisk>, Vec<Reserved>)>) {
+    let others = others.into_iter().map(|d| (HostDisk::new(d), Vec::new()));
+    let known = own
         .into_iter()
-        .map(|disk| {
-            let bytes = disk.block_count() * SECTOR_SIZE;
+        .chain(others)
+        .map(|(host, reserved)| {
+            let disk = host.disk.lock();
+            let outside = if reserved.is_empty() {
+                String::new()
+            } else {
+                let parts: Vec<String> = reserved
+                    .iter()
+                    .map(|r| alloc::format!("{:#x}..{:#x}", r.start, r.end))
+                    .collect();
+                alloc::format!(" outside bytes {} (its filesystem)", parts.join(", "))
+            };
             log::info!(
-                "disk: host disk {:?}: {}, {} KiB{}, for VMs' regions",
-                disk.name(),
+                "disk: host disk {:?}: {}, {} KiB{}, for VMs' regions{outside}",
+                host.name,
                 disk.describe(),
-                bytes / 1024,
-                if disk.read_only() { ", read-only" } else { "" }
+                host.bytes / 1024,
+                if host.read_only { ", read-only" } else { "" }
             );
-            Arc::new(HostDisk {
-                name: disk.name().into(),
-                bytes,
-                read_only: disk.read_only(),
-                disk: Mutex::new(disk),
-            })
+            drop(disk);
+            Known { host, reserved }
         })
         .collect();
-    KNOWN.call_once(|| Known { disks, own });
+    KNOWN.call_once(|| known);
 }
 
 /// The backing of VM `vm`'s `virtio-blk` over `region`, written unless `read_only`: the
 /// region of the host disk it names, held for `vm` until the backing is dropped. Refused
-/// (one line) when the disk is unknown or the hypervisor's own, the region runs past its
-/// end, a read-only disk would be written, or another VM holds an overlapping region and
-/// one of the two writes it.
+/// when the disk is unknown, the region runs past its end or overlaps what the
+/// hypervisor's filesystem needs, a read-only disk would be written, or another VM holds
+/// an overlapping region and one of the two writes it.
 pub fn open_region(
     vm: &str,
     region: &DiskRegion,
     read_only: bool,
-) -> Result<Box<dyn Backing>, DiskOpenError> {
-    let fail = |why: String| Err(DiskOpenError(why));
-    let Some(known) = KNOWN.get() else {
-        return fail(
-            "no host disks: the boot argument disk= chose none, or was not understood".into(),
-        );
-    };
-    if known.own.as_deref() == Some(region.disk.as_str()) {
-        return fail(alloc::format!(
-            "host disk {:?} holds the filesystem the hypervisor mounts: no VM may have a region of it",
-            region.disk
-        ));
+) -> Result<Box<dyn Backing>, HostRegionError> {
+    let known = KNOWN.get().map(Vec::as_slice).unwrap_or_default();
+    if known.is_empty() {
+        return Err(HostRegionError::NoHostDisks);
     }
-    let Some(host) = known.disks.iter().find(|d| d.name == region.disk) else {
-        let names: Vec<&str> = known.disks.iter().map(|d| d.name.as_str()).collect();
-        return fail(alloc::format!(
-            "no host disk is named {:?} (host disks for VMs: {})",
-            region.disk,
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        ));
+    let Some(Known { host, reserved }) = known.iter().find(|k| k.host.name == region.disk) else {
+        return Err(HostRegionError::UnknownDisk {
+            known: known.iter().map(|k| k.host.name.clone()).collect(),
+        });
     };
-    let end = match region.end() {
-        Some(end) if end <= host.bytes => end,
-        _ => {
-            return fail(alloc::format!(
-                "runs past the end of host disk {:?} ({:#x} bytes)",
-                host.name,
-                host.bytes
-            ))
-        }
-    };
+    let end = region
+        .end()
+        .filter(|&end| end <= host.bytes)
+        .ok_or(HostRegionError::PastEnd {
+            disk_bytes: host.bytes,
+        })?;
+    if let Some(r) = reserved
+        .iter()
+        .find(|r| r.start < end && region.offset < r.end)
+    {
+        return Err(HostRegionError::Reserved(*r));
+    }
     if host.read_only && !read_only {
-        return fail(alloc::format!(
-            "host disk {:?} is read-only: give the device `read_only = true`",
-            host.name
-        ));
+        return Err(HostRegionError::ReadOnlyDisk);
     }
-    let claim = CLAIMS
-        .claim(vm, &host.name, (region.offset, end), !read_only)
-        .map_err(|e| DiskOpenError(e.to_string()))?;
+    let claim = CLAIMS.claim(vm, &host.name, (region.offset, end), !read_only)?;
     let whole = HostDiskBacking {
         host: host.clone(),
         _claim: claim,
     };
     // Whole sectors inside the disk: checked by the config's validation and above.
-    Region::new(
+    let region = Region::new(
         whole,
         region.offset / SECTOR_SIZE,
         region.size / SECTOR_SIZE,
-    )
-    .map(|r| Box::new(r) as Box<dyn Backing>)
-    .map_err(|e| DiskOpenError(e.to_string()))
+    )?;
+    Ok(Box::new(region))
 }
 
 /// A whole host disk as a [`Backing`] (a [`Region`] of it is what a guest sees), with the

@@ -32,7 +32,7 @@ pub mod request;
 pub use backing::{
     checked_range, read_bytes, Backing, BackingError, MemBacking, Region, RegionError, SECTOR_SIZE,
 };
-pub use claims::{ClaimError, RegionClaim, RegionClaims};
+pub use claims::{ClaimError, HostRegionError, RegionClaim, RegionClaims, Reserved, ReservedKind};
 
 use alloc::vec;
 use alloc::vec::Vec;

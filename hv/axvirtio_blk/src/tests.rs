@@ -306,7 +306,7 @@ fn region_claims_keep_a_written_region_to_one_vm() {
         .unwrap();
     assert_eq!(
         err.to_string(),
-        "overlaps disk \"data\" bytes 0x1000..0x3000, which vm \"a\" holds read-write"
+        "overlaps bytes 0x1000..0x3000, which vm \"a\" holds read-write"
     );
     assert!(CLAIMS.claim("b", "data", (0x2e00, 0x4000), true).is_err());
     let _next = CLAIMS.claim("b", "data", (0x3000, 0x4000), true).unwrap();
@@ -327,4 +327,63 @@ fn region_claims_keep_a_written_region_to_one_vm() {
     assert!(CLAIMS.claim("e", "data", (0x8000, 0x9000), true).is_err());
     drop(_shared);
     let _e = CLAIMS.claim("e", "data", (0x8000, 0x9000), true).unwrap();
+}
+
+/// Each refusal of a host disk region is one line with each fact once (the caller names
+/// the disk and the region before it).
+#[test]
+fn host_region_errors_are_one_line_each() {
+    use crate::{ClaimError, HostRegionError as E, Reserved, ReservedKind};
+    use alloc::string::ToString;
+    let cases = [
+        (
+            E::NoHostDisks,
+            "no host disks: none was found, or the boot argument disk= chose none or was not understood",
+        ),
+        (
+            E::UnknownDisk { known: vec!["data".into(), "disk0".into()] },
+            "no host disk has this name (host disks: data, disk0)",
+        ),
+        (
+            E::UnknownDisk { known: Vec::new() },
+            "no host disk has this name (host disks: none)",
+        ),
+        (
+            E::PastEnd { disk_bytes: 0x10_0000 },
+            "runs past the end of the disk (0x100000 bytes)",
+        ),
+        (
+            E::ReadOnlyDisk,
+            "the disk is read-only: give the device `read_only = true`",
+        ),
+        (
+            E::Reserved(Reserved { start: 0, end: 0x200, what: ReservedKind::PartitionTable }),
+            "overlaps the partition table (bytes 0x0..0x200), which locates the filesystem the hypervisor mounts",
+        ),
+        (
+            E::Reserved(Reserved { start: 0x10_0000, end: 0x230_0000, what: ReservedKind::Partition(1) }),
+            "overlaps partition 1 (bytes 0x100000..0x2300000), the filesystem the hypervisor mounts",
+        ),
+        (
+            E::Reserved(Reserved { start: 0, end: 0x100_0000, what: ReservedKind::Volume }),
+            "overlaps the filesystem the hypervisor mounts (bytes 0x0..0x1000000)",
+        ),
+        (
+            E::Claimed(ClaimError {
+                disk: "data".into(),
+                start: 0x8_0000,
+                end: 0x8_2000,
+                writable: false,
+                holder: "vblkr".into(),
+            }),
+            "overlaps bytes 0x80000..0x82000, which vm \"vblkr\" holds read-only",
+        ),
+        (
+            E::Region(RegionError::Empty),
+            "the region has no sectors",
+        ),
+    ];
+    for (error, line) in cases {
+        assert_eq!(error.to_string(), line);
+    }
 }

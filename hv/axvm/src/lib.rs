@@ -24,8 +24,8 @@ pub mod vmid;
 pub use platform::{ArchPlatform, IrqSink, PlatformVm};
 pub use stats::{ExitCounters, ExitKind};
 pub use vm::{
-    AxVm, DeviceMap, DiskOpenError, DiskOpener, ImageLoad, KernelBoot, SwitchFinder, VcpuEvent,
-    VmError, VmPlatform, VmStatus,
+    AxVm, DeviceAt, DeviceError, DeviceMap, DiskOpenError, DiskOpener, ImageLoad, KernelBoot,
+    SwitchFinder, VcpuEvent, VmError, VmPlatform, VmStatus,
 };
 pub use vmid::{NoVmidLeft, VmidAllocator};
 

@@ -879,10 +879,13 @@ fn platform_devices_irq_lines_and_generated_dtb() {
         &|_| Arc::new(Script::default()),
         platform(line),
     );
-    let Err(VmError::Device(msg)) = r else {
+    let Err(e @ VmError::Device { .. }) = r else {
         panic!("an interrupt the platform lacks must be refused");
     };
-    assert!(msg.contains("interrupt 34"), "{msg}");
+    assert_eq!(
+        e.to_string(),
+        "device: pl011 at 0x9000000: interrupt 34 does not exist in this VM's interrupt controller"
+    );
 }
 
 #[test]
@@ -1219,10 +1222,13 @@ fn guest_ram_refuses_what_is_not_ram() {
         Err(GuestMemoryError::Overflow)
     );
     // A virtio device without an interrupt is refused with the VM.
-    let Err(VmError::Device(msg)) = virtio_vm(Vec::new(), "").0 else {
+    let Err(VmError::Device {
+        error: crate::DeviceError::NeedsIrq,
+        ..
+    }) = virtio_vm(Vec::new(), "").0
+    else {
         panic!("a virtio device needs an irq");
     };
-    assert!(msg.contains("needs an `irq`"), "{msg}");
 }
 
 /// A driver's bring-up and one transmit chain through the VM's MMIO exits: the bytes
@@ -1292,21 +1298,51 @@ fn virtio_blk_backing_from_the_platform() {
     assert!(vm.is_ok());
     assert_eq!(*opened.lock(), [("/vms/disk.img".to_string(), true)]);
 
+    // The platform's line names the file; the VM's line adds the device, not the file again.
     let (vm, _, _) = virtio_vm_with(
         Vec::new(),
         blk,
-        Box::new(|_| Err(crate::DiskOpenError("no such file".into()))),
+        Box::new(|_| {
+            Err(crate::DiskOpenError::File(
+                "/vms/disk.img: no such file or directory".into(),
+            ))
+        }),
     );
-    let Err(VmError::Device(msg)) = vm else {
+    let Err(e @ VmError::Device { .. }) = vm else {
         panic!("an unopenable backing refuses the VM");
     };
-    assert_eq!(msg, "virtio-blk at 0xb000000: /vms/disk.img: no such file");
-    let Err(VmError::Device(msg)) = virtio_vm(Vec::new(), blk).0 else {
+    assert_eq!(
+        e.to_string(),
+        "device: virtio-blk at 0xb000000: /vms/disk.img: no such file or directory"
+    );
+    let region = axvmconfig::DiskRegion {
+        disk: "data".into(),
+        offset: 0x800,
+        size: 0x1000,
+    };
+    let (vm, _, _) = virtio_vm_with(
+        Vec::new(),
+        blk,
+        Box::new(move |_| {
+            Err(crate::DiskOpenError::Region {
+                region: region.clone(),
+                error: axvirtio_blk::HostRegionError::PastEnd { disk_bytes: 0x1000 },
+            })
+        }),
+    );
+    let Err(e @ VmError::Device { .. }) = vm else {
+        panic!("a region past the disk's end refuses the VM");
+    };
+    assert_eq!(
+        e.to_string(),
+        "device: virtio-blk at 0xb000000: disk \"data\" bytes 0x800..0x1800: runs past the end of the disk (0x1000 bytes)"
+    );
+    let Err(e @ VmError::Device { .. }) = virtio_vm(Vec::new(), blk).0 else {
         panic!("no opener refuses the VM");
     };
-    assert!(
-        msg.ends_with("no disk is available to VMs on this platform"),
-        "{msg}"
+    assert_eq!(
+        e.to_string(),
+        "device: virtio-blk at 0xb000000: no disk is available to VMs on this platform"
     );
 }
 
@@ -1348,22 +1384,22 @@ fn virtio_net_ports_from_the_platform() {
     let a = build(finder()).unwrap();
     let b = build(finder()).unwrap();
     assert_eq!(lan.claimed(), 2);
-    let Err(VmError::Device(msg)) = build(finder()) else {
+    let Err(e @ VmError::Device { .. }) = build(finder()) else {
         panic!("a full switch refuses the VM");
     };
     assert_eq!(
-        msg,
-        "virtio-net at 0xb000000: switch \"lan\" has all its 2 ports in use"
+        e.to_string(),
+        "device: virtio-net at 0xb000000: switch \"lan\" has all its 2 ports in use"
     );
     drop(a);
     assert_eq!(lan.claimed(), 1, "a VM's port is freed with it");
     drop(b);
-    let Err(VmError::Device(msg)) = build(Box::new(|_| None)) else {
+    let Err(e @ VmError::Device { .. }) = build(Box::new(|_| None)) else {
         panic!("no switch refuses the VM");
     };
     assert_eq!(
-        msg,
-        "virtio-net at 0xb000000: no virtual switch is available on this platform"
+        e.to_string(),
+        "device: virtio-net at 0xb000000: no virtual switch is available on this platform"
     );
 }
 

@@ -9,18 +9,20 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use axaddrspace::{
-    AddrSpace, FrameAllocator, GuestPhysAddr, HostPhysAddr, MappingFlags, PteFormat,
+    AddrSpace, AddrSpaceError, FrameAllocator, GuestPhysAddr, HostPhysAddr, MappingFlags, PteFormat,
 };
 use axdevice::uart::{Ns16550, Pl011, UartInput};
-use axdevice::{DeviceSet, MmioOutcome, PortOutcome};
+use axdevice::{DeviceSet, DeviceSetError, MmioOutcome, PortOutcome};
 use axdevice_base::{AccessWidth, GuestMemory, IrqLine};
 use axdevice_base::{ConsoleSink, MmioDevice, PrefixedConsole};
 use axvcpu::{ArchVCpu, PowerReply, PowerState, VCpu, VCpuError, VmExit};
 use axvirtio::console::VirtioConsole;
 use axvirtio::{VirtioMmio, VirtioReset};
-use axvirtio_blk::{Backing, VirtioBlk};
-use axvirtio_net::{Mac, NetMmio, NetSwitch, VirtioNet};
-use axvmconfig::{DeviceKind, DeviceSpace, DiskBacking, MapKind, UnclaimedPolicy, VmConfig};
+use axvirtio_blk::{Backing, HostRegionError, VirtioBlk};
+use axvirtio_net::{Mac, NetError, NetMmio, NetSwitch, VirtioNet};
+use axvmconfig::{
+    DeviceKind, DeviceSpace, DiskBacking, DiskRegion, MapKind, UnclaimedPolicy, VmConfig,
+};
 use core::fmt;
 use core::ops::ControlFlow;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -69,15 +71,35 @@ pub type SwitchFinder = Box<dyn Fn(&str) -> Option<Arc<NetSwitch>>>;
 /// How a platform opens a `virtio-blk` device's backing ([`VmPlatform::disks`]).
 pub type DiskOpener = Box<dyn Fn(&DiskBacking) -> Result<Box<dyn Backing>, DiskOpenError>>;
 
-/// Why a `virtio-blk` device's backing could not be opened: one line for the user.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DiskOpenError(pub String);
+/// Why a `virtio-blk` device's backing could not be opened. `Display` is one line naming
+/// the file or the region once: `/vms/disk.img: no such file or directory`, `disk "data"
+/// bytes 0x81000..0x83000: runs past the end of the disk (0x100000 bytes)`.
+#[derive(Debug)]
+pub enum DiskOpenError {
+    /// The platform gives VMs no disk ([`VmPlatform::none`]).
+    NoDisks,
+    /// A `file` backing: what the platform's filesystem said, a line that names the file.
+    File(Box<dyn core::error::Error + Send + Sync>),
+    /// A `backing` region of a host disk.
+    Region {
+        /// The region, as the config gives it.
+        region: DiskRegion,
+        /// Why the VM cannot have it.
+        error: HostRegionError,
+    },
+}
 
 impl fmt::Display for DiskOpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Self::NoDisks => f.write_str("no disk is available to VMs on this platform"),
+            Self::File(e) => write!(f, "{e}"),
+            Self::Region { region, error } => write!(f, "{region}: {error}"),
+        }
     }
 }
+
+impl core::error::Error for DiskOpenError {}
 
 /// A kernel's boot prepared by the architecture (x86: a Linux bzImage through the 64-bit
 /// boot protocol) in place of the config's image loads: what goes where in guest memory, at
@@ -120,11 +142,7 @@ impl VmPlatform {
             boot_data: Vec::new(),
             on_reset: None,
             kernel: None,
-            disks: alloc::boxed::Box::new(|_| {
-                Err(DiskOpenError(String::from(
-                    "no disk is available to VMs on this platform",
-                )))
-            }),
+            disks: alloc::boxed::Box::new(|_| Err(DiskOpenError::NoDisks)),
             switches: alloc::boxed::Box::new(|_| None),
         }
     }
@@ -195,7 +213,15 @@ pub enum VmError {
     /// Building the address space failed (out of memory, overlap, ...).
     Memory(String),
     /// A device could not be added.
-    Device(String),
+    Device {
+        /// What it is: its kind (`virtio-blk`), `passthrough device`, or a platform
+        /// device's name.
+        device: String,
+        /// Where it is.
+        at: DeviceAt,
+        /// Why.
+        error: DeviceError,
+    },
     /// An image named by the config was not provided.
     MissingImage(String),
     /// An image could not be written into guest memory.
@@ -217,12 +243,75 @@ impl fmt::Display for VmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VmError::Memory(e) => write!(f, "guest memory: {e}"),
-            VmError::Device(e) => write!(f, "device: {e}"),
+            VmError::Device { device, at, error } => write!(f, "device: {device} at {at}: {error}"),
             VmError::MissingImage(i) => write!(f, "image {i:?} is not in the hypervisor image"),
             VmError::Load { image, reason } => write!(f, "loading image {image:?}: {reason}"),
             VmError::VCpu(e) => write!(f, "vcpu: {e}"),
             VmError::NoSuchVcpu(i) => write!(f, "no vcpu {i}"),
             VmError::NotRunning(s) => write!(f, "the VM is {s:?}"),
+        }
+    }
+}
+
+/// Where a device of a VM is ([`VmError::Device`]). `Display`: `0xa000000`, `port 0x3f8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceAt {
+    /// Its first guest-physical address.
+    Mmio(u64),
+    /// Its first I/O port.
+    Port(u64),
+}
+
+impl fmt::Display for DeviceAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Mmio(addr) => write!(f, "{addr:#x}"),
+            Self::Port(port) => write!(f, "port {port:#x}"),
+        }
+    }
+}
+
+/// Why a device could not be added to a VM ([`VmError::Device`]). `Display` is one line.
+#[derive(Debug)]
+pub enum DeviceError {
+    /// Mapping its host range into the guest failed.
+    Map(AddrSpaceError),
+    /// Its `irq` is not a line of the VM's interrupt controller.
+    NoSuchIrq(u32),
+    /// A virtio device without an `irq`.
+    NeedsIrq,
+    /// A `virtio-blk` without a backing.
+    NoBacking,
+    /// A `virtio-blk`'s backing could not be opened (boxed: the largest cause).
+    Disk(Box<DiskOpenError>),
+    /// A `virtio-net` without a `switch`.
+    NoSwitch,
+    /// The platform has no virtual switches.
+    NoSwitches,
+    /// The switch refused a port.
+    Switch(NetError),
+    /// A port device whose port is not a 16-bit port.
+    NotAPort,
+    /// The device set refused it (an overlap).
+    Add(DeviceSetError),
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Map(e) => write!(f, "{e}"),
+            Self::NoSuchIrq(n) => write!(
+                f,
+                "interrupt {n} does not exist in this VM's interrupt controller"
+            ),
+            Self::NeedsIrq => f.write_str("a virtio device needs an `irq`"),
+            Self::NoBacking => f.write_str("no backing"),
+            Self::Disk(e) => write!(f, "{e}"),
+            Self::NoSwitch => f.write_str("no `switch`"),
+            Self::NoSwitches => f.write_str("no virtual switch is available on this platform"),
+            Self::Switch(e) => write!(f, "{e}"),
+            Self::NotAPort => f.write_str("not a 16-bit port"),
+            Self::Add(e) => write!(f, "{e}"),
         }
     }
 }
@@ -364,7 +453,11 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                     m.size as usize,
                     flags,
                 )
-                .map_err(|e| VmError::Device(alloc::format!("{} at {:#x}: {e}", m.what, m.gpa)))?;
+                .map_err(|e| VmError::Device {
+                    device: m.what.into(),
+                    at: DeviceAt::Mmio(m.gpa),
+                    error: DeviceError::Map(e),
+                })?;
         }
 
         let aspace = Arc::new(Mutex::new(aspace));
@@ -375,24 +468,22 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         let mut uart_input: Option<Arc<dyn UartInput>> = None;
         for (index, d) in config.devices.iter().enumerate() {
             let sink: Arc<dyn ConsoleSink> = console.clone();
+            let fail = |error: DeviceError| VmError::Device {
+                device: d.kind.name().into(),
+                at: match d.space {
+                    DeviceSpace::Mmio => DeviceAt::Mmio(d.base),
+                    DeviceSpace::Port => DeviceAt::Port(d.base),
+                },
+                error,
+            };
             let irq = match d.irq {
-                Some(n) => Some((platform.irq_line)(n).ok_or_else(|| {
-                    VmError::Device(alloc::format!(
-                        "{} at {:#x}: interrupt {n} does not exist in this VM's interrupt controller",
-                        d.kind, d.base
-                    ))
-                })?),
+                Some(n) => {
+                    Some((platform.irq_line)(n).ok_or_else(|| fail(DeviceError::NoSuchIrq(n)))?)
+                }
                 None => None,
             };
-            let virtio_irq = |irq: Option<Arc<dyn IrqLine>>| {
-                irq.ok_or_else(|| {
-                    VmError::Device(alloc::format!(
-                        "{} at {:#x}: a virtio device needs an `irq`",
-                        d.kind,
-                        d.base
-                    ))
-                })
-            };
+            let virtio_irq =
+                |irq: Option<Arc<dyn IrqLine>>| irq.ok_or_else(|| fail(DeviceError::NeedsIrq));
             let dev: Arc<dyn MmioDevice> = match d.kind {
                 DeviceKind::Pl011 => {
                     let uart = Arc::new(Pl011::new(sink, irq));
@@ -417,17 +508,12 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 }
                 DeviceKind::VirtioBlk => {
                     let irq = virtio_irq(irq)?;
-                    let disk = d.disk.as_ref().ok_or_else(|| {
-                        VmError::Device(alloc::format!("{} at {:#x}: no backing", d.kind, d.base))
-                    })?;
-                    let backing = (platform.disks)(disk).map_err(|e| {
-                        VmError::Device(alloc::format!(
-                            "{} at {:#x}: {}: {e}",
-                            d.kind,
-                            d.base,
-                            disk.source
-                        ))
-                    })?;
+                    let disk = d
+                        .disk
+                        .as_ref()
+                        .ok_or_else(|| fail(DeviceError::NoBacking))?;
+                    let backing =
+                        (platform.disks)(disk).map_err(|e| fail(DeviceError::Disk(Box::new(e))))?;
                     let blk = Arc::new(VirtioMmio::new(
                         d.kind.name(),
                         VirtioBlk::new(backing, disk.read_only, &config.name),
@@ -439,13 +525,10 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 }
                 DeviceKind::VirtioNet => {
                     let irq = virtio_irq(irq)?;
-                    let fail = |why: &dyn fmt::Display| {
-                        VmError::Device(alloc::format!("{} at {:#x}: {why}", d.kind, d.base))
-                    };
-                    let net = d.net.as_ref().ok_or_else(|| fail(&"no `switch`"))?;
+                    let net = d.net.as_ref().ok_or_else(|| fail(DeviceError::NoSwitch))?;
                     let switch = (platform.switches)(&net.switch)
-                        .ok_or_else(|| fail(&"no virtual switch is available on this platform"))?;
-                    let port = switch.claim().map_err(|e| fail(&e))?;
+                        .ok_or_else(|| fail(DeviceError::NoSwitches))?;
+                    let port = switch.claim().map_err(|e| fail(DeviceError::Switch(e)))?;
                     let mac = Mac(net.mac_or_default(config.id, index));
                     let dev =
                         NetMmio::new(d.kind.name(), VirtioNet::new(mac, port), ram.clone(), irq);
@@ -458,22 +541,18 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
             };
             match (d.space, d.port()) {
                 (DeviceSpace::Port, Some(port)) => devices.add_port(port, dev),
-                (DeviceSpace::Port, None) => {
-                    return Err(VmError::Device(alloc::format!(
-                        "{} at port {:#x}: not a 16-bit port",
-                        d.kind,
-                        d.base
-                    )))
-                }
+                (DeviceSpace::Port, None) => return Err(fail(DeviceError::NotAPort)),
                 (DeviceSpace::Mmio, _) => devices.add(d.base, dev),
             }
-            .map_err(|e| VmError::Device(alloc::format!("{} at {:#x}: {e}", d.kind, d.base)))?;
+            .map_err(|e| fail(DeviceError::Add(e)))?;
         }
         for (base, dev) in platform.devices {
             let name = String::from(dev.name());
-            devices
-                .add(base, dev)
-                .map_err(|e| VmError::Device(alloc::format!("{name} at {base:#x}: {e}")))?;
+            devices.add(base, dev).map_err(|e| VmError::Device {
+                device: name,
+                at: DeviceAt::Mmio(base),
+                error: DeviceError::Add(e),
+            })?;
         }
 
         let (loaded, boot_data, entry) = match platform.kernel {

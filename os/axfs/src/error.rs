@@ -168,6 +168,36 @@ impl fmt::Display for FsError {
 
 impl core::error::Error for FsError {}
 
+impl FsError {
+    /// The path (or, for [`FsError::NameNotSupported`], the name) this error's line
+    /// begins with, if it names one: a caller that adds the path does so only when this is
+    /// `None`.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Self::InvalidPath { path, .. }
+            | Self::NotFound { path }
+            | Self::NotADirectory { path }
+            | Self::IsADirectory { path }
+            | Self::AlreadyExists { path }
+            | Self::DirectoryNotEmpty { path }
+            | Self::TooLarge { path, .. }
+            | Self::OutOfRange { path, .. }
+            | Self::ReadOnly { path }
+            | Self::ReadOnlyVolume { path, .. }
+            | Self::NotAFile { path }
+            | Self::Ext4 {
+                path: Some(path), ..
+            } => Some(path),
+            Self::NameNotSupported { name } => Some(name),
+            Self::NoSpace
+            | Self::Corrupt { .. }
+            | Self::Ext4 { path: None, .. }
+            | Self::Device(_)
+            | Self::Internal { .. } => None,
+        }
+    }
+}
+
 /// The adapter's refusal in this layer's terms.
 pub(crate) fn from_fault(fault: Fault) -> FsError {
     match fault {

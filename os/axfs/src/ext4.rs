@@ -349,6 +349,10 @@ impl<D: BlockDevice + 'static> Ext4Fs<D> {
             volume: Volume {
                 kind: found.kind,
                 bytes: found.bytes,
+                start: found.start * BLOCK_SIZE as u64,
+                // `probe` takes a volume that does not start at block 0 from the MBR's
+                // first entry.
+                partition: (found.start != 0).then_some(1),
             },
             max_file: found.max_file,
             last: None,

@@ -487,6 +487,9 @@ impl<D: BlockDevice> Fat<D> {
                 VolumeKind::Fat16
             },
             bytes: (g.end - g.start) * crate::BLOCK_SIZE as u64,
+            start: (g.start - g.shift) * crate::BLOCK_SIZE as u64,
+            // A volume not shifted behind a made-up MBR is the first MBR partition's.
+            partition: (g.shift == 0).then_some(1),
         }
     }
 

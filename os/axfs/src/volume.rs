@@ -50,8 +50,13 @@ impl fmt::Display for VolumeKind {
 pub struct Volume {
     /// Its filesystem.
     pub kind: VolumeKind,
-    /// Its size in bytes (a FAT volume's partition, an ext volume's blocks).
+    /// Its size in bytes (a FAT volume's sectors, an ext volume's blocks).
     pub bytes: u64,
+    /// The device byte it starts at.
+    pub start: u64,
+    /// The MBR partition that holds it (1: this layer mounts the first), or `None` for a
+    /// disk without a partition table (the volume starts at byte 0).
+    pub partition: Option<u8>,
 }
 
 /// The filesystems behind [`FileSystem`].

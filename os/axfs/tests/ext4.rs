@@ -104,6 +104,7 @@ fn reads_what_mkfs_wrote() {
     let volume = fs.volume();
     assert_eq!(volume.kind, VolumeKind::Ext4);
     assert_eq!(volume.bytes, 16 << 20);
+    assert_eq!((volume.start, volume.partition), (0, None));
     assert_eq!(
         names(&mut fs, "/"),
         [
@@ -281,6 +282,11 @@ fn an_ext4_partition_in_an_mbr_mounts() {
     disk[511] = 0xaa;
     let mut fs = mount(disk.clone());
     assert_eq!(fs.read("/x", LIMIT).unwrap(), b"in a partition");
+    // Where it is on the disk: what the hypervisor keeps VMs' regions out of.
+    assert_eq!(
+        (fs.volume().start, fs.volume().partition),
+        (start as u64 * 512, Some(1))
+    );
     // A Linux partition past the end of the disk, and one without a superblock.
     disk.truncate(disk.len() - 4096);
     let err = err_line(FileSystem::mount(RamDisk::new(disk.clone())).map(|_| ()));

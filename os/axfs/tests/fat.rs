@@ -31,6 +31,8 @@ fn reads_what_another_implementation_wrote_including_long_names() {
         volume.bytes,
         ((MIN_MIB << 20) - PARTITION_START * 512) as u64
     );
+    assert_eq!(volume.start, (PARTITION_START * 512) as u64);
+    assert_eq!(volume.partition, Some(1));
     assert_eq!(names(&mut fs, "/vms"), ["linux.toml"]);
     assert_eq!(fs.read("/vms/linux.toml", LIMIT).unwrap(), config);
     // FAT names ignore case; `..` and `.` resolve inside the volume.
@@ -225,7 +227,11 @@ fn user_errors_are_typed_and_name_the_path() {
     for (got, want, line) in cases {
         assert_eq!(got, Err(want.clone()));
         assert_eq!(want.to_string(), line);
+        // `path()` is what the line begins with.
+        let path = want.path().expect("these name a path");
+        assert!(line.starts_with(&std::format!("{path}: ")), "{line}");
     }
+    assert_eq!(FsError::NoSpace.path(), None);
     // Nothing was left open: everything still works.
     assert_eq!(fs.read("/vms/big.bin", LIMIT).unwrap().len(), 5000);
 }
@@ -414,6 +420,7 @@ fn a_disk_without_a_partition_table_is_one_volume() {
         "the disk's FAT volume is unusable: the volume is larger than its partition (a truncated image?)"
     );
     let mut fs = mount(std::mem::take(&mut disk));
+    assert_eq!((fs.volume().start, fs.volume().partition), (0, None));
     assert_eq!(fs.read("/vms/linux.toml", LIMIT).unwrap(), b"[vm]\n");
     fs.write("/vms/new.tom", &pattern(70_000)).unwrap();
     fs.mkdir("/d").unwrap();
