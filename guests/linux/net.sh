@@ -4,12 +4,15 @@
 # axv.ip=ADDR (this VM's IPv4 address, /24), axv.peer=ADDR (the other VM's), axv.role=recv
 # or send. Both: eth0 up with the address (`NET: eth0 <mac> <addr>`), ping the peer until it
 # answers (it may still be booting), then `ping -c 3` it (`NET-PING-OK <summary>`).
-# recv: listens on TCP port 5000 with busybox nc, prints the md5 of what came
-# (`NET-RECEIVED <md5> <bytes>`) and sends it back to the peer's port 5001. send: makes
+# recv: listens on TCP port 5000 with busybox nc, prints the md5 and size of what came
+# (`NET-RECEIVED <md5> <bytes>`) and sends them back to the peer's port 5001. send: makes
 # 256 KiB of random bytes, prints their md5 (`NET-SENT <md5> <bytes>`), sends them to the
 # peer's port 5000 (retrying until the listener is up), then waits on port 5001 for the
-# md5 the peer got (`NET-ACK <md5>`): the VM powers off when the script ends, and bytes
-# still in its socket would be lost. Anything unexpected prints `NET-FAIL <what>`.
+# md5 and size the peer got (`NET-ACK <md5> <bytes>`), which must be its own: the VM
+# powers off when the script ends, and bytes still in its socket would be lost. The
+# scenarios check the sender's two lines, in order on its console (the receiver's line
+# may reach the hypervisor's console before or after them). Anything unexpected prints
+# `NET-FAIL <what>`.
 fail() {
     echo "NET-FAIL $*"
     exit 1
@@ -43,9 +46,10 @@ recv)
     # half, and the sender's nc exits when it sees that, cutting the transfer short.
     nc -l -p 5000 >/tmp/received || fail "nc -l"
     set -- $(md5sum /tmp/received)
-    echo "NET-RECEIVED $1 $(wc -c </tmp/received)"
+    got="$1 $(wc -c </tmp/received)"
+    echo "NET-RECEIVED $got"
     tries=0
-    until echo "$1" | nc "$peer" 5001; do
+    until echo "$got" | nc "$peer" 5001; do
         tries=$((tries + 1))
         [ $tries -lt 60 ] || fail "nc $peer 5001"
         sleep 1
@@ -56,7 +60,8 @@ recv)
 send)
     dd if=/dev/urandom of=/tmp/file bs=1024 count=256 2>/dev/null || fail "dd"
     set -- $(md5sum /tmp/file)
-    echo "NET-SENT $1 $(wc -c </tmp/file)"
+    sent="$1 $(wc -c </tmp/file)"
+    echo "NET-SENT $sent"
     # busybox nc sends a regular file on its standard input only in part: a pipe.
     tries=0
     until cat /tmp/file | nc "$peer" 5000; do
@@ -66,6 +71,7 @@ send)
     done
     ack=$(nc -l -p 5001) || fail "nc -l -p 5001"
     echo "NET-ACK $ack"
+    [ "$ack" = "$sent" ] || fail "the peer got $ack, not $sent"
     ;;
 *) fail "axv.role=$role" ;;
 esac

@@ -102,6 +102,12 @@ const LONELY_RINGS: u32 = 3;
 /// also how long a client without a peer (`*-link-no-peer`) waits before it says so.
 const PEER_WAIT_US: u64 = 2_000_000;
 const ANSWER_US: u64 = 2_000_000;
+/// The sleeps the client's waits are made of. A wait gives up only when its time has passed
+/// *and* it slept as many of these as fit in that time: an emulator stalled on a loaded host
+/// (both VMs' CPUs descheduled) resumes with the clock past every deadline, and without the
+/// count the first look at the clock would give up before the peer had run again.
+const SLICE_US: u64 = 10_000;
+const PEER_SLICE_US: u64 = 1_000;
 const BACK_WAIT_US: u64 = 60_000_000;
 const STAY_US: u64 = 60_000_000;
 
@@ -189,13 +195,15 @@ fn wait_bell() {
 /// away meanwhile ([`peer_went`]) ends the wait at once (false): it will not answer.
 fn wait_answer() -> bool {
     let end = deadline(ANSWER_US);
-    while irq::timer_now() < end {
-        if wait_rung(10_000) {
+    let mut slices = 0;
+    while slices < ANSWER_US / SLICE_US || irq::timer_now() < end {
+        if wait_rung(SLICE_US) {
             return true;
         }
         if peer_went() {
             return false;
         }
+        slices += 1;
     }
     false
 }
@@ -213,11 +221,13 @@ fn peer_ready() -> bool {
 /// its ready word (a server that starts again writes a new one).
 fn wait_peer(us: u64) -> bool {
     let end = deadline(us);
+    let mut slices = 0;
     while !peer_ready() {
-        if irq::timer_now() >= end {
+        if slices >= us / PEER_SLICE_US && irq::timer_now() >= end {
             return false;
         }
-        wait_rung(1_000);
+        wait_rung(PEER_SLICE_US);
+        slices += 1;
     }
     shm_write(READY, 0);
     true
@@ -247,7 +257,16 @@ fn round_trip(c: &mut Checker, seq: u32) -> Result<bool, ()> {
         if peer_went() {
             return Err(());
         }
-        c.ok(format_args!("an answer to message {seq} (peer up)"), false);
+        // What the client sees tells a lost interrupt (the answer there, PENDING set) from
+        // a server that never answered.
+        c.ok(
+            format_args!(
+                "an answer to message {seq} (peer up; PENDING {:#x}, the answer's number {})",
+                db_read(reg::PENDING),
+                shm_read(TO_CLIENT + SEQ)
+            ),
+            false,
+        );
         return Ok(false);
     }
     let mut ok = c.eq("answer's sequence number", shm_read(TO_CLIENT + SEQ), seq);
