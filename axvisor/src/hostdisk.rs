@@ -14,7 +14,7 @@ use axvirtio_blk::{
     Backing, BackingError, HostRegionError, Region, RegionClaim, RegionClaims, Reserved,
     ReservedKind, SECTOR_SIZE,
 };
-use axvmconfig::DiskRegion;
+use axvmconfig::{DiskRegion, RegionPlace};
 use spin::{Mutex, Once};
 
 /// A host disk VMs may have regions of.
@@ -130,8 +130,9 @@ pub fn keep(others: Vec<Disk>, own: Option<(Arc<HostDisk>, Vec<Reserved>)>) {
 }
 
 /// The backing of VM `vm`'s `virtio-blk` over `region`, written unless `read_only`: the
-/// region of the host disk it names, held for `vm` until the backing is dropped. Refused
-/// when the disk is unknown, the region runs past its end or overlaps what the
+/// region of the host disk it names (bytes, or an MBR partition found in the disk's table
+/// now), held for `vm` until the backing is dropped. Refused when the disk is unknown, the
+/// partition is not in its table, the region runs past its end or overlaps what the
 /// hypervisor's filesystem needs, a read-only disk would be written, or another VM holds
 /// an overlapping region and one of the two writes it.
 pub fn open_region(
@@ -148,32 +149,36 @@ pub fn open_region(
             known: known.iter().map(|k| k.host.name.clone()).collect(),
         });
     };
-    let end = region
-        .end()
+    let (offset, size) = match region.place {
+        RegionPlace::Bytes { offset, size } => (offset, size),
+        RegionPlace::Partition(n) => {
+            let found = axfs::mbr_partition(&mut *host.disk.lock(), n)
+                .map_err(|_| HostRegionError::Unreadable)?
+                .ok_or(HostRegionError::NoPartition(n))?;
+            // Both from 32-bit fields: no overflow.
+            (found.start * SECTOR_SIZE, found.blocks * SECTOR_SIZE)
+        }
+    };
+    let end = offset
+        .checked_add(size)
         .filter(|&end| end <= host.bytes)
         .ok_or(HostRegionError::PastEnd {
             disk_bytes: host.bytes,
         })?;
-    if let Some(r) = reserved
-        .iter()
-        .find(|r| r.start < end && region.offset < r.end)
-    {
+    if let Some(r) = reserved.iter().find(|r| r.start < end && offset < r.end) {
         return Err(HostRegionError::Reserved(*r));
     }
     if host.read_only && !read_only {
         return Err(HostRegionError::ReadOnlyDisk);
     }
-    let claim = CLAIMS.claim(vm, &host.name, (region.offset, end), !read_only)?;
+    let claim = CLAIMS.claim(vm, &host.name, (offset, end), !read_only)?;
     let whole = HostDiskBacking {
         host: host.clone(),
         _claim: claim,
     };
-    // Whole sectors inside the disk: checked by the config's validation and above.
-    let region = Region::new(
-        whole,
-        region.offset / SECTOR_SIZE,
-        region.size / SECTOR_SIZE,
-    )?;
+    // Whole sectors inside the disk: checked by the config's validation (or whole blocks
+    // of a partition) and above.
+    let region = Region::new(whole, offset / SECTOR_SIZE, size / SECTOR_SIZE)?;
     Ok(Box::new(region))
 }
 

@@ -37,6 +37,10 @@ pub struct DiskArgs {
     /// The filesystem: `fat` (FAT32, read and write) or `ext4` (read-only to axfs).
     #[arg(long, value_enum, default_value_t = DiskFs::Fat)]
     fs: DiskFs,
+    /// A second MBR partition of this many KiB of zeros after the filesystem's (type DA,
+    /// non-filesystem data), for a VM's `backing = { disk, partition = 2 }` (FAT only).
+    #[arg(long, value_name = "KIB")]
+    spare_kib: Option<u64>,
 }
 
 /// The filesystem of a disk image.
@@ -53,10 +57,13 @@ pub enum DiskFs {
 /// Runs `cargo xtask disk`.
 pub fn run(args: DiskArgs) -> Result<()> {
     let size = args.size_mib.map(|mib| mib << 20);
-    let (image, fs) = match args.fs {
+    let (mut image, fs) = match args.fs {
         DiskFs::Fat => (build(&args.from, size)?, "FAT32"),
         DiskFs::Ext4 => (build_ext4(&args.from, size)?, "ext4"),
     };
+    if let Some(kib) = args.spare_kib {
+        add_spare_partition(&mut image, kib << 10)?;
+    }
     std::fs::write(&args.out, &image)
         .with_context(|| format!("could not write {}", args.out.display()))?;
     println!(
@@ -239,6 +246,36 @@ fn write_image(tree: &Tree, size: u64, fat: fatfs::FatType, cluster: u32) -> Res
     drop(root);
     fs.unmount().context("could not finish the FAT volume")?;
     Ok(disk)
+}
+
+/// The MBR partition type of [`add_spare_partition`]'s partition: DA, non-filesystem data.
+const SPARE_PARTITION_TYPE: u8 = 0xda;
+
+/// Appends `bytes` of zeros to the FAT disk image `disk` (whose one partition ends where
+/// the image does) as its second MBR partition, of type DA (non-filesystem data): the
+/// place a VM's `backing = { disk, partition = 2 }` names on the hypervisor's own disk.
+pub fn add_spare_partition(disk: &mut Vec<u8>, bytes: u64) -> Result<()> {
+    ensure!(
+        bytes != 0 && bytes.is_multiple_of(SECTOR),
+        "a spare partition is a whole number of 512-byte sectors, not 0 ({bytes} bytes)"
+    );
+    let has_table = disk.len() >= 512 && disk[510..512] == [0x55, 0xaa] && disk[446 + 4] != 0;
+    ensure!(
+        has_table && disk[446 + 16 + 4] == 0,
+        "a spare partition goes into a FAT image's partition table (second entry empty); an ext4 image has none"
+    );
+    let start = disk.len() as u64 / SECTOR;
+    let blocks = bytes / SECTOR;
+    ensure!(
+        start + blocks <= u64::from(u32::MAX),
+        "an MBR disk is at most 2 TiB"
+    );
+    disk.resize(disk.len() + usize::try_from(bytes)?, 0);
+    let entry = &mut disk[446 + 16..446 + 32];
+    entry[4] = SPARE_PARTITION_TYPE;
+    entry[8..12].copy_from_slice(&(start as u32).to_le_bytes());
+    entry[12..16].copy_from_slice(&(blocks as u32).to_le_bytes());
+    Ok(())
 }
 
 /// `mkfs.ext4`: on `PATH`, or where Debian keeps it (`/sbin` is not on a user's `PATH`).
@@ -450,6 +487,40 @@ mod tests {
             err.to_string(),
             "big: the disk image is full (give a larger --size-mib)"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A spare partition goes after the FAT one as entry 2 (type DA, zeros): axfs still
+    /// mounts the FAT volume, `mbr_partition` finds both; a second one, one of no sectors,
+    /// and an ext4 image (no partition table) are refused.
+    #[test]
+    fn a_spare_partition_follows_the_filesystem() {
+        let dir = scratch("spare");
+        std::fs::write(dir.join("a"), b"a").unwrap();
+        let mut image = build_small(&dir).unwrap();
+        let end = image.len() as u64;
+        add_spare_partition(&mut image, 0x2000).unwrap();
+        assert_eq!(image.len() as u64, end + 0x2000);
+        let mut dev = RamDisk::new(image.clone());
+        assert_eq!(
+            axfs::mbr_partition(&mut dev, 2).unwrap(),
+            Some(axfs::Partition {
+                kind: 0xda,
+                start: end / 512,
+                blocks: 16
+            })
+        );
+        let first = axfs::mbr_partition(&mut dev, 1).unwrap().unwrap();
+        assert_eq!((first.start + first.blocks) * 512, end);
+        let mut fs = FileSystem::mount(dev).unwrap();
+        assert_eq!(fs.read("/a", 16).unwrap(), b"a");
+        assert_eq!(fs.volume().partition, Some(1));
+        let err = add_spare_partition(&mut image, 0x2000).unwrap_err();
+        assert!(err.to_string().contains("second entry empty"), "{err}");
+        let err = add_spare_partition(&mut build_small(&dir).unwrap(), 100).unwrap_err();
+        assert!(err.to_string().contains("whole number"), "{err}");
+        let mut ext4 = vec![0u8; 1 << 20];
+        assert!(add_spare_partition(&mut ext4, 0x2000).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

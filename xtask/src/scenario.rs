@@ -183,6 +183,9 @@ struct ScenarioFile {
     /// instead of kept in the repository.
     #[serde(default)]
     disk_zeroed: BTreeMap<String, u64>,
+    /// A second MBR partition of this many KiB of zeros after the FAT one (`cargo xtask
+    /// disk --spare-kib`), for a VM's `backing = { disk, partition = 2 }`.
+    disk_spare_kib: Option<u64>,
     /// Raw disks of zeros attached after the hypervisor's disk, for VMs' regions, checked
     /// after the run.
     #[serde(default)]
@@ -239,6 +242,8 @@ pub struct ScenarioDisk {
     pub after: Vec<DiskAfter>,
     /// Files of zeros added to it: path from the volume's root and size (`disk_zeroed`).
     pub zeroed: Vec<(String, u64)>,
+    /// Bytes of a second MBR partition after the FAT one (`disk_spare_kib`).
+    pub spare: Option<u64>,
 }
 
 /// One `[[steps]]` entry as written.
@@ -443,6 +448,9 @@ impl Scenario {
                 if attach == DiskAs::Initrd && !file.disk_after.is_empty() {
                     bail!("field `disk_after`: a boot module's writes never reach the image; attach the disk as virtio");
                 }
+                if fs == DiskFs::Ext4 && file.disk_spare_kib.is_some() {
+                    bail!("field `disk_spare_kib`: an ext4 disk has no partition table to add to");
+                }
                 let from = match dir {
                     Some(dir) => {
                         let from = util::repo_root().join(&dir);
@@ -460,6 +468,7 @@ impl Scenario {
                     guests: file.disk_guests,
                     after: file.disk_after,
                     zeroed: file.disk_zeroed.into_iter().collect(),
+                    spare: file.disk_spare_kib.map(|kib| kib << 10),
                 })
             }
         };
@@ -1135,11 +1144,14 @@ fn build_disk(scenario: &Scenario, log_path: &Path) -> Result<Option<(DiskAs, Pa
     }
     let file = log_path.with_extension("disk.img");
     // Only VMs (no directory of the scenario's own): the smallest image that holds them.
-    let bytes = match (disk.fs, &disk.from) {
+    let mut bytes = match (disk.fs, &disk.from) {
         (DiskFs::Ext4, _) => crate::disk::build_ext4(&staged, None)?,
         (DiskFs::Fat, Some(_)) => crate::disk::build(&staged, None)?,
         (DiskFs::Fat, None) => crate::disk::build_small(&staged)?,
     };
+    if let Some(spare) = disk.spare {
+        crate::disk::add_spare_partition(&mut bytes, spare)?;
+    }
     std::fs::write(&file, bytes).with_context(|| format!("could not write {}", file.display()))?;
     Ok(Some((disk.attach, file)))
 }
@@ -2139,6 +2151,7 @@ mod tests {
                 contains: contains.to_owned(),
             }],
             zeroed: Vec::new(),
+            spare: None,
         };
         assert_eq!(check_disk_after(None, &image), Ok(()));
         assert_eq!(

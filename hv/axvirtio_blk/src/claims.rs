@@ -80,6 +80,11 @@ pub enum HostRegionError {
         /// The names of the host disks there are.
         known: Vec<String>,
     },
+    /// The disk's partition table has no partition of the region's number (no MBR, or an
+    /// empty entry).
+    NoPartition(u8),
+    /// The disk's partition table could not be read (the device failed).
+    Unreadable,
     /// The region runs past the end of the disk.
     PastEnd {
         /// The disk's size in bytes.
@@ -136,6 +141,8 @@ impl fmt::Display for HostRegionError {
                 }
                 f.write_str(")")
             }
+            Self::NoPartition(n) => write!(f, "the disk's MBR has no partition {n}"),
+            Self::Unreadable => f.write_str("the disk's MBR could not be read (a device error)"),
             Self::PastEnd { disk_bytes } => {
                 write!(f, "runs past the end of the disk ({disk_bytes:#x} bytes)")
             }

@@ -348,6 +348,11 @@ fn host_region_errors_are_one_line_each() {
             E::UnknownDisk { known: Vec::new() },
             "no host disk has this name (host disks: none)",
         ),
+        (E::NoPartition(2), "the disk's MBR has no partition 2"),
+        (
+            E::Unreadable,
+            "the disk's MBR could not be read (a device error)",
+        ),
         (
             E::PastEnd { disk_bytes: 0x10_0000 },
             "runs past the end of the disk (0x100000 bytes)",

@@ -1317,8 +1317,10 @@ fn virtio_blk_backing_from_the_platform() {
     );
     let region = axvmconfig::DiskRegion {
         disk: "data".into(),
-        offset: 0x800,
-        size: 0x1000,
+        place: axvmconfig::RegionPlace::Bytes {
+            offset: 0x800,
+            size: 0x1000,
+        },
     };
     let (vm, _, _) = virtio_vm_with(
         Vec::new(),

@@ -425,15 +425,15 @@ pub struct DiskBacking {
     pub read_only: bool,
 }
 
-/// Where a `virtio-blk` device's sectors are. `Display`: `/vms/disk.img`, or
-/// `disk "data" bytes 0x100000..0x102000`.
+/// Where a `virtio-blk` device's sectors are. `Display`: `/vms/disk.img`,
+/// `disk "data" bytes 0x100000..0x102000` or `disk "disk0" partition 2`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiskSource {
     /// `file = "/vms/disk.img"`: an existing file on the hypervisor's disk (an absolute
     /// path); the guest sees its whole 512-byte sectors, and it never grows.
     File(String),
-    /// `backing = { disk = "data", offset = .., size = .. }`: a region of a host block
-    /// device.
+    /// `backing = { disk = "data", offset = .., size = .. }` or `backing = { disk =
+    /// "disk0", partition = 2 }`: a region of a host block device.
     Region(DiskRegion),
 }
 
@@ -446,38 +446,87 @@ impl fmt::Display for DiskSource {
     }
 }
 
-/// `size` bytes from byte `offset` of the host block device named `disk` (its virtio-blk
-/// serial, or `disk<N>`: docs/vm-config.md); the guest sees them as its sectors 0 onwards
-/// and nothing outside. [`VmConfig::validate`](crate::VmConfig::validate) checks both are
-/// whole [`DISK_SECTOR`]s, `size` is not 0 and the end fits in 64 bits, and the name.
-/// `Display`: `disk "data" bytes 0x100000..0x102000`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A region of the host block device named `disk` (its virtio-blk serial, or `disk<N>`:
+/// docs/vm-config.md): bytes of it, or one of its MBR partitions; the guest sees it as its
+/// sectors 0 onwards and nothing outside. [`VmConfig::validate`](crate::VmConfig::validate)
+/// checks the name and that bytes are whole [`DISK_SECTOR`]s, not empty and end inside 64
+/// bits. `Display`: `disk "data" bytes 0x100000..0x102000`, `disk "disk0" partition 2`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskRegion {
     /// The host disk's name.
     pub disk: String,
-    /// The region's first byte on the host disk.
-    pub offset: u64,
-    /// The region's size in bytes.
-    pub size: u64,
+    /// Which part of it.
+    pub place: RegionPlace,
 }
 
-impl DiskRegion {
-    /// The first byte after the region, or `None` if `offset + size` overflows.
+/// Where a [`DiskRegion`] is on its disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionPlace {
+    /// `offset` and `size`: `size` bytes from byte `offset`.
+    Bytes {
+        /// The region's first byte on the host disk.
+        offset: u64,
+        /// The region's size in bytes.
+        size: u64,
+    },
+    /// `partition`: the whole of MBR partition `n` (1 to 4), found in the disk's
+    /// partition table when the device is built.
+    Partition(u8),
+}
+
+impl RegionPlace {
+    /// For bytes, the first byte after the region, or `None` if `offset + size` overflows;
+    /// `None` for a partition.
     pub fn end(&self) -> Option<u64> {
-        self.offset.checked_add(self.size)
+        match *self {
+            Self::Bytes { offset, size } => offset.checked_add(size),
+            Self::Partition(_) => None,
+        }
     }
 }
 
 impl fmt::Display for DiskRegion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "disk {:?} bytes {:#x}..{:#x}",
-            self.disk,
-            self.offset,
-            self.offset.saturating_add(self.size)
-        )
+        write!(f, "disk {:?} ", self.disk)?;
+        match self.place {
+            RegionPlace::Bytes { offset, size } => {
+                write!(f, "bytes {offset:#x}..{:#x}", offset.saturating_add(size))
+            }
+            RegionPlace::Partition(n) => write!(f, "partition {n}"),
+        }
+    }
+}
+
+/// A `backing` table as written: `disk` and `offset` and `size`, or `disk` and
+/// `partition`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiskRegion {
+    disk: String,
+    offset: Option<u64>,
+    size: Option<u64>,
+    partition: Option<u64>,
+}
+
+impl TryFrom<RawDiskRegion> for DiskRegion {
+    type Error = DeviceFormError;
+
+    fn try_from(raw: RawDiskRegion) -> Result<Self, DeviceFormError> {
+        let place = match (raw.offset, raw.size, raw.partition) {
+            (Some(offset), Some(size), None) => RegionPlace::Bytes { offset, size },
+            (None, None, Some(n)) => RegionPlace::Partition(
+                u8::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=4).contains(n))
+                    .ok_or(DeviceFormError::BadPartition)?,
+            ),
+            (_, _, Some(_)) => return Err(DeviceFormError::BytesAndPartition),
+            _ => return Err(DeviceFormError::NoRegion),
+        };
+        Ok(Self {
+            disk: raw.disk,
+            place,
+        })
     }
 }
 
@@ -554,7 +603,7 @@ struct RawDeviceConfig {
     port: Option<u64>,
     irq: Option<u32>,
     file: Option<String>,
-    backing: Option<DiskRegion>,
+    backing: Option<RawDiskRegion>,
     read_only: Option<bool>,
     switch: Option<String>,
     mac: Option<String>,
@@ -575,6 +624,12 @@ pub enum DeviceFormError {
     NoFile,
     /// A `virtio-blk` with both `file` and `backing`.
     FileAndBacking,
+    /// A `backing` with neither `offset` and `size` nor `partition`.
+    NoRegion,
+    /// A `backing` with `partition` and `offset` or `size`.
+    BytesAndPartition,
+    /// A `partition` that is not 1 to 4.
+    BadPartition,
     /// A `file` that is not an absolute path on the hypervisor's disk.
     FileNotAbsolute,
     /// `file`, `backing` or `read_only` on a kind that is not a disk.
@@ -614,6 +669,15 @@ impl fmt::Display for DeviceFormError {
                 f,
                 "a `virtio-blk` has either `file` or `backing`, not both"
             ),
+            Self::NoRegion => write!(
+                f,
+                "a `backing` needs `offset` and `size` (bytes of the disk) or `partition` (a whole MBR partition, 1 to 4)"
+            ),
+            Self::BytesAndPartition => write!(
+                f,
+                "a `backing` has either `offset` and `size` or `partition`, not both"
+            ),
+            Self::BadPartition => write!(f, "`partition` is an MBR partition: 1 to 4"),
             Self::FileNotAbsolute => write!(
                 f,
                 "`file` is a path on the hypervisor's disk starting with '/' (e.g. \"/vms/disk.img\")"
@@ -682,7 +746,7 @@ impl TryFrom<RawDeviceConfig> for DeviceConfig {
                 read_only,
             }),
             (DeviceKind::VirtioBlk, None, Some(region)) => Some(DiskBacking {
-                source: DiskSource::Region(region),
+                source: DiskSource::Region(DiskRegion::try_from(region)?),
                 read_only,
             }),
             (_, None, None) if raw.read_only.is_none() => None,

@@ -55,8 +55,8 @@ pub use config::{
     CpuConfig, DeviceConfig, DeviceFormError, DeviceKind, DeviceSpace, DiskBacking, DiskRegion,
     DiskSource, DtbConfig, ImageConfig, KernelConfig, KernelFormat, LinkConfig, LinkDoorbell,
     LinkShmem, MapKind, MemFlags, MemKind, MemoryRegion, MmioRange, PassthroughConfig,
-    PassthroughFormError, PortRange, PortRangeFormError, UnclaimedPolicy, VmConfig, DEVICE_KINDS,
-    DISK_SECTOR, LINK_DOORBELL_SIZE, MAX_DISK_NAME_LEN, VIRTIO_MMIO_SIZE,
+    PassthroughFormError, PortRange, PortRangeFormError, RegionPlace, UnclaimedPolicy, VmConfig,
+    DEVICE_KINDS, DISK_SECTOR, LINK_DOORBELL_SIZE, MAX_DISK_NAME_LEN, VIRTIO_MMIO_SIZE,
 };
 pub use error::ParseError;
 pub use host::{

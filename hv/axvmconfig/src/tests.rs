@@ -2178,11 +2178,11 @@ fn virtio_blk_backing_fields() {
         ),
         (
             "backing = { disk = \"data\", offset = 0 }",
-            "missing field `size`",
+            "a `backing` needs `offset` and `size` (bytes of the disk) or `partition` (a whole MBR partition, 1 to 4)",
         ),
         (
             "backing = { disk = \"data\", offset = 0, size = 512, serial = 1 }",
-            "unknown field `serial`, expected one of `disk`, `offset`, `size`",
+            "unknown field `serial`, expected one of `disk`, `offset`, `size`, `partition`",
         ),
         (
             "file = \"disk.img\"",
@@ -2230,13 +2230,15 @@ fn virtio_blk_region_backing() {
         panic!("{disk:?}")
     };
     assert_eq!(
+        (region.disk.as_str(), region.place, region.place.end()),
         (
-            region.disk.as_str(),
-            region.offset,
-            region.size,
-            region.end()
-        ),
-        ("data", 0x10_0000, 0x2000, Some(0x10_2000))
+            "data",
+            RegionPlace::Bytes {
+                offset: 0x10_0000,
+                size: 0x2000
+            },
+            Some(0x10_2000)
+        )
     );
     assert_eq!(
         disk.source.to_string(),
@@ -2311,6 +2313,77 @@ fn virtio_blk_region_backing() {
         );
         assert_eq!(found[0].vm(), Some(1));
     }
+}
+
+/// `backing = { disk, partition }`: a whole MBR partition, 1 to 4, not with `offset` or
+/// `size`; two VMs naming the same partition of a disk, one writing it, are refused
+/// together (bytes and a partition are compared only on the disk, when the VM is built).
+#[test]
+fn virtio_blk_partition_backing() {
+    let blk = |backing: &str, ro: bool| {
+        BASE.replace(
+            "kind = \"pl011\"",
+            &format!("kind = \"virtio-blk\"\nbacking = {backing}\nread_only = {ro}"),
+        )
+        .replacen("size = 0x1000\n", "", 1)
+    };
+    let vm = parse(&blk("{ disk = \"disk0\", partition = 2 }", false));
+    let source = &vm.devices[0].disk.as_ref().unwrap().source;
+    assert_eq!(
+        *source,
+        DiskSource::Region(DiskRegion {
+            disk: "disk0".into(),
+            place: RegionPlace::Partition(2),
+        })
+    );
+    assert_eq!(source.to_string(), "disk \"disk0\" partition 2");
+    assert!(problems(&vm, &ctx()).is_empty());
+    for (backing, line) in [
+        (
+            "{ disk = \"d\", partition = 0 }",
+            "`partition` is an MBR partition: 1 to 4",
+        ),
+        (
+            "{ disk = \"d\", partition = 5 }",
+            "`partition` is an MBR partition: 1 to 4",
+        ),
+        (
+            "{ disk = \"d\", partition = 1, offset = 0 }",
+            "a `backing` has either `offset` and `size` or `partition`, not both",
+        ),
+        (
+            "{ disk = \"d\", offset = 0 }",
+            "a `backing` needs `offset` and `size` (bytes of the disk) or `partition` (a whole MBR partition, 1 to 4)",
+        ),
+    ] {
+        let err = parse_err(&blk(backing, false));
+        assert!(err.message.contains(line), "{backing}: {}", err.message);
+    }
+    let named = |id: u32, name: &str, backing: &str, ro: bool| {
+        let mut v = parse(&blk(backing, ro));
+        v.id = id;
+        v.name = name.into();
+        v.passthrough.clear();
+        v
+    };
+    let p2 = "{ disk = \"disk0\", partition = 2 }";
+    validate_many(&[
+        named(1, "a", p2, true),
+        named(2, "b", p2, true),
+        named(3, "c", "{ disk = \"disk0\", partition = 3 }", false),
+        named(
+            4,
+            "d",
+            "{ disk = \"disk0\", offset = 0, size = 512 }",
+            false,
+        ),
+    ])
+    .unwrap();
+    let found = validate_many(&[named(1, "a", p2, true), named(2, "b", p2, false)]).unwrap_err();
+    assert_eq!(
+        lines(&found),
+        ["devices[0]: overlaps devices[0] of VM `a` on disk \"disk0\" (partition 2) and one of them is read-write; a region a VM writes is that VM's alone"]
+    );
 }
 
 /// A `virtio-net` entry: its `switch` (required, a name) and `mac` (optional, unicast;

@@ -9,7 +9,8 @@ use core::ops::Range;
 
 use crate::config::{
     DeviceKind, DeviceSpace, DiskRegion, DiskSource, ImageConfig, KernelFormat, MapKind, MemKind,
-    MemoryRegion, VmConfig, DISK_SECTOR, LINK_DOORBELL_SIZE, MAX_DISK_NAME_LEN, VIRTIO_MMIO_SIZE,
+    MemoryRegion, RegionPlace, VmConfig, DISK_SECTOR, LINK_DOORBELL_SIZE, MAX_DISK_NAME_LEN,
+    VIRTIO_MMIO_SIZE,
 };
 use crate::host::{
     HostArch, HostFacts, HostUse, VGIC_GICC_SIZE, VGIC_GICD_SIZE, VGIC_GICR_FRAME_SIZE,
@@ -335,10 +336,8 @@ pub enum ProblemKind {
         other_name: String,
         /// The host disk.
         disk: String,
-        /// Start of the other VM's region (bytes on the disk).
-        start: u64,
-        /// End (exclusive) of its region.
-        end: u64,
+        /// Where the other VM's region is on the disk.
+        place: RegionPlace,
     },
     /// More VMs than the hardware has VMIDs: this one gets none.
     NoVmid {
@@ -561,15 +560,22 @@ impl fmt::Display for ProblemKind {
                 other,
                 other_name,
                 disk,
-                start,
-                end,
+                place,
                 ..
-            } => write!(
-                f,
-                "overlaps {other} of VM `{other_name}` on disk {disk:?} (bytes \
-                 [{start:#x}, {end:#x})) and one of them is read-write; a region a VM writes \
-                 is that VM's alone"
-            ),
+            } => {
+                write!(f, "overlaps {other} of VM `{other_name}` on disk {disk:?} (")?;
+                match *place {
+                    RegionPlace::Bytes { offset, size } => write!(
+                        f,
+                        "bytes [{offset:#x}, {:#x})",
+                        offset.saturating_add(size)
+                    )?,
+                    RegionPlace::Partition(n) => write!(f, "partition {n}")?,
+                }
+                f.write_str(
+                    ") and one of them is read-write; a region a VM writes is that VM's alone",
+                )
+            }
             Self::NoVmid { vm, vmids } => write!(
                 f,
                 "VM #{vm} gets no VMID: the hardware has {vmids} for VMs"
@@ -1333,8 +1339,9 @@ fn check_ident(problems: &mut Problems, field: &str, name: &str) {
     }
 }
 
-/// Checks a `virtio-blk` region (`field` is `devices[i].backing`): the disk's name, whole
-/// sectors, not empty, an end inside 64 bits.
+/// Checks a `virtio-blk` region (`field` is `devices[i].backing`): the disk's name, and
+/// bytes that are whole sectors, not empty, with an end inside 64 bits (a partition's
+/// number is checked by the parser).
 fn check_region(problems: &mut Problems, field: &str, r: &DiskRegion) {
     let name = format!("{field}.disk");
     if r.disk.is_empty() {
@@ -1354,7 +1361,10 @@ fn check_region(problems: &mut Problems, field: &str, r: &DiskRegion) {
     {
         problems.push(name, ProblemKind::NameInvalidChar { ch });
     }
-    for (what, value) in [("offset", r.offset), ("size", r.size)] {
+    let RegionPlace::Bytes { offset, size } = r.place else {
+        return;
+    };
+    for (what, value) in [("offset", offset), ("size", size)] {
         if !value.is_multiple_of(DISK_SECTOR) {
             problems.push(
                 format!("{field}.{what}"),
@@ -1365,30 +1375,26 @@ fn check_region(problems: &mut Problems, field: &str, r: &DiskRegion) {
             );
         }
     }
-    if r.size == 0 {
+    if size == 0 {
         problems.push(format!("{field}.size"), ProblemKind::ZeroSize);
     }
-    if r.end().is_none() {
+    if r.place.end().is_none() {
         problems.push(
             format!("{field}.size"),
-            ProblemKind::Overflow {
-                base: r.offset,
-                size: r.size,
-            },
+            ProblemKind::Overflow { base: offset, size },
         );
     }
 }
 
-/// The host disk regions of `config`: `(field, disk, start, end, writable)`.
-fn regions(config: &VmConfig) -> impl Iterator<Item = (String, &str, u64, u64, bool)> {
+/// The host disk regions of `config`: `(field, disk, place, writable)`.
+fn regions(config: &VmConfig) -> impl Iterator<Item = (String, &str, RegionPlace, bool)> {
     config.devices.iter().enumerate().filter_map(|(i, d)| {
         let disk = d.disk.as_ref()?;
         match &disk.source {
             DiskSource::Region(r) => Some((
                 format!("devices[{i}]"),
                 r.disk.as_str(),
-                r.offset,
-                r.end()?,
+                r.place,
                 !disk.read_only,
             )),
             DiskSource::File(_) => None,
@@ -1396,15 +1402,31 @@ fn regions(config: &VmConfig) -> impl Iterator<Item = (String, &str, u64, u64, b
     })
 }
 
+/// Whether two places on one disk overlap, as far as the configs tell: bytes against
+/// bytes, a partition against the same partition (where a partition lies is known only
+/// from the disk, when the VM is built).
+fn places_overlap(a: RegionPlace, b: RegionPlace) -> bool {
+    match (a, b) {
+        (RegionPlace::Bytes { offset, .. }, RegionPlace::Bytes { offset: o, .. }) => {
+            match (a.end(), b.end()) {
+                (Some(end), Some(e)) => offset < e && o < end,
+                _ => false,
+            }
+        }
+        (RegionPlace::Partition(m), RegionPlace::Partition(n)) => m == n,
+        _ => false,
+    }
+}
+
 /// Reports every region of a later VM that overlaps a region of an earlier one on the same
 /// disk when either writes it ([`ProblemKind::DiskRegionShared`]).
 fn check_regions_between(problems: &mut Problems, configs: &[VmConfig]) {
     let regions: Vec<Vec<_>> = configs.iter().map(|c| regions(c).collect()).collect();
     for (vm, mine) in regions.iter().enumerate() {
-        for (field, disk, start, end, writes) in mine {
+        for (field, disk, place, writes) in mine {
             for (other_vm, theirs) in regions[..vm].iter().enumerate() {
-                for (other, d, s, e, other_writes) in theirs {
-                    if d == disk && start < e && s < end && (*writes || *other_writes) {
+                for (other, d, p, other_writes) in theirs {
+                    if d == disk && places_overlap(*place, *p) && (*writes || *other_writes) {
                         problems.push(
                             field.clone(),
                             ProblemKind::DiskRegionShared {
@@ -1413,8 +1435,7 @@ fn check_regions_between(problems: &mut Problems, configs: &[VmConfig]) {
                                 other: other.clone(),
                                 other_name: configs[other_vm].name.clone(),
                                 disk: String::from(*disk),
-                                start: *s,
-                                end: *e,
+                                place: *p,
                             },
                         );
                     }

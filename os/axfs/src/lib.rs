@@ -14,11 +14,13 @@ mod check;
 mod error;
 mod ext4;
 mod fs;
+mod mbr;
 mod path;
 mod volume;
 
 pub use block::{BlockDevice, BlockError, RamDisk, BLOCK_SIZE};
 pub use error::FsError;
 pub use fs::{FileKind, Metadata};
+pub use mbr::{mbr_partition, Partition};
 pub use path::{PathError, MAX_DEPTH, MAX_NAME};
 pub use volume::{FileBlocks, FileSystem, Volume, VolumeKind};

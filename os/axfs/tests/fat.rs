@@ -651,3 +651,34 @@ fn block_io_on_an_open_file_matches_the_path_calls_across_fragments() {
     assert_eq!(read_with_fatfs(&mut disk, "a.img"), pattern(4096));
     assert_eq!(read_with_fatfs(&mut disk, "b.img"), b);
 }
+
+/// `mbr_partition` reads the table's entries as the disk gives them: the FAT partition an
+/// image has, a second one written into it, and nothing for an empty entry, a number
+/// outside 1 to 4 or a block 0 without the signature.
+#[test]
+fn mbr_partitions_are_read_by_number() {
+    let mut disk = image(MIN_MIB, &[], &[]);
+    let entry2 = &mut disk[446 + 16..446 + 32];
+    entry2[4] = 0xda;
+    entry2[8..12].copy_from_slice(&100u32.to_le_bytes());
+    entry2[12..16].copy_from_slice(&16u32.to_le_bytes());
+    let mut dev = RamDisk::new(disk.clone());
+    let first = axfs::mbr_partition(&mut dev, 1).unwrap().unwrap();
+    assert_eq!((first.kind, first.start), (0x0c, PARTITION_START as u64));
+    assert_eq!(
+        axfs::mbr_partition(&mut dev, 2).unwrap(),
+        Some(axfs::Partition {
+            kind: 0xda,
+            start: 100,
+            blocks: 16
+        })
+    );
+    for n in [0, 3, 4, 5] {
+        assert_eq!(axfs::mbr_partition(&mut dev, n).unwrap(), None, "{n}");
+    }
+    disk[510] = 0;
+    assert_eq!(
+        axfs::mbr_partition(&mut RamDisk::new(disk), 1).unwrap(),
+        None
+    );
+}

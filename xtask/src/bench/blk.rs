@@ -153,6 +153,7 @@ pub fn measure(arch: Arch, runs: u32) -> Result<PartResult> {
         guests: Vec::new(),
         after: Vec::new(),
         zeroed: vec![(DISK_FILE.0.to_owned(), DISK_FILE.1)],
+        spare: None,
     };
     let scenarios = (1..=runs)
         .map(|i| {

@@ -232,6 +232,15 @@ const CASES: &[Case] = &[
         "devices[1].backing.offset: 0x64 is not a multiple of 0x200",
         "devices[1].backing.size: size must not be 0",
     ]),
+    ("virtio-blk-partition-range", "aarch64", Append("[[devices]]\nkind = \"virtio-blk\"\nbase = 0x0a00_0000\nbacking = { disk = \"disk0\", partition = 5 }\n"), &[
+        "line 29, column 1: in `devices[1]`: `partition` is an MBR partition: 1 to 4",
+    ]),
+    ("virtio-blk-partition-and-bytes", "aarch64", Append("[[devices]]\nkind = \"virtio-blk\"\nbase = 0x0a00_0000\nbacking = { disk = \"disk0\", partition = 2, size = 512 }\n"), &[
+        "line 29, column 1: in `devices[1]`: a `backing` has either `offset` and `size` or `partition`, not both",
+    ]),
+    ("virtio-blk-region-no-size", "aarch64", Append("[[devices]]\nkind = \"virtio-blk\"\nbase = 0x0a00_0000\nbacking = { disk = \"data\", offset = 0 }\n"), &[
+        "line 29, column 1: in `devices[1]`: a `backing` needs `offset` and `size` (bytes of the disk) or `partition` (a whole MBR partition, 1 to 4)",
+    ]),
     ("virtio-net-no-switch", "aarch64", Append("[[devices]]\nkind = \"virtio-net\"\nbase = 0x0a00_0000\n"), &[
         "line 29, column 1: in `devices[1]`: missing field `switch` (the virtual switch it is plugged into, e.g. \"lan\")",
     ]),
