@@ -51,9 +51,12 @@ fn ticks(us: u64) -> u64 {
     irq::timer_freq() * us / 1_000_000
 }
 
-/// How many times the stopped-timer check is taken again when the host delayed its stop
-/// past the deadline.
-const STOP_RETRIES: u32 = 8;
+/// How many times a check is taken again when the host, not the hypervisor, spoiled it: a
+/// round's interrupt more than [`LATE_LIMIT_US`] late (per kind of round), a stop after
+/// its deadline, a masked interrupt raised after the unmasking. The emulator's threads
+/// descheduled for tens of ms on a loaded host do that; a hypervisor that does it every
+/// time still fails.
+const RETRIES: u32 = 8;
 
 /// Microseconds in `t` counter ticks.
 fn micros(t: u64) -> u64 {
@@ -84,13 +87,29 @@ fn spin_for(us: u64) {
 }
 
 /// Arms the timer for `delay_us` from now, waits for it with `wfi`, and checks when it
-/// came. Returns how late it was, in counter ticks.
-fn one_round(c: &mut Checker, what: core::fmt::Arguments, delay_us: u64, arm: fn(u64)) -> u64 {
-    let before = FIRED.load(Ordering::SeqCst);
-    let deadline = irq::timer_now() + ticks(delay_us);
-    arm(deadline);
-    wfi_until_fired(before + 1);
-    let at = FIRED_AT.load(Ordering::SeqCst);
+/// came. A try whose one interrupt came after its deadline but more than [`LATE_LIMIT_US`]
+/// late is taken again while `retaken` is below [`RETRIES`] (and counted there). Returns
+/// how late it was, in counter ticks.
+fn one_round(
+    c: &mut Checker,
+    what: core::fmt::Arguments,
+    delay_us: u64,
+    arm: fn(u64),
+    retaken: &mut u32,
+) -> u64 {
+    let (before, deadline, at) = loop {
+        let before = FIRED.load(Ordering::SeqCst);
+        let deadline = irq::timer_now() + ticks(delay_us);
+        arm(deadline);
+        wfi_until_fired(before + 1);
+        let at = FIRED_AT.load(Ordering::SeqCst);
+        let once = FIRED.load(Ordering::SeqCst) == before + 1;
+        let too_late = at >= deadline && at - deadline > ticks(LATE_LIMIT_US);
+        if !(once && too_late && *retaken < RETRIES) {
+            break (before, deadline, at);
+        }
+        *retaken += 1;
+    };
     c.ok(
         format_args!("{what}: interrupt at {at:#x} before its deadline {deadline:#x}"),
         at >= deadline,
@@ -148,6 +167,7 @@ fn main() {
 
     let mut on_time = 0;
     let mut latest = 0;
+    let mut retaken = 0;
     for round in 1..=ROUNDS {
         let failed = c.failed();
         let late = one_round(
@@ -155,13 +175,14 @@ fn main() {
             format_args!("round {round}"),
             round * STEP_US,
             irq::timer_set,
+            &mut retaken,
         );
         latest = latest.max(late);
         if c.failed() == failed {
             on_time += 1;
         }
     }
-    grt::println!("timer: {on_time} of {ROUNDS} rounds on time");
+    grt::println!("timer: {on_time} of {ROUNDS} rounds on time ({retaken} tries retaken)");
     grt::println!(
         "timer: the latest interrupt came {} us after its deadline",
         micros(latest)
@@ -193,7 +214,7 @@ fn main() {
         irq::timer_stop();
         let in_time = irq::timer_now() < deadline;
         spin_for(10_000);
-        if !in_time && retaken < STOP_RETRIES {
+        if !in_time && retaken < RETRIES {
             retaken += 1;
             continue;
         }
@@ -208,31 +229,52 @@ fn main() {
 
     // Masked: the expired timer waits for interrupts to be unmasked, then is taken at once.
     // The wait is long past the deadline: the emulator raises timer interrupts late (up to
-    // a few ms under load), and the interrupt must be pending before it is unmasked.
-    let before = FIRED.load(Ordering::SeqCst);
-    irq::disable();
-    irq::timer_set(irq::timer_now() + ticks(1000));
-    spin_for(MASKED_WAIT_US);
-    let while_masked = FIRED.load(Ordering::SeqCst);
-    irq::enable();
-    let after_unmask = FIRED.load(Ordering::SeqCst);
-    c.eq("interrupts while masked", while_masked, before);
-    c.eq("interrupts right after unmasking", after_unmask, before + 1);
-    grt::println!("timer: a masked timer interrupt waits for unmasking");
+    // a few ms under load), and the interrupt must be pending before it is unmasked. On a
+    // loaded host it can come later than the whole wait (an emulator thread descheduled for
+    // 30 ms: aarch64-vm-timer-gicv2 failed so at a load of 7 on 2 cores): a try whose
+    // interrupt was not taken at once but came within LATE_LIMIT_US after the unmasking is
+    // taken again, at most RETRIES times, and the count is printed. An interrupt taken
+    // while masked, one that never comes, or one late in every try still fails.
+    let mut retaken = 0;
+    loop {
+        let before = FIRED.load(Ordering::SeqCst);
+        irq::disable();
+        irq::timer_set(irq::timer_now() + ticks(1000));
+        spin_for(MASKED_WAIT_US);
+        let while_masked = FIRED.load(Ordering::SeqCst);
+        irq::enable();
+        let after_unmask = FIRED.load(Ordering::SeqCst);
+        if while_masked == before && after_unmask == before && retaken < RETRIES {
+            let end = irq::timer_now() + ticks(LATE_LIMIT_US);
+            while FIRED.load(Ordering::SeqCst) == before && irq::timer_now() < end {
+                core::hint::spin_loop();
+            }
+            if FIRED.load(Ordering::SeqCst) == before + 1 {
+                retaken += 1;
+                continue;
+            }
+        }
+        c.eq("interrupts while masked", while_masked, before);
+        c.eq("interrupts right after unmasking", after_unmask, before + 1);
+        break;
+    }
+    grt::println!("timer: a masked timer interrupt waits for unmasking ({retaken} tries retaken)");
 
     #[cfg(target_arch = "riscv64")]
     if has_sstc() {
         let failed = c.failed();
+        let mut retaken = 0;
         for round in 1..=2 {
             one_round(
                 &mut c,
                 format_args!("stimecmp round {round}"),
                 round * STEP_US,
                 arm_stimecmp,
+                &mut retaken,
             );
         }
         if c.failed() == failed {
-            grt::println!("timer: a deadline written to stimecmp fires");
+            grt::println!("timer: a deadline written to stimecmp fires ({retaken} tries retaken)");
         }
     } else {
         // The rounds above went through the hypervisor's emulation of SBI set_timer.
