@@ -196,8 +196,10 @@ struct ScenarioFile {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskAfter {
-    /// The file, from the volume's root (`/blk.img`).
-    pub file: String,
+    /// The file, from the volume's root (`/blk.img`); or instead `partition`.
+    pub file: Option<String>,
+    /// An MBR partition of the image (`disk_spare_kib`'s is 2), read raw.
+    pub partition: Option<u8>,
     /// Text it must hold somewhere, not empty.
     pub contains: String,
 }
@@ -407,6 +409,13 @@ impl Scenario {
         let on_disk = vms_from == VmsFrom::Disk;
         if file.disk_after.iter().any(|a| a.contains.is_empty()) {
             bail!("field `disk_after`: `contains` is an empty string");
+        }
+        if file
+            .disk_after
+            .iter()
+            .any(|a| a.file.is_some() == a.partition.is_some())
+        {
+            bail!("field `disk_after`: give `file` or `partition`, one of the two");
         }
         for (path, &bytes) in &file.disk_zeroed {
             let parts_ok = path
@@ -1563,13 +1572,33 @@ fn check_disk_after(disk: Option<&ScenarioDisk>, image: &Path) -> Result<(), Str
         return Ok(());
     };
     let bytes = std::fs::read(image).map_err(|e| format!("{}: {e}", image.display()))?;
-    let mut fs = axfs::FileSystem::mount(axfs::RamDisk::new(bytes))
+    let mut raw = axfs::RamDisk::new(bytes.clone());
+    // Mounted whatever is checked: the volume the hypervisor wrote through is still whole.
+    let mut fs = axfs::FileSystem::mount(axfs::RamDisk::new(bytes.clone()))
         .map_err(|e| format!("{}: {e}", image.display()))?;
     for a in &disk.after {
-        let data = fs.read(&a.file, 1 << 30).map_err(|e| e.to_string())?;
+        let (what, data) = match (&a.file, a.partition) {
+            (Some(file), _) => (
+                file.clone(),
+                fs.read(file, 1 << 30).map_err(|e| e.to_string())?,
+            ),
+            (None, Some(n)) => {
+                let what = format!("partition {n}");
+                let p = axfs::mbr_partition(&mut raw, n)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("the image has no {what}"))?;
+                let range = usize::try_from(p.start * 512)
+                    .ok()
+                    .zip(usize::try_from((p.start + p.blocks) * 512).ok())
+                    .and_then(|(start, end)| bytes.get(start..end))
+                    .ok_or_else(|| format!("{what} runs past the image"))?;
+                (what, range.to_vec())
+            }
+            (None, None) => unreachable!("checked when the scenario was loaded"),
+        };
         let text = a.contains.as_bytes();
         if !data.windows(text.len()).any(|w| w == text) {
-            return Err(format!("{} does not hold {:?}", a.file, a.contains));
+            return Err(format!("{what} does not hold {:?}", a.contains));
         }
     }
     Ok(())
@@ -2147,7 +2176,11 @@ mod tests {
             fs: DiskFs::Fat,
             guests: Vec::new(),
             after: vec![DiskAfter {
-                file: file.to_owned(),
+                file: file
+                    .strip_prefix("partition ")
+                    .is_none()
+                    .then(|| file.to_owned()),
+                partition: file.strip_prefix("partition ").map(|n| n.parse().unwrap()),
                 contains: contains.to_owned(),
             }],
             zeroed: Vec::new(),
@@ -2161,6 +2194,22 @@ mod tests {
         let e = check_disk_after(Some(&disk("/README.TXT", "AXVBLK")), &image).unwrap_err();
         assert!(e.contains("does not hold \"AXVBLK\""), "{e}");
         assert!(check_disk_after(Some(&disk("/missing", "x")), &image).is_err());
+        // A spare partition, read raw.
+        let mut with_spare = crate::disk::build(&from, None).unwrap();
+        let at = with_spare.len() + 0x200;
+        crate::disk::add_spare_partition(&mut with_spare, 0x2000).unwrap();
+        with_spare[at..at + 4].copy_from_slice(b"MARK");
+        std::fs::write(&image, with_spare).unwrap();
+        assert_eq!(
+            check_disk_after(Some(&disk("partition 2", "MARK")), &image),
+            Ok(())
+        );
+        let e = check_disk_after(Some(&disk("partition 2", "AXVBLK")), &image).unwrap_err();
+        assert_eq!(e, "partition 2 does not hold \"AXVBLK\"");
+        let e = check_disk_after(Some(&disk("partition 3", "MARK")), &image).unwrap_err();
+        assert_eq!(e, "the image has no partition 3");
+        let both = "disk = \"tests/disks/files\"\n[[disk_after]]\nfile = \"/a\"\npartition = 2\ncontains = \"x\"\n";
+        assert!(parse(&format!("arch = \"x86_64\"\nexpect = [\"x\"]\n{both}")).is_err());
         std::fs::remove_file(&image).unwrap();
         assert!(check_disk_after(Some(&disk("/README.TXT", "x")), &image).is_err());
         for (text, field) in [
