@@ -78,6 +78,8 @@ pub mod psci {
     pub const INVALID_PARAMETERS: u64 = -2i64 as u64;
     /// ALREADY_ON.
     pub const ALREADY_ON: u64 = -4i64 as u64;
+    /// ON_PENDING.
+    pub const ON_PENDING: u64 = -5i64 as u64;
     /// INVALID_ADDRESS.
     pub const INVALID_ADDRESS: u64 = -9i64 as u64;
     /// AFFINITY_INFO: the CPU is on.
@@ -94,6 +96,7 @@ pub fn psci_power_reply(reply: axvcpu::PowerReply) -> u64 {
     match reply {
         PowerReply::Done => 0,
         PowerReply::AlreadyOn => psci::ALREADY_ON,
+        PowerReply::OnPending => psci::ON_PENDING,
         PowerReply::InvalidTarget => psci::INVALID_PARAMETERS,
         PowerReply::InvalidAddress => psci::INVALID_ADDRESS,
         PowerReply::Status(PowerState::On) => psci::AFF_ON,

@@ -191,7 +191,7 @@ pub fn power_reply(reply: axvcpu::PowerReply) -> (u64, u64) {
     use axvcpu::{PowerReply, PowerState};
     match reply {
         PowerReply::Done => (sbi::SUCCESS, 0),
-        PowerReply::AlreadyOn => (sbi::ERR_ALREADY_AVAILABLE, 0),
+        PowerReply::AlreadyOn | PowerReply::OnPending => (sbi::ERR_ALREADY_AVAILABLE, 0),
         PowerReply::InvalidTarget => (sbi::ERR_INVALID_PARAM, 0),
         PowerReply::InvalidAddress => (sbi::ERR_INVALID_ADDRESS, 0),
         PowerReply::Status(s) => (

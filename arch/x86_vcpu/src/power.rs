@@ -33,12 +33,14 @@ pub fn exit(nr: u64, a: [u64; 3]) -> VmExit {
     }
 }
 
-/// RAX after a power call: 0, or -2 no such vCPU, -4 already on, -9 bad entry; a status is
+/// RAX after a power call: 0, or -2 no such vCPU, -4 already on, -5 being started, -9 bad
+/// entry; a status is
 /// 0 on, 1 off, 2 starting.
 pub fn reply_code(reply: PowerReply) -> u64 {
     match reply {
         PowerReply::Done => 0,
         PowerReply::AlreadyOn => -4i64 as u64,
+        PowerReply::OnPending => -5i64 as u64,
         PowerReply::InvalidTarget => -2i64 as u64,
         PowerReply::InvalidAddress => -9i64 as u64,
         PowerReply::Status(PowerState::On) => 0,
@@ -65,6 +67,7 @@ mod tests {
         );
         assert_eq!(exit(0x999, [0; 3]), VmExit::Hypercall { nr: 0x999 });
         assert_eq!(reply_code(PowerReply::AlreadyOn), -4i64 as u64);
+        assert_eq!(reply_code(PowerReply::OnPending), -5i64 as u64);
         assert_eq!(reply_code(PowerReply::Status(PowerState::Pending)), 2);
     }
 }

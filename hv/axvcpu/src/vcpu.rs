@@ -119,6 +119,9 @@ pub enum PowerReply {
     Done,
     /// The target is already on (PSCI ALREADY_ON, SBI_ERR_ALREADY_AVAILABLE).
     AlreadyOn,
+    /// The target is being started by an earlier call and has not run yet (PSCI
+    /// ON_PENDING; SBI has no code of its own: SBI_ERR_ALREADY_AVAILABLE).
+    OnPending,
     /// The target names no vCPU of this VM (PSCI INVALID_PARAMETERS, SBI_ERR_INVALID_PARAM).
     InvalidTarget,
     /// The entry address is not usable (PSCI INVALID_ADDRESS, SBI_ERR_INVALID_ADDRESS).

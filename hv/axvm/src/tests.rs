@@ -716,8 +716,8 @@ fn power_events_reach_the_hypervisor() {
     assert!(vm.run_vcpu(0).is_err());
 }
 
-/// Two vCPUs: vCPU 0 starts vCPU 1 (bad target, bad entry, then fine, then again), asks its
-/// status, vCPU 1 stops itself, then vCPU 0 does and the VM stops.
+/// Two vCPUs: vCPU 0 starts vCPU 1 (bad target, bad entry, then fine, then again before and
+/// after it ran), asks its status, vCPU 1 stops itself, then vCPU 0 does and the VM stops.
 #[test]
 fn cpu_on_status_and_off() {
     let config = CONFIG.replace("count = 1\npin = [0]", "count = 2\npin = [0, 1]");
@@ -733,9 +733,10 @@ fn cpu_on_status_and_off() {
         status(0x101),          // off
         up(0x101, 0x4000_1000), // started
         status(0x101),          // pending (not run yet)
-        up(0x101, 0x4000_1000), // already on
+        up(0x101, 0x4000_1000), // being started (PSCI ON_PENDING)
         VmExit::Halt,           // vCPU 1's first exit...
         status(0x101),          // ...and now it is on
+        up(0x101, 0x4000_1000), // already on
         VmExit::CpuDown,        // vCPU 1 off
         status(0x101),
         VmExit::CpuDown, // vCPU 0 off: every vCPU is off
@@ -762,8 +763,9 @@ fn cpu_on_status_and_off() {
             Call::StartArg(0x77),
             Call::Power(Done),
             Call::Power(Status(PowerState::Pending)),
-            Call::Power(AlreadyOn),
+            Call::Power(OnPending),
             Call::Power(Status(PowerState::On)),
+            Call::Power(AlreadyOn),
             Call::Power(Status(PowerState::Off)),
         ]
     );

@@ -1108,11 +1108,15 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         }
         let off = power_code(PowerState::Off);
         let pending = power_code(PowerState::Pending);
-        if self.power[idx]
-            .compare_exchange(off, pending, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
+        if let Err(now) =
+            self.power[idx].compare_exchange(off, pending, Ordering::AcqRel, Ordering::Acquire)
         {
-            return (PowerReply::AlreadyOn, None);
+            let reply = if now == pending {
+                PowerReply::OnPending
+            } else {
+                PowerReply::AlreadyOn
+            };
+            return (reply, None);
         }
         // The target is off, so no task is running it and its lock is free.
         let root = self.aspace.lock().root_paddr();

@@ -399,6 +399,7 @@ fn psci_affinity_info_and_power_replies() {
     );
     assert_eq!(psci_power_reply(PowerReply::Done), 0);
     assert_eq!(psci_power_reply(PowerReply::AlreadyOn), -4i64 as u64);
+    assert_eq!(psci_power_reply(PowerReply::OnPending), -5i64 as u64);
     assert_eq!(psci_power_reply(PowerReply::InvalidTarget), -2i64 as u64);
     assert_eq!(psci_power_reply(PowerReply::InvalidAddress), -9i64 as u64);
     assert_eq!(psci_power_reply(PowerReply::Status(PowerState::On)), 0);

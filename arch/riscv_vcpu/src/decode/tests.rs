@@ -629,6 +629,7 @@ fn sbi_hsm() {
     use axvcpu::{PowerReply, PowerState};
     assert_eq!(power_reply(PowerReply::Done), (0, 0));
     assert_eq!(power_reply(PowerReply::AlreadyOn), (-6i64 as u64, 0));
+    assert_eq!(power_reply(PowerReply::OnPending), (-6i64 as u64, 0));
     assert_eq!(power_reply(PowerReply::InvalidTarget), (-3i64 as u64, 0));
     assert_eq!(power_reply(PowerReply::InvalidAddress), (-5i64 as u64, 0));
     assert_eq!(power_reply(PowerReply::Status(PowerState::On)), (0, 0));
