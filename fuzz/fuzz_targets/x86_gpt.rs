@@ -214,7 +214,9 @@ fn check_translate(paging: &Paging, mem: &Mem, la: u64, access: Access) {
             assert_eq!(addr, la);
             assert_eq!(error_code & 2 != 0, access == Access::Write);
             assert_eq!(error_code & 0x10 != 0, access == Access::Fetch);
-            assert_eq!(error_code & !0x13, 0);
+            // RSVD (bit 3) only with P.
+            assert!(error_code & 8 == 0 || error_code & 1 != 0);
+            assert_eq!(error_code & !0x1b, 0);
         }
         Err(WalkError::NotRam { .. }) => {}
         Err(WalkError::NonCanonical { addr }) => {

@@ -34,6 +34,8 @@ pub struct Paging {
 }
 
 const CR0_PG: u64 = 1 << 31;
+const CR0_WP: u64 = 1 << 16;
+const EFER_NXE: u64 = 1 << 11;
 const CR4_PSE: u64 = 1 << 4;
 const CR4_PAE: u64 = 1 << 5;
 const CR4_LA57: u64 = 1 << 12;
@@ -42,18 +44,20 @@ const EFER_LMA: u64 = 1 << 10;
 const P: u64 = 1 << 0;
 const RW: u64 = 1 << 1;
 const PS: u64 = 1 << 7;
+/// The execute-disable bit of a 64-bit entry: reserved without EFER.NXE.
+const XD: u64 = 1 << 63;
 /// Address bits 51:12 of a 64-bit entry.
 const ADDR: u64 = 0x000f_ffff_ffff_f000;
 
 /// Why a guest-linear address has no guest-physical address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalkError {
-    /// The guest's tables do not map it (or not for this access): the guest gets a #PF
-    /// with this error code and CR2 = `addr`.
+    /// The guest's tables do not map it (or not for this access, or an entry has a
+    /// reserved bit set): the guest gets a #PF with this error code and CR2 = `addr`.
     PageFault {
         /// The linear address.
         addr: u64,
-        /// The #PF error code (bit 0 P, bit 1 W/R, bit 4 I/D).
+        /// The #PF error code (bit 0 P, bit 1 W/R, bit 3 RSVD, bit 4 I/D).
         error_code: u32,
     },
     /// A table (or the page) is not in guest RAM at `gpa`.
@@ -83,10 +87,12 @@ pub enum Access {
 }
 
 impl Paging {
-    /// The guest-physical address of `linear` for `access`. Only presence and, for writes,
-    /// the writable bits are checked: the CPU already made the access once (this is the
-    /// emulation of an instruction it trapped), so the privilege and no-execute checks
-    /// were passed.
+    /// The guest-physical address of `linear` for `access`, as a supervisor-mode access:
+    /// presence, for writes the writable bits (only with CR0.WP: without it a supervisor
+    /// write goes to read-only pages), and the execute-disable bit of a 64-bit entry, which
+    /// is reserved without EFER.NXE (a #PF with RSVD). The user/supervisor and no-execute
+    /// checks are not made: an instruction fetch was made by the CPU before (this is the
+    /// emulation of an instruction it trapped), and string I/O from user mode needs IOPL 3.
     pub fn translate(
         &self,
         mem: &dyn GuestMemory,
@@ -103,6 +109,16 @@ impl Paging {
                 | u32::from(write) << 1
                 | u32::from(access == Access::Fetch) << 4,
         };
+        let reserved = WalkError::PageFault {
+            addr: linear,
+            error_code: 1
+                | u32::from(write) << 1
+                | 1 << 3
+                | u32::from(access == Access::Fetch) << 4,
+        };
+        // Writes to read-only pages fault only with CR0.WP (supervisor accesses).
+        let write_checked = write && self.cr0 & CR0_WP != 0;
+        let xd_reserved = self.efer & EFER_NXE == 0;
         let read64 = |gpa: u64| -> Result<u64, WalkError> {
             let mut b = [0u8; 8];
             if mem.read(gpa, &mut b) {
@@ -125,7 +141,10 @@ impl Paging {
                 if e & P == 0 {
                     return Err(fault(false));
                 }
-                if write && e & RW == 0 {
+                if xd_reserved && e & XD != 0 {
+                    return Err(reserved);
+                }
+                if write_checked && e & RW == 0 {
                     return Err(fault(true));
                 }
                 if level == 0 || (level <= 2 && e & PS != 0) {
@@ -148,7 +167,10 @@ impl Paging {
                 if e & P == 0 {
                     return Err(fault(false));
                 }
-                if write && e & RW == 0 {
+                if xd_reserved && e & XD != 0 {
+                    return Err(reserved);
+                }
+                if write_checked && e & RW == 0 {
                     return Err(fault(true));
                 }
                 if level == 0 || e & PS != 0 {
@@ -172,7 +194,7 @@ impl Paging {
             if pde & P == 0 {
                 return Err(fault(false));
             }
-            if write && pde & RW == 0 {
+            if write_checked && pde & RW == 0 {
                 return Err(fault(true));
             }
             if pde & PS != 0 && self.cr4 & CR4_PSE != 0 {
@@ -182,7 +204,7 @@ impl Paging {
             if pte & P == 0 {
                 return Err(fault(false));
             }
-            if write && pte & RW == 0 {
+            if write_checked && pte & RW == 0 {
                 return Err(fault(true));
             }
             Ok((pte & 0xffff_f000) | (linear & 0xfff))

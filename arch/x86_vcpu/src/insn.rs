@@ -20,10 +20,14 @@
 //!
 //! with the operand-size prefix `66`, REX prefixes (W, R, and X/B which only matter for the
 //! address), segment overrides (ignored: the address is in the exit) and the address-size
-//! prefix `67` (in 64-bit mode). Anything else — another opcode, a register operand, a
-//! `lock`, 16-bit addressing, 16-bit code — is refused with a [`DecodeError`]; the vCPU then
-//! stops the VM with a log line (or injects a fault). Pure code, unit-tested on the host
-//! and fuzzable.
+//! prefix `67`, in 64-bit, 32-bit and 16-bit code (real mode, virtual-8086 mode and 16-bit
+//! protected mode): the code size gives the default operand size (16-bit code: 2 bytes, `66`
+//! makes 4; otherwise 4, `66` makes 2) and address size (64-bit code: 8, `67` makes 4;
+//! 32-bit: 4, `67` makes 2; 16-bit: 2, `67` makes 4), and a 2-byte address size has the
+//! 16-bit ModRM form (no SIB, `mod` 0 with `rm` 6 a 16-bit displacement) and 2-byte
+//! `moffs`. Anything else — another opcode, a register operand, a `lock` — is refused with
+//! a [`DecodeError`]; the vCPU then gives the access to the VM's unclaimed policy. Pure
+//! code, unit-tested on the host and fuzzable.
 
 use core::fmt;
 
@@ -37,7 +41,7 @@ pub enum CpuMode {
     Long64,
     /// 32-bit protected or compatibility mode (CS.D = 1).
     Protected32,
-    /// 16-bit code (real mode, CS.D = 0): not decoded.
+    /// 16-bit code (real mode, virtual-8086 mode, or a code segment with CS.D = 0).
     Code16,
 }
 
@@ -125,11 +129,8 @@ pub enum DecodeError {
     Opcode0f(u8),
     /// The operand is a register, not memory.
     RegisterOperand,
-    /// A prefix the decoder refuses (`lock`, `rep`/`repne` on a two-byte opcode, `67` in
-    /// 32-bit code).
+    /// A prefix the decoder refuses (`lock`, `rep`/`repne` on a two-byte opcode).
     Prefix(u8),
-    /// The guest runs 16-bit code.
-    Code16,
     /// The ModRM reg field must be 0 (`C6 /0`, `C7 /0`).
     BadModrm,
 }
@@ -145,7 +146,6 @@ impl fmt::Display for DecodeError {
             }
             DecodeError::RegisterOperand => f.write_str("register operand, not memory"),
             DecodeError::Prefix(p) => write!(f, "prefix {p:#04x} not emulated"),
-            DecodeError::Code16 => f.write_str("16-bit code is not emulated"),
             DecodeError::BadModrm => f.write_str("ModRM reg field must be 0"),
         }
     }
@@ -214,9 +214,6 @@ pub fn is_prefix(b: u8, mode: CpuMode) -> bool {
 /// Decodes the MMIO access at the start of `bytes`, an instruction of a guest running in
 /// `mode`.
 pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<MmioInsn, DecodeError> {
-    if mode == CpuMode::Code16 {
-        return Err(DecodeError::Code16);
-    }
     let long = mode == CpuMode::Long64;
     let mut c = Bytes { b: bytes, pos: 0 };
     let mut p = Prefixes::default();
@@ -237,17 +234,21 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<MmioInsn, DecodeError> {
         // A legacy prefix after a REX prefix cancels the REX.
         p.rex = None;
     };
-    if p.addrsize && !long {
-        return Err(DecodeError::Prefix(0x67));
-    }
-    // The operand size of the full-size forms.
+    // The address size in bytes: 8, 4 or 2 (the 16-bit ModRM form).
+    let asize = match (mode, p.addrsize) {
+        (CpuMode::Long64, false) => 8,
+        (CpuMode::Protected32, true) | (CpuMode::Code16, false) => 2,
+        _ => 4,
+    };
+    // The operand size of the full-size forms: `66` toggles the code size's default.
     let osize = if p.w() {
         8
-    } else if p.opsize {
-        2
-    } else {
+    } else if p.opsize == (mode == CpuMode::Code16) {
         4
+    } else {
+        2
     };
+    let modrm = |c: &mut Bytes<'_>| modrm(c, asize == 2);
     let byte_reg = |idx: u8| -> Reg {
         if p.rex.is_none() && (4..8).contains(&idx) {
             Reg {
@@ -320,12 +321,7 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<MmioInsn, DecodeError> {
             }
         }
         0xa0..=0xa3 => {
-            let addr_bytes = match (long, p.addrsize) {
-                (true, false) => 8,
-                (true, true) | (false, false) => 4,
-                (false, true) => 2,
-            };
-            c.skip(addr_bytes)?;
+            c.skip(asize)?;
             let width = if opcode & 1 == 0 { 1 } else { osize };
             let rax = Reg::low(0);
             if opcode < 0xa2 {
@@ -367,15 +363,26 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<MmioInsn, DecodeError> {
     })
 }
 
-/// Reads a ModRM byte with a memory operand (and its SIB byte and displacement) and
-/// returns its reg field (without REX.R).
-fn modrm(c: &mut Bytes<'_>) -> Result<u8, DecodeError> {
+/// Reads a ModRM byte with a memory operand (and its SIB byte and displacement; `addr16`:
+/// the 16-bit form, without SIB) and returns its reg field (without REX.R).
+fn modrm(c: &mut Bytes<'_>, addr16: bool) -> Result<u8, DecodeError> {
     let m = c.next()?;
     let (md, reg, rm) = (m >> 6, (m >> 3) & 7, m & 7);
     if md == 3 {
         return Err(DecodeError::RegisterOperand);
     }
-    // 32- and 64-bit addressing (16-bit addressing was refused before).
+    if addr16 {
+        // [BX+SI] ... [BX]: mod 1 a disp8, mod 2 a disp16, mod 0 with rm 6 a bare disp16.
+        let disp = match md {
+            1 => 1,
+            2 => 2,
+            _ if rm == 6 => 2,
+            _ => 0,
+        };
+        c.skip(disp)?;
+        return Ok(reg);
+    }
+    // 32- and 64-bit addressing.
     let mut disp = match md {
         1 => 1,
         2 => 4,

@@ -172,9 +172,12 @@ impl<T: Copy, P: Copy + Eq> Cache<T, P> {
     ) -> Option<T> {
         let rec = Recording::new(mem);
         let mut bytes = [0u8; crate::insn::MAX_INSN_LEN];
-        let n = walk
-            .fetch(&rec, key.cs.base().wrapping_add(key.rip), &mut bytes)
-            .ok()?;
+        // Outside 64-bit code the linear address is 32 bits (compatibility mode too).
+        let linear = match key.cs.mode() {
+            CpuMode::Long64 => key.rip,
+            _ => key.cs.base().wrapping_add(key.rip) & 0xffff_ffff,
+        };
+        let n = walk.fetch(&rec, linear, &mut bytes).ok()?;
         let (value, len) = decode(&bytes[..n])?;
         self.0 = rec.entry(*key, value, len);
         Some(value)

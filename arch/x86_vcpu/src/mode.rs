@@ -1,10 +1,12 @@
 //! Guest CR0 writes that change the CPU's operating mode — protection (PE), paging (PG),
 //! and long mode (EFER.LMA, from EFER.LME when paging is turned on) — checked as MOV to
-//! CR0 checks them (Intel SDM Vol. 3A, 2.5 and 10.8.5), and the real-mode state a vCPU
-//! started by INIT-SIPI begins in. Pure, unit-tested on the host.
+//! CR0 checks them (Intel SDM Vol. 3A, 2.5 and 10.8.5), the PAE page-directory-pointer
+//! entries a CPU loads when 32-bit PAE paging starts (SDM Vol. 3A, 5.4.1), and the
+//! real-mode state a vCPU started by INIT-SIPI begins in. Pure, unit-tested on the host.
 //!
 //! Under VMX these transitions need "unrestricted guest" (the guest runs with PE or PG
-//! clear); without it PE and PG stay as the entry contract set them.
+//! clear); without it PE and PG stay as the entry contract set them. Under SVM they are
+//! always allowed.
 
 /// CR0.PE.
 pub const CR0_PE: u64 = 1 << 0;
@@ -18,8 +20,14 @@ pub const CR0_CD: u64 = 1 << 30;
 pub const CR0_PG: u64 = 1 << 31;
 /// CR0's reserved bits below 32: 15:6, 17, 28:19.
 const CR0_RESERVED: u64 = 0x1ffa_ffc0;
+/// CR4.PSE.
+pub const CR4_PSE: u64 = 1 << 4;
 /// CR4.PAE.
 pub const CR4_PAE: u64 = 1 << 5;
+/// CR4.PGE.
+pub const CR4_PGE: u64 = 1 << 7;
+/// CR4.SMEP.
+pub const CR4_SMEP: u64 = 1 << 20;
 /// EFER.LME.
 pub const EFER_LME: u64 = 1 << 8;
 /// EFER.LMA.
@@ -44,15 +52,14 @@ pub struct ModeState {
 /// The outcome of a guest's write of CR0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cr0Write {
-    /// Accepted; IA32_EFER becomes `efer` (LMA follows paging when LME is set).
+    /// Accepted; IA32_EFER becomes `efer` (LMA follows paging when LME is set). When the
+    /// new state is 32-bit PAE paging ([`pae_paging`]) a VMX vCPU loads the PDPTEs.
     Done {
         /// The new IA32_EFER.
         efer: u64,
     },
     /// The CPU would raise #GP(0).
     Gp,
-    /// Legal, but the backend does not emulate it: the VM is stopped with this reason.
-    Unsupported(&'static str),
 }
 
 /// Checks the guest's write of `new` to CR0 over `s`. `mode_switches`: PE and PG may
@@ -78,9 +85,6 @@ pub fn cr0_write(s: &ModeState, new: u64, mode_switches: bool) -> Cr0Write {
                     return Cr0Write::Gp;
                 }
                 efer |= EFER_LMA;
-            } else if s.cr4 & CR4_PAE != 0 {
-                // The CPU would load the four PDPTEs into the VMCS's guest PDPTE fields.
-                return Cr0Write::Unsupported("32-bit PAE paging (PDPTEs not loaded)");
             }
         } else if efer & EFER_LMA != 0 {
             // Leaving long mode is only allowed from compatibility mode.
@@ -94,16 +98,52 @@ pub fn cr0_write(s: &ModeState, new: u64, mode_switches: bool) -> Cr0Write {
 }
 
 /// Whether the guest may write `new` to CR4 as far as the mode goes: PAE stays set in long
-/// mode (#GP otherwise); enabling PAE with 32-bit paging on is the PDPTE case
-/// [`cr0_write`] does not emulate either (`Err(reason)`).
-pub fn cr4_mode_ok(s: &ModeState, new: u64) -> Result<bool, &'static str> {
-    if s.efer & EFER_LMA != 0 {
-        return Ok(new & CR4_PAE != 0);
+/// mode (IA32_EFER.LMA, compatibility mode included: #GP otherwise).
+pub fn cr4_mode_ok(s: &ModeState, new: u64) -> bool {
+    s.efer & EFER_LMA == 0 || new & CR4_PAE != 0
+}
+
+/// Whether CR0, CR4 and EFER make 32-bit PAE paging: paging on, CR4.PAE, not long mode.
+/// The CPU then translates through four page-directory-pointer entries it loaded from CR3
+/// (at MOV to CR0, CR3 or CR4: [`pdptes_reload`]), not from memory at each walk.
+pub fn pae_paging(cr0: u64, cr4: u64, efer: u64) -> bool {
+    cr0 & CR0_PG != 0 && cr4 & CR4_PAE != 0 && efer & EFER_LMA == 0
+}
+
+/// Whether a MOV to CR4 from `old` to `new` loads the PDPTEs in 32-bit PAE paging (it
+/// changes PAE, PGE, PSE or SMEP; SDM Vol. 3A, 5.4.1).
+pub fn pdptes_reload(old: u64, new: u64) -> bool {
+    (old ^ new) & (CR4_PAE | CR4_PGE | CR4_PSE | CR4_SMEP) != 0
+}
+
+/// Whether four PDPTEs as read at CR3 can be loaded: a present entry (bit 0) with a
+/// reserved bit set (2:1, 8:5, or an address bit at or above `maxphyaddr`, CPUID
+/// 0x8000_0008 EAX[7:0]) makes the MOV that loads them #GP(0), nothing changed.
+pub fn pdptes_valid(pdptes: &[u64; 4], maxphyaddr: u32) -> bool {
+    let high = u64::MAX.checked_shl(maxphyaddr.min(64)).unwrap_or(0);
+    let reserved = 0x1e6 | high;
+    pdptes.iter().all(|&e| e & 1 == 0 || e & reserved == 0)
+}
+
+/// Whether an SVM vCPU holds EFER.LME back from its VMCB: LME set with paging and CR4.PAE
+/// off. QEMU (7.2) loads the host's CR0 at #VMEXIT through its MOV-to-CR0 path while the
+/// guest's EFER and CR4 are still in place; in this state that path takes paging going on
+/// for an entry to long mode without PAE and returns before loading CR0, so the host ran
+/// on with the guest's CR0 (paging off). The vCPU applies LME itself when paging starts.
+pub fn lme_held(efer: u64, cr0: u64, cr4: u64) -> bool {
+    efer & EFER_LME != 0 && cr0 & CR0_PG == 0 && cr4 & CR4_PAE == 0
+}
+
+/// The instruction pointer after an emulated instruction that ends at `next`: outside
+/// 64-bit code (`code64` false) EIP is 32 bits and wraps at 4 GiB, as the CPU's does (a
+/// RIP above it would fail VM entry). Callers test `next >> 32 == 1` first (the only
+/// values an instruction below 4 GiB can end at), so 64-bit code pays one compare.
+pub fn wrap_ip(next: u64, code64: bool) -> u64 {
+    if code64 {
+        next
+    } else {
+        next & 0xffff_ffff
     }
-    if s.cr0 & CR0_PG != 0 && (s.cr4 ^ new) & CR4_PAE != 0 {
-        return Err("32-bit PAE paging (PDPTEs not loaded)");
-    }
-    Ok(true)
 }
 
 /// The real-mode code segment of a vCPU started by a STARTUP IPI with `vector`: selector
@@ -177,15 +217,42 @@ mod tests {
         assert_eq!(cr0_write(&s, pe | CR0_PG, true), Cr0Write::Gp);
         // Paging without PE is #GP.
         assert_eq!(cr0_write(&real(), CR0_PG | CR0_ET, true), Cr0Write::Gp);
-        // 32-bit paging without PAE is fine; with PAE it is the PDPTE case.
+        // 32-bit paging, with or without PAE (PAE paging: the vCPU loads the PDPTEs).
         let mut p = real();
         p.cr0 = pe;
         assert_eq!(cr0_write(&p, pe | CR0_PG, true), Cr0Write::Done { efer: 0 });
+        assert!(!pae_paging(pe | CR0_PG, 0, 0));
         p.cr4 = CR4_PAE;
-        assert!(matches!(
-            cr0_write(&p, pe | CR0_PG, true),
-            Cr0Write::Unsupported(_)
-        ));
+        assert_eq!(cr0_write(&p, pe | CR0_PG, true), Cr0Write::Done { efer: 0 });
+        assert!(pae_paging(pe | CR0_PG, CR4_PAE, 0));
+        assert!(!pae_paging(pe | CR0_PG, CR4_PAE, EFER_LME | EFER_LMA));
+        assert!(!pae_paging(pe, CR4_PAE, 0));
+        // Clearing PE while paging is on is #GP; clearing both at once is fine.
+        let paged = ModeState {
+            cr0: pe | CR0_PG,
+            ..p
+        };
+        assert_eq!(cr0_write(&paged, pe & !CR0_PE | CR0_PG, true), Cr0Write::Gp);
+        assert_eq!(
+            cr0_write(&paged, pe & !CR0_PE, true),
+            Cr0Write::Done { efer: 0 }
+        );
+    }
+
+    #[test]
+    fn pdptes() {
+        let ok = [0x1001, 0, 0x2001 | 1 << 39, 0xffff_fffe];
+        assert!(pdptes_valid(&ok, 40));
+        for bad in [1 << 1, 1 << 2, 1 << 5, 1 << 8, 1 << 40, 1 << 63] {
+            assert!(!pdptes_valid(&[0x1001, 0, 0x3001 | bad, 0], 40), "{bad:#x}");
+            // Not present: nothing is reserved.
+            assert!(pdptes_valid(&[0x1001, 0, 0x3000 | bad, 0], 40), "{bad:#x}");
+        }
+        assert!(pdptes_valid(&[0x1001 | 1 << 51, 0, 0, 0], 52));
+        assert!(!pdptes_valid(&[0x1001 | 1 << 52, 0, 0, 0], 52));
+        assert!(pdptes_reload(0, CR4_PAE));
+        assert!(pdptes_reload(CR4_PAE, CR4_PAE | CR4_PGE));
+        assert!(!pdptes_reload(CR4_PAE, CR4_PAE | 1 << 9));
     }
 
     #[test]
@@ -206,15 +273,38 @@ mod tests {
 
     #[test]
     fn cr4_pae_rules() {
-        assert_eq!(cr4_mode_ok(&long(), 0), Ok(false));
-        assert_eq!(cr4_mode_ok(&long(), CR4_PAE), Ok(true));
-        assert_eq!(cr4_mode_ok(&real(), CR4_PAE), Ok(true));
+        assert!(!cr4_mode_ok(&long(), 0));
+        assert!(cr4_mode_ok(&long(), CR4_PAE));
+        // Compatibility mode is long mode too.
+        let compat = ModeState {
+            cs_long: false,
+            ..long()
+        };
+        assert!(!cr4_mode_ok(&compat, 0));
+        assert!(cr4_mode_ok(&real(), CR4_PAE));
         let paged32 = ModeState {
             cr0: CR0_PE | CR0_PG,
             ..real()
         };
-        assert!(cr4_mode_ok(&paged32, CR4_PAE).is_err());
-        assert_eq!(cr4_mode_ok(&paged32, 1 << 7), Ok(true));
+        assert!(cr4_mode_ok(&paged32, CR4_PAE));
+        assert!(cr4_mode_ok(&paged32, 0));
+    }
+
+    #[test]
+    fn lme_held_only_without_paging_and_pae() {
+        assert!(lme_held(EFER_LME, CR0_PE, 0));
+        assert!(!lme_held(EFER_LME, CR0_PE, CR4_PAE));
+        assert!(!lme_held(EFER_LME | EFER_LMA, CR0_PE | CR0_PG, CR4_PAE));
+        assert!(!lme_held(0, CR0_PE, 0));
+        // 32-bit paging with LME set cannot be reached (#GP), but holds nothing.
+        assert!(!lme_held(EFER_LME, CR0_PE | CR0_PG, 0));
+    }
+
+    #[test]
+    fn ip_wraps_at_4_gib_outside_64_bit_code() {
+        assert_eq!(wrap_ip(0x1_0000_0001, false), 1);
+        assert_eq!(wrap_ip(0x1_0000_0001, true), 0x1_0000_0001);
+        assert_eq!(wrap_ip(0xffff_fff0, false), 0xffff_fff0);
     }
 
     #[test]

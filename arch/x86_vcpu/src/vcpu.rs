@@ -257,6 +257,11 @@ impl VmxVCpu {
     /// Sets RIP to `rip`, the instruction after the one that completed.
     #[inline(always)]
     fn set_rip(&mut self, rip: u64) {
+        let rip = if rip >> 32 == 1 {
+            Self::wrap_ip(rip)
+        } else {
+            rip
+        };
         vmx::write(f::GUEST_RIP, rip);
         // An instruction completed: STI / MOV SS blocking ends, and RFLAGS.TF asks for its
         // single-step trap (one test for both: neither is common).
@@ -265,6 +270,14 @@ impl VmxVCpu {
         if intr & 3 | tf != 0 {
             Self::instruction_done(intr, tf);
         }
+    }
+
+    /// [`Self::set_rip`] for an instruction that ended just above 4 GiB: outside 64-bit
+    /// code EIP wraps (`mode::wrap_ip`).
+    #[cold]
+    #[inline(never)]
+    fn wrap_ip(rip: u64) -> u64 {
+        mode::wrap_ip(rip, vmx::read(f::segment(1).2) & (1 << 13) != 0)
     }
 
     /// [`Self::set_rip`]'s uncommon part: clears STI / MOV SS blocking (`intr`) and, when
@@ -1039,13 +1052,13 @@ impl VmxVCpu {
                 self.inject(vector::GP, Some(0));
                 return None;
             }
-            mode::Cr0Write::Unsupported(reason) => {
-                return Some(VmExit::Unsupported {
-                    reason,
-                    syndrome: v,
-                })
-            }
         };
+        // PAE paging turned on (or its caching changed): the CPU loads the PDPTEs.
+        let loads = (v ^ s.cr0) & (mode::CR0_PG | mode::CR0_CD | mode::CR0_NW) != 0;
+        if loads && mode::pae_paging(v, s.cr4, efer) && !self.load_pdptes() {
+            self.inject(vector::GP, Some(0));
+            return None;
+        }
         self.cr0_shadow = v;
         vmx::write(f::CR0_READ_SHADOW, v);
         let hw = caps
@@ -1066,6 +1079,29 @@ impl VmxVCpu {
         None
     }
 
+    /// Loads the four PDPTEs of 32-bit PAE paging from the guest's CR3 into the VMCS, as a
+    /// MOV to CR0, CR3 or CR4 that the hypervisor emulates would have: `false` (nothing
+    /// loaded; the MOV is #GP(0)) when a present one has reserved bits or they are not in
+    /// guest RAM.
+    fn load_pdptes(&mut self) -> bool {
+        let at = vmx::read(f::GUEST_CR3) & 0xffff_ffe0;
+        let mut b = [0u8; 32];
+        if !crate::gpt::GuestMemory::read(&EptMemory::new(self.eptp_root()), at, &mut b) {
+            return false;
+        }
+        let e: [u64; 4] = core::array::from_fn(|i| {
+            u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().unwrap_or_default())
+        });
+        let maxphyaddr = core::arch::x86_64::__cpuid(0x8000_0008).eax & 0xff;
+        if !mode::pdptes_valid(&e, maxphyaddr) {
+            return false;
+        }
+        for (i, v) in e.into_iter().enumerate() {
+            vmx::write(f::GUEST_PDPTE0 + 2 * i as u32, v);
+        }
+        true
+    }
+
     /// Sets or clears the "IA-32e mode guest" entry control (it must equal EFER.LMA).
     fn set_ia32e(&mut self, on: bool) {
         let m = u64::from(ctl::IA32E_MODE_GUEST.mask());
@@ -1081,16 +1117,16 @@ impl VmxVCpu {
             CrAccess::Write { cr: 0, gpr } => return self.write_cr0(self.gpr(gpr)),
             CrAccess::Write { cr: 4, gpr } => {
                 let v = self.gpr(gpr);
-                let pae_ok = match mode::cr4_mode_ok(&self.mode_state(), v) {
-                    Ok(ok) => ok,
-                    Err(reason) => {
-                        return Some(VmExit::Unsupported {
-                            reason,
-                            syndrome: v,
-                        })
-                    }
-                };
+                let s = self.mode_state();
+                let pae_ok = mode::cr4_mode_ok(&s, v);
                 if v & CR4_OWNED != 0 || !pae_ok || !caps.cr4_fixed().accepts(v | vmx::CR4_VMXE) {
+                    self.inject(vector::GP, Some(0));
+                    return None;
+                }
+                if mode::pae_paging(s.cr0, v, s.efer)
+                    && mode::pdptes_reload(s.cr4, v)
+                    && !self.load_pdptes()
+                {
                     self.inject(vector::GP, Some(0));
                     return None;
                 }
@@ -1104,7 +1140,14 @@ impl VmxVCpu {
             CrAccess::Write { cr: 3, gpr } => {
                 // Bit 63 is PCID's "no flush" flag, not part of CR3; the flush below is
                 // a superset of what the guest asked for.
+                let old = vmx::read(f::GUEST_CR3);
                 vmx::write(f::GUEST_CR3, self.gpr(gpr) & !(1 << 63));
+                let s = self.mode_state();
+                if mode::pae_paging(s.cr0, s.cr4, s.efer) && !self.load_pdptes() {
+                    vmx::write(f::GUEST_CR3, old);
+                    self.inject(vector::GP, Some(0));
+                    return None;
+                }
                 vmx::invvpid(self.vpid);
                 self.skip_instruction();
             }

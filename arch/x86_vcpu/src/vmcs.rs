@@ -26,6 +26,8 @@ pub mod field {
     pub const GUEST_DEBUGCTL: u32 = 0x2802;
     pub const GUEST_PAT: u32 = 0x2804;
     pub const GUEST_EFER: u32 = 0x2806;
+    /// GUEST_PDPTE1..3 follow, 2 apart.
+    pub const GUEST_PDPTE0: u32 = 0x280a;
     pub const HOST_PAT: u32 = 0x2c00;
     pub const HOST_EFER: u32 = 0x2c02;
     // 32-bit.

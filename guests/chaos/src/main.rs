@@ -51,6 +51,8 @@ mod arch;
 mod arch;
 #[cfg(target_arch = "x86_64")]
 mod x86_hostile;
+#[cfg(target_arch = "x86_64")]
+mod x86_legacy;
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

@@ -188,6 +188,7 @@ pub fn run(c: &mut Checker) {
     mmio_forms(c);
     looping_tables(c);
     compatibility_mode(c);
+    crate::x86_legacy::run(c, cpu.intel);
     user_mode(c, &cpu);
     instructions(c, &cpu);
     local_apic(c);

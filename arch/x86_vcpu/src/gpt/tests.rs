@@ -45,7 +45,7 @@ impl GuestMemory for Ram {
 }
 
 const LONG: Paging = Paging {
-    cr0: 0x8000_0011,
+    cr0: 0x8001_0011,
     cr3: 0x1000,
     cr4: 0x20,
     efer: 0x500,
@@ -187,7 +187,7 @@ fn pae() {
     ram.put64(0x2008, 0x20_0000 | 0x83);
     ram.put64(0x3000 + 4 * 8, 0x8000 | 3);
     let p = Paging {
-        cr0: 0x8000_0011,
+        cr0: 0x8001_0011,
         cr3: 0x1020,
         cr4: 0x20,
         efer: 0,
@@ -210,7 +210,7 @@ fn two_level() {
     ram.put32(0x1004, 0x0040_0000 | 0x83);
     ram.put32(0x2000 + 3 * 4, 0x7000 | 1);
     let p = Paging {
-        cr0: 0x8000_0011,
+        cr0: 0x8001_0011,
         cr3: 0x1000,
         cr4: 0x10,
         efer: 0,
@@ -309,4 +309,91 @@ fn non_canonical_in_64_bit_mode() {
     // Outside 64-bit mode linear addresses are 32 bits: nothing to check.
     let p = Paging { cr0: 0x11, ..LONG };
     assert_eq!(p.translate(&ram, 0x5000, Access::Read), Ok(0x5000));
+}
+
+/// Without CR0.WP a supervisor write goes to a read-only page (no #PF); with it the write
+/// faults with P and W/R.
+#[test]
+fn write_protect_only_with_cr0_wp() {
+    let ram = long_tables();
+    let no_wp = Paging {
+        cr0: LONG.cr0 & !(1 << 16),
+        ..LONG
+    };
+    assert_eq!(no_wp.translate(&ram, 0x6008, Access::Write), Ok(0xa008));
+    assert_eq!(
+        LONG.translate(&ram, 0x6008, Access::Write),
+        Err(WalkError::PageFault {
+            addr: 0x6008,
+            error_code: 3
+        })
+    );
+    // 32-bit paging: the same.
+    let ram = Ram::new(0x10_0000);
+    ram.put32(0x1000, 0x2000 | 3);
+    ram.put32(0x2000 + 4, 0x5000 | 1);
+    let p = Paging {
+        cr0: 0x8001_0011,
+        cr3: 0x1000,
+        cr4: 0,
+        efer: 0,
+    };
+    assert_eq!(
+        p.translate(&ram, 0x1004, Access::Write),
+        Err(WalkError::PageFault {
+            addr: 0x1004,
+            error_code: 3
+        })
+    );
+    let p = Paging {
+        cr0: 0x8000_0011,
+        ..p
+    };
+    assert_eq!(p.translate(&ram, 0x1004, Access::Write), Ok(0x5004));
+}
+
+/// The execute-disable bit of a PAE or 4-level entry is reserved without EFER.NXE: a #PF
+/// with P and RSVD (and W/R, I/D from the access), whatever the level.
+#[test]
+fn execute_disable_reserved_without_nxe() {
+    let ram = long_tables();
+    ram.put64(0x4000 + 5 * 8, 0x9000 | 3 | 1 << 63);
+    let nxe = Paging {
+        efer: LONG.efer | 1 << 11,
+        ..LONG
+    };
+    assert_eq!(nxe.translate(&ram, 0x5010, Access::Read), Ok(0x9010));
+    let no_nxe = Paging {
+        efer: LONG.efer & !(1 << 11),
+        ..LONG
+    };
+    assert_eq!(
+        no_nxe.translate(&ram, 0x5010, Access::Write),
+        Err(WalkError::PageFault {
+            addr: 0x5010,
+            error_code: 0xb
+        })
+    );
+    // In the PD of PAE paging.
+    let ram = Ram::new(0x10_0000);
+    ram.put64(0x1000, 0x2000 | 1);
+    ram.put64(0x2000, 0x20_0000 | 0x83 | 1 << 63);
+    let pae = Paging {
+        cr0: 0x8001_0011,
+        cr3: 0x1000,
+        cr4: 0x20,
+        efer: 0,
+    };
+    assert_eq!(
+        pae.translate(&ram, 0x1234, Access::Read),
+        Err(WalkError::PageFault {
+            addr: 0x1234,
+            error_code: 0x9
+        })
+    );
+    let pae = Paging {
+        efer: 1 << 11,
+        ..pae
+    };
+    assert_eq!(pae.translate(&ram, 0x1234, Access::Read), Ok(0x20_1234));
 }

@@ -271,13 +271,128 @@ fn protected_mode() {
     );
     // 0x63 is ARPL.
     assert_eq!(decode(&[0x63, 0x07], P), Err(DecodeError::Opcode(0x63)));
+}
+
+/// 16-bit code (`as --32` with `.code16`, `objdump -M i8086`) and `67` in 32-bit code:
+/// 2-byte operands and addresses by default there, the 16-bit ModRM form (no SIB, a
+/// 16-bit displacement), 2-byte `moffs`; the prefixes switch to 4 bytes.
+#[test]
+fn sixteen_bit_code_and_addresses() {
+    const R: CpuMode = CpuMode::Code16;
+    // mov al, [si]
+    assert_eq!(ok(&[0x8a, 0x04], R), (2, load(r(0), 1, 1, false)));
+    // mov ax, ds:0x1234
+    assert_eq!(ok(&[0xa1, 0x34, 0x12], R), (3, load(r(0), 2, 2, false)));
+    // mov eax, [bx+si+0x12]
     assert_eq!(
-        decode(&[0x67, 0x8b, 0x07], P),
-        Err(DecodeError::Prefix(0x67))
+        ok(&[0x66, 0x8b, 0x40, 0x12], R),
+        (4, load(r(0), 4, 4, false))
+    );
+    // mov [bp+0x1234], ax
+    assert_eq!(
+        ok(&[0x89, 0x86, 0x34, 0x12], R),
+        (
+            4,
+            MmioOp::StoreReg {
+                src: r(0),
+                width: 2
+            }
+        )
+    );
+    // mov word [di], 0x5678 (mod 0, rm 5: no displacement in the 16-bit form)
+    assert_eq!(
+        ok(&[0xc7, 0x05, 0x78, 0x56], R),
+        (
+            4,
+            MmioOp::StoreImm {
+                value: 0x5678,
+                width: 2
+            }
+        )
+    );
+    // mov dword [bx], 0x12345678
+    assert_eq!(
+        ok(&[0x66, 0xc7, 0x07, 0x78, 0x56, 0x34, 0x12], R),
+        (
+            7,
+            MmioOp::StoreImm {
+                value: 0x1234_5678,
+                width: 4
+            }
+        )
+    );
+    // movzx eax, byte [si]; movzx ax, byte [si]; movsx cx, byte [bx+3]
+    assert_eq!(
+        ok(&[0x66, 0x0f, 0xb6, 0x04], R),
+        (4, load(r(0), 1, 4, false))
+    );
+    assert_eq!(ok(&[0x0f, 0xb6, 0x04], R), (3, load(r(0), 1, 2, false)));
+    assert_eq!(
+        ok(&[0x0f, 0xbe, 0x4f, 0x03], R),
+        (4, load(r(1), 1, 2, true))
+    );
+    // mov [bp], al: mod 1 rm 6 is [bp+disp8]; mod 0 rm 6 is a bare disp16.
+    assert_eq!(
+        ok(&[0x88, 0x46, 0x00], R),
+        (
+            3,
+            MmioOp::StoreReg {
+                src: r(0),
+                width: 1
+            }
+        )
     );
     assert_eq!(
-        decode(&[0x8b, 0x07], CpuMode::Code16),
-        Err(DecodeError::Code16)
+        ok(&[0x88, 0x26, 0x00, 0x10], R),
+        (
+            4,
+            MmioOp::StoreReg {
+                src: hi(0),
+                width: 1
+            }
+        )
+    );
+    // 32-bit addresses in 16-bit code: mov al, [esi+0x12345678]; mov dx, [eax+ebx*4];
+    // mov al, ds:0xc0000007 (`addr32`).
+    assert_eq!(
+        ok(&[0x67, 0x8a, 0x86, 0x78, 0x56, 0x34, 0x12], R),
+        (7, load(r(0), 1, 1, false))
+    );
+    assert_eq!(
+        ok(&[0x67, 0x8b, 0x14, 0x98], R),
+        (4, load(r(2), 2, 2, false))
+    );
+    assert_eq!(
+        ok(&[0x67, 0xa0, 0x07, 0x00, 0x00, 0xc0], R),
+        (6, load(r(0), 1, 1, false))
+    );
+    // No REX in 16-bit code: 0x48 is `dec ax`.
+    assert_eq!(
+        decode(&[0x48, 0x8b, 0x07], R),
+        Err(DecodeError::Opcode(0x48))
+    );
+    // Cut short: the 16-bit displacement is part of the instruction.
+    assert_eq!(decode(&[0x8a, 0x86, 0x34], R), Err(DecodeError::Truncated));
+    // 16-bit addresses in 32-bit code: mov al, [si]; addr16 mov al / eax, ds:0x1234;
+    // mov [bp+di], dh.
+    assert_eq!(ok(&[0x67, 0x8a, 0x04], P), (3, load(r(0), 1, 1, false)));
+    assert_eq!(
+        ok(&[0x67, 0xa0, 0x34, 0x12], P),
+        (4, load(r(0), 1, 1, false))
+    );
+    assert_eq!(
+        ok(&[0x67, 0xa1, 0x34, 0x12], P),
+        (4, load(r(0), 4, 4, false))
+    );
+    assert_eq!(
+        ok(&[0x67, 0x88, 0x33], P),
+        (
+            3,
+            MmioOp::StoreReg {
+                src: hi(2),
+                width: 1
+            }
+        )
     );
 }
 

@@ -17,6 +17,7 @@ use crate::gpt::{Access, Paging, WalkError};
 use crate::guestmem::NestedMemory;
 use crate::insn::{self, CpuMode, LoadMerge, MmioAccess, MmioOp};
 use crate::insn_cache::{self, Cache, Fetched};
+use crate::mode;
 use crate::msr::{self, MsrContext, MsrWrite};
 use crate::pc::{self, Injection, Ready, VirtualPc};
 use crate::power;
@@ -83,6 +84,9 @@ pub struct SvmVCpu {
     sipi: Option<u8>,
     /// The `CpuUp` exit just returned came from a SIPI: its reply is dropped.
     sipi_exit: bool,
+    /// The guest's EFER.LME, kept out of the VMCB while paging and CR4.PAE are off
+    /// ([`Self::set_efer`]).
+    lme_held: bool,
     /// An NMI was injected and its handler has not returned (IRET intercepted).
     nmi_blocked: bool,
     /// The IRET that ends the NMI handler exited: NMIs are unblocked once it has run, before
@@ -319,6 +323,30 @@ impl SvmVCpu {
         }
     }
 
+    /// IA32_EFER as the guest sees it (SVME included): the VMCB's, with the LME it holds
+    /// back ([`Self::set_efer`]).
+    fn guest_efer(&self) -> u64 {
+        self.rd(save::EFER) | if self.lme_held { mode::EFER_LME } else { 0 }
+    }
+
+    /// Makes `efer` (SVME included) the guest's IA32_EFER under the current CR0 and CR4.
+    /// While LME is set with paging and CR4.PAE off (`mode::lme_held`) the VMCB gets it
+    /// without LME and CR0 writes are intercepted (SIPI-started vCPUs drop that intercept),
+    /// so that the CR0 write that turns paging on applies LME (`mode::cr0_write`): QEMU's
+    /// #VMEXIT loads the host's CR0 through its MOV-to-CR0 path with the guest's EFER and
+    /// CR4 still in place, which skips the load in that state and left the hypervisor
+    /// running with the guest's CR0 (docs/reliability.md).
+    fn set_efer(&mut self, efer: u64) {
+        self.lme_held = mode::lme_held(efer, self.rd(save::CR0), self.rd(save::CR4));
+        if self.lme_held {
+            self.wr(save::EFER, efer & !mode::EFER_LME);
+            let i = self.rd(ctl::CR_INTERCEPTS);
+            self.wr(ctl::CR_INTERCEPTS, i | 1 << 16);
+        } else {
+            self.wr(save::EFER, efer);
+        }
+    }
+
     /// The bytes at RIP (as many as the guest's pages give, up to 15), cached.
     fn fetch(&mut self) -> Option<Fetched> {
         let key = self.insn_key();
@@ -390,6 +418,12 @@ impl SvmVCpu {
     }
 
     fn set_rip(&mut self, rip: u64) {
+        // Outside 64-bit code EIP wraps at 4 GiB (`mode::wrap_ip`; cold).
+        let rip = if rip >> 32 == 1 {
+            self.wrap_ip(rip)
+        } else {
+            rip
+        };
         self.wr(save::RIP, rip);
         // An instruction completed: no STI / MOV SS shadow is left.
         let s = self.rd(ctl::INT_STATE);
@@ -397,6 +431,13 @@ impl SvmVCpu {
         if self.rd(save::RFLAGS) & RFLAGS_TF != 0 {
             self.single_step_trap();
         }
+    }
+
+    /// [`Self::set_rip`] for an instruction that ended just above 4 GiB.
+    #[cold]
+    #[inline(never)]
+    fn wrap_ip(&self, rip: u64) -> u64 {
+        mode::wrap_ip(rip, self.mode() == CpuMode::Long64)
     }
 
     /// The instruction the vCPU just emulated ran with RFLAGS.TF set: its single-step
@@ -485,6 +526,7 @@ impl SvmVCpu {
 
     /// The control area and the entry contract's guest state (docs/x86.md).
     fn write_vmcb(&mut self) {
+        self.lme_held = false;
         // SAFETY: the VMCB frame is this vCPU's, 4 KiB, and not in use (between runs).
         unsafe { core::ptr::write_bytes(self.vmcb as *mut u8, 0, 0x1000) };
         // CR0 and CR4 writes (bits 16, 20): the entry contract's fixed PE and PG, and
@@ -862,7 +904,7 @@ impl SvmVCpu {
                 }
             }
         }
-        let efer = self.rd(save::EFER);
+        let efer = self.guest_efer();
         let ctx = MsrContext {
             vcpu_index: self.index,
             // The guest never sees SVME, which its VMCB must have.
@@ -883,7 +925,7 @@ impl SvmVCpu {
             let v = (self.regs.0[r::RDX] << 32) | (self.regs.0[r::RAX] & 0xffff_ffff);
             msr::write(m, v, &ctx).map(|w| {
                 if let MsrWrite::Efer(e) = w {
-                    self.wr(save::EFER, e | EFER_SVME);
+                    self.set_efer(e | EFER_SVME);
                 }
             })
         } else {
@@ -899,9 +941,10 @@ impl SvmVCpu {
         None
     }
 
-    /// MOV to CR0, LMSW, CLTS (`cr` 0; the VMX backend's CR0 rules) and MOV to CR4 (`cr`
-    /// 4; reserved bits, PAE, LA57, PCIDE), decoded from the guest's bytes: #GP for what
-    /// the CPU refuses, else the register written and RIP moved.
+    /// MOV to CR0, LMSW, CLTS (`cr` 0; the VMX backend's CR0 rules with mode switches:
+    /// `mode::cr0_write`) and MOV to CR4 (`cr` 4; reserved bits, PAE and LA57 in long
+    /// mode, compatibility mode included, PCIDE), decoded from the guest's bytes: #GP for
+    /// what the CPU refuses, else the register written and RIP moved.
     fn cr_write(&mut self, cr: u8) -> Option<VmExit> {
         let long = self.mode() == CpuMode::Long64;
         let decoded = self
@@ -924,25 +967,40 @@ impl SvmVCpu {
                 })
             }
         };
+        let mut efer = self.guest_efer();
+        let lma = efer & mode::EFER_LMA != 0;
         let ok = if cr == 0 {
-            vmcb::cr0_write_ok(old, new)
+            // Mode switches (PE, PG, long mode) under the rules of `mode::cr0_write`:
+            // EFER.LMA follows paging with LME, which the VMCB must hold itself.
+            let s = mode::ModeState {
+                cr0: old,
+                cr4: self.rd(save::CR4),
+                efer,
+                cs_long: self.segment_attr(save::CS) & (1 << 9) != 0,
+            };
+            match mode::cr0_write(&s, new, true) {
+                mode::Cr0Write::Done { efer: e } => {
+                    efer = e;
+                    true
+                }
+                mode::Cr0Write::Gp => false,
+            }
         } else {
             let (l1, l7) = (
                 core::arch::x86_64::__cpuid_count(1, 0),
                 core::arch::x86_64::__cpuid_count(7, 0),
             );
             let allowed = vmcb::cr4_allowed(l1.ecx, l7.ebx, l7.ecx);
-            vmcb::cr4_write_ok(old, new, allowed, long, self.rd(save::CR3))
+            vmcb::cr4_write_ok(old, new, allowed, lma, self.rd(save::CR3))
         };
         if !ok {
             self.inject(vector::GP, Some(0));
             return None;
         }
         self.wr(off, new);
-        if cr == 4 {
-            // The CPU would flush the guest's translations (PGE, PCIDE, ...).
-            self.wr8(ctl::TLB_CONTROL, vmcb::tlb::ALL);
-        }
+        self.set_efer(efer);
+        // The CPU would flush the guest's translations (PGE, PCIDE, PG, PE ...).
+        self.wr8(ctl::TLB_CONTROL, vmcb::tlb::ALL);
         let rip = self.rd(save::RIP).wrapping_add(u64::from(len));
         self.set_rip(rip);
         None
@@ -1035,8 +1093,10 @@ impl SvmVCpu {
             } else {
                 (self.regs.0[r::RSI], self.outs_base())
             };
+            // Outside 64-bit code linear addresses are 32 bits (compatibility mode too).
+            let lmask = if long { u64::MAX } else { 0xffff_ffff };
             Some(Element {
-                linear: base.wrapping_add(index & amask),
+                linear: base.wrapping_add(index & amask) & lmask,
                 size: io.size,
                 rep: io.rep,
                 addr_size,
@@ -1257,6 +1317,7 @@ impl ArchVCpu for SvmVCpu {
             len_cache: Cache::EMPTY,
             sipi: None,
             sipi_exit: false,
+            lme_held: false,
             nmi_blocked: false,
             iret_entries: 0,
         })

@@ -530,15 +530,6 @@ impl CrWrite {
     }
 }
 
-/// Whether a guest may write `new` to CR0 over `old`: PE and PG stay as the entry
-/// contract set them (as under VMX), NW only with CD, no reserved bit (15:6, 17, 28:19),
-/// nothing above bit 31; otherwise the guest gets #GP.
-pub fn cr0_write_ok(old: u64, new: u64) -> bool {
-    let fixed = (1 << 0) | (1 << 31);
-    let nw_without_cd = new & (1 << 29) != 0 && new & (1 << 30) == 0;
-    (old ^ new) & fixed == 0 && new >> 32 == 0 && !nw_without_cd && new & 0x1ffa_ffc0 == 0
-}
-
 /// CR4 bits a guest may set on this CPU: the architectural ones CPUID shows (`leaf1_ecx`,
 /// `leaf7_ebx`, `leaf7_ecx` are the host's answers; VMXE and SMXE never, the guest's CPUID
 /// hides them).
@@ -565,7 +556,8 @@ pub fn cr4_allowed(leaf1_ecx: u32, leaf7_ebx: u32, leaf7_ecx: u32) -> u64 {
 }
 
 /// Whether a guest may write `new` to CR4 over `old`, with `allowed` from
-/// [`cr4_allowed`], in long mode (`long`) and with CR3 `cr3`: no bit outside `allowed`,
+/// [`cr4_allowed`], in long mode (`long`: EFER.LMA, compatibility mode included) and with
+/// CR3 `cr3`: no bit outside `allowed`,
 /// PAE kept and LA57 unchanged in long mode, PCIDE set only with CR3[11:0] = 0 in long
 /// mode. Otherwise #GP (QEMU TCG answers a reserved CR4 bit with VMEXIT_INVALID instead,
 /// so the backend checks first).

@@ -166,13 +166,6 @@ fn cr0_writes() {
         Some(CrWrite::Lmsw { gpr: 0, len: 3 })
     );
     assert_eq!(CrWrite::decode(&[0x0f, 0x01, 0x30], true), None);
-    let cr0 = crate::entry::CR0;
-    assert!(cr0_write_ok(cr0, cr0 | 1 << 3), "TS");
-    assert!(!cr0_write_ok(cr0, cr0 & !(1 << 31)), "PG cleared");
-    assert!(!cr0_write_ok(cr0, cr0 | 1 << 29), "NW without CD");
-    assert!(cr0_write_ok(cr0, cr0 | 3 << 29), "CD and NW");
-    assert!(!cr0_write_ok(cr0, cr0 | 1 << 32));
-    assert!(!cr0_write_ok(cr0, cr0 | 1 << 6), "reserved");
 }
 
 #[test]
@@ -209,6 +202,14 @@ fn cr4_writes() {
         "PCIDE with PCID"
     );
     assert!(cr4_write_ok(cr4, cr4 | 1 << 17, all, true, 0x2000));
+    assert!(
+        !cr4_write_ok(0, 1 << 17, all, false, 0),
+        "PCIDE outside long mode"
+    );
+    assert!(
+        cr4_write_ok(0, 1 << 5, all, false, 0),
+        "PAE outside long mode"
+    );
 }
 
 #[test]
