@@ -222,27 +222,34 @@ impl FpRegs {
     }
 }
 
-/// What the VMM's answer to the last exit completes. Flat (no nested [`RetKind`]): the
-/// answer's path tests one discriminant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the VMM's answer to the last exit completes. Flat and without fields (an MMIO
+/// load's register and width are in [`PendingLoad`]): the answer's path tests one byte,
+/// and the kinds whose answer goes to `a1` are the ones below [`Pending::CallA0`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
 enum Pending {
-    None,
-    /// An MMIO load into `x[reg]` (1 to 31: a load into x0 leaves nothing pending), its
-    /// value cut by [`decode::extend`] with `shift` ([`decode::width_shift`]).
-    Load {
-        reg: u8,
-        shift: u8,
-        sign_ext: bool,
-    },
-    /// An SBI call handed to the VMM whose answer goes to `a0` ([`RetKind::Legacy`],
-    /// [`RetKind::Status`]).
-    CallA0,
+    None = 0,
+    /// An MMIO load, described by the vCPU's [`PendingLoad`].
+    Load = 1,
     /// An SBI call handed to the VMM whose answer goes to `a1`, with `a0` = success
     /// ([`RetKind::Value`]), or one answered by `complete_power` ([`RetKind::Power`]).
-    CallA1,
+    CallA1 = 2,
+    /// An SBI call handed to the VMM whose answer goes to `a0` ([`RetKind::Legacy`],
+    /// [`RetKind::Status`]).
+    CallA0 = 3,
     /// One byte of a DBCN `console_write` handed to the VMM (its result is not the
     /// guest's: the call's answer is given once every byte went out).
-    ConsoleByte,
+    ConsoleByte = 4,
+}
+
+/// The MMIO load of [`Pending::Load`]: into `x[reg]` (1 to 31: a load into x0 leaves
+/// nothing pending), its value cut by [`decode::extend`] with `shift`
+/// ([`decode::width_shift`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct PendingLoad {
+    reg: u8,
+    shift: u8,
+    sign_ext: bool,
 }
 
 /// A DBCN `console_write` in progress: the bytes read from the guest, handed to the VMM one
@@ -291,6 +298,8 @@ pub struct RiscvVCpu {
     vmid: u16,
     hgatp: u64,
     pending: Pending,
+    /// The MMIO load of [`Pending::Load`].
+    load: PendingLoad,
     last: LastTrap,
     /// Its index in the VM (= its hart id).
     index: usize,
@@ -427,11 +436,14 @@ impl RiscvVCpu {
                         width,
                         sign_ext,
                         ..
-                    } if reg & 31 != 0 => Pending::Load {
-                        reg: (reg & 31) as u8,
-                        shift: decode::width_shift(width) as u8,
-                        sign_ext,
-                    },
+                    } if reg & 31 != 0 => {
+                        self.load = PendingLoad {
+                            reg: (reg & 31) as u8,
+                            shift: decode::width_shift(width) as u8,
+                            sign_ext,
+                        };
+                        Pending::Load
+                    }
                     _ => Pending::None,
                 };
                 if exit == VmExit::CpuDown {
@@ -650,6 +662,7 @@ impl ArchVCpu for RiscvVCpu {
             vmid: config.vmid,
             hgatp: 0,
             pending: Pending::None,
+            load: PendingLoad::default(),
             last: LastTrap::default(),
             index: vcpu_id,
             hvip_each_entry: config.harts.plic().is_some() || !sstc,
@@ -771,13 +784,13 @@ impl ArchVCpu for RiscvVCpu {
     }
 
     fn complete_mmio_read(&mut self, value: u64) {
-        if let Pending::Load {
-            reg,
-            shift,
-            sign_ext,
-        } = self.pending
-        {
-            // `reg` is 1 to 31 (see `Pending::Load`): x0 is never written.
+        if self.pending == Pending::Load {
+            // `reg` is 1 to 31 (see `PendingLoad`): x0 is never written.
+            let PendingLoad {
+                reg,
+                shift,
+                sign_ext,
+            } = self.load;
             self.regs.x[usize::from(reg) & 31] = decode::extend(value, u32::from(shift), sign_ext);
         }
         self.pending = Pending::None;
@@ -795,15 +808,14 @@ impl ArchVCpu for RiscvVCpu {
     }
 
     fn set_return_value(&mut self, value: u64) {
-        match self.pending {
-            Pending::ConsoleByte => {}
-            Pending::CallA0 => self.regs.x[10] = value,
-            _ => {
-                self.regs.x[10] = decode::sbi::SUCCESS;
-                self.regs.x[11] = value;
-            }
+        // A hypercall's answer (CallA1), the frequent one, tested first.
+        let pending = core::mem::replace(&mut self.pending, Pending::None);
+        if pending < Pending::CallA0 {
+            self.regs.x[10] = decode::sbi::SUCCESS;
+            self.regs.x[11] = value;
+        } else if pending == Pending::CallA0 {
+            self.regs.x[10] = value;
         }
-        self.pending = Pending::None;
     }
 
     fn wakeup_pending(&self) -> bool {
