@@ -112,7 +112,9 @@ pub mod fence {
 }
 
 /// Bits of [`Hart::state`]: what is pending in the low bits (tested with one immediate),
-/// whether the hart is in the guest in the top one.
+/// whether the hart is in the guest in the next one (`IN_GUEST` and its complement are
+/// both 12-bit immediates: one instruction each, nothing kept in a register across a guest
+/// run).
 mod state {
     /// A software interrupt was sent to it and is not yet in its `hvip.VSSIP`.
     pub const IPI: u32 = 1 << 0;
@@ -122,8 +124,9 @@ mod state {
     pub const FENCES: u32 = 0xff << FENCE_SHIFT;
     /// Anything the hart must take before it enters the guest.
     pub const PENDING: u32 = IPI | FENCES;
+    const _: () = assert!(IN_GUEST & PENDING == 0 && IN_GUEST < 1 << 11);
     /// The hart may be running guest code.
-    pub const IN_GUEST: u32 = 1 << 31;
+    pub const IN_GUEST: u32 = 1 << 9;
 }
 
 /// One hart's slot: its vCPU keeps an `Arc` of it ([`VmHarts::hart`]) and calls
