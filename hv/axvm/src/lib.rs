@@ -25,7 +25,7 @@ pub use platform::{ArchPlatform, IrqSink, PlatformVm};
 pub use stats::{ExitCounters, ExitKind};
 pub use vm::{
     AxVm, DeviceAt, DeviceError, DeviceMap, DiskOpenError, DiskOpener, ImageLoad, KernelBoot,
-    SwitchFinder, VcpuEvent, VmError, VmPlatform, VmStatus,
+    LoadWhat, SwitchFinder, VcpuEvent, VmError, VmPlatform, VmStatus,
 };
 pub use vmid::{NoVmidLeft, VmidAllocator};
 

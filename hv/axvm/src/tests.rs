@@ -1441,3 +1441,36 @@ fn shared_memory_is_the_same_frames_in_both_vms() {
     assert_eq!(hpa.as_usize(), frames.as_usize() + 0x1000);
     assert_eq!(flags, MappingFlags::READ | MappingFlags::WRITE);
 }
+
+#[test]
+fn memory_and_load_errors_say_each_fact_once() {
+    use axaddrspace::{AccessError, AddrSpaceError};
+    let e = VmError::Memory {
+        index: 1,
+        gpa: 0x4000_0000,
+        size: 2 << 30,
+        error: AddrSpaceError::EmptyRegion,
+    };
+    assert_eq!(
+        e.to_string(),
+        "guest memory: memory[1] (2097152 KiB at 0x40000000): region of size 0"
+    );
+    let gpa = GuestPhysAddr::new(0x4800_0000);
+    let unmapped = AccessError::Unmapped { gpa };
+    let e = VmError::Load {
+        what: crate::LoadWhat::BootData(0x4800_0000),
+        error: unmapped,
+    };
+    assert_eq!(
+        e.to_string(),
+        alloc::format!("loading boot data at 0x48000000: guest address {gpa} is not mapped")
+    );
+    let e = VmError::Load {
+        what: crate::LoadWhat::Image("kernel".into()),
+        error: unmapped,
+    };
+    assert_eq!(
+        e.to_string(),
+        alloc::format!("loading image \"kernel\": guest address {gpa} is not mapped")
+    );
+}

@@ -9,7 +9,8 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use axaddrspace::{
-    AddrSpace, AddrSpaceError, FrameAllocator, GuestPhysAddr, HostPhysAddr, MappingFlags, PteFormat,
+    AccessError, AddrSpace, AddrSpaceError, FrameAllocator, GuestPhysAddr, HostPhysAddr,
+    MappingFlags, PteFormat,
 };
 use axdevice::uart::{Ns16550, Pl011, UartInput};
 use axdevice::{DeviceSet, DeviceSetError, MmioOutcome, PortOutcome};
@@ -210,8 +211,20 @@ pub enum VcpuEvent {
 /// [`VcpuEvent::Stopped`].
 #[derive(Debug)]
 pub enum VmError {
-    /// Building the address space failed (out of memory, overlap, ...).
-    Memory(String),
+    /// The VM's address space could not be made (no frame for its root table).
+    AddressSpace(AddrSpaceError),
+    /// Region `memory[index]` of the config could not be mapped (out of memory, overlap,
+    /// ...).
+    Memory {
+        /// Its index in the config's `memory`.
+        index: usize,
+        /// Its guest-physical start.
+        gpa: u64,
+        /// Its size in bytes.
+        size: u64,
+        /// Why.
+        error: AddrSpaceError,
+    },
     /// A device could not be added.
     Device {
         /// What it is: its kind (`virtio-blk`), `passthrough device`, or a platform
@@ -224,13 +237,15 @@ pub enum VmError {
     },
     /// An image named by the config was not provided.
     MissingImage(String),
-    /// An image could not be written into guest memory.
+    /// An image (or boot data) could not be written into guest memory.
     Load {
-        /// Image name.
-        image: String,
+        /// What was being loaded.
+        what: LoadWhat,
         /// Why.
-        reason: String,
+        error: AccessError,
     },
+    /// A read of guest memory was refused.
+    Access(AccessError),
     /// The vCPU layer refused.
     VCpu(VCpuError),
     /// No such vCPU.
@@ -242,13 +257,42 @@ pub enum VmError {
 impl fmt::Display for VmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            VmError::Memory(e) => write!(f, "guest memory: {e}"),
+            VmError::AddressSpace(e) => write!(f, "guest memory: {e}"),
+            VmError::Memory {
+                index,
+                gpa,
+                size,
+                error,
+            } => write!(
+                f,
+                "guest memory: memory[{index}] ({} KiB at {gpa:#x}): {error}",
+                size / 1024
+            ),
             VmError::Device { device, at, error } => write!(f, "device: {device} at {at}: {error}"),
             VmError::MissingImage(i) => write!(f, "image {i:?} is not in the hypervisor image"),
-            VmError::Load { image, reason } => write!(f, "loading image {image:?}: {reason}"),
+            VmError::Load { what, error } => write!(f, "loading {what}: {error}"),
+            VmError::Access(e) => write!(f, "guest memory: {e}"),
             VmError::VCpu(e) => write!(f, "vcpu: {e}"),
             VmError::NoSuchVcpu(i) => write!(f, "no vcpu {i}"),
             VmError::NotRunning(s) => write!(f, "the VM is {s:?}"),
+        }
+    }
+}
+
+/// What [`VmError::Load`] could not load. `Display`: `image "kernel"`, `boot data at 0x..`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadWhat {
+    /// The image of that name.
+    Image(String),
+    /// Boot data (a DTB, boot parameters) at that guest-physical address.
+    BootData(u64),
+}
+
+impl fmt::Display for LoadWhat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadWhat::Image(name) => write!(f, "image {name:?}"),
+            LoadWhat::BootData(gpa) => write!(f, "boot data at {gpa:#x}"),
         }
     }
 }
@@ -407,8 +451,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         // The address space is shared with devices that reach guest RAM (virtio).
         AddrSpace<F, M>: Send + 'static,
     {
-        let mem_err = |e: &dyn fmt::Display| VmError::Memory(alloc::format!("{e}"));
-        let mut aspace = AddrSpace::new(alloc).map_err(|e| mem_err(&e))?;
+        let mut aspace = AddrSpace::new(alloc).map_err(VmError::AddressSpace)?;
         for (i, r) in config.memory.iter().enumerate() {
             let (gpa, size) = (GuestPhysAddr::new(r.gpa as usize), r.size as usize);
             let flags = mapping_flags(&r.flags);
@@ -419,12 +462,11 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
                 }
                 MapKind::Reserved => continue,
             }
-            .map_err(|e| {
-                VmError::Memory(alloc::format!(
-                    "memory[{i}] ({} KiB at {:#x}): {e}",
-                    r.size / 1024,
-                    r.gpa
-                ))
+            .map_err(|error| VmError::Memory {
+                index: i,
+                gpa: r.gpa,
+                size: r.size,
+                error,
             })?;
         }
         // The passthrough ranges at their host addresses, then the platform's host frames
@@ -640,17 +682,17 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
         for image in images {
             aspace
                 .load(GuestPhysAddr::new(image.gpa as usize), image.bytes)
-                .map_err(|e| VmError::Load {
-                    image: image.name.clone(),
-                    reason: alloc::format!("{e}"),
+                .map_err(|error| VmError::Load {
+                    what: LoadWhat::Image(image.name.clone()),
+                    error,
                 })?;
         }
         for (addr, bytes) in boot_data {
             aspace
                 .load(GuestPhysAddr::new(*addr as usize), bytes)
-                .map_err(|e| VmError::Load {
-                    image: alloc::format!("boot data at {addr:#x}"),
-                    reason: alloc::format!("{e}"),
+                .map_err(|error| VmError::Load {
+                    what: LoadWhat::BootData(*addr),
+                    error,
                 })?;
         }
         Ok(())
@@ -744,10 +786,7 @@ impl<A: ArchVCpu, F: PteFormat, M: FrameAllocator> AxVm<A, F, M> {
 
     /// Reads guest memory (bounds- and permission-checked by the address space).
     pub fn read_guest(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), VmError> {
-        self.aspace
-            .lock()
-            .read(gpa, buf)
-            .map_err(|e| VmError::Memory(alloc::format!("{e}")))
+        self.aspace.lock().read(gpa, buf).map_err(VmError::Access)
     }
 
     /// Sets up vCPU 0 at the kernel entry (`regs` are initial general-purpose registers, e.g.
