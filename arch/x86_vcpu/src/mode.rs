@@ -136,8 +136,9 @@ pub fn lme_held(efer: u64, cr0: u64, cr4: u64) -> bool {
 
 /// The instruction pointer after an emulated instruction that ends at `next`: outside
 /// 64-bit code (`code64` false) EIP is 32 bits and wraps at 4 GiB, as the CPU's does (a
-/// RIP above it would fail VM entry). Callers test `next >> 32 == 1` first (the only
-/// values an instruction below 4 GiB can end at), so 64-bit code pays one compare.
+/// RIP above it would fail VM entry: the VMX vCPU wraps it when that entry fails, keeping
+/// the test off every exit; `next >> 32 == 1` are the only values an instruction below 4
+/// GiB can end at).
 pub fn wrap_ip(next: u64, code64: bool) -> u64 {
     if code64 {
         next

@@ -418,12 +418,6 @@ impl SvmVCpu {
     }
 
     fn set_rip(&mut self, rip: u64) {
-        // Outside 64-bit code EIP wraps at 4 GiB (`mode::wrap_ip`; cold).
-        let rip = if rip >> 32 == 1 {
-            self.wrap_ip(rip)
-        } else {
-            rip
-        };
         self.wr(save::RIP, rip);
         // An instruction completed: no STI / MOV SS shadow is left.
         let s = self.rd(ctl::INT_STATE);
@@ -431,13 +425,6 @@ impl SvmVCpu {
         if self.rd(save::RFLAGS) & RFLAGS_TF != 0 {
             self.single_step_trap();
         }
-    }
-
-    /// [`Self::set_rip`] for an instruction that ended just above 4 GiB.
-    #[cold]
-    #[inline(never)]
-    fn wrap_ip(&self, rip: u64) -> u64 {
-        mode::wrap_ip(rip, self.mode() == CpuMode::Long64)
     }
 
     /// The instruction the vCPU just emulated ran with RFLAGS.TF set: its single-step
