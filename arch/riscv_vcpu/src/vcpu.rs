@@ -379,15 +379,10 @@ impl RiscvVCpu {
         self.prepare_entry();
         let result = guest::run(&mut self.regs);
         self.hart.leave();
-        let (scause, stval, htval, htinst) = match result {
+        let (scause, stval) = match result {
             // Still pending: the hypervisor takes it once the handler unmasks interrupts.
             GuestExit::Interrupt { .. } => return Some(VmExit::ExternalInterrupt),
-            GuestExit::Trap {
-                scause,
-                stval,
-                htval,
-                htinst,
-            } => (scause, stval, htval, htinst),
+            GuestExit::Trap { scause, stval } => (scause, stval),
         };
         let hypercall = scause == cause::VS_ECALL && self.regs.x[17] == sbi::EXT_AXVISOR;
         if hypercall {
@@ -410,6 +405,8 @@ impl RiscvVCpu {
             let nr = self.regs.x[16];
             return Some(self.call_for_vmm(VmExit::Hypercall { nr }, RetKind::Value));
         }
+        // Before anything can trap into HS mode (the instruction fetch below).
+        let (htval, htinst) = guest::trap_htval_htinst();
         // For an injected fault after this exit (a hypercall exit never gets one).
         self.last = LastTrap {
             scause,

@@ -8,8 +8,8 @@
 //! has the [`GuestRegs`] in `sp`. Its guest-exit path stores the guest's registers, `sepc`
 //! and `sstatus` there, turns the FPU off again, restores the hypervisor's
 //! registers (including `tp`, the logical CPU id) and returns from [`run`]. The trap CSRs
-//! (`scause`, `stval`, `htval`, `htinst`) are read right after, before anything can trap
-//! again.
+//! (`scause`, `stval`; `htval`, `htinst` with [`trap_htval_htinst`]) are read right after,
+//! before anything can trap again.
 //!
 //! The VS-level CSRs (`vsstatus`, `vsatp`, ...), `hstatus` (but SPV), `hgatp`, the
 //! delegation registers and the guest's floating-point state are the vCPU crate's business
@@ -75,16 +75,14 @@ pub fn entry_sstatus() -> u64 {
 /// Why the guest stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuestExit {
-    /// A synchronous exception from the guest, with the trap CSRs.
+    /// A synchronous exception from the guest, with its trap CSRs (`htval`, the guest
+    /// physical address >> 2 of a guest-page fault, and `htinst`, the transformed trapping
+    /// instruction or 0: [`trap_htval_htinst`]).
     Trap {
         /// `scause` (exception code).
         scause: u64,
         /// `stval` (faulting guest virtual address, instruction bits, ...).
         stval: u64,
-        /// `htval` (guest physical address >> 2 of a guest-page fault).
-        htval: u64,
-        /// `htinst` (transformed trapping instruction, or 0).
-        htinst: u64,
     },
     /// A hypervisor interrupt (`scause` without the interrupt bit: 1 software, 5 timer,
     /// 9 external). It is still pending and is taken by the hypervisor's own vector as soon
@@ -205,13 +203,13 @@ pub fn run(regs: &mut GuestRegs) -> GuestExit {
             clobber_abi("C"),
         )
     };
-    let (scause, stval, htval, htinst): (u64, u64, u64, u64);
+    let (scause, stval): (u64, u64);
     // SAFETY: reads the trap CSRs of the trap that just ended the guest's run (interrupts
     // are masked, nothing has trapped since).
     unsafe {
         core::arch::asm!(
-            "csrr {}, scause", "csrr {}, stval", "csrr {}, 0x643", "csrr {}, 0x64a",
-            out(reg) scause, out(reg) stval, out(reg) htval, out(reg) htinst,
+            "csrr {}, scause", "csrr {}, stval",
+            out(reg) scause, out(reg) stval,
             options(nomem, nostack)
         )
     };
@@ -220,13 +218,25 @@ pub fn run(regs: &mut GuestRegs) -> GuestExit {
             cause: scause & !(1 << 63),
         }
     } else {
-        GuestExit::Trap {
-            scause,
-            stval,
-            htval,
-            htinst,
-        }
+        GuestExit::Trap { scause, stval }
     }
+}
+
+/// `htval` and `htinst` of the trap that ended the guest's last [`run`]. Only the exits
+/// that decode an access need them (a hypercall does not): read them before anything else
+/// can trap into HS mode, such as [`fetch_insn`].
+#[inline(always)]
+pub fn trap_htval_htinst() -> (u64, u64) {
+    let (htval, htinst): (u64, u64);
+    // SAFETY: reads htval and htinst; no side effect.
+    unsafe {
+        core::arch::asm!(
+            "csrr {}, 0x643", "csrr {}, 0x64a",
+            out(reg) htval, out(reg) htinst,
+            options(nomem, nostack)
+        )
+    };
+    (htval, htinst)
 }
 
 /// The guest-exit path: reached from the trap vector (`trap.rs`) on a trap from the guest,
