@@ -115,12 +115,27 @@ pub struct SvmVCpu {
     store_rip: Option<u64>,
     debug_regs: [u64; 5],
     /// The last MMIO instruction decoded and the last bytes fetched at RIP
-    /// (crate::insn_cache), dropped on reset and when the nested root changes.
-    mmio_cache: Cache<MmioAccess>,
-    code_cache: Cache<Fetched>,
+    /// (crate::insn_cache), dropped on reset, when the nested root changes and when CR0,
+    /// CR4 or EFER change ([`Cr3`]).
+    mmio_cache: Cache<MmioAccess, Cr3>,
+    code_cache: Cache<Fetched, Cr3>,
     /// The last instruction measured by [`SvmVCpu::measure`].
-    len_cache: Cache<Measured>,
+    len_cache: Cache<Measured, Cr3>,
+    /// CR0 and EFER when the caches were last checked against them, on a vCPU whose CR0
+    /// writes do not exit (started by a SIPI: its trampoline switches modes itself);
+    /// `None` while every change of theirs exits.
+    cr0_seen: Option<[u64; 2]>,
 }
+
+/// The paging registers the instruction caches are keyed on: CR3 alone. The guest changes
+/// CR4 and EFER only through exits (their writes are intercepted), and CR0 too unless its
+/// writes are not intercepted ([`SvmVCpu::cr0_seen`]): the vCPU drops the caches wherever
+/// it changes them, so a lookup reads and compares one register instead of four.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Cr3(u64);
+
+/// The instruction caches' key.
+type InsnKey = insn_cache::Key<Cr3>;
 
 /// An instruction's length measured from its bytes ([`SvmVCpu::measure`]).
 #[derive(Clone, Copy, Debug)]
@@ -139,35 +154,39 @@ impl Measured {
     }
 }
 
-/// The world switch, inlined into the run loop: with GIF clear, VMLOAD the guest's FS/GS/
-/// TR/LDTR and SYSCALL MSRs (the host's are in `host_area`, saved by [`SvmVCpu::load`]),
-/// load the guest's registers (RAX and RSP come from the VMCB), set IF (so that physical interrupts, held by GIF=0 until the guest runs,
-/// exit it: V_INTR_MASKING makes the host's IF at VMRUN decide) and VMRUN. After the exit:
-/// clear IF, store the guest's registers, VMSAVE the guest's state, VMLOAD the host's, set
-/// GIF (interrupts stay pending with IF clear until the VMM takes them).
+/// The world switch, inlined into the run loop: with GIF clear, the guest's RAX into the
+/// VMCB, VMLOAD the guest's FS/GS/TR/LDTR and SYSCALL MSRs (the host's are in its
+/// `host_area`, saved by [`SvmVCpu::load`]), load the guest's other registers (RSP comes
+/// from the VMCB), set IF (so that physical interrupts, held by GIF=0 until the guest
+/// runs, exit it: V_INTR_MASKING makes the host's IF at VMRUN decide) and VMRUN. After the
+/// exit (RAX holds the VMCB's address again, restored from the host save area): clear IF,
+/// VMSAVE the guest's state, reset TLB_CONTROL (a flush is asked for one entry at a time),
+/// store the guest's registers and its RAX from the VMCB, VMLOAD the host's state, set GIF
+/// (interrupts stay pending with IF clear until the VMM takes them).
 ///
 /// Every general-purpose register is declared clobbered, so the compiler saves the
 /// callee-saved ones once per run loop rather than the assembly on every entry; only RBX
-/// and RBP, which `asm!` cannot name, are pushed here.
+/// and RBP, which `asm!` cannot name, are pushed here, with the vCPU's address. The VMCB
+/// and the host area are read from the vCPU, so the loop passes one pointer.
 ///
 /// # Safety
-/// `vmcb` is this CPU's current vCPU's VMCB with complete control and guest state, SVM is
-/// on in this CPU (EFER.SVME, VM_HSAVE_PA), `host_area` is its VMSAVE area, `regs` is the
-/// vCPU's register file, and interrupts are masked.
+/// `vcpu` is this CPU's current vCPU, whose VMCB has complete control and guest state; SVM
+/// is on in this CPU (EFER.SVME, VM_HSAVE_PA), the vCPU's `host_area` is its VMSAVE area,
+/// and interrupts are masked.
 #[inline(always)]
-unsafe fn world_switch(vmcb: u64, regs: *mut Regs, host_area: u64) {
+unsafe fn world_switch(vcpu: *mut SvmVCpu) {
     // SAFETY: the caller's contract; the assembly restores RSP, RBX and RBP and declares
-    // every other register it changes.
+    // every other register it changes. The register file is at offset 0 (`repr(C)`).
     unsafe {
         asm!(
             "push rbp",
             "push rbx",
-            // The register file, the VMCB and the host area: [rsp + 16], [rsp + 8], [rsp].
+            // The vCPU: [rsp].
             "push rsi",
-            "push rdi",
-            "push rdx",
+            "mov rax, [rsi + {vmcb}]",
+            "mov rdi, [rsi]",
+            "mov [rax + {rax}], rdi",
             "clgi",
-            "mov rax, rdi",
             "vmload rax",
             "mov rcx, [rsi + 8]",
             "mov rdx, [rsi + 16]",
@@ -186,7 +205,9 @@ unsafe fn world_switch(vmcb: u64, regs: *mut Regs, host_area: u64) {
             "sti",
             "vmrun rax",
             "cli",
-            "mov rax, [rsp + 16]",
+            "vmsave rax",
+            "mov byte ptr [rax + {tlb}], {none}",
+            "mov rax, [rsp]",
             "mov [rax + 8], rcx",
             "mov [rax + 16], rdx",
             "mov [rax + 24], rbx",
@@ -201,19 +222,25 @@ unsafe fn world_switch(vmcb: u64, regs: *mut Regs, host_area: u64) {
             "mov [rax + 104], r13",
             "mov [rax + 112], r14",
             "mov [rax + 120], r15",
-            "mov rax, [rsp + 8]",
-            "vmsave rax",
-            "mov rax, [rsp]",
+            "mov rcx, [rax + {vmcb}]",
+            "mov rcx, [rcx + {rax}]",
+            "mov [rax], rcx",
+            "mov rax, [rax + {host}]",
             "vmload rax",
             "stgi",
-            "add rsp, 24",
+            "pop rsi",
             "pop rbx",
             "pop rbp",
-            inout("rdi") vmcb => _,
-            inout("rsi") regs => _,
-            inout("rdx") host_area => _,
+            vmcb = const core::mem::offset_of!(SvmVCpu, vmcb),
+            host = const core::mem::offset_of!(SvmVCpu, host_area),
+            rax = const save::RAX,
+            tlb = const ctl::TLB_CONTROL,
+            none = const vmcb::tlb::NONE,
+            inout("rsi") vcpu => _,
+            out("rdi") _,
             out("rax") _,
             out("rcx") _,
+            out("rdx") _,
             out("r8") _,
             out("r9") _,
             out("r10") _,
@@ -225,6 +252,9 @@ unsafe fn world_switch(vmcb: u64, regs: *mut Regs, host_area: u64) {
         )
     }
 }
+
+// The world switch's register file is the vCPU's first field.
+const _: () = assert!(core::mem::offset_of!(SvmVCpu, regs) == 0);
 
 /// The access width of `bytes` (1, 2, 4 or 8).
 fn access_width(bytes: u8) -> AccessWidth {
@@ -299,26 +329,46 @@ impl SvmVCpu {
     }
 
     fn mode(&self) -> CpuMode {
-        let cs = self.segment_attr(save::CS);
-        if self.rd(save::EFER) & (1 << 10) != 0 && cs & (1 << 9) != 0 {
+        if self.code64() {
             CpuMode::Long64
-        } else if cs & (1 << 10) != 0 {
+        } else if self.segment_attr(save::CS) & (1 << 10) != 0 {
             CpuMode::Protected32
         } else {
             CpuMode::Code16
         }
     }
 
-    /// What an instruction's decode at RIP depends on besides memory (crate::insn_cache).
+    /// Whether the guest runs 64-bit code: EFER.LMA and CS.L (bit 9 of the attributes,
+    /// tested in the VMCB's word without extracting them).
     #[inline(always)]
-    fn insn_key(&self) -> insn_cache::Key {
-        let mode = self.mode();
+    fn code64(&self) -> bool {
+        self.rd(save::EFER) & (1 << 10) != 0 && self.rd(save::CS) & (1 << (16 + 9)) != 0
+    }
+
+    /// The code segment of a key outside 64-bit code, out of line.
+    #[cold]
+    #[inline(never)]
+    fn legacy_code_segment(&self) -> insn_cache::CodeSegment {
+        insn_cache::CodeSegment::new(self.mode(), self.segment_base(save::CS))
+    }
+
+    /// What an instruction's decode at RIP depends on besides memory (crate::insn_cache):
+    /// RIP, CR3 and the code segment, the caches dropped first if CR0 or EFER changed
+    /// without an exit ([`Self::cr0_seen`]).
+    #[inline(always)]
+    fn insn_key(&mut self) -> InsnKey {
+        if let Some(seen) = self.cr0_seen {
+            if seen != [self.rd(save::CR0), self.rd(save::EFER)] {
+                self.cr0_changed();
+            }
+        }
         insn_cache::Key {
             rip: self.rd(save::RIP),
-            paging: self.paging(),
-            cs: match mode {
-                CpuMode::Long64 => insn_cache::CodeSegment::LONG64,
-                _ => insn_cache::CodeSegment::new(mode, self.segment_base(save::CS)),
+            paging: Cr3(self.rd(save::CR3)),
+            cs: if self.code64() {
+                insn_cache::CodeSegment::LONG64
+            } else {
+                self.legacy_code_segment()
             },
         }
     }
@@ -345,13 +395,34 @@ impl SvmVCpu {
         } else {
             self.wr(save::EFER, efer);
         }
+        // The instruction caches' key leaves EFER out, and CR0 and CR4, whose writes
+        // (`cr_write`) end here too.
+        self.clear_caches();
+    }
+
+    /// CR0 or EFER changed without an exit: the caches dropped, the new values kept.
+    #[cold]
+    #[inline(never)]
+    fn cr0_changed(&mut self) {
+        self.clear_caches();
+        self.cr0_seen = Some([self.rd(save::CR0), self.rd(save::EFER)]);
+    }
+
+    /// Drops the instruction caches: what they were decoded under changed.
+    fn clear_caches(&mut self) {
+        self.mmio_cache.clear();
+        self.code_cache.clear();
+        self.len_cache.clear();
     }
 
     /// The bytes at RIP (as many as the guest's pages give, up to 15), cached.
     fn fetch(&mut self) -> Option<Fetched> {
         let key = self.insn_key();
         let cached = self.code_cache.get(&key).copied();
-        cached.or_else(|| self.code_cache.fill(&key, &self.memory(), Fetched::of))
+        cached.or_else(|| {
+            let (walk, mem) = (self.paging(), self.memory());
+            self.code_cache.fill_walking(&key, &walk, &mem, Fetched::of)
+        })
     }
 
     /// The length of the instruction at RIP if its bytes are `op` (with prefixes:
@@ -361,7 +432,8 @@ impl SvmVCpu {
     #[inline(always)]
     fn measure(&mut self, op: &[u8]) -> Option<u8> {
         let id = Measured::id(op);
-        match self.len_cache.get(&self.insn_key()) {
+        let key = self.insn_key();
+        match self.len_cache.get(&key) {
             Some(m) if m.opcode == id => Some(m.len),
             _ => self.measure_miss(op, id),
         }
@@ -377,7 +449,8 @@ impl SvmVCpu {
             let len = vmcb::insn_len(b, op, long)?;
             Some((Measured { opcode: id, len }, len))
         };
-        let m = self.len_cache.fill(&key, &self.memory(), measure)?;
+        let (walk, mem) = (self.paging(), self.memory());
+        let m = self.len_cache.fill_walking(&key, &walk, &mem, measure)?;
         Some(m.len)
     }
 
@@ -400,7 +473,8 @@ impl SvmVCpu {
     fn decode_mmio(&mut self) -> Option<MmioAccess> {
         let key = self.insn_key();
         let decode = |b: &[u8]| MmioAccess::decode(b, key.cs.mode());
-        self.mmio_cache.fill(&key, &self.memory(), decode)
+        let (walk, mem) = (self.paging(), self.memory());
+        self.mmio_cache.fill_walking(&key, &walk, &mem, decode)
     }
 
     /// The nested fault the VMM gets for `npf` at guest-physical `raw`.
@@ -561,9 +635,12 @@ impl SvmVCpu {
         self.wr(save::RIP, self.entry);
         self.wr(save::RSP, self.regs.0[r::RSP]);
         self.wr(save::G_PAT, entry::PAT);
+        self.cr0_seen = None;
         if let Some(v) = self.sipi {
             self.real_mode_start(v);
+            self.cr0_seen = Some([self.rd(save::CR0), self.rd(save::EFER)]);
         }
+        self.clear_caches();
     }
 
     /// The state after INIT and a SIPI with vector `v`: real mode at CS = `v << 8`, IP = 0,
@@ -619,24 +696,11 @@ impl SvmVCpu {
             if self.pc.is_some() {
                 self.prepare_events();
             }
-            self.wr(save::RAX, self.regs.0[r::RAX]);
-            // SAFETY: the VMCB holds complete control and guest state (`load`), SVM is
-            // on in this CPU (EFER.SVME, VM_HSAVE_PA) and `host_area` is its VMSAVE area,
-            // and interrupts are masked (the caller's contract).
-            unsafe { world_switch(self.vmcb, &mut self.regs, self.host_area) };
-            self.regs.0[r::RAX] = self.rd(save::RAX);
-            self.wr8(ctl::TLB_CONTROL, vmcb::tlb::NONE);
-            // An event whose delivery the exit interrupted is delivered again, unless the
-            // exit's handling injects something else.
-            let pending = self.rd(ctl::EXIT_INT_INFO);
-            self.wr(
-                ctl::EVENT_INJ,
-                if pending & event::VALID != 0 {
-                    pending
-                } else {
-                    0
-                },
-            );
+            // SAFETY: this vCPU is current here: its VMCB holds complete control and guest
+            // state (`load`), SVM is on in this CPU (EFER.SVME, VM_HSAVE_PA) and
+            // `host_area` is its VMSAVE area; interrupts are masked (the caller's
+            // contract).
+            unsafe { world_switch(self) };
             if let Some(exit) = self.handle_exit() {
                 return Ok(exit);
             }
@@ -699,26 +763,36 @@ impl SvmVCpu {
     ///
     /// The exits a guest makes most (MMIO, port I/O, hypercalls) are decoded here, inlined
     /// into the run loop; the others in [`Self::handle_other_exit`].
+    ///
+    /// Only a nested page fault and the exits handled out of line (an interrupt, an NMI,
+    /// a shutdown ...) can interrupt an event's delivery ([`Self::redeliver`]); after an
+    /// exit an instruction causes (I/O, the #UD of a `vmcall`, VMMCALL) nothing is
+    /// injected unless its handling injects it, without reading EXITINTINFO.
     #[inline(always)]
     fn handle_exit(&mut self) -> Option<VmExit> {
         let code = ExitCode(self.rd(ctl::EXIT_CODE));
         match code {
             ExitCode::NPF => {
+                self.redeliver();
                 self.nested_page_fault(self.rd(ctl::EXIT_INFO1), self.rd(ctl::EXIT_INFO2))
             }
-            ExitCode::IOIO => match IoInfo::decode(self.rd(ctl::EXIT_INFO1)) {
-                Some(io) => self.port_io(io, self.rd(ctl::EXIT_INFO2)),
-                None => {
-                    self.inject(vector::GP, Some(0));
-                    None
+            ExitCode::IOIO => {
+                self.wr(ctl::EVENT_INJ, 0);
+                match IoInfo::decode(self.rd(ctl::EXIT_INFO1)) {
+                    Some(io) => self.port_io(io, self.rd(ctl::EXIT_INFO2)),
+                    None => {
+                        self.inject(vector::GP, Some(0));
+                        None
+                    }
                 }
-            },
+            }
             _ if code == ExitCode::exception(vector::UD) => {
                 // Intel's VMCALL is #UD on AMD: test guests built for both use it, and it
-                // is taken as the hypercall; any other #UD is the guest's. (An
-                // instruction's #UD never interrupts an event's delivery: there is nothing
-                // to re-inject.) The hit of the length cache goes straight on.
-                match self.len_cache.get(&self.insn_key()) {
+                // is taken as the hypercall; any other #UD is the guest's. The hit of the
+                // length cache goes straight on.
+                let key = self.insn_key();
+                self.wr(ctl::EVENT_INJ, 0);
+                match self.len_cache.get(&key) {
                     Some(m) if m.opcode == Measured::id(opcode::VMCALL) => {
                         self.hypercall(u64::from(m.len))
                     }
@@ -726,11 +800,28 @@ impl SvmVCpu {
                 }
             }
             ExitCode::VMMCALL => {
+                self.wr(ctl::EVENT_INJ, 0);
                 let len = self.len_of(opcode::VMMCALL);
                 self.hypercall(len)
             }
             _ => self.handle_other_exit(code),
         }
+    }
+
+    /// After an exit that may have interrupted an event's delivery: that event is
+    /// delivered again at the next entry, unless the exit's handling injects something
+    /// else.
+    #[inline(always)]
+    fn redeliver(&mut self) {
+        let pending = self.rd(ctl::EXIT_INT_INFO);
+        self.wr(
+            ctl::EVENT_INJ,
+            if pending & event::VALID != 0 {
+                pending
+            } else {
+                0
+            },
+        );
     }
 
     /// A #UD without a cached VMCALL at RIP: the hypercall if the bytes there are VMCALL,
@@ -749,6 +840,7 @@ impl SvmVCpu {
     /// [`Self::handle_exit`] for every other exit code.
     #[inline(never)]
     fn handle_other_exit(&mut self, code: ExitCode) -> Option<VmExit> {
+        self.redeliver();
         self.store_rip = None;
         // QEMU writes VMEXIT_INVALID as 32 bits of ones.
         let code = match code.0 {
@@ -845,7 +937,10 @@ impl SvmVCpu {
     }
 
     /// VMMCALL (or VMCALL taken from its #UD): the hypercall ABI of docs/x86.md.
-    /// `len`: the instruction's length (already measured: no second fetch).
+    /// `len`: the instruction's length (already measured: no second fetch). Inlined into
+    /// the run loop: a call returns its exit through memory (about 20 instructions more on
+    /// every hypercall).
+    #[inline(always)]
     fn hypercall(&mut self, len: u64) -> Option<VmExit> {
         if self.cpl() != 0 {
             self.inject(vector::UD, None);
@@ -985,6 +1080,7 @@ impl SvmVCpu {
             return None;
         }
         self.wr(off, new);
+        // The instruction caches dropped too: their key leaves CR0 and CR4 out.
         self.set_efer(efer);
         // The CPU would flush the guest's translations (PGE, PCIDE, PG, PE ...).
         self.wr8(ctl::TLB_CONTROL, vmcb::tlb::ALL);
@@ -1245,7 +1341,8 @@ impl SvmVCpu {
     #[inline(never)]
     fn xapic_access(&mut self, npf: NpfInfo, raw: u64) -> Option<VmExit> {
         let pc = self.pc.clone()?;
-        let cached = self.mmio_cache.get(&self.insn_key()).copied();
+        let key = self.insn_key();
+        let cached = self.mmio_cache.get(&key).copied();
         let Some(a) = cached.or_else(|| self.decode_mmio()) else {
             return Some(Self::npf_exit(npf, raw));
         };
@@ -1302,6 +1399,7 @@ impl ArchVCpu for SvmVCpu {
             mmio_cache: Cache::EMPTY,
             code_cache: Cache::EMPTY,
             len_cache: Cache::EMPTY,
+            cr0_seen: None,
             sipi: None,
             sipi_exit: false,
             lme_held: false,
@@ -1316,9 +1414,7 @@ impl ArchVCpu for SvmVCpu {
 
     fn set_stage2_root(&mut self, root: HostPhysAddr) {
         self.ncr3 = AmdNpt::ncr3(root);
-        self.mmio_cache.clear();
-        self.code_cache.clear();
-        self.len_cache.clear();
+        self.clear_caches();
     }
 
     fn set_gpr(&mut self, idx: usize, value: u64) {
@@ -1342,9 +1438,7 @@ impl ArchVCpu for SvmVCpu {
         self.regs = Regs::default();
         self.regs.0[r::RDI] = self.start_arg;
         self.waiting = None;
-        self.mmio_cache.clear();
-        self.code_cache.clear();
-        self.len_cache.clear();
+        self.clear_caches();
         self.reset_pending = true;
         self.debug_regs = [0, 0, 0, 0, 0xffff_0ff0];
         self.fpu.reset();
