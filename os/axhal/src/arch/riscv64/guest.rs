@@ -1,7 +1,7 @@
 //! The world switch into a VS-mode guest and back.
 //!
-//! [`run`] pushes the hypervisor's `ra`, `tp`, `s0` and `s1` on the current stack and
-//! keeps that stack pointer in the [`GuestRegs`], points `sscratch` at the [`GuestRegs`],
+//! [`run`] keeps the hypervisor's `ra`, `tp`, `s0`, `s1` and `sp` in the [`GuestRegs`]
+//! (no stack frame), points `sscratch` at the [`GuestRegs`],
 //! loads the guest's registers, `sepc` and `sstatus`, sets `hstatus.SPV` and `sret`s into
 //! the guest. While the hypervisor itself runs, `sscratch` is 0: the trap vector swaps `sp`
 //! with `sscratch` and, finding a non-zero value, knows the trap came from the guest and
@@ -57,9 +57,25 @@ pub struct GuestRegs {
     /// an exit it holds the hardware's value, which is what the next entry needs (FS dirty
     /// if the guest wrote FP registers).
     pub sstatus: u64,
-    /// The hypervisor's stack pointer while the guest runs (its frame of [`run`]), where
-    /// the exit path finds it.
-    host_sp: u64,
+    /// The hypervisor's registers while the guest runs, where the exit path finds them.
+    host: HostRegs,
+}
+
+/// The hypervisor's registers that the world switch keeps while a guest runs (layout used
+/// by the assembly): in the [`GuestRegs`], which the exit path has in `sp`, so that saving
+/// and restoring them needs no stack frame.
+#[repr(C)]
+#[derive(Clone, Debug, Default)]
+struct HostRegs {
+    ra: u64,
+    /// The logical CPU id.
+    tp: u64,
+    /// s0 (the frame pointer) and s1 (LLVM's base pointer), which `run`'s `asm!` cannot
+    /// declare clobbered; it declares the other callee-saved registers clobbered instead,
+    /// so the compiler saves only those it needs, once per function, not per entry.
+    s: [u64; 2],
+    /// The stack pointer of [`run`]'s caller.
+    sp: u64,
 }
 
 /// The `sstatus` to start a guest from ([`GuestRegs::sstatus`]): the hypervisor's fields as
@@ -163,20 +179,6 @@ pub(super) fn hlvx_fixup(sepc: usize) -> Option<usize> {
         .then_some(axhal_guest_hlvx_fixup as *const () as usize)
 }
 
-/// The hypervisor's frame on its stack while a guest runs (layout used by the assembly).
-#[repr(C)]
-struct HostFrame {
-    ra: u64,
-    tp: u64,
-    /// s0 (the frame pointer) and s1 (LLVM's base pointer), which `run`'s `asm!` cannot
-    /// declare clobbered; it declares the other callee-saved registers clobbered instead,
-    /// so the compiler saves only those it needs, once per function, not per entry.
-    s: [u64; 2],
-}
-
-const HOST_FRAME: usize = core::mem::size_of::<HostFrame>();
-const _: () = assert!(HOST_FRAME.is_multiple_of(16));
-
 /// Runs the guest until its next trap into HS mode. Call with interrupts masked
 /// (`sstatus.SIE` = 0); `hgatp`, the VS CSRs and the delegation registers must be the
 /// guest's.
@@ -260,31 +262,29 @@ macro_rules! guest_exit_asm {
         "        sd      t0, 16(sp)\n",
         "        csrr    t0, sepc\n",
         "        sd      t0, {x_gsepc}(sp)\n",
-        "        csrr    t0, sstatus\n",
-        "        sd      t0, {x_gsstatus}(sp)\n",
         "        lui     t0, {x_fs_hi}\n",
-        "        csrc    sstatus, t0\n",
-        "        ld      sp, {x_ghost_sp}(sp)\n",
+        "        csrrc   t0, sstatus, t0\n",
+        "        sd      t0, {x_gsstatus}(sp)\n",
         "        ld      ra, {x_ra}(sp)\n",
         "        ld      tp, {x_tp}(sp)\n",
         "        ld      s0, {x_s}+0(sp)\n",
         "        ld      s1, {x_s}+8(sp)\n",
-        "        addi    sp, sp, {x_frame}\n",
+        "        ld      sp, {x_hsp}(sp)\n",
         "        ret\n",
         )
     };
 }
 pub(super) use guest_exit_asm;
 
-/// [`guest_exit_asm`]'s operands: the host frame's size and fields, the [`GuestRegs`]
-/// fields it writes, `sstatus.FS` for a `lui`.
-pub(super) const EXIT_FRAME: usize = HOST_FRAME;
-pub(super) const EXIT_RA: usize = offset_of!(HostFrame, ra);
-pub(super) const EXIT_TP: usize = offset_of!(HostFrame, tp);
-pub(super) const EXIT_S: usize = offset_of!(HostFrame, s);
+/// [`guest_exit_asm`]'s operands: the [`GuestRegs`] fields it writes and reads (the
+/// hypervisor's registers among them), `sstatus.FS` for a `lui`.
+const HOST: usize = offset_of!(GuestRegs, host);
+pub(super) const EXIT_RA: usize = HOST + offset_of!(HostRegs, ra);
+pub(super) const EXIT_TP: usize = HOST + offset_of!(HostRegs, tp);
+pub(super) const EXIT_S: usize = HOST + offset_of!(HostRegs, s);
+pub(super) const EXIT_HOST_SP: usize = HOST + offset_of!(HostRegs, sp);
 pub(super) const EXIT_SEPC: usize = offset_of!(GuestRegs, sepc);
 pub(super) const EXIT_SSTATUS: usize = offset_of!(GuestRegs, sstatus);
-pub(super) const EXIT_HOST_SP: usize = offset_of!(GuestRegs, host_sp);
 pub(super) const EXIT_FS_HI: u64 = SSTATUS_FS >> 12;
 
 core::arch::global_asm!(
@@ -319,12 +319,11 @@ core::arch::global_asm!(
     .global axhal_guest_enter
     .balign 4
     axhal_guest_enter:
-        addi    sp, sp, -{frame}
-        sd      ra, {ra}(sp)
-        sd      tp, {tp}(sp)
-        sd      s0, {s}+0(sp)
-        sd      s1, {s}+8(sp)
-        sd      sp, {ghost_sp}(a0)
+        sd      ra, {ra}(a0)
+        sd      tp, {tp}(a0)
+        sd      s0, {s}+0(a0)
+        sd      s1, {s}+8(a0)
+        sd      sp, {hsp}(a0)
         ld      t0, {gsepc}(a0)
         csrw    sepc, t0
         ld      t0, {gsstatus}(a0)
@@ -341,13 +340,12 @@ core::arch::global_asm!(
         sret
 
     ",
-    frame = const EXIT_FRAME,
     ra = const EXIT_RA,
     tp = const EXIT_TP,
     s = const EXIT_S,
+    hsp = const EXIT_HOST_SP,
     gsepc = const EXIT_SEPC,
     gsstatus = const EXIT_SSTATUS,
-    ghost_sp = const EXIT_HOST_SP,
     sie_spie = const SSTATUS_SIE | SSTATUS_SPIE,
     spv = const HSTATUS_SPV,
 );

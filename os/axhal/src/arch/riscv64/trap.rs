@@ -140,12 +140,11 @@ core::arch::global_asm!(
     ",
     super::guest::guest_exit_asm!()),
     frame = const FRAME_SIZE,
-    x_frame = const super::guest::EXIT_FRAME,
     x_ra = const super::guest::EXIT_RA,
     x_tp = const super::guest::EXIT_TP,
     x_s = const super::guest::EXIT_S,
+    x_hsp = const super::guest::EXIT_HOST_SP,
     x_gsepc = const super::guest::EXIT_SEPC,
     x_gsstatus = const super::guest::EXIT_SSTATUS,
-    x_ghost_sp = const super::guest::EXIT_HOST_SP,
     x_fs_hi = const super::guest::EXIT_FS_HI,
 );
