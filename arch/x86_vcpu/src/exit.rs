@@ -466,6 +466,8 @@ pub mod vector {
     pub const DB: u8 = 1;
     /// Invalid opcode.
     pub const UD: u8 = 6;
+    /// Stack-segment fault (pushes an error code).
+    pub const SS: u8 = 12;
     /// General protection (pushes an error code).
     pub const GP: u8 = 13;
     /// Page fault (pushes an error code; CR2 holds the address).

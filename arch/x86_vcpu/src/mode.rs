@@ -134,6 +134,54 @@ pub fn lme_held(efer: u64, cr0: u64, cr4: u64) -> bool {
     efer & EFER_LME != 0 && cr0 & CR0_PG == 0 && cr4 & CR4_PAE == 0
 }
 
+/// A data segment a string I/O element goes through outside 64-bit mode, as the VMCS or
+/// VMCB keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataSegment {
+    /// The limit in bytes (the granularity already applied).
+    pub limit: u32,
+    /// The access-rights byte: type (3:0), S (4), DPL (6:5), P (7).
+    pub access: u8,
+    /// D/B: the upper bound of an expand-down segment is 0xFFFF_FFFF, else 0xFFFF.
+    pub big: bool,
+    /// Unusable: a null selector loaded in protected mode.
+    pub unusable: bool,
+}
+
+/// Whether a string I/O element of `size` bytes at `offset` (the index register in the
+/// address size) may go through `seg`, as the CPU checks it before the access (SDM Vol. 3A,
+/// 5.3 and 5.4): within the limit (above it, up to 64 KiB or 4 GiB, for an expand-down
+/// data segment), and in protected mode (`protected`: CR0.PE without RFLAGS.VM) a usable
+/// segment of a type that allows the access (`write`: writable data; else data or readable
+/// code). `false`: #GP(0), or #SS(0) when the segment is SS.
+pub fn string_segment_ok(
+    seg: &DataSegment,
+    offset: u64,
+    size: u8,
+    write: bool,
+    protected: bool,
+) -> bool {
+    let (code, bit1, bit2) = (
+        seg.access & 8 != 0,
+        seg.access & 2 != 0,
+        seg.access & 4 != 0,
+    );
+    if protected {
+        let system = seg.access & 0x10 == 0;
+        let allowed = if write { !code && bit1 } else { !code || bit1 };
+        if seg.unusable || system || !allowed {
+            return false;
+        }
+    }
+    let last = offset + u64::from(size.max(1)) - 1;
+    if !code && bit2 {
+        let upper = if seg.big { 0xffff_ffff } else { 0xffff };
+        offset > u64::from(seg.limit) && last <= upper
+    } else {
+        last <= u64::from(seg.limit)
+    }
+}
+
 /// The instruction pointer after an emulated instruction that ends at `next`: outside
 /// 64-bit code (`code64` false) EIP is 32 bits and wraps at 4 GiB, as the CPU's does (a
 /// RIP above it would fail VM entry: the VMX vCPU wraps it when that entry fails, keeping
@@ -299,6 +347,71 @@ mod tests {
         assert!(!lme_held(0, CR0_PE, 0));
         // 32-bit paging with LME set cannot be reached (#GP), but holds nothing.
         assert!(!lme_held(EFER_LME, CR0_PE | CR0_PG, 0));
+    }
+
+    #[test]
+    fn string_segments() {
+        let data = DataSegment {
+            limit: 0xffff,
+            access: 0x93,
+            big: false,
+            unusable: false,
+        };
+        assert!(string_segment_ok(&data, 0xffff, 1, true, true));
+        // Across the limit, or past it: #GP / #SS.
+        assert!(!string_segment_ok(&data, 0xffff, 2, true, true));
+        assert!(!string_segment_ok(&data, 0x1_0000, 1, false, false));
+        let tiny = DataSegment { limit: 0xf, ..data };
+        assert!(string_segment_ok(&tiny, 0xc, 4, true, true));
+        assert!(!string_segment_ok(&tiny, 0x10, 1, true, true));
+        assert!(
+            !string_segment_ok(&tiny, 0x10, 1, true, false),
+            "real mode too"
+        );
+        // Read-only data: OUTS reads it, INS may not write it (not in real mode).
+        let ro = DataSegment {
+            access: 0x91,
+            ..data
+        };
+        assert!(string_segment_ok(&ro, 0, 1, false, true));
+        assert!(!string_segment_ok(&ro, 0, 1, true, true));
+        assert!(string_segment_ok(&ro, 0, 1, true, false));
+        // Code: readable for OUTS, never written; execute-only not even read.
+        let code = DataSegment {
+            access: 0x9b,
+            ..data
+        };
+        assert!(string_segment_ok(&code, 0, 1, false, true));
+        assert!(!string_segment_ok(&code, 0, 1, true, true));
+        let exec_only = DataSegment {
+            access: 0x99,
+            ..data
+        };
+        assert!(!string_segment_ok(&exec_only, 0, 1, false, true));
+        // Unusable (null) and system segments.
+        let null = DataSegment {
+            unusable: true,
+            ..data
+        };
+        assert!(!string_segment_ok(&null, 0, 1, false, true));
+        assert!(string_segment_ok(&null, 0, 1, false, false));
+        let tss = DataSegment {
+            access: 0x8b,
+            ..data
+        };
+        assert!(!string_segment_ok(&tss, 0, 1, false, true));
+        // Expand-down: above the limit, up to 64 KiB or 4 GiB.
+        let down = DataSegment {
+            limit: 0xfff,
+            access: 0x97,
+            ..data
+        };
+        assert!(!string_segment_ok(&down, 0xfff, 1, true, true));
+        assert!(string_segment_ok(&down, 0x1000, 4, true, true));
+        assert!(!string_segment_ok(&down, 0xfffe, 4, true, true));
+        let big = DataSegment { big: true, ..down };
+        assert!(string_segment_ok(&big, 0xfffe, 4, true, true));
+        assert!(!string_segment_ok(&big, 0xffff_fffe, 4, true, true));
     }
 
     #[test]

@@ -1315,6 +1315,9 @@ impl VmxVCpu {
             self.advance(u64::from(len));
             return None;
         }
+        if !long && !self.string_segment_ok(io, info, addr_size) {
+            return None;
+        }
         let linear = vmx::read(f::GUEST_LINEAR_ADDRESS);
         let step = StringIo {
             linear,
@@ -1354,6 +1357,34 @@ impl VmxVCpu {
             port: io.port,
             width,
         })
+    }
+
+    /// Outside 64-bit code: whether the string I/O element may go through its segment (ES
+    /// for INS, the one the instruction information names for OUTS), as the CPU checks it
+    /// (`mode::string_segment_ok`: the CPU exits before it does); when not, its #GP(0)
+    /// (#SS(0) for SS) is injected.
+    fn string_segment_ok(&mut self, io: IoQual, info: u32, addr_size: u8) -> bool {
+        let n = if io.input { 0 } else { (info >> 15) & 7 };
+        let (_, limit, ar, _) = f::segment(n);
+        let ar = vmx::read(ar);
+        let seg = mode::DataSegment {
+            limit: vmx::read(limit) as u32,
+            access: ar as u8,
+            big: ar & (1 << 14) != 0,
+            unusable: ar & (1 << 16) != 0,
+        };
+        let amask = match addr_size {
+            2 => 0xffff,
+            4 => 0xffff_ffff,
+            _ => u64::MAX,
+        };
+        let index = self.gprs.0[if io.input { RDI } else { RSI }] & amask;
+        let protected = self.guest_cr0() & 1 != 0 && vmx::read(f::GUEST_RFLAGS) & (1 << 17) == 0;
+        if mode::string_segment_ok(&seg, index, io.size, io.input, protected) {
+            return true;
+        }
+        self.inject(if n == 2 { vector::SS } else { vector::GP }, Some(0));
+        false
     }
 
     /// [`ArchVCpu::complete_port_read`] for INS: stores `value` at the element's address.

@@ -27,6 +27,8 @@ const GS_BASE: u32 = 0xc000_0101;
 /// GDT slots set at run time (0x28, 0x40).
 const CODE16: usize = 0x28 / 8;
 const BUF_SEG: usize = 0x40 / 8;
+const TINY_SEG: usize = 0x48 / 8;
+const READ_ONLY_SEG: usize = 0x50 / 8;
 
 /// A descriptor: `base`, `limit` (bytes, or 4 KiB pages with G in `flags`), access byte and
 /// flags nibble (G, D/B, L).
@@ -59,9 +61,10 @@ impl<T> Shared<T> {
 /// The GDT: 0x10 64-bit code (grt's), 0x18 flat data, 0x20 flat 32-bit code, 0x28 16-bit
 /// code at the routine's 16-bit part (base set at run time), 0x30 data at the MMIO 16550
 /// (64 KiB), 0x38 data at 0xFFFF_F000 with a 4 GiB limit (offsets wrap at 4 GiB), 0x40 data
-/// at the string I/O buffer (64 KiB, base set at run time).
+/// at the string I/O buffer (64 KiB), 0x48 the same with a 16-byte limit, 0x50 the same
+/// read-only (the buffer's bases set at run time).
 #[no_mangle]
-static CHAOS_LEGACY_GDT: Shared<[u64; 9]> = Shared(UnsafeCell::new([
+static CHAOS_LEGACY_GDT: Shared<[u64; 11]> = Shared(UnsafeCell::new([
     0,
     0,
     0x00af_9b00_0000_ffff,
@@ -70,6 +73,8 @@ static CHAOS_LEGACY_GDT: Shared<[u64; 9]> = Shared(UnsafeCell::new([
     0,
     descriptor(0xc000_0000, 0xffff, DATA, 0),
     descriptor(0xffff_f000, 0xf_ffff, DATA, 0xc),
+    0,
+    0,
     0,
 ]));
 
@@ -240,8 +245,32 @@ chaos_legacy_enter:
     .byte 0x67, 0xf3, 0x6c
     mov dword ptr [OUT + 24], ecx
     mov dword ptr [OUT + 28], edi
+    // 45..47: insb past ES's limit (a 16-byte segment): #GP(0); at its last byte: written.
+    mov ax, 0x48
+    mov es, ax
+    mov edi, 0xf
+    insb
+    TRY .Lseg1
+    mov edi, 0x10
+    insb
+.Lseg1: KEEP 45
+    // 48..50: fs outsb past FS's limit (the override, not DS): #GP(0).
+    mov ax, 0x48
+    mov fs, ax
+    TRY .Lseg2
+    mov esi, 0x10
+    .byte 0x64, 0x6e
+.Lseg2: KEEP 48
+    // 51..53: insb through a read-only ES: #GP(0).
+    mov ax, 0x50
+    mov es, ax
+    TRY .Lseg3
+    mov edi, 0x30
+    insb
+.Lseg3: KEEP 51
     mov ax, 0x18
     mov es, ax
+    mov fs, ax
 
     // 8..10: EFER.LME with CR4.PAE clear, then CR0.PG: #GP(0).
     mov ecx, 0xc0000080
@@ -546,6 +575,9 @@ mod slot {
     pub const C16_ADDR32: usize = 42;
     pub const REAL_ADDR32: usize = 43;
     pub const REAL_MOFFS: usize = 44;
+    pub const ES_LIMIT: usize = 45;
+    pub const FS_LIMIT: usize = 48;
+    pub const ES_READ_ONLY: usize = 51;
     pub const BAIL: usize = 60;
     pub const END: usize = 63;
 }
@@ -574,6 +606,8 @@ fn build(buf: u32) {
     unsafe {
         gdt.add(CODE16).write(descriptor(0, 0xffff, 0x9b, 0));
         gdt.add(BUF_SEG).write(descriptor(0, 0xffff, DATA, 0));
+        gdt.add(TINY_SEG).write(descriptor(0, 0xf, DATA, 0));
+        gdt.add(READ_ONLY_SEG).write(descriptor(0, 0xffff, 0x91, 0));
         let entries = chaos_legacy_entries as *const () as u64;
         let idt = &mut *CHAOS_LEGACY_IDT.get();
         for (v, gate) in idt.iter_mut().enumerate() {
@@ -605,6 +639,8 @@ fn build(buf: u32) {
     }
     set_base(gdt, CODE16, chaos_legacy_16_base as *const () as u64 as u32);
     set_base(gdt, BUF_SEG, buf);
+    set_base(gdt, TINY_SEG, buf);
+    set_base(gdt, READ_ONLY_SEG, buf);
 }
 
 /// Runs the trials and checks what each recorded. `intel`: the VMX backend (Bochs), whose
@@ -624,7 +660,7 @@ pub fn run(c: &mut Checker, intel: bool) {
         core::ptr::write_bytes(CHAOS_LEGACY_OUT.get().cast::<u32>(), 0, 64);
     }
     let gdtr = [
-        (size_of::<[u64; 9]>() - 1) as u16,
+        (size_of::<[u64; 11]>() - 1) as u16,
         CHAOS_LEGACY_GDT.get() as u64 as u16,
         (CHAOS_LEGACY_GDT.get() as u64 >> 16) as u16,
         0,
@@ -813,6 +849,14 @@ fn check(c: &mut Checker, buf: u64, intel: bool) {
         slot::PAE_BAD_PDPTE,
         pdpte,
     );
+    exc(c, "insb past ES's limit", slot::ES_LIMIT, (GP, 0));
+    exc(c, "fs outsb past FS's limit", slot::FS_LIMIT, (GP, 0));
+    exc(
+        c,
+        "insb through a read-only ES",
+        slot::ES_READ_ONLY,
+        (GP, 0),
+    );
     c.eq("legacy: 16-bit code: mov al, [si]", out[slot::C16_LOAD], v);
     c.eq(
         "legacy: 16-bit code: movzx ax, byte [si]",
@@ -858,6 +902,16 @@ fn check(c: &mut Checker, buf: u64, intel: bool) {
         0xff_ffff,
     );
     c.eq("legacy: insb without CR0.WP: the byte", b(0x20), 0xff);
+    c.eq(
+        "legacy: insb at the last byte of ES's limit: the byte",
+        b(0xf),
+        0xff,
+    );
+    c.eq(
+        "legacy: insb past ES's limit or through a read-only ES: nothing written",
+        u32::from_le_bytes([b(0x10), b(0x30), 0, 0]),
+        0,
+    );
     c.eq(
         "legacy: addr16 rep insb with CX = 0: nothing written",
         b(0x20 + 1),

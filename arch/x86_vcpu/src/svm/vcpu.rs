@@ -1108,25 +1108,63 @@ impl SvmVCpu {
         }
     }
 
-    /// The segment base of a string instruction's source (a segment-override prefix
-    /// among its bytes, else DS): the CPU reports none without decode assists.
-    fn outs_base(&mut self) -> u64 {
+    /// The segment of a string instruction's source, as its VMCB offset: a segment-override
+    /// prefix among its prefixes (not the bytes after it), else DS; the CPU reports none
+    /// without decode assists.
+    fn outs_segment(&mut self) -> usize {
+        let mode = self.mode();
         let over = self.fetch().and_then(|f| {
-            f.as_slice().iter().find_map(|&x| match x {
-                0x26 => Some(save::ES),
-                0x2e => Some(save::CS),
-                0x36 => Some(save::SS),
-                0x64 => Some(save::FS),
-                0x65 => Some(save::GS),
-                _ => None,
-            })
+            f.as_slice()
+                .iter()
+                .take_while(|&&x| crate::insn::is_prefix(x, mode))
+                .find_map(|&x| match x {
+                    0x26 => Some(save::ES),
+                    0x2e => Some(save::CS),
+                    0x36 => Some(save::SS),
+                    0x64 => Some(save::FS),
+                    0x65 => Some(save::GS),
+                    _ => None,
+                })
         });
-        let seg = over.unwrap_or(save::DS);
+        over.unwrap_or(save::DS)
+    }
+
+    /// The segment base of a string instruction's source ([`Self::outs_segment`]; 0 in
+    /// 64-bit mode but for FS and GS).
+    fn outs_base(&mut self) -> u64 {
+        let seg = self.outs_segment();
         if self.mode() == CpuMode::Long64 && seg != save::FS && seg != save::GS {
             0
         } else {
             self.segment_base(seg)
         }
+    }
+
+    /// Outside 64-bit code: whether a string I/O element of `size` bytes at `index` (in
+    /// the address size) may go through its segment (ES for INS, `input`; the source's
+    /// for OUTS), as the CPU checks it (`mode::string_segment_ok`); when not, its #GP(0)
+    /// (#SS(0) for SS) is injected.
+    #[inline(never)]
+    fn string_segment_ok(&mut self, input: bool, index: u64, size: u8) -> bool {
+        let off = if input { save::ES } else { self.outs_segment() };
+        let attr = self.segment_attr(off);
+        let seg = mode::DataSegment {
+            limit: (self.rd(off) >> 32) as u32,
+            access: attr as u8,
+            big: attr & (1 << 10) != 0,
+            unusable: attr & 0x80 == 0,
+        };
+        let protected = self.rd(save::CR0) & 1 != 0 && self.rd(save::RFLAGS) & (1 << 17) == 0;
+        if mode::string_segment_ok(&seg, index, size, input, protected) {
+            return true;
+        }
+        let v = if off == save::SS {
+            vector::SS
+        } else {
+            vector::GP
+        };
+        self.inject(v, Some(0));
+        false
     }
 
     /// The address size of a string I/O instruction when EXITINFO1 gives none (QEMU TCG
@@ -1170,6 +1208,10 @@ impl SvmVCpu {
                 4 => 0xffff_ffff,
                 _ => u64::MAX,
             };
+            let at = self.regs.0[if io.input { r::RDI } else { r::RSI }] & amask;
+            if !long && !self.string_segment_ok(io.input, at, io.size) {
+                return None;
+            }
             let (index, base) = if io.input {
                 let es = if long { 0 } else { self.segment_base(save::ES) };
                 (self.regs.0[r::RDI], es)
