@@ -34,8 +34,7 @@ pub fn exit(nr: u64, a: [u64; 3]) -> VmExit {
 }
 
 /// RAX after a power call: 0, or -2 no such vCPU, -4 already on, -5 being started, -9 bad
-/// entry; a status is
-/// 0 on, 1 off, 2 starting.
+/// entry; a status is 0 on, 1 off, 2 starting.
 pub fn reply_code(reply: PowerReply) -> u64 {
     match reply {
         PowerReply::Done => 0,

@@ -557,10 +557,9 @@ pub fn cr4_allowed(leaf1_ecx: u32, leaf7_ebx: u32, leaf7_ecx: u32) -> u64 {
 
 /// Whether a guest may write `new` to CR4 over `old`, with `allowed` from
 /// [`cr4_allowed`], in long mode (`long`: EFER.LMA, compatibility mode included) and with
-/// CR3 `cr3`: no bit outside `allowed`,
-/// PAE kept and LA57 unchanged in long mode, PCIDE set only with CR3[11:0] = 0 in long
-/// mode. Otherwise #GP (QEMU TCG answers a reserved CR4 bit with VMEXIT_INVALID instead,
-/// so the backend checks first).
+/// CR3 `cr3`: no bit outside `allowed`, PAE kept and LA57 unchanged in long mode, PCIDE
+/// set only with CR3[11:0] = 0 in long mode. Otherwise #GP (QEMU TCG answers a reserved
+/// CR4 bit with VMEXIT_INVALID instead, so the backend checks first).
 pub fn cr4_write_ok(old: u64, new: u64, allowed: u64, long: bool, cr3: u64) -> bool {
     let (pae, la57, pcide) = (1 << 5, 1 << 12, 1 << 17);
     let pcid_on = new & pcide != 0 && old & pcide == 0;
