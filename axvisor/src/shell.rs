@@ -303,17 +303,8 @@ fn detach(shell: &mut Shell, hv: &mut Hypervisor, out: &mut Vec<u8>, why: &str) 
         "\nconsole: detached from vm {} ({why})\n",
         attached.name()
     );
-    for (vm, held) in held {
-        if held.dropped > 0 {
-            let _ = writeln!(
-                term,
-                "console: {} older lines of vm {vm} were dropped",
-                held.dropped
-            );
-        }
-        for line in held.lines {
-            let _ = writeln!(term, "{line}");
-        }
+    for line in crate::vm_console::held_lines(held) {
+        let _ = writeln!(term, "{line}");
     }
     shell.resume(out);
 }
@@ -327,4 +318,6 @@ fn publish(shell: &Shell, hv: &Hypervisor, out: &mut Vec<u8>, bottom: &mut Vec<u
     }
     axhal::console::write_owned(out, bottom);
     out.clear();
+    // After a detach: the lines VMs printed while it was being written, now after it.
+    crate::vm_console::release();
 }

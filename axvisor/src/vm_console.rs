@@ -1,6 +1,9 @@
 //! Where VMs' console lines go: to the hypervisor console, except while the terminal is
 //! attached to one VM (the shell's `console VM`): then the other VMs' lines are held, per
-//! VM, and written when the terminal comes back to the shell.
+//! VM, and written when the terminal comes back to the shell. From [`detach`] until the
+//! shell has written what it says about the detach ([`release`]), every VM's lines are held:
+//! a line printed in between would otherwise come before the shell's `detached` line and
+//! before the same VM's older held lines.
 //!
 //! At most [`HELD_LINES`] lines are held per VM (the oldest go first, and are counted), so
 //! a chatty VM cannot take the hypervisor's memory while a person is attached elsewhere.
@@ -24,7 +27,8 @@ pub struct Held {
 
 /// The VM the terminal is attached to, and what the others printed meanwhile.
 struct Attachment {
-    vm: String,
+    /// `None` between [`detach`] and [`release`]: no VM's lines are printed.
+    vm: Option<String>,
     held: BTreeMap<String, Held>,
 }
 
@@ -43,7 +47,7 @@ fn with_attachment<R>(f: impl FnOnce(&mut Option<Attachment>) -> R) -> R {
 /// held while the terminal is attached to another VM.
 pub fn vm_line(vm: &str, line: &str) {
     let held = with_attachment(|a| match a {
-        Some(a) if a.vm != vm => {
+        Some(a) if a.vm.as_deref() != Some(vm) => {
             let held = a.held.entry(String::from(vm)).or_default();
             if held.lines.len() == HELD_LINES {
                 held.lines.pop_front();
@@ -63,14 +67,49 @@ pub fn vm_line(vm: &str, line: &str) {
 pub fn attach(vm: &str) {
     with_attachment(|a| {
         *a = Some(Attachment {
-            vm: String::from(vm),
+            vm: Some(String::from(vm)),
             held: BTreeMap::new(),
         })
     });
 }
 
-/// The terminal is back with the shell: returns what the other VMs printed meanwhile, by
-/// VM name.
+/// The terminal is coming back to the shell: returns what the other VMs printed meanwhile,
+/// by VM name. Every VM's lines are held from now until [`release`].
 pub fn detach() -> BTreeMap<String, Held> {
-    with_attachment(|a| a.take().map(|a| a.held).unwrap_or_default())
+    with_attachment(|a| match a {
+        Some(a) => {
+            a.vm = None;
+            core::mem::take(&mut a.held)
+        }
+        None => BTreeMap::new(),
+    })
+}
+
+/// The shell has written what it says about a [`detach`]: the lines held since are printed
+/// (in order, before any later line) and VMs' lines go straight to the console again.
+/// Nothing to do otherwise.
+pub fn release() {
+    with_attachment(|a| {
+        if matches!(a, Some(Attachment { vm: None, .. })) {
+            if let Some(a) = a.take() {
+                for line in held_lines(a.held) {
+                    println!("{line}");
+                }
+            }
+        }
+    });
+}
+
+/// What [`detach`] returned, as console lines: per VM, how many older lines were dropped
+/// (if any), then the lines.
+pub fn held_lines(held: BTreeMap<String, Held>) -> impl Iterator<Item = String> {
+    held.into_iter().flat_map(|(vm, held)| {
+        let dropped = (held.dropped > 0).then(|| {
+            alloc::format!(
+                "console: {} older lines of vm {vm} were dropped",
+                held.dropped
+            )
+        });
+        dropped.into_iter().chain(held.lines)
+    })
 }
