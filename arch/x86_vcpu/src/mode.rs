@@ -173,7 +173,7 @@ pub fn string_segment_ok(
             return false;
         }
     }
-    let last = offset + u64::from(size.max(1)) - 1;
+    let last = offset.saturating_add(u64::from(size.max(1)) - 1);
     if !code && bit2 {
         let upper = if seg.big { 0xffff_ffff } else { 0xffff };
         offset > u64::from(seg.limit) && last <= upper
