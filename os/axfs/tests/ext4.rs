@@ -42,6 +42,26 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// `disk` after debugfs (beside mkfs) ran each of `commands` on it, writable, in a scratch
+/// directory named after `name`.
+fn debugfs(name: &str, disk: &[u8], commands: &[&str]) -> Vec<u8> {
+    let dir = scratch(&format!("{name}-debugfs"));
+    let img = dir.join("disk.img");
+    std::fs::write(&img, disk).unwrap();
+    for command in commands {
+        let status = Command::new(mkfs().with_file_name("debugfs"))
+            .args(["-w", "-R", command])
+            .arg(&img)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "debugfs {command}");
+    }
+    let out = std::fs::read(&img).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
 /// An image of `mib` MiB made by `mkfs.ext4 -t kind -b block -d` from `files` (paths
 /// relative to the root; directories made as needed) and `links` (`(path, target)`).
 fn image(
@@ -448,19 +468,7 @@ fn links_are_followed_with_their_size_checked() {
             ("d/abs", "/x"),
         ],
     );
-    let dir = scratch("links-debugfs");
-    let img = dir.join("disk.img");
-    std::fs::write(&img, &disk).unwrap();
-    let debugfs = mkfs().with_file_name("debugfs");
-    let status = Command::new(debugfs)
-        .args(["-w", "-R", "sif /big size 4000000000"])
-        .arg(&img)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut fs = mount(std::fs::read(&img).unwrap());
-    std::fs::remove_dir_all(&dir).unwrap();
+    let mut fs = mount(debugfs("links", &disk, &["sif /big size 4000000000"]));
     assert_eq!(fs.read("/up/x", LIMIT).unwrap(), b"at the root");
     assert_eq!(fs.read("/long", LIMIT).unwrap(), b"at the root");
     assert_eq!(fs.read("/d/abs", LIMIT).unwrap(), b"at the root");
@@ -503,20 +511,11 @@ fn sizes_beyond_the_block_map_or_the_volume_are_refused() {
         &[("f", b"small"), ("g", b"small")],
         &[],
     );
-    let dir = scratch("blockmap-debugfs");
-    let img = dir.join("disk.img");
-    std::fs::write(&img, &disk).unwrap();
-    for command in ["sif /f size 21474836480", "sif /g size 1073741824"] {
-        let status = Command::new(mkfs().with_file_name("debugfs"))
-            .args(["-w", "-R", command])
-            .arg(&img)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    let mut fs = mount(std::fs::read(&img).unwrap());
-    std::fs::remove_dir_all(&dir).unwrap();
+    let mut fs = mount(debugfs(
+        "blockmap",
+        &disk,
+        &["sif /f size 21474836480", "sif /g size 1073741824"],
+    ));
     assert_eq!(fs.stat("/f").unwrap().size, 20 << 30);
     let beyond = "/f: the disk's ext4 volume is damaged: the file's size (21474836480 bytes) is more than this volume's block size addresses (17247252480 bytes)";
     assert_eq!(err_line(fs.read("/f", 32 << 30)), beyond);
