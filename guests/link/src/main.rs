@@ -102,10 +102,7 @@ const LONELY_RINGS: u32 = 3;
 /// also how long a client without a peer (`*-link-no-peer`) waits before it says so.
 const PEER_WAIT_US: u64 = 2_000_000;
 const ANSWER_US: u64 = 2_000_000;
-/// The sleeps the client's waits are made of. A wait gives up only when its time has passed
-/// *and* it slept as many of these as fit in that time: an emulator stalled on a loaded host
-/// (both VMs' CPUs descheduled) resumes with the clock past every deadline, and without the
-/// count the first look at the clock would give up before the peer had run again.
+/// The sleeps the client's waits are made of ([`Patience`]).
 const SLICE_US: u64 = 10_000;
 const PEER_SLICE_US: u64 = 1_000;
 const BACK_WAIT_US: u64 = 60_000_000;
@@ -155,6 +152,34 @@ fn deadline(us: u64) -> u64 {
     irq::timer_now() + irq::timer_freq() * us / 1_000_000
 }
 
+/// A wait of `us` microseconds made of sleeps of `slice_us`: it is over only when its time
+/// has passed *and* it slept as many slices as fit in that time. An emulator stalled on a
+/// loaded host (both VMs' CPUs descheduled) resumes with the clock past every deadline;
+/// without the count the first look at the clock would give up before the peer had run
+/// again.
+struct Patience {
+    end: u64,
+    slices_left: u64,
+}
+
+impl Patience {
+    fn new(us: u64, slice_us: u64) -> Self {
+        Self {
+            end: deadline(us),
+            slices_left: us / slice_us,
+        }
+    }
+
+    /// One more slice slept.
+    fn slept(&mut self) {
+        self.slices_left = self.slices_left.saturating_sub(1);
+    }
+
+    fn over(&self) -> bool {
+        self.slices_left == 0 && irq::timer_now() >= self.end
+    }
+}
+
 /// Sleeps until the peer rings [`BIT`] (true) or `us` microseconds pass (false).
 fn wait_rung(us: u64) -> bool {
     let end = deadline(us);
@@ -194,16 +219,15 @@ fn wait_bell() {
 /// Sleeps until the peer rings [`BIT`] (true), for at most [`ANSWER_US`]; a peer that goes
 /// away meanwhile ([`peer_went`]) ends the wait at once (false): it will not answer.
 fn wait_answer() -> bool {
-    let end = deadline(ANSWER_US);
-    let mut slices = 0;
-    while slices < ANSWER_US / SLICE_US || irq::timer_now() < end {
+    let mut wait = Patience::new(ANSWER_US, SLICE_US);
+    while !wait.over() {
         if wait_rung(SLICE_US) {
             return true;
         }
         if peer_went() {
             return false;
         }
-        slices += 1;
+        wait.slept();
     }
     false
 }
@@ -220,14 +244,13 @@ fn peer_ready() -> bool {
 /// Spins (the timer ticking) until the server is up and ready, for at most `us`; takes
 /// its ready word (a server that starts again writes a new one).
 fn wait_peer(us: u64) -> bool {
-    let end = deadline(us);
-    let mut slices = 0;
+    let mut wait = Patience::new(us, PEER_SLICE_US);
     while !peer_ready() {
-        if slices >= us / PEER_SLICE_US && irq::timer_now() >= end {
+        if wait.over() {
             return false;
         }
         wait_rung(PEER_SLICE_US);
-        slices += 1;
+        wait.slept();
     }
     shm_write(READY, 0);
     true
